@@ -1,0 +1,31 @@
+"""Diffusion-model denoising of fluorescence microscopy with pixel-wise uncertainty.
+
+The public API is importable without Qt or napari::
+
+    from napari_diffdenoise import load_model, denoise, list_models
+"""
+try:
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("napari-diffdenoise")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+from .core.checkpoint import list_models, load_model, save_checkpoint
+from .core.model import DiffusionModel
+from .core.restore import Cancelled, Progress, Restoration, denoise
+from .core.training import TrainConfig, train
+
+__all__ = [
+    "Cancelled",
+    "DiffusionModel",
+    "Progress",
+    "Restoration",
+    "TrainConfig",
+    "__version__",
+    "denoise",
+    "list_models",
+    "load_model",
+    "save_checkpoint",
+    "train",
+]

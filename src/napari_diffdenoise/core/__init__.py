@@ -1,0 +1,1 @@
+"""GUI-free core of napari-diffdenoise: imports neither Qt, napari nor magicgui."""

@@ -1,0 +1,132 @@
+"""Checkpoints: safetensors weights with the model's JSON metadata in the same file's header.
+
+Loading never unpickles: a file that is not safetensors (a torch ``.pt``/``.pth`` pickle, say)
+is refused before anything in it is interpreted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .model import DiffusionModel
+from .network import UNet, UNetConfig
+from .schedules import NoiseSchedule
+
+METADATA_KEY = "napari_diffdenoise"
+BUNDLED_PACKAGE = "napari_diffdenoise.models"
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch zip archives and raw pickle protocol ≥ 2
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable napari-diffdenoise checkpoint."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    model: DiffusionModel, path: str | os.PathLike, extra_tensors: dict | None = None, half: bool = False
+) -> str:
+    """Write atomically (temporary file in the same folder, then rename) and return the sha256.
+    ``extra_tensors`` (e.g. optimiser state for resuming) are stored under their own names.
+    ``half`` stores floating-point weights as float16 (half the size; loading casts back)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    for k, v in (extra_tensors or {}).items():
+        tensors[k] = v.detach().cpu().contiguous()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(model.metadata())})
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    model.sha256 = file_sha256(path)
+    return model.sha256
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a checkpoint, refusing anything that is not safetensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(_PICKLE_MAGIC):
+        raise CheckpointError(
+            f"{path.name} looks like a pickled PyTorch file; pickles can run code when loaded, so only "
+            "safetensors checkpoints written by napari-diffdenoise are accepted"
+        )
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path.name} is not a safetensors checkpoint ({err})") from err
+    if METADATA_KEY not in header:
+        raise CheckpointError(f"{path.name} has no napari-diffdenoise metadata; was it written by this package?")
+    return json.loads(header[METADATA_KEY]), tensors
+
+
+def model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
+    meta, tensors = read_checkpoint(path)
+    arch = dict(meta["architecture"])
+    if arch.pop("name", "unet") != "unet":
+        raise CheckpointError(f"unknown architecture in {Path(path).name}")
+    network = UNet(UNetConfig.from_dict(arch))
+    state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights in {Path(path).name} do not match its architecture: {err}") from err
+    return DiffusionModel(
+        network=network.eval(),
+        schedule=NoiseSchedule.from_dict(meta["schedule"]),
+        kind=meta["kind"],
+        percentiles=tuple(meta["normalization"]["percentiles"]),
+        tile=int(meta.get("tile", 256)),
+        name=meta.get("name", Path(path).stem),
+        sha256=file_sha256(path),
+        provenance=meta.get("provenance", {}),
+    )
+
+
+def bundled_model_dir() -> Path:
+    return Path(str(resources.files(BUNDLED_PACKAGE)))
+
+
+def list_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    return sorted(p.stem for p in bundled_model_dir().glob("*.safetensors"))
+
+
+def load_model(name_or_path: str | os.PathLike) -> DiffusionModel:
+    """A bundled model by name (see :func:`list_models`) or a checkpoint file by path."""
+    candidate = bundled_model_dir() / f"{name_or_path}.safetensors"
+    if isinstance(name_or_path, str) and candidate.is_file():
+        return model_from_checkpoint(candidate)
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return model_from_checkpoint(path)
+    raise CheckpointError(
+        f"{name_or_path!r} is neither a bundled model ({', '.join(list_models()) or 'none installed'}) "
+        "nor an existing checkpoint file"
+    )

@@ -1,0 +1,41 @@
+"""Per-image percentile normalisation into the model's range [−1, 1] and back (CSBDeep style)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_PERCENTILES = (1.0, 99.8)
+
+
+@dataclass(frozen=True)
+class IntensityMap:
+    """The affine map of one image: ``low`` → −1 and ``high`` → +1, in the input's units."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def from_percentiles(cls, image: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> "IntensityMap":
+        p_low, p_high = percentiles
+        if not 0 <= p_low < p_high <= 100:
+            raise ValueError(f"percentiles must satisfy 0 ≤ low < high ≤ 100, got {percentiles}")
+        low, high = np.percentile(np.asarray(image, dtype=np.float32), [p_low, p_high])
+        if not high > low:
+            # a flat image has no range to stretch; any positive span keeps the map invertible
+            high = low + 1.0
+        return cls(float(low), float(high))
+
+    @property
+    def half_span(self) -> float:
+        return (self.high - self.low) / 2
+
+    def to_model(self, image: np.ndarray) -> np.ndarray:
+        return ((np.asarray(image, dtype=np.float32) - self.low) / self.half_span - 1).astype(np.float32)
+
+    def to_input(self, values: np.ndarray) -> np.ndarray:
+        return ((np.asarray(values, dtype=np.float32) + 1) * self.half_span + self.low).astype(np.float32)
+
+    def scale_to_input(self, spread: np.ndarray) -> np.ndarray:
+        """Map a spread (a std) from model units to input units: scale only, no offset."""
+        return (np.asarray(spread, dtype=np.float32) * self.half_span).astype(np.float32)

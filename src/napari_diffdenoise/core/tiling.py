@@ -1,0 +1,80 @@
+"""Overlapping tiles with smooth blend weights, for planes larger than the network's tile.
+
+Sampling state (y_t and the noise) lives on the whole plane; only the network is evaluated tile
+by tile and its ε̂ blended with weights that sum to one. Every tile therefore sees the same global
+noise field at every step, so stochastic samplers leave no seams, and memory for the network is
+bounded by the tile size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets covering [0, size) with tiles of ``tile`` pixels overlapping by ≥ ``overlap``."""
+    if size <= tile:
+        return [0]
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile), got {overlap} for tile {tile}")
+    n = math.ceil((size - overlap) / (tile - overlap))
+    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+
+
+def ramp_weights(length: int, ramp: int, taper_start: bool, taper_end: bool) -> np.ndarray:
+    """1D weights: 1 in the middle, a sin² ramp over ``ramp`` pixels at each tapered end."""
+    w = np.ones(length, dtype=np.float64)
+    if ramp > 0:
+        r = np.sin(np.pi / 2 * (np.arange(ramp) + 0.5) / ramp) ** 2
+        if taper_start:
+            w[:ramp] = r
+        if taper_end:
+            w[length - ramp :] = r[::-1]
+    return w
+
+
+@dataclass(frozen=True)
+class Tile:
+    y0: int
+    x0: int
+    height: int
+    width: int
+    weight: np.ndarray  # (height, width), already divided by the plane's total weight
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y0 + self.height), slice(self.x0, self.x0 + self.width)
+
+
+def make_tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
+    """Tiles covering a (H, W) plane whose normalised weights sum to exactly one at every pixel."""
+    height, width = shape
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    th, tw = min(tile, height), min(tile, width)
+
+    def axis_weights(starts, length, size):
+        out = []
+        for i, s in enumerate(starts):
+            ramp_before = starts[i - 1] + length - s if i > 0 else 0
+            ramp_after = s + length - starts[i + 1] if i + 1 < len(starts) else 0
+            w = np.ones(length)
+            if ramp_before:
+                w *= ramp_weights(length, ramp_before, True, False)
+            if ramp_after:
+                w *= ramp_weights(length, ramp_after, False, True)
+            out.append(w)
+        return out
+
+    wy, wx = axis_weights(ys, th, height), axis_weights(xs, tw, width)
+    total = np.zeros(shape)
+    raw = []
+    for iy, y0 in enumerate(ys):
+        for ix, x0 in enumerate(xs):
+            w = np.outer(wy[iy], wx[ix])
+            total[y0 : y0 + th, x0 : x0 + tw] += w
+            raw.append((y0, x0, w))
+    return [
+        Tile(y0, x0, th, tw, (w / total[y0 : y0 + th, x0 : x0 + tw]).astype(np.float32)) for y0, x0, w in raw
+    ]

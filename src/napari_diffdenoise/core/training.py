@@ -1,0 +1,254 @@
+"""Training: ε-MSE with continuous noise levels (SR3), AdamW, warm-up + cosine LR, EMA, clipping.
+
+The loop is a generator (:func:`iter_train`) yielding a :class:`TrainProgress` after every step so
+that a napari worker can show it and stop within one step; :func:`train` drives it with callbacks.
+Checkpoints are written atomically; the *last* and the *best* (by validation loss) are kept, and
+a ``.state.safetensors`` file beside the last one holds what resuming needs.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Generator, Protocol
+
+import numpy as np
+import torch
+
+from .. import __version__  # noqa: F401 (recorded in provenance)
+from .checkpoint import read_checkpoint, save_checkpoint
+from .devices import resolve_device
+from .model import DiffusionModel
+from .schedules import sample_gammas
+
+
+class PairSource(Protocol):
+    def batch(self, batch_size: int, patch_size: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 16
+    patch_size: int = 64
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    min_lr_fraction: float = 0.05  # cosine decays to this fraction of the peak, over all steps
+    ema_decay: float = 0.999  # 0 disables EMA
+    grad_clip: float = 1.0
+    checkpoint_every: int = 250
+    validate_every: int = 50
+    seed: int = 0
+
+
+@dataclass
+class TrainProgress:
+    step: int  # steps done
+    total_steps: int
+    train_loss: float
+    val_loss: float | None  # the latest validation loss, if any yet
+    lr: float
+    seconds: float  # since the start of this run (a resumed run counts from its resume)
+    eta_seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: DiffusionModel
+    history: list[dict] = field(default_factory=list)
+    best_val_loss: float | None = None
+    cancelled: bool = False
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_fraction`` exactly at the last step, so a run
+    uses its whole budget at a useful rate (no plateau heuristics)."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.learning_rate * (config.min_lr_fraction + (1 - config.min_lr_fraction) * cosine)
+
+
+def diffusion_loss(model: DiffusionModel, noisy: torch.Tensor, clean: torch.Tensor, gammas: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """‖ε − ε_θ(√γ·x0 + √(1−γ)·ε, γ, cond)‖² (Ho et al. 2020, Eq. 14 with SR3's continuous γ)."""
+    g = gammas[:, None, None, None]
+    y_t = g.sqrt() * clean + (1 - g).sqrt() * eps
+    cond = noisy if model.kind == "paired" else None
+    return torch.mean((model.network(y_t, gammas, cond) - eps) ** 2)
+
+
+def _state_path(path: Path) -> Path:
+    return path.with_name(path.name.replace(".safetensors", "") + ".state.safetensors")
+
+
+def best_path(path: Path) -> Path:
+    return path.with_name(path.name.replace(".safetensors", "") + "-best.safetensors")
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, state in opt.state_dict()["state"].items():
+        for k, v in state.items():
+            out[f"opt.{i}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" else v
+    return out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v.reshape(()) if name == "step" else v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class _Ema:
+    """Exponential moving average of the weights (Polyak averaging), kept in float32."""
+
+    def __init__(self, network: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = copy.deepcopy(network).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, network: torch.nn.Module, step: int):
+        # warm-up of the decay so that early averages are not dominated by the random init
+        d = min(self.decay, (1 + step) / (10 + step))
+        for s, p in zip(self.shadow.parameters(), network.parameters()):
+            s.lerp_(p.detach(), 1 - d)
+        for s, b in zip(self.shadow.buffers(), network.buffers()):
+            s.copy_(b)
+
+
+def iter_train(
+    model: DiffusionModel,
+    source: PairSource,
+    config: TrainConfig = TrainConfig(),
+    *,
+    val_batch: tuple[np.ndarray, np.ndarray] | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    provenance: dict | None = None,
+) -> Generator[TrainProgress, None, TrainResult]:
+    """Train ``model`` in place; yields after every step; returns the EMA model (or the raw one)."""
+    dev = resolve_device(device)
+    net = model.network.to(dev).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    ema = _Ema(net, config.ema_decay) if config.ema_decay > 0 else None
+    rng = np.random.default_rng(config.seed)
+    torch_gen = torch.Generator().manual_seed(config.seed)
+    start, history, best = 0, [], None
+    path = Path(checkpoint_path) if checkpoint_path else None
+    if resume and path is not None and _state_path(path).is_file():
+        meta, tensors = read_checkpoint(_state_path(path))
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
+        if ema is not None:
+            ema.shadow.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        _load_optimizer(opt, tensors)
+        start, history = meta["provenance"]["step"], meta["provenance"].get("history", [])
+        best = meta["provenance"].get("best_val_loss")
+        rng = np.random.default_rng([config.seed, start])  # fresh, reproducible stream after resume
+        torch_gen.manual_seed(config.seed * 1_000_003 + start)
+    base_provenance = {
+        "package_version": __version__,
+        "training": asdict(config),
+        "parent_sha256": model.sha256 or None,
+        **(provenance or {}),
+    }
+
+    def snapshot(step: int) -> DiffusionModel:
+        network = ema.shadow if ema is not None else net
+        return DiffusionModel(
+            network=network, schedule=model.schedule, kind=model.kind, percentiles=model.percentiles,
+            tile=model.tile, name=model.name,
+            provenance={**base_provenance, "step": step, "history": history, "best_val_loss": best},
+        )
+
+    def write(step: int):
+        if path is None:
+            return
+        snap = snapshot(step)
+        raw = {f"raw.{k}": v for k, v in net.state_dict().items()}
+        save_checkpoint(snap, _state_path(path), {**raw, **_optimizer_tensors(opt)})
+        save_checkpoint(snap, path)
+
+    t0 = time.perf_counter()
+    val_loss = history[-1].get("val_loss") if history else None
+    for step in range(start, config.steps):
+        noisy, clean = source.batch(config.batch_size, config.patch_size)
+        noisy_t, clean_t = torch.from_numpy(noisy).to(dev), torch.from_numpy(clean).to(dev)
+        gammas = torch.from_numpy(sample_gammas(model.schedule, len(noisy), rng)).float().to(dev)
+        eps = torch.randn(clean_t.shape, generator=torch_gen).to(dev)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, config)
+        loss = diffusion_loss(model, noisy_t, clean_t, gammas, eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        opt.step()
+        if ema is not None:
+            ema.update(net, step)
+        done = step + 1
+        record = {"step": done, "train_loss": loss.item()}
+        if val_batch is not None and (done % config.validate_every == 0 or done == config.steps):
+            val_loss = validation_loss(snapshot(done), val_batch, dev, model.schedule)
+            record["val_loss"] = val_loss
+            if best is None or val_loss < best:
+                best = val_loss
+                if path is not None:
+                    save_checkpoint(snapshot(done), best_path(path))
+        history.append(record)
+        if path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+            write(done)
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / (done - start) * (config.steps - done)
+        yield TrainProgress(done, config.steps, record["train_loss"], val_loss, lr_at(step, config), elapsed, eta)
+    net.eval()
+    return TrainResult(snapshot(config.steps), history, best)
+
+
+def validation_loss(model: DiffusionModel, val_batch, device, schedule, n_levels: int = 8) -> float:
+    """ε-MSE on a fixed batch at fixed noise levels and noise, so values are comparable over time."""
+    noisy, clean = (torch.from_numpy(a).to(device) for a in val_batch)
+    gen = torch.Generator().manual_seed(1234)
+    levels = np.quantile(schedule.alphas_cumprod, np.linspace(0.05, 0.95, n_levels))
+    total = 0.0
+    was_training = model.network.training
+    model.network.eval()
+    with torch.inference_mode():
+        for g in levels:
+            gammas = torch.full((len(noisy),), float(g), device=device)
+            eps = torch.randn(clean.shape, generator=gen).to(device)
+            total += float(diffusion_loss(model, noisy, clean, gammas, eps))
+    model.network.train(was_training)
+    return total / n_levels
+
+
+def train(
+    model: DiffusionModel,
+    source: PairSource,
+    config: TrainConfig = TrainConfig(),
+    *,
+    progress: Callable[[TrainProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **kwargs,
+) -> TrainResult:
+    """Run :func:`iter_train` to the end or until ``cancel()`` returns True (checked every step)."""
+    gen = iter_train(model, source, config, **kwargs)
+    try:
+        while True:
+            info = next(gen)
+            if progress is not None:
+                progress(info)
+            if cancel is not None and cancel():
+                gen.close()
+                return TrainResult(model, [], None, cancelled=True)
+    except StopIteration as stop:
+        return stop.value
