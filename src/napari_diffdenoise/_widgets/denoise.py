@@ -1,0 +1,163 @@
+"""The Denoise dock widget: a thin form over :func:`napari_diffdenoise.core.restore.iter_denoise`.
+
+The work runs in a napari generator worker one network step at a time, so the viewer stays
+responsive and Cancel lands within one step; layers are added only when a run completes.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+
+from .. import __version__
+from ..core.checkpoint import load_model
+from ..core.devices import available_devices
+from ..core.restore import DEFAULT_STEPS, iter_denoise
+from ..core.samplers import SAMPLERS, samplers_for
+from .model_registry import REGISTRY
+
+if TYPE_CHECKING:
+    import napari
+
+LOAD_FROM_FILE = "Load from file…"
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+class DenoiseWidget(Container):
+    def __init__(self, viewer: "napari.viewer.Viewer"):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._models: dict[str, object] = {}  # name-or-path → loaded DiffusionModel (cache)
+
+        self.image = ComboBox(label="Image", choices=self._image_choices, tooltip="A 2D or 3D (Z, Y, X) image layer")
+        self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="A bundled model or a checkpoint")
+        self.model_file = FileEdit(label=LOAD_FROM_FILE, filter="*.safetensors", tooltip="A napari-diffdenoise checkpoint")
+        self.sampler = ComboBox(label="Sampler", choices=samplers_for("paired"), value="ddim",
+                                tooltip="\n".join(f"{s.name}: {s.description}" for s in SAMPLERS.values()))
+        self.steps = SpinBox(label="Steps", value=DEFAULT_STEPS, min=1, max=1000,
+                             tooltip="DDIM steps; more is slower. 10 is usually enough for denoising")
+        self.eta = FloatSpinBox(label="η (eta)", value=0.0, min=0.0, max=1.0, step=0.1,
+                                tooltip="DDIM stochasticity: 0 deterministic per sample, 1 ancestral")
+        self.n_samples = SpinBox(label="Samples (K)", value=8, min=1, max=64,
+                                 tooltip="Samples averaged into the mean; std and entropy are taken over them")
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
+        self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
+        self.status = Label(value="")
+        self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.n_samples,
+                     self.seed, self.device, self.run_button, self.cancel_button, self.progress, self.status])
+
+        self.model_file.changed.connect(self._on_model_file)
+        self.sampler.changed.connect(self._on_sampler)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        REGISTRY.changed.connect(self.model.reset_choices)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            event.connect(self.image.reset_choices)
+        self.reset_choices()
+
+    # choices ---------------------------------------------------------------------------------
+    def _image_choices(self, _widget=None):
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _model_choices(self, _widget=None):
+        return REGISTRY.choices()
+
+    def _on_model_file(self, path):
+        if not path or not str(path).strip() or str(path) == ".":
+            return
+        try:
+            model = load_model(path)
+        except (ValueError, OSError) as err:
+            _notify_error(f"Could not load the model: {err}")
+            return
+        key = str(REGISTRY._user.get(REGISTRY.add(path), path))
+        self._models[key] = model
+        self.model.value = key
+
+    def _on_sampler(self, name):
+        self.steps.visible = self.eta.visible = name == "ddim"
+
+    def _selected_model(self):
+        key = self.model.value
+        if key not in self._models:
+            self._models[key] = load_model(key)
+        return self._models[key]
+
+    # running ---------------------------------------------------------------------------------
+    def _validate(self):
+        layer = self.image.value
+        if layer is None:
+            raise ValueError("Open or select an image layer first")
+        if layer.rgb:
+            raise ValueError(f"'{layer.name}' is an RGB image; split it into channels first")
+        if layer.ndim not in (2, 3) or layer.multiscale:
+            raise ValueError(f"'{layer.name}' has {layer.ndim} dimensions; select a 2D plane or a 3D (Z, Y, X) stack")
+        if self.model.value is None:
+            raise ValueError("No model available: load a checkpoint from file")
+        model = self._selected_model()
+        if self.sampler.value not in samplers_for(model.kind):
+            raise ValueError(f"Sampler {self.sampler.value} does not work with a {model.kind} model")
+        return layer, model
+
+    def run(self):
+        """Start denoising the selected layer in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        try:
+            layer, model = self._validate()
+        except Exception as err:  # noqa: BLE001 — any reason not to start is shown, not raised
+            _notify_error(str(err))
+            return
+        settings = dict(
+            sampler=self.sampler.value, n_samples=self.n_samples.value, seed=self.seed.value, device=self.device.value,
+            **({"steps": self.steps.value, "eta": self.eta.value} if self.sampler.value == "ddim" else {}),
+        )
+        import numpy as np
+
+        data = np.asarray(layer.data)
+        self._worker = create_worker(iter_denoise, data, model, **settings, _start_thread=False)
+        self._worker.yielded.connect(self._on_progress)
+        self._worker.returned.connect(lambda result: self._add_layers(layer, result))
+        self._worker.errored.connect(lambda err: _notify_error(f"Denoising failed: {err}"))
+        self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
+        self._worker.finished.connect(self._on_finished)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.progress.value = 0
+        self.status.value = "Starting…"
+        self._worker.start()
+
+    def cancel(self):
+        if self._worker is not None:
+            self.status.value = "Cancelling…"
+            self._worker.quit()
+
+    def _on_progress(self, info):
+        self.progress.value = int(1000 * info.fraction)
+        self.status.value = f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}"
+
+    def _on_finished(self):
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self._worker = None
+
+    def _add_layers(self, layer, result):
+        meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "package_version": __version__}}
+        common = dict(scale=layer.scale, translate=layer.translate, metadata=meta)
+        self._viewer.add_image(result.mean, name=f"{layer.name} [mean]", colormap=layer.colormap.name, **common)
+        self._viewer.add_image(result.std, name=f"{layer.name} [std]", colormap="magma", blending="additive",
+                               opacity=0.7, **common)
+        self._viewer.add_image(result.entropy, name=f"{layer.name} [entropy]", colormap="viridis",
+                               blending="additive", opacity=0.7, visible=False, contrast_limits=(0, max(1e-3, float(result.entropy.max()))),
+                               **common)
+        self.progress.value = 1000
+        self.status.value = f"Done in {result.metadata['seconds']:.1f} s"

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise.core.checkpoint import save_checkpoint
+from napari_diffdenoise.core.model import DiffusionModel
+from napari_diffdenoise.core.network import UNetConfig
+from napari_diffdenoise.core.schedules import NoiseSchedule
+
+TINY = UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16, fourier_features=8)
+
+
+@pytest.fixture
+def tiny_model() -> DiffusionModel:
+    """An untrained tiny paired model: fast, and its outputs depend on every input."""
+    torch.manual_seed(0)
+    model = DiffusionModel.create(TINY, NoiseSchedule("cosine", 50), name="tiny", tile=64)
+    # zero-initialised output layers would make ε ≡ 0; perturb them so the network does something
+    with torch.no_grad():
+        for p in model.network.parameters():
+            if p.abs().sum() == 0 and p.ndim > 1:
+                p.normal_(0, 0.05)
+    return model
+
+
+@pytest.fixture
+def tiny_checkpoint(tiny_model, tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, path)
+    return path
+
+
+@pytest.fixture
+def noisy_stack() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.poisson(5, size=(2, 40, 48)).astype(np.uint16)

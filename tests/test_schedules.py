@@ -1,0 +1,46 @@
+import math
+
+import numpy as np
+import pytest
+
+from napari_diffdenoise.core.schedules import NoiseSchedule, respaced_timesteps, sample_gammas
+
+
+def test_cosine_matches_closed_form_where_beta_is_not_clipped():
+    T, s = 200, 8e-3
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    alphas = NoiseSchedule("cosine", T, offset=s).alphas_cumprod
+    for t in (0, 10, 100, 190):  # ᾱ index t is after t+1 steps
+        assert alphas[t] == pytest.approx(f(t + 1) / f(0), rel=1e-12)
+    assert NoiseSchedule("cosine", T).betas.max() <= 0.999 + 1e-12
+    assert np.all(np.diff(alphas) < 0)
+
+
+def test_linear_is_product_of_one_minus_beta():
+    sched = NoiseSchedule("linear", 1000, beta_start=1e-4, beta_end=0.02)
+    betas = np.linspace(1e-4, 0.02, 1000)
+    np.testing.assert_allclose(sched.alphas_cumprod, np.cumprod(1 - betas), rtol=1e-12)
+    np.testing.assert_allclose(sched.betas, betas, rtol=1e-9)
+
+
+def test_respacing_starts_at_last_step_and_descends():
+    steps = respaced_timesteps(200, 10)
+    assert len(steps) == 10 and steps[0] == 199 and np.all(np.diff(steps) < 0) and steps[-1] >= 0
+    np.testing.assert_array_equal(respaced_timesteps(200, 200), np.arange(199, -1, -1))
+    with pytest.raises(ValueError):
+        respaced_timesteps(200, 0)
+
+
+def test_training_gammas_lie_between_neighbouring_alphas():
+    sched = NoiseSchedule("cosine", 50)
+    g = sample_gammas(sched, 10_000, np.random.default_rng(0))
+    assert g.min() >= sched.alphas_cumprod[-1] and g.max() <= 1.0
+    # continuous: many distinct values, not only the 50 discrete ones
+    assert len(np.unique(g)) > 5000
+
+
+def test_schedule_round_trips_and_rejects_unknown_kinds():
+    sched = NoiseSchedule("linear", 100)
+    assert NoiseSchedule.from_dict(sched.to_dict()) == sched
+    with pytest.raises(ValueError, match="unknown schedule"):
+        NoiseSchedule("sigmoid")
