@@ -34,3 +34,9 @@ def tiny_checkpoint(tiny_model, tmp_path):
 def noisy_stack() -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.poisson(5, size=(2, 40, 48)).astype(np.uint16)
+
+
+def pytest_configure(config):
+    # tiny models gain nothing from threads, and a second busy thread pool fights any training
+    # run on a 2-core machine
+    torch.set_num_threads(1)

@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise import denoise, list_models, load_model, save_checkpoint
+from napari_diffdenoise.core.checkpoint import CheckpointError, read_checkpoint
+
+
+def test_round_trip_gives_identical_results(tiny_model, tmp_path, noisy_stack):
+    path = tmp_path / "m.safetensors"
+    sha = save_checkpoint(tiny_model, path)
+    loaded = load_model(path)
+    assert loaded.sha256 == sha and len(sha) == 64
+    assert loaded.schedule == tiny_model.schedule and loaded.kind == "paired" and loaded.tile == 64
+    assert loaded.network.config == tiny_model.network.config
+    a = denoise(noisy_stack, tiny_model, n_samples=2, steps=3)
+    b = denoise(noisy_stack, loaded, n_samples=2, steps=3)
+    np.testing.assert_array_equal(a.mean, b.mean)
+
+
+def test_metadata_is_readable_json_with_provenance(tiny_model, tmp_path):
+    path = tmp_path / "m.safetensors"
+    tiny_model.provenance = {"data": "unit test"}
+    save_checkpoint(tiny_model, path)
+    meta, tensors = read_checkpoint(path)
+    assert meta["architecture"]["base_channels"] == 8 and meta["schedule"]["kind"] == "cosine"
+    assert meta["normalization"]["percentiles"] == [1.0, 99.8] and meta["provenance"]["data"] == "unit test"
+    assert all(k.startswith("net.") for k in tensors)
+    json.dumps(meta)
+
+
+def test_half_precision_checkpoint_is_half_the_size_and_loads_as_float32(tiny_model, tmp_path):
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_checkpoint(tiny_model, full)
+    save_checkpoint(tiny_model, half, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    assert next(load_model(half).network.parameters()).dtype == torch.float32
+
+
+def test_pickled_checkpoints_are_refused_without_unpickling(tiny_model, tmp_path):
+    path = tmp_path / "evil.safetensors"
+    torch.save(tiny_model.network.state_dict(), path)  # a zip pickle under a trusted-looking name
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_model(path)
+    raw = tmp_path / "raw.pt"
+    import pickle
+
+    raw.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_model(raw)
+
+
+def test_other_files_are_refused_with_a_clear_message(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a safetensors"):
+        load_model(junk)
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="no napari-diffdenoise metadata"):
+        load_model(foreign)
+    with pytest.raises(CheckpointError, match="neither a bundled model"):
+        load_model("no-such-model")
+
+
+def test_saving_is_atomic_and_leaves_no_temporary_files(tiny_model, tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(tiny_model, path)
+    save_checkpoint(tiny_model, path)  # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_bundled_demo_model_is_listed_and_loads():
+    assert "demo" in list_models()
+    model = load_model("demo")
+    assert model.kind == "paired" and model.sha256
+    assert model.provenance.get("package_version")

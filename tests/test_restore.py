@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from napari_diffdenoise import Cancelled, denoise
+
+
+def test_shapes_dtypes_and_metadata_for_a_stack(tiny_model, noisy_stack):
+    result = denoise(noisy_stack, tiny_model, n_samples=3, steps=4, seed=1)
+    for name in ("mean", "std", "entropy"):
+        arr = getattr(result, name)
+        assert arr.shape == noisy_stack.shape and arr.dtype == np.float32 and np.isfinite(arr).all()
+    assert (result.std >= 0).all()
+    assert result.entropy.min() >= 0 and result.entropy.max() <= np.log2(3) + 1e-5
+    meta = result.metadata
+    assert meta["n_samples"] == 3 and meta["steps"] == 4 and meta["seed"] == 1 and meta["sampler"] == "ddim"
+    assert meta["network_evaluations"] == 2 * 4  # one tile per plane, 3 samples batched together
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float64, np.float32])
+def test_any_numeric_dtype_in_float32_out(tiny_model, dtype):
+    image = (np.random.default_rng(0).random((24, 24)) * 100).astype(dtype)
+    result = denoise(image, tiny_model, n_samples=1, steps=2)
+    assert result.mean.shape == (24, 24) and result.mean.dtype == np.float32
+
+
+def test_mean_and_std_come_back_in_input_units(tiny_model):
+    image = 1000.0 + 50.0 * np.random.default_rng(0).random((32, 32))
+    result = denoise(image, tiny_model, n_samples=4, steps=3)
+    # the model's range [−1.5, 1.5] maps to about [p1 − 0.25·span, p99.8 + 0.25·span] ⊂ [985, 1065]
+    assert 980 < result.mean.min() and result.mean.max() < 1070
+    assert result.std.max() < 100
+
+
+def test_same_seed_same_output_and_other_seed_differs(tiny_model, noisy_stack):
+    a = denoise(noisy_stack, tiny_model, n_samples=2, steps=3, seed=7)
+    b = denoise(noisy_stack, tiny_model, n_samples=2, steps=3, seed=7)
+    c = denoise(noisy_stack, tiny_model, n_samples=2, steps=3, seed=8)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.entropy, b.entropy)
+    assert not np.array_equal(a.mean, c.mean)
+
+
+def test_batching_does_not_change_the_result(tiny_model, noisy_stack):
+    one = denoise(noisy_stack, tiny_model, n_samples=3, steps=2, batch_pixels=1)
+    all_ = denoise(noisy_stack, tiny_model, n_samples=3, steps=2, batch_pixels=10**8)
+    np.testing.assert_allclose(one.mean, all_.mean, rtol=1e-3, atol=1e-3)
+
+
+def test_ddpm_runs_all_training_steps(tiny_model):
+    seen = []
+    denoise(np.ones((16, 16)), tiny_model, sampler="ddpm", n_samples=1, progress=seen.append)
+    assert len(seen) == tiny_model.schedule.n_steps and seen[-1].fraction == 1.0
+
+
+def test_progress_counts_planes_and_steps_and_cancel_stops(tiny_model, noisy_stack):
+    seen = []
+    denoise(noisy_stack, tiny_model, n_samples=1, steps=5, progress=seen.append)
+    assert [(p.plane, p.step) for p in seen] == [(z, s) for z in range(2) for s in range(1, 6)]
+    calls = []
+    with pytest.raises(Cancelled):
+        denoise(noisy_stack, tiny_model, n_samples=1, steps=5, progress=calls.append, cancel=lambda: len(calls) >= 3)
+    assert len(calls) == 3  # stopped within one step of the request
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((2, 3, 16, 16)), "2D"),
+        (np.zeros(16), "2D"),
+        (np.zeros((4, 4)), "at least 8"),
+        (np.full((16, 16), np.nan), "NaN"),
+        (np.array([["a"] * 16] * 16), "numeric"),
+    ],
+)
+def test_bad_images_are_refused_with_a_message(tiny_model, image, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        denoise(image, tiny_model)
+
+
+def test_bad_parameters_are_refused(tiny_model):
+    with pytest.raises(ValueError, match="n_samples"):
+        denoise(np.ones((16, 16)), tiny_model, n_samples=0)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        denoise(np.ones((16, 16)), tiny_model, sampler="magic")
+    with pytest.raises(ValueError, match="steps must be between"):
+        denoise(np.ones((16, 16)), tiny_model, steps=10_000)
+    with pytest.raises(ValueError, match="not available"):
+        denoise(np.ones((16, 16)), tiny_model, device="cuda:7")

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise import load_model
+from napari_diffdenoise.core.pairs import SimulatedPairs, align_to, augment
+from napari_diffdenoise.core.training import TrainConfig, iter_train, lr_at, train
+
+
+@pytest.fixture
+def pairs():
+    return SimulatedPairs(kinds=("nuclei", "puncta"), image_size=64, pool_size=4, patches_per_image=2, seed=0)
+
+
+def test_batches_are_normalised_pairs_of_the_requested_shape(pairs):
+    noisy, clean = pairs.batch(6, 32)
+    assert noisy.shape == clean.shape == (6, 1, 32, 32) and noisy.dtype == np.float32
+    # the clean target is the expectation of the noisy image: close on average, much smoother
+    assert abs(noisy.mean() - clean.mean()) < 0.1
+    assert np.abs(np.diff(clean, axis=-1)).mean() < 0.5 * np.abs(np.diff(noisy, axis=-1)).mean()
+
+
+def test_augmentation_applies_all_eight_symmetries_to_both_channels_alike():
+    base = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
+    base[1] = base[0] * 10
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        out = augment(base, rng)
+        np.testing.assert_array_equal(out[1], out[0] * 10)
+        seen.add(out[0].tobytes())
+    assert len(seen) == 8
+
+
+def test_align_to_recovers_scale_and_offset():
+    clean = np.random.default_rng(0).random((16, 16))
+    np.testing.assert_allclose(align_to(clean, 3 * clean + 7), 3 * clean + 7, rtol=1e-5)
+
+
+def test_learning_rate_warms_up_then_decays_over_the_whole_budget():
+    cfg = TrainConfig(steps=1000, warmup_steps=100, learning_rate=1e-3, min_lr_fraction=0.05)
+    assert lr_at(0, cfg) == pytest.approx(1e-5)
+    assert lr_at(99, cfg) == pytest.approx(1e-3)
+    assert lr_at(550, cfg) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5), rel=1e-6)
+    assert lr_at(999, cfg) == pytest.approx(5e-5, rel=0.01)  # still learning at the end
+
+
+def test_a_tiny_model_learns(tiny_model, pairs):
+    val = SimulatedPairs(kinds=("nuclei",), image_size=64, pool_size=2, seed=5).batch(8, 32)
+    cfg = TrainConfig(steps=60, batch_size=8, patch_size=32, learning_rate=3e-3, warmup_steps=5, validate_every=20,
+                      ema_decay=0)
+    result = train(tiny_model, pairs, cfg, val_batch=val)
+    vals = [h["val_loss"] for h in result.history if "val_loss" in h]
+    assert len(result.history) == 60 and len(vals) == 3
+    assert vals[-1] < 0.8 * vals[0]
+    assert result.best_val_loss == min(vals)
+
+
+def test_cancel_stops_within_one_step(tiny_model, pairs):
+    seen = []
+    result = train(tiny_model, pairs, TrainConfig(steps=50, batch_size=2, patch_size=32), progress=seen.append,
+                   cancel=lambda: len(seen) >= 3)
+    assert result.cancelled and len(seen) == 3
+
+
+def test_resume_continues_step_count_and_optimiser(tiny_model, pairs, tmp_path):
+    path = tmp_path / "run.safetensors"
+    cfg = TrainConfig(steps=10, batch_size=2, patch_size=32, checkpoint_every=4, warmup_steps=2)
+    run = iter_train(tiny_model, pairs, cfg, checkpoint_path=path)
+    for info in run:
+        if info.step == 6:
+            run.close()  # interrupted after step 6; the last checkpoint is at step 4
+    assert load_model(path).provenance["step"] == 4
+    from napari_diffdenoise.core.checkpoint import read_checkpoint
+
+    _, saved = read_checkpoint(tmp_path / "run.state.safetensors")
+    resumed = iter_train(tiny_model, pairs, cfg, checkpoint_path=path, resume=True)
+    steps = [info.step for info in resumed]
+    assert steps == [5, 6, 7, 8, 9, 10]
+    final = load_model(path)
+    assert final.provenance["step"] == 10 and len(final.provenance["history"]) == 10
+    # the optimiser continued: its step counter went on from the saved one
+    _, state = read_checkpoint(tmp_path / "run.state.safetensors")
+    assert float(state["opt.0.step"]) == float(saved["opt.0.step"]) + 6
+    assert not torch.equal(state["opt.0.exp_avg"], saved["opt.0.exp_avg"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.safetensors", "run.state.safetensors"]
