@@ -5,19 +5,14 @@ responsive and Cancel lands within one step; layers are added only when a run co
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 
 from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
-from ..core.restore import DEFAULT_STEPS, iter_denoise
+from ..core.restore import DEFAULT_STEPS, check_settings, iter_denoise
 from ..core.samplers import SAMPLERS, samplers_for
 from .model_registry import REGISTRY
-
-if TYPE_CHECKING:
-    import napari
 
 LOAD_FROM_FILE = "Load from file…"
 
@@ -28,10 +23,24 @@ def _notify_error(message: str) -> None:
     show_error(message)
 
 
+class _Failure(str):
+    """A message for the user, returned instead of raised: a worker that raises shows a traceback."""
+
+
+def _denoise_job(data, model, settings):
+    """The worker's generator. Errors a user can act on (bad values, out of memory) come back as
+    a :class:`_Failure` and are shown as a notification; anything else is a bug and propagates."""
+    try:
+        return (yield from iter_denoise(data, model, **settings))
+    except (ValueError, TypeError, MemoryError, RuntimeError) as err:
+        return _Failure(str(err))
+
+
 class DenoiseWidget(Container):
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, napari_viewer):
+        # napari injects the viewer by this parameter name
         super().__init__(labels=True)
-        self._viewer = viewer
+        self._viewer = viewer = napari_viewer
         self._worker = None
         self._models: dict[str, object] = {}  # name-or-path → loaded DiffusionModel (cache)
 
@@ -55,6 +64,7 @@ class DenoiseWidget(Container):
         self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.n_samples,
                      self.seed, self.device, self.run_button, self.cancel_button, self.progress, self.status])
 
+        self.model.changed.connect(self._on_model)
         self.model_file.changed.connect(self._on_model_file)
         self.sampler.changed.connect(self._on_sampler)
         self.run_button.clicked.connect(self.run)
@@ -85,6 +95,19 @@ class DenoiseWidget(Container):
         self._models[key] = model
         self.model.value = key
 
+    def _on_model(self, key):
+        """Offer only the samplers and step counts that fit the chosen model."""
+        if key is None:
+            return
+        try:
+            model = self._selected_model()
+        except (ValueError, OSError) as err:
+            _notify_error(f"Could not load the model: {err}")
+            return
+        self.sampler.choices = samplers_for(model.kind)
+        self.steps.max = model.schedule.n_steps
+        self.steps.value = min(self.steps.value, model.schedule.n_steps)
+
     def _on_sampler(self, name):
         self.steps.visible = self.eta.visible = name == "ddim"
 
@@ -106,8 +129,8 @@ class DenoiseWidget(Container):
         if self.model.value is None:
             raise ValueError("No model available: load a checkpoint from file")
         model = self._selected_model()
-        if self.sampler.value not in samplers_for(model.kind):
-            raise ValueError(f"Sampler {self.sampler.value} does not work with a {model.kind} model")
+        check_settings(model, self.sampler.value, self.n_samples.value, self.steps.value, self.eta.value,
+                       self.device.value)
         return layer, model
 
     def run(self):
@@ -126,10 +149,9 @@ class DenoiseWidget(Container):
         import numpy as np
 
         data = np.asarray(layer.data)
-        self._worker = create_worker(iter_denoise, data, model, **settings, _start_thread=False)
+        self._worker = create_worker(_denoise_job, data, model, settings, _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
-        self._worker.returned.connect(lambda result: self._add_layers(layer, result))
-        self._worker.errored.connect(lambda err: _notify_error(f"Denoising failed: {err}"))
+        self._worker.returned.connect(lambda result: self._on_returned(layer, result))
         self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
         self._worker.finished.connect(self._on_finished)
         self.run_button.enabled, self.cancel_button.enabled = False, True
@@ -149,6 +171,13 @@ class DenoiseWidget(Container):
     def _on_finished(self):
         self.run_button.enabled, self.cancel_button.enabled = True, False
         self._worker = None
+
+    def _on_returned(self, layer, result):
+        if isinstance(result, _Failure):
+            _notify_error(f"Denoising failed: {result}")
+            self.status.value = "Failed; no layers added"
+        else:
+            self._add_layers(layer, result)
 
     def _add_layers(self, layer, result):
         meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "package_version": __version__}}

@@ -109,6 +109,19 @@ def _check_image(image) -> np.ndarray:
     return array
 
 
+def check_settings(model: DiffusionModel, sampler: str, n_samples: int, steps: int | None, eta: float, device: str):
+    """Refuse settings that cannot work, before any work starts: (sampler info, params, device)."""
+    info = get_sampler(sampler, model.kind)
+    if n_samples < 1:
+        raise ValueError("n_samples must be at least 1")
+    params = {} if sampler == "ddpm" else {"steps": steps or DEFAULT_STEPS, "eta": eta}
+    if not 1 <= params.get("steps", 1) <= model.schedule.n_steps:
+        raise ValueError(f"steps must be between 1 and {model.schedule.n_steps} for this model, got {steps}")
+    if not 0 <= params.get("eta", 0) <= 1:
+        raise ValueError(f"eta must be between 0 and 1, got {eta}")
+    return info, params, resolve_device(device)
+
+
 def plane_seed(seed: int, plane: int) -> int:
     """Independent noise per plane, reproducible from the user's seed alone."""
     return int(np.random.SeedSequence([seed, plane]).generate_state(1)[0])
@@ -131,12 +144,8 @@ def iter_denoise(
 ) -> Generator[Progress, None, Restoration]:
     """See :func:`denoise`."""
     array = _check_image(image)
-    info = get_sampler(sampler, model.kind)
-    if n_samples < 1:
-        raise ValueError("n_samples must be at least 1")
-    params = {} if sampler == "ddpm" else {"steps": steps or DEFAULT_STEPS, "eta": eta}
+    info, params, dev = check_settings(model, sampler, n_samples, steps, eta, device)
     n_steps = info.n_evaluations(model.schedule, params)
-    dev = resolve_device(device)
     tile = tile or model.tile
     tile -= tile % model.network.config.size_multiple
     overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap

@@ -1,0 +1,115 @@
+"""The Denoise widget in a real napari viewer (run under Xvfb: napari's canvas needs OpenGL)."""
+import numpy as np
+import pytest
+
+from napari_diffdenoise._widgets import denoise as denoise_module
+from napari_diffdenoise._widgets.denoise import DenoiseWidget
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    messages = []
+    monkeypatch.setattr(denoise_module, "_notify_error", messages.append)
+    return messages
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tiny_checkpoint):
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model_file.value = tiny_checkpoint  # "Load from file…"
+    w.n_samples.value, w.steps.value, w.seed.value = 2, 3, 5
+    return viewer, w
+
+
+def test_run_adds_mean_std_entropy_layers_with_geometry_and_metadata(widget, noisy_stack, qtbot, errors, tiny_checkpoint):
+    viewer, w = widget
+    viewer.add_image(noisy_stack, name="nuclei", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
+    w.image.value = viewer.layers["nuclei"]
+    assert w.model.value == str(tiny_checkpoint.resolve())
+    w.run()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["nuclei", "nuclei [mean]", "nuclei [std]", "nuclei [entropy]"]
+    for layer in list(viewer.layers)[1:]:
+        assert layer.data.shape == noisy_stack.shape and layer.data.dtype == np.float32
+        np.testing.assert_array_equal(layer.scale, [2.0, 0.5, 0.5])
+        np.testing.assert_array_equal(layer.translate, [0, 10, 20])
+        meta = layer.metadata["napari_diffdenoise"]
+        assert meta["model_sha256"] and meta["sampler"] == "ddim" and meta["steps"] == 3
+        assert meta["n_samples"] == 2 and meta["seed"] == 5 and meta["package_version"]
+    assert viewer.layers["nuclei [std]"].blending == "additive"
+    assert viewer.layers["nuclei [entropy]"].colormap.name == "viridis"
+    qtbot.waitUntil(lambda: w.run_button.enabled, timeout=10_000)
+    assert w.progress.value == 1000 and not errors
+
+
+def test_cancel_adds_no_layers(widget, noisy_stack, qtbot, errors):
+    viewer, w = widget
+    viewer.add_image(noisy_stack, name="cells")
+    w.image.value = viewer.layers["cells"]
+    w.steps.value = 50  # all the tiny model has: the run would take many steps
+    steps_seen = []
+
+    def cancel_on_first_step(info):
+        steps_seen.append(info.step)
+        if len(steps_seen) == 1:
+            w.cancel()
+
+    w.run()
+    w._worker.yielded.connect(cancel_on_first_step)
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert len(viewer.layers) == 1 and "Cancelled" in w.status.value
+    assert len(steps_seen) <= 3  # stopped within a step or two, not after 2 × 50
+    assert w.run_button.enabled and not errors
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, message",
+    [
+        (np.zeros((2, 2, 16, 16)), {}, "4 dimensions"),
+        (np.zeros((16, 16, 3), np.uint8), {"rgb": True}, "RGB"),
+    ],
+)
+def test_bad_layers_are_refused_with_a_message(widget, data, kwargs, message, errors):
+    viewer, w = widget
+    viewer.add_image(data, name="bad", **kwargs)
+    w.image.value = viewer.layers["bad"]
+    w.run()
+    assert w._worker is None and len(viewer.layers) == 1
+    assert len(errors) == 1 and message in errors[0]
+
+
+def test_no_image_is_refused(widget, errors):
+    _, w = widget
+    w.run()
+    assert errors and "image layer" in errors[0]
+
+
+def test_a_bad_model_file_is_reported_and_not_listed(widget, tmp_path, errors):
+    _, w = widget
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"junk")
+    before = list(w.model.choices)
+    w.model_file.value = junk
+    assert errors and "Could not load the model" in errors[0]
+    assert list(w.model.choices) == before
+
+
+def test_image_choices_follow_the_layer_list(widget):
+    viewer, w = widget
+    viewer.add_image(np.zeros((16, 16)), name="a")
+    viewer.add_points(np.zeros((1, 2)), name="p")
+    assert [layer.name for layer in w.image.choices] == ["a"]
+    viewer.layers.remove("a")
+    assert list(w.image.choices) == []
+
+
+def test_plugin_contributes_the_widget_and_sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-diffdenoise", "Denoise")
+    assert isinstance(widget, DenoiseWidget)
+    viewer.open_sample("napari-diffdenoise", "low_light_stack")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["low-light stack", "low-light stack [truth]"]
+    assert viewer.layers[0].data.shape == (4, 256, 256)
+    assert [layer.name for layer in widget.image.choices] == names
