@@ -1,10 +1,10 @@
 """Train the bundled paired demo model on simulated structures (the recipe in docs/training.md).
 
-    python bench/train_bundled.py --steps 5000 --out bench/runs/demo
+    python -m bench.train_bundled --steps 4000 --out bench/runs/demo
 
 Writes <out>/model.safetensors (last), model-best.safetensors, the resumable state, and
 history.json; re-running with --resume continues an interrupted run. Then
-``python bench/train_bundled.py --ship bench/runs/demo/model.safetensors`` stores the chosen
+``python -m bench.train_bundled --ship bench/runs/demo/model.safetensors`` stores the chosen
 checkpoint in float16 as the package's bundled ``demo`` model.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ def main(argv=None):
     parser.add_argument("--base-channels", type=int, default=32)
     parser.add_argument("--pool-size", type=int, default=192)
     parser.add_argument("--out", type=Path, default=Path("bench/runs/demo"))
+    parser.add_argument("--prediction", choices=["eps", "v"], default="v")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--ship", type=Path, help="store this checkpoint as the bundled 'demo' model and exit")
     args = parser.parse_args(argv)
@@ -46,7 +47,7 @@ def main(argv=None):
 
     torch.manual_seed(0)
     config = UNetConfig(cond_channels=1, base_channels=args.base_channels)
-    model = DiffusionModel.create(config, NoiseSchedule("cosine", 200), name="demo")
+    model = DiffusionModel.create(config, NoiseSchedule("cosine", 200), name="demo", prediction=args.prediction)
     print(f"parameters: {count_parameters(model.network):,}", flush=True)
     t0 = time.perf_counter()
     source = SimulatedPairs(pool_size=args.pool_size, seed=0)

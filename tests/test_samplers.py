@@ -104,3 +104,18 @@ def test_unknown_or_unfit_samplers_are_refused():
         get_sampler("euler", "paired")
     with pytest.raises(ValueError, match="does not work with a unpaired model"):
         get_sampler("ddim", "unpaired")
+
+
+def test_v_parametrisation_gives_back_the_true_noise(tiny_model):
+    from napari_diffdenoise.core.model import DiffusionModel
+
+    model = DiffusionModel(tiny_model.network, tiny_model.schedule, prediction="v")
+    y0, eps = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
+    gamma = torch.tensor([0.01, 0.5, 0.99])
+    g = gamma.view(-1, 1, 1, 1)
+    y_t = g.sqrt() * y0 + (1 - g).sqrt() * eps
+    v = g.sqrt() * eps - (1 - g).sqrt() * y0
+    model.network.forward = lambda y, gam, cond=None: v  # a perfect v-predictor
+    torch.testing.assert_close(model.predict_eps(y_t, gamma, torch.zeros_like(y_t)), eps, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown prediction"):
+        DiffusionModel(tiny_model.network, tiny_model.schedule, prediction="x0")

@@ -45,14 +45,16 @@ def test_learning_rate_warms_up_then_decays_over_the_whole_budget():
     assert lr_at(999, cfg) == pytest.approx(5e-5, rel=0.01)  # still learning at the end
 
 
-def test_a_tiny_model_learns(tiny_model, pairs):
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_a_tiny_model_learns(tiny_model, pairs, prediction):
+    tiny_model.prediction = prediction
     val = SimulatedPairs(kinds=("nuclei",), image_size=64, pool_size=2, seed=5).batch(8, 32)
     cfg = TrainConfig(steps=60, batch_size=8, patch_size=32, learning_rate=3e-3, warmup_steps=5, validate_every=20,
                       ema_decay=0)
     result = train(tiny_model, pairs, cfg, val_batch=val)
     vals = [h["val_loss"] for h in result.history if "val_loss" in h]
     assert len(result.history) == 60 and len(vals) == 3
-    assert vals[-1] < 0.8 * vals[0]
+    assert vals[-1] < 0.9 * vals[0]
     assert result.best_val_loss == min(vals)
 
 

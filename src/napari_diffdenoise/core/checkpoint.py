@@ -101,6 +101,7 @@ def model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         network=network.eval(),
         schedule=NoiseSchedule.from_dict(meta["schedule"]),
         kind=meta["kind"],
+        prediction=meta.get("prediction", "eps"),
         percentiles=tuple(meta["normalization"]["percentiles"]),
         tile=int(meta.get("tile", 256)),
         name=meta.get("name", Path(path).stem),

@@ -10,6 +10,7 @@ from .normalization import DEFAULT_PERCENTILES
 from .schedules import NoiseSchedule
 
 MODEL_KINDS = ("paired", "unpaired")
+PREDICTIONS = ("eps", "v")
 
 
 @dataclass
@@ -22,10 +23,15 @@ class DiffusionModel:
     name: str = "untitled"
     sha256: str = ""  # of the checkpoint file it came from; empty for an unsaved model
     provenance: dict = field(default_factory=dict)  # how it was trained
+    # what the raw network output means: "eps" (ε, as in the seed paper) or "v" = √γ·ε − √(1−γ)·y₀
+    # (Salimans & Ho 2022). Samplers always receive ε (see :meth:`predict_eps`).
+    prediction: str = "eps"
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; use one of {MODEL_KINDS}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {self.prediction!r}; use one of {PREDICTIONS}")
         expected = 1 if self.kind == "paired" else 0
         if self.network.config.cond_channels != expected:
             raise ValueError(f"a {self.kind} model needs cond_channels={expected}")
@@ -39,10 +45,19 @@ class DiffusionModel:
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
+    def predict_eps(self, y_t: torch.Tensor, gamma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """ε̂(y_t, γ, cond) whatever the network's parametrisation; γ has one value per batch item."""
+        out = self.network(y_t, gamma, cond if self.kind == "paired" else None)
+        if self.prediction == "eps":
+            return out
+        g = gamma.to(out.dtype).view(-1, 1, 1, 1)
+        return (1 - g).sqrt() * y_t + g.sqrt() * out  # ε from v (Salimans & Ho 2022, §4)
+
     def metadata(self) -> dict:
         return {
             "format": "napari-diffdenoise/1",
             "kind": self.kind,
+            "prediction": self.prediction,
             "architecture": {"name": "unet", **self.network.config.to_dict()},
             "schedule": self.schedule.to_dict(),
             "normalization": {"method": "percentile", "percentiles": list(self.percentiles), "range": [-1, 1]},

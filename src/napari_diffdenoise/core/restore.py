@@ -67,11 +67,11 @@ class TiledEpsilon:
     The K samples of one tile go through the network in batches of ``batch_pixels`` pixels."""
 
     def __init__(self, model: DiffusionModel, cond: torch.Tensor | None, shape, tile: int, overlap: int, batch_pixels: int):
-        self.net = model.network
+        self.model = model
         self.multiple = model.network.config.size_multiple
         self.tiles = make_tiles(shape, tile, overlap)
         self.batch_pixels = batch_pixels
-        device = next(self.net.parameters()).device
+        device = next(model.network.parameters()).device
         self.weights = [torch.from_numpy(t.weight).to(device) for t in self.tiles]
         # conditions are cropped and padded once; they do not change over the steps
         self.conds = [None if cond is None else _pad_to_multiple(cond[(...,) + t.slices], self.multiple)[0] for t in self.tiles]
@@ -87,7 +87,7 @@ class TiledEpsilon:
                 part = crop[i : i + batch].contiguous(memory_format=torch.channels_last)
                 c = None if cond is None else cond.expand(len(part), -1, -1, -1).contiguous(memory_format=torch.channels_last)
                 gammas = torch.full((len(part),), gamma, device=y.device)
-                eps = self.net(part, gammas, c)[..., :h, :w]
+                eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
                 out[i : i + batch][(...,) + tile.slices] += eps * weight
                 self.evaluations += 1
         return out

@@ -74,11 +74,15 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 
 def diffusion_loss(model: DiffusionModel, noisy: torch.Tensor, clean: torch.Tensor, gammas: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """‖ε − ε_θ(√γ·x0 + √(1−γ)·ε, γ, cond)‖² (Ho et al. 2020, Eq. 14 with SR3's continuous γ)."""
+    """MSE of the network's target at y_t = √γ·y₀ + √(1−γ)·ε with SR3's continuous γ:
+    ε for ``prediction="eps"`` (Ho et al. 2020, Eq. 14), v = √γ·ε − √(1−γ)·y₀ for ``"v"``
+    (Salimans & Ho 2022). The v loss equals the ε loss divided by γ, so unlike the ε loss it does
+    not neglect the noisiest levels, where few-step samplers take their first, largest steps."""
     g = gammas[:, None, None, None]
     y_t = g.sqrt() * clean + (1 - g).sqrt() * eps
     cond = noisy if model.kind == "paired" else None
-    return torch.mean((model.network(y_t, gammas, cond) - eps) ** 2)
+    target = eps if model.prediction == "eps" else g.sqrt() * eps - (1 - g).sqrt() * clean
+    return torch.mean((model.network(y_t, gammas, cond) - target) ** 2)
 
 
 def _state_path(path: Path) -> Path:
@@ -166,7 +170,7 @@ def iter_train(
         network = ema.shadow if ema is not None else net
         return DiffusionModel(
             network=network, schedule=model.schedule, kind=model.kind, percentiles=model.percentiles,
-            tile=model.tile, name=model.name,
+            tile=model.tile, name=model.name, prediction=model.prediction,
             provenance={**base_provenance, "step": step, "history": history, "best_val_loss": best},
         )
 

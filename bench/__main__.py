@@ -1,0 +1,11 @@
+"""Benchmarks: ``python -m bench {speed,quality}``; each writes docs/benchmarks/<name>.md."""
+import sys
+
+from . import quality, speed
+
+COMMANDS = {"speed": speed.main, "quality": quality.main}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: python -m bench {{{','.join(COMMANDS)}}} [options]")
+    COMMANDS[sys.argv[1]](sys.argv[2:])
