@@ -4,7 +4,7 @@ import torch
 
 from napari_diffdenoise import load_model
 from napari_diffdenoise.core.pairs import SimulatedPairs, align_to, augment
-from napari_diffdenoise.core.training import TrainConfig, iter_train, lr_at, train
+from napari_diffdenoise.core.training import TrainConfig, iter_train, lr_at, run_training
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def pairs():
 
 
 def test_batches_are_normalised_pairs_of_the_requested_shape(pairs):
-    noisy, clean = pairs.batch(6, 32)
+    noisy, clean = pairs.batch(6, 32, np.random.default_rng(0))
     assert noisy.shape == clean.shape == (6, 1, 32, 32) and noisy.dtype == np.float32
     # the clean target is the expectation of the noisy image: close on average, much smoother
     assert abs(noisy.mean() - clean.mean()) < 0.1
@@ -51,7 +51,7 @@ def test_a_tiny_model_learns(tiny_model, pairs, prediction):
     val = SimulatedPairs(kinds=("nuclei",), image_size=64, pool_size=2, seed=5).batch(8, 32)
     cfg = TrainConfig(steps=60, batch_size=8, patch_size=32, learning_rate=3e-3, warmup_steps=5, validate_every=20,
                       ema_decay=0)
-    result = train(tiny_model, pairs, cfg, val_batch=val)
+    result = run_training(tiny_model, pairs, cfg, val_batch=val)
     vals = [h["val_loss"] for h in result.history if "val_loss" in h]
     assert len(result.history) == 60 and len(vals) == 3
     assert vals[-1] < 0.9 * vals[0]
@@ -60,7 +60,7 @@ def test_a_tiny_model_learns(tiny_model, pairs, prediction):
 
 def test_cancel_stops_within_one_step(tiny_model, pairs):
     seen = []
-    result = train(tiny_model, pairs, TrainConfig(steps=50, batch_size=2, patch_size=32), progress=seen.append,
+    result = run_training(tiny_model, pairs, TrainConfig(steps=50, batch_size=2, patch_size=32), progress=seen.append,
                    cancel=lambda: len(seen) >= 3)
     assert result.cancelled and len(seen) == 3
 

@@ -14,11 +14,14 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 from .core.checkpoint import list_models, load_model, save_checkpoint
 from .core.model import DiffusionModel
 from .core.restore import Cancelled, Progress, Restoration, denoise
-from .core.training import TrainConfig, train
+from .core.datasets import NoiseModel
+from .core.finetune import train
+from .core.training import TrainConfig
 
 __all__ = [
     "Cancelled",
     "DiffusionModel",
+    "NoiseModel",
     "Progress",
     "Restoration",
     "TrainConfig",

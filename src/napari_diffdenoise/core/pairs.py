@@ -70,21 +70,25 @@ class SimulatedPairs:
             density = density + self.rng.uniform(0.2, 0.8) * draw_structure(other, shape, self.rng)
         return density
 
-    def acquired_pair(self, density: np.ndarray, acquisition: Acquisition) -> np.ndarray:
+    def acquired_pair(self, density: np.ndarray, acquisition: Acquisition, rng: np.random.Generator) -> np.ndarray:
         """(2, H, W): noisy and clean, both through the noisy image's percentile map."""
         blurred = acquisition.blur(density)
-        noisy = acquisition.acquire(blurred, self.rng)
+        noisy = acquisition.acquire(blurred, rng)
         clean = acquisition.expected(blurred)
         imap = IntensityMap.from_percentiles(noisy, self.percentiles)
         return np.stack([imap.to_model(noisy), imap.to_model(clean)])
 
-    def batch(self, batch_size: int, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator | None = None):
         """(noisy, clean), each (B, 1, P, P) float32 in model units."""
+        rng = rng if rng is not None else self.rng
         out = []
         while len(out) < batch_size:
-            density = self.pool[self.rng.integers(len(self.pool))]
-            pair = self.acquired_pair(density, random_acquisition(self.rng, self.peak_range))
+            density = self.pool[rng.integers(len(self.pool))]
+            pair = self.acquired_pair(density, self.acquisition(rng), rng)
             for _ in range(min(self.patches_per_image, batch_size - len(out))):
-                out.append(augment(random_crop(pair, patch_size, self.rng), self.rng))
+                out.append(augment(random_crop(pair, patch_size, rng), rng))
         stacked = np.stack(out).astype(np.float32)
         return stacked[:, :1], stacked[:, 1:]
+
+    def acquisition(self, rng: np.random.Generator) -> Acquisition:
+        return random_acquisition(rng, self.peak_range)

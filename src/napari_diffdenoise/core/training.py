@@ -25,7 +25,7 @@ from .schedules import sample_gammas
 
 
 class PairSource(Protocol):
-    def batch(self, batch_size: int, patch_size: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -145,8 +145,6 @@ def iter_train(
     net = model.network.to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     ema = _Ema(net, config.ema_decay) if config.ema_decay > 0 else None
-    rng = np.random.default_rng(config.seed)
-    torch_gen = torch.Generator().manual_seed(config.seed)
     start, history, best = 0, [], None
     path = Path(checkpoint_path) if checkpoint_path else None
     if resume and path is not None and _state_path(path).is_file():
@@ -157,8 +155,6 @@ def iter_train(
         _load_optimizer(opt, tensors)
         start, history = meta["provenance"]["step"], meta["provenance"].get("history", [])
         best = meta["provenance"].get("best_val_loss")
-        rng = np.random.default_rng([config.seed, start])  # fresh, reproducible stream after resume
-        torch_gen.manual_seed(config.seed * 1_000_003 + start)
     base_provenance = {
         "package_version": __version__,
         "training": asdict(config),
@@ -185,10 +181,13 @@ def iter_train(
     t0 = time.perf_counter()
     val_loss = history[-1].get("val_loss") if history else None
     for step in range(start, config.steps):
-        noisy, clean = source.batch(config.batch_size, config.patch_size)
+        # every step draws from its own generator, so a resumed run sees exactly the batches,
+        # noise levels and noise an uninterrupted run would have seen
+        rng = np.random.default_rng([config.seed, step])
+        noisy, clean = source.batch(config.batch_size, config.patch_size, rng)
         noisy_t, clean_t = torch.from_numpy(noisy).to(dev), torch.from_numpy(clean).to(dev)
         gammas = torch.from_numpy(sample_gammas(model.schedule, len(noisy), rng)).float().to(dev)
-        eps = torch.randn(clean_t.shape, generator=torch_gen).to(dev)
+        eps = torch.from_numpy(rng.standard_normal(clean.shape, dtype=np.float32)).to(dev)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
         loss = diffusion_loss(model, noisy_t, clean_t, gammas, eps)
@@ -235,7 +234,7 @@ def validation_loss(model: DiffusionModel, val_batch, device, schedule, n_levels
     return total / n_levels
 
 
-def train(
+def run_training(
     model: DiffusionModel,
     source: PairSource,
     config: TrainConfig = TrainConfig(),

@@ -1,0 +1,100 @@
+"""``train(...)``: fit or fine-tune a model on a user's images, the one entry point for the
+library, the command line and the Train widget. Every check on the data runs before any work."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Generator
+
+from .checkpoint import load_model
+from .datasets import ArrayPairs, CleanWithSimulatedNoise, NoiseModel
+from .model import DiffusionModel
+from .network import UNetConfig
+from .schedules import NoiseSchedule
+from .training import TrainConfig, TrainProgress, TrainResult, iter_train
+
+
+def prepare_training(
+    noisy=None,
+    clean=None,
+    *,
+    model: DiffusionModel | str | Path | None = "demo",
+    noise_model: NoiseModel | None = None,
+    config: TrainConfig = TrainConfig(),
+    val_fraction: float = 0.1,
+):
+    """(model, source, val_batch): validates everything and loads the starting model.
+
+    - paired data: ``noisy`` and ``clean`` (arrays or lists of 2D/3D arrays of matching shapes);
+    - clean only: ``clean`` with ``noise_model`` to synthesise the noisy side;
+    - ``model``: a bundled name or checkpoint path to fine-tune, a :class:`DiffusionModel`, or None
+      to start from scratch with the default architecture.
+    """
+    if config.steps < 1 or config.batch_size < 1:
+        raise ValueError("steps and batch size must be at least 1")
+    if not 0 <= val_fraction < 0.5:
+        raise ValueError(f"the validation fraction must be in [0, 0.5), got {val_fraction}")
+    if isinstance(model, DiffusionModel):
+        start = model
+    elif model is None:
+        start = DiffusionModel.create(UNetConfig(cond_channels=1), NoiseSchedule(), prediction="v", name="scratch")
+    else:
+        start = load_model(model)
+    if start.kind != "paired":
+        raise ValueError(f"fine-tuning a {start.kind} model is not supported yet; start from a paired model")
+    if config.patch_size % start.network.config.size_multiple:
+        raise ValueError(f"the patch size must be a multiple of {start.network.config.size_multiple}")
+    if noisy is not None:
+        if clean is None:
+            raise ValueError("paired training needs clean images too (or give clean images only with a noise model)")
+        source = ArrayPairs(noisy, clean, config.patch_size, val_fraction, start.percentiles)
+    elif clean is not None:
+        source = CleanWithSimulatedNoise(clean, config.patch_size, noise_model or NoiseModel(), val_fraction,
+                                         start.percentiles, seed=config.seed)
+    else:
+        raise ValueError("no training images given")
+    return start, source, source.validation_batch(config.patch_size)
+
+
+def iter_train_on(
+    noisy=None, clean=None, *, model="demo", noise_model=None, config: TrainConfig = TrainConfig(),
+    val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
+) -> Generator[TrainProgress, None, TrainResult]:
+    """The generator behind :func:`train` (for workers that yield progress)."""
+    start, source, val_batch = prepare_training(noisy, clean, model=model, noise_model=noise_model, config=config,
+                                                val_fraction=val_fraction)
+    if output is not None:
+        start.name = Path(output).stem
+    provenance = {
+        "data": {
+            "mode": "paired" if noisy is not None else "clean + simulated noise",
+            "train_shapes": [list(p.shape[1:]) for p in source.parts],
+            "validation_shapes": [list(p.shape[1:]) for p in source.val_parts],
+            "noise_model": None if noisy is not None else vars(noise_model or NoiseModel()),
+        },
+        "parent": start.name if start.sha256 else None,
+    }
+    return (yield from iter_train(start, source, config, val_batch=val_batch, checkpoint_path=output, resume=resume,
+                                  device=device, provenance=provenance))
+
+
+def train(
+    noisy=None, clean=None, *, model="demo", noise_model=None, config: TrainConfig = TrainConfig(),
+    val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
+    progress: Callable[[TrainProgress], None] | None = None, cancel: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Fine-tune ``model`` (default: the bundled demo) on paired images, or on clean images with
+    simulated noise; write ``output`` (last), ``<output>-best`` and a resumable state beside it.
+    ``progress`` gets a :class:`TrainProgress` every step; ``cancel()`` is polled every step and
+    stops the run, keeping the last checkpoint written."""
+    run = iter_train_on(noisy, clean, model=model, noise_model=noise_model, config=config,
+                        val_fraction=val_fraction, output=output, resume=resume, device=device)
+    try:
+        while True:
+            info = next(run)
+            if progress is not None:
+                progress(info)
+            if cancel is not None and cancel():
+                run.close()
+                return TrainResult(model if isinstance(model, DiffusionModel) else None, [], None, cancelled=True)
+    except StopIteration as stop:
+        return stop.value

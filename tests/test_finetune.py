@@ -1,0 +1,102 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise import NoiseModel, TrainConfig, load_model, train
+from napari_diffdenoise.core.datasets import ArrayPairs, CleanWithSimulatedNoise
+from napari_diffdenoise.core.finetune import iter_train_on
+from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+
+CFG = dict(batch_size=4, patch_size=32, warmup_steps=2, validate_every=5)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    noisy, clean = zip(*(simulate_pair("nuclei", (96, 96), Acquisition(peak_photons=10), seed=s) for s in (1, 2)))
+    return np.stack(noisy), np.stack(clean)
+
+
+def test_fine_tuning_on_pairs_lowers_the_loss_and_records_provenance(tiny_model, pair, tmp_path):
+    out = tmp_path / "mine.safetensors"
+    result = train(*pair, model=tiny_model, config=TrainConfig(steps=40, learning_rate=3e-3, **CFG), output=out)
+    vals = [h["val_loss"] for h in result.history if "val_loss" in h]
+    assert len(vals) == 8 and vals[-1] < 0.9 * vals[0]
+    saved = load_model(out)
+    prov = saved.provenance
+    assert saved.name == "mine" and prov["step"] == 40 and prov["package_version"]
+    assert prov["data"]["mode"] == "paired" and prov["data"]["train_shapes"][0][1] == 96
+    assert prov["training"]["patch_size"] == 32
+    assert (tmp_path / "mine-best.safetensors").is_file()
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tiny_model, pair, tmp_path):
+    cfg = TrainConfig(steps=8, checkpoint_every=3, **CFG)
+    straight = train(*pair, model=copy.deepcopy(tiny_model), config=cfg, output=tmp_path / "a.safetensors")
+    run = iter_train_on(*pair, model=copy.deepcopy(tiny_model), config=cfg, output=tmp_path / "b.safetensors")
+    for info in run:
+        if info.step == 5:
+            run.close()  # killed after step 5; the last checkpoint is from step 3
+    resumed_steps = []
+    resumed = train(*pair, model=copy.deepcopy(tiny_model), config=cfg, output=tmp_path / "b.safetensors", resume=True,
+                    progress=lambda i: resumed_steps.append(i.step))
+    assert resumed_steps == [4, 5, 6, 7, 8]
+    for (name, a), b in zip(straight.model.network.state_dict().items(), resumed.model.network.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_validation_pixels_never_appear_in_training_patches():
+    ramp = np.tile(np.arange(120, dtype=np.float32)[:, None], (1, 64))  # value = row index
+    source = ArrayPairs(ramp + 0.01, ramp, patch_size=16, val_fraction=0.25, percentiles=(0, 100))
+    split_value = source.val_parts[0][1].min()  # first validation row, in model units
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        _, clean = source.batch(8, 16, rng)
+        assert clean.max() < split_value
+    val_noisy, val_clean = source.validation_batch(16)
+    assert val_clean.min() >= split_value and len(val_clean) == (30 // 16) * (64 // 16)
+
+
+def test_training_batches_are_really_augmented():
+    ramp = np.tile(np.arange(64, dtype=np.float32)[None, :], (64, 1))  # increases along x only
+    source = ArrayPairs(ramp, ramp, patch_size=16, val_fraction=0)
+    _, clean = source.batch(64, 16, np.random.default_rng(0))
+    directions = set()
+    for patch in clean[:, 0]:
+        dy, dx = np.sign(patch[-1, 0] - patch[0, 0]), np.sign(patch[0, -1] - patch[0, 0])
+        directions.add((dy, dx))
+    assert directions == {(0, 1), (0, -1), (1, 0), (-1, 0)}
+
+
+def test_clean_only_training_synthesises_low_light_noise(tiny_model, pair, tmp_path):
+    _, clean = pair
+    source = CleanWithSimulatedNoise(clean, 32, NoiseModel(photons=(3, 5)), val_fraction=0.2)
+    noisy, target = source.batch(8, 32, np.random.default_rng(0))
+    assert np.abs(noisy - target).mean() > 0.1  # ~4 photons at peak: visibly noisy
+    result = train(None, clean, model=tiny_model, noise_model=NoiseModel(photons=(3, 5)),
+                   config=TrainConfig(steps=3, **CFG), output=tmp_path / "c.safetensors")
+    assert load_model(tmp_path / "c.safetensors").provenance["data"]["mode"] == "clean + simulated noise"
+    assert len(result.history) == 3
+
+
+@pytest.mark.parametrize(
+    "noisy, clean, kwargs, message",
+    [
+        (np.zeros((64, 64)), np.zeros((64, 80)), {}, "must match"),
+        ([np.zeros((64, 64))] * 2, [np.zeros((64, 64))], {}, "pair up"),
+        (np.zeros((40, 40)), np.zeros((40, 40)), {}, "too small"),
+        (np.zeros((2, 2, 64, 64)), np.zeros((2, 2, 64, 64)), {}, "2D"),
+        (np.zeros((64, 64)), None, {}, "needs clean"),
+        (None, None, {}, "no training images"),
+        (np.zeros((64, 64)), np.zeros((64, 64)), {"val_fraction": 0.7}, "validation fraction"),
+        (None, np.zeros((64, 64)), {"noise_model": "bad"}, None),
+    ],
+)
+def test_bad_selections_are_refused_before_any_work(tiny_model, noisy, clean, kwargs, message):
+    if message is None:
+        with pytest.raises(ValueError, match="photon range"):
+            NoiseModel(photons=(5, 1))
+        return
+    with pytest.raises(ValueError, match=message):
+        train(noisy, clean, model=tiny_model, config=TrainConfig(steps=1, batch_size=2, patch_size=32), **kwargs)
