@@ -9,7 +9,7 @@ from napari_diffdenoise._widgets.denoise import DenoiseWidget
 @pytest.fixture
 def errors(monkeypatch):
     messages = []
-    monkeypatch.setattr(denoise_module, "_notify_error", messages.append)
+    monkeypatch.setattr(denoise_module, "notify_error", messages.append)
     return messages
 
 

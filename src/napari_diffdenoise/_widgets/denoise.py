@@ -17,10 +17,17 @@ from .model_registry import REGISTRY
 LOAD_FROM_FILE = "Load from file…"
 
 
-def _notify_error(message: str) -> None:
+def notify_error(message: str) -> None:
+    """A napari error notification: the user sees the message, not a traceback."""
     from napari.utils.notifications import show_error
 
     show_error(message)
+
+
+def _image_choices(viewer):
+    from napari.layers import Image
+
+    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
 
 
 class _Failure(str):
@@ -76,9 +83,7 @@ class DenoiseWidget(Container):
 
     # choices ---------------------------------------------------------------------------------
     def _image_choices(self, _widget=None):
-        from napari.layers import Image
-
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+        return _image_choices(self._viewer)
 
     def _model_choices(self, _widget=None):
         return REGISTRY.choices()
@@ -89,7 +94,7 @@ class DenoiseWidget(Container):
         try:
             model = load_model(path)
         except (ValueError, OSError) as err:
-            _notify_error(f"Could not load the model: {err}")
+            notify_error(f"Could not load the model: {err}")
             return
         key = str(REGISTRY._user.get(REGISTRY.add(path), path))
         self._models[key] = model
@@ -102,7 +107,7 @@ class DenoiseWidget(Container):
         try:
             model = self._selected_model()
         except (ValueError, OSError) as err:
-            _notify_error(f"Could not load the model: {err}")
+            notify_error(f"Could not load the model: {err}")
             return
         self.sampler.choices = samplers_for(model.kind)
         self.steps.max = model.schedule.n_steps
@@ -140,7 +145,7 @@ class DenoiseWidget(Container):
         try:
             layer, model = self._validate()
         except Exception as err:  # noqa: BLE001 — any reason not to start is shown, not raised
-            _notify_error(str(err))
+            notify_error(str(err))
             return
         settings = dict(
             sampler=self.sampler.value, n_samples=self.n_samples.value, seed=self.seed.value, device=self.device.value,
@@ -174,7 +179,7 @@ class DenoiseWidget(Container):
 
     def _on_returned(self, layer, result):
         if isinstance(result, _Failure):
-            _notify_error(f"Denoising failed: {result}")
+            notify_error(f"Denoising failed: {result}")
             self.status.value = "Failed; no layers added"
         else:
             self._add_layers(layer, result)

@@ -55,26 +55,35 @@ def prepare_training(
     return start, source, source.validation_batch(config.patch_size)
 
 
+def run_prepared(
+    prepared, config: TrainConfig, *, output: str | Path | None = None, resume: bool = False, device: str = "auto",
+) -> Generator[TrainProgress, None, TrainResult]:
+    """Train on what :func:`prepare_training` returned (a GUI validates first, then runs this)."""
+    start, source, val_batch = prepared
+    parent = start.name if start.sha256 else None
+    if output is not None:
+        start.name = Path(output).stem
+    provenance = {
+        "data": {
+            "mode": "paired" if isinstance(source, ArrayPairs) else "clean + simulated noise",
+            "train_shapes": [list(p.shape[1:]) for p in source.parts],
+            "validation_shapes": [list(p.shape[1:]) for p in source.val_parts],
+            "noise_model": vars(source.noise) if isinstance(source, CleanWithSimulatedNoise) else None,
+        },
+        "parent": parent,
+    }
+    return (yield from iter_train(start, source, config, val_batch=val_batch, checkpoint_path=output, resume=resume,
+                                  device=device, provenance=provenance))
+
+
 def iter_train_on(
     noisy=None, clean=None, *, model="demo", noise_model=None, config: TrainConfig = TrainConfig(),
     val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
 ) -> Generator[TrainProgress, None, TrainResult]:
     """The generator behind :func:`train` (for workers that yield progress)."""
-    start, source, val_batch = prepare_training(noisy, clean, model=model, noise_model=noise_model, config=config,
-                                                val_fraction=val_fraction)
-    if output is not None:
-        start.name = Path(output).stem
-    provenance = {
-        "data": {
-            "mode": "paired" if noisy is not None else "clean + simulated noise",
-            "train_shapes": [list(p.shape[1:]) for p in source.parts],
-            "validation_shapes": [list(p.shape[1:]) for p in source.val_parts],
-            "noise_model": None if noisy is not None else vars(noise_model or NoiseModel()),
-        },
-        "parent": start.name if start.sha256 else None,
-    }
-    return (yield from iter_train(start, source, config, val_batch=val_batch, checkpoint_path=output, resume=resume,
-                                  device=device, provenance=provenance))
+    prepared = prepare_training(noisy, clean, model=model, noise_model=noise_model, config=config,
+                                val_fraction=val_fraction)
+    return (yield from run_prepared(prepared, config, output=output, resume=resume, device=device))
 
 
 def train(

@@ -1,0 +1,169 @@
+"""The Train dock widget: fine-tune a model on layers the user selects, then use it right away.
+
+Everything about the data is checked (by :func:`prepare_training`) before the worker starts; the
+worker yields once per step, so Cancel lands within a step and keeps the last checkpoint written.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox,
+)
+
+from ..core.datasets import NoiseModel
+from ..core.finetune import prepare_training, run_prepared
+from ..core.training import TrainConfig, best_path
+from .denoise import _image_choices, notify_error
+from .model_registry import REGISTRY
+
+PAIRED = "paired: noisy + clean layers"
+CLEAN_ONLY = "clean layer + simulated noise"
+SCRATCH = "from scratch"
+DEFAULT_DIR = Path.home() / "napari-diffdenoise" / "models"
+
+
+class TrainWidget(Container):
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._worker = None
+        self._last_redraw = 0.0
+        self.mode = ComboBox(label="Data", choices=[PAIRED, CLEAN_ONLY], value=PAIRED)
+        self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="Low-light acquisition")
+        self.clean = ComboBox(label="Clean layer", choices=self._images, tooltip="High-light acquisition of the same field")
+        self.photons_low = FloatSpinBox(label="Photons at peak, from", value=2.0, min=0.1, max=1e5,
+                                        tooltip="Simulated low-light range (log-uniform) for the noisy side")
+        self.photons_high = FloatSpinBox(label="… to", value=50.0, min=0.1, max=1e5)
+        self.psf_sigma = FloatSpinBox(label="Extra blur σ (px)", value=0.0, min=0.0, max=10.0,
+                                      tooltip="Blur the simulated noisy side (0: denoise only)")
+        self.start_model = ComboBox(label="Start from", choices=self._start_choices,
+                                    tooltip="Fine-tune a model, or train one from scratch (needs many more steps)")
+        self.steps = SpinBox(label="Steps", value=500, min=1, max=1_000_000)
+        self.patch_size = SpinBox(label="Patch size", value=64, min=16, max=512, step=16)
+        self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=256)
+        self.learning_rate = FloatSpinBox(label="Learning rate", value=2e-4, min=1e-6, max=1e-2, step=1e-5,
+                                          tooltip="Peak rate; warm-up, then cosine decay over all steps")
+        self.val_fraction = FloatSpinBox(label="Validation fraction", value=0.1, min=0.0, max=0.45, step=0.05,
+                                         tooltip="A strip of each image held out from training, for validation")
+        self.ema = CheckBox(label="EMA of weights", value=True)
+        self.output = FileEdit(label="Output file", mode="w", filter="*.safetensors",
+                               value=DEFAULT_DIR / "my-model.safetensors")
+        self.train_button = PushButton(text="Train")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
+        self.status = Label(value="")
+        self.extend([self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
+                     self.start_model, self.steps, self.patch_size, self.batch_size, self.learning_rate,
+                     self.val_fraction, self.ema, self.output, self.train_button, self.cancel_button,
+                     self.progress, self.status])
+        from .loss_plot import LossPlot
+
+        self.plot = LossPlot()
+        self.native.layout().addWidget(self.plot)
+
+        self.mode.changed.connect(self._on_mode)
+        self.train_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        REGISTRY.changed.connect(self.start_model.reset_choices)
+        layers = napari_viewer.layers.events
+        for event in (layers.inserted, layers.removed, layers.reordered):
+            event.connect(self.noisy.reset_choices)
+            event.connect(self.clean.reset_choices)
+        self._on_mode(self.mode.value)
+        self.reset_choices()
+
+    def _images(self, _widget=None):
+        return _image_choices(self._viewer)
+
+    def _start_choices(self, _widget=None):
+        return [choice for choice in REGISTRY.choices()] + [(SCRATCH, SCRATCH)]
+
+    def _on_mode(self, mode):
+        simulated = mode == CLEAN_ONLY
+        self.noisy.visible = not simulated
+        for w in (self.photons_low, self.photons_high, self.psf_sigma):
+            w.visible = simulated
+
+    def _config(self) -> TrainConfig:
+        steps = self.steps.value
+        return TrainConfig(steps=steps, batch_size=self.batch_size.value, patch_size=self.patch_size.value,
+                           learning_rate=self.learning_rate.value, warmup_steps=min(100, max(1, steps // 10)),
+                           ema_decay=0.999 if self.ema.value else 0.0,
+                           checkpoint_every=max(10, steps // 20), validate_every=max(5, steps // 50))
+
+    def _prepare(self, config: TrainConfig):
+        clean = self.clean.value
+        if clean is None:
+            raise ValueError("Select a clean image layer")
+        noisy = None
+        if self.mode.value == PAIRED:
+            noisy = self.noisy.value
+            if noisy is None:
+                raise ValueError("Select a noisy image layer")
+            if noisy is clean:
+                raise ValueError("The noisy and the clean layer are the same layer")
+            noisy = np.asarray(noisy.data)
+        if not str(self.output.value).endswith(".safetensors"):
+            raise ValueError("The output file must end in .safetensors")
+        noise = NoiseModel(photons=(self.photons_low.value, self.photons_high.value), psf_sigma=self.psf_sigma.value)
+        start = None if self.start_model.value == SCRATCH else self.start_model.value
+        return prepare_training(noisy, np.asarray(clean.data), model=start, noise_model=noise, config=config,
+                                val_fraction=self.val_fraction.value)
+
+    def start(self):
+        """Check the selection, then train in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        config = self._config()
+        try:
+            prepared = self._prepare(config)
+        except Exception as err:  # noqa: BLE001 — every reason not to start is shown, not raised
+            notify_error(str(err))
+            return
+        output = Path(self.output.value)
+        self._worker = create_worker(run_prepared, prepared, config, output=output, _start_thread=False)
+        self._worker.yielded.connect(self._on_progress)
+        self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False))
+        self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
+        self._worker.finished.connect(self._on_finished)
+        self.plot.clear_data()
+        self.train_button.enabled, self.cancel_button.enabled = False, True
+        self.progress.value = 0
+        self.status.value = "Starting…"
+        self._worker.start()
+
+    def cancel(self):
+        if self._worker is not None:
+            self.status.value = "Cancelling…"
+            self._worker.quit()
+
+    def _on_progress(self, info):
+        self.progress.value = int(1000 * info.step / info.total_steps)
+        val = f", validation {info.val_loss:.4f}" if info.val_loss is not None else ""
+        self.status.value = (f"step {info.step}/{info.total_steps}, loss {info.train_loss:.4f}{val}, "
+                             f"{info.eta_seconds / 60:.1f} min left")
+        self.plot.add(info.step, info.train_loss, info.val_loss)
+        now = time.monotonic()
+        if now - self._last_redraw > 0.5 or info.step == info.total_steps:
+            self._last_redraw = now
+            self.plot.redraw()
+
+    def _on_done(self, output: Path, cancelled: bool):
+        self.plot.redraw()
+        if output.is_file():
+            REGISTRY.add(output)  # the Denoise widget lists it at once
+            if best_path(output).is_file():
+                REGISTRY.add(best_path(output))
+        if cancelled:
+            kept = f"; the last checkpoint is kept at {output}" if output.is_file() else "; no checkpoint was written yet"
+            self.status.value = "Cancelled" + kept
+        else:
+            self.progress.value = 1000
+            self.status.value = f"Done: {output.name} is in the Denoise widget's model list"
+
+    def _on_finished(self):
+        self.train_button.enabled, self.cancel_button.enabled = True, False
+        self._worker = None

@@ -1,0 +1,89 @@
+"""The Train widget in a real napari viewer (under Xvfb)."""
+import numpy as np
+import pytest
+
+from napari_diffdenoise._widgets import train as train_module
+from napari_diffdenoise._widgets.denoise import DenoiseWidget
+from napari_diffdenoise._widgets.model_registry import REGISTRY
+from napari_diffdenoise._widgets.train import CLEAN_ONLY, TrainWidget
+from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    messages = []
+    monkeypatch.setattr(train_module, "notify_error", messages.append)
+    return messages
+
+
+@pytest.fixture
+def setup(make_napari_viewer, tiny_checkpoint, tmp_path):
+    viewer = make_napari_viewer()
+    noisy, clean = simulate_pair("nuclei", (80, 80), Acquisition(peak_photons=10), seed=3)
+    viewer.add_image(noisy, name="low")
+    viewer.add_image(clean, name="high")
+    label = REGISTRY.add(tiny_checkpoint)
+    w = TrainWidget(viewer)
+    w.noisy.value, w.clean.value = viewer.layers["low"], viewer.layers["high"]
+    w.start_model.value = dict(REGISTRY.choices())[label]
+    w.steps.value, w.batch_size.value, w.patch_size.value = 6, 2, 32
+    w.output.value = tmp_path / "fine.safetensors"
+    return viewer, w
+
+
+def test_training_on_two_layers_adds_the_model_to_the_denoise_widget(setup, qtbot, errors, tmp_path):
+    viewer, w = setup
+    denoiser = DenoiseWidget(viewer)
+    w.start()
+    assert w._worker is not None and not errors
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    out = str((tmp_path / "fine.safetensors").resolve())
+    assert out in [key for _, key in REGISTRY.choices()]
+    assert out in list(denoiser.model.choices)
+    assert "Done" in w.status.value and w.progress.value == 1000
+    assert len(w.plot.train[0]) == 6 and w.plot.val[0]  # the live plot got every step and a validation point
+
+
+def test_cancel_keeps_the_last_checkpoint(setup, qtbot, errors, tmp_path):
+    viewer, w = setup
+    w.steps.value = 10_000
+    seen = []
+
+    def cancel_later(info):
+        seen.append(info.step)
+        if info.step == 2:
+            w.cancel()
+
+    w.start()
+    w._worker.yielded.connect(cancel_later)
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert max(seen) <= 4 and "Cancelled" in w.status.value
+    assert w.train_button.enabled and not errors
+
+
+def test_clean_only_mode_trains_without_a_noisy_layer(setup, qtbot, errors):
+    viewer, w = setup
+    w.mode.value = CLEAN_ONLY
+    assert w.noisy.native.isHidden() and not w.photons_low.native.isHidden()
+    w.steps.value = 2
+    w.start()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert "Done" in w.status.value and not errors
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v, w: setattr(w.clean, "value", v.layers["other"]), "must match"),
+        (lambda v, w: setattr(w.clean, "value", v.layers["low"]), "same layer"),
+        (lambda v, w: setattr(w.patch_size, "value", 96), "too small"),
+        (lambda v, w: setattr(w.output, "value", "model.pt"), ".safetensors"),
+    ],
+)
+def test_bad_selections_get_a_message_before_any_work(setup, errors, change, message):
+    viewer, w = setup
+    viewer.add_image(np.zeros((64, 50)), name="other")
+    change(viewer, w)
+    w.start()
+    assert w._worker is None
+    assert len(errors) == 1 and message in errors[0]
