@@ -55,3 +55,21 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     tifffile.imwrite(bad, np.zeros((2, 2, 2, 16, 16), np.uint16))
     assert main(["denoise", str(bad), "--model", "nope"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint):
+    from napari_diffdenoise import load_model
+    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+
+    noisy, clean = simulate_pair("filaments", (80, 80), Acquisition(peak_photons=5), seed=1)
+    tifffile.imwrite(tmp_path / "n.tif", noisy)
+    tifffile.imwrite(tmp_path / "c.tif", clean)
+    out = tmp_path / "ft.safetensors"
+    args = ["train", "--noisy", str(tmp_path / "n.tif"), "--clean", str(tmp_path / "c.tif"), "--model",
+            str(tiny_checkpoint), "--out", str(out), "--batch-size", "2", "--patch-size", "32"]
+    assert main(args + ["--steps", "4"]) == 0
+    assert load_model(out).provenance["step"] == 4
+    assert main(args + ["--steps", "6", "--resume"]) == 0  # a longer run picks up at step 4
+    assert len(load_model(out).provenance["history"]) == 6
+    assert main(["train", "--clean", str(tmp_path / "c.tif"), "--noisy", str(tmp_path / "n.tif"), str(tmp_path / "n.tif"),
+                 "--out", str(out)]) == 2  # two noisy, one clean: refused

@@ -112,6 +112,37 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _read_stack(paths: list[str] | None):
+    import tifffile
+
+    return None if not paths else [np.squeeze(tifffile.imread(p)) for p in paths]
+
+
+def cmd_train(args) -> int:
+    """Fine-tune (or train from scratch) on paired TIFFs, or on clean TIFFs with simulated noise."""
+    from . import NoiseModel, TrainConfig, train
+
+    noisy, clean = _read_stack(args.noisy), _read_stack(args.clean)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
+                         learning_rate=args.lr, warmup_steps=min(100, max(1, args.steps // 10)),
+                         checkpoint_every=max(10, args.steps // 20), validate_every=max(5, args.steps // 50),
+                         ema_decay=args.ema, seed=args.seed)
+    noise = NoiseModel(photons=tuple(args.photons), psf_sigma=args.psf_sigma)
+
+    def show(info):
+        if info.step % max(1, info.total_steps // 100) == 0 or info.step == info.total_steps:
+            val = f"  val {info.val_loss:.4f}" if info.val_loss is not None else ""
+            print(f"\r  step {info.step}/{info.total_steps}  loss {info.train_loss:.4f}{val}  "
+                  f"{info.eta_seconds / 60:.1f} min left", end="", file=sys.stderr, flush=True)
+
+    start = None if args.model == "scratch" else args.model
+    result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
+                   output=args.out, resume=args.resume, device=args.device, progress=show)
+    print(file=sys.stderr)
+    print(f"wrote {args.out} (best validation loss {result.best_val_loss})")
+    return 0
+
+
 def cmd_models(args) -> int:
     from . import list_models, load_model
 
@@ -142,6 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=".")
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("train", help="fine-tune a model on paired TIFFs, or on clean TIFFs with simulated noise")
+    p.add_argument("--noisy", nargs="+", help="low-light TIFFs (2D or 3D); omit for clean-only training")
+    p.add_argument("--clean", nargs="+", required=True, help="clean TIFFs, paired with --noisy in order")
+    p.add_argument("--model", default="demo", help="start from this bundled name or checkpoint, or 'scratch'")
+    p.add_argument("--out", required=True, help="output checkpoint (.safetensors); -best and .state files go beside it")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--patch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of weights (0: off)")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--photons", type=float, nargs=2, default=(2.0, 50.0), help="clean-only: simulated peak photons")
+    p.add_argument("--psf-sigma", type=float, default=0.0, help="clean-only: extra blur of the noisy side (px)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(func=cmd_models)
     return parser
