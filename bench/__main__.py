@@ -1,9 +1,9 @@
 """Benchmarks: ``python -m bench {speed,quality}``; each writes docs/benchmarks/<name>.md."""
 import sys
 
-from . import quality, speed
+from . import finetune, quality, speed
 
-COMMANDS = {"speed": speed.main, "quality": quality.main}
+COMMANDS = {"speed": speed.main, "quality": quality.main, "finetune": finetune.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(p)
     p.set_defaults(func=cmd_denoise)
     p = sub.add_parser("simulate", help="write a simulated noisy/clean pair as TIFFs")
-    p.add_argument("--kind", default="nuclei", choices=["nuclei", "filaments", "membranes", "puncta"])
+    p.add_argument("--kind", default="nuclei", choices=["nuclei", "filaments", "membranes", "puncta", "rings"])
     p.add_argument("--photons", type=float, default=10.0, help="expected photons at the brightest pixel")
     p.add_argument("--psf-sigma", type=float, default=1.2, help="Gaussian PSF σ in pixels")
     p.add_argument("--size", type=int, default=256)

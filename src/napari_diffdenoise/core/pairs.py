@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .normalization import DEFAULT_PERCENTILES, IntensityMap
-from .simulate import KINDS, Acquisition, draw_structure, random_acquisition
+from .simulate import HELD_OUT_KINDS, KINDS, Acquisition, draw_structure, random_acquisition
 
 
 def align_to(target: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -55,9 +55,9 @@ class SimulatedPairs:
     seed: int = 0
 
     def __post_init__(self):
-        unknown = set(self.kinds) - set(KINDS)
+        unknown = set(self.kinds) - set(KINDS + HELD_OUT_KINDS)
         if unknown:
-            raise ValueError(f"unknown structure kinds {sorted(unknown)}; choose from {KINDS}")
+            raise ValueError(f"unknown structure kinds {sorted(unknown)}; choose from {KINDS + HELD_OUT_KINDS}")
         self.rng = np.random.default_rng(self.seed)
         self.pool = [self._density() for _ in range(self.pool_size)]
 

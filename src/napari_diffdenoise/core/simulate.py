@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-KINDS = ("nuclei", "filaments", "membranes", "puncta")
+KINDS = ("nuclei", "filaments", "membranes", "puncta")  # what the bundled model was trained on
+HELD_OUT_KINDS = ("rings",)  # never in the bundled model's training: for fine-tuning benchmarks
 
 
 def gaussian_psf_sigma(na: float = 0.8, wavelength_nm: float = 520.0, pixel_nm: float = 100.0, confocal: bool = False) -> float:
@@ -119,13 +120,26 @@ def draw_puncta(shape, rng) -> np.ndarray:
     return np.clip(sizes, 0, 1.5)
 
 
-_DRAW = {"nuclei": draw_nuclei, "filaments": draw_filaments, "membranes": draw_membranes, "puncta": draw_puncta}
+def draw_rings(shape, rng) -> np.ndarray:
+    """Hollow rings (endosome- or nuclear-envelope-like): thin bright walls around dark lumens."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.zeros(shape)
+    for _ in range(rng.integers(10, 30) * max(1, h * w // 256**2)):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(3, 14)
+        wall = rng.uniform(0.7, 1.5)
+        d = np.hypot(yy - cy, xx - cx) - r
+        img = np.maximum(img, rng.uniform(0.4, 1.0) * np.exp(-(d**2) / (2 * wall**2)))
+    return img
+
+
+_DRAW = {"nuclei": draw_nuclei, "filaments": draw_filaments, "membranes": draw_membranes, "puncta": draw_puncta, "rings": draw_rings}
 
 
 def draw_structure(kind: str, shape=(256, 256), seed: int | np.random.Generator = 0) -> np.ndarray:
     """Unblurred fluorescence density of one structure kind, normalised to peak 1."""
     if kind not in _DRAW:
-        raise ValueError(f"unknown structure kind {kind!r}; choose from {KINDS}")
+        raise ValueError(f"unknown structure kind {kind!r}; choose from {KINDS + HELD_OUT_KINDS}")
     rng = np.random.default_rng(seed)
     img = _DRAW[kind](tuple(shape), rng)
     return (img / max(img.max(), 1e-12)).astype(np.float64)
