@@ -86,3 +86,13 @@ def test_bad_parameters_are_refused(tiny_model):
         denoise(np.ones((16, 16)), tiny_model, steps=10_000)
     with pytest.raises(ValueError, match="not available"):
         denoise(np.ones((16, 16)), tiny_model, device="cuda:7")
+
+
+def test_kept_samples_summarise_to_the_returned_maps(tiny_model, noisy_stack):
+    result = denoise(noisy_stack, tiny_model, n_samples=3, steps=2, keep_samples=True)
+    assert result.samples.shape == (3,) + noisy_stack.shape
+    np.testing.assert_allclose(result.samples.mean(0), result.mean, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(result.samples.std(0), result.std, rtol=1e-3, atol=1e-3)
+    # the first k samples of a K-sample run are the samples of a k-sample run with the same seed
+    two = denoise(noisy_stack, tiny_model, n_samples=2, steps=2)
+    np.testing.assert_allclose(result.samples[:2].mean(0), two.mean, rtol=1e-4, atol=1e-3)

@@ -50,6 +50,7 @@ class Restoration:
     std: np.ndarray  # pixel-wise std over the K samples, in the input's intensity units
     entropy: np.ndarray  # pixel-wise Shannon entropy of the quantised samples, in bits
     metadata: dict = field(default_factory=dict)
+    samples: np.ndarray | None = None  # (K, *shape) in input units, only with keep_samples=True
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -141,6 +142,7 @@ def iter_denoise(
     overlap: int | None = None,
     percentiles: tuple[float, float] | None = None,
     batch_pixels: int | None = None,
+    keep_samples: bool = False,
 ) -> Generator[Progress, None, Restoration]:
     """See :func:`denoise`."""
     array = _check_image(image)
@@ -154,7 +156,7 @@ def iter_denoise(
     net = model.network.to(dev).eval().to(memory_format=torch.channels_last)
 
     planes = array[None] if array.ndim == 2 else array
-    means, stds, entropies = [], [], []
+    means, stds, entropies, kept = [], [], [], []
     t0 = time.perf_counter()
     evaluations = 0
     with torch.inference_mode():
@@ -178,6 +180,8 @@ def iter_denoise(
             means.append(imap.to_input(mean))
             stds.append(imap.scale_to_input(std))
             entropies.append(entropy.astype(np.float32))
+            if keep_samples:
+                kept.append(imap.to_input(samples.float().cpu().numpy()))
     shape = array.shape
     metadata = {
         "model": model.name,
@@ -196,8 +200,12 @@ def iter_denoise(
         "seconds": round(time.perf_counter() - t0, 3),
         "package_version": __version__,
     }
+    samples_out = None
+    if keep_samples:
+        samples_out = np.stack(kept, axis=1).reshape((n_samples,) + shape)
     return Restoration(
-        np.stack(means).reshape(shape), np.stack(stds).reshape(shape), np.stack(entropies).reshape(shape), metadata
+        np.stack(means).reshape(shape), np.stack(stds).reshape(shape), np.stack(entropies).reshape(shape), metadata,
+        samples_out,
     )
 
 
@@ -215,6 +223,7 @@ def denoise(
     overlap: int | None = None,
     percentiles: tuple[float, float] | None = None,
     batch_pixels: int | None = None,
+    keep_samples: bool = False,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
@@ -231,6 +240,7 @@ def denoise(
     tile, overlap: tile size and overlap in pixels (default: the model's tile, 25 % overlap).
     percentiles: normalisation percentiles (default: those the model was trained with).
     progress: called with a :class:`Progress` after every network step.
+    keep_samples: also return the K samples themselves (``.samples``, K × the input's shape).
     cancel: polled after every step; returning True raises :class:`Cancelled`.
 
     Returns a :class:`Restoration` whose ``mean``, ``std`` and ``entropy`` have the input's shape.
@@ -241,7 +251,7 @@ def denoise(
         model = load_model(model)
     run = iter_denoise(
         image, model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device,
-        tile=tile, overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels,
+        tile=tile, overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
     )
     try:
         while True:
