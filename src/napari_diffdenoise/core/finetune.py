@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable, Generator
 
 from .checkpoint import load_model
+from .driving import drive
 from .datasets import ArrayPairs, CleanWithSimulatedNoise, NoiseModel
 from .model import DiffusionModel
 from .network import UNetConfig
@@ -97,13 +98,5 @@ def train(
     stops the run, keeping the last checkpoint written."""
     run = iter_train_on(noisy, clean, model=model, noise_model=noise_model, config=config,
                         val_fraction=val_fraction, output=output, resume=resume, device=device)
-    try:
-        while True:
-            info = next(run)
-            if progress is not None:
-                progress(info)
-            if cancel is not None and cancel():
-                run.close()
-                return TrainResult(model if isinstance(model, DiffusionModel) else None, [], None, cancelled=True)
-    except StopIteration as stop:
-        return stop.value
+    result, cancelled = drive(run, progress, cancel)
+    return TrainResult(None, [], None, cancelled=True) if cancelled else result

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from .devices import default_batch_pixels, resolve_device
+from .driving import drive
 from .model import DiffusionModel
 from .normalization import IntensityMap
 from .samplers import get_sampler
@@ -253,13 +254,7 @@ def denoise(
         image, model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device,
         tile=tile, overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
     )
-    try:
-        while True:
-            info = next(run)
-            if progress is not None:
-                progress(info)
-            if cancel is not None and cancel():
-                run.close()
-                raise Cancelled("denoising was cancelled")
-    except StopIteration as stop:
-        return stop.value
+    result, cancelled = drive(run, progress, cancel)
+    if cancelled:
+        raise Cancelled("denoising was cancelled")
+    return result

@@ -20,6 +20,7 @@ import torch
 from .. import __version__  # noqa: F401 (recorded in provenance)
 from .checkpoint import read_checkpoint, save_checkpoint
 from .devices import resolve_device
+from .driving import drive
 from .model import DiffusionModel
 from .schedules import sample_gammas
 
@@ -57,7 +58,7 @@ class TrainProgress:
 
 @dataclass
 class TrainResult:
-    model: DiffusionModel
+    model: DiffusionModel | None  # None when cancelled before the end
     history: list[dict] = field(default_factory=list)
     best_val_loss: float | None = None
     cancelled: bool = False
@@ -244,14 +245,5 @@ def run_training(
     **kwargs,
 ) -> TrainResult:
     """Run :func:`iter_train` to the end or until ``cancel()`` returns True (checked every step)."""
-    gen = iter_train(model, source, config, **kwargs)
-    try:
-        while True:
-            info = next(gen)
-            if progress is not None:
-                progress(info)
-            if cancel is not None and cancel():
-                gen.close()
-                return TrainResult(model, [], None, cancelled=True)
-    except StopIteration as stop:
-        return stop.value
+    result, cancelled = drive(iter_train(model, source, config, **kwargs), progress, cancel)
+    return TrainResult(model, [], None, cancelled=True) if cancelled else result
