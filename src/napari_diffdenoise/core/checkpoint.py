@@ -63,14 +63,27 @@ def save_checkpoint(
     return model.sha256
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """The safetensors layout: a little-endian u64 header length N, then N bytes of JSON."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    header_length = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 8 + header_length <= size
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """(metadata, tensors) of a checkpoint, refusing anything that is not safetensors."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(_PICKLE_MAGIC):
+    if not _looks_like_safetensors(path):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if not head.startswith(_PICKLE_MAGIC):
+            raise CheckpointError(f"{path.name} is not a safetensors checkpoint")
         raise CheckpointError(
             f"{path.name} looks like a pickled PyTorch file; pickles can run code when loaded, so only "
             "safetensors checkpoints written by napari-diffdenoise are accepted"

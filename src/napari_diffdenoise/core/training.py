@@ -180,6 +180,7 @@ def iter_train(
         save_checkpoint(snap, path)
 
     t0 = time.perf_counter()
+    seconds_before = history[-1].get("seconds", 0.0) if history else 0.0  # a resumed run's earlier time
     val_loss = history[-1].get("val_loss") if history else None
     for step in range(start, config.steps):
         # every step draws from its own generator, so a resumed run sees exactly the batches,
@@ -208,6 +209,7 @@ def iter_train(
                 best = val_loss
                 if path is not None:
                     save_checkpoint(snapshot(done), best_path(path))
+        record["seconds"] = round(seconds_before + time.perf_counter() - t0, 2)
         history.append(record)
         if path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
             write(done)
