@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from napari_diffdenoise.core.samplers import ddim, ddpm, get_sampler
+from napari_diffdenoise.core.sampler_registry import get_sampler
+from napari_diffdenoise.core.samplers import ddim, ddpm
 from napari_diffdenoise.core.schedules import NoiseSchedule
 
 MU, S = 0.3, 0.2  # data x0 ~ N(MU, S²) per pixel

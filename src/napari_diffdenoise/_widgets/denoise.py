@@ -11,7 +11,7 @@ from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.restore import DEFAULT_STEPS, check_settings, iter_denoise
-from ..core.samplers import SAMPLERS, samplers_for
+from ..core.sampler_registry import SAMPLERS, samplers_for
 from .model_registry import REGISTRY
 
 LOAD_FROM_FILE = "Load from file…"

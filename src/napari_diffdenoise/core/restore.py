@@ -19,7 +19,7 @@ from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .model import DiffusionModel
 from .normalization import IntensityMap
-from .samplers import get_sampler
+from .sampler_registry import get_sampler
 from .tiling import make_tiles
 from .uncertainty import summarise
 
@@ -111,16 +111,17 @@ def _check_image(image) -> np.ndarray:
     return array
 
 
-def check_settings(model: DiffusionModel, sampler: str, n_samples: int, steps: int | None, eta: float, device: str):
+def check_settings(model: DiffusionModel, sampler: str, n_samples: int, steps: int | None, eta: float, device: str,
+                   sampler_params: dict | None = None):
     """Refuse settings that cannot work, before any work starts: (sampler info, params, device)."""
     info = get_sampler(sampler, model.kind)
     if n_samples < 1:
         raise ValueError("n_samples must be at least 1")
-    params = {} if sampler == "ddpm" else {"steps": steps or DEFAULT_STEPS, "eta": eta}
-    if not 1 <= params.get("steps", 1) <= model.schedule.n_steps:
-        raise ValueError(f"steps must be between 1 and {model.schedule.n_steps} for this model, got {steps}")
-    if not 0 <= params.get("eta", 0) <= 1:
-        raise ValueError(f"eta must be between 0 and 1, got {eta}")
+    given = dict(sampler_params or {})
+    if sampler == "ddim":
+        given.setdefault("steps", steps or DEFAULT_STEPS)
+        given.setdefault("eta", eta)
+    params = info.parameters(model.schedule, given)
     return info, params, resolve_device(device)
 
 
@@ -144,10 +145,11 @@ def iter_denoise(
     percentiles: tuple[float, float] | None = None,
     batch_pixels: int | None = None,
     keep_samples: bool = False,
+    sampler_params: dict | None = None,
 ) -> Generator[Progress, None, Restoration]:
     """See :func:`denoise`."""
     array = _check_image(image)
-    info, params, dev = check_settings(model, sampler, n_samples, steps, eta, device)
+    info, params, dev = check_settings(model, sampler, n_samples, steps, eta, device, sampler_params)
     n_steps = info.n_evaluations(model.schedule, params)
     tile = tile or model.tile
     tile -= tile % model.network.config.size_multiple
@@ -163,13 +165,15 @@ def iter_denoise(
     with torch.inference_mode():
         for z, plane in enumerate(planes):
             imap = IntensityMap.from_percentiles(plane, percentiles)
-            cond = torch.from_numpy(imap.to_model(plane))[None, None].to(dev) if model.kind == "paired" else None
+            observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
+            cond = observed if model.kind == "paired" else None
             eps_fn = TiledEpsilon(model, cond, plane.shape, tile, overlap, batch_pixels)
+            extra = {"observation": observed} if info.needs_observation else {}
             gen = torch.Generator().manual_seed(plane_seed(seed, z))
             # noise is drawn on the CPU so a seed gives the same samples on every device
             noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
             y_T = noise_fn((n_samples, 1) + plane.shape)
-            run = info.function(eps_fn, model.schedule, y_T, noise_fn, clip=X0_CLIP, **params)
+            run = info.function(eps_fn, model.schedule, y_T, noise_fn, clip=X0_CLIP, **params, **extra)
             try:
                 while True:
                     step = next(run)
@@ -225,6 +229,7 @@ def denoise(
     percentiles: tuple[float, float] | None = None,
     batch_pixels: int | None = None,
     keep_samples: bool = False,
+    sampler_params: dict | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
@@ -233,7 +238,9 @@ def denoise(
     Parameters
     ----------
     model: a :class:`DiffusionModel`, a bundled model name or a checkpoint path.
-    sampler: "ddim" (fast, ``steps`` and ``eta``) or "ddpm" (the seed procedure: all T steps).
+    sampler: for paired models "ddim" (fast, ``steps`` and ``eta``) or "ddpm" (the seed procedure:
+        all T steps); for unpaired models "fb", "mixing", "repaint" or "repaint-baikal", whose
+        parameters go in ``sampler_params`` (see ``core.sampler_registry.SAMPLERS``).
     n_samples: K, the number of samples averaged; std and entropy are taken over them.
     steps: DDIM steps (default 10); ignored by "ddpm".
     eta: DDIM stochasticity, 0 (deterministic given the starting noise) to 1 (ancestral).
@@ -253,6 +260,7 @@ def denoise(
     run = iter_denoise(
         image, model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device,
         tile=tile, overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
+        sampler_params=sampler_params,
     )
     result, cancelled = drive(run, progress, cancel)
     if cancelled:

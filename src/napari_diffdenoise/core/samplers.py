@@ -90,34 +90,3 @@ def ddpm(
     Eq. 7; as in Osuna-Vargas et al.). Implemented as DDIM with η = 1 on the full schedule,
     which is the same update."""
     return (yield from ddim(eps_fn, schedule, y_T, noise_fn, steps=schedule.n_steps, eta=1.0, clip=clip))
-
-
-@dataclass(frozen=True)
-class SamplerInfo:
-    name: str
-    function: Callable
-    model_kinds: tuple[str, ...]
-    description: str
-
-    def n_evaluations(self, schedule: NoiseSchedule, params: dict) -> int:
-        return params.get("steps", schedule.n_steps) if self.name != "ddpm" else schedule.n_steps
-
-
-SAMPLERS: dict[str, SamplerInfo] = {
-    "ddim": SamplerInfo("ddim", ddim, ("paired",), "DDIM on a respaced schedule: few steps, fast (default)"),
-    "ddpm": SamplerInfo("ddpm", ddpm, ("paired",), "Ancestral DDPM over all T steps: the seed procedure, slow"),
-}
-
-
-def get_sampler(name: str, model_kind: str) -> SamplerInfo:
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
-    info = SAMPLERS[name]
-    if model_kind not in info.model_kinds:
-        usable = sorted(n for n, s in SAMPLERS.items() if model_kind in s.model_kinds)
-        raise ValueError(f"sampler {name!r} does not work with a {model_kind} model; use one of {usable}")
-    return info
-
-
-def samplers_for(model_kind: str) -> list[str]:
-    return [n for n, s in SAMPLERS.items() if model_kind in s.model_kinds]

@@ -1,0 +1,90 @@
+"""Which samplers exist, which model kinds they fit, their parameters and defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import guided, samplers
+from .schedules import NoiseSchedule
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    name: str
+    function: Callable
+    model_kinds: tuple[str, ...]
+    description: str
+    defaults: Callable[[NoiseSchedule], dict] = lambda schedule: {}  # noqa: E731
+    needs_observation: bool = False  # guided by the noisy image itself (unconditional models)
+    tooltips: dict = field(default_factory=dict)
+
+    def parameters(self, schedule: NoiseSchedule, given: dict | None = None) -> dict:
+        """Defaults for this model's schedule, overridden by ``given``; unknown names are refused."""
+        params = self.defaults(schedule)
+        unknown = set(given or {}) - set(params)
+        if unknown:
+            raise ValueError(f"sampler {self.name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(params)}")
+        params.update(given or {})
+        for key in ("start", "steps"):
+            if key in params and not (0 if key == "start" else 1) <= params[key] <= schedule.n_steps:
+                raise ValueError(f"{key} must be between {0 if key == 'start' else 1} and {schedule.n_steps}, "
+                                 f"got {params[key]}")
+        if not 0 <= params.get("eta", 0) <= 1:
+            raise ValueError(f"eta must be between 0 and 1, got {params['eta']}")
+        return params
+
+    def n_evaluations(self, schedule: NoiseSchedule, params: dict) -> int:
+        if self.name == "ddpm":
+            return schedule.n_steps
+        if self.name == "ddim":
+            return params["steps"]
+        if self.name.startswith("repaint"):
+            start, block = params["start"], params["block"]
+            return sum(min(block, top + 1) for top in range(start - 1, -1, -block)) * params["repeats"]
+        return params["start"]
+
+
+def _scaled(schedule: NoiseSchedule, steps_of_1000: int) -> int:
+    """Baikal's defaults are for T = 1000; keep the same fraction of this model's T."""
+    return max(1, round(steps_of_1000 * schedule.n_steps / 1000))
+
+
+SAMPLERS: dict[str, SamplerInfo] = {
+    "ddim": SamplerInfo("ddim", samplers.ddim, ("paired",), "DDIM on a respaced schedule: few steps, fast (default)",
+                        lambda s: {"steps": 10, "eta": 0.0}),
+    "ddpm": SamplerInfo("ddpm", samplers.ddpm, ("paired",), "Ancestral DDPM over all T steps: the seed procedure, slow"),
+    "fb": SamplerInfo("fb", guided.forward_backward, ("unpaired",),
+                      "Forward-Backward: diffuse the image to step N, then denoise back (Baikal)",
+                      lambda s: {"start": _scaled(s, 100)}, True,
+                      {"start": "N: how far the image is diffused; more removes more noise and invents more"}),
+    "mixing": SamplerInfo("mixing", guided.mixing, ("unpaired",),
+                          "Forward-Backward, mixing the diffused image back in at every step down to n (Baikal)",
+                          lambda s: {"start": _scaled(s, 100), "stop": _scaled(s, 20), "weight_start": 0.3,
+                                     "weight_stop": 0.01}, True,
+                          {"stop": "n: the step below which no more mixing happens",
+                           "weight_start": "mixing weight at N", "weight_stop": "mixing weight at n"}),
+    "repaint": SamplerInfo("repaint", guided.repaint, ("unpaired",),
+                           "True RePaint: blocks of U steps repeated R times, re-noised between repeats",
+                           lambda s: {"start": _scaled(s, 60), "block": _scaled(s, 10), "repeats": 3,
+                                      "mix_weight": 0.5, "mix_stop": _scaled(s, 50), "renoise": True}, True,
+                           {"block": "U: steps per block", "repeats": "R: runs of each block",
+                            "mix_stop": "no mixing below this step"}),
+    "repaint-baikal": SamplerInfo("repaint-baikal", guided.repaint, ("unpaired",),
+                                  "Repaint as in Baikal's code: blocks repeated without re-noising",
+                                  lambda s: {"start": _scaled(s, 60), "block": _scaled(s, 10), "repeats": 3,
+                                             "mix_weight": 0.5, "mix_stop": _scaled(s, 50), "renoise": False}, True),
+}
+
+
+def get_sampler(name: str, model_kind: str) -> SamplerInfo:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    info = SAMPLERS[name]
+    if model_kind not in info.model_kinds:
+        usable = sorted(n for n, s in SAMPLERS.items() if model_kind in s.model_kinds)
+        raise ValueError(f"sampler {name!r} does not work with a {model_kind} model; use one of {usable}")
+    return info
+
+
+def samplers_for(model_kind: str) -> list[str]:
+    return [n for n, s in SAMPLERS.items() if model_kind in s.model_kinds]
