@@ -1,11 +1,13 @@
-"""Benchmarks: ``python -m bench {speed,quality}``; each writes docs/benchmarks/<name>.md."""
+"""Benchmarks: ``python -m bench {speed,quality,finetune,training,all}``; each writes
+docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
 import sys
 
 from . import finetune, quality, speed, training_report
 
-COMMANDS = {"speed": speed.main, "quality": quality.main, "finetune": finetune.main, "training": training_report.main}
+COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main}
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        sys.exit(f"usage: python -m bench {{{','.join(COMMANDS)}}} [options]")
-    COMMANDS[sys.argv[1]](sys.argv[2:])
+    if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):
+        sys.exit(f"usage: python -m bench {{{','.join(COMMANDS)},all}} [options]")
+    for name in COMMANDS if sys.argv[1] == "all" else [sys.argv[1]]:
+        COMMANDS[name](sys.argv[2:])
