@@ -100,3 +100,28 @@ def test_bad_selections_are_refused_before_any_work(tiny_model, noisy, clean, kw
         return
     with pytest.raises(ValueError, match=message):
         train(noisy, clean, model=tiny_model, config=TrainConfig(steps=1, batch_size=2, patch_size=32), **kwargs)
+
+
+def test_an_unpaired_model_trains_on_clean_images_and_denoises_with_guidance(pair, tmp_path):
+    from napari_diffdenoise import denoise
+    from napari_diffdenoise.core.model import DiffusionModel
+    from napari_diffdenoise.core.network import UNetConfig
+    from napari_diffdenoise.core.schedules import NoiseSchedule
+
+    noisy, clean = pair
+    torch.manual_seed(0)
+    start = DiffusionModel.create(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2)),
+                                  NoiseSchedule("cosine", 50), kind="unpaired", prediction="v")
+    out = tmp_path / "prior.safetensors"
+    result = train(None, clean, model=start, kind="unpaired", config=TrainConfig(steps=30, learning_rate=3e-3, **CFG),
+                   output=out)
+    vals = [h["val_loss"] for h in result.history if "val_loss" in h]
+    assert vals[-1] < vals[0]
+    prior = load_model(out)
+    assert prior.kind == "unpaired" and prior.provenance["data"]["mode"] == "clean only (unpaired)"
+    restored = denoise(noisy[0], prior, sampler="fb", n_samples=2, sampler_params={"start": 5})
+    assert restored.mean.shape == noisy[0].shape
+    with pytest.raises(ValueError, match="clean images only"):
+        train(noisy, clean, model=start, kind="unpaired", config=TrainConfig(steps=1, **CFG))
+    with pytest.raises(ValueError, match="starting model is paired"):
+        train(None, clean, model="demo", kind="unpaired", config=TrainConfig(steps=1, **CFG))

@@ -96,3 +96,16 @@ def test_kept_samples_summarise_to_the_returned_maps(tiny_model, noisy_stack):
     # the first k samples of a K-sample run are the samples of a k-sample run with the same seed
     two = denoise(noisy_stack, tiny_model, n_samples=2, steps=2)
     np.testing.assert_allclose(result.samples[:2].mean(0), two.mean, rtol=1e-4, atol=1e-3)
+
+
+def test_a_suspended_run_leaves_the_thread_in_normal_grad_mode(tiny_model, noisy_stack):
+    """Regression: an inference_mode block spanning the generator's yields left napari's pooled
+    worker thread in inference mode, and a later training job on that thread could not backprop."""
+    import torch
+
+    from napari_diffdenoise.core.restore import iter_denoise
+
+    run = iter_denoise(noisy_stack, tiny_model, n_samples=1, steps=3)
+    next(run)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    run.close()

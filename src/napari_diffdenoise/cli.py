@@ -137,7 +137,7 @@ def cmd_train(args) -> int:
 
     start = None if args.model == "scratch" else args.model
     result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
-                   output=args.out, resume=args.resume, device=args.device, progress=show)
+                   output=args.out, resume=args.resume, device=args.device, kind=args.kind, progress=show)
     print(file=sys.stderr)
     print(f"wrote {args.out} (best validation loss {result.best_val_loss})")
     return 0
@@ -176,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune a model on paired TIFFs, or on clean TIFFs with simulated noise")
     p.add_argument("--noisy", nargs="+", help="low-light TIFFs (2D or 3D); omit for clean-only training")
     p.add_argument("--clean", nargs="+", required=True, help="clean TIFFs, paired with --noisy in order")
-    p.add_argument("--model", default="demo", help="start from this bundled name or checkpoint, or 'scratch'")
+    p.add_argument("--kind", default="paired", choices=["paired", "unpaired"],
+                   help="unpaired: an unconditional model learnt from --clean only (guided sampling, Baikal)")
+    p.add_argument("--model", default="default",
+                   help="start from this bundled name or checkpoint, or 'scratch' (default: demo if paired)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors); -best and .state files go beside it")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=8)

@@ -5,7 +5,7 @@ responsive and Cancel lands within one step; layers are added only when a run co
 """
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 
 from .. import __version__
 from ..core.checkpoint import load_model
@@ -68,7 +68,10 @@ class DenoiseWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
-        self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.n_samples,
+        # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
+        self.sampler_params = Container(labels=True)
+        self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.sampler_params,
+                     self.n_samples,
                      self.seed, self.device, self.run_button, self.cancel_button, self.progress, self.status])
 
         self.model.changed.connect(self._on_model)
@@ -76,7 +79,7 @@ class DenoiseWidget(Container):
         self.sampler.changed.connect(self._on_sampler)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        REGISTRY.changed.connect(self.model.reset_choices)
+        REGISTRY.subscribe(self.model)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             event.connect(self.image.reset_choices)
         self.reset_choices()
@@ -112,9 +115,27 @@ class DenoiseWidget(Container):
         self.sampler.choices = samplers_for(model.kind)
         self.steps.max = model.schedule.n_steps
         self.steps.value = min(self.steps.value, model.schedule.n_steps)
+        self._on_sampler(self.sampler.value)
 
     def _on_sampler(self, name):
         self.steps.visible = self.eta.visible = name == "ddim"
+        self.sampler_params.clear()
+        if name not in SAMPLERS or name in ("ddim", "ddpm") or self.model.value is None:
+            return
+        info = SAMPLERS[name]
+        schedule = self._selected_model().schedule
+        for key, value in info.defaults(schedule).items():
+            tip = info.tooltips.get(key, "")
+            if isinstance(value, bool):
+                widget = CheckBox(name=key, value=value, tooltip=tip)
+            elif isinstance(value, int):
+                widget = SpinBox(name=key, value=value, min=0, max=schedule.n_steps, tooltip=tip)
+            else:
+                widget = FloatSpinBox(name=key, value=value, min=0.0, max=1.0, step=0.01, tooltip=tip)
+            self.sampler_params.append(widget)
+
+    def _guided_params(self) -> dict:
+        return {w.name: w.value for w in self.sampler_params}
 
     def _selected_model(self):
         key = self.model.value
@@ -135,7 +156,7 @@ class DenoiseWidget(Container):
             raise ValueError("No model available: load a checkpoint from file")
         model = self._selected_model()
         check_settings(model, self.sampler.value, self.n_samples.value, self.steps.value, self.eta.value,
-                       self.device.value)
+                       self.device.value, self._guided_params())
         return layer, model
 
     def run(self):
@@ -150,6 +171,7 @@ class DenoiseWidget(Container):
         settings = dict(
             sampler=self.sampler.value, n_samples=self.n_samples.value, seed=self.seed.value, device=self.device.value,
             **({"steps": self.steps.value, "eta": self.eta.value} if self.sampler.value == "ddim" else {}),
+            sampler_params=self._guided_params(),
         )
         import numpy as np
 

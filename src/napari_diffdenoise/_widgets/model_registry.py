@@ -26,6 +26,18 @@ class ModelRegistry:
         self.changed.emit()
         return label
 
+    def subscribe(self, combo) -> None:
+        """Refresh ``combo``'s choices on every change, until its Qt widget is gone (a closed dock
+        widget must not break the next model load in another one)."""
+
+        def refresh():
+            try:
+                combo.reset_choices()
+            except RuntimeError:  # "wrapped C/C++ object … has been deleted"
+                self.changed.disconnect(refresh)
+
+        self.changed.connect(refresh)
+
     def choices(self) -> list[tuple[str, str]]:
         """(label, name-or-path) pairs: bundled first, then user checkpoints."""
         bundled = [(f"{name} (bundled)", name) for name in list_models()]

@@ -67,7 +67,7 @@ class TrainWidget(Container):
         self.mode.changed.connect(self._on_mode)
         self.train_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
-        REGISTRY.changed.connect(self.start_model.reset_choices)
+        REGISTRY.subscribe(self.start_model)
         layers = napari_viewer.layers.events
         for event in (layers.inserted, layers.removed, layers.reordered):
             event.connect(self.noisy.reset_choices)

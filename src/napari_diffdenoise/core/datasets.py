@@ -172,3 +172,27 @@ class CleanWithSimulatedNoise(_PlaneSource):
             out.append(augment(random_crop(self._acquire(crop, rng), patch_size, rng), rng))
         stacked = np.stack(out).astype(np.float32)
         return stacked[:, :1], stacked[:, 1:]
+
+
+class CleanPatches(_PlaneSource):
+    """Clean images only, for an unconditional (unpaired) model: each plane through its own
+    percentile map, as Baikal's inputs are (CSBDeep normalisation). Batches are (clean, clean) so
+    the training loop stays one; the unconditional network never reads the first."""
+
+    def __init__(self, clean, patch_size: int, val_fraction: float = 0.1, percentiles=DEFAULT_PERCENTILES):
+        planes = as_planes(clean, "clean")
+        if not planes:
+            raise ValueError("no clean images given")
+        self.parts, self.val_parts = [], []
+        for i, c in enumerate(planes):
+            split = Split.of(c.shape, val_fraction, patch_size, f"clean {i}")
+            normalised = IntensityMap.from_percentiles(c, percentiles).to_model(c)
+            both = np.stack([normalised, normalised])
+            self.parts.append(split.train_part(both))
+            if split.start < c.shape[split.axis]:
+                self.val_parts.append(split.val_part(both))
+
+    def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator):
+        out = [augment(random_crop(self.parts[self._pick(rng)], patch_size, rng), rng) for _ in range(batch_size)]
+        stacked = np.stack(out).astype(np.float32)
+        return stacked[:, :1], stacked[:, 1:]

@@ -7,7 +7,7 @@ from typing import Callable, Generator
 
 from .checkpoint import load_model
 from .driving import drive
-from .datasets import ArrayPairs, CleanWithSimulatedNoise, NoiseModel
+from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise, NoiseModel
 from .model import DiffusionModel
 from .network import UNetConfig
 from .schedules import NoiseSchedule
@@ -18,33 +18,45 @@ def prepare_training(
     noisy=None,
     clean=None,
     *,
-    model: DiffusionModel | str | Path | None = "demo",
+    model: DiffusionModel | str | Path | None = "default",
     noise_model: NoiseModel | None = None,
     config: TrainConfig = TrainConfig(),
     val_fraction: float = 0.1,
+    kind: str = "paired",
 ):
     """(model, source, val_batch): validates everything and loads the starting model.
 
     - paired data: ``noisy`` and ``clean`` (arrays or lists of 2D/3D arrays of matching shapes);
     - clean only: ``clean`` with ``noise_model`` to synthesise the noisy side;
-    - ``model``: a bundled name or checkpoint path to fine-tune, a :class:`DiffusionModel`, or None
-      to start from scratch with the default architecture.
+    - ``kind="unpaired"``: clean only, for an unconditional model guided at sampling time (Baikal);
+    - ``model``: a bundled name or checkpoint path to fine-tune, a :class:`DiffusionModel`, None
+      to start from scratch with the default architecture, or "default": the bundled ``demo`` for
+      a paired model, scratch for an unpaired one (no unpaired model is bundled yet).
     """
+    if kind not in ("paired", "unpaired"):
+        raise ValueError(f"unknown model kind {kind!r}; use 'paired' or 'unpaired'")
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError("steps and batch size must be at least 1")
     if not 0 <= val_fraction < 0.5:
         raise ValueError(f"the validation fraction must be in [0, 0.5), got {val_fraction}")
+    if isinstance(model, str) and model == "default":
+        model = "demo" if kind == "paired" else None
     if isinstance(model, DiffusionModel):
         start = model
     elif model is None:
-        start = DiffusionModel.create(UNetConfig(cond_channels=1), NoiseSchedule(), prediction="v", name="scratch")
+        start = DiffusionModel.create(UNetConfig(cond_channels=int(kind == "paired")), NoiseSchedule(),
+                                      kind=kind, prediction="v", name="scratch")
     else:
         start = load_model(model)
-    if start.kind != "paired":
-        raise ValueError(f"fine-tuning a {start.kind} model is not supported yet; start from a paired model")
+    if start.kind != kind:
+        raise ValueError(f"the starting model is {start.kind}, not {kind}: pick a {kind} model or start from scratch")
     if config.patch_size % start.network.config.size_multiple:
         raise ValueError(f"the patch size must be a multiple of {start.network.config.size_multiple}")
-    if noisy is not None:
+    if kind == "unpaired":
+        if clean is None or noisy is not None:
+            raise ValueError("an unpaired model learns from clean images only: give clean images and no noisy ones")
+        source = CleanPatches(clean, config.patch_size, val_fraction, start.percentiles)
+    elif noisy is not None:
         if clean is None:
             raise ValueError("paired training needs clean images too (or give clean images only with a noise model)")
         source = ArrayPairs(noisy, clean, config.patch_size, val_fraction, start.percentiles)
@@ -66,7 +78,8 @@ def run_prepared(
         start.name = Path(output).stem
     provenance = {
         "data": {
-            "mode": "paired" if isinstance(source, ArrayPairs) else "clean + simulated noise",
+            "mode": {ArrayPairs: "paired", CleanWithSimulatedNoise: "clean + simulated noise",
+                     CleanPatches: "clean only (unpaired)"}[type(source)],
             "train_shapes": [list(p.shape[1:]) for p in source.parts],
             "validation_shapes": [list(p.shape[1:]) for p in source.val_parts],
             "noise_model": vars(source.noise) if isinstance(source, CleanWithSimulatedNoise) else None,
@@ -78,25 +91,28 @@ def run_prepared(
 
 
 def iter_train_on(
-    noisy=None, clean=None, *, model="demo", noise_model=None, config: TrainConfig = TrainConfig(),
+    noisy=None, clean=None, *, model="default", noise_model=None, config: TrainConfig = TrainConfig(),
     val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
+    kind: str = "paired",
 ) -> Generator[TrainProgress, None, TrainResult]:
     """The generator behind :func:`train` (for workers that yield progress)."""
     prepared = prepare_training(noisy, clean, model=model, noise_model=noise_model, config=config,
-                                val_fraction=val_fraction)
+                                val_fraction=val_fraction, kind=kind)
     return (yield from run_prepared(prepared, config, output=output, resume=resume, device=device))
 
 
 def train(
-    noisy=None, clean=None, *, model="demo", noise_model=None, config: TrainConfig = TrainConfig(),
+    noisy=None, clean=None, *, model="default", noise_model=None, config: TrainConfig = TrainConfig(),
     val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
-    progress: Callable[[TrainProgress], None] | None = None, cancel: Callable[[], bool] | None = None,
+    kind: str = "paired", progress: Callable[[TrainProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` (default: the bundled demo) on paired images, or on clean images with
-    simulated noise; write ``output`` (last), ``<output>-best`` and a resumable state beside it.
+    simulated noise, or (``kind="unpaired"``) an unconditional model on clean images; write
+    ``output`` (last), ``<output>-best`` and a resumable state beside it.
     ``progress`` gets a :class:`TrainProgress` every step; ``cancel()`` is polled every step and
     stops the run, keeping the last checkpoint written."""
     run = iter_train_on(noisy, clean, model=model, noise_model=noise_model, config=config,
-                        val_fraction=val_fraction, output=output, resume=resume, device=device)
+                        val_fraction=val_fraction, output=output, resume=resume, device=device, kind=kind)
     result, cancelled = drive(run, progress, cancel)
     return TrainResult(None, [], None, cancelled=True) if cancelled else result

@@ -79,6 +79,7 @@ class TiledEpsilon:
         self.conds = [None if cond is None else _pad_to_multiple(cond[(...,) + t.slices], self.multiple)[0] for t in self.tiles]
         self.evaluations = 0
 
+    @torch.inference_mode()
     def __call__(self, y: torch.Tensor, gamma: float) -> torch.Tensor:
         out = torch.zeros_like(y)
         k = y.shape[0]
@@ -162,31 +163,33 @@ def iter_denoise(
     means, stds, entropies, kept = [], [], [], []
     t0 = time.perf_counter()
     evaluations = 0
-    with torch.inference_mode():
-        for z, plane in enumerate(planes):
-            imap = IntensityMap.from_percentiles(plane, percentiles)
-            observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
-            cond = observed if model.kind == "paired" else None
-            eps_fn = TiledEpsilon(model, cond, plane.shape, tile, overlap, batch_pixels)
-            extra = {"observation": observed} if info.needs_observation else {}
-            gen = torch.Generator().manual_seed(plane_seed(seed, z))
-            # noise is drawn on the CPU so a seed gives the same samples on every device
-            noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
-            y_T = noise_fn((n_samples, 1) + plane.shape)
-            run = info.function(eps_fn, model.schedule, y_T, noise_fn, clip=X0_CLIP, **params, **extra)
-            try:
-                while True:
-                    step = next(run)
-                    yield Progress(z, len(planes), step.index + 1, n_steps)
-            except StopIteration as stop:
-                samples = stop.value[:, 0]
-            evaluations += eps_fn.evaluations
+    # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
+    # leave its thread (napari's pooled worker, or the caller's) in inference mode
+    for z, plane in enumerate(planes):
+        imap = IntensityMap.from_percentiles(plane, percentiles)
+        observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
+        cond = observed if model.kind == "paired" else None
+        eps_fn = TiledEpsilon(model, cond, plane.shape, tile, overlap, batch_pixels)
+        extra = {"observation": observed} if info.needs_observation else {}
+        gen = torch.Generator().manual_seed(plane_seed(seed, z))
+        # noise is drawn on the CPU so a seed gives the same samples on every device
+        noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
+        y_T = noise_fn((n_samples, 1) + plane.shape)
+        run = info.function(eps_fn, model.schedule, y_T, noise_fn, clip=X0_CLIP, **params, **extra)
+        try:
+            while True:
+                step = next(run)
+                yield Progress(z, len(planes), step.index + 1, n_steps)
+        except StopIteration as stop:
+            samples = stop.value[:, 0]
+        evaluations += eps_fn.evaluations
+        with torch.inference_mode():
             mean, std, entropy = (t.float().cpu().numpy() for t in summarise(samples))
-            means.append(imap.to_input(mean))
-            stds.append(imap.scale_to_input(std))
-            entropies.append(entropy.astype(np.float32))
-            if keep_samples:
-                kept.append(imap.to_input(samples.float().cpu().numpy()))
+        means.append(imap.to_input(mean))
+        stds.append(imap.scale_to_input(std))
+        entropies.append(entropy.astype(np.float32))
+        if keep_samples:
+            kept.append(imap.to_input(samples.float().cpu().numpy()))
     shape = array.shape
     metadata = {
         "model": model.name,
