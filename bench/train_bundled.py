@@ -36,11 +36,15 @@ def main(argv=None):
     parser.add_argument("--prediction", choices=["eps", "v"], default="v")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--ship", type=Path, help="store this checkpoint as the bundled 'demo' model and exit")
+    parser.add_argument("--tile", type=int, default=512,
+                        help="inference tile stored with the shipped model: on a CPU one 512² tile costs less than "
+                             "the 3×3 overlapping 256² tiles a 512² plane would need (docs/benchmarks/speed.md)")
     args = parser.parse_args(argv)
 
     if args.ship:
         model = load_model(args.ship)
         model.name = "demo"
+        model.tile = args.tile
         sha = save_checkpoint(model, bundled_model_dir() / "demo.safetensors", half=True)
         print(f"shipped {args.ship} as demo ({sha[:12]})")
         return

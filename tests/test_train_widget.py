@@ -88,3 +88,17 @@ def test_bad_selections_get_a_message_before_any_work(setup, errors, change, mes
     w.start()
     assert w._worker is None
     assert len(errors) == 1 and message in errors[0]
+
+
+def test_unpaired_kind_trains_from_clean_layers_only(setup, qtbot, errors):
+    viewer, w = setup
+    w.kind.value = "unpaired"
+    assert w.noisy.native.isHidden() and w.mode.native.isHidden() and w.start_model.value == "from scratch"
+    w.steps.value, w.patch_size.value = 2, 32
+    w.start()
+    assert not errors
+    qtbot.waitUntil(lambda: w._worker is None, timeout=180_000)
+    assert "Done" in w.status.value
+    from napari_diffdenoise import load_model
+
+    assert load_model(w.output.value).kind == "unpaired"

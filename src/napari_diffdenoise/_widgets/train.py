@@ -31,6 +31,9 @@ class TrainWidget(Container):
         self._viewer = napari_viewer
         self._worker = None
         self._last_redraw = 0.0
+        self.kind = ComboBox(label="Model kind", choices=["paired", "unpaired"], value="paired",
+                             tooltip="paired: learns noisy → clean (the Denoise default).\n"
+                                     "unpaired: learns clean images only; denoising is guided by the noisy image")
         self.mode = ComboBox(label="Data", choices=[PAIRED, CLEAN_ONLY], value=PAIRED)
         self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="Low-light acquisition")
         self.clean = ComboBox(label="Clean layer", choices=self._images, tooltip="High-light acquisition of the same field")
@@ -55,7 +58,7 @@ class TrainWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
-        self.extend([self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
+        self.extend([self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
                      self.start_model, self.steps, self.patch_size, self.batch_size, self.learning_rate,
                      self.val_fraction, self.ema, self.output, self.train_button, self.cancel_button,
                      self.progress, self.status])
@@ -65,6 +68,7 @@ class TrainWidget(Container):
         self.native.layout().addWidget(self.plot)
 
         self.mode.changed.connect(self._on_mode)
+        self.kind.changed.connect(self._on_kind)
         self.train_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         REGISTRY.subscribe(self.start_model)
@@ -81,11 +85,19 @@ class TrainWidget(Container):
     def _start_choices(self, _widget=None):
         return [choice for choice in REGISTRY.choices()] + [(SCRATCH, SCRATCH)]
 
+    def _on_kind(self, kind):
+        unpaired = kind == "unpaired"
+        self.mode.visible = not unpaired
+        if unpaired:
+            self.start_model.value = SCRATCH  # no unpaired model is bundled
+        self._on_mode(self.mode.value)
+
     def _on_mode(self, mode):
+        unpaired = self.kind.value == "unpaired"
         simulated = mode == CLEAN_ONLY
-        self.noisy.visible = not simulated
+        self.noisy.visible = not simulated and not unpaired
         for w in (self.photons_low, self.photons_high, self.psf_sigma):
-            w.visible = simulated
+            w.visible = simulated and not unpaired
 
     def _config(self) -> TrainConfig:
         steps = self.steps.value
@@ -99,7 +111,7 @@ class TrainWidget(Container):
         if clean is None:
             raise ValueError("Select a clean image layer")
         noisy = None
-        if self.mode.value == PAIRED:
+        if self.mode.value == PAIRED and self.kind.value == "paired":
             noisy = self.noisy.value
             if noisy is None:
                 raise ValueError("Select a noisy image layer")
@@ -111,7 +123,7 @@ class TrainWidget(Container):
         noise = NoiseModel(photons=(self.photons_low.value, self.photons_high.value), psf_sigma=self.psf_sigma.value)
         start = None if self.start_model.value == SCRATCH else self.start_model.value
         return prepare_training(noisy, np.asarray(clean.data), model=start, noise_model=noise, config=config,
-                                val_fraction=self.val_fraction.value)
+                                val_fraction=self.val_fraction.value, kind=self.kind.value)
 
     def start(self):
         """Check the selection, then train in a worker thread."""
