@@ -93,3 +93,20 @@ def test_a_header_length_that_starts_like_a_pickle_is_still_accepted(tiny_model,
     else:
         pytest.fail("no padding gave a header length with low byte 0x80")
     assert load_model(path).provenance["pad"] == "x" * pad
+
+
+def test_metadata_that_does_not_describe_a_model_is_a_clear_error(tiny_model, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "broken.safetensors"
+    save_file({"net.x": torch.zeros(1)}, path, metadata={"napari_diffdenoise": json.dumps({"kind": "paired"})})
+    with pytest.raises(CheckpointError, match="incomplete or unknown metadata"):
+        load_model(path)
+
+
+def test_half_checkpoints_keep_buffers_in_full_precision(tiny_model, tmp_path):
+    path = tmp_path / "half.safetensors"
+    save_checkpoint(tiny_model, path, half=True)
+    _, tensors = read_checkpoint(path)
+    assert tensors["net.fourier.freqs"].dtype == torch.float32
+    assert tensors["net.stem.weight"].dtype == torch.float16

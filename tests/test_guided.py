@@ -102,3 +102,11 @@ def test_an_unpaired_model_denoises_through_the_public_api():
     np.testing.assert_allclose(zero.mean, image, rtol=1e-4, atol=1e-3)  # N = 0: the input comes back
     with pytest.raises(ValueError, match="does not work with a unpaired model"):
         denoise(image, model, sampler="ddim")
+
+
+@pytest.mark.parametrize("params, message", [({"block": 0}, "block must be at least 1"),
+                                             ({"repeats": 0}, "repeats must be at least 1"),
+                                             ({"mix_weight": 1.5}, "mix_weight must be between 0 and 1")])
+def test_guided_parameters_are_checked(params, message):
+    with pytest.raises(ValueError, match=message):
+        SAMPLERS["repaint"].parameters(SCHED, params)

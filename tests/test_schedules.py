@@ -44,3 +44,20 @@ def test_schedule_round_trips_and_rejects_unknown_kinds():
     assert NoiseSchedule.from_dict(sched.to_dict()) == sched
     with pytest.raises(ValueError, match="unknown schedule"):
         NoiseSchedule("sigmoid")
+
+
+def test_noise_level_one_gives_a_finite_embedding():
+    """Regression: γ within 3e-8 of 1 rounds to 1.0 in float32, and log(1 − γ) was −inf."""
+    import torch
+
+    from napari_diffdenoise.core.network import gamma_to_log_snr
+
+    assert torch.isfinite(gamma_to_log_snr(torch.tensor([1.0, 0.0, 0.5]))).all()
+    g = sample_gammas(NoiseSchedule("cosine", 10), 100_000, np.random.default_rng(0))
+    assert (g.astype(np.float32) < 1).all()
+
+
+@pytest.mark.parametrize("n_train, n", [(200, 7), (1000, 3), (1000, 999), (37, 11)])
+def test_respacing_has_exactly_the_requested_steps(n_train, n):
+    steps = respaced_timesteps(n_train, n)
+    assert len(steps) == n and steps.min() >= 0 and steps[0] == n_train - 1 and len(set(steps)) == n

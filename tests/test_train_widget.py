@@ -102,3 +102,13 @@ def test_unpaired_kind_trains_from_clean_layers_only(setup, qtbot, errors):
     from napari_diffdenoise import load_model
 
     assert load_model(w.output.value).kind == "unpaired"
+
+
+def test_a_failure_during_training_is_a_notification_not_a_traceback(setup, qtbot, errors, tmp_path):
+    viewer, w = setup
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    w.output.value = blocker / "model.safetensors"  # its folder cannot be created
+    w.start()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert errors and "Training failed" in errors[0] and "Failed" in w.status.value

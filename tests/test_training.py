@@ -86,3 +86,14 @@ def test_resume_continues_step_count_and_optimiser(tiny_model, pairs, tmp_path):
     assert float(state["opt.0.step"]) == float(saved["opt.0.step"]) + 6
     assert not torch.equal(state["opt.0.exp_avg"], saved["opt.0.exp_avg"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.safetensors", "run.state.safetensors"]
+
+
+def test_resume_without_a_state_file_is_refused_and_a_fresh_run_clears_old_files(tiny_model, pairs, tmp_path):
+    path = tmp_path / "run.safetensors"
+    with pytest.raises(ValueError, match="nothing to resume"):
+        next(iter_train(tiny_model, pairs, TrainConfig(steps=2), checkpoint_path=path, resume=True))
+    stale = tmp_path / "run-best.safetensors"
+    stale.write_bytes(b"old")
+    run = iter_train(tiny_model, pairs, TrainConfig(steps=1, batch_size=2, patch_size=32), checkpoint_path=path)
+    list(run)
+    assert not stale.exists() or stale.read_bytes() != b"old"

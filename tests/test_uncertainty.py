@@ -30,9 +30,9 @@ def test_entropy_matches_histogram_definition_on_random_samples():
     np.testing.assert_allclose(pixel_entropy(samples).numpy(), expected, atol=1e-5)
 
 
-def test_quantisation_covers_the_model_range_in_256_levels():
-    q = quantise(torch.tensor([-5.0, -1.0, 0.0, 0.999, 5.0]))
-    assert q.tolist() == [0, 0, 128, 255, 255]
+def test_quantisation_covers_the_sample_range_in_256_levels():
+    q = quantise(torch.tensor([-5.0, -1.5, -1.0, 0.0, 1.0, 1.499, 5.0]))
+    assert q.tolist() == [0, 0, 42, 128, 213, 255, 255]
 
 
 def test_summary_mean_and_population_std():

@@ -12,12 +12,26 @@ import numpy as np
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (default: demo)")
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "fb", "mixing", "repaint", "repaint-baikal"],
+                   help="ddim/ddpm for paired models; fb, mixing, repaint(-baikal) for unpaired ones")
+    p.add_argument("--sampler-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a guided sampler's parameter, e.g. start=20 (repeatable)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default 10)")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--samples", type=int, default=8, help="K samples averaged (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--sampler-param takes NAME=VALUE, got {pair!r}")
+        params[name] = json.loads(value.lower()) if value.lower() in ("true", "false") else (
+            int(value) if value.lstrip("-").isdigit() else float(value))
+    return params
 
 
 def _progress_printer():
@@ -37,7 +51,8 @@ def _restore(image, args):
     from . import denoise
 
     result = denoise(image, args.model, sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta,
-                     seed=args.seed, device=args.device, progress=_progress_printer())
+                     seed=args.seed, device=args.device, progress=_progress_printer(),
+                     sampler_params=_parse_params(args.sampler_param))
     print(file=sys.stderr)
     return result
 
@@ -202,7 +217,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError, TypeError) as err:
+    except (ValueError, OSError, TypeError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -38,8 +38,15 @@ class CompareWidget(Container):
         if pred.shape != gt.shape:
             notify_error(f"'{result.name}' {pred.shape} and '{truth.name}' {gt.shape} differ in shape")
             return
+        if pred.ndim not in (2, 3) or min(pred.shape[-2:]) < 7:
+            notify_error("Compare needs 2D planes or 3D stacks of at least 7×7 pixels")
+            return
         planes = [(pred, gt)] if pred.ndim == 2 else list(zip(pred, gt))
-        rows = [evaluate(p, g) for p, g in planes]
+        try:
+            rows = [evaluate(p, g) for p, g in planes]
+        except (ValueError, TypeError) as err:
+            notify_error(f"Could not compare: {err}")
+            return
         names = list(rows[0])
         data = [[round(r[n], 4) for n in names] for r in rows]
         if len(rows) > 1:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 
+from pathlib import Path
+
 from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
@@ -99,9 +101,7 @@ class DenoiseWidget(Container):
         except (ValueError, OSError) as err:
             notify_error(f"Could not load the model: {err}")
             return
-        key = str(REGISTRY._user.get(REGISTRY.add(path), path))
-        self._models[key] = model
-        self.model.value = key
+        self.model.value = str(REGISTRY._user.get(REGISTRY.add(path), path))
 
     def _on_model(self, key):
         """Offer only the samplers and step counts that fit the chosen model."""
@@ -138,9 +138,12 @@ class DenoiseWidget(Container):
         return {w.name: w.value for w in self.sampler_params}
 
     def _selected_model(self):
-        key = self.model.value
+        name = self.model.value
+        path = Path(name)
+        # a checkpoint rewritten by a later training run must be loaded again
+        key = (name, path.stat().st_mtime_ns if path.is_file() else None)
         if key not in self._models:
-            self._models[key] = load_model(key)
+            self._models[key] = load_model(name)
         return self._models[key]
 
     # running ---------------------------------------------------------------------------------

@@ -16,13 +16,22 @@ from magicgui.widgets import (
 from ..core.datasets import NoiseModel
 from ..core.finetune import prepare_training, run_prepared
 from ..core.training import TrainConfig, best_path
-from .denoise import _image_choices, notify_error
+from .denoise import _Failure, _image_choices, notify_error
 from .model_registry import REGISTRY
 
 PAIRED = "paired: noisy + clean layers"
 CLEAN_ONLY = "clean layer + simulated noise"
 SCRATCH = "from scratch"
 DEFAULT_DIR = Path.home() / "napari-diffdenoise" / "models"
+
+
+def _train_job(prepared, config, output):
+    """The worker's generator; errors a user can act on (an unwritable folder, out of memory) come
+    back as a :class:`_Failure` for a notification instead of a traceback."""
+    try:
+        return (yield from run_prepared(prepared, config, output=output))
+    except (ValueError, OSError, MemoryError, RuntimeError) as err:
+        return _Failure(str(err))
 
 
 class TrainWidget(Container):
@@ -136,9 +145,9 @@ class TrainWidget(Container):
             notify_error(str(err))
             return
         output = Path(self.output.value)
-        self._worker = create_worker(run_prepared, prepared, config, output=output, _start_thread=False)
+        self._worker = create_worker(_train_job, prepared, config, output, _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
-        self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False))
+        self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
         self._worker.finished.connect(self._on_finished)
         self.plot.clear_data()
@@ -163,15 +172,17 @@ class TrainWidget(Container):
             self._last_redraw = now
             self.plot.redraw()
 
-    def _on_done(self, output: Path, cancelled: bool):
+    def _on_done(self, output: Path, cancelled: bool, failure=None):
         self.plot.redraw()
+        if isinstance(failure, _Failure):
+            notify_error(f"Training failed: {failure}")
         if output.is_file():
             REGISTRY.add(output)  # the Denoise widget lists it at once
             if best_path(output).is_file():
                 REGISTRY.add(best_path(output))
-        if cancelled:
+        if cancelled or isinstance(failure, _Failure):
             kept = f"; the last checkpoint is kept at {output}" if output.is_file() else "; no checkpoint was written yet"
-            self.status.value = "Cancelled" + kept
+            self.status.value = ("Cancelled" if cancelled else "Failed") + kept
         else:
             self.progress.value = 1000
             self.status.value = f"Done: {output.name} is in the Denoise widget's model list"

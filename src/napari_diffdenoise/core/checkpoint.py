@@ -47,7 +47,9 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
     if half:
-        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        # buffers (the Fourier frequencies of γ) keep full precision: fp16 would shift their phases
+        buffers = {f"net.{k}" for k, _ in model.network.named_buffers()}
+        tensors = {k: v.half() if v.is_floating_point() and k not in buffers else v for k, v in tensors.items()}
     for k, v in (extra_tensors or {}).items():
         tensors[k] = v.detach().cpu().contiguous()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -100,6 +102,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
 
 
 def model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
+    try:
+        return _model_from_checkpoint(path)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{Path(path).name} has incomplete or unknown metadata ({err!r})") from err
+
+
+def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
     meta, tensors = read_checkpoint(path)
     arch = dict(meta["architecture"])
     if arch.pop("name", "unet") != "unet":

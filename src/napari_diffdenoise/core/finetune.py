@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Callable, Generator
 
 from .checkpoint import load_model
+import torch
+
 from .driving import drive
 from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise, NoiseModel
 from .model import DiffusionModel
@@ -44,8 +46,10 @@ def prepare_training(
     if isinstance(model, DiffusionModel):
         start = model
     elif model is None:
-        start = DiffusionModel.create(UNetConfig(cond_channels=int(kind == "paired")), NoiseSchedule(),
-                                      kind=kind, prediction="v", name="scratch")
+        with torch.random.fork_rng():  # the same seed gives the same initial weights
+            torch.manual_seed(config.seed)
+            start = DiffusionModel.create(UNetConfig(cond_channels=int(kind == "paired")), NoiseSchedule(),
+                                          kind=kind, prediction="v", name="scratch")
     else:
         start = load_model(model)
     if start.kind != kind:

@@ -45,7 +45,8 @@ class UNetConfig:
 def gamma_to_log_snr(gamma: torch.Tensor) -> torch.Tensor:
     """log(γ / (1 − γ)). The cosine schedule crowds γ near 0 and 1; log-SNR spreads those levels
     over a range the Fourier features can tell apart (Kingma et al. 2021, VDM)."""
-    gamma = gamma.clamp(1e-9, 1 - 1e-9)
+    # 1 − 1e-6 is representable in float32 (1 − 1e-9 rounds to 1.0 and would give log(0))
+    gamma = gamma.clamp(1e-9, 1 - 1e-6)
     return torch.log(gamma) - torch.log1p(-gamma)
 
 

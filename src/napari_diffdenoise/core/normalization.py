@@ -6,6 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_PERCENTILES = (1.0, 99.8)
+# Samples may leave [−1, 1]: training targets go through the *noisy* image's map, so structure
+# brighter than its 99.8th percentile lies above +1. Clean estimates are clipped to this range.
+SAMPLE_RANGE = (-1.5, 1.5)
 
 
 @dataclass(frozen=True)

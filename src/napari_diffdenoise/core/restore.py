@@ -18,14 +18,14 @@ from .. import __version__
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .model import DiffusionModel
-from .normalization import IntensityMap
+from .normalization import SAMPLE_RANGE, IntensityMap
 from .sampler_registry import get_sampler
 from .tiling import make_tiles
 from .uncertainty import summarise
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # REFERENCE "Fast sampling": ~25 % overlap blends cleanly
-X0_CLIP = (-1.5, 1.5)  # targets use the noisy image's map, so bright structure may pass +1
+X0_CLIP = SAMPLE_RANGE
 
 
 class Cancelled(Exception):
@@ -38,7 +38,6 @@ class Progress:
     n_planes: int
     step: int  # sampling steps done in this plane
     n_steps: int
-    preview: np.ndarray | None = None  # x̂0 mean over samples, in input units (only at the last step)
 
     @property
     def fraction(self) -> float:

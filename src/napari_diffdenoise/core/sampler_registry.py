@@ -29,8 +29,12 @@ class SamplerInfo:
             if key in params and not (0 if key == "start" else 1) <= params[key] <= schedule.n_steps:
                 raise ValueError(f"{key} must be between {0 if key == 'start' else 1} and {schedule.n_steps}, "
                                  f"got {params[key]}")
-        if not 0 <= params.get("eta", 0) <= 1:
-            raise ValueError(f"eta must be between 0 and 1, got {params['eta']}")
+        for key in ("eta", "weight_start", "weight_stop", "mix_weight"):
+            if key in params and not 0 <= params[key] <= 1:
+                raise ValueError(f"{key} must be between 0 and 1, got {params[key]}")
+        for key in ("block", "repeats"):
+            if key in params and params[key] < 1:
+                raise ValueError(f"{key} must be at least 1, got {params[key]}")
         return params
 
     def n_evaluations(self, schedule: NoiseSchedule, params: dict) -> int:

@@ -72,7 +72,8 @@ def sample_gammas(schedule: NoiseSchedule, n: int, rng: np.random.Generator) -> 
     γ ~ U(ᾱ_t, ᾱ_{t−1}), so the network sees every γ a respaced sampler may ask for."""
     t = rng.integers(0, schedule.n_steps, size=n)
     low, high = schedule.alphas_cumprod[t], schedule.alphas_cumprod_prev[t]
-    return low + (high - low) * rng.random(n)
+    # γ = 1 exactly (possible once cast to float32) would be an infinite SNR: stop just short of it
+    return np.minimum(low + (high - low) * rng.random(n), 1 - 1e-6)
 
 
 def respaced_timesteps(n_train_steps: int, n_steps: int) -> np.ndarray:
@@ -80,6 +81,5 @@ def respaced_timesteps(n_train_steps: int, n_steps: int) -> np.ndarray:
     step is always t = T−1 (pure noise) and the last is near t = 0 (Lin et al. 2024, Table 2)."""
     if not 1 <= n_steps <= n_train_steps:
         raise ValueError(f"steps must be between 1 and {n_train_steps}, got {n_steps}")
-    stride = n_train_steps / n_steps
-    steps = np.round(np.arange(n_train_steps, 0, -stride)).astype(np.int64) - 1
-    return np.unique(steps)[::-1]
+    # integer arithmetic: a float stride in np.arange can yield one entry too many
+    return (n_train_steps - (np.arange(n_steps) * n_train_steps) // n_steps - 1).astype(np.int64)

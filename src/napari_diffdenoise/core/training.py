@@ -65,8 +65,8 @@ class TrainResult:
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_fraction`` exactly at the last step, so a run
-    uses its whole budget at a useful rate (no plateau heuristics)."""
+    """Linear warm-up, then cosine decay towards ``min_lr_fraction`` of the peak over the remaining
+    steps, so a run uses its whole budget at a useful rate (no plateau heuristics)."""
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
@@ -148,7 +148,13 @@ def iter_train(
     ema = _Ema(net, config.ema_decay) if config.ema_decay > 0 else None
     start, history, best = 0, [], None
     path = Path(checkpoint_path) if checkpoint_path else None
-    if resume and path is not None and _state_path(path).is_file():
+    if resume and (path is None or not _state_path(path).is_file()):
+        raise ValueError(f"nothing to resume: no state file {_state_path(path).name if path else ''} beside the output")
+    if not resume and path is not None:
+        # a fresh run must not leave an older run's best or state file looking like its own
+        best_path(path).unlink(missing_ok=True)
+        _state_path(path).unlink(missing_ok=True)
+    if resume:
         meta, tensors = read_checkpoint(_state_path(path))
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
         if ema is not None:
@@ -221,7 +227,8 @@ def iter_train(
 
 
 def validation_loss(model: DiffusionModel, val_batch, device, schedule, n_levels: int = 8) -> float:
-    """ε-MSE on a fixed batch at fixed noise levels and noise, so values are comparable over time."""
+    """The training loss (ε- or v-MSE) on a fixed batch at fixed noise levels and noise, so values
+    are comparable over time."""
     noisy, clean = (torch.from_numpy(a).to(device) for a in val_batch)
     gen = torch.Generator().manual_seed(1234)
     levels = np.quantile(schedule.alphas_cumprod, np.linspace(0.05, 0.95, n_levels))
@@ -248,4 +255,4 @@ def run_training(
 ) -> TrainResult:
     """Run :func:`iter_train` to the end or until ``cancel()`` returns True (checked every step)."""
     result, cancelled = drive(iter_train(model, source, config, **kwargs), progress, cancel)
-    return TrainResult(model, [], None, cancelled=True) if cancelled else result
+    return TrainResult(None, [], None, cancelled=True) if cancelled else result

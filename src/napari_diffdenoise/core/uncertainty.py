@@ -1,8 +1,9 @@
 """Pixel-wise summaries of K samples: mean (DDPM-avg), standard deviation and Shannon entropy.
 
-Entropy follows Osuna-Vargas et al. (Eq. 16): per pixel, the K sample values in the model's
-normalised range [−1, 1] are quantised to 256 equal bins and H = −Σ p·log2(p) over the bins'
-relative frequencies, in bits. It lies in [0, log2 K]: 0 when all samples fall in one bin.
+Entropy follows Osuna-Vargas et al. (Eq. 16): per pixel, the K sample values over the whole range
+samples can take in model units, [−1.5, 1.5] (see normalization.SAMPLE_RANGE), are quantised to
+256 equal bins and H = −Σ p·log2(p) over the bins' relative frequencies, in bits. It lies in
+[0, log2 K]: 0 when all samples fall in one bin.
 """
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import math
 
 import torch
 
+from .normalization import SAMPLE_RANGE
+
 ENTROPY_LEVELS = 256
-MODEL_RANGE = (-1.0, 1.0)
 
 
 def quantise(samples: torch.Tensor, levels: int = ENTROPY_LEVELS) -> torch.Tensor:
-    low, high = MODEL_RANGE
+    low, high = SAMPLE_RANGE
     scaled = (samples - low) / (high - low) * levels
     return scaled.floor().clamp(0, levels - 1).to(torch.int16)
 
