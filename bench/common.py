@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_diffdenoise.core.simulate import KINDS, Acquisition, simulate_pair
+from napari_diffdenoise.core.simulate import HELD_OUT_KINDS, KINDS, Acquisition, simulate_pair
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,7 +32,7 @@ def timed(fn, repeat: int = 1):
 
 def held_out_pair(kind: str, photons: float, size: int, index: int):
     acq = Acquisition(peak_photons=photons, background_photons=2.0, read_noise=1.5, psf_sigma=1.2)
-    seed = HELD_OUT_SEED + 10_000 * index + 10 * int(photons) + KINDS.index(kind)
+    seed = HELD_OUT_SEED + 10_000 * index + 10 * int(photons) + (KINDS + HELD_OUT_KINDS).index(kind)
     return simulate_pair(kind, (size, size), acq, seed=seed)
 
 
