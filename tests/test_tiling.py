@@ -22,19 +22,6 @@ def test_tile_starts_cover_the_axis_with_the_requested_overlap():
     assert all(b - a <= 64 - 16 for a, b in zip(starts, starts[1:]))
 
 
-def _interior_mask(shape, tiles, margin):
-    """Pixels at least ``margin`` away from every tile border that lies inside the plane."""
-    mask = np.ones(shape, bool)
-    for t in tiles:
-        for edge in (t.y0, t.y0 + t.height):
-            if 0 < edge < shape[0]:
-                mask[max(0, edge - margin) : edge + margin] = False
-        for edge in (t.x0, t.x0 + t.width):
-            if 0 < edge < shape[1]:
-                mask[:, max(0, edge - margin) : edge + margin] = False
-    return mask
-
-
 class LocalNet(torch.nn.Module):
     """A stand-in ε-network with a known receptive field (radius 2): two 3×3 convolutions."""
 

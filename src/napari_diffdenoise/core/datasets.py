@@ -79,6 +79,12 @@ class _PlaneSource:
         areas = np.array([p.shape[1] * p.shape[2] for p in self.parts], dtype=np.float64)
         return int(rng.choice(len(self.parts), p=areas / areas.sum()))
 
+    def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator):
+        """(noisy, clean), each (B, 1, P, P): augmented random crops of the training parts."""
+        out = [augment(random_crop(self.parts[self._pick(rng)], patch_size, rng), rng) for _ in range(batch_size)]
+        stacked = np.stack(out).astype(np.float32)
+        return stacked[:, :1], stacked[:, 1:]
+
     def validation_batch(self, patch_size: int, max_patches: int = 32):
         tiles = [t for part in self.val_parts for t in _tiles(part, patch_size)][:max_patches]
         if not tiles:
@@ -109,10 +115,6 @@ class ArrayPairs(_PlaneSource):
             if split.start < n.shape[split.axis]:
                 self.val_parts.append(split.val_part(pair))
 
-    def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator):
-        out = [augment(random_crop(self.parts[self._pick(rng)], patch_size, rng), rng) for _ in range(batch_size)]
-        stacked = np.stack(out).astype(np.float32)
-        return stacked[:, :1], stacked[:, 1:]
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,3 @@ class CleanPatches(_PlaneSource):
             if split.start < c.shape[split.axis]:
                 self.val_parts.append(split.val_part(both))
 
-    def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator):
-        out = [augment(random_crop(self.parts[self._pick(rng)], patch_size, rng), rng) for _ in range(batch_size)]
-        stacked = np.stack(out).astype(np.float32)
-        return stacked[:, :1], stacked[:, 1:]

@@ -19,6 +19,15 @@ def q_sample(x0: torch.Tensor, gamma: float, noise: torch.Tensor) -> torch.Tenso
     return math.sqrt(gamma) * x0 + math.sqrt(1 - gamma) * noise
 
 
+def _mix_in_observation(y, obs, gamma: float, weight: float, noise_fn) -> torch.Tensor:
+    """(1−w)·y + w·q(obs, γ), topped up with fresh noise: a convex mix of two independently noised
+    images shrinks their noise std by s = √((1−w)² + w²), so √(1 − s²)·√(1−γ) of noise is added
+    back and the model sees the level it expects (Baikal's code accepts the bias)."""
+    mixed = (1 - weight) * y + weight * q_sample(obs, gamma, noise_fn(tuple(y.shape)).to(y))
+    shrink = (1 - weight) ** 2 + weight**2
+    return mixed + math.sqrt((1 - shrink) * (1 - gamma)) * noise_fn(tuple(y.shape)).to(y)
+
+
 def _reverse_step(eps_fn, y, t, alphas, noise_fn, clip):
     """One ancestral step t → t−1 (posterior variance β̃_t)."""
     gamma = float(alphas[t])
@@ -51,11 +60,8 @@ def mixing(
 ) -> Generator[SamplerStep, None, torch.Tensor]:
     """Mixing: Forward-Backward where, before each step from N down to n (``stop``), the state is
     mixed with the observation diffused to the same level, x_t ← (1−w_t)·x_t + w_t·q(y0, t), w
-    linear from ``weight_start`` (t = N) to ``weight_stop`` (t = n).
-
-    A convex mix of two independently noised images shrinks their noise std by
-    s = √((1−w)² + w²); we add the missing √(1 − s²)·√(1−ᾱ_t) of fresh noise so the model sees the
-    noise level it expects (Baikal's code accepts the bias)."""
+    linear from ``weight_start`` (t = N) to ``weight_stop`` (t = n), with the noise top-up of
+    :func:`_mix_in_observation`."""
     alphas = schedule.alphas_cumprod
     obs = observation.expand_as(y_T)
     if start <= 0:
@@ -65,10 +71,7 @@ def mixing(
     for i, t in enumerate(range(start - 1, -1, -1)):
         if t >= stop:
             w = weight_start + (weight_stop - weight_start) * (start - 1 - t) / span
-            gamma = float(alphas[t])
-            mixed = (1 - w) * y + w * q_sample(obs, gamma, noise_fn(tuple(y.shape)).to(y))
-            shrink = (1 - w) ** 2 + w**2
-            y = mixed + math.sqrt((1 - shrink) * (1 - gamma)) * noise_fn(tuple(y.shape)).to(y)
+            y = _mix_in_observation(y, obs, float(alphas[t]), w, noise_fn)
         y, x0 = _reverse_step(eps_fn, y, t, alphas, noise_fn, clip)
         yield SamplerStep(i, start, x0)
     return y
@@ -98,10 +101,7 @@ def repaint(
         for r in range(repeats):
             for t in range(top, bottom - 1, -1):
                 if t >= mix_stop and mix_weight > 0:
-                    gamma = float(alphas[t])
-                    y = (1 - mix_weight) * y + mix_weight * q_sample(obs, gamma, noise_fn(tuple(y.shape)).to(y))
-                    shrink = (1 - mix_weight) ** 2 + mix_weight**2
-                    y = y + math.sqrt((1 - shrink) * (1 - gamma)) * noise_fn(tuple(y.shape)).to(y)
+                    y = _mix_in_observation(y, obs, float(alphas[t]), mix_weight, noise_fn)
                 y, x0 = _reverse_step(eps_fn, y, t, alphas, noise_fn, clip)
                 yield SamplerStep(i, total, x0)
                 i += 1
