@@ -73,3 +73,16 @@ def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint):
     assert len(load_model(out).provenance["history"]) == 6
     assert main(["train", "--clean", str(tmp_path / "c.tif"), "--noisy", str(tmp_path / "n.tif"), str(tmp_path / "n.tif"),
                  "--out", str(out)]) == 2  # two noisy, one clean: refused
+
+
+def test_cli_deconvolves_with_a_psf_from_the_optics(tmp_path):
+    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+
+    _, blurred = simulate_pair("puncta", (64, 64), Acquisition(psf_sigma=2.0), seed=2)
+    tifffile.imwrite(tmp_path / "b.tif", blurred)
+    assert main(["deconvolve", str(tmp_path / "b.tif"), "--na", "0.8", "--pixel", "100", "--iterations", "5",
+                 "--out", str(tmp_path)]) == 0
+    restored = tifffile.imread(tmp_path / "b_rl.tif")
+    assert restored.shape == (64, 64) and restored.dtype == np.float32
+    assert restored.max() > blurred.max()  # sharper: light gathered back into the spots
+    assert main(["deconvolve", str(tmp_path / "b.tif"), "--out", str(tmp_path)]) == 2  # no PSF given
