@@ -143,3 +143,22 @@ def test_an_unpaired_model_offers_only_guided_samplers_with_their_parameters(mak
     qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=60_000)
     meta = viewer.layers["img [mean]"].metadata["napari_diffdenoise"]
     assert meta["sampler"] == "fb" and meta["start"] == 3 and not errors
+
+
+def test_richardson_lucy_is_a_classical_option_that_adds_one_layer(widget, qtbot, errors):
+    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+
+    viewer, w = widget
+    _, blurred = simulate_pair("puncta", (64, 64), Acquisition(psf_sigma=2.0), seed=2)
+    viewer.add_image(np.stack([blurred, blurred]), name="wide", scale=(3, 1, 1))
+    w.image.value = viewer.layers["wide"]
+    w.model.value = denoise_module.RICHARDSON_LUCY
+    assert w.sampler.native.isHidden() and not w.iterations.native.isHidden()
+    w.psf_sigma.value, w.iterations.value = 2.0, 10
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["wide", "wide [Richardson-Lucy]"]
+    result = viewer.layers["wide [Richardson-Lucy]"]
+    assert result.data.shape == (2, 64, 64) and result.data.max() > blurred.max()
+    assert result.metadata["napari_diffdenoise"]["iterations"] == 10 and list(result.scale) == [3, 1, 1]
+    assert not errors

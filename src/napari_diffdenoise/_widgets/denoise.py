@@ -17,6 +17,7 @@ from ..core.sampler_registry import SAMPLERS, samplers_for
 from .model_registry import REGISTRY
 
 LOAD_FROM_FILE = "Load from file…"
+RICHARDSON_LUCY = "richardson-lucy"  # the classical option: no model, deconvolution only
 
 
 def notify_error(message: str) -> None:
@@ -34,6 +35,15 @@ def _image_choices(viewer):
 
 class _Failure(str):
     """A message for the user, returned instead of raised: a worker that raises shows a traceback."""
+
+
+def _deconvolve_job(data, psf_sigma, iterations):
+    from ..core.physics import gaussian_psf, iter_richardson_lucy
+
+    try:
+        return (yield from iter_richardson_lucy(data, gaussian_psf(psf_sigma), iterations))
+    except (ValueError, MemoryError) as err:
+        return _Failure(str(err))
 
 
 def _denoise_job(data, model, settings):
@@ -66,6 +76,9 @@ class DenoiseWidget(Container):
                                  tooltip="Samples averaged into the mean; std and entropy are taken over them")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
         self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        self.psf_sigma = FloatSpinBox(label="PSF σ (px)", value=1.5, min=0.3, max=20.0, step=0.1, visible=False,
+                                      tooltip="Gaussian PSF width; ≈ 0.21·λ/NA / pixel size for a widefield microscope")
+        self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False)
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
@@ -73,7 +86,7 @@ class DenoiseWidget(Container):
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
         self.sampler_params = Container(labels=True)
         self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.sampler_params,
-                     self.n_samples,
+                     self.n_samples, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.cancel_button, self.progress, self.status])
 
         self.model.changed.connect(self._on_model)
@@ -91,7 +104,7 @@ class DenoiseWidget(Container):
         return _image_choices(self._viewer)
 
     def _model_choices(self, _widget=None):
-        return REGISTRY.choices()
+        return REGISTRY.choices() + [("Richardson–Lucy (classical, no model)", RICHARDSON_LUCY)]
 
     def _on_model_file(self, path):
         if not path or not str(path).strip() or str(path) == ".":
@@ -107,6 +120,14 @@ class DenoiseWidget(Container):
         """Offer only the samplers and step counts that fit the chosen model."""
         if key is None:
             return
+        classical = key == RICHARDSON_LUCY
+        for widget in (self.sampler, self.n_samples, self.seed, self.device):
+            widget.visible = not classical
+        self.psf_sigma.visible = self.iterations.visible = classical
+        if classical:
+            self.steps.visible = self.eta.visible = False
+            self.sampler_params.clear()
+            return
         try:
             model = self._selected_model()
         except (ValueError, OSError) as err:
@@ -120,7 +141,7 @@ class DenoiseWidget(Container):
     def _on_sampler(self, name):
         self.steps.visible = self.eta.visible = name == "ddim"
         self.sampler_params.clear()
-        if name not in SAMPLERS or name in ("ddim", "ddpm") or self.model.value is None:
+        if name not in SAMPLERS or name in ("ddim", "ddpm") or self.model.value in (None, RICHARDSON_LUCY):
             return
         info = SAMPLERS[name]
         schedule = self._selected_model().schedule
@@ -157,6 +178,8 @@ class DenoiseWidget(Container):
             raise ValueError(f"'{layer.name}' has {layer.ndim} dimensions; select a 2D plane or a 3D (Z, Y, X) stack")
         if self.model.value is None:
             raise ValueError("No model available: load a checkpoint from file")
+        if self.model.value == RICHARDSON_LUCY:
+            return layer, None
         model = self._selected_model()
         check_settings(model, self.sampler.value, self.n_samples.value, self.steps.value, self.eta.value,
                        self.device.value, self._guided_params())
@@ -179,9 +202,15 @@ class DenoiseWidget(Container):
         import numpy as np
 
         data = np.asarray(layer.data)
-        self._worker = create_worker(_denoise_job, data, model, settings, _start_thread=False)
-        self._worker.yielded.connect(self._on_progress)
-        self._worker.returned.connect(lambda result: self._on_returned(layer, result))
+        if model is None:
+            self._worker = create_worker(_deconvolve_job, data, self.psf_sigma.value, self.iterations.value,
+                                         _start_thread=False)
+            self._worker.yielded.connect(self._on_plane_done)
+            self._worker.returned.connect(lambda result: self._on_deconvolved(layer, result))
+        else:
+            self._worker = create_worker(_denoise_job, data, model, settings, _start_thread=False)
+            self._worker.yielded.connect(self._on_progress)
+            self._worker.returned.connect(lambda result: self._on_returned(layer, result))
         self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
         self._worker.finished.connect(self._on_finished)
         self.run_button.enabled, self.cancel_button.enabled = False, True
@@ -197,6 +226,24 @@ class DenoiseWidget(Container):
     def _on_progress(self, info):
         self.progress.value = int(1000 * info.fraction)
         self.status.value = f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}"
+
+    def _on_plane_done(self, done):
+        plane, n_planes = done
+        self.progress.value = int(1000 * plane / n_planes)
+        self.status.value = f"plane {plane}/{n_planes}"
+
+    def _on_deconvolved(self, layer, result):
+        if isinstance(result, _Failure):
+            notify_error(f"Deconvolution failed: {result}")
+            self.status.value = "Failed; no layers added"
+            return
+        meta = {"napari_diffdenoise": {"method": "richardson-lucy", "psf": "gaussian", "psf_sigma_px":
+                                       self.psf_sigma.value, "iterations": self.iterations.value,
+                                       "source_layer": layer.name, "package_version": __version__}}
+        self._viewer.add_image(result, name=f"{layer.name} [Richardson-Lucy]", scale=layer.scale,
+                               translate=layer.translate, metadata=meta, colormap=layer.colormap.name)
+        self.progress.value = 1000
+        self.status.value = "Done"
 
     def _on_finished(self):
         self.run_button.enabled, self.cancel_button.enabled = True, False

@@ -69,10 +69,8 @@ def check_psf(psf) -> np.ndarray:
     return _normalised(psf)
 
 
-def richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)) -> np.ndarray:
-    """Richardson–Lucy deconvolution (scikit-image) of a 2D plane or each plane of a 3D stack.
-    Each plane is scaled to [0, 1] by its percentiles (RL needs non-negative data), deconvolved,
-    and mapped back to the input's units; float32 out."""
+def iter_richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)):
+    """Generator form of :func:`richardson_lucy`: yields (plane, n_planes) after each plane."""
     from skimage.restoration import richardson_lucy as skimage_rl
 
     array = np.asarray(image)
@@ -81,10 +79,22 @@ def richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)) -
     if iterations < 1:
         raise ValueError("iterations must be at least 1")
     kernel = check_psf(psf)
+    planes = array.reshape((-1,) + array.shape[-2:]).astype(np.float32)
     out = []
-    for plane in array.reshape((-1,) + array.shape[-2:]).astype(np.float32):
+    for z, plane in enumerate(planes):
         imap = IntensityMap.from_percentiles(plane, percentiles)
         unit = np.clip((imap.to_model(plane) + 1) / 2, 0, None)  # p_low → 0, p_high → 1
         restored = skimage_rl(unit, kernel, num_iter=iterations, clip=False)
         out.append(imap.to_input(restored * 2 - 1))
+        yield z + 1, len(planes)
     return np.stack(out).reshape(array.shape).astype(np.float32)
+
+
+def richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)) -> np.ndarray:
+    """Richardson–Lucy deconvolution (scikit-image) of a 2D plane or each plane of a 3D stack.
+    Each plane is scaled to [0, 1] by its percentiles (RL needs non-negative data), deconvolved,
+    and mapped back to the input's units; float32 out."""
+    from .driving import drive
+
+    result, _ = drive(iter_richardson_lucy(image, psf, iterations, percentiles))
+    return result
