@@ -14,6 +14,7 @@ from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.restore import DEFAULT_STEPS, check_settings, iter_denoise
 from ..core.sampler_registry import SAMPLERS, samplers_for
+from ._worker import WorkerControls
 from .model_registry import REGISTRY
 
 LOAD_FROM_FILE = "Load from file…"
@@ -55,12 +56,11 @@ def _denoise_job(data, model, settings):
         return _Failure(str(err))
 
 
-class DenoiseWidget(Container):
+class DenoiseWidget(WorkerControls, Container):
     def __init__(self, napari_viewer):
         # napari injects the viewer by this parameter name
         super().__init__(labels=True)
         self._viewer = viewer = napari_viewer
-        self._worker = None
         self._models: dict[str, object] = {}  # name-or-path → loaded DiffusionModel (cache)
 
         self.image = ComboBox(label="Image", choices=self._image_choices, tooltip="A 2D or 3D (Z, Y, X) image layer")
@@ -81,6 +81,7 @@ class DenoiseWidget(Container):
         self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False)
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.start_button = self.run_button
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
@@ -114,7 +115,8 @@ class DenoiseWidget(Container):
         except (ValueError, OSError) as err:
             notify_error(f"Could not load the model: {err}")
             return
-        self.model.value = str(REGISTRY._user.get(REGISTRY.add(path), path))
+        REGISTRY.add(path)
+        self.model.value = str(Path(path).resolve())  # the registry lists user models by resolved path
 
     def _on_model(self, key):
         """Offer only the samplers and step counts that fit the chosen model."""
@@ -212,16 +214,7 @@ class DenoiseWidget(Container):
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_returned(layer, result))
         self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
-        self._worker.finished.connect(self._on_finished)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.progress.value = 0
-        self.status.value = "Starting…"
-        self._worker.start()
-
-    def cancel(self):
-        if self._worker is not None:
-            self.status.value = "Cancelling…"
-            self._worker.quit()
+        self._launch(self._worker)
 
     def _on_progress(self, info):
         self.progress.value = int(1000 * info.fraction)
@@ -244,10 +237,6 @@ class DenoiseWidget(Container):
                                translate=layer.translate, metadata=meta, colormap=layer.colormap.name)
         self.progress.value = 1000
         self.status.value = "Done"
-
-    def _on_finished(self):
-        self.run_button.enabled, self.cancel_button.enabled = True, False
-        self._worker = None
 
     def _on_returned(self, layer, result):
         if isinstance(result, _Failure):

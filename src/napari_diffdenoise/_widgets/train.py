@@ -17,6 +17,7 @@ from ..core.datasets import NoiseModel
 from ..core.finetune import prepare_training, run_prepared
 from ..core.training import TrainConfig, best_path
 from .denoise import _Failure, _image_choices, notify_error
+from ._worker import WorkerControls
 from .model_registry import REGISTRY
 
 PAIRED = "paired: noisy + clean layers"
@@ -34,11 +35,10 @@ def _train_job(prepared, config, output):
         return _Failure(str(err))
 
 
-class TrainWidget(Container):
+class TrainWidget(WorkerControls, Container):
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
         self._viewer = napari_viewer
-        self._worker = None
         self._last_redraw = 0.0
         self.kind = ComboBox(label="Model kind", choices=["paired", "unpaired"], value="paired",
                              tooltip="paired: learns noisy → clean (the Denoise default).\n"
@@ -65,6 +65,7 @@ class TrainWidget(Container):
                                value=DEFAULT_DIR / "my-model.safetensors")
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.start_button = self.train_button
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
         self.extend([self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
@@ -149,17 +150,8 @@ class TrainWidget(Container):
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
-        self._worker.finished.connect(self._on_finished)
         self.plot.clear_data()
-        self.train_button.enabled, self.cancel_button.enabled = False, True
-        self.progress.value = 0
-        self.status.value = "Starting…"
-        self._worker.start()
-
-    def cancel(self):
-        if self._worker is not None:
-            self.status.value = "Cancelling…"
-            self._worker.quit()
+        self._launch(self._worker)
 
     def _on_progress(self, info):
         self.progress.value = int(1000 * info.step / info.total_steps)
@@ -187,6 +179,3 @@ class TrainWidget(Container):
             self.progress.value = 1000
             self.status.value = f"Done: {output.name} is in the Denoise widget's model list"
 
-    def _on_finished(self):
-        self.train_button.enabled, self.cancel_button.enabled = True, False
-        self._worker = None
