@@ -1,11 +1,14 @@
-"""Train the bundled paired demo model on simulated structures (the recipe in docs/training.md).
+"""Train a bundled model on simulated structures (the recipes in docs/training.md).
 
-    python -m bench.train_bundled --steps 4000 --out bench/runs/demo
+    python -m bench.train_bundled --steps 4000 --out bench/runs/demo                  # paired denoiser
+    python -m bench.train_bundled --kind unpaired --steps 2500 --out bench/runs/demo-unpaired
+    python -m bench.train_bundled --target sharp --init bench/runs/demo/model.safetensors \
+        --steps 2000 --out bench/runs/widefield                                        # PI-DDPM pairs
 
 Writes <out>/model.safetensors (last), model-best.safetensors, the resumable state, and
-history.json; re-running with --resume continues an interrupted run. Then
-``python -m bench.train_bundled --ship bench/runs/demo/model.safetensors`` stores the chosen
-checkpoint in float16 as the package's bundled ``demo`` model.
+log.json; re-running with --resume continues an interrupted run. Then
+``python -m bench.train_bundled --ship bench/runs/demo/model.safetensors --name demo`` stores the
+chosen checkpoint in float16 as the package's bundled model of that name.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import torch
 from napari_diffdenoise.core.checkpoint import bundled_model_dir, load_model, save_checkpoint
 from napari_diffdenoise.core.model import DiffusionModel
 from napari_diffdenoise.core.network import UNetConfig, count_parameters
-from napari_diffdenoise.core.pairs import SimulatedPairs
+from napari_diffdenoise.core.pairs import TARGETS, SimulatedClean, SimulatedPairs
 from napari_diffdenoise.core.schedules import NoiseSchedule
 from napari_diffdenoise.core.training import TrainConfig, iter_train
 
@@ -35,27 +38,45 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("bench/runs/demo"))
     parser.add_argument("--prediction", choices=["eps", "v"], default="v")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--ship", type=Path, help="store this checkpoint as the bundled 'demo' model and exit")
+    parser.add_argument("--kind", choices=["paired", "unpaired"], default="paired")
+    parser.add_argument("--target", choices=TARGETS, default="blurred",
+                        help="paired only: 'sharp' trains denoising + deconvolution (PI-DDPM's pairs)")
+    parser.add_argument("--value-max", type=float, default=None,
+                        help="upper x̂0 clip in model units (default 1.5; 12 for --target sharp)")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (same architecture)")
+    parser.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
+    parser.add_argument("--ship", type=Path, help="store this checkpoint as a bundled model (named --name) and exit")
     parser.add_argument("--tile", type=int, default=512,
                         help="inference tile stored with the shipped model: on a CPU one 512² tile costs less than "
                              "the 3×3 overlapping 256² tiles a 512² plane would need (docs/benchmarks/speed.md)")
     args = parser.parse_args(argv)
 
     if args.ship:
+        name = args.name or "demo"
         model = load_model(args.ship)
-        model.name = "demo"
+        model.name = name
         model.tile = args.tile
-        sha = save_checkpoint(model, bundled_model_dir() / "demo.safetensors", half=True)
-        print(f"shipped {args.ship} as demo ({sha[:12]})")
+        sha = save_checkpoint(model, bundled_model_dir() / f"{name}.safetensors", half=True)
+        print(f"shipped {args.ship} as {name} ({sha[:12]})")
         return
 
     torch.manual_seed(0)
-    config = UNetConfig(cond_channels=1, base_channels=args.base_channels)
-    model = DiffusionModel.create(config, NoiseSchedule("cosine", 200), name="demo", prediction=args.prediction)
+    name = args.name or args.out.name
+    if args.kind == "unpaired" and args.target != "blurred":
+        parser.error("--target sharp needs a paired model: the noisy image is its condition")
+    value_max = args.value_max or (12.0 if args.target == "sharp" else 1.5)
+    config = UNetConfig(cond_channels=1 if args.kind == "paired" else 0, base_channels=args.base_channels)
+    model = DiffusionModel.create(config, NoiseSchedule("cosine", 200), kind=args.kind, name=name,
+                                  prediction=args.prediction, value_range=(-1.5, value_max))
+    if args.init:
+        start = load_model(args.init)
+        model.network.load_state_dict({k: v.float() for k, v in start.network.state_dict().items()})
     print(f"parameters: {count_parameters(model.network):,}", flush=True)
     t0 = time.perf_counter()
-    source = SimulatedPairs(pool_size=args.pool_size, seed=0)
-    val_batch = SimulatedPairs(pool_size=16, seed=10_000).batch(32, args.patch_size)
+    source_type = SimulatedClean if args.kind == "unpaired" else SimulatedPairs
+    extra = {} if args.kind == "unpaired" else {"target": args.target}
+    source = source_type(pool_size=args.pool_size, seed=0, **extra)
+    val_batch = source_type(pool_size=16, seed=10_000, **extra).batch(32, args.patch_size)
     print(f"simulated the training pool in {time.perf_counter() - t0:.0f} s", flush=True)
     train_config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
@@ -63,7 +84,10 @@ def main(argv=None):
     )
     run = iter_train(
         model, source, train_config, val_batch=val_batch, checkpoint_path=args.out / "model.safetensors",
-        resume=args.resume, provenance={"data": "simulated: nuclei, filaments, membranes, puncta; peak 2-200 photons"},
+        resume=args.resume, provenance={
+            "data": "simulated: nuclei, filaments, membranes, puncta; peak 2-200 photons; Gaussian PSF sigma 0.8-2 px",
+            "target": "clean only (unpaired)" if args.kind == "unpaired" else args.target,
+            "init": str(args.init) if args.init else None},
     )
     args.out.mkdir(parents=True, exist_ok=True)
     history = []

@@ -16,6 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .normalization import SAMPLE_RANGE
 from .model import DiffusionModel
 from .network import UNet, UNetConfig
 from .schedules import NoiseSchedule
@@ -125,6 +126,7 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         kind=meta["kind"],
         prediction=meta.get("prediction", "eps"),
         percentiles=tuple(meta["normalization"]["percentiles"]),
+        value_range=tuple(meta["normalization"].get("value_range", SAMPLE_RANGE)),
         tile=int(meta.get("tile", 256)),
         name=meta.get("name", Path(path).stem),
         sha256=file_sha256(path),

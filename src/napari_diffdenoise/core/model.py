@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .network import UNet, UNetConfig
-from .normalization import DEFAULT_PERCENTILES
+from .normalization import DEFAULT_PERCENTILES, SAMPLE_RANGE
 from .schedules import NoiseSchedule
 
 MODEL_KINDS = ("paired", "unpaired")
@@ -26,6 +26,9 @@ class DiffusionModel:
     # what the raw network output means: "eps" (ε, as in the seed paper) or "v" = √γ·ε − √(1−γ)·y₀
     # (Salimans & Ho 2022). Samplers always receive ε (see :meth:`predict_eps`).
     prediction: str = "eps"
+    # the range x̂0 is clipped to while sampling, in model units: (−1.5, 1.5) for denoising; a
+    # deconvolving model's sharp targets reach far above the blurred image's +1
+    value_range: tuple[float, float] = SAMPLE_RANGE
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -60,7 +63,8 @@ class DiffusionModel:
             "prediction": self.prediction,
             "architecture": {"name": "unet", **self.network.config.to_dict()},
             "schedule": self.schedule.to_dict(),
-            "normalization": {"method": "percentile", "percentiles": list(self.percentiles), "range": [-1, 1]},
+            "normalization": {"method": "percentile", "percentiles": list(self.percentiles), "range": [-1, 1],
+                              "value_range": list(self.value_range)},
             "tile": self.tile,
             "name": self.name,
             "provenance": self.provenance,

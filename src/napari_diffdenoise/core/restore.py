@@ -18,14 +18,15 @@ from .. import __version__
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .model import DiffusionModel
-from .normalization import SAMPLE_RANGE, IntensityMap
+from .normalization import IntensityMap
+from .consistency import DataConsistency
+from .physics import check_psf
 from .sampler_registry import get_sampler
 from .tiling import make_tiles
 from .uncertainty import summarise
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # REFERENCE "Fast sampling": ~25 % overlap blends cleanly
-X0_CLIP = SAMPLE_RANGE
 
 
 class Cancelled(Exception):
@@ -112,13 +113,20 @@ def _check_image(image) -> np.ndarray:
 
 
 def check_settings(model: DiffusionModel, sampler: str, n_samples: int, steps: int | None, eta: float, device: str,
-                   sampler_params: dict | None = None):
+                   sampler_params: dict | None = None, psf=None):
     """Refuse settings that cannot work, before any work starts: (sampler info, params, device)."""
     info = get_sampler(sampler, model.kind)
+    if info.needs_psf and psf is None:
+        raise ValueError(f"sampler {sampler!r} needs the PSF the image was blurred with (psf=…): e.g. "
+                         "physics.gaussian_psf(sigma_px), airy_psf(…) or a measured bead image")
+    if psf is not None and not info.needs_psf:
+        raise ValueError(f"sampler {sampler!r} does not use a PSF; choose 'ddim-dc' for PSF-guided sampling")
+    if psf is not None:
+        check_psf(psf)
     if n_samples < 1:
         raise ValueError("n_samples must be at least 1")
     given = dict(sampler_params or {})
-    if sampler == "ddim":
+    if sampler in ("ddim", "ddim-dc"):
         given.setdefault("steps", steps or DEFAULT_STEPS)
         given.setdefault("eta", eta)
     params = info.parameters(model.schedule, given)
@@ -146,10 +154,11 @@ def iter_denoise(
     batch_pixels: int | None = None,
     keep_samples: bool = False,
     sampler_params: dict | None = None,
+    psf=None,
 ) -> Generator[Progress, None, Restoration]:
     """See :func:`denoise`."""
     array = _check_image(image)
-    info, params, dev = check_settings(model, sampler, n_samples, steps, eta, device, sampler_params)
+    info, params, dev = check_settings(model, sampler, n_samples, steps, eta, device, sampler_params, psf)
     n_steps = info.n_evaluations(model.schedule, params)
     tile = tile or model.tile
     tile -= tile % model.network.config.size_multiple
@@ -170,11 +179,13 @@ def iter_denoise(
         cond = observed if model.kind == "paired" else None
         eps_fn = TiledEpsilon(model, cond, plane.shape, tile, overlap, batch_pixels)
         extra = {"observation": observed} if info.needs_observation else {}
+        if info.needs_psf:
+            extra["consistency"] = DataConsistency(observed, psf)
         gen = torch.Generator().manual_seed(plane_seed(seed, z))
         # noise is drawn on the CPU so a seed gives the same samples on every device
         noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
         y_T = noise_fn((n_samples, 1) + plane.shape)
-        run = info.function(eps_fn, model.schedule, y_T, noise_fn, clip=X0_CLIP, **params, **extra)
+        run = info.function(eps_fn, model.schedule, y_T, noise_fn, clip=model.value_range, **params, **extra)
         try:
             while True:
                 step = next(run)
@@ -183,7 +194,7 @@ def iter_denoise(
             samples = stop.value[:, 0]
         evaluations += eps_fn.evaluations
         with torch.inference_mode():
-            mean, std, entropy = (t.float().cpu().numpy() for t in summarise(samples))
+            mean, std, entropy = (t.float().cpu().numpy() for t in summarise(samples, model.value_range))
         means.append(imap.to_input(mean))
         stds.append(imap.scale_to_input(std))
         entropies.append(entropy.astype(np.float32))
@@ -232,6 +243,7 @@ def denoise(
     batch_pixels: int | None = None,
     keep_samples: bool = False,
     sampler_params: dict | None = None,
+    psf=None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
@@ -240,9 +252,11 @@ def denoise(
     Parameters
     ----------
     model: a :class:`DiffusionModel`, a bundled model name or a checkpoint path.
-    sampler: for paired models "ddim" (fast, ``steps`` and ``eta``) or "ddpm" (the seed procedure:
-        all T steps); for unpaired models "fb", "mixing", "repaint" or "repaint-baikal", whose
-        parameters go in ``sampler_params`` (see ``core.sampler_registry.SAMPLERS``).
+    sampler: for paired models "ddim" (fast, ``steps`` and ``eta``), "ddpm" (the seed procedure:
+        all T steps) or "ddim-dc" (DDIM pulled towards K∗ŷ = image, needs ``psf``); for unpaired
+        models "fb", "mixing", "repaint" or "repaint-baikal". Sampler parameters go in
+        ``sampler_params`` (see ``core.sampler_registry.SAMPLERS``).
+    psf: the point spread function (2D array, any scale; normalised to sum 1) for "ddim-dc".
     n_samples: K, the number of samples averaged; std and entropy are taken over them.
     steps: DDIM steps (default 10); ignored by "ddpm".
     eta: DDIM stochasticity, 0 (deterministic given the starting noise) to 1 (ancestral).
@@ -262,7 +276,7 @@ def denoise(
     run = iter_denoise(
         image, model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device,
         tile=tile, overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
-        sampler_params=sampler_params,
+        sampler_params=sampler_params, psf=psf,
     )
     result, cancelled = drive(run, progress, cancel)
     if cancelled:

@@ -155,9 +155,18 @@ class Acquisition:
     psf_sigma: float = 1.2  # Gaussian PSF σ in pixels (see gaussian_psf_sigma)
     offset: float = 100.0  # camera baseline (ADU), so values look like a real camera's
 
+    def _convolved(self, density: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(density, self.psf_sigma, mode="reflect") if self.psf_sigma > 0 else density
+
     def blur(self, density: np.ndarray) -> np.ndarray:
-        blurred = ndimage.gaussian_filter(density, self.psf_sigma, mode="reflect") if self.psf_sigma > 0 else density
+        """h ∗ x scaled to peak 1, so ``peak_photons`` is the brightest pixel's expected count."""
+        blurred = self._convolved(density)
         return blurred / max(blurred.max(), 1e-12)
+
+    def sharp(self, density: np.ndarray) -> np.ndarray:
+        """The unblurred density on :meth:`blur`'s scale: h ∗ sharp(x) = blur(x) exactly, so the
+        deconvolution target and the observation obey the same acquisition model."""
+        return density / max(self._convolved(density).max(), 1e-12)
 
     def expected(self, blurred: np.ndarray) -> np.ndarray:
         """Noise-free counts: the clean target, in the same units as :meth:`acquire`."""

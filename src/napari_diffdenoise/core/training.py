@@ -173,7 +173,7 @@ def iter_train(
         network = ema.shadow if ema is not None else net
         return DiffusionModel(
             network=network, schedule=model.schedule, kind=model.kind, percentiles=model.percentiles,
-            tile=model.tile, name=model.name, prediction=model.prediction,
+            tile=model.tile, name=model.name, prediction=model.prediction, value_range=model.value_range,
             provenance={**base_provenance, "step": step, "history": history, "best_val_loss": best},
         )
 
