@@ -86,3 +86,21 @@ def test_cli_deconvolves_with_a_psf_from_the_optics(tmp_path):
     assert restored.shape == (64, 64) and restored.dtype == np.float32
     assert restored.max() > blurred.max()  # sharper: light gathered back into the spots
     assert main(["deconvolve", str(tmp_path / "b.tif"), "--out", str(tmp_path)]) == 2  # no PSF given
+
+
+def test_cli_denoise_with_psf_guidance_records_it(tmp_path, tiny_checkpoint):
+    import json
+
+    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+
+    noisy, _ = simulate_pair("filaments", (48, 48), Acquisition(psf_sigma=1.5), seed=3)
+    tifffile.imwrite(tmp_path / "w.tif", noisy)
+    args = ["denoise", str(tmp_path / "w.tif"), "--model", str(tiny_checkpoint), "--samples", "1", "--steps", "2",
+            "--sampler", "ddim-dc", "--out", str(tmp_path)]
+    assert main(args) == 2  # no PSF given
+    assert main(args + ["--psf-sigma", "1.5", "--sampler-param", "regulariser=l1", "--sampler-param", "guidance=2"]) == 0
+    with tifffile.TiffFile(tmp_path / "w_mean.tif") as tif:
+        meta = json.loads(tif.imagej_metadata["napari_diffdenoise"] if tif.imagej_metadata else
+                          json.loads(tif.pages[0].description)["napari_diffdenoise"])
+    assert meta["sampler"] == "ddim-dc" and meta["regulariser"] == "l1" and meta["guidance"] == 2
+    assert meta["psf_shape"][0] % 2 == 1

@@ -162,3 +162,36 @@ def test_richardson_lucy_is_a_classical_option_that_adds_one_layer(widget, qtbot
     assert result.data.shape == (2, 64, 64) and result.data.max() > blurred.max()
     assert result.metadata["napari_diffdenoise"]["iterations"] == 10 and list(result.scale) == [3, 1, 1]
     assert not errors
+
+
+def test_psf_guided_sampling_takes_the_psf_from_an_image_layer(widget, qtbot, errors):
+    from napari_diffdenoise.core.physics import gaussian_psf
+
+    viewer, w = widget
+    viewer.add_image(np.random.default_rng(1).poisson(5, (40, 40)).astype(np.float32), name="wide")
+    viewer.add_image(gaussian_psf(1.5), name="bead psf")
+    w.image.value = viewer.layers["wide"]
+    assert w.psf_source.native.isHidden()  # plain DDIM needs no PSF
+    w.sampler.value = "ddim-dc"
+    assert not w.psf_source.native.isHidden() and not w.steps.native.isHidden()
+    assert [p.name for p in w.sampler_params] == ["guidance", "regulariser", "reg_weight"]
+    w.psf_source.value = viewer.layers["bead psf"]
+    assert w.psf_sigma.native.isHidden()
+    w.sampler_params["regulariser"].value = "l1"
+    w.run()
+    qtbot.waitUntil(lambda: "wide [mean]" in viewer.layers, timeout=60_000)
+    meta = viewer.layers["wide [mean]"].metadata["napari_diffdenoise"]
+    assert meta["sampler"] == "ddim-dc" and meta["regulariser"] == "l1" and meta["psf_shape"] == [13, 13]
+    assert not errors
+
+
+def test_a_psf_layer_that_is_not_a_psf_is_refused_with_a_message(widget, errors):
+    viewer, w = widget
+    viewer.add_image(np.ones((40, 40), np.float32), name="wide")
+    viewer.add_image(np.zeros((3, 9, 9), np.float32), name="stack")
+    w.image.value = viewer.layers["wide"]
+    w.sampler.value = "ddim-dc"
+    w.psf_source.value = viewer.layers["stack"]
+    w.run()
+    assert w._worker is None and len(viewer.layers) == 2
+    assert errors and "2D PSF" in errors[0]

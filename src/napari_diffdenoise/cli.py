@@ -12,15 +12,57 @@ import numpy as np
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (default: demo)")
-    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "fb", "mixing", "repaint", "repaint-baikal"],
-                   help="ddim/ddpm for paired models; fb, mixing, repaint(-baikal) for unpaired ones")
+    p.add_argument("--sampler", default="ddim",
+                   choices=["ddim", "ddpm", "ddim-dc", "fb", "mixing", "repaint", "repaint-baikal"],
+                   help="ddim/ddpm for paired models, ddim-dc for PSF-guided deconvolution (needs a PSF option); "
+                        "fb, mixing, repaint(-baikal) for unpaired ones")
     p.add_argument("--sampler-param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a guided sampler's parameter, e.g. start=20 (repeatable)")
+                   help="a sampler's parameter, e.g. start=20 or guidance=2 or regulariser=l1 (repeatable)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default 10)")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--samples", type=int, default=8, help="K samples averaged (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    _add_psf_args(p)
+
+
+def _add_psf_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--psf", help="PSF image (TIFF)")
+    p.add_argument("--na", type=float, help="numerical aperture (Airy PSF from the optics)")
+    p.add_argument("--wavelength", type=float, default=520.0, help="emission wavelength, nm")
+    p.add_argument("--pixel", type=float, default=100.0, help="pixel size in the sample, nm")
+    p.add_argument("--confocal", action="store_true", help="confocal PSF: excitation × (emission ∗ pinhole)")
+    p.add_argument("--excitation", type=float, default=488.0, help="confocal: excitation wavelength, nm")
+    p.add_argument("--pinhole", type=float, default=1.0, help="confocal: pinhole diameter in Airy units")
+    p.add_argument("--psf-sigma", type=float, help="Gaussian PSF σ in pixels")
+
+
+def _psf_from_args(args):
+    """The PSF from a file, the optics (Airy / confocal) or a Gaussian σ; None when none is given."""
+    import tifffile
+
+    from .core import physics
+
+    if args.psf:
+        return np.squeeze(tifffile.imread(args.psf))
+    if args.na:
+        if args.confocal:
+            return physics.confocal_psf(args.na, args.excitation, args.wavelength, args.pixel, args.pinhole)
+        return physics.airy_psf(args.na, args.wavelength, args.pixel)
+    if args.psf_sigma:
+        return physics.gaussian_psf(args.psf_sigma)
+    return None
+
+
+def _parse_value(value: str):
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _parse_params(pairs: list[str]) -> dict:
@@ -29,8 +71,7 @@ def _parse_params(pairs: list[str]) -> dict:
         name, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"--sampler-param takes NAME=VALUE, got {pair!r}")
-        params[name] = json.loads(value.lower()) if value.lower() in ("true", "false") else (
-            int(value) if value.lstrip("-").isdigit() else float(value))
+        params[name] = _parse_value(value)
     return params
 
 
@@ -52,7 +93,7 @@ def _restore(image, args):
 
     result = denoise(image, args.model, sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta,
                      seed=args.seed, device=args.device, progress=_progress_printer(),
-                     sampler_params=_parse_params(args.sampler_param))
+                     sampler_params=_parse_params(args.sampler_param), psf=_psf_from_args(args))
     print(file=sys.stderr)
     return result
 
@@ -164,16 +205,8 @@ def cmd_deconvolve(args) -> int:
 
     from .core import physics
 
-    if args.psf:
-        psf = np.squeeze(tifffile.imread(args.psf))
-    elif args.na:
-        if args.confocal:
-            psf = physics.confocal_psf(args.na, args.excitation, args.wavelength, args.pixel, args.pinhole)
-        else:
-            psf = physics.airy_psf(args.na, args.wavelength, args.pixel)
-    elif args.psf_sigma:
-        psf = physics.gaussian_psf(args.psf_sigma)
-    else:
+    psf = _psf_from_args(args)
+    if psf is None:
         raise ValueError("give a PSF: --psf FILE, --na with --wavelength and --pixel, or --psf-sigma")
     image = np.squeeze(tifffile.imread(args.input))
     restored = physics.richardson_lucy(image, psf, iterations=args.iterations)
@@ -238,14 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("deconvolve", help="Richardson-Lucy deconvolution of a 2D or 3D TIFF (no model needed)")
     p.add_argument("input")
-    p.add_argument("--psf", help="PSF image (TIFF)")
-    p.add_argument("--na", type=float, help="numerical aperture (Airy PSF from the optics)")
-    p.add_argument("--wavelength", type=float, default=520.0, help="emission wavelength, nm")
-    p.add_argument("--pixel", type=float, default=100.0, help="pixel size in the sample, nm")
-    p.add_argument("--confocal", action="store_true", help="confocal PSF: excitation × (emission ∗ pinhole)")
-    p.add_argument("--excitation", type=float, default=488.0, help="confocal: excitation wavelength, nm")
-    p.add_argument("--pinhole", type=float, default=1.0, help="confocal: pinhole diameter in Airy units")
-    p.add_argument("--psf-sigma", type=float, help="Gaussian PSF σ in pixels")
+    _add_psf_args(p)
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--out", default=".")
     p.set_defaults(func=cmd_deconvolve)

@@ -13,12 +13,18 @@ from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.restore import DEFAULT_STEPS, check_settings, iter_denoise
+from ..core.consistency import REGULARISERS
 from ..core.sampler_registry import SAMPLERS, samplers_for
 from ._worker import WorkerControls
 from .model_registry import REGISTRY
 
 LOAD_FROM_FILE = "Load from file…"
 RICHARDSON_LUCY = "richardson-lucy"  # the classical option: no model, deconvolution only
+GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
+MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters that have their own widgets in the main form
+# float sampler parameters that are not fractions in [0, 1]: (max, step)
+FLOAT_RANGES = {"guidance": (100.0, 0.1), "reg_weight": (10.0, 0.005)}
+_CHOICES = {"regulariser": list(REGULARISERS)}  # string sampler parameters and what they may be
 
 
 def notify_error(message: str) -> None:
@@ -38,11 +44,11 @@ class _Failure(str):
     """A message for the user, returned instead of raised: a worker that raises shows a traceback."""
 
 
-def _deconvolve_job(data, psf_sigma, iterations):
-    from ..core.physics import gaussian_psf, iter_richardson_lucy
+def _deconvolve_job(data, psf, iterations):
+    from ..core.physics import iter_richardson_lucy
 
     try:
-        return (yield from iter_richardson_lucy(data, gaussian_psf(psf_sigma), iterations))
+        return (yield from iter_richardson_lucy(data, psf, iterations))
     except (ValueError, MemoryError) as err:
         return _Failure(str(err))
 
@@ -76,6 +82,9 @@ class DenoiseWidget(WorkerControls, Container):
                                  tooltip="Samples averaged into the mean; std and entropy are taken over them")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
         self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
+                                   tooltip="A Gaussian PSF of width σ, or an image layer holding a measured or "
+                                           "computed PSF (2D, centred, any scale)")
         self.psf_sigma = FloatSpinBox(label="PSF σ (px)", value=1.5, min=0.3, max=20.0, step=0.1, visible=False,
                                       tooltip="Gaussian PSF width; ≈ 0.21·λ/NA / pixel size for a widefield microscope")
         self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False)
@@ -87,22 +96,28 @@ class DenoiseWidget(WorkerControls, Container):
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
         self.sampler_params = Container(labels=True)
         self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.sampler_params,
-                     self.n_samples, self.psf_sigma, self.iterations,
+                     self.n_samples, self.psf_source, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.cancel_button, self.progress, self.status])
 
         self.model.changed.connect(self._on_model)
         self.model_file.changed.connect(self._on_model_file)
         self.sampler.changed.connect(self._on_sampler)
+        self.psf_source.changed.connect(self._show_psf_widgets)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         REGISTRY.subscribe(self.model)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             event.connect(self.image.reset_choices)
+            event.connect(self.psf_source.reset_choices)
         self.reset_choices()
 
     # choices ---------------------------------------------------------------------------------
     def _image_choices(self, _widget=None):
         return _image_choices(self._viewer)
+
+    def _psf_choices(self, _widget=None):
+        return [("Gaussian (σ below)", GAUSSIAN_PSF)] + [(f"layer: {name}", layer) for name, layer in
+                                                        _image_choices(self._viewer)]
 
     def _model_choices(self, _widget=None):
         return REGISTRY.choices() + [("Richardson–Lucy (classical, no model)", RICHARDSON_LUCY)]
@@ -125,10 +140,11 @@ class DenoiseWidget(WorkerControls, Container):
         classical = key == RICHARDSON_LUCY
         for widget in (self.sampler, self.n_samples, self.seed, self.device):
             widget.visible = not classical
-        self.psf_sigma.visible = self.iterations.visible = classical
+        self.iterations.visible = classical
         if classical:
             self.steps.visible = self.eta.visible = False
             self.sampler_params.clear()
+            self._show_psf_widgets()
             return
         try:
             model = self._selected_model()
@@ -140,25 +156,63 @@ class DenoiseWidget(WorkerControls, Container):
         self.steps.value = min(self.steps.value, model.schedule.n_steps)
         self._on_sampler(self.sampler.value)
 
+    def _uses_psf(self) -> bool:
+        if self.model.value == RICHARDSON_LUCY:
+            return True
+        info = SAMPLERS.get(self.sampler.value)
+        return info is not None and info.needs_psf
+
+    def _show_psf_widgets(self, _value=None):
+        uses_psf = self._uses_psf()
+        self.psf_source.visible = uses_psf
+        self.psf_sigma.visible = uses_psf and self.psf_source.value == GAUSSIAN_PSF
+
     def _on_sampler(self, name):
-        self.steps.visible = self.eta.visible = name == "ddim"
         self.sampler_params.clear()
-        if name not in SAMPLERS or name in ("ddim", "ddpm") or self.model.value in (None, RICHARDSON_LUCY):
+        self._show_psf_widgets()
+        if name not in SAMPLERS or self.model.value in (None, RICHARDSON_LUCY):
+            self.steps.visible = self.eta.visible = False
             return
         info = SAMPLERS[name]
         schedule = self._selected_model().schedule
-        for key, value in info.defaults(schedule).items():
+        defaults = info.defaults(schedule)
+        self.steps.visible = self.eta.visible = "steps" in defaults
+        for key, value in defaults.items():
+            if key in MAIN_FORM_PARAMS:
+                continue
             tip = info.tooltips.get(key, "")
             if isinstance(value, bool):
                 widget = CheckBox(name=key, value=value, tooltip=tip)
+            elif isinstance(value, str):
+                widget = ComboBox(name=key, value=value, choices=_CHOICES[key], tooltip=tip)
             elif isinstance(value, int):
                 widget = SpinBox(name=key, value=value, min=0, max=schedule.n_steps, tooltip=tip)
             else:
-                widget = FloatSpinBox(name=key, value=value, min=0.0, max=1.0, step=0.01, tooltip=tip)
+                high, step = FLOAT_RANGES.get(key, (1.0, 0.01))
+                widget = FloatSpinBox(name=key, value=value, min=0.0, max=high, step=step, tooltip=tip)
             self.sampler_params.append(widget)
 
     def _guided_params(self) -> dict:
         return {w.name: w.value for w in self.sampler_params}
+
+    def _psf(self):
+        """The chosen PSF as an array, or None when the run needs none."""
+        import numpy as np
+
+        from ..core.physics import check_psf, gaussian_psf
+
+        if not self._uses_psf():
+            return None
+        source = self.psf_source.value
+        if source is None or source == GAUSSIAN_PSF:
+            return gaussian_psf(self.psf_sigma.value)
+        psf = np.squeeze(np.asarray(source.data, dtype=np.float64))
+        if psf.ndim != 2:
+            raise ValueError(f"the PSF layer '{source.name}' has shape {psf.shape}; a 2D PSF image is needed")
+        if max(psf.shape) > 255:
+            raise ValueError(f"the PSF layer '{source.name}' is {psf.shape[0]}×{psf.shape[1]} pixels; crop it to the "
+                             "PSF itself (at most 255×255, centred)")
+        return check_psf(psf)
 
     def _selected_model(self):
         name = self.model.value
@@ -180,33 +234,33 @@ class DenoiseWidget(WorkerControls, Container):
             raise ValueError(f"'{layer.name}' has {layer.ndim} dimensions; select a 2D plane or a 3D (Z, Y, X) stack")
         if self.model.value is None:
             raise ValueError("No model available: load a checkpoint from file")
+        psf = self._psf()
         if self.model.value == RICHARDSON_LUCY:
-            return layer, None
+            return layer, None, psf
         model = self._selected_model()
         check_settings(model, self.sampler.value, self.n_samples.value, self.steps.value, self.eta.value,
-                       self.device.value, self._guided_params())
-        return layer, model
+                       self.device.value, self._guided_params(), psf)
+        return layer, model, psf
 
     def run(self):
         """Start denoising the selected layer in a worker thread."""
         from napari.qt.threading import create_worker
 
         try:
-            layer, model = self._validate()
+            layer, model, psf = self._validate()
         except Exception as err:  # noqa: BLE001 — any reason not to start is shown, not raised
             notify_error(str(err))
             return
         settings = dict(
             sampler=self.sampler.value, n_samples=self.n_samples.value, seed=self.seed.value, device=self.device.value,
-            **({"steps": self.steps.value, "eta": self.eta.value} if self.sampler.value == "ddim" else {}),
-            sampler_params=self._guided_params(),
+            **({"steps": self.steps.value, "eta": self.eta.value} if self.sampler.value in ("ddim", "ddim-dc") else {}),
+            sampler_params=self._guided_params(), psf=psf,
         )
         import numpy as np
 
         data = np.asarray(layer.data)
         if model is None:
-            self._worker = create_worker(_deconvolve_job, data, self.psf_sigma.value, self.iterations.value,
-                                         _start_thread=False)
+            self._worker = create_worker(_deconvolve_job, data, psf, self.iterations.value, _start_thread=False)
             self._worker.yielded.connect(self._on_plane_done)
             self._worker.returned.connect(lambda result: self._on_deconvolved(layer, result))
         else:
@@ -230,8 +284,10 @@ class DenoiseWidget(WorkerControls, Container):
             notify_error(f"Deconvolution failed: {result}")
             self.status.value = "Failed; no layers added"
             return
-        meta = {"napari_diffdenoise": {"method": "richardson-lucy", "psf": "gaussian", "psf_sigma_px":
-                                       self.psf_sigma.value, "iterations": self.iterations.value,
+        psf = self.psf_source.value
+        psf_meta = ({"psf": "gaussian", "psf_sigma_px": self.psf_sigma.value} if psf in (None, GAUSSIAN_PSF)
+                    else {"psf": f"layer {psf.name}"})
+        meta = {"napari_diffdenoise": {"method": "richardson-lucy", **psf_meta, "iterations": self.iterations.value,
                                        "source_layer": layer.name, "package_version": __version__}}
         self._viewer.add_image(result, name=f"{layer.name} [Richardson-Lucy]", scale=layer.scale,
                                translate=layer.translate, metadata=meta, colormap=layer.colormap.name)

@@ -215,6 +215,7 @@ def iter_denoise(
         "overlap": overlap,
         "percentiles": list(percentiles),
         "network_evaluations": evaluations,
+        **({"psf_shape": list(np.shape(psf))} if psf is not None else {}),
         "seconds": round(time.perf_counter() - t0, 3),
         "package_version": __version__,
     }
