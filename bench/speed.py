@@ -25,6 +25,43 @@ def forward_seconds(model, tile: int, batch: int, repeat: int = 3) -> float:
     return seconds
 
 
+def settings_rows(model, tile: int = 256, repeat: int = 3) -> list[list]:
+    """One forward (batch 1) under each inference setting, measured side by side in this run;
+    ratios are against plain eager fp32 NCHW with autograd on."""
+    net = model.network.eval()
+    gamma = torch.full((1,), 0.5)
+    nchw = torch.randn(1, 1, tile, tile)
+    last = nchw.contiguous(memory_format=torch.channels_last)
+
+    def run(x, grad: bool = False, bf16: bool = False):
+        ctx = torch.enable_grad() if grad else torch.inference_mode()
+        with ctx, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return net(x, gamma, x)
+
+    threads = torch.get_num_threads()
+    cases = [
+        ("fp32, NCHW, autograd on", lambda: run(nchw, grad=True), "nchw"),
+        ("fp32, NCHW, inference_mode", lambda: run(nchw), "nchw"),
+        ("fp32, channels-last, inference_mode (default)", lambda: run(last), "last"),
+        ("bf16 autocast, channels-last, inference_mode", lambda: run(last, bf16=True), "last"),
+        ("fp32, channels-last, inference_mode, 1 thread", lambda: run(last), "last-1"),
+    ]
+    rows, base = [], None
+    for label, fn, layout in cases:
+        net.to(memory_format=torch.channels_last if layout.startswith("last") else torch.contiguous_format)
+        torch.set_num_threads(1 if layout == "last-1" else threads)
+        fn()  # warm-up
+        _, seconds = timed(fn, repeat)
+        base = base or seconds
+        rows.append([label, seconds * 1e3, base / seconds])
+    torch.set_num_threads(threads)
+    net.to(memory_format=torch.channels_last)
+    reference = run(last).float()
+    bf16_error = float((run(last, bf16=True).float() - reference).abs().max())
+    rows.append([f"(bf16 max |Δ output| vs fp32: {bf16_error:.3g})", "", ""])
+    return rows
+
+
 def forward_flops(model, tile: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -63,11 +100,14 @@ def main(argv=None):
         achieved = flops / seconds / 1e9
         flop_rows.append([f"{tile}²", flops / 1e9, seconds, achieved, achieved / peak])
     data["flops"] = {"peak_sgemm_gflops": peak, "rows": flop_rows}
+    setting_rows = settings_rows(model)
+    data["settings"] = setting_rows
 
     noisy, _ = held_out_pair("nuclei", 10.0, 512, 0)
     plane_rows = []
     for label, kw in [
         ("preview: K=1, DDIM 10 steps", dict(n_samples=1, steps=10)),
+        ("preview: K=1, DDIM 5 steps (the widget's Preview)", dict(n_samples=1, steps=5)),
         (f"default: K=8, DDIM 10 steps (tile {model.tile}, samples one by one)", dict(n_samples=8, steps=10)),
         ("K=8, DDIM 10 steps, the 8 samples batched", dict(n_samples=8, steps=10, batch_pixels=8 * 512 * 512)),
         ("K=8, DDIM 10 steps, tile 256 (3×3 overlapping tiles)", dict(n_samples=8, steps=10, tile=256)),
@@ -78,7 +118,7 @@ def main(argv=None):
         data["planes"].append({"setting": label, "seconds": seconds, "network_calls": evals})
     # the seed procedure (ancestral, 200 steps × 15 samples) is 3000 single-sample evaluations per
     # tile: its time is extrapolated from the per-evaluation cost, measured in this run
-    per_eval = plane_rows[1][1] / (8 * 10)
+    per_eval = plane_rows[2][1] / (8 * 10)
     seed_seconds = per_eval * 15 * model.schedule.n_steps
     plane_rows.append([f"seed procedure: K=15, ancestral {model.schedule.n_steps} steps (extrapolated)", seed_seconds,
                        "—"])
@@ -93,6 +133,10 @@ def main(argv=None):
         "2048³, best of 5). Network FLOPs counted by `torch.utils.flop_counter` (convolutions and matrix "
         "products; normalisation and activations are not counted but cost time).\n\n"
         + markdown_table(["tile", "GFLOP per forward", "seconds", "GFLOP/s", "fraction of peak"], flop_rows)
+        + "\n\n## Inference settings, one 256² forward, batch 1\n\nSpeed-up against the first row, all "
+        "measured in this run. `torch.compile` is left out: it needs a C++ toolchain at run time that a "
+        "napari install does not guarantee (a one-off measurement in REFERENCE.md: +4 % for 44 s of compiling).\n\n"
+        + markdown_table(["setting", "ms", "speed-up"], setting_rows)
         + "\n\n## One 512 × 512 plane\n\n"
         + markdown_table(["setting", "seconds", "network calls"], plane_rows)
         + f"\n\nThe fast default needs {8 * 10} sample-evaluations per pixel against {15 * model.schedule.n_steps} "

@@ -195,3 +195,23 @@ def test_a_psf_layer_that_is_not_a_psf_is_refused_with_a_message(widget, errors)
     w.run()
     assert w._worker is None and len(viewer.layers) == 2
     assert errors and "2D PSF" in errors[0]
+
+
+def test_preview_is_one_sample_of_the_plane_on_view_and_is_replaced(widget, noisy_stack, qtbot, errors):
+    viewer, w = widget
+    viewer.add_image(noisy_stack, name="cells")
+    w.image.value = viewer.layers["cells"]
+    w.steps.value = 8
+    viewer.dims.set_current_step(0, 1)
+    w.preview()
+    qtbot.waitUntil(lambda: "cells [preview]" in viewer.layers and w._worker is None, timeout=60_000)
+    preview = viewer.layers["cells [preview]"]
+    meta = preview.metadata["napari_diffdenoise"]
+    assert preview.data.shape == noisy_stack.shape[1:] and meta["plane"] == 1
+    assert meta["n_samples"] == 1 and meta["steps"] == denoise_module.PREVIEW_STEPS
+    first = preview.data.copy()
+    w.seed.value = 6
+    w.preview()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells [preview]"]  # replaced, not added
+    assert not np.array_equal(viewer.layers["cells [preview]"].data, first) and not errors

@@ -21,6 +21,7 @@ from .model_registry import REGISTRY
 LOAD_FROM_FILE = "Load from file…"
 RICHARDSON_LUCY = "richardson-lucy"  # the classical option: no model, deconvolution only
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
+PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters that have their own widgets in the main form
 # float sampler parameters that are not fractions in [0, 1]: (max, step)
 FLOAT_RANGES = {"guidance": (100.0, 0.1), "reg_weight": (10.0, 0.005)}
@@ -89,6 +90,9 @@ class DenoiseWidget(WorkerControls, Container):
                                       tooltip="Gaussian PSF width; ≈ 0.21·λ/NA / pixel size for a widefield microscope")
         self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False)
         self.run_button = PushButton(text="Run")
+        self.preview_button = PushButton(
+            text="Preview", tooltip=f"One sample of the plane on view, {PREVIEW_STEPS} DDIM steps at most: "
+                                    "a quick look before the full run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.start_button = self.run_button
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
@@ -97,13 +101,15 @@ class DenoiseWidget(WorkerControls, Container):
         self.sampler_params = Container(labels=True)
         self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.sampler_params,
                      self.n_samples, self.psf_source, self.psf_sigma, self.iterations,
-                     self.seed, self.device, self.run_button, self.cancel_button, self.progress, self.status])
+                     self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
+                     self.status])
 
         self.model.changed.connect(self._on_model)
         self.model_file.changed.connect(self._on_model_file)
         self.sampler.changed.connect(self._on_sampler)
         self.psf_source.changed.connect(self._show_psf_widgets)
         self.run_button.clicked.connect(self.run)
+        self.preview_button.clicked.connect(self.preview)
         self.cancel_button.clicked.connect(self.cancel)
         REGISTRY.subscribe(self.model)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
@@ -242,8 +248,23 @@ class DenoiseWidget(WorkerControls, Container):
                        self.device.value, self._guided_params(), psf)
         return layer, model, psf
 
-    def run(self):
-        """Start denoising the selected layer in a worker thread."""
+    def _plane_on_view(self, layer) -> int:
+        """Index of the layer's plane at the viewer's current position (0 for a 2D layer)."""
+        if layer.ndim == 2:
+            return 0
+        z = layer.world_to_data(self._viewer.dims.point[-layer.ndim:])[0]
+        return int(min(max(round(float(z)), 0), layer.data.shape[0] - 1))
+
+    def preview(self):
+        """One quick sample of the plane on view, into a '[preview]' layer (replaced on each preview)."""
+        if self.model.value == RICHARDSON_LUCY:
+            notify_error("Preview is for diffusion models; Richardson-Lucy is fast enough to run in full")
+            return
+        self.run(preview=True)
+
+    def run(self, preview: bool = False):
+        """Start denoising the selected layer in a worker thread (``preview``: one sample of the
+        plane on view, at most PREVIEW_STEPS steps)."""
         from napari.qt.threading import create_worker
 
         try:
@@ -251,15 +272,23 @@ class DenoiseWidget(WorkerControls, Container):
         except Exception as err:  # noqa: BLE001 — any reason not to start is shown, not raised
             notify_error(str(err))
             return
+        takes_steps = self.sampler.value in ("ddim", "ddim-dc")
+        steps = min(self.steps.value, PREVIEW_STEPS) if preview else self.steps.value
         settings = dict(
-            sampler=self.sampler.value, n_samples=self.n_samples.value, seed=self.seed.value, device=self.device.value,
-            **({"steps": self.steps.value, "eta": self.eta.value} if self.sampler.value in ("ddim", "ddim-dc") else {}),
+            sampler=self.sampler.value, n_samples=1 if preview else self.n_samples.value, seed=self.seed.value,
+            device=self.device.value, **({"steps": steps, "eta": self.eta.value} if takes_steps else {}),
             sampler_params=self._guided_params(), psf=psf,
         )
         import numpy as np
 
         data = np.asarray(layer.data)
-        if model is None:
+        if preview:
+            z = self._plane_on_view(layer)
+            data = data[z] if layer.ndim == 3 else data
+            self._worker = create_worker(_denoise_job, data, model, settings, _start_thread=False)
+            self._worker.yielded.connect(self._on_progress)
+            self._worker.returned.connect(lambda result: self._on_preview(layer, z, result))
+        elif model is None:
             self._worker = create_worker(_deconvolve_job, data, psf, self.iterations.value, _start_thread=False)
             self._worker.yielded.connect(self._on_plane_done)
             self._worker.returned.connect(lambda result: self._on_deconvolved(layer, result))
@@ -268,7 +297,27 @@ class DenoiseWidget(WorkerControls, Container):
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_returned(layer, result))
         self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
+        self.preview_button.enabled = False
+        self._worker.finished.connect(lambda: setattr(self.preview_button, "enabled", True))
         self._launch(self._worker)
+
+    def _on_preview(self, layer, z, result):
+        if isinstance(result, _Failure):
+            notify_error(f"Preview failed: {result}")
+            self.status.value = "Failed"
+            return
+        name = f"{layer.name} [preview]"
+        scale, translate = layer.scale[-2:], layer.translate[-2:]
+        meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "plane": z}}
+        if name in self._viewer.layers:
+            preview = self._viewer.layers[name]
+            preview.data, preview.metadata = result.mean, meta
+        else:
+            self._viewer.add_image(result.mean, name=name, scale=scale, translate=translate, metadata=meta,
+                                   colormap=layer.colormap.name)
+        self.progress.value = 1000
+        where = f"plane {z}, " if layer.ndim == 3 else ""
+        self.status.value = f"Preview of {where}1 sample in {result.metadata['seconds']:.1f} s"
 
     def _on_progress(self, info):
         self.progress.value = int(1000 * info.fraction)
