@@ -26,3 +26,13 @@ def test_demo_model_beats_the_noisy_input_on_unseen_images(demo, kind):
     assert psnr_fitted(result.mean, clean) > psnr_fitted(noisy, clean) + 3
     # and the mean is in the input's units: the same level as the truth, not the model's [−1, 1]
     assert abs(float(result.mean.mean()) - float(clean.mean())) < 0.1 * float(clean.std()) + 1
+
+
+def test_bundled_unpaired_model_denoises_by_forward_backward():
+    prior = load_model("demo-unpaired")
+    assert prior.kind == "unpaired" and prior.network.config.cond_channels == 0
+    noisy, clean = simulate_pair("nuclei", (64, 64), Acquisition(peak_photons=10), seed=987_655)
+    result = denoise(noisy, prior, sampler="fb", n_samples=2, seed=0)
+    assert psnr_fitted(result.mean, clean) > psnr_fitted(noisy, clean) + 3
+    with pytest.raises(ValueError, match="does not work with a unpaired model"):
+        denoise(noisy, prior, sampler="ddim")

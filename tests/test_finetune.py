@@ -125,3 +125,27 @@ def test_an_unpaired_model_trains_on_clean_images_and_denoises_with_guidance(pai
         train(noisy, clean, model=start, kind="unpaired", config=TrainConfig(steps=1, **CFG))
     with pytest.raises(ValueError, match="starting model is paired"):
         train(None, clean, model="demo", kind="unpaired", config=TrainConfig(steps=1, **CFG))
+
+
+def test_clean_only_with_a_psf_blurs_the_noisy_side_only(pair):
+    from scipy import ndimage
+
+    _, clean = pair
+    source = CleanWithSimulatedNoise(clean, 32, NoiseModel(photons=(1e4, 1e4), psf_sigma=2.0), val_fraction=0)
+    noisy, target = source.batch(16, 32, np.random.default_rng(1))
+    # at 10⁴ photons the noise is small: the noisy side is the target blurred by the PSF, not the target
+    inner = (slice(None), 0, slice(8, -8), slice(8, -8))
+    reblurred = np.stack([ndimage.gaussian_filter(t[0], 2.0) for t in target])[:, None]
+    assert np.abs(reblurred - noisy)[inner].mean() < 0.5 * np.abs(target - noisy)[inner].mean()
+
+
+def test_unpaired_batches_cover_squeezed_contrast(pair):
+    from napari_diffdenoise.core.datasets import CleanPatches
+
+    _, clean = pair
+    source = CleanPatches(clean, 32, val_fraction=0)
+    first, second = source.batch(64, 32, np.random.default_rng(2))
+    np.testing.assert_array_equal(first, second)
+    spans = first.max(axis=(1, 2, 3)) - first.min(axis=(1, 2, 3))
+    assert spans.min() < 0.8 < spans.max()  # squeezed and full-range crops both occur
+    assert first.min() >= -1.5

@@ -22,7 +22,21 @@ def test_manifest_is_valid():
 
     manifest = PluginManifest.from_distribution("napari-diffdenoise")
     assert {w.display_name for w in manifest.contributions.widgets} == {"Denoise", "Train", "Compare"}
-    assert [s.key for s in manifest.contributions.sample_data] == ["low_light_stack"]
+    assert [s.key for s in manifest.contributions.sample_data] == ["low_light_stack", "widefield_stack"]
+
+
+def test_widefield_sample_is_the_sharp_truth_blurred_by_its_psf():
+    from scipy import ndimage
+
+    from napari_diffdenoise._sample_data import make_widefield_stack
+
+    (noisy, meta, _), (sharp, _, _), (psf, _, _) = make_widefield_stack()
+    assert noisy.shape == sharp.shape == (4, 256, 256) and psf.ndim == 2 and abs(psf.sum() - 1) < 1e-5
+    # the noise-free observation is the sharp truth convolved with the PSF (both hold the same constant)
+    reblurred = np.stack([ndimage.convolve(p.astype(np.float64), psf, mode="reflect") for p in sharp])
+    inner = (slice(None), slice(16, -16), slice(16, -16))
+    assert abs((noisy - reblurred)[inner].mean()) < 0.1
+    assert (noisy - reblurred)[inner].std() < 0.9 * (noisy - sharp)[inner].std()
 
 
 def test_sample_stack_is_deterministic_and_paired():

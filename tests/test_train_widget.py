@@ -93,7 +93,8 @@ def test_bad_selections_get_a_message_before_any_work(setup, errors, change, mes
 def test_unpaired_kind_trains_from_clean_layers_only(setup, qtbot, errors):
     viewer, w = setup
     w.kind.value = "unpaired"
-    assert w.noisy.native.isHidden() and w.mode.native.isHidden() and w.start_model.value == "from scratch"
+    assert w.noisy.native.isHidden() and w.mode.native.isHidden() and w.start_model.value == "demo-unpaired"
+    w.start_model.value = "from scratch"
     w.steps.value, w.patch_size.value = 2, 32
     w.start()
     assert not errors
@@ -102,6 +103,8 @@ def test_unpaired_kind_trains_from_clean_layers_only(setup, qtbot, errors):
     from napari_diffdenoise import load_model
 
     assert load_model(w.output.value).kind == "unpaired"
+    w.kind.value = "paired"
+    assert w.start_model.value == "demo"
 
 
 def test_a_failure_during_training_is_a_notification_not_a_traceback(setup, qtbot, errors, tmp_path):

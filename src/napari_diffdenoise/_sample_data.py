@@ -1,9 +1,11 @@
-"""napari sample data: a simulated low-light stack with its clean truth (made on the fly, offline)."""
+"""napari sample data, made on the fly (offline): a simulated low-light stack with its clean truth,
+and a blurred widefield stack with its PSF and sharp truth for PSF-guided restoration."""
 from __future__ import annotations
 
 import numpy as np
 
-from .core.simulate import KINDS, Acquisition, simulate_pair
+from .core.physics import gaussian_psf
+from .core.simulate import KINDS, Acquisition, draw_structure, simulate_pair
 
 SAMPLE_ACQUISITION = Acquisition(peak_photons=8.0, background_photons=2.0, read_noise=1.5, psf_sigma=1.2)
 
@@ -21,4 +23,30 @@ def make_sample_stack():
     return [
         (noisy, {"name": "low-light stack", "metadata": {"photons_at_peak": SAMPLE_ACQUISITION.peak_photons}}, "image"),
         (clean, {"name": "low-light stack [truth]", "visible": False}, "image"),
+    ]
+
+
+WIDEFIELD_ACQUISITION = Acquisition(peak_photons=30.0, background_photons=2.0, read_noise=1.5, psf_sigma=1.6)
+
+
+def widefield_stack(shape=(256, 256), seed: int = 2025) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(noisy blurred, sharp truth, PSF): one plane per structure kind, Gaussian PSF σ = 1.6 px."""
+    acq = WIDEFIELD_ACQUISITION
+    noisy, sharp = [], []
+    for i, kind in enumerate(KINDS):
+        rng = np.random.default_rng(seed + i)
+        density = draw_structure(kind, shape, rng)
+        noisy.append(acq.acquire(acq.blur(density), rng))
+        sharp.append(acq.expected(acq.sharp(density)))
+    return (np.stack(noisy).astype(np.float32), np.stack(sharp).astype(np.float32),
+            gaussian_psf(acq.psf_sigma))
+
+
+def make_widefield_stack():
+    noisy, sharp, psf = widefield_stack()
+    meta = {"photons_at_peak": WIDEFIELD_ACQUISITION.peak_photons, "psf_sigma_px": WIDEFIELD_ACQUISITION.psf_sigma}
+    return [
+        (noisy, {"name": "widefield stack", "metadata": meta}, "image"),
+        (sharp, {"name": "widefield stack [sharp truth]", "visible": False}, "image"),
+        (psf, {"name": "widefield PSF", "visible": False}, "image"),
     ]

@@ -35,6 +35,9 @@ def _train_job(prepared, config, output):
         return _Failure(str(err))
 
 
+BUNDLED_START = {"paired": "demo", "unpaired": "demo-unpaired"}
+
+
 class TrainWidget(WorkerControls, Container):
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -50,7 +53,8 @@ class TrainWidget(WorkerControls, Container):
                                         tooltip="Simulated low-light range (log-uniform) for the noisy side")
         self.photons_high = FloatSpinBox(label="… to", value=50.0, min=0.1, max=1e5)
         self.psf_sigma = FloatSpinBox(label="Extra blur σ (px)", value=0.0, min=0.0, max=10.0,
-                                      tooltip="Blur the simulated noisy side (0: denoise only)")
+                                      tooltip="Blur only the simulated noisy side by a Gaussian PSF: the model learns to "
+                                              "deconvolve (restore with the ddim-dc sampler); 0: denoise only")
         self.start_model = ComboBox(label="Start from", choices=self._start_choices,
                                     tooltip="Fine-tune a model, or train one from scratch (needs many more steps)")
         self.steps = SpinBox(label="Steps", value=500, min=1, max=1_000_000)
@@ -98,8 +102,9 @@ class TrainWidget(WorkerControls, Container):
     def _on_kind(self, kind):
         unpaired = kind == "unpaired"
         self.mode.visible = not unpaired
-        if unpaired:
-            self.start_model.value = SCRATCH  # no unpaired model is bundled
+        # start from the bundled model of the chosen kind; the user can still pick another
+        preferred = BUNDLED_START["unpaired" if unpaired else "paired"]
+        self.start_model.value = preferred if preferred in self.start_model.choices else SCRATCH
         self._on_mode(self.mode.value)
 
     def _on_mode(self, mode):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .normalization import DEFAULT_PERCENTILES, IntensityMap
-from .pairs import align_to, augment, random_crop
+from .pairs import align_to, augment, random_contrast, random_crop
 from .simulate import Acquisition
 
 
@@ -159,11 +159,14 @@ class CleanWithSimulatedNoise(_PlaneSource):
         return Acquisition(peak, self.noise.background, self.noise.read_noise, self.noise.psf_sigma, offset=0.0)
 
     def _acquire(self, density: np.ndarray, rng) -> np.ndarray:
+        """(noisy, clean) in the noisy image's map. With a PSF only the noisy side is blurred and
+        the clean side stays sharp (PI-DDPM's pairs), so the model learns to deconvolve."""
         acq = self._acquisition(rng)
         blurred = acq.blur(density) if acq.psf_sigma > 0 else density
+        sharp = acq.sharp(density) if acq.psf_sigma > 0 else density
         noisy = acq.acquire(blurred, rng)
         imap = IntensityMap.from_percentiles(noisy, self.percentiles)
-        return np.stack([imap.to_model(noisy), imap.to_model(acq.expected(blurred))])
+        return np.stack([imap.to_model(noisy), imap.to_model(acq.expected(sharp))])
 
     def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator):
         out = []
@@ -193,4 +196,11 @@ class CleanPatches(_PlaneSource):
             self.parts.append(split.train_part(both))
             if split.start < c.shape[split.axis]:
                 self.val_parts.append(split.val_part(both))
+
+    def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator):
+        """Crops with a random contrast squeeze (:func:`.pairs.random_contrast`): the prior must
+        cover clean content as a noisy image's percentile map presents it at inference."""
+        clean, _ = super().batch(batch_size, patch_size, rng)
+        squeezed = np.stack([random_contrast(c, rng) for c in clean])
+        return squeezed, squeezed
 

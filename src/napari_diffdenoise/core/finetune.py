@@ -33,7 +33,8 @@ def prepare_training(
     - ``kind="unpaired"``: clean only, for an unconditional model guided at sampling time (Baikal);
     - ``model``: a bundled name or checkpoint path to fine-tune, a :class:`DiffusionModel`, None
       to start from scratch with the default architecture, or "default": the bundled ``demo`` for
-      a paired model, scratch for an unpaired one (no unpaired model is bundled yet).
+      a paired model, ``widefield`` for paired training on clean images blurred by a simulated
+      PSF (deconvolution), ``demo-unpaired`` for an unpaired one.
     """
     if kind not in ("paired", "unpaired"):
         raise ValueError(f"unknown model kind {kind!r}; use 'paired' or 'unpaired'")
@@ -42,7 +43,8 @@ def prepare_training(
     if not 0 <= val_fraction < 0.5:
         raise ValueError(f"the validation fraction must be in [0, 0.5), got {val_fraction}")
     if isinstance(model, str) and model == "default":
-        model = "demo" if kind == "paired" else None
+        deconvolving = noisy is None and noise_model is not None and noise_model.psf_sigma > 0
+        model = "demo-unpaired" if kind == "unpaired" else ("widefield" if deconvolving else "demo")
     if isinstance(model, DiffusionModel):
         start = model
     elif model is None:
