@@ -2,10 +2,10 @@
 10 steps, K = 8), side by side in one run on the same held-out images: PSNR, seconds, network
 evaluations.
 
-    python -m bench seed [--size 128]
+    python -m bench seed [--size 96]
 
-Crops of 128² keep the seed procedure to about a minute an image here; the per-pixel cost ratio
-is the same at 512² (one tile either way).
+Crops of 96² keep the seed procedure to a few minutes an image here; the per-pixel cost ratio is
+the same at 512² (one tile either way; speed.md times whole 512² planes).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ SETTINGS = {
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="demo")
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=int, default=96)
     args = parser.parse_args(argv)
     model = load_model(args.model)
     records = []

@@ -118,3 +118,14 @@ def test_cli_denoise_with_psf_guidance_records_it(tmp_path, tiny_checkpoint):
                           json.loads(tif.pages[0].description)["napari_diffdenoise"])
     assert meta["sampler"] == "ddim-dc" and meta["regulariser"] == "l1" and meta["guidance"] == 2
     assert meta["psf_shape"][0] % 2 == 1
+
+
+def test_cli_demo_on_the_widefield_sample_writes_an_overview_beside_richardson_lucy(tmp_path):
+    import json
+
+    assert main(["demo", "--sample", "widefield", "--samples", "1", "--steps", "2", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "widefield_report.json").read_text())
+    assert report["model"] == "widefield" and report["sampler"] == "ddim-dc" and len(report["planes"]) == 4
+    assert all("psnr_Richardson-Lucy" in plane for plane in report["planes"])
+    assert (tmp_path / "widefield_overview.png").stat().st_size > 10_000
+    assert tifffile.imread(tmp_path / "widefield_mean.tif").shape == (4, 256, 256)
