@@ -14,8 +14,8 @@ from typing import Generator
 import torch
 
 from .consistency import DataConsistency, gradient_norm
-from .samplers import EpsFn, NoiseFn, SamplerStep, ddim_update
-from .schedules import NoiseSchedule, respaced_timesteps
+from .samplers import EpsFn, NoiseFn, SamplerStep, ddim
+from .schedules import NoiseSchedule
 
 
 def ddim_dc(
@@ -33,21 +33,11 @@ def ddim_dc(
     reg_weight: float = 0.015,
     clip: tuple[float, float] | None = (-1.0, 1.0),
 ) -> Generator[SamplerStep, None, torch.Tensor]:
-    alphas = schedule.alphas_cumprod
-    timesteps = respaced_timesteps(schedule.n_steps, steps)
-    y = y_T
-    for i, t in enumerate(timesteps):
-        gamma = float(alphas[t])
-        gamma_prev = float(alphas[timesteps[i + 1]]) if i + 1 < len(timesteps) else 1.0
-        eps = eps_fn(y, gamma)
-        last = i + 1 == len(timesteps)
-        noise = None if (eta == 0 or last) else noise_fn(tuple(y.shape)).to(y)
-        y, x0 = ddim_update(y, eps, gamma, gamma_prev, eta, noise, clip)
-        if guidance > 0:
-            grad = consistency.gradient(x0, regulariser, reg_weight)
-            step = guidance * math.sqrt(gamma) / gradient_norm(grad).clamp_min(1e-12)
-            y = y - step.view(-1, *([1] * (y.dim() - 1))) * grad
-            if last and clip is not None:
-                y = y.clamp(*clip)
-        yield SamplerStep(i, len(timesteps), x0)
-    return y
+    def guide(y: torch.Tensor, x0: torch.Tensor, gamma: float, last: bool) -> torch.Tensor:
+        grad = consistency.gradient(x0, regulariser, reg_weight)
+        step = guidance * math.sqrt(gamma) / gradient_norm(grad).clamp_min(1e-12)
+        y = y - step.view(-1, *([1] * (y.dim() - 1))) * grad
+        return y.clamp(*clip) if last and clip is not None else y
+
+    return (yield from ddim(eps_fn, schedule, y_T, noise_fn, steps=steps, eta=eta, clip=clip,
+                            guide=guide if guidance > 0 else None))

@@ -18,6 +18,7 @@ from .schedules import NoiseSchedule, respaced_timesteps
 
 EpsFn = Callable[[torch.Tensor, float], torch.Tensor]
 NoiseFn = Callable[[tuple[int, ...]], torch.Tensor]
+GuideFn = Callable[[torch.Tensor, torch.Tensor, float, bool], torch.Tensor]
 
 
 @dataclass
@@ -61,9 +62,12 @@ def ddim(
     steps: int = 10,
     eta: float = 0.0,
     clip: tuple[float, float] | None = (-1.0, 1.0),
+    guide: GuideFn | None = None,
 ) -> Generator[SamplerStep, None, torch.Tensor]:
     """DDIM over a respaced ("trailing") subsequence of ``steps`` training steps, from t = T−1.
-    η = 0 is deterministic given y_T (Song et al. 2021); η = 1 adds ancestral noise."""
+    η = 0 is deterministic given y_T (Song et al. 2021); η = 1 adds ancestral noise.
+    ``guide(y_prev, x0, gamma, last)``, if given, corrects the state after every step (see
+    :mod:`.dc_sampling`)."""
     alphas = schedule.alphas_cumprod
     timesteps = respaced_timesteps(schedule.n_steps, steps)
     y = y_T
@@ -74,6 +78,8 @@ def ddim(
         last = i + 1 == len(timesteps)
         noise = None if (eta == 0 or last) else noise_fn(tuple(y.shape)).to(y)
         y, x0 = ddim_update(y, eps, gamma, gamma_prev, eta, noise, clip)
+        if guide is not None:
+            y = guide(y, x0, gamma, last)
         yield SamplerStep(i, len(timesteps), x0)
     return y
 
