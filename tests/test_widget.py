@@ -215,3 +215,12 @@ def test_preview_is_one_sample_of_the_plane_on_view_and_is_replaced(widget, nois
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert [layer.name for layer in viewer.layers] == ["cells", "cells [preview]"]  # replaced, not added
     assert not np.array_equal(viewer.layers["cells [preview]"].data, first) and not errors
+
+
+def test_choosing_the_deconvolving_model_selects_psf_guided_sampling(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model.value = "widefield"
+    assert w.sampler.value == "ddim-dc" and not w.psf_source.native.isHidden()
+    w.model.value = "demo-unpaired"
+    assert w.sampler.value in ("fb", "mixing", "repaint", "repaint-baikal") and w.psf_source.native.isHidden()

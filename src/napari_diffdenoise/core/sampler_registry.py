@@ -55,6 +55,11 @@ class SamplerInfo:
         return params["start"]
 
 
+START_TIP = ("N: how far the image is diffused before denoising back; more removes more noise and invents more "
+             "(docs/benchmarks/unpaired.md: best near 20 of 200 at 10-30 photons, 40 at 3)")
+REPAINT_TIPS = {"start": START_TIP, "block": "U: steps per block", "repeats": "R: runs of each block",
+                "mix_weight": "weight of the diffused image mixed in before each step",
+                "mix_stop": "no mixing below this step", "renoise": "re-noise between repeats (true RePaint)"}
 DC_GUIDANCE = 1.0  # η chosen by the sweep in docs/benchmarks/physics.md
 
 
@@ -78,23 +83,23 @@ SAMPLERS: dict[str, SamplerInfo] = {
     "fb": SamplerInfo("fb", guided.forward_backward, ("unpaired",),
                       "Forward-Backward: diffuse the image to step N, then denoise back (Baikal)",
                       lambda s: {"start": _scaled(s, 100)}, True,
-                      {"start": "N: how far the image is diffused; more removes more noise and invents more"}),
+                      {"start": START_TIP}),
     "mixing": SamplerInfo("mixing", guided.mixing, ("unpaired",),
                           "Forward-Backward, mixing the diffused image back in at every step down to n (Baikal)",
                           lambda s: {"start": _scaled(s, 100), "stop": _scaled(s, 20), "weight_start": 0.3,
                                      "weight_stop": 0.01}, True,
-                          {"stop": "n: the step below which no more mixing happens",
+                          {"start": START_TIP, "stop": "n: the step below which no more mixing happens",
                            "weight_start": "mixing weight at N", "weight_stop": "mixing weight at n"}),
     "repaint": SamplerInfo("repaint", guided.repaint, ("unpaired",),
                            "True RePaint: blocks of U steps repeated R times, re-noised between repeats",
                            lambda s: {"start": _scaled(s, 60), "block": _scaled(s, 10), "repeats": 3,
                                       "mix_weight": 0.5, "mix_stop": _scaled(s, 50), "renoise": True}, True,
-                           {"block": "U: steps per block", "repeats": "R: runs of each block",
-                            "mix_stop": "no mixing below this step"}),
+                           REPAINT_TIPS),
     "repaint-baikal": SamplerInfo("repaint-baikal", guided.repaint, ("unpaired",),
                                   "Repaint as in Baikal's code: blocks repeated without re-noising",
                                   lambda s: {"start": _scaled(s, 60), "block": _scaled(s, 10), "repeats": 3,
-                                             "mix_weight": 0.5, "mix_stop": _scaled(s, 50), "renoise": False}, True),
+                                             "mix_weight": 0.5, "mix_stop": _scaled(s, 50), "renoise": False}, True,
+                                  REPAINT_TIPS),
 }
 
 
