@@ -39,8 +39,8 @@ def test_bundled_unpaired_model_denoises_by_forward_backward():
 
 
 def test_bundled_widefield_model_deconvolves_and_guidance_keeps_it_consistent():
-    """On a blurred puncta image the deconvolving model beats the blurred input against the sharp
-    truth, and PSF guidance lowers the data-consistency error of its mean."""
+    """On a blurred nuclei image the deconvolving model beats the blurred input against the sharp
+    truth, and PSF guidance lowers the data-consistency error of its mean and raises its PSNR."""
     from scipy import ndimage
 
     from napari_diffdenoise.core.physics import gaussian_psf
@@ -50,13 +50,13 @@ def test_bundled_widefield_model_deconvolves_and_guidance_keeps_it_consistent():
     assert model.kind == "paired" and model.value_range[1] > 5 and model.provenance["target"] == "sharp"
     acq = Acquisition(peak_photons=50, psf_sigma=1.6)
     rng = np.random.default_rng(424_242)
-    density = draw_structure("puncta", (64, 64), rng)
+    density = draw_structure("nuclei", (64, 64), rng)
     noisy = acq.acquire(acq.blur(density), rng).astype(np.float32)
     sharp, blurred = acq.expected(acq.sharp(density)), acq.expected(acq.blur(density))
     kw = dict(n_samples=2, steps=6, seed=0, psf=gaussian_psf(1.6))
     guided = denoise(noisy, model, sampler="ddim-dc", **kw).mean
     unguided = denoise(noisy, model, sampler="ddim-dc", sampler_params={"guidance": 0.0}, **kw).mean
-    assert psnr_fitted(guided, sharp) > psnr_fitted(noisy, sharp) + 2
+    assert psnr_fitted(guided, sharp) > max(psnr_fitted(noisy, sharp) + 2, psnr_fitted(unguided, sharp))
 
     def dc_error(mean):
         fitted = np.polyval(np.polyfit(mean.ravel(), sharp.ravel(), 1), mean)

@@ -77,10 +77,12 @@ def test_evaluation_counts_match_the_steps_taken():
 
 
 def test_samplers_are_offered_only_for_the_model_kind_they_fit():
-    assert samplers_for("paired") == ["ddim", "ddpm"]
+    assert samplers_for("paired") == ["ddim", "ddpm", "ddim-dc"]
     assert samplers_for("unpaired") == ["fb", "mixing", "repaint", "repaint-baikal"]
     with pytest.raises(ValueError, match="does not work with a paired model"):
         get_sampler("repaint", "paired")
+    with pytest.raises(ValueError, match="does not work with a unpaired model"):
+        get_sampler("ddim-dc", "unpaired")
     with pytest.raises(ValueError, match="no parameter"):
         SAMPLERS["fb"].parameters(SCHED, {"steps": 3})
     with pytest.raises(ValueError, match="start must be between"):
