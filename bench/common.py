@@ -6,7 +6,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from napari_diffdenoise.core.simulate import HELD_OUT_KINDS, KINDS, Acquisition, simulate_pair

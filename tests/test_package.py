@@ -129,3 +129,13 @@ def test_cli_demo_on_the_widefield_sample_writes_an_overview_beside_richardson_l
     assert all("psnr_Richardson-Lucy" in plane for plane in report["planes"])
     assert (tmp_path / "widefield_overview.png").stat().st_size > 10_000
     assert tifffile.imread(tmp_path / "widefield_mean.tif").shape == (4, 256, 256)
+
+
+def test_cli_writes_a_three_plane_stack_as_grey_planes_not_rgb(tmp_path, tiny_checkpoint):
+    stack = np.random.default_rng(0).poisson(5, (3, 32, 32)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack")
+    assert main(["denoise", str(tmp_path / "s.tif"), "--model", str(tiny_checkpoint), "--samples", "1", "--steps", "1",
+                 "--out", str(tmp_path)]) == 0
+    with tifffile.TiffFile(tmp_path / "s_mean.tif") as tif:
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        assert tif.asarray().shape == (3, 32, 32)

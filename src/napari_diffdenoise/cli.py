@@ -99,14 +99,20 @@ def _restore(image, args, psf=None):
     return result
 
 
-def _write_maps(result, out: Path, stem: str) -> list[Path]:
+def _write_tiff(path, data, **kwargs) -> None:
+    """Grey-level planes whatever their number: tifffile would store a 3- or 4-plane stack as RGB(A)."""
     import tifffile
+
+    tifffile.imwrite(path, data, photometric="minisblack", **kwargs)
+
+
+def _write_maps(result, out: Path, stem: str) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in ("mean", "std", "entropy"):
         path = out / f"{stem}_{name}.tif"
-        tifffile.imwrite(path, getattr(result, name), metadata={"napari_diffdenoise": json.dumps(result.metadata)})
+        _write_tiff(path, getattr(result, name), metadata={"napari_diffdenoise": json.dumps(result.metadata)})
         paths.append(path)
     return paths
 
@@ -115,7 +121,6 @@ def cmd_demo(args) -> int:
     """Restore a bundled simulated sample and report the gain over the noisy input: the low-light
     stack with the ``demo`` model, or the blurred widefield stack with the ``widefield`` model,
     PSF-guided, beside Richardson–Lucy."""
-    import tifffile
 
     from ._sample_data import sample_stack, widefield_stack
     from .core.metrics import psnr_fitted
@@ -138,8 +143,8 @@ def cmd_demo(args) -> int:
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     paths = _write_maps(result, out, stem)
-    tifffile.imwrite(out / f"{stem}_noisy.tif", noisy)
-    tifffile.imwrite(out / f"{stem}_truth.tif", clean)
+    _write_tiff(out / f"{stem}_noisy.tif", noisy)
+    _write_tiff(out / f"{stem}_truth.tif", clean)
     rows, report = [], []
     for z in range(len(noisy)):
         gain = psnr_fitted(result.mean[z], clean[z]) - psnr_fitted(noisy[z], clean[z])
@@ -171,7 +176,6 @@ def cmd_denoise(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    import tifffile
 
     from .core.simulate import Acquisition, simulate_pair
 
@@ -179,8 +183,8 @@ def cmd_simulate(args) -> int:
     noisy, clean = simulate_pair(args.kind, (args.size, args.size), acq, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(out / f"{args.kind}_noisy.tif", noisy)
-    tifffile.imwrite(out / f"{args.kind}_clean.tif", clean)
+    _write_tiff(out / f"{args.kind}_noisy.tif", noisy)
+    _write_tiff(out / f"{args.kind}_clean.tif", clean)
     print(f"wrote {out}/{args.kind}_noisy.tif and _clean.tif")
     return 0
 
@@ -230,7 +234,7 @@ def cmd_deconvolve(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{Path(args.input).name.split('.')[0]}_rl.tif"
-    tifffile.imwrite(path, restored, metadata={"napari_diffdenoise": json.dumps(
+    _write_tiff(path, restored, metadata={"napari_diffdenoise": json.dumps(
         {"method": "richardson-lucy", "iterations": args.iterations, "psf_shape": list(np.shape(psf))})})
     print(f"wrote {path}")
     return 0

@@ -132,7 +132,7 @@ class DenoiseWidget(WorkerControls, Container):
         if not path or not str(path).strip() or str(path) == ".":
             return
         try:
-            model = load_model(path)
+            load_model(path)  # refuse a bad file here, before it enters the model list
         except (ValueError, OSError) as err:
             notify_error(f"Could not load the model: {err}")
             return

@@ -8,7 +8,7 @@ configuration (:class:`UNetConfig`), not code, so a checkpoint's JSON rebuilds i
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn

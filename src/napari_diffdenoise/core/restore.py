@@ -165,7 +165,7 @@ def iter_denoise(
     overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
     batch_pixels = batch_pixels or default_batch_pixels(dev)
     percentiles = tuple(percentiles or model.percentiles)
-    net = model.network.to(dev).eval().to(memory_format=torch.channels_last)
+    model.network.to(dev).eval().to(memory_format=torch.channels_last)  # in place: the tiles use model.network
 
     planes = array[None] if array.ndim == 2 else array
     means, stds, entropies, kept = [], [], [], []
