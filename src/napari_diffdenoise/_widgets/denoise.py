@@ -11,9 +11,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.checkpoint import load_model
+from ..core.consistency import REGULARISERS
 from ..core.devices import available_devices
 from ..core.restore import DEFAULT_STEPS, check_settings, iter_denoise
-from ..core.consistency import REGULARISERS
 from ..core.sampler_registry import SAMPLERS, samplers_for
 from ._worker import WorkerControls
 from .model_registry import REGISTRY
@@ -274,7 +274,8 @@ class DenoiseWidget(WorkerControls, Container):
         except Exception as err:  # noqa: BLE001 — any reason not to start is shown, not raised
             notify_error(str(err))
             return
-        takes_steps = self.sampler.value in ("ddim", "ddim-dc")
+        # a model's sampler was validated above; the DDIM family takes steps and eta as plain arguments
+        takes_steps = model is not None and "steps" in SAMPLERS[self.sampler.value].defaults(model.schedule)
         steps = min(self.steps.value, PREVIEW_STEPS) if preview else self.steps.value
         settings = dict(
             sampler=self.sampler.value, n_samples=1 if preview else self.n_samples.value, seed=self.seed.value,

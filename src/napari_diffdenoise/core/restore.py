@@ -18,8 +18,8 @@ from .. import __version__
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .model import DiffusionModel
-from .normalization import IntensityMap
 from .consistency import DataConsistency
+from .normalization import IntensityMap
 from .physics import check_psf
 from .sampler_registry import get_sampler
 from .tiling import make_tiles
@@ -126,7 +126,7 @@ def check_settings(model: DiffusionModel, sampler: str, n_samples: int, steps: i
     if n_samples < 1:
         raise ValueError("n_samples must be at least 1")
     given = dict(sampler_params or {})
-    if sampler in ("ddim", "ddim-dc"):
+    if "steps" in info.defaults(model.schedule):  # the DDIM family: steps and eta are plain arguments
         given.setdefault("steps", steps or DEFAULT_STEPS)
         given.setdefault("eta", eta)
     params = info.parameters(model.schedule, given)
