@@ -22,7 +22,7 @@ from napari_diffdenoise.core.physics import gaussian_psf, richardson_lucy
 from napari_diffdenoise.core.sampler_registry import DC_GUIDANCE
 from napari_diffdenoise.core.simulate import HELD_OUT_KINDS, KINDS, Acquisition, draw_structure
 
-from .common import DOCS, HELD_OUT_SEED, markdown_table, write_report
+from .common import DOCS, HELD_OUT_SEED, line_plots, markdown_table, write_report
 
 PSF_SIGMA = 1.6  # px; inside the training range 0.8–2
 PHOTONS = (10.0, 30.0, 100.0)
@@ -57,24 +57,14 @@ def scores(prediction, sharp, blurred) -> dict:
 
 
 def eta_plot(rows, path):
-    import matplotlib
+    def series(key):
+        return {f"{p:g} photons": ([max(r["eta"], 0.1) for r in rows if r["photons"] == p],
+                                   [r[key] for r in rows if r["photons"] == p]) for p in PHOTONS}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    xlabel = "guidance η (0 plotted at 0.1)"
+    line_plots(path, [(series("psnr"), xlabel, "PSNR vs sharp truth (dB)", True),
+                      (series("dc"), xlabel, "DC error RMS(K∗ŷ − x̃), % of range", True)], figsize=(7, 3))
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(7, 3), tight_layout=True)
-    for photons in PHOTONS:
-        sel = [r for r in rows if r["photons"] == photons]
-        x = [max(r["eta"], 0.1) for r in sel]
-        a.plot(x, [r["psnr"] for r in sel], "o-", ms=3, label=f"{photons:g} photons")
-        b.plot(x, [r["dc"] for r in sel], "o-", ms=3, label=f"{photons:g} photons")
-    for ax, label in ((a, "PSNR vs sharp truth (dB)"), (b, "DC error RMS(K∗ŷ − x̃), % of range")):
-        ax.set_xscale("log")
-        ax.set_xlabel("guidance η (0 plotted at 0.1)")
-        ax.set_ylabel(label)
-    a.legend(fontsize="x-small")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None):

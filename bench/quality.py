@@ -17,7 +17,7 @@ from napari_diffdenoise.core.metrics import calibration, evaluate, psnr_fitted
 from napari_diffdenoise.core.simulate import KINDS
 
 from . import baselines
-from .common import DOCS, held_out_pair, markdown_table, write_report
+from .common import DOCS, held_out_pair, line_plots, markdown_table, write_report
 
 PHOTONS = (3.0, 10.0, 30.0, 100.0)
 READ_NOISE, OFFSET = 1.5, 100.0  # the held-out acquisition's camera (bench.common.held_out_pair)
@@ -25,21 +25,10 @@ KS = (1, 2, 4, 8)
 
 
 def calibration_plot(points, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 3.2), tight_layout=True)
-    for label, (std, err) in points.items():
-        ax.plot(std, err, "o-", ms=3, label=label)
     lim = max(max(s.max(), e.max()) for s, e in points.values())
-    ax.plot([0, lim], [0, lim * np.sqrt(2 / np.pi)], "k--", lw=0.8, label="calibrated Gaussian")
-    ax.set_xlabel("predicted std (input units)")
-    ax.set_ylabel("mean |mean − truth|")
-    ax.legend(fontsize="x-small")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    series = {**points, "calibrated Gaussian": ([0, lim], [0, lim * np.sqrt(2 / np.pi)], "k--")}
+    line_plots(path, [(series, "predicted std (input units)", "mean |mean − truth|", False)], figsize=(4, 3.2))
+
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ from napari_diffdenoise.core.sampler_registry import SAMPLERS
 from napari_diffdenoise.core.simulate import KINDS
 
 from . import baselines
-from .common import DOCS, held_out_pair, markdown_table, write_report
+from .common import DOCS, held_out_pair, line_plots, markdown_table, write_report
 
 PHOTONS = (3.0, 10.0, 30.0)
 READ_NOISE, OFFSET = 1.5, 100.0  # the held-out camera (bench.common.held_out_pair)
@@ -30,21 +30,10 @@ SWEEP_SAMPLES = 2  # the sweeps compare settings with each other, so fewer sampl
 
 
 def sweep_plot(rows, path):
-    import matplotlib
+    series = {f"{p:g} photons": ([r["start"] for r in rows if r["photons"] == p],
+                                 [r["psnr"] for r in rows if r["photons"] == p]) for p in PHOTONS}
+    line_plots(path, [(series, "Forward-Backward start step N (of T = 200)", "PSNR (dB, fitted)", True)])
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 3.2), tight_layout=True)
-    for photons in PHOTONS:
-        sel = [r for r in rows if r["photons"] == photons]
-        ax.plot([r["start"] for r in sel], [r["psnr"] for r in sel], "o-", ms=3, label=f"{photons:g} photons")
-    ax.set_xscale("log")
-    ax.set_xlabel("Forward-Backward start step N (of T = 200)")
-    ax.set_ylabel("PSNR (dB, fitted)")
-    ax.legend(fontsize="x-small")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None):
