@@ -12,10 +12,10 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 from .core.checkpoint import list_models, load_model, save_checkpoint
-from .core.model import DiffusionModel
-from .core.restore import Cancelled, Progress, Restoration, denoise
 from .core.datasets import NoiseModel
 from .core.finetune import train
+from .core.model import DiffusionModel
+from .core.restore import Cancelled, Progress, Restoration, denoise
 from .core.training import TrainConfig
 
 __all__ = [

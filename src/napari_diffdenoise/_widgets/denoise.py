@@ -5,9 +5,19 @@ responsive and Cancel lands within one step; layers are added only when a run co
 """
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
-
 from pathlib import Path
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 
 from .. import __version__
 from ..core.checkpoint import load_model

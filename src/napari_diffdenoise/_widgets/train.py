@@ -10,14 +10,22 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox,
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
 )
 
 from ..core.datasets import NoiseModel
 from ..core.finetune import prepare_training, run_prepared
 from ..core.training import TrainConfig, best_path
-from .denoise import _Failure, _image_choices, notify_error
 from ._worker import WorkerControls
+from .denoise import _Failure, _image_choices, notify_error
 from .model_registry import REGISTRY
 
 PAIRED = "paired: noisy + clean layers"

@@ -16,9 +16,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .normalization import SAMPLE_RANGE
 from .model import DiffusionModel
 from .network import UNet, UNetConfig
+from .normalization import SAMPLE_RANGE
 from .schedules import NoiseSchedule
 
 METADATA_KEY = "napari_diffdenoise"

@@ -44,7 +44,7 @@ class Split:
     start: int
 
     @classmethod
-    def of(cls, shape, val_fraction: float, patch_size: int, what: str) -> "Split":
+    def of(cls, shape, val_fraction: float, patch_size: int, what: str) -> Split:
         axis = 0 if shape[0] >= shape[1] else 1
         length, other = shape[axis], shape[1 - axis]
         val_len = 0 if val_fraction <= 0 else max(patch_size, int(round(length * val_fraction)))

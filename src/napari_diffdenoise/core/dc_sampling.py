@@ -9,7 +9,7 @@ exact (adjoint convolution), which the paper allows when the PSF is known, inste
 from __future__ import annotations
 
 import math
-from typing import Generator
+from collections.abc import Generator
 
 import torch
 
@@ -25,7 +25,7 @@ def ddim_dc(
     noise_fn: NoiseFn,
     *,
     consistency: DataConsistency,
-    observation: torch.Tensor | None = None,  # noqa: ARG001 (the operator holds it; passed to every guided sampler)
+    observation: torch.Tensor | None = None,
     steps: int = 10,
     eta: float = 0.0,
     guidance: float = 1.0,

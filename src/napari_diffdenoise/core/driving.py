@@ -2,7 +2,8 @@
 workers consume the generators directly)."""
 from __future__ import annotations
 
-from typing import Callable, Generator, TypeVar
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 P = TypeVar("P")
 R = TypeVar("R")

@@ -2,14 +2,14 @@
 library, the command line and the Train widget. Every check on the data runs before any work."""
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Callable, Generator
 
-from .checkpoint import load_model
 import torch
 
-from .driving import drive
+from .checkpoint import load_model
 from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise, NoiseModel
+from .driving import drive
 from .model import DiffusionModel
 from .network import UNetConfig
 from .schedules import NoiseSchedule

@@ -6,7 +6,7 @@ for T = 1000, are scaled to the model's T.
 from __future__ import annotations
 
 import math
-from typing import Generator
+from collections.abc import Generator
 
 import torch
 

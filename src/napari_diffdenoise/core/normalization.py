@@ -19,7 +19,7 @@ class IntensityMap:
     high: float
 
     @classmethod
-    def from_percentiles(cls, image: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> "IntensityMap":
+    def from_percentiles(cls, image: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> IntensityMap:
         p_low, p_high = percentiles
         if not 0 <= p_low < p_high <= 100:
             raise ValueError(f"percentiles must satisfy 0 ≤ low < high ≤ 100, got {percentiles}")

@@ -7,18 +7,18 @@ and :func:`denoise` drives it with plain callbacks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Callable, Generator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .model import DiffusionModel
-from .consistency import DataConsistency
 from .normalization import IntensityMap
 from .physics import check_psf
 from .sampler_registry import get_sampler
@@ -183,7 +183,7 @@ def iter_denoise(
             extra["consistency"] = DataConsistency(observed, psf)
         gen = torch.Generator().manual_seed(plane_seed(seed, z))
         # noise is drawn on the CPU so a seed gives the same samples on every device
-        noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
+        noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)
         y_T = noise_fn((n_samples, 1) + plane.shape)
         run = info.function(eps_fn, model.schedule, y_T, noise_fn, clip=model.value_range, **params, **extra)
         try:

@@ -1,8 +1,8 @@
 """Which samplers exist, which model kinds they fit, their parameters and defaults."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import dc_sampling, guided, samplers
 from .consistency import REGULARISERS
@@ -15,7 +15,7 @@ class SamplerInfo:
     function: Callable
     model_kinds: tuple[str, ...]
     description: str
-    defaults: Callable[[NoiseSchedule], dict] = lambda schedule: {}  # noqa: E731
+    defaults: Callable[[NoiseSchedule], dict] = lambda schedule: {}
     needs_observation: bool = False  # guided by the noisy image itself (unconditional models)
     tooltips: dict = field(default_factory=dict)
     needs_psf: bool = False  # steered by data consistency with a known PSF (PI-DDPM)

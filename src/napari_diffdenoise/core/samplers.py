@@ -9,8 +9,8 @@ for the whole batch at one scalar noise level; ``noise_fn(shape)`` draws the fre
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Callable, Generator
 
 import torch
 

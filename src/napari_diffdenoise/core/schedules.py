@@ -63,7 +63,7 @@ class NoiseSchedule:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NoiseSchedule":
+    def from_dict(cls, data: dict) -> NoiseSchedule:
         return cls(**data)
 
 
