@@ -14,17 +14,45 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 from napari_diffdenoise.core.checkpoint import bundled_model_dir, load_model, save_checkpoint
+from napari_diffdenoise.core.devices import resolve_device
 from napari_diffdenoise.core.model import DiffusionModel
 from napari_diffdenoise.core.network import UNetConfig, count_parameters
 from napari_diffdenoise.core.pairs import TARGETS, SimulatedClean, SimulatedPairs
 from napari_diffdenoise.core.schedules import NoiseSchedule
 from napari_diffdenoise.core.training import TrainConfig, iter_train
+
+POOL_CHUNK = 192  # structure images per simulator seed: a pool of 192 is the CPU recipe's, seed 0
+
+
+def _pool_chunk(args):
+    source_type, extra, size, seed = args
+    return source_type(pool_size=size, seed=seed, **extra).pool
+
+
+def simulated_source(kind: str, target: str, pool_size: int, patch_size: int, workers: int = 0):
+    """The training source and the fixed validation batch. A pool larger than one chunk is drawn
+    in parallel, chunk i from seed i, so its first chunk is the CPU recipe's pool."""
+    t0 = time.perf_counter()
+    source_type = SimulatedClean if kind == "unpaired" else SimulatedPairs
+    extra = {} if kind == "unpaired" else {"target": target}
+    sizes = [min(POOL_CHUNK, pool_size - start) for start in range(0, pool_size, POOL_CHUNK)]
+    source = source_type(pool_size=sizes[0], seed=0, **extra)
+    if len(sizes) > 1:
+        jobs = [(source_type, extra, size, seed) for seed, size in enumerate(sizes[1:], start=1)]
+        with ProcessPoolExecutor(max_workers=max(1, min(len(jobs), workers or os.cpu_count() or 1))) as pool:
+            for chunk in pool.map(_pool_chunk, jobs):
+                source.pool.extend(chunk)
+    val_batch = source_type(pool_size=16, seed=10_000, **extra).batch(32, patch_size)
+    print(f"simulated a training pool of {len(source.pool)} images in {time.perf_counter() - t0:.0f} s", flush=True)
+    return source, val_batch
 
 
 def main(argv=None):
@@ -35,6 +63,9 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--base-channels", type=int, default=32)
     parser.add_argument("--pool-size", type=int, default=192)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=0, help="simulator processes feeding the network (a GPU needs them)")
+    parser.add_argument("--minutes", type=float, help="a time budget instead of --steps")
     parser.add_argument("--out", type=Path, default=Path("bench/runs/demo"))
     parser.add_argument("--prediction", choices=["eps", "v"], default="v")
     parser.add_argument("--resume", action="store_true")
@@ -72,20 +103,17 @@ def main(argv=None):
         start = load_model(args.init)
         model.network.load_state_dict({k: v.float() for k, v in start.network.state_dict().items()})
     print(f"parameters: {count_parameters(model.network):,}", flush=True)
-    t0 = time.perf_counter()
-    source_type = SimulatedClean if args.kind == "unpaired" else SimulatedPairs
-    extra = {} if args.kind == "unpaired" else {"target": args.target}
-    source = source_type(pool_size=args.pool_size, seed=0, **extra)
-    val_batch = source_type(pool_size=16, seed=10_000, **extra).batch(32, args.patch_size)
-    print(f"simulated the training pool in {time.perf_counter() - t0:.0f} s", flush=True)
+    source, val_batch = simulated_source(args.kind, args.target, args.pool_size, args.patch_size, args.workers)
     train_config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
-        checkpoint_every=250, validate_every=100,
+        warmup_steps=args.warmup, checkpoint_every=250 if args.workers == 0 else 1000, validate_every=100,
+        data_workers=args.workers, time_budget_s=args.minutes * 60 if args.minutes else None,
     )
     run = iter_train(
         model, source, train_config, val_batch=val_batch, checkpoint_path=args.out / "model.safetensors",
         resume=args.resume, provenance={
             "data": "simulated: nuclei, filaments, membranes, puncta; peak 2-200 photons; Gaussian PSF sigma 0.8-2 px",
+            "pool_size": len(source.pool), "device": str(resolve_device("auto")),
             "target": "clean only (unpaired)" if args.kind == "unpaired" else args.target,
             "init": str(args.init) if args.init else None},
     )

@@ -10,14 +10,15 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Generator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from .. import __version__  # noqa: F401 (recorded in provenance)
+from .. import __version__
 from .checkpoint import read_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .driving import drive
@@ -43,6 +44,12 @@ class TrainConfig:
     checkpoint_every: int = 250
     validate_every: int = 50
     seed: int = 0
+    # processes simulating batches ahead of the network; 0 draws them in the training loop. On a
+    # GPU the simulator, not the network, limits the step rate unless several processes feed it.
+    data_workers: int = 0
+    # seconds to spend: when set, ``steps`` is fixed during the warm-up from the measured step rate,
+    # so the cosine decay ends with the budget on whatever hardware runs it
+    time_budget_s: float | None = None
 
 
 @dataclass
@@ -84,6 +91,48 @@ def diffusion_loss(model: DiffusionModel, noisy: torch.Tensor, clean: torch.Tens
     cond = noisy if model.kind == "paired" else None
     target = eps if model.prediction == "eps" else g.sqrt() * eps - (1 - g).sqrt() * clean
     return torch.mean((model.network(y_t, gammas, cond) - target) ** 2)
+
+
+def draw_step(source: PairSource, schedule, config: TrainConfig, step: int):
+    """Step ``step``'s (noisy, clean, γ, ε) as numpy arrays. Every step draws from its own
+    generator, so a resumed run, or one fed by worker processes, sees exactly the batches, noise
+    levels and noise an uninterrupted in-loop run would have seen."""
+    rng = np.random.default_rng([config.seed, step])
+    noisy, clean = source.batch(config.batch_size, config.patch_size, rng)
+    gammas = sample_gammas(schedule, len(noisy), rng).astype(np.float32)
+    eps = rng.standard_normal(clean.shape, dtype=np.float32)
+    return noisy, clean, gammas, eps
+
+
+class _StepBatches(torch.utils.data.IterableDataset):
+    """Steps ``start … stop − 1`` dealt round-robin to the loader's workers; the loader collects
+    them round-robin too, so they arrive in step order."""
+
+    def __init__(self, source: PairSource, schedule, config: TrainConfig, start: int):
+        self.source, self.schedule, self.config, self.start = source, schedule, config, start
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for step in range(self.start + worker, self.config.steps, n_workers):
+            yield draw_step(self.source, self.schedule, self.config, step)
+
+
+def step_batches(source: PairSource, schedule, config: TrainConfig, start: int = 0):
+    """Yields :func:`draw_step` for steps ``start …`` in order, from ``config.data_workers``
+    processes when that is > 0."""
+    if config.data_workers <= 0:
+        for step in range(start, config.steps):
+            yield draw_step(source, schedule, config, step)
+        return
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(source, schedule, config, start), batch_size=None, num_workers=config.data_workers,
+        prefetch_factor=4, persistent_workers=False,
+        # each worker is one simulator process; torch threads in it would only compete
+        worker_init_fn=lambda _: torch.set_num_threads(1),
+    )
+    for noisy, clean, gammas, eps in loader:
+        yield noisy.numpy(), clean.numpy(), gammas.numpy(), eps.numpy()
 
 
 def _state_path(path: Path) -> Path:
@@ -143,6 +192,13 @@ def iter_train(
 ) -> Generator[TrainProgress, None, TrainResult]:
     """Train ``model`` in place; yields after every step; returns the EMA model (or the raw one)."""
     dev = resolve_device(device)
+    budgeted = config.time_budget_s is not None
+    if budgeted and resume:
+        raise ValueError("a time-budgeted run cannot be resumed; resume it with the step count it recorded")
+    calibration_end = min(config.warmup_steps, 60)  # the step count is fixed here, before the decay starts
+    if budgeted and calibration_end < 10:
+        raise ValueError("a time budget needs at least 10 warm-up steps to measure the step rate")
+    config = replace(config, steps=10**9) if budgeted else config
     net = model.network.to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     ema = _Ema(net, config.ema_decay) if config.ema_decay > 0 else None
@@ -188,14 +244,10 @@ def iter_train(
     t0 = time.perf_counter()
     seconds_before = history[-1].get("seconds", 0.0) if history else 0.0  # a resumed run's earlier time
     val_loss = history[-1].get("val_loss") if history else None
-    for step in range(start, config.steps):
-        # every step draws from its own generator, so a resumed run sees exactly the batches,
-        # noise levels and noise an uninterrupted run would have seen
-        rng = np.random.default_rng([config.seed, step])
-        noisy, clean = source.batch(config.batch_size, config.patch_size, rng)
-        noisy_t, clean_t = torch.from_numpy(noisy).to(dev), torch.from_numpy(clean).to(dev)
-        gammas = torch.from_numpy(sample_gammas(model.schedule, len(noisy), rng)).float().to(dev)
-        eps = torch.from_numpy(rng.standard_normal(clean.shape, dtype=np.float32)).to(dev)
+    batches = step_batches(source, model.schedule, config, start)
+    step, timing_start = start, None
+    while step < config.steps:
+        noisy_t, clean_t, gammas, eps = (torch.from_numpy(a).to(dev) for a in next(batches))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
         loss = diffusion_loss(model, noisy_t, clean_t, gammas, eps)
@@ -208,6 +260,14 @@ def iter_train(
             ema.update(net, step)
         done = step + 1
         record = {"step": done, "train_loss": loss.item()}
+        if budgeted and done == 5:  # after the first steps' one-off costs (allocator, loader start-up)
+            timing_start = time.perf_counter()
+        if budgeted and done == calibration_end:
+            per_step = (time.perf_counter() - timing_start) / (done - 5)
+            left = config.time_budget_s - (time.perf_counter() - t0)
+            # 5 % kept for validation and checkpoints, which the rate above hardly includes
+            config = replace(config, steps=max(done + 1, done + int(0.95 * left / per_step)))
+            base_provenance["training"] = asdict(config)
         if val_batch is not None and (done % config.validate_every == 0 or done == config.steps):
             val_loss = validation_loss(snapshot(done), val_batch, dev, model.schedule)
             record["val_loss"] = val_loss
@@ -222,6 +282,7 @@ def iter_train(
         elapsed = time.perf_counter() - t0
         eta = elapsed / (done - start) * (config.steps - done)
         yield TrainProgress(done, config.steps, record["train_loss"], val_loss, lr_at(step, config), elapsed, eta)
+        step = done
     net.eval()
     return TrainResult(snapshot(config.steps), history, best)
 
