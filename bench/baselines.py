@@ -1,6 +1,8 @@
 """Classical baselines, each tuned against the truth (an oracle: the best a user could get)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 from skimage.restoration import denoise_nl_means, estimate_sigma
@@ -47,3 +49,20 @@ def vst_bm3d(noisy, clean, offset: float, read_noise: float):
     scaled = (d - lo) / (hi - lo)
     return best_of((inverse_anscombe(bm3d.bm3d(scaled, sigma_psd=f / (hi - lo)) * (hi - lo) + lo, offset, read_noise)
                     for f in (0.8, 1.0, 1.25)), clean)
+
+
+@functools.cache
+def _care_network():
+    from . import care
+
+    if not care.DEFAULT_PATH.is_file():
+        raise FileNotFoundError(f"{care.DEFAULT_PATH} is missing: train it with `python -m bench.care` (docs/training.md)")
+    return care.load(care.DEFAULT_PATH)
+
+
+def care_unet(noisy, clean):
+    """The one-step U-Net baseline (bench/care.py): no tuning against the truth, one forward pass."""
+    from . import care
+
+    image = care.restore(_care_network(), noisy)
+    return psnr_fitted(image, clean), image

@@ -43,10 +43,11 @@ def predict(network: UNet, noisy: torch.Tensor) -> torch.Tensor:
     return network(noisy, torch.full((len(noisy),), _GAMMA, device=noisy.device))
 
 
-def train(source, config: TrainConfig, out: Path, unet: UNetConfig, device: str = "auto", val_batch=None) -> UNet:
+def train(source, config: TrainConfig, out: Path, unet: UNetConfig, device: str = "auto", val_batch=None,
+          init: Path | None = None) -> UNet:
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
-    net = UNet(unet).to(dev).train()
+    net = (load(init) if init else UNet(unet)).to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     ema = _Ema(net, config.ema_decay)
     budgeted = config.time_budget_s is not None
@@ -125,6 +126,7 @@ def main(argv=None):
     parser.add_argument("--pool-size", type=int, default=192)
     parser.add_argument("--workers", type=int, default=0, help="simulator processes feeding the network")
     parser.add_argument("--out", type=Path, default=Path("bench/runs/care"))
+    parser.add_argument("--init", type=Path, help="start from this baseline's weights (a second budget)")
     args = parser.parse_args(argv)
     source, val_batch = simulated_source("paired", "blurred", args.pool_size, args.patch_size, args.workers)
     unet = UNetConfig(cond_channels=0)
@@ -132,7 +134,7 @@ def main(argv=None):
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
                          learning_rate=args.lr, warmup_steps=args.warmup, data_workers=args.workers,
                          time_budget_s=args.minutes * 60 if args.minutes else None)
-    train(source, config, args.out, unet, val_batch=val_batch)
+    train(source, config, args.out, unet, val_batch=val_batch, init=args.init)
 
 
 if __name__ == "__main__":

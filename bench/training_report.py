@@ -46,7 +46,10 @@ def main(argv=None):
     plt.close(fig)
 
     cfg = prov.get("training", {})
-    rows = [[k, v] for k, v in cfg.items()]
+    rows = [[k, str(v)] for k, v in cfg.items()]  # str: the table's float format would show 0.999 as 1.00
+    rows += [[key, str(prov[key])] for key in ("device", "pool_size", "init") if prov.get(key) is not None]
+    if history:
+        rows.append(["training seconds (this stage)", f"{history[-1].get('seconds', 0):.0f}"])
     rows += [["parameters", f"{count_parameters(model.network):,}"], ["prediction", model.prediction],
              ["schedule", f"{model.schedule.kind}, T = {model.schedule.n_steps}"],
              ["architecture", str(model.network.config)], ["data", prov.get("data", "")],

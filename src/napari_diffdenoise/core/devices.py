@@ -23,6 +23,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if device == "cuda" and torch.cuda.is_available():  # torch's own spelling of the current GPU
+        return torch.device("cuda")
     if device not in available_devices():
         raise ValueError(f"device {device!r} is not available here; choose from {available_devices()}")
     return torch.device(device)

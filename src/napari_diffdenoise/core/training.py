@@ -173,8 +173,8 @@ class _Ema:
     def update(self, network: torch.nn.Module, step: int):
         # warm-up of the decay so that early averages are not dominated by the random init
         d = min(self.decay, (1 + step) / (10 + step))
-        for s, p in zip(self.shadow.parameters(), network.parameters()):
-            s.lerp_(p.detach(), 1 - d)
+        # one fused call instead of a kernel per tensor: on a GPU the per-tensor loop cost more than the step
+        torch._foreach_lerp_(list(self.shadow.parameters()), [p.detach() for p in network.parameters()], 1 - d)
         for s, b in zip(self.shadow.buffers(), network.buffers()):
             s.copy_(b)
 
