@@ -35,7 +35,8 @@ def pixel_entropy(samples: torch.Tensor, value_range=SAMPLE_RANGE) -> torch.Tens
     counts = torch.zeros_like(q, dtype=torch.float32)
     for j in range(k):
         counts += (q == q[j]).float()
-    return math.log2(k) - torch.log2(counts).mean(dim=0)
+    # clamped: in float32 log2 K − mean log2 K can come out at −1e-7 (seen on CUDA) where all samples agree
+    return (math.log2(k) - torch.log2(counts).mean(dim=0)).clamp_min(0)
 
 
 def summarise(samples: torch.Tensor, value_range=SAMPLE_RANGE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
