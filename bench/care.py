@@ -31,7 +31,7 @@ from napari_diffdenoise.core.network import UNet, UNetConfig, count_parameters
 from napari_diffdenoise.core.normalization import DEFAULT_PERCENTILES, IntensityMap
 from napari_diffdenoise.core.restore import _pad_to_multiple
 from napari_diffdenoise.core.schedules import NoiseSchedule
-from napari_diffdenoise.core.training import TrainConfig, _Ema, lr_at, step_batches
+from napari_diffdenoise.core.training import StepBudget, TrainConfig, _Ema, lr_at, step_batches
 
 from .train_bundled import simulated_source
 
@@ -50,10 +50,10 @@ def train(source, config: TrainConfig, out: Path, unet: UNetConfig, device: str 
     net = (load(init) if init else UNet(unet)).to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     ema = _Ema(net, config.ema_decay)
-    budgeted = config.time_budget_s is not None
-    run_config = replace(config, steps=10**9) if budgeted else config
+    budget = StepBudget(config.time_budget_s, config.warmup_steps) if config.time_budget_s is not None else None
+    run_config = replace(config, steps=10**9) if budget is not None else config  # until the budget fixes it
     batches = step_batches(source, NoiseSchedule("cosine", 200), run_config)
-    history, t0, timing_start, step = [], time.perf_counter(), None, 0
+    history, t0, step = [], time.perf_counter(), 0
     out.mkdir(parents=True, exist_ok=True)
     while step < run_config.steps:
         noisy, clean, _, _ = (torch.from_numpy(a).to(dev) for a in next(batches))
@@ -66,13 +66,9 @@ def train(source, config: TrainConfig, out: Path, unet: UNetConfig, device: str 
         opt.step()
         ema.update(net, step)
         step += 1
-        # the same step-count rule as core.training.iter_train, so both runs spend a budget alike
-        if budgeted and step == 5:
-            timing_start = time.perf_counter()
-        if budgeted and step == min(config.warmup_steps, 60):
-            per_step = (time.perf_counter() - timing_start) / (step - 5)
-            left = config.time_budget_s - (time.perf_counter() - t0)
-            run_config = replace(run_config, steps=max(step + 1, step + int(0.95 * left / per_step)))
+        fixed_steps = budget.steps(step) if budget is not None else None  # as iter_train spends a budget
+        if fixed_steps is not None:
+            run_config = replace(run_config, steps=fixed_steps)
         if step % 50 == 0 or step == run_config.steps:
             row = {"step": step, "train_loss": loss.item(), "seconds": round(time.perf_counter() - t0, 1)}
             if val_batch is not None:

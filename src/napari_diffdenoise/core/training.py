@@ -135,6 +135,31 @@ def step_batches(source: PairSource, schedule, config: TrainConfig, start: int =
         yield noisy.numpy(), clean.numpy(), gammas.numpy(), eps.numpy()
 
 
+class StepBudget:
+    """Turns a time budget into a step count: the step rate is measured from step 5 (after the
+    one-off costs of the allocator and the loader) to the end of the calibration, which lies inside
+    the warm-up, so the cosine decay that follows is the one a run of that many steps would have."""
+
+    def __init__(self, seconds: float, warmup_steps: int):
+        self.seconds = seconds
+        self.calibration_end = min(warmup_steps, 60)
+        if self.calibration_end < 10:
+            raise ValueError("a time budget needs at least 10 warm-up steps to measure the step rate")
+        self.started = time.perf_counter()
+        self.timing_start = None
+
+    def steps(self, done: int) -> int | None:
+        """Call after each step; returns the run's step count once, at the end of the calibration."""
+        if done == 5:
+            self.timing_start = time.perf_counter()
+        if done != self.calibration_end:
+            return None
+        per_step = (time.perf_counter() - self.timing_start) / (done - 5)
+        left = self.seconds - (time.perf_counter() - self.started)
+        # 5 % kept for validation and checkpoints, which the rate above hardly includes
+        return max(done + 1, done + int(0.95 * left / per_step))
+
+
 def _state_path(path: Path) -> Path:
     return path.with_name(path.name.replace(".safetensors", "") + ".state.safetensors")
 
@@ -195,10 +220,8 @@ def iter_train(
     budgeted = config.time_budget_s is not None
     if budgeted and resume:
         raise ValueError("a time-budgeted run cannot be resumed; resume it with the step count it recorded")
-    calibration_end = min(config.warmup_steps, 60)  # the step count is fixed here, before the decay starts
-    if budgeted and calibration_end < 10:
-        raise ValueError("a time budget needs at least 10 warm-up steps to measure the step rate")
-    config = replace(config, steps=10**9) if budgeted else config
+    budget = StepBudget(config.time_budget_s, config.warmup_steps) if budgeted else None
+    config = replace(config, steps=10**9) if budgeted else config  # until the budget fixes it
     net = model.network.to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     ema = _Ema(net, config.ema_decay) if config.ema_decay > 0 else None
@@ -245,7 +268,7 @@ def iter_train(
     seconds_before = history[-1].get("seconds", 0.0) if history else 0.0  # a resumed run's earlier time
     val_loss = history[-1].get("val_loss") if history else None
     batches = step_batches(source, model.schedule, config, start)
-    step, timing_start = start, None
+    step = start
     while step < config.steps:
         noisy_t, clean_t, gammas, eps = (torch.from_numpy(a).to(dev) for a in next(batches))
         for group in opt.param_groups:
@@ -260,13 +283,9 @@ def iter_train(
             ema.update(net, step)
         done = step + 1
         record = {"step": done, "train_loss": loss.item()}
-        if budgeted and done == 5:  # after the first steps' one-off costs (allocator, loader start-up)
-            timing_start = time.perf_counter()
-        if budgeted and done == calibration_end:
-            per_step = (time.perf_counter() - timing_start) / (done - 5)
-            left = config.time_budget_s - (time.perf_counter() - t0)
-            # 5 % kept for validation and checkpoints, which the rate above hardly includes
-            config = replace(config, steps=max(done + 1, done + int(0.95 * left / per_step)))
+        fixed_steps = budget.steps(done) if budget is not None else None
+        if fixed_steps is not None:
+            config = replace(config, steps=fixed_steps)
             base_provenance["training"] = asdict(config)
         if val_batch is not None and (done % config.validate_every == 0 or done == config.steps):
             val_loss = validation_loss(snapshot(done), val_batch, dev, model.schedule)
