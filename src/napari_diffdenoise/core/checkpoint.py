@@ -131,6 +131,8 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         name=meta.get("name", Path(path).stem),
         sha256=file_sha256(path),
         provenance=meta.get("provenance", {}),
+        calibrations=list(meta.get("calibrations", [])),
+        mean_estimator=meta.get("mean_estimator", "samples"),
     )
 
 

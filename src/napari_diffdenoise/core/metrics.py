@@ -97,3 +97,13 @@ def calibration(std: np.ndarray, error: np.ndarray, bins: int = 10) -> tuple[np.
     groups = np.array_split(order, bins)
     return (np.array([std[g].mean() for g in groups]), np.array([error[g].mean() for g in groups]),
             float(stats.spearmanr(std, error).statistic))
+
+
+def reliability(std: np.ndarray, error: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The reliability diagram CAREamics draws for its samplers: pixels in equal-count bins of the
+    predicted std; per bin the root mean variance (RMV, √mean std²) and the RMSE of the error. A
+    calibrated std lies on the diagonal."""
+    std, error = np.ravel(std).astype(np.float64), np.ravel(error).astype(np.float64)
+    groups = np.array_split(np.argsort(std, kind="stable"), bins)
+    return (np.array([np.sqrt(np.mean(std[g] ** 2)) for g in groups]),
+            np.array([np.sqrt(np.mean(error[g] ** 2)) for g in groups]))

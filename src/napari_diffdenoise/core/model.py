@@ -29,6 +29,12 @@ class DiffusionModel:
     # the range x̂0 is clipped to while sampling, in model units: (−1.5, 1.5) for denoising; a
     # deconvolving model's sharp targets reach far above the blurred image's +1
     value_range: tuple[float, float] = SAMPLE_RANGE
+    # conformal calibrations of the uncertainty (core.calibration.Calibration.to_dict), one per
+    # sampler setting they were measured for; fine-tuning drops them (the spread changes)
+    calibrations: list = field(default_factory=list)
+    # the [mean] estimate this model was trained for (restore.MEAN_ESTIMATORS): "x0" once its
+    # noisiest level was trained as the posterior mean (TrainConfig.top_level_fraction)
+    mean_estimator: str = "samples"
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -68,4 +74,6 @@ class DiffusionModel:
             "tile": self.tile,
             "name": self.name,
             "provenance": self.provenance,
+            "calibrations": self.calibrations,
+            "mean_estimator": self.mean_estimator,
         }

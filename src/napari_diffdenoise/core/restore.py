@@ -6,6 +6,9 @@ and :func:`denoise` drives it with plain callbacks.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -21,12 +24,18 @@ from .driving import drive
 from .model import DiffusionModel
 from .normalization import IntensityMap
 from .physics import check_psf
-from .sampler_registry import get_sampler
+from .calibration import Calibration, find_calibration, interval_unit
+from .sampler_registry import Param, SamplerInfo, get_sampler
 from .tiling import make_tiles
 from .uncertainty import summarise
 
 DEFAULT_STEPS = 10
-DEFAULT_OVERLAP_FRACTION = 0.25  # REFERENCE "Fast sampling": ~25 % overlap blends cleanly
+DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
+# How the [mean] layer is estimated. "x0": x̂₀ at the noisiest level, averaged over the K starting
+# noises: one evaluation of E[clean | noisy] for a model trained for it (TrainConfig.top_level_fraction),
+# taken from the sampler's own first step. "samples": the average of the K samples (DDPM-avg,
+# Osuna-Vargas et al.). "auto": what the model declares (DiffusionModel.mean_estimator).
+MEAN_ESTIMATORS = ("auto", "x0", "samples")
 
 
 class Cancelled(Exception):
@@ -47,11 +56,14 @@ class Progress:
 
 @dataclass
 class Restoration:
-    mean: np.ndarray  # DDPM-avg, in the input's intensity units, float32
+    mean: np.ndarray  # the posterior-mean estimate (see MEAN_ESTIMATORS), in the input's units, float32
     std: np.ndarray  # pixel-wise std over the K samples, in the input's intensity units
     entropy: np.ndarray  # pixel-wise Shannon entropy of the quantised samples, in bits
     metadata: dict = field(default_factory=dict)
     samples: np.ndarray | None = None  # (K, *shape) in input units, only with keep_samples=True
+    lower: np.ndarray | None = None  # the interval's bounds in input units, with coverage=…
+    upper: np.ndarray | None = None
+    interval_unit: np.ndarray | None = None  # the interval half-width per unit of λ (core.calibration)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -112,9 +124,40 @@ def _check_image(image) -> np.ndarray:
     return array
 
 
-def check_settings(model: DiffusionModel, sampler: str, n_samples: int, steps: int | None, eta: float, device: str,
-                   sampler_params: dict | None = None, psf=None):
-    """Refuse settings that cannot work, before any work starts: (sampler info, params, device)."""
+N_SAMPLES = Param("n_samples", int, 8, 1, 4096)
+SEED = Param("seed", int, 0, 0, 2**63 - 1)
+COVERAGE = Param("coverage", float, None, 0.01, 0.999)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs besides the image and the model, validated once (:func:`make_settings`)."""
+
+    sampler: SamplerInfo
+    params: dict  # the sampler's parameters, checked against its specs
+    n_samples: int
+    seed: int
+    device: torch.device
+    tile: int
+    overlap: int
+    batch_pixels: int
+    percentiles: tuple[float, float]
+    mean_estimator: str  # "x0" or "samples", resolved from "auto"
+    psf: np.ndarray | None = None
+    coverage: float | None = None
+    calibration: Calibration | None = None  # the one that gives the intervals, when coverage is asked
+    keep_samples: bool = False
+
+
+def make_settings(model: DiffusionModel, *, sampler: str = "ddim", n_samples: int = 8, steps: int | None = None,
+                  eta: float | None = None, seed: int = 0, device: str = "auto", tile: int | None = None,
+                  overlap: int | None = None, percentiles=None, batch_pixels: int | None = None,
+                  keep_samples: bool = False, sampler_params: dict | None = None, psf=None, mean: str = "auto",
+                  coverage: float | None = None) -> Settings:
+    """Refuse settings that cannot work, before any work starts; each message names the setting,
+    the value given and what is accepted."""
+    if not isinstance(model, DiffusionModel):
+        raise TypeError(f"model must be a DiffusionModel, a bundled model name or a checkpoint path; got {model!r}")
     info = get_sampler(sampler, model.kind)
     if info.needs_psf and psf is None:
         raise ValueError(f"sampler {sampler!r} needs the PSF the image was blurred with (psf=…): e.g. "
@@ -122,15 +165,48 @@ def check_settings(model: DiffusionModel, sampler: str, n_samples: int, steps: i
     if psf is not None and not info.needs_psf:
         raise ValueError(f"sampler {sampler!r} does not use a PSF; choose 'ddim-dc' for PSF-guided sampling")
     if psf is not None:
-        check_psf(psf)
-    if n_samples < 1:
-        raise ValueError("n_samples must be at least 1")
+        psf = check_psf(psf)
+    schedule = model.schedule
+    n_samples, seed = N_SAMPLES.check(n_samples, schedule), SEED.check(seed, schedule)
     given = dict(sampler_params or {})
-    if "steps" in info.defaults(model.schedule):  # the DDIM family: steps and eta are plain arguments
-        given.setdefault("steps", steps or DEFAULT_STEPS)
-        given.setdefault("eta", eta)
-    params = info.parameters(model.schedule, given)
-    return info, params, resolve_device(device)
+    for name, value in (("steps", steps), ("eta", eta)):  # plain arguments for the samplers that take them
+        if value is not None:
+            if name not in {p.name for p in info.params}:
+                raise ValueError(f"sampler {sampler!r} has no parameter {name!r}; it takes "
+                                 f"{[p.name for p in info.params] or 'none'}")
+            given.setdefault(name, value)
+    params = info.parameters(schedule, given)
+    if mean not in MEAN_ESTIMATORS:
+        raise ValueError(f"mean must be one of {MEAN_ESTIMATORS}; got {mean!r}")
+    if mean == "x0" and not (info.starts_from_noise and model.kind == "paired"):
+        raise ValueError(f"mean='x0' needs a paired model and a sampler that starts from pure noise; "
+                         f"{sampler!r} on a {model.kind} model does not: use mean='samples'")
+    if mean == "auto":
+        mean = model.mean_estimator if (info.starts_from_noise and model.kind == "paired") else "samples"
+    calibration = None
+    if coverage is not None:
+        coverage = COVERAGE.check(coverage, schedule)
+        if n_samples < 2:
+            raise ValueError("coverage needs n_samples of at least 2: one sample has no spread")
+        calibration = find_calibration(model, {"sampler": sampler, "params": params, "mean_estimator": mean})
+        calibration.factor(coverage)  # a coverage outside the calibrated levels is refused here
+    dev = resolve_device(device)
+    multiple = model.network.config.size_multiple
+    tile = int(tile or model.tile)
+    if tile < multiple:
+        raise ValueError(f"tile must be at least {multiple} pixels for this model; got {tile}")
+    tile -= tile % multiple
+    overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else int(overlap)
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be at least 0 and below the tile ({tile}); got {overlap}")
+    return Settings(info, params, n_samples, seed, dev, tile, overlap, int(batch_pixels or default_batch_pixels(dev)),
+                    tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, bool(keep_samples))
+
+
+def check_settings(model, sampler, n_samples, steps, eta, device, sampler_params=None, psf=None) -> Settings:
+    """:func:`make_settings` with positional arguments (kept for the widgets)."""
+    return make_settings(model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, device=device,
+                         sampler_params=sampler_params, psf=psf)
 
 
 def plane_seed(seed: int, plane: int) -> int:
@@ -138,94 +214,190 @@ def plane_seed(seed: int, plane: int) -> int:
     return int(np.random.SeedSequence([seed, plane]).generate_state(1)[0])
 
 
-def iter_denoise(
-    image,
-    model: DiffusionModel,
-    *,
-    sampler: str = "ddim",
-    n_samples: int = 8,
-    steps: int | None = None,
-    eta: float = 0.0,
-    seed: int = 0,
-    device: str = "auto",
-    tile: int | None = None,
-    overlap: int | None = None,
-    percentiles: tuple[float, float] | None = None,
-    batch_pixels: int | None = None,
-    keep_samples: bool = False,
-    sampler_params: dict | None = None,
-    psf=None,
-) -> Generator[Progress, None, Restoration]:
-    """See :func:`denoise`."""
-    array = _check_image(image)
-    info, params, dev = check_settings(model, sampler, n_samples, steps, eta, device, sampler_params, psf)
-    n_steps = info.n_evaluations(model.schedule, params)
-    tile = tile or model.tile
-    tile -= tile % model.network.config.size_multiple
-    overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else overlap
-    batch_pixels = batch_pixels or default_batch_pixels(dev)
-    percentiles = tuple(percentiles or model.percentiles)
-    model.network.to(dev).eval().to(memory_format=torch.channels_last)  # in place: the tiles use model.network
+class _FirstCall:
+    """ε̂ with its first call remembered: a sampler that starts from the noise evaluates the
+    noisiest level first, and x̂₀ there is the one-evaluation posterior mean, at no extra cost."""
 
-    planes = array[None] if array.ndim == 2 else array
-    means, stds, entropies, kept = [], [], [], []
-    t0 = time.perf_counter()
-    evaluations = 0
-    # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
-    # leave its thread (napari's pooled worker, or the caller's) in inference mode
-    for z, plane in enumerate(planes):
-        imap = IntensityMap.from_percentiles(plane, percentiles)
-        observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
-        cond = observed if model.kind == "paired" else None
-        eps_fn = TiledEpsilon(model, cond, plane.shape, tile, overlap, batch_pixels)
-        extra = {"observation": observed} if info.needs_observation else {}
-        if info.needs_psf:
-            extra["consistency"] = DataConsistency(observed, psf)
-        gen = torch.Generator().manual_seed(plane_seed(seed, z))
-        # noise is drawn on the CPU so a seed gives the same samples on every device
-        noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)
-        y_T = noise_fn((n_samples, 1) + plane.shape)
-        run = info.function(eps_fn, model.schedule, y_T, noise_fn, clip=model.value_range, **params, **extra)
-        try:
-            while True:
-                step = next(run)
-                yield Progress(z, len(planes), step.index + 1, n_steps)
-        except StopIteration as stop:
-            samples = stop.value[:, 0]
-        evaluations += eps_fn.evaluations
-        with torch.inference_mode():
-            mean, std, entropy = (t.float().cpu().numpy() for t in summarise(samples, model.value_range))
-        means.append(imap.to_input(mean))
-        stds.append(imap.scale_to_input(std))
-        entropies.append(entropy.astype(np.float32))
-        if keep_samples:
-            kept.append(imap.to_input(samples.float().cpu().numpy()))
-    shape = array.shape
-    metadata = {
+    def __init__(self, eps_fn):
+        self.eps_fn, self.first = eps_fn, None
+
+    def __call__(self, y, gamma):
+        eps = self.eps_fn(y, gamma)
+        if self.first is None:
+            self.first = (y, gamma, eps)
+        return eps
+
+
+@dataclass
+class _PlaneMaps:
+    mean: np.ndarray
+    std: np.ndarray
+    entropy: np.ndarray
+    unit: np.ndarray  # the interval half-width per unit of λ (calibration.interval_unit)
+    samples: np.ndarray | None
+    evaluations: int
+
+
+def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings, seed: int):
+    """One plane through the sampler in one intensity map: yields (step, n_steps), returns _PlaneMaps."""
+    dev = s.device
+    observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
+    cond = observed if model.kind == "paired" else None
+    eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels)
+    first = _FirstCall(eps_fn)
+    extra = {"observation": observed} if s.sampler.needs_observation else {}
+    if s.sampler.needs_psf:
+        extra["consistency"] = DataConsistency(observed, s.psf)
+    gen = torch.Generator().manual_seed(seed)
+    # noise is drawn on the CPU so a seed gives the same samples on every device
+    noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
+    y_T = noise_fn((s.n_samples, 1) + plane.shape)
+    run = s.sampler.function(first, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
+    try:
+        while True:
+            step = next(run)
+            yield step.index + 1, step.n_steps
+    except StopIteration as stop:
+        samples = stop.value[:, 0]
+    with torch.inference_mode():
+        mean, std, entropy = summarise(samples, model.value_range)
+        if s.mean_estimator == "x0":
+            mean = _top_level_x0(first, y_T, model, eps_fn).mean(dim=0)[0]
+    mean, std = mean.float().cpu().numpy(), std.float().cpu().numpy()
+    kept = imap.to_input(samples.float().cpu().numpy()) if s.keep_samples else None
+    return _PlaneMaps(imap.to_input(mean), imap.scale_to_input(std), entropy.float().cpu().numpy(),
+                      interval_unit(std, s.n_samples, 1.0) * imap.half_span, kept, eps_fn.evaluations)
+
+
+def _top_level_x0(first: _FirstCall, y_T, model: DiffusionModel, eps_fn) -> torch.Tensor:
+    """x̂₀ of the K starting noises at the noisiest level, reusing the sampler's first evaluation."""
+    gamma = float(model.schedule.alphas_cumprod[-1])
+    if first.first is not None and first.first[0] is y_T and abs(first.first[1] - gamma) <= 1e-9:
+        eps = first.first[2]
+    else:  # the sampler began elsewhere: one more evaluation
+        eps = eps_fn(y_T, gamma)
+    x0 = (y_T - math.sqrt(1 - gamma) * eps) / math.sqrt(gamma)
+    return x0.clamp(*model.value_range)
+
+
+def _bright_map(plane, imap: IntensityMap, model: DiffusionModel) -> IntensityMap | None:
+    """A second intensity map for planes whose bright structure the first cannot represent: where
+    the smoothed image exceeds the model's value range (a sparse spot far above the 99.8th
+    percentile), clean estimates would be clipped. This map puts the brightest smoothed structure
+    at +1; None when the first map suffices."""
+    from scipy.ndimage import gaussian_filter
+
+    smooth_top = float(gaussian_filter(np.asarray(plane, dtype=np.float32), 1.0).max())
+    if imap.to_model(np.float32(smooth_top)) <= model.value_range[1]:
+        return None
+    return IntensityMap(imap.low, max(smooth_top, imap.high))
+
+
+def _blend(low_maps: _PlaneMaps, high_maps: _PlaneMaps, imap: IntensityMap, model: DiffusionModel) -> _PlaneMaps:
+    """Where the first map's estimate nears its clip ceiling, take the bright map's (a smooth
+    weight over the top 0.3 model units, so no edge appears)."""
+    ceiling = model.value_range[1]
+    level = imap.to_model(low_maps.mean)
+    w = np.clip((level - (ceiling - 0.3)) / 0.3, 0, 1).astype(np.float32)
+
+    def mix(a, b):
+        return None if a is None else (1 - w) * a + w * b
+
+    return _PlaneMaps(mix(low_maps.mean, high_maps.mean), mix(low_maps.std, high_maps.std),
+                      mix(low_maps.entropy, high_maps.entropy), mix(low_maps.unit, high_maps.unit),
+                      mix(low_maps.samples, high_maps.samples), low_maps.evaluations + high_maps.evaluations)
+
+
+def _restore_plane(plane, model: DiffusionModel, s: Settings, z: int):
+    imap = IntensityMap.from_percentiles(plane, s.percentiles)
+    maps = yield from _sample_plane(plane, imap, model, s, plane_seed(s.seed, z))
+    bright = _bright_map(plane, imap, model)
+    if bright is not None:
+        high = yield from _sample_plane(plane, bright, model, s, plane_seed(s.seed, z))
+        maps = _blend(maps, high, imap, model)
+    return maps, bright is not None
+
+
+def _device_model(model: DiffusionModel, device: torch.device) -> DiffusionModel:
+    """The model on ``device`` in channels-last, without touching the caller's network."""
+    network = copy.deepcopy(model.network).to(device).eval().to(memory_format=torch.channels_last)
+    return dataclasses.replace(model, network=network)
+
+
+def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int, seconds: float, extra: dict) -> dict:
+    return {
         "model": model.name,
         "model_sha256": model.sha256,
         "model_kind": model.kind,
-        "sampler": sampler,
-        **params,
+        "sampler": s.sampler.name,
+        **s.params,
+        "sampler_params": s.params,
+        "mean_estimator": s.mean_estimator,
         "n_steps": n_steps,
-        "n_samples": n_samples,
-        "seed": seed,
-        "device": str(dev),
-        "tile": tile,
-        "overlap": overlap,
-        "percentiles": list(percentiles),
+        "n_samples": s.n_samples,
+        "seed": s.seed,
+        "device": str(s.device),
+        "tile": s.tile,
+        "overlap": s.overlap,
+        "percentiles": list(s.percentiles),
         "network_evaluations": evaluations,
-        **({"psf_shape": list(np.shape(psf))} if psf is not None else {}),
-        "seconds": round(time.perf_counter() - t0, 3),
+        **({"psf_shape": list(np.shape(s.psf))} if s.psf is not None else {}),
+        **({"coverage": s.coverage, "interval_factor": s.calibration.factor(s.coverage),
+            "calibration_source": s.calibration.source,
+            "calibration_held_out_coverage": float(np.interp(s.coverage, s.calibration.coverages,
+                                                             s.calibration.held_out_coverage))}
+           if s.coverage is not None else {}),
+        **extra,
+        "seconds": round(seconds, 3),
         "package_version": __version__,
     }
-    samples_out = None
-    if keep_samples:
-        samples_out = np.stack(kept, axis=1).reshape((n_samples,) + shape)
-    return Restoration(
-        np.stack(means).reshape(shape), np.stack(stds).reshape(shape), np.stack(entropies).reshape(shape), metadata,
-        samples_out,
-    )
+
+
+def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
+                 **kwargs) -> Generator[Progress, None, Restoration]:
+    """See :func:`denoise`; ``settings`` from :func:`make_settings`, or its keywords."""
+    array = _check_image(image)
+    s = settings if settings is not None else make_settings(model, **kwargs)
+    run_model = _device_model(model, s.device)
+    planes = array[None] if array.ndim == 2 else array
+    n_steps = s.sampler.n_evaluations(model.schedule, s.params)
+    results, evaluations, bright_planes = [], 0, []
+    t0 = time.perf_counter()
+    # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
+    # leave its thread (napari's pooled worker, or the caller's) in inference mode
+    for z, plane in enumerate(planes):
+        run = _restore_plane(plane, run_model, s, z)
+        try:
+            while True:
+                step, total = next(run)
+                yield Progress(z, len(planes), min(step, total), total)
+        except StopIteration as stop:
+            maps, bright = stop.value
+        results.append(maps)
+        evaluations += maps.evaluations
+        if bright:
+            bright_planes.append(z)
+    mean = np.stack([m.mean for m in results]).reshape(array.shape)
+    std = np.stack([m.std for m in results]).reshape(array.shape)
+    entropy = np.stack([m.entropy for m in results]).reshape(array.shape).astype(np.float32)
+    unit = np.stack([m.unit for m in results]).reshape(array.shape)
+    extra = {"bright_pass_planes": bright_planes} if bright_planes else {}
+    lower = upper = None
+    if s.coverage is not None:
+        half = s.calibration.factor(s.coverage) * unit
+        lower, upper = mean - half, mean + half
+    if array.size and float(array.min()) >= 0:
+        # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
+        negative = int((mean < 0).sum())
+        if negative:
+            extra["clamped_to_zero_pixels"] = negative
+        mean = np.maximum(mean, 0)
+        lower = None if lower is None else np.maximum(lower, 0)
+    samples = None
+    if s.keep_samples:
+        samples = np.stack([m.samples for m in results], axis=1).reshape((s.n_samples,) + array.shape)
+    metadata = _metadata(model, s, evaluations, n_steps, time.perf_counter() - t0, extra)
+    return Restoration(mean, std, entropy, metadata, samples, lower, upper, unit)
 
 
 def denoise(
@@ -235,7 +407,7 @@ def denoise(
     sampler: str = "ddim",
     n_samples: int = 8,
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     seed: int = 0,
     device: str = "auto",
     tile: int | None = None,
@@ -245,6 +417,8 @@ def denoise(
     keep_samples: bool = False,
     sampler_params: dict | None = None,
     psf=None,
+    mean: str = "auto",
+    coverage: float | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
@@ -253,14 +427,18 @@ def denoise(
     Parameters
     ----------
     model: a :class:`DiffusionModel`, a bundled model name or a checkpoint path.
-    sampler: for paired models "ddim" (fast, ``steps`` and ``eta``), "ddpm" (the seed procedure:
-        all T steps) or "ddim-dc" (DDIM pulled towards K∗ŷ = image, needs ``psf``); for unpaired
-        models "fb", "mixing", "repaint" or "repaint-baikal". Sampler parameters go in
-        ``sampler_params`` (see ``core.sampler_registry.SAMPLERS``).
+    sampler: a registered sampler (``list_samplers(model.kind)``): for paired models "ddim" (the
+        default), "ddpm" (the seed procedure: all T steps), "dpm++2m", "dpm++2m-sde", "heun", or
+        "ddim-dc" (needs ``psf``); for unpaired models "fb", "mixing", "repaint", "repaint-baikal".
+        Its parameters go in ``sampler_params``; each is checked against the sampler's declared specs.
+    steps, eta: shorthands for ``sampler_params["steps"]`` / ``["eta"]``, for samplers that take them.
     psf: the point spread function (2D array, any scale; normalised to sum 1) for "ddim-dc".
-    n_samples: K, the number of samples averaged; std and entropy are taken over them.
-    steps: DDIM steps (default 10); ignored by "ddpm".
-    eta: DDIM stochasticity, 0 (deterministic given the starting noise) to 1 (ancestral).
+    n_samples: K, the number of samples; std, entropy and the intervals are taken over them.
+    mean: how the ``mean`` map is estimated (MEAN_ESTIMATORS): "x0" the one-evaluation posterior
+        mean, "samples" the average of the K samples (DDPM-avg), "auto" what the model declares.
+    coverage: e.g. 0.9 for intervals ``lower``/``upper`` that hold the truth in 90 % of pixels, from
+        the model's conformal calibration for these settings (core.calibration); refused when the
+        model has none for them.
     seed: the same seed gives the same output on the same device.
     tile, overlap: tile size and overlap in pixels (default: the model's tile, 25 % overlap).
     percentiles: normalisation percentiles (default: those the model was trained with).
@@ -268,18 +446,22 @@ def denoise(
     keep_samples: also return the K samples themselves (``.samples``, K × the input's shape).
     cancel: polled after every step; returning True raises :class:`Cancelled`.
 
-    Returns a :class:`Restoration` whose ``mean``, ``std`` and ``entropy`` have the input's shape.
+    Returns a :class:`Restoration` whose maps have the input's shape. For an input without negative
+    values, the mean and the lower bound are clamped at 0 (``metadata["clamped_to_zero_pixels"]``
+    counts the pixels); planes with structure far brighter than their 99.8th percentile get a
+    second pass in a brighter intensity map (``metadata["bright_pass_planes"]``).
     """
     if not isinstance(model, DiffusionModel):
+        if model is None:
+            raise TypeError("model must be a DiffusionModel, a bundled model name or a checkpoint path; got None")
         from .checkpoint import load_model
 
         model = load_model(model)
-    run = iter_denoise(
-        image, model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device,
-        tile=tile, overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
-        sampler_params=sampler_params, psf=psf,
-    )
-    result, cancelled = drive(run, progress, cancel)
+    settings = make_settings(
+        model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
+        overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
+        sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage)
+    result, cancelled = drive(iter_denoise(image, model, settings), progress, cancel)
     if cancelled:
         raise Cancelled("denoising was cancelled")
     return result

@@ -1,12 +1,88 @@
-"""Which samplers exist, which model kinds they fit, their parameters and defaults."""
+"""Which samplers exist, which model kinds they fit, and their parameters, declared once.
+
+A sampler is one generator function (the signature of :mod:`.samplers`) plus one call to
+:func:`register_sampler` that declares its parameters as :class:`Param` specs and its cost in
+network evaluations. Validation (:meth:`SamplerInfo.parameters`), the CLI's ``--sampler`` choices
+and ``--sampler-param`` help, the Denoise widget's controls and the result's metadata are all
+derived from those specs, so a sampler registered from a user's own code shows up everywhere.
+"""
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import dc_sampling, guided, samplers
 from .consistency import REGULARISERS
 from .schedules import NoiseSchedule
+
+T = "T"  # a bound that stands for the model's number of training steps
+
+
+@dataclass(frozen=True)
+class Param:
+    """One sampler parameter: its type, default, accepted values and a plain-words explanation."""
+
+    name: str
+    type: type  # int, float, bool or str
+    default: object  # a value, or a function of the model's NoiseSchedule
+    low: float | None = None  # inclusive bounds for numbers; T means the model's step count
+    high: float | str | None = None
+    choices: tuple = ()  # the accepted strings, for type str
+    help: str = ""  # tooltip and CLI help: what it does, in plain words
+    label: str = ""  # the form label; the name when empty
+
+    def default_for(self, schedule: NoiseSchedule):
+        return self.default(schedule) if callable(self.default) else self.default
+
+    def bounds(self, schedule: NoiseSchedule) -> tuple[float | None, float | None]:
+        def resolve(b):
+            return schedule.n_steps if b == T else b
+
+        return resolve(self.low), resolve(self.high)
+
+    def accepted(self, schedule: NoiseSchedule) -> str:
+        """What this parameter accepts, as a phrase for error messages and help."""
+        if self.type is bool:
+            return "true or false"
+        if self.type is str:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        low, high = self.bounds(schedule)
+        kind = "a whole number" if self.type is int else "a number"
+        if low is not None and high is not None:
+            return f"{kind} from {low:g} to {high:g}"
+        if low is not None:
+            return f"{kind} of at least {low:g}"
+        return kind
+
+    def check(self, value, schedule: NoiseSchedule):
+        """The value converted to this parameter's type, or a ValueError naming it, the value given
+        and what would be accepted."""
+        def refuse():
+            return ValueError(f"{self.name} must be {self.accepted(schedule)}; got {value!r}")
+
+        if self.type is bool:
+            if isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+                return bool(value)
+            raise refuse()
+        if self.type is str:
+            if isinstance(value, str) and value in self.choices:
+                return value
+            raise refuse()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise refuse()
+        if self.type is int:
+            if not float(value).is_integer():
+                raise refuse()
+            value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                raise refuse()
+        low, high = self.bounds(schedule)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise refuse()
+        return value
 
 
 @dataclass(frozen=True)
@@ -15,94 +91,91 @@ class SamplerInfo:
     function: Callable
     model_kinds: tuple[str, ...]
     description: str
-    defaults: Callable[[NoiseSchedule], dict] = lambda schedule: {}
+    params: tuple[Param, ...] = ()
+    # network evaluations per sample for the given parameters: the sampler's own count
+    evaluations: Callable[[NoiseSchedule, dict], int] = lambda schedule, params: schedule.n_steps
     needs_observation: bool = False  # guided by the noisy image itself (unconditional models)
-    tooltips: dict = field(default_factory=dict)
     needs_psf: bool = False  # steered by data consistency with a known PSF (PI-DDPM)
+    # rules between parameters (e.g. stop below start); raises ValueError naming them
+    relations: Callable[[dict], None] | None = None
+    # the first network evaluation is at the noisiest level, on the starting noise itself: its
+    # x̂₀ is then the one-evaluation posterior mean (restore.MEAN_ESTIMATORS), free of charge
+    starts_from_noise: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def spec(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def defaults(self, schedule: NoiseSchedule) -> dict:
+        return {p.name: p.default_for(schedule) for p in self.params}
+
+    @property
+    def tooltips(self) -> dict:
+        return {p.name: p.help for p in self.params}
 
     def parameters(self, schedule: NoiseSchedule, given: dict | None = None) -> dict:
-        """Defaults for this model's schedule, overridden by ``given``; unknown names are refused."""
-        params = self.defaults(schedule)
-        unknown = set(given or {}) - set(params)
+        """Defaults for this model's schedule, overridden by ``given``, each checked against its
+        spec; unknown names are refused."""
+        given = dict(given or {})
+        names = [p.name for p in self.params]
+        unknown = sorted(set(given) - set(names))
         if unknown:
-            raise ValueError(f"sampler {self.name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(params)}")
-        params.update(given or {})
-        for key in ("start", "steps"):
-            if key in params and not (0 if key == "start" else 1) <= params[key] <= schedule.n_steps:
-                raise ValueError(f"{key} must be between {0 if key == 'start' else 1} and {schedule.n_steps}, "
-                                 f"got {params[key]}")
-        for key in ("eta", "weight_start", "weight_stop", "mix_weight"):
-            if key in params and not 0 <= params[key] <= 1:
-                raise ValueError(f"{key} must be between 0 and 1, got {params[key]}")
-        for key in ("block", "repeats"):
-            if key in params and params[key] < 1:
-                raise ValueError(f"{key} must be at least 1, got {params[key]}")
-        for key in ("guidance", "reg_weight"):
-            if key in params and params[key] < 0:
-                raise ValueError(f"{key} must not be negative, got {params[key]}")
-        if "regulariser" in params and params["regulariser"] not in REGULARISERS:
-            raise ValueError(f"regulariser must be one of {REGULARISERS}, got {params['regulariser']!r}")
+            takes = f"it takes {names}" if names else "it takes none"
+            raise ValueError(f"sampler {self.name!r} has no parameter(s) {unknown}; {takes}")
+        params = {p.name: p.check(given[p.name], schedule) if p.name in given else p.default_for(schedule)
+                  for p in self.params}
+        if self.relations is not None:
+            self.relations(params)
         return params
 
     def n_evaluations(self, schedule: NoiseSchedule, params: dict) -> int:
-        if self.name == "ddpm":
-            return schedule.n_steps
-        if self.name in ("ddim", "ddim-dc"):
-            return params["steps"]
-        if self.name.startswith("repaint"):
-            start, block = params["start"], params["block"]
-            return sum(min(block, top + 1) for top in range(start - 1, -1, -block)) * params["repeats"]
-        return params["start"]
+        return int(self.evaluations(schedule, params))
 
 
-START_TIP = ("N: how far the image is diffused before denoising back; more removes more noise and invents more "
-             "(docs/benchmarks/unpaired.md: best near 20 of 200 at 10-30 photons, 40 at 3)")
-REPAINT_TIPS = {"start": START_TIP, "block": "U: steps per block", "repeats": "R: runs of each block",
-                "mix_weight": "weight of the diffused image mixed in before each step",
-                "mix_stop": "no mixing below this step", "renoise": "re-noise between repeats (true RePaint)"}
-# η: the best mean PSNR of the sweep in docs/benchmarks/physics.md, on tuning images apart from the
-# table's (η = 1 and 2 were within 0.05 dB; 4 and more lose at 10 photons)
-DC_GUIDANCE = 2.0
+SAMPLERS: dict[str, SamplerInfo] = {}
 
 
-def _scaled(schedule: NoiseSchedule, steps_of_1000: int) -> int:
-    """Baikal's defaults are for T = 1000; keep the same fraction of this model's T."""
-    return max(1, round(steps_of_1000 * schedule.n_steps / 1000))
+def register_sampler(
+    name: str,
+    function: Callable,
+    *,
+    params: tuple[Param, ...] | list[Param] = (),
+    evaluations: Callable[[NoiseSchedule, dict], int],
+    model_kinds: tuple[str, ...] = ("paired",),
+    description: str = "",
+    needs_observation: bool = False,
+    needs_psf: bool = False,
+    relations: Callable[[dict], None] | None = None,
+    starts_from_noise: bool = True,
+    replace: bool = False,
+) -> SamplerInfo:
+    """Make ``function`` available as sampler ``name`` in :func:`denoise`, the CLI and the widget.
+
+    ``function(eps_fn, schedule, y_T, noise_fn, *, clip, **params)`` is a generator yielding a
+    :class:`~.samplers.SamplerStep` after each network evaluation and returning the final sample
+    (see :mod:`.samplers`); ``params`` declares every keyword it takes besides ``clip`` (and
+    ``observation`` / ``consistency`` when ``needs_observation`` / ``needs_psf``);
+    ``evaluations(schedule, params)`` is how many times it calls ``eps_fn`` per sample.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"a sampler needs a name; got {name!r}")
+    if name in SAMPLERS and not replace:
+        raise ValueError(f"a sampler named {name!r} is already registered; pass replace=True to replace it")
+    info = SamplerInfo(name, function, tuple(model_kinds), description, tuple(params), evaluations,
+                       needs_observation, needs_psf, relations, starts_from_noise)
+    SAMPLERS[name] = info
+    return info
 
 
-SAMPLERS: dict[str, SamplerInfo] = {
-    "ddim": SamplerInfo("ddim", samplers.ddim, ("paired",), "DDIM on a respaced schedule: few steps, fast (default)",
-                        lambda s: {"steps": 10, "eta": 0.0}),
-    "ddpm": SamplerInfo("ddpm", samplers.ddpm, ("paired",), "Ancestral DDPM over all T steps: the seed procedure, slow"),
-    "ddim-dc": SamplerInfo("ddim-dc", dc_sampling.ddim_dc, ("paired",),
-                           "DDIM steered towards data consistency with a known PSF (PI-DDPM): for deconvolving models",
-                           lambda s: {"steps": 10, "eta": 0.0, "guidance": DC_GUIDANCE, "regulariser": "none",
-                                      "reg_weight": 0.015}, True,
-                           {"guidance": "η: strength of the pull towards K∗ŷ = observation (0 = plain DDIM)",
-                            "regulariser": "extra prior on ŷ: l1 favours a dark background, l2 small values",
-                            "reg_weight": "λ: weight of the regulariser (PI-DDPM: 0.015 with L1)"},
-                           needs_psf=True),
-    "fb": SamplerInfo("fb", guided.forward_backward, ("unpaired",),
-                      "Forward-Backward: diffuse the image to step N, then denoise back (Baikal)",
-                      lambda s: {"start": _scaled(s, 100)}, True,
-                      {"start": START_TIP}),
-    "mixing": SamplerInfo("mixing", guided.mixing, ("unpaired",),
-                          "Forward-Backward, mixing the diffused image back in at every step down to n (Baikal)",
-                          lambda s: {"start": _scaled(s, 100), "stop": _scaled(s, 20), "weight_start": 0.3,
-                                     "weight_stop": 0.01}, True,
-                          {"start": START_TIP, "stop": "n: the step below which no more mixing happens",
-                           "weight_start": "mixing weight at N", "weight_stop": "mixing weight at n"}),
-    "repaint": SamplerInfo("repaint", guided.repaint, ("unpaired",),
-                           "True RePaint: blocks of U steps repeated R times, re-noised between repeats",
-                           lambda s: {"start": _scaled(s, 60), "block": _scaled(s, 10), "repeats": 3,
-                                      "mix_weight": 0.5, "mix_stop": _scaled(s, 50), "renoise": True}, True,
-                           REPAINT_TIPS),
-    "repaint-baikal": SamplerInfo("repaint-baikal", guided.repaint, ("unpaired",),
-                                  "Repaint as in Baikal's code: blocks repeated without re-noising",
-                                  lambda s: {"start": _scaled(s, 60), "block": _scaled(s, 10), "repeats": 3,
-                                             "mix_weight": 0.5, "mix_stop": _scaled(s, 50), "renoise": False}, True,
-                                  REPAINT_TIPS),
-}
+def list_samplers(model_kind: str | None = None) -> list[str]:
+    """Names of the registered samplers, those that fit ``model_kind`` ("paired"/"unpaired") if given."""
+    return [n for n, s in SAMPLERS.items() if model_kind is None or model_kind in s.model_kinds]
+
+
+samplers_for = list_samplers
 
 
 def get_sampler(name: str, model_kind: str) -> SamplerInfo:
@@ -110,10 +183,104 @@ def get_sampler(name: str, model_kind: str) -> SamplerInfo:
         raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
     info = SAMPLERS[name]
     if model_kind not in info.model_kinds:
-        usable = sorted(n for n, s in SAMPLERS.items() if model_kind in s.model_kinds)
-        raise ValueError(f"sampler {name!r} does not work with a {model_kind} model; use one of {usable}")
+        raise ValueError(f"sampler {name!r} does not work with a {model_kind} model; "
+                         f"use one of {sorted(list_samplers(model_kind))}")
     return info
 
 
-def samplers_for(model_kind: str) -> list[str]:
-    return [n for n, s in SAMPLERS.items() if model_kind in s.model_kinds]
+# --- the package's own samplers -------------------------------------------------------------------
+def _scaled(steps_of_1000: int):
+    """Baikal's defaults are for T = 1000; keep the same fraction of this model's T."""
+    return lambda schedule: max(1, round(steps_of_1000 * schedule.n_steps / 1000))
+
+
+STEPS = Param("steps", int, 10, 1, T, help="Network evaluations per sample: more is slower and a little sharper",
+              label="Steps")
+ETA = Param("eta", float, 0.0, 0.0, 1.0, label="Randomness (η)",
+            help="How much fresh noise each step adds: 1 draws honest posterior samples (the spread is the "
+                 "uncertainty), 0 follows one deterministic path per starting noise")
+START = Param("start", int, _scaled(100), 0, T, label="Diffusion depth (N)",
+              help="How far the image is diffused before denoising back: more removes more noise and invents "
+                   "more (best near 20 of 200 at 10-30 photons, 40 at 3: see the unpaired benchmark)")
+# η: the best mean PSNR of the physics benchmark's sweep on tuning images apart from its table's
+# (η = 1 and 2 were within 0.05 dB; 4 and more lose at 10 photons)
+DC_GUIDANCE = 2.0
+
+
+def _mixing_relations(p: dict) -> None:
+    if p["stop"] > p["start"]:
+        raise ValueError(f"stop ({p['stop']}) must not be above start ({p['start']}): mixing runs from start down to stop")
+
+
+def _repaint_evaluations(schedule, p):
+    start, block = p["start"], p["block"]
+    return sum(min(block, top + 1) for top in range(start - 1, -1, -block)) * p["repeats"]
+
+
+def _register_builtins() -> None:
+    from . import dc_sampling, guided, samplers, solvers
+
+    steps_only = lambda schedule, p: p["steps"]  # noqa: E731
+    register_sampler("ddim", samplers.ddim, params=(STEPS, ETA), evaluations=steps_only,
+                     description="DDIM on a respaced schedule: few steps, fast (default)")
+    register_sampler("ddpm", samplers.ddpm, evaluations=lambda schedule, p: schedule.n_steps,
+                     description="Ancestral DDPM over all T steps: the seed procedure, slow")
+    register_sampler(
+        "ddim-dc", dc_sampling.ddim_dc, needs_psf=True, evaluations=steps_only,
+        description="DDIM steered towards data consistency with a known PSF (PI-DDPM): for deconvolving models",
+        params=(STEPS, ETA,
+                Param("guidance", float, DC_GUIDANCE, 0.0, 100.0, label="PSF guidance (η)",
+                      help="Strength of the pull towards an estimate that, blurred by the PSF, matches the image "
+                           "(0 = no pull)"),
+                Param("regulariser", str, "none", choices=tuple(REGULARISERS), label="Prior",
+                      help="Extra preference for the estimate: l1 favours a dark background, l2 small values"),
+                Param("reg_weight", float, 0.015, 0.0, 10.0, label="Prior weight (λ)",
+                      help="Weight of the prior (PI-DDPM uses 0.015 with l1)")))
+    register_sampler("dpm++2m", solvers.dpmpp_2m, params=(STEPS,), evaluations=steps_only,
+                     description="DPM-Solver++(2M): a second-order deterministic solver (Lu et al. 2022)")
+    register_sampler("dpm++2m-sde", solvers.dpmpp_2m_sde, params=(STEPS,), evaluations=steps_only,
+                     description="DPM-Solver++(2M) SDE: the stochastic variant, a posterior sampler (Lu et al. 2022)")
+    register_sampler(
+        "heun", solvers.edm_heun, evaluations=solvers.heun_evaluations,
+        description="EDM's stochastic Heun sampler (Karras et al. 2022, Alg. 2)",
+        params=(Param("steps", int, 5, 1, T, label="Steps", help="Noise levels visited; each but the last costs two "
+                      "network evaluations"),
+                Param("churn", float, 0.0, 0.0, 10.0, label="Churn (S_churn)",
+                      help="Noise added back at each level: 0 is the deterministic Heun sampler"),
+                Param("rho", float, 7.0, 1.0, 20.0, label="Step spacing (ρ)",
+                      help="How steps crowd towards low noise (EDM: 7)")))
+
+    register_sampler("fb", guided.forward_backward, params=(START,), model_kinds=("unpaired",), needs_observation=True,
+                     evaluations=lambda s, p: p["start"], starts_from_noise=False,
+                     description="Forward-Backward: diffuse the image to step N, then denoise back (Baikal)")
+    register_sampler(
+        "mixing", guided.mixing, model_kinds=("unpaired",), needs_observation=True, starts_from_noise=False,
+        evaluations=lambda s, p: p["start"], relations=_mixing_relations,
+        description="Forward-Backward, mixing the diffused image back in at every step down to n (Baikal)",
+        params=(START,
+                Param("stop", int, _scaled(20), 0, T, label="Mixing stops at (n)",
+                      help="The step below which the image is no longer mixed back in"),
+                Param("weight_start", float, 0.3, 0.0, 1.0, label="Mixing weight at N",
+                      help="How much of the diffused image is mixed in at the first step"),
+                Param("weight_stop", float, 0.01, 0.0, 1.0, label="Mixing weight at n",
+                      help="How much of the diffused image is mixed in at the last mixing step")))
+    repaint_params = (
+        Param("start", int, _scaled(60), 0, T, label=START.label, help=START.help),
+        Param("block", int, _scaled(10), 1, T, label="Block length (U)", help="Steps per block"),
+        Param("repeats", int, 3, 1, 100, label="Repeats (R)", help="How many times each block is run"),
+        Param("mix_weight", float, 0.5, 0.0, 1.0, label="Mixing weight",
+              help="Weight of the diffused image mixed in before each step"),
+        Param("mix_stop", int, _scaled(50), 0, T, label="Mixing stops at", help="No mixing below this step"))
+    register_sampler("repaint", guided.repaint, model_kinds=("unpaired",), needs_observation=True,
+                     starts_from_noise=False, evaluations=_repaint_evaluations,
+                     params=(*repaint_params, Param("renoise", bool, True, label="Re-noise between repeats",
+                                                    help="True RePaint re-noises between repeats; Baikal's code does not")),
+                     description="True RePaint: blocks of U steps repeated R times, re-noised between repeats")
+    register_sampler("repaint-baikal", guided.repaint, model_kinds=("unpaired",), needs_observation=True,
+                     starts_from_noise=False, evaluations=_repaint_evaluations,
+                     params=(*repaint_params, Param("renoise", bool, False, label="Re-noise between repeats",
+                                                    help="True RePaint re-noises between repeats; Baikal's code does not")),
+                     description="Repaint as in Baikal's code: blocks repeated without re-noising")
+
+
+_register_builtins()
