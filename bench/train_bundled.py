@@ -74,8 +74,8 @@ def main(argv=None):
                         help="paired only: 'sharp' trains denoising + deconvolution (PI-DDPM's pairs)")
     parser.add_argument("--value-max", type=float, default=None,
                         help="upper x̂0 clip in model units (default 1.5; 12 for --target sharp)")
-    parser.add_argument("--top-level-fraction", type=float, default=0.0,
-                        help="fraction of each batch at the noisiest level: trains the one-evaluation posterior mean")
+    parser.add_argument("--mean-fraction", type=float, default=0.0,
+                        help="fraction of each batch that trains the one-evaluation posterior mean (TrainConfig)")
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (same architecture)")
     parser.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     parser.add_argument("--ship", type=Path, help="store this checkpoint as a bundled model (named --name) and exit")
@@ -110,7 +110,7 @@ def main(argv=None):
         steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
         # fed by workers (a GPU), 250 steps take seconds: a 36 MB state file that often would be I/O, not safety
         warmup_steps=args.warmup, checkpoint_every=250 if args.workers == 0 else 1000, validate_every=100,
-        data_workers=args.workers, top_level_fraction=args.top_level_fraction, time_budget_s=args.minutes * 60 if args.minutes else None,
+        data_workers=args.workers, mean_fraction=args.mean_fraction, time_budget_s=args.minutes * 60 if args.minutes else None,
     )
     run = iter_train(
         model, source, train_config, val_batch=val_batch, checkpoint_path=args.out / "model.safetensors",

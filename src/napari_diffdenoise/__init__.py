@@ -15,20 +15,26 @@ from .core.checkpoint import list_models, load_model, save_checkpoint
 from .core.datasets import NoiseModel
 from .core.finetune import train
 from .core.model import DiffusionModel
+from .core.calibration import calibrate
 from .core.restore import Cancelled, Progress, Restoration, denoise
+from .core.sampler_registry import Param, list_samplers, register_sampler
 from .core.training import TrainConfig
 
 __all__ = [
     "Cancelled",
     "DiffusionModel",
     "NoiseModel",
+    "Param",
     "Progress",
     "Restoration",
     "TrainConfig",
     "__version__",
+    "calibrate",
     "denoise",
     "list_models",
+    "list_samplers",
     "load_model",
+    "register_sampler",
     "save_checkpoint",
     "train",
 ]

@@ -12,18 +12,34 @@ import numpy as np
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (default: demo)")
-    p.add_argument("--sampler", default="ddim",
-                   choices=["ddim", "ddpm", "ddim-dc", "fb", "mixing", "repaint", "repaint-baikal"],
-                   help="ddim/ddpm for paired models, ddim-dc for PSF-guided deconvolution (needs a PSF option); "
-                        "fb, mixing, repaint(-baikal) for unpaired ones")
+    from .core.sampler_registry import SAMPLERS
+
+    lines = []
+    for info in SAMPLERS.values():
+        takes = ", ".join(f"{q.name} ({q.accepted(_NOMINAL)})" for q in info.params) or "no parameters"
+        lines.append(f"{info.name} [{'/'.join(info.model_kinds)}]: {takes}")
+    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS),
+                   help="the sampler (default ddim); ddim-dc needs a PSF option; fb, mixing, repaint(-baikal) are "
+                        "for unpaired models")
     p.add_argument("--sampler-param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a sampler's parameter, e.g. start=20 or guidance=2 or regulariser=l1 (repeatable)")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default 10)")
-    p.add_argument("--eta", type=float, default=0.0)
-    p.add_argument("--samples", type=int, default=8, help="K samples averaged (default 8)")
+                   help="a sampler's parameter (repeatable). " + "; ".join(lines) + ". Bounds given as T are the "
+                        "model's step count")
+    p.add_argument("--steps", type=int, default=None, help="shorthand for --sampler-param steps=N")
+    p.add_argument("--eta", type=float, default=None, help="shorthand for --sampler-param eta=X")
+    p.add_argument("--samples", type=int, default=8, help="K samples: std, entropy and intervals come from them (default 8)")
+    p.add_argument("--mean", default="auto", choices=["auto", "x0", "samples"],
+                   help="the mean map: x0 = one-evaluation posterior mean, samples = average of the K samples "
+                        "(auto: what the model was trained for)")
+    p.add_argument("--coverage", type=float, default=None,
+                   help="also write <name>_lower/_upper.tif: intervals holding the truth in this fraction of pixels "
+                        "(e.g. 0.9), from the model's calibration")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     _add_psf_args(p)
+
+
+_NOMINAL = type("NominalSchedule", (), {"n_steps": "T"})()  # for help text: bounds that depend on the model
 
 
 def _add_psf_args(p: argparse.ArgumentParser) -> None:
@@ -94,7 +110,8 @@ def _restore(image, args, psf=None):
     psf = psf if psf is not None else _psf_from_args(args)
     result = denoise(image, args.model, sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta,
                      seed=args.seed, device=args.device, progress=_progress_printer(),
-                     sampler_params=_parse_params(args.sampler_param), psf=psf)
+                     sampler_params=_parse_params(args.sampler_param), psf=psf, mean=args.mean,
+                     coverage=args.coverage)
     print(file=sys.stderr)
     return result
 
@@ -106,14 +123,33 @@ def _write_tiff(path, data, **kwargs) -> None:
     tifffile.imwrite(path, data, photometric="minisblack", **kwargs)
 
 
-def _write_maps(result, out: Path, stem: str) -> list[Path]:
+def output_stem(input_path: str | Path) -> str:
+    """The input's whole name without its TIFF ending: a.1.tif → a.1, .hidden.tif → .hidden."""
+    name = Path(input_path).name
+    for ending in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(ending) and len(name) > len(ending):
+            return name[: -len(ending)]
+    return name
 
+
+def _write_maps(result, out: Path, stem: str, overwrite: bool = False) -> list[Path]:
+    """Each map to <stem>_<map>.tif, written to a temporary name and renamed when complete; existing
+    files are refused (before anything is written) unless ``overwrite``."""
+    names = ["mean", "std", "entropy"] + (["lower", "upper"] if result.lower is not None else [])
+    paths = [out / f"{stem}_{name}.tif" for name in names]
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in ("mean", "std", "entropy"):
-        path = out / f"{stem}_{name}.tif"
-        _write_tiff(path, getattr(result, name), metadata={"napari_diffdenoise": json.dumps(result.metadata)})
-        paths.append(path)
+    meta = {"napari_diffdenoise": json.dumps(result.metadata)}
+    for name, path in zip(names, paths):
+        tmp = path.with_name(f".{path.name}.partial")
+        try:
+            _write_tiff(tmp, getattr(result, name), metadata=meta)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return paths
 
 
@@ -142,7 +178,7 @@ def cmd_demo(args) -> int:
     result = _restore(noisy, args, psf if args.sampler == "ddim-dc" else None)
     seconds = time.perf_counter() - t0
     out = Path(args.out)
-    paths = _write_maps(result, out, stem)
+    paths = _write_maps(result, out, stem, overwrite=True)
     _write_tiff(out / f"{stem}_noisy.tif", noisy)
     _write_tiff(out / f"{stem}_truth.tif", clean)
     rows, report = [], []
@@ -170,7 +206,7 @@ def cmd_denoise(args) -> int:
 
     image = tifffile.imread(args.input)
     result = _restore(np.squeeze(image), args)
-    paths = _write_maps(result, Path(args.out), Path(args.input).name.split(".")[0])
+    paths = _write_maps(result, Path(args.out), output_stem(args.input), args.overwrite)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 

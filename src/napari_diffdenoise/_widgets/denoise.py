@@ -21,9 +21,8 @@ from magicgui.widgets import (
 
 from .. import __version__
 from ..core.checkpoint import load_model
-from ..core.consistency import REGULARISERS
 from ..core.devices import available_devices
-from ..core.restore import DEFAULT_STEPS, check_settings, iter_denoise
+from ..core.restore import DEFAULT_STEPS, iter_denoise, make_settings
 from ..core.sampler_registry import SAMPLERS, samplers_for
 from ._worker import WorkerControls
 from .model_registry import REGISTRY
@@ -33,9 +32,21 @@ RICHARDSON_LUCY = "richardson-lucy"  # the classical option: no model, deconvolu
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters that have their own widgets in the main form
-# float sampler parameters that are not fractions in [0, 1]: (max, step)
-FLOAT_RANGES = {"guidance": (100.0, 0.1), "reg_weight": (10.0, 0.005)}
-_CHOICES = {"regulariser": list(REGULARISERS)}  # string sampler parameters and what they may be
+
+
+def param_widget(spec, schedule):
+    """The form control for a sampler parameter, from its declared spec (core.sampler_registry.Param)."""
+    common = dict(name=spec.name, label=spec.label or spec.name, value=spec.default_for(schedule), tooltip=spec.help)
+    if spec.type is bool:
+        return CheckBox(**common)
+    if spec.type is str:
+        return ComboBox(choices=list(spec.choices), **common)
+    low, high = spec.bounds(schedule)
+    low = 0 if low is None else low
+    if spec.type is int:
+        return SpinBox(min=int(low), max=int(high if high is not None else 10**6), **common)
+    high = 1e6 if high is None else high
+    return FloatSpinBox(min=float(low), max=float(high), step=max((high - low) / 100, 1e-3), **common)
 
 
 def notify_error(message: str) -> None:
@@ -90,7 +101,17 @@ class DenoiseWidget(WorkerControls, Container):
         self.eta = FloatSpinBox(label="η (eta)", value=0.0, min=0.0, max=1.0, step=0.1,
                                 tooltip="DDIM stochasticity: 0 deterministic per sample, 1 ancestral")
         self.n_samples = SpinBox(label="Samples (K)", value=8, min=1, max=64,
-                                 tooltip="Samples averaged into the mean; std and entropy are taken over them")
+                                 tooltip="How many restorations are drawn: the std, entropy and interval maps "
+                                         "come from their spread (more: steadier maps, slower)")
+        self.mean_estimator = ComboBox(
+            label="Mean from", choices=[("model's choice", "auto"), ("one pass (posterior mean)", "x0"),
+                                        ("average of the samples", "samples")], value="auto",
+            tooltip="One pass: the network's direct estimate of the clean image (the best PSNR for a model trained "
+                    "for it). Average of the samples: the seed paper's DDPM-avg")
+        self.coverage = FloatSpinBox(
+            label="Interval coverage", value=0.0, min=0.0, max=0.99, step=0.05,
+            tooltip="0: no intervals. 0.9: add [lower] and [upper] layers that contain the true intensity in 90 % "
+                    "of pixels, by the model's calibration for these settings (docs/method.md)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
         self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
@@ -110,7 +131,7 @@ class DenoiseWidget(WorkerControls, Container):
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
         self.sampler_params = Container(labels=True)
         self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.sampler_params,
-                     self.n_samples, self.psf_source, self.psf_sigma, self.iterations,
+                     self.n_samples, self.mean_estimator, self.coverage, self.psf_source, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
                      self.status])
 
@@ -193,22 +214,33 @@ class DenoiseWidget(WorkerControls, Container):
             return
         info = SAMPLERS[name]
         schedule = self._selected_model().schedule
-        defaults = info.defaults(schedule)
-        self.steps.visible = self.eta.visible = "steps" in defaults
-        for key, value in defaults.items():
-            if key in MAIN_FORM_PARAMS:
-                continue
-            tip = info.tooltips.get(key, "")
-            if isinstance(value, bool):
-                widget = CheckBox(name=key, value=value, tooltip=tip)
-            elif isinstance(value, str):
-                widget = ComboBox(name=key, value=value, choices=_CHOICES[key], tooltip=tip)
-            elif isinstance(value, int):
-                widget = SpinBox(name=key, value=value, min=0, max=schedule.n_steps, tooltip=tip)
-            else:
-                high, step = FLOAT_RANGES.get(key, (1.0, 0.01))
-                widget = FloatSpinBox(name=key, value=value, min=0.0, max=high, step=step, tooltip=tip)
-            self.sampler_params.append(widget)
+        names = [p.name for p in info.params]
+        self.steps.visible, self.eta.visible = "steps" in names, "eta" in names
+        if "steps" in names:
+            spec = info.spec("steps")
+            self.steps.max = spec.bounds(schedule)[1]
+            self.steps.value, self.steps.tooltip = spec.default_for(schedule), spec.help
+        if "eta" in names:
+            spec = info.spec("eta")
+            self.eta.value, self.eta.tooltip = spec.default_for(schedule), spec.help
+        for spec in info.params:
+            if spec.name not in MAIN_FORM_PARAMS:
+                self.sampler_params.append(param_widget(spec, schedule))
+
+    def _settings(self, psf, preview: bool = False) -> dict:
+        """The run's keywords for make_settings/iter_denoise; the main form's steps and η go in only
+        for samplers that declare them. A preview is one sample of at most PREVIEW_STEPS steps, and
+        no intervals."""
+        names = {p.name for p in SAMPLERS[self.sampler.value].params} if self.sampler.value in SAMPLERS else set()
+        params = self._guided_params()
+        if "steps" in names:
+            params["steps"] = min(self.steps.value, PREVIEW_STEPS) if preview else self.steps.value
+        if "eta" in names:
+            params["eta"] = self.eta.value
+        coverage = None if preview or self.coverage.value <= 0 else self.coverage.value
+        return dict(sampler=self.sampler.value, n_samples=1 if preview else self.n_samples.value, seed=self.seed.value,
+                    device=self.device.value, sampler_params=params, psf=psf, mean=self.mean_estimator.value,
+                    coverage=coverage)
 
     def _guided_params(self) -> dict:
         return {w.name: w.value for w in self.sampler_params}
@@ -256,8 +288,7 @@ class DenoiseWidget(WorkerControls, Container):
         if self.model.value == RICHARDSON_LUCY:
             return layer, None, psf
         model = self._selected_model()
-        check_settings(model, self.sampler.value, self.n_samples.value, self.steps.value, self.eta.value,
-                       self.device.value, self._guided_params(), psf)
+        make_settings(model, **self._settings(psf))
         return layer, model, psf
 
     def _plane_on_view(self, layer) -> int:
@@ -284,14 +315,7 @@ class DenoiseWidget(WorkerControls, Container):
         except Exception as err:  # noqa: BLE001 — any reason not to start is shown, not raised
             notify_error(str(err))
             return
-        # a model's sampler was validated above; the DDIM family takes steps and eta as plain arguments
-        takes_steps = model is not None and "steps" in SAMPLERS[self.sampler.value].defaults(model.schedule)
-        steps = min(self.steps.value, PREVIEW_STEPS) if preview else self.steps.value
-        settings = dict(
-            sampler=self.sampler.value, n_samples=1 if preview else self.n_samples.value, seed=self.seed.value,
-            device=self.device.value, **({"steps": steps, "eta": self.eta.value} if takes_steps else {}),
-            sampler_params=self._guided_params(), psf=psf,
-        )
+        settings = self._settings(psf, preview) if model is not None else {}
         import numpy as np
 
         data = np.asarray(layer.data)
@@ -372,5 +396,11 @@ class DenoiseWidget(WorkerControls, Container):
         self._viewer.add_image(result.entropy, name=f"{layer.name} [entropy]", colormap="viridis",
                                blending="additive", opacity=0.7, visible=False, contrast_limits=(0, max(1e-3, float(result.entropy.max()))),
                                **common)
+        if result.lower is not None:
+            bounds = {**meta["napari_diffdenoise"], "coverage": result.metadata["coverage"]}
+            for name in ("lower", "upper"):
+                self._viewer.add_image(getattr(result, name), name=f"{layer.name} [{name}]", visible=False,
+                                       colormap=layer.colormap.name, scale=layer.scale, translate=layer.translate,
+                                       metadata={"napari_diffdenoise": bounds})
         self.progress.value = 1000
         self.status.value = f"Done in {result.metadata['seconds']:.1f} s"

@@ -33,7 +33,7 @@ class DiffusionModel:
     # sampler setting they were measured for; fine-tuning drops them (the spread changes)
     calibrations: list = field(default_factory=list)
     # the [mean] estimate this model was trained for (restore.MEAN_ESTIMATORS): "x0" once its
-    # noisiest level was trained as the posterior mean (TrainConfig.top_level_fraction)
+    # noisiest level was trained as the posterior mean (TrainConfig.mean_fraction)
     mean_estimator: str = "samples"
 
     def __post_init__(self):

@@ -31,9 +31,8 @@ from .uncertainty import summarise
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
-# How the [mean] layer is estimated. "x0": x̂₀ at the noisiest level, averaged over the K starting
-# noises: one evaluation of E[clean | noisy] for a model trained for it (TrainConfig.top_level_fraction),
-# taken from the sampler's own first step. "samples": the average of the K samples (DDPM-avg,
+# How the [mean] layer is estimated. "x0": x̂₀ at the noisiest level with a zero input, one network
+# evaluation of E[clean | noisy] for a model trained for it (TrainConfig.mean_fraction). "samples": the average of the K samples (DDPM-avg,
 # Osuna-Vargas et al.). "auto": what the model declares (DiffusionModel.mean_estimator).
 MEAN_ESTIMATORS = ("auto", "x0", "samples")
 
@@ -124,7 +123,7 @@ def _check_image(image) -> np.ndarray:
     return array
 
 
-N_SAMPLES = Param("n_samples", int, 8, 1, 4096)
+N_SAMPLES = Param("n_samples", int, 8, 0, 4096)  # 0: the one-pass mean alone (a preview)
 SEED = Param("seed", int, 0, 0, 2**63 - 1)
 COVERAGE = Param("coverage", float, None, 0.01, 0.999)
 
@@ -178,11 +177,13 @@ def make_settings(model: DiffusionModel, *, sampler: str = "ddim", n_samples: in
     params = info.parameters(schedule, given)
     if mean not in MEAN_ESTIMATORS:
         raise ValueError(f"mean must be one of {MEAN_ESTIMATORS}; got {mean!r}")
-    if mean == "x0" and not (info.starts_from_noise and model.kind == "paired"):
-        raise ValueError(f"mean='x0' needs a paired model and a sampler that starts from pure noise; "
-                         f"{sampler!r} on a {model.kind} model does not: use mean='samples'")
+    if mean == "x0" and model.kind != "paired":
+        raise ValueError("mean='x0' needs a paired model (the noisy image is its condition); use mean='samples'")
     if mean == "auto":
-        mean = model.mean_estimator if (info.starts_from_noise and model.kind == "paired") else "samples"
+        mean = model.mean_estimator if model.kind == "paired" else "samples"
+    if n_samples == 0 and mean != "x0":
+        raise ValueError("n_samples must be at least 1, unless the mean is the one-pass estimate (mean='x0'), "
+                         "which needs no samples")
     calibration = None
     if coverage is not None:
         coverage = COVERAGE.check(coverage, schedule)
@@ -214,20 +215,6 @@ def plane_seed(seed: int, plane: int) -> int:
     return int(np.random.SeedSequence([seed, plane]).generate_state(1)[0])
 
 
-class _FirstCall:
-    """ε̂ with its first call remembered: a sampler that starts from the noise evaluates the
-    noisiest level first, and x̂₀ there is the one-evaluation posterior mean, at no extra cost."""
-
-    def __init__(self, eps_fn):
-        self.eps_fn, self.first = eps_fn, None
-
-    def __call__(self, y, gamma):
-        eps = self.eps_fn(y, gamma)
-        if self.first is None:
-            self.first = (y, gamma, eps)
-        return eps
-
-
 @dataclass
 class _PlaneMaps:
     mean: np.ndarray
@@ -244,15 +231,19 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
     cond = observed if model.kind == "paired" else None
     eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels)
-    first = _FirstCall(eps_fn)
     extra = {"observation": observed} if s.sampler.needs_observation else {}
     if s.sampler.needs_psf:
         extra["consistency"] = DataConsistency(observed, s.psf)
     gen = torch.Generator().manual_seed(seed)
     # noise is drawn on the CPU so a seed gives the same samples on every device
     noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
+    if s.n_samples == 0:  # the one-pass mean alone: no spread, so no std, entropy or interval
+        with torch.inference_mode():
+            mean = _posterior_mean(model, eps_fn, plane.shape, dev).float().cpu().numpy()
+        yield 1, 1
+        return _PlaneMaps(imap.to_input(mean), None, None, None, None, eps_fn.evaluations)
     y_T = noise_fn((s.n_samples, 1) + plane.shape)
-    run = s.sampler.function(first, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
+    run = s.sampler.function(eps_fn, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
     try:
         while True:
             step = next(run)
@@ -262,22 +253,19 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     with torch.inference_mode():
         mean, std, entropy = summarise(samples, model.value_range)
         if s.mean_estimator == "x0":
-            mean = _top_level_x0(first, y_T, model, eps_fn).mean(dim=0)[0]
+            mean = _posterior_mean(model, eps_fn, plane.shape, dev)
     mean, std = mean.float().cpu().numpy(), std.float().cpu().numpy()
     kept = imap.to_input(samples.float().cpu().numpy()) if s.keep_samples else None
     return _PlaneMaps(imap.to_input(mean), imap.scale_to_input(std), entropy.float().cpu().numpy(),
                       interval_unit(std, s.n_samples, 1.0) * imap.half_span, kept, eps_fn.evaluations)
 
 
-def _top_level_x0(first: _FirstCall, y_T, model: DiffusionModel, eps_fn) -> torch.Tensor:
-    """x̂₀ of the K starting noises at the noisiest level, reusing the sampler's first evaluation."""
+def _posterior_mean(model: DiffusionModel, eps_fn, shape, device) -> torch.Tensor:
+    """x̂₀ at the noisiest level with y_t = 0: the one-evaluation estimate of E[clean | noisy] that
+    TrainConfig.mean_fraction trains. From ε: x̂₀ = (0 − √(1−γ)·ε̂)/√γ."""
     gamma = float(model.schedule.alphas_cumprod[-1])
-    if first.first is not None and first.first[0] is y_T and abs(first.first[1] - gamma) <= 1e-9:
-        eps = first.first[2]
-    else:  # the sampler began elsewhere: one more evaluation
-        eps = eps_fn(y_T, gamma)
-    x0 = (y_T - math.sqrt(1 - gamma) * eps) / math.sqrt(gamma)
-    return x0.clamp(*model.value_range)
+    eps = eps_fn(torch.zeros((1, 1) + tuple(shape), device=device), gamma)
+    return (-math.sqrt(1 - gamma) / math.sqrt(gamma) * eps[0, 0]).clamp(*model.value_range)
 
 
 def _bright_map(plane, imap: IntensityMap, model: DiffusionModel) -> IntensityMap | None:
@@ -301,7 +289,7 @@ def _blend(low_maps: _PlaneMaps, high_maps: _PlaneMaps, imap: IntensityMap, mode
     w = np.clip((level - (ceiling - 0.3)) / 0.3, 0, 1).astype(np.float32)
 
     def mix(a, b):
-        return None if a is None else (1 - w) * a + w * b
+        return None if a is None or b is None else (1 - w) * a + w * b
 
     return _PlaneMaps(mix(low_maps.mean, high_maps.mean), mix(low_maps.std, high_maps.std),
                       mix(low_maps.entropy, high_maps.entropy), mix(low_maps.unit, high_maps.unit),
@@ -360,7 +348,8 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     s = settings if settings is not None else make_settings(model, **kwargs)
     run_model = _device_model(model, s.device)
     planes = array[None] if array.ndim == 2 else array
-    n_steps = s.sampler.n_evaluations(model.schedule, s.params)
+    n_steps = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
+    n_steps += s.mean_estimator == "x0"
     results, evaluations, bright_planes = [], 0, []
     t0 = time.perf_counter()
     # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
@@ -377,10 +366,11 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
         evaluations += maps.evaluations
         if bright:
             bright_planes.append(z)
-    mean = np.stack([m.mean for m in results]).reshape(array.shape)
-    std = np.stack([m.std for m in results]).reshape(array.shape)
-    entropy = np.stack([m.entropy for m in results]).reshape(array.shape).astype(np.float32)
-    unit = np.stack([m.unit for m in results]).reshape(array.shape)
+    def stacked(name):
+        maps = [getattr(m, name) for m in results]
+        return None if maps[0] is None else np.stack(maps).reshape(array.shape).astype(np.float32)
+
+    mean, std, entropy, unit = stacked("mean"), stacked("std"), stacked("entropy"), stacked("unit")
     extra = {"bright_pass_planes": bright_planes} if bright_planes else {}
     lower = upper = None
     if s.coverage is not None:

@@ -19,6 +19,10 @@ from .schedules import NoiseSchedule
 T = "T"  # a bound that stands for the model's number of training steps
 
 
+def _number(bound):
+    return bound if bound is None or isinstance(bound, str) else f"{bound:g}"
+
+
 @dataclass(frozen=True)
 class Param:
     """One sampler parameter: its type, default, accepted values and a plain-words explanation."""
@@ -47,12 +51,12 @@ class Param:
             return "true or false"
         if self.type is str:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        low, high = self.bounds(schedule)
+        low, high = (_number(b) for b in self.bounds(schedule))
         kind = "a whole number" if self.type is int else "a number"
         if low is not None and high is not None:
-            return f"{kind} from {low:g} to {high:g}"
+            return f"{kind} from {low} to {high}"
         if low is not None:
-            return f"{kind} of at least {low:g}"
+            return f"{kind} of at least {low}"
         return kind
 
     def check(self, value, schedule: NoiseSchedule):
@@ -98,9 +102,6 @@ class SamplerInfo:
     needs_psf: bool = False  # steered by data consistency with a known PSF (PI-DDPM)
     # rules between parameters (e.g. stop below start); raises ValueError naming them
     relations: Callable[[dict], None] | None = None
-    # the first network evaluation is at the noisiest level, on the starting noise itself: its
-    # x̂₀ is then the one-evaluation posterior mean (restore.MEAN_ESTIMATORS), free of charge
-    starts_from_noise: bool = True
     extra: dict = field(default_factory=dict)
 
     def spec(self, name: str) -> Param:
@@ -149,7 +150,6 @@ def register_sampler(
     needs_observation: bool = False,
     needs_psf: bool = False,
     relations: Callable[[dict], None] | None = None,
-    starts_from_noise: bool = True,
     replace: bool = False,
 ) -> SamplerInfo:
     """Make ``function`` available as sampler ``name`` in :func:`denoise`, the CLI and the widget.
@@ -165,7 +165,7 @@ def register_sampler(
     if name in SAMPLERS and not replace:
         raise ValueError(f"a sampler named {name!r} is already registered; pass replace=True to replace it")
     info = SamplerInfo(name, function, tuple(model_kinds), description, tuple(params), evaluations,
-                       needs_observation, needs_psf, relations, starts_from_noise)
+                       needs_observation, needs_psf, relations)
     SAMPLERS[name] = info
     return info
 
@@ -251,10 +251,10 @@ def _register_builtins() -> None:
                       help="How steps crowd towards low noise (EDM: 7)")))
 
     register_sampler("fb", guided.forward_backward, params=(START,), model_kinds=("unpaired",), needs_observation=True,
-                     evaluations=lambda s, p: p["start"], starts_from_noise=False,
+                     evaluations=lambda s, p: p["start"],
                      description="Forward-Backward: diffuse the image to step N, then denoise back (Baikal)")
     register_sampler(
-        "mixing", guided.mixing, model_kinds=("unpaired",), needs_observation=True, starts_from_noise=False,
+        "mixing", guided.mixing, model_kinds=("unpaired",), needs_observation=True,
         evaluations=lambda s, p: p["start"], relations=_mixing_relations,
         description="Forward-Backward, mixing the diffused image back in at every step down to n (Baikal)",
         params=(START,
@@ -272,12 +272,12 @@ def _register_builtins() -> None:
               help="Weight of the diffused image mixed in before each step"),
         Param("mix_stop", int, _scaled(50), 0, T, label="Mixing stops at", help="No mixing below this step"))
     register_sampler("repaint", guided.repaint, model_kinds=("unpaired",), needs_observation=True,
-                     starts_from_noise=False, evaluations=_repaint_evaluations,
+                     evaluations=_repaint_evaluations,
                      params=(*repaint_params, Param("renoise", bool, True, label="Re-noise between repeats",
                                                     help="True RePaint re-noises between repeats; Baikal's code does not")),
                      description="True RePaint: blocks of U steps repeated R times, re-noised between repeats")
     register_sampler("repaint-baikal", guided.repaint, model_kinds=("unpaired",), needs_observation=True,
-                     starts_from_noise=False, evaluations=_repaint_evaluations,
+                     evaluations=_repaint_evaluations,
                      params=(*repaint_params, Param("renoise", bool, False, label="Re-noise between repeats",
                                                     help="True RePaint re-noises between repeats; Baikal's code does not")),
                      description="Repaint as in Baikal's code: blocks repeated without re-noising")

@@ -50,10 +50,11 @@ class TrainConfig:
     # seconds to spend: when set, ``steps`` is fixed during the warm-up from the measured step rate,
     # so the cosine decay ends with the budget on whatever hardware runs it
     time_budget_s: float | None = None
-    # fraction of each batch drawn at the noisiest level, γ ∈ (ᾱ_{T−1}, ᾱ_{T−2}). There y_t carries no
-    # information, so the v- (or x̂₀-) loss trains x̂₀ to E[clean | noisy]: the one-evaluation posterior
-    # mean (restore.MEAN_ESTIMATORS). Uniform levels give that level 1/T of the training.
-    top_level_fraction: float = 0.0
+    # fraction of each batch that trains the one-evaluation posterior mean: at the noisiest level,
+    # γ ∈ (ᾱ_{T−1}, ᾱ_{T−2}), with y_t = 0 instead of noise, the v- (x̂₀-) loss is the MSE of x̂₀ to the
+    # clean image, so x̂₀(0, γ, noisy) learns E[clean | noisy] (restore.MEAN_ESTIMATORS, "x0"). A zero
+    # input is far from any noise the sampler feeds, so the network tells the two tasks apart.
+    mean_fraction: float = 0.0
 
 
 @dataclass
@@ -105,11 +106,14 @@ def draw_step(source: PairSource, schedule, config: TrainConfig, step: int):
     noisy, clean = source.batch(config.batch_size, config.patch_size, rng)
     gammas = sample_gammas(schedule, len(noisy), rng).astype(np.float32)
     eps = rng.standard_normal(clean.shape, dtype=np.float32)
-    n_top = round(config.top_level_fraction * len(gammas))
-    if n_top:  # drawn after ε, so a run without it keeps the exact stream it always had
+    n_mean = round(config.mean_fraction * len(gammas))
+    if n_mean:  # drawn after ε, so a run without it keeps the exact stream it always had
         top = schedule.n_steps - 1
         low, high = schedule.alphas_cumprod[top], schedule.alphas_cumprod_prev[top]
-        gammas[:n_top] = (low + (high - low) * rng.random(n_top)).astype(np.float32)
+        g = low + (high - low) * rng.random(n_mean)
+        gammas[:n_mean] = g.astype(np.float32)
+        # this ε makes y_t = √γ·clean + √(1−γ)·ε exactly 0: the targets follow from it for either parametrisation
+        eps[:n_mean] = (-np.sqrt(g / (1 - g))[:, None, None, None] * clean[:n_mean]).astype(np.float32)
     return noisy, clean, gammas, eps
 
 
