@@ -372,17 +372,18 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
 
     mean, std, entropy, unit = stacked("mean"), stacked("std"), stacked("entropy"), stacked("unit")
     extra = {"bright_pass_planes": bright_planes} if bright_planes else {}
-    lower = upper = None
-    if s.coverage is not None:
-        half = s.calibration.factor(s.coverage) * unit
-        lower, upper = mean - half, mean + half
     if array.size and float(array.min()) >= 0:
         # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
         negative = int((mean < 0).sum())
         if negative:
             extra["clamped_to_zero_pixels"] = negative
         mean = np.maximum(mean, 0)
-        lower = None if lower is None else np.maximum(lower, 0)
+    lower = upper = None
+    if s.coverage is not None:
+        half = s.calibration.factor(s.coverage) * unit
+        lower, upper = mean - half, mean + half
+        if "clamped_to_zero_pixels" in extra or float(array.min()) >= 0:
+            lower = np.maximum(lower, 0)
     samples = None
     if s.keep_samples:
         samples = np.stack([m.samples for m in results], axis=1).reshape((s.n_samples,) + array.shape)

@@ -1,0 +1,130 @@
+"""The posterior mean, the conformal intervals and the whole dynamic range (issue: trust on real data)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise import calibrate, denoise, load_model, save_checkpoint
+from napari_diffdenoise.core.calibration import (
+    Calibration,
+    block_split,
+    conformal_factor,
+    interval_unit,
+    measure,
+)
+from napari_diffdenoise.core.training import TrainConfig, draw_step
+
+
+def test_the_one_pass_mean_is_the_network_at_zero_input_and_the_noisiest_level(tiny_model, noisy_stack):
+    plane = noisy_stack[0]
+    result = denoise(plane, tiny_model, n_samples=0, mean="x0")
+    assert result.std is None and result.entropy is None and result.metadata["network_evaluations"] == 1
+    # by hand: the percentile map, the network at y = 0 and γ = ᾱ_{T−1}, x̂₀ = −√(1−γ)/√γ·ε̂, back to input units
+    from napari_diffdenoise.core.normalization import IntensityMap
+
+    imap = IntensityMap.from_percentiles(plane, tiny_model.percentiles)
+    cond = torch.from_numpy(imap.to_model(plane))[None, None]
+    gamma = float(tiny_model.schedule.alphas_cumprod[-1])
+    with torch.no_grad():
+        eps = tiny_model.predict_eps(torch.zeros_like(cond), torch.tensor([gamma]), cond)
+    x0 = (-math.sqrt(1 - gamma) / math.sqrt(gamma) * eps[0, 0]).clamp(-1.5, 1.5).numpy()
+    # (tiles are padded and run channels-last: float32 rounding differs by ~1e-3 of the range)
+    np.testing.assert_allclose(result.mean, np.maximum(imap.to_input(x0), 0), rtol=1e-3, atol=5e-3)
+    # with samples, the mean is the same one pass; the samples give the spread
+    full = denoise(plane, tiny_model, n_samples=3, steps=2, mean="x0", keep_samples=True)
+    np.testing.assert_allclose(full.mean, result.mean, rtol=1e-5, atol=1e-4)
+    assert full.metadata["n_steps"] == 2 + 1  # two sampler steps (the K samples batched), one pass for the mean
+    assert not np.allclose(full.mean, np.maximum(full.samples.mean(0), 0))
+
+
+def test_mean_estimators_are_checked(tiny_model):
+    with pytest.raises(ValueError, match="mean must be one of"):
+        denoise(np.ones((16, 16)), tiny_model, mean="median")
+    with pytest.raises(ValueError, match="n_samples must be at least 1, unless"):
+        denoise(np.ones((16, 16)), tiny_model, n_samples=0, mean="samples")
+    assert tiny_model.mean_estimator == "samples"  # an untrained model: auto means the sample average
+    assert denoise(np.ones((16, 16)), tiny_model, n_samples=1, steps=1).metadata["mean_estimator"] == "samples"
+
+
+def test_mean_training_makes_y_zero_and_leaves_other_runs_unchanged():
+    class Source:
+        def batch(self, n, size, rng):
+            clean = rng.random((n, 1, size, size)).astype(np.float32)
+            return clean + 0.1, clean
+
+    from napari_diffdenoise.core.schedules import NoiseSchedule
+
+    sched = NoiseSchedule("cosine", 50)
+    plain = draw_step(Source(), sched, TrainConfig(batch_size=4, patch_size=8), 3)
+    mixed = draw_step(Source(), sched, TrainConfig(batch_size=4, patch_size=8, mean_fraction=0.5), 3)
+    noisy, clean, gammas, eps = mixed
+    g = gammas[:2, None, None, None].astype(np.float64)
+    np.testing.assert_allclose(np.sqrt(g) * clean[:2] + np.sqrt(1 - g) * eps[:2], 0, atol=1e-6)
+    assert np.all(gammas[:2] < sched.alphas_cumprod_prev[-1]) and np.all(gammas[:2] >= sched.alphas_cumprod[-1] * 0.999)
+    for a, b in zip(plain, mixed):  # the rest of the batch is drawn exactly as without it
+        np.testing.assert_array_equal(a[2:], b[2:])
+
+
+def test_split_conformal_factor_covers_exchangeable_gaussian_errors():
+    rng = np.random.default_rng(0)
+    unit = rng.uniform(0.5, 2.0, (4, 128, 128)).astype(np.float32)
+    truth = rng.normal(0, 1, unit.shape).astype(np.float32) * unit  # errors ~ N(0, u²): λ(0.9) = 1.645
+    mean = np.zeros_like(truth)
+    mask = block_split(truth.shape, seed=0)
+    assert 0.45 < mask.mean() < 0.55
+    factors, covered, widths, n, _ = measure(mean, unit, truth, [0.8, 0.9, 0.95], mask)
+    np.testing.assert_allclose(factors, [1.2816, 1.6449, 1.9600], rtol=0.03)
+    np.testing.assert_allclose(covered, [0.8, 0.9, 0.95], atol=0.01)
+    assert widths[0] < widths[1] < widths[2] and n == mask.sum()
+    assert conformal_factor(np.arange(10.0), 0.95) == math.inf  # too few scores for that level
+
+
+def test_interval_unit_is_the_unbiased_std_with_a_floor():
+    std = np.array([0.0, 3.0])
+    np.testing.assert_allclose(interval_unit(std, 4, half_span=10.0), [0.1, math.sqrt(12 + 0.01)], rtol=1e-6)
+
+
+def test_calibrate_then_denoise_with_coverage(tiny_model, tmp_path):
+    rng = np.random.default_rng(1)
+    clean = rng.uniform(5, 30, (2, 48, 48)).astype(np.float32)
+    noisy = rng.poisson(clean).astype(np.float32)
+    settings = dict(n_samples=4, steps=2, eta=1.0, mean="samples", seed=0)
+    with pytest.raises(ValueError, match="has no calibration for sampler 'ddim'"):
+        denoise(noisy, tiny_model, coverage=0.9, **settings)
+    calibrated = calibrate(tiny_model, noisy, clean, coverage=(0.8, 0.9, 0.95), source="test pairs", **settings)
+    assert tiny_model.calibrations == [] and len(calibrated.calibrations) == 1  # the caller's model is unchanged
+    entry = Calibration.from_dict(calibrated.calibrations[0])
+    assert entry.source == "test pairs" and entry.settings["sampler"] == "ddim" and entry.settings["params"]["eta"] == 1.0
+    assert entry.factors == sorted(entry.factors) and all(abs(c - n) < 0.1 for c, n in zip(entry.held_out_coverage, entry.coverages))
+    result = denoise(noisy, calibrated, coverage=0.9, **settings)
+    assert result.metadata["coverage"] == 0.9 and result.metadata["interval_factor"] == pytest.approx(entry.factor(0.9))
+    assert np.all(result.lower <= result.mean) and np.all(result.mean <= result.upper)
+    np.testing.assert_allclose(result.upper - result.mean, entry.factor(0.9) * result.interval_unit, rtol=1e-5)
+    with pytest.raises(ValueError, match="no calibration"):  # other settings, other spread
+        denoise(noisy, calibrated, coverage=0.9, **{**settings, "steps": 3})
+    with pytest.raises(ValueError, match="coverage must be between 0.8 and 0.95"):
+        denoise(noisy, calibrated, coverage=0.99, **settings)
+    path = tmp_path / "calibrated.safetensors"
+    save_checkpoint(calibrated, path)
+    assert load_model(path).calibrations == calibrated.calibrations
+
+
+def test_sparse_bright_puncta_keep_their_intensity():
+    """A uint16 plane whose 99.8th percentile is a few hundred, with 65000-count puncta: the first
+    intensity map clips them near 1.5 percentile units; the bright pass must give them back."""
+    rng = np.random.default_rng(0)
+    truth = np.full((160, 160), 100.0)
+    yy, xx = np.mgrid[:160, :160]
+    spots = ((40, 40), (110, 90))
+    for (cy, cx), peak in zip(spots, (65000, 20000)):
+        truth += peak * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.0**2))
+    image = rng.poisson(truth).astype(np.uint16)
+    assert np.percentile(image, 99.8) < 1000  # the puncta lie far above the normalisation's top
+    model = load_model("demo")
+    result = denoise(image, model, n_samples=2, steps=2, seed=0)
+    assert result.metadata["bright_pass_planes"] == [0]
+    for cy, cx in spots:
+        assert result.mean[cy, cx] > 0.5 * truth[cy, cx], (cy, cx, result.mean[cy, cx])
+    assert result.mean.min() >= 0
+    assert abs(np.median(result.mean) - 100) < 20  # the background stays where it was
