@@ -100,6 +100,19 @@ def load(path: Path = DEFAULT_PATH, device: str = "cpu") -> UNet:
     return network.to(resolve_device(device)).eval()
 
 
+def info(path: Path = DEFAULT_PATH) -> dict:
+    """The training record stored with the weights, without its loss history."""
+    with safe_open(str(path), framework="pt") as f:
+        record = json.loads(f.metadata()["info"])
+    return {"training": record.get("training"), "final": (record.get("history") or [None])[-1]}
+
+
+def file_sha256(path: Path) -> str:
+    from napari_diffdenoise.core.checkpoint import file_sha256 as sha
+
+    return sha(path)
+
+
 def restore(network: UNet, image: np.ndarray) -> np.ndarray:
     """One 2D plane in, its prediction in the input's units out (the model's percentile map)."""
     imap = IntensityMap.from_percentiles(image, DEFAULT_PERCENTILES)

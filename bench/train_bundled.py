@@ -79,6 +79,9 @@ def main(argv=None):
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (same architecture)")
     parser.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     parser.add_argument("--ship", type=Path, help="store this checkpoint as a bundled model (named --name) and exit")
+    parser.add_argument("--mean-head", type=Path,
+                        help="with --ship: attach this one-step network (bench/care.py's format) as the model's mean "
+                             "head, the default estimate of the [mean] layer")
     parser.add_argument("--tile", type=int, default=512,
                         help="inference tile stored with the shipped model: on a CPU one 512² tile costs less than "
                              "the 3×3 overlapping 256² tiles a 512² plane would need (docs/benchmarks/speed.md)")
@@ -89,6 +92,13 @@ def main(argv=None):
         model = load_model(args.ship)
         model.name = name
         model.tile = args.tile
+        if args.mean_head:
+            from . import care
+
+            model.mean_network = care.load(args.mean_head)
+            model.mean_provenance = {"recipe": "bench/care.py (docs/training.md, 'The CARE baseline')",
+                                     "source_sha256": care.file_sha256(args.mean_head), **care.info(args.mean_head)}
+            model.mean_estimator = "head"
         sha = save_checkpoint(model, bundled_model_dir() / f"{name}.safetensors", half=True)
         print(f"shipped {args.ship} as {name} ({sha[:12]})")
         return

@@ -128,3 +128,25 @@ def test_sparse_bright_puncta_keep_their_intensity():
         assert result.mean[cy, cx] > 0.5 * truth[cy, cx], (cy, cx, result.mean[cy, cx])
     assert result.mean.min() >= 0
     assert abs(np.median(result.mean) - 100) < 20  # the background stays where it was
+
+
+def test_the_bundled_demo_carries_a_mean_head_that_is_its_default(tmp_path):
+    model = load_model("demo")
+    assert model.mean_estimator == "head" and model.mean_network is not None
+    rng = np.random.default_rng(0)
+    image = rng.poisson(np.tile(np.linspace(2, 40, 64), (64, 1))).astype(np.uint16)
+    head = denoise(image, model, n_samples=0)
+    assert head.metadata["mean_estimator"] == "head" and head.metadata["network_evaluations"] == 1
+    # the head's estimate is the same whatever the samples, and differs from their average
+    sampled = denoise(image, model, n_samples=2, steps=2, keep_samples=True)
+    np.testing.assert_allclose(sampled.mean, head.mean, rtol=1e-5, atol=1e-3)
+    assert np.abs(sampled.mean - np.maximum(sampled.samples.mean(0), 0)).mean() > 0.05
+    # the ramp comes back as a ramp: the head removes the noise, not the signal
+    assert np.corrcoef(head.mean.mean(0), np.linspace(2, 40, 64))[0, 1] > 0.99
+    # the head travels with the checkpoint
+    path = tmp_path / "copy.safetensors"
+    save_checkpoint(model, path)
+    again = load_model(path)
+    np.testing.assert_allclose(denoise(image, again, n_samples=0).mean, head.mean, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="has no mean head"):
+        denoise(image, load_model("widefield"), mean="head")

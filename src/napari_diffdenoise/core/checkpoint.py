@@ -47,9 +47,12 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
+    buffers = {f"net.{k}" for k, _ in model.network.named_buffers()}
+    if model.mean_network is not None:
+        tensors.update({f"mean.{k}": v.detach().cpu().contiguous() for k, v in model.mean_network.state_dict().items()})
+        buffers |= {f"mean.{k}" for k, _ in model.mean_network.named_buffers()}
     if half:
         # buffers (the Fourier frequencies of γ) keep full precision: fp16 would shift their phases
-        buffers = {f"net.{k}" for k, _ in model.network.named_buffers()}
         tensors = {k: v.half() if v.is_floating_point() and k not in buffers else v for k, v in tensors.items()}
     for k, v in (extra_tensors or {}).items():
         tensors[k] = v.detach().cpu().contiguous()
@@ -120,6 +123,17 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         network.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"weights in {Path(path).name} do not match its architecture: {err}") from err
+    mean_network, head = None, meta.get("mean_head")
+    if head is not None:
+        head_arch = dict(head["architecture"])
+        if head_arch.pop("name", "unet") != "unet":
+            raise CheckpointError(f"unknown mean-head architecture in {Path(path).name}")
+        mean_network = UNet(UNetConfig.from_dict(head_arch))
+        try:
+            mean_network.load_state_dict({k[len("mean.") :]: v.float() for k, v in tensors.items() if k.startswith("mean.")})
+        except RuntimeError as err:
+            raise CheckpointError(f"mean-head weights in {Path(path).name} do not match its architecture: {err}") from err
+        mean_network.eval()
     return DiffusionModel(
         network=network.eval(),
         schedule=NoiseSchedule.from_dict(meta["schedule"]),
@@ -133,6 +147,8 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         provenance=meta.get("provenance", {}),
         calibrations=list(meta.get("calibrations", [])),
         mean_estimator=meta.get("mean_estimator", "samples"),
+        mean_network=mean_network,
+        mean_provenance=(head or {}).get("provenance", {}),
     )
 
 

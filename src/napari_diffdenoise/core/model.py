@@ -10,6 +10,7 @@ from .normalization import DEFAULT_PERCENTILES, SAMPLE_RANGE
 from .schedules import NoiseSchedule
 
 MODEL_KINDS = ("paired", "unpaired")
+MEAN_HEAD_GAMMA = 0.5  # the head's noise-level input: any constant; its embedding acts as a learnt bias
 PREDICTIONS = ("eps", "v")
 
 
@@ -32,9 +33,13 @@ class DiffusionModel:
     # conformal calibrations of the uncertainty (core.calibration.Calibration.to_dict), one per
     # sampler setting they were measured for; fine-tuning drops them (the spread changes)
     calibrations: list = field(default_factory=list)
-    # the [mean] estimate this model was trained for (restore.MEAN_ESTIMATORS): "x0" once its
-    # noisiest level was trained as the posterior mean (TrainConfig.mean_fraction)
+    # the [mean] estimate this model recommends (restore.MEAN_ESTIMATORS): "head" when it carries a
+    # mean head, "x0" once its noisiest level was trained as the posterior mean, else "samples"
     mean_estimator: str = "samples"
+    # a one-step network trained on the MSE to the clean image (CARE-style, Weigert et al. 2018): the
+    # estimate of E[clean | noisy] in one evaluation. Unconditional U-Net; the noisy image is its input.
+    mean_network: UNet | None = None
+    mean_provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -62,6 +67,13 @@ class DiffusionModel:
         g = gamma.to(out.dtype).view(-1, 1, 1, 1)
         return (1 - g).sqrt() * y_t + g.sqrt() * out  # ε from v (Salimans & Ho 2022, §4)
 
+    def predict_mean(self, noisy: torch.Tensor) -> torch.Tensor:
+        """The mean head's estimate of the clean image, in model units, from the normalised noisy image."""
+        if self.mean_network is None:
+            raise ValueError(f"model {self.name!r} has no mean head; use mean='samples'")
+        gamma = torch.full((len(noisy),), MEAN_HEAD_GAMMA, device=noisy.device)
+        return self.mean_network(noisy, gamma)
+
     def metadata(self) -> dict:
         return {
             "format": "napari-diffdenoise/1",
@@ -76,4 +88,7 @@ class DiffusionModel:
             "provenance": self.provenance,
             "calibrations": self.calibrations,
             "mean_estimator": self.mean_estimator,
+            **({"mean_head": {"architecture": {"name": "unet", **self.mean_network.config.to_dict()},
+                              "gamma": MEAN_HEAD_GAMMA, "provenance": self.mean_provenance}}
+               if self.mean_network is not None else {}),
         }

@@ -31,10 +31,11 @@ from .uncertainty import summarise
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
-# How the [mean] layer is estimated. "x0": x̂₀ at the noisiest level with a zero input, one network
+# How the [mean] layer is estimated. "head": the model's mean head, a one-step network trained on
+# the MSE to the clean image (DiffusionModel.mean_network), one evaluation. "x0": x̂₀ at the noisiest level with a zero input, one network
 # evaluation of E[clean | noisy] for a model trained for it (TrainConfig.mean_fraction). "samples": the average of the K samples (DDPM-avg,
 # Osuna-Vargas et al.). "auto": what the model declares (DiffusionModel.mean_estimator).
-MEAN_ESTIMATORS = ("auto", "x0", "samples")
+MEAN_ESTIMATORS = ("auto", "head", "x0", "samples")
 
 
 class Cancelled(Exception):
@@ -179,11 +180,15 @@ def make_settings(model: DiffusionModel, *, sampler: str = "ddim", n_samples: in
         raise ValueError(f"mean must be one of {MEAN_ESTIMATORS}; got {mean!r}")
     if mean == "x0" and model.kind != "paired":
         raise ValueError("mean='x0' needs a paired model (the noisy image is its condition); use mean='samples'")
+    if mean == "head" and model.mean_network is None:
+        raise ValueError(f"mean='head' needs a model with a mean head; {model.name!r} has none: use mean='samples'")
     if mean == "auto":
-        mean = model.mean_estimator if model.kind == "paired" else "samples"
-    if n_samples == 0 and mean != "x0":
-        raise ValueError("n_samples must be at least 1, unless the mean is the one-pass estimate (mean='x0'), "
-                         "which needs no samples")
+        mean = model.mean_estimator
+        if (mean == "x0" and model.kind != "paired") or (mean == "head" and model.mean_network is None):
+            mean = "samples"
+    if n_samples == 0 and mean == "samples":
+        raise ValueError("n_samples must be at least 1, unless the mean is a one-pass estimate (mean='head' or "
+                         "'x0'), which needs no samples")
     calibration = None
     if coverage is not None:
         coverage = COVERAGE.check(coverage, schedule)
@@ -239,7 +244,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
     if s.n_samples == 0:  # the one-pass mean alone: no spread, so no std, entropy or interval
         with torch.inference_mode():
-            mean = _posterior_mean(model, eps_fn, plane.shape, dev).float().cpu().numpy()
+            mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape).float().cpu().numpy()
         yield 1, 1
         return _PlaneMaps(imap.to_input(mean), None, None, None, None, eps_fn.evaluations)
     y_T = noise_fn((s.n_samples, 1) + plane.shape)
@@ -252,12 +257,32 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
         samples = stop.value[:, 0]
     with torch.inference_mode():
         mean, std, entropy = summarise(samples, model.value_range)
-        if s.mean_estimator == "x0":
-            mean = _posterior_mean(model, eps_fn, plane.shape, dev)
+        if s.mean_estimator != "samples":
+            mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
     mean, std = mean.float().cpu().numpy(), std.float().cpu().numpy()
     kept = imap.to_input(samples.float().cpu().numpy()) if s.keep_samples else None
     return _PlaneMaps(imap.to_input(mean), imap.scale_to_input(std), entropy.float().cpu().numpy(),
                       interval_unit(std, s.n_samples, 1.0) * imap.half_span, kept, eps_fn.evaluations)
+
+
+class _HeadAsEps:
+    """The mean head in TiledEpsilon's clothes, so that it is tiled and blended like the sampler:
+    its 'ε' is the head's clean estimate of the condition, whatever y is."""
+
+    def __init__(self, model: DiffusionModel):
+        self.model, self.network = model, model.mean_network
+
+    def predict_eps(self, y, gammas, cond):
+        return self.model.predict_mean(cond)
+
+
+def _one_pass_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) -> torch.Tensor:
+    if s.mean_estimator == "x0":
+        return _posterior_mean(model, eps_fn, shape, s.device)
+    head = TiledEpsilon(_HeadAsEps(model), observed, shape, s.tile, s.overlap, s.batch_pixels)
+    estimate = head(torch.zeros((1, 1) + tuple(shape), device=s.device), 0.5)[0, 0]
+    eps_fn.evaluations += head.evaluations
+    return estimate.clamp(*model.value_range)
 
 
 def _posterior_mean(model: DiffusionModel, eps_fn, shape, device) -> torch.Tensor:
@@ -308,8 +333,10 @@ def _restore_plane(plane, model: DiffusionModel, s: Settings, z: int):
 
 def _device_model(model: DiffusionModel, device: torch.device) -> DiffusionModel:
     """The model on ``device`` in channels-last, without touching the caller's network."""
-    network = copy.deepcopy(model.network).to(device).eval().to(memory_format=torch.channels_last)
-    return dataclasses.replace(model, network=network)
+    def moved(net):
+        return None if net is None else copy.deepcopy(net).to(device).eval().to(memory_format=torch.channels_last)
+
+    return dataclasses.replace(model, network=moved(model.network), mean_network=moved(model.mean_network))
 
 
 def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int, seconds: float, extra: dict) -> dict:
@@ -349,7 +376,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     run_model = _device_model(model, s.device)
     planes = array[None] if array.ndim == 2 else array
     n_steps = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
-    n_steps += s.mean_estimator == "x0"
+    n_steps += s.mean_estimator != "samples"
     results, evaluations, bright_planes = [], 0, []
     t0 = time.perf_counter()
     # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
