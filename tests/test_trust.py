@@ -148,5 +148,5 @@ def test_the_bundled_demo_carries_a_mean_head_that_is_its_default(tmp_path):
     save_checkpoint(model, path)
     again = load_model(path)
     np.testing.assert_allclose(denoise(image, again, n_samples=0).mean, head.mean, rtol=1e-5, atol=1e-3)
-    with pytest.raises(ValueError, match="has no mean head"):
+    with pytest.raises(ValueError, match="needs a model with a mean head; .widefield. has none"):
         denoise(image, load_model("widefield"), mean="head")
