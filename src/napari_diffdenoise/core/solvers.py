@@ -91,6 +91,10 @@ def dpmpp_2m_sde(
     return x
 
 
+EDM_S_MAX = 80.0  # EDM's σ_max: the cosine schedule's own noisiest level (s ≈ 4000) makes a few-step Heun's
+# first trapezoid span four decades, and its correction at the low end then dominates the step
+
+
 def heun_evaluations(schedule: NoiseSchedule, params: dict) -> int:
     return 2 * params["steps"] - 1
 
@@ -100,19 +104,20 @@ def edm_heun(
     churn: float = 0.0, rho: float = 7.0, clip: tuple[float, float] | None = (-1.0, 1.0),
 ) -> Generator[SamplerStep, None, torch.Tensor]:
     """EDM's stochastic sampler (Karras et al. 2022, Alg. 2): levels s_i = (s_max^{1/ρ} + i/(N−1)·
-    (s_min^{1/ρ} − s_max^{1/ρ}))^ρ between the schedule's noisiest and cleanest level, then 0. At each
+    (s_min^{1/ρ} − s_max^{1/ρ}))^ρ from s_max = min(80, the schedule's noisiest) to its cleanest
+    level, then 0; it starts, as EDM does, from pure noise of std s_max. At each
     level noise is added back up to ŝ = s_i·(1 + min(churn/N, √2 − 1)), never above s_max (the
     network has not seen higher), then a Heun step to s_{i+1}; the last step is Euler (2N − 1
     evaluations). churn = 0 is the deterministic Heun sampler."""
     alphas = schedule.alphas_cumprod
-    s_max, s_min = noise_level(float(alphas[-1])), noise_level(float(alphas[0]))
+    s_max, s_min = min(EDM_S_MAX, noise_level(float(alphas[-1]))), noise_level(float(alphas[0]))
     if steps == 1:
         levels = [s_max, 0.0]
     else:
         inv = 1 / rho
         levels = [(s_max**inv + i / (steps - 1) * (s_min**inv - s_max**inv)) ** rho for i in range(steps)] + [0.0]
     d = denoiser(eps_fn, clip)
-    x = y_T / math.sqrt(1 / (1 + s_max**2))
+    x = y_T * s_max
     total, done = heun_evaluations(schedule, {"steps": steps}), 0
     boost = min(churn / steps, math.sqrt(2) - 1)
     for i in range(steps):
