@@ -21,7 +21,7 @@ def test_manifest_is_valid():
     from npe2 import PluginManifest
 
     manifest = PluginManifest.from_distribution("napari-diffdenoise")
-    assert {w.display_name for w in manifest.contributions.widgets} == {"Denoise", "Train", "Compare"}
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Denoise", "Train", "Compare", "Calibrate"}
     assert [s.key for s in manifest.contributions.sample_data] == ["low_light_stack", "widefield_stack"]
 
 

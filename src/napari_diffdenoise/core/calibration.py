@@ -20,6 +20,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -104,6 +105,13 @@ class Calibration:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+class CalibrationRun(NamedTuple):
+    model: object  # the calibrated copy (a DiffusionModel)
+    calibration: Calibration
+    restoration: object  # the Restoration it was measured on (for a reliability diagram)
+    truth: np.ndarray  # the truth as compared (after the scale-and-offset fit)
+
+
 def run_settings(metadata: dict) -> dict:
     """The part of a restoration's metadata that a calibration must match."""
     return {"sampler": metadata["sampler"], "params": metadata["sampler_params"],
@@ -142,23 +150,12 @@ def measure(mean, unit, truth, coverages, mask, std=None) -> tuple[list, list, l
     return factors, covered, widths, int(mask.sum()), rho
 
 
-def calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str = "user pairs", fit_truth: bool = True,
-              split_seed: int = 0, progress=None, cancel=None, **settings):
-    """Calibrate ``model``'s intervals on (noisy, clean) pairs and return a calibrated copy.
-
-    noisy, clean: the same shape, a 2D plane or a (Z, Y, X) stack; clean is the truth (a long
-        average, a high-light image, or the simulated expected image). With ``fit_truth`` it is
-        first mapped onto each restored plane by a least-squares scale and offset.
-    coverage: one level or several (default: 0.5 … 0.99); :func:`denoise` interpolates between them.
-    source: recorded in the calibration: where the pairs came from.
-    settings: the sampler settings to calibrate, as for :func:`denoise` (sampler, n_samples, steps,
-        eta, sampler_params, mean, seed, ...); the calibration holds for those only.
-
-    The returned model carries the new calibration first among its calibrations (one for the same
-    settings is replaced); save it with ``save_checkpoint`` to keep it. ``model`` is not changed.
-    """
+def iter_calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str = "user pairs",
+                   fit_truth: bool = True, split_seed: int = 0, **settings):
+    """:func:`calibrate` as a generator: yields the restoration's Progress after every network step
+    (for a napari worker), returns a :class:`CalibrationRun`."""
     from .checkpoint import load_model
-    from .restore import Cancelled, denoise
+    from .restore import iter_denoise, make_settings
 
     if isinstance(model, str):
         model = load_model(model)
@@ -168,11 +165,10 @@ def calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str = "use
     coverages = sorted({float(c) for c in np.atleast_1d(coverage)})
     if not all(0 < c < 1 for c in coverages):
         raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
-    if settings.get("n_samples", 8) < 2:
+    run_settings_ = make_settings(model, **settings)
+    if run_settings_.n_samples < 2:
         raise ValueError("n_samples must be at least 2 to calibrate: one sample has no spread")
-    result = denoise(noisy, model, progress=progress, cancel=cancel, **settings)
-    if result is None:
-        raise Cancelled("calibration was cancelled")
+    result = yield from iter_denoise(noisy, model, run_settings_)
     truth = clean.astype(np.float32)
     if fit_truth:
         planes = truth.reshape(-1, *truth.shape[-2:])
@@ -182,4 +178,30 @@ def calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str = "use
     factors, covered, widths, n, rho = measure(result.mean, result.interval_unit, truth, coverages, mask, result.std)
     calibration = Calibration(run_settings(result.metadata), coverages, factors, covered, widths, source, n, rho)
     kept = [c for c in model.calibrations if not Calibration.from_dict(c).matches(calibration.settings)]
-    return dataclasses.replace(model, calibrations=[calibration.to_dict(), *kept])
+    return CalibrationRun(dataclasses.replace(model, calibrations=[calibration.to_dict(), *kept]), calibration,
+                          result, truth)
+
+
+def calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str = "user pairs", fit_truth: bool = True,
+              split_seed: int = 0, progress=None, cancel=None, **settings):
+    """Calibrate ``model``'s intervals on (noisy, clean) pairs and return a calibrated copy.
+
+    noisy, clean: the same shape, a 2D plane or a (Z, Y, X) stack; clean is the truth (a long
+        average, a high-light image, or the simulated expected image). With ``fit_truth`` it is
+        first mapped onto each restored plane by a least-squares scale and offset.
+    coverage: one level or several (default: 0.5 … 0.99); :func:`denoise` interpolates between them.
+    source: recorded in the calibration: where the pairs came from ("user pairs", "simulated: …").
+    settings: the sampler settings to calibrate, as for :func:`denoise` (sampler, n_samples, steps,
+        eta, sampler_params, mean, seed, ...); the calibration holds for those only.
+
+    The returned model carries the new calibration first among its calibrations (one for the same
+    settings is replaced); save it with ``save_checkpoint`` to keep it. ``model`` is not changed.
+    """
+    from .driving import drive
+    from .restore import Cancelled
+
+    run, cancelled = drive(iter_calibrate(model, noisy, clean, coverage, source=source, fit_truth=fit_truth,
+                                                 split_seed=split_seed, **settings), progress, cancel)
+    if cancelled:
+        raise Cancelled("calibration was cancelled")
+    return run.model

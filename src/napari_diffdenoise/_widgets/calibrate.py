@@ -1,0 +1,163 @@
+"""The Calibrate dock widget: conformal intervals for a model, from a noisy layer and its truth.
+
+The run goes through :func:`napari_diffdenoise.core.calibration.iter_calibrate` in a worker; when
+it ends, the calibrated model is saved to a new file (never over an existing one), joins every
+model list, and the widget shows the held-out coverage per level and the reliability diagram
+(RMSE of the error against the RMS predicted std, in bins of std, as CAREamics draws it).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox, Table
+
+from ..core.checkpoint import load_model, save_checkpoint
+from ..core.metrics import reliability
+from ..core.sampler_registry import list_samplers
+from ._worker import WorkerControls
+from .denoise import _Failure, _image_choices, notify_error
+from .model_registry import REGISTRY
+
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
+
+
+def free_path(path: Path) -> Path:
+    """``path``, or ``name-2``, ``name-3`` … beside it: a new file never replaces an old one."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def _calibrate_job(model, noisy, truth, settings, source):
+    from ..core.calibration import iter_calibrate
+
+    try:
+        return (yield from iter_calibrate(model, noisy, truth, LEVELS, source=source, **settings))
+    except (ValueError, TypeError, MemoryError, RuntimeError) as err:
+        return _Failure(str(err))
+
+
+class CalibrateWidget(WorkerControls, Container):
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self.model = ComboBox(label="Model", choices=lambda _widget=None: REGISTRY.choices(), tooltip="The model whose intervals to calibrate")
+        self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="A low-light image of a field…")
+        self.truth = ComboBox(label="Truth layer", choices=self._images,
+                              tooltip="…and its truth: a long average or a high-light image of the same field "
+                                      "(fitted to the result by a scale and an offset first)")
+        self.sampler = ComboBox(label="Sampler", choices=list_samplers("paired"), value="ddim",
+                                tooltip="The intervals hold for the settings calibrated here: use the same in Denoise")
+        self.steps = SpinBox(label="Steps", value=4, min=1, max=1000, tooltip="Network evaluations per sample")
+        self.n_samples = SpinBox(label="Samples (K)", value=8, min=2, max=64,
+                                 tooltip="Samples whose spread gives the interval width")
+        self.output = FileEdit(label="Save as", mode="w", filter="*.safetensors",
+                               tooltip="The calibrated copy of the model; a new name is chosen if this file exists")
+        self.run_button = PushButton(text="Calibrate")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.start_button = self.run_button
+        self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
+        self.status = Label(value="")
+        self.table = Table()
+        self.extend([self.model, self.noisy, self.truth, self.sampler, self.steps, self.n_samples, self.output,
+                     self.run_button, self.cancel_button, self.progress, self.status, self.table])
+        self.figure = None
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        REGISTRY.subscribe(self.model)
+        layers = napari_viewer.layers.events
+        for event in (layers.inserted, layers.removed, layers.reordered):
+            event.connect(self.noisy.reset_choices)
+            event.connect(self.truth.reset_choices)
+        self.reset_choices()
+
+    def _images(self, _widget=None):
+        return _image_choices(self._viewer)
+
+    def _validate(self):
+        noisy, truth = self.noisy.value, self.truth.value
+        if noisy is None or truth is None:
+            raise ValueError("Select a noisy layer and its truth layer")
+        if noisy is truth:
+            raise ValueError("The noisy layer and the truth layer must be different layers")
+        if tuple(noisy.data.shape) != tuple(truth.data.shape):
+            raise ValueError(f"'{noisy.name}' {tuple(noisy.data.shape)} and '{truth.name}' "
+                             f"{tuple(truth.data.shape)} differ in shape")
+        if self.model.value is None:
+            raise ValueError("Choose a model")
+        model = load_model(self.model.value)
+        if model.kind != "paired":
+            raise ValueError(f"'{model.name}' is an unpaired model; calibrate a paired one")
+        out = Path(str(self.output.value)) if str(self.output.value) not in ("", ".") else None
+        if out is None or out.is_dir():
+            folder = out if out is not None else Path.cwd()
+            out = folder / f"{model.name}-calibrated.safetensors"
+        return model, np.asarray(noisy.data).copy(), np.asarray(truth.data).copy(), free_path(out)
+
+    def run(self):
+        from napari.qt.threading import create_worker
+
+        if self._worker is not None:
+            return  # one run at a time
+        try:
+            model, noisy, truth, out = self._validate()
+        except (ValueError, OSError) as err:
+            notify_error(str(err))
+            return
+        settings = dict(sampler=self.sampler.value, n_samples=self.n_samples.value,
+                        sampler_params={"steps": self.steps.value})
+        source = f"user pairs: layers '{self.noisy.value.name}' / '{self.truth.value.name}'"
+        self._worker = create_worker(_calibrate_job, model, noisy, truth, settings, source, _start_thread=False)
+        self._worker.yielded.connect(self._on_progress)
+        self._worker.returned.connect(lambda run: self._on_returned(run, out))
+        self._worker.aborted.connect(lambda: setattr(self.status, "value", "Cancelled; nothing saved"))
+        self._launch(self._worker)
+
+    def _on_progress(self, info):
+        self.progress.value = int(1000 * info.fraction)
+        self.status.value = f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}"
+
+    def _on_returned(self, run, out: Path):
+        if isinstance(run, _Failure):
+            notify_error(f"Calibration failed: {run}")
+            self.status.value = "Failed; nothing saved"
+            return
+        try:
+            save_checkpoint(run.model, out)
+        except OSError as err:
+            notify_error(f"Could not save the calibrated model to {out}: {err}")
+            self.status.value = "Calibrated, but not saved"
+            return
+        REGISTRY.add(out)
+        c = run.calibration
+        self.table.value = {"data": [[f"{n:.2f}", f"{h:.3f}", f"{f:.2f}", f"{w:.4g}"] for n, h, f, w in
+                                     zip(c.coverages, c.held_out_coverage, c.factors, c.held_out_width)],
+                            "index": [f"{n:.0%}" for n in c.coverages],
+                            "columns": ["nominal", "held-out", "λ", "mean width"]}
+        self._show_reliability(run)
+        self.progress.value = 1000
+        rho = f", Spearman ρ(std, |error|) {c.spearman:.2f}" if c.spearman is not None else ""
+        self.status.value = f"Saved {out.name}{rho}"
+
+    def _show_reliability(self, run):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        rmv, rmse = reliability(run.restoration.std, run.restoration.mean - run.truth)
+        if self.figure is None:
+            self.figure = FigureCanvasQTAgg(Figure(figsize=(3.5, 2.6), tight_layout=True))
+            self.figure.setMinimumHeight(220)
+            self.native.layout().addWidget(self.figure)
+        fig = self.figure.figure
+        fig.clear()
+        ax = fig.add_subplot()
+        top = float(max(rmv.max(), rmse.max()))
+        ax.plot([0, top], [0, top], "k--", lw=1, label="calibrated")
+        ax.plot(rmv, rmse, "o-", ms=3, label="this model")
+        ax.set_xlabel("RMS predicted std")
+        ax.set_ylabel("RMSE of the mean")
+        ax.legend(fontsize="small")
+        self.figure.draw_idle()

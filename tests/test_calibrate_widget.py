@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from napari_diffdenoise._widgets import calibrate as calibrate_module
+from napari_diffdenoise._widgets import denoise as denoise_module
+from napari_diffdenoise._widgets.calibrate import CalibrateWidget
+from napari_diffdenoise._widgets.denoise import DenoiseWidget
+from napari_diffdenoise._widgets.model_registry import REGISTRY
+from napari_diffdenoise.core.checkpoint import load_model
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    messages = []
+    monkeypatch.setattr(calibrate_module, "notify_error", messages.append)
+    monkeypatch.setattr(denoise_module, "notify_error", messages.append)
+    return messages
+
+
+def test_calibrate_saves_a_new_model_that_denoise_uses_for_intervals(make_napari_viewer, qtbot, errors, tiny_checkpoint,
+                                                                     tmp_path):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(5, 40, (2, 48, 48)).astype(np.float32)
+    viewer.add_image(rng.poisson(truth).astype(np.uint16), name="noisy")
+    viewer.add_image(truth, name="truth")
+    w = CalibrateWidget(viewer)
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    w.noisy.value, w.truth.value = viewer.layers["noisy"], viewer.layers["truth"]
+    w.steps.value, w.n_samples.value = 2, 3
+    taken = tmp_path / "calibrated.safetensors"
+    taken.write_bytes(b"an earlier file")
+    w.output.value = taken
+    w.run()
+    qtbot.waitUntil(lambda: w.status.value.startswith(("Saved", "Failed")), timeout=60_000)
+    assert not errors, errors
+    assert taken.read_bytes() == b"an earlier file"  # never replaced
+    saved = tmp_path / "calibrated-2.safetensors"
+    model = load_model(saved)
+    assert len(model.calibrations) == 1 and model.calibrations[0]["settings"]["params"]["steps"] == 2
+    assert model.calibrations[0]["source"] == "user pairs: layers 'noisy' / 'truth'"
+    table = w.table.to_dict("split")
+    assert len(table["data"]) == 9 and table["columns"][:2] == ["nominal", "held-out"]
+    assert w.figure is not None
+
+    d = DenoiseWidget(viewer)
+    d.image.value = viewer.layers["noisy"]
+    d.model.value = str(saved.resolve())
+    d.steps.value, d.n_samples.value, d.coverage.value = 2, 3, 0.9
+    d.run()
+    qtbot.waitUntil(lambda: "noisy [upper]" in viewer.layers, timeout=60_000)
+    mean, std, entropy = (viewer.layers[f"noisy [{n}]"].data for n in ("mean", "std", "entropy"))
+    lower, upper = viewer.layers["noisy [lower]"], viewer.layers["noisy [upper]"]
+    assert not lower.visible and not upper.visible
+    assert lower.metadata["napari_diffdenoise"]["coverage"] == 0.9
+    assert np.all(lower.data <= mean) and np.all(mean <= upper.data) and np.any(upper.data > mean)
+    # the std layer holds the spread in intensity units, the entropy layer bits in [0, log2 K]
+    assert std.max() > 0 and entropy.max() <= np.log2(3) + 1e-6 and not np.allclose(std, entropy)
+    assert not errors, errors
+
+
+def test_calibrate_refuses_the_same_layer_twice(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((32, 32)), name="a")
+    w = CalibrateWidget(viewer)
+    w.noisy.value = w.truth.value = viewer.layers["a"]
+    w.run()
+    assert errors == ["The noisy layer and the truth layer must be different layers"]
