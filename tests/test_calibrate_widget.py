@@ -41,7 +41,7 @@ def test_calibrate_saves_a_new_model_that_denoise_uses_for_intervals(make_napari
     assert len(model.calibrations) == 1 and model.calibrations[0]["settings"]["params"]["steps"] == 2
     assert model.calibrations[0]["source"] == "user pairs: layers 'noisy' / 'truth'"
     table = w.table.to_dict("split")
-    assert len(table["data"]) == 9 and table["columns"][:2] == ["nominal", "held-out"]
+    assert len(table["data"]) == 9 and list(table["columns"][:2]) == ["nominal", "held-out"]
     assert w.figure is not None
 
     d = DenoiseWidget(viewer)
