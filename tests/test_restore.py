@@ -110,3 +110,15 @@ def test_a_suspended_run_leaves_the_thread_in_normal_grad_mode(tiny_model, noisy
     next(run)
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     run.close()
+
+
+def test_identical_planes_get_independent_noise_and_samples_do_not_depend_on_k(tiny_model):
+    plane = np.random.default_rng(3).poisson(6, (32, 40)).astype(np.float32)
+    stack = np.stack([plane, plane])
+    result = denoise(stack, tiny_model, n_samples=3, steps=3, eta=1.0, mean="samples", keep_samples=True)
+    # the same plane twice: the same model, different noise → different samples, similar statistics
+    assert not np.allclose(result.samples[:, 0], result.samples[:, 1])
+    # one sample's noise does not depend on how many others are drawn (η = 1 draws noise every step)
+    one = denoise(plane, tiny_model, n_samples=1, steps=3, eta=1.0, mean="samples", keep_samples=True)
+    np.testing.assert_allclose(one.samples[0], result.samples[0, 0], rtol=1e-4, atol=1e-3)
+    assert not np.allclose(result.samples[0, 0], result.samples[1, 0])

@@ -36,6 +36,8 @@ DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md,
 # evaluation of E[clean | noisy] for a model trained for it (TrainConfig.mean_fraction). "samples": the average of the K samples (DDPM-avg,
 # Osuna-Vargas et al.). "auto": what the model declares (DiffusionModel.mean_estimator).
 MEAN_ESTIMATORS = ("auto", "head", "x0", "samples")
+# what denoise() does unless told otherwise; the bundled models ship calibrated for it
+DEFAULT_SAMPLER_SETTINGS = {"sampler": "ddim", "sampler_params": {"steps": 10, "eta": 1.0}, "n_samples": 8}
 
 
 class Cancelled(Exception):
@@ -215,6 +217,22 @@ def check_settings(model, sampler, n_samples, steps, eta, device, sampler_params
                          sampler_params=sampler_params, psf=psf)
 
 
+class SampleNoise:
+    """Gaussian noise for a batch of K samples, each from its own generator (seeded by the plane's
+    seed and the sample's index): sample k is the same whether K samples are drawn or more, and
+    noise is drawn on the CPU, so a seed gives the same samples on every device."""
+
+    def __init__(self, seed: int, n_samples: int, device):
+        self.generators = [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+                           for k in range(n_samples)]
+        self.device = device
+
+    def __call__(self, shape) -> torch.Tensor:
+        if shape[0] != len(self.generators):
+            raise ValueError(f"noise for {shape[0]} samples asked of a generator for {len(self.generators)}")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in self.generators]).to(self.device)
+
+
 def plane_seed(seed: int, plane: int) -> int:
     """Independent noise per plane, reproducible from the user's seed alone."""
     return int(np.random.SeedSequence([seed, plane]).generate_state(1)[0])
@@ -239,9 +257,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     extra = {"observation": observed} if s.sampler.needs_observation else {}
     if s.sampler.needs_psf:
         extra["consistency"] = DataConsistency(observed, s.psf)
-    gen = torch.Generator().manual_seed(seed)
-    # noise is drawn on the CPU so a seed gives the same samples on every device
-    noise_fn = lambda shape: torch.randn(shape, generator=gen).to(dev)  # noqa: E731
+    noise_fn = SampleNoise(seed, s.n_samples, dev)
     if s.n_samples == 0:  # the one-pass mean alone: no spread, so no std, entropy or interval
         with torch.inference_mode():
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape).float().cpu().numpy()

@@ -196,7 +196,9 @@ def _scaled(steps_of_1000: int):
 
 STEPS = Param("steps", int, 10, 1, T, help="Network evaluations per sample: more is slower and a little sharper",
               label="Steps")
-ETA = Param("eta", float, 0.0, 0.0, 1.0, label="Randomness (η)",
+# η = 1 by default: at equal cost it ranks the errors at least as well as η = 0 and gives narrower
+# calibrated intervals from 10 steps on (docs/benchmarks/samplers.md); η = 0 is no posterior sampler
+ETA = Param("eta", float, 1.0, 0.0, 1.0, label="Randomness (η)",
             help="How much fresh noise each step adds: 1 draws honest posterior samples (the spread is the "
                  "uncertainty), 0 follows one deterministic path per starting noise")
 START = Param("start", int, _scaled(100), 0, T, label="Diffusion depth (N)",

@@ -1,0 +1,55 @@
+"""Calibrate a bundled model's intervals on held-out simulated pairs and store the calibration in
+the package's checkpoint (the bundled models ship calibrated; docs/method.md, "Intervals").
+
+    python -m bench.calibrate_bundled [--model demo] [--size 256]
+
+The calibration pairs are simulated with seeds that neither training nor any benchmark uses (image
+index 7 of bench.common.held_out_pair; the benchmarks use index 0), every kind at 3, 10, 30 and
+100 photons. One calibration is stored per sampler setting in SETTINGS (the default first).
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from napari_diffdenoise.core.calibration import COVERAGE_GRID, calibrate
+from napari_diffdenoise.core.checkpoint import bundled_model_dir, load_model, save_checkpoint
+from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS
+from napari_diffdenoise.core.simulate import KINDS
+
+from .common import held_out_pair
+
+CALIBRATION_INDEX = 7
+PHOTONS = (3.0, 10.0, 30.0, 100.0)
+SETTINGS = [  # the default first; then the fast and thorough presets of the Denoise widget
+    DEFAULT_SAMPLER_SETTINGS,
+    {"sampler": "ddim", "sampler_params": {"steps": 3, "eta": 1.0}, "n_samples": 4},
+    {"sampler": "ddim", "sampler_params": {"steps": 20, "eta": 1.0}, "n_samples": 16},
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args(argv)
+    pairs = [held_out_pair(kind, photons, args.size, CALIBRATION_INDEX) for kind in KINDS for photons in PHOTONS]
+    noisy = np.stack([n for n, _ in pairs]).astype(np.float32)
+    clean = np.stack([c for _, c in pairs]).astype(np.float32)
+    model = load_model(args.model)
+    model.calibrations = []
+    source = (f"simulated: {len(pairs)} held-out {args.size}² images (nuclei, filaments, membranes, puncta at "
+              f"{', '.join(f'{p:g}' for p in PHOTONS)} photons; bench/calibrate_bundled.py)")
+    for settings in reversed(SETTINGS):  # calibrate() puts the newest first: the default ends first
+        model = calibrate(model, noisy, clean, COVERAGE_GRID, source=source, fit_truth=False, seed=0, **settings)
+        c = model.calibrations[0]
+        print(settings, "λ", [round(f, 3) for f in c["factors"]], "held-out", [round(h, 3) for h in c["held_out_coverage"]],
+              "ρ", round(c["spearman"], 3), flush=True)
+    path = bundled_model_dir() / f"{args.model}.safetensors"
+    sha = save_checkpoint(model, path, half=True)
+    print(f"stored {len(model.calibrations)} calibrations in {path} ({sha[:12]})")
+
+
+if __name__ == "__main__":
+    main()
