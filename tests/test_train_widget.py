@@ -115,3 +115,29 @@ def test_a_failure_during_training_is_a_notification_not_a_traceback(setup, qtbo
     w.start()
     qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
     assert errors and "Training failed" in errors[0] and "Failed" in w.status.value
+
+
+def test_a_second_run_writes_a_new_file_and_keeps_the_first(make_napari_viewer, tmp_path, qtbot, monkeypatch):
+    from napari_diffdenoise._widgets import train as train_module
+    from napari_diffdenoise._widgets.train import TrainWidget
+
+    infos = []
+    monkeypatch.setattr(train_module, "show_info", infos.append)
+    monkeypatch.setattr(train_module, "notify_error", infos.append)
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0, 50, (64, 64)).astype(np.float32)
+    viewer.add_image(rng.poisson(clean).astype(np.float32), name="noisy")
+    viewer.add_image(clean, name="clean")
+    w = TrainWidget(viewer)
+    w.noisy.value, w.clean.value = viewer.layers["noisy"], viewer.layers["clean"]
+    w.start_model.value = "from scratch"
+    w.steps.value, w.batch_size.value, w.patch_size.value = 1, 2, 32
+    first = tmp_path / "mine.safetensors"
+    first.write_bytes(b"an earlier model")
+    w.output.value = first
+    w.start()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert first.read_bytes() == b"an earlier model"
+    assert (tmp_path / "mine-2.safetensors").is_file() and infos == ["mine.safetensors exists already: this run writes "
+                                                                     "mine-2.safetensors"]

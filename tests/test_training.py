@@ -112,12 +112,15 @@ def test_resume_continues_step_count_and_optimiser(tiny_model, pairs, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.safetensors", "run.state.safetensors"]
 
 
-def test_resume_without_a_state_file_is_refused_and_a_fresh_run_clears_old_files(tiny_model, pairs, tmp_path):
+def test_resume_without_a_state_file_is_refused_and_old_files_are_replaced_only_when_asked(tiny_model, pairs, tmp_path):
     path = tmp_path / "run.safetensors"
     with pytest.raises(ValueError, match="nothing to resume"):
         next(iter_train(tiny_model, pairs, TrainConfig(steps=2), checkpoint_path=path, resume=True))
     stale = tmp_path / "run-best.safetensors"
     stale.write_bytes(b"old")
-    run = iter_train(tiny_model, pairs, TrainConfig(steps=1, batch_size=2, patch_size=32), checkpoint_path=path)
-    list(run)
+    config = TrainConfig(steps=1, batch_size=2, patch_size=32)
+    with pytest.raises(ValueError, match="run-best.safetensors already exist"):  # nothing is touched unasked
+        next(iter_train(tiny_model, pairs, config, checkpoint_path=path))
+    assert stale.read_bytes() == b"old" and not path.exists()
+    list(iter_train(tiny_model, pairs, config, checkpoint_path=path, overwrite=True))
     assert not stale.exists() or stale.read_bytes() != b"old"

@@ -250,7 +250,8 @@ def cmd_train(args) -> int:
 
     start = None if args.model == "scratch" else args.model
     result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
-                   output=args.out, resume=args.resume, device=args.device, kind=args.kind, progress=show)
+                   output=args.out, resume=args.resume, device=args.device, kind=args.kind, progress=show,
+                   overwrite=args.overwrite)
     print(file=sys.stderr)
     print(f"wrote {args.out} (best validation loss {result.best_val_loss})")
     return 0
@@ -326,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photons", type=float, nargs=2, default=(2.0, 50.0), help="clean-only: simulated peak photons")
     p.add_argument("--psf-sigma", type=float, default=0.0, help="clean-only: extra blur of the noisy side (px)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files at --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_train)

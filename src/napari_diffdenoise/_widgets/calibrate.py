@@ -23,9 +23,15 @@ LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 
 
 def free_path(path: Path) -> Path:
-    """``path``, or ``name-2``, ``name-3`` … beside it: a new file never replaces an old one."""
+    """``path``, or ``name-2``, ``name-3`` … beside it: a new file never replaces an old one (for a
+    checkpoint, neither its -best nor its .state companion)."""
+    from ..core.training import _state_path, best_path
+
+    def taken(p: Path) -> bool:
+        return p.exists() or best_path(p).exists() or _state_path(p).exists()
+
     candidate, n = path, 1
-    while candidate.exists():
+    while taken(candidate):
         n += 1
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
     return candidate

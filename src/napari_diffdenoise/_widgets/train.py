@@ -25,6 +25,7 @@ from ..core.datasets import NoiseModel
 from ..core.finetune import prepare_training, run_prepared
 from ..core.training import TrainConfig, best_path
 from ._worker import WorkerControls
+from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
 from .model_registry import REGISTRY
 
@@ -32,6 +33,12 @@ PAIRED = "paired: noisy + clean layers"
 CLEAN_ONLY = "clean layer + simulated noise"
 SCRATCH = "from scratch"
 DEFAULT_DIR = Path.home() / "napari-diffdenoise" / "models"
+
+
+def show_info(message: str) -> None:
+    from napari.utils.notifications import show_info as napari_info
+
+    napari_info(message)
 
 
 def _train_job(prepared, config, output):
@@ -158,7 +165,13 @@ class TrainWidget(WorkerControls, Container):
         except Exception as err:  # noqa: BLE001 — every reason not to start is shown, not raised
             notify_error(str(err))
             return
-        output = Path(self.output.value)
+        if self._worker is not None:
+            return  # one run at a time
+        asked = Path(self.output.value)
+        output = free_path(asked)  # an earlier run's model, best and state files are never replaced
+        if output != asked:
+            self.output.value = output
+            show_info(f"{asked.name} exists already: this run writes {output.name}")
         self._worker = create_worker(_train_job, prepared, config, output, _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))

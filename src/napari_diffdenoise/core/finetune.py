@@ -2,6 +2,7 @@
 library, the command line and the Train widget. Every check on the data runs before any work."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Generator
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def prepare_training(
         deconvolving = noisy is None and noise_model is not None and noise_model.psf_sigma > 0
         model = "demo-unpaired" if kind == "unpaired" else ("widefield" if deconvolving else "demo")
     if isinstance(model, DiffusionModel):
-        start = model
+        start = copy.deepcopy(model)  # training changes the weights: never the caller's model
     elif model is None:
         with torch.random.fork_rng():  # the same seed gives the same initial weights
             torch.manual_seed(config.seed)
@@ -76,6 +77,7 @@ def prepare_training(
 
 def run_prepared(
     prepared, config: TrainConfig, *, output: str | Path | None = None, resume: bool = False, device: str = "auto",
+    overwrite: bool = False,
 ) -> Generator[TrainProgress, None, TrainResult]:
     """Train on what :func:`prepare_training` returned (a GUI validates first, then runs this)."""
     start, source, val_batch = prepared
@@ -93,32 +95,35 @@ def run_prepared(
         "parent": parent,
     }
     return (yield from iter_train(start, source, config, val_batch=val_batch, checkpoint_path=output, resume=resume,
-                                  device=device, provenance=provenance))
+                                  device=device, provenance=provenance, overwrite=overwrite))
 
 
 def iter_train_on(
     noisy=None, clean=None, *, model="default", noise_model=None, config: TrainConfig = TrainConfig(),
     val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
-    kind: str = "paired",
+    kind: str = "paired", overwrite: bool = False,
 ) -> Generator[TrainProgress, None, TrainResult]:
     """The generator behind :func:`train` (for workers that yield progress)."""
     prepared = prepare_training(noisy, clean, model=model, noise_model=noise_model, config=config,
                                 val_fraction=val_fraction, kind=kind)
-    return (yield from run_prepared(prepared, config, output=output, resume=resume, device=device))
+    return (yield from run_prepared(prepared, config, output=output, resume=resume, device=device, overwrite=overwrite))
 
 
 def train(
     noisy=None, clean=None, *, model="default", noise_model=None, config: TrainConfig = TrainConfig(),
     val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
     kind: str = "paired", progress: Callable[[TrainProgress], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
+    cancel: Callable[[], bool] | None = None, overwrite: bool = False,
 ) -> TrainResult:
     """Fine-tune ``model`` (default: the bundled demo) on paired images, or on clean images with
     simulated noise, or (``kind="unpaired"``) an unconditional model on clean images; write
-    ``output`` (last), ``<output>-best`` and a resumable state beside it.
+    ``output`` (last), ``<output>-best`` and a resumable state beside it; existing files there are
+    refused unless ``resume`` continues that run or ``overwrite`` replaces it. ``model`` itself is
+    never changed (a copy is trained); a mean head, if it has one, is trained alongside.
     ``progress`` gets a :class:`TrainProgress` every step; ``cancel()`` is polled every step and
     stops the run, keeping the last checkpoint written."""
     run = iter_train_on(noisy, clean, model=model, noise_model=noise_model, config=config,
-                        val_fraction=val_fraction, output=output, resume=resume, device=device, kind=kind)
+                        val_fraction=val_fraction, output=output, resume=resume, device=device, kind=kind,
+                        overwrite=overwrite)
     result, cancelled = drive(run, progress, cancel)
     return TrainResult(None, [], None, cancelled=True) if cancelled else result

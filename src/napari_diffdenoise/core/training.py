@@ -227,8 +227,11 @@ def iter_train(
     resume: bool = False,
     device: str = "auto",
     provenance: dict | None = None,
+    overwrite: bool = False,
 ) -> Generator[TrainProgress, None, TrainResult]:
-    """Train ``model`` in place; yields after every step; returns the EMA model (or the raw one)."""
+    """Train ``model`` in place; yields after every step; returns the EMA model (or the raw one).
+    An existing checkpoint (or its best or state file) at ``checkpoint_path`` is refused unless
+    ``resume`` continues it or ``overwrite`` replaces it."""
     dev = resolve_device(device)
     budgeted = config.time_budget_s is not None
     if budgeted and resume:
@@ -236,21 +239,34 @@ def iter_train(
     budget = StepBudget(config.time_budget_s, config.warmup_steps) if budgeted else None
     config = replace(config, steps=10**9) if budgeted else config  # until the budget fixes it
     net = model.network.to(dev).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    # a mean head (a one-step MSE network, DiffusionModel.mean_network) learns in the same loop from
+    # the same batches, so a fine-tuned model's [mean] layer follows its data too
+    head = model.mean_network.to(dev).train() if model.mean_network is not None else None
+    params = list(net.parameters()) + (list(head.parameters()) if head is not None else [])
+    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     ema = _Ema(net, config.ema_decay) if config.ema_decay > 0 else None
+    head_ema = _Ema(head, config.ema_decay) if config.ema_decay > 0 and head is not None else None
     start, history, best = 0, [], None
     path = Path(checkpoint_path) if checkpoint_path else None
     if resume and (path is None or not _state_path(path).is_file()):
         raise ValueError(f"nothing to resume: no state file {_state_path(path).name if path else ''} beside the output")
     if not resume and path is not None:
+        existing = [p.name for p in (path, best_path(path), _state_path(path)) if p.exists()]
+        if existing and not overwrite:
+            raise ValueError(f"{', '.join(existing)} already exist(s) in {path.parent}: choose another output, resume "
+                             "that run, or allow overwriting (overwrite=True, --overwrite)")
         # a fresh run must not leave an older run's best or state file looking like its own
         best_path(path).unlink(missing_ok=True)
         _state_path(path).unlink(missing_ok=True)
     if resume:
         meta, tensors = read_checkpoint(_state_path(path))
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
+        if head is not None:
+            head.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("rawmean.")})
         if ema is not None:
             ema.shadow.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        if head_ema is not None:
+            head_ema.shadow.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("mean.")})
         _load_optimizer(opt, tensors)
         start, history = meta["provenance"]["step"], meta["provenance"].get("history", [])
         best = meta["provenance"].get("best_val_loss")
@@ -263,10 +279,15 @@ def iter_train(
 
     def snapshot(step: int) -> DiffusionModel:
         network = ema.shadow if ema is not None else net
+        mean_network = head_ema.shadow if head_ema is not None else head
+        # calibrations are not carried over: training changes the spread they were measured for
         return DiffusionModel(
             network=network, schedule=model.schedule, kind=model.kind, percentiles=model.percentiles,
             tile=model.tile, name=model.name, prediction=model.prediction, value_range=model.value_range,
             provenance={**base_provenance, "step": step, "history": history, "best_val_loss": best},
+            mean_estimator=model.mean_estimator, mean_network=mean_network,
+            mean_provenance={**model.mean_provenance, "fine_tuned_with": "the diffusion network, same batches"}
+            if mean_network is not None and model.mean_provenance else model.mean_provenance,
         )
 
     def write(step: int):
@@ -274,6 +295,8 @@ def iter_train(
             return
         snap = snapshot(step)
         raw = {f"raw.{k}": v for k, v in net.state_dict().items()}
+        if head is not None:
+            raw.update({f"rawmean.{k}": v for k, v in head.state_dict().items()})
         save_checkpoint(snap, _state_path(path), {**raw, **_optimizer_tensors(opt)})
         save_checkpoint(snap, path)
 
@@ -287,13 +310,17 @@ def iter_train(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
         loss = diffusion_loss(model, noisy_t, clean_t, gammas, eps)
+        if head is not None:
+            loss = loss + torch.mean((model.predict_mean(noisy_t) - clean_t) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
         if ema is not None:
             ema.update(net, step)
+        if head_ema is not None:
+            head_ema.update(head, step)
         done = step + 1
         record = {"step": done, "train_loss": loss.item()}
         fixed_steps = budget.steps(done) if budget is not None else None
@@ -316,6 +343,8 @@ def iter_train(
         yield TrainProgress(done, config.steps, record["train_loss"], val_loss, lr_at(step, config), elapsed, eta)
         step = done
     net.eval()
+    if head is not None:
+        head.eval()
     return TrainResult(snapshot(config.steps), history, best)
 
 
