@@ -85,7 +85,7 @@ def test_samplers_are_offered_only_for_the_model_kind_they_fit():
         get_sampler("ddim-dc", "unpaired")
     with pytest.raises(ValueError, match="no parameter"):
         SAMPLERS["fb"].parameters(SCHED, {"steps": 3})
-    with pytest.raises(ValueError, match="start must be a whole number from 0 to"):
+    with pytest.raises(ValueError, match="start must be a whole number from 1 to"):
         SAMPLERS["fb"].parameters(SCHED, {"start": 1000})
 
 
@@ -100,8 +100,9 @@ def test_an_unpaired_model_denoises_through_the_public_api():
         result = denoise(image, model, sampler=name, n_samples=2, sampler_params={"start": 4}, seed=1)
         assert result.mean.shape == image.shape and np.isfinite(result.mean).all()
         assert result.metadata["sampler"] == name and result.metadata["start"] == 4
-    zero = denoise(image, model, sampler="fb", n_samples=2, sampler_params={"start": 0})
-    np.testing.assert_allclose(zero.mean, image, rtol=1e-4, atol=1e-3)  # N = 0: the input comes back
+    # N = 0 would return the input with std 0 and entropy 0, claiming total certainty: refused
+    with pytest.raises(ValueError, match="start must be a whole number from 1 to 100; got 0"):
+        denoise(image, model, sampler="fb", n_samples=2, sampler_params={"start": 0})
     with pytest.raises(ValueError, match="does not work with a unpaired model"):
         denoise(image, model, sampler="ddim")
 

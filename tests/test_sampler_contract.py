@@ -146,7 +146,7 @@ def test_unpaired_parameters_are_checked_against_each_other():
         SAMPLERS["repaint"].parameters(SCHED, {"renoise": "no"})
     with pytest.raises(ValueError, match=r"stop \(30\) must not be above start \(20\)"):
         SAMPLERS["mixing"].parameters(SCHED, {"start": 20, "stop": 30})
-    with pytest.raises(ValueError, match="start must be a whole number from 0 to 200"):
+    with pytest.raises(ValueError, match="start must be a whole number from 1 to 200"):
         SAMPLERS["fb"].parameters(SCHED, {"start": -1})
 
 

@@ -59,6 +59,12 @@ def _psf_from_args(args):
 
     from .core import physics
 
+    for name in ("pixel", "wavelength", "excitation", "pinhole", "na", "psf_sigma"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive; got {value}")
+    if args.na is not None and args.na > 1.7:
+        raise ValueError(f"--na must be at most 1.7 (oil immersion); got {args.na}")
     if args.psf:
         return np.squeeze(tifffile.imread(args.psf))
     if args.na:
@@ -116,11 +122,39 @@ def _restore(image, args, psf=None):
     return result
 
 
-def _write_tiff(path, data, **kwargs) -> None:
-    """Grey-level planes whatever their number: tifffile would store a 3- or 4-plane stack as RGB(A)."""
+def _write_tiff(path, data, pixel: dict | None = None, metadata: dict | None = None) -> None:
+    """Grey-level planes whatever their number (tifffile would store a 3- or 4-plane stack as RGB(A)),
+    the axes named (YX or ZYX, not tifffile's default QYX) and the input's pixel size carried over."""
     import tifffile
 
-    tifffile.imwrite(path, data, photometric="minisblack", **kwargs)
+    axes = "ZYX"[-np.ndim(data):] if np.ndim(data) <= 3 else None
+    extra = {}
+    if pixel and pixel.get("resolution"):
+        extra["resolution"] = tuple(pixel["resolution"])
+        extra["resolutionunit"] = pixel.get("resolutionunit")
+    meta = {**({"axes": axes} if axes else {}), **(metadata or {}),
+            **({"pixel": {k: v for k, v in pixel.items() if k != "resolutionunit"}} if pixel else {})}
+    tifffile.imwrite(path, data, photometric="minisblack", metadata=meta, **extra)
+
+
+def read_tiff(path) -> tuple[np.ndarray, dict]:
+    """(image, pixel-size record): the X/Y resolution tags, their unit and ImageJ's z spacing and unit."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        image = tif.asarray()
+        page = tif.pages[0]
+        pixel = {}
+        x, y = page.tags.get("XResolution"), page.tags.get("YResolution")
+        if x is not None and y is not None:
+            pixel["resolution"] = [x.value[0] / x.value[1], y.value[0] / y.value[1]]
+            unit = page.tags.get("ResolutionUnit")
+            pixel["resolutionunit"] = int(unit.value) if unit is not None else None
+        ij = tif.imagej_metadata or {}
+        for key in ("spacing", "unit"):
+            if key in ij:
+                pixel[key] = ij[key]
+    return np.squeeze(image), pixel
 
 
 def output_stem(input_path: str | Path) -> str:
@@ -132,9 +166,10 @@ def output_stem(input_path: str | Path) -> str:
     return name
 
 
-def _write_maps(result, out: Path, stem: str, overwrite: bool = False) -> list[Path]:
-    """Each map to <stem>_<map>.tif, written to a temporary name and renamed when complete; existing
-    files are refused (before anything is written) unless ``overwrite``."""
+def _write_maps(result, out: Path, stem: str, overwrite: bool = False, pixel: dict | None = None) -> list[Path]:
+    """Each map to <stem>_<map>.tif. Existing files are refused (before anything is written) unless
+    ``overwrite``; all maps are written to temporary names first and renamed only when every one is
+    complete, so a full disk leaves the old files (or none), never a partial set or a truncated TIFF."""
     names = ["mean", "std", "entropy"] + (["lower", "upper"] if result.lower is not None else [])
     paths = [out / f"{stem}_{name}.tif" for name in names]
     existing = [str(p) for p in paths if p.exists()]
@@ -142,14 +177,20 @@ def _write_maps(result, out: Path, stem: str, overwrite: bool = False) -> list[P
         raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     meta = {"napari_diffdenoise": json.dumps(result.metadata)}
-    for name, path in zip(names, paths):
-        tmp = path.with_name(f".{path.name}.partial")
-        try:
-            _write_tiff(tmp, getattr(result, name), metadata=meta)
-            tmp.replace(path)
-        except BaseException:
+    temps = [path.with_name(f".{path.name}.partial") for path in paths]
+    try:
+        for name, tmp in zip(names, temps):
+            _write_tiff(tmp, getattr(result, name), pixel=pixel, metadata=meta)
+    except OSError as err:
+        for tmp in temps:
             tmp.unlink(missing_ok=True)
-            raise
+        raise OSError(f"could not write the results to {out}: {err}; nothing was written") from err
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in zip(temps, paths):
+        tmp.replace(path)
     return paths
 
 
@@ -202,11 +243,9 @@ def cmd_demo(args) -> int:
 
 
 def cmd_denoise(args) -> int:
-    import tifffile
-
-    image = tifffile.imread(args.input)
-    result = _restore(np.squeeze(image), args)
-    paths = _write_maps(result, Path(args.out), output_stem(args.input), args.overwrite)
+    image, pixel = read_tiff(args.input)
+    result = _restore(image, args)
+    paths = _write_maps(result, Path(args.out), output_stem(args.input), args.overwrite, pixel)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -259,20 +298,26 @@ def cmd_train(args) -> int:
 
 def cmd_deconvolve(args) -> int:
     """Richardson–Lucy with a PSF from a file, the optics (Airy / confocal) or a Gaussian σ."""
-    import tifffile
-
     from .core import physics
 
     psf = _psf_from_args(args)
     if psf is None:
         raise ValueError("give a PSF: --psf FILE, --na with --wavelength and --pixel, or --psf-sigma")
-    image = np.squeeze(tifffile.imread(args.input))
-    restored = physics.richardson_lucy(image, psf, iterations=args.iterations)
     out = Path(args.out)
+    path = out / f"{output_stem(args.input)}_rl.tif"
+    if path.exists() and not args.overwrite:
+        raise ValueError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
+    image, pixel = read_tiff(args.input)
+    restored = physics.richardson_lucy(image, psf, iterations=args.iterations)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{Path(args.input).name.split('.')[0]}_rl.tif"
-    _write_tiff(path, restored, metadata={"napari_diffdenoise": json.dumps(
-        {"method": "richardson-lucy", "iterations": args.iterations, "psf_shape": list(np.shape(psf))})})
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        _write_tiff(tmp, restored, pixel=pixel, metadata={"napari_diffdenoise": json.dumps(
+            {"method": "richardson-lucy", "iterations": args.iterations, "psf_shape": list(np.shape(psf))})})
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
     print(f"wrote {path}")
     return 0
 
@@ -336,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_psf_args(p)
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--out", default=".")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_deconvolve)
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(func=cmd_models)

@@ -62,6 +62,9 @@ def save_checkpoint(
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(model.metadata())})
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as err:  # a full disk, a read-only folder: nothing half-written stays
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"could not write {path}: {err}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -78,6 +81,36 @@ def _looks_like_safetensors(path: Path) -> bool:
         return False
     header_length = int.from_bytes(head[:8], "little")
     return head[8:9] == b"{" and 8 + header_length <= size
+
+
+# what a checkpoint may ask for before anything is allocated: far beyond any network this package
+# trains (the bundled ones: 32 base channels, 4 levels, T = 200, 512² tiles)
+ARCHITECTURE_LIMITS = {"base_channels": (1, 512), "emb_dim": (1, 4096), "fourier_features": (1, 1024),
+                       "blocks_per_level": (1, 8), "space_to_depth": (1, 8), "cond_channels": (0, 1)}
+MAX_LEVELS, MAX_MULT, MAX_STEPS, TILE_RANGE = 8, 16, 100_000, (8, 8192)
+
+
+def _check_architecture(path: Path, raw: str) -> None:
+    """Bounds on the sizes a checkpoint's metadata asks for, checked before any tensor is read."""
+    try:
+        meta = json.loads(raw)
+        arch = meta["architecture"]
+        problems = [f"{key} = {arch.get(key)!r} (allowed {low}–{high})" for key, (low, high) in ARCHITECTURE_LIMITS.items()
+                    if key in arch and not (isinstance(arch[key], int) and low <= arch[key] <= high)]
+        mults = arch.get("channel_mults", [])
+        if not (isinstance(mults, list) and 1 <= len(mults) <= MAX_LEVELS
+                and all(isinstance(m, int) and 1 <= m <= MAX_MULT for m in mults)):
+            problems.append(f"channel_mults = {mults!r} (1–{MAX_LEVELS} levels of 1–{MAX_MULT})")
+        steps = meta.get("schedule", {}).get("n_steps")
+        if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
+            problems.append(f"schedule n_steps = {steps!r} (allowed 1–{MAX_STEPS})")
+        tile = meta.get("tile", 256)
+        if not (isinstance(tile, int) and TILE_RANGE[0] <= tile <= TILE_RANGE[1]):
+            problems.append(f"tile = {tile!r} (allowed {TILE_RANGE[0]}–{TILE_RANGE[1]})")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path.name} has incomplete or unknown metadata ({err!r})") from err
+    if problems:
+        raise CheckpointError(f"{path.name} asks for a network this package does not build: {'; '.join(problems)}")
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -97,12 +130,22 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
+            if METADATA_KEY in header:  # refuse an absurd architecture before its tensors are read
+                _check_architecture(path, header[METADATA_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path.name} is not a safetensors checkpoint ({err})") from err
     if METADATA_KEY not in header:
         raise CheckpointError(f"{path.name} has no napari-diffdenoise metadata; was it written by this package?")
-    return json.loads(header[METADATA_KEY]), tensors
+    try:
+        meta = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path.name}: its metadata is not valid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path.name}: its metadata is not a JSON object")
+    return meta, tensors
 
 
 def model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
@@ -117,6 +160,14 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
     arch = dict(meta["architecture"])
     if arch.pop("name", "unet") != "unet":
         raise CheckpointError(f"unknown architecture in {Path(path).name}")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{Path(path).name} holds NaN or infinite weights (in {bad[0]}"
+                              f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the training that wrote it diverged")
+    try:
+        schedule = NoiseSchedule.from_dict(meta["schedule"])
+    except ValueError as err:
+        raise CheckpointError(f"{Path(path).name} has an invalid noise schedule: {err}") from err
     network = UNet(UNetConfig.from_dict(arch))
     state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
     try:
@@ -136,7 +187,7 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         mean_network.eval()
     return DiffusionModel(
         network=network.eval(),
-        schedule=NoiseSchedule.from_dict(meta["schedule"]),
+        schedule=schedule,
         kind=meta["kind"],
         prediction=meta.get("prediction", "eps"),
         percentiles=tuple(meta["normalization"]["percentiles"]),

@@ -23,7 +23,8 @@ class IntensityMap:
         p_low, p_high = percentiles
         if not 0 <= p_low < p_high <= 100:
             raise ValueError(f"percentiles must satisfy 0 ≤ low < high ≤ 100, got {percentiles}")
-        low, high = np.percentile(np.asarray(image, dtype=np.float32), [p_low, p_high])
+        # float64: an offset of 1e9 plus a few counts is one constant in float32
+        low, high = np.percentile(np.asarray(image, dtype=np.float64), [p_low, p_high])
         if not high > low:
             # a flat image has no range to stretch; any positive span keeps the map invertible
             high = low + 1.0
@@ -34,10 +35,11 @@ class IntensityMap:
         return (self.high - self.low) / 2
 
     def to_model(self, image: np.ndarray) -> np.ndarray:
-        return ((np.asarray(image, dtype=np.float32) - self.low) / self.half_span - 1).astype(np.float32)
+        # the subtraction in float64 before the cast: the input's precision matters there, not after
+        return ((np.asarray(image, dtype=np.float64) - self.low) / self.half_span - 1).astype(np.float32)
 
-    def to_input(self, values: np.ndarray) -> np.ndarray:
-        return ((np.asarray(values, dtype=np.float32) + 1) * self.half_span + self.low).astype(np.float32)
+    def to_input(self, values: np.ndarray, dtype=np.float32) -> np.ndarray:
+        return ((np.asarray(values, dtype=np.float64) + 1) * self.half_span + self.low).astype(dtype)
 
     def scale_to_input(self, spread: np.ndarray) -> np.ndarray:
         """Map a spread (a std) from model units to input units: scale only, no offset."""

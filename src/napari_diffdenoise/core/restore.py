@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -111,19 +112,52 @@ class TiledEpsilon:
 
 
 def _check_image(image) -> np.ndarray:
+    if image is None:
+        raise TypeError("image must be a 2D (Y, X) plane or a 3D (Z, Y, X) stack of numbers; got None")
+    if isinstance(image, np.ma.MaskedArray):
+        raise TypeError("masked arrays are not supported: the mask would be ignored. Fill the masked pixels first "
+                        "(image.filled(value)) or crop them away")
     array = np.asarray(image)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"images must be numeric; got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) >= 8:
+        raise ValueError(f"shape {array.shape} looks like an RGB(A) image (Y, X, {array.shape[-1]}): convert it to "
+                         "grey levels or pass each channel as its own (Y, X) image")
+    if array.ndim == 3 and array.shape[-1] <= 16 < min(array.shape[:2]):
+        raise ValueError(f"shape {array.shape} looks like (Y, X, C) with {array.shape[-1]} channels, which would be "
+                         "read as planes of width " + f"{array.shape[-1]}: move the channel axis first "
+                         "(np.moveaxis(image, -1, 0)) and denoise each channel on its own")
     if array.ndim not in (2, 3):
         raise ValueError(
             f"expected a 2D (Y, X) plane or a 3D (Z, Y, X) stack, got shape {array.shape}; "
             "split channels or time points first"
         )
+    if array.size == 0:
+        raise ValueError(f"the image is empty (shape {array.shape})")
     if min(array.shape[-2:]) < 8:
         raise ValueError(f"planes must be at least 8×8 pixels, got {array.shape[-2:]}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("the image contains NaN or infinite values")
     return array
+
+
+# bytes per sample and pixel measured on the CPU at the model's tile (network activations, the
+# sampler's state and the K-sample maps): the guard below refuses a run that cannot fit
+BYTES_PER_SAMPLE_PIXEL = 27
+
+
+def _check_memory(array: np.ndarray, n_samples: int) -> None:
+    plane = int(np.prod(array.shape[-2:]))
+    need = BYTES_PER_SAMPLE_PIXEL * max(n_samples, 1) * plane
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not every platform tells
+        return
+    if need > 0.8 * total:
+        fit = max(1, int(0.8 * total / (BYTES_PER_SAMPLE_PIXEL * plane)))
+        raise MemoryError(f"n_samples = {n_samples} on {array.shape[-2]}×{array.shape[-1]} planes needs about "
+                          f"{need / 2**30:.1f} GiB, more than this machine's {total / 2**30:.0f} GiB allow: use "
+                          f"n_samples of at most {fit}, or crop the image")
 
 
 N_SAMPLES = Param("n_samples", int, 8, 0, 4096)  # 0: the one-pass mean alone (a preview)
@@ -248,7 +282,7 @@ class _PlaneMaps:
     evaluations: int
 
 
-def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings, seed: int):
+def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings, seed: int, dtype=np.float32):
     """One plane through the sampler in one intensity map: yields (step, n_steps), returns _PlaneMaps."""
     dev = s.device
     observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
@@ -262,7 +296,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
         with torch.inference_mode():
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape).float().cpu().numpy()
         yield 1, 1
-        return _PlaneMaps(imap.to_input(mean), None, None, None, None, eps_fn.evaluations)
+        return _PlaneMaps(imap.to_input(mean, dtype), None, None, None, None, eps_fn.evaluations)
     y_T = noise_fn((s.n_samples, 1) + plane.shape)
     run = s.sampler.function(eps_fn, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
     try:
@@ -276,8 +310,8 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
         if s.mean_estimator != "samples":
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
     mean, std = mean.float().cpu().numpy(), std.float().cpu().numpy()
-    kept = imap.to_input(samples.float().cpu().numpy()) if s.keep_samples else None
-    return _PlaneMaps(imap.to_input(mean), imap.scale_to_input(std), entropy.float().cpu().numpy(),
+    kept = imap.to_input(samples.float().cpu().numpy(), dtype) if s.keep_samples else None
+    return _PlaneMaps(imap.to_input(mean, dtype), imap.scale_to_input(std), entropy.float().cpu().numpy(),
                       interval_unit(std, s.n_samples, 1.0) * imap.half_span, kept, eps_fn.evaluations)
 
 
@@ -337,12 +371,12 @@ def _blend(low_maps: _PlaneMaps, high_maps: _PlaneMaps, imap: IntensityMap, mode
                       mix(low_maps.samples, high_maps.samples), low_maps.evaluations + high_maps.evaluations)
 
 
-def _restore_plane(plane, model: DiffusionModel, s: Settings, z: int):
+def _restore_plane(plane, model: DiffusionModel, s: Settings, z: int, dtype=np.float32):
     imap = IntensityMap.from_percentiles(plane, s.percentiles)
-    maps = yield from _sample_plane(plane, imap, model, s, plane_seed(s.seed, z))
+    maps = yield from _sample_plane(plane, imap, model, s, plane_seed(s.seed, z), dtype)
     bright = _bright_map(plane, imap, model)
     if bright is not None:
-        high = yield from _sample_plane(plane, bright, model, s, plane_seed(s.seed, z))
+        high = yield from _sample_plane(plane, bright, model, s, plane_seed(s.seed, z), dtype)
         maps = _blend(maps, high, imap, model)
     return maps, bright is not None
 
@@ -389,8 +423,11 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     """See :func:`denoise`; ``settings`` from :func:`make_settings`, or its keywords."""
     array = _check_image(image)
     s = settings if settings is not None else make_settings(model, **kwargs)
+    _check_memory(array, s.n_samples)
     run_model = _device_model(model, s.device)
     planes = array[None] if array.ndim == 2 else array
+    # float64 input keeps float64 maps: an offset of 1e9 leaves float32 steps of 64 counts
+    out_dtype = np.float64 if array.dtype == np.float64 else np.float32
     n_steps = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
     n_steps += s.mean_estimator != "samples"
     results, evaluations, bright_planes = [], 0, []
@@ -398,7 +435,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
     # leave its thread (napari's pooled worker, or the caller's) in inference mode
     for z, plane in enumerate(planes):
-        run = _restore_plane(plane, run_model, s, z)
+        run = _restore_plane(plane, run_model, s, z, out_dtype)
         try:
             while True:
                 step, total = next(run)
@@ -411,9 +448,10 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
             bright_planes.append(z)
     def stacked(name):
         maps = [getattr(m, name) for m in results]
-        return None if maps[0] is None else np.stack(maps).reshape(array.shape).astype(np.float32)
+        return None if maps[0] is None else np.stack(maps).reshape(array.shape)
 
     mean, std, entropy, unit = stacked("mean"), stacked("std"), stacked("entropy"), stacked("unit")
+    entropy = None if entropy is None else entropy.astype(np.float32)
     extra = {"bright_pass_planes": bright_planes} if bright_planes else {}
     if array.size and float(array.min()) >= 0:
         # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal

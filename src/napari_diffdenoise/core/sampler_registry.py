@@ -201,7 +201,8 @@ STEPS = Param("steps", int, 10, 1, T, help="Network evaluations per sample: more
 ETA = Param("eta", float, 1.0, 0.0, 1.0, label="Randomness (η)",
             help="How much fresh noise each step adds: 1 draws honest posterior samples (the spread is the "
                  "uncertainty), 0 follows one deterministic path per starting noise")
-START = Param("start", int, _scaled(100), 0, T, label="Diffusion depth (N)",
+# at least 1: N = 0 would hand back the noisy image with std 0, a claim of total certainty
+START = Param("start", int, _scaled(100), 1, T, label="Diffusion depth (N)",
               help="How far the image is diffused before denoising back: more removes more noise and invents "
                    "more (best near 20 of 200 at 10-30 photons, 40 at 3: see the unpaired benchmark)")
 # η: the best mean PSNR of the physics benchmark's sweep on tuning images apart from its table's
@@ -267,7 +268,7 @@ def _register_builtins() -> None:
                 Param("weight_stop", float, 0.01, 0.0, 1.0, label="Mixing weight at n",
                       help="How much of the diffused image is mixed in at the last mixing step")))
     repaint_params = (
-        Param("start", int, _scaled(60), 0, T, label=START.label, help=START.help),
+        Param("start", int, _scaled(60), 1, T, label=START.label, help=START.help),
         Param("block", int, _scaled(10), 1, T, label="Block length (U)", help="Steps per block"),
         Param("repeats", int, 3, 1, 100, label="Repeats (R)", help="How many times each block is run"),
         Param("mix_weight", float, 0.5, 0.0, 1.0, label="Mixing weight",
