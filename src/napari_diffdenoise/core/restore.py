@@ -161,7 +161,7 @@ def _check_memory(array: np.ndarray, n_samples: int) -> None:
 
 
 N_SAMPLES = Param("n_samples", int, 8, 0, 4096)  # 0: the one-pass mean alone (a preview)
-SEED = Param("seed", int, 0, 0, 2**63 - 1)
+SEED = Param("seed", int, 0, 0)
 COVERAGE = Param("coverage", float, None, 0.01, 0.999)
 
 
