@@ -224,3 +224,21 @@ def test_choosing_the_deconvolving_model_selects_psf_guided_sampling(make_napari
     assert w.sampler.value == "ddim-dc" and not w.psf_source.native.isHidden()
     w.model.value = "demo-unpaired"
     assert w.sampler.value in ("fb", "mixing", "repaint", "repaint-baikal") and w.psf_source.native.isHidden()
+
+
+def test_run_twice_starts_one_worker_and_edits_during_a_run_do_not_leak_in(widget, noisy_stack, qtbot, errors):
+    viewer, w = widget
+    layer = viewer.add_image(noisy_stack.astype(np.float32), name="cells")
+    w.image.value = layer
+    original = noisy_stack.astype(np.float32).copy()
+    w.run()
+    first = w._worker
+    w.run()  # a second click while the first run goes on
+    assert w._worker is first
+    layer.data[:] = 0  # the user edits the layer during the run
+    qtbot.waitUntil(lambda: "cells [mean]" in viewer.layers, timeout=60_000)
+    assert [n for n in (l.name for l in viewer.layers) if n.startswith("cells [mean]")] == ["cells [mean]"]
+    from napari_diffdenoise import denoise
+
+    expected = denoise(original, w._selected_model(), **w._settings(None))
+    np.testing.assert_allclose(viewer.layers["cells [mean]"].data, expected.mean, rtol=1e-5, atol=1e-4)

@@ -310,6 +310,8 @@ class DenoiseWidget(WorkerControls, Container):
         plane on view, at most PREVIEW_STEPS steps)."""
         from napari.qt.threading import create_worker
 
+        if self._worker is not None:
+            return  # one run at a time: Run again while a run goes on does nothing
         try:
             layer, model, psf = self._validate()
         except Exception as err:  # noqa: BLE001 — any reason not to start is shown, not raised
@@ -318,7 +320,7 @@ class DenoiseWidget(WorkerControls, Container):
         settings = self._settings(psf, preview) if model is not None else {}
         import numpy as np
 
-        data = np.asarray(layer.data)
+        data = np.array(layer.data, copy=True)  # a copy: edits to the layer during the run do not leak in
         if preview:
             z = self._plane_on_view(layer)
             data = data[z] if layer.ndim == 3 else data
