@@ -204,17 +204,42 @@ def test_preview_is_one_sample_of_the_plane_on_view_and_is_replaced(widget, nois
     w.steps.value = 8
     viewer.dims.set_current_step(0, 1)
     w.preview()
-    qtbot.waitUntil(lambda: "cells [preview]" in viewer.layers and w._worker is None, timeout=60_000)
-    preview = viewer.layers["cells [preview]"]
+    qtbot.waitUntil(lambda: "cells [preview z=1]" in viewer.layers and w._worker is None, timeout=60_000)
+    preview = viewer.layers["cells [preview z=1]"]
     meta = preview.metadata["napari_diffdenoise"]
-    assert preview.data.shape == noisy_stack.shape[1:] and meta["plane"] == 1
+    # one plane, placed at z = 1 of the stack (it does not lie over the other planes)
+    assert preview.data.shape == (1,) + noisy_stack.shape[1:] and meta["plane"] == 1
+    assert preview.translate[0] == 1 * viewer.layers["cells"].scale[0]
     assert meta["n_samples"] == 1 and meta["steps"] == denoise_module.PREVIEW_STEPS
     first = preview.data.copy()
     w.seed.value = 6
+    viewer.dims.set_current_step(0, 0)
     w.preview()
-    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
-    assert [layer.name for layer in viewer.layers] == ["cells", "cells [preview]"]  # replaced, not added
-    assert not np.array_equal(viewer.layers["cells [preview]"].data, first) and not errors
+    qtbot.waitUntil(lambda: w._worker is None and "cells [preview z=0]" in viewer.layers, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells [preview z=0]"]  # replaced, not added
+    assert not np.array_equal(viewer.layers["cells [preview z=0]"].data, first) and not errors
+
+
+def test_preview_of_a_model_with_a_mean_head_is_one_pass_and_ddpm_previews_with_ddim(make_napari_viewer, qtbot,
+                                                                                     errors, monkeypatch):
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    image = np.random.default_rng(0).poisson(8, (64, 64)).astype(np.uint16)
+    viewer.add_image(image, name="plane")
+    w.image.value = viewer.layers["plane"]
+    w.model.value = "demo"
+    w.sampler.value = "ddpm"
+    w.preview()
+    qtbot.waitUntil(lambda: "plane [preview]" in viewer.layers and w._worker is None, timeout=60_000)
+    meta = viewer.layers["plane [preview]"].metadata["napari_diffdenoise"]
+    assert meta["n_samples"] == 0 and meta["mean_estimator"] == "head" and meta["network_evaluations"] == 1
+    assert w.status.value.startswith("Preview of the one-pass mean")
+    # a model without a head: one sample; ddpm (200 steps) is previewed with 5 DDIM steps
+    w.model.value = "widefield"
+    w.sampler.value = "ddpm"
+    settings = w._settings(None, preview=True)
+    assert settings["sampler"] == "ddim" and settings["sampler_params"]["steps"] == denoise_module.PREVIEW_STEPS
+    assert settings["n_samples"] == 1
 
 
 def test_choosing_the_deconvolving_model_selects_psf_guided_sampling(make_napari_viewer):

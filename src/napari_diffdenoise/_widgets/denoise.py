@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -122,8 +123,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False)
         self.run_button = PushButton(text="Run")
         self.preview_button = PushButton(
-            text="Preview", tooltip=f"One sample of the plane on view, {PREVIEW_STEPS} DDIM steps at most: "
-                                    "a quick look before the full run")
+            text="Preview", tooltip="A quick look at the plane on view before the full run: the model's one-pass "
+                                    f"mean (one network evaluation), or one sample of at most {PREVIEW_STEPS} steps for "
+                                    "models without one")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.start_button = self.run_button
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
@@ -229,18 +231,27 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _settings(self, psf, preview: bool = False) -> dict:
         """The run's keywords for make_settings/iter_denoise; the main form's steps and η go in only
-        for samplers that declare them. A preview is one sample of at most PREVIEW_STEPS steps, and
-        no intervals."""
-        names = {p.name for p in SAMPLERS[self.sampler.value].params} if self.sampler.value in SAMPLERS else set()
-        params = self._guided_params()
+        for samplers that declare them. A preview is the one-pass mean alone when the model has one
+        (one network evaluation), else one sample of at most PREVIEW_STEPS steps (a sampler
+        without a step count, such as ddpm, is previewed with ddim); never intervals."""
+        sampler = self.sampler.value
+        if preview and sampler in SAMPLERS and self._selected_model().kind == "paired" and \
+                "steps" not in {p.name for p in SAMPLERS[sampler].params}:
+            sampler = "ddim"
+        names = {p.name for p in SAMPLERS[sampler].params} if sampler in SAMPLERS else set()
+        params = self._guided_params() if sampler == self.sampler.value else {}
         if "steps" in names:
             params["steps"] = min(self.steps.value, PREVIEW_STEPS) if preview else self.steps.value
         if "eta" in names:
             params["eta"] = self.eta.value
         coverage = None if preview or self.coverage.value <= 0 else self.coverage.value
-        return dict(sampler=self.sampler.value, n_samples=1 if preview else self.n_samples.value, seed=self.seed.value,
-                    device=self.device.value, sampler_params=params, psf=psf, mean=self.mean_estimator.value,
-                    coverage=coverage)
+        n_samples = self.n_samples.value
+        if preview:
+            one_pass = make_settings(self._selected_model(), sampler=sampler, n_samples=1, sampler_params=params,
+                                     psf=psf, mean=self.mean_estimator.value).mean_estimator != "samples"
+            n_samples = 0 if one_pass else 1
+        return dict(sampler=sampler, n_samples=n_samples, seed=self.seed.value, device=self.device.value,
+                    sampler_params=params, psf=psf, mean=self.mean_estimator.value, coverage=coverage)
 
     def _guided_params(self) -> dict:
         return {w.name: w.value for w in self.sampler_params}
@@ -346,17 +357,20 @@ class DenoiseWidget(WorkerControls, Container):
             self.status.value = "Failed"
             return
         name = f"{layer.name} [preview]"
-        scale, translate = layer.scale[-2:], layer.translate[-2:]
         meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "plane": z}}
-        if name in self._viewer.layers:
-            preview = self._viewer.layers[name]
-            preview.data, preview.metadata = result.mean, meta
-        else:
-            self._viewer.add_image(result.mean, name=name, scale=scale, translate=translate, metadata=meta,
-                                   colormap=layer.colormap.name)
+        data, scale, translate = result.mean, layer.scale, np.array(layer.translate, dtype=float)
+        if layer.ndim == 3:  # one plane, placed at its z: it shows on that plane only, not over the stack
+            data = result.mean[None]
+            translate[0] += z * layer.scale[0]
+        for old in [lay for lay in self._viewer.layers if lay.name.startswith(f"{layer.name} [preview")]:
+            self._viewer.layers.remove(old)
+        label = f"{name[:-1]} z={z}]" if layer.ndim == 3 else name
+        self._viewer.add_image(data, name=label, scale=scale, translate=translate, metadata=meta,
+                               colormap=layer.colormap.name)
         self.progress.value = 1000
         where = f"plane {z}, " if layer.ndim == 3 else ""
-        self.status.value = f"Preview of {where}1 sample in {result.metadata['seconds']:.1f} s"
+        what = "the one-pass mean" if result.metadata["n_samples"] == 0 else f"1 sample of {result.metadata['sampler']}"
+        self.status.value = f"Preview of {where}{what} in {result.metadata['seconds']:.1f} s"
 
     def _on_progress(self, info):
         self.progress.value = int(1000 * info.fraction)
