@@ -110,7 +110,8 @@ def main(argv=None):
     value_max = args.value_max or (12.0 if args.target == "sharp" else 1.5)
     config = UNetConfig(cond_channels=1 if args.kind == "paired" else 0, base_channels=args.base_channels)
     model = DiffusionModel.create(config, NoiseSchedule("cosine", 200), kind=args.kind, name=name,
-                                  prediction=args.prediction, value_range=(-1.5, value_max))
+                                  prediction=args.prediction, value_range=(-1.5, value_max),
+                                  task="deconvolve" if args.target == "sharp" else "denoise")
     if args.init:
         start = load_model(args.init)
         model.network.load_state_dict({k: v.float() for k, v in start.network.state_dict().items()})

@@ -18,9 +18,10 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     for info in SAMPLERS.values():
         takes = ", ".join(f"{q.name} ({q.accepted(_NOMINAL)})" for q in info.params) or "no parameters"
         lines.append(f"{info.name} [{'/'.join(info.model_kinds)}]: {takes}")
-    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS),
-                   help="the sampler (default ddim); ddim-dc needs a PSF option; fb, mixing, repaint(-baikal) are "
-                        "for unpaired models")
+    p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
+                   help="the sampler (default: the model's own: ddim, ddim-dc for a deconvolving model given a PSF, "
+                        "fb for an unpaired one); ddim-dc needs a PSF option; fb, mixing, repaint(-baikal) are for "
+                        "unpaired models")
     p.add_argument("--sampler-param", action="append", default=[], metavar="NAME=VALUE",
                    help="a sampler's parameter (repeatable). " + "; ".join(lines) + ". Bounds given as T are the "
                         "model's step count")
@@ -208,7 +209,6 @@ def cmd_demo(args) -> int:
     if args.sample == "widefield":
         noisy, clean, psf = widefield_stack()
         args.model = "widefield" if args.model == "demo" else args.model
-        args.sampler = "ddim-dc" if args.sampler == "ddim" else args.sampler
         extra["Richardson-Lucy"] = richardson_lucy(noisy, psf, iterations=20)
         stem, what = "widefield", "blurred (Gaussian PSF σ = 1.6 px), ~30 photons at peak"
     else:
@@ -216,7 +216,12 @@ def cmd_demo(args) -> int:
         stem, what = "sample", "~8 photons at peak"
     print(f"sample: {noisy.shape[0]} planes of {noisy.shape[1]}×{noisy.shape[2]}, {what}", file=sys.stderr)
     t0 = time.perf_counter()
-    result = _restore(noisy, args, psf if args.sampler == "ddim-dc" else None)
+    # the PSF goes to a sampler that takes one: the model's default (ddim-dc for widefield) or the one asked
+    from .core.checkpoint import load_model
+    from .core.sampler_registry import SAMPLERS
+
+    chosen = args.sampler or load_model(args.model).default_sampler
+    result = _restore(noisy, args, psf if SAMPLERS[chosen].needs_psf else None)
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     paths = _write_maps(result, out, stem, overwrite=True)

@@ -191,8 +191,7 @@ class DenoiseWidget(WorkerControls, Container):
             notify_error(f"Could not load the model: {err}")
             return
         self.sampler.choices = samplers_for(model.kind)
-        if model.provenance.get("target") == "sharp":  # a deconvolving model: guide it with the PSF
-            self.sampler.value = "ddim-dc"
+        self.sampler.value = model.default_sampler  # one rule with the library's
         self.steps.max = model.schedule.n_steps
         self.steps.value = min(self.steps.value, model.schedule.n_steps)
         self._on_sampler(self.sampler.value)

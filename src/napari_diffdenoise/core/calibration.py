@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import __version__
+from .metrics import fit_scale_offset
 
 COVERAGE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 UNIT_FLOOR = 0.01  # in model units (the percentile map's half span): 0.5 % of the image's range
@@ -44,15 +45,6 @@ def conformal_factor(scores: np.ndarray, coverage: float) -> float:
     scores = np.sort(np.ravel(scores))
     rank = math.ceil((len(scores) + 1) * coverage)
     return float(scores[rank - 1]) if rank <= len(scores) else math.inf
-
-
-def _fit_truth(truth: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """The truth in the restoration's units by a least-squares scale and offset: a long average or a
-    high-light image of the same field has its own exposure."""
-    t = truth.astype(np.float64).ravel()
-    design = np.stack([t, np.ones_like(t)], axis=1)
-    (scale, offset), *_ = np.linalg.lstsq(design, mean.astype(np.float64).ravel(), rcond=None)
-    return (truth * scale + offset).astype(np.float32)
 
 
 def block_split(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -173,7 +165,8 @@ def iter_calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str =
     if fit_truth:
         planes = truth.reshape(-1, *truth.shape[-2:])
         means = result.mean.reshape(planes.shape)
-        truth = np.stack([_fit_truth(t, m) for t, m in zip(planes, means)]).reshape(truth.shape)
+        # the truth in the restoration's units: a long average or a high-light image has its own exposure
+        truth = np.stack([fit_scale_offset(t, m) for t, m in zip(planes, means)]).reshape(truth.shape).astype(np.float32)
     mask = block_split(noisy.shape, split_seed)
     factors, covered, widths, n, rho = measure(result.mean, result.interval_unit, truth, coverages, mask, result.std)
     calibration = Calibration(run_settings(result.metadata), coverages, factors, covered, widths, source, n, rho)

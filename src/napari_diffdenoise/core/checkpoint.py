@@ -189,6 +189,8 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         network=network.eval(),
         schedule=schedule,
         kind=meta["kind"],
+        # checkpoints before the task field said it in their provenance only
+        task=meta.get("task", "deconvolve" if meta.get("provenance", {}).get("target") == "sharp" else "denoise"),
         prediction=meta.get("prediction", "eps"),
         percentiles=tuple(meta["normalization"]["percentiles"]),
         value_range=tuple(meta["normalization"].get("value_range", SAMPLE_RANGE)),

@@ -68,6 +68,8 @@ def prepare_training(
             raise ValueError("paired training needs clean images too (or give clean images only with a noise model)")
         source = ArrayPairs(noisy, clean, config.patch_size, val_fraction, start.percentiles)
     elif clean is not None:
+        if noise_model is not None and noise_model.psf_sigma > 0:
+            start.task = "deconvolve"  # blurred → sharp pairs: the model learns to deconvolve
         source = CleanWithSimulatedNoise(clean, config.patch_size, noise_model or NoiseModel(), val_fraction,
                                          start.percentiles, seed=config.seed)
     else:

@@ -10,6 +10,7 @@ from .normalization import DEFAULT_PERCENTILES, SAMPLE_RANGE
 from .schedules import NoiseSchedule
 
 MODEL_KINDS = ("paired", "unpaired")
+TASKS = ("denoise", "deconvolve")
 MEAN_HEAD_GAMMA = 0.5  # the head's noise-level input: any constant; its embedding acts as a learnt bias
 PREDICTIONS = ("eps", "v")
 
@@ -41,9 +42,22 @@ class DiffusionModel:
     mean_network: UNet | None = None
     mean_provenance: dict = field(default_factory=dict)
 
+    # what the model restores: "deconvolve" for a model trained on blurred → sharp pairs (PI-DDPM),
+    # which is then sampled with PSF guidance by default; inherited by models fine-tuned from it
+    task: str = "denoise"
+
+    @property
+    def default_sampler(self) -> str:
+        """The sampler a run uses when none is named (the library, the CLI and the widget alike)."""
+        if self.kind == "unpaired":
+            return "fb"
+        return "ddim-dc" if self.task == "deconvolve" else "ddim"
+
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; use one of {MODEL_KINDS}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; use one of {TASKS}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {self.prediction!r}; use one of {PREDICTIONS}")
         expected = 1 if self.kind == "paired" else 0
@@ -78,6 +92,7 @@ class DiffusionModel:
         return {
             "format": "napari-diffdenoise/1",
             "kind": self.kind,
+            "task": self.task,
             "prediction": self.prediction,
             "architecture": {"name": "unet", **self.network.config.to_dict()},
             "schedule": self.schedule.to_dict(),

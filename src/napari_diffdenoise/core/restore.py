@@ -185,7 +185,7 @@ class Settings:
     keep_samples: bool = False
 
 
-def make_settings(model: DiffusionModel, *, sampler: str = "ddim", n_samples: int = 8, steps: int | None = None,
+def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_samples: int = 8, steps: int | None = None,
                   eta: float | None = None, seed: int = 0, device: str = "auto", tile: int | None = None,
                   overlap: int | None = None, percentiles=None, batch_pixels: int | None = None,
                   keep_samples: bool = False, sampler_params: dict | None = None, psf=None, mean: str = "auto",
@@ -194,6 +194,10 @@ def make_settings(model: DiffusionModel, *, sampler: str = "ddim", n_samples: in
     the value given and what is accepted."""
     if not isinstance(model, DiffusionModel):
         raise TypeError(f"model must be a DiffusionModel, a bundled model name or a checkpoint path; got {model!r}")
+    if sampler is None:  # the model's own choice; PSF guidance only when a PSF is given
+        sampler = model.default_sampler
+        if sampler == "ddim-dc" and psf is None:
+            sampler = "ddim"
     info = get_sampler(sampler, model.kind)
     if info.needs_psf and psf is None:
         raise ValueError(f"sampler {sampler!r} needs the PSF the image was blurred with (psf=…): e.g. "
@@ -476,7 +480,7 @@ def denoise(
     image,
     model: DiffusionModel | str,
     *,
-    sampler: str = "ddim",
+    sampler: str | None = None,
     n_samples: int = 8,
     steps: int | None = None,
     eta: float | None = None,
@@ -499,8 +503,9 @@ def denoise(
     Parameters
     ----------
     model: a :class:`DiffusionModel`, a bundled model name or a checkpoint path.
-    sampler: a registered sampler (``list_samplers(model.kind)``): for paired models "ddim" (the
-        default), "ddpm" (the seed procedure: all T steps), "dpm++2m", "dpm++2m-sde", "heun", or
+    sampler: a registered sampler (``list_samplers(model.kind)``); by default the model's own
+        (``model.default_sampler``: "ddim", or "ddim-dc" for a deconvolving model given a PSF, "fb"
+        for an unpaired one). For paired models "ddim", "ddpm" (the seed procedure: all T steps), "dpm++2m", "dpm++2m-sde", "heun", or
         "ddim-dc" (needs ``psf``); for unpaired models "fb", "mixing", "repaint", "repaint-baikal".
         Its parameters go in ``sampler_params``; each is checked against the sampler's declared specs.
     steps, eta: shorthands for ``sampler_params["steps"]`` / ``["eta"]``, for samplers that take them.

@@ -285,7 +285,7 @@ def iter_train(
             network=network, schedule=model.schedule, kind=model.kind, percentiles=model.percentiles,
             tile=model.tile, name=model.name, prediction=model.prediction, value_range=model.value_range,
             provenance={**base_provenance, "step": step, "history": history, "best_val_loss": best},
-            mean_estimator=model.mean_estimator, mean_network=mean_network,
+            mean_estimator=model.mean_estimator, mean_network=mean_network, task=model.task,
             mean_provenance={**model.mean_provenance, "fine_tuned_with": "the diffusion network, same batches"}
             if mean_network is not None and model.mean_provenance else model.mean_provenance,
         )
