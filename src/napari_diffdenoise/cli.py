@@ -301,6 +301,39 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_adapt(args) -> int:
+    """Adapt a model to noisy images alone (core.adapt) and save it."""
+    from .core.adapt import adapt
+    from .core.checkpoint import save_checkpoint
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must end in .safetensors; got {out.name}")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    images = [read_tiff(p)[0] for p in args.noisy]
+    last = [-1.0]
+
+    def show(info):
+        if info.seconds - last[0] >= 1 or info.step == info.total_steps:
+            last[0] = info.seconds
+            total = f"/{info.total_steps}" if info.total_steps else ""
+            val = f"  validation {info.val_loss:.5f}" if info.val_loss is not None else ""
+            print(f"\r  step {info.step}{total}  loss {info.train_loss:.5f}{val}  {info.seconds:.0f} s", end="",
+                  file=sys.stderr, flush=True)
+
+    model = adapt(args.model, images if len(images) > 1 else images[0], minutes=None if args.steps else args.minutes,
+                  steps=args.steps, seed=args.seed, recalibrate=not args.no_recalibrate, progress=show,
+                  device=args.device)
+    print(file=sys.stderr)
+    model.name = out.stem
+    save_checkpoint(model, out)
+    noise = model.provenance["adapted"]["noise_model"]
+    print(f"wrote {out}: noise model var = {noise['gain']:.4g}·level + {noise['floor']:.4g}; "
+          f"{model.provenance['adapted']['steps']} steps, kept step {model.provenance['adapted']['best_step']}")
+    return 0
+
+
 def cmd_deconvolve(args) -> int:
     """Richardson–Lucy with a PSF from a file, the optics (Airy / confocal) or a Gaussian σ."""
     from .core import physics
@@ -381,6 +414,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("adapt", help="adapt a model to your noisy images alone (no clean image needed)")
+    p.add_argument("noisy", nargs="+", help="noisy TIFFs (2D or 3D) of the data the model is for")
+    p.add_argument("--out", required=True, help="the adapted model (.safetensors)")
+    p.add_argument("--model", default="demo", help="the model to start from (default: demo; it needs a mean head)")
+    p.add_argument("--minutes", type=float, default=5.0, help="training time (default 5)")
+    p.add_argument("--steps", type=int, help="a fixed step count instead of minutes (reproducible under --seed)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-recalibrate", action="store_true",
+                   help="skip calibrating the intervals on pairs simulated with the fitted noise model")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_adapt)
     p = sub.add_parser("deconvolve", help="Richardson-Lucy deconvolution of a 2D or 3D TIFF (no model needed)")
     p.add_argument("input")
     _add_psf_args(p)

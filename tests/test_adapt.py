@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise.core.adapt import CameraNoise, adapt, estimate_noise, iter_adapt
+from napari_diffdenoise.core.driving import drive
+from napari_diffdenoise.core.network import UNet, UNetConfig
+
+
+@pytest.fixture
+def headed(tiny_model):
+    """The tiny paired model with a tiny mean head."""
+    torch.manual_seed(1)
+    tiny_model.mean_network = UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                              fourier_features=8))
+    tiny_model.mean_estimator = "head"
+    return tiny_model
+
+
+def cells(seed=0, size=96, photons=20.0, offset=100.0, read=2.0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    density = np.zeros((size, size))
+    for cy, cx in rng.integers(10, size - 10, (12, 2)):
+        density += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0)
+    counts = rng.poisson(photons * density / density.max() + 2.0)
+    return (counts + offset + read * rng.standard_normal(counts.shape)).astype(np.float32)
+
+
+def test_the_noise_model_is_read_off_one_image():
+    """Poisson counts (gain 1) + offset 100 + read noise 2: var = 1·(y − 100) + 4 = y − 96."""
+    noise = estimate_noise([cells(size=256, photons=60.0)])
+    assert noise.gain == pytest.approx(1.0, rel=0.15)
+    assert noise.floor == pytest.approx(-96, abs=15)
+    flat = estimate_noise([np.random.default_rng(0).normal(50, 3, (128, 128))])  # Gaussian noise alone
+    assert abs(flat.gain) < 0.05 and flat.floor + flat.gain * 50 == pytest.approx(9, rel=0.15)
+
+
+def test_adapt_changes_only_the_head_is_deterministic_and_records_how(headed):
+    noisy = cells()
+    first = adapt(headed, noisy, minutes=None, steps=4, seed=3, batch_size=2, patch_size=32, recalibrate=False,
+                  validate_every=2, device="cpu")
+    again = adapt(headed, noisy, minutes=None, steps=4, seed=3, batch_size=2, patch_size=32, recalibrate=False,
+                  validate_every=2, device="cpu")
+    for a, b in zip(first.mean_network.state_dict().values(), again.mean_network.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(first.network.state_dict().values(), headed.network.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(first.mean_network.state_dict().values(),
+                                                    headed.mean_network.state_dict().values()))
+    info = first.provenance["adapted"]
+    assert info["steps"] == 4 and info["seed"] == 3 and info["images"] == [[96, 96]] and "Recorrupted" in info["method"]
+    assert first.kind == headed.kind and first.calibrations == [] and first.mean_network is not headed.mean_network
+
+
+def test_adapt_takes_stacks_and_lists_and_recalibrates_on_simulated_pairs(headed):
+    stack = np.stack([cells(1), cells(2)])
+    model = adapt(headed, [stack, cells(3)], minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
+    assert model.provenance["adapted"]["images"] == [[96, 96]] * 3
+    (calibration,) = model.calibrations
+    assert calibration["source"].startswith("simulated: the adapted model's mean of the user's 3 plane(s)")
+    from napari_diffdenoise import denoise
+
+    result = denoise(cells(4), model, coverage=0.9, steps=10, eta=1.0, n_samples=8)
+    assert np.all(result.lower <= result.mean) and np.all(result.upper >= result.mean)
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.random.default_rng(0).normal(100, 5, (160, 160)), "too flat to learn from"),
+    (np.zeros((20, 20)), "too small for 64 px patches"),
+])
+def test_adapt_refuses_what_it_cannot_learn_from(headed, image, message):
+    with pytest.raises(ValueError, match=message):
+        next(iter_adapt(headed, image, steps=1))
+
+
+def test_adapt_needs_a_mean_head(tiny_model):
+    with pytest.raises(ValueError, match="needs a paired model with a mean head"):
+        next(iter_adapt(tiny_model, cells(), steps=1))
+
+
+def test_cancel_stops_within_a_step(headed):
+    from napari_diffdenoise.core.restore import Cancelled
+
+    seen = []
+    with pytest.raises(Cancelled):
+        adapt(headed, cells(), minutes=None, steps=50, batch_size=2, patch_size=32, progress=seen.append,
+              cancel=lambda: len(seen) >= 2, device="cpu")
+    assert len(seen) == 2
+
+
+def test_cli_adapt_writes_a_model_and_never_overwrites(tmp_path, headed, capsys):
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
+
+    save_checkpoint(headed, tmp_path / "start.safetensors")
+    tifffile.imwrite(tmp_path / "noisy.tif", cells(size=160))
+    out = tmp_path / "mine.safetensors"
+    args = ["adapt", str(tmp_path / "noisy.tif"), "--out", str(out), "--model", str(tmp_path / "start.safetensors"),
+            "--steps", "2", "--no-recalibrate"]
+    assert main(args) == 0
+    assert load_model(out).provenance["adapted"]["steps"] == 2
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_camera_noise_variance_never_reaches_zero():
+    assert CameraNoise(1.0, -100.0).variance(np.array([0.0, 50.0])).min() > 0
