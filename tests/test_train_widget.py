@@ -141,3 +141,41 @@ def test_a_second_run_writes_a_new_file_and_keeps_the_first(make_napari_viewer, 
     assert first.read_bytes() == b"an earlier model"
     assert (tmp_path / "mine-2.safetensors").is_file() and infos == ["mine.safetensors exists already: this run writes "
                                                                      "mine-2.safetensors"]
+
+
+def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_path, qtbot, monkeypatch, tiny_model):
+    import torch
+
+    from napari_diffdenoise._widgets import train as train_module
+    from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
+    from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
+    from napari_diffdenoise.core.network import UNet, UNetConfig
+
+    errors = []
+    monkeypatch.setattr(train_module, "notify_error", errors.append)
+    torch.manual_seed(1)
+    tiny_model.mean_network = UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                              fourier_features=8))
+    tiny_model.mean_estimator = "head"
+    start = tmp_path / "headed.safetensors"
+    save_checkpoint(tiny_model, start)
+    REGISTRY.add(start)
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    truth = 5 + 40 * ((yy - 64) ** 2 + (xx - 64) ** 2 < 900)
+    viewer.add_image(rng.poisson(truth).astype(np.float32), name="noisy cells")
+    w = TrainWidget(viewer)
+    w.mode.value = NOISY_ONLY
+    assert w.clean.native.isHidden() and not w.minutes.native.isHidden() and w.steps.native.isHidden()
+    w.noisy.value = viewer.layers["noisy cells"]
+    w.start_model.value = str(start.resolve())
+    w.minutes.value, w.batch_size.value, w.patch_size.value = 0.1, 2, 32
+    w.output.value = tmp_path / "adapted.safetensors"
+    w.start()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert not errors, errors
+    model = load_model(tmp_path / "adapted.safetensors")
+    assert model.provenance["adapted"]["steps"] >= 1 and model.calibrations
+    assert str((tmp_path / "adapted.safetensors").resolve()) in [v for _, v in REGISTRY.choices()]
+    assert w.status.value.startswith("Done")

@@ -31,6 +31,7 @@ from .model_registry import REGISTRY
 
 PAIRED = "paired: noisy + clean layers"
 CLEAN_ONLY = "clean layer + simulated noise"
+NOISY_ONLY = "noisy layer only: adapt (no clean image)"
 SCRATCH = "from scratch"
 DEFAULT_DIR = Path.home() / "napari-diffdenoise" / "models"
 
@@ -39,6 +40,23 @@ def show_info(message: str) -> None:
     from napari.utils.notifications import show_info as napari_info
 
     napari_info(message)
+
+
+def _adapt_job(model, noisy, options, output):
+    """Adapt, recalibrate on pairs simulated with the fitted noise model, save; errors a user can act
+    on come back as a :class:`_Failure`."""
+    from ..core.adapt import iter_adapt, iter_recalibrate
+    from ..core.checkpoint import save_checkpoint
+
+    try:
+        result = yield from iter_adapt(model, noisy, **options)
+        yield "Calibrating the intervals on pairs simulated with the fitted noise model…"
+        adapted = yield from iter_recalibrate(result.model, noisy, result.noise)
+        adapted.name = output.stem
+        save_checkpoint(adapted, output)
+        return None
+    except (ValueError, OSError, MemoryError, RuntimeError) as err:
+        return _Failure(str(err))
 
 
 def _train_job(prepared, config, output):
@@ -61,7 +79,11 @@ class TrainWidget(WorkerControls, Container):
         self.kind = ComboBox(label="Model kind", choices=["paired", "unpaired"], value="paired",
                              tooltip="paired: learns noisy → clean (the Denoise default).\n"
                                      "unpaired: learns clean images only; denoising is guided by the noisy image")
-        self.mode = ComboBox(label="Data", choices=[PAIRED, CLEAN_ONLY], value=PAIRED)
+        self.mode = ComboBox(label="Data", choices=[PAIRED, CLEAN_ONLY, NOISY_ONLY], value=PAIRED,
+                             tooltip="Noisy layer only: adapt a model with a mean head (the bundled demo) to your "
+                                     "data from the noisy images alone; the noise model is read off the image")
+        self.minutes = FloatSpinBox(label="Minutes", value=5.0, min=0.1, max=600.0, step=0.5, visible=False,
+                                    tooltip="How long to adapt; the weights with the lowest validation loss are kept")
         self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="Low-light acquisition")
         self.clean = ComboBox(label="Clean layer", choices=self._images, tooltip="High-light acquisition of the same field")
         self.photons_low = FloatSpinBox(label="Photons at peak, from", value=2.0, min=0.1, max=1e5,
@@ -89,7 +111,7 @@ class TrainWidget(WorkerControls, Container):
         self.status = Label(value="")
         self.extend([self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
                      self.start_model, self.steps, self.patch_size, self.batch_size, self.learning_rate,
-                     self.val_fraction, self.ema, self.output, self.train_button, self.cancel_button,
+                     self.val_fraction, self.ema, self.minutes, self.output, self.train_button, self.cancel_button,
                      self.progress, self.status])
         from .loss_plot import LossPlot
 
@@ -125,9 +147,14 @@ class TrainWidget(WorkerControls, Container):
     def _on_mode(self, mode):
         unpaired = self.kind.value == "unpaired"
         simulated = mode == CLEAN_ONLY
+        adapting = mode == NOISY_ONLY and not unpaired
         self.noisy.visible = not simulated and not unpaired
+        self.clean.visible = not adapting
         for w in (self.photons_low, self.photons_high, self.psf_sigma):
             w.visible = simulated and not unpaired
+        self.minutes.visible = adapting
+        for w in (self.steps, self.ema, self.learning_rate):
+            w.visible = not adapting
 
     def _config(self) -> TrainConfig:
         steps = self.steps.value
@@ -155,10 +182,64 @@ class TrainWidget(WorkerControls, Container):
         return prepare_training(noisy, np.asarray(clean.data), model=start, noise_model=noise, config=config,
                                 val_fraction=self.val_fraction.value, kind=self.kind.value)
 
+    def _adapt_start(self):
+        """Noisy-only mode: adapt the chosen model to the noisy layer (core.adapt) in a worker."""
+        from napari.qt.threading import create_worker
+
+        from ..core.checkpoint import load_model
+
+        layer = self.noisy.value
+        if layer is None:
+            raise ValueError("Select the noisy image layer to adapt to")
+        if self.start_model.value in (None, SCRATCH):
+            raise ValueError("Adapting starts from a model with a mean head, such as the bundled demo")
+        if not str(self.output.value).endswith(".safetensors"):
+            raise ValueError("The output file must end in .safetensors")
+        model = load_model(self.start_model.value)
+        noisy = np.array(layer.data, dtype=np.float32, copy=True)
+        options = dict(minutes=self.minutes.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
+                       val_fraction=self.val_fraction.value)
+        from ..core.adapt import iter_adapt
+
+        next(iter_adapt(model, noisy, **{**options, "minutes": None, "steps": 1}), None)  # refuse bad data now
+        output = free_path(Path(self.output.value))
+        self.output.value = output
+        self._worker = create_worker(_adapt_job, model, noisy, options, output, _start_thread=False)
+        self._worker.yielded.connect(self._on_adapt_progress)
+        self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
+        self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
+        self.plot.clear_data()
+        self._launch(self._worker)
+
+    def _on_adapt_progress(self, info):
+        if isinstance(info, str):  # the recalibration after training begins
+            self.status.value = info
+            return
+        if not hasattr(info, "train_loss"):  # the recalibration's restoration progress
+            self.progress.value = int(1000 * info.fraction)
+            return
+        total = self.minutes.value * 60
+        self.progress.value = int(1000 * min(info.seconds / total, 1.0))
+        val = f", validation {info.val_loss:.5f}" if info.val_loss is not None else ""
+        self.status.value = f"step {info.step}, loss {info.train_loss:.5f}{val}, {max(total - info.seconds, 0) / 60:.1f} min left"
+        self.plot.add(info.step, info.train_loss, info.val_loss)
+        now = time.monotonic()
+        if now - self._last_redraw > 0.5:
+            self._last_redraw = now
+            self.plot.redraw()
+
     def start(self):
         """Check the selection, then train in a worker thread."""
         from napari.qt.threading import create_worker
 
+        if self.mode.value == NOISY_ONLY and self.kind.value == "paired":
+            if self._worker is not None:
+                return
+            try:
+                self._adapt_start()
+            except Exception as err:  # noqa: BLE001 — every reason not to start is shown, not raised
+                notify_error(str(err))
+            return
         config = self._config()
         try:
             prepared = self._prepare(config)

@@ -39,6 +39,9 @@ DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md,
 MEAN_ESTIMATORS = ("auto", "head", "x0", "samples")
 # what denoise() does unless told otherwise; the bundled models ship calibrated for it
 DEFAULT_SAMPLER_SETTINGS = {"sampler": "ddim", "sampler_params": {"steps": 10, "eta": 1.0}, "n_samples": 8}
+# a 512² plane's maps in under 10 s on a 2-core CPU, at a cost in how well the std ranks the errors
+# (docs/benchmarks/samplers.md); the bundled models ship calibrated for it too
+FAST_SAMPLER_SETTINGS = {"sampler": "ddim", "sampler_params": {"steps": 3, "eta": 1.0}, "n_samples": 4}
 
 
 class Cancelled(Exception):
