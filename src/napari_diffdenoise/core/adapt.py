@@ -110,6 +110,7 @@ class AdaptResult:
     noise: CameraNoise
     history: list = field(default_factory=list)
     best_step: int = 0
+    snapshots: dict = field(default_factory=dict)  # seconds → (step, the best head's weights so far)
 
 
 def _recorrupt(y: np.ndarray, sigma: np.ndarray, alpha: float, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +137,11 @@ def iter_adapt(
     val_fraction: float = 0.1,
     validate_every: int = 25,
     device: str = "auto",
+    snapshots: tuple[float, ...] = (),
 ) -> Generator[AdaptProgress, None, AdaptResult]:
-    """The generator behind :func:`adapt`: yields after every step, returns an :class:`AdaptResult`."""
+    """The generator behind :func:`adapt`: yields after every step, returns an :class:`AdaptResult`.
+    ``snapshots``: seconds at which the best head so far is also kept (AdaptResult.snapshots), so
+    that one long run shows what shorter budgets would have given (the learning rate is constant)."""
     if not isinstance(model, DiffusionModel):
         raise TypeError(f"model must be a DiffusionModel (load_model(...)); got {type(model).__name__}")
     if model.kind != "paired" or model.mean_network is None:
@@ -219,8 +223,11 @@ def iter_adapt(
     best = (val_loss(), 0, copy.deepcopy(head.state_dict()))
     history.append({"step": 0, "val_loss": best[0], "seconds": 0.0})
     last_val = best[0]
+    pending, taken = sorted(snapshots), {}
     while True:
         elapsed = time.perf_counter() - t0
+        while pending and elapsed >= pending[0]:
+            taken[pending.pop(0)] = (best[1], copy.deepcopy(best[2]))
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
         x, t = batch(step)
@@ -254,7 +261,7 @@ def iter_adapt(
                     "seed": seed, "images": [list(p.shape) for p in planes], "parent": model.name,
                     "parent_sha256": model.sha256 or None, "package_version": __version__},
     }
-    return AdaptResult(adapted, noise, history, best[1])
+    return AdaptResult(adapted, noise, history, best[1], taken)
 
 
 def simulate_like(clean: np.ndarray, noise: CameraNoise, rng: np.random.Generator) -> np.ndarray:
