@@ -10,7 +10,8 @@ import argparse
 import torch
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import psnr_fitted
+from napari_diffdenoise.core.metrics import calibration, psnr_fitted
+from napari_diffdenoise.core.restore import FAST_SAMPLER_SETTINGS
 
 from .common import held_out_pair, markdown_table, timed, write_report
 
@@ -105,24 +106,31 @@ def main(argv=None):
 
     noisy, clean = held_out_pair("filaments", 10.0, 512, 0)
     plane_rows = []
+    fast = {"sampler": FAST_SAMPLER_SETTINGS["sampler"], "n_samples": FAST_SAMPLER_SETTINGS["n_samples"],
+            "sampler_params": FAST_SAMPLER_SETTINGS["sampler_params"]}
     for label, kw in [
-        ("preview: K=1, DDIM 10 steps", dict(n_samples=1, steps=10)),
-        ("preview: K=1, DDIM 5 steps (the widget's Preview)", dict(n_samples=1, steps=5)),
-        (f"default: K=8, DDIM 10 steps (tile {model.tile}, samples one by one)", dict(n_samples=8, steps=10)),
-        ("K=8, DDIM 10 steps, the 8 samples batched", dict(n_samples=8, steps=10, batch_pixels=8 * 512 * 512)),
-        ("K=8, DDIM 10 steps, tile 256 (3×3 overlapping tiles)", dict(n_samples=8, steps=10, tile=256)),
+        ("Preview: the one-pass mean alone (the widget's Preview)", dict(n_samples=0)),
+        ("previous Preview: K=1, DDIM 5 steps", dict(n_samples=1, steps=5, eta=0.0, mean="samples")),
+        ("previous default: K=8, DDIM 10 steps η=0, mean of the samples", dict(n_samples=8, steps=10, eta=0.0,
+                                                                               mean="samples")),
+        (f"default: K=8, DDIM 10 steps η=1, mean head, 90 % intervals (tile {model.tile})",
+         dict(n_samples=8, steps=10, coverage=0.9)),
+        ("fast: K=4, DDIM 3 steps η=1, mean head, 90 % intervals", dict(**fast, coverage=0.9)),
+        ("default, the 8 samples batched", dict(n_samples=8, steps=10, batch_pixels=8 * 512 * 512)),
+        ("default, tile 256 (3×3 overlapping tiles)", dict(n_samples=8, steps=10, tile=256)),
     ]:
         result, seconds = timed(lambda: denoise(noisy, model, seed=0, **kw))
         evals = result.metadata["network_evaluations"]
         psnr = psnr_fitted(result.mean, clean)
-        plane_rows.append([label, seconds, evals, psnr])
-        data["planes"].append({"setting": label, "seconds": seconds, "network_calls": evals, "psnr": psnr})
+        rho = calibration(result.std, result.mean - clean)[2] if result.std is not None else float("nan")
+        plane_rows.append([label, seconds, evals, psnr, rho])
+        data["planes"].append({"setting": label, "seconds": seconds, "network_calls": evals, "psnr": psnr, "rho": rho})
     # the seed procedure (ancestral, 200 steps × 15 samples) is 3000 single-sample evaluations per
     # tile: its time is extrapolated from the per-evaluation cost, measured in this run
     per_eval = plane_rows[2][1] / (8 * 10)
     seed_seconds = per_eval * 15 * model.schedule.n_steps
     plane_rows.append([f"seed procedure: K=15, ancestral {model.schedule.n_steps} steps (extrapolated)", seed_seconds,
-                       "—", "— (seed.md runs it)"])
+                       "—", "— (seed.md runs it)", "—"])
     data["seed_procedure_seconds_extrapolated"] = seed_seconds
 
     body = (
@@ -136,11 +144,12 @@ def main(argv=None):
         + markdown_table(["tile", "GFLOP per forward", "seconds", "GFLOP/s", "fraction of peak"], flop_rows)
         + "\n\n## Inference settings, one 256² forward, batch 1\n\nSpeed-up against the first row, all "
         "measured in this run. `torch.compile` is left out: it needs a C++ toolchain at run time that a "
-        "napari install does not guarantee (a one-off measurement in REFERENCE.md: +4 % for 44 s of compiling).\n\n"
+        "napari install does not guarantee (a one-off measurement: +4 % for 44 s of compiling).\n\n"
         + markdown_table(["setting", "ms", "speed-up"], setting_rows)
         + "\n\n## One 512 × 512 plane\n\nA held-out filaments plane at 10 photons (noisy input "
         f"{psnr_fitted(noisy, clean):.2f} dB), so the rows also show what each setting gives.\n\n"
-        + markdown_table(["setting", "seconds", "network calls", "PSNR (dB, fitted)"], plane_rows)
+        + markdown_table(["setting", "seconds", "network calls", "PSNR (dB, fitted)", "Spearman ρ(std, |error|)"],
+                         plane_rows)
         + f"\n\nThe fast default needs {8 * 10} sample-evaluations per pixel against {15 * model.schedule.n_steps} "
         f"for the seed procedure: {15 * model.schedule.n_steps / 80:.1f}× fewer.\n"
     )
