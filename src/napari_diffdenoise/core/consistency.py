@@ -1,4 +1,4 @@
-"""Data consistency with a known PSF: the physics term of PI-DDPM (REFERENCE §3).
+"""Data consistency with a known PSF: the physics term of PI-DDPM (Li, della Maggiora et al.; docs/method.md).
 
 For an observation x (normalised, one plane) and a PSF K, :class:`DataConsistency` gives the error
 ‖K∗ŷ − x‖² of an estimate ŷ and its exact gradient 2·Kᵀ(K∗ŷ − x): the adjoint of a convolution

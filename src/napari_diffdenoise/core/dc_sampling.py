@@ -1,4 +1,4 @@
-"""DDIM steered by data consistency with a known PSF (PI-DDPM's sampling, REFERENCE §3).
+"""DDIM steered by data consistency with a known PSF (PI-DDPM's sampling; docs/method.md).
 
 After every step the state moves against ∇ = ∇_ŷ[‖K∗ŷ − x‖² + λ·R(ŷ)], evaluated at the current
 clean estimate ŷ = x̂0 rather than at the noisy y_t (K∗y_t is mostly noise until t is small), by

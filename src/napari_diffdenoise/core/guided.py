@@ -1,5 +1,5 @@
 """Samplers for an *unconditional* model guided by the noisy observation (Baikal, Chaudhary et
-al.; REFERENCE §2). Same signature as :mod:`.samplers`, plus ``observation``: the normalised noisy
+al.; docs/method.md). Same signature as :mod:`.samplers`, plus ``observation``: the normalised noisy
 image, broadcastable to y. Step indices t are the model's own (0 … T−1); Baikal's defaults, given
 for T = 1000, are scaled to the model's T.
 """

@@ -1,6 +1,6 @@
 """Image formation: point-spread functions from the optics, and Richardson–Lucy deconvolution.
 
-PSFs are 2D in-focus lateral profiles (PI-DDPM, REFERENCE §3): an Airy pattern for a widefield
+PSFs are 2D in-focus lateral profiles (PI-DDPM, Li, della Maggiora et al.; docs/method.md): an Airy pattern for a widefield
 microscope, the product of the excitation PSF and the emission PSF convolved with the pinhole for
 a confocal one, or the Gaussian approximation of either (Zhang et al. 2007, which the simulator
 uses). All are sampled on the camera's pixel grid and normalised to sum 1.

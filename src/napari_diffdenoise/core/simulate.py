@@ -1,6 +1,6 @@
 """Simulated fluorescence: structures, a PSF, and low-light acquisition (Poisson + read noise).
 
-The acquisition model is PI-DDPM's (REFERENCE §3): counts = Poisson(peak · (h ∗ x) + background)
+The acquisition model is PI-DDPM's (Li, della Maggiora et al.; docs/method.md): counts = Poisson(peak · (h ∗ x) + background)
 + N(0, read_noise²). Structures are drawn on a unit intensity scale; the clean target is the
 noise-free expected image h ∗ x (same optics, infinite light), which is what a paired
 low/high-exposure acquisition measures. Everything is deterministic under a seed.
