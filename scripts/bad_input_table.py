@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bad_input_matrix import ROWS, outcome  # noqa: E402
+from bad_input_matrix import ROWS, outcome
 
 
 def main():

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from napari_diffdenoise.core.adapt import CameraNoise, adapt, estimate_noise, iter_adapt
-from napari_diffdenoise.core.driving import drive
 from napari_diffdenoise.core.network import UNet, UNetConfig
 
 

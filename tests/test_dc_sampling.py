@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from test_samplers import MU, S, make_noise, optimal_eps, run
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.consistency import DataConsistency, gradient_norm
@@ -9,8 +10,6 @@ from napari_diffdenoise.core.dc_sampling import ddim_dc
 from napari_diffdenoise.core.physics import gaussian_psf
 from napari_diffdenoise.core.samplers import ddim
 from napari_diffdenoise.core.schedules import NoiseSchedule
-
-from test_samplers import MU, S, make_noise, optimal_eps, run
 
 SCHED = NoiseSchedule("cosine", 100)
 PSF = gaussian_psf(1.5)

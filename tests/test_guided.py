@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from test_samplers import MU, S, make_noise, optimal_eps, run
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.guided import forward_backward, mixing, repaint
@@ -9,8 +10,6 @@ from napari_diffdenoise.core.model import DiffusionModel
 from napari_diffdenoise.core.network import UNet
 from napari_diffdenoise.core.sampler_registry import SAMPLERS, get_sampler, samplers_for
 from napari_diffdenoise.core.schedules import NoiseSchedule
-
-from test_samplers import MU, S, make_noise, optimal_eps, run
 
 SCHED = NoiseSchedule("cosine", 100)
 N = 40_000

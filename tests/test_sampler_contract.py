@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_samplers import MU, S, make_noise, optimal_eps, run
 
 from napari_diffdenoise import denoise, list_samplers, register_sampler
 from napari_diffdenoise.core.consistency import DataConsistency
@@ -13,8 +14,6 @@ from napari_diffdenoise.core.physics import gaussian_psf
 from napari_diffdenoise.core.sampler_registry import SAMPLERS, Param
 from napari_diffdenoise.core.samplers import SamplerStep
 from napari_diffdenoise.core.schedules import NoiseSchedule
-
-from test_samplers import MU, S, make_noise, optimal_eps, run
 
 SCHED = NoiseSchedule("cosine", 200)
 

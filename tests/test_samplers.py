@@ -88,7 +88,7 @@ def test_ddim_eta0_is_deterministic_given_start_and_eta1_is_not():
 def test_sampler_yields_one_step_per_network_evaluation():
     calls = []
     sched = NoiseSchedule("cosine", 50)
-    eps = lambda y, g: (calls.append(g), torch.zeros_like(y))[1]  # noqa: E731
+    eps = lambda y, g: (calls.append(g), torch.zeros_like(y))[1]
     steps = list(ddim(eps, sched, torch.zeros(4), make_noise(0), steps=7))
     assert len(steps) == len(calls) == 7 and steps[-1].index == 6
     assert calls == sorted(calls)  # γ increases: from noise towards data

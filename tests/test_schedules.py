@@ -8,7 +8,7 @@ from napari_diffdenoise.core.schedules import NoiseSchedule, respaced_timesteps,
 
 def test_cosine_matches_closed_form_where_beta_is_not_clipped():
     T, s = 200, 8e-3
-    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
     alphas = NoiseSchedule("cosine", T, offset=s).alphas_cumprod
     for t in (0, 10, 100, 190):  # ᾱ index t is after t+1 steps
         assert alphas[t] == pytest.approx(f(t + 1) / f(0), rel=1e-12)

@@ -25,7 +25,7 @@ def test_tile_starts_cover_the_axis_with_the_requested_overlap():
 class LocalNet(torch.nn.Module):
     """A stand-in ε-network with a known receptive field (radius 2): two 3×3 convolutions."""
 
-    class config:  # noqa: N801 — mimics UNetConfig's attributes that tiling reads
+    class config:
         cond_channels = 1
         size_multiple = 4
 

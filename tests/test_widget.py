@@ -267,3 +267,20 @@ def test_run_twice_starts_one_worker_and_edits_during_a_run_do_not_leak_in(widge
 
     expected = denoise(original, w._selected_model(), **w._settings(None))
     np.testing.assert_allclose(viewer.layers["cells [mean]"].data, expected.mean, rtol=1e-5, atol=1e-4)
+
+
+def test_an_unpaired_models_samplers_survive_layer_changes(make_napari_viewer, qtbot, errors):
+    """napari resets a dock widget's choices on every layer change: the unpaired samplers and their
+    settings must stay (they used to fall back to ddim, ddpm, ddim-dc)."""
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model.value = "demo-unpaired"
+    w.sampler.value = "repaint"
+    start = next(p for p in w.sampler_params if p.name == "start")
+    start.value = 7
+    viewer.add_image(np.zeros((16, 16)), name="new layer")
+    w.reset_choices()  # what napari does on a layer change
+    viewer.layers.remove("new layer")
+    w.reset_choices()
+    assert list(w.sampler.choices) == ["fb", "mixing", "repaint", "repaint-baikal"]
+    assert w.sampler.value == "repaint" and next(p for p in w.sampler_params if p.name == "start").value == 7

@@ -11,11 +11,11 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
+from .core.calibration import calibrate
 from .core.checkpoint import list_models, load_model, save_checkpoint
 from .core.datasets import NoiseModel
 from .core.finetune import train
 from .core.model import DiffusionModel
-from .core.calibration import calibrate
 from .core.restore import Cancelled, Progress, Restoration, denoise
 from .core.sampler_registry import Param, list_samplers, register_sampler
 from .core.training import TrainConfig

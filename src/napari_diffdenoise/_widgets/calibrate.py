@@ -17,6 +17,7 @@ from ..core.metrics import reliability
 from ..core.sampler_registry import list_samplers
 from ._worker import WorkerControls
 from .denoise import _Failure, _image_choices, notify_error
+from .layers import follow_layers
 from .model_registry import REGISTRY
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
@@ -74,10 +75,7 @@ class CalibrateWidget(WorkerControls, Container):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         REGISTRY.subscribe(self.model)
-        layers = napari_viewer.layers.events
-        for event in (layers.inserted, layers.removed, layers.reordered):
-            event.connect(self.noisy.reset_choices)
-            event.connect(self.truth.reset_choices)
+        follow_layers(napari_viewer, self.noisy, self.truth)
         self.reset_choices()
 
     def _images(self, _widget=None):

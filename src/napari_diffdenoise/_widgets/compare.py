@@ -6,6 +6,7 @@ from magicgui.widgets import ComboBox, Container, PushButton, Table
 
 from ..core.metrics import evaluate
 from .denoise import _image_choices, notify_error
+from .layers import follow_layers
 
 
 class CompareWidget(Container):
@@ -20,10 +21,7 @@ class CompareWidget(Container):
         self.extend([self.result, self.truth, self.compute_button, self.copy_button, self.table])
         self.compute_button.clicked.connect(self.compute)
         self.copy_button.clicked.connect(self.copy)
-        layers = napari_viewer.layers.events
-        for event in (layers.inserted, layers.removed, layers.reordered):
-            event.connect(self.result.reset_choices)
-            event.connect(self.truth.reset_choices)
+        follow_layers(napari_viewer, self.result, self.truth)
         self.reset_choices()
 
     def _images(self, _widget=None):

@@ -26,6 +26,7 @@ from ..core.devices import available_devices
 from ..core.restore import DEFAULT_STEPS, iter_denoise, make_settings
 from ..core.sampler_registry import SAMPLERS, samplers_for
 from ._worker import WorkerControls
+from .layers import follow_layers, image_choices
 from .model_registry import REGISTRY
 
 LOAD_FROM_FILE = "Load from file…"
@@ -57,11 +58,7 @@ def notify_error(message: str) -> None:
     show_error(message)
 
 
-def _image_choices(viewer):
-    from napari.layers import Image
-
-    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
-
+_image_choices = image_choices  # the other widgets import it from here
 
 class _Failure(str):
     """A message for the user, returned instead of raised: a worker that raises shows a traceback."""
@@ -95,7 +92,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.image = ComboBox(label="Image", choices=self._image_choices, tooltip="A 2D or 3D (Z, Y, X) image layer")
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="A bundled model or a checkpoint")
         self.model_file = FileEdit(label=LOAD_FROM_FILE, filter="*.safetensors", tooltip="A napari-diffdenoise checkpoint")
-        self.sampler = ComboBox(label="Sampler", choices=samplers_for("paired"), value="ddim",
+        # a callable, not a list: napari resets every dock widget's choices when layers change, and a
+        # fixed list would put the paired samplers back under an unpaired model
+        self.sampler = ComboBox(label="Sampler", choices=self._sampler_choices, value="ddim",
                                 tooltip="\n".join(f"{s.name}: {s.description}" for s in SAMPLERS.values()))
         self.steps = SpinBox(label="Steps", value=DEFAULT_STEPS, min=1, max=1000,
                              tooltip="DDIM steps; more is slower. 10 is usually enough for denoising")
@@ -145,9 +144,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.preview_button.clicked.connect(self.preview)
         self.cancel_button.clicked.connect(self.cancel)
         REGISTRY.subscribe(self.model)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            event.connect(self.image.reset_choices)
-            event.connect(self.psf_source.reset_choices)
+        follow_layers(viewer, self.image, self.psf_source)
         self.reset_choices()
 
     # choices ---------------------------------------------------------------------------------
@@ -157,6 +154,16 @@ class DenoiseWidget(WorkerControls, Container):
     def _psf_choices(self, _widget=None):
         return [("Gaussian (σ below)", GAUSSIAN_PSF)] + [(f"layer: {name}", layer) for name, layer in
                                                         _image_choices(self._viewer)]
+
+    def _sampler_choices(self, _widget=None):
+        """The samplers that fit the chosen model (paired ones before a model is chosen)."""
+        key = getattr(getattr(self, "model", None), "value", None)
+        if key in (None, RICHARDSON_LUCY):
+            return samplers_for("paired")
+        try:
+            return samplers_for(self._selected_model().kind)
+        except (ValueError, OSError):
+            return samplers_for("paired")
 
     def _model_choices(self, _widget=None):
         return REGISTRY.choices() + [("Richardson–Lucy (classical, no model)", RICHARDSON_LUCY)]
@@ -190,7 +197,7 @@ class DenoiseWidget(WorkerControls, Container):
         except (ValueError, OSError) as err:
             notify_error(f"Could not load the model: {err}")
             return
-        self.sampler.choices = samplers_for(model.kind)
+        self.sampler.reset_choices()
         self.sampler.value = model.default_sampler  # one rule with the library's
         self.steps.max = model.schedule.n_steps
         self.steps.value = min(self.steps.value, model.schedule.n_steps)
@@ -324,7 +331,7 @@ class DenoiseWidget(WorkerControls, Container):
             return  # one run at a time: Run again while a run goes on does nothing
         try:
             layer, model, psf = self._validate()
-        except Exception as err:  # noqa: BLE001 — any reason not to start is shown, not raised
+        except Exception as err:
             notify_error(str(err))
             return
         settings = self._settings(psf, preview) if model is not None else {}

@@ -27,6 +27,7 @@ from ..core.training import TrainConfig, best_path
 from ._worker import WorkerControls
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
+from .layers import follow_layers
 from .model_registry import REGISTRY
 
 PAIRED = "paired: noisy + clean layers"
@@ -123,10 +124,7 @@ class TrainWidget(WorkerControls, Container):
         self.train_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         REGISTRY.subscribe(self.start_model)
-        layers = napari_viewer.layers.events
-        for event in (layers.inserted, layers.removed, layers.reordered):
-            event.connect(self.noisy.reset_choices)
-            event.connect(self.clean.reset_choices)
+        follow_layers(napari_viewer, self.noisy, self.clean)
         self._on_mode(self.mode.value)
         self.reset_choices()
 
@@ -237,13 +235,13 @@ class TrainWidget(WorkerControls, Container):
                 return
             try:
                 self._adapt_start()
-            except Exception as err:  # noqa: BLE001 — every reason not to start is shown, not raised
+            except Exception as err:
                 notify_error(str(err))
             return
         config = self._config()
         try:
             prepared = self._prepare(config)
-        except Exception as err:  # noqa: BLE001 — every reason not to start is shown, not raised
+        except Exception as err:
             notify_error(str(err))
             return
         if self._worker is not None:

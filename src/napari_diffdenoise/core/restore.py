@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from .calibration import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .model import DiffusionModel
 from .normalization import IntensityMap
 from .physics import check_psf
-from .calibration import Calibration, find_calibration, interval_unit
 from .sampler_registry import Param, SamplerInfo, get_sampler
 from .tiling import make_tiles
 from .uncertainty import summarise

@@ -223,7 +223,7 @@ def _repaint_evaluations(schedule, p):
 def _register_builtins() -> None:
     from . import dc_sampling, guided, samplers, solvers
 
-    steps_only = lambda schedule, p: p["steps"]  # noqa: E731
+    steps_only = lambda schedule, p: p["steps"]
     register_sampler("ddim", samplers.ddim, params=(STEPS, ETA), evaluations=steps_only,
                      description="DDIM on a respaced schedule: few steps, fast (default)")
     register_sampler("ddpm", samplers.ddpm, evaluations=lambda schedule, p: schedule.n_steps,
