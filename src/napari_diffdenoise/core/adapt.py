@@ -40,9 +40,9 @@ from .normalization import IntensityMap
 from .pairs import augment
 
 BLOCK = 8  # pixels per side of the blocks whose statistics fit the noise model
-# a σ = 2 Gaussian leaves white noise with 1/(2√π·2) of its std: a smoothed image whose std is not at
-# least twice that holds no structure to learn from
-SMOOTHING, MIN_STRUCTURE = 2.0, 2.0
+# a σ = 2 Gaussian leaves white noise with 1/(2√π·2) of its std: a smoothed image whose std is not 20 %
+# above that holds no structure to learn from
+SMOOTHING, MIN_STRUCTURE = 2.0, 1.2
 
 
 @dataclass(frozen=True)
