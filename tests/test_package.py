@@ -139,3 +139,18 @@ def test_cli_writes_a_three_plane_stack_as_grey_planes_not_rgb(tmp_path, tiny_ch
     with tifffile.TiffFile(tmp_path / "s_mean.tif") as tif:
         assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
         assert tif.asarray().shape == (3, 32, 32)
+
+
+def test_the_layers_menus_offer_the_widgets(make_napari_viewer):
+    make_napari_viewer()
+    try:
+        from napari._app_model import get_app_model
+    except ImportError:  # napari < 0.5.5
+        from napari._app_model import get_app as get_app_model
+
+    menus = get_app_model().menus
+    def ids(menu):
+        return {getattr(item, "command", None) and item.command.id for item in menus.get_menu(menu)}
+
+    assert "napari-diffdenoise.denoise_widget" in ids("napari/layers/filter")
+    assert "napari-diffdenoise.compare_widget" in ids("napari/layers/measure")
