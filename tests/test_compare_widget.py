@@ -45,3 +45,21 @@ def test_compare_refuses_mismatched_layers(make_napari_viewer, errors):
     w.result.value, w.truth.value = viewer.layers["a"], viewer.layers["b"]
     w.compute()
     assert errors and "differ in shape" in errors[0]
+
+
+def test_compare_says_how_it_scores_clears_stale_numbers_and_warns_on_scales(make_napari_viewer, errors, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(compare_module, "notify_warning", warnings.append)
+    viewer = make_napari_viewer()
+    truth = np.random.default_rng(0).random((32, 32))
+    viewer.add_image(truth, name="truth")
+    viewer.add_image(truth + 0.1, name="result", scale=(2, 2))
+    viewer.add_image(np.zeros((16, 16)), name="small")
+    w = CompareWidget(viewer)
+    assert "scale-and-offset fit" in w.note.value
+    w.result.value, w.truth.value = viewer.layers["result"], viewer.layers["truth"]
+    w.compute()
+    assert len(w.table.to_dict("split")["data"]) == 1 and warnings and "different scales" in warnings[0]
+    w.result.value = viewer.layers["small"]
+    w.compute()
+    assert errors and len(w.table.to_dict("split")["data"]) == 0  # the earlier numbers are gone

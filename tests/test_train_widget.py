@@ -179,3 +179,15 @@ def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_pat
     assert model.provenance["adapted"]["steps"] >= 1 and model.calibrations
     assert str((tmp_path / "adapted.safetensors").resolve()) in [v for _, v in REGISTRY.choices()]
     assert w.status.value.startswith("Done")
+
+
+def test_noisy_and_clean_start_on_different_layers(make_napari_viewer):
+    from napari_diffdenoise._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64)), name="low light")
+    viewer.add_image(np.ones((64, 64)), name="ground truth")
+    w = TrainWidget(viewer)
+    assert w.noisy.value.name == "low light" and w.clean.value.name == "ground truth"
+    viewer.add_image(np.ones((64, 64)), name="another")
+    assert w.noisy.value is not w.clean.value

@@ -155,11 +155,13 @@ class CalibrateWidget(WorkerControls, Container):
             self.figure = FigureCanvasQTAgg(Figure(figsize=(3.5, 2.6), tight_layout=True))
             self.figure.setMinimumHeight(220)
             self.native.layout().addWidget(self.figure)
+        from .loss_plot import FOREGROUND, dark_axes
+
         fig = self.figure.figure
         fig.clear()
-        ax = fig.add_subplot()
+        ax = dark_axes(fig)
         top = float(max(rmv.max(), rmse.max()))
-        ax.plot([0, top], [0, top], "k--", lw=1, label="calibrated")
+        ax.plot([0, top], [0, top], "--", color=FOREGROUND, lw=1, label="calibrated")
         ax.plot(rmv, rmse, "o-", ms=3, label="this model")
         ax.set_xlabel("RMS predicted std")
         ax.set_ylabel("RMSE of the mean")

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, PushButton, Table
+from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
 from ..core.metrics import evaluate
 from .denoise import _image_choices, notify_error
+
+
+def notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
 from .layers import follow_layers
 
 
@@ -18,7 +24,11 @@ class CompareWidget(Container):
         self.compute_button = PushButton(text="Compute")
         self.copy_button = PushButton(text="Copy table")
         self.table = Table()
-        self.extend([self.result, self.truth, self.compute_button, self.copy_button, self.table])
+        self.table.native.setMinimumHeight(160)  # several planes' rows visible, with a scroll bar beyond
+        self.note = Label(value="PSNR, SSIM, MS-SSIM, NRMSE and MAE are computed after a least-squares scale-and-offset "
+                                "fit of the result to the truth (CARE's protocol), on the truth's range")
+        self.note.native.setWordWrap(True)
+        self.extend([self.result, self.truth, self.compute_button, self.copy_button, self.note, self.table])
         self.compute_button.clicked.connect(self.compute)
         self.copy_button.clicked.connect(self.copy)
         follow_layers(napari_viewer, self.result, self.truth)
@@ -28,6 +38,7 @@ class CompareWidget(Container):
         return _image_choices(self._viewer)
 
     def compute(self):
+        self.table.value = {"data": [], "index": [], "columns": []}  # no stale numbers after an error
         result, truth = self.result.value, self.truth.value
         if result is None or truth is None:
             notify_error("Select a result layer and a ground-truth layer")
@@ -39,6 +50,9 @@ class CompareWidget(Container):
         if pred.ndim not in (2, 3) or min(pred.shape[-2:]) < 7:
             notify_error("Compare needs 2D planes or 3D stacks of at least 7×7 pixels")
             return
+        if not np.allclose(result.scale, truth.scale) or not np.allclose(result.translate, truth.translate):
+            notify_warning(f"'{result.name}' and '{truth.name}' have different scales or positions in the viewer; "
+                           "they are compared pixel by pixel")
         planes = [(pred, gt)] if pred.ndim == 2 else list(zip(pred, gt))
         try:
             rows = [evaluate(p, g) for p, g in planes]

@@ -113,13 +113,16 @@ class DenoiseWidget(WorkerControls, Container):
             tooltip="0: no intervals. 0.9: add [lower] and [upper] layers that contain the true intensity in 90 % "
                     "of pixels, by the model's calibration for these settings (docs/method.md)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
-        self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        self.device = ComboBox(label="Device", choices=available_devices(), value="auto",
+                               tooltip="Where the network runs: auto takes a GPU (CUDA or Apple) when there is one, "
+                                       "else the CPU")
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
                                    tooltip="A Gaussian PSF of width σ, or an image layer holding a measured or "
                                            "computed PSF (2D, centred, any scale)")
         self.psf_sigma = FloatSpinBox(label="PSF σ (px)", value=1.5, min=0.3, max=20.0, step=0.1, visible=False,
                                       tooltip="Gaussian PSF width; ≈ 0.21·λ/NA / pixel size for a widefield microscope")
-        self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False)
+        self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False,
+                                  tooltip="Richardson-Lucy rounds: more sharpens more and amplifies noise")
         self.run_button = PushButton(text="Run")
         self.preview_button = PushButton(
             text="Preview", tooltip="A quick look at the plane on view before the full run: the model's one-pass "

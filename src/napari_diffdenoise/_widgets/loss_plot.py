@@ -5,17 +5,38 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
 
+# napari's default dark theme (background, text): a white figure would glare on it
+BACKGROUND, FOREGROUND = "#262930", "#f0f1f2"
+
+
+def dark_axes(figure):
+    """One axes coloured for napari's dark theme."""
+    figure.patch.set_facecolor(BACKGROUND)
+    axes = figure.add_subplot()
+    axes.set_facecolor(BACKGROUND)
+    for spine in axes.spines.values():
+        spine.set_color(FOREGROUND)
+    axes.tick_params(colors=FOREGROUND, labelsize="small")
+    axes.xaxis.label.set_color(FOREGROUND)
+    axes.yaxis.label.set_color(FOREGROUND)
+    return axes
+
+
 class LossPlot(FigureCanvasQTAgg):
     def __init__(self):
         figure = Figure(figsize=(3.5, 2.2), tight_layout=True)
         super().__init__(figure)
-        self.axes = figure.add_subplot()
+        # docked under another widget the canvas would shrink to an unreadable strip
+        self.setMinimumHeight(200)
+        self.axes = dark_axes(figure)
         self.train_line, = self.axes.plot([], [], lw=1, label="train")
         self.val_line, = self.axes.plot([], [], "o-", ms=3, lw=1, label="validation")
         self.axes.set_xlabel("step")
         self.axes.set_ylabel("loss")
         self.axes.set_yscale("log")
-        self.axes.legend(loc="upper right", fontsize="small")
+        legend = self.axes.legend(loc="upper right", fontsize="small", facecolor=BACKGROUND, edgecolor=FOREGROUND)
+        for text in legend.get_texts():
+            text.set_color(FOREGROUND)
         self.clear_data()
 
     def clear_data(self):

@@ -95,16 +95,24 @@ class TrainWidget(WorkerControls, Container):
                                               "deconvolve (restore with the ddim-dc sampler); 0: denoise only")
         self.start_model = ComboBox(label="Start from", choices=self._start_choices,
                                     tooltip="Fine-tune a model, or train one from scratch (needs many more steps)")
-        self.steps = SpinBox(label="Steps", value=500, min=1, max=1_000_000)
-        self.patch_size = SpinBox(label="Patch size", value=64, min=16, max=512, step=16)
-        self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=256)
+        self.steps = SpinBox(label="Steps", value=500, min=1, max=1_000_000,
+                             tooltip="How many training updates: more learns more and takes longer "
+                                     "(about 0.3 s each on a 2-core CPU at the defaults)")
+        self.patch_size = SpinBox(label="Patch size", value=64, min=16, max=512, step=16,
+                                  tooltip="Side of the square crops the model learns from, in pixels (a multiple of 16)")
+        self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=256,
+                                  tooltip="Crops per update: more gives steadier updates and needs more memory")
         self.learning_rate = FloatSpinBox(label="Learning rate", value=2e-4, min=1e-6, max=1e-2, step=1e-5,
                                           tooltip="Peak rate; warm-up, then cosine decay over all steps")
         self.val_fraction = FloatSpinBox(label="Validation fraction", value=0.1, min=0.0, max=0.45, step=0.05,
                                          tooltip="A strip of each image held out from training, for validation")
-        self.ema = CheckBox(label="EMA of weights", value=True)
+        self.ema = CheckBox(label="EMA of weights", value=True,
+                            tooltip="Keep a running average of the weights (exponential moving average): the saved "
+                                    "model is steadier than the last update's")
         self.output = FileEdit(label="Output file", mode="w", filter="*.safetensors",
-                               value=DEFAULT_DIR / "my-model.safetensors")
+                               value=DEFAULT_DIR / "my-model.safetensors",
+                               tooltip=f"Where the model is saved (the folder is created if needed; default {DEFAULT_DIR}). "
+                                       "An existing file is never replaced: a new name is chosen")
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.start_button = self.train_button
@@ -127,6 +135,23 @@ class TrainWidget(WorkerControls, Container):
         follow_layers(napari_viewer, self.noisy, self.clean)
         self._on_mode(self.mode.value)
         self.reset_choices()
+        self._distinct_layers()
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            event.connect(self._distinct_layers)
+
+    def _distinct_layers(self, _event=None):
+        """Noisy and Clean on different layers when there are two: the same layer twice is never a pair.
+        A layer named like a truth (clean, truth, gt, high) goes to Clean."""
+        layers = [layer for _, layer in self._images()]
+        if len(layers) < 2 or self.noisy.value is not self.clean.value:
+            return
+        hints = ("clean", "truth", "gt", "high")
+        clean = next((layer for layer in layers if any(h in layer.name.lower() for h in hints)), None)
+        if clean is None or clean is self.noisy.value:
+            clean = next(layer for layer in layers if layer is not self.noisy.value)
+        self.clean.value = clean
+        if self.noisy.value is clean:
+            self.noisy.value = next(layer for layer in layers if layer is not clean)
 
     def _images(self, _widget=None):
         return _image_choices(self._viewer)
