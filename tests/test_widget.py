@@ -284,3 +284,24 @@ def test_an_unpaired_models_samplers_survive_layer_changes(make_napari_viewer, q
     w.reset_choices()
     assert list(w.sampler.choices) == ["fb", "mixing", "repaint", "repaint-baikal"]
     assert w.sampler.value == "repaint" and next(p for p in w.sampler_params if p.name == "start").value == 7
+
+
+def test_presets_set_steps_and_samples_and_progress_reaches_napari(widget, noisy_stack, qtbot, errors, monkeypatch):
+    viewer, w = widget
+    w.preset.value = next(p for p in denoise_module.PRESETS if p.startswith("fast"))
+    assert (w.steps.value, w.n_samples.value, w.eta.value) == (3, 4, 1.0)
+    w.n_samples.value = 5
+    assert w.preset.value == denoise_module.CUSTOM  # a hand edit leaves the preset
+    reports = []
+    from napari_diffdenoise._widgets import _worker
+
+    real = _worker.WorkerControls._report
+    monkeypatch.setattr(_worker.WorkerControls, "_report",
+                        lambda self, f, t: (reports.append((f, t, self._activity is not None)), real(self, f, t)))
+    viewer.add_image(noisy_stack[0], name="plane")
+    w.image.value = viewer.layers["plane"]
+    w.n_samples.value, w.steps.value = 2, 2
+    w.run()
+    qtbot.waitUntil(lambda: "plane [mean]" in viewer.layers and w._worker is None, timeout=60_000)
+    assert reports and all(active for _, _, active in reports)  # napari's activity panel had a bar
+    assert reports[-1][0] == 1.0 and w._activity is None  # closed when done

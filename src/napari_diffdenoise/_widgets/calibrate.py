@@ -118,11 +118,10 @@ class CalibrateWidget(WorkerControls, Container):
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda run: self._on_returned(run, out))
         self._worker.aborted.connect(lambda: setattr(self.status, "value", "Cancelled; nothing saved"))
-        self._launch(self._worker)
+        self._launch(self._worker, f"Calibrating {model.name}")
 
     def _on_progress(self, info):
-        self.progress.value = int(1000 * info.fraction)
-        self.status.value = f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}"
+        self._report(info.fraction, f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}")
 
     def _on_returned(self, run, out: Path):
         if isinstance(run, _Failure):

@@ -32,6 +32,11 @@ from .model_registry import REGISTRY
 LOAD_FROM_FILE = "Load from file…"
 RICHARDSON_LUCY = "richardson-lucy"  # the classical option: no model, deconvolution only
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
+# speed / quality presets: (steps, samples); η = 1 throughout. The bundled demo is calibrated for
+# "fast" and "default" (docs/benchmarks/samplers.md, coverage.md)
+PRESETS = {"fast (≈10 s per 512² plane)": (3, 4), "default (≈1 min per 512² plane)": (10, 8),
+           "thorough (≈4 min per 512² plane)": (20, 16)}
+CUSTOM = "custom"
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters that have their own widgets in the main form
 
@@ -96,10 +101,13 @@ class DenoiseWidget(WorkerControls, Container):
         # fixed list would put the paired samplers back under an unpaired model
         self.sampler = ComboBox(label="Sampler", choices=self._sampler_choices, value="ddim",
                                 tooltip="\n".join(f"{s.name}: {s.description}" for s in SAMPLERS.values()))
+        self.preset = ComboBox(label="Speed / quality", choices=[*PRESETS, CUSTOM], value=list(PRESETS)[1],
+                               tooltip="Sets the steps and samples for you: fast for a look, thorough for the steadiest "
+                                       "uncertainty maps. The mean is the same in all three (one pass of the model)")
         self.steps = SpinBox(label="Steps", value=DEFAULT_STEPS, min=1, max=1000,
-                             tooltip="DDIM steps; more is slower. 10 is usually enough for denoising")
-        self.eta = FloatSpinBox(label="η (eta)", value=0.0, min=0.0, max=1.0, step=0.1,
-                                tooltip="DDIM stochasticity: 0 deterministic per sample, 1 ancestral")
+                             tooltip="Network evaluations per sample: more is slower and gives steadier uncertainty maps")
+        self.eta = FloatSpinBox(label="Randomness (η)", value=1.0, min=0.0, max=1.0, step=0.1,
+                                tooltip="How much fresh noise each step adds: 1 draws honest posterior samples")
         self.n_samples = SpinBox(label="Samples (K)", value=8, min=1, max=64,
                                  tooltip="How many restorations are drawn: the std, entropy and interval maps "
                                          "come from their spread (more: steadier maps, slower)")
@@ -134,7 +142,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.status = Label(value="")
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
         self.sampler_params = Container(labels=True)
-        self.extend([self.image, self.model, self.model_file, self.sampler, self.steps, self.eta, self.sampler_params,
+        self.extend([self.image, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
                      self.n_samples, self.mean_estimator, self.coverage, self.psf_source, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
                      self.status])
@@ -142,6 +150,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.model.changed.connect(self._on_model)
         self.model_file.changed.connect(self._on_model_file)
         self.sampler.changed.connect(self._on_sampler)
+        self.preset.changed.connect(self._on_preset)
+        self.steps.changed.connect(self._on_hand_edit)
+        self.n_samples.changed.connect(self._on_hand_edit)
         self.psf_source.changed.connect(self._show_psf_widgets)
         self.run_button.clicked.connect(self.run)
         self.preview_button.clicked.connect(self.preview)
@@ -157,6 +168,24 @@ class DenoiseWidget(WorkerControls, Container):
     def _psf_choices(self, _widget=None):
         return [("Gaussian (σ below)", GAUSSIAN_PSF)] + [(f"layer: {name}", layer) for name, layer in
                                                         _image_choices(self._viewer)]
+
+    def _on_preset(self, name):
+        if name not in PRESETS:
+            return
+        steps, samples = PRESETS[name]
+        self._applying_preset = True
+        try:
+            self.steps.value, self.n_samples.value = min(steps, self.steps.max), samples
+            self.eta.value = 1.0
+        finally:
+            self._applying_preset = False
+
+    def _on_hand_edit(self, _value=None):
+        """A step or sample count set by hand makes the preset 'custom'."""
+        if getattr(self, "_applying_preset", False) or self.preset.value not in PRESETS:
+            return
+        if (self.steps.value, self.n_samples.value) != PRESETS[self.preset.value]:
+            self.preset.value = CUSTOM
 
     def _sampler_choices(self, _widget=None):
         """The samplers that fit the chosen model (paired ones before a model is chosen)."""
@@ -358,7 +387,7 @@ class DenoiseWidget(WorkerControls, Container):
         self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
         self.preview_button.enabled = False
         self._worker.finished.connect(lambda: setattr(self.preview_button, "enabled", True))
-        self._launch(self._worker)
+        self._launch(self._worker, f"Denoising {layer.name}")
 
     def _on_preview(self, layer, z, result):
         if isinstance(result, _Failure):
@@ -382,8 +411,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.status.value = f"Preview of {where}{what} in {result.metadata['seconds']:.1f} s"
 
     def _on_progress(self, info):
-        self.progress.value = int(1000 * info.fraction)
-        self.status.value = f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}"
+        self._report(info.fraction, f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}")
 
     def _on_plane_done(self, done):
         plane, n_planes = done

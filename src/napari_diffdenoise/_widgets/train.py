@@ -232,19 +232,17 @@ class TrainWidget(WorkerControls, Container):
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
         self.plot.clear_data()
-        self._launch(self._worker)
+        self._launch(self._worker, f"Adapting {model.name} to {layer.name}")
 
     def _on_adapt_progress(self, info):
         if isinstance(info, str):  # the recalibration after training begins
             self.status.value = info
             return
         if not hasattr(info, "train_loss"):  # the recalibration's restoration progress
-            self.progress.value = int(1000 * info.fraction)
+            self._report(info.fraction, "calibrating the intervals")
             return
-        total = self.minutes.value * 60
-        self.progress.value = int(1000 * min(info.seconds / total, 1.0))
         val = f", validation {info.val_loss:.5f}" if info.val_loss is not None else ""
-        self.status.value = f"step {info.step}, loss {info.train_loss:.5f}{val}, {max(total - info.seconds, 0) / 60:.1f} min left"
+        self._report(info.seconds / (self.minutes.value * 60), f"step {info.step}, loss {info.train_loss:.5f}{val}")
         self.plot.add(info.step, info.train_loss, info.val_loss)
         now = time.monotonic()
         if now - self._last_redraw > 0.5:
@@ -281,13 +279,11 @@ class TrainWidget(WorkerControls, Container):
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
         self.plot.clear_data()
-        self._launch(self._worker)
+        self._launch(self._worker, f"Training {output.name}")
 
     def _on_progress(self, info):
-        self.progress.value = int(1000 * info.step / info.total_steps)
         val = f", validation {info.val_loss:.4f}" if info.val_loss is not None else ""
-        self.status.value = (f"step {info.step}/{info.total_steps}, loss {info.train_loss:.4f}{val}, "
-                             f"{info.eta_seconds / 60:.1f} min left")
+        self._report(info.step / info.total_steps, f"step {info.step}/{info.total_steps}, loss {info.train_loss:.4f}{val}")
         self.plot.add(info.step, info.train_loss, info.val_loss)
         now = time.monotonic()
         if now - self._last_redraw > 0.5 or info.step == info.total_steps:
