@@ -149,3 +149,18 @@ def test_unpaired_batches_cover_squeezed_contrast(pair):
     spans = first.max(axis=(1, 2, 3)) - first.min(axis=(1, 2, 3))
     assert spans.min() < 0.8 < spans.max()  # squeezed and full-range crops both occur
     assert first.min() >= -1.5
+
+
+def test_resume_with_other_data_or_settings_is_refused(tiny_model, pair, tmp_path):
+    cfg = TrainConfig(steps=4, checkpoint_every=2, **CFG)
+    out = tmp_path / "run.safetensors"
+    run = iter_train_on(*pair, model=copy.deepcopy(tiny_model), config=cfg, output=out)
+    for info in run:
+        if info.step == 2:
+            run.close()
+    with pytest.raises(ValueError, match=r"other settings \(batch_size 4 → 2"):
+        train(*pair, model=copy.deepcopy(tiny_model), config=TrainConfig(steps=4, **{**CFG, "batch_size": 2}),
+              output=out, resume=True)
+    noisy, clean = pair
+    with pytest.raises(ValueError, match="the training images"):
+        train(noisy[..., :-16], clean[..., :-16], model=copy.deepcopy(tiny_model), config=cfg, output=out, resume=True)

@@ -189,12 +189,15 @@ def test_a_psf_layer_that_is_not_a_psf_is_refused_with_a_message(widget, errors)
     viewer, w = widget
     viewer.add_image(np.ones((40, 40), np.float32), name="wide")
     viewer.add_image(np.zeros((3, 9, 9), np.float32), name="stack")
+    viewer.add_image(np.zeros((9, 9), np.float32), name="blank")
     w.image.value = viewer.layers["wide"]
     w.sampler.value = "ddim-dc"
-    w.psf_source.value = viewer.layers["stack"]
+    # a stack is not offered as a PSF at all; a blank 2D layer is, and is refused at Run
+    assert viewer.layers["stack"] not in w.psf_source.choices
+    w.psf_source.value = viewer.layers["blank"]
     w.run()
-    assert w._worker is None and len(viewer.layers) == 2
-    assert errors and "2D PSF" in errors[0]
+    assert w._worker is None and len(viewer.layers) == 3
+    assert errors and "PSF" in errors[0]
 
 
 def test_preview_is_one_sample_of_the_plane_on_view_and_is_replaced(widget, noisy_stack, qtbot, errors):
@@ -305,3 +308,17 @@ def test_presets_set_steps_and_samples_and_progress_reaches_napari(widget, noisy
     qtbot.waitUntil(lambda: "plane [mean]" in viewer.layers and w._worker is None, timeout=60_000)
     assert reports and all(active for _, _, active in reports)  # napari's activity panel had a bar
     assert reports[-1][0] == 1.0 and w._activity is None  # closed when done
+
+
+def test_the_widefield_sample_prefills_its_psf_and_image(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-diffdenoise", "widefield_stack")
+    viewer.add_image(np.zeros((4, 64, 64)), name="widefield stack [mean]")
+    w = DenoiseWidget(viewer)
+    w.image.value = viewer.layers["widefield PSF"]  # the last layer the user clicked
+    w.model.value = "widefield"
+    assert w.sampler.value == "ddim-dc" and w.psf_source.value is viewer.layers["widefield PSF"]
+    assert w.image.value is not viewer.layers["widefield PSF"]
+    offered = [c for c in w.psf_source.choices if not isinstance(c, str)]
+    names = {layer.name for layer in offered}
+    assert names == {"widefield PSF"}  # not the stacks, not the results

@@ -56,6 +56,15 @@ def param_widget(spec, schedule):
     return FloatSpinBox(min=float(low), max=float(high), step=max((high - low) / 100, 1e-3), **common)
 
 
+RESULT_TAGS = ("[mean]", "[std]", "[entropy]", "[lower]", "[upper]", "[preview", "[Richardson-Lucy]")
+
+
+def _could_be_psf(layer) -> bool:
+    shape = [n for n in layer.data.shape if n > 1]
+    return (not layer.rgb and len(shape) == 2 and max(shape) <= 255
+            and not any(tag in layer.name for tag in RESULT_TAGS))
+
+
 def notify_error(message: str) -> None:
     """A napari error notification: the user sees the message, not a traceback."""
     from napari.utils.notifications import show_error
@@ -166,8 +175,22 @@ class DenoiseWidget(WorkerControls, Container):
         return _image_choices(self._viewer)
 
     def _psf_choices(self, _widget=None):
+        """The Gaussian, and the layers that can be a PSF: one 2D plane of at most 255² pixels, not a
+        result of this plugin."""
         return [("Gaussian (σ below)", GAUSSIAN_PSF)] + [(f"layer: {name}", layer) for name, layer in
-                                                        _image_choices(self._viewer)]
+                                                        _image_choices(self._viewer) if _could_be_psf(layer)]
+
+    def _prefill_psf(self):
+        """A deconvolving model with a PSF-looking layer in the viewer: use that layer, and keep the
+        Image box off it."""
+        candidates = [layer for _, layer in _image_choices(self._viewer) if _could_be_psf(layer)]
+        named = [layer for layer in candidates if "psf" in layer.name.lower()]
+        if named:
+            self.psf_source.value = named[0]
+            if self.image.value is named[0]:
+                others = [layer for _, layer in _image_choices(self._viewer) if layer not in candidates]
+                if others:
+                    self.image.value = others[0]
 
     def _on_preset(self, name):
         if name not in PRESETS:
@@ -231,6 +254,8 @@ class DenoiseWidget(WorkerControls, Container):
             return
         self.sampler.reset_choices()
         self.sampler.value = model.default_sampler  # one rule with the library's
+        if model.task == "deconvolve":
+            self._prefill_psf()
         self.steps.max = model.schedule.n_steps
         self.steps.value = min(self.steps.value, model.schedule.n_steps)
         self._on_sampler(self.sampler.value)

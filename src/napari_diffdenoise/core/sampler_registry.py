@@ -57,13 +57,17 @@ class Param:
             return f"{kind} from {low} to {high}"
         if low is not None:
             return f"{kind} of at least {low}"
+        if high is not None:
+            return f"{kind} of at most {high}"
         return kind
 
     def check(self, value, schedule: NoiseSchedule):
         """The value converted to this parameter's type, or a ValueError naming it, the value given
         and what would be accepted."""
+        given = value
+
         def refuse():
-            return ValueError(f"{self.name} must be {self.accepted(schedule)}; got {value!r}")
+            return ValueError(f"{self.name} must be {self.accepted(schedule)}; got {given!r}")
 
         if self.type is bool:
             if isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)):

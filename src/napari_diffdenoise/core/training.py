@@ -260,6 +260,7 @@ def iter_train(
         _state_path(path).unlink(missing_ok=True)
     if resume:
         meta, tensors = read_checkpoint(_state_path(path))
+        _check_resumable(meta["provenance"], config, provenance or {}, _state_path(path).name)
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
         if head is not None:
             head.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("rawmean.")})
@@ -346,6 +347,22 @@ def iter_train(
     if head is not None:
         head.eval()
     return TrainResult(snapshot(config.steps), history, best)
+
+
+# what a resumed run must share with the run it continues: otherwise its steps see other batches and
+# its best-validation comparisons mix different validation sets
+RESUME_KEYS = ("batch_size", "patch_size", "seed", "steps", "learning_rate")
+
+
+def _check_resumable(earlier: dict, config: TrainConfig, provenance: dict, name: str) -> None:
+    trained = earlier.get("training", {})
+    changed = [f"{k} {trained[k]!r} → {getattr(config, k)!r}" for k in RESUME_KEYS
+               if k in trained and trained[k] != getattr(config, k)]
+    if "data" in earlier and "data" in provenance and earlier["data"] != provenance["data"]:
+        changed.append("the training images (their shapes or mode differ)")
+    if changed:
+        raise ValueError(f"{name} was written by a run with other settings ({'; '.join(changed)}); resume with "
+                         "the same data and settings, or start a new run (another output, or overwrite)")
 
 
 def validation_loss(model: DiffusionModel, val_batch, device, schedule, n_levels: int = 8) -> float:
