@@ -252,12 +252,6 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
                     tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, bool(keep_samples))
 
 
-def check_settings(model, sampler, n_samples, steps, eta, device, sampler_params=None, psf=None) -> Settings:
-    """:func:`make_settings` with positional arguments (kept for the widgets)."""
-    return make_settings(model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, device=device,
-                         sampler_params=sampler_params, psf=psf)
-
-
 class SampleNoise:
     """Gaussian noise for a batch of K samples, each from its own generator (seeded by the plane's
     seed and the sample's index): sample k is the same whether K samples are drawn or more, and
