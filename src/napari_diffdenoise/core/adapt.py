@@ -86,8 +86,7 @@ def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
         xs.append(np.median(m[sel]))
         ys.append(np.median(v[sel]))
         ws.append(np.sqrt(sel.sum()))
-    # levels spanning less than a few noise stds show no signal dependence: a constant variance
-    if len(xs) < 2 or max(xs) - min(xs) < 1.5 * np.sqrt(np.median(v)):
+    if len(xs) < 2:
         return CameraNoise(0.0, float(np.median(v)))
     gain, floor = np.polyfit(xs, ys, 1, w=ws)
     if gain < 0:  # no signal dependence to be seen: Gaussian noise
