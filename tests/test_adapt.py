@@ -56,7 +56,7 @@ def test_adapt_takes_stacks_and_lists_and_recalibrates_on_simulated_pairs(headed
     model = adapt(headed, [stack, cells(3)], minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
     assert model.provenance["adapted"]["images"] == [[96, 96]] * 3
     (calibration,) = model.calibrations
-    assert calibration["source"].startswith("simulated: the adapted model's mean of the user's 3 plane(s)")
+    assert calibration["source"].startswith("simulated: the model's mean of the user's 3 noisy plane(s)")
     from napari_diffdenoise import denoise
 
     result = denoise(cells(4), model, coverage=0.9, steps=10, eta=1.0, n_samples=8)

@@ -67,3 +67,24 @@ def test_calibrate_refuses_the_same_layer_twice(make_napari_viewer, errors):
     w.noisy.value = w.truth.value = viewer.layers["a"]
     w.run()
     assert errors == ["The noisy layer and the truth layer must be different layers"]
+
+
+def test_calibrate_without_a_truth_layer_simulates_from_the_noisy_one(make_napari_viewer, qtbot, errors,
+                                                                      tiny_checkpoint, tmp_path):
+    from napari_diffdenoise._widgets.calibrate import NO_TRUTH
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(1)
+    viewer.add_image(rng.poisson(rng.uniform(5, 40, (48, 48))).astype(np.uint16), name="noisy")
+    w = CalibrateWidget(viewer)
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    w.noisy.value = viewer.layers["noisy"]
+    w.truth.value = None
+    assert NO_TRUTH in [w.truth.native.itemText(i) for i in range(w.truth.native.count())]
+    w.steps.value, w.n_samples.value = 2, 3
+    w.output.value = tmp_path / "self.safetensors"
+    w.run()
+    qtbot.waitUntil(lambda: w.status.value.startswith(("Saved", "Failed")), timeout=60_000)
+    assert not errors, errors
+    assert load_model(tmp_path / "self.safetensors").calibrations[0]["source"].startswith("simulated: the model's mean")

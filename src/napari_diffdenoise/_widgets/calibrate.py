@@ -21,6 +21,7 @@ from .layers import follow_layers
 from .model_registry import REGISTRY
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
+NO_TRUTH = "none: simulate from the noisy layer"
 
 
 def free_path(path: Path) -> Path:
@@ -42,7 +43,8 @@ def _calibrate_job(model, noisy, truth, settings, source):
     from ..core.calibration import iter_calibrate
 
     try:
-        return (yield from iter_calibrate(model, noisy, truth, LEVELS, source=source, **settings))
+        extra = {"source": source} if source is not None else {}
+        return (yield from iter_calibrate(model, noisy, truth, LEVELS, **extra, **settings))
     except (ValueError, TypeError, MemoryError, RuntimeError) as err:
         return _Failure(str(err))
 
@@ -53,9 +55,10 @@ class CalibrateWidget(WorkerControls, Container):
         self._viewer = napari_viewer
         self.model = ComboBox(label="Model", choices=lambda _widget=None: REGISTRY.choices(), tooltip="The model whose intervals to calibrate")
         self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="A low-light image of a field…")
-        self.truth = ComboBox(label="Truth layer", choices=self._images,
+        self.truth = ComboBox(label="Truth layer", choices=self._truths,
                               tooltip="…and its truth: a long average or a high-light image of the same field "
-                                      "(fitted to the result by a scale and an offset first)")
+                                      "(fitted to the result by a scale and an offset first). Without one, pairs "
+                                      "are simulated from the noisy layer with the camera noise read off it")
         self.sampler = ComboBox(label="Sampler", choices=list_samplers("paired"), value="ddim",
                                 tooltip="The intervals hold for the settings calibrated here: use the same in Denoise")
         self.steps = SpinBox(label="Steps", value=4, min=1, max=1000, tooltip="Network evaluations per sample")
@@ -81,13 +84,16 @@ class CalibrateWidget(WorkerControls, Container):
     def _images(self, _widget=None):
         return _image_choices(self._viewer)
 
+    def _truths(self, _widget=None):
+        return [*_image_choices(self._viewer), (NO_TRUTH, None)]
+
     def _validate(self):
         noisy, truth = self.noisy.value, self.truth.value
-        if noisy is None or truth is None:
-            raise ValueError("Select a noisy layer and its truth layer")
+        if noisy is None:
+            raise ValueError("Select a noisy layer")
         if noisy is truth:
             raise ValueError("The noisy layer and the truth layer must be different layers")
-        if tuple(noisy.data.shape) != tuple(truth.data.shape):
+        if truth is not None and tuple(noisy.data.shape) != tuple(truth.data.shape):
             raise ValueError(f"'{noisy.name}' {tuple(noisy.data.shape)} and '{truth.name}' "
                              f"{tuple(truth.data.shape)} differ in shape")
         if self.model.value is None:
@@ -99,7 +105,8 @@ class CalibrateWidget(WorkerControls, Container):
         if out is None or out.is_dir():
             folder = out if out is not None else Path.cwd()
             out = folder / f"{model.name}-calibrated.safetensors"
-        return model, np.asarray(noisy.data).copy(), np.asarray(truth.data).copy(), free_path(out)
+        clean = None if truth is None else np.asarray(truth.data).copy()
+        return model, np.asarray(noisy.data).copy(), clean, free_path(out)
 
     def run(self):
         from napari.qt.threading import create_worker
@@ -113,7 +120,8 @@ class CalibrateWidget(WorkerControls, Container):
             return
         settings = dict(sampler=self.sampler.value, n_samples=self.n_samples.value,
                         sampler_params={"steps": self.steps.value})
-        source = f"user pairs: layers '{self.noisy.value.name}' / '{self.truth.value.name}'"
+        source = (f"user pairs: layers '{self.noisy.value.name}' / '{self.truth.value.name}'" if truth is not None
+                  else None)
         self._worker = create_worker(_calibrate_job, model, noisy, truth, settings, source, _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda run: self._on_returned(run, out))

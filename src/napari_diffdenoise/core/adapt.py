@@ -305,23 +305,14 @@ def adapt(
     return adapted
 
 
-def iter_recalibrate(model: DiffusionModel, noisy, noise: CameraNoise, seed: int = 0):
-    """Calibrate ``model``'s default settings on pairs simulated from its own mean of ``noisy``
-    with ``noise`` (the source when the user has no clean image, recorded as such). A generator
-    yielding the restoration's progress; returns the calibrated model."""
+def iter_recalibrate(model: DiffusionModel, noisy, noise: CameraNoise | None = None, seed: int = 0):
+    """Calibrate ``model``'s default settings on pairs simulated from its own mean of ``noisy`` with
+    the camera model fitted to it (calibration.self_simulated_pairs; ``noise`` is refitted there).
+    A generator yielding the restoration's progress; returns the calibrated model."""
     from .calibration import iter_calibrate
-    from .restore import DEFAULT_SAMPLER_SETTINGS, denoise
+    from .restore import DEFAULT_SAMPLER_SETTINGS
 
-    planes = as_planes(noisy, "noisy")
-    rng = np.random.default_rng([seed, 7])
-    pseudo_clean = [np.maximum(denoise(p, model, n_samples=0).mean, 0) for p in planes]
-    simulated = [simulate_like(c, noise, rng) for c in pseudo_clean]
-    h, w = min(p.shape[0] for p in planes), min(p.shape[1] for p in planes)  # one stack: a common size
-    source = (f"simulated: the adapted model's mean of the user's {len(planes)} plane(s), re-noised with the camera "
-              f"model fitted to them (var = {noise.gain:.4g}·level + {noise.floor:.4g})")
-    run = yield from iter_calibrate(model, np.stack([s[:h, :w] for s in simulated]),
-                                    np.stack([c[:h, :w] for c in pseudo_clean]), source=source, fit_truth=False,
-                                    seed=seed, **DEFAULT_SAMPLER_SETTINGS)
+    run = yield from iter_calibrate(model, noisy, None, split_seed=seed, seed=seed, **DEFAULT_SAMPLER_SETTINGS)
     return run.model
 
 

@@ -142,7 +142,7 @@ def measure(mean, unit, truth, coverages, mask, std=None) -> tuple[list, list, l
     return factors, covered, widths, int(mask.sum()), rho
 
 
-def iter_calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str = "user pairs",
+def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs",
                    fit_truth: bool = True, split_seed: int = 0, **settings):
     """:func:`calibrate` as a generator: yields the restoration's Progress after every network step
     (for a napari worker), returns a :class:`CalibrationRun`."""
@@ -151,6 +151,9 @@ def iter_calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str =
 
     if isinstance(model, str):
         model = load_model(model)
+    if clean is None:  # no truth: pairs simulated from the user's own image (self_simulated_pairs)
+        noisy, clean, source = self_simulated_pairs(model, noisy, split_seed)
+        fit_truth = False
     noisy, clean = np.asarray(noisy), np.asarray(clean)
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy and clean must have the same shape; got {noisy.shape} and {clean.shape}")
@@ -175,13 +178,36 @@ def iter_calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str =
                           result, truth)
 
 
-def calibrate(model, noisy, clean, coverage=COVERAGE_GRID, *, source: str = "user pairs", fit_truth: bool = True,
+def self_simulated_pairs(model, noisy, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(simulated noisy, truth, source) when the user has no clean image: the truth is the model's
+    own mean of ``noisy``, re-noised with the camera model fitted to ``noisy`` (core.adapt.
+    estimate_noise). The interval then covers what the model would get wrong on images like the
+    user's own, at the user's own noise."""
+    from .adapt import estimate_noise, simulate_like
+    from .datasets import as_planes
+    from .restore import denoise
+
+    planes = as_planes(noisy, "noisy")
+    noise = estimate_noise(planes)
+    one_pass = model.mean_network is not None or model.mean_estimator == "x0"
+    truths = [np.maximum(denoise(p, model, n_samples=0 if one_pass else 8, seed=seed).mean, 0) for p in planes]
+    rng = np.random.default_rng([seed, 7])
+    simulated = [simulate_like(t, noise, rng) for t in truths]
+    h, w = min(p.shape[0] for p in planes), min(p.shape[1] for p in planes)  # one stack: a common size
+    source = (f"simulated: the model's mean of the user's {len(planes)} noisy plane(s), re-noised with the camera "
+              f"model fitted to them (var = {noise.gain:.4g}·level + {noise.floor:.4g})")
+    return np.stack([x[:h, :w] for x in simulated]), np.stack([t[:h, :w] for t in truths]), source
+
+
+def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs", fit_truth: bool = True,
               split_seed: int = 0, progress=None, cancel=None, **settings):
     """Calibrate ``model``'s intervals on (noisy, clean) pairs and return a calibrated copy.
 
     noisy, clean: the same shape, a 2D plane or a (Z, Y, X) stack; clean is the truth (a long
         average, a high-light image, or the simulated expected image). With ``fit_truth`` it is
-        first mapped onto each restored plane by a least-squares scale and offset.
+        first mapped onto each restored plane by a least-squares scale and offset. Without
+        ``clean`` (None), the pairs are simulated from ``noisy`` itself with its fitted camera model
+        (:func:`self_simulated_pairs`; the calibration's source says so).
     coverage: one level or several (default: 0.5 … 0.99); :func:`denoise` interpolates between them.
     source: recorded in the calibration: where the pairs came from ("user pairs", "simulated: …").
     settings: the sampler settings to calibrate, as for :func:`denoise` (sampler, n_samples, steps,
