@@ -57,3 +57,44 @@ def test_every_declared_default_passes_its_own_check(name):
     schedule = NoiseSchedule("cosine", 50)
     info = SAMPLERS[name]
     assert info.parameters(schedule) == info.defaults(schedule)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["steps", "eta", "n", "start"]),
+       value=st.one_of(st.text(alphabet="0123456789.-eaxnNIf", max_size=6), st.sampled_from(["true", "no", "1e400"])))
+def test_the_cli_answers_any_sampler_parameter_with_a_result_or_a_message(tmp_path_factory, tiny_checkpoint, name, value):
+    import contextlib
+    import io
+
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    folder = tmp_path_factory.mktemp("cli")
+    tifffile.imwrite(folder / "in.tif", np.random.default_rng(0).poisson(5, (16, 16)).astype(np.uint16))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["denoise", str(folder / "in.tif"), "--out", str(folder), "--model", str(tiny_checkpoint),
+                     "--samples", "2", "--sampler-param", f"{name}={value}"])
+    if code == 0:
+        assert (folder / "in_mean.tif").is_file()
+    else:
+        assert code == 2 and err.getvalue().startswith("error: ") and "Traceback" not in err.getvalue()
+        assert name in err.getvalue()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.integers(-2, 3), batch=st.integers(-1, 3), patch=st.sampled_from([0, 8, 16, 24, 32, 48]),
+       val=st.floats(-0.2, 0.6))
+def test_train_either_trains_or_names_the_problem(tiny_model, steps, batch, patch, val):
+    from napari_diffdenoise import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0, 20, (64, 64)).astype(np.float32)
+    try:
+        result = train(rng.poisson(clean).astype(np.float32), clean, model=tiny_model, val_fraction=val,
+                       config=TrainConfig(steps=steps, batch_size=batch, patch_size=patch, warmup_steps=1))
+    except ValueError as err:
+        assert any(w in str(err) for w in ("steps", "batch", "patch", "validation", "small")), str(err)
+        return
+    assert result.model is not None and len(result.history) == steps
