@@ -2,10 +2,13 @@
 the package's checkpoint (the bundled models ship calibrated; docs/method.md, "Intervals").
 
     python -m bench.calibrate_bundled [--model demo] [--size 256]
+    python -m bench.calibrate_bundled --model demo-unpaired      # its default sampler (fb)
+    python -m bench.calibrate_bundled --model widefield          # ddim-dc with the PSF, vs the sharp truth
 
 The calibration pairs are simulated with seeds that neither training nor any benchmark uses (image
-index 7 of bench.common.held_out_pair; the benchmarks use index 0), every kind at 3, 10, 30 and
-100 photons. One calibration is stored per sampler setting in SETTINGS (the default first).
+index 7 of bench.common.held_out_pair and bench.physics.held_out_blurred; the benchmarks use 0 and
+1), every kind at 3, 10, 30 and 100 photons (10, 30, 100 for widefield). One calibration is stored
+per sampler setting (for demo: the default first, then the fast preset).
 """
 from __future__ import annotations
 
@@ -30,17 +33,32 @@ def main(argv=None):
     parser.add_argument("--model", default="demo")
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
-    pairs = [held_out_pair(kind, photons, args.size, CALIBRATION_INDEX) for kind in KINDS for photons in PHOTONS]
+    model = load_model(args.model)
+    settings_list = SETTINGS
+    if model.task == "deconvolve":
+        from napari_diffdenoise.core.physics import gaussian_psf
+
+        from .physics import PSF_SIGMA, held_out_blurred
+
+        photons = (10.0, 30.0, 100.0)
+        pairs = [held_out_blurred(kind, p, args.size, CALIBRATION_INDEX)[:2] for kind in KINDS for p in photons]
+        settings_list = [{"sampler": "ddim-dc", "psf": gaussian_psf(PSF_SIGMA),
+                          "sampler_params": DEFAULT_SAMPLER_SETTINGS["sampler_params"], "n_samples": 8}]
+        what = f"blurred (Gaussian PSF σ {PSF_SIGMA} px) at {', '.join(f'{p:g}' for p in photons)} photons, sharp truth"
+    else:
+        pairs = [held_out_pair(kind, photons, args.size, CALIBRATION_INDEX) for kind in KINDS for photons in PHOTONS]
+        what = f"at {', '.join(f'{p:g}' for p in PHOTONS)} photons"
+        if model.kind == "unpaired":
+            settings_list = [{"sampler": model.default_sampler, "n_samples": 8}]
     noisy = np.stack([n for n, _ in pairs]).astype(np.float32)
     clean = np.stack([c for _, c in pairs]).astype(np.float32)
-    model = load_model(args.model)
     model.calibrations = []
-    source = (f"simulated: {len(pairs)} held-out {args.size}² images (nuclei, filaments, membranes, puncta at "
-              f"{', '.join(f'{p:g}' for p in PHOTONS)} photons; bench/calibrate_bundled.py)")
-    for settings in reversed(SETTINGS):  # calibrate() puts the newest first: the default ends first
+    source = (f"simulated: {len(pairs)} held-out {args.size}² images (nuclei, filaments, membranes, puncta {what}; "
+              "bench/calibrate_bundled.py)")
+    for settings in reversed(settings_list):  # calibrate() puts the newest first: the default ends first
         model = calibrate(model, noisy, clean, COVERAGE_GRID, source=source, fit_truth=False, seed=0, **settings)
         c = model.calibrations[0]
-        print(settings, "λ", [round(f, 3) for f in c["factors"]], "held-out", [round(h, 3) for h in c["held_out_coverage"]],
+        print(c["settings"], "λ", [round(f, 3) for f in c["factors"]], "held-out", [round(h, 3) for h in c["held_out_coverage"]],
               "ρ", round(c["spearman"], 3), flush=True)
     path = bundled_model_dir() / f"{args.model}.safetensors"
     sha = save_checkpoint(model, path, half=True)
