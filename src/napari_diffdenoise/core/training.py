@@ -351,7 +351,7 @@ def iter_train(
 
 # what a resumed run must share with the run it continues: otherwise its steps see other batches and
 # its best-validation comparisons mix different validation sets
-RESUME_KEYS = ("batch_size", "patch_size", "seed", "steps", "learning_rate")
+RESUME_KEYS = ("batch_size", "patch_size", "seed")  # a longer run (more steps) may continue one
 
 
 def _check_resumable(earlier: dict, config: TrainConfig, provenance: dict, name: str) -> None:
