@@ -158,8 +158,8 @@ def iter_adapt(
     if not planes:
         raise ValueError("no noisy images given")
     multiple = model.network.config.size_multiple
-    if patch_size % multiple:
-        raise ValueError(f"patch_size must be a multiple of {multiple}; got {patch_size}")
+    if patch_size < multiple or patch_size % multiple:
+        raise ValueError(f"patch_size must be a positive multiple of {multiple}; got {patch_size}")
     splits = [Split.of(p.shape, val_fraction, patch_size, "noisy") for p in planes]
     noise = estimate_noise(planes)
     structure = float(np.mean([ndimage.gaussian_filter(p, SMOOTHING).std() for p in planes]))

@@ -57,8 +57,9 @@ def prepare_training(
         start = load_model(model)
     if start.kind != kind:
         raise ValueError(f"the starting model is {start.kind}, not {kind}: pick a {kind} model or start from scratch")
-    if config.patch_size % start.network.config.size_multiple:
-        raise ValueError(f"the patch size must be a multiple of {start.network.config.size_multiple}")
+    multiple = start.network.config.size_multiple
+    if config.patch_size < multiple or config.patch_size % multiple:
+        raise ValueError(f"the patch size must be a positive multiple of {multiple}; got {config.patch_size}")
     if kind == "unpaired":
         if clean is None or noisy is not None:
             raise ValueError("an unpaired model learns from clean images only: give clean images and no noisy ones")
