@@ -47,7 +47,7 @@ def dpmpp_2m(
     r = h_{i−1}/h_i; first order on the first step and on the last (to s = 0). Deterministic."""
     s = _levels(schedule, steps)
     d = denoiser(eps_fn, clip)
-    x = y_T / math.sqrt(1 / (1 + s[0] ** 2))
+    x = y_T * math.sqrt(1 + s[0] ** 2)  # y/√γ at the first level
     previous, h_last = None, None
     for i in range(steps):
         x0 = d(x, s[i])
@@ -55,7 +55,7 @@ def dpmpp_2m(
             x = x0
         else:
             h = math.log(s[i] / s[i + 1])
-            blend = x0 if previous is None else x0 + (x0 - previous) * (h_last / h) ** -1 / 2
+            blend = x0 if previous is None else x0 + (x0 - previous) * h / (2 * h_last)  # D + (D − D₋₁)/2r
             x = (s[i + 1] / s[i]) * x - math.expm1(-h) * blend
             h_last = h
         previous = x0
@@ -72,7 +72,7 @@ def dpmpp_2m_sde(
     + s_{i+1}·√(1 − e^{−2h})·z. Fresh noise at every step makes it a posterior sampler."""
     s = _levels(schedule, steps)
     d = denoiser(eps_fn, clip)
-    x = y_T / math.sqrt(1 / (1 + s[0] ** 2))
+    x = y_T * math.sqrt(1 + s[0] ** 2)  # y/√γ at the first level
     previous, h_last = None, None
     for i in range(steps):
         x0 = d(x, s[i])
