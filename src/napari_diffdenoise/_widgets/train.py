@@ -222,9 +222,10 @@ class TrainWidget(WorkerControls, Container):
         noisy = np.array(layer.data, dtype=np.float32, copy=True)
         options = dict(minutes=self.minutes.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value)
-        from ..core.adapt import iter_adapt
+        from ..core.adapt import check_adapt
 
-        next(iter_adapt(model, noisy, **{**options, "minutes": None, "steps": 1}), None)  # refuse bad data now
+        check_adapt(model, noisy, minutes=options["minutes"], patch_size=options["patch_size"],
+                    val_fraction=options["val_fraction"])  # refuse bad data before the worker starts
         output = free_path(Path(self.output.value))
         self.output.value = output
         self._worker = create_worker(_adapt_job, model, noisy, options, output, _start_thread=False)

@@ -122,25 +122,9 @@ def _sigma(y: np.ndarray, noise: CameraNoise) -> np.ndarray:
     return np.sqrt(noise.variance(ndimage.gaussian_filter(y, 1.5)))
 
 
-def iter_adapt(
-    model: DiffusionModel,
-    noisy,
-    *,
-    minutes: float | None = 5.0,
-    steps: int | None = None,
-    seed: int = 0,
-    alpha: float = 0.5,
-    patch_size: int = 64,
-    batch_size: int = 8,
-    learning_rate: float = 5e-5,
-    val_fraction: float = 0.1,
-    validate_every: int = 25,
-    device: str = "auto",
-    snapshots: tuple[float, ...] = (),
-) -> Generator[AdaptProgress, None, AdaptResult]:
-    """The generator behind :func:`adapt`: yields after every step, returns an :class:`AdaptResult`.
-    ``snapshots``: seconds at which the best head so far is also kept (AdaptResult.snapshots), so
-    that one long run shows what shorter budgets would have given (the learning rate is constant)."""
+def check_adapt(model, noisy, *, minutes=5.0, steps=None, alpha=0.5, patch_size=64, val_fraction=0.1):
+    """Every reason :func:`iter_adapt` would refuse, checked before any training (a GUI calls this
+    first); returns (planes, their validation splits, the fitted noise model)."""
     if not isinstance(model, DiffusionModel):
         raise TypeError(f"model must be a DiffusionModel (load_model(...)); got {type(model).__name__}")
     if model.kind != "paired" or model.mean_network is None:
@@ -167,6 +151,30 @@ def iter_adapt(
     if structure < MIN_STRUCTURE * noise_left:
         raise ValueError(f"the images are too flat to learn from: smoothed, they vary by {structure:.3g}, about what "
                          f"their noise alone gives ({noise_left:.3g}); adapt on images with visible objects")
+    return planes, splits, noise
+
+
+def iter_adapt(
+    model: DiffusionModel,
+    noisy,
+    *,
+    minutes: float | None = 5.0,
+    steps: int | None = None,
+    seed: int = 0,
+    alpha: float = 0.5,
+    patch_size: int = 64,
+    batch_size: int = 8,
+    learning_rate: float = 5e-5,
+    val_fraction: float = 0.1,
+    validate_every: int = 25,
+    device: str = "auto",
+    snapshots: tuple[float, ...] = (),
+) -> Generator[AdaptProgress, None, AdaptResult]:
+    """The generator behind :func:`adapt`: yields after every step, returns an :class:`AdaptResult`.
+    ``snapshots``: seconds at which the best head so far is also kept (AdaptResult.snapshots), so
+    that one long run shows what shorter budgets would have given (the learning rate is constant)."""
+    planes, splits, noise = check_adapt(model, noisy, minutes=minutes, steps=steps, alpha=alpha,
+                                        patch_size=patch_size, val_fraction=val_fraction)
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     sigmas = [_sigma(p, noise) for p in planes]
     dev = resolve_device(device)
