@@ -56,9 +56,9 @@ def dynamic_range(model, ratios=(10, 100, 1000), size: int = 192):
 
 def _device(model):
     from napari_diffdenoise.core.devices import resolve_device
-    from napari_diffdenoise.core.restore import _device_model
+    from napari_diffdenoise.core.restore import device_model
 
-    return _device_model(model, resolve_device("cpu"))
+    return device_model(model, resolve_device("cpu"))
 
 
 def main(argv=None):

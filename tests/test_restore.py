@@ -51,13 +51,16 @@ def test_batching_does_not_change_the_result(tiny_model, noisy_stack):
 def test_ddpm_runs_all_training_steps(tiny_model):
     seen = []
     denoise(np.ones((16, 16)), tiny_model, sampler="ddpm", n_samples=1, progress=seen.append)
-    assert len(seen) == tiny_model.schedule.n_steps and seen[-1].fraction == 1.0
+    steps = [p for p in seen if p.tile == 0]  # the others report tiles inside a step
+    assert len(steps) == tiny_model.schedule.n_steps and steps[-1].fraction == 1.0
 
 
 def test_progress_counts_planes_and_steps_and_cancel_stops(tiny_model, noisy_stack):
     seen = []
     denoise(noisy_stack, tiny_model, n_samples=1, steps=5, progress=seen.append)
-    assert [(p.plane, p.step) for p in seen] == [(z, s) for z in range(2) for s in range(1, 6)]
+    assert [(p.plane, p.step) for p in seen if p.tile == 0] == [(z, s) for z in range(2) for s in range(1, 6)]
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
     calls = []
     with pytest.raises(Cancelled):
         denoise(noisy_stack, tiny_model, n_samples=1, steps=5, progress=calls.append, cancel=lambda: len(calls) >= 3)
@@ -67,16 +70,19 @@ def test_progress_counts_planes_and_steps_and_cancel_stops(tiny_model, noisy_sta
 @pytest.mark.parametrize(
     "image, message",
     [
-        (np.zeros((2, 3, 16, 16)), "2D"),
-        (np.zeros(16), "2D"),
+        (np.zeros((2, 1, 1, 2, 16, 16)), "2 to 5 dimensions"),
+        (np.zeros(16), "2 to 5 dimensions"),
+        (np.zeros((2, 16, 16)), "axes 'TZYX' name 4 dimensions"),
+        (np.zeros((2, 16, 16)), "end in YX"),
         (np.zeros((4, 4)), "at least 8"),
         (np.full((16, 16), np.nan), "NaN"),
         (np.array([["a"] * 16] * 16), "numeric"),
     ],
 )
 def test_bad_images_are_refused_with_a_message(tiny_model, image, message):
+    axes = {"axes 'TZYX' name 4 dimensions": "TZYX", "end in YX": "YXZ"}.get(message)
     with pytest.raises((ValueError, TypeError), match=message):
-        denoise(image, tiny_model)
+        denoise(image, tiny_model, axes=axes)
 
 
 def test_bad_parameters_are_refused(tiny_model):

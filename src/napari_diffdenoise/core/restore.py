@@ -26,7 +26,9 @@ from .driving import drive
 from .model import DiffusionModel
 from .normalization import IntensityMap
 from .physics import check_psf
+from .axes import check_axes, plane_positions
 from .sampler_registry import Param, SamplerInfo, get_sampler
+from .noise import FieldNoise
 from .tiling import make_tiles
 from .uncertainty import summarise
 
@@ -50,14 +52,17 @@ class Cancelled(Exception):
 
 @dataclass
 class Progress:
-    plane: int  # 0-based plane being processed
+    plane: int  # 0-based plane being processed (its rank among the planes of this run)
     n_planes: int
     step: int  # sampling steps done in this plane
     n_steps: int
+    tile: int = 0  # tiles done inside the step under way (per-tile progress, see iter_denoise's on_tile)
+    n_tiles: int = 1
 
     @property
     def fraction(self) -> float:
-        return (self.plane + self.step / self.n_steps) / self.n_planes
+        inside = min(self.step + self.tile / max(self.n_tiles, 1), self.n_steps)
+        return (self.plane + inside / self.n_steps) / self.n_planes
 
 
 @dataclass
@@ -86,8 +91,9 @@ class TiledEpsilon:
     """ε̂(y, γ) on a whole plane, evaluated tile by tile and blended with weights summing to one.
     The K samples of one tile go through the network in batches of ``batch_pixels`` pixels."""
 
-    def __init__(self, model: DiffusionModel, cond: torch.Tensor | None, shape, tile: int, overlap: int, batch_pixels: int):
-        self.model = model
+    def __init__(self, model: DiffusionModel, cond: torch.Tensor | None, shape, tile: int, overlap: int, batch_pixels: int,
+                 on_tile: Callable[[int, int], None] | None = None):
+        self.model, self.on_tile = model, on_tile
         self.multiple = model.network.config.size_multiple
         self.tiles = make_tiles(shape, tile, overlap)
         self.batch_pixels = batch_pixels
@@ -101,7 +107,7 @@ class TiledEpsilon:
     def __call__(self, y: torch.Tensor, gamma: float) -> torch.Tensor:
         out = torch.zeros_like(y)
         k = y.shape[0]
-        for tile, weight, cond in zip(self.tiles, self.weights, self.conds):
+        for done, (tile, weight, cond) in enumerate(zip(self.tiles, self.weights, self.conds), 1):
             crop, (h, w) = _pad_to_multiple(y[(...,) + tile.slices], self.multiple)
             batch = max(1, self.batch_pixels // (crop.shape[-2] * crop.shape[-1]))
             for i in range(0, k, batch):
@@ -111,37 +117,53 @@ class TiledEpsilon:
                 eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
                 out[i : i + batch][(...,) + tile.slices] += eps * weight
                 self.evaluations += 1
+            if self.on_tile is not None:  # may raise (a cancel), which ends the run between tiles
+                self.on_tile(done, len(self.tiles))
         return out
 
 
-def _check_image(image) -> np.ndarray:
+def is_lazy(image) -> bool:
+    """A dask or zarr array (or anything array-like that is not in memory): read plane by plane."""
+    return (not isinstance(image, np.ndarray) and hasattr(image, "shape") and hasattr(image, "dtype")
+            and hasattr(image, "__getitem__"))
+
+
+def _check_image(image, axes: str | None = None):
+    """(array, axes): the image as given when lazy (dask, zarr), else as a NumPy array, and its axes."""
     if image is None:
-        raise TypeError("image must be a 2D (Y, X) plane or a 3D (Z, Y, X) stack of numbers; got None")
+        raise TypeError("image must be an array of numbers with 2 to 5 dimensions (axes from TCZYX, e.g. a "
+                        "(Y, X) plane or a (Z, Y, X) stack); got None")
     if isinstance(image, np.ma.MaskedArray):
         raise TypeError("masked arrays are not supported: the mask would be ignored. Fill the masked pixels first "
                         "(image.filled(value)) or crop them away")
-    array = np.asarray(image)
-    if array.dtype.kind not in "biuf":
+    array = image if is_lazy(image) else np.asarray(image)
+    if np.dtype(array.dtype).kind not in "biuf":
         raise TypeError(f"images must be numeric; got dtype {array.dtype}")
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) >= 8:
-        raise ValueError(f"shape {array.shape} looks like an RGB(A) image (Y, X, {array.shape[-1]}): convert it to "
+    shape = tuple(array.shape)
+    if axes is None and len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= 8:
+        raise ValueError(f"shape {shape} looks like an RGB(A) image (Y, X, {shape[-1]}): convert it to "
                          "grey levels or pass each channel as its own (Y, X) image")
-    if array.ndim == 3 and array.shape[-1] <= 16 < min(array.shape[:2]):
-        raise ValueError(f"shape {array.shape} looks like (Y, X, C) with {array.shape[-1]} channels, which would be "
-                         "read as planes of width " + f"{array.shape[-1]}: move the channel axis first "
+    if axes is None and len(shape) == 3 and shape[-1] <= 16 < min(shape[:2]):
+        raise ValueError(f"shape {shape} looks like (Y, X, C) with {shape[-1]} channels, which would be "
+                         "read as planes of width " + f"{shape[-1]}: move the channel axis first "
                          "(np.moveaxis(image, -1, 0)) and denoise each channel on its own")
-    if array.ndim not in (2, 3):
-        raise ValueError(
-            f"expected a 2D (Y, X) plane or a 3D (Z, Y, X) stack, got shape {array.shape}; "
-            "split channels or time points first"
-        )
-    if array.size == 0:
-        raise ValueError(f"the image is empty (shape {array.shape})")
-    if min(array.shape[-2:]) < 8:
-        raise ValueError(f"planes must be at least 8×8 pixels, got {array.shape[-2:]}")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    axes = check_axes(axes, shape)
+    if int(np.prod(shape)) == 0:
+        raise ValueError(f"the image is empty (shape {shape})")
+    if min(shape[-2:]) < 8:
+        raise ValueError(f"planes must be at least 8×8 pixels, got {shape[-2:]}")
+    if isinstance(array, np.ndarray) and array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("the image contains NaN or infinite values")
-    return array
+    return array, axes
+
+
+def read_plane(array, position: tuple[int, ...]) -> np.ndarray:
+    """One (Y, X) plane in memory; a lazy array is read here, and only this plane of it."""
+    plane = np.asarray(array[position])
+    if plane.dtype.kind == "f" and not np.isfinite(plane).all():
+        where = f" (plane {position})" if position else ""
+        raise ValueError(f"the image contains NaN or infinite values{where}")
+    return plane
 
 
 # bytes per sample and pixel measured on the CPU at the model's tile (network activations, the
@@ -149,7 +171,7 @@ def _check_image(image) -> np.ndarray:
 BYTES_PER_SAMPLE_PIXEL = 27
 
 
-def _check_memory(array: np.ndarray, n_samples: int) -> None:
+def _check_memory(array, n_samples: int) -> None:
     plane = int(np.prod(array.shape[-2:]))
     need = BYTES_PER_SAMPLE_PIXEL * max(n_samples, 1) * plane
     try:
@@ -252,27 +274,6 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
                     tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, bool(keep_samples))
 
 
-class SampleNoise:
-    """Gaussian noise for a batch of K samples, each from its own generator (seeded by the plane's
-    seed and the sample's index): sample k is the same whether K samples are drawn or more, and
-    noise is drawn on the CPU, so a seed gives the same samples on every device."""
-
-    def __init__(self, seed: int, n_samples: int, device):
-        self.generators = [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-                           for k in range(n_samples)]
-        self.device = device
-
-    def __call__(self, shape) -> torch.Tensor:
-        if shape[0] != len(self.generators):
-            raise ValueError(f"noise for {shape[0]} samples asked of a generator for {len(self.generators)}")
-        return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in self.generators]).to(self.device)
-
-
-def plane_seed(seed: int, plane: int) -> int:
-    """Independent noise per plane, reproducible from the user's seed alone."""
-    return int(np.random.SeedSequence([seed, plane]).generate_state(1)[0])
-
-
 @dataclass
 class _PlaneMaps:
     mean: np.ndarray
@@ -283,16 +284,18 @@ class _PlaneMaps:
     evaluations: int
 
 
-def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings, seed: int, dtype=np.float32):
-    """One plane through the sampler in one intensity map: yields (step, n_steps), returns _PlaneMaps."""
+def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings, number: int, dtype=np.float32,
+                  on_tile: Callable[[int, int], None] | None = None):
+    """One plane through the sampler in one intensity map: yields (step, n_steps), returns _PlaneMaps.
+    ``number`` (the plane's number in its image) keys the noise, with the seed (core.noise)."""
     dev = s.device
     observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
     cond = observed if model.kind == "paired" else None
-    eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels)
+    eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels, on_tile)
     extra = {"observation": observed} if s.sampler.needs_observation else {}
     if s.sampler.needs_psf:
         extra["consistency"] = DataConsistency(observed, s.psf)
-    noise_fn = SampleNoise(seed, s.n_samples, dev)
+    noise_fn = FieldNoise(s.seed, number, s.n_samples, dev)
     if s.n_samples == 0:  # the one-pass mean alone: no spread, so no std, entropy or interval
         with torch.inference_mode():
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape).float().cpu().numpy()
@@ -372,17 +375,66 @@ def _blend(low_maps: _PlaneMaps, high_maps: _PlaneMaps, imap: IntensityMap, mode
                       mix(low_maps.samples, high_maps.samples), low_maps.evaluations + high_maps.evaluations)
 
 
-def _restore_plane(plane, model: DiffusionModel, s: Settings, z: int, dtype=np.float32):
+@dataclass
+class PlaneResult:
+    """One plane's maps, final (clamped, intervals applied), in the input's units."""
+
+    position: tuple[int, ...]  # the plane's index over the image's leading axes
+    maps: dict[str, np.ndarray]  # mean, std, entropy, lower, upper, interval_unit: those this run computes
+    samples: np.ndarray | None  # (K, Y, X) with keep_samples
+    evaluations: int
+    bright: bool  # took the bright second pass
+    clamped: int  # mean pixels raised to 0
+
+
+def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number: int, position=(),
+                  dtype=np.float32, on_tile: Callable[[int, int, int], None] | None = None):
+    """One (Y, X) plane, whose ``number`` keys its noise: yields (step, n_steps) after every network
+    step and returns a :class:`PlaneResult`. Everything in it depends on this plane alone, so planes
+    may run in any order and in any process. ``model`` must already be on ``s.device``
+    (:func:`device_model`); ``on_tile(steps_done, tiles_done, n_tiles)`` is called after each tile."""
     imap = IntensityMap.from_percentiles(plane, s.percentiles)
-    maps = yield from _sample_plane(plane, imap, model, s, plane_seed(s.seed, z), dtype)
+    steps_done = [0]
+    tile_hook = None if on_tile is None else (lambda done, total: on_tile(steps_done[0], done, total))
+
+    def run(intensity_map):
+        inner = _sample_plane(plane, intensity_map, model, s, number, dtype, tile_hook)
+        try:
+            while True:
+                steps_done[0], total = next(inner)
+                yield steps_done[0], total
+        except StopIteration as stop:
+            steps_done[0] = 0
+            return stop.value
+
+    maps = yield from run(imap)
     bright = _bright_map(plane, imap, model)
     if bright is not None:
-        high = yield from _sample_plane(plane, bright, model, s, plane_seed(s.seed, z), dtype)
-        maps = _blend(maps, high, imap, model)
-    return maps, bright is not None
+        maps = _blend(maps, (yield from run(bright)), imap, model)
+    mean, clamped = maps.mean, 0
+    non_negative = float(plane.min()) >= 0
+    if non_negative:  # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
+        clamped = int((mean < 0).sum())
+        mean = np.maximum(mean, 0)
+    out = {"mean": mean}
+    if maps.std is not None:
+        out.update(std=maps.std, entropy=maps.entropy.astype(np.float32), interval_unit=maps.unit)
+    if s.coverage is not None:
+        half = s.calibration.factor(s.coverage) * maps.unit
+        out["lower"], out["upper"] = mean - half, mean + half
+        if non_negative:
+            out["lower"] = np.maximum(out["lower"], 0)
+    return PlaneResult(tuple(position), out, maps.samples, maps.evaluations, bright is not None, clamped)
 
 
-def _device_model(model: DiffusionModel, device: torch.device) -> DiffusionModel:
+def map_names(s: Settings) -> list[str]:
+    """The maps a run with these settings makes, in the order they are shown and written."""
+    if s.n_samples == 0:
+        return ["mean"]
+    return ["mean", "std", "entropy"] + (["lower", "upper"] if s.coverage is not None else [])
+
+
+def device_model(model: DiffusionModel, device: torch.device) -> DiffusionModel:
     """The model on ``device`` in channels-last, without touching the caller's network."""
     def moved(net):
         return None if net is None else copy.deepcopy(net).to(device).eval().to(memory_format=torch.channels_last)
@@ -419,64 +471,67 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
     }
 
 
-def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
-                 **kwargs) -> Generator[Progress, None, Restoration]:
-    """See :func:`denoise`; ``settings`` from :func:`make_settings`, or its keywords."""
-    array = _check_image(image)
+def output_dtype(image) -> type:
+    """float64 input keeps float64 maps: an offset of 1e9 leaves float32 steps of 64 counts."""
+    return np.float64 if np.dtype(image.dtype) == np.float64 else np.float32
+
+
+def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None, *, axes: str | None = None,
+                 on_tile: Callable[[Progress], None] | None = None, **kwargs) -> Generator[Progress, None, Restoration]:
+    """See :func:`denoise`; ``settings`` from :func:`make_settings`, or its keywords. Yields a
+    :class:`Progress` after every network step; ``on_tile``, if given, is called with one after every
+    tile inside a step (a large plane shows movement within seconds; raising there stops the run)."""
+    array, axes = _check_image(image, axes)
     s = settings if settings is not None else make_settings(model, **kwargs)
     _check_memory(array, s.n_samples)
-    run_model = _device_model(model, s.device)
-    planes = array[None] if array.ndim == 2 else array
-    # float64 input keeps float64 maps: an offset of 1e9 leaves float32 steps of 64 counts
-    out_dtype = np.float64 if array.dtype == np.float64 else np.float32
+    run_model = device_model(model, s.device)
+    positions = plane_positions(array.shape)
+    out_dtype = output_dtype(array)
     n_steps = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
     n_steps += s.mean_estimator != "samples"
-    results, evaluations, bright_planes = [], 0, []
+    outputs = {name: np.empty(array.shape, np.float32 if name in ("std", "entropy") else out_dtype)
+               for name in map_names(s)}
+    samples = np.empty((s.n_samples,) + tuple(array.shape), out_dtype) if s.keep_samples else None
+    unit = np.empty(array.shape, out_dtype) if s.n_samples else None
+    evaluations, bright_planes, clamped = 0, [], 0
     t0 = time.perf_counter()
     # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
     # leave its thread (napari's pooled worker, or the caller's) in inference mode
-    for z, plane in enumerate(planes):
-        run = _restore_plane(plane, run_model, s, z, out_dtype)
+    for number, position in enumerate(positions):
+        tiles = None if on_tile is None else (
+            lambda step, done, total, i=number: on_tile(Progress(i, len(positions), step, n_steps, done, total)))
+        run = restore_plane(read_plane(array, position), run_model, s, number, position, out_dtype, tiles)
         try:
             while True:
                 step, total = next(run)
-                yield Progress(z, len(planes), min(step, total), total)
+                yield Progress(number, len(positions), min(step, total), total)
         except StopIteration as stop:
-            maps, bright = stop.value
-        results.append(maps)
-        evaluations += maps.evaluations
-        if bright:
-            bright_planes.append(z)
-    def stacked(name):
-        maps = [getattr(m, name) for m in results]
-        return None if maps[0] is None else np.stack(maps).reshape(array.shape)
-
-    mean, std, entropy, unit = stacked("mean"), stacked("std"), stacked("entropy"), stacked("unit")
-    entropy = None if entropy is None else entropy.astype(np.float32)
-    extra = {"bright_pass_planes": bright_planes} if bright_planes else {}
-    if array.size and float(array.min()) >= 0:
-        # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
-        negative = int((mean < 0).sum())
-        if negative:
-            extra["clamped_to_zero_pixels"] = negative
-        mean = np.maximum(mean, 0)
-    lower = upper = None
-    if s.coverage is not None:
-        half = s.calibration.factor(s.coverage) * unit
-        lower, upper = mean - half, mean + half
-        if "clamped_to_zero_pixels" in extra or float(array.min()) >= 0:
-            lower = np.maximum(lower, 0)
-    samples = None
-    if s.keep_samples:
-        samples = np.stack([m.samples for m in results], axis=1).reshape((s.n_samples,) + array.shape)
+            plane = stop.value
+        for name, target in outputs.items():
+            target[position] = plane.maps[name]
+        if unit is not None:
+            unit[position] = plane.maps["interval_unit"]
+        if samples is not None:
+            samples[(slice(None),) + position] = plane.samples
+        evaluations += plane.evaluations
+        clamped += plane.clamped
+        if plane.bright:
+            bright_planes.append(number)
+    extra = {"axes": axes}
+    if bright_planes:
+        extra["bright_pass_planes"] = bright_planes
+    if clamped:
+        extra["clamped_to_zero_pixels"] = clamped
     metadata = _metadata(model, s, evaluations, n_steps, time.perf_counter() - t0, extra)
-    return Restoration(mean, std, entropy, metadata, samples, lower, upper, unit)
+    return Restoration(outputs["mean"], outputs.get("std"), outputs.get("entropy"), metadata, samples,
+                       outputs.get("lower"), outputs.get("upper"), unit)
 
 
 def denoise(
     image,
     model: DiffusionModel | str,
     *,
+    axes: str | None = None,
     sampler: str | None = None,
     n_samples: int = 8,
     steps: int | None = None,
@@ -495,11 +550,14 @@ def denoise(
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
-    """Restore a 2D (Y, X) plane or a 3D (Z, Y, X) stack (one plane at a time) with K samples.
+    """Restore an image of any of the axes T, C, Z, Y, X, one (Y, X) plane at a time, with K samples.
 
     Parameters
     ----------
+    image: a NumPy array, or a lazy one (dask, zarr: read one plane at a time, never whole).
     model: a :class:`DiffusionModel`, a bundled model name or a checkpoint path.
+    axes: the image's axes, e.g. "TCZYX" (default from its dimensions: YX, ZYX, TZYX, TCZYX). Each
+        plane has its own normalisation, so channels are independent.
     sampler: a registered sampler (``list_samplers(model.kind)``); by default the model's own
         (``model.default_sampler``: "ddim", or "ddim-dc" for a deconvolving model given a PSF, "fb"
         for an unpaired one). For paired models "ddim", "ddpm" (the seed procedure: all T steps), "dpm++2m", "dpm++2m-sde", "heun", or
@@ -516,12 +574,12 @@ def denoise(
     seed: the same seed gives the same output on the same device.
     tile, overlap: tile size and overlap in pixels (default: the model's tile, 25 % overlap).
     percentiles: normalisation percentiles (default: those the model was trained with).
-    progress: called with a :class:`Progress` after every network step.
+    progress: called with a :class:`Progress` after every network step and every tile inside one.
     keep_samples: also return the K samples themselves (``.samples``, K × the input's shape).
-    cancel: polled after every step; returning True raises :class:`Cancelled`.
+    cancel: polled after every tile; returning True raises :class:`Cancelled`.
 
-    Returns a :class:`Restoration` whose maps have the input's shape. For an input without negative
-    values, the mean and the lower bound are clamped at 0 (``metadata["clamped_to_zero_pixels"]``
+    Returns a :class:`Restoration` whose maps have the input's shape, in memory. For a plane without
+    negative values, the mean and the lower bound are clamped at 0 (``metadata["clamped_to_zero_pixels"]``
     counts the pixels); planes with structure far brighter than their 99.8th percentile get a
     second pass in a brighter intensity map (``metadata["bright_pass_planes"]``).
     """
@@ -535,7 +593,14 @@ def denoise(
         model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
         overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
         sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage)
-    result, cancelled = drive(iter_denoise(image, model, settings), progress, cancel)
+    def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
+        if progress is not None:
+            progress(info)
+        if cancel is not None and cancel():
+            raise Cancelled("denoising was cancelled")
+
+    on_tile_ = on_tile if (progress is not None or cancel is not None) else None
+    result, cancelled = drive(iter_denoise(image, model, settings, axes=axes, on_tile=on_tile_), progress, cancel)
     if cancelled:
         raise Cancelled("denoising was cancelled")
     return result

@@ -1,0 +1,210 @@
+"""Image file → OME-Zarr maps, plane by plane: in this process or on a dask.distributed cluster.
+
+Each task is one plane: it reads that plane from the input file, restores it and writes its maps
+into the shared output store (core.map_store); the coordinating process sets the plane's done flag
+when the task has returned. A plane's noise is keyed on (seed, plane number, pixel position)
+(core.noise) and its normalisation on the plane alone, so the result is bit-identical however the
+planes are spread over processes and in whatever order they finish — for the same device and the
+same number of torch threads per task (CPU convolutions sum in an order that depends on it), which
+is why the coordinator sends its thread count to the workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .axes import plane_positions
+from .image_io import ImageSource, open_image
+from .map_store import MapStore
+
+
+@dataclass
+class BatchProgress:
+    planes_done: int  # planes finished, in this run and earlier ones
+    n_planes: int
+    skipped: int  # planes an earlier run had finished
+    fraction: float
+    seconds: float  # since this run started
+    seconds_left: float | None
+    text: str
+
+
+def _fingerprint(source: ImageSource, model, s) -> dict:
+    psf = None if s.psf is None else hashlib.sha256(np.ascontiguousarray(s.psf, np.float64).tobytes()).hexdigest()
+    return {"input_shape": list(source.shape), "input_dtype": str(np.dtype(source.data.dtype)), "axes": source.axes,
+            "model_sha256": model.sha256, "sampler": s.sampler.name, "params": s.params, "n_samples": s.n_samples,
+            "seed": s.seed, "mean_estimator": s.mean_estimator, "tile": s.tile, "overlap": s.overlap,
+            "percentiles": list(s.percentiles), "coverage": s.coverage, "psf_sha256": psf}
+
+
+def _load(model_ref):
+    from .checkpoint import load_model
+    from .model import DiffusionModel
+
+    return model_ref if isinstance(model_ref, DiffusionModel) else load_model(model_ref)
+
+
+# per worker process: the opened input, the model on its device and the settings, by run
+_WORKER_STATE: dict[str, tuple] = {}
+
+
+def _worker_state(input_path, axes, model_ref, settings_kwargs, token):
+    from .restore import device_model, make_settings
+
+    if token not in _WORKER_STATE:
+        _WORKER_STATE.clear()  # one run at a time per worker: free the previous model
+        model = _load(model_ref)
+        settings = make_settings(model, **settings_kwargs)
+        _WORKER_STATE[token] = (open_image(input_path, axes), device_model(model, settings.device), settings)
+    return _WORKER_STATE[token]
+
+
+def plane_task(input_path: str, axes: str, output_path: str, model_ref, settings_kwargs: dict, token: str,
+               number: int, position: tuple, threads: int | None) -> dict:
+    """One plane on a worker: read, restore, write its maps. Returns what the coordinator records."""
+    import torch
+
+    from .driving import drive
+    from .restore import output_dtype, read_plane, restore_plane
+
+    if threads:
+        torch.set_num_threads(threads)
+    source, model, s = _worker_state(input_path, axes, model_ref, settings_kwargs, token)
+    plane = read_plane(source.data, tuple(position))
+    result, _ = drive(restore_plane(plane, model, s, number, tuple(position), output_dtype(source.data)))
+    store = MapStore.open_existing(output_path)
+    store.write_plane(tuple(position), result.maps)
+    return {"position": list(position), "evaluations": result.evaluations, "bright": result.bright,
+            "clamped": result.clamped}
+
+
+def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, overwrite: bool = False,
+                    workers: int | None = None, scheduler: str | None = None, threads: int | None = None,
+                    progress: Callable[[BatchProgress], None] | None = None, **settings_kwargs) -> dict:
+    """Restore every plane of the image at ``input_path`` (TIFF or OME-Zarr) into an OME-Zarr store at
+    ``output_path``, never holding more than a plane in memory.
+
+    Planes an earlier run with the same settings has finished are skipped (a killed run resumes);
+    other settings on an existing store are refused unless ``overwrite``. ``workers=N`` starts a local
+    dask.distributed cluster of N processes, ``scheduler`` connects to a running one (every worker must
+    see both paths, and ``model`` must then be a bundled name or a checkpoint path). ``threads``:
+    torch threads per plane (default: this process's), which makes the result bit-identical to a run
+    in one process with that many threads. Other keywords go to :func:`~.restore.make_settings`.
+    Returns the run's metadata."""
+    import torch
+
+    from .restore import _check_memory, device_model, make_settings, map_names, output_dtype
+
+    if workers is not None and scheduler is not None:
+        raise ValueError("give workers (a local cluster) or scheduler (a running one), not both")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a whole number of at least 1; got {workers!r}")
+    distributed = workers is not None or scheduler is not None
+    if distributed and not isinstance(model, str):
+        raise TypeError("a cluster run needs the model as a bundled name or a checkpoint path, which every "
+                        "worker loads itself")
+    source = open_image(input_path, axes)
+    loaded = _load(model)
+    s = make_settings(loaded, **settings_kwargs)
+    _check_memory(source.data, s.n_samples)
+    threads = int(threads or torch.get_num_threads())
+    fingerprint = _fingerprint(source, loaded, s)
+    names = map_names(s)
+    store = MapStore.open(output_path, source, names, output_dtype(source.data), fingerprint, overwrite)
+    positions = plane_positions(source.shape)
+    finished = store.done_positions()
+    pending = [(number, p) for number, p in enumerate(positions) if p not in finished]
+    totals = {"evaluations": 0, "bright_pass_planes": [], "clamped_to_zero_pixels": 0}
+    t0 = time.perf_counter()
+
+    def report(done_now: float, text: str):
+        if progress is None:
+            return
+        done = len(finished) + done_now
+        elapsed = time.perf_counter() - t0
+        left = elapsed * (len(pending) - done_now) / done_now if done_now > 0 else None
+        progress(BatchProgress(int(done), len(positions), len(finished), done / max(len(positions), 1), elapsed,
+                               left, text))
+
+    def record(number, outcome):
+        totals["evaluations"] += outcome["evaluations"]
+        totals["clamped_to_zero_pixels"] += outcome["clamped"]
+        if outcome["bright"]:
+            totals["bright_pass_planes"].append(number)
+
+    report(0, f"{len(finished)} of {len(positions)} planes already done" if finished else "starting")
+    token = hashlib.sha256(json.dumps([str(input_path), str(output_path), fingerprint], sort_keys=True,
+                                      default=str).encode()).hexdigest()
+    if distributed:
+        _run_on_cluster(pending, str(input_path), source.axes, str(output_path), model, settings_kwargs, token,
+                        threads, workers, scheduler, store, record, report)
+    else:
+        _run_here(pending, source, device_model(loaded, s.device), s, store, record, report, threads)
+    metadata = {"model": loaded.name, "model_sha256": loaded.sha256, **fingerprint, "n_planes": len(positions),
+                "planes_resumed": len(finished), "network_evaluations": totals["evaluations"],
+                "seconds": round(time.perf_counter() - t0, 3), "threads": threads,
+                **({"bright_pass_planes": sorted(totals["bright_pass_planes"])} if totals["bright_pass_planes"] else {}),
+                **({"clamped_to_zero_pixels": totals["clamped_to_zero_pixels"]} if totals["clamped_to_zero_pixels"] else {}),
+                "scale": source.scale_list(), "units": source.units}
+    store.finish(metadata)
+    return metadata
+
+
+def _run_here(pending, source, model, s, store, record, report, threads):
+    import torch
+
+    from .restore import output_dtype, read_plane, restore_plane
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for i, (number, position) in enumerate(pending):
+            n_steps = [1]  # known after the first step; the tile fraction needs it
+
+            def on_tile(step, tiles, n_tiles, i=i, number=number, n_steps=n_steps):
+                report(i + (step + tiles / n_tiles) / n_steps[0], f"plane {number + 1}: step {step + 1}, "
+                                                                   f"tile {tiles}/{n_tiles}")
+
+            run = restore_plane(read_plane(source.data, position), model, s, number, position,
+                                output_dtype(source.data), on_tile)
+            try:
+                while True:
+                    step, n_steps[0] = next(run)
+                    report(i + step / n_steps[0], f"plane {number + 1}: step {step}/{n_steps[0]}")
+            except StopIteration as stop:
+                result = stop.value
+            store.write_plane(position, result.maps)
+            store.mark_done(position)
+            record(number, {"evaluations": result.evaluations, "bright": result.bright, "clamped": result.clamped})
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_on_cluster(pending, input_path, axes, output_path, model, settings_kwargs, token, threads, workers,
+                    scheduler, store, record, report):
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as err:
+        raise RuntimeError("a cluster run needs dask.distributed: pip install 'dask[distributed]'") from err
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) \
+        if workers is not None else None
+    try:
+        with Client(cluster if cluster is not None else scheduler) as client:
+            futures = {client.submit(plane_task, input_path, axes, output_path, model, settings_kwargs, token,
+                                     number, list(position), threads, key=f"plane-{token[:12]}-{number}",
+                                     pure=False): (number, position)
+                       for number, position in pending}
+            for done, future in enumerate(as_completed(futures), 1):
+                number, position = futures[future]
+                outcome = future.result()  # a worker's error is raised here, with its message
+                store.mark_done(position)
+                record(number, outcome)
+                report(done, f"plane {number + 1} done")
+    finally:
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,94 @@
+"""Any axes, lazy inputs and noise that does not depend on where or in what order it is drawn."""
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from napari_diffdenoise import denoise
+from napari_diffdenoise.core.axes import check_axes, plane_positions
+from napari_diffdenoise.core.noise import FieldNoise, gaussian_field, stream_key
+
+
+def test_the_noise_of_a_block_is_the_crop_of_the_plane_field():
+    key = stream_key(3, 1, 0, 2)
+    whole = gaussian_field(key, (0, 0), (70, 90))
+    for origin, shape in [((0, 0), (70, 90)), ((13, 7), (20, 31)), ((5, 0), (1, 1)), ((69, 89), (1, 1))]:
+        block = gaussian_field(key, origin, shape)
+        np.testing.assert_array_equal(block, whole[origin[0]:origin[0] + shape[0], origin[1]:origin[1] + shape[1]])
+
+
+def test_the_noise_is_standard_normal_and_streams_are_independent():
+    a = gaussian_field(stream_key(0, 0, 0, 0), (0, 0), (512, 512)).ravel()
+    b = gaussian_field(stream_key(0, 1, 0, 0), (0, 0), (512, 512)).ravel()  # the next plane
+    assert abs(a.mean()) < 0.01 and abs(a.std() - 1) < 0.01 and abs((a**4).mean() - 3) < 0.05
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
+    field = a.reshape(512, 512)  # neighbours, including the two values of one hash, are uncorrelated
+    for left, right in [(field[:, 0::2], field[:, 1::2]), (field[:, 1:-1:2], field[:, 2::2]), (field[:-1], field[1:])]:
+        assert abs(np.corrcoef(left.ravel(), right.ravel())[0, 1]) < 0.01
+
+
+def test_field_noise_draws_a_fresh_field_each_call_for_each_sample():
+    noise = FieldNoise(seed=0, plane=4, n_samples=2, device="cpu")
+    first, second = noise((2, 1, 16, 16)), noise((2, 1, 16, 16))
+    assert not np.allclose(first, second) and not np.allclose(first[0], first[1])
+    again = FieldNoise(seed=0, plane=4, n_samples=1, device="cpu")((1, 1, 16, 16))
+    np.testing.assert_array_equal(again[0], first[0])  # sample 0 is the same whatever K
+
+
+def test_axes_are_checked_and_inferred():
+    assert check_axes(None, (3, 2, 4, 16, 16)) == "TCZYX" and check_axes("czyx", (2, 3, 16, 16)) == "CZYX"
+    with pytest.raises(ValueError, match="at most once and end in YX"):
+        check_axes("TTYX", (2, 2, 16, 16))
+    assert plane_positions((2, 3, 16, 16)) == [(t, c) for t in range(2) for c in range(3)]
+
+
+@pytest.fixture
+def five_d():
+    rng = np.random.default_rng(1)
+    data = rng.poisson(6, (2, 2, 1, 24, 32)).astype(np.uint16)
+    data[:, 1] *= 10  # a brighter channel: normalised on its own
+    return data
+
+
+def test_a_tczyx_array_is_restored_plane_by_plane_and_each_plane_stands_alone(tiny_model, five_d):
+    result = denoise(five_d, tiny_model, n_samples=2, steps=2, seed=5)
+    assert result.mean.shape == five_d.shape and result.metadata["axes"] == "TCZYX"
+    # plane (1, 1, 0) is plane number 3; run alone as a stack with it in that place, it is the same
+    alone = denoise(five_d.reshape(4, 24, 32), tiny_model, n_samples=2, steps=2, seed=5)
+    np.testing.assert_array_equal(alone.mean.reshape(five_d.shape), result.mean)
+    np.testing.assert_array_equal(alone.std.reshape(five_d.shape), result.std)
+    # the bright channel comes back at its own level
+    assert result.mean[:, 1].mean() > 5 * result.mean[:, 0].mean()
+
+
+def test_dask_and_zarr_inputs_give_the_in_memory_result(tiny_model, five_d, tmp_path):
+    expected = denoise(five_d, tiny_model, n_samples=2, steps=2, seed=5)
+    lazy = da.from_array(five_d, chunks=(1, 1, 1, 24, 32))
+    store = zarr.open_array(tmp_path / "in.zarr", mode="w", shape=five_d.shape, dtype=five_d.dtype,
+                            chunks=(1, 1, 1, 24, 32))
+    store[:] = five_d
+    for source in (lazy, zarr.open_array(tmp_path / "in.zarr", mode="r")):
+        result = denoise(source, tiny_model, n_samples=2, steps=2, seed=5, axes="TCZYX")
+        for name in ("mean", "std", "entropy"):
+            np.testing.assert_array_equal(getattr(result, name), getattr(expected, name))
+
+
+def test_a_lazy_input_is_read_one_plane_at_a_time(tiny_model, five_d):
+    reads = []
+
+    class Recording:
+        shape, dtype = five_d.shape, five_d.dtype
+
+        def __getitem__(self, index):
+            reads.append(index)
+            return five_d[index]
+
+    denoise(Recording(), tiny_model, n_samples=1, steps=1)
+    assert reads == plane_positions(five_d.shape)
+
+
+def test_nan_in_a_lazy_plane_is_refused_naming_the_plane(tiny_model):
+    data = np.ones((3, 16, 16), np.float32)
+    data[2, 3, 3] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(plane \(2,\)\)"):
+        denoise(da.from_array(data, chunks=(1, 16, 16)), tiny_model, n_samples=1, steps=1)
