@@ -99,23 +99,26 @@ def _parse_params(pairs: list[str]) -> dict:
 
 
 def _progress_printer():
-    last = [-1]
+    last, start = [-1.0], time.monotonic()
 
     def show(info):
-        pct = int(100 * info.fraction)
+        pct = round(100 * info.fraction, 1)
         if pct != last[0]:
             last[0] = pct
-            print(f"\r  plane {info.plane + 1}/{info.n_planes}  step {info.step}/{info.n_steps}  {pct:3d}%",
-                  end="", file=sys.stderr, flush=True)
+            elapsed = time.monotonic() - start
+            left = f"  {_clock(elapsed * (1 - info.fraction) / info.fraction)} left" if info.fraction > 0.01 else ""
+            tiles = f"  tile {info.tile}/{info.n_tiles}" if info.n_tiles > 1 and info.tile else ""
+            print(f"\r  plane {info.plane + 1}/{info.n_planes}  step {info.step}/{info.n_steps}{tiles}  {pct:5.1f}%"
+                  f"{left}".ljust(80), end="", file=sys.stderr, flush=True)
 
     return show
 
 
-def _restore(image, args, psf=None):
+def _restore(image, args, psf=None, axes=None):
     from . import denoise
 
     psf = psf if psf is not None else _psf_from_args(args)
-    result = denoise(image, args.model, sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta,
+    result = denoise(image, args.model, axes=axes, sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta,
                      seed=args.seed, device=args.device, progress=_progress_printer(),
                      sampler_params=_parse_params(args.sampler_param), psf=psf, mean=args.mean,
                      coverage=args.coverage)
@@ -123,12 +126,14 @@ def _restore(image, args, psf=None):
     return result
 
 
-def _write_tiff(path, data, pixel: dict | None = None, metadata: dict | None = None) -> None:
+def _write_tiff(path, data, pixel: dict | None = None, metadata: dict | None = None, axes: str | None = None) -> None:
     """Grey-level planes whatever their number (tifffile would store a 3- or 4-plane stack as RGB(A)),
-    the axes named (YX or ZYX, not tifffile's default QYX) and the input's pixel size carried over."""
+    the axes named (e.g. ZYX, not tifffile's default QYX) and the input's pixel size carried over."""
     import tifffile
 
-    axes = "ZYX"[-np.ndim(data):] if np.ndim(data) <= 3 else None
+    from .core.axes import infer_axes
+
+    axes = axes or infer_axes(np.ndim(data))
     extra = {}
     if pixel and pixel.get("resolution"):
         extra["resolution"] = tuple(pixel["resolution"])
@@ -142,8 +147,14 @@ def read_tiff(path) -> tuple[np.ndarray, dict]:
     """(image, pixel-size record): the X/Y resolution tags, their unit and ImageJ's z spacing and unit."""
     import tifffile
 
+    return np.squeeze(tifffile.imread(path)), _tiff_pixel(path)
+
+
+def _tiff_pixel(path) -> dict:
+    """The pixel-size record of a TIFF, to carry over to the maps."""
+    import tifffile
+
     with tifffile.TiffFile(path) as tif:
-        image = tif.asarray()
         page = tif.pages[0]
         pixel = {}
         x, y = page.tags.get("XResolution"), page.tags.get("YResolution")
@@ -155,7 +166,7 @@ def read_tiff(path) -> tuple[np.ndarray, dict]:
         for key in ("spacing", "unit"):
             if key in ij:
                 pixel[key] = ij[key]
-    return np.squeeze(image), pixel
+    return pixel
 
 
 def output_stem(input_path: str | Path) -> str:
@@ -167,7 +178,8 @@ def output_stem(input_path: str | Path) -> str:
     return name
 
 
-def _write_maps(result, out: Path, stem: str, overwrite: bool = False, pixel: dict | None = None) -> list[Path]:
+def _write_maps(result, out: Path, stem: str, overwrite: bool = False, pixel: dict | None = None,
+                axes: str | None = None) -> list[Path]:
     """Each map to <stem>_<map>.tif. Existing files are refused (before anything is written) unless
     ``overwrite``; all maps are written to temporary names first and renamed only when every one is
     complete, so a full disk leaves the old files (or none), never a partial set or a truncated TIFF."""
@@ -181,7 +193,7 @@ def _write_maps(result, out: Path, stem: str, overwrite: bool = False, pixel: di
     temps = [path.with_name(f".{path.name}.partial") for path in paths]
     try:
         for name, tmp in zip(names, temps):
-            _write_tiff(tmp, getattr(result, name), pixel=pixel, metadata=meta)
+            _write_tiff(tmp, getattr(result, name), pixel=pixel, metadata=meta, axes=axes)
     except OSError as err:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
@@ -247,10 +259,54 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _batch_printer():
+    last = [0.0]
+
+    def show(info):
+        now = time.monotonic()
+        if now - last[0] < 0.5 and info.fraction < 1:
+            return
+        last[0] = now
+        left = f", {_clock(info.seconds_left)} left" if info.seconds_left is not None else ""
+        print(f"\r  {info.planes_done}/{info.n_planes} planes  {100 * info.fraction:5.1f}%  {info.text}{left}".ljust(90),
+              end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _clock(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _is_zarr_output(path: str) -> bool:
+    return path.rstrip("/\\").lower().endswith(".zarr")
+
+
 def cmd_denoise(args) -> int:
-    image, pixel = read_tiff(args.input)
-    result = _restore(image, args)
-    paths = _write_maps(result, Path(args.out), output_stem(args.input), args.overwrite, pixel)
+    """TIFF or OME-Zarr in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
+    optionally on a dask.distributed cluster)."""
+    from .core.image_io import open_image
+
+    if _is_zarr_output(args.out):
+        from .core.batch import denoise_to_zarr
+
+        psf = _psf_from_args(args)
+        meta = denoise_to_zarr(args.input, args.out, args.model, axes=args.axes, overwrite=args.overwrite,
+                               workers=args.workers, scheduler=args.scheduler, threads=args.threads,
+                               progress=_batch_printer(), sampler=args.sampler, n_samples=args.samples,
+                               steps=args.steps, eta=args.eta, seed=args.seed, device=args.device,
+                               sampler_params=_parse_params(args.sampler_param), psf=psf, mean=args.mean,
+                               coverage=args.coverage)
+        print(file=sys.stderr)
+        resumed = f" ({meta['planes_resumed']} done by an earlier run)" if meta["planes_resumed"] else ""
+        print(f"wrote {args.out}: {meta['n_planes']} planes{resumed} in {meta['seconds']:.1f} s")
+        return 0
+    if args.workers is not None or args.scheduler is not None:
+        raise ValueError("--workers and --scheduler write an OME-Zarr store: give --out a path ending in .zarr")
+    source = open_image(args.input, args.axes)
+    pixel = _tiff_pixel(args.input) if Path(args.input).suffix.lower() in (".tif", ".tiff") else None
+    result = _restore(source.data, args, axes=source.axes)
+    paths = _write_maps(result, Path(args.out), output_stem(args.input), args.overwrite, pixel, source.axes)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -380,9 +436,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_output")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("denoise", help="denoise a 2D or 3D TIFF; write <name>_mean/_std/_entropy.tif")
-    p.add_argument("input")
-    p.add_argument("--out", default=".")
+    p = sub.add_parser("denoise", help="denoise a TIFF or OME-Zarr image (any of the axes T, C, Z, Y, X); write "
+                                       "<name>_mean/_std/_entropy.tif, or an OME-Zarr store")
+    p.add_argument("input", help="a TIFF or an OME-Zarr image (a zarr array works too)")
+    p.add_argument("--out", default=".",
+                   help="a folder for TIFF maps, or a path ending in .zarr for an OME-Zarr store written plane by "
+                        "plane (a killed run resumes where it stopped)")
+    p.add_argument("--axes", default=None,
+                   help="the input's axes, e.g. TZYX (default: from the file's metadata, else ZYX/TZYX/TCZYX by the "
+                        "number of dimensions)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="run the planes on a local dask.distributed cluster of N processes (OME-Zarr output)")
+    p.add_argument("--scheduler", default=None,
+                   help="run the planes on a running dask.distributed cluster at this address, e.g. "
+                        "tcp://10.0.0.5:8786; every worker must see the input and --out paths")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per plane (default: this machine's setting); the same count gives "
+                        "bit-identical results wherever the planes run")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_denoise)
     p = sub.add_parser("simulate", help="write a simulated noisy/clean pair as TIFFs")

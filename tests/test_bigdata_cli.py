@@ -1,0 +1,141 @@
+"""Files in and out: OME-Zarr and TIFF of any axes, resumable stores, a local dask cluster."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_diffdenoise import denoise
+from napari_diffdenoise.cli import main
+from napari_diffdenoise.core.batch import denoise_to_zarr
+from napari_diffdenoise.core.map_store import read_maps
+
+SETTINGS = dict(n_samples=2, steps=2, seed=4)
+
+
+def _write_ome_zarr(path, data, axes, scale):
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    group = zarr.open_group(str(path), mode="w")
+    array = group.create_array("0", shape=data.shape, chunks=(1,) * (data.ndim - 2) + data.shape[-2:], dtype=data.dtype)
+    array[...] = data
+    names = [{"name": a.lower(), "type": {"T": "time", "C": "channel"}.get(a, "space"),
+              **({"unit": "micrometer"} if a in "ZYX" else {})} for a in axes]
+    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+                               fmt=FormatV05(), axes=names)
+
+
+@pytest.fixture
+def tczyx():
+    return np.random.default_rng(2).poisson(5, (2, 2, 2, 24, 32)).astype(np.uint16)
+
+
+def test_ome_zarr_in_and_out_keeps_axes_and_pixel_sizes_and_matches_the_library(tmp_path, tiny_checkpoint, tczyx):
+    _write_ome_zarr(tmp_path / "in.ome.zarr", tczyx, "TCZYX", [60.0, 1.0, 0.8, 0.2, 0.2])
+    out = tmp_path / "out.ome.zarr"
+    assert main(["denoise", str(tmp_path / "in.ome.zarr"), "--out", str(out), "--model", str(tiny_checkpoint),
+                 "--samples", "2", "--steps", "2", "--seed", "4", "--coverage", "0.9"]) == 2
+    # the tiny model is uncalibrated: intervals are refused with a message, and nothing is written
+    assert not out.exists()
+    assert main(["denoise", str(tmp_path / "in.ome.zarr"), "--out", str(out), "--model", str(tiny_checkpoint),
+                 "--samples", "2", "--steps", "2", "--seed", "4"]) == 0
+    maps, record = read_maps(out)
+    expected = denoise(tczyx, str(tiny_checkpoint), **SETTINGS)
+    for name in ("mean", "std", "entropy"):
+        np.testing.assert_array_equal(np.asarray(maps[name][...]), getattr(expected, name))
+    assert record["scale"] == [60.0, 1.0, 0.8, 0.2, 0.2] and record["axes"] == "TCZYX"
+    assert record["metadata"]["n_planes"] == 8 and record["metadata"]["planes_resumed"] == 0
+    # each map is an NGFF image another reader can open on its own
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = next(iter(Reader(parse_url(str(out / "mean")))()))
+    assert [a["name"] for a in node.metadata["axes"]] == ["t", "c", "z", "y", "x"]
+
+
+def test_a_tiff_of_any_axis_order_goes_to_ngff_order_with_its_pixel_size(tmp_path, tiny_checkpoint):
+    data = np.random.default_rng(3).poisson(5, (2, 3, 24, 32)).astype(np.uint16)  # Z, C, Y, X as ImageJ would not
+    tifffile.imwrite(tmp_path / "in.tif", data, resolution=(1 / 0.25, 1 / 0.25), resolutionunit="NONE",
+                     metadata={"axes": "ZCYX"})
+    out = tmp_path / "out.ome.zarr"
+    assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(out), "--model", str(tiny_checkpoint),
+                 "--samples", "2", "--steps", "2", "--seed", "4"]) == 0
+    maps, record = read_maps(out)
+    assert record["axes"] == "CZYX" and maps["mean"].shape == (3, 2, 24, 32)
+    expected = denoise(data, str(tiny_checkpoint), axes="ZCYX", **SETTINGS)
+    np.testing.assert_array_equal(np.asarray(maps["mean"][...]), expected.mean.transpose(1, 0, 2, 3))
+    assert record["scale"][-2:] == [0.25, 0.25]
+    # TIFF out keeps the input's axes
+    assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "tifs"), "--model",
+                 str(tiny_checkpoint), "--samples", "2", "--steps", "2", "--seed", "4"]) == 0
+    with tifffile.TiffFile(tmp_path / "tifs" / "in_mean.tif") as tif:
+        assert tif.series[0].axes == "ZCYX"
+        np.testing.assert_array_equal(tif.asarray(), expected.mean)
+
+
+def test_a_two_worker_local_cluster_is_bit_identical_to_one_process(tmp_path, tiny_checkpoint, tczyx):
+    _write_ome_zarr(tmp_path / "in.ome.zarr", tczyx, "TCZYX", [1.0, 1.0, 1.0, 1.0, 1.0])
+    expected = denoise(tczyx, str(tiny_checkpoint), **SETTINGS)  # this process: one torch thread (conftest)
+    out = tmp_path / "cluster.ome.zarr"
+    assert main(["denoise", str(tmp_path / "in.ome.zarr"), "--out", str(out), "--model", str(tiny_checkpoint),
+                 "--samples", "2", "--steps", "2", "--seed", "4", "--workers", "2"]) == 0
+    maps, _ = read_maps(out)
+    for name in ("mean", "std", "entropy"):
+        np.testing.assert_array_equal(np.asarray(maps[name][...]), getattr(expected, name))
+
+
+def test_a_half_written_plane_is_recomputed_and_finished_planes_are_not(tmp_path, tiny_checkpoint, tczyx):
+    _write_ome_zarr(tmp_path / "in.ome.zarr", tczyx, "TCZYX", [1.0] * 5)
+    out = tmp_path / "out.ome.zarr"
+    first = denoise_to_zarr(tmp_path / "in.ome.zarr", out, str(tiny_checkpoint), **SETTINGS)
+    reference = np.asarray(read_maps(out)[0]["mean"][...])
+    root = zarr.open_group(str(out), mode="r+")
+    root["done"][1, 0, 1] = False  # as if the run had died while writing plane (1, 0, 1)
+    root["mean"]["0"][1, 0, 1] = -1.0
+    again = denoise_to_zarr(tmp_path / "in.ome.zarr", out, str(tiny_checkpoint), **SETTINGS)
+    assert again["planes_resumed"] == 7 and again["network_evaluations"] == first["network_evaluations"] / 8
+    np.testing.assert_array_equal(np.asarray(read_maps(out)[0]["mean"][...]), reference)
+    with pytest.raises(ValueError, match="other settings.*--overwrite"):
+        denoise_to_zarr(tmp_path / "in.ome.zarr", out, str(tiny_checkpoint), **{**SETTINGS, "seed": 5})
+    (tmp_path / "not-ours.zarr").mkdir()
+    with pytest.raises(ValueError, match="not a napari-diffdenoise result"):
+        denoise_to_zarr(tmp_path / "in.ome.zarr", tmp_path / "not-ours.zarr", str(tiny_checkpoint), **SETTINGS)
+
+
+def test_a_killed_run_resumes_without_recomputing_finished_planes(tmp_path, tiny_checkpoint):
+    data = np.random.default_rng(4).poisson(5, (8, 64, 64)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", data, metadata={"axes": "ZYX"})
+    out = tmp_path / "out.ome.zarr"
+    command = [sys.executable, "-m", "napari_diffdenoise.cli", "denoise", str(tmp_path / "in.tif"), "--out", str(out),
+               "--model", str(tiny_checkpoint), "--samples", "2", "--steps", "40", "--seed", "4", "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                done = int(np.asarray(zarr.open_group(str(out), mode="r")["done"][...]).sum())
+            except Exception:  # noqa: BLE001 — the store is still being created
+                done = 0
+            if done >= 2:
+                break
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    finished = int(np.asarray(zarr.open_group(str(out), mode="r")["done"][...]).sum())
+    assert 2 <= finished < 8, "the run ended before it could be killed mid-way"
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"({finished} done by an earlier run)" in result.stdout
+    maps, record = read_maps(out)
+    assert record["metadata"]["planes_resumed"] == finished
+    expected = denoise(data, str(tiny_checkpoint), n_samples=2, steps=40, seed=4)
+    np.testing.assert_array_equal(np.asarray(maps["mean"][...]), expected.mean)
+    assert json.loads(json.dumps(record["metadata"]))["n_planes"] == 8
