@@ -66,7 +66,7 @@ def test_cancel_adds_no_layers(widget, noisy_stack, qtbot, errors):
 @pytest.mark.parametrize(
     "data, kwargs, message",
     [
-        (np.zeros((2, 2, 16, 16)), {}, "4 dimensions"),
+        (np.zeros((2, 1, 2, 1, 16, 16)), {}, "6 dimensions"),
         (np.zeros((16, 16, 3), np.uint8), {"rgb": True}, "RGB"),
     ],
 )
@@ -322,3 +322,68 @@ def test_the_widefield_sample_prefills_its_psf_and_image(make_napari_viewer, err
     offered = [c for c in w.psf_source.choices if not isinstance(c, str)]
     names = {layer.name for layer in offered}
     assert names == {"widefield PSF"}  # not the stacks, not the results
+
+
+def test_a_tzyx_layer_and_a_lazy_multiscale_layer_keep_every_dim(widget, qtbot, errors):
+    import dask.array as da
+
+    viewer, w = widget
+    data = np.random.default_rng(0).poisson(5, (2, 3, 24, 32)).astype(np.uint16)
+    viewer.add_image(data, name="movie", scale=(60.0, 2.0, 0.5, 0.5))
+    w.image.value = viewer.layers["movie"]
+    w.run()
+    qtbot.waitUntil(lambda: "movie [entropy]" in viewer.layers, timeout=60_000)
+    mean = viewer.layers["movie [mean]"]
+    assert mean.data.shape == data.shape and list(mean.scale) == [60.0, 2.0, 0.5, 0.5]
+    assert mean.metadata["napari_diffdenoise"]["axes"] == "TZYX"
+    expected = denoise_module.iter_denoise  # the same run through the library, plane for plane
+    from napari_diffdenoise.core.driving import drive
+
+    library, _ = drive(expected(data, w._selected_model(), **w._settings(None)))
+    np.testing.assert_array_equal(mean.data, library.mean)
+    # a lazy multiscale layer: level 0 is restored, read one plane at a time
+    qtbot.waitUntil(lambda: w._worker is None, timeout=10_000)
+    pyramid = [da.from_array(data, chunks=(1, 1, 24, 32)), da.from_array(data[..., ::2, ::2], chunks=(1, 1, 12, 16))]
+    viewer.add_image(pyramid, name="pyramid", multiscale=True)
+    w.image.value = viewer.layers["pyramid"]
+    w.run()
+    qtbot.waitUntil(lambda: "pyramid [mean]" in viewer.layers, timeout=60_000)
+    np.testing.assert_array_equal(viewer.layers["pyramid [mean]"].data, library.mean)
+    assert not errors
+
+
+def test_preview_of_a_tzyx_layer_is_the_plane_on_view_placed_at_its_t_and_z(widget, qtbot, errors):
+    viewer, w = widget
+    data = np.random.default_rng(0).poisson(5, (2, 3, 24, 32)).astype(np.uint16)
+    viewer.add_image(data, name="movie", scale=(60.0, 2.0, 0.5, 0.5))
+    w.image.value = viewer.layers["movie"]
+    viewer.dims.set_current_step(0, 1)
+    viewer.dims.set_current_step(1, 2)
+    w.preview()
+    qtbot.waitUntil(lambda: "movie [preview t=1 z=2]" in viewer.layers and w._worker is None, timeout=60_000)
+    preview = viewer.layers["movie [preview t=1 z=2]"]
+    assert preview.data.shape == (1, 1, 24, 32) and list(preview.translate[:2]) == [60.0, 4.0]
+    assert preview.metadata["napari_diffdenoise"]["plane"] == [1, 2] and not errors
+
+
+def test_progress_moves_per_tile_and_cancel_lands_between_tiles(widget, qtbot, errors, monkeypatch):
+    monkeypatch.setattr(denoise_module.TileReporter, "min_interval", 0.0)  # every tile reported
+    viewer, w = widget
+    viewer.add_image(np.random.default_rng(0).poisson(5, (160, 160)).astype(np.uint16), name="big")
+    w.image.value = viewer.layers["big"]
+    w.steps.value = 40
+    seen = []
+
+    def record(info):
+        if info is not None:
+            seen.append(info)
+            if info.tile >= 2:
+                w.cancel()
+
+    w.run()
+    w._worker.yielded.connect(record)
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    tiled = [p for p in seen if p.tile]
+    assert tiled and tiled[0].n_tiles == 9 and tiled[0].step == 0  # 160² in 64² tiles: inside the first step
+    assert "Cancelled" in w.status.value and len(viewer.layers) == 1
+    assert max(p.step for p in seen) == 0 and not errors  # stopped inside the first step, not after 40

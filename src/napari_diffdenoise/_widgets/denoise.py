@@ -23,7 +23,7 @@ from magicgui.widgets import (
 from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
-from ..core.restore import DEFAULT_STEPS, iter_denoise, make_settings
+from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
 from ..core.sampler_registry import SAMPLERS, samplers_for
 from ._worker import WorkerControls
 from .layers import follow_layers, image_choices
@@ -87,13 +87,60 @@ def _deconvolve_job(data, psf, iterations):
         return _Failure(str(err))
 
 
-def _denoise_job(data, model, settings):
+class TileReporter:
+    """Per-tile progress from inside a network step, through the worker's own ``yielded`` signal (a
+    queued, thread-safe route to the widget); at most ten reports a second. A cancel request is
+    honoured between tiles, so a 2048² plane stops within a tile, not a whole step."""
+
+    min_interval = 0.1  # seconds between two reports
+
+    def __init__(self):
+        self.worker, self._last = None, 0.0
+
+    def __call__(self, info) -> None:
+        import time
+
+        worker = self.worker
+        if worker is None:
+            return
+        if worker.abort_requested:
+            raise Cancelled("cancelled")
+        now = time.monotonic()
+        if now - self._last >= self.min_interval:
+            self._last = now
+            worker.yielded.emit(info)
+
+
+def _denoise_job(data, model, settings, axes=None, on_tile=None):
     """The worker's generator. Errors a user can act on (bad values, out of memory) come back as
     a :class:`_Failure` and are shown as a notification; anything else is a bug and propagates."""
     try:
-        return (yield from iter_denoise(data, model, **settings))
+        return (yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings))
+    except Cancelled:
+        yield None  # the worker sees its abort request at this yield and ends with `aborted`
     except (ValueError, TypeError, MemoryError, RuntimeError) as err:
         return _Failure(str(err))
+
+
+def layer_axes(layer) -> str:
+    """The layer's axes: its axis labels when they name T, C, Z, Y, X (as OME-Zarr readers set them),
+    else what its dimension count implies (napari's sliders lead: ZYX, TZYX, TCZYX)."""
+    from ..core.axes import check_axes, infer_axes
+
+    labels = "".join(str(label).upper() for label in getattr(layer, "axis_labels", ()) or ())
+    try:
+        return check_axes(labels, layer.data.shape if not layer.multiscale else layer.data[0].shape)
+    except (ValueError, TypeError):
+        return infer_axes(layer.ndim)
+
+
+def layer_data(layer):
+    """The full-resolution data: level 0 of a multiscale layer; a lazy array stays lazy (read one
+    plane at a time), an in-memory one is copied so that edits during a run do not leak in."""
+    from ..core.restore import is_lazy
+
+    data = layer.data[0] if layer.multiscale else layer.data
+    return data if is_lazy(data) else np.array(data, copy=True)
 
 
 class DenoiseWidget(WorkerControls, Container):
@@ -103,7 +150,9 @@ class DenoiseWidget(WorkerControls, Container):
         self._viewer = viewer = napari_viewer
         self._models: dict[str, object] = {}  # name-or-path → loaded DiffusionModel (cache)
 
-        self.image = ComboBox(label="Image", choices=self._image_choices, tooltip="A 2D or 3D (Z, Y, X) image layer")
+        self.image = ComboBox(label="Image", choices=self._image_choices,
+                              tooltip="An image layer of 2 to 5 dims (T, C, Z, Y, X; a lazy or multiscale layer is read "
+                                      "one plane at a time at full resolution). Each plane is restored on its own")
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="A bundled model or a checkpoint")
         self.model_file = FileEdit(label=LOAD_FROM_FILE, filter="*.safetensors", tooltip="A napari-diffdenoise checkpoint")
         # a callable, not a list: napari resets every dock widget's choices when layers change, and a
@@ -354,8 +403,8 @@ class DenoiseWidget(WorkerControls, Container):
             raise ValueError("Open or select an image layer first")
         if layer.rgb:
             raise ValueError(f"'{layer.name}' is an RGB image; split it into channels first")
-        if layer.ndim not in (2, 3) or layer.multiscale:
-            raise ValueError(f"'{layer.name}' has {layer.ndim} dimensions; select a 2D plane or a 3D (Z, Y, X) stack")
+        if not 2 <= layer.ndim <= 5:
+            raise ValueError(f"'{layer.name}' has {layer.ndim} dimensions; the plugin takes 2 to 5 (T, C, Z, Y, X)")
         if self.model.value is None:
             raise ValueError("No model available: load a checkpoint from file")
         psf = self._psf()
@@ -365,12 +414,13 @@ class DenoiseWidget(WorkerControls, Container):
         make_settings(model, **self._settings(psf))
         return layer, model, psf
 
-    def _plane_on_view(self, layer) -> int:
-        """Index of the layer's plane at the viewer's current position (0 for a 2D layer)."""
+    def _plane_on_view(self, layer) -> tuple[int, ...]:
+        """The index over the layer's leading dims of the plane on view (() for a 2D layer)."""
         if layer.ndim == 2:
-            return 0
-        z = layer.world_to_data(self._viewer.dims.point[-layer.ndim:])[0]
-        return int(min(max(round(float(z)), 0), layer.data.shape[0] - 1))
+            return ()
+        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        point = layer.world_to_data(self._viewer.dims.point[-layer.ndim:])
+        return tuple(int(min(max(round(float(v)), 0), n - 1)) for v, n in zip(point[:-2], shape[:-2]))
 
     def preview(self):
         """One quick sample of the plane on view, into a '[preview]' layer (replaced on each preview)."""
@@ -392,13 +442,12 @@ class DenoiseWidget(WorkerControls, Container):
             notify_error(str(err))
             return
         settings = self._settings(psf, preview) if model is not None else {}
-        import numpy as np
-
-        data = np.array(layer.data, copy=True)  # a copy: edits to the layer during the run do not leak in
+        data, axes = layer_data(layer), layer_axes(layer)
+        tiles = TileReporter()
         if preview:
             z = self._plane_on_view(layer)
-            data = data[z] if layer.ndim == 3 else data
-            self._worker = create_worker(_denoise_job, data, model, settings, _start_thread=False)
+            data = np.array(data[z], copy=True)
+            self._worker = create_worker(_denoise_job, data, model, settings, "YX", tiles, _start_thread=False)
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_preview(layer, z, result))
         elif model is None:
@@ -406,9 +455,10 @@ class DenoiseWidget(WorkerControls, Container):
             self._worker.yielded.connect(self._on_plane_done)
             self._worker.returned.connect(lambda result: self._on_deconvolved(layer, result))
         else:
-            self._worker = create_worker(_denoise_job, data, model, settings, _start_thread=False)
+            self._worker = create_worker(_denoise_job, data, model, settings, axes, tiles, _start_thread=False)
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_returned(layer, result))
+        tiles.worker = self._worker
         self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
         self.preview_button.enabled = False
         self._worker.finished.connect(lambda: setattr(self.preview_button, "enabled", True))
@@ -420,23 +470,29 @@ class DenoiseWidget(WorkerControls, Container):
             self.status.value = "Failed"
             return
         name = f"{layer.name} [preview]"
-        meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "plane": z}}
-        data, scale, translate = result.mean, layer.scale, np.array(layer.translate, dtype=float)
-        if layer.ndim == 3:  # one plane, placed at its z: it shows on that plane only, not over the stack
-            data = result.mean[None]
-            translate[0] += z * layer.scale[0]
+        plane = list(z) if len(z) > 1 else (z[0] if z else 0)
+        meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "plane": plane}}
+        scale, translate = layer.scale, np.array(layer.translate, dtype=float)
+        # one plane, placed where it lies in the stack: it shows there only, not over every plane
+        data = result.mean.reshape((1,) * len(z) + result.mean.shape)
+        for axis, index in enumerate(z):
+            translate[axis] += index * layer.scale[axis]
         for old in [lay for lay in self._viewer.layers if lay.name.startswith(f"{layer.name} [preview")]:
             self._viewer.layers.remove(old)
-        label = f"{name[:-1]} z={z}]" if layer.ndim == 3 else name
+        where = " ".join(f"{a.lower()}={i}" for a, i in zip(layer_axes(layer), z))
+        label = f"{name[:-1]} {where}]" if z else name
         self._viewer.add_image(data, name=label, scale=scale, translate=translate, metadata=meta,
                                colormap=layer.colormap.name)
         self.progress.value = 1000
-        where = f"plane {z}, " if layer.ndim == 3 else ""
+        where = f"plane {where}, " if z else ""
         what = "the one-pass mean" if result.metadata["n_samples"] == 0 else f"1 sample of {result.metadata['sampler']}"
         self.status.value = f"Preview of {where}{what} in {result.metadata['seconds']:.1f} s"
 
     def _on_progress(self, info):
-        self._report(info.fraction, f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}")
+        if info is None:  # the last yield of a cancelled run
+            return
+        tile = f", tile {info.tile}/{info.n_tiles}" if info.n_tiles > 1 and info.tile else ""
+        self._report(info.fraction, f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}{tile}")
 
     def _on_plane_done(self, done):
         plane, n_planes = done

@@ -73,25 +73,28 @@ def iter_richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.
     """Generator form of :func:`richardson_lucy`: yields (plane, n_planes) after each plane."""
     from skimage.restoration import richardson_lucy as skimage_rl
 
-    array = np.asarray(image)
-    if array.ndim not in (2, 3):
-        raise ValueError(f"expected a 2D (Y, X) plane or a 3D (Z, Y, X) stack, got shape {array.shape}")
+    from .axes import infer_axes, plane_positions
+    from .restore import is_lazy
+
+    array = image if is_lazy(image) else np.asarray(image)
+    infer_axes(len(array.shape))  # 2 to 5 dimensions, planes last
     if iterations < 1:
         raise ValueError("iterations must be at least 1")
     kernel = check_psf(psf)
-    planes = array.reshape((-1,) + array.shape[-2:]).astype(np.float32)
-    out = []
-    for z, plane in enumerate(planes):
+    positions = plane_positions(array.shape)
+    out = np.empty(array.shape, np.float32)
+    for done, position in enumerate(positions, 1):  # a lazy image is read one plane at a time
+        plane = np.asarray(array[position], dtype=np.float32)
         imap = IntensityMap.from_percentiles(plane, percentiles)
         unit = np.clip((imap.to_model(plane) + 1) / 2, 0, None)  # p_low → 0, p_high → 1
         restored = skimage_rl(unit, kernel, num_iter=iterations, clip=False)
-        out.append(imap.to_input(restored * 2 - 1))
-        yield z + 1, len(planes)
-    return np.stack(out).reshape(array.shape).astype(np.float32)
+        out[position] = imap.to_input(restored * 2 - 1)
+        yield done, len(positions)
+    return out
 
 
 def richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)) -> np.ndarray:
-    """Richardson–Lucy deconvolution (scikit-image) of a 2D plane or each plane of a 3D stack.
+    """Richardson–Lucy deconvolution (scikit-image) of each (Y, X) plane of an image of 2 to 5 dims.
     Each plane is scaled to [0, 1] by its percentiles (RL needs non-negative data), deconvolved,
     and mapped back to the input's units; float32 out."""
     from .driving import drive
