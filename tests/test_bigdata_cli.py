@@ -139,3 +139,30 @@ def test_a_killed_run_resumes_without_recomputing_finished_planes(tmp_path, tiny
     expected = denoise(data, str(tiny_checkpoint), n_samples=2, steps=40, seed=4)
     np.testing.assert_array_equal(np.asarray(maps["mean"][...]), expected.mean)
     assert json.loads(json.dumps(record["metadata"]))["n_planes"] == 8
+
+
+def test_napari_opens_a_result_store_and_saves_a_layer_that_reads_back_with_its_pixel_sizes(
+        make_napari_viewer, tmp_path, tiny_checkpoint, tczyx):
+    viewer = make_napari_viewer()
+    _write_ome_zarr(tmp_path / "in.ome.zarr", tczyx, "TCZYX", [60.0, 1.0, 0.8, 0.2, 0.2])
+    denoise_to_zarr(tmp_path / "in.ome.zarr", tmp_path / "run.ome.zarr", str(tiny_checkpoint), **SETTINGS)
+    layers = viewer.open(str(tmp_path / "run.ome.zarr"), plugin="napari-diffdenoise")
+    assert [layer.name for layer in layers] == ["run [mean]", "run [std]", "run [entropy]"]
+    mean = viewer.layers["run [mean]"]
+    assert list(mean.scale) == [60.0, 1.0, 0.8, 0.2, 0.2] and viewer.layers["run [std]"].colormap.name == "magma"
+    expected = denoise(tczyx, str(tiny_checkpoint), **SETTINGS).mean
+    np.testing.assert_array_equal(np.asarray(mean.data), expected)
+    # save the layer through napari, open it again: the same pixels, the same pixel sizes
+    viewer.layers.selection = {mean}
+    saved = viewer.layers.save(str(tmp_path / "saved.ome.zarr"), selected=True, plugin="napari-diffdenoise")
+    assert saved == [str(tmp_path / "saved.ome.zarr")]
+    again = viewer.open(str(tmp_path / "saved.ome.zarr"), plugin="napari-diffdenoise")[0]
+    np.testing.assert_array_equal(np.asarray(again.data), expected)
+    assert list(again.scale) == [60.0, 1.0, 0.8, 0.2, 0.2]
+    assert again.metadata["napari_diffdenoise"]["model_sha256"] == mean.metadata["napari_diffdenoise"]["model_sha256"]
+    # a plain 2D layer written with its scale comes back with it, and its axes by dimension count
+    viewer.add_image(np.arange(24 * 32, dtype=np.float32).reshape(24, 32), name="plane", scale=(0.3, 0.4))
+    viewer.layers.selection = {viewer.layers["plane"]}
+    viewer.layers.save(str(tmp_path / "plane.ome.zarr"), selected=True, plugin="napari-diffdenoise")
+    plane = viewer.open(str(tmp_path / "plane.ome.zarr"), plugin="napari-diffdenoise")[0]
+    assert list(plane.scale) == [0.3, 0.4] and np.asarray(plane.data)[3, 5] == 3 * 32 + 5

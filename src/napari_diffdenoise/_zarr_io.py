@@ -1,0 +1,114 @@
+"""npe2 reader and writer: napari opens the plugin's OME-Zarr results (every map as a layer, lazily,
+with its pixel sizes) and any single OME-Zarr image, and saves an image layer as OME-Zarr."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .core.image_io import is_zarr_path, ngff_multiscales
+from .core.map_store import ATTRIBUTE, ngff_order, read_maps
+
+# how the Denoise widget shows each map (the reader shows a saved result the same way)
+MAP_STYLE = {
+    "std": {"colormap": "magma", "blending": "additive", "opacity": 0.7},
+    "entropy": {"colormap": "viridis", "blending": "additive", "opacity": 0.7, "visible": False},
+    "lower": {"visible": False},
+    "upper": {"visible": False},
+}
+
+
+def get_reader(path):
+    """A reader for an OME-Zarr store this plugin wrote, or a single OME-Zarr image; None otherwise
+    (napari then asks the other readers)."""
+    if isinstance(path, list):
+        return None
+    if not is_zarr_path(path) or not Path(path).is_dir():
+        return None
+    import zarr
+
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:  # noqa: BLE001 — not a zarr group
+        return None
+    return read_zarr if (ATTRIBUTE in attrs and "maps" in attrs[ATTRIBUTE]) or ngff_multiscales(attrs) else None
+
+
+def read_zarr(path) -> list[tuple]:
+    import dask.array as da
+    import zarr
+
+    path = Path(path)
+    stem = path.name.removesuffix(".zarr").removesuffix(".ome")
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    if ATTRIBUTE in attrs and "maps" in attrs[ATTRIBUTE]:
+        maps, record = read_maps(path)
+        # the maps are stored in NGFF order, which may differ from the input's (record["input_axes"])
+        meta = {ATTRIBUTE: {**record.get("metadata", {}), "axes": record["axes"]}}
+        return [(da.from_zarr(array), {"name": f"{stem} [{name}]", "scale": record["scale"], "metadata": meta,
+                                       "axis_labels": tuple(record["axes"].lower()), **MAP_STYLE.get(name, {})},
+                 "image") for name, array in maps.items()]
+    image = ngff_multiscales(attrs)[0]
+    group = zarr.open_group(str(path), mode="r")
+    levels = [da.from_zarr(group[d["path"]]) for d in image["datasets"]]
+    scale = None
+    for transform in image["datasets"][0].get("coordinateTransformations", []):
+        if transform.get("type") == "scale":
+            scale = list(transform["scale"])
+    axes = [a["name"] if isinstance(a, dict) else a for a in image.get("axes", [])]
+    kwargs = {"name": image.get("name") or stem, "multiscale": len(levels) > 1,
+              "metadata": {ATTRIBUTE: attrs.get(ATTRIBUTE, {})}}
+    if scale:
+        kwargs["scale"] = scale
+    if axes:
+        kwargs["axis_labels"] = tuple(axes)
+    return [(levels if len(levels) > 1 else levels[0], kwargs, "image")]
+
+
+def write_image(path: str, data, meta: dict) -> list[str]:
+    """One image layer to an OME-Zarr image (NGFF 0.5): the axes from the plugin's metadata or the
+    layer's axis labels (else by dimension count), the layer's scale as pixel sizes, the plugin's
+    run record kept. Written beside the target and moved into place when complete, so a failed
+    save leaves the old store (or none), never half of one."""
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    from .core.axes import check_axes, infer_axes
+
+    target = Path(path)
+    if not str(target).lower().endswith(".zarr"):
+        target = target.with_name(target.name + ".ome.zarr")
+    array = data[0] if meta.get("multiscale") else data
+    record = (meta.get("metadata") or {}).get(ATTRIBUTE, {})
+    labels = "".join(str(a).upper() for a in meta.get("axis_labels") or ())
+    try:
+        axes = check_axes(record.get("axes") or labels, array.shape)
+    except (ValueError, TypeError):
+        axes = infer_axes(np.ndim(array))
+    order = ngff_order(axes)
+    permutation = [axes.index(a) for a in order]
+    scale = list(meta.get("scale") if meta.get("scale") is not None else [1.0] * len(axes))
+    values = np.transpose(np.asarray(array), permutation)
+    types = {"T": "time", "C": "channel"}
+    ngff_axes = [{"name": a.lower(), "type": types.get(a, "space")} for a in order]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        group = zarr.open_group(str(scratch / "image.zarr"), mode="w")
+        chunks = (1,) * (values.ndim - 2) + tuple(min(n, 2048) for n in values.shape[-2:])
+        group.create_array("0", shape=values.shape, chunks=chunks, dtype=values.dtype)[...] = values
+        write_multiscales_metadata(
+            group, [{"path": "0", "coordinateTransformations": [{"type": "scale",
+                                                                 "scale": [float(scale[i]) for i in permutation]}]}],
+            fmt=FormatV05(), axes=ngff_axes, name=meta.get("name") or target.stem)
+        group.attrs[ATTRIBUTE] = json.loads(json.dumps({**record, "axes": order}, default=str))
+        if target.exists():
+            shutil.rmtree(target)
+        (scratch / "image.zarr").rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [str(target)]
