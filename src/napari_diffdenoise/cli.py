@@ -332,8 +332,13 @@ def _read_stack(paths: list[str] | None):
 
 
 def cmd_train(args) -> int:
-    """Fine-tune (or train from scratch) on paired TIFFs, or on clean TIFFs with simulated noise."""
+    """Fine-tune (or train from scratch) on paired TIFFs, or on clean TIFFs with simulated noise.
+    Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.distributed)."""
     from . import NoiseModel, TrainConfig, train
+    from .core import distributed
+
+    args.device = distributed.init_from_env(args.device)
+    main_rank = distributed.is_main()
 
     noisy, clean = _read_stack(args.noisy), _read_stack(args.clean)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
@@ -343,6 +348,8 @@ def cmd_train(args) -> int:
     noise = NoiseModel(photons=tuple(args.photons), psf_sigma=args.psf_sigma)
 
     def show(info):
+        if not main_rank:
+            return
         if info.step % max(1, info.total_steps // 100) == 0 or info.step == info.total_steps:
             val = f"  val {info.val_loss:.4f}" if info.val_loss is not None else ""
             print(f"\r  step {info.step}/{info.total_steps}  loss {info.train_loss:.4f}{val}  "
@@ -352,8 +359,9 @@ def cmd_train(args) -> int:
     result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
                    output=args.out, resume=args.resume, device=args.device, kind=args.kind, progress=show,
                    overwrite=args.overwrite)
-    print(file=sys.stderr)
-    print(f"wrote {args.out} (best validation loss {result.best_val_loss})")
+    if main_rank:
+        print(file=sys.stderr)
+        print(f"wrote {args.out} (best validation loss {result.best_val_loss})")
     return 0
 
 

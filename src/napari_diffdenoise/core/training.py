@@ -20,6 +20,7 @@ import torch
 
 from .. import __version__
 from .checkpoint import read_checkpoint, save_checkpoint
+from . import distributed
 from .devices import resolve_device
 from .driving import drive
 from .model import DiffusionModel
@@ -217,6 +218,17 @@ class _Ema:
             s.copy_(b)
 
 
+class _Replicated:
+    """What the losses read of a model, with its networks wrapped for DDP (whose forward passes
+    synchronise the gradients across ranks)."""
+
+    predict_mean = DiffusionModel.predict_mean
+
+    def __init__(self, model: DiffusionModel, network, mean_network):
+        self.name, self.kind, self.prediction = model.name, model.kind, model.prediction
+        self.network, self.mean_network = network, mean_network
+
+
 def iter_train(
     model: DiffusionModel,
     source: PairSource,
@@ -231,8 +243,14 @@ def iter_train(
 ) -> Generator[TrainProgress, None, TrainResult]:
     """Train ``model`` in place; yields after every step; returns the EMA model (or the raw one).
     An existing checkpoint (or its best or state file) at ``checkpoint_path`` is refused unless
-    ``resume`` continues it or ``overwrite`` replaces it."""
+    ``resume`` continues it or ``overwrite`` replaces it.
+
+    Under torch.distributed (``torchrun``, :mod:`.distributed`) each rank trains on its slice of every
+    global batch of ``config.batch_size`` with DDP, and only rank 0 writes checkpoints."""
     dev = resolve_device(device)
+    rank, world_size = distributed.world()
+    main = rank == 0
+    share = distributed.rank_slice(config.batch_size, rank, world_size)
     budgeted = config.time_budget_s is not None
     if budgeted and resume:
         raise ValueError("a time-budgeted run cannot be resumed; resume it with the step count it recorded")
@@ -252,12 +270,12 @@ def iter_train(
         raise ValueError(f"nothing to resume: no state file {_state_path(path).name if path else ''} beside the output")
     if not resume and path is not None:
         existing = [p.name for p in (path, best_path(path), _state_path(path)) if p.exists()]
-        if existing and not overwrite:
+        if existing and not overwrite:  # every rank refuses alike, so none waits for the others in vain
             raise ValueError(f"{', '.join(existing)} already exist(s) in {path.parent}: choose another output, resume "
                              "that run, or allow overwriting (overwrite=True, --overwrite)")
-        # a fresh run must not leave an older run's best or state file looking like its own
-        best_path(path).unlink(missing_ok=True)
-        _state_path(path).unlink(missing_ok=True)
+        if main:  # a fresh run must not leave an older run's best or state file looking like its own
+            best_path(path).unlink(missing_ok=True)
+            _state_path(path).unlink(missing_ok=True)
     if resume:
         meta, tensors = read_checkpoint(_state_path(path))
         _check_resumable(meta["provenance"], config, provenance or {}, _state_path(path).name)
@@ -271,10 +289,18 @@ def iter_train(
         _load_optimizer(opt, tensors)
         start, history = meta["provenance"]["step"], meta["provenance"].get("history", [])
         best = meta["provenance"].get("best_val_loss")
+    distributed.barrier()  # no rank starts before rank 0 has cleared the output
+    trained = model
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [dev.index] if dev.type == "cuda" else None
+        trained = _Replicated(model, DDP(net, device_ids=ids), DDP(head, device_ids=ids) if head is not None else None)
     base_provenance = {
         "package_version": __version__,
         "training": asdict(config),
         "parent_sha256": model.sha256 or None,
+        **({"processes": world_size} if world_size > 1 else {}),
         **(provenance or {}),
     }
 
@@ -292,12 +318,14 @@ def iter_train(
         )
 
     def write(step: int):
-        if path is None:
+        if path is None or not main:
             return
         snap = snapshot(step)
-        raw = {f"raw.{k}": v for k, v in net.state_dict().items()}
+        # copies: without EMA the snapshot's weights are these very tensors, and safetensors refuses
+        # a file holding one tensor under two names
+        raw = {f"raw.{k}": v.detach().clone() for k, v in net.state_dict().items()}
         if head is not None:
-            raw.update({f"rawmean.{k}": v for k, v in head.state_dict().items()})
+            raw.update({f"rawmean.{k}": v.detach().clone() for k, v in head.state_dict().items()})
         save_checkpoint(snap, _state_path(path), {**raw, **_optimizer_tensors(opt)})
         save_checkpoint(snap, path)
 
@@ -307,12 +335,12 @@ def iter_train(
     batches = step_batches(source, model.schedule, config, start)
     step = start
     while step < config.steps:
-        noisy_t, clean_t, gammas, eps = (torch.from_numpy(a).to(dev) for a in next(batches))
+        noisy_t, clean_t, gammas, eps = (torch.from_numpy(a[share]).to(dev) for a in next(batches))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
-        loss = diffusion_loss(model, noisy_t, clean_t, gammas, eps)
+        loss = diffusion_loss(trained, noisy_t, clean_t, gammas, eps)
         if head is not None:
-            loss = loss + torch.mean((model.predict_mean(noisy_t) - clean_t) ** 2)
+            loss = loss + torch.mean((trained.predict_mean(noisy_t) - clean_t) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -323,8 +351,10 @@ def iter_train(
         if head_ema is not None:
             head_ema.update(head, step)
         done = step + 1
-        record = {"step": done, "train_loss": loss.item()}
+        record = {"step": done, "train_loss": distributed.mean_over_ranks(loss.item())}
         fixed_steps = budget.steps(done) if budget is not None else None
+        if budget is not None and done == budget.calibration_end:  # every rank must stop at the same step
+            fixed_steps = distributed.from_main(fixed_steps)
         if fixed_steps is not None:
             config = replace(config, steps=fixed_steps)
             base_provenance["training"] = asdict(config)
@@ -333,7 +363,7 @@ def iter_train(
             record["val_loss"] = val_loss
             if best is None or val_loss < best:
                 best = val_loss
-                if path is not None:
+                if path is not None and main:
                     save_checkpoint(snapshot(done), best_path(path))
         record["seconds"] = round(seconds_before + time.perf_counter() - t0, 2)
         history.append(record)
