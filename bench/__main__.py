@@ -1,12 +1,14 @@
-"""Benchmarks: ``python -m bench {speed,quality,real,samplers,mean,coverage,adapt,seed,finetune,training,unpaired,physics,all}``; each writes
+"""Benchmarks: ``python -m bench {speed,quality,real,samplers,mean,coverage,adapt,seed,finetune,training,unpaired,physics,memory,all}``; each writes
 docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
 import sys
 
-from . import adapt, coverage, finetune, mean, physics, quality, real, samplers, seed, speed, training_report, unpaired
+from . import (adapt, coverage, finetune, mean, memory, physics, quality, real, samplers, seed, speed, training_report,
+               unpaired)
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
-            "real": real.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main}
+            "real": real.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main,
+            "memory": memory.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

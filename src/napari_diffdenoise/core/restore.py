@@ -89,7 +89,9 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tupl
 
 class TiledEpsilon:
     """ε̂(y, γ) on a whole plane, evaluated tile by tile and blended with weights summing to one.
-    The K samples of one tile go through the network in batches of ``batch_pixels`` pixels."""
+    Every tile has the same size, so the (tile, sample) pairs go through the network in batches of
+    ``batch_pixels`` pixels that may span several tiles: on a GPU the batch, not the tile, keeps it
+    busy; on the CPU one tile of one sample is a batch of its own."""
 
     def __init__(self, model: DiffusionModel, cond: torch.Tensor | None, shape, tile: int, overlap: int, batch_pixels: int,
                  on_tile: Callable[[int, int], None] | None = None):
@@ -106,19 +108,39 @@ class TiledEpsilon:
     @torch.inference_mode()
     def __call__(self, y: torch.Tensor, gamma: float) -> torch.Tensor:
         out = torch.zeros_like(y)
-        k = y.shape[0]
-        for done, (tile, weight, cond) in enumerate(zip(self.tiles, self.weights, self.conds), 1):
-            crop, (h, w) = _pad_to_multiple(y[(...,) + tile.slices], self.multiple)
-            batch = max(1, self.batch_pixels // (crop.shape[-2] * crop.shape[-1]))
-            for i in range(0, k, batch):
-                part = crop[i : i + batch].contiguous(memory_format=torch.channels_last)
-                c = None if cond is None else cond.expand(len(part), -1, -1, -1).contiguous(memory_format=torch.channels_last)
-                gammas = torch.full((len(part),), gamma, device=y.device)
-                eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
-                out[i : i + batch][(...,) + tile.slices] += eps * weight
-                self.evaluations += 1
-            if self.on_tile is not None:  # may raise (a cancel), which ends the run between tiles
-                self.on_tile(done, len(self.tiles))
+        k, n_tiles = y.shape[0], len(self.tiles)
+        first = self.tiles[0]
+        padded = (-(-first.height // self.multiple) * self.multiple) * (-(-first.width // self.multiple) * self.multiple)
+        batch = max(1, self.batch_pixels // padded)
+        pairs = [(t, sample) for t in range(n_tiles) for sample in range(k)]  # tile by tile, in order
+        reported = 0
+        for start in range(0, len(pairs), batch):
+            chunk = pairs[start : start + batch]
+            groups = []  # (tile, first sample, end sample) runs within the chunk
+            for t, sample in chunk:
+                if groups and groups[-1][0] == t:
+                    groups[-1][2] = sample + 1
+                else:
+                    groups.append([t, sample, sample + 1])
+            crops, conds = [], []
+            for t, s0, s1 in groups:
+                crop, (h, w) = _pad_to_multiple(y[s0:s1][(...,) + self.tiles[t].slices], self.multiple)
+                crops.append(crop)
+                if self.conds[t] is not None:
+                    conds.append(self.conds[t].expand(s1 - s0, -1, -1, -1))
+            part = torch.cat(crops).contiguous(memory_format=torch.channels_last)
+            c = torch.cat(conds).contiguous(memory_format=torch.channels_last) if conds else None
+            gammas = torch.full((len(part),), gamma, device=y.device)
+            eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
+            self.evaluations += 1
+            row = 0
+            for t, s0, s1 in groups:
+                out[s0:s1][(...,) + self.tiles[t].slices] += eps[row : row + s1 - s0] * self.weights[t]
+                row += s1 - s0
+            done = (start + len(chunk)) // k
+            if self.on_tile is not None and done > reported:  # may raise (a cancel): the run ends between tiles
+                reported = done
+                self.on_tile(done, n_tiles)
         return out
 
 
