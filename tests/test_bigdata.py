@@ -105,3 +105,48 @@ def test_batches_spanning_several_tiles_give_the_tile_by_tile_result(tiny_model)
     assert many.metadata["network_evaluations"] == -(-n_tiles * 3 // 5) * 2  # 5 (tile, sample) pairs a batch
     np.testing.assert_allclose(many.mean, one.mean, rtol=1e-3, atol=1e-3)  # float sums in another order
     np.testing.assert_allclose(many.std, one.std, rtol=1e-3, atol=1e-4)
+
+
+def _samples_of(block, origin, model, s, imap):
+    from napari_diffdenoise.core.restore import _sample_plane
+
+    run = _sample_plane(block, imap, model, s, 0, origin=origin)
+    try:
+        while True:
+            next(run)
+    except StopIteration as stop:
+        return stop.value.samples
+
+
+def test_overlapping_blocks_draw_the_same_noise_so_their_samples_agree_in_the_overlap(tiny_model):
+    from napari_diffdenoise.core.normalization import IntensityMap
+    from napari_diffdenoise.core.restore import device_model, make_settings
+
+    image = np.random.default_rng(0).poisson(6, (200, 96)).astype(np.float32)
+    s = make_settings(tiny_model, n_samples=3, steps=3, seed=1, mean="samples", keep_samples=True, tile=64, overlap=16)
+    model, imap = device_model(tiny_model, s.device), IntensityMap.from_percentiles(image, s.percentiles)
+    upper = _samples_of(image[0:96], (0, 0), model, s, imap)
+    lower = _samples_of(image[52:148], (52, 0), model, s, imap)  # overlaps rows 52–95
+    shared = np.abs(upper[:, 64:90] - lower[:, 12:38]).mean()  # away from both blocks' edges
+    independent = np.abs(upper[0, 64:90] - upper[1, 64:90]).mean()  # two samples of one block
+    assert shared < 0.5 * independent
+    # drawn at the wrong place (its own origin), the lower block's noise would not match
+    wrong = _samples_of(image[52:148], (0, 0), model, s, imap)
+    assert np.abs(upper[:, 64:90] - wrong[:, 12:38]).mean() > 0.8 * independent
+
+
+def test_a_plane_larger_than_the_block_is_sampled_in_blocks_with_progress_over_all_of_them(tiny_model):
+    image = np.random.default_rng(0).poisson(6, (200, 150)).astype(np.uint16)
+    seen = []
+    blocked = denoise(image, tiny_model, n_samples=2, steps=3, seed=1, block=96, block_overlap=32,
+                      progress=seen.append)
+    whole = denoise(image, tiny_model, n_samples=2, steps=3, seed=1)
+    steps = [(p.step, p.n_steps) for p in seen if p.tile == 0]
+    assert steps[-1][0] == steps[-1][1] == 6 * 3  # 3 × 2 blocks of 3 steps each
+    assert [p.fraction for p in seen] == sorted(p.fraction for p in seen)
+    # blocking moves the result far less than another seed does (the same noise, blocks differ only
+    # by what the network sees near their edges)
+    other_seed = denoise(image, tiny_model, n_samples=2, steps=3, seed=2)
+    assert np.abs(blocked.mean - whole.mean).mean() < 0.5 * np.abs(other_seed.mean - whole.mean).mean()
+    with pytest.raises(ValueError, match="block must be a whole number from 64"):
+        denoise(image, tiny_model, block=10)

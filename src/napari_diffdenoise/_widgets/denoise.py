@@ -95,11 +95,12 @@ class TileReporter:
     min_interval = 0.1  # seconds between two reports
 
     def __init__(self):
-        self.worker, self._last = None, 0.0
+        self.worker, self._last, self.latest = None, 0.0, None
 
     def __call__(self, info) -> None:
         import time
 
+        self.latest = info
         worker = self.worker
         if worker is None:
             return
@@ -117,7 +118,7 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None):
     try:
         return (yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings))
     except Cancelled:
-        yield None  # the worker sees its abort request at this yield and ends with `aborted`
+        yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`
     except (ValueError, TypeError, MemoryError, RuntimeError) as err:
         return _Failure(str(err))
 

@@ -39,7 +39,8 @@ def _fingerprint(source: ImageSource, model, s) -> dict:
     return {"input_shape": list(source.shape), "input_dtype": str(np.dtype(source.data.dtype)), "axes": source.axes,
             "model_sha256": model.sha256, "sampler": s.sampler.name, "params": s.params, "n_samples": s.n_samples,
             "seed": s.seed, "mean_estimator": s.mean_estimator, "tile": s.tile, "overlap": s.overlap,
-            "percentiles": list(s.percentiles), "coverage": s.coverage, "psf_sha256": psf}
+            "percentiles": list(s.percentiles), "coverage": s.coverage, "psf_sha256": psf,
+            "block": s.block, "block_overlap": s.block_overlap}
 
 
 def _load(model_ref):
@@ -111,7 +112,7 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
     source = open_image(input_path, axes)
     loaded = _load(model)
     s = make_settings(loaded, **settings_kwargs)
-    _check_memory(source.data, s.n_samples)
+    _check_memory(source.data, s.n_samples, s.block)
     threads = int(threads or torch.get_num_threads())
     fingerprint = _fingerprint(source, loaded, s)
     names = map_names(s)
@@ -164,18 +165,16 @@ def _run_here(pending, source, model, s, store, record, report, threads):
     torch.set_num_threads(threads)
     try:
         for i, (number, position) in enumerate(pending):
-            n_steps = [1]  # known after the first step; the tile fraction needs it
-
-            def on_tile(step, tiles, n_tiles, i=i, number=number, n_steps=n_steps):
-                report(i + (step + tiles / n_tiles) / n_steps[0], f"plane {number + 1}: step {step + 1}, "
-                                                                   f"tile {tiles}/{n_tiles}")
+            def on_tile(step, n_steps, tiles, n_tiles, i=i, number=number):
+                report(i + (step + tiles / n_tiles) / n_steps, f"plane {number + 1}: step {step + 1}/{n_steps}, "
+                                                               f"tile {tiles}/{n_tiles}")
 
             run = restore_plane(read_plane(source.data, position), model, s, number, position,
                                 output_dtype(source.data), on_tile)
             try:
                 while True:
-                    step, n_steps[0] = next(run)
-                    report(i + step / n_steps[0], f"plane {number + 1}: step {step}/{n_steps[0]}")
+                    step, n_steps = next(run)
+                    report(i + step / n_steps, f"plane {number + 1}: step {step}/{n_steps}")
             except StopIteration as stop:
                 result = stop.value
             store.write_plane(position, result.maps)

@@ -193,8 +193,8 @@ def read_plane(array, position: tuple[int, ...]) -> np.ndarray:
 BYTES_PER_SAMPLE_PIXEL = 27
 
 
-def _check_memory(array, n_samples: int) -> None:
-    plane = int(np.prod(array.shape[-2:]))
+def _check_memory(array, n_samples: int, block: int | None = None) -> None:
+    plane = int(np.prod([min(n, block or n) for n in array.shape[-2:]]))  # a block is sampled at a time
     need = BYTES_PER_SAMPLE_PIXEL * max(n_samples, 1) * plane
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -204,12 +204,18 @@ def _check_memory(array, n_samples: int) -> None:
         fit = max(1, int(0.8 * total / (BYTES_PER_SAMPLE_PIXEL * plane)))
         raise MemoryError(f"n_samples = {n_samples} on {array.shape[-2]}×{array.shape[-1]} planes needs about "
                           f"{need / 2**30:.1f} GiB, more than this machine's {total / 2**30:.0f} GiB allow: use "
-                          f"n_samples of at most {fit}, or crop the image")
+                          f"n_samples of at most {fit}, or sample in smaller blocks (block=…)")
 
 
 N_SAMPLES = Param("n_samples", int, 8, 0, 4096)  # 0: the one-pass mean alone (a preview)
 SEED = Param("seed", int, 0, 0)
 COVERAGE = Param("coverage", float, None, 0.01, 0.999)
+# A plane is sampled whole (the K samples' state covers it) unless a side exceeds DEFAULT_BLOCK: then in
+# overlapping blocks whose maps blend like tiles. Blocks draw the plane's own noise at their global
+# positions (core.noise), so in an overlap both see the same noise and condition and their samples
+# agree, which keeps the blend free of seams (tests/test_bigdata.py).
+DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP = 4096, 128
+BLOCK = Param("block", int, DEFAULT_BLOCK, 64, 2**30)
 
 
 @dataclass(frozen=True)
@@ -230,13 +236,15 @@ class Settings:
     coverage: float | None = None
     calibration: Calibration | None = None  # the one that gives the intervals, when coverage is asked
     keep_samples: bool = False
+    block: int = 4096  # planes larger than this are sampled in overlapping blocks (memory, see plane_blocks)
+    block_overlap: int = 128
 
 
 def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_samples: int = 8, steps: int | None = None,
                   eta: float | None = None, seed: int = 0, device: str = "auto", tile: int | None = None,
                   overlap: int | None = None, percentiles=None, batch_pixels: int | None = None,
                   keep_samples: bool = False, sampler_params: dict | None = None, psf=None, mean: str = "auto",
-                  coverage: float | None = None) -> Settings:
+                  coverage: float | None = None, block: int | None = None, block_overlap: int | None = None) -> Settings:
     """Refuse settings that cannot work, before any work starts; each message names the setting,
     the value given and what is accepted."""
     if not isinstance(model, DiffusionModel):
@@ -292,8 +300,13 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else int(overlap)
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be at least 0 and below the tile ({tile}); got {overlap}")
+    block = DEFAULT_BLOCK if block is None else BLOCK.check(block, schedule)
+    block_overlap = DEFAULT_BLOCK_OVERLAP if block_overlap is None else int(block_overlap)
+    if not 0 <= block_overlap < block // 2:
+        raise ValueError(f"block_overlap must be at least 0 and below half the block ({block // 2}); got {block_overlap}")
     return Settings(info, params, n_samples, seed, dev, tile, overlap, int(batch_pixels or default_batch_pixels(dev)),
-                    tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, bool(keep_samples))
+                    tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, bool(keep_samples),
+                    block, block_overlap)
 
 
 @dataclass
@@ -307,9 +320,10 @@ class _PlaneMaps:
 
 
 def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings, number: int, dtype=np.float32,
-                  on_tile: Callable[[int, int], None] | None = None):
-    """One plane through the sampler in one intensity map: yields (step, n_steps), returns _PlaneMaps.
-    ``number`` (the plane's number in its image) keys the noise, with the seed (core.noise)."""
+                  on_tile: Callable[[int, int], None] | None = None, origin: tuple[int, int] = (0, 0)):
+    """One plane (or one block of it, at ``origin``) through the sampler in one intensity map: yields
+    (step, n_steps), returns _PlaneMaps. ``number`` (the plane's number in its image) keys the noise,
+    with the seed and the global pixel position (core.noise)."""
     dev = s.device
     observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
     cond = observed if model.kind == "paired" else None
@@ -317,7 +331,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     extra = {"observation": observed} if s.sampler.needs_observation else {}
     if s.sampler.needs_psf:
         extra["consistency"] = DataConsistency(observed, s.psf)
-    noise_fn = FieldNoise(s.seed, number, s.n_samples, dev)
+    noise_fn = FieldNoise(s.seed, number, s.n_samples, dev, origin)
     if s.n_samples == 0:  # the one-pass mean alone: no spread, so no std, entropy or interval
         with torch.inference_mode():
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape).float().cpu().numpy()
@@ -411,28 +425,53 @@ class PlaneResult:
 
 def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number: int, position=(),
                   dtype=np.float32, on_tile: Callable[[int, int, int], None] | None = None):
-    """One (Y, X) plane, whose ``number`` keys its noise: yields (step, n_steps) after every network
-    step and returns a :class:`PlaneResult`. Everything in it depends on this plane alone, so planes
-    may run in any order and in any process. ``model`` must already be on ``s.device``
-    (:func:`device_model`); ``on_tile(steps_done, tiles_done, n_tiles)`` is called after each tile."""
+    """One (Y, X) plane, whose ``number`` keys its noise: yields (steps done, total steps) after every
+    network step and returns a :class:`PlaneResult`. Everything in it depends on this plane alone, so
+    planes may run in any order and in any process. ``model`` must already be on ``s.device``
+    (:func:`device_model`); ``on_tile(steps_done, n_steps, tiles_done, n_tiles)`` is called after each tile."""
     imap = IntensityMap.from_percentiles(plane, s.percentiles)
-    steps_done = [0]
-    tile_hook = None if on_tile is None else (lambda done, total: on_tile(steps_done[0], done, total))
+    bright = _bright_map(plane, imap, model)
+    # blocks blend like tiles: weights ramp over each overlap and sum to one
+    blocks = make_tiles(plane.shape, s.block, s.block_overlap)
+    maps_per_block = 1 + (bright is not None)
+    steps_done, offset = [0], [0]
+    per_run = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 1
+    totals = [per_run * maps_per_block * len(blocks)]
+    tile_hook = None if on_tile is None else (
+        lambda done, n_tiles: on_tile(offset[0] + steps_done[0], totals[0], done, n_tiles))
 
-    def run(intensity_map):
-        inner = _sample_plane(plane, intensity_map, model, s, number, dtype, tile_hook)
+    def run(intensity_map, block):
+        inner = _sample_plane(plane[block.slices], intensity_map, model, s, number, dtype, tile_hook,
+                              (block.y0, block.x0))
         try:
             while True:
-                steps_done[0], total = next(inner)
-                yield steps_done[0], total
+                steps_done[0], per_run = next(inner)
+                totals[0] = per_run * maps_per_block * len(blocks)
+                yield offset[0] + steps_done[0], totals[0]
         except StopIteration as stop:
+            offset[0] += steps_done[0]
             steps_done[0] = 0
             return stop.value
 
-    maps = yield from run(imap)
-    bright = _bright_map(plane, imap, model)
-    if bright is not None:
-        maps = _blend(maps, (yield from run(bright)), imap, model)
+    whole: dict[str, np.ndarray] = {}
+    evaluations = 0
+    for block in blocks:
+        maps = yield from run(imap, block)
+        if bright is not None:
+            maps = _blend(maps, (yield from run(bright, block)), imap, model)
+        evaluations += maps.evaluations
+        for name in ("mean", "std", "entropy", "unit", "samples"):
+            value = getattr(maps, name)
+            if value is None:
+                continue
+            if len(blocks) == 1:
+                whole[name] = value
+                continue
+            if name not in whole:
+                whole[name] = np.zeros(value.shape[:-2] + plane.shape, value.dtype)
+            whole[name][(...,) + block.slices] += value * block.weight
+    maps = _PlaneMaps(whole["mean"], whole.get("std"), whole.get("entropy"), whole.get("unit"), whole.get("samples"),
+                      evaluations)
     mean, clamped = maps.mean, 0
     non_negative = float(plane.min()) >= 0
     if non_negative:  # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
@@ -505,7 +544,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     tile inside a step (a large plane shows movement within seconds; raising there stops the run)."""
     array, axes = _check_image(image, axes)
     s = settings if settings is not None else make_settings(model, **kwargs)
-    _check_memory(array, s.n_samples)
+    _check_memory(array, s.n_samples, s.block)
     run_model = device_model(model, s.device)
     positions = plane_positions(array.shape)
     out_dtype = output_dtype(array)
@@ -521,7 +560,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     # leave its thread (napari's pooled worker, or the caller's) in inference mode
     for number, position in enumerate(positions):
         tiles = None if on_tile is None else (
-            lambda step, done, total, i=number: on_tile(Progress(i, len(positions), step, n_steps, done, total)))
+            lambda step, steps, done, total, i=number: on_tile(Progress(i, len(positions), step, steps, done, total)))
         run = restore_plane(read_plane(array, position), run_model, s, number, position, out_dtype, tiles)
         try:
             while True:
@@ -569,6 +608,8 @@ def denoise(
     psf=None,
     mean: str = "auto",
     coverage: float | None = None,
+    block: int | None = None,
+    block_overlap: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
@@ -595,6 +636,8 @@ def denoise(
         model has none for them.
     seed: the same seed gives the same output on the same device.
     tile, overlap: tile size and overlap in pixels (default: the model's tile, 25 % overlap).
+    block, block_overlap: planes with a side over ``block`` pixels (default 4096) are sampled in
+        overlapping blocks of that size, which bounds memory (default overlap 128 pixels).
     percentiles: normalisation percentiles (default: those the model was trained with).
     progress: called with a :class:`Progress` after every network step and every tile inside one.
     keep_samples: also return the K samples themselves (``.samples``, K × the input's shape).
@@ -614,7 +657,9 @@ def denoise(
     settings = make_settings(
         model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
         overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
-        sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage)
+        sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage, block=block,
+        block_overlap=block_overlap)
+
     def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
         if progress is not None:
             progress(info)
