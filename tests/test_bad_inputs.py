@@ -78,20 +78,19 @@ def test_a_full_disk_leaves_no_partial_maps(tmp_path, monkeypatch, tiny_checkpoi
     import tifffile
 
     from napari_diffdenoise import cli
+    from napari_diffdenoise.core import tiff_maps
 
-    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
-    written = []
-    real = cli._write_tiff
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (3, 32, 32)).astype(np.uint16))
+    real = tiff_maps.TiffMaps.write_plane
+    planes = []
 
-    def fails_on_the_third(path, data, **kw):
-        if len(written) == 2:
-            with open(path, "wb") as f:
-                f.write(b"II*\x00trunc")  # a truncated file, as a full disk leaves it
+    def disk_full_on_the_third_plane(self, position, maps):
+        if len(planes) == 2:
             raise OSError(28, "No space left on device")
-        written.append(path)
-        real(path, data, **kw)
+        planes.append(position)
+        real(self, position, maps)
 
-    monkeypatch.setattr(cli, "_write_tiff", fails_on_the_third)
+    monkeypatch.setattr(tiff_maps.TiffMaps, "write_plane", disk_full_on_the_third_plane)
     code = cli.main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "out"), "--model",
                      str(tiny_checkpoint), "--samples", "2", "--steps", "1"])
     assert code == 2 and "No space left on device" in capsys.readouterr().err

@@ -166,3 +166,14 @@ def test_napari_opens_a_result_store_and_saves_a_layer_that_reads_back_with_its_
     viewer.layers.save(str(tmp_path / "plane.ome.zarr"), selected=True, plugin="napari-diffdenoise")
     plane = viewer.open(str(tmp_path / "plane.ome.zarr"), plugin="napari-diffdenoise")[0]
     assert list(plane.scale) == [0.3, 0.4] and np.asarray(plane.data)[3, 5] == 3 * 32 + 5
+
+
+def test_tiff_samples_are_channels_when_stored_as_planes_and_refused_as_colour(tmp_path, tiny_checkpoint, capsys):
+    from napari_diffdenoise.core.image_io import open_image
+
+    tifffile.imwrite(tmp_path / "planes.tif", np.zeros((3, 32, 32), np.uint16))  # tifffile reads it as SYX
+    assert open_image(tmp_path / "planes.tif").axes == "CYX"
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((32, 32, 3), np.uint8), photometric="rgb")
+    assert main(["denoise", str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "o"), "--model",
+                 str(tiny_checkpoint)]) == 2
+    assert "RGB colour pixels (axes YXS)" in capsys.readouterr().err and not (tmp_path / "o").exists()

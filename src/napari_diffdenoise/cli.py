@@ -259,6 +259,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _settings_from_args(args) -> dict:
+    """The make_settings keywords the sampling options give."""
+    return dict(sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta, seed=args.seed,
+                device=args.device, sampler_params=_parse_params(args.sampler_param), psf=_psf_from_args(args),
+                mean=args.mean, coverage=args.coverage)
+
+
 def _batch_printer():
     last = [0.0]
 
@@ -285,28 +292,25 @@ def _is_zarr_output(path: str) -> bool:
 def cmd_denoise(args) -> int:
     """TIFF or OME-Zarr in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
     optionally on a dask.distributed cluster)."""
-    from .core.image_io import open_image
-
     if _is_zarr_output(args.out):
         from .core.batch import denoise_to_zarr
 
-        psf = _psf_from_args(args)
         meta = denoise_to_zarr(args.input, args.out, args.model, axes=args.axes, overwrite=args.overwrite,
                                workers=args.workers, scheduler=args.scheduler, threads=args.threads,
-                               progress=_batch_printer(), sampler=args.sampler, n_samples=args.samples,
-                               steps=args.steps, eta=args.eta, seed=args.seed, device=args.device,
-                               sampler_params=_parse_params(args.sampler_param), psf=psf, mean=args.mean,
-                               coverage=args.coverage)
+                               progress=_batch_printer(), **_settings_from_args(args))
         print(file=sys.stderr)
         resumed = f" ({meta['planes_resumed']} done by an earlier run)" if meta["planes_resumed"] else ""
         print(f"wrote {args.out}: {meta['n_planes']} planes{resumed} in {meta['seconds']:.1f} s")
         return 0
     if args.workers is not None or args.scheduler is not None:
         raise ValueError("--workers and --scheduler write an OME-Zarr store: give --out a path ending in .zarr")
-    source = open_image(args.input, args.axes)
+    from .core.batch import denoise_to_tiff
+
     pixel = _tiff_pixel(args.input) if Path(args.input).suffix.lower() in (".tif", ".tiff") else None
-    result = _restore(source.data, args, axes=source.axes)
-    paths = _write_maps(result, Path(args.out), output_stem(args.input), args.overwrite, pixel, source.axes)
+    _, paths = denoise_to_tiff(args.input, args.out, args.model, stem=output_stem(args.input), axes=args.axes,
+                               overwrite=args.overwrite, pixel=pixel, threads=args.threads, progress=_batch_printer(),
+                               **_settings_from_args(args))
+    print(file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 

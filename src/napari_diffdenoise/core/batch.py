@@ -84,6 +84,45 @@ def plane_task(input_path: str, axes: str, output_path: str, model_ref, settings
             "clamped": result.clamped}
 
 
+class _Tally:
+    """Progress (with the time left) and the totals of a run over ``pending`` planes."""
+
+    def __init__(self, n_planes: int, finished: int, pending: int, progress):
+        self.n_planes, self.finished, self.pending, self.progress = n_planes, finished, pending, progress
+        self.evaluations, self.clamped, self.bright_planes = 0, 0, []
+        self.t0 = time.perf_counter()
+
+    def report(self, done_now: float, text: str) -> None:
+        if self.progress is None:
+            return
+        done = self.finished + done_now
+        elapsed = time.perf_counter() - self.t0
+        left = elapsed * (self.pending - done_now) / done_now if done_now > 0 else None
+        self.progress(BatchProgress(int(done), self.n_planes, self.finished, done / max(self.n_planes, 1), elapsed,
+                                    left, text))
+
+    def record(self, number: int, outcome: dict) -> None:
+        self.evaluations += outcome["evaluations"]
+        self.clamped += outcome["clamped"]
+        if outcome["bright"]:
+            self.bright_planes.append(number)
+
+    def metadata(self) -> dict:
+        return {"network_evaluations": self.evaluations, "seconds": round(time.perf_counter() - self.t0, 3),
+                **({"bright_pass_planes": sorted(self.bright_planes)} if self.bright_planes else {}),
+                **({"clamped_to_zero_pixels": self.clamped} if self.clamped else {})}
+
+
+def _prepare(input_path, model, axes, settings_kwargs):
+    from .restore import _check_memory, make_settings
+
+    source = open_image(input_path, axes)
+    loaded = _load(model)
+    s = make_settings(loaded, **settings_kwargs)
+    _check_memory(source.data, s.n_samples, s.block)
+    return source, loaded, s
+
+
 def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, overwrite: bool = False,
                     workers: int | None = None, scheduler: str | None = None, threads: int | None = None,
                     progress: Callable[[BatchProgress], None] | None = None, **settings_kwargs) -> dict:
@@ -99,7 +138,7 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
     Returns the run's metadata."""
     import torch
 
-    from .restore import _check_memory, device_model, make_settings, map_names, output_dtype
+    from .restore import device_model, map_names, output_dtype
 
     if workers is not None and scheduler is not None:
         raise ValueError("give workers (a local cluster) or scheduler (a running one), not both")
@@ -109,54 +148,62 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
     if distributed and not isinstance(model, str):
         raise TypeError("a cluster run needs the model as a bundled name or a checkpoint path, which every "
                         "worker loads itself")
-    source = open_image(input_path, axes)
-    loaded = _load(model)
-    s = make_settings(loaded, **settings_kwargs)
-    _check_memory(source.data, s.n_samples, s.block)
+    source, loaded, s = _prepare(input_path, model, axes, settings_kwargs)
     threads = int(threads or torch.get_num_threads())
     fingerprint = _fingerprint(source, loaded, s)
-    names = map_names(s)
-    store = MapStore.open(output_path, source, names, output_dtype(source.data), fingerprint, overwrite)
+    store = MapStore.open(output_path, source, map_names(s), output_dtype(source.data), fingerprint, overwrite)
     positions = plane_positions(source.shape)
     finished = store.done_positions()
     pending = [(number, p) for number, p in enumerate(positions) if p not in finished]
-    totals = {"evaluations": 0, "bright_pass_planes": [], "clamped_to_zero_pixels": 0}
-    t0 = time.perf_counter()
-
-    def report(done_now: float, text: str):
-        if progress is None:
-            return
-        done = len(finished) + done_now
-        elapsed = time.perf_counter() - t0
-        left = elapsed * (len(pending) - done_now) / done_now if done_now > 0 else None
-        progress(BatchProgress(int(done), len(positions), len(finished), done / max(len(positions), 1), elapsed,
-                               left, text))
-
-    def record(number, outcome):
-        totals["evaluations"] += outcome["evaluations"]
-        totals["clamped_to_zero_pixels"] += outcome["clamped"]
-        if outcome["bright"]:
-            totals["bright_pass_planes"].append(number)
-
-    report(0, f"{len(finished)} of {len(positions)} planes already done" if finished else "starting")
+    tally = _Tally(len(positions), len(finished), len(pending), progress)
+    tally.report(0, f"{len(finished)} of {len(positions)} planes already done" if finished else "starting")
     token = hashlib.sha256(json.dumps([str(input_path), str(output_path), fingerprint], sort_keys=True,
                                       default=str).encode()).hexdigest()
     if distributed:
         _run_on_cluster(pending, str(input_path), source.axes, str(output_path), model, settings_kwargs, token,
-                        threads, workers, scheduler, store, record, report)
+                        threads, workers, scheduler, store, tally)
     else:
-        _run_here(pending, source, device_model(loaded, s.device), s, store, record, report, threads)
+        _run_here(pending, source, device_model(loaded, s.device), s, store, tally, threads)
     metadata = {"model": loaded.name, "model_sha256": loaded.sha256, **fingerprint, "n_planes": len(positions),
-                "planes_resumed": len(finished), "network_evaluations": totals["evaluations"],
-                "seconds": round(time.perf_counter() - t0, 3), "threads": threads,
-                **({"bright_pass_planes": sorted(totals["bright_pass_planes"])} if totals["bright_pass_planes"] else {}),
-                **({"clamped_to_zero_pixels": totals["clamped_to_zero_pixels"]} if totals["clamped_to_zero_pixels"] else {}),
+                "planes_resumed": len(finished), **tally.metadata(), "threads": threads,
                 "scale": source.scale_list(), "units": source.units}
     store.finish(metadata)
     return metadata
 
 
-def _run_here(pending, source, model, s, store, record, report, threads):
+def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = None, overwrite: bool = False,
+                    pixel: dict | None = None, threads: int | None = None,
+                    progress: Callable[[BatchProgress], None] | None = None, **settings_kwargs) -> tuple[dict, list]:
+    """The same as :func:`denoise_to_zarr` into ``folder/<stem>_<map>.tif`` files, streamed plane by
+    plane in the input's axis order (core.tiff_maps); ``pixel`` carries a TIFF input's resolution
+    over. In this process only, and not resumable. Returns (metadata, paths)."""
+    import torch
+
+    from .restore import device_model, map_names, output_dtype
+    from .tiff_maps import TiffMaps
+
+    source, loaded, s = _prepare(input_path, model, axes, settings_kwargs)
+    threads = int(threads or torch.get_num_threads())
+    names = map_names(s)
+    dtype = output_dtype(source.data)
+    sink = TiffMaps(folder, stem, names, source.shape, source.axes,
+                    {n: np.float32 if n in ("std", "entropy") else dtype for n in names}, pixel, overwrite)
+    positions = plane_positions(source.shape)
+    tally = _Tally(len(positions), 0, len(positions), progress)
+    try:
+        _run_here(list(enumerate(positions)), source, device_model(loaded, s.device), s, sink, tally, threads)
+    except BaseException:
+        sink.abort()
+        raise
+    from .restore import _metadata
+
+    n_steps = (s.sampler.n_evaluations(loaded.schedule, s.params) if s.n_samples else 0) + (s.mean_estimator != "samples")
+    metadata = {**_metadata(loaded, s, tally.evaluations, n_steps, 0.0, {"axes": source.axes}), **tally.metadata(),
+                "n_planes": len(positions), "threads": threads}
+    return metadata, sink.finish(metadata)
+
+
+def _run_here(pending, source, model, s, store, tally: _Tally, threads):
     import torch
 
     from .restore import output_dtype, read_plane, restore_plane
@@ -166,26 +213,27 @@ def _run_here(pending, source, model, s, store, record, report, threads):
     try:
         for i, (number, position) in enumerate(pending):
             def on_tile(step, n_steps, tiles, n_tiles, i=i, number=number):
-                report(i + (step + tiles / n_tiles) / n_steps, f"plane {number + 1}: step {step + 1}/{n_steps}, "
-                                                               f"tile {tiles}/{n_tiles}")
+                tally.report(i + (step + tiles / n_tiles) / n_steps,
+                             f"plane {number + 1}: step {step + 1}/{n_steps}, tile {tiles}/{n_tiles}")
 
             run = restore_plane(read_plane(source.data, position), model, s, number, position,
                                 output_dtype(source.data), on_tile)
             try:
                 while True:
                     step, n_steps = next(run)
-                    report(i + step / n_steps, f"plane {number + 1}: step {step}/{n_steps}")
+                    tally.report(i + step / n_steps, f"plane {number + 1}: step {step}/{n_steps}")
             except StopIteration as stop:
                 result = stop.value
             store.write_plane(position, result.maps)
             store.mark_done(position)
-            record(number, {"evaluations": result.evaluations, "bright": result.bright, "clamped": result.clamped})
+            tally.record(number, {"evaluations": result.evaluations, "bright": result.bright,
+                                  "clamped": result.clamped})
     finally:
         torch.set_num_threads(previous)
 
 
 def _run_on_cluster(pending, input_path, axes, output_path, model, settings_kwargs, token, threads, workers,
-                    scheduler, store, record, report):
+                    scheduler, store, tally: _Tally):
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as err:
@@ -202,8 +250,8 @@ def _run_on_cluster(pending, input_path, axes, output_path, model, settings_kwar
                 number, position = futures[future]
                 outcome = future.result()  # a worker's error is raised here, with its message
                 store.mark_done(position)
-                record(number, outcome)
-                report(done, f"plane {number + 1} done")
+                tally.record(number, outcome)
+                tally.report(done, f"plane {number + 1} done")
     finally:
         if cluster is not None:
             cluster.close()

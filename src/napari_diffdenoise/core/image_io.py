@@ -80,9 +80,14 @@ def _open_zarr(path: Path, axes: str | None) -> ImageSource:
 
 
 def _tiff_axes(series_axes: str, shape) -> str:
-    """tifffile's axis codes → ours: I and Q (sequence, unknown) are read as Z or T, S (samples) is refused."""
+    """tifffile's axis codes → ours: I and Q (sequence, unknown) are read as Z, C or T; S (samples) as C
+    when the samples are stored as planes (a 3-plane stack written without saying so reads as SYX), and
+    refused when they are interleaved colour (YXS, an RGB picture)."""
+    if series_axes.endswith("S"):
+        raise ValueError(f"the TIFF holds RGB colour pixels (axes {series_axes}); convert it to grey levels, or save "
+                         "each channel as its own plane")
     if "S" in series_axes:
-        raise ValueError(f"the TIFF holds RGB samples (axes {series_axes}); convert it to grey levels")
+        series_axes = series_axes.replace("S", "C" if "C" not in series_axes else "Q")
     free = [a for a in "TCZ" if a not in series_axes]
     out = ""
     for code in series_axes:

@@ -1,0 +1,79 @@
+"""The maps of a run streamed into TIFF files plane by plane (in the input's axis order), so a stack
+larger than memory can be written as TIFF too. Every file is written under a temporary name and
+renamed only when all planes of all maps are in: a failed or interrupted run leaves the earlier files
+(or none), never a partial set. TIFF output does not resume; OME-Zarr output does (core.map_store).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def resolution_args(pixel: dict | None) -> dict:
+    """tifffile keywords that carry a TIFF input's resolution tags over to the maps."""
+    if not pixel or not pixel.get("resolution"):
+        return {}
+    return {"resolution": tuple(pixel["resolution"]), "resolutionunit": pixel.get("resolutionunit")}
+
+
+class TiffMaps:
+    def __init__(self, folder, stem: str, names: list[str], shape, axes: str, dtypes: dict, pixel: dict | None = None,
+                 overwrite: bool = False):
+        import tifffile
+
+        folder = Path(folder)
+        self.paths = [folder / f"{stem}_{name}.tif" for name in names]
+        existing = [str(p) for p in self.paths if p.exists()]
+        if existing and not overwrite:
+            raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose "
+                             "another --out")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.names, self.dtypes, self.pixel = names, dtypes, pixel
+        self.description = {"shape": [int(n) for n in shape], "axes": axes}
+        self.temps = [p.with_name(f".{p.name}.partial") for p in self.paths]
+        self.writers = {}
+        try:
+            for name, tmp in zip(names, self.temps):
+                self.writers[name] = tifffile.TiffWriter(tmp, bigtiff=int(np.prod(shape)) * 8 > 2**31)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write_plane(self, position, maps: dict[str, np.ndarray]) -> None:
+        """The next plane (planes come in row-major order over the leading axes)."""
+        for name, writer in self.writers.items():
+            # grey levels whatever the plane count (a 3- or 4-plane stack is not RGB(A))
+            writer.write(np.asarray(maps[name], self.dtypes[name]), contiguous=True, photometric="minisblack",
+                         metadata=self.description, **resolution_args(self.pixel))
+
+    def mark_done(self, position) -> None:  # planes are written in order; there is nothing to resume
+        pass
+
+    def finish(self, metadata: dict) -> list[Path]:
+        import tifffile
+
+        for writer in self.writers.values():
+            writer.close()
+        record = {**self.description, "napari_diffdenoise": json.dumps(metadata, default=str)}
+        if self.pixel:
+            record["pixel"] = {k: v for k, v in self.pixel.items() if k != "resolutionunit"}
+        try:
+            for tmp in self.temps:  # the run's record is known only now: rewrite the first page's description
+                tifffile.tiffcomment(tmp, json.dumps(record))
+        except BaseException:
+            self.abort()
+            raise
+        for tmp, path in zip(self.temps, self.paths):
+            tmp.replace(path)
+        return self.paths
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 — a full disk may fail the close too; the file goes anyway
+                pass
+        for tmp in self.temps:
+            tmp.unlink(missing_ok=True)
