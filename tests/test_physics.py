@@ -55,5 +55,7 @@ def test_bad_physics_inputs_are_refused():
         gaussian_psf(0)
     with pytest.raises(ValueError, match="non-negative"):
         richardson_lucy(np.ones((16, 16)), -np.ones((3, 3)))
-    with pytest.raises(ValueError, match="2D"):
-        richardson_lucy(np.ones((2, 2, 16, 16)), gaussian_psf(1))
+    with pytest.raises(ValueError, match="2 to 5 dimensions"):
+        richardson_lucy(np.ones((2, 1, 2, 2, 16, 16)), gaussian_psf(1))
+    tzyx = richardson_lucy(np.ones((2, 2, 16, 16)), gaussian_psf(1))  # any of T, C, Z before the plane
+    assert tzyx.shape == (2, 2, 16, 16)
