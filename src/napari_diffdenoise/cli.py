@@ -428,6 +428,18 @@ def cmd_deconvolve(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """A bioimage.io model package (spec 0.5) of the model's one-pass posterior mean."""
+    from .core.bioimageio_export import export_bioimageio
+
+    sample = read_tiff(args.sample)[0] if args.sample else None
+    if sample is not None and sample.ndim > 2:
+        sample = sample.reshape((-1,) + sample.shape[-2:])[0]
+    path = export_bioimageio(args.model, args.out, sample=sample, overwrite=args.overwrite)
+    print(f"wrote {path}: check it with `bioimageio test {path}`; napari-diffdenoise loads it back as a model")
+    return 0
+
+
 def cmd_models(args) -> int:
     from . import list_models, load_model
 
@@ -515,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_deconvolve)
+    p = sub.add_parser("export", help="export a model to the BioImage Model Zoo format (a .zip, spec 0.5)")
+    p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (it needs a mean head)")
+    p.add_argument("--out", required=True, help="the package, ending in .zip")
+    p.add_argument("--sample", help="a TIFF for the package's test image and cover (default: the bundled demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(func=cmd_models)
     return parser

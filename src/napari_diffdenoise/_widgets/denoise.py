@@ -155,7 +155,8 @@ class DenoiseWidget(WorkerControls, Container):
                               tooltip="An image layer of 2 to 5 dims (T, C, Z, Y, X; a lazy or multiscale layer is read "
                                       "one plane at a time at full resolution). Each plane is restored on its own")
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="A bundled model or a checkpoint")
-        self.model_file = FileEdit(label=LOAD_FROM_FILE, filter="*.safetensors", tooltip="A napari-diffdenoise checkpoint")
+        self.model_file = FileEdit(label=LOAD_FROM_FILE, filter="*.safetensors *.zip",
+                                   tooltip="A napari-diffdenoise checkpoint, or a bioimage.io package it exported")
         # a callable, not a list: napari resets every dock widget's choices when layers change, and a
         # fixed list would put the paired samplers back under an unpaired model
         self.sampler = ComboBox(label="Sampler", choices=self._sampler_choices, value="ddim",

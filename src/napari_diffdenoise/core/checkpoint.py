@@ -215,11 +215,16 @@ def list_models() -> list[str]:
 
 
 def load_model(name_or_path: str | os.PathLike) -> DiffusionModel:
-    """A bundled model by name (see :func:`list_models`) or a checkpoint file by path."""
+    """A bundled model by name (see :func:`list_models`), a checkpoint file by path, or a bioimage.io
+    package (.zip) this package exported (core.bioimageio_export)."""
     candidate = bundled_model_dir() / f"{name_or_path}.safetensors"
     if isinstance(name_or_path, str) and candidate.is_file():
         return model_from_checkpoint(candidate)
     path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix.lower() == ".zip":
+        from .bioimageio_export import import_bioimageio
+
+        return import_bioimageio(path)
     if path.is_file():
         return model_from_checkpoint(path)
     raise CheckpointError(

@@ -1,0 +1,56 @@
+"""Export to the BioImage Model Zoo format, checked by bioimageio.core's own test, and import back."""
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise import denoise, load_model
+from napari_diffdenoise.cli import main
+from napari_diffdenoise.core.network import UNet, UNetConfig
+
+bioimageio_core = pytest.importorskip("bioimageio.core")
+
+
+@pytest.fixture
+def headed(tiny_model):
+    torch.manual_seed(1)
+    tiny_model.mean_network = UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                              fourier_features=8))
+    tiny_model.mean_estimator = "head"
+    return tiny_model
+
+
+def test_an_exported_model_passes_bioimageio_core_and_computes_our_one_pass_mean(headed, tmp_path):
+    from bioimageio.core import test_model
+
+    from napari_diffdenoise.core.bioimageio_export import export_bioimageio
+
+    sample = np.random.default_rng(0).poisson(6, (64, 64)).astype(np.float32)
+    path = export_bioimageio(headed, tmp_path / "tiny.zip", sample=sample)
+    summary = test_model(path)
+    assert summary.status == "passed", summary.format()
+    # the package's output, mapped back to counts, is the library's one-pass mean of the same plane
+    from bioimageio.core import create_prediction_pipeline, load_description
+    from bioimageio.core.digest_spec import get_test_inputs
+
+    descr = load_description(path)
+    with create_prediction_pipeline(descr) as pipeline:
+        output = pipeline.predict_sample_without_blocking(get_test_inputs(descr))
+    predicted = next(iter(output.members.values())).data.values[0, 0]
+    low, high = np.percentile(sample, headed.percentiles)
+    counts = predicted * (high - low + 1e-6) + low
+    ours = denoise(sample, headed, n_samples=0, mean="head").mean
+    np.testing.assert_allclose(counts, ours, rtol=1e-3, atol=1e-2 * (high - low))
+    # and the full model comes back from the package, sampler and all
+    again = load_model(path)
+    assert again.mean_estimator == "head" and again.kind == headed.kind
+    for mine, theirs in ((again.network, headed.network), (again.mean_network, headed.mean_network)):
+        for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()):
+            torch.testing.assert_close(a, b)
+
+
+def test_export_refuses_a_model_without_a_mean_head_and_never_overwrites(tiny_checkpoint, tmp_path, capsys):
+    assert main(["export", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "m.zip")]) == 2
+    assert "has no mean head" in capsys.readouterr().err and not (tmp_path / "m.zip").exists()
+    (tmp_path / "taken.zip").write_bytes(b"mine")
+    assert main(["export", "--model", "demo", "--out", str(tmp_path / "taken.zip")]) == 2
+    assert "already exists" in capsys.readouterr().err and (tmp_path / "taken.zip").read_bytes() == b"mine"
