@@ -11,6 +11,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
+from .core.adapt import adapt
+from .core.batch import denoise_to_tiff, denoise_to_zarr
+from .core.bioimageio_export import export_bioimageio, import_bioimageio
 from .core.calibration import calibrate
 from .core.checkpoint import list_models, load_model, save_checkpoint
 from .core.datasets import NoiseModel
@@ -29,8 +32,13 @@ __all__ = [
     "Restoration",
     "TrainConfig",
     "__version__",
+    "adapt",
     "calibrate",
     "denoise",
+    "denoise_to_tiff",
+    "denoise_to_zarr",
+    "export_bioimageio",
+    "import_bioimageio",
     "list_models",
     "list_samplers",
     "load_model",

@@ -643,10 +643,13 @@ def denoise(
     keep_samples: also return the K samples themselves (``.samples``, K × the input's shape).
     cancel: polled after every tile; returning True raises :class:`Cancelled`.
 
-    Returns a :class:`Restoration` whose maps have the input's shape, in memory. For a plane without
-    negative values, the mean and the lower bound are clamped at 0 (``metadata["clamped_to_zero_pixels"]``
-    counts the pixels); planes with structure far brighter than their 99.8th percentile get a
-    second pass in a brighter intensity map (``metadata["bright_pass_planes"]``).
+    Returns
+    -------
+    Restoration
+        Maps of the input's shape, in memory. For a plane without negative values, the mean and the
+        lower bound are clamped at 0 (``metadata["clamped_to_zero_pixels"]`` counts the pixels);
+        planes with structure far brighter than their 99.8th percentile get a second pass in a
+        brighter intensity map (``metadata["bright_pass_planes"]``).
     """
     if not isinstance(model, DiffusionModel):
         if model is None:
