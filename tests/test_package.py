@@ -154,3 +154,18 @@ def test_the_layers_menus_offer_the_widgets(make_napari_viewer):
 
     assert "napari-diffdenoise.denoise_widget" in ids("napari/layers/filter")
     assert "napari-diffdenoise.compare_widget" in ids("napari/layers/measure")
+
+
+def test_the_command_palette_opens_denoise_on_the_selected_layer(make_napari_viewer):
+    import numpy as np
+
+    viewer = make_napari_viewer()
+    try:
+        from napari._app_model import get_app_model
+    except ImportError:  # napari < 0.5.5
+        from napari._app_model import get_app as get_app_model
+    viewer.add_image(np.zeros((16, 16)), name="first")
+    viewer.add_image(np.ones((16, 16)), name="second")
+    viewer.layers.selection.active = viewer.layers["first"]  # not the newest layer, the widget's default
+    widget = get_app_model().commands.execute_command("napari-diffdenoise.denoise_layer").result()
+    assert widget.image.value is viewer.layers["first"]

@@ -6,6 +6,7 @@ responsive and Cancel lands within one step; layers are added only when a run co
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import (
@@ -28,6 +29,9 @@ from ..core.sampler_registry import SAMPLERS, samplers_for
 from ._worker import WorkerControls
 from .layers import follow_layers, image_choices
 from .model_registry import REGISTRY
+
+if TYPE_CHECKING:
+    import napari.viewer
 
 LOAD_FROM_FILE = "Load from file…"
 RICHARDSON_LUCY = "richardson-lucy"  # the classical option: no model, deconvolution only
@@ -540,3 +544,13 @@ class DenoiseWidget(WorkerControls, Container):
                                        metadata={"napari_diffdenoise": bounds})
         self.progress.value = 1000
         self.status.value = f"Done in {result.metadata['seconds']:.1f} s"
+
+
+def denoise_layer(viewer: napari.viewer.Viewer) -> DenoiseWidget:
+    """Right-click ▸ Denoise with DiffDenoise…: the Denoise widget, docked, with the selected image
+    layer chosen (napari injects the viewer)."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-diffdenoise", "Denoise")
+    active = viewer.layers.selection.active
+    if active is not None and active in [c for c in widget.image.choices if c is not None]:
+        widget.image.value = active
+    return widget
