@@ -164,8 +164,8 @@ def test_the_command_palette_opens_denoise_on_the_selected_layer(make_napari_vie
         from napari._app_model import get_app_model
     except ImportError:  # napari < 0.5.5
         from napari._app_model import get_app as get_app_model
-    viewer.add_image(np.zeros((16, 16)), name="first")
-    viewer.add_image(np.ones((16, 16)), name="second")
-    viewer.layers.selection.active = viewer.layers["first"]  # not the newest layer, the widget's default
+    for name in ("first", "middle", "last"):
+        viewer.add_image(np.zeros((16, 16)), name=name)
+    viewer.layers.selection.active = viewer.layers["middle"]  # neither the first nor the newest layer
     widget = get_app_model().commands.execute_command("napari-diffdenoise.denoise_layer").result()
-    assert widget.image.value is viewer.layers["first"]
+    assert widget.image.value is viewer.layers["middle"]
