@@ -1,4 +1,6 @@
 """The Train widget in a real napari viewer (under Xvfb)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,28 @@ def test_noisy_and_clean_start_on_different_layers(make_napari_viewer):
     assert w.noisy.value.name == "low light" and w.clean.value.name == "ground truth"
     viewer.add_image(np.ones((64, 64)), name="another")
     assert w.noisy.value is not w.clean.value
+
+
+def test_resume_continues_the_run_at_the_output_file(setup, qtbot, errors, tmp_path):
+    from napari_diffdenoise import load_model
+
+    viewer, w = setup
+    w.resume.value = True  # nothing to resume yet: a message, no worker
+    w.start()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert errors and "nothing to resume" in errors[-1]
+    assert not (tmp_path / "fine.safetensors").exists()
+    errors.clear()
+    w.resume.value = False
+    w.steps.value = 4
+    w.start()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert load_model(tmp_path / "fine.safetensors").provenance["step"] == 4
+    w.resume.value, w.steps.value = True, 7  # a longer run picks up at step 4, in the same file
+    w.start()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    resumed = load_model(tmp_path / "fine.safetensors")
+    assert resumed.provenance["step"] == 7 and len(resumed.provenance["history"]) == 7
+    assert Path(w.output.value) == tmp_path / "fine.safetensors" and not errors
+    assert sorted(p.name for p in tmp_path.glob("fine*")) == [
+        "fine-best.safetensors", "fine.safetensors", "fine.state.safetensors"]

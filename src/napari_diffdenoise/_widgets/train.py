@@ -60,11 +60,11 @@ def _adapt_job(model, noisy, options, output):
         return _Failure(str(err))
 
 
-def _train_job(prepared, config, output):
+def _train_job(prepared, config, output, resume=False):
     """The worker's generator; errors a user can act on (an unwritable folder, out of memory) come
     back as a :class:`_Failure` for a notification instead of a traceback."""
     try:
-        return (yield from run_prepared(prepared, config, output=output))
+        return (yield from run_prepared(prepared, config, output=output, resume=resume))
     except (ValueError, OSError, MemoryError, RuntimeError) as err:
         return _Failure(str(err))
 
@@ -113,6 +113,10 @@ class TrainWidget(WorkerControls, Container):
                                value=DEFAULT_DIR / "my-model.safetensors",
                                tooltip=f"Where the model is saved (the folder is created if needed; default {DEFAULT_DIR}). "
                                        "An existing file is never replaced: a new name is chosen")
+        self.resume = CheckBox(label="Resume", value=False,
+                               tooltip="Continue the run saved at Output file where it stopped (cancelled, or with more "
+                                       "Steps than it had), from its last checkpoint; the data and the patch and batch "
+                                       "sizes must be those of that run")
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.start_button = self.train_button
@@ -120,7 +124,7 @@ class TrainWidget(WorkerControls, Container):
         self.status = Label(value="")
         self.extend([self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
                      self.start_model, self.steps, self.patch_size, self.batch_size, self.learning_rate,
-                     self.val_fraction, self.ema, self.minutes, self.output, self.train_button, self.cancel_button,
+                     self.val_fraction, self.ema, self.minutes, self.output, self.resume, self.train_button, self.cancel_button,
                      self.progress, self.status])
         from .loss_plot import LossPlot
 
@@ -271,11 +275,15 @@ class TrainWidget(WorkerControls, Container):
         if self._worker is not None:
             return  # one run at a time
         asked = Path(self.output.value)
-        output = free_path(asked)  # an earlier run's model, best and state files are never replaced
-        if output != asked:
-            self.output.value = output
-            show_info(f"{asked.name} exists already: this run writes {output.name}")
-        self._worker = create_worker(_train_job, prepared, config, output, _start_thread=False)
+        resume = bool(self.resume.value)
+        if resume:
+            output = asked  # the run to continue; iter_train refuses when it has no state file
+        else:
+            output = free_path(asked)  # an earlier run's model, best and state files are never replaced
+            if output != asked:
+                self.output.value = output
+                show_info(f"{asked.name} exists already: this run writes {output.name}")
+        self._worker = create_worker(_train_job, prepared, config, output, resume, _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
@@ -300,7 +308,8 @@ class TrainWidget(WorkerControls, Container):
             if best_path(output).is_file():
                 REGISTRY.add(best_path(output))
         if cancelled or isinstance(failure, _Failure):
-            kept = f"; the last checkpoint is kept at {output}" if output.is_file() else "; no checkpoint was written yet"
+            kept = (f"; the last checkpoint is kept at {output} (tick Resume and Train to continue)" if output.is_file()
+                    else "; no checkpoint was written yet")
             self.status.value = ("Cancelled" if cancelled else "Failed") + kept
         else:
             self.progress.value = 1000
