@@ -49,3 +49,18 @@ def test_calibration_bins_rise_for_an_honest_std():
     centres, errs, rho = calibration(std, error, bins=5)
     assert np.all(np.diff(centres) > 0) and np.all(np.diff(errs) > 0) and rho > 0.3
     assert errs == pytest.approx(centres * np.sqrt(2 / np.pi), rel=0.1)  # E|N(0, s²)| = s·√(2/π)
+
+
+def test_ms_ssim_matches_the_reference_implementation():
+    torch = pytest.importorskip("torch")
+    reference = pytest.importorskip("pytorch_msssim")
+    from napari_diffdenoise._sample_data import sample_stack
+    from napari_diffdenoise.core.metrics import _prepare, ms_ssim
+
+    noisy, clean = sample_stack((181, 203))  # odd sides: the pooling's padding matters
+    for z in range(3):
+        fitted, truth = _prepare(noisy[z], clean[z])
+        expected = reference.ms_ssim(torch.from_numpy(fitted)[None, None].double(),
+                                     torch.from_numpy(truth)[None, None].double(), data_range=1.0).item()
+        assert abs(ms_ssim(noisy[z], clean[z]) - expected) < 1e-4
+    assert ms_ssim(clean[0], clean[0]) == pytest.approx(1.0)

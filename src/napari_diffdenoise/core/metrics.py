@@ -1,7 +1,8 @@
 """Image-quality metrics after the CARE convention (Weigert et al. 2018): the ground truth is
 scaled to [0, 1] by its min and max, the prediction is fitted to it by a least-squares scale and
 offset, and every metric uses the fixed data range 1. scikit-image computes PSNR, SSIM and NRMSE;
-MS-SSIM (which it lacks) is built from the same SSIM components here."""
+MS-SSIM (which it lacks) follows its reference implementation here, checked against the pytorch-msssim
+package."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,33 +44,61 @@ def ssim_fitted(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float(structural_similarity(gt, pred, data_range=1.0))
 
 
-def _ssim_parts(x, y, sigma=1.5, data_range=1.0):
-    """Mean luminance term and mean contrast-structure term of Gaussian-window SSIM."""
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    offsets = np.arange(size, dtype=np.float64) - size // 2
+    window = np.exp(-(offsets**2) / (2 * sigma**2))
+    return window / window.sum()
+
+
+def _filter_valid(image: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Separable filtering with the window wholly inside the image (no padding), as the reference does."""
+    out, half = image, len(window) // 2
+    for axis in (0, 1):
+        if out.shape[axis] >= len(window):
+            out = ndimage.correlate1d(out, window, axis=axis, mode="constant")
+            out = out[half:-half] if axis == 0 else out[:, half:-half]
+    return out
+
+
+def _ssim_parts(x, y, data_range=1.0):
+    """(mean SSIM, mean contrast-structure) with an 11-tap Gaussian window, σ = 1.5, valid region only
+    (Wang et al. 2004; the MS-SSIM reference implementation)."""
+    window = _gaussian_window()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mx, my = ndimage.gaussian_filter(x, sigma), ndimage.gaussian_filter(y, sigma)
-    vx = ndimage.gaussian_filter(x * x, sigma) - mx**2
-    vy = ndimage.gaussian_filter(y * y, sigma) - my**2
-    cov = ndimage.gaussian_filter(x * y, sigma) - mx * my
-    lum = (2 * mx * my + c1) / (mx**2 + my**2 + c1)
+    mx, my = _filter_valid(x, window), _filter_valid(y, window)
+    vx = _filter_valid(x * x, window) - mx**2
+    vy = _filter_valid(y * y, window) - my**2
+    cov = _filter_valid(x * y, window) - mx * my
     cs = (2 * cov + c2) / (vx + vy + c2)
-    return float(lum.mean()), float(cs.mean())
+    ssim = (2 * mx * my + c1) / (mx**2 + my**2 + c1) * cs
+    return float(ssim.mean()), float(cs.mean())
+
+
+def _halve(image: np.ndarray) -> np.ndarray:
+    """2×2 average pooling; an odd side gets one zero row/column in front (torch's avg_pool2d with
+    padding 1, counting the padding), as the reference implementation does."""
+    pads = [(s % 2, 0) for s in image.shape]
+    image = np.pad(image, pads)
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    return image[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
 
 
 def ms_ssim(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Multi-scale SSIM (Wang et al. 2003) over up to 5 dyadic scales (fewer for small images,
-    weights renormalised); contrast-structure at every scale, luminance at the coarsest."""
+    """Multi-scale SSIM (Wang et al. 2003) as its reference implementation computes it (checked against
+    the pytorch-msssim package in tests/test_metrics.py): contrast-structure at the first scales,
+    SSIM at the last, each clipped at 0, weights of Wang et al. Table 1. Images too small for 5
+    scales (a side under 176 pixels) use fewer, with the weights renormalised."""
     x, y = _prepare(prediction, truth)
     n_scales = int(max(1, min(5, np.floor(np.log2(min(x.shape) / 11)) + 1)))
     weights = np.array(MS_SSIM_WEIGHTS[:n_scales]) / sum(MS_SSIM_WEIGHTS[:n_scales])
     value = 1.0
     for i, w in enumerate(weights):
-        lum, cs = _ssim_parts(y, x)
-        value *= max(cs, 1e-12) ** w
+        ssim, cs = _ssim_parts(y, x)
         if i == n_scales - 1:
-            value *= max(lum, 1e-12) ** w
+            value *= max(ssim, 0.0) ** w
         else:
-            x = x[: x.shape[0] // 2 * 2, : x.shape[1] // 2 * 2].reshape(x.shape[0] // 2, 2, x.shape[1] // 2, 2).mean((1, 3))
-            y = y[: y.shape[0] // 2 * 2, : y.shape[1] // 2 * 2].reshape(y.shape[0] // 2, 2, y.shape[1] // 2, 2).mean((1, 3))
+            value *= max(cs, 0.0) ** w
+            x, y = _halve(x), _halve(y)
     return float(value)
 
 
