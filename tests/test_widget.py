@@ -1,4 +1,6 @@
 """The Denoise widget in a real napari viewer (run under Xvfb: napari's canvas needs OpenGL)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -387,3 +389,19 @@ def test_progress_moves_per_tile_and_cancel_lands_between_tiles(widget, qtbot, e
     assert tiled and tiled[0].n_tiles == 9 and tiled[0].step == 0  # 160² in 64² tiles: inside the first step
     assert "Cancelled" in w.status.value and len(viewer.layers) == 1
     assert max(p.step for p in seen) == 0 and not errors  # stopped inside the first step, not after 40
+
+
+def test_every_widget_links_to_its_documentation_page(make_napari_viewer):
+    from napari_diffdenoise._widgets.calibrate import CalibrateWidget
+    from napari_diffdenoise._widgets.compare import CompareWidget
+    from napari_diffdenoise._widgets.help import docs_address
+    from napari_diffdenoise._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    for cls, page in ((DenoiseWidget, "denoise"), (TrainWidget, "train"), (CompareWidget, "compare"),
+                      (CalibrateWidget, "calibrate")):
+        widget = cls(viewer)
+        link = widget.help
+        assert widget[0] is link and f'href="{docs_address()}/widgets/{page}' in link.value
+        assert link.native.openExternalLinks()
+    assert (Path(__file__).resolve().parents[1] / "docs" / "widgets" / "denoise.md").is_file()  # the page exists

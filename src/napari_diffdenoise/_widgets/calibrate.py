@@ -17,6 +17,7 @@ from ..core.metrics import reliability
 from ..core.sampler_registry import list_samplers
 from ._worker import WorkerControls
 from .denoise import _Failure, _image_choices, notify_error
+from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY
 
@@ -72,7 +73,8 @@ class CalibrateWidget(WorkerControls, Container):
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
         self.table = Table()
-        self.extend([self.model, self.noisy, self.truth, self.sampler, self.steps, self.n_samples, self.output,
+        self.help = help_link("calibrate", "Calibrate")
+        self.extend([self.help, self.model, self.noisy, self.truth, self.sampler, self.steps, self.n_samples, self.output,
                      self.run_button, self.cancel_button, self.progress, self.status, self.table])
         self.figure = None
         self.run_button.clicked.connect(self.run)

@@ -12,6 +12,7 @@ def notify_warning(message: str) -> None:
     from napari.utils.notifications import show_warning
 
     show_warning(message)
+from .help import help_link
 from .layers import follow_layers
 
 
@@ -28,7 +29,8 @@ class CompareWidget(Container):
         self.note = Label(value="PSNR, SSIM, MS-SSIM, NRMSE and MAE are computed after a least-squares scale-and-offset "
                                 "fit of the result to the truth (CARE's protocol), on the truth's range")
         self.note.native.setWordWrap(True)
-        self.extend([self.result, self.truth, self.compute_button, self.copy_button, self.note, self.table])
+        self.help = help_link("compare", "Compare")
+        self.extend([self.help, self.result, self.truth, self.compute_button, self.copy_button, self.note, self.table])
         self.compute_button.clicked.connect(self.compute)
         self.copy_button.clicked.connect(self.copy)
         follow_layers(napari_viewer, self.result, self.truth)

@@ -27,6 +27,7 @@ from ..core.devices import available_devices
 from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
 from ..core.sampler_registry import SAMPLERS, samplers_for
 from ._worker import WorkerControls
+from .help import help_link
 from .layers import follow_layers, image_choices
 from .model_registry import REGISTRY
 
@@ -183,7 +184,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.coverage = FloatSpinBox(
             label="Interval coverage", value=0.0, min=0.0, max=0.99, step=0.05,
             tooltip="0: no intervals. 0.9: add [lower] and [upper] layers that contain the true intensity in 90 % "
-                    "of pixels, by the model's calibration for these settings (docs/method.md)")
+                    "of pixels, by the model's calibration for these settings (see the documentation link above)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
         self.device = ComboBox(label="Device", choices=available_devices(), value="auto",
                                tooltip="Where the network runs: auto takes a GPU (CUDA or Apple) when there is one, "
@@ -206,7 +207,8 @@ class DenoiseWidget(WorkerControls, Container):
         self.status = Label(value="")
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
         self.sampler_params = Container(labels=True)
-        self.extend([self.image, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
+        self.help = help_link("denoise", "Denoise")
+        self.extend([self.help, self.image, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
                      self.n_samples, self.mean_estimator, self.coverage, self.psf_source, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
                      self.status])

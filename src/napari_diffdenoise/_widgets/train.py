@@ -27,6 +27,7 @@ from ..core.training import TrainConfig, best_path
 from ._worker import WorkerControls
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
+from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY
 
@@ -122,7 +123,8 @@ class TrainWidget(WorkerControls, Container):
         self.start_button = self.train_button
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
-        self.extend([self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
+        self.help = help_link("train", "Train")
+        self.extend([self.help, self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
                      self.start_model, self.steps, self.patch_size, self.batch_size, self.learning_rate,
                      self.val_fraction, self.ema, self.minutes, self.output, self.resume, self.train_button, self.cancel_button,
                      self.progress, self.status])
