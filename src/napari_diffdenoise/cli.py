@@ -34,6 +34,10 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coverage", type=float, default=None,
                    help="also write <name>_lower/_upper.tif: intervals holding the truth in this fraction of pixels "
                         "(e.g. 0.9), from the model's calibration")
+    p.add_argument("--guidance", choices=["dc"], default=None,
+                   help="dc: pull any sampler's clean estimate towards consistency with the PSF (a PSF option) at every "
+                        "network call")
+    p.add_argument("--guidance-weight", type=float, default=1.0, help="step size of the guidance (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -121,7 +125,7 @@ def _restore(image, args, psf=None, axes=None):
     result = denoise(image, args.model, axes=axes, sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta,
                      seed=args.seed, device=args.device, progress=_progress_printer(),
                      sampler_params=_parse_params(args.sampler_param), psf=psf, mean=args.mean,
-                     coverage=args.coverage)
+                     coverage=args.coverage, guidance=args.guidance, guidance_weight=args.guidance_weight)
     print(file=sys.stderr)
     return result
 
@@ -263,7 +267,7 @@ def _settings_from_args(args) -> dict:
     """The make_settings keywords the sampling options give."""
     return dict(sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta, seed=args.seed,
                 device=args.device, sampler_params=_parse_params(args.sampler_param), psf=_psf_from_args(args),
-                mean=args.mean, coverage=args.coverage)
+                mean=args.mean, coverage=args.coverage, guidance=args.guidance, guidance_weight=args.guidance_weight)
 
 
 def _batch_printer():

@@ -236,15 +236,18 @@ class Settings:
     coverage: float | None = None
     calibration: Calibration | None = None  # the one that gives the intervals, when coverage is asked
     keep_samples: bool = False
-    block: int = 4096  # planes larger than this are sampled in overlapping blocks (memory, see plane_blocks)
+    block: int = 4096  # planes larger than this are sampled in overlapping blocks (see restore_plane)
     block_overlap: int = 128
+    guidance: str | None = None  # a guide wrapped around any sampler's network calls (core.guidance)
+    guidance_weight: float = 1.0
 
 
 def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_samples: int = 8, steps: int | None = None,
                   eta: float | None = None, seed: int = 0, device: str = "auto", tile: int | None = None,
                   overlap: int | None = None, percentiles=None, batch_pixels: int | None = None,
                   keep_samples: bool = False, sampler_params: dict | None = None, psf=None, mean: str = "auto",
-                  coverage: float | None = None, block: int | None = None, block_overlap: int | None = None) -> Settings:
+                  coverage: float | None = None, block: int | None = None, block_overlap: int | None = None,
+                  guidance: str | None = None, guidance_weight: float = 1.0) -> Settings:
     """Refuse settings that cannot work, before any work starts; each message names the setting,
     the value given and what is accepted."""
     if not isinstance(model, DiffusionModel):
@@ -257,8 +260,23 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     if info.needs_psf and psf is None:
         raise ValueError(f"sampler {sampler!r} needs the PSF the image was blurred with (psf=…): e.g. "
                          "physics.gaussian_psf(sigma_px), airy_psf(…) or a measured bead image")
-    if psf is not None and not info.needs_psf:
-        raise ValueError(f"sampler {sampler!r} does not use a PSF; choose 'ddim-dc' for PSF-guided sampling")
+    if guidance is not None:
+        from .guidance import GUIDES
+
+        if guidance not in GUIDES:
+            raise ValueError(f"guidance must be one of {GUIDES}; got {guidance!r}")
+        if info.needs_psf:
+            raise ValueError(f"sampler {sampler!r} guides with the PSF itself; use guidance with another sampler")
+        if psf is None:
+            raise ValueError("guidance='dc' needs the PSF the image was blurred with (psf=…)")
+        if not (isinstance(guidance_weight, (int, float)) and 0 <= guidance_weight <= 100):
+            raise ValueError(f"guidance_weight must be a number from 0 to 100; got {guidance_weight!r}")
+        if coverage is not None:
+            raise ValueError("coverage is calibrated for unguided sampling; guidance changes the spread. Leave "
+                             "coverage out, or calibrate the model for these settings first")
+    if psf is not None and not info.needs_psf and guidance is None:
+        raise ValueError(f"sampler {sampler!r} does not use a PSF; choose 'ddim-dc' for PSF-guided sampling, or "
+                         "guidance='dc' to guide any sampler with it")
     if psf is not None:
         psf = check_psf(psf)
     schedule = model.schedule
@@ -306,7 +324,7 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
         raise ValueError(f"block_overlap must be at least 0 and below half the block ({block // 2}); got {block_overlap}")
     return Settings(info, params, n_samples, seed, dev, tile, overlap, int(batch_pixels or default_batch_pixels(dev)),
                     tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, bool(keep_samples),
-                    block, block_overlap)
+                    block, block_overlap, guidance, float(guidance_weight))
 
 
 @dataclass
@@ -332,13 +350,18 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     if s.sampler.needs_psf:
         extra["consistency"] = DataConsistency(observed, s.psf)
     noise_fn = FieldNoise(s.seed, number, s.n_samples, dev, origin)
+    sampled_eps = eps_fn
+    if s.guidance is not None:
+        from .guidance import Guided, make_guide
+
+        sampled_eps = Guided(eps_fn, make_guide(s.guidance, observed, s.psf, s.guidance_weight))
     if s.n_samples == 0:  # the one-pass mean alone: no spread, so no std, entropy or interval
         with torch.inference_mode():
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape).float().cpu().numpy()
         yield 1, 1
         return _PlaneMaps(imap.to_input(mean, dtype), None, None, None, None, eps_fn.evaluations)
     y_T = noise_fn((s.n_samples, 1) + plane.shape)
-    run = s.sampler.function(eps_fn, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
+    run = s.sampler.function(sampled_eps, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
     try:
         while True:
             step = next(run)
@@ -521,6 +544,7 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
         "percentiles": list(s.percentiles),
         "network_evaluations": evaluations,
         **({"psf_shape": list(np.shape(s.psf))} if s.psf is not None else {}),
+        **({"guidance": s.guidance, "guidance_weight": s.guidance_weight} if s.guidance is not None else {}),
         **({"coverage": s.coverage, "interval_factor": s.calibration.factor(s.coverage),
             "calibration_source": s.calibration.source,
             "calibration_held_out_coverage": float(np.interp(s.coverage, s.calibration.coverages,
@@ -610,6 +634,8 @@ def denoise(
     coverage: float | None = None,
     block: int | None = None,
     block_overlap: int | None = None,
+    guidance: str | None = None,
+    guidance_weight: float = 1.0,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
@@ -627,7 +653,9 @@ def denoise(
         "ddim-dc" (needs ``psf``); for unpaired models "fb", "mixing", "repaint", "repaint-baikal".
         Its parameters go in ``sampler_params``; each is checked against the sampler's declared specs.
     steps, eta: shorthands for ``sampler_params["steps"]`` / ``["eta"]``, for samplers that take them.
-    psf: the point spread function (2D array, any scale; normalised to sum 1) for "ddim-dc".
+    psf: the point spread function (2D array, any scale; normalised to sum 1) for "ddim-dc" or guidance.
+    guidance, guidance_weight: "dc" pulls the clean estimate of any sampler towards consistency with
+        the PSF at every network call (core.guidance), by steps of ``guidance_weight``·√γ.
     n_samples: K, the number of samples; std, entropy and the intervals are taken over them.
     mean: how the ``mean`` map is estimated (MEAN_ESTIMATORS): "x0" the one-evaluation posterior
         mean, "samples" the average of the K samples (DDPM-avg), "auto" what the model declares.
@@ -661,7 +689,7 @@ def denoise(
         model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
         overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
         sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage, block=block,
-        block_overlap=block_overlap)
+        block_overlap=block_overlap, guidance=guidance, guidance_weight=guidance_weight)
 
     def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
         if progress is not None:
