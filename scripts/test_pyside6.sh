@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # The widget tests again under PySide6 (napari's other Qt binding), after scripts/test.sh has set up.
-# They run a few at a time in fresh processes: with PySide6 6.12 on Python 3.11 every napari viewer
-# created and destroyed leaves CPython's reference count of None a few thousand lower (a refcount
-# bug in the binding, not in this package: None is immortal from Python 3.12), and about twenty
-# viewers in one process bring it to zero, which aborts the interpreter.
+# They run a few at a time in fresh processes, so that one crash of the binding cannot hide the
+# other chunks' results (tests/conftest.py explains the refcount trouble that aborted long Qt runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c "import PySide6" 2>/dev/null || python3 -m pip install --quiet "PySide6-Essentials>=6.5"
