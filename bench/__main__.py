@@ -2,8 +2,21 @@
 docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
 import sys
 
-from . import (adapt, coverage, finetune, mean, memory, physics, quality, real, samplers, seed, speed, training_report,
-               unpaired)
+from . import (
+    adapt,
+    coverage,
+    finetune,
+    mean,
+    memory,
+    physics,
+    quality,
+    real,
+    samplers,
+    seed,
+    speed,
+    training_report,
+    unpaired,
+)
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,

@@ -6,7 +6,7 @@ import torch
 
 from napari_diffdenoise.core.checkpoint import save_checkpoint
 from napari_diffdenoise.core.model import DiffusionModel
-from napari_diffdenoise.core.network import UNetConfig
+from napari_diffdenoise.core.network import UNet, UNetConfig
 from napari_diffdenoise.core.schedules import NoiseSchedule
 
 TINY = UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16, fourier_features=8)
@@ -23,6 +23,16 @@ def tiny_model() -> DiffusionModel:
             if p.abs().sum() == 0 and p.ndim > 1:
                 p.normal_(0, 0.05)
     return model
+
+
+@pytest.fixture
+def headed(tiny_model):
+    """The tiny paired model with a tiny mean head."""
+    torch.manual_seed(1)
+    tiny_model.mean_network = UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                              fourier_features=8))
+    tiny_model.mean_estimator = "head"
+    return tiny_model
 
 
 @pytest.fixture

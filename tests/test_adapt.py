@@ -3,17 +3,6 @@ import pytest
 import torch
 
 from napari_diffdenoise.core.adapt import CameraNoise, adapt, estimate_noise, iter_adapt
-from napari_diffdenoise.core.network import UNet, UNetConfig
-
-
-@pytest.fixture
-def headed(tiny_model):
-    """The tiny paired model with a tiny mean head."""
-    torch.manual_seed(1)
-    tiny_model.mean_network = UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
-                                              fourier_features=8))
-    tiny_model.mean_estimator = "head"
-    return tiny_model
 
 
 def cells(seed=0, size=96, photons=20.0, offset=100.0, read=2.0):

@@ -5,18 +5,8 @@ import torch
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.cli import main
-from napari_diffdenoise.core.network import UNet, UNetConfig
 
 bioimageio_core = pytest.importorskip("bioimageio.core")
-
-
-@pytest.fixture
-def headed(tiny_model):
-    torch.manual_seed(1)
-    tiny_model.mean_network = UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
-                                              fourier_features=8))
-    tiny_model.mean_estimator = "head"
-    return tiny_model
 
 
 def test_an_exported_model_passes_bioimageio_core_and_computes_our_one_pass_mean(headed, tmp_path):

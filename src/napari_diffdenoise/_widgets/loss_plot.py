@@ -4,7 +4,6 @@ from __future__ import annotations
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
-
 # napari's default dark theme (background, text): a white figure would glare on it
 BACKGROUND, FOREGROUND = "#262930", "#f0f1f2"
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .axes import ALL_AXES, check_axes
 
 # TIFF and ImageJ unit spellings → the unit names NGFF accepts (UDUNITS-2)
-_UNITS = {"micron": "micrometer", "um": "micrometer", "µm": "micrometer", "\u00b5m": "micrometer",
+_UNITS = {"micron": "micrometer", "um": "micrometer", "µm": "micrometer", "\u03bcm": "micrometer",
           "micrometer": "micrometer", "nm": "nanometer", "nanometer": "nanometer", "mm": "millimeter",
           "millimeter": "millimeter", "cm": "centimeter", "centimeter": "centimeter", "s": "second",
           "sec": "second", "second": "second", "ms": "millisecond", "min": "minute", "minute": "minute"}

@@ -19,16 +19,16 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from .axes import check_axes, plane_positions
 from .calibration import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .model import DiffusionModel
+from .noise import FieldNoise
 from .normalization import IntensityMap
 from .physics import check_psf
-from .axes import check_axes, plane_positions
 from .sampler_registry import Param, SamplerInfo, get_sampler
-from .noise import FieldNoise
 from .tiling import make_tiles
 from .uncertainty import summarise
 

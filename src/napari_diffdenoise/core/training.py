@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .checkpoint import read_checkpoint, save_checkpoint
 from . import distributed
+from .checkpoint import read_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .driving import drive
 from .model import DiffusionModel
