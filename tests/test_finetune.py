@@ -86,7 +86,7 @@ def test_clean_only_training_synthesises_low_light_noise(tiny_model, pair, tmp_p
         (np.zeros((64, 64)), np.zeros((64, 80)), {}, "must match"),
         ([np.zeros((64, 64))] * 2, [np.zeros((64, 64))], {}, "pair up"),
         (np.zeros((40, 40)), np.zeros((40, 40)), {}, "too small"),
-        (np.zeros((2, 2, 64, 64)), np.zeros((2, 2, 64, 64)), {}, "2D"),
+        (np.zeros((2, 1, 1, 2, 64, 64)), np.zeros((2, 1, 1, 2, 64, 64)), {}, "2 to 5 dims"),
         (np.zeros((64, 64)), None, {}, "needs clean"),
         (None, None, {}, "no training images"),
         (np.zeros((64, 64)), np.zeros((64, 64)), {"val_fraction": 0.7}, "validation fraction"),
@@ -164,3 +164,12 @@ def test_resume_with_other_data_or_settings_is_refused(tiny_model, pair, tmp_pat
     noisy, clean = pair
     with pytest.raises(ValueError, match="the training images"):
         train(noisy[..., :-16], clean[..., :-16], model=copy.deepcopy(tiny_model), config=cfg, output=out, resume=True)
+
+
+def test_every_plane_of_a_tczyx_array_is_a_training_image():
+    from napari_diffdenoise.core.datasets import as_planes
+
+    movie = np.arange(2 * 3 * 16 * 16, dtype=np.float32).reshape(2, 3, 16, 16)
+    planes = as_planes(movie, "noisy")
+    assert len(planes) == 6 and all(p.shape == (16, 16) for p in planes)
+    np.testing.assert_array_equal(planes[4], movie[1, 1])  # in row-major order over T and Z

@@ -16,7 +16,8 @@ from .simulate import Acquisition
 
 
 def as_planes(images, what: str) -> list[np.ndarray]:
-    """A list of 2D float32 planes from an array or a list of 2D (Y, X) / 3D (Z, Y, X) arrays."""
+    """A list of 2D float32 planes from an array or a list of arrays of 2 to 5 dims (T, C, Z, Y, X: every
+    (Y, X) plane is a training image)."""
     if images is None:
         return []
     items = [images] if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)) else list(images)
@@ -27,10 +28,10 @@ def as_planes(images, what: str) -> list[np.ndarray]:
             raise ValueError(f"{what} image {i} is not numeric (dtype {array.dtype})")
         if array.ndim == 2:
             planes.append(array.astype(np.float32))
-        elif array.ndim == 3:
-            planes.extend(p.astype(np.float32) for p in array)
+        elif 3 <= array.ndim <= 5:
+            planes.extend(p.astype(np.float32) for p in array.reshape((-1,) + array.shape[-2:]))
         else:
-            raise ValueError(f"{what} image {i} has shape {array.shape}; expected 2D (Y, X) or 3D (Z, Y, X)")
+            raise ValueError(f"{what} image {i} has shape {array.shape}; expected 2 to 5 dims (T, C, Z, Y, X)")
         if not np.isfinite(planes[-1]).all():
             raise ValueError(f"{what} image {i} contains NaN or infinite values")
     return planes
