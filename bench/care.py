@@ -10,28 +10,28 @@ what PSNR rewards.
     python -m bench.care --steps 4000 --out bench/runs/care            # the CPU recipe's budget
     python -m bench.care --minutes 7 --workers 7 --out $OUT/care        # a GPU run (docs/training.md)
 
-Writes <out>/care.safetensors (EMA weights, last step) and log.json. The benchmarks look for it in
-bench/data/care.safetensors (see bench/data/README.md).
+Writes <out>/care.safetensors — a package checkpoint whose mean head is the CARE network (EMA weights,
+last step), trained by the package's own loop (iter_train, objective "mean") — with its -best and
+.state files beside it, and log.json. The benchmarks look for it in bench/data/care.safetensors (see
+bench/data/README.md); that file is still of the earlier format (bare weights), which load() reads too.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from napari_diffdenoise.core.devices import resolve_device
 from napari_diffdenoise.core.network import UNet, UNetConfig, count_parameters
 from napari_diffdenoise.core.normalization import DEFAULT_PERCENTILES, IntensityMap
 from napari_diffdenoise.core.restore import _pad_to_multiple
 from napari_diffdenoise.core.schedules import NoiseSchedule
-from napari_diffdenoise.core.training import StepBudget, TrainConfig, _Ema, lr_at, step_batches
+from napari_diffdenoise.core.training import TrainConfig
 
 from .train_bundled import simulated_source
 
@@ -45,53 +45,45 @@ def predict(network: UNet, noisy: torch.Tensor) -> torch.Tensor:
 
 def train(source, config: TrainConfig, out: Path, unet: UNetConfig, device: str = "auto", val_batch=None,
           init: Path | None = None) -> UNet:
-    dev = resolve_device(device)
+    """Through the package's one training loop (core.training.iter_train, objective "mean"): the CARE
+    network is the mean head of a checkpoint in the package's format, whose diffusion network is a
+    small untrained placeholder (paired models must have one; nothing here uses it)."""
+    from napari_diffdenoise.core.checkpoint import save_checkpoint
+    from napari_diffdenoise.core.model import DiffusionModel
+    from napari_diffdenoise.core.training import iter_train
+
     torch.manual_seed(config.seed)
-    net = (load(init) if init else UNet(unet)).to(dev).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    ema = _Ema(net, config.ema_decay)
-    budget = StepBudget(config.time_budget_s, config.warmup_steps) if config.time_budget_s is not None else None
-    run_config = replace(config, steps=10**9) if budget is not None else config  # until the budget fixes it
-    batches = step_batches(source, NoiseSchedule("cosine", 200), run_config)
-    history, t0, step = [], time.perf_counter(), 0
+    placeholder = UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1,), emb_dim=16, fourier_features=8)
+    model = DiffusionModel.create(placeholder, NoiseSchedule("cosine", 200), name="care")
+    model.mean_network = load(init) if init else UNet(unet)
+    model.mean_estimator = "head"
     out.mkdir(parents=True, exist_ok=True)
-    while step < run_config.steps:
-        noisy, clean, _, _ = (torch.from_numpy(a).to(dev) for a in next(batches))
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, run_config)
-        loss = torch.mean((predict(net, noisy) - clean) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        opt.step()
-        ema.update(net, step)
-        step += 1
-        fixed_steps = budget.steps(step) if budget is not None else None  # as iter_train spends a budget
-        if fixed_steps is not None:
-            run_config = replace(run_config, steps=fixed_steps)
-        if step % 50 == 0 or step == run_config.steps:
-            row = {"step": step, "train_loss": loss.item(), "seconds": round(time.perf_counter() - t0, 1)}
-            if val_batch is not None:
-                with torch.inference_mode():
-                    v_noisy, v_clean = (torch.from_numpy(a).to(dev) for a in val_batch)
-                    row["val_loss"] = float(torch.mean((predict(ema.shadow, v_noisy) - v_clean) ** 2))
-            history.append(row)
-            print(json.dumps(row), flush=True)
-        if step % 1000 == 0 or step == run_config.steps:
-            save(ema.shadow, unet, out / "care.safetensors", {"training": asdict(run_config), "history": history})
-            (out / "log.json").write_text(json.dumps(history))
-    return ema.shadow.eval()
-
-
-def save(network: UNet, unet: UNetConfig, path: Path, info: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in network.state_dict().items()}
-    save_file(tensors, str(tmp), metadata={"unet": json.dumps(unet.to_dict()), "info": json.dumps(info)})
-    tmp.replace(path)
+    run = iter_train(model, source, replace(config, objective="mean"), val_batch=val_batch,
+                     checkpoint_path=out / "care.safetensors", device=device, overwrite=True,
+                     provenance={"baseline": "CARE (Weigert et al. 2018): one step, MSE to the clean image"})
+    try:
+        while True:
+            info = next(run)
+            if info.step % 50 == 0 or info.step == info.total_steps:
+                print(json.dumps({"step": info.step, "train_loss": info.train_loss, "val_loss": info.val_loss,
+                                  "seconds": round(info.seconds, 1)}), flush=True)
+    except StopIteration as stop:
+        result = stop.value
+    save_checkpoint(result.model, out / "care.safetensors")
+    (out / "log.json").write_text(json.dumps(result.history))
+    return result.model.mean_network.eval()
 
 
 def load(path: Path = DEFAULT_PATH, device: str = "cpu") -> UNet:
-    """The baseline network (float32, eval mode); safetensors only, nothing is unpickled."""
+    """The baseline network (float32, eval mode): the mean head of a package checkpoint, or a file of
+    the earlier format (bare U-Net weights, which bench/data/care.safetensors still is); safetensors
+    only, nothing is unpickled."""
+    with safe_open(str(path), framework="pt") as f:
+        earlier = "unet" in (f.metadata() or {})
+    if not earlier:
+        from napari_diffdenoise.core.checkpoint import load_model
+
+        return load_model(path).mean_network.to(resolve_device(device)).eval()
     with safe_open(str(path), framework="pt") as f:
         unet = UNetConfig.from_dict(json.loads(f.metadata()["unet"]))
         state = {k: f.get_tensor(k).float() for k in f.keys()}
@@ -103,7 +95,13 @@ def load(path: Path = DEFAULT_PATH, device: str = "cpu") -> UNet:
 def info(path: Path = DEFAULT_PATH) -> dict:
     """The training record stored with the weights, without its loss history."""
     with safe_open(str(path), framework="pt") as f:
-        record = json.loads(f.metadata()["info"])
+        metadata = f.metadata() or {}
+    if "info" not in metadata:  # a package checkpoint
+        from napari_diffdenoise.core.checkpoint import load_model
+
+        record = load_model(path).provenance
+    else:
+        record = json.loads(metadata["info"])
     return {"training": record.get("training"), "final": (record.get("history") or [None])[-1]}
 
 

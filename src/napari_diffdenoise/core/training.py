@@ -56,6 +56,10 @@ class TrainConfig:
     # clean image, so x̂₀(0, γ, noisy) learns E[clean | noisy] (restore.MEAN_ESTIMATORS, "x0"). A zero
     # input is far from any noise the sampler feeds, so the network tells the two tasks apart.
     mean_fraction: float = 0.0
+    # "diffusion": the diffusion network (and a mean head alongside, if the model has one); "mean": the
+    # mean head alone on the MSE to the clean image, the diffusion network left as it is — the CARE
+    # baseline (bench/care.py) trains this way, through this loop and into the same checkpoint format
+    objective: str = "diffusion"
 
 
 @dataclass
@@ -256,11 +260,16 @@ def iter_train(
         raise ValueError("a time-budgeted run cannot be resumed; resume it with the step count it recorded")
     budget = StepBudget(config.time_budget_s, config.warmup_steps) if budgeted else None
     config = replace(config, steps=10**9) if budgeted else config  # until the budget fixes it
+    if config.objective not in ("diffusion", "mean"):
+        raise ValueError(f"objective must be 'diffusion' or 'mean'; got {config.objective!r}")
+    mean_only = config.objective == "mean"
+    if mean_only and model.mean_network is None:
+        raise ValueError("objective='mean' trains the mean head, and this model has none")
     net = model.network.to(dev).train()
     # a mean head (a one-step MSE network, DiffusionModel.mean_network) learns in the same loop from
     # the same batches, so a fine-tuned model's [mean] layer follows its data too
     head = model.mean_network.to(dev).train() if model.mean_network is not None else None
-    params = list(net.parameters()) + (list(head.parameters()) if head is not None else [])
+    params = (list(net.parameters()) if not mean_only else []) + (list(head.parameters()) if head is not None else [])
     opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     ema = _Ema(net, config.ema_decay) if config.ema_decay > 0 else None
     head_ema = _Ema(head, config.ema_decay) if config.ema_decay > 0 and head is not None else None
@@ -295,7 +304,8 @@ def iter_train(
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [dev.index] if dev.type == "cuda" else None
-        trained = _Replicated(model, DDP(net, device_ids=ids), DDP(head, device_ids=ids) if head is not None else None)
+        trained = _Replicated(model, net if mean_only else DDP(net, device_ids=ids),
+                              DDP(head, device_ids=ids) if head is not None else None)
     base_provenance = {
         "package_version": __version__,
         "training": asdict(config),
@@ -338,7 +348,7 @@ def iter_train(
         noisy_t, clean_t, gammas, eps = (torch.from_numpy(a[share]).to(dev) for a in next(batches))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
-        loss = diffusion_loss(trained, noisy_t, clean_t, gammas, eps)
+        loss = diffusion_loss(trained, noisy_t, clean_t, gammas, eps) if not mean_only else 0.0
         if head is not None:
             loss = loss + torch.mean((trained.predict_mean(noisy_t) - clean_t) ** 2)
         opt.zero_grad(set_to_none=True)
@@ -346,7 +356,7 @@ def iter_train(
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
-        if ema is not None:
+        if ema is not None and not mean_only:
             ema.update(net, step)
         if head_ema is not None:
             head_ema.update(head, step)
@@ -359,7 +369,8 @@ def iter_train(
             config = replace(config, steps=fixed_steps)
             base_provenance["training"] = asdict(config)
         if val_batch is not None and (done % config.validate_every == 0 or done == config.steps):
-            val_loss = validation_loss(snapshot(done), val_batch, dev, model.schedule)
+            val_loss = (mean_validation_loss(snapshot(done), val_batch, dev) if mean_only
+                        else validation_loss(snapshot(done), val_batch, dev, model.schedule))
             record["val_loss"] = val_loss
             if best is None or val_loss < best:
                 best = val_loss
@@ -411,6 +422,17 @@ def validation_loss(model: DiffusionModel, val_batch, device, schedule, n_levels
             total += float(diffusion_loss(model, noisy, clean, gammas, eps))
     model.network.train(was_training)
     return total / n_levels
+
+
+def mean_validation_loss(model: DiffusionModel, val_batch, device) -> float:
+    """The mean head's MSE to the clean images of a fixed batch."""
+    noisy, clean = (torch.from_numpy(a).to(device) for a in val_batch)
+    was_training = model.mean_network.training
+    model.mean_network.eval()
+    with torch.inference_mode():
+        loss = float(torch.mean((model.predict_mean(noisy) - clean) ** 2))
+    model.mean_network.train(was_training)
+    return loss
 
 
 def run_training(
