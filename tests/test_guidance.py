@@ -96,3 +96,34 @@ def test_the_guides_gradient_is_the_exact_gradient_for_an_asymmetric_psf():
     (consistency.residual(estimate) ** 2).sum().backward()
     interior = (..., slice(4, -4), slice(4, -4))  # away from the border handling
     torch.testing.assert_close(consistency.gradient(estimate.detach())[interior], estimate.grad[interior])
+
+
+@pytest.mark.parametrize("regulariser, weight", [("l1", 0.3), ("l2", 0.3), ("none", 0.0)])
+def test_regularised_gradients_are_the_exact_gradients(regulariser, weight):
+    psf = np.zeros((5, 5))
+    psf[2, 2], psf[2, 4] = 0.7, 0.3
+    consistency = DataConsistency(torch.rand(1, 1, 20, 20, dtype=torch.float64), psf)
+    b = consistency.background
+    estimate = torch.rand(1, 1, 20, 20, dtype=torch.float64, requires_grad=True)
+    penalty = {"l1": (estimate - b).abs().sum(), "l2": ((estimate - b) ** 2).sum(), "none": 0.0}[regulariser]
+    ((consistency.residual(estimate) ** 2).sum() + weight * penalty).backward()
+    interior = (..., slice(3, -3), slice(3, -3))
+    torch.testing.assert_close(consistency.gradient(estimate.detach(), regulariser, weight)[interior],
+                               estimate.grad[interior])
+    with pytest.raises(ValueError, match="unknown regulariser"):
+        consistency.gradient(estimate.detach(), "tv", 1.0)
+
+
+def test_a_guide_step_moves_the_estimate_by_weight_times_root_gamma_per_reference_area():
+    from napari_diffdenoise.core.consistency import REFERENCE_PIXELS
+
+    consistency = DataConsistency(torch.rand(1, 1, 64, 64), gaussian_psf(1.0))
+    guess = torch.rand(1, 1, 64, 64)
+    moved = data_consistency_guide(consistency, weight=0.4, regulariser="l2", reg_weight=0.1)(guess, 0.25)
+    step = (moved - guess).flatten().norm() * (REFERENCE_PIXELS / guess.numel()) ** 0.5
+    assert float(step) == pytest.approx(0.4 * 0.25**0.5, rel=1e-4)
+    direction = consistency.gradient(guess, "l2", 0.1)
+    cosine = torch.nn.functional.cosine_similarity((guess - moved).flatten(), direction.flatten(), dim=0)
+    assert float(cosine) == pytest.approx(1.0, abs=1e-5)  # against the regularised gradient
+    with pytest.raises(ValueError, match="guidance regulariser must be one of"):
+        data_consistency_guide(consistency, regulariser="tv")

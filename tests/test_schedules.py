@@ -61,3 +61,27 @@ def test_noise_level_one_gives_a_finite_embedding():
 def test_respacing_has_exactly_the_requested_steps(n_train, n):
     steps = respaced_timesteps(n_train, n)
     assert len(steps) == n and steps.min() >= 0 and steps[0] == n_train - 1 and len(set(steps)) == n
+
+
+def test_linear_defaults_are_ho_et_al():
+    from napari_diffdenoise.core.schedules import linear_alphas_cumprod
+
+    np.testing.assert_allclose(linear_alphas_cumprod(1000), np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)), rtol=1e-12)
+
+
+def test_training_gammas_pick_every_step_evenly_and_stop_short_of_one():
+    sched = NoiseSchedule("cosine", 20)
+    g = sample_gammas(sched, 40_000, np.random.default_rng(1))
+    # each γ falls in the interval (ᾱ_t, ᾱ_{t−1}) of its step; every step gets 1/T of the draws
+    bins = np.searchsorted(-sched.alphas_cumprod_prev, -g, side="right") - 1
+    counts = np.bincount(np.clip(bins, 0, 19), minlength=20)
+    assert counts.min() > 0.8 * 2000 and counts.max() < 1.2 * 2000
+
+    class Extreme:  # the top of the top interval: γ would be exactly 1, an infinite SNR
+        def integers(self, low, high, size=None):
+            return np.zeros(size, dtype=int)
+
+        def random(self, n):
+            return np.ones(n)
+
+    assert np.all(sample_gammas(sched, 3, Extreme()) == 1 - 1e-6)

@@ -110,3 +110,18 @@ def test_memory_is_bounded_by_the_tile(tiny_model, monkeypatch):
     monkeypatch.setattr(tiny_model.network, "forward", spy)
     denoise(np.ones((200, 130), np.float32), tiny_model, tile=64, n_samples=1, steps=2)
     assert max(h * w for h, w in seen) <= 64 * 64
+
+
+def test_ramp_weights_are_sin_squared_over_the_ramp_and_one_elsewhere():
+    from napari_diffdenoise.core.tiling import ramp_weights
+
+    ramp = np.sin(np.pi / 2 * (np.arange(4) + 0.5) / 4) ** 2
+    both = ramp_weights(10, 4, True, True)
+    np.testing.assert_allclose(both[:4], ramp)
+    np.testing.assert_allclose(both[-4:], ramp[::-1])
+    np.testing.assert_array_equal(both[4:6], [1.0, 1.0])
+    np.testing.assert_allclose(ramp_weights(10, 4, True, False)[4:], 1.0)
+    np.testing.assert_allclose(ramp_weights(10, 4, False, True)[:6], 1.0)
+    np.testing.assert_array_equal(ramp_weights(6, 0, True, True), np.ones(6))
+    # opposite ramps of two neighbours sum to one across their overlap
+    np.testing.assert_allclose(ramp + ramp[::-1], 1.0)
