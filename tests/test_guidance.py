@@ -127,3 +127,19 @@ def test_a_guide_step_moves_the_estimate_by_weight_times_root_gamma_per_referenc
     assert float(cosine) == pytest.approx(1.0, abs=1e-5)  # against the regularised gradient
     with pytest.raises(ValueError, match="guidance regulariser must be one of"):
         data_consistency_guide(consistency, regulariser="tv")
+
+
+def test_the_blur_is_a_true_convolution_with_mirrored_borders():
+    from scipy import ndimage
+
+    psf = np.zeros((5, 5))
+    psf[2, 2], psf[2, 4], psf[0, 1] = 0.5, 0.3, 0.2
+    image = np.random.default_rng(0).random((12, 15))
+    consistency = DataConsistency(torch.zeros(1, 1, 12, 15, dtype=torch.float64), psf)
+    blurred = consistency.blur(torch.from_numpy(image)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(blurred, ndimage.convolve(image, psf, mode="mirror"), rtol=1e-5, atol=1e-6)
+    # a plane smaller than the kernel's reach repeats its edge instead
+    small = image[:2, :2]
+    tiny = DataConsistency(torch.zeros(1, 1, 2, 2, dtype=torch.float64), psf)
+    np.testing.assert_allclose(tiny.blur(torch.from_numpy(small)[None, None])[0, 0].numpy(),
+                               ndimage.convolve(small, psf, mode="nearest"), rtol=1e-5, atol=1e-6)
