@@ -121,11 +121,10 @@ def _progress_printer():
 def _restore(image, args, psf=None, axes=None):
     from . import denoise
 
-    psf = psf if psf is not None else _psf_from_args(args)
-    result = denoise(image, args.model, axes=axes, sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta,
-                     seed=args.seed, device=args.device, progress=_progress_printer(),
-                     sampler_params=_parse_params(args.sampler_param), psf=psf, mean=args.mean,
-                     coverage=args.coverage, guidance=args.guidance, guidance_weight=args.guidance_weight)
+    settings = _settings_from_args(args)
+    if psf is not None:
+        settings["psf"] = psf
+    result = denoise(image, args.model, axes=axes, progress=_progress_printer(), **settings)
     print(file=sys.stderr)
     return result
 
