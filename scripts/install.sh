@@ -3,6 +3,7 @@
 #   EXTRAS=testing bash scripts/install.sh   also installs napari, pytest and pytest-qt
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the active virtual environment's python when there is one (CI makes a fresh one), else python3
 PY=${PYTHON:-python3}
 # torch first: asked for by another package, pip may pick a multi-GB CUDA build. 2.13.0 has a
 # CPU wheel on this project's machines; anywhere else the platform's default torch is fine.
