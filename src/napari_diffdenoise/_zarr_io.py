@@ -48,7 +48,12 @@ def read_zarr(path) -> list[tuple]:
         maps, record = read_maps(path)
         # the maps are stored in NGFF order, which may differ from the input's (record["input_axes"])
         meta = {ATTRIBUTE: {**record.get("metadata", {}), "axes": record["axes"]}}
-        return [(da.from_zarr(array), {"name": f"{stem} [{name}]", "scale": record["scale"], "metadata": meta,
+        done, total = _planes_done(path)
+        suffix = ""
+        if done < total:  # a killed or running run: the planes not yet done hold NaN, which must not pass for data
+            meta[ATTRIBUTE]["partial"] = {"planes_done": done, "n_planes": total}
+            suffix = f" (partial: {done}/{total} planes)"
+        return [(da.from_zarr(array), {"name": f"{stem} [{name}]{suffix}", "scale": record["scale"], "metadata": meta,
                                        "axis_labels": tuple(record["axes"].lower()), **MAP_STYLE.get(name, {})},
                  "image") for name, array in maps.items()]
     image = ngff_multiscales(attrs)[0]
@@ -68,6 +73,32 @@ def read_zarr(path) -> list[tuple]:
     return [(levels if len(levels) > 1 else levels[0], kwargs, "image")]
 
 
+def _planes_done(path) -> tuple[int, int]:
+    """(planes whose maps are complete, planes in all) of a result store."""
+    import zarr
+
+    flags = np.asarray(zarr.open_group(str(path), mode="r")["done"][...])
+    return int(flags.sum()), int(flags.size)
+
+
+# what a zarr store holds at its top level besides its arrays and groups (folders)
+_ZARR_FILES = {"zarr.json", ".zattrs", ".zgroup", ".zarray", ".zmetadata"}
+
+
+def _replaceable(target: Path) -> bool:
+    """Whether an existing ``target`` may be replaced by a save: only a store this plugin wrote (its
+    record in the root's attributes) with nothing but zarr's own files at its top level. napari's
+    save dialog has asked the user before replacing it; anything else may hold the user's files."""
+    import zarr
+
+    if not target.is_dir() or any(p.is_file() and p.name not in _ZARR_FILES for p in target.iterdir()):
+        return False
+    try:
+        return ATTRIBUTE in dict(zarr.open_group(str(target), mode="r").attrs)
+    except Exception:  # noqa: BLE001 — not a zarr group: not ours
+        return False
+
+
 def write_image(path: str, data, meta: dict) -> list[str]:
     """One image layer to an OME-Zarr image (NGFF 0.5): the axes from the plugin's metadata or the
     layer's axis labels (else by dimension count), the layer's scale as pixel sizes, the plugin's
@@ -82,6 +113,9 @@ def write_image(path: str, data, meta: dict) -> list[str]:
     target = Path(path)
     if not str(target).lower().endswith(".zarr"):
         target = target.with_name(target.name + ".ome.zarr")
+    if target.exists() and not _replaceable(target):
+        raise ValueError(f"{target} already exists and is not an OME-Zarr store napari-diffdenoise wrote; saving "
+                         "would delete what is in it. Choose another name, or move it away first")
     array = data[0] if meta.get("multiscale") else data
     record = (meta.get("metadata") or {}).get(ATTRIBUTE, {})
     labels = "".join(str(a).upper() for a in meta.get("axis_labels") or ())

@@ -210,6 +210,13 @@ def _write_maps(result, out: Path, stem: str, overwrite: bool = False, pixel: di
     return paths
 
 
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, to replace files that exist unless ``overwrite``."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another --out")
+
+
 def cmd_demo(args) -> int:
     """Restore a bundled simulated sample and report the gain over the noisy input: the low-light
     stack with the ``demo`` model, or the blurred widefield stack with the ``widefield`` model,
@@ -229,6 +236,11 @@ def cmd_demo(args) -> int:
     else:
         noisy, clean = sample_stack()
         stem, what = "sample", "~8 photons at peak"
+    out = Path(args.out)
+    names = ["mean", "std", "entropy"] + (["lower", "upper"] if args.coverage is not None else [])
+    _refuse_existing([out / f"{stem}_{n}.tif" for n in (*names, "noisy", "truth")]
+                     + [out / f"{stem}_overview.png", out / (f"{stem}_report.json" if stem != "sample" else "report.json")],
+                     args.overwrite)
     print(f"sample: {noisy.shape[0]} planes of {noisy.shape[1]}×{noisy.shape[2]}, {what}", file=sys.stderr)
     t0 = time.perf_counter()
     # the PSF goes to a sampler that takes one: the model's default (ddim-dc for widefield) or the one asked
@@ -238,8 +250,7 @@ def cmd_demo(args) -> int:
     chosen = args.sampler or load_model(args.model).default_sampler
     result = _restore(noisy, args, psf if SAMPLERS[chosen].needs_psf else None)
     seconds = time.perf_counter() - t0
-    out = Path(args.out)
-    paths = _write_maps(result, out, stem, overwrite=True)
+    paths = _write_maps(result, out, stem, overwrite=args.overwrite)
     _write_tiff(out / f"{stem}_noisy.tif", noisy)
     _write_tiff(out / f"{stem}_truth.tif", clean)
     rows, report = [], []
@@ -325,6 +336,7 @@ def cmd_simulate(args) -> int:
     acq = Acquisition(peak_photons=args.photons, psf_sigma=args.psf_sigma)
     noisy, clean = simulate_pair(args.kind, (args.size, args.size), acq, seed=args.seed)
     out = Path(args.out)
+    _refuse_existing([out / f"{args.kind}_noisy.tif", out / f"{args.kind}_clean.tif"], args.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     _write_tiff(out / f"{args.kind}_noisy.tif", noisy)
     _write_tiff(out / f"{args.kind}_clean.tif", clean)
@@ -489,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=".")
+    p.add_argument("--overwrite", action="store_true", help="replace the pair's files if they exist")
     p.set_defaults(func=cmd_simulate)
     p = sub.add_parser("train", help="fine-tune a model on paired TIFFs, or on clean TIFFs with simulated noise")
     p.add_argument("--noisy", nargs="+", help="low-light TIFFs (2 to 5 dims: every plane is a training image); omit for clean-only training")

@@ -15,11 +15,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .axes import plane_positions
-from .image_io import ImageSource, open_image
+from .image_io import ImageSource, is_zarr_path, open_image
 from .map_store import MapStore
 
 
@@ -34,13 +35,53 @@ class BatchProgress:
     text: str
 
 
+SAMPLED_BLOCK = 256  # pixels a side of each block the input's content hash reads
+
+
+def input_content_hash(source: ImageSource) -> str:
+    """A cheap hash of the input's content: the shape, the dtype and three blocks (two corners and
+    the centre) of the first, middle and last planes, so that a resume into a store written from
+    another image (or from this one edited in those places) is caught without reading it all."""
+    digest = hashlib.sha256(json.dumps([list(source.shape), str(np.dtype(source.data.dtype))]).encode())
+    positions = plane_positions(source.shape)
+    height, width = source.shape[-2:]
+    b = SAMPLED_BLOCK
+    cy, cx = max(0, height // 2 - b // 2), max(0, width // 2 - b // 2)
+    corners = [(slice(0, b), slice(0, b)), (slice(cy, cy + b), slice(cx, cx + b)),
+               (slice(max(0, height - b), height), slice(max(0, width - b), width))]
+    for i in sorted({0, len(positions) // 2, len(positions) - 1}):
+        for rows, cols in corners:
+            digest.update(np.ascontiguousarray(source.data[tuple(positions[i]) + (rows, cols)]).tobytes())
+    return digest.hexdigest()
+
+
 def _fingerprint(source: ImageSource, model, s) -> dict:
     psf = None if s.psf is None else hashlib.sha256(np.ascontiguousarray(s.psf, np.float64).tobytes()).hexdigest()
-    return {"input_shape": list(source.shape), "input_dtype": str(np.dtype(source.data.dtype)), "axes": source.axes,
+    path = None if source.path is None else str(Path(source.path).resolve())
+    return {"input_path": path, "input_content_sha256": input_content_hash(source),
+            "input_shape": list(source.shape), "input_dtype": str(np.dtype(source.data.dtype)), "axes": source.axes,
             "model_sha256": model.sha256, "sampler": s.sampler.name, "params": s.params, "n_samples": s.n_samples,
             "seed": s.seed, "mean_estimator": s.mean_estimator, "tile": s.tile, "overlap": s.overlap,
             "percentiles": list(s.percentiles), "coverage": s.coverage, "psf_sha256": psf,
             "block": s.block, "block_overlap": s.block_overlap}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output_apart(input_path, output_path, written=()) -> None:
+    """Refuse an output that is the input, lies inside it or holds it: replacing the output (an
+    overwrite, or the store being created) would delete or rewrite the image still being read.
+    ``written``: the files a folder output will hold (the TIFF maps), which must not be the input
+    either; a folder that merely holds the input is fine there, since only those names are written."""
+    source, target = Path(input_path).resolve(), Path(output_path).resolve()
+    clash = _inside(target, source) or any(Path(f).resolve() == source for f in written)
+    if not written:  # a store replaced whole: it must not hold the input either
+        clash = clash or _inside(source, target)
+    if clash:
+        raise ValueError(f"the output {output_path} is the input {input_path}, or lies inside it or holds it: "
+                         "writing there would destroy the image being read; choose another output")
 
 
 def _load(model_ref):
@@ -114,9 +155,13 @@ class _Tally:
 
 
 def _prepare(input_path, model, axes, settings_kwargs):
-    from .restore import _check_memory, make_settings
+    from .restore import _check_image, _check_memory, make_settings
 
     source = open_image(input_path, axes)
+    # the library's own image checks: a TIFF's axes guessed from its shape (no --axes given) get the
+    # same RGB and (Y, X, C) refusals as an array passed to denoise() without axes
+    guessed = axes is None and not is_zarr_path(input_path)
+    _check_image(source.data, None if guessed else source.axes)
     loaded = _load(model)
     s = make_settings(loaded, **settings_kwargs)
     _check_memory(source.data, s.n_samples, s.block)
@@ -144,6 +189,7 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
         raise ValueError("give workers (a local cluster) or scheduler (a running one), not both")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a whole number of at least 1; got {workers!r}")
+    check_output_apart(input_path, output_path)
     distributed = workers is not None or scheduler is not None
     if distributed and not isinstance(model, str):
         raise TypeError("a cluster run needs the model as a bundled name or a checkpoint path, which every "
@@ -182,6 +228,8 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = 
     from .restore import device_model, map_names, output_dtype
     from .tiff_maps import TiffMaps
 
+    check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif"
+                                            for name in ("mean", "std", "entropy", "lower", "upper")])
     source, loaded, s = _prepare(input_path, model, axes, settings_kwargs)
     threads = int(threads or torch.get_num_threads())
     names = map_names(s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from importlib import resources
@@ -90,17 +91,101 @@ ARCHITECTURE_LIMITS = {"base_channels": (1, 512), "emb_dim": (1, 4096), "fourier
 MAX_LEVELS, MAX_MULT, MAX_STEPS, TILE_RANGE = 8, 16, 100_000, (8, 8192)
 
 
+# each bound above may hold while together they ask for an absurd network (512 base channels × 16
+# at 8 levels is hundreds of G parameters): the count they make is bounded too, far above the
+# bundled networks' 3 M
+MAX_PARAMETERS = 200_000_000
+KNOWN_MEAN_ESTIMATORS = ("x0", "samples", "head")
+
+
+def unet_parameter_count(arch: dict) -> int:
+    """The parameters :class:`~.network.UNet` would have for this configuration, by arithmetic, so a
+    checkpoint's request is known before anything is allocated (tests compare it with the built net)."""
+    base, emb, mults = arch.get("base_channels", 32), arch.get("emb_dim", 128), list(arch.get("channel_mults", []))
+    blocks, f2 = arch.get("blocks_per_level", 1), arch.get("space_to_depth", 2) ** 2
+    cond, fourier = arch.get("cond_channels", 1), arch.get("fourier_features", 32)
+
+    def res(c_in, c_out):
+        return (2 * c_in + 9 * c_in * c_out + c_out + 2 * emb * c_out + 2 * c_out + 2 * c_out + 9 * c_out * c_out
+                + c_out + (c_in * c_out + c_out if c_in != c_out else 0))
+
+    ch = [base * m for m in mults]
+    total = 2 * fourier * emb + emb + emb * emb + emb + 9 * (1 + cond) * f2 * ch[0] + ch[0]
+    skips, c = [ch[0]], ch[0]
+    for level, c_level in enumerate(ch):
+        for _ in range(blocks):
+            total += res(c, c_level)
+            c = c_level
+            skips.append(c)
+        if level < len(ch) - 1:
+            total += 9 * c * c + c
+            skips.append(c)
+    total += 2 * res(c, c)
+    for level in reversed(range(len(ch))):
+        for _ in range(blocks + 1):
+            total += res(c + skips.pop(), ch[level])
+            c = ch[level]
+        if level > 0:
+            total += 9 * c * c + c
+    return total + 2 * c + 9 * c * f2 + f2
+
+
+def _architecture_problems(arch: dict, what: str = "") -> list[str]:
+    problems = [f"{what}{key} = {arch.get(key)!r} (allowed {low}–{high})" for key, (low, high) in ARCHITECTURE_LIMITS.items()
+                if key in arch and not (isinstance(arch[key], int) and low <= arch[key] <= high)]
+    mults = arch.get("channel_mults", [])
+    if not (isinstance(mults, list) and 1 <= len(mults) <= MAX_LEVELS
+            and all(isinstance(m, int) and 1 <= m <= MAX_MULT for m in mults)):
+        problems.append(f"{what}channel_mults = {mults!r} (1–{MAX_LEVELS} levels of 1–{MAX_MULT})")
+    if not problems:
+        count = unet_parameter_count(arch)
+        if count > MAX_PARAMETERS:
+            problems.append(f"{what}a network of {count / 1e6:,.0f} M parameters (allowed up to "
+                            f"{MAX_PARAMETERS / 1e6:,.0f} M; the bundled ones have 3 M)")
+    return problems
+
+
+def _finite_pair(value) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                and math.isfinite(v) for v in value))
+
+
+def _value_problems(meta: dict) -> list[str]:
+    """Values that would give wrong maps without an error: a reversed range clamps every sample to
+    one value (std 0), a NaN calibration factor gives NaN intervals."""
+    problems = []
+    norm = meta.get("normalization", {})
+    value_range = norm.get("value_range", list(SAMPLE_RANGE))
+    if not (_finite_pair(value_range) and value_range[0] < value_range[1]):
+        problems.append(f"normalization value_range = {value_range!r} (two finite numbers, low < high)")
+    percentiles = norm.get("percentiles")
+    if not (_finite_pair(percentiles) and 0 <= percentiles[0] < percentiles[1] <= 100):
+        problems.append(f"normalization percentiles = {percentiles!r} (two numbers, 0 ≤ low < high ≤ 100)")
+    estimator = meta.get("mean_estimator", "samples")
+    if estimator not in KNOWN_MEAN_ESTIMATORS:
+        problems.append(f"mean_estimator = {estimator!r} (one of {', '.join(KNOWN_MEAN_ESTIMATORS)})")
+    for i, entry in enumerate(meta.get("calibrations", [])):
+        factors, coverages = entry.get("factors"), entry.get("coverages")
+        if not (isinstance(factors, list) and isinstance(coverages, list) and factors
+                and len(factors) == len(coverages)
+                and all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in factors)
+                and all(isinstance(v, (int, float)) and 0 < v < 1 for v in coverages)):
+            problems.append(f"calibration {i + 1} factors = {factors!r} for coverages {coverages!r} (as many "
+                            "finite factors ≥ 0 as coverages between 0 and 1)")
+    return problems
+
+
 def _check_architecture(path: Path, raw: str) -> None:
-    """Bounds on the sizes a checkpoint's metadata asks for, checked before any tensor is read."""
+    """The checkpoint's metadata as a whole, checked before any tensor is read: bounds on the sizes it
+    asks for and on the network they make together, and values that would silently give wrong maps."""
     try:
         meta = json.loads(raw)
         arch = meta["architecture"]
-        problems = [f"{key} = {arch.get(key)!r} (allowed {low}–{high})" for key, (low, high) in ARCHITECTURE_LIMITS.items()
-                    if key in arch and not (isinstance(arch[key], int) and low <= arch[key] <= high)]
-        mults = arch.get("channel_mults", [])
-        if not (isinstance(mults, list) and 1 <= len(mults) <= MAX_LEVELS
-                and all(isinstance(m, int) and 1 <= m <= MAX_MULT for m in mults)):
-            problems.append(f"channel_mults = {mults!r} (1–{MAX_LEVELS} levels of 1–{MAX_MULT})")
+        problems = _architecture_problems(arch)
+        head = meta.get("mean_head")
+        if head is not None:
+            problems += _architecture_problems(head["architecture"], "mean head ")
+        wrong = _value_problems(meta)
         steps = meta.get("schedule", {}).get("n_steps")
         if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
             problems.append(f"schedule n_steps = {steps!r} (allowed 1–{MAX_STEPS})")
@@ -111,6 +196,8 @@ def _check_architecture(path: Path, raw: str) -> None:
         raise CheckpointError(f"{path.name} has incomplete or unknown metadata ({err!r})") from err
     if problems:
         raise CheckpointError(f"{path.name} asks for a network this package does not build: {'; '.join(problems)}")
+    if wrong:
+        raise CheckpointError(f"{path.name} has metadata that would give wrong maps: {'; '.join(wrong)}")
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -222,9 +309,15 @@ def load_model(name_or_path: str | os.PathLike) -> DiffusionModel:
         return model_from_checkpoint(candidate)
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix.lower() == ".zip":
+        import zipfile
+        import zlib
+
         from .bioimageio_export import import_bioimageio
 
-        return import_bioimageio(path)
+        try:
+            return import_bioimageio(path)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
+            raise CheckpointError(f"{path.name} is not a readable bioimage.io package (a .zip): {err}") from err
     if path.is_file():
         return model_from_checkpoint(path)
     raise CheckpointError(

@@ -72,7 +72,7 @@ class MapStore:
             if previous == fingerprint and not overwrite:
                 return cls(path, zarr.open_group(str(path), mode="r+"))
             if not overwrite:
-                why = ("holds a run with other settings or another input" if previous is not None
+                why = (_difference(previous, fingerprint) if previous is not None
                        else "exists and is not a napari-diffdenoise result")
                 raise ValueError(f"{path} {why}; pass --overwrite (overwrite=True) to replace it, or choose "
                                  "another output")
@@ -127,6 +127,18 @@ class MapStore:
         record = dict(self.root.attrs[ATTRIBUTE])
         record["metadata"] = json.loads(json.dumps(metadata, default=str))
         self.root.attrs[ATTRIBUTE] = record
+
+
+def _difference(previous: dict, now: dict) -> str:
+    """What makes a store's run not this one, said so that a user knows which it is."""
+    if previous.get("input_path") != now.get("input_path"):
+        return (f"holds a run on another input ({previous.get('input_path') or 'not recorded'}), not "
+                f"{now.get('input_path')}")
+    if previous.get("input_content_sha256") != now.get("input_content_sha256"):
+        return (f"holds a run on {now.get('input_path')} as it was before: the input's content has changed since, "
+                "and resuming would mix planes of both")
+    changed = sorted(k for k in set(previous) | set(now) if previous.get(k) != now.get(k))
+    return f"holds a run with other settings ({', '.join(changed)} differ)"
 
 
 def _read_fingerprint(path: Path):

@@ -160,7 +160,7 @@ def _check_image(image, axes: str | None = None):
                         "(image.filled(value)) or crop them away")
     array = image if is_lazy(image) else np.asarray(image)
     if np.dtype(array.dtype).kind not in "biuf":
-        raise TypeError(f"images must be numeric; got dtype {array.dtype}")
+        raise TypeError(f"images must be numeric (integers or real floating point numbers); got dtype {array.dtype}")
     shape = tuple(array.shape)
     if axes is None and len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= 8:
         raise ValueError(f"shape {shape} looks like an RGB(A) image (Y, X, {shape[-1]}): convert it to "
@@ -216,6 +216,8 @@ COVERAGE = Param("coverage", float, None, 0.01, 0.999)
 # agree, which keeps the blend free of seams (tests/test_bigdata.py).
 DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP = 4096, 128
 BLOCK = Param("block", int, DEFAULT_BLOCK, 64, 2**30)
+BATCH_PIXELS = Param("batch_pixels", int, None, 1)
+KEEP_SAMPLES = Param("keep_samples", bool, False)
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,9 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
             if name not in {p.name for p in info.params}:
                 raise ValueError(f"sampler {sampler!r} has no parameter {name!r}; it takes "
                                  f"{[p.name for p in info.params] or 'none'}")
+            if name in given and given[name] != value:
+                raise ValueError(f"{name}={value!r} and sampler_params[{name!r}]={given[name]!r} disagree; give "
+                                 "one of them")
             given.setdefault(name, value)
     params = info.parameters(schedule, given)
     if mean not in MEAN_ESTIMATORS:
@@ -311,20 +316,39 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
         calibration.factor(coverage)  # a coverage outside the calibrated levels is refused here
     dev = resolve_device(device)
     multiple = model.network.config.size_multiple
-    tile = int(tile or model.tile)
+    if tile is not None and not _whole(tile):  # "64", 40.7: never rounded or parsed behind the user's back
+        raise ValueError(f"tile must be a whole number of pixels, at least {multiple} for this model; got {tile!r}")
+    tile = model.tile if tile is None else int(tile)
     if tile < multiple:
         raise ValueError(f"tile must be at least {multiple} pixels for this model; got {tile}")
     tile -= tile % multiple
+    if overlap is not None and not _whole(overlap):
+        raise ValueError(f"overlap must be a whole number of pixels from 0 to below the tile ({tile}); got {overlap!r}")
     overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else int(overlap)
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be at least 0 and below the tile ({tile}); got {overlap}")
     block = DEFAULT_BLOCK if block is None else BLOCK.check(block, schedule)
+    if block_overlap is not None and not _whole(block_overlap):
+        raise ValueError(f"block_overlap must be a whole number of pixels, below half the block ({block // 2}); "
+                         f"got {block_overlap!r}")
     block_overlap = DEFAULT_BLOCK_OVERLAP if block_overlap is None else int(block_overlap)
     if not 0 <= block_overlap < block // 2:
         raise ValueError(f"block_overlap must be at least 0 and below half the block ({block // 2}); got {block_overlap}")
-    return Settings(info, params, n_samples, seed, dev, tile, overlap, int(batch_pixels or default_batch_pixels(dev)),
-                    tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, bool(keep_samples),
+    batch_pixels = default_batch_pixels(dev) if batch_pixels is None else BATCH_PIXELS.check(batch_pixels, schedule)
+    keep_samples = KEEP_SAMPLES.check(keep_samples, schedule)
+    if percentiles is not None and not (
+            isinstance(percentiles, (tuple, list)) and len(percentiles) == 2
+            and all(isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool) and math.isfinite(p)
+                    for p in percentiles) and 0 <= percentiles[0] < percentiles[1] <= 100):
+        raise ValueError(f"percentiles must be two numbers (low, high) with 0 ≤ low < high ≤ 100; got {percentiles!r}")
+    return Settings(info, params, n_samples, seed, dev, tile, overlap, batch_pixels,
+                    tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, keep_samples,
                     block, block_overlap, guidance, float(guidance_weight))
+
+
+def _whole(value) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and math.isfinite(value) and float(value).is_integer())
 
 
 @dataclass
