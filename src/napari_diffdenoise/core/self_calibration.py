@@ -1,0 +1,368 @@
+"""Intervals calibrated on the user's own noisy image, against the restoration's real error.
+
+Without a truth, the only witness of the restoration's error is a second, independent noisy view of
+the same field: the next frame of a time series (``frames``), or a recorrupted pair made from the
+image itself (after Pang et al., "Recorrupted-to-Recorrupted", CVPR 2021; Moran et al.,
+"Noisier2Noise", CVPR 2020): with z drawn like the camera noise, ŷ = y + α·σ·z and ȳ = y − σ·z/α
+carry independent noises, and the residual r = ȳ − f(ŷ) is the restoration's error e = x − f(ŷ)
+plus a noise n that does not depend on f.
+
+At low light E[n²] is tens to hundreds of times E[e²], so any statistic that subtracts a fitted
+noise variance is ruled by that fit's error. Products of residuals at *different* pixels are not:
+for noise that is independent from pixel to pixel, E[r_i·r_j] = E[e_i·e_j] for i ≠ j, whatever the
+noise variance. The restoration's error is spatially correlated (its bias on structure spans many
+pixels), so the cross-moments at small lags, extrapolated to lag 0 (an exponential fall-off fitted
+to the lags 1 … 3 in all directions), estimate E[e²] with no noise model at all. Done on the
+standardised residual v = r / u (u: the interval unit, core.calibration.interval_unit) and per bin
+of u, they give the error's scale in units of the model's own spread, V_b = E[(e/u)²] in bin b.
+
+The interval factor λ for a coverage c then solves Σ_b w_b·P(|N(0, V_b)| ≤ λ) = c: a Gaussian error
+per bin, a mixture over bins (heavier-tailed than one Gaussian). This is a *model* of the residuals,
+not split-conformal prediction: nothing guarantees the coverage; bench/real_calibration.py measures
+what it reaches against truths on real images (docs/benchmarks/real_calibration.md).
+
+Pitfalls handled: camera noise correlated between neighbouring pixels (processed or resampled data)
+would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from second
+differences of the image, :func:`noise_lag1_correlation`) and lag 1 is left out (lags 2 … 4 used)
+when it could matter. A recorrupted input is noisier than the user's (by 1 + α² in variance), so the error's
+scale is measured at two values of α and extrapolated linearly in α² to α = 0 when ``alphas`` has
+two entries.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from .calibration import COVERAGE_GRID, Calibration, CalibrationRun, block_split, run_settings
+from .datasets import as_planes
+
+MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
+N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitted per bin
+V_FLOOR = 1.0  # intervals never narrower than the model's own spread says (V = 1: λ of a calibrated Gaussian)
+LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
+DEFAULT_ALPHAS = (1.0,)
+MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
+
+
+def _offsets(max_lag: float = MAX_LAG) -> list[tuple[int, int]]:
+    """Offsets (dy, dx) with 0 < |d| ≤ max_lag in one half-plane (each pixel pair counted once)."""
+    reach = int(max_lag)
+    return [(dy, dx) for dy in range(0, reach + 1) for dx in range(-reach, reach + 1)
+            if (dy > 0 or dx > 0) and dy * dy + dx * dx <= max_lag ** 2]
+
+
+def _shifted(a: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a at p, a at p + (dy, dx)) over the pixels where both exist."""
+    h, w = a.shape[-2:]
+    y0, y1 = 0, h - dy
+    x0, x1 = max(0, -dx), min(w, w - dx)
+    return a[..., y0:y1, x0:x1], a[..., y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+
+
+def lag_moments(v: np.ndarray, weight: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lag lengths, mean of v_p·v_{p+d} weighted by weight_p·weight_{p+d}, total weight) per offset.
+    v and weight: (planes, H, W); weight is 0 where a pixel does not count."""
+    lags, moments, totals = [], [], []
+    for dy, dx in offsets:
+        a, b = _shifted(v, dy, dx)
+        wa, wb = _shifted(weight, dy, dx)
+        w = wa * wb
+        total = float(w.sum())
+        lags.append(math.hypot(dy, dx))
+        moments.append(float((a * b * w).sum() / total) if total > 0 else math.nan)
+        totals.append(total)
+    return np.array(lags), np.array(moments), np.array(totals)
+
+
+def extrapolate_to_zero(lags: np.ndarray, moments: np.ndarray, totals: np.ndarray) -> float:
+    """E[v²] of the spatially correlated part: an exponential fall-off C(r) = V·q^r fitted to the
+    cross-moments by the mean of the short and the long lags (noise in the products averages out
+    within each half), evaluated at r = 0. 0 when the short lags show no positive correlation."""
+    ok = np.isfinite(moments) & (totals > 0)
+    lags, moments, totals = lags[ok], moments[ok], totals[ok]
+    if len(lags) == 0:
+        return 0.0
+    split = np.median(np.unique(lags))
+    short, long_ = lags <= split, lags > split
+    c_short = float(np.average(moments[short], weights=totals[short]))
+    r_short = float(np.average(lags[short], weights=totals[short]))
+    if c_short <= 0:
+        return 0.0
+    if not long_.any():
+        return c_short
+    c_long = float(np.average(moments[long_], weights=totals[long_]))
+    r_long = float(np.average(lags[long_], weights=totals[long_]))
+    # the error's correlation falls by q per pixel; bounded so that noise in c_long cannot blow V up
+    # (q ≥ 0.5: at most a doubling per pixel) nor make it vanish (q ≤ 1: no rise with distance)
+    q = min(max(c_long / c_short, 0.5 ** (r_long - r_short)), 1.0) ** (1 / (r_long - r_short))
+    return c_short / q ** r_short
+
+
+@dataclass
+class ErrorScale:
+    """The restoration's error in units of its own spread: V = E[(e/u)²] per bin of u."""
+
+    edges: list[float]  # bin edges of u (input units), N_BINS + 1 of them
+    weights: list[float]  # the fraction of pixels per bin
+    variances: list[float]  # V per bin, after the floor
+    raw_variances: list[float]  # V per bin as measured (before the floor; for the record)
+    lags_used: list[float]  # the lag lengths that entered the fit
+
+    def factor(self, coverage: float) -> float:
+        """λ with Σ_b w_b·P(|N(0, V_b)| ≤ λ) = coverage (bisection on the mixture's CDF)."""
+        scales = np.sqrt(np.asarray(self.variances))
+        weights = np.asarray(self.weights)
+
+        def covered(lam):
+            return float(np.sum(weights * special.erf(lam / (scales * math.sqrt(2)))))
+
+        lo, hi = 0.0, 1.0
+        while covered(hi) < coverage:
+            hi *= 2
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if covered(mid) < coverage else (lo, mid)
+        return hi
+
+    def coverage_of(self, factor: float) -> float:
+        scales = np.sqrt(np.asarray(self.variances))
+        return float(np.sum(np.asarray(self.weights) * special.erf(factor / (scales * math.sqrt(2)))))
+
+
+def noise_lag1_correlation(planes: np.ndarray) -> float:
+    """The camera noise's correlation between neighbouring pixels, from second differences
+    d_i = y_{i−1} − 2·y_i + y_{i+1} along rows and columns (a smooth signal cancels in them): for
+    noise with lag correlations ρ₁ (and none beyond), corr(d_i, d_{i+1}) = (7ρ₁ − 4)/(6 − 8ρ₁), −2/3
+    for white noise. Taken per 16² block and the median over blocks, so that edges do not count."""
+    ratios = []
+    for p in np.asarray(planes, dtype=np.float64).reshape(-1, *np.shape(planes)[-2:]):
+        for d in (np.diff(p, 2, axis=1), np.diff(p, 2, axis=0).T):
+            h, w = (d.shape[0] // 16) * 16, ((d.shape[1] - 1) // 16) * 16
+            if h == 0 or w == 0:
+                continue
+            a, b = d[:h, :w], d[:h, 1:w + 1]
+            blocks = lambda x: x.reshape(h // 16, 16, w // 16, 16).sum(axis=(1, 3))  # noqa: E731
+            ratios.append((blocks(a * b) / np.maximum(blocks(a * a), 1e-30)).ravel())
+    if not ratios:
+        return 0.0
+    r1 = float(np.median(np.concatenate(ratios)))
+    return (6 * r1 + 4) / (7 + 8 * r1)
+
+
+def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None) -> ErrorScale:
+    """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``."""
+    if edges is None:
+        edges = np.quantile(unit[mask], np.linspace(0, 1, N_BINS + 1))
+        edges[0], edges[-1] = -np.inf, np.inf
+    edges = np.asarray(edges, dtype=np.float64)
+    weights, variances, raw = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = mask & (unit >= lo) & (unit < hi)
+        weights.append(float(in_bin.sum()))
+        # a pair counts for the bin of its first pixel: weight 1 there, and 1 on every pixel it may pair with
+        first = in_bin.astype(np.float64)
+        pair_ok = mask.astype(np.float64)
+        lags, moments, totals = _pair_moments(v, first, pair_ok, offsets)
+        value = extrapolate_to_zero(lags, moments, totals)
+        raw.append(value)
+        variances.append(max(value, V_FLOOR))
+    total = sum(weights) or 1.0
+    return ErrorScale([float(e) for e in edges], [w / total for w in weights], variances, raw,
+                      sorted({round(math.hypot(*o), 3) for o in offsets}))
+
+
+def _pair_moments(v, first, other, offsets):
+    lags, moments, totals = [], [], []
+    for dy, dx in offsets:
+        # both directions of each offset, so that a pixel in the bin pairs with neighbours on every side
+        for sy, sx in ((dy, dx), (-dy, -dx)):
+            a, b = _shifted_signed(v, sy, sx)
+            fa, _ = _shifted_signed(first, sy, sx)
+            _, ob = _shifted_signed(other, sy, sx)
+            _, ob_first = _shifted_signed(first, sy, sx)
+            w = fa * ob
+            total = float(w.sum())
+            lags.append(math.hypot(dy, dx))
+            moments.append(float((a * b * w).sum() / total) if total > 0 else math.nan)
+            totals.append(total)
+    return np.array(lags), np.array(moments), np.array(totals)
+
+
+def _shifted_signed(a: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a at p, a at p + (dy, dx)) for offsets of any sign."""
+    h, w = a.shape[-2:]
+    ys, ye = max(0, -dy), min(h, h - dy)
+    xs, xe = max(0, -dx), min(w, w - dx)
+    return a[..., ys:ye, xs:xe], a[..., ys + dy:ye + dy, xs + dx:xe + dx]
+
+
+@dataclass
+class Residuals:
+    """Standardised residuals of restorations against an independent noisy view, per plane."""
+
+    v: np.ndarray  # (planes, H, W): (view − restoration) / u
+    unit: np.ndarray  # (planes, H, W): u of the restoration, input units
+    restoration: object  # the Restoration of the restored inputs
+    how: str  # for the calibration's source
+
+
+def _crops(planes: list[np.ndarray], max_pixels: int, partner: list[np.ndarray] | None = None):
+    """At most ``max_pixels`` in all: evenly spaced planes, each cropped about its centre to a
+    common size (the restoration runs on one stack)."""
+    h = min(p.shape[0] for p in planes)
+    w = min(p.shape[1] for p in planes)
+    n = max(1, min(len(planes), max_pixels // (h * w)))
+    if n == 1 and h * w > max_pixels:
+        side = int(math.sqrt(max_pixels))
+        h, w = min(h, side), min(w, max_pixels // min(h, side))
+    chosen = np.unique(np.linspace(0, len(planes) - 1, n).round().astype(int))
+
+    def crop(p):
+        y0, x0 = (p.shape[0] - h) // 2, (p.shape[1] - w) // 2
+        return p[y0:y0 + h, x0:x0 + w]
+
+    picked = np.stack([crop(planes[i]) for i in chosen])
+    return picked, (np.stack([crop(partner[i]) for i in chosen]) if partner is not None else None)
+
+
+def _restore(model, stack, settings):
+    from .restore import iter_denoise
+
+    result = yield from iter_denoise(stack.astype(np.float32), model, settings)
+    return result
+
+
+def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, partner=None, max_pixels=MAX_PIXELS):
+    """Residuals from frame pairs (``partner[i]`` an independent view of ``planes[i]``) or, with
+    ``alpha``, from recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
+    from .adapt import _sigma, estimate_noise
+
+    inputs, views = _crops(planes, max_pixels, partner)
+    if partner is not None:
+        how = f"the next frame of {len(inputs)} frame pair(s) as an independent noisy view"
+        restored_input = inputs
+    else:
+        noise = estimate_noise(list(inputs))
+        rng = np.random.default_rng([seed, 23])
+        sigma = np.stack([_sigma(p.astype(np.float64), noise) for p in inputs])
+        z = rng.standard_normal(inputs.shape)
+        restored_input = inputs + alpha * sigma * z
+        views = inputs - sigma * z / alpha
+        how = f"recorrupted pairs (α = {alpha:g}) of {len(inputs)} crop(s) of {inputs.shape[1]}×{inputs.shape[2]} px"
+    result = yield from _restore(model, restored_input, settings)
+    mean = np.asarray(result.mean, dtype=np.float64).reshape(inputs.shape)
+    unit = np.asarray(result.interval_unit, dtype=np.float64).reshape(inputs.shape)
+    v = (np.asarray(views, dtype=np.float64) - mean) / unit
+    return Residuals(v, unit, result, how), inputs
+
+
+def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
+                        alphas=DEFAULT_ALPHAS, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
+                        **settings):
+    """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None)."""
+    from .checkpoint import load_model
+    from .restore import make_settings
+
+    if isinstance(model, str):
+        model = load_model(model)
+    coverages = sorted({float(c) for c in np.atleast_1d(coverage)})
+    if not all(0 < c < 1 for c in coverages):
+        raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
+    run = make_settings(model, **settings)
+    if run.n_samples < 2:
+        raise ValueError("n_samples must be at least 2 to calibrate: one sample has no spread")
+    planes = as_planes(noisy, "noisy")
+    if second is not None:
+        partner = as_planes(second, "second")
+        if [p.shape for p in partner] != [p.shape for p in planes]:
+            raise ValueError("second must have the noisy image's shape (an independent acquisition of the same field)")
+    elif frames:
+        if len(planes) < 2:
+            raise ValueError("frames=True needs at least two frames (a T axis)")
+        planes, partner = planes[:-1], planes[1:]
+    else:
+        partner = None
+    alphas = tuple(float(a) for a in np.atleast_1d(alphas)) if partner is None else (None,)
+    if partner is None and (not alphas or not all(a > 0 for a in alphas)):
+        raise ValueError(f"alphas must be positive; got {alphas}")
+
+    offsets = _offsets()
+    scales, hows, last, dropped = [], [], None, False
+    for alpha in alphas:
+        residuals, inputs = yield from iter_residuals(model, planes, run, alpha=alpha, seed=seed, partner=partner,
+                                                      max_pixels=max_pixels)
+        mask = np.ones(residuals.v.shape, dtype=bool)
+        scale = error_scale(residuals.v, residuals.unit, mask, offsets)
+        if last is None:
+            # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
+            rho_noise = noise_lag1_correlation(inputs)
+            camera_share = 1.0 if alpha is None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
+            noise_bias = abs(rho_noise) * camera_share * float(np.mean(residuals.v ** 2))
+            dropped = noise_bias > LAG1_BIAS_LIMIT * max(max(scale.raw_variances), V_FLOOR)
+            offsets_used = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2] if dropped else offsets
+        if dropped:
+            scale = error_scale(residuals.v, residuals.unit, mask, offsets_used)
+        scales.append(scale)
+        hows.append(residuals.how)
+        last = residuals
+    scale = scales[0] if len(scales) == 1 else _extrapolated(scales, alphas)
+
+    # a split-half check: λ from one half of the blocks, its modelled coverage under the other half's V
+    split = block_split(last.v.shape, split_seed)
+    half_a = error_scale(last.v, last.unit, split, offsets_used, scale.edges)
+    half_b = error_scale(last.v, last.unit, ~split, offsets_used, scale.edges)
+    factors = [scale.factor(c) for c in coverages]
+    checked = [half_b.coverage_of(half_a.factor(c)) for c in coverages]
+    widths = [float(np.mean(2 * f * last.unit)) for f in factors]
+    source = ("self-calibrated: residuals against " + "; ".join(hows) + ". Error scale from cross-moments at lags "
+              f"{min(scale.lags_used):g}–{max(scale.lags_used):g} px (noise-cancelling), per {N_BINS} bins of the "
+              f"spread: V = {', '.join(f'{v:.3g}' for v in scale.raw_variances)} (floor {V_FLOOR:g})"
+              + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
+                 if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f}")
+              + (f"; extrapolated to α = 0 from α = {', '.join(f'{a:g}' for a in alphas)}" if len(scales) > 1 else "")
+              + ". Coverage is modelled (Gaussian per bin), not conformal; held-out coverage = the split-half check")
+    settings_record = run_settings(last.restoration.metadata)
+    calibration = Calibration(settings_record, coverages, factors, checked, widths, source, int(last.v.size), None)
+    kept_calibrations = [c for c in model.calibrations if not Calibration.from_dict(c).matches(settings_record)]
+    return CalibrationRun(dataclasses.replace(model, calibrations=[calibration.to_dict(), *kept_calibrations]),
+                          calibration, last.restoration, None)
+
+
+def _extrapolated(scales: list[ErrorScale], alphas) -> ErrorScale:
+    """V per bin extrapolated linearly in α² to α = 0 (the recorrupted input's extra noise removed)."""
+    a2 = np.asarray(alphas, dtype=np.float64) ** 2
+    raw = np.array([s.raw_variances for s in scales])  # (alphas, bins)
+    slope = np.array([np.polyfit(a2, raw[:, b], 1)[0] for b in range(raw.shape[1])])
+    at_zero = raw[np.argmin(a2)] - slope * a2.min()
+    # the extrapolation may not go below the least noisy measurement's V: noise in the slope would do that
+    values = np.maximum(at_zero, np.minimum(raw[np.argmin(a2)], at_zero.max()))
+    first = scales[int(np.argmin(a2))]
+    return ErrorScale(first.edges, first.weights, [max(v, V_FLOOR) for v in values], values.tolist(), first.lags_used)
+
+
+def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
+                   alphas=DEFAULT_ALPHAS, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
+                   progress=None, cancel=None, **settings):
+    """Calibrate ``model``'s intervals on the user's noisy image alone; return a calibrated copy.
+
+    noisy: a plane or a stack (any of T, C, Z, Y, X; every plane is used).
+    second: an independent acquisition of the same field (same shape), if the user has one; or
+    frames=True: consecutive planes of ``noisy`` (a T axis) are such pairs (motion between frames
+        counts as error: the intervals come out wider, not narrower).
+    Otherwise the pairs are recorrupted from ``noisy`` with its fitted camera noise (``alphas``).
+    settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
+    Cost: one restoration of at most ``max_pixels`` pixels per α (crops of evenly spaced planes).
+    """
+    from .driving import drive
+    from .restore import Cancelled
+
+    run, cancelled = drive(iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, alphas=alphas,
+                                               seed=seed, split_seed=split_seed, max_pixels=max_pixels, **settings),
+                           progress, cancel)
+    if cancelled:
+        raise Cancelled("calibration was cancelled")
+    return run.model
