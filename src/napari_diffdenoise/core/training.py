@@ -260,6 +260,7 @@ def iter_train(
         raise ValueError("a time-budgeted run cannot be resumed; resume it with the step count it recorded")
     budget = StepBudget(config.time_budget_s, config.warmup_steps) if budgeted else None
     config = replace(config, steps=10**9) if budgeted else config  # until the budget fixes it
+    _check_config(config)
     if config.objective not in ("diffusion", "mean"):
         raise ValueError(f"objective must be 'diffusion' or 'mean'; got {config.objective!r}")
     mean_only = config.objective == "mean"
@@ -282,21 +283,35 @@ def iter_train(
         if existing and not overwrite:  # every rank refuses alike, so none waits for the others in vain
             raise ValueError(f"{', '.join(existing)} already exist(s) in {path.parent}: choose another output, resume "
                              "that run, or allow overwriting (overwrite=True, --overwrite)")
+        if main:
+            _check_writable(path)
         if main:  # a fresh run must not leave an older run's best or state file looking like its own
             best_path(path).unlink(missing_ok=True)
             _state_path(path).unlink(missing_ok=True)
     if resume:
+        if main:
+            _check_writable(path)
         meta, tensors = read_checkpoint(_state_path(path))
-        _check_resumable(meta["provenance"], config, provenance or {}, _state_path(path).name)
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
-        if head is not None:
-            head.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("rawmean.")})
-        if ema is not None:
-            ema.shadow.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        if head_ema is not None:
-            head_ema.shadow.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("mean.")})
+        name = _state_path(path).name
+        _check_resumable(meta["provenance"], config, provenance or {}, name)
+        _check_same_architecture(meta, model, name)
+        try:
+            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
+            if head is not None:
+                head.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("rawmean.")})
+            if ema is not None:
+                ema.shadow.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            if head_ema is not None:
+                head_ema.shadow.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("mean.")})
+        except RuntimeError as err:  # torch's own message lists every key: say what it means first
+            raise ValueError(f"{name} holds weights of another network than the model given (a mean head, "
+                             f"EMA or raw weights missing or of other shapes); resume with the model that run "
+                             f"started from ({str(err).splitlines()[0]})") from err
         _load_optimizer(opt, tensors)
         start, history = meta["provenance"]["step"], meta["provenance"].get("history", [])
+        if config.steps < start:
+            raise ValueError(f"{name} has already trained {start} steps; resume with steps of at least {start} "
+                             f"(got {config.steps}), or use its checkpoint as it is")
         best = meta["provenance"].get("best_val_loss")
     distributed.barrier()  # no rank starts before rank 0 has cleared the output
     trained = model
@@ -392,7 +407,54 @@ def iter_train(
 
 # what a resumed run must share with the run it continues: otherwise its steps see other batches and
 # its best-validation comparisons mix different validation sets
-RESUME_KEYS = ("batch_size", "patch_size", "seed")  # a longer run (more steps) may continue one
+# nor the optimisation: a resumed run with another learning rate would record that rate for the whole
+# run in its provenance. A longer run (more steps, hence another warm-up from the CLI) may continue one.
+RESUME_KEYS = ("batch_size", "patch_size", "seed", "learning_rate", "weight_decay", "min_lr_fraction", "ema_decay",
+               "grad_clip", "mean_fraction", "objective")
+
+
+def _check_config(config: TrainConfig) -> None:
+    """Settings that would train silently wrong: a negative EMA decay turned EMA off, a NaN rate."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not (number(config.ema_decay) and 0 <= config.ema_decay < 1):
+        raise ValueError(f"ema_decay must be a number from 0 (no EMA) to below 1; got {config.ema_decay!r}")
+    if not (number(config.learning_rate) and config.learning_rate > 0):
+        raise ValueError(f"learning_rate must be a positive number; got {config.learning_rate!r}")
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before the work, not at the first checkpoint after it: the output folder must take files."""
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(f"cannot write the checkpoints to {path.parent} ({err.strerror or err}); choose another "
+                      "output folder") from err
+
+
+def _check_same_architecture(meta: dict, model: DiffusionModel, name: str) -> None:
+    def config(arch) -> dict:
+        arch = dict(arch or {})
+        arch.pop("name", None)
+        return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in arch.items()}
+
+    ours = model.metadata()
+    theirs, given = config(meta.get("architecture")), config(ours.get("architecture"))
+    if theirs != given:
+        changed = "; ".join(f"{k} {theirs.get(k)!r} → {given.get(k)!r}" for k in sorted(set(theirs) | set(given))
+                            if theirs.get(k) != given.get(k))
+        raise ValueError(f"{name} was written for another architecture than the model given ({changed}); resume "
+                         "with the model that run started from, or start a new run (another output, or overwrite)")
+    if (meta.get("mean_head") is None) != (model.mean_network is None):
+        raise ValueError(f"{name} was written for a model {'with' if meta.get('mean_head') else 'without'} a mean "
+                         "head, and the model given differs; resume with the model that run started from")
 
 
 def _check_resumable(earlier: dict, config: TrainConfig, provenance: dict, name: str) -> None:
