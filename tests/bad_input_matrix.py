@@ -73,6 +73,188 @@ def _cli(tmp, *args):
     return lambda: main([a.replace("IN", str(tmp / "in.tif")).replace("OUT", str(tmp)) for a in args])
 
 
+def _tiny_checkpoint(tmp):
+    from napari_diffdenoise.core.checkpoint import save_checkpoint
+
+    path = tmp / "tiny.safetensors"
+    save_checkpoint(_tiny(), path)
+    return str(path)
+
+
+def _cli_image(tmp, image, *args, **imwrite):
+    """The CLI on ``image`` written as IN (a TIFF), with the tiny model."""
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    tifffile.imwrite(tmp / "in.tif", image, **imwrite)
+    model = _tiny_checkpoint(tmp)
+    return lambda: main([a.replace("IN", str(tmp / "in.tif")).replace("OUT", str(tmp / "out")) for a in args]
+                        + ["--model", model, "--samples", "1", "--steps", "1"])
+
+
+def _zarr_input(path, data=None):
+    import zarr
+
+    data = np.random.default_rng(1).poisson(5, (3, 32, 32)).astype(np.uint16) if data is None else data
+    array = zarr.create_array(str(path), shape=data.shape, chunks=(1,) + data.shape[1:], dtype=data.dtype)
+    array[...] = data
+    return path
+
+
+FAST = dict(n_samples=1, steps=1)
+
+
+def _to_zarr(input_path, output_path, **kw):
+    from napari_diffdenoise.core.batch import denoise_to_zarr
+
+    return denoise_to_zarr(input_path, output_path, _tiny(), **FAST, **kw)
+
+
+def _to_tiff(input_path, folder, stem, **kw):
+    from napari_diffdenoise.core.batch import denoise_to_tiff
+
+    return denoise_to_tiff(input_path, folder, _tiny(), stem=stem, **FAST, **kw)
+
+
+def _cli_out_is_input(tmp):
+    from napari_diffdenoise.cli import main
+
+    source, model = str(_zarr_input(tmp / "in.zarr")), _tiny_checkpoint(tmp)
+    return lambda: main(["denoise", source, "--out", source, "--overwrite", "--model", model, "--samples", "1",
+                         "--steps", "1"])
+
+
+def _store_holding_input(tmp):
+    import tifffile
+
+    (tmp / "out.zarr").mkdir()
+    tifffile.imwrite(tmp / "out.zarr" / "in.tif", IMAGE)
+    return lambda: _to_zarr(tmp / "out.zarr" / "in.tif", tmp / "out.zarr", overwrite=True)
+
+
+def _map_is_input(tmp):
+    import tifffile
+
+    tifffile.imwrite(tmp / "x_mean.tif", IMAGE)  # the mean map of stem "x" would be this very file
+    return lambda: _to_tiff(tmp / "x_mean.tif", tmp, "x", overwrite=True)
+
+
+def _write_over_users_folder(tmp):
+    from napari_diffdenoise._zarr_io import write_image
+
+    (tmp / "keep.zarr").mkdir()
+    (tmp / "keep.zarr" / "notes.txt").write_text("a user's file")
+    return lambda: write_image(str(tmp / "keep.zarr"), np.zeros((16, 16), np.float32), {})
+
+
+def _simulate_over(tmp):
+    from napari_diffdenoise.cli import main
+
+    (tmp / "nuclei_noisy.tif").write_bytes(b"the user's own image")
+    return lambda: main(["simulate", "--size", "32", "--out", str(tmp)])
+
+
+def _demo_over(tmp):
+    from napari_diffdenoise.cli import main
+
+    (tmp / "sample_mean.tif").write_bytes(b"an earlier result")
+    return lambda: main(["demo", "--out", str(tmp), "--samples", "1", "--steps", "1"])
+
+
+def _tiffs(tmp, *images):
+    import tifffile
+
+    for name, image in zip("ab", images):
+        tifffile.imwrite(tmp / f"{name}.tif", image)
+
+
+def _resume_other_input(tmp):
+    rng = np.random.default_rng(2)
+    _tiffs(tmp, rng.poisson(5, (2, 32, 32)).astype(np.uint16), rng.poisson(5, (2, 32, 32)).astype(np.uint16))
+    _to_zarr(tmp / "a.tif", tmp / "out.zarr")
+    return lambda: _to_zarr(tmp / "b.tif", tmp / "out.zarr")
+
+
+def _resume_edited_input(tmp):
+    rng = np.random.default_rng(2)
+    _tiffs(tmp, rng.poisson(5, (2, 32, 32)).astype(np.uint16))
+    _to_zarr(tmp / "a.tif", tmp / "out.zarr")
+    _tiffs(tmp, rng.poisson(5, (2, 32, 32)).astype(np.uint16))  # edited in place, same shape and dtype
+    return lambda: _to_zarr(tmp / "a.tif", tmp / "out.zarr")
+
+
+def _partial_store_name(tmp):
+    import zarr
+
+    from napari_diffdenoise._zarr_io import read_zarr
+
+    _tiffs(tmp, np.random.default_rng(2).poisson(5, (3, 32, 32)).astype(np.uint16))
+    _to_zarr(tmp / "a.tif", tmp / "run.zarr")
+    zarr.open_group(str(tmp / "run.zarr"), mode="r+")["done"][1] = False  # as a run killed mid-way leaves it
+    return lambda: read_zarr(tmp / "run.zarr")[0][1]["name"]
+
+
+def _calibration(factors):
+    return [{"settings": {"sampler": "ddim", "params": {"steps": 10, "eta": 1.0}, "mean_estimator": "samples",
+                          "n_samples": 8}, "coverages": [0.5, 0.9], "factors": factors,
+             "held_out_coverage": [0.5, 0.9], "held_out_width": [1.0, 2.0], "source": "user pairs", "n_pixels": 10}]
+
+
+def _edit(path, value):
+    """A metadata edit: ``path`` is a tuple of keys into the metadata."""
+    def edit(meta):
+        node = meta
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return edit
+
+
+class _Pairs:
+    def batch(self, batch_size, patch_size, rng):
+        clean = rng.random((batch_size, 1, patch_size, patch_size)).astype(np.float32) * 2 - 1
+        return (clean + 0.3 * rng.standard_normal(clean.shape)).astype(np.float32), clean
+
+
+TRAIN = dict(batch_size=2, patch_size=32, warmup_steps=1, checkpoint_every=2)
+
+
+def _train(tmp, steps=2, model=None, resume=False, **config):
+    from napari_diffdenoise.core.training import TrainConfig, iter_train
+
+    run = iter_train(model or _tiny(), _Pairs(), TrainConfig(**{**TRAIN, "steps": steps, **config}),
+                     checkpoint_path=tmp / "run.safetensors", resume=resume, device="cpu")
+    return [info.step for info in run]
+
+
+def _resume_with(tmp, first: dict, again: dict):
+    _train(tmp, **first)
+    return lambda: _train(tmp, resume=True, **again)
+
+
+def _other_architecture():
+    import torch
+
+    from napari_diffdenoise.core.model import DiffusionModel
+    from napari_diffdenoise.core.network import UNetConfig
+    from napari_diffdenoise.core.schedules import NoiseSchedule
+
+    torch.manual_seed(0)
+    return DiffusionModel.create(UNetConfig(cond_channels=1, base_channels=4, channel_mults=(1, 2), emb_dim=16,
+                                            fourier_features=8), NoiseSchedule("cosine", 50), name="tiny", tile=64)
+
+
+def _unwritable(tmp):
+    (tmp / "a-file").write_text("not a folder")
+    from napari_diffdenoise.core.training import TrainConfig, iter_train
+
+    run = iter_train(_tiny(), _Pairs(), TrainConfig(**{**TRAIN, "steps": 2}),
+                     checkpoint_path=tmp / "a-file" / "run.safetensors", device="cpu")
+    return lambda: next(run)
+
+
 # (row id, surface, what the user gave, a function of a temporary folder returning the call, the
 # exception type (or "exit 2" for the CLI), a regex the message must match)
 ROWS = [
@@ -136,6 +318,93 @@ ROWS = [
      "--pixel", "0", "--out", "OUT"), "exit 2", "--pixel must be positive; got 0"),
     ("cli-psf-sigma-0", "CLI", "--psf-sigma 0", lambda t: _cli(t, "deconvolve", "IN", "--psf-sigma", "0", "--out",
      "OUT"), "exit 2", "--psf-sigma must be positive; got 0"),
+    # issue 19: nothing lost
+    ("cli-out-is-input", "CLI", "denoise in.zarr --out in.zarr --overwrite", _cli_out_is_input, "exit 2",
+     "the output .*in.zarr is the input"),
+    ("zarr-out-is-input", "library", "denoise_to_zarr(in.zarr, in.zarr, overwrite=True)",
+     lambda t: (lambda: _to_zarr(_zarr_input(t / "in.zarr"), t / "in.zarr", overwrite=True)), ValueError,
+     "is the input .*in.zarr, or lies inside it or holds it"),
+    ("zarr-out-holds-input", "library", "denoise_to_zarr(out.zarr/in.tif, out.zarr, overwrite=True)",
+     _store_holding_input, ValueError, "would destroy the image being read"),
+    ("tiff-out-inside-input", "library", "denoise_to_tiff(in.zarr, in.zarr/maps)",
+     lambda t: (lambda: _to_tiff(_zarr_input(t / "in.zarr"), t / "in.zarr" / "maps", "in")), ValueError,
+     "lies inside it or holds it"),
+    ("tiff-map-is-input", "library", "denoise_to_tiff(x_mean.tif, its folder, stem='x', overwrite=True)",
+     _map_is_input, ValueError, "is the input .*x_mean.tif"),
+    ("writer-not-ours", "napari writer", "save a layer as keep.zarr, a folder holding the user's files",
+     _write_over_users_folder, ValueError, "keep.zarr already exists and is not an OME-Zarr store napari-diffdenoise"),
+    ("simulate-existing", "CLI", "simulate --out a folder holding nuclei_noisy.tif", _simulate_over, "exit 2",
+     "nuclei_noisy.tif already exist.*--overwrite"),
+    ("demo-existing", "CLI", "demo --out a folder holding sample_mean.tif", _demo_over, "exit 2",
+     "sample_mean.tif already exist.*--overwrite"),
+    # issue 19: nothing silently wrong
+    ("resume-other-input", "library", "resume out.zarr with another input of the same shape and dtype",
+     _resume_other_input, ValueError, r"holds a run on another input \(.*a.tif\), not .*b.tif"),
+    ("resume-edited-input", "library", "resume out.zarr after the input was edited in place",
+     _resume_edited_input, ValueError, "the input's content has changed since"),
+    ("reader-partial", "napari reader", "open a store whose run was killed after 2 of 3 planes", _partial_store_name,
+     "returns", r"run \[mean\] \(partial: 2/3 planes\)"),
+    ("ckpt-range-reversed", "checkpoint", "value_range [1.5, -1.5]",
+     lambda t: _checkpoint(t, _edit(("normalization", "value_range"), [1.5, -1.5])), ValueError,
+     r"would give wrong maps: normalization value_range = \[1.5, -1.5\] \(two finite numbers, low < high\)"),
+    ("ckpt-range-flat", "checkpoint", "value_range [1, 1]",
+     lambda t: _checkpoint(t, _edit(("normalization", "value_range"), [1, 1])), ValueError, "value_range = \\[1, 1\\]"),
+    ("ckpt-percentiles", "checkpoint", "percentiles [99.8, 1]",
+     lambda t: _checkpoint(t, _edit(("normalization", "percentiles"), [99.8, 1])), ValueError,
+     "percentiles = .*0 ≤ low < high ≤ 100"),
+    ("ckpt-calibration-nan", "checkpoint", "a calibration factor NaN",
+     lambda t: _checkpoint(t, _edit(("calibrations",), _calibration([1.0, float("nan")]))), ValueError,
+     "calibration 1 factors = \\[1.0, nan\\].*finite factors"),
+    ("ckpt-calibration-inf", "checkpoint", "a calibration factor ∞",
+     lambda t: _checkpoint(t, _edit(("calibrations",), _calibration([1.0, float("inf")]))), ValueError,
+     "calibration 1 factors = \\[1.0, inf\\]"),
+    ("ckpt-estimator", "checkpoint", "mean_estimator 'median'",
+     lambda t: _checkpoint(t, _edit(("mean_estimator",), "median")), ValueError, "mean_estimator = 'median'"),
+    ("ckpt-too-many-parameters", "checkpoint", "every size within its bound, 250 M parameters together",
+     lambda t: _checkpoint(t, _edit(("architecture",), {"name": "unet", "cond_channels": 1, "base_channels": 256,
+                                                       "channel_mults": [1, 2, 4, 4], "blocks_per_level": 1,
+                                                       "emb_dim": 128, "fourier_features": 8, "dropout": 0.0,
+                                                       "space_to_depth": 2})), ValueError,
+     "a network of 250 M parameters \\(allowed up to 200 M"),
+    # issue 19: the CLI and the library agree
+    ("cli-model-bad-zip", "CLI", "--model bad.zip (not a zip)", lambda t: (
+        (t / "bad.zip").write_bytes(b"hello"), _cli(t, "denoise", "IN", "--out", "OUT", "--model", str(t / "bad.zip"))
+    )[1], "exit 2", "bad.zip is not a readable bioimage.io package"),
+    ("cli-tiff-tiny", "CLI", "denoise a 4×4 TIFF", lambda t: _cli_image(t, np.zeros((4, 4), np.uint16), "denoise",
+     "IN", "--out", "OUT"), "exit 2", r"planes must be at least 8×8 pixels, got \(4, 4\)"),
+    ("cli-tiff-complex", "CLI", "denoise a complex TIFF", lambda t: _cli_image(t, np.ones((16, 16), np.complex64),
+     "denoise", "IN", "--out", "OUT.zarr"), "exit 2", "images must be numeric .*got dtype complex64"),
+    ("cli-tiff-rgb", "CLI", "denoise a (64, 64, 3) TIFF stored as grey planes",
+     lambda t: _cli_image(t, np.zeros((64, 64, 3), np.uint16), "denoise", "IN", "--out", "OUT",
+                          photometric="minisblack"), "exit 2", r"shape \(64, 64, 3\) looks like an RGB"),
+    ("tile-text", "library", 'tile="64"', lambda t: _lib(tile="64"), ValueError,
+     "tile must be a whole number of pixels, at least 4 for this model; got '64'"),
+    ("tile-0", "library", "tile=0", lambda t: _lib(tile=0), ValueError, "tile must be at least 4 pixels for this model; got 0"),
+    ("tile-fraction", "library", "tile=40.7", lambda t: _lib(tile=40.7), ValueError,
+     "tile must be a whole number of pixels.*got 40.7"),
+    ("batch-pixels-negative", "library", "batch_pixels=-5", lambda t: _lib(batch_pixels=-5), ValueError,
+     "batch_pixels must be a whole number of at least 1; got -5"),
+    ("keep-samples-text", "library", 'keep_samples="no"', lambda t: _lib(keep_samples="no"), ValueError,
+     "keep_samples must be true or false; got 'no'"),
+    ("steps-conflict", "library", 'steps=3 and sampler_params={"steps": 5}',
+     lambda t: _lib(steps=3, sampler_params={"steps": 5}), ValueError,
+     r"steps=3 and sampler_params\['steps'\]=5 disagree"),
+    ("percentiles-reversed", "library", "percentiles=(99, 1)", lambda t: _lib(percentiles=(99, 1)), ValueError,
+     r"percentiles must be two numbers \(low, high\) with 0 ≤ low < high ≤ 100; got \(99, 1\)"),
+    # issue 19: training
+    ("train-ema-negative", "training", "ema_decay=-0.5", lambda t: (lambda: _train(t, ema_decay=-0.5)), ValueError,
+     "ema_decay must be a number from 0 \\(no EMA\\) to below 1; got -0.5"),
+    ("train-resume-architecture", "training", "resume a run with a network of other widths",
+     lambda t: (_train(t), lambda: _train(t, resume=True, steps=4, model=_other_architecture()))[1], ValueError,
+     "run.state.safetensors was written for another architecture than the model given \\(base_channels 8 → 4\\)"),
+    ("train-resume-learning-rate", "training", "resume with another learning rate",
+     lambda t: _resume_with(t, {"learning_rate": 1e-3}, {"learning_rate": 5e-3, "steps": 4}), ValueError,
+     "other settings \\(learning_rate 0.001 → 0.005\\)"),
+    ("train-resume-fewer-steps", "training", "resume a 4-step run with steps=3",
+     lambda t: _resume_with(t, {"steps": 4}, {"steps": 3}), ValueError,
+     "has already trained 4 steps; resume with steps of at least 4 \\(got 3\\)"),
+    ("train-unwritable", "training", "an output folder that cannot take files", _unwritable, OSError,
+     "cannot write the checkpoints to .*a-file"),
 ]
 
 
@@ -159,6 +428,8 @@ def outcome(row, tmp, capsys=None) -> tuple[str, str]:
         code = call()
     except Exception as err:
         return type(err).__name__, str(err)
+    if expected == "returns":  # a row whose right behaviour is a result that says what it is
+        return "returns", str(code)
     if expected == "exit 2":
         err = capsys.readouterr().err if capsys is not None else ""
         return f"exit {code}", err.strip().removeprefix("error: ")
