@@ -16,10 +16,12 @@ def cells(seed=0, size=96, photons=20.0, offset=100.0, read=2.0):
 
 
 def test_the_noise_model_is_read_off_one_image():
-    """Poisson counts (gain 1) + offset 100 + read noise 2: var = 1·(y − 100) + 4 = y − 96."""
+    """Poisson counts (gain 1) + offset 100 + read noise 2: var = 1·(y − 100) + 4 = y − 96, right at
+    the levels the image holds (most of it is background: the slope is loosely held by few bins)."""
     noise = estimate_noise([cells(size=256, photons=60.0)])
-    assert noise.gain == pytest.approx(1.0, rel=0.15)
-    assert noise.floor == pytest.approx(-96, abs=15)
+    levels = np.array([102.0, 106.0, 115.0, 130.0, 160.0])  # background 102, blob peaks 162
+    np.testing.assert_allclose(noise.variance(levels), levels - 96, rtol=0.25)
+    assert noise.gain == pytest.approx(1.0, rel=0.25)
     flat = estimate_noise([np.random.default_rng(0).normal(50, 3, (128, 128))])  # Gaussian noise alone
     assert flat.variance(50.0) == pytest.approx(9, rel=0.15)  # right at the image's level, whatever the slope
 
@@ -45,7 +47,7 @@ def test_adapt_takes_stacks_and_lists_and_recalibrates_on_simulated_pairs(headed
     model = adapt(headed, [stack, cells(3)], minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
     assert model.provenance["adapted"]["images"] == [[96, 96]] * 3
     (calibration,) = model.calibrations
-    assert calibration["source"].startswith("simulated: the model's mean of the user's 3 noisy plane(s)")
+    assert calibration["source"]  # the route (calibration.py) says how it calibrated; its wording is its own
     from napari_diffdenoise import denoise
 
     result = denoise(cells(4), model, coverage=0.9, steps=10, eta=1.0, n_samples=8)
@@ -94,3 +96,44 @@ def test_cli_adapt_writes_a_model_and_never_overwrites(tmp_path, headed, capsys)
 
 def test_camera_noise_variance_never_reaches_zero():
     assert CameraNoise(1.0, -100.0).variance(np.array([0.0, 50.0])).min() > 0
+    assert CameraNoise(1.0, -100.0, (100.0, 200.0), (0.0, 100.0)).variance(np.array([0.0, 150.0])).min() > 0
+
+
+def eight_bit(seed=0, size=192, gain=2.0):
+    """Like the 8-bit time-lapse: low counts × gain 2, rounded, clipped to [1, 255]; (frame, true variance)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    density = np.zeros((size, size))
+    for cy, cx in rng.integers(10, size - 10, (25, 2)):
+        density += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 60.0)
+    lam = 60 * density / density.max() + 0.8
+    frame = np.clip(np.round(gain * rng.poisson(lam) + 0.5 * rng.standard_normal(lam.shape)), 1, 255)
+    return frame.astype(np.float32), lam
+
+
+def test_the_noise_fit_holds_on_8_bit_clipped_quantised_counts():
+    """The median absolute deviation of integer second differences sticks to steps (it read 1.5 for
+    a variance of 0.9 on the real 8-bit time-lapse); the mean square does not, and clipped blocks
+    are left out. True variance: gain²·λ + 0.25 + 1/12 at level gain·λ."""
+    for seed in range(3):
+        frame, _ = eight_bit(seed)
+        noise = estimate_noise([frame])
+        levels = np.array([10.0, 20.0, 40.0])
+        ratio = noise.variance(levels) / (2.0 * levels + 0.25 + 1 / 12)
+        assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
+
+
+def test_the_noise_line_is_not_dragged_by_a_few_bright_structured_bins():
+    """A dim, smooth field with 60 bright puncta (var = 4·level − 600): the bright bins hold their
+    edges. A least-squares line through the bins gave 0.53–0.74 of the variance at the dim levels
+    where most pixels lie (on a real confocal series: a quarter)."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        yy, xx = np.mgrid[:256, :256]
+        level = 250 + 150 * np.exp(-((yy - 128) ** 2 + (xx - 128) ** 2) / (2 * 80.0**2))
+        for cy, cx in rng.integers(0, 256, (60, 2)):
+            level += 2500 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2))
+        frame = level + np.sqrt(4 * level - 600) * rng.standard_normal(level.shape)
+        levels = np.array([260.0, 300.0, 380.0])
+        ratio = estimate_noise([frame]).variance(levels) / (4 * levels - 600)
+        assert np.all((ratio > 0.8) & (ratio < 1.3)), ratio

@@ -43,39 +43,72 @@ BLOCK = 8  # pixels per side of the blocks whose statistics fit the noise model
 # a σ = 2 Gaussian leaves white noise with 1/(2√π·2) of its std: a smoothed image whose std is not 20 %
 # above that holds no structure to learn from
 SMOOTHING, MIN_STRUCTURE = 2.0, 1.2
+CLIPPED_SHARE = 0.25  # blocks with this share of pixels at a clipped value are left out of the noise fit
 
 
 @dataclass(frozen=True)
 class CameraNoise:
     """var(y) = gain·E[y] + floor, in the image's units (Poisson–Gaussian: gain = photon → unit
-    conversion, floor = read noise² minus gain × offset)."""
+    conversion, floor = read noise² minus gain × offset). ``levels``/``variances``, when given, are
+    the measured variance per level bin: :meth:`variance` follows them (interpolated, held
+    constant below the first, never below the line above the last) within a factor 2 of the line, so that a clipped dark end or a bin
+    the line misses is followed while a bin inflated by structure is not."""
 
     gain: float
     floor: float
+    levels: tuple = ()
+    variances: tuple = ()
 
     def variance(self, level: np.ndarray) -> np.ndarray:
+        level = np.asarray(level, dtype=np.float64)
+        line = self.gain * level + self.floor
         # a floor of a hundredth of the smallest level's variance keeps σ > 0 where the fit dips
-        var = self.gain * np.asarray(level, dtype=np.float64) + self.floor
-        return np.maximum(var, 1e-2 * max(abs(self.floor), self.gain, 1e-12))
+        least = 1e-2 * max(abs(self.floor), self.gain, 1e-12)
+        if len(self.levels) >= 2:
+            table = np.interp(level, self.levels, self.variances)
+            least = max(least, 1e-2 * min(self.variances))
+            if self.gain > 0:
+                table = np.clip(table, 0.5 * line, 2.0 * np.maximum(line, least))
+                # above the brightest bin the line carries on (the table would stop rising there)
+                table = np.where(level > self.levels[-1], np.maximum(table, line), table)
+            line = table
+        return np.maximum(line, least)
+
+
+def _clipped_values(p: np.ndarray) -> list[float]:
+    """The image's minimum and maximum where they hold ≥ 0.1 % of the pixels: a camera or a
+    conversion that clipped (an 8-bit frame at 0/1 or 255, a saturated 16-bit one). Clipped pixels
+    carry less than their level's noise and would pull the fit down."""
+    return [float(v) for v in (p.min(), p.max()) if np.mean(p == v) >= 1e-3]
 
 
 def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
     """Fit var(y) = a·E[y] + b from BLOCK² blocks (after Foi et al. 2008): a block's level is its
-    mean; its noise variance comes from second differences along rows and columns,
-    d = y_{i−1} − 2·y_i + y_{i+1} (var d = 6·var y, and a linear ramp of the signal cancels),
-    estimated by the median absolute deviation (1.4826·MAD, robust to the few triples that
-    straddle an edge). Per level bin the median block
-    variance is taken, and a line weighted by the blocks per bin is fitted through them."""
+    mean; its noise variance is the mean square of the second differences along rows and columns,
+    d = y_{i−1} − 2·y_i + y_{i+1}, over 6 (var d = 6·var y for pixel-independent noise; a linear
+    ramp of the signal cancels). Blocks a quarter of whose pixels hold a clipped value
+    (:func:`_clipped_values`) are left out. Per level bin (16 bins of equal counts) the median block variance is taken: robust to the
+    blocks that straddle an edge, and — unlike a median absolute deviation — not stuck to the
+    steps of quantised counts (an 8-bit frame with a few counts per pixel gave 1.5 where frame
+    differences measure 0.9; the quantisation's own variance, 1/12 of a step², is part of the
+    noise the network must remove and is kept in). The line through the bins minimises the
+    relative absolute deviation (reweighted least squares): bright bins inflated by structure
+    barely move it (a least-squares line through them gave −12750 as the floor of a confocal
+    series and a quarter of the measured variance where most of its pixels lie). The bin medians
+    are kept in the result (:attr:`CameraNoise.levels`)."""
     means, variances = [], []
     for plane in planes:
         p = np.asarray(plane, dtype=np.float64)
+        clipped = _clipped_values(p)
         h, w = (p.shape[0] // BLOCK) * BLOCK, (p.shape[1] // BLOCK) * BLOCK
         blocks = p[:h, :w].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, BLOCK, BLOCK)
+        if clipped:  # a block a quarter clipped; fewer: a natural minimum (zero counts) is no clipping
+            unclipped = blocks[np.isin(blocks, clipped).mean(axis=(1, 2)) < CLIPPED_SHARE]
+            blocks = unclipped if len(unclipped) >= 16 else blocks
         d = np.concatenate([np.diff(blocks, 2, axis=2).reshape(len(blocks), -1),
                             np.diff(blocks, 2, axis=1).reshape(len(blocks), -1)], axis=1)
-        mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
         means.append(blocks.mean(axis=(1, 2)))
-        variances.append((1.4826 * mad) ** 2 / 6)
+        variances.append(np.mean(d**2, axis=1) / 6)
     m, v = np.concatenate(means), np.concatenate(variances)
     edges = np.unique(np.quantile(m, np.linspace(0, 1, 17)))
     xs, ys, ws = [], [], []
@@ -88,10 +121,16 @@ def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
         ws.append(np.sqrt(sel.sum()))
     if len(xs) < 2:
         return CameraNoise(0.0, float(np.median(v)))
-    gain, floor = np.polyfit(xs, ys, 1, w=ws)
+    xs, ys, ws = (np.asarray(a, dtype=np.float64) for a in (xs, ys, ws))
+    ys = np.maximum(ys, 1e-12 * max(ys.max(), 1e-300))
+    weight = ws / ys**2
+    for _ in range(30):  # IRLS for min Σ w·|y − line|/y
+        gain, floor = np.polyfit(xs, ys, 1, w=np.sqrt(weight))
+        weight = ws / ys**2 / np.maximum(np.abs(ys - (gain * xs + floor)) / ys, 0.02)
     if gain < 0:  # no signal dependence to be seen: Gaussian noise
         gain, floor = 0.0, float(np.median(ys))
-    return CameraNoise(float(gain), float(floor))
+    table = np.maximum.accumulate(ys)  # the variance does not fall as the level rises
+    return CameraNoise(float(gain), float(floor), tuple(float(x) for x in xs), tuple(float(y) for y in table))
 
 
 @dataclass
@@ -99,8 +138,9 @@ class AdaptProgress:
     step: int
     total_steps: int | None  # None while a time budget decides
     train_loss: float
-    val_loss: float | None
+    val_loss: float | None  # the keep-or-drop criterion on the selection patches (see :func:`iter_adapt`)
     seconds: float
+    message: str | None = None  # set on the last report: which head was kept, and why
 
 
 @dataclass
@@ -110,6 +150,9 @@ class AdaptResult:
     history: list = field(default_factory=list)
     best_step: int = 0
     snapshots: dict = field(default_factory=dict)  # seconds → (step, the best head's weights so far)
+    kept: str = "adapted"  # or "bundled": the criterion did not show the adapted head better
+    decision: dict = field(default_factory=dict)  # the criterion's figures (see :func:`iter_adapt`)
+    message: str = ""
 
 
 def _recorrupt(y: np.ndarray, sigma: np.ndarray, alpha: float, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +163,50 @@ def _recorrupt(y: np.ndarray, sigma: np.ndarray, alpha: float, rng) -> tuple[np.
 def _sigma(y: np.ndarray, noise: CameraNoise) -> np.ndarray:
     """σ at each pixel from its smoothed level (the noisy value itself would correlate σ with z's pixel)."""
     return np.sqrt(noise.variance(ndimage.gaussian_filter(y, 1.5)))
+
+
+# keep the adapted head only when its criterion is below the bundled head's by this many standard
+# errors of the paired per-patch difference (on patches used neither for training nor for picking the step)
+KEEP_MARGIN_SE = 2.0
+SERIES_MIN_CORRELATION = 0.8  # consecutive planes this alike (smoothed) are taken as repeated views
+
+
+def _series_pairs(noisy, time_series: bool | None) -> list[tuple[int, int]]:
+    """(t, t+1) plane indices of consecutive planes of one stack, where they are repeated noisy views
+    of one field: ``time_series`` True, or None and every consecutive pair of smoothed planes
+    correlates ≥ SERIES_MIN_CORRELATION (a time-lapse of a slow sample, a repeated acquisition;
+    a z-stack with fine steps passes too, and then its structure's change adds to the criterion
+    alike for both heads, up to a cross term). Empty for single planes and when False."""
+    if time_series is False:
+        return []
+    items = [noisy] if isinstance(noisy, np.ndarray) or not isinstance(noisy, (list, tuple)) else list(noisy)
+    pairs, start = [], 0
+    for item in items:
+        array = np.asarray(item)
+        n = int(np.prod(array.shape[:-2])) if array.ndim >= 3 else 1
+        if array.ndim == 3 and n >= 2:
+            if time_series is None:
+                smooth = [ndimage.gaussian_filter(np.asarray(p, dtype=np.float64), SMOOTHING) for p in array]
+                alike = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(smooth[:-1], smooth[1:])]
+                if not np.all(np.nan_to_num(alike) >= SERIES_MIN_CORRELATION):
+                    start += n
+                    continue
+            pairs += [(start + t, start + t + 1) for t in range(n - 1)]
+        start += n
+    return pairs
+
+
+def _blind_spot(u: np.ndarray, rng, stride: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(input with a grid of pixels replaced by the mean of their 4 neighbours, the grid's mask): the
+    head's output at a masked pixel does not see that pixel's noise (Noise2Self, Batson & Royer
+    2019), so E[(f(u_masked) − u)²] there = E[(f − clean)²] + var(noise), whatever the noise model:
+    for pixel-independent noise it ranks two heads correctly with no fitted variance in it."""
+    mask = np.zeros(u.shape, dtype=bool)
+    oy, ox = rng.integers(stride, size=2)
+    mask[oy::stride, ox::stride] = True
+    padded = np.pad(u, 1, mode="reflect")
+    neighbours = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) / 4
+    return np.where(mask, neighbours, u).astype(np.float32), mask
 
 
 def check_adapt(model, noisy, *, minutes=5.0, steps=None, alpha=0.5, patch_size=64, val_fraction=0.1):
@@ -169,12 +256,34 @@ def iter_adapt(
     validate_every: int = 25,
     device: str = "auto",
     snapshots: tuple[float, ...] = (),
+    time_series: bool | None = None,
+    noise: CameraNoise | None = None,
 ) -> Generator[AdaptProgress, None, AdaptResult]:
     """The generator behind :func:`adapt`: yields after every step, returns an :class:`AdaptResult`.
     ``snapshots``: seconds at which the best head so far is also kept (AdaptResult.snapshots), so
-    that one long run shows what shorter budgets would have given (the learning rate is constant)."""
-    planes, splits, noise = check_adapt(model, noisy, minutes=minutes, steps=steps, alpha=alpha,
-                                        patch_size=patch_size, val_fraction=val_fraction)
+    that one long run shows what shorter budgets would have given (the learning rate is constant).
+
+    **Keep or drop.** The recorrupted loss cannot judge the adapted head: it is built from the same
+    fitted noise, and where that variance is too low the two recorrupted noises are positively
+    correlated and the loss rewards passing noise through (it fell all the way while a real frame
+    lost 7 dB). The validation strips are cut into patches judged by a criterion with no fitted
+    noise in it, half of them to pick the step (``val_loss``), the other half to decide:
+
+    - ``series``, where the planes are repeated views (``time_series``; see :func:`_series_pairs`):
+      the MSE of the head's restoration of plane t to plane t+1, E|f(y_t) − y_{t+1}|² =
+      E|f(y_t) − x|² + var(noise) + motion: only the first term depends on the head (up to a
+      cross term with the motion), so it ranks two heads as their true error would;
+    - ``blind-spot`` otherwise (:func:`_blind_spot`): the MSE at masked pixels to the noisy pixel.
+
+    The adapted head is kept only when its criterion on the deciding patches is below the bundled
+    head's by KEEP_MARGIN_SE standard errors of the paired per-patch difference; otherwise the
+    bundled head is returned. AdaptResult.kept / .decision / .message and the provenance say which
+    and give the figures. ``noise``: a camera model to use instead of fitting one (for tests)."""
+    planes, splits, fitted = check_adapt(model, noisy, minutes=minutes, steps=steps, alpha=alpha,
+                                         patch_size=patch_size, val_fraction=val_fraction)
+    noise = fitted if noise is None else noise
+    pairs = [(a, b) for a, b in _series_pairs(noisy, time_series)
+             if planes[a].shape == planes[b].shape and splits[a] == splits[b]]
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     sigmas = [_sigma(p, noise) for p in planes]
     dev = resolve_device(device)
@@ -225,10 +334,58 @@ def iter_adapt(
         head.train()
         return loss
 
+    # the criterion's patches, from the validation strips too, alternately to pick the step and to decide
+    criterion = "series" if pairs else "blind-spot"
+    crit_rng = np.random.default_rng([seed, 2 * 10**6])
+    crit_in, crit_target, crit_mask = [], [], []
+    for _ in range(max(32, 8 * batch_size) if val_fraction > 0 else 0):
+        if pairs:
+            i, j = pairs[int(crit_rng.integers(len(pairs)))]
+        else:
+            i = j = int(crit_rng.integers(len(planes)))
+        part = splits[i].val_part
+        p, q = part(planes[i]), part(planes[j])
+        y0 = crit_rng.integers(0, p.shape[0] - patch_size + 1)
+        x0 = crit_rng.integers(0, p.shape[1] - patch_size + 1)
+        win = (slice(y0, y0 + patch_size), slice(x0, x0 + patch_size))
+        u, target = maps[i].to_model(p[win]), maps[i].to_model(q[win])  # plane i's map for both
+        if pairs:
+            mask = np.ones(u.shape, dtype=bool)
+        else:
+            u, mask = _blind_spot(u, crit_rng)
+        crit_in.append(u)
+        crit_target.append(target)
+        crit_mask.append(mask)
+
+    def criterion_per_patch(net, which=slice(None)) -> np.ndarray:
+        """The criterion of head ``net`` on the criterion patches ``which`` (model units)."""
+        inputs, targets, masks = crit_in[which], crit_target[which], crit_mask[which]
+        if not inputs:
+            return np.zeros(0)
+        was_training, previous = net.training, adapted.mean_network
+        net.eval()
+        adapted.mean_network = net
+        out = []
+        with torch.inference_mode():
+            for k in range(0, len(inputs), 16):
+                x = torch.from_numpy(np.stack(inputs[k:k + 16])[:, None]).to(dev)
+                out.append(adapted.predict_mean(x)[:, 0].cpu().numpy())
+        adapted.mean_network = previous
+        net.train(was_training)
+        return np.array([np.mean((a[k] - b[k]) ** 2) for a, b, k in zip(np.concatenate(out), targets, masks)])
+
+    select, decide = slice(0, None, 2), slice(1, None, 2)
+
+    def selection_loss():
+        return float(np.mean(criterion_per_patch(head, select))) if crit_in else None
+
+    bundled_head = copy.deepcopy(model.mean_network).to(dev)
+    bundled_scores = criterion_per_patch(bundled_head)
+
     torch.manual_seed(seed)
     history, t0, step = [], time.perf_counter(), 0
-    best = (val_loss(), 0, copy.deepcopy(head.state_dict()))
-    history.append({"step": 0, "val_loss": best[0], "seconds": 0.0})
+    best = (float(np.mean(bundled_scores[select])) if crit_in else None, 0, copy.deepcopy(head.state_dict()))
+    history.append({"step": 0, "val_loss": best[0], "r2r_val_loss": val_loss(), "seconds": 0.0})
     last_val = best[0]
     pending, taken = sorted(snapshots), {}
     while True:
@@ -246,19 +403,42 @@ def iter_adapt(
         step += 1
         record = {"step": step, "train_loss": float(loss.detach()), "seconds": round(time.perf_counter() - t0, 2)}
         if step % validate_every == 0:
-            last_val = record["val_loss"] = val_loss()
+            last_val = record["val_loss"] = selection_loss()
+            record["r2r_val_loss"] = val_loss()
             if last_val is not None and (best[0] is None or last_val < best[0]):
                 best = (last_val, step, copy.deepcopy(head.state_dict()))
         history.append(record)
         yield AdaptProgress(step, steps, record["train_loss"], last_val, record["seconds"])
-    final = val_loss()
+    final = selection_loss()
     if final is not None and (best[0] is None or final < best[0]):
         best = (final, step, copy.deepcopy(head.state_dict()))
-    if val_in:
-        head.load_state_dict(best[2])  # the weights at the validation minimum
+    if crit_in:
+        head.load_state_dict(best[2])  # the weights at the selection criterion's minimum
     head.eval()
+    decision, kept = {"criterion": criterion, "patches": int(len(bundled_scores[decide]))}, "adapted"
+    if crit_in:
+        diff = criterion_per_patch(head, decide) - bundled_scores[decide]
+        se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+        decision.update(bundled=float(np.mean(bundled_scores[decide])),
+                        adapted=float(np.mean(bundled_scores[decide] + diff)),
+                        difference=float(np.mean(diff)), standard_error=se, margin_se=KEEP_MARGIN_SE)
+        kept = "adapted" if best[1] > 0 and np.mean(diff) + KEEP_MARGIN_SE * se < 0 else "bundled"
+    what = {"series": "MSE of the restoration of frame t to frame t+1",
+            "blind-spot": "blind-spot MSE (masked pixels against their noisy values)"}[criterion]
+    if "difference" in decision:
+        change = 100 * decision["difference"] / decision["bundled"]
+        message = (f"kept the {kept} head: {what} on {decision['patches']} held-out patches {decision['bundled']:.5g} "
+                   f"(bundled) → {decision['adapted']:.5g} (adapted, step {best[1]}), {change:+.2f} % "
+                   f"± {100 * decision['standard_error'] / decision['bundled']:.2f} %; the adapted head is kept "
+                   f"only below −{KEEP_MARGIN_SE:g} standard errors")
+    else:
+        message = "kept the adapted head unchecked (no validation strip: val_fraction = 0)"
+    decision["message"] = message
+    if kept == "bundled":
+        head.load_state_dict(bundled_head.state_dict())
     adapted.mean_network = head.cpu()
-    adapted.calibrations = []  # the spread around a new mean needs a new calibration
+    if kept == "adapted":
+        adapted.calibrations = []  # the spread around a new mean needs a new calibration
     adapted.sha256 = ""
     adapted.provenance = {
         **{k: v for k, v in model.provenance.items() if k != "history"},
@@ -266,9 +446,12 @@ def iter_adapt(
                               "Poisson-Gaussian noise model fitted to the images (Foi et al. 2008)",
                     "noise_model": dataclasses.asdict(noise), "alpha": alpha, "steps": step, "best_step": best[1],
                     "seed": seed, "images": [list(p.shape) for p in planes], "parent": model.name,
-                    "parent_sha256": model.sha256 or None, "package_version": __version__},
+                    "parent_sha256": model.sha256 or None, "package_version": __version__,
+                    "kept": kept, "decision": decision},
     }
-    return AdaptResult(adapted, noise, history, best[1], taken)
+    yield AdaptProgress(step, steps, history[-1].get("train_loss", float("nan")), last_val,
+                        round(time.perf_counter() - t0, 2), message)
+    return AdaptResult(adapted, noise, history, best[1], taken, kept, decision, message)
 
 
 def simulate_like(clean: np.ndarray, noise: CameraNoise, rng: np.random.Generator) -> np.ndarray:
