@@ -95,3 +95,107 @@ def test_a_full_disk_leaves_no_partial_maps(tmp_path, monkeypatch, tiny_checkpoi
                      str(tiny_checkpoint), "--samples", "2", "--steps", "1"])
     assert code == 2 and "No space left on device" in capsys.readouterr().err
     assert list((tmp_path / "out").iterdir()) == []  # no map, no temporary file
+
+
+def _tree(folder) -> dict:
+    """Every file under ``folder`` with its bytes: what "nothing changed on disk" compares."""
+    from pathlib import Path
+
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_an_output_over_its_input_is_refused_and_the_input_kept(tmp_path, tiny_checkpoint, capsys):
+    import numpy as np
+    import zarr
+
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
+
+    data = np.random.default_rng(0).poisson(5, (3, 32, 32)).astype(np.uint16)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=data.shape, chunks=(1, 32, 32), dtype=data.dtype)[...] = data
+    before = _tree(tmp_path)
+    args = ["--overwrite", "--model", str(tiny_checkpoint), "--samples", "1", "--steps", "1"]
+    assert main(["denoise", str(tmp_path / "in.zarr"), "--out", str(tmp_path / "in.zarr"), *args]) == 2
+    assert "is the input" in capsys.readouterr().err
+    # the same store through another spelling of its path, and a TIFF folder inside it
+    assert main(["denoise", str(tmp_path / "in.zarr"), "--out", str(tmp_path / "." / "in.zarr/"), *args]) == 2
+    assert main(["denoise", str(tmp_path / "in.zarr"), "--out", str(tmp_path / "in.zarr" / "maps"), *args]) == 2
+    with pytest.raises(ValueError, match="is the input"):
+        denoise_to_zarr(tmp_path / "in.zarr", tmp_path / "in.zarr", str(tiny_checkpoint), overwrite=True, n_samples=1)
+    with pytest.raises(ValueError, match="lies inside it"):
+        denoise_to_tiff(tmp_path / "in.zarr", tmp_path / "in.zarr", str(tiny_checkpoint), stem="in", n_samples=1)
+    assert _tree(tmp_path) == before
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "in.zarr"), mode="r")[...], data)
+    # a folder that merely holds the input takes the maps beside it
+    assert main(["denoise", str(tmp_path / "in.zarr"), "--out", str(tmp_path / "beside.zarr"), *args]) == 0
+
+
+def test_the_writer_replaces_only_its_own_stores(tmp_path):
+    import numpy as np
+    import zarr
+
+    from napari_diffdenoise._zarr_io import write_image
+
+    user = tmp_path / "keep.zarr"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    zarr.create_array(str(tmp_path / "theirs.zarr"), shape=(4, 4), dtype="u1")  # a zarr store, not ours
+    before = _tree(tmp_path)
+    for name in ("keep.zarr", "theirs.zarr"):
+        with pytest.raises(ValueError, match="not an OME-Zarr store napari-diffdenoise wrote"):
+            write_image(str(tmp_path / name), np.zeros((16, 16), np.float32), {})
+    assert _tree(tmp_path) == before
+    # our own store, saved again (napari's dialog asked before replacing it): replaced, with the new pixels
+    write_image(str(tmp_path / "ours.zarr"), np.zeros((16, 16), np.float32), {})
+    write_image(str(tmp_path / "ours.zarr"), np.ones((16, 16), np.float32), {})
+    assert zarr.open_group(str(tmp_path / "ours.zarr"), mode="r")["0"][...].min() == 1
+    (tmp_path / "ours.zarr" / "notes.txt").write_text("added by the user since")
+    with pytest.raises(ValueError, match="already exists"):
+        write_image(str(tmp_path / "ours.zarr"), np.ones((16, 16), np.float32), {})
+    assert (tmp_path / "ours.zarr" / "notes.txt").read_text() == "added by the user since"
+
+
+def test_simulate_and_demo_keep_existing_files_unless_asked(tmp_path, capsys):
+    from napari_diffdenoise.cli import main
+
+    (tmp_path / "nuclei_clean.tif").write_bytes(b"mine")
+    assert main(["simulate", "--size", "32", "--out", str(tmp_path)]) == 2
+    assert "nuclei_clean.tif already exist" in capsys.readouterr().err
+    assert _tree(tmp_path) == {"nuclei_clean.tif": b"mine"}
+    assert main(["simulate", "--size", "32", "--out", str(tmp_path), "--overwrite"]) == 0
+    assert (tmp_path / "nuclei_clean.tif").read_bytes() != b"mine" and (tmp_path / "nuclei_noisy.tif").exists()
+    (tmp_path / "report.json").write_text("an earlier demo")
+    before = _tree(tmp_path)
+    assert main(["demo", "--out", str(tmp_path), "--samples", "1", "--steps", "1"]) == 2
+    assert "report.json already exist" in capsys.readouterr().err and _tree(tmp_path) == before
+
+
+def test_a_resume_checks_the_inputs_identity_and_a_partial_store_says_so(tmp_path, tiny_checkpoint):
+    import numpy as np
+    import tifffile
+    import zarr
+
+    from napari_diffdenoise._zarr_io import read_zarr
+    from napari_diffdenoise.core.batch import denoise_to_zarr
+
+    rng = np.random.default_rng(5)
+    first, second = (rng.poisson(5, (3, 32, 32)).astype(np.uint16) for _ in range(2))
+    tifffile.imwrite(tmp_path / "a.tif", first)
+    tifffile.imwrite(tmp_path / "b.tif", second)
+    settings = dict(n_samples=1, steps=1)
+    meta = denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), **settings)
+    assert meta["input_path"] == str((tmp_path / "a.tif").resolve()) and len(meta["input_content_sha256"]) == 64
+    mean = np.asarray(zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["mean"]["0"][...])
+    with pytest.raises(ValueError, match="another input"):
+        denoise_to_zarr(tmp_path / "b.tif", tmp_path / "out.zarr", str(tiny_checkpoint), **settings)
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["mean"]["0"][...], mean)
+    # the same file, unchanged: the run is taken up again (nothing left to do)
+    again = denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), **settings)
+    assert again["planes_resumed"] == 3
+    zarr.open_group(str(tmp_path / "out.zarr"), mode="r+")["done"][2] = False
+    layers = read_zarr(tmp_path / "out.zarr")
+    assert [kw["name"] for _, kw, _ in layers] == [f"out [{m}] (partial: 2/3 planes)" for m in ("mean", "std", "entropy")]
+    assert layers[0][1]["metadata"]["napari_diffdenoise"]["partial"] == {"planes_done": 2, "n_planes": 3}
+    tifffile.imwrite(tmp_path / "a.tif", second)  # edited in place between a kill and the resume
+    with pytest.raises(ValueError, match="content has changed"):
+        denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), **settings)

@@ -110,3 +110,23 @@ def test_half_checkpoints_keep_buffers_in_full_precision(tiny_model, tmp_path):
     _, tensors = read_checkpoint(path)
     assert tensors["net.fourier.freqs"].dtype == torch.float32
     assert tensors["net.stem.weight"].dtype == torch.float16
+
+
+@pytest.mark.parametrize("config", [
+    dict(cond_channels=1, base_channels=32, channel_mults=(1, 2, 2, 4)),  # the bundled size
+    dict(cond_channels=0, base_channels=8, channel_mults=(1, 2), blocks_per_level=2, space_to_depth=1, emb_dim=16),
+    dict(cond_channels=1, base_channels=4, channel_mults=(3,), blocks_per_level=3, space_to_depth=4, emb_dim=7,
+         fourier_features=5),
+])
+def test_the_parameter_bound_counts_what_the_network_would_have(config):
+    from napari_diffdenoise.core.checkpoint import unet_parameter_count
+    from napari_diffdenoise.core.network import UNet, UNetConfig, count_parameters
+
+    arch = {**UNetConfig(**config).to_dict(), "channel_mults": list(config["channel_mults"])}
+    assert unet_parameter_count(arch) == count_parameters(UNet(UNetConfig(**config)))
+
+
+def test_the_bundled_models_pass_the_metadata_checks():
+    for name in list_models():
+        model = load_model(name)
+        assert model.value_range[0] < model.value_range[1]

@@ -76,7 +76,11 @@ def check_output_apart(input_path, output_path, written=()) -> None:
     ``written``: the files a folder output will hold (the TIFF maps), which must not be the input
     either; a folder that merely holds the input is fine there, since only those names are written."""
     source, target = Path(input_path).resolve(), Path(output_path).resolve()
-    clash = _inside(target, source) or any(Path(f).resolve() == source for f in written)
+    for f in written:
+        if Path(f).resolve() == source:
+            raise ValueError(f"the map {f} would be written over the input {input_path}; choose another output "
+                             "folder (or another stem)")
+    clash = _inside(target, source)
     if not written:  # a store replaced whole: it must not hold the input either
         clash = clash or _inside(source, target)
     if clash:

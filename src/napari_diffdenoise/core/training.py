@@ -435,8 +435,8 @@ def _check_writable(path: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise OSError(f"cannot write the checkpoints to {path.parent} ({err.strerror or err}); choose another "
-                      "output folder") from err
+        why = "a file of that name is in the way" if path.parent.is_file() else (err.strerror or str(err))
+        raise OSError(f"cannot write the checkpoints to {path.parent} ({why}); choose another output folder") from err
 
 
 def _check_same_architecture(meta: dict, model: DiffusionModel, name: str) -> None:
