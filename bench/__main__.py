@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m bench {speed,quality,real,samplers,mean,coverage,adapt,seed,finetune,training,unpaired,physics,memory,all}``; each writes
+"""Benchmarks: ``python -m bench {speed,quality,real,real_calibration,samplers,mean,coverage,adapt,seed,finetune,training,unpaired,physics,memory,all}``; each writes
 docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
 import sys
 
@@ -11,6 +11,8 @@ from . import (
     physics,
     quality,
     real,
+    real_prior,
+    real_calibration,
     samplers,
     seed,
     speed,
@@ -20,7 +22,7 @@ from . import (
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
-            "real": real.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main,
+            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main,
             "memory": memory.main}
 
 if __name__ == "__main__":

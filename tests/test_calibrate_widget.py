@@ -69,7 +69,7 @@ def test_calibrate_refuses_the_same_layer_twice(make_napari_viewer, errors):
     assert errors == ["The noisy layer and the truth layer must be different layers"]
 
 
-def test_calibrate_without_a_truth_layer_simulates_from_the_noisy_one(make_napari_viewer, qtbot, errors,
+def test_calibrate_without_a_truth_layer_calibrates_on_the_noisy_ones_residuals(make_napari_viewer, qtbot, errors,
                                                                       tiny_checkpoint, tmp_path):
     from napari_diffdenoise._widgets.calibrate import NO_TRUTH
 
@@ -87,4 +87,4 @@ def test_calibrate_without_a_truth_layer_simulates_from_the_noisy_one(make_napar
     w.run()
     qtbot.waitUntil(lambda: w.status.value.startswith(("Saved", "Failed")), timeout=60_000)
     assert not errors, errors
-    assert load_model(tmp_path / "self.safetensors").calibrations[0]["source"].startswith("simulated: the model's mean")
+    assert load_model(tmp_path / "self.safetensors").calibrations[0]["source"].startswith("self-calibrated: residuals against recorrupted pairs")

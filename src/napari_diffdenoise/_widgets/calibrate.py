@@ -22,7 +22,7 @@ from .layers import follow_layers
 from .model_registry import REGISTRY
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
-NO_TRUTH = "none: simulate from the noisy layer"
+NO_TRUTH = "none: from the noisy layer's own residuals"
 
 
 def free_path(path: Path) -> Path:
@@ -58,8 +58,9 @@ class CalibrateWidget(WorkerControls, Container):
         self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="A low-light image of a field…")
         self.truth = ComboBox(label="Truth layer", choices=self._truths,
                               tooltip="…and its truth: a long average or a high-light image of the same field "
-                                      "(fitted to the result by a scale and an offset first). Without one, pairs "
-                                      "are simulated from the noisy layer with the camera noise read off it")
+                                      "(fitted to the result by a scale and an offset first). Without one, the model's "
+                                      "real error on the noisy layer is read off residuals against a recorrupted "
+                                      "copy of it (a model of the residuals, not conformal: see the documentation)")
         self.sampler = ComboBox(label="Sampler", choices=list_samplers("paired"), value="ddim",
                                 tooltip="The intervals hold for the settings calibrated here: use the same in Denoise")
         self.steps = SpinBox(label="Steps", value=4, min=1, max=1000, tooltip="Network evaluations per sample")
@@ -149,7 +150,8 @@ class CalibrateWidget(WorkerControls, Container):
         self.table.value = {"data": [[f"{n:.2f}", f"{h:.3f}", f"{f:.2f}", f"{w:.4g}"] for n, h, f, w in
                                      zip(c.coverages, c.held_out_coverage, c.factors, c.held_out_width)],
                             "index": [f"{n:.0%}" for n in c.coverages],
-                            "columns": ["nominal", "held-out", "λ", "mean width"]}
+                            "columns": ["nominal", "held-out" if run.truth is not None else "split-half check", "λ",
+                                        "mean width"]}
         self._show_reliability(run)
         self.progress.value = 1000
         rho = f", Spearman ρ(std, |error|) {c.spearman:.2f}" if c.spearman is not None else ""
@@ -158,6 +160,12 @@ class CalibrateWidget(WorkerControls, Container):
     def _show_reliability(self, run):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
+
+        if run.truth is None:  # calibrated without a truth: no per-pixel error to draw
+            if self.figure is not None:
+                self.figure.figure.clear()
+                self.figure.draw_idle()
+            return
 
         rmv, rmse = reliability(run.restoration.std, run.restoration.mean - run.truth)
         if self.figure is None:

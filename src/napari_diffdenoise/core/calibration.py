@@ -31,6 +31,7 @@ COVERAGE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 UNIT_FLOOR = 0.01  # in model units (the percentile map's half span): 0.5 % of the image's range
 BLOCK = 32  # pixels: the split into calibration and held-out halves is by blocks, not pixels
 SETTING_KEYS = ("sampler", "params", "mean_estimator")  # what the spread depends on
+WITHOUT_TRUTH = ("residuals", "simulated")  # calibrate(clean=None): how, see calibrate()
 
 
 def interval_unit(std: np.ndarray, n_samples: int, half_span: float) -> np.ndarray:
@@ -143,7 +144,8 @@ def measure(mean, unit, truth, coverages, mask, std=None) -> tuple[list, list, l
 
 
 def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs",
-                   fit_truth: bool = True, split_seed: int = 0, **settings):
+                   fit_truth: bool = True, split_seed: int = 0, without_truth: str = "residuals", second=None,
+                   frames: bool = False, **settings):
     """:func:`calibrate` as a generator: yields the restoration's Progress after every network step
     (for a napari worker), returns a :class:`CalibrationRun`."""
     from .checkpoint import load_model
@@ -151,7 +153,14 @@ def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: 
 
     if isinstance(model, str):
         model = load_model(model)
-    if clean is None:  # no truth: pairs simulated from the user's own image (self_simulated_pairs)
+    if clean is None and without_truth == "residuals":  # the model's real error on this image (core.self_calibration)
+        from .self_calibration import iter_self_calibrate
+
+        return (yield from iter_self_calibrate(model, noisy, coverage, second=second, frames=frames,
+                                               split_seed=split_seed, **settings))
+    if clean is None:  # pairs simulated from the user's own image (self_simulated_pairs)
+        if without_truth != "simulated":
+            raise ValueError(f"without_truth must be one of {WITHOUT_TRUTH}; got {without_truth!r}")
         noisy, clean, source = self_simulated_pairs(model, noisy, split_seed)
         fit_truth = False
     noisy, clean = np.asarray(noisy), np.asarray(clean)
@@ -200,14 +209,21 @@ def self_simulated_pairs(model, noisy, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 
 def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs", fit_truth: bool = True,
-              split_seed: int = 0, progress=None, cancel=None, **settings):
+              split_seed: int = 0, without_truth: str = "residuals", second=None, frames: bool = False,
+              progress=None, cancel=None, **settings):
     """Calibrate ``model``'s intervals on (noisy, clean) pairs and return a calibrated copy.
 
     noisy, clean: the same shape, a 2D plane or a (Z, Y, X) stack; clean is the truth (a long
         average, a high-light image, or the simulated expected image). With ``fit_truth`` it is
-        first mapped onto each restored plane by a least-squares scale and offset. Without
-        ``clean`` (None), the pairs are simulated from ``noisy`` itself with its fitted camera model
-        (:func:`self_simulated_pairs`; the calibration's source says so).
+        first mapped onto each restored plane by a least-squares scale and offset.
+    Without ``clean`` (None) the calibration comes from the noisy image alone, by ``without_truth``:
+        "residuals" (default): the restoration's real error on this image, seen through residuals
+        against an independent noisy view — ``second`` (another acquisition of the same field),
+        consecutive frames of ``noisy`` (``frames=True``), or recorrupted pairs of ``noisy`` itself
+        (core.self_calibration; a model of the residuals, not conformal);
+        "simulated": the model's own mean re-noised with the fitted camera model
+        (:func:`self_simulated_pairs`; it cannot see the model's error on structure it never learnt).
+        The calibration's source says which.
     coverage: one level or several (default: 0.5 … 0.99); :func:`denoise` interpolates between them.
     source: recorded in the calibration: where the pairs came from ("user pairs", "simulated: …").
     settings: the sampler settings to calibrate, as for :func:`denoise` (sampler, n_samples, steps,
@@ -220,7 +236,8 @@ def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str =
     from .restore import Cancelled
 
     run, cancelled = drive(iter_calibrate(model, noisy, clean, coverage, source=source, fit_truth=fit_truth,
-                                                 split_seed=split_seed, **settings), progress, cancel)
+                                          split_seed=split_seed, without_truth=without_truth, second=second,
+                                          frames=frames, **settings), progress, cancel)
     if cancelled:
         raise Cancelled("calibration was cancelled")
     return run.model

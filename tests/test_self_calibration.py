@@ -1,0 +1,130 @@
+"""Self-calibration from noisy data alone: the noise-cancelling error scale, the noise-correlation
+check, the interval factor of the mixture, and the route through calibrate()."""
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage, stats
+
+from napari_diffdenoise.core.calibration import calibrate
+from napari_diffdenoise.core.self_calibration import (
+    ErrorScale,
+    _offsets,
+    error_scale,
+    extrapolate_to_zero,
+    lag_moments,
+    noise_lag1_correlation,
+    self_calibrate,
+)
+
+
+def smooth_field(shape, variance, sigma, rng):
+    """A spatially correlated error of the given variance (Gaussian-filtered white noise)."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
+    return field / field.std() * math.sqrt(variance)
+
+
+def test_error_scale_sees_a_smooth_error_under_noise_a_hundred_times_larger():
+    rng = np.random.default_rng(0)
+    shape = (4, 256, 256)
+    error = smooth_field(shape, 4.0, 3.0, rng)  # V = 4 in units of u = 1
+    noise = rng.standard_normal(shape) * 20.0  # variance 400: 100 × the error's
+    unit = rng.uniform(1, 3, shape)  # the model's spread, pixel by pixel; v = (error·u + noise) / u
+    scale = error_scale(error + noise / unit, unit, np.ones(shape, bool), _offsets())
+    assert all(0.2 < w < 0.3 for w in scale.weights)
+    assert all(v == pytest.approx(4.0, rel=0.5) for v in scale.raw_variances)
+    # what subtracting a fitted variance would give, with that variance known to 2 %: ±8
+    assert np.average(scale.raw_variances, weights=scale.weights) == pytest.approx(4.0, rel=0.25)
+
+
+def test_error_scale_is_zero_for_white_residuals_and_floored_at_one():
+    rng = np.random.default_rng(1)
+    shape = (2, 128, 128)
+    scale = error_scale(rng.standard_normal(shape) * 10, np.ones(shape), np.ones(shape, bool), _offsets())
+    assert max(scale.raw_variances) < 0.5
+    assert scale.variances == [1.0] * len(scale.variances)
+
+
+def test_extrapolation_to_lag_zero_recovers_an_exponential_correlation():
+    lags = np.array([1.0, 1.0, 2.0, 2.0])
+    moments = 5.0 * 0.8 ** lags
+    assert extrapolate_to_zero(lags, moments, np.ones_like(lags)) == pytest.approx(5.0, rel=1e-6)
+    assert extrapolate_to_zero(lags, -moments, np.ones_like(lags)) == 0.0
+
+
+def test_lag_moments_of_a_known_field():
+    v = np.zeros((1, 4, 4))
+    v[0, :, ::2] = 1.0  # columns 0 and 2
+    lags, moments, totals = lag_moments(v, np.ones_like(v), [(0, 1), (0, 2), (1, 0)])
+    assert list(lags) == [1.0, 2.0, 1.0]
+    assert moments[0] == 0.0  # a lit column never sits beside a lit one
+    assert moments[1] == pytest.approx(4 / 8)  # 8 pairs two columns apart, 4 of them both lit
+    assert moments[2] == pytest.approx(0.5)
+
+
+def test_noise_correlation_is_read_off_second_differences():
+    rng = np.random.default_rng(2)
+    white = rng.standard_normal((2, 256, 256)) + 50
+    assert abs(noise_lag1_correlation(white)) < 0.02
+    raw = rng.standard_normal((2, 258, 258))
+    b = 0.3  # n(y, x) = w(y, x) + b·w(y − 1, x) + b·w(y, x − 1): ρ₁ = b / (1 + 2b²) along rows and columns
+    correlated = raw[:, 1:, 1:] + b * (raw[:, :-1, 1:] + raw[:, 1:, :-1])
+    assert noise_lag1_correlation(correlated) == pytest.approx(b / (1 + 2 * b * b), abs=0.02)
+
+
+def test_factor_solves_the_mixture():
+    one = ErrorScale([-np.inf, np.inf], [1.0], [4.0], [4.0], [1.0])
+    assert one.factor(0.9) == pytest.approx(2 * stats.norm.ppf(0.95), rel=1e-6)
+    two = ErrorScale([-np.inf, 1, np.inf], [0.5, 0.5], [1.0, 9.0], [1.0, 9.0], [1.0])
+    lam = two.factor(0.9)
+    covered = 0.5 * (2 * stats.norm.cdf(lam) - 1) + 0.5 * (2 * stats.norm.cdf(lam / 3) - 1)
+    assert covered == pytest.approx(0.9, abs=1e-6)
+    assert two.coverage_of(lam) == pytest.approx(0.9, abs=1e-6)
+
+
+def noisy_image(seed=0, shape=(48, 48)):
+    rng = np.random.default_rng(seed)
+    clean = ndimage.gaussian_filter(rng.uniform(5, 60, shape), 2)
+    return rng.poisson(clean).astype(np.float32)
+
+
+def test_calibrate_without_truth_uses_the_residual_route_and_is_deterministic(tiny_model):
+    noisy = noisy_image()
+    a = calibrate(tiny_model, noisy, coverage=(0.8, 0.9), sampler="ddim", n_samples=3, steps=2, seed=0)
+    b = calibrate(tiny_model, noisy, coverage=(0.8, 0.9), sampler="ddim", n_samples=3, steps=2, seed=0)
+    cal = a.calibrations[0]
+    assert cal["source"].startswith("self-calibrated: residuals against recorrupted pairs (α = 1)")
+    assert cal["factors"] == b.calibrations[0]["factors"]
+    assert 0 < cal["factors"][0] < cal["factors"][1] < math.inf
+    assert cal["settings"]["n_samples"] == 3 and cal["settings"]["params"]["steps"] == 2
+    simulated = calibrate(tiny_model, noisy, coverage=(0.8, 0.9), sampler="ddim", n_samples=3, steps=2,
+                          without_truth="simulated")
+    assert simulated.calibrations[0]["source"].startswith("simulated:")
+    with pytest.raises(ValueError, match="without_truth must be one of"):
+        calibrate(tiny_model, noisy, coverage=0.9, n_samples=3, steps=2, without_truth="guess")
+
+
+def test_frame_pairs_and_a_second_acquisition(tiny_model):
+    frames = np.stack([noisy_image(s) for s in range(3)])
+    run = self_calibrate(tiny_model, frames, coverage=0.9, frames=True, n_samples=3, steps=2)
+    assert "the next frame of 2 frame pair(s)" in run.calibrations[0]["source"]
+    second = self_calibrate(tiny_model, frames[0], coverage=0.9, second=frames[1], n_samples=3, steps=2)
+    assert "the next frame of 1 frame pair(s)" in second.calibrations[0]["source"]
+    with pytest.raises(ValueError, match="frames=True needs at least two frames"):
+        self_calibrate(tiny_model, frames[0], coverage=0.9, frames=True, n_samples=3, steps=2)
+    with pytest.raises(ValueError, match="second must have the noisy image's shape"):
+        self_calibrate(tiny_model, frames[0], coverage=0.9, second=frames[0][:40], n_samples=3, steps=2)
+    with pytest.raises(ValueError, match="n_samples must be at least 2"):
+        self_calibrate(tiny_model, frames[0], coverage=0.9, n_samples=1, steps=2)
+
+
+def test_the_calibrated_copy_gives_intervals_with_its_factor(tiny_model):
+    from napari_diffdenoise import denoise
+
+    noisy = noisy_image(3)
+    model = self_calibrate(tiny_model, noisy, coverage=(0.8, 0.9, 0.95), n_samples=3, steps=2, seed=0)
+    lam = model.calibrations[0]["factors"][1]
+    result = denoise(noisy, model, n_samples=3, steps=2, coverage=0.9, seed=0)
+    half = (result.upper - result.lower) / 2
+    inside = result.lower > 0  # the lower bound is clamped at 0 for non-negative input
+    np.testing.assert_allclose(half[inside], lam * result.interval_unit[inside], rtol=1e-4)
