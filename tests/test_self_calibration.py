@@ -128,3 +128,26 @@ def test_the_calibrated_copy_gives_intervals_with_its_factor(tiny_model):
     half = (result.upper - result.lower) / 2
     inside = result.lower > 0  # the lower bound is clamped at 0 for non-negative input
     np.testing.assert_allclose(half[inside], lam * result.interval_unit[inside], rtol=1e-4)
+
+
+def test_cli_self_calibrates_on_the_input(tiny_checkpoint, tmp_path, capsys):
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    series = np.stack([noisy_image(s) for s in range(3)]).astype(np.uint16)
+    path = tmp_path / "series.tif"
+    tifffile.imwrite(path, series, metadata={"axes": "TYX"})
+    out = tmp_path / "maps"
+    code = main(["denoise", str(path), "--out", str(out), "--model", str(tiny_checkpoint), "--coverage", "0.9",
+                 "--self-calibrate", "--samples", "3", "--steps", "2"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "the next frame of 2 frame pair(s)" in err
+    lower, upper = tifffile.imread(out / "series_lower.tif"), tifffile.imread(out / "series_upper.tif")
+    assert lower.shape == series.shape and np.all(upper >= lower) and np.any(upper > lower)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["denoise", str(path), "--out", str(tmp_path / "other"), "--model", str(tiny_checkpoint),
+                 "--self-calibrate", "--samples", "3", "--steps", "2"]) == 2
+    assert "--self-calibrate calibrates intervals: give --coverage too" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
