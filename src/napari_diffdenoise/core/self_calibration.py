@@ -24,9 +24,12 @@ what it reaches against truths on real images (docs/benchmarks/real_calibration.
 Pitfalls handled: camera noise correlated between neighbouring pixels (processed or resampled data)
 would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from second
 differences of the image, :func:`noise_lag1_correlation`) and lag 1 is left out (lags 2 … 4 used)
-when it could matter. A recorrupted input is noisier than the user's (by 1 + α² in variance), so the error's
-scale is measured at two values of α and extrapolated linearly in α² to α = 0 when ``alphas`` has
-two entries.
+when it could matter. At low light the products are noisy: each bin's V carries a standard error
+(from disjoint groups of blocks) and is shrunk towards the pooled value by it.
+
+Known bias: a recorrupted input is noisier than the user's (1 + α² in variance); on real images
+the error's scale in units of the spread measured there was 0.65–0.8 of the scale at the user's
+own noise level (docs/method.md). Frame pairs have no such bias, but count motion as error.
 """
 from __future__ import annotations
 
@@ -37,14 +40,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from .calibration import COVERAGE_GRID, Calibration, CalibrationRun, block_split, run_settings
+from .calibration import BLOCK, COVERAGE_GRID, Calibration, CalibrationRun, block_split, run_settings
 from .datasets import as_planes
 
 MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
 N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitted per bin
 V_FLOOR = 1.0  # intervals never narrower than the model's own spread says (V = 1: λ of a calibrated Gaussian)
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
-DEFAULT_ALPHAS = (1.0,)
+ALPHA = 1.0  # recorrupting: ŷ = y + α·σ·z, ȳ = y − σ·z/α (equal noises at α = 1: the least noisy products)
+FOLDS = 8  # block groups whose spread gives each estimate's standard error
 MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
 
 
@@ -109,8 +113,11 @@ class ErrorScale:
     edges: list[float]  # bin edges of u (input units), N_BINS + 1 of them
     weights: list[float]  # the fraction of pixels per bin
     variances: list[float]  # V per bin, after the floor
-    raw_variances: list[float]  # V per bin as measured (before the floor; for the record)
+    raw_variances: list[float]  # V per bin as measured (before shrinkage and the floor; for the record)
     lags_used: list[float]  # the lag lengths that entered the fit
+    pooled: float = math.nan  # V over all bins (precision-weighted)
+    pooled_se: float = math.nan  # its standard error
+    standard_errors: list[float] = dataclasses.field(default_factory=list)  # per bin
 
     def factor(self, coverage: float) -> float:
         """λ with Σ_b w_b·P(|N(0, V_b)| ≤ λ) = coverage (bisection on the mixture's CDF)."""
@@ -153,26 +160,55 @@ def noise_lag1_correlation(planes: np.ndarray) -> float:
     return (6 * r1 + 4) / (7 + 8 * r1)
 
 
-def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None) -> ErrorScale:
-    """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``."""
+def _bin_estimates(v, unit, mask, offsets, edges) -> tuple[list[float], list[float]]:
+    """(pixels, extrapolated E[v²]) per bin of ``unit`` over the pixels in ``mask``."""
+    counts, values = [], []
+    pair_ok = mask.astype(np.float64)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = mask & (unit >= lo) & (unit < hi)
+        counts.append(float(in_bin.sum()))
+        # a pair counts for the bin of its first pixel, whichever bin its partner is in
+        lags, moments, totals = _pair_moments(v, in_bin.astype(np.float64), pair_ok, offsets)
+        values.append(extrapolate_to_zero(lags, moments, totals))
+    return counts, values
+
+
+def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None, folds: int = FOLDS,
+                seed: int = 0) -> ErrorScale:
+    """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``.
+
+    At low light the noise in the products dwarfs the error, so each bin's estimate is uncertain:
+    its standard error comes from ``folds`` disjoint groups of BLOCK² blocks (the spread of their
+    estimates / √folds), and each bin is shrunk towards the precision-weighted pooled value by
+    that uncertainty (James–Stein), so that noise in one bin does not pass for a heavy tail."""
     if edges is None:
         edges = np.quantile(unit[mask], np.linspace(0, 1, N_BINS + 1))
         edges[0], edges[-1] = -np.inf, np.inf
     edges = np.asarray(edges, dtype=np.float64)
-    weights, variances, raw = [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        in_bin = mask & (unit >= lo) & (unit < hi)
-        weights.append(float(in_bin.sum()))
-        # a pair counts for the bin of its first pixel: weight 1 there, and 1 on every pixel it may pair with
-        first = in_bin.astype(np.float64)
-        pair_ok = mask.astype(np.float64)
-        lags, moments, totals = _pair_moments(v, first, pair_ok, offsets)
-        value = extrapolate_to_zero(lags, moments, totals)
-        raw.append(value)
-        variances.append(max(value, V_FLOOR))
-    total = sum(weights) or 1.0
-    return ErrorScale([float(e) for e in edges], [w / total for w in weights], variances, raw,
-                      sorted({round(math.hypot(*o), 3) for o in offsets}))
+    counts, raw = _bin_estimates(v, unit, mask, offsets, edges)
+    groups = _fold_labels(v.shape, folds, seed)
+    per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges)[1] for k in range(folds)])
+    se2 = np.maximum(per_fold.var(axis=0, ddof=1) / folds, 1e-12)
+    raw_arr = np.asarray(raw)
+    filled = np.asarray(counts) > 0
+    pooled = float(np.average(raw_arr[filled], weights=1 / se2[filled])) if filled.any() else 0.0
+    pooled_se = float(np.sqrt(1 / np.sum(1 / se2[filled]))) if filled.any() else math.inf
+    spread = (raw_arr - pooled) ** 2
+    keep = np.clip(1 - se2 / np.maximum(spread, 1e-30), 0, 1)
+    shrunk = pooled + (raw_arr - pooled) * keep
+    total = sum(counts) or 1.0
+    return ErrorScale([float(e) for e in edges], [c / total for c in counts], [max(float(x), V_FLOOR) for x in shrunk],
+                      [float(x) for x in raw], sorted({round(math.hypot(*o), 3) for o in offsets}),
+                      pooled, pooled_se, [float(x) for x in np.sqrt(se2)])
+
+
+def _fold_labels(shape, folds: int, seed: int) -> np.ndarray:
+    """Each BLOCK² block of every plane assigned to one of ``folds`` groups at random."""
+    planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    h, w = shape[-2:]
+    by, bx = -(-h // BLOCK), -(-w // BLOCK)
+    labels = np.random.default_rng([seed, 31]).integers(0, folds, (planes, by, bx))
+    return np.kron(labels, np.ones((1, BLOCK, BLOCK), dtype=labels.dtype))[:, :h, :w].reshape(shape)
 
 
 def _pair_moments(v, first, other, offsets):
@@ -261,7 +297,7 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
 
 
 def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
-                        alphas=DEFAULT_ALPHAS, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
+                        alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
                         **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None)."""
     from .checkpoint import load_model
@@ -286,44 +322,37 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
         planes, partner = planes[:-1], planes[1:]
     else:
         partner = None
-    alphas = tuple(float(a) for a in np.atleast_1d(alphas)) if partner is None else (None,)
-    if partner is None and (not alphas or not all(a > 0 for a in alphas)):
-        raise ValueError(f"alphas must be positive; got {alphas}")
+    if partner is None and not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a positive number; got {alpha!r}")
 
     offsets = _offsets()
-    scales, hows, last, dropped = [], [], None, False
-    for alpha in alphas:
-        residuals, inputs = yield from iter_residuals(model, planes, run, alpha=alpha, seed=seed, partner=partner,
-                                                      max_pixels=max_pixels)
-        mask = np.ones(residuals.v.shape, dtype=bool)
-        scale = error_scale(residuals.v, residuals.unit, mask, offsets)
-        if last is None:
-            # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
-            rho_noise = noise_lag1_correlation(inputs)
-            camera_share = 1.0 if alpha is None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
-            noise_bias = abs(rho_noise) * camera_share * float(np.mean(residuals.v ** 2))
-            dropped = noise_bias > LAG1_BIAS_LIMIT * max(max(scale.raw_variances), V_FLOOR)
-            offsets_used = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2] if dropped else offsets
-        if dropped:
-            scale = error_scale(residuals.v, residuals.unit, mask, offsets_used)
-        scales.append(scale)
-        hows.append(residuals.how)
-        last = residuals
-    scale = scales[0] if len(scales) == 1 else _extrapolated(scales, alphas)
+    last, inputs = yield from iter_residuals(model, planes, run, alpha=None if partner is not None else alpha,
+                                             seed=seed, partner=partner, max_pixels=max_pixels)
+    mask = np.ones(last.v.shape, dtype=bool)
+    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
+    # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
+    rho_noise = noise_lag1_correlation(inputs)
+    camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
+    noise_bias = abs(rho_noise) * camera_share * float(np.mean(last.v ** 2))
+    dropped = noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR)
+    if dropped:
+        offsets = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
+        scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
 
     # a split-half check: λ from one half of the blocks, its modelled coverage under the other half's V
     split = block_split(last.v.shape, split_seed)
-    half_a = error_scale(last.v, last.unit, split, offsets_used, scale.edges)
-    half_b = error_scale(last.v, last.unit, ~split, offsets_used, scale.edges)
+    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges)
+    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges)
     factors = [scale.factor(c) for c in coverages]
     checked = [half_b.coverage_of(half_a.factor(c)) for c in coverages]
     widths = [float(np.mean(2 * f * last.unit)) for f in factors]
-    source = ("self-calibrated: residuals against " + "; ".join(hows) + ". Error scale from cross-moments at lags "
-              f"{min(scale.lags_used):g}–{max(scale.lags_used):g} px (noise-cancelling), per {N_BINS} bins of the "
-              f"spread: V = {', '.join(f'{v:.3g}' for v in scale.raw_variances)} (floor {V_FLOOR:g})"
+    source = ("self-calibrated: residuals against " + last.how + ". Error scale from cross-moments at lags "
+              f"{min(scale.lags_used):g}–{max(scale.lags_used):g} px (noise-cancelling): V = E[(error/spread)²] = "
+              f"{scale.pooled:.3g} ± {scale.pooled_se:.2g} overall; per {N_BINS} bins of the spread "
+              f"{', '.join(f'{v:.3g}' for v in scale.variances)} (measured {', '.join(f'{v:.3g}' for v in scale.raw_variances)}, "
+              f"shrunk by their standard errors, floor {V_FLOOR:g})"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
                  if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f}")
-              + (f"; extrapolated to α = 0 from α = {', '.join(f'{a:g}' for a in alphas)}" if len(scales) > 1 else "")
               + ". Coverage is modelled (Gaussian per bin), not conformal; held-out coverage = the split-half check")
     settings_record = run_settings(last.restoration.metadata)
     calibration = Calibration(settings_record, coverages, factors, checked, widths, source, int(last.v.size), None)
@@ -332,20 +361,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                           calibration, last.restoration, None)
 
 
-def _extrapolated(scales: list[ErrorScale], alphas) -> ErrorScale:
-    """V per bin extrapolated linearly in α² to α = 0 (the recorrupted input's extra noise removed)."""
-    a2 = np.asarray(alphas, dtype=np.float64) ** 2
-    raw = np.array([s.raw_variances for s in scales])  # (alphas, bins)
-    slope = np.array([np.polyfit(a2, raw[:, b], 1)[0] for b in range(raw.shape[1])])
-    at_zero = raw[np.argmin(a2)] - slope * a2.min()
-    # the extrapolation may not go below the least noisy measurement's V: noise in the slope would do that
-    values = np.maximum(at_zero, np.minimum(raw[np.argmin(a2)], at_zero.max()))
-    first = scales[int(np.argmin(a2))]
-    return ErrorScale(first.edges, first.weights, [max(v, V_FLOOR) for v in values], values.tolist(), first.lags_used)
-
-
 def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
-                   alphas=DEFAULT_ALPHAS, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
+                   alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
                    progress=None, cancel=None, **settings):
     """Calibrate ``model``'s intervals on the user's noisy image alone; return a calibrated copy.
 
@@ -353,14 +370,14 @@ def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames:
     second: an independent acquisition of the same field (same shape), if the user has one; or
     frames=True: consecutive planes of ``noisy`` (a T axis) are such pairs (motion between frames
         counts as error: the intervals come out wider, not narrower).
-    Otherwise the pairs are recorrupted from ``noisy`` with its fitted camera noise (``alphas``).
+    Otherwise the pairs are recorrupted from ``noisy`` with its fitted camera noise (``alpha``).
     settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
     Cost: one restoration of at most ``max_pixels`` pixels per α (crops of evenly spaced planes).
     """
     from .driving import drive
     from .restore import Cancelled
 
-    run, cancelled = drive(iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, alphas=alphas,
+    run, cancelled = drive(iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, alpha=alpha,
                                                seed=seed, split_seed=split_seed, max_pixels=max_pixels, **settings),
                            progress, cancel)
     if cancelled:
