@@ -255,6 +255,28 @@ def _unwritable(tmp):
     return lambda: next(run)
 
 
+def _rename_fails(tmp):
+    """A second run with --overwrite whose last rename fails (a file locked, a disk error)."""
+    import os
+    from unittest import mock
+
+    run = _cli_image(tmp, np.random.default_rng(0).poisson(5, (2, 32, 32)).astype(np.uint16), "denoise", "IN",
+                     "--out", "OUT", "--overwrite")
+    run()
+    real = os.replace
+
+    def entropy_fails(src, dst):
+        if str(src).endswith(".partial") and str(dst).endswith("_entropy.tif"):
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    def again():
+        with mock.patch("os.replace", entropy_fails):
+            return run()
+
+    return again
+
+
 # (row id, surface, what the user gave, a function of a temporary folder returning the call, the
 # exception type (or "exit 2" for the CLI), a regex the message must match)
 ROWS = [
@@ -405,6 +427,8 @@ ROWS = [
      "has already trained 4 steps; resume with steps of at least 4 \\(got 3\\)"),
     ("train-unwritable", "training", "an output folder that cannot take files", _unwritable, OSError,
      "cannot write the checkpoints to .*a-file \\(a file of that name is in the way\\)"),
+    ("tiff-rename-fails", "CLI", "denoise --overwrite over earlier maps, the entropy map's rename failing",
+     _rename_fails, "exit 2", "Input/output error.*the earlier files, if any, are as they were"),
 ]
 
 

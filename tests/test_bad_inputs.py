@@ -199,3 +199,29 @@ def test_a_resume_checks_the_inputs_identity_and_a_partial_store_says_so(tmp_pat
     tifffile.imwrite(tmp_path / "a.tif", second)  # edited in place between a kill and the resume
     with pytest.raises(ValueError, match="content has changed"):
         denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), **settings)
+
+
+def test_a_failed_rename_leaves_the_earlier_maps_whole(tmp_path, monkeypatch, tiny_checkpoint, capsys):
+    import os
+
+    import numpy as np
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (2, 32, 32)).astype(np.uint16))
+    args = ["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "out"), "--model", str(tiny_checkpoint),
+            "--samples", "2", "--steps", "1"]
+    assert main(args) == 0
+    before = _tree(tmp_path / "out")
+    real = os.replace
+
+    def entropy_fails(src, dst):
+        if str(src).endswith(".partial") and str(dst).endswith("_entropy.tif"):
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", entropy_fails)
+    assert main([*args, "--seed", "7", "--overwrite"]) == 2
+    assert "Input/output error" in capsys.readouterr().err
+    assert _tree(tmp_path / "out") == before  # the old set whole: no new mean beside an old entropy, no .partial

@@ -6,9 +6,36 @@ renamed only when all planes of all maps are in: a failed or interrupted run lea
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+
+
+def replace_all(temps: list[Path], paths: list[Path]) -> None:
+    """Rename each finished temporary file over its final name, all or none: a rename that fails half-way
+    (a full disk, a file locked by another program) would otherwise leave new maps beside old ones.
+    The earlier files are set aside first and put back when any rename fails."""
+    moved, placed = [], []
+    try:
+        for path in paths:
+            if path.exists():
+                backup = path.with_name(f".{path.name}.previous")
+                os.replace(path, backup)
+                moved.append((backup, path))
+        for tmp, path in zip(temps, paths):
+            os.replace(tmp, path)
+            placed.append(path)
+    except OSError as err:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        for backup, path in moved:
+            os.replace(backup, path)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise OSError(f"could not put the maps in place ({err}); the earlier files, if any, are as they were") from err
+    for backup, _ in moved:
+        backup.unlink(missing_ok=True)
 
 
 def resolution_args(pixel: dict | None) -> dict:
@@ -65,8 +92,7 @@ class TiffMaps:
         except BaseException:
             self.abort()
             raise
-        for tmp, path in zip(self.temps, self.paths):
-            tmp.replace(path)
+        replace_all(self.temps, self.paths)
         return self.paths
 
     def abort(self) -> None:
