@@ -14,7 +14,11 @@ else
 fi
 python3 -m venv "$work/build-env"
 "$work/build-env/bin/python" -m pip install --quiet "build>=1"
-"$work/build-env/bin/python" -m build --outdir "$work/dist" "$repo"
+# the build's own log only when it fails: it lists every file it copies
+if ! "$work/build-env/bin/python" -m build --outdir "$work/dist" "$repo" > "$work/build.log" 2>&1; then
+    tail -n 40 "$work/build.log"
+    exit 1
+fi
 ls "$work"/dist/*.whl "$work"/dist/*.tar.gz
 python3 -m venv "$work/wheel-env"
 py="$work/wheel-env/bin/python"
