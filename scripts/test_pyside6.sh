@@ -9,6 +9,10 @@ export QT_API=pyside6 PYTEST_QT_API=pyside6
 mapfile -t ids < <(python3 -m pytest --collect-only -q -p no:cacheprovider "$@" \
     tests/test_widget.py tests/test_train_widget.py tests/test_compare_widget.py tests/test_calibrate_widget.py \
     | grep "::")
+if [ ${#ids[@]} -eq 0 ]; then  # collected nothing: fail as pytest does (exit 5), not pass on no tests
+    echo "PySide6: no widget tests collected" >&2
+    exit 5
+fi
 status=0
 for ((i = 0; i < ${#ids[@]}; i += 8)); do
     xvfb-run -a -s "-screen 0 1280x1024x24" python3 -m pytest -q -p no:cacheprovider "$@" "${ids[@]:i:8}" || status=$?
