@@ -131,9 +131,10 @@ class MapStore:
 
 def _difference(previous: dict, now: dict) -> str:
     """What makes a store's run not this one, said so that a user knows which it is."""
+    if "input_content_sha256" not in previous:
+        return "holds a run that did not record its input (an earlier version wrote it), so it cannot be resumed safely"
     if previous.get("input_path") != now.get("input_path"):
-        return (f"holds a run on another input ({previous.get('input_path') or 'not recorded'}), not "
-                f"{now.get('input_path')}")
+        return f"holds a run on another input ({previous.get('input_path')}), not {now.get('input_path')}"
     if previous.get("input_content_sha256") != now.get("input_content_sha256"):
         return (f"holds a run on {now.get('input_path')} as it was before: the input's content has changed since, "
                 "and resuming would mix planes of both")
