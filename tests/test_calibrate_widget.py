@@ -48,12 +48,15 @@ def test_calibrate_saves_a_new_model_that_denoise_uses_for_intervals(make_napari
     d.image.value = viewer.layers["noisy"]
     d.model.value = str(saved.resolve())
     d.steps.value, d.n_samples.value, d.coverage.value = 2, 3, 0.9
+    assert not d.self_calibrate.native.isHidden() and d.self_calibrate.value  # shown with a coverage, on by default
+    d.self_calibrate.value = False  # the calibration just made, from the truth layer
     d.run()
     qtbot.waitUntil(lambda: "noisy [upper]" in viewer.layers, timeout=60_000)
     mean, std, entropy = (viewer.layers[f"noisy [{n}]"].data for n in ("mean", "std", "entropy"))
     lower, upper = viewer.layers["noisy [lower]"], viewer.layers["noisy [upper]"]
     assert not lower.visible and not upper.visible
     assert lower.metadata["napari_diffdenoise"]["coverage"] == 0.9
+    assert lower.metadata["napari_diffdenoise"]["calibration_source"] == "user pairs: layers 'noisy' / 'truth'"
     assert np.all(lower.data <= mean) and np.all(mean <= upper.data) and np.any(upper.data > mean)
     # the std layer holds the spread in intensity units, the entropy layer bits in [0, log2 K]
     assert std.max() > 0 and entropy.max() <= np.log2(3) + 1e-6 and not np.allclose(std, entropy)
@@ -88,3 +91,30 @@ def test_calibrate_without_a_truth_layer_calibrates_on_the_noisy_ones_residuals(
     qtbot.waitUntil(lambda: w.status.value.startswith(("Saved", "Failed")), timeout=60_000)
     assert not errors, errors
     assert load_model(tmp_path / "self.safetensors").calibrations[0]["source"].startswith("self-calibrated: residuals against recorrupted pairs")
+
+
+def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, qtbot, errors, tiny_checkpoint):
+    """The tiny model has no calibration at all: with the box on, the run calibrates on the layer
+    (frame pairs along its T axis) and then gives intervals; with it off, it is refused."""
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(4)
+    field = rng.uniform(5, 40, (32, 32))
+    viewer.add_image(rng.poisson(np.stack([field] * 3)[:, None]).astype(np.float32), name="movie")  # T, Z=1, Y, X
+    d = DenoiseWidget(viewer)
+    d.image.value = viewer.layers["movie"]
+    d.model_file.value = tiny_checkpoint
+    d.steps.value, d.n_samples.value = 2, 3
+    assert d.self_calibrate.native.isHidden()  # no coverage, nothing to calibrate
+    d.coverage.value = 0.9
+    d.self_calibrate.value = False
+    d.run()
+    assert errors and "has no calibration" in errors[0]
+    errors.clear()
+    d.self_calibrate.value = True
+    d.run()
+    qtbot.waitUntil(lambda: "movie [upper]" in viewer.layers, timeout=60_000)
+    meta = viewer.layers["movie [lower]"].metadata["napari_diffdenoise"]
+    assert meta["calibration_source"].startswith("self-calibrated: residuals against the next frame of 2 frame pair(s)")
+    lower, upper = viewer.layers["movie [lower]"].data, viewer.layers["movie [upper]"].data
+    assert lower.shape == (3, 1, 32, 32) and np.all(upper >= lower) and np.any(upper > lower)
+    assert not errors, errors

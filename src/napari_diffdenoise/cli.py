@@ -306,29 +306,19 @@ def _is_zarr_output(path: str) -> bool:
 
 def _self_calibrated_model(args):
     """The model with a calibration made on the input itself (--self-calibrate), for these settings:
-    up to four consecutive-frame pairs along T when there is a T axis, else up to four evenly spaced
+    a few consecutive-frame pairs along T when there is a T axis, else a few evenly spaced
     planes recorrupted (core.self_calibration)."""
     from .core.checkpoint import load_model
     from .core.image_io import open_image
-    from .core.self_calibration import self_calibrate
+    from .core.self_calibration import calibration_planes, self_calibrate
 
     if args.coverage is None:
         raise ValueError("--self-calibrate calibrates intervals: give --coverage too (e.g. --coverage 0.9)")
     if args.workers is not None or args.scheduler is not None:
-        raise ValueError("--self-calibrate runs in this process: leave out --workers and --scheduler, or calibrate "
-                         "first (napari-diffdenoise calibrate) and pass the calibrated model")
+        raise ValueError("--self-calibrate runs in this process: leave out --workers and --scheduler (or calibrate "
+                         "first with the library's calibrate(model, noisy), save the model and pass its path)")
     source = open_image(args.input, args.axes)
-    lead = source.data.shape[:-2]
-    positions = list(np.ndindex(*lead)) if lead else [()]
-    t = source.axes.find("T")
-    if t >= 0 and lead[t] >= 2:  # frame t and t + 1 at the same C, Z: an independent view of (nearly) one field
-        starts = [p for p in positions if p[t] < lead[t] - 1]
-        chosen = [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, min(4, len(starts))).astype(int))]
-        first = np.stack([np.asarray(source.data[p], dtype=np.float32) for p in chosen])
-        second = np.stack([np.asarray(source.data[p[:t] + (p[t] + 1,) + p[t + 1:]], dtype=np.float32) for p in chosen])
-    else:
-        chosen = [positions[i] for i in np.unique(np.linspace(0, len(positions) - 1, min(4, len(positions))).astype(int))]
-        first, second = np.stack([np.asarray(source.data[p], dtype=np.float32) for p in chosen]), None
+    first, second = calibration_planes(source.data, source.axes)
     settings = {k: v for k, v in _settings_from_args(args).items() if k != "coverage"}
     print(f"self-calibrating on {len(first)} plane(s) of {args.input}", file=sys.stderr)
     model = self_calibrate(load_model(args.model), first, second=second, progress=_progress_printer(), **settings)
@@ -529,10 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per plane (default: this machine's setting); the same count gives "
                         "bit-identical results wherever the planes run")
+    from .core.self_calibration import CALIBRATION_PLANES
+
     p.add_argument("--self-calibrate", action="store_true",
                    help="with --coverage: calibrate the intervals on this image first, from residuals against an "
                         "independent noisy view (consecutive frames when the input has a T axis, else recorrupted "
-                        "copies of up to four planes); costs about one extra run of those planes")
+                        f"copies of up to {CALIBRATION_PLANES} planes); costs about one extra run of those planes")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_denoise)
     p = sub.add_parser("simulate", help="write a simulated noisy/clean pair as TIFFs")

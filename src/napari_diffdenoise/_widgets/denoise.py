@@ -26,6 +26,7 @@ from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
 from ..core.sampler_registry import SAMPLERS, samplers_for
+from ..core.self_calibration import CALIBRATION_PLANES
 from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices
@@ -117,10 +118,18 @@ class TileReporter:
             worker.yielded.emit(info)
 
 
-def _denoise_job(data, model, settings, axes=None, on_tile=None):
+def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=False):
     """The worker's generator. Errors a user can act on (bad values, out of memory) come back as
-    a :class:`_Failure` and are shown as a notification; anything else is a bug and propagates."""
+    a :class:`_Failure` and are shown as a notification; anything else is a bug and propagates.
+    ``self_calibrate``: first calibrate the intervals on a few planes of ``data`` itself."""
     try:
+        if self_calibrate:
+            from ..core.axes import infer_axes
+            from ..core.self_calibration import calibration_planes, iter_self_calibrate
+
+            first, second = calibration_planes(data, axes or infer_axes(np.ndim(data)))
+            without = {k: v for k, v in settings.items() if k != "coverage"}
+            model = (yield from iter_self_calibrate(model, first, second=second, **without)).model
         return (yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings))
     except Cancelled:
         yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`
@@ -185,6 +194,12 @@ class DenoiseWidget(WorkerControls, Container):
             label="Interval coverage", value=0.0, min=0.0, max=0.99, step=0.05,
             tooltip="0: no intervals. 0.9: add [lower] and [upper] layers that contain the true intensity in 90 % "
                     "of pixels, by the model's calibration for these settings (see the documentation link above)")
+        self.self_calibrate = CheckBox(
+            text=f"Calibrate on this image (+1 run of ≤ {CALIBRATION_PLANES} planes)", value=True, visible=False,
+            tooltip="Before the run, measure the model's real error on this image (residuals against the next frame "
+                    "when there is a T axis, else against a recorrupted copy) and set the interval width from it. "
+                    "Off: the model's stored calibration, made on other images")
+        self.coverage.changed.connect(lambda value: setattr(self.self_calibrate, "visible", value > 0))
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
         self.device = ComboBox(label="Device", choices=available_devices(), value="auto",
                                tooltip="Where the network runs: auto takes a GPU (CUDA or Apple) when there is one, "
@@ -209,7 +224,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.sampler_params = Container(labels=True)
         self.help = help_link("denoise", "Denoise")
         self.extend([self.help, self.image, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
-                     self.n_samples, self.mean_estimator, self.coverage, self.psf_source, self.psf_sigma, self.iterations,
+                     self.n_samples, self.mean_estimator, self.coverage, self.self_calibrate, self.psf_source, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
                      self.status])
 
@@ -419,8 +434,13 @@ class DenoiseWidget(WorkerControls, Container):
         if self.model.value == RICHARDSON_LUCY:
             return layer, None, psf
         model = self._selected_model()
-        make_settings(model, **self._settings(psf))
+        settings = self._settings(psf)
+        # a calibration made on the image itself comes before the run: the stored ones need not fit
+        make_settings(model, **({**settings, "coverage": None} if self._calibrates_here(settings) else settings))
         return layer, model, psf
+
+    def _calibrates_here(self, settings: dict) -> bool:
+        return settings.get("coverage") is not None and self.self_calibrate.value
 
     def _plane_on_view(self, layer) -> tuple[int, ...]:
         """The index over the layer's leading dims of the plane on view (() for a 2D layer)."""
@@ -463,7 +483,8 @@ class DenoiseWidget(WorkerControls, Container):
             self._worker.yielded.connect(self._on_plane_done)
             self._worker.returned.connect(lambda result: self._on_deconvolved(layer, result))
         else:
-            self._worker = create_worker(_denoise_job, data, model, settings, axes, tiles, _start_thread=False)
+            self._worker = create_worker(_denoise_job, data, model, settings, axes, tiles,
+                                         self_calibrate=self._calibrates_here(settings), _start_thread=False)
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_returned(layer, result))
         tiles.worker = self._worker

@@ -49,6 +49,7 @@ V_FLOOR = 1.0  # intervals never narrower than the model's own spread says (V = 
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·σ·z, ȳ = y − σ·z/α (equal noises at α = 1: the least noisy products)
 FOLDS = 8  # block groups whose spread gives each estimate's standard error
+CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
 MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
 
 
@@ -359,6 +360,23 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     kept_calibrations = [c for c in model.calibrations if not Calibration.from_dict(c).matches(settings_record)]
     return CalibrationRun(dataclasses.replace(model, calibrations=[calibration.to_dict(), *kept_calibrations]),
                           calibration, last.restoration, None)
+
+
+def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES) -> tuple[np.ndarray, np.ndarray | None]:
+    """(planes, their independent views or None): up to ``count`` evenly spaced (Y, X) planes of an
+    image with these axes, read one at a time (lazy arrays stay lazy). With a T axis of two frames
+    or more, each plane is frame t and its view frame t + 1 at the same C and Z."""
+    lead = tuple(data.shape[:-2])
+    positions = list(np.ndindex(*lead)) if lead else [()]
+    t = axes.find("T")
+    paired = t >= 0 and lead[t] >= 2
+    if paired:
+        positions = [p for p in positions if p[t] < lead[t] - 1]
+    chosen = [positions[i] for i in np.unique(np.linspace(0, len(positions) - 1, min(count, len(positions))).astype(int))]
+    first = np.stack([np.asarray(data[p], dtype=np.float32) for p in chosen])
+    if not paired:
+        return first, None
+    return first, np.stack([np.asarray(data[p[:t] + (p[t] + 1,) + p[t + 1:]], dtype=np.float32) for p in chosen])
 
 
 def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
