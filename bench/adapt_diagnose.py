@@ -95,9 +95,12 @@ def noise_table(names=("timelapse8", "lyso01", "lyso05")) -> dict:
 
 
 def score_fn(name: str):
-    """(planes to adapt on, score(model) → dict): next-frame MSE on a series, PSNR against the truth else."""
+    """(what to adapt on, score(model) → dict): on a series (timelapse8, lysoNN) the even frames of
+    the first 20 as one stack (so that adapt sees a series) and the next-frame MSE of frame t to
+    frame t+1 (never seen); on the DSB image (dsb-PHOTONS, dsb8bit-PHOTONS) the PSNR to its truth."""
     if name.startswith("dsb"):
-        noisy, truth = dsb(float(name[4:] if name.startswith("dsb8") else name[3:]), name.startswith("dsb8"))
+        kind, photons = name.rsplit("-", 1)
+        noisy, truth = dsb(float(photons), kind == "dsb8bit")
         return noisy, lambda m: {"psnr": psnr_fitted(denoise(noisy, m, n_samples=0).mean, truth)}
     s = series(name)
     even = list(range(0, min(len(s) - 1, 20), 2))
@@ -106,42 +109,65 @@ def score_fn(name: str):
         means = [denoise(s[t], m, n_samples=0).mean for t in even]
         return {"next_mse": float(np.mean([np.mean((f - s[t + 1]) ** 2) for f, t in zip(means, even)]))}
 
-    return [s[t] for t in even], score
+    return np.stack([s[t] for t in even]), score
 
 
-def steps_table(names, steps: int, at=(0, 25, 50, 100, 200, 400, 800)) -> dict:
-    """Adapt with today's adapt (R2R, recorrupted validation) and score the head every few steps."""
+def steps_table(names, steps: int, at=(25, 50, 100, 200, 400, 800), noise_scale: float | None = None,
+                learning_rate: float = 5e-5) -> dict:
+    """Adapt and score the head every few steps: the truth's figure (PSNR or next-frame MSE), the
+    recorrupted validation loss and the keep-or-drop criterion on its selection patches; then the
+    decision. ``noise_scale``: adapt with the fitted noise variance × this (a wrong fit, injected)."""
+    from napari_diffdenoise.core.adapt import CameraNoise, check_adapt
+
     torch.set_num_threads(1)
     base = load_model("demo")
     records = {}
     for name in names:
-        planes, score = score_fn(name)
-        run = iter_adapt(base, planes, minutes=None, steps=steps, seed=0, validate_every=25)
-        rows, val = [], None
-        marks = [a for a in at if a <= steps]
-        for progress in run:
-            head = run.gi_frame.f_locals["adapted"]
-            if progress.step in marks:
-                model = copy.deepcopy(head)
-                model.mean_network.eval()
-                rows.append({"step": progress.step, "val_loss": progress.val_loss, **score(model)})
-                print(name, rows[-1], flush=True)
-            val = progress.val_loss
+        noisy, score = score_fn(name)
+        noise = None
+        if noise_scale is not None:
+            fit = check_adapt(base, noisy, steps=steps)[2]
+            noise = CameraNoise(fit.gain * noise_scale, fit.floor * noise_scale, fit.levels,
+                                tuple(v * noise_scale for v in fit.variances))
+        run = iter_adapt(base, noisy, minutes=None, steps=steps, seed=0, validate_every=25, noise=noise,
+                         learning_rate=learning_rate)
         bundled = score(base)
-        records[name] = {"bundled": bundled, "rows": rows, "last_val": val}
+        rows = []
         print(name, "bundled", bundled, flush=True)
+        marks = [a for a in at if a <= steps]
+        try:
+            while True:
+                progress = next(run)
+                if progress.step in marks and progress.message is None:
+                    local = run.gi_frame.f_locals
+                    model = copy.deepcopy(local["adapted"])
+                    model.mean_network.eval()
+                    rows.append({"step": progress.step, "criterion": progress.val_loss,
+                                 "r2r_val_loss": local["history"][-1].get("r2r_val_loss"), **score(model)})
+                    print(name, rows[-1], flush=True)
+        except StopIteration as stop:
+            result = stop.value
+        kept = {"kept": result.kept, "best_step": result.best_step, **score(result.model), **result.decision}
+        print(name, result.message, kept, flush=True)
+        records[name] = {"bundled": bundled, "rows": rows, "result": kept,
+                         "step0_criterion": result.history[0]["val_loss"], "step0_r2r": result.history[0]["r2r_val_loss"],
+                         "noise": [result.noise.gain, result.noise.floor]}
     return records
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["noise", "steps"])
-    parser.add_argument("--images", default="timelapse8,lyso01,dsb8-30,dsb10")
+    parser.add_argument("--images", default="timelapse8,lyso01,dsb8bit-30,dsb-10")
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--noise-scale", type=float, default=None)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    data = noise_table() if args.what == "noise" else steps_table(args.images.split(","), args.steps)
+    data = (noise_table() if args.what == "noise" else
+            steps_table(args.images.split(","), args.steps, noise_scale=args.noise_scale,
+                        learning_rate=args.learning_rate))
     if args.out:
         Path(args.out).write_text(json.dumps(data, indent=1))
 

@@ -51,8 +51,9 @@ class CameraNoise:
     """var(y) = gain·E[y] + floor, in the image's units (Poisson–Gaussian: gain = photon → unit
     conversion, floor = read noise² minus gain × offset). ``levels``/``variances``, when given, are
     the measured variance per level bin: :meth:`variance` follows them (interpolated, held
-    constant below the first, never below the line above the last) within a factor 2 of the line, so that a clipped dark end or a bin
-    the line misses is followed while a bin inflated by structure is not."""
+    constant below the first, never below the line above the last) within a factor 2 of the
+    line, so that a clipped dark end or a bin the line misses is followed while a bin inflated by
+    structure is not."""
 
     gain: float
     floor: float
@@ -410,6 +411,7 @@ def iter_adapt(
         history.append(record)
         yield AdaptProgress(step, steps, record["train_loss"], last_val, record["seconds"])
     final = selection_loss()
+    last_scores = criterion_per_patch(head, decide)  # the last step's head, whatever was picked
     if final is not None and (best[0] is None or final < best[0]):
         best = (final, step, copy.deepcopy(head.state_dict()))
     if crit_in:
@@ -421,7 +423,8 @@ def iter_adapt(
         se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
         decision.update(bundled=float(np.mean(bundled_scores[decide])),
                         adapted=float(np.mean(bundled_scores[decide] + diff)),
-                        difference=float(np.mean(diff)), standard_error=se, margin_se=KEEP_MARGIN_SE)
+                        difference=float(np.mean(diff)), standard_error=se, margin_se=KEEP_MARGIN_SE,
+                        last_step=float(np.mean(last_scores)), steps=step, best_step=best[1])
         kept = "adapted" if best[1] > 0 and np.mean(diff) + KEEP_MARGIN_SE * se < 0 else "bundled"
     what = {"series": "MSE of the restoration of frame t to frame t+1",
             "blind-spot": "blind-spot MSE (masked pixels against their noisy values)"}[criterion]

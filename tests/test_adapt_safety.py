@@ -1,0 +1,142 @@
+"""Adaptation never hurts (issue 23, part 3): the adapted mean head is kept only when a criterion
+with no fitted noise in it shows it better on held-out patches; otherwise the bundled head comes back."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise.core.adapt import CameraNoise, _blind_spot, _series_pairs, iter_adapt
+from napari_diffdenoise.core.driving import drive
+from napari_diffdenoise.core.normalization import IntensityMap
+
+
+def scene(seed=0, size=128, photons=20.0):
+    """(clean expected counts, a function drawing a noisy frame of it): blobs, Poisson + offset 100 + read 2."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    density = np.zeros((size, size))
+    for cy, cx in rng.integers(8, size - 8, (30, 2)):
+        density += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 12.0)
+    clean = photons * density / density.max() + 2.0
+
+    def frame(k):
+        r = np.random.default_rng([seed, k])
+        return (r.poisson(clean) + 100 + 2.0 * r.standard_normal(clean.shape)).astype(np.float32)
+
+    return clean + 100, frame
+
+
+def mse_to_truth(model, noisy, clean):
+    m = IntensityMap.from_percentiles(noisy, model.percentiles)
+    with torch.inference_mode():
+        out = model.predict_mean(torch.from_numpy(m.to_model(noisy))[None, None])[0, 0].numpy()
+    return float(np.mean((m.to_input(out) - clean) ** 2))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny headed model whose head is trained (supervised, 60 steps) on scenes like the test's: a
+    good 'bundled' head that a harmful adaptation can only spoil."""
+    from conftest import TINY
+    from napari_diffdenoise.core.model import DiffusionModel
+    from napari_diffdenoise.core.network import UNet, UNetConfig
+    from napari_diffdenoise.core.schedules import NoiseSchedule
+
+    torch.manual_seed(0)
+    model = DiffusionModel.create(TINY, NoiseSchedule("cosine", 50), name="tiny", tile=64)
+    model.mean_network = UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                         fourier_features=8))
+    model.mean_estimator = "head"
+    opt = torch.optim.Adam(model.mean_network.parameters(), lr=3e-3)
+    rng = np.random.default_rng(0)
+    scenes = [scene(s, size=64) for s in range(10, 12)]
+    for step in range(60):
+        xs, ts = [], []
+        for _ in range(8):
+            clean, frame = scenes[int(rng.integers(len(scenes)))]
+            noisy = frame(step)
+            y0, x0 = rng.integers(0, 64 - 32, 2)
+            win = (slice(y0, y0 + 32), slice(x0, x0 + 32))
+            m = IntensityMap.from_percentiles(noisy, model.percentiles)
+            xs.append(m.to_model(noisy[win]))
+            ts.append(m.to_model(clean[win]))
+        x, t = (torch.from_numpy(np.stack(a)[:, None].astype(np.float32)) for a in (xs, ts))
+        loss = torch.mean((model.predict_mean(x) - t) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.mean_network.eval()
+    return model
+
+
+OPTIONS = dict(minutes=None, batch_size=4, patch_size=32, validate_every=10, device="cpu", seed=0)
+
+
+def test_a_harmful_adaptation_returns_the_bundled_head(trained):
+    """A noise fit far too low (σ ≈ 0: input and target of every recorrupted pair are the same noisy
+    pixels) teaches the head to pass noise through. The recorrupted loss falls all the way; the
+    blind-spot criterion rises, the truth agrees, and the bundled head comes back unchanged."""
+    clean, frame = scene(1)
+    noisy = frame(0)
+    run = iter_adapt(trained, noisy, steps=40, learning_rate=3e-3, noise=CameraNoise(0.0, 1e-6), **OPTIONS)
+    while True:
+        progress = next(run)
+        if progress.step == 40:  # the last step's head, before the decision
+            last = copy.deepcopy(run.gi_frame.f_locals["adapted"])
+            last.mean_network.eval()
+            break
+    result, _ = drive(run)
+    assert mse_to_truth(last, noisy, clean) > 1.2 * mse_to_truth(trained, noisy, clean)  # the harm is real
+    r2r = [h["r2r_val_loss"] for h in result.history if "r2r_val_loss" in h]
+    assert r2r[-1] < r2r[0]  # and the recorrupted loss built from the wrong fit rewarded it
+    assert result.decision["last_step"] > result.decision["bundled"]  # the criterion saw it
+    assert result.kept == "bundled" and result.decision["criterion"] == "blind-spot"
+    for a, b in zip(result.model.mean_network.state_dict().values(), trained.mean_network.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    info = result.model.provenance["adapted"]
+    assert info["kept"] == "bundled" and info["decision"]["bundled"] == result.decision["bundled"]
+    assert result.message.startswith("kept the bundled head") and "blind-spot" in result.message
+    assert result.model.calibrations == trained.calibrations  # the bundled head keeps its calibration
+
+
+def test_a_helpful_adaptation_is_kept_and_is_better_against_the_truth(headed):
+    """An untrained bundled head and the right noise model: adaptation helps, the criterion shows it,
+    the adapted head is kept, and it is closer to the truth."""
+    clean, frame = scene(2)
+    noisy = frame(0)
+    result, _ = drive(iter_adapt(headed, noisy, steps=40, learning_rate=2e-3, **OPTIONS))
+    assert result.kept == "adapted" and result.best_step > 0
+    assert result.decision["adapted"] < result.decision["bundled"]
+    assert mse_to_truth(result.model, noisy, clean) < mse_to_truth(headed, noisy, clean)
+    assert result.model.provenance["adapted"]["kept"] == "adapted" and result.model.calibrations == []
+    assert result.message.startswith("kept the adapted head")
+
+
+def test_a_series_is_judged_by_the_next_frame(headed):
+    """A stack of repeated noisy frames of one field: the criterion is the MSE to the next frame."""
+    clean, frame = scene(3)
+    stack = np.stack([frame(k) for k in range(4)])
+    result, _ = drive(iter_adapt(headed, stack, steps=20, learning_rate=2e-3, **OPTIONS))
+    assert result.decision["criterion"] == "series"
+    assert result.model.provenance["adapted"]["decision"]["criterion"] == "series"
+    assert "frame t to frame t+1" in result.message
+
+
+def test_which_stacks_are_series():
+    clean, frame = scene(4, size=64)
+    repeated = np.stack([frame(k) for k in range(3)])
+    others = np.stack([scene(s, size=64)[1](0) for s in range(5, 8)])  # three unrelated fields
+    assert _series_pairs(repeated, None) == [(0, 1), (1, 2)]
+    assert _series_pairs(others, None) == []
+    assert _series_pairs(others, True) == [(0, 1), (1, 2)]
+    assert _series_pairs(repeated, False) == []
+    assert _series_pairs([repeated[0], repeated], None) == [(1, 2), (2, 3)]  # plane indices after a 2D plane
+
+
+def test_the_blind_spot_hides_only_the_masked_pixels():
+    u = np.arange(64, dtype=np.float32).reshape(8, 8) ** 1.5
+    masked, mask = _blind_spot(u, np.random.default_rng(0))
+    assert mask.sum() == 4 and np.array_equal(masked[~mask], u[~mask])
+    y, x = np.argwhere(mask & (np.pad(np.ones((6, 6), bool), 1)))[0]
+    assert masked[y, x] == pytest.approx((u[y - 1, x] + u[y + 1, x] + u[y, x - 1] + u[y, x + 1]) / 4)
