@@ -6,8 +6,10 @@
 DIR is a folder holding the real data described in docs/benchmarks/real_calibration.md (the
 project's development machines keep it beside the repository; nothing is downloaded). Cases:
 
-- real images that no bundled model was trained on, taken as the truth and acquired again with the
-  camera model at 3 / 10 / 30 photons (the DSB nuclei image ships in bench/data);
+- real images that no bundled model was trained on, smoothed by a 1 px Gaussian (the optics already
+  blurred them more than that; the smoothing takes their own pixel noise away), taken as the truth
+  and acquired again with the camera model at 3 / 10 / 30 photons (the DSB nuclei image ships in
+  bench/data);
 - the live lysosome series (raw camera counts): frame t is restored and its interval tested against
   the average of frames t − 1 and t + 1 (linear motion cancels to first order in that average).
 
@@ -15,8 +17,8 @@ A truth that is itself an acquisition carries noise of its own (variance τ² pe
 interval for the clean signal should be asked to cover. It is accounted for under the same Gaussian
 error model the intervals use: a pixel counts as covered at level c when
 |truth − mean| ≤ √((λ·u)² + (z_c·τ)²), z_c the two-sided Gaussian quantile. τ² comes from the
-truth's own fitted camera noise (re-acquired images: scaled to the new photon level; lysosomes:
-half the frame-difference variance of the two frames averaged). The raw coverage (τ ignored) is
+truth's own fitted camera noise (re-acquired images: what the smoothing leaves of it, scaled to the
+new photon level; lysosomes: half the frame-difference variance of the two frames averaged). The raw coverage (τ ignored) is
 in the JSON results. The oracle width is that of the smallest λ reaching the level under the same
 rule.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from scipy import special
+from scipy import ndimage, special
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.adapt import estimate_noise
@@ -46,6 +48,7 @@ DSB = Path(__file__).resolve().parent / "data" / "dsb2018_nuclei.tif"
 LEVELS = (0.8, 0.9, 0.95)
 PHOTONS = (3.0, 10.0, 30.0)
 READ_NOISE, BACKGROUND, OFFSET = 1.5, 2.0, 100.0
+TRUTH_SMOOTHING = 1.0  # px: the re-acquired images' truth is the real image with its pixel noise smoothed away
 # held out of every bundled model's training (docs/training.md): (label, path under DIR, channel or None)
 HELD_OUT = (
     ("neuron", "neubias_training_resources/xy_16bit__rat_hippocampal_neuron.tif", None),
@@ -69,15 +72,19 @@ def _centre(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def reacquired(image: np.ndarray, photons: float, seed: int):
-    """(noisy, truth, τ²): the image scaled to unit peak (0.1 / 99.95 percentiles) and acquired at
-    ``photons``; τ² is the image's own noise carried into the new units."""
+    """(noisy, truth, τ²): the image smoothed by a Gaussian of TRUTH_SMOOTHING px (its pixel noise,
+    not its optically blurred structure, is what that removes), scaled to unit peak (0.1 / 99.95
+    percentiles) and acquired at ``photons``; τ² is what is left of the image's own noise, carried
+    into the new units (white noise through a Gaussian of σ keeps 1/(4πσ²) of its variance)."""
     image = image.astype(np.float64)
-    low, high = np.percentile(image, [0.1, 99.95])
-    density = np.clip((image - low) / (high - low), 0, None)
+    smooth = ndimage.gaussian_filter(image, TRUTH_SMOOTHING)
+    low, high = np.percentile(smooth, [0.1, 99.95])
+    density = np.clip((smooth - low) / (high - low), 0, None)
     acq = Acquisition(peak_photons=photons, background_photons=BACKGROUND, read_noise=READ_NOISE, psf_sigma=0,
                       offset=OFFSET)
     noisy = acq.acquire(density, np.random.default_rng(seed)).astype(np.float32)
-    own = estimate_noise([image]).variance(image) * (photons / (high - low)) ** 2
+    kept = 1 / (4 * math.pi * TRUTH_SMOOTHING ** 2)
+    own = estimate_noise([image]).variance(smooth) * kept * (photons / (high - low)) ** 2
     return noisy, acq.expected(density).astype(np.float32), own
 
 

@@ -17,7 +17,8 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     assert len(blocks) >= 3
     noisy, clean = sample_stack((128, 128))
     blurred, _, _ = widefield_stack((64, 64))
-    namespace = {"stack": noisy[:1], "noisy_stack": noisy[:1], "truth_stack": clean[:1], "widefield": blurred[:1]}
+    namespace = {"stack": noisy[:1], "noisy_stack": noisy[:1], "truth_stack": clean[:1], "widefield": blurred[:1],
+                 "movie": noisy[:2]}
     monkeypatch.chdir(tmp_path)  # an example saves a file
     for number, code in enumerate(blocks, 1):
         for long, short in SHORTER.items():
