@@ -98,6 +98,7 @@ def test_a_harmful_adaptation_returns_the_bundled_head(trained):
     assert info["kept"] == "bundled" and info["decision"]["bundled"] == result.decision["bundled"]
     assert result.message.startswith("kept the bundled head") and "blind-spot" in result.message
     assert result.model.calibrations == trained.calibrations  # the bundled head keeps its calibration
+    assert result.rejected is not None and result.rejected.provenance["adapted"]["kept"] == "bundled"
 
 
 def test_a_helpful_adaptation_is_kept_and_is_better_against_the_truth(headed):
@@ -110,7 +111,7 @@ def test_a_helpful_adaptation_is_kept_and_is_better_against_the_truth(headed):
     assert result.decision["adapted"] < result.decision["bundled"]
     assert mse_to_truth(result.model, noisy, clean) < mse_to_truth(headed, noisy, clean)
     assert result.model.provenance["adapted"]["kept"] == "adapted" and result.model.calibrations == []
-    assert result.message.startswith("kept the adapted head")
+    assert result.message.startswith("kept the adapted head") and result.rejected is None
 
 
 def test_a_series_is_judged_by_the_next_frame(headed):
