@@ -119,7 +119,7 @@ def test_a_series_is_judged_by_the_next_frame(headed):
     clean, frame = scene(3)
     stack = np.stack([frame(k) for k in range(4)])
     result, _ = drive(iter_adapt(headed, stack, steps=20, learning_rate=2e-3, **OPTIONS))
-    assert result.decision["criterion"] == "series"
+    assert result.decision["criterion"] == "series" and result.decision["held_out_frames"] == [2, 3]
     assert result.model.provenance["adapted"]["decision"]["criterion"] == "series"
     assert "frame t to frame t+1" in result.message
 

@@ -279,14 +279,17 @@ def iter_adapt(
     **Keep or drop.** The recorrupted loss cannot judge the adapted head: it is built from the same
     fitted noise, and where that variance is too low the two recorrupted noises are positively
     correlated and the loss rewards passing noise through (it fell all the way while a real frame
-    lost 7 dB). The validation strips are cut into patches judged by a criterion with no fitted
-    noise in it, half of them to pick the step (``val_loss``), the other half to decide:
+    lost 7 dB). Held-out patches are judged by a criterion with no fitted noise in it, half of them
+    to pick the step (``val_loss``), the other half to decide:
 
     - ``series``, where the planes are repeated views (``time_series``; see :func:`_series_pairs`):
-      the MSE of the head's restoration of plane t to plane t+1, E|f(y_t) − y_{t+1}|² =
-      E|f(y_t) − x|² + var(noise) + motion: only the first term depends on the head (up to a
-      cross term with the motion), so it ranks two heads as their true error would;
-    - ``blind-spot`` otherwise (:func:`_blind_spot`): the MSE at masked pixels to the noisy pixel.
+      every fifth pair of consecutive frames (t, t+1) is held out of training whole, and windows
+      of it are scored by the MSE of the head's restoration of frame t to frame t+1,
+      E|f(y_t) − y_{t+1}|² = E|f(y_t) − x|² + var(noise) + motion: only the first term depends on
+      the head (up to a cross term with the motion), so it ranks two heads as their true error
+      would — over the whole field of view (top halves pick, bottom halves decide);
+    - ``blind-spot`` otherwise (:func:`_blind_spot`): windows of the validation strips, the MSE at
+      masked pixels against their noisy values.
 
     The adapted head is kept only when its criterion on the deciding patches is below the bundled
     head's by KEEP_MARGIN_SE standard errors of the paired per-patch difference; otherwise the
@@ -296,7 +299,13 @@ def iter_adapt(
                                          patch_size=patch_size, val_fraction=val_fraction)
     noise = fitted if noise is None else noise
     pairs = [(a, b) for a, b in _series_pairs(noisy, time_series)
-             if planes[a].shape == planes[b].shape and splits[a] == splits[b]]
+             if planes[a].shape == planes[b].shape and min(planes[a].shape) >= 2 * patch_size]
+    # a series: every fifth pair of frames is held out whole (the criterion sees the whole field of
+    # view, not a strip of it), and training draws from the other frames
+    held = [pr for k, pr in enumerate(pairs) if k % 5 == 2] or pairs[-1:]
+    training = [i for i in range(len(planes)) if not any(i in pr for pr in held)]
+    if not training:
+        held, pairs, training = [], [], list(range(len(planes)))
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     sigmas = [_sigma(p, noise) for p in planes]
     dev = resolve_device(device)
@@ -315,7 +324,7 @@ def iter_adapt(
     val_rng = np.random.default_rng([seed, 10**6])
     val_in, val_target = [], []
     for _ in range(max(16, 8 * batch_size)):  # many patches: the targets' own noise dominates the loss
-        i = int(val_rng.integers(len(planes)))
+        i = training[int(val_rng.integers(len(training)))]
         if val_fraction <= 0:
             break
         y, s = crop(i, splits[i].val_part, val_rng)
@@ -327,7 +336,7 @@ def iter_adapt(
         rng = np.random.default_rng([seed, step])
         inputs, targets = [], []
         for _ in range(batch_size):
-            i = int(rng.integers(len(planes)))
+            i = training[int(rng.integers(len(training)))]
             y, s = crop(i, splits[i].train_part, rng)
             a, b = _recorrupt(y, s, alpha, rng)
             pair = augment(np.stack([maps[i].to_model(a), maps[i].to_model(b)]), rng)
@@ -347,22 +356,25 @@ def iter_adapt(
         head.train()
         return loss
 
-    # the criterion's patches, from the validation strips too, alternately to pick the step and to decide
-    criterion = "series" if pairs else "blind-spot"
+    # the criterion's patches, alternately to pick the step and to decide: on a series, windows of the
+    # held-out frames, the picking ones from the top half of each frame and the deciding ones from the
+    # bottom half; on single images, windows of the validation strips
+    criterion = "series" if held else "blind-spot"
     crit_rng = np.random.default_rng([seed, 2 * 10**6])
     crit_in, crit_target, crit_mask = [], [], []
-    for _ in range(max(32, 8 * batch_size) if val_fraction > 0 else 0):
-        if pairs:
-            i, j = pairs[int(crit_rng.integers(len(pairs)))]
+    for k in range(max(32, 8 * batch_size) if (val_fraction > 0 or held) else 0):
+        if held:
+            i, j = held[(k // 2) % len(held)]
+            half = planes[i].shape[0] // 2
+            p, q = (planes[i][:half], planes[j][:half]) if k % 2 == 0 else (planes[i][half:], planes[j][half:])
         else:
-            i = j = int(crit_rng.integers(len(planes)))
-        part = splits[i].val_part
-        p, q = part(planes[i]), part(planes[j])
+            i = int(crit_rng.integers(len(planes)))
+            p = q = splits[i].val_part(planes[i])
         y0 = crit_rng.integers(0, p.shape[0] - patch_size + 1)
         x0 = crit_rng.integers(0, p.shape[1] - patch_size + 1)
         win = (slice(y0, y0 + patch_size), slice(x0, x0 + patch_size))
         u, target = maps[i].to_model(p[win]), maps[i].to_model(q[win])  # plane i's map for both
-        if pairs:
+        if held:
             mask = np.ones(u.shape, dtype=bool)
         else:
             u, mask = _blind_spot(u, crit_rng)
@@ -430,6 +442,8 @@ def iter_adapt(
         head.load_state_dict(best[2])  # the weights at the selection criterion's minimum
     head.eval()
     decision, kept = {"criterion": criterion, "patches": int(len(bundled_scores[decide]))}, "adapted"
+    if held:
+        decision["held_out_frames"] = sorted({i for pr in held for i in pr})
     if crit_in:
         diff = criterion_per_patch(head, decide) - bundled_scores[decide]
         se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
