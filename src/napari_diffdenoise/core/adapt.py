@@ -160,7 +160,7 @@ class AdaptResult:
     model: DiffusionModel | None
     noise: CameraNoise
     history: list = field(default_factory=list)
-    best_step: int = 0
+    best_step: int = 0  # the returned head's step: 0 when the bundled head was kept (decision["best_step"]: picked)
     snapshots: dict = field(default_factory=dict)  # seconds → (step, the best head's weights so far)
     kept: str = "adapted"  # or "bundled": the criterion did not show the adapted head better
     decision: dict = field(default_factory=dict)  # the criterion's figures (see :func:`iter_adapt`)
@@ -477,7 +477,8 @@ def iter_adapt(
         **{k: v for k, v in model.provenance.items() if k != "history"},
         "adapted": {"method": "mean head fine-tuned by Recorrupted-to-Recorrupted (Pang et al. 2021) with a "
                               "Poisson-Gaussian noise model fitted to the images (Foi et al. 2008)",
-                    "noise_model": dataclasses.asdict(noise), "alpha": alpha, "steps": step, "best_step": best[1],
+                    "noise_model": dataclasses.asdict(noise), "alpha": alpha, "steps": step,
+                    "best_step": best[1] if kept == "adapted" else 0,  # the returned head's step
                     "seed": seed, "images": [list(p.shape) for p in planes], "parent": model.name,
                     "parent_sha256": model.sha256 or None, "package_version": __version__,
                     "kept": kept, "decision": decision},
@@ -486,7 +487,8 @@ def iter_adapt(
                         round(time.perf_counter() - t0, 2), message)
     if rejected is not None:
         rejected.provenance = copy.deepcopy(adapted.provenance)
-    return AdaptResult(adapted, noise, history, best[1], taken, kept, decision, message, rejected)
+    returned_step = best[1] if kept == "adapted" else 0
+    return AdaptResult(adapted, noise, history, returned_step, taken, kept, decision, message, rejected)
 
 
 def simulate_like(clean: np.ndarray, noise: CameraNoise, rng: np.random.Generator) -> np.ndarray:
