@@ -10,6 +10,7 @@ from napari_diffdenoise.core.calibration import calibrate
 from napari_diffdenoise.core.self_calibration import (
     ErrorScale,
     _offsets,
+    correlation_length,
     error_scale,
     extrapolate_to_zero,
     lag_moments,
@@ -45,11 +46,15 @@ def test_error_scale_is_zero_for_white_residuals_and_floored_at_one():
     assert scale.variances == [1.0] * len(scale.variances)
 
 
-def test_extrapolation_to_lag_zero_recovers_an_exponential_correlation():
+def test_extrapolation_to_lag_zero_recovers_a_gaussian_correlation():
     lags = np.array([1.0, 1.0, 2.0, 2.0])
-    moments = 5.0 * 0.8 ** lags
+    moments = 5.0 * np.exp(-lags ** 2 / (2 * 3.0 ** 2))  # ℓ = 3 px
+    assert correlation_length(lags, moments, np.ones_like(lags)) == pytest.approx(3.0, rel=1e-6)
     assert extrapolate_to_zero(lags, moments, np.ones_like(lags)) == pytest.approx(5.0, rel=1e-6)
     assert extrapolate_to_zero(lags, -moments, np.ones_like(lags)) == 0.0
+    # noise that makes the correlation fall within a pixel cannot blow V up: ℓ is bounded below
+    steep = np.array([4.0, 4.0, 0.01, 0.01])
+    assert extrapolate_to_zero(lags, steep, np.ones_like(lags)) == pytest.approx(4.0 * np.exp(1 / (2 * 1.5 ** 2)))
 
 
 def test_lag_moments_of_a_known_field():
@@ -65,11 +70,13 @@ def test_lag_moments_of_a_known_field():
 def test_noise_correlation_is_read_off_second_differences():
     rng = np.random.default_rng(2)
     white = rng.standard_normal((2, 256, 256)) + 50
-    assert abs(noise_lag1_correlation(white)) < 0.02
+    rho, se = noise_lag1_correlation(white)
+    assert abs(rho) < 3 * se < 0.05
     raw = rng.standard_normal((2, 258, 258))
     b = 0.3  # n(y, x) = w(y, x) + b·w(y − 1, x) + b·w(y, x − 1): ρ₁ = b / (1 + 2b²) along rows and columns
     correlated = raw[:, 1:, 1:] + b * (raw[:, :-1, 1:] + raw[:, 1:, :-1])
-    assert noise_lag1_correlation(correlated) == pytest.approx(b / (1 + 2 * b * b), abs=0.02)
+    rho, se = noise_lag1_correlation(correlated)
+    assert rho == pytest.approx(b / (1 + 2 * b * b), abs=0.02) and rho > 10 * se
 
 
 def test_factor_solves_the_mixture():

@@ -11,7 +11,7 @@ At low light E[n²] is tens to hundreds of times E[e²], so any statistic that s
 noise variance is ruled by that fit's error. Products of residuals at *different* pixels are not:
 for noise that is independent from pixel to pixel, E[r_i·r_j] = E[e_i·e_j] for i ≠ j, whatever the
 noise variance. The restoration's error is spatially correlated (its bias on structure spans many
-pixels), so the cross-moments at small lags, extrapolated to lag 0 (an exponential fall-off fitted
+pixels), so the cross-moments at small lags, extrapolated to lag 0 (a Gaussian fall-off fitted
 to the lags 1 … 3 in all directions), estimate E[e²] with no noise model at all. Done on the
 standardised residual v = r / u (u: the interval unit, core.calibration.interval_unit) and per bin
 of u, they give the error's scale in units of the model's own spread, V_b = E[(e/u)²] in bin b.
@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import ndimage, special
 
 from .calibration import BLOCK, COVERAGE_GRID, Calibration, CalibrationRun, block_split, run_settings
 from .datasets import as_planes
@@ -48,6 +48,8 @@ N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitt
 V_FLOOR = 1.0  # intervals never narrower than the model's own spread says (V = 1: λ of a calibrated Gaussian)
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·σ·z, ȳ = y − σ·z/α (equal noises at α = 1: the least noisy products)
+L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
+PRECISION_SMOOTHING = 4.0  # px: the window of the local noise level that weights the products
 FOLDS = 8  # block groups whose spread gives each estimate's standard error
 CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
 MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
@@ -83,28 +85,43 @@ def lag_moments(v: np.ndarray, weight: np.ndarray, offsets) -> tuple[np.ndarray,
     return np.array(lags), np.array(moments), np.array(totals)
 
 
-def extrapolate_to_zero(lags: np.ndarray, moments: np.ndarray, totals: np.ndarray) -> float:
-    """E[v²] of the spatially correlated part: an exponential fall-off C(r) = V·q^r fitted to the
-    cross-moments by the mean of the short and the long lags (noise in the products averages out
-    within each half), evaluated at r = 0. 0 when the short lags show no positive correlation."""
+def _halves(lags, moments, totals):
+    """(short-lag mean, its mean lag, long-lag mean, its mean lag) of the cross-moments: the lags
+    split at their median length; noise in the products averages out within each half."""
     ok = np.isfinite(moments) & (totals > 0)
     lags, moments, totals = lags[ok], moments[ok], totals[ok]
     if len(lags) == 0:
-        return 0.0
+        return 0.0, 1.0, 0.0, 2.0
     split = np.median(np.unique(lags))
     short, long_ = lags <= split, lags > split
     c_short = float(np.average(moments[short], weights=totals[short]))
     r_short = float(np.average(lags[short], weights=totals[short]))
-    if c_short <= 0:
-        return 0.0
     if not long_.any():
-        return c_short
-    c_long = float(np.average(moments[long_], weights=totals[long_]))
-    r_long = float(np.average(lags[long_], weights=totals[long_]))
-    # the error's correlation falls by q per pixel; bounded so that noise in c_long cannot blow V up
-    # (q ≥ 0.5: at most a doubling per pixel) nor make it vanish (q ≤ 1: no rise with distance)
-    q = min(max(c_long / c_short, 0.5 ** (r_long - r_short)), 1.0) ** (1 / (r_long - r_short))
-    return c_short / q ** r_short
+        return c_short, r_short, c_short, r_short + 1.0
+    return (c_short, r_short, float(np.average(moments[long_], weights=totals[long_])),
+            float(np.average(lags[long_], weights=totals[long_])))
+
+
+def correlation_length(lags, moments, totals) -> float:
+    """ℓ: the error's correlation falls as exp(−r²/2ℓ²) with distance r (a Gaussian through the
+    short- and the long-lag means: the error is the difference of smooth images, so its correlation
+    is flat at 0, and an exponential would overshoot there), bounded below by L_MIN so that noise in
+    the long lags cannot blow V up, and at most L_MAX."""
+    c_short, r_short, c_long, r_long = _halves(lags, moments, totals)
+    if c_short <= 0 or c_long <= 0 or c_long >= c_short:
+        return L_MAX if c_short > 0 and c_long >= c_short else L_MIN
+    ell = math.sqrt((r_long ** 2 - r_short ** 2) / (2 * math.log(c_short / c_long)))
+    return min(max(ell, L_MIN), L_MAX)
+
+
+def extrapolate_to_zero(lags: np.ndarray, moments: np.ndarray, totals: np.ndarray, ell: float | None = None) -> float:
+    """E[v²] of the spatially correlated part, C(0) = C(r)·exp(r²/2ℓ²) from the short lags' mean
+    (ℓ from :func:`correlation_length` unless given). Linear in the moments for a given ℓ, so that
+    noise in them averages out rather than inflating V. 0 when the short lags show no positive
+    correlation."""
+    ell = correlation_length(lags, moments, totals) if ell is None else ell
+    c_short, r_short, _, _ = _halves(lags, moments, totals)
+    return max(c_short, 0.0) * math.exp(r_short ** 2 / (2 * ell ** 2))
 
 
 @dataclass
@@ -141,11 +158,12 @@ class ErrorScale:
         return float(np.sum(np.asarray(self.weights) * special.erf(factor / (scales * math.sqrt(2)))))
 
 
-def noise_lag1_correlation(planes: np.ndarray) -> float:
-    """The camera noise's correlation between neighbouring pixels, from second differences
-    d_i = y_{i−1} − 2·y_i + y_{i+1} along rows and columns (a smooth signal cancels in them): for
-    noise with lag correlations ρ₁ (and none beyond), corr(d_i, d_{i+1}) = (7ρ₁ − 4)/(6 − 8ρ₁), −2/3
-    for white noise. Taken per 16² block and the median over blocks, so that edges do not count."""
+def noise_lag1_correlation(planes: np.ndarray) -> tuple[float, float]:
+    """(ρ₁, its standard error): the camera noise's correlation between neighbouring pixels, from
+    second differences d_i = y_{i−1} − 2·y_i + y_{i+1} along rows and columns (a smooth signal
+    cancels in them): for noise with lag correlations ρ₁ (and none beyond), corr(d_i, d_{i+1}) =
+    (7ρ₁ − 4)/(6 − 8ρ₁), −2/3 for white noise. Taken per 16² block and the median over blocks, so
+    that edges do not count."""
     ratios = []
     for p in np.asarray(planes, dtype=np.float64).reshape(-1, *np.shape(planes)[-2:]):
         for d in (np.diff(p, 2, axis=1), np.diff(p, 2, axis=0).T):
@@ -156,21 +174,33 @@ def noise_lag1_correlation(planes: np.ndarray) -> float:
             blocks = lambda x: x.reshape(h // 16, 16, w // 16, 16).sum(axis=(1, 3))  # noqa: E731
             ratios.append((blocks(a * b) / np.maximum(blocks(a * a), 1e-30)).ravel())
     if not ratios:
-        return 0.0
-    r1 = float(np.median(np.concatenate(ratios)))
-    return (6 * r1 + 4) / (7 + 8 * r1)
+        return 0.0, math.inf
+    ratios = np.concatenate(ratios)
+    r1 = float(np.median(ratios))
+    # the median's standard error (1.2533·s/√n for a near-Gaussian spread), carried through dρ/dr = 10/(7 + 8r)²
+    se = 1.2533 * float(ratios.std()) / math.sqrt(len(ratios)) * 10 / (7 + 8 * r1) ** 2
+    return (6 * r1 + 4) / (7 + 8 * r1), se
 
 
-def _bin_estimates(v, unit, mask, offsets, edges) -> tuple[list[float], list[float]]:
-    """(pixels, extrapolated E[v²]) per bin of ``unit`` over the pixels in ``mask``."""
+def _precision(v: np.ndarray) -> np.ndarray:
+    """1 / (the local mean of v²) per pixel: v's noise varies over the image (with the level and
+    with u), and products of its noisiest pixels would swamp the rest. The noise dominates v², so
+    these weights hardly depend on the error they help to measure."""
+    local = ndimage.gaussian_filter(np.asarray(v, dtype=np.float64) ** 2, sigma=(0,) * (v.ndim - 2) + (PRECISION_SMOOTHING,) * 2)
+    return 1 / np.maximum(local, 1e-12)
+
+
+def _bin_estimates(v, unit, mask, offsets, edges, ell: float) -> tuple[list[float], list[float]]:
+    """(pixels, extrapolated E[v²]) per bin of ``unit`` over the pixels in ``mask``, for a correlation length ℓ."""
     counts, values = [], []
-    pair_ok = mask.astype(np.float64)
+    precision = _precision(v)
+    pair_ok = mask * precision
     for lo, hi in zip(edges[:-1], edges[1:]):
         in_bin = mask & (unit >= lo) & (unit < hi)
         counts.append(float(in_bin.sum()))
         # a pair counts for the bin of its first pixel, whichever bin its partner is in
-        lags, moments, totals = _pair_moments(v, in_bin.astype(np.float64), pair_ok, offsets)
-        values.append(extrapolate_to_zero(lags, moments, totals))
+        lags, moments, totals = _pair_moments(v, in_bin * precision, pair_ok, offsets)
+        values.append(extrapolate_to_zero(lags, moments, totals, ell))
     return counts, values
 
 
@@ -181,22 +211,27 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     At low light the noise in the products dwarfs the error, so each bin's estimate is uncertain:
     its standard error comes from ``folds`` disjoint groups of BLOCK² blocks (the spread of their
     estimates / √folds), and each bin is shrunk towards the precision-weighted pooled value by
-    that uncertainty (James–Stein), so that noise in one bin does not pass for a heavy tail."""
+    that uncertainty (empirical Bayes), so that noise in one bin does not pass for a heavy tail:
+    where the bins' scatter is no larger than their noise, every bin gets the pooled value."""
     if edges is None:
         edges = np.quantile(unit[mask], np.linspace(0, 1, N_BINS + 1))
         edges[0], edges[-1] = -np.inf, np.inf
     edges = np.asarray(edges, dtype=np.float64)
-    counts, raw = _bin_estimates(v, unit, mask, offsets, edges)
+    # one correlation length for all bins, from all pixels: one per bin would be far noisier
+    precision = _precision(v)
+    ell = correlation_length(*_pair_moments(v, mask * precision, mask * precision, offsets))
+    counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell)
     groups = _fold_labels(v.shape, folds, seed)
-    per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges)[1] for k in range(folds)])
+    per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges, ell)[1] for k in range(folds)])
     se2 = np.maximum(per_fold.var(axis=0, ddof=1) / folds, 1e-12)
     raw_arr = np.asarray(raw)
     filled = np.asarray(counts) > 0
     pooled = float(np.average(raw_arr[filled], weights=1 / se2[filled])) if filled.any() else 0.0
     pooled_se = float(np.sqrt(1 / np.sum(1 / se2[filled]))) if filled.any() else math.inf
-    spread = (raw_arr - pooled) ** 2
-    keep = np.clip(1 - se2 / np.maximum(spread, 1e-30), 0, 1)
-    shrunk = pooled + (raw_arr - pooled) * keep
+    # empirical Bayes: the bins' true spread about the pooled value is what their scatter holds beyond
+    # their own noise; each bin keeps the share of its deviation that this spread explains
+    between = max(float(np.mean((raw_arr[filled] - pooled) ** 2 - se2[filled])), 0.0) if filled.any() else 0.0
+    shrunk = pooled + (raw_arr - pooled) * (between / (between + se2))
     total = sum(counts) or 1.0
     return ErrorScale([float(e) for e in edges], [c / total for c in counts], [max(float(x), V_FLOOR) for x in shrunk],
                       [float(x) for x in raw], sorted({round(math.hypot(*o), 3) for o in offsets}),
@@ -220,7 +255,6 @@ def _pair_moments(v, first, other, offsets):
             a, b = _shifted_signed(v, sy, sx)
             fa, _ = _shifted_signed(first, sy, sx)
             _, ob = _shifted_signed(other, sy, sx)
-            _, ob_first = _shifted_signed(first, sy, sx)
             w = fa * ob
             total = float(w.sum())
             lags.append(math.hypot(dy, dx))
@@ -332,10 +366,11 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     mask = np.ones(last.v.shape, dtype=bool)
     scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
-    rho_noise = noise_lag1_correlation(inputs)
+    rho_noise, rho_se = noise_lag1_correlation(inputs)
     camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
     noise_bias = abs(rho_noise) * camera_share * float(np.mean(last.v ** 2))
-    dropped = noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR)
+    # left out only when the correlation is seen (3 standard errors) and could move V by a tenth
+    dropped = abs(rho_noise) > 3 * rho_se and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR)
     if dropped:
         offsets = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
         scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
@@ -353,7 +388,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               f"{', '.join(f'{v:.3g}' for v in scale.variances)} (measured {', '.join(f'{v:.3g}' for v in scale.raw_variances)}, "
               f"shrunk by their standard errors, floor {V_FLOOR:g})"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
-                 if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f}")
+                 if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
               + ". Coverage is modelled (Gaussian per bin), not conformal; held-out coverage = the split-half check")
     settings_record = run_settings(last.restoration.metadata)
     calibration = Calibration(settings_record, coverages, factors, checked, widths, source, int(last.v.size), None)
