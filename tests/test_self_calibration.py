@@ -112,11 +112,13 @@ def test_calibrate_without_truth_uses_the_residual_route_and_is_deterministic(ti
 
 
 def test_frame_pairs_and_a_second_acquisition(tiny_model):
-    frames = np.stack([noisy_image(s) for s in range(3)])
+    frames = np.stack([noisy_image(s) for s in range(4)])
     run = self_calibrate(tiny_model, frames, coverage=0.9, frames=True, n_samples=3, steps=2)
-    assert "the next frame of 2 frame pair(s)" in run.calibrations[0]["source"]
+    assert "the mean of frames t − 1 and t + 1 for 2 plane(s)" in run.calibrations[0]["source"]
+    pair = self_calibrate(tiny_model, frames[:2], coverage=0.9, frames=True, n_samples=3, steps=2)
+    assert "the next frame for 1 plane(s)" in pair.calibrations[0]["source"]
     second = self_calibrate(tiny_model, frames[0], coverage=0.9, second=frames[1], n_samples=3, steps=2)
-    assert "the next frame of 1 frame pair(s)" in second.calibrations[0]["source"]
+    assert "a second acquisition for 1 plane(s)" in second.calibrations[0]["source"]
     with pytest.raises(ValueError, match="frames=True needs at least two frames"):
         self_calibrate(tiny_model, frames[0], coverage=0.9, frames=True, n_samples=3, steps=2)
     with pytest.raises(ValueError, match="second must have the noisy image's shape"):
@@ -150,7 +152,7 @@ def test_cli_self_calibrates_on_the_input(tiny_checkpoint, tmp_path, capsys):
                  "--self-calibrate", "--samples", "3", "--steps", "2"])
     assert code == 0
     err = capsys.readouterr().err
-    assert "the next frame of 2 frame pair(s)" in err
+    assert "the mean of frames t − 1 and t + 1 for 1 plane(s)" in err
     lower, upper = tifffile.imread(out / "series_lower.tif"), tifffile.imread(out / "series_upper.tif")
     assert lower.shape == series.shape and np.all(upper >= lower) and np.any(upper > lower)
     before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -158,3 +160,21 @@ def test_cli_self_calibrates_on_the_input(tiny_checkpoint, tmp_path, capsys):
                  "--self-calibrate", "--samples", "3", "--steps", "2"]) == 2
     assert "--self-calibrate calibrates intervals: give --coverage too" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_views_of_a_time_series():
+    from napari_diffdenoise.core.self_calibration import calibration_planes, frame_views
+
+    movie = np.arange(5 * 2 * 4 * 4, dtype=np.float32).reshape(5, 2, 4, 4)  # T, C, Y, X
+    first, views, what = calibration_planes(movie, "TCYX", count=3)
+    assert what == "the mean of frames t − 1 and t + 1" and len(first) == 3
+    # frame t and its view (t − 1 + t + 1) / 2 at the same C: equal for a linear ramp in time
+    np.testing.assert_array_equal(views, first)
+    assert {float(f[0, 0]) for f in first} <= {float(movie[t, c, 0, 0]) for t in (1, 2, 3) for c in (0, 1)}
+    two = movie[:2]
+    first, views, what = calibration_planes(two, "TCYX")
+    assert what == "the next frame" and np.all(views - first == 32)
+    stack, none, _ = calibration_planes(movie, "ZCYX", count=2)
+    assert none is None and len(stack) == 2
+    planes, views, what = frame_views([np.full((2, 2), t, np.float32) for t in (0.0, 1.0, 5.0)])
+    assert len(planes) == 1 and planes[0][0, 0] == 1.0 and views[0][0, 0] == 2.5

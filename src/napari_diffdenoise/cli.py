@@ -318,10 +318,11 @@ def _self_calibrated_model(args):
         raise ValueError("--self-calibrate runs in this process: leave out --workers and --scheduler (or calibrate "
                          "first with the library's calibrate(model, noisy), save the model and pass its path)")
     source = open_image(args.input, args.axes)
-    first, second = calibration_planes(source.data, source.axes)
+    first, second, second_is = calibration_planes(source.data, source.axes)
     settings = {k: v for k, v in _settings_from_args(args).items() if k != "coverage"}
     print(f"self-calibrating on {len(first)} plane(s) of {args.input}", file=sys.stderr)
-    model = self_calibrate(load_model(args.model), first, second=second, progress=_progress_printer(), **settings)
+    model = self_calibrate(load_model(args.model), first, second=second, second_is=second_is,
+                           progress=_progress_printer(), **settings)
     print(file=sys.stderr)
     calibration = model.calibrations[0]
     print(f"calibration: {calibration['source']}", file=sys.stderr)

@@ -127,9 +127,9 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
             from ..core.axes import infer_axes
             from ..core.self_calibration import calibration_planes, iter_self_calibrate
 
-            first, second = calibration_planes(data, axes or infer_axes(np.ndim(data)))
+            first, second, second_is = calibration_planes(data, axes or infer_axes(np.ndim(data)))
             without = {k: v for k, v in settings.items() if k != "coverage"}
-            model = (yield from iter_self_calibrate(model, first, second=second, **without)).model
+            model = (yield from iter_self_calibrate(model, first, second=second, second_is=second_is, **without)).model
         return (yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings))
     except Cancelled:
         yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`
@@ -196,8 +196,9 @@ class DenoiseWidget(WorkerControls, Container):
                     "of pixels, by the model's calibration for these settings (see the documentation link above)")
         self.self_calibrate = CheckBox(
             text=f"Calibrate on this image (+1 run of ≤ {CALIBRATION_PLANES} planes)", value=True, visible=False,
-            tooltip="Before the run, measure the model's real error on this image (residuals against the next frame "
-                    "when there is a T axis, else against a recorrupted copy) and set the interval width from it. "
+            tooltip="Before the run, measure the model's real error on this image (residuals against the neighbouring "
+                    "frames when there is a T axis, else against a recorrupted copy) and set the interval width "
+                    "from it. "
                     "Off: the model's stored calibration, made on other images")
         self.coverage.changed.connect(lambda value: setattr(self.self_calibrate, "visible", value > 0))
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")

@@ -307,14 +307,16 @@ def _restore(model, stack, settings):
     return result
 
 
-def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, partner=None, max_pixels=MAX_PIXELS):
-    """Residuals from frame pairs (``partner[i]`` an independent view of ``planes[i]``) or, with
-    ``alpha``, from recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
+def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, partner=None,
+                   view_name: str = "a second acquisition", max_pixels=MAX_PIXELS):
+    """Residuals against independent views (``partner[i]`` one of ``planes[i]``, described by
+    ``view_name``) or, with ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the
+    restoration's Progress."""
     from .adapt import _sigma, estimate_noise
 
     inputs, views = _crops(planes, max_pixels, partner)
     if partner is not None:
-        how = f"the next frame of {len(inputs)} frame pair(s) as an independent noisy view"
+        how = f"{view_name} for {len(inputs)} plane(s) as an independent noisy view"
         restored_input = inputs
     else:
         noise = estimate_noise(list(inputs))
@@ -333,7 +335,7 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
 
 def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                         alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
-                        **settings):
+                        second_is: str = "a second acquisition", **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None)."""
     from .checkpoint import load_model
     from .restore import make_settings
@@ -351,18 +353,19 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
         partner = as_planes(second, "second")
         if [p.shape for p in partner] != [p.shape for p in planes]:
             raise ValueError("second must have the noisy image's shape (an independent acquisition of the same field)")
+        view_name = second_is
     elif frames:
         if len(planes) < 2:
             raise ValueError("frames=True needs at least two frames (a T axis)")
-        planes, partner = planes[:-1], planes[1:]
+        planes, partner, view_name = frame_views(planes)
     else:
-        partner = None
+        partner, view_name = None, ""
     if partner is None and not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a positive number; got {alpha!r}")
 
     offsets = _offsets()
     last, inputs = yield from iter_residuals(model, planes, run, alpha=None if partner is not None else alpha,
-                                             seed=seed, partner=partner, max_pixels=max_pixels)
+                                             seed=seed, partner=partner, view_name=view_name, max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
     scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
@@ -397,41 +400,65 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                           calibration, last.restoration, None)
 
 
-def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES) -> tuple[np.ndarray, np.ndarray | None]:
-    """(planes, their independent views or None): up to ``count`` evenly spaced (Y, X) planes of an
-    image with these axes, read one at a time (lazy arrays stay lazy). With a T axis of two frames
-    or more, each plane is frame t and its view frame t + 1 at the same C and Z."""
+NEIGHBOUR_MEAN = "the mean of frames t − 1 and t + 1"
+NEXT_FRAME = "the next frame"
+
+
+def frame_views(frames: list) -> tuple[list, list, str]:
+    """(frames, their independent views, what the views are) for a time series: the mean of the two
+    neighbouring frames where there are three frames or more (a sample moving at constant speed is,
+    to first order, where it is in frame t, and the view's noise is halved), else the next frame."""
+    if len(frames) >= 3:
+        return list(frames[1:-1]), [(a + b) / 2 for a, b in zip(frames[:-2], frames[2:])], NEIGHBOUR_MEAN
+    return list(frames[:-1]), list(frames[1:]), NEXT_FRAME
+
+
+def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(planes, their independent views or None, what the views are): up to ``count`` evenly spaced
+    (Y, X) planes of an image with these axes, read one at a time (lazy arrays stay lazy). With a T
+    axis of two frames or more, the views come from the neighbouring frames at the same C and Z
+    (:func:`frame_views`)."""
     lead = tuple(data.shape[:-2])
     positions = list(np.ndindex(*lead)) if lead else [()]
     t = axes.find("T")
-    paired = t >= 0 and lead[t] >= 2
-    if paired:
-        positions = [p for p in positions if p[t] < lead[t] - 1]
+    n_frames = lead[t] if t >= 0 else 1
+    if n_frames < 2:
+        chosen = [positions[i] for i in np.unique(np.linspace(0, len(positions) - 1, min(count, len(positions))).astype(int))]
+        return np.stack([np.asarray(data[p], dtype=np.float32) for p in chosen]), None, ""
+    edge = 1 if n_frames >= 3 else 0  # frame t needs t − 1 and t + 1, or only t + 1 in a pair of frames
+    positions = [p for p in positions if edge <= p[t] < n_frames - 1]
     chosen = [positions[i] for i in np.unique(np.linspace(0, len(positions) - 1, min(count, len(positions))).astype(int))]
-    first = np.stack([np.asarray(data[p], dtype=np.float32) for p in chosen])
-    if not paired:
-        return first, None
-    return first, np.stack([np.asarray(data[p[:t] + (p[t] + 1,) + p[t + 1:]], dtype=np.float32) for p in chosen])
+
+    def at(p, dt):
+        return np.asarray(data[p[:t] + (p[t] + dt,) + p[t + 1:]], dtype=np.float32)
+
+    first = np.stack([at(p, 0) for p in chosen])
+    if edge:
+        return first, np.stack([(at(p, -1) + at(p, 1)) / 2 for p in chosen]), NEIGHBOUR_MEAN
+    return first, np.stack([at(p, 1) for p in chosen]), NEXT_FRAME
 
 
 def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                    alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
-                   progress=None, cancel=None, **settings):
+                   second_is: str = "a second acquisition", progress=None, cancel=None, **settings):
     """Calibrate ``model``'s intervals on the user's noisy image alone; return a calibrated copy.
 
     noisy: a plane or a stack (any of T, C, Z, Y, X; every plane is used).
     second: an independent acquisition of the same field (same shape), if the user has one; or
-    frames=True: consecutive planes of ``noisy`` (a T axis) are such pairs (motion between frames
-        counts as error: the intervals come out wider, not narrower).
+    frames=True: ``noisy`` is a time series (its planes in time order): frame t's view is the mean
+        of frames t − 1 and t + 1 (:func:`frame_views`; what motion is left counts as error: the
+        intervals come out wider, not narrower).
+    second_is: what ``second`` is, for the calibration's source.
     Otherwise the pairs are recorrupted from ``noisy`` with its fitted camera noise (``alpha``).
     settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
-    Cost: one restoration of at most ``max_pixels`` pixels per α (crops of evenly spaced planes).
+    Cost: one restoration of at most ``max_pixels`` pixels (crops of evenly spaced planes).
     """
     from .driving import drive
     from .restore import Cancelled
 
     run, cancelled = drive(iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, alpha=alpha,
-                                               seed=seed, split_seed=split_seed, max_pixels=max_pixels, **settings),
+                                               second_is=second_is, seed=seed, split_seed=split_seed,
+                                               max_pixels=max_pixels, **settings),
                            progress, cancel)
     if cancelled:
         raise Cancelled("calibration was cancelled")
