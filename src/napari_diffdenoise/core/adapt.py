@@ -16,10 +16,11 @@ The method, and why:
    through wherever the fitted variance is too low (the two recorrupted noises are then positively
    correlated): on real 8-bit widefield frames it fell the whole way while the restoration lost
    2–7 dB. Held-out data, never trained on, is scored by a criterion with no fitted noise in it:
-   where the planes are repeated views of one field (a time-lapse), every fifth pair of frames is
-   held out whole and scored by the MSE of the restoration of frame t to frame t+1 (the noise of
-   t+1 is independent of t's, so E|f(y_t) − y_{t+1}|² = E|f(y_t) − x|² + var(noise) + motion, and
-   only the first term depends on f); on single images, windows of a validation strip of every
+   where the planes are repeated views of one field (a time-lapse), frames are held out whole and
+   frame t's restoration is scored by its MSE to the mean of frames t−1 and t+1 (their noise is
+   independent of t's, so E|f(y_t) − ȳ|² = E|f(y_t) − x|² + var(noise)/2 + motion, and only the
+   first term depends on f, up to a cross term with the motion that the mean of the two
+   neighbours keeps small); on single images, windows of a validation strip of every
    plane are sub-sampled into neighbouring pixels of each 2×2 cell (Neighbor2Neighbor, Huang et
    al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
    (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the
@@ -306,11 +307,16 @@ def iter_adapt(
     to pick the step (``val_loss``), the other half to decide:
 
     - ``series``, where the planes are repeated views (``time_series``; see :func:`_series_pairs`):
-      every fifth pair of consecutive frames (t, t+1) is held out of training whole, and windows
-      of it are scored by the MSE of the head's restoration of frame t to frame t+1,
-      E|f(y_t) − y_{t+1}|² = E|f(y_t) − x|² + var(noise) + motion: only the first term depends on
-      the head (up to a cross term with the motion), so it ranks two heads as their true error
-      would — over the whole field of view (top halves pick, bottom halves decide);
+      every sixth triplet of consecutive frames (t−1, t, t+1) is held out of training whole, and
+      windows of it are scored by the MSE of the head's restoration of frame t to the mean of
+      frames t−1 and t+1 (of a two-frame series: to frame t+1, on validation strips, with no
+      frame left to hold out whole). Their noise is independent of
+      frame t's, so E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/2 + E|x_t − x̄|² + a cross term:
+      only the first term and the cross term depend on the head, and the mean of the neighbours
+      cancels steady motion to first order (x̄ − x_t is then second order), which leaves the cross
+      term small. It ranks two heads as their true error would, over the whole field of view (top
+      halves pick, bottom halves decide). (With frame t+1 alone as the target, the 8-bit
+      time-lapse, whose nuclei move a few pixels a frame, scored restorations mostly by motion);
     - on single images, windows of the validation strips judged two ways, each biased in its own
       direction, and both must agree: ``neighbours`` (:func:`_neighbour_pairs`: sub-sampled into
       half-size images of neighbouring pixels, the MSE of the head's restoration of one to its
@@ -331,12 +337,20 @@ def iter_adapt(
     noise = fitted if noise is None else noise
     pairs = [(a, b) for a, b in _series_pairs(noisy, time_series)
              if planes[a].shape == planes[b].shape and min(planes[a].shape) >= 2 * patch_size]
-    # a series: every fifth pair of frames is held out whole (the criterion sees the whole field of
-    # view, not a strip of it), and training draws from the other frames
-    held = [pr for k, pr in enumerate(pairs) if k % 5 == 2] or pairs[-1:]
-    training = [i for i in range(len(planes)) if not any(i in pr for pr in held)]
-    if not training:
-        held, pairs, training = [], [], list(range(len(planes)))
+    # a series: frames t−1, t, t+1 (every sixth such triplet; t, t+1 of a two-frame series) are held out
+    # whole — the criterion sees the whole field of view, not a strip of it — and training draws from
+    # the other frames. held: (t, the frames whose mean is frame t's target)
+    triplets = [(a, b, c) for (a, b), (b2, c) in zip(pairs[:-1], pairs[1:]) if b == b2]
+    if triplets:
+        held = [(b, (a, c)) for k, (a, b, c) in enumerate(triplets) if k % 6 == 1] or \
+            [(b, (a, c)) for a, b, c in triplets[-1:]]
+    else:
+        held = [(a, (b,)) for a, b in pairs[-1:]]
+    held_frames = {i for t, others in held for i in (t, *others)}
+    training = [i for i in range(len(planes)) if i not in held_frames]
+    strips_only = not training  # too few frames to hold any out whole: their validation strips instead
+    if strips_only:
+        training = list(range(len(planes)))
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     sigmas = [_sigma(p, noise) for p in planes]
     dev = resolve_device(device)
@@ -396,9 +410,10 @@ def iter_adapt(
     patches = {c: ([], [], []) for c in criteria}  # per patch: (n, h, w) inputs, targets, masks
     for k in range(max(32, 8 * batch_size) if (val_fraction > 0 or held) else 0):
         if held:
-            i, j = held[(k // 2) % len(held)]
-            half = planes[i].shape[0] // 2
-            p, q = (planes[i][:half], planes[j][:half]) if k % 2 == 0 else (planes[i][half:], planes[j][half:])
+            i, others = held[(k // 2) % len(held)]
+            rows = slice(0, planes[i].shape[0] // 2) if k % 2 == 0 else slice(planes[i].shape[0] // 2, None)
+            part = splits[i].val_part if strips_only else (lambda a: a[rows])
+            p, q = part(planes[i]), np.mean([part(planes[o]) for o in others], axis=0)
         else:
             i = int(crit_rng.integers(len(planes)))
             p = q = splits[i].val_part(planes[i])
@@ -490,8 +505,9 @@ def iter_adapt(
     kept = "adapted"
     decision = {"criterion": "+".join(criteria), "patches": len(patches[criteria[0]][0][decide])}
     if held:
-        decision["held_out_frames"] = sorted({i for pr in held for i in pr})
-    what = {"series": "MSE of the restoration of frame t to frame t+1",
+        decision["held_out_frames"] = [] if strips_only else sorted(held_frames)
+    what = {"series": "MSE of the restoration of frame t to the mean of frames t−1 and t+1" if triplets else
+                      "MSE of the restoration of frame t to frame t+1",
             "neighbours": "MSE of the restoration of sub-sampled pixels to their neighbours",
             "blind-spot": "blind-spot MSE of masked pixels to their noisy values"}
     if checked:
