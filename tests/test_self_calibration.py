@@ -38,12 +38,12 @@ def test_error_scale_sees_a_smooth_error_under_noise_a_hundred_times_larger():
     assert np.average(scale.raw_variances, weights=scale.weights) == pytest.approx(4.0, rel=0.25)
 
 
-def test_error_scale_is_zero_for_white_residuals_and_floored_at_one():
+def test_error_scale_is_zero_for_white_residuals_and_floored():
     rng = np.random.default_rng(1)
     shape = (2, 128, 128)
     scale = error_scale(rng.standard_normal(shape) * 10, np.ones(shape), np.ones(shape, bool), _offsets())
     assert max(scale.raw_variances) < 0.5
-    assert scale.variances == [1.0] * len(scale.variances)
+    assert scale.variances == [0.25] * len(scale.variances)
 
 
 def test_extrapolation_to_lag_zero_recovers_a_gaussian_correlation():

@@ -45,7 +45,10 @@ from .datasets import as_planes
 
 MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
 N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitted per bin
-V_FLOOR = 1.0  # intervals never narrower than the model's own spread says (V = 1: λ of a calibrated Gaussian)
+# intervals at least half as wide as a calibrated Gaussian on the model's spread would be (V = 1): the
+# residuals may show the spread too wide (measured: V ≈ 0.4–0.6 on a real Golgi image), but an
+# estimate near 0 is more likely noise in the products than an error-free restoration
+V_FLOOR = 0.25
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·σ·z, ȳ = y − σ·z/α (equal noises at α = 1: the least noisy products)
 L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
