@@ -120,3 +120,26 @@ def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, q
     lower, upper = viewer.layers["movie [lower]"].data, viewer.layers["movie [upper]"].data
     assert lower.shape == (3, 1, 32, 32) and np.all(upper >= lower) and np.any(upper > lower)
     assert not errors, errors
+
+
+def test_the_calibrate_form_offers_only_samplers_it_can_run(make_napari_viewer, qtbot, errors, tiny_checkpoint,
+                                                            tmp_path):
+    """ddpm has no step count and ddim-dc needs a PSF: the form has neither control, and offered both."""
+    viewer = make_napari_viewer()
+    w = CalibrateWidget(viewer)
+    offered = [w.sampler.native.itemText(i) for i in range(w.sampler.native.count())]
+    assert "ddim" in offered and "dpm++2m" in offered
+    assert "ddpm" not in offered and "ddim-dc" not in offered
+    rng = np.random.default_rng(2)
+    viewer.add_image(rng.poisson(rng.uniform(5, 40, (40, 40))).astype(np.float32), name="noisy")
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    w.noisy.value, w.truth.value = viewer.layers["noisy"], None
+    w.steps.value, w.n_samples.value = 2, 3
+    w.output.value = tmp_path / "calibrated.safetensors"
+    for name in offered:
+        w.sampler.value = name
+        w.run()
+        qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+        assert w.status.value.startswith("Saved"), (name, w.status.value, errors)
+    assert len(list(tmp_path.glob("calibrated*.safetensors"))) == len(offered)

@@ -405,3 +405,23 @@ def test_every_widget_links_to_its_documentation_page(make_napari_viewer):
         assert widget[0] is link and f'href="{docs_address()}/widgets/{page}' in link.value
         assert link.native.openExternalLinks()
     assert (Path(__file__).resolve().parents[1] / "docs" / "widgets" / "denoise.md").is_file()  # the page exists
+
+
+def test_every_sampler_parameter_default_survives_its_form_control(qapp):
+    """The ddim-dc prior weight's default 0.015 became 0.01 in a box with two decimals."""
+    from napari_diffdenoise.core.sampler_registry import SAMPLERS
+    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise._widgets.denoise import param_widget
+
+    schedule = NoiseSchedule("cosine", 200)
+    checked = 0
+    for sampler in SAMPLERS.values():
+        for spec in sampler.params:
+            widget = param_widget(spec, schedule)
+            assert widget.value == spec.default_for(schedule), (sampler.name, spec.name)
+            checked += 1
+    assert checked > 10
+    reg = next(p for p in SAMPLERS["ddim-dc"].params if p.name == "reg_weight")
+    box = param_widget(reg, schedule)
+    box.value = 0.025
+    assert box.value == 0.025

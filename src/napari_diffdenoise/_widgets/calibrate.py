@@ -14,7 +14,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, 
 
 from ..core.checkpoint import load_model, save_checkpoint
 from ..core.metrics import reliability
-from ..core.sampler_registry import list_samplers
+from ..core.sampler_registry import SAMPLERS, list_samplers
 from ._worker import WorkerControls
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
@@ -40,6 +40,13 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
+def calibratable_samplers() -> list[str]:
+    """The paired samplers this form can run: a step count (its Steps box) and no PSF (it has no PSF
+    control; a PSF-guided model is calibrated with the library's calibrate(..., psf=...))."""
+    return [name for name in list_samplers("paired")
+            if "steps" in {p.name for p in SAMPLERS[name].params} and not SAMPLERS[name].needs_psf]
+
+
 def _calibrate_job(model, noisy, truth, settings, source):
     from ..core.calibration import iter_calibrate
 
@@ -61,7 +68,7 @@ class CalibrateWidget(WorkerControls, Container):
                                       "(fitted to the result by a scale and an offset first). Without one, the model's "
                                       "real error on the noisy layer is read off residuals against a recorrupted "
                                       "copy of it (a model of the residuals, not conformal: see the documentation)")
-        self.sampler = ComboBox(label="Sampler", choices=list_samplers("paired"), value="ddim",
+        self.sampler = ComboBox(label="Sampler", choices=calibratable_samplers(), value="ddim",
                                 tooltip="The intervals hold for the settings calibrated here: use the same in Denoise")
         self.steps = SpinBox(label="Steps", value=4, min=1, max=1000, tooltip="Network evaluations per sample")
         self.n_samples = SpinBox(label="Samples (K)", value=8, min=2, max=64,

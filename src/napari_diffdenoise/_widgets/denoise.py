@@ -5,6 +5,7 @@ responsive and Cancel lands within one step; layers are added only when a run co
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +60,17 @@ def param_widget(spec, schedule):
     if spec.type is int:
         return SpinBox(min=int(low), max=int(high if high is not None else 10**6), **common)
     high = 1e6 if high is None else high
-    return FloatSpinBox(min=float(low), max=float(high), step=max((high - low) / 100, 1e-3), **common)
+    return FloatSpinBox(min=float(low), max=float(high), step=_float_step(common["value"], low, high), **common)
+
+
+def _float_step(default, low, high) -> float:
+    """A hundredth of the range, or finer when the default has more decimals: a spin box shows as
+    many decimals as its step has, and would round a default of 0.015 to 0.01 with a step of 0.01."""
+    step = (high - low) / 100
+    exponent = Decimal(str(default)).normalize().as_tuple().exponent if default else 0
+    if isinstance(exponent, int) and exponent < 0:
+        step = min(step, 10.0 ** exponent)
+    return max(step, 1e-6)
 
 
 RESULT_TAGS = ("[mean]", "[std]", "[entropy]", "[lower]", "[upper]", "[preview", "[Richardson-Lucy]")
