@@ -152,10 +152,11 @@ def test_the_bundled_demo_carries_a_mean_head_that_is_its_default(tmp_path):
         denoise(image, load_model("widefield"), mean="head")
 
 
-def test_calibrate_without_a_truth_simulates_pairs_from_the_noisy_image(tiny_model):
+def test_calibrate_without_a_truth_can_simulate_pairs_from_the_noisy_image(tiny_model):
     rng = np.random.default_rng(2)
     noisy = rng.poisson(rng.uniform(5, 30, (2, 64, 64))).astype(np.float32) + 100
-    calibrated = calibrate(tiny_model, noisy, coverage=(0.8, 0.9), n_samples=3, steps=2, mean="samples")
+    calibrated = calibrate(tiny_model, noisy, coverage=(0.8, 0.9), n_samples=3, steps=2, mean="samples",
+                           without_truth="simulated")
     entry = Calibration.from_dict(calibrated.calibrations[0])
     assert entry.source.startswith("simulated: the model's mean of the user's 2 noisy plane(s)")
     assert "var = " in entry.source and entry.factors[0] < entry.factors[1]
