@@ -104,13 +104,14 @@ def adapt_watching(base, noisy, minutes: float):
                 least, heads["r2r_best"] = record["r2r_val_loss"], heads["last"]
 
 
-def run(names: list[str], part: str, minutes: float = BUDGET_MINUTES) -> None:
+def run(names: list[str], part: str, minutes: float = BUDGET_MINUTES, model: str = "demo") -> None:
     torch.set_num_threads(1)
-    base = load_model("demo")
+    base = load_model(model)
     records = []
     for name in names:
         noisy, score, kind, identity = task(name)
-        rec = {"image": name, "score": kind, "noisy": identity, "bundled": score(base)}
+        rec = {"image": name, "score": kind, "noisy": identity, "bundled": score(base),
+               "model": f"{base.name} sha256 {base.sha256[:12]}"}
         t0 = time.perf_counter()
         result, heads = adapt_watching(base, noisy, minutes)
         rec["seconds"] = time.perf_counter() - t0
@@ -189,7 +190,9 @@ def report() -> None:
              _better(r, "r2r_best"), _better(r, "returned"), r["decision"].get("criterion", ""),
              _criterion_change(r["decision"], "adapted"), _criterion_change(r["decision"], "last_step"),
              f"{r['best_step']}/{r['steps']}", round(r["seconds"])] for r in records]
+    models = sorted({r.get("model", "?") for r in records})
     body = (
+        f"Model: {', '.join(models)} (the `demo` committed on 2026-11-25). "
         f"The `demo` model's mean head (*bundled*) against adaptation on the noisy data itself for "
         f"{BUDGET_MINUTES:g} minutes of wall clock on one torch thread (core.adapt: camera noise fitted to the image, "
         "mean head fine-tuned by Recorrupted-to-Recorrupted). *adapted, old rule*: the head at the minimum of "
@@ -248,15 +251,17 @@ def report() -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", default="dsb-10,dsb8bit-30,timelapse8,timelapse8-1,lyso01")
+    parser.add_argument("--images", default="dsb-10,dsb-30,dsb8bit-30,dsbseries-10,timelapse8,timelapse8-1,lyso01,"
+                                              "lyso05")
     parser.add_argument("--part", default="all")
     parser.add_argument("--minutes", type=float, default=BUDGET_MINUTES)
+    parser.add_argument("--model", default="demo", help="the bundled model or a checkpoint to adapt")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args(argv)
     if args.report:
         report()
     else:
-        run(args.images.split(","), args.part, args.minutes)
+        run(args.images.split(","), args.part, args.minutes, args.model)
 
 
 if __name__ == "__main__":
