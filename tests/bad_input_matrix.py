@@ -31,6 +31,13 @@ def _lib(image=IMAGE, **kw):
     return lambda: denoise(image, kw.pop("model", None) or _tiny(), **kw)
 
 
+def _calibrate_small():
+    from napari_diffdenoise import calibrate
+
+    clean = np.full((8, 8), 20.0, np.float32)
+    return lambda: calibrate(_tiny(), IMAGE[:8, :8].astype(np.float32), clean, coverage=0.99, n_samples=2, steps=2)
+
+
 def _checkpoint(tmp, meta_edit=None, nan=False, raw_meta=None):
     """A tiny checkpoint with edited metadata or NaN weights, written to ``tmp``; returns a loader."""
     from safetensors.torch import save_file
@@ -315,6 +322,8 @@ ROWS = [
      ValueError, "not available"),
     ("coverage-uncalibrated", "library", "coverage=0.9 on an uncalibrated model", lambda t: _lib(coverage=0.9),
      ValueError, "has no calibration"),
+    ("calibrate-too-few-pixels", "library", "calibrate on an 8×8 pair at coverage 0.99 (λ came out ∞)",
+     lambda t: _calibrate_small(), ValueError, "coverage 0.99 needs at least 99 calibration pixels"),
     ("coverage-range", "library", "coverage=1.5", lambda t: _lib(coverage=1.5), ValueError,
      "coverage must be a number from 0.01 to 0.999"),
     ("memory", "library", "K = 64 on a 4097² plane", lambda t: _lib(np.zeros((4097, 4097), np.float32), n_samples=64),

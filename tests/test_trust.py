@@ -160,3 +160,13 @@ def test_calibrate_without_a_truth_can_simulate_pairs_from_the_noisy_image(tiny_
     entry = Calibration.from_dict(calibrated.calibrations[0])
     assert entry.source.startswith("simulated: the model's mean of the user's 2 noisy plane(s)")
     assert "var = " in entry.source and entry.factors[0] < entry.factors[1]
+
+
+def test_too_few_calibration_pixels_for_a_coverage_is_refused(tiny_model):
+    rng = np.random.default_rng(3)
+    clean = rng.uniform(5, 30, (8, 8)).astype(np.float32) + 100
+    noisy = rng.poisson(clean).astype(np.float32)
+    with pytest.raises(ValueError, match=r"coverage 0.99 needs at least 99 calibration pixels .* this image gives 64"):
+        calibrate(tiny_model, noisy, clean, coverage=(0.9, 0.99), n_samples=3, steps=2)
+    calibrated = calibrate(tiny_model, noisy, clean, coverage=(0.5, 0.9), n_samples=3, steps=2)
+    assert all(np.isfinite(calibrated.calibrations[0]["factors"]))

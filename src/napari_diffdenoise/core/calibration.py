@@ -132,6 +132,12 @@ def measure(mean, unit, truth, coverages, mask, std=None) -> tuple[list, list, l
 
     scores = np.abs(truth - mean) / unit
     factors = [conformal_factor(scores[mask], c) for c in coverages]
+    n = int(mask.sum())
+    short = [c for c, f in zip(coverages, factors) if not math.isfinite(f)]
+    if short:
+        need = math.ceil(max(short) / (1 - max(short)))
+        raise ValueError(f"coverage {max(short)} needs at least {need} calibration pixels (half of the image's "
+                         f"{BLOCK}² blocks); this image gives {n}: use a larger image or a lower coverage")
     held = ~mask
     covered = [float(np.mean(scores[held] <= f)) for f in factors]
     widths = [float(np.mean(2 * f * unit[held])) for f in factors]
