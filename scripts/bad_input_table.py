@@ -22,7 +22,9 @@ def main():
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()) as err:
             kind, message = outcome(row, Path(tmp))
         if kind.startswith("exit"):
-            message = err.getvalue().strip().removeprefix("error: ")
+            # the CLI's message follows its last "error: "; the progress written before it is not part of it
+            before, found, after = err.getvalue().rpartition("error: ")
+            message = after.strip() if found else before.strip()
         message = message.replace(str(Path(tmp).resolve()), "…").replace(tmp, "…")  # the same page on every run
         lines.append(f"| {row[0]} | {row[1]} | {row[2]} | {kind} | {message.replace('|', '/')} |")
     (ROOT / "docs" / "bad-inputs.md").write_text("\n".join(lines) + "\n")
