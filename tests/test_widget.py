@@ -394,7 +394,7 @@ def test_progress_moves_per_tile_and_cancel_lands_between_tiles(widget, qtbot, e
 def test_every_widget_links_to_its_documentation_page(make_napari_viewer):
     from napari_diffdenoise._widgets.calibrate import CalibrateWidget
     from napari_diffdenoise._widgets.compare import CompareWidget
-    from napari_diffdenoise._widgets.help import docs_address
+    from napari_diffdenoise._widgets.help import LINK_COLOUR, docs_address
     from napari_diffdenoise._widgets.train import TrainWidget
 
     viewer = make_napari_viewer()
@@ -404,6 +404,7 @@ def test_every_widget_links_to_its_documentation_page(make_napari_viewer):
         link = widget.help
         assert widget[0] is link and f'href="{docs_address()}/widgets/{page}' in link.value
         assert link.native.openExternalLinks()
+        assert f"color: {LINK_COLOUR}" in link.value  # Qt's default link blue is unreadable on napari's dark grey
     assert (Path(__file__).resolve().parents[1] / "docs" / "widgets" / "denoise.md").is_file()  # the page exists
 
 
