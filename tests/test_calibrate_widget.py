@@ -143,3 +143,26 @@ def test_the_calibrate_form_offers_only_samplers_it_can_run(make_napari_viewer, 
         qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
         assert w.status.value.startswith("Saved"), (name, w.status.value, errors)
     assert len(list(tmp_path.glob("calibrated*.safetensors"))) == len(offered)
+
+
+def test_calibrate_saves_into_the_models_folder_by_default(make_napari_viewer, qtbot, errors, tiny_checkpoint,
+                                                          tmp_path, monkeypatch):
+    """Not into whatever folder napari was started from; the status names the whole path."""
+    folder = tmp_path / "home" / "models"
+    monkeypatch.setattr(calibrate_module, "USER_MODELS_DIR", folder)
+    monkeypatch.chdir(tmp_path)
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(5)
+    viewer.add_image(rng.poisson(rng.uniform(5, 40, (40, 40))).astype(np.float32), name="noisy")
+    w = CalibrateWidget(viewer)
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    w.noisy.value, w.truth.value = viewer.layers["noisy"], None
+    w.steps.value, w.n_samples.value = 2, 3
+    before = sorted(tmp_path.iterdir())
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    saved = folder / "tiny-calibrated.safetensors"
+    assert w.status.value.startswith(f"Saved {saved}"), w.status.value
+    assert saved.is_file() and sorted(tmp_path.iterdir()) == sorted({*before, tmp_path / "home"})
+    assert not errors, errors

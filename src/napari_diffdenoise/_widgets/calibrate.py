@@ -19,7 +19,7 @@ from ._worker import WorkerControls
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
-from .model_registry import REGISTRY
+from .model_registry import REGISTRY, USER_MODELS_DIR
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 NO_TRUTH = "none: from the noisy layer's own residuals"
@@ -74,7 +74,8 @@ class CalibrateWidget(WorkerControls, Container):
         self.n_samples = SpinBox(label="Samples (K)", value=8, min=2, max=64,
                                  tooltip="Samples whose spread gives the interval width")
         self.output = FileEdit(label="Save as", mode="w", filter="*.safetensors",
-                               tooltip="The calibrated copy of the model; a new name is chosen if this file exists")
+                               tooltip="The calibrated copy of the model; a new name is chosen if this file exists. "
+                                       f"Empty: <model>-calibrated.safetensors in {USER_MODELS_DIR}")
         self.run_button = PushButton(text="Calibrate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.start_button = self.run_button
@@ -113,7 +114,7 @@ class CalibrateWidget(WorkerControls, Container):
             raise ValueError(f"'{model.name}' is an unpaired model; calibrate a paired one")
         out = Path(str(self.output.value)) if str(self.output.value) not in ("", ".") else None
         if out is None or out.is_dir():
-            folder = out if out is not None else Path.cwd()
+            folder = out if out is not None else USER_MODELS_DIR  # the Train widget's folder, not wherever napari started
             out = folder / f"{model.name}-calibrated.safetensors"
         clean = None if truth is None else np.asarray(truth.data).copy()
         return model, np.asarray(noisy.data).copy(), clean, free_path(out)
@@ -147,6 +148,8 @@ class CalibrateWidget(WorkerControls, Container):
             self.status.value = "Failed; nothing saved"
             return
         try:
+            if out.parent == USER_MODELS_DIR:  # our own default folder; any other must exist already
+                out.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(run.model, out)
         except OSError as err:
             notify_error(f"Could not save the calibrated model to {out}: {err}")
@@ -162,7 +165,7 @@ class CalibrateWidget(WorkerControls, Container):
         self._show_reliability(run)
         self.progress.value = 1000
         rho = f", Spearman ρ(std, |error|) {c.spearman:.2f}" if c.spearman is not None else ""
-        self.status.value = f"Saved {out.name}{rho}"
+        self.status.value = f"Saved {out}{rho}"
 
     def _show_reliability(self, run):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg

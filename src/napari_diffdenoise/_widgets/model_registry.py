@@ -11,6 +11,8 @@ from psygnal import Signal
 
 from ..core.checkpoint import list_models
 
+USER_MODELS_DIR = Path.home() / "napari-diffdenoise" / "models"  # where the widgets save what they make
+
 
 class ModelRegistry:
     changed = Signal()

@@ -29,13 +29,13 @@ from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
-from .model_registry import REGISTRY
+from .model_registry import REGISTRY, USER_MODELS_DIR
 
 PAIRED = "paired: noisy + clean layers"
 CLEAN_ONLY = "clean layer + simulated noise"
 NOISY_ONLY = "noisy layer only: adapt (no clean image)"
 SCRATCH = "from scratch"
-DEFAULT_DIR = Path.home() / "napari-diffdenoise" / "models"
+DEFAULT_DIR = USER_MODELS_DIR
 
 
 def show_info(message: str) -> None:
