@@ -177,6 +177,8 @@ def main(argv=None):
     parser.add_argument("--model", default="demo")
     parser.add_argument("--size", type=int, default=256, help="centre crop side of every image")
     parser.add_argument("--lysosome-files", type=int, default=3)
+    parser.add_argument("--report", default="real_calibration",
+                        help="the page's name under docs/benchmarks/ (another model's figures beside the bundled one's)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder holding the real data (see this module's docstring)")
@@ -212,7 +214,7 @@ def main(argv=None):
                 sum(np.all(np.abs(arr - np.array(LEVELS)) <= 0.05, axis=1)), len(arr)]
 
     body = (
-        f"Model `{args.model}`, default sampler settings (K = 8). Centre crops of {args.size}². Coverage: the fraction "
+        f"Model `{args.model}` (sha256 {model.sha256[:12]}), default sampler settings (K = 8). Centre crops of {args.size}². Coverage: the fraction "
         "of pixels whose truth lies in the interval, with the truth's own noise accounted for (see the module "
         "docstring of bench/real_calibration.py). Re-acquired images: Poisson at the stated peak photons, background "
         f"{BACKGROUND:g}, read noise {READ_NOISE:g} e⁻; none of them was seen in training. Lysosomes: raw camera "
@@ -225,7 +227,7 @@ def main(argv=None):
         "noise only makes the truth harder to cover). Width ratio: the self-calibrated interval's mean width over the "
         "width the oracle λ (chosen with the truth) needs for the same coverage.\n"
     )
-    path = write_report("real_calibration", "Intervals on real data: shipped vs self-calibrated", body,
+    path = write_report(args.report, "Intervals on real data: shipped vs self-calibrated", body,
                         {"records": records})
     print(path.read_text())
 
