@@ -53,6 +53,7 @@ LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this 
 ALPHA = 1.0  # recorrupting: ŷ = y + α·σ·z, ȳ = y − σ·z/α (equal noises at α = 1: the least noisy products)
 L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
 PRECISION_SMOOTHING = 4.0  # px: the window of the local noise level that weights the products
+CONFIDENCE_K = 1.0  # V is taken one standard error above its estimate (a one-sided 84 % bound)
 FOLDS = 8  # block groups whose spread gives each estimate's standard error
 CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
 MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
@@ -215,7 +216,8 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     its standard error comes from ``folds`` disjoint groups of BLOCK² blocks (the spread of their
     estimates / √folds), and each bin is shrunk towards the precision-weighted pooled value by
     that uncertainty (empirical Bayes), so that noise in one bin does not pass for a heavy tail:
-    where the bins' scatter is no larger than their noise, every bin gets the pooled value."""
+    where the bins' scatter is no larger than their noise, every bin gets the pooled value. The V
+    used is then CONFIDENCE_K standard errors above the shrunk estimate."""
     if edges is None:
         edges = np.quantile(unit[mask], np.linspace(0, 1, N_BINS + 1))
         edges[0], edges[-1] = -np.inf, np.inf
@@ -234,7 +236,12 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     # empirical Bayes: the bins' true spread about the pooled value is what their scatter holds beyond
     # their own noise; each bin keeps the share of its deviation that this spread explains
     between = max(float(np.mean((raw_arr[filled] - pooled) ** 2 - se2[filled])), 0.0) if filled.any() else 0.0
-    shrunk = pooled + (raw_arr - pooled) * (between / (between + se2))
+    keep = between / (between + se2)
+    shrunk = pooled + (raw_arr - pooled) * keep
+    # an upper confidence bound, as risk-controlling intervals take (Angelopoulos et al. 2022): where the
+    # products are noisy, an estimate that came out low would make every interval too narrow
+    uncertainty = np.sqrt(keep * se2 + ((1 - keep) * pooled_se) ** 2)
+    shrunk = shrunk + CONFIDENCE_K * uncertainty
     total = sum(counts) or 1.0
     return ErrorScale([float(e) for e in edges], [c / total for c in counts], [max(float(x), V_FLOOR) for x in shrunk],
                       [float(x) for x in raw], sorted({round(math.hypot(*o), 3) for o in offsets}),
