@@ -397,9 +397,9 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     widths = [float(np.mean(2 * f * last.unit)) for f in factors]
     source = ("self-calibrated: residuals against " + last.how + ". Error scale from cross-moments at lags "
               f"{min(scale.lags_used):g}–{max(scale.lags_used):g} px (noise-cancelling): V = E[(error/spread)²] = "
-              f"{scale.pooled:.3g} ± {scale.pooled_se:.2g} overall; per {N_BINS} bins of the spread "
+              f"{scale.pooled:.3g} ± {scale.pooled_se:.2g} overall; used per {N_BINS} bins of the spread "
               f"{', '.join(f'{v:.3g}' for v in scale.variances)} (measured {', '.join(f'{v:.3g}' for v in scale.raw_variances)}, "
-              f"shrunk by their standard errors, floor {V_FLOOR:g})"
+              f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {V_FLOOR:g})"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
                  if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
               + ". Coverage is modelled (Gaussian per bin), not conformal; held-out coverage = the split-half check")
