@@ -426,3 +426,28 @@ def test_every_sampler_parameter_default_survives_its_form_control(qapp):
     box = param_widget(reg, schedule)
     box.value = 0.025
     assert box.value == 0.025
+
+
+def test_the_samples_as_a_hidden_layer_to_flip_through(widget, noisy_stack, qtbot, errors):
+    viewer, w = widget
+    viewer.add_image(noisy_stack, name="cells", scale=(2.0, 0.5, 0.5))
+    w.image.value = viewer.layers["cells"]
+    w.keep_samples.value = True
+    w.run()
+    qtbot.waitUntil(lambda: "cells [samples]" in viewer.layers, timeout=60_000)
+    samples = viewer.layers["cells [samples]"]
+    assert samples.data.shape == (2, *noisy_stack.shape) and not samples.visible
+    np.testing.assert_array_equal(samples.scale, [1.0, 2.0, 0.5, 0.5])
+    assert not np.array_equal(samples.data[0], samples.data[1])  # two different restorations
+    assert "sample 1 … 2" in samples.metadata["napari_diffdenoise"]["axis_0"]
+    assert "cells [samples]" not in [c.name for c in w.psf_source.choices if hasattr(c, "name")]  # never a PSF
+    assert not errors
+
+
+def test_keeping_the_samples_of_an_image_too_big_for_memory_is_refused(monkeypatch):
+    from napari_diffdenoise.core import restore
+
+    monkeypatch.setattr(restore.os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 256}[name])
+    with pytest.raises(MemoryError, match=r"keep_samples=True with n_samples = 8 .* keeps 0.0 GiB"):
+        restore._check_kept_samples(np.zeros((64, 64, 64), np.float32), 8)
+    restore._check_kept_samples(np.zeros((8, 8), np.float32), 8)  # 2 KiB: fine

@@ -73,7 +73,7 @@ def _float_step(default, low, high) -> float:
     return max(step, 1e-6)
 
 
-RESULT_TAGS = ("[mean]", "[std]", "[entropy]", "[lower]", "[upper]", "[preview", "[Richardson-Lucy]")
+RESULT_TAGS = ("[mean]", "[std]", "[entropy]", "[lower]", "[upper]", "[samples]", "[preview", "[Richardson-Lucy]")
 
 
 def _could_be_psf(layer) -> bool:
@@ -212,6 +212,11 @@ class DenoiseWidget(WorkerControls, Container):
                     "from it. "
                     "Off: the model's stored calibration, made on other images")
         self.coverage.changed.connect(lambda value: setattr(self.self_calibrate, "visible", value > 0))
+        self.keep_samples = CheckBox(
+            text="Keep the samples as a layer", value=False,
+            tooltip="Adds a hidden [samples] layer: the K restorations along a new first axis. Flipping through "
+                    "them shows what the model is unsure of more directly than any map. Costs K times the image's "
+                    "memory (refused when that exceeds half of this machine's)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
         self.device = ComboBox(label="Device", choices=available_devices(), value="auto",
                                tooltip="Where the network runs: auto takes a GPU (CUDA or Apple) when there is one, "
@@ -236,7 +241,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.sampler_params = Container(labels=True)
         self.help = help_link("denoise", "Denoise")
         self.extend([self.help, self.image, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
-                     self.n_samples, self.mean_estimator, self.coverage, self.self_calibrate, self.psf_source, self.psf_sigma, self.iterations,
+                     self.n_samples, self.mean_estimator, self.coverage, self.self_calibrate, self.keep_samples, self.psf_source, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
                      self.status])
 
@@ -323,7 +328,7 @@ class DenoiseWidget(WorkerControls, Container):
         if key is None:
             return
         classical = key == RICHARDSON_LUCY
-        for widget in (self.sampler, self.n_samples, self.seed, self.device):
+        for widget in (self.sampler, self.n_samples, self.seed, self.device, self.keep_samples):
             widget.visible = not classical
         self.iterations.visible = classical
         if classical:
@@ -398,7 +403,8 @@ class DenoiseWidget(WorkerControls, Container):
                                      psf=psf, mean=self.mean_estimator.value).mean_estimator != "samples"
             n_samples = 0 if one_pass else 1
         return dict(sampler=sampler, n_samples=n_samples, seed=self.seed.value, device=self.device.value,
-                    sampler_params=params, psf=psf, mean=self.mean_estimator.value, coverage=coverage)
+                    sampler_params=params, psf=psf, mean=self.mean_estimator.value, coverage=coverage,
+                    keep_samples=self.keep_samples.value and not preview and n_samples > 0)
 
     def _guided_params(self) -> dict:
         return {w.name: w.value for w in self.sampler_params}
@@ -577,6 +583,13 @@ class DenoiseWidget(WorkerControls, Container):
                 self._viewer.add_image(getattr(result, name), name=f"{layer.name} [{name}]", visible=False,
                                        colormap=layer.colormap.name, scale=layer.scale, translate=layer.translate,
                                        metadata={"napari_diffdenoise": bounds})
+        if result.samples is not None:
+            k = len(result.samples)
+            self._viewer.add_image(
+                result.samples, name=f"{layer.name} [samples]", visible=False, colormap=layer.colormap.name,
+                scale=(1, *layer.scale), translate=(0, *layer.translate),
+                metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"],
+                                                 "axis_0": f"sample 1 … {k} of the K = {k} restorations"}})
         self.progress.value = 1000
         self.status.value = f"Done in {result.metadata['seconds']:.1f} s"
 

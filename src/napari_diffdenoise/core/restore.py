@@ -207,6 +207,20 @@ def _check_memory(array, n_samples: int, block: int | None = None) -> None:
                           f"n_samples of at most {fit}, or sample in smaller blocks (block=…)")
 
 
+def _check_kept_samples(array, n_samples: int) -> None:
+    """keep_samples holds all K samples of the whole image in memory at the end, beside the maps."""
+    need = n_samples * int(np.prod(array.shape)) * np.dtype(output_dtype(array)).itemsize
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > KEPT_SAMPLES_SHARE * total:
+        raise MemoryError(f"keep_samples=True with n_samples = {n_samples} on an image of {array.shape} keeps "
+                          f"{need / 2**30:.1f} GiB of samples, more than {KEPT_SAMPLES_SHARE:.0%} of this machine's "
+                          f"{total / 2**30:.0f} GiB: keep the samples of fewer planes, or fewer samples")
+
+
+KEPT_SAMPLES_SHARE = 0.5  # of the machine's memory that kept samples may take
 N_SAMPLES = Param("n_samples", int, 8, 0, 4096)  # 0: the one-pass mean alone (a preview)
 SEED = Param("seed", int, 0, 0)
 COVERAGE = Param("coverage", float, None, 0.01, 0.999)
@@ -593,6 +607,8 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     array, axes = _check_image(image, axes)
     s = settings if settings is not None else make_settings(model, **kwargs)
     _check_memory(array, s.n_samples, s.block)
+    if s.keep_samples:
+        _check_kept_samples(array, s.n_samples)
     run_model = device_model(model, s.device)
     positions = plane_positions(array.shape)
     out_dtype = output_dtype(array)
