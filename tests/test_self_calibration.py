@@ -1,5 +1,6 @@
 """Self-calibration from noisy data alone: the noise-cancelling error scale, the noise-correlation
 check, the interval factor of the mixture, and the route through calibrate()."""
+import dataclasses
 import math
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_extrapolation_to_lag_zero_recovers_a_gaussian_correlation():
     moments = 5.0 * np.exp(-lags ** 2 / (2 * 3.0 ** 2))  # ℓ = 3 px
     assert correlation_length(lags, moments, np.ones_like(lags)) == pytest.approx(3.0, rel=1e-6)
     assert extrapolate_to_zero(lags, moments, np.ones_like(lags)) == pytest.approx(5.0, rel=1e-6)
-    assert extrapolate_to_zero(lags, -moments, np.ones_like(lags)) == 0.0
+    assert extrapolate_to_zero(lags, -moments, np.ones_like(lags)) < 0  # noise, kept for the standard errors
     # noise that makes the correlation fall within a pixel cannot blow V up: ℓ is bounded below
     steep = np.array([4.0, 4.0, 0.01, 0.01])
     assert extrapolate_to_zero(lags, steep, np.ones_like(lags)) == pytest.approx(4.0 * np.exp(1 / (2 * 1.5 ** 2)))
@@ -178,3 +179,21 @@ def test_views_of_a_time_series():
     assert none is None and len(stack) == 2
     planes, views, what = frame_views([np.full((2, 2), t, np.float32) for t in (0.0, 1.0, 5.0)])
     assert len(planes) == 1 and planes[0][0, 0] == 1.0 and views[0][0, 0] == 2.5
+
+
+def test_a_negative_error_scale_falls_back_to_the_models_own_spread(tiny_model, monkeypatch):
+    """V < 0 cannot be (a noise fit a few per cent low does it through the network's Jacobian): the
+    intervals then come from the model's spread, and the calibration says it is not calibrated."""
+    from napari_diffdenoise.core import self_calibration
+
+    real = self_calibration.error_scale
+
+    def negative(*args, **kwargs):
+        scale = real(*args, **kwargs)
+        return dataclasses.replace(scale, pooled=-1.0, variances=[0.25] * len(scale.variances))
+
+    monkeypatch.setattr(self_calibration, "error_scale", negative)
+    model = self_calibrate(tiny_model, noisy_image(), coverage=(0.8, 0.9), n_samples=3, steps=2)
+    cal = model.calibrations[0]
+    assert "V came out below 0" in cal["source"] and "not calibrated on this image" in cal["source"]
+    np.testing.assert_allclose(cal["factors"], [stats.norm.ppf(0.9), stats.norm.ppf(0.95)], rtol=1e-6)

@@ -121,11 +121,11 @@ def correlation_length(lags, moments, totals) -> float:
 def extrapolate_to_zero(lags: np.ndarray, moments: np.ndarray, totals: np.ndarray, ell: float | None = None) -> float:
     """E[v²] of the spatially correlated part, C(0) = C(r)·exp(r²/2ℓ²) from the short lags' mean
     (ℓ from :func:`correlation_length` unless given). Linear in the moments for a given ℓ, so that
-    noise in them averages out rather than inflating V. 0 when the short lags show no positive
-    correlation."""
+    noise in them averages out rather than inflating V; negative when noise made the short lags
+    negative (left so: clipping here would hide that noise from the standard errors)."""
     ell = correlation_length(lags, moments, totals) if ell is None else ell
     c_short, r_short, _, _ = _halves(lags, moments, totals)
-    return max(c_short, 0.0) * math.exp(r_short ** 2 / (2 * ell ** 2))
+    return c_short * math.exp(r_short ** 2 / (2 * ell ** 2))
 
 
 @dataclass
@@ -388,12 +388,20 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
         offsets = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
         scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
 
+    # V < 0 cannot be: products that come out negative mean the view's noise is not independent of
+    # the restoration's, e.g. a camera-noise fit a few per cent low makes the noise the network lets through
+    # anti-correlate with the view's (its Jacobian times the misfit). Such residuals say nothing of the
+    # error: the model's own spread (V = 1) is used instead, and the source says so
+    implausible = scale.pooled < 0
+    if implausible:
+        scale = dataclasses.replace(scale, variances=[1.0] * len(scale.variances))
+
     # a split-half check: λ from one half of the blocks, its modelled coverage under the other half's V
     split = block_split(last.v.shape, split_seed)
     half_a = error_scale(last.v, last.unit, split, offsets, scale.edges)
     half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges)
     factors = [scale.factor(c) for c in coverages]
-    checked = [half_b.coverage_of(half_a.factor(c)) for c in coverages]
+    checked = [math.nan if implausible else half_b.coverage_of(half_a.factor(c)) for c in coverages]
     widths = [float(np.mean(2 * f * last.unit)) for f in factors]
     source = ("self-calibrated: residuals against " + last.how + ". Error scale from cross-moments at lags "
               f"{min(scale.lags_used):g}–{max(scale.lags_used):g} px (noise-cancelling): V = E[(error/spread)²] = "
@@ -402,6 +410,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {V_FLOOR:g})"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
                  if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
+              + ("; V came out below 0 (noise in the products, or a noise fit that is off): the model's own "
+                 "spread is used (V = 1) and these intervals are not calibrated on this image" if implausible else "")
               + ". Coverage is modelled (Gaussian per bin), not conformal; held-out coverage = the split-half check")
     settings_record = run_settings(last.restoration.metadata)
     calibration = Calibration(settings_record, coverages, factors, checked, widths, source, int(last.v.size), None)
