@@ -41,8 +41,11 @@ RICHARDSON_LUCY = "richardson-lucy"  # the classical option: no model, deconvolu
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
 # speed / quality presets: (steps, samples); η = 1 throughout. The bundled demo is calibrated for
 # "fast" and "default" (docs/benchmarks/samplers.md, coverage.md)
-PRESETS = {"fast (≈10 s per 512² plane)": (3, 4), "default (≈1 min per 512² plane)": (10, 8),
-           "thorough (≈4 min per 512² plane)": (20, 16)}
+# the labels name the work, not a time: a time measured on one machine is wrong on the next (the
+# status line shows the time left, measured on this machine, from the first tile on)
+PRESET_STEPS_SAMPLES = {"fast": (3, 4), "default": (10, 8), "thorough": (20, 16)}
+PRESETS = {f"{name}: {steps} steps × {samples} samples": (steps, samples)
+           for name, (steps, samples) in PRESET_STEPS_SAMPLES.items()}
 CUSTOM = "custom"
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters that have their own widgets in the main form
@@ -188,7 +191,9 @@ class DenoiseWidget(WorkerControls, Container):
                                 tooltip="\n".join(f"{s.name}: {s.description}" for s in SAMPLERS.values()))
         self.preset = ComboBox(label="Speed / quality", choices=[*PRESETS, CUSTOM], value=list(PRESETS)[1],
                                tooltip="Sets the steps and samples for you: fast for a look, thorough for the steadiest "
-                                       "uncertainty maps. The mean is the same in all three (one pass of the model)")
+                                       "uncertainty maps. The mean is the same in all three (one pass of the model). "
+                                       "The cost grows with steps × samples; the status line shows the time left, "
+                                       "measured on this machine, once the first tile is done")
         self.steps = SpinBox(label="Steps", value=DEFAULT_STEPS, min=1, max=1000,
                              tooltip="Network evaluations per sample: more is slower and gives steadier uncertainty maps")
         self.eta = FloatSpinBox(label="Randomness (η)", value=1.0, min=0.0, max=1.0, step=0.1,
