@@ -165,9 +165,10 @@ def check(root: Path) -> list[RealPlane]:
     return out
 
 
-def load_pool(root: Path, patch_size: int = 64) -> tuple[list[list[np.ndarray]], list[list[float]], list[str]]:
-    """The kept planes as densities, grouped by source image: (tiles per image, each tile's photon
-    cap (its plane's), names); planes smaller than a patch are skipped."""
+def load_pool(root: Path, patch_size: int = 64, min_cap: float = MIN_CAP
+              ) -> tuple[list[list[np.ndarray]], list[list[float]], list[str]]:
+    """The kept planes (cap ≥ ``min_cap``) as densities, grouped by source image: (tiles per image, each
+    tile's photon cap (its plane's), names); planes smaller than a patch are skipped."""
     groups: dict[str, list[np.ndarray]] = {}
     caps: dict[str, list[float]] = {}
     checked = {(p.name, p.index): p for p in check(root)}
@@ -176,7 +177,7 @@ def load_pool(root: Path, patch_size: int = 64) -> tuple[list[list[np.ndarray]],
         planes = planes[None] if planes.ndim == 2 else planes
         for i, plane in enumerate(planes):
             info = checked[(name, i)]
-            if not info.kept or min(plane.shape) < patch_size:
+            if info.cap < max(min_cap, MIN_CAP) or min(plane.shape) < patch_size:
                 continue
             cut = tiles(density(plane))
             groups.setdefault(name, []).extend(cut)
@@ -257,10 +258,16 @@ class Mixed:
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(2))
 
 
-def mixed_source(root: Path, kind: str, simulated, patch_size: int, real_fraction: float = 0.5, seed: int = 0):
+def mixed_source(root: Path, kind: str, simulated, patch_size: int, real_fraction: float = 0.5, seed: int = 0,
+                 min_cap: float = MIN_CAP):
     """The training mix and a validation batch of 16 real patches (from the *training* images,
-    a fixed generator; the held-out images are never seen in training, validation included)."""
-    groups, caps, names = load_pool(root, patch_size)
+    a fixed generator; the held-out images are never seen in training, validation included).
+
+    The unpaired model's targets are the real images themselves, with their own noise at full
+    strength (no noise is added that would dwarf it): a prior trained on them learns that grain as
+    structure. For it, ``min_cap`` 100 keeps only planes whose own noise is that of ≥ 1000 photons at
+    the peak (docs/training.md)."""
+    groups, caps, names = load_pool(root, patch_size, min_cap)
     real_type = RealClean if kind == "unpaired" else RealPairs
     real = real_type(groups=groups, caps=caps, names=names, seed=seed)
     val = real.batch(16, patch_size, np.random.default_rng(20_000))

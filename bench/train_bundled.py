@@ -81,6 +81,8 @@ def main(argv=None):
                         help="mix semi-synthetic pairs from the clean real images in this folder into every batch "
                              "(bench/real_pairs.py; the held-out validation images are never used)")
     parser.add_argument("--real-fraction", type=float, default=0.5, help="with --real: the real share of each batch")
+    parser.add_argument("--real-min-cap", type=float, default=10.0,
+                        help="with --real: use only planes whose photon cap (bench/real_pairs.photon_cap) is at least this")
     parser.add_argument("--objective", choices=["diffusion", "mean"], default="diffusion",
                         help="'mean': fine-tune the mean head of --init alone (its diffusion network is kept as it is)")
     parser.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
@@ -138,10 +140,12 @@ def main(argv=None):
 
         from .real_pairs import HELD_OUT, mixed_source
 
-        source, real_val = mixed_source(args.real, args.kind, source, args.patch_size, args.real_fraction)
+        source, real_val = mixed_source(args.real, args.kind, source, args.patch_size, args.real_fraction,
+                                        min_cap=args.real_min_cap)
         val_batch = tuple(np.concatenate([a[:16], b]) for a, b in zip(val_batch, real_val))  # 16 simulated + 16 real
         data += (f"; mixed {args.real_fraction:.0%} per batch with semi-synthetic pairs from clean real images "
-                 f"(bench/real_pairs.py: {', '.join(source.real.names)}); held out: {', '.join(HELD_OUT)}")
+                 f"(bench/real_pairs.py, planes with a photon cap >= {args.real_min_cap:g}: {', '.join(source.real.names)}); "
+                 f"held out: {', '.join(HELD_OUT)}")
     train_config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
         # fed by workers (a GPU), 250 steps take seconds: a 36 MB state file that often would be I/O, not safety
