@@ -451,3 +451,12 @@ def test_keeping_the_samples_of_an_image_too_big_for_memory_is_refused(monkeypat
     with pytest.raises(MemoryError, match=r"keep_samples=True with n_samples = 8 .* keeps 0.0 GiB"):
         restore._check_kept_samples(np.zeros((64, 64, 64), np.float32), 8)
     restore._check_kept_samples(np.zeros((8, 8), np.float32), 8)  # 2 KiB: fine
+
+
+def test_a_fresh_widget_bounds_the_steps_by_its_first_model(make_napari_viewer):
+    """It accepted 1000 steps for a model of 200 until the model was chosen again."""
+    from napari_diffdenoise import load_model
+
+    w = DenoiseWidget(make_napari_viewer())
+    assert w.model.value == "demo"
+    assert w.steps.max == load_model("demo").schedule.n_steps

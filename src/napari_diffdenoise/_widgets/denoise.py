@@ -263,6 +263,7 @@ class DenoiseWidget(WorkerControls, Container):
         REGISTRY.subscribe(self.model)
         follow_layers(viewer, self.image, self.psf_source)
         self.reset_choices()
+        self._on_model(self.model.value)  # the first model's bounds (steps ≤ its schedule) from the start
 
     # choices ---------------------------------------------------------------------------------
     def _image_choices(self, _widget=None):
