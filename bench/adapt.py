@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.adapt import iter_adapt
+from napari_diffdenoise.core.adapt import CameraNoise, check_adapt, iter_adapt
 from napari_diffdenoise.core.metrics import psnr_fitted
 
 from .adapt_diagnose import dsb, series
@@ -86,10 +86,16 @@ def task(name: str):
     return (s[0] if single else s[ADAPT_FRAMES.start:ADAPT_FRAMES.stop]), score, "neighbour-frame MSE", identity
 
 
-def adapt_watching(base, noisy, minutes: float):
+def adapt_watching(base, noisy, minutes: float, noise_scale: float | None = None):
     """adapt's generator run to the end, keeping two heads it does not return: the one at the
-    minimum of the recorrupted validation loss (the previous adapt's choice) and the last step's."""
-    run = iter_adapt(base, noisy, minutes=minutes, seed=0)
+    minimum of the recorrupted validation loss (the previous adapt's choice) and the last step's.
+    ``noise_scale``: adapt with the fitted noise variance × this (a wrong fit, injected)."""
+    noise = None
+    if noise_scale is not None:
+        fit = check_adapt(base, noisy, minutes=minutes)[2]
+        noise = CameraNoise(fit.gain * noise_scale, fit.floor * noise_scale, fit.levels,
+                            tuple(v * noise_scale for v in fit.variances))
+    run = iter_adapt(base, noisy, minutes=minutes, seed=0, noise=noise)
     heads, least = {}, float("inf")
     while True:
         try:
@@ -104,16 +110,17 @@ def adapt_watching(base, noisy, minutes: float):
                 least, heads["r2r_best"] = record["r2r_val_loss"], heads["last"]
 
 
-def run(names: list[str], part: str, minutes: float = BUDGET_MINUTES, model: str = "demo") -> None:
+def run(names: list[str], part: str, minutes: float = BUDGET_MINUTES, model: str = "demo",
+        noise_scale: float | None = None) -> None:
     torch.set_num_threads(1)
     base = load_model(model)
     records = []
     for name in names:
         noisy, score, kind, identity = task(name)
         rec = {"image": name, "score": kind, "noisy": identity, "bundled": score(base),
-               "model": f"{base.name} sha256 {base.sha256[:12]}"}
+               "model": f"{base.name} sha256 {base.sha256[:12]}", "noise_scale": noise_scale}
         t0 = time.perf_counter()
-        result, heads = adapt_watching(base, noisy, minutes)
+        result, heads = adapt_watching(base, noisy, minutes, noise_scale)
         rec["seconds"] = time.perf_counter() - t0
         selected = result.model if result.kept == "adapted" else result.rejected
         for key, state in heads.items():  # what the previous rule (best recorrupted loss) and the last step give
@@ -183,8 +190,13 @@ def _better(rec, key):
 
 def report() -> None:
     torch.set_num_threads(1)  # the runs' setting, for the page's header
-    records = [r for path in sorted(RESULTS.glob("adapt-*.json")) for r in json.loads(path.read_text())
-               if isinstance(r, dict) and "returned" in r]
+    everything = [r for path in sorted(RESULTS.glob("adapt-*.json")) for r in json.loads(path.read_text())
+                  if isinstance(r, dict) and "returned" in r]
+    records = [r for r in everything if r.get("noise_scale") is None]
+    wrong = [[r["image"], f"× {r['noise_scale']:g}", r["bundled"], r.get("last", float("nan")),
+              r.get("r2r_best", float("nan")), r["returned"], r["kept"], _better(r, "last"), _better(r, "returned"),
+              _criterion_change(r["decision"], "last_step"), f"{r['best_step']}/{r['steps']}"]
+             for r in everything if r.get("noise_scale") is not None]
     rows = [[r["image"], r["score"], r["noisy"], r["bundled"], r.get("r2r_best", float("nan")),
              r.get("last", float("nan")), r["selected"], r["returned"], r["kept"],
              _better(r, "r2r_best"), _better(r, "returned"), r["decision"].get("criterion", ""),
@@ -217,6 +229,14 @@ def report() -> None:
         + markdown_table(["image", "score", "noisy", "bundled", "adapted, old rule", "adapted, last step", "selected",
                           "returned", "kept", "old rule vs bundled", "returned vs bundled", "criterion",
                           "criterion Δ", "criterion Δ, last step", "step/steps", "s"], rows)
+        + "\n\n## A wrong noise fit, injected\n\n"
+        "The same runs with the fitted variance multiplied by a factor before adapting (`--noise-scale`): too "
+        "low, the two recorrupted noises are positively correlated and the head learns to pass noise through; "
+        "too high, they are negatively correlated and it learns to over-correct. The recorrupted loss, built "
+        "from the same wrong fit, cannot see either; the keep-or-drop's criteria do.\n\n"
+        + markdown_table(["image", "variance", "bundled", "adapted, last step", "adapted, old rule", "returned",
+                          "kept", "last step vs bundled", "returned vs bundled", "criterion Δ, last step",
+                          "step/steps"], wrong)
         + "\n\n## The camera noise: fitted against measured\n\n"
         "Variance per level bin, in the image's units, measured from consecutive frames of the real series "
         "(var(y_t − y_{t+1})/2 on each bin's flattest pixels; *white part*: less the covariance between "
@@ -256,12 +276,14 @@ def main(argv=None):
     parser.add_argument("--part", default="all")
     parser.add_argument("--minutes", type=float, default=BUDGET_MINUTES)
     parser.add_argument("--model", default="demo", help="the bundled model or a checkpoint to adapt")
+    parser.add_argument("--noise-scale", type=float, default=None, help="inject a wrong noise fit: the fitted "
+                        "variance × this")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args(argv)
     if args.report:
         report()
     else:
-        run(args.images.split(","), args.part, args.minutes, args.model)
+        run(args.images.split(","), args.part, args.minutes, args.model, args.noise_scale)
 
 
 if __name__ == "__main__":
