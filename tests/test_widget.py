@@ -460,3 +460,23 @@ def test_a_fresh_widget_bounds_the_steps_by_its_first_model(make_napari_viewer):
     w = DenoiseWidget(make_napari_viewer())
     assert w.model.value == "demo"
     assert w.steps.max == load_model("demo").schedule.n_steps
+
+
+def test_the_user_says_which_axis_is_which(widget, qtbot, errors):
+    """A CZYX layer of two channels was taken as two time points (TZYX) with no way to say otherwise."""
+    viewer, w = widget
+    rng = np.random.default_rng(6)
+    viewer.add_image(rng.poisson(10, (2, 3, 32, 32)).astype(np.float32), name="cells")
+    w.image.value = viewer.layers["cells"]
+    assert not w.axes.native.isHidden() and w.axes.native.placeholderText() == "TZYX"
+    w.axes.value = "czyx"
+    w.run()
+    qtbot.waitUntil(lambda: "cells [mean]" in viewer.layers, timeout=60_000)
+    assert viewer.layers["cells [mean]"].metadata["napari_diffdenoise"]["axes"] == "CZYX"
+    qtbot.waitUntil(lambda: w._worker is None, timeout=10_000)
+    w.axes.value = "CZY"
+    w.run()
+    assert errors and errors[-1].startswith("Axes: axes must name each of")
+    viewer.add_image(np.zeros((16, 16), np.float32), name="flat")
+    w.image.value = viewer.layers["flat"]
+    assert w.axes.native.isHidden()

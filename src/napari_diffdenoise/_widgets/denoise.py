@@ -17,6 +17,7 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -182,6 +183,10 @@ class DenoiseWidget(WorkerControls, Container):
         self.image = ComboBox(label="Image", choices=self._image_choices,
                               tooltip="An image layer of 2 to 5 dims (T, C, Z, Y, X; a lazy or multiscale layer is read "
                                       "one plane at a time at full resolution). Each plane is restored on its own")
+        self.axes = LineEdit(label="Axes", value="",
+                             tooltip="Which axis is which, as letters from T, C, Z, Y, X ending in YX: e.g. CZYX for a "
+                                     "stack of two channels. Empty: napari's axis labels when they name them, else "
+                                     "what the number of dimensions implies (shown greyed)")
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="A bundled model or a checkpoint")
         self.model_file = FileEdit(label=LOAD_FROM_FILE, filter="*.safetensors *.zip",
                                    tooltip="A napari-diffdenoise checkpoint, or a bioimage.io package it exported")
@@ -245,12 +250,13 @@ class DenoiseWidget(WorkerControls, Container):
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
         self.sampler_params = Container(labels=True)
         self.help = help_link("denoise", "Denoise")
-        self.extend([self.help, self.image, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
+        self.extend([self.help, self.image, self.axes, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
                      self.n_samples, self.mean_estimator, self.coverage, self.self_calibrate, self.keep_samples, self.psf_source, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
                      self.status])
 
         self.model.changed.connect(self._on_model)
+        self.image.changed.connect(self._on_image)
         self.model_file.changed.connect(self._on_model_file)
         self.sampler.changed.connect(self._on_sampler)
         self.preset.changed.connect(self._on_preset)
@@ -264,6 +270,23 @@ class DenoiseWidget(WorkerControls, Container):
         follow_layers(viewer, self.image, self.psf_source)
         self.reset_choices()
         self._on_model(self.model.value)  # the first model's bounds (steps ≤ its schedule) from the start
+        self._on_image(self.image.value)
+
+    def _on_image(self, layer):
+        """The axes a run would take, greyed in the Axes field; a 2D layer has nothing to choose."""
+        self.axes.visible = layer is not None and layer.ndim > 2
+        self.axes.native.setPlaceholderText(layer_axes(layer) if layer is not None else "")
+
+    def _axes_of(self, layer) -> str:
+        typed = self.axes.value.strip()
+        if not typed or layer.ndim == 2:
+            return layer_axes(layer)
+        from ..core.axes import check_axes
+
+        try:
+            return check_axes(typed.upper(), layer.data[0].shape if layer.multiscale else layer.data.shape)
+        except ValueError as err:
+            raise ValueError(f"Axes: {err}") from None
 
     # choices ---------------------------------------------------------------------------------
     def _image_choices(self, _widget=None):
@@ -457,6 +480,7 @@ class DenoiseWidget(WorkerControls, Container):
         psf = self._psf()
         if self.model.value == RICHARDSON_LUCY:
             return layer, None, psf
+        self._axes_of(layer)  # a mistyped Axes field is refused before anything runs
         model = self._selected_model()
         settings = self._settings(psf)
         # a calibration made on the image itself comes before the run: the stored ones need not fit
@@ -494,7 +518,7 @@ class DenoiseWidget(WorkerControls, Container):
             notify_error(str(err))
             return
         settings = self._settings(psf, preview) if model is not None else {}
-        data, axes = layer_data(layer), layer_axes(layer)
+        data, axes = layer_data(layer), self._axes_of(layer)
         tiles = TileReporter()
         if preview:
             z = self._plane_on_view(layer)
@@ -532,7 +556,7 @@ class DenoiseWidget(WorkerControls, Container):
             translate[axis] += index * layer.scale[axis]
         for old in [lay for lay in self._viewer.layers if lay.name.startswith(f"{layer.name} [preview")]:
             self._viewer.layers.remove(old)
-        where = " ".join(f"{a.lower()}={i}" for a, i in zip(layer_axes(layer), z))
+        where = " ".join(f"{a.lower()}={i}" for a, i in zip(self._axes_of(layer), z))
         label = f"{name[:-1]} {where}]" if z else name
         self._viewer.add_image(data, name=label, scale=scale, translate=translate, metadata=meta,
                                colormap=layer.colormap.name)
