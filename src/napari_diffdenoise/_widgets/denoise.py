@@ -275,7 +275,11 @@ class DenoiseWidget(WorkerControls, Container):
     def _on_image(self, layer):
         """The axes a run would take, greyed in the Axes field; a 2D layer has nothing to choose."""
         self.axes.visible = layer is not None and layer.ndim > 2
-        self.axes.native.setPlaceholderText(layer_axes(layer) if layer is not None else "")
+        try:
+            guess = layer_axes(layer) if layer is not None else ""
+        except ValueError:  # more than 5 dims: refused with a message at Run
+            guess = ""
+        self.axes.native.setPlaceholderText(guess)
 
     def _axes_of(self, layer) -> str:
         typed = self.axes.value.strip()
