@@ -292,7 +292,8 @@ def report() -> None:
         "The same runs with the fitted variance multiplied by a factor before adapting (`--noise-scale`): too "
         "low, the two recorrupted noises are positively correlated and the head learns to pass noise through; "
         "too high, they are negatively correlated and it learns to over-correct. The recorrupted loss, built "
-        "from the same wrong fit, cannot see either; the keep-or-drop's criteria do.\n\n"
+        "from the same wrong fit, cannot see either (its minimum is at or near the last step in every run); the "
+        "keep-or-drop's criteria do on the DSB image, and on the single 8-bit time-lapse frame they do not.\n\n"
         + markdown_table(WRONG_HEADER, wrong)
         + ("\n\n## The same with the previous `demo`\n\n"
            f"Model: {', '.join(sorted({r.get('model', '?') for r in previous}))} (committed 2026-11-25; the runs "
