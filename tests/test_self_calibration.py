@@ -167,18 +167,19 @@ def test_views_of_a_time_series():
     from napari_diffdenoise.core.self_calibration import calibration_planes, frame_views
 
     movie = np.arange(5 * 2 * 4 * 4, dtype=np.float32).reshape(5, 2, 4, 4)  # T, C, Y, X
-    first, views, what = calibration_planes(movie, "TCYX", count=3)
+    first, views, probes, what = calibration_planes(movie, "TCYX", count=3)
     assert what == "the mean of frames t − 1 and t + 1" and len(first) == 3
+    np.testing.assert_array_equal(probes, np.full_like(probes, 32.0))  # (frame t + 1 − frame t − 1) / 2
     # frame t and its view (t − 1 + t + 1) / 2 at the same C: equal for a linear ramp in time
     np.testing.assert_array_equal(views, first)
     assert {float(f[0, 0]) for f in first} <= {float(movie[t, c, 0, 0]) for t in (1, 2, 3) for c in (0, 1)}
     two = movie[:2]
-    first, views, what = calibration_planes(two, "TCYX")
-    assert what == "the next frame" and np.all(views - first == 32)
-    stack, none, _ = calibration_planes(movie, "ZCYX", count=2)
-    assert none is None and len(stack) == 2
-    planes, views, what = frame_views([np.full((2, 2), t, np.float32) for t in (0.0, 1.0, 5.0)])
-    assert len(planes) == 1 and planes[0][0, 0] == 1.0 and views[0][0, 0] == 2.5
+    first, views, probes, what = calibration_planes(two, "TCYX")
+    assert what == "the next frame" and np.all(views - first == 32) and np.allclose(probes, 32 / np.sqrt(2))
+    stack, none, no_probe, _ = calibration_planes(movie, "ZCYX", count=2)
+    assert none is None and no_probe is None and len(stack) == 2
+    planes, views, probes, what = frame_views([np.full((2, 2), t, np.float32) for t in (0.0, 1.0, 5.0)])
+    assert len(planes) == 1 and planes[0][0, 0] == 1.0 and views[0][0, 0] == 2.5 and probes[0][0, 0] == 2.5
 
 
 def test_a_negative_error_scale_falls_back_to_the_models_own_spread(tiny_model, monkeypatch):
@@ -197,3 +198,22 @@ def test_a_negative_error_scale_falls_back_to_the_models_own_spread(tiny_model, 
     cal = model.calibrations[0]
     assert "V came out below 0" in cal["source"] and "not calibrated on this image" in cal["source"]
     np.testing.assert_allclose(cal["factors"], [stats.norm.ppf(0.9), stats.norm.ppf(0.95)], rtol=1e-6)
+
+
+def test_noise_correlated_between_pixels_is_taken_off_with_a_probe():
+    """The lysosome camera's noise has ρ₁ ≈ 0.6 between neighbours: without a probe it passes for
+    error; a noise-only image with the same covariance (a frame difference) takes it off."""
+    rng = np.random.default_rng(7)
+    shape = (4, 192, 192)
+
+    def correlated():
+        w = rng.standard_normal((shape[0], shape[1] + 1, shape[2] + 1)) * 5  # variance 57: 14 × the error's
+        return w[:, 1:, 1:] + 0.8 * (w[:, :-1, 1:] + w[:, 1:, :-1])  # ρ₁ ≈ 0.36 along rows and columns
+
+    error = smooth_field(shape, 4.0, 3.0, rng)
+    unit = np.ones(shape)
+    mask = np.ones(shape, bool)
+    blind = error_scale(error + correlated(), unit, mask, _offsets())
+    seen = error_scale(error + correlated(), unit, mask, _offsets(), noise=correlated())
+    assert blind.pooled > 3 * 4.0  # the noise's correlation read as error
+    assert seen.pooled == pytest.approx(4.0, rel=0.35)

@@ -318,10 +318,10 @@ def _self_calibrated_model(args):
         raise ValueError("--self-calibrate runs in this process: leave out --workers and --scheduler (or calibrate "
                          "first with the library's calibrate(model, noisy), save the model and pass its path)")
     source = open_image(args.input, args.axes)
-    first, second, second_is = calibration_planes(source.data, source.axes)
+    first, second, second_noise, second_is = calibration_planes(source.data, source.axes)
     settings = {k: v for k, v in _settings_from_args(args).items() if k != "coverage"}
     print(f"self-calibrating on {len(first)} plane(s) of {args.input}", file=sys.stderr)
-    model = self_calibrate(load_model(args.model), first, second=second, second_is=second_is,
+    model = self_calibrate(load_model(args.model), first, second=second, second_is=second_is, second_noise=second_noise,
                            progress=_progress_printer(), **settings)
     print(file=sys.stderr)
     calibration = model.calibrations[0]

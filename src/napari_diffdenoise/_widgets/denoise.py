@@ -142,9 +142,10 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
             from ..core.axes import infer_axes
             from ..core.self_calibration import calibration_planes, iter_self_calibrate
 
-            first, second, second_is = calibration_planes(data, axes or infer_axes(np.ndim(data)))
+            first, second, second_noise, second_is = calibration_planes(data, axes or infer_axes(np.ndim(data)))
             without = {k: v for k, v in settings.items() if k != "coverage"}
-            model = (yield from iter_self_calibrate(model, first, second=second, second_is=second_is, **without)).model
+            model = (yield from iter_self_calibrate(model, first, second=second, second_is=second_is,
+                                                    second_noise=second_noise, **without)).model
         return (yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings))
     except Cancelled:
         yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`

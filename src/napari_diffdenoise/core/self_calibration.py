@@ -52,7 +52,7 @@ V_FLOOR = 0.25
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·σ·z, ȳ = y − σ·z/α (equal noises at α = 1: the least noisy products)
 L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
-PRECISION_SMOOTHING = 4.0  # px: the window of the local noise level that weights the products
+PRECISION_SMOOTHING = 12.0  # px: the window of the local noise level that weights the products
 CONFIDENCE_K = 1.0  # V is taken one standard error above its estimate (a one-sided 84 % bound)
 FOLDS = 8  # block groups whose spread gives each estimate's standard error
 CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
@@ -186,30 +186,45 @@ def noise_lag1_correlation(planes: np.ndarray) -> tuple[float, float]:
     return (6 * r1 + 4) / (7 + 8 * r1), se
 
 
-def _precision(v: np.ndarray) -> np.ndarray:
+def _precision(v: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
     """1 / (the local mean of v²) per pixel: v's noise varies over the image (with the level and
     with u), and products of its noisiest pixels would swamp the rest. The noise dominates v², so
-    these weights hardly depend on the error they help to measure."""
-    local = ndimage.gaussian_filter(np.asarray(v, dtype=np.float64) ** 2, sigma=(0,) * (v.ndim - 2) + (PRECISION_SMOOTHING,) * 2)
+    these weights hardly depend on the error they help to measure. With a noise probe, the mean of
+    v² and the probe's² — weights drawn from v alone would favour pairs whose correlated noise came
+    out small, and the probe's moments, taken with the same weights, would then be too large."""
+    energy = np.asarray(v, dtype=np.float64) ** 2
+    if noise is not None:
+        energy = (energy + np.asarray(noise, dtype=np.float64) ** 2) / 2
+    local = ndimage.gaussian_filter(energy, sigma=(0,) * (v.ndim - 2) + (PRECISION_SMOOTHING,) * 2)
     return 1 / np.maximum(local, 1e-12)
 
 
-def _bin_estimates(v, unit, mask, offsets, edges, ell: float) -> tuple[list[float], list[float]]:
+def _error_moments(v, first, other, offsets, noise=None):
+    """The cross-moments of v with, when ``noise`` (a noise-only image with the view's noise
+    covariance, in v's units) is given, the same moments of ``noise`` taken off: camera noise that
+    is correlated between pixels then cancels instead of passing for error."""
+    lags, moments, totals = _pair_moments(v, first, other, offsets)
+    if noise is not None:
+        moments = moments - _pair_moments(noise, first, other, offsets)[1]
+    return lags, moments, totals
+
+
+def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None) -> tuple[list[float], list[float]]:
     """(pixels, extrapolated E[v²]) per bin of ``unit`` over the pixels in ``mask``, for a correlation length ℓ."""
     counts, values = [], []
-    precision = _precision(v)
+    precision = _precision(v, noise)
     pair_ok = mask * precision
     for lo, hi in zip(edges[:-1], edges[1:]):
         in_bin = mask & (unit >= lo) & (unit < hi)
         counts.append(float(in_bin.sum()))
         # a pair counts for the bin of its first pixel, whichever bin its partner is in
-        lags, moments, totals = _pair_moments(v, in_bin * precision, pair_ok, offsets)
+        lags, moments, totals = _error_moments(v, in_bin * precision, pair_ok, offsets, noise)
         values.append(extrapolate_to_zero(lags, moments, totals, ell))
     return counts, values
 
 
 def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None, folds: int = FOLDS,
-                seed: int = 0) -> ErrorScale:
+                seed: int = 0, noise: np.ndarray | None = None) -> ErrorScale:
     """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``.
 
     At low light the noise in the products dwarfs the error, so each bin's estimate is uncertain:
@@ -223,11 +238,12 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
         edges[0], edges[-1] = -np.inf, np.inf
     edges = np.asarray(edges, dtype=np.float64)
     # one correlation length for all bins, from all pixels: one per bin would be far noisier
-    precision = _precision(v)
-    ell = correlation_length(*_pair_moments(v, mask * precision, mask * precision, offsets))
-    counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell)
+    precision = _precision(v, noise)
+    ell = correlation_length(*_error_moments(v, mask * precision, mask * precision, offsets, noise))
+    counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell, noise)
     groups = _fold_labels(v.shape, folds, seed)
-    per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges, ell)[1] for k in range(folds)])
+    per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges, ell, noise)[1]
+                         for k in range(folds)])
     se2 = np.maximum(per_fold.var(axis=0, ddof=1) / folds, 1e-12)
     raw_arr = np.asarray(raw)
     filled = np.asarray(counts) > 0
@@ -289,11 +305,12 @@ class Residuals:
     unit: np.ndarray  # (planes, H, W): u of the restoration, input units
     restoration: object  # the Restoration of the restored inputs
     how: str  # for the calibration's source
+    noise: np.ndarray | None = None  # noise only, with the view's noise covariance, / u (None: unknown)
 
 
-def _crops(planes: list[np.ndarray], max_pixels: int, partner: list[np.ndarray] | None = None):
+def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
     """At most ``max_pixels`` in all: evenly spaced planes, each cropped about its centre to a
-    common size (the restoration runs on one stack)."""
+    common size (the restoration runs on one stack); each companion list (or None) likewise."""
     h = min(p.shape[0] for p in planes)
     w = min(p.shape[1] for p in planes)
     n = max(1, min(len(planes), max_pixels // (h * w)))
@@ -306,8 +323,10 @@ def _crops(planes: list[np.ndarray], max_pixels: int, partner: list[np.ndarray] 
         y0, x0 = (p.shape[0] - h) // 2, (p.shape[1] - w) // 2
         return p[y0:y0 + h, x0:x0 + w]
 
-    picked = np.stack([crop(planes[i]) for i in chosen])
-    return picked, (np.stack([crop(partner[i]) for i in chosen]) if partner is not None else None)
+    def pick(items):
+        return None if items is None else np.stack([crop(np.asarray(items[i])) for i in chosen])
+
+    return (pick(planes), *(pick(c) for c in companions))
 
 
 def _restore(model, stack, settings):
@@ -317,14 +336,14 @@ def _restore(model, stack, settings):
     return result
 
 
-def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, partner=None,
+def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, partner=None, probe=None,
                    view_name: str = "a second acquisition", max_pixels=MAX_PIXELS):
     """Residuals against independent views (``partner[i]`` one of ``planes[i]``, described by
-    ``view_name``) or, with ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the
-    restoration's Progress."""
+    ``view_name``; ``probe[i]`` noise with the same covariance as that view's, if known) or, with
+    ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
     from .adapt import _sigma, estimate_noise
 
-    inputs, views = _crops(planes, max_pixels, partner)
+    inputs, views, probes = _crops(planes, max_pixels, partner, probe)
     if partner is not None:
         how = f"{view_name} for {len(inputs)} plane(s) as an independent noisy view"
         restored_input = inputs
@@ -340,12 +359,13 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
     mean = np.asarray(result.mean, dtype=np.float64).reshape(inputs.shape)
     unit = np.asarray(result.interval_unit, dtype=np.float64).reshape(inputs.shape)
     v = (np.asarray(views, dtype=np.float64) - mean) / unit
-    return Residuals(v, unit, result, how), inputs
+    noise = None if probes is None else np.asarray(probes, dtype=np.float64) / unit
+    return Residuals(v, unit, result, how, noise), inputs
 
 
 def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                         alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
-                        second_is: str = "a second acquisition", **settings):
+                        second_is: str = "a second acquisition", second_noise=None, **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None)."""
     from .checkpoint import load_model
     from .restore import make_settings
@@ -364,26 +384,31 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
         if [p.shape for p in partner] != [p.shape for p in planes]:
             raise ValueError("second must have the noisy image's shape (an independent acquisition of the same field)")
         view_name = second_is
+        probe = (as_planes(second_noise, "second_noise") if second_noise is not None
+                 else [(b - a) / math.sqrt(2) for a, b in zip(planes, partner)])
     elif frames:
         if len(planes) < 2:
             raise ValueError("frames=True needs at least two frames (a T axis)")
-        planes, partner, view_name = frame_views(planes)
+        planes, partner, probe, view_name = frame_views(planes)
     else:
-        partner, view_name = None, ""
+        partner, probe, view_name = None, None, ""
     if partner is None and not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a positive number; got {alpha!r}")
 
     offsets = _offsets()
     last, inputs = yield from iter_residuals(model, planes, run, alpha=None if partner is not None else alpha,
-                                             seed=seed, partner=partner, view_name=view_name, max_pixels=max_pixels)
+                                             seed=seed, partner=partner, probe=probe, view_name=view_name,
+                                             max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
-    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
+    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=last.noise)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
     rho_noise, rho_se = noise_lag1_correlation(inputs)
     camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
     noise_bias = abs(rho_noise) * camera_share * float(np.mean(last.v ** 2))
     # left out only when the correlation is seen (3 standard errors) and could move V by a tenth
-    dropped = abs(rho_noise) > 3 * rho_se and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR)
+    # (with a noise probe the noise's own cross-moments are taken off at every lag instead)
+    dropped = (last.noise is None and abs(rho_noise) > 3 * rho_se
+               and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR))
     if dropped:
         offsets = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
         scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
@@ -398,8 +423,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
 
     # a split-half check: λ from one half of the blocks, its modelled coverage under the other half's V
     split = block_split(last.v.shape, split_seed)
-    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges)
-    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges)
+    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges, noise=last.noise)
+    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges, noise=last.noise)
     factors = [scale.factor(c) for c in coverages]
     checked = [math.nan if implausible else half_b.coverage_of(half_a.factor(c)) for c in coverages]
     widths = [float(np.mean(2 * f * last.unit)) for f in factors]
@@ -410,6 +435,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {V_FLOOR:g})"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
                  if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
+              + ("; the noise's own cross-moments, read off the frame difference, taken off" if last.noise is not None
+                 else "")
               + ("; V came out below 0 (noise in the products, or a noise fit that is off): the model's own "
                  "spread is used (V = 1) and these intervals are not calibrated on this image" if implausible else "")
               + ". Coverage is modelled (Gaussian per bin), not conformal; held-out coverage = the split-half check")
@@ -424,43 +451,48 @@ NEIGHBOUR_MEAN = "the mean of frames t − 1 and t + 1"
 NEXT_FRAME = "the next frame"
 
 
-def frame_views(frames: list) -> tuple[list, list, str]:
-    """(frames, their independent views, what the views are) for a time series: the mean of the two
-    neighbouring frames where there are three frames or more (a sample moving at constant speed is,
-    to first order, where it is in frame t, and the view's noise is halved), else the next frame."""
+def frame_views(frames: list) -> tuple[list, list, list, str]:
+    """(frames, their independent views, noise probes, what the views are) for a time series: the
+    mean of the two neighbouring frames where there are three frames or more (a sample moving at
+    constant speed is, to first order, where it is in frame t, and the view's noise is halved), else
+    the next frame. A probe is noise alone with the view's noise covariance: half the difference of
+    the two neighbours, or the difference of the pair / √2 (what moved between them counts too)."""
     if len(frames) >= 3:
-        return list(frames[1:-1]), [(a + b) / 2 for a, b in zip(frames[:-2], frames[2:])], NEIGHBOUR_MEAN
-    return list(frames[:-1]), list(frames[1:]), NEXT_FRAME
+        return (list(frames[1:-1]), [(a + b) / 2 for a, b in zip(frames[:-2], frames[2:])],
+                [(b - a) / 2 for a, b in zip(frames[:-2], frames[2:])], NEIGHBOUR_MEAN)
+    return list(frames[:-1]), list(frames[1:]), [(b - a) / math.sqrt(2) for a, b in zip(frames[:-1], frames[1:])], NEXT_FRAME
 
 
-def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """(planes, their independent views or None, what the views are): up to ``count`` evenly spaced
-    (Y, X) planes of an image with these axes, read one at a time (lazy arrays stay lazy). With a T
-    axis of two frames or more, the views come from the neighbouring frames at the same C and Z
-    (:func:`frame_views`)."""
+def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES):
+    """(planes, their independent views or None, noise probes or None, what the views are): up to
+    ``count`` evenly spaced (Y, X) planes of an image with these axes, read one at a time (lazy
+    arrays stay lazy). With a T axis of two frames or more, views and probes come from the
+    neighbouring frames at the same C and Z (:func:`frame_views`)."""
     lead = tuple(data.shape[:-2])
     positions = list(np.ndindex(*lead)) if lead else [()]
     t = axes.find("T")
     n_frames = lead[t] if t >= 0 else 1
+
+    def spaced(items):
+        return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, min(count, len(items))).astype(int))]
+
     if n_frames < 2:
-        chosen = [positions[i] for i in np.unique(np.linspace(0, len(positions) - 1, min(count, len(positions))).astype(int))]
-        return np.stack([np.asarray(data[p], dtype=np.float32) for p in chosen]), None, ""
+        return np.stack([np.asarray(data[p], dtype=np.float32) for p in spaced(positions)]), None, None, ""
     edge = 1 if n_frames >= 3 else 0  # frame t needs t − 1 and t + 1, or only t + 1 in a pair of frames
-    positions = [p for p in positions if edge <= p[t] < n_frames - 1]
-    chosen = [positions[i] for i in np.unique(np.linspace(0, len(positions) - 1, min(count, len(positions))).astype(int))]
+    chosen = spaced([p for p in positions if edge <= p[t] < n_frames - 1])
 
     def at(p, dt):
         return np.asarray(data[p[:t] + (p[t] + dt,) + p[t + 1:]], dtype=np.float32)
 
-    first = np.stack([at(p, 0) for p in chosen])
-    if edge:
-        return first, np.stack([(at(p, -1) + at(p, 1)) / 2 for p in chosen]), NEIGHBOUR_MEAN
-    return first, np.stack([at(p, 1) for p in chosen]), NEXT_FRAME
+    triplets = [frame_views([at(p, dt) for dt in ((-1, 0, 1) if edge else (0, 1))]) for p in chosen]
+    first, views, probes = (np.stack([triplet[k][0] for triplet in triplets]) for k in range(3))
+    return first, views, probes, triplets[0][3]
 
 
 def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                    alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
-                   second_is: str = "a second acquisition", progress=None, cancel=None, **settings):
+                   second_is: str = "a second acquisition", second_noise=None, progress=None, cancel=None,
+                   **settings):
     """Calibrate ``model``'s intervals on the user's noisy image alone; return a calibrated copy.
 
     noisy: a plane or a stack (any of T, C, Z, Y, X; every plane is used).
@@ -469,6 +501,9 @@ def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames:
         of frames t − 1 and t + 1 (:func:`frame_views`; what motion is left counts as error: the
         intervals come out wider, not narrower).
     second_is: what ``second`` is, for the calibration's source.
+    second_noise: noise alone with the covariance of ``second``'s noise (default: the difference of
+        ``second`` and ``noisy`` / √2), whose cross-moments are taken off the residuals' so that
+        camera noise correlated between pixels does not pass for error.
     Otherwise the pairs are recorrupted from ``noisy`` with its fitted camera noise (``alpha``).
     settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
     Cost: one restoration of at most ``max_pixels`` pixels (crops of evenly spaced planes).
@@ -477,8 +512,8 @@ def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames:
     from .restore import Cancelled
 
     run, cancelled = drive(iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, alpha=alpha,
-                                               second_is=second_is, seed=seed, split_seed=split_seed,
-                                               max_pixels=max_pixels, **settings),
+                                               second_is=second_is, second_noise=second_noise, seed=seed,
+                                               split_seed=split_seed, max_pixels=max_pixels, **settings),
                            progress, cancel)
     if cancelled:
         raise Cancelled("calibration was cancelled")
