@@ -181,6 +181,7 @@ def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_pat
     assert model.provenance["adapted"]["steps"] >= 1 and model.calibrations
     assert str((tmp_path / "adapted.safetensors").resolve()) in [v for _, v in REGISTRY.choices()]
     assert w.status.value.startswith("Done")
+    assert model.provenance["adapted"]["decision"]["message"] in w.status.value  # which head was kept, and why
 
 
 def test_noisy_and_clean_start_on_different_layers(make_napari_viewer):

@@ -440,8 +440,9 @@ def cmd_adapt(args) -> int:
     model.name = out.stem
     save_checkpoint(model, out)
     noise = model.provenance["adapted"]["noise_model"]
-    print(f"wrote {out}: noise model var = {noise['gain']:.4g}·level + {noise['floor']:.4g}; "
-          f"{model.provenance['adapted']['steps']} steps, kept step {model.provenance['adapted']['best_step']}")
+    adapted = model.provenance["adapted"]
+    print(f"wrote {out}: noise model var = {noise['gain']:.4g}·level + {noise['floor']:.4g}; {adapted['steps']} steps; "
+          + adapted.get("decision", {}).get("message", f"kept step {adapted['best_step']}"))
     return 0
 
 

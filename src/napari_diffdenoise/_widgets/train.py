@@ -248,6 +248,10 @@ class TrainWidget(WorkerControls, Container):
         if not hasattr(info, "train_loss"):  # the recalibration's restoration progress
             self._report(info.fraction, "calibrating the intervals")
             return
+        if getattr(info, "message", None):  # the last report: which head was kept, and the criterion's figures
+            self._adapt_message = info.message
+            show_info(f"Adapt: {info.message}")
+            return
         val = f", validation {info.val_loss:.5f}" if info.val_loss is not None else ""
         self._report(info.seconds / (self.minutes.value * 60), f"step {info.step}, loss {info.train_loss:.5f}{val}")
         self.plot.add(info.step, info.train_loss, info.val_loss)
@@ -315,5 +319,8 @@ class TrainWidget(WorkerControls, Container):
             self.status.value = ("Cancelled" if cancelled else "Failed") + kept
         else:
             self.progress.value = 1000
-            self.status.value = f"Done: {output.name} is in the Denoise widget's model list"
+            decided = getattr(self, "_adapt_message", "")
+            self._adapt_message = ""
+            self.status.value = f"Done: {output.name} is in the Denoise widget's model list" + (
+                f"; {decided}" if decided else "")
 
