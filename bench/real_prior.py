@@ -26,6 +26,7 @@ The held-out images are never used in training (bench/real_pairs.HELD_OUT).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import tempfile
 import time
@@ -38,7 +39,7 @@ from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.metrics import calibration, psnr_fitted
 from napari_diffdenoise.core.simulate import Acquisition
 
-from .common import HELD_OUT_SEED, markdown_table, write_report
+from .common import HELD_OUT_SEED, RESULTS, markdown_table, write_report
 from .real_pairs import NB, photon_cap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,22 +106,17 @@ def load(spec, head=None):
     return model
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real",
-                        help="the real-data folder (MANIFEST.md there gives sources and licences)")
-    parser.add_argument("--old-commit", default=OLD_COMMIT)
-    parser.add_argument("--new-demo", default="demo", help="checkpoint or bundled name (default: the bundled demo)")
-    parser.add_argument("--new-head", type=Path, help="attach this checkpoint's mean head to --new-demo")
-    parser.add_argument("--new-unpaired", default="demo-unpaired")
-    parser.add_argument("--skip-unpaired", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: one image at one light level, one frame pair")
-    args = parser.parse_args(argv)
-    t_start = time.perf_counter()
-    demos = {"old": load(git_model("demo", args.old_commit)), "new": load(args.new_demo, args.new_head)}
-    unpaired = {} if args.skip_unpaired else {"old": load(git_model("demo-unpaired", args.old_commit)),
-                                              "new": load(args.new_unpaired)}
-    records, rows, urows = [], [], []
+def measure(args) -> tuple[list[dict], list[dict]]:
+    if args.unpaired_only:  # the new unpaired model again, on the same noisy images; the rest from the last run
+        last = json.loads((RESULTS / "real_prior.json").read_text())
+        demos, unpaired, n2n_done = {}, {"new": load(args.new_unpaired)}, last["n2n"]
+        done = {(r["image"], r["photons"]): r for r in last["records"]}
+    else:
+        demos = {"old": load(git_model("demo", args.old_commit)), "new": load(args.new_demo, args.new_head)}
+        unpaired = {} if args.skip_unpaired else {"old": load(git_model("demo-unpaired", args.old_commit)),
+                                                  "new": load(args.new_unpaired)}
+        done, n2n_done = {}, None
+    records = []
     images = list(held_out_images(args.data).items())
     for idx, (name, plane) in enumerate(images[:1] if args.quick else images):
         own = photon_cap(plane)[1]["own_photons"]
@@ -130,7 +126,8 @@ def main(argv=None):
                               psf_sigma=0, offset=OFFSET)
             noisy = acq.acquire(d, np.random.default_rng(HELD_OUT_SEED + 100 * idx + int(photons))).astype(np.float32)
             clean = acq.expected(d).astype(np.float32)
-            rec = {"image": name, "photons": photons, "own_photons": own, "noisy": psnr_fitted(noisy, clean)}
+            rec = {"image": name, "photons": photons, "own_photons": float(own), "noisy": psnr_fitted(noisy, clean),
+                   **done.get((name, photons), {})}
             for which, model in demos.items():
                 r = denoise(noisy, model, seed=0, keep_samples=True)
                 rec[f"{which}_mean"] = psnr_fitted(r.mean, clean)
@@ -142,11 +139,9 @@ def main(argv=None):
                 rec[f"un_{which}"] = psnr_fitted(r.mean, clean)
             records.append(rec)
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True)
-            rows.append([name, f"{photons:g}", f"{own:.0f}", rec["noisy"], rec["old_mean"], rec["new_mean"],
-                         rec["new_mean"] - rec["old_mean"], rec["old_k8"], rec["new_k8"], rec["old_rho"], rec["new_rho"]])
-            if unpaired:
-                urows.append([name, f"{photons:g}", rec["noisy"], rec["un_old"], rec["un_new"], rec["un_new"] - rec["un_old"]])
-    n2n, nrows = [], []
+    if n2n_done is not None:
+        return records, n2n_done
+    n2n = []
     for name, a, b in time_series(args.data)[-1:] if args.quick else time_series(args.data):
         a32, b32 = a.astype(np.float32), b.astype(np.float32)
         raw = float(np.mean((a32 - b32) ** 2))
@@ -156,53 +151,97 @@ def main(argv=None):
             rec[which] = float(np.mean((r.mean - b32) ** 2)) / raw
         n2n.append(rec)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True)
-        nrows.append([name, raw, rec["old"], rec["new"], rec["new"] - rec["old"]])
+    return records, n2n
 
+
+def render(records: list[dict], n2n: list[dict], args, seconds: float) -> str:
     def avg(key):
         return float(np.mean([r[key] for r in records]))
 
-    summary = [["mean over images × photons", "", "", avg("noisy"), avg("old_mean"), avg("new_mean"),
-                avg("new_mean") - avg("old_mean"), avg("old_k8"), avg("new_k8"), avg("old_rho"), avg("new_rho")]]
-    worse = [f"{r['image']} at {r['photons']:g}" for r in records if r["new_mean"] < r["old_mean"] - 0.05]
-    old_name = f"`demo` of {args.old_commit} (simulator only)"
+    rows = [[r["image"], f"{r['photons']:g}", f"{r['own_photons']:.0f}", r["noisy"], r["old_mean"], r["new_mean"],
+             r["new_mean"] - r["old_mean"], r["old_k8"], r["new_k8"], r["old_rho"], r["new_rho"]] for r in records]
+    rows.append(["mean over images × photons", "", "", avg("noisy"), avg("old_mean"), avg("new_mean"),
+                 avg("new_mean") - avg("old_mean"), avg("old_k8"), avg("new_k8"), avg("old_rho"), avg("new_rho")])
+    worse = [f"{r['image']} at {r['photons']:g} photons ({r['new_mean'] - r['old_mean']:+.2f} dB)"
+             for r in records if r["new_mean"] < r["old_mean"] - 0.05]
+    n2n_delta = float(np.mean([r["new"] - r["old"] for r in n2n]))
+    not_worse = avg("new_mean") >= avg("old_mean") and n2n_delta <= 0
+    nrows = [[r["pair"], r["raw_mse"], r["old"], r["new"], r["new"] - r["old"]] for r in n2n]
+    nrows.append(["mean", float(np.mean([r["raw_mse"] for r in n2n])), float(np.mean([r["old"] for r in n2n])),
+                  float(np.mean([r["new"] for r in n2n])), n2n_delta])
+    head = f" with the mean head of `{args.new_head}`" if args.new_head else ""
+    new_demo = "the bundled `demo` of this commit" if args.new_demo == "demo" else f"`{args.new_demo}`"
     body = (
         f"Old: the bundled models of commit {args.old_commit} (trained on the simulator only), read from git. "
-        f"New: `{args.new_demo}`{' with the mean head of `' + str(args.new_head) + '`' if args.new_head else ''} and "
-        f"`{args.new_unpaired}` (docs/training.md, 'Real structure'). Held-out images, never trained on "
-        "(bench/real_pairs.HELD_OUT); data and licences: the real-data folder's MANIFEST.md, docs/training.md.\n\n"
+        f"New `demo`: {new_demo}{head}; new `demo-unpaired`: `{args.new_unpaired}` (docs/training.md, "
+        "'Real structure'). Held-out images, never trained on (bench/real_pairs.HELD_OUT); data and licences: "
+        "docs/training.md and the real-data folder's MANIFEST.md.\n\n"
         "## `demo` on held-out real images with simulated noise\n\n"
         f"Centre crops of ≤ {CROP}², truth = the image (0.1 / 99.95 percentiles → 0 / 1), Poisson at the peak photons "
         f"listed, background {BACKGROUND:g} photons, read noise {READ_NOISE} e⁻, offset {OFFSET:g}, no blur. Default "
-        "sampler (DDIM 10 steps, η 1, K = 8), seed 0. PSNR in dB after the scale-and-offset fit. 'own SNR' is the "
-        "truth's own noise as an equivalent photon count at its peak (bench/real_pairs.py's fit): where it is "
-        "near the listed photons the truth's own noise caps the PSNR any restoration can show.\n\n"
-        + markdown_table(["image", "photons", "own SNR (photons)", "noisy", "old [mean] (head)", "new [mean] (head)",
-                          "new − old", "old mean of 8", "new mean of 8", "old ρ(std, |err|)", "new ρ(std, |err|)"],
-                         rows + summary)
-        + f"\n\nRows where the new [mean] is > 0.05 dB below the old: {', '.join(worse) if worse else 'none'}.\n\n"
+        "sampler (DDIM 10 steps, η 1, K = 8), seed 0. PSNR in dB after the scale-and-offset fit; [mean] is the "
+        "mean head's estimate (the default [mean] layer). 'own SNR' is the truth's own noise as an equivalent "
+        "photon count at its peak (bench/real_pairs.py's fit): where it is not far above the listed photons, the "
+        "truth's own noise caps the PSNR any restoration can show.\n\n"
+        + markdown_table(["image", "photons", "own SNR (photons)", "noisy", "old [mean]", "new [mean]", "new − old",
+                          "old mean of 8", "new mean of 8", "old ρ(std, |err|)", "new ρ(std, |err|)"], rows)
+        + f"\n\nRows where the new [mean] is > 0.05 dB below the old: {'; '.join(worse) if worse else 'none'}.\n\n"
         "## `demo` on real noise: Noise2Noise on raw time series\n\n"
-        "Frame t restored ([mean], the head), compared with the raw frame t + 1. The columns are MSE(f(y_t), y_{t+1}) / "
+        "Frame t restored ([mean]), compared with the raw frame t + 1. The columns are MSE(f(y_t), y_{t+1}) / "
         "MSE(y_t, y_{t+1}): lower is better; new − old is the difference of the two models' squared errors against "
-        "the next frame's field in units of the raw pair's MSE (the noise of frame t + 1 cancels in it). Lysosomes: "
-        "raw camera counts (128², BoHuang lab); 2D_timelapse: 8-bit, centre 256².\n\n"
-        + markdown_table(["frames", "raw MSE(y_t, y_t+1)", "old", "new", "new − old"], nrows
-                         + [["mean", float(np.mean([r["raw_mse"] for r in n2n])), float(np.mean([r["old"] for r in n2n])),
-                             float(np.mean([r["new"] for r in n2n])),
-                             float(np.mean([r["new"] - r["old"] for r in n2n]))]])
+        "the next frame's field in units of the raw pair's MSE (the noise of frame t + 1 is the same for both and "
+        "cancels in it). Lysosomes: raw camera counts (128², BoHuang lab); 2D_timelapse: 8-bit, centre 256².\n\n"
+        + markdown_table(["frames", "raw MSE(y_t, y_t+1)", "old", "new", "new − old"], nrows)
+        + f"\n\n**`demo`: the new model is {'not worse' if not_worse else 'worse'} on held-out real data on average** "
+        f"(simulated noise: {avg('new_mean') - avg('old_mean'):+.2f} dB; next-frame MSE: {n2n_delta:+.4f} of the "
+        f"raw pair's)."
     )
-    if urows:
+    if "un_new" in records[0]:
+        urows = [[r["image"], f"{r['photons']:g}", r["noisy"], r["un_old"], r["un_new"], r["un_new"] - r["un_old"]]
+                 for r in records]
+        urows.append(["mean", "", avg("noisy"), avg("un_old"), avg("un_new"), avg("un_new") - avg("un_old")])
         body += (
             "\n\n## `demo-unpaired` (Baikal) on the same held-out images\n\n"
-            f"Its default sampler (fb), K = {UNPAIRED_SAMPLES}, PSNR of the mean.\n\n"
-            + markdown_table(["image", "photons", "noisy", "old", "new", "new − old"],
-                             urows + [["mean", "", avg("noisy"), avg("un_old"), avg("un_new"), avg("un_new") - avg("un_old")]])
+            f"Its default sampler (fb), K = {UNPAIRED_SAMPLES}, PSNR of the mean, the same noisy images as above.\n\n"
+            + markdown_table(["image", "photons", "noisy", "old", "new", "new − old"], urows)
+            + f"\n\n**`demo-unpaired`: the new model is {'not worse' if avg('un_new') >= avg('un_old') else 'worse'} "
+            f"on average ({avg('un_new') - avg('un_old'):+.2f} dB).**"
         )
-    body += f"\n\nOld: {old_name}. Total time {time.perf_counter() - t_start:.0f} s on one thread.\n"
+    return body + f"\n\nMeasured in {seconds:.0f} s on one thread.\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real",
+                        help="the real-data folder (MANIFEST.md there gives sources and licences)")
+    parser.add_argument("--old-commit", default=OLD_COMMIT)
+    parser.add_argument("--new-demo", default="demo", help="checkpoint or bundled name (default: the bundled demo)")
+    parser.add_argument("--new-head", type=Path, help="attach this checkpoint's mean head to --new-demo")
+    parser.add_argument("--new-unpaired", default="demo-unpaired")
+    parser.add_argument("--skip-unpaired", action="store_true")
+    parser.add_argument("--unpaired-only", action="store_true",
+                        help="measure only --new-unpaired again (the same noisy images); the rest comes from "
+                             "bench/results/real_prior.json, the last measurement")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one image at one light level, one frame pair")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite the report from bench/results/real_prior.json (the last measurement); "
+                             "the model options then only name what was measured")
+    args = parser.parse_args(argv)
+    if args.render:
+        data = json.loads((RESULTS / "real_prior.json").read_text())
+        records, n2n, seconds = data["records"], data["n2n"], data.get("seconds", 0.0)
+    else:
+        t_start = time.perf_counter()
+        records, n2n = measure(args)
+        seconds = time.perf_counter() - t_start
+        if args.unpaired_only:
+            seconds += json.loads((RESULTS / "real_prior.json").read_text()).get("seconds", 0.0)
+    body = render(records, n2n, args, seconds)
     if args.quick:
         print(body)
         return
     path = write_report("real_prior", "A prior that has seen real structure: old vs new on held-out real images", body,
-                        {"records": records, "n2n": n2n})
+                        {"records": records, "n2n": n2n, "seconds": seconds})
     print(path.read_text())
 
 

@@ -4,6 +4,9 @@
     python -m bench.train_bundled --kind unpaired --steps 2500 --out bench/runs/demo-unpaired
     python -m bench.train_bundled --target sharp --init bench/runs/demo/model.safetensors \
         --steps 2000 --out bench/runs/widefield                                        # PI-DDPM pairs
+    python -m bench.train_bundled --init demo-f2df213.safetensors --real DATA --lr 2e-4 --minutes 45 \
+        --out bench/runs/real-prior/demo     # half of every batch from clean real images (bench/real_pairs.py)
+    python -m bench.train_bundled --init demo-f2df213.safetensors --real DATA --objective mean ...  # its mean head
 
 Writes <out>/model.safetensors (last), model-best.safetensors, the resumable state, and
 log.json; re-running with --resume continues an interrupted run. Then
