@@ -31,6 +31,12 @@ def _lib(image=IMAGE, **kw):
     return lambda: denoise(image, kw.pop("model", None) or _tiny(), **kw)
 
 
+def _lazy_zeros(shape):
+    import dask.array as da
+
+    return da.zeros(shape, dtype=np.uint16, chunks=(4096, 4096))
+
+
 def _calibrate_small():
     from napari_diffdenoise import calibrate
 
@@ -328,6 +334,12 @@ ROWS = [
      "coverage must be a number from 0.01 to 0.999"),
     ("memory", "library", "K = 64 on a 4097² plane", lambda t: _lib(np.zeros((4097, 4097), np.float32), n_samples=64),
      MemoryError, "needs about .* GiB"),
+    ("memory-whole-plane", "library", "a lazy 80000² plane (blocks of 4096², but the plane is read whole)",
+     lambda t: _lib(_lazy_zeros((80000, 80000))), MemoryError, "one 80000×80000 plane is read whole and needs about"),
+    ("values-overflow", "library", "float64 values ±1e308 (their span overflows)",
+     lambda t: _lib(np.where(IMAGE > 4, 1e308, -1e308)), ValueError, "beyond what can be normalised"),
+    ("values-unresolvable", "library", "uint64 counts near 2⁶³ with a 9-count signal",
+     lambda t: _lib(IMAGE.astype(np.uint64) + np.uint64(2**63)), ValueError, "float64 cannot resolve"),
     ("fb-start-0", "library", "fb with start=0 (the input back, std 0)", lambda t: _lib(
      model=_unpaired(), sampler="fb", sampler_params={"start": 0}), ValueError, "start must be a whole number from 1"),
     ("renoise-no", "library", "repaint renoise='no'", lambda t: _lib(model=_unpaired(), sampler="repaint",

@@ -20,8 +20,9 @@ def test_shapes_dtypes_and_metadata_for_a_stack(tiny_model, noisy_stack):
 def test_any_numeric_dtype_in_float32_out_and_float64_kept(tiny_model, dtype):
     image = (np.random.default_rng(0).random((24, 24)) * 100).astype(dtype)
     result = denoise(image, tiny_model, n_samples=1, steps=2)
-    # float64 stays float64: a large offset would lose the signal to float32's 7 digits
-    expected = np.float64 if dtype == np.float64 else np.float32
+    # float64 stays float64, and so do integers wider than 16 bits: a large offset would lose the
+    # signal to float32's 7 digits
+    expected = np.float64 if dtype in (np.float64, np.int32) else np.float32
     assert result.mean.shape == (24, 24) and result.mean.dtype == expected and result.std.dtype == np.float32
 
 
@@ -130,3 +131,15 @@ def test_identical_planes_get_independent_noise_and_samples_do_not_depend_on_k(t
     one = denoise(plane, tiny_model, n_samples=1, steps=3, eta=1.0, mean="samples", keep_samples=True)
     np.testing.assert_allclose(one.samples[0], result.samples[0, 0], rtol=1e-4, atol=1e-3)
     assert not np.allclose(result.samples[0, 0], result.samples[1, 0])
+
+
+def test_wide_integer_counts_keep_float64_maps(tiny_model):
+    """int64 counts near 1e9 came back as float32, in steps of 64 counts, on a 9-count signal."""
+    rng = np.random.default_rng(0)
+    image = (10**9 + rng.poisson(9, (32, 32))).astype(np.int64)
+    result = denoise(image, tiny_model, n_samples=2, steps=2, seed=0)
+    assert result.mean.dtype == np.float64 and result.std.dtype == np.float32
+    offsets = result.mean - 1e9
+    assert np.all(np.abs(offsets) < 1000) and np.unique(np.round(offsets) % 64).size > 4
+    small = denoise(image.astype(np.uint16) // 1, tiny_model, n_samples=2, steps=2, seed=0)
+    assert small.mean.dtype == np.float32  # 16-bit counts fit float32 exactly

@@ -176,7 +176,23 @@ def _check_image(image, axes: str | None = None):
         raise ValueError(f"planes must be at least 8×8 pixels, got {shape[-2:]}")
     if isinstance(array, np.ndarray) and array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("the image contains NaN or infinite values")
+    if isinstance(array, np.ndarray):
+        _check_resolvable(array)
     return array, axes
+
+
+def _check_resolvable(array: np.ndarray) -> None:
+    """Refuse values whose spread float64 cannot hold or resolve: ±1e308 overflows the span, and
+    counts near 2⁶³ have steps of 2048 there, wider than any signal on top of them."""
+    lowest, highest = np.min(array), np.max(array)
+    # integers exactly (uint64 near 2⁶³ would round to one float64 value and look constant)
+    low, high = (int(lowest), int(highest)) if array.dtype.kind in "iu" else (float(lowest), float(highest))
+    span = float(high - low)
+    step = np.spacing(float(max(abs(low), abs(high))))  # float64's resolution at the image's largest magnitude
+    if not np.isfinite(span) or (span > 0 and step > 1e-3 * span):
+        raise ValueError(f"the image's values run from {low:.6g} to {high:.6g}: beyond what can be normalised "
+                         "(float64 cannot resolve a thousandth of that span at that magnitude); subtract the "
+                         "offset or rescale the image first")
 
 
 def read_plane(array, position: tuple[int, ...]) -> np.ndarray:
@@ -193,15 +209,25 @@ def read_plane(array, position: tuple[int, ...]) -> np.ndarray:
 BYTES_PER_SAMPLE_PIXEL = 27
 
 
+# bytes per pixel of a whole plane, whatever the block: read_plane loads the plane at once (as
+# float64) and the maps of the plane are assembled in memory (mean, std, entropy, bounds, unit)
+BYTES_PER_PLANE_PIXEL = 8 + 6 * 8
+
+
 def _check_memory(array, n_samples: int, block: int | None = None) -> None:
     plane = int(np.prod([min(n, block or n) for n in array.shape[-2:]]))  # a block is sampled at a time
-    need = BYTES_PER_SAMPLE_PIXEL * max(n_samples, 1) * plane
+    whole = int(np.prod(array.shape[-2:]))
+    need = BYTES_PER_SAMPLE_PIXEL * max(n_samples, 1) * plane + BYTES_PER_PLANE_PIXEL * whole
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not every platform tells
         return
+    if BYTES_PER_PLANE_PIXEL * whole > 0.8 * total:
+        raise MemoryError(f"one {array.shape[-2]}×{array.shape[-1]} plane is read whole and needs about "
+                          f"{BYTES_PER_PLANE_PIXEL * whole / 2**30:.1f} GiB with its maps, more than this machine's "
+                          f"{total / 2**30:.0f} GiB allow: crop or tile the plane first")
     if need > 0.8 * total:
-        fit = max(1, int(0.8 * total / (BYTES_PER_SAMPLE_PIXEL * plane)))
+        fit = max(1, int((0.8 * total - BYTES_PER_PLANE_PIXEL * whole) / (BYTES_PER_SAMPLE_PIXEL * plane)))
         raise MemoryError(f"n_samples = {n_samples} on {array.shape[-2]}×{array.shape[-1]} planes needs about "
                           f"{need / 2**30:.1f} GiB, more than this machine's {total / 2**30:.0f} GiB allow: use "
                           f"n_samples of at most {fit}, or sample in smaller blocks (block=…)")
@@ -595,8 +621,11 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
 
 
 def output_dtype(image) -> type:
-    """float64 input keeps float64 maps: an offset of 1e9 leaves float32 steps of 64 counts."""
-    return np.float64 if np.dtype(image.dtype) == np.float64 else np.float32
+    """float64 maps for float64 input and for integers wider than 16 bits: an offset of 1e9 leaves
+    float32 steps of 64 counts (int64 counts near 1e9 came back with 26-count errors)."""
+    dtype = np.dtype(image.dtype)
+    wide = dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize > 2)
+    return np.float64 if wide else np.float32
 
 
 def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None, *, axes: str | None = None,
