@@ -149,13 +149,26 @@ def measure(mean, unit, truth, coverages, mask, std=None) -> tuple[list, list, l
     return factors, covered, widths, int(mask.sum()), rho
 
 
+def calibration_request(model, coverage, settings: dict):
+    """(the coverage levels, sorted, and the validated run Settings) a calibration is asked for."""
+    from .restore import make_settings
+
+    coverages = sorted({float(c) for c in np.atleast_1d(coverage)})
+    if not all(0 < c < 1 for c in coverages):
+        raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
+    run = make_settings(model, **settings)
+    if run.n_samples < 2:
+        raise ValueError("n_samples must be at least 2 to calibrate: one sample has no spread")
+    return coverages, run
+
+
 def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs",
                    fit_truth: bool = True, split_seed: int = 0, without_truth: str = "residuals", second=None,
                    frames: bool = False, **settings):
     """:func:`calibrate` as a generator: yields the restoration's Progress after every network step
     (for a napari worker), returns a :class:`CalibrationRun`."""
     from .checkpoint import load_model
-    from .restore import iter_denoise, make_settings
+    from .restore import iter_denoise
 
     if isinstance(model, str):
         model = load_model(model)
@@ -172,12 +185,7 @@ def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: 
     noisy, clean = np.asarray(noisy), np.asarray(clean)
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy and clean must have the same shape; got {noisy.shape} and {clean.shape}")
-    coverages = sorted({float(c) for c in np.atleast_1d(coverage)})
-    if not all(0 < c < 1 for c in coverages):
-        raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
-    run_settings_ = make_settings(model, **settings)
-    if run_settings_.n_samples < 2:
-        raise ValueError("n_samples must be at least 2 to calibrate: one sample has no spread")
+    coverages, run_settings_ = calibration_request(model, coverage, settings)
     result = yield from iter_denoise(noisy, model, run_settings_)
     truth = clean.astype(np.float32)
     if fit_truth:

@@ -40,7 +40,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, special
 
-from .calibration import BLOCK, COVERAGE_GRID, Calibration, CalibrationRun, block_split, run_settings
+from .calibration import (
+    BLOCK,
+    COVERAGE_GRID,
+    Calibration,
+    CalibrationRun,
+    block_split,
+    calibration_request,
+    run_settings,
+)
 from .datasets import as_planes
 
 MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
@@ -66,21 +74,13 @@ def _offsets(max_lag: float = MAX_LAG) -> list[tuple[int, int]]:
             if (dy > 0 or dx > 0) and dy * dy + dx * dx <= max_lag ** 2]
 
 
-def _shifted(a: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
-    """(a at p, a at p + (dy, dx)) over the pixels where both exist."""
-    h, w = a.shape[-2:]
-    y0, y1 = 0, h - dy
-    x0, x1 = max(0, -dx), min(w, w - dx)
-    return a[..., y0:y1, x0:x1], a[..., y0 + dy:y1 + dy, x0 + dx:x1 + dx]
-
-
 def lag_moments(v: np.ndarray, weight: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lag lengths, mean of v_p·v_{p+d} weighted by weight_p·weight_{p+d}, total weight) per offset.
     v and weight: (planes, H, W); weight is 0 where a pixel does not count."""
     lags, moments, totals = [], [], []
     for dy, dx in offsets:
-        a, b = _shifted(v, dy, dx)
-        wa, wb = _shifted(weight, dy, dx)
+        a, b = _shifted_signed(v, dy, dx)
+        wa, wb = _shifted_signed(weight, dy, dx)
         w = wa * wb
         total = float(w.sum())
         lags.append(math.hypot(dy, dx))
@@ -368,16 +368,9 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                         second_is: str = "a second acquisition", second_noise=None, **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None)."""
     from .checkpoint import load_model
-    from .restore import make_settings
-
     if isinstance(model, str):
         model = load_model(model)
-    coverages = sorted({float(c) for c in np.atleast_1d(coverage)})
-    if not all(0 < c < 1 for c in coverages):
-        raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
-    run = make_settings(model, **settings)
-    if run.n_samples < 2:
-        raise ValueError("n_samples must be at least 2 to calibrate: one sample has no spread")
+    coverages, run = calibration_request(model, coverage, settings)
     planes = as_planes(noisy, "noisy")
     if second is not None:
         partner = as_planes(second, "second")
