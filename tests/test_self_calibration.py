@@ -11,10 +11,10 @@ from napari_diffdenoise.core.calibration import calibrate
 from napari_diffdenoise.core.self_calibration import (
     ErrorScale,
     _offsets,
+    _pair_moments,
     correlation_length,
     error_scale,
     extrapolate_to_zero,
-    lag_moments,
     noise_lag1_correlation,
     self_calibrate,
 )
@@ -58,14 +58,18 @@ def test_extrapolation_to_lag_zero_recovers_a_gaussian_correlation():
     assert extrapolate_to_zero(lags, steep, np.ones_like(lags)) == pytest.approx(4.0 * np.exp(1 / (2 * 1.5 ** 2)))
 
 
-def test_lag_moments_of_a_known_field():
+def test_pair_moments_of_a_known_field():
     v = np.zeros((1, 4, 4))
     v[0, :, ::2] = 1.0  # columns 0 and 2
-    lags, moments, totals = lag_moments(v, np.ones_like(v), [(0, 1), (0, 2), (1, 0)])
-    assert list(lags) == [1.0, 2.0, 1.0]
-    assert moments[0] == 0.0  # a lit column never sits beside a lit one
-    assert moments[1] == pytest.approx(4 / 8)  # 8 pairs two columns apart, 4 of them both lit
-    assert moments[2] == pytest.approx(0.5)
+    ones = np.ones_like(v)
+    lags, moments, totals = _pair_moments(v, ones, ones, [(0, 1), (0, 2), (1, 0)])
+    assert list(lags) == [1.0, 1.0, 2.0, 2.0, 1.0, 1.0]  # each offset in both directions
+    assert list(moments[:2]) == [0.0, 0.0]  # a lit column never sits beside a lit one
+    assert moments[2] == moments[3] == pytest.approx(4 / 8)  # 8 pairs two columns apart, 4 of them both lit
+    assert moments[4] == moments[5] == pytest.approx(0.5) and list(totals[4:]) == [12.0, 12.0]
+    first = ones.copy()
+    first[0, :, 1:] = 0  # pairs counted for column 0 only: its right neighbour (column 1) is dark
+    assert _pair_moments(v, first, ones, [(0, 1)])[1][0] == 0.0
 
 
 def test_noise_correlation_is_read_off_second_differences():

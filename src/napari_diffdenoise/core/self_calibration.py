@@ -74,21 +74,6 @@ def _offsets(max_lag: float = MAX_LAG) -> list[tuple[int, int]]:
             if (dy > 0 or dx > 0) and dy * dy + dx * dx <= max_lag ** 2]
 
 
-def lag_moments(v: np.ndarray, weight: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lag lengths, mean of v_p·v_{p+d} weighted by weight_p·weight_{p+d}, total weight) per offset.
-    v and weight: (planes, H, W); weight is 0 where a pixel does not count."""
-    lags, moments, totals = [], [], []
-    for dy, dx in offsets:
-        a, b = _shifted_signed(v, dy, dx)
-        wa, wb = _shifted_signed(weight, dy, dx)
-        w = wa * wb
-        total = float(w.sum())
-        lags.append(math.hypot(dy, dx))
-        moments.append(float((a * b * w).sum() / total) if total > 0 else math.nan)
-        totals.append(total)
-    return np.array(lags), np.array(moments), np.array(totals)
-
-
 def _halves(lags, moments, totals):
     """(short-lag mean, its mean lag, long-lag mean, its mean lag) of the cross-moments: the lags
     split at their median length; noise in the products averages out within each half."""
