@@ -122,6 +122,16 @@ def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, q
     assert not errors, errors
 
 
+def _noisy_only_form(viewer, w, checkpoint, seed):
+    """A 40² noisy layer, the tiny model, no truth, 2 steps × 3 samples."""
+    rng = np.random.default_rng(seed)
+    viewer.add_image(rng.poisson(rng.uniform(5, 40, (40, 40))).astype(np.float32), name="noisy")
+    REGISTRY.add(checkpoint)
+    w.model.value = str(checkpoint.resolve())
+    w.noisy.value, w.truth.value = viewer.layers["noisy"], None
+    w.steps.value, w.n_samples.value = 2, 3
+
+
 def test_the_calibrate_form_offers_only_samplers_it_can_run(make_napari_viewer, qtbot, errors, tiny_checkpoint,
                                                             tmp_path):
     """ddpm has no step count and ddim-dc needs a PSF: the form has neither control, and offered both."""
@@ -130,12 +140,7 @@ def test_the_calibrate_form_offers_only_samplers_it_can_run(make_napari_viewer, 
     offered = [w.sampler.native.itemText(i) for i in range(w.sampler.native.count())]
     assert "ddim" in offered and "dpm++2m" in offered
     assert "ddpm" not in offered and "ddim-dc" not in offered
-    rng = np.random.default_rng(2)
-    viewer.add_image(rng.poisson(rng.uniform(5, 40, (40, 40))).astype(np.float32), name="noisy")
-    REGISTRY.add(tiny_checkpoint)
-    w.model.value = str(tiny_checkpoint.resolve())
-    w.noisy.value, w.truth.value = viewer.layers["noisy"], None
-    w.steps.value, w.n_samples.value = 2, 3
+    _noisy_only_form(viewer, w, tiny_checkpoint, seed=2)
     w.output.value = tmp_path / "calibrated.safetensors"
     for name in offered:
         w.sampler.value = name
@@ -152,13 +157,8 @@ def test_calibrate_saves_into_the_models_folder_by_default(make_napari_viewer, q
     monkeypatch.setattr(calibrate_module, "USER_MODELS_DIR", folder)
     monkeypatch.chdir(tmp_path)
     viewer = make_napari_viewer()
-    rng = np.random.default_rng(5)
-    viewer.add_image(rng.poisson(rng.uniform(5, 40, (40, 40))).astype(np.float32), name="noisy")
     w = CalibrateWidget(viewer)
-    REGISTRY.add(tiny_checkpoint)
-    w.model.value = str(tiny_checkpoint.resolve())
-    w.noisy.value, w.truth.value = viewer.layers["noisy"], None
-    w.steps.value, w.n_samples.value = 2, 3
+    _noisy_only_form(viewer, w, tiny_checkpoint, seed=5)
     before = sorted(tmp_path.iterdir())
     w.run()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
