@@ -27,9 +27,9 @@ differences of the image, :func:`noise_lag1_correlation`) and lag 1 is left out 
 when it could matter. At low light the products are noisy: each bin's V carries a standard error
 (from disjoint groups of blocks) and is shrunk towards the pooled value by it.
 
-Known bias: a recorrupted input is noisier than the user's (1 + α² in variance); on real images
-the error's scale in units of the spread measured there was 0.65–0.8 of the scale at the user's
-own noise level (docs/method.md). Frame pairs have no such bias, but count motion as error.
+Known bias: a recorrupted input is noisier than the user's (1 + α² in variance), so V is measured
+on a restoration at that noise level, not at the image's own; not corrected. Frame pairs have no
+such bias, but count what motion is left as error.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ from .datasets import as_planes
 MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
 N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitted per bin
 # intervals at least half as wide as a calibrated Gaussian on the model's spread would be (V = 1): the
-# residuals may show the spread too wide (measured: V ≈ 0.4–0.6 on a real Golgi image), but an
+# residuals may show the spread too wide (an oracle λ on a real Golgi image implies V < 1), but an
 # estimate near 0 is more likely noise in the products than an error-free restoration
 V_FLOOR = 0.25
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
