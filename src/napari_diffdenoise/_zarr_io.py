@@ -11,14 +11,7 @@ import numpy as np
 
 from .core.image_io import is_zarr_path, ngff_multiscales
 from .core.map_store import ATTRIBUTE, ngff_order, read_maps
-
-# how the Denoise widget shows each map (the reader shows a saved result the same way)
-MAP_STYLE = {
-    "std": {"colormap": "magma", "blending": "additive", "opacity": 0.7},
-    "entropy": {"colormap": "viridis", "blending": "additive", "opacity": 0.7, "visible": False},
-    "lower": {"visible": False},
-    "upper": {"visible": False},
-}
+from .core.maps import layer_kwargs, layer_metadata
 
 
 def get_reader(path):
@@ -53,8 +46,11 @@ def read_zarr(path) -> list[tuple]:
         if done < total:  # a killed or running run: the planes not yet done hold NaN, which must not pass for data
             meta[ATTRIBUTE]["partial"] = {"planes_done": done, "n_planes": total}
             suffix = f" (partial: {done}/{total} planes)"
-        return [(da.from_zarr(array), {"name": f"{stem} [{name}]{suffix}", "scale": record["scale"], "metadata": meta,
-                                       "axis_labels": tuple(record["axes"].lower()), **MAP_STYLE.get(name, {})},
+        run = record.get("metadata", {})
+        # each map styled as the Denoise widget shows it (core.maps)
+        return [(da.from_zarr(array), {"name": f"{stem} [{name}]{suffix}", "scale": record["scale"],
+                                       "metadata": {ATTRIBUTE: {**meta[ATTRIBUTE], **layer_metadata(name)}},
+                                       "axis_labels": tuple(record["axes"].lower()), **layer_kwargs(name, run)},
                  "image") for name, array in maps.items()]
     image = ngff_multiscales(attrs)[0]
     group = zarr.open_group(str(path), mode="r")

@@ -26,6 +26,7 @@ from magicgui.widgets import (
 from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
+from ..core.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
 from ..core.sampler_registry import SAMPLERS, samplers_for
 from ..core.self_calibration import CALIBRATION_PLANES
@@ -77,13 +78,15 @@ def _float_step(default, low, high) -> float:
     return max(step, 1e-6)
 
 
-RESULT_TAGS = ("[mean]", "[std]", "[entropy]", "[lower]", "[upper]", "[samples]", "[preview", "[Richardson-Lucy]")
+def _result_tags() -> tuple[str, ...]:
+    """The name tags of this plugin's result layers (a map registered later included)."""
+    return (*(f"[{name}]" for name in MAPS), "[samples]", "[preview", "[Richardson-Lucy]")
 
 
 def _could_be_psf(layer) -> bool:
     shape = [n for n in layer.data.shape if n > 1]
     return (not layer.rgb and len(shape) == 2 and max(shape) <= 255
-            and not any(tag in layer.name for tag in RESULT_TAGS))
+            and not any(tag in layer.name for tag in _result_tags()))
 
 
 def notify_error(message: str) -> None:
@@ -605,19 +608,11 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _add_layers(self, layer, result):
         meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "package_version": __version__}}
-        common = dict(scale=layer.scale, translate=layer.translate, metadata=meta)
-        self._viewer.add_image(result.mean, name=f"{layer.name} [mean]", colormap=layer.colormap.name, **common)
-        self._viewer.add_image(result.std, name=f"{layer.name} [std]", colormap="magma", blending="additive",
-                               opacity=0.7, **common)
-        self._viewer.add_image(result.entropy, name=f"{layer.name} [entropy]", colormap="viridis",
-                               blending="additive", opacity=0.7, visible=False, contrast_limits=(0, max(1e-3, float(result.entropy.max()))),
-                               **common)
-        if result.lower is not None:
-            bounds = {**meta["napari_diffdenoise"], "coverage": result.metadata["coverage"]}
-            for name in ("lower", "upper"):
-                self._viewer.add_image(getattr(result, name), name=f"{layer.name} [{name}]", visible=False,
-                                       colormap=layer.colormap.name, scale=layer.scale, translate=layer.translate,
-                                       metadata={"napari_diffdenoise": bounds})
+        for name, data in result.maps.items():  # each map as core.maps declares it
+            self._viewer.add_image(
+                data, name=f"{layer.name} [{name}]", scale=layer.scale, translate=layer.translate,
+                metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"], **layer_metadata(name)}},
+                **layer_kwargs(name, result.metadata, layer.colormap.name))
         if result.samples is not None:
             k = len(result.samples)
             self._viewer.add_image(

@@ -22,6 +22,7 @@ import numpy as np
 from .axes import plane_positions
 from .image_io import ImageSource, is_zarr_path, open_image
 from .map_store import MapStore
+from .maps import MAPS, map_names
 
 
 @dataclass
@@ -187,7 +188,7 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
     Returns the run's metadata."""
     import torch
 
-    from .restore import device_model, map_names, output_dtype
+    from .restore import device_model, output_dtype
 
     if workers is not None and scheduler is not None:
         raise ValueError("give workers (a local cluster) or scheduler (a running one), not both")
@@ -229,17 +230,16 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = 
     over. In this process only, and not resumable. Returns (metadata, paths)."""
     import torch
 
-    from .restore import device_model, map_names, output_dtype
+    from .restore import device_model, output_dtype
     from .tiff_maps import TiffMaps
 
-    check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif"
-                                            for name in ("mean", "std", "entropy", "lower", "upper")])
+    check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif" for name in MAPS])
     source, loaded, s = _prepare(input_path, model, axes, settings_kwargs)
     threads = int(threads or torch.get_num_threads())
     names = map_names(s)
     dtype = output_dtype(source.data)
     sink = TiffMaps(folder, stem, names, source.shape, source.axes,
-                    {n: np.float32 if n in ("std", "entropy") else dtype for n in names}, pixel, overwrite)
+                    {n: MAPS[n].dtype_for(dtype) for n in names}, pixel, overwrite)
     positions = plane_positions(source.shape)
     tally = _Tally(len(positions), 0, len(positions), progress)
     try:

@@ -1,7 +1,8 @@
 """The maps of a run written to an OME-Zarr store plane by plane, so that a killed run resumes.
 
-Layout: ``OUT.ome.zarr/{mean,std,entropy[,lower,upper]}``, each an NGFF image (one resolution
-level, the input's axes and pixel sizes) that any OME-Zarr reader opens; the root's attributes hold
+Layout: ``OUT.ome.zarr/<map>`` for each map of the run (core.maps: mean, std, entropy[, lower,
+upper]), each an NGFF image (one resolution level, the input's axes and pixel sizes) that any
+OME-Zarr reader opens; the root's attributes hold
 the run's fingerprint and metadata, and ``OUT.ome.zarr/done`` one flag per plane. A plane's flag is
 set only after all its maps are written, so a plane cut off half-way is never taken as done: a
 second run with the same settings skips the flagged planes and recomputes the rest. A run with other
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .image_io import ImageSource, ngff_multiscales
+from .maps import MAPS
 
 ATTRIBUTE = "napari_diffdenoise"
 _AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
@@ -85,7 +87,7 @@ class MapStore:
         for name in names:
             group = root.create_group(name)
             group.create_array("0", shape=shape, chunks=chunks,
-                               dtype=np.float32 if name in ("std", "entropy") else dtype, fill_value=np.nan)
+                               dtype=MAPS[name].dtype_for(dtype), fill_value=np.nan)
             write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": transforms}],
                                        fmt=FormatV05(), axes=_ngff_axes(source), name=name)
         leading = shape[:-2] or (1,)

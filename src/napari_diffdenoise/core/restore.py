@@ -24,13 +24,13 @@ from .calibration import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
+from .maps import MAPS, MapContext, map_names, sample_maps
 from .model import DiffusionModel
 from .noise import FieldNoise
 from .normalization import IntensityMap
 from .physics import check_psf
 from .sampler_registry import Param, SamplerInfo, get_sampler
 from .tiling import make_tiles
-from .uncertainty import summarise
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
@@ -75,6 +75,7 @@ class Restoration:
     lower: np.ndarray | None = None  # the interval's bounds in input units, with coverage=…
     upper: np.ndarray | None = None
     interval_unit: np.ndarray | None = None  # the interval half-width per unit of λ (core.calibration)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # every map this run made, by name (core.maps)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -393,10 +394,7 @@ def _whole(value) -> bool:
 
 @dataclass
 class _PlaneMaps:
-    mean: np.ndarray
-    std: np.ndarray
-    entropy: np.ndarray
-    unit: np.ndarray  # the interval half-width per unit of λ (calibration.interval_unit)
+    maps: dict[str, np.ndarray]  # mean, the sample maps (core.maps) and, when sampled, interval_unit
     samples: np.ndarray | None
     evaluations: int
 
@@ -423,7 +421,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
         with torch.inference_mode():
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape).float().cpu().numpy()
         yield 1, 1
-        return _PlaneMaps(imap.to_input(mean, dtype), None, None, None, None, eps_fn.evaluations)
+        return _PlaneMaps({"mean": imap.to_input(mean, dtype)}, None, eps_fn.evaluations)
     y_T = noise_fn((s.n_samples, 1) + plane.shape)
     run = s.sampler.function(sampled_eps, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
     try:
@@ -433,13 +431,15 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     except StopIteration as stop:
         samples = stop.value[:, 0]
     with torch.inference_mode():
-        mean, std, entropy = summarise(samples, model.value_range)
-        if s.mean_estimator != "samples":
-            mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
-    mean, std = mean.float().cpu().numpy(), std.float().cpu().numpy()
+        context = MapContext(imap, model.value_range, s)
+        maps = {spec.name: spec.compute(samples, context) for spec in sample_maps(s)}
+        std = samples.std(dim=0, correction=0).float().cpu().numpy()
+        mean = samples.mean(dim=0) if s.mean_estimator == "samples" else \
+            _one_pass_mean(model, s, eps_fn, observed, plane.shape)
+    maps["mean"] = imap.to_input(mean.float().cpu().numpy(), dtype)
+    maps["interval_unit"] = interval_unit(std, s.n_samples, 1.0) * imap.half_span
     kept = imap.to_input(samples.float().cpu().numpy(), dtype) if s.keep_samples else None
-    return _PlaneMaps(imap.to_input(mean, dtype), imap.scale_to_input(std), entropy.float().cpu().numpy(),
-                      interval_unit(std, s.n_samples, 1.0) * imap.half_span, kept, eps_fn.evaluations)
+    return _PlaneMaps(maps, kept, eps_fn.evaluations)
 
 
 class _HeadAsEps:
@@ -487,14 +487,13 @@ def _blend(low_maps: _PlaneMaps, high_maps: _PlaneMaps, imap: IntensityMap, mode
     """Where the first map's estimate nears its clip ceiling, take the bright map's (a smooth
     weight over the top 0.3 model units, so no edge appears)."""
     ceiling = model.value_range[1]
-    level = imap.to_model(low_maps.mean)
-    w = np.clip((level - (ceiling - 0.3)) / 0.3, 0, 1).astype(np.float32)
 
     def mix(a, b):
         return None if a is None or b is None else (1 - w) * a + w * b
 
-    return _PlaneMaps(mix(low_maps.mean, high_maps.mean), mix(low_maps.std, high_maps.std),
-                      mix(low_maps.entropy, high_maps.entropy), mix(low_maps.unit, high_maps.unit),
+    level = imap.to_model(low_maps.maps["mean"])
+    w = np.clip((level - (ceiling - 0.3)) / 0.3, 0, 1).astype(np.float32)
+    return _PlaneMaps({name: mix(value, high_maps.maps.get(name)) for name, value in low_maps.maps.items()},
                       mix(low_maps.samples, high_maps.samples), low_maps.evaluations + high_maps.evaluations)
 
 
@@ -541,45 +540,38 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
             return stop.value
 
     whole: dict[str, np.ndarray] = {}
-    evaluations = 0
+    kept, evaluations = None, 0
     for block in blocks:
         maps = yield from run(imap, block)
         if bright is not None:
             maps = _blend(maps, (yield from run(bright, block)), imap, model)
         evaluations += maps.evaluations
-        for name in ("mean", "std", "entropy", "unit", "samples"):
-            value = getattr(maps, name)
+        if len(blocks) == 1:
+            whole, kept = dict(maps.maps), maps.samples
+            continue
+        for name, value in [*maps.maps.items(), ("samples", maps.samples)]:
             if value is None:
-                continue
-            if len(blocks) == 1:
-                whole[name] = value
                 continue
             if name not in whole:
                 whole[name] = np.zeros(value.shape[:-2] + plane.shape, value.dtype)
             whole[name][(...,) + block.slices] += value * block.weight
-    maps = _PlaneMaps(whole["mean"], whole.get("std"), whole.get("entropy"), whole.get("unit"), whole.get("samples"),
-                      evaluations)
-    mean, clamped = maps.mean, 0
+        kept = whole.pop("samples", None) if block is blocks[-1] else None
+    mean, clamped = whole.pop("mean"), 0
+    unit = whole.pop("interval_unit", None)
     non_negative = float(plane.min()) >= 0
     if non_negative:  # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
         clamped = int((mean < 0).sum())
         mean = np.maximum(mean, 0)
     out = {"mean": mean}
-    if maps.std is not None:
-        out.update(std=maps.std, entropy=maps.entropy.astype(np.float32), interval_unit=maps.unit)
+    out.update({name: value.astype(MAPS[name].dtype_for(dtype), copy=False) for name, value in whole.items()})
+    if unit is not None:
+        out["interval_unit"] = unit
     if s.coverage is not None:
-        half = s.calibration.factor(s.coverage) * maps.unit
+        half = s.calibration.factor(s.coverage) * unit
         out["lower"], out["upper"] = mean - half, mean + half
         if non_negative:
             out["lower"] = np.maximum(out["lower"], 0)
-    return PlaneResult(tuple(position), out, maps.samples, maps.evaluations, bright is not None, clamped)
-
-
-def map_names(s: Settings) -> list[str]:
-    """The maps a run with these settings makes, in the order they are shown and written."""
-    if s.n_samples == 0:
-        return ["mean"]
-    return ["mean", "std", "entropy"] + (["lower", "upper"] if s.coverage is not None else [])
+    return PlaneResult(tuple(position), out, kept, evaluations, bright is not None, clamped)
 
 
 def device_model(model: DiffusionModel, device: torch.device) -> DiffusionModel:
@@ -643,8 +635,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     out_dtype = output_dtype(array)
     n_steps = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
     n_steps += s.mean_estimator != "samples"
-    outputs = {name: np.empty(array.shape, np.float32 if name in ("std", "entropy") else out_dtype)
-               for name in map_names(s)}
+    outputs = {name: np.empty(array.shape, MAPS[name].dtype_for(out_dtype)) for name in map_names(s)}
     samples = np.empty((s.n_samples,) + tuple(array.shape), out_dtype) if s.keep_samples else None
     unit = np.empty(array.shape, out_dtype) if s.n_samples else None
     evaluations, bright_planes, clamped = 0, [], 0
@@ -678,7 +669,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
         extra["clamped_to_zero_pixels"] = clamped
     metadata = _metadata(model, s, evaluations, n_steps, time.perf_counter() - t0, extra)
     return Restoration(outputs["mean"], outputs.get("std"), outputs.get("entropy"), metadata, samples,
-                       outputs.get("lower"), outputs.get("upper"), unit)
+                       outputs.get("lower"), outputs.get("upper"), unit, outputs)
 
 
 def denoise(

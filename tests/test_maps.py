@@ -1,0 +1,97 @@
+"""The map registry (core.maps): a map registered from outside the package, with one declaration and
+its function, reaches the library's result, the OME-Zarr store, the reader and the widget's layers."""
+import numpy as np
+import pytest
+import tifffile
+
+from napari_diffdenoise import denoise
+from napari_diffdenoise.core.maps import MAPS, LayerStyle, map_names, register_map
+
+SETTINGS = dict(n_samples=3, steps=2, seed=4)
+
+
+def _sample_range(samples, context):
+    spread = (samples.max(dim=0).values - samples.min(dim=0).values).float().cpu().numpy()
+    return context.imap.scale_to_input(spread)
+
+
+@pytest.fixture
+def sample_range_map():
+    register_map("range", _sample_range, description="max − min of the K samples, in the input's units",
+                 dtype="float32", style=LayerStyle("inferno", "additive", 0.5, visible=False,
+                                                   contrast=lambda meta: (0.0, 9.0)))
+    try:
+        yield
+    finally:
+        MAPS.pop("range", None)
+
+
+def test_a_registered_map_flows_to_the_result_the_store_and_the_reader(sample_range_map, tiny_checkpoint, tmp_path):
+    from napari_diffdenoise._zarr_io import read_zarr
+    from napari_diffdenoise.core.batch import denoise_to_zarr
+    from napari_diffdenoise.core.map_store import read_maps
+
+    stack = np.random.default_rng(0).poisson(5, (2, 32, 40)).astype(np.uint16)
+    result = denoise(stack, str(tiny_checkpoint), keep_samples=True, **SETTINGS)
+    assert list(result.maps) == ["mean", "std", "entropy", "range"]
+    expected = result.samples.max(axis=0) - result.samples.min(axis=0)
+    assert result.maps["range"].dtype == np.float32 and result.maps["range"].shape == stack.shape
+    np.testing.assert_allclose(result.maps["range"], expected, rtol=1e-4, atol=1e-3)
+    assert expected.max() > 0
+
+    tifffile.imwrite(tmp_path / "in.tif", stack)
+    denoise_to_zarr(tmp_path / "in.tif", tmp_path / "out.zarr", str(tiny_checkpoint), **SETTINGS)
+    maps, record = read_maps(tmp_path / "out.zarr")
+    assert record["maps"] == ["mean", "std", "entropy", "range"]
+    np.testing.assert_array_equal(np.asarray(maps["range"][...]), result.maps["range"])
+
+    layers = {meta["name"]: meta for _, meta, _ in read_zarr(tmp_path / "out.zarr")}
+    shown = layers["out [range]"]
+    assert (shown["colormap"], shown["blending"], shown["opacity"], shown["visible"]) == ("inferno", "additive", 0.5,
+                                                                                          False)
+    assert shown["contrast_limits"] == (0.0, 9.0)
+    assert shown["metadata"]["napari_diffdenoise"]["definition"].startswith("max − min of the K samples")
+
+
+def test_a_registered_map_becomes_a_styled_layer_of_the_widget(sample_range_map, make_napari_viewer, tiny_checkpoint,
+                                                                 qtbot):
+    from napari_diffdenoise._widgets.denoise import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model_file.value = tiny_checkpoint
+    w.n_samples.value, w.steps.value = 2, 2
+    viewer.add_image(np.random.default_rng(1).poisson(5, (32, 32)).astype(np.float32), name="cells")
+    w.image.value = viewer.layers["cells"]
+    w.run()
+    qtbot.waitUntil(lambda: "cells [range]" in viewer.layers, timeout=60_000)
+    layer = viewer.layers["cells [range]"]
+    assert layer.colormap.name == "inferno" and layer.blending == "additive" and not layer.visible
+    assert tuple(layer.contrast_limits) == (0.0, 9.0)
+    assert layer.metadata["napari_diffdenoise"]["map"] == "range"
+    assert float(layer.data.max()) > 0
+    # a result layer is never offered as a PSF
+    assert all(choice != layer for _, choice in w._psf_choices())
+
+
+def test_which_maps_a_run_makes_follows_the_declarations():
+    class S:
+        n_samples, coverage = 0, None
+
+    assert map_names(S) == ["mean"]
+    S.n_samples = 4
+    assert map_names(S) == ["mean", "std", "entropy"]
+    S.coverage = 0.9
+    assert map_names(S) == ["mean", "std", "entropy", "lower", "upper"]
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("std", {"compute": _sample_range}, "already registered"),
+    ("my map", {"compute": _sample_range}, "must be a Python identifier"),
+    ("spread", {}, "needs a compute function"),
+    ("spread", {"compute": _sample_range, "dtype": "int8"}, "dtype must be 'input' or 'float32'"),
+])
+def test_a_bad_declaration_is_refused_with_a_message(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        register_map(name, description="x", **kwargs)
+    assert "spread" not in MAPS and "my map" not in MAPS
