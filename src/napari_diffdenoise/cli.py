@@ -48,7 +48,7 @@ _NOMINAL = type("NominalSchedule", (), {"n_steps": "T"})()  # for help text: bou
 
 
 def _add_psf_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--psf", help="PSF image (TIFF)")
+    p.add_argument("--psf", help="PSF image (any format the input may be in, e.g. TIFF)")
     p.add_argument("--na", type=float, help="numerical aperture (Airy PSF from the optics)")
     p.add_argument("--wavelength", type=float, default=520.0, help="emission wavelength, nm")
     p.add_argument("--pixel", type=float, default=100.0, help="pixel size in the sample, nm")
@@ -60,8 +60,6 @@ def _add_psf_args(p: argparse.ArgumentParser) -> None:
 
 def _psf_from_args(args):
     """The PSF from a file, the optics (Airy / confocal) or a Gaussian σ; None when none is given."""
-    import tifffile
-
     from .core import physics
 
     for name in ("pixel", "wavelength", "excitation", "pinhole", "na", "psf_sigma"):
@@ -71,7 +69,7 @@ def _psf_from_args(args):
     if args.na is not None and args.na > 1.7:
         raise ValueError(f"--na must be at most 1.7 (oil immersion); got {args.na}")
     if args.psf:
-        return np.squeeze(tifffile.imread(args.psf))
+        return np.squeeze(read_image(args.psf)[0])
     if args.na:
         if args.confocal:
             return physics.confocal_psf(args.na, args.excitation, args.wavelength, args.pixel, args.pinhole)
@@ -131,51 +129,34 @@ def _restore(image, args, psf=None, axes=None):
 
 def _write_tiff(path, data, pixel: dict | None = None, metadata: dict | None = None, axes: str | None = None) -> None:
     """Grey-level planes whatever their number (tifffile would store a 3- or 4-plane stack as RGB(A)),
-    the axes named (e.g. ZYX, not tifffile's default QYX) and the input's pixel size carried over."""
+    the axes named (e.g. ZYX, not tifffile's default QYX) and the input's pixel sizes and channel names
+    (``pixel``: core.tiff_maps.pixel_record) carried over."""
     import tifffile
 
     from .core.axes import infer_axes
+    from .core.tiff_maps import resolution_args
 
     axes = axes or infer_axes(np.ndim(data))
-    extra = {}
-    if pixel and pixel.get("resolution"):
-        extra["resolution"] = tuple(pixel["resolution"])
-        extra["resolutionunit"] = pixel.get("resolutionunit")
-    meta = {**({"axes": axes} if axes else {}), **(metadata or {}),
-            **({"pixel": {k: v for k, v in pixel.items() if k != "resolutionunit"}} if pixel else {})}
-    tifffile.imwrite(path, data, photometric="minisblack", metadata=meta, **extra)
+    meta = {**({"axes": axes} if axes else {}), **(pixel or {}), **(metadata or {})}
+    tifffile.imwrite(path, data, photometric="minisblack", metadata=meta, **resolution_args(pixel))
 
 
-def read_tiff(path) -> tuple[np.ndarray, dict]:
-    """(image, pixel-size record): the X/Y resolution tags, their unit and ImageJ's z spacing and unit."""
-    import tifffile
+def read_image(path, axes: str | None = None) -> tuple[np.ndarray, object]:
+    """(image in memory, its ImageSource) from any file core.image_io opens: TIFF, OME-Zarr, or a
+    microscope's .czi, .nd2, .lif, .ims (the formats extra)."""
+    from .core.image_io import open_image
 
-    return np.squeeze(tifffile.imread(path)), _tiff_pixel(path)
-
-
-def _tiff_pixel(path) -> dict:
-    """The pixel-size record of a TIFF, to carry over to the maps."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        pixel = {}
-        x, y = page.tags.get("XResolution"), page.tags.get("YResolution")
-        if x is not None and y is not None:
-            pixel["resolution"] = [x.value[0] / x.value[1], y.value[0] / y.value[1]]
-            unit = page.tags.get("ResolutionUnit")
-            pixel["resolutionunit"] = int(unit.value) if unit is not None else None
-        ij = tif.imagej_metadata or {}
-        for key in ("spacing", "unit"):
-            if key in ij:
-                pixel[key] = ij[key]
-    return pixel
+    source = open_image(path, axes)
+    return np.asarray(source.data), source
 
 
 def output_stem(input_path: str | Path) -> str:
-    """The input's whole name without its TIFF ending: a.1.tif → a.1, .hidden.tif → .hidden."""
+    """The input's whole name without its format's ending: a.1.tif → a.1, .hidden.tif → .hidden,
+    cell.czi → cell."""
+    from .core.image_io import BIOIO_PLUGINS
+
     name = Path(input_path).name
-    for ending in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+    for ending in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr", ".zarr", *BIOIO_PLUGINS, ".ims"):
         if name.lower().endswith(ending) and len(name) > len(ending):
             return name[: -len(ending)]
     return name
@@ -330,7 +311,7 @@ def _self_calibrated_model(args):
 
 
 def cmd_denoise(args) -> int:
-    """TIFF or OME-Zarr in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
+    """Any image open_image reads in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
     optionally on a dask.distributed cluster)."""
     if args.self_calibrate:
         args.model = _self_calibrated_model(args)
@@ -347,8 +328,10 @@ def cmd_denoise(args) -> int:
     if args.workers is not None or args.scheduler is not None:
         raise ValueError("--workers and --scheduler write an OME-Zarr store: give --out a path ending in .zarr")
     from .core.batch import denoise_to_tiff
+    from .core.image_io import open_image
+    from .core.tiff_maps import pixel_record
 
-    pixel = _tiff_pixel(args.input) if Path(args.input).suffix.lower() in (".tif", ".tiff") else None
+    pixel = pixel_record(open_image(args.input, args.axes))
     _, paths = denoise_to_tiff(args.input, args.out, args.model, stem=output_stem(args.input), axes=args.axes,
                                overwrite=args.overwrite, pixel=pixel, threads=args.threads, progress=_batch_printer(),
                                **_settings_from_args(args))
@@ -373,13 +356,11 @@ def cmd_simulate(args) -> int:
 
 
 def _read_stack(paths: list[str] | None):
-    import tifffile
-
-    return None if not paths else [np.squeeze(tifffile.imread(p)) for p in paths]
+    return None if not paths else [read_image(p)[0] for p in paths]
 
 
 def cmd_train(args) -> int:
-    """Fine-tune (or train from scratch) on paired TIFFs, or on clean TIFFs with simulated noise.
+    """Fine-tune (or train from scratch) on paired images, or on clean images with simulated noise.
     Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.distributed)."""
     from . import NoiseModel, TrainConfig, train
     from .core import distributed
@@ -422,7 +403,7 @@ def cmd_adapt(args) -> int:
         raise ValueError(f"--out must end in .safetensors; got {out.name}")
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    images = [read_tiff(p)[0] for p in args.noisy]
+    images = [read_image(p)[0] for p in args.noisy]
     last = [-1.0]
 
     def show(info):
@@ -457,13 +438,16 @@ def cmd_deconvolve(args) -> int:
     path = out / f"{output_stem(args.input)}_rl.tif"
     if path.exists() and not args.overwrite:
         raise ValueError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
-    image, pixel = read_tiff(args.input)
+    from .core.tiff_maps import pixel_record
+
+    image, source = read_image(args.input)
     restored = physics.richardson_lucy(image, psf, iterations=args.iterations)
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     try:
-        _write_tiff(tmp, restored, pixel=pixel, metadata={"napari_diffdenoise": json.dumps(
-            {"method": "richardson-lucy", "iterations": args.iterations, "psf_shape": list(np.shape(psf))})})
+        record = {"method": "richardson-lucy", "iterations": args.iterations, "psf_shape": list(np.shape(psf))}
+        _write_tiff(tmp, restored, pixel=pixel_record(source), axes=source.axes,
+                    metadata={"napari_diffdenoise": json.dumps(record)})
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -476,7 +460,7 @@ def cmd_export(args) -> int:
     """A bioimage.io model package (spec 0.5) of the model's one-pass posterior mean."""
     from .core.bioimageio_export import export_bioimageio
 
-    sample = read_tiff(args.sample)[0] if args.sample else None
+    sample = read_image(args.sample)[0] if args.sample else None
     if sample is not None and sample.ndim > 2:
         sample = sample.reshape((-1,) + sample.shape[-2:])[0]
     path = export_bioimageio(args.model, args.out, sample=sample, overwrite=args.overwrite)
@@ -494,7 +478,15 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _formats() -> str:
+    """The input formats, for the help texts."""
+    from .core.image_io import BIOIO_PLUGINS, FORMATS_EXTRA
+
+    return f"TIFF, OME-Zarr, or a microscope's {', '.join([*BIOIO_PLUGINS, '.ims'])} ({FORMATS_EXTRA})"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    formats = _formats()
     parser = argparse.ArgumentParser(prog="napari-diffdenoise", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="restore a bundled simulated sample; write TIFF maps and a PNG overview")
@@ -504,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_output")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("denoise", help="denoise a TIFF or OME-Zarr image (any of the axes T, C, Z, Y, X); write "
+    p = sub.add_parser("denoise", help="denoise an image (any of the axes T, C, Z, Y, X); write "
                                        "<name>_mean/_std/_entropy.tif, or an OME-Zarr store")
-    p.add_argument("input", help="a TIFF or an OME-Zarr image (a zarr array works too)")
+    p.add_argument("input", help=f"the image: {formats}; a zarr array works too")
     p.add_argument("--out", default=".",
                    help="a folder for TIFF maps, or a path ending in .zarr for an OME-Zarr store written plane by "
                         "plane (a killed run resumes where it stopped)")
@@ -538,9 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".")
     p.add_argument("--overwrite", action="store_true", help="replace the pair's files if they exist")
     p.set_defaults(func=cmd_simulate)
-    p = sub.add_parser("train", help="fine-tune a model on paired TIFFs, or on clean TIFFs with simulated noise")
-    p.add_argument("--noisy", nargs="+", help="low-light TIFFs (2 to 5 dims: every plane is a training image); omit for clean-only training")
-    p.add_argument("--clean", nargs="+", required=True, help="clean TIFFs, paired with --noisy in order")
+    p = sub.add_parser("train", help="fine-tune a model on paired images, or on clean images with simulated noise")
+    p.add_argument("--noisy", nargs="+", help=f"low-light images (2 to 5 dims: every plane is a training image; "
+                                              f"{formats}); omit for clean-only training")
+    p.add_argument("--clean", nargs="+", required=True, help="clean images, paired with --noisy in order")
     p.add_argument("--kind", default="paired", choices=["paired", "unpaired"],
                    help="unpaired: an unconditional model learnt from --clean only (guided sampling, Baikal)")
     p.add_argument("--model", default="default",
@@ -560,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("adapt", help="adapt a model to your noisy images alone (no clean image needed)")
-    p.add_argument("noisy", nargs="+", help="noisy TIFFs (2 to 5 dims) of the data the model is for")
+    p.add_argument("noisy", nargs="+", help=f"noisy images (2 to 5 dims) of the data the model is for: {formats}")
     p.add_argument("--out", required=True, help="the adapted model (.safetensors)")
     p.add_argument("--model", default="demo", help="the model to start from (default: demo; it needs a mean head)")
     p.add_argument("--minutes", type=float, default=5.0, help="training time (default 5)")
@@ -571,8 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_adapt)
-    p = sub.add_parser("deconvolve", help="Richardson-Lucy deconvolution of a TIFF, plane by plane (no model needed)")
-    p.add_argument("input")
+    p = sub.add_parser("deconvolve", help="Richardson-Lucy deconvolution of an image, plane by plane (no model needed)")
+    p.add_argument("input", help=f"the image: {formats}")
     _add_psf_args(p)
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--out", default=".")
@@ -581,7 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to the BioImage Model Zoo format (a .zip, spec 0.5)")
     p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (it needs a mean head)")
     p.add_argument("--out", required=True, help="the package, ending in .zip")
-    p.add_argument("--sample", help="a TIFF for the package's test image and cover (default: the bundled demo)")
+    p.add_argument("--sample", help="an image (e.g. a TIFF) for the package's test image and cover (default: the "
+                                    "bundled demo)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("models", help="list the bundled models")

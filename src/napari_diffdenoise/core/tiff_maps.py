@@ -38,16 +38,33 @@ def replace_all(temps: list[Path], paths: list[Path]) -> None:
         backup.unlink(missing_ok=True)
 
 
+def pixel_record(source) -> dict | None:
+    """What the maps carry over from their input (an ImageSource): each axis's pixel size and unit, and
+    the channel names. It goes into every map's description, where core.image_io reads it back."""
+    record = {"scale": dict(source.scale), "units": dict(source.units),
+              **({"channel_names": list(source.channel_names)} if source.channel_names else {})}
+    return record if source.scale or source.channel_names else None
+
+
+_UM_PER_UNIT = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4}
+
+
 def resolution_args(pixel: dict | None) -> dict:
-    """tifffile keywords that carry a TIFF input's resolution tags over to the maps."""
-    if not pixel or not pixel.get("resolution"):
+    """tifffile keywords for the X/Y resolution tags, which every TIFF reader (Fiji's too) takes for
+    the pixel size: pixels per centimetre when the size has a length unit, else per unit of nothing."""
+    scale, units = (pixel or {}).get("scale", {}), (pixel or {}).get("units", {})
+    if "X" not in scale or "Y" not in scale:
         return {}
-    return {"resolution": tuple(pixel["resolution"]), "resolutionunit": pixel.get("resolutionunit")}
+    per_um = [_UM_PER_UNIT.get(units.get(a)) for a in "XY"]
+    if None in per_um:
+        return {"resolution": (1 / scale["X"], 1 / scale["Y"]), "resolutionunit": "NONE"}
+    return {"resolution": tuple(1e4 / (scale[a] * um) for a, um in zip("XY", per_um)), "resolutionunit": "CENTIMETER"}
 
 
 class TiffMaps:
     def __init__(self, folder, stem: str, names: list[str], shape, axes: str, dtypes: dict, pixel: dict | None = None,
                  overwrite: bool = False):
+        """``pixel``: the input's :func:`pixel_record`."""
         import tifffile
 
         folder = Path(folder)
@@ -83,9 +100,7 @@ class TiffMaps:
 
         for writer in self.writers.values():
             writer.close()
-        record = {**self.description, "napari_diffdenoise": json.dumps(metadata, default=str)}
-        if self.pixel:
-            record["pixel"] = {k: v for k, v in self.pixel.items() if k != "resolutionunit"}
+        record = {**self.description, **(self.pixel or {}), "napari_diffdenoise": json.dumps(metadata, default=str)}
         try:
             for tmp in self.temps:  # the run's record is known only now: rewrite the first page's description
                 tifffile.tiffcomment(tmp, json.dumps(record))
