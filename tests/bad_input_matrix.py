@@ -9,6 +9,7 @@ import struct
 import numpy as np
 
 from napari_diffdenoise import denoise, load_model
+from napari_diffdenoise.core.image_io import open_image
 from napari_diffdenoise.core.physics import gaussian_psf
 
 
@@ -84,6 +85,48 @@ def _cli(tmp, *args):
 
     tifffile.imwrite(tmp / "in.tif", IMAGE)
     return lambda: main([a.replace("IN", str(tmp / "in.tif")).replace("OUT", str(tmp)) for a in args])
+
+
+def _cli_file(tmp, name, content, *args):
+    """The CLI's denoise on a file ``name`` holding ``content`` (bytes, or a function writing the file)."""
+    from napari_diffdenoise.cli import main
+
+    path = tmp / name
+    path.write_bytes(content) if isinstance(content, bytes) else content(path)
+    return lambda: main(["denoise", str(path), "--out", str(tmp / "out"), *args])
+
+
+def _hdf5_not_imaris(path):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("image", data=IMAGE)
+
+
+def _czi(path):
+    from pylibCZIrw import czi
+
+    with czi.create_czi(str(path), exist_ok=True) as writer:
+        for c in range(2):
+            writer.write(IMAGE, plane={"C": c})
+        writer.write_metadata()
+
+
+def _without_module(name, make):
+    """``make``'s call with the module ``name`` unimportable, as when an optional extra is not installed."""
+    import sys
+
+    def call():
+        saved = sys.modules.get(name)
+        sys.modules[name] = None
+        try:
+            return make()
+        finally:
+            if saved is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = saved
+    return call
 
 
 def _tiny_checkpoint(tmp):
@@ -420,6 +463,24 @@ ROWS = [
     ("cli-tiff-rgb", "CLI", "denoise a (64, 64, 3) TIFF stored as grey planes",
      lambda t: _cli_image(t, np.zeros((64, 64, 3), np.uint16), "denoise", "IN", "--out", "OUT",
                           photometric="minisblack"), "exit 2", r"shape \(64, 64, 3\) looks like an RGB"),
+    # issue 22: the microscopes' files
+    ("file-format-unknown", "CLI", "denoise a .png", lambda t: _cli_file(t, "cells.png", b"PNG"), "exit 2",
+     r"cells.png: expected a TIFF \(.tif, .tiff\), an OME-Zarr / zarr store \(.zarr\) or a microscope's file "
+     r"\(.czi, .ims, .lif, .nd2\)"),
+    ("czi-damaged", "CLI", "denoise a .czi that is not one", lambda t: _cli_file(t, "cut.czi", b"ZISRAWFILE cut"),
+     "exit 2", r"cut.czi could not be read as a .czi file"),
+    ("czi-axes", "CLI", "denoise a CYX .czi with --axes ZYX", lambda t: _cli_file(t, "two.czi", _czi, "--axes", "ZYX"),
+     "exit 2", "--axes ZYX disagrees with the file's axes CYX; leave --axes out for .czi files"),
+    ("nd2-no-plugin", "library", "open_image of an .nd2 without the formats extra",
+     lambda t: ((t / "scan.nd2").write_bytes(b"nd2"), _without_module("bioio_nd2", lambda: open_image(t / "scan.nd2"))
+                )[1], ValueError,
+     r'needs bioio and its plugin bioio-nd2, which are not installed; install them with pip install '
+     r'"napari-diffdenoise\[formats\]"'),
+    ("ims-not-hdf5", "CLI", "denoise an .ims that is not HDF5", lambda t: _cli_file(t, "x.ims", b"not hdf5"),
+     "exit 2", "x.ims is not an Imaris file: it is not HDF5"),
+    ("ims-not-imaris", "CLI", "denoise an HDF5 .ims without Imaris's layout",
+     lambda t: _cli_file(t, "x.ims", _hdf5_not_imaris), "exit 2",
+     "x.ims is HDF5 but not an Imaris file \\(it lacks DataSet/ResolutionLevel 0 or DataSetInfo/Image\\)"),
     ("tile-text", "library", 'tile="64"', lambda t: _lib(tile="64"), ValueError,
      "tile must be a whole number of pixels, at least 4 for this model; got '64'"),
     ("tile-0", "library", "tile=0", lambda t: _lib(tile=0), ValueError, "tile must be at least 4 pixels for this model; got 0"),

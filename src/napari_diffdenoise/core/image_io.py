@@ -216,8 +216,13 @@ def _open_bioio(path: Path, axes: str | None) -> ImageSource:
     except ImportError as err:
         raise ValueError(f"{path.name}: reading {suffix} files needs bioio and its plugin {plugin}, which are not "
                          f"installed; install them with {FORMATS_EXTRA}") from err
+    kwargs = _PLANE_CHUNKS.get(suffix, {})
     try:
-        image = BioImage(path, reader=reader, **_PLANE_CHUNKS.get(suffix, {}))  # the first scene
+        reader(path, **kwargs)  # the plugin's own words when the file is not one (BioImage's list them all)
+    except Exception as err:  # each plugin raises its own types for a damaged or mislabelled file
+        raise ValueError(f"{path.name} could not be read as a {suffix} file ({err})") from err
+    try:
+        image = BioImage(path, reader=reader, **kwargs)  # the first scene
         dims = image.dims
         if "S" in dims.order and dims.S > 1:
             raise ValueError(f"{path.name} holds RGB colour pixels; convert it to grey levels, or save each "
