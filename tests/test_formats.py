@@ -126,8 +126,9 @@ def test_an_imaris_file_opens_lazily_with_its_extent_channel_names_and_time_step
     assert source.channel_names == ["Hoechst", "Tubulin"]
 
 
-def test_every_command_reads_the_same_formats(tmp_path, tiny_checkpoint):
+def test_every_command_reads_the_same_formats(tmp_path, tiny_checkpoint, headed):
     from napari_diffdenoise import load_model
+    from napari_diffdenoise.core.checkpoint import save_checkpoint
 
     clean = np.random.default_rng(7).uniform(5, 40, (1, 1, 2, 80, 80)).astype(np.float32)
     write_ims(tmp_path / "clean.ims", clean, (1.0, 0.1, 0.1), ["GFP"], seconds=1.0)
@@ -140,6 +141,13 @@ def test_every_command_reads_the_same_formats(tmp_path, tiny_checkpoint):
     restored = open_image(tmp_path / "clean_rl.tif")
     assert restored.axes == "ZYX" and restored.shape == (2, 80, 80)
     assert restored.scale == pytest.approx({"Z": 1.0, "Y": 0.1, "X": 0.1}) and restored.channel_names == ["GFP"]
+
+    save_checkpoint(headed, tmp_path / "headed.safetensors")
+    counts = np.random.default_rng(8).poisson(np.linspace(2, 30, 160)[None, :] * np.ones((160, 1))) + 100
+    write_czi(tmp_path / "noisy.czi", counts[None, None].astype(np.uint16), ["GFP"], (1.0, 0.1, 0.1))
+    assert main(["adapt", str(tmp_path / "noisy.czi"), "--out", str(tmp_path / "adapted.safetensors"), "--model",
+                 str(tmp_path / "headed.safetensors"), "--steps", "2", "--no-recalibrate"]) == 0
+    assert load_model(tmp_path / "adapted.safetensors").provenance["adapted"]["steps"] == 2
 
 
 def test_an_ome_tiff_keeps_its_physical_sizes_and_channel_names(tmp_path, czyx):
