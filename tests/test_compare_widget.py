@@ -27,7 +27,7 @@ def test_compare_fills_a_copyable_table_per_plane(make_napari_viewer, errors, qt
         w.compute()
         table = w.table.to_dict("split")
         assert list(table["index"]) == ["plane 0", "plane 1", "mean"]
-        psnr[name] = table["data"][-1][table["columns"].index("PSNR")]
+        psnr[name] = float(table["data"][-1][table["columns"].index("PSNR")])
     assert psnr["good"] > psnr["noisy"] + 15
     w.copy()
     from qtpy.QtWidgets import QApplication

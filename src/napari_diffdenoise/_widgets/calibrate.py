@@ -7,22 +7,52 @@ model list, and the widget shows the held-out coverage per level and the reliabi
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox, Table
+from qtpy.QtWidgets import QLineEdit
 
 from ..core.checkpoint import load_model, save_checkpoint
 from ..core.metrics import reliability
 from ..core.sampler_registry import SAMPLERS, list_samplers
 from ._worker import WorkerControls
+from .compare import fit_table, formatted
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
+from .sections import Section
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 NO_TRUTH = "none: from the noisy layer's own residuals"
+RANKING = ("How well the spread ranks the errors: the Spearman rank correlation ρ between the std map and the "
+           "error |mean − truth|, pixel by pixel (1: the most uncertain pixels are the most wrong; 0: no relation)")
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, never in exponent notation (1,234 · 12.3 · 0.0123)."""
+    if not math.isfinite(value):
+        return "–"
+    if value == 0:
+        return "0"
+    return f"{value:,.{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f}"
+
+
+def result_columns(with_truth: bool) -> dict[str, str]:
+    """The result table's columns and what each means (their headers' tooltips)."""
+    return {
+        "nominal": "The coverage asked for: the fraction of pixels whose truth should lie inside the interval",
+        ("held-out" if with_truth else "split-half check"): (
+            "The fraction of held-out pixels (never used to calibrate) whose truth lies inside the interval"
+            if with_truth else "The coverage the intervals from one half of the image reach under the error "
+            "measured on the other half (modelled, not measured against a truth)"),
+        "width factor": "λ: the interval is mean ± λ·u, u the samples' spread (their std, with a small floor); "
+                        "from split conformal prediction with a truth (Angelopoulos et al. 2022), from a model of "
+                        "the residuals without one (docs/method.md). Above 1: the spread alone was too narrow",
+        "mean width\n(intensity)": "The interval's mean width (upper − lower), in the image's intensity units, on held-out pixels",
+    }
 
 
 def free_path(path: Path) -> Path:
@@ -73,18 +103,26 @@ class CalibrateWidget(WorkerControls, Container):
         self.steps = SpinBox(label="Steps", value=4, min=1, max=1000, tooltip="Network evaluations per sample")
         self.n_samples = SpinBox(label="Samples (K)", value=8, min=2, max=64,
                                  tooltip="Samples whose spread gives the interval width")
+        self.settings = Section("Sampler settings (use the same in Denoise)", [self.sampler, self.steps, self.n_samples],
+                                tooltip="The intervals hold for the sampler, steps and samples calibrated here")
         self.output = FileEdit(label="Save as", mode="w", filter="*.safetensors",
                                tooltip="The calibrated copy of the model; a new name is chosen if this file exists. "
                                        f"Empty: <model>-calibrated.safetensors in {USER_MODELS_DIR}")
+        # where an empty box saves, shown whole in the box itself
+        self.output.native.findChild(QLineEdit).setPlaceholderText(str(USER_MODELS_DIR / "<model>-calibrated.safetensors"))
         self.run_button = PushButton(text="Calibrate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.start_button = self.run_button
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)  # the saved file's whole path, never cut at the dock's edge
         self.table = Table()
+        self.table.native.verticalHeader().setVisible(False)  # the nominal column says which row is which
+        # unfolded when a calibration ends: an empty table only takes room before that
+        self.results = Section("Results: coverage per level", [self.table], labels=False)
         self.help = help_link("calibrate", "Calibrate")
-        self.extend([self.help, self.model, self.noisy, self.truth, self.sampler, self.steps, self.n_samples, self.output,
-                     self.run_button, self.cancel_button, self.progress, self.status, self.table])
+        self.extend([self.help, self.model, self.noisy, self.truth, self.settings, self.output,
+                     self.run_button, self.cancel_button, self.progress, self.status, self.results])
         self.figure = None
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -157,15 +195,21 @@ class CalibrateWidget(WorkerControls, Container):
             return
         REGISTRY.add(out)
         c = run.calibration
-        self.table.value = {"data": [[f"{n:.2f}", f"{h:.3f}", f"{f:.2f}", f"{w:.4g}"] for n, h, f, w in
+        columns = result_columns(run.truth is not None)
+        self.table.value = {"data": [[formatted(n, "{:.2f}"), formatted(h, "{:.2f}"),
+                                      formatted(f, "{:.2f}"), significant(w)] for n, h, f, w in
                                      zip(c.coverages, c.held_out_coverage, c.factors, c.held_out_width)],
-                            "index": [f"{n:.0%}" for n in c.coverages],
-                            "columns": ["nominal", "held-out" if run.truth is not None else "split-half check", "λ",
-                                        "mean width"]}
+                            "index": [formatted(n, "{:.2f}") for n in c.coverages], "columns": list(columns)}
+        fit_table(self.table, columns)
+        self.results.collapsed = False
         self._show_reliability(run)
         self.progress.value = 1000
-        rho = f", Spearman ρ(std, |error|) {c.spearman:.2f}" if c.spearman is not None else ""
-        self.status.value = f"Saved {out}{rho}"
+        if c.spearman is not None:
+            ranking = f"; the spread ranks the errors at {c.spearman:.2f} (1: perfectly, 0: not at all)"
+            self.status.tooltip = RANKING
+        else:
+            ranking = ""
+        self.status.value = f"Saved {out}{ranking}"
 
     def _show_reliability(self, run):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -181,7 +225,7 @@ class CalibrateWidget(WorkerControls, Container):
         if self.figure is None:
             self.figure = FigureCanvasQTAgg(Figure(figsize=(3.5, 2.6), tight_layout=True))
             self.figure.setMinimumHeight(220)
-            self.native.layout().addWidget(self.figure)
+            self.results.body.native.layout().addWidget(self.figure)
         from .loss_plot import FOREGROUND, dark_axes
 
         fig = self.figure.figure

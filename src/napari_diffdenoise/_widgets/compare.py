@@ -1,19 +1,60 @@
 """The Compare dock widget: metrics between a result layer and a ground-truth layer, per plane."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
 from ..core.metrics import evaluate
 from .denoise import _image_choices, notify_error
+from .help import help_link
+from .layers import follow_layers
+from .sections import Section
 
 
 def notify_warning(message: str) -> None:
     from napari.utils.notifications import show_warning
 
     show_warning(message)
-from .help import help_link
-from .layers import follow_layers
+
+
+FITTED = "after a least-squares scale-and-offset fit of the result to the truth scaled to 0…1"
+# the columns shown, each with what it means (its header's tooltip) and how its numbers are written;
+# core.metrics.evaluate computes more (NRMSE/mean, for the benchmark tables) than a form needs
+COLUMNS = {
+    "PSNR": (f"Peak signal-to-noise ratio in dB, {FITTED}: higher is better; +3 dB halves the squared error",
+             "{:.2f}"),
+    "SSIM": ("Structural similarity (Wang et al. 2004), 0…1: higher is better; compares local means, contrasts "
+             "and structure in 7×7 windows", "{:.3f}"),
+    "MS-SSIM": ("Multi-scale SSIM (Wang et al. 2003), 0…1: SSIM over five scales, so coarse structure counts "
+                "too; higher is better", "{:.3f}"),
+    "NRMSE": (f"Root-mean-square error {FITTED}, as a fraction of the truth's range: lower is better", "{:.4f}"),
+    "MAE": (f"Mean absolute error {FITTED}, as a fraction of the truth's range: lower is better", "{:.4f}"),
+    "Pearson r": ("Pearson correlation of result and truth pixel by pixel, −1…1 (unchanged by the fit): higher "
+                  "is better", "{:.3f}"),
+}
+
+
+def formatted(value: float, form: str) -> str:
+    return form.format(value) if math.isfinite(value) else "–"
+
+
+def fit_table(table: Table, tooltips: dict[str, str]) -> None:
+    """Columns that share the dock's width (no horizontal scrolling) and headers that say what they
+    are when pointed at; the row index stays as narrow as its text."""
+    from qtpy.QtWidgets import QAbstractItemView, QHeaderView
+
+    native = table.native
+    header = native.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    header.setMinimumSectionSize(10)
+    native.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    native.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+    for i in range(native.columnCount()):
+        item = native.horizontalHeaderItem(i)
+        if item is not None and item.text() in tooltips:
+            item.setToolTip(tooltips[item.text()])
 
 
 class CompareWidget(Container):
@@ -27,10 +68,15 @@ class CompareWidget(Container):
         self.table = Table()
         self.table.native.setMinimumHeight(160)  # several planes' rows visible, with a scroll bar beyond
         self.note = Label(value="PSNR, SSIM, MS-SSIM, NRMSE and MAE are computed after a least-squares scale-and-offset "
-                                "fit of the result to the truth (CARE's protocol), on the truth's range")
+                                "fit of the result to the truth (CARE's protocol), on the truth's range. Point at a "
+                                "column's header for what it measures")
         self.note.native.setWordWrap(True)
+        self.about = Section("How the scores are computed", [self.note], labels=False)
         self.help = help_link("compare", "Compare")
-        self.extend([self.help, self.result, self.truth, self.compute_button, self.copy_button, self.note, self.table])
+        self.scores = Section("Scores per plane", [self.table], labels=False)  # unfolded by Compute
+        self.extend([self.help, self.result, self.truth, self.compute_button, self.copy_button, self.about, self.scores])
+        self._rows: list[dict[str, float]] = []
+        self._index: list[str] = []
         self.compute_button.clicked.connect(self.compute)
         self.copy_button.clicked.connect(self.copy)
         follow_layers(napari_viewer, self.result, self.truth)
@@ -40,7 +86,7 @@ class CompareWidget(Container):
         return _image_choices(self._viewer)
 
     def compute(self):
-        self.table.value = {"data": [], "index": [], "columns": []}  # no stale numbers after an error
+        self._show([], [])  # no stale numbers after an error
         result, truth = self.result.value, self.truth.value
         if result is None or truth is None:
             notify_error("Select a result layer and a ground-truth layer")
@@ -61,17 +107,23 @@ class CompareWidget(Container):
         except (ValueError, TypeError) as err:
             notify_error(f"Could not compare: {err}")
             return
-        names = list(rows[0])
-        data = [[round(r[n], 4) for n in names] for r in rows]
+        index = [f"plane {i}" for i in range(len(rows))]
         if len(rows) > 1:
-            data.append([round(float(np.mean([r[n] for r in rows])), 4) for n in names])
-        index = [f"plane {i}" for i in range(len(rows))] + (["mean"] if len(rows) > 1 else [])
-        self.table.value = {"data": data, "index": index, "columns": names}
+            rows.append({name: float(np.mean([r[name] for r in rows])) for name in COLUMNS})
+            index.append("mean")
+        self._show(rows, index)
+        self.scores.collapsed = False
+
+    def _show(self, rows: list[dict[str, float]], index: list[str]):
+        self._rows, self._index = rows, index
+        data = [[formatted(r[name], form) for name, (_, form) in COLUMNS.items()] for r in rows]
+        self.table.value = {"data": data, "index": index, "columns": list(COLUMNS) if rows else []}
+        fit_table(self.table, {name: tip for name, (tip, _) in COLUMNS.items()})
 
     def as_tsv(self) -> str:
-        value = self.table.to_dict("split")
-        lines = ["\t".join(["", *value["columns"]])]
-        lines += ["\t".join([str(i), *map(str, row)]) for i, row in zip(value["index"], value["data"])]
+        """The table at full precision (what is shown is rounded to fit the dock)."""
+        lines = ["\t".join(["", *COLUMNS])]
+        lines += ["\t".join([i, *(repr(r[name]) for name in COLUMNS)]) for i, r in zip(self._index, self._rows)]
         return "\n".join(lines)
 
     def copy(self):

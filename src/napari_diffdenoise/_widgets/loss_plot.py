@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # napari's default dark theme (background, text): a white figure would glare on it
 BACKGROUND, FOREGROUND = "#262930", "#f0f1f2"
@@ -33,6 +34,10 @@ class LossPlot(FigureCanvasQTAgg):
         self.axes.set_xlabel("step")
         self.axes.set_ylabel("loss")
         self.axes.set_yscale("log")
+        self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+        self.empty = self.axes.text(0.5, 0.5, "The training and validation losses\nappear here, step by step",
+                                    transform=self.axes.transAxes, ha="center", va="center", color=FOREGROUND,
+                                    fontsize="small")
         legend = self.axes.legend(loc="upper right", fontsize="small", facecolor=BACKGROUND, edgecolor=FOREGROUND)
         for text in legend.get_texts():
             text.set_color(FOREGROUND)
@@ -52,7 +57,16 @@ class LossPlot(FigureCanvasQTAgg):
     def redraw(self):
         self.train_line.set_data(*self.train)
         self.val_line.set_data(*self.val)
-        if self.train[0]:
+        started = bool(self.train[0])
+        # before the first step: a message, no axis scales (matplotlib's default view of no data is
+        # −0.04…0.04, which reads as a plot of nothing)
+        self.empty.set_visible(not started)
+        self.axes.tick_params(labelbottom=started, labelleft=started, bottom=started, left=started, which="both")
+        if started:
             self.axes.relim()
             self.axes.autoscale_view()
+            if self.train[0][0] == self.train[0][-1]:  # one point: a view around it, not a zero-width one
+                self.axes.set_xlim(self.train[0][0] - 1, self.train[0][0] + 1)
+        else:
+            self.axes.set_xlim(0, 1)
         self.draw_idle()

@@ -6,6 +6,7 @@ worker yields once per step, so Cancel lands within a step and keeps the last ch
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,13 @@ from magicgui.widgets import (
 from ..core.datasets import NoiseModel
 from ..core.finetune import prepare_training, run_prepared
 from ..core.training import TrainConfig, best_path
-from ._worker import WorkerControls
+from ._worker import WorkerControls, _duration
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
+from .sections import Section
 
 PAIRED = "paired: noisy + clean layers"
 CLEAN_ONLY = "clean layer + simulated noise"
@@ -44,15 +46,94 @@ def show_info(message: str) -> None:
     napari_info(message)
 
 
+@dataclass(frozen=True)
+class Recalibration:
+    """What the recalibration after adapting costs: :func:`core.adapt.iter_recalibrate` calibrates
+    the intervals on the user's image itself, one restoration of crops of at most
+    self_calibration.MAX_PIXELS at the default sampler settings."""
+
+    pixels: int  # pixels restored
+    n_samples: int
+    evaluations: int  # network evaluations per sample
+    seconds: float  # the estimate on this machine
+
+    def describe(self) -> str:
+        return (f"one restoration of {self.pixels:,} px × {self.n_samples} samples × {self.evaluations} steps, "
+                f"about {_duration(self.seconds)} here")
+
+
+_SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
+
+
+def _seconds_per_pixel(model, settings) -> float:
+    """Timed once per model and device: one network call on a tile of the size the restoration uses
+    (the second call: the first pays for allocations and kernel choice)."""
+    import torch
+
+    from ..core.restore import device_model
+
+    side = settings.tile
+    key = (model.sha256 or model.name, str(settings.device), side)
+    if key not in _SECONDS_PER_PIXEL:
+        run = device_model(model, settings.device)
+        batch = max(1, min(settings.n_samples, settings.batch_pixels // (side * side)))
+        y = torch.zeros(batch, 1, side, side, device=settings.device)
+        gamma = torch.full((batch,), 0.5, device=settings.device)
+        with torch.inference_mode():
+            run.predict_eps(y, gamma, y)
+            if settings.device.type == "cuda":
+                torch.cuda.synchronize(settings.device)
+            start = time.perf_counter()
+            run.predict_eps(y, gamma, y)
+            if settings.device.type == "cuda":
+                torch.cuda.synchronize(settings.device)
+        _SECONDS_PER_PIXEL[key] = (time.perf_counter() - start) / (batch * side * side)
+    return _SECONDS_PER_PIXEL[key]
+
+
+def recalibration_cost(model, shape: tuple[int, ...]) -> Recalibration:
+    """The recalibration's work for an image of ``shape``, derived from the code that does it: the
+    crops self-calibration restores, the tiles they are cut into, the default sampler's network
+    calls, times the measured cost of one call per pixel."""
+    from ..core.restore import DEFAULT_SAMPLER_SETTINGS, make_settings
+    from ..core.self_calibration import MAX_PIXELS, _crops
+    from ..core.tiling import make_tiles
+
+    settings = make_settings(model, **DEFAULT_SAMPLER_SETTINGS)
+    planes = [np.broadcast_to(np.float32(0), shape[-2:])] * int(np.prod(shape[:-2], dtype=np.int64))
+    crops = _crops(planes, MAX_PIXELS)[0]  # the very selection the calibration makes
+    multiple = model.network.config.size_multiple
+    tiled = sum(-(-t.height // multiple) * multiple * -(-t.width // multiple) * multiple
+                for t in make_tiles(crops.shape[-2:], settings.tile, settings.overlap))
+    evaluations = settings.sampler.n_evaluations(model.schedule, settings.params)
+    seconds = len(crops) * tiled * settings.n_samples * evaluations * _seconds_per_pixel(model, settings)
+    return Recalibration(int(crops.size), settings.n_samples, evaluations, seconds)
+
+
+def _estimate(start: str, shape) -> Recalibration | None:
+    """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why)."""
+    from ..core.checkpoint import load_model
+
+    try:
+        model = load_model(start)
+        return recalibration_cost(model, shape) if model.mean_network is not None else None
+    except (ValueError, OSError, RuntimeError):
+        return None
+
+
+RECALIBRATING = "Adapting done; recalibrating the intervals on this image"
+
+
 def _adapt_job(model, noisy, options, output):
-    """Adapt, recalibrate on pairs simulated with the fitted noise model, save; errors a user can act
-    on come back as a :class:`_Failure`."""
+    """Adapt, recalibrate the intervals on the image itself, save; errors a user can act on come
+    back as a :class:`_Failure`."""
     from ..core.adapt import iter_adapt, iter_recalibrate
     from ..core.checkpoint import save_checkpoint
 
     try:
+        yield recalibration_cost(model, noisy.shape)  # the plan: the progress bar spans both parts
         result = yield from iter_adapt(model, noisy, **options)
-        yield "Calibrating the intervals on pairs simulated with the fitted noise model…"
+        yield RECALIBRATING
         adapted = yield from iter_recalibrate(result.model, noisy, result.noise)
         adapted.name = output.stem
         save_checkpoint(adapted, output)
@@ -84,8 +165,11 @@ class TrainWidget(WorkerControls, Container):
         self.mode = ComboBox(label="Data", choices=[PAIRED, CLEAN_ONLY, NOISY_ONLY], value=PAIRED,
                              tooltip="Noisy layer only: adapt a model with a mean head (the bundled demo) to your "
                                      "data from the noisy images alone; the noise model is read off the image")
-        self.minutes = FloatSpinBox(label="Minutes", value=5.0, min=0.1, max=600.0, step=0.5, visible=False,
-                                    tooltip="How long to adapt; the weights with the lowest validation loss are kept")
+        self.minutes = FloatSpinBox(label="Adapt for (min)", value=5.0, min=0.1, max=600.0, step=0.5, visible=False,
+                                    tooltip="How long to adapt; the weights with the lowest validation loss are kept. "
+                                            "The intervals are then recalibrated on the image (the line below: how long)")
+        self.recalibration = Label(value="", visible=False)
+        self.recalibration.native.setWordWrap(True)
         self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="Low-light acquisition")
         self.clean = ComboBox(label="Clean layer", choices=self._images, tooltip="High-light acquisition of the same field")
         self.photons_low = FloatSpinBox(label="Photons at peak, from", value=2.0, min=0.1, max=1e5,
@@ -124,17 +208,26 @@ class TrainWidget(WorkerControls, Container):
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
         self.help = help_link("train", "Train")
+        self.advanced = Section("Advanced settings", [self.patch_size, self.batch_size, self.learning_rate,
+                                                      self.val_fraction, self.ema])
+        self.plot_section = Section("Loss plot", [], tooltip="The training and validation losses, step by step "
+                                                              "(unfolds when a run starts)")
         self.extend([self.help, self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
-                     self.start_model, self.steps, self.patch_size, self.batch_size, self.learning_rate,
-                     self.val_fraction, self.ema, self.minutes, self.output, self.resume, self.train_button, self.cancel_button,
-                     self.progress, self.status])
+                     self.start_model, self.steps, self.minutes, self.recalibration, self.advanced, self.output,
+                     self.resume, self.train_button, self.cancel_button, self.progress, self.status,
+                     self.plot_section])
+        self.status.native.setWordWrap(True)  # a whole path, never cut at the dock's edge
         from .loss_plot import LossPlot
 
         self.plot = LossPlot()
-        self.native.layout().addWidget(self.plot)
+        self.plot_section.body.native.layout().addWidget(self.plot)
+        self._estimate_for, self._estimate = None, None  # (model, layer shape) → its Recalibration
+        self._plan = None
 
         self.mode.changed.connect(self._on_mode)
         self.kind.changed.connect(self._on_kind)
+        for control in (self.noisy, self.start_model, self.minutes):
+            control.changed.connect(self._refresh_estimate)
         self.train_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         REGISTRY.subscribe(self.start_model)
@@ -181,9 +274,45 @@ class TrainWidget(WorkerControls, Container):
         self.clean.visible = not adapting
         for w in (self.photons_low, self.photons_high, self.psf_sigma):
             w.visible = simulated and not unpaired
-        self.minutes.visible = adapting
-        for w in (self.steps, self.ema, self.learning_rate):
+        self.minutes.visible = self.recalibration.visible = adapting
+        # adapting has its own time budget, optimiser and no resumable state
+        for w in (self.steps, self.ema, self.learning_rate, self.resume):
             w.visible = not adapting
+        self._refresh_estimate()
+
+    def _adapting(self) -> bool:
+        return self.mode.value == NOISY_ONLY and self.kind.value == "paired"
+
+    def _refresh_estimate(self, _value=None):
+        """Say how long the recalibration after adapting takes for this layer and model (measured
+        in a worker thread: the first time for a model it times one network call)."""
+        from napari.qt.threading import create_worker
+
+        layer, start = self.noisy.value, self.start_model.value
+        if not self._adapting() or layer is None or start in (None, SCRATCH):
+            self.recalibration.value = ""
+            return
+        key = (start, tuple(layer.data.shape))
+        if key == self._estimate_for:
+            if self._estimate is not None:  # else still timing, or no estimate to give
+                self._show_estimate(key, self._estimate)
+            return
+        self._estimate_for, self._estimate = key, None
+        self.recalibration.value = "then recalibrating the intervals on this image (timing it…)"
+        worker = create_worker(_estimate, *key, _start_thread=False)
+        worker.returned.connect(lambda cost: self._show_estimate(key, cost))
+        worker.start()
+
+    def _show_estimate(self, key, cost: Recalibration | None):
+        if key != self._estimate_for:
+            return  # an answer for an earlier layer or model
+        self._estimate = cost
+        if cost is None:
+            self.recalibration.value = "then recalibrating the intervals on this image"
+            return
+        total = self.minutes.value * 60 + cost.seconds
+        self.recalibration.value = (f"then recalibrating the intervals on this image ({cost.describe()}): "
+                                    f"about {_duration(total)} in all")
 
     def _config(self) -> TrainConfig:
         steps = self.steps.value
@@ -238,22 +367,34 @@ class TrainWidget(WorkerControls, Container):
         self._worker.yielded.connect(self._on_adapt_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
-        self.plot.clear_data()
+        self._plan = None
+        self._show_plot()
         self._launch(self._worker, f"Adapting {model.name} to {layer.name}")
 
     def _on_adapt_progress(self, info):
+        budget = self.minutes.value * 60
+        if isinstance(info, Recalibration):  # the plan, before any step
+            self._plan = info
+            return
+        recalibrating = self._plan.seconds if self._plan is not None else 0.0
         if isinstance(info, str):  # the recalibration after training begins
-            self.status.value = info
+            self._adapted_at = time.monotonic() - self._started
+            done = self._adapted_at / (self._adapted_at + recalibrating)
+            plan = f" ({self._plan.describe()})" if self._plan is not None else ""
+            self._report(done, f"{info}{plan}")
             return
         if not hasattr(info, "train_loss"):  # the recalibration's restoration progress
-            self._report(info.fraction, "calibrating the intervals")
+            share = self._adapted_at / (self._adapted_at + recalibrating)
+            self._report(share + (1 - share) * info.fraction, "recalibrating the intervals on this image")
             return
         if getattr(info, "message", None):  # the last report: which head was kept, and the criterion's figures
             self._adapt_message = info.message
             show_info(f"Adapt: {info.message}")
             return
         val = f", validation {info.val_loss:.5f}" if info.val_loss is not None else ""
-        self._report(info.seconds / (self.minutes.value * 60), f"step {info.step}, loss {info.train_loss:.5f}{val}")
+        # the last step may end past the budget: adapting is then done, not more than done
+        self._report(min(info.seconds, budget) / (budget + recalibrating),
+                     f"adapting: step {info.step}, loss {info.train_loss:.5f}{val}; then recalibrating")
         self.plot.add(info.step, info.train_loss, info.val_loss)
         now = time.monotonic()
         if now - self._last_redraw > 0.5:
@@ -293,8 +434,12 @@ class TrainWidget(WorkerControls, Container):
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
-        self.plot.clear_data()
+        self._show_plot()
         self._launch(self._worker, f"Training {output.name}")
+
+    def _show_plot(self):
+        self.plot.clear_data()
+        self.plot_section.collapsed = False
 
     def _on_progress(self, info):
         val = f", validation {info.val_loss:.4f}" if info.val_loss is not None else ""
@@ -310,17 +455,17 @@ class TrainWidget(WorkerControls, Container):
         if isinstance(failure, _Failure):
             notify_error(f"Training failed: {failure}")
         if output.is_file():
-            REGISTRY.add(output)  # the Denoise widget lists it at once
-            if best_path(output).is_file():
-                REGISTRY.add(best_path(output))
+            REGISTRY.add(output)  # the Denoise widget lists it at once; its -best file stays beside it, unlisted
+        best = best_path(output)
+        beside = (f"; the weights with the lowest validation loss are beside it as {best.name}" if best.is_file()
+                  else "")
         if cancelled or isinstance(failure, _Failure):
-            kept = (f"; the last checkpoint is kept at {output} (tick Resume and Train to continue)" if output.is_file()
-                    else "; no checkpoint was written yet")
+            kept = (f"; the last checkpoint is kept at {output}{beside} (tick Resume and Train to continue)"
+                    if output.is_file() else "; no checkpoint was written yet, and nothing is left on disk")
             self.status.value = ("Cancelled" if cancelled else "Failed") + kept
         else:
             self.progress.value = 1000
             decided = getattr(self, "_adapt_message", "")
             self._adapt_message = ""
-            self.status.value = f"Done: {output.name} is in the Denoise widget's model list" + (
+            self.status.value = f"Done: {output} is in the Denoise widget's model list{beside}" + (
                 f"; {decided}" if decided else "")
-

@@ -202,13 +202,14 @@ STEPS = Param("steps", int, 10, 1, T, help="Network evaluations per sample: more
               label="Steps")
 # η = 1 by default: at equal cost it ranks the errors at least as well as η = 0 and gives narrower
 # calibrated intervals from 10 steps on (docs/benchmarks/samplers.md); η = 0 is no posterior sampler
-ETA = Param("eta", float, 1.0, 0.0, 1.0, label="Randomness (η)",
+ETA = Param("eta", float, 1.0, 0.0, 1.0, label="Randomness",
             help="How much fresh noise each step adds: 1 draws honest posterior samples (the spread is the "
-                 "uncertainty), 0 follows one deterministic path per starting noise")
+                 "uncertainty), 0 follows one deterministic path per starting noise (η of DDIM, Song et al. 2021)")
 # at least 1: N = 0 would hand back the noisy image with std 0, a claim of total certainty
-START = Param("start", int, _scaled(100), 1, T, label="Diffusion depth (N)",
+START = Param("start", int, _scaled(100), 1, T, label="Diffusion depth",
               help="How far the image is diffused before denoising back: more removes more noise and invents "
-                   "more (best near 20 of 200 at 10-30 photons, 40 at 3: see the unpaired benchmark)")
+                   "more (best near 20 of 200 at 10-30 photons, 40 at 3: see the unpaired benchmark). "
+                   "N in Baikal's forward-backward sampler")
 # η: the best mean PSNR of the physics benchmark's sweep on tuning images apart from its table's
 # (η = 1 and 2 were within 0.05 dB; 4 and more lose at 10 photons)
 DC_GUIDANCE = 2.0
@@ -236,13 +237,16 @@ def _register_builtins() -> None:
         "ddim-dc", dc_sampling.ddim_dc, needs_psf=True, evaluations=steps_only,
         description="DDIM steered towards data consistency with a known PSF (PI-DDPM): for deconvolving models",
         params=(STEPS, ETA,
-                Param("guidance", float, DC_GUIDANCE, 0.0, 100.0, label="PSF guidance (η)",
-                      help="Strength of the pull towards an estimate that, blurred by the PSF, matches the image "
-                           "(0 = no pull)"),
-                Param("regulariser", str, "none", choices=tuple(REGULARISERS), label="Prior",
-                      help="Extra preference for the estimate: l1 favours a dark background, l2 small values"),
-                Param("reg_weight", float, 0.015, 0.0, 10.0, label="Prior weight (λ)",
-                      help="Weight of the prior (PI-DDPM uses 0.015 with l1)")))
+                Param("guidance", float, DC_GUIDANCE, 0.0, 100.0, label="Match to the blurred image",
+                      help="How strongly each step is pulled towards an estimate that, blurred by the PSF, matches "
+                           "the image: 0 = no pull, plain DDIM; more follows the data, and its noise, more closely. "
+                           "The guidance strength η of PI-DDPM's annealed data-consistency step (docs/method.md)"),
+                Param("regulariser", str, "none", choices=tuple(REGULARISERS), label="Background preference",
+                      help="Extra preference for the estimate: l1 favours a dark background (sparse objects), l2 "
+                           "small values; none for neither. The regulariser R of PI-DDPM"),
+                Param("reg_weight", float, 0.015, 0.0, 10.0, label="Preference strength",
+                      help="How much the background preference counts against matching the image: the weight λ "
+                           "of PI-DDPM's regulariser (the paper uses 0.015 with l1)")))
     register_sampler("dpm++2m", solvers.dpmpp_2m, params=(STEPS,), evaluations=steps_only,
                      description="DPM-Solver++(2M): a second-order deterministic solver (Lu et al. 2022)")
     register_sampler("dpm++2m-sde", solvers.dpmpp_2m_sde, params=(STEPS,), evaluations=steps_only,
@@ -252,10 +256,13 @@ def _register_builtins() -> None:
         description="EDM's stochastic Heun sampler (Karras et al. 2022, Alg. 2)",
         params=(Param("steps", int, 5, 1, T, label="Steps", help="Noise levels visited; each but the last costs two "
                       "network evaluations"),
-                Param("churn", float, 0.0, 0.0, 10.0, label="Churn (S_churn)",
-                      help="Noise added back at each level: 0 is the deterministic Heun sampler"),
-                Param("rho", float, 7.0, 1.0, 20.0, label="Step spacing (ρ)",
-                      help="How steps crowd towards low noise (EDM: 7)")))
+                Param("churn", float, 0.0, 0.0, 10.0, label="Extra randomness",
+                      help="Noise added back at each level before stepping on: 0 is the deterministic Heun "
+                           "sampler, more gives more varied samples. S_churn of EDM (Karras et al. 2022, Alg. 2)"),
+                Param("rho", float, 7.0, 1.0, 20.0, label="Finer steps near the end",
+                      help="How much the steps crowd towards the last, low-noise levels, where fine detail is "
+                           "drawn: 1 spaces them evenly. ρ of EDM's noise levels (Karras et al. 2022, Eq. 5; "
+                           "their default 7)")))
 
     register_sampler("fb", guided.forward_backward, params=(START,), model_kinds=("unpaired",), needs_observation=True,
                      evaluations=lambda s, p: p["start"],
@@ -265,19 +272,24 @@ def _register_builtins() -> None:
         evaluations=lambda s, p: p["start"], relations=_mixing_relations,
         description="Forward-Backward, mixing the diffused image back in at every step down to n (Baikal)",
         params=(START,
-                Param("stop", int, _scaled(20), 0, T, label="Mixing stops at (n)",
-                      help="The step below which the image is no longer mixed back in"),
-                Param("weight_start", float, 0.3, 0.0, 1.0, label="Mixing weight at N",
-                      help="How much of the diffused image is mixed in at the first step"),
-                Param("weight_stop", float, 0.01, 0.0, 1.0, label="Mixing weight at n",
-                      help="How much of the diffused image is mixed in at the last mixing step")))
+                Param("stop", int, _scaled(20), 0, T, label="Mixing stops at step",
+                      help="The step below which the image is no longer mixed back in (n in Baikal's mixing sampler)"),
+                Param("weight_start", float, 0.3, 0.0, 1.0, label="Image mixed in, first step",
+                      help="How much of the diffused image is mixed in at the first step (0…1; the weight at step "
+                           "N in Baikal's mixing sampler); it falls linearly to the last mixing step's"),
+                Param("weight_stop", float, 0.01, 0.0, 1.0, label="Image mixed in, last step",
+                      help="How much of the diffused image is mixed in at the last mixing step (0…1; the weight at "
+                           "step n in Baikal's mixing sampler)")))
     repaint_params = (
         Param("start", int, _scaled(60), 1, T, label=START.label, help=START.help),
-        Param("block", int, _scaled(10), 1, T, label="Block length (U)", help="Steps per block"),
-        Param("repeats", int, 3, 1, 100, label="Repeats (R)", help="How many times each block is run"),
-        Param("mix_weight", float, 0.5, 0.0, 1.0, label="Mixing weight",
-              help="Weight of the diffused image mixed in before each step"),
-        Param("mix_stop", int, _scaled(50), 0, T, label="Mixing stops at", help="No mixing below this step"))
+        Param("block", int, _scaled(10), 1, T, label="Steps per block",
+              help="Steps in each block that is repeated (U of RePaint, Lugmayr et al. 2022)"),
+        Param("repeats", int, 3, 1, 100, label="Repeats per block",
+              help="How many times each block is run: more harmonises the image better and costs more (R of RePaint, "
+                   "Lugmayr et al. 2022)"),
+        Param("mix_weight", float, 0.5, 0.0, 1.0, label="Image mixed in",
+              help="How much of the diffused image is mixed in before each step (0…1)"),
+        Param("mix_stop", int, _scaled(50), 0, T, label="Mixing stops at step", help="No mixing below this step"))
     register_sampler("repaint", guided.repaint, model_kinds=("unpaired",), needs_observation=True,
                      evaluations=_repaint_evaluations,
                      params=(*repaint_params, Param("renoise", bool, True, label="Re-noise between repeats",

@@ -3,7 +3,8 @@
 The loop is a generator (:func:`iter_train`) yielding a :class:`TrainProgress` after every step so
 that a napari worker can show it and stop within one step; :func:`train` drives it with callbacks.
 Checkpoints are written atomically; the *last* and the *best* (by validation loss) are kept, and
-a ``.state.safetensors`` file beside the last one holds what resuming needs.
+a ``.state.safetensors`` file beside the last one holds what resuming needs. The best is written
+only with a checkpoint, so a run stopped before its first checkpoint leaves no file at all.
 """
 from __future__ import annotations
 
@@ -342,7 +343,10 @@ def iter_train(
             if mean_network is not None and model.mean_provenance else model.mean_provenance,
         )
 
+    best_snapshot = None  # the weights of the lowest validation loss since the last checkpoint, unwritten
+
     def write(step: int):
+        nonlocal best_snapshot
         if path is None or not main:
             return
         snap = snapshot(step)
@@ -353,6 +357,9 @@ def iter_train(
             raw.update({f"rawmean.{k}": v.detach().clone() for k, v in head.state_dict().items()})
         save_checkpoint(snap, _state_path(path), {**raw, **_optimizer_tensors(opt)})
         save_checkpoint(snap, path)
+        if best_snapshot is not None:
+            save_checkpoint(best_snapshot, best_path(path))
+            best_snapshot = None
 
     t0 = time.perf_counter()
     seconds_before = history[-1].get("seconds", 0.0) if history else 0.0  # a resumed run's earlier time
@@ -389,8 +396,8 @@ def iter_train(
             record["val_loss"] = val_loss
             if best is None or val_loss < best:
                 best = val_loss
-                if path is not None and main:
-                    save_checkpoint(snapshot(done), best_path(path))
+                if path is not None and main:  # a copy: the networks go on training until the checkpoint
+                    best_snapshot = copy.deepcopy(snapshot(done))
         record["seconds"] = round(seconds_before + time.perf_counter() - t0, 2)
         history.append(record)
         if path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
