@@ -168,3 +168,21 @@ def test_a_missing_plugin_names_the_extra_to_install(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r'scan.nd2: reading .nd2 files needs bioio and its plugin bioio-nd2, .*'
                                          r'pip install "napari-diffdenoise\[formats\]"'):
         open_image(tmp_path / "scan.nd2")
+
+
+def test_ome_zarr_channel_labels_are_the_channel_names_of_the_tiff_maps(tmp_path, czyx, tiny_checkpoint):
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    group = zarr.open_group(str(tmp_path / "in.ome.zarr"), mode="w")
+    group.create_array("0", shape=czyx.shape, chunks=(1, 1, 24, 32), dtype=czyx.dtype)[...] = czyx
+    axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": [1.0, 0.7, 0.15, 0.15]}]}], fmt=FormatV05(), axes=axes)
+    group.attrs["ome"] = {**group.attrs["ome"], "omero": {"channels": [{"label": "DAPI"}, {"label": "GFP"}]}}
+    assert main(["denoise", str(tmp_path / "in.ome.zarr"), "--out", str(tmp_path / "tifs"), "--model",
+                 str(tiny_checkpoint), *CLI_SETTINGS]) == 0
+    written = open_image(tmp_path / "tifs" / "in_mean.tif")  # "in.ome.zarr" → in_<map>.tif
+    assert written.channel_names == ["DAPI", "GFP"] and written.axes == "CZYX"
+    assert written.scale == pytest.approx({"Z": 0.7, "Y": 0.15, "X": 0.15})

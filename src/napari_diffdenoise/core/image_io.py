@@ -187,11 +187,11 @@ def _open_tiff(path: Path, axes: str | None) -> ImageSource:
 
 
 def _source(path: Path, data, axes: str, scale: dict, units: dict, names) -> ImageSource:
-    """The ImageSource, keeping the metadata of the axes it has and channel names only when there is
-    one per channel."""
+    """The ImageSource, keeping the sizes of the axes it has (a channel has none) and channel names
+    only when there is one per channel."""
     n_channels = data.shape[axes.index("C")] if "C" in axes else 1
     names = [str(n) for n in names] if len(names) == n_channels else []
-    return ImageSource(data, axes, str(path), {a: float(v) for a, v in scale.items() if a in axes},
+    return ImageSource(data, axes, str(path), {a: float(v) for a, v in scale.items() if a in axes and a != "C"},
                        {a: u for a, u in units.items() if a in axes and a in scale}, names)
 
 
