@@ -40,8 +40,9 @@ def write_ims(path, tczyx, voxel_zyx, names, seconds):
 
     n_t, n_c, n_z, n_y, n_x = tczyx.shape
     with h5py.File(path, "w") as f:
-        for key, value in {"ImarisDataSet": "ImarisDataSet", "ImarisVersion": "5.5.0", "DataSetDirectoryName": "DataSet",
-                           "DataSetInfoDirectoryName": "DataSetInfo", "ThumbnailDirectoryName": "Thumbnail"}.items():
+        root = {"ImarisDataSet": "ImarisDataSet", "ImarisVersion": "5.5.0", "DataSetDirectoryName": "DataSet",
+                "DataSetInfoDirectoryName": "DataSetInfo", "ThumbnailDirectoryName": "Thumbnail"}
+        for key, value in root.items():
             f.attrs[key] = _text(value)
         info = f.create_group("DataSetInfo/Image")
         sizes = {"X": n_x, "Y": n_y, "Z": n_z}
