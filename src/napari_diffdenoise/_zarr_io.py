@@ -49,7 +49,7 @@ def read_zarr(path) -> list[tuple]:
         run = record.get("metadata", {})
         # each map styled as the Denoise widget shows it (core.maps)
         return [(da.from_zarr(array), {"name": f"{stem} [{name}]{suffix}", "scale": record["scale"],
-                                       "metadata": {ATTRIBUTE: {**meta[ATTRIBUTE], **layer_metadata(name)}},
+                                       "metadata": {ATTRIBUTE: {**meta[ATTRIBUTE], **layer_metadata(name, run)}},
                                        "axis_labels": tuple(record["axes"].lower()), **layer_kwargs(name, run)},
                  "image") for name, array in maps.items()]
     image = ngff_multiscales(attrs)[0]

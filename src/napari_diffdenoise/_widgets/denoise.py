@@ -611,7 +611,7 @@ class DenoiseWidget(WorkerControls, Container):
         for name, data in result.maps.items():  # each map as core.maps declares it
             self._viewer.add_image(
                 data, name=f"{layer.name} [{name}]", scale=layer.scale, translate=layer.translate,
-                metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"], **layer_metadata(name)}},
+                metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"], **layer_metadata(name, result.metadata)}},
                 **layer_kwargs(name, result.metadata, layer.colormap.name))
         if result.samples is not None:
             k = len(result.samples)

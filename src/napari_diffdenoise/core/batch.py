@@ -64,7 +64,7 @@ def _fingerprint(source: ImageSource, model, s) -> dict:
             "model_sha256": model.sha256, "sampler": s.sampler.name, "params": s.params, "n_samples": s.n_samples,
             "seed": s.seed, "mean_estimator": s.mean_estimator, "tile": s.tile, "overlap": s.overlap,
             "percentiles": list(s.percentiles), "coverage": s.coverage, "psf_sha256": psf,
-            "block": s.block, "block_overlap": s.block_overlap}
+            "block": s.block, "block_overlap": s.block_overlap, "entropy": s.entropy}
 
 
 def _inside(path: Path, folder: Path) -> bool:

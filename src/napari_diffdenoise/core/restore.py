@@ -24,7 +24,7 @@ from .calibration import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
-from .maps import MAPS, MapContext, map_names, sample_maps
+from .maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, MapContext, map_names, sample_maps
 from .model import DiffusionModel
 from .noise import FieldNoise
 from .normalization import IntensityMap
@@ -69,7 +69,7 @@ class Progress:
 class Restoration:
     mean: np.ndarray  # the posterior-mean estimate (see MEAN_ESTIMATORS), in the input's units, float32
     std: np.ndarray  # pixel-wise std over the K samples, in the input's intensity units
-    entropy: np.ndarray  # pixel-wise Shannon entropy of the quantised samples, in bits
+    entropy: np.ndarray  # the entropy map in bits (core.maps.ENTROPY_KINDS: how far the samples are from one bell curve)
     metadata: dict = field(default_factory=dict)
     samples: np.ndarray | None = None  # (K, *shape) in input units, only with keep_samples=True
     lower: np.ndarray | None = None  # the interval's bounds in input units, with coverage=…
@@ -283,6 +283,7 @@ class Settings:
     block_overlap: int = 128
     guidance: str | None = None  # a guide wrapped around any sampler's network calls (core.guidance)
     guidance_weight: float = 1.0
+    entropy: str = DEFAULT_ENTROPY  # which definition the entropy map takes (core.maps.ENTROPY_KINDS)
 
 
 def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_samples: int = 8, steps: int | None = None,
@@ -290,7 +291,8 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
                   overlap: int | None = None, percentiles=None, batch_pixels: int | None = None,
                   keep_samples: bool = False, sampler_params: dict | None = None, psf=None, mean: str = "auto",
                   coverage: float | None = None, block: int | None = None, block_overlap: int | None = None,
-                  guidance: str | None = None, guidance_weight: float = 1.0) -> Settings:
+                  guidance: str | None = None, guidance_weight: float = 1.0,
+                  entropy: str = DEFAULT_ENTROPY) -> Settings:
     """Refuse settings that cannot work, before any work starts; each message names the setting,
     the value given and what is accepted."""
     if not isinstance(model, DiffusionModel):
@@ -335,6 +337,8 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
                                  "one of them")
             given.setdefault(name, value)
     params = info.parameters(schedule, given)
+    if not isinstance(entropy, str) or entropy not in ENTROPY_KINDS:
+        raise ValueError(f"entropy must be one of {tuple(ENTROPY_KINDS)}; got {entropy!r}")
     if mean not in MEAN_ESTIMATORS:
         raise ValueError(f"mean must be one of {MEAN_ESTIMATORS}; got {mean!r}")
     if mean == "x0" and model.kind != "paired":
@@ -384,7 +388,7 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
         raise ValueError(f"percentiles must be two numbers (low, high) with 0 ≤ low < high ≤ 100; got {percentiles!r}")
     return Settings(info, params, n_samples, seed, dev, tile, overlap, batch_pixels,
                     tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, keep_samples,
-                    block, block_overlap, guidance, float(guidance_weight))
+                    block, block_overlap, guidance, float(guidance_weight), entropy)
 
 
 def _whole(value) -> bool:
@@ -599,6 +603,7 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
         "overlap": s.overlap,
         "percentiles": list(s.percentiles),
         "network_evaluations": evaluations,
+        "entropy": s.entropy,
         **({"psf_shape": list(np.shape(s.psf))} if s.psf is not None else {}),
         **({"guidance": s.guidance, "guidance_weight": s.guidance_weight} if s.guidance is not None else {}),
         **({"coverage": s.coverage, "interval_factor": s.calibration.factor(s.coverage),
@@ -696,6 +701,7 @@ def denoise(
     block_overlap: int | None = None,
     guidance: str | None = None,
     guidance_weight: float = 1.0,
+    entropy: str = DEFAULT_ENTROPY,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
@@ -717,6 +723,9 @@ def denoise(
     guidance, guidance_weight: "dc" pulls the clean estimate of any sampler towards consistency with
         the PSF at every network call (core.guidance), by steps of ``guidance_weight``·√γ.
     n_samples: K, the number of samples; std, entropy and the intervals are taken over them.
+    entropy: what the entropy map shows (core.maps.ENTROPY_KINDS): "negentropy" (default) how far the
+        samples are from one bell curve, in bits, whatever their spread; "quantised" the seed paper's
+        Shannon entropy of the samples in 256 bins (docs/method.md, "The three maps").
     mean: how the ``mean`` map is estimated (MEAN_ESTIMATORS): "x0" the one-evaluation posterior
         mean, "samples" the average of the K samples (DDPM-avg), "auto" what the model declares.
     coverage: e.g. 0.9 for intervals ``lower``/``upper`` that hold the truth in 90 % of pixels, from
@@ -749,7 +758,7 @@ def denoise(
         model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
         overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
         sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage, block=block,
-        block_overlap=block_overlap, guidance=guidance, guidance_weight=guidance_weight)
+        block_overlap=block_overlap, guidance=guidance, guidance_weight=guidance_weight, entropy=entropy)
 
     def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
         if progress is not None:
