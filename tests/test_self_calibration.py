@@ -221,3 +221,38 @@ def test_noise_correlated_between_pixels_is_taken_off_with_a_probe():
     seen = error_scale(error + correlated(), unit, mask, _offsets(), noise=correlated())
     assert blind.pooled > 3 * 4.0  # the noise's correlation read as error
     assert seen.pooled == pytest.approx(4.0, rel=0.35)
+
+
+def test_draws_of_the_same_crops_share_folds_and_quiet_the_estimate():
+    from napari_diffdenoise.core.self_calibration import MAX_DRAWS, _fold_labels, recorrupted_draws
+
+    assert recorrupted_draws(256 * 256, 2 ** 18) == 4
+    assert recorrupted_draws(512 * 512, 2 ** 18) == 1
+    assert recorrupted_draws(64 * 64, 2 ** 18) == MAX_DRAWS
+    labels = _fold_labels((3, 64, 64), 8, 0, draws=3)
+    assert (labels[0] == labels[1]).all() and (labels[0] == labels[2]).all()
+    rng = np.random.default_rng(3)
+    error = smooth_field((1, 192, 192), 2.0, 3.0, rng)  # one image's error, seen through four noise draws
+    v = error + rng.standard_normal((4, 192, 192)) * 12.0
+    unit = np.ones_like(v)
+    one = error_scale(v[:1], unit[:1], np.ones((1, 192, 192), bool), _offsets())
+    four = error_scale(v, unit, np.ones(v.shape, bool), _offsets(), draws=4)
+    assert four.pooled_se < 0.7 * one.pooled_se
+    assert four.pooled == pytest.approx(2.0, rel=0.35)
+
+
+def test_a_small_image_is_recorrupted_several_times_within_the_budget(tiny_model):
+    from napari_diffdenoise.core.self_calibration import iter_self_calibrate
+
+    noisy = noisy_image()
+    gen = iter_self_calibrate(tiny_model, noisy, coverage=0.9, max_pixels=3 * noisy.size, n_samples=3, steps=2)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            run = stop.value
+            break
+    assert run.restoration.mean.shape == (3, *noisy.shape)
+    assert "3 independent draws" in run.calibration.source
+    # the copies are different recorruptions of the one image
+    assert not np.allclose(run.restoration.mean[0], run.restoration.mean[1])

@@ -65,6 +65,9 @@ CONFIDENCE_K = 1.0  # V is taken one standard error above its estimate (a one-si
 FOLDS = 8  # block groups whose spread gives each estimate's standard error
 CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
 MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
+# recorrupted pairs of an image smaller than MAX_PIXELS are drawn this many times at most, to fill the
+# budget: the products' noise falls as 1/√draws while the error they measure is the same image's
+MAX_DRAWS = 8
 
 
 def _offsets(max_lag: float = MAX_LAG) -> list[tuple[int, int]]:
@@ -209,7 +212,7 @@ def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None) -> tup
 
 
 def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None, folds: int = FOLDS,
-                seed: int = 0, noise: np.ndarray | None = None) -> ErrorScale:
+                seed: int = 0, noise: np.ndarray | None = None, draws: int = 1) -> ErrorScale:
     """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``.
 
     At low light the noise in the products dwarfs the error, so each bin's estimate is uncertain:
@@ -217,7 +220,9 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     estimates / √folds), and each bin is shrunk towards the precision-weighted pooled value by
     that uncertainty (empirical Bayes), so that noise in one bin does not pass for a heavy tail:
     where the bins' scatter is no larger than their noise, every bin gets the pooled value. The V
-    used is then CONFIDENCE_K standard errors above the shrunk estimate."""
+    used is then CONFIDENCE_K standard errors above the shrunk estimate. With ``draws`` > 1 the
+    planes are that many recorrupted copies of the same crops, one after the other: a block and its
+    copies fall in one group, as they hold the same error."""
     if edges is None:
         edges = np.quantile(unit[mask], np.linspace(0, 1, N_BINS + 1))
         edges[0], edges[-1] = -np.inf, np.inf
@@ -226,7 +231,7 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     precision = _precision(v, noise)
     ell = correlation_length(*_error_moments(v, mask * precision, mask * precision, offsets, noise))
     counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell, noise)
-    groups = _fold_labels(v.shape, folds, seed)
+    groups = _fold_labels(v.shape, folds, seed, draws)
     per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges, ell, noise)[1]
                          for k in range(folds)])
     se2 = np.maximum(per_fold.var(axis=0, ddof=1) / folds, 1e-12)
@@ -249,12 +254,14 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
                       pooled, pooled_se, [float(x) for x in np.sqrt(se2)])
 
 
-def _fold_labels(shape, folds: int, seed: int) -> np.ndarray:
-    """Each BLOCK² block of every plane assigned to one of ``folds`` groups at random."""
+def _fold_labels(shape, folds: int, seed: int, draws: int = 1) -> np.ndarray:
+    """Each BLOCK² block of every plane assigned to one of ``folds`` groups at random (the same
+    group for a block's copies in each of ``draws`` stacked draws)."""
     planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     h, w = shape[-2:]
     by, bx = -(-h // BLOCK), -(-w // BLOCK)
-    labels = np.random.default_rng([seed, 31]).integers(0, folds, (planes, by, bx))
+    labels = np.random.default_rng([seed, 31]).integers(0, folds, (planes // draws, by, bx))
+    labels = np.tile(labels, (draws, 1, 1))
     return np.kron(labels, np.ones((1, BLOCK, BLOCK), dtype=labels.dtype))[:, :h, :w].reshape(shape)
 
 
@@ -291,6 +298,10 @@ class Residuals:
     restoration: object  # the Restoration of the restored inputs
     how: str  # for the calibration's source
     noise: np.ndarray | None = None  # noise only, with the view's noise covariance, / u (None: unknown)
+    # the part of the view's noise that is known (recorrupted: −σ·z/α), / u: its products have mean 0 and
+    # are taken off only to make the estimate less noisy (correlated camera noise is not in it)
+    known: np.ndarray | None = None
+    draws: int = 1  # recorrupted copies of the same crops stacked along the planes
 
 
 def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
@@ -329,23 +340,35 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
     from .adapt import _sigma, estimate_noise
 
     inputs, views, probes = _crops(planes, max_pixels, partner, probe)
+    known, draws = None, 1
     if partner is not None:
         how = f"{view_name} for {len(inputs)} plane(s) as an independent noisy view"
         restored_input = inputs
     else:
         noise = estimate_noise(list(inputs))
+        draws = recorrupted_draws(inputs.size, max_pixels)
         rng = np.random.default_rng([seed, 23])
-        sigma = np.stack([_sigma(p.astype(np.float64), noise) for p in inputs])
-        z = rng.standard_normal(inputs.shape)
-        restored_input = inputs + alpha * sigma * z
-        views = inputs - sigma * z / alpha
-        how = f"recorrupted pairs (α = {alpha:g}) of {len(inputs)} crop(s) of {inputs.shape[1]}×{inputs.shape[2]} px"
+        sigma = np.tile(np.stack([_sigma(p.astype(np.float64), noise) for p in inputs]), (draws, 1, 1))
+        copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
+        z = rng.standard_normal(copies.shape)
+        restored_input = copies + alpha * sigma * z
+        known = -sigma * z / alpha
+        views = copies + known
+        how = (f"recorrupted pairs (α = {alpha:g}) of {len(inputs)} crop(s) of {inputs.shape[1]}×{inputs.shape[2]} px"
+               + (f", {draws} independent draws" if draws > 1 else ""))
     result = yield from _restore(model, restored_input, settings)
-    mean = np.asarray(result.mean, dtype=np.float64).reshape(inputs.shape)
-    unit = np.asarray(result.interval_unit, dtype=np.float64).reshape(inputs.shape)
+    shape = np.shape(restored_input)
+    mean = np.asarray(result.mean, dtype=np.float64).reshape(shape)
+    unit = np.asarray(result.interval_unit, dtype=np.float64).reshape(shape)
     v = (np.asarray(views, dtype=np.float64) - mean) / unit
     noise = None if probes is None else np.asarray(probes, dtype=np.float64) / unit
-    return Residuals(v, unit, result, how, noise), inputs
+    return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws), inputs
+
+
+def recorrupted_draws(crop_pixels: int, max_pixels: int = MAX_PIXELS) -> int:
+    """How many recorrupted copies of crops of ``crop_pixels`` in all the calibration restores: as
+    many as fit in ``max_pixels``, at most MAX_DRAWS."""
+    return int(min(MAX_DRAWS, max(1, max_pixels // max(int(crop_pixels), 1))))
 
 
 def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
@@ -378,7 +401,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                                              seed=seed, partner=partner, probe=probe, view_name=view_name,
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
-    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=last.noise)
+    taken_off = last.noise if last.noise is not None else last.known
+    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
     rho_noise, rho_se = noise_lag1_correlation(inputs)
     camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
@@ -389,7 +413,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR))
     if dropped:
         offsets = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
-        scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed)
+        scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws)
 
     # V < 0 cannot be: products that come out negative mean the view's noise is not independent of
     # the restoration's, e.g. a camera-noise fit a few per cent low makes the noise the network lets through
@@ -400,9 +424,9 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
         scale = dataclasses.replace(scale, variances=[1.0] * len(scale.variances))
 
     # a split-half check: λ from one half of the blocks, its modelled coverage under the other half's V
-    split = block_split(last.v.shape, split_seed)
-    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges, noise=last.noise)
-    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges, noise=last.noise)
+    split = np.tile(block_split(inputs.shape, split_seed), (last.draws, 1, 1))  # a block's copies on one side
+    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges, noise=taken_off, draws=last.draws)
+    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges, noise=taken_off, draws=last.draws)
     factors = [scale.factor(c) for c in coverages]
     checked = [math.nan if implausible else half_b.coverage_of(half_a.factor(c)) for c in coverages]
     widths = [float(np.mean(2 * f * last.unit)) for f in factors]
