@@ -148,3 +148,23 @@ def test_the_mean_objective_trains_the_head_alone(headed):
     assert losses[-1] < losses[0] and result.history[-1]["val_loss"] > 0
     with pytest.raises(ValueError, match="objective='mean' trains the mean head, and this model has none"):
         drive(iter_train(dataclasses.replace(headed, mean_network=None), Pairs(), config, device="cpu"))
+
+
+def test_the_best_weights_are_written_only_with_a_checkpoint(tiny_model, pairs, tmp_path):
+    """A run stopped after its first validation but before its first checkpoint leaves no file at all
+    (it left a lone run-best.safetensors); a run to the end writes the best of its validations."""
+    path = tmp_path / "run.safetensors"
+    config = TrainConfig(steps=12, batch_size=2, patch_size=32, warmup_steps=2, validate_every=2, checkpoint_every=6)
+    val = pairs.batch(2, 32, np.random.default_rng(5))
+    run = iter_train(tiny_model, pairs, config, val_batch=val, checkpoint_path=path, device="cpu")
+    for info in run:
+        if info.step == 4:  # two validations done, the checkpoint at 6 not yet
+            break
+    run.close()  # what a cancel does: the generator is closed at its yield
+    assert list(tmp_path.iterdir()) == []
+    result = list(iter_train(tiny_model, pairs, config, val_batch=val, checkpoint_path=path, device="cpu"))
+    assert result[-1].step == 12
+    best = load_model(tmp_path / "run-best.safetensors").provenance
+    losses = {r["step"]: r["val_loss"] for r in load_model(path).provenance["history"] if "val_loss" in r}
+    # the weights of the lowest validation loss, as they were at that step (not at the checkpoint's)
+    assert best["best_val_loss"] == min(losses.values()) == losses[best["step"]]

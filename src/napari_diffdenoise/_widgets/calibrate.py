@@ -23,7 +23,7 @@ from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
-from .sections import Section
+from .sections import Section, extend_form
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 NO_TRUTH = "none: from the noisy layer's own residuals"
@@ -121,7 +121,7 @@ class CalibrateWidget(WorkerControls, Container):
         # unfolded when a calibration ends: an empty table only takes room before that
         self.results = Section("Results: coverage per level", [self.table], labels=False)
         self.help = help_link("calibrate", "Calibrate")
-        self.extend([self.help, self.model, self.noisy, self.truth, self.settings, self.output,
+        extend_form(self, [self.help, self.model, self.noisy, self.truth, self.settings, self.output,
                      self.run_button, self.cancel_button, self.progress, self.status, self.results])
         self.figure = None
         self.run_button.clicked.connect(self.run)

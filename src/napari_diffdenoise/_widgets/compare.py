@@ -10,7 +10,7 @@ from ..core.metrics import evaluate
 from .denoise import _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
-from .sections import Section
+from .sections import Section, extend_form
 
 
 def notify_warning(message: str) -> None:
@@ -20,19 +20,21 @@ def notify_warning(message: str) -> None:
 
 
 FITTED = "after a least-squares scale-and-offset fit of the result to the truth scaled to 0…1"
-# the columns shown, each with what it means (its header's tooltip) and how its numbers are written;
-# core.metrics.evaluate computes more (NRMSE/mean, for the benchmark tables) than a form needs
+# the columns shown: header → (core.metrics.evaluate's key, what it means for the header's tooltip,
+# how its numbers are written); evaluate computes more (NRMSE/mean, for the benchmark tables) than a
+# form needs, and short headers and numbers keep the table within a dock's width
 COLUMNS = {
-    "PSNR": (f"Peak signal-to-noise ratio in dB, {FITTED}: higher is better; +3 dB halves the squared error",
+    "PSNR": ("PSNR", f"Peak signal-to-noise ratio in dB, {FITTED}: higher is better; +3 dB halves the squared error",
              "{:.2f}"),
-    "SSIM": ("Structural similarity (Wang et al. 2004), 0…1: higher is better; compares local means, contrasts "
-             "and structure in 7×7 windows", "{:.3f}"),
-    "MS-SSIM": ("Multi-scale SSIM (Wang et al. 2003), 0…1: SSIM over five scales, so coarse structure counts "
-                "too; higher is better", "{:.3f}"),
-    "NRMSE": (f"Root-mean-square error {FITTED}, as a fraction of the truth's range: lower is better", "{:.4f}"),
-    "MAE": (f"Mean absolute error {FITTED}, as a fraction of the truth's range: lower is better", "{:.4f}"),
-    "Pearson r": ("Pearson correlation of result and truth pixel by pixel, −1…1 (unchanged by the fit): higher "
-                  "is better", "{:.3f}"),
+    "SSIM": ("SSIM", "Structural similarity (Wang et al. 2004), 0…1: higher is better; compares local means, "
+                     "contrasts and structure in 7×7 windows", "{:.3f}"),
+    "MS-SSIM": ("MS-SSIM", "Multi-scale SSIM (Wang et al. 2003), 0…1: SSIM over five scales, so coarse structure "
+                           "counts too; higher is better", "{:.3f}"),
+    "NRMSE": ("NRMSE", f"Root-mean-square error {FITTED}, as a fraction of the truth's range: lower is better",
+              "{:.3f}"),
+    "MAE": ("MAE", f"Mean absolute error {FITTED}, as a fraction of the truth's range: lower is better", "{:.3f}"),
+    "Pearson r": ("Pearson r", "Pearson correlation r of result and truth, pixel by pixel, −1…1 (unchanged by "
+                               "the fit): higher is better", "{:.3f}"),
 }
 
 
@@ -40,19 +42,26 @@ def formatted(value: float, form: str) -> str:
     return form.format(value) if math.isfinite(value) else "–"
 
 
-def fit_table(table: Table, tooltips: dict[str, str]) -> None:
-    """Columns that share the dock's width (no horizontal scrolling) and headers that say what they
-    are when pointed at; the row index stays as narrow as its text."""
-    from qtpy.QtWidgets import QAbstractItemView, QHeaderView
+def fit_table(table: Table, tooltips: dict[str, str], padding: int = 14) -> None:
+    """Columns as narrow as their text, the last one filling the dock's width (short numbers keep
+    them within it: no horizontal scrolling), and headers that say what they are when pointed at."""
+    from qtpy.QtWidgets import QHeaderView
 
     native = table.native
     header = native.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-    header.setMinimumSectionSize(10)
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    header.setStretchLastSection(True)
     native.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    native.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+
+    def width(metrics, text: str) -> int:
+        return max((metrics.horizontalAdvance(line) for line in text.splitlines()), default=0)
+
     for i in range(native.columnCount()):
         item = native.horizontalHeaderItem(i)
+        cells = [native.item(row, i) for row in range(native.rowCount())]
+        widest = max([width(header.fontMetrics(), item.text() if item else "")] +
+                     [width(native.fontMetrics(), cell.text()) for cell in cells if cell is not None])
+        header.resizeSection(i, widest + padding)
         if item is not None and item.text() in tooltips:
             item.setToolTip(tooltips[item.text()])
 
@@ -74,7 +83,7 @@ class CompareWidget(Container):
         self.about = Section("How the scores are computed", [self.note], labels=False)
         self.help = help_link("compare", "Compare")
         self.scores = Section("Scores per plane", [self.table], labels=False)  # unfolded by Compute
-        self.extend([self.help, self.result, self.truth, self.compute_button, self.copy_button, self.about, self.scores])
+        extend_form(self, [self.help, self.result, self.truth, self.compute_button, self.copy_button, self.about, self.scores])
         self._rows: list[dict[str, float]] = []
         self._index: list[str] = []
         self.compute_button.clicked.connect(self.compute)
@@ -109,21 +118,22 @@ class CompareWidget(Container):
             return
         index = [f"plane {i}" for i in range(len(rows))]
         if len(rows) > 1:
-            rows.append({name: float(np.mean([r[name] for r in rows])) for name in COLUMNS})
+            rows.append({key: float(np.mean([r[key] for r in rows])) for key, _, _ in COLUMNS.values()})
             index.append("mean")
         self._show(rows, index)
         self.scores.collapsed = False
 
     def _show(self, rows: list[dict[str, float]], index: list[str]):
         self._rows, self._index = rows, index
-        data = [[formatted(r[name], form) for name, (_, form) in COLUMNS.items()] for r in rows]
+        data = [[formatted(r[key], form) for key, _, form in COLUMNS.values()] for r in rows]
         self.table.value = {"data": data, "index": index, "columns": list(COLUMNS) if rows else []}
-        fit_table(self.table, {name: tip for name, (tip, _) in COLUMNS.items()})
+        fit_table(self.table, {header: tip for header, (_, tip, _) in COLUMNS.items()})
 
     def as_tsv(self) -> str:
         """The table at full precision (what is shown is rounded to fit the dock)."""
         lines = ["\t".join(["", *COLUMNS])]
-        lines += ["\t".join([i, *(repr(r[name]) for name in COLUMNS)]) for i, r in zip(self._index, self._rows)]
+        lines += ["\t".join([i, *(repr(r[key]) for key, _, _ in COLUMNS.values())])
+                  for i, r in zip(self._index, self._rows)]
         return "\n".join(lines)
 
     def copy(self):

@@ -41,7 +41,11 @@ class Section(Container):
         self.collapsed = not self.collapsed
 
 
-def collapse(*sections: Section) -> None:
-    """Fold every section given (e.g. before measuring or screenshotting a widget's compact form)."""
-    for section in sections:
-        section.collapsed = True
+def extend_form(form: Container, widgets) -> None:
+    """``form.extend(widgets)``, each Section spanning the form's whole width: a labelled form puts an
+    empty label column before every widget but a button, which would squeeze a section's tables."""
+    form.extend(widgets)
+    for widget in widgets:
+        labelled = widget._labeled_widget() if isinstance(widget, Section) else None
+        if labelled is not None:
+            labelled._label_widget.hide()

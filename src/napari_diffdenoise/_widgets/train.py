@@ -31,7 +31,7 @@ from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
-from .sections import Section
+from .sections import Section, extend_form
 
 PAIRED = "paired: noisy + clean layers"
 CLEAN_ONLY = "clean layer + simulated noise"
@@ -95,19 +95,22 @@ def recalibration_cost(model, shape: tuple[int, ...]) -> Recalibration:
     """The recalibration's work for an image of ``shape``, derived from the code that does it: the
     crops self-calibration restores, the tiles they are cut into, the default sampler's network
     calls, times the measured cost of one call per pixel."""
+    from ..core import self_calibration
     from ..core.restore import DEFAULT_SAMPLER_SETTINGS, make_settings
-    from ..core.self_calibration import MAX_PIXELS, _crops
     from ..core.tiling import make_tiles
 
     settings = make_settings(model, **DEFAULT_SAMPLER_SETTINGS)
     planes = [np.broadcast_to(np.float32(0), shape[-2:])] * int(np.prod(shape[:-2], dtype=np.int64))
-    crops = _crops(planes, MAX_PIXELS)[0]  # the very selection the calibration makes
+    crops = self_calibration._crops(planes, self_calibration.MAX_PIXELS)[0]  # the very selection it makes
+    # recorrupted copies of small crops, stacked to fill the budget (where self-calibration draws several)
+    draws = getattr(self_calibration, "recorrupted_draws", lambda *_: 1)(crops.size, self_calibration.MAX_PIXELS)
     multiple = model.network.config.size_multiple
     tiled = sum(-(-t.height // multiple) * multiple * -(-t.width // multiple) * multiple
                 for t in make_tiles(crops.shape[-2:], settings.tile, settings.overlap))
     evaluations = settings.sampler.n_evaluations(model.schedule, settings.params)
-    seconds = len(crops) * tiled * settings.n_samples * evaluations * _seconds_per_pixel(model, settings)
-    return Recalibration(int(crops.size), settings.n_samples, evaluations, seconds)
+    planes_restored = draws * len(crops)
+    seconds = planes_restored * tiled * settings.n_samples * evaluations * _seconds_per_pixel(model, settings)
+    return Recalibration(int(draws * crops.size), settings.n_samples, evaluations, seconds)
 
 
 def _estimate(start: str, shape) -> Recalibration | None:
@@ -212,7 +215,7 @@ class TrainWidget(WorkerControls, Container):
                                                       self.val_fraction, self.ema])
         self.plot_section = Section("Loss plot", [], tooltip="The training and validation losses, step by step "
                                                               "(unfolds when a run starts)")
-        self.extend([self.help, self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
+        extend_form(self, [self.help, self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
                      self.start_model, self.steps, self.minutes, self.recalibration, self.advanced, self.output,
                      self.resume, self.train_button, self.cancel_button, self.progress, self.status,
                      self.plot_section])

@@ -1,0 +1,352 @@
+"""What a biologist meets in the Train, Calibrate and Compare widgets (issue #22), in a real viewer."""
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from napari_diffdenoise._widgets import train as train_module
+from napari_diffdenoise._widgets.model_registry import REGISTRY
+from napari_diffdenoise.core.checkpoint import save_checkpoint
+
+NEGATIVE_TIME = re.compile(r"[-−]\s*\d+(\.\d+)?\s*(s|min)\b")
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    messages = []
+    monkeypatch.setattr(train_module, "notify_error", messages.append)
+    monkeypatch.setattr(train_module, "show_info", lambda message: None)
+    return messages
+
+
+@pytest.fixture
+def headed_checkpoint(headed, tmp_path):
+    path = tmp_path / "headed.safetensors"
+    save_checkpoint(headed, path)
+    REGISTRY.add(path)
+    return path
+
+
+def _cells(viewer, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[-2], : shape[-1]]
+    truth = 5 + 40 * ((yy - shape[-2] / 2) ** 2 + (xx - shape[-1] / 2) ** 2 < (shape[-1] / 4) ** 2)
+    return viewer.add_image(rng.poisson(np.broadcast_to(truth, shape)).astype(np.float32), name="noisy cells")
+
+
+# --- Train, adapting -------------------------------------------------------------------------------------
+
+def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napari_viewer, qtbot, errors,
+                                                                      headed_checkpoint, monkeypatch):
+    """The recalibration that follows adapting restores the crops self-calibration picks (at most
+    MAX_PIXELS) at the default settings: the form says how long that takes here, and the total."""
+    from napari_diffdenoise._widgets.train import NOISY_ONLY, PAIRED, TrainWidget
+    from napari_diffdenoise.core.adapt import iter_recalibrate
+    from napari_diffdenoise.core.checkpoint import load_model
+    from napari_diffdenoise.core.driving import drive
+    from napari_diffdenoise.core.self_calibration import MAX_PIXELS
+
+    monkeypatch.setattr(train_module, "_seconds_per_pixel", lambda model, settings: 2e-6)
+    viewer = make_napari_viewer()
+    layer = _cells(viewer, (3, 64, 80))
+    w = TrainWidget(viewer)
+    assert not w.resume.native.isHidden()
+    w.mode.value = NOISY_ONLY
+    assert w.resume.native.isHidden()  # adapting has no resumable state: the box would be ignored
+    w.noisy.value, w.start_model.value, w.minutes.value = layer, str(headed_checkpoint.resolve()), 2.0
+    qtbot.waitUntil(lambda: "in all" in w.recalibration.value, timeout=30_000)
+    model = load_model(headed_checkpoint)
+    cost = train_module.recalibration_cost(model, layer.data.shape)
+    assert cost.pixels >= 3 * 64 * 80 and (cost.n_samples, cost.evaluations) == (8, 10)
+    assert cost.seconds >= cost.pixels * 8 * 10 * 2e-6  # tiles cover every pixel, overlapping ones more
+    assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.recalibration.value
+    assert f"about {train_module._duration(120 + cost.seconds)} in all" in w.recalibration.value
+    # the pixels are those the recalibration restores
+    calibrated = drive(iter_recalibrate(model, np.asarray(layer.data)))[0]
+    assert calibrated.calibrations[0]["n_pixels"] == cost.pixels
+    assert train_module.recalibration_cost(model, (2, 1024, 1024)).pixels == MAX_PIXELS
+    w.mode.value = PAIRED
+    assert not w.resume.native.isHidden() and w.recalibration.native.isHidden()
+
+
+def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(make_napari_viewer, qtbot, errors,
+                                                                             headed_checkpoint, tmp_path):
+    from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
+
+    viewer = make_napari_viewer()
+    layer = _cells(viewer, (128, 128))
+    w = TrainWidget(viewer)
+    w.mode.value = NOISY_ONLY
+    w.noisy.value, w.start_model.value = layer, str(headed_checkpoint.resolve())
+    w.minutes.value, w.batch_size.value, w.patch_size.value = 0.1, 2, 32
+    w.output.value = tmp_path / "adapted.safetensors"
+    seen = []
+    w.start()
+    w._worker.yielded.connect(lambda info: seen.append((w.status.value, w.progress.value)))
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert not errors, errors
+    assert w.status.value.startswith("Done"), w.status.value
+    statuses = [status for status, _ in seen]
+    assert not [s for s in statuses if NEGATIVE_TIME.search(s)], statuses
+    adapting = [(s, v) for s, v in seen if s.startswith("adapting")]
+    assert adapting and all("then recalibrating" in s for s, _ in adapting)
+    # adapting fills the bar only up to the recalibration's share; the recalibration fills the rest
+    assert max(v for _, v in adapting) < 1000
+    handover = [i for i, s in enumerate(statuses) if s.startswith(train_module.RECALIBRATING)]
+    assert handover and statuses[handover[0] + 1 :] and "recalibrating" in statuses[-1]
+
+
+# --- Train, files and the model list ---------------------------------------------------------------------
+
+@pytest.fixture
+def paired(make_napari_viewer, tiny_checkpoint, tmp_path):
+    from napari_diffdenoise._widgets.train import TrainWidget
+    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+
+    viewer = make_napari_viewer()
+    noisy, clean = simulate_pair("nuclei", (80, 80), Acquisition(peak_photons=10), seed=3)
+    viewer.add_image(noisy, name="low")
+    viewer.add_image(clean, name="high")
+    label = REGISTRY.add(tiny_checkpoint)
+    w = TrainWidget(viewer)
+    w.noisy.value, w.clean.value = viewer.layers["low"], viewer.layers["high"]
+    w.start_model.value = dict(REGISTRY.choices())[label]
+    w.batch_size.value, w.patch_size.value = 2, 32
+    w.output.value = tmp_path / "resume-me.safetensors"
+    return viewer, w
+
+
+def test_a_cancel_before_the_first_checkpoint_leaves_nothing_and_says_so(paired, qtbot, errors, tmp_path,
+                                                                         monkeypatch):
+    """1000 steps: validation every 20, a checkpoint every 50. Cancelled at step 21, after the first
+    validation, the run left resume-me-best.safetensors while the status said nothing was written."""
+    viewer, w = paired
+    w.steps.value = 1000
+    real = train_module.run_prepared
+    gate = threading.Event()
+
+    def held_at_21(*args, **kwargs):  # the worker waits at step 21 until the cancel is in
+        run = real(*args, **kwargs)
+        try:
+            info = next(run)
+            while True:
+                yield info
+                if info.step == 21:
+                    gate.wait(60)
+                info = next(run)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            run.close()
+
+    monkeypatch.setattr(train_module, "run_prepared", held_at_21)
+
+    def cancel_at_21(info):
+        if info.step == 21:
+            w.cancel()
+            gate.set()
+
+    w.start()
+    w._worker.yielded.connect(cancel_at_21)
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert w.status.value.startswith("Cancelled") and "no checkpoint was written" in w.status.value
+    assert sorted(p.name for p in tmp_path.glob("resume-me*")) == []
+    assert not [path for _, path in REGISTRY.choices() if "resume-me" in path]
+    assert not errors, errors
+
+
+def test_a_run_is_one_entry_in_the_model_list_with_its_best_beside_it(paired, qtbot, errors, tmp_path):
+    viewer, w = paired
+    w.steps.value = 6  # validations at 5 and 6, a checkpoint at 6
+    w.start()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    out, best = tmp_path / "resume-me.safetensors", tmp_path / "resume-me-best.safetensors"
+    assert out.is_file() and best.is_file()
+    listed = [path for _, path in REGISTRY.choices() if "resume-me" in path]
+    assert listed == [str(out.resolve())]
+    assert w.status.value.startswith(f"Done: {out}") and best.name in w.status.value
+    assert not errors, errors
+
+
+# --- the loss plot ---------------------------------------------------------------------------------------
+
+def test_the_empty_loss_plot_shows_a_message_and_steps_are_whole_numbers(qapp):
+    from napari_diffdenoise._widgets.loss_plot import LossPlot
+
+    def visible_ticks(axis):
+        return [t.get_text() for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+
+    plot = LossPlot()
+    plot.draw()
+    assert visible_ticks(plot.axes.xaxis) == [] and visible_ticks(plot.axes.yaxis) == []  # no −0.04…0.04 axis
+    assert any(t.get_visible() and "appear here" in t.get_text() for t in plot.axes.texts)
+    for step, loss in ((1, 0.5), (2, 0.4), (3, 0.35)):
+        plot.add(step, loss, None)
+    plot.redraw()
+    plot.draw()
+    low, high = plot.axes.get_xlim()
+    shown = [x for x in plot.axes.get_xticks() if low <= x <= high]
+    assert len(shown) >= 2 and all(float(x).is_integer() for x in shown), shown
+    assert visible_ticks(plot.axes.xaxis) and not any(t.get_visible() and "appear here" in t.get_text()
+                                                      for t in plot.axes.texts)
+    plot.clear_data()
+    plot.draw()
+    assert visible_ticks(plot.axes.xaxis) == []
+
+
+# --- Calibrate and Compare tables ------------------------------------------------------------------------
+
+def _fits(widget, table, width):
+    """``table`` laid out in ``widget`` at ``width`` (a narrow dock): no horizontal scrolling, and no
+    column narrower than its text."""
+    from qtpy.QtWidgets import QApplication
+
+    widget.native.resize(width, 800)
+    widget.native.show()
+    for _ in range(3):
+        QApplication.processEvents()
+    native = table.native
+    header = native.horizontalHeader()
+
+    def text_width(widget, text):
+        return max(widget.fontMetrics().horizontalAdvance(line) for line in text.splitlines())
+
+    cut = []
+    for i in range(native.columnCount()):
+        texts = [(header, native.horizontalHeaderItem(i).text())]
+        texts += [(native, native.item(r, i).text()) for r in range(native.rowCount())]
+        if header.sectionSize(i) < max(text_width(widget, text) for widget, text in texts) + 6:
+            cut.append(texts[0][1])
+    return native.horizontalScrollBar().maximum() == 0 and not cut, cut
+
+
+def test_calibrate_writes_each_column_one_way_and_shows_the_whole_path(make_napari_viewer, qtbot, tiny_checkpoint,
+                                                                        tmp_path, monkeypatch):
+    from napari_diffdenoise._widgets import calibrate as calibrate_module
+    from napari_diffdenoise._widgets.calibrate import CalibrateWidget
+
+    messages = []
+    monkeypatch.setattr(calibrate_module, "notify_error", messages.append)
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(5, 400, (2, 48, 48)).astype(np.float32)
+    viewer.add_image(rng.poisson(truth).astype(np.uint16), name="noisy")
+    viewer.add_image(truth, name="truth")
+    w = CalibrateWidget(viewer)
+    assert w.settings.collapsed and w.results.collapsed  # folded until there is something to read
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    w.noisy.value, w.truth.value = viewer.layers["noisy"], viewer.layers["truth"]
+    w.steps.value, w.n_samples.value = 2, 3
+    folder = tmp_path / "a folder with a rather long name" / "and another one inside it"
+    folder.mkdir(parents=True)
+    w.output.value = folder / "calibrated.safetensors"
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert not messages, messages
+    table = w.table.to_dict("split")
+    columns = list(table["columns"])
+    assert columns[:2] == ["nominal", "held-out"] and len(table["data"]) == 9
+    two_decimals = re.compile(r"^(\d\.\d\d|–)$")
+    for row in table["data"]:
+        nominal, held, factor, width = row
+        assert two_decimals.match(nominal) and two_decimals.match(held), row
+        assert re.match(r"^\d+\.\d\d$", factor), row
+        digits = width.replace(",", "").replace(".", "").lstrip("0")
+        assert len(digits) == 3 or (len(digits) > 3 and "." not in width), row  # 3 significant digits, no 1e+03
+    native = w.table.native
+    assert all(native.horizontalHeaderItem(i).toolTip() for i in range(native.columnCount()))
+    assert "intensity" in columns[-1]  # the width's units
+    assert not w.results.collapsed
+    fits, cut = _fits(w, w.table, 420)
+    assert fits, cut
+    saved = folder / "calibrated.safetensors"
+    assert w.status.value.startswith(f"Saved {saved}") and w.status.native.wordWrap()
+    assert "Spearman" not in w.status.value and "ρ" not in w.status.value  # in words; the symbol in the tooltip
+    assert "the spread ranks the errors" in w.status.value and "Spearman" in w.status.tooltip
+    # an empty Save as says where the file goes, whole
+    w.output.value = ""
+    from qtpy.QtWidgets import QLineEdit
+
+    assert str(calibrate_module.USER_MODELS_DIR) in w.output.native.findChild(QLineEdit).placeholderText()
+
+
+def test_compare_fits_the_dock_and_explains_every_column(make_napari_viewer):
+    from napari_diffdenoise._widgets.compare import CompareWidget
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    truth = rng.random((3, 64, 64))
+    viewer.add_image(truth + rng.normal(0, 0.1, truth.shape), name="result")
+    viewer.add_image(truth, name="truth")
+    w = CompareWidget(viewer)
+    w.result.value, w.truth.value = viewer.layers["result"], viewer.layers["truth"]
+    assert w.scores.collapsed
+    w.compute()
+    assert not w.scores.collapsed
+    native = w.table.native
+    headers = [native.horizontalHeaderItem(i).text() for i in range(native.columnCount())]
+    assert "NRMSE/mean" not in headers and {"PSNR", "SSIM", "MS-SSIM", "NRMSE", "MAE"} <= set(headers)
+    assert all(native.horizontalHeaderItem(i).toolTip() for i in range(native.columnCount()))
+    fits, cut = _fits(w, w.table, 420)
+    assert fits, cut
+    # the clipboard gets every digit, the table what fits
+    psnr = float(w.as_tsv().splitlines()[-1].split("\t")[1 + headers.index("PSNR")])
+    assert w.table.to_dict("split")["data"][-1][headers.index("PSNR")] == f"{psnr:.2f}"
+
+
+# --- plain words -----------------------------------------------------------------------------------------
+
+SYMBOLS = {("ddim-dc", "guidance"): ("η", "PI-DDPM"), ("ddim-dc", "reg_weight"): ("λ", "PI-DDPM"),
+           ("heun", "churn"): ("S_churn", "Karras et al. 2022"), ("heun", "rho"): ("ρ", "Karras et al. 2022"),
+           ("mixing", "weight_start"): ("N", "Baikal"), ("mixing", "weight_stop"): ("n", "Baikal"),
+           ("mixing", "stop"): ("n", "Baikal"), ("ddim", "eta"): ("η", "Song et al. 2021")}
+
+
+def test_sampler_labels_are_plain_words_and_the_symbols_live_in_the_tooltips():
+    from napari_diffdenoise.core.sampler_registry import SAMPLERS
+
+    for sampler in SAMPLERS.values():
+        labels = [p.label for p in sampler.params]
+        assert len(set(labels)) == len(labels), sampler.name
+        for p in sampler.params:
+            assert p.label and not re.search(r"[α-ωΑ-Ω_]|\([A-Za-z]\)", p.label), (sampler.name, p.label)
+    for (name, param), (symbol, source) in SYMBOLS.items():
+        spec = {p.name: p for p in SAMPLERS[name].params}[param]
+        assert symbol in spec.help and source in spec.help, (name, param, spec.help)
+
+
+# --- a window that fits a screen -------------------------------------------------------------------------
+
+def test_advanced_parts_fold_and_the_docked_widgets_ask_for_less_height(make_napari_viewer):
+    from napari_diffdenoise._widgets.calibrate import CalibrateWidget
+    from napari_diffdenoise._widgets.compare import CompareWidget
+    from napari_diffdenoise._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer(show=True)  # hidden, a window's layouts do not follow its sections
+    viewer.add_image(np.zeros((2, 64, 64), np.float32), name="noisy")
+    train, calibrate, compare = TrainWidget(viewer), CalibrateWidget(viewer), CompareWidget(viewer)
+    for widget in (train, calibrate, compare):
+        viewer.window.add_dock_widget(widget)
+    sections = {train: (train.advanced, train.plot_section), calibrate: (calibrate.settings, calibrate.results),
+                compare: (compare.about, compare.scores)}
+    assert train.patch_size in list(train.advanced.body) and calibrate.steps in list(calibrate.settings.body)
+
+    def height():
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()  # layouts take a folded or unfolded section into account lazily
+        return sum(widget.native.sizeHint().height() for widget in sections)
+
+    folded = height()
+    assert all(section.collapsed for pair in sections.values() for section in pair)
+    for pair in sections.values():
+        for section in pair:
+            section.header.clicked.emit()  # a click unfolds it
+    assert not any(section.collapsed for pair in sections.values() for section in pair)
+    unfolded = height()
+    # measured under Xvfb: 1729 px for the three before the sections, 985 folded
+    assert folded < 0.7 * unfolded, (folded, unfolded)
+    print(f"Train + Calibrate + Compare sizeHint height: {folded} px folded, {unfolded} px unfolded")
