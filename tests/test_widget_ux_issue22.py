@@ -96,6 +96,12 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     assert max(v for _, v in adapting) < 1000
     handover = [i for i, s in enumerate(statuses) if s.startswith(train_module.RECALIBRATING)]
     assert handover and statuses[handover[0] + 1 :] and "recalibrating" in statuses[-1]
+    # the last step of adapting ends past the budget (it showed "about −8 s left"): adapting is done, not more
+    from napari_diffdenoise.core.adapt import AdaptProgress
+
+    w._started = time.monotonic() - 30
+    w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 2))
+    assert not NEGATIVE_TIME.search(w.status.value) and "then recalibrating" in w.status.value, w.status.value
 
 
 # --- Train, files and the model list ---------------------------------------------------------------------
