@@ -154,8 +154,16 @@ def test_richardson_lucy_is_a_classical_option_that_adds_one_layer(widget, qtbot
     _, blurred = simulate_pair("puncta", (64, 64), Acquisition(psf_sigma=2.0), seed=2)
     viewer.add_image(np.stack([blurred, blurred]), name="wide", scale=(3, 1, 1))
     w.image.value = viewer.layers["wide"]
+    w.coverage.value = 0.9
     w.model.value = denoise_module.RICHARDSON_LUCY
     assert w.sampler.native.isHidden() and not w.iterations.native.isHidden()
+    # what only a diffusion model uses is hidden too (Preview then errored)
+    for control in (w.preset, w.mean_estimator, w.coverage, w.self_calibrate, w.preview_button):
+        assert control.native.isHidden(), control
+    w.model.value = "demo"
+    assert not any(c.native.isHidden() for c in (w.preset, w.mean_estimator, w.coverage, w.self_calibrate,
+                                                 w.preview_button))
+    w.model.value = denoise_module.RICHARDSON_LUCY
     w.psf_sigma.value, w.iterations.value = 2.0, 10
     w.run()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
@@ -480,3 +488,18 @@ def test_the_user_says_which_axis_is_which(widget, qtbot, errors):
     viewer.add_image(np.zeros((16, 16), np.float32), name="flat")
     w.image.value = viewer.layers["flat"]
     assert w.axes.native.isHidden()
+
+
+def test_a_refused_run_does_not_leave_the_previous_runs_status(widget, noisy_stack, qtbot, errors):
+    """The status line kept saying "Done in …" of the previous run when the next was refused."""
+    viewer, w = widget
+    viewer.add_image(noisy_stack[:, :32, :32], name="cells")
+    w.image.value = viewer.layers["cells"]
+    w.steps.value = 1
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w.status.value.startswith("Done in") and w.progress.value == 1000
+    w.axes.value = "TZYX"  # four letters for a 3D layer
+    w.run()
+    assert errors and errors[-1].startswith("Axes:")
+    assert w.status.value == f"Not started: {errors[-1]}" and w.progress.value == 0

@@ -365,8 +365,9 @@ class DenoiseWidget(WorkerControls, Container):
         if key is None:
             return
         classical = key == RICHARDSON_LUCY
-        for widget in (self.sampler, self.n_samples, self.seed, self.device, self.keep_samples):
+        for widget in self._model_controls():
             widget.visible = not classical
+        self.self_calibrate.visible = not classical and self.coverage.value > 0
         self.iterations.visible = classical
         if classical:
             self.steps.visible = self.eta.visible = False
@@ -385,6 +386,11 @@ class DenoiseWidget(WorkerControls, Container):
         self.steps.max = model.schedule.n_steps
         self.steps.value = min(self.steps.value, model.schedule.n_steps)
         self._on_sampler(self.sampler.value)
+
+    def _model_controls(self):
+        """What only a diffusion model uses: hidden while Richardson–Lucy is chosen."""
+        return (self.preset, self.sampler, self.n_samples, self.mean_estimator, self.coverage, self.keep_samples,
+                self.seed, self.device, self.preview_button)
 
     def _uses_psf(self) -> bool:
         if self.model.value == RICHARDSON_LUCY:
@@ -524,6 +530,8 @@ class DenoiseWidget(WorkerControls, Container):
             layer, model, psf = self._validate()
         except Exception as err:
             notify_error(str(err))
+            # the previous run's "Done" or progress would read as this run's
+            self.progress.value, self.status.value = 0, f"Not started: {err}"
             return
         settings = self._settings(psf, preview) if model is not None else {}
         data, axes = layer_data(layer), self._axes_of(layer)
