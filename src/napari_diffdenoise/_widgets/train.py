@@ -65,9 +65,10 @@ class Recalibration:
 _SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
 
 
-def _seconds_per_pixel(model, settings) -> float:
-    """Timed once per model and device: one network call on a tile of the size the restoration uses
-    (the second call: the first pays for allocations and kernel choice)."""
+def _seconds_per_pixel(model, settings, calls: int = 3) -> float:
+    """Timed once per model and device: network calls on a tile of the size the restoration uses,
+    after one that pays for allocations and kernel choice (the mean of ``calls``: one alone swings
+    with whatever else the machine runs)."""
     import torch
 
     from ..core.restore import device_model
@@ -84,10 +85,11 @@ def _seconds_per_pixel(model, settings) -> float:
             if settings.device.type == "cuda":
                 torch.cuda.synchronize(settings.device)
             start = time.perf_counter()
-            run.predict_eps(y, gamma, y)
+            for _ in range(calls):
+                run.predict_eps(y, gamma, y)
             if settings.device.type == "cuda":
                 torch.cuda.synchronize(settings.device)
-        _SECONDS_PER_PIXEL[key] = (time.perf_counter() - start) / (batch * side * side)
+        _SECONDS_PER_PIXEL[key] = (time.perf_counter() - start) / (calls * batch * side * side)
     return _SECONDS_PER_PIXEL[key]
 
 
@@ -387,6 +389,8 @@ class TrainWidget(WorkerControls, Container):
             self._report(done, f"{info}{plan}")
             return
         if not hasattr(info, "train_loss"):  # the recalibration's restoration progress
+            if info.fraction > 0.02:  # its own pace, once seen, says how long it takes better than the estimate
+                recalibrating = (time.monotonic() - self._started - self._adapted_at) / info.fraction
             share = self._adapted_at / (self._adapted_at + recalibrating)
             self._report(share + (1 - share) * info.fraction, "recalibrating the intervals on this image")
             return
