@@ -204,11 +204,9 @@ class CalibrateWidget(WorkerControls, Container):
         self.results.collapsed = False
         self._show_reliability(run)
         self.progress.value = 1000
-        if c.spearman is not None:
-            ranking = f"; the spread ranks the errors at {c.spearman:.2f} (1: perfectly, 0: not at all)"
-            self.status.tooltip = RANKING
-        else:
-            ranking = ""
+        ranking = (f"; the spread ranks the errors at {c.spearman:.2f} (1: perfectly, 0: not at all)"
+                   if c.spearman is not None else "")
+        self.status.tooltip = RANKING if ranking else ""
         self.status.value = f"Saved {out}{ranking}"
 
     def _show_reliability(self, run):
