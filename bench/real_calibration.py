@@ -13,15 +13,20 @@ project's development machines keep it beside the repository; nothing is downloa
 - the live lysosome series (raw camera counts): frame t is restored and its interval tested against
   the average of frames t − 1 and t + 1 (linear motion cancels to first order in that average).
 
-A truth that is itself an acquisition carries noise of its own (variance τ² per pixel), which no
-interval for the clean signal should be asked to cover. It is accounted for under the same Gaussian
-error model the intervals use: a pixel counts as covered at level c when
-|truth − mean| ≤ √((λ·u)² + (z_c·τ)²), z_c the two-sided Gaussian quantile. τ² comes from the
-truth's own fitted camera noise (re-acquired images: what the smoothing leaves of it, scaled to the
-new photon level; lysosomes: half of one frame's noise variance, read off the difference of the two
-frames averaged, :func:`frame_noise`). The raw coverage (τ ignored) is
-in the JSON results. The oracle width is that of the smallest λ reaching the level under the same
-rule.
+The re-acquired images' truth is exact: the expected counts of the simulated acquisition, the
+very scene the camera model imaged. What the 1 px smoothing left of the source image's own noise
+(variance τ² per pixel) is part of that scene, as any fine texture is; the self-calibration sees it
+as structure and so do its intervals. A second column shows the coverage when that texture is
+excused, as issue #23 first proposed for a truth that carries noise: a pixel counts as covered at
+level c when |truth − mean| ≤ √((λ·u)² + (z_c·τ)²), z_c the two-sided Gaussian quantile (τ²: the
+source image's fitted camera noise, what the smoothing leaves of it, scaled to the new photon
+level). Counting it both in the residuals and in the criterion would credit every route with width
+it does not have (up to 0.14 of coverage at 30 photons on the DSB image).
+
+The lysosome truth is itself an acquisition: the mean of frames t − 1 and t + 1 carries half of one
+frame's noise variance, read off the difference of the two frames (:func:`frame_noise`), and that
+τ² is always accounted for by the rule above. The oracle width is that of the smallest λ reaching
+the level under the case's rule.
 """
 from __future__ import annotations
 
@@ -84,7 +89,7 @@ def reacquired(image: np.ndarray, photons: float, seed: int):
     acq = Acquisition(peak_photons=photons, background_photons=BACKGROUND, read_noise=READ_NOISE, psf_sigma=0,
                       offset=OFFSET)
     noisy = acq.acquire(density, np.random.default_rng(seed)).astype(np.float32)
-    kept = 1 / (4 * math.pi * TRUTH_SMOOTHING ** 2)
+    kept = 1 / (4 * math.pi * TRUTH_SMOOTHING ** 2)  # of white noise's variance, through the smoothing
     own = estimate_noise([image]).variance(smooth) * kept * (photons / (high - low)) ** 2
     return noisy, acq.expected(density).astype(np.float32), own
 
@@ -131,7 +136,9 @@ def oracle_factor(scores_abs, unit, tau2, level) -> float:
     return hi
 
 
-def evaluate_case(model, label, noisy, truth, tau2, frames=None):
+def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None):
+    """Coverage of every route against ``truth`` (its own noise variance ``tau2`` accounted for);
+    ``excused``: a texture variance the second column excuses (re-acquired images)."""
     t0 = time.perf_counter()
     result = denoise(noisy, model, seed=0)
     restore_seconds = time.perf_counter() - t0
@@ -163,6 +170,7 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None):
         for c in LEVELS:
             lam = cal.factor(c)
             entry[str(c)] = {"coverage": coverage(err, unit, tau2, lam, c), "raw_coverage": coverage(err, unit, 0 * tau2, lam, c),
+                             "excused_coverage": None if excused is None else coverage(err, unit, excused, lam, c),
                              "width": float(np.mean(2 * lam * unit)), "oracle_width": float(np.mean(2 * oracle[c] * unit)),
                              "factor": lam, "oracle_factor": oracle[c]}
         record["routes"][name] = entry
@@ -190,14 +198,15 @@ def main(argv=None):
         images.append((label, _centre(image[channel] if channel is not None else image, args.size)))
     for i, (label, image) in enumerate(images):
         for photons in PHOTONS:
-            noisy, truth, tau2 = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
-            records.append(evaluate_case(model, f"{label}, {photons:g} ph", noisy, truth, tau2))
+            noisy, truth, texture = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
+            records.append(evaluate_case(model, f"{label}, {photons:g} ph", noisy, truth, np.zeros_like(texture),
+                                         excused=texture))
     for label, frame, truth, tau2, frames in lysosome_cases(args.data / LYSOSOME, args.size, args.lysosome_files):
         records.append(evaluate_case(model, label, frame, truth, tau2, frames))
 
     routes = list(dict.fromkeys(r for rec in records for r in rec["routes"]))
     header = ["case", "PSNR", "ρ(std, |err|)"] + [f"{route} @{c:g}" for route in routes for c in LEVELS] + \
-             ["self @0.9, τ ignored", "self width / oracle @0.9", "self s"]
+             ["self @0.9, texture excused", "self width / oracle @0.9", "self s"]
     rows = []
     for rec in records:
         row = [rec["case"], rec["psnr"], rec["spearman"]]
@@ -205,7 +214,9 @@ def main(argv=None):
             for c in LEVELS:
                 row.append(rec["routes"][route][str(c)]["coverage"] if route in rec["routes"] else "–")
         self90 = rec["routes"]["self (recorrupted)"]["0.9"]
-        rows.append([*row, self90["raw_coverage"], self90["width"] / self90["oracle_width"], rec["self_calibration_s"]])
+        excused = self90.get("excused_coverage")
+        rows.append([*row, "–" if excused is None else excused, self90["width"] / self90["oracle_width"],
+                     rec["self_calibration_s"]])
 
     def summary(route):
         cells = [[rec["routes"][route][str(c)]["coverage"] for c in LEVELS] for rec in records if route in rec["routes"]]
@@ -215,7 +226,8 @@ def main(argv=None):
 
     body = (
         f"Model `{args.model}` (sha256 {model.sha256[:12]}), default sampler settings (K = 8). Centre crops of {args.size}². Coverage: the fraction "
-        "of pixels whose truth lies in the interval, with the truth's own noise accounted for (see the module "
+        "of pixels whose truth lies in the interval: the re-acquired images' truth is exact (the acquisition's "
+        "expected counts); the lysosomes' truth is a noisy average whose noise is accounted for (see the module "
         "docstring of bench/real_calibration.py). Re-acquired images: Poisson at the stated peak photons, background "
         f"{BACKGROUND:g}, read noise {READ_NOISE:g} e⁻; none of them was seen in training. Lysosomes: raw camera "
         "counts, frame 30 against the mean of frames 29 and 31; the frame-pair route calibrates on frames 0–24.\n\n"
@@ -223,8 +235,8 @@ def main(argv=None):
         + markdown_table(["route", *[f"@{c:g}" for c in LEVELS], "cases within ±0.05", "cases"],
                          [summary(r) for r in routes])
         + "\n\n## Per case\n\n" + markdown_table(header, rows)
-        + "\n\n\"τ ignored\": the same coverage with the truth's own noise not accounted for (a lower bound: that "
-        "noise only makes the truth harder to cover). Width ratio: the self-calibrated interval's mean width over the "
+        + "\n\n\"Texture excused\": the same coverage when what the source image's own noise left in the scene is not "
+        "asked to be covered (the rule issue #23 proposed; see the module docstring). Width ratio: the self-calibrated interval's mean width over the "
         "width the oracle λ (chosen with the truth) needs for the same coverage.\n"
     )
     path = write_report(args.report, "Intervals on real data: shipped vs self-calibrated", body,

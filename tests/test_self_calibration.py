@@ -256,3 +256,33 @@ def test_a_small_image_is_recorrupted_several_times_within_the_budget(tiny_model
     assert "3 independent draws" in run.calibration.source
     # the copies are different recorruptions of the one image
     assert not np.allclose(run.restoration.mean[0], run.restoration.mean[1])
+
+
+def test_what_moved_in_the_noise_probe_is_not_taken_off():
+    """A probe made from frame differences holds the camera noise and whatever moved between the
+    frames; only the noise is in the view. With the blocks where something moved set aside, the
+    camera's correlation is taken off and the motion is not."""
+    from napari_diffdenoise.core.self_calibration import correlated_noise
+
+    rng = np.random.default_rng(11)
+    shape = (4, 192, 192)
+
+    def correlated():
+        w = rng.standard_normal((shape[0], shape[1] + 1, shape[2] + 1)) * 2
+        return w[:, 1:, 1:] + 0.8 * (w[:, :-1, 1:] + w[:, 1:, :-1])
+
+    moved = np.zeros(shape)  # puncta that moved by 2 px: a smooth dipole each, in a few blocks
+    for plane in moved:
+        for y, x in rng.integers(10, 182, (20, 2)):
+            plane[y, x], plane[y, x + 2] = 600.0, -600.0
+    moved = ndimage.gaussian_filter(moved, (0, 2, 2))
+    error = smooth_field(shape, 4.0, 3.0, rng)
+    unit, mask = np.ones(shape), np.ones(shape, bool)
+    v = error + correlated()
+    probe = correlated() + moved
+    plain = error_scale(v, unit, mask, _offsets(), noise=probe)
+    robust = correlated_noise(probe, np.zeros(shape), unit)
+    assert plain.pooled < 0.7 * 4.0  # the motion's correlation subtracted as if it were noise
+    assert error_scale(v, unit, mask, _offsets(), noise=robust).pooled == pytest.approx(4.0, rel=0.2)
+    assert robust.quiet.mean() < 0.95  # the blocks where something moved were set aside
+    assert robust.correlation(0, 1) == pytest.approx(0.36, abs=0.05)

@@ -174,7 +174,74 @@ def noise_lag1_correlation(planes: np.ndarray) -> tuple[float, float]:
     return (6 * r1 + 4) / (7 + 8 * r1), se
 
 
-def _precision(v: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+@dataclass
+class CorrelatedNoise:
+    """The view's camera noise as a correlation per offset times the local noise std. A probe made
+    from frame differences holds that noise and also whatever moved between the frames, which is
+    not in the view; at lag 1 the lysosome camera's noise moments are ~5× the error's, so a few per
+    cent of motion taken for noise would swallow the error. So the probe's 16² blocks whose energy
+    stands out from the rest (:func:`correlated_noise`) are set aside, and the correlation — the
+    camera's, the same over the field — and the std per image level are read off the others."""
+
+    std: np.ndarray  # the view's noise std per pixel, / u
+    normalised: np.ndarray  # the probe / its std
+    quiet: np.ndarray  # bool: pixels of the blocks where nothing moved
+
+    def correlation(self, dy: int, dx: int) -> float:
+        a, b = _shifted_signed(self.normalised, dy, dx)
+        qa, qb = _shifted_signed(self.quiet, dy, dx)
+        both = qa & qb
+        if not both.any():
+            return 0.0
+        return float((a * b)[both].sum() / math.sqrt((a * a)[both].sum() * (b * b)[both].sum() + 1e-30))
+
+    def moments(self, first, other, offsets) -> np.ndarray:
+        """E[n_i·n_j] per offset and direction (as :func:`_pair_moments` orders them), with its weights."""
+        rho = np.repeat([self.correlation(dy, dx) for dy, dx in offsets], 2)
+        return rho * _pair_moments(self.std, first, other, offsets)[1]
+
+
+QUIET_MADS = 4.0  # a block whose probe energy is this many (robust) spreads above the median holds motion
+
+
+def _noise_std(probe: np.ndarray, level: np.ndarray, use: np.ndarray, bins: int = 16) -> np.ndarray:
+    """The probe's std per pixel as a function of the image ``level``: its mean square per level
+    bin over the pixels in ``use``, interpolated."""
+    p2 = probe ** 2
+    edges = np.unique(np.quantile(level[use], np.linspace(0, 1, bins + 1)))
+    edges = np.repeat(edges, 2) if len(edges) == 1 else edges  # a flat image: one bin
+    centres, variances = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = use & (level >= lo) & (level <= hi)
+        if sel.any():
+            centres.append(float(np.median(level[sel])))
+            variances.append(float(np.mean(p2[sel])))
+    return np.sqrt(np.maximum(np.interp(level, centres, variances), 1e-30))
+
+
+def correlated_noise(probe: np.ndarray, level: np.ndarray, unit: np.ndarray) -> CorrelatedNoise:
+    """The view's noise covariance from a noise probe (input units) over images of ``level``: the
+    probe's 16² blocks whose mean (probe/std)² lies QUIET_MADS robust spreads above the median
+    are set aside as moving (the std first from all pixels, then again from the quiet ones)."""
+    probe = np.asarray(probe, dtype=np.float64).reshape(-1, *np.shape(probe)[-2:])
+    level = np.asarray(level, dtype=np.float64).reshape(probe.shape)
+    quiet = np.ones(probe.shape, dtype=bool)
+    h, w = (probe.shape[-2] // 16) * 16, (probe.shape[-1] // 16) * 16
+    for _ in range(2):
+        std = _noise_std(probe, level, quiet)
+        if h == 0 or w == 0:
+            break
+        energy = ((probe / std)[:, :h, :w] ** 2).reshape(len(probe), h // 16, 16, w // 16, 16).mean(axis=(2, 4))
+        med = np.median(energy)
+        spread = 1.4826 * np.median(np.abs(energy - med))
+        blocks = energy <= med + QUIET_MADS * spread
+        quiet = np.zeros(probe.shape, dtype=bool)
+        quiet[:, :h, :w] = np.kron(blocks, np.ones((16, 16), dtype=bool))
+    unit = np.asarray(unit, dtype=np.float64).reshape(probe.shape)
+    return CorrelatedNoise(std / unit, probe / std, quiet)
+
+
+def _precision(v: np.ndarray, noise=None) -> np.ndarray:
     """1 / (the local mean of v²) per pixel: v's noise varies over the image (with the level and
     with u), and products of its noisiest pixels would swamp the rest. The noise dominates v², so
     these weights hardly depend on the error they help to measure. With a noise probe, the mean of
@@ -182,6 +249,7 @@ def _precision(v: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
     out small, and the probe's moments, taken with the same weights, would then be too large."""
     energy = np.asarray(v, dtype=np.float64) ** 2
     if noise is not None:
+        noise = noise.std if isinstance(noise, CorrelatedNoise) else noise
         energy = (energy + np.asarray(noise, dtype=np.float64) ** 2) / 2
     local = ndimage.gaussian_filter(energy, sigma=(0,) * (v.ndim - 2) + (PRECISION_SMOOTHING,) * 2)
     return 1 / np.maximum(local, 1e-12)
@@ -192,7 +260,9 @@ def _error_moments(v, first, other, offsets, noise=None):
     covariance, in v's units) is given, the same moments of ``noise`` taken off: camera noise that
     is correlated between pixels then cancels instead of passing for error."""
     lags, moments, totals = _pair_moments(v, first, other, offsets)
-    if noise is not None:
+    if isinstance(noise, CorrelatedNoise):
+        moments = moments - noise.moments(first, other, offsets)
+    elif noise is not None:
         moments = moments - _pair_moments(noise, first, other, offsets)[1]
     return lags, moments, totals
 
@@ -297,7 +367,7 @@ class Residuals:
     unit: np.ndarray  # (planes, H, W): u of the restoration, input units
     restoration: object  # the Restoration of the restored inputs
     how: str  # for the calibration's source
-    noise: np.ndarray | None = None  # noise only, with the view's noise covariance, / u (None: unknown)
+    noise: CorrelatedNoise | None = None  # the view's noise covariance, read off a noise probe (None: unknown)
     # the part of the view's noise that is known (recorrupted: −σ·z/α), / u: its products have mean 0 and
     # are taken off only to make the estimate less noisy (correlated camera noise is not in it)
     known: np.ndarray | None = None
@@ -361,7 +431,11 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
     mean = np.asarray(result.mean, dtype=np.float64).reshape(shape)
     unit = np.asarray(result.interval_unit, dtype=np.float64).reshape(shape)
     v = (np.asarray(views, dtype=np.float64) - mean) / unit
-    noise = None if probes is None else np.asarray(probes, dtype=np.float64) / unit
+    noise = None
+    if probes is not None:
+        probes = np.asarray(probes, dtype=np.float64)
+        level = ndimage.gaussian_filter(np.asarray(views, dtype=np.float64), (0, 2.0, 2.0))
+        noise = correlated_noise(probes, level, unit)
     return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws), inputs
 
 
