@@ -24,12 +24,20 @@ what it reaches against truths on real images (docs/benchmarks/real_calibration.
 Pitfalls handled: camera noise correlated between neighbouring pixels (processed or resampled data)
 would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from second
 differences of the image, :func:`noise_lag1_correlation`) and lag 1 is left out (lags 2 … 4 used)
-when it could matter. At low light the products are noisy: each bin's V carries a standard error
-(from disjoint groups of blocks) and is shrunk towards the pooled value by it.
+when it could matter. With frames, the view's noise covariance is read off a noise probe (half the
+difference of the neighbouring frames) and taken off at every lag; the probe also holds whatever
+moved between the frames, which the view does not, so it is read on its quiet blocks only, as a
+correlation per offset times a std per image level (:func:`correlated_noise`). At low light the
+products are noisy: each bin's V carries a standard error (from disjoint groups of blocks) and is
+shrunk towards the pooled value by it; a recorrupted image smaller than the budget is drawn several
+times (:func:`recorrupted_draws`), and the known part of the view's noise (−σ·z/α) is taken off the
+products, as its mean is 0.
 
 Known bias: a recorrupted input is noisier than the user's (1 + α² in variance), so V is measured
-on a restoration at that noise level, not at the image's own; not corrected. Frame pairs have no
-such bias, but count what motion is left as error.
+on a restoration at that noise level, not at the image's own; not corrected. The Gaussian per bin
+is a shape assumption; bench/real_calibration.py measures what it alone costs (the route whose V
+per bin is taken from the truth). Frame pairs have no noise-level bias, but count what motion is
+left as error.
 """
 from __future__ import annotations
 
