@@ -169,3 +169,28 @@ def test_the_command_palette_opens_denoise_on_the_selected_layer(make_napari_vie
     viewer.layers.selection.active = viewer.layers["middle"]  # neither the first nor the newest layer
     widget = get_app_model().commands.execute_command("napari-diffdenoise.denoise_layer").result()
     assert widget.image.value is viewer.layers["middle"]
+
+
+def test_cli_mean_choices_are_the_librarys(tmp_path, headed):
+    """--mean offers every estimator the library has (it once lacked the mean head)."""
+    from napari_diffdenoise import denoise
+    from napari_diffdenoise.core.checkpoint import save_checkpoint
+    from napari_diffdenoise.core.restore import MEAN_ESTIMATORS
+
+    path = tmp_path / "headed.safetensors"
+    save_checkpoint(headed, path)
+    noisy = np.random.default_rng(4).poisson(20, (40, 40)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", noisy)
+    for mean in ("head", "samples"):
+        assert main(["denoise", str(tmp_path / "in.tif"), "--model", str(path), "--samples", "2", "--steps", "2",
+                     "--mean", mean, "--out", str(tmp_path / mean)]) == 0
+    head = tifffile.imread(tmp_path / "head" / "in_mean.tif")
+    np.testing.assert_allclose(head, denoise(noisy, headed, n_samples=2, steps=2, mean="head").mean, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(head, tifffile.imread(tmp_path / "samples" / "in_mean.tif"))
+    import argparse
+
+    from napari_diffdenoise.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    mean_option = next(a for a in commands.choices["denoise"]._actions if a.dest == "mean")
+    assert list(mean_option.choices) == list(MEAN_ESTIMATORS)

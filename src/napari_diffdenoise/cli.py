@@ -28,9 +28,12 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="shorthand for --sampler-param steps=N")
     p.add_argument("--eta", type=float, default=None, help="shorthand for --sampler-param eta=X")
     p.add_argument("--samples", type=int, default=8, help="K samples: std, entropy and intervals come from them (default 8)")
-    p.add_argument("--mean", default="auto", choices=["auto", "x0", "samples"],
-                   help="the mean map: x0 = one-evaluation posterior mean, samples = average of the K samples "
-                        "(auto: what the model was trained for)")
+    from .core.restore import MEAN_ESTIMATORS
+
+    p.add_argument("--mean", default="auto", choices=list(MEAN_ESTIMATORS),
+                   help="the mean map: head = the model's mean head (one network call, trained for the MMSE mean), "
+                        "x0 = one-evaluation posterior mean, samples = average of the K samples "
+                        "(auto: the head when the model has one, else what the model was trained for)")
     p.add_argument("--coverage", type=float, default=None,
                    help="also write <name>_lower/_upper.tif: intervals holding the truth in this fraction of pixels "
                         "(e.g. 0.9), from the model's calibration")
