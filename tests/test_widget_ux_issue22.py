@@ -57,12 +57,14 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     assert w.resume.native.isHidden()  # adapting has no resumable state: the box would be ignored
     w.noisy.value, w.start_model.value, w.minutes.value = layer, str(headed_checkpoint.resolve()), 2.0
     qtbot.waitUntil(lambda: "in all" in w.recalibration.value, timeout=30_000)
+    assert w.recalibration.label == "Then recalibrate"
     model = load_model(headed_checkpoint)
     cost = train_module.recalibration_cost(model, layer.data.shape)
     assert cost.pixels >= 3 * 64 * 80 and (cost.n_samples, cost.evaluations) == (8, 10)
     assert cost.seconds >= cost.pixels * 8 * 10 * 2e-6  # tiles cover every pixel, overlapping ones more
-    assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.recalibration.value
-    assert f"about {train_module._duration(120 + cost.seconds)} in all" in w.recalibration.value
+    assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.recalibration.tooltip
+    assert w.recalibration.value == (f"about {train_module._duration(cost.seconds)}; "
+                                     f"{train_module._duration(120 + cost.seconds)} in all")
     # the pixels are those the recalibration restores
     calibrated = drive(iter_recalibrate(model, np.asarray(layer.data)))[0]
     assert calibrated.calibrations[0]["n_pixels"] == cost.pixels
@@ -219,6 +221,9 @@ def _fits(widget, table, width):
     def text_width(widget, text):
         return max(widget.fontMetrics().horizontalAdvance(line) for line in text.splitlines())
 
+    shown = [(native.item(r, c).text(), native.itemDelegate().displayText(native.item(r, c).text(), native.locale()))
+             for r in range(native.rowCount()) for c in range(native.columnCount())]
+    assert all(text == display for text, display in shown), shown  # as written, not reformatted
     cut = []
     for i in range(native.columnCount()):
         texts = [(header, native.horizontalHeaderItem(i).text())]

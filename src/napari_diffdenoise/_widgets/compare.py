@@ -43,11 +43,16 @@ def formatted(value: float, form: str) -> str:
 
 
 def fit_table(table: Table, tooltips: dict[str, str], padding: int = 14) -> None:
-    """Columns as narrow as their text, the last one filling the dock's width (short numbers keep
-    them within it: no horizontal scrolling), and headers that say what they are when pointed at."""
-    from qtpy.QtWidgets import QHeaderView
+    """Cells shown as written, columns as narrow as their text, the last one filling the dock's width
+    (short numbers keep them within it: no horizontal scrolling), and headers that say what they are
+    when pointed at."""
+    from qtpy.QtWidgets import QHeaderView, QStyledItemDelegate
 
     native = table.native
+    # magicgui's delegate rewrites every number (0.903 as 0.9030, 0.0123 as 1.230e-02): the cells show
+    # the text they were given, formatted per column
+    if type(native.itemDelegate()) is not QStyledItemDelegate:
+        native.setItemDelegate(QStyledItemDelegate(native))
     header = native.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     header.setStretchLastSection(True)

@@ -173,8 +173,9 @@ class TrainWidget(WorkerControls, Container):
         self.minutes = FloatSpinBox(label="Adapt for (min)", value=5.0, min=0.1, max=600.0, step=0.5, visible=False,
                                     tooltip="How long to adapt; the weights with the lowest validation loss are kept. "
                                             "The intervals are then recalibrated on the image (the line below: how long)")
-        self.recalibration = Label(value="", visible=False)
-        self.recalibration.native.setWordWrap(True)
+        self.recalibration = Label(label="Then recalibrate", value="", visible=False,
+                                   tooltip="After adapting, the intervals are recalibrated on this image: one "
+                                           "restoration of crops of it at the default settings")
         self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="Low-light acquisition")
         self.clean = ComboBox(label="Clean layer", choices=self._images, tooltip="High-light acquisition of the same field")
         self.photons_low = FloatSpinBox(label="Photons at peak, from", value=2.0, min=0.1, max=1e5,
@@ -295,7 +296,7 @@ class TrainWidget(WorkerControls, Container):
 
         layer, start = self.noisy.value, self.start_model.value
         if not self._adapting() or layer is None or start in (None, SCRATCH):
-            self.recalibration.value = ""
+            self.recalibration.value = "—"
             return
         key = (start, tuple(layer.data.shape))
         if key == self._estimate_for:
@@ -303,7 +304,7 @@ class TrainWidget(WorkerControls, Container):
                 self._show_estimate(key, self._estimate)
             return
         self._estimate_for, self._estimate = key, None
-        self.recalibration.value = "then recalibrating the intervals on this image (timing it…)"
+        self.recalibration.value = "timing it on this machine…"
         worker = create_worker(_estimate, *key, _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
         worker.start()
@@ -313,11 +314,12 @@ class TrainWidget(WorkerControls, Container):
             return  # an answer for an earlier layer or model
         self._estimate = cost
         if cost is None:
-            self.recalibration.value = "then recalibrating the intervals on this image"
+            self.recalibration.value = "—"
             return
         total = self.minutes.value * 60 + cost.seconds
-        self.recalibration.value = (f"then recalibrating the intervals on this image ({cost.describe()}): "
-                                    f"about {_duration(total)} in all")
+        self.recalibration.value = f"about {_duration(cost.seconds)}; {_duration(total)} in all"
+        self.recalibration.tooltip = (f"After adapting, the intervals are recalibrated on this image: "
+                                      f"{cost.describe()} (timed on this machine)")
 
     def _config(self) -> TrainConfig:
         steps = self.steps.value
@@ -385,8 +387,7 @@ class TrainWidget(WorkerControls, Container):
         if isinstance(info, str):  # the recalibration after training begins
             self._adapted_at = time.monotonic() - self._started
             done = self._adapted_at / (self._adapted_at + recalibrating)
-            plan = f" ({self._plan.describe()})" if self._plan is not None else ""
-            self._report(done, f"{info}{plan}")
+            self._report(done, info)
             return
         if not hasattr(info, "train_loss"):  # the recalibration's restoration progress
             if info.fraction > 0.02:  # its own pace, once seen, says how long it takes better than the estimate
