@@ -1,10 +1,12 @@
-"""Benchmarks: ``python -m bench {speed,quality,real,real_calibration,samplers,mean,coverage,adapt,seed,finetune,training,unpaired,physics,memory,all}``; each writes
+"""Benchmarks: ``python -m bench {speed,quality,real,real_calibration,samplers,mean,coverage,adapt,adapt_sampler,seed,finetune,training,unpaired,physics,memory,entropy,all}``; each writes
 docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
 import sys
 
 from . import (
     adapt,
+    adapt_sampler,
     coverage,
+    entropy,
     finetune,
     mean,
     memory,
@@ -22,8 +24,8 @@ from . import (
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
-            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main,
-            "memory": memory.main}
+            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_sampler": adapt_sampler.main,
+            "memory": memory.main, "entropy": entropy.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

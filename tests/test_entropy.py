@@ -52,7 +52,7 @@ def test_gaussian_draws_stay_near_zero_and_two_groups_stand_out():
     rng = np.random.default_rng(1)
     bell = negentropy(torch.tensor(rng.normal(size=(K, 4000))))
     groups = negentropy(torch.tensor(rng.normal(0, 0.2, (K, 4000)) + rng.choice([-1.5, 1.5], (K, 4000))))
-    assert float(bell.median()) < 0.05 < 0.2 < float(groups.median())
+    assert float(bell.median()) < 0.05 and float(groups.median()) > 0.2
     assert float((bell >= 0).all()) and bell.dtype == torch.float32
 
 
@@ -76,3 +76,23 @@ def test_denoise_makes_the_chosen_entropy_and_records_it(tiny_model):
 def test_an_unknown_entropy_is_refused_naming_the_choices(tiny_model, value):
     with pytest.raises(ValueError, match=r"entropy must be one of \('negentropy', 'quantised'\); got"):
         denoise(np.ones((16, 16)), tiny_model, n_samples=2, steps=1, entropy=value)
+
+
+def test_the_widget_offers_both_definitions_and_styles_each(make_napari_viewer, tiny_checkpoint, qtbot):
+    from napari_diffdenoise._widgets.denoise import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model_file.value = tiny_checkpoint
+    w.n_samples.value, w.steps.value = 4, 2
+    viewer.add_image(np.random.default_rng(1).poisson(5, (32, 32)).astype(np.float32), name="cells")
+    w.image.value = viewer.layers["cells"]
+    assert w.entropy.value == "negentropy" and "bell curve" in w.entropy.tooltip
+    for kind, limits in (("negentropy", (0.0, 0.5)), ("quantised", (0.0, 2.0))):
+        w.entropy.value = kind
+        w.run()
+        qtbot.waitUntil(lambda: w._worker is None and "cells [entropy]" in viewer.layers, timeout=60_000)
+        layer = viewer.layers["cells [entropy]"]
+        assert layer.metadata["napari_diffdenoise"]["entropy"] == kind
+        assert tuple(layer.contrast_limits) == limits and layer.colormap.name == "viridis"
+        viewer.layers.remove(layer)

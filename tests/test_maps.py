@@ -7,7 +7,7 @@ import tifffile
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.maps import MAPS, LayerStyle, map_names, register_map
 
-SETTINGS = dict(n_samples=3, steps=2, seed=4)
+SETTINGS = {"n_samples": 3, "steps": 2, "seed": 4}
 
 
 def _sample_range(samples, context):

@@ -158,7 +158,7 @@ def test_richardson_lucy_is_a_classical_option_that_adds_one_layer(widget, qtbot
     w.model.value = denoise_module.RICHARDSON_LUCY
     assert w.sampler.native.isHidden() and not w.iterations.native.isHidden()
     # what only a diffusion model uses is hidden too (Preview then errored)
-    for control in (w.preset, w.mean_estimator, w.coverage, w.self_calibrate, w.preview_button):
+    for control in (w.preset, w.mean_estimator, w.coverage, w.self_calibrate, w.entropy, w.preview_button):
         assert control.native.isHidden(), control
     w.model.value = "demo"
     assert not any(c.native.isHidden() for c in (w.preset, w.mean_estimator, w.coverage, w.self_calibrate,

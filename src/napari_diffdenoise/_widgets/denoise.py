@@ -26,7 +26,7 @@ from magicgui.widgets import (
 from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
-from ..core.maps import MAPS, layer_kwargs, layer_metadata
+from ..core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, layer_kwargs, layer_metadata
 from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
 from ..core.sampler_registry import SAMPLERS, samplers_for
 from ..core.self_calibration import CALIBRATION_PLANES
@@ -226,6 +226,9 @@ class DenoiseWidget(WorkerControls, Container):
                     "from it. "
                     "Off: the model's stored calibration, made on other images")
         self.coverage.changed.connect(lambda value: setattr(self.self_calibrate, "visible", value > 0))
+        self.entropy = ComboBox(
+            label="Entropy layer", choices=list(ENTROPY_KINDS), value=DEFAULT_ENTROPY,
+            tooltip="\n\n".join(f"{name}: {kind.definition}" for name, kind in ENTROPY_KINDS.items()))
         self.keep_samples = CheckBox(
             text="Keep the samples as a layer", value=False,
             tooltip="Adds a hidden [samples] layer: the K restorations along a new first axis. Flipping through "
@@ -255,7 +258,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.sampler_params = Container(labels=True)
         self.help = help_link("denoise", "Denoise")
         self.extend([self.help, self.image, self.axes, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
-                     self.n_samples, self.mean_estimator, self.coverage, self.self_calibrate, self.keep_samples, self.psf_source, self.psf_sigma, self.iterations,
+                     self.n_samples, self.mean_estimator, self.coverage, self.self_calibrate, self.entropy, self.keep_samples, self.psf_source, self.psf_sigma, self.iterations,
                      self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
                      self.status])
 
@@ -389,8 +392,8 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _model_controls(self):
         """What only a diffusion model uses: hidden while Richardson–Lucy is chosen."""
-        return (self.preset, self.sampler, self.n_samples, self.mean_estimator, self.coverage, self.keep_samples,
-                self.seed, self.device, self.preview_button)
+        return (self.preset, self.sampler, self.n_samples, self.mean_estimator, self.coverage, self.entropy,
+                self.keep_samples, self.seed, self.device, self.preview_button)
 
     def _uses_psf(self) -> bool:
         if self.model.value == RICHARDSON_LUCY:
@@ -447,7 +450,7 @@ class DenoiseWidget(WorkerControls, Container):
             n_samples = 0 if one_pass else 1
         return dict(sampler=sampler, n_samples=n_samples, seed=self.seed.value, device=self.device.value,
                     sampler_params=params, psf=psf, mean=self.mean_estimator.value, coverage=coverage,
-                    keep_samples=self.keep_samples.value and not preview and n_samples > 0)
+                    keep_samples=self.keep_samples.value and not preview and n_samples > 0, entropy=self.entropy.value)
 
     def _guided_params(self) -> dict:
         return {w.name: w.value for w in self.sampler_params}

@@ -137,7 +137,7 @@ def negentropy(samples: torch.Tensor) -> torch.Tensor:
     not on their spread: about 0.03 bits for K = 8 Gaussian draws, 0.26 bits for two equal groups
     of K/2 identical values. Over the sample axis 0 of ``samples`` (K, ...)."""
     k = samples.shape[0]
-    x = samples.double()
+    x = samples.float()  # float64 is slow on GPUs and missing on Apple's
     std = x.std(dim=0, correction=0)
     # standardised values over the bandwidth: the measure is free of the spread's scale
     z = (x - x.mean(dim=0)) / (std.clamp_min(1e-12) * 1.06 * k ** -0.2)
@@ -151,52 +151,57 @@ def negentropy(samples: torch.Tensor) -> torch.Tensor:
 SPREAD_FLOOR = 1e-6  # model units: samples that agree to this have no shape (all 0 bits)
 
 
-def _quantised(samples, context: MapContext) -> torch.Tensor:
-    return pixel_entropy(samples, context.value_range)
+@dataclass(frozen=True)
+class EntropyKind:
+    """One definition the entropy map may take (make_settings(entropy=…))."""
+
+    compute: Callable[[torch.Tensor, MapContext], torch.Tensor]  # (samples, context) → bits
+    definition: str  # the layer's metadata["definition"], the widget's tooltip
+    contrast: Callable[[dict], tuple[float, float] | None]  # from the run's metadata
 
 
-def _negentropy(samples, context: MapContext) -> torch.Tensor:
-    return negentropy(samples)
+def _bits_of_k(metadata: dict) -> tuple[float, float] | None:
+    k = metadata.get("n_samples")
+    return (0.0, max(math.log2(k), 1e-3)) if isinstance(k, int) and k > 0 else None
 
 
-# the definitions the entropy map may take (make_settings(entropy=…)); the first is the default,
-# chosen by docs/benchmarks/entropy.md: of the candidates measured it alone is not a function of the std
-ENTROPY_KINDS = {"negentropy": _negentropy, "quantised": _quantised}
-DEFAULT_ENTROPY = next(iter(ENTROPY_KINDS))
 NEGENTROPY_CONTRAST = (0.0, 0.5)  # bits: two separate groups of samples (≈ 0.26) show mid-scale
-ENTROPY_DEFINITIONS = {
-    "negentropy": "how far the K samples are from a single bell curve, in bits: the entropy of a Gaussian with "
-                  "their std minus that of their kernel density estimate (Silverman's bandwidth), clamped at 0. "
-                  "0 where the samples spread like one bell curve, higher where they fall into separate groups "
-                  "(a structure present in some samples and absent in others); independent of the spread itself, "
-                  "which the std shows",
-    "quantised": "pixel-wise Shannon entropy of the K samples quantised to 256 equal bins over the model's range "
-                 "[−1.5, 1.5] (Osuna-Vargas et al., Eq. 16), in bits: 0 … log2 K",
+# the first is the default, chosen by docs/benchmarks/entropy.md: of the candidates measured it alone
+# is not a function of the std, tells two groups of samples from one bell curve, and reads 0 for one
+ENTROPY_KINDS = {
+    "negentropy": EntropyKind(
+        lambda samples, context: negentropy(samples),
+        "how far the K samples are from a single bell curve, in bits: the entropy of a Gaussian with their std "
+        "minus that of their kernel density estimate (Silverman's bandwidth), clamped at 0. 0 where the samples "
+        "spread like one bell curve, higher where they fall into separate groups (a structure present in some "
+        "samples and absent in others); independent of the spread itself, which the std shows",
+        lambda metadata: NEGENTROPY_CONTRAST),
+    "quantised": EntropyKind(
+        lambda samples, context: pixel_entropy(samples, context.value_range),
+        "pixel-wise Shannon entropy of the K samples quantised to 256 equal bins over the model's range "
+        "[−1.5, 1.5] (Osuna-Vargas et al., Eq. 16), in bits: 0 … log2 K",
+        _bits_of_k),
 }
+DEFAULT_ENTROPY = next(iter(ENTROPY_KINDS))
 
 
-def _entropy_kind(metadata: dict) -> str:
-    return metadata.get("entropy", "quantised")  # runs recorded before the setting existed were quantised
+def _entropy_kind(metadata: dict) -> EntropyKind:
+    # runs recorded before the setting existed were quantised
+    return ENTROPY_KINDS.get(metadata.get("entropy", "quantised"), ENTROPY_KINDS["quantised"])
 
 
 def _entropy(samples, context: MapContext) -> np.ndarray:
-    kind = getattr(context.settings, "entropy", DEFAULT_ENTROPY)
-    return ENTROPY_KINDS[kind](samples, context).float().cpu().numpy().astype(np.float32)
-
-
-def _entropy_contrast(metadata: dict) -> tuple[float, float] | None:
-    if _entropy_kind(metadata) == "negentropy":
-        return NEGENTROPY_CONTRAST
-    k = metadata.get("n_samples")
-    return (0.0, max(math.log2(k), 1e-3)) if isinstance(k, int) and k > 0 else None
+    kind = ENTROPY_KINDS[getattr(context.settings, "entropy", DEFAULT_ENTROPY)]
+    return kind.compute(samples, context).float().cpu().numpy().astype(np.float32)
 
 
 register_map("mean", description="the estimate of the clean image (docs/method.md, 'The three maps'), in the input's "
              "intensity units", when=lambda s: True)
 register_map("std", _std, description="pixel-wise standard deviation of the K samples (population std), in the input's "
              "intensity units", dtype="float32", style=LayerStyle("magma", "additive", 0.7))
-register_map("entropy", _entropy, description=lambda metadata: ENTROPY_DEFINITIONS[_entropy_kind(metadata)],
-             dtype="float32", style=LayerStyle("viridis", "additive", 0.7, visible=False, contrast=_entropy_contrast))
+register_map("entropy", _entropy, description=lambda metadata: _entropy_kind(metadata).definition,
+             dtype="float32", style=LayerStyle("viridis", "additive", 0.7, visible=False,
+                                               contrast=lambda metadata: _entropy_kind(metadata).contrast(metadata)))
 register_map("lower", description="the interval's lower bound, in the input's intensity units", when=_interval,
              style=LayerStyle(visible=False))
 register_map("upper", description="the interval's upper bound, in the input's intensity units", when=_interval,
