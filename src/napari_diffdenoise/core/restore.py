@@ -491,12 +491,12 @@ def _blend(low_maps: _PlaneMaps, high_maps: _PlaneMaps, imap: IntensityMap, mode
     """Where the first map's estimate nears its clip ceiling, take the bright map's (a smooth
     weight over the top 0.3 model units, so no edge appears)."""
     ceiling = model.value_range[1]
+    level = imap.to_model(low_maps.maps["mean"])
+    w = np.clip((level - (ceiling - 0.3)) / 0.3, 0, 1).astype(np.float32)
 
     def mix(a, b):
         return None if a is None or b is None else (1 - w) * a + w * b
 
-    level = imap.to_model(low_maps.maps["mean"])
-    w = np.clip((level - (ceiling - 0.3)) / 0.3, 0, 1).astype(np.float32)
     return _PlaneMaps({name: mix(value, high_maps.maps.get(name)) for name, value in low_maps.maps.items()},
                       mix(low_maps.samples, high_maps.samples), low_maps.evaluations + high_maps.evaluations)
 
