@@ -1,5 +1,8 @@
 """The map registry (core.maps): a map registered from outside the package, with one declaration and
-its function, reaches the library's result, the OME-Zarr store, the reader and the widget's layers."""
+its function, reaches the library's result, the OME-Zarr store, the TIFF output, the reader and the
+widget's layers."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -28,7 +31,7 @@ def sample_range_map():
 
 def test_a_registered_map_flows_to_the_result_the_store_and_the_reader(sample_range_map, tiny_checkpoint, tmp_path):
     from napari_diffdenoise._zarr_io import read_zarr
-    from napari_diffdenoise.core.batch import denoise_to_zarr
+    from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
     from napari_diffdenoise.core.map_store import read_maps
 
     stack = np.random.default_rng(0).poisson(5, (2, 32, 40)).astype(np.uint16)
@@ -44,6 +47,10 @@ def test_a_registered_map_flows_to_the_result_the_store_and_the_reader(sample_ra
     maps, record = read_maps(tmp_path / "out.zarr")
     assert record["maps"] == ["mean", "std", "entropy", "range"]
     np.testing.assert_array_equal(np.asarray(maps["range"][...]), result.maps["range"])
+
+    _, paths = denoise_to_tiff(tmp_path / "in.tif", tmp_path / "tiff", str(tiny_checkpoint), stem="in", **SETTINGS)
+    assert [p.name for p in map(Path, paths)] == [f"in_{m}.tif" for m in ("mean", "std", "entropy", "range")]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "tiff" / "in_range.tif"), result.maps["range"])
 
     layers = {meta["name"]: meta for _, meta, _ in read_zarr(tmp_path / "out.zarr")}
     shown = layers["out [range]"]
