@@ -92,13 +92,13 @@ def test_which_maps_a_run_makes_follows_the_declarations():
     assert map_names(S) == ["mean", "std", "entropy", "lower", "upper"]
 
 
-@pytest.mark.parametrize("name, kwargs, message", [
-    ("std", {"compute": _sample_range}, "already registered"),
-    ("my map", {"compute": _sample_range}, "must be a Python identifier"),
-    ("spread", {}, "needs a compute function"),
-    ("spread", {"compute": _sample_range, "dtype": "int8"}, "dtype must be 'input' or 'float32'"),
+@pytest.mark.parametrize("name, kwargs, error, message", [
+    ("std", {"compute": _sample_range}, ValueError, "already registered"),
+    ("my map", {"compute": _sample_range}, ValueError, "must be a Python identifier"),
+    ("spread", {"compute": None}, TypeError, "needs a compute function of"),
+    ("spread", {"compute": _sample_range, "dtype": "int8"}, ValueError, "dtype must be 'input' or 'float32'"),
 ])
-def test_a_bad_declaration_is_refused_with_a_message(name, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_a_bad_declaration_is_refused_with_a_message(name, kwargs, error, message):
+    with pytest.raises(error, match=message):
         register_map(name, description="x", **kwargs)
     assert "spread" not in MAPS and "my map" not in MAPS

@@ -76,22 +76,25 @@ class MapSpec:
 MAPS: dict[str, MapSpec] = {}
 
 
-def register_map(name: str, compute: Callable[[object, MapContext], np.ndarray] | None = None, *,
-                 description: str | Callable[[dict], str], when: Callable[[object], bool] | None = None, dtype: str = "input",
-                 style: LayerStyle | None = None) -> MapSpec:
-    """Declare a map. With ``compute`` it is made from the K samples of every plane (by default
-    whenever a run draws samples); it then appears in ``Restoration.maps``, the OME-Zarr store,
-    the TIFF output and the widget's layers, in the order maps were registered."""
+def register_map(name: str, compute: Callable[[object, MapContext], np.ndarray], *,
+                 description: str | Callable[[dict], str], when: Callable[[object], bool] | None = None,
+                 dtype: str = "input", style: LayerStyle | None = None) -> MapSpec:
+    """Declare a map made by ``compute`` from the K samples of every plane, by default whenever a
+    run draws samples (``when``: a function of the run's restore.Settings). It then appears in
+    ``Restoration.maps``, the OME-Zarr store, the TIFF output, the reader's and the widget's layers,
+    in the order maps were registered."""
+    if not callable(compute):
+        raise TypeError(f"map {name!r} needs a compute function of (samples, context); got {compute!r}")
+    return _declare(name, compute, description, when or _sampled, dtype, style)
+
+
+def _declare(name, compute, description, when, dtype="input", style=None) -> MapSpec:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"a map's name must be a Python identifier (it names files and layers); got {name!r}")
     if name in MAPS:
         raise ValueError(f"a map named {name!r} is already registered")
     if dtype not in ("input", "float32"):
         raise ValueError(f"dtype must be 'input' or 'float32'; got {dtype!r}")
-    if when is None:
-        if compute is None:
-            raise ValueError(f"map {name!r} needs a compute function, or a `when` saying which run makes it")
-        when = _sampled
     spec = MapSpec(name, description, when, dtype, style or LayerStyle(), compute)
     MAPS[name] = spec
     return spec
@@ -197,14 +200,16 @@ def _entropy(samples, context: MapContext) -> np.ndarray:
     return kind.compute(samples, context).float().cpu().numpy().astype(np.float32)
 
 
-register_map("mean", description="the estimate of the clean image (docs/method.md, 'The three maps'), in the input's "
-             "intensity units", when=lambda s: True)
+# mean, lower and upper have no function here: the restore loop makes them (one-pass estimators,
+# the bright-pass blend, the calibrated interval)
+_declare("mean", None, "the estimate of the clean image (docs/method.md, 'The three maps'), in the input's intensity "
+         "units", lambda s: True)
 register_map("std", _std, description="pixel-wise standard deviation of the K samples (population std), in the input's "
              "intensity units", dtype="float32", style=LayerStyle("magma", "additive", 0.7))
 register_map("entropy", _entropy, description=lambda metadata: _entropy_kind(metadata).definition,
              dtype="float32", style=LayerStyle("viridis", "additive", 0.7, visible=False,
                                                contrast=lambda metadata: _entropy_kind(metadata).contrast(metadata)))
-register_map("lower", description="the interval's lower bound, in the input's intensity units", when=_interval,
-             style=LayerStyle(visible=False))
-register_map("upper", description="the interval's upper bound, in the input's intensity units", when=_interval,
-             style=LayerStyle(visible=False))
+_declare("lower", None, "the interval's lower bound, in the input's intensity units", _interval,
+         style=LayerStyle(visible=False))
+_declare("upper", None, "the interval's upper bound, in the input's intensity units", _interval,
+         style=LayerStyle(visible=False))
