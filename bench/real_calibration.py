@@ -200,6 +200,8 @@ def main(argv=None):
     parser.add_argument("--model", default="demo")
     parser.add_argument("--size", type=int, default=256, help="centre crop side of every image")
     parser.add_argument("--lysosome-files", type=int, default=3)
+    parser.add_argument("--photons", type=float, nargs="+", default=list(PHOTONS),
+                        help="peak photon levels of the re-acquired images (default: %(default)s)")
     parser.add_argument("--report", default="real_calibration",
                         help="the page's name under docs/benchmarks/ (another model's figures beside the bundled one's)")
     args = parser.parse_args(argv)
@@ -212,7 +214,7 @@ def main(argv=None):
         image = _read(args.data / rel)
         images.append((label, _centre(image[channel] if channel is not None else image, args.size)))
     for i, (label, image) in enumerate(images):
-        for photons in PHOTONS:
+        for photons in args.photons:
             noisy, truth, texture = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
             records.append(evaluate_case(model, f"{label}, {photons:g} ph", noisy, truth, np.zeros_like(texture),
                                          excused=texture))
