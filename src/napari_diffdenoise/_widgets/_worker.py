@@ -29,7 +29,8 @@ class WorkerControls:
 
     def _report(self, fraction: float, text: str) -> None:
         """Move both progress bars to ``fraction`` (0–1) and show ``text`` with the time left."""
-        value = int(1000 * min(max(fraction, 0.0), 1.0))
+        fraction = min(max(fraction, 0.0), 1.0)  # a last step past its budget must not show time below zero
+        value = int(1000 * fraction)
         self.progress.value = value
         elapsed = time.monotonic() - self._started
         left = f", about {_duration(elapsed * (1 - fraction) / fraction)} left" if fraction > 0.02 else ""

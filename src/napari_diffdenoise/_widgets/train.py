@@ -188,7 +188,7 @@ class TrainWidget(WorkerControls, Container):
                                     tooltip="Fine-tune a model, or train one from scratch (needs many more steps)")
         self.steps = SpinBox(label="Steps", value=500, min=1, max=1_000_000,
                              tooltip="How many training updates: more learns more and takes longer "
-                                     "(about 0.3 s each on a 2-core CPU at the defaults)")
+                                     "(the status shows the time left once training runs)")
         self.patch_size = SpinBox(label="Patch size", value=64, min=16, max=512, step=16,
                                   tooltip="Side of the square crops the model learns from, in pixels (a multiple of 16)")
         self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=256,
