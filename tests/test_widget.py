@@ -503,3 +503,15 @@ def test_a_refused_run_does_not_leave_the_previous_runs_status(widget, noisy_sta
     w.run()
     assert errors and errors[-1].startswith("Axes:")
     assert w.status.value == f"Not started: {errors[-1]}" and w.progress.value == 0
+
+
+def test_the_preset_box_shows_only_for_samplers_with_a_step_count(make_napari_viewer):
+    """With ddpm (no steps) or a guided sampler the preset box stayed and said "custom"."""
+    w = DenoiseWidget(make_napari_viewer())
+    assert not w.preset.native.isHidden()
+    w.sampler.value = "ddpm"
+    assert w.preset.native.isHidden() and w.steps.native.isHidden()
+    w.sampler.value = "dpm++2m"
+    assert not w.preset.native.isHidden()
+    w.model.value = "demo-unpaired"
+    assert w.sampler.value == "fb" and w.preset.native.isHidden()

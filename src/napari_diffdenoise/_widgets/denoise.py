@@ -416,6 +416,7 @@ class DenoiseWidget(WorkerControls, Container):
         schedule = self._selected_model().schedule
         names = [p.name for p in info.params]
         self.steps.visible, self.eta.visible = "steps" in names, "eta" in names
+        self.preset.visible = "steps" in names  # a preset sets steps: without them it could only say "custom"
         if "steps" in names:
             spec = info.spec("steps")
             self.steps.max = spec.bounds(schedule)[1]
