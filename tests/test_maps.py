@@ -102,3 +102,30 @@ def test_a_bad_declaration_is_refused_with_a_message(name, kwargs, error, messag
     with pytest.raises(error, match=message):
         register_map(name, description="x", **kwargs)
     assert "spread" not in MAPS and "my map" not in MAPS
+
+
+def test_a_registered_map_reaches_the_command_lines_tiff_output(sample_range_map, tiny_checkpoint, tmp_path):
+    from napari_diffdenoise._sample_data import sample_stack
+    from napari_diffdenoise.cli import main
+
+    stack = np.random.default_rng(3).poisson(5, (2, 32, 40)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", stack)
+    fast = ["--model", str(tiny_checkpoint), "--samples", "2", "--steps", "1"]
+    assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "cli"), *fast]) == 0
+    expected = denoise(stack, str(tiny_checkpoint), n_samples=2, steps=1).maps["range"]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "cli" / "in_range.tif"), expected)
+    # the demo writes its maps from the result too, and refuses to write over an earlier one
+    assert main(["demo", "--out", str(tmp_path / "demo"), *fast]) == 0
+    written = sorted(p.name for p in (tmp_path / "demo").glob("sample_*.tif"))
+    assert written == sorted(f"sample_{m}.tif" for m in ("mean", "std", "entropy", "range", "noisy", "truth"))
+    noisy, _ = sample_stack()
+    demo_range = tifffile.imread(tmp_path / "demo" / "sample_range.tif")
+    np.testing.assert_array_equal(demo_range, denoise(noisy, str(tiny_checkpoint), n_samples=2, steps=1).maps["range"])
+    assert demo_range.max() > 0
+    (tmp_path / "demo" / "sample_range.tif").write_bytes(b"kept")
+    for other in ("mean", "std", "entropy", "noisy", "truth"):
+        (tmp_path / "demo" / f"sample_{other}.tif").unlink()
+    (tmp_path / "demo" / "report.json").unlink()
+    (tmp_path / "demo" / "sample_overview.png").unlink()
+    assert main(["demo", "--out", str(tmp_path / "demo"), *fast]) == 2
+    assert (tmp_path / "demo" / "sample_range.tif").read_bytes() == b"kept"

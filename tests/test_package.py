@@ -194,3 +194,29 @@ def test_cli_mean_choices_are_the_librarys(tmp_path, headed):
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     mean_option = next(a for a in commands.choices["denoise"]._actions if a.dest == "mean")
     assert list(mean_option.choices) == list(MEAN_ESTIMATORS)
+
+
+def test_cli_entropy_choices_are_the_librarys_and_quantised_is_the_librarys_map(tmp_path, tiny_checkpoint):
+    """--entropy offers the library's definitions (core.maps), its default the library's, and the map it
+    writes is the library's for that definition."""
+    import argparse
+
+    from napari_diffdenoise import denoise
+    from napari_diffdenoise.cli import build_parser
+    from napari_diffdenoise.core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("denoise", "demo"):
+        option = next(a for a in commands.choices[command]._actions if a.dest == "entropy")
+        assert list(option.choices) == list(ENTROPY_KINDS) and option.default == DEFAULT_ENTROPY
+    noisy = np.random.default_rng(4).poisson(5, (2, 40, 40)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", noisy)
+    fast = ["--model", str(tiny_checkpoint), "--samples", "4", "--steps", "2"]
+    assert main(["denoise", str(tmp_path / "in.tif"), *fast, "--entropy", "quantised", "--out", str(tmp_path / "q")]) == 0
+    assert main(["denoise", str(tmp_path / "in.tif"), *fast, "--out", str(tmp_path / "default")]) == 0
+    quantised = tifffile.imread(tmp_path / "q" / "in_entropy.tif")
+    np.testing.assert_array_equal(quantised, denoise(noisy, str(tiny_checkpoint), n_samples=4, steps=2,
+                                                     entropy="quantised").entropy)
+    default = tifffile.imread(tmp_path / "default" / "in_entropy.tif")
+    np.testing.assert_array_equal(default, denoise(noisy, str(tiny_checkpoint), n_samples=4, steps=2).entropy)
+    assert quantised.max() > 1 and default.max() < 1  # 0 … log2 4 bits, against 0 … about 0.5

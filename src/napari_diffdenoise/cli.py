@@ -28,6 +28,12 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="shorthand for --sampler-param steps=N")
     p.add_argument("--eta", type=float, default=None, help="shorthand for --sampler-param eta=X")
     p.add_argument("--samples", type=int, default=8, help="K samples: std, entropy and intervals come from them (default 8)")
+    from .core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
+
+    p.add_argument("--entropy", default=DEFAULT_ENTROPY, choices=list(ENTROPY_KINDS),
+                   help=f"what the entropy map shows (default {DEFAULT_ENTROPY}): negentropy = how far each pixel's "
+                        "samples are from one bell curve (one group or several), in bits, whatever their spread; "
+                        "quantised = the seed paper's Shannon entropy of the samples in 256 bins (docs/method.md)")
     from .core.restore import MEAN_ESTIMATORS
 
     p.add_argument("--mean", default="auto", choices=list(MEAN_ESTIMATORS),
@@ -170,7 +176,7 @@ def _write_maps(result, out: Path, stem: str, overwrite: bool = False, pixel: di
     """Each map to <stem>_<map>.tif. Existing files are refused (before anything is written) unless
     ``overwrite``; all maps are written to temporary names first and renamed only when every one is
     complete, so a full disk leaves the old files (or none), never a partial set or a truncated TIFF."""
-    names = ["mean", "std", "entropy"] + (["lower", "upper"] if result.lower is not None else [])
+    names = list(result.maps)  # every map the run made, in the registry's order (core.maps)
     paths = [out / f"{stem}_{name}.tif" for name in names]
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
@@ -180,7 +186,7 @@ def _write_maps(result, out: Path, stem: str, overwrite: bool = False, pixel: di
     temps = [path.with_name(f".{path.name}.partial") for path in paths]
     try:
         for name, tmp in zip(names, temps):
-            _write_tiff(tmp, getattr(result, name), pixel=pixel, metadata=meta, axes=axes)
+            _write_tiff(tmp, result.maps[name], pixel=pixel, metadata=meta, axes=axes)
     except OSError as err:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
@@ -222,18 +228,24 @@ def cmd_demo(args) -> int:
         noisy, clean = sample_stack()
         stem, what = "sample", "~8 photons at peak"
     out = Path(args.out)
-    names = ["mean", "std", "entropy"] + (["lower", "upper"] if args.coverage is not None else [])
+    # the PSF goes to a sampler that takes one: the model's default (ddim-dc for widefield) or the one asked
+    from .core.checkpoint import load_model
+    from .core.maps import map_names
+    from .core.restore import make_settings
+    from .core.sampler_registry import SAMPLERS
+
+    model = load_model(args.model)
+    psf = psf if SAMPLERS[args.sampler or model.default_sampler].needs_psf else None
+    settings = _settings_from_args(args)
+    # the maps this run will make (core.maps), known before any work so that none is written over
+    names = map_names(make_settings(model, **{**settings, **({"psf": psf} if psf is not None else {})}))
     _refuse_existing([out / f"{stem}_{n}.tif" for n in (*names, "noisy", "truth")]
                      + [out / f"{stem}_overview.png", out / (f"{stem}_report.json" if stem != "sample" else "report.json")],
                      args.overwrite)
     print(f"sample: {noisy.shape[0]} planes of {noisy.shape[1]}×{noisy.shape[2]}, {what}", file=sys.stderr)
     t0 = time.perf_counter()
-    # the PSF goes to a sampler that takes one: the model's default (ddim-dc for widefield) or the one asked
-    from .core.checkpoint import load_model
-    from .core.sampler_registry import SAMPLERS
-
-    chosen = args.sampler or load_model(args.model).default_sampler
-    result = _restore(noisy, args, psf if SAMPLERS[chosen].needs_psf else None)
+    args.model = model
+    result = _restore(noisy, args, psf)
     seconds = time.perf_counter() - t0
     paths = _write_maps(result, out, stem, overwrite=args.overwrite)
     _write_tiff(out / f"{stem}_noisy.tif", noisy)
@@ -247,7 +259,8 @@ def cmd_demo(args) -> int:
         rows.append([("noisy", noisy[z]), (f"mean ({gain:+.1f} dB)", result.mean[z]),
                      *[(f"{k} ({psnr_fitted(v[z], clean[z]) - report[-1]['psnr_noisy']:+.1f} dB)", v[z])
                        for k, v in extra.items()],
-                     ("std", result.std[z]), ("entropy", result.entropy[z]), ("truth", clean[z])])
+                     *[(name, m[z]) for name, m in result.maps.items() if name not in ("mean", "lower", "upper")],
+                     ("truth", clean[z])])
     png = contact_sheet(rows, out / f"{stem}_overview.png")
     (out / f"{stem}_report.json" if stem != "sample" else out / "report.json").write_text(
         json.dumps({"seconds": seconds, "planes": report, **result.metadata}, indent=1))
@@ -262,7 +275,8 @@ def _settings_from_args(args) -> dict:
     """The make_settings keywords the sampling options give."""
     return dict(sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta, seed=args.seed,
                 device=args.device, sampler_params=_parse_params(args.sampler_param), psf=_psf_from_args(args),
-                mean=args.mean, coverage=args.coverage, guidance=args.guidance, guidance_weight=args.guidance_weight)
+                mean=args.mean, coverage=args.coverage, guidance=args.guidance, guidance_weight=args.guidance_weight,
+                entropy=args.entropy)
 
 
 def _batch_printer():
