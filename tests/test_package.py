@@ -220,3 +220,15 @@ def test_cli_entropy_choices_are_the_librarys_and_quantised_is_the_librarys_map(
     default = tifffile.imread(tmp_path / "default" / "in_entropy.tif")
     np.testing.assert_array_equal(default, denoise(noisy, str(tiny_checkpoint), n_samples=4, steps=2).entropy)
     assert quantised.max() > 1 and default.max() < 1  # 0 … log2 4 bits, against 0 … about 0.5
+
+
+def test_the_map_registry_is_public_api_and_documented():
+    from pathlib import Path
+
+    import napari_diffdenoise
+    from napari_diffdenoise.core import maps
+
+    assert napari_diffdenoise.register_map is maps.register_map and napari_diffdenoise.LayerStyle is maps.LayerStyle
+    assert {"register_map", "LayerStyle"} <= set(napari_diffdenoise.__all__)
+    api = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    assert "::: napari_diffdenoise.register_map" in api and "::: napari_diffdenoise.LayerStyle" in api

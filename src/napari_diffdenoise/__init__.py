@@ -18,6 +18,7 @@ from .core.calibration import calibrate
 from .core.checkpoint import list_models, load_model, save_checkpoint
 from .core.datasets import NoiseModel
 from .core.finetune import train
+from .core.maps import LayerStyle, register_map
 from .core.model import DiffusionModel
 from .core.restore import Cancelled, Progress, Restoration, denoise
 from .core.sampler_registry import Param, list_samplers, register_sampler
@@ -26,6 +27,7 @@ from .core.training import TrainConfig
 __all__ = [
     "Cancelled",
     "DiffusionModel",
+    "LayerStyle",
     "NoiseModel",
     "Param",
     "Progress",
@@ -42,6 +44,7 @@ __all__ = [
     "list_models",
     "list_samplers",
     "load_model",
+    "register_map",
     "register_sampler",
     "save_checkpoint",
     "train",
