@@ -28,12 +28,13 @@ from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, layer_kwargs, layer_metadata
 from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
-from ..core.sampler_registry import SAMPLERS, samplers_for
+from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for
 from ..core.self_calibration import CALIBRATION_PLANES
 from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices
 from .model_registry import REGISTRY
+from .sections import Section, extend_form
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -50,12 +51,17 @@ PRESETS = {f"{name}: {steps} steps × {samples} samples": (steps, samples)
            for name, (steps, samples) in PRESET_STEPS_SAMPLES.items()}
 CUSTOM = "custom"
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
-MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters that have their own widgets in the main form
+MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters with their own widgets (the presets set them)
+
+
+def param_label(spec) -> str:
+    """A sampler parameter's form label: its declared plain-words label (the symbol is in its help)."""
+    return spec.label or spec.name
 
 
 def param_widget(spec, schedule):
     """The form control for a sampler parameter, from its declared spec (core.sampler_registry.Param)."""
-    common = dict(name=spec.name, label=spec.label or spec.name, value=spec.default_for(schedule), tooltip=spec.help)
+    common = dict(name=spec.name, label=param_label(spec), value=spec.default_for(schedule), tooltip=spec.help)
     if spec.type is bool:
         return CheckBox(**common)
     if spec.type is str:
@@ -203,13 +209,13 @@ class DenoiseWidget(WorkerControls, Container):
                                        "uncertainty maps. The mean is the same in all three (one pass of the model). "
                                        "The cost grows with steps × samples; the status line shows the time left, "
                                        "measured on this machine, once the first tile is done")
-        self.steps = SpinBox(label="Steps", value=DEFAULT_STEPS, min=1, max=1000,
-                             tooltip="Network evaluations per sample: more is slower and gives steadier uncertainty maps")
-        self.eta = FloatSpinBox(label="Randomness (η)", value=1.0, min=0.0, max=1.0, step=0.1,
-                                tooltip="How much fresh noise each step adds: 1 draws honest posterior samples")
-        self.n_samples = SpinBox(label="Samples (K)", value=8, min=1, max=64,
-                                 tooltip="How many restorations are drawn: the std, entropy and interval maps "
-                                         "come from their spread (more: steadier maps, slower)")
+        # the label and tooltip of steps and η are the sampler's declaration's (set again for each sampler)
+        self.steps = SpinBox(label=param_label(STEPS), value=DEFAULT_STEPS, min=1, max=1000, tooltip=STEPS.help)
+        self.eta = FloatSpinBox(label=param_label(ETA), value=ETA.default, min=ETA.low, max=ETA.high, step=0.1,
+                                tooltip=ETA.help)
+        self.n_samples = SpinBox(label="Samples", value=8, min=1, max=64,
+                                 tooltip="How many restorations are drawn (K in the method's pages): the std, entropy "
+                                         "and interval maps come from their spread (more: steadier maps, slower)")
         self.mean_estimator = ComboBox(
             label="Mean from", choices=[("model's choice", "auto"), ("one pass (posterior mean)", "x0"),
                                         ("average of the samples", "samples")], value="auto",
@@ -239,10 +245,11 @@ class DenoiseWidget(WorkerControls, Container):
                                tooltip="Where the network runs: auto takes a GPU (CUDA or Apple) when there is one, "
                                        "else the CPU")
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
-                                   tooltip="A Gaussian PSF of width σ, or an image layer holding a measured or "
+                                   tooltip="A Gaussian PSF of the width below, or an image layer holding a measured or "
                                            "computed PSF (2D, centred, any scale)")
-        self.psf_sigma = FloatSpinBox(label="PSF σ (px)", value=1.5, min=0.3, max=20.0, step=0.1, visible=False,
-                                      tooltip="Gaussian PSF width; ≈ 0.21·λ/NA / pixel size for a widefield microscope")
+        self.psf_sigma = FloatSpinBox(label="PSF width (px)", value=1.5, min=0.3, max=20.0, step=0.1, visible=False,
+                                      tooltip="The Gaussian PSF's standard deviation σ in pixels; ≈ 0.21·λ/NA / pixel "
+                                              "size for a widefield microscope (λ: the emission wavelength)")
         self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False,
                                   tooltip="Richardson-Lucy rounds: more sharpens more and amplifies noise")
         self.run_button = PushButton(text="Run")
@@ -257,10 +264,22 @@ class DenoiseWidget(WorkerControls, Container):
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
         self.sampler_params = Container(labels=True)
         self.help = help_link("denoise", "Denoise")
-        self.extend([self.help, self.image, self.axes, self.model, self.model_file, self.preset, self.sampler, self.steps, self.eta, self.sampler_params,
-                     self.n_samples, self.mean_estimator, self.coverage, self.self_calibrate, self.entropy, self.keep_samples, self.psf_source, self.psf_sigma, self.iterations,
-                     self.seed, self.device, self.run_button, self.preview_button, self.cancel_button, self.progress,
-                     self.status])
+        # what a biologist rarely changes folds away (the presets set steps and samples): the form fits a
+        # laptop's screen with the other widgets docked under it
+        self.sampling = Section("Sampling settings", [self.steps, self.eta, self.sampler_params, self.n_samples,
+                                                      self.mean_estimator, self.seed, self.device],
+                                tooltip="Steps, randomness and the sampler's own parameters, the number of samples, "
+                                        "how the mean is made, the seed and the device")
+        self.layers_section = Section("Result layers: intervals, entropy, samples",
+                                      [self.coverage, self.self_calibrate, self.entropy, self.keep_samples],
+                                      tooltip="Interval layers, which entropy map, and the samples as a layer "
+                                              "(mean, std and entropy are always added)")
+        extend_form(self, [self.help, self.image, self.axes, self.model, self.model_file, self.preset, self.sampler,
+                           self.psf_source, self.psf_sigma, self.iterations, self.sampling, self.layers_section,
+                           self.run_button, self.preview_button, self.cancel_button, self.progress, self.status])
+        # the sampler's own parameters read as rows of the section, not as a block indented by an empty label
+        self.sampler_params.margins = (0, 0, 0, 0)
+        self.sampler_params._labeled_widget()._label_widget.hide()
 
         self.model.changed.connect(self._on_model)
         self.image.changed.connect(self._on_image)
@@ -306,7 +325,7 @@ class DenoiseWidget(WorkerControls, Container):
     def _psf_choices(self, _widget=None):
         """The Gaussian, and the layers that can be a PSF: one 2D plane of at most 255² pixels, not a
         result of this plugin."""
-        return [("Gaussian (σ below)", GAUSSIAN_PSF)] + [(f"layer: {name}", layer) for name, layer in
+        return [("Gaussian (width below)", GAUSSIAN_PSF)] + [(f"layer: {name}", layer) for name, layer in
                                                         _image_choices(self._viewer) if _could_be_psf(layer)]
 
     def _prefill_psf(self):
@@ -393,7 +412,7 @@ class DenoiseWidget(WorkerControls, Container):
     def _model_controls(self):
         """What only a diffusion model uses: hidden while Richardson–Lucy is chosen."""
         return (self.preset, self.sampler, self.n_samples, self.mean_estimator, self.coverage, self.entropy,
-                self.keep_samples, self.seed, self.device, self.preview_button)
+                self.keep_samples, self.seed, self.device, self.preview_button, self.sampling, self.layers_section)
 
     def _uses_psf(self) -> bool:
         if self.model.value == RICHARDSON_LUCY:
@@ -408,6 +427,7 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _on_sampler(self, name):
         self.sampler_params.clear()
+        self.sampler_params.visible = False  # shown again below when the sampler has parameters of its own
         self._show_psf_widgets()
         if name not in SAMPLERS or self.model.value in (None, RICHARDSON_LUCY):
             self.steps.visible = self.eta.visible = False
@@ -421,12 +441,15 @@ class DenoiseWidget(WorkerControls, Container):
             spec = info.spec("steps")
             self.steps.max = spec.bounds(schedule)[1]
             self.steps.value, self.steps.tooltip = spec.default_for(schedule), spec.help
+            self.steps.label = param_label(spec)
         if "eta" in names:
             spec = info.spec("eta")
             self.eta.value, self.eta.tooltip = spec.default_for(schedule), spec.help
+            self.eta.label = param_label(spec)
         for spec in info.params:
             if spec.name not in MAIN_FORM_PARAMS:
                 self.sampler_params.append(param_widget(spec, schedule))
+        self.sampler_params.visible = len(self.sampler_params) > 0
 
     def _settings(self, psf, preview: bool = False) -> dict:
         """The run's keywords for make_settings/iter_denoise; the main form's steps and η go in only
