@@ -481,6 +481,10 @@ ROWS = [
     ("ims-not-imaris", "CLI", "denoise an HDF5 .ims without Imaris's layout",
      lambda t: _cli_file(t, "x.ims", _hdf5_not_imaris), "exit 2",
      "x.ims is HDF5 but not an Imaris file \\(it lacks DataSet/ResolutionLevel 0 or DataSetInfo/Image\\)"),
+    ("tiff-rgb-colour", "CLI", "denoise an RGB colour TIFF (interleaved YXS)",
+     lambda t: _cli_image(t, np.zeros((32, 32, 3), np.uint8), "denoise", "IN", "--out", "OUT", photometric="rgb"),
+     "exit 2", r"the TIFF holds RGB colour pixels \(axes YXS\); convert it to grey levels, or save each channel as its "
+     "own plane"),
     ("tile-text", "library", 'tile="64"', lambda t: _lib(tile="64"), ValueError,
      "tile must be a whole number of pixels, at least 4 for this model; got '64'"),
     ("tile-0", "library", "tile=0", lambda t: _lib(tile=0), ValueError, "tile must be at least 4 pixels for this model; got 0"),
@@ -495,6 +499,9 @@ ROWS = [
      r"steps=3 and sampler_params\['steps'\]=5 disagree"),
     ("percentiles-reversed", "library", "percentiles=(99, 1)", lambda t: _lib(percentiles=(99, 1)), ValueError,
      r"percentiles must be two numbers \(low, high\) with 0 ≤ low < high ≤ 100; got \(99, 1\)"),
+    # the entropy map's definitions (core.maps.ENTROPY_KINDS)
+    ("entropy-unknown", "library", 'entropy="shannon"', lambda t: _lib(entropy="shannon"), ValueError,
+     r"entropy must be one of \('negentropy', 'quantised'\); got 'shannon'"),
     # issue 19: training
     ("train-ema-negative", "training", "ema_decay=-0.5", lambda t: (lambda: _train(t, ema_decay=-0.5)), ValueError,
      "ema_decay must be a number from 0 \\(no EMA\\) to below 1; got -0.5"),

@@ -225,3 +225,12 @@ def test_a_failed_rename_leaves_the_earlier_maps_whole(tmp_path, monkeypatch, ti
     assert main([*args, "--seed", "7", "--overwrite"]) == 2
     assert "Input/output error" in capsys.readouterr().err
     assert _tree(tmp_path / "out") == before  # the old set whole: no new mean beside an old entropy, no .partial
+
+
+def test_the_bad_inputs_page_has_every_row_of_the_matrix():
+    """docs/bad-inputs.md is regenerated (python scripts/bad_input_table.py) whenever a row is added."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "bad-inputs.md").read_text()
+    listed = [line.split("|")[1].strip() for line in page.splitlines() if line.startswith("| ") and "---" not in line]
+    assert listed[1:] == [row[0] for row in ROWS]  # listed[0] is the header
