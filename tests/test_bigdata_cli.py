@@ -177,3 +177,29 @@ def test_tiff_samples_are_channels_when_stored_as_planes_and_refused_as_colour(t
     assert main(["denoise", str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "o"), "--model",
                  str(tiny_checkpoint)]) == 2
     assert "RGB colour pixels (axes YXS)" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_channel_names_survive_ome_zarr_output(tmp_path, tiny_checkpoint):
+    """An OME-TIFF's channel names become each map's omero channel labels, which open_image and other
+    OME-Zarr readers read back (TIFF output keeps them in its record)."""
+    from napari_diffdenoise.core.image_io import open_image
+
+    cyx = np.random.default_rng(6).poisson(5, (2, 24, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.ome.tif", cyx, ome=True, photometric="minisblack",
+                     metadata={"axes": "CYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3,
+                               "Channel": {"Name": ["DAPI", "GFP"]}})
+    out = tmp_path / "out.ome.zarr"
+    denoise_to_zarr(tmp_path / "in.ome.tif", out, str(tiny_checkpoint), **SETTINGS)
+    maps, record = read_maps(out)
+    for name in record["maps"]:
+        image = open_image(out / name)
+        assert image.channel_names == ["DAPI", "GFP"] and image.axes == "CYX"
+        attrs = zarr.open_group(str(out / name), mode="r").attrs.asdict()
+        assert [c["label"] for c in attrs["ome"]["omero"]["channels"]] == ["DAPI", "GFP"]
+    np.testing.assert_array_equal(np.asarray(maps["mean"][...]), denoise(cyx, str(tiny_checkpoint), axes="CYX",
+                                                                         **SETTINGS).mean)
+    # an input without names writes no labels (not empty ones)
+    tifffile.imwrite(tmp_path / "plain.tif", cyx)
+    denoise_to_zarr(tmp_path / "plain.tif", tmp_path / "plain.ome.zarr", str(tiny_checkpoint), **SETTINGS)
+    assert "omero" not in zarr.open_group(str(tmp_path / "plain.ome.zarr" / "mean"), mode="r").attrs.asdict()["ome"]
+    assert open_image(tmp_path / "plain.ome.zarr" / "mean").channel_names == []

@@ -1,8 +1,8 @@
 """The maps of a run written to an OME-Zarr store plane by plane, so that a killed run resumes.
 
 Layout: ``OUT.ome.zarr/<map>`` for each map of the run (core.maps: mean, std, entropy[, lower,
-upper]), each an NGFF image (one resolution level, the input's axes and pixel sizes) that any
-OME-Zarr reader opens; the root's attributes hold
+upper]), each an NGFF image (one resolution level, the input's axes and pixel sizes, its channel
+names as omero channel labels) that any OME-Zarr reader opens; the root's attributes hold
 the run's fingerprint and metadata, and ``OUT.ome.zarr/done`` one flag per plane. A plane's flag is
 set only after all its maps are written, so a plane cut off half-way is never taken as done: a
 second run with the same settings skips the flagged planes and recomputes the rest. A run with other
@@ -84,12 +84,16 @@ class MapStore:
         shape = tuple(source.shape[source.axes.index(a)] for a in stored_axes)
         chunks = plane_chunks(shape)
         transforms = [{"type": "scale", "scale": [float(source.scale.get(a, 1.0)) for a in stored_axes]}]
+        # the input's channel names as each map's omero channel labels, which OME-Zarr readers show
+        labels = {"metadata": {"omero": {"channels": [{"label": str(n)} for n in source.channel_names]}}} \
+            if source.channel_names else {}
         for name in names:
             group = root.create_group(name)
             group.create_array("0", shape=shape, chunks=chunks,
                                dtype=MAPS[name].dtype_for(dtype), fill_value=np.nan)
             write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": transforms}],
-                                       fmt=FormatV05(), axes=_ngff_axes(source), name=name)
+                                       fmt=FormatV05(), axes=_ngff_axes(source), name=name,
+                                       **json.loads(json.dumps(labels)))  # a copy: ome_zarr pops what it takes
         leading = shape[:-2] or (1,)
         root.create_array("done", shape=leading, chunks=(1,) * len(leading), dtype=bool, fill_value=False)
         # the fingerprint goes in last: a store cut off before this line is not taken for a run to resume
