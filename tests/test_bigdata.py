@@ -150,3 +150,48 @@ def test_a_plane_larger_than_the_block_is_sampled_in_blocks_with_progress_over_a
     assert np.abs(blocked.mean - whole.mean).mean() < 0.5 * np.abs(other_seed.mean - whole.mean).mean()
     with pytest.raises(ValueError, match="block must be a whole number from 64"):
         denoise(image, tiny_model, block=10)
+
+
+def test_the_librarys_tiff_output_keeps_the_inputs_pixel_sizes_and_channel_names(tiny_model, tmp_path):
+    import tifffile
+
+    from napari_diffdenoise.core.batch import denoise_to_tiff
+    from napari_diffdenoise.core.image_io import open_image
+
+    cyx = np.random.default_rng(7).poisson(5, (2, 24, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.ome.tif", cyx, ome=True, photometric="minisblack",
+                     metadata={"axes": "CYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5,
+                               "Channel": {"Name": ["DAPI", "GFP"]}})
+    _, paths = denoise_to_tiff(tmp_path / "in.ome.tif", tmp_path / "maps", tiny_model, stem="in", n_samples=2, steps=1)
+    assert [p.name for p in paths] == ["in_mean.tif", "in_std.tif", "in_entropy.tif"]
+    for path in paths:
+        written = open_image(path)
+        assert written.axes == "CYX" and written.channel_names == ["DAPI", "GFP"]
+        assert written.scale == pytest.approx({"Y": 0.5, "X": 0.25})
+        assert written.units == {"Y": "micrometer", "X": "micrometer"}
+        with tifffile.TiffFile(path) as tif:  # the resolution tags every TIFF reader takes for the pixel size
+            x, y = tif.pages[0].tags["XResolution"].value, tif.pages[0].tags["YResolution"].value
+            assert x[0] / x[1] == pytest.approx(1e4 / 0.25) and y[0] / y[1] == pytest.approx(1e4 / 0.5)
+    # {} writes none of it
+    _, paths = denoise_to_tiff(tmp_path / "in.ome.tif", tmp_path / "bare", tiny_model, stem="in", n_samples=2,
+                               steps=1, pixel={})
+    bare = open_image(paths[0])
+    assert bare.scale.get("X", 1.0) == 1.0 and bare.channel_names == []  # tifffile's default tags: 1 per pixel
+
+
+def test_a_narrow_stack_from_a_microscope_file_is_not_taken_for_channels_last(tiny_model, tmp_path):
+    """A (Z, Y, X) stack 12 pixels wide from an .ims: its axes are in the file, so the (Y, X, C) guess that
+    refuses a bare array or TIFF of that shape does not apply."""
+    import tifffile
+    from test_formats import write_ims
+
+    from napari_diffdenoise.core.batch import denoise_to_tiff
+
+    zyx = np.random.default_rng(8).poisson(5, (20, 24, 12)).astype(np.uint16)
+    write_ims(tmp_path / "narrow.ims", zyx[None, None], (1.0, 0.2, 0.2), ["GFP"], 1.0)
+    with pytest.raises(ValueError, match=r"looks like \(Y, X, C\) with 12 channels"):
+        denoise(zyx, tiny_model, n_samples=1, steps=1)  # without axes, the shape alone is ambiguous
+    _, paths = denoise_to_tiff(tmp_path / "narrow.ims", tmp_path / "maps", tiny_model, stem="narrow", n_samples=1,
+                               steps=1)
+    np.testing.assert_array_equal(tifffile.imread(paths[0]),
+                                  denoise(zyx, tiny_model, axes="ZYX", n_samples=1, steps=1).mean)

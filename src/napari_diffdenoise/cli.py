@@ -345,12 +345,10 @@ def cmd_denoise(args) -> int:
     if args.workers is not None or args.scheduler is not None:
         raise ValueError("--workers and --scheduler write an OME-Zarr store: give --out a path ending in .zarr")
     from .core.batch import denoise_to_tiff
-    from .core.image_io import open_image
-    from .core.tiff_maps import pixel_record
 
-    pixel = pixel_record(open_image(args.input, args.axes))
+    # the maps keep the input's pixel sizes and channel names (denoise_to_tiff's default)
     _, paths = denoise_to_tiff(args.input, args.out, args.model, stem=output_stem(args.input), axes=args.axes,
-                               overwrite=args.overwrite, pixel=pixel, threads=args.threads, progress=_batch_printer(),
+                               overwrite=args.overwrite, threads=args.threads, progress=_batch_printer(),
                                **_settings_from_args(args))
     print(file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .axes import plane_positions
-from .image_io import ImageSource, is_zarr_path, open_image
+from .image_io import BIOIO_PLUGINS, ImageSource, is_zarr_path, open_image
 from .map_store import MapStore
 from .maps import MAPS, map_names
 
@@ -159,13 +159,19 @@ class _Tally:
                 **({"clamped_to_zero_pixels": self.clamped} if self.clamped else {})}
 
 
+def _axes_in_file(path) -> bool:
+    """Whether the file itself names its axes: OME-Zarr, and the microscopes' files (core.image_io)."""
+    return is_zarr_path(path) or Path(path).suffix.lower() in (*BIOIO_PLUGINS, ".ims")
+
+
 def _prepare(input_path, model, axes, settings_kwargs):
     from .restore import _check_image, _check_memory, make_settings
 
     source = open_image(input_path, axes)
     # the library's own image checks: a TIFF's axes guessed from its shape (no --axes given) get the
-    # same RGB and (Y, X, C) refusals as an array passed to denoise() without axes
-    guessed = axes is None and not is_zarr_path(input_path)
+    # same RGB and (Y, X, C) refusals as an array passed to denoise() without axes; OME-Zarr and the
+    # microscopes' files name their axes, so a narrow (Z, Y, X) stack there is not taken for (Y, X, C)
+    guessed = axes is None and not _axes_in_file(input_path)
     _check_image(source.data, None if guessed else source.axes)
     loaded = _load(model)
     s = make_settings(loaded, **settings_kwargs)
@@ -225,16 +231,21 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
 def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = None, overwrite: bool = False,
                     pixel: dict | None = None, threads: int | None = None,
                     progress: Callable[[BatchProgress], None] | None = None, **settings_kwargs) -> tuple[dict, list]:
-    """The same as :func:`denoise_to_zarr` into ``folder/<stem>_<map>.tif`` files, streamed plane by
-    plane in the input's axis order (core.tiff_maps); ``pixel`` carries a TIFF input's resolution
-    over. In this process only, and not resumable. Returns (metadata, paths)."""
+    """The same as :func:`denoise_to_zarr` (any file :func:`~.image_io.open_image` reads) into
+    ``folder/<stem>_<map>.tif`` files, one per map of the run (core.maps), streamed plane by plane in
+    the input's axis order (core.tiff_maps). Existing files are refused unless ``overwrite``.
+    ``pixel``: what the maps carry over from the input, as :func:`~.tiff_maps.pixel_record` gives it
+    (pixel sizes, their units, channel names); by default the input's own, ``{}`` for none. In this
+    process only, and not resumable. Returns (metadata, paths)."""
     import torch
 
     from .restore import device_model, output_dtype
-    from .tiff_maps import TiffMaps
+    from .tiff_maps import TiffMaps, pixel_record
 
     check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif" for name in MAPS])
     source, loaded, s = _prepare(input_path, model, axes, settings_kwargs)
+    if pixel is None:
+        pixel = pixel_record(source)
     threads = int(threads or torch.get_num_threads())
     names = map_names(s)
     dtype = output_dtype(source.data)
