@@ -286,3 +286,37 @@ def test_what_moved_in_the_noise_probe_is_not_taken_off():
     assert error_scale(v, unit, mask, _offsets(), noise=robust).pooled == pytest.approx(4.0, rel=0.2)
     assert robust.quiet.mean() < 0.95  # the blocks where something moved were set aside
     assert robust.correlation(0, 1) == pytest.approx(0.36, abs=0.05)
+
+
+def test_the_correlation_length_comes_from_the_draws_difference():
+    """Two draws' restorations differ by the response to the known noises' difference: smooth, with no
+    camera noise in it, so its correlation length is read where the residuals' products cannot."""
+    from napari_diffdenoise.core.self_calibration import Residuals, correlation_length, response_length
+
+    rng = np.random.default_rng(5)
+    shape = (2, 192, 192)  # one crop, two draws
+    response = smooth_field(shape, 1.0, 3.0, rng)  # Gaussian-filtered white noise: ℓ = 3·√2 px
+    unit = np.ones(shape)
+    v = smooth_field(shape, 2.0, 3.0, rng) + rng.standard_normal(shape) * 12.0
+    residuals = Residuals(v, unit, None, "", draws=2, restoration_mean=response)
+    assert response_length(residuals, _offsets()) == pytest.approx(3 * math.sqrt(2), rel=0.15)
+    assert response_length(dataclasses.replace(residuals, draws=1), _offsets()) is None
+    # what the noisy residuals tell of it, for comparison: far off or at a bound
+    noisy_length = correlation_length(*_pair_moments(v, np.ones(shape), np.ones(shape), _offsets()))
+    assert abs(noisy_length - 3 * math.sqrt(2)) > 0.15 * 3 * math.sqrt(2)
+
+
+def test_a_large_image_is_recorrupted_twice_on_crops_of_half_the_budget(tiny_model):
+    from napari_diffdenoise.core.self_calibration import iter_self_calibrate
+
+    noisy = noisy_image(shape=(48, 64))
+    gen = iter_self_calibrate(tiny_model, noisy, coverage=0.9, max_pixels=noisy.size, n_samples=3, steps=2)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            run = stop.value
+            break
+    draws, h, w = run.restoration.mean.shape
+    assert draws == 2 and h * w <= noisy.size // 2
+    assert "correlation length of the restoration's response" in run.calibration.source

@@ -290,7 +290,7 @@ def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None) -> tup
 
 
 def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None, folds: int = FOLDS,
-                seed: int = 0, noise: np.ndarray | None = None, draws: int = 1) -> ErrorScale:
+                seed: int = 0, noise: np.ndarray | None = None, draws: int = 1, ell: float | None = None) -> ErrorScale:
     """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``.
 
     At low light the noise in the products dwarfs the error, so each bin's estimate is uncertain:
@@ -300,14 +300,16 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     where the bins' scatter is no larger than their noise, every bin gets the pooled value. The V
     used is then CONFIDENCE_K standard errors above the shrunk estimate. With ``draws`` > 1 the
     planes are that many recorrupted copies of the same crops, one after the other: a block and its
-    copies fall in one group, as they hold the same error."""
+    copies fall in one group, as they hold the same error. ``ell``: the error's correlation
+    length, when known better than the residuals' own products can tell it."""
     if edges is None:
         edges = np.quantile(unit[mask], np.linspace(0, 1, N_BINS + 1))
         edges[0], edges[-1] = -np.inf, np.inf
     edges = np.asarray(edges, dtype=np.float64)
     # one correlation length for all bins, from all pixels: one per bin would be far noisier
     precision = _precision(v, noise)
-    ell = correlation_length(*_error_moments(v, mask * precision, mask * precision, offsets, noise))
+    if ell is None:  # from the residuals themselves: noisy, see :func:`response_length`
+        ell = correlation_length(*_error_moments(v, mask * precision, mask * precision, offsets, noise))
     counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell, noise)
     groups = _fold_labels(v.shape, folds, seed, draws)
     per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges, ell, noise)[1]
@@ -380,6 +382,7 @@ class Residuals:
     # are taken off only to make the estimate less noisy (correlated camera noise is not in it)
     known: np.ndarray | None = None
     draws: int = 1  # recorrupted copies of the same crops stacked along the planes
+    restoration_mean: np.ndarray | None = None  # (planes, H, W): the restored means, input units
 
 
 def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
@@ -417,7 +420,10 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
     ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
     from .adapt import _sigma, estimate_noise
 
-    inputs, views, probes = _crops(planes, max_pixels, partner, probe)
+    # recorrupted: crops of at most half the budget, so that at least two draws fit (their
+    # difference gives the error's correlation length, :func:`response_length`)
+    inputs, views, probes = _crops(planes, max_pixels if partner is not None else max(max_pixels // 2, 1),
+                                   partner, probe)
     known, draws = None, 1
     if partner is not None:
         how = f"{view_name} for {len(inputs)} plane(s) as an independent noisy view"
@@ -444,7 +450,24 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         probes = np.asarray(probes, dtype=np.float64)
         level = ndimage.gaussian_filter(np.asarray(views, dtype=np.float64), (0, 2.0, 2.0))
         noise = correlated_noise(probes, level, unit)
-    return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws), inputs
+    return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws, mean), inputs
+
+
+def response_length(residuals: "Residuals", offsets) -> float | None:
+    """The error's correlation length from the restorations of two recorrupted draws of the same
+    crops: their difference is the restoration's response to the difference of the known noises,
+    J·σ·(z₁ − z₂), with no camera noise and no structure in it, so its correlation length is read
+    precisely, where the residuals' own products (noise a hundred times the error) give a length
+    that often sits at a bound. It is the length of the part of the error that the noise drives;
+    the bias on structure may fall off faster or slower. None with a single draw."""
+    if residuals.draws < 2 or residuals.restoration_mean is None:
+        return None
+    means = residuals.restoration_mean
+    planes = len(means) // residuals.draws
+    difference = (means[planes:] - means[:-planes]) / residuals.unit[planes:]
+    known = None if residuals.known is None else residuals.known[planes:]
+    weights = _precision(residuals.v[planes:], known)
+    return correlation_length(*_pair_moments(difference, weights, weights, offsets))
 
 
 def recorrupted_draws(crop_pixels: int, max_pixels: int = MAX_PIXELS) -> int:
@@ -484,7 +507,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
     taken_off = last.noise if last.noise is not None else last.known
-    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws)
+    ell = response_length(last, offsets)
+    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws, ell=ell)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
     rho_noise, rho_se = noise_lag1_correlation(inputs)
     camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
@@ -495,7 +519,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR))
     if dropped:
         offsets = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
-        scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws)
+        scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws, ell=ell)
 
     # V < 0 cannot be: products that come out negative mean the view's noise is not independent of
     # the restoration's, e.g. a camera-noise fit a few per cent low makes the noise the network lets through
@@ -507,13 +531,16 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
 
     # a split-half check: λ from one half of the blocks, its modelled coverage under the other half's V
     split = np.tile(block_split(inputs.shape, split_seed), (last.draws, 1, 1))  # a block's copies on one side
-    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges, noise=taken_off, draws=last.draws)
-    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges, noise=taken_off, draws=last.draws)
+    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges, noise=taken_off, draws=last.draws, ell=ell)
+    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges, noise=taken_off, draws=last.draws, ell=ell)
     factors = [scale.factor(c) for c in coverages]
     checked = [math.nan if implausible else half_b.coverage_of(half_a.factor(c)) for c in coverages]
     widths = [float(np.mean(2 * f * last.unit)) for f in factors]
     source = ("self-calibrated: residuals against " + last.how + ". Error scale from cross-moments at lags "
-              f"{min(scale.lags_used):g}–{max(scale.lags_used):g} px (noise-cancelling): V = E[(error/spread)²] = "
+              f"{min(scale.lags_used):g}–{max(scale.lags_used):g} px (noise-cancelling)"
+              + (f", extrapolated to lag 0 over the {ell:.2g} px correlation length of the restoration's response to "
+                 "the draws' difference" if ell is not None else "")
+              + ": V = E[(error/spread)²] = "
               f"{scale.pooled:.3g} ± {scale.pooled_se:.2g} overall; used per {N_BINS} bins of the spread "
               f"{', '.join(f'{v:.3g}' for v in scale.variances)} (measured {', '.join(f'{v:.3g}' for v in scale.raw_variances)}, "
               f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {V_FLOOR:g})"
