@@ -3,10 +3,10 @@
     xvfb-run -a python scripts/screenshots.py [OUT_DIR]      (default docs/images)
 
 Each widget is docked in a viewer holding the bundled low-light sample and shown doing its job: the
-Denoise widget after a fast run (its mean, std and entropy layers added), Compare with its table
-filled, Train and Calibrate ready to start. tests/test_screenshots.py runs this, so it cannot rot,
-and the docs build (.ci/run) runs it before building the site, so the pictures show the widgets as
-they are.
+Denoise widget after a run at the default speed/quality (its mean, std, entropy and samples layers
+added; then the samples and the entropy map each on their own), Compare with its table filled, Train
+and Calibrate ready to start. tests/test_screenshots.py runs this, so it cannot rot, and the docs
+build (.ci/run) runs it before building the site, so the pictures show the widgets as they are.
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-WIDGETS = ("denoise", "compare", "train", "calibrate")  # in the order they are taken
+WIDGETS = ("denoise", "compare", "train", "calibrate")
+# the pictures, in the order they are taken: each widget, and the Denoise widget's samples and entropy map
+SHOTS = ("denoise", "denoise-samples", "denoise-entropy", "compare", "train", "calibrate")
 
 
 def _wait(condition, seconds: float = 300.0) -> None:
@@ -51,12 +53,33 @@ def take(out_dir="docs/images", size=(1400, 860)) -> list[Path]:
         denoise = DenoiseWidget(viewer)
         dock = viewer.window.add_dock_widget(denoise, name="Denoise", area="right")
         denoise.image.value = noisy
-        denoise.preset.value = list(PRESETS)[0]  # fast: the picture needs the layers, not the best maps
+        # default, not fast: with 4 samples the entropy map is mostly speckle, with 8 it picks out the
+        # structures some samples draw and others do not (about 80 s on a 2-core CPU, against 16 s)
+        denoise.preset.value = list(PRESETS)[1]
+        denoise.keep_samples.value = True
+        denoise.layers_section.collapsed = False  # the choice of layers shown; the sampling settings folded
         denoise.run()
         _wait(lambda: denoise._worker is None)
-        viewer.layers["low-light stack [entropy]"].visible = False
+        mean, std, entropy, samples = (viewer.layers[f"low-light stack [{name}]"]
+                                       for name in ("mean", "std", "entropy", "samples"))
+        entropy.visible = False
         noisy.visible = False  # the mean with the std over it, as a user looks at them
+        viewer.layers.selection.active = std
         paths.append(_shot(viewer, out / "denoise.png"))
+        # the samples one by one (the first slider picks one), then the entropy map on its own
+        mean.visible = std.visible = False
+        samples.visible = True
+        viewer.layers.selection.active = samples
+        viewer.dims.set_current_step(0, 1)
+        paths.append(_shot(viewer, out / "denoise-samples.png"))
+        samples.visible = False
+        entropy.visible = True
+        viewer.layers.selection.active = entropy
+        paths.append(_shot(viewer, out / "denoise-entropy.png"))
+        mean.visible = std.visible = True
+        entropy.visible = False
+        viewer.dims.set_current_step(0, 0)
+        viewer.layers.selection.active = mean
         viewer.window.remove_dock_widget(dock)
 
         compare = CompareWidget(viewer)
