@@ -186,8 +186,8 @@ def noise_lag1_correlation(planes: np.ndarray) -> tuple[float, float]:
 class CorrelatedNoise:
     """The view's camera noise as a correlation per offset times the local noise std. A probe made
     from frame differences holds that noise and also whatever moved between the frames, which is
-    not in the view; at lag 1 the lysosome camera's noise moments are ~5× the error's, so a few per
-    cent of motion taken for noise would swallow the error. So the probe's 16² blocks whose energy
+    not in the view; at short lags the lysosome camera's noise moments are as large as the error's,
+    so motion taken for noise would swallow much of the error. So the probe's 16² blocks whose energy
     stands out from the rest (:func:`correlated_noise`) are set aside, and the correlation — the
     camera's, the same over the field — and the std per image level are read off the others."""
 
@@ -290,7 +290,8 @@ def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None) -> tup
 
 
 def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None, folds: int = FOLDS,
-                seed: int = 0, noise: np.ndarray | None = None, draws: int = 1, ell: float | None = None) -> ErrorScale:
+                seed: int = 0, noise: np.ndarray | CorrelatedNoise | None = None, draws: int = 1,
+                ell: float | None = None) -> ErrorScale:
     """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``.
 
     At low light the noise in the products dwarfs the error, so each bin's estimate is uncertain:
