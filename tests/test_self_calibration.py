@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage, stats
 
 from napari_diffdenoise.core.calibration import calibrate
+from napari_diffdenoise.core.driving import drive
 from napari_diffdenoise.core.self_calibration import (
     ErrorScale,
     _offsets,
@@ -245,13 +246,7 @@ def test_a_small_image_is_recorrupted_several_times_within_the_budget(tiny_model
     from napari_diffdenoise.core.self_calibration import iter_self_calibrate
 
     noisy = noisy_image()
-    gen = iter_self_calibrate(tiny_model, noisy, coverage=0.9, max_pixels=3 * noisy.size, n_samples=3, steps=2)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            run = stop.value
-            break
+    run, _ = drive(iter_self_calibrate(tiny_model, noisy, coverage=0.9, max_pixels=3 * noisy.size, n_samples=3, steps=2))
     assert run.restoration.mean.shape == (3, *noisy.shape)
     assert "3 independent draws" in run.calibration.source
     # the copies are different recorruptions of the one image
@@ -310,13 +305,7 @@ def test_a_large_image_is_recorrupted_twice_on_crops_of_half_the_budget(tiny_mod
     from napari_diffdenoise.core.self_calibration import iter_self_calibrate
 
     noisy = noisy_image(shape=(48, 64))
-    gen = iter_self_calibrate(tiny_model, noisy, coverage=0.9, max_pixels=noisy.size, n_samples=3, steps=2)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            run = stop.value
-            break
+    run, _ = drive(iter_self_calibrate(tiny_model, noisy, coverage=0.9, max_pixels=noisy.size, n_samples=3, steps=2))
     draws, h, w = run.restoration.mean.shape
     assert draws == 2 and h * w <= noisy.size // 2
     assert "correlation length of the restoration's response" in run.calibration.source
