@@ -57,14 +57,12 @@ def input_content_hash(source: ImageSource) -> str:
 
 
 def _fingerprint(source: ImageSource, model, s) -> dict:
-    psf = None if s.psf is None else hashlib.sha256(np.ascontiguousarray(s.psf, np.float64).tobytes()).hexdigest()
+    from .restore import fingerprint_settings, settings_record
+
     path = None if source.path is None else str(Path(source.path).resolve())
     return {"input_path": path, "input_content_sha256": input_content_hash(source),
             "input_shape": list(source.shape), "input_dtype": str(np.dtype(source.data.dtype)), "axes": source.axes,
-            "model_sha256": model.sha256, "sampler": s.sampler.name, "params": s.params, "n_samples": s.n_samples,
-            "seed": s.seed, "mean_estimator": s.mean_estimator, "tile": s.tile, "overlap": s.overlap,
-            "percentiles": list(s.percentiles), "coverage": s.coverage, "psf_sha256": psf,
-            "block": s.block, "block_overlap": s.block_overlap, "entropy": s.entropy}
+            "model_sha256": model.sha256, **fingerprint_settings(settings_record(s))}
 
 
 def _inside(path: Path, folder: Path) -> bool:

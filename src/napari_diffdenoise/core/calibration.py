@@ -30,7 +30,6 @@ from .metrics import fit_scale_offset
 COVERAGE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 UNIT_FLOOR = 0.01  # in model units (the percentile map's half span): 0.5 % of the image's range
 BLOCK = 32  # pixels: the split into calibration and held-out halves is by blocks, not pixels
-SETTING_KEYS = ("sampler", "params", "mean_estimator")  # what the spread depends on
 WITHOUT_TRUTH = ("residuals", "simulated")  # calibrate(clean=None): how, see calibrate()
 
 
@@ -80,7 +79,10 @@ class Calibration:
     package_version: str = __version__
 
     def matches(self, settings: dict) -> bool:
-        return all(self.settings.get(k) == settings.get(k) for k in SETTING_KEYS)
+        from .restore import calibration_keys
+
+        # only the keys the width depends on: a stored calibration holds n_samples too, for the record
+        return all(self.settings.get(k) == settings.get(k) for k in calibration_keys())
 
     def factor(self, coverage: float) -> float:
         """λ for ``coverage``, interpolated linearly between the calibrated levels."""
@@ -107,8 +109,9 @@ class CalibrationRun(NamedTuple):
 
 def run_settings(metadata: dict) -> dict:
     """The part of a restoration's metadata that a calibration must match."""
-    return {"sampler": metadata["sampler"], "params": metadata["sampler_params"],
-            "mean_estimator": metadata["mean_estimator"], "n_samples": metadata["n_samples"]}
+    from .restore import calibration_key_from_metadata
+
+    return {**calibration_key_from_metadata(metadata), "n_samples": metadata["n_samples"]}
 
 
 def find_calibration(model, settings: dict) -> Calibration:

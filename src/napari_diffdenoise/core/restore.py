@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -352,13 +353,10 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     if n_samples == 0 and mean == "samples":
         raise ValueError("n_samples must be at least 1, unless the mean is a one-pass estimate (mean='head' or "
                          "'x0'), which needs no samples")
-    calibration = None
     if coverage is not None:
         coverage = COVERAGE.check(coverage, schedule)
         if n_samples < 2:
             raise ValueError("coverage needs n_samples of at least 2: one sample has no spread")
-        calibration = find_calibration(model, {"sampler": sampler, "params": params, "mean_estimator": mean})
-        calibration.factor(coverage)  # a coverage outside the calibrated levels is refused here
     dev = resolve_device(device)
     multiple = model.network.config.size_multiple
     if tile is not None and not _whole(tile):  # "64", 40.7: never rounded or parsed behind the user's back
@@ -386,9 +384,89 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
             and all(isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool) and math.isfinite(p)
                     for p in percentiles) and 0 <= percentiles[0] < percentiles[1] <= 100):
         raise ValueError(f"percentiles must be two numbers (low, high) with 0 ≤ low < high ≤ 100; got {percentiles!r}")
-    return Settings(info, params, n_samples, seed, dev, tile, overlap, batch_pixels,
-                    tuple(percentiles or model.percentiles), mean, psf, coverage, calibration, keep_samples,
-                    block, block_overlap, guidance, float(guidance_weight), entropy)
+    settings = Settings(info, params, n_samples, seed, dev, tile, overlap, batch_pixels,
+                        tuple(percentiles or model.percentiles), mean, psf, coverage, None, keep_samples,
+                        block, block_overlap, guidance, float(guidance_weight), entropy)
+    if coverage is None:
+        return settings
+    calibration = find_calibration(model, calibration_key(settings_record(settings)))
+    calibration.factor(coverage)  # a coverage outside the calibrated levels is refused here
+    return dataclasses.replace(settings, calibration=calibration)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One setting of a run as it is written down. The metadata, the zarr fingerprint (core.batch) and
+    the calibration key (core.calibration) are views of :func:`settings_record`, so a setting declared
+    here reaches all three that it belongs to."""
+
+    key: str  # its name in the record, the fingerprint and the calibration key
+    value: Callable[[Settings], object]  # JSON-safe
+    fingerprint: bool = True  # a zarr store resumes only under the same value
+    calibration: bool = False  # the intervals' width depends on it: a calibration holds for this value only
+    shown: Callable[[dict], bool] = lambda record: True  # whether the metadata carries it, given the record
+
+
+def _psf_sha256(s: Settings) -> str | None:
+    return None if s.psf is None else hashlib.sha256(np.ascontiguousarray(s.psf, np.float64).tobytes()).hexdigest()
+
+
+# The flags reproduce what each view held before they were derived from one record, so stores and
+# calibrations written then are still recognised: the fingerprint never had device or guidance, the
+# metadata never had block, block_overlap or the PSF's hash.
+RECORDED = (
+    Recorded("sampler", lambda s: s.sampler.name, calibration=True),
+    Recorded("params", lambda s: dict(s.params), calibration=True),
+    Recorded("n_samples", lambda s: s.n_samples),
+    Recorded("seed", lambda s: s.seed),
+    Recorded("mean_estimator", lambda s: s.mean_estimator, calibration=True),
+    Recorded("tile", lambda s: s.tile),
+    Recorded("overlap", lambda s: s.overlap),
+    Recorded("percentiles", lambda s: [float(p) if isinstance(p, np.floating) else p for p in s.percentiles]),
+    Recorded("coverage", lambda s: s.coverage, shown=lambda r: r["coverage"] is not None),
+    Recorded("psf_sha256", _psf_sha256, shown=lambda r: False),
+    Recorded("psf_shape", lambda s: None if s.psf is None else list(np.shape(s.psf)), fingerprint=False,
+             shown=lambda r: r["psf_shape"] is not None),
+    Recorded("block", lambda s: s.block, shown=lambda r: False),
+    Recorded("block_overlap", lambda s: s.block_overlap, shown=lambda r: False),
+    Recorded("entropy", lambda s: s.entropy),
+    Recorded("device", lambda s: str(s.device), fingerprint=False),
+    Recorded("guidance", lambda s: s.guidance, fingerprint=False, shown=lambda r: r["guidance"] is not None),
+    Recorded("guidance_weight", lambda s: s.guidance_weight, fingerprint=False,
+             shown=lambda r: r["guidance"] is not None),
+)
+# the metadata's own names where they differ from the record's (readers look for these)
+METADATA_NAMES = {"params": "sampler_params"}
+
+
+def settings_record(s: Settings) -> dict:
+    """The run's settings as one JSON-safe record, the source of its metadata, fingerprint and calibration key."""
+    return {field.key: field.value(s) for field in RECORDED}
+
+
+def metadata_settings(record: dict) -> dict:
+    """The settings part of a restoration's metadata."""
+    return {METADATA_NAMES.get(f.key, f.key): record[f.key] for f in RECORDED if f.shown(record)}
+
+
+def fingerprint_settings(record: dict) -> dict:
+    """The settings part of a zarr store's fingerprint (core.batch adds the input's identity)."""
+    return {f.key: record[f.key] for f in RECORDED if f.fingerprint}
+
+
+def calibration_keys() -> tuple[str, ...]:
+    """The settings the intervals' width depends on: a calibration holds for their values only."""
+    return tuple(f.key for f in RECORDED if f.calibration)
+
+
+def calibration_key(record: dict) -> dict:
+    """What a calibration must match."""
+    return {key: record[key] for key in calibration_keys()}
+
+
+def calibration_key_from_metadata(metadata: dict) -> dict:
+    """:func:`calibration_key` read back from a restoration's metadata."""
+    return {key: metadata[METADATA_NAMES.get(key, key)] for key in calibration_keys()}
 
 
 def _whole(value) -> bool:
@@ -591,22 +669,11 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
         "model": model.name,
         "model_sha256": model.sha256,
         "model_kind": model.kind,
-        "sampler": s.sampler.name,
-        **s.params,
-        "sampler_params": s.params,
-        "mean_estimator": s.mean_estimator,
+        **s.params,  # each sampler parameter on its own too, as the metadata has always had them
+        **metadata_settings(settings_record(s)),
         "n_steps": n_steps,
-        "n_samples": s.n_samples,
-        "seed": s.seed,
-        "device": str(s.device),
-        "tile": s.tile,
-        "overlap": s.overlap,
-        "percentiles": list(s.percentiles),
         "network_evaluations": evaluations,
-        "entropy": s.entropy,
-        **({"psf_shape": list(np.shape(s.psf))} if s.psf is not None else {}),
-        **({"guidance": s.guidance, "guidance_weight": s.guidance_weight} if s.guidance is not None else {}),
-        **({"coverage": s.coverage, "interval_factor": s.calibration.factor(s.coverage),
+        **({"interval_factor": s.calibration.factor(s.coverage),
             "calibration_source": s.calibration.source,
             "calibration_held_out_coverage": float(np.interp(s.coverage, s.calibration.coverages,
                                                              s.calibration.held_out_coverage))}

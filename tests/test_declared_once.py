@@ -1,0 +1,122 @@
+"""Things a run declares once (issue #20): the record of its settings, the number of steps, the
+training configuration, the version. Each test here failed on the code that declared them twice."""
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_diffdenoise.core import restore
+from napari_diffdenoise.core.batch import _fingerprint, input_content_hash
+from napari_diffdenoise.core.calibration import Calibration, run_settings
+from napari_diffdenoise.core.image_io import open_image
+from napari_diffdenoise.core.physics import gaussian_psf
+from napari_diffdenoise.core.restore import (
+    RECORDED,
+    Recorded,
+    _metadata,
+    calibration_key,
+    make_settings,
+    settings_record,
+)
+
+
+def _legacy_fingerprint(source, model, s) -> dict:
+    """batch._fingerprint as it was written before the record (2026-12-01): stores it wrote must resume."""
+    psf = None if s.psf is None else hashlib.sha256(np.ascontiguousarray(s.psf, np.float64).tobytes()).hexdigest()
+    path = None if source.path is None else str(Path(source.path).resolve())
+    return {"input_path": path, "input_content_sha256": input_content_hash(source),
+            "input_shape": list(source.shape), "input_dtype": str(np.dtype(source.data.dtype)), "axes": source.axes,
+            "model_sha256": model.sha256, "sampler": s.sampler.name, "params": s.params, "n_samples": s.n_samples,
+            "seed": s.seed, "mean_estimator": s.mean_estimator, "tile": s.tile, "overlap": s.overlap,
+            "percentiles": list(s.percentiles), "coverage": s.coverage, "psf_sha256": psf,
+            "block": s.block, "block_overlap": s.block_overlap, "entropy": s.entropy}
+
+
+def _legacy_metadata_settings(s) -> dict:
+    """The settings part of restore._metadata as it was written before the record."""
+    return {
+        "sampler": s.sampler.name, **s.params, "sampler_params": s.params, "mean_estimator": s.mean_estimator,
+        "n_samples": s.n_samples, "seed": s.seed, "device": str(s.device), "tile": s.tile, "overlap": s.overlap,
+        "percentiles": list(s.percentiles), "entropy": s.entropy,
+        **({"psf_shape": list(np.shape(s.psf))} if s.psf is not None else {}),
+        **({"guidance": s.guidance, "guidance_weight": s.guidance_weight} if s.guidance is not None else {}),
+        **({"coverage": s.coverage} if s.coverage is not None else {}),
+    }
+
+
+def _legacy_run_settings(metadata: dict) -> dict:
+    return {"sampler": metadata["sampler"], "params": metadata["sampler_params"],
+            "mean_estimator": metadata["mean_estimator"], "n_samples": metadata["n_samples"]}
+
+
+@pytest.fixture
+def source(tmp_path):
+    path = tmp_path / "in.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).poisson(5, (2, 40, 48)).astype(np.uint16))
+    return open_image(path)
+
+
+def _calibrated(model, **settings):
+    """The model with a calibration (made up) for these settings, as calibrate() would store it."""
+    s = make_settings(model, **settings)
+    metadata = _metadata(model, s, 0, 0, 0.0, {})
+    calibration = Calibration(run_settings(metadata), [0.5, 0.9], [1.0, 2.0], [0.5, 0.9], [1.0, 2.0], "test", 100)
+    return dataclasses.replace(model, calibrations=[calibration.to_dict()])
+
+
+RUNS = [
+    {},
+    {"n_samples": 3, "steps": 2, "seed": 4, "tile": 32, "overlap": 4, "percentiles": (1.0, 99.0), "block": 512,
+     "block_overlap": 16, "entropy": "quantised", "mean": "samples"},
+    {"sampler": "ddim-dc", "psf": gaussian_psf(1.2)},
+    {"psf": gaussian_psf(1.0), "guidance": "dc", "guidance_weight": 0.5},
+    {"sampler": "heun", "steps": 3},
+]
+
+
+@pytest.mark.parametrize("settings", RUNS)
+def test_the_record_gives_what_each_view_held_before(tiny_model, source, settings):
+    """Stores and calibrations written before the record are still recognised, and the metadata
+    keeps every key (and value) it had."""
+    s = make_settings(tiny_model, **settings)
+    assert _fingerprint(source, tiny_model, s) == _legacy_fingerprint(source, tiny_model, s)
+    metadata = _metadata(tiny_model, s, 0, 0, 0.0, {})
+    legacy = _legacy_metadata_settings(s)
+    assert {k: metadata[k] for k in legacy} == legacy
+    assert run_settings(metadata) == _legacy_run_settings(metadata)
+
+
+def test_a_calibration_stored_before_the_record_is_found(tiny_model):
+    model = _calibrated(tiny_model, n_samples=4, steps=3)
+    s = make_settings(model, n_samples=4, steps=3, coverage=0.9)
+    assert s.calibration is not None and s.calibration.settings["params"] == s.params
+    with pytest.raises(ValueError, match="no calibration"):
+        make_settings(model, n_samples=4, steps=5, coverage=0.9)
+
+
+def test_a_setting_added_to_the_record_reaches_fingerprint_calibration_key_and_metadata(tiny_model, source,
+                                                                                        monkeypatch):
+    """Declaring a setting once (one Recorded line) changes all three views when its value changes."""
+    value = {"now": 1}
+    monkeypatch.setattr(restore, "RECORDED", (*RECORDED, Recorded("flux", lambda s: value["now"], calibration=True)))
+    s = make_settings(tiny_model, n_samples=4, steps=3)
+    before = (_fingerprint(source, tiny_model, s), calibration_key(settings_record(s)),
+              _metadata(tiny_model, s, 0, 0, 0.0, {}))
+    assert before[0]["flux"] == before[1]["flux"] == before[2]["flux"] == 1
+    calibration = Calibration(run_settings(before[2]), [0.5, 0.9], [1.0, 2.0], [0.5, 0.9], [1.0, 2.0], "t", 100)
+    assert calibration.matches(before[1])
+    value["now"] = 2
+    after = (_fingerprint(source, tiny_model, s), calibration_key(settings_record(s)),
+             _metadata(tiny_model, s, 0, 0, 0.0, {}))
+    assert all(a != b for a, b in zip(before, after))
+    assert not calibration.matches(after[1])
+
+
+def test_calibration_keys_are_always_in_the_metadata(tiny_model):
+    """run_settings reads the calibration key back from the metadata: every key must be there."""
+    for settings in RUNS:
+        record = settings_record(make_settings(tiny_model, **settings))
+        assert all(f.shown(record) for f in RECORDED if f.calibration)
