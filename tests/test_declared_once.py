@@ -120,3 +120,56 @@ def test_calibration_keys_are_always_in_the_metadata(tiny_model):
     for settings in RUNS:
         record = settings_record(make_settings(tiny_model, **settings))
         assert all(f.shown(record) for f in RECORDED if f.calibration)
+
+
+def _unpaired_model():
+    import torch
+
+    from napari_diffdenoise.core.model import DiffusionModel
+    from napari_diffdenoise.core.network import UNet, UNetConfig
+    from napari_diffdenoise.core.schedules import NoiseSchedule
+
+    torch.manual_seed(0)
+    return DiffusionModel(UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                          fourier_features=8)), NoiseSchedule("cosine", 20), kind="unpaired", tile=32)
+
+
+def _steps_both_ways(model, path, tmp_path, **settings) -> tuple[int, int]:
+    from napari_diffdenoise import denoise
+    from napari_diffdenoise.core.batch import denoise_to_tiff
+
+    in_memory = denoise(tifffile.imread(path), model, **settings).metadata["n_steps"]
+    to_files, _ = denoise_to_tiff(path, tmp_path / "out", model, stem="x", overwrite=True, **settings)
+    return in_memory, to_files["n_steps"]
+
+
+@pytest.fixture
+def small_tif(tmp_path):
+    path = tmp_path / "small.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
+    return path
+
+
+def _every_sampler(tiny_model):
+    from napari_diffdenoise.core.sampler_registry import SAMPLERS
+
+    unpaired = _unpaired_model()
+    for name, info in SAMPLERS.items():
+        model = tiny_model if "paired" in info.model_kinds else unpaired
+        settings = {"sampler": name, "n_samples": 2}
+        if "steps" in info.defaults(model.schedule):
+            settings["steps"] = 2
+        if info.needs_psf:
+            settings["psf"] = gaussian_psf(1.0)
+        yield model, settings
+
+
+def test_the_number_of_steps_agrees_in_memory_and_to_files_for_every_sampler(tiny_model, small_tif, tmp_path):
+    for model, settings in _every_sampler(tiny_model):
+        in_memory, to_files = _steps_both_ways(model, small_tif, tmp_path, **settings)
+        assert in_memory == to_files == restore.network_steps(model, make_settings(model, **settings)), settings
+
+
+def test_the_number_of_steps_has_one_source(tiny_model, small_tif, tmp_path, monkeypatch):
+    monkeypatch.setattr(restore, "network_steps", lambda model, s: 12345)
+    assert _steps_both_ways(tiny_model, small_tif, tmp_path, n_samples=2, steps=2) == (12345, 12345)

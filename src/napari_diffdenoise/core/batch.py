@@ -256,9 +256,9 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = 
     except BaseException:
         sink.abort()
         raise
-    from .restore import _metadata
+    from .restore import _metadata, network_steps
 
-    n_steps = (s.sampler.n_evaluations(loaded.schedule, s.params) if s.n_samples else 0) + (s.mean_estimator != "samples")
+    n_steps = network_steps(loaded, s)
     metadata = {**_metadata(loaded, s, tally.evaluations, n_steps, 0.0, {"axes": source.axes}), **tally.metadata(),
                 "n_planes": len(positions), "threads": threads}
     return metadata, sink.finish(metadata)

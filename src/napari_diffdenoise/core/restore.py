@@ -684,6 +684,13 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
     }
 
 
+def network_steps(model: DiffusionModel, s: Settings) -> int:
+    """The run's sequential network steps per plane, as its metadata records them: the sampler's
+    evaluations (none without samples), plus one for a one-pass mean (the mean head or x̂₀)."""
+    sampled = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
+    return sampled + (s.mean_estimator != "samples")
+
+
 def output_dtype(image) -> type:
     """float64 maps for float64 input and for integers wider than 16 bits: an offset of 1e9 leaves
     float32 steps of 64 counts (int64 counts near 1e9 came back with 26-count errors)."""
@@ -705,8 +712,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     run_model = device_model(model, s.device)
     positions = plane_positions(array.shape)
     out_dtype = output_dtype(array)
-    n_steps = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
-    n_steps += s.mean_estimator != "samples"
+    n_steps = network_steps(model, s)
     outputs = {name: np.empty(array.shape, MAPS[name].dtype_for(out_dtype)) for name in map_names(s)}
     samples = np.empty((s.n_samples,) + tuple(array.shape), out_dtype) if s.keep_samples else None
     unit = np.empty(array.shape, out_dtype) if s.n_samples else None
