@@ -219,3 +219,53 @@ def test_resume_continues_the_run_at_the_output_file(setup, qtbot, errors, tmp_p
     assert Path(w.output.value) == tmp_path / "fine.safetensors" and not errors
     assert sorted(p.name for p in tmp_path.glob("fine*")) == [
         "fine-best.safetensors", "fine.safetensors", "fine.state.safetensors"]
+
+
+@pytest.mark.parametrize("steps, batch, patch, lr, ema", [(6, 2, 32, 2e-4, True), (37, 5, 48, 1e-3, False),
+                                                          (5000, 8, 64, 2e-4, True)])
+def test_the_cli_and_the_widget_build_the_same_train_config(setup, tmp_path, monkeypatch, steps, batch, patch, lr, ema):
+    """Both derive the warm-up, checkpoint and validation intervals from the steps in one place."""
+    import tifffile
+
+    import napari_diffdenoise
+    from napari_diffdenoise.cli import main
+
+    _, w = setup
+    w.steps.value, w.batch_size.value, w.patch_size.value, w.learning_rate.value, w.ema.value = steps, batch, patch, lr, ema
+    seen = {}
+
+    def fake_train(*args, config, **kwargs):
+        seen["config"] = config
+        return type("Result", (), {"best_val_loss": None})()
+
+    monkeypatch.setattr(napari_diffdenoise, "train", fake_train)
+    clean = tmp_path / "clean.tif"
+    tifffile.imwrite(clean, np.zeros((32, 32), np.float32))
+    assert main(["train", "--clean", str(clean), "--out", str(tmp_path / "m.safetensors"), "--steps", str(steps),
+                 "--batch-size", str(batch), "--patch-size", str(patch), "--lr", str(lr),
+                 "--ema", "0.999" if ema else "0"]) == 0
+    assert seen["config"] == w._config()
+
+
+def test_the_train_config_derivation_has_one_source(setup, tmp_path, monkeypatch):
+    """The CLI and the widget call core.training.scaled_config: a change there reaches both."""
+    import tifffile
+
+    import napari_diffdenoise
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core import training
+
+    marked = training.TrainConfig(steps=4321, warmup_steps=7)
+    monkeypatch.setattr(training, "scaled_config", lambda steps, **kwargs: marked)
+    monkeypatch.setattr(train_module, "scaled_config", training.scaled_config)  # the name the widget imported
+    seen = {}
+
+    def fake_train(*args, config, **kwargs):
+        seen["config"] = config
+        return type("Result", (), {"best_val_loss": None})()
+
+    monkeypatch.setattr(napari_diffdenoise, "train", fake_train)
+    clean = tmp_path / "clean.tif"
+    tifffile.imwrite(clean, np.zeros((32, 32), np.float32))
+    main(["train", "--clean", str(clean), "--out", str(tmp_path / "m.safetensors")])
+    assert seen["config"] is marked and setup[1]._config() is marked

@@ -377,17 +377,16 @@ def _read_stack(paths: list[str] | None):
 def cmd_train(args) -> int:
     """Fine-tune (or train from scratch) on paired images, or on clean images with simulated noise.
     Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.distributed)."""
-    from . import NoiseModel, TrainConfig, train
+    from . import NoiseModel, train
     from .core import distributed
+    from .core.training import scaled_config
 
     args.device = distributed.init_from_env(args.device)
     main_rank = distributed.is_main()
 
     noisy, clean = _read_stack(args.noisy), _read_stack(args.clean)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
-                         learning_rate=args.lr, warmup_steps=min(100, max(1, args.steps // 10)),
-                         checkpoint_every=max(10, args.steps // 20), validate_every=max(5, args.steps // 50),
-                         ema_decay=args.ema, seed=args.seed)
+    config = scaled_config(args.steps, batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
+                           ema_decay=args.ema, seed=args.seed)
     noise = NoiseModel(photons=tuple(args.photons), psf_sigma=args.psf_sigma)
 
     def show(info):

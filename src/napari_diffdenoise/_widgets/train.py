@@ -24,7 +24,7 @@ from magicgui.widgets import (
 
 from ..core.datasets import NoiseModel
 from ..core.finetune import prepare_training, run_prepared
-from ..core.training import TrainConfig, best_path
+from ..core.training import TrainConfig, best_path, scaled_config
 from ._worker import WorkerControls, _duration
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
@@ -322,11 +322,8 @@ class TrainWidget(WorkerControls, Container):
                                       f"{cost.describe()} (timed on this machine)")
 
     def _config(self) -> TrainConfig:
-        steps = self.steps.value
-        return TrainConfig(steps=steps, batch_size=self.batch_size.value, patch_size=self.patch_size.value,
-                           learning_rate=self.learning_rate.value, warmup_steps=min(100, max(1, steps // 10)),
-                           ema_decay=0.999 if self.ema.value else 0.0,
-                           checkpoint_every=max(10, steps // 20), validate_every=max(5, steps // 50))
+        return scaled_config(self.steps.value, batch_size=self.batch_size.value, patch_size=self.patch_size.value,
+                             learning_rate=self.learning_rate.value, ema_decay=0.999 if self.ema.value else 0.0)
 
     def _prepare(self, config: TrainConfig):
         clean = self.clean.value

@@ -63,6 +63,16 @@ class TrainConfig:
     objective: str = "diffusion"
 
 
+def scaled_config(steps: int, *, batch_size: int, patch_size: int, learning_rate: float, ema_decay: float,
+                  seed: int = 0) -> TrainConfig:
+    """The TrainConfig of a run asked for by its length (the CLI's and the Train widget's): the warm-up,
+    the checkpoints and the validation scale with the steps, so a short run still warms up, saves and
+    validates, and a long one does not spend its time on them."""
+    return TrainConfig(steps=steps, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
+                       warmup_steps=min(100, max(1, steps // 10)), checkpoint_every=max(10, steps // 20),
+                       validate_every=max(5, steps // 50), ema_decay=ema_decay, seed=seed)
+
+
 @dataclass
 class TrainProgress:
     step: int  # steps done
