@@ -17,6 +17,28 @@ def test_core_imports_without_qt_napari_or_magicgui():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_core_does_not_import_the_package_root():
+    """The root imports the core; a core module importing the root (its version, say) closes a circle."""
+    import ast
+    from pathlib import Path
+
+    from napari_diffdenoise import core
+
+    offenders = []
+    for path in sorted(Path(core.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and ((node.level == 2 and node.module is None)
+                                                     or (node.level == 0 and node.module == "napari_diffdenoise")):
+                offenders.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Import) and any(a.name == "napari_diffdenoise" for a in node.names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, offenders
+    from napari_diffdenoise import __version__
+    from napari_diffdenoise.core._version import __version__ as core_version
+
+    assert __version__ == core_version
+
+
 def test_manifest_is_valid():
     from npe2 import PluginManifest
 

@@ -4,13 +4,7 @@ The public API is importable without Qt or napari::
 
     from napari_diffdenoise import load_model, denoise, list_models
 """
-try:
-    from importlib.metadata import PackageNotFoundError, version
-
-    __version__ = version("napari-diffdenoise")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
-
+from .core._version import __version__
 from .core.adapt import adapt
 from .core.batch import denoise_to_tiff, denoise_to_zarr
 from .core.bioimageio_export import export_bioimageio, import_bioimageio

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .. import __version__
+from ._version import __version__
 from .datasets import Split, as_planes
 from .devices import resolve_device
 from .driving import drive

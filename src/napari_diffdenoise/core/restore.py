@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import __version__
+from ._version import __version__
 from .axes import check_axes, plane_positions
 from .calibration import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency

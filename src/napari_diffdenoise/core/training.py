@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .. import __version__
+from ._version import __version__
 from . import distributed
 from .checkpoint import read_checkpoint, save_checkpoint
 from .devices import resolve_device
