@@ -173,3 +173,24 @@ def test_the_number_of_steps_agrees_in_memory_and_to_files_for_every_sampler(tin
 def test_the_number_of_steps_has_one_source(tiny_model, small_tif, tmp_path, monkeypatch):
     monkeypatch.setattr(restore, "network_steps", lambda model, s: 12345)
     assert _steps_both_ways(tiny_model, small_tif, tmp_path, n_samples=2, steps=2) == (12345, 12345)
+
+
+def test_denoise_calibrate_adapt_and_train_share_one_cancel_convention(headed):
+    """Each raises Cancelled when cancel() returns True, and stops at the first check."""
+    from napari_diffdenoise import Cancelled, adapt, calibrate, denoise, train
+    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+    from napari_diffdenoise.core.training import TrainConfig
+
+    noisy, clean = simulate_pair("nuclei", (160, 160), Acquisition(peak_photons=10), seed=3)
+    calls = {
+        "denoise": lambda cancel: denoise(noisy, headed, n_samples=2, steps=2, cancel=cancel),
+        "calibrate": lambda cancel: calibrate(headed, noisy, clean, [0.5, 0.9], n_samples=2, steps=2, cancel=cancel),
+        "adapt": lambda cancel: adapt(headed, noisy, minutes=None, steps=3, recalibrate=False, cancel=cancel),
+        "train": lambda cancel: train(noisy[None], clean[None], model=headed, cancel=cancel,
+                                      config=TrainConfig(steps=3, batch_size=2, patch_size=32)),
+    }
+    for name, call in calls.items():
+        asked = []
+        with pytest.raises(Cancelled):
+            call(lambda asked=asked: asked.append(1) or True)
+        assert len(asked) == 1, name

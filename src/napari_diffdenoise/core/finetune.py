@@ -124,9 +124,13 @@ def train(
     refused unless ``resume`` continues that run or ``overwrite`` replaces it. ``model`` itself is
     never changed (a copy is trained); a mean head, if it has one, is trained alongside.
     ``progress`` gets a :class:`TrainProgress` every step; ``cancel()`` is polled every step and
-    stops the run, keeping the last checkpoint written."""
+    stops the run, keeping the last checkpoint written, and raises :class:`~.restore.Cancelled`."""
+    from .restore import Cancelled
+
     run = iter_train_on(noisy, clean, model=model, noise_model=noise_model, config=config,
                         val_fraction=val_fraction, output=output, resume=resume, device=device, kind=kind,
                         overwrite=overwrite)
     result, cancelled = drive(run, progress, cancel)
-    return TrainResult(None, [], None, cancelled=True) if cancelled else result
+    if cancelled:
+        raise Cancelled("training was cancelled")
+    return result

@@ -86,10 +86,9 @@ class TrainProgress:
 
 @dataclass
 class TrainResult:
-    model: DiffusionModel | None  # None when cancelled before the end
+    model: DiffusionModel
     history: list[dict] = field(default_factory=list)
     best_val_loss: float | None = None
-    cancelled: bool = False
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -523,6 +522,11 @@ def run_training(
     cancel: Callable[[], bool] | None = None,
     **kwargs,
 ) -> TrainResult:
-    """Run :func:`iter_train` to the end or until ``cancel()`` returns True (checked every step)."""
+    """Run :func:`iter_train` to the end; ``cancel()`` is polled every step and, when it returns True,
+    stops the run and raises :class:`~.restore.Cancelled`, as denoise, calibrate and adapt do."""
+    from .restore import Cancelled
+
     result, cancelled = drive(iter_train(model, source, config, **kwargs), progress, cancel)
-    return TrainResult(None, [], None, cancelled=True) if cancelled else result
+    if cancelled:
+        raise Cancelled("training was cancelled")
+    return result
