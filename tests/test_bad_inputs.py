@@ -234,3 +234,21 @@ def test_the_bad_inputs_page_has_every_row_of_the_matrix():
     page = (Path(__file__).resolve().parent.parent / "docs" / "bad-inputs.md").read_text()
     listed = [line.split("|")[1].strip() for line in page.splitlines() if line.startswith("| ") and "---" not in line]
     assert listed[1:] == [row[0] for row in ROWS]  # listed[0] is the header
+
+
+def test_a_guided_store_does_not_resume_under_another_guidance(tmp_path, tiny_checkpoint):
+    """Guidance changes every sample: planes restored under one guidance weight must not be mixed with
+    planes restored under another; an unguided store resumes as before."""
+    import numpy as np
+    import tifffile
+
+    from napari_diffdenoise.core.batch import denoise_to_zarr
+    from napari_diffdenoise.core.physics import gaussian_psf
+
+    tifffile.imwrite(tmp_path / "a.tif", np.random.default_rng(6).poisson(5, (2, 32, 32)).astype(np.uint16))
+    guided = dict(n_samples=1, steps=1, psf=gaussian_psf(1.0), guidance="dc")
+    denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), guidance_weight=0.5, **guided)
+    with pytest.raises(ValueError, match="guidance_weight"):
+        denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), guidance_weight=1.0, **guided)
+    again = denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), guidance_weight=0.5, **guided)
+    assert again["planes_resumed"] == 2

@@ -402,7 +402,8 @@ class Recorded:
 
     key: str  # its name in the record, the fingerprint and the calibration key
     value: Callable[[Settings], object]  # JSON-safe
-    fingerprint: bool = True  # a zarr store resumes only under the same value
+    # a zarr store resumes only under the same value (or, given the record, whether that holds)
+    fingerprint: bool | Callable[[dict], bool] = True
     calibration: bool = False  # the intervals' width depends on it: a calibration holds for this value only
     shown: Callable[[dict], bool] = lambda record: True  # whether the metadata carries it, given the record
 
@@ -412,7 +413,8 @@ def _psf_sha256(s: Settings) -> str | None:
 
 
 # The flags reproduce what each view held before they were derived from one record, so stores and
-# calibrations written then are still recognised: the fingerprint never had device or guidance, the
+# calibrations written then are still recognised: the fingerprint never had device (nor guidance: a guided
+# store then resumed under another guidance, which it no longer does), the
 # metadata never had block, block_overlap or the PSF's hash.
 RECORDED = (
     Recorded("sampler", lambda s: s.sampler.name, calibration=True),
@@ -431,8 +433,11 @@ RECORDED = (
     Recorded("block_overlap", lambda s: s.block_overlap, shown=lambda r: False),
     Recorded("entropy", lambda s: s.entropy),
     Recorded("device", lambda s: str(s.device), fingerprint=False),
-    Recorded("guidance", lambda s: s.guidance, fingerprint=False, shown=lambda r: r["guidance"] is not None),
-    Recorded("guidance_weight", lambda s: s.guidance_weight, fingerprint=False,
+    # guidance changes every sample, so a store resumes only under the same guidance; an unguided run's
+    # fingerprint stays as it was before guidance was recorded in it (those stores still resume)
+    Recorded("guidance", lambda s: s.guidance, fingerprint=lambda r: r["guidance"] is not None,
+             shown=lambda r: r["guidance"] is not None),
+    Recorded("guidance_weight", lambda s: s.guidance_weight, fingerprint=lambda r: r["guidance"] is not None,
              shown=lambda r: r["guidance"] is not None),
 )
 # the metadata's own names where they differ from the record's (readers look for these)
@@ -451,7 +456,8 @@ def metadata_settings(record: dict) -> dict:
 
 def fingerprint_settings(record: dict) -> dict:
     """The settings part of a zarr store's fingerprint (core.batch adds the input's identity)."""
-    return {f.key: record[f.key] for f in RECORDED if f.fingerprint}
+    return {f.key: record[f.key] for f in RECORDED
+            if (f.fingerprint(record) if callable(f.fingerprint) else f.fingerprint)}
 
 
 def calibration_keys() -> tuple[str, ...]:
