@@ -103,9 +103,8 @@ def recalibration_cost(model, shape: tuple[int, ...]) -> Recalibration:
 
     settings = make_settings(model, **DEFAULT_SAMPLER_SETTINGS)
     planes = [np.broadcast_to(np.float32(0), shape[-2:])] * int(np.prod(shape[:-2], dtype=np.int64))
-    crops = self_calibration._crops(planes, self_calibration.MAX_PIXELS)[0]  # the very selection it makes
-    # small crops are restored as several recorrupted copies, stacked to fill the budget
-    draws = self_calibration.recorrupted_draws(crops.size, self_calibration.MAX_PIXELS)
+    # the very selection it makes: crops restored as several recorrupted copies, stacked to fill the budget
+    crops, draws = self_calibration.recorrupted_crops(planes, self_calibration.MAX_PIXELS)
     multiple = model.network.config.size_multiple
     tiled = sum(-(-t.height // multiple) * multiple * -(-t.width // multiple) * multiple
                 for t in make_tiles(crops.shape[-2:], settings.tile, settings.overlap))

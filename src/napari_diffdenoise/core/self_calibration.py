@@ -421,17 +421,14 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
     ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
     from .adapt import _sigma, estimate_noise
 
-    # recorrupted: crops of at most half the budget, so that at least two draws fit (their
-    # difference gives the error's correlation length, :func:`response_length`)
-    inputs, views, probes = _crops(planes, max_pixels if partner is not None else max(max_pixels // 2, 1),
-                                   partner, probe)
     known, draws = None, 1
     if partner is not None:
+        inputs, views, probes = _crops(planes, max_pixels, partner, probe)
         how = f"{view_name} for {len(inputs)} plane(s) as an independent noisy view"
         restored_input = inputs
     else:
+        (inputs, draws), views, probes = recorrupted_crops(planes, max_pixels), None, None
         noise = estimate_noise(list(inputs))
-        draws = recorrupted_draws(inputs.size, max_pixels)
         rng = np.random.default_rng([seed, 23])
         sigma = np.tile(np.stack([_sigma(p.astype(np.float64), noise) for p in inputs]), (draws, 1, 1))
         copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
@@ -469,6 +466,14 @@ def response_length(residuals: "Residuals", offsets) -> float | None:
     known = None if residuals.known is None else residuals.known[planes:]
     weights = _precision(residuals.v[planes:], known)
     return correlation_length(*_pair_moments(difference, weights, weights, offsets))
+
+
+def recorrupted_crops(planes, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """(crops, draws): what a recorrupted calibration restores, draws × the crops: crops of at most
+    half the budget, so that at least two draws fit (their difference gives the error's
+    correlation length, :func:`response_length`). The Train widget's time estimate reads it too."""
+    crops = _crops(planes, max(max_pixels // 2, 1))[0]
+    return crops, recorrupted_draws(crops.size, max_pixels)
 
 
 def recorrupted_draws(crop_pixels: int, max_pixels: int = MAX_PIXELS) -> int:
