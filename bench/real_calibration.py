@@ -42,9 +42,10 @@ from scipy import ndimage, special
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.adapt import estimate_noise
 from napari_diffdenoise.core.calibration import find_calibration, run_settings
+from napari_diffdenoise.core.error_scale import N_BINS, ErrorScale
 from napari_diffdenoise.core.metrics import calibration as error_bins
 from napari_diffdenoise.core.metrics import psnr_fitted
-from napari_diffdenoise.core.self_calibration import N_BINS, ErrorScale, iter_self_calibrate
+from napari_diffdenoise.core.self_calibration import iter_self_calibrate
 from napari_diffdenoise.core.simulate import Acquisition
 
 from .common import HELD_OUT_SEED, markdown_table, write_report

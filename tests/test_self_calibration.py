@@ -9,16 +9,16 @@ from scipy import ndimage, stats
 
 from napari_diffdenoise.core.calibration import calibrate
 from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.self_calibration import (
+from napari_diffdenoise.core.error_scale import (
     ErrorScale,
-    _offsets,
-    _pair_moments,
     correlation_length,
     error_scale,
     extrapolate_to_zero,
-    noise_lag1_correlation,
-    self_calibrate,
+    lag_offsets,
+    pair_moments,
 )
+from napari_diffdenoise.core.self_calibration import self_calibrate
+from napari_diffdenoise.core.view_noise import noise_lag1_correlation
 
 
 def smooth_field(shape, variance, sigma, rng):
@@ -33,7 +33,7 @@ def test_error_scale_sees_a_smooth_error_under_noise_a_hundred_times_larger():
     error = smooth_field(shape, 4.0, 3.0, rng)  # V = 4 in units of u = 1
     noise = rng.standard_normal(shape) * 20.0  # variance 400: 100 × the error's
     unit = rng.uniform(1, 3, shape)  # the model's spread, pixel by pixel; v = (error·u + noise) / u
-    scale = error_scale(error + noise / unit, unit, np.ones(shape, bool), _offsets())
+    scale = error_scale(error + noise / unit, unit, np.ones(shape, bool), lag_offsets())
     assert all(0.2 < w < 0.3 for w in scale.weights)
     assert all(v == pytest.approx(4.0, rel=0.5) for v in scale.raw_variances)
     # what subtracting a fitted variance would give, with that variance known to 2 %: ±8
@@ -43,7 +43,7 @@ def test_error_scale_sees_a_smooth_error_under_noise_a_hundred_times_larger():
 def test_error_scale_is_zero_for_white_residuals_and_floored():
     rng = np.random.default_rng(1)
     shape = (2, 128, 128)
-    scale = error_scale(rng.standard_normal(shape) * 10, np.ones(shape), np.ones(shape, bool), _offsets())
+    scale = error_scale(rng.standard_normal(shape) * 10, np.ones(shape), np.ones(shape, bool), lag_offsets())
     assert max(scale.raw_variances) < 0.5
     assert scale.variances == [0.25] * len(scale.variances)
 
@@ -63,14 +63,14 @@ def test_pair_moments_of_a_known_field():
     v = np.zeros((1, 4, 4))
     v[0, :, ::2] = 1.0  # columns 0 and 2
     ones = np.ones_like(v)
-    lags, moments, totals = _pair_moments(v, ones, ones, [(0, 1), (0, 2), (1, 0)])
+    lags, moments, totals = pair_moments(v, ones, ones, [(0, 1), (0, 2), (1, 0)])
     assert list(lags) == [1.0, 1.0, 2.0, 2.0, 1.0, 1.0]  # each offset in both directions
     assert list(moments[:2]) == [0.0, 0.0]  # a lit column never sits beside a lit one
     assert moments[2] == moments[3] == pytest.approx(4 / 8)  # 8 pairs two columns apart, 4 of them both lit
     assert moments[4] == moments[5] == pytest.approx(0.5) and list(totals[4:]) == [12.0, 12.0]
     first = ones.copy()
     first[0, :, 1:] = 0  # pairs counted for column 0 only: its right neighbour (column 1) is dark
-    assert _pair_moments(v, first, ones, [(0, 1)])[1][0] == 0.0
+    assert pair_moments(v, first, ones, [(0, 1)])[1][0] == 0.0
 
 
 def test_noise_correlation_is_read_off_second_differences():
@@ -218,14 +218,15 @@ def test_noise_correlated_between_pixels_is_taken_off_with_a_probe():
     error = smooth_field(shape, 4.0, 3.0, rng)
     unit = np.ones(shape)
     mask = np.ones(shape, bool)
-    blind = error_scale(error + correlated(), unit, mask, _offsets())
-    seen = error_scale(error + correlated(), unit, mask, _offsets(), noise=correlated())
+    blind = error_scale(error + correlated(), unit, mask, lag_offsets())
+    seen = error_scale(error + correlated(), unit, mask, lag_offsets(), noise=correlated())
     assert blind.pooled > 3 * 4.0  # the noise's correlation read as error
     assert seen.pooled == pytest.approx(4.0, rel=0.35)
 
 
 def test_draws_of_the_same_crops_share_folds_and_quiet_the_estimate():
-    from napari_diffdenoise.core.self_calibration import MAX_DRAWS, _fold_labels, recorrupted_draws
+    from napari_diffdenoise.core.error_scale import _fold_labels
+    from napari_diffdenoise.core.self_calibration import MAX_DRAWS, recorrupted_draws
 
     assert recorrupted_draws(256 * 256, 2 ** 18) == 4
     assert recorrupted_draws(512 * 512, 2 ** 18) == 1
@@ -236,8 +237,8 @@ def test_draws_of_the_same_crops_share_folds_and_quiet_the_estimate():
     error = smooth_field((1, 192, 192), 2.0, 3.0, rng)  # one image's error, seen through four noise draws
     v = error + rng.standard_normal((4, 192, 192)) * 12.0
     unit = np.ones_like(v)
-    one = error_scale(v[:1], unit[:1], np.ones((1, 192, 192), bool), _offsets())
-    four = error_scale(v, unit, np.ones(v.shape, bool), _offsets(), draws=4)
+    one = error_scale(v[:1], unit[:1], np.ones((1, 192, 192), bool), lag_offsets())
+    four = error_scale(v, unit, np.ones(v.shape, bool), lag_offsets(), draws=4)
     assert four.pooled_se < 0.7 * one.pooled_se
     assert four.pooled == pytest.approx(2.0, rel=0.35)
 
@@ -257,7 +258,7 @@ def test_what_moved_in_the_noise_probe_is_not_taken_off():
     """A probe made from frame differences holds the camera noise and whatever moved between the
     frames; only the noise is in the view. With the blocks where something moved set aside, the
     camera's correlation is taken off and the motion is not."""
-    from napari_diffdenoise.core.self_calibration import correlated_noise
+    from napari_diffdenoise.core.view_noise import correlated_noise
 
     rng = np.random.default_rng(11)
     shape = (4, 192, 192)
@@ -275,10 +276,10 @@ def test_what_moved_in_the_noise_probe_is_not_taken_off():
     unit, mask = np.ones(shape), np.ones(shape, bool)
     v = error + correlated()
     probe = correlated() + moved
-    plain = error_scale(v, unit, mask, _offsets(), noise=probe)
+    plain = error_scale(v, unit, mask, lag_offsets(), noise=probe)
     robust = correlated_noise(probe, np.zeros(shape), unit)
     assert plain.pooled < 0.7 * 4.0  # the motion's correlation subtracted as if it were noise
-    assert error_scale(v, unit, mask, _offsets(), noise=robust).pooled == pytest.approx(4.0, rel=0.2)
+    assert error_scale(v, unit, mask, lag_offsets(), noise=robust).pooled == pytest.approx(4.0, rel=0.2)
     assert robust.quiet.mean() < 0.95  # the blocks where something moved were set aside
     assert robust.correlation(0, 1) == pytest.approx(0.36, abs=0.05)
 
@@ -286,7 +287,7 @@ def test_what_moved_in_the_noise_probe_is_not_taken_off():
 def test_the_correlation_length_comes_from_the_draws_difference():
     """Two draws' restorations differ by the response to the known noises' difference: smooth, with no
     camera noise in it, so its correlation length is read where the residuals' products cannot."""
-    from napari_diffdenoise.core.self_calibration import Residuals, correlation_length, response_length
+    from napari_diffdenoise.core.self_calibration import Residuals, response_length
 
     rng = np.random.default_rng(5)
     shape = (2, 192, 192)  # one crop, two draws
@@ -294,10 +295,10 @@ def test_the_correlation_length_comes_from_the_draws_difference():
     unit = np.ones(shape)
     v = smooth_field(shape, 2.0, 3.0, rng) + rng.standard_normal(shape) * 12.0
     residuals = Residuals(v, unit, None, "", draws=2, restoration_mean=response)
-    assert response_length(residuals, _offsets()) == pytest.approx(3 * math.sqrt(2), rel=0.15)
-    assert response_length(dataclasses.replace(residuals, draws=1), _offsets()) is None
+    assert response_length(residuals, lag_offsets()) == pytest.approx(3 * math.sqrt(2), rel=0.15)
+    assert response_length(dataclasses.replace(residuals, draws=1), lag_offsets()) is None
     # what the noisy residuals tell of it, for comparison: far off or at a bound
-    noisy_length = correlation_length(*_pair_moments(v, np.ones(shape), np.ones(shape), _offsets()))
+    noisy_length = correlation_length(*pair_moments(v, np.ones(shape), np.ones(shape), lag_offsets()))
     assert abs(noisy_length - 3 * math.sqrt(2)) > 0.15 * 3 * math.sqrt(2)
 
 

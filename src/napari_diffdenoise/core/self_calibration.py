@@ -7,31 +7,22 @@ image itself (after Pang et al., "Recorrupted-to-Recorrupted", CVPR 2021; Moran 
 carry independent noises, and the residual r = ȳ − f(ŷ) is the restoration's error e = x − f(ŷ)
 plus a noise n that does not depend on f.
 
-At low light E[n²] is tens to hundreds of times E[e²], so any statistic that subtracts a fitted
-noise variance is ruled by that fit's error. Products of residuals at *different* pixels are not:
-for noise that is independent from pixel to pixel, E[r_i·r_j] = E[e_i·e_j] for i ≠ j, whatever the
-noise variance. The restoration's error is spatially correlated (its bias on structure spans many
-pixels), so the cross-moments at small lags, extrapolated to lag 0 (a Gaussian fall-off fitted
-to the lags 1 … 3 in all directions), estimate E[e²] with no noise model at all. Done on the
-standardised residual v = r / u (u: the interval unit, core.calibration.interval_unit) and per bin
-of u, they give the error's scale in units of the model's own spread, V_b = E[(e/u)²] in bin b.
-
-The interval factor λ for a coverage c then solves Σ_b w_b·P(|N(0, V_b)| ≤ λ) = c: a Gaussian error
-per bin, a mixture over bins (heavier-tailed than one Gaussian). This is a *model* of the residuals,
-not split-conformal prediction: nothing guarantees the coverage; bench/real_calibration.py measures
-what it reaches against truths on real images (docs/benchmarks/real_calibration.md).
+The restoration's error scale is read off those residuals by statistics in which the noise cancels
+(core/error_scale.py).
 
 Pitfalls handled: camera noise correlated between neighbouring pixels (processed or resampled data)
 would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from second
-differences of the image, :func:`noise_lag1_correlation`) and lag 1 is left out (lags 2 … 4 used)
+differences of the image, core.view_noise.noise_lag1_correlation) and lag 1 is left out (lags 2 … 4 used)
 when it could matter. With frames, the view's noise covariance is read off a noise probe (half the
 difference of the neighbouring frames) and taken off at every lag; the probe also holds whatever
 moved between the frames, which the view does not, so it is read on its quiet blocks only, as a
-correlation per offset times a std per image level (:func:`correlated_noise`). At low light the
+correlation per offset times a std per image level (core.view_noise.correlated_noise). At low light the
 products are noisy: each bin's V carries a standard error (from disjoint groups of blocks) and is
 shrunk towards the pooled value by it; a recorrupted image smaller than the budget is drawn several
 times (:func:`recorrupted_draws`), and the known part of the view's noise (−σ·z/α) is taken off the
-products, as its mean is 0.
+products, as its mean is 0. The error's correlation length, which the extrapolation to lag 0 needs,
+is read off the difference of two draws' restorations (:func:`response_length`), not off the
+noisy products.
 
 Known bias: a recorrupted input is noisier than the user's (1 + α² in variance), so V is measured
 on a restoration at that noise level, not at the image's own; not corrected. The Gaussian per bin
@@ -46,10 +37,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import ndimage
 
 from .calibration import (
-    BLOCK,
     COVERAGE_GRID,
     Calibration,
     CalibrationRun,
@@ -58,316 +48,26 @@ from .calibration import (
     run_settings,
 )
 from .datasets import as_planes
+from .error_scale import (
+    CONFIDENCE_K,
+    MAX_LAG,
+    N_BINS,
+    V_FLOOR,
+    correlation_length,
+    error_scale,
+    lag_offsets,
+    pair_moments,
+    precision_weights,
+)
+from .view_noise import CorrelatedNoise, correlated_noise, noise_lag1_correlation
 
-MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
-N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitted per bin
-# intervals at least half as wide as a calibrated Gaussian on the model's spread would be (V = 1): the
-# residuals may show the spread too wide (an oracle λ on a real Golgi image implies V < 1), but an
-# estimate near 0 is more likely noise in the products than an error-free restoration
-V_FLOOR = 0.25
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·σ·z, ȳ = y − σ·z/α (equal noises at α = 1: the least noisy products)
-L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
-PRECISION_SMOOTHING = 12.0  # px: the window of the local noise level that weights the products
-CONFIDENCE_K = 1.0  # V is taken one standard error above its estimate (a one-sided 84 % bound)
-FOLDS = 8  # block groups whose spread gives each estimate's standard error
 CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
 MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
 # recorrupted pairs of an image smaller than MAX_PIXELS are drawn this many times at most, to fill the
 # budget: the products' noise falls as 1/√draws while the error they measure is the same image's
 MAX_DRAWS = 8
-
-
-def _offsets(max_lag: float = MAX_LAG) -> list[tuple[int, int]]:
-    """Offsets (dy, dx) with 0 < |d| ≤ max_lag in one half-plane (each pixel pair counted once)."""
-    reach = int(max_lag)
-    return [(dy, dx) for dy in range(0, reach + 1) for dx in range(-reach, reach + 1)
-            if (dy > 0 or dx > 0) and dy * dy + dx * dx <= max_lag ** 2]
-
-
-def _halves(lags, moments, totals):
-    """(short-lag mean, its mean lag, long-lag mean, its mean lag) of the cross-moments: the lags
-    split at their median length; noise in the products averages out within each half."""
-    ok = np.isfinite(moments) & (totals > 0)
-    lags, moments, totals = lags[ok], moments[ok], totals[ok]
-    if len(lags) == 0:
-        return 0.0, 1.0, 0.0, 2.0
-    split = np.median(np.unique(lags))
-    short, long_ = lags <= split, lags > split
-    c_short = float(np.average(moments[short], weights=totals[short]))
-    r_short = float(np.average(lags[short], weights=totals[short]))
-    if not long_.any():
-        return c_short, r_short, c_short, r_short + 1.0
-    return (c_short, r_short, float(np.average(moments[long_], weights=totals[long_])),
-            float(np.average(lags[long_], weights=totals[long_])))
-
-
-def correlation_length(lags, moments, totals) -> float:
-    """ℓ: the error's correlation falls as exp(−r²/2ℓ²) with distance r (a Gaussian through the
-    short- and the long-lag means: the error is the difference of smooth images, so its correlation
-    is flat at 0, and an exponential would overshoot there), bounded below by L_MIN so that noise in
-    the long lags cannot blow V up, and at most L_MAX."""
-    c_short, r_short, c_long, r_long = _halves(lags, moments, totals)
-    if c_short <= 0 or c_long <= 0 or c_long >= c_short:
-        return L_MAX if c_short > 0 and c_long >= c_short else L_MIN
-    ell = math.sqrt((r_long ** 2 - r_short ** 2) / (2 * math.log(c_short / c_long)))
-    return min(max(ell, L_MIN), L_MAX)
-
-
-def extrapolate_to_zero(lags: np.ndarray, moments: np.ndarray, totals: np.ndarray, ell: float | None = None) -> float:
-    """E[v²] of the spatially correlated part, C(0) = C(r)·exp(r²/2ℓ²) from the short lags' mean
-    (ℓ from :func:`correlation_length` unless given). Linear in the moments for a given ℓ, so that
-    noise in them averages out rather than inflating V; negative when noise made the short lags
-    negative (left so: clipping here would hide that noise from the standard errors)."""
-    ell = correlation_length(lags, moments, totals) if ell is None else ell
-    c_short, r_short, _, _ = _halves(lags, moments, totals)
-    return c_short * math.exp(r_short ** 2 / (2 * ell ** 2))
-
-
-@dataclass
-class ErrorScale:
-    """The restoration's error in units of its own spread: V = E[(e/u)²] per bin of u."""
-
-    edges: list[float]  # bin edges of u (input units), N_BINS + 1 of them
-    weights: list[float]  # the fraction of pixels per bin
-    variances: list[float]  # V per bin, after the floor
-    raw_variances: list[float]  # V per bin as measured (before shrinkage and the floor; for the record)
-    lags_used: list[float]  # the lag lengths that entered the fit
-    pooled: float = math.nan  # V over all bins (precision-weighted)
-    pooled_se: float = math.nan  # its standard error
-    standard_errors: list[float] = dataclasses.field(default_factory=list)  # per bin
-
-    def factor(self, coverage: float) -> float:
-        """λ with Σ_b w_b·P(|N(0, V_b)| ≤ λ) = coverage (bisection on the mixture's CDF)."""
-        scales = np.sqrt(np.asarray(self.variances))
-        weights = np.asarray(self.weights)
-
-        def covered(lam):
-            return float(np.sum(weights * special.erf(lam / (scales * math.sqrt(2)))))
-
-        lo, hi = 0.0, 1.0
-        while covered(hi) < coverage:
-            hi *= 2
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if covered(mid) < coverage else (lo, mid)
-        return hi
-
-    def coverage_of(self, factor: float) -> float:
-        scales = np.sqrt(np.asarray(self.variances))
-        return float(np.sum(np.asarray(self.weights) * special.erf(factor / (scales * math.sqrt(2)))))
-
-
-def noise_lag1_correlation(planes: np.ndarray) -> tuple[float, float]:
-    """(ρ₁, its standard error): the camera noise's correlation between neighbouring pixels, from
-    second differences d_i = y_{i−1} − 2·y_i + y_{i+1} along rows and columns (a smooth signal
-    cancels in them): for noise with lag correlations ρ₁ (and none beyond), corr(d_i, d_{i+1}) =
-    (7ρ₁ − 4)/(6 − 8ρ₁), −2/3 for white noise. Taken per 16² block and the median over blocks, so
-    that edges do not count."""
-    ratios = []
-    for p in np.asarray(planes, dtype=np.float64).reshape(-1, *np.shape(planes)[-2:]):
-        for d in (np.diff(p, 2, axis=1), np.diff(p, 2, axis=0).T):
-            h, w = (d.shape[0] // 16) * 16, ((d.shape[1] - 1) // 16) * 16
-            if h == 0 or w == 0:
-                continue
-            a, b = d[:h, :w], d[:h, 1:w + 1]
-            blocks = lambda x: x.reshape(h // 16, 16, w // 16, 16).sum(axis=(1, 3))  # noqa: E731
-            ratios.append((blocks(a * b) / np.maximum(blocks(a * a), 1e-30)).ravel())
-    if not ratios:
-        return 0.0, math.inf
-    ratios = np.concatenate(ratios)
-    r1 = float(np.median(ratios))
-    # the median's standard error (1.2533·s/√n for a near-Gaussian spread), carried through dρ/dr = 10/(7 + 8r)²
-    se = 1.2533 * float(ratios.std()) / math.sqrt(len(ratios)) * 10 / (7 + 8 * r1) ** 2
-    return (6 * r1 + 4) / (7 + 8 * r1), se
-
-
-@dataclass
-class CorrelatedNoise:
-    """The view's camera noise as a correlation per offset times the local noise std. A probe made
-    from frame differences holds that noise and also whatever moved between the frames, which is
-    not in the view; at short lags the lysosome camera's noise moments are as large as the error's,
-    so motion taken for noise would swallow much of the error. So the probe's 16² blocks whose energy
-    stands out from the rest (:func:`correlated_noise`) are set aside, and the correlation — the
-    camera's, the same over the field — and the std per image level are read off the others."""
-
-    std: np.ndarray  # the view's noise std per pixel, / u
-    normalised: np.ndarray  # the probe / its std
-    quiet: np.ndarray  # bool: pixels of the blocks where nothing moved
-
-    def correlation(self, dy: int, dx: int) -> float:
-        a, b = _shifted_signed(self.normalised, dy, dx)
-        qa, qb = _shifted_signed(self.quiet, dy, dx)
-        both = qa & qb
-        if not both.any():
-            return 0.0
-        return float((a * b)[both].sum() / math.sqrt((a * a)[both].sum() * (b * b)[both].sum() + 1e-30))
-
-    def moments(self, first, other, offsets) -> np.ndarray:
-        """E[n_i·n_j] per offset and direction (as :func:`_pair_moments` orders them), with its weights."""
-        rho = np.repeat([self.correlation(dy, dx) for dy, dx in offsets], 2)
-        return rho * _pair_moments(self.std, first, other, offsets)[1]
-
-
-QUIET_MADS = 4.0  # a block whose probe energy is this many (robust) spreads above the median holds motion
-
-
-def _noise_std(probe: np.ndarray, level: np.ndarray, use: np.ndarray, bins: int = 16) -> np.ndarray:
-    """The probe's std per pixel as a function of the image ``level``: its mean square per level
-    bin over the pixels in ``use``, interpolated."""
-    p2 = probe ** 2
-    edges = np.unique(np.quantile(level[use], np.linspace(0, 1, bins + 1)))
-    edges = np.repeat(edges, 2) if len(edges) == 1 else edges  # a flat image: one bin
-    centres, variances = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = use & (level >= lo) & (level <= hi)
-        if sel.any():
-            centres.append(float(np.median(level[sel])))
-            variances.append(float(np.mean(p2[sel])))
-    return np.sqrt(np.maximum(np.interp(level, centres, variances), 1e-30))
-
-
-def correlated_noise(probe: np.ndarray, level: np.ndarray, unit: np.ndarray) -> CorrelatedNoise:
-    """The view's noise covariance from a noise probe (input units) over images of ``level``: the
-    probe's 16² blocks whose mean (probe/std)² lies QUIET_MADS robust spreads above the median
-    are set aside as moving (the std first from all pixels, then again from the quiet ones)."""
-    probe = np.asarray(probe, dtype=np.float64).reshape(-1, *np.shape(probe)[-2:])
-    level = np.asarray(level, dtype=np.float64).reshape(probe.shape)
-    quiet = np.ones(probe.shape, dtype=bool)
-    h, w = (probe.shape[-2] // 16) * 16, (probe.shape[-1] // 16) * 16
-    for _ in range(2):
-        std = _noise_std(probe, level, quiet)
-        if h == 0 or w == 0:
-            break
-        energy = ((probe / std)[:, :h, :w] ** 2).reshape(len(probe), h // 16, 16, w // 16, 16).mean(axis=(2, 4))
-        med = np.median(energy)
-        spread = 1.4826 * np.median(np.abs(energy - med))
-        blocks = energy <= med + QUIET_MADS * spread
-        quiet = np.zeros(probe.shape, dtype=bool)
-        quiet[:, :h, :w] = np.kron(blocks, np.ones((16, 16), dtype=bool))
-    unit = np.asarray(unit, dtype=np.float64).reshape(probe.shape)
-    return CorrelatedNoise(std / unit, probe / std, quiet)
-
-
-def _precision(v: np.ndarray, noise=None) -> np.ndarray:
-    """1 / (the local mean of v²) per pixel: v's noise varies over the image (with the level and
-    with u), and products of its noisiest pixels would swamp the rest. The noise dominates v², so
-    these weights hardly depend on the error they help to measure. With a noise probe, the mean of
-    v² and the probe's² — weights drawn from v alone would favour pairs whose correlated noise came
-    out small, and the probe's moments, taken with the same weights, would then be too large."""
-    energy = np.asarray(v, dtype=np.float64) ** 2
-    if noise is not None:
-        noise = noise.std if isinstance(noise, CorrelatedNoise) else noise
-        energy = (energy + np.asarray(noise, dtype=np.float64) ** 2) / 2
-    local = ndimage.gaussian_filter(energy, sigma=(0,) * (v.ndim - 2) + (PRECISION_SMOOTHING,) * 2)
-    return 1 / np.maximum(local, 1e-12)
-
-
-def _error_moments(v, first, other, offsets, noise=None):
-    """The cross-moments of v with, when ``noise`` (a noise-only image with the view's noise
-    covariance, in v's units) is given, the same moments of ``noise`` taken off: camera noise that
-    is correlated between pixels then cancels instead of passing for error."""
-    lags, moments, totals = _pair_moments(v, first, other, offsets)
-    if isinstance(noise, CorrelatedNoise):
-        moments = moments - noise.moments(first, other, offsets)
-    elif noise is not None:
-        moments = moments - _pair_moments(noise, first, other, offsets)[1]
-    return lags, moments, totals
-
-
-def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None) -> tuple[list[float], list[float]]:
-    """(pixels, extrapolated E[v²]) per bin of ``unit`` over the pixels in ``mask``, for a correlation length ℓ."""
-    counts, values = [], []
-    precision = _precision(v, noise)
-    pair_ok = mask * precision
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        in_bin = mask & (unit >= lo) & (unit < hi)
-        counts.append(float(in_bin.sum()))
-        # a pair counts for the bin of its first pixel, whichever bin its partner is in
-        lags, moments, totals = _error_moments(v, in_bin * precision, pair_ok, offsets, noise)
-        values.append(extrapolate_to_zero(lags, moments, totals, ell))
-    return counts, values
-
-
-def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None, folds: int = FOLDS,
-                seed: int = 0, noise: np.ndarray | CorrelatedNoise | None = None, draws: int = 1,
-                ell: float | None = None) -> ErrorScale:
-    """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``.
-
-    At low light the noise in the products dwarfs the error, so each bin's estimate is uncertain:
-    its standard error comes from ``folds`` disjoint groups of BLOCK² blocks (the spread of their
-    estimates / √folds), and each bin is shrunk towards the precision-weighted pooled value by
-    that uncertainty (empirical Bayes), so that noise in one bin does not pass for a heavy tail:
-    where the bins' scatter is no larger than their noise, every bin gets the pooled value. The V
-    used is then CONFIDENCE_K standard errors above the shrunk estimate. With ``draws`` > 1 the
-    planes are that many recorrupted copies of the same crops, one after the other: a block and its
-    copies fall in one group, as they hold the same error. ``ell``: the error's correlation
-    length, when known better than the residuals' own products can tell it."""
-    if edges is None:
-        edges = np.quantile(unit[mask], np.linspace(0, 1, N_BINS + 1))
-        edges[0], edges[-1] = -np.inf, np.inf
-    edges = np.asarray(edges, dtype=np.float64)
-    # one correlation length for all bins, from all pixels: one per bin would be far noisier
-    precision = _precision(v, noise)
-    if ell is None:  # from the residuals themselves: noisy, see :func:`response_length`
-        ell = correlation_length(*_error_moments(v, mask * precision, mask * precision, offsets, noise))
-    counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell, noise)
-    groups = _fold_labels(v.shape, folds, seed, draws)
-    per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges, ell, noise)[1]
-                         for k in range(folds)])
-    se2 = np.maximum(per_fold.var(axis=0, ddof=1) / folds, 1e-12)
-    raw_arr = np.asarray(raw)
-    filled = np.asarray(counts) > 0
-    pooled = float(np.average(raw_arr[filled], weights=1 / se2[filled])) if filled.any() else 0.0
-    pooled_se = float(np.sqrt(1 / np.sum(1 / se2[filled]))) if filled.any() else math.inf
-    # empirical Bayes: the bins' true spread about the pooled value is what their scatter holds beyond
-    # their own noise; each bin keeps the share of its deviation that this spread explains
-    between = max(float(np.mean((raw_arr[filled] - pooled) ** 2 - se2[filled])), 0.0) if filled.any() else 0.0
-    keep = between / (between + se2)
-    shrunk = pooled + (raw_arr - pooled) * keep
-    # an upper confidence bound, as risk-controlling intervals take (Angelopoulos et al. 2022): where the
-    # products are noisy, an estimate that came out low would make every interval too narrow
-    uncertainty = np.sqrt(keep * se2 + ((1 - keep) * pooled_se) ** 2)
-    shrunk = shrunk + CONFIDENCE_K * uncertainty
-    total = sum(counts) or 1.0
-    return ErrorScale([float(e) for e in edges], [c / total for c in counts], [max(float(x), V_FLOOR) for x in shrunk],
-                      [float(x) for x in raw], sorted({round(math.hypot(*o), 3) for o in offsets}),
-                      pooled, pooled_se, [float(x) for x in np.sqrt(se2)])
-
-
-def _fold_labels(shape, folds: int, seed: int, draws: int = 1) -> np.ndarray:
-    """Each BLOCK² block of every plane assigned to one of ``folds`` groups at random (the same
-    group for a block's copies in each of ``draws`` stacked draws)."""
-    planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-    h, w = shape[-2:]
-    by, bx = -(-h // BLOCK), -(-w // BLOCK)
-    labels = np.random.default_rng([seed, 31]).integers(0, folds, (planes // draws, by, bx))
-    labels = np.tile(labels, (draws, 1, 1))
-    return np.kron(labels, np.ones((1, BLOCK, BLOCK), dtype=labels.dtype))[:, :h, :w].reshape(shape)
-
-
-def _pair_moments(v, first, other, offsets):
-    lags, moments, totals = [], [], []
-    for dy, dx in offsets:
-        # both directions of each offset, so that a pixel in the bin pairs with neighbours on every side
-        for sy, sx in ((dy, dx), (-dy, -dx)):
-            a, b = _shifted_signed(v, sy, sx)
-            fa, _ = _shifted_signed(first, sy, sx)
-            _, ob = _shifted_signed(other, sy, sx)
-            w = fa * ob
-            total = float(w.sum())
-            lags.append(math.hypot(dy, dx))
-            moments.append(float((a * b * w).sum() / total) if total > 0 else math.nan)
-            totals.append(total)
-    return np.array(lags), np.array(moments), np.array(totals)
-
-
-def _shifted_signed(a: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
-    """(a at p, a at p + (dy, dx)) for offsets of any sign."""
-    h, w = a.shape[-2:]
-    ys, ye = max(0, -dy), min(h, h - dy)
-    xs, xe = max(0, -dx), min(w, w - dx)
-    return a[..., ys:ye, xs:xe], a[..., ys + dy:ye + dy, xs + dx:xe + dx]
 
 
 @dataclass
@@ -464,8 +164,8 @@ def response_length(residuals: "Residuals", offsets) -> float | None:
     planes = len(means) // residuals.draws
     difference = (means[planes:] - means[:-planes]) / residuals.unit[planes:]
     known = None if residuals.known is None else residuals.known[planes:]
-    weights = _precision(residuals.v[planes:], known)
-    return correlation_length(*_pair_moments(difference, weights, weights, offsets))
+    weights = precision_weights(residuals.v[planes:], known)
+    return correlation_length(*pair_moments(difference, weights, weights, offsets))
 
 
 def recorrupted_crops(planes, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
@@ -507,14 +207,15 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     if partner is None and not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a positive number; got {alpha!r}")
 
-    offsets = _offsets()
+    offsets = lag_offsets()
     last, inputs = yield from iter_residuals(model, planes, run, alpha=None if partner is not None else alpha,
                                              seed=seed, partner=partner, probe=probe, view_name=view_name,
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
     taken_off = last.noise if last.noise is not None else last.known
     ell = response_length(last, offsets)
-    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws, ell=ell)
+    scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
+                        ell=ell)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
     rho_noise, rho_se = noise_lag1_correlation(inputs)
     camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
@@ -524,8 +225,9 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     dropped = (last.noise is None and abs(rho_noise) > 3 * rho_se
                and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR))
     if dropped:
-        offsets = [o for o in _offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
-        scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws, ell=ell)
+        offsets = [o for o in lag_offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
+        scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
+                            ell=ell)
 
     # V < 0 cannot be: products that come out negative mean the view's noise is not independent of
     # the restoration's, e.g. a camera-noise fit a few per cent low makes the noise the network lets through
