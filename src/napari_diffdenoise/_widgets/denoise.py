@@ -5,6 +5,7 @@ responsive and Cancel lands within one step; layers are added only when a run co
 """
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ from ..core.devices import available_devices
 from ..core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, layer_kwargs, layer_metadata
 from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
 from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for
-from ..core.self_calibration import CALIBRATION_PLANES
+from ..core.self_calibration import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices
@@ -226,7 +227,7 @@ class DenoiseWidget(WorkerControls, Container):
             tooltip="0: no intervals. 0.9: add [lower] and [upper] layers that contain the true intensity in 90 % "
                     "of pixels, by the model's calibration for these settings (see the documentation link above)")
         self.self_calibrate = CheckBox(
-            text=f"Calibrate on this image (+1 run of ≤ {CALIBRATION_PLANES} planes)", value=True, visible=False,
+            text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px)", value=True, visible=False,
             tooltip="Before the run, measure the model's real error on this image (residuals against the neighbouring "
                     "frames when there is a T axis, else against a recorrupted copy) and set the interval width "
                     "from it. "
