@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from napari_diffdenoise._widgets import train as train_module
+from napari_diffdenoise.core import run_cost
 from napari_diffdenoise._widgets.model_registry import REGISTRY
 from napari_diffdenoise.core.checkpoint import save_checkpoint
 
@@ -48,7 +49,7 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     from napari_diffdenoise.core.driving import drive
     from napari_diffdenoise.core.self_calibration import MAX_PIXELS
 
-    monkeypatch.setattr(train_module, "_seconds_per_pixel", lambda model, settings: 2e-6)
+    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings: 2e-6)
     viewer = make_napari_viewer()
     layer = _cells(viewer, (3, 64, 80))
     w = TrainWidget(viewer)
@@ -59,19 +60,19 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     qtbot.waitUntil(lambda: "in all" in w.recalibration.value, timeout=30_000)
     assert w.recalibration.label == "Then recalibrate"
     model = load_model(headed_checkpoint)
-    cost = train_module.recalibration_cost(model, layer.data.shape)
+    cost = run_cost.recalibration_cost(model, layer.data.shape)
     assert cost.pixels >= 3 * 64 * 80 and (cost.n_samples, cost.evaluations) == (8, 10)
     assert cost.seconds >= cost.pixels * 8 * 10 * 2e-6  # tiles cover every pixel, overlapping ones more
     assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.recalibration.tooltip
-    assert w.recalibration.value == (f"about {train_module._duration(cost.seconds)}; "
-                                     f"{train_module._duration(120 + cost.seconds)} in all")
+    assert w.recalibration.value == (f"about {run_cost.duration(cost.seconds)}; "
+                                     f"{run_cost.duration(120 + cost.seconds)} in all")
     # the pixels are those the recalibration restores
     calibrated = drive(iter_recalibrate(model, np.asarray(layer.data)))[0]
     assert calibrated.calibrations[0]["n_pixels"] == cost.pixels
     # at most MAX_PIXELS: crops of half of it (362² px), drawn twice, for big planes and for a single
     # plane a little smaller than the budget alike
-    assert train_module.recalibration_cost(model, (2, 1024, 1024)).pixels == 2 * 362 * 362 <= MAX_PIXELS
-    assert train_module.recalibration_cost(model, (400, 400)).pixels == 2 * 362 * 362
+    assert run_cost.recalibration_cost(model, (2, 1024, 1024)).pixels == 2 * 362 * 362 <= MAX_PIXELS
+    assert run_cost.recalibration_cost(model, (400, 400)).pixels == 2 * 362 * 362
     w.mode.value = PAIRED
     assert not w.resume.native.isHidden() and w.recalibration.native.isHidden()
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+from ..core.run_cost import duration
+
 
 class WorkerControls:
     """Mixin for a Container with ``start_button``, ``cancel_button``, ``progress`` and ``status``.
@@ -33,7 +35,7 @@ class WorkerControls:
         value = int(1000 * fraction)
         self.progress.value = value
         elapsed = time.monotonic() - self._started
-        left = f", about {_duration(elapsed * (1 - fraction) / fraction)} left" if fraction > 0.02 else ""
+        left = f", about {duration(elapsed * (1 - fraction) / fraction)} left" if fraction > 0.02 else ""
         self.status.value = text + left
         activity = self._activity  # updating it can process events, _on_finished among them
         if activity is not None:
@@ -53,6 +55,3 @@ class WorkerControls:
         if activity is not None:
             activity.close()
 
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

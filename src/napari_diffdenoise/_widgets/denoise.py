@@ -29,6 +29,7 @@ from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, layer_kwargs, layer_metadata
 from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
+from ..core.run_cost import duration
 from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for
 from ..core.self_calibration import MAX_PIXELS
 from ._worker import WorkerControls
@@ -163,6 +164,20 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
         return _Failure(str(err))
 
 
+def _run_estimate(model, shape, settings, calibrate):
+    """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses."""
+    from ..core.run_cost import recalibration_cost, restoration_cost
+
+    try:
+        # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
+        run = {**settings, "coverage": None} if calibrate else settings
+        without = {k: v for k, v in settings.items() if k not in ("coverage", "keep_samples")}
+        return (restoration_cost(model, shape, **run),
+                recalibration_cost(model, shape, **without) if calibrate else None)
+    except (ValueError, TypeError, RuntimeError):
+        return None
+
+
 def layer_axes(layer) -> str:
     """The layer's axes: its axis labels when they name T, C, Z, Y, X (as OME-Zarr readers set them),
     else what its dimension count implies (napari's sliders lead: ZYX, TZYX, TCZYX)."""
@@ -208,8 +223,11 @@ class DenoiseWidget(WorkerControls, Container):
         self.preset = ComboBox(label="Speed / quality", choices=[*PRESETS, CUSTOM], value=list(PRESETS)[1],
                                tooltip="Sets the steps and samples for you: fast for a look, thorough for the steadiest "
                                        "uncertainty maps. The mean is the same in all three (one pass of the model). "
-                                       "The cost grows with steps × samples; the status line shows the time left, "
-                                       "measured on this machine, once the first tile is done")
+                                       "The cost grows with steps × samples: 'Time here' below says what it costs on "
+                                       "this machine before the run, the status line the time left during it")
+        self.estimate = Label(label="Time here", value="—",
+                              tooltip="How long the run takes on this machine: the run's network calls, from the "
+                                      "settings and the image's size, times one call's cost timed here")
         # the label and tooltip of steps and η are the sampler's declaration's (set again for each sampler)
         self.steps = SpinBox(label=param_label(STEPS), value=DEFAULT_STEPS, min=1, max=1000, tooltip=STEPS.help)
         self.eta = FloatSpinBox(label=param_label(ETA), value=ETA.default, min=ETA.low, max=ETA.high, step=0.1,
@@ -275,7 +293,8 @@ class DenoiseWidget(WorkerControls, Container):
                                       [self.coverage, self.self_calibrate, self.entropy, self.keep_samples],
                                       tooltip="Interval layers, which entropy map, and the samples as a layer "
                                               "(mean, std and entropy are always added)")
-        extend_form(self, [self.help, self.image, self.axes, self.model, self.model_file, self.preset, self.sampler,
+        extend_form(self, [self.help, self.image, self.axes, self.model, self.model_file, self.preset, self.estimate,
+                           self.sampler,
                            self.psf_source, self.psf_sigma, self.iterations, self.sampling, self.layers_section,
                            self.run_button, self.preview_button, self.cancel_button, self.progress, self.status])
         # the sampler's own parameters read as rows of the section, not as a block indented by an empty label
@@ -290,6 +309,10 @@ class DenoiseWidget(WorkerControls, Container):
         self.steps.changed.connect(self._on_hand_edit)
         self.n_samples.changed.connect(self._on_hand_edit)
         self.psf_source.changed.connect(self._show_psf_widgets)
+        self._estimate_for = None  # the (model, shape, settings) whose time 'Time here' shows or is timing
+        for control in (self.image, self.model, self.sampler, self.steps, self.n_samples, self.mean_estimator,
+                        self.coverage, self.self_calibrate, self.device):
+            control.changed.connect(self._refresh_estimate)
         self.run_button.clicked.connect(self.run)
         self.preview_button.clicked.connect(self.preview)
         self.cancel_button.clicked.connect(self.cancel)
@@ -298,6 +321,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.reset_choices()
         self._on_model(self.model.value)  # the first model's bounds (steps ≤ its schedule) from the start
         self._on_image(self.image.value)
+        self._refresh_estimate()
 
     def _on_image(self, layer):
         """The axes a run would take, greyed in the Axes field; a 2D layer has nothing to choose."""
@@ -451,6 +475,46 @@ class DenoiseWidget(WorkerControls, Container):
             if spec.name not in MAIN_FORM_PARAMS:
                 self.sampler_params.append(param_widget(spec, schedule))
         self.sampler_params.visible = len(self.sampler_params) > 0
+
+    def _refresh_estimate(self, _value=None):
+        """Say how long the run takes here, for this layer, model and settings (timed in a worker
+        thread: the first time for a model and device it times a few network calls)."""
+        from napari.qt.threading import create_worker
+
+        layer = self.image.value
+        try:
+            if layer is None or self.model.value in (None, RICHARDSON_LUCY):
+                raise ValueError("nothing to estimate")
+            model, settings = self._selected_model(), self._settings(self._psf())
+        except (ValueError, TypeError, OSError, RuntimeError):
+            self._estimate_for = None
+            self.estimate.value = "—"
+            return
+        shape = tuple((layer.data[0] if layer.multiscale else layer.data).shape)
+        calibrate = self._calibrates_here(settings)
+        key = (model.sha256 or model.name, shape, repr(sorted(settings.items(), key=lambda kv: kv[0])), calibrate)
+        if key == self._estimate_for:
+            return
+        self._estimate_for = key
+        self.estimate.value = "timing it on this machine…"
+        worker = create_worker(_run_estimate, model, shape, settings, calibrate, _start_thread=False)
+        worker.returned.connect(lambda costs: self._show_estimate(key, costs))
+        worker.start()
+
+    def _show_estimate(self, key, costs):
+        if key != self._estimate_for:
+            return  # an answer for earlier settings
+        if costs is None:
+            self.estimate.value = "—"
+            return
+        run, calibration = costs
+        total = run.seconds + (calibration.seconds if calibration else 0)
+        self.estimate.value = f"about {duration(total)}" + (
+            f" ({duration(calibration.seconds)} of it calibrating)" if calibration else "")
+        self.estimate.tooltip = ("Timed on this machine. The run: " + run.describe()
+                                 + (f". Calibrating on this image first: {calibration.describe()}" if calibration else "")
+                                 + ". Planes with very bright structure take a second pass over boxes around it, "
+                                   "which this does not count")
 
     def _settings(self, psf, preview: bool = False) -> dict:
         """The run's keywords for make_settings/iter_denoise; the main form's steps and η go in only

@@ -6,7 +6,6 @@ worker yields once per step, so Cancel lands within a step and keeps the last ch
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,9 @@ from magicgui.widgets import (
 
 from ..core.datasets import NoiseModel
 from ..core.finetune import prepare_training, run_prepared
+from ..core.run_cost import RunCost, duration, recalibration_cost
 from ..core.training import TrainConfig, best_path, scaled_config
-from ._worker import WorkerControls, _duration
+from ._worker import WorkerControls
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
@@ -46,75 +46,7 @@ def show_info(message: str) -> None:
     napari_info(message)
 
 
-@dataclass(frozen=True)
-class Recalibration:
-    """What the recalibration after adapting costs: :func:`core.adapt.iter_recalibrate` calibrates
-    the intervals on the user's image itself, one restoration of crops of at most
-    self_calibration.MAX_PIXELS at the default sampler settings."""
-
-    pixels: int  # pixels restored
-    n_samples: int
-    evaluations: int  # network evaluations per sample
-    seconds: float  # the estimate on this machine
-
-    def describe(self) -> str:
-        return (f"one restoration of {self.pixels:,} px × {self.n_samples} samples × {self.evaluations} steps, "
-                f"about {_duration(self.seconds)} here")
-
-
-_SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
-
-
-def _seconds_per_pixel(model, settings, calls: int = 3) -> float:
-    """Timed once per model and device: network calls on a tile of the size the restoration uses,
-    after one that pays for allocations and kernel choice (the mean of ``calls``: one alone swings
-    with whatever else the machine runs)."""
-    import torch
-
-    from ..core.restore import device_model
-
-    side = settings.tile
-    key = (model.sha256 or model.name, str(settings.device), side)
-    if key not in _SECONDS_PER_PIXEL:
-        run = device_model(model, settings.device)
-        batch = max(1, min(settings.n_samples, settings.batch_pixels // (side * side)))
-        y = torch.zeros(batch, 1, side, side, device=settings.device)
-        gamma = torch.full((batch,), 0.5, device=settings.device)
-        with torch.inference_mode():
-            run.predict_eps(y, gamma, y)
-            if settings.device.type == "cuda":
-                torch.cuda.synchronize(settings.device)
-            start = time.perf_counter()
-            for _ in range(calls):
-                run.predict_eps(y, gamma, y)
-            if settings.device.type == "cuda":
-                torch.cuda.synchronize(settings.device)
-        _SECONDS_PER_PIXEL[key] = (time.perf_counter() - start) / (calls * batch * side * side)
-    return _SECONDS_PER_PIXEL[key]
-
-
-def recalibration_cost(model, shape: tuple[int, ...]) -> Recalibration:
-    """The recalibration's work for an image of ``shape``, derived from the code that does it: the
-    crops self-calibration restores, the tiles they are cut into, the default sampler's network
-    calls, times the measured cost of one call per pixel."""
-    from ..core import self_calibration
-    from ..core.restore import DEFAULT_SAMPLER_SETTINGS, make_settings
-    from ..core.tiling import make_tiles
-
-    settings = make_settings(model, **DEFAULT_SAMPLER_SETTINGS)
-    planes = [np.broadcast_to(np.float32(0), shape[-2:])] * int(np.prod(shape[:-2], dtype=np.int64))
-    # the very selection it makes: crops restored as several recorrupted copies, stacked to fill the budget
-    crops, draws = self_calibration.recorrupted_crops(planes, self_calibration.MAX_PIXELS)
-    multiple = model.network.config.size_multiple
-    tiled = sum(-(-t.height // multiple) * multiple * -(-t.width // multiple) * multiple
-                for t in make_tiles(crops.shape[-2:], settings.tile, settings.overlap))
-    evaluations = settings.sampler.n_evaluations(model.schedule, settings.params)
-    planes_restored = draws * len(crops)
-    seconds = planes_restored * tiled * settings.n_samples * evaluations * _seconds_per_pixel(model, settings)
-    return Recalibration(int(draws * crops.size), settings.n_samples, evaluations, seconds)
-
-
-def _estimate(start: str, shape) -> Recalibration | None:
+def _estimate(start: str, shape) -> RunCost | None:
     """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why)."""
     from ..core.checkpoint import load_model
 
@@ -226,7 +158,7 @@ class TrainWidget(WorkerControls, Container):
 
         self.plot = LossPlot()
         self.plot_section.body.native.layout().addWidget(self.plot)
-        self._estimate_for, self._estimate = None, None  # (model, layer shape) → its Recalibration
+        self._estimate_for, self._estimate = None, None  # (model, layer shape) → its recalibration's RunCost
         self._plan = None
 
         self.mode.changed.connect(self._on_mode)
@@ -308,7 +240,7 @@ class TrainWidget(WorkerControls, Container):
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
         worker.start()
 
-    def _show_estimate(self, key, cost: Recalibration | None):
+    def _show_estimate(self, key, cost: RunCost | None):
         if key != self._estimate_for:
             return  # an answer for an earlier layer or model
         self._estimate = cost
@@ -316,7 +248,7 @@ class TrainWidget(WorkerControls, Container):
             self.recalibration.value = "—"
             return
         total = self.minutes.value * 60 + cost.seconds
-        self.recalibration.value = f"about {_duration(cost.seconds)}; {_duration(total)} in all"
+        self.recalibration.value = f"about {duration(cost.seconds)}; {duration(total)} in all"
         self.recalibration.tooltip = (f"After adapting, the intervals are recalibrated on this image: "
                                       f"{cost.describe()} (timed on this machine)")
 
@@ -376,7 +308,7 @@ class TrainWidget(WorkerControls, Container):
 
     def _on_adapt_progress(self, info):
         budget = self.minutes.value * 60
-        if isinstance(info, Recalibration):  # the plan, before any step
+        if isinstance(info, RunCost):  # the plan, before any step
             self._plan = info
             return
         recalibrating = self._plan.seconds if self._plan is not None else 0.0

@@ -1,0 +1,113 @@
+"""What a restoration will cost on this machine, said before it runs (issue #21: times measured on
+the user's machine, not constants written for another one).
+
+The work is derived from the code that does it (the blocks and tiles a plane is cut into, the
+sampler's network evaluations, the one-pass mean, the crops a self-calibration restores); only the
+cost of a network call per pixel is measured, once per model, device and tile. A plane whose bright
+structure needs the second pass (docs/method.md, "The whole dynamic range") costs more than this
+says, by the share of the plane its boxes cover.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import DiffusionModel
+from .restore import DEFAULT_SAMPLER_SETTINGS, Settings, device_model, make_settings
+from .self_calibration import MAX_PIXELS, recorrupted_crops
+from .tiling import make_tiles
+
+_SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """One restoration's work and its time here."""
+
+    pixels: int  # pixels restored (the tiles' overlaps not counted)
+    n_samples: int
+    evaluations: int  # network evaluations per sample (the sampler's steps)
+    seconds: float  # the estimate on this machine
+
+    def describe(self) -> str:
+        work = f"{self.pixels:,} px × {self.n_samples} samples × {self.evaluations} steps" if self.n_samples \
+            else f"{self.pixels:,} px, one pass"
+        return f"{work}, about {duration(self.seconds)} here"
+
+    def __add__(self, other: RunCost) -> RunCost:
+        return RunCost(self.pixels + other.pixels, self.n_samples, self.evaluations, self.seconds + other.seconds)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def seconds_per_pixel(model: DiffusionModel, settings: Settings, calls: int = 3) -> float:
+    """Timed once per model, device and tile: network calls on a tile of the size the restoration
+    uses, batched as it batches them, after one call that pays for allocations and kernel choice
+    (the mean of ``calls``: one alone swings with whatever else the machine runs)."""
+    side = settings.tile
+    key = (model.sha256 or model.name, str(settings.device), side)
+    if key not in _SECONDS_PER_PIXEL:
+        run = device_model(model, settings.device)
+        batch = max(1, min(max(settings.n_samples, 1), settings.batch_pixels // (side * side)))
+        y = torch.zeros(batch, 1, side, side, device=settings.device).contiguous(memory_format=torch.channels_last)
+        gamma = torch.full((batch,), 0.5, device=settings.device)
+        with torch.inference_mode():
+            run.predict_eps(y, gamma, y)
+            _synchronize(settings.device)
+            start = time.perf_counter()
+            for _ in range(calls):
+                run.predict_eps(y, gamma, y)
+            _synchronize(settings.device)
+        _SECONDS_PER_PIXEL[key] = (time.perf_counter() - start) / (calls * batch * side * side)
+    return _SECONDS_PER_PIXEL[key]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _tiled_pixels(model: DiffusionModel, shape: tuple[int, int], settings: Settings) -> int:
+    """Pixels one network step runs over for a plane of ``shape``: its blocks, cut into tiles padded
+    to the network's size multiple (overlaps are paid for twice)."""
+    multiple = model.network.config.size_multiple
+    total = 0
+    for block in make_tiles(shape, settings.block, settings.block_overlap):
+        total += sum(-(-t.height // multiple) * multiple * -(-t.width // multiple) * multiple
+                     for t in make_tiles((block.height, block.width), settings.tile, settings.overlap))
+    return total
+
+
+def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], **settings) -> RunCost:
+    """The cost of ``denoise(image of shape, model, **settings)``: every (Y, X) plane through the
+    sampler (K samples × its evaluations per tiled pixel) plus the one-pass mean when the run makes
+    one. Raises what :func:`restore.make_settings` raises for settings it refuses."""
+    s = make_settings(model, **settings)
+    planes = int(np.prod(shape[:-2], dtype=np.int64))
+    tiled = _tiled_pixels(model, tuple(shape[-2:]), s)
+    evaluations = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
+    calls = s.n_samples * evaluations + (s.mean_estimator != "samples")  # the mean head: one more pass, K = 1
+    seconds = planes * tiled * calls * seconds_per_pixel(model, s)
+    return RunCost(planes * int(np.prod(shape[-2:])), s.n_samples, evaluations, seconds)
+
+
+def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
+                       **settings) -> RunCost:
+    """A recorrupted self-calibration's cost for an image of ``shape``, from the very selection it
+    makes (:func:`self_calibration.recorrupted_crops`): its crops, restored as several recorrupted
+    copies, at ``settings`` (the default sampler's when none are given)."""
+    settings = make_settings(model, **{**(settings or DEFAULT_SAMPLER_SETTINGS), "coverage": None})
+    planes = [np.broadcast_to(np.float32(0), shape[-2:])] * int(np.prod(shape[:-2], dtype=np.int64))
+    crops, draws = recorrupted_crops(planes, max_pixels)
+    tiled = _tiled_pixels(model, crops.shape[-2:], settings)
+    evaluations = settings.sampler.n_evaluations(model.schedule, settings.params)
+    restored = draws * len(crops)
+    seconds = restored * tiled * settings.n_samples * evaluations * seconds_per_pixel(model, settings)
+    return RunCost(int(draws * crops.size), settings.n_samples, evaluations, seconds)

@@ -1,0 +1,77 @@
+"""What a run costs, said before it runs (core.run_cost) and shown in the Denoise widget."""
+import numpy as np
+import pytest
+
+from napari_diffdenoise.core import run_cost
+from napari_diffdenoise.core.run_cost import duration, recalibration_cost, restoration_cost
+
+PER_PIXEL = 1e-6  # seconds per pixel and network call, in place of the timing
+
+
+@pytest.fixture
+def fixed_rate(monkeypatch):
+    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings: PER_PIXEL)
+
+
+def test_the_work_follows_planes_samples_steps_and_the_one_pass_mean(fixed_rate, headed):
+    """tiny models run tiles of 64²: a 64² plane is one tile; the head adds one pass."""
+    one = restoration_cost(headed, (64, 64), n_samples=4, steps=5)
+    assert (one.pixels, one.n_samples, one.evaluations) == (64 * 64, 4, 5)
+    assert one.seconds == pytest.approx(64 * 64 * (4 * 5 + 1) * PER_PIXEL)
+    three = restoration_cost(headed, (3, 64, 64), n_samples=4, steps=5)
+    assert three.seconds == pytest.approx(3 * one.seconds) and three.pixels == 3 * 64 * 64
+    averaged = restoration_cost(headed, (64, 64), n_samples=4, steps=5, mean="samples")
+    assert averaged.seconds == pytest.approx(64 * 64 * 4 * 5 * PER_PIXEL)
+    preview = restoration_cost(headed, (64, 64), n_samples=0)
+    assert preview.seconds == pytest.approx(64 * 64 * PER_PIXEL) and preview.describe().startswith("4,096 px, one pass")
+    # overlapping tiles are paid for twice: a 100² plane in 64² tiles costs more than its pixels
+    wide = restoration_cost(headed, (100, 100), n_samples=4, steps=5)
+    assert wide.seconds > 100 * 100 * 21 * PER_PIXEL
+    with pytest.raises(ValueError, match="steps"):
+        restoration_cost(headed, (64, 64), steps=10_000)
+
+
+def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_rate, headed):
+    from napari_diffdenoise.core.self_calibration import MAX_PIXELS
+
+    cost = recalibration_cost(headed, (2, 1024, 1024))
+    assert cost.pixels == 2 * 362 * 362 <= MAX_PIXELS
+    assert recalibration_cost(headed, (2, 1024, 1024), n_samples=2, steps=3).seconds < cost.seconds
+
+
+def test_seconds_per_pixel_is_timed_once_per_model_device_and_tile(headed, monkeypatch):
+    from napari_diffdenoise.core.restore import make_settings
+
+    monkeypatch.setattr(run_cost, "_SECONDS_PER_PIXEL", {})
+    settings = make_settings(headed, n_samples=2, steps=2, device="cpu")
+    rate = run_cost.seconds_per_pixel(headed, settings)
+    assert 0 < rate < 1e-3
+    calls = []
+    monkeypatch.setattr(run_cost, "device_model", lambda *a: calls.append(a))
+    assert run_cost.seconds_per_pixel(headed, settings) == rate and not calls  # cached, not timed again
+
+
+def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer, qtbot, fixed_rate, tiny_checkpoint):
+    from napari_diffdenoise._widgets.denoise import PRESETS, DenoiseWidget
+    from napari_diffdenoise.core.checkpoint import load_model
+
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    assert w.estimate.value == "—"  # no image yet
+    w.model_file.value = tiny_checkpoint
+    viewer.add_image(np.random.default_rng(0).poisson(5, (2, 128, 128)).astype(np.uint16), name="cells")
+    w.image.value = viewer.layers["cells"]
+    model = load_model(tiny_checkpoint)
+
+    def expected(**settings):
+        return f"about {duration(restoration_cost(model, (2, 128, 128), **settings).seconds)}"
+
+    w.preset.value = [p for p in PRESETS if p.startswith("thorough")][0]
+    qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=16, steps=20), timeout=20_000)
+    assert "2 × 128" not in w.estimate.tooltip and "32,768 px × 16 samples × 20 steps" in w.estimate.tooltip
+    w.preset.value = [p for p in PRESETS if p.startswith("fast")][0]
+    qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=4, steps=3), timeout=20_000)
+    w.coverage.value = 0.9  # calibrating on the image comes first, and is counted
+    qtbot.waitUntil(lambda: "of it calibrating" in w.estimate.value, timeout=20_000)
+    w.self_calibrate.value = False
+    qtbot.waitUntil(lambda: "calibrating" not in w.estimate.value, timeout=20_000)
