@@ -46,7 +46,7 @@ def dynamic_range(model, ratios=(10, 100, 1000), size: int = 192):
             while True:
                 next(run)
         except StopIteration as stop:
-            plain = stop.value.mean
+            plain = stop.value.maps["mean"]
         peaks = [(float(result.mean[cy, cx]), float(plain[cy, cx]), float(truth[cy, cx])) for cy, cx in centres]
         rows.append([f"{ratio}×", float(np.mean([p[0] / p[2] for p in peaks])),
                      float(np.mean([p[1] / p[2] for p in peaks])), float(result.mean.min()),

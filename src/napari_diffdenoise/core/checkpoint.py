@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +24,20 @@ from .normalization import SAMPLE_RANGE
 from .schedules import NoiseSchedule
 
 METADATA_KEY = "napari_diffdenoise"
+
+
+@dataclass(frozen=True)
+class Head:
+    """A one-step network a model may carry beside its diffusion network."""
+
+    attribute: str  # the DiffusionModel field holding it
+    key: str  # its entry in the checkpoint's metadata
+    label: str  # in messages
+
+
+# tensor-name prefix → the head stored under it
+HEADS = {"mean": Head("mean_network", "mean_head", "mean head"),
+         "std": Head("std_network", "std_head", "std head")}
 BUNDLED_PACKAGE = "napari_diffdenoise.models"
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch zip archives and raw pickle protocol ≥ 2
 
@@ -49,9 +64,11 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
     buffers = {f"net.{k}" for k, _ in model.network.named_buffers()}
-    if model.mean_network is not None:
-        tensors.update({f"mean.{k}": v.detach().cpu().contiguous() for k, v in model.mean_network.state_dict().items()})
-        buffers |= {f"mean.{k}" for k, _ in model.mean_network.named_buffers()}
+    for prefix, head in HEADS.items():
+        network = getattr(model, head.attribute)
+        if network is not None:
+            tensors.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in network.state_dict().items()})
+            buffers |= {f"{prefix}.{k}" for k, _ in network.named_buffers()}
     if half:
         # buffers (the Fourier frequencies of γ) keep full precision: fp16 would shift their phases
         tensors = {k: v.half() if v.is_floating_point() and k not in buffers else v for k, v in tensors.items()}
@@ -182,9 +199,9 @@ def _check_architecture(path: Path, raw: str) -> None:
         meta = json.loads(raw)
         arch = meta["architecture"]
         problems = _architecture_problems(arch)
-        head = meta.get("mean_head")
-        if head is not None:
-            problems += _architecture_problems(head["architecture"], "mean head ")
+        for head in HEADS.values():
+            if meta.get(head.key) is not None:
+                problems += _architecture_problems(meta[head.key]["architecture"], f"{head.label} ")
         wrong = _value_problems(meta)
         steps = meta.get("schedule", {}).get("n_steps")
         if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
@@ -261,17 +278,7 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         network.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"weights in {Path(path).name} do not match its architecture: {err}") from err
-    mean_network, head = None, meta.get("mean_head")
-    if head is not None:
-        head_arch = dict(head["architecture"])
-        if head_arch.pop("name", "unet") != "unet":
-            raise CheckpointError(f"unknown mean-head architecture in {Path(path).name}")
-        mean_network = UNet(UNetConfig.from_dict(head_arch))
-        try:
-            mean_network.load_state_dict({k[len("mean.") :]: v.float() for k, v in tensors.items() if k.startswith("mean.")})
-        except RuntimeError as err:
-            raise CheckpointError(f"mean-head weights in {Path(path).name} do not match its architecture: {err}") from err
-        mean_network.eval()
+    heads = {prefix: _load_head(path, meta, tensors, prefix, head) for prefix, head in HEADS.items()}
     return DiffusionModel(
         network=network.eval(),
         schedule=schedule,
@@ -287,9 +294,26 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         provenance=meta.get("provenance", {}),
         calibrations=list(meta.get("calibrations", [])),
         mean_estimator=meta.get("mean_estimator", "samples"),
-        mean_network=mean_network,
-        mean_provenance=(head or {}).get("provenance", {}),
+        mean_network=heads["mean"],
+        mean_provenance=(meta.get("mean_head") or {}).get("provenance", {}),
+        std_network=heads["std"],
+        std_provenance=(meta.get("std_head") or {}).get("provenance", {}),
     )
+
+
+def _load_head(path, meta: dict, tensors: dict, prefix: str, head: Head) -> UNet | None:
+    """One of the model's one-step heads, or None when the checkpoint has none."""
+    if meta.get(head.key) is None:
+        return None
+    arch = dict(meta[head.key]["architecture"])
+    if arch.pop("name", "unet") != "unet":
+        raise CheckpointError(f"unknown {head.label} architecture in {Path(path).name}")
+    network = UNet(UNetConfig.from_dict(arch))
+    try:
+        network.load_state_dict({k[len(prefix) + 1:]: v.float() for k, v in tensors.items() if k.startswith(f"{prefix}.")})
+    except RuntimeError as err:
+        raise CheckpointError(f"{head.label} weights in {Path(path).name} do not match its architecture: {err}") from err
+    return network.eval()
 
 
 def bundled_model_dir() -> Path:

@@ -129,8 +129,16 @@ def _interval(settings) -> bool:
     return settings.coverage is not None
 
 
-def _std(samples, context: MapContext) -> np.ndarray:
-    return context.imap.scale_to_input(samples.std(dim=0, correction=0).float().cpu().numpy())
+def _spread(settings) -> bool:
+    """A std (and an interval unit) comes with the run: from its samples or from a std head."""
+    return settings.n_samples > 0 or getattr(settings, "std_estimator", "samples") == "head"
+
+
+def _std_definition(metadata: dict) -> str:
+    if metadata.get("std_estimator") == "head":
+        return ("the std head's estimate of the mean's error, √E[(clean − mean)² | noisy] (core/std_head.py), in the "
+                "input's intensity units")
+    return "pixel-wise standard deviation of the K samples (population std), in the input's intensity units"
 
 
 def negentropy(samples: torch.Tensor) -> torch.Tensor:
@@ -200,12 +208,12 @@ def _entropy(samples, context: MapContext) -> np.ndarray:
     return kind.compute(samples, context).float().cpu().numpy().astype(np.float32)
 
 
-# mean, lower and upper have no function here: the restore loop makes them (one-pass estimators,
+# mean, std, lower and upper have no function here: the restore loop makes them (one-pass estimators,
 # the bright-pass blend, the calibrated interval)
 _declare("mean", None, "the estimate of the clean image (docs/method.md, 'The three maps'), in the input's intensity "
          "units", lambda s: True)
-register_map("std", _std, description="pixel-wise standard deviation of the K samples (population std), in the input's "
-             "intensity units", dtype="float32", style=LayerStyle("magma", "additive", 0.7))
+# the loop makes std: from the samples, or in one pass from the model's std head (restore.STD_ESTIMATORS)
+_declare("std", None, _std_definition, _spread, dtype="float32", style=LayerStyle("magma", "additive", 0.7))
 register_map("entropy", _entropy, description=lambda metadata: _entropy_kind(metadata).definition,
              dtype="float32", style=LayerStyle("viridis", "additive", 0.7, visible=False,
                                                contrast=lambda metadata: _entropy_kind(metadata).contrast(metadata)))

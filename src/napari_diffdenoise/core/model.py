@@ -41,6 +41,10 @@ class DiffusionModel:
     # estimate of E[clean | noisy] in one evaluation. Unconditional U-Net; the noisy image is its input.
     mean_network: UNet | None = None
     mean_provenance: dict = field(default_factory=dict)
+    # a one-step network for the mean head's expected squared error (core.std_head): a std map in one
+    # evaluation; conditioned on the noisy image and the mean head's estimate
+    std_network: UNet | None = None
+    std_provenance: dict = field(default_factory=dict)
 
     # what the model restores: "deconvolve" for a model trained on blurred → sharp pairs (PI-DDPM),
     # which is then sampled with PSF guidance by default; inherited by models fine-tuned from it
@@ -106,4 +110,7 @@ class DiffusionModel:
             **({"mean_head": {"architecture": {"name": "unet", **self.mean_network.config.to_dict()},
                               "gamma": MEAN_HEAD_GAMMA, "provenance": self.mean_provenance}}
                if self.mean_network is not None else {}),
+            **({"std_head": {"architecture": {"name": "unet", **self.std_network.config.to_dict()},
+                             "provenance": self.std_provenance}}
+               if self.std_network is not None else {}),
         }

@@ -31,6 +31,7 @@ from .noise import FieldNoise
 from .normalization import IntensityMap
 from .physics import check_psf
 from .sampler_registry import Param, SamplerInfo, get_sampler
+from .std_head import GAMMA, StdHeadAsEps
 from .tiling import make_tiles
 
 DEFAULT_STEPS = 10
@@ -40,6 +41,9 @@ DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md,
 # evaluation of E[clean | noisy] for a model trained for it (TrainConfig.mean_fraction). "samples": the average of the K samples (DDPM-avg,
 # Osuna-Vargas et al.). "auto": what the model declares (DiffusionModel.mean_estimator).
 MEAN_ESTIMATORS = ("auto", "head", "x0", "samples")
+# how the std map (and the intervals' unit) is made: the spread of the K samples, or in one pass by the
+# model's std head (core.std_head); "auto" takes the head when the model has one
+STD_ESTIMATORS = ("auto", "head", "samples")
 # what denoise() does unless told otherwise; the bundled models ship calibrated for it
 DEFAULT_SAMPLER_SETTINGS = {"sampler": "ddim", "sampler_params": {"steps": 10, "eta": 1.0}, "n_samples": 8}
 # a 512² plane's maps in under 10 s on a 2-core CPU, at a cost in how well the std ranks the errors
@@ -285,6 +289,7 @@ class Settings:
     guidance: str | None = None  # a guide wrapped around any sampler's network calls (core.guidance)
     guidance_weight: float = 1.0
     entropy: str = DEFAULT_ENTROPY  # which definition the entropy map takes (core.maps.ENTROPY_KINDS)
+    std_estimator: str = "samples"  # "head" or "samples", resolved from "auto"
 
 
 def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_samples: int = 8, steps: int | None = None,
@@ -293,7 +298,7 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
                   keep_samples: bool = False, sampler_params: dict | None = None, psf=None, mean: str = "auto",
                   coverage: float | None = None, block: int | None = None, block_overlap: int | None = None,
                   guidance: str | None = None, guidance_weight: float = 1.0,
-                  entropy: str = DEFAULT_ENTROPY) -> Settings:
+                  entropy: str = DEFAULT_ENTROPY, std: str = "auto") -> Settings:
     """Refuse settings that cannot work, before any work starts; each message names the setting,
     the value given and what is accepted."""
     if not isinstance(model, DiffusionModel):
@@ -353,10 +358,12 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     if n_samples == 0 and mean == "samples":
         raise ValueError("n_samples must be at least 1, unless the mean is a one-pass estimate (mean='head' or "
                          "'x0'), which needs no samples")
+    std = _std_estimator(model, std, mean)
     if coverage is not None:
         coverage = COVERAGE.check(coverage, schedule)
-        if n_samples < 2:
-            raise ValueError("coverage needs n_samples of at least 2: one sample has no spread")
+        if n_samples < 2 and std == "samples":
+            raise ValueError("coverage needs n_samples of at least 2 (one sample has no spread), or a model with a "
+                             "std head (std='head')")
     dev = resolve_device(device)
     multiple = model.network.config.size_multiple
     if tile is not None and not _whole(tile):  # "64", 40.7: never rounded or parsed behind the user's back
@@ -386,12 +393,24 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
         raise ValueError(f"percentiles must be two numbers (low, high) with 0 ≤ low < high ≤ 100; got {percentiles!r}")
     settings = Settings(info, params, n_samples, seed, dev, tile, overlap, batch_pixels,
                         tuple(percentiles or model.percentiles), mean, psf, coverage, None, keep_samples,
-                        block, block_overlap, guidance, float(guidance_weight), entropy)
+                        block, block_overlap, guidance, float(guidance_weight), entropy, std)
     if coverage is None:
         return settings
     calibration = find_calibration(model, calibration_key(settings_record(settings)))
     calibration.factor(coverage)  # a coverage outside the calibrated levels is refused here
     return dataclasses.replace(settings, calibration=calibration)
+
+
+def _std_estimator(model: DiffusionModel, std: str, mean: str) -> str:
+    if std not in STD_ESTIMATORS:
+        raise ValueError(f"std must be one of {STD_ESTIMATORS}; got {std!r}")
+    if std == "head" and model.std_network is None:
+        raise ValueError(f"std='head' needs a model with a std head; {model.name!r} has none: use std='samples'")
+    if std == "head" and mean != "head":
+        raise ValueError(f"std='head' gives the error of the mean head's estimate; with mean={mean!r} use std='samples'")
+    if std == "auto":
+        std = "head" if model.std_network is not None and mean == "head" else "samples"
+    return std
 
 
 @dataclass(frozen=True)
@@ -505,11 +524,12 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
         from .guidance import Guided, make_guide
 
         sampled_eps = Guided(eps_fn, make_guide(s.guidance, observed, s.psf, s.guidance_weight))
-    if s.n_samples == 0:  # the one-pass mean alone: no spread, so no std, entropy or interval
+    if s.n_samples == 0:  # the one-pass mean, and the std head's std when the run takes it; no samples
         with torch.inference_mode():
-            mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape).float().cpu().numpy()
+            mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
+            maps = _head_std_maps(model, s, eps_fn, observed, mean, imap) if s.std_estimator == "head" else {}
         yield 1, 1
-        return _PlaneMaps({"mean": imap.to_input(mean, dtype)}, None, eps_fn.evaluations)
+        return _PlaneMaps({"mean": imap.to_input(mean.float().cpu().numpy(), dtype), **maps}, None, eps_fn.evaluations)
     y_T = noise_fn((s.n_samples, 1) + plane.shape)
     run = s.sampler.function(sampled_eps, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
     try:
@@ -521,11 +541,15 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     with torch.inference_mode():
         context = MapContext(imap, model.value_range, s)
         maps = {spec.name: spec.compute(samples, context) for spec in sample_maps(s)}
-        std = samples.std(dim=0, correction=0).float().cpu().numpy()
         mean = samples.mean(dim=0) if s.mean_estimator == "samples" else \
             _one_pass_mean(model, s, eps_fn, observed, plane.shape)
+        if s.std_estimator == "head":
+            maps.update(_head_std_maps(model, s, eps_fn, observed, mean, imap))
+        else:
+            std = samples.std(dim=0, correction=0).float().cpu().numpy()
+            maps["std"] = imap.scale_to_input(std)
+            maps["interval_unit"] = interval_unit(std, s.n_samples, 1.0) * imap.half_span
     maps["mean"] = imap.to_input(mean.float().cpu().numpy(), dtype)
-    maps["interval_unit"] = interval_unit(std, s.n_samples, 1.0) * imap.half_span
     kept = imap.to_input(samples.float().cpu().numpy(), dtype) if s.keep_samples else None
     return _PlaneMaps(maps, kept, eps_fn.evaluations)
 
@@ -548,6 +572,16 @@ def _one_pass_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) 
     estimate = head(torch.zeros((1, 1) + tuple(shape), device=s.device), 0.5)[0, 0]
     eps_fn.evaluations += head.evaluations
     return estimate.clamp(*model.value_range)
+
+
+def _head_std_maps(model: DiffusionModel, s: Settings, eps_fn, observed, mean: torch.Tensor, imap) -> dict:
+    """std and interval_unit from the std head, in one tiled pass over the plane: its inputs are the
+    noisy plane and the mean head's estimate of it (model units)."""
+    head = TiledEpsilon(StdHeadAsEps(model.std_network), observed, mean.shape, s.tile, s.overlap, s.batch_pixels)
+    log_variance = head(mean[None, None].to(observed.dtype), GAMMA)[0, 0]
+    eps_fn.evaluations += head.evaluations
+    std = torch.exp(0.5 * log_variance).float().cpu().numpy()
+    return {"std": imap.scale_to_input(std), "interval_unit": interval_unit(std, 1, 1.0) * imap.half_span}
 
 
 def _posterior_mean(model: DiffusionModel, eps_fn, shape, device) -> torch.Tensor:
@@ -712,7 +746,8 @@ def device_model(model: DiffusionModel, device: torch.device) -> DiffusionModel:
     def moved(net):
         return None if net is None else copy.deepcopy(net).to(device).eval().to(memory_format=torch.channels_last)
 
-    return dataclasses.replace(model, network=moved(model.network), mean_network=moved(model.mean_network))
+    return dataclasses.replace(model, network=moved(model.network), mean_network=moved(model.mean_network),
+                               std_network=moved(model.std_network))
 
 
 def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int, seconds: float, extra: dict) -> dict:
@@ -737,9 +772,10 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
 
 def network_steps(model: DiffusionModel, s: Settings) -> int:
     """The run's sequential network steps per plane, as its metadata records them: the sampler's
-    evaluations (none without samples), plus one for a one-pass mean (the mean head or x̂₀)."""
+    evaluations (none without samples), plus one for a one-pass mean (the mean head or x̂₀) and one
+    for the std head."""
     sampled = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
-    return sampled + (s.mean_estimator != "samples")
+    return sampled + (s.mean_estimator != "samples") + (s.std_estimator == "head")
 
 
 def output_dtype(image) -> type:
@@ -766,7 +802,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     n_steps = network_steps(model, s)
     outputs = {name: np.empty(array.shape, MAPS[name].dtype_for(out_dtype)) for name in map_names(s)}
     samples = np.empty((s.n_samples,) + tuple(array.shape), out_dtype) if s.keep_samples else None
-    unit = np.empty(array.shape, out_dtype) if s.n_samples else None
+    unit = np.empty(array.shape, out_dtype) if "std" in outputs else None
     evaluations, bright_planes, clamped = 0, [], 0
     t0 = time.perf_counter()
     # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
@@ -826,6 +862,7 @@ def denoise(
     guidance: str | None = None,
     guidance_weight: float = 1.0,
     entropy: str = DEFAULT_ENTROPY,
+    std: str = "auto",
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Restoration:
@@ -852,6 +889,10 @@ def denoise(
         Shannon entropy of the samples in 256 bins (docs/method.md, "The three maps").
     mean: how the ``mean`` map is estimated (MEAN_ESTIMATORS): "x0" the one-evaluation posterior
         mean, "samples" the average of the K samples (DDPM-avg), "auto" what the model declares.
+    std: how the ``std`` map and the intervals' unit are made (STD_ESTIMATORS): "head" in one pass by
+        the model's std head (core.std_head; with the mean head's mean), "samples" the spread of the K
+        samples, "auto" the head when the model has one. With the head, ``n_samples=0`` still gives
+        std and intervals: mean and std in two network passes.
     coverage: e.g. 0.9 for intervals ``lower``/``upper`` that hold the truth in 90 % of pixels, from
         the model's conformal calibration for these settings (core.calibration); refused when the
         model has none for them.
@@ -882,7 +923,8 @@ def denoise(
         model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
         overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
         sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage, block=block,
-        block_overlap=block_overlap, guidance=guidance, guidance_weight=guidance_weight, entropy=entropy)
+        block_overlap=block_overlap, guidance=guidance, guidance_weight=guidance_weight, entropy=entropy,
+        std=std)
 
     def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
         if progress is not None:

@@ -350,6 +350,11 @@ def iter_train(
             mean_estimator=model.mean_estimator, mean_network=mean_network, task=model.task,
             mean_provenance={**model.mean_provenance, "fine_tuned_with": "the diffusion network, same batches"}
             if mean_network is not None and model.mean_provenance else model.mean_provenance,
+            # kept as it was: its error map was learnt for the head before this training; its scale is
+            # what a calibration (dropped here, redone on the user's image) corrects
+            std_network=model.std_network,
+            std_provenance={**model.std_provenance, "learnt_for": "the mean head before this fine-tuning"}
+            if model.std_network is not None else {},
         )
 
     best_snapshot = None  # the weights of the lowest validation loss since the last checkpoint, unwritten

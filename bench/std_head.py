@@ -1,0 +1,184 @@
+"""A one-pass std: a small network that predicts the mean head's squared error (issue #21's
+"variance head"), trained and measured against the sampler's spread on real images.
+
+    python -m bench.std_head train --real DATA --minutes 40 --out bench/runs/std-head
+    python -m bench.std_head eval --real DATA --net bench/runs/std-head/std_head.safetensors
+
+The head (core/std_head.py: its architecture, inputs and loss) is trained by the Gaussian negative
+log-likelihood of the mean head's residual on the bundled model's own training mix (simulated
+structures and semi-synthetic pairs from clean real images, bench/real_pairs.py); the mean head is
+frozen. A std map in one evaluation would serve the Preview and the fast preset,
+if its ranking of the real error (Spearman ρ) and its calibrated width hold up beside the sampler's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from scipy import stats
+
+from napari_diffdenoise.core.checkpoint import load_model
+from napari_diffdenoise.core.network import UNet, count_parameters
+from napari_diffdenoise.core.normalization import IntensityMap
+from napari_diffdenoise.core.restore import _pad_to_multiple, denoise
+from napari_diffdenoise.core.std_head import GAMMA, log_variance, nll
+from napari_diffdenoise.core.std_head import STD_HEAD_CONFIG as CONFIG
+
+from .common import HELD_OUT_SEED, markdown_table, write_report
+
+
+def train(args):
+    from .real_pairs import mixed_source
+    from .train_bundled import simulated_source
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = load_model(args.model)
+    head = model.mean_network.float().eval()
+    simulated, _ = simulated_source("paired", "blurred", 192, args.patch)
+    source, _ = mixed_source(args.real, "paired", simulated, args.patch, 0.5)
+    net = UNet(CONFIG)
+    print(f"std head: {count_parameters(net):,} parameters", flush=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(0)
+    val_rng = np.random.default_rng(123)
+    val = [torch.from_numpy(a) for a in source.batch(64, args.patch, val_rng)]
+    with torch.no_grad():
+        val_mean = head(val[0], torch.full((len(val[0]),), GAMMA))
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0, step, log = time.perf_counter(), 0, []
+    budget = args.minutes * 60
+    while time.perf_counter() - t0 < budget:
+        frac = (time.perf_counter() - t0) / budget
+        for group in opt.param_groups:
+            group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        noisy, clean = (torch.from_numpy(a) for a in source.batch(args.batch, args.patch, rng))
+        with torch.no_grad():
+            mean = head(noisy, torch.full((len(noisy),), GAMMA))
+        loss = nll(net, noisy, mean, clean)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            with torch.no_grad():
+                val_loss = float(nll(net.eval(), val[0], val_mean, val[1]))
+                net.train()
+            log.append({"step": step, "loss": loss.item(), "val_nll": val_loss, "seconds": round(time.perf_counter() - t0)})
+            print(json.dumps(log[-1]), flush=True)
+            save_file(net.state_dict(), str(args.out / "std_head.safetensors"),
+                      metadata={"config": json.dumps(CONFIG.to_dict()), "steps": str(step)})
+            (args.out / "log.json").write_text(json.dumps(log))
+
+
+def load_net(path: Path) -> UNet:
+    net = UNet(CONFIG)
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()
+
+
+def one_pass(model, net: UNet, noisy: np.ndarray):
+    """(mean, std) in the image's units from one mean-head and one std-head evaluation."""
+    imap = IntensityMap.from_percentiles(noisy)
+    x = torch.from_numpy(imap.to_model(noisy))[None, None]
+    x, (h, w) = _pad_to_multiple(x, model.mean_network.config.size_multiple)
+    with torch.inference_mode():
+        mean = model.predict_mean(x)
+        s = log_variance(net, x, mean)
+    mean, std = mean[0, 0, :h, :w].numpy(), torch.exp(0.5 * s)[0, 0, :h, :w].numpy()
+    return imap.to_input(mean), imap.scale_to_input(std)
+
+
+def oracle_width(err: np.ndarray, unit: np.ndarray, level: float = 0.9) -> float:
+    """The mean interval width mean ± λ·unit needs to cover ``level`` of the truth, λ chosen with the truth."""
+    lam = float(np.quantile(err / np.maximum(unit, 1e-12), level))
+    return float(np.mean(2 * lam * unit))
+
+
+def evaluate(args):
+    import tifffile
+
+    from .real_calibration import DSB, HELD_OUT, LYSOSOME, _centre, _read, lysosome_cases, reacquired
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    model.mean_network.float()
+    net = load_net(args.net)
+    images = [("DSB nuclei", _centre(tifffile.imread(DSB), args.size))]
+    for label, rel, channel in HELD_OUT:
+        image = _read(args.real / rel)
+        images.append((label, _centre(image[channel] if channel is not None else image, args.size)))
+    cases = []
+    for i, (label, image) in enumerate(images):
+        for photons in (3.0, 10.0, 30.0):
+            noisy, truth, _ = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
+            cases.append((f"{label}, {photons:g} ph", noisy, truth))
+    for label, frame, truth, _tau2, _frames in lysosome_cases(args.real / LYSOSOME, args.size, 3):
+        cases.append((label, frame, truth))
+    rows, records = [], []
+    for label, noisy, truth in cases:
+        t0 = time.perf_counter()
+        result = denoise(noisy, model, seed=0)
+        sampler_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        mean1, std1 = one_pass(model, net, noisy)
+        head_s = time.perf_counter() - t0
+        err = np.abs(result.mean - truth).astype(np.float64)
+        both = np.sqrt(std1 * result.interval_unit)  # the geometric mean of the two
+        rec = {"case": label, "rho_sampler": float(stats.spearmanr(result.std.ravel(), err.ravel())[0]),
+               "rho_head": float(stats.spearmanr(std1.ravel(), err.ravel())[0]),
+               "rho_both": float(stats.spearmanr(both.ravel(), err.ravel())[0]),
+               "width_sampler": oracle_width(err, result.interval_unit), "width_head": oracle_width(err, std1),
+               "width_both": oracle_width(err, both),
+               "sampler_s": sampler_s, "head_s": head_s,
+               "max_mean_diff": float(np.abs(mean1 - result.mean).max() / (np.ptp(truth) + 1e-9))}
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+        rows.append([label, rec["rho_sampler"], rec["rho_head"], rec["rho_both"], rec["width_head"] / rec["width_sampler"],
+                     rec["width_both"] / rec["width_sampler"], rec["sampler_s"], rec["head_s"]])
+    mean_row = ["mean", *[float(np.mean([r[j] for r in rows])) for j in range(1, 8)]]
+    body = (f"Model `{args.model}`; std head {args.net.name} ({count_parameters(net):,} parameters, "
+            f"{load_file_steps(args.net)} steps). Centre crops of {args.size}², the cases of bench/real_calibration.py "
+            "(re-acquired held-out real images with exact truth; lysosome frame 30 against the mean of frames 29 and 31). "
+            "Width: the mean width of the 90 % interval mean ± λ·std with λ chosen on the truth (oracle), head over "
+            "sampler: below 1, the head's std ranks and scales the error better.\n\n"
+            + markdown_table(["case", "ρ sampler std", "ρ std head", "ρ both", "oracle width head / sampler @0.9",
+                              "both / sampler", "sampler s (K=8)", "head s"], rows + [mean_row])
+            + "\n\n\"Both\": the geometric mean of the head's std and the sampler's interval unit.\n")
+    write_report("std_head", "A one-pass std head beside the sampler's spread, on real images", body,
+                 {"records": records})
+
+
+def load_file_steps(path: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return (f.metadata() or {}).get("steps", "?")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["train", "eval"])
+    parser.add_argument("--real", type=Path, required=True, help="the real data folder (bench/real_pairs.py)")
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--out", type=Path, default=Path("bench/runs/std-head"))
+    parser.add_argument("--net", type=Path, default=Path("bench/runs/std-head/std_head.safetensors"))
+    parser.add_argument("--minutes", type=float, default=40)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args(argv)
+    (train if args.command == "train" else evaluate)(args)
+
+
+if __name__ == "__main__":
+    main()
