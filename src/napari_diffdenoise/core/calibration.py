@@ -206,10 +206,10 @@ def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: 
 
 def self_simulated_pairs(model, noisy, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """(simulated noisy, truth, source) when the user has no clean image: the truth is the model's
-    own mean of ``noisy``, re-noised with the camera model fitted to ``noisy`` (core.adapt.
+    own mean of ``noisy``, re-noised with the camera model fitted to ``noisy`` (core.camera_noise.
     estimate_noise). The interval then covers what the model would get wrong on images like the
     user's own, at the user's own noise."""
-    from .adapt import estimate_noise, simulate_like
+    from .camera_noise import estimate_noise, simulate_like
     from .datasets import as_planes
     from .restore import denoise
 

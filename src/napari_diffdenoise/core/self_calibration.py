@@ -119,7 +119,7 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
     """Residuals against independent views (``partner[i]`` one of ``planes[i]``, described by
     ``view_name``; ``probe[i]`` noise with the same covariance as that view's, if known) or, with
     ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
-    from .adapt import _sigma, estimate_noise
+    from .camera_noise import _sigma, estimate_noise
 
     known, draws = None, 1
     if partner is not None:
