@@ -25,6 +25,7 @@ from .calibration import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
+from .image_io import is_lazy
 from .maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, MapContext, map_names, sample_maps
 from .model import DiffusionModel
 from .noise import FieldNoise
@@ -144,12 +145,6 @@ class TiledEpsilon:
                 reported = done
                 self.on_tile(done, n_tiles)
         return out
-
-
-def is_lazy(image) -> bool:
-    """A dask or zarr array (or anything array-like that is not in memory): read plane by plane."""
-    return (not isinstance(image, np.ndarray) and hasattr(image, "shape") and hasattr(image, "dtype")
-            and hasattr(image, "__getitem__"))
 
 
 def _check_image(image, axes: str | None = None):
