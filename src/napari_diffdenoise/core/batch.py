@@ -57,7 +57,7 @@ def input_content_hash(source: ImageSource) -> str:
 
 
 def _fingerprint(source: ImageSource, model, s) -> dict:
-    from .restore import fingerprint_settings, settings_record
+    from .run_record import fingerprint_settings, settings_record
 
     path = None if source.path is None else str(Path(source.path).resolve())
     return {"input_path": path, "input_content_sha256": input_content_hash(source),
