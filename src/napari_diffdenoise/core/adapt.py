@@ -47,13 +47,16 @@ import torch
 from scipy import ndimage
 
 from ._version import __version__
+from .calibration import iter_calibrate
 from .camera_noise import CameraNoise, _sigma, estimate_noise
+from .checkpoint import load_model
 from .datasets import Split, as_planes
 from .devices import resolve_device
 from .driving import drive
 from .model import DiffusionModel
 from .normalization import IntensityMap
 from .pairs import augment
+from .restore import DEFAULT_SAMPLER_SETTINGS, Cancelled
 
 # a σ = 2 Gaussian leaves white noise with 1/(2√π·2) of its std: a smoothed image whose std is not 20 %
 # above that holds no structure to learn from
@@ -491,9 +494,6 @@ def adapt(
     time_series).
     Raises :class:`~.restore.Cancelled` when ``cancel()`` returned True.
     """
-    from .checkpoint import load_model
-    from .restore import Cancelled
-
     if isinstance(model, str):
         model = load_model(model)
     result, cancelled = drive(iter_adapt(model, noisy, minutes=minutes, steps=steps, seed=seed, **options),
@@ -510,9 +510,6 @@ def iter_recalibrate(model: DiffusionModel, noisy, noise: CameraNoise | None = N
     """Calibrate ``model``'s default settings on pairs simulated from its own mean of ``noisy`` with
     the camera model fitted to it (calibration.self_simulated_pairs; ``noise`` is refitted there).
     A generator yielding the restoration's progress; returns the calibrated model."""
-    from .calibration import iter_calibrate
-    from .restore import DEFAULT_SAMPLER_SETTINGS
-
     run = yield from iter_calibrate(model, noisy, None, split_seed=seed, seed=seed, **DEFAULT_SAMPLER_SETTINGS)
     return run.model
 

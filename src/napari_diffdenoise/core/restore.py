@@ -20,10 +20,12 @@ import torch.nn.functional as F
 
 from ._version import __version__
 from .axes import check_axes, plane_positions
+from .checkpoint import load_model
 from .conformal import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
+from .guidance import GUIDES, Guided, make_guide
 from .image_io import is_lazy
 from .maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, MapContext, map_names, sample_maps
 from .model import DiffusionModel
@@ -302,8 +304,6 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
         raise ValueError(f"sampler {sampler!r} needs the PSF the image was blurred with (psf=…): e.g. "
                          "physics.gaussian_psf(sigma_px), airy_psf(…) or a measured bead image")
     if guidance is not None:
-        from .guidance import GUIDES
-
         if guidance not in GUIDES:
             raise ValueError(f"guidance must be one of {GUIDES}; got {guidance!r}")
         if info.needs_psf:
@@ -416,8 +416,6 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     noise_fn = FieldNoise(s.seed, number, s.n_samples, dev, origin)
     sampled_eps = eps_fn
     if s.guidance is not None:
-        from .guidance import Guided, make_guide
-
         sampled_eps = Guided(eps_fn, make_guide(s.guidance, observed, s.psf, s.guidance_weight))
     if s.n_samples == 0:  # the one-pass mean alone: no spread, so no std, entropy or interval
         with torch.inference_mode():
@@ -744,8 +742,6 @@ def denoise(
     if not isinstance(model, DiffusionModel):
         if model is None:
             raise TypeError("model must be a DiffusionModel, a bundled model name or a checkpoint path; got None")
-        from .checkpoint import load_model
-
         model = load_model(model)
     settings = make_settings(
         model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
