@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.adapt import _sigma, estimate_noise, simulate_like
+from napari_diffdenoise.core.camera_noise import _sigma, estimate_noise, simulate_like
 from napari_diffdenoise.core.metrics import calibration as error_bins
 from napari_diffdenoise.core.metrics import psnr_fitted
 from napari_diffdenoise.core.normalization import IntensityMap

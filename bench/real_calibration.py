@@ -40,8 +40,9 @@ import tifffile
 from scipy import ndimage, special
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.adapt import estimate_noise
-from napari_diffdenoise.core.calibration import find_calibration, run_settings
+from napari_diffdenoise.core.calibration_run import run_settings
+from napari_diffdenoise.core.camera_noise import estimate_noise
+from napari_diffdenoise.core.conformal import find_calibration
 from napari_diffdenoise.core.error_scale import N_BINS, ErrorScale
 from napari_diffdenoise.core.metrics import calibration as error_bins
 from napari_diffdenoise.core.metrics import psnr_fitted

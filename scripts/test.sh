@@ -14,4 +14,6 @@ if ! command -v xvfb-run >/dev/null; then
     fi
 fi
 EXTRAS=testing bash scripts/install.sh
+# the import contracts in pyproject.toml ([tool.importlinter]): no circles, a GUI-free core
+lint-imports --no-cache --no-logo
 xvfb-run -a -s "-screen 0 1280x1024x24" python3 -m pytest "$@"

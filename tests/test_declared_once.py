@@ -8,19 +8,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_diffdenoise.core import restore
+from napari_diffdenoise.core import restore, run_record
 from napari_diffdenoise.core.batch import _fingerprint, input_content_hash
-from napari_diffdenoise.core.calibration import Calibration, run_settings
+from napari_diffdenoise.core.calibration_run import run_settings
+from napari_diffdenoise.core.conformal import Calibration
 from napari_diffdenoise.core.image_io import open_image
 from napari_diffdenoise.core.physics import gaussian_psf
-from napari_diffdenoise.core.restore import (
-    RECORDED,
-    Recorded,
-    _metadata,
-    calibration_key,
-    make_settings,
-    settings_record,
-)
+from napari_diffdenoise.core.restore import _metadata, make_settings
+from napari_diffdenoise.core.run_record import RECORDED, Recorded, calibration_key, settings_record
 
 
 def _legacy_fingerprint(source, model, s) -> dict:
@@ -104,7 +99,7 @@ def test_a_setting_added_to_the_record_reaches_fingerprint_calibration_key_and_m
                                                                                         monkeypatch):
     """Declaring a setting once (one Recorded line) changes all three views when its value changes."""
     value = {"now": 1}
-    monkeypatch.setattr(restore, "RECORDED", (*RECORDED, Recorded("flux", lambda s: value["now"], calibration=True)))
+    monkeypatch.setattr(run_record, "RECORDED", (*RECORDED, Recorded("flux", lambda s: value["now"], calibration=True)))
     s = make_settings(tiny_model, n_samples=4, steps=3)
     before = (_fingerprint(source, tiny_model, s), calibration_key(settings_record(s)),
               _metadata(tiny_model, s, 0, 0, 0.0, {}))

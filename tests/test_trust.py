@@ -6,13 +6,8 @@ import pytest
 import torch
 
 from napari_diffdenoise import calibrate, denoise, load_model, save_checkpoint
-from napari_diffdenoise.core.calibration import (
-    Calibration,
-    block_split,
-    conformal_factor,
-    interval_unit,
-    measure,
-)
+from napari_diffdenoise.core.calibration import measure
+from napari_diffdenoise.core.conformal import Calibration, block_split, conformal_factor, interval_unit
 from napari_diffdenoise.core.training import TrainConfig, draw_step
 
 

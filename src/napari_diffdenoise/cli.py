@@ -213,7 +213,7 @@ def cmd_demo(args) -> int:
     stack with the ``demo`` model, or the blurred widefield stack with the ``widefield`` model,
     PSF-guided, beside Richardson–Lucy."""
 
-    from ._sample_data import sample_stack, widefield_stack
+    from .core.demo_data import sample_stack, widefield_stack
     from .core.metrics import psnr_fitted
     from .core.physics import richardson_lucy
     from .core.preview import contact_sheet

@@ -164,6 +164,15 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
         return _Failure(str(err))
 
 
+def _is_timed(model, settings) -> bool:
+    from ..core.run_cost import is_timed
+
+    try:
+        return is_timed(model, **{**settings, "coverage": None})
+    except (ValueError, TypeError, RuntimeError):
+        return False
+
+
 def _run_estimate(model, shape, settings, calibrate):
     """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses."""
     from ..core.run_cost import recalibration_cost, restoration_cost
@@ -193,7 +202,7 @@ def layer_axes(layer) -> str:
 def layer_data(layer):
     """The full-resolution data: level 0 of a multiscale layer; a lazy array stays lazy (read one
     plane at a time), an in-memory one is copied so that edits during a run do not leak in."""
-    from ..core.restore import is_lazy
+    from ..core.image_io import is_lazy
 
     data = layer.data[0] if layer.multiscale else layer.data
     return data if is_lazy(data) else np.array(data, copy=True)
@@ -496,6 +505,9 @@ class DenoiseWidget(WorkerControls, Container):
         if key == self._estimate_for:
             return
         self._estimate_for = key
+        if _is_timed(model, settings):  # only arithmetic left: no thread to outlive the widget
+            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate))
+            return
         self.estimate.value = "timing it on this machine…"
         worker = create_worker(_run_estimate, model, shape, settings, calibrate, _start_thread=False)
         worker.returned.connect(lambda costs: self._show_estimate(key, costs))

@@ -4,7 +4,7 @@ The method, and why:
 1. **The camera's noise model from the image itself** (Foi et al. 2008, "Practical
    Poissonian-Gaussian noise modeling and fitting for single-image raw-data"): var(y) = a·E[y] + b,
    fitted to the local means and noise variances of the image's flattest blocks
-   (:func:`estimate_noise`). It says how much noise each pixel carries, in the image's own units.
+   (:func:`~.camera_noise.estimate_noise`). It says how much noise each pixel carries, in the image's own units.
 2. **Recorrupted-to-Recorrupted** (Pang et al. 2021): from one noisy image y and fresh noise z,
    y_in = y + α·σ·z and y_target = y − σ·z/α are a Noise2Noise pair whose noises are independent,
    so the MSE trains a network towards E[clean | y_in] without ever seeing a clean image; σ² is
@@ -47,106 +47,20 @@ import torch
 from scipy import ndimage
 
 from ._version import __version__
+from .calibration import iter_calibrate
+from .camera_noise import CameraNoise, _sigma, estimate_noise
+from .checkpoint import load_model
 from .datasets import Split, as_planes
 from .devices import resolve_device
 from .driving import drive
 from .model import DiffusionModel
 from .normalization import IntensityMap
 from .pairs import augment
+from .restore import DEFAULT_SAMPLER_SETTINGS, Cancelled
 
-BLOCK = 8  # pixels per side of the blocks whose statistics fit the noise model
 # a σ = 2 Gaussian leaves white noise with 1/(2√π·2) of its std: a smoothed image whose std is not 20 %
 # above that holds no structure to learn from
 SMOOTHING, MIN_STRUCTURE = 2.0, 1.2
-CLIPPED_SHARE = 0.25  # blocks with this share of pixels at a clipped value are left out of the noise fit
-
-
-@dataclass(frozen=True)
-class CameraNoise:
-    """var(y) = gain·E[y] + floor, in the image's units (Poisson–Gaussian: gain = photon → unit
-    conversion, floor = read noise² minus gain × offset). ``levels``/``variances``, when given, are
-    the measured variance per level bin: :meth:`variance` follows them (interpolated, held
-    constant below the first, never below the line above the last) within a factor 2 of the
-    line, so that a clipped dark end or a bin the line misses is followed while a bin inflated by
-    structure is not."""
-
-    gain: float
-    floor: float
-    levels: tuple = ()
-    variances: tuple = ()
-
-    def variance(self, level: np.ndarray) -> np.ndarray:
-        level = np.asarray(level, dtype=np.float64)
-        line = self.gain * level + self.floor
-        # a floor of a hundredth of the smallest level's variance keeps σ > 0 where the fit dips
-        least = 1e-2 * max(abs(self.floor), self.gain, 1e-12)
-        if len(self.levels) >= 2:
-            table = np.interp(level, self.levels, self.variances)
-            least = max(least, 1e-2 * min(self.variances))
-            if self.gain > 0:
-                table = np.clip(table, 0.5 * line, 2.0 * np.maximum(line, least))
-                # above the brightest bin the line carries on (the table would stop rising there)
-                table = np.where(level > self.levels[-1], np.maximum(table, line), table)
-            line = table
-        return np.maximum(line, least)
-
-
-def _clipped_values(p: np.ndarray) -> list[float]:
-    """The image's minimum and maximum where they hold ≥ 0.1 % of the pixels: a camera or a
-    conversion that clipped (an 8-bit frame at 0/1 or 255, a saturated 16-bit one). Clipped pixels
-    carry less than their level's noise and would pull the fit down."""
-    return [float(v) for v in (p.min(), p.max()) if np.mean(p == v) >= 1e-3]
-
-
-def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
-    """Fit var(y) = a·E[y] + b from BLOCK² blocks (after Foi et al. 2008): a block's level is its
-    mean; its noise variance is the mean square of the second differences along rows and columns,
-    d = y_{i−1} − 2·y_i + y_{i+1}, over 6 (var d = 6·var y for pixel-independent noise; a linear
-    ramp of the signal cancels). Blocks a quarter of whose pixels hold a clipped value
-    (:func:`_clipped_values`) are left out. Per level bin (16 bins of equal counts) the median block variance is taken: robust to the
-    blocks that straddle an edge, and — unlike a median absolute deviation — not stuck to the
-    steps of quantised counts (an 8-bit frame with a few counts per pixel gave 1.5 where frame
-    differences measure 0.9; the quantisation's own variance, 1/12 of a step², is part of the
-    noise the network must remove and is kept in). The line through the bins minimises the
-    relative absolute deviation (reweighted least squares): bright bins inflated by structure
-    barely move it (a least-squares line through them gave −12750 as the floor of a confocal
-    series and a quarter of the measured variance where most of its pixels lie). The bin medians
-    are kept in the result (:attr:`CameraNoise.levels`)."""
-    means, variances = [], []
-    for plane in planes:
-        p = np.asarray(plane, dtype=np.float64)
-        clipped = _clipped_values(p)
-        h, w = (p.shape[0] // BLOCK) * BLOCK, (p.shape[1] // BLOCK) * BLOCK
-        blocks = p[:h, :w].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(-1, BLOCK, BLOCK)
-        if clipped:  # a block a quarter clipped; fewer: a natural minimum (zero counts) is no clipping
-            unclipped = blocks[np.isin(blocks, clipped).mean(axis=(1, 2)) < CLIPPED_SHARE]
-            blocks = unclipped if len(unclipped) >= 16 else blocks
-        d = np.concatenate([np.diff(blocks, 2, axis=2).reshape(len(blocks), -1),
-                            np.diff(blocks, 2, axis=1).reshape(len(blocks), -1)], axis=1)
-        means.append(blocks.mean(axis=(1, 2)))
-        variances.append(np.mean(d**2, axis=1) / 6)
-    m, v = np.concatenate(means), np.concatenate(variances)
-    edges = np.unique(np.quantile(m, np.linspace(0, 1, 17)))
-    xs, ys, ws = [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (m >= lo) & (m <= hi)
-        if sel.sum() < 4:
-            continue
-        xs.append(np.median(m[sel]))
-        ys.append(np.median(v[sel]))
-        ws.append(np.sqrt(sel.sum()))
-    if len(xs) < 2:
-        return CameraNoise(0.0, float(np.median(v)))
-    xs, ys, ws = (np.asarray(a, dtype=np.float64) for a in (xs, ys, ws))
-    ys = np.maximum(ys, 1e-12 * max(ys.max(), 1e-300))
-    weight = ws / ys**2
-    for _ in range(30):  # IRLS for min Σ w·|y − line|/y
-        gain, floor = np.polyfit(xs, ys, 1, w=np.sqrt(weight))
-        weight = ws / ys**2 / np.maximum(np.abs(ys - (gain * xs + floor)) / ys, 0.02)
-    if gain < 0:  # no signal dependence to be seen: Gaussian noise
-        gain, floor = 0.0, float(np.median(ys))
-    table = np.maximum.accumulate(ys)  # the variance does not fall as the level rises
-    return CameraNoise(float(gain), float(floor), tuple(float(x) for x in xs), tuple(float(y) for y in table))
 
 
 @dataclass
@@ -175,11 +89,6 @@ class AdaptResult:
 def _recorrupt(y: np.ndarray, sigma: np.ndarray, alpha: float, rng) -> tuple[np.ndarray, np.ndarray]:
     z = rng.standard_normal(y.shape)
     return y + alpha * sigma * z, y - sigma * z / alpha
-
-
-def _sigma(y: np.ndarray, noise: CameraNoise) -> np.ndarray:
-    """σ at each pixel from its smoothed level (the noisy value itself would correlate σ with z's pixel)."""
-    return np.sqrt(noise.variance(ndimage.gaussian_filter(y, 1.5)))
 
 
 # keep the adapted head only when its criterion is below the bundled head's by this many standard
@@ -558,12 +467,6 @@ def iter_adapt(
     return AdaptResult(adapted, noise, history, returned_step, taken, kept, decision, message, rejected)
 
 
-def simulate_like(clean: np.ndarray, noise: CameraNoise, rng: np.random.Generator) -> np.ndarray:
-    """A noisy image from ``clean`` with the fitted noise model (Gaussian with the fitted variance:
-    the Poisson-Gaussian's normal approximation, fine above a few photons)."""
-    return (clean + np.sqrt(noise.variance(np.maximum(clean, 0))) * rng.standard_normal(clean.shape)).astype(np.float32)
-
-
 def adapt(
     model: DiffusionModel | str,
     noisy,
@@ -591,9 +494,6 @@ def adapt(
     time_series).
     Raises :class:`~.restore.Cancelled` when ``cancel()`` returned True.
     """
-    from .checkpoint import load_model
-    from .restore import Cancelled
-
     if isinstance(model, str):
         model = load_model(model)
     result, cancelled = drive(iter_adapt(model, noisy, minutes=minutes, steps=steps, seed=seed, **options),
@@ -610,9 +510,6 @@ def iter_recalibrate(model: DiffusionModel, noisy, noise: CameraNoise | None = N
     """Calibrate ``model``'s default settings on pairs simulated from its own mean of ``noisy`` with
     the camera model fitted to it (calibration.self_simulated_pairs; ``noise`` is refitted there).
     A generator yielding the restoration's progress; returns the calibrated model."""
-    from .calibration import iter_calibrate
-    from .restore import DEFAULT_SAMPLER_SETTINGS
-
     run = yield from iter_calibrate(model, noisy, None, split_seed=seed, seed=seed, **DEFAULT_SAMPLER_SETTINGS)
     return run.model
 

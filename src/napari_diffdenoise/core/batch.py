@@ -18,11 +18,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from . import restore
 from .axes import plane_positions
+from .checkpoint import load_model
+from .driving import drive
 from .image_io import BIOIO_PLUGINS, ImageSource, is_zarr_path, open_image
 from .map_store import MapStore
 from .maps import MAPS, map_names
+from .model import DiffusionModel
+from .restore import (
+    _check_image,
+    _check_memory,
+    _metadata,
+    device_model,
+    make_settings,
+    output_dtype,
+    read_plane,
+    restore_plane,
+)
+from .run_record import fingerprint_settings, settings_record
+from .tiff_maps import TiffMaps, pixel_record
 
 
 @dataclass
@@ -57,8 +74,6 @@ def input_content_hash(source: ImageSource) -> str:
 
 
 def _fingerprint(source: ImageSource, model, s) -> dict:
-    from .restore import fingerprint_settings, settings_record
-
     path = None if source.path is None else str(Path(source.path).resolve())
     return {"input_path": path, "input_content_sha256": input_content_hash(source),
             "input_shape": list(source.shape), "input_dtype": str(np.dtype(source.data.dtype)), "axes": source.axes,
@@ -88,9 +103,6 @@ def check_output_apart(input_path, output_path, written=()) -> None:
 
 
 def _load(model_ref):
-    from .checkpoint import load_model
-    from .model import DiffusionModel
-
     return model_ref if isinstance(model_ref, DiffusionModel) else load_model(model_ref)
 
 
@@ -99,8 +111,6 @@ _WORKER_STATE: dict[str, tuple] = {}
 
 
 def _worker_state(input_path, axes, model_ref, settings_kwargs, token):
-    from .restore import device_model, make_settings
-
     if token not in _WORKER_STATE:
         _WORKER_STATE.clear()  # one run at a time per worker: free the previous model
         model = _load(model_ref)
@@ -112,11 +122,6 @@ def _worker_state(input_path, axes, model_ref, settings_kwargs, token):
 def plane_task(input_path: str, axes: str, output_path: str, model_ref, settings_kwargs: dict, token: str,
                number: int, position: tuple, threads: int | None) -> dict:
     """One plane on a worker: read, restore, write its maps. Returns what the coordinator records."""
-    import torch
-
-    from .driving import drive
-    from .restore import output_dtype, read_plane, restore_plane
-
     if threads:
         torch.set_num_threads(threads)
     source, model, s = _worker_state(input_path, axes, model_ref, settings_kwargs, token)
@@ -163,8 +168,6 @@ def _axes_in_file(path) -> bool:
 
 
 def _prepare(input_path, model, axes, settings_kwargs):
-    from .restore import _check_image, _check_memory, make_settings
-
     source = open_image(input_path, axes)
     # the library's own image checks: a TIFF's axes guessed from its shape (no --axes given) get the
     # same RGB and (Y, X, C) refusals as an array passed to denoise() without axes; OME-Zarr and the
@@ -190,10 +193,6 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
     torch threads per plane (default: this process's), which makes the result bit-identical to a run
     in one process with that many threads. Other keywords go to :func:`~.restore.make_settings`.
     Returns the run's metadata."""
-    import torch
-
-    from .restore import device_model, output_dtype
-
     if workers is not None and scheduler is not None:
         raise ValueError("give workers (a local cluster) or scheduler (a running one), not both")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -235,11 +234,6 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = 
     ``pixel``: what the maps carry over from the input, as :func:`~.tiff_maps.pixel_record` gives it
     (pixel sizes, their units, channel names); by default the input's own, ``{}`` for none. In this
     process only, and not resumable. Returns (metadata, paths)."""
-    import torch
-
-    from .restore import device_model, output_dtype
-    from .tiff_maps import TiffMaps, pixel_record
-
     check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif" for name in MAPS])
     source, loaded, s = _prepare(input_path, model, axes, settings_kwargs)
     if pixel is None:
@@ -256,19 +250,13 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = 
     except BaseException:
         sink.abort()
         raise
-    from .restore import _metadata, network_steps
-
-    n_steps = network_steps(loaded, s)
+    n_steps = restore.network_steps(loaded, s)  # looked up when called, as iter_denoise does: one source of the count
     metadata = {**_metadata(loaded, s, tally.evaluations, n_steps, 0.0, {"axes": source.axes}), **tally.metadata(),
                 "n_planes": len(positions), "threads": threads}
     return metadata, sink.finish(metadata)
 
 
 def _run_here(pending, source, model, s, store, tally: _Tally, threads):
-    import torch
-
-    from .restore import output_dtype, read_plane, restore_plane
-
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

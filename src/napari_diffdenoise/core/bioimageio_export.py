@@ -16,16 +16,18 @@ attachment, so :func:`import_bioimageio` gives back the full model, sampler and 
 from __future__ import annotations
 
 import inspect
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from . import network
+from .bioimageio_package import CHECKPOINT_NAME, extracted_checkpoint
+from .checkpoint import load_model, save_checkpoint
+from .demo_data import sample_stack
 from .model import MEAN_HEAD_GAMMA, DiffusionModel
-
-CHECKPOINT_NAME = "napari_diffdenoise_checkpoint.safetensors"
 
 WRAPPER = '''
 
@@ -47,8 +49,6 @@ class PosteriorMean(nn.Module):
 
 def _architecture_source() -> str:
     """network.py (torch only: it imports nothing of this package) and the wrapper, as one file."""
-    from . import network
-
     source = inspect.getsource(network)
     for line in source.splitlines():
         if line.startswith(("from .", "import napari", "from napari")):
@@ -63,8 +63,6 @@ def _scale_range(image: np.ndarray, percentiles) -> np.ndarray:
 
 
 def _cover(noisy: np.ndarray, mean: np.ndarray, path: Path) -> Path:
-    from PIL import Image
-
     def grey(a):
         low, high = np.percentile(a, (1, 99.8))
         return (np.clip((a - low) / max(high - low, 1e-9), 0, 1) * 255).astype(np.uint8)
@@ -80,8 +78,6 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as spec
 
-    from .checkpoint import load_model, save_checkpoint
-
     model = load_model(model) if not isinstance(model, DiffusionModel) else model
     if model.mean_network is None:
         raise ValueError(f"model {model.name!r} has no mean head, which is what a bioimage.io package runs; "
@@ -92,8 +88,6 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
     if path.exists() and not overwrite:
         raise ValueError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
     if sample is None:
-        from .._sample_data import sample_stack
-
         sample = sample_stack()[0][0][:128, :128]
     sample = np.asarray(sample, dtype=np.float32)
     if sample.ndim != 2:
@@ -168,21 +162,8 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
 
 def import_bioimageio(path) -> DiffusionModel:
     """The napari-diffdenoise model inside a package :func:`export_bioimageio` wrote."""
-    import zipfile
-
-    from .checkpoint import load_model
-
-    path = Path(path)
-    with zipfile.ZipFile(path) as archive:
-        names = [n for n in archive.namelist() if n.endswith(CHECKPOINT_NAME)]
-        if not names:
-            raise ValueError(f"{path.name} is not a napari-diffdenoise export (no {CHECKPOINT_NAME} inside); other "
-                             "bioimage.io models run with bioimageio.core, not as diffusion models")
-        with tempfile.TemporaryDirectory() as scratch:
-            target = Path(scratch) / CHECKPOINT_NAME
-            with archive.open(names[0]) as source, open(target, "wb") as out:
-                shutil.copyfileobj(source, out)
-            return load_model(target)
+    with extracted_checkpoint(Path(path)) as checkpoint:
+        return load_model(checkpoint)
 
 
 def _documentation(model: DiffusionModel) -> str:

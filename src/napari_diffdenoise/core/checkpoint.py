@@ -10,6 +10,8 @@ import json
 import math
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .bioimageio_package import extracted_checkpoint
 from .model import DiffusionModel
 from .network import UNet, UNetConfig
 from .normalization import SAMPLE_RANGE
@@ -333,13 +336,9 @@ def load_model(name_or_path: str | os.PathLike) -> DiffusionModel:
         return model_from_checkpoint(candidate)
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix.lower() == ".zip":
-        import zipfile
-        import zlib
-
-        from .bioimageio_export import import_bioimageio
-
         try:
-            return import_bioimageio(path)
+            with extracted_checkpoint(path) as checkpoint:
+                return load_model(checkpoint)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
             raise CheckpointError(f"{path.name} is not a readable bioimage.io package (a .zip): {err}") from err
     if path.is_file():

@@ -7,7 +7,7 @@ for noise that is independent from pixel to pixel, E[r_i·r_j] = E[e_i·e_j] for
 noise variance. The restoration's error is spatially correlated (its bias on structure spans many
 pixels), so the cross-moments at small lags, extrapolated to lag 0 (a Gaussian fall-off fitted
 to the lags 1 … 3 in all directions), estimate E[e²] with no noise model at all. Done on the
-standardised residual v = r / u (u: the interval unit, core.calibration.interval_unit) and per bin
+standardised residual v = r / u (u: the interval unit, core.conformal.interval_unit) and per bin
 of u, they give the error's scale in units of the model's own spread, V_b = E[(e/u)²] in bin b.
 
 The interval factor λ for a coverage c then solves Σ_b w_b·P(|N(0, V_b)| ≤ λ) = c: a Gaussian error
@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from scipy import ndimage, special
 
-from .calibration import BLOCK
+from .conformal import BLOCK
 
 MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
 N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitted per bin

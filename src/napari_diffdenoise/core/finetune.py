@@ -13,6 +13,7 @@ from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise, NoiseMo
 from .driving import drive
 from .model import DiffusionModel
 from .network import UNetConfig
+from .restore import Cancelled
 from .schedules import NoiseSchedule
 from .training import TrainConfig, TrainProgress, TrainResult, iter_train
 
@@ -125,8 +126,6 @@ def train(
     never changed (a copy is trained); a mean head, if it has one, is trained alongside.
     ``progress`` gets a :class:`TrainProgress` every step; ``cancel()`` is polled every step and
     stops the run, keeping the last checkpoint written, and raises :class:`~.restore.Cancelled`."""
-    from .restore import Cancelled
-
     run = iter_train_on(noisy, clean, model=model, noise_model=noise_model, config=config,
                         val_fraction=val_fraction, output=output, resume=resume, device=device, kind=kind,
                         overwrite=overwrite)

@@ -9,6 +9,8 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .axes import ALL_AXES, check_axes
 
 # TIFF and ImageJ unit spellings → the unit names NGFF accepts (UDUNITS-2)
@@ -25,6 +27,12 @@ BIOIO_PLUGINS = {".czi": "bioio-czi", ".nd2": "bioio-nd2", ".lif": "bioio-lif"}
 FORMATS_EXTRA = 'pip install "napari-diffdenoise[formats]"'
 # plane-sized chunks, so reading one plane does not decode its whole Z stack
 _PLANE_CHUNKS = {".czi": {"chunk_dims": ["Y", "X"]}, ".lif": {"chunk_dims": ["Y", "X"]}}
+
+
+def is_lazy(image) -> bool:
+    """A dask or zarr array (or anything array-like that is not in memory): read plane by plane."""
+    return (not isinstance(image, np.ndarray) and hasattr(image, "shape") and hasattr(image, "dtype")
+            and hasattr(image, "__getitem__"))
 
 
 @dataclass
@@ -244,8 +252,6 @@ def _open_bioio(path: Path, axes: str | None) -> ImageSource:
 
 def _ims_text(attrs, key: str) -> str:
     """An Imaris attribute: text stored as an array of one-byte strings."""
-    import numpy as np
-
     value = attrs.get(key)
     if value is None:
         return ""

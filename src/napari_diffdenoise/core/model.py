@@ -31,7 +31,7 @@ class DiffusionModel:
     # the range x̂0 is clipped to while sampling, in model units: (−1.5, 1.5) for denoising; a
     # deconvolving model's sharp targets reach far above the blurred image's +1
     value_range: tuple[float, float] = SAMPLE_RANGE
-    # conformal calibrations of the uncertainty (core.calibration.Calibration.to_dict), one per
+    # conformal calibrations of the uncertainty (core.conformal.Calibration.to_dict), one per
     # sampler setting they were measured for; fine-tuning drops them (the spread changes)
     calibrations: list = field(default_factory=list)
     # the [mean] estimate this model recommends (restore.MEAN_ESTIMATORS): "head" when it carries a

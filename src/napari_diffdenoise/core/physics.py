@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, special
 
+from .axes import infer_axes, plane_positions
+from .driving import drive
+from .image_io import is_lazy
 from .normalization import IntensityMap
 
 
@@ -71,10 +74,7 @@ def check_psf(psf) -> np.ndarray:
 
 def iter_richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)):
     """Generator form of :func:`richardson_lucy`: yields (plane, n_planes) after each plane."""
-    from skimage.restoration import richardson_lucy as skimage_rl
-
-    from .axes import infer_axes, plane_positions
-    from .restore import is_lazy
+    from skimage.restoration import richardson_lucy as skimage_rl  # slow to import; only RL needs it
 
     array = image if is_lazy(image) else np.asarray(image)
     infer_axes(len(array.shape))  # 2 to 5 dimensions, planes last
@@ -97,7 +97,5 @@ def richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)) -
     """Richardson–Lucy deconvolution (scikit-image) of each (Y, X) plane of an image of 2 to 5 dims.
     Each plane is scaled to [0, 1] by its percentiles (RL needs non-negative data), deconvolved,
     and mapped back to the input's units; float32 out."""
-    from .driving import drive
-
     result, _ = drive(iter_richardson_lucy(image, psf, iterations, percentiles))
     return result

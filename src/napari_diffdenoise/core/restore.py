@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
 import os
 import time
@@ -21,15 +20,19 @@ import torch.nn.functional as F
 
 from ._version import __version__
 from .axes import check_axes, plane_positions
-from .calibration import Calibration, find_calibration, interval_unit
+from .checkpoint import load_model
+from .conformal import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
+from .guidance import GUIDES, Guided, make_guide
+from .image_io import is_lazy
 from .maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, MapContext, map_names, sample_maps
 from .model import DiffusionModel
 from .noise import FieldNoise
 from .normalization import IntensityMap
 from .physics import check_psf
+from .run_record import calibration_key, metadata_settings, settings_record
 from .sampler_registry import Param, SamplerInfo, get_sampler
 from .std_head import GAMMA, StdHeadAsEps
 from .tiling import make_tiles
@@ -79,7 +82,7 @@ class Restoration:
     samples: np.ndarray | None = None  # (K, *shape) in input units, only with keep_samples=True
     lower: np.ndarray | None = None  # the interval's bounds in input units, with coverage=…
     upper: np.ndarray | None = None
-    interval_unit: np.ndarray | None = None  # the interval half-width per unit of λ (core.calibration)
+    interval_unit: np.ndarray | None = None  # the interval half-width per unit of λ (core.conformal)
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # every map this run made, by name (core.maps)
 
 
@@ -148,12 +151,6 @@ class TiledEpsilon:
                 reported = done
                 self.on_tile(done, n_tiles)
         return out
-
-
-def is_lazy(image) -> bool:
-    """A dask or zarr array (or anything array-like that is not in memory): read plane by plane."""
-    return (not isinstance(image, np.ndarray) and hasattr(image, "shape") and hasattr(image, "dtype")
-            and hasattr(image, "__getitem__"))
 
 
 def _check_image(image, axes: str | None = None):
@@ -312,8 +309,6 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
         raise ValueError(f"sampler {sampler!r} needs the PSF the image was blurred with (psf=…): e.g. "
                          "physics.gaussian_psf(sigma_px), airy_psf(…) or a measured bead image")
     if guidance is not None:
-        from .guidance import GUIDES
-
         if guidance not in GUIDES:
             raise ValueError(f"guidance must be one of {GUIDES}; got {guidance!r}")
         if info.needs_psf:
@@ -413,87 +408,6 @@ def _std_estimator(model: DiffusionModel, std: str, mean: str) -> str:
     return std
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """One setting of a run as it is written down. The metadata, the zarr fingerprint (core.batch) and
-    the calibration key (core.calibration) are views of :func:`settings_record`, so a setting declared
-    here reaches all three that it belongs to."""
-
-    key: str  # its name in the record, the fingerprint and the calibration key
-    value: Callable[[Settings], object]  # JSON-safe
-    # a zarr store resumes only under the same value (or, given the record, whether that holds)
-    fingerprint: bool | Callable[[dict], bool] = True
-    calibration: bool = False  # the intervals' width depends on it: a calibration holds for this value only
-    shown: Callable[[dict], bool] = lambda record: True  # whether the metadata carries it, given the record
-
-
-def _psf_sha256(s: Settings) -> str | None:
-    return None if s.psf is None else hashlib.sha256(np.ascontiguousarray(s.psf, np.float64).tobytes()).hexdigest()
-
-
-# The flags reproduce what each view held before they were derived from one record, so stores and
-# calibrations written then are still recognised: the fingerprint never had device (nor guidance: a guided
-# store then resumed under another guidance, which it no longer does), the
-# metadata never had block, block_overlap or the PSF's hash.
-RECORDED = (
-    Recorded("sampler", lambda s: s.sampler.name, calibration=True),
-    Recorded("params", lambda s: dict(s.params), calibration=True),
-    Recorded("n_samples", lambda s: s.n_samples),
-    Recorded("seed", lambda s: s.seed),
-    Recorded("mean_estimator", lambda s: s.mean_estimator, calibration=True),
-    Recorded("tile", lambda s: s.tile),
-    Recorded("overlap", lambda s: s.overlap),
-    Recorded("percentiles", lambda s: [float(p) if isinstance(p, np.floating) else p for p in s.percentiles]),
-    Recorded("coverage", lambda s: s.coverage, shown=lambda r: r["coverage"] is not None),
-    Recorded("psf_sha256", _psf_sha256, shown=lambda r: False),
-    Recorded("psf_shape", lambda s: None if s.psf is None else list(np.shape(s.psf)), fingerprint=False,
-             shown=lambda r: r["psf_shape"] is not None),
-    Recorded("block", lambda s: s.block, shown=lambda r: False),
-    Recorded("block_overlap", lambda s: s.block_overlap, shown=lambda r: False),
-    Recorded("entropy", lambda s: s.entropy),
-    Recorded("device", lambda s: str(s.device), fingerprint=False),
-    # guidance changes every sample, so a store resumes only under the same guidance; an unguided run's
-    # fingerprint stays as it was before guidance was recorded in it (those stores still resume)
-    Recorded("guidance", lambda s: s.guidance, fingerprint=lambda r: r["guidance"] is not None,
-             shown=lambda r: r["guidance"] is not None),
-    Recorded("guidance_weight", lambda s: s.guidance_weight, fingerprint=lambda r: r["guidance"] is not None,
-             shown=lambda r: r["guidance"] is not None),
-)
-# the metadata's own names where they differ from the record's (readers look for these)
-METADATA_NAMES = {"params": "sampler_params"}
-
-
-def settings_record(s: Settings) -> dict:
-    """The run's settings as one JSON-safe record, the source of its metadata, fingerprint and calibration key."""
-    return {field.key: field.value(s) for field in RECORDED}
-
-
-def metadata_settings(record: dict) -> dict:
-    """The settings part of a restoration's metadata."""
-    return {METADATA_NAMES.get(f.key, f.key): record[f.key] for f in RECORDED if f.shown(record)}
-
-
-def fingerprint_settings(record: dict) -> dict:
-    """The settings part of a zarr store's fingerprint (core.batch adds the input's identity)."""
-    return {f.key: record[f.key] for f in RECORDED
-            if (f.fingerprint(record) if callable(f.fingerprint) else f.fingerprint)}
-
-
-def calibration_keys() -> tuple[str, ...]:
-    """The settings the intervals' width depends on: a calibration holds for their values only."""
-    return tuple(f.key for f in RECORDED if f.calibration)
-
-
-def calibration_key(record: dict) -> dict:
-    """What a calibration must match."""
-    return {key: record[key] for key in calibration_keys()}
-
-
-def calibration_key_from_metadata(metadata: dict) -> dict:
-    """:func:`calibration_key` read back from a restoration's metadata."""
-    return {key: metadata[METADATA_NAMES.get(key, key)] for key in calibration_keys()}
-
-
 def _whole(value) -> bool:
     return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
             and math.isfinite(value) and float(value).is_integer())
@@ -521,8 +435,6 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     noise_fn = FieldNoise(s.seed, number, s.n_samples, dev, origin)
     sampled_eps = eps_fn
     if s.guidance is not None:
-        from .guidance import Guided, make_guide
-
         sampled_eps = Guided(eps_fn, make_guide(s.guidance, observed, s.psf, s.guidance_weight))
     if s.n_samples == 0:  # the one-pass mean, and the std head's std when the run takes it; no samples
         with torch.inference_mode():
@@ -916,8 +828,6 @@ def denoise(
     if not isinstance(model, DiffusionModel):
         if model is None:
             raise TypeError("model must be a DiffusionModel, a bundled model name or a checkpoint path; got None")
-        from .checkpoint import load_model
-
         model = load_model(model)
     settings = make_settings(
         model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,

@@ -45,12 +45,21 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+def _rate_key(model: DiffusionModel, settings: Settings) -> tuple:
+    return model.sha256 or model.name, str(settings.device), settings.tile
+
+
+def is_timed(model: DiffusionModel, **settings) -> bool:
+    """Whether this model's calls are already timed for these settings: an estimate then costs nothing."""
+    return _rate_key(model, make_settings(model, **settings)) in _SECONDS_PER_PIXEL
+
+
 def seconds_per_pixel(model: DiffusionModel, settings: Settings, calls: int = 3) -> float:
     """Timed once per model, device and tile: network calls on a tile of the size the restoration
     uses, batched as it batches them, after one call that pays for allocations and kernel choice
     (the mean of ``calls``: one alone swings with whatever else the machine runs)."""
     side = settings.tile
-    key = (model.sha256 or model.name, str(settings.device), side)
+    key = _rate_key(model, settings)
     if key not in _SECONDS_PER_PIXEL:
         run = device_model(model, settings.device)
         batch = max(1, min(max(settings.n_samples, 1), settings.batch_pixels // (side * side)))

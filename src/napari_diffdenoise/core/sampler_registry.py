@@ -13,6 +13,7 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import dc_sampling, guided, samplers, solvers
 from .consistency import REGULARISERS
 from .schedules import NoiseSchedule
 
@@ -226,8 +227,6 @@ def _repaint_evaluations(schedule, p):
 
 
 def _register_builtins() -> None:
-    from . import dc_sampling, guided, samplers, solvers
-
     steps_only = lambda schedule, p: p["steps"]
     register_sampler("ddim", samplers.ddim, params=(STEPS, ETA), evaluations=steps_only,
                      description="DDIM on a respaced schedule: few steps, fast (default)")

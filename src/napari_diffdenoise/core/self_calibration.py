@@ -39,15 +39,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .calibration import (
-    COVERAGE_GRID,
-    Calibration,
-    CalibrationRun,
-    block_split,
-    calibration_request,
-    run_settings,
-)
+from .calibration_run import CalibrationRun, calibration_request, run_settings
+from .camera_noise import _sigma, estimate_noise
+from .checkpoint import load_model
+from .conformal import COVERAGE_GRID, Calibration, block_split
 from .datasets import as_planes
+from .driving import drive
 from .error_scale import (
     CONFIDENCE_K,
     MAX_LAG,
@@ -59,6 +56,7 @@ from .error_scale import (
     pair_moments,
     precision_weights,
 )
+from .restore import Cancelled, iter_denoise
 from .view_noise import CorrelatedNoise, correlated_noise, noise_lag1_correlation
 
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
@@ -108,8 +106,6 @@ def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
 
 
 def _restore(model, stack, settings):
-    from .restore import iter_denoise
-
     result = yield from iter_denoise(stack.astype(np.float32), model, settings)
     return result
 
@@ -119,8 +115,6 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
     """Residuals against independent views (``partner[i]`` one of ``planes[i]``, described by
     ``view_name``; ``probe[i]`` noise with the same covariance as that view's, if known) or, with
     ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
-    from .adapt import _sigma, estimate_noise
-
     known, draws = None, 1
     if partner is not None:
         inputs, views, probes = _crops(planes, max_pixels, partner, probe)
@@ -186,7 +180,6 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                         alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
                         second_is: str = "a second acquisition", second_noise=None, **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None)."""
-    from .checkpoint import load_model
     if isinstance(model, str):
         model = load_model(model)
     coverages, run = calibration_request(model, coverage, settings)
@@ -327,9 +320,6 @@ def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames:
     settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
     Cost: one restoration of at most ``max_pixels`` pixels (crops of evenly spaced planes).
     """
-    from .driving import drive
-    from .restore import Cancelled
-
     run, cancelled = drive(iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, alpha=alpha,
                                                second_is=second_is, second_noise=second_noise, seed=seed,
                                                split_seed=split_seed, max_pixels=max_pixels, **settings),

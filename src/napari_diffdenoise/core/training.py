@@ -25,6 +25,7 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .driving import drive
 from .model import DiffusionModel
+from .restore import Cancelled
 from .schedules import sample_gammas
 
 
@@ -529,8 +530,6 @@ def run_training(
 ) -> TrainResult:
     """Run :func:`iter_train` to the end; ``cancel()`` is polled every step and, when it returns True,
     stops the run and raises :class:`~.restore.Cancelled`, as denoise, calibrate and adapt do."""
-    from .restore import Cancelled
-
     result, cancelled = drive(iter_train(model, source, config, **kwargs), progress, cancel)
     if cancelled:
         raise Cancelled("training was cancelled")

@@ -1,0 +1,34 @@
+"""What a calibration run is asked for and what it returns, for both ways of calibrating a model:
+against a truth (core.calibration) and from the noisy image alone (core.self_calibration)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .conformal import Calibration
+from .restore import make_settings
+from .run_record import calibration_key_from_metadata
+
+
+class CalibrationRun(NamedTuple):
+    model: object  # the calibrated copy (a DiffusionModel)
+    calibration: Calibration
+    restoration: object  # the Restoration it was measured on (for a reliability diagram)
+    truth: np.ndarray  # the truth as compared (after the scale-and-offset fit)
+
+
+def run_settings(metadata: dict) -> dict:
+    """The part of a restoration's metadata that a calibration must match."""
+    return {**calibration_key_from_metadata(metadata), "n_samples": metadata["n_samples"]}
+
+
+def calibration_request(model, coverage, settings: dict):
+    """(the coverage levels, sorted, and the validated run Settings) a calibration is asked for."""
+    coverages = sorted({float(c) for c in np.atleast_1d(coverage)})
+    if not all(0 < c < 1 for c in coverages):
+        raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
+    run = make_settings(model, **settings)
+    if run.n_samples < 2:
+        raise ValueError("n_samples must be at least 2 to calibrate: one sample has no spread")
+    return coverages, run
