@@ -29,6 +29,7 @@ def calibration_request(model, coverage, settings: dict):
     if not all(0 < c < 1 for c in coverages):
         raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
     run = make_settings(model, **settings)
-    if run.n_samples < 2:
-        raise ValueError("n_samples must be at least 2 to calibrate: one sample has no spread")
+    if run.n_samples < 2 and run.std_estimator == "samples":
+        raise ValueError("n_samples must be at least 2 to calibrate the samples' spread: one sample has none "
+                         "(a model with a std head needs no samples: std='head')")
     return coverages, run

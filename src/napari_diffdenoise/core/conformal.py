@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._version import __version__
-from .run_record import calibration_keys
+from .run_record import calibration_keys, recorded_value
 
 COVERAGE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 UNIT_FLOOR = 0.01  # in model units (the percentile map's half span): 0.5 % of the image's range
@@ -79,7 +79,7 @@ class Calibration:
 
     def matches(self, settings: dict) -> bool:
         # only the keys the width depends on: a stored calibration holds n_samples too, for the record
-        return all(self.settings.get(k) == settings.get(k) for k in calibration_keys())
+        return all(recorded_value(self.settings, k) == recorded_value(settings, k) for k in calibration_keys(settings))
 
     def factor(self, coverage: float) -> float:
         """λ for ``coverage``, interpolated linearly between the calibrated levels."""
@@ -103,9 +103,13 @@ def find_calibration(model, settings: dict) -> Calibration:
         calibration = Calibration.from_dict(entry)
         if calibration.matches(settings):
             return calibration
-    have = [f"{c['settings']['sampler']} {c['settings']['params']}" for c in model.calibrations]
+    def described(key: dict) -> str:
+        if recorded_value(key, "std_estimator") == "head":
+            return f"the std head (mean: {key.get('mean_estimator')})"
+        return f"sampler {key.get('sampler')!r} with {key.get('params')} (mean: {key.get('mean_estimator')})"
+
+    have = [described(c["settings"]) for c in model.calibrations]
     raise ValueError(
-        f"model {model.name!r} has no calibration for sampler {settings['sampler']!r} with {settings['params']} "
-        f"(mean: {settings['mean_estimator']}); "
+        f"model {model.name!r} has no calibration for {described(settings)}; "
         + (f"it is calibrated for: {'; '.join(have)}. " if have else "it has none. ")
         + "Use those settings, or calibrate(model, noisy, clean, ...) with these first")

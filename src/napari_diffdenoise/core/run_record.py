@@ -23,8 +23,20 @@ class Recorded:
     value: Callable[[Settings], object]  # JSON-safe
     # a zarr store resumes only under the same value (or, given the record, whether that holds)
     fingerprint: bool | Callable[[dict], bool] = True
-    calibration: bool = False  # the intervals' width depends on it: a calibration holds for this value only
+    # the intervals' width depends on it (or, given the record, whether it does): a calibration holds
+    # for this value only
+    calibration: bool | Callable[[dict], bool] = False
     shown: Callable[[dict], bool] = lambda record: True  # whether the metadata carries it, given the record
+    before: object = None  # the value a record written before this setting existed stands for
+
+    def in_calibration(self, record: dict) -> bool:
+        return self.calibration(record) if callable(self.calibration) else self.calibration
+
+
+def _sampled_spread(record: dict) -> bool:
+    """The intervals' unit is the samples' spread, so the sampler's settings shape it; a std head's
+    unit is the same whatever the sampler."""
+    return record.get("std_estimator", "samples") == "samples"
 
 
 def _psf_sha256(s: Settings) -> str | None:
@@ -36,8 +48,8 @@ def _psf_sha256(s: Settings) -> str | None:
 # store then resumed under another guidance, which it no longer does), the
 # metadata never had block, block_overlap or the PSF's hash.
 RECORDED = (
-    Recorded("sampler", lambda s: s.sampler.name, calibration=True),
-    Recorded("params", lambda s: dict(s.params), calibration=True),
+    Recorded("sampler", lambda s: s.sampler.name, calibration=_sampled_spread),
+    Recorded("params", lambda s: dict(s.params), calibration=_sampled_spread),
     Recorded("n_samples", lambda s: s.n_samples),
     Recorded("seed", lambda s: s.seed),
     Recorded("mean_estimator", lambda s: s.mean_estimator, calibration=True),
@@ -58,6 +70,9 @@ RECORDED = (
              shown=lambda r: r["guidance"] is not None),
     Recorded("guidance_weight", lambda s: s.guidance_weight, fingerprint=lambda r: r["guidance"] is not None,
              shown=lambda r: r["guidance"] is not None),
+    # runs and calibrations from before the std head took their std from the samples
+    Recorded("std_estimator", lambda s: s.std_estimator, fingerprint=lambda r: r["std_estimator"] != "samples",
+             calibration=True, before="samples"),
 )
 # the metadata's own names where they differ from the record's (readers look for these)
 METADATA_NAMES = {"params": "sampler_params"}
@@ -79,16 +94,25 @@ def fingerprint_settings(record: dict) -> dict:
             if (f.fingerprint(record) if callable(f.fingerprint) else f.fingerprint)}
 
 
-def calibration_keys() -> tuple[str, ...]:
-    """The settings the intervals' width depends on: a calibration holds for their values only."""
-    return tuple(f.key for f in RECORDED if f.calibration)
+def recorded_value(record: dict, key: str):
+    """``record[key]``, or what a record written before that setting existed stands for."""
+    return record.get(key, next(f.before for f in RECORDED if f.key == key))
+
+
+def calibration_keys(record: dict) -> tuple[str, ...]:
+    """The settings the intervals' width depends on for this run: a calibration holds for their values only."""
+    return tuple(f.key for f in RECORDED if f.in_calibration(record))
 
 
 def calibration_key(record: dict) -> dict:
-    """What a calibration must match."""
-    return {key: record[key] for key in calibration_keys()}
+    """What a calibration must match. A setting at the value that records written before it existed
+    stand for is left out, so such a key is what it was then."""
+    keys = calibration_keys(record)
+    return {f.key: record[f.key] for f in RECORDED
+            if f.key in keys and not (f.before is not None and record[f.key] == f.before)}
 
 
 def calibration_key_from_metadata(metadata: dict) -> dict:
     """:func:`calibration_key` read back from a restoration's metadata."""
-    return {key: metadata[METADATA_NAMES.get(key, key)] for key in calibration_keys()}
+    record = {f.key: metadata.get(METADATA_NAMES.get(f.key, f.key), f.before) for f in RECORDED}
+    return calibration_key(record)

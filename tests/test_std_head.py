@@ -1,0 +1,89 @@
+"""The std head (core.std_head): a std map and interval unit in one pass, stored, calibrated and run."""
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise import denoise
+from napari_diffdenoise.core.calibration import calibrate
+from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
+from napari_diffdenoise.core.network import UNet, UNetConfig
+from napari_diffdenoise.core.normalization import IntensityMap
+from napari_diffdenoise.core.std_head import log_variance
+
+
+@pytest.fixture
+def with_std(headed):
+    torch.manual_seed(2)
+    headed.std_network = UNet(UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                         fourier_features=8))
+    with torch.no_grad():  # its output layer starts at zero; a std that varies shows the map is the head's
+        for p in headed.std_network.parameters():
+            if p.abs().sum() == 0 and p.ndim > 1:
+                p.normal_(0, 0.05)
+    headed.std_provenance = {"recipe": "test"}
+    return headed
+
+
+@pytest.fixture
+def plane():
+    return np.random.default_rng(0).poisson(np.tile(np.linspace(2, 40, 64), (64, 1))).astype(np.uint16)
+
+
+def test_one_pass_gives_mean_std_and_unit_from_the_heads(with_std, plane):
+    result = denoise(plane, with_std, n_samples=0)
+    assert result.metadata["std_estimator"] == "head" and result.metadata["network_evaluations"] == 2
+    assert result.entropy is None and list(result.maps) == ["mean", "std"]
+    # the std map is the head's, computed here by hand on the one 64² tile
+    imap = IntensityMap.from_percentiles(plane)
+    x = torch.from_numpy(imap.to_model(plane))[None, None]
+    with torch.no_grad():
+        mean = with_std.predict_mean(x).clamp(*with_std.value_range)
+        expected = imap.scale_to_input(torch.exp(0.5 * log_variance(with_std.std_network, x, mean))[0, 0].numpy())
+    np.testing.assert_allclose(result.std, expected, rtol=1e-4)
+    assert result.std.std() > 0 and result.interval_unit.min() >= result.std.min()
+
+
+def test_with_samples_the_std_is_still_the_heads_and_the_entropy_the_samples(with_std, plane):
+    headed = denoise(plane, with_std, n_samples=2, steps=2, seed=0)
+    one_pass = denoise(plane, with_std, n_samples=0)
+    sampled = denoise(plane, with_std, n_samples=2, steps=2, seed=0, std="samples")
+    np.testing.assert_array_equal(headed.std, one_pass.std)
+    np.testing.assert_array_equal(headed.entropy, sampled.entropy)
+    assert not np.allclose(headed.std, sampled.std) and sampled.metadata["std_estimator"] == "samples"
+    assert headed.metadata["network_evaluations"] == sampled.metadata["network_evaluations"] + 1
+
+
+def test_std_settings_are_refused_with_what_is_accepted(headed, with_std, plane):
+    with pytest.raises(ValueError, match="std must be one of"):
+        denoise(plane, with_std, std="spread")
+    with pytest.raises(ValueError, match="std='head' gives the error of the mean head's"):
+        denoise(plane, with_std, std="head", mean="samples", n_samples=2, steps=2)
+    headed.std_network = None
+    with pytest.raises(ValueError, match="needs a model with a std head"):
+        denoise(plane, headed, std="head")
+    assert denoise(plane, headed, n_samples=2, steps=2).metadata["std_estimator"] == "samples"
+
+
+def test_the_std_head_is_saved_and_loaded(with_std, tmp_path, plane):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(with_std, path)
+    loaded = load_model(path)
+    assert loaded.std_provenance == {"recipe": "test"}
+    for a, b in zip(with_std.std_network.state_dict().values(), loaded.std_network.state_dict().values()):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(denoise(plane, loaded, n_samples=0).std, denoise(plane, with_std, n_samples=0).std)
+
+
+def test_a_std_head_calibration_holds_whatever_the_sampler(with_std):
+    rng = np.random.default_rng(1)
+    clean = np.tile(np.linspace(5, 60, 96), (96, 1))
+    noisy = rng.poisson(clean).astype(np.float32)
+    calibrated = calibrate(with_std, noisy, clean, n_samples=0)
+    assert calibrated.calibrations[-1]["settings"]["std_estimator"] == "head"
+    one_pass = denoise(noisy, calibrated, n_samples=0, coverage=0.9)
+    sampled = denoise(noisy, calibrated, n_samples=2, steps=3, seed=0, coverage=0.9)
+    np.testing.assert_array_equal(one_pass.lower, sampled.lower)
+    assert one_pass.metadata["interval_factor"] == sampled.metadata["interval_factor"]
+    with pytest.raises(ValueError, match="no calibration for sampler 'ddim'"):
+        denoise(noisy, calibrated, n_samples=2, steps=3, std="samples", coverage=0.9)
+
