@@ -87,3 +87,26 @@ def test_a_std_head_calibration_holds_whatever_the_sampler(with_std):
     with pytest.raises(ValueError, match="no calibration for sampler 'ddim'"):
         denoise(noisy, calibrated, n_samples=2, steps=3, std="samples", coverage=0.9)
 
+
+
+def test_the_widget_previews_mean_and_std_and_offers_where_the_std_comes_from(make_napari_viewer, qtbot, with_std,
+                                                                              tmp_path, plane):
+    from napari_diffdenoise._widgets.denoise import DenoiseWidget
+
+    path = tmp_path / "with_std.safetensors"
+    save_checkpoint(with_std, path)
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model_file.value = path
+    viewer.add_image(plane, name="plane")
+    w.image.value = viewer.layers["plane"]
+    w.preview()
+    qtbot.waitUntil(lambda: "plane [preview std]" in viewer.layers and w._worker is None, timeout=60_000)
+    std = viewer.layers["plane [preview std]"]
+    assert std.colormap.name == "magma" and std.metadata["napari_diffdenoise"]["network_evaluations"] == 2
+    np.testing.assert_array_equal(std.data, denoise(plane, with_std, n_samples=0).std)
+    assert w.status.value.startswith("Preview of the one-pass mean and std")
+    w.std_estimator.value = "samples"  # the samples' spread: no std in a preview
+    w.preview()
+    qtbot.waitUntil(lambda: "plane [preview std]" not in viewer.layers and w._worker is None, timeout=60_000)
+    assert "plane [preview]" in viewer.layers

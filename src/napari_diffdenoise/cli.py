@@ -27,19 +27,24 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                         "model's step count")
     p.add_argument("--steps", type=int, default=None, help="shorthand for --sampler-param steps=N")
     p.add_argument("--eta", type=float, default=None, help="shorthand for --sampler-param eta=X")
-    p.add_argument("--samples", type=int, default=8, help="K samples: std, entropy and intervals come from them (default 8)")
+    p.add_argument("--samples", type=int, default=8, help="K samples: the entropy comes from them, and the std and intervals unless the model's std head "
+                        "gives them (--std; default 8)")
     from .core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
 
     p.add_argument("--entropy", default=DEFAULT_ENTROPY, choices=list(ENTROPY_KINDS),
                    help=f"what the entropy map shows (default {DEFAULT_ENTROPY}): negentropy = how far each pixel's "
                         "samples are from one bell curve (one group or several), in bits, whatever their spread; "
                         "quantised = the seed paper's Shannon entropy of the samples in 256 bins (docs/method.md)")
-    from .core.restore import MEAN_ESTIMATORS
+    from .core.restore import MEAN_ESTIMATORS, STD_ESTIMATORS
 
     p.add_argument("--mean", default="auto", choices=list(MEAN_ESTIMATORS),
                    help="the mean map: head = the model's mean head (one network call, trained for the MMSE mean), "
                         "x0 = one-evaluation posterior mean, samples = average of the K samples "
                         "(auto: the head when the model has one, else what the model was trained for)")
+    p.add_argument("--std", default="auto", choices=list(STD_ESTIMATORS),
+                   help="the std map and the intervals' unit: head = the model's std head (one network call, the "
+                        "expected error of the head's mean), samples = the spread of the K samples (auto: the head "
+                        "when the model has one); with the head, --samples 0 still gives std and intervals")
     p.add_argument("--coverage", type=float, default=None,
                    help="also write <name>_lower/_upper.tif: intervals holding the truth in this fraction of pixels "
                         "(e.g. 0.9), from the model's calibration")
@@ -275,8 +280,8 @@ def _settings_from_args(args) -> dict:
     """The make_settings keywords the sampling options give."""
     return dict(sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta, seed=args.seed,
                 device=args.device, sampler_params=_parse_params(args.sampler_param), psf=_psf_from_args(args),
-                mean=args.mean, coverage=args.coverage, guidance=args.guidance, guidance_weight=args.guidance_weight,
-                entropy=args.entropy)
+                mean=args.mean, std=args.std, coverage=args.coverage, guidance=args.guidance,
+                guidance_weight=args.guidance_weight, entropy=args.entropy)
 
 
 def _batch_printer():

@@ -249,6 +249,13 @@ class DenoiseWidget(WorkerControls, Container):
                                         ("average of the samples", "samples")], value="auto",
             tooltip="One pass: the network's direct estimate of the clean image (the best PSNR for a model trained "
                     "for it). Average of the samples: the seed paper's DDPM-avg")
+        self.std_estimator = ComboBox(
+            label="Std from", choices=[("model's choice", "auto"), ("one pass (std head)", "head"),
+                                       ("spread of the samples", "samples")], value="auto",
+            tooltip="One pass: the model's std head predicts the error of the one-pass mean, in one network "
+                    "evaluation (ranks the real error better on held-out real images: docs/benchmarks/std_head.md). "
+                    "Spread of the samples: the seed paper's std of the K samples. Model's choice: the head when the "
+                    "model has one. The entropy map always comes from the samples")
         self.coverage = FloatSpinBox(
             label="Interval coverage", value=0.0, min=0.0, max=0.99, step=0.05,
             tooltip="0: no intervals. 0.9: add [lower] and [upper] layers that contain the true intensity in 90 % "
@@ -295,7 +302,7 @@ class DenoiseWidget(WorkerControls, Container):
         # what a biologist rarely changes folds away (the presets set steps and samples): the form fits a
         # laptop's screen with the other widgets docked under it
         self.sampling = Section("Sampling settings", [self.steps, self.eta, self.sampler_params, self.n_samples,
-                                                      self.mean_estimator, self.seed, self.device],
+                                                      self.mean_estimator, self.std_estimator, self.seed, self.device],
                                 tooltip="Steps, randomness and the sampler's own parameters, the number of samples, "
                                         "how the mean is made, the seed and the device")
         self.layers_section = Section("Result layers: intervals, entropy, samples",
@@ -320,7 +327,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.psf_source.changed.connect(self._show_psf_widgets)
         self._estimate_for = None  # the (model, shape, settings) whose time 'Time here' shows or is timing
         for control in (self.image, self.model, self.sampler, self.steps, self.n_samples, self.mean_estimator,
-                        self.coverage, self.self_calibrate, self.device):
+                        self.std_estimator, self.coverage, self.self_calibrate, self.device):
             control.changed.connect(self._refresh_estimate)
         self.run_button.clicked.connect(self.run)
         self.preview_button.clicked.connect(self.preview)
@@ -445,8 +452,9 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _model_controls(self):
         """What only a diffusion model uses: hidden while Richardson–Lucy is chosen."""
-        return (self.preset, self.sampler, self.n_samples, self.mean_estimator, self.coverage, self.entropy,
-                self.keep_samples, self.seed, self.device, self.preview_button, self.sampling, self.layers_section)
+        return (self.preset, self.sampler, self.n_samples, self.mean_estimator, self.std_estimator, self.coverage,
+                self.entropy, self.keep_samples, self.seed, self.device, self.preview_button, self.sampling,
+                self.layers_section)
 
     def _uses_psf(self) -> bool:
         if self.model.value == RICHARDSON_LUCY:
@@ -550,7 +558,8 @@ class DenoiseWidget(WorkerControls, Container):
                                      psf=psf, mean=self.mean_estimator.value).mean_estimator != "samples"
             n_samples = 0 if one_pass else 1
         return dict(sampler=sampler, n_samples=n_samples, seed=self.seed.value, device=self.device.value,
-                    sampler_params=params, psf=psf, mean=self.mean_estimator.value, coverage=coverage,
+                    sampler_params=params, psf=psf, mean=self.mean_estimator.value, std=self.std_estimator.value,
+                    coverage=coverage,
                     keep_samples=self.keep_samples.value and not preview and n_samples > 0, entropy=self.entropy.value)
 
     def _guided_params(self) -> dict:
@@ -680,9 +689,16 @@ class DenoiseWidget(WorkerControls, Container):
         label = f"{name[:-1]} {where}]" if z else name
         self._viewer.add_image(data, name=label, scale=scale, translate=translate, metadata=meta,
                                colormap=layer.colormap.name)
+        if result.metadata.get("std_estimator") == "head":  # the std head's map comes with the same pass
+            std_label = f"{layer.name} [preview std {where}]" if z else f"{layer.name} [preview std]"
+            self._viewer.add_image(result.std.reshape(data.shape), name=std_label, scale=scale, translate=translate,
+                                   metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"], "map": "std"}},
+                                   **layer_kwargs("std", result.metadata))
         self.progress.value = 1000
         where = f"plane {where}, " if z else ""
         what = "the one-pass mean" if result.metadata["n_samples"] == 0 else f"1 sample of {result.metadata['sampler']}"
+        if result.metadata.get("std_estimator") == "head":
+            what += " and std"
         self.status.value = f"Preview of {where}{what} in {result.metadata['seconds']:.1f} s"
 
     def _on_progress(self, info):

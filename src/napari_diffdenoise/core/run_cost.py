@@ -102,7 +102,8 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], **settings) 
     planes = int(np.prod(shape[:-2], dtype=np.int64))
     tiled = _tiled_pixels(model, tuple(shape[-2:]), s)
     evaluations = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
-    calls = s.n_samples * evaluations + (s.mean_estimator != "samples")  # the mean head: one more pass, K = 1
+    # the mean and std heads: one more pass each, K = 1 (the std head is smaller: this errs long, by little)
+    calls = s.n_samples * evaluations + (s.mean_estimator != "samples") + (s.std_estimator == "head")
     seconds = planes * tiled * calls * seconds_per_pixel(model, s)
     return RunCost(planes * int(np.prod(shape[-2:])), s.n_samples, evaluations, seconds)
 
