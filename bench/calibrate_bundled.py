@@ -8,7 +8,8 @@ the package's checkpoint (the bundled models ship calibrated; docs/method.md, "I
 The calibration pairs are simulated with seeds that neither training nor any benchmark uses (image
 index 7 of bench.common.held_out_pair and bench.physics.held_out_blurred; the benchmarks use 0 and
 1), every kind at 3, 10, 30 and 100 photons (10, 30, 100 for widefield). One calibration is stored
-per sampler setting (for demo: the default first, then the fast preset).
+per sampler setting (for demo: its std head's first, then the samples' spread at the default and
+at the fast preset); settings the model is already calibrated for are kept unless --redo.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import argparse
 import numpy as np
 
 from napari_diffdenoise.core.calibration import COVERAGE_GRID, calibrate
+from napari_diffdenoise.core.conformal import find_calibration
 from napari_diffdenoise.core.checkpoint import bundled_model_dir, load_model, save_checkpoint
-from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS, FAST_SAMPLER_SETTINGS
+from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS, FAST_SAMPLER_SETTINGS, make_settings
+from napari_diffdenoise.core.run_record import calibration_key, settings_record
 from napari_diffdenoise.core.simulate import KINDS
 
 from .common import held_out_pair
@@ -32,9 +35,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="demo")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--redo", action="store_true",
+                        help="calibrate every setting again (default: keep the calibrations the model already has)")
     args = parser.parse_args(argv)
     model = load_model(args.model)
     settings_list = SETTINGS
+    if model.std_network is not None:  # the std head's own first (what runs take by default), then the samples'
+        settings_list = [{"n_samples": 0, "std": "head"}] + [{**s, "std": "samples"} for s in SETTINGS]
     if model.task == "deconvolve":
         from napari_diffdenoise.core.physics import gaussian_psf
 
@@ -52,10 +59,17 @@ def main(argv=None):
             settings_list = [{"sampler": model.default_sampler, "n_samples": 8}]
     noisy = np.stack([n for n, _ in pairs]).astype(np.float32)
     clean = np.stack([c for _, c in pairs]).astype(np.float32)
-    model.calibrations = []
+    if args.redo:
+        model.calibrations = []
     source = (f"simulated: {len(pairs)} held-out {args.size}² images (nuclei, filaments, membranes, puncta {what}; "
               "bench/calibrate_bundled.py)")
     for settings in reversed(settings_list):  # calibrate() puts the newest first: the default ends first
+        try:
+            find_calibration(model, calibration_key(settings_record(make_settings(model, **settings))))
+            print("already calibrated:", settings, flush=True)
+            continue
+        except ValueError:
+            pass
         model = calibrate(model, noisy, clean, COVERAGE_GRID, source=source, fit_truth=False, seed=0, **settings)
         c = model.calibrations[0]
         print(c["settings"], "λ", [round(f, 3) for f in c["factors"]], "held-out", [round(h, 3) for h in c["held_out_coverage"]],

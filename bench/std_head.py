@@ -3,6 +3,7 @@
 
     python -m bench.std_head train --real DATA --minutes 40 --out bench/runs/std-head
     python -m bench.std_head eval --real DATA --net bench/runs/std-head/std_head.safetensors
+    python -m bench.std_head ship --net bench/runs/std-head/std_head.safetensors     # into the bundled demo
 
 The head (core/std_head.py: its architecture, inputs and loss) is trained by the Gaussian negative
 log-likelihood of the mean head's residual on the bundled model's own training mix (simulated
@@ -163,10 +164,28 @@ def load_file_steps(path: Path) -> str:
         return (f.metadata() or {}).get("steps", "?")
 
 
+def ship(args):
+    """Attach the std head to the bundled model (float16, as the package stores its models); its
+    calibrations stay (they are keyed by std_estimator: the head's own comes from bench/calibrate_bundled.py)."""
+    from napari_diffdenoise.core.checkpoint import bundled_model_dir, file_sha256, save_checkpoint
+
+    model = load_model(args.model)
+    model.std_network = load_net(args.net)
+    log = json.loads((args.net.parent / "log.json").read_text()) if (args.net.parent / "log.json").is_file() else []
+    model.std_provenance = {
+        "recipe": "bench/std_head.py train (docs/training.md, 'The std head')", "steps": int(load_file_steps(args.net)),
+        "source_sha256": file_sha256(args.net), "best_val_nll": min((r["val_nll"] for r in log), default=None),
+        "data": "the bundled model's training mix: simulated structures and semi-synthetic pairs from clean real "
+                "images (bench/real_pairs.py), 50 % each; held-out images as in its provenance"}
+    sha = save_checkpoint(model, bundled_model_dir() / f"{args.model}.safetensors", half=True)
+    print(f"shipped the std head {args.net} in {args.model} ({sha[:12]})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["train", "eval"])
-    parser.add_argument("--real", type=Path, required=True, help="the real data folder (bench/real_pairs.py)")
+    parser.add_argument("command", choices=["train", "eval", "ship"])
+    parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real",
+                        help="the real data folder (bench/real_pairs.py)")
     parser.add_argument("--model", default="demo")
     parser.add_argument("--out", type=Path, default=Path("bench/runs/std-head"))
     parser.add_argument("--net", type=Path, default=Path("bench/runs/std-head/std_head.safetensors"))
@@ -177,7 +196,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
-    (train if args.command == "train" else evaluate)(args)
+    {"train": train, "eval": evaluate, "ship": ship}[args.command](args)
 
 
 if __name__ == "__main__":

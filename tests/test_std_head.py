@@ -110,3 +110,16 @@ def test_the_widget_previews_mean_and_std_and_offers_where_the_std_comes_from(ma
     w.preview()
     qtbot.waitUntil(lambda: "plane [preview std]" not in viewer.layers and w._worker is None, timeout=60_000)
     assert "plane [preview]" in viewer.layers
+
+
+def test_self_calibration_scales_the_heads_std_without_samples(with_std):
+    from napari_diffdenoise.core.self_calibration import self_calibrate
+
+    noisy = np.random.default_rng(3).poisson(np.tile(np.linspace(5, 60, 128), (128, 1))).astype(np.float32)
+    calibrated = self_calibrate(with_std, noisy, n_samples=0)
+    stored = calibrated.calibrations[0]
+    assert stored["settings"]["std_estimator"] == "head" and stored["settings"]["n_samples"] == 0
+    result = denoise(noisy, calibrated, n_samples=0, coverage=0.9)
+    assert result.metadata["interval_factor"] == pytest.approx(stored["factors"][stored["coverages"].index(0.9)])
+    np.testing.assert_allclose(result.upper - result.mean, result.metadata["interval_factor"] * result.interval_unit,
+                               rtol=1e-5)
