@@ -4,7 +4,7 @@ must keep giving the same images, which the tests and benchmarks that compare ru
 import numpy as np
 import pytest
 
-from napari_diffdenoise.core.camera_noise import estimate_noise, simulate_like
+from napari_diffdenoise.core.camera_noise import CameraNoise, estimate_noise, simulate_like
 from napari_diffdenoise.core.datasets import CleanWithSimulatedNoise, NoiseModel
 from napari_diffdenoise.core.pairs import SimulatedPairs
 from napari_diffdenoise.core.simulate import Acquisition, random_acquisition, simulate_pair
@@ -53,3 +53,23 @@ def test_training_pairs_from_a_seed_are_what_they_were():
                    -0.46578842401504517])
     _close(target, [-130.12417293619365, -0.37541598081588745, -0.2521878480911255, -0.3247513771057129,
                     -0.37128302454948425])
+
+
+def test_the_simulated_camera_is_the_camera_noise_a_fit_finds_in_its_images():
+    """Acquisition.camera_noise is what adaptation and calibration would fit to the simulator's image:
+    both speak of the one CameraNoise."""
+    acquisition = Acquisition(peak_photons=200, background_photons=2, read_noise=3, psf_sigma=0, offset=100)
+    assert acquisition.camera_noise == CameraNoise.poisson_gaussian(read_noise=3, offset=100) == CameraNoise(1.0, -91.0)
+    ramp = np.tile(np.linspace(0, 1, 256), (256, 1))
+    fitted = estimate_noise([acquisition.acquire(ramp, np.random.default_rng(0))])
+    levels = acquisition.expected(np.array([0.1, 0.5, 0.9]))
+    assert fitted.variance(levels) == pytest.approx(acquisition.camera_noise.variance(levels), rel=0.15)
+
+
+def test_a_noise_model_draws_the_simulators_acquisitions():
+    model = NoiseModel(photons=(3, 30), psf_sigma=1.5)
+    drawn = model.draw(np.random.default_rng(1))
+    assert isinstance(drawn, Acquisition) and 3 <= drawn.peak_photons <= 30 and drawn.offset == 0
+    assert (drawn.background_photons, drawn.read_noise, drawn.psf_sigma) == (model.background, model.read_noise, 1.5)
+    assert (NoiseModel().background, NoiseModel().read_noise) == (Acquisition().background_photons,
+                                                                  Acquisition().read_noise)
