@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.camera_noise import _sigma, estimate_noise, simulate_like
+from napari_diffdenoise.core.camera_noise import estimate_noise, simulate_like
 from napari_diffdenoise.core.metrics import calibration as error_bins
 from napari_diffdenoise.core.metrics import psnr_fitted
 from napari_diffdenoise.core.normalization import IntensityMap
@@ -120,7 +120,7 @@ def fine_tune(model, noisy, route: str, steps: int, lr: float, seed: int = 0):
     if route == "pseudo-clean":
         clean = denoise(noisy, model, n_samples=0).mean.astype(np.float64)
     else:
-        sigma = _sigma(noisy.astype(np.float64), noise)
+        sigma = noise.sigma_at(noisy.astype(np.float64))
         target_var = (sigma / imap.half_span) ** 2 * (1 + 1 / ALPHA**2)  # model units
     torch.manual_seed(seed)
     history = []

@@ -1,6 +1,5 @@
 """The microscopes' files (.czi through bioio, .ims through h5py, OME-TIFF) in, their metadata out:
 real files written here by each format's own writer (pylibCZIrw for CZI) or layout (Imaris's HDF5)."""
-import json
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -11,6 +10,7 @@ from napari_diffdenoise import denoise
 from napari_diffdenoise.cli import main
 from napari_diffdenoise.core.image_io import open_image
 from napari_diffdenoise.core.map_store import read_maps
+from napari_diffdenoise.core.tiff_maps import RUN_KEY, read_record
 
 SETTINGS = dict(n_samples=2, steps=1, seed=3)
 CLI_SETTINGS = ["--samples", "2", "--steps", "1", "--seed", "3"]
@@ -85,10 +85,10 @@ def test_a_czi_is_denoised_from_the_command_line_with_its_axes_pixel_sizes_and_c
         np.testing.assert_array_equal(tif.asarray(), expected.mean)
         x_per_cm = tif.pages[0].tags["XResolution"].value
         assert x_per_cm[0] / x_per_cm[1] == pytest.approx(1e5) and tif.pages[0].tags["ResolutionUnit"].value == 3
-        record = tif.shaped_metadata[0]
+        record = read_record(tif)
     assert record["channel_names"] == ["DAPI", "GFP"]
     assert record["scale"] == pytest.approx({"Z": 0.5, "Y": 0.125, "X": 0.1})
-    assert json.loads(record["napari_diffdenoise"])["axes"] == "CZYX"
+    assert record[RUN_KEY]["axes"] == "CZYX"
     # a map opened again has the input's metadata back
     again = open_image(tmp_path / "tifs" / "cells_std.tif")
     assert again.axes == "CZYX" and again.channel_names == ["DAPI", "GFP"]

@@ -125,8 +125,6 @@ def test_cli_deconvolves_with_a_psf_from_the_optics(tmp_path):
 
 
 def test_cli_denoise_with_psf_guidance_records_it(tmp_path, tiny_checkpoint):
-    import json
-
     from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
 
     noisy, _ = simulate_pair("filaments", (48, 48), Acquisition(psf_sigma=1.5), seed=3)
@@ -135,9 +133,10 @@ def test_cli_denoise_with_psf_guidance_records_it(tmp_path, tiny_checkpoint):
             "--sampler", "ddim-dc", "--out", str(tmp_path)]
     assert main(args) == 2  # no PSF given
     assert main(args + ["--psf-sigma", "1.5", "--sampler-param", "regulariser=l1", "--sampler-param", "guidance=2"]) == 0
+    from napari_diffdenoise.core.tiff_maps import RUN_KEY, read_record
+
     with tifffile.TiffFile(tmp_path / "w_mean.tif") as tif:
-        meta = json.loads(tif.imagej_metadata["napari_diffdenoise"] if tif.imagej_metadata else
-                          json.loads(tif.pages[0].description)["napari_diffdenoise"])
+        meta = read_record(tif)[RUN_KEY]
     assert meta["sampler"] == "ddim-dc" and meta["regulariser"] == "l1" and meta["guidance"] == 2
     assert meta["psf_shape"][0] % 2 == 1
 

@@ -10,12 +10,12 @@ from .core.batch import denoise_to_tiff, denoise_to_zarr
 from .core.bioimageio_export import export_bioimageio, import_bioimageio
 from .core.calibration import calibrate
 from .core.checkpoint import list_models, load_model, save_checkpoint
-from .core.datasets import NoiseModel
 from .core.finetune import train
 from .core.maps import LayerStyle, register_map
 from .core.model import DiffusionModel
 from .core.restore import Cancelled, Progress, Restoration, denoise
 from .core.sampler_registry import Param, list_samplers, register_sampler
+from .core.simulate import NoiseModel
 from .core.training import TrainConfig
 
 __all__ = [

@@ -141,20 +141,6 @@ def _restore(image, args, psf=None, axes=None):
     return result
 
 
-def _write_tiff(path, data, pixel: dict | None = None, metadata: dict | None = None, axes: str | None = None) -> None:
-    """Grey-level planes whatever their number (tifffile would store a 3- or 4-plane stack as RGB(A)),
-    the axes named (e.g. ZYX, not tifffile's default QYX) and the input's pixel sizes and channel names
-    (``pixel``: core.tiff_maps.pixel_record) carried over."""
-    import tifffile
-
-    from .core.axes import infer_axes
-    from .core.tiff_maps import resolution_args
-
-    axes = axes or infer_axes(np.ndim(data))
-    meta = {**({"axes": axes} if axes else {}), **(pixel or {}), **(metadata or {})}
-    tifffile.imwrite(path, data, photometric="minisblack", metadata=meta, **resolution_args(pixel))
-
-
 def read_image(path, axes: str | None = None) -> tuple[np.ndarray, object]:
     """(image in memory, its ImageSource) from any file core.image_io opens: TIFF, OME-Zarr, or a
     microscope's .czi, .nd2, .lif, .ims (the formats extra)."""
@@ -174,36 +160,6 @@ def output_stem(input_path: str | Path) -> str:
         if name.lower().endswith(ending) and len(name) > len(ending):
             return name[: -len(ending)]
     return name
-
-
-def _write_maps(result, out: Path, stem: str, overwrite: bool = False, pixel: dict | None = None,
-                axes: str | None = None) -> list[Path]:
-    """Each map to <stem>_<map>.tif. Existing files are refused (before anything is written) unless
-    ``overwrite``; all maps are written to temporary names first and renamed only when every one is
-    complete, so a full disk leaves the old files (or none), never a partial set or a truncated TIFF."""
-    names = list(result.maps)  # every map the run made, in the registry's order (core.maps)
-    paths = [out / f"{stem}_{name}.tif" for name in names]
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"napari_diffdenoise": json.dumps(result.metadata)}
-    temps = [path.with_name(f".{path.name}.partial") for path in paths]
-    try:
-        for name, tmp in zip(names, temps):
-            _write_tiff(tmp, result.maps[name], pixel=pixel, metadata=meta, axes=axes)
-    except OSError as err:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-        raise OSError(f"could not write the results to {out}: {err}; nothing was written") from err
-    except BaseException:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-        raise
-    from .core.tiff_maps import replace_all
-
-    replace_all(temps, paths)
-    return paths
 
 
 def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
@@ -252,9 +208,10 @@ def cmd_demo(args) -> int:
     args.model = model
     result = _restore(noisy, args, psf)
     seconds = time.perf_counter() - t0
-    paths = _write_maps(result, out, stem, overwrite=args.overwrite)
-    _write_tiff(out / f"{stem}_noisy.tif", noisy)
-    _write_tiff(out / f"{stem}_truth.tif", clean)
+    from .core.tiff_maps import write_maps
+
+    paths = write_maps(out, stem, result.maps, metadata=result.metadata, overwrite=args.overwrite)
+    write_maps(out, stem, {"noisy": noisy, "truth": clean}, overwrite=args.overwrite)
     rows, report = [], []
     for z in range(len(noisy)):
         gain = psnr_fitted(result.mean[z], clean[z]) - psnr_fitted(noisy[z], clean[z])
@@ -363,14 +320,12 @@ def cmd_denoise(args) -> int:
 def cmd_simulate(args) -> int:
 
     from .core.simulate import Acquisition, simulate_pair
+    from .core.tiff_maps import write_maps
 
     acq = Acquisition(peak_photons=args.photons, psf_sigma=args.psf_sigma)
     noisy, clean = simulate_pair(args.kind, (args.size, args.size), acq, seed=args.seed)
     out = Path(args.out)
-    _refuse_existing([out / f"{args.kind}_noisy.tif", out / f"{args.kind}_clean.tif"], args.overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_tiff(out / f"{args.kind}_noisy.tif", noisy)
-    _write_tiff(out / f"{args.kind}_clean.tif", clean)
+    write_maps(out, args.kind, {"noisy": noisy, "clean": clean}, overwrite=args.overwrite)
     print(f"wrote {out}/{args.kind}_noisy.tif and _clean.tif")
     return 0
 
@@ -457,20 +412,13 @@ def cmd_deconvolve(args) -> int:
     path = out / f"{output_stem(args.input)}_rl.tif"
     if path.exists() and not args.overwrite:
         raise ValueError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
-    from .core.tiff_maps import pixel_record
+    from .core.tiff_maps import pixel_record, write_maps
 
     image, source = read_image(args.input)
     restored = physics.richardson_lucy(image, psf, iterations=args.iterations)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        record = {"method": "richardson-lucy", "iterations": args.iterations, "psf_shape": list(np.shape(psf))}
-        _write_tiff(tmp, restored, pixel=pixel_record(source), axes=source.axes,
-                    metadata={"napari_diffdenoise": json.dumps(record)})
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
+    record = {"method": "richardson-lucy", "iterations": args.iterations, "psf_shape": list(np.shape(psf))}
+    write_maps(out, output_stem(args.input), {"rl": restored}, axes=source.axes, pixel=pixel_record(source),
+               metadata=record, overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0
 

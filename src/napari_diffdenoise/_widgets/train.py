@@ -21,9 +21,9 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..core.datasets import NoiseModel
 from ..core.finetune import prepare_training, run_prepared
 from ..core.run_cost import RunCost, duration, recalibration_cost
+from ..core.simulate import NoiseModel
 from ..core.training import TrainConfig, best_path, scaled_config
 from ._worker import WorkerControls
 from .calibrate import free_path

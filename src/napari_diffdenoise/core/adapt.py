@@ -48,7 +48,7 @@ from scipy import ndimage
 
 from ._version import __version__
 from .calibration import iter_calibrate
-from .camera_noise import CameraNoise, _sigma, estimate_noise
+from .camera_noise import CameraNoise, estimate_noise
 from .checkpoint import load_model
 from .datasets import Split, as_planes
 from .devices import resolve_device
@@ -261,7 +261,7 @@ def iter_adapt(
     if strips_only:
         training = list(range(len(planes)))
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
-    sigmas = [_sigma(p, noise) for p in planes]
+    sigmas = [noise.sigma_at(p) for p in planes]
     dev = resolve_device(device)
     adapted = copy.deepcopy(model)
     head = adapted.mean_network.to(dev).train()

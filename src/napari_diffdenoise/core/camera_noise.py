@@ -1,6 +1,7 @@
-"""The camera's noise from the image itself, and fresh noise like it.
+"""The camera's noise: one description of it, var(y) = gain·E[y] + floor in the image's units, whether
+it is known (the simulator's camera, core.simulate.Acquisition.camera_noise) or fitted to an image.
 
-var(y) = a·E[y] + b (Poisson–Gaussian) fitted to the local means and noise variances of an image's
+The fit: var(y) = a·E[y] + b (Poisson–Gaussian) fitted to the local means and noise variances of an image's
 flattest blocks (Foi et al. 2008, "Practical Poissonian-Gaussian noise modeling and fitting for
 single-image raw-data"), in the image's own units. Adaptation (core.adapt) recorrupts with it; the
 calibrations without a clean image (core.calibration, core.self_calibration) simulate or weigh with it.
@@ -30,6 +31,13 @@ class CameraNoise:
     levels: tuple = ()
     variances: tuple = ()
 
+    @classmethod
+    def poisson_gaussian(cls, read_noise: float, offset: float = 0.0, gain: float = 1.0) -> CameraNoise:
+        """A camera known by its parameters: ``gain`` image units per photo-electron, ``read_noise`` in
+        photo-electrons (std), ``offset`` the baseline in image units. The Poisson part's variance is
+        gain·(level − offset), the read noise's (gain·read_noise)²."""
+        return cls(float(gain), float((gain * read_noise) ** 2 - gain * offset))
+
     def variance(self, level: np.ndarray) -> np.ndarray:
         level = np.asarray(level, dtype=np.float64)
         line = self.gain * level + self.floor
@@ -44,6 +52,11 @@ class CameraNoise:
                 table = np.where(level > self.levels[-1], np.maximum(table, line), table)
             line = table
         return np.maximum(line, least)
+
+    def sigma_at(self, image: np.ndarray) -> np.ndarray:
+        """σ at each pixel from its smoothed level (the noisy value itself would correlate σ with the
+        noise drawn at that pixel)."""
+        return np.sqrt(self.variance(ndimage.gaussian_filter(image, 1.5)))
 
 
 def _clipped_values(p: np.ndarray) -> list[float]:
@@ -102,11 +115,6 @@ def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
         gain, floor = 0.0, float(np.median(ys))
     table = np.maximum.accumulate(ys)  # the variance does not fall as the level rises
     return CameraNoise(float(gain), float(floor), tuple(float(x) for x in xs), tuple(float(y) for y in table))
-
-
-def _sigma(y: np.ndarray, noise: CameraNoise) -> np.ndarray:
-    """σ at each pixel from its smoothed level (the noisy value itself would correlate σ with z's pixel)."""
-    return np.sqrt(noise.variance(ndimage.gaussian_filter(y, 1.5)))
 
 
 def simulate_like(clean: np.ndarray, noise: CameraNoise, rng: np.random.Generator) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .normalization import DEFAULT_PERCENTILES, IntensityMap
 from .pairs import align_to, augment, random_contrast, random_crop
-from .simulate import Acquisition
+from .simulate import NoiseModel
 
 
 def as_planes(images, what: str) -> list[np.ndarray]:
@@ -117,21 +117,6 @@ class ArrayPairs(_PlaneSource):
                 self.val_parts.append(split.val_part(pair))
 
 
-
-@dataclass(frozen=True)
-class NoiseModel:
-    """Settings for synthesising the noisy side from clean images (the simulator's acquisition)."""
-
-    photons: tuple[float, float] = (2.0, 50.0)  # peak photons, drawn log-uniformly per patch
-    background: float = 2.0  # photons per pixel
-    read_noise: float = 1.5  # e⁻ std
-    psf_sigma: float = 0.0  # extra Gaussian blur of the noisy side, px (0: denoise only)
-
-    def __post_init__(self):
-        if not 0 < self.photons[0] <= self.photons[1]:
-            raise ValueError(f"photon range must be positive and increasing, got {self.photons}")
-
-
 class CleanWithSimulatedNoise(_PlaneSource):
     """Clean images only; every batch re-acquires crops of them with the simulator's camera model.
     Each clean plane, scaled to [0, 1] by its percentiles, is the unit-peak density."""
@@ -154,15 +139,10 @@ class CleanWithSimulatedNoise(_PlaneSource):
             if split.start < c.shape[split.axis]:
                 self.val_parts.append(self._acquire(split.val_part(density)[0], val_rng))
 
-    def _acquisition(self, rng) -> Acquisition:
-        low, high = self.noise.photons
-        peak = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        return Acquisition(peak, self.noise.background, self.noise.read_noise, self.noise.psf_sigma, offset=0.0)
-
     def _acquire(self, density: np.ndarray, rng) -> np.ndarray:
         """(noisy, clean) in the noisy image's map. With a PSF only the noisy side is blurred and
         the clean side stays sharp (PI-DDPM's pairs), so the model learns to deconvolve."""
-        acq = self._acquisition(rng)
+        acq = self.noise.draw(rng)
         blurred = acq.blur(density) if acq.psf_sigma > 0 else density
         sharp = acq.sharp(density) if acq.psf_sigma > 0 else density
         noisy = acq.acquire(blurred, rng)

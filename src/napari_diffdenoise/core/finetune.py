@@ -9,12 +9,13 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model
-from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise, NoiseModel
+from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise
 from .driving import drive
 from .model import DiffusionModel
 from .network import UNetConfig
 from .restore import Cancelled
 from .schedules import NoiseSchedule
+from .simulate import NoiseModel
 from .training import TrainConfig, TrainProgress, TrainResult, iter_train
 
 

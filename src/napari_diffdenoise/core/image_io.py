@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .axes import ALL_AXES, check_axes
+from .tiff_maps import read_record
 
 # TIFF and ImageJ unit spellings → the unit names NGFF accepts (UDUNITS-2)
 _UNITS = {"micron": "micrometer", "um": "micrometer", "µm": "micrometer", "\u03bcm": "micrometer",
@@ -179,7 +180,7 @@ def _open_tiff(path: Path, axes: str | None) -> ImageSource:
         if tif.is_ome:
             ome_scale, ome_units, names = _ome_metadata(tif.ome_metadata)
             scale, units = {**scale, **ome_scale}, {**units, **ome_units}
-        record = (tif.shaped_metadata or ({},))[0]  # the record of maps this package wrote (core.tiff_maps)
+        record = read_record(tif)
         if isinstance(record.get("scale"), dict):
             scale, units = {**scale, **record["scale"]}, {**units, **record.get("units", {})}
             names = record.get("channel_names", names)

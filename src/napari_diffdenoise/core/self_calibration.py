@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from .calibration_run import CalibrationRun, calibration_request, run_settings
-from .camera_noise import _sigma, estimate_noise
+from .camera_noise import estimate_noise
 from .checkpoint import load_model
 from .conformal import COVERAGE_GRID, Calibration, block_split
 from .datasets import as_planes
@@ -124,7 +124,7 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         (inputs, draws), views, probes = recorrupted_crops(planes, max_pixels), None, None
         noise = estimate_noise(list(inputs))
         rng = np.random.default_rng([seed, 23])
-        sigma = np.tile(np.stack([_sigma(p.astype(np.float64), noise) for p in inputs]), (draws, 1, 1))
+        sigma = np.tile(np.stack([noise.sigma_at(p.astype(np.float64)) for p in inputs]), (draws, 1, 1))
         copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
         z = rng.standard_normal(copies.shape)
         restored_input = copies + alpha * sigma * z

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .camera_noise import CameraNoise
+
 KINDS = ("nuclei", "filaments", "membranes", "puncta")  # what the bundled model was trained on
 HELD_OUT_KINDS = ("rings",)  # never in the bundled model's training: for fine-tuning benchmarks
 
@@ -176,6 +178,12 @@ class Acquisition:
         photons = rng.poisson(self.peak_photons * blurred + self.background_photons)
         return self.offset + photons + rng.normal(0, self.read_noise, blurred.shape)
 
+    @property
+    def camera_noise(self) -> CameraNoise:
+        """The noise of :meth:`acquire` as adaptation and calibration describe a camera's: var =
+        level − offset + read_noise² at the level :meth:`expected` gives (one unit per photon)."""
+        return CameraNoise.poisson_gaussian(self.read_noise, self.offset)
+
 
 def simulate_pair(kind: str, shape=(256, 256), acquisition: Acquisition = Acquisition(), seed: int = 0):
     """(noisy, clean) float32 images of one structure kind under ``acquisition``."""
@@ -186,10 +194,14 @@ def simulate_pair(kind: str, shape=(256, 256), acquisition: Acquisition = Acquis
     return noisy.astype(np.float32), acquisition.expected(blurred).astype(np.float32)
 
 
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
 def random_acquisition(rng: np.random.Generator, peak_range=(2.0, 200.0)) -> Acquisition:
     """Photon level log-uniform over ``peak_range``; background, read noise and PSF varied around
     typical widefield/confocal values so a model does not learn one camera only."""
-    peak = float(np.exp(rng.uniform(np.log(peak_range[0]), np.log(peak_range[1]))))
+    peak = _log_uniform(rng, *peak_range)
     return Acquisition(
         peak_photons=peak,
         background_photons=float(rng.uniform(0.0, 0.2) * peak + rng.uniform(0, 3)),
@@ -197,3 +209,22 @@ def random_acquisition(rng: np.random.Generator, peak_range=(2.0, 200.0)) -> Acq
         psf_sigma=float(rng.uniform(0.8, 2.0)),
         offset=float(rng.choice([0.0, 100.0])),
     )
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """The acquisitions that synthesise the noisy side from a user's clean images: one
+    :class:`Acquisition` per patch (:meth:`draw`), its peak photons log-uniform over ``photons``."""
+
+    photons: tuple[float, float] = (2.0, 50.0)  # peak photons, drawn log-uniformly per patch
+    background: float = Acquisition.background_photons  # photons per pixel
+    read_noise: float = Acquisition.read_noise  # e⁻ std
+    psf_sigma: float = 0.0  # extra Gaussian blur of the noisy side, px (0: denoise only)
+
+    def __post_init__(self):
+        if not 0 < self.photons[0] <= self.photons[1]:
+            raise ValueError(f"photon range must be positive and increasing, got {self.photons}")
+
+    def draw(self, rng: np.random.Generator) -> Acquisition:
+        # no offset: both sides go through the noisy patch's percentile map, which takes any baseline away
+        return Acquisition(_log_uniform(rng, *self.photons), self.background, self.read_noise, self.psf_sigma, offset=0.0)

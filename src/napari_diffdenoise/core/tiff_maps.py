@@ -1,7 +1,12 @@
-"""The maps of a run streamed into TIFF files plane by plane (in the input's axis order), so a stack
-larger than memory can be written as TIFF too. Every file is written under a temporary name and
-renamed only when all planes of all maps are in: a failed or interrupted run leaves the earlier files
-(or none), never a partial set. TIFF output does not resume; OME-Zarr output does (core.map_store).
+"""The TIFF files this package writes, and the record it reads back from them. Maps are streamed into
+TIFF files plane by plane (in the input's axis order), so a stack larger than memory can be written
+as TIFF too; arrays in memory (the command line's maps, simulated pairs, Richardson–Lucy) go the same
+way (:func:`write_maps`). Every file is written under a temporary name and renamed only when all
+planes of all maps are in: a failed or interrupted run leaves the earlier files (or none), never a
+partial set. TIFF output does not resume; OME-Zarr output does (core.map_store).
+
+Each file's first description holds the record: its shape and axes, the input's :func:`pixel_record`
+and, under :data:`RUN_KEY`, the run's metadata as JSON; :func:`read_record` reads it back.
 """
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+from .axes import infer_axes
+
+RUN_KEY = "napari_diffdenoise"  # the run's metadata in a file's record
 
 
 def replace_all(temps: list[Path], paths: list[Path]) -> None:
@@ -95,12 +104,14 @@ class TiffMaps:
     def mark_done(self, position) -> None:  # planes are written in order; there is nothing to resume
         pass
 
-    def finish(self, metadata: dict) -> list[Path]:
+    def finish(self, metadata: dict | None) -> list[Path]:
+        """``metadata``: the run's, or None for data no run made (a simulated pair)."""
         import tifffile
 
         for writer in self.writers.values():
             writer.close()
-        record = {**self.description, **(self.pixel or {}), "napari_diffdenoise": json.dumps(metadata, default=str)}
+        record = {**self.description, **(self.pixel or {}),
+                  **({RUN_KEY: json.dumps(metadata, default=str)} if metadata is not None else {})}
         try:
             for tmp in self.temps:  # the run's record is known only now: rewrite the first page's description
                 tifffile.tiffcomment(tmp, json.dumps(record))
@@ -118,3 +129,35 @@ class TiffMaps:
                 pass
         for tmp in self.temps:
             tmp.unlink(missing_ok=True)
+
+
+def write_maps(folder, stem: str, maps: dict[str, np.ndarray], axes: str | None = None, pixel: dict | None = None,
+               metadata: dict | None = None, overwrite: bool = False) -> list[Path]:
+    """Arrays of one shape in memory to ``folder/<stem>_<name>.tif``, as :class:`TiffMaps` writes a
+    run's maps (``axes`` by default from the number of dimensions, core.axes.infer_axes)."""
+    shape = np.shape(next(iter(maps.values())))
+    sink = TiffMaps(folder, stem, list(maps), shape, axes or infer_axes(len(shape)),
+                    {name: np.asarray(m).dtype for name, m in maps.items()}, pixel, overwrite)
+    try:
+        for position in np.ndindex(*shape[:-2]):
+            sink.write_plane(position, {name: m[position] for name, m in maps.items()})
+    except OSError as err:
+        sink.abort()
+        raise OSError(f"could not write the results to {folder}: {err}; nothing was written") from err
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.finish(metadata)
+
+
+def read_record(tif) -> dict:
+    """The record of a file written here (an open ``tifffile.TiffFile``), with the run's metadata
+    under :data:`RUN_KEY` decoded; a TIFF written elsewhere gives what tifffile reads as its shaped
+    description, most often {}."""
+    record = dict((tif.shaped_metadata or ({},))[0])
+    if isinstance(record.get(RUN_KEY), str):
+        try:
+            record[RUN_KEY] = json.loads(record[RUN_KEY])
+        except ValueError:  # not ours after all: left as the text it is
+            pass
+    return record

@@ -1,0 +1,63 @@
+"""One TIFF writer and one reader of its record (issue #20): every TIFF the package writes goes through
+core.tiff_maps (TiffMaps, write_maps) and reads back through open_image and read_record; every command
+reads its images through open_image, with its errors."""
+import numpy as np
+import pytest
+import tifffile
+
+from napari_diffdenoise.cli import main
+from napari_diffdenoise.core.image_io import open_image
+from napari_diffdenoise.core.tiff_maps import RUN_KEY, read_record, write_maps
+
+
+def _record(path) -> dict:
+    with tifffile.TiffFile(path) as tif:
+        return read_record(tif)
+
+
+def test_arrays_in_memory_are_written_as_the_streamed_maps_are(tmp_path):
+    maps = {"a": np.arange(3 * 8 * 10, dtype=np.float32).reshape(3, 8, 10), "b": np.ones((3, 8, 10), np.uint16)}
+    pixel = {"scale": {"Y": 0.5, "X": 0.25}, "units": {"Y": "micrometer", "X": "micrometer"}}
+    paths = write_maps(tmp_path, "s", maps, pixel=pixel, metadata={"seed": 4})
+    assert [p.name for p in paths] == ["s_a.tif", "s_b.tif"]
+    for path, (name, array) in zip(paths, maps.items()):
+        written = open_image(path)
+        assert written.axes == "ZYX" and written.scale == pytest.approx({"Y": 0.5, "X": 0.25})
+        np.testing.assert_array_equal(np.asarray(written.data), array)
+        assert np.asarray(written.data).dtype == array.dtype
+        record = _record(path)
+        assert record[RUN_KEY] == {"seed": 4} and record["axes"] == "ZYX" and record["shape"] == [3, 8, 10]
+    with pytest.raises(ValueError, match="already exist"):
+        write_maps(tmp_path, "s", maps)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s_a.tif", "s_b.tif"]  # no temporary file left
+
+
+def test_a_tiff_from_elsewhere_has_no_record(tmp_path):
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((8, 8), np.uint8), description="a microscope's text")
+    assert RUN_KEY not in _record(tmp_path / "plain.tif")
+
+
+def test_the_commands_write_through_the_one_writer(tmp_path):
+    assert main(["simulate", "--kind", "puncta", "--size", "32", "--out", str(tmp_path)]) == 0
+    for name in ("puncta_noisy.tif", "puncta_clean.tif"):
+        record = _record(tmp_path / name)
+        assert record["axes"] == "YX" and RUN_KEY not in record  # no run made them
+    assert main(["deconvolve", str(tmp_path / "puncta_noisy.tif"), "--psf-sigma", "1", "--iterations", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert _record(tmp_path / "puncta_noisy_rl.tif")[RUN_KEY]["method"] == "richardson-lucy"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["puncta_clean.tif", "puncta_noisy.tif", "puncta_noisy_rl.tif"]
+
+
+@pytest.mark.parametrize("name, error", [("missing.tif", "does not exist"), ("picture.png", "expected a TIFF")])
+def test_every_command_reads_through_open_image_with_its_errors(tmp_path, capsys, name, error):
+    (tmp_path / "picture.png").write_bytes(b"\x89PNG")
+    path = str(tmp_path / name)
+    out = str(tmp_path / "m.safetensors")
+    commands = {"denoise": ["denoise", path, "--out", str(tmp_path)],
+                "deconvolve": ["deconvolve", path, "--psf-sigma", "1", "--out", str(tmp_path)],
+                "train, noisy": ["train", "--noisy", path, "--clean", path, "--out", out],
+                "train, clean": ["train", "--clean", path, "--out", out],
+                "adapt": ["adapt", path, "--out", out]}
+    for command, args in commands.items():
+        assert main(args) == 2, command
+        assert error in capsys.readouterr().err, command
