@@ -51,7 +51,7 @@ def whole_plane_bright_pass():
         restore.bright_boxes = boxes
 
 
-def against_bm3d(model, plane: np.ndarray, std_head=None):
+def against_bm3d(model, plane: np.ndarray):
     """Every preset on the real plane beside one BM3D call, measured in this run (these machines are
     noisy: ratios, not seconds, are what carries over). Maps of the reduced-cost routes are compared
     with the default's: max |Δ| over the plane's 0.1–99.9 percentile range."""
@@ -66,9 +66,11 @@ def against_bm3d(model, plane: np.ndarray, std_head=None):
 
     rows, data, reference = [["BM3D, one call (σ estimated)", bm3d_s, "—", 1.0, "—", "—", "—"]], [], None
     runs = [
-        ("Preview: the mean head alone (1 evaluation)", dict(n_samples=0), contextlib.nullcontext()),
+        ("Preview: the mean and std heads (no samples)", dict(n_samples=0), contextlib.nullcontext()),
+        ("Preview, no std: the mean head alone", dict(n_samples=0, std="samples"), contextlib.nullcontext()),
         ("fast: K=4, DDIM 3 steps, 90 % intervals", fast, contextlib.nullcontext()),
         ("default: K=8, DDIM 10 steps, 90 % intervals", default, contextlib.nullcontext()),
+        ("default, std from the samples (before the std head)", {**default, "std": "samples"}, contextlib.nullcontext()),
         ("default, bright pass over the whole plane (before boxes)", default, whole_plane_bright_pass()),
         ("default under bf16 autocast", default, torch.autocast("cpu", dtype=torch.bfloat16)),
     ]
@@ -86,13 +88,6 @@ def against_bm3d(model, plane: np.ndarray, std_head=None):
         data.append({"setting": label, "seconds": seconds, "time_here_said": said, "x_bm3d": seconds / bm3d_s,
                      "network_calls": result.metadata["network_evaluations"],
                      "bright_pass": bool(result.metadata.get("bright_pass_planes")), "max_delta": deltas})
-    if std_head is not None:
-        from .std_head import load_net, one_pass
-
-        net = load_net(std_head)
-        _, seconds = timed(lambda: one_pass(model, net, plane), 3)
-        rows.append(["Preview + std head (2 evaluations)", seconds, "—", seconds / bm3d_s, 2, "—", "—"])
-        data.append({"setting": "preview + std head", "seconds": seconds, "x_bm3d": seconds / bm3d_s})
     return rows, {"bm3d_seconds": bm3d_s, "rows": data}
 
 
@@ -163,13 +158,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="demo")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real data folder (holds the neuron)")
-    parser.add_argument("--std-head", type=Path, help="a std head (bench/std_head.py) to time beside the presets")
     args = parser.parse_args(argv)
     model = load_model(args.model)
     if not (args.data / NEURON).is_file():
         parser.error(f"--data: {args.data / NEURON} is missing (the real plane the presets are timed on)")
     neuron = tifffile.imread(args.data / NEURON)
-    bm3d_rows, bm3d_data = against_bm3d(model, neuron, args.std_head)
+    bm3d_rows, bm3d_data = against_bm3d(model, neuron)
 
     batching_rows, data = [], {"batching": [], "planes": []}
     for tile in (64, 128, 256, 512):
@@ -195,13 +189,14 @@ def main(argv=None):
     fast = {"sampler": FAST_SAMPLER_SETTINGS["sampler"], "n_samples": FAST_SAMPLER_SETTINGS["n_samples"],
             "sampler_params": FAST_SAMPLER_SETTINGS["sampler_params"]}
     for label, kw in [
-        ("Preview: the one-pass mean alone (the widget's Preview)", dict(n_samples=0)),
+        ("Preview: the mean and std heads, no samples (the widget's Preview)", dict(n_samples=0)),
         ("previous Preview: K=1, DDIM 5 steps", dict(n_samples=1, steps=5, eta=0.0, mean="samples")),
         ("previous default: K=8, DDIM 10 steps η=0, mean of the samples", dict(n_samples=8, steps=10, eta=0.0,
                                                                                mean="samples")),
-        (f"default: K=8, DDIM 10 steps η=1, mean head, 90 % intervals (tile {model.tile})",
+        (f"default: K=8, DDIM 10 steps η=1, mean and std heads, 90 % intervals (tile {model.tile})",
          dict(n_samples=8, steps=10, coverage=0.9)),
-        ("fast: K=4, DDIM 3 steps η=1, mean head, 90 % intervals", dict(**fast, coverage=0.9)),
+        ("default, std from the samples (before the std head)", dict(n_samples=8, steps=10, coverage=0.9, std="samples")),
+        ("fast: K=4, DDIM 3 steps η=1, mean and std heads, 90 % intervals", dict(**fast, coverage=0.9)),
         ("default, the 8 samples batched", dict(n_samples=8, steps=10, batch_pixels=8 * 512 * 512)),
         ("default, tile 256 (3×3 overlapping tiles)", dict(n_samples=8, steps=10, tile=256)),
     ]:

@@ -245,8 +245,8 @@ def test_preview_of_a_model_with_a_mean_head_is_one_pass_and_ddpm_previews_with_
     w.preview()
     qtbot.waitUntil(lambda: "plane [preview]" in viewer.layers and w._worker is None, timeout=60_000)
     meta = viewer.layers["plane [preview]"].metadata["napari_diffdenoise"]
-    assert meta["n_samples"] == 0 and meta["mean_estimator"] == "head" and meta["network_evaluations"] == 1
-    assert w.status.value.startswith("Preview of the one-pass mean")
+    assert meta["n_samples"] == 0 and meta["mean_estimator"] == "head" and meta["network_evaluations"] == 2
+    assert w.status.value.startswith("Preview of the one-pass mean and std") and "plane [preview std]" in viewer.layers
     # a model without a head: one sample; ddpm (200 steps) is previewed with 5 DDIM steps
     w.model.value = "widefield"
     w.sampler.value = "ddpm"
