@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m bench {speed,quality,real,real_calibration,samplers,mean,coverage,adapt,adapt_sampler,seed,finetune,training,unpaired,physics,memory,entropy,all}``; each writes
+"""Benchmarks: ``python -m bench {speed,quality,real,real_calibration,std_head,samplers,mean,coverage,adapt,adapt_sampler,seed,finetune,training,unpaired,physics,memory,entropy,all}``; each writes
 docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
 import sys
 
@@ -18,13 +18,14 @@ from . import (
     samplers,
     seed,
     speed,
+    std_head,
     training_report,
     unpaired,
 )
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
-            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_sampler": adapt_sampler.main,
+            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "std_head": std_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_sampler": adapt_sampler.main,
             "memory": memory.main, "entropy": entropy.main}
 
 if __name__ == "__main__":

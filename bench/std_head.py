@@ -2,7 +2,7 @@
 "variance head"), trained and measured against the sampler's spread on real images.
 
     python -m bench.std_head train --real DATA --minutes 40 --out bench/runs/std-head
-    python -m bench.std_head eval --real DATA --net bench/runs/std-head/std_head.safetensors
+    python -m bench std_head --real DATA --net bench/runs/std-head/std_head.safetensors   # eval: the page
     python -m bench.std_head ship --net bench/runs/std-head/std_head.safetensors     # into the bundled demo
 
 The head (core/std_head.py: its architecture, inputs and loss) is trained by the Gaussian negative
@@ -183,7 +183,8 @@ def ship(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["train", "eval", "ship"])
+    parser.add_argument("command", nargs="?", default="eval", choices=["train", "eval", "ship"],
+                        help="eval (the default) writes docs/benchmarks/std_head.md")
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real",
                         help="the real data folder (bench/real_pairs.py)")
     parser.add_argument("--model", default="demo")
