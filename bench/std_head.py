@@ -111,7 +111,10 @@ def evaluate(args):
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     model.mean_network.float()
-    net = load_net(args.net)
+    # a trained file, or the head the model ships
+    net = load_net(args.net) if args.net else model.std_network.float().eval()
+    where = (f"{args.net.name}, {load_file_steps(args.net)} steps" if args.net else
+             f"the one `{args.model}` ships, {model.std_provenance.get('steps', '?')} steps")
     images = [("DSB nuclei", _centre(tifffile.imread(DSB), args.size))]
     for label, rel, channel in HELD_OUT:
         image = _read(args.real / rel)
@@ -126,7 +129,7 @@ def evaluate(args):
     rows, records = [], []
     for label, noisy, truth in cases:
         t0 = time.perf_counter()
-        result = denoise(noisy, model, seed=0)
+        result = denoise(noisy, model, seed=0, std="samples")
         sampler_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         mean1, std1 = one_pass(model, net, noisy)
@@ -145,8 +148,8 @@ def evaluate(args):
         rows.append([label, rec["rho_sampler"], rec["rho_head"], rec["rho_both"], rec["width_head"] / rec["width_sampler"],
                      rec["width_both"] / rec["width_sampler"], rec["sampler_s"], rec["head_s"]])
     mean_row = ["mean", *[float(np.mean([r[j] for r in rows])) for j in range(1, 8)]]
-    body = (f"Model `{args.model}`; std head {args.net.name} ({count_parameters(net):,} parameters, "
-            f"{load_file_steps(args.net)} steps). Centre crops of {args.size}², the cases of bench/real_calibration.py "
+    body = (f"Model `{args.model}`; std head: {where} ({count_parameters(net):,} parameters). The sampler's std "
+            "is the samples' spread of the default run (K = 8, std='samples'). Centre crops of {args.size}², the cases of bench/real_calibration.py "
             "(re-acquired held-out real images with exact truth; lysosome frame 30 against the mean of frames 29 and 31). "
             "Width: the mean width of the 90 % interval mean ± λ·std with λ chosen on the truth (oracle), head over "
             "sampler: below 1, the head's std ranks and scales the error better.\n\n"
@@ -167,6 +170,8 @@ def load_file_steps(path: Path) -> str:
 def ship(args):
     """Attach the std head to the bundled model (float16, as the package stores its models); its
     calibrations stay (they are keyed by std_estimator: the head's own comes from bench/calibrate_bundled.py)."""
+    if args.net is None:
+        raise SystemExit("ship needs --net: the std head file to attach")
     from napari_diffdenoise.core.checkpoint import bundled_model_dir, file_sha256, save_checkpoint
 
     model = load_model(args.model)
@@ -189,7 +194,7 @@ def main(argv=None):
                         help="the real data folder (bench/real_pairs.py)")
     parser.add_argument("--model", default="demo")
     parser.add_argument("--out", type=Path, default=Path("bench/runs/std-head"))
-    parser.add_argument("--net", type=Path, default=Path("bench/runs/std-head/std_head.safetensors"))
+    parser.add_argument("--net", type=Path, help="a trained std head (eval: default the model's own; ship: required)")
     parser.add_argument("--minutes", type=float, default=40)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=64)
