@@ -54,10 +54,11 @@ def is_timed(model: DiffusionModel, **settings) -> bool:
     return _rate_key(model, make_settings(model, **settings)) in _SECONDS_PER_PIXEL
 
 
-def seconds_per_pixel(model: DiffusionModel, settings: Settings, calls: int = 3) -> float:
+def seconds_per_pixel(model: DiffusionModel, settings: Settings, calls: int = 3, warm_up: int = 2) -> float:
     """Timed once per model, device and tile: network calls on a tile of the size the restoration
-    uses, batched as it batches them, after one call that pays for allocations and kernel choice
-    (the mean of ``calls``: one alone swings with whatever else the machine runs)."""
+    uses, batched as it batches them, after ``warm_up`` calls that pay for allocations and kernel
+    choice (with one, the estimate came out 2–3.5× above the measured run in bench speed); the median of
+    ``calls``, as one alone swings with whatever else the machine runs."""
     side = settings.tile
     key = _rate_key(model, settings)
     if key not in _SECONDS_PER_PIXEL:
@@ -65,14 +66,17 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, calls: int = 3)
         batch = max(1, min(max(settings.n_samples, 1), settings.batch_pixels // (side * side)))
         y = torch.zeros(batch, 1, side, side, device=settings.device).contiguous(memory_format=torch.channels_last)
         gamma = torch.full((batch,), 0.5, device=settings.device)
+        seconds = []
         with torch.inference_mode():
-            run.predict_eps(y, gamma, y)
-            _synchronize(settings.device)
-            start = time.perf_counter()
-            for _ in range(calls):
+            for _ in range(warm_up):
                 run.predict_eps(y, gamma, y)
-            _synchronize(settings.device)
-        _SECONDS_PER_PIXEL[key] = (time.perf_counter() - start) / (calls * batch * side * side)
+            for _ in range(calls):
+                _synchronize(settings.device)
+                start = time.perf_counter()
+                run.predict_eps(y, gamma, y)
+                _synchronize(settings.device)
+                seconds.append(time.perf_counter() - start)
+        _SECONDS_PER_PIXEL[key] = float(np.median(seconds)) / (batch * side * side)
     return _SECONDS_PER_PIXEL[key]
 
 
