@@ -123,3 +123,32 @@ def test_self_calibration_scales_the_heads_std_without_samples(with_std):
     assert result.metadata["interval_factor"] == pytest.approx(stored["factors"][stored["coverages"].index(0.9)])
     np.testing.assert_allclose(result.upper - result.mean, result.metadata["interval_factor"] * result.interval_unit,
                                rtol=1e-5)
+
+
+def test_the_one_pass_preset_runs_the_heads_alone_and_only_where_the_model_has_them(make_napari_viewer, qtbot,
+                                                                                   with_std, tmp_path, plane):
+    import dataclasses
+
+    from napari_diffdenoise._widgets.denoise import ONE_PASS, DenoiseWidget
+
+    path, without = tmp_path / "with_std.safetensors", tmp_path / "without_std.safetensors"
+    save_checkpoint(with_std, path)
+    save_checkpoint(dataclasses.replace(with_std, std_network=None), without)
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model_file.value = without
+    assert ONE_PASS not in w.preset.choices  # no std head: no samples would mean no std
+    w.model_file.value = path
+    assert ONE_PASS in w.preset.choices
+    viewer.add_image(plane, name="plane")
+    w.image.value = viewer.layers["plane"]
+    w.preset.value = ONE_PASS
+    assert w.n_samples.value == 0
+    w.run()
+    qtbot.waitUntil(lambda: "plane [std]" in viewer.layers and w._worker is None, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["plane", "plane [mean]", "plane [std]"]
+    meta = viewer.layers["plane [std]"].metadata["napari_diffdenoise"]
+    assert meta["network_evaluations"] == 2 and meta["std_estimator"] == "head"
+    np.testing.assert_array_equal(viewer.layers["plane [std]"].data, denoise(plane, with_std, n_samples=0).std)
+    w.n_samples.value = 2  # a hand edit leaves the preset
+    assert w.preset.value == "custom"

@@ -52,6 +52,9 @@ PRESET_STEPS_SAMPLES = {"fast": (3, 4), "default": (10, 8), "thorough": (20, 16)
 PRESETS = {f"{name}: {steps} steps × {samples} samples": (steps, samples)
            for name, (steps, samples) in PRESET_STEPS_SAMPLES.items()}
 CUSTOM = "custom"
+# for a model with a mean and a std head: mean, std and intervals with no samples (no entropy), what
+# the Preview shows, over the whole image (docs/benchmarks/speed.md: 0.07 × one BM3D call on a 512² plane)
+ONE_PASS = "one pass: mean and std heads, no samples"
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters with their own widgets (the presets set them)
 
@@ -229,9 +232,10 @@ class DenoiseWidget(WorkerControls, Container):
         # fixed list would put the paired samplers back under an unpaired model
         self.sampler = ComboBox(label="Sampler", choices=self._sampler_choices, value="ddim",
                                 tooltip="\n".join(f"{s.name}: {s.description}" for s in SAMPLERS.values()))
-        self.preset = ComboBox(label="Speed / quality", choices=[*PRESETS, CUSTOM], value=list(PRESETS)[1],
-                               tooltip="Sets the steps and samples for you: fast for a look, thorough for the steadiest "
-                                       "uncertainty maps. The mean is the same in all three (one pass of the model). "
+        self.preset = ComboBox(label="Speed / quality", choices=self._preset_choices, value=list(PRESETS)[1],
+                               tooltip="Sets the steps and samples for you: one pass (models with a std head: mean, "
+                                       "std and intervals, no entropy) or fast for a look, thorough for the steadiest "
+                                       "entropy maps. The mean is the same in all of them (one pass of the model). "
                                        "The cost grows with steps × samples: 'Time here' below says what it costs on "
                                        "this machine before the run, the status line the time left during it")
         self.estimate = Label(label="Time here", value="—",
@@ -241,7 +245,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.steps = SpinBox(label=param_label(STEPS), value=DEFAULT_STEPS, min=1, max=1000, tooltip=STEPS.help)
         self.eta = FloatSpinBox(label=param_label(ETA), value=ETA.default, min=ETA.low, max=ETA.high, step=0.1,
                                 tooltip=ETA.help)
-        self.n_samples = SpinBox(label="Samples", value=8, min=1, max=64,
+        self.n_samples = SpinBox(label="Samples", value=8, min=0, max=64,
                                  tooltip="How many restorations are drawn (K in the method's pages): the std, entropy "
                                          "and interval maps come from their spread (more: steadier maps, slower)")
         self.mean_estimator = ComboBox(
@@ -381,22 +385,35 @@ class DenoiseWidget(WorkerControls, Container):
                 if others:
                     self.image.value = others[0]
 
+    def _preset_choices(self, _widget=None) -> list[str]:
+        """The presets; one pass only for a model whose heads give mean and std without samples."""
+        try:
+            heads = self.model.value not in (None, RICHARDSON_LUCY) and self._selected_model().std_network is not None
+        except (ValueError, OSError, AttributeError):
+            heads = False
+        return [*([ONE_PASS] if heads else []), *PRESETS, CUSTOM]
+
     def _on_preset(self, name):
-        if name not in PRESETS:
+        if name not in PRESETS and name != ONE_PASS:
             return
-        steps, samples = PRESETS[name]
         self._applying_preset = True
         try:
-            self.steps.value, self.n_samples.value = min(steps, self.steps.max), samples
+            if name == ONE_PASS:
+                self.n_samples.value = 0
+            else:
+                steps, samples = PRESETS[name]
+                self.steps.value, self.n_samples.value = min(steps, self.steps.max), samples
             self.eta.value = 1.0
         finally:
             self._applying_preset = False
 
     def _on_hand_edit(self, _value=None):
         """A step or sample count set by hand makes the preset 'custom'."""
-        if getattr(self, "_applying_preset", False) or self.preset.value not in PRESETS:
+        if getattr(self, "_applying_preset", False):
             return
-        if (self.steps.value, self.n_samples.value) != PRESETS[self.preset.value]:
+        if self.preset.value == ONE_PASS and self.n_samples.value != 0:
+            self.preset.value = CUSTOM
+        elif self.preset.value in PRESETS and (self.steps.value, self.n_samples.value) != PRESETS[self.preset.value]:
             self.preset.value = CUSTOM
 
     def _sampler_choices(self, _widget=None):
@@ -443,6 +460,7 @@ class DenoiseWidget(WorkerControls, Container):
             notify_error(f"Could not load the model: {err}")
             return
         self.sampler.reset_choices()
+        self.preset.reset_choices()  # one pass comes and goes with the model's std head
         self.sampler.value = model.default_sampler  # one rule with the library's
         if model.task == "deconvolve":
             self._prefill_psf()
