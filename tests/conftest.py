@@ -64,3 +64,16 @@ if sys.version_info < (3, 12):
     import ctypes
 
     ctypes.c_ssize_t.from_address(id(None)).value += 10**9  # ob_refcnt is a PyObject's first field
+
+
+@pytest.fixture(autouse=True)
+def _workers_end_with_their_test():
+    """A widget's worker thread (a timing for its 'Time here' estimate, say) still running when the
+    test ends emits into Qt objects torn down at exit, and the interpreter aborts ("wrapped C/C++
+    object … has been deleted"). napari itself waits for its workers when the app quits
+    (napari._qt.qt_event_loop); a test never quits the app, so each test waits for them here."""
+    yield
+    if "qtpy" in sys.modules:  # only tests that brought Qt in can have started a worker
+        from qtpy.QtCore import QThreadPool
+
+        QThreadPool.globalInstance().waitForDone(60_000)
