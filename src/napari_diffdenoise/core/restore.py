@@ -33,20 +33,24 @@ from .noise import FieldNoise
 from .normalization import IntensityMap
 from .physics import check_psf
 from .run_record import calibration_key, metadata_settings, settings_record
-from .sampler_registry import Param, SamplerInfo, get_sampler
+from .run_spec import (  # noqa: F401  (re-exported: the names restore has always offered)
+    BATCH_PIXELS,
+    BLOCK,
+    COVERAGE,
+    DEFAULT_BLOCK,
+    DEFAULT_BLOCK_OVERLAP,
+    KEEP_SAMPLES,
+    MEAN_ESTIMATORS,
+    N_SAMPLES,
+    SEED,
+    STD_ESTIMATORS,
+)
+from .sampler_registry import SamplerInfo, get_sampler
 from .std_head import GAMMA, StdHeadAsEps
 from .tiling import make_tiles
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
-# How the [mean] layer is estimated. "head": the model's mean head, a one-step network trained on
-# the MSE to the clean image (DiffusionModel.mean_network), one evaluation. "x0": x̂₀ at the noisiest level with a zero input, one network
-# evaluation of E[clean | noisy] for a model trained for it (TrainConfig.mean_fraction). "samples": the average of the K samples (DDPM-avg,
-# Osuna-Vargas et al.). "auto": what the model declares (DiffusionModel.mean_estimator).
-MEAN_ESTIMATORS = ("auto", "head", "x0", "samples")
-# how the std map (and the intervals' unit) is made: the spread of the K samples, or in one pass by the
-# model's std head (core.std_head); "auto" takes the head when the model has one
-STD_ESTIMATORS = ("auto", "head", "samples")
 # what denoise() does unless told otherwise; the bundled models ship calibrated for it
 DEFAULT_SAMPLER_SETTINGS = {"sampler": "ddim", "sampler_params": {"steps": 10, "eta": 1.0}, "n_samples": 8}
 # a 512² plane's maps in under 10 s on a 2-core CPU, at a cost in how well the std ranks the errors
@@ -250,17 +254,6 @@ def _check_kept_samples(array, n_samples: int) -> None:
 
 
 KEPT_SAMPLES_SHARE = 0.5  # of the machine's memory that kept samples may take
-N_SAMPLES = Param("n_samples", int, 8, 0, 4096)  # 0: the one-pass mean alone (a preview)
-SEED = Param("seed", int, 0, 0)
-COVERAGE = Param("coverage", float, None, 0.01, 0.999)
-# A plane is sampled whole (the K samples' state covers it) unless a side exceeds DEFAULT_BLOCK: then in
-# overlapping blocks whose maps blend like tiles. Blocks draw the plane's own noise at their global
-# positions (core.noise), so in an overlap both see the same noise and condition and their samples
-# agree, which keeps the blend free of seams (tests/test_bigdata.py).
-DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP = 4096, 128
-BLOCK = Param("block", int, DEFAULT_BLOCK, 64, 2**30)
-BATCH_PIXELS = Param("batch_pixels", int, None, 1)
-KEEP_SAMPLES = Param("keep_samples", bool, False)
 
 
 @dataclass(frozen=True)
