@@ -110,7 +110,7 @@ COVERAGE = RunParam(
     "coverage", float, None, 0.01, 0.999, optional=True, flag="--coverage", label="Interval coverage", step=0.05,
     most_offered=0.99,
     help="Also make lower and upper bounds that hold the true intensity in this fraction of pixels (e.g. 0.9), "
-         "from the model's calibration for these settings; none (0 in the widget): no intervals")
+         "from the model's calibration for these settings; left out: no intervals")
 ENTROPY = RunParam("entropy", str, DEFAULT_ENTROPY, choices=lambda: tuple(ENTROPY_KINDS), flag="--entropy",
                    label="Entropy layer", help=_entropy_help())
 GUIDANCE = RunParam(
