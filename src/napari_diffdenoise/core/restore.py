@@ -293,7 +293,7 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     """Refuse settings that cannot work, before any work starts; each message names the setting,
     the value given and what is accepted. Each setting is checked by its declaration
     (core.run_spec), then the rules between settings and the model run, in this order."""
-    given = locals()
+    given = locals()  # the keywords by name: each declared setting finds its value under its own name
     if not isinstance(model, DiffusionModel):
         raise TypeError(f"model must be a DiffusionModel, a bundled model name or a checkpoint path; got {model!r}")
     schedule = model.schedule
