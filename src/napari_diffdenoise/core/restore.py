@@ -856,12 +856,8 @@ def denoise(
         if model is None:
             raise TypeError("model must be a DiffusionModel, a bundled model name or a checkpoint path; got None")
         model = load_model(model)
-    settings = make_settings(
-        model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
-        overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
-        sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage, block=block,
-        block_overlap=block_overlap, guidance=guidance, guidance_weight=guidance_weight, entropy=entropy,
-        std=std)
+    given = locals()  # each declared setting goes on under its own name (core.run_spec)
+    settings = make_settings(model, sampler_params=sampler_params, **{s.name: given[s.name] for s in RUN_SETTINGS})
 
     def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
         if progress is not None:
