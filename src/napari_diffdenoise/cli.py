@@ -18,44 +18,29 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     for info in SAMPLERS.values():
         takes = ", ".join(f"{q.name} ({q.accepted(_NOMINAL)})" for q in info.params) or "no parameters"
         lines.append(f"{info.name} [{'/'.join(info.model_kinds)}]: {takes}")
-    p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
-                   help="the sampler (default: the model's own: ddim, ddim-dc for a deconvolving model given a PSF, "
-                        "fb for an unpaired one); ddim-dc needs a PSF option; fb, mixing, repaint(-baikal) are for "
-                        "unpaired models")
     p.add_argument("--sampler-param", action="append", default=[], metavar="NAME=VALUE",
                    help="a sampler's parameter (repeatable). " + "; ".join(lines) + ". Bounds given as T are the "
                         "model's step count")
-    p.add_argument("--steps", type=int, default=None, help="shorthand for --sampler-param steps=N")
-    p.add_argument("--eta", type=float, default=None, help="shorthand for --sampler-param eta=X")
-    p.add_argument("--samples", type=int, default=8, help="K samples: the entropy comes from them, and the std and intervals unless the model's std head "
-                        "gives them (--std; default 8)")
-    from .core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
-
-    p.add_argument("--entropy", default=DEFAULT_ENTROPY, choices=list(ENTROPY_KINDS),
-                   help=f"what the entropy map shows (default {DEFAULT_ENTROPY}): negentropy = how far each pixel's "
-                        "samples are from one bell curve (one group or several), in bits, whatever their spread; "
-                        "quantised = the seed paper's Shannon entropy of the samples in 256 bins (docs/method.md)")
-    from .core.restore import MEAN_ESTIMATORS, STD_ESTIMATORS
-
-    p.add_argument("--mean", default="auto", choices=list(MEAN_ESTIMATORS),
-                   help="the mean map: head = the model's mean head (one network call, trained for the MMSE mean), "
-                        "x0 = one-evaluation posterior mean, samples = average of the K samples "
-                        "(auto: the head when the model has one, else what the model was trained for)")
-    p.add_argument("--std", default="auto", choices=list(STD_ESTIMATORS),
-                   help="the std map and the intervals' unit: head = the model's std head (one network call, the "
-                        "expected error of the head's mean), samples = the spread of the K samples (auto: the head "
-                        "when the model has one); with the head, --samples 0 still gives std and intervals")
-    p.add_argument("--coverage", type=float, default=None,
-                   help="also write <name>_lower/_upper.tif: intervals holding the truth in this fraction of pixels "
-                        "(e.g. 0.9), from the model's calibration")
-    p.add_argument("--guidance", choices=["dc"], default=None,
-                   help="dc: pull any sampler's clean estimate towards consistency with the PSF (a PSF option) at every "
-                        "network call")
-    p.add_argument("--guidance-weight", type=float, default=1.0, help="step size of the guidance (default 1)")
+    _add_run_settings(p)
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
     _add_psf_args(p)
+
+
+def _add_run_settings(p: argparse.ArgumentParser) -> None:
+    """One option per run setting the declaration gives a flag (core.run_spec): its type, default,
+    choices and help come from there."""
+    from .core.run_spec import cli_settings
+
+    for setting in cli_settings():
+        default = setting.default
+        shown = "" if default is None else f" (default: {default})"
+        help_text = (setting.help + shown).replace("%", "%%")  # argparse formats help with %
+        if setting.type is bool:
+            p.add_argument(setting.flag, dest=setting.name, action="store_true", help=help_text)
+            continue
+        p.add_argument(setting.flag, dest=setting.name, default=default, help=help_text,
+                       type=setting.type if setting.type in (int, float) else None,
+                       choices=list(setting.options()) or None)
 
 
 _NOMINAL = type("NominalSchedule", (), {"n_steps": "T"})()  # for help text: bounds that depend on the model
@@ -235,10 +220,10 @@ def cmd_demo(args) -> int:
 
 def _settings_from_args(args) -> dict:
     """The make_settings keywords the sampling options give."""
-    return dict(sampler=args.sampler, n_samples=args.samples, steps=args.steps, eta=args.eta, seed=args.seed,
-                device=args.device, sampler_params=_parse_params(args.sampler_param), psf=_psf_from_args(args),
-                mean=args.mean, std=args.std, coverage=args.coverage, guidance=args.guidance,
-                guidance_weight=args.guidance_weight, entropy=args.entropy)
+    from .core.run_spec import cli_settings
+
+    return {**{setting.name: getattr(args, setting.name) for setting in cli_settings()},
+            "sampler_params": _parse_params(args.sampler_param), "psf": _psf_from_args(args)}
 
 
 def _batch_printer():

@@ -27,15 +27,17 @@ from magicgui.widgets import (
 from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
-from ..core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, layer_kwargs, layer_metadata
+from ..core.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
 from ..core.run_cost import duration
+from ..core.run_spec import COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, SAMPLER, SEED, STD
 from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for
 from ..core.self_calibration import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices
 from .model_registry import REGISTRY
+from .run_controls import control_for, control_value
 from .sections import Section, extend_form
 
 if TYPE_CHECKING:
@@ -230,8 +232,9 @@ class DenoiseWidget(WorkerControls, Container):
                                    tooltip="A napari-diffdenoise checkpoint, or a bioimage.io package it exported")
         # a callable, not a list: napari resets every dock widget's choices when layers change, and a
         # fixed list would put the paired samplers back under an unpaired model
-        self.sampler = ComboBox(label="Sampler", choices=self._sampler_choices, value="ddim",
-                                tooltip="\n".join(f"{s.name}: {s.description}" for s in SAMPLERS.values()))
+        self.sampler = ComboBox(label=SAMPLER.label, choices=self._sampler_choices, value="ddim",
+                                tooltip=SAMPLER.help + "\n\n" + "\n".join(f"{s.name}: {s.description}"
+                                                                           for s in SAMPLERS.values()))
         self.preset = ComboBox(label="Speed / quality", choices=self._preset_choices, value=list(PRESETS)[1],
                                tooltip="Sets the steps and samples for you: one pass (models with a std head: mean, "
                                        "std and intervals, no entropy) or fast for a look, thorough for the steadiest "
@@ -245,25 +248,10 @@ class DenoiseWidget(WorkerControls, Container):
         self.steps = SpinBox(label=param_label(STEPS), value=DEFAULT_STEPS, min=1, max=1000, tooltip=STEPS.help)
         self.eta = FloatSpinBox(label=param_label(ETA), value=ETA.default, min=ETA.low, max=ETA.high, step=0.1,
                                 tooltip=ETA.help)
-        self.n_samples = SpinBox(label="Samples", value=8, min=0, max=64,
-                                 tooltip="How many restorations are drawn (K in the method's pages): the std, entropy "
-                                         "and interval maps come from their spread (more: steadier maps, slower)")
-        self.mean_estimator = ComboBox(
-            label="Mean from", choices=[("model's choice", "auto"), ("one pass (posterior mean)", "x0"),
-                                        ("average of the samples", "samples")], value="auto",
-            tooltip="One pass: the network's direct estimate of the clean image (the best PSNR for a model trained "
-                    "for it). Average of the samples: the seed paper's DDPM-avg")
-        self.std_estimator = ComboBox(
-            label="Std from", choices=[("model's choice", "auto"), ("one pass (std head)", "head"),
-                                       ("spread of the samples", "samples")], value="auto",
-            tooltip="One pass: the model's std head predicts the error of the one-pass mean, in one network "
-                    "evaluation (ranks the real error better on held-out real images: docs/benchmarks/std_head.md). "
-                    "Spread of the samples: the seed paper's std of the K samples. Model's choice: the head when the "
-                    "model has one. The entropy map always comes from the samples")
-        self.coverage = FloatSpinBox(
-            label="Interval coverage", value=0.0, min=0.0, max=0.99, step=0.05,
-            tooltip="0: no intervals. 0.9: add [lower] and [upper] layers that contain the true intensity in 90 % "
-                    "of pixels, by the model's calibration for these settings (see the documentation link above)")
+        self.n_samples = control_for(N_SAMPLES)
+        self.mean_estimator = control_for(MEAN)
+        self.std_estimator = control_for(STD)
+        self.coverage = control_for(COVERAGE)
         self.self_calibrate = CheckBox(
             text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px)", value=True, visible=False,
             tooltip="Before the run, measure the model's real error on this image (residuals against the neighbouring "
@@ -271,18 +259,10 @@ class DenoiseWidget(WorkerControls, Container):
                     "from it. "
                     "Off: the model's stored calibration, made on other images")
         self.coverage.changed.connect(lambda value: setattr(self.self_calibrate, "visible", value > 0))
-        self.entropy = ComboBox(
-            label="Entropy layer", choices=list(ENTROPY_KINDS), value=DEFAULT_ENTROPY,
-            tooltip="\n\n".join(f"{name}: {kind.definition}" for name, kind in ENTROPY_KINDS.items()))
-        self.keep_samples = CheckBox(
-            text="Keep the samples as a layer", value=False,
-            tooltip="Adds a hidden [samples] layer: the K restorations along a new first axis. Flipping through "
-                    "them shows what the model is unsure of more directly than any map. Costs K times the image's "
-                    "memory (refused when that exceeds half of this machine's)")
-        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Same seed, same result")
-        self.device = ComboBox(label="Device", choices=available_devices(), value="auto",
-                               tooltip="Where the network runs: auto takes a GPU (CUDA or Apple) when there is one, "
-                                       "else the CPU")
+        self.entropy = control_for(ENTROPY)
+        self.keep_samples = control_for(KEEP_SAMPLES)
+        self.seed = control_for(SEED)
+        self.device = control_for(DEVICE, choices=available_devices())
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
                                    tooltip="A Gaussian PSF of the width below, or an image layer holding a measured or "
                                            "computed PSF (2D, centred, any scale)")
@@ -291,6 +271,10 @@ class DenoiseWidget(WorkerControls, Container):
                                               "size for a widefield microscope (λ: the emission wavelength)")
         self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False,
                                   tooltip="Richardson-Lucy rounds: more sharpens more and amplifies noise")
+        # the controls made from the run's declaration, by the setting each gives
+        self.run_controls = {"n_samples": self.n_samples, "mean": self.mean_estimator, "std": self.std_estimator,
+                             "coverage": self.coverage, "entropy": self.entropy, "keep_samples": self.keep_samples,
+                             "seed": self.seed, "device": self.device}
         self.run_button = PushButton(text="Run")
         self.preview_button = PushButton(
             text="Preview", tooltip="A quick look at the plane on view before the full run: the model's one-pass "
@@ -569,7 +553,7 @@ class DenoiseWidget(WorkerControls, Container):
             params["steps"] = min(self.steps.value, PREVIEW_STEPS) if preview else self.steps.value
         if "eta" in names:
             params["eta"] = self.eta.value
-        coverage = None if preview or self.coverage.value <= 0 else self.coverage.value
+        coverage = None if preview else control_value(COVERAGE, self.coverage.value)
         n_samples = self.n_samples.value
         if preview:
             one_pass = make_settings(self._selected_model(), sampler=sampler, n_samples=1, sampler_params=params,

@@ -25,28 +25,33 @@ from .conformal import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
-from .guidance import GUIDES, Guided, make_guide
+from .guidance import Guided, make_guide
 from .image_io import is_lazy
-from .maps import DEFAULT_ENTROPY, ENTROPY_KINDS, MAPS, MapContext, map_names, sample_maps
+from .maps import DEFAULT_ENTROPY, MAPS, MapContext, map_names, sample_maps
 from .model import DiffusionModel
 from .noise import FieldNoise
 from .normalization import IntensityMap
 from .physics import check_psf
 from .run_record import calibration_key, metadata_settings, settings_record
-from .sampler_registry import Param, SamplerInfo, get_sampler
+from .run_spec import (  # noqa: F401  (re-exported: the names restore has always offered)
+    BATCH_PIXELS,
+    BLOCK,
+    COVERAGE,
+    DEFAULT_BLOCK,
+    DEFAULT_BLOCK_OVERLAP,
+    KEEP_SAMPLES,
+    MEAN_ESTIMATORS,
+    N_SAMPLES,
+    RUN_SETTINGS,
+    SEED,
+    STD_ESTIMATORS,
+)
+from .sampler_registry import SamplerInfo, get_sampler
 from .std_head import GAMMA, StdHeadAsEps
 from .tiling import make_tiles
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
-# How the [mean] layer is estimated. "head": the model's mean head, a one-step network trained on
-# the MSE to the clean image (DiffusionModel.mean_network), one evaluation. "x0": x̂₀ at the noisiest level with a zero input, one network
-# evaluation of E[clean | noisy] for a model trained for it (TrainConfig.mean_fraction). "samples": the average of the K samples (DDPM-avg,
-# Osuna-Vargas et al.). "auto": what the model declares (DiffusionModel.mean_estimator).
-MEAN_ESTIMATORS = ("auto", "head", "x0", "samples")
-# how the std map (and the intervals' unit) is made: the spread of the K samples, or in one pass by the
-# model's std head (core.std_head); "auto" takes the head when the model has one
-STD_ESTIMATORS = ("auto", "head", "samples")
 # what denoise() does unless told otherwise; the bundled models ship calibrated for it
 DEFAULT_SAMPLER_SETTINGS = {"sampler": "ddim", "sampler_params": {"steps": 10, "eta": 1.0}, "n_samples": 8}
 # a 512² plane's maps in under 10 s on a 2-core CPU, at a cost in how well the std ranks the errors
@@ -250,17 +255,6 @@ def _check_kept_samples(array, n_samples: int) -> None:
 
 
 KEPT_SAMPLES_SHARE = 0.5  # of the machine's memory that kept samples may take
-N_SAMPLES = Param("n_samples", int, 8, 0, 4096)  # 0: the one-pass mean alone (a preview)
-SEED = Param("seed", int, 0, 0)
-COVERAGE = Param("coverage", float, None, 0.01, 0.999)
-# A plane is sampled whole (the K samples' state covers it) unless a side exceeds DEFAULT_BLOCK: then in
-# overlapping blocks whose maps blend like tiles. Blocks draw the plane's own noise at their global
-# positions (core.noise), so in an overlap both see the same noise and condition and their samples
-# agree, which keeps the blend free of seams (tests/test_bigdata.py).
-DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP = 4096, 128
-BLOCK = Param("block", int, DEFAULT_BLOCK, 64, 2**30)
-BATCH_PIXELS = Param("batch_pixels", int, None, 1)
-KEEP_SAMPLES = Param("keep_samples", bool, False)
 
 
 @dataclass(frozen=True)
@@ -297,10 +291,40 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
                   guidance: str | None = None, guidance_weight: float = 1.0,
                   entropy: str = DEFAULT_ENTROPY, std: str = "auto") -> Settings:
     """Refuse settings that cannot work, before any work starts; each message names the setting,
-    the value given and what is accepted."""
+    the value given and what is accepted. Each setting is checked by its declaration
+    (core.run_spec), then the rules between settings and the model run, in this order."""
+    given = locals()  # the keywords by name: each declared setting finds its value under its own name
     if not isinstance(model, DiffusionModel):
         raise TypeError(f"model must be a DiffusionModel, a bundled model name or a checkpoint path; got {model!r}")
-    if sampler is None:  # the model's own choice; PSF guidance only when a PSF is given
+    schedule = model.schedule
+    v = {s.name: s.check(given[s.name], schedule) if s.checked else given[s.name] for s in RUN_SETTINGS}
+    info = _sampler_rule(model, v["sampler"], v["psf"])
+    _guidance_rule(info, v["guidance"], v["psf"], v["coverage"])
+    psf = None if v["psf"] is None else check_psf(v["psf"])
+    params = info.parameters(schedule, _shorthand_params(info, sampler_params, steps=v["steps"], eta=v["eta"]))
+    mean = _mean_rule(model, v["mean"], v["n_samples"])
+    std = _std_estimator(model, v["std"], mean)
+    _coverage_rule(v["coverage"], v["n_samples"], std)
+    dev = resolve_device(v["device"])
+    tile, overlap = _tile_rule(model, v["tile"], v["overlap"])
+    block = DEFAULT_BLOCK if v["block"] is None else v["block"]
+    block_overlap = _block_overlap_rule(v["block_overlap"], block)
+    batch_pixels = default_batch_pixels(dev) if v["batch_pixels"] is None else v["batch_pixels"]
+    percentiles = _percentiles_rule(v["percentiles"])
+    settings = Settings(info, params, v["n_samples"], v["seed"], dev, tile, overlap, batch_pixels,
+                        tuple(percentiles or model.percentiles), mean, psf, v["coverage"], None, v["keep_samples"],
+                        block, block_overlap, v["guidance"], float(v["guidance_weight"]), v["entropy"], std)
+    if v["coverage"] is None:
+        return settings
+    calibration = find_calibration(model, calibration_key(settings_record(settings)))
+    calibration.factor(v["coverage"])  # a coverage outside the calibrated levels is refused here
+    return dataclasses.replace(settings, calibration=calibration)
+
+
+def _sampler_rule(model: DiffusionModel, sampler: str | None, psf) -> SamplerInfo:
+    """The sampler asked for, else the model's own (PSF guidance only when a PSF is given); one that
+    fits the model's kind, with the PSF it needs."""
+    if sampler is None:
         sampler = model.default_sampler
         if sampler == "ddim-dc" and psf is None:
             sampler = "ddim"
@@ -308,40 +332,42 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     if info.needs_psf and psf is None:
         raise ValueError(f"sampler {sampler!r} needs the PSF the image was blurred with (psf=…): e.g. "
                          "physics.gaussian_psf(sigma_px), airy_psf(…) or a measured bead image")
+    return info
+
+
+def _guidance_rule(info: SamplerInfo, guidance: str | None, psf, coverage: float | None) -> None:
+    """A PSF steers either the sampler itself or the guidance, and guidance changes the spread that
+    intervals are calibrated for."""
     if guidance is not None:
-        if guidance not in GUIDES:
-            raise ValueError(f"guidance must be one of {GUIDES}; got {guidance!r}")
         if info.needs_psf:
-            raise ValueError(f"sampler {sampler!r} guides with the PSF itself; use guidance with another sampler")
+            raise ValueError(f"sampler {info.name!r} guides with the PSF itself; use guidance with another sampler")
         if psf is None:
             raise ValueError("guidance='dc' needs the PSF the image was blurred with (psf=…)")
-        if not (isinstance(guidance_weight, (int, float)) and 0 <= guidance_weight <= 100):
-            raise ValueError(f"guidance_weight must be a number from 0 to 100; got {guidance_weight!r}")
         if coverage is not None:
             raise ValueError("coverage is calibrated for unguided sampling; guidance changes the spread. Leave "
                              "coverage out, or calibrate the model for these settings first")
     if psf is not None and not info.needs_psf and guidance is None:
-        raise ValueError(f"sampler {sampler!r} does not use a PSF; choose 'ddim-dc' for PSF-guided sampling, or "
+        raise ValueError(f"sampler {info.name!r} does not use a PSF; choose 'ddim-dc' for PSF-guided sampling, or "
                          "guidance='dc' to guide any sampler with it")
-    if psf is not None:
-        psf = check_psf(psf)
-    schedule = model.schedule
-    n_samples, seed = N_SAMPLES.check(n_samples, schedule), SEED.check(seed, schedule)
+
+
+def _shorthand_params(info: SamplerInfo, sampler_params: dict | None, **shorthands) -> dict:
+    """sampler_params with steps= and eta= added: plain arguments for the samplers that take them."""
     given = dict(sampler_params or {})
-    for name, value in (("steps", steps), ("eta", eta)):  # plain arguments for the samplers that take them
+    for name, value in shorthands.items():
         if value is not None:
             if name not in {p.name for p in info.params}:
-                raise ValueError(f"sampler {sampler!r} has no parameter {name!r}; it takes "
+                raise ValueError(f"sampler {info.name!r} has no parameter {name!r}; it takes "
                                  f"{[p.name for p in info.params] or 'none'}")
             if name in given and given[name] != value:
                 raise ValueError(f"{name}={value!r} and sampler_params[{name!r}]={given[name]!r} disagree; give "
                                  "one of them")
             given.setdefault(name, value)
-    params = info.parameters(schedule, given)
-    if not isinstance(entropy, str) or entropy not in ENTROPY_KINDS:
-        raise ValueError(f"entropy must be one of {tuple(ENTROPY_KINDS)}; got {entropy!r}")
-    if mean not in MEAN_ESTIMATORS:
-        raise ValueError(f"mean must be one of {MEAN_ESTIMATORS}; got {mean!r}")
+    return given
+
+
+def _mean_rule(model: DiffusionModel, mean: str, n_samples: int) -> str:
+    """The mean estimator this model can give ("auto" resolved); samples for it when it needs them."""
     if mean == "x0" and model.kind != "paired":
         raise ValueError("mean='x0' needs a paired model (the noisy image is its condition); use mean='samples'")
     if mean == "head" and model.mean_network is None:
@@ -353,13 +379,17 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     if n_samples == 0 and mean == "samples":
         raise ValueError("n_samples must be at least 1, unless the mean is a one-pass estimate (mean='head' or "
                          "'x0'), which needs no samples")
-    std = _std_estimator(model, std, mean)
-    if coverage is not None:
-        coverage = COVERAGE.check(coverage, schedule)
-        if n_samples < 2 and std == "samples":
-            raise ValueError("coverage needs n_samples of at least 2 (one sample has no spread), or a model with a "
-                             "std head (std='head')")
-    dev = resolve_device(device)
+    return mean
+
+
+def _coverage_rule(coverage: float | None, n_samples: int, std: str) -> None:
+    if coverage is not None and n_samples < 2 and std == "samples":
+        raise ValueError("coverage needs n_samples of at least 2 (one sample has no spread), or a model with a "
+                         "std head (std='head')")
+
+
+def _tile_rule(model: DiffusionModel, tile, overlap) -> tuple[int, int]:
+    """(tile, overlap) in pixels: the tile a multiple the network takes, the overlap below it."""
     multiple = model.network.config.size_multiple
     if tile is not None and not _whole(tile):  # "64", 40.7: never rounded or parsed behind the user's back
         raise ValueError(f"tile must be a whole number of pixels, at least {multiple} for this model; got {tile!r}")
@@ -372,33 +402,30 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     overlap = int(tile * DEFAULT_OVERLAP_FRACTION) if overlap is None else int(overlap)
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be at least 0 and below the tile ({tile}); got {overlap}")
-    block = DEFAULT_BLOCK if block is None else BLOCK.check(block, schedule)
+    return tile, overlap
+
+
+def _block_overlap_rule(block_overlap, block: int) -> int:
     if block_overlap is not None and not _whole(block_overlap):
         raise ValueError(f"block_overlap must be a whole number of pixels, below half the block ({block // 2}); "
                          f"got {block_overlap!r}")
     block_overlap = DEFAULT_BLOCK_OVERLAP if block_overlap is None else int(block_overlap)
     if not 0 <= block_overlap < block // 2:
         raise ValueError(f"block_overlap must be at least 0 and below half the block ({block // 2}); got {block_overlap}")
-    batch_pixels = default_batch_pixels(dev) if batch_pixels is None else BATCH_PIXELS.check(batch_pixels, schedule)
-    keep_samples = KEEP_SAMPLES.check(keep_samples, schedule)
+    return block_overlap
+
+
+def _percentiles_rule(percentiles):
     if percentiles is not None and not (
             isinstance(percentiles, (tuple, list)) and len(percentiles) == 2
             and all(isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool) and math.isfinite(p)
                     for p in percentiles) and 0 <= percentiles[0] < percentiles[1] <= 100):
         raise ValueError(f"percentiles must be two numbers (low, high) with 0 ≤ low < high ≤ 100; got {percentiles!r}")
-    settings = Settings(info, params, n_samples, seed, dev, tile, overlap, batch_pixels,
-                        tuple(percentiles or model.percentiles), mean, psf, coverage, None, keep_samples,
-                        block, block_overlap, guidance, float(guidance_weight), entropy, std)
-    if coverage is None:
-        return settings
-    calibration = find_calibration(model, calibration_key(settings_record(settings)))
-    calibration.factor(coverage)  # a coverage outside the calibrated levels is refused here
-    return dataclasses.replace(settings, calibration=calibration)
+    return percentiles
 
 
 def _std_estimator(model: DiffusionModel, std: str, mean: str) -> str:
-    if std not in STD_ESTIMATORS:
-        raise ValueError(f"std must be one of {STD_ESTIMATORS}; got {std!r}")
+    """The std estimator this model can give with this mean ("auto" resolved)."""
     if std == "head" and model.std_network is None:
         raise ValueError(f"std='head' needs a model with a std head; {model.name!r} has none: use std='samples'")
     if std == "head" and mean != "head":
@@ -829,12 +856,8 @@ def denoise(
         if model is None:
             raise TypeError("model must be a DiffusionModel, a bundled model name or a checkpoint path; got None")
         model = load_model(model)
-    settings = make_settings(
-        model, sampler=sampler, n_samples=n_samples, steps=steps, eta=eta, seed=seed, device=device, tile=tile,
-        overlap=overlap, percentiles=percentiles, batch_pixels=batch_pixels, keep_samples=keep_samples,
-        sampler_params=sampler_params, psf=psf, mean=mean, coverage=coverage, block=block,
-        block_overlap=block_overlap, guidance=guidance, guidance_weight=guidance_weight, entropy=entropy,
-        std=std)
+    given = locals()  # each declared setting goes on under its own name (core.run_spec)
+    settings = make_settings(model, sampler_params=sampler_params, **{s.name: given[s.name] for s in RUN_SETTINGS})
 
     def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
         if progress is not None:

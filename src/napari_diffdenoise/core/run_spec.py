@@ -1,0 +1,160 @@
+"""A run's settings (the keywords of :func:`.restore.make_settings`), each declared once.
+
+Each :class:`RunParam` holds what the library checks (type, bounds, choices) and what people read
+(label, help, CLI flag), so that :func:`.restore.make_settings`, the CLI's run options and the Denoise
+widget's controls are derived from one place and cannot drift apart (tests/test_run_spec.py).
+Settings whose accepted values depend on the model or on other settings (tile, overlap, the
+sampler's steps…) are declared here too, with ``checked=False``: a named rule in restore checks them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .guidance import GUIDES
+from .maps import DEFAULT_ENTROPY, ENTROPY_KINDS
+from .sampler_registry import ETA, SAMPLERS, STEPS, Param
+from .schedules import NoiseSchedule
+
+# How the [mean] layer is estimated. "head": the model's mean head, a one-step network trained on
+# the MSE to the clean image (DiffusionModel.mean_network), one evaluation. "x0": x̂₀ at the noisiest level with a zero input, one network
+# evaluation of E[clean | noisy] for a model trained for it (TrainConfig.mean_fraction). "samples": the average of the K samples (DDPM-avg,
+# Osuna-Vargas et al.). "auto": what the model declares (DiffusionModel.mean_estimator).
+MEAN_ESTIMATORS = ("auto", "head", "x0", "samples")
+# how the std map (and the intervals' unit) is made: the spread of the K samples, or in one pass by the
+# model's std head (core.std_head); "auto" takes the head when the model has one
+STD_ESTIMATORS = ("auto", "head", "samples")
+# A plane is sampled whole (the K samples' state covers it) unless a side exceeds DEFAULT_BLOCK: then in
+# overlapping blocks whose maps blend like tiles. Blocks draw the plane's own noise at their global
+# positions (core.noise), so in an overlap both see the same noise and condition and their samples
+# agree, which keeps the blend free of seams (tests/test_bigdata.py).
+DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP = 4096, 128
+
+
+@dataclass(frozen=True)
+class RunParam(Param):
+    """A run setting: a :class:`Param` (type, default, bounds, label, help) and what the CLI and
+    forms need besides. ``choices`` may be a function, for enumerations that grow at run time (a
+    sampler or an entropy kind registered later)."""
+
+    flag: str = ""  # the CLI option; "" for a setting the CLI does not offer
+    optional: bool = False  # None is accepted: "off" (coverage, guidance) or "worked out for the model"
+    checked: bool = True  # False: accepted values depend on the model or other settings (a rule checks it)
+    step: float | None = None  # a form's step for a float
+    most_offered: float | None = None  # a form's upper end, where the bound is far beyond sensible use
+    choice_labels: tuple[str, ...] = ()  # plain words for the choices in a form, in their order
+
+    def options(self) -> tuple:
+        return tuple(self.choices() if callable(self.choices) else self.choices)
+
+    def labelled_options(self) -> list[tuple[str, object]]:
+        """(form label, value) per choice; the value itself where no label is declared."""
+        labels = dict(zip(self.options(), self.choice_labels))
+        return [(labels.get(value, value), value) for value in self.options()]
+
+    def accepted(self, schedule: NoiseSchedule) -> str:
+        # a tuple, as make_settings has always named them ("entropy must be one of ('negentropy', …)")
+        return f"one of {self.options()}" if self.type is str else super().accepted(schedule)
+
+    def check(self, value, schedule: NoiseSchedule):
+        if self.optional and value is None:
+            return None
+        if self.type is str:
+            if isinstance(value, str) and value in self.options():
+                return value
+            raise ValueError(f"{self.name} must be {self.accepted(schedule)}; got {value!r}")
+        return super().check(value, schedule)
+
+
+def _entropy_help() -> str:
+    return "What the entropy map shows, in bits: " + "; ".join(
+        f"{name} = {kind.definition}" for name, kind in ENTROPY_KINDS.items())
+
+
+SAMPLER = RunParam(
+    "sampler", str, None, choices=lambda: tuple(SAMPLERS), optional=True, checked=False, flag="--sampler",
+    label="Sampler",
+    help="How the restorations are drawn (default: the model's own: ddim, ddim-dc for a deconvolving model given a "
+         "PSF, fb for an unpaired one); ddim-dc needs a PSF; fb, mixing, repaint(-baikal) are for unpaired models")
+# steps and η belong to the samplers that declare them (their Param checks them); here only the
+# shorthand that sets them for whichever sampler runs
+STEPS_SETTING = RunParam(
+    "steps", int, None, STEPS.low, STEPS.high, optional=True, checked=False, flag="--steps", label=STEPS.label,
+    help=STEPS.help + " (default: the sampler's own; a shorthand for its steps parameter)")
+ETA_SETTING = RunParam(
+    "eta", float, None, ETA.low, ETA.high, optional=True, checked=False, flag="--eta", label=ETA.label, step=0.1,
+    help=ETA.help + " (default: the sampler's own; a shorthand for its eta parameter)")
+N_SAMPLES = RunParam(
+    "n_samples", int, 8, 0, 4096, flag="--samples", label="Samples", most_offered=64,
+    help="How many restorations are drawn (K): the entropy map comes from their spread, and so do the std and the "
+         "intervals unless the model's std head gives them; more gives steadier maps and is slower. 0: the "
+         "one-pass mean alone (with the std head's std and intervals, for a model that has one)")
+SEED = RunParam("seed", int, 0, 0, flag="--seed", label="Seed", most_offered=2**31 - 1,
+                help="The same seed gives the same result on the same device")
+DEVICE = RunParam("device", str, "auto", checked=False, flag="--device", label="Device",
+                  help="Where the network runs: auto takes a GPU (CUDA or Apple) when there is one, else the CPU; "
+                       "or name one (cpu, cuda:0, mps)")
+MEAN = RunParam(
+    "mean", str, "auto", choices=MEAN_ESTIMATORS, flag="--mean", label="Mean from",
+    choice_labels=("model's choice", "one pass (mean head)", "one pass (posterior mean)", "average of the samples"),
+    help="How the mean map is made: head = the model's mean head (one network call, trained for the best mean), "
+         "x0 = the network's one-evaluation estimate of the clean image, samples = the average of the K samples (the "
+         "seed paper's DDPM-avg); auto = the head when the model has one, else what the model was trained for")
+STD = RunParam(
+    "std", str, "auto", choices=STD_ESTIMATORS, flag="--std", label="Std from",
+    choice_labels=("model's choice", "one pass (std head)", "spread of the samples"),
+    help="How the std map and the intervals' width are made: head = the model's std head, the expected error of "
+         "the head's mean in one network call (ranks the real error better on held-out real images: "
+         "docs/benchmarks/std_head.md), so 0 samples still give std and intervals; samples = the spread of the K "
+         "samples; auto = the head when the model has one. The entropy map always comes from the samples")
+COVERAGE = RunParam(
+    "coverage", float, None, 0.01, 0.999, optional=True, flag="--coverage", label="Interval coverage", step=0.05,
+    most_offered=0.99,
+    help="Also make lower and upper bounds that hold the true intensity in this fraction of pixels (e.g. 0.9), "
+         "from the model's calibration for these settings; left out: no intervals")
+ENTROPY = RunParam("entropy", str, DEFAULT_ENTROPY, choices=lambda: tuple(ENTROPY_KINDS), flag="--entropy",
+                   label="Entropy layer", help=_entropy_help())
+GUIDANCE = RunParam(
+    "guidance", str, None, choices=GUIDES, optional=True, flag="--guidance", label="Guidance",
+    help="dc: pull any sampler's clean estimate towards consistency with the PSF (a PSF is needed) at every "
+         "network call")
+GUIDANCE_WEIGHT = RunParam("guidance_weight", float, 1.0, 0, 100, flag="--guidance-weight", label="Guidance strength",
+                           step=0.1, help="The step size of the guidance, with guidance given")
+KEEP_SAMPLES = RunParam(
+    "keep_samples", bool, False, label="Keep the samples as a layer",
+    help="Also keep the K restorations themselves, along a new first axis (a hidden [samples] layer in napari): "
+         "flipping through them shows what the model is unsure of more directly than any map. Costs K times the "
+         "image's memory (refused when that exceeds half of this machine's)")
+TILE = RunParam("tile", int, None, optional=True, checked=False, label="Tile",
+                help="The network sees the plane in tiles of this many pixels a side (default: the model's tile)")
+OVERLAP = RunParam("overlap", int, None, 0, optional=True, checked=False, label="Tile overlap",
+                   help="Pixels shared by neighbouring tiles, blended so no seam shows (default: a quarter of the tile)")
+BLOCK = RunParam("block", int, DEFAULT_BLOCK, 64, 2**30, optional=True, label="Block",
+                 help="Planes with a side over this many pixels are sampled in overlapping blocks of this size, which "
+                      "bounds the memory a run takes")
+BLOCK_OVERLAP = RunParam("block_overlap", int, DEFAULT_BLOCK_OVERLAP, 0, optional=True, checked=False,
+                         label="Block overlap", help="Pixels shared by neighbouring blocks, below half the block")
+BATCH_PIXELS = RunParam("batch_pixels", int, None, 1, optional=True, label="Pixels per batch",
+                        help="How many pixels go through the network at once (default: what suits the device)")
+PERCENTILES = RunParam("percentiles", tuple, None, optional=True, checked=False, label="Normalisation percentiles",
+                       help="Each plane's (low, high) percentiles that the model's intensity range is fitted to "
+                            "(default: those the model was trained with)")
+PSF = RunParam("psf", object, None, optional=True, checked=False, label="PSF",
+               help="The point spread function the image was blurred with (a 2D image, any scale), for ddim-dc or "
+                    "guidance")
+
+RUN_SETTINGS: tuple[RunParam, ...] = (
+    SAMPLER, N_SAMPLES, STEPS_SETTING, ETA_SETTING, SEED, DEVICE, TILE, OVERLAP, PERCENTILES, BATCH_PIXELS,
+    KEEP_SAMPLES, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD)
+
+
+def run_setting(name: str) -> RunParam:
+    for setting in RUN_SETTINGS:
+        if setting.name == name:
+            return setting
+    raise KeyError(name)
+
+
+def cli_settings() -> tuple[RunParam, ...]:
+    """The settings the CLI offers as options of their own."""
+    return tuple(s for s in RUN_SETTINGS if s.flag)
+

@@ -1,0 +1,120 @@
+"""A run's settings are declared once (core.run_spec, issue #20): make_settings, the CLI's run
+options and the Denoise widget's controls all take type, default, bounds, choices and help from
+there. Each test fails when one of them says something the declaration does not."""
+import inspect
+
+import pytest
+
+from napari_diffdenoise import cli, denoise
+from napari_diffdenoise.core import run_spec
+from napari_diffdenoise.core.restore import make_settings
+from napari_diffdenoise.core.run_spec import RUN_SETTINGS, RunParam, cli_settings, run_setting
+
+# flagged settings the Denoise form sets elsewhere: the sampler and its steps and η from the sampler's own
+# declaration (core.sampler_registry), guidance not at all (a library and CLI option)
+NOT_IN_THE_FORM = {"sampler", "steps", "eta", "guidance", "guidance_weight"}
+
+
+def _denoise_parser():
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    return subparsers.choices["denoise"]
+
+
+def _option(parser, flag):
+    return next(a for a in parser._actions if flag in a.option_strings)
+
+
+@pytest.mark.parametrize("setting", cli_settings(), ids=lambda s: s.name)
+def test_each_cli_run_option_is_its_declaration(setting):
+    action = _option(_denoise_parser(), setting.flag)
+    assert action.dest == setting.name
+    assert action.default == setting.default
+    assert action.help.replace("%%", "%").startswith(setting.help)
+    if setting.type in (int, float):
+        assert action.type is setting.type
+    assert list(action.choices or ()) == list(setting.options())
+
+
+def test_the_cli_passes_every_run_option_on_by_its_declared_name():
+    args = _denoise_parser().parse_args(["in.tif"])
+    given = cli._settings_from_args(args)
+    assert set(given) - {"sampler_params"} <= {s.name for s in RUN_SETTINGS}
+    assert {s.name for s in cli_settings()} <= set(given)
+    assert all(given[s.name] == s.default for s in cli_settings())
+
+
+def test_a_setting_added_to_the_declaration_appears_in_the_cli(monkeypatch):
+    flux = RunParam("flux", float, 2.0, 0.0, 5.0, flag="--flux", label="Flux", help="How bright the flux is")
+    monkeypatch.setattr(run_spec, "RUN_SETTINGS", (*RUN_SETTINGS, flux))
+    parser = _denoise_parser()
+    assert "--flux" in parser.format_help() and "How bright the flux is" in parser.format_help()
+    args = parser.parse_args(["in.tif", "--flux", "3"])
+    assert args.flux == 3.0 and cli._settings_from_args(args)["flux"] == 3.0
+
+
+@pytest.mark.parametrize("function", [make_settings, denoise], ids=lambda f: f.__name__)
+def test_the_library_keywords_are_the_declared_settings_with_their_defaults(function):
+    parameters = inspect.signature(function).parameters
+    for setting in RUN_SETTINGS:
+        default = parameters[setting.name].default
+        assert default == setting.default or (default is None and setting.optional), setting.name
+
+
+def _checked_numbers():
+    return [s for s in RUN_SETTINGS if s.checked and s.type in (int, float)]
+
+
+@pytest.mark.parametrize("setting", _checked_numbers(), ids=lambda s: s.name)
+def test_make_settings_refuses_what_the_declaration_refuses(tiny_model, setting):
+    assert setting.high is not None or setting.low is not None, setting.name
+    value = (setting.high + 1) if setting.high is not None else (setting.low - 1)
+    with pytest.raises(ValueError, match=rf"^{setting.name} must be .*; got {value!r}$"):
+        make_settings(tiny_model, **{setting.name: value})
+
+
+@pytest.mark.parametrize("setting", [s for s in RUN_SETTINGS if s.checked and s.options()], ids=lambda s: s.name)
+def test_make_settings_refuses_a_choice_the_declaration_does_not_offer(tiny_model, setting):
+    with pytest.raises(ValueError, match=rf"^{setting.name} must be one of \({setting.options()[0]!r}"):
+        make_settings(tiny_model, **{setting.name: "nonsense"})
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    from napari_diffdenoise._widgets.denoise import DenoiseWidget
+
+    return DenoiseWidget(make_napari_viewer())
+
+
+def test_the_denoise_form_offers_each_flagged_setting_or_says_where_it_is_set(widget):
+    assert set(widget.run_controls) == {s.name for s in cli_settings()} - NOT_IN_THE_FORM | {"keep_samples"}
+
+
+def test_each_denoise_control_is_its_declaration(widget):
+    from magicgui.widgets import CheckBox, ComboBox
+
+    for name, control in widget.run_controls.items():
+        setting = run_setting(name)
+        assert control.tooltip.startswith(setting.help), name
+        if isinstance(control, CheckBox):
+            assert control.text == setting.label and control.value == setting.default, name
+            continue
+        assert control.label == setting.label, name
+        if isinstance(control, ComboBox):
+            assert control.value == setting.default, name
+            if setting.options():  # an open setting (the device) lists what this machine has
+                assert control.choices == tuple(setting.options()), name
+                shown = [control.native.itemText(i) for i in range(control.native.count())]
+                assert shown == [label for label, _ in setting.labelled_options()], name
+            continue
+        off = setting.optional and setting.default is None  # 0 in the form: none
+        assert control.value == (0 if off else setting.default), name
+        assert control.min == (0 if off or setting.low is None else setting.low), name
+        assert control.max == (setting.most_offered if setting.most_offered is not None else setting.high), name
+        if setting.step is not None:
+            assert control.step == setting.step, name
+
+
+def test_the_sampler_control_is_its_declaration(widget):
+    sampler = run_setting("sampler")
+    assert widget.sampler.label == sampler.label and widget.sampler.tooltip.startswith(sampler.help)
