@@ -54,6 +54,7 @@ import torch
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.camera_noise import estimate_noise, simulate_like
+from napari_diffdenoise.core.driving import drive
 from napari_diffdenoise.core.metrics import calibration as error_bins
 from napari_diffdenoise.core.metrics import psnr_fitted
 from napari_diffdenoise.core.normalization import IntensityMap
@@ -73,14 +74,6 @@ C_MAX = 3.0  # ambient route: the largest Tweedie factor trained (levels above i
 PATCH, BATCH = 64, 8
 
 
-def _drive(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
 def evaluate(model, noisy, truth) -> dict:
     t0 = time.perf_counter()
     result = denoise(noisy, model, seed=0)
@@ -88,7 +81,7 @@ def evaluate(model, noisy, truth) -> dict:
     err = np.abs(truth - result.mean).astype(np.float64)
     unit = result.interval_unit.astype(np.float64)
     t0 = time.perf_counter()
-    own = _drive(iter_self_calibrate(model, noisy, seed=1)).calibration
+    own = drive(iter_self_calibrate(model, noisy, seed=1))[0].calibration
     self_s = time.perf_counter() - t0
     lam, oracle = own.factor(LEVEL), oracle_factor(err, unit, 0.0, LEVEL)
     own_mean = denoise(noisy, model, seed=0, mean="samples").mean  # the samples' own mean (same seed: same samples)

@@ -43,6 +43,7 @@ from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.calibration_run import run_settings
 from napari_diffdenoise.core.camera_noise import estimate_noise
 from napari_diffdenoise.core.conformal import find_calibration
+from napari_diffdenoise.core.driving import drive
 from napari_diffdenoise.core.error_scale import N_BINS, ErrorScale
 from napari_diffdenoise.core.metrics import calibration as error_bins
 from napari_diffdenoise.core.metrics import psnr_fitted
@@ -157,14 +158,6 @@ def truth_scale(error: np.ndarray, unit: np.ndarray, tau2) -> ErrorScale:
 STD_ROUTES = {"samples": {"std": "samples"}, "head": {"std": "head", "n_samples": 0}}
 
 
-def _drive(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
 def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, std="samples"):
     """Coverage of every route against ``truth`` (its own noise variance ``tau2`` accounted for);
     ``excused``: a texture variance the second column excuses (re-acquired images); ``std``: which
@@ -177,13 +170,13 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, s
     unit = result.interval_unit.astype(np.float64)
     shipped = find_calibration(model, run_settings(result.metadata))
     t0 = time.perf_counter()
-    own = _drive(iter_self_calibrate(model, noisy, seed=1, **settings)).calibration
+    own = drive(iter_self_calibrate(model, noisy, seed=1, **settings))[0].calibration
     self_seconds = time.perf_counter() - t0
     calibrations = {"shipped": shipped, "self (recorrupted)": own,
                     "Gaussian per bin, V from the truth": truth_scale(truth - result.mean, unit, tau2)}
     if frames is not None:
-        calibrations["self (frame pairs)"] = _drive(iter_self_calibrate(model, frames, frames=True, seed=1,
-                                                                         **settings)).calibration
+        calibrations["self (frame pairs)"] = drive(iter_self_calibrate(model, frames, frames=True, seed=1,
+                                                                        **settings))[0].calibration
     rho = float(error_bins(result.std, result.mean - truth)[2])
     record = {"case": label, "std": std, "psnr": float(psnr_fitted(result.mean, truth)), "spearman": rho,
               "restore_s": restore_seconds, "self_calibration_s": self_seconds, "routes": {}}
