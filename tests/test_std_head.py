@@ -152,3 +152,16 @@ def test_the_one_pass_preset_runs_the_heads_alone_and_only_where_the_model_has_t
     np.testing.assert_array_equal(viewer.layers["plane [std]"].data, denoise(plane, with_std, n_samples=0).std)
     w.n_samples.value = 2  # a hand edit leaves the preset
     assert w.preset.value == "custom"
+
+
+def test_a_calibration_of_the_head_draws_no_samples_and_equals_one_that_did(with_std):
+    from napari_diffdenoise.core.restore import calibration_settings
+    from napari_diffdenoise.core.self_calibration import self_calibrate
+
+    assert calibration_settings(with_std, {"n_samples": 8, "steps": 3, "coverage": 0.9}) == \
+        {"n_samples": 0, "steps": 3, "keep_samples": False}
+    assert calibration_settings(with_std, {"n_samples": 8, "std": "samples"})["n_samples"] == 8
+    noisy = np.random.default_rng(4).poisson(np.tile(np.linspace(5, 60, 96), (96, 1))).astype(np.float32)
+    cheap = self_calibrate(with_std, noisy, **calibration_settings(with_std, {"n_samples": 2, "steps": 2}))
+    sampled = self_calibrate(with_std, noisy, n_samples=2, steps=2)
+    assert cheap.calibrations[0]["factors"] == sampled.calibrations[0]["factors"]

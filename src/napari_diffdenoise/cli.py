@@ -255,6 +255,7 @@ def _self_calibrated_model(args):
     planes recorrupted (core.self_calibration)."""
     from .core.checkpoint import load_model
     from .core.image_io import open_image
+    from .core.restore import calibration_settings
     from .core.self_calibration import calibration_planes, self_calibrate
 
     if args.coverage is None:
@@ -264,9 +265,10 @@ def _self_calibrated_model(args):
                          "first with the library's calibrate(model, noisy), save the model and pass its path)")
     source = open_image(args.input, args.axes)
     first, second, second_noise, second_is = calibration_planes(source.data, source.axes)
-    settings = {k: v for k, v in _settings_from_args(args).items() if k != "coverage"}
+    model = load_model(args.model)
+    settings = calibration_settings(model, _settings_from_args(args))
     print(f"self-calibrating on {len(first)} plane(s) of {args.input}", file=sys.stderr)
-    model = self_calibrate(load_model(args.model), first, second=second, second_is=second_is, second_noise=second_noise,
+    model = self_calibrate(model, first, second=second, second_is=second_is, second_noise=second_noise,
                            progress=_progress_printer(), **settings)
     print(file=sys.stderr)
     calibration = model.calibrations[0]

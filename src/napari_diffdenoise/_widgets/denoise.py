@@ -28,7 +28,7 @@ from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.maps import MAPS, layer_kwargs, layer_metadata
-from ..core.restore import DEFAULT_STEPS, Cancelled, iter_denoise, make_settings
+from ..core.restore import DEFAULT_STEPS, Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run_cost import duration
 from ..core.run_spec import COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, SAMPLER, SEED, STD
 from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for
@@ -159,9 +159,9 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
             from ..core.self_calibration import calibration_planes, iter_self_calibrate
 
             first, second, second_noise, second_is = calibration_planes(data, axes or infer_axes(np.ndim(data)))
-            without = {k: v for k, v in settings.items() if k != "coverage"}
             model = (yield from iter_self_calibrate(model, first, second=second, second_is=second_is,
-                                                    second_noise=second_noise, **without)).model
+                                                    second_noise=second_noise,
+                                                    **calibration_settings(model, settings))).model
         return (yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings))
     except Cancelled:
         yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`
@@ -185,9 +185,8 @@ def _run_estimate(model, shape, settings, calibrate):
     try:
         # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
         run = {**settings, "coverage": None} if calibrate else settings
-        without = {k: v for k, v in settings.items() if k not in ("coverage", "keep_samples")}
         return (restoration_cost(model, shape, **run),
-                recalibration_cost(model, shape, **without) if calibrate else None)
+                recalibration_cost(model, shape, **settings) if calibrate else None)
     except (ValueError, TypeError, RuntimeError):
         return None
 

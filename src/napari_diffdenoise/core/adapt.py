@@ -56,7 +56,7 @@ from .driving import drive
 from .model import DiffusionModel
 from .normalization import IntensityMap
 from .pairs import augment
-from .restore import DEFAULT_SAMPLER_SETTINGS, Cancelled
+from .restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
 
 # a σ = 2 Gaussian leaves white noise with 1/(2√π·2) of its std: a smoothed image whose std is not 20 %
 # above that holds no structure to learn from
@@ -510,7 +510,8 @@ def iter_recalibrate(model: DiffusionModel, noisy, noise: CameraNoise | None = N
     """Calibrate ``model``'s default settings on pairs simulated from its own mean of ``noisy`` with
     the camera model fitted to it (calibration.self_simulated_pairs; ``noise`` is refitted there).
     A generator yielding the restoration's progress; returns the calibrated model."""
-    run = yield from iter_calibrate(model, noisy, None, split_seed=seed, seed=seed, **DEFAULT_SAMPLER_SETTINGS)
+    run = yield from iter_calibrate(model, noisy, None, split_seed=seed, seed=seed,
+                                    **calibration_settings(model, DEFAULT_SAMPLER_SETTINGS))
     return run.model
 
 

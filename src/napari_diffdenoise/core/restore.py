@@ -424,6 +424,17 @@ def _percentiles_rule(percentiles):
     return percentiles
 
 
+def calibration_settings(model: DiffusionModel, settings: dict) -> dict:
+    """What a calibration for a run with ``settings`` restores with. With the std head the mean and
+    the interval unit come from the heads alone, and the calibration's key leaves the sampler out
+    (core.run_record), so it draws no samples: two network passes instead of K × steps. The
+    coverage is left out: a calibration takes its levels as its own argument."""
+    run = {**{k: v for k, v in settings.items() if k != "coverage"}, "keep_samples": False}
+    if make_settings(model, **run).std_estimator == "head":
+        run["n_samples"] = 0
+    return run
+
+
 def _std_estimator(model: DiffusionModel, std: str, mean: str) -> str:
     """The std estimator this model can give with this mean ("auto" resolved)."""
     if std == "head" and model.std_network is None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .model import DiffusionModel
-from .restore import DEFAULT_SAMPLER_SETTINGS, Settings, device_model, make_settings
+from .restore import DEFAULT_SAMPLER_SETTINGS, Settings, calibration_settings, device_model, make_settings
 from .self_calibration import MAX_PIXELS, recorrupted_crops
 from .tiling import make_tiles
 
@@ -105,23 +105,28 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], **settings) 
     s = make_settings(model, **settings)
     planes = int(np.prod(shape[:-2], dtype=np.int64))
     tiled = _tiled_pixels(model, tuple(shape[-2:]), s)
-    evaluations = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
-    # the mean and std heads: one more pass each, K = 1 (the std head is smaller: this errs long, by little)
-    calls = s.n_samples * evaluations + (s.mean_estimator != "samples") + (s.std_estimator == "head")
+    evaluations, calls = _calls(model, s)
     seconds = planes * tiled * calls * seconds_per_pixel(model, s)
     return RunCost(planes * int(np.prod(shape[-2:])), s.n_samples, evaluations, seconds)
+
+
+def _calls(model: DiffusionModel, s: Settings) -> tuple[int, int]:
+    """(the sampler's evaluations per sample, the network calls per tiled pixel): K × evaluations,
+    plus a pass for each head the run uses (the std head is smaller: this errs long, by little)."""
+    evaluations = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
+    return evaluations, s.n_samples * evaluations + (s.mean_estimator != "samples") + (s.std_estimator == "head")
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
                        **settings) -> RunCost:
     """A recorrupted self-calibration's cost for an image of ``shape``, from the very selection it
     makes (:func:`self_calibration.recorrupted_crops`): its crops, restored as several recorrupted
-    copies, at ``settings`` (the default sampler's when none are given)."""
-    settings = make_settings(model, **{**(settings or DEFAULT_SAMPLER_SETTINGS), "coverage": None})
+    copies, with what a calibration for a run at ``settings`` restores with (restore.calibration_settings;
+    the default sampler's settings when none are given)."""
+    settings = make_settings(model, **calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS))
     planes = [np.broadcast_to(np.float32(0), shape[-2:])] * int(np.prod(shape[:-2], dtype=np.int64))
     crops, draws = recorrupted_crops(planes, max_pixels)
     tiled = _tiled_pixels(model, crops.shape[-2:], settings)
-    evaluations = settings.sampler.n_evaluations(model.schedule, settings.params)
-    restored = draws * len(crops)
-    seconds = restored * tiled * settings.n_samples * evaluations * seconds_per_pixel(model, settings)
+    evaluations, calls = _calls(model, settings)
+    seconds = draws * len(crops) * tiled * calls * seconds_per_pixel(model, settings)
     return RunCost(int(draws * crops.size), settings.n_samples, evaluations, seconds)
