@@ -149,15 +149,53 @@ def evaluate(args):
                      rec["width_both"] / rec["width_sampler"], rec["sampler_s"], rec["head_s"]])
     mean_row = ["mean", *[float(np.mean([r[j] for r in rows])) for j in range(1, 8)]]
     body = (f"Model `{args.model}`; std head: {where} ({count_parameters(net):,} parameters). The sampler's std "
-            "is the samples' spread of the default run (K = 8, std='samples'). Centre crops of {args.size}², the cases of bench/real_calibration.py "
+            f"is the samples' spread of the default run (K = 8, std='samples'). Centre crops of {args.size}², the cases of "
+            "bench/real_calibration.py "
             "(re-acquired held-out real images with exact truth; lysosome frame 30 against the mean of frames 29 and 31). "
             "Width: the mean width of the 90 % interval mean ± λ·std with λ chosen on the truth (oracle), head over "
             "sampler: below 1, the head's std ranks and scales the error better.\n\n"
             + markdown_table(["case", "ρ sampler std", "ρ std head", "ρ both", "oracle width head / sampler @0.9",
                               "both / sampler", "sampler s (K=8)", "head s"], rows + [mean_row])
             + "\n\n\"Both\": the geometric mean of the head's std and the sampler's interval unit.\n")
+    if args.adapt_minutes:
+        adapted_rows, adapted_records = after_adapting(model, cases, args.adapt_minutes)
+        records += adapted_records
+        body += (f"\n## After adapting\n\n`adapt(demo, noisy, minutes={args.adapt_minutes:g})` on each case's noisy image "
+                 "alone (it keeps the bundled mean head unless its held-out criterion shows the adapted one better; the "
+                 "std head is kept as it is, and the recalibration on the image rescales it), then the one pass of both "
+                 "heads. PSNR: fitted, against the case's truth (for the lysosomes a noisy average: it ranks, it does not "
+                 "measure). ρ: the head's std against the adapted mean's error.\n\n"
+                 + markdown_table(["case", "PSNR bundled", "PSNR adapted", "Δ dB", "kept", "ρ std head after adapting",
+                                   "adapt s"], adapted_rows))
     write_report("std_head", "A one-pass std head beside the sampler's spread, on real images", body,
                  {"records": records})
+
+
+def after_adapting(model, cases, minutes: float):
+    """Per case: the bundled one pass against the one pass of ``adapt(model, noisy, minutes)``."""
+    from napari_diffdenoise.core.adapt import adapt
+    from napari_diffdenoise.core.metrics import psnr_fitted
+
+    rows, records = [], []
+    for label, noisy, truth in cases:
+        bundled = denoise(noisy, model, n_samples=0)
+        t0 = time.perf_counter()
+        adapted_model = adapt(model, noisy, minutes=minutes, seed=0)
+        seconds = time.perf_counter() - t0
+        adapted = denoise(noisy, adapted_model, n_samples=0)
+        err = np.abs(adapted.mean - truth).astype(np.float64)
+        rec = {"case": label, "psnr_bundled": float(psnr_fitted(bundled.mean, truth)),
+               "psnr_adapted": float(psnr_fitted(adapted.mean, truth)),
+               "kept": adapted_model.provenance.get("adapted", {}).get("kept"),
+               "rho_head_adapted": float(stats.spearmanr(adapted.std.ravel(), err.ravel())[0]), "adapt_s": seconds}
+        records.append({"after_adapting": rec})
+        print(json.dumps(rec), flush=True)
+        rows.append([label, rec["psnr_bundled"], rec["psnr_adapted"], rec["psnr_adapted"] - rec["psnr_bundled"],
+                     rec["kept"], rec["rho_head_adapted"], seconds])
+    rows.append(["mean", *[float(np.mean([r[j] for r in rows])) for j in (1, 2, 3)],
+                 f"{sum(r[4] == 'adapted' for r in rows)} adapted", float(np.mean([r[5] for r in rows])),
+                 float(np.mean([r[6] for r in rows]))])
+    return rows, records
 
 
 def load_file_steps(path: Path) -> str:
@@ -201,6 +239,8 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--adapt-minutes", type=float, default=0,
+                        help="eval: also adapt the model to each case for this long and measure the heads after it")
     args = parser.parse_args(argv)
     {"train": train, "eval": evaluate, "ship": ship}[args.command](args)
 
