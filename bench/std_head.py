@@ -14,6 +14,7 @@ if its ranking of the real error (Spearman ρ) and its calibrated width hold up 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -162,7 +163,8 @@ def evaluate(args):
         records += adapted_records
         body += (f"\n## After adapting\n\n`adapt(demo, noisy, minutes={args.adapt_minutes:g})` on each case's noisy image "
                  "alone (it keeps the bundled mean head unless its held-out criterion shows the adapted one better; the "
-                 "std head is kept as it is, and the recalibration on the image rescales it), then the one pass of both "
+                 "std head is kept as it is, and the recalibration on the image rescales it; 'refused': adapt declined "
+                 "the image, e.g. as too flat to learn from, and the bundled model stands), then the one pass of both "
                  "heads. PSNR: fitted, against the case's truth (for the lysosomes a noisy average: it ranks, it does not "
                  "measure). ρ: the head's std against the adapted mean's error.\n\n"
                  + markdown_table(["case", "PSNR bundled", "PSNR adapted", "Δ dB", "kept", "ρ std head after adapting",
@@ -180,7 +182,11 @@ def after_adapting(model, cases, minutes: float):
     for label, noisy, truth in cases:
         bundled = denoise(noisy, model, n_samples=0)
         t0 = time.perf_counter()
-        adapted_model = adapt(model, noisy, minutes=minutes, seed=0)
+        try:
+            adapted_model = adapt(model, noisy, minutes=minutes, seed=0)
+        except ValueError as refusal:  # e.g. an image too flat to learn from: the user keeps the bundled model
+            print(label, "refused:", refusal, flush=True)
+            adapted_model = dataclasses.replace(model, provenance={"adapted": {"kept": "refused"}})
         seconds = time.perf_counter() - t0
         adapted = denoise(noisy, adapted_model, n_samples=0)
         err = np.abs(adapted.mean - truth).astype(np.float64)
