@@ -571,9 +571,9 @@ def _bright_weight(mean: np.ndarray, imap: IntensityMap, model: DiffusionModel) 
 
 def bright_boxes(weight: np.ndarray, margin: int = BRIGHT_MARGIN) -> list[tuple[slice, slice]]:
     """The boxes the bright pass restores: each group of pixels with a blend weight above 0, widened
-    by ``margin``; boxes that overlap are merged. Bright structure is sparse on real planes (0.05 % of
-    the NEUBIAS neuron's pixels, in boxes covering 11 % of it), so this, not the whole plane, is what
-    the second pass costs."""
+    by ``margin``; boxes that overlap are merged. Bright structure is sparse on real planes, so this,
+    not the whole plane, is what the second pass costs (docs/benchmarks/speed.md: 16.7 s instead of
+    28.6 s for the default run on the NEUBIAS neuron)."""
     from scipy import ndimage
 
     grown = ndimage.binary_dilation(weight > 0, iterations=margin) if margin else weight > 0
