@@ -42,12 +42,13 @@ def test_adapt_changes_only_the_head_is_deterministic_and_records_how(headed):
     assert first.kind == headed.kind and first.calibrations == [] and first.mean_network is not headed.mean_network
 
 
-def test_adapt_takes_stacks_and_lists_and_recalibrates_on_simulated_pairs(headed):
+def test_adapt_takes_stacks_and_lists_and_recalibrates_on_the_images_residuals(headed):
     stack = np.stack([cells(1), cells(2)])
     model = adapt(headed, [stack, cells(3)], minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
     assert model.provenance["adapted"]["images"] == [[96, 96]] * 3
     (calibration,) = model.calibrations
-    assert calibration["source"]  # the route (calibration.py) says how it calibrated; its wording is its own
+    # the route is self-calibration on the image's own residuals (not pairs simulated from the mean)
+    assert calibration["source"].startswith("self-calibrated: residuals against ")
     from napari_diffdenoise import denoise
 
     result = denoise(cells(4), model, coverage=0.9, steps=10, eta=1.0, n_samples=8)

@@ -70,7 +70,7 @@ def _adapt_job(model, noisy, options, output):
         yield recalibration_cost(model, noisy.shape)  # the plan: the progress bar spans both parts
         result = yield from iter_adapt(model, noisy, **options)
         yield RECALIBRATING
-        adapted = yield from iter_recalibrate(result.model, noisy, result.noise)
+        adapted = yield from iter_recalibrate(result.model, noisy)
         adapted.name = output.stem
         save_checkpoint(adapted, output)
         return None

@@ -31,8 +31,8 @@ The method, and why:
 
 The diffusion network that draws the samples is left as it is: its targets would have to be clean
 images, and recorrupted targets would teach it to draw noise. Its spread is re-calibrated instead
-(``recalibrate=True``): on pairs simulated from the adapted mean with the fitted noise model
-(the calibration's source says so).
+(``recalibrate=True``): against the adapted model's real error on the same image, read off the
+residuals of recorrupted pairs of it (core.self_calibration; the calibration's source says so).
 """
 from __future__ import annotations
 
@@ -488,8 +488,8 @@ def adapt(
     calibrations). ``provenance["adapted"]["kept"]`` ("adapted" or "bundled") and ``["decision"]``
     say which and why; ``progress`` gets the message with the last report.
 
-    ``recalibrate``: calibrate the adapted model's intervals for the default settings on pairs
-    simulated from its own mean of ``noisy`` with the fitted noise model. ``options`` go to
+    ``recalibrate``: calibrate the adapted model's intervals for the default settings on ``noisy``
+    itself (:func:`iter_recalibrate`). ``options`` go to
     :func:`iter_adapt` (alpha, patch_size, batch_size, learning_rate, val_fraction, device,
     time_series).
     Raises :class:`~.restore.Cancelled` when ``cancel()`` returned True.
@@ -502,19 +502,15 @@ def adapt(
         raise Cancelled("adaptation was cancelled")
     adapted = result.model
     if recalibrate:
-        adapted = recalibrate_simulated(adapted, noisy, result.noise, seed)
+        adapted = drive(iter_recalibrate(adapted, noisy, seed))[0]
     return adapted
 
 
-def iter_recalibrate(model: DiffusionModel, noisy, noise: CameraNoise | None = None, seed: int = 0):
-    """Calibrate ``model``'s default settings on pairs simulated from its own mean of ``noisy`` with
-    the camera model fitted to it (calibration.self_simulated_pairs; ``noise`` is refitted there).
-    A generator yielding the restoration's progress; returns the calibrated model."""
-    run = yield from iter_calibrate(model, noisy, None, split_seed=seed, seed=seed,
+def iter_recalibrate(model: DiffusionModel, noisy, seed: int = 0):
+    """Calibrate ``model``'s default settings on ``noisy`` alone, against its real error there: the
+    residuals of recorrupted pairs of ``noisy`` (calibration's ``without_truth="residuals"``,
+    core.self_calibration, which fits the camera noise to ``noisy`` itself). A generator yielding the
+    restoration's progress; returns the calibrated model."""
+    run = yield from iter_calibrate(model, noisy, None, without_truth="residuals", split_seed=seed, seed=seed,
                                     **calibration_settings(model, DEFAULT_SAMPLER_SETTINGS))
     return run.model
-
-
-def recalibrate_simulated(model: DiffusionModel, noisy, noise: CameraNoise, seed: int = 0) -> DiffusionModel:
-    """:func:`iter_recalibrate` to the end."""
-    return drive(iter_recalibrate(model, noisy, noise, seed))[0]
