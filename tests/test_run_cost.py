@@ -39,6 +39,33 @@ def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_ra
     assert recalibration_cost(headed, (2, 1024, 1024), n_samples=2, steps=3).seconds < cost.seconds
 
 
+def _pixels_of_the_tiles(model, shape, s) -> int:
+    """The tiled pixels counted off the tiles restore builds (weights and all): the oracle."""
+    from napari_diffdenoise.core.tiling import make_tiles
+
+    m = model.network.config.size_multiple
+    return sum(-(-t.height // m) * m * -(-t.width // m) * m
+               for block in make_tiles(shape, s.block, s.block_overlap)
+               for t in make_tiles((block.height, block.width), s.tile, s.overlap))
+
+
+@pytest.mark.parametrize("shape, settings", [
+    ((30, 50), {}),  # smaller than a tile, sides not a multiple of the network's
+    ((64, 64), {}),
+    ((100, 137), {}),
+    ((65, 200), {"tile": 32, "overlap": 0}),
+    ((301, 91), {"tile": 32, "overlap": 31}),
+    ((400, 333), {"tile": 64, "overlap": 8, "block": 150, "block_overlap": 20}),  # several blocks
+    ((90, 1000), {"tile": 32, "overlap": 5, "block": 97, "block_overlap": 0}),
+    ((20, 20), {"block": 64, "block_overlap": 0}),  # a plane smaller than its block and its tile
+])
+def test_the_tiled_pixels_are_those_of_the_tiles_restore_builds(tiny_model, shape, settings):
+    from napari_diffdenoise.core.restore import make_settings
+
+    s = make_settings(tiny_model, n_samples=2, steps=2, **settings)
+    assert run_cost._tiled_pixels(tiny_model, shape, s) == _pixels_of_the_tiles(tiny_model, shape, s)
+
+
 def test_seconds_per_pixel_is_timed_once_per_model_device_and_tile(headed, monkeypatch):
     from napari_diffdenoise.core.restore import make_settings
 

@@ -18,7 +18,7 @@ import torch
 from .model import DiffusionModel
 from .restore import DEFAULT_SAMPLER_SETTINGS, Settings, calibration_settings, device_model, make_settings
 from .self_calibration import MAX_PIXELS, recorrupted_crops
-from .tiling import make_tiles
+from .tiling import tile_grid
 
 _SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
 
@@ -89,13 +89,15 @@ def _synchronize(device: torch.device) -> None:
 
 def _tiled_pixels(model: DiffusionModel, shape: tuple[int, int], settings: Settings) -> int:
     """Pixels one network step runs over for a plane of ``shape``: its blocks, cut into tiles padded
-    to the network's size multiple (overlaps are paid for twice)."""
+    to the network's size multiple (overlaps are paid for twice). Counted from the tiling's layout
+    (tiling.tile_grid), not from the tiles themselves: building their blend weights would cost the
+    GUI thread, which asks for this on every change of the form, a plane-sized array per block."""
     multiple = model.network.config.size_multiple
-    total = 0
-    for block in make_tiles(shape, settings.block, settings.block_overlap):
-        total += sum(-(-t.height // multiple) * multiple * -(-t.width // multiple) * multiple
-                     for t in make_tiles((block.height, block.width), settings.tile, settings.overlap))
-    return total
+    block_ys, block_xs, block_height, block_width = tile_grid(shape, settings.block, settings.block_overlap)
+    # all blocks have one size, and so all their tiles
+    ys, xs, height, width = tile_grid((block_height, block_width), settings.tile, settings.overlap)
+    padded = -(-height // multiple) * multiple * -(-width // multiple) * multiple
+    return len(block_ys) * len(block_xs) * len(ys) * len(xs) * padded
 
 
 def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], **settings) -> RunCost:

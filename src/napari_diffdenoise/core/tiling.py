@@ -35,6 +35,14 @@ def ramp_weights(length: int, ramp: int, taper_start: bool, taper_end: bool) -> 
     return w
 
 
+def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> tuple[list[int], list[int], int, int]:
+    """(row starts, column starts, tile height, tile width) of the tiles :func:`make_tiles` lays over
+    a (H, W) plane: every tile has the same size, the plane's side where it is below ``tile``."""
+    height, width = shape
+    return (tile_starts(height, tile, overlap), tile_starts(width, tile, overlap),
+            min(tile, height), min(tile, width))
+
+
 @dataclass(frozen=True)
 class Tile:
     y0: int
@@ -51,8 +59,7 @@ class Tile:
 def make_tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
     """Tiles covering a (H, W) plane whose normalised weights sum to exactly one at every pixel."""
     height, width = shape
-    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
-    th, tw = min(tile, height), min(tile, width)
+    ys, xs, th, tw = tile_grid(shape, tile, overlap)
 
     def axis_weights(starts, length, size):
         out = []
