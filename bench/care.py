@@ -33,7 +33,7 @@ from napari_diffdenoise.core.restore import _pad_to_multiple
 from napari_diffdenoise.core.schedules import NoiseSchedule
 from napari_diffdenoise.core.training import TrainConfig
 
-from .train_bundled import simulated_source
+from .training_data import simulated_source
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "care.safetensors"
 _GAMMA = 0.5  # any constant: the embedding of a fixed noise level acts as a learnt bias

@@ -37,7 +37,7 @@ from .common import HELD_OUT_SEED, markdown_table, write_report
 
 def train(args):
     from .real_pairs import mixed_source
-    from .train_bundled import simulated_source
+    from .training_data import simulated_source
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -28,34 +25,12 @@ from napari_diffdenoise.core.checkpoint import bundled_model_dir, load_model, sa
 from napari_diffdenoise.core.devices import resolve_device
 from napari_diffdenoise.core.model import DiffusionModel
 from napari_diffdenoise.core.network import UNetConfig, count_parameters
-from napari_diffdenoise.core.pairs import TARGETS, SimulatedClean, SimulatedPairs
+from napari_diffdenoise.core.pairs import TARGETS
 from napari_diffdenoise.core.schedules import NoiseSchedule
 from napari_diffdenoise.core.training import TrainConfig, iter_train
 
-POOL_CHUNK = 192  # structure images per simulator seed: a pool of 192 is the CPU recipe's, seed 0
-
-
-def _pool_chunk(args):
-    source_type, extra, size, seed = args
-    return source_type(pool_size=size, seed=seed, **extra).pool
-
-
-def simulated_source(kind: str, target: str, pool_size: int, patch_size: int, workers: int = 0):
-    """The training source and the fixed validation batch. A pool larger than one chunk is drawn
-    in parallel, chunk i from seed i, so its first chunk is the CPU recipe's pool."""
-    t0 = time.perf_counter()
-    source_type = SimulatedClean if kind == "unpaired" else SimulatedPairs
-    extra = {} if kind == "unpaired" else {"target": target}
-    sizes = [min(POOL_CHUNK, pool_size - start) for start in range(0, pool_size, POOL_CHUNK)]
-    source = source_type(pool_size=sizes[0], seed=0, **extra)
-    if len(sizes) > 1:
-        jobs = [(source_type, extra, size, seed) for seed, size in enumerate(sizes[1:], start=1)]
-        with ProcessPoolExecutor(max_workers=max(1, min(len(jobs), workers or os.cpu_count() or 1))) as pool:
-            for chunk in pool.map(_pool_chunk, jobs):
-                source.pool.extend(chunk)
-    val_batch = source_type(pool_size=16, seed=10_000, **extra).batch(32, patch_size)
-    print(f"simulated a training pool of {len(source.pool)} images in {time.perf_counter() - t0:.0f} s", flush=True)
-    return source, val_batch
+from . import care
+from .training_data import simulated_source
 
 
 def main(argv=None):
@@ -106,8 +81,6 @@ def main(argv=None):
         model.name = name
         model.tile = args.tile
         if args.mean_head:
-            from . import care
-
             model.mean_network = care.load(args.mean_head)
             model.mean_provenance = {"recipe": args.mean_recipe,
                                      "source_sha256": care.file_sha256(args.mean_head), **care.info(args.mean_head)}
