@@ -43,6 +43,31 @@ def tiny_checkpoint(tiny_model, tmp_path):
 
 
 @pytest.fixture
+def paired_train_widget(make_napari_viewer, tiny_checkpoint, tmp_path):
+    """make(stem) → (viewer, Train widget) set to fine-tune the tiny model on a simulated (low, high)
+    pair in small batches, writing tmp_path/<stem>.safetensors. The stem is the caller's: the model
+    list outlives a test, so a test that counts its own run there needs a name no other test writes."""
+    from napari_diffdenoise._widgets.model_registry import REGISTRY
+    from napari_diffdenoise._widgets.train import TrainWidget
+    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+
+    def make(stem: str):
+        viewer = make_napari_viewer()
+        noisy, clean = simulate_pair("nuclei", (80, 80), Acquisition(peak_photons=10), seed=3)
+        viewer.add_image(noisy, name="low")
+        viewer.add_image(clean, name="high")
+        label = REGISTRY.add(tiny_checkpoint)
+        w = TrainWidget(viewer)
+        w.noisy.value, w.clean.value = viewer.layers["low"], viewer.layers["high"]
+        w.start_model.value = dict(REGISTRY.choices())[label]
+        w.batch_size.value, w.patch_size.value = 2, 32
+        w.output.value = tmp_path / f"{stem}.safetensors"
+        return viewer, w
+
+    return make
+
+
+@pytest.fixture
 def noisy_stack() -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.poisson(5, size=(2, 40, 48)).astype(np.uint16)

@@ -7,8 +7,7 @@ import pytest
 from napari_diffdenoise._widgets import train as train_module
 from napari_diffdenoise._widgets.denoise import DenoiseWidget
 from napari_diffdenoise._widgets.model_registry import REGISTRY
-from napari_diffdenoise._widgets.train import CLEAN_ONLY, TrainWidget
-from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+from napari_diffdenoise._widgets.train import CLEAN_ONLY
 
 
 @pytest.fixture
@@ -19,17 +18,9 @@ def errors(monkeypatch):
 
 
 @pytest.fixture
-def setup(make_napari_viewer, tiny_checkpoint, tmp_path):
-    viewer = make_napari_viewer()
-    noisy, clean = simulate_pair("nuclei", (80, 80), Acquisition(peak_photons=10), seed=3)
-    viewer.add_image(noisy, name="low")
-    viewer.add_image(clean, name="high")
-    label = REGISTRY.add(tiny_checkpoint)
-    w = TrainWidget(viewer)
-    w.noisy.value, w.clean.value = viewer.layers["low"], viewer.layers["high"]
-    w.start_model.value = dict(REGISTRY.choices())[label]
-    w.steps.value, w.batch_size.value, w.patch_size.value = 6, 2, 32
-    w.output.value = tmp_path / "fine.safetensors"
+def setup(paired_train_widget):
+    viewer, w = paired_train_widget("fine")
+    w.steps.value = 6
     return viewer, w
 
 
@@ -221,17 +212,14 @@ def test_resume_continues_the_run_at_the_output_file(setup, qtbot, errors, tmp_p
         "fine-best.safetensors", "fine.safetensors", "fine.state.safetensors"]
 
 
-@pytest.mark.parametrize("steps, batch, patch, lr, ema", [(6, 2, 32, 2e-4, True), (37, 5, 48, 1e-3, False),
-                                                          (5000, 8, 64, 2e-4, True)])
-def test_the_cli_and_the_widget_build_the_same_train_config(setup, tmp_path, monkeypatch, steps, batch, patch, lr, ema):
-    """Both derive the warm-up, checkpoint and validation intervals from the steps in one place."""
+def _cli_train_config(monkeypatch, tmp_path, *options):
+    """The TrainConfig ``napari-diffdenoise train --clean`` builds with ``options``, caught where training
+    would start."""
     import tifffile
 
     import napari_diffdenoise
     from napari_diffdenoise.cli import main
 
-    _, w = setup
-    w.steps.value, w.batch_size.value, w.patch_size.value, w.learning_rate.value, w.ema.value = steps, batch, patch, lr, ema
     seen = {}
 
     def fake_train(*args, config, **kwargs):
@@ -241,31 +229,26 @@ def test_the_cli_and_the_widget_build_the_same_train_config(setup, tmp_path, mon
     monkeypatch.setattr(napari_diffdenoise, "train", fake_train)
     clean = tmp_path / "clean.tif"
     tifffile.imwrite(clean, np.zeros((32, 32), np.float32))
-    assert main(["train", "--clean", str(clean), "--out", str(tmp_path / "m.safetensors"), "--steps", str(steps),
-                 "--batch-size", str(batch), "--patch-size", str(patch), "--lr", str(lr),
-                 "--ema", "0.999" if ema else "0"]) == 0
-    assert seen["config"] == w._config()
+    assert main(["train", "--clean", str(clean), "--out", str(tmp_path / "m.safetensors"), *options]) == 0
+    return seen["config"]
+
+
+@pytest.mark.parametrize("steps, batch, patch, lr, ema", [(6, 2, 32, 2e-4, True), (37, 5, 48, 1e-3, False),
+                                                          (5000, 8, 64, 2e-4, True)])
+def test_the_cli_and_the_widget_build_the_same_train_config(setup, tmp_path, monkeypatch, steps, batch, patch, lr, ema):
+    """Both derive the warm-up, checkpoint and validation intervals from the steps in one place."""
+    _, w = setup
+    w.steps.value, w.batch_size.value, w.patch_size.value, w.learning_rate.value, w.ema.value = steps, batch, patch, lr, ema
+    config = _cli_train_config(monkeypatch, tmp_path, "--steps", str(steps), "--batch-size", str(batch),
+                               "--patch-size", str(patch), "--lr", str(lr), "--ema", "0.999" if ema else "0")
+    assert config == w._config()
 
 
 def test_the_train_config_derivation_has_one_source(setup, tmp_path, monkeypatch):
     """The CLI and the widget call core.training.scaled_config: a change there reaches both."""
-    import tifffile
-
-    import napari_diffdenoise
-    from napari_diffdenoise.cli import main
     from napari_diffdenoise.core import training
 
     marked = training.TrainConfig(steps=4321, warmup_steps=7)
     monkeypatch.setattr(training, "scaled_config", lambda steps, **kwargs: marked)
     monkeypatch.setattr(train_module, "scaled_config", training.scaled_config)  # the name the widget imported
-    seen = {}
-
-    def fake_train(*args, config, **kwargs):
-        seen["config"] = config
-        return type("Result", (), {"best_val_loss": None})()
-
-    monkeypatch.setattr(napari_diffdenoise, "train", fake_train)
-    clean = tmp_path / "clean.tif"
-    tifffile.imwrite(clean, np.zeros((32, 32), np.float32))
-    main(["train", "--clean", str(clean), "--out", str(tmp_path / "m.safetensors")])
-    assert seen["config"] is marked and setup[1]._config() is marked
+    assert _cli_train_config(monkeypatch, tmp_path) is marked and setup[1]._config() is marked

@@ -113,21 +113,8 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
 # --- Train, files and the model list ---------------------------------------------------------------------
 
 @pytest.fixture
-def paired(make_napari_viewer, tiny_checkpoint, tmp_path):
-    from napari_diffdenoise._widgets.train import TrainWidget
-    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
-
-    viewer = make_napari_viewer()
-    noisy, clean = simulate_pair("nuclei", (80, 80), Acquisition(peak_photons=10), seed=3)
-    viewer.add_image(noisy, name="low")
-    viewer.add_image(clean, name="high")
-    label = REGISTRY.add(tiny_checkpoint)
-    w = TrainWidget(viewer)
-    w.noisy.value, w.clean.value = viewer.layers["low"], viewer.layers["high"]
-    w.start_model.value = dict(REGISTRY.choices())[label]
-    w.batch_size.value, w.patch_size.value = 2, 32
-    w.output.value = tmp_path / "resume-me.safetensors"
-    return viewer, w
+def paired(paired_train_widget):
+    return paired_train_widget("resume-me")
 
 
 def test_a_cancel_before_the_first_checkpoint_leaves_nothing_and_says_so(paired, qtbot, errors, tmp_path,
