@@ -104,7 +104,7 @@ def main(argv=None):
     series["calibrated"] = ([0, top], [0, top], "k--")
     line_plots(DOCS / "reliability.png", [(series, "RMS predicted std / range", "RMSE of the mean / range", False)],
                figsize=(4, 3.2))
-    # the real image calibrated on itself: no truth, pairs simulated from its own noisy image
+    # the real image calibrated on itself: no truth, the residuals of recorrupted pairs of its own noisy image
     from napari_diffdenoise.core.calibration import calibrate
     from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS
 
@@ -132,9 +132,9 @@ def main(argv=None):
                           "ρ mean", "ρ min"], rows)
         + "\n\n## Per image (the default setting)\n\n"
         + markdown_table(["images", "kind", "photons", *[f"inside at {lv}" for lv in LEVELS], "ρ"], per_image)
-        + "\n\n## The real image calibrated on itself\n\nNo truth given: `calibrate(model, noisy)` simulates pairs "
-        "from the model's mean of the noisy image with the camera model fitted to it (the route for users without "
-        "clean images, and what `adapt` does). Fraction of pixels inside, default setting, shipped calibration "
+        + "\n\n## The real image calibrated on itself\n\nNo truth given: `calibrate(model, noisy)` reads the model's "
+        "real error off the residuals of recorrupted pairs of the noisy image (core/self_calibration.py; the route "
+        "for users without clean images, and what `adapt` does). Fraction of pixels inside, default setting, shipped calibration "
         "(simulated structures) against the self-made one.\n\n"
         + markdown_table(["photons", *[f"shipped, inside at {lv}" for lv in LEVELS],
                           *[f"self-calibrated, inside at {lv}" for lv in LEVELS], "λ(0.9) self"], self_rows)
