@@ -9,7 +9,7 @@ from napari_diffdenoise._widgets.model_registry import REGISTRY
 from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
 from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS, make_settings
 from napari_diffdenoise.core.run_record import recorded_value, settings_record
-from napari_diffdenoise.core.run_spec import STD
+from napari_diffdenoise.core.run_spec import N_SAMPLES, STD
 from napari_diffdenoise.core.sampler_registry import SAMPLERS
 
 
@@ -100,6 +100,7 @@ def test_the_form_starts_at_a_runs_defaults_and_bounds_the_steps_by_the_models_s
     assert w.steps.max == steps.bounds(tiny.schedule)[1] == 50
     assert (w.steps.label, w.steps.tooltip) == (steps.label, steps.help)
     assert w.std.choices == ("auto", "samples")  # no head to take the std from
+    assert (w.std.label, w.std.tooltip, w.n_samples.label) == (STD.label, STD.help, N_SAMPLES.label)
     assert not any(c.native.isHidden() for c in _sampler_controls(w)) and w.head_route.native.isHidden()
 
     w.model.value = "demo"
