@@ -36,6 +36,20 @@ def headed(tiny_model):
 
 
 @pytest.fixture
+def with_std(headed):
+    """The tiny paired model with a tiny mean head and a tiny std head."""
+    torch.manual_seed(2)
+    headed.std_network = UNet(UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                         fourier_features=8))
+    with torch.no_grad():  # its output layer starts at zero; a std that varies shows the map is the head's
+        for p in headed.std_network.parameters():
+            if p.abs().sum() == 0 and p.ndim > 1:
+                p.normal_(0, 0.05)
+    headed.std_provenance = {"recipe": "test"}
+    return headed
+
+
+@pytest.fixture
 def tiny_checkpoint(tiny_model, tmp_path):
     path = tmp_path / "tiny.safetensors"
     save_checkpoint(tiny_model, path)

@@ -6,7 +6,11 @@ from napari_diffdenoise._widgets import denoise as denoise_module
 from napari_diffdenoise._widgets.calibrate import CalibrateWidget
 from napari_diffdenoise._widgets.denoise import DenoiseWidget
 from napari_diffdenoise._widgets.model_registry import REGISTRY
-from napari_diffdenoise.core.checkpoint import load_model
+from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
+from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS, make_settings
+from napari_diffdenoise.core.run_record import recorded_value, settings_record
+from napari_diffdenoise.core.run_spec import N_SAMPLES, STD
+from napari_diffdenoise.core.sampler_registry import SAMPLERS
 
 
 @pytest.fixture
@@ -28,6 +32,7 @@ def test_calibrate_saves_a_new_model_that_denoise_uses_for_intervals(make_napari
     REGISTRY.add(tiny_checkpoint)
     w.model.value = str(tiny_checkpoint.resolve())
     w.noisy.value, w.truth.value = viewer.layers["noisy"], viewer.layers["truth"]
+    assert w.std.value == "auto" and not w.n_samples.native.isHidden()  # no std head: auto is the samples' spread
     w.steps.value, w.n_samples.value = 2, 3
     taken = tmp_path / "calibrated.safetensors"
     taken.write_bytes(b"an earlier file")
@@ -39,6 +44,9 @@ def test_calibrate_saves_a_new_model_that_denoise_uses_for_intervals(make_napari
     saved = tmp_path / "calibrated-2.safetensors"
     model = load_model(saved)
     assert len(model.calibrations) == 1 and model.calibrations[0]["settings"]["params"]["steps"] == 2
+    stored = model.calibrations[0]["settings"]
+    assert stored["n_samples"] == 3 and recorded_value(stored, "std_estimator") == "samples"  # the K chosen
+    assert "the samples' spread" in _header_tooltip(w.table, "width factor")
     assert model.calibrations[0]["source"] == "user pairs: layers 'noisy' / 'truth'"
     table = w.table.to_dict("split")
     assert len(table["data"]) == 9 and list(table["columns"][:2]) == ["nominal", "held-out"]
@@ -61,6 +69,85 @@ def test_calibrate_saves_a_new_model_that_denoise_uses_for_intervals(make_napari
     # the std layer holds the spread in intensity units, the entropy layer bits in [0, log2 K]
     assert std.max() > 0 and entropy.max() <= np.log2(3) + 1e-6 and not np.allclose(std, entropy)
     assert not errors, errors
+
+
+def _header_tooltip(table, name: str) -> str:
+    native = table.native
+    return next(native.horizontalHeaderItem(i).toolTip() for i in range(native.columnCount())
+                if native.horizontalHeaderItem(i).text() == name)
+
+
+def _sampler_controls(w):
+    return (w.sampler, w.steps, w.eta, w.n_samples)
+
+
+def test_the_form_starts_at_a_runs_defaults_and_bounds_the_steps_by_the_models_schedule(make_napari_viewer, errors,
+                                                                                         tiny_checkpoint):
+    """The tiny model has 50 training steps and no std head; the bundled demo 200 and a std head."""
+    viewer = make_napari_viewer()
+    w = CalibrateWidget(viewer)
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    tiny = load_model(tiny_checkpoint)
+    defaults = DEFAULT_SAMPLER_SETTINGS
+    assert (w.sampler.value, w.steps.value, w.eta.value, w.n_samples.value, w.std.value) == (
+        defaults["sampler"], defaults["sampler_params"]["steps"], defaults["sampler_params"]["eta"],
+        defaults["n_samples"], STD.default)
+    # the run the form asks for by default is the library's default run
+    assert settings_record(make_settings(tiny, **w.run_settings())) == \
+        settings_record(make_settings(tiny, **DEFAULT_SAMPLER_SETTINGS))
+    steps = SAMPLERS["ddim"].spec("steps")
+    assert w.steps.max == steps.bounds(tiny.schedule)[1] == 50
+    assert (w.steps.label, w.steps.tooltip) == (steps.label, steps.help)
+    assert w.std.choices == ("auto", "samples")  # no head to take the std from
+    assert (w.std.label, w.std.tooltip, w.n_samples.label) == (STD.label, STD.help, N_SAMPLES.label)
+    assert not any(c.native.isHidden() for c in _sampler_controls(w)) and w.head_route.native.isHidden()
+
+    w.model.value = "demo"
+    assert w.steps.max == 200 and "head" in w.std.choices
+    w.std.value = "samples"
+    w.steps.value = 120
+    w.model.value = str(tiny_checkpoint.resolve())
+    assert (w.steps.max, w.steps.value) == (50, 50)  # what the tiny model's sampler accepts, the most it takes
+    assert w.std.value == "samples"
+    w.sampler.value = "heun"  # its own step default and parameters; no η
+    assert w.steps.value == SAMPLERS["heun"].spec("steps").default and w.eta.native.isHidden()
+    assert [c.name for c in w.sampler_params] == ["churn", "rho"] and not w.sampler_params.native.isHidden()
+    assert set(w.run_settings()["sampler_params"]) == {"steps", "churn", "rho"}
+    assert not errors, errors
+
+
+def test_a_model_with_a_std_head_is_calibrated_through_the_head_without_samples(make_napari_viewer, qtbot, errors,
+                                                                               with_std, tmp_path):
+    """Denoise's default run of such a model takes its std from the head, so that is what the form
+    calibrates by default: no sampler settings to set, no samples drawn, a calibration that holds
+    for Denoise's default run."""
+    path = tmp_path / "with_std.safetensors"
+    save_checkpoint(with_std, path)
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(6)
+    truth = rng.uniform(5, 40, (40, 40)).astype(np.float32)
+    viewer.add_image(rng.poisson(truth).astype(np.float32), name="noisy")
+    viewer.add_image(truth, name="truth")
+    w = CalibrateWidget(viewer)
+    REGISTRY.add(path)
+    w.model.value = str(path.resolve())
+    assert w.std.value == "auto"
+    assert all(c.native.isHidden() for c in _sampler_controls(w)) and not w.head_route.native.isHidden()
+    w.noisy.value, w.truth.value = viewer.layers["noisy"], viewer.layers["truth"]
+    w.output.value = tmp_path / "calibrated.safetensors"
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert not errors, errors
+    assert w.status.value.startswith("Saved") and "the std head ranks the errors" in w.status.value
+    calibrated = load_model(tmp_path / "calibrated.safetensors")
+    stored = calibrated.calibrations[0]["settings"]
+    assert stored["std_estimator"] == "head" and stored["n_samples"] == 0 and "sampler" not in stored
+    make_settings(calibrated, coverage=0.9, **DEFAULT_SAMPLER_SETTINGS)  # Denoise's default run finds it
+    assert "the std head's std" in _header_tooltip(w.table, "width factor")
+
+    w.std.value = "samples"  # the samples' spread: its sampler settings come back
+    assert not any(c.native.isHidden() for c in _sampler_controls(w)) and w.head_route.native.isHidden()
 
 
 def test_calibrate_refuses_the_same_layer_twice(make_napari_viewer, errors):

@@ -6,22 +6,8 @@ import torch
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.calibration import calibrate
 from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
-from napari_diffdenoise.core.network import UNet, UNetConfig
 from napari_diffdenoise.core.normalization import IntensityMap
 from napari_diffdenoise.core.std_head import log_variance
-
-
-@pytest.fixture
-def with_std(headed):
-    torch.manual_seed(2)
-    headed.std_network = UNet(UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16,
-                                         fourier_features=8))
-    with torch.no_grad():  # its output layer starts at zero; a std that varies shows the map is the head's
-        for p in headed.std_network.parameters():
-            if p.abs().sum() == 0 and p.ndim > 1:
-                p.normal_(0, 0.05)
-    headed.std_provenance = {"recipe": "test"}
-    return headed
 
 
 @pytest.fixture

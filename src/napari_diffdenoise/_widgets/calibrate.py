@@ -4,6 +4,11 @@ The run goes through :func:`napari_diffdenoise.core.calibration.iter_calibrate` 
 it ends, the calibrated model is saved to a new file (never over an existing one), joins every
 model list, and the widget shows the held-out coverage per level and the reliability diagram
 (RMSE of the error against the RMS predicted std, in bins of std, as CAREamics draws it).
+
+Its run settings are the run's declarations (core.run_spec, the samplers' own parameters), offered
+only as far as a calibration here can run them, and the run goes through restore.calibration_settings
+as the CLI's does: a model whose std comes from its std head is calibrated without samples, and the
+form hides the sampler settings, which such a calibration does not depend on.
 """
 from __future__ import annotations
 
@@ -11,24 +16,36 @@ import math
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox, Table
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox, Table
 from qtpy.QtWidgets import QLineEdit
 
+from ..core.calibration_run import MIN_CALIBRATION_SAMPLES
 from ..core.checkpoint import load_model, save_checkpoint
 from ..core.metrics import reliability
+from ..core.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
+from ..core.run_record import recorded_value
+from ..core.run_spec import ETA_SETTING, N_SAMPLES, STD
 from ..core.sampler_registry import SAMPLERS, list_samplers
 from ._worker import WorkerControls
 from .compare import fit_table, formatted
-from .denoise import _Failure, _image_choices, notify_error
+from .denoise import _Failure, _image_choices, notify_error, param_widget
 from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
+from .run_controls import control_for, follow_param
 from .sections import Section, extend_form
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 NO_TRUTH = "none: from the noisy layer's own residuals"
-RANKING = ("How well the spread ranks the errors: the Spearman rank correlation ρ between the std map and the "
+RANKING = ("How well the std ranks the errors: the Spearman rank correlation ρ between the std map and the "
            "error |mean − truth|, pixel by pixel (1: the most uncertain pixels are the most wrong; 0: no relation)")
+# the interval's unit u, by where the std comes from (run_spec.STD_ESTIMATORS once "auto" is resolved)
+UNIT = {"samples": "the samples' spread (their std, with a small floor)",
+        "head": "the std head's std (its estimate of the mean's error, in one network pass)"}
+RANKER = {"samples": "the spread", "head": "the std head"}
+OWN_CONTROLS = ("steps", "eta")  # sampler parameters most samplers share: one control each, whichever sampler
+HEAD_ROUTE = ("The std head gives the intervals' width in one pass: calibrating it draws no samples, and the "
+              "calibration holds whatever sampler, steps and samples Denoise runs with")
 
 
 def significant(value: float, digits: int = 3) -> str:
@@ -40,17 +57,18 @@ def significant(value: float, digits: int = 3) -> str:
     return f"{value:,.{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f}"
 
 
-def result_columns(with_truth: bool) -> dict[str, str]:
-    """The result table's columns and what each means (their headers' tooltips)."""
+def result_columns(with_truth: bool, std: str = "samples") -> dict[str, str]:
+    """The result table's columns and what each means (their headers' tooltips), for a calibration
+    whose interval unit came from ``std`` ("samples" or "head")."""
     return {
         "nominal": "The coverage asked for: the fraction of pixels whose truth should lie inside the interval",
         ("held-out" if with_truth else "split-half check"): (
             "The fraction of held-out pixels (never used to calibrate) whose truth lies inside the interval"
             if with_truth else "The coverage the intervals from one half of the image reach under the error "
             "measured on the other half (modelled, not measured against a truth)"),
-        "width factor": "λ: the interval is mean ± λ·u, u the samples' spread (their std, with a small floor); "
-                        "from split conformal prediction with a truth (Angelopoulos et al. 2022), from a model of "
-                        "the residuals without one (docs/method.md). Above 1: the spread alone was too narrow",
+        "width factor": f"λ: the interval is mean ± λ·u, u {UNIT[std]}; from split conformal prediction with a "
+                        "truth (Angelopoulos et al. 2022), from a model of the residuals without one "
+                        "(docs/method.md). Above 1: u alone was too narrow",
         "mean width\n(intensity)": "The interval's mean width (upper − lower), in the image's intensity units, on held-out pixels",
     }
 
@@ -98,13 +116,31 @@ class CalibrateWidget(WorkerControls, Container):
                                       "(fitted to the result by a scale and an offset first). Without one, the model's "
                                       "real error on the noisy layer is read off residuals against a recorrupted "
                                       "copy of it (a model of the residuals, not conformal: see the documentation)")
-        self.sampler = ComboBox(label="Sampler", choices=calibratable_samplers(), value="ddim",
-                                tooltip="The intervals hold for the settings calibrated here: use the same in Denoise")
-        self.steps = SpinBox(label="Steps", value=4, min=1, max=1000, tooltip="Network evaluations per sample")
-        self.n_samples = SpinBox(label="Samples (K)", value=8, min=2, max=64,
-                                 tooltip="Samples whose spread gives the interval width")
-        self.settings = Section("Sampler settings (use the same in Denoise)", [self.sampler, self.steps, self.n_samples],
-                                tooltip="The intervals hold for the sampler, steps and samples calibrated here")
+        self._models = {}  # the chosen model, loaded once: the form's bounds and choices follow it
+        defaults = DEFAULT_SAMPLER_SETTINGS  # what a run takes unless told otherwise
+        # where the std comes from decides the rest: the std head's calibration needs no sampler settings
+        self.std = control_for(STD, choices=self._std_choices)
+        self.head_route = Label(value=HEAD_ROUTE, visible=False)
+        self.head_route.native.setWordWrap(True)
+        self.sampler = ComboBox(label="Sampler", choices=calibratable_samplers(), value=defaults["sampler"],
+                                tooltip="How the samples whose spread is calibrated are drawn: the samplers with a "
+                                        "step count and no PSF (a PSF-guided model is calibrated with the library's "
+                                        "calibrate(..., psf=...))\n\n" + "\n".join(
+                                            f"{name}: {SAMPLERS[name].description}" for name in calibratable_samplers()))
+        # label, help and bounds are the chosen sampler's declaration for the chosen model (follow_param)
+        self.steps = SpinBox(name="steps", value=defaults["sampler_params"]["steps"], min=1, max=10**6)
+        self.eta = FloatSpinBox(name="eta", value=defaults["sampler_params"]["eta"], step=ETA_SETTING.step)
+        # the chosen sampler's other parameters (heun's churn and ρ), rebuilt from its declaration
+        self.sampler_params = Container(labels=True)
+        self.n_samples = control_for(
+            N_SAMPLES, value=defaults["n_samples"], min=MIN_CALIBRATION_SAMPLES,
+            tooltip=f"How many restorations are drawn (K): the intervals' width comes from their spread; at least "
+                    f"{MIN_CALIBRATION_SAMPLES} (one sample has no spread). More gives steadier maps and is slower")
+        self.settings = Section("Run settings (use the same in Denoise)",
+                                [self.std, self.head_route, self.sampler, self.steps, self.eta, self.sampler_params,
+                                 self.n_samples],
+                                tooltip="The intervals hold for the settings calibrated here: where the std comes "
+                                        "from and, for the samples' spread, the sampler, steps and samples")
         self.output = FileEdit(label="Save as", mode="w", filter="*.safetensors",
                                tooltip="The calibrated copy of the model; a new name is chosen if this file exists. "
                                        f"Empty: <model>-calibrated.safetensors in {USER_MODELS_DIR}")
@@ -123,12 +159,104 @@ class CalibrateWidget(WorkerControls, Container):
         self.help = help_link("calibrate", "Calibrate")
         extend_form(self, [self.help, self.model, self.noisy, self.truth, self.settings, self.output,
                      self.run_button, self.cancel_button, self.progress, self.status, self.results])
+        # the sampler's own parameters read as rows of the section, not as a block behind an empty label
+        self.sampler_params.margins = (0, 0, 0, 0)
+        self.sampler_params._labeled_widget()._label_widget.hide()
         self.figure = None
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.model.changed.connect(self._on_model)
+        self.sampler.changed.connect(self._on_sampler)
+        self.std.changed.connect(self._show_route)
         REGISTRY.subscribe(self.model)
         follow_layers(napari_viewer, self.noisy, self.truth)
         self.reset_choices()
+        self._on_model()  # the first model's bounds (steps ≤ its schedule) and std route from the start
+
+    def _chosen_model(self):
+        """The chosen model (None before one is chosen), loaded again only when its file changes."""
+        name = self.model.value
+        if name is None:
+            return None
+        path = Path(name)
+        key = (name, path.stat().st_mtime_ns if path.is_file() else None)
+        if key not in self._models:
+            self._models = {key: load_model(name)}
+        return self._models[key]
+
+    def _quiet_model(self):
+        """The chosen model, or None where it cannot be loaded (_on_model says why)."""
+        try:
+            return self._chosen_model()
+        except (ValueError, OSError):
+            return None
+
+    def _std_choices(self, _widget=None):
+        """Where the std can come from for the chosen model: the head only for a model that has one."""
+        model = self._quiet_model() if hasattr(self, "_models") else None
+        return [(label, value) for label, value in STD.labelled_options()
+                if model is None or self._std_route(model, value) is not None]
+
+    def _std_route(self, model, std: str) -> str | None:
+        """Where a run of ``model`` with this "Std from" takes its std ("head" or "samples"; "auto"
+        resolved as restore does), None where the model cannot run it."""
+        try:
+            return make_settings(model, std=std).std_estimator
+        except ValueError:
+            return None
+
+    def _on_model(self, _key=None):
+        try:
+            model = self._chosen_model()
+        except (ValueError, OSError) as err:
+            notify_error(f"Could not load the model: {err}")
+            return
+        if model is None:
+            return
+        self.std.reset_choices()  # the head comes and goes with the model's std head
+        self._follow_sampler(keep=True)
+
+    def _on_sampler(self, _name=None):
+        self._follow_sampler(keep=False)
+
+    def _follow_sampler(self, keep: bool):
+        """The chosen sampler's parameters as it declares them for the chosen model's schedule: the
+        values set kept within the bounds when the model changes, the sampler's defaults when the
+        sampler does (as in Denoise, so both forms start a sampler at the same settings)."""
+        model = self._quiet_model()
+        if model is not None and self.sampler.value in SAMPLERS:
+            info, schedule = SAMPLERS[self.sampler.value], model.schedule
+            for control in (self.steps, self.eta):
+                if control.name in {p.name for p in info.params}:
+                    follow_param(control, info.spec(control.name), schedule, control.value if keep else None)
+            others = [spec for spec in info.params if spec.name not in OWN_CONTROLS]
+            if [control.name for control in self.sampler_params] != [spec.name for spec in others]:
+                self.sampler_params.clear()
+                self.sampler_params.extend([param_widget(spec, schedule) for spec in others])
+            else:
+                for control in self.sampler_params:
+                    follow_param(control, info.spec(control.name), schedule, control.value if keep else None)
+        self._show_route()
+
+    def _show_route(self, _value=None):
+        """The sampler settings only where the calibration draws samples: the std head's needs none."""
+        model = self._quiet_model()
+        head = model is not None and model.kind == "paired" and self._std_route(model, self.std.value) == "head"
+        info = SAMPLERS.get(self.sampler.value)
+        names = {p.name for p in info.params} if info is not None else set()
+        self.head_route.visible = head
+        self.sampler.visible = self.n_samples.visible = not head
+        self.steps.visible = not head and "steps" in names
+        self.eta.visible = not head and "eta" in names
+        self.sampler_params.visible = not head and len(self.sampler_params) > 0
+
+    def run_settings(self) -> dict:
+        """The run these intervals are for, as Denoise and the CLI give it (restore.make_settings's
+        keywords); restore.calibration_settings turns it into what the calibration restores with."""
+        names = {p.name for p in SAMPLERS[self.sampler.value].params}
+        params = {c.name: c.value for c in (self.steps, self.eta, *self.sampler_params) if c.name in names}
+        return dict(sampler=self.sampler.value, n_samples=self.n_samples.value, std=self.std.value,
+                    sampler_params=params)
 
     def _images(self, _widget=None):
         return _image_choices(self._viewer)
@@ -147,7 +275,7 @@ class CalibrateWidget(WorkerControls, Container):
                              f"{tuple(truth.data.shape)} differ in shape")
         if self.model.value is None:
             raise ValueError("Choose a model")
-        model = load_model(self.model.value)
+        model = self._chosen_model()
         if model.kind != "paired":
             raise ValueError(f"'{model.name}' is an unpaired model; calibrate a paired one")
         out = Path(str(self.output.value)) if str(self.output.value) not in ("", ".") else None
@@ -164,11 +292,10 @@ class CalibrateWidget(WorkerControls, Container):
             return  # one run at a time
         try:
             model, noisy, truth, out = self._validate()
+            settings = calibration_settings(model, self.run_settings())  # the CLI's and the library's route
         except (ValueError, OSError) as err:
             notify_error(str(err))
             return
-        settings = dict(sampler=self.sampler.value, n_samples=self.n_samples.value,
-                        sampler_params={"steps": self.steps.value})
         source = (f"user pairs: layers '{self.noisy.value.name}' / '{self.truth.value.name}'" if truth is not None
                   else None)
         self._worker = create_worker(_calibrate_job, model, noisy, truth, settings, source, _start_thread=False)
@@ -195,7 +322,8 @@ class CalibrateWidget(WorkerControls, Container):
             return
         REGISTRY.add(out)
         c = run.calibration
-        columns = result_columns(run.truth is not None)
+        std = recorded_value(c.settings, "std_estimator")
+        columns = result_columns(run.truth is not None, std)
         self.table.value = {"data": [[formatted(n, "{:.2f}"), formatted(h, "{:.2f}"),
                                       formatted(f, "{:.2f}"), significant(w)] for n, h, f, w in
                                      zip(c.coverages, c.held_out_coverage, c.factors, c.held_out_width)],
@@ -204,7 +332,7 @@ class CalibrateWidget(WorkerControls, Container):
         self.results.collapsed = False
         self._show_reliability(run)
         self.progress.value = 1000
-        ranking = (f"; the spread ranks the errors at {c.spearman:.2f} (1: perfectly, 0: not at all)"
+        ranking = (f"; {RANKER[std]} ranks the errors at {c.spearman:.2f} (1: perfectly, 0: not at all)"
                    if c.spearman is not None else "")
         self.status.tooltip = RANKING if ranking else ""
         self.status.value = f"Saved {out}{ranking}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from ..core.run_spec import RunParam
+from ..core.sampler_registry import Param
+from ..core.schedules import NoiseSchedule
 
 # what an optional number's control shows for "none": its lowest value (0 intervals' coverage: no intervals)
 NONE_HINT = " 0: none."
@@ -40,3 +42,19 @@ def control_value(setting: RunParam, value):
     if setting.optional and setting.default is None and setting.type in (int, float) and value <= 0:
         return None
     return value
+
+
+def follow_param(control, spec: Param, schedule: NoiseSchedule, value=None) -> None:
+    """Make ``control`` the sampler parameter ``spec`` (core.sampler_registry.Param) for a model with
+    this ``schedule``: its label, help and bounds (a bound of T is the model's step count), holding
+    ``value`` (the declared default when None) brought within them. One control follows the
+    declaration of whichever sampler and model are chosen, so it never offers what that run refuses."""
+    control.label, control.tooltip = spec.label or spec.name, spec.help
+    value = spec.default_for(schedule) if value is None else value
+    if spec.type in (int, float):
+        low, high = spec.bounds(schedule)
+        control.min = 0 if low is None else low
+        if high is not None:
+            control.max = high
+        value = min(max(value, control.min), control.max)
+    control.value = value

@@ -10,6 +10,9 @@ from .conformal import Calibration
 from .restore import make_settings
 from .run_record import calibration_key_from_metadata
 
+# one sample has no spread: the fewest that calibrating the samples' spread takes (std="samples")
+MIN_CALIBRATION_SAMPLES = 2
+
 
 class CalibrationRun(NamedTuple):
     model: object  # the calibrated copy (a DiffusionModel)
@@ -29,7 +32,7 @@ def calibration_request(model, coverage, settings: dict):
     if not all(0 < c < 1 for c in coverages):
         raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
     run = make_settings(model, **settings)
-    if run.n_samples < 2 and run.std_estimator == "samples":
-        raise ValueError("n_samples must be at least 2 to calibrate the samples' spread: one sample has none "
-                         "(a model with a std head needs no samples: std='head')")
+    if run.n_samples < MIN_CALIBRATION_SAMPLES and run.std_estimator == "samples":
+        raise ValueError(f"n_samples must be at least {MIN_CALIBRATION_SAMPLES} to calibrate the samples' spread: "
+                         "one sample has none (a model with a std head needs no samples: std='head')")
     return coverages, run
