@@ -51,6 +51,16 @@ def vst_bm3d(noisy, clean, offset: float, read_noise: float):
                     for f in (0.8, 1.0, 1.25)), clean)
 
 
+def vst_bm3d_camera(noisy, clean, camera):
+    """:func:`vst_bm3d` for any Poisson–Gaussian camera (core.camera_noise.CameraNoise, known or
+    fitted: var(y) = gain·y + floor): in units of ``gain`` the noise is Poisson plus a constant
+    variance floor / gain², which the Anscombe transform takes as a shifted offset."""
+    gain = float(camera.gain)
+    best, image = vst_bm3d(np.asarray(noisy, np.float64) / gain, np.asarray(clean, np.float64) / gain,
+                           offset=-float(camera.floor) / gain**2, read_noise=0.0)
+    return best, image * gain
+
+
 @functools.cache
 def _care_network():
     from . import care
