@@ -41,12 +41,13 @@ def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_ra
 
 def _pixels_of_the_tiles(model, shape, s) -> int:
     """The tiled pixels counted off the tiles restore builds (weights and all): the oracle."""
+    from napari_diffdenoise.core.restore import TiledEpsilon
     from napari_diffdenoise.core.tiling import make_tiles
 
     m = model.network.config.size_multiple
     return sum(-(-t.height // m) * m * -(-t.width // m) * m
                for block in make_tiles(shape, s.block, s.block_overlap)
-               for t in make_tiles((block.height, block.width), s.tile, s.overlap))
+               for t in TiledEpsilon(model, None, (block.height, block.width), s.tile, s.overlap, 1).tiles)
 
 
 @pytest.mark.parametrize("shape, settings", [

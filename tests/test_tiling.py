@@ -5,7 +5,7 @@ import torch
 from napari_diffdenoise.core.model import DiffusionModel
 from napari_diffdenoise.core.restore import denoise
 from napari_diffdenoise.core.schedules import NoiseSchedule
-from napari_diffdenoise.core.tiling import make_tiles, tile_starts
+from napari_diffdenoise.core.tiling import TILE_STRETCH, make_tiles, tile_starts
 
 
 @pytest.mark.parametrize("shape, tile, overlap", [((300, 257), 64, 16), ((64, 64), 64, 16), ((50, 200), 64, 0)])
@@ -109,7 +109,35 @@ def test_memory_is_bounded_by_the_tile(tiny_model, monkeypatch):
 
     monkeypatch.setattr(tiny_model.network, "forward", spy)
     denoise(np.ones((200, 130), np.float32), tiny_model, tile=64, n_samples=1, steps=2)
-    assert max(h * w for h, w in seen) <= 64 * 64
+    # tiles stretch by at most TILE_STRETCH a side (rounded to the network's multiple) where fewer cover the plane
+    multiple = tiny_model.network.config.size_multiple
+    longest = -(-int(TILE_STRETCH * 64) // multiple) * multiple
+    assert max(max(h, w) for h, w in seen) <= longest
+    assert max(h * w for h, w in seen) > 64 * 64  # 130 = two tiles of 72 rather than three of 64
+
+
+@pytest.mark.parametrize("size", [65, 100, 130, 200, 257, 300, 511, 600, 700, 1000, 1024, 2048, 4097])
+@pytest.mark.parametrize("tile, overlap, multiple", [(64, 16, 4), (512, 128, 16), (128, 0, 8)])
+def test_the_tile_layout_never_costs_more_pixels_than_tiles_of_the_setting(size, tile, overlap, multiple):
+    from napari_diffdenoise.core.tiling import tile_length
+
+    before = len(tile_starts(size, tile, overlap)) * min(tile, size)
+    for stretch in (1.0, TILE_STRETCH):
+        length = tile_length(size, tile, overlap, stretch, multiple)
+        starts = tile_starts(size, length, overlap)
+        assert len(starts) * length <= before
+        assert length <= max(stretch * tile + multiple, tile) and (length <= tile or stretch > 1)
+        assert starts[0] == 0 and starts[-1] + length == size  # the axis is covered, exactly
+        assert all(a + length - b >= overlap for a, b in zip(starts, starts[1:]))  # with the overlap asked
+
+
+def test_a_1024_plane_takes_four_stretched_tiles_instead_of_nine():
+    from napari_diffdenoise.core.tiling import tile_grid
+
+    assert tile_grid((1024, 1024), 512, 128) [2:] != (576, 576)
+    ys, xs, height, width = tile_grid((1024, 1024), 512, 128, TILE_STRETCH, 16)
+    assert (ys, xs, height, width) == ([0, 448], [0, 448], 576, 576)
+    assert len(tile_starts(1024, 512, 128)) ** 2 == 9  # what the plane took before: 2.25× its pixels
 
 
 def test_ramp_weights_are_sin_squared_over_the_ramp_and_one_elsewhere():

@@ -48,7 +48,7 @@ from .run_spec import (  # noqa: F401  (re-exported: the names restore has alway
 )
 from .sampler_registry import SamplerInfo, get_sampler
 from .std_head import GAMMA, StdHeadAsEps
-from .tiling import make_tiles
+from .tiling import TILE_STRETCH, make_tiles
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
@@ -111,7 +111,7 @@ class TiledEpsilon:
                  on_tile: Callable[[int, int], None] | None = None):
         self.model, self.on_tile = model, on_tile
         self.multiple = model.network.config.size_multiple
-        self.tiles = make_tiles(shape, tile, overlap)
+        self.tiles = make_tiles(shape, tile, overlap, TILE_STRETCH, self.multiple)
         self.batch_pixels = batch_pixels
         device = next(model.network.parameters()).device
         self.weights = [torch.from_numpy(t.weight).to(device) for t in self.tiles]

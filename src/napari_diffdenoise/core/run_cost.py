@@ -18,7 +18,7 @@ import torch
 from .model import DiffusionModel
 from .restore import DEFAULT_SAMPLER_SETTINGS, Settings, calibration_settings, device_model, make_settings
 from .self_calibration import MAX_PIXELS, recorrupted_crops
-from .tiling import tile_grid
+from .tiling import TILE_STRETCH, tile_grid
 
 _SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
 
@@ -95,7 +95,8 @@ def _tiled_pixels(model: DiffusionModel, shape: tuple[int, int], settings: Setti
     multiple = model.network.config.size_multiple
     block_ys, block_xs, block_height, block_width = tile_grid(shape, settings.block, settings.block_overlap)
     # all blocks have one size, and so all their tiles
-    ys, xs, height, width = tile_grid((block_height, block_width), settings.tile, settings.overlap)
+    ys, xs, height, width = tile_grid((block_height, block_width), settings.tile, settings.overlap, TILE_STRETCH,
+                                      multiple)
     padded = -(-height // multiple) * multiple * -(-width // multiple) * multiple
     return len(block_ys) * len(block_xs) * len(ys) * len(xs) * padded
 

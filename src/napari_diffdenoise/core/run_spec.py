@@ -125,7 +125,9 @@ KEEP_SAMPLES = RunParam(
          "flipping through them shows what the model is unsure of more directly than any map. Costs K times the "
          "image's memory (refused when that exceeds half of this machine's)")
 TILE = RunParam("tile", int, None, optional=True, checked=False, label="Tile",
-                help="The network sees the plane in tiles of this many pixels a side (default: the model's tile)")
+                help="The network sees the plane in tiles of about this many pixels a side (default: the model's tile): as "
+                     "few equal tiles as cover the plane, each up to a quarter longer where that saves overlap "
+                     "(core.tiling.TILE_STRETCH)")
 OVERLAP = RunParam("overlap", int, None, 0, optional=True, checked=False, label="Tile overlap",
                    help="Pixels shared by neighbouring tiles, blended so no seam shows (default: a quarter of the tile)")
 BLOCK = RunParam("block", int, DEFAULT_BLOCK, 64, 2**30, optional=True, label="Block",

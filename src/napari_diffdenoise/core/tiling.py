@@ -35,12 +35,36 @@ def ramp_weights(length: int, ramp: int, taper_start: bool, taper_end: bool) -> 
     return w
 
 
-def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> tuple[list[int], list[int], int, int]:
+# The network's tiles may grow to this many times the tile setting a side where fewer, larger tiles
+# cover a plane with less overlap: a 1024² plane in 512² tiles overlapping by 128 takes 3 × 3 tiles
+# (2.25× its pixels) but 2 × 2 tiles of 576² (1.27×). A tile's memory grows by up to its square (1.56×);
+# the per-pixel cost of a larger tile is the same on a CPU (docs/benchmarks/speed.md, batching table).
+TILE_STRETCH = 1.25
+
+
+def tile_length(size: int, tile: int, overlap: int, stretch: float = 1.0, multiple: int = 1) -> int:
+    """The tile side that covers ``size`` pixels with ``overlap`` and the fewest pixels in all: n
+    equal tiles just long enough to reach across, for the n that costs least, each at most
+    ``stretch`` × ``tile`` and rounded up to ``multiple`` (the side the network takes anyway)."""
+    if size <= tile:
+        return size
+    most = math.ceil((size - overlap) / (tile - overlap))  # tiles of ``tile`` itself: always fits
+
+    def length(n):
+        return min(size, -(-math.ceil((size + (n - 1) * overlap) / n) // multiple) * multiple)
+
+    fitting = [n for n in range(1, most + 1) if overlap < length(n) <= max(stretch * tile, tile) or n == most]
+    return length(min(fitting, key=lambda n: (n * length(n), n)))
+
+
+def tile_grid(shape: tuple[int, int], tile: int, overlap: int, stretch: float = 1.0,
+              multiple: int = 1) -> tuple[list[int], list[int], int, int]:
     """(row starts, column starts, tile height, tile width) of the tiles :func:`make_tiles` lays over
-    a (H, W) plane: every tile has the same size, the plane's side where it is below ``tile``."""
+    a (H, W) plane: every tile has the same size, the plane's side where it is below ``tile``, or
+    stretched by up to ``stretch`` (:func:`tile_length`)."""
     height, width = shape
-    return (tile_starts(height, tile, overlap), tile_starts(width, tile, overlap),
-            min(tile, height), min(tile, width))
+    th, tw = (tile_length(side, tile, overlap, stretch, multiple) for side in shape)
+    return tile_starts(height, th, overlap), tile_starts(width, tw, overlap), min(th, height), min(tw, width)
 
 
 @dataclass(frozen=True)
@@ -56,10 +80,11 @@ class Tile:
         return slice(self.y0, self.y0 + self.height), slice(self.x0, self.x0 + self.width)
 
 
-def make_tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
-    """Tiles covering a (H, W) plane whose normalised weights sum to exactly one at every pixel."""
+def make_tiles(shape: tuple[int, int], tile: int, overlap: int, stretch: float = 1.0, multiple: int = 1) -> list[Tile]:
+    """Tiles covering a (H, W) plane whose normalised weights sum to exactly one at every pixel
+    (``stretch``, ``multiple``: :func:`tile_length`)."""
     height, width = shape
-    ys, xs, th, tw = tile_grid(shape, tile, overlap)
+    ys, xs, th, tw = tile_grid(shape, tile, overlap, stretch, multiple)
 
     def axis_weights(starts, length, size):
         out = []
