@@ -183,7 +183,8 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
                     workers: int | None = None, scheduler: str | None = None, threads: int | None = None,
                     progress: Callable[[BatchProgress], None] | None = None, **settings_kwargs) -> dict:
     """Restore every plane of the image at ``input_path`` (TIFF or OME-Zarr) into an OME-Zarr store at
-    ``output_path``, never holding more than a plane in memory.
+    ``output_path``, never holding more than a plane in memory. ``model``: a DiffusionModel, a bundled
+    name or a checkpoint path, or a method's name (core.methods, e.g. "richardson-lucy", in this process).
 
     Planes an earlier run with the same settings has finished are skipped (a killed run resumes);
     other settings on an existing store are refused unless ``overwrite``. ``workers=N`` starts a local

@@ -60,8 +60,9 @@ def confocal_psf(na: float, excitation_nm: float, emission_nm: float, pixel_nm: 
 
 def richardson_lucy(image, psf, iterations: int = 20, percentiles=None) -> np.ndarray:
     """Richardson–Lucy deconvolution (scikit-image) of each (Y, X) plane of an image of 2 to 5 dims:
-    the mean map of ``denoise(image, "richardson-lucy", …)`` (core.methods) as float32. Each plane is scaled to [0, 1] by its percentiles (RL needs
-    non-negative data; default (1, 99.8)), deconvolved, and mapped back to the input's units."""
+    the mean map of ``denoise(image, "richardson-lucy", …)`` (core.methods) as float32. Each plane
+    is scaled to [0, 1] by its percentiles (RL needs non-negative data; default (1, 99.8)),
+    deconvolved, and mapped back to the input's units."""
     from .restore import denoise
 
     result = denoise(image, "richardson-lucy", psf=psf, iterations=iterations, percentiles=percentiles)

@@ -1,4 +1,5 @@
-"""Image → planes → (tiled) sampling of K samples → mean, std and entropy maps.
+"""Image → planes → (tiled) sampling of K samples → mean, std and entropy maps; or, for a method
+that needs no model (core.methods), each plane → its mean map, through the same plane loop.
 
 :func:`iter_denoise` is a generator that yields a :class:`Progress` after every network step and
 returns a :class:`Restoration`; napari's worker drives it (its quit() lands at the next yield),
