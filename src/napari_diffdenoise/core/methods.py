@@ -38,9 +38,6 @@ class Method:
     maps: tuple[str, ...] = ("mean",)  # what it makes: no samples, so no std, entropy or intervals
     previewable: bool = False  # a preview is for slow sampling runs; a method is as quick in full
 
-    def param(self, name: str) -> Param:
-        return next(p for p in self.params if p.name == name)
-
 
 ITERATIONS = Param("iterations", int, 20, 1, 10_000, label="Iterations",
                    help="Richardson-Lucy rounds: more sharpens more and amplifies noise")
