@@ -14,7 +14,7 @@ from napari_diffdenoise.core.calibration_run import run_settings
 from napari_diffdenoise.core.conformal import Calibration
 from napari_diffdenoise.core.image_io import open_image
 from napari_diffdenoise.core.physics import gaussian_psf
-from napari_diffdenoise.core.restore import _metadata, make_settings
+from napari_diffdenoise.core.restore import _metadata, make_settings, plane_run
 from napari_diffdenoise.core.run_record import RECORDED, Recorded, calibration_key, settings_record
 
 
@@ -80,7 +80,7 @@ def test_the_record_gives_what_each_view_held_before(tiny_model, source, setting
     expected = _legacy_fingerprint(source, tiny_model, s)
     if s.guidance is not None:  # the legacy fingerprint lacked it, so a guided store resumed under any guidance
         expected |= {"guidance": s.guidance, "guidance_weight": s.guidance_weight}
-    assert _fingerprint(source, tiny_model, s) == expected
+    assert _fingerprint(source, plane_run(tiny_model, s)) == expected
     metadata = _metadata(tiny_model, s, 0, 0, 0.0, {})
     legacy = _legacy_metadata_settings(s)
     assert {k: metadata[k] for k in legacy} == legacy
@@ -101,13 +101,13 @@ def test_a_setting_added_to_the_record_reaches_fingerprint_calibration_key_and_m
     value = {"now": 1}
     monkeypatch.setattr(run_record, "RECORDED", (*RECORDED, Recorded("flux", lambda s: value["now"], calibration=True)))
     s = make_settings(tiny_model, n_samples=4, steps=3)
-    before = (_fingerprint(source, tiny_model, s), calibration_key(settings_record(s)),
+    before = (_fingerprint(source, plane_run(tiny_model, s)), calibration_key(settings_record(s)),
               _metadata(tiny_model, s, 0, 0, 0.0, {}))
     assert before[0]["flux"] == before[1]["flux"] == before[2]["flux"] == 1
     calibration = Calibration(run_settings(before[2]), [0.5, 0.9], [1.0, 2.0], [0.5, 0.9], [1.0, 2.0], "t", 100)
     assert calibration.matches(before[1])
     value["now"] = 2
-    after = (_fingerprint(source, tiny_model, s), calibration_key(settings_record(s)),
+    after = (_fingerprint(source, plane_run(tiny_model, s)), calibration_key(settings_record(s)),
              _metadata(tiny_model, s, 0, 0, 0.0, {}))
     assert all(a != b for a, b in zip(before, after))
     assert not calibration.matches(after[1])

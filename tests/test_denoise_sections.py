@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_diffdenoise._widgets import denoise as denoise_module
-from napari_diffdenoise._widgets.denoise import RICHARDSON_LUCY, DenoiseWidget
+from napari_diffdenoise._widgets.denoise import DenoiseWidget
+from napari_diffdenoise.core.methods import RICHARDSON_LUCY
 from napari_diffdenoise.core.sampler_registry import SAMPLERS
 
 # a symbol or a one-letter abbreviation in a label: "Randomness (η)", "Samples (K)", "PSF σ (px)"
@@ -75,9 +76,9 @@ def test_modes_show_and_hide_their_controls_inside_the_sections(docked, errors):
     _, w = docked
     w.sampling.collapsed = w.layers_section.collapsed = False
     # Richardson-Lucy: no sampling, no uncertainty layers; the sections go with their controls
-    w.model.value = RICHARDSON_LUCY
+    w.model.value = RICHARDSON_LUCY.name
     assert w.sampling.native.isHidden() and w.layers_section.native.isHidden()
-    assert _shown(w.iterations) and _shown(w.psf_source) and not _shown(w.n_samples)
+    assert _shown(w.method_params["iterations"]) and _shown(w.psf_source) and not _shown(w.n_samples)
     w.model.value = "demo"
     assert not w.sampling.native.isHidden() and not w.layers_section.native.isHidden()
     assert not w.sampling.collapsed and _shown(w.n_samples) and _shown(w.steps) and _shown(w.eta)
@@ -125,7 +126,7 @@ def test_labels_are_plain_words_from_the_samplers_declaration(docked, errors):
             labels = list(_labels(w))
             assert not [label for label in labels if JARGON.search(label)], labels
             seen.update(labels)
-    w.model.value = RICHARDSON_LUCY  # the PSF rows
+    w.model.value = RICHARDSON_LUCY.name  # the PSF rows
     labels = list(_labels(w))
     assert not [label for label in labels if JARGON.search(label)], labels
     assert {"Randomness", "Samples", "PSF width (px)"} <= seen | set(labels)

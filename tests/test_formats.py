@@ -139,7 +139,7 @@ def test_every_command_reads_the_same_formats(tmp_path, tiny_checkpoint, headed)
     assert load_model(out).provenance["step"] == 2
     assert main(["deconvolve", str(tmp_path / "clean.ims"), "--psf-sigma", "1", "--iterations", "2",
                  "--out", str(tmp_path)]) == 0
-    restored = open_image(tmp_path / "clean_rl.tif")
+    restored = open_image(tmp_path / "clean_mean.tif")
     assert restored.axes == "ZYX" and restored.shape == (2, 80, 80)
     assert restored.scale == pytest.approx({"Z": 1.0, "Y": 0.1, "X": 0.1}) and restored.channel_names == ["GFP"]
 

@@ -118,7 +118,7 @@ def test_cli_deconvolves_with_a_psf_from_the_optics(tmp_path):
     tifffile.imwrite(tmp_path / "b.tif", blurred)
     assert main(["deconvolve", str(tmp_path / "b.tif"), "--na", "0.8", "--pixel", "100", "--iterations", "5",
                  "--out", str(tmp_path)]) == 0
-    restored = tifffile.imread(tmp_path / "b_rl.tif")
+    restored = tifffile.imread(tmp_path / "b_mean.tif")
     assert restored.shape == (64, 64) and restored.dtype == np.float32
     assert restored.max() > blurred.max()  # sharper: light gathered back into the spots
     assert main(["deconvolve", str(tmp_path / "b.tif"), "--out", str(tmp_path)]) == 2  # no PSF given

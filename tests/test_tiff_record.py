@@ -44,8 +44,8 @@ def test_the_commands_write_through_the_one_writer(tmp_path):
         assert record["axes"] == "YX" and RUN_KEY not in record  # no run made them
     assert main(["deconvolve", str(tmp_path / "puncta_noisy.tif"), "--psf-sigma", "1", "--iterations", "2",
                  "--out", str(tmp_path)]) == 0
-    assert _record(tmp_path / "puncta_noisy_rl.tif")[RUN_KEY]["method"] == "richardson-lucy"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["puncta_clean.tif", "puncta_noisy.tif", "puncta_noisy_rl.tif"]
+    assert _record(tmp_path / "puncta_noisy_mean.tif")[RUN_KEY]["method"] == "richardson-lucy"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["puncta_clean.tif", "puncta_noisy.tif", "puncta_noisy_mean.tif"]
 
 
 @pytest.mark.parametrize("name, error", [("missing.tif", "does not exist"), ("picture.png", "expected a TIFF")])

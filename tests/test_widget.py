@@ -147,31 +147,68 @@ def test_an_unpaired_model_offers_only_guided_samplers_with_their_parameters(mak
     assert meta["sampler"] == "fb" and meta["start"] == 3 and not errors
 
 
-def test_richardson_lucy_is_a_classical_option_that_adds_one_layer(widget, qtbot, errors):
+def test_richardson_lucy_is_a_method_that_adds_a_mean_layer(widget, qtbot, errors):
+    from napari_diffdenoise.core.methods import RICHARDSON_LUCY
+    from napari_diffdenoise.core.physics import gaussian_psf, richardson_lucy
     from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
 
     viewer, w = widget
     _, blurred = simulate_pair("puncta", (64, 64), Acquisition(psf_sigma=2.0), seed=2)
-    viewer.add_image(np.stack([blurred, blurred]), name="wide", scale=(3, 1, 1))
+    stack = np.stack([blurred, blurred[::-1]])
+    viewer.add_image(stack, name="wide", scale=(3, 1, 1))
     w.image.value = viewer.layers["wide"]
     w.coverage.value = 0.9
-    w.model.value = denoise_module.RICHARDSON_LUCY
-    assert w.sampler.native.isHidden() and not w.iterations.native.isHidden()
-    # what only a diffusion model uses is hidden too (Preview then errored)
-    for control in (w.preset, w.mean_estimator, w.coverage, w.self_calibrate, w.entropy, w.preview_button):
+    w.model.value = RICHARDSON_LUCY.name
+    iterations = w.method_params["iterations"]
+    assert w.sampler.native.isHidden() and not iterations.native.isHidden()
+    # what only a diffusion model uses is hidden too (Preview then errored), as the method declares
+    for control in (w.preset, w.estimate, w.mean_estimator, w.coverage, w.self_calibrate, w.entropy, w.preview_button,
+                    w.sampling, w.layers_section):
         assert control.native.isHidden(), control
     w.model.value = "demo"
     assert not any(c.native.isHidden() for c in (w.preset, w.mean_estimator, w.coverage, w.self_calibrate,
                                                  w.preview_button))
-    w.model.value = denoise_module.RICHARDSON_LUCY
-    w.psf_sigma.value, w.iterations.value = 2.0, 10
+    assert iterations.native.isHidden()
+    w.model.value = RICHARDSON_LUCY.name
+    w.psf_sigma.value, iterations.value = 2.0, 10
+    w.preview()  # refused with a message, not a traceback
+    assert errors == ["Richardson–Lucy (classical, no model) has no preview: it is as quick to run in full"]
+    errors.clear()
     w.run()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
-    assert [layer.name for layer in viewer.layers] == ["wide", "wide [Richardson-Lucy]"]
-    result = viewer.layers["wide [Richardson-Lucy]"]
-    assert result.data.shape == (2, 64, 64) and result.data.max() > blurred.max()
-    assert result.metadata["napari_diffdenoise"]["iterations"] == 10 and list(result.scale) == [3, 1, 1]
-    assert not errors
+    assert [layer.name for layer in viewer.layers] == ["wide", "wide [mean]"]
+    result = viewer.layers["wide [mean]"]
+    # the same deconvolution as the library's, plane by plane
+    np.testing.assert_array_equal(result.data, richardson_lucy(stack, gaussian_psf(2.0), iterations=10))
+    meta = result.metadata["napari_diffdenoise"]
+    assert meta["method"] == "richardson-lucy" and meta["iterations"] == 10 and meta["map"] == "mean"
+    assert meta["psf_source"] == "gaussian" and meta["psf_sigma_px"] == 2.0
+    assert meta["psf_shape"] == list(gaussian_psf(2.0).shape) and meta["n_samples"] == 0
+    assert meta["source_layer"] == "wide" and list(result.scale) == [3, 1, 1]
+    assert w.status.value.startswith("Done") and not errors
+
+
+def test_richardson_lucy_takes_the_psf_from_a_layer_and_a_bad_one_is_a_notification(widget, qtbot, errors):
+    from napari_diffdenoise.core.physics import gaussian_psf, richardson_lucy
+
+    viewer, w = widget
+    image = np.random.default_rng(3).poisson(20, (40, 40)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    viewer.add_image(gaussian_psf(1.5) * 7, name="bead psf")  # any scale: normalised to sum 1
+    viewer.add_image(np.zeros((9, 9), np.float32), name="empty psf")
+    w.image.value = viewer.layers["img"]
+    w.model.value = "richardson-lucy"
+    w.method_params["iterations"].value = 3
+    w.psf_source.value = viewer.layers["empty psf"]
+    w.run()
+    assert errors and "PSF" in errors[0] and len(viewer.layers) == 3 and w._worker is None
+    errors.clear()
+    w.psf_source.value = viewer.layers["bead psf"]
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    result = viewer.layers["img [mean]"]
+    np.testing.assert_allclose(result.data, richardson_lucy(image, gaussian_psf(1.5), iterations=3), rtol=1e-5)
+    assert result.metadata["napari_diffdenoise"]["psf_source"] == "layer bead psf" and not errors
 
 
 def test_psf_guided_sampling_takes_the_psf_from_an_image_layer(widget, qtbot, errors):

@@ -11,7 +11,10 @@ import numpy as np
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (default: demo)")
+    from .core.methods import METHODS
+
+    p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (default: demo); or a "
+                   "method that needs no model: " + "; ".join(f"{m.name}: {m.help}" for m in METHODS.values()))
     from .core.sampler_registry import SAMPLERS
 
     lines = []
@@ -24,6 +27,18 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     _add_run_settings(p)
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     _add_psf_args(p)
+    _add_method_args(p)
+
+
+def _add_method_args(p: argparse.ArgumentParser) -> None:
+    """One option per parameter a method declares (core.methods), for --model <method>."""
+    from .core.methods import METHODS
+
+    for method in METHODS.values():
+        for param in method.params:
+            p.add_argument(f"--{param.name.replace('_', '-')}", dest=param.name, default=None,
+                           type=param.type if param.type in (int, float) else None,
+                           help=f"{method.name}: {param.help} (default: {param.default})".replace("%", "%%"))
 
 
 def _add_run_settings(p: argparse.ArgumentParser) -> None:
@@ -219,11 +234,22 @@ def cmd_demo(args) -> int:
 
 
 def _settings_from_args(args) -> dict:
-    """The make_settings keywords the sampling options give."""
+    """The make_settings keywords the sampling options give, and a method's own parameters for
+    --model <method> (core.methods)."""
+    from .core.methods import METHODS, find_method
     from .core.run_spec import cli_settings
 
-    return {**{setting.name: getattr(args, setting.name) for setting in cli_settings()},
-            "sampler_params": _parse_params(args.sampler_param), "psf": _psf_from_args(args)}
+    settings = {**{setting.name: getattr(args, setting.name) for setting in cli_settings()},
+                "sampler_params": _parse_params(args.sampler_param), "psf": _psf_from_args(args)}
+    method = find_method(args.model)
+    given = {p.name: getattr(args, p.name) for m in METHODS.values() for p in m.params
+             if getattr(args, p.name, None) is not None}
+    if method is None and given:
+        raise ValueError(f"--{', --'.join(given)} belong(s) to {', '.join(METHODS)}, not to a diffusion model: "
+                         "leave it out, or choose --model " + " or ".join(METHODS))
+    if method is not None and method.needs_psf and settings["psf"] is None:
+        raise ValueError(f"{method.name} needs a PSF: --psf FILE, --na with --wavelength and --pixel, or --psf-sigma")
+    return {**settings, **given}
 
 
 def _batch_printer():
@@ -388,28 +414,6 @@ def cmd_adapt(args) -> int:
     return 0
 
 
-def cmd_deconvolve(args) -> int:
-    """Richardson–Lucy with a PSF from a file, the optics (Airy / confocal) or a Gaussian σ."""
-    from .core import physics
-
-    psf = _psf_from_args(args)
-    if psf is None:
-        raise ValueError("give a PSF: --psf FILE, --na with --wavelength and --pixel, or --psf-sigma")
-    out = Path(args.out)
-    path = out / f"{output_stem(args.input)}_rl.tif"
-    if path.exists() and not args.overwrite:
-        raise ValueError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
-    from .core.tiff_maps import pixel_record, write_maps
-
-    image, source = read_image(args.input)
-    restored = physics.richardson_lucy(image, psf, iterations=args.iterations)
-    record = {"method": "richardson-lucy", "iterations": args.iterations, "psf_shape": list(np.shape(psf))}
-    write_maps(out, output_stem(args.input), {"rl": restored}, axes=source.axes, pixel=pixel_record(source),
-               metadata=record, overwrite=args.overwrite)
-    print(f"wrote {path}")
-    return 0
-
-
 def cmd_export(args) -> int:
     """A bioimage.io model package (spec 0.5) of the model's one-pass posterior mean."""
     from .core.bioimageio_export import export_bioimageio
@@ -518,13 +522,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_adapt)
-    p = sub.add_parser("deconvolve", help="Richardson-Lucy deconvolution of an image, plane by plane (no model needed)")
+    p = sub.add_parser("deconvolve", help="Richardson-Lucy deconvolution of an image, plane by plane (no model "
+                                          "needed): denoise --model richardson-lucy, writing <name>_mean.tif")
     p.add_argument("input", help=f"the image: {formats}")
     _add_psf_args(p)
-    p.add_argument("--iterations", type=int, default=20)
+    _add_method_args(p)
+    p.add_argument("--axes", default=None, help="the input's axes, e.g. TZYX (default: from the file)")
     p.add_argument("--out", default=".")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(func=cmd_deconvolve)
+    from .core.methods import RICHARDSON_LUCY
+    from .core.run_spec import cli_settings
+
+    # what denoise reads of the options deconvolve does not offer: their defaults, which a method takes
+    p.set_defaults(func=cmd_denoise, model=RICHARDSON_LUCY.name, sampler_param=[], self_calibrate=False, workers=None,
+                   scheduler=None, threads=None, **{setting.name: setting.default for setting in cli_settings()})
     p = sub.add_parser("export", help="export a model to the BioImage Model Zoo format (a .zip, spec 0.5)")
     p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (it needs a mean head)")
     p.add_argument("--out", required=True, help="the package, ending in .zip")

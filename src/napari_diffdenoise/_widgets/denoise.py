@@ -28,6 +28,7 @@ from .. import __version__
 from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.maps import MAPS, layer_kwargs, layer_metadata
+from ..core.methods import METHODS, find_method, method_settings
 from ..core.restore import DEFAULT_STEPS, Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run_cost import duration
 from ..core.run_spec import COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, SAMPLER, SEED, STD
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     import napari.viewer
 
 LOAD_FROM_FILE = "Load from file…"
-RICHARDSON_LUCY = "richardson-lucy"  # the classical option: no model, deconvolution only
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
 # speed / quality presets: (steps, samples); η = 1 throughout. The bundled demo is calibrated for
 # "fast" and "default" (docs/benchmarks/samplers.md, coverage.md)
@@ -93,7 +93,7 @@ def _float_step(default, low, high) -> float:
 
 def _result_tags() -> tuple[str, ...]:
     """The name tags of this plugin's result layers (a map registered later included)."""
-    return (*(f"[{name}]" for name in MAPS), "[samples]", "[preview", "[Richardson-Lucy]")
+    return (*(f"[{name}]" for name in MAPS), "[samples]", "[preview")
 
 
 def _could_be_psf(layer) -> bool:
@@ -113,15 +113,6 @@ _image_choices = image_choices  # the other widgets import it from here
 
 class _Failure(str):
     """A message for the user, returned instead of raised: a worker that raises shows a traceback."""
-
-
-def _deconvolve_job(data, psf, iterations):
-    from ..core.physics import iter_richardson_lucy
-
-    try:
-        return (yield from iter_richardson_lucy(data, psf, iterations))
-    except (ValueError, MemoryError) as err:
-        return _Failure(str(err))
 
 
 class TileReporter:
@@ -268,8 +259,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.psf_sigma = FloatSpinBox(label="PSF width (px)", value=1.5, min=0.3, max=20.0, step=0.1, visible=False,
                                       tooltip="The Gaussian PSF's standard deviation σ in pixels; ≈ 0.21·λ/NA / pixel "
                                               "size for a widefield microscope (λ: the emission wavelength)")
-        self.iterations = SpinBox(label="Iterations", value=20, min=1, max=1000, visible=False,
-                                  tooltip="Richardson-Lucy rounds: more sharpens more and amplifies noise")
+        # every method's own parameters (core.methods), each shown while its method is chosen
+        self.method_params = Container(labels=True, visible=False, widgets=[
+            param_widget(spec, None) for spec in {p.name: p for m in METHODS.values() for p in m.params}.values()])
         # the controls made from the run's declaration, by the setting each gives
         self.run_controls = {"n_samples": self.n_samples, "mean": self.mean_estimator, "std": self.std_estimator,
                              "coverage": self.coverage, "entropy": self.entropy, "keep_samples": self.keep_samples,
@@ -298,11 +290,12 @@ class DenoiseWidget(WorkerControls, Container):
                                               "(mean, std and entropy are always added)")
         extend_form(self, [self.help, self.image, self.axes, self.model, self.model_file, self.preset, self.estimate,
                            self.sampler,
-                           self.psf_source, self.psf_sigma, self.iterations, self.sampling, self.layers_section,
+                           self.psf_source, self.psf_sigma, self.method_params, self.sampling, self.layers_section,
                            self.run_button, self.preview_button, self.cancel_button, self.progress, self.status])
         # the sampler's own parameters read as rows of the section, not as a block indented by an empty label
-        self.sampler_params.margins = (0, 0, 0, 0)
-        self.sampler_params._labeled_widget()._label_widget.hide()
+        for rows in (self.sampler_params, self.method_params):
+            rows.margins = (0, 0, 0, 0)
+            rows._labeled_widget()._label_widget.hide()
 
         self.model.changed.connect(self._on_model)
         self.image.changed.connect(self._on_image)
@@ -371,7 +364,7 @@ class DenoiseWidget(WorkerControls, Container):
     def _preset_choices(self, _widget=None) -> list[str]:
         """The presets; one pass only for a model whose heads give mean and std without samples."""
         try:
-            heads = self.model.value not in (None, RICHARDSON_LUCY) and self._selected_model().std_network is not None
+            heads = self._is_model() and self._selected_model().std_network is not None
         except (ValueError, OSError, AttributeError):
             heads = False
         return [*([ONE_PASS] if heads else []), *PRESETS, CUSTOM]
@@ -401,8 +394,7 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _sampler_choices(self, _widget=None):
         """The samplers that fit the chosen model (paired ones before a model is chosen)."""
-        key = getattr(getattr(self, "model", None), "value", None)
-        if key in (None, RICHARDSON_LUCY):
+        if not self._is_model():
             return samplers_for("paired")
         try:
             return samplers_for(self._selected_model().kind)
@@ -410,7 +402,7 @@ class DenoiseWidget(WorkerControls, Container):
             return samplers_for("paired")
 
     def _model_choices(self, _widget=None):
-        return REGISTRY.choices() + [("Richardson–Lucy (classical, no model)", RICHARDSON_LUCY)]
+        return REGISTRY.choices() + [(method.label, method.name) for method in METHODS.values()]
 
     def _on_model_file(self, path):
         if not path or not str(path).strip() or str(path) == ".":
@@ -427,15 +419,8 @@ class DenoiseWidget(WorkerControls, Container):
         """Offer only the samplers and step counts that fit the chosen model."""
         if key is None:
             return
-        classical = key == RICHARDSON_LUCY
-        for widget in self._model_controls():
-            widget.visible = not classical
-        self.self_calibrate.visible = not classical and self.coverage.value > 0
-        self.iterations.visible = classical
-        if classical:
-            self.steps.visible = self.eta.visible = False
-            self.sampler_params.clear()
-            self._show_psf_widgets()
+        self._show_what_applies()
+        if not self._is_model():
             return
         try:
             model = self._selected_model()
@@ -451,15 +436,43 @@ class DenoiseWidget(WorkerControls, Container):
         self.steps.value = min(self.steps.value, model.schedule.n_steps)
         self._on_sampler(self.sampler.value)
 
-    def _model_controls(self):
-        """What only a diffusion model uses: hidden while Richardson–Lucy is chosen."""
-        return (self.preset, self.sampler, self.n_samples, self.mean_estimator, self.std_estimator, self.coverage,
-                self.entropy, self.keep_samples, self.seed, self.device, self.preview_button, self.sampling,
+    def _method(self):
+        """The chosen method (core.methods), or None for a diffusion model."""
+        return find_method(getattr(getattr(self, "model", None), "value", None))
+
+    def _is_model(self) -> bool:
+        return getattr(getattr(self, "model", None), "value", None) is not None and self._method() is None
+
+    def _show_what_applies(self) -> None:
+        """The rows the chosen entry uses, from its declaration: a diffusion model samples (sampler,
+        presets, sampling settings, time estimate, Preview, the intervals, entropy and samples layers);
+        a method (core.methods) shows its own parameters, the PSF when it needs one, and Preview only
+        when it declares one. The sections go with their controls."""
+        method = self._method()
+        sampled = method is None
+        for widget in self._sampling_controls():
+            widget.visible = sampled
+        self.preview_button.visible = sampled or method.previewable
+        self.self_calibrate.visible = sampled and self.coverage.value > 0
+        own = set() if sampled else {p.name for p in method.params}
+        for control in self.method_params:
+            control.visible = control.name in own
+        self.method_params.visible = bool(own)
+        if not sampled:
+            self.steps.visible = self.eta.visible = False
+            self.sampler_params.clear()
+        self._show_psf_widgets()
+
+    def _sampling_controls(self):
+        """What only sampling uses (the steps, η and the sampler's own rows follow the sampler)."""
+        return (self.preset, self.estimate, self.sampler, self.n_samples, self.mean_estimator, self.std_estimator,
+                self.coverage, self.entropy, self.keep_samples, self.seed, self.device, self.sampling,
                 self.layers_section)
 
     def _uses_psf(self) -> bool:
-        if self.model.value == RICHARDSON_LUCY:
-            return True
+        method = self._method()
+        if method is not None:
+            return method.needs_psf
         info = SAMPLERS.get(self.sampler.value)
         return info is not None and info.needs_psf
 
@@ -472,7 +485,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.sampler_params.clear()
         self.sampler_params.visible = False  # shown again below when the sampler has parameters of its own
         self._show_psf_widgets()
-        if name not in SAMPLERS or self.model.value in (None, RICHARDSON_LUCY):
+        if name not in SAMPLERS or not self._is_model():
             self.steps.visible = self.eta.visible = False
             return
         info = SAMPLERS[name]
@@ -501,7 +514,7 @@ class DenoiseWidget(WorkerControls, Container):
 
         layer = self.image.value
         try:
-            if layer is None or self.model.value in (None, RICHARDSON_LUCY):
+            if layer is None or not self._is_model():
                 raise ValueError("nothing to estimate")
             model, settings = self._selected_model(), self._settings(self._psf())
         except (ValueError, TypeError, OSError, RuntimeError):
@@ -541,7 +554,11 @@ class DenoiseWidget(WorkerControls, Container):
         """The run's keywords for make_settings/iter_denoise; the main form's steps and η go in only
         for samplers that declare them. A preview is the one-pass mean alone when the model has one
         (one network evaluation), else one sample of at most PREVIEW_STEPS steps (a sampler
-        without a step count, such as ddpm, is previewed with ddim); never intervals."""
+        without a step count, such as ddpm, is previewed with ddim); never intervals. A method
+        (core.methods) takes the PSF and its own parameters alone."""
+        method = self._method()
+        if method is not None:
+            return {"psf": psf, **{p.name: self.method_params[p.name].value for p in method.params}}
         sampler = self.sampler.value
         if preview and sampler in SAMPLERS and self._selected_model().kind == "paired" and \
                 "steps" not in {p.name for p in SAMPLERS[sampler].params}:
@@ -585,6 +602,15 @@ class DenoiseWidget(WorkerControls, Container):
                              "PSF itself (at most 255×255, centred)")
         return check_psf(psf)
 
+    def _psf_source_record(self, metadata: dict) -> dict:
+        """Where a run's PSF came from (the record has its shape and hash, not what it was made from)."""
+        if "psf_shape" not in metadata:
+            return {}
+        source = self.psf_source.value
+        if source in (None, GAUSSIAN_PSF):
+            return {"psf_source": "gaussian", "psf_sigma_px": self.psf_sigma.value}
+        return {"psf_source": f"layer {source.name}"}
+
     def _selected_model(self):
         name = self.model.value
         path = Path(name)
@@ -606,11 +632,13 @@ class DenoiseWidget(WorkerControls, Container):
         if self.model.value is None:
             raise ValueError("No model available: load a checkpoint from file")
         psf = self._psf()
-        if self.model.value == RICHARDSON_LUCY:
-            return layer, None, psf
         self._axes_of(layer)  # a mistyped Axes field is refused before anything runs
-        model = self._selected_model()
         settings = self._settings(psf)
+        method = self._method()
+        if method is not None:
+            method_settings(method, **settings)
+            return layer, method.name, psf
+        model = self._selected_model()
         # a calibration made on the image itself comes before the run: the stored ones need not fit
         make_settings(model, **({**settings, "coverage": None} if self._calibrates_here(settings) else settings))
         return layer, model, psf
@@ -628,8 +656,9 @@ class DenoiseWidget(WorkerControls, Container):
 
     def preview(self):
         """One quick sample of the plane on view, into a '[preview]' layer (replaced on each preview)."""
-        if self.model.value == RICHARDSON_LUCY:
-            notify_error("Preview is for diffusion models; Richardson-Lucy is fast enough to run in full")
+        method = self._method()
+        if method is not None and not method.previewable:
+            notify_error(f"{method.label} has no preview: it is as quick to run in full")
             return
         self.run(preview=True)
 
@@ -647,7 +676,7 @@ class DenoiseWidget(WorkerControls, Container):
             # the previous run's "Done" or progress would read as this run's
             self.progress.value, self.status.value = 0, f"Not started: {err}"
             return
-        settings = self._settings(psf, preview) if model is not None else {}
+        settings = self._settings(psf, preview)
         data, axes = layer_data(layer), self._axes_of(layer)
         tiles = TileReporter()
         if preview:
@@ -656,10 +685,6 @@ class DenoiseWidget(WorkerControls, Container):
             self._worker = create_worker(_denoise_job, data, model, settings, "YX", tiles, _start_thread=False)
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_preview(layer, z, result))
-        elif model is None:
-            self._worker = create_worker(_deconvolve_job, data, psf, self.iterations.value, _start_thread=False)
-            self._worker.yielded.connect(self._on_plane_done)
-            self._worker.returned.connect(lambda result: self._on_deconvolved(layer, result))
         else:
             self._worker = create_worker(_denoise_job, data, model, settings, axes, tiles,
                                          self_calibrate=self._calibrates_here(settings), _start_thread=False)
@@ -708,26 +733,6 @@ class DenoiseWidget(WorkerControls, Container):
         tile = f", tile {info.tile}/{info.n_tiles}" if info.n_tiles > 1 and info.tile else ""
         self._report(info.fraction, f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}{tile}")
 
-    def _on_plane_done(self, done):
-        plane, n_planes = done
-        self.progress.value = int(1000 * plane / n_planes)
-        self.status.value = f"plane {plane}/{n_planes}"
-
-    def _on_deconvolved(self, layer, result):
-        if isinstance(result, _Failure):
-            notify_error(f"Deconvolution failed: {result}")
-            self.status.value = "Failed; no layers added"
-            return
-        psf = self.psf_source.value
-        psf_meta = ({"psf": "gaussian", "psf_sigma_px": self.psf_sigma.value} if psf in (None, GAUSSIAN_PSF)
-                    else {"psf": f"layer {psf.name}"})
-        meta = {"napari_diffdenoise": {"method": "richardson-lucy", **psf_meta, "iterations": self.iterations.value,
-                                       "source_layer": layer.name, "package_version": __version__}}
-        self._viewer.add_image(result, name=f"{layer.name} [Richardson-Lucy]", scale=layer.scale,
-                               translate=layer.translate, metadata=meta, colormap=layer.colormap.name)
-        self.progress.value = 1000
-        self.status.value = "Done"
-
     def _on_returned(self, layer, result):
         if isinstance(result, _Failure):
             notify_error(f"Denoising failed: {result}")
@@ -736,7 +741,8 @@ class DenoiseWidget(WorkerControls, Container):
             self._add_layers(layer, result)
 
     def _add_layers(self, layer, result):
-        meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "package_version": __version__}}
+        meta = {"napari_diffdenoise": {**result.metadata, **self._psf_source_record(result.metadata),
+                                       "source_layer": layer.name, "package_version": __version__}}
         for name, data in result.maps.items():  # each map as core.maps declares it
             self._viewer.add_image(
                 data, name=f"{layer.name} [{name}]", scale=layer.scale, translate=layer.translate,

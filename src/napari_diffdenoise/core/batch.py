@@ -20,25 +20,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import restore
 from .axes import plane_positions
 from .checkpoint import load_model
 from .driving import drive
 from .image_io import BIOIO_PLUGINS, ImageSource, is_zarr_path, open_image
 from .map_store import MapStore
-from .maps import MAPS, map_names
+from .maps import MAPS
+from .methods import find_method
 from .model import DiffusionModel
 from .restore import (
+    PlaneRun,
     _check_image,
     _check_memory,
-    _metadata,
     device_model,
     make_settings,
     output_dtype,
+    plane_run,
     read_plane,
     restore_plane,
 )
-from .run_record import fingerprint_settings, settings_record
 from .tiff_maps import TiffMaps, pixel_record
 
 
@@ -73,11 +73,11 @@ def input_content_hash(source: ImageSource) -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(source: ImageSource, model, s) -> dict:
+def _fingerprint(source: ImageSource, run: PlaneRun) -> dict:
     path = None if source.path is None else str(Path(source.path).resolve())
     return {"input_path": path, "input_content_sha256": input_content_hash(source),
             "input_shape": list(source.shape), "input_dtype": str(np.dtype(source.data.dtype)), "axes": source.axes,
-            "model_sha256": model.sha256, **fingerprint_settings(settings_record(s))}
+            **run.fingerprint}
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -174,17 +174,17 @@ def _prepare(input_path, model, axes, settings_kwargs):
     # microscopes' files name their axes, so a narrow (Z, Y, X) stack there is not taken for (Y, X, C)
     guessed = axes is None and not _axes_in_file(input_path)
     _check_image(source.data, None if guessed else source.axes)
-    loaded = _load(model)
-    s = make_settings(loaded, **settings_kwargs)
-    _check_memory(source.data, s.n_samples, s.block)
-    return source, loaded, s
+    run = plane_run(model if find_method(model) is not None else _load(model), **settings_kwargs)
+    _check_memory(source.data, run.settings.n_samples, run.settings.block)
+    return source, run
 
 
 def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, overwrite: bool = False,
                     workers: int | None = None, scheduler: str | None = None, threads: int | None = None,
                     progress: Callable[[BatchProgress], None] | None = None, **settings_kwargs) -> dict:
     """Restore every plane of the image at ``input_path`` (TIFF or OME-Zarr) into an OME-Zarr store at
-    ``output_path``, never holding more than a plane in memory.
+    ``output_path``, never holding more than a plane in memory. ``model``: a DiffusionModel, a bundled
+    name or a checkpoint path, or a method's name (core.methods, e.g. "richardson-lucy", in this process).
 
     Planes an earlier run with the same settings has finished are skipped (a killed run resumes);
     other settings on an existing store are refused unless ``overwrite``. ``workers=N`` starts a local
@@ -199,13 +199,15 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
         raise ValueError(f"workers must be a whole number of at least 1; got {workers!r}")
     check_output_apart(input_path, output_path)
     distributed = workers is not None or scheduler is not None
+    if distributed and find_method(model) is not None:
+        raise ValueError(f"{find_method(model).name} runs in this process: leave out workers and scheduler")
     if distributed and not isinstance(model, str):
         raise TypeError("a cluster run needs the model as a bundled name or a checkpoint path, which every "
                         "worker loads itself")
-    source, loaded, s = _prepare(input_path, model, axes, settings_kwargs)
+    source, run = _prepare(input_path, model, axes, settings_kwargs)
     threads = int(threads or torch.get_num_threads())
-    fingerprint = _fingerprint(source, loaded, s)
-    store = MapStore.open(output_path, source, map_names(s), output_dtype(source.data), fingerprint, overwrite)
+    fingerprint = _fingerprint(source, run)
+    store = MapStore.open(output_path, source, run.names, output_dtype(source.data), fingerprint, overwrite)
     positions = plane_positions(source.shape)
     finished = store.done_positions()
     pending = [(number, p) for number, p in enumerate(positions) if p not in finished]
@@ -217,8 +219,8 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
         _run_on_cluster(pending, str(input_path), source.axes, str(output_path), model, settings_kwargs, token,
                         threads, workers, scheduler, store, tally)
     else:
-        _run_here(pending, source, device_model(loaded, s.device), s, store, tally, threads)
-    metadata = {"model": loaded.name, "model_sha256": loaded.sha256, **fingerprint, "n_planes": len(positions),
+        _run_here(pending, source, run.plane, store, tally, threads)
+    metadata = {**run.identity, **fingerprint, "n_planes": len(positions),
                 "planes_resumed": len(finished), **tally.metadata(), "threads": threads,
                 "scale": source.scale_list(), "units": source.units}
     store.finish(metadata)
@@ -235,28 +237,28 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = 
     (pixel sizes, their units, channel names); by default the input's own, ``{}`` for none. In this
     process only, and not resumable. Returns (metadata, paths)."""
     check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif" for name in MAPS])
-    source, loaded, s = _prepare(input_path, model, axes, settings_kwargs)
+    source, run = _prepare(input_path, model, axes, settings_kwargs)
     if pixel is None:
         pixel = pixel_record(source)
     threads = int(threads or torch.get_num_threads())
-    names = map_names(s)
+    names = run.names
     dtype = output_dtype(source.data)
     sink = TiffMaps(folder, stem, names, source.shape, source.axes,
                     {n: MAPS[n].dtype_for(dtype) for n in names}, pixel, overwrite)
     positions = plane_positions(source.shape)
     tally = _Tally(len(positions), 0, len(positions), progress)
     try:
-        _run_here(list(enumerate(positions)), source, device_model(loaded, s.device), s, sink, tally, threads)
+        _run_here(list(enumerate(positions)), source, run.plane, sink, tally, threads)
     except BaseException:
         sink.abort()
         raise
-    n_steps = restore.network_steps(loaded, s)  # looked up when called, as iter_denoise does: one source of the count
-    metadata = {**_metadata(loaded, s, tally.evaluations, n_steps, 0.0, {"axes": source.axes}), **tally.metadata(),
+    metadata = {**run.record(tally.evaluations, 0.0, {"axes": source.axes}), **tally.metadata(),
                 "n_planes": len(positions), "threads": threads}
     return metadata, sink.finish(metadata)
 
 
-def _run_here(pending, source, model, s, store, tally: _Tally, threads):
+def _run_here(pending, source, restore_one, store, tally: _Tally, threads):
+    """``restore_one``: a PlaneRun's plane generator (core.restore.plane_run)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -265,8 +267,7 @@ def _run_here(pending, source, model, s, store, tally: _Tally, threads):
                 tally.report(i + (step + tiles / n_tiles) / n_steps,
                              f"plane {number + 1}: step {step + 1}/{n_steps}, tile {tiles}/{n_tiles}")
 
-            run = restore_plane(read_plane(source.data, position), model, s, number, position,
-                                output_dtype(source.data), on_tile)
+            run = restore_one(read_plane(source.data, position), number, position, output_dtype(source.data), on_tile)
             try:
                 while True:
                     step, n_steps = next(run)

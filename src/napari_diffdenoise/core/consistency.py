@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .physics import check_psf
+from .kernels import check_psf
 
 REGULARISERS = ("none", "l1", "l2")
 REFERENCE_PIXELS = 128 * 128  # guidance norms are taken per this many pixels (see gradient_norm)

@@ -1,6 +1,7 @@
 """Per-image percentile normalisation into the model's range [−1, 1] and back (CSBDeep style)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,3 +45,13 @@ class IntensityMap:
     def scale_to_input(self, spread: np.ndarray) -> np.ndarray:
         """Map a spread (a std) from model units to input units: scale only, no offset."""
         return (np.asarray(spread, dtype=np.float32) * self.half_span).astype(np.float32)
+
+
+def check_percentiles(percentiles):
+    """The percentiles as given (None: the default of whoever asks), or a ValueError saying what is accepted."""
+    if percentiles is not None and not (
+            isinstance(percentiles, (tuple, list)) and len(percentiles) == 2
+            and all(isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool) and math.isfinite(p)
+                    for p in percentiles) and 0 <= percentiles[0] < percentiles[1] <= 100):
+        raise ValueError(f"percentiles must be two numbers (low, high) with 0 ≤ low < high ≤ 100; got {percentiles!r}")
+    return percentiles

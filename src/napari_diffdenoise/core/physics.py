@@ -10,10 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, special
 
-from .axes import infer_axes, plane_positions
-from .driving import drive
-from .image_io import is_lazy
-from .normalization import IntensityMap
+from .kernels import check_psf, normalised  # noqa: F401  (check_psf: re-exported, physics has always offered it)
 
 
 def _radius_grid(size: int) -> np.ndarray:
@@ -26,15 +23,11 @@ def _odd_size(extent_px: float) -> int:
     return int(2 * np.ceil(extent_px) + 1)
 
 
-def _normalised(kernel: np.ndarray) -> np.ndarray:
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
 def gaussian_psf(sigma_px: float, size: int | None = None) -> np.ndarray:
     if sigma_px <= 0:
         raise ValueError(f"the PSF width must be positive, got σ = {sigma_px}")
     r = _radius_grid(size or _odd_size(4 * sigma_px))
-    return _normalised(np.exp(-(r**2) / (2 * sigma_px**2)))
+    return normalised(np.exp(-(r**2) / (2 * sigma_px**2)))
 
 
 def airy_psf(na: float, wavelength_nm: float, pixel_nm: float, size: int | None = None, oversample: int = 5) -> np.ndarray:
@@ -49,7 +42,7 @@ def airy_psf(na: float, wavelength_nm: float, pixel_nm: float, size: int | None 
         intensity = np.where(v == 0, 1.0, (2 * special.j1(v) / v) ** 2)
     n = size * oversample
     binned = intensity[: n, : n].reshape(size, oversample, size, oversample).mean(axis=(1, 3))
-    return _normalised(binned)
+    return normalised(binned)
 
 
 def confocal_psf(na: float, excitation_nm: float, emission_nm: float, pixel_nm: float,
@@ -62,40 +55,15 @@ def confocal_psf(na: float, excitation_nm: float, emission_nm: float, pixel_nm: 
     radius_px = pinhole_airy_units * 1.22 * emission_nm / na / pixel_nm / 2
     disk = (_radius_grid(size) <= max(radius_px, 0.5)).astype(np.float64)
     detection = ndimage.convolve(emission.astype(np.float64), disk / disk.sum(), mode="constant")
-    return _normalised(excitation * detection)
+    return normalised(excitation * detection)
 
 
-def check_psf(psf) -> np.ndarray:
-    psf = np.asarray(psf, dtype=np.float64)
-    if psf.ndim != 2 or not np.isfinite(psf).all() or psf.min() < 0 or psf.sum() <= 0:
-        raise ValueError("a PSF must be a finite, non-negative 2D image with a positive sum")
-    return _normalised(psf)
+def richardson_lucy(image, psf, iterations: int = 20, percentiles=None) -> np.ndarray:
+    """Richardson–Lucy deconvolution (scikit-image) of each (Y, X) plane of an image of 2 to 5 dims:
+    the mean map of ``denoise(image, "richardson-lucy", …)`` (core.methods) as float32. Each plane
+    is scaled to [0, 1] by its percentiles (RL needs non-negative data; default (1, 99.8)),
+    deconvolved, and mapped back to the input's units."""
+    from .restore import denoise
 
-
-def iter_richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)):
-    """Generator form of :func:`richardson_lucy`: yields (plane, n_planes) after each plane."""
-    from skimage.restoration import richardson_lucy as skimage_rl  # slow to import; only RL needs it
-
-    array = image if is_lazy(image) else np.asarray(image)
-    infer_axes(len(array.shape))  # 2 to 5 dimensions, planes last
-    if iterations < 1:
-        raise ValueError("iterations must be at least 1")
-    kernel = check_psf(psf)
-    positions = plane_positions(array.shape)
-    out = np.empty(array.shape, np.float32)
-    for done, position in enumerate(positions, 1):  # a lazy image is read one plane at a time
-        plane = np.asarray(array[position], dtype=np.float32)
-        imap = IntensityMap.from_percentiles(plane, percentiles)
-        unit = np.clip((imap.to_model(plane) + 1) / 2, 0, None)  # p_low → 0, p_high → 1
-        restored = skimage_rl(unit, kernel, num_iter=iterations, clip=False)
-        out[position] = imap.to_input(restored * 2 - 1)
-        yield done, len(positions)
-    return out
-
-
-def richardson_lucy(image, psf, iterations: int = 20, percentiles=(1.0, 99.8)) -> np.ndarray:
-    """Richardson–Lucy deconvolution (scikit-image) of each (Y, X) plane of an image of 2 to 5 dims.
-    Each plane is scaled to [0, 1] by its percentiles (RL needs non-negative data), deconvolved,
-    and mapped back to the input's units; float32 out."""
-    result, _ = drive(iter_richardson_lucy(image, psf, iterations, percentiles))
-    return result
+    result = denoise(image, "richardson-lucy", psf=psf, iterations=iterations, percentiles=percentiles)
+    return result.mean.astype(np.float32, copy=False)

@@ -1,4 +1,5 @@
-"""Image → planes → (tiled) sampling of K samples → mean, std and entropy maps.
+"""Image → planes → (tiled) sampling of K samples → mean, std and entropy maps; or, for a method
+that needs no model (core.methods), each plane → its mean map, through the same plane loop.
 
 :func:`iter_denoise` is a generator that yields a :class:`Progress` after every network step and
 returns a :class:`Restoration`; napari's worker drives it (its quit() lands at the next yield),
@@ -27,12 +28,13 @@ from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .guidance import Guided, make_guide
 from .image_io import is_lazy
+from .kernels import check_psf
 from .maps import DEFAULT_ENTROPY, MAPS, MapContext, map_names, sample_maps
+from .methods import Method, MethodSettings, find_method, method_maps, method_record, method_settings
 from .model import DiffusionModel
 from .noise import FieldNoise
-from .normalization import IntensityMap
-from .physics import check_psf
-from .run_record import calibration_key, metadata_settings, settings_record
+from .normalization import IntensityMap, check_percentiles
+from .run_record import calibration_key, fingerprint_settings, metadata_settings, settings_record
 from .run_spec import (  # noqa: F401  (re-exported: the names restore has always offered)
     BATCH_PIXELS,
     BLOCK,
@@ -310,7 +312,7 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     block = DEFAULT_BLOCK if v["block"] is None else v["block"]
     block_overlap = _block_overlap_rule(v["block_overlap"], block)
     batch_pixels = default_batch_pixels(dev) if v["batch_pixels"] is None else v["batch_pixels"]
-    percentiles = _percentiles_rule(v["percentiles"])
+    percentiles = check_percentiles(v["percentiles"])
     settings = Settings(info, params, v["n_samples"], v["seed"], dev, tile, overlap, batch_pixels,
                         tuple(percentiles or model.percentiles), mean, psf, v["coverage"], None, v["keep_samples"],
                         block, block_overlap, v["guidance"], float(v["guidance_weight"]), v["entropy"], std)
@@ -413,15 +415,6 @@ def _block_overlap_rule(block_overlap, block: int) -> int:
     if not 0 <= block_overlap < block // 2:
         raise ValueError(f"block_overlap must be at least 0 and below half the block ({block // 2}); got {block_overlap}")
     return block_overlap
-
-
-def _percentiles_rule(percentiles):
-    if percentiles is not None and not (
-            isinstance(percentiles, (tuple, list)) and len(percentiles) == 2
-            and all(isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool) and math.isfinite(p)
-                    for p in percentiles) and 0 <= percentiles[0] < percentiles[1] <= 100):
-        raise ValueError(f"percentiles must be two numbers (low, high) with 0 ≤ low < high ≤ 100; got {percentiles!r}")
-    return percentiles
 
 
 def calibration_settings(model: DiffusionModel, settings: dict) -> dict:
@@ -736,21 +729,68 @@ def output_dtype(image) -> type:
     return np.float64 if wide else np.float32
 
 
-def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None, *, axes: str | None = None,
-                 on_tile: Callable[[Progress], None] | None = None, **kwargs) -> Generator[Progress, None, Restoration]:
-    """See :func:`denoise`; ``settings`` from :func:`make_settings`, or its keywords. Yields a
+@dataclass
+class PlaneRun:
+    """What a run does to each plane, whatever restores it (a diffusion model, or a method of
+    core.methods): the plane loop, its progress and cancel, and the writers (core.batch) are one
+    for both, so their outputs carry the same kind of record."""
+
+    names: list[str]  # the maps it makes, in the order they are shown and written (core.maps)
+    # (plane, number, position, dtype, on_tile) → a generator of (step, n_steps) returning a PlaneResult
+    plane: Callable
+    identity: dict  # what restores: {"model", "model_sha256"} or {"method"}
+    fingerprint: dict  # what a zarr store resumes under only: the model's hash or the method, and the settings
+    record: Callable[[int, float, dict], dict]  # (network evaluations, seconds, extra) → the run's metadata
+    settings: Settings | MethodSettings
+
+
+def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodSettings | None = None,
+              **kwargs) -> PlaneRun:
+    """The run of ``model`` (a DiffusionModel, or a method or its name) with ``settings``, or the
+    keywords of :func:`make_settings` / :func:`~.methods.method_settings`."""
+    method = find_method(model)
+    if method is not None:
+        ms = settings if settings is not None else method_settings(method, **kwargs)
+
+        def method_plane(plane, number, position, dtype, on_tile):
+            maps = method_maps(plane, ms, dtype)
+            yield 1, 1  # one step a plane: a cancel lands between planes
+            return PlaneResult(tuple(position), maps, None, 0, False, 0)
+
+        def method_metadata(evaluations, seconds, extra):
+            return {**method_record(ms), **extra, "seconds": round(seconds, 3), "package_version": __version__}
+
+        return PlaneRun(list(method.maps), method_plane, {"method": method.name}, method_record(ms), method_metadata, ms)
+    s = settings if settings is not None else make_settings(model, **kwargs)
+    moved = []  # the model on the run's device, made at the first plane (a cluster's coordinator needs none)
+
+    def model_plane(plane, number, position, dtype, on_tile):
+        if not moved:
+            moved.append(device_model(model, s.device))
+        return restore_plane(plane, moved[0], s, number, position, dtype, on_tile)
+
+    n_steps = network_steps(model, s)
+    return PlaneRun(map_names(s), model_plane, {"model": model.name, "model_sha256": model.sha256},
+                    {"model_sha256": model.sha256, **fingerprint_settings(settings_record(s))},
+                    lambda evaluations, seconds, extra: _metadata(model, s, evaluations, n_steps, seconds, extra), s)
+
+
+def iter_denoise(image, model: DiffusionModel | str, settings: Settings | MethodSettings | None = None, *,
+                 axes: str | None = None, on_tile: Callable[[Progress], None] | None = None,
+                 **kwargs) -> Generator[Progress, None, Restoration]:
+    """See :func:`denoise`; ``model`` a DiffusionModel or a method's name (core.methods), ``settings``
+    from :func:`make_settings` (or :func:`~.methods.method_settings`), or their keywords. Yields a
     :class:`Progress` after every network step; ``on_tile``, if given, is called with one after every
     tile inside a step (a large plane shows movement within seconds; raising there stops the run)."""
     array, axes = _check_image(image, axes)
-    s = settings if settings is not None else make_settings(model, **kwargs)
+    run = plane_run(model, settings, **kwargs)
+    s = run.settings
     _check_memory(array, s.n_samples, s.block)
     if s.keep_samples:
         _check_kept_samples(array, s.n_samples)
-    run_model = device_model(model, s.device)
     positions = plane_positions(array.shape)
     out_dtype = output_dtype(array)
-    n_steps = network_steps(model, s)
-    outputs = {name: np.empty(array.shape, MAPS[name].dtype_for(out_dtype)) for name in map_names(s)}
+    outputs = {name: np.empty(array.shape, MAPS[name].dtype_for(out_dtype)) for name in run.names}
     samples = np.empty((s.n_samples,) + tuple(array.shape), out_dtype) if s.keep_samples else None
     unit = np.empty(array.shape, out_dtype) if "std" in outputs else None
     evaluations, bright_planes, clamped = 0, [], 0
@@ -760,10 +800,10 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
     for number, position in enumerate(positions):
         tiles = None if on_tile is None else (
             lambda step, steps, done, total, i=number: on_tile(Progress(i, len(positions), step, steps, done, total)))
-        run = restore_plane(read_plane(array, position), run_model, s, number, position, out_dtype, tiles)
+        steps = run.plane(read_plane(array, position), number, position, out_dtype, tiles)
         try:
             while True:
-                step, total = next(run)
+                step, total = next(steps)
                 yield Progress(number, len(positions), min(step, total), total)
         except StopIteration as stop:
             plane = stop.value
@@ -782,7 +822,7 @@ def iter_denoise(image, model: DiffusionModel, settings: Settings | None = None,
         extra["bright_pass_planes"] = bright_planes
     if clamped:
         extra["clamped_to_zero_pixels"] = clamped
-    metadata = _metadata(model, s, evaluations, n_steps, time.perf_counter() - t0, extra)
+    metadata = run.record(evaluations, time.perf_counter() - t0, extra)
     return Restoration(outputs["mean"], outputs.get("std"), outputs.get("entropy"), metadata, samples,
                        outputs.get("lower"), outputs.get("upper"), unit, outputs)
 
@@ -815,13 +855,18 @@ def denoise(
     std: str = "auto",
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    **method_params,
 ) -> Restoration:
-    """Restore an image of any of the axes T, C, Z, Y, X, one (Y, X) plane at a time, with K samples.
+    """Restore an image of any of the axes T, C, Z, Y, X, one (Y, X) plane at a time, with K samples
+    of a diffusion model, or with a method that needs none (core.methods).
 
     Parameters
     ----------
     image: a NumPy array, or a lazy one (dask, zarr: read one plane at a time, never whole).
-    model: a :class:`DiffusionModel`, a bundled model name or a checkpoint path.
+    model: a :class:`DiffusionModel`, a bundled model name or a checkpoint path; or a method's name
+        (``methods.METHODS``): "richardson-lucy" deconvolves each plane with ``psf`` in
+        ``iterations`` rounds (default 20) and gives the mean map alone; the settings of sampling
+        (n_samples, coverage, sampler…) are refused for it unless left at their defaults.
     axes: the image's axes, e.g. "TCZYX" (default from its dimensions: YX, ZYX, TZYX, TCZYX). Each
         plane has its own normalisation, so channels are independent.
     sampler: a registered sampler (``list_samplers(model.kind)``); by default the model's own
@@ -854,6 +899,7 @@ def denoise(
     progress: called with a :class:`Progress` after every network step and every tile inside one.
     keep_samples: also return the K samples themselves (``.samples``, K × the input's shape).
     cancel: polled after every tile; returning True raises :class:`Cancelled`.
+    method_params: a method's own parameters (e.g. ``iterations=20``), checked by its declaration.
 
     Returns
     -------
@@ -863,12 +909,18 @@ def denoise(
         structure far brighter than the plane's 99.8th percentile gets a second pass, over boxes
         around it, in a brighter intensity map (``metadata["bright_pass_planes"]``).
     """
-    if not isinstance(model, DiffusionModel):
+    method = find_method(model)
+    if method is None and method_params:
+        raise TypeError(f"denoise() got unexpected keyword argument(s) {', '.join(sorted(method_params))}: "
+                        "only a method (core.methods.METHODS) takes parameters of its own")
+    if method is None and not isinstance(model, DiffusionModel):
         if model is None:
             raise TypeError("model must be a DiffusionModel, a bundled model name or a checkpoint path; got None")
         model = load_model(model)
     given = locals()  # each declared setting goes on under its own name (core.run_spec)
-    settings = make_settings(model, sampler_params=sampler_params, **{s.name: given[s.name] for s in RUN_SETTINGS})
+    run_settings = {s.name: given[s.name] for s in RUN_SETTINGS}
+    settings = method_settings(method, sampler_params=sampler_params, **run_settings, **method_params) \
+        if method is not None else make_settings(model, sampler_params=sampler_params, **run_settings)
 
     def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
         if progress is not None:

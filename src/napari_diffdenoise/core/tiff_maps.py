@@ -1,7 +1,6 @@
 """The TIFF files this package writes, and the record it reads back from them. Maps are streamed into
 TIFF files plane by plane (in the input's axis order), so a stack larger than memory can be written
-as TIFF too; arrays in memory (the command line's maps, simulated pairs, Richardson–Lucy) go the same
-way (:func:`write_maps`). Every file is written under a temporary name and renamed only when all
+as TIFF too; arrays in memory (the demo's maps, simulated pairs) go the same way (:func:`write_maps`). Every file is written under a temporary name and renamed only when all
 planes of all maps are in: a failed or interrupted run leaves the earlier files (or none), never a
 partial set. TIFF output does not resume; OME-Zarr output does (core.map_store).
 
