@@ -1,9 +1,10 @@
-"""Benchmarks: ``python -m bench {speed,quality,real,real_calibration,std_head,samplers,mean,coverage,adapt,adapt_sampler,seed,finetune,training,unpaired,physics,memory,entropy,all}``; each writes
+"""Benchmarks: ``python -m bench {speed,quality,real,real_calibration,std_head,samplers,mean,coverage,adapt,adapt_sampler,seed,finetune,training,unpaired,physics,memory,entropy,tiles,calibration_diagnosis,all}``; each writes
 docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
 import sys
 
 from . import (
     adapt,
+    calibration_diagnosis,
     adapt_sampler,
     coverage,
     entropy,
@@ -19,6 +20,7 @@ from . import (
     seed,
     speed,
     std_head,
+    tiles,
     training_report,
     unpaired,
 )
@@ -26,7 +28,8 @@ from . import (
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
             "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "std_head": std_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_sampler": adapt_sampler.main,
-            "memory": memory.main, "entropy": entropy.main}
+            "memory": memory.main, "entropy": entropy.main, "tiles": tiles.main,
+            "calibration_diagnosis": calibration_diagnosis.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

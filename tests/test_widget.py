@@ -427,8 +427,14 @@ def test_progress_moves_per_tile_and_cancel_lands_between_tiles(widget, qtbot, e
             if info.tile >= 2:
                 w.cancel()
 
+    launch = w._launch
+
+    def launch_recorded(worker, *args):  # connected before the worker starts, so no early tile goes unseen
+        worker.yielded.connect(record)
+        launch(worker, *args)
+
+    monkeypatch.setattr(w, "_launch", launch_recorded)
     w.run()
-    w._worker.yielded.connect(record)
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     tiled = [p for p in seen if p.tile]
     assert tiled and tiled[0].n_tiles == 9 and tiled[0].step == 0  # 160² in 64² tiles: inside the first step
