@@ -9,9 +9,10 @@ Per case (the re-acquired held-out images of bench/real_calibration.py, std head
   per-pixel noise variance (taken from the truth): a noise fit that is off would show as a change;
 - V self-calibrated on other acquisitions of the same scene (noise seeds): a spread that holds the
   truth's V means noise, a shift that stays means bias;
-- the camera noise's own products at lags 1–3 px (n = noisy − truth, one realisation, the one every
-  recorrupted draw shares), in units of the truth's V: what the noise-cancelling products cannot
-  average away on an image this size.
+- the camera noise's own products at lags 1–3 px (n = noisy − truth, the one realisation every
+  recorrupted draw shares), in units of the truth's V: divided by the image's mean u², what the
+  noise-cancelling products cannot average away on an image this size; divided by each pixel's u,
+  as the residuals are, which adds what u's own response to that noise does to them.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from .common import HELD_OUT_SEED, markdown_table, write_report
 
 SETTINGS = {"std": "head", "n_samples": 0}
 DEFAULT_CASES = ("Golgi:3", "Golgi:10", "Golgi:30", "DSB nuclei:30", "neuron:3", "COVID IF:10")
-SEEDS = 4
+SEEDS = 3
 
 
 class _Exact:
@@ -53,9 +54,9 @@ def _self(model, noisy):
     return drive(self_calibration.iter_self_calibrate(model, noisy, seed=1, **SETTINGS))[0].calibration
 
 
-def lag_products(noise: np.ndarray, unit: np.ndarray) -> list[float]:
-    one = np.ones_like(noise)
-    lags, moments, totals = pair_moments(noise / unit, one, one, lag_offsets())
+def lag_products(values: np.ndarray) -> list[float]:
+    one = np.ones_like(values)
+    lags, moments, totals = pair_moments(values, one, one, lag_offsets())
     return [float(np.average(moments[lags == lag], weights=totals[lags == lag])) for lag in sorted(set(lags))]
 
 
@@ -76,13 +77,19 @@ def diagnose(model, label: str, image: np.ndarray, index: int, photons: float) -
     for seed in range(SEEDS):
         other, _, _ = rc.reacquired(image, photons, 777 + seed)
         others.append(_pooled(_self(model, other))[0])
-    products = lag_products(noisy.astype(np.float64) - x, unit)
+    noise = noisy.astype(np.float64) - x
+    raw = [p / np.mean(unit ** 2) for p in lag_products(noise)]
     level = 0.9
     oracle = rc.oracle_factor(np.abs(x - restored.mean), unit, np.zeros_like(x), level)
     return {"case": f"{label}, {photons:g} ph", "shape": list(noisy.shape), "v_truth": v_truth,
             "v_self": _pooled(fitted), "v_exact_noise": _pooled(exact), "v_other_seeds": others,
-            "noise_products": [p / v_truth for p in products],
+            "noise_products_raw": [p / v_truth for p in raw],
+            "noise_products_per_u": [p / v_truth for p in lag_products(noise / unit)],
             "lambda_self": fitted.factor(level), "lambda_oracle": oracle}
+
+
+def _span(values) -> str:
+    return f"{min(values):+.2f} … {max(values):+.2f}"
 
 
 def main(argv=None):
@@ -107,17 +114,21 @@ def main(argv=None):
                      f"{rec['v_self'][0]:.2f} ± {rec['v_self'][1]:.2f}",
                      f"{rec['v_exact_noise'][0]:.2f} ± {rec['v_exact_noise'][1]:.2f}",
                      f"{np.mean(seeds):.2f} ({min(seeds):.2f}–{max(seeds):.2f})",
-                     float(np.mean(np.abs(rec["noise_products"]))), rec["lambda_self"] / rec["lambda_oracle"]])
+                     _span(rec["noise_products_raw"]), _span(rec["noise_products_per_u"]),
+                     rec["lambda_self"] / rec["lambda_oracle"]])
     body = (f"Model `{args.model}`, std from the std head (one pass), centre crops of ≤ 256², re-acquired as in "
             "bench/real_calibration.py. V: E[(error/u)²] over the image (u: the interval unit); self: the pooled V "
             "the self-calibration reads (core/self_calibration.py, its source), ± its own standard error; exact "
             "noise: the same with each pixel's true noise variance instead of the fitted camera; other seeds: "
-            f"{SEEDS} other acquisitions of the same scene; noise products: the mean |n_i·n_j / (u_i·u_j)| over the "
-            "lags 1–3 px of the camera noise itself (one realisation), over the truth's V: 1 means the noise "
-            "that every recorrupted draw shares moves each lag's product by as much as the error it should "
-            "measure. λ ratio: the self-calibrated λ at 0.9 over the oracle's.\n\n"
+            f"{SEEDS} other acquisitions of the same scene; noise products: the camera noise's own cross-moments at "
+            "each lag from 1 to 3 px (one realisation), over the truth's V, min to max over the lags: ÷ mean u² "
+            "(what the noise every recorrupted draw shares leaves in the products: ±1 moves a lag's product by as "
+            "much as the error it should measure) and ÷ u_i·u_j pixel by pixel, as the residuals are taken (the "
+            "difference is u's own response to the noise). λ ratio: the self-calibrated λ at 0.9 over the "
+            "oracle's.\n\n"
             + markdown_table(["case", "pixels", "V truth", "V self (fitted noise)", "V self (exact noise)",
-                              "V self, other seeds: mean (min–max)", "noise products / V", "λ self / oracle @0.9"],
+                              "V self, other seeds: mean (min–max)", "noise products / V, ÷ mean u²",
+                              "noise products / V, ÷ u_i·u_j", "λ self / oracle @0.9"],
                              rows))
     write_report("calibration_diagnosis", "Self-calibration's error scale against the truth's", body,
                  {"records": records})
