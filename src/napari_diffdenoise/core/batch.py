@@ -28,17 +28,8 @@ from .map_store import MapStore
 from .maps import MAPS
 from .methods import find_method
 from .model import DiffusionModel
-from .restore import (
-    PlaneRun,
-    _check_image,
-    _check_memory,
-    device_model,
-    make_settings,
-    output_dtype,
-    plane_run,
-    read_plane,
-    restore_plane,
-)
+from .plane_input import check_image, check_memory, output_dtype, read_plane
+from .restore import PlaneRun, device_model, make_settings, plane_run, restore_plane
 from .tiff_maps import TiffMaps, pixel_record
 
 
@@ -173,9 +164,9 @@ def _prepare(input_path, model, axes, settings_kwargs):
     # same RGB and (Y, X, C) refusals as an array passed to denoise() without axes; OME-Zarr and the
     # microscopes' files name their axes, so a narrow (Z, Y, X) stack there is not taken for (Y, X, C)
     guessed = axes is None and not _axes_in_file(input_path)
-    _check_image(source.data, None if guessed else source.axes)
+    check_image(source.data, None if guessed else source.axes)
     run = plane_run(model if find_method(model) is not None else _load(model), **settings_kwargs)
-    _check_memory(source.data, run.settings.n_samples, run.settings.block)
+    check_memory(source.data, run.settings.n_samples, run.settings.block)
     return source, run
 
 
