@@ -10,16 +10,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ._version import __version__
-from .axes import plane_positions
 from .checkpoint import load_model
 from .conformal import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
@@ -42,6 +40,7 @@ from .plane_input import (  # noqa: F401  (re-exported: the names restore has al
     output_dtype,
     read_plane,
 )
+from .plane_loop import MemorySink, PlaneLoop, PlaneResult, PlaneRun, Restoration
 from .run_record import calibration_key, fingerprint_settings, metadata_settings, settings_record
 from .run_spec import (  # noqa: F401  (re-exported: the names restore has always offered)
     BATCH_PIXELS,
@@ -89,19 +88,6 @@ class Progress:
     def fraction(self) -> float:
         inside = min(self.step + self.tile / max(self.n_tiles, 1), self.n_steps)
         return (self.plane + inside / self.n_steps) / self.n_planes
-
-
-@dataclass
-class Restoration:
-    mean: np.ndarray  # the posterior-mean estimate (see MEAN_ESTIMATORS), in the input's units, float32
-    std: np.ndarray  # pixel-wise std over the K samples, in the input's intensity units
-    entropy: np.ndarray  # the entropy map in bits (core.maps.ENTROPY_KINDS: how far the samples are from one bell curve)
-    metadata: dict = field(default_factory=dict)
-    samples: np.ndarray | None = None  # (K, *shape) in input units, only with keep_samples=True
-    lower: np.ndarray | None = None  # the interval's bounds in input units, with coverage=…
-    upper: np.ndarray | None = None
-    interval_unit: np.ndarray | None = None  # the interval half-width per unit of λ (core.conformal)
-    maps: dict[str, np.ndarray] = field(default_factory=dict)  # every map this run made, by name (core.maps)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -513,18 +499,6 @@ def _blend_into(maps: _PlaneMaps, box: tuple[slice, slice], high: _PlaneMaps, we
                       mix(maps.samples, high.samples), maps.evaluations + high.evaluations)
 
 
-@dataclass
-class PlaneResult:
-    """One plane's maps, final (clamped, intervals applied), in the input's units."""
-
-    position: tuple[int, ...]  # the plane's index over the image's leading axes
-    maps: dict[str, np.ndarray]  # mean, std, entropy, lower, upper, interval_unit: those this run computes
-    samples: np.ndarray | None  # (K, Y, X) with keep_samples
-    evaluations: int
-    bright: bool  # took the bright second pass
-    clamped: int  # mean pixels raised to 0
-
-
 def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number: int, position=(),
                   dtype=np.float32, on_tile: Callable[[int, int, int], None] | None = None):
     """One (Y, X) plane, whose ``number`` keys its noise: yields (steps done, total steps) after every
@@ -633,21 +607,6 @@ def network_steps(model: DiffusionModel, s: Settings) -> int:
     return sampled + (s.mean_estimator != "samples") + (s.std_estimator == "head")
 
 
-@dataclass
-class PlaneRun:
-    """What a run does to each plane, whatever restores it (a diffusion model, or a method of
-    core.methods): the plane loop, its progress and cancel, and the writers (core.batch) are one
-    for both, so their outputs carry the same kind of record."""
-
-    names: list[str]  # the maps it makes, in the order they are shown and written (core.maps)
-    # (plane, number, position, dtype, on_tile) → a generator of (step, n_steps) returning a PlaneResult
-    plane: Callable
-    identity: dict  # what restores: {"model", "model_sha256"} or {"method"}
-    fingerprint: dict  # what a zarr store resumes under only: the model's hash or the method, and the settings
-    record: Callable[[int, float, dict], dict]  # (network evaluations, seconds, extra) → the run's metadata
-    settings: Settings | MethodSettings
-
-
 def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodSettings | None = None,
               **kwargs) -> PlaneRun:
     """The run of ``model`` (a DiffusionModel, or a method or its name) with ``settings``, or the
@@ -692,43 +651,20 @@ def iter_denoise(image, model: DiffusionModel | str, settings: Settings | Method
     check_memory(array, s.n_samples, s.block)
     if s.keep_samples:
         check_kept_samples(array, s.n_samples)
-    positions = plane_positions(array.shape)
-    out_dtype = output_dtype(array)
-    outputs = {name: np.empty(array.shape, MAPS[name].dtype_for(out_dtype)) for name in run.names}
-    samples = np.empty((s.n_samples,) + tuple(array.shape), out_dtype) if s.keep_samples else None
-    unit = np.empty(array.shape, out_dtype) if "std" in outputs else None
-    evaluations, bright_planes, clamped = 0, [], 0
-    t0 = time.perf_counter()
+    loop = PlaneLoop(run, array, MemorySink(s.n_samples if s.keep_samples else None))
+    n_planes = loop.tally.n_planes
+    tiles = None if on_tile is None else (
+        lambda rank, number, step, steps, done, total: on_tile(Progress(rank, n_planes, step, steps, done, total)))
     # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
     # leave its thread (napari's pooled worker, or the caller's) in inference mode
-    for number, position in enumerate(positions):
-        tiles = None if on_tile is None else (
-            lambda step, steps, done, total, i=number: on_tile(Progress(i, len(positions), step, steps, done, total)))
-        steps = run.plane(read_plane(array, position), number, position, out_dtype, tiles)
-        try:
-            while True:
-                step, total = next(steps)
-                yield Progress(number, len(positions), min(step, total), total)
-        except StopIteration as stop:
-            plane = stop.value
-        for name, target in outputs.items():
-            target[position] = plane.maps[name]
-        if unit is not None:
-            unit[position] = plane.maps["interval_unit"]
-        if samples is not None:
-            samples[(slice(None),) + position] = plane.samples
-        evaluations += plane.evaluations
-        clamped += plane.clamped
-        if plane.bright:
-            bright_planes.append(number)
-    extra = {"axes": axes}
-    if bright_planes:
-        extra["bright_pass_planes"] = bright_planes
-    if clamped:
-        extra["clamped_to_zero_pixels"] = clamped
-    metadata = run.record(evaluations, time.perf_counter() - t0, extra)
-    return Restoration(outputs["mean"], outputs.get("std"), outputs.get("entropy"), metadata, samples,
-                       outputs.get("lower"), outputs.get("upper"), unit, outputs)
+    steps = loop.steps(tiles)
+    try:
+        while True:
+            at = next(steps)
+            yield Progress(at.rank, n_planes, min(at.step, at.n_steps), at.n_steps)
+    except StopIteration as stop:
+        tally = stop.value
+    return loop.done(run.record(tally.evaluations, tally.seconds(), {"axes": axes, **tally.extra()}))
 
 
 def denoise(
