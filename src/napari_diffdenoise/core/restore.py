@@ -15,9 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ._version import __version__
+from .bright_pass import BLEND_BAND, BRIGHT_MARGIN, bright_boxes  # noqa: F401  (re-exported)
+from .bright_pass import blend_into as _blend_into
+from .bright_pass import bright_map as _bright_map
+from .bright_pass import bright_weight as _bright_weight
 from .checkpoint import load_model
 from .conformal import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
@@ -57,7 +60,9 @@ from .run_spec import (  # noqa: F401  (re-exported: the names restore has alway
 )
 from .sampler_registry import SamplerInfo, get_sampler
 from .std_head import GAMMA, StdHeadAsEps
-from .tiling import TILE_STRETCH, make_tiles
+from .tiled_network import TiledEpsilon
+from .tiled_network import pad_to_multiple as _pad_to_multiple  # noqa: F401  (re-exported: bench imports it)
+from .tiling import make_tiles
 
 # the private names these checks had while they lived here (tests and scripts import them)
 _check_image, _check_memory, _check_kept_samples = check_image, check_memory, check_kept_samples
@@ -88,73 +93,6 @@ class Progress:
     def fraction(self) -> float:
         inside = min(self.step + self.tile / max(self.n_tiles, 1), self.n_steps)
         return (self.plane + inside / self.n_steps) / self.n_planes
-
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        # reflect needs the pad smaller than the size; replicate covers tiny planes
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
-
-
-class TiledEpsilon:
-    """ε̂(y, γ) on a whole plane, evaluated tile by tile and blended with weights summing to one.
-    Every tile has the same size, so the (tile, sample) pairs go through the network in batches of
-    ``batch_pixels`` pixels that may span several tiles: on a GPU the batch, not the tile, keeps it
-    busy; on the CPU one tile of one sample is a batch of its own."""
-
-    def __init__(self, model: DiffusionModel, cond: torch.Tensor | None, shape, tile: int, overlap: int, batch_pixels: int,
-                 on_tile: Callable[[int, int], None] | None = None):
-        self.model, self.on_tile = model, on_tile
-        self.multiple = model.network.config.size_multiple
-        self.tiles = make_tiles(shape, tile, overlap, TILE_STRETCH, self.multiple)
-        self.batch_pixels = batch_pixels
-        device = next(model.network.parameters()).device
-        self.weights = [torch.from_numpy(t.weight).to(device) for t in self.tiles]
-        # conditions are cropped and padded once; they do not change over the steps
-        self.conds = [None if cond is None else _pad_to_multiple(cond[(...,) + t.slices], self.multiple)[0] for t in self.tiles]
-        self.evaluations = 0
-
-    @torch.inference_mode()
-    def __call__(self, y: torch.Tensor, gamma: float) -> torch.Tensor:
-        out = torch.zeros_like(y)
-        k, n_tiles = y.shape[0], len(self.tiles)
-        first = self.tiles[0]
-        padded = (-(-first.height // self.multiple) * self.multiple) * (-(-first.width // self.multiple) * self.multiple)
-        batch = max(1, self.batch_pixels // padded)
-        pairs = [(t, sample) for t in range(n_tiles) for sample in range(k)]  # tile by tile, in order
-        reported = 0
-        for start in range(0, len(pairs), batch):
-            chunk = pairs[start : start + batch]
-            groups = []  # (tile, first sample, end sample) runs within the chunk
-            for t, sample in chunk:
-                if groups and groups[-1][0] == t:
-                    groups[-1][2] = sample + 1
-                else:
-                    groups.append([t, sample, sample + 1])
-            crops, conds = [], []
-            for t, s0, s1 in groups:
-                crop, (h, w) = _pad_to_multiple(y[s0:s1][(...,) + self.tiles[t].slices], self.multiple)
-                crops.append(crop)
-                if self.conds[t] is not None:
-                    conds.append(self.conds[t].expand(s1 - s0, -1, -1, -1))
-            part = torch.cat(crops).contiguous(memory_format=torch.channels_last)
-            c = torch.cat(conds).contiguous(memory_format=torch.channels_last) if conds else None
-            gammas = torch.full((len(part),), gamma, device=y.device)
-            eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
-            self.evaluations += 1
-            row = 0
-            for t, s0, s1 in groups:
-                out[s0:s1][(...,) + self.tiles[t].slices] += eps[row : row + s1 - s0] * self.weights[t]
-                row += s1 - s0
-            done = (start + len(chunk)) // k
-            if self.on_tile is not None and done > reported:  # may raise (a cancel): the run ends between tiles
-                reported = done
-                self.on_tile(done, n_tiles)
-        return out
 
 
 @dataclass(frozen=True)
@@ -431,72 +369,6 @@ def _posterior_mean(model: DiffusionModel, eps_fn, shape, device) -> torch.Tenso
     gamma = float(model.schedule.alphas_cumprod[-1])
     eps = eps_fn(torch.zeros((1, 1) + tuple(shape), device=device), gamma)
     return (-math.sqrt(1 - gamma) / math.sqrt(gamma) * eps[0, 0]).clamp(*model.value_range)
-
-
-def _bright_map(plane, imap: IntensityMap, model: DiffusionModel) -> IntensityMap | None:
-    """A second intensity map for planes whose bright structure the first cannot represent: where
-    the smoothed image exceeds the model's value range (a sparse spot far above the 99.8th
-    percentile), clean estimates would be clipped. This map puts the brightest smoothed structure
-    at +1; None when the first map suffices."""
-    from scipy.ndimage import gaussian_filter
-
-    smooth_top = float(gaussian_filter(np.asarray(plane, dtype=np.float32), 1.0).max())
-    if imap.to_model(np.float32(smooth_top)) <= model.value_range[1]:
-        return None
-    return IntensityMap(imap.low, max(smooth_top, imap.high))
-
-
-BLEND_BAND = 0.3  # model units under the clip ceiling over which the bright map's estimate takes over
-# px of context around the pixels the bright pass serves: the network sees the structure around them
-# (and the blend weight is 0 at a box's edge, so no seam can show)
-BRIGHT_MARGIN = 32
-
-
-def _bright_weight(mean: np.ndarray, imap: IntensityMap, model: DiffusionModel) -> np.ndarray:
-    """Where the first map's estimate nears its clip ceiling, the bright map's estimate takes over
-    (a smooth weight over the top BLEND_BAND model units, so no edge appears)."""
-    level = imap.to_model(mean)
-    ceiling = model.value_range[1]
-    return np.clip((level - (ceiling - BLEND_BAND)) / BLEND_BAND, 0, 1).astype(np.float32)
-
-
-def bright_boxes(weight: np.ndarray, margin: int = BRIGHT_MARGIN) -> list[tuple[slice, slice]]:
-    """The boxes the bright pass restores: each group of pixels with a blend weight above 0, widened
-    by ``margin``; boxes that overlap are merged. Bright structure is sparse on real planes, so this,
-    not the whole plane, is what the second pass costs (docs/benchmarks/speed.md: 16.7 s instead of
-    28.6 s for the default run on the NEUBIAS neuron)."""
-    from scipy import ndimage
-
-    grown = ndimage.binary_dilation(weight > 0, iterations=margin) if margin else weight > 0
-    boxes = [(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in ndimage.find_objects(ndimage.label(grown)[0])]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
-                    boxes[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [(slice(y0, y1), slice(x0, x1)) for y0, y1, x0, x1 in sorted(boxes)]
-
-
-def _blend_into(maps: _PlaneMaps, box: tuple[slice, slice], high: _PlaneMaps, weight: np.ndarray) -> _PlaneMaps:
-    """``maps`` with the bright pass's maps of ``box`` blended in by ``weight`` (the box's own)."""
-    def mix(low, bright):
-        if low is None or bright is None:
-            return low
-        out = low.copy()
-        region = (...,) + box
-        out[region] = (1 - weight) * low[region] + weight * bright
-        return out
-
-    return _PlaneMaps({name: mix(value, high.maps.get(name)) for name, value in maps.maps.items()},
-                      mix(maps.samples, high.samples), maps.evaluations + high.evaluations)
 
 
 def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number: int, position=(),
