@@ -1,6 +1,12 @@
 """Image → planes → (tiled) sampling of K samples → mean, std and entropy maps; or, for a method
 that needs no model (core.methods), each plane → its mean map, through the same plane loop.
 
+Here: a run's settings and the rules between them (:func:`make_settings`), one plane's sampling and
+its blocks (:func:`restore_plane`), what a run does to each plane (:func:`plane_run`) and the
+in-memory run. Around it: the image's checks (core.plane_input), the tiled network
+(core.tiled_network), the bright pass (core.bright_pass) and the plane loop with its sinks
+(core.plane_loop); their names are re-exported here, where callers have always found them.
+
 :func:`iter_denoise` is a generator that yields a :class:`Progress` after every network step and
 returns a :class:`Restoration`; napari's worker drives it (its quit() lands at the next yield),
 and :func:`denoise` drives it with plain callbacks.
