@@ -33,8 +33,8 @@ def stack(tmp_path):
 
 @pytest.mark.parametrize("run", ["model", "method"])
 def test_memory_tiff_and_zarr_hold_the_same_maps(run, stack, tmp_path, tiny_model):
-    model, settings = (tiny_model, dict(n_samples=2, steps=2, seed=3)) if run == "model" else \
-        ("richardson-lucy", dict(psf=PSF, iterations=3))
+    model, settings = (tiny_model, {"n_samples": 2, "steps": 2, "seed": 3}) if run == "model" else \
+        ("richardson-lucy", {"psf": PSF, "iterations": 3})
     source = tmp_path / "in.tif"
     in_memory = denoise(stack, model, **settings)
     names = list(in_memory.maps)
