@@ -496,12 +496,12 @@ def test_the_samples_as_a_hidden_layer_to_flip_through(widget, noisy_stack, qtbo
 
 
 def test_keeping_the_samples_of_an_image_too_big_for_memory_is_refused(monkeypatch):
-    from napari_diffdenoise.core import restore
+    from napari_diffdenoise.core import plane_input
 
-    monkeypatch.setattr(restore.os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 256}[name])
+    monkeypatch.setattr(plane_input.os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 256}[name])
     with pytest.raises(MemoryError, match=r"keep_samples=True with n_samples = 8 .* keeps 0.0 GiB"):
-        restore._check_kept_samples(np.zeros((64, 64, 64), np.float32), 8)
-    restore._check_kept_samples(np.zeros((8, 8), np.float32), 8)  # 2 KiB: fine
+        plane_input.check_kept_samples(np.zeros((64, 64, 64), np.float32), 8)
+    plane_input.check_kept_samples(np.zeros((8, 8), np.float32), 8)  # 2 KiB: fine
 
 
 def test_a_fresh_widget_bounds_the_steps_by_its_first_model(make_napari_viewer):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,22 +23,14 @@ from .axes import plane_positions
 from .checkpoint import load_model
 from .driving import drive
 from .image_io import BIOIO_PLUGINS, ImageSource, is_zarr_path, open_image
-from .map_store import MapStore
+from .map_store import MapStore, StorePlanes, ZarrSink
 from .maps import MAPS
 from .methods import find_method
 from .model import DiffusionModel
-from .restore import (
-    PlaneRun,
-    _check_image,
-    _check_memory,
-    device_model,
-    make_settings,
-    output_dtype,
-    plane_run,
-    read_plane,
-    restore_plane,
-)
-from .tiff_maps import TiffMaps, pixel_record
+from .plane_input import check_image, check_memory
+from .plane_loop import PlaneLoop, PlaneRun, PlaneTally
+from .restore import make_settings, plane_run
+from .tiff_maps import TiffSink, pixel_record
 
 
 @dataclass
@@ -106,7 +97,7 @@ def _load(model_ref):
     return model_ref if isinstance(model_ref, DiffusionModel) else load_model(model_ref)
 
 
-# per worker process: the opened input, the model on its device and the settings, by run
+# per worker process: the opened input and the run (its model moved to its device at the first plane), by run
 _WORKER_STATE: dict[str, tuple] = {}
 
 
@@ -114,52 +105,36 @@ def _worker_state(input_path, axes, model_ref, settings_kwargs, token):
     if token not in _WORKER_STATE:
         _WORKER_STATE.clear()  # one run at a time per worker: free the previous model
         model = _load(model_ref)
-        settings = make_settings(model, **settings_kwargs)
-        _WORKER_STATE[token] = (open_image(input_path, axes), device_model(model, settings.device), settings)
+        _WORKER_STATE[token] = (open_image(input_path, axes), plane_run(model, make_settings(model, **settings_kwargs)))
     return _WORKER_STATE[token]
 
 
 def plane_task(input_path: str, axes: str, output_path: str, model_ref, settings_kwargs: dict, token: str,
                number: int, position: tuple, threads: int | None) -> dict:
-    """One plane on a worker: read, restore, write its maps. Returns what the coordinator records."""
+    """One plane on a worker: the plane loop over that plane alone, into the shared store. Returns
+    what the coordinator records (a :class:`~.plane_loop.PlaneTally`'s outcome)."""
     if threads:
         torch.set_num_threads(threads)
-    source, model, s = _worker_state(input_path, axes, model_ref, settings_kwargs, token)
-    plane = read_plane(source.data, tuple(position))
-    result, _ = drive(restore_plane(plane, model, s, number, tuple(position), output_dtype(source.data)))
-    store = MapStore.open_existing(output_path)
-    store.write_plane(tuple(position), result.maps)
-    return {"position": list(position), "evaluations": result.evaluations, "bright": result.bright,
-            "clamped": result.clamped}
+    source, run = _worker_state(input_path, axes, model_ref, settings_kwargs, token)
+    loop = PlaneLoop(run, source.data, StorePlanes(output_path), planes={number})
+    tally, _ = drive(loop.steps())
+    return {"position": list(position), **tally.outcome()}
 
 
-class _Tally:
-    """Progress (with the time left) and the totals of a run over ``pending`` planes."""
+class _Reporter:
+    """Progress, with the time left, of a loop over ``tally.pending`` planes."""
 
-    def __init__(self, n_planes: int, finished: int, pending: int, progress):
-        self.n_planes, self.finished, self.pending, self.progress = n_planes, finished, pending, progress
-        self.evaluations, self.clamped, self.bright_planes = 0, 0, []
-        self.t0 = time.perf_counter()
+    def __init__(self, tally: PlaneTally, progress):
+        self.tally, self.progress = tally, progress
 
     def report(self, done_now: float, text: str) -> None:
         if self.progress is None:
             return
-        done = self.finished + done_now
-        elapsed = time.perf_counter() - self.t0
-        left = elapsed * (self.pending - done_now) / done_now if done_now > 0 else None
-        self.progress(BatchProgress(int(done), self.n_planes, self.finished, done / max(self.n_planes, 1), elapsed,
-                                    left, text))
-
-    def record(self, number: int, outcome: dict) -> None:
-        self.evaluations += outcome["evaluations"]
-        self.clamped += outcome["clamped"]
-        if outcome["bright"]:
-            self.bright_planes.append(number)
-
-    def metadata(self) -> dict:
-        return {"network_evaluations": self.evaluations, "seconds": round(time.perf_counter() - self.t0, 3),
-                **({"bright_pass_planes": sorted(self.bright_planes)} if self.bright_planes else {}),
-                **({"clamped_to_zero_pixels": self.clamped} if self.clamped else {})}
+        t = self.tally
+        done = t.resumed + done_now
+        elapsed = t.seconds()
+        left = elapsed * (t.pending - done_now) / done_now if done_now > 0 else None
+        self.progress(BatchProgress(int(done), t.n_planes, t.resumed, done / max(t.n_planes, 1), elapsed, left, text))
 
 
 def _axes_in_file(path) -> bool:
@@ -173,9 +148,9 @@ def _prepare(input_path, model, axes, settings_kwargs):
     # same RGB and (Y, X, C) refusals as an array passed to denoise() without axes; OME-Zarr and the
     # microscopes' files name their axes, so a narrow (Z, Y, X) stack there is not taken for (Y, X, C)
     guessed = axes is None and not _axes_in_file(input_path)
-    _check_image(source.data, None if guessed else source.axes)
+    check_image(source.data, None if guessed else source.axes)
     run = plane_run(model if find_method(model) is not None else _load(model), **settings_kwargs)
-    _check_memory(source.data, run.settings.n_samples, run.settings.block)
+    check_memory(source.data, run.settings.n_samples, run.settings.block)
     return source, run
 
 
@@ -207,24 +182,22 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     threads = int(threads or torch.get_num_threads())
     fingerprint = _fingerprint(source, run)
-    store = MapStore.open(output_path, source, run.names, output_dtype(source.data), fingerprint, overwrite)
-    positions = plane_positions(source.shape)
-    finished = store.done_positions()
-    pending = [(number, p) for number, p in enumerate(positions) if p not in finished]
-    tally = _Tally(len(positions), len(finished), len(pending), progress)
-    tally.report(0, f"{len(finished)} of {len(positions)} planes already done" if finished else "starting")
+    sink = ZarrSink(output_path, source, fingerprint, overwrite)
+    loop = PlaneLoop(run, source.data, sink)
+    tally = loop.tally
+    reporter = _Reporter(tally, progress)
+    reporter.report(0, f"{tally.resumed} of {tally.n_planes} planes already done" if tally.resumed else "starting")
     token = hashlib.sha256(json.dumps([str(input_path), str(output_path), fingerprint], sort_keys=True,
                                       default=str).encode()).hexdigest()
     if distributed:
-        _run_on_cluster(pending, str(input_path), source.axes, str(output_path), model, settings_kwargs, token,
-                        threads, workers, scheduler, store, tally)
+        _run_on_cluster(loop.pending, str(input_path), source.axes, str(output_path), model, settings_kwargs, token,
+                        threads, workers, scheduler, sink.store, reporter)
     else:
-        _run_here(pending, source, run.plane, store, tally, threads)
-    metadata = {**run.identity, **fingerprint, "n_planes": len(positions),
-                "planes_resumed": len(finished), **tally.metadata(), "threads": threads,
+        _run_here(loop, reporter, threads)
+    metadata = {**run.identity, **fingerprint, "n_planes": tally.n_planes,
+                "planes_resumed": tally.resumed, **tally.metadata(), "threads": threads,
                 "scale": source.scale_list(), "units": source.units}
-    store.finish(metadata)
-    return metadata
+    return loop.done(metadata)
 
 
 def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = None, overwrite: bool = False,
@@ -241,49 +214,36 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = 
     if pixel is None:
         pixel = pixel_record(source)
     threads = int(threads or torch.get_num_threads())
-    names = run.names
-    dtype = output_dtype(source.data)
-    sink = TiffMaps(folder, stem, names, source.shape, source.axes,
-                    {n: MAPS[n].dtype_for(dtype) for n in names}, pixel, overwrite)
-    positions = plane_positions(source.shape)
-    tally = _Tally(len(positions), 0, len(positions), progress)
-    try:
-        _run_here(list(enumerate(positions)), source, run.plane, sink, tally, threads)
-    except BaseException:
-        sink.abort()
-        raise
-    metadata = {**run.record(tally.evaluations, 0.0, {"axes": source.axes}), **tally.metadata(),
-                "n_planes": len(positions), "threads": threads}
-    return metadata, sink.finish(metadata)
+    loop = PlaneLoop(run, source.data, TiffSink(folder, stem, source.axes, pixel, overwrite))
+    _run_here(loop, _Reporter(loop.tally, progress), threads)
+    metadata = {**run.record(loop.tally.evaluations, 0.0, {"axes": source.axes}), **loop.tally.metadata(),
+                "n_planes": loop.tally.n_planes, "threads": threads}
+    return metadata, loop.done(metadata)
 
 
-def _run_here(pending, source, restore_one, store, tally: _Tally, threads):
-    """``restore_one``: a PlaneRun's plane generator (core.restore.plane_run)."""
+def _run_here(loop: PlaneLoop, reporter: _Reporter, threads: int) -> None:
+    """The loop in this process, with ``threads`` torch threads."""
+    def on_tile(rank, number, step, n_steps, tiles, n_tiles):
+        reporter.report(rank + (step + tiles / n_tiles) / n_steps,
+                        f"plane {number + 1}: step {step + 1}/{n_steps}, tile {tiles}/{n_tiles}")
+
+    def on_step(at):
+        reporter.report(at.rank + at.step / at.n_steps, f"plane {at.number + 1}: step {at.step}/{at.n_steps}")
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    steps = loop.steps(on_tile)
     try:
-        for i, (number, position) in enumerate(pending):
-            def on_tile(step, n_steps, tiles, n_tiles, i=i, number=number):
-                tally.report(i + (step + tiles / n_tiles) / n_steps,
-                             f"plane {number + 1}: step {step + 1}/{n_steps}, tile {tiles}/{n_tiles}")
-
-            run = restore_one(read_plane(source.data, position), number, position, output_dtype(source.data), on_tile)
-            try:
-                while True:
-                    step, n_steps = next(run)
-                    tally.report(i + step / n_steps, f"plane {number + 1}: step {step}/{n_steps}")
-            except StopIteration as stop:
-                result = stop.value
-            store.write_plane(position, result.maps)
-            store.mark_done(position)
-            tally.record(number, {"evaluations": result.evaluations, "bright": result.bright,
-                                  "clamped": result.clamped})
+        drive(steps, on_step)
+    except BaseException:  # raised in a progress callback, outside the loop: closing it aborts the sink now
+        steps.close()
+        raise
     finally:
         torch.set_num_threads(previous)
 
 
 def _run_on_cluster(pending, input_path, axes, output_path, model, settings_kwargs, token, threads, workers,
-                    scheduler, store, tally: _Tally):
+                    scheduler, store: MapStore, reporter: _Reporter):
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as err:
@@ -300,8 +260,8 @@ def _run_on_cluster(pending, input_path, axes, output_path, model, settings_kwar
                 number, position = futures[future]
                 outcome = future.result()  # a worker's error is raised here, with its message
                 store.mark_done(position)
-                tally.record(number, outcome)
-                tally.report(done, f"plane {number + 1} done")
+                reporter.tally.add(outcome)
+                reporter.report(done, f"plane {number + 1} done")
     finally:
         if cluster is not None:
             cluster.close()

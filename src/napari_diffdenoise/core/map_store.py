@@ -135,6 +135,53 @@ class MapStore:
         self.root.attrs[ATTRIBUTE] = record
 
 
+class ZarrSink:
+    """The plane loop's sink (core.plane_loop) into an OME-Zarr store at ``path``: created, or reopened
+    when it holds a run with this ``fingerprint``, whose finished planes the loop then skips. Each
+    plane's done flag is set once its maps are in, so a run killed at any point resumes."""
+
+    def __init__(self, path, source: ImageSource, fingerprint: dict, overwrite: bool = False):
+        self.path, self.source, self.fingerprint, self.overwrite = path, source, fingerprint, overwrite
+        self.store: MapStore | None = None
+
+    def open(self, names: list[str], shape, dtype) -> set[tuple[int, ...]]:
+        self.store = MapStore.open(self.path, self.source, names, dtype, self.fingerprint, self.overwrite)
+        return self.store.done_positions()
+
+    def write(self, number: int, position: tuple[int, ...], plane) -> None:
+        self.store.write_plane(position, plane.maps)
+        self.store.mark_done(position)
+
+    def done(self, metadata: dict) -> dict:
+        self.store.finish(metadata)
+        return metadata
+
+    def abort(self) -> None:  # the planes written are flagged done: a rerun resumes from them
+        pass
+
+
+class StorePlanes:
+    """A cluster worker's planes into the store its coordinator made (a :class:`ZarrSink`): the maps
+    only. The coordinator sets each plane's done flag when the task has returned, and finishes the store."""
+
+    def __init__(self, path):
+        self.path = path
+        self.store: MapStore | None = None
+
+    def open(self, names: list[str], shape, dtype) -> set:
+        self.store = MapStore.open_existing(self.path)
+        return set()
+
+    def write(self, number: int, position: tuple[int, ...], plane) -> None:
+        self.store.write_plane(position, plane.maps)
+
+    def done(self, metadata: dict) -> dict:
+        return metadata
+
+    def abort(self) -> None:
+        pass
+
+
 def _difference(previous: dict, now: dict) -> str:
     """What makes a store's run not this one, said so that a user knows which it is."""
     if "input_content_sha256" not in previous:

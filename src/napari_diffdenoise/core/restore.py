@@ -1,6 +1,12 @@
 """Image → planes → (tiled) sampling of K samples → mean, std and entropy maps; or, for a method
 that needs no model (core.methods), each plane → its mean map, through the same plane loop.
 
+Here: a run's settings and the rules between them (:func:`make_settings`), one plane's sampling and
+its blocks (:func:`restore_plane`), what a run does to each plane (:func:`plane_run`) and the
+in-memory run. Around it: the image's checks (core.plane_input), the tiled network
+(core.tiled_network), the bright pass (core.bright_pass) and the plane loop with its sinks
+(core.plane_loop); their names are re-exported here, where callers have always found them.
+
 :func:`iter_denoise` is a generator that yields a :class:`Progress` after every network step and
 returns a :class:`Restoration`; napari's worker drives it (its quit() lands at the next yield),
 and :func:`denoise` drives it with plain callbacks.
@@ -10,30 +16,40 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
-import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ._version import __version__
-from .axes import check_axes, plane_positions
+from .bright_pass import BLEND_BAND, BRIGHT_MARGIN, bright_boxes  # noqa: F401  (re-exported)
+from .bright_pass import blend_into as _blend_into
+from .bright_pass import bright_map as _bright_map
+from .bright_pass import bright_weight as _bright_weight
 from .checkpoint import load_model
 from .conformal import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
 from .guidance import Guided, make_guide
-from .image_io import is_lazy
 from .kernels import check_psf
 from .maps import DEFAULT_ENTROPY, MAPS, MapContext, map_names, sample_maps
 from .methods import Method, MethodSettings, find_method, method_maps, method_record, method_settings
 from .model import DiffusionModel
 from .noise import FieldNoise
 from .normalization import IntensityMap, check_percentiles
+from .plane_input import (  # noqa: F401  (re-exported: the names restore has always offered)
+    BYTES_PER_PLANE_PIXEL,
+    BYTES_PER_SAMPLE_PIXEL,
+    KEPT_SAMPLES_SHARE,
+    check_image,
+    check_kept_samples,
+    check_memory,
+    output_dtype,
+    read_plane,
+)
+from .plane_loop import MemorySink, PlaneLoop, PlaneResult, PlaneRun, Restoration
 from .run_record import calibration_key, fingerprint_settings, metadata_settings, settings_record
 from .run_spec import (  # noqa: F401  (re-exported: the names restore has always offered)
     BATCH_PIXELS,
@@ -50,7 +66,12 @@ from .run_spec import (  # noqa: F401  (re-exported: the names restore has alway
 )
 from .sampler_registry import SamplerInfo, get_sampler
 from .std_head import GAMMA, StdHeadAsEps
-from .tiling import TILE_STRETCH, make_tiles
+from .tiled_network import TiledEpsilon
+from .tiled_network import pad_to_multiple as _pad_to_multiple  # noqa: F401  (re-exported: bench imports it)
+from .tiling import make_tiles
+
+# the private names these checks had while they lived here (tests and scripts import them)
+_check_image, _check_memory, _check_kept_samples = check_image, check_memory, check_kept_samples
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
@@ -78,185 +99,6 @@ class Progress:
     def fraction(self) -> float:
         inside = min(self.step + self.tile / max(self.n_tiles, 1), self.n_steps)
         return (self.plane + inside / self.n_steps) / self.n_planes
-
-
-@dataclass
-class Restoration:
-    mean: np.ndarray  # the posterior-mean estimate (see MEAN_ESTIMATORS), in the input's units, float32
-    std: np.ndarray  # pixel-wise std over the K samples, in the input's intensity units
-    entropy: np.ndarray  # the entropy map in bits (core.maps.ENTROPY_KINDS: how far the samples are from one bell curve)
-    metadata: dict = field(default_factory=dict)
-    samples: np.ndarray | None = None  # (K, *shape) in input units, only with keep_samples=True
-    lower: np.ndarray | None = None  # the interval's bounds in input units, with coverage=…
-    upper: np.ndarray | None = None
-    interval_unit: np.ndarray | None = None  # the interval half-width per unit of λ (core.conformal)
-    maps: dict[str, np.ndarray] = field(default_factory=dict)  # every map this run made, by name (core.maps)
-
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        # reflect needs the pad smaller than the size; replicate covers tiny planes
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
-
-
-class TiledEpsilon:
-    """ε̂(y, γ) on a whole plane, evaluated tile by tile and blended with weights summing to one.
-    Every tile has the same size, so the (tile, sample) pairs go through the network in batches of
-    ``batch_pixels`` pixels that may span several tiles: on a GPU the batch, not the tile, keeps it
-    busy; on the CPU one tile of one sample is a batch of its own."""
-
-    def __init__(self, model: DiffusionModel, cond: torch.Tensor | None, shape, tile: int, overlap: int, batch_pixels: int,
-                 on_tile: Callable[[int, int], None] | None = None):
-        self.model, self.on_tile = model, on_tile
-        self.multiple = model.network.config.size_multiple
-        self.tiles = make_tiles(shape, tile, overlap, TILE_STRETCH, self.multiple)
-        self.batch_pixels = batch_pixels
-        device = next(model.network.parameters()).device
-        self.weights = [torch.from_numpy(t.weight).to(device) for t in self.tiles]
-        # conditions are cropped and padded once; they do not change over the steps
-        self.conds = [None if cond is None else _pad_to_multiple(cond[(...,) + t.slices], self.multiple)[0] for t in self.tiles]
-        self.evaluations = 0
-
-    @torch.inference_mode()
-    def __call__(self, y: torch.Tensor, gamma: float) -> torch.Tensor:
-        out = torch.zeros_like(y)
-        k, n_tiles = y.shape[0], len(self.tiles)
-        first = self.tiles[0]
-        padded = (-(-first.height // self.multiple) * self.multiple) * (-(-first.width // self.multiple) * self.multiple)
-        batch = max(1, self.batch_pixels // padded)
-        pairs = [(t, sample) for t in range(n_tiles) for sample in range(k)]  # tile by tile, in order
-        reported = 0
-        for start in range(0, len(pairs), batch):
-            chunk = pairs[start : start + batch]
-            groups = []  # (tile, first sample, end sample) runs within the chunk
-            for t, sample in chunk:
-                if groups and groups[-1][0] == t:
-                    groups[-1][2] = sample + 1
-                else:
-                    groups.append([t, sample, sample + 1])
-            crops, conds = [], []
-            for t, s0, s1 in groups:
-                crop, (h, w) = _pad_to_multiple(y[s0:s1][(...,) + self.tiles[t].slices], self.multiple)
-                crops.append(crop)
-                if self.conds[t] is not None:
-                    conds.append(self.conds[t].expand(s1 - s0, -1, -1, -1))
-            part = torch.cat(crops).contiguous(memory_format=torch.channels_last)
-            c = torch.cat(conds).contiguous(memory_format=torch.channels_last) if conds else None
-            gammas = torch.full((len(part),), gamma, device=y.device)
-            eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
-            self.evaluations += 1
-            row = 0
-            for t, s0, s1 in groups:
-                out[s0:s1][(...,) + self.tiles[t].slices] += eps[row : row + s1 - s0] * self.weights[t]
-                row += s1 - s0
-            done = (start + len(chunk)) // k
-            if self.on_tile is not None and done > reported:  # may raise (a cancel): the run ends between tiles
-                reported = done
-                self.on_tile(done, n_tiles)
-        return out
-
-
-def _check_image(image, axes: str | None = None):
-    """(array, axes): the image as given when lazy (dask, zarr), else as a NumPy array, and its axes."""
-    if image is None:
-        raise TypeError("image must be an array of numbers with 2 to 5 dimensions (axes from TCZYX, e.g. a "
-                        "(Y, X) plane or a (Z, Y, X) stack); got None")
-    if isinstance(image, np.ma.MaskedArray):
-        raise TypeError("masked arrays are not supported: the mask would be ignored. Fill the masked pixels first "
-                        "(image.filled(value)) or crop them away")
-    array = image if is_lazy(image) else np.asarray(image)
-    if np.dtype(array.dtype).kind not in "biuf":
-        raise TypeError(f"images must be numeric (integers or real floating point numbers); got dtype {array.dtype}")
-    shape = tuple(array.shape)
-    if axes is None and len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= 8:
-        raise ValueError(f"shape {shape} looks like an RGB(A) image (Y, X, {shape[-1]}): convert it to "
-                         "grey levels or pass each channel as its own (Y, X) image")
-    if axes is None and len(shape) == 3 and shape[-1] <= 16 < min(shape[:2]):
-        raise ValueError(f"shape {shape} looks like (Y, X, C) with {shape[-1]} channels, which would be "
-                         "read as planes of width " + f"{shape[-1]}: move the channel axis first "
-                         "(np.moveaxis(image, -1, 0)) and denoise each channel on its own")
-    axes = check_axes(axes, shape)
-    if int(np.prod(shape)) == 0:
-        raise ValueError(f"the image is empty (shape {shape})")
-    if min(shape[-2:]) < 8:
-        raise ValueError(f"planes must be at least 8×8 pixels, got {shape[-2:]}")
-    if isinstance(array, np.ndarray) and array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError("the image contains NaN or infinite values")
-    if isinstance(array, np.ndarray):
-        _check_resolvable(array)
-    return array, axes
-
-
-def _check_resolvable(array: np.ndarray) -> None:
-    """Refuse values whose spread float64 cannot hold or resolve: ±1e308 overflows the span, and
-    counts near 2⁶³ have steps of 2048 there, wider than any signal on top of them."""
-    lowest, highest = np.min(array), np.max(array)
-    # integers exactly (uint64 near 2⁶³ would round to one float64 value and look constant)
-    low, high = (int(lowest), int(highest)) if array.dtype.kind in "iu" else (float(lowest), float(highest))
-    span = float(high - low)
-    step = np.spacing(float(max(abs(low), abs(high))))  # float64's resolution at the image's largest magnitude
-    if not np.isfinite(span) or (span > 0 and step > 1e-3 * span):
-        raise ValueError(f"the image's values run from {low:.6g} to {high:.6g}: beyond what can be normalised "
-                         "(float64 cannot resolve a thousandth of that span at that magnitude); subtract the "
-                         "offset or rescale the image first")
-
-
-def read_plane(array, position: tuple[int, ...]) -> np.ndarray:
-    """One (Y, X) plane in memory; a lazy array is read here, and only this plane of it."""
-    plane = np.asarray(array[position])
-    if plane.dtype.kind == "f" and not np.isfinite(plane).all():
-        where = f" (plane {position})" if position else ""
-        raise ValueError(f"the image contains NaN or infinite values{where}")
-    return plane
-
-
-# bytes per sample and pixel measured on the CPU at the model's tile (network activations, the
-# sampler's state and the K-sample maps): the guard below refuses a run that cannot fit
-BYTES_PER_SAMPLE_PIXEL = 27
-
-
-# bytes per pixel of a whole plane, whatever the block: read_plane loads the plane at once (as
-# float64) and the maps of the plane are assembled in memory (mean, std, entropy, bounds, unit)
-BYTES_PER_PLANE_PIXEL = 8 + 6 * 8
-
-
-def _check_memory(array, n_samples: int, block: int | None = None) -> None:
-    plane = int(np.prod([min(n, block or n) for n in array.shape[-2:]]))  # a block is sampled at a time
-    whole = int(np.prod(array.shape[-2:]))
-    need = BYTES_PER_SAMPLE_PIXEL * max(n_samples, 1) * plane + BYTES_PER_PLANE_PIXEL * whole
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not every platform tells
-        return
-    if BYTES_PER_PLANE_PIXEL * whole > 0.8 * total:
-        raise MemoryError(f"one {array.shape[-2]}×{array.shape[-1]} plane is read whole and needs about "
-                          f"{BYTES_PER_PLANE_PIXEL * whole / 2**30:.1f} GiB with its maps, more than this machine's "
-                          f"{total / 2**30:.0f} GiB allow: crop or tile the plane first")
-    if need > 0.8 * total:
-        fit = max(1, int((0.8 * total - BYTES_PER_PLANE_PIXEL * whole) / (BYTES_PER_SAMPLE_PIXEL * plane)))
-        raise MemoryError(f"n_samples = {n_samples} on {array.shape[-2]}×{array.shape[-1]} planes needs about "
-                          f"{need / 2**30:.1f} GiB, more than this machine's {total / 2**30:.0f} GiB allow: use "
-                          f"n_samples of at most {fit}, or sample in smaller blocks (block=…)")
-
-
-def _check_kept_samples(array, n_samples: int) -> None:
-    """keep_samples holds all K samples of the whole image in memory at the end, beside the maps."""
-    need = n_samples * int(np.prod(array.shape)) * np.dtype(output_dtype(array)).itemsize
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    if need > KEPT_SAMPLES_SHARE * total:
-        raise MemoryError(f"keep_samples=True with n_samples = {n_samples} on an image of {array.shape} keeps "
-                          f"{need / 2**30:.1f} GiB of samples, more than {KEPT_SAMPLES_SHARE:.0%} of this machine's "
-                          f"{total / 2**30:.0f} GiB: keep the samples of fewer planes, or fewer samples")
-
-
-KEPT_SAMPLES_SHARE = 0.5  # of the machine's memory that kept samples may take
 
 
 @dataclass(frozen=True)
@@ -535,84 +377,6 @@ def _posterior_mean(model: DiffusionModel, eps_fn, shape, device) -> torch.Tenso
     return (-math.sqrt(1 - gamma) / math.sqrt(gamma) * eps[0, 0]).clamp(*model.value_range)
 
 
-def _bright_map(plane, imap: IntensityMap, model: DiffusionModel) -> IntensityMap | None:
-    """A second intensity map for planes whose bright structure the first cannot represent: where
-    the smoothed image exceeds the model's value range (a sparse spot far above the 99.8th
-    percentile), clean estimates would be clipped. This map puts the brightest smoothed structure
-    at +1; None when the first map suffices."""
-    from scipy.ndimage import gaussian_filter
-
-    smooth_top = float(gaussian_filter(np.asarray(plane, dtype=np.float32), 1.0).max())
-    if imap.to_model(np.float32(smooth_top)) <= model.value_range[1]:
-        return None
-    return IntensityMap(imap.low, max(smooth_top, imap.high))
-
-
-BLEND_BAND = 0.3  # model units under the clip ceiling over which the bright map's estimate takes over
-# px of context around the pixels the bright pass serves: the network sees the structure around them
-# (and the blend weight is 0 at a box's edge, so no seam can show)
-BRIGHT_MARGIN = 32
-
-
-def _bright_weight(mean: np.ndarray, imap: IntensityMap, model: DiffusionModel) -> np.ndarray:
-    """Where the first map's estimate nears its clip ceiling, the bright map's estimate takes over
-    (a smooth weight over the top BLEND_BAND model units, so no edge appears)."""
-    level = imap.to_model(mean)
-    ceiling = model.value_range[1]
-    return np.clip((level - (ceiling - BLEND_BAND)) / BLEND_BAND, 0, 1).astype(np.float32)
-
-
-def bright_boxes(weight: np.ndarray, margin: int = BRIGHT_MARGIN) -> list[tuple[slice, slice]]:
-    """The boxes the bright pass restores: each group of pixels with a blend weight above 0, widened
-    by ``margin``; boxes that overlap are merged. Bright structure is sparse on real planes, so this,
-    not the whole plane, is what the second pass costs (docs/benchmarks/speed.md: 16.7 s instead of
-    28.6 s for the default run on the NEUBIAS neuron)."""
-    from scipy import ndimage
-
-    grown = ndimage.binary_dilation(weight > 0, iterations=margin) if margin else weight > 0
-    boxes = [(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in ndimage.find_objects(ndimage.label(grown)[0])]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
-                    boxes[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [(slice(y0, y1), slice(x0, x1)) for y0, y1, x0, x1 in sorted(boxes)]
-
-
-def _blend_into(maps: _PlaneMaps, box: tuple[slice, slice], high: _PlaneMaps, weight: np.ndarray) -> _PlaneMaps:
-    """``maps`` with the bright pass's maps of ``box`` blended in by ``weight`` (the box's own)."""
-    def mix(low, bright):
-        if low is None or bright is None:
-            return low
-        out = low.copy()
-        region = (...,) + box
-        out[region] = (1 - weight) * low[region] + weight * bright
-        return out
-
-    return _PlaneMaps({name: mix(value, high.maps.get(name)) for name, value in maps.maps.items()},
-                      mix(maps.samples, high.samples), maps.evaluations + high.evaluations)
-
-
-@dataclass
-class PlaneResult:
-    """One plane's maps, final (clamped, intervals applied), in the input's units."""
-
-    position: tuple[int, ...]  # the plane's index over the image's leading axes
-    maps: dict[str, np.ndarray]  # mean, std, entropy, lower, upper, interval_unit: those this run computes
-    samples: np.ndarray | None  # (K, Y, X) with keep_samples
-    evaluations: int
-    bright: bool  # took the bright second pass
-    clamped: int  # mean pixels raised to 0
-
-
 def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number: int, position=(),
                   dtype=np.float32, on_tile: Callable[[int, int, int], None] | None = None):
     """One (Y, X) plane, whose ``number`` keys its noise: yields (steps done, total steps) after every
@@ -721,29 +485,6 @@ def network_steps(model: DiffusionModel, s: Settings) -> int:
     return sampled + (s.mean_estimator != "samples") + (s.std_estimator == "head")
 
 
-def output_dtype(image) -> type:
-    """float64 maps for float64 input and for integers wider than 16 bits: an offset of 1e9 leaves
-    float32 steps of 64 counts (int64 counts near 1e9 came back with 26-count errors)."""
-    dtype = np.dtype(image.dtype)
-    wide = dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize > 2)
-    return np.float64 if wide else np.float32
-
-
-@dataclass
-class PlaneRun:
-    """What a run does to each plane, whatever restores it (a diffusion model, or a method of
-    core.methods): the plane loop, its progress and cancel, and the writers (core.batch) are one
-    for both, so their outputs carry the same kind of record."""
-
-    names: list[str]  # the maps it makes, in the order they are shown and written (core.maps)
-    # (plane, number, position, dtype, on_tile) → a generator of (step, n_steps) returning a PlaneResult
-    plane: Callable
-    identity: dict  # what restores: {"model", "model_sha256"} or {"method"}
-    fingerprint: dict  # what a zarr store resumes under only: the model's hash or the method, and the settings
-    record: Callable[[int, float, dict], dict]  # (network evaluations, seconds, extra) → the run's metadata
-    settings: Settings | MethodSettings
-
-
 def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodSettings | None = None,
               **kwargs) -> PlaneRun:
     """The run of ``model`` (a DiffusionModel, or a method or its name) with ``settings``, or the
@@ -782,49 +523,26 @@ def iter_denoise(image, model: DiffusionModel | str, settings: Settings | Method
     from :func:`make_settings` (or :func:`~.methods.method_settings`), or their keywords. Yields a
     :class:`Progress` after every network step; ``on_tile``, if given, is called with one after every
     tile inside a step (a large plane shows movement within seconds; raising there stops the run)."""
-    array, axes = _check_image(image, axes)
+    array, axes = check_image(image, axes)
     run = plane_run(model, settings, **kwargs)
     s = run.settings
-    _check_memory(array, s.n_samples, s.block)
+    check_memory(array, s.n_samples, s.block)
     if s.keep_samples:
-        _check_kept_samples(array, s.n_samples)
-    positions = plane_positions(array.shape)
-    out_dtype = output_dtype(array)
-    outputs = {name: np.empty(array.shape, MAPS[name].dtype_for(out_dtype)) for name in run.names}
-    samples = np.empty((s.n_samples,) + tuple(array.shape), out_dtype) if s.keep_samples else None
-    unit = np.empty(array.shape, out_dtype) if "std" in outputs else None
-    evaluations, bright_planes, clamped = 0, [], 0
-    t0 = time.perf_counter()
+        check_kept_samples(array, s.n_samples)
+    loop = PlaneLoop(run, array, MemorySink(s.n_samples if s.keep_samples else None))
+    n_planes = loop.tally.n_planes
+    tiles = None if on_tile is None else (
+        lambda rank, number, step, steps, done, total: on_tile(Progress(rank, n_planes, step, steps, done, total)))
     # no grad-mode context may span a yield: grad mode is thread-local, and a suspended generator would
     # leave its thread (napari's pooled worker, or the caller's) in inference mode
-    for number, position in enumerate(positions):
-        tiles = None if on_tile is None else (
-            lambda step, steps, done, total, i=number: on_tile(Progress(i, len(positions), step, steps, done, total)))
-        steps = run.plane(read_plane(array, position), number, position, out_dtype, tiles)
-        try:
-            while True:
-                step, total = next(steps)
-                yield Progress(number, len(positions), min(step, total), total)
-        except StopIteration as stop:
-            plane = stop.value
-        for name, target in outputs.items():
-            target[position] = plane.maps[name]
-        if unit is not None:
-            unit[position] = plane.maps["interval_unit"]
-        if samples is not None:
-            samples[(slice(None),) + position] = plane.samples
-        evaluations += plane.evaluations
-        clamped += plane.clamped
-        if plane.bright:
-            bright_planes.append(number)
-    extra = {"axes": axes}
-    if bright_planes:
-        extra["bright_pass_planes"] = bright_planes
-    if clamped:
-        extra["clamped_to_zero_pixels"] = clamped
-    metadata = run.record(evaluations, time.perf_counter() - t0, extra)
-    return Restoration(outputs["mean"], outputs.get("std"), outputs.get("entropy"), metadata, samples,
-                       outputs.get("lower"), outputs.get("upper"), unit, outputs)
+    steps = loop.steps(tiles)
+    try:
+        while True:
+            at = next(steps)
+            yield Progress(at.rank, n_planes, min(at.step, at.n_steps), at.n_steps)
+    except StopIteration as stop:
+        tally = stop.value
+    return loop.done(run.record(tally.evaluations, tally.seconds(), {"axes": axes, **tally.extra()}))
 
 
 def denoise(

@@ -36,7 +36,7 @@ def nll(network: UNet, noisy: torch.Tensor, mean: torch.Tensor, clean: torch.Ten
 
 
 class StdHeadAsEps:
-    """The std head in restore.TiledEpsilon's clothes, so that it is tiled and blended like the
+    """The std head in tiled_network.TiledEpsilon's clothes, so that it is tiled and blended like the
     sampler: the 'noisy sample' it is given is the mean estimate, its condition the noisy image,
     and its 'ε' is the log variance."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .axes import infer_axes
+from .maps import MAPS
 
 RUN_KEY = "napari_diffdenoise"  # the run's metadata in a file's record
 
@@ -100,9 +101,6 @@ class TiffMaps:
             writer.write(np.asarray(maps[name], self.dtypes[name]), contiguous=True, photometric="minisblack",
                          metadata=self.description, **resolution_args(self.pixel))
 
-    def mark_done(self, position) -> None:  # planes are written in order; there is nothing to resume
-        pass
-
     def finish(self, metadata: dict | None) -> list[Path]:
         """``metadata``: the run's, or None for data no run made (a simulated pair)."""
         import tifffile
@@ -128,6 +126,30 @@ class TiffMaps:
                 pass
         for tmp in self.temps:
             tmp.unlink(missing_ok=True)
+
+
+class TiffSink:
+    """The plane loop's sink (core.plane_loop) into ``folder/<stem>_<map>.tif``: :class:`TiffMaps` once
+    the loop names the maps. The files appear only when the run is done; nothing is resumed."""
+
+    def __init__(self, folder, stem: str, axes: str, pixel: dict | None = None, overwrite: bool = False):
+        self.folder, self.stem, self.axes, self.pixel, self.overwrite = folder, stem, axes, pixel, overwrite
+        self.maps: TiffMaps | None = None
+
+    def open(self, names: list[str], shape, dtype) -> set:
+        self.maps = TiffMaps(self.folder, self.stem, names, shape, self.axes,
+                             {n: MAPS[n].dtype_for(dtype) for n in names}, self.pixel, self.overwrite)
+        return set()
+
+    def write(self, number: int, position, plane) -> None:
+        self.maps.write_plane(position, plane.maps)
+
+    def done(self, metadata: dict) -> list[Path]:
+        return self.maps.finish(metadata)
+
+    def abort(self) -> None:
+        if self.maps is not None:
+            self.maps.abort()
 
 
 def write_maps(folder, stem: str, maps: dict[str, np.ndarray], axes: str | None = None, pixel: dict | None = None,

@@ -1,0 +1,63 @@
+"""One plane loop, several sinks (core.plane_loop): a deterministic run gives the same maps, value for
+value, in memory, in TIFF files and in an OME-Zarr store, including one that was stopped and resumed;
+for a diffusion model and for a method alike."""
+import numpy as np
+import pytest
+import tifffile
+
+from napari_diffdenoise import denoise
+from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
+from napari_diffdenoise.core.map_store import read_maps
+from napari_diffdenoise.core.physics import gaussian_psf
+
+PSF = gaussian_psf(1.5)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at_the_second_plane(info):
+    if info.text.startswith("plane 2"):  # the first plane is written and flagged done by then
+        raise _Stop
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """Three planes of different content, so that a plane written in another's place shows."""
+    rng = np.random.default_rng(7)
+    image = np.stack([rng.poisson(lam, size=(40, 48)) for lam in (3, 9, 20)]).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", image)
+    return image
+
+
+@pytest.mark.parametrize("run", ["model", "method"])
+def test_memory_tiff_and_zarr_hold_the_same_maps(run, stack, tmp_path, tiny_model):
+    model, settings = (tiny_model, {"n_samples": 2, "steps": 2, "seed": 3}) if run == "model" else \
+        ("richardson-lucy", {"psf": PSF, "iterations": 3})
+    source = tmp_path / "in.tif"
+    in_memory = denoise(stack, model, **settings)
+    names = list(in_memory.maps)
+    assert names == (["mean", "std", "entropy"] if run == "model" else ["mean"])
+
+    _, paths = denoise_to_tiff(source, tmp_path / "tif", model, stem="in", **settings)
+    assert [p.name for p in paths] == [f"in_{name}.tif" for name in names]
+    in_tiff = {name: tifffile.imread(path) for name, path in zip(names, paths)}
+
+    whole = denoise_to_zarr(source, tmp_path / "whole.ome.zarr", model, **settings)
+    in_zarr = {name: np.asarray(a[...]) for name, a in read_maps(tmp_path / "whole.ome.zarr")[0].items()}
+
+    resumed_path = tmp_path / "resumed.ome.zarr"
+    with pytest.raises(_Stop):
+        denoise_to_zarr(source, resumed_path, model, progress=_stop_at_the_second_plane, **settings)
+    resumed = denoise_to_zarr(source, resumed_path, model, **settings)
+    in_resumed = {name: np.asarray(a[...]) for name, a in read_maps(resumed_path)[0].items()}
+    assert whole["planes_resumed"] == 0 and resumed["planes_resumed"] == 1
+
+    for name in names:
+        expected = in_memory.maps[name]
+        for sink, maps in (("tiff", in_tiff), ("zarr", in_zarr), ("resumed zarr", in_resumed)):
+            assert maps[name].dtype == expected.dtype, (sink, name)
+            np.testing.assert_array_equal(maps[name], expected, err_msg=f"{sink}: {name}")
+    # the planes differ, so equal maps mean each plane went to its own place
+    assert not np.array_equal(in_memory.mean[0], in_memory.mean[1])
