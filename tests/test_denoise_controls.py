@@ -1,5 +1,6 @@
 """The Denoise widget's steps, η, sampler-parameter and preset controls come from the samplers'
-declarations (issue #20), in a real viewer (run under Xvfb)."""
+declarations, and its status line speaks of the settings on show (issue #20), in a real viewer
+(run under Xvfb)."""
 import numpy as np
 import pytest
 
@@ -94,4 +95,44 @@ def test_the_preset_box_names_the_preset_the_steps_and_samples_match(make_napari
     # another model keeps the preset's steps (within its bounds), so the box still names it
     w.model.value = "widefield"
     assert w.sampler.value == "ddim-dc" and w.preset.value == _preset("thorough")
+    assert not errors
+
+
+def test_the_status_line_speaks_of_the_settings_on_show(make_napari_viewer, qtbot, errors, tiny_checkpoint):
+    """The status line kept the previous run's "Done" (or a refused run's reason) after the settings
+    changed, as if it were about them."""
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model_file.value = tiny_checkpoint
+    w.image.value = viewer.add_image(np.random.default_rng(0).poisson(5, (24, 24)).astype(np.float32), name="c")
+    w.steps.value, w.n_samples.value = 1, 1
+    w.run()
+    assert w.status.value == "Starting…"  # a new run replaces the last one's words at once
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w.status.value.startswith("Done in") and w.progress.value == 1000  # its layers left it so
+    w.n_samples.value = 2
+    assert w.status.value == "" and w.progress.value == 0
+    w.axes.value = "TYX"  # three letters for a 2D layer: refused at Run, with the reason
+    w.image.value = viewer.add_image(np.zeros((2, 24, 24), np.float32), name="stack")
+    w.axes.value = "QYX"
+    w.run()
+    assert errors and w.status.value == f"Not started: {errors[-1]}"
+    w.axes.value = "ZYX"
+    assert w.status.value == ""
+
+
+def test_time_here_follows_the_samplers_own_parameters(make_napari_viewer, qtbot, errors):
+    """The estimate followed steps and samples but not a sampler's own parameters: fb's diffusion
+    depth is its number of network calls."""
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="c")
+    w.model.value = "demo-unpaired"
+    assert w.sampler.value == "fb"
+    depth = w.sampler_params["start"]
+    depth.value = 10
+    qtbot.waitUntil(lambda: w.estimate.value.startswith("about"), timeout=60_000)
+    shallow = w.estimate.tooltip
+    depth.value = 100
+    qtbot.waitUntil(lambda: w.estimate.value.startswith("about") and w.estimate.tooltip != shallow, timeout=20_000)
     assert not errors

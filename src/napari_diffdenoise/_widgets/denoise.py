@@ -275,9 +275,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.n_samples.changed.connect(self._name_preset)
         self.psf_source.changed.connect(self._show_psf_widgets)
         self._estimate_for = None  # the (model, shape, settings) whose time 'Time here' shows or is timing
-        for control in (self.image, self.model, self.sampler, self.steps, self.n_samples, self.mean_estimator,
-                        self.std_estimator, self.coverage, self.self_calibrate, self.device):
+        for control in self._run_inputs():
             control.changed.connect(self._refresh_estimate)
+            control.changed.connect(self._forget_last_run)
         self.run_button.clicked.connect(self.run)
         self.preview_button.clicked.connect(self.preview)
         self.cancel_button.clicked.connect(self.cancel)
@@ -485,6 +485,19 @@ class DenoiseWidget(WorkerControls, Container):
                                     if spec.name not in MAIN_FORM_PARAMS])
         self.sampler_params.visible = len(self.sampler_params) > 0
         self._name_preset()
+
+    def _run_inputs(self):
+        """Every control a run reads (a container stands for the rows it holds, added later included)."""
+        return (self.image, self.axes, self.model, self.sampler, self.steps, self.eta, self.sampler_params,
+                self.n_samples, self.mean_estimator, self.std_estimator, self.seed, self.device, self.psf_source,
+                self.psf_sigma, self.method_params, self.coverage, self.self_calibrate, self.entropy,
+                self.keep_samples)
+
+    def _forget_last_run(self, _value=None):
+        """A change to the settings leaves the last run's words ("Done", or why it was not started): they
+        would read as being about the settings now on show. A run going on keeps its progress."""
+        if self._worker is None and (self.status.value or self.progress.value):
+            self.progress.value, self.status.value = 0, ""
 
     def _refresh_estimate(self, _value=None):
         """Say how long the run takes here, for this layer, model and settings (timed in a worker
