@@ -463,7 +463,7 @@ def test_every_sampler_parameter_default_survives_its_form_control(qapp):
     """The ddim-dc prior weight's default 0.015 became 0.01 in a box with two decimals."""
     from napari_diffdenoise.core.sampler_registry import SAMPLERS
     from napari_diffdenoise.core.schedules import NoiseSchedule
-    from napari_diffdenoise._widgets.denoise import param_widget
+    from napari_diffdenoise._widgets.run_controls import param_widget
 
     schedule = NoiseSchedule("cosine", 200)
     checked = 0

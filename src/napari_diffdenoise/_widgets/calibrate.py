@@ -28,11 +28,11 @@ from ..core.run_spec import ETA_SETTING, N_SAMPLES, STD
 from ..core.sampler_registry import SAMPLERS, list_samplers
 from ._worker import WorkerControls
 from .compare import fit_table, formatted
-from .denoise import _Failure, _image_choices, notify_error, param_widget
+from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
-from .run_controls import control_for, follow_param
+from .run_controls import control_for, follow_param, param_widget
 from .sections import Section, extend_form
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)

@@ -6,7 +6,6 @@ responsive and Cancel lands within one step; layers are added only when a run co
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,6 @@ from magicgui.widgets import (
     LineEdit,
     ProgressBar,
     PushButton,
-    SpinBox,
 )
 
 from .. import __version__
@@ -29,7 +27,7 @@ from ..core.checkpoint import load_model
 from ..core.devices import available_devices
 from ..core.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.methods import METHODS, find_method, method_settings
-from ..core.restore import DEFAULT_STEPS, Cancelled, calibration_settings, iter_denoise, make_settings
+from ..core.restore import Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run_cost import duration
 from ..core.run_spec import COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, SAMPLER, SEED, STD
 from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for
@@ -38,7 +36,7 @@ from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices
 from .model_registry import REGISTRY
-from .run_controls import control_for, control_value
+from .run_controls import control_for, control_value, follow_param, param_widget
 from .sections import Section, extend_form
 
 if TYPE_CHECKING:
@@ -59,36 +57,6 @@ CUSTOM = "custom"
 ONE_PASS = "one pass: mean and std heads, no samples"
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters with their own widgets (the presets set them)
-
-
-def param_label(spec) -> str:
-    """A sampler parameter's form label: its declared plain-words label (the symbol is in its help)."""
-    return spec.label or spec.name
-
-
-def param_widget(spec, schedule):
-    """The form control for a sampler parameter, from its declared spec (core.sampler_registry.Param)."""
-    common = dict(name=spec.name, label=param_label(spec), value=spec.default_for(schedule), tooltip=spec.help)
-    if spec.type is bool:
-        return CheckBox(**common)
-    if spec.type is str:
-        return ComboBox(choices=list(spec.choices), **common)
-    low, high = spec.bounds(schedule)
-    low = 0 if low is None else low
-    if spec.type is int:
-        return SpinBox(min=int(low), max=int(high if high is not None else 10**6), **common)
-    high = 1e6 if high is None else high
-    return FloatSpinBox(min=float(low), max=float(high), step=_float_step(common["value"], low, high), **common)
-
-
-def _float_step(default, low, high) -> float:
-    """A hundredth of the range, or finer when the default has more decimals: a spin box shows as
-    many decimals as its step has, and would round a default of 0.015 to 0.01 with a step of 0.01."""
-    step = (high - low) / 100
-    exponent = Decimal(str(default)).normalize().as_tuple().exponent if default else 0
-    if isinstance(exponent, int) and exponent < 0:
-        step = min(step, 10.0 ** exponent)
-    return max(step, 1e-6)
 
 
 def _result_tags() -> tuple[str, ...]:
@@ -234,10 +202,11 @@ class DenoiseWidget(WorkerControls, Container):
         self.estimate = Label(label="Time here", value="—",
                               tooltip="How long the run takes on this machine: the run's network calls, from the "
                                       "settings and the image's size, times one call's cost timed here")
-        # the label and tooltip of steps and η are the sampler's declaration's (set again for each sampler)
-        self.steps = SpinBox(label=param_label(STEPS), value=DEFAULT_STEPS, min=1, max=1000, tooltip=STEPS.help)
-        self.eta = FloatSpinBox(label=param_label(ETA), value=ETA.default, min=ETA.low, max=ETA.high, step=0.1,
-                                tooltip=ETA.help)
+        # steps and η follow the chosen sampler's declaration for the chosen model (follow_param); hidden
+        # until a model's sampler declares them, so no bound of T is offered before a model gives it
+        self.steps, self.eta = param_widget(STEPS, None), param_widget(ETA, None)
+        self.steps.visible = self.eta.visible = False
+        self._followed: dict[str, object] = {}  # the declaration each of steps and η follows now
         self.n_samples = control_for(N_SAMPLES)
         self.mean_estimator = control_for(MEAN)
         self.std_estimator = control_for(STD)
@@ -302,13 +271,13 @@ class DenoiseWidget(WorkerControls, Container):
         self.model_file.changed.connect(self._on_model_file)
         self.sampler.changed.connect(self._on_sampler)
         self.preset.changed.connect(self._on_preset)
-        self.steps.changed.connect(self._on_hand_edit)
-        self.n_samples.changed.connect(self._on_hand_edit)
+        self.steps.changed.connect(self._name_preset)
+        self.n_samples.changed.connect(self._name_preset)
         self.psf_source.changed.connect(self._show_psf_widgets)
         self._estimate_for = None  # the (model, shape, settings) whose time 'Time here' shows or is timing
-        for control in (self.image, self.model, self.sampler, self.steps, self.n_samples, self.mean_estimator,
-                        self.std_estimator, self.coverage, self.self_calibrate, self.device):
+        for control in self._run_inputs():
             control.changed.connect(self._refresh_estimate)
+            control.changed.connect(self._forget_last_run)
         self.run_button.clicked.connect(self.run)
         self.preview_button.clicked.connect(self.preview)
         self.cancel_button.clicked.connect(self.cancel)
@@ -370,7 +339,7 @@ class DenoiseWidget(WorkerControls, Container):
         return [*([ONE_PASS] if heads else []), *PRESETS, CUSTOM]
 
     def _on_preset(self, name):
-        if name not in PRESETS and name != ONE_PASS:
+        if getattr(self, "_applying_preset", False) or (name not in PRESETS and name != ONE_PASS):
             return
         self._applying_preset = True
         try:
@@ -383,14 +352,21 @@ class DenoiseWidget(WorkerControls, Container):
         finally:
             self._applying_preset = False
 
-    def _on_hand_edit(self, _value=None):
-        """A step or sample count set by hand makes the preset 'custom'."""
+    def _name_preset(self, _value=None):
+        """The box names the preset the steps and samples are, whoever set them, else 'custom'."""
         if getattr(self, "_applying_preset", False):
             return
-        if self.preset.value == ONE_PASS and self.n_samples.value != 0:
-            self.preset.value = CUSTOM
-        elif self.preset.value in PRESETS and (self.steps.value, self.n_samples.value) != PRESETS[self.preset.value]:
-            self.preset.value = CUSTOM
+        self._applying_preset = True  # naming a preset must not apply it
+        try:
+            self.preset.value = self._preset_of()
+        finally:
+            self._applying_preset = False
+
+    def _preset_of(self) -> str:
+        if self.n_samples.value == 0 and ONE_PASS in self.preset.choices:
+            return ONE_PASS
+        pairs = {pair: name for name, pair in PRESETS.items()}
+        return pairs.get((self.steps.value, self.n_samples.value), CUSTOM)
 
     def _sampler_choices(self, _widget=None):
         """The samplers that fit the chosen model (paired ones before a model is chosen)."""
@@ -428,13 +404,15 @@ class DenoiseWidget(WorkerControls, Container):
             notify_error(f"Could not load the model: {err}")
             return
         self.sampler.reset_choices()
-        self.preset.reset_choices()  # one pass comes and goes with the model's std head
+        self._applying_preset = True  # a preset that went with the std head is not applied on its way out
+        try:
+            self.preset.reset_choices()  # one pass comes and goes with the model's std head
+        finally:
+            self._applying_preset = False
         self.sampler.value = model.default_sampler  # one rule with the library's
         if model.task == "deconvolve":
             self._prefill_psf()
-        self.steps.max = model.schedule.n_steps
-        self.steps.value = min(self.steps.value, model.schedule.n_steps)
-        self._on_sampler(self.sampler.value)
+        self._on_sampler(self.sampler.value)  # the same sampler too: its bounds are the new model's
 
     def _method(self):
         """The chosen method (core.methods), or None for a diffusion model."""
@@ -482,30 +460,44 @@ class DenoiseWidget(WorkerControls, Container):
         self.psf_sigma.visible = uses_psf and self.psf_source.value == GAUSSIAN_PSF
 
     def _on_sampler(self, name):
+        """The chosen sampler's parameters as it declares them for the chosen model (follow_param). Steps
+        and η, which the presets set, keep their value (within the new bounds) while the sampler declares
+        the same parameter as the one they followed, so another model or a sampler sharing ddim's keeps
+        the preset; a parameter declared anew (heun's steps) starts at its default. The sampler's own
+        parameters start at their defaults for the model, which may scale with its step count."""
         self.sampler_params.clear()
-        self.sampler_params.visible = False  # shown again below when the sampler has parameters of its own
         self._show_psf_widgets()
-        if name not in SAMPLERS or not self._is_model():
-            self.steps.visible = self.eta.visible = False
-            return
-        info = SAMPLERS[name]
-        schedule = self._selected_model().schedule
-        names = [p.name for p in info.params]
+        info = SAMPLERS.get(name) if self._is_model() else None
+        names = {p.name for p in info.params} if info is not None else set()
         self.steps.visible, self.eta.visible = "steps" in names, "eta" in names
         self.preset.visible = "steps" in names  # a preset sets steps: without them it could only say "custom"
-        if "steps" in names:
-            spec = info.spec("steps")
-            self.steps.max = spec.bounds(schedule)[1]
-            self.steps.value, self.steps.tooltip = spec.default_for(schedule), spec.help
-            self.steps.label = param_label(spec)
-        if "eta" in names:
-            spec = info.spec("eta")
-            self.eta.value, self.eta.tooltip = spec.default_for(schedule), spec.help
-            self.eta.label = param_label(spec)
-        for spec in info.params:
-            if spec.name not in MAIN_FORM_PARAMS:
-                self.sampler_params.append(param_widget(spec, schedule))
+        self.sampler_params.visible = False
+        if info is None:
+            return
+        schedule = self._selected_model().schedule
+        for control in (self.steps, self.eta):
+            if control.name in names:
+                spec = info.spec(control.name)
+                follow_param(control, spec, schedule, control.value if self._followed.get(control.name) == spec
+                             else None)
+                self._followed[control.name] = spec
+        self.sampler_params.extend([param_widget(spec, schedule) for spec in info.params
+                                    if spec.name not in MAIN_FORM_PARAMS])
         self.sampler_params.visible = len(self.sampler_params) > 0
+        self._name_preset()
+
+    def _run_inputs(self):
+        """Every control a run reads (a container stands for the rows it holds, added later included)."""
+        return (self.image, self.axes, self.model, self.sampler, self.steps, self.eta, self.sampler_params,
+                self.n_samples, self.mean_estimator, self.std_estimator, self.seed, self.device, self.psf_source,
+                self.psf_sigma, self.method_params, self.coverage, self.self_calibrate, self.entropy,
+                self.keep_samples)
+
+    def _forget_last_run(self, _value=None):
+        """A change to the settings leaves the last run's words ("Done", or why it was not started): they
+        would read as being about the settings now on show. A run going on keeps its progress."""
+        if self._worker is None and (self.status.value or self.progress.value):
+            self.progress.value, self.status.value = 0, ""
 
     def _refresh_estimate(self, _value=None):
         """Say how long the run takes here, for this layer, model and settings (timed in a worker

@@ -1,12 +1,15 @@
-"""Form controls for a run's settings, each made from its declaration (core.run_spec.RunParam):
-bounds, step, default, choices, label and tooltip are the declaration's, so the form cannot
-offer what the library refuses or explain a setting differently from the CLI."""
+"""Form controls for a run's settings (core.run_spec.RunParam) and for the samplers' and methods'
+parameters (core.sampler_registry.Param), each made from its declaration: bounds, step, default,
+choices, label and tooltip are the declaration's, so the form cannot offer what the library refuses,
+round what it accepts or explain a setting differently from the CLI."""
 from __future__ import annotations
+
+from decimal import Decimal
 
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from ..core.run_spec import RunParam
-from ..core.sampler_registry import Param
+from ..core.sampler_registry import T, Param
 from ..core.schedules import NoiseSchedule
 
 # what an optional number's control shows for "none": its lowest value (0 intervals' coverage: no intervals)
@@ -44,17 +47,60 @@ def control_value(setting: RunParam, value):
     return value
 
 
-def follow_param(control, spec: Param, schedule: NoiseSchedule, value=None) -> None:
-    """Make ``control`` the sampler parameter ``spec`` (core.sampler_registry.Param) for a model with
-    this ``schedule``: its label, help and bounds (a bound of T is the model's step count), holding
-    ``value`` (the declared default when None) brought within them. One control follows the
-    declaration of whichever sampler and model are chosen, so it never offers what that run refuses."""
+def param_widget(spec: Param, schedule: NoiseSchedule | None):
+    """The control for a sampler's or a method's parameter ``spec`` (core.sampler_registry.Param),
+    for a model with this ``schedule`` (None: no model yet; a bound of T waits for one)."""
+    common = dict(name=spec.name, label=spec.label or spec.name)
+    if spec.type is bool:
+        control = CheckBox(**common)
+    elif spec.type is str:
+        control = ComboBox(choices=list(spec.choices), **common)
+    else:
+        control = (SpinBox if spec.type is int else FloatSpinBox)(min=0, max=_OPEN_END[spec.type], **common)
+    follow_param(control, spec, schedule)
+    return control
+
+
+# a number's control needs an upper end: where the declaration has none, one past any sensible use
+_OPEN_END = {int: 10**6, float: 1e6}
+
+
+def _bounds(spec: Param, schedule: NoiseSchedule | None) -> tuple:
+    if schedule is None:
+        return tuple(None if bound == T else bound for bound in (spec.low, spec.high))
+    return spec.bounds(schedule)
+
+
+def float_step(spec: Param, low: float, high: float, default) -> float:
+    """The declared step, else a hundredth of the range, or finer when the default has more decimals:
+    a spin box shows as many decimals as its step has, and would round a default of 0.015 to 0.01
+    with a step of 0.01."""
+    if spec.step is not None:
+        return spec.step
+    step = (high - low) / 100
+    exponent = Decimal(str(default)).normalize().as_tuple().exponent if default else 0
+    if isinstance(exponent, int) and exponent < 0:
+        step = min(step, 10.0 ** exponent)
+    return max(step, 1e-6)
+
+
+def follow_param(control, spec: Param, schedule: NoiseSchedule | None, value=None) -> None:
+    """Make ``control`` the parameter ``spec`` (core.sampler_registry.Param) for a model with this
+    ``schedule``: its label, help, bounds (a bound of T is the model's step count) and step, so as
+    many decimals as it needs, holding ``value`` (the declared default when None) brought within
+    them. One control follows the declaration of whichever sampler and model are chosen, so it never
+    offers what that run refuses nor rounds what it accepts."""
     control.label, control.tooltip = spec.label or spec.name, spec.help
-    value = spec.default_for(schedule) if value is None else value
+    if spec.type is bool:
+        control.text = control.label  # a check box's words are beside it
+    default = spec.default_for(schedule)
+    value = default if value is None else value
     if spec.type in (int, float):
-        low, high = spec.bounds(schedule)
-        control.min = 0 if low is None else low
-        if high is not None:
-            control.max = high
+        low, high = _bounds(spec, schedule)
+        low = 0 if low is None else low
+        high = control.max if high is None else high
+        control.max, control.min = high, low  # in this order a spin box never holds a min above its max
+        if spec.type is float:  # before the value: a box with too few decimals rounds what it is given
+            control.step = float_step(spec, low, high, default)
         value = min(max(value, control.min), control.max)
     control.value = value

@@ -39,7 +39,6 @@ class RunParam(Param):
     flag: str = ""  # the CLI option; "" for a setting the CLI does not offer
     optional: bool = False  # None is accepted: "off" (coverage, guidance) or "worked out for the model"
     checked: bool = True  # False: accepted values depend on the model or other settings (a rule checks it)
-    step: float | None = None  # a form's step for a float
     most_offered: float | None = None  # a form's upper end, where the bound is far beyond sensible use
     choice_labels: tuple[str, ...] = ()  # plain words for the choices in a form, in their order
 
@@ -81,7 +80,7 @@ STEPS_SETTING = RunParam(
     "steps", int, None, STEPS.low, STEPS.high, optional=True, checked=False, flag="--steps", label=STEPS.label,
     help=STEPS.help + " (default: the sampler's own; a shorthand for its steps parameter)")
 ETA_SETTING = RunParam(
-    "eta", float, None, ETA.low, ETA.high, optional=True, checked=False, flag="--eta", label=ETA.label, step=0.1,
+    "eta", float, None, ETA.low, ETA.high, optional=True, checked=False, flag="--eta", label=ETA.label, step=ETA.step,
     help=ETA.help + " (default: the sampler's own; a shorthand for its eta parameter)")
 N_SAMPLES = RunParam(
     "n_samples", int, 8, 0, 4096, flag="--samples", label="Samples", most_offered=64,

@@ -36,6 +36,7 @@ class Param:
     choices: tuple = ()  # the accepted strings, for type str
     help: str = ""  # tooltip and CLI help: what it does, in plain words
     label: str = ""  # the form label; the name when empty
+    step: float | None = None  # a form's step for a float; None: worked out from its default and bounds
 
     def default_for(self, schedule: NoiseSchedule):
         return self.default(schedule) if callable(self.default) else self.default
@@ -203,7 +204,7 @@ STEPS = Param("steps", int, 10, 1, T, help="Network evaluations per sample: more
               label="Steps")
 # η = 1 by default: at equal cost it ranks the errors at least as well as η = 0 and gives narrower
 # calibrated intervals from 10 steps on (docs/benchmarks/samplers.md); η = 0 is no posterior sampler
-ETA = Param("eta", float, 1.0, 0.0, 1.0, label="Randomness",
+ETA = Param("eta", float, 1.0, 0.0, 1.0, label="Randomness", step=0.1,
             help="How much fresh noise each step adds: 1 draws honest posterior samples (the spread is the "
                  "uncertainty), 0 follows one deterministic path per starting noise (η of DDIM, Song et al. 2021)")
 # at least 1: N = 0 would hand back the noisy image with std 0, a claim of total certainty

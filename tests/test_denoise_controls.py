@@ -1,0 +1,138 @@
+"""The Denoise widget's steps, η, sampler-parameter and preset controls come from the samplers'
+declarations, and its status line speaks of the settings on show (issue #20), in a real viewer
+(run under Xvfb)."""
+import numpy as np
+import pytest
+
+from napari_diffdenoise import load_model
+from napari_diffdenoise._widgets import denoise as denoise_module
+from napari_diffdenoise._widgets.denoise import CUSTOM, PRESETS, DenoiseWidget
+from napari_diffdenoise._widgets.run_controls import follow_param
+from napari_diffdenoise.core.restore import make_settings
+from napari_diffdenoise.core.sampler_registry import SAMPLERS, STEPS
+from napari_diffdenoise.core.schedules import NoiseSchedule
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    messages = []
+    monkeypatch.setattr(denoise_module, "notify_error", messages.append)
+    return messages
+
+
+def _preset(name: str) -> str:
+    return next(label for label in PRESETS if label.startswith(name))
+
+
+def test_a_box_that_follows_a_parameter_takes_its_decimals(qapp):
+    """A box made for one sampler parameter and reused for another kept two decimals: the ddim-dc prior
+    weight's default 0.015 became 0.01, and 0.015 could not be typed."""
+    from magicgui.widgets import FloatSpinBox
+
+    reg_weight = SAMPLERS["ddim-dc"].spec("reg_weight")
+    box = FloatSpinBox(name="reg_weight")
+    follow_param(box, reg_weight, NoiseSchedule("cosine", 200))
+    assert box.value == 0.015
+    box.value = 0.025
+    assert box.value == 0.025
+
+
+def test_the_ddim_dc_prior_weight_reaches_the_run_as_declared(make_napari_viewer, errors):
+    w = DenoiseWidget(make_napari_viewer())
+    w.model.value = "widefield"
+    assert w.sampler.value == "ddim-dc"
+    box = w.sampler_params["reg_weight"]
+    assert box.value == SAMPLERS["ddim-dc"].spec("reg_weight").default == 0.015
+    settings = w._settings(w._psf())
+    assert make_settings(w._selected_model(), **settings).params["reg_weight"] == 0.015
+    box.native.lineEdit().selectAll()
+    box.native.lineEdit().insert("0.025")  # typed, as a user does
+    box.native.interpretText()
+    assert w._settings(w._psf())["sampler_params"]["reg_weight"] == 0.025
+    assert not errors
+
+
+def test_the_steps_box_is_the_models_from_the_start(make_napari_viewer, tiny_checkpoint, errors):
+    w = DenoiseWidget(make_napari_viewer())
+    assert w.model.value == "demo"  # the first model shown, nothing touched
+    assert (w.steps.min, w.steps.max) == (STEPS.low, load_model("demo").schedule.n_steps)
+    assert (w.steps.value, w.steps.label, w.steps.tooltip) == (STEPS.default, STEPS.label, STEPS.help)
+    w.model_file.value = tiny_checkpoint  # a model of 50 steps
+    assert w.steps.max == 50
+    with pytest.raises(ValueError, match="outside of the allowed range"):  # a typed 1000 stops at 50
+        w.steps.value = 1000
+    w.sampler.value = "heun"  # a sampler with steps of its own: its declaration's default and help
+    heun = SAMPLERS["heun"].spec("steps")
+    assert (w.steps.value, w.steps.max, w.steps.tooltip) == (heun.default, 50, heun.help)
+    assert not errors
+
+
+@pytest.mark.parametrize("model", ["demo", "demo-unpaired", "widefield"])
+def test_the_preset_box_shows_for_samplers_with_a_step_count(make_napari_viewer, errors, model):
+    w = DenoiseWidget(make_napari_viewer())
+    w.model.value = model
+    for sampler in [s for s in w.sampler.choices if s in SAMPLERS]:
+        w.sampler.value = sampler
+        has_steps = "steps" in {p.name for p in SAMPLERS[sampler].params}
+        assert w.preset.native.isHidden() is not has_steps, sampler
+        assert w.steps.native.isHidden() is not has_steps, sampler
+    assert not errors
+
+
+def test_the_preset_box_names_the_preset_the_steps_and_samples_match(make_napari_viewer, errors):
+    """Once "custom" (heun's 5 steps), the box said custom for every sampler and model after it, though
+    the steps and samples were a preset's again."""
+    w = DenoiseWidget(make_napari_viewer())
+    assert w.preset.value == _preset("default") and (w.steps.value, w.n_samples.value) == (10, 8)
+    w.sampler.value = "heun"
+    assert w.steps.value == 5 and w.preset.value == CUSTOM
+    w.sampler.value = "ddim"
+    assert w.steps.value == 10 and w.preset.value == _preset("default")
+    w.steps.value, w.n_samples.value = 3, 4  # by hand
+    assert w.preset.value == _preset("fast")
+    w.preset.value = _preset("thorough")
+    assert (w.steps.value, w.n_samples.value) == (20, 16)
+    # another model keeps the preset's steps (within its bounds), so the box still names it
+    w.model.value = "widefield"
+    assert w.sampler.value == "ddim-dc" and w.preset.value == _preset("thorough")
+    assert not errors
+
+
+def test_the_status_line_speaks_of_the_settings_on_show(make_napari_viewer, qtbot, errors, tiny_checkpoint):
+    """The status line kept the previous run's "Done" (or a refused run's reason) after the settings
+    changed, as if it were about them."""
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model_file.value = tiny_checkpoint
+    w.image.value = viewer.add_image(np.random.default_rng(0).poisson(5, (24, 24)).astype(np.float32), name="c")
+    w.steps.value, w.n_samples.value = 1, 1
+    w.run()
+    assert w.status.value == "Starting…"  # a new run replaces the last one's words at once
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w.status.value.startswith("Done in") and w.progress.value == 1000  # its layers left it so
+    w.n_samples.value = 2
+    assert w.status.value == "" and w.progress.value == 0
+    w.axes.value = "TYX"  # three letters for a 2D layer: refused at Run, with the reason
+    w.image.value = viewer.add_image(np.zeros((2, 24, 24), np.float32), name="stack")
+    w.axes.value = "QYX"
+    w.run()
+    assert errors and w.status.value == f"Not started: {errors[-1]}"
+    w.axes.value = "ZYX"
+    assert w.status.value == ""
+
+
+def test_time_here_follows_the_samplers_own_parameters(make_napari_viewer, qtbot, errors):
+    """The estimate followed steps and samples but not a sampler's own parameters: fb's diffusion
+    depth is its number of network calls."""
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="c")
+    w.model.value = "demo-unpaired"
+    assert w.sampler.value == "fb"
+    depth = w.sampler_params["start"]
+    depth.value = 10
+    qtbot.waitUntil(lambda: w.estimate.value.startswith("about"), timeout=60_000)
+    shallow = w.estimate.tooltip
+    depth.value = 100
+    qtbot.waitUntil(lambda: w.estimate.value.startswith("about") and w.estimate.tooltip != shallow, timeout=20_000)
+    assert not errors
