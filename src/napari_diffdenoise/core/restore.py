@@ -461,12 +461,14 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     cond = observed if model.kind == "paired" else None
     eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels, on_tile)
     extra = {"observation": observed} if s.sampler.needs_observation else {}
+    # a PSF steers exactly one of the sampler and the guide (_psf_rule): one consistency, for that one
+    consistency = None if s.psf is None else DataConsistency(observed, s.psf)
     if s.sampler.needs_psf:
-        extra["consistency"] = DataConsistency(observed, s.psf)
+        extra["consistency"] = consistency
     noise_fn = FieldNoise(s.seed, number, s.n_samples, dev, origin)
     sampled_eps = eps_fn
     if s.guidance is not None:
-        sampled_eps = Guided(eps_fn, make_guide(s.guidance, observed, s.psf, s.guidance_weight))
+        sampled_eps = Guided(eps_fn, make_guide(s.guidance, consistency, s.guidance_weight))
     if s.n_samples == 0:  # the one-pass mean, and the std head's std when the run takes it; no samples
         with torch.inference_mode():
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
