@@ -1,7 +1,9 @@
 """The two ways of steering by a PSF — the ``ddim-dc`` sampler and ``guidance="dc"`` around any
-sampler — take one consistency step (core.consistency.ConsistencyPull; issue #20). The pinned
-values were taken before the two were made to share the step: a seed must keep giving the runs it
-gave."""
+sampler — take one consistency step (core.consistency.ConsistencyPull), and the rules between them
+and the PSF follow from what each declares it needs (issue #20). The pinned values were taken
+before the two were made to share the step: a seed must keep giving the runs it gave."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,11 @@ from scipy.ndimage import convolve
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.consistency import ConsistencyPull
+from napari_diffdenoise.core.model import DiffusionModel
+from napari_diffdenoise.core.network import UNet, UNetConfig
 from napari_diffdenoise.core.physics import gaussian_psf
+from napari_diffdenoise.core.restore import make_settings
+from napari_diffdenoise.core.sampler_registry import SAMPLERS, register_sampler
 from napari_diffdenoise.core.samplers import ddim
 from napari_diffdenoise.core.schedules import NoiseSchedule
 
@@ -124,3 +130,52 @@ def test_the_two_routes_are_two_samplers_not_one():
     plain = final(ddim(eps_fn, schedule, y_T, noise, steps=4, eta=0.0))
     apart, pull = (sampler - guided).norm(), (sampler - plain).norm()
     assert apart > 0.05 * pull and (guided - plain).norm() > 0.05 * pull
+
+
+def _deconvolving(model: DiffusionModel) -> DiffusionModel:
+    return dataclasses.replace(model, task="deconvolve")
+
+
+def test_the_default_sampler_takes_the_psf_only_when_the_guidance_does_not(tiny_model):
+    model = _deconvolving(tiny_model)
+    assert model.default_sampler == "ddim-dc"
+    assert make_settings(model, psf=PSF).sampler.name == "ddim-dc"
+    assert make_settings(model).sampler.name == "ddim"
+    guided = make_settings(model, psf=PSF, guidance="dc")
+    assert (guided.sampler.name, guided.guidance) == ("ddim", "dc")
+    with pytest.raises(ValueError, match="sampler 'ddim-dc' guides with the PSF itself; use guidance with another"):
+        make_settings(model, sampler="ddim-dc", psf=PSF, guidance="dc")
+
+
+def test_guidance_refuses_coverage(tiny_model):
+    with pytest.raises(ValueError, match="coverage is calibrated for unguided sampling; guidance changes the spread"):
+        make_settings(tiny_model, psf=PSF, guidance="dc", coverage=0.9)
+
+
+def test_a_psf_rule_message_names_what_takes_a_psf(tiny_model):
+    with pytest.raises(ValueError, match=r"^sampler 'ddim' does not use a PSF; choose 'ddim-dc' for PSF-guided "
+                                         r"sampling, or guidance='dc' to guide any sampler with it$"):
+        make_settings(tiny_model, psf=PSF)
+    with pytest.raises(ValueError, match=r"^guidance='dc' needs the PSF the image was blurred with \(psf=…\)"):
+        make_settings(tiny_model, guidance="dc")
+    unpaired = DiffusionModel(UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                              fourier_features=8)), NoiseSchedule("cosine", 20), kind="unpaired", tile=32)
+    # no PSF sampler fits an unpaired model, so only the guidance is offered
+    with pytest.raises(ValueError, match=r"^sampler 'fb' does not use a PSF; use guidance='dc' to guide any sampler"):
+        make_settings(unpaired, psf=PSF)
+    assert make_settings(unpaired, psf=PSF, guidance="dc").sampler.name == "fb"
+
+
+def test_a_registered_psf_sampler_is_ruled_by_its_declaration(tiny_model):
+    register_sampler("dc-test", SAMPLERS["ddim-dc"].function, params=SAMPLERS["ddim-dc"].params, needs_psf=True,
+                     evaluations=lambda schedule, p: p["steps"], description="a user's PSF sampler")
+    try:
+        with pytest.raises(ValueError, match="sampler 'dc-test' needs the PSF"):
+            make_settings(tiny_model, sampler="dc-test")
+        with pytest.raises(ValueError, match="sampler 'dc-test' guides with the PSF itself"):
+            make_settings(tiny_model, sampler="dc-test", psf=PSF, guidance="dc")
+        with pytest.raises(ValueError, match="choose 'ddim-dc' or 'dc-test' for PSF-guided sampling"):
+            make_settings(tiny_model, psf=PSF)
+        assert make_settings(tiny_model, sampler="dc-test", psf=PSF).sampler.needs_psf
+    finally:
+        SAMPLERS.pop("dc-test", None)
