@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.ndimage import convolve
 
-from napari_diffdenoise import denoise, load_model
+from napari_diffdenoise import calibrate, denoise, load_model
 from napari_diffdenoise.core.consistency import ConsistencyPull
 from napari_diffdenoise.core.model import DiffusionModel
 from napari_diffdenoise.core.network import UNet, UNetConfig
@@ -147,9 +147,16 @@ def test_the_default_sampler_takes_the_psf_only_when_the_guidance_does_not(tiny_
         make_settings(model, sampler="ddim-dc", psf=PSF, guidance="dc")
 
 
-def test_guidance_refuses_coverage(tiny_model):
+def test_guidance_refuses_coverage_and_calibration(tiny_model):
+    """A calibration's key has no guidance: one measured with guidance would give unguided runs
+    their intervals, and a guided run would take an unguided calibration."""
     with pytest.raises(ValueError, match="coverage is calibrated for unguided sampling; guidance changes the spread"):
         make_settings(tiny_model, psf=PSF, guidance="dc", coverage=0.9)
+    image = np.random.default_rng(0).poisson(5, (32, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match="guidance='dc' cannot be calibrated"):
+        calibrate(tiny_model, image, image, coverage=[0.9], n_samples=2, steps=2, psf=PSF, guidance="dc")
+    with pytest.raises(ValueError, match="guidance='dc' cannot be calibrated"):
+        calibrate(tiny_model, image, coverage=[0.9], n_samples=2, steps=2, psf=PSF, guidance="dc", frames=False)
 
 
 def test_a_psf_rule_message_names_what_takes_a_psf(tiny_model):

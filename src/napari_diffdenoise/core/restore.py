@@ -359,10 +359,11 @@ def _psf_rule(model: DiffusionModel, info: SamplerInfo, guidance: str | None, ps
 
 def _guidance_coverage_rule(guidance: str | None, coverage: float | None) -> None:
     # a calibration's key has no guidance (core.run_record), so a guided run would take the intervals
-    # calibrated for its unguided twin, whose spread differs
+    # calibrated for its unguided twin, whose spread differs; guided settings are not calibrated either
+    # (core.calibration_run)
     if guidance is not None and coverage is not None:
         raise ValueError("coverage is calibrated for unguided sampling; guidance changes the spread. Leave "
-                         "coverage out, or calibrate the model for these settings first")
+                         "coverage out: no calibration holds for a guided run")
 
 
 def _shorthand_params(info: SamplerInfo, sampler_params: dict | None, **shorthands) -> dict:
