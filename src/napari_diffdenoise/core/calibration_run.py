@@ -32,6 +32,9 @@ def calibration_request(model, coverage, settings: dict):
     if not all(0 < c < 1 for c in coverages):
         raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
     run = make_settings(model, **settings)
+    if run.guidance is not None:  # a calibration's key has no guidance (core.run_record): unguided runs would take it
+        raise ValueError(f"guidance={run.guidance!r} cannot be calibrated: a calibration's settings leave guidance out, "
+                         "so one measured with it would give unguided runs their intervals. Leave guidance out")
     if run.n_samples < MIN_CALIBRATION_SAMPLES and run.std_estimator == "samples":
         raise ValueError(f"n_samples must be at least {MIN_CALIBRATION_SAMPLES} to calibrate the samples' spread: "
                          "one sample has none (a model with a std head needs no samples: std='head')")

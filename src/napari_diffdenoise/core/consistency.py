@@ -4,8 +4,14 @@ For an observation x (normalised, one plane) and a PSF K, :class:`DataConsistenc
 ‖K∗ŷ − x‖² of an estimate ŷ and its exact gradient 2·Kᵀ(K∗ŷ − x): the adjoint of a convolution
 is the correlation with the same kernel, so no autograd is needed. The operator acts on the whole
 plane (not per tile), so guidance has no seams.
+
+:class:`ConsistencyPull` is the one step towards consistency that both ways of steering by the PSF
+take: the ``ddim-dc`` sampler (core.dc_sampling) and ``guidance="dc"`` around any sampler
+(core.guidance). They differ only in what the step moves.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -15,6 +21,11 @@ from .kernels import check_psf
 
 REGULARISERS = ("none", "l1", "l2")
 REFERENCE_PIXELS = 128 * 128  # guidance norms are taken per this many pixels (see gradient_norm)
+
+
+def check_regulariser(regulariser: str) -> None:
+    if regulariser not in REGULARISERS:
+        raise ValueError(f"regulariser must be one of {REGULARISERS}; got {regulariser!r}")
 
 
 class DataConsistency:
@@ -60,8 +71,7 @@ class DataConsistency:
     def gradient(self, estimate: torch.Tensor, regulariser: str = "none", weight: float = 0.0) -> torch.Tensor:
         """∇ of ‖K∗ŷ − x‖² + λ·R(ŷ) with R = ‖ŷ − b‖₁ (sparsity) or ‖ŷ − b‖² (smallness), b the
         observation's background (fluorescence is sparse above its background, not above zero)."""
-        if regulariser not in REGULARISERS:
-            raise ValueError(f"unknown regulariser {regulariser!r}; use one of {REGULARISERS}")
+        check_regulariser(regulariser)
         grad = 2 * self.adjoint(self.residual(estimate))
         if regulariser == "l1" and weight > 0:
             grad = grad + weight * torch.sign(estimate - self.background)
@@ -76,3 +86,26 @@ def gradient_norm(grad: torch.Tensor) -> torch.Tensor:
     the norm per fixed area makes η mean the same on a 64² crop and on a 2048² plane."""
     pixels = grad[0].numel()
     return grad.flatten(1).norm(dim=1) * (REFERENCE_PIXELS / pixels) ** 0.5
+
+
+class ConsistencyPull:
+    """PI-DDPM's annealed step against ∇ = ∇_ŷ[‖K∗ŷ − x‖² + λ·R(ŷ)], taken at the clean estimate ŷ
+    (K∗y_t is mostly noise until t is small): ν_t·∇ with ν_t = w·√γ_t/‖∇‖, so the steps grow as the
+    noise falls. ``ddim-dc`` moves the sampler's state by it after each DDIM step; guidance moves
+    the clean estimate itself inside each network call."""
+
+    def __init__(self, consistency: DataConsistency, weight: float, regulariser: str = "none",
+                 reg_weight: float = 0.0):
+        check_regulariser(regulariser)  # refused before sampling starts, not at the first step
+        self.consistency, self.weight = consistency, weight
+        self.regulariser, self.reg_weight = regulariser, reg_weight
+
+    def step(self, estimate: torch.Tensor, gamma: float) -> torch.Tensor:
+        """ν_t·∇ at ``estimate``, one step per batch item."""
+        grad = self.consistency.gradient(estimate, self.regulariser, self.reg_weight)
+        nu = self.weight * math.sqrt(gamma) / gradient_norm(grad).clamp_min(1e-12)
+        return nu.view(-1, *([1] * (grad.dim() - 1))) * grad
+
+    def apply(self, target: torch.Tensor, estimate: torch.Tensor, gamma: float) -> torch.Tensor:
+        """``target`` moved against the step taken at ``estimate``; weight 0 costs no gradient."""
+        return target if self.weight == 0 else target - self.step(estimate, gamma)

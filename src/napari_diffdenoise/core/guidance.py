@@ -3,29 +3,28 @@ network call, so every sampler that calls ``eps_fn`` — DDIM, DDPM, DPM-Solver+
 user registers — is guided without knowing it, the way score_sde's controllable generation wraps any
 predictor with an inpainting update.
 
-``guided(eps_fn, guide)`` returns an ``eps_fn`` whose implied x̂₀ = (y − √(1−γ)·ε̂)/√γ is replaced by
+``Guided(eps_fn, guide)`` is an ``eps_fn`` whose implied x̂₀ = (y − √(1−γ)·ε̂)/√γ is replaced by
 ``guide(x̂₀, γ)``; ε̂ is re-derived from it, ε̂' = (y − √γ·x̂₀')/√(1−γ), so the sampler's update sees a
 self-consistent pair.
 
-Guides (``GUIDES``):
+Guides (``GUIDES``), each declaring what it needs (the run's rules are derived from that, core.restore):
 
-- ``"dc"``: data consistency with a known PSF (PI-DDPM, Li, della Maggiora et al.): x̂₀ moves against
-  ∇[‖K∗x̂₀ − x‖² + λ·R(x̂₀)] by ν = w·√γ/‖∇‖ (the annealing of ``ddim-dc``, whose own correction acts
-  on the state after the step instead). The gradient is exact through the adjoint convolution
-  (core.consistency).
+- ``"dc"``: data consistency with a known PSF (PI-DDPM, Li, della Maggiora et al.): x̂₀ moves by the
+  consistency step of core.consistency (ConsistencyPull), the step ``ddim-dc`` applies to the state
+  after each DDIM step instead.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from .consistency import REGULARISERS, DataConsistency, gradient_norm
+from .consistency import ConsistencyPull, DataConsistency
 from .samplers import EpsFn
 
 Guide = Callable[[torch.Tensor, float], torch.Tensor]  # (x̂₀, γ) → corrected x̂₀
-GUIDES = ("dc",)
 
 
 class Guided:
@@ -51,20 +50,21 @@ class Guided:
 
 def data_consistency_guide(consistency: DataConsistency, weight: float = 1.0, regulariser: str = "none",
                            reg_weight: float = 0.015) -> Guide:
-    if regulariser not in REGULARISERS:
-        raise ValueError(f"guidance regulariser must be one of {REGULARISERS}; got {regulariser!r}")
-
-    def guide(x0: torch.Tensor, gamma: float) -> torch.Tensor:
-        if weight == 0:
-            return x0
-        grad = consistency.gradient(x0, regulariser, reg_weight)
-        step = weight * math.sqrt(gamma) / gradient_norm(grad).clamp_min(1e-12)
-        return x0 - step.view(-1, *([1] * (x0.dim() - 1))) * grad
-
-    return guide
+    pull = ConsistencyPull(consistency, weight, regulariser, reg_weight)
+    return lambda x0, gamma: pull.apply(x0, x0, gamma)
 
 
-def make_guide(name: str, observation: torch.Tensor, psf, weight: float) -> Guide:
-    if name == "dc":
-        return data_consistency_guide(DataConsistency(observation, psf), weight)
-    raise ValueError(f"guidance must be one of {GUIDES}; got {name!r}")
+@dataclass(frozen=True)
+class GuideInfo:
+    name: str
+    make: Callable[[DataConsistency, float], Guide]  # (the plane's consistency, weight) → the guide
+    needs_psf: bool = False  # steers by data consistency with a known PSF
+
+
+GUIDES: dict[str, GuideInfo] = {"dc": GuideInfo("dc", data_consistency_guide, needs_psf=True)}
+
+
+def make_guide(name: str, consistency: DataConsistency, weight: float) -> Guide:
+    if name not in GUIDES:
+        raise ValueError(f"guidance must be one of {tuple(GUIDES)}; got {name!r}")
+    return GUIDES[name].make(consistency, weight)

@@ -32,7 +32,7 @@ from .conformal import Calibration, find_calibration, interval_unit
 from .consistency import DataConsistency
 from .devices import default_batch_pixels, resolve_device
 from .driving import drive
-from .guidance import Guided, make_guide
+from .guidance import GUIDES, Guided, make_guide
 from .kernels import check_psf
 from .maps import DEFAULT_ENTROPY, MAPS, MapContext, map_names, sample_maps
 from .methods import Method, MethodSettings, find_method, method_maps, method_record, method_settings
@@ -64,7 +64,7 @@ from .run_spec import (  # noqa: F401  (re-exported: the names restore has alway
     SEED,
     STD_ESTIMATORS,
 )
-from .sampler_registry import SamplerInfo, get_sampler
+from .sampler_registry import SamplerInfo, get_sampler, list_samplers
 from .std_head import GAMMA, StdHeadAsEps
 from .tiled_network import TiledEpsilon
 from .tiled_network import pad_to_multiple as _pad_to_multiple  # noqa: F401  (re-exported: bench imports it)
@@ -142,8 +142,9 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
         raise TypeError(f"model must be a DiffusionModel, a bundled model name or a checkpoint path; got {model!r}")
     schedule = model.schedule
     v = {s.name: s.check(given[s.name], schedule) if s.checked else given[s.name] for s in RUN_SETTINGS}
-    info = _sampler_rule(model, v["sampler"], v["psf"])
-    _guidance_rule(info, v["guidance"], v["psf"], v["coverage"])
+    info = _sampler_rule(model, v["sampler"], v["psf"], v["guidance"])
+    _psf_rule(model, info, v["guidance"], v["psf"])
+    _guidance_coverage_rule(v["guidance"], v["coverage"])
     psf = None if v["psf"] is None else check_psf(v["psf"])
     params = info.parameters(schedule, _shorthand_params(info, sampler_params, steps=v["steps"], eta=v["eta"]))
     mean = _mean_rule(model, v["mean"], v["n_samples"])
@@ -165,34 +166,46 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     return dataclasses.replace(settings, calibration=calibration)
 
 
-def _sampler_rule(model: DiffusionModel, sampler: str | None, psf) -> SamplerInfo:
-    """The sampler asked for, else the model's own (PSF guidance only when a PSF is given); one that
-    fits the model's kind, with the PSF it needs."""
+def _sampler_rule(model: DiffusionModel, sampler: str | None, psf, guidance: str | None) -> SamplerInfo:
+    """The sampler asked for, else the model's own, steered by the PSF only when the PSF is there
+    for it (given, and not taken by the guidance); one that fits the model's kind."""
     if sampler is None:
         sampler = model.default_sampler
-        if sampler == "ddim-dc" and psf is None:
+        if get_sampler(sampler, model.kind).needs_psf and (psf is None or _guide_needs_psf(guidance)):
             sampler = "ddim"
-    info = get_sampler(sampler, model.kind)
-    if info.needs_psf and psf is None:
-        raise ValueError(f"sampler {sampler!r} needs the PSF the image was blurred with (psf=…): e.g. "
+    return get_sampler(sampler, model.kind)
+
+
+def _guide_needs_psf(guidance: str | None) -> bool:
+    return guidance is not None and GUIDES[guidance].needs_psf
+
+
+def _psf_rule(model: DiffusionModel, info: SamplerInfo, guidance: str | None, psf) -> None:
+    """Derived from what the sampler and the guide declare they need (``needs_psf``): each that needs
+    the PSF is given it, and a PSF given steers exactly one of them, since two would pull the samples
+    towards consistency twice and one of none would be ignored."""
+    users = [name for name, needs in ((f"sampler {info.name!r}", info.needs_psf),
+                                      (f"guidance={guidance!r}", _guide_needs_psf(guidance))) if needs]
+    if psf is None and users:
+        raise ValueError(f"{users[0]} needs the PSF the image was blurred with (psf=…): e.g. "
                          "physics.gaussian_psf(sigma_px), airy_psf(…) or a measured bead image")
-    return info
+    if len(users) > 1:
+        raise ValueError(f"sampler {info.name!r} guides with the PSF itself; use guidance with another sampler")
+    if psf is not None and not users:
+        samplers = [repr(n) for n in list_samplers(model.kind) if get_sampler(n, model.kind).needs_psf]
+        guides = [f"guidance={n!r}" for n, guide in GUIDES.items() if guide.needs_psf]
+        choose = f"choose {' or '.join(samplers)} for PSF-guided sampling, or " if samplers else "use "
+        raise ValueError(f"sampler {info.name!r} does not use a PSF; {choose}{' or '.join(guides)} to guide any "
+                         "sampler with it")
 
 
-def _guidance_rule(info: SamplerInfo, guidance: str | None, psf, coverage: float | None) -> None:
-    """A PSF steers either the sampler itself or the guidance, and guidance changes the spread that
-    intervals are calibrated for."""
-    if guidance is not None:
-        if info.needs_psf:
-            raise ValueError(f"sampler {info.name!r} guides with the PSF itself; use guidance with another sampler")
-        if psf is None:
-            raise ValueError("guidance='dc' needs the PSF the image was blurred with (psf=…)")
-        if coverage is not None:
-            raise ValueError("coverage is calibrated for unguided sampling; guidance changes the spread. Leave "
-                             "coverage out, or calibrate the model for these settings first")
-    if psf is not None and not info.needs_psf and guidance is None:
-        raise ValueError(f"sampler {info.name!r} does not use a PSF; choose 'ddim-dc' for PSF-guided sampling, or "
-                         "guidance='dc' to guide any sampler with it")
+def _guidance_coverage_rule(guidance: str | None, coverage: float | None) -> None:
+    # a calibration's key has no guidance (core.run_record), so a guided run would take the intervals
+    # calibrated for its unguided twin, whose spread differs; guided settings are not calibrated either
+    # (core.calibration_run)
+    if guidance is not None and coverage is not None:
+        raise ValueError("coverage is calibrated for unguided sampling; guidance changes the spread. Leave "
+                         "coverage out: no calibration holds for a guided run")
 
 
 def _shorthand_params(info: SamplerInfo, sampler_params: dict | None, **shorthands) -> dict:
@@ -303,12 +316,14 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     cond = observed if model.kind == "paired" else None
     eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels, on_tile)
     extra = {"observation": observed} if s.sampler.needs_observation else {}
+    # a PSF steers exactly one of the sampler and the guide (_psf_rule): one consistency, for that one
+    consistency = None if s.psf is None else DataConsistency(observed, s.psf)
     if s.sampler.needs_psf:
-        extra["consistency"] = DataConsistency(observed, s.psf)
+        extra["consistency"] = consistency
     noise_fn = FieldNoise(s.seed, number, s.n_samples, dev, origin)
     sampled_eps = eps_fn
     if s.guidance is not None:
-        sampled_eps = Guided(eps_fn, make_guide(s.guidance, observed, s.psf, s.guidance_weight))
+        sampled_eps = Guided(eps_fn, make_guide(s.guidance, consistency, s.guidance_weight))
     if s.n_samples == 0:  # the one-pass mean, and the std head's std when the run takes it; no samples
         with torch.inference_mode():
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
@@ -588,8 +603,8 @@ def denoise(
     axes: the image's axes, e.g. "TCZYX" (default from its dimensions: YX, ZYX, TZYX, TCZYX). Each
         plane has its own normalisation, so channels are independent.
     sampler: a registered sampler (``list_samplers(model.kind)``); by default the model's own
-        (``model.default_sampler``: "ddim", or "ddim-dc" for a deconvolving model given a PSF, "fb"
-        for an unpaired one). For paired models "ddim", "ddpm" (the seed procedure: all T steps), "dpm++2m", "dpm++2m-sde", "heun", or
+        (``model.default_sampler``: "ddim", or "ddim-dc" for a deconvolving model given a PSF that
+        no guidance takes, "fb" for an unpaired one). For paired models "ddim", "ddpm" (the seed procedure: all T steps), "dpm++2m", "dpm++2m-sde", "heun", or
         "ddim-dc" (needs ``psf``); for unpaired models "fb", "mixing", "repaint", "repaint-baikal".
         Its parameters go in ``sampler_params``; each is checked against the sampler's declared specs.
     steps, eta: shorthands for ``sampler_params["steps"]`` / ``["eta"]``, for samplers that take them.

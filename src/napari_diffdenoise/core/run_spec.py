@@ -113,7 +113,7 @@ COVERAGE = RunParam(
 ENTROPY = RunParam("entropy", str, DEFAULT_ENTROPY, choices=lambda: tuple(ENTROPY_KINDS), flag="--entropy",
                    label="Entropy layer", help=_entropy_help())
 GUIDANCE = RunParam(
-    "guidance", str, None, choices=GUIDES, optional=True, flag="--guidance", label="Guidance",
+    "guidance", str, None, choices=tuple(GUIDES), optional=True, flag="--guidance", label="Guidance",
     help="dc: pull any sampler's clean estimate towards consistency with the PSF (a PSF is needed) at every "
          "network call")
 GUIDANCE_WEIGHT = RunParam("guidance_weight", float, 1.0, 0, 100, flag="--guidance-weight", label="Guidance strength",
