@@ -427,13 +427,13 @@ def test_progress_moves_per_tile_and_cancel_lands_between_tiles(widget, qtbot, e
             if info.tile >= 2:
                 w.cancel()
 
-    launch = w._launch
+    launch = DenoiseWidget._launch
 
-    def launch_recorded(worker, *args):  # connected before the worker starts, so no early tile goes unseen
+    def launch_recorded(self, worker, *args):  # connected before the worker starts, so no early tile goes unseen
         worker.yielded.connect(record)
-        launch(worker, *args)
+        launch(self, worker, *args)
 
-    monkeypatch.setattr(w, "_launch", launch_recorded)
+    monkeypatch.setattr(DenoiseWidget, "_launch", launch_recorded)  # on the class: a form's attributes are its rows
     w.run()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     tiled = [p for p in seen if p.tile]
