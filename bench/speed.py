@@ -72,7 +72,8 @@ def against_bm3d(model, plane: np.ndarray):
         ("default: K=8, DDIM 10 steps, 90 % intervals", default, contextlib.nullcontext()),
         ("default, std from the samples (before the std head)", {**default, "std": "samples"}, contextlib.nullcontext()),
         ("default, bright pass over the whole plane (before boxes)", default, whole_plane_bright_pass()),
-        ("default under bf16 autocast", default, torch.autocast("cpu", dtype=torch.bfloat16)),
+        ("default, precision='bfloat16'", {**default, "precision": "bfloat16"}, contextlib.nullcontext()),
+        ("Preview, precision='bfloat16'", dict(n_samples=0, precision="bfloat16"), contextlib.nullcontext()),
     ]
     for label, kw, ctx in runs:
         with ctx:

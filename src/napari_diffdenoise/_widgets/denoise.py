@@ -29,7 +29,7 @@ from ..core.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.methods import METHODS, find_method, method_settings
 from ..core.restore import Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run_cost import duration
-from ..core.run_spec import COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, SAMPLER, SEED, STD
+from ..core.run_spec import COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, SAMPLER, SEED, STD
 from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for
 from ..core.self_calibration import MAX_PIXELS
 from ._worker import WorkerControls
@@ -222,6 +222,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.keep_samples = control_for(KEEP_SAMPLES)
         self.seed = control_for(SEED)
         self.device = control_for(DEVICE, choices=available_devices())
+        self.precision = control_for(PRECISION)
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
                                    tooltip="A Gaussian PSF of the width below, or an image layer holding a measured or "
                                            "computed PSF (2D, centred, any scale)")
@@ -234,7 +235,7 @@ class DenoiseWidget(WorkerControls, Container):
         # the controls made from the run's declaration, by the setting each gives
         self.run_controls = {"n_samples": self.n_samples, "mean": self.mean_estimator, "std": self.std_estimator,
                              "coverage": self.coverage, "entropy": self.entropy, "keep_samples": self.keep_samples,
-                             "seed": self.seed, "device": self.device}
+                             "seed": self.seed, "device": self.device, "precision": self.precision}
         self.run_button = PushButton(text="Run")
         self.preview_button = PushButton(
             text="Preview", tooltip="A quick look at the plane on view before the full run: the model's one-pass "
@@ -250,9 +251,10 @@ class DenoiseWidget(WorkerControls, Container):
         # what a biologist rarely changes folds away (the presets set steps and samples): the form fits a
         # laptop's screen with the other widgets docked under it
         self.sampling = Section("Sampling settings", [self.steps, self.eta, self.sampler_params, self.n_samples,
-                                                      self.mean_estimator, self.std_estimator, self.seed, self.device],
+                                                      self.mean_estimator, self.std_estimator, self.seed, self.device,
+                                                      self.precision],
                                 tooltip="Steps, randomness and the sampler's own parameters, the number of samples, "
-                                        "how the mean is made, the seed and the device")
+                                        "how the mean is made, the seed, the device and the number format")
         self.layers_section = Section("Result layers: intervals, entropy, samples",
                                       [self.coverage, self.self_calibrate, self.entropy, self.keep_samples],
                                       tooltip="Interval layers, which entropy map, and the samples as a layer "
@@ -444,7 +446,7 @@ class DenoiseWidget(WorkerControls, Container):
     def _sampling_controls(self):
         """What only sampling uses (the steps, η and the sampler's own rows follow the sampler)."""
         return (self.preset, self.estimate, self.sampler, self.n_samples, self.mean_estimator, self.std_estimator,
-                self.coverage, self.entropy, self.keep_samples, self.seed, self.device, self.sampling,
+                self.coverage, self.entropy, self.keep_samples, self.seed, self.device, self.precision, self.sampling,
                 self.layers_section)
 
     def _uses_psf(self) -> bool:
@@ -489,7 +491,8 @@ class DenoiseWidget(WorkerControls, Container):
     def _run_inputs(self):
         """Every control a run reads (a container stands for the rows it holds, added later included)."""
         return (self.image, self.axes, self.model, self.sampler, self.steps, self.eta, self.sampler_params,
-                self.n_samples, self.mean_estimator, self.std_estimator, self.seed, self.device, self.psf_source,
+                self.n_samples, self.mean_estimator, self.std_estimator, self.seed, self.device, self.precision,
+                self.psf_source,
                 self.psf_sigma, self.method_params, self.coverage, self.self_calibrate, self.entropy,
                 self.keep_samples)
 
@@ -568,6 +571,7 @@ class DenoiseWidget(WorkerControls, Container):
                                      psf=psf, mean=self.mean_estimator.value).mean_estimator != "samples"
             n_samples = 0 if one_pass else 1
         return dict(sampler=sampler, n_samples=n_samples, seed=self.seed.value, device=self.device.value,
+                    precision=self.precision.value,
                     sampler_params=params, psf=psf, mean=self.mean_estimator.value, std=self.std_estimator.value,
                     coverage=coverage,
                     keep_samples=self.keep_samples.value and not preview and n_samples > 0, entropy=self.entropy.value)

@@ -125,6 +125,7 @@ class Settings:
     guidance_weight: float = 1.0
     entropy: str = DEFAULT_ENTROPY  # which definition the entropy map takes (core.maps.ENTROPY_KINDS)
     std_estimator: str = "samples"  # "head" or "samples", resolved from "auto"
+    precision: str = "float32"  # the networks' number format (core.run_spec.PRECISIONS)
 
 
 def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_samples: int = 8, steps: int | None = None,
@@ -133,7 +134,7 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
                   keep_samples: bool = False, sampler_params: dict | None = None, psf=None, mean: str = "auto",
                   coverage: float | None = None, block: int | None = None, block_overlap: int | None = None,
                   guidance: str | None = None, guidance_weight: float = 1.0,
-                  entropy: str = DEFAULT_ENTROPY, std: str = "auto") -> Settings:
+                  entropy: str = DEFAULT_ENTROPY, std: str = "auto", precision: str = "float32") -> Settings:
     """Refuse settings that cannot work, before any work starts; each message names the setting,
     the value given and what is accepted. Each setting is checked by its declaration
     (core.run_spec), then the rules between settings and the model run, in this order."""
@@ -151,6 +152,7 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     std = _std_estimator(model, v["std"], mean)
     _coverage_rule(v["coverage"], v["n_samples"], std)
     dev = resolve_device(v["device"])
+    _precision_rule(v["precision"], dev)
     tile, overlap = _tile_rule(model, v["tile"], v["overlap"])
     block = DEFAULT_BLOCK if v["block"] is None else v["block"]
     block_overlap = _block_overlap_rule(v["block_overlap"], block)
@@ -158,12 +160,20 @@ def make_settings(model: DiffusionModel, *, sampler: str | None = None, n_sample
     percentiles = check_percentiles(v["percentiles"])
     settings = Settings(info, params, v["n_samples"], v["seed"], dev, tile, overlap, batch_pixels,
                         tuple(percentiles or model.percentiles), mean, psf, v["coverage"], None, v["keep_samples"],
-                        block, block_overlap, v["guidance"], float(v["guidance_weight"]), v["entropy"], std)
+                        block, block_overlap, v["guidance"], float(v["guidance_weight"]), v["entropy"], std,
+                        v["precision"])
     if v["coverage"] is None:
         return settings
     calibration = find_calibration(model, calibration_key(settings_record(settings)))
     calibration.factor(v["coverage"])  # a coverage outside the calibrated levels is refused here
     return dataclasses.replace(settings, calibration=calibration)
+
+
+def _precision_rule(precision: str, device: torch.device) -> None:
+    # autocast to bfloat16 on Apple GPUs depends on the macOS and torch versions; it is not offered there
+    if precision == "bfloat16" and device.type == "mps":
+        raise ValueError("precision='bfloat16' runs on the CPU or a CUDA GPU; use precision='float32' on an Apple GPU "
+                         "(device='mps')")
 
 
 def _sampler_rule(model: DiffusionModel, sampler: str | None, psf, guidance: str | None) -> SamplerInfo:
@@ -314,7 +324,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     dev = s.device
     observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
     cond = observed if model.kind == "paired" else None
-    eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels, on_tile)
+    eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels, on_tile, s.precision)
     extra = {"observation": observed} if s.sampler.needs_observation else {}
     # a PSF steers exactly one of the sampler and the guide (_psf_rule): one consistency, for that one
     consistency = None if s.psf is None else DataConsistency(observed, s.psf)
@@ -368,7 +378,8 @@ class _HeadAsEps:
 def _one_pass_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) -> torch.Tensor:
     if s.mean_estimator == "x0":
         return _posterior_mean(model, eps_fn, shape, s.device)
-    head = TiledEpsilon(_HeadAsEps(model), observed, shape, s.tile, s.overlap, s.batch_pixels)
+    head = TiledEpsilon(_HeadAsEps(model), observed, shape, s.tile, s.overlap, s.batch_pixels,
+                       precision=s.precision)
     estimate = head(torch.zeros((1, 1) + tuple(shape), device=s.device), 0.5)[0, 0]
     eps_fn.evaluations += head.evaluations
     return estimate.clamp(*model.value_range)
@@ -377,7 +388,8 @@ def _one_pass_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) 
 def _head_std_maps(model: DiffusionModel, s: Settings, eps_fn, observed, mean: torch.Tensor, imap) -> dict:
     """std and interval_unit from the std head, in one tiled pass over the plane: its inputs are the
     noisy plane and the mean head's estimate of it (model units)."""
-    head = TiledEpsilon(StdHeadAsEps(model.std_network), observed, mean.shape, s.tile, s.overlap, s.batch_pixels)
+    head = TiledEpsilon(StdHeadAsEps(model.std_network), observed, mean.shape, s.tile, s.overlap, s.batch_pixels,
+                       precision=s.precision)
     log_variance = head(mean[None, None].to(observed.dtype), GAMMA)[0, 0]
     eps_fn.evaluations += head.evaluations
     std = torch.exp(0.5 * log_variance).float().cpu().numpy()
@@ -586,6 +598,7 @@ def denoise(
     guidance_weight: float = 1.0,
     entropy: str = DEFAULT_ENTROPY,
     std: str = "auto",
+    precision: str = "float32",
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     **method_params,
@@ -625,6 +638,7 @@ def denoise(
         the model's conformal calibration for these settings (core.calibration); refused when the
         model has none for them.
     seed: the same seed gives the same output on the same device.
+    precision: "float32" (default) or "bfloat16": the networks' number format (core.run_spec.PRECISION).
     tile, overlap: tile size and overlap in pixels (default: the model's tile, 25 % overlap).
     block, block_overlap: planes with a side over ``block`` pixels (default 4096) are sampled in
         overlapping blocks of that size, which bounds memory (default overlap 128 pixels).

@@ -46,7 +46,7 @@ def duration(seconds: float) -> str:
 
 
 def _rate_key(model: DiffusionModel, settings: Settings) -> tuple:
-    return model.sha256 or model.name, str(settings.device), settings.tile
+    return model.sha256 or model.name, str(settings.device), settings.tile, settings.precision
 
 
 def is_timed(model: DiffusionModel, **settings) -> bool:
@@ -67,7 +67,8 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, calls: int = 3,
         y = torch.zeros(batch, 1, side, side, device=settings.device).contiguous(memory_format=torch.channels_last)
         gamma = torch.full((batch,), 0.5, device=settings.device)
         seconds = []
-        with torch.inference_mode():
+        bfloat16 = torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16")
+        with torch.inference_mode(), bfloat16:
             for _ in range(warm_up):
                 run.predict_eps(y, gamma, y)
             for _ in range(calls):

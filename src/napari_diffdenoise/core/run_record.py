@@ -73,6 +73,11 @@ RECORDED = (
     # runs and calibrations from before the std head took their std from the samples
     Recorded("std_estimator", lambda s: s.std_estimator, fingerprint=lambda r: r["std_estimator"] != "samples",
              calibration=True, before="samples"),
+    # the maps move by under 1 % of their range in bfloat16: a store resumes only under the same format (its
+    # planes would differ from one another), a float32 store's fingerprint stays as it was; the intervals'
+    # calibration holds for both
+    Recorded("precision", lambda s: s.precision, fingerprint=lambda r: r["precision"] != "float32",
+             shown=lambda r: r["precision"] != "float32", before="float32"),
 )
 # the metadata's own names where they differ from the record's (readers look for these)
 METADATA_NAMES = {"params": "sampler_params"}

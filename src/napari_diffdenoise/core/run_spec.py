@@ -23,6 +23,10 @@ MEAN_ESTIMATORS = ("auto", "head", "x0", "samples")
 # how the std map (and the intervals' unit) is made: the spread of the K samples, or in one pass by the
 # model's std head (core.std_head); "auto" takes the head when the model has one
 STD_ESTIMATORS = ("auto", "head", "samples")
+# the number format the networks compute in: bfloat16 (autocast) roughly halves a forward on CPUs and GPUs
+# with bf16 arithmetic and moves the maps by under 1 % of their range (docs/benchmarks/speed.md); on a CPU
+# without it, emulation may be slower, so float32 stays the default
+PRECISIONS = ("float32", "bfloat16")
 # A plane is sampled whole (the K samples' state covers it) unless a side exceeds DEFAULT_BLOCK: then in
 # overlapping blocks whose maps blend like tiles. Blocks draw the plane's own noise at their global
 # positions (core.noise), so in an overlap both see the same noise and condition and their samples
@@ -139,13 +143,19 @@ BATCH_PIXELS = RunParam("batch_pixels", int, None, 1, optional=True, label="Pixe
 PERCENTILES = RunParam("percentiles", tuple, None, optional=True, checked=False, label="Normalisation percentiles",
                        help="Each plane's (low, high) percentiles that the model's intensity range is fitted to "
                             "(default: those the model was trained with)")
+PRECISION = RunParam(
+    "precision", str, "float32", choices=PRECISIONS, flag="--precision", label="Precision",
+    choice_labels=("float32 (exact)", "bfloat16 (faster; maps within 1 %)"),
+    help="The number format the networks compute in: bfloat16 is faster on CPUs and GPUs with bf16 arithmetic (1.3× "
+         "for the default run on this project's test CPU, docs/benchmarks/speed.md) and moves the maps by under 1 % of "
+         "their range; float32 gives the reference maps. The calibration of the intervals holds for both")
 PSF = RunParam("psf", object, None, optional=True, checked=False, label="PSF",
                help="The point spread function the image was blurred with (a 2D image, any scale), for ddim-dc or "
                     "guidance")
 
 RUN_SETTINGS: tuple[RunParam, ...] = (
     SAMPLER, N_SAMPLES, STEPS_SETTING, ETA_SETTING, SEED, DEVICE, TILE, OVERLAP, PERCENTILES, BATCH_PIXELS,
-    KEEP_SAMPLES, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD)
+    KEEP_SAMPLES, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD, PRECISION)
 
 
 def run_setting(name: str) -> RunParam:

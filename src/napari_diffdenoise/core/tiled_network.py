@@ -28,8 +28,9 @@ class TiledEpsilon:
     busy; on the CPU one tile of one sample is a batch of its own."""
 
     def __init__(self, model: DiffusionModel, cond: torch.Tensor | None, shape, tile: int, overlap: int, batch_pixels: int,
-                 on_tile: Callable[[int, int], None] | None = None):
+                 on_tile: Callable[[int, int], None] | None = None, precision: str = "float32"):
         self.model, self.on_tile = model, on_tile
+        self.bfloat16 = precision == "bfloat16"
         self.multiple = model.network.config.size_multiple
         self.tiles = make_tiles(shape, tile, overlap, TILE_STRETCH, self.multiple)
         self.batch_pixels = batch_pixels
@@ -65,7 +66,9 @@ class TiledEpsilon:
             part = torch.cat(crops).contiguous(memory_format=torch.channels_last)
             c = torch.cat(conds).contiguous(memory_format=torch.channels_last) if conds else None
             gammas = torch.full((len(part),), gamma, device=y.device)
-            eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
+            with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+                eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
+            eps = eps.to(out.dtype)  # blended and stepped in the state's own precision
             self.evaluations += 1
             row = 0
             for t, s0, s1 in groups:

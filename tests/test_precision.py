@@ -1,0 +1,80 @@
+"""precision='bfloat16': the networks compute in bfloat16 (autocast), the maps stay within a stated
+tolerance of float32's, and the run says so in its record."""
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise.core.restore import denoise, make_settings
+from napari_diffdenoise.core.run_record import fingerprint_settings, metadata_settings, settings_record
+from napari_diffdenoise.core.run_spec import PRECISION, PRECISIONS
+
+
+def test_bfloat16_runs_the_networks_in_bfloat16_and_keeps_the_maps_within_a_hundredth():
+    from napari_diffdenoise.core.checkpoint import load_model
+    from napari_diffdenoise.core.demo_data import sample_stack
+
+    model = load_model("demo")  # a trained model: an untrained one amplifies any rounding step after step
+    plane = sample_stack((64, 64))[0][0]
+    seen = []
+    forward = model.network.forward
+
+    def spy(y, gamma, cond=None):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return forward(y, gamma, cond)
+
+    model.network.forward = spy
+    run = {"n_samples": 2, "steps": 3, "seed": 4, "device": "cpu"}
+    exact = denoise(plane, model, **run)
+    assert seen and not any(seen)
+    seen.clear()
+    fast = denoise(plane, model, **run, precision="bfloat16")
+    assert seen and all(seen)
+    span = float(np.subtract(*np.percentile(exact.mean, [99.9, 0.1])))
+    moved = {name: float(np.abs(getattr(fast, name) - getattr(exact, name)).max()) / span
+             for name in ("mean", "std", "entropy")}
+    # bfloat16 keeps 8 bits of mantissa: the maps move, within the 1 % the declaration states
+    assert all(m < 0.01 for m in moved.values()) and max(moved.values()) > 0, moved
+    again = denoise(plane, model, **run, precision="bfloat16")
+    np.testing.assert_array_equal(again.mean, fast.mean)  # the same seed, the same maps
+    assert fast.mean.dtype == exact.mean.dtype
+
+
+def test_the_record_names_bfloat16_and_a_float32_record_is_what_it_was(tiny_model):
+    exact = settings_record(make_settings(tiny_model, n_samples=2, steps=3))
+    fast = settings_record(make_settings(tiny_model, n_samples=2, steps=3, precision="bfloat16"))
+    assert "precision" not in metadata_settings(exact) and "precision" not in fingerprint_settings(exact)
+    assert metadata_settings(fast)["precision"] == "bfloat16"
+    # a store of one format does not resume in the other: its planes would not agree
+    assert fingerprint_settings(fast) != fingerprint_settings(exact)
+
+
+def test_an_unknown_format_and_bfloat16_on_an_apple_gpu_are_refused(tiny_model):
+    from napari_diffdenoise.core.restore import _precision_rule
+
+    with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16'\); got 'fp16'"):
+        make_settings(tiny_model, precision="fp16")
+    with pytest.raises(ValueError, match="precision='bfloat16' runs on the CPU or a CUDA GPU"):
+        _precision_rule("bfloat16", torch.device("mps"))
+    _precision_rule("bfloat16", torch.device("cuda"))  # accepted where autocast has it
+
+
+def test_the_cli_and_the_denoise_widget_offer_the_declared_formats(make_napari_viewer):
+    from napari_diffdenoise._widgets.denoise import DenoiseWidget
+    from napari_diffdenoise.cli import build_parser
+
+    args = build_parser().parse_args(["denoise", "in.tif", "--out", "out", "--precision", "bfloat16"])
+    assert args.precision == "bfloat16"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["denoise", "in.tif", "--out", "out", "--precision", "fp16"])
+    w = DenoiseWidget(make_napari_viewer())
+    assert [value for _, value in w.precision.choices] == list(PRECISIONS) if isinstance(w.precision.choices[0], tuple) \
+        else list(w.precision.choices) == list(PRECISIONS)
+    assert w.precision.value == PRECISION.default == "float32"
+    w.precision.value = "bfloat16"
+    assert w._settings(None)["precision"] == "bfloat16"
+
+
+def test_the_time_estimate_times_each_format_on_its_own(tiny_model):
+    from napari_diffdenoise.core.run_cost import _rate_key
+
+    assert _rate_key(tiny_model, make_settings(tiny_model)) != _rate_key(tiny_model, make_settings(tiny_model, precision="bfloat16"))
