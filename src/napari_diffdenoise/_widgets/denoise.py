@@ -53,7 +53,7 @@ PRESETS = {f"{name}: {steps} steps × {samples} samples": (steps, samples)
            for name, (steps, samples) in PRESET_STEPS_SAMPLES.items()}
 CUSTOM = "custom"
 # for a model with a mean and a std head: mean, std and intervals with no samples (no entropy), what
-# the Preview shows, over the whole image (docs/benchmarks/speed.md: 0.07 × one BM3D call on a 512² plane)
+# the Preview shows, over the whole image (docs/benchmarks/speed.md: its time against one BM3D call on a 512² plane)
 ONE_PASS = "one pass: mean and std heads, no samples"
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters with their own widgets (the presets set them)
@@ -239,8 +239,8 @@ class DenoiseWidget(WorkerControls, Container):
         self.run_button = PushButton(text="Run")
         self.preview_button = PushButton(
             text="Preview", tooltip="A quick look at the plane on view before the full run: the model's one-pass "
-                                    f"mean (one network evaluation), or one sample of at most {PREVIEW_STEPS} steps for "
-                                    "models without one")
+                                    "mean (its mean head) and, for a model with a std head, its std; one sample of at "
+                                    f"most {PREVIEW_STEPS} steps for a model without a mean head")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.start_button = self.run_button
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
