@@ -6,7 +6,7 @@ import inspect
 import pytest
 
 from napari_diffdenoise import cli, denoise
-from napari_diffdenoise.core import run_spec
+from napari_diffdenoise.core import run_settings, run_spec
 from napari_diffdenoise.core.restore import make_settings
 from napari_diffdenoise.core.run_spec import RUN_SETTINGS, RunParam, cli_settings, run_setting
 
@@ -59,6 +59,49 @@ def test_the_library_keywords_are_the_declared_settings_with_their_defaults(func
     for setting in RUN_SETTINGS:
         default = parameters[setting.name].default
         assert default == setting.default or (default is None and setting.optional), setting.name
+
+
+# each function's parameters of its own, before and after the run's settings
+OWN_PARAMETERS = {"make_settings": (["model"], []),
+                  "denoise": (["image", "model", "axes"], ["progress", "cancel", "method_params"])}
+
+
+@pytest.mark.parametrize("function", [make_settings, denoise], ids=lambda f: f.__name__)
+def test_the_signatures_list_exactly_the_declared_settings_and_their_own(function):
+    """help(), IDEs and inspect show every setting at its default, in the declaration's order,
+    without a list kept by hand beside it."""
+    parameters = inspect.signature(function).parameters
+    before, after = OWN_PARAMETERS[function.__name__]
+    assert list(parameters) == before + [s.name for s in RUN_SETTINGS] + after
+    for setting in RUN_SETTINGS:
+        assert parameters[setting.name].kind is inspect.Parameter.KEYWORD_ONLY, setting.name
+        assert parameters[setting.name].default == setting.default, setting.name
+
+
+def test_a_setting_added_to_the_declaration_reaches_the_signature(monkeypatch):
+    flux = RunParam("flux", float, 2.0, 0.0, 5.0, label="Flux", help="How bright the flux is")
+    monkeypatch.setattr(run_settings, "RUN_SETTINGS", (*RUN_SETTINGS, flux))
+
+    def run(model, *, progress=None, **given):
+        return given
+
+    parameters = inspect.signature(run_settings.run_signature(after=("progress",))(run)).parameters
+    assert list(parameters)[-2:] == ["flux", "progress"] and parameters["flux"].default == 2.0
+    assert run_settings.run_values({"flux": 3.0}, "run")["flux"] == 3.0
+
+
+def test_a_setting_left_out_takes_its_declared_default(tiny_model):
+    assert make_settings(tiny_model) == make_settings(tiny_model, **{s.name: s.default for s in RUN_SETTINGS})
+
+
+def test_an_unknown_keyword_is_refused_naming_it_and_the_settings(tiny_model):
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"make_settings\(\) got unexpected keyword argument\(s\) 'n_sample';") as err:
+        make_settings(tiny_model, n_sample=4)
+    assert all(s.name in str(err.value) for s in RUN_SETTINGS)
+    with pytest.raises(TypeError, match=r"denoise\(\) got unexpected keyword argument\(s\) n_sample: .*n_samples"):
+        denoise(np.ones((16, 16)), tiny_model, n_sample=4)
 
 
 def _checked_numbers():

@@ -32,7 +32,7 @@ from .conformal import interval_unit
 from .consistency import DataConsistency
 from .driving import drive
 from .guidance import Guided, make_guide
-from .maps import DEFAULT_ENTROPY, MAPS, MapContext, map_names, sample_maps
+from .maps import MAPS, MapContext, map_names, sample_maps
 from .methods import Method, MethodSettings, find_method, method_maps, method_record, method_settings
 from .model import DiffusionModel
 from .noise import FieldNoise
@@ -58,6 +58,8 @@ from .run_settings import (  # noqa: F401  (re-exported: the names restore has a
     _precision_rule,
     calibration_settings,
     make_settings,
+    run_signature,
+    split_run_settings,
 )
 from .run_spec import (  # noqa: F401  (re-exported: the names restore has always offered)
     BATCH_PIXELS,
@@ -363,36 +365,15 @@ def iter_denoise(image, model: DiffusionModel | str, settings: Settings | Method
     return loop.done(run.record(tally.evaluations, tally.seconds(), {"axes": axes, **tally.extra()}))
 
 
+@run_signature(after=("progress", "cancel"), rest="method_params")
 def denoise(
     image,
     model: DiffusionModel | str,
     *,
     axes: str | None = None,
-    sampler: str | None = None,
-    n_samples: int = 8,
-    steps: int | None = None,
-    eta: float | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    tile: int | None = None,
-    overlap: int | None = None,
-    percentiles: tuple[float, float] | None = None,
-    batch_pixels: int | None = None,
-    keep_samples: bool = False,
-    sampler_params: dict | None = None,
-    psf=None,
-    mean: str = "auto",
-    coverage: float | None = None,
-    block: int | None = None,
-    block_overlap: int | None = None,
-    guidance: str | None = None,
-    guidance_weight: float = 1.0,
-    entropy: str = DEFAULT_ENTROPY,
-    std: str = "auto",
-    precision: str = "float32",
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
-    **method_params,
+    **given,
 ) -> Restoration:
     """Restore an image of any of the axes T, C, Z, Y, X, one (Y, X) plane at a time, with K samples
     of a diffusion model, or with a method that needs none (core.methods).
@@ -448,17 +429,16 @@ def denoise(
         around it, in a brighter intensity map (``metadata["bright_pass_planes"]``).
     """
     method = find_method(model)
+    method_params = split_run_settings(given)[1]
     if method is None and method_params:
         raise TypeError(f"denoise() got unexpected keyword argument(s) {', '.join(sorted(method_params))}: "
-                        "only a method (core.methods.METHODS) takes parameters of its own")
+                        "only a method (core.methods.METHODS) takes parameters of its own; a model's run takes axes, "
+                        f"{', '.join(s.name for s in RUN_SETTINGS)}, progress and cancel")
     if method is None and not isinstance(model, DiffusionModel):
         if model is None:
             raise TypeError("model must be a DiffusionModel, a bundled model name or a checkpoint path; got None")
         model = load_model(model)
-    given = locals()  # each declared setting goes on under its own name (core.run_spec)
-    run_settings = {s.name: given[s.name] for s in RUN_SETTINGS}
-    settings = method_settings(method, sampler_params=sampler_params, **run_settings, **method_params) \
-        if method is not None else make_settings(model, sampler_params=sampler_params, **run_settings)
+    settings = method_settings(method, **given) if method is not None else make_settings(model, **given)
 
     def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
         if progress is not None:
