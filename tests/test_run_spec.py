@@ -53,14 +53,6 @@ def test_a_setting_added_to_the_declaration_appears_in_the_cli(monkeypatch):
     assert args.flux == 3.0 and cli._settings_from_args(args)["flux"] == 3.0
 
 
-@pytest.mark.parametrize("function", [make_settings, denoise], ids=lambda f: f.__name__)
-def test_the_library_keywords_are_the_declared_settings_with_their_defaults(function):
-    parameters = inspect.signature(function).parameters
-    for setting in RUN_SETTINGS:
-        default = parameters[setting.name].default
-        assert default == setting.default or (default is None and setting.optional), setting.name
-
-
 # each function's parameters of its own, before and after the run's settings
 OWN_PARAMETERS = {"make_settings": (["model"], []),
                   "denoise": (["image", "model", "axes"], ["progress", "cancel", "method_params"])}

@@ -378,6 +378,9 @@ def denoise(
     """Restore an image of any of the axes T, C, Z, Y, X, one (Y, X) plane at a time, with K samples
     of a diffusion model, or with a method that needs none (core.methods).
 
+    The run's settings (sampler … precision) are its keywords as core.run_spec declares them, each
+    at its declared default; one it does not declare is refused by name.
+
     Parameters
     ----------
     image: a NumPy array, or a lazy one (dask, zarr: read one plane at a time, never whole).
