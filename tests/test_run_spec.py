@@ -1,13 +1,15 @@
 """A run's settings are declared once (core.run_spec, issue #20): make_settings, the CLI's run
 options and the Denoise widget's controls all take type, default, bounds, choices and help from
 there. Each test fails when one of them says something the declaration does not."""
+import dataclasses
 import inspect
 
 import pytest
 
 from napari_diffdenoise import cli, denoise
-from napari_diffdenoise.core import run_settings, run_spec
+from napari_diffdenoise.core import run_keywords, run_spec
 from napari_diffdenoise.core.restore import make_settings
+from napari_diffdenoise.core.run_keywords import RunSpec
 from napari_diffdenoise.core.run_spec import RUN_SETTINGS, RunParam, cli_settings, run_setting
 
 # flagged settings the Denoise form sets elsewhere: the sampler and its steps and η from the sampler's own
@@ -54,8 +56,8 @@ def test_a_setting_added_to_the_declaration_appears_in_the_cli(monkeypatch):
 
 
 # each function's parameters of its own, before and after the run's settings
-OWN_PARAMETERS = {"make_settings": (["model"], []),
-                  "denoise": (["image", "model", "axes"], ["progress", "cancel", "method_params"])}
+OWN_PARAMETERS = {"make_settings": (["model", "spec"], []),
+                  "denoise": (["image", "model", "spec", "axes"], ["progress", "cancel", "method_params"])}
 
 
 @pytest.mark.parametrize("function", [make_settings, denoise], ids=lambda f: f.__name__)
@@ -70,16 +72,35 @@ def test_the_signatures_list_exactly_the_declared_settings_and_their_own(functio
         assert parameters[setting.name].default == setting.default, setting.name
 
 
+def test_a_run_spec_holds_exactly_the_declared_settings():
+    fields = dataclasses.fields(RunSpec)
+    assert [(f.name, f.default) for f in fields] == [(s.name, s.default) for s in RUN_SETTINGS]
+
+
+def test_a_run_spec_round_trips_through_json_and_runs_with_keywords_over_it(tiny_model):
+    import numpy as np
+
+    spec = RunSpec(n_samples=1, steps=1, mean="samples", percentiles=[1, 99], sampler_params={"eta": 0.5})
+    assert RunSpec.from_json(spec.to_json()) == spec and spec.percentiles == (1, 99)
+    assert make_settings(tiny_model, spec=spec, seed=3) == make_settings(tiny_model, **{**spec.settings(), "seed": 3})
+    restored = denoise(np.ones((16, 16)), tiny_model, spec=spec, n_samples=2)
+    assert restored.metadata["n_samples"] == 2 and restored.metadata["eta"] == 0.5
+    with pytest.raises(TypeError, match="n_sample"):
+        RunSpec(n_sample=2)
+    with pytest.raises(TypeError, match=r"spec=RunSpec"):
+        make_settings(tiny_model, spec={"n_samples": 2})
+
+
 def test_a_setting_added_to_the_declaration_reaches_the_signature(monkeypatch):
     flux = RunParam("flux", float, 2.0, 0.0, 5.0, label="Flux", help="How bright the flux is")
-    monkeypatch.setattr(run_settings, "RUN_SETTINGS", (*RUN_SETTINGS, flux))
+    monkeypatch.setattr(run_keywords, "RUN_SETTINGS", (*RUN_SETTINGS, flux))
 
     def run(model, *, progress=None, **given):
         return given
 
-    parameters = inspect.signature(run_settings.run_signature(after=("progress",))(run)).parameters
+    parameters = inspect.signature(run_keywords.run_signature(after=("progress",))(run)).parameters
     assert list(parameters)[-2:] == ["flux", "progress"] and parameters["flux"].default == 2.0
-    assert run_settings.run_values({"flux": 3.0}, "run")["flux"] == 3.0
+    assert run_keywords.run_values({"flux": 3.0}, "run")["flux"] == 3.0
 
 
 def test_a_setting_left_out_takes_its_declared_default(tiny_model):

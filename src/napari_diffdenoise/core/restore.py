@@ -48,6 +48,7 @@ from .plane_input import (  # noqa: F401  (re-exported: the names restore has al
     read_plane,
 )
 from .plane_loop import MemorySink, PlaneLoop, PlaneResult, PlaneRun, Restoration
+from .run_keywords import RunSpec, run_signature, settings_given, split_run_settings
 from .run_record import fingerprint_settings, metadata_settings, settings_record
 from .run_settings import (  # noqa: F401  (re-exported: the names restore has always offered)
     DEFAULT_OVERLAP_FRACTION,
@@ -58,8 +59,6 @@ from .run_settings import (  # noqa: F401  (re-exported: the names restore has a
     _precision_rule,
     calibration_settings,
     make_settings,
-    run_signature,
-    split_run_settings,
 )
 from .run_spec import (  # noqa: F401  (re-exported: the names restore has always offered)
     BATCH_PIXELS,
@@ -370,6 +369,7 @@ def denoise(
     image,
     model: DiffusionModel | str,
     *,
+    spec: RunSpec | None = None,
     axes: str | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -379,7 +379,8 @@ def denoise(
     of a diffusion model, or with a method that needs none (core.methods).
 
     The run's settings (sampler … precision) are its keywords as core.run_spec declares them, each
-    at its declared default; one it does not declare is refused by name.
+    at its declared default; one it does not declare is refused by name. ``spec``, a
+    :class:`~.run_keywords.RunSpec`, gives them as one value, the keywords beside it overriding it.
 
     Parameters
     ----------
@@ -431,6 +432,7 @@ def denoise(
         structure far brighter than the plane's 99.8th percentile gets a second pass, over boxes
         around it, in a brighter intensity map (``metadata["bright_pass_planes"]``).
     """
+    given = settings_given(spec, given, "denoise")
     method = find_method(model)
     method_params = split_run_settings(given)[1]
     if method is None and method_params:

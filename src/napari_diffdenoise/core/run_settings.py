@@ -1,14 +1,12 @@
 """A run's settings resolved against a model: :func:`make_settings` checks each setting by its
 declaration (core.run_spec), then the rules between the settings and the model, one small function
-each, and gives the :class:`Settings` a run reads. core.restore re-exports these names, where
-callers have always found them.
+each, and gives the :class:`Settings` a run reads; its keywords are the declared settings
+(core.run_keywords). core.restore re-exports these names, where callers have always found them.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +19,7 @@ from .kernels import check_psf
 from .maps import DEFAULT_ENTROPY
 from .model import DiffusionModel
 from .normalization import check_percentiles
+from .run_keywords import RunSpec, run_signature, run_values, settings_given
 from .run_record import calibration_key, settings_record
 from .run_spec import DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP, RUN_SETTINGS
 from .sampler_registry import SamplerInfo, get_sampler, list_samplers
@@ -61,53 +60,13 @@ class Settings:
     precision: str = "float32"  # the networks' number format (core.run_spec.PRECISIONS)
 
 
-def run_keywords() -> list[inspect.Parameter]:
-    """Each run setting (core.run_spec) as the keyword a function that takes it shows, at its declared
-    default."""
-    return [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default,
-                              annotation=s.type | None if s.optional else s.type) for s in RUN_SETTINGS]
-
-
-def run_signature(*, after: tuple[str, ...] = (), rest: str | None = None) -> Callable[[Callable], Callable]:
-    """Gives a function that takes the run settings through ``**`` the signature that shows each of
-    them (what help(), IDEs and inspect.signature read), so that none is listed by hand: its own
-    parameters, the run keywords, then its parameters named in ``after``; ``rest`` names a ``**``
-    that stays for keywords of another kind (a method's own parameters)."""
-    def declare(function: Callable) -> Callable:
-        own = [p for p in inspect.signature(function).parameters.values() if p.kind is not p.VAR_KEYWORD]
-        parameters = [p for p in own if p.name not in after] + run_keywords() + [p for p in own if p.name in after]
-        if rest is not None:
-            parameters.append(inspect.Parameter(rest, inspect.Parameter.VAR_KEYWORD))
-        function.__signature__ = inspect.signature(function).replace(parameters=parameters)
-        return function
-
-    return declare
-
-
-def split_run_settings(given: dict) -> tuple[dict, dict]:
-    """(the run settings among ``given``, the other keywords)."""
-    names = {s.name for s in RUN_SETTINGS}
-    return {k: v for k, v in given.items() if k in names}, {k: v for k, v in given.items() if k not in names}
-
-
-def run_values(given: dict, caller: str) -> dict:
-    """Every run setting's value, the one given or else its declared default. A name that is no
-    setting is refused, naming it and the accepted ones: a misspelt keyword would otherwise be
-    dropped, and the run made with the default the caller meant to change."""
-    settings, unknown = split_run_settings(given)
-    if unknown:
-        raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, sorted(unknown)))}; "
-                        f"a run's settings are {', '.join(s.name for s in RUN_SETTINGS)}")
-    return {s.name: settings.get(s.name, s.default) for s in RUN_SETTINGS}
-
-
 @run_signature()
-def make_settings(model: DiffusionModel, **given) -> Settings:
+def make_settings(model: DiffusionModel, *, spec: RunSpec | None = None, **given) -> Settings:
     """Refuse settings that cannot work, before any work starts; each message names the setting,
     the value given and what is accepted. The keywords are the run's settings (core.run_spec);
     each is checked by its declaration, then the rules between settings and the model run, in
     this order."""
-    given = run_values(given, "make_settings")
+    given = run_values(settings_given(spec, given, "make_settings"), "make_settings")
     if not isinstance(model, DiffusionModel):
         raise TypeError(f"model must be a DiffusionModel, a bundled model name or a checkpoint path; got {model!r}")
     schedule = model.schedule
