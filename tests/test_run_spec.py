@@ -1,13 +1,15 @@
 """A run's settings are declared once (core.run_spec, issue #20): make_settings, the CLI's run
 options and the Denoise widget's controls all take type, default, bounds, choices and help from
 there. Each test fails when one of them says something the declaration does not."""
+import dataclasses
 import inspect
 
 import pytest
 
 from napari_diffdenoise import cli, denoise
-from napari_diffdenoise.core import run_spec
+from napari_diffdenoise.core import run_keywords, run_spec
 from napari_diffdenoise.core.restore import make_settings
+from napari_diffdenoise.core.run_keywords import RunSpec
 from napari_diffdenoise.core.run_spec import RUN_SETTINGS, RunParam, cli_settings, run_setting
 
 # flagged settings the Denoise form sets elsewhere: the sampler and its steps and η from the sampler's own
@@ -53,12 +55,66 @@ def test_a_setting_added_to_the_declaration_appears_in_the_cli(monkeypatch):
     assert args.flux == 3.0 and cli._settings_from_args(args)["flux"] == 3.0
 
 
+# each function's parameters of its own, before and after the run's settings
+OWN_PARAMETERS = {"make_settings": (["model", "spec"], []),
+                  "denoise": (["image", "model", "spec", "axes"], ["progress", "cancel", "method_params"])}
+
+
 @pytest.mark.parametrize("function", [make_settings, denoise], ids=lambda f: f.__name__)
-def test_the_library_keywords_are_the_declared_settings_with_their_defaults(function):
+def test_the_signatures_list_exactly_the_declared_settings_and_their_own(function):
+    """help(), IDEs and inspect show every setting at its default, in the declaration's order,
+    without a list kept by hand beside it."""
     parameters = inspect.signature(function).parameters
+    before, after = OWN_PARAMETERS[function.__name__]
+    assert list(parameters) == before + [s.name for s in RUN_SETTINGS] + after
     for setting in RUN_SETTINGS:
-        default = parameters[setting.name].default
-        assert default == setting.default or (default is None and setting.optional), setting.name
+        assert parameters[setting.name].kind is inspect.Parameter.KEYWORD_ONLY, setting.name
+        assert parameters[setting.name].default == setting.default, setting.name
+
+
+def test_a_run_spec_holds_exactly_the_declared_settings():
+    fields = dataclasses.fields(RunSpec)
+    assert [(f.name, f.default) for f in fields] == [(s.name, s.default) for s in RUN_SETTINGS]
+
+
+def test_a_run_spec_round_trips_through_json_and_runs_with_keywords_over_it(tiny_model):
+    import numpy as np
+
+    spec = RunSpec(n_samples=1, steps=1, mean="samples", percentiles=[1, 99], sampler_params={"eta": 0.5})
+    assert RunSpec.from_json(spec.to_json()) == spec and spec.percentiles == (1, 99)
+    assert make_settings(tiny_model, spec=spec, seed=3) == make_settings(tiny_model, **{**spec.settings(), "seed": 3})
+    restored = denoise(np.ones((16, 16)), tiny_model, spec=spec, n_samples=2)
+    assert restored.metadata["n_samples"] == 2 and restored.metadata["eta"] == 0.5
+    with pytest.raises(TypeError, match="n_sample"):
+        RunSpec(n_sample=2)
+    with pytest.raises(TypeError, match=r"spec=RunSpec"):
+        make_settings(tiny_model, spec={"n_samples": 2})
+
+
+def test_a_setting_added_to_the_declaration_reaches_the_signature(monkeypatch):
+    flux = RunParam("flux", float, 2.0, 0.0, 5.0, label="Flux", help="How bright the flux is")
+    monkeypatch.setattr(run_keywords, "RUN_SETTINGS", (*RUN_SETTINGS, flux))
+
+    def run(model, *, progress=None, **given):
+        return given
+
+    parameters = inspect.signature(run_keywords.run_signature(after=("progress",))(run)).parameters
+    assert list(parameters)[-2:] == ["flux", "progress"] and parameters["flux"].default == 2.0
+    assert run_keywords.run_values({"flux": 3.0}, "run")["flux"] == 3.0
+
+
+def test_a_setting_left_out_takes_its_declared_default(tiny_model):
+    assert make_settings(tiny_model) == make_settings(tiny_model, **{s.name: s.default for s in RUN_SETTINGS})
+
+
+def test_an_unknown_keyword_is_refused_naming_it_and_the_settings(tiny_model):
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"make_settings\(\) got unexpected keyword argument\(s\) 'n_sample';") as err:
+        make_settings(tiny_model, n_sample=4)
+    assert all(s.name in str(err.value) for s in RUN_SETTINGS)
+    with pytest.raises(TypeError, match=r"denoise\(\) got unexpected keyword argument\(s\) n_sample: .*n_samples"):
+        denoise(np.ones((16, 16)), tiny_model, n_sample=4)
 
 
 def _checked_numbers():

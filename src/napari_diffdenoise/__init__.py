@@ -14,6 +14,7 @@ from .core.finetune import train
 from .core.maps import LayerStyle, register_map
 from .core.model import DiffusionModel
 from .core.restore import Cancelled, Progress, Restoration, denoise
+from .core.run_keywords import RunSpec
 from .core.sampler_registry import Param, list_samplers, register_sampler
 from .core.simulate import NoiseModel
 from .core.training import TrainConfig
@@ -26,6 +27,7 @@ __all__ = [
     "Param",
     "Progress",
     "Restoration",
+    "RunSpec",
     "TrainConfig",
     "__version__",
     "adapt",

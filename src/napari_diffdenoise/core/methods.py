@@ -80,7 +80,7 @@ def method_settings(method: Method, *, psf=None, percentiles=None, **given) -> M
         if name in own:
             continue
         setting = next((s for s in RUN_SETTINGS if s.name == name), None)
-        if setting is None and name != "sampler_params":
+        if setting is None:
             raise TypeError(f"{method.name} has no parameter {name!r}; it takes {sorted(own) + ['psf', 'percentiles']}")
         if value is not None and value != (setting.default if setting else None) and value != {}:
             raise ValueError(f"{name}={value!r} does not apply to {method.name}, which draws no samples and has no "

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # for annotations only: restore builds the Settings and imports this module
-    from .restore import Settings
+if TYPE_CHECKING:  # for annotations only: run_settings builds the Settings and imports this module
+    from .run_settings import Settings
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""A run's settings (the keywords of :func:`.restore.make_settings`), each declared once.
+"""A run's settings (the keywords of :func:`.run_settings.make_settings` and of ``denoise``), each declared once.
 
 Each :class:`RunParam` holds what the library checks (type, bounds, choices) and what people read
-(label, help, CLI flag), so that :func:`.restore.make_settings`, the CLI's run options and the Denoise
-widget's controls are derived from one place and cannot drift apart (tests/test_run_spec.py).
-Settings whose accepted values depend on the model or on other settings (tile, overlap, the
-sampler's steps…) are declared here too, with ``checked=False``: a named rule in restore checks them.
+(label, help, CLI flag), so that the keywords of :func:`.run_settings.make_settings` and ``denoise``
+(their signatures too), the CLI's run options and the Denoise widget's controls are derived from one
+place and cannot drift apart (tests/test_run_spec.py). Settings whose accepted values depend on the
+model or on other settings (tile, overlap, the sampler's steps…) are declared here too, with
+``checked=False``: a named rule in core.run_settings checks them.
 """
 from __future__ import annotations
 
@@ -127,6 +128,12 @@ KEEP_SAMPLES = RunParam(
     help="Also keep the K restorations themselves, along a new first axis (a hidden [samples] layer in napari): "
          "flipping through them shows what the model is unsure of more directly than any map. Costs K times the "
          "image's memory (refused when that exceeds half of this machine's)")
+# the running sampler's own parameters by name, each checked by that sampler's declaration
+# (core.sampler_registry); the CLI takes them as --sampler-param name=value, the forms one control each
+SAMPLER_PARAMS = RunParam(
+    "sampler_params", dict, None, optional=True, checked=False, label="Sampler parameters",
+    help="The sampler's own parameters by name, e.g. {'steps': 10, 'eta': 1.0} (default: the sampler's own); each is "
+         "checked against what the sampler declares")
 TILE = RunParam("tile", int, None, optional=True, checked=False, label="Tile",
                 help="The network sees the plane in tiles of about this many pixels a side (default: the model's tile): as "
                      "few equal tiles as cover the plane, each up to a quarter longer where that saves overlap "
@@ -155,7 +162,7 @@ PSF = RunParam("psf", object, None, optional=True, checked=False, label="PSF",
 
 RUN_SETTINGS: tuple[RunParam, ...] = (
     SAMPLER, N_SAMPLES, STEPS_SETTING, ETA_SETTING, SEED, DEVICE, TILE, OVERLAP, PERCENTILES, BATCH_PIXELS,
-    KEEP_SAMPLES, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD, PRECISION)
+    KEEP_SAMPLES, SAMPLER_PARAMS, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD, PRECISION)
 
 
 def run_setting(name: str) -> RunParam:
