@@ -29,6 +29,14 @@ on a restoration at that noise level, not at the image's own; not corrected. The
 is a shape assumption; bench/real_calibration.py measures what it alone costs (the route whose V
 per bin is taken from the truth). Frame pairs have no noise-level bias, but count what motion is
 left as error.
+
+Where it misses (docs/benchmarks/calibration_diagnosis.md, on real images re-acquired at low light):
+on a small image whose error is far below its noise (Golgi, 220×204 px at 3–10 photons) the one
+realisation of camera noise that every recorrupted draw shares moves each lag's product by 1–5× the
+error it should measure, so V scatters over 0.5–1.8 between acquisitions of one scene (truth 0.4);
+a better noise fit changes nothing there. Where the error holds pixel-scale texture the restoration
+smoothed away (DSB nuclei at 30 photons), the short lags see it but the extrapolation to lag 0 over
+the response's correlation length does not: V comes out half the truth's.
 """
 from __future__ import annotations
 
