@@ -34,9 +34,11 @@ Where it misses (docs/benchmarks/calibration_diagnosis.md, on real images re-acq
 on a small image whose error is far below its noise (Golgi, 220×204 px at 3–10 photons) the one
 realisation of camera noise that every recorrupted draw shares moves each lag's product by 1–5× the
 error it should measure, so V scatters over 0.5–1.8 between acquisitions of one scene (truth 0.4);
-a better noise fit changes nothing there. Where the error holds pixel-scale texture the restoration
-smoothed away (DSB nuclei at 30 photons), the short lags see it but the extrapolation to lag 0 over
-the response's correlation length does not: V comes out half the truth's.
+a better noise fit changes nothing there. Where the error holds pixel-scale texture of the scene that
+the restoration smoothed away (DSB nuclei at 30 photons: excusing that texture brings the coverage
+to 0.95, docs/benchmarks/real_calibration.md), V comes out half the truth's, a bias rather than noise
+(the products' own noise is ±0.05 V there); the extrapolation to lag 0 over the response's
+correlation length, longer than that texture's, is the likely place it is lost (not measured).
 """
 from __future__ import annotations
 
