@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="a fixed step count instead of minutes (reproducible under --seed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-recalibrate", action="store_true",
-                   help="skip calibrating the intervals on pairs simulated with the fitted noise model")
+                   help="skip recalibrating the intervals on the image's own residuals (recorrupted pairs of it) after adapting")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_adapt)
