@@ -55,6 +55,26 @@ def test_adapt_takes_stacks_and_lists_and_recalibrates_on_the_images_residuals(h
     assert np.all(result.lower <= result.mean) and np.all(result.upper >= result.mean)
 
 
+def test_cancel_reaches_the_recalibration_after_adapting(headed, monkeypatch):
+    from napari_diffdenoise.core import adapt as adapt_module
+    from napari_diffdenoise.core.restore import Cancelled
+
+    started = []
+    recalibrate = adapt_module.iter_recalibrate
+
+    def recalibrating(*args, **kwargs):
+        started.append(True)
+        return (yield from recalibrate(*args, **kwargs))
+
+    monkeypatch.setattr(adapt_module, "iter_recalibrate", recalibrating)
+
+    def cancel():  # the adaptation runs through; the recalibration's first poll cancels
+        return bool(started)
+
+    with pytest.raises(Cancelled, match="while recalibrating"):
+        adapt(headed, cells(1), minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu", cancel=cancel)
+
+
 @pytest.mark.parametrize("image, message", [
     (np.random.default_rng(0).normal(100, 5, (160, 160)), "too flat to learn from"),
     (np.zeros((20, 20)), "too small for 64 px patches"),

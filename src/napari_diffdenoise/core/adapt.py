@@ -501,8 +501,10 @@ def adapt(
     if cancelled:
         raise Cancelled("adaptation was cancelled")
     adapted = result.model
-    if recalibrate:
-        adapted = drive(iter_recalibrate(adapted, noisy, seed))[0]
+    if recalibrate:  # a calibration restores a budget of the image: it can take minutes, and stops like the rest
+        adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed), cancel=cancel)
+        if cancelled:
+            raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
     return adapted
 
 
