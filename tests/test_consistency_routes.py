@@ -11,6 +11,7 @@ from scipy.ndimage import convolve
 
 from napari_diffdenoise import calibrate, denoise, load_model
 from napari_diffdenoise.core.consistency import ConsistencyPull
+from napari_diffdenoise.core.driving import drive
 from napari_diffdenoise.core.model import DiffusionModel
 from napari_diffdenoise.core.network import UNet, UNetConfig
 from napari_diffdenoise.core.physics import gaussian_psf
@@ -118,11 +119,7 @@ def test_the_two_routes_are_two_samplers_not_one():
     y_T = torch.randn(1, 1, 24, 24, generator=drawn)
 
     def final(run):
-        try:
-            while True:
-                next(run)
-        except StopIteration as stop:
-            return stop.value
+        return drive(run)[0]
 
     sampler = final(ddim_dc(eps_fn, schedule, y_T, noise, consistency=consistency, steps=4, eta=0.0, guidance=1.0))
     guided = final(ddim(Guided(eps_fn, data_consistency_guide(consistency, 1.0)), schedule, y_T, noise, steps=4,

@@ -153,7 +153,7 @@ PERCENTILES = RunParam("percentiles", tuple, None, optional=True, checked=False,
 PRECISION = RunParam(
     "precision", str, "float32", choices=PRECISIONS, flag="--precision", label="Precision",
     choice_labels=("float32 (exact)", "bfloat16 (faster; maps within 1 %)"),
-    help="The number format the networks compute in: bfloat16 is faster on CPUs and GPUs with bf16 arithmetic (1.3× "
+    help="The number format the networks compute in: bfloat16 is faster on CPUs and GPUs with bf16 arithmetic (1.4× "
          "for the default run on this project's test CPU, docs/benchmarks/speed.md) and moves the maps by under 1 % of "
          "their range; float32 gives the reference maps. The calibration of the intervals holds for both")
 PSF = RunParam("psf", object, None, optional=True, checked=False, label="PSF",
