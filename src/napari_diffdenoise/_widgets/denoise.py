@@ -30,7 +30,7 @@ from ..core.methods import METHODS, find_method, method_settings
 from ..core.restore import Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run_cost import duration
 from ..core.run_spec import COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, SAMPLER, SEED, STD
-from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for
+from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
 from ..core.self_calibration import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
@@ -371,13 +371,15 @@ class DenoiseWidget(WorkerControls, Container):
         return pairs.get((self.steps.value, self.n_samples.value), CUSTOM)
 
     def _sampler_choices(self, _widget=None):
-        """The samplers that fit the chosen model (paired ones before a model is chosen)."""
+        """The samplers that can run with the chosen model: its kind and the heads it carries (paired
+        ones that need no head before a model is chosen)."""
+        plain = [name for name in samplers_for("paired") if SAMPLERS[name].head is None]
         if not self._is_model():
-            return samplers_for("paired")
+            return plain
         try:
-            return samplers_for(self._selected_model().kind)
+            return samplers_for_model(self._selected_model())
         except (ValueError, OSError):
-            return samplers_for("paired")
+            return plain
 
     def _model_choices(self, _widget=None):
         return REGISTRY.choices() + [(method.label, method.name) for method in METHODS.values()]

@@ -40,7 +40,8 @@ class Head:
 
 # tensor-name prefix → the head stored under it
 HEADS = {"mean": Head("mean_network", "mean_head", "mean head"),
-         "std": Head("std_network", "std_head", "std head")}
+         "std": Head("std_network", "std_head", "std head"),
+         "sample": Head("sample_network", "sample_head", "sample head")}
 BUNDLED_PACKAGE = "napari_diffdenoise.models"
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch zip archives and raw pickle protocol ≥ 2
 
@@ -105,9 +106,10 @@ def _looks_like_safetensors(path: Path) -> bool:
 
 
 # what a checkpoint may ask for before anything is allocated: far beyond any network this package
-# trains (the bundled ones: 32 base channels, 4 levels, T = 200, 512² tiles)
+# trains (the bundled ones: 32 base channels, 4 levels, T = 200, 512² tiles); two conditions are the
+# sample head's (noisy image, mean estimate)
 ARCHITECTURE_LIMITS = {"base_channels": (1, 512), "emb_dim": (1, 4096), "fourier_features": (1, 1024),
-                       "blocks_per_level": (1, 8), "space_to_depth": (1, 8), "cond_channels": (0, 1)}
+                       "blocks_per_level": (1, 8), "space_to_depth": (1, 8), "cond_channels": (0, 2)}
 MAX_LEVELS, MAX_MULT, MAX_STEPS, TILE_RANGE = 8, 16, 100_000, (8, 8192)
 
 
@@ -301,6 +303,8 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         mean_provenance=(meta.get("mean_head") or {}).get("provenance", {}),
         std_network=heads["std"],
         std_provenance=(meta.get("std_head") or {}).get("provenance", {}),
+        sample_network=heads["sample"],
+        sample_provenance=(meta.get("sample_head") or {}).get("provenance", {}),
     )
 
 

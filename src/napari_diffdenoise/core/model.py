@@ -45,6 +45,10 @@ class DiffusionModel:
     # evaluation; conditioned on the noisy image and the mean head's estimate
     std_network: UNet | None = None
     std_provenance: dict = field(default_factory=dict)
+    # a one-step posterior sampler distilled from the diffusion sampler (core.sample_head): a sample
+    # in one evaluation from a noise field, conditioned on the noisy image and the mean head's estimate
+    sample_network: UNet | None = None
+    sample_provenance: dict = field(default_factory=dict)
 
     # what the model restores: "deconvolve" for a model trained on blurred → sharp pairs (PI-DDPM),
     # which is then sampled with PSF guidance by default; inherited by models fine-tuned from it
@@ -113,4 +117,7 @@ class DiffusionModel:
             **({"std_head": {"architecture": {"name": "unet", **self.std_network.config.to_dict()},
                              "provenance": self.std_provenance}}
                if self.std_network is not None else {}),
+            **({"sample_head": {"architecture": {"name": "unet", **self.sample_network.config.to_dict()},
+                                "provenance": self.sample_provenance}}
+               if self.sample_network is not None else {}),
         }

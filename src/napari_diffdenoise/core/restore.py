@@ -73,6 +73,7 @@ from .run_spec import (  # noqa: F401  (re-exported: the names restore has alway
     SEED,
     STD_ESTIMATORS,
 )
+from .sample_head import SampleHeadAsEps
 from .std_head import GAMMA, StdHeadAsEps
 from .tiled_network import TiledEpsilon
 from .tiled_network import pad_to_multiple as _pad_to_multiple  # noqa: F401  (re-exported: bench imports it)
@@ -132,6 +133,13 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
             maps = _head_std_maps(model, s, eps_fn, observed, mean, imap) if s.std_estimator == "head" else {}
         yield 1, 1
         return _PlaneMaps({"mean": imap.to_input(mean.float().cpu().numpy(), dtype), **maps}, None, eps_fn.evaluations)
+    head_mean = None
+    if s.sampler.head is not None:  # it draws with a head, from noise fields, about the mean head's estimate
+        with torch.inference_mode():
+            head_mean = _head_mean(model, s, eps_fn, observed, plane.shape)
+        sampled_eps = TiledEpsilon(SampleHeadAsEps(getattr(model, s.sampler.head)),
+                                   torch.cat([observed, head_mean[None, None].to(observed.dtype)], dim=1), plane.shape,
+                                   s.tile, s.overlap, s.batch_pixels, on_tile, s.precision)
     y_T = noise_fn((s.n_samples, 1) + plane.shape)
     run = s.sampler.function(sampled_eps, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
     try:
@@ -140,11 +148,17 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
             yield step.index + 1, step.n_steps
     except StopIteration as stop:
         samples = stop.value[:, 0]
+    if s.sampler.head is not None:
+        eps_fn.evaluations += sampled_eps.evaluations
     with torch.inference_mode():
         context = MapContext(imap, model.value_range, s)
         maps = {spec.name: spec.compute(samples, context) for spec in sample_maps(s)}
-        mean = samples.mean(dim=0) if s.mean_estimator == "samples" else \
-            _one_pass_mean(model, s, eps_fn, observed, plane.shape)
+        if s.mean_estimator == "samples":
+            mean = samples.mean(dim=0)
+        elif s.mean_estimator == "head" and head_mean is not None:
+            mean = head_mean
+        else:
+            mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
         if s.std_estimator == "head":
             maps.update(_head_std_maps(model, s, eps_fn, observed, mean, imap))
         else:
@@ -170,6 +184,11 @@ class _HeadAsEps:
 def _one_pass_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) -> torch.Tensor:
     if s.mean_estimator == "x0":
         return _posterior_mean(model, eps_fn, shape, s.device)
+    return _head_mean(model, s, eps_fn, observed, shape)
+
+
+def _head_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) -> torch.Tensor:
+    """The mean head's estimate over the plane, in model units; its evaluations count in eps_fn's."""
     head = TiledEpsilon(_HeadAsEps(model), observed, shape, s.tile, s.overlap, s.batch_pixels,
                        precision=s.precision)
     estimate = head(torch.zeros((1, 1) + tuple(shape), device=s.device), 0.5)[0, 0]
@@ -273,7 +292,7 @@ def device_model(model: DiffusionModel, device: torch.device) -> DiffusionModel:
         return None if net is None else copy.deepcopy(net).to(device).eval().to(memory_format=torch.channels_last)
 
     return dataclasses.replace(model, network=moved(model.network), mean_network=moved(model.mean_network),
-                               std_network=moved(model.std_network))
+                               std_network=moved(model.std_network), sample_network=moved(model.sample_network))
 
 
 def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int, seconds: float, extra: dict) -> dict:

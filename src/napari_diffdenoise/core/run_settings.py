@@ -22,7 +22,7 @@ from .normalization import check_percentiles
 from .run_keywords import RunSpec, run_signature, run_values, settings_given
 from .run_record import calibration_key, settings_record
 from .run_spec import DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP, RUN_SETTINGS
-from .sampler_registry import SamplerInfo, get_sampler, list_samplers
+from .sampler_registry import SAMPLERS, SamplerInfo, get_sampler, list_samplers, samplers_for_model
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
@@ -72,6 +72,7 @@ def make_settings(model: DiffusionModel, *, spec: RunSpec | None = None, **given
     schedule = model.schedule
     v = {s.name: s.check(given[s.name], schedule) if s.checked else given[s.name] for s in RUN_SETTINGS}
     info = _sampler_rule(model, v["sampler"], v["psf"], v["guidance"])
+    _head_sampler_rule(model, info, v["guidance"])
     _psf_rule(model, info, v["guidance"], v["psf"])
     _guidance_coverage_rule(v["guidance"], v["coverage"])
     psf = None if v["psf"] is None else check_psf(v["psf"])
@@ -112,6 +113,20 @@ def _sampler_rule(model: DiffusionModel, sampler: str | None, psf, guidance: str
         if get_sampler(sampler, model.kind).needs_psf and (psf is None or _guide_needs_psf(guidance)):
             sampler = "ddim"
     return get_sampler(sampler, model.kind)
+
+
+def _head_sampler_rule(model: DiffusionModel, info: SamplerInfo, guidance: str | None) -> None:
+    """A sampler that draws with one of the model's heads needs the model to carry it, and the mean head
+    it is conditioned on; no guide can steer it, as it takes no diffusion steps."""
+    if info.head is None:
+        return
+    if not info.fits(model) or model.mean_network is None:
+        others = [n for n in samplers_for_model(model) if SAMPLERS[n].head is None]
+        raise ValueError(f"sampler {info.name!r} draws with a sample head (and the mean head it builds on); model "
+                         f"{model.name!r} has none: use one of {others}")
+    if guidance is not None:
+        raise ValueError(f"guidance={guidance!r} steers the diffusion network's steps, and sampler {info.name!r} takes "
+                         "none; use guidance with sampler 'ddim'")
 
 
 def _guide_needs_psf(guidance: str | None) -> bool:

@@ -13,7 +13,7 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import dc_sampling, guided, samplers, solvers
+from . import dc_sampling, guided, sample_head, samplers, solvers
 from .consistency import REGULARISERS
 from .schedules import NoiseSchedule
 
@@ -109,6 +109,13 @@ class SamplerInfo:
     # rules between parameters (e.g. stop below start); raises ValueError naming them
     relations: Callable[[dict], None] | None = None
     extra: dict = field(default_factory=dict)
+    # the model's one-step network it draws with instead of the diffusion network (a DiffusionModel
+    # attribute, e.g. "sample_network"); None: it steps the diffusion network
+    head: str | None = None
+
+    def fits(self, model) -> bool:
+        """Whether it can run with ``model``: its kind, and the head it draws with when it needs one."""
+        return model.kind in self.model_kinds and (self.head is None or getattr(model, self.head, None) is not None)
 
     def spec(self, name: str) -> Param:
         for p in self.params:
@@ -156,6 +163,7 @@ def register_sampler(
     needs_observation: bool = False,
     needs_psf: bool = False,
     relations: Callable[[dict], None] | None = None,
+    head: str | None = None,
     replace: bool = False,
 ) -> SamplerInfo:
     """Make ``function`` available as sampler ``name`` in :func:`denoise`, the CLI and the widget.
@@ -164,14 +172,16 @@ def register_sampler(
     :class:`~.samplers.SamplerStep` after each network evaluation and returning the final sample
     (see :mod:`.samplers`); ``params`` declares every keyword it takes besides ``clip`` (and
     ``observation`` / ``consistency`` when ``needs_observation`` / ``needs_psf``);
-    ``evaluations(schedule, params)`` is how many times it calls ``eps_fn`` per sample.
+    ``evaluations(schedule, params)`` is how many times it calls ``eps_fn`` per sample. With ``head``
+    (a DiffusionModel attribute holding a one-step network) ``eps_fn`` is that network run over the
+    plane instead of the diffusion network, and only models carrying it can use the sampler.
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"a sampler needs a name; got {name!r}")
     if name in SAMPLERS and not replace:
         raise ValueError(f"a sampler named {name!r} is already registered; pass replace=True to replace it")
     info = SamplerInfo(name, function, tuple(model_kinds), description, tuple(params), evaluations,
-                       needs_observation, needs_psf, relations)
+                       needs_observation, needs_psf, relations, head=head)
     SAMPLERS[name] = info
     return info
 
@@ -182,6 +192,11 @@ def list_samplers(model_kind: str | None = None) -> list[str]:
 
 
 samplers_for = list_samplers
+
+
+def samplers_for_model(model) -> list[str]:
+    """Names of the registered samplers that can run with ``model`` (its kind, and the heads it carries)."""
+    return [n for n, s in SAMPLERS.items() if s.fits(model)]
 
 
 def get_sampler(name: str, model_kind: str) -> SamplerInfo:
@@ -247,6 +262,9 @@ def _register_builtins() -> None:
                 Param("reg_weight", float, 0.015, 0.0, 10.0, label="Preference strength",
                       help="How much the background preference counts against matching the image: the weight λ "
                            "of PI-DDPM's regulariser (the paper uses 0.015 with l1)")))
+    register_sampler("one-step", sample_head.one_step, evaluations=lambda schedule, p: 1, head="sample_network",
+                     description="One network evaluation per sample: the sample head, distilled from DDIM's "
+                                 "samples (core/sample_head.py); for models that carry it")
     register_sampler("dpm++2m", solvers.dpmpp_2m, params=(STEPS,), evaluations=steps_only,
                      description="DPM-Solver++(2M): a second-order deterministic solver (Lu et al. 2022)")
     register_sampler("dpm++2m-sde", solvers.dpmpp_2m_sde, params=(STEPS,), evaluations=steps_only,

@@ -356,6 +356,10 @@ def iter_train(
             std_network=model.std_network,
             std_provenance={**model.std_provenance, "learnt_for": "the mean head before this fine-tuning"}
             if model.std_network is not None else {},
+            # kept too: it draws like the sampler before this fine-tuning, about the fine-tuned mean head
+            sample_network=model.sample_network,
+            sample_provenance={**model.sample_provenance, "learnt_for": "the sampler before this fine-tuning"}
+            if model.sample_network is not None else {},
         )
 
     best_snapshot = None  # the weights of the lowest validation loss since the last checkpoint, unwritten

@@ -1,0 +1,90 @@
+"""The sample head (core.sample_head): its loss, the one-step sampler it runs, and the model that carries it."""
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise import denoise
+from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
+from napari_diffdenoise.core.network import UNet, UNetConfig
+from napari_diffdenoise.core.normalization import IntensityMap
+from napari_diffdenoise.core.sample_head import draw, energy_score, multiscale_energy_score
+from napari_diffdenoise.core.sampler_registry import samplers_for_model
+
+TINY_SAMPLE_HEAD = UNetConfig(cond_channels=2, base_channels=8, channel_mults=(1, 2), emb_dim=16, fourier_features=8)
+
+
+@pytest.fixture
+def sampled(with_std):
+    """The tiny model with mean, std and sample heads; the sample head's output layer perturbed so that it draws."""
+    torch.manual_seed(3)
+    with_std.sample_network = UNet(TINY_SAMPLE_HEAD).eval()
+    with torch.no_grad():
+        for p in with_std.sample_network.parameters():
+            if p.abs().sum() == 0 and p.ndim > 1:
+                p.normal_(0, 0.05)
+    with_std.sample_provenance = {"recipe": "test"}
+    return with_std
+
+
+@pytest.fixture
+def plane():
+    return np.random.default_rng(0).poisson(np.tile(np.linspace(2, 40, 64), (64, 1))).astype(np.uint16)
+
+
+def test_the_energy_score_is_lowest_for_samples_drawn_like_the_teachers():
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn((4, 64, 8, 8), generator=g)
+    same = torch.randn((4, 64, 8, 8), generator=g)
+    scores = {"same": energy_score(same, teacher), "narrow": energy_score(0.5 * same, teacher),
+              "wide": energy_score(2 * same, teacher), "shifted": energy_score(same + 0.5, teacher),
+              "collapsed": energy_score(same.mean(1, keepdim=True).expand(-1, 64, -1, -1) * 0, teacher)}
+    assert min(scores, key=scores.get) == "same"
+    # for N(0, 1) against itself the score is E|X − Y|/2 = 1/√π
+    assert float(scores["same"]) == pytest.approx(1 / np.sqrt(np.pi), rel=0.05)
+    assert float(multiscale_energy_score(same, teacher)) > float(scores["same"])
+    with pytest.raises(ValueError, match="at least 2 student samples"):
+        energy_score(same[:, :1], teacher)
+
+
+def test_one_step_draws_k_samples_in_one_pass_of_the_sample_head(sampled, plane):
+    result = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=0, keep_samples=True)
+    # the mean head, the sample head (its K draws in one batch) and the std head: one call each
+    assert result.metadata["network_evaluations"] == 3 and result.metadata["sampler"] == "one-step"
+    # each sample is the mean head's estimate plus the head's residual for its noise field, computed here by hand
+    imap = IntensityMap.from_percentiles(plane)
+    x = torch.from_numpy(imap.to_model(plane))[None, None]
+    with torch.no_grad():
+        mean = sampled.predict_mean(x).clamp(*sampled.value_range)
+        at_zero = draw(sampled.sample_network, torch.zeros_like(x), x, mean).clamp(*sampled.value_range)
+    assert result.samples.shape == (4, 64, 64) and result.samples.std(axis=0).mean() > 0
+    np.testing.assert_allclose(result.mean, np.maximum(imap.to_input(mean[0, 0].numpy()), 0), rtol=1e-5, atol=1e-3)
+    assert not np.allclose(result.samples[0], imap.to_input(at_zero[0, 0].numpy()))  # z was drawn, not zero
+    again = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=0, keep_samples=True)
+    np.testing.assert_array_equal(again.samples, result.samples)
+    other = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=1, keep_samples=True)
+    assert not np.array_equal(other.samples, result.samples)
+    # the std and intervals are the std head's, whatever draws the samples
+    np.testing.assert_array_equal(result.std, denoise(plane, sampled, n_samples=0).std)
+
+
+def test_one_step_is_offered_and_run_only_where_it_can_be(sampled, with_std, plane):
+    assert "one-step" in samplers_for_model(sampled)
+    with pytest.raises(ValueError, match="guidance='dc' steers the diffusion network's steps"):
+        denoise(plane, sampled, sampler="one-step", guidance="dc", psf=np.ones((3, 3)) / 9)
+    sampled.sample_network = None
+    assert "one-step" not in samplers_for_model(sampled) and "ddim" in samplers_for_model(sampled)
+    with pytest.raises(ValueError, match="sampler 'one-step' draws with a sample head .* model 'tiny' has none: "
+                                         "use one of \\['ddim'"):
+        denoise(plane, sampled, sampler="one-step")
+
+
+def test_the_sample_head_is_saved_and_loaded(sampled, tmp_path, plane):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(sampled, path)
+    loaded = load_model(path)
+    assert loaded.sample_provenance == {"recipe": "test"}
+    assert loaded.metadata()["sample_head"]["architecture"]["cond_channels"] == 2
+    for a, b in zip(sampled.sample_network.state_dict().values(), loaded.sample_network.state_dict().values()):
+        assert torch.equal(a, b)
+    runs = [denoise(plane, m, sampler="one-step", n_samples=2, seed=0).entropy for m in (loaded, sampled)]
+    np.testing.assert_array_equal(*runs)
