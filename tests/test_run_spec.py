@@ -56,6 +56,19 @@ def test_a_setting_added_to_the_declaration_appears_in_the_cli(monkeypatch):
     assert args.flux == 3.0 and cli._settings_from_args(args)["flux"] == 3.0
 
 
+def test_the_cli_hands_the_library_one_run_spec_built_from_its_options(monkeypatch, tmp_path):
+    """The CLI's settings reach the library as the RunSpec a caller would build, not loose keywords."""
+    from napari_diffdenoise.core import batch
+
+    calls = []
+    monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: calls.append(kwargs) or ({}, []))
+    assert cli.main(["denoise", "in.tif", "--out", str(tmp_path), "--samples", "3", "--seed", "7",
+                     "--sampler-param", "eta=0.5"]) == 0
+    (given,) = calls
+    assert given["spec"] == RunSpec(n_samples=3, seed=7, sampler_params={"eta": 0.5})
+    assert not set(given) & {s.name for s in RUN_SETTINGS}, "every setting is in the spec, none beside it"
+
+
 # each function's parameters of its own, before and after the run's settings
 OWN_PARAMETERS = {
     "make_settings": (["model", "spec"], []),
