@@ -36,7 +36,7 @@ from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices
 from .model_registry import REGISTRY
-from .run_controls import control_for, control_value, follow_param, param_widget
+from .run_controls import control_for, control_value, follow_shared_param, param_widget
 from .sections import Section, extend_form
 
 if TYPE_CHECKING:
@@ -479,10 +479,7 @@ class DenoiseWidget(WorkerControls, Container):
         schedule = self._selected_model().schedule
         for control in (self.steps, self.eta):
             if control.name in names:
-                spec = info.spec(control.name)
-                follow_param(control, spec, schedule, control.value if self._followed.get(control.name) == spec
-                             else None)
-                self._followed[control.name] = spec
+                follow_shared_param(control, info.spec(control.name), schedule, self._followed)
         self.sampler_params.extend([param_widget(spec, schedule) for spec in info.params
                                     if spec.name not in MAIN_FORM_PARAMS])
         self.sampler_params.visible = len(self.sampler_params) > 0
