@@ -62,6 +62,8 @@ _NOMINAL = type("NominalSchedule", (), {"n_steps": "T"})()  # for help text: bou
 
 
 def _add_psf_args(p: argparse.ArgumentParser) -> None:
+    from .core.run_spec import PSF_SIGMA
+
     p.add_argument("--psf", help="PSF image (any format the input may be in, e.g. TIFF)")
     p.add_argument("--na", type=float, help="numerical aperture (Airy PSF from the optics)")
     p.add_argument("--wavelength", type=float, default=520.0, help="emission wavelength, nm")
@@ -69,7 +71,7 @@ def _add_psf_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confocal", action="store_true", help="confocal PSF: excitation × (emission ∗ pinhole)")
     p.add_argument("--excitation", type=float, default=488.0, help="confocal: excitation wavelength, nm")
     p.add_argument("--pinhole", type=float, default=1.0, help="confocal: pinhole diameter in Airy units")
-    p.add_argument("--psf-sigma", type=float, help="Gaussian PSF σ in pixels")
+    p.add_argument("--psf-sigma", type=float, help=PSF_SIGMA.help.replace("%", "%%"))
 
 
 def _psf_from_args(args):
