@@ -236,7 +236,7 @@ def test_the_mean_control_is_denoises_and_the_calibration_holds_for_the_mean_cho
     assert w.status.value.startswith("Saved"), (w.status.value, errors)
     calibrated = load_model(tmp_path / "calibrated.safetensors")
     assert recorded_value(calibrated.calibrations[0]["settings"], "mean_estimator") == "x0"
-    run = dict(sampler="ddim", sampler_params={"steps": 2, "eta": 1.0}, n_samples=3, coverage=0.9)
+    run = {"sampler": "ddim", "sampler_params": {"steps": 2, "eta": 1.0}, "n_samples": 3, "coverage": 0.9}
     make_settings(calibrated, mean="x0", **run)  # Denoise's run with that mean finds the intervals
     with pytest.raises(ValueError, match="calibrat"):
         make_settings(calibrated, mean="samples", **run)
