@@ -141,8 +141,8 @@ class CalibrateWidget(WorkerControls, Container):
             tooltip=f"How many restorations are drawn (K): the intervals' width comes from their spread; at least "
                     f"{MIN_CALIBRATION_SAMPLES} (one sample has no spread). More gives steadier maps and is slower")
         self.settings = Section("Run settings (use the same in Denoise)",
-                                [self.mean, self.std, self.head_route, self.sampler, self.steps, self.eta, self.sampler_params,
-                                 self.n_samples],
+                                [self.mean, self.std, self.head_route, self.sampler, self.steps, self.eta,
+                                 self.sampler_params, self.n_samples],
                                 tooltip="The intervals hold for the settings calibrated here: where the mean and "
                                         "the std come from and, for the samples' spread, the sampler, steps and "
                                         "samples")
