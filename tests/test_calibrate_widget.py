@@ -9,7 +9,7 @@ from napari_diffdenoise._widgets.model_registry import REGISTRY
 from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
 from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS, make_settings
 from napari_diffdenoise.core.run_record import recorded_value, settings_record
-from napari_diffdenoise.core.run_spec import N_SAMPLES, STD
+from napari_diffdenoise.core.run_spec import MEAN, N_SAMPLES, STD
 from napari_diffdenoise.core.sampler_registry import SAMPLERS
 
 
@@ -217,6 +217,59 @@ def _noisy_only_form(viewer, w, checkpoint, seed):
     w.model.value = str(checkpoint.resolve())
     w.noisy.value, w.truth.value = viewer.layers["noisy"], None
     w.steps.value, w.n_samples.value = 2, 3
+
+
+def test_the_mean_control_is_denoises_and_the_calibration_holds_for_the_mean_chosen(make_napari_viewer, qtbot, errors,
+                                                                                    tiny_checkpoint, tmp_path):
+    """The mean is in a calibration's key: intervals calibrated for one "Mean from" are found by a
+    run with that one, not by a run with another."""
+    viewer = make_napari_viewer()
+    w = CalibrateWidget(viewer)
+    _noisy_only_form(viewer, w, tiny_checkpoint, seed=3)
+    assert (w.mean.label, w.mean.tooltip, w.mean.value) == (MEAN.label, MEAN.help, MEAN.default)
+    assert w.mean.choices == ("auto", "x0", "samples")  # the tiny model has no mean head
+    w.mean.value = "x0"
+    assert w.run_settings()["mean"] == "x0"
+    w.output.value = tmp_path / "calibrated.safetensors"
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w.status.value.startswith("Saved"), (w.status.value, errors)
+    calibrated = load_model(tmp_path / "calibrated.safetensors")
+    assert recorded_value(calibrated.calibrations[0]["settings"], "mean_estimator") == "x0"
+    run = {"sampler": "ddim", "sampler_params": {"steps": 2, "eta": 1.0}, "n_samples": 3, "coverage": 0.9}
+    make_settings(calibrated, mean="x0", **run)  # Denoise's run with that mean finds the intervals
+    with pytest.raises(ValueError, match="calibrat"):
+        make_settings(calibrated, mean="samples", **run)
+
+
+def test_the_mean_chosen_decides_where_the_std_can_come_from(make_napari_viewer, errors):
+    """The bundled demo has a mean and a std head: the std head's std goes with the mean head's mean only."""
+    w = CalibrateWidget(make_napari_viewer())
+    w.model.value = "demo"
+    assert "head" in w.mean.choices and "head" in w.std.choices
+    assert all(c.native.isHidden() for c in _sampler_controls(w))  # auto: the heads, no samples to set
+    w.mean.value = "samples"
+    assert "head" not in w.std.choices and w.std.value == "auto"
+    assert not any(c.native.isHidden() for c in _sampler_controls(w)) and w.head_route.native.isHidden()
+    assert not errors, errors
+
+
+def test_the_steps_set_stay_when_the_sampler_changes(make_napari_viewer, errors, tiny_checkpoint):
+    """As in Denoise: steps and η follow one declaration shared by ddim and the DPM-Solvers, so a change
+    between them keeps what was set; heun declares its own steps, which start at its default."""
+    viewer = make_napari_viewer()
+    w = CalibrateWidget(viewer)
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    w.steps.value, w.eta.value = 7, 0.4
+    w.sampler.value = "dpm++2m"
+    assert w.steps.value == 7 and w.eta.native.isHidden()
+    w.sampler.value = "ddim"
+    assert (w.steps.value, w.eta.value) == (7, 0.4)
+    assert w.run_settings()["sampler_params"] == {"steps": 7, "eta": 0.4}
+    w.sampler.value = "heun"
+    assert w.steps.value == SAMPLERS["heun"].spec("steps").default
+    assert not errors, errors
 
 
 def test_the_calibrate_form_offers_only_samplers_it_can_run(make_napari_viewer, qtbot, errors, tiny_checkpoint,

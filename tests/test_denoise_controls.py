@@ -136,3 +136,31 @@ def test_time_here_follows_the_samplers_own_parameters(make_napari_viewer, qtbot
     depth.value = 100
     qtbot.waitUntil(lambda: w.estimate.value.startswith("about") and w.estimate.tooltip != shallow, timeout=20_000)
     assert not errors
+
+
+def test_the_psf_width_box_and_the_cli_option_are_its_declaration(make_napari_viewer, monkeypatch, errors):
+    """Bounds, step (so decimals), default, label and help of the Gaussian PSF's width come from
+    run_spec.PSF_SIGMA: a changed declaration changes the form and the CLI with it."""
+    import dataclasses
+
+    from napari_diffdenoise import cli
+    from napari_diffdenoise.core import run_spec
+    from napari_diffdenoise.core.methods import RICHARDSON_LUCY
+    from napari_diffdenoise.core.physics import gaussian_psf
+
+    changed = dataclasses.replace(run_spec.PSF_SIGMA, default=1.25, low=0.5, high=8.0, step=0.05,
+                                  label="Blur width", help="How wide the blur is")
+    monkeypatch.setattr(denoise_module, "PSF_SIGMA", changed)
+    monkeypatch.setattr(run_spec, "PSF_SIGMA", changed)
+    w = DenoiseWidget(make_napari_viewer())
+    w.model.value = RICHARDSON_LUCY.name  # a method that needs a PSF: the Gaussian and its width show
+    box = w.psf_sigma
+    assert not box.native.isHidden()
+    assert (box.label, box.tooltip, box.value, box.min, box.max, box.step) == (
+        "Blur width", "How wide the blur is", 1.25, 0.5, 8.0, 0.05)
+    box.value = 2.35  # two decimals, from the step: not rounded to 2.4
+    np.testing.assert_array_equal(w._psf(), gaussian_psf(2.35))
+    subparsers = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    option = next(a for a in subparsers.choices["denoise"]._actions if "--psf-sigma" in a.option_strings)
+    assert option.help == "How wide the blur is" and option.default is None  # no PSF unless asked
+    assert not errors, errors

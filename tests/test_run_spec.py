@@ -8,7 +8,8 @@ import pytest
 
 from napari_diffdenoise import cli, denoise
 from napari_diffdenoise.core import run_keywords, run_spec
-from napari_diffdenoise.core.restore import make_settings
+from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
+from napari_diffdenoise.core.restore import iter_denoise, make_settings, plane_run
 from napari_diffdenoise.core.run_keywords import RunSpec
 from napari_diffdenoise.core.run_spec import RUN_SETTINGS, RunParam, cli_settings, run_setting
 
@@ -55,12 +56,33 @@ def test_a_setting_added_to_the_declaration_appears_in_the_cli(monkeypatch):
     assert args.flux == 3.0 and cli._settings_from_args(args)["flux"] == 3.0
 
 
+def test_the_cli_hands_the_library_one_run_spec_built_from_its_options(monkeypatch, tmp_path):
+    """The CLI's settings reach the library as the RunSpec a caller would build, not loose keywords."""
+    from napari_diffdenoise.core import batch
+
+    calls = []
+    monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: calls.append(kwargs) or ({}, []))
+    assert cli.main(["denoise", "in.tif", "--out", str(tmp_path), "--samples", "3", "--seed", "7",
+                     "--sampler-param", "eta=0.5"]) == 0
+    (given,) = calls
+    assert given["spec"] == RunSpec(n_samples=3, seed=7, sampler_params={"eta": 0.5})
+    assert not set(given) & {s.name for s in RUN_SETTINGS}, "every setting is in the spec, none beside it"
+
+
 # each function's parameters of its own, before and after the run's settings
-OWN_PARAMETERS = {"make_settings": (["model", "spec"], []),
-                  "denoise": (["image", "model", "spec", "axes"], ["progress", "cancel", "method_params"])}
+OWN_PARAMETERS = {
+    "make_settings": (["model", "spec"], []),
+    "denoise": (["image", "model", "spec", "axes"], ["progress", "cancel", "method_params"]),
+    "iter_denoise": (["image", "model", "settings", "spec", "axes"], ["on_tile", "method_params"]),
+    "plane_run": (["model", "settings", "spec"], ["method_params"]),
+    "denoise_to_zarr": (["input_path", "output_path", "model", "spec", "axes", "overwrite", "workers", "scheduler",
+                         "threads"], ["progress", "method_params"]),
+    "denoise_to_tiff": (["input_path", "folder", "model", "stem", "spec", "axes", "overwrite", "pixel", "threads"],
+                        ["progress", "method_params"])}
+RUN_ENTRIES = [make_settings, denoise, iter_denoise, plane_run, denoise_to_zarr, denoise_to_tiff]
 
 
-@pytest.mark.parametrize("function", [make_settings, denoise], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("function", RUN_ENTRIES, ids=lambda f: f.__name__)
 def test_the_signatures_list_exactly_the_declared_settings_and_their_own(function):
     """help(), IDEs and inspect show every setting at its default, in the declaration's order,
     without a list kept by hand beside it."""
@@ -115,6 +137,37 @@ def test_an_unknown_keyword_is_refused_naming_it_and_the_settings(tiny_model):
     assert all(s.name in str(err.value) for s in RUN_SETTINGS)
     with pytest.raises(TypeError, match=r"denoise\(\) got unexpected keyword argument\(s\) n_sample: .*n_samples"):
         denoise(np.ones((16, 16)), tiny_model, n_sample=4)
+
+
+def test_each_entry_point_refuses_an_unknown_keyword_naming_itself_and_what_it_takes(tiny_model, tmp_path):
+    import numpy as np
+    import tifffile
+
+    image = tmp_path / "in.tif"
+    tifffile.imwrite(image, np.ones((16, 16), np.float32))
+    calls = {"iter_denoise": lambda **k: next(iter_denoise(np.ones((16, 16)), tiny_model, **k)),
+             "plane_run": lambda **k: plane_run(tiny_model, **k),
+             "denoise_to_zarr": lambda **k: denoise_to_zarr(image, tmp_path / "out.zarr", tiny_model, **k),
+             "denoise_to_tiff": lambda **k: denoise_to_tiff(image, tmp_path, tiny_model, stem="out", **k)}
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=rf"^{name}\(\) got unexpected keyword argument\(s\) n_sample: ") as err:
+            call(n_sample=4)
+        assert all(s.name in str(err.value) for s in RUN_SETTINGS), name
+    assert not list(tmp_path.glob("out*")), "a refused run wrote nothing"
+
+
+def test_iter_denoise_takes_a_spec_and_refuses_keywords_beside_made_settings(tiny_model):
+    import numpy as np
+
+    from napari_diffdenoise.core.driving import drive
+
+    spec = RunSpec(n_samples=1, steps=1, mean="samples", seed=2)
+    restored, _ = drive(iter_denoise(np.ones((16, 16)), tiny_model, spec=spec, seed=5))
+    assert restored.metadata["n_samples"] == 1 and restored.metadata["seed"] == 5
+    with pytest.raises(TypeError, match=r"^iter_denoise\(\) takes settings .* not both; got settings and seed$"):
+        next(iter_denoise(np.ones((16, 16)), tiny_model, make_settings(tiny_model), seed=5))
+    with pytest.raises(TypeError, match=r"^plane_run\(\) takes settings .* not both; got settings and spec$"):
+        plane_run(tiny_model, make_settings(tiny_model), spec=spec)
 
 
 def _checked_numbers():

@@ -62,6 +62,8 @@ _NOMINAL = type("NominalSchedule", (), {"n_steps": "T"})()  # for help text: bou
 
 
 def _add_psf_args(p: argparse.ArgumentParser) -> None:
+    from .core.run_spec import PSF_SIGMA
+
     p.add_argument("--psf", help="PSF image (any format the input may be in, e.g. TIFF)")
     p.add_argument("--na", type=float, help="numerical aperture (Airy PSF from the optics)")
     p.add_argument("--wavelength", type=float, default=520.0, help="emission wavelength, nm")
@@ -69,7 +71,7 @@ def _add_psf_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confocal", action="store_true", help="confocal PSF: excitation × (emission ∗ pinhole)")
     p.add_argument("--excitation", type=float, default=488.0, help="confocal: excitation wavelength, nm")
     p.add_argument("--pinhole", type=float, default=1.0, help="confocal: pinhole diameter in Airy units")
-    p.add_argument("--psf-sigma", type=float, help="Gaussian PSF σ in pixels")
+    p.add_argument("--psf-sigma", type=float, help=PSF_SIGMA.help.replace("%", "%%"))
 
 
 def _psf_from_args(args):
@@ -133,10 +135,8 @@ def _progress_printer():
 def _restore(image, args, psf=None, axes=None):
     from . import denoise
 
-    settings = _settings_from_args(args)
-    if psf is not None:
-        settings["psf"] = psf
-    result = denoise(image, args.model, axes=axes, progress=_progress_printer(), **settings)
+    spec, method_params = _run_from_args(args, psf)
+    result = denoise(image, args.model, spec=spec, axes=axes, progress=_progress_printer(), **method_params)
     print(file=sys.stderr)
     return result
 
@@ -197,9 +197,8 @@ def cmd_demo(args) -> int:
 
     model = load_model(args.model)
     psf = psf if SAMPLERS[args.sampler or model.default_sampler].needs_psf else None
-    settings = _settings_from_args(args)
     # the maps this run will make (core.maps), known before any work so that none is written over
-    names = map_names(make_settings(model, **{**settings, **({"psf": psf} if psf is not None else {})}))
+    names = map_names(make_settings(model, spec=_run_from_args(args, psf)[0]))
     _refuse_existing([out / f"{stem}_{n}.tif" for n in (*names, "noisy", "truth")]
                      + [out / f"{stem}_overview.png", out / (f"{stem}_report.json" if stem != "sample" else "report.json")],
                      args.overwrite)
@@ -252,6 +251,15 @@ def _settings_from_args(args) -> dict:
     return {**settings, **given}
 
 
+def _run_from_args(args, psf=None):
+    """(the run's settings the options give as one :class:`~.core.run_keywords.RunSpec`, a method's
+    own parameters): the library checks the very value the CLI built, as it would a caller's."""
+    from .core.run_keywords import RunSpec, split_run_settings
+
+    settings, method_params = split_run_settings(_settings_from_args(args))
+    return RunSpec(**{**settings, **({"psf": psf} if psf is not None else {})}), method_params
+
+
 def _batch_printer():
     last = [0.0]
 
@@ -292,7 +300,7 @@ def _self_calibrated_model(args):
     source = open_image(args.input, args.axes)
     first, second, second_noise, second_is = calibration_planes(source.data, source.axes)
     model = load_model(args.model)
-    settings = calibration_settings(model, _settings_from_args(args))
+    settings = calibration_settings(model, _run_from_args(args)[0].settings())
     print(f"self-calibrating on {len(first)} plane(s) of {args.input}", file=sys.stderr)
     model = self_calibrate(model, first, second=second, second_is=second_is, second_noise=second_noise,
                            progress=_progress_printer(), **settings)
@@ -307,12 +315,13 @@ def cmd_denoise(args) -> int:
     optionally on a dask.distributed cluster)."""
     if args.self_calibrate:
         args.model = _self_calibrated_model(args)
+    spec, method_params = _run_from_args(args)
     if _is_zarr_output(args.out):
         from .core.batch import denoise_to_zarr
 
-        meta = denoise_to_zarr(args.input, args.out, args.model, axes=args.axes, overwrite=args.overwrite,
+        meta = denoise_to_zarr(args.input, args.out, args.model, spec=spec, axes=args.axes, overwrite=args.overwrite,
                                workers=args.workers, scheduler=args.scheduler, threads=args.threads,
-                               progress=_batch_printer(), **_settings_from_args(args))
+                               progress=_batch_printer(), **method_params)
         print(file=sys.stderr)
         resumed = f" ({meta['planes_resumed']} done by an earlier run)" if meta["planes_resumed"] else ""
         print(f"wrote {args.out}: {meta['n_planes']} planes{resumed} in {meta['seconds']:.1f} s")
@@ -322,9 +331,9 @@ def cmd_denoise(args) -> int:
     from .core.batch import denoise_to_tiff
 
     # the maps keep the input's pixel sizes and channel names (denoise_to_tiff's default)
-    _, paths = denoise_to_tiff(args.input, args.out, args.model, stem=output_stem(args.input), axes=args.axes,
-                               overwrite=args.overwrite, threads=args.threads, progress=_batch_printer(),
-                               **_settings_from_args(args))
+    _, paths = denoise_to_tiff(args.input, args.out, args.model, stem=output_stem(args.input), spec=spec,
+                               axes=args.axes, overwrite=args.overwrite, threads=args.threads,
+                               progress=_batch_printer(), **method_params)
     print(file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -24,7 +24,7 @@ from ..core.checkpoint import load_model, save_checkpoint
 from ..core.metrics import reliability
 from ..core.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
 from ..core.run_record import recorded_value
-from ..core.run_spec import ETA_SETTING, N_SAMPLES, STD
+from ..core.run_spec import ETA_SETTING, MEAN, N_SAMPLES, STD
 from ..core.sampler_registry import SAMPLERS, list_samplers
 from ._worker import WorkerControls
 from .compare import fit_table, formatted
@@ -32,7 +32,7 @@ from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
-from .run_controls import control_for, follow_param, param_widget
+from .run_controls import control_for, follow_param, follow_shared_param, param_widget
 from .sections import Section, extend_form
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
@@ -118,6 +118,9 @@ class CalibrateWidget(WorkerControls, Container):
                                       "copy of it (a model of the residuals, not conformal: see the documentation)")
         self._models = {}  # the chosen model, loaded once: the form's bounds and choices follow it
         defaults = DEFAULT_SAMPLER_SETTINGS  # what a run takes unless told otherwise
+        # the mean is in a calibration's key (core.run_record): intervals hold for the "Mean from" they were
+        # calibrated with, so the form offers Denoise's, as far as the chosen model can run it
+        self.mean = control_for(MEAN, choices=self._mean_choices)
         # where the std comes from decides the rest: the std head's calibration needs no sampler settings
         self.std = control_for(STD, choices=self._std_choices)
         self.head_route = Label(value=HEAD_ROUTE, visible=False)
@@ -130,6 +133,7 @@ class CalibrateWidget(WorkerControls, Container):
         # label, help and bounds are the chosen sampler's declaration for the chosen model (follow_param)
         self.steps = SpinBox(name="steps", value=defaults["sampler_params"]["steps"], min=1, max=10**6)
         self.eta = FloatSpinBox(name="eta", value=defaults["sampler_params"]["eta"], step=ETA_SETTING.step)
+        self._followed: dict[str, object] = {}  # the declaration each of steps and η follows now
         # the chosen sampler's other parameters (heun's churn and ρ), rebuilt from its declaration
         self.sampler_params = Container(labels=True)
         self.n_samples = control_for(
@@ -137,10 +141,11 @@ class CalibrateWidget(WorkerControls, Container):
             tooltip=f"How many restorations are drawn (K): the intervals' width comes from their spread; at least "
                     f"{MIN_CALIBRATION_SAMPLES} (one sample has no spread). More gives steadier maps and is slower")
         self.settings = Section("Run settings (use the same in Denoise)",
-                                [self.std, self.head_route, self.sampler, self.steps, self.eta, self.sampler_params,
-                                 self.n_samples],
-                                tooltip="The intervals hold for the settings calibrated here: where the std comes "
-                                        "from and, for the samples' spread, the sampler, steps and samples")
+                                [self.mean, self.std, self.head_route, self.sampler, self.steps, self.eta,
+                                 self.sampler_params, self.n_samples],
+                                tooltip="The intervals hold for the settings calibrated here: where the mean and "
+                                        "the std come from and, for the samples' spread, the sampler, steps and "
+                                        "samples")
         self.output = FileEdit(label="Save as", mode="w", filter="*.safetensors",
                                tooltip="The calibrated copy of the model; a new name is chosen if this file exists. "
                                        f"Empty: <model>-calibrated.safetensors in {USER_MODELS_DIR}")
@@ -167,6 +172,7 @@ class CalibrateWidget(WorkerControls, Container):
         self.cancel_button.clicked.connect(self.cancel)
         self.model.changed.connect(self._on_model)
         self.sampler.changed.connect(self._on_sampler)
+        self.mean.changed.connect(self._on_mean)
         self.std.changed.connect(self._show_route)
         REGISTRY.subscribe(self.model)
         follow_layers(napari_viewer, self.noisy, self.truth)
@@ -191,19 +197,39 @@ class CalibrateWidget(WorkerControls, Container):
         except (ValueError, OSError):
             return None
 
+    def _mean_choices(self, _widget=None):
+        """Where the mean can come from for the chosen model: a head only for a model that has one."""
+        model = self._quiet_model() if hasattr(self, "_models") else None
+        return [(label, value) for label, value in MEAN.labelled_options()
+                if model is None or self._runs(model, mean=value)]
+
     def _std_choices(self, _widget=None):
-        """Where the std can come from for the chosen model: the head only for a model that has one."""
+        """Where the std can come from for the chosen model and mean: the head only for a model that
+        has one, with the mean head's mean."""
         model = self._quiet_model() if hasattr(self, "_models") else None
         return [(label, value) for label, value in STD.labelled_options()
                 if model is None or self._std_route(model, value) is not None]
 
-    def _std_route(self, model, std: str) -> str | None:
-        """Where a run of ``model`` with this "Std from" takes its std ("head" or "samples"; "auto"
-        resolved as restore does), None where the model cannot run it."""
+    @staticmethod
+    def _runs(model, **settings) -> bool:
         try:
-            return make_settings(model, std=std).std_estimator
+            make_settings(model, **settings)
+        except ValueError:
+            return False
+        return True
+
+    def _std_route(self, model, std: str) -> str | None:
+        """Where a run of ``model`` with this "Std from" and the chosen "Mean from" takes its std
+        ("head" or "samples"; "auto" resolved as restore does), None where the model cannot run it."""
+        mean = self.mean.value if hasattr(self, "mean") else MEAN.default
+        try:
+            return make_settings(model, mean=mean, std=std).std_estimator
         except ValueError:
             return None
+
+    def _on_mean(self, _value=None):
+        self.std.reset_choices()  # the std head goes with the mean head's mean only
+        self._show_route()
 
     def _on_model(self, _key=None):
         try:
@@ -213,22 +239,24 @@ class CalibrateWidget(WorkerControls, Container):
             return
         if model is None:
             return
-        self.std.reset_choices()  # the head comes and goes with the model's std head
+        self.mean.reset_choices()  # the heads come and go with the model
+        self.std.reset_choices()
         self._follow_sampler(keep=True)
 
     def _on_sampler(self, _name=None):
         self._follow_sampler(keep=False)
 
     def _follow_sampler(self, keep: bool):
-        """The chosen sampler's parameters as it declares them for the chosen model's schedule: the
-        values set kept within the bounds when the model changes, the sampler's defaults when the
-        sampler does (as in Denoise, so both forms start a sampler at the same settings)."""
+        """The chosen sampler's parameters as it declares them for the chosen model's schedule. Steps
+        and η keep the value set (within the new bounds) while the sampler declares the same parameter,
+        as in Denoise (follow_shared_param); the sampler's other parameters keep theirs when the model
+        changes and start at the sampler's defaults when the sampler does."""
         model = self._quiet_model()
         if model is not None and self.sampler.value in SAMPLERS:
             info, schedule = SAMPLERS[self.sampler.value], model.schedule
             for control in (self.steps, self.eta):
                 if control.name in {p.name for p in info.params}:
-                    follow_param(control, info.spec(control.name), schedule, control.value if keep else None)
+                    follow_shared_param(control, info.spec(control.name), schedule, self._followed)
             others = [spec for spec in info.params if spec.name not in OWN_CONTROLS]
             if [control.name for control in self.sampler_params] != [spec.name for spec in others]:
                 self.sampler_params.clear()
@@ -255,8 +283,8 @@ class CalibrateWidget(WorkerControls, Container):
         keywords); restore.calibration_settings turns it into what the calibration restores with."""
         names = {p.name for p in SAMPLERS[self.sampler.value].params}
         params = {c.name: c.value for c in (self.steps, self.eta, *self.sampler_params) if c.name in names}
-        return dict(sampler=self.sampler.value, n_samples=self.n_samples.value, std=self.std.value,
-                    sampler_params=params)
+        return dict(sampler=self.sampler.value, n_samples=self.n_samples.value, mean=self.mean.value,
+                    std=self.std.value, sampler_params=params)
 
     def _images(self, _widget=None):
         return _image_choices(self._viewer)

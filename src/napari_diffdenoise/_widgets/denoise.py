@@ -15,7 +15,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
@@ -29,14 +28,15 @@ from ..core.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.methods import METHODS, find_method, method_settings
 from ..core.restore import Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run_cost import duration
-from ..core.run_spec import COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, SAMPLER, SEED, STD
+from ..core.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, PSF_SIGMA, SAMPLER,
+                             SEED, STD)
 from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
 from ..core.self_calibration import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices
 from .model_registry import REGISTRY
-from .run_controls import control_for, control_value, follow_param, param_widget
+from .run_controls import control_for, control_value, follow_shared_param, param_widget
 from .sections import Section, extend_form
 
 if TYPE_CHECKING:
@@ -226,9 +226,8 @@ class DenoiseWidget(WorkerControls, Container):
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
                                    tooltip="A Gaussian PSF of the width below, or an image layer holding a measured or "
                                            "computed PSF (2D, centred, any scale)")
-        self.psf_sigma = FloatSpinBox(label="PSF width (px)", value=1.5, min=0.3, max=20.0, step=0.1, visible=False,
-                                      tooltip="The Gaussian PSF's standard deviation σ in pixels; ≈ 0.21·λ/NA / pixel "
-                                              "size for a widefield microscope (λ: the emission wavelength)")
+        self.psf_sigma = param_widget(PSF_SIGMA, None)
+        self.psf_sigma.visible = False
         # every method's own parameters (core.methods), each shown while its method is chosen
         self.method_params = Container(labels=True, visible=False, widgets=[
             param_widget(spec, None) for spec in {p.name: p for m in METHODS.values() for p in m.params}.values()])
@@ -481,10 +480,7 @@ class DenoiseWidget(WorkerControls, Container):
         schedule = self._selected_model().schedule
         for control in (self.steps, self.eta):
             if control.name in names:
-                spec = info.spec(control.name)
-                follow_param(control, spec, schedule, control.value if self._followed.get(control.name) == spec
-                             else None)
-                self._followed[control.name] = spec
+                follow_shared_param(control, info.spec(control.name), schedule, self._followed)
         self.sampler_params.extend([param_widget(spec, schedule) for spec in info.params
                                     if spec.name not in MAIN_FORM_PARAMS])
         self.sampler_params.visible = len(self.sampler_params) > 0

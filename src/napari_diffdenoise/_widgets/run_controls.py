@@ -104,3 +104,13 @@ def follow_param(control, spec: Param, schedule: NoiseSchedule | None, value=Non
             control.step = float_step(spec, low, high, default)
         value = min(max(value, control.min), control.max)
     control.value = value
+
+
+def follow_shared_param(control, spec: Param, schedule: NoiseSchedule | None, followed: dict) -> None:
+    """:func:`follow_param` for a control that several samplers fill (steps, η): the value set stays
+    (brought within the new bounds) while the chosen sampler declares the same parameter as the one
+    the control followed, so a change of sampler or model keeps what the user set; a parameter
+    declared anew (heun's steps) starts at its default. ``followed`` holds, by control name, the
+    declaration each control follows now."""
+    follow_param(control, spec, schedule, control.value if followed.get(control.name) == spec else None)
+    followed[control.name] = spec

@@ -29,7 +29,8 @@ from .methods import find_method
 from .model import DiffusionModel
 from .plane_input import check_image, check_memory
 from .plane_loop import PlaneLoop, PlaneRun, PlaneTally
-from .restore import make_settings, plane_run
+from .restore import make_settings, plane_run, run_keywords_given
+from .run_keywords import RunSpec, run_signature
 from .tiff_maps import TiffSink, pixel_record
 
 
@@ -154,9 +155,11 @@ def _prepare(input_path, model, axes, settings_kwargs):
     return source, run
 
 
-def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, overwrite: bool = False,
-                    workers: int | None = None, scheduler: str | None = None, threads: int | None = None,
-                    progress: Callable[[BatchProgress], None] | None = None, **settings_kwargs) -> dict:
+@run_signature(after=("progress",), rest="method_params")
+def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = None, axes: str | None = None,
+                    overwrite: bool = False, workers: int | None = None, scheduler: str | None = None,
+                    threads: int | None = None, progress: Callable[[BatchProgress], None] | None = None,
+                    **given) -> dict:
     """Restore every plane of the image at ``input_path`` (TIFF or OME-Zarr) into an OME-Zarr store at
     ``output_path``, never holding more than a plane in memory. ``model``: a DiffusionModel, a bundled
     name or a checkpoint path, or a method's name (core.methods, e.g. "richardson-lucy", in this process).
@@ -166,8 +169,9 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
     dask.distributed cluster of N processes, ``scheduler`` connects to a running one (every worker must
     see both paths, and ``model`` must then be a bundled name or a checkpoint path). ``threads``:
     torch threads per plane (default: this process's), which makes the result bit-identical to a run
-    in one process with that many threads. Other keywords go to :func:`~.restore.make_settings`.
-    Returns the run's metadata."""
+    in one process with that many threads. The run's settings are the keywords of
+    :func:`~.restore.denoise` (``spec`` too), checked as there. Returns the run's metadata."""
+    settings_kwargs = run_keywords_given(denoise_to_zarr, model, spec, given)
     if workers is not None and scheduler is not None:
         raise ValueError("give workers (a local cluster) or scheduler (a running one), not both")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -200,15 +204,17 @@ def denoise_to_zarr(input_path, output_path, model, *, axes: str | None = None, 
     return loop.done(metadata)
 
 
-def denoise_to_tiff(input_path, folder, model, *, stem: str, axes: str | None = None, overwrite: bool = False,
-                    pixel: dict | None = None, threads: int | None = None,
-                    progress: Callable[[BatchProgress], None] | None = None, **settings_kwargs) -> tuple[dict, list]:
+@run_signature(after=("progress",), rest="method_params")
+def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | None = None, axes: str | None = None,
+                    overwrite: bool = False, pixel: dict | None = None, threads: int | None = None,
+                    progress: Callable[[BatchProgress], None] | None = None, **given) -> tuple[dict, list]:
     """The same as :func:`denoise_to_zarr` (any file :func:`~.image_io.open_image` reads) into
     ``folder/<stem>_<map>.tif`` files, one per map of the run (core.maps), streamed plane by plane in
     the input's axis order (core.tiff_maps). Existing files are refused unless ``overwrite``.
     ``pixel``: what the maps carry over from the input, as :func:`~.tiff_maps.pixel_record` gives it
     (pixel sizes, their units, channel names); by default the input's own, ``{}`` for none. In this
     process only, and not resumable. Returns (metadata, paths)."""
+    settings_kwargs = run_keywords_given(denoise_to_tiff, model, spec, given)
     check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif" for name in MAPS])
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     if pixel is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -323,10 +324,37 @@ def network_steps(model: DiffusionModel, s: Settings) -> int:
     return sampled + (s.mean_estimator != "samples") + (s.std_estimator == "head")
 
 
-def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodSettings | None = None,
-              **kwargs) -> PlaneRun:
+def run_keywords_given(function: Callable, model, spec: RunSpec | None, given: dict) -> dict:
+    """The run's keywords ``function`` was given: ``spec``'s settings, those given beside it over
+    them. For a model's run a name that is no run setting (core.run_spec) is refused here, naming
+    ``function`` and what it takes from its signature: a misspelt keyword would otherwise be dropped
+    and the run made with the default the caller meant to change. A method's own parameters are
+    checked by its declaration (:func:`~.methods.method_settings`)."""
+    given = settings_given(spec, given, function.__name__)
+    unknown = split_run_settings(given)[1]
+    if find_method(model) is None and unknown:
+        takes = [name for name, p in inspect.signature(function).parameters.items() if p.kind is p.KEYWORD_ONLY]
+        raise TypeError(f"{function.__name__}() got unexpected keyword argument(s) {', '.join(sorted(unknown))}: "
+                        "only a method (core.methods.METHODS) takes parameters of its own; a model's run takes "
+                        f"{', '.join(takes)}")
+    return given
+
+
+def _settings_or_keywords(function: Callable, settings, spec: RunSpec | None, given: dict) -> None:
+    # made settings are the run's whole description: a keyword beside them would be dropped unseen
+    named = sorted(given) + (["spec"] if spec is not None else [])
+    if settings is not None and named:
+        raise TypeError(f"{function.__name__}() takes settings (made by make_settings or method_settings) or the run's "
+                        f"keywords, not both; got settings and {', '.join(named)}")
+
+
+@run_signature(rest="method_params")
+def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodSettings | None = None, *,
+              spec: RunSpec | None = None, **given) -> PlaneRun:
     """The run of ``model`` (a DiffusionModel, or a method or its name) with ``settings``, or the
-    keywords of :func:`make_settings` / :func:`~.methods.method_settings`."""
+    run's keywords (core.run_spec; ``spec`` gives them as one value) and a method's own parameters."""
+    _settings_or_keywords(plane_run, settings, spec, given)
+    kwargs = run_keywords_given(plane_run, model, spec, given)
     method = find_method(model)
     if method is not None:
         ms = settings if settings is not None else method_settings(method, **kwargs)
@@ -354,15 +382,18 @@ def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodS
                     lambda evaluations, seconds, extra: _metadata(model, s, evaluations, n_steps, seconds, extra), s)
 
 
+@run_signature(after=("on_tile",), rest="method_params")
 def iter_denoise(image, model: DiffusionModel | str, settings: Settings | MethodSettings | None = None, *,
-                 axes: str | None = None, on_tile: Callable[[Progress], None] | None = None,
-                 **kwargs) -> Generator[Progress, None, Restoration]:
+                 spec: RunSpec | None = None, axes: str | None = None,
+                 on_tile: Callable[[Progress], None] | None = None, **given) -> Generator[Progress, None, Restoration]:
     """See :func:`denoise`; ``model`` a DiffusionModel or a method's name (core.methods), ``settings``
-    from :func:`make_settings` (or :func:`~.methods.method_settings`), or their keywords. Yields a
-    :class:`Progress` after every network step; ``on_tile``, if given, is called with one after every
-    tile inside a step (a large plane shows movement within seconds; raising there stops the run)."""
+    from :func:`make_settings` (or :func:`~.methods.method_settings`), or the run's keywords as
+    :func:`denoise` takes them (``spec`` too). Yields a :class:`Progress` after every network step;
+    ``on_tile``, if given, is called with one after every tile inside a step (a large plane shows
+    movement within seconds; raising there stops the run)."""
+    _settings_or_keywords(iter_denoise, settings, spec, given)
     array, axes = check_image(image, axes)
-    run = plane_run(model, settings, **kwargs)
+    run = plane_run(model, settings, **run_keywords_given(iter_denoise, model, spec, given))
     s = run.settings
     check_memory(array, s.n_samples, s.block)
     if s.keep_samples:
@@ -451,13 +482,8 @@ def denoise(
         structure far brighter than the plane's 99.8th percentile gets a second pass, over boxes
         around it, in a brighter intensity map (``metadata["bright_pass_planes"]``).
     """
-    given = settings_given(spec, given, "denoise")
+    given = run_keywords_given(denoise, model, spec, given)
     method = find_method(model)
-    method_params = split_run_settings(given)[1]
-    if method is None and method_params:
-        raise TypeError(f"denoise() got unexpected keyword argument(s) {', '.join(sorted(method_params))}: "
-                        "only a method (core.methods.METHODS) takes parameters of its own; a model's run takes axes, "
-                        f"{', '.join(s.name for s in RUN_SETTINGS)}, progress and cancel")
     if method is None and not isinstance(model, DiffusionModel):
         if model is None:
             raise TypeError("model must be a DiffusionModel, a bundled model name or a checkpoint path; got None")

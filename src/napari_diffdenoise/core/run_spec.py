@@ -159,6 +159,14 @@ PRECISION = RunParam(
 PSF = RunParam("psf", object, None, optional=True, checked=False, label="PSF",
                help="The point spread function the image was blurred with (a 2D image, any scale), for ddim-dc or "
                     "guidance")
+# A Gaussian PSF given by its width (physics.gaussian_psf), where a form or the CLI makes the PSF
+# instead of reading one; not a run setting: the run takes the PSF itself. The bounds are what a form
+# offers (a σ under 0.3 px is a single pixel; over 20 px no longer an in-focus lateral profile);
+# gaussian_psf takes any positive width.
+PSF_SIGMA = Param(
+    "psf_sigma", float, 1.5, 0.3, 20.0, step=0.1, label="PSF width (px)",
+    help="The Gaussian PSF's standard deviation σ in pixels; ≈ 0.21·λ/NA / pixel size for a widefield microscope "
+         "(λ: the emission wavelength)")
 
 RUN_SETTINGS: tuple[RunParam, ...] = (
     SAMPLER, N_SAMPLES, STEPS_SETTING, ETA_SETTING, SEED, DEVICE, TILE, OVERLAP, PERCENTILES, BATCH_PIXELS,
