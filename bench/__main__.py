@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m bench {speed,quality,real,real_calibration,std_head,samplers,mean,coverage,adapt,adapt_sampler,seed,finetune,training,unpaired,physics,memory,entropy,tiles,calibration_diagnosis,all}``; each writes
+"""Benchmarks: ``python -m bench NAME`` for a NAME of COMMANDS below, or ``all``; each writes
 docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
 import sys
 
@@ -16,6 +16,7 @@ from . import (
     real,
     real_prior,
     real_calibration,
+    sample_head,
     samplers,
     seed,
     speed,
@@ -27,7 +28,7 @@ from . import (
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
-            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "std_head": std_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_sampler": adapt_sampler.main,
+            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "std_head": std_head.main, "sample_head": sample_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_sampler": adapt_sampler.main,
             "memory": memory.main, "entropy": entropy.main, "tiles": tiles.main,
             "calibration_diagnosis": calibration_diagnosis.main}
 

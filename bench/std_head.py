@@ -104,7 +104,10 @@ def oracle_width(err: np.ndarray, unit: np.ndarray, level: float = 0.9) -> float
     return float(np.mean(2 * lam * unit))
 
 
-def evaluate(args):
+def real_cases(real: Path, size: int) -> list[tuple]:
+    """(label, noisy, truth, camera) for the held-out real images of bench/real_calibration.py: each
+    re-acquired at 3, 10 and 30 photons at peak (exact truth; the simulated camera), and three
+    lysosome frames against the mean of their neighbours (the camera fitted to the frame)."""
     import tifffile
 
     from napari_diffdenoise.core.camera_noise import CameraNoise, estimate_noise
@@ -112,6 +115,21 @@ def evaluate(args):
     from .real_calibration import (DSB, HELD_OUT, LYSOSOME, OFFSET, READ_NOISE, _centre, _read, lysosome_cases,
                                   reacquired)
 
+    images = [("DSB nuclei", _centre(tifffile.imread(DSB), size))]
+    for label, rel, channel in HELD_OUT:
+        image = _read(real / rel)
+        images.append((label, _centre(image[channel] if channel is not None else image, size)))
+    cases = []
+    for i, (label, image) in enumerate(images):
+        for photons in (3.0, 10.0, 30.0):
+            noisy, truth, _ = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
+            cases.append((f"{label}, {photons:g} ph", noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET)))
+    for label, frame, truth, _tau2, _frames in lysosome_cases(real / LYSOSOME, size, 3):
+        cases.append((label, frame, truth, estimate_noise([frame])))
+    return cases
+
+
+def evaluate(args):
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     model.mean_network.float()
@@ -119,17 +137,7 @@ def evaluate(args):
     net = load_net(args.net) if args.net else model.std_network.float().eval()
     where = (f"{args.net.name}, {load_file_steps(args.net)} steps" if args.net else
              f"the one `{args.model}` ships, {model.std_provenance.get('steps', '?')} steps")
-    images = [("DSB nuclei", _centre(tifffile.imread(DSB), args.size))]
-    for label, rel, channel in HELD_OUT:
-        image = _read(args.real / rel)
-        images.append((label, _centre(image[channel] if channel is not None else image, args.size)))
-    cases = []
-    for i, (label, image) in enumerate(images):
-        for photons in (3.0, 10.0, 30.0):
-            noisy, truth, _ = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
-            cases.append((f"{label}, {photons:g} ph", noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET)))
-    for label, frame, truth, _tau2, _frames in lysosome_cases(args.real / LYSOSOME, args.size, 3):
-        cases.append((label, frame, truth, estimate_noise([frame])))
+    cases = real_cases(args.real, args.size)
     rows, records = [], []
     for label, noisy, truth, _camera in cases:
         t0 = time.perf_counter()
