@@ -77,4 +77,5 @@ def test_the_cli_and_the_denoise_widget_offer_the_declared_formats(make_napari_v
 def test_the_time_estimate_times_each_format_on_its_own(tiny_model):
     from napari_diffdenoise.core.run_cost import _rate_key
 
-    assert _rate_key(tiny_model, make_settings(tiny_model)) != _rate_key(tiny_model, make_settings(tiny_model, precision="bfloat16"))
+    assert _rate_key(tiny_model, make_settings(tiny_model), "network") != \
+        _rate_key(tiny_model, make_settings(tiny_model, precision="bfloat16"), "network")

@@ -10,7 +10,7 @@ PER_PIXEL = 1e-6  # seconds per pixel and network call, in place of the timing
 
 @pytest.fixture
 def fixed_rate(monkeypatch):
-    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings: PER_PIXEL)
+    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": PER_PIXEL)
 
 
 def test_the_work_follows_planes_samples_steps_and_the_one_pass_mean(fixed_rate, headed):

@@ -88,3 +88,22 @@ def test_the_sample_head_is_saved_and_loaded(sampled, tmp_path, plane):
         assert torch.equal(a, b)
     runs = [denoise(plane, m, sampler="one-step", n_samples=2, seed=0).entropy for m in (loaded, sampled)]
     np.testing.assert_array_equal(*runs)
+
+
+def test_the_time_here_counts_k_calls_of_the_sample_head_each_network_timed_on_its_own(sampled, monkeypatch):
+    from napari_diffdenoise.core import run_cost
+
+    rates = {"network": 1e-5, "mean_network": 1e-6, "std_network": 2e-6, "sample_network": 3e-6}
+    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": rates[network])
+    one_step = run_cost.restoration_cost(sampled, (64, 64), sampler="one-step", n_samples=8)
+    assert one_step.evaluations == 1
+    assert one_step.seconds == pytest.approx(64 * 64 * (8 * 3e-6 + 1e-6 + 2e-6))
+    ddim = run_cost.restoration_cost(sampled, (64, 64), n_samples=8, steps=10)
+    assert ddim.seconds == pytest.approx(64 * 64 * (80 * 1e-5 + 1e-6 + 2e-6))
+    # the rate of a head is timed on that head: a real timing of each differs
+    monkeypatch.undo()
+    monkeypatch.setattr(run_cost, "_SECONDS_PER_PIXEL", {})
+    s = run_cost.make_settings(sampled, sampler="one-step", device="cpu")
+    assert all(run_cost.seconds_per_pixel(sampled, s, network) > 0
+               for network in ("network", "mean_network", "std_network", "sample_network"))
+    assert len(run_cost._SECONDS_PER_PIXEL) == 4 and run_cost.is_timed(sampled, sampler="one-step", device="cpu")

@@ -49,7 +49,7 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     from napari_diffdenoise.core.driving import drive
     from napari_diffdenoise.core.self_calibration import MAX_PIXELS
 
-    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings: 2e-6)
+    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 2e-6)
     viewer = make_napari_viewer()
     layer = _cells(viewer, (3, 64, 80))
     w = TrainWidget(viewer)

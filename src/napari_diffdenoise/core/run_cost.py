@@ -45,36 +45,44 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def _rate_key(model: DiffusionModel, settings: Settings) -> tuple:
-    return model.sha256 or model.name, str(settings.device), settings.tile, settings.precision
+def _rate_key(model: DiffusionModel, settings: Settings, network: str) -> tuple:
+    return model.sha256 or model.name, network, str(settings.device), settings.tile, settings.precision
 
 
 def is_timed(model: DiffusionModel, **settings) -> bool:
     """Whether this model's calls are already timed for these settings: an estimate then costs nothing."""
-    return _rate_key(model, make_settings(model, **settings)) in _SECONDS_PER_PIXEL
+    s = make_settings(model, **settings)
+    return all(_rate_key(model, s, network) in _SECONDS_PER_PIXEL for network, _ in _calls(model, s)[1])
 
 
-def seconds_per_pixel(model: DiffusionModel, settings: Settings, calls: int = 3, warm_up: int = 2) -> float:
-    """Timed once per model, device and tile: network calls on a tile of the size the restoration
-    uses, batched as it batches them, after ``warm_up`` calls that pay for allocations and kernel
-    choice (with one, the estimate came out 2–3.5× above the measured run in bench speed); the median of
-    ``calls``, as one alone swings with whatever else the machine runs."""
+def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = "network", calls: int = 3,
+                      warm_up: int = 2) -> float:
+    """Timed once per model, network (the diffusion network or one of its heads, a DiffusionModel
+    attribute), device and tile: calls on a tile of the size the restoration uses, batched as it
+    batches them, after ``warm_up`` calls that pay for allocations and kernel choice (with one, the
+    estimate came out 2–3.5× above the measured run in bench speed); the median of ``calls``, as one
+    alone swings with whatever else the machine runs."""
     side = settings.tile
-    key = _rate_key(model, settings)
+    key = _rate_key(model, settings, network)
     if key not in _SECONDS_PER_PIXEL:
-        run = device_model(model, settings.device)
+        net = getattr(device_model(model, settings.device), network)
         batch = max(1, min(max(settings.n_samples, 1), settings.batch_pixels // (side * side)))
-        y = torch.zeros(batch, 1, side, side, device=settings.device).contiguous(memory_format=torch.channels_last)
+
+        def plane(channels):
+            return torch.zeros(batch, channels, side, side, device=settings.device).contiguous(
+                memory_format=torch.channels_last)
+
+        y, cond = plane(1), plane(net.config.cond_channels) if net.config.cond_channels else None
         gamma = torch.full((batch,), 0.5, device=settings.device)
         seconds = []
         bfloat16 = torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16")
         with torch.inference_mode(), bfloat16:
             for _ in range(warm_up):
-                run.predict_eps(y, gamma, y)
+                net(y, gamma, cond)
             for _ in range(calls):
                 _synchronize(settings.device)
                 start = time.perf_counter()
-                run.predict_eps(y, gamma, y)
+                net(y, gamma, cond)
                 _synchronize(settings.device)
                 seconds.append(time.perf_counter() - start)
         _SECONDS_PER_PIXEL[key] = float(np.median(seconds)) / (batch * side * side)
@@ -110,15 +118,26 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], **settings) 
     planes = int(np.prod(shape[:-2], dtype=np.int64))
     tiled = _tiled_pixels(model, tuple(shape[-2:]), s)
     evaluations, calls = _calls(model, s)
-    seconds = planes * tiled * calls * seconds_per_pixel(model, s)
+    seconds = planes * tiled * _seconds_per_tiled_pixel(model, s, calls)
     return RunCost(planes * int(np.prod(shape[-2:])), s.n_samples, evaluations, seconds)
 
 
-def _calls(model: DiffusionModel, s: Settings) -> tuple[int, int]:
-    """(the sampler's evaluations per sample, the network calls per tiled pixel): K × evaluations,
-    plus a pass for each head the run uses (the std head is smaller: this errs long, by little)."""
+def _calls(model: DiffusionModel, s: Settings) -> tuple[int, list[tuple[str, int]]]:
+    """(the sampler's evaluations per sample, [(network, its calls per tiled pixel)]): K × evaluations
+    of the network the sampler steps (the diffusion network, or the head it draws with), and a pass of
+    each head the run uses besides; each network is timed on its own, as the heads are smaller."""
     evaluations = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
-    return evaluations, s.n_samples * evaluations + (s.mean_estimator != "samples") + (s.std_estimator == "head")
+    sampled = s.sampler.head or "network"
+    mean_head = s.mean_estimator == "head" or (s.n_samples and s.sampler.head is not None)
+    calls = {sampled: s.n_samples * evaluations, "mean_network": int(bool(mean_head)),
+             "std_network": int(s.std_estimator == "head")}
+    if s.mean_estimator == "x0":  # the posterior mean is one call of the diffusion network
+        calls["network"] = calls.get("network", 0) + 1
+    return evaluations, [(network, n) for network, n in calls.items() if n]
+
+
+def _seconds_per_tiled_pixel(model: DiffusionModel, s: Settings, calls: list[tuple[str, int]]) -> float:
+    return sum(n * seconds_per_pixel(model, s, network) for network, n in calls)
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
@@ -132,5 +151,5 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
     crops, draws = recorrupted_crops(planes, max_pixels)
     tiled = _tiled_pixels(model, crops.shape[-2:], settings)
     evaluations, calls = _calls(model, settings)
-    seconds = draws * len(crops) * tiled * calls * seconds_per_pixel(model, settings)
+    seconds = draws * len(crops) * tiled * _seconds_per_tiled_pixel(model, settings, calls)
     return RunCost(int(draws * crops.size), settings.n_samples, evaluations, seconds)
