@@ -6,7 +6,7 @@ import pytest
 
 from napari_diffdenoise import load_model
 from napari_diffdenoise._widgets import denoise as denoise_module
-from napari_diffdenoise._widgets.denoise import CUSTOM, PRESETS, DenoiseWidget
+from napari_diffdenoise._widgets.denoise import CUSTOM, DenoiseWidget
 from napari_diffdenoise._widgets.run_controls import follow_param
 from napari_diffdenoise.core.restore import make_settings
 from napari_diffdenoise.core.sampler_registry import SAMPLERS, STEPS
@@ -20,8 +20,8 @@ def errors(monkeypatch):
     return messages
 
 
-def _preset(name: str) -> str:
-    return next(label for label in PRESETS if label.startswith(name))
+def _preset(w, name: str) -> str:
+    return next(label for label in w.preset.choices if label.startswith(name + ":"))
 
 
 def test_a_box_that_follows_a_parameter_takes_its_decimals(qapp):
@@ -68,13 +68,16 @@ def test_the_steps_box_is_the_models_from_the_start(make_napari_viewer, tiny_che
 
 
 @pytest.mark.parametrize("model", ["demo", "demo-unpaired", "widefield"])
-def test_the_preset_box_shows_for_samplers_with_a_step_count(make_napari_viewer, errors, model):
+def test_the_preset_box_shows_for_samplers_with_a_step_count_or_named_by_a_preset(make_napari_viewer, errors, model):
+    from napari_diffdenoise.core.run_presets import preset_samplers
+
     w = DenoiseWidget(make_napari_viewer())
     w.model.value = model
+    named = preset_samplers(w._selected_model())
     for sampler in [s for s in w.sampler.choices if s in SAMPLERS]:
         w.sampler.value = sampler
         has_steps = "steps" in {p.name for p in SAMPLERS[sampler].params}
-        assert w.preset.native.isHidden() is not has_steps, sampler
+        assert w.preset.native.isHidden() is not (has_steps or sampler in named), sampler
         assert w.steps.native.isHidden() is not has_steps, sampler
     assert not errors
 
@@ -83,18 +86,18 @@ def test_the_preset_box_names_the_preset_the_steps_and_samples_match(make_napari
     """Once "custom" (heun's 5 steps), the box said custom for every sampler and model after it, though
     the steps and samples were a preset's again."""
     w = DenoiseWidget(make_napari_viewer())
-    assert w.preset.value == _preset("default") and (w.steps.value, w.n_samples.value) == (10, 8)
+    assert w.preset.value == _preset(w, "default") and (w.steps.value, w.n_samples.value) == (10, 8)
     w.sampler.value = "heun"
     assert w.steps.value == 5 and w.preset.value == CUSTOM
     w.sampler.value = "ddim"
-    assert w.steps.value == 10 and w.preset.value == _preset("default")
+    assert w.steps.value == 10 and w.preset.value == _preset(w, "default")
     w.steps.value, w.n_samples.value = 3, 4  # by hand
-    assert w.preset.value == _preset("fast")
-    w.preset.value = _preset("thorough")
+    assert w.preset.value == _preset(w, "fast")
+    w.preset.value = _preset(w, "thorough")
     assert (w.steps.value, w.n_samples.value) == (20, 16)
     # another model keeps the preset's steps (within its bounds), so the box still names it
     w.model.value = "widefield"
-    assert w.sampler.value == "ddim-dc" and w.preset.value == _preset("thorough")
+    assert w.sampler.value == "ddim-dc" and w.preset.value == _preset(w, "thorough")
     assert not errors
 
 

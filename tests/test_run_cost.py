@@ -80,7 +80,7 @@ def test_seconds_per_pixel_is_timed_once_per_model_device_and_tile(headed, monke
 
 
 def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer, qtbot, fixed_rate, tiny_checkpoint):
-    from napari_diffdenoise._widgets.denoise import PRESETS, DenoiseWidget
+    from napari_diffdenoise._widgets.denoise import DenoiseWidget
     from napari_diffdenoise.core.checkpoint import load_model
 
     viewer = make_napari_viewer()
@@ -94,10 +94,10 @@ def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer,
     def expected(**settings):
         return f"about {duration(restoration_cost(model, (2, 128, 128), **settings).seconds)}"
 
-    w.preset.value = [p for p in PRESETS if p.startswith("thorough")][0]
+    w.preset.value = [p for p in w.preset.choices if p.startswith("thorough")][0]
     qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=16, steps=20), timeout=20_000)
     assert "2 × 128" not in w.estimate.tooltip and "32,768 px × 16 samples × 20 steps" in w.estimate.tooltip
-    w.preset.value = [p for p in PRESETS if p.startswith("fast")][0]
+    w.preset.value = [p for p in w.preset.choices if p.startswith("fast")][0]
     qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=4, steps=3), timeout=20_000)
     w.coverage.value = 0.9  # calibrating on the image comes first, and is counted
     qtbot.waitUntil(lambda: "of it calibrating" in w.estimate.value, timeout=20_000)

@@ -98,7 +98,7 @@ def test_the_time_here_counts_k_calls_of_the_sample_head_each_network_timed_on_i
     one_step = run_cost.restoration_cost(sampled, (64, 64), sampler="one-step", n_samples=8)
     assert one_step.evaluations == 1
     assert one_step.seconds == pytest.approx(64 * 64 * (8 * 3e-6 + 1e-6 + 2e-6))
-    ddim = run_cost.restoration_cost(sampled, (64, 64), n_samples=8, steps=10)
+    ddim = run_cost.restoration_cost(sampled, (64, 64), sampler="ddim", n_samples=8, steps=10)
     assert ddim.seconds == pytest.approx(64 * 64 * (80 * 1e-5 + 1e-6 + 2e-6))
     # the rate of a head is timed on that head: a real timing of each differs
     monkeypatch.undo()
@@ -107,3 +107,23 @@ def test_the_time_here_counts_k_calls_of_the_sample_head_each_network_timed_on_i
     assert all(run_cost.seconds_per_pixel(sampled, s, network) > 0
                for network in ("network", "mean_network", "std_network", "sample_network"))
     assert len(run_cost._SECONDS_PER_PIXEL) == 4 and run_cost.is_timed(sampled, sampler="one-step", device="cpu")
+
+
+def test_the_default_run_is_the_default_preset_one_step_with_the_heads_and_ddim_without(sampled, plane):
+    import dataclasses
+
+    from napari_diffdenoise.core.run_presets import PRESETS, preset
+
+    tiny_model = dataclasses.replace(sampled, sample_network=None)
+    default = preset("default")
+    assert sampled.default_sampler == default.settings(sampled)["sampler"] == "one-step"
+    assert tiny_model.default_sampler == default.settings(tiny_model)["sampler"] == "ddim"
+    result = denoise(plane, sampled, seed=0)
+    assert result.metadata["sampler"] == "one-step" and result.metadata["n_samples"] == 8
+    assert result.metadata["network_evaluations"] == 3
+    assert [p.label(sampled) for p in PRESETS] == ["fast: 4 samples, one step each", "default: 8 samples, one step each",
+                                                   "thorough: 20 steps × 16 samples"]
+    assert [p.label(tiny_model) for p in PRESETS] == ["fast: 3 steps × 4 samples", "default: 10 steps × 8 samples",
+                                                      "thorough: 20 steps × 16 samples"]
+    with pytest.raises(ValueError, match="preset must be one of \\['fast', 'default', 'thorough'\\]; got 'quick'"):
+        preset("quick")

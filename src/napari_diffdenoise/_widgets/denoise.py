@@ -28,6 +28,7 @@ from ..core.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.methods import METHODS, find_method, method_settings
 from ..core.restore import Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run_cost import duration
+from ..core.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_samplers
 from ..core.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, PSF_SIGMA, SAMPLER,
                              SEED, STD)
 from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
@@ -44,13 +45,9 @@ if TYPE_CHECKING:
 
 LOAD_FROM_FILE = "Load from file…"
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
-# speed / quality presets: (steps, samples); η = 1 throughout. The bundled demo is calibrated for
-# "fast" and "default" (docs/benchmarks/samplers.md, coverage.md)
 # the labels name the work, not a time: a time measured on one machine is wrong on the next (the
-# status line shows the time left, measured on this machine, from the first tile on)
-PRESET_STEPS_SAMPLES = {"fast": (3, 4), "default": (10, 8), "thorough": (20, 16)}
-PRESETS = {f"{name}: {steps} steps × {samples} samples": (steps, samples)
-           for name, (steps, samples) in PRESET_STEPS_SAMPLES.items()}
+# status line shows the time left, measured on this machine, from the first tile on); the presets
+# themselves are core.run_presets'
 CUSTOM = "custom"
 # for a model with a mean and a std head: mean, std and intervals with no samples (no entropy), what
 # the Preview shows, over the whole image (docs/benchmarks/speed.md: its time against one BM3D call on a 512² plane)
@@ -193,12 +190,13 @@ class DenoiseWidget(WorkerControls, Container):
         self.sampler = ComboBox(label=SAMPLER.label, choices=self._sampler_choices, value="ddim",
                                 tooltip=SAMPLER.help + "\n\n" + "\n".join(f"{s.name}: {s.description}"
                                                                            for s in SAMPLERS.values()))
-        self.preset = ComboBox(label="Speed / quality", choices=self._preset_choices, value=list(PRESETS)[1],
-                               tooltip="Sets the steps and samples for you: one pass (models with a std head: mean, "
-                                       "std and intervals, no entropy) or fast for a look, thorough for the steadiest "
-                                       "entropy maps. The mean is the same in all of them (one pass of the model). "
-                                       "The cost grows with steps × samples: 'Time here' below says what it costs on "
-                                       "this machine before the run, the status line the time left during it")
+        self.preset = ComboBox(label="Speed / quality", choices=self._preset_choices,
+                               tooltip="Sets the sampler, steps and samples for you: one pass (models with a std head: "
+                                       "mean, std and intervals, no entropy); fast and default (with a sample head, "
+                                       "one network evaluation per sample); thorough, the full DDIM sampler, for the "
+                                       "steadiest entropy maps. The mean is the same in all of them (one pass of the "
+                                       "model). The cost grows with steps × samples: 'Time here' below says what it "
+                                       "costs on this machine before the run, the status line the time left during it")
         self.estimate = Label(label="Time here", value="—",
                               tooltip="How long the run takes on this machine: the run's network calls, from the "
                                       "settings and the image's size, times one call's cost timed here")
@@ -274,6 +272,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.preset.changed.connect(self._on_preset)
         self.steps.changed.connect(self._name_preset)
         self.n_samples.changed.connect(self._name_preset)
+        self.preset.value = next(label for label, p in self._presets().items() if p.name == DEFAULT_PRESET)
         self.psf_source.changed.connect(self._show_psf_widgets)
         self._estimate_for = None  # the (model, shape, settings) whose time 'Time here' shows or is timing
         for control in self._run_inputs():
@@ -331,30 +330,55 @@ class DenoiseWidget(WorkerControls, Container):
                 if others:
                     self.image.value = others[0]
 
+    def _form_model(self):
+        """The chosen model, or None before one is chosen or when it cannot be read."""
+        if not self._is_model():
+            return None
+        try:
+            return self._selected_model()
+        except (ValueError, OSError):
+            return None
+
+    def _presets(self) -> dict[str, Preset]:
+        """{label: preset} of core.run_presets for the chosen model (its labels say its work); for a
+        model they cannot run (an unpaired one, whose samplers take no steps: the box is hidden) and
+        before a model is chosen, the labels of a model without heads."""
+        model = self._form_model()
+        return {p.label(model if model is not None and p.fits(model) else None): p for p in PRESETS}
+
     def _preset_choices(self, _widget=None) -> list[str]:
         """The presets; one pass only for a model whose heads give mean and std without samples."""
         try:
             heads = self._is_model() and self._selected_model().std_network is not None
         except (ValueError, OSError, AttributeError):
             heads = False
-        return [*([ONE_PASS] if heads else []), *PRESETS, CUSTOM]
+        return [*([ONE_PASS] if heads else []), *self._presets(), CUSTOM]
 
     def _on_preset(self, name):
-        if getattr(self, "_applying_preset", False) or (name not in PRESETS and name != ONE_PASS):
+        presets = self._presets()
+        if getattr(self, "_applying_preset", False) or (name not in presets and name != ONE_PASS):
             return
         self._applying_preset = True
         try:
             if name == ONE_PASS:
                 self.n_samples.value = 0
             else:
-                steps, samples = PRESETS[name]
-                self.steps.value, self.n_samples.value = min(steps, self.steps.max), samples
+                model = self._form_model()
+                fits = model is not None and presets[name].fits(model)
+                option = presets[name].option(model) if fits else dict(presets[name].options[-1])
+                if "sampler" in option and self.sampler.value != option["sampler"]:
+                    self.sampler.value = option["sampler"]
+                elif "sampler" not in option and not self._sampler_declares("steps"):
+                    self.sampler.value = presets[name].settings(model)["sampler"] if fits else "ddim"
+                if "steps" in option:
+                    self.steps.value = min(option["steps"], self.steps.max)
+                self.n_samples.value = option["n_samples"]
             self.eta.value = 1.0
         finally:
             self._applying_preset = False
 
     def _name_preset(self, _value=None):
-        """The box names the preset the steps and samples are, whoever set them, else 'custom'."""
+        """The box names the preset the sampler, steps and samples are, whoever set them, else 'custom'."""
         if getattr(self, "_applying_preset", False):
             return
         self._applying_preset = True  # naming a preset must not apply it
@@ -366,8 +390,16 @@ class DenoiseWidget(WorkerControls, Container):
     def _preset_of(self) -> str:
         if self.n_samples.value == 0 and ONE_PASS in self.preset.choices:
             return ONE_PASS
-        pairs = {pair: name for name, pair in PRESETS.items()}
-        return pairs.get((self.steps.value, self.n_samples.value), CUSTOM)
+        model = self._form_model()
+        steps = self.steps.value if self._sampler_declares("steps") else None
+        for label, preset in self._presets().items():
+            if preset.matches(model, self.sampler.value, steps, self.n_samples.value):
+                return label
+        return CUSTOM
+
+    def _sampler_declares(self, param: str) -> bool:
+        info = SAMPLERS.get(self.sampler.value)
+        return info is not None and param in {p.name for p in info.params}
 
     def _sampler_choices(self, _widget=None):
         """The samplers that can run with the chosen model: its kind and the heads it carries (paired
@@ -473,7 +505,9 @@ class DenoiseWidget(WorkerControls, Container):
         info = SAMPLERS.get(name) if self._is_model() else None
         names = {p.name for p in info.params} if info is not None else set()
         self.steps.visible, self.eta.visible = "steps" in names, "eta" in names
-        self.preset.visible = "steps" in names  # a preset sets steps: without them it could only say "custom"
+        # a preset sets steps and samples, or names its sampler: under another it could only say "custom"
+        model = self._form_model()
+        self.preset.visible = "steps" in names or (model is not None and name in preset_samplers(model))
         self.sampler_params.visible = False
         if info is None:
             return

@@ -59,7 +59,11 @@ class DiffusionModel:
         """The sampler a run uses when none is named (the library, the CLI and the widget alike)."""
         if self.kind == "unpaired":
             return "fb"
-        return "ddim-dc" if self.task == "deconvolve" else "ddim"
+        if self.task == "deconvolve":
+            return "ddim-dc"
+        # the default preset's first choice (core.run_presets): a sample per network evaluation, drawn by
+        # the sample head about the mean head's estimate, when the model carries both
+        return "one-step" if self.sample_network is not None and self.mean_network is not None else "ddim"
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
