@@ -56,23 +56,34 @@ def against_bm3d(model, plane: np.ndarray):
     noisy: ratios, not seconds, are what carries over). Maps of the reduced-cost routes are compared
     with the default's: max |Δ| over the plane's 0.1–99.9 percentile range."""
     _, bm3d_s = timed(lambda: bm3d_once(plane))
-    fast = {"sampler": FAST_SAMPLER_SETTINGS["sampler"], "n_samples": FAST_SAMPLER_SETTINGS["n_samples"],
-            "sampler_params": FAST_SAMPLER_SETTINGS["sampler_params"], "coverage": 0.9}
-    default = {"n_samples": 8, "steps": 10, "coverage": 0.9}
+    from napari_diffdenoise.core.run_presets import preset
+
+    fast, default = ({**preset(name).settings(model), "coverage": 0.9} for name in ("fast", "default"))
+    ddim_fast = {"sampler": FAST_SAMPLER_SETTINGS["sampler"], "n_samples": FAST_SAMPLER_SETTINGS["n_samples"],
+                 "sampler_params": FAST_SAMPLER_SETTINGS["sampler_params"], "coverage": 0.9}
+    ddim_default = {"sampler": "ddim", "n_samples": 8, "steps": 10, "coverage": 0.9}
     low, high = np.percentile(plane, [0.1, 99.9])
     span = float(high - low)
-    denoise(plane, model, seed=0, n_samples=1, steps=1)  # warm-up: the first calls pick kernels
+    denoise(plane, model, seed=0, n_samples=1, steps=1, sampler="ddim")  # warm-up: the first calls pick kernels
     from napari_diffdenoise.core.run_cost import restoration_cost
+
+    def work(kw):
+        return "one step each (the sample head)" if kw["sampler"] == "one-step" else \
+            f"{kw['sampler'].upper()} {kw.get('steps', kw.get('sampler_params', {}).get('steps'))} steps"
 
     rows, data, reference = [["BM3D, one call (σ estimated)", bm3d_s, "—", 1.0, "—", "—", "—"]], [], None
     runs = [
         ("Preview: the mean and std heads (no samples)", dict(n_samples=0), contextlib.nullcontext()),
         ("Preview, no std: the mean head alone", dict(n_samples=0, std="samples"), contextlib.nullcontext()),
-        ("fast: K=4, DDIM 3 steps, 90 % intervals", fast, contextlib.nullcontext()),
-        ("default: K=8, DDIM 10 steps, 90 % intervals", default, contextlib.nullcontext()),
-        ("default, std from the samples (before the std head)", {**default, "std": "samples"}, contextlib.nullcontext()),
-        ("default, bright pass over the whole plane (before boxes)", default, whole_plane_bright_pass()),
+        (f"fast: K={fast['n_samples']}, {work(fast)}, 90 % intervals", fast, contextlib.nullcontext()),
+        (f"default: K={default['n_samples']}, {work(default)}, 90 % intervals", default, contextlib.nullcontext()),
+        (f"before the sample head, fast: K=4, {work(ddim_fast)}", ddim_fast, contextlib.nullcontext()),
+        (f"before the sample head, default: K=8, {work(ddim_default)}", ddim_default, contextlib.nullcontext()),
+        ("DDIM 10 steps, std from the samples (before the std head)", {**ddim_default, "std": "samples"},
+         contextlib.nullcontext()),
+        ("DDIM 10 steps, bright pass over the whole plane (before boxes)", ddim_default, whole_plane_bright_pass()),
         ("default, precision='bfloat16'", {**default, "precision": "bfloat16"}, contextlib.nullcontext()),
+        ("DDIM 10 steps, precision='bfloat16'", {**ddim_default, "precision": "bfloat16"}, contextlib.nullcontext()),
         ("Preview, precision='bfloat16'", dict(n_samples=0, precision="bfloat16"), contextlib.nullcontext()),
     ]
     for label, kw, ctx in runs:
@@ -191,15 +202,18 @@ def main(argv=None):
             "sampler_params": FAST_SAMPLER_SETTINGS["sampler_params"]}
     for label, kw in [
         ("Preview: the mean and std heads, no samples (the widget's Preview)", dict(n_samples=0)),
-        ("previous Preview: K=1, DDIM 5 steps", dict(n_samples=1, steps=5, eta=0.0, mean="samples")),
-        ("previous default: K=8, DDIM 10 steps η=0, mean of the samples", dict(n_samples=8, steps=10, eta=0.0,
-                                                                               mean="samples")),
-        (f"default: K=8, DDIM 10 steps η=1, mean and std heads, 90 % intervals (tile {model.tile})",
-         dict(n_samples=8, steps=10, coverage=0.9)),
-        ("default, std from the samples (before the std head)", dict(n_samples=8, steps=10, coverage=0.9, std="samples")),
-        ("fast: K=4, DDIM 3 steps η=1, mean and std heads, 90 % intervals", dict(**fast, coverage=0.9)),
-        ("default, the 8 samples batched", dict(n_samples=8, steps=10, batch_pixels=8 * 512 * 512)),
-        ("default, tile 256 (3×3 overlapping tiles)", dict(n_samples=8, steps=10, tile=256)),
+        ("previous Preview: K=1, DDIM 5 steps", dict(sampler="ddim", n_samples=1, steps=5, eta=0.0, mean="samples")),
+        ("previous default: K=8, DDIM 10 steps η=0, mean of the samples", dict(sampler="ddim", n_samples=8, steps=10,
+                                                                               eta=0.0, mean="samples")),
+        (f"DDIM default before the sample head: K=8, 10 steps η=1, mean and std heads, 90 % intervals (tile "
+         f"{model.tile})", dict(sampler="ddim", n_samples=8, steps=10, coverage=0.9)),
+        ("DDIM 10 steps, std from the samples (before the std head)", dict(sampler="ddim", n_samples=8, steps=10,
+                                                                          coverage=0.9, std="samples")),
+        ("DDIM fast: K=4, 3 steps η=1, mean and std heads, 90 % intervals", dict(**fast, coverage=0.9)),
+        ("DDIM 10 steps, the 8 samples batched", dict(sampler="ddim", n_samples=8, steps=10,
+                                                      batch_pixels=8 * 512 * 512)),
+        ("DDIM 10 steps, tile 256 (3×3 overlapping tiles)", dict(sampler="ddim", n_samples=8, steps=10, tile=256)),
+        ("default: K=8, one step each (the sample head), mean and std heads, 90 % intervals", dict(coverage=0.9)),
     ]:
         result, seconds = timed(lambda: denoise(noisy, model, seed=0, **kw))
         evals = result.metadata["network_evaluations"]

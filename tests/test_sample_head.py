@@ -127,3 +127,12 @@ def test_the_default_run_is_the_default_preset_one_step_with_the_heads_and_ddim_
                                                       "thorough: 20 steps × 16 samples"]
     with pytest.raises(ValueError, match="preset must be one of \\['fast', 'default', 'thorough'\\]; got 'quick'"):
         preset("quick")
+
+
+def test_steps_or_guidance_without_a_sampler_take_ddim_and_a_named_one_step_still_refuses_them(sampled, plane):
+    assert denoise(plane, sampled, steps=2, n_samples=2, seed=0).metadata["sampler"] == "ddim"
+    assert denoise(plane, sampled, sampler_params={"eta": 0.5}, steps=2, n_samples=2).metadata["sampler"] == "ddim"
+    guided = denoise(plane, sampled, guidance="dc", psf=np.ones((3, 3)) / 9, steps=2, n_samples=2)
+    assert guided.metadata["sampler"] == "ddim"
+    with pytest.raises(ValueError, match="sampler 'one-step' has no parameter 'steps'; it takes none"):
+        denoise(plane, sampled, sampler="one-step", steps=2)

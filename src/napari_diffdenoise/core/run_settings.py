@@ -71,7 +71,8 @@ def make_settings(model: DiffusionModel, *, spec: RunSpec | None = None, **given
         raise TypeError(f"model must be a DiffusionModel, a bundled model name or a checkpoint path; got {model!r}")
     schedule = model.schedule
     v = {s.name: s.check(given[s.name], schedule) if s.checked else given[s.name] for s in RUN_SETTINGS}
-    info = _sampler_rule(model, v["sampler"], v["psf"], v["guidance"])
+    asked = {name for name in ("steps", "eta") if v[name] is not None} | set(v["sampler_params"] or {})
+    info = _sampler_rule(model, v["sampler"], v["psf"], v["guidance"], asked)
     _head_sampler_rule(model, info, v["guidance"])
     _psf_rule(model, info, v["guidance"], v["psf"])
     _guidance_coverage_rule(v["guidance"], v["coverage"])
@@ -105,12 +106,18 @@ def _precision_rule(precision: str, device: torch.device) -> None:
                          "(device='mps')")
 
 
-def _sampler_rule(model: DiffusionModel, sampler: str | None, psf, guidance: str | None) -> SamplerInfo:
+def _sampler_rule(model: DiffusionModel, sampler: str | None, psf, guidance: str | None,
+                  asked: set[str] = frozenset()) -> SamplerInfo:
     """The sampler asked for, else the model's own, steered by the PSF only when the PSF is there
-    for it (given, and not taken by the guidance); one that fits the model's kind."""
+    for it (given, and not taken by the guidance); one that fits the model's kind. Sampler
+    parameters (``asked``: steps=20, say) or guidance given without a sampler ask for one that
+    takes them: DDIM, when the model's own (the one-step sample head) does not."""
     if sampler is None:
         sampler = model.default_sampler
-        if get_sampler(sampler, model.kind).needs_psf and (psf is None or _guide_needs_psf(guidance)):
+        info = get_sampler(sampler, model.kind)
+        if info.needs_psf and (psf is None or _guide_needs_psf(guidance)):
+            sampler = "ddim"
+        elif info.head is not None and (guidance is not None or not asked <= {p.name for p in info.params}):
             sampler = "ddim"
     return get_sampler(sampler, model.kind)
 
