@@ -1,5 +1,6 @@
 """A calibration takes the run it calibrates as denoise does (issue #20): a RunSpec (spec=) or the run's
 keywords, the keywords beside a spec overriding it; calibration_settings keeps the form it was given."""
+import dataclasses
 import json
 
 import numpy as np
@@ -70,3 +71,27 @@ def test_calibrate_takes_a_spec_on_each_route(tiny_model):
     for truth in (clean, None):
         with pytest.raises(TypeError, match=r"^calibrate\(\) takes spec=RunSpec"):
             calibrate(tiny_model, noisy, truth, spec={"n_samples": 3})
+
+
+def test_the_cli_self_calibrates_with_the_runs_spec(tiny_checkpoint, tmp_path, monkeypatch):
+    """--self-calibrate hands self_calibrate the run's RunSpec as a calibration restores it, its seed the run's."""
+    import tifffile
+
+    from napari_diffdenoise import cli
+    from napari_diffdenoise.core import batch, self_calibration
+
+    calls = []
+
+    def self_calibrate(model, noisy, **kwargs):
+        calls.append(kwargs)
+        return dataclasses.replace(model, calibrations=[{"source": "recorded here"}])
+
+    monkeypatch.setattr(self_calibration, "self_calibrate", self_calibrate)
+    monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: ({}, []))
+    tifffile.imwrite(tmp_path / "in.tif", _noisy().astype(np.uint16))
+    assert cli.main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "out"), "--model",
+                     str(tiny_checkpoint), "--self-calibrate", "--coverage", "0.9", "--samples", "3", "--steps", "2",
+                     "--seed", "7"]) == 0
+    (given,) = calls
+    assert given["spec"] == RunSpec(n_samples=3, steps=2, seed=7, sampler_params={})
+    assert "seed" not in given, "the run's seed is in the spec, not taken for the recorruption's"

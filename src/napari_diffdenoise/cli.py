@@ -300,10 +300,11 @@ def _self_calibrated_model(args):
     source = open_image(args.input, args.axes)
     first, second, second_noise, second_is = calibration_planes(source.data, source.axes)
     model = load_model(args.model)
-    settings = calibration_settings(model, _run_from_args(args)[0].settings())
+    # the run's spec, not its keywords: a keyword seed would be taken as the recorruption's, not the run's
+    spec = calibration_settings(model, spec=_run_from_args(args)[0])
     print(f"self-calibrating on {len(first)} plane(s) of {args.input}", file=sys.stderr)
     model = self_calibrate(model, first, second=second, second_is=second_is, second_noise=second_noise,
-                           progress=_progress_printer(), **settings)
+                           progress=_progress_printer(), spec=spec)
     print(file=sys.stderr)
     calibration = model.calibrations[0]
     print(f"calibration: {calibration['source']}", file=sys.stderr)
