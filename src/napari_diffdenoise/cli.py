@@ -368,8 +368,8 @@ def cmd_train(args) -> int:
     main_rank = distributed.is_main()
 
     noisy, clean = _read_stack(args.noisy), _read_stack(args.clean)
-    config = scaled_config(args.steps, batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
-                           ema_decay=args.ema, seed=args.seed)
+    config = scaled_config(args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
+                           learning_rate=args.learning_rate, ema_decay=args.ema_decay, seed=args.seed)
     noise = NoiseModel(photons=tuple(args.photons), psf_sigma=args.psf_sigma)
 
     def show(info):
@@ -507,14 +507,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default",
                    help="start from this bundled name or checkpoint, or 'scratch' (default: demo if paired)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors); -best and .state files go beside it")
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--patch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of weights (0: off)")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--photons", type=float, nargs=2, default=(2.0, 50.0), help="clean-only: simulated peak photons")
-    p.add_argument("--psf-sigma", type=float, default=0.0, help="clean-only: extra blur of the noisy side (px)")
+    from .core.finetune import BATCH_SIZE, EMA_DECAY, LEARNING_RATE, PATCH_SIZE, STEPS, VAL_FRACTION
+    from .core.simulate import NoiseModel
+
+    for flag, option in (("--steps", STEPS), ("--batch-size", BATCH_SIZE), ("--patch-size", PATCH_SIZE),
+                         ("--lr", LEARNING_RATE), ("--ema", EMA_DECAY), ("--val-fraction", VAL_FRACTION)):
+        p.add_argument(flag, dest=option.name, type=option.type, default=option.default,
+                       help=f"{option.help} (default {option.default:g})".replace("%", "%%"))
+    simulated = NoiseModel()
+    p.add_argument("--photons", type=float, nargs=2, default=simulated.photons, help="clean-only: simulated peak photons")
+    p.add_argument("--psf-sigma", type=float, default=simulated.psf_sigma,
+                   help="clean-only: extra blur of the noisy side (px)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files at --out")
     p.add_argument("--seed", type=int, default=0)
