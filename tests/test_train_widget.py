@@ -283,3 +283,19 @@ def test_the_cli_and_the_widget_offer_the_declared_fine_tuning(make_napari_viewe
         assert (control.value, control.min, control.max) == (option.default, option.low, option.high), option.name
         assert control.label == option.label and control.tooltip == option.help, option.name
     assert w.patch_size.step == PATCH_SIZE.step
+
+
+def test_the_adapting_budget_is_declared_once(make_napari_viewer):
+    """adapt(), the CLI's adapt command and the widget's noisy-only mode start from one time budget."""
+    import inspect
+
+    from napari_diffdenoise._widgets.train import TrainWidget
+    from napari_diffdenoise.cli import build_parser
+    from napari_diffdenoise.core.adapt import MINUTES, adapt, iter_adapt
+
+    w = TrainWidget(make_napari_viewer())
+    assert (w.minutes.value, w.minutes.min, w.minutes.max, w.minutes.step) == \
+        (MINUTES.default, MINUTES.low, MINUTES.high, MINUTES.step)
+    assert not w.minutes.visible and w.minutes.tooltip.startswith(MINUTES.help)
+    assert build_parser().parse_args(["adapt", "in.tif", "--out", "a.safetensors"]).minutes == MINUTES.default
+    assert {inspect.signature(f).parameters["minutes"].default for f in (adapt, iter_adapt)} == {MINUTES.default}

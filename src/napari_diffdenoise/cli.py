@@ -515,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, dest=option.name, type=option.type, default=option.default,
                        help=f"{option.help} (default {option.default:g})".replace("%", "%%"))
     simulated = NoiseModel()
-    p.add_argument("--photons", type=float, nargs=2, default=simulated.photons, help="clean-only: simulated peak photons")
+    p.add_argument("--photons", type=float, nargs=2, default=simulated.photons,
+                   help="clean-only: simulated peak photons")
     p.add_argument("--psf-sigma", type=float, default=simulated.psf_sigma,
                    help="clean-only: extra blur of the noisy side (px)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -527,7 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("noisy", nargs="+", help=f"noisy images (2 to 5 dims) of the data the model is for: {formats}")
     p.add_argument("--out", required=True, help="the adapted model (.safetensors)")
     p.add_argument("--model", default="demo", help="the model to start from (default: demo; it needs a mean head)")
-    p.add_argument("--minutes", type=float, default=5.0, help="training time (default 5)")
+    from .core.adapt import MINUTES
+
+    p.add_argument("--minutes", type=float, default=MINUTES.default,
+                   help=f"{MINUTES.help} (default {MINUTES.default:g})")
     p.add_argument("--steps", type=int, help="a fixed step count instead of minutes (reproducible under --seed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-recalibrate", action="store_true",

@@ -20,6 +20,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
+from ..core.adapt import MINUTES
 from ..core.finetune import (
     BATCH_SIZE,
     EMA_DECAY,
@@ -110,9 +111,9 @@ class TrainWidget(WorkerControls, Container):
         self.mode = ComboBox(label="Data", choices=[PAIRED, CLEAN_ONLY, NOISY_ONLY], value=PAIRED,
                              tooltip="Noisy layer only: adapt a model with a mean head (the bundled demo) to your "
                                      "data from the noisy images alone; the noise model is read off the image")
-        self.minutes = FloatSpinBox(label="Adapt for (min)", value=5.0, min=0.1, max=600.0, step=0.5, visible=False,
-                                    tooltip="How long to adapt; the weights with the lowest validation loss are kept. "
-                                            "The intervals are then recalibrated on the image (the line below: how long)")
+        self.minutes = param_widget(MINUTES, None)
+        self.minutes.visible = False  # shown for the noisy-only mode
+        self.minutes.tooltip += " (the line below: how long)"
         self.recalibration = Label(label="Then recalibrate", value="", visible=False,
                                    tooltip="After adapting, the intervals are recalibrated on this image: one "
                                            "restoration of crops of it at the default settings")
