@@ -130,3 +130,19 @@ def test_the_bundled_models_pass_the_metadata_checks():
     for name in list_models():
         model = load_model(name)
         assert model.value_range[0] < model.value_range[1]
+
+
+def test_a_checkpoint_holds_each_mean_estimator_a_run_resolves_to_and_not_auto(headed, tmp_path):
+    """The estimators a model may store are the library's (run_spec.MEAN_ESTIMATORS) less "auto",
+    which is a run's request for the model's own: one added there loads here."""
+    from napari_diffdenoise.core.run_spec import MEAN_ESTIMATORS
+
+    for estimator in MEAN_ESTIMATORS:
+        headed.mean_estimator = estimator
+        path = tmp_path / f"{estimator}.safetensors"
+        save_checkpoint(headed, path)
+        if estimator == "auto":
+            with pytest.raises(ValueError, match="mean_estimator = 'auto'"):
+                load_model(path)
+        else:
+            assert load_model(path).mean_estimator == estimator

@@ -162,8 +162,21 @@ def _every_sampler(tiny_model):
         yield model, settings
 
 
-def test_the_number_of_steps_agrees_in_memory_and_to_files_for_every_sampler(tiny_model, small_tif, tmp_path):
-    for model, settings in _every_sampler(tiny_model):
+@pytest.fixture
+def all_heads(with_std):
+    """The tiny paired model with every head (mean, std, sample), so that every paired sampler runs on it."""
+    import torch
+
+    from napari_diffdenoise.core.network import UNet, UNetConfig
+
+    torch.manual_seed(3)
+    with_std.sample_network = UNet(UNetConfig(cond_channels=2, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                              fourier_features=8)).eval()
+    return with_std
+
+
+def test_the_number_of_steps_agrees_in_memory_and_to_files_for_every_sampler(all_heads, small_tif, tmp_path):
+    for model, settings in _every_sampler(all_heads):
         in_memory, to_files = _steps_both_ways(model, small_tif, tmp_path, **settings)
         assert in_memory == to_files == restore.network_steps(model, make_settings(model, **settings)), settings
 
@@ -171,6 +184,22 @@ def test_the_number_of_steps_agrees_in_memory_and_to_files_for_every_sampler(tin
 def test_the_number_of_steps_has_one_source(tiny_model, small_tif, tmp_path, monkeypatch):
     monkeypatch.setattr(restore, "network_steps", lambda model, s: 12345)
     assert _steps_both_ways(tiny_model, small_tif, tmp_path, n_samples=2, steps=2) == (12345, 12345)
+
+
+def test_the_number_of_steps_counts_every_network_pass_of_every_sampler_and_mean(all_heads, small_tif):
+    """On a plane of one tile the K samples go through the network together, so each sequential step
+    is one network evaluation: the steps recorded are the evaluations made, whichever sampler draws
+    (the sample head too, which draws about the mean head's estimate) and wherever the mean comes from."""
+    from napari_diffdenoise import denoise
+    from napari_diffdenoise.core.run_spec import MEAN_ESTIMATORS
+
+    plane = tifffile.imread(small_tif)
+    for model, settings in _every_sampler(all_heads):
+        means = [m for m in MEAN_ESTIMATORS if m != "auto"] if model is all_heads else ["samples"]
+        runs = [(mean, "samples") for mean in means] + ([("head", "head")] if model is all_heads else [])
+        for mean, std in runs:
+            meta = denoise(plane, model, mean=mean, std=std, **settings).metadata
+            assert meta["n_steps"] == meta["network_evaluations"], (settings, mean, std)
 
 
 def test_denoise_calibrate_adapt_and_train_share_one_cancel_convention(headed):

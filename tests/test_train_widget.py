@@ -252,3 +252,50 @@ def test_the_train_config_derivation_has_one_source(setup, tmp_path, monkeypatch
     monkeypatch.setattr(training, "scaled_config", lambda steps, **kwargs: marked)
     monkeypatch.setattr(train_module, "scaled_config", training.scaled_config)  # the name the widget imported
     assert _cli_train_config(monkeypatch, tmp_path) is marked and setup[1]._config() is marked
+
+
+def test_the_cli_and_the_widget_offer_the_declared_fine_tuning(make_napari_viewer, tmp_path, monkeypatch):
+    """Left at their defaults, the CLI and the widget train alike: the options declared once
+    (core.finetune.FINE_TUNING) and the library's simulated noise; each control is its declaration."""
+    import tifffile
+
+    import napari_diffdenoise
+    from napari_diffdenoise._widgets.train import TrainWidget
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core.finetune import EMA_DECAY, FINE_TUNING, PATCH_SIZE
+    from napari_diffdenoise.core.simulate import NoiseModel
+
+    seen = {}
+    monkeypatch.setattr(napari_diffdenoise, "train",
+                        lambda *args, **kwargs: seen.update(kwargs) or type("Result", (), {"best_val_loss": None})())
+    tifffile.imwrite(tmp_path / "clean.tif", np.zeros((32, 32), np.float32))
+    assert main(["train", "--clean", str(tmp_path / "clean.tif"), "--out", str(tmp_path / "m.safetensors")]) == 0
+    w = TrainWidget(make_napari_viewer())
+    assert seen["config"] == w._config()
+    assert seen["val_fraction"] == w.val_fraction.value
+    assert seen["noise_model"] == NoiseModel() == NoiseModel(photons=(w.photons_low.value, w.photons_high.value),
+                                                             psf_sigma=w.psf_sigma.value)
+    for option in FINE_TUNING:
+        if option is EMA_DECAY:  # a check box in the form: on is the declared decay
+            assert w.ema.value and w._config().ema_decay == EMA_DECAY.default
+            continue
+        control = getattr(w, option.name)
+        assert (control.value, control.min, control.max) == (option.default, option.low, option.high), option.name
+        assert control.label == option.label and control.tooltip == option.help, option.name
+    assert w.patch_size.step == PATCH_SIZE.step
+
+
+def test_the_adapting_budget_is_declared_once(make_napari_viewer):
+    """adapt(), the CLI's adapt command and the widget's noisy-only mode start from one time budget."""
+    import inspect
+
+    from napari_diffdenoise._widgets.train import TrainWidget
+    from napari_diffdenoise.cli import build_parser
+    from napari_diffdenoise.core.adapt import MINUTES, adapt, iter_adapt
+
+    w = TrainWidget(make_napari_viewer())
+    assert (w.minutes.value, w.minutes.min, w.minutes.max, w.minutes.step) == \
+        (MINUTES.default, MINUTES.low, MINUTES.high, MINUTES.step)
+    assert not w.minutes.visible and w.minutes.tooltip.startswith(MINUTES.help)
+    assert build_parser().parse_args(["adapt", "in.tif", "--out", "a.safetensors"]).minutes == MINUTES.default
+    assert {inspect.signature(f).parameters["minutes"].default for f in (adapt, iter_adapt)} == {MINUTES.default}

@@ -300,10 +300,11 @@ def _self_calibrated_model(args):
     source = open_image(args.input, args.axes)
     first, second, second_noise, second_is = calibration_planes(source.data, source.axes)
     model = load_model(args.model)
-    settings = calibration_settings(model, _run_from_args(args)[0].settings())
+    # the run's spec, not its keywords: a keyword seed would be taken as the recorruption's, not the run's
+    spec = calibration_settings(model, spec=_run_from_args(args)[0])
     print(f"self-calibrating on {len(first)} plane(s) of {args.input}", file=sys.stderr)
     model = self_calibrate(model, first, second=second, second_is=second_is, second_noise=second_noise,
-                           progress=_progress_printer(), **settings)
+                           progress=_progress_printer(), spec=spec)
     print(file=sys.stderr)
     calibration = model.calibrations[0]
     print(f"calibration: {calibration['source']}", file=sys.stderr)
@@ -367,8 +368,8 @@ def cmd_train(args) -> int:
     main_rank = distributed.is_main()
 
     noisy, clean = _read_stack(args.noisy), _read_stack(args.clean)
-    config = scaled_config(args.steps, batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
-                           ema_decay=args.ema, seed=args.seed)
+    config = scaled_config(args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
+                           learning_rate=args.learning_rate, ema_decay=args.ema_decay, seed=args.seed)
     noise = NoiseModel(photons=tuple(args.photons), psf_sigma=args.psf_sigma)
 
     def show(info):
@@ -506,14 +507,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default",
                    help="start from this bundled name or checkpoint, or 'scratch' (default: demo if paired)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors); -best and .state files go beside it")
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--patch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of weights (0: off)")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--photons", type=float, nargs=2, default=(2.0, 50.0), help="clean-only: simulated peak photons")
-    p.add_argument("--psf-sigma", type=float, default=0.0, help="clean-only: extra blur of the noisy side (px)")
+    from .core.finetune import BATCH_SIZE, EMA_DECAY, LEARNING_RATE, PATCH_SIZE, STEPS, VAL_FRACTION
+    from .core.simulate import NoiseModel
+
+    for flag, option in (("--steps", STEPS), ("--batch-size", BATCH_SIZE), ("--patch-size", PATCH_SIZE),
+                         ("--lr", LEARNING_RATE), ("--ema", EMA_DECAY), ("--val-fraction", VAL_FRACTION)):
+        p.add_argument(flag, dest=option.name, type=option.type, default=option.default,
+                       help=f"{option.help} (default {option.default:g})".replace("%", "%%"))
+    simulated = NoiseModel()
+    p.add_argument("--photons", type=float, nargs=2, default=simulated.photons,
+                   help="clean-only: simulated peak photons")
+    p.add_argument("--psf-sigma", type=float, default=simulated.psf_sigma,
+                   help="clean-only: extra blur of the noisy side (px)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files at --out")
     p.add_argument("--seed", type=int, default=0)
@@ -523,7 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("noisy", nargs="+", help=f"noisy images (2 to 5 dims) of the data the model is for: {formats}")
     p.add_argument("--out", required=True, help="the adapted model (.safetensors)")
     p.add_argument("--model", default="demo", help="the model to start from (default: demo; it needs a mean head)")
-    p.add_argument("--minutes", type=float, default=5.0, help="training time (default 5)")
+    from .core.adapt import MINUTES
+
+    p.add_argument("--minutes", type=float, default=MINUTES.default,
+                   help=f"{MINUTES.help} (default {MINUTES.default:g})")
     p.add_argument("--steps", type=int, help="a fixed step count instead of minutes (reproducible under --seed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-recalibrate", action="store_true",

@@ -102,6 +102,8 @@ def follow_param(control, spec: Param, schedule: NoiseSchedule | None, value=Non
         control.max, control.min = high, low  # in this order a spin box never holds a min above its max
         if spec.type is float:  # before the value: a box with too few decimals rounds what it is given
             control.step = float_step(spec, low, high, default)
+        elif spec.step is not None:  # a whole number in steps of its own (a patch side, a multiple of 16)
+            control.step = spec.step
         value = min(max(value, control.min), control.max)
     control.value = value
 

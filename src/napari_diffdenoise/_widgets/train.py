@@ -18,10 +18,19 @@ from magicgui.widgets import (
     Label,
     ProgressBar,
     PushButton,
-    SpinBox,
 )
 
-from ..core.finetune import prepare_training, run_prepared
+from ..core.adapt import MINUTES
+from ..core.finetune import (
+    BATCH_SIZE,
+    EMA_DECAY,
+    LEARNING_RATE,
+    PATCH_SIZE,
+    STEPS,
+    VAL_FRACTION,
+    prepare_training,
+    run_prepared,
+)
 from ..core.run_cost import RunCost, duration, recalibration_cost
 from ..core.simulate import NoiseModel
 from ..core.training import TrainConfig, best_path, scaled_config
@@ -31,6 +40,7 @@ from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
+from .run_controls import param_widget
 from .sections import Section, extend_form
 
 PAIRED = "paired: noisy + clean layers"
@@ -101,34 +111,29 @@ class TrainWidget(WorkerControls, Container):
         self.mode = ComboBox(label="Data", choices=[PAIRED, CLEAN_ONLY, NOISY_ONLY], value=PAIRED,
                              tooltip="Noisy layer only: adapt a model with a mean head (the bundled demo) to your "
                                      "data from the noisy images alone; the noise model is read off the image")
-        self.minutes = FloatSpinBox(label="Adapt for (min)", value=5.0, min=0.1, max=600.0, step=0.5, visible=False,
-                                    tooltip="How long to adapt; the weights with the lowest validation loss are kept. "
-                                            "The intervals are then recalibrated on the image (the line below: how long)")
+        self.minutes = param_widget(MINUTES, None)
+        self.minutes.visible = False  # shown for the noisy-only mode
+        self.minutes.tooltip += " (the line below: how long)"
         self.recalibration = Label(label="Then recalibrate", value="", visible=False,
                                    tooltip="After adapting, the intervals are recalibrated on this image: one "
                                            "restoration of crops of it at the default settings")
         self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="Low-light acquisition")
         self.clean = ComboBox(label="Clean layer", choices=self._images, tooltip="High-light acquisition of the same field")
-        self.photons_low = FloatSpinBox(label="Photons at peak, from", value=2.0, min=0.1, max=1e5,
+        simulated = NoiseModel()  # the library's defaults for the simulated noisy side
+        self.photons_low = FloatSpinBox(label="Photons at peak, from", value=simulated.photons[0], min=0.1, max=1e5,
                                         tooltip="Simulated low-light range (log-uniform) for the noisy side")
-        self.photons_high = FloatSpinBox(label="… to", value=50.0, min=0.1, max=1e5)
-        self.psf_sigma = FloatSpinBox(label="Extra blur σ (px)", value=0.0, min=0.0, max=10.0,
+        self.photons_high = FloatSpinBox(label="… to", value=simulated.photons[1], min=0.1, max=1e5)
+        self.psf_sigma = FloatSpinBox(label="Extra blur σ (px)", value=simulated.psf_sigma, min=0.0, max=10.0,
                                       tooltip="Blur only the simulated noisy side by a Gaussian PSF: the model learns to "
                                               "deconvolve (restore with the ddim-dc sampler); 0: denoise only")
         self.start_model = ComboBox(label="Start from", choices=self._start_choices,
                                     tooltip="Fine-tune a model, or train one from scratch (needs many more steps)")
-        self.steps = SpinBox(label="Steps", value=500, min=1, max=1_000_000,
-                             tooltip="How many training updates: more learns more and takes longer "
-                                     "(the status shows the time left once training runs)")
-        self.patch_size = SpinBox(label="Patch size", value=64, min=16, max=512, step=16,
-                                  tooltip="Side of the square crops the model learns from, in pixels (a multiple of 16)")
-        self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=256,
-                                  tooltip="Crops per update: more gives steadier updates and needs more memory")
-        self.learning_rate = FloatSpinBox(label="Learning rate", value=2e-4, min=1e-6, max=1e-2, step=1e-5,
-                                          tooltip="Peak rate; warm-up, then cosine decay over all steps")
-        self.val_fraction = FloatSpinBox(label="Validation fraction", value=0.1, min=0.0, max=0.45, step=0.05,
-                                         tooltip="A strip of each image held out from training, for validation")
-        self.ema = CheckBox(label="EMA of weights", value=True,
+        self.steps = param_widget(STEPS, None)
+        self.patch_size = param_widget(PATCH_SIZE, None)
+        self.batch_size = param_widget(BATCH_SIZE, None)
+        self.learning_rate = param_widget(LEARNING_RATE, None)
+        self.val_fraction = param_widget(VAL_FRACTION, None)
+        self.ema = CheckBox(label=EMA_DECAY.label, value=EMA_DECAY.default > 0,
                             tooltip="Keep a running average of the weights (exponential moving average): the saved "
                                     "model is steadier than the last update's")
         self.output = FileEdit(label="Output file", mode="w", filter="*.safetensors",
@@ -254,7 +259,7 @@ class TrainWidget(WorkerControls, Container):
 
     def _config(self) -> TrainConfig:
         return scaled_config(self.steps.value, batch_size=self.batch_size.value, patch_size=self.patch_size.value,
-                             learning_rate=self.learning_rate.value, ema_decay=0.999 if self.ema.value else 0.0)
+                             learning_rate=self.learning_rate.value, ema_decay=EMA_DECAY.default if self.ema.value else 0.0)
 
     def _prepare(self, config: TrainConfig):
         clean = self.clean.value

@@ -53,10 +53,17 @@ from .checkpoint import load_model
 from .datasets import Split, as_planes
 from .devices import resolve_device
 from .driving import drive
+from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
 from .model import DiffusionModel
 from .normalization import IntensityMap
 from .pairs import augment
 from .restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
+from .sampler_registry import Param
+
+# the time budget, as the library, the CLI's adapt command and the Train widget take it
+MINUTES = Param("minutes", float, 5.0, 0.1, 600.0, step=0.5, label="Adapt for (min)",
+                help="How long to adapt, in minutes; the weights with the lowest validation loss are kept. The "
+                     "intervals are then recalibrated on the image")
 
 # a σ = 2 Gaussian leaves white noise with 1/(2√π·2) of its std: a smoothed image whose std is not 20 %
 # above that holds no structure to learn from
@@ -155,7 +162,8 @@ def _blind_spot(u: np.ndarray, rng, stride: int = 4) -> tuple[np.ndarray, np.nda
     return np.where(mask, neighbours, u).astype(np.float32), mask
 
 
-def check_adapt(model, noisy, *, minutes=5.0, steps=None, alpha=0.5, patch_size=64, val_fraction=0.1):
+def check_adapt(model, noisy, *, minutes=MINUTES.default, steps=None, alpha=0.5, patch_size=PATCH_SIZE.default,
+                val_fraction=VAL_FRACTION.default):
     """Every reason :func:`iter_adapt` would refuse, checked before any training (a GUI calls this
     first); returns (planes, their validation splits, the fitted noise model)."""
     if not isinstance(model, DiffusionModel):
@@ -191,14 +199,14 @@ def iter_adapt(
     model: DiffusionModel,
     noisy,
     *,
-    minutes: float | None = 5.0,
+    minutes: float | None = MINUTES.default,
     steps: int | None = None,
     seed: int = 0,
     alpha: float = 0.5,
-    patch_size: int = 64,
-    batch_size: int = 8,
+    patch_size: int = PATCH_SIZE.default,
+    batch_size: int = BATCH_SIZE.default,
     learning_rate: float = 5e-5,
-    val_fraction: float = 0.1,
+    val_fraction: float = VAL_FRACTION.default,
     validate_every: int = 25,
     device: str = "auto",
     snapshots: tuple[float, ...] = (),
@@ -471,7 +479,7 @@ def adapt(
     model: DiffusionModel | str,
     noisy,
     *,
-    minutes: float | None = 5.0,
+    minutes: float | None = MINUTES.default,
     steps: int | None = None,
     seed: int = 0,
     recalibrate: bool = True,

@@ -17,6 +17,7 @@ from .driving import drive
 from .metrics import calibration as error_bins
 from .metrics import fit_scale_offset
 from .restore import Cancelled, denoise, iter_denoise
+from .run_keywords import RunSpec, settings_given
 from .self_calibration import iter_self_calibrate
 
 WITHOUT_TRUTH = ("residuals", "simulated")  # calibrate(clean=None): how, see calibrate()
@@ -46,14 +47,15 @@ def measure(mean, unit, truth, coverages, mask, std=None) -> tuple[list, list, l
 
 def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs",
                    fit_truth: bool = True, split_seed: int = 0, without_truth: str = "residuals", second=None,
-                   frames: bool = False, **settings):
+                   frames: bool = False, spec: RunSpec | None = None, **settings):
     """:func:`calibrate` as a generator: yields the restoration's Progress after every network step
     (for a napari worker), returns a :class:`CalibrationRun`."""
+    settings_given(spec, {}, "calibrate")  # a wrong spec named as calibrate's, whichever route follows
     if isinstance(model, str):
         model = load_model(model)
     if clean is None and without_truth == "residuals":  # the model's real error on this image (core.self_calibration)
         return (yield from iter_self_calibrate(model, noisy, coverage, second=second, frames=frames,
-                                               split_seed=split_seed, **settings))
+                                               split_seed=split_seed, spec=spec, **settings))
     if clean is None:  # pairs simulated from the user's own image (self_simulated_pairs)
         if without_truth != "simulated":
             raise ValueError(f"without_truth must be one of {WITHOUT_TRUTH}; got {without_truth!r}")
@@ -62,7 +64,7 @@ def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: 
     noisy, clean = np.asarray(noisy), np.asarray(clean)
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy and clean must have the same shape; got {noisy.shape} and {clean.shape}")
-    coverages, run_settings_ = calibration_request(model, coverage, settings)
+    coverages, run_settings_ = calibration_request(model, coverage, settings, spec)
     result = yield from iter_denoise(noisy, model, run_settings_)
     truth = clean.astype(np.float32)
     if fit_truth:
@@ -97,7 +99,7 @@ def self_simulated_pairs(model, noisy, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs", fit_truth: bool = True,
               split_seed: int = 0, without_truth: str = "residuals", second=None, frames: bool = False,
-              progress=None, cancel=None, **settings):
+              progress=None, cancel=None, spec: RunSpec | None = None, **settings):
     """Calibrate ``model``'s intervals on (noisy, clean) pairs and return a calibrated copy.
 
     noisy, clean: the same shape, a 2D plane or a (Z, Y, X) stack; clean is the truth (a long
@@ -115,13 +117,15 @@ def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str =
     source: recorded in the calibration: where the pairs came from ("user pairs", "simulated: …").
     settings: the sampler settings to calibrate, as for :func:`denoise` (sampler, n_samples, steps,
         eta, sampler_params, mean, seed, ...); the calibration holds for those only.
+    spec: the same as one RunSpec (core.run_keywords), ``settings`` beside it overriding it, as for
+        :func:`denoise`; its coverage is left out (the levels are ``coverage``).
 
     The returned model carries the new calibration first among its calibrations (one for the same
     settings is replaced); save it with ``save_checkpoint`` to keep it. ``model`` is not changed.
     """
     run, cancelled = drive(iter_calibrate(model, noisy, clean, coverage, source=source, fit_truth=fit_truth,
                                           split_seed=split_seed, without_truth=without_truth, second=second,
-                                          frames=frames, **settings), progress, cancel)
+                                          frames=frames, spec=spec, **settings), progress, cancel)
     if cancelled:
         raise Cancelled("calibration was cancelled")
     return run.model

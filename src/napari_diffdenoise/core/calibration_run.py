@@ -8,6 +8,7 @@ import numpy as np
 
 from .conformal import Calibration
 from .restore import make_settings
+from .run_keywords import RunSpec, settings_given
 from .run_record import calibration_key_from_metadata
 
 # one sample has no spread: the fewest that calibrating the samples' spread takes (std="samples")
@@ -26,12 +27,18 @@ def run_settings(metadata: dict) -> dict:
     return {**calibration_key_from_metadata(metadata), "n_samples": metadata["n_samples"]}
 
 
-def calibration_request(model, coverage, settings: dict):
-    """(the coverage levels, sorted, and the validated run Settings) a calibration is asked for."""
+def calibration_request(model, coverage, settings: dict, spec: RunSpec | None = None, caller: str = "calibrate"):
+    """(the coverage levels, sorted, and the validated run Settings) a calibration is asked for: the
+    run's settings are ``spec``'s (a RunSpec) with the keywords in ``settings`` over them, as for
+    ``denoise``. A spec's coverage is left out: it is the level a run's intervals are drawn at, and
+    the calibration's levels are ``coverage`` (the default grid spans it: runs interpolate)."""
     coverages = sorted({float(c) for c in np.atleast_1d(coverage)})
     if not all(0 < c < 1 for c in coverages):
         raise ValueError(f"coverage must be between 0 and 1 (exclusive); got {coverage}")
-    run = make_settings(model, **settings)
+    given = settings_given(spec, settings, caller)
+    if spec is not None:
+        given = {k: v for k, v in given.items() if k != "coverage"}
+    run = make_settings(model, **given)
     if run.guidance is not None:  # a calibration's key has no guidance (core.run_record): unguided runs would take it
         raise ValueError(f"guidance={run.guidance!r} cannot be calibrated: a calibration's settings leave guidance out, "
                          "so one measured with it would give unguided runs their intervals. Leave guidance out")

@@ -24,6 +24,7 @@ from .bioimageio_package import extracted_checkpoint
 from .model import DiffusionModel
 from .network import UNet, UNetConfig
 from .normalization import SAMPLE_RANGE
+from .run_spec import MEAN_ESTIMATORS
 from .schedules import NoiseSchedule
 
 METADATA_KEY = "napari_diffdenoise"
@@ -117,7 +118,8 @@ MAX_LEVELS, MAX_MULT, MAX_STEPS, TILE_RANGE = 8, 16, 100_000, (8, 8192)
 # at 8 levels is hundreds of G parameters): the count they make is bounded too, far above the
 # bundled networks' 3 M
 MAX_PARAMETERS = 200_000_000
-KNOWN_MEAN_ESTIMATORS = ("x0", "samples", "head")
+# what a model may store as its mean estimator: what a run's "auto" resolves to, never "auto" itself
+KNOWN_MEAN_ESTIMATORS = tuple(m for m in MEAN_ESTIMATORS if m != "auto")
 
 
 def unet_parameter_count(arch: dict) -> int:

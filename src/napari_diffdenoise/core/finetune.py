@@ -14,9 +14,30 @@ from .driving import drive
 from .model import DiffusionModel
 from .network import UNetConfig
 from .restore import Cancelled
+from .sampler_registry import Param
 from .schedules import NoiseSchedule
 from .simulate import NoiseModel
 from .training import TrainConfig, TrainProgress, TrainResult, iter_train
+
+# A fine-tuning run as the CLI's train command and the Train widget offer it, each option declared
+# once (default, bounds, label, help). The defaults suit fine-tuning a bundled model for minutes on a
+# CPU; TrainConfig's suit a training from scratch. The bounds are what a form offers.
+STEPS = Param("steps", int, 500, 1, 1_000_000, label="Steps",
+              help="How many training updates: more learns more and takes longer (the status shows the time left "
+                   "once training runs)")
+PATCH_SIZE = Param("patch_size", int, 64, 16, 512, step=16, label="Patch size",
+                   help="Side of the square crops the model learns from, in pixels (a multiple of 16)")
+BATCH_SIZE = Param("batch_size", int, 8, 1, 256, label="Batch size",
+                   help="Crops per update: more gives steadier updates and needs more memory")
+# the lowest rate one step: a form shows as many decimals as its step has, and would show 1e-6 as 0
+LEARNING_RATE = Param("learning_rate", float, 2e-4, 1e-5, 1e-2, step=1e-5, label="Learning rate",
+                      help="Peak rate; warm-up, then cosine decay over all steps")
+VAL_FRACTION = Param("val_fraction", float, 0.1, 0.0, 0.45, step=0.05, label="Validation fraction",
+                     help="A strip of each image held out from training, for validation")
+EMA_DECAY = Param("ema_decay", float, 0.999, 0.0, 0.9999, label="EMA of weights",
+                  help="Keep a running average of the weights (exponential moving average) with this decay: the saved "
+                       "model is steadier than the last update's (0: off)")
+FINE_TUNING = (STEPS, PATCH_SIZE, BATCH_SIZE, LEARNING_RATE, VAL_FRACTION, EMA_DECAY)
 
 
 def prepare_training(
@@ -26,7 +47,7 @@ def prepare_training(
     model: DiffusionModel | str | Path | None = "default",
     noise_model: NoiseModel | None = None,
     config: TrainConfig = TrainConfig(),
-    val_fraction: float = 0.1,
+    val_fraction: float = VAL_FRACTION.default,
     kind: str = "paired",
 ):
     """(model, source, val_batch): validates everything and loads the starting model.
@@ -105,8 +126,8 @@ def run_prepared(
 
 def iter_train_on(
     noisy=None, clean=None, *, model="default", noise_model=None, config: TrainConfig = TrainConfig(),
-    val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
-    kind: str = "paired", overwrite: bool = False,
+    val_fraction: float = VAL_FRACTION.default, output: str | Path | None = None, resume: bool = False,
+    device: str = "auto", kind: str = "paired", overwrite: bool = False,
 ) -> Generator[TrainProgress, None, TrainResult]:
     """The generator behind :func:`train` (for workers that yield progress)."""
     prepared = prepare_training(noisy, clean, model=model, noise_model=noise_model, config=config,
@@ -116,8 +137,8 @@ def iter_train_on(
 
 def train(
     noisy=None, clean=None, *, model="default", noise_model=None, config: TrainConfig = TrainConfig(),
-    val_fraction: float = 0.1, output: str | Path | None = None, resume: bool = False, device: str = "auto",
-    kind: str = "paired", progress: Callable[[TrainProgress], None] | None = None,
+    val_fraction: float = VAL_FRACTION.default, output: str | Path | None = None, resume: bool = False,
+    device: str = "auto", kind: str = "paired", progress: Callable[[TrainProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None, overwrite: bool = False,
 ) -> TrainResult:
     """Fine-tune ``model`` (default: the bundled demo) on paired images, or on clean images with

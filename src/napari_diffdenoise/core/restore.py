@@ -318,10 +318,13 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
 
 def network_steps(model: DiffusionModel, s: Settings) -> int:
     """The run's sequential network steps per plane, as its metadata records them: the sampler's
-    evaluations (none without samples), plus one for a one-pass mean (the mean head or x̂₀) and one
-    for the std head."""
+    evaluations (none without samples), plus one for each one-pass network the run calls: the mean
+    head, x̂₀, the std head."""
     sampled = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
-    return sampled + (s.mean_estimator != "samples") + (s.std_estimator == "head")
+    # a sampler that draws with a head draws about the mean head's estimate, made first whatever the
+    # mean is taken from (mean="head" reuses it)
+    mean_head = s.mean_estimator == "head" or bool(s.n_samples and s.sampler.head is not None)
+    return sampled + mean_head + (s.mean_estimator == "x0") + (s.std_estimator == "head")
 
 
 def run_keywords_given(function: Callable, model, spec: RunSpec | None, given: dict) -> dict:

@@ -232,15 +232,22 @@ def _block_overlap_rule(block_overlap, block: int) -> int:
     return block_overlap
 
 
-def calibration_settings(model: DiffusionModel, settings: dict) -> dict:
-    """What a calibration for a run with ``settings`` restores with. With the std head the mean and
-    the interval unit come from the heads alone, and the calibration's key leaves the sampler out
-    (core.run_record), so it draws no samples: two network passes instead of K × steps. The
+def calibration_settings(model: DiffusionModel, settings: dict | None = None, *,
+                         spec: RunSpec | None = None) -> dict | RunSpec:
+    """What a calibration for a run with ``settings`` (a dict of run keywords) or ``spec`` (a
+    :class:`RunSpec`, the keywords in ``settings`` beside it overriding it, as for ``denoise``)
+    restores with, in the form given: a RunSpec for a spec, else a dict. With the std head the mean
+    and the interval unit come from the heads alone, and the calibration's key leaves the sampler
+    out (core.run_record), so it draws no samples: two network passes instead of K × steps. The
     coverage is left out: a calibration takes its levels as its own argument."""
-    run = {**{k: v for k, v in settings.items() if k != "coverage"}, "keep_samples": False}
+    if settings is not None and not isinstance(settings, dict):
+        raise TypeError(f"calibration_settings() takes settings as a dict of run keywords (or spec=RunSpec(…)); "
+                        f"got {type(settings).__name__}")
+    given = settings_given(spec, dict(settings or {}), "calibration_settings")
+    run = {**{k: v for k, v in given.items() if k != "coverage"}, "keep_samples": False}
     if make_settings(model, **run).std_estimator == "head":
         run["n_samples"] = 0
-    return run
+    return run if spec is None else spec.replace(**run, coverage=None)
 
 
 def _std_estimator(model: DiffusionModel, std: str, mean: str) -> str:

@@ -67,6 +67,7 @@ from .error_scale import (
     precision_weights,
 )
 from .restore import Cancelled, iter_denoise
+from .run_keywords import RunSpec
 from .view_noise import CorrelatedNoise, correlated_noise, noise_lag1_correlation
 
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
@@ -188,11 +189,12 @@ def recorrupted_draws(crop_pixels: int, max_pixels: int = MAX_PIXELS) -> int:
 
 def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                         alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
-                        second_is: str = "a second acquisition", second_noise=None, **settings):
+                        second_is: str = "a second acquisition", second_noise=None, spec: RunSpec | None = None,
+                        **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None)."""
     if isinstance(model, str):
         model = load_model(model)
-    coverages, run = calibration_request(model, coverage, settings)
+    coverages, run = calibration_request(model, coverage, settings, spec, "self_calibrate")
     planes = as_planes(noisy, "noisy")
     if second is not None:
         partner = as_planes(second, "second")
@@ -314,7 +316,7 @@ def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES):
 def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                    alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
                    second_is: str = "a second acquisition", second_noise=None, progress=None, cancel=None,
-                   **settings):
+                   spec: RunSpec | None = None, **settings):
     """Calibrate ``model``'s intervals on the user's noisy image alone; return a calibrated copy.
 
     noisy: a plane or a stack (any of T, C, Z, Y, X; every plane is used).
@@ -328,11 +330,14 @@ def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames:
         camera noise correlated between pixels does not pass for error.
     Otherwise the pairs are recorrupted from ``noisy`` with its fitted camera noise (``alpha``).
     settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
+    spec: the same as one RunSpec (core.run_keywords), ``settings`` beside it overriding it, as for
+        :func:`denoise`; its seed is the restoration's (``seed`` here draws the recorruption) and its
+        coverage is left out (the levels are ``coverage``).
     Cost: one restoration of at most ``max_pixels`` pixels (crops of evenly spaced planes).
     """
     run, cancelled = drive(iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, alpha=alpha,
                                                second_is=second_is, second_noise=second_noise, seed=seed,
-                                               split_seed=split_seed, max_pixels=max_pixels, **settings),
+                                               split_seed=split_seed, max_pixels=max_pixels, spec=spec, **settings),
                            progress, cancel)
     if cancelled:
         raise Cancelled("calibration was cancelled")
