@@ -13,6 +13,7 @@ architecture, inputs and loss) learns to draw like it by the energy score, the m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -110,7 +111,8 @@ def train(args):
     n_val = min(128, len(pool["noisy"]) // 4)
     val = [pool[k][:n_val] for k in ("noisy", "mean", "teacher")]
     train_idx = np.arange(n_val, len(pool["noisy"]))
-    net = UNet(CONFIG)
+    config = dataclasses.replace(CONFIG, base_channels=args.base_channels) if args.base_channels else CONFIG
+    net = UNet(config)
     print(f"sample head: {count_parameters(net):,} parameters; pool {len(train_idx)} + {n_val} held out", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(0)
@@ -143,12 +145,19 @@ def train(args):
                         "seconds": round(time.perf_counter() - t0)})
             print(json.dumps(log[-1]), flush=True)
             save_file(net.state_dict(), str(args.out / "sample_head.safetensors"),
-                      metadata={"config": json.dumps(CONFIG.to_dict()), "steps": str(step)})
+                      metadata={"config": json.dumps(config.to_dict()), "steps": str(step)})
             (args.out / "log.json").write_text(json.dumps(log))
 
 
 def load_net(path: Path) -> UNet:
-    net = UNet(CONFIG)
+    """A trained head, its architecture from the file's own metadata."""
+    from safetensors import safe_open
+
+    from napari_diffdenoise.core.network import UNetConfig
+
+    with safe_open(str(path), "pt") as f:
+        config = UNetConfig.from_dict(json.loads((f.metadata() or {})["config"]))
+    net = UNet(config)
     net.load_state_dict(load_file(str(path)))
     return net.eval()
 
@@ -176,8 +185,6 @@ def ship(args):
 
 
 def evaluate(args):
-    import dataclasses
-
     from scipy import stats
 
     from napari_diffdenoise.core.restore import denoise
@@ -263,6 +270,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--base-channels", type=int, default=0,
+                        help="train: the head's width (0: core.sample_head.SAMPLE_HEAD_CONFIG's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
