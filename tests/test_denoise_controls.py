@@ -167,3 +167,25 @@ def test_the_psf_width_box_and_the_cli_option_are_its_declaration(make_napari_vi
     option = next(a for a in subparsers.choices["denoise"]._actions if "--psf-sigma" in a.option_strings)
     assert option.help == "How wide the blur is" and option.default is None  # no PSF unless asked
     assert not errors, errors
+
+
+def test_the_preset_box_follows_a_model_with_a_sample_head_and_one_without(make_napari_viewer, errors, tiny_checkpoint):
+    """demo draws its presets' samples with its sample head; a model without one takes DDIM's steps. Going
+    from one to the other renamed the preset before the box held the new model's labels: an error."""
+    from napari_diffdenoise._widgets.model_registry import REGISTRY
+
+    viewer = make_napari_viewer()
+    REGISTRY.add(tiny_checkpoint)
+    fresh = DenoiseWidget(viewer)  # its first model is demo, with the heads
+    assert fresh.preset.value == "default: 8 samples, one step each"
+    fresh.model.value = str(tiny_checkpoint.resolve())
+    assert "one-step" not in fresh.sampler.choices and fresh.sampler.value == "ddim"
+    assert fresh.preset.value == "default: 10 steps × 8 samples" and (fresh.steps.value, fresh.n_samples.value) == (10, 8)
+    w = DenoiseWidget(viewer)
+    w.model.value = "demo"
+    assert (w.sampler.value, w.n_samples.value) == ("one-step", 8) and w.steps.native.isHidden()
+    w.preset.value = "thorough: 20 steps × 16 samples"
+    assert (w.sampler.value, w.steps.value, w.n_samples.value) == ("ddim", 20, 16)
+    w.preset.value = "fast: 4 samples, one step each"
+    assert (w.sampler.value, w.n_samples.value) == ("one-step", 4)
+    assert not errors

@@ -383,7 +383,10 @@ class DenoiseWidget(WorkerControls, Container):
             return
         self._applying_preset = True  # naming a preset must not apply it
         try:
-            self.preset.value = self._preset_of()
+            label = self._preset_of()
+            if label not in self.preset.choices:  # named for a model whose labels the box does not show yet
+                self.preset.reset_choices()
+            self.preset.value = label
         finally:
             self._applying_preset = False
 
