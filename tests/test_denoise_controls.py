@@ -86,15 +86,17 @@ def test_the_preset_box_names_the_preset_the_steps_and_samples_match(make_napari
     """Once "custom" (heun's 5 steps), the box said custom for every sampler and model after it, though
     the steps and samples were a preset's again."""
     w = DenoiseWidget(make_napari_viewer())
-    assert w.preset.value == _preset(w, "default") and (w.steps.value, w.n_samples.value) == (10, 8)
+    assert w.preset.value == "default: 8 samples, one step each" and (w.sampler.value, w.n_samples.value) == ("one-step", 8)
     w.sampler.value = "heun"
     assert w.steps.value == 5 and w.preset.value == CUSTOM
     w.sampler.value = "ddim"
-    assert w.steps.value == 10 and w.preset.value == _preset(w, "default")
-    w.steps.value, w.n_samples.value = 3, 4  # by hand
+    assert w.steps.value == 10 and w.preset.value == CUSTOM  # DDIM 10 × 8: demo's presets draw with its sample head
+    w.steps.value, w.n_samples.value = 20, 16  # by hand
+    assert w.preset.value == _preset(w, "thorough")
+    w.sampler.value, w.n_samples.value = "one-step", 4
     assert w.preset.value == _preset(w, "fast")
     w.preset.value = _preset(w, "thorough")
-    assert (w.steps.value, w.n_samples.value) == (20, 16)
+    assert (w.sampler.value, w.steps.value, w.n_samples.value) == ("ddim", 20, 16)
     # another model keeps the preset's steps (within its bounds), so the box still names it
     w.model.value = "widefield"
     assert w.sampler.value == "ddim-dc" and w.preset.value == _preset(w, "thorough")

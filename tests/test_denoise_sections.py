@@ -48,18 +48,19 @@ def _shown(control) -> bool:
 
 def test_secondary_controls_fold_and_unfold_with_their_values(docked, errors):
     _, w = docked
-    sampling = (w.steps, w.eta, w.n_samples, w.mean_estimator, w.seed, w.device)
+    # demo's default sampler, one-step, takes no steps and no η: those rows stay hidden, unfolded or not
+    sampling = (w.n_samples, w.mean_estimator, w.seed, w.device)
     layers = (w.coverage, w.entropy, w.keep_samples)
     always = (w.image, w.axes, w.model, w.preset, w.sampler, w.run_button, w.preview_button, w.progress)
     assert w.sampling.collapsed and w.layers_section.collapsed  # folded by default
-    assert all(_shown(c) for c in always) and not any(_shown(c) for c in sampling + layers)
+    assert all(_shown(c) for c in always) and not any(_shown(c) for c in sampling + layers + (w.steps, w.eta))
     folded = _height(w)
     assert folded < FOLDED_HEIGHT, folded
 
     w.n_samples.value, w.keep_samples.value = 3, True  # a value set while unfolded stays set
     w.sampling.header.clicked.emit()  # a click on the header unfolds it
     assert not w.sampling.collapsed and all(_shown(c) for c in sampling)
-    assert not any(_shown(c) for c in layers)
+    assert not any(_shown(c) for c in layers + (w.steps, w.eta))
     w.layers_section.header.clicked.emit()
     assert all(_shown(c) for c in layers) and not _shown(w.self_calibrate)  # no coverage: nothing to calibrate
     w.coverage.value = 0.9
@@ -81,7 +82,9 @@ def test_modes_show_and_hide_their_controls_inside_the_sections(docked, errors):
     assert _shown(w.method_params["iterations"]) and _shown(w.psf_source) and not _shown(w.n_samples)
     w.model.value = "demo"
     assert not w.sampling.native.isHidden() and not w.layers_section.native.isHidden()
-    assert not w.sampling.collapsed and _shown(w.n_samples) and _shown(w.steps) and _shown(w.eta)
+    assert not w.sampling.collapsed and _shown(w.n_samples) and not _shown(w.steps) and not _shown(w.eta)  # one-step
+    w.sampler.value = "ddim"
+    assert _shown(w.steps) and _shown(w.eta)
     assert not _shown(w.sampler_params)  # ddim has no parameters of its own: no empty gap under Randomness
     # a sampler's own parameters show in the section, under their declared labels
     w.sampler.value = "dpm++2m"

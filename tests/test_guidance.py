@@ -47,7 +47,8 @@ def test_a_data_consistency_step_lowers_the_residual_of_an_asymmetric_blur():
     torch.testing.assert_close(data_consistency_guide(consistency, weight=0.0)(guess, 0.9), guess)
 
 
-@pytest.mark.parametrize("sampler", [name for name in samplers_for("paired") if name != "ddim-dc"])
+# one-step takes no guidance (it has no diffusion steps to steer): refused, tests/test_sample_head.py
+@pytest.mark.parametrize("sampler", [name for name in samplers_for("paired") if name not in ("ddim-dc", "one-step")])
 def test_guidance_composes_with_every_paired_sampler(tiny_model, sampler):
     rng = np.random.default_rng(0)
     sharp = np.zeros((48, 48))

@@ -76,7 +76,7 @@ def test_evaluation_counts_match_the_steps_taken():
 
 
 def test_samplers_are_offered_only_for_the_model_kind_they_fit():
-    assert samplers_for("paired") == ["ddim", "ddpm", "ddim-dc", "dpm++2m", "dpm++2m-sde", "heun"]
+    assert samplers_for("paired") == ["ddim", "ddpm", "ddim-dc", "one-step", "dpm++2m", "dpm++2m-sde", "heun"]
     assert samplers_for("unpaired") == ["fb", "mixing", "repaint", "repaint-baikal"]
     with pytest.raises(ValueError, match="does not work with a paired model"):
         get_sampler("repaint", "paired")

@@ -515,9 +515,11 @@ class DenoiseWidget(WorkerControls, Container):
         if info is None:
             return
         schedule = self._selected_model().schedule
-        for control in (self.steps, self.eta):
-            if control.name in names:
-                follow_shared_param(control, info.spec(control.name), schedule, self._followed)
+        for control, stepping in ((self.steps, STEPS), (self.eta, ETA)):
+            # hidden under a sampler without it (one-step), the box still follows DDIM's declaration for
+            # this model, so that the steps a preset or a sampler change shows are already in bounds
+            spec = info.spec(control.name) if control.name in names else stepping
+            follow_shared_param(control, spec, schedule, self._followed)
         self.sampler_params.extend([param_widget(spec, schedule) for spec in info.params
                                     if spec.name not in MAIN_FORM_PARAMS])
         self.sampler_params.visible = len(self.sampler_params) > 0
