@@ -316,15 +316,23 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
     }
 
 
-def network_steps(model: DiffusionModel, s: Settings) -> int:
-    """The run's sequential network steps per plane, as its metadata records them: the sampler's
-    evaluations (none without samples), plus one for each one-pass network the run calls: the mean
-    head, x̂₀, the std head."""
-    sampled = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
+def network_passes(model: DiffusionModel, s: Settings) -> dict[str, int]:
+    """{network: its sequential passes per plane} for the networks a run calls (DiffusionModel
+    attributes): the network the sampler steps (the diffusion network, or the head it draws with)
+    its evaluations per sample, none without samples; one pass for each one-pass network: the mean
+    head, x̂₀ (the diffusion network), the std head. Each pass of the sampled network runs K samples."""
+    passes = {s.sampler.head or "network": s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0}
     # a sampler that draws with a head draws about the mean head's estimate, made first whatever the
     # mean is taken from (mean="head" reuses it)
-    mean_head = s.mean_estimator == "head" or bool(s.n_samples and s.sampler.head is not None)
-    return sampled + mean_head + (s.mean_estimator == "x0") + (s.std_estimator == "head")
+    passes["mean_network"] = int(s.mean_estimator == "head" or bool(s.n_samples and s.sampler.head is not None))
+    passes["network"] = passes.get("network", 0) + (s.mean_estimator == "x0")
+    passes["std_network"] = int(s.std_estimator == "head")
+    return {network: n for network, n in passes.items() if n}
+
+
+def network_steps(model: DiffusionModel, s: Settings) -> int:
+    """The run's sequential network steps per plane, as its metadata records them (:func:`network_passes`)."""
+    return sum(network_passes(model, s).values())
 
 
 def run_keywords_given(function: Callable, model, spec: RunSpec | None, given: dict) -> dict:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .model import DiffusionModel
-from .restore import DEFAULT_SAMPLER_SETTINGS, Settings, calibration_settings, device_model, make_settings
+from .restore import (DEFAULT_SAMPLER_SETTINGS, Settings, calibration_settings, device_model, make_settings,
+                      network_passes)
 from .self_calibration import MAX_PIXELS, recorrupted_crops
 from .tiling import TILE_STRETCH, tile_grid
 
@@ -123,17 +124,14 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], **settings) 
 
 
 def _calls(model: DiffusionModel, s: Settings) -> tuple[int, list[tuple[str, int]]]:
-    """(the sampler's evaluations per sample, [(network, its calls per tiled pixel)]): K × evaluations
-    of the network the sampler steps (the diffusion network, or the head it draws with), and a pass of
-    each head the run uses besides; each network is timed on its own, as the heads are smaller."""
+    """(the sampler's evaluations per sample, [(network, its calls per tiled pixel)]): each network's
+    passes (restore.network_passes), K of them per pass of the one the sampler steps; each network
+    is timed on its own, as the heads are smaller."""
     evaluations = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
-    sampled = s.sampler.head or "network"
-    mean_head = s.mean_estimator == "head" or (s.n_samples and s.sampler.head is not None)
-    calls = {sampled: s.n_samples * evaluations, "mean_network": int(bool(mean_head)),
-             "std_network": int(s.std_estimator == "head")}
-    if s.mean_estimator == "x0":  # the posterior mean is one call of the diffusion network
-        calls["network"] = calls.get("network", 0) + 1
-    return evaluations, [(network, n) for network, n in calls.items() if n]
+    calls = network_passes(model, s)
+    if evaluations:  # each of the sampler's passes runs K samples
+        calls[s.sampler.head or "network"] += evaluations * (s.n_samples - 1)
+    return evaluations, list(calls.items())
 
 
 def _seconds_per_tiled_pixel(model: DiffusionModel, s: Settings, calls: list[tuple[str, int]]) -> float:
