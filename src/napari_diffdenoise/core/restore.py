@@ -453,9 +453,12 @@ def denoise(
     axes: the image's axes, e.g. "TCZYX" (default from its dimensions: YX, ZYX, TZYX, TCZYX). Each
         plane has its own normalisation, so channels are independent.
     sampler: a registered sampler (``list_samplers(model.kind)``); by default the model's own
-        (``model.default_sampler``: "ddim", or "ddim-dc" for a deconvolving model given a PSF that
-        no guidance takes, "fb" for an unpaired one). For paired models "ddim", "ddpm" (the seed procedure: all T steps), "dpm++2m", "dpm++2m-sde", "heun", or
-        "ddim-dc" (needs ``psf``); for unpaired models "fb", "mixing", "repaint", "repaint-baikal".
+        (``model.default_sampler``: "one-step" for a model with mean and sample heads, such as demo,
+        unless steps, η or guidance are given; else "ddim", or "ddim-dc" for a deconvolving model given
+        a PSF that no guidance takes, "fb" for an unpaired one). For paired models "ddim", "ddpm" (the
+        seed procedure: all T steps), "dpm++2m", "dpm++2m-sde", "heun", "one-step" (the sample head,
+        core/sample_head.py), or "ddim-dc" (needs ``psf``); for unpaired models "fb", "mixing",
+        "repaint", "repaint-baikal".
         Its parameters go in ``sampler_params``; each is checked against the sampler's declared specs.
     steps, eta: shorthands for ``sampler_params["steps"]`` / ``["eta"]``, for samplers that take them.
     psf: the point spread function (2D array, any scale; normalised to sum 1) for "ddim-dc" or guidance.

@@ -77,8 +77,10 @@ def _entropy_help() -> str:
 SAMPLER = RunParam(
     "sampler", str, None, choices=lambda: tuple(SAMPLERS), optional=True, checked=False, flag="--sampler",
     label="Sampler",
-    help="How the restorations are drawn (default: the model's own: ddim, ddim-dc for a deconvolving model given a "
-         "PSF, fb for an unpaired one); ddim-dc needs a PSF; fb, mixing, repaint(-baikal) are for unpaired models")
+    help="How the restorations are drawn (default: the model's own: one-step for a model with a sample head, such as "
+         "demo, one network evaluation per sample; else ddim; ddim-dc for a deconvolving model given a PSF; fb for an "
+         "unpaired one; steps, η or guidance given without a sampler take ddim); ddim-dc needs a PSF; fb, mixing, "
+         "repaint(-baikal) are for unpaired models")
 # steps and η belong to the samplers that declare them (their Param checks them); here only the
 # shorthand that sets them for whichever sampler runs
 STEPS_SETTING = RunParam(
