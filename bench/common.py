@@ -75,3 +75,30 @@ def line_plots(path: Path, panels: list[tuple[dict, str, str, bool]], figsize=(4
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def head_file_steps(path: Path) -> int | None:
+    """The training steps a trained head's file records (bench/std_head.py, bench/sample_head.py)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        steps = (f.metadata() or {}).get("steps")
+    return None if steps is None else int(steps)
+
+
+def ship_head(model_name: str, attribute: str, net, net_path: Path, provenance: dict, score: str) -> str:
+    """Attach a trained head (``attribute``: a DiffusionModel field) to a bundled model, stored float16
+    as the package stores its models, with its provenance: ``provenance`` plus the file's steps and
+    sha256 and the best ``score`` of its training log. Returns the model's new sha256."""
+    from napari_diffdenoise.core.checkpoint import bundled_model_dir, file_sha256, load_model, save_checkpoint
+
+    model = load_model(model_name)
+    setattr(model, attribute, net)
+    log_path = net_path.parent / "log.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else []
+    setattr(model, attribute.replace("_network", "_provenance"),
+            {**provenance, "steps": head_file_steps(net_path), "source_sha256": file_sha256(net_path),
+             f"best_{score}": min((r[score] for r in log), default=None)})
+    sha = save_checkpoint(model, bundled_model_dir() / f"{model_name}.safetensors", half=True)
+    print(f"shipped {attribute} {net_path} in {model_name} ({sha[:12]})")
+    return sha

@@ -30,7 +30,7 @@ from napari_diffdenoise.core.sample_head import SAMPLE_HEAD_CONFIG as CONFIG
 from napari_diffdenoise.core.sample_head import draw, multiscale_energy_score
 from napari_diffdenoise.core.samplers import ddim
 
-from .common import markdown_table, write_report
+from .common import head_file_steps, markdown_table, ship_head, write_report
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 BELL_95 = 0.2  # bits: the negentropy one bell curve of K = 8 samples stays below 95 % of the time
@@ -168,20 +168,11 @@ def ship(args):
     the DDIM sampler's."""
     if args.net is None:
         raise SystemExit("ship needs --net: the sample head file to attach")
-    from napari_diffdenoise.core.checkpoint import bundled_model_dir, file_sha256, save_checkpoint
-
-    model = load_model(args.model)
-    model.sample_network = load_net(args.net)
-    log = json.loads((args.net.parent / "log.json").read_text()) if (args.net.parent / "log.json").is_file() else []
-    model.sample_provenance = {
+    ship_head(args.model, "sample_network", load_net(args.net), args.net, {
         "recipe": "bench/sample_head.py train (docs/training.md, 'The sample head')",
-        "steps": int(load_file_steps(args.net)), "source_sha256": file_sha256(args.net),
-        "best_val_energy": min((r["val_energy"] for r in log), default=None),
         "teacher": {"sampler": DEFAULT_SAMPLER_SETTINGS["sampler"], **DEFAULT_SAMPLER_SETTINGS["sampler_params"]},
         "data": "the teacher's samples of crops of the bundled model's training mix: simulated structures and "
-                "semi-synthetic pairs from clean real images (bench/real_pairs.py), 50 % each"}
-    sha = save_checkpoint(model, bundled_model_dir() / f"{args.model}.safetensors", half=True)
-    print(f"shipped the sample head {args.net} in {args.model} ({sha[:12]})")
+                "semi-synthetic pairs from clean real images (bench/real_pairs.py), 50 % each"}, "val_energy")
 
 
 def evaluate(args):
@@ -195,7 +186,7 @@ def evaluate(args):
     model = load_model(args.model)
     if args.net:
         model = dataclasses.replace(model, sample_network=load_net(args.net))
-    where = (f"{args.net.name}, {load_file_steps(args.net)} steps" if args.net else
+    where = (f"{args.net.name}, {head_file_steps(args.net)} steps" if args.net else
              f"the one `{args.model}` ships, {model.sample_provenance.get('steps', '?')} steps")
     rows, records = [], []
     for label, noisy, truth, _camera in real_cases(args.real, args.size):
@@ -246,13 +237,6 @@ def evaluate(args):
                               "default s (DDIM)", "default s (one-step)"], rows))
     write_report("sample_head", "A one-step sampler distilled from DDIM, beside it on real images", body,
                  {"records": records})
-
-
-def load_file_steps(path: Path) -> str:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return (f.metadata() or {}).get("steps", "?")
 
 
 def main(argv=None):

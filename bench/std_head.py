@@ -32,7 +32,7 @@ from napari_diffdenoise.core.restore import _pad_to_multiple, denoise
 from napari_diffdenoise.core.std_head import GAMMA, log_variance, nll
 from napari_diffdenoise.core.std_head import STD_HEAD_CONFIG as CONFIG
 
-from .common import HELD_OUT_SEED, markdown_table, write_report
+from .common import HELD_OUT_SEED, head_file_steps, markdown_table, ship_head, write_report
 
 
 def train(args):
@@ -112,8 +112,17 @@ def real_cases(real: Path, size: int) -> list[tuple]:
 
     from napari_diffdenoise.core.camera_noise import CameraNoise, estimate_noise
 
-    from .real_calibration import (DSB, HELD_OUT, LYSOSOME, OFFSET, READ_NOISE, _centre, _read, lysosome_cases,
-                                  reacquired)
+    from .real_calibration import (
+        DSB,
+        HELD_OUT,
+        LYSOSOME,
+        OFFSET,
+        READ_NOISE,
+        _centre,
+        _read,
+        lysosome_cases,
+        reacquired,
+    )
 
     images = [("DSB nuclei", _centre(tifffile.imread(DSB), size))]
     for label, rel, channel in HELD_OUT:
@@ -135,7 +144,7 @@ def evaluate(args):
     model.mean_network.float()
     # a trained file, or the head the model ships
     net = load_net(args.net) if args.net else model.std_network.float().eval()
-    where = (f"{args.net.name}, {load_file_steps(args.net)} steps" if args.net else
+    where = (f"{args.net.name}, {head_file_steps(args.net)} steps" if args.net else
              f"the one `{args.model}` ships, {model.std_provenance.get('steps', '?')} steps")
     cases = real_cases(args.real, args.size)
     rows, records = [], []
@@ -223,30 +232,15 @@ def after_adapting(model, cases, minutes: float):
     return rows, records
 
 
-def load_file_steps(path: Path) -> str:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return (f.metadata() or {}).get("steps", "?")
-
-
 def ship(args):
     """Attach the std head to the bundled model (float16, as the package stores its models); its
     calibrations stay (they are keyed by std_estimator: the head's own comes from bench/calibrate_bundled.py)."""
     if args.net is None:
         raise SystemExit("ship needs --net: the std head file to attach")
-    from napari_diffdenoise.core.checkpoint import bundled_model_dir, file_sha256, save_checkpoint
-
-    model = load_model(args.model)
-    model.std_network = load_net(args.net)
-    log = json.loads((args.net.parent / "log.json").read_text()) if (args.net.parent / "log.json").is_file() else []
-    model.std_provenance = {
-        "recipe": "bench/std_head.py train (docs/training.md, 'The std head')", "steps": int(load_file_steps(args.net)),
-        "source_sha256": file_sha256(args.net), "best_val_nll": min((r["val_nll"] for r in log), default=None),
+    ship_head(args.model, "std_network", load_net(args.net), args.net, {
+        "recipe": "bench/std_head.py train (docs/training.md, 'The std head')",
         "data": "the bundled model's training mix: simulated structures and semi-synthetic pairs from clean real "
-                "images (bench/real_pairs.py), 50 % each; held-out images as in its provenance"}
-    sha = save_checkpoint(model, bundled_model_dir() / f"{args.model}.safetensors", half=True)
-    print(f"shipped the std head {args.net} in {args.model} ({sha[:12]})")
+                "images (bench/real_pairs.py), 50 % each; held-out images as in its provenance"}, "val_nll")
 
 
 def main(argv=None):

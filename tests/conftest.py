@@ -12,16 +12,22 @@ from napari_diffdenoise.core.schedules import NoiseSchedule
 TINY = UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16, fourier_features=8)
 
 
+def _awake(network: UNet) -> UNet:
+    """The network with its zero-initialised output layers perturbed: untrained, its output would be
+    0 whatever its inputs (ε ≡ 0, a flat std, samples equal to the mean)."""
+    with torch.no_grad():
+        for p in network.parameters():
+            if p.abs().sum() == 0 and p.ndim > 1:
+                p.normal_(0, 0.05)
+    return network
+
+
 @pytest.fixture
 def tiny_model() -> DiffusionModel:
     """An untrained tiny paired model: fast, and its outputs depend on every input."""
     torch.manual_seed(0)
     model = DiffusionModel.create(TINY, NoiseSchedule("cosine", 50), name="tiny", tile=64)
-    # zero-initialised output layers would make ε ≡ 0; perturb them so the network does something
-    with torch.no_grad():
-        for p in model.network.parameters():
-            if p.abs().sum() == 0 and p.ndim > 1:
-                p.normal_(0, 0.05)
+    _awake(model.network)
     return model
 
 
@@ -39,14 +45,21 @@ def headed(tiny_model):
 def with_std(headed):
     """The tiny paired model with a tiny mean head and a tiny std head."""
     torch.manual_seed(2)
-    headed.std_network = UNet(UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16,
-                                         fourier_features=8))
-    with torch.no_grad():  # its output layer starts at zero; a std that varies shows the map is the head's
-        for p in headed.std_network.parameters():
-            if p.abs().sum() == 0 and p.ndim > 1:
-                p.normal_(0, 0.05)
+    # awake: a std that varies shows the map is the head's
+    headed.std_network = _awake(UNet(UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16,
+                                                fourier_features=8)))
     headed.std_provenance = {"recipe": "test"}
     return headed
+
+
+@pytest.fixture
+def with_sample_head(with_std):
+    """The tiny paired model with tiny mean, std and sample heads; the sample head awake, so that it draws."""
+    torch.manual_seed(3)
+    with_std.sample_network = _awake(UNet(UNetConfig(cond_channels=2, base_channels=8, channel_mults=(1, 2),
+                                                     emb_dim=16, fourier_features=8))).eval()
+    with_std.sample_provenance = {"recipe": "test"}
+    return with_std
 
 
 @pytest.fixture

@@ -5,25 +5,14 @@ import torch
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
-from napari_diffdenoise.core.network import UNet, UNetConfig
 from napari_diffdenoise.core.normalization import IntensityMap
 from napari_diffdenoise.core.sample_head import draw, energy_score, multiscale_energy_score
 from napari_diffdenoise.core.sampler_registry import samplers_for_model
 
-TINY_SAMPLE_HEAD = UNetConfig(cond_channels=2, base_channels=8, channel_mults=(1, 2), emb_dim=16, fourier_features=8)
-
 
 @pytest.fixture
-def sampled(with_std):
-    """The tiny model with mean, std and sample heads; the sample head's output layer perturbed so that it draws."""
-    torch.manual_seed(3)
-    with_std.sample_network = UNet(TINY_SAMPLE_HEAD).eval()
-    with torch.no_grad():
-        for p in with_std.sample_network.parameters():
-            if p.abs().sum() == 0 and p.ndim > 1:
-                p.normal_(0, 0.05)
-    with_std.sample_provenance = {"recipe": "test"}
-    return with_std
+def sampled(with_sample_head):
+    return with_sample_head
 
 
 @pytest.fixture
