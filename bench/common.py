@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -102,3 +103,15 @@ def ship_head(model_name: str, attribute: str, net, net_path: Path, provenance: 
     sha = save_checkpoint(model, bundled_model_dir() / f"{model_name}.safetensors", half=True)
     print(f"shipped {attribute} {net_path} in {model_name} ({sha[:12]})")
     return sha
+
+
+def optimiser_step(opt, net, loss, lr: float, done: float) -> None:
+    """One step of the heads' training (bench/std_head.py, bench/sample_head.py): the learning rate on
+    a cosine from ``lr`` down to 5 % of it over the budget (``done``: the fraction spent), gradients
+    clipped to norm 1."""
+    for group in opt.param_groups:
+        group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()

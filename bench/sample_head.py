@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from napari_diffdenoise.core.sample_head import SAMPLE_HEAD_CONFIG as CONFIG
 from napari_diffdenoise.core.sample_head import draw, multiscale_energy_score
 from napari_diffdenoise.core.samplers import ddim
 
-from .common import head_file_steps, markdown_table, ship_head, write_report
+from .common import head_file_steps, markdown_table, optimiser_step, ship_head, write_report
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 BELL_95 = 0.2  # bits: the negentropy one bell curve of K = 8 samples stays below 95 % of the time
@@ -121,17 +120,12 @@ def train(args):
     m = args.student_samples
     while time.perf_counter() - t0 < budget:
         frac = (time.perf_counter() - t0) / budget
-        for group in opt.param_groups:
-            group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         idx = torch.from_numpy(rng.choice(train_idx, args.batch, replace=False))
         noisy, mean, teacher = augment([pool["noisy"][idx], pool["mean"][idx], pool["teacher"][idx]], rng)
         z = torch.randn((len(idx) * m, 1) + tuple(noisy.shape[-2:]))
         student = draw(net, z, noisy[:, None].repeat_interleave(m, 0), mean[:, None].repeat_interleave(m, 0))
         loss = multiscale_energy_score(student.reshape(len(idx), m, *noisy.shape[-2:]), teacher)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        optimiser_step(opt, net, loss, args.lr, frac)
         step += 1
         if step % 100 == 0:
             net.eval()

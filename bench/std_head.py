@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from napari_diffdenoise.core.restore import _pad_to_multiple, denoise
 from napari_diffdenoise.core.std_head import GAMMA, log_variance, nll
 from napari_diffdenoise.core.std_head import STD_HEAD_CONFIG as CONFIG
 
-from .common import HELD_OUT_SEED, head_file_steps, markdown_table, ship_head, write_report
+from .common import HELD_OUT_SEED, head_file_steps, markdown_table, optimiser_step, ship_head, write_report
 
 
 def train(args):
@@ -58,16 +57,11 @@ def train(args):
     budget = args.minutes * 60
     while time.perf_counter() - t0 < budget:
         frac = (time.perf_counter() - t0) / budget
-        for group in opt.param_groups:
-            group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         noisy, clean = (torch.from_numpy(a) for a in source.batch(args.batch, args.patch, rng))
         with torch.no_grad():
             mean = head(noisy, torch.full((len(noisy),), GAMMA))
         loss = nll(net, noisy, mean, clean)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        optimiser_step(opt, net, loss, args.lr, frac)
         step += 1
         if step % 100 == 0:
             with torch.no_grad():
