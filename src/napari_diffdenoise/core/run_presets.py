@@ -1,6 +1,7 @@
 """The speed / quality presets, declared once: the sampling settings each one sets, for the models
 that can run them. The Denoise widget's preset box (its labels and which preset the form shows) and
-the CLI's ``--preset`` derive from here.
+the library's default run (core.model.DiffusionModel.default_sampler) follow them; the CLI has no
+preset option and takes the default.
 
 A preset lists its settings in order of preference; a model takes the first whose sampler it can
 run (core.sampler_registry.SamplerInfo.fits). With a sample head the fast and default presets draw
