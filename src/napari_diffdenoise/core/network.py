@@ -75,9 +75,11 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        # the fused layer-norm kernel over the last axis of the NHWC view (free for the channels-last
+        # tensors inference runs on): 5–10× faster on CPU than reducing over axis 1 by hand, which took
+        # about a third of every network pass (bench/speed.py)
+        out = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight.view(-1), self.bias.view(-1), self.eps)
+        return out.permute(0, 3, 1, 2)
 
 
 def _norm(channels: int) -> ChannelNorm:
