@@ -140,9 +140,10 @@ def oracle_factor(scores_abs, unit, tau2, level) -> float:
 
 
 def truth_scale(error: np.ndarray, unit: np.ndarray, tau2) -> ErrorScale:
-    """The self-calibration's interval model (a Gaussian per quartile of u) with each bin's
-    V = E[(error/u)²] taken from the truth (its own noise variance τ² taken off): what the shape
-    assumption alone costs, with no estimation error."""
+    """The self-calibration's interval model (a generalised Gaussian of shape
+    core.error_scale.ERROR_SHAPE per quartile of u) with each bin's V = E[(error/u)²] taken from the
+    truth (its own noise variance τ² taken off): what the shape assumption alone costs, with no
+    estimation error."""
     edges = np.quantile(unit, np.linspace(0, 1, N_BINS + 1))
     edges[0], edges[-1] = -np.inf, np.inf
     variances, weights = [], []
@@ -173,7 +174,7 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, s
     own = drive(iter_self_calibrate(model, noisy, seed=1, **settings))[0].calibration
     self_seconds = time.perf_counter() - t0
     calibrations = {"shipped": shipped, "self (recorrupted)": own,
-                    "Gaussian per bin, V from the truth": truth_scale(truth - result.mean, unit, tau2)}
+                    "shape per bin, V from the truth": truth_scale(truth - result.mean, unit, tau2)}
     if frames is not None:
         calibrations["self (frame pairs)"] = drive(iter_self_calibrate(model, frames, frames=True, seed=1,
                                                                         **settings))[0].calibration
@@ -198,7 +199,7 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, s
 def _std_section(records: list, std: str) -> str:
     """The summary and per-case tables of one std route."""
     routes = list(dict.fromkeys(r for rec in records for r in rec["routes"]))
-    shape_check = "Gaussian per bin, V from the truth"  # a diagnostic: in the summary only
+    shape_check = "shape per bin, V from the truth"  # a diagnostic: in the summary only
     case_routes = [r for r in routes if r != shape_check]
     header = ["case", "PSNR", "ρ(std, |err|)"] + [f"{route} @{c:g}" for route in case_routes for c in LEVELS] + \
              ["self @0.9, texture excused", "self width / oracle @0.9", "oracle width @0.9", "restore s", "self s"]
@@ -277,9 +278,9 @@ def main(argv=None):
         "asked to be covered (the rule issue #23 proposed; see the module docstring). Width ratio: the self-calibrated interval's mean width over the "
         "width the oracle λ (chosen with the truth) needs for the same coverage; oracle width: that width itself, in "
         "the image's units (comparable between the two sections: the narrower, the more the std knows where the "
-        "error is). \"Gaussian per bin, V from the truth\" "
+        "error is). \"shape per bin, V from the truth\" "
         "(summary only): the self-calibration's interval model with each bin's V taken from the truth, i.e. what the "
-        "Gaussian shape alone costs with no estimation error. Seconds: this 2-core CPU, shared with other work.\n"
+        "shape (bench/error_shape.py) alone costs with no estimation error. Seconds: this 2-core CPU, shared with other work.\n"
     )
     path = write_report(args.report, "Intervals on real data: shipped vs self-calibrated", body,
                         {"records": records})

@@ -10,6 +10,7 @@ from scipy import ndimage, stats
 from napari_diffdenoise.core.calibration import calibrate
 from napari_diffdenoise.core.driving import drive
 from napari_diffdenoise.core.error_scale import (
+    ERROR_SHAPE,
     ErrorScale,
     correlation_length,
     error_scale,
@@ -86,13 +87,27 @@ def test_noise_correlation_is_read_off_second_differences():
 
 
 def test_factor_solves_the_mixture():
-    one = ErrorScale([-np.inf, np.inf], [1.0], [4.0], [4.0], [1.0])
+    one = ErrorScale([-np.inf, np.inf], [1.0], [4.0], [4.0], [1.0], shape=2.0)
     assert one.factor(0.9) == pytest.approx(2 * stats.norm.ppf(0.95), rel=1e-6)
-    two = ErrorScale([-np.inf, 1, np.inf], [0.5, 0.5], [1.0, 9.0], [1.0, 9.0], [1.0])
+    two = ErrorScale([-np.inf, 1, np.inf], [0.5, 0.5], [1.0, 9.0], [1.0, 9.0], [1.0], shape=2.0)
     lam = two.factor(0.9)
     covered = 0.5 * (2 * stats.norm.cdf(lam) - 1) + 0.5 * (2 * stats.norm.cdf(lam / 3) - 1)
     assert covered == pytest.approx(0.9, abs=1e-6)
     assert two.coverage_of(lam) == pytest.approx(0.9, abs=1e-6)
+
+
+def test_the_error_shape_sets_the_interval_in_closed_form():
+    # β = 1 is a Laplace law: variance 2b², P(|E| ≤ λ) = 1 − exp(−λ/b)
+    laplace = ErrorScale([-np.inf, np.inf], [1.0], [2.0], [2.0], [1.0], shape=1.0)
+    assert laplace.factor(0.9) == pytest.approx(math.log(10), rel=1e-6)
+    assert laplace.coverage_of(math.log(5)) == pytest.approx(0.8, abs=1e-9)
+    # a peaked law of the same variance needs a narrower interval at 0.8 and a wider one at 0.95
+    gauss = dataclasses.replace(laplace, shape=2.0)
+    assert laplace.factor(0.8) < gauss.factor(0.8) and laplace.factor(0.95) > gauss.factor(0.95)
+    # the default is the measured shape, between the two
+    measured = dataclasses.replace(laplace, shape=ERROR_SHAPE)
+    assert ErrorScale([-np.inf, np.inf], [1.0], [2.0], [2.0], [1.0]).shape == ERROR_SHAPE
+    assert laplace.factor(0.8) < measured.factor(0.8) < gauss.factor(0.8)
 
 
 def noisy_image(seed=0, shape=(48, 48)):
@@ -202,7 +217,9 @@ def test_a_negative_error_scale_falls_back_to_the_models_own_spread(tiny_model, 
     model = self_calibrate(tiny_model, noisy_image(), coverage=(0.8, 0.9), n_samples=3, steps=2)
     cal = model.calibrations[0]
     assert "V came out below 0" in cal["source"] and "not calibrated on this image" in cal["source"]
-    np.testing.assert_allclose(cal["factors"], [stats.norm.ppf(0.9), stats.norm.ppf(0.95)], rtol=1e-6)
+    # V = 1 in every bin: the quantiles of a unit-variance law of the model's error shape
+    unit_scale = math.sqrt(math.gamma(1 / ERROR_SHAPE) / math.gamma(3 / ERROR_SHAPE))
+    np.testing.assert_allclose(cal["factors"], stats.gennorm(ERROR_SHAPE, scale=unit_scale).ppf([0.9, 0.95]), rtol=1e-6)
 
 
 def test_noise_correlated_between_pixels_is_taken_off_with_a_probe():

@@ -25,8 +25,8 @@ is read off the difference of two draws' restorations (:func:`response_length`),
 noisy products.
 
 Known bias: a recorrupted input is noisier than the user's (1 + α² in variance), so V is measured
-on a restoration at that noise level, not at the image's own; not corrected. The Gaussian per bin
-is a shape assumption; bench/real_calibration.py measures what it alone costs (the route whose V
+on a restoration at that noise level, not at the image's own; not corrected. The shape per bin (a
+generalised Gaussian, core.error_scale.ERROR_SHAPE) is an assumption, measured on other images; bench/real_calibration.py measures what it alone costs (the route whose V
 per bin is taken from the truth). Frame pairs have no noise-level bias, but count what motion is
 left as error.
 
@@ -263,7 +263,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                  else "")
               + ("; V came out below 0 (noise in the products, or a noise fit that is off): the model's own "
                  "spread is used (V = 1) and these intervals are not calibrated on this image" if implausible else "")
-              + ". Coverage is modelled (Gaussian per bin), not conformal; held-out coverage = the split-half check")
+              + f". Coverage is modelled (a generalised Gaussian of shape β = {scale.shape:g} per bin), not conformal; "
+              "held-out coverage = the split-half check")
     settings_record = run_settings(last.restoration.metadata)
     calibration = Calibration(settings_record, coverages, factors, checked, widths, source, int(last.v.size), None)
     kept_calibrations = [c for c in model.calibrations if not Calibration.from_dict(c).matches(settings_record)]
