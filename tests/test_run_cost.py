@@ -39,6 +39,24 @@ def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_ra
     assert recalibration_cost(headed, (2, 1024, 1024), n_samples=2, steps=3).seconds < cost.seconds
 
 
+def test_a_plane_with_bright_structure_costs_its_second_pass(fixed_rate, headed):
+    """A spot far above the plane's 99.8th percentile is restored again in a box around it
+    (core.bright_pass): the plane costs that box's share more; a plane without one costs the same."""
+    from napari_diffdenoise.core.bright_pass import BRIGHT_MARGIN
+    from napari_diffdenoise.core.restore import make_settings
+
+    plane = np.random.default_rng(1).poisson(20, (256, 256)).astype(np.float32)
+    plain = restoration_cost(headed, (3, 256, 256), n_samples=2, steps=2)
+    assert run_cost.bright_share(headed, plane, make_settings(headed)) == 0.0
+    assert restoration_cost(headed, (3, 256, 256), plane, n_samples=2, steps=2).seconds == pytest.approx(plain.seconds)
+    plane[100:106, 150:156] = 5000.0
+    share = run_cost.bright_share(headed, plane, make_settings(headed))
+    # one box: the spot, as wide again as the 1 px blur spreads it above the ceiling, and the margin
+    assert (6 + 2 * BRIGHT_MARGIN) ** 2 < share * plane.size <= (6 + 6 + 2 * BRIGHT_MARGIN) ** 2
+    assert restoration_cost(headed, (3, 256, 256), plane, n_samples=2, steps=2).seconds == \
+        pytest.approx(plain.seconds * (1 + share))
+
+
 def _pixels_of_the_tiles(model, shape, s) -> int:
     """The tiled pixels counted off the tiles restore builds (weights and all): the oracle."""
     from napari_diffdenoise.core.restore import TiledEpsilon
@@ -96,6 +114,7 @@ def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer,
 
     w.preset.value = [p for p in w.preset.choices if p.startswith("thorough")][0]
     qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=16, steps=20), timeout=20_000)
+    assert "counted from the first plane" in w.estimate.tooltip  # an in-memory image: its bright pass is counted
     assert "2 × 128" not in w.estimate.tooltip and "32,768 px × 16 samples × 20 steps" in w.estimate.tooltip
     w.preset.value = [p for p in w.preset.choices if p.startswith("fast")][0]
     qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=4, steps=3), timeout=20_000)

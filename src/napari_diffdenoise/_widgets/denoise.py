@@ -134,14 +134,15 @@ def _is_timed(model, settings) -> bool:
         return False
 
 
-def _run_estimate(model, shape, settings, calibrate):
-    """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses."""
+def _run_estimate(model, shape, settings, calibrate, sample_plane=None):
+    """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses;
+    ``sample_plane``: a plane of the image, whose bright structure's second pass is then counted."""
     from ..core.run_cost import recalibration_cost, restoration_cost
 
     try:
         # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
         run = {**settings, "coverage": None} if calibrate else settings
-        return (restoration_cost(model, shape, **run),
+        return (restoration_cost(model, shape, sample_plane, **run),
                 recalibration_cost(model, shape, **settings) if calibrate else None)
     except (ValueError, TypeError, RuntimeError):
         return None
@@ -274,7 +275,8 @@ class DenoiseWidget(WorkerControls, Container):
         self.n_samples.changed.connect(self._name_preset)
         self.preset.value = next(label for label, p in self._presets().items() if p.name == DEFAULT_PRESET)
         self.psf_source.changed.connect(self._show_psf_widgets)
-        self._estimate_for = None  # the (model, shape, settings) whose time 'Time here' shows or is timing
+        self._estimate_for = None  # the (model, layer, shape, settings) whose time 'Time here' shows or is timing
+        self._estimate_counts_bright = False  # whether that time counts the bright pass (a plane was read for it)
         for control in self._run_inputs():
             control.changed.connect(self._refresh_estimate)
             control.changed.connect(self._forget_last_run)
@@ -553,17 +555,24 @@ class DenoiseWidget(WorkerControls, Container):
             self._estimate_for = None
             self.estimate.value = "—"
             return
-        shape = tuple((layer.data[0] if layer.multiscale else layer.data).shape)
+        from ..core.image_io import is_lazy
+
+        data = layer.data[0] if layer.multiscale else layer.data
+        shape = tuple(data.shape)
+        # the first plane shows whether bright structure takes a second pass; a lazy image is not read for it
+        first_plane = None if is_lazy(data) else np.asarray(data[(0,) * (data.ndim - 2)])
         calibrate = self._calibrates_here(settings)
-        key = (model.sha256 or model.name, shape, repr(sorted(settings.items(), key=lambda kv: kv[0])), calibrate)
+        key = (model.sha256 or model.name, id(layer), shape, repr(sorted(settings.items(), key=lambda kv: kv[0])),
+               calibrate)
         if key == self._estimate_for:
             return
         self._estimate_for = key
-        if _is_timed(model, settings):  # only arithmetic left: no thread to outlive the widget
+        self._estimate_counts_bright = first_plane is not None
+        if first_plane is None and _is_timed(model, settings):  # only arithmetic left: no thread to outlive the widget
             self._show_estimate(key, _run_estimate(model, shape, settings, calibrate))
             return
         self.estimate.value = "timing it on this machine…"
-        worker = create_worker(_run_estimate, model, shape, settings, calibrate, _start_thread=False)
+        worker = create_worker(_run_estimate, model, shape, settings, calibrate, first_plane, _start_thread=False)
         worker.returned.connect(lambda costs: self._show_estimate(key, costs))
         worker.start()
 
@@ -579,8 +588,9 @@ class DenoiseWidget(WorkerControls, Container):
             f" ({duration(calibration.seconds)} of it calibrating)" if calibration else "")
         self.estimate.tooltip = ("Timed on this machine. The run: " + run.describe()
                                  + (f". Calibrating on this image first: {calibration.describe()}" if calibration else "")
-                                 + ". Planes with very bright structure take a second pass over boxes around it, "
-                                   "which this does not count")
+                                 + ". Planes with very bright structure take a second pass over boxes around it: "
+                                   + ("counted from the first plane" if self._estimate_counts_bright
+                                      else "not counted for an image read lazily"))
 
     def _settings(self, psf, preview: bool = False) -> dict:
         """The run's keywords for make_settings/iter_denoise; the main form's steps and η go in only

@@ -4,8 +4,8 @@ the user's machine, not constants written for another one).
 The work is derived from the code that does it (the blocks and tiles a plane is cut into, the
 sampler's network evaluations, the one-pass mean, the crops a self-calibration restores); only the
 cost of a network call per pixel is measured, once per model, device and tile. A plane whose bright
-structure needs the second pass (docs/method.md, "The whole dynamic range") costs more than this
-says, by the share of the plane its boxes cover.
+structure needs the second pass (docs/method.md, "The whole dynamic range") costs more, by the share
+of the plane its boxes cover: counted when a plane of the image is given (:func:`bright_share`).
 """
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 
+from .bright_pass import bright_boxes, bright_map, bright_weight
 from .model import DiffusionModel
+from .normalization import IntensityMap
 from .restore import (DEFAULT_SAMPLER_SETTINGS, Settings, calibration_settings, device_model, make_settings,
                       network_passes)
 from .self_calibration import MAX_PIXELS, recorrupted_crops
@@ -111,16 +114,32 @@ def _tiled_pixels(model: DiffusionModel, shape: tuple[int, int], settings: Setti
     return len(block_ys) * len(block_xs) * len(ys) * len(xs) * padded
 
 
-def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], **settings) -> RunCost:
+def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], sample_plane: np.ndarray | None = None,
+                     **settings) -> RunCost:
     """The cost of ``denoise(image of shape, model, **settings)``: every (Y, X) plane through the
     sampler (K samples × its evaluations per tiled pixel) plus the one-pass mean when the run makes
-    one. Raises what :func:`restore.make_settings` raises for settings it refuses."""
+    one; with ``sample_plane`` (a plane of the image), the bright pass's boxes on it counted for every
+    plane. Raises what :func:`restore.make_settings` raises for settings it refuses."""
     s = make_settings(model, **settings)
     planes = int(np.prod(shape[:-2], dtype=np.int64))
     tiled = _tiled_pixels(model, tuple(shape[-2:]), s)
     evaluations, calls = _calls(model, s)
-    seconds = planes * tiled * _seconds_per_tiled_pixel(model, s, calls)
+    again = 0.0 if sample_plane is None else bright_share(model, np.asarray(sample_plane), s)
+    seconds = planes * tiled * (1 + again) * _seconds_per_tiled_pixel(model, s, calls)
     return RunCost(planes * int(np.prod(shape[-2:])), s.n_samples, evaluations, seconds)
+
+
+def bright_share(model: DiffusionModel, plane: np.ndarray, settings: Settings) -> float:
+    """The share of ``plane`` the bright pass restores a second time (core.bright_pass): its boxes'
+    area over the plane's. The pass follows the first estimate's mean, which does not exist before
+    the run: the plane smoothed by 1 px (the noise averaged down, as the mean has it) stands in."""
+    plane = np.asarray(plane, dtype=np.float32)
+    imap = IntensityMap.from_percentiles(plane, settings.percentiles)
+    if bright_map(plane, imap, model) is None:
+        return 0.0
+    weight = bright_weight(ndimage.gaussian_filter(plane, 1.0), imap, model)
+    boxes = bright_boxes(weight) if weight.any() else []
+    return sum((box[0].stop - box[0].start) * (box[1].stop - box[1].start) for box in boxes) / plane.size
 
 
 def _calls(model: DiffusionModel, s: Settings) -> tuple[int, list[tuple[str, int]]]:
