@@ -95,7 +95,7 @@ def against_bm3d(model, plane: np.ndarray):
         if reference is not None and result is not reference and result.std is not None:
             change = np.abs(result.mean - reference.mean) / span
             deltas = [float(change.max()), float(np.mean(change > 0.01))]
-        said = restoration_cost(model, plane.shape, **kw).seconds  # what the Denoise widget's "Time here" says
+        said = restoration_cost(model, plane.shape, plane, **kw).seconds  # what the Denoise widget's "Time here" says
         rows.append([label, seconds, said, seconds / bm3d_s, result.metadata["network_evaluations"], *deltas])
         data.append({"setting": label, "seconds": seconds, "time_here_said": said, "x_bm3d": seconds / bm3d_s,
                      "network_calls": result.metadata["network_evaluations"],

@@ -51,8 +51,10 @@ ROUTES = {
 ])
 def test_a_seed_gives_the_psf_steered_runs_it_gave_before(route, mean, std):
     result = denoise(_blurred_spots(), load_model("widefield"), **COMMON, **ROUTES[route])
-    assert _pin(result.mean) == pytest.approx(mean, rel=1e-5, abs=1e-5)
-    assert _pin(result.std) == pytest.approx(std, rel=1e-5, abs=1e-5)
+    # float32 kernels differ between CPUs by about 1.5e-5 here (seen between two x86 machines); a
+    # guidance weight 1 % off moves three of them by 3e-4 to 1e-3
+    assert _pin(result.mean) == pytest.approx(mean, rel=1e-4, abs=1e-4)
+    assert _pin(result.std) == pytest.approx(std, rel=1e-4, abs=1e-4)
 
 
 @pytest.mark.parametrize("route", ROUTES)
