@@ -1,5 +1,5 @@
 """Interval coverage on real fluorescence data: the shipped calibration against self-calibration
-(core/self_calibration.py) from the noisy image alone.
+(core/calibration/self_calibration.py) from the noisy image alone.
 
     python -m bench real_calibration [--data DIR] [--model demo] [--size 256]
 
@@ -40,15 +40,15 @@ import tifffile
 from scipy import ndimage, special
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.calibration_run import run_settings
-from napari_diffdenoise.core.camera_noise import estimate_noise
-from napari_diffdenoise.core.conformal import find_calibration
-from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.error_scale import N_BINS, ErrorScale
-from napari_diffdenoise.core.metrics import calibration as error_bins
-from napari_diffdenoise.core.metrics import psnr_fitted
-from napari_diffdenoise.core.self_calibration import iter_self_calibrate
-from napari_diffdenoise.core.simulate import Acquisition
+from napari_diffdenoise.core.calibration.calibration_run import run_settings
+from napari_diffdenoise.core.calibration.error_scale import N_BINS, ErrorScale
+from napari_diffdenoise.core.calibration.self_calibration import iter_self_calibrate
+from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
+from napari_diffdenoise.core.imaging.metrics import calibration as error_bins
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.simulate import Acquisition
+from napari_diffdenoise.core.run.conformal import find_calibration
+from napari_diffdenoise.core.run.driving import drive
 
 from .common import HELD_OUT_SEED, markdown_table, write_report
 
@@ -153,7 +153,7 @@ def truth_scale(error: np.ndarray, unit: np.ndarray, tau2) -> ErrorScale:
     return ErrorScale([float(e) for e in edges], weights, variances, variances, [])
 
 
-# the std routes a model with a std head is measured on (core.restore.STD_ESTIMATORS): the samples'
+# the std routes a model with a std head is measured on (core.run.restore.STD_ESTIMATORS): the samples'
 # spread at the default K = 8, and the head in one pass (no samples: it needs none)
 STD_ROUTES = {"samples": {"std": "samples"}, "head": {"std": "head", "n_samples": 0}}
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.adapt import CameraNoise, _neighbour_pairs, _series_pairs, iter_adapt
-from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.normalization import IntensityMap
+from napari_diffdenoise.core.training.adapt import CameraNoise, _neighbour_pairs, _series_pairs, iter_adapt
+from napari_diffdenoise.core.run.driving import drive
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
 
 
 def scene(seed=0, size=128, photons=20.0):
@@ -39,9 +39,9 @@ def trained():
     """A tiny headed model whose head is trained (supervised, 60 steps) on scenes like the test's: a
     good 'bundled' head that a harmful adaptation can only spoil."""
     from conftest import TINY
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNet, UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     torch.manual_seed(0)
     model = DiffusionModel.create(TINY, NoiseSchedule("cosine", 50), name="tiny", tile=64)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_diffdenoise.core import restore, run_record
-from napari_diffdenoise.core.batch import _fingerprint, input_content_hash
-from napari_diffdenoise.core.calibration_run import run_settings
-from napari_diffdenoise.core.conformal import Calibration
-from napari_diffdenoise.core.image_io import open_image
-from napari_diffdenoise.core.physics import gaussian_psf
-from napari_diffdenoise.core.restore import _metadata, make_settings, plane_run
-from napari_diffdenoise.core.run_record import RECORDED, Recorded, calibration_key, settings_record
+from napari_diffdenoise.core.calibration.calibration_run import run_settings
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.io.image_io import open_image
+from napari_diffdenoise.core.run import restore, run_record
+from napari_diffdenoise.core.run.batch import _fingerprint, input_content_hash
+from napari_diffdenoise.core.run.conformal import Calibration
+from napari_diffdenoise.core.run.restore import _metadata, make_settings, plane_run
+from napari_diffdenoise.core.run.run_record import RECORDED, Recorded, calibration_key, settings_record
 
 
 def _legacy_fingerprint(source, model, s) -> dict:
@@ -123,9 +123,9 @@ def test_calibration_keys_are_always_in_the_metadata(tiny_model):
 def _unpaired_model():
     import torch
 
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNet, UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     torch.manual_seed(0)
     return DiffusionModel(UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
@@ -134,7 +134,7 @@ def _unpaired_model():
 
 def _steps_both_ways(model, path, tmp_path, **settings) -> tuple[int, int]:
     from napari_diffdenoise import denoise
-    from napari_diffdenoise.core.batch import denoise_to_tiff
+    from napari_diffdenoise.core.run.batch import denoise_to_tiff
 
     in_memory = denoise(tifffile.imread(path), model, **settings).metadata["n_steps"]
     to_files, _ = denoise_to_tiff(path, tmp_path / "out", model, stem="x", overwrite=True, **settings)
@@ -149,7 +149,7 @@ def small_tif(tmp_path):
 
 
 def _every_sampler(tiny_model):
-    from napari_diffdenoise.core.sampler_registry import SAMPLERS
+    from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 
     unpaired = _unpaired_model()
     for name, info in SAMPLERS.items():
@@ -167,7 +167,7 @@ def all_heads(with_std):
     """The tiny paired model with every head (mean, std, sample), so that every paired sampler runs on it."""
     import torch
 
-    from napari_diffdenoise.core.network import UNet, UNetConfig
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig
 
     torch.manual_seed(3)
     with_std.sample_network = UNet(UNetConfig(cond_channels=2, base_channels=8, channel_mults=(1, 2), emb_dim=16,
@@ -191,7 +191,7 @@ def test_the_number_of_steps_counts_every_network_pass_of_every_sampler_and_mean
     is one network evaluation: the steps recorded are the evaluations made, whichever sampler draws
     (the sample head too, which draws about the mean head's estimate) and wherever the mean comes from."""
     from napari_diffdenoise import denoise
-    from napari_diffdenoise.core.run_spec import MEAN_ESTIMATORS
+    from napari_diffdenoise.core.run.run_spec import MEAN_ESTIMATORS
 
     plane = tifffile.imread(small_tif)
     for model, settings in _every_sampler(all_heads):
@@ -205,8 +205,8 @@ def test_the_number_of_steps_counts_every_network_pass_of_every_sampler_and_mean
 def test_denoise_calibrate_adapt_and_train_share_one_cancel_convention(headed):
     """Each raises Cancelled when cancel() returns True, and stops at the first check."""
     from napari_diffdenoise import Cancelled, adapt, calibrate, denoise, train
-    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
-    from napari_diffdenoise.core.training import TrainConfig
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
+    from napari_diffdenoise.core.training.training import TrainConfig
 
     noisy, clean = simulate_pair("nuclei", (160, 160), Acquisition(peak_photons=10), seed=3)
     calls = {

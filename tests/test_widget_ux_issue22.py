@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from napari_diffdenoise._widgets import train as train_module
-from napari_diffdenoise.core import run_cost
+from napari_diffdenoise.core.run import run_cost
 from napari_diffdenoise._widgets.model_registry import REGISTRY
-from napari_diffdenoise.core.checkpoint import save_checkpoint
+from napari_diffdenoise.core.io.checkpoint import save_checkpoint
 
 NEGATIVE_TIME = re.compile(r"[-−]\s*\d+(\.\d+)?\s*(s|min)\b")
 
@@ -44,10 +44,10 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     """The recalibration that follows adapting restores the crops self-calibration picks (at most
     MAX_PIXELS) at the default settings: the form says how long that takes here, and the total."""
     from napari_diffdenoise._widgets.train import NOISY_ONLY, PAIRED, TrainWidget
-    from napari_diffdenoise.core.adapt import iter_recalibrate
-    from napari_diffdenoise.core.checkpoint import load_model
-    from napari_diffdenoise.core.driving import drive
-    from napari_diffdenoise.core.self_calibration import MAX_PIXELS
+    from napari_diffdenoise.core.training.adapt import iter_recalibrate
+    from napari_diffdenoise.core.io.checkpoint import load_model
+    from napari_diffdenoise.core.run.driving import drive
+    from napari_diffdenoise.core.calibration.self_calibration import MAX_PIXELS
 
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 2e-6)
     viewer = make_napari_viewer()
@@ -103,7 +103,7 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     handover = [i for i, s in enumerate(statuses) if s.startswith(train_module.RECALIBRATING)]
     assert handover and statuses[handover[0] + 1 :] and "recalibrating" in statuses[-1]
     # the last step of adapting ends past the budget (it showed "about −8 s left"): adapting is done, not more
-    from napari_diffdenoise.core.adapt import AdaptProgress
+    from napari_diffdenoise.core.training.adapt import AdaptProgress
 
     w._started = time.monotonic() - 30
     w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 2))
@@ -308,7 +308,7 @@ SYMBOLS = {("ddim-dc", "guidance"): ("η", "PI-DDPM"), ("ddim-dc", "reg_weight")
 
 
 def test_sampler_labels_are_plain_words_and_the_symbols_live_in_the_tooltips():
-    from napari_diffdenoise.core.sampler_registry import SAMPLERS
+    from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 
     for sampler in SAMPLERS.values():
         labels = [p.label for p in sampler.params]
