@@ -17,7 +17,8 @@ from napari_diffdenoise.core.calibration.calibration import Calibration
 from napari_diffdenoise.core.imaging.metrics import calibration as error_bins
 from napari_diffdenoise.core.imaging.metrics import reliability
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
-from napari_diffdenoise.core.run.restore import _sample_plane, make_settings
+from napari_diffdenoise.core.run.plane_sampling import _sample_plane
+from napari_diffdenoise.core.run.restore import make_settings
 
 from .common import DOCS, line_plots, markdown_table, write_report
 from .mean import cases
@@ -56,7 +57,7 @@ def dynamic_range(model, ratios=(10, 100, 1000), size: int = 192):
 
 def _device(model):
     from napari_diffdenoise.core.model.devices import resolve_device
-    from napari_diffdenoise.core.run.restore import device_model
+    from napari_diffdenoise.core.run.plane_sampling import device_model
 
     return device_model(model, resolve_device("cpu"))
 

@@ -111,7 +111,7 @@ def test_batches_spanning_several_tiles_give_the_tile_by_tile_result(tiny_model)
 
 
 def _samples_of(block, origin, model, s, imap):
-    from napari_diffdenoise.core.run.restore import _sample_plane
+    from napari_diffdenoise.core.run.plane_sampling import _sample_plane
 
     run = _sample_plane(block, imap, model, s, 0, origin=origin)
     try:
@@ -123,7 +123,8 @@ def _samples_of(block, origin, model, s, imap):
 
 def test_overlapping_blocks_draw_the_same_noise_so_their_samples_agree_in_the_overlap(tiny_model):
     from napari_diffdenoise.core.imaging.normalization import IntensityMap
-    from napari_diffdenoise.core.run.restore import device_model, make_settings
+    from napari_diffdenoise.core.run.plane_sampling import device_model
+    from napari_diffdenoise.core.run.restore import make_settings
 
     image = np.random.default_rng(0).poisson(6, (200, 96)).astype(np.float32)
     s = make_settings(tiny_model, n_samples=3, steps=3, seed=1, mean="samples", keep_samples=True, tile=64, overlap=16)

@@ -11,10 +11,11 @@ import tifffile
 from napari_diffdenoise.core.calibration.calibration_run import run_settings
 from napari_diffdenoise.core.imaging.physics import gaussian_psf
 from napari_diffdenoise.core.io.image_io import open_image
-from napari_diffdenoise.core.run import restore, run_record
+from napari_diffdenoise.core.run import plane_runs, run_record
 from napari_diffdenoise.core.run.batch import _fingerprint, input_content_hash
 from napari_diffdenoise.core.run.conformal import Calibration
-from napari_diffdenoise.core.run.restore import _metadata, make_settings, plane_run
+from napari_diffdenoise.core.run.plane_runs import _metadata
+from napari_diffdenoise.core.run.restore import make_settings, plane_run
 from napari_diffdenoise.core.run.run_record import RECORDED, Recorded, calibration_key, settings_record
 
 
@@ -31,7 +32,7 @@ def _legacy_fingerprint(source, model, s) -> dict:
 
 
 def _legacy_metadata_settings(s) -> dict:
-    """The settings part of restore._metadata as it was written before the record."""
+    """The settings part of plane_runs._metadata as it was written before the record."""
     return {
         "sampler": s.sampler.name, **s.params, "sampler_params": s.params, "mean_estimator": s.mean_estimator,
         "n_samples": s.n_samples, "seed": s.seed, "device": str(s.device), "tile": s.tile, "overlap": s.overlap,
@@ -178,11 +179,11 @@ def all_heads(with_std):
 def test_the_number_of_steps_agrees_in_memory_and_to_files_for_every_sampler(all_heads, small_tif, tmp_path):
     for model, settings in _every_sampler(all_heads):
         in_memory, to_files = _steps_both_ways(model, small_tif, tmp_path, **settings)
-        assert in_memory == to_files == restore.network_steps(model, make_settings(model, **settings)), settings
+        assert in_memory == to_files == plane_runs.network_steps(model, make_settings(model, **settings)), settings
 
 
 def test_the_number_of_steps_has_one_source(tiny_model, small_tif, tmp_path, monkeypatch):
-    monkeypatch.setattr(restore, "network_steps", lambda model, s: 12345)
+    monkeypatch.setattr(plane_runs, "network_steps", lambda model, s: 12345)
     assert _steps_both_ways(tiny_model, small_tif, tmp_path, n_samples=2, steps=2) == (12345, 12345)
 
 

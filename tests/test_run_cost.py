@@ -43,7 +43,7 @@ def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_ra
 def _pixels_of_the_tiles(model, shape, s) -> int:
     """The tiled pixels counted off the tiles restore builds (weights and all): the oracle."""
     from napari_diffdenoise.core.imaging.tiling import make_tiles
-    from napari_diffdenoise.core.run.restore import TiledEpsilon
+    from napari_diffdenoise.core.model.tiled_network import TiledEpsilon
 
     m = model.network.config.size_multiple
     return sum(-(-t.height // m) * m * -(-t.width // m) * m

@@ -89,7 +89,7 @@ def test_stochastic_tiled_sampling_leaves_no_seams(tiny_model):
 
 
 def test_one_tiled_network_pass_matches_the_whole_plane_pass(tiny_model):
-    from napari_diffdenoise.core.run.restore import TiledEpsilon
+    from napari_diffdenoise.core.model.tiled_network import TiledEpsilon
 
     y, cond = torch.randn(2, 1, 144, 160), torch.randn(1, 1, 144, 160)
     with torch.inference_mode():

@@ -186,7 +186,8 @@ def test_bright_boxes_widen_each_bright_group_by_the_margin_and_merge_overlaps()
 def test_the_bright_pass_restores_only_the_boxes_around_bright_structure(monkeypatch):
     """The second pass restores a box around the punctum, not the plane; away from it every map is
     the first pass's, bit for bit; at the punctum the bright pass gives the intensity back."""
-    from napari_diffdenoise.core.run import restore
+    from napari_diffdenoise.core.run import plane_sampling
+    from napari_diffdenoise.core.run.bright_pass import BRIGHT_MARGIN
 
     rng = np.random.default_rng(1)
     truth = np.full((192, 192), 100.0)
@@ -195,18 +196,18 @@ def test_the_bright_pass_restores_only_the_boxes_around_bright_structure(monkeyp
     image = rng.poisson(truth).astype(np.uint16)
     model = load_model("demo")
     restored_shapes = []
-    sample_plane = restore._sample_plane
+    sample_plane = plane_sampling._sample_plane
 
     def spy(plane, *args, **kw):
         restored_shapes.append(plane.shape)
         return (yield from sample_plane(plane, *args, **kw))
 
-    monkeypatch.setattr(restore, "_sample_plane", spy)
+    monkeypatch.setattr(plane_sampling, "_sample_plane", spy)
     with_pass = denoise(image, model, n_samples=2, steps=2, seed=0)
     # the first pass restores the plane; the second, a box around the punctum only
     assert restored_shapes[0] == (192, 192) and len(restored_shapes) == 2
-    assert all(2 * restore.BRIGHT_MARGIN < side < 100 for side in restored_shapes[1]), restored_shapes
-    monkeypatch.setattr(restore, "_bright_map", lambda *a: None)
+    assert all(2 * BRIGHT_MARGIN < side < 100 for side in restored_shapes[1]), restored_shapes
+    monkeypatch.setattr(plane_sampling, "_bright_map", lambda *a: None)
     first_only = denoise(image, model, n_samples=2, steps=2, seed=0)
     assert with_pass.metadata["bright_pass_planes"] == [0]
     far = np.ones(image.shape, bool)

@@ -18,7 +18,9 @@ import torch
 
 from ..imaging.tiling import TILE_STRETCH, tile_grid
 from ..model.model import DiffusionModel
-from .restore import Settings, device_model, make_settings, network_passes
+from .plane_runs import network_passes
+from .plane_sampling import device_model
+from .restore import Settings, make_settings
 
 _SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
 
@@ -128,7 +130,7 @@ def planes_cost(model: DiffusionModel, s: Settings, plane_shape: tuple[int, int]
 
 def _calls(model: DiffusionModel, s: Settings) -> tuple[int, list[tuple[str, int]]]:
     """(the sampler's evaluations per sample, [(network, its calls per tiled pixel)]): each network's
-    passes (restore.network_passes), K of them per pass of the one the sampler steps; each network
+    passes (plane_runs.network_passes), K of them per pass of the one the sampler steps; each network
     is timed on its own, as the heads are smaller."""
     evaluations = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
     calls = network_passes(model, s)

@@ -51,7 +51,7 @@ class Settings:
     coverage: float | None = None
     calibration: Calibration | None = None  # the one that gives the intervals, when coverage is asked
     keep_samples: bool = False
-    block: int = 4096  # planes larger than this are sampled in overlapping blocks (see restore_plane)
+    block: int = 4096  # planes larger than this are sampled in overlapping blocks (see plane_sampling.restore_plane)
     block_overlap: int = 128
     guidance: str | None = None  # a guide wrapped around any sampler's network calls (core.sampling.guidance)
     guidance_weight: float = 1.0
