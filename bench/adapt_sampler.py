@@ -61,7 +61,7 @@ from napari_diffdenoise.core.imaging.normalization import IntensityMap
 from napari_diffdenoise.core.model.schedules import sample_gammas
 from napari_diffdenoise.core.run.driving import drive
 from napari_diffdenoise.core.training.pairs import augment
-from napari_diffdenoise.core.training.training import diffusion_loss
+from napari_diffdenoise.core.training.train_steps import diffusion_loss
 
 from .common import HELD_OUT_SEED, RESULTS, markdown_table, write_report
 from .real_calibration import DEFAULT_DATA, HELD_OUT, _centre, _read, coverage, oracle_factor, reacquired

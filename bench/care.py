@@ -31,7 +31,7 @@ from napari_diffdenoise.core.model.devices import resolve_device
 from napari_diffdenoise.core.model.network import UNet, UNetConfig, count_parameters
 from napari_diffdenoise.core.model.schedules import NoiseSchedule
 from napari_diffdenoise.core.run.restore import _pad_to_multiple
-from napari_diffdenoise.core.training.training import TrainConfig
+from napari_diffdenoise.core.training.train_config import TrainConfig
 
 from .training_data import simulated_source
 

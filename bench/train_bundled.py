@@ -27,7 +27,8 @@ from napari_diffdenoise.core.model.model import DiffusionModel
 from napari_diffdenoise.core.model.network import UNetConfig, count_parameters
 from napari_diffdenoise.core.model.schedules import NoiseSchedule
 from napari_diffdenoise.core.training.pairs import TARGETS
-from napari_diffdenoise.core.training.training import TrainConfig, iter_train
+from napari_diffdenoise.core.training.train_config import TrainConfig
+from napari_diffdenoise.core.training.training import iter_train
 
 from . import care
 from .training_data import simulated_source

@@ -278,7 +278,8 @@ TRAIN = dict(batch_size=2, patch_size=32, warmup_steps=1, checkpoint_every=2)
 
 
 def _train(tmp, steps=2, model=None, resume=False, **config):
-    from napari_diffdenoise.core.training.training import TrainConfig, iter_train
+    from napari_diffdenoise.core.training.train_config import TrainConfig
+    from napari_diffdenoise.core.training.training import iter_train
 
     run = iter_train(model or _tiny(), _Pairs(), TrainConfig(**{**TRAIN, "steps": steps, **config}),
                      checkpoint_path=tmp / "run.safetensors", resume=resume, device="cpu")
@@ -304,7 +305,8 @@ def _other_architecture():
 
 def _unwritable(tmp):
     (tmp / "a-file").write_text("not a folder")
-    from napari_diffdenoise.core.training.training import TrainConfig, iter_train
+    from napari_diffdenoise.core.training.train_config import TrainConfig
+    from napari_diffdenoise.core.training.training import iter_train
 
     run = iter_train(_tiny(), _Pairs(), TrainConfig(**{**TRAIN, "steps": 2}),
                      checkpoint_path=tmp / "a-file" / "run.safetensors", device="cpu")

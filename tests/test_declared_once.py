@@ -207,7 +207,7 @@ def test_denoise_calibrate_adapt_and_train_share_one_cancel_convention(headed):
     """Each raises Cancelled when cancel() returns True, and stops at the first check."""
     from napari_diffdenoise import Cancelled, adapt, calibrate, denoise, train
     from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
-    from napari_diffdenoise.core.training.training import TrainConfig
+    from napari_diffdenoise.core.training.train_config import TrainConfig
 
     noisy, clean = simulate_pair("nuclei", (160, 160), Acquisition(peak_photons=10), seed=3)
     calls = {

@@ -245,12 +245,12 @@ def test_the_cli_and_the_widget_build_the_same_train_config(setup, tmp_path, mon
 
 
 def test_the_train_config_derivation_has_one_source(setup, tmp_path, monkeypatch):
-    """The CLI and the widget call core.training.training.scaled_config: a change there reaches both."""
-    from napari_diffdenoise.core.training import training
+    """The CLI and the widget call core.training.train_config.scaled_config: a change there reaches both."""
+    from napari_diffdenoise.core.training import train_config
 
-    marked = training.TrainConfig(steps=4321, warmup_steps=7)
-    monkeypatch.setattr(training, "scaled_config", lambda steps, **kwargs: marked)
-    monkeypatch.setattr(train_module, "scaled_config", training.scaled_config)  # the name the widget imported
+    marked = train_config.TrainConfig(steps=4321, warmup_steps=7)
+    monkeypatch.setattr(train_config, "scaled_config", lambda steps, **kwargs: marked)
+    monkeypatch.setattr(train_module, "scaled_config", train_config.scaled_config)  # the name the widget imported
     assert _cli_train_config(monkeypatch, tmp_path) is marked and setup[1]._config() is marked
 
 

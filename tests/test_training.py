@@ -5,7 +5,9 @@ import torch
 from napari_diffdenoise import load_model
 from napari_diffdenoise.core.model.schedules import NoiseSchedule
 from napari_diffdenoise.core.training.pairs import SimulatedPairs, align_to, augment
-from napari_diffdenoise.core.training.training import TrainConfig, iter_train, lr_at, run_training, step_batches
+from napari_diffdenoise.core.training.train_config import TrainConfig
+from napari_diffdenoise.core.training.train_steps import lr_at, step_batches
+from napari_diffdenoise.core.training.training import iter_train, run_training
 
 
 @pytest.fixture

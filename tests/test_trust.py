@@ -8,7 +8,8 @@ import torch
 from napari_diffdenoise import calibrate, denoise, load_model, save_checkpoint
 from napari_diffdenoise.core.calibration.calibration import measure
 from napari_diffdenoise.core.run.conformal import Calibration, block_split, conformal_factor, interval_unit
-from napari_diffdenoise.core.training.training import TrainConfig, draw_step
+from napari_diffdenoise.core.training.train_config import TrainConfig
+from napari_diffdenoise.core.training.train_steps import draw_step
 
 
 def test_the_one_pass_mean_is_the_network_at_zero_input_and_the_noisiest_level(tiny_model, noisy_stack):

@@ -17,7 +17,7 @@ from .core.run.run_keywords import RunSpec
 from .core.sampling.sampler_registry import Param, list_samplers, register_sampler
 from .core.training.adapt import adapt
 from .core.training.finetune import train
-from .core.training.training import TrainConfig
+from .core.training.train_config import TrainConfig
 
 __all__ = [
     "Cancelled",

@@ -362,7 +362,7 @@ def cmd_train(args) -> int:
     Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.training.distributed)."""
     from . import NoiseModel, train
     from .core.training import distributed
-    from .core.training.training import scaled_config
+    from .core.training.train_config import scaled_config
 
     args.device = distributed.init_from_env(args.device)
     main_rank = distributed.is_main()

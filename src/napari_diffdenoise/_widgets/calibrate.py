@@ -76,10 +76,10 @@ def result_columns(with_truth: bool, std: str = "samples") -> dict[str, str]:
 def free_path(path: Path) -> Path:
     """``path``, or ``name-2``, ``name-3`` … beside it: a new file never replaces an old one (for a
     checkpoint, neither its -best nor its .state companion)."""
-    from ..core.training.training import _state_path, best_path
+    from ..core.training.run_files import best_path, state_path
 
     def taken(p: Path) -> bool:
-        return p.exists() or best_path(p).exists() or _state_path(p).exists()
+        return p.exists() or best_path(p).exists() or state_path(p).exists()
 
     candidate, n = path, 1
     while taken(candidate):

@@ -34,7 +34,8 @@ from ..core.training.finetune import (
     prepare_training,
     run_prepared,
 )
-from ..core.training.training import TrainConfig, best_path, scaled_config
+from ..core.training.run_files import best_path
+from ..core.training.train_config import TrainConfig, scaled_config
 from ._worker import WorkerControls
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error

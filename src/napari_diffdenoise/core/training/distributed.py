@@ -1,6 +1,6 @@
 """Training on several devices with torch.distributed (DDP), as launched by ``torchrun``.
 
-Every rank draws the same global batch for a step (training.draw_step is keyed on (seed, step)) and
+Every rank draws the same global batch for a step (train_steps.draw_step is keyed on (seed, step)) and
 trains on its slice; DDP averages the gradients, so the update is the one a single process makes
 with the whole batch (up to the order of float sums). Only rank 0 writes files.
 """

@@ -17,7 +17,8 @@ from ..run.driving import drive
 from ..run.restore import Cancelled
 from ..sampling.sampler_registry import Param
 from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise
-from .training import TrainConfig, TrainProgress, TrainResult, iter_train
+from .train_config import TrainConfig, TrainProgress, TrainResult
+from .training import iter_train
 
 # A fine-tuning run as the CLI's train command and the Train widget offer it, each option declared
 # once (default, bounds, label, help). The defaults suit fine-tuning a bundled model for minutes on a

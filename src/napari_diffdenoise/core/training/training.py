@@ -1,7 +1,9 @@
 """Training: ε-MSE with continuous noise levels (SR3), AdamW, warm-up + cosine LR, EMA, clipping.
 
 The loop is a generator (:func:`iter_train`) yielding a :class:`TrainProgress` after every step so
-that a napari worker can show it and stop within one step; :func:`train` drives it with callbacks.
+that a napari worker can show it and stop within one step; :func:`run_training` (and finetune's
+``train``) drives it with callbacks. What a run is asked for is core.training.train_config; what each
+step draws and its losses, core.training.train_steps; the run's files, core.training.run_files.
 Checkpoints are written atomically; the *last* and the *best* (by validation loss) are kept, and
 a ``.state.safetensors`` file beside the last one holds what resuming needs. The best is written
 only with a checkpoint, so a run stopped before its first checkpoint leaves no file at all.
@@ -9,12 +11,10 @@ only with a checkpoint, so a run stopped before its first checkpoint leaves no f
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,145 +23,20 @@ from .._version import __version__
 from ..io.checkpoint import read_checkpoint, save_checkpoint
 from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
-from ..model.schedules import sample_gammas
 from ..run.driving import drive
 from ..run.restore import Cancelled
 from . import distributed
-
-
-class PairSource(Protocol):
-    def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 16
-    patch_size: int = 64
-    learning_rate: float = 5e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    min_lr_fraction: float = 0.05  # cosine decays to this fraction of the peak, over all steps
-    ema_decay: float = 0.999  # 0 disables EMA
-    grad_clip: float = 1.0
-    checkpoint_every: int = 250
-    validate_every: int = 50
-    seed: int = 0
-    # processes simulating batches ahead of the network; 0 draws them in the training loop. On a
-    # GPU the simulator, not the network, limits the step rate unless several processes feed it.
-    data_workers: int = 0
-    # seconds to spend: when set, ``steps`` is fixed during the warm-up from the measured step rate,
-    # so the cosine decay ends with the budget on whatever hardware runs it
-    time_budget_s: float | None = None
-    # fraction of each batch that trains the one-evaluation posterior mean: at the noisiest level,
-    # γ ∈ (ᾱ_{T−1}, ᾱ_{T−2}), with y_t = 0 instead of noise, the v- (x̂₀-) loss is the MSE of x̂₀ to the
-    # clean image, so x̂₀(0, γ, noisy) learns E[clean | noisy] (restore.MEAN_ESTIMATORS, "x0"). A zero
-    # input is far from any noise the sampler feeds, so the network tells the two tasks apart.
-    mean_fraction: float = 0.0
-    # "diffusion": the diffusion network (and a mean head alongside, if the model has one); "mean": the
-    # mean head alone on the MSE to the clean image, the diffusion network left as it is — the CARE
-    # baseline (bench/care.py) trains this way, through this loop and into the same checkpoint format
-    objective: str = "diffusion"
-
-
-def scaled_config(steps: int, *, batch_size: int, patch_size: int, learning_rate: float, ema_decay: float,
-                  seed: int = 0) -> TrainConfig:
-    """The TrainConfig of a run asked for by its length (the CLI's and the Train widget's): the warm-up,
-    the checkpoints and the validation scale with the steps, so a short run still warms up, saves and
-    validates, and a long one does not spend its time on them."""
-    return TrainConfig(steps=steps, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
-                       warmup_steps=min(100, max(1, steps // 10)), checkpoint_every=max(10, steps // 20),
-                       validate_every=max(5, steps // 50), ema_decay=ema_decay, seed=seed)
-
-
-@dataclass
-class TrainProgress:
-    step: int  # steps done
-    total_steps: int
-    train_loss: float
-    val_loss: float | None  # the latest validation loss, if any yet
-    lr: float
-    seconds: float  # since the start of this run (a resumed run counts from its resume)
-    eta_seconds: float
-
-
-@dataclass
-class TrainResult:
-    model: DiffusionModel
-    history: list[dict] = field(default_factory=list)
-    best_val_loss: float | None = None
-
-
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay towards ``min_lr_fraction`` of the peak over the remaining
-    steps, so a run uses its whole budget at a useful rate (no plateau heuristics)."""
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return config.learning_rate * (config.min_lr_fraction + (1 - config.min_lr_fraction) * cosine)
-
-
-def diffusion_loss(model: DiffusionModel, noisy: torch.Tensor, clean: torch.Tensor, gammas: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """MSE of the network's target at y_t = √γ·y₀ + √(1−γ)·ε with SR3's continuous γ:
-    ε for ``prediction="eps"`` (Ho et al. 2020, Eq. 14), v = √γ·ε − √(1−γ)·y₀ for ``"v"``
-    (Salimans & Ho 2022). The v loss equals the ε loss divided by γ, so unlike the ε loss it does
-    not neglect the noisiest levels, where few-step samplers take their first, largest steps."""
-    g = gammas[:, None, None, None]
-    y_t = g.sqrt() * clean + (1 - g).sqrt() * eps
-    cond = noisy if model.kind == "paired" else None
-    target = eps if model.prediction == "eps" else g.sqrt() * eps - (1 - g).sqrt() * clean
-    return torch.mean((model.network(y_t, gammas, cond) - target) ** 2)
-
-
-def draw_step(source: PairSource, schedule, config: TrainConfig, step: int):
-    """Step ``step``'s (noisy, clean, γ, ε) as numpy arrays. Every step draws from its own
-    generator, so a resumed run, or one fed by worker processes, sees exactly the batches, noise
-    levels and noise an uninterrupted in-loop run would have seen."""
-    rng = np.random.default_rng([config.seed, step])
-    noisy, clean = source.batch(config.batch_size, config.patch_size, rng)
-    gammas = sample_gammas(schedule, len(noisy), rng).astype(np.float32)
-    eps = rng.standard_normal(clean.shape, dtype=np.float32)
-    n_mean = round(config.mean_fraction * len(gammas))
-    if n_mean:  # drawn after ε, so a run without it keeps the exact stream it always had
-        top = schedule.n_steps - 1
-        low, high = schedule.alphas_cumprod[top], schedule.alphas_cumprod_prev[top]
-        g = low + (high - low) * rng.random(n_mean)
-        gammas[:n_mean] = g.astype(np.float32)
-        # this ε makes y_t = √γ·clean + √(1−γ)·ε exactly 0: the targets follow from it for either parametrisation
-        eps[:n_mean] = (-np.sqrt(g / (1 - g))[:, None, None, None] * clean[:n_mean]).astype(np.float32)
-    return noisy, clean, gammas, eps
-
-
-class _StepBatches(torch.utils.data.IterableDataset):
-    """Steps ``start … stop − 1`` dealt round-robin to the loader's workers; the loader collects
-    them round-robin too, so they arrive in step order."""
-
-    def __init__(self, source: PairSource, schedule, config: TrainConfig, start: int):
-        self.source, self.schedule, self.config, self.start = source, schedule, config, start
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for step in range(self.start + worker, self.config.steps, n_workers):
-            yield draw_step(self.source, self.schedule, self.config, step)
-
-
-def step_batches(source: PairSource, schedule, config: TrainConfig, start: int = 0):
-    """Yields :func:`draw_step` for steps ``start …`` in order, from ``config.data_workers``
-    processes when that is > 0."""
-    if config.data_workers <= 0:
-        for step in range(start, config.steps):
-            yield draw_step(source, schedule, config, step)
-        return
-    loader = torch.utils.data.DataLoader(
-        _StepBatches(source, schedule, config, start), batch_size=None, num_workers=config.data_workers,
-        prefetch_factor=4, persistent_workers=False,
-        # each worker is one simulator process; torch threads in it would only compete
-        worker_init_fn=lambda _: torch.set_num_threads(1),
-    )
-    for noisy, clean, gammas, eps in loader:
-        yield noisy.numpy(), clean.numpy(), gammas.numpy(), eps.numpy()
+from .run_files import (
+    best_path,
+    check_resumable,
+    check_same_architecture,
+    check_writable,
+    load_optimizer,
+    optimizer_tensors,
+    state_path,
+)
+from .train_config import PairSource, TrainConfig, TrainProgress, TrainResult, check_config
+from .train_steps import diffusion_loss, lr_at, mean_validation_loss, step_batches, validation_loss
 
 
 class StepBudget:
@@ -187,33 +62,6 @@ class StepBudget:
         left = self.seconds - (time.perf_counter() - self.started)
         # 5 % kept for validation and checkpoints, which the rate above hardly includes
         return max(done + 1, done + int(0.95 * left / per_step))
-
-
-def _state_path(path: Path) -> Path:
-    return path.with_name(path.name.replace(".safetensors", "") + ".state.safetensors")
-
-
-def best_path(path: Path) -> Path:
-    return path.with_name(path.name.replace(".safetensors", "") + "-best.safetensors")
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for i, state in opt.state_dict()["state"].items():
-        for k, v in state.items():
-            out[f"opt.{i}.{k}"] = torch.as_tensor(v).reshape(-1) if k == "step" else v
-    return out
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, i, name = key.split(".", 2)
-            state.setdefault(int(i), {})[name] = v.reshape(()) if name == "step" else v
-    sd["state"] = state
-    opt.load_state_dict(sd)
 
 
 class _Ema:
@@ -271,7 +119,7 @@ def iter_train(
         raise ValueError("a time-budgeted run cannot be resumed; resume it with the step count it recorded")
     budget = StepBudget(config.time_budget_s, config.warmup_steps) if budgeted else None
     config = replace(config, steps=10**9) if budgeted else config  # until the budget fixes it
-    _check_config(config)
+    check_config(config)
     if config.objective not in ("diffusion", "mean"):
         raise ValueError(f"objective must be 'diffusion' or 'mean'; got {config.objective!r}")
     mean_only = config.objective == "mean"
@@ -287,25 +135,25 @@ def iter_train(
     head_ema = _Ema(head, config.ema_decay) if config.ema_decay > 0 and head is not None else None
     start, history, best = 0, [], None
     path = Path(checkpoint_path) if checkpoint_path else None
-    if resume and (path is None or not _state_path(path).is_file()):
-        raise ValueError(f"nothing to resume: no state file {_state_path(path).name if path else ''} beside the output")
+    if resume and (path is None or not state_path(path).is_file()):
+        raise ValueError(f"nothing to resume: no state file {state_path(path).name if path else ''} beside the output")
     if not resume and path is not None:
-        existing = [p.name for p in (path, best_path(path), _state_path(path)) if p.exists()]
+        existing = [p.name for p in (path, best_path(path), state_path(path)) if p.exists()]
         if existing and not overwrite:  # every rank refuses alike, so none waits for the others in vain
             raise ValueError(f"{', '.join(existing)} already exist(s) in {path.parent}: choose another output, resume "
                              "that run, or allow overwriting (overwrite=True, --overwrite)")
         if main:
-            _check_writable(path)
+            check_writable(path)
         if main:  # a fresh run must not leave an older run's best or state file looking like its own
             best_path(path).unlink(missing_ok=True)
-            _state_path(path).unlink(missing_ok=True)
+            state_path(path).unlink(missing_ok=True)
     if resume:
         if main:
-            _check_writable(path)
-        meta, tensors = read_checkpoint(_state_path(path))
-        name = _state_path(path).name
-        _check_resumable(meta["provenance"], config, provenance or {}, name)
-        _check_same_architecture(meta, model, name)
+            check_writable(path)
+        meta, tensors = read_checkpoint(state_path(path))
+        name = state_path(path).name
+        check_resumable(meta["provenance"], config, provenance or {}, name)
+        check_same_architecture(meta, model, name)
         try:
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
             if head is not None:
@@ -318,7 +166,7 @@ def iter_train(
             raise ValueError(f"{name} holds weights of another network than the model given (a mean head, "
                              f"EMA or raw weights missing or of other shapes); resume with the model that run "
                              f"started from ({str(err).splitlines()[0]})") from err
-        _load_optimizer(opt, tensors)
+        load_optimizer(opt, tensors)
         start, history = meta["provenance"]["step"], meta["provenance"].get("history", [])
         if config.steps < start:
             raise ValueError(f"{name} has already trained {start} steps; resume with steps of at least {start} "
@@ -374,7 +222,7 @@ def iter_train(
         raw = {f"raw.{k}": v.detach().clone() for k, v in net.state_dict().items()}
         if head is not None:
             raw.update({f"rawmean.{k}": v.detach().clone() for k, v in head.state_dict().items()})
-        save_checkpoint(snap, _state_path(path), {**raw, **_optimizer_tensors(opt)})
+        save_checkpoint(snap, state_path(path), {**raw, **optimizer_tensors(opt)})
         save_checkpoint(snap, path)
         if best_snapshot is not None:
             save_checkpoint(best_snapshot, best_path(path))
@@ -429,98 +277,6 @@ def iter_train(
     if head is not None:
         head.eval()
     return TrainResult(snapshot(config.steps), history, best)
-
-
-# what a resumed run must share with the run it continues: otherwise its steps see other batches and
-# its best-validation comparisons mix different validation sets
-# nor the optimisation: a resumed run with another learning rate would record that rate for the whole
-# run in its provenance. A longer run (more steps, hence another warm-up from the CLI) may continue one.
-RESUME_KEYS = ("batch_size", "patch_size", "seed", "learning_rate", "weight_decay", "min_lr_fraction", "ema_decay",
-               "grad_clip", "mean_fraction", "objective")
-
-
-def _check_config(config: TrainConfig) -> None:
-    """Settings that would train silently wrong: a negative EMA decay turned EMA off, a NaN rate."""
-    def number(value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    if not (number(config.ema_decay) and 0 <= config.ema_decay < 1):
-        raise ValueError(f"ema_decay must be a number from 0 (no EMA) to below 1; got {config.ema_decay!r}")
-    if not (number(config.learning_rate) and config.learning_rate > 0):
-        raise ValueError(f"learning_rate must be a positive number; got {config.learning_rate!r}")
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before the work, not at the first checkpoint after it: the output folder must take files."""
-    import os
-    import tempfile
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        why = "a file of that name is in the way" if path.parent.is_file() else (err.strerror or str(err))
-        raise OSError(f"cannot write the checkpoints to {path.parent} ({why}); choose another output folder") from err
-
-
-def _check_same_architecture(meta: dict, model: DiffusionModel, name: str) -> None:
-    def config(arch) -> dict:
-        arch = dict(arch or {})
-        arch.pop("name", None)
-        return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in arch.items()}
-
-    ours = model.metadata()
-    theirs, given = config(meta.get("architecture")), config(ours.get("architecture"))
-    if theirs != given:
-        changed = "; ".join(f"{k} {theirs.get(k)!r} → {given.get(k)!r}" for k in sorted(set(theirs) | set(given))
-                            if theirs.get(k) != given.get(k))
-        raise ValueError(f"{name} was written for another architecture than the model given ({changed}); resume "
-                         "with the model that run started from, or start a new run (another output, or overwrite)")
-    if (meta.get("mean_head") is None) != (model.mean_network is None):
-        raise ValueError(f"{name} was written for a model {'with' if meta.get('mean_head') else 'without'} a mean "
-                         "head, and the model given differs; resume with the model that run started from")
-
-
-def _check_resumable(earlier: dict, config: TrainConfig, provenance: dict, name: str) -> None:
-    trained = earlier.get("training", {})
-    changed = [f"{k} {trained[k]!r} → {getattr(config, k)!r}" for k in RESUME_KEYS
-               if k in trained and trained[k] != getattr(config, k)]
-    if "data" in earlier and "data" in provenance and earlier["data"] != provenance["data"]:
-        changed.append("the training images (their shapes or mode differ)")
-    if changed:
-        raise ValueError(f"{name} was written by a run with other settings ({'; '.join(changed)}); resume with "
-                         "the same data and settings, or start a new run (another output, or overwrite)")
-
-
-def validation_loss(model: DiffusionModel, val_batch, device, schedule, n_levels: int = 8) -> float:
-    """The training loss (ε- or v-MSE) on a fixed batch at fixed noise levels and noise, so values
-    are comparable over time."""
-    noisy, clean = (torch.from_numpy(a).to(device) for a in val_batch)
-    gen = torch.Generator().manual_seed(1234)
-    levels = np.quantile(schedule.alphas_cumprod, np.linspace(0.05, 0.95, n_levels))
-    total = 0.0
-    was_training = model.network.training
-    model.network.eval()
-    with torch.inference_mode():
-        for g in levels:
-            gammas = torch.full((len(noisy),), float(g), device=device)
-            eps = torch.randn(clean.shape, generator=gen).to(device)
-            total += float(diffusion_loss(model, noisy, clean, gammas, eps))
-    model.network.train(was_training)
-    return total / n_levels
-
-
-def mean_validation_loss(model: DiffusionModel, val_batch, device) -> float:
-    """The mean head's MSE to the clean images of a fixed batch."""
-    noisy, clean = (torch.from_numpy(a).to(device) for a in val_batch)
-    was_training = model.mean_network.training
-    model.mean_network.eval()
-    with torch.inference_mode():
-        loss = float(torch.mean((model.predict_mean(noisy) - clean) ** 2))
-    model.mean_network.train(was_training)
-    return loss
 
 
 def run_training(
