@@ -46,7 +46,9 @@ import torch
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
-from napari_diffdenoise.core.training.adapt import CameraNoise, check_adapt, iter_adapt
+from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+from napari_diffdenoise.core.training.adapt import iter_adapt
+from napari_diffdenoise.core.training.adapt_spec import check_adapt
 
 from .adapt_diagnose import dsb, series
 from .common import RESULTS, markdown_table, write_report

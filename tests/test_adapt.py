@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.training.adapt import CameraNoise, adapt, estimate_noise, iter_adapt
+from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
+from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+from napari_diffdenoise.core.training.adapt import adapt, iter_adapt
 
 
 def cells(seed=0, size=96, photons=20.0, offset=100.0, read=2.0):

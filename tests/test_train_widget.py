@@ -291,7 +291,8 @@ def test_the_adapting_budget_is_declared_once(make_napari_viewer):
 
     from napari_diffdenoise._widgets.train import TrainWidget
     from napari_diffdenoise.cli import build_parser
-    from napari_diffdenoise.core.training.adapt import MINUTES, adapt, iter_adapt
+    from napari_diffdenoise.core.training.adapt import adapt, iter_adapt
+    from napari_diffdenoise.core.training.adapt_spec import MINUTES
 
     w = TrainWidget(make_napari_viewer())
     assert (w.minutes.value, w.minutes.min, w.minutes.max, w.minutes.step) == \

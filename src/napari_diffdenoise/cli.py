@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("noisy", nargs="+", help=f"noisy images (2 to 5 dims) of the data the model is for: {formats}")
     p.add_argument("--out", required=True, help="the adapted model (.safetensors)")
     p.add_argument("--model", default="demo", help="the model to start from (default: demo; it needs a mean head)")
-    from .core.training.adapt import MINUTES
+    from .core.training.adapt_spec import MINUTES
 
     p.add_argument("--minutes", type=float, default=MINUTES.default,
                    help=f"{MINUTES.help} (default {MINUTES.default:g})")

@@ -23,7 +23,7 @@ from magicgui.widgets import (
 from ..core.calibration.recalibration_cost import recalibration_cost
 from ..core.imaging.simulate import NoiseModel
 from ..core.run.run_cost import RunCost, duration
-from ..core.training.adapt import MINUTES
+from ..core.training.adapt_spec import MINUTES
 from ..core.training.finetune import (
     BATCH_SIZE,
     EMA_DECAY,
@@ -299,7 +299,7 @@ class TrainWidget(WorkerControls, Container):
         noisy = np.array(layer.data, dtype=np.float32, copy=True)
         options = dict(minutes=self.minutes.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value)
-        from ..core.training.adapt import check_adapt
+        from ..core.training.adapt_spec import check_adapt
 
         check_adapt(model, noisy, minutes=options["minutes"], patch_size=options["patch_size"],
                     val_fraction=options["val_fraction"])  # refuse bad data before the worker starts
