@@ -119,7 +119,7 @@ def test_half_checkpoints_keep_buffers_in_full_precision(tiny_model, tmp_path):
          fourier_features=5),
 ])
 def test_the_parameter_bound_counts_what_the_network_would_have(config):
-    from napari_diffdenoise.core.io.checkpoint import unet_parameter_count
+    from napari_diffdenoise.core.io.checkpoint_limits import unet_parameter_count
     from napari_diffdenoise.core.model.network import UNet, UNetConfig, count_parameters
 
     arch = {**UNetConfig(**config).to_dict(), "channel_mults": list(config["channel_mults"])}
