@@ -153,7 +153,7 @@ def read_image(path, axes: str | None = None) -> tuple[np.ndarray, object]:
 def output_stem(input_path: str | Path) -> str:
     """The input's whole name without its format's ending: a.1.tif → a.1, .hidden.tif → .hidden,
     cell.czi → cell."""
-    from .core.io.image_io import BIOIO_PLUGINS
+    from .core.io.microscope_files import BIOIO_PLUGINS
 
     name = Path(input_path).name
     for ending in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr", ".zarr", *BIOIO_PLUGINS, ".ims"):
@@ -448,7 +448,7 @@ def cmd_models(args) -> int:
 
 def _formats() -> str:
     """The input formats, for the help texts."""
-    from .core.io.image_io import BIOIO_PLUGINS, FORMATS_EXTRA
+    from .core.io.microscope_files import BIOIO_PLUGINS, FORMATS_EXTRA
 
     return f"TIFF, OME-Zarr, or a microscope's {', '.join([*BIOIO_PLUGINS, '.ims'])} ({FORMATS_EXTRA})"
 

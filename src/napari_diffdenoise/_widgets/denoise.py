@@ -163,7 +163,7 @@ def layer_axes(layer) -> str:
 def layer_data(layer):
     """The full-resolution data: level 0 of a multiscale layer; a lazy array stays lazy (read one
     plane at a time), an in-memory one is copied so that edits during a run do not leak in."""
-    from ..core.io.image_io import is_lazy
+    from ..core.io.image_source import is_lazy
 
     data = layer.data[0] if layer.multiscale else layer.data
     return data if is_lazy(data) else np.array(data, copy=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_io import ImageSource, ngff_multiscales
+from .image_io import ngff_multiscales
+from .image_source import ImageSource
 from .maps import MAPS
 
 ATTRIBUTE = "napari_diffdenoise"

@@ -21,7 +21,9 @@ import torch
 
 from ..imaging.axes import plane_positions
 from ..io.checkpoint import load_model
-from ..io.image_io import BIOIO_PLUGINS, ImageSource, is_zarr_path, open_image
+from ..io.image_io import is_zarr_path, open_image
+from ..io.image_source import ImageSource
+from ..io.microscope_files import BIOIO_PLUGINS
 from ..io.map_store import MapStore, StorePlanes, ZarrSink
 from ..io.maps import MAPS
 from ..io.tiff_maps import TiffSink, pixel_record

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from ..imaging.axes import check_axes
-from ..io.image_io import is_lazy
+from ..io.image_source import is_lazy
 
 
 def check_image(image, axes: str | None = None):
