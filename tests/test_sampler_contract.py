@@ -12,7 +12,8 @@ from napari_diffdenoise import denoise, list_samplers, register_sampler
 from napari_diffdenoise.core.imaging.physics import gaussian_psf
 from napari_diffdenoise.core.model.schedules import NoiseSchedule
 from napari_diffdenoise.core.sampling.consistency import DataConsistency
-from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS, Param
+from napari_diffdenoise.core.sampling.params import Param
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 from napari_diffdenoise.core.sampling.samplers import SamplerStep
 
 SCHED = NoiseSchedule("cosine", 200)

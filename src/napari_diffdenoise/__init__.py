@@ -14,7 +14,8 @@ from .core.model.model import DiffusionModel
 from .core.run.batch import denoise_to_tiff, denoise_to_zarr
 from .core.run.restore import Cancelled, Progress, Restoration, denoise
 from .core.run.run_keywords import RunSpec
-from .core.sampling.sampler_registry import Param, list_samplers, register_sampler
+from .core.sampling.params import Param
+from .core.sampling.sampler_registry import list_samplers, register_sampler
 from .core.training.adapt import adapt
 from .core.training.finetune import train
 from .core.training.train_config import TrainConfig

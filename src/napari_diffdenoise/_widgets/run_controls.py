@@ -9,7 +9,7 @@ from decimal import Decimal
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from ..core.run.run_spec import RunParam
-from ..core.sampling.sampler_registry import T, Param
+from ..core.sampling.params import T, Param
 from ..core.model.schedules import NoiseSchedule
 
 # what an optional number's control shows for "none": its lowest value (0 intervals' coverage: no intervals)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..imaging.kernels import check_psf
 from ..imaging.normalization import DEFAULT_PERCENTILES, IntensityMap, check_percentiles
-from ..sampling.sampler_registry import Param
+from ..sampling.params import Param
 from .run_spec import DEFAULT_BLOCK, RUN_SETTINGS
 
 

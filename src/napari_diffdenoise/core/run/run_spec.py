@@ -15,7 +15,8 @@ from ..io.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
 from ..model.model import MODEL_MEAN_ESTIMATORS
 from ..model.schedules import NoiseSchedule
 from ..sampling.guidance import GUIDES
-from ..sampling.sampler_registry import ETA, SAMPLERS, STEPS, Param
+from ..sampling.params import Param
+from ..sampling.sampler_registry import ETA, SAMPLERS, STEPS
 
 # How the [mean] layer is estimated. "head": the model's mean head, a one-step network trained on
 # the MSE to the clean image (DiffusionModel.mean_network), one evaluation. "x0": x̂₀ at the noisiest level with a zero input, one network

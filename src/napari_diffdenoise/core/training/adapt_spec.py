@@ -11,7 +11,7 @@ from scipy import ndimage
 from ..imaging.axes import as_planes
 from ..imaging.camera_noise import CameraNoise, estimate_noise
 from ..model.model import DiffusionModel
-from ..sampling.sampler_registry import Param
+from ..sampling.params import Param
 from .adapt_criteria import SMOOTHING
 from .datasets import Split
 from .finetune import PATCH_SIZE, VAL_FRACTION

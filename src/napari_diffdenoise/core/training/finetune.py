@@ -15,7 +15,7 @@ from ..model.network import UNetConfig
 from ..model.schedules import NoiseSchedule
 from ..run.driving import drive
 from ..run.restore import Cancelled
-from ..sampling.sampler_registry import Param
+from ..sampling.params import Param
 from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise
 from .train_config import TrainConfig, TrainProgress, TrainResult
 from .training import iter_train
