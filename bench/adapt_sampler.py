@@ -15,7 +15,7 @@ learning rate, by routes that need no clean image:
 
 - **pseudo-clean pairs**: the bundled mean head's restoration m of the image is taken as a clean
   image; each step draws patches of m, acquires them again with the camera model fitted to the
-  image (core.training.adapt.estimate_noise / simulate_like: fresh noise each step), and trains the usual
+  image (core.imaging.camera_noise.estimate_noise / simulate_like: fresh noise each step), and trains the usual
   conditional diffusion loss (noisy → m). The network sees the user's structure as its prior, at the
   user's noise; its spread is then the posterior spread of that structure. The price: m is smoother
   than the truth (the head's bias is learnt as if it were structure).

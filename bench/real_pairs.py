@@ -9,7 +9,7 @@ is already optically blurred). The clean side of a pair is the real image itself
 noise, so the peak photons of every plane are capped, below).
 
 **The noise check.** A real "clean" image is a noisy image too. Its own noise is fitted with
-:func:`estimate_noise` (``core.training.adapt.estimate_noise`` of commit f2df213, frozen here: var = gain·E[y] +
+:func:`estimate_noise` (``core.imaging.camera_noise.estimate_noise`` of commit f2df213, frozen here: var = gain·E[y] +
 floor, from second differences in 8² blocks) and
 expressed in density units; the re-acquisition at peak P adds Poisson variance d/P at density d.
 The plane's photon cap is the largest P for which that added variance is ≥ 10× the plane's own
@@ -82,7 +82,7 @@ CANDIDATES = {
 
 
 def estimate_noise(plane: np.ndarray, block: int = 8) -> tuple[float, float]:
-    """(gain, floor) of var(y) = gain·E[y] + floor: ``core.training.adapt.estimate_noise`` as of commit f2df213,
+    """(gain, floor) of var(y) = gain·E[y] + floor: ``core.imaging.camera_noise.estimate_noise`` as of commit f2df213,
     frozen here so that the training data does not move when that function does (it is being reworked
     for 8-bit frames). Per 8² block: its mean, and the noise variance from the second differences along
     rows and columns by the median absolute deviation (1.4826·MAD)² / 6 — robust to the triples that

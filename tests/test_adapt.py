@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
-from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
 from napari_diffdenoise.core.training.adapt import adapt, iter_adapt
 
 
