@@ -268,7 +268,8 @@ def report() -> None:
     body = (
         f"Model: {', '.join(models)}. "
         f"The `demo` model's mean head (*bundled*) against adaptation on the noisy data itself for "
-        f"{BUDGET_MINUTES:g} minutes of wall clock on one torch thread (core.training.adapt: camera noise fitted to the image, "
+        f"{BUDGET_MINUTES:g} minutes of wall clock on one torch thread "
+        "(core.training.adapt: camera noise fitted to the image, "
         "mean head fine-tuned by Recorrupted-to-Recorrupted). *adapted, old rule*: the head at the minimum of "
         "the recorrupted validation loss, which the previous `adapt` returned (with today's noise fit); *adapted, "
         "last step*: the head after the whole budget; *selected*: the adapted head at the step the "

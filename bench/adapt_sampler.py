@@ -287,9 +287,11 @@ def report(records, setup) -> None:
                           "Δρ against the samples' own mean", "helps on every case (ρ up, PSNR and coverage no worse)"],
                          summary)
         + "\n\n## Per case\n\n" + markdown_table(header, rows)
-        + "\n\nρ: Spearman rank correlation of the samples' std with |mean − truth| (core.imaging.metrics.calibration), the "
+        + "\n\nρ: Spearman rank correlation of the samples' std with |mean − truth| "
+          "(core.imaging.metrics.calibration), the "
         "mean being the [mean] layer (the mean head). Coverage: the fraction of pixels whose truth lies in the "
-        f"self-calibrated {LEVEL:g} interval (core.calibration.self_calibration, from the noisy image alone); width / oracle: its "
+        f"self-calibrated {LEVEL:g} interval (core.calibration.self_calibration, from the noisy image alone); "
+        "width / oracle: its "
         "mean width over the width of the smallest λ reaching the level with the truth (below 1: it under-covers). "
         "Samples' mean: the mean of the same K samples (`mean=\"samples\"`). Evaluation s: the restoration plus the "
         "self-calibration. One torch thread." + why

@@ -134,7 +134,8 @@ def main(argv=None):
         + "\n\n## Per image (the default setting)\n\n"
         + markdown_table(["images", "kind", "photons", *[f"inside at {lv}" for lv in LEVELS], "ρ"], per_image)
         + "\n\n## The real image calibrated on itself\n\nNo truth given: `calibrate(model, noisy)` reads the model's "
-        "real error off the residuals of recorrupted pairs of the noisy image (core/calibration/self_calibration.py; the route "
+        "real error off the residuals of recorrupted pairs of the noisy image "
+        "(core/calibration/self_calibration.py; the route "
         "for users without clean images, and what `adapt` does). Fraction of pixels inside, default setting, shipped calibration "
         "(simulated structures) against the self-made one.\n\n"
         + markdown_table(["photons", *[f"shipped, inside at {lv}" for lv in LEVELS],

@@ -182,7 +182,8 @@ def evaluate(args):
                  "heads. PSNR: fitted, against the case's truth (for the lysosomes a noisy average: it ranks, it does not "
                  "measure). ρ: the head's std against the adapted mean's error. VST+BM3D (oracle): BM3D in the "
                  "Anscombe domain of the case's camera (the re-acquired images': the simulated one; the lysosomes': "
-                 "fitted to the frame, core.imaging.camera_noise, whose pixel-correlated noise BM3D does not model), its "
+                 "fitted to the frame, core.imaging.camera_noise, whose pixel-correlated noise BM3D does not "
+                 "model), its "
                  "strength chosen against the truth (bench/baselines.py); issue #23 asks the adapted mean to reach it "
                  "on every image.\n\n"
                  + markdown_table(["case", "PSNR bundled", "PSNR adapted", "Δ dB", "PSNR VST+BM3D (oracle)",

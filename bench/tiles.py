@@ -80,7 +80,8 @@ def main(argv=None):
             rows.append([f"{side}²", label, rec["old_pixels"], rec["new_pixels"], old_s, new_s, new_s / old_s, delta, moved])
     body = (f"Model `{args.model}` (tiles of {model.tile}², overlap {model.tile // 4}). Old: as many tiles of the "
             f"setting's size as cover the plane; new: as few equal tiles as cover it, each up to {TILE_STRETCH:g}× "
-            "the setting a side (core.imaging.tiling.tile_length). Network px / plane px: the pixels one network call sees "
+            "the setting a side (core.imaging.tiling.tile_length). Network px / plane px: the pixels one network "
+            "call sees "
             "over the plane's (overlaps are paid twice). Max |Δ mean|: over the plane's 0.1–99.9 percentile range; "
             "moved: the fraction of pixels that moved by more than 1 % of it.\n\n"
             + markdown_table(["plane", "run", "network px / plane px, old", "new", "seconds, old", "seconds, new",
