@@ -1,5 +1,5 @@
 """Interval coverage on real fluorescence data: the shipped calibration against self-calibration
-(core/calibration/self_calibration.py) from the noisy image alone.
+(core/self_calibration.py) from the noisy image alone.
 
     python -m bench real_calibration [--data DIR] [--model demo] [--size 256]
 
@@ -153,7 +153,7 @@ def truth_scale(error: np.ndarray, unit: np.ndarray, tau2) -> ErrorScale:
     return ErrorScale([float(e) for e in edges], weights, variances, variances, [])
 
 
-# the std routes a model with a std head is measured on (core.run.restore.STD_ESTIMATORS): the samples'
+# the std routes a model with a std head is measured on (core.restore.STD_ESTIMATORS): the samples'
 # spread at the default K = 8, and the head in one pass (no samples: it needs none)
 STD_ROUTES = {"samples": {"std": "samples"}, "head": {"std": "head", "n_samples": 0}}
 

@@ -7,7 +7,7 @@ for noise that is independent from pixel to pixel, E[r_i·r_j] = E[e_i·e_j] for
 noise variance. The restoration's error is spatially correlated (its bias on structure spans many
 pixels), so the cross-moments at small lags, extrapolated to lag 0 (a Gaussian fall-off fitted
 to the lags 1 … 3 in all directions), estimate E[e²] with no noise model at all. Done on the
-standardised residual v = r / u (u: the interval unit, core.run.conformal.interval_unit) and per bin
+standardised residual v = r / u (u: the interval unit, core.conformal.interval_unit) and per bin
 of u, they give the error's scale in units of the model's own spread, V_b = E[(e/u)²] in bin b.
 
 The interval factor λ for a coverage c then solves Σ_b w_b·P(|N(0, V_b)| ≤ λ) = c: a Gaussian error
@@ -41,7 +41,7 @@ FOLDS = 8  # block groups whose spread gives each estimate's standard error
 
 @runtime_checkable
 class NoiseCovariance(Protocol):
-    """The view's noise where it is correlated between pixels (core.calibration.view_noise.CorrelatedNoise):
+    """The view's noise where it is correlated between pixels (core.view_noise.CorrelatedNoise):
     its cross-moments are taken off the residuals' instead of a noise image's own."""
 
     std: np.ndarray  # the noise's std per pixel, / u
@@ -189,7 +189,7 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     edges = np.asarray(edges, dtype=np.float64)
     # one correlation length for all bins, from all pixels: one per bin would be far noisier
     precision = precision_weights(v, noise)
-    if ell is None:  # from the residuals themselves: noisy, see core.calibration.self_calibration.response_length
+    if ell is None:  # from the residuals themselves: noisy, see core.self_calibration.response_length
         ell = correlation_length(*_error_moments(v, mask * precision, mask * precision, offsets, noise))
     counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell, noise)
     groups = _fold_labels(v.shape, folds, seed, draws)

@@ -8,15 +8,15 @@ carry independent noises, and the residual r = ȳ − f(ŷ) is the restoration's
 plus a noise n that does not depend on f.
 
 The restoration's error scale is read off those residuals by statistics in which the noise cancels
-(core/calibration/error_scale.py).
+(core/error_scale.py).
 
 Pitfalls handled: camera noise correlated between neighbouring pixels (processed or resampled data)
 would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from second
-differences of the image, core.calibration.view_noise.noise_lag1_correlation) and lag 1 is left out (lags 2 … 4 used)
+differences of the image, core.view_noise.noise_lag1_correlation) and lag 1 is left out (lags 2 … 4 used)
 when it could matter. With frames, the view's noise covariance is read off a noise probe (half the
 difference of the neighbouring frames) and taken off at every lag; the probe also holds whatever
 moved between the frames, which the view does not, so it is read on its quiet blocks only, as a
-correlation per offset times a std per image level (core.calibration.view_noise.correlated_noise). At low light the
+correlation per offset times a std per image level (core.view_noise.correlated_noise). At low light the
 products are noisy: each bin's V carries a standard error (from disjoint groups of blocks) and is
 shrunk towards the pooled value by it; a recorrupted image smaller than the budget is drawn several
 times (:func:`recorrupted_draws`), and the known part of the view's noise (−σ·z/α) is taken off the
@@ -330,7 +330,7 @@ def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames:
         camera noise correlated between pixels does not pass for error.
     Otherwise the pairs are recorrupted from ``noisy`` with its fitted camera noise (``alpha``).
     settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
-    spec: the same as one RunSpec (core.run.run_keywords), ``settings`` beside it overriding it, as for
+    spec: the same as one RunSpec (core.run_keywords), ``settings`` beside it overriding it, as for
         :func:`denoise`; its seed is the restoration's (``seed`` here draws the recorruption) and its
         coverage is left out (the levels are ``coverage``).
     Cost: one restoration of at most ``max_pixels`` pixels (crops of evenly spaced planes).

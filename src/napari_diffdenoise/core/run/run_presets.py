@@ -1,11 +1,11 @@
 """The speed / quality presets, declared once: the sampling settings each one sets, for the models
 that can run them. The Denoise widget's preset box (its labels and which preset the form shows) and
-the library's default run (core.model.model.DiffusionModel.default_sampler) follow them; the CLI has no
+the library's default run (core.model.DiffusionModel.default_sampler) follow them; the CLI has no
 preset option and takes the default.
 
 A preset lists its settings in order of preference; a model takes the first whose sampler it can
-run (core.sampling.sampler_registry.SamplerInfo.fits). With a sample head the fast and default presets draw
-one network evaluation per sample (core/sampling/sample_head.py); the DDIM sampler they were before stays as
+run (core.sampler_registry.SamplerInfo.fits). With a sample head the fast and default presets draw
+one network evaluation per sample (core/sample_head.py); the DDIM sampler they were before stays as
 the thorough preset and for models without the head. η is the sampler's default (1) throughout.
 """
 from __future__ import annotations
