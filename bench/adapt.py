@@ -1,4 +1,4 @@
-"""Adapting to the user's data from noisy images alone (core.adapt), on real noise: the bundled
+"""Adapting to the user's data from noisy images alone (core.training.adapt), on real noise: the bundled
 `demo` model's mean head against the adapted one, and what adapt's keep-or-drop returned.
 
     python -m bench adapt --images dsb-10,dsb8bit-30 --part a         # a part (minutes)
@@ -45,8 +45,10 @@ import numpy as np
 import torch
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.adapt import CameraNoise, check_adapt, iter_adapt
-from napari_diffdenoise.core.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+from napari_diffdenoise.core.training.adapt import iter_adapt
+from napari_diffdenoise.core.training.adapt_spec import check_adapt
 
 from .adapt_diagnose import dsb, series
 from .common import RESULTS, markdown_table, write_report
@@ -266,7 +268,8 @@ def report() -> None:
     body = (
         f"Model: {', '.join(models)}. "
         f"The `demo` model's mean head (*bundled*) against adaptation on the noisy data itself for "
-        f"{BUDGET_MINUTES:g} minutes of wall clock on one torch thread (core.adapt: camera noise fitted to the image, "
+        f"{BUDGET_MINUTES:g} minutes of wall clock on one torch thread "
+        "(core.training.adapt: camera noise fitted to the image, "
         "mean head fine-tuned by Recorrupted-to-Recorrupted). *adapted, old rule*: the head at the minimum of "
         "the recorrupted validation loss, which the previous `adapt` returned (with today's noise fit); *adapted, "
         "last step*: the head after the whole budget; *selected*: the adapted head at the step the "

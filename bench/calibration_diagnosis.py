@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core import self_calibration
-from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.error_scale import lag_offsets, pair_moments
+from napari_diffdenoise.core.calibration import self_calibration
+from napari_diffdenoise.core.calibration.error_scale import lag_offsets, pair_moments
+from napari_diffdenoise.core.run.driving import drive
 
 from . import real_calibration as rc
 from .common import HELD_OUT_SEED, markdown_table, write_report
@@ -118,7 +118,8 @@ def main(argv=None):
                      rec["lambda_self"] / rec["lambda_oracle"]])
     body = (f"Model `{args.model}`, std from the std head (one pass), centre crops of ≤ 256², re-acquired as in "
             "bench/real_calibration.py. V: E[(error/u)²] over the image (u: the interval unit); self: the pooled V "
-            "the self-calibration reads (core/self_calibration.py, its source), ± its own standard error; exact "
+            "the self-calibration reads (core/calibration/self_calibration.py, its source), ± its own standard "
+            "error; exact "
             "noise: the same with each pixel's true noise variance instead of the fitted camera; other seeds: "
             f"{SEEDS} other acquisitions of the same scene; noise products: the camera noise's own cross-moments at "
             "each lag from 1 to 3 px (one realisation), over the truth's V, min to max over the lags: ÷ mean u² "

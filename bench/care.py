@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from napari_diffdenoise.core.devices import resolve_device
-from napari_diffdenoise.core.network import UNet, UNetConfig, count_parameters
-from napari_diffdenoise.core.normalization import DEFAULT_PERCENTILES, IntensityMap
-from napari_diffdenoise.core.restore import _pad_to_multiple
-from napari_diffdenoise.core.schedules import NoiseSchedule
-from napari_diffdenoise.core.training import TrainConfig
+from napari_diffdenoise.core.imaging.normalization import DEFAULT_PERCENTILES, IntensityMap
+from napari_diffdenoise.core.model.devices import resolve_device
+from napari_diffdenoise.core.model.network import UNet, UNetConfig, count_parameters
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.run.restore import _pad_to_multiple
+from napari_diffdenoise.core.training.train_config import TrainConfig
 
 from .training_data import simulated_source
 
@@ -45,12 +45,12 @@ def predict(network: UNet, noisy: torch.Tensor) -> torch.Tensor:
 
 def train(source, config: TrainConfig, out: Path, unet: UNetConfig, device: str = "auto", val_batch=None,
           init: Path | None = None) -> UNet:
-    """Through the package's one training loop (core.training.iter_train, objective "mean"): the CARE
+    """Through the package's one training loop (core.training.training.iter_train, objective "mean"): the CARE
     network is the mean head of a checkpoint in the package's format, whose diffusion network is a
     small untrained placeholder (paired models must have one; nothing here uses it)."""
-    from napari_diffdenoise.core.checkpoint import save_checkpoint
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.training import iter_train
+    from napari_diffdenoise.core.io.checkpoint import save_checkpoint
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.training.training import iter_train
 
     torch.manual_seed(config.seed)
     placeholder = UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1,), emb_dim=16, fourier_features=8)
@@ -81,7 +81,7 @@ def load(path: Path = DEFAULT_PATH, device: str = "cpu") -> UNet:
     with safe_open(str(path), framework="pt") as f:
         earlier = "unet" in (f.metadata() or {})
     if not earlier:
-        from napari_diffdenoise.core.checkpoint import load_model
+        from napari_diffdenoise.core.io.checkpoint import load_model
 
         return load_model(path).mean_network.to(resolve_device(device)).eval()
     with safe_open(str(path), framework="pt") as f:
@@ -97,7 +97,7 @@ def info(path: Path = DEFAULT_PATH) -> dict:
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     if "info" not in metadata:  # a package checkpoint
-        from napari_diffdenoise.core.checkpoint import load_model
+        from napari_diffdenoise.core.io.checkpoint import load_model
 
         record = load_model(path).provenance
     else:
@@ -106,7 +106,7 @@ def info(path: Path = DEFAULT_PATH) -> dict:
 
 
 def file_sha256(path: Path) -> str:
-    from napari_diffdenoise.core.checkpoint import file_sha256 as sha
+    from napari_diffdenoise.core.io.checkpoint import file_sha256 as sha
 
     return sha(path)
 

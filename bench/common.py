@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from napari_diffdenoise.core.simulate import HELD_OUT_KINDS, KINDS, Acquisition, simulate_pair
+from napari_diffdenoise.core.imaging.simulate import HELD_OUT_KINDS, KINDS, Acquisition, simulate_pair
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,7 +91,7 @@ def ship_head(model_name: str, attribute: str, net, net_path: Path, provenance: 
     """Attach a trained head (``attribute``: a DiffusionModel field) to a bundled model, stored float16
     as the package stores its models, with its provenance: ``provenance`` plus the file's steps and
     sha256 and the best ``score`` of its training log. Returns the model's new sha256."""
-    from napari_diffdenoise.core.checkpoint import bundled_model_dir, file_sha256, load_model, save_checkpoint
+    from napari_diffdenoise.core.io.checkpoint import bundled_model_dir, file_sha256, load_model, save_checkpoint
 
     model = load_model(model_name)
     setattr(model, attribute, net)

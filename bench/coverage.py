@@ -13,11 +13,12 @@ import argparse
 import numpy as np
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.calibration import Calibration
-from napari_diffdenoise.core.metrics import calibration as error_bins
-from napari_diffdenoise.core.metrics import reliability
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.restore import _sample_plane, make_settings
+from napari_diffdenoise.core.calibration.calibration import Calibration
+from napari_diffdenoise.core.imaging.metrics import calibration as error_bins
+from napari_diffdenoise.core.imaging.metrics import reliability
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.run.plane_sampling import _sample_plane
+from napari_diffdenoise.core.run.restore import make_settings
 
 from .common import DOCS, line_plots, markdown_table, write_report
 from .mean import cases
@@ -55,8 +56,8 @@ def dynamic_range(model, ratios=(10, 100, 1000), size: int = 192):
 
 
 def _device(model):
-    from napari_diffdenoise.core.devices import resolve_device
-    from napari_diffdenoise.core.restore import device_model
+    from napari_diffdenoise.core.model.devices import resolve_device
+    from napari_diffdenoise.core.run.plane_sampling import device_model
 
     return device_model(model, resolve_device("cpu"))
 
@@ -105,8 +106,8 @@ def main(argv=None):
     line_plots(DOCS / "reliability.png", [(series, "RMS predicted std / range", "RMSE of the mean / range", False)],
                figsize=(4, 3.2))
     # the real image calibrated on itself: no truth, the residuals of recorrupted pairs of its own noisy image
-    from napari_diffdenoise.core.calibration import calibrate
-    from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS
+    from napari_diffdenoise.core.calibration.calibration import calibrate
+    from napari_diffdenoise.core.run.restore import DEFAULT_SAMPLER_SETTINGS
 
     self_rows = []
     for source, kind, photons, noisy, clean in cases(args.size):
@@ -133,7 +134,8 @@ def main(argv=None):
         + "\n\n## Per image (the default setting)\n\n"
         + markdown_table(["images", "kind", "photons", *[f"inside at {lv}" for lv in LEVELS], "ρ"], per_image)
         + "\n\n## The real image calibrated on itself\n\nNo truth given: `calibrate(model, noisy)` reads the model's "
-        "real error off the residuals of recorrupted pairs of the noisy image (core/self_calibration.py; the route "
+        "real error off the residuals of recorrupted pairs of the noisy image "
+        "(core/calibration/self_calibration.py; the route "
         "for users without clean images, and what `adapt` does). Fraction of pixels inside, default setting, shipped calibration "
         "(simulated structures) against the self-made one.\n\n"
         + markdown_table(["photons", *[f"shipped, inside at {lv}" for lv in LEVELS],

@@ -25,9 +25,9 @@ from scipy import stats
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise._sample_data import sample_stack
-from napari_diffdenoise.core.maps import DEFAULT_ENTROPY, NEGENTROPY_CONTRAST, negentropy
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.uncertainty import pixel_entropy
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.imaging.uncertainty import pixel_entropy
+from napari_diffdenoise.core.io.maps import DEFAULT_ENTROPY, NEGENTROPY_CONTRAST, negentropy
 
 from .common import HELD_OUT_SEED, markdown_table, write_report
 from .real_calibration import DEFAULT_DATA, DSB, HELD_OUT, PHOTONS, _centre, _read, reacquired
@@ -186,7 +186,7 @@ def main(argv=None):
         "group or several. The default follows this rule: median |ρ with std| below 0.2, AUC ≥ 0.95 for two groups "
         "against one bell curve at K = 8 (table below), and a median of at most 0.05 bits for one bell curve at "
         f"every K. Candidates meeting it: **{', '.join(chosen) or 'none'}**. The default entropy layer "
-        f"(`core.maps.DEFAULT_ENTROPY`) is **{DEFAULT_ENTROPY}**, shown with contrast limits "
+        f"(`core.io.maps.DEFAULT_ENTROPY`) is **{DEFAULT_ENTROPY}**, shown with contrast limits "
         f"{NEGENTROPY_CONTRAST[0]:g}–{NEGENTROPY_CONTRAST[1]:g} bits; its 99th percentile over the cases runs from "
         f"{min(p99):.2f} to {max(p99):.2f} bits.\n\n"
         "## Telling two groups of samples from one bell curve (synthetic, same std)\n\n"

@@ -1,10 +1,10 @@
 """The shape of the restoration's real error within a bin of the interval unit u: the β of
-core.error_scale.ERROR_SHAPE, measured on real images that are neither in any bundled model's
+core.calibration.error_scale.ERROR_SHAPE, measured on real images that are neither in any bundled model's
 training nor in the validation set of bench/real_calibration.py.
 
     python -m bench error_shape [--data DIR] [--model demo] [--size 256]
 
-The self-calibration (core/self_calibration.py) reads the error's variance per bin of u off the
+The self-calibration (core/calibration/self_calibration.py) reads the error's variance per bin of u off the
 user's own image; its shape it cannot read there (the noise that hides the error's variance hides
 its tails more), so it is a property of the model, measured here once. Each image is re-acquired
 at 3, 10 and 30 photons as bench/real_calibration.py does (its truth: the image smoothed by 1 px,
@@ -25,7 +25,7 @@ import numpy as np
 import tifffile
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.error_scale import ERROR_SHAPE
+from napari_diffdenoise.core.calibration.error_scale import ERROR_SHAPE
 
 from .common import markdown_table, write_report
 from .real_calibration import DEFAULT_DATA, HELD_OUT, LEVELS, PHOTONS, STD_ROUTES, _centre, coverage, reacquired, truth_scale
@@ -94,7 +94,7 @@ def main(argv=None):
         "Each bin's V (a quartile of u) from the truth; the interval is the mixture over bins of a generalised "
         "Gaussian of that V and shape β (β = 2: Gaussian). Coverage: mean (min–max) over cases.\n\n"
         + markdown_table(["β", *[f"@{c:g}" for c in LEVELS], "cases within ±0.05 at all three", "RMS miss"], rows)
-        + f"\n\nChosen: **β = {best:g}**; `core.error_scale.ERROR_SHAPE` is {ERROR_SHAPE:g}"
+        + f"\n\nChosen: **β = {best:g}**; `core.calibration.error_scale.ERROR_SHAPE` is {ERROR_SHAPE:g}"
         + ("." if abs(best - ERROR_SHAPE) < 1e-9 else " — **set it to the chosen value**.")
         + " What the shape does not fix is the error in V itself, which the self-calibration estimates from the "
         "noisy image alone: docs/benchmarks/real_calibration.md.\n\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_diffdenoise import TrainConfig, denoise, load_model, train
-from napari_diffdenoise.core.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 
 from .common import held_out_pair, markdown_table, write_report
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import psnr_fitted
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.restore import TiledEpsilon
-from napari_diffdenoise.core.simulate import KINDS, Acquisition
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.imaging.simulate import KINDS, Acquisition
+from napari_diffdenoise.core.model.tiled_network import TiledEpsilon
 
 from . import baselines
 from .common import HELD_OUT_SEED, held_out_pair, markdown_table, write_report

@@ -35,7 +35,7 @@ CHILD = textwrap.dedent("""
         denoise(image, model, n_samples=case["samples"], steps=case["steps"], seed=0)
     else:
         import zarr
-        from napari_diffdenoise.core.batch import denoise_to_zarr
+        from napari_diffdenoise.core.run.batch import denoise_to_zarr
         shape = (case["planes"], case["size"], case["size"])
         store = zarr.open_array(case["input"], mode="w", shape=shape, dtype="uint16", chunks=(1,) + shape[1:])
         for z in range(shape[0]):  # written plane by plane: the stack is never in this process's memory
@@ -45,8 +45,8 @@ CHILD = textwrap.dedent("""
         denoise_to_zarr(case["input"], case["output"], case["model"], n_samples=case["samples"],
                         steps=case["steps"], seed=0)
     seconds = time.perf_counter() - t0
-    from napari_diffdenoise.core.restore import DEFAULT_OVERLAP_FRACTION
-    from napari_diffdenoise.core.tiling import make_tiles
+    from napari_diffdenoise.core.run.restore import DEFAULT_OVERLAP_FRACTION
+    from napari_diffdenoise.core.imaging.tiling import make_tiles
     tiles = make_tiles((case["size"],) * 2, model.tile, int(model.tile * DEFAULT_OVERLAP_FRACTION))
     print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "baseline_mb": baseline, "seconds": seconds, "tiles": len(tiles),

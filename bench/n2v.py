@@ -13,10 +13,10 @@ import time
 import numpy as np
 import torch
 
-from napari_diffdenoise.core.network import UNet, UNetConfig
-from napari_diffdenoise.core.normalization import DEFAULT_PERCENTILES, IntensityMap
-from napari_diffdenoise.core.pairs import augment
-from napari_diffdenoise.core.restore import _pad_to_multiple
+from napari_diffdenoise.core.imaging.normalization import DEFAULT_PERCENTILES, IntensityMap
+from napari_diffdenoise.core.model.network import UNet, UNetConfig
+from napari_diffdenoise.core.run.restore import _pad_to_multiple
+from napari_diffdenoise.core.training.pairs import augment
 
 from .care import predict
 

@@ -17,10 +17,11 @@ import numpy as np
 from scipy import ndimage
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import fit_scale_offset, normalise_truth, psnr_fitted, ssim_fitted
-from napari_diffdenoise.core.physics import gaussian_psf, richardson_lucy
-from napari_diffdenoise.core.sampler_registry import DC_GUIDANCE
-from napari_diffdenoise.core.simulate import HELD_OUT_KINDS, KINDS, Acquisition, draw_structure
+from napari_diffdenoise.core.imaging.metrics import fit_scale_offset, normalise_truth, psnr_fitted, ssim_fitted
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.imaging.simulate import HELD_OUT_KINDS, KINDS, Acquisition, draw_structure
+from napari_diffdenoise.core.run.deconvolution import richardson_lucy
+from napari_diffdenoise.core.sampling.sampler_registry import DC_GUIDANCE
 
 from .common import DOCS, HELD_OUT_SEED, line_plots, markdown_table, write_report
 

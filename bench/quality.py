@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import calibration, evaluate, psnr_fitted
-from napari_diffdenoise.core.simulate import KINDS
+from napari_diffdenoise.core.imaging.metrics import calibration, evaluate, psnr_fitted
+from napari_diffdenoise.core.imaging.simulate import KINDS
 
 from . import baselines
 from .common import DOCS, held_out_pair, line_plots, markdown_table, write_report

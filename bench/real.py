@@ -15,8 +15,8 @@ import numpy as np
 import tifffile
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import calibration, evaluate, psnr_fitted
-from napari_diffdenoise.core.simulate import Acquisition
+from napari_diffdenoise.core.imaging.metrics import calibration, evaluate, psnr_fitted
+from napari_diffdenoise.core.imaging.simulate import Acquisition
 
 from . import baselines
 from .common import HELD_OUT_SEED, markdown_table, write_report

@@ -1,5 +1,5 @@
 """Interval coverage on real fluorescence data: the shipped calibration against self-calibration
-(core/self_calibration.py) from the noisy image alone.
+(core/calibration/self_calibration.py) from the noisy image alone.
 
     python -m bench real_calibration [--data DIR] [--model demo] [--size 256]
 
@@ -40,15 +40,15 @@ import tifffile
 from scipy import ndimage, special
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.calibration_run import run_settings
-from napari_diffdenoise.core.camera_noise import estimate_noise
-from napari_diffdenoise.core.conformal import find_calibration
-from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.error_scale import N_BINS, ErrorScale
-from napari_diffdenoise.core.metrics import calibration as error_bins
-from napari_diffdenoise.core.metrics import psnr_fitted
-from napari_diffdenoise.core.self_calibration import iter_self_calibrate
-from napari_diffdenoise.core.simulate import Acquisition
+from napari_diffdenoise.core.calibration.calibration_run import run_settings
+from napari_diffdenoise.core.calibration.error_scale import N_BINS, ErrorScale
+from napari_diffdenoise.core.calibration.self_calibration import iter_self_calibrate
+from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
+from napari_diffdenoise.core.imaging.metrics import calibration as error_bins
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.simulate import Acquisition
+from napari_diffdenoise.core.run.conformal import find_calibration
+from napari_diffdenoise.core.run.driving import drive
 
 from .common import HELD_OUT_SEED, markdown_table, write_report
 
@@ -141,7 +141,7 @@ def oracle_factor(scores_abs, unit, tau2, level) -> float:
 
 def truth_scale(error: np.ndarray, unit: np.ndarray, tau2) -> ErrorScale:
     """The self-calibration's interval model (a generalised Gaussian of shape
-    core.error_scale.ERROR_SHAPE per quartile of u) with each bin's V = E[(error/u)²] taken from the
+    core.calibration.error_scale.ERROR_SHAPE per quartile of u) with each bin's V = E[(error/u)²] taken from the
     truth (its own noise variance τ² taken off): what the shape assumption alone costs, with no
     estimation error."""
     edges = np.quantile(unit, np.linspace(0, 1, N_BINS + 1))
@@ -154,7 +154,7 @@ def truth_scale(error: np.ndarray, unit: np.ndarray, tau2) -> ErrorScale:
     return ErrorScale([float(e) for e in edges], weights, variances, variances, [])
 
 
-# the std routes a model with a std head is measured on (core.restore.STD_ESTIMATORS): the spread of
+# the std routes a model with a std head is measured on (core.run.restore.STD_ESTIMATORS): the spread of
 # the default sampler's K = 8 samples, and the head in one pass (no samples: it needs none)
 STD_ROUTES = {"samples": {"std": "samples"}, "head": {"std": "head", "n_samples": 0}}
 

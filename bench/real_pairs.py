@@ -3,13 +3,13 @@
 
 Each real plane is background-subtracted (its 1st percentile) and scaled to a unit-peak density (its
 99.95th percentile → 1, clipped to [0, 1.05]), then re-acquired with the simulator's random camera
-(:func:`napari_diffdenoise.core.simulate.random_acquisition`: peak photons log-uniform, background,
+(:func:`napari_diffdenoise.core.imaging.simulate.random_acquisition`: peak photons log-uniform, background,
 read noise, offset) — but hardly blurred again (Gaussian σ 0–0.5 px instead of 0.8–2: the real image
 is already optically blurred). The clean side of a pair is the real image itself (it carries its own
 noise, so the peak photons of every plane are capped, below).
 
 **The noise check.** A real "clean" image is a noisy image too. Its own noise is fitted with
-:func:`estimate_noise` (``core.adapt.estimate_noise`` of commit f2df213, frozen here: var = gain·E[y] +
+:func:`estimate_noise` (``core.imaging.camera_noise.estimate_noise`` of commit f2df213, frozen here: var = gain·E[y] +
 floor, from second differences in 8² blocks) and
 expressed in density units; the re-acquisition at peak P adds Poisson variance d/P at density d.
 The plane's photon cap is the largest P for which that added variance is ≥ 10× the plane's own
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from napari_diffdenoise.core.normalization import DEFAULT_PERCENTILES, IntensityMap
-from napari_diffdenoise.core.pairs import SimulatedClean, SimulatedPairs, augment, random_contrast, random_crop
-from napari_diffdenoise.core.simulate import Acquisition, random_acquisition
+from napari_diffdenoise.core.imaging.normalization import DEFAULT_PERCENTILES, IntensityMap
+from napari_diffdenoise.core.imaging.simulate import Acquisition, random_acquisition
+from napari_diffdenoise.core.training.pairs import SimulatedClean, SimulatedPairs, augment, random_contrast, random_crop
 
 NB = "neubias_training_resources"
 # never trained on: the validation images (bench/real_prior.py), named in docs/training.md
@@ -82,7 +82,7 @@ CANDIDATES = {
 
 
 def estimate_noise(plane: np.ndarray, block: int = 8) -> tuple[float, float]:
-    """(gain, floor) of var(y) = gain·E[y] + floor: ``core.adapt.estimate_noise`` as of commit f2df213,
+    """(gain, floor) of var(y) = gain·E[y] + floor: ``core.imaging.camera_noise.estimate_noise`` as of commit f2df213,
     frozen here so that the training data does not move when that function does (it is being reworked
     for 8-bit frames). Per 8² block: its mean, and the noise variance from the second differences along
     rows and columns by the median absolute deviation (1.4826·MAD)² / 6 — robust to the triples that

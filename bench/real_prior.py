@@ -36,8 +36,8 @@ import numpy as np
 import tifffile
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import calibration, psnr_fitted
-from napari_diffdenoise.core.simulate import Acquisition
+from napari_diffdenoise.core.imaging.metrics import calibration, psnr_fitted
+from napari_diffdenoise.core.imaging.simulate import Acquisition
 
 from .common import HELD_OUT_SEED, RESULTS, markdown_table, write_report
 from .real_pairs import NB, photon_cap

@@ -7,7 +7,7 @@ per sample"): train it, measure it beside the sampler on real images, ship it.
 
 The teacher is the bundled model's default sampler (DDIM, 10 steps, η = 1) run on crops of its own
 training mix (simulated structures and semi-synthetic pairs from clean real images,
-bench/real_pairs.py); its samples are drawn once into a pool, and the head (core/sample_head.py: its
+bench/real_pairs.py); its samples are drawn once into a pool, and the head (core/sampling/sample_head.py: its
 architecture, inputs and loss) learns to draw like it by the energy score, the mean head frozen.
 """
 from __future__ import annotations
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from napari_diffdenoise.core.checkpoint import load_model
-from napari_diffdenoise.core.network import UNet, count_parameters
-from napari_diffdenoise.core.run_settings import DEFAULT_SAMPLER_SETTINGS
-from napari_diffdenoise.core.sample_head import SAMPLE_HEAD_CONFIG as CONFIG
-from napari_diffdenoise.core.sample_head import draw, multiscale_energy_score
-from napari_diffdenoise.core.samplers import ddim
+from napari_diffdenoise.core.io.checkpoint import load_model
+from napari_diffdenoise.core.model.network import UNet, count_parameters
+from napari_diffdenoise.core.run.run_settings import DEFAULT_SAMPLER_SETTINGS
+from napari_diffdenoise.core.sampling.sample_head import SAMPLE_HEAD_CONFIG as CONFIG
+from napari_diffdenoise.core.sampling.sample_head import draw, multiscale_energy_score
+from napari_diffdenoise.core.sampling.samplers import ddim
 
 from .common import head_file_steps, markdown_table, optimiser_step, ship_head, write_report
 
@@ -147,7 +147,7 @@ def load_net(path: Path) -> UNet:
     """A trained head, its architecture from the file's own metadata."""
     from safetensors import safe_open
 
-    from napari_diffdenoise.core.network import UNetConfig
+    from napari_diffdenoise.core.model.network import UNetConfig
 
     with safe_open(str(path), "pt") as f:
         config = UNetConfig.from_dict(json.loads((f.metadata() or {})["config"]))
@@ -172,7 +172,7 @@ def ship(args):
 def evaluate(args):
     from scipy import stats
 
-    from napari_diffdenoise.core.restore import denoise
+    from napari_diffdenoise.core.run.restore import denoise
 
     from .std_head import oracle_width, real_cases
 
@@ -249,7 +249,7 @@ def main(argv=None):
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--base-channels", type=int, default=0,
-                        help="train: the head's width (0: core.sample_head.SAMPLE_HEAD_CONFIG's)")
+                        help="train: the head's width (0: core.sampling.sample_head.SAMPLE_HEAD_CONFIG's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)

@@ -17,9 +17,9 @@ import time
 import numpy as np
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.calibration import block_split, measure
-from napari_diffdenoise.core.metrics import psnr_fitted, reliability
-from napari_diffdenoise.core.simulate import KINDS, Acquisition
+from napari_diffdenoise.core.calibration.calibration import block_split, measure
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted, reliability
+from napari_diffdenoise.core.imaging.simulate import KINDS, Acquisition
 
 from .common import DOCS, HELD_OUT_SEED, held_out_pair, line_plots, markdown_table, write_report
 from .real import real_density

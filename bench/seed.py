@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import psnr_fitted, ssim_fitted
-from napari_diffdenoise.core.simulate import KINDS
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted, ssim_fitted
+from napari_diffdenoise.core.imaging.simulate import KINDS
 
 from .common import held_out_pair, markdown_table, write_report
 

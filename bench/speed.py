@@ -18,8 +18,8 @@ import tifffile
 import torch
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import calibration, psnr_fitted
-from napari_diffdenoise.core.restore import FAST_SAMPLER_SETTINGS
+from napari_diffdenoise.core.imaging.metrics import calibration, psnr_fitted
+from napari_diffdenoise.core.run.restore import FAST_SAMPLER_SETTINGS
 
 from .common import held_out_pair, markdown_table, timed, write_report
 
@@ -41,7 +41,7 @@ def bm3d_once(plane: np.ndarray):
 @contextlib.contextmanager
 def whole_plane_bright_pass():
     """The bright pass as it was before it went to boxes: over the whole plane."""
-    from napari_diffdenoise.core import restore
+    from napari_diffdenoise.core.run import restore
 
     boxes = restore.bright_boxes
     restore.bright_boxes = lambda weight, margin=0: [(slice(0, weight.shape[0]), slice(0, weight.shape[1]))]
@@ -56,7 +56,7 @@ def against_bm3d(model, plane: np.ndarray):
     noisy: ratios, not seconds, are what carries over). Maps of the reduced-cost routes are compared
     with the default's: max |Δ| over the plane's 0.1–99.9 percentile range."""
     _, bm3d_s = timed(lambda: bm3d_once(plane))
-    from napari_diffdenoise.core.run_presets import preset
+    from napari_diffdenoise.core.run.run_presets import preset
 
     fast, default = ({**preset(name).settings(model), "coverage": 0.9} for name in ("fast", "default"))
     ddim_fast = {"sampler": FAST_SAMPLER_SETTINGS["sampler"], "n_samples": FAST_SAMPLER_SETTINGS["n_samples"],
@@ -65,7 +65,7 @@ def against_bm3d(model, plane: np.ndarray):
     low, high = np.percentile(plane, [0.1, 99.9])
     span = float(high - low)
     denoise(plane, model, seed=0, n_samples=1, steps=1, sampler="ddim")  # warm-up: the first calls pick kernels
-    from napari_diffdenoise.core.run_cost import restoration_cost
+    from napari_diffdenoise.core.run.run_cost import restoration_cost
 
     def work(kw):
         return "one step each (the sample head)" if kw["sampler"] == "one-step" else \
@@ -236,7 +236,7 @@ def main(argv=None):
         "this run; × BM3D is the ratio of wall times (issue #21's targets: default ≤ 0.5, fast ≤ 0.1, Preview ≤ 0.05). "
         "Max |Δ mean|: the largest difference of the mean map from the default's, over the plane's 0.1–99.9 "
         "percentile range; pixels moved: the fraction that moved by more than 1 % of that range. 'Time here' said: "
-        "the Denoise widget's estimate before the run (core/run_cost.py), which leaves the bright pass out. The plane's bright dendrites take the bright pass (docs/method.md, 'The whole dynamic "
+        "the Denoise widget's estimate before the run (core/run/run_cost.py), which leaves the bright pass out. The plane's bright dendrites take the bright pass (docs/method.md, 'The whole dynamic "
         "range').\n\n"
         + markdown_table(["setting", "seconds", "'Time here' said", "× BM3D", "network calls", "max |Δ mean|", "pixels moved > 1 %"], bm3d_rows)
         + "\n\n## Batching the K samples through the network\n\n"

@@ -5,7 +5,7 @@
     python -m bench std_head --real DATA --net bench/runs/std-head/std_head.safetensors   # eval: the page
     python -m bench.std_head ship --net bench/runs/std-head/std_head.safetensors     # into the bundled demo
 
-The head (core/std_head.py: its architecture, inputs and loss) is trained by the Gaussian negative
+The head (core/model/std_head.py: its architecture, inputs and loss) is trained by the Gaussian negative
 log-likelihood of the mean head's residual on the bundled model's own training mix (simulated
 structures and semi-synthetic pairs from clean real images, bench/real_pairs.py); the mean head is
 frozen. A std map in one evaluation would serve the Preview and the fast preset,
@@ -24,12 +24,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from scipy import stats
 
-from napari_diffdenoise.core.checkpoint import load_model
-from napari_diffdenoise.core.network import UNet, count_parameters
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.restore import _pad_to_multiple, denoise
-from napari_diffdenoise.core.std_head import GAMMA, log_variance, nll
-from napari_diffdenoise.core.std_head import STD_HEAD_CONFIG as CONFIG
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.io.checkpoint import load_model
+from napari_diffdenoise.core.model.network import UNet, count_parameters
+from napari_diffdenoise.core.model.std_head import GAMMA, log_variance, nll
+from napari_diffdenoise.core.model.std_head import STD_HEAD_CONFIG as CONFIG
+from napari_diffdenoise.core.run.restore import _pad_to_multiple, denoise
 
 from .common import HELD_OUT_SEED, head_file_steps, markdown_table, optimiser_step, ship_head, write_report
 
@@ -104,7 +104,7 @@ def real_cases(real: Path, size: int) -> list[tuple]:
     lysosome frames against the mean of their neighbours (the camera fitted to the frame)."""
     import tifffile
 
-    from napari_diffdenoise.core.camera_noise import CameraNoise, estimate_noise
+    from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
 
     from .real_calibration import (
         DSB,
@@ -182,7 +182,8 @@ def evaluate(args):
                  "heads. PSNR: fitted, against the case's truth (for the lysosomes a noisy average: it ranks, it does not "
                  "measure). ρ: the head's std against the adapted mean's error. VST+BM3D (oracle): BM3D in the "
                  "Anscombe domain of the case's camera (the re-acquired images': the simulated one; the lysosomes': "
-                 "fitted to the frame, core.camera_noise, whose pixel-correlated noise BM3D does not model), its "
+                 "fitted to the frame, core.imaging.camera_noise, whose pixel-correlated noise BM3D does not "
+                 "model), its "
                  "strength chosen against the truth (bench/baselines.py); issue #23 asks the adapted mean to reach it "
                  "on every image.\n\n"
                  + markdown_table(["case", "PSNR bundled", "PSNR adapted", "Δ dB", "PSNR VST+BM3D (oracle)",
@@ -193,8 +194,8 @@ def evaluate(args):
 
 def after_adapting(model, cases, minutes: float):
     """Per case: the bundled one pass against the one pass of ``adapt(model, noisy, minutes)``."""
-    from napari_diffdenoise.core.adapt import adapt
-    from napari_diffdenoise.core.metrics import psnr_fitted
+    from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+    from napari_diffdenoise.core.training.adapt import adapt
 
     from .baselines import vst_bm3d_camera
 

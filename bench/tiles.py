@@ -1,4 +1,4 @@
-"""Tiles stretched to cover a plane with fewer overlaps (core.tiling.tile_length) against tiles of
+"""Tiles stretched to cover a plane with fewer overlaps (core.imaging.tiling.tile_length) against tiles of
 the model's own size, side by side in one run on planes larger than a tile.
 
     python -m bench tiles [--model demo] [--data ../shared/data/real]
@@ -17,8 +17,8 @@ import numpy as np
 import tifffile
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core import tiling
-from napari_diffdenoise.core.tiling import TILE_STRETCH, tile_grid
+from napari_diffdenoise.core.imaging import tiling
+from napari_diffdenoise.core.imaging.tiling import TILE_STRETCH, tile_grid
 
 from .common import markdown_table, timed, write_report
 from .speed import DEFAULT_DATA, NEURON
@@ -80,7 +80,8 @@ def main(argv=None):
             rows.append([f"{side}²", label, rec["old_pixels"], rec["new_pixels"], old_s, new_s, new_s / old_s, delta, moved])
     body = (f"Model `{args.model}` (tiles of {model.tile}², overlap {model.tile // 4}). Old: as many tiles of the "
             f"setting's size as cover the plane; new: as few equal tiles as cover it, each up to {TILE_STRETCH:g}× "
-            "the setting a side (core.tiling.tile_length). Network px / plane px: the pixels one network call sees "
+            "the setting a side (core.imaging.tiling.tile_length). Network px / plane px: the pixels one network "
+            "call sees "
             "over the plane's (overlaps are paid twice). Max |Δ mean|: over the plane's 0.1–99.9 percentile range; "
             "moved: the fraction of pixels that moved by more than 1 % of it.\n\n"
             + markdown_table(["plane", "run", "network px / plane px, old", "new", "seconds, old", "seconds, new",

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import torch
 
-from napari_diffdenoise.core.checkpoint import bundled_model_dir, load_model, save_checkpoint
-from napari_diffdenoise.core.devices import resolve_device
-from napari_diffdenoise.core.model import DiffusionModel
-from napari_diffdenoise.core.network import UNetConfig, count_parameters
-from napari_diffdenoise.core.pairs import TARGETS
-from napari_diffdenoise.core.schedules import NoiseSchedule
-from napari_diffdenoise.core.training import TrainConfig, iter_train
+from napari_diffdenoise.core.io.checkpoint import bundled_model_dir, load_model, save_checkpoint
+from napari_diffdenoise.core.model.devices import resolve_device
+from napari_diffdenoise.core.model.model import DiffusionModel
+from napari_diffdenoise.core.model.network import UNetConfig, count_parameters
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.training.pairs import TARGETS
+from napari_diffdenoise.core.training.train_config import TrainConfig
+from napari_diffdenoise.core.training.training import iter_train
 
 from . import care
 from .training_data import simulated_source

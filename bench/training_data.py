@@ -6,7 +6,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from napari_diffdenoise.core.pairs import SimulatedClean, SimulatedPairs
+from napari_diffdenoise.core.training.pairs import SimulatedClean, SimulatedPairs
 
 POOL_CHUNK = 192  # structure images per simulator seed: a pool of 192 is the CPU recipe's, seed 0
 

@@ -10,7 +10,7 @@ import argparse
 import numpy as np
 
 from napari_diffdenoise import load_model
-from napari_diffdenoise.core.network import count_parameters
+from napari_diffdenoise.core.model.network import count_parameters
 
 from .common import DOCS, markdown_table, write_report
 

@@ -14,9 +14,9 @@ import time
 import numpy as np
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import psnr_fitted, ssim_fitted
-from napari_diffdenoise.core.sampler_registry import SAMPLERS
-from napari_diffdenoise.core.simulate import KINDS
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted, ssim_fitted
+from napari_diffdenoise.core.imaging.simulate import KINDS
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 
 from . import baselines
 from .common import DOCS, held_out_pair, line_plots, markdown_table, write_report

@@ -37,7 +37,7 @@ def take(out_dir="docs/images", size=(1400, 860)) -> list[Path]:
     from napari_diffdenoise._widgets.calibrate import CalibrateWidget
     from napari_diffdenoise._widgets.compare import CompareWidget
     from napari_diffdenoise._widgets.denoise import DenoiseWidget
-    from napari_diffdenoise.core.run_presets import DEFAULT_PRESET
+    from napari_diffdenoise.core.run.run_presets import DEFAULT_PRESET
     from napari_diffdenoise._widgets.train import TrainWidget
 
     out = Path(out_dir)
@@ -54,7 +54,7 @@ def take(out_dir="docs/images", size=(1400, 860)) -> list[Path]:
         denoise = DenoiseWidget(viewer)
         dock = viewer.window.add_dock_widget(denoise, name="Denoise", area="right")
         denoise.image.value = noisy
-        # the default preset, as a user starts (its labels name the chosen model's work: core.run_presets)
+        # the default preset, as a user starts (its labels name the chosen model's work: core.run.run_presets)
         denoise.preset.value = next(label for label in denoise.preset.choices if label.startswith(DEFAULT_PRESET + ":"))
         denoise.keep_samples.value = True
         denoise.layers_section.collapsed = False  # the choice of layers shown; the sampling settings folded

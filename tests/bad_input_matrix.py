@@ -9,16 +9,16 @@ import struct
 import numpy as np
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.image_io import open_image
-from napari_diffdenoise.core.physics import gaussian_psf
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.io.image_io import open_image
 
 
 def _tiny():
     import torch
 
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     torch.manual_seed(0)
     return DiffusionModel.create(UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16,
@@ -49,7 +49,7 @@ def _checkpoint(tmp, meta_edit=None, nan=False, raw_meta=None):
     """A tiny checkpoint with edited metadata or NaN weights, written to ``tmp``; returns a loader."""
     from safetensors.torch import save_file
 
-    from napari_diffdenoise.core.checkpoint import METADATA_KEY
+    from napari_diffdenoise.core.io.checkpoint import METADATA_KEY
 
     model = _tiny()
     tensors = {f"net.{k}": v.contiguous() for k, v in model.network.state_dict().items()}
@@ -130,7 +130,7 @@ def _without_module(name, make):
 
 
 def _tiny_checkpoint(tmp):
-    from napari_diffdenoise.core.checkpoint import save_checkpoint
+    from napari_diffdenoise.core.io.checkpoint import save_checkpoint
 
     path = tmp / "tiny.safetensors"
     save_checkpoint(_tiny(), path)
@@ -162,13 +162,13 @@ FAST = dict(n_samples=1, steps=1)
 
 
 def _to_zarr(input_path, output_path, **kw):
-    from napari_diffdenoise.core.batch import denoise_to_zarr
+    from napari_diffdenoise.core.run.batch import denoise_to_zarr
 
     return denoise_to_zarr(input_path, output_path, _tiny(), **FAST, **kw)
 
 
 def _to_tiff(input_path, folder, stem, **kw):
-    from napari_diffdenoise.core.batch import denoise_to_tiff
+    from napari_diffdenoise.core.run.batch import denoise_to_tiff
 
     return denoise_to_tiff(input_path, folder, _tiny(), stem=stem, **FAST, **kw)
 
@@ -278,7 +278,8 @@ TRAIN = dict(batch_size=2, patch_size=32, warmup_steps=1, checkpoint_every=2)
 
 
 def _train(tmp, steps=2, model=None, resume=False, **config):
-    from napari_diffdenoise.core.training import TrainConfig, iter_train
+    from napari_diffdenoise.core.training.train_config import TrainConfig
+    from napari_diffdenoise.core.training.training import iter_train
 
     run = iter_train(model or _tiny(), _Pairs(), TrainConfig(**{**TRAIN, "steps": steps, **config}),
                      checkpoint_path=tmp / "run.safetensors", resume=resume, device="cpu")
@@ -293,9 +294,9 @@ def _resume_with(tmp, first: dict, again: dict):
 def _other_architecture():
     import torch
 
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     torch.manual_seed(0)
     return DiffusionModel.create(UNetConfig(cond_channels=1, base_channels=4, channel_mults=(1, 2), emb_dim=16,
@@ -304,7 +305,8 @@ def _other_architecture():
 
 def _unwritable(tmp):
     (tmp / "a-file").write_text("not a folder")
-    from napari_diffdenoise.core.training import TrainConfig, iter_train
+    from napari_diffdenoise.core.training.train_config import TrainConfig
+    from napari_diffdenoise.core.training.training import iter_train
 
     run = iter_train(_tiny(), _Pairs(), TrainConfig(**{**TRAIN, "steps": 2}),
                      checkpoint_path=tmp / "a-file" / "run.safetensors", device="cpu")
@@ -499,7 +501,7 @@ ROWS = [
      r"steps=3 and sampler_params\['steps'\]=5 disagree"),
     ("percentiles-reversed", "library", "percentiles=(99, 1)", lambda t: _lib(percentiles=(99, 1)), ValueError,
      r"percentiles must be two numbers \(low, high\) with 0 ≤ low < high ≤ 100; got \(99, 1\)"),
-    # the entropy map's definitions (core.maps.ENTROPY_KINDS)
+    # the entropy map's definitions (core.io.maps.ENTROPY_KINDS)
     ("entropy-unknown", "library", 'entropy="shannon"', lambda t: _lib(entropy="shannon"), ValueError,
      r"entropy must be one of \('negentropy', 'quantised'\); got 'shannon'"),
     # issue 19: training
@@ -524,9 +526,9 @@ ROWS = [
 def _unpaired():
     import torch
 
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNet, UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     torch.manual_seed(0)
     return DiffusionModel(UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.checkpoint import save_checkpoint
-from napari_diffdenoise.core.model import DiffusionModel
-from napari_diffdenoise.core.network import UNet, UNetConfig
-from napari_diffdenoise.core.schedules import NoiseSchedule
+from napari_diffdenoise.core.io.checkpoint import save_checkpoint
+from napari_diffdenoise.core.model.model import DiffusionModel
+from napari_diffdenoise.core.model.network import UNet, UNetConfig
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
 TINY = UNetConfig(cond_channels=1, base_channels=8, channel_mults=(1, 2), emb_dim=16, fourier_features=8)
 
@@ -76,7 +76,7 @@ def paired_train_widget(make_napari_viewer, tiny_checkpoint, tmp_path):
     list outlives a test, so a test that counts its own run there needs a name no other test writes."""
     from napari_diffdenoise._widgets.model_registry import REGISTRY
     from napari_diffdenoise._widgets.train import TrainWidget
-    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
 
     def make(stem: str):
         viewer = make_napari_viewer()

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.adapt import CameraNoise, adapt, estimate_noise, iter_adapt
+from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
+from napari_diffdenoise.core.training.adapt import adapt, iter_adapt
 
 
 def cells(seed=0, size=96, photons=20.0, offset=100.0, read=2.0):
@@ -56,8 +57,8 @@ def test_adapt_takes_stacks_and_lists_and_recalibrates_on_the_images_residuals(h
 
 
 def test_cancel_reaches_the_recalibration_after_adapting(headed, monkeypatch):
-    from napari_diffdenoise.core import adapt as adapt_module
-    from napari_diffdenoise.core.restore import Cancelled
+    from napari_diffdenoise.core.run.restore import Cancelled
+    from napari_diffdenoise.core.training import adapt as adapt_module
 
     started = []
     recalibrate = adapt_module.iter_recalibrate
@@ -90,7 +91,7 @@ def test_adapt_needs_a_mean_head(tiny_model):
 
 
 def test_cancel_stops_within_a_step(headed):
-    from napari_diffdenoise.core.restore import Cancelled
+    from napari_diffdenoise.core.run.restore import Cancelled
 
     seen = []
     with pytest.raises(Cancelled):
@@ -103,7 +104,7 @@ def test_cli_adapt_writes_a_model_and_never_overwrites(tmp_path, headed, capsys)
     import tifffile
 
     from napari_diffdenoise.cli import main
-    from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
+    from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
 
     save_checkpoint(headed, tmp_path / "start.safetensors")
     tifffile.imwrite(tmp_path / "noisy.tif", cells(size=160))

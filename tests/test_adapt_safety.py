@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.adapt import CameraNoise, _neighbour_pairs, _series_pairs, iter_adapt
-from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.normalization import IntensityMap
+from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+from napari_diffdenoise.core.training.adapt import iter_adapt
+from napari_diffdenoise.core.training.adapt_criteria import neighbour_pairs, series_pairs
+from napari_diffdenoise.core.run.driving import drive
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
 
 
 def scene(seed=0, size=128, photons=20.0):
@@ -39,9 +41,9 @@ def trained():
     """A tiny headed model whose head is trained (supervised, 60 steps) on scenes like the test's: a
     good 'bundled' head that a harmful adaptation can only spoil."""
     from conftest import TINY
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNet, UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     torch.manual_seed(0)
     model = DiffusionModel.create(TINY, NoiseSchedule("cosine", 50), name="tiny", tile=64)
@@ -132,16 +134,16 @@ def test_which_stacks_are_series():
     clean, frame = scene(4, size=64)
     repeated = np.stack([frame(k) for k in range(3)])
     others = np.stack([scene(s, size=64)[1](0) for s in range(5, 8)])  # three unrelated fields
-    assert _series_pairs(repeated, None) == [(0, 1), (1, 2)]
-    assert _series_pairs(others, None) == []
-    assert _series_pairs(others, True) == [(0, 1), (1, 2)]
-    assert _series_pairs(repeated, False) == []
-    assert _series_pairs([repeated[0], repeated], None) == [(1, 2), (2, 3)]  # plane indices after a 2D plane
+    assert series_pairs(repeated, None) == [(0, 1), (1, 2)]
+    assert series_pairs(others, None) == []
+    assert series_pairs(others, True) == [(0, 1), (1, 2)]
+    assert series_pairs(repeated, False) == []
+    assert series_pairs([repeated[0], repeated], None) == [(1, 2), (2, 3)]  # plane indices after a 2D plane
 
 
 def test_neighbour_pairs_come_from_distinct_pixels_of_each_cell():
     u = np.arange(10 * 12, dtype=np.float32).reshape(10, 12)  # value = 12·row + column
-    inputs, targets, masks = _neighbour_pairs(u, 4)
+    inputs, targets, masks = neighbour_pairs(u, 4)
     assert inputs.shape == targets.shape == masks.shape == (4, 8, 8) and masks[:, :5, :6].all()
     assert not masks[:, 5:].any() and not masks[:, :, 6:].any()
     d = (targets - inputs)[masks].reshape(4, -1)

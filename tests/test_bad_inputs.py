@@ -78,7 +78,7 @@ def test_a_full_disk_leaves_no_partial_maps(tmp_path, monkeypatch, tiny_checkpoi
     import tifffile
 
     from napari_diffdenoise import cli
-    from napari_diffdenoise.core import tiff_maps
+    from napari_diffdenoise.core.io import tiff_maps
 
     tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (3, 32, 32)).astype(np.uint16))
     real = tiff_maps.TiffMaps.write_plane
@@ -109,7 +109,7 @@ def test_an_output_over_its_input_is_refused_and_the_input_kept(tmp_path, tiny_c
     import zarr
 
     from napari_diffdenoise.cli import main
-    from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
+    from napari_diffdenoise.core.run.batch import denoise_to_tiff, denoise_to_zarr
 
     data = np.random.default_rng(0).poisson(5, (3, 32, 32)).astype(np.uint16)
     zarr.create_array(str(tmp_path / "in.zarr"), shape=data.shape, chunks=(1, 32, 32), dtype=data.dtype)[...] = data
@@ -176,7 +176,7 @@ def test_a_resume_checks_the_inputs_identity_and_a_partial_store_says_so(tmp_pat
     import zarr
 
     from napari_diffdenoise._zarr_io import read_zarr
-    from napari_diffdenoise.core.batch import denoise_to_zarr
+    from napari_diffdenoise.core.run.batch import denoise_to_zarr
 
     rng = np.random.default_rng(5)
     first, second = (rng.poisson(5, (3, 32, 32)).astype(np.uint16) for _ in range(2))
@@ -242,8 +242,8 @@ def test_a_guided_store_does_not_resume_under_another_guidance(tmp_path, tiny_ch
     import numpy as np
     import tifffile
 
-    from napari_diffdenoise.core.batch import denoise_to_zarr
-    from napari_diffdenoise.core.physics import gaussian_psf
+    from napari_diffdenoise.core.imaging.physics import gaussian_psf
+    from napari_diffdenoise.core.run.batch import denoise_to_zarr
 
     tifffile.imwrite(tmp_path / "a.tif", np.random.default_rng(6).poisson(5, (2, 32, 32)).astype(np.uint16))
     guided = dict(n_samples=1, steps=1, psf=gaussian_psf(1.0), guidance="dc")

@@ -5,8 +5,8 @@ import pytest
 import zarr
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.axes import check_axes, plane_positions
-from napari_diffdenoise.core.noise import FieldNoise, gaussian_field, stream_key
+from napari_diffdenoise.core.imaging.axes import check_axes, plane_positions
+from napari_diffdenoise.core.sampling.noise import FieldNoise, gaussian_field, stream_key
 
 
 def test_the_noise_of_a_block_is_the_crop_of_the_plane_field():
@@ -95,7 +95,7 @@ def test_nan_in_a_lazy_plane_is_refused_naming_the_plane(tiny_model):
 
 
 def test_batches_spanning_several_tiles_give_the_tile_by_tile_result(tiny_model):
-    from napari_diffdenoise.core.tiling import TILE_STRETCH, tile_grid
+    from napari_diffdenoise.core.imaging.tiling import TILE_STRETCH, tile_grid
 
     image = np.random.default_rng(5).poisson(6, (70, 90)).astype(np.uint16)
     multiple = tiny_model.network.config.size_multiple
@@ -111,7 +111,7 @@ def test_batches_spanning_several_tiles_give_the_tile_by_tile_result(tiny_model)
 
 
 def _samples_of(block, origin, model, s, imap):
-    from napari_diffdenoise.core.restore import _sample_plane
+    from napari_diffdenoise.core.run.plane_sampling import _sample_plane
 
     run = _sample_plane(block, imap, model, s, 0, origin=origin)
     try:
@@ -122,8 +122,9 @@ def _samples_of(block, origin, model, s, imap):
 
 
 def test_overlapping_blocks_draw_the_same_noise_so_their_samples_agree_in_the_overlap(tiny_model):
-    from napari_diffdenoise.core.normalization import IntensityMap
-    from napari_diffdenoise.core.restore import device_model, make_settings
+    from napari_diffdenoise.core.imaging.normalization import IntensityMap
+    from napari_diffdenoise.core.run.plane_sampling import device_model
+    from napari_diffdenoise.core.run.restore import make_settings
 
     image = np.random.default_rng(0).poisson(6, (200, 96)).astype(np.float32)
     s = make_settings(tiny_model, n_samples=3, steps=3, seed=1, mean="samples", keep_samples=True, tile=64, overlap=16)
@@ -158,8 +159,8 @@ def test_a_plane_larger_than_the_block_is_sampled_in_blocks_with_progress_over_a
 def test_the_librarys_tiff_output_keeps_the_inputs_pixel_sizes_and_channel_names(tiny_model, tmp_path):
     import tifffile
 
-    from napari_diffdenoise.core.batch import denoise_to_tiff
-    from napari_diffdenoise.core.image_io import open_image
+    from napari_diffdenoise.core.io.image_io import open_image
+    from napari_diffdenoise.core.run.batch import denoise_to_tiff
 
     cyx = np.random.default_rng(7).poisson(5, (2, 24, 32)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "in.ome.tif", cyx, ome=True, photometric="minisblack",
@@ -188,7 +189,7 @@ def test_a_narrow_stack_from_a_microscope_file_is_not_taken_for_channels_last(ti
     import tifffile
     from test_formats import write_ims
 
-    from napari_diffdenoise.core.batch import denoise_to_tiff
+    from napari_diffdenoise.core.run.batch import denoise_to_tiff
 
     zyx = np.random.default_rng(8).poisson(5, (20, 24, 12)).astype(np.uint16)
     write_ims(tmp_path / "narrow.ims", zyx[None, None], (1.0, 0.2, 0.2), ["GFP"], 1.0)

@@ -13,8 +13,8 @@ import zarr
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.cli import main
-from napari_diffdenoise.core.batch import denoise_to_zarr
-from napari_diffdenoise.core.map_store import read_maps
+from napari_diffdenoise.core.io.map_store import read_maps
+from napari_diffdenoise.core.run.batch import denoise_to_zarr
 
 SETTINGS = dict(n_samples=2, steps=2, seed=4)
 
@@ -169,7 +169,7 @@ def test_napari_opens_a_result_store_and_saves_a_layer_that_reads_back_with_its_
 
 
 def test_tiff_samples_are_channels_when_stored_as_planes_and_refused_as_colour(tmp_path, tiny_checkpoint, capsys):
-    from napari_diffdenoise.core.image_io import open_image
+    from napari_diffdenoise.core.io.image_io import open_image
 
     tifffile.imwrite(tmp_path / "planes.tif", np.zeros((3, 32, 32), np.uint16))  # tifffile reads it as SYX
     assert open_image(tmp_path / "planes.tif").axes == "CYX"
@@ -182,7 +182,7 @@ def test_tiff_samples_are_channels_when_stored_as_planes_and_refused_as_colour(t
 def test_channel_names_survive_ome_zarr_output(tmp_path, tiny_checkpoint):
     """An OME-TIFF's channel names become each map's omero channel labels, which open_image and other
     OME-Zarr readers read back (TIFF output keeps them in its record)."""
-    from napari_diffdenoise.core.image_io import open_image
+    from napari_diffdenoise.core.io.image_io import open_image
 
     cyx = np.random.default_rng(6).poisson(5, (2, 24, 32)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "in.ome.tif", cyx, ome=True, photometric="minisblack",

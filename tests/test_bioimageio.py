@@ -12,7 +12,7 @@ bioimageio_core = pytest.importorskip("bioimageio.core")
 def test_an_exported_model_passes_bioimageio_core_and_computes_our_one_pass_mean(headed, tmp_path):
     from bioimageio.core import test_model
 
-    from napari_diffdenoise.core.bioimageio_export import export_bioimageio
+    from napari_diffdenoise.core.io.bioimageio_export import export_bioimageio
 
     sample = np.random.default_rng(0).poisson(6, (64, 64)).astype(np.float32)
     path = export_bioimageio(headed, tmp_path / "tiny.zip", sample=sample)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.metrics import psnr_fitted
-from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +13,7 @@ def demo():
 
 
 def test_demo_model_is_small_and_recorded(demo):
-    from napari_diffdenoise.core.checkpoint import bundled_model_dir
+    from napari_diffdenoise.core.io.checkpoint import bundled_model_dir
 
     assert (bundled_model_dir() / "demo.safetensors").stat().st_size < 20 * 2**20
     assert demo.kind == "paired" and demo.provenance["step"] > 1000 and demo.provenance["history"]
@@ -43,8 +43,8 @@ def test_bundled_widefield_model_deconvolves_and_guidance_keeps_it_consistent():
     truth, and PSF guidance lowers the data-consistency error of its mean and raises its PSNR."""
     from scipy import ndimage
 
-    from napari_diffdenoise.core.physics import gaussian_psf
-    from napari_diffdenoise.core.simulate import draw_structure
+    from napari_diffdenoise.core.imaging.physics import gaussian_psf
+    from napari_diffdenoise.core.imaging.simulate import draw_structure
 
     model = load_model("widefield")
     assert model.kind == "paired" and model.value_range[1] > 5 and model.provenance["target"] == "sharp"

@@ -6,11 +6,11 @@ from napari_diffdenoise._widgets import denoise as denoise_module
 from napari_diffdenoise._widgets.calibrate import CalibrateWidget
 from napari_diffdenoise._widgets.denoise import DenoiseWidget
 from napari_diffdenoise._widgets.model_registry import REGISTRY
-from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
-from napari_diffdenoise.core.restore import DEFAULT_SAMPLER_SETTINGS, make_settings
-from napari_diffdenoise.core.run_record import recorded_value, settings_record
-from napari_diffdenoise.core.run_spec import MEAN, N_SAMPLES, STD
-from napari_diffdenoise.core.sampler_registry import SAMPLERS
+from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
+from napari_diffdenoise.core.run.restore import DEFAULT_SAMPLER_SETTINGS, make_settings
+from napari_diffdenoise.core.run.run_record import recorded_value, settings_record
+from napari_diffdenoise.core.run.run_spec import MEAN, N_SAMPLES, STD
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 
 
 @pytest.fixture

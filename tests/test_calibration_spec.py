@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_diffdenoise.core.calibration import calibrate
-from napari_diffdenoise.core.run_keywords import RunSpec
-from napari_diffdenoise.core.run_settings import calibration_settings
-from napari_diffdenoise.core.self_calibration import self_calibrate
+from napari_diffdenoise.core.calibration.calibration import calibrate
+from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
+from napari_diffdenoise.core.run.run_keywords import RunSpec
+from napari_diffdenoise.core.run.run_settings import calibration_settings
 
 
 def _noisy(seed=0, shape=(48, 48)):
@@ -78,7 +78,8 @@ def test_the_cli_self_calibrates_with_the_runs_spec(tiny_checkpoint, tmp_path, m
     import tifffile
 
     from napari_diffdenoise import cli
-    from napari_diffdenoise.core import batch, self_calibration
+    from napari_diffdenoise.core.calibration import self_calibration
+    from napari_diffdenoise.core.run import batch
 
     calls = []
 

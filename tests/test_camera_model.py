@@ -4,10 +4,10 @@ must keep giving the same images, which the tests and benchmarks that compare ru
 import numpy as np
 import pytest
 
-from napari_diffdenoise.core.camera_noise import CameraNoise, estimate_noise, simulate_like
-from napari_diffdenoise.core.datasets import CleanWithSimulatedNoise, NoiseModel
-from napari_diffdenoise.core.pairs import SimulatedPairs
-from napari_diffdenoise.core.simulate import Acquisition, random_acquisition, simulate_pair
+from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise, simulate_like
+from napari_diffdenoise.core.imaging.simulate import Acquisition, random_acquisition, simulate_pair
+from napari_diffdenoise.core.training.datasets import CleanWithSimulatedNoise, NoiseModel
+from napari_diffdenoise.core.training.pairs import SimulatedPairs
 
 
 def _pin(array) -> list[float]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_diffdenoise import denoise, list_models, load_model, save_checkpoint
-from napari_diffdenoise.core.checkpoint import CheckpointError, read_checkpoint
+from napari_diffdenoise.core.io.checkpoint import CheckpointError, read_checkpoint
 
 
 def test_round_trip_gives_identical_results(tiny_model, tmp_path, noisy_stack):
@@ -119,8 +119,8 @@ def test_half_checkpoints_keep_buffers_in_full_precision(tiny_model, tmp_path):
          fourier_features=5),
 ])
 def test_the_parameter_bound_counts_what_the_network_would_have(config):
-    from napari_diffdenoise.core.checkpoint import unet_parameter_count
-    from napari_diffdenoise.core.network import UNet, UNetConfig, count_parameters
+    from napari_diffdenoise.core.io.checkpoint_limits import unet_parameter_count
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig, count_parameters
 
     arch = {**UNetConfig(**config).to_dict(), "channel_mults": list(config["channel_mults"])}
     assert unet_parameter_count(arch) == count_parameters(UNet(UNetConfig(**config)))
@@ -135,7 +135,7 @@ def test_the_bundled_models_pass_the_metadata_checks():
 def test_a_checkpoint_holds_each_mean_estimator_a_run_resolves_to_and_not_auto(headed, tmp_path):
     """The estimators a model may store are the library's (run_spec.MEAN_ESTIMATORS) less "auto",
     which is a run's request for the model's own: one added there loads here."""
-    from napari_diffdenoise.core.run_spec import MEAN_ESTIMATORS
+    from napari_diffdenoise.core.run.run_spec import MEAN_ESTIMATORS
 
     for estimator in MEAN_ESTIMATORS:
         headed.mean_estimator = estimator

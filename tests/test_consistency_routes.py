@@ -1,5 +1,5 @@
 """The two ways of steering by a PSF — the ``ddim-dc`` sampler and ``guidance="dc"`` around any
-sampler — take one consistency step (core.consistency.ConsistencyPull), and the rules between them
+sampler — take one consistency step (core.sampling.consistency.ConsistencyPull), and the rules between them
 and the PSF follow from what each declares it needs (issue #20). The pinned values were taken
 before the two were made to share the step: a seed must keep giving the runs it gave."""
 import dataclasses
@@ -10,15 +10,15 @@ import torch
 from scipy.ndimage import convolve
 
 from napari_diffdenoise import calibrate, denoise, load_model
-from napari_diffdenoise.core.consistency import ConsistencyPull
-from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.model import DiffusionModel
-from napari_diffdenoise.core.network import UNet, UNetConfig
-from napari_diffdenoise.core.physics import gaussian_psf
-from napari_diffdenoise.core.restore import make_settings
-from napari_diffdenoise.core.sampler_registry import SAMPLERS, register_sampler
-from napari_diffdenoise.core.samplers import ddim
-from napari_diffdenoise.core.schedules import NoiseSchedule
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.model.model import DiffusionModel
+from napari_diffdenoise.core.model.network import UNet, UNetConfig
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.run.driving import drive
+from napari_diffdenoise.core.run.restore import make_settings
+from napari_diffdenoise.core.sampling.consistency import ConsistencyPull
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS, register_sampler
+from napari_diffdenoise.core.sampling.samplers import ddim
 
 PSF = gaussian_psf(1.6)
 
@@ -82,7 +82,7 @@ def test_both_routes_take_the_one_consistency_step(tiny_model, monkeypatch, rout
 
 
 def test_the_step_is_weight_times_root_gamma_per_reference_area_against_the_gradient():
-    from napari_diffdenoise.core.consistency import REFERENCE_PIXELS, DataConsistency
+    from napari_diffdenoise.core.sampling.consistency import REFERENCE_PIXELS, DataConsistency
 
     drawn = torch.Generator().manual_seed(0)
     consistency = DataConsistency(torch.rand(2, 1, 32, 32, generator=drawn), PSF)
@@ -104,9 +104,9 @@ def test_the_step_is_weight_times_root_gamma_per_reference_area_against_the_grad
 def test_the_two_routes_are_two_samplers_not_one():
     """ddim-dc moves the state after the step, guidance the clean estimate inside the call: on the
     same weight they land apart (docs/method.md), so neither is an alias of the other."""
-    from napari_diffdenoise.core.consistency import DataConsistency
-    from napari_diffdenoise.core.dc_sampling import ddim_dc
-    from napari_diffdenoise.core.guidance import Guided, data_consistency_guide
+    from napari_diffdenoise.core.sampling.consistency import DataConsistency
+    from napari_diffdenoise.core.sampling.dc_sampling import ddim_dc
+    from napari_diffdenoise.core.sampling.guidance import Guided, data_consistency_guide
 
     schedule = NoiseSchedule("cosine", 50)
     drawn = torch.Generator().manual_seed(0)

@@ -5,11 +5,11 @@ import torch
 from test_samplers import MU, S, make_noise, optimal_eps, run
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.consistency import DataConsistency, gradient_norm
-from napari_diffdenoise.core.dc_sampling import ddim_dc
-from napari_diffdenoise.core.physics import gaussian_psf
-from napari_diffdenoise.core.samplers import ddim
-from napari_diffdenoise.core.schedules import NoiseSchedule
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.sampling.consistency import DataConsistency, gradient_norm
+from napari_diffdenoise.core.sampling.dc_sampling import ddim_dc
+from napari_diffdenoise.core.sampling.samplers import ddim
 
 SCHED = NoiseSchedule("cosine", 100)
 PSF = gaussian_psf(1.5)

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_diffdenoise.core import restore, run_record
-from napari_diffdenoise.core.batch import _fingerprint, input_content_hash
-from napari_diffdenoise.core.calibration_run import run_settings
-from napari_diffdenoise.core.conformal import Calibration
-from napari_diffdenoise.core.image_io import open_image
-from napari_diffdenoise.core.physics import gaussian_psf
-from napari_diffdenoise.core.restore import _metadata, make_settings, plane_run
-from napari_diffdenoise.core.run_record import RECORDED, Recorded, calibration_key, settings_record
+from napari_diffdenoise.core.calibration.calibration_run import run_settings
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.io.image_io import open_image
+from napari_diffdenoise.core.run import plane_runs, run_record
+from napari_diffdenoise.core.run.batch import _fingerprint, input_content_hash
+from napari_diffdenoise.core.run.conformal import Calibration
+from napari_diffdenoise.core.run.plane_runs import _metadata
+from napari_diffdenoise.core.run.restore import make_settings, plane_run
+from napari_diffdenoise.core.run.run_record import RECORDED, Recorded, calibration_key, settings_record
 
 
 def _legacy_fingerprint(source, model, s) -> dict:
@@ -31,7 +32,7 @@ def _legacy_fingerprint(source, model, s) -> dict:
 
 
 def _legacy_metadata_settings(s) -> dict:
-    """The settings part of restore._metadata as it was written before the record."""
+    """The settings part of plane_runs._metadata as it was written before the record."""
     return {
         "sampler": s.sampler.name, **s.params, "sampler_params": s.params, "mean_estimator": s.mean_estimator,
         "n_samples": s.n_samples, "seed": s.seed, "device": str(s.device), "tile": s.tile, "overlap": s.overlap,
@@ -123,9 +124,9 @@ def test_calibration_keys_are_always_in_the_metadata(tiny_model):
 def _unpaired_model():
     import torch
 
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNet, UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     torch.manual_seed(0)
     return DiffusionModel(UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
@@ -134,7 +135,7 @@ def _unpaired_model():
 
 def _steps_both_ways(model, path, tmp_path, **settings) -> tuple[int, int]:
     from napari_diffdenoise import denoise
-    from napari_diffdenoise.core.batch import denoise_to_tiff
+    from napari_diffdenoise.core.run.batch import denoise_to_tiff
 
     in_memory = denoise(tifffile.imread(path), model, **settings).metadata["n_steps"]
     to_files, _ = denoise_to_tiff(path, tmp_path / "out", model, stem="x", overwrite=True, **settings)
@@ -149,7 +150,7 @@ def small_tif(tmp_path):
 
 
 def _every_sampler(tiny_model):
-    from napari_diffdenoise.core.sampler_registry import SAMPLERS
+    from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 
     unpaired = _unpaired_model()
     for name, info in SAMPLERS.items():
@@ -167,7 +168,7 @@ def all_heads(with_std):
     """The tiny paired model with every head (mean, std, sample), so that every paired sampler runs on it."""
     import torch
 
-    from napari_diffdenoise.core.network import UNet, UNetConfig
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig
 
     torch.manual_seed(3)
     with_std.sample_network = UNet(UNetConfig(cond_channels=2, base_channels=8, channel_mults=(1, 2), emb_dim=16,
@@ -178,11 +179,11 @@ def all_heads(with_std):
 def test_the_number_of_steps_agrees_in_memory_and_to_files_for_every_sampler(all_heads, small_tif, tmp_path):
     for model, settings in _every_sampler(all_heads):
         in_memory, to_files = _steps_both_ways(model, small_tif, tmp_path, **settings)
-        assert in_memory == to_files == restore.network_steps(model, make_settings(model, **settings)), settings
+        assert in_memory == to_files == plane_runs.network_steps(model, make_settings(model, **settings)), settings
 
 
 def test_the_number_of_steps_has_one_source(tiny_model, small_tif, tmp_path, monkeypatch):
-    monkeypatch.setattr(restore, "network_steps", lambda model, s: 12345)
+    monkeypatch.setattr(plane_runs, "network_steps", lambda model, s: 12345)
     assert _steps_both_ways(tiny_model, small_tif, tmp_path, n_samples=2, steps=2) == (12345, 12345)
 
 
@@ -191,7 +192,7 @@ def test_the_number_of_steps_counts_every_network_pass_of_every_sampler_and_mean
     is one network evaluation: the steps recorded are the evaluations made, whichever sampler draws
     (the sample head too, which draws about the mean head's estimate) and wherever the mean comes from."""
     from napari_diffdenoise import denoise
-    from napari_diffdenoise.core.run_spec import MEAN_ESTIMATORS
+    from napari_diffdenoise.core.run.run_spec import MEAN_ESTIMATORS
 
     plane = tifffile.imread(small_tif)
     for model, settings in _every_sampler(all_heads):
@@ -205,8 +206,8 @@ def test_the_number_of_steps_counts_every_network_pass_of_every_sampler_and_mean
 def test_denoise_calibrate_adapt_and_train_share_one_cancel_convention(headed):
     """Each raises Cancelled when cancel() returns True, and stops at the first check."""
     from napari_diffdenoise import Cancelled, adapt, calibrate, denoise, train
-    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
-    from napari_diffdenoise.core.training import TrainConfig
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
+    from napari_diffdenoise.core.training.train_config import TrainConfig
 
     noisy, clean = simulate_pair("nuclei", (160, 160), Acquisition(peak_photons=10), seed=3)
     calls = {

@@ -8,9 +8,9 @@ from napari_diffdenoise import load_model
 from napari_diffdenoise._widgets import denoise as denoise_module
 from napari_diffdenoise._widgets.denoise import CUSTOM, DenoiseWidget
 from napari_diffdenoise._widgets.run_controls import follow_param
-from napari_diffdenoise.core.restore import make_settings
-from napari_diffdenoise.core.sampler_registry import SAMPLERS, STEPS
-from napari_diffdenoise.core.schedules import NoiseSchedule
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.run.restore import make_settings
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS, STEPS
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_the_steps_box_is_the_models_from_the_start(make_napari_viewer, tiny_che
 
 @pytest.mark.parametrize("model", ["demo", "demo-unpaired", "widefield"])
 def test_the_preset_box_shows_for_samplers_with_a_step_count_or_named_by_a_preset(make_napari_viewer, errors, model):
-    from napari_diffdenoise.core.run_presets import preset_samplers
+    from napari_diffdenoise.core.run.run_presets import preset_samplers
 
     w = DenoiseWidget(make_napari_viewer())
     w.model.value = model
@@ -149,9 +149,9 @@ def test_the_psf_width_box_and_the_cli_option_are_its_declaration(make_napari_vi
     import dataclasses
 
     from napari_diffdenoise import cli
-    from napari_diffdenoise.core import run_spec
-    from napari_diffdenoise.core.methods import RICHARDSON_LUCY
-    from napari_diffdenoise.core.physics import gaussian_psf
+    from napari_diffdenoise.core.imaging.physics import gaussian_psf
+    from napari_diffdenoise.core.run import run_spec
+    from napari_diffdenoise.core.run.methods import RICHARDSON_LUCY
 
     changed = dataclasses.replace(run_spec.PSF_SIGMA, default=1.25, low=0.5, high=8.0, step=0.05,
                                   label="Blur width", help="How wide the blur is")

@@ -7,8 +7,8 @@ import pytest
 
 from napari_diffdenoise._widgets import denoise as denoise_module
 from napari_diffdenoise._widgets.denoise import DenoiseWidget
-from napari_diffdenoise.core.methods import RICHARDSON_LUCY
-from napari_diffdenoise.core.sampler_registry import SAMPLERS
+from napari_diffdenoise.core.run.methods import RICHARDSON_LUCY
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 
 # a symbol or a one-letter abbreviation in a label: "Randomness (η)", "Samples (K)", "PSF σ (px)"
 JARGON = re.compile(r"[α-ωΑ-Ω_]|\([A-Za-z]\)")

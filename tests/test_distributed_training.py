@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from napari_diffdenoise import load_model
-from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
 
 torch_distributed = pytest.importorskip("torch.distributed")
 
@@ -46,7 +46,7 @@ def test_two_gloo_processes_give_the_loss_curve_of_one_with_the_same_global_batc
 
 
 def test_each_rank_takes_its_own_equal_slice_of_the_global_batch():
-    from napari_diffdenoise.core.distributed import rank_slice
+    from napari_diffdenoise.core.training.distributed import rank_slice
 
     batch = np.arange(8)
     parts = [batch[rank_slice(8, rank, 4)] for rank in range(4)]

@@ -1,4 +1,4 @@
-"""The entropy map: by default how far the samples are from one bell curve (core.maps.negentropy),
+"""The entropy map: by default how far the samples are from one bell curve (core.io.maps.negentropy),
 which the std cannot tell; the seed paper's quantised entropy on request."""
 import math
 
@@ -8,8 +8,8 @@ import torch
 from scipy import stats
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.maps import layer_kwargs, layer_metadata, negentropy
-from napari_diffdenoise.core.uncertainty import pixel_entropy
+from napari_diffdenoise.core.imaging.uncertainty import pixel_entropy
+from napari_diffdenoise.core.io.maps import layer_kwargs, layer_metadata, negentropy
 
 K = 8
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from napari_diffdenoise import NoiseModel, TrainConfig, load_model, train
-from napari_diffdenoise.core.datasets import ArrayPairs, CleanWithSimulatedNoise
-from napari_diffdenoise.core.finetune import iter_train_on
-from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
+from napari_diffdenoise.core.training.datasets import ArrayPairs, CleanWithSimulatedNoise
+from napari_diffdenoise.core.training.finetune import iter_train_on
 
 CFG = dict(batch_size=4, patch_size=32, warmup_steps=2, validate_every=5)
 
@@ -104,9 +104,9 @@ def test_bad_selections_are_refused_before_any_work(tiny_model, noisy, clean, kw
 
 def test_an_unpaired_model_trains_on_clean_images_and_denoises_with_guidance(pair, tmp_path):
     from napari_diffdenoise import denoise
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     noisy, clean = pair
     torch.manual_seed(0)
@@ -140,7 +140,7 @@ def test_clean_only_with_a_psf_blurs_the_noisy_side_only(pair):
 
 
 def test_unpaired_batches_cover_squeezed_contrast(pair):
-    from napari_diffdenoise.core.datasets import CleanPatches
+    from napari_diffdenoise.core.training.datasets import CleanPatches
 
     _, clean = pair
     source = CleanPatches(clean, 32, val_fraction=0)
@@ -167,7 +167,7 @@ def test_resume_with_other_data_or_settings_is_refused(tiny_model, pair, tmp_pat
 
 
 def test_every_plane_of_a_tczyx_array_is_a_training_image():
-    from napari_diffdenoise.core.datasets import as_planes
+    from napari_diffdenoise.core.imaging.axes import as_planes
 
     movie = np.arange(2 * 3 * 16 * 16, dtype=np.float32).reshape(2, 3, 16, 16)
     planes = as_planes(movie, "noisy")

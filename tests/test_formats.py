@@ -8,9 +8,9 @@ import tifffile
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.cli import main
-from napari_diffdenoise.core.image_io import open_image
-from napari_diffdenoise.core.map_store import read_maps
-from napari_diffdenoise.core.tiff_maps import RUN_KEY, read_record
+from napari_diffdenoise.core.io.image_io import open_image
+from napari_diffdenoise.core.io.map_store import read_maps
+from napari_diffdenoise.core.io.tiff_maps import RUN_KEY, read_record
 
 SETTINGS = dict(n_samples=2, steps=1, seed=3)
 CLI_SETTINGS = ["--samples", "2", "--steps", "1", "--seed", "3"]
@@ -129,7 +129,7 @@ def test_an_imaris_file_opens_lazily_with_its_extent_channel_names_and_time_step
 
 def test_every_command_reads_the_same_formats(tmp_path, tiny_checkpoint, headed):
     from napari_diffdenoise import load_model
-    from napari_diffdenoise.core.checkpoint import save_checkpoint
+    from napari_diffdenoise.core.io.checkpoint import save_checkpoint
 
     clean = np.random.default_rng(7).uniform(5, 40, (1, 1, 2, 80, 80)).astype(np.float32)
     write_ims(tmp_path / "clean.ims", clean, (1.0, 0.1, 0.1), ["GFP"], seconds=1.0)

@@ -1,14 +1,14 @@
-"""Guidance wrapped around any sampler (core.guidance): data consistency with a PSF through every
+"""Guidance wrapped around any sampler (core.sampling.guidance): data consistency with a PSF through every
 registered paired sampler."""
 import numpy as np
 import pytest
 import torch
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.consistency import DataConsistency
-from napari_diffdenoise.core.guidance import Guided, data_consistency_guide
-from napari_diffdenoise.core.physics import gaussian_psf
-from napari_diffdenoise.core.sampler_registry import samplers_for
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.sampling.consistency import DataConsistency
+from napari_diffdenoise.core.sampling.guidance import Guided, data_consistency_guide
+from napari_diffdenoise.core.sampling.sampler_registry import samplers_for
 
 
 class Recording:
@@ -64,7 +64,7 @@ def test_guidance_composes_with_every_paired_sampler(tiny_model, sampler):
     assert guided.metadata["guidance"] == "dc" and guided.metadata["network_evaluations"] == \
         plain.metadata["network_evaluations"]  # the guide adds no network call
     # pulled towards the observation through the blur: a lower data residual than unguided
-    from napari_diffdenoise.core.normalization import IntensityMap
+    from napari_diffdenoise.core.imaging.normalization import IntensityMap
 
     imap = IntensityMap.from_percentiles(blurred, tiny_model.percentiles)
     check = DataConsistency(torch.from_numpy(imap.to_model(blurred))[None, None], psf)
@@ -116,7 +116,7 @@ def test_regularised_gradients_are_the_exact_gradients(regulariser, weight):
 
 
 def test_a_guide_step_moves_the_estimate_by_weight_times_root_gamma_per_reference_area():
-    from napari_diffdenoise.core.consistency import REFERENCE_PIXELS
+    from napari_diffdenoise.core.sampling.consistency import REFERENCE_PIXELS
 
     consistency = DataConsistency(torch.rand(1, 1, 64, 64), gaussian_psf(1.0))
     guess = torch.rand(1, 1, 64, 64)

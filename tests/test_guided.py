@@ -5,11 +5,11 @@ import torch
 from test_samplers import MU, S, make_noise, optimal_eps, run
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.guided import forward_backward, mixing, repaint
-from napari_diffdenoise.core.model import DiffusionModel
-from napari_diffdenoise.core.network import UNet
-from napari_diffdenoise.core.sampler_registry import SAMPLERS, get_sampler, samplers_for
-from napari_diffdenoise.core.schedules import NoiseSchedule
+from napari_diffdenoise.core.model.model import DiffusionModel
+from napari_diffdenoise.core.model.network import UNet
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.sampling.guided import forward_backward, mixing, repaint
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS, get_sampler, samplers_for
 
 SCHED = NoiseSchedule("cosine", 100)
 N = 40_000
@@ -89,7 +89,7 @@ def test_samplers_are_offered_only_for_the_model_kind_they_fit():
 
 
 def test_an_unpaired_model_denoises_through_the_public_api():
-    from napari_diffdenoise.core.network import UNetConfig
+    from napari_diffdenoise.core.model.network import UNetConfig
 
     torch.manual_seed(0)
     model = DiffusionModel(UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2))), SCHED,

@@ -1,4 +1,4 @@
-"""The map registry (core.maps): a map registered from outside the package, with one declaration and
+"""The map registry (core.io.maps): a map registered from outside the package, with one declaration and
 its function, reaches the library's result, the OME-Zarr store, the TIFF output, the reader and the
 widget's layers."""
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.maps import MAPS, LayerStyle, map_names, register_map
+from napari_diffdenoise.core.io.maps import MAPS, LayerStyle, map_names, register_map
 
 SETTINGS = {"n_samples": 3, "steps": 2, "seed": 4}
 
@@ -31,8 +31,8 @@ def sample_range_map():
 
 def test_a_registered_map_flows_to_the_result_the_store_and_the_reader(sample_range_map, tiny_checkpoint, tmp_path):
     from napari_diffdenoise._zarr_io import read_zarr
-    from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
-    from napari_diffdenoise.core.map_store import read_maps
+    from napari_diffdenoise.core.io.map_store import read_maps
+    from napari_diffdenoise.core.run.batch import denoise_to_tiff, denoise_to_zarr
 
     stack = np.random.default_rng(0).poisson(5, (2, 32, 40)).astype(np.uint16)
     result = denoise(stack, str(tiny_checkpoint), keep_samples=True, **SETTINGS)

@@ -1,4 +1,4 @@
-"""Richardson–Lucy as a restoration method (core.methods): one declaration, run by the library, the
+"""Richardson–Lucy as a restoration method (core.run.methods): one declaration, run by the library, the
 batch writers and the CLI through the same plane loop as a diffusion model."""
 import numpy as np
 import pytest
@@ -8,15 +8,16 @@ from skimage.restoration import richardson_lucy as skimage_rl
 
 from napari_diffdenoise import Cancelled, denoise
 from napari_diffdenoise.cli import main
-from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
-from napari_diffdenoise.core.image_io import open_image
-from napari_diffdenoise.core.map_store import read_maps
-from napari_diffdenoise.core.methods import METHODS, RICHARDSON_LUCY, method_settings
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.physics import gaussian_psf, richardson_lucy
-from napari_diffdenoise.core.restore import iter_denoise
-from napari_diffdenoise.core.simulate import draw_structure
-from napari_diffdenoise.core.tiff_maps import RUN_KEY, read_record
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.imaging.simulate import draw_structure
+from napari_diffdenoise.core.io.image_io import open_image
+from napari_diffdenoise.core.io.map_store import read_maps
+from napari_diffdenoise.core.io.tiff_maps import RUN_KEY, read_record
+from napari_diffdenoise.core.run.batch import denoise_to_tiff, denoise_to_zarr
+from napari_diffdenoise.core.run.deconvolution import richardson_lucy
+from napari_diffdenoise.core.run.methods import METHODS, RICHARDSON_LUCY, method_settings
+from napari_diffdenoise.core.run.restore import iter_denoise
 
 PSF = gaussian_psf(1.5)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
-from napari_diffdenoise.core.metrics import calibration, evaluate, ms_ssim, psnr_fitted
+from napari_diffdenoise.core.imaging.metrics import calibration, evaluate, ms_ssim, psnr_fitted
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_ms_ssim_matches_the_reference_implementation():
     torch = pytest.importorskip("torch")
     reference = pytest.importorskip("pytorch_msssim")
     from napari_diffdenoise._sample_data import sample_stack
-    from napari_diffdenoise.core.metrics import _prepare, ms_ssim
+    from napari_diffdenoise.core.imaging.metrics import _prepare, ms_ssim
 
     noisy, clean = sample_stack((181, 203))  # odd sides: the pooling's padding matters
     for z in range(3):

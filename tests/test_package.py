@@ -10,7 +10,10 @@ from napari_diffdenoise.cli import main
 def test_core_imports_without_qt_napari_or_magicgui():
     code = (
         "import sys, napari_diffdenoise, napari_diffdenoise.cli\n"
-        "from napari_diffdenoise.core import restore, training, simulate, metrics, preview, pairs\n"
+        "from napari_diffdenoise.core.imaging import metrics, simulate\n"
+        "from napari_diffdenoise.core.io import preview\n"
+        "from napari_diffdenoise.core.run import restore\n"
+        "from napari_diffdenoise.core.training import pairs, training\n"
         "bad = [m for m in ('napari', 'qtpy', 'PyQt5', 'PySide2', 'PyQt6', 'PySide6', 'magicgui') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -25,13 +28,15 @@ def test_core_does_not_import_the_package_root():
     from napari_diffdenoise import core
 
     offenders = []
-    for path in sorted(Path(core.__file__).parent.glob("*.py")):
+    root = Path(core.__file__).parent
+    for path in sorted(root.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and ((node.level == 2 and node.module is None)
+            if isinstance(node, ast.ImportFrom) and ((node.level == len(path.relative_to(root).parts) + 1
+                                                      and node.module is None)
                                                      or (node.level == 0 and node.module == "napari_diffdenoise")):
-                offenders.append(f"{path.name}:{node.lineno}")
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
             if isinstance(node, ast.Import) and any(a.name == "napari_diffdenoise" for a in node.names):
-                offenders.append(f"{path.name}:{node.lineno}")
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not offenders, offenders
     from napari_diffdenoise import __version__
     from napari_diffdenoise.core._version import __version__ as core_version
@@ -95,7 +100,7 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
 
 def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint):
     from napari_diffdenoise import load_model
-    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
 
     noisy, clean = simulate_pair("filaments", (80, 80), Acquisition(peak_photons=5), seed=1)
     tifffile.imwrite(tmp_path / "n.tif", noisy)
@@ -112,7 +117,7 @@ def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint):
 
 
 def test_cli_deconvolves_with_a_psf_from_the_optics(tmp_path):
-    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
 
     _, blurred = simulate_pair("puncta", (64, 64), Acquisition(psf_sigma=2.0), seed=2)
     tifffile.imwrite(tmp_path / "b.tif", blurred)
@@ -125,7 +130,7 @@ def test_cli_deconvolves_with_a_psf_from_the_optics(tmp_path):
 
 
 def test_cli_denoise_with_psf_guidance_records_it(tmp_path, tiny_checkpoint):
-    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
 
     noisy, _ = simulate_pair("filaments", (48, 48), Acquisition(psf_sigma=1.5), seed=3)
     tifffile.imwrite(tmp_path / "w.tif", noisy)
@@ -133,7 +138,7 @@ def test_cli_denoise_with_psf_guidance_records_it(tmp_path, tiny_checkpoint):
             "--sampler", "ddim-dc", "--out", str(tmp_path)]
     assert main(args) == 2  # no PSF given
     assert main(args + ["--psf-sigma", "1.5", "--sampler-param", "regulariser=l1", "--sampler-param", "guidance=2"]) == 0
-    from napari_diffdenoise.core.tiff_maps import RUN_KEY, read_record
+    from napari_diffdenoise.core.io.tiff_maps import RUN_KEY, read_record
 
     with tifffile.TiffFile(tmp_path / "w_mean.tif") as tif:
         meta = read_record(tif)[RUN_KEY]
@@ -195,8 +200,8 @@ def test_the_command_palette_opens_denoise_on_the_selected_layer(make_napari_vie
 def test_cli_mean_choices_are_the_librarys(tmp_path, headed):
     """--mean offers every estimator the library has (it once lacked the mean head)."""
     from napari_diffdenoise import denoise
-    from napari_diffdenoise.core.checkpoint import save_checkpoint
-    from napari_diffdenoise.core.restore import MEAN_ESTIMATORS
+    from napari_diffdenoise.core.io.checkpoint import save_checkpoint
+    from napari_diffdenoise.core.run.restore import MEAN_ESTIMATORS
 
     path = tmp_path / "headed.safetensors"
     save_checkpoint(headed, path)
@@ -218,13 +223,13 @@ def test_cli_mean_choices_are_the_librarys(tmp_path, headed):
 
 
 def test_cli_entropy_choices_are_the_librarys_and_quantised_is_the_librarys_map(tmp_path, tiny_checkpoint):
-    """--entropy offers the library's definitions (core.maps), its default the library's, and the map it
+    """--entropy offers the library's definitions (core.io.maps), its default the library's, and the map it
     writes is the library's for that definition."""
     import argparse
 
     from napari_diffdenoise import denoise
     from napari_diffdenoise.cli import build_parser
-    from napari_diffdenoise.core.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
+    from napari_diffdenoise.core.io.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for command in ("denoise", "demo"):
@@ -247,7 +252,7 @@ def test_the_map_registry_is_public_api_and_documented():
     from pathlib import Path
 
     import napari_diffdenoise
-    from napari_diffdenoise.core import maps
+    from napari_diffdenoise.core.io import maps
 
     assert napari_diffdenoise.register_map is maps.register_map and napari_diffdenoise.LayerStyle is maps.LayerStyle
     assert {"register_map", "LayerStyle"} <= set(napari_diffdenoise.__all__)

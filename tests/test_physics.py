@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_diffdenoise.core.metrics import psnr_fitted
-from napari_diffdenoise.core.physics import airy_psf, confocal_psf, gaussian_psf, richardson_lucy
-from napari_diffdenoise.core.simulate import draw_structure, gaussian_psf_sigma
+from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.physics import airy_psf, confocal_psf, gaussian_psf
+from napari_diffdenoise.core.imaging.simulate import draw_structure, gaussian_psf_sigma
+from napari_diffdenoise.core.run.deconvolution import richardson_lucy
 
 
 @pytest.mark.parametrize("psf", [gaussian_psf(1.5), airy_psf(0.8, 520, 65), confocal_psf(1.2, 488, 520, 40)])

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.restore import denoise, make_settings
-from napari_diffdenoise.core.run_record import fingerprint_settings, metadata_settings, settings_record
-from napari_diffdenoise.core.run_spec import PRECISION, PRECISIONS
+from napari_diffdenoise.core.run.restore import denoise, make_settings
+from napari_diffdenoise.core.run.run_record import fingerprint_settings, metadata_settings, settings_record
+from napari_diffdenoise.core.run.run_spec import PRECISION, PRECISIONS
 
 
 def test_bfloat16_runs_the_networks_in_bfloat16_and_keeps_the_maps_within_a_hundredth():
-    from napari_diffdenoise.core.checkpoint import load_model
-    from napari_diffdenoise.core.demo_data import sample_stack
+    from napari_diffdenoise.core.imaging.demo_data import sample_stack
+    from napari_diffdenoise.core.io.checkpoint import load_model
 
     model = load_model("demo")  # a trained model: an untrained one amplifies any rounding step after step
     plane = sample_stack((64, 64))[0][0]
@@ -49,7 +49,7 @@ def test_the_record_names_bfloat16_and_a_float32_record_is_what_it_was(tiny_mode
 
 
 def test_an_unknown_format_and_bfloat16_on_an_apple_gpu_are_refused(tiny_model):
-    from napari_diffdenoise.core.restore import _precision_rule
+    from napari_diffdenoise.core.run.restore import _precision_rule
 
     with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16'\); got 'fp16'"):
         make_settings(tiny_model, precision="fp16")
@@ -75,7 +75,7 @@ def test_the_cli_and_the_denoise_widget_offer_the_declared_formats(make_napari_v
 
 
 def test_the_time_estimate_times_each_format_on_its_own(tiny_model):
-    from napari_diffdenoise.core.run_cost import _rate_key
+    from napari_diffdenoise.core.run.run_cost import _rate_key
 
     assert _rate_key(tiny_model, make_settings(tiny_model), "network") != \
         _rate_key(tiny_model, make_settings(tiny_model, precision="bfloat16"), "network")

@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.sampler_registry import SAMPLERS, Param
-from napari_diffdenoise.core.schedules import NoiseSchedule
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.sampling.params import Param
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 
 DTYPES = [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64]
 PARAMETER_NAMES = ("n_samples", "steps", "eta", "seed", "image", "planes", "shape", "empty", "numeric", "RGB", "channels")

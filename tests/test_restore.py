@@ -113,7 +113,7 @@ def test_a_suspended_run_leaves_the_thread_in_normal_grad_mode(tiny_model, noisy
     worker thread in inference mode, and a later training job on that thread could not backprop."""
     import torch
 
-    from napari_diffdenoise.core.restore import iter_denoise
+    from napari_diffdenoise.core.run.restore import iter_denoise
 
     run = iter_denoise(noisy_stack, tiny_model, n_samples=1, steps=3)
     next(run)

@@ -1,9 +1,10 @@
-"""What a run costs, said before it runs (core.run_cost) and shown in the Denoise widget."""
+"""What a run costs, said before it runs (core.run.run_cost) and shown in the Denoise widget."""
 import numpy as np
 import pytest
 
-from napari_diffdenoise.core import run_cost
-from napari_diffdenoise.core.run_cost import duration, recalibration_cost, restoration_cost
+from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
+from napari_diffdenoise.core.run import run_cost
+from napari_diffdenoise.core.run.run_cost import duration, restoration_cost
 
 PER_PIXEL = 1e-6  # seconds per pixel and network call, in place of the timing
 
@@ -32,7 +33,7 @@ def test_the_work_follows_planes_samples_steps_and_the_one_pass_mean(fixed_rate,
 
 
 def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_rate, headed):
-    from napari_diffdenoise.core.self_calibration import MAX_PIXELS
+    from napari_diffdenoise.core.calibration.self_calibration import MAX_PIXELS
 
     cost = recalibration_cost(headed, (2, 1024, 1024))
     assert cost.pixels == 2 * 362 * 362 <= MAX_PIXELS
@@ -41,9 +42,9 @@ def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_ra
 
 def test_a_plane_with_bright_structure_costs_its_second_pass(fixed_rate, headed):
     """A spot far above the plane's 99.8th percentile is restored again in a box around it
-    (core.bright_pass): the plane costs that box's share more; a plane without one costs the same."""
-    from napari_diffdenoise.core.bright_pass import BRIGHT_MARGIN
-    from napari_diffdenoise.core.restore import make_settings
+    (core.run.bright_pass): the plane costs that box's share more; a plane without one costs the same."""
+    from napari_diffdenoise.core.run.bright_pass import BRIGHT_MARGIN
+    from napari_diffdenoise.core.run.restore import make_settings
 
     plane = np.random.default_rng(1).poisson(20, (256, 256)).astype(np.float32)
     plain = restoration_cost(headed, (3, 256, 256), n_samples=2, steps=2)
@@ -59,8 +60,8 @@ def test_a_plane_with_bright_structure_costs_its_second_pass(fixed_rate, headed)
 
 def _pixels_of_the_tiles(model, shape, s) -> int:
     """The tiled pixels counted off the tiles restore builds (weights and all): the oracle."""
-    from napari_diffdenoise.core.restore import TiledEpsilon
-    from napari_diffdenoise.core.tiling import make_tiles
+    from napari_diffdenoise.core.imaging.tiling import make_tiles
+    from napari_diffdenoise.core.model.tiled_network import TiledEpsilon
 
     m = model.network.config.size_multiple
     return sum(-(-t.height // m) * m * -(-t.width // m) * m
@@ -79,14 +80,14 @@ def _pixels_of_the_tiles(model, shape, s) -> int:
     ((20, 20), {"block": 64, "block_overlap": 0}),  # a plane smaller than its block and its tile
 ])
 def test_the_tiled_pixels_are_those_of_the_tiles_restore_builds(tiny_model, shape, settings):
-    from napari_diffdenoise.core.restore import make_settings
+    from napari_diffdenoise.core.run.restore import make_settings
 
     s = make_settings(tiny_model, n_samples=2, steps=2, **settings)
     assert run_cost._tiled_pixels(tiny_model, shape, s) == _pixels_of_the_tiles(tiny_model, shape, s)
 
 
 def test_seconds_per_pixel_is_timed_once_per_model_device_and_tile(headed, monkeypatch):
-    from napari_diffdenoise.core.restore import make_settings
+    from napari_diffdenoise.core.run.restore import make_settings
 
     monkeypatch.setattr(run_cost, "_SECONDS_PER_PIXEL", {})
     settings = make_settings(headed, n_samples=2, steps=2, device="cpu")
@@ -99,7 +100,7 @@ def test_seconds_per_pixel_is_timed_once_per_model_device_and_tile(headed, monke
 
 def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer, qtbot, fixed_rate, tiny_checkpoint):
     from napari_diffdenoise._widgets.denoise import DenoiseWidget
-    from napari_diffdenoise.core.checkpoint import load_model
+    from napari_diffdenoise.core.io.checkpoint import load_model
 
     viewer = make_napari_viewer()
     w = DenoiseWidget(viewer)

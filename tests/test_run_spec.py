@@ -1,4 +1,4 @@
-"""A run's settings are declared once (core.run_spec, issue #20): make_settings, the CLI's run
+"""A run's settings are declared once (core.run.run_spec, issue #20): make_settings, the CLI's run
 options and the Denoise widget's controls all take type, default, bounds, choices and help from
 there. Each test fails when one of them says something the declaration does not."""
 import dataclasses
@@ -7,14 +7,14 @@ import inspect
 import pytest
 
 from napari_diffdenoise import cli, denoise
-from napari_diffdenoise.core import run_keywords, run_spec
-from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
-from napari_diffdenoise.core.restore import iter_denoise, make_settings, plane_run
-from napari_diffdenoise.core.run_keywords import RunSpec
-from napari_diffdenoise.core.run_spec import RUN_SETTINGS, RunParam, cli_settings, run_setting
+from napari_diffdenoise.core.run import run_keywords, run_spec
+from napari_diffdenoise.core.run.batch import denoise_to_tiff, denoise_to_zarr
+from napari_diffdenoise.core.run.restore import iter_denoise, make_settings, plane_run
+from napari_diffdenoise.core.run.run_keywords import RunSpec
+from napari_diffdenoise.core.run.run_spec import RUN_SETTINGS, RunParam, cli_settings, run_setting
 
 # flagged settings the Denoise form sets elsewhere: the sampler and its steps and η from the sampler's own
-# declaration (core.sampler_registry), guidance not at all (a library and CLI option)
+# declaration (core.sampling.sampler_registry), guidance not at all (a library and CLI option)
 NOT_IN_THE_FORM = {"sampler", "steps", "eta", "guidance", "guidance_weight"}
 
 
@@ -58,7 +58,7 @@ def test_a_setting_added_to_the_declaration_appears_in_the_cli(monkeypatch):
 
 def test_the_cli_hands_the_library_one_run_spec_built_from_its_options(monkeypatch, tmp_path):
     """The CLI's settings reach the library as the RunSpec a caller would build, not loose keywords."""
-    from napari_diffdenoise.core import batch
+    from napari_diffdenoise.core.run import batch
 
     calls = []
     monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: calls.append(kwargs) or ({}, []))
@@ -159,7 +159,7 @@ def test_each_entry_point_refuses_an_unknown_keyword_naming_itself_and_what_it_t
 def test_iter_denoise_takes_a_spec_and_refuses_keywords_beside_made_settings(tiny_model):
     import numpy as np
 
-    from napari_diffdenoise.core.driving import drive
+    from napari_diffdenoise.core.run.driving import drive
 
     spec = RunSpec(n_samples=1, steps=1, mean="samples", seed=2)
     restored, _ = drive(iter_denoise(np.ones((16, 16)), tiny_model, spec=spec, seed=5))

@@ -1,13 +1,14 @@
-"""The sample head (core.sample_head): its loss, the one-step sampler it runs, and the model that carries it."""
+"""The sample head (core.sampling.sample_head): its loss, the one-step sampler it runs, and the model that
+carries it."""
 import numpy as np
 import pytest
 import torch
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.sample_head import draw, energy_score, multiscale_energy_score
-from napari_diffdenoise.core.sampler_registry import samplers_for_model
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
+from napari_diffdenoise.core.sampling.sample_head import draw, energy_score, multiscale_energy_score
+from napari_diffdenoise.core.sampling.sampler_registry import samplers_for_model
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_the_sample_head_is_saved_and_loaded(sampled, tmp_path, plane):
 
 
 def test_the_time_here_counts_k_calls_of_the_sample_head_each_network_timed_on_its_own(sampled, monkeypatch):
-    from napari_diffdenoise.core import run_cost
+    from napari_diffdenoise.core.run import run_cost
 
     rates = {"network": 1e-5, "mean_network": 1e-6, "std_network": 2e-6, "sample_network": 3e-6}
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": rates[network])
@@ -101,7 +102,7 @@ def test_the_time_here_counts_k_calls_of_the_sample_head_each_network_timed_on_i
 def test_the_default_run_is_the_default_preset_one_step_with_the_heads_and_ddim_without(sampled, plane):
     import dataclasses
 
-    from napari_diffdenoise.core.run_presets import PRESETS, preset
+    from napari_diffdenoise.core.run.run_presets import PRESETS, preset
 
     tiny_model = dataclasses.replace(sampled, sample_network=None)
     default = preset("default")

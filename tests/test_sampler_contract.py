@@ -9,11 +9,12 @@ import torch
 from test_samplers import MU, S, make_noise, optimal_eps, run
 
 from napari_diffdenoise import denoise, list_samplers, register_sampler
-from napari_diffdenoise.core.consistency import DataConsistency
-from napari_diffdenoise.core.physics import gaussian_psf
-from napari_diffdenoise.core.sampler_registry import SAMPLERS, Param
-from napari_diffdenoise.core.samplers import SamplerStep
-from napari_diffdenoise.core.schedules import NoiseSchedule
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.sampling.consistency import DataConsistency
+from napari_diffdenoise.core.sampling.params import Param
+from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
+from napari_diffdenoise.core.sampling.samplers import SamplerStep
 
 SCHED = NoiseSchedule("cosine", 200)
 
@@ -92,7 +93,7 @@ def test_a_deterministic_solver_maps_noise_by_the_exact_flow():
 def test_a_sampler_registered_from_outside_appears_in_denoise_the_cli_and_its_checks(tiny_model):
     def euler(eps_fn, schedule, y_T, noise_fn, *, steps=3, scale=1.0, clip=None):
         """Plain Euler on the probability-flow ODE in EDM's variables."""
-        from napari_diffdenoise.core.solvers import _levels, denoiser
+        from napari_diffdenoise.core.sampling.solvers import _levels, denoiser
 
         s = _levels(schedule, steps)
         d = denoiser(eps_fn, clip)

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from napari_diffdenoise.core.sampler_registry import get_sampler
-from napari_diffdenoise.core.samplers import ddim, ddpm
-from napari_diffdenoise.core.schedules import NoiseSchedule
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.sampling.sampler_registry import get_sampler
+from napari_diffdenoise.core.sampling.samplers import ddim, ddpm
 
 MU, S = 0.3, 0.2  # data x0 ~ N(MU, S²) per pixel
 
@@ -31,7 +31,7 @@ def make_noise(seed):
 def exact_moments(sched, steps, eta):
     """Mean and variance of the discrete sampler's output for Gaussian data, by propagating the
     affine-Gaussian update y_prev = k·y + m + σ·z step by step (no sampling)."""
-    from napari_diffdenoise.core.schedules import respaced_timesteps
+    from napari_diffdenoise.core.model.schedules import respaced_timesteps
 
     alphas = sched.alphas_cumprod
     ts = respaced_timesteps(sched.n_steps, steps)
@@ -108,7 +108,7 @@ def test_unknown_or_unfit_samplers_are_refused():
 
 
 def test_v_parametrisation_gives_back_the_true_noise(tiny_model):
-    from napari_diffdenoise.core.model import DiffusionModel
+    from napari_diffdenoise.core.model.model import DiffusionModel
 
     model = DiffusionModel(tiny_model.network, tiny_model.schedule, prediction="v")
     y0, eps = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)

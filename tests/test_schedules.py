@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_diffdenoise.core.schedules import NoiseSchedule, respaced_timesteps, sample_gammas
+from napari_diffdenoise.core.model.schedules import NoiseSchedule, respaced_timesteps, sample_gammas
 
 
 def test_cosine_matches_closed_form_where_beta_is_not_clipped():
@@ -50,7 +50,7 @@ def test_noise_level_one_gives_a_finite_embedding():
     """Regression: γ within 3e-8 of 1 rounds to 1.0 in float32, and log(1 − γ) was −inf."""
     import torch
 
-    from napari_diffdenoise.core.network import gamma_to_log_snr
+    from napari_diffdenoise.core.model.network import gamma_to_log_snr
 
     assert torch.isfinite(gamma_to_log_snr(torch.tensor([1.0, 0.0, 0.5]))).all()
     g = sample_gammas(NoiseSchedule("cosine", 10), 100_000, np.random.default_rng(0))
@@ -64,7 +64,7 @@ def test_respacing_has_exactly_the_requested_steps(n_train, n):
 
 
 def test_linear_defaults_are_ho_et_al():
-    from napari_diffdenoise.core.schedules import linear_alphas_cumprod
+    from napari_diffdenoise.core.model.schedules import linear_alphas_cumprod
 
     np.testing.assert_allclose(linear_alphas_cumprod(1000), np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)), rtol=1e-12)
 

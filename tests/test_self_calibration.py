@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from napari_diffdenoise.core.calibration import calibrate
-from napari_diffdenoise.core.driving import drive
-from napari_diffdenoise.core.error_scale import (
+from napari_diffdenoise.core.calibration.calibration import calibrate
+from napari_diffdenoise.core.calibration.error_scale import (
     ERROR_SHAPE,
     ErrorScale,
     correlation_length,
@@ -18,8 +17,9 @@ from napari_diffdenoise.core.error_scale import (
     lag_offsets,
     pair_moments,
 )
-from napari_diffdenoise.core.self_calibration import self_calibrate
-from napari_diffdenoise.core.view_noise import noise_lag1_correlation
+from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
+from napari_diffdenoise.core.calibration.view_noise import noise_lag1_correlation
+from napari_diffdenoise.core.run.driving import drive
 
 
 def smooth_field(shape, variance, sigma, rng):
@@ -184,7 +184,7 @@ def test_cli_self_calibrates_on_the_input(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_views_of_a_time_series():
-    from napari_diffdenoise.core.self_calibration import calibration_planes, frame_views
+    from napari_diffdenoise.core.calibration.self_calibration import calibration_planes, frame_views
 
     movie = np.arange(5 * 2 * 4 * 4, dtype=np.float32).reshape(5, 2, 4, 4)  # T, C, Y, X
     first, views, probes, what = calibration_planes(movie, "TCYX", count=3)
@@ -205,7 +205,7 @@ def test_views_of_a_time_series():
 def test_a_negative_error_scale_falls_back_to_the_models_own_spread(tiny_model, monkeypatch):
     """V < 0 cannot be (a noise fit a few per cent low does it through the network's Jacobian): the
     intervals then come from the model's spread, and the calibration says it is not calibrated."""
-    from napari_diffdenoise.core import self_calibration
+    from napari_diffdenoise.core.calibration import self_calibration
 
     real = self_calibration.error_scale
 
@@ -242,8 +242,8 @@ def test_noise_correlated_between_pixels_is_taken_off_with_a_probe():
 
 
 def test_draws_of_the_same_crops_share_folds_and_quiet_the_estimate():
-    from napari_diffdenoise.core.error_scale import _fold_labels
-    from napari_diffdenoise.core.self_calibration import MAX_DRAWS, recorrupted_draws
+    from napari_diffdenoise.core.calibration.error_scale import _fold_labels
+    from napari_diffdenoise.core.calibration.self_calibration import MAX_DRAWS, recorrupted_draws
 
     assert recorrupted_draws(256 * 256, 2 ** 18) == 4
     assert recorrupted_draws(512 * 512, 2 ** 18) == 1
@@ -261,7 +261,7 @@ def test_draws_of_the_same_crops_share_folds_and_quiet_the_estimate():
 
 
 def test_a_small_image_is_recorrupted_several_times_within_the_budget(tiny_model):
-    from napari_diffdenoise.core.self_calibration import iter_self_calibrate
+    from napari_diffdenoise.core.calibration.self_calibration import iter_self_calibrate
 
     noisy = noisy_image()
     run, _ = drive(iter_self_calibrate(tiny_model, noisy, coverage=0.9, max_pixels=3 * noisy.size, n_samples=3, steps=2))
@@ -275,7 +275,7 @@ def test_what_moved_in_the_noise_probe_is_not_taken_off():
     """A probe made from frame differences holds the camera noise and whatever moved between the
     frames; only the noise is in the view. With the blocks where something moved set aside, the
     camera's correlation is taken off and the motion is not."""
-    from napari_diffdenoise.core.view_noise import correlated_noise
+    from napari_diffdenoise.core.calibration.view_noise import correlated_noise
 
     rng = np.random.default_rng(11)
     shape = (4, 192, 192)
@@ -304,7 +304,7 @@ def test_what_moved_in_the_noise_probe_is_not_taken_off():
 def test_the_correlation_length_comes_from_the_draws_difference():
     """Two draws' restorations differ by the response to the known noises' difference: smooth, with no
     camera noise in it, so its correlation length is read where the residuals' products cannot."""
-    from napari_diffdenoise.core.self_calibration import Residuals, response_length
+    from napari_diffdenoise.core.calibration.self_calibration import Residuals, response_length
 
     rng = np.random.default_rng(5)
     shape = (2, 192, 192)  # one crop, two draws
@@ -320,7 +320,7 @@ def test_the_correlation_length_comes_from_the_draws_difference():
 
 
 def test_a_large_image_is_recorrupted_twice_on_crops_of_half_the_budget(tiny_model):
-    from napari_diffdenoise.core.self_calibration import iter_self_calibrate
+    from napari_diffdenoise.core.calibration.self_calibration import iter_self_calibrate
 
     noisy = noisy_image(shape=(48, 64))
     run, _ = drive(iter_self_calibrate(tiny_model, noisy, coverage=0.9, max_pixels=noisy.size, n_samples=3, steps=2))

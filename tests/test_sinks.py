@@ -1,4 +1,4 @@
-"""One plane loop, several sinks (core.plane_loop): a deterministic run gives the same maps, value for
+"""One plane loop, several sinks (core.run.plane_loop): a deterministic run gives the same maps, value for
 value, in memory, in TIFF files and in an OME-Zarr store, including one that was stopped and resumed;
 for a diffusion model and for a method alike."""
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import tifffile
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.batch import denoise_to_tiff, denoise_to_zarr
-from napari_diffdenoise.core.map_store import read_maps
-from napari_diffdenoise.core.physics import gaussian_psf
+from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.io.map_store import read_maps
+from napari_diffdenoise.core.run.batch import denoise_to_tiff, denoise_to_zarr
 
 PSF = gaussian_psf(1.5)
 

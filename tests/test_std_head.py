@@ -1,13 +1,13 @@
-"""The std head (core.std_head): a std map and interval unit in one pass, stored, calibrated and run."""
+"""The std head (core.model.std_head): a std map and interval unit in one pass, stored, calibrated and run."""
 import numpy as np
 import pytest
 import torch
 
 from napari_diffdenoise import denoise
-from napari_diffdenoise.core.calibration import calibrate
-from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.std_head import log_variance
+from napari_diffdenoise.core.calibration.calibration import calibrate
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
+from napari_diffdenoise.core.model.std_head import log_variance
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_the_widget_previews_mean_and_std_and_offers_where_the_std_comes_from(ma
 
 
 def test_self_calibration_scales_the_heads_std_without_samples(with_std):
-    from napari_diffdenoise.core.self_calibration import self_calibrate
+    from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
 
     noisy = np.random.default_rng(3).poisson(np.tile(np.linspace(5, 60, 128), (128, 1))).astype(np.float32)
     calibrated = self_calibrate(with_std, noisy, n_samples=0)
@@ -141,8 +141,8 @@ def test_the_one_pass_preset_runs_the_heads_alone_and_only_where_the_model_has_t
 
 
 def test_a_calibration_of_the_head_draws_no_samples_and_equals_one_that_did(with_std):
-    from napari_diffdenoise.core.restore import calibration_settings
-    from napari_diffdenoise.core.self_calibration import self_calibrate
+    from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
+    from napari_diffdenoise.core.run.restore import calibration_settings
 
     assert calibration_settings(with_std, {"n_samples": 8, "steps": 3, "coverage": 0.9}) == \
         {"n_samples": 0, "steps": 3, "keep_samples": False}

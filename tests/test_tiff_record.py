@@ -1,13 +1,13 @@
 """One TIFF writer and one reader of its record (issue #20): every TIFF the package writes goes through
-core.tiff_maps (TiffMaps, write_maps) and reads back through open_image and read_record; every command
+core.io.tiff_maps (TiffMaps, write_maps) and reads back through open_image and read_record; every command
 reads its images through open_image, with its errors."""
 import numpy as np
 import pytest
 import tifffile
 
 from napari_diffdenoise.cli import main
-from napari_diffdenoise.core.image_io import open_image
-from napari_diffdenoise.core.tiff_maps import RUN_KEY, read_record, write_maps
+from napari_diffdenoise.core.io.image_io import open_image
+from napari_diffdenoise.core.io.tiff_maps import RUN_KEY, read_record, write_maps
 
 
 def _record(path) -> dict:

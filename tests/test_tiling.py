@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.model import DiffusionModel
-from napari_diffdenoise.core.restore import denoise
-from napari_diffdenoise.core.schedules import NoiseSchedule
-from napari_diffdenoise.core.tiling import TILE_STRETCH, make_tiles, tile_starts
+from napari_diffdenoise.core.imaging.tiling import TILE_STRETCH, make_tiles, tile_starts
+from napari_diffdenoise.core.model.model import DiffusionModel
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.run.restore import denoise
 
 
 @pytest.mark.parametrize("shape, tile, overlap", [((300, 257), 64, 16), ((64, 64), 64, 16), ((50, 200), 64, 0)])
@@ -89,7 +89,7 @@ def test_stochastic_tiled_sampling_leaves_no_seams(tiny_model):
 
 
 def test_one_tiled_network_pass_matches_the_whole_plane_pass(tiny_model):
-    from napari_diffdenoise.core.restore import TiledEpsilon
+    from napari_diffdenoise.core.model.tiled_network import TiledEpsilon
 
     y, cond = torch.randn(2, 1, 144, 160), torch.randn(1, 1, 144, 160)
     with torch.inference_mode():
@@ -119,7 +119,7 @@ def test_memory_is_bounded_by_the_tile(tiny_model, monkeypatch):
 @pytest.mark.parametrize("size", [65, 100, 130, 200, 257, 300, 511, 600, 700, 1000, 1024, 2048, 4097])
 @pytest.mark.parametrize("tile, overlap, multiple", [(64, 16, 4), (512, 128, 16), (128, 0, 8)])
 def test_the_tile_layout_never_costs_more_pixels_than_tiles_of_the_setting(size, tile, overlap, multiple):
-    from napari_diffdenoise.core.tiling import tile_length
+    from napari_diffdenoise.core.imaging.tiling import tile_length
 
     before = len(tile_starts(size, tile, overlap)) * min(tile, size)
     for stretch in (1.0, TILE_STRETCH):
@@ -132,7 +132,7 @@ def test_the_tile_layout_never_costs_more_pixels_than_tiles_of_the_setting(size,
 
 
 def test_a_1024_plane_takes_four_stretched_tiles_instead_of_nine():
-    from napari_diffdenoise.core.tiling import tile_grid
+    from napari_diffdenoise.core.imaging.tiling import tile_grid
 
     assert tile_grid((1024, 1024), 512, 128) [2:] != (576, 576)
     ys, xs, height, width = tile_grid((1024, 1024), 512, 128, TILE_STRETCH, 16)
@@ -141,7 +141,7 @@ def test_a_1024_plane_takes_four_stretched_tiles_instead_of_nine():
 
 
 def test_ramp_weights_are_sin_squared_over_the_ramp_and_one_elsewhere():
-    from napari_diffdenoise.core.tiling import ramp_weights
+    from napari_diffdenoise.core.imaging.tiling import ramp_weights
 
     ramp = np.sin(np.pi / 2 * (np.arange(4) + 0.5) / 4) ** 2
     both = ramp_weights(10, 4, True, True)

@@ -141,8 +141,8 @@ def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_pat
 
     from napari_diffdenoise._widgets import train as train_module
     from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
-    from napari_diffdenoise.core.checkpoint import load_model, save_checkpoint
-    from napari_diffdenoise.core.network import UNet, UNetConfig
+    from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
+    from napari_diffdenoise.core.model.network import UNet, UNetConfig
 
     errors = []
     monkeypatch.setattr(train_module, "notify_error", errors.append)
@@ -245,25 +245,25 @@ def test_the_cli_and_the_widget_build_the_same_train_config(setup, tmp_path, mon
 
 
 def test_the_train_config_derivation_has_one_source(setup, tmp_path, monkeypatch):
-    """The CLI and the widget call core.training.scaled_config: a change there reaches both."""
-    from napari_diffdenoise.core import training
+    """The CLI and the widget call core.training.train_config.scaled_config: a change there reaches both."""
+    from napari_diffdenoise.core.training import train_config
 
-    marked = training.TrainConfig(steps=4321, warmup_steps=7)
-    monkeypatch.setattr(training, "scaled_config", lambda steps, **kwargs: marked)
-    monkeypatch.setattr(train_module, "scaled_config", training.scaled_config)  # the name the widget imported
+    marked = train_config.TrainConfig(steps=4321, warmup_steps=7)
+    monkeypatch.setattr(train_config, "scaled_config", lambda steps, **kwargs: marked)
+    monkeypatch.setattr(train_module, "scaled_config", train_config.scaled_config)  # the name the widget imported
     assert _cli_train_config(monkeypatch, tmp_path) is marked and setup[1]._config() is marked
 
 
 def test_the_cli_and_the_widget_offer_the_declared_fine_tuning(make_napari_viewer, tmp_path, monkeypatch):
     """Left at their defaults, the CLI and the widget train alike: the options declared once
-    (core.finetune.FINE_TUNING) and the library's simulated noise; each control is its declaration."""
+    (core.training.finetune.FINE_TUNING) and the library's simulated noise; each control is its declaration."""
     import tifffile
 
     import napari_diffdenoise
     from napari_diffdenoise._widgets.train import TrainWidget
     from napari_diffdenoise.cli import main
-    from napari_diffdenoise.core.finetune import EMA_DECAY, FINE_TUNING, PATCH_SIZE
-    from napari_diffdenoise.core.simulate import NoiseModel
+    from napari_diffdenoise.core.imaging.simulate import NoiseModel
+    from napari_diffdenoise.core.training.finetune import EMA_DECAY, FINE_TUNING, PATCH_SIZE
 
     seen = {}
     monkeypatch.setattr(napari_diffdenoise, "train",
@@ -291,7 +291,8 @@ def test_the_adapting_budget_is_declared_once(make_napari_viewer):
 
     from napari_diffdenoise._widgets.train import TrainWidget
     from napari_diffdenoise.cli import build_parser
-    from napari_diffdenoise.core.adapt import MINUTES, adapt, iter_adapt
+    from napari_diffdenoise.core.training.adapt import adapt, iter_adapt
+    from napari_diffdenoise.core.training.adapt_spec import MINUTES
 
     w = TrainWidget(make_napari_viewer())
     assert (w.minutes.value, w.minutes.min, w.minutes.max, w.minutes.step) == \

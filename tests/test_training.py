@@ -3,9 +3,11 @@ import pytest
 import torch
 
 from napari_diffdenoise import load_model
-from napari_diffdenoise.core.pairs import SimulatedPairs, align_to, augment
-from napari_diffdenoise.core.schedules import NoiseSchedule
-from napari_diffdenoise.core.training import TrainConfig, iter_train, lr_at, run_training, step_batches
+from napari_diffdenoise.core.model.schedules import NoiseSchedule
+from napari_diffdenoise.core.training.pairs import SimulatedPairs, align_to, augment
+from napari_diffdenoise.core.training.train_config import TrainConfig
+from napari_diffdenoise.core.training.train_steps import lr_at, step_batches
+from napari_diffdenoise.core.training.training import iter_train, run_training
 
 
 @pytest.fixture
@@ -83,7 +85,7 @@ def test_a_tiny_model_learns(tiny_model, pairs, prediction):
 
 
 def test_cancel_stops_within_one_step(tiny_model, pairs):
-    from napari_diffdenoise.core.restore import Cancelled
+    from napari_diffdenoise.core.run.restore import Cancelled
 
     seen = []
     with pytest.raises(Cancelled):
@@ -100,7 +102,7 @@ def test_resume_continues_step_count_and_optimiser(tiny_model, pairs, tmp_path):
         if info.step == 6:
             run.close()  # interrupted after step 6; the last checkpoint is at step 4
     assert load_model(path).provenance["step"] == 4
-    from napari_diffdenoise.core.checkpoint import read_checkpoint
+    from napari_diffdenoise.core.io.checkpoint import read_checkpoint
 
     _, saved = read_checkpoint(tmp_path / "run.state.safetensors")
     resumed = iter_train(tiny_model, pairs, cfg, checkpoint_path=path, resume=True)
@@ -133,7 +135,7 @@ def test_the_mean_objective_trains_the_head_alone(headed):
     import copy
     import dataclasses
 
-    from napari_diffdenoise.core.driving import drive
+    from napari_diffdenoise.core.run.driving import drive
 
     class Pairs:
         def batch(self, batch_size, patch_size, rng):

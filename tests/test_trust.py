@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from napari_diffdenoise import calibrate, denoise, load_model, save_checkpoint
-from napari_diffdenoise.core.calibration import measure
-from napari_diffdenoise.core.conformal import Calibration, block_split, conformal_factor, interval_unit
-from napari_diffdenoise.core.training import TrainConfig, draw_step
+from napari_diffdenoise.core.calibration.calibration import measure
+from napari_diffdenoise.core.run.conformal import Calibration, block_split, conformal_factor, interval_unit
+from napari_diffdenoise.core.training.train_config import TrainConfig
+from napari_diffdenoise.core.training.train_steps import draw_step
 
 
 def test_the_one_pass_mean_is_the_network_at_zero_input_and_the_noisiest_level(tiny_model, noisy_stack):
@@ -16,7 +17,7 @@ def test_the_one_pass_mean_is_the_network_at_zero_input_and_the_noisiest_level(t
     result = denoise(plane, tiny_model, n_samples=0, mean="x0")
     assert result.std is None and result.entropy is None and result.metadata["network_evaluations"] == 1
     # by hand: the percentile map, the network at y = 0 and γ = ᾱ_{T−1}, x̂₀ = −√(1−γ)/√γ·ε̂, back to input units
-    from napari_diffdenoise.core.normalization import IntensityMap
+    from napari_diffdenoise.core.imaging.normalization import IntensityMap
 
     imap = IntensityMap.from_percentiles(plane, tiny_model.percentiles)
     cond = torch.from_numpy(imap.to_model(plane))[None, None]
@@ -48,7 +49,7 @@ def test_mean_training_makes_y_zero_and_leaves_other_runs_unchanged():
             clean = rng.random((n, 1, size, size)).astype(np.float32)
             return clean + 0.1, clean
 
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     sched = NoiseSchedule("cosine", 50)
     plain = draw_step(Source(), sched, TrainConfig(batch_size=4, patch_size=8), 3)
@@ -172,7 +173,7 @@ def test_too_few_calibration_pixels_for_a_coverage_is_refused(tiny_model):
 
 
 def test_bright_boxes_widen_each_bright_group_by_the_margin_and_merge_overlaps():
-    from napari_diffdenoise.core.restore import bright_boxes
+    from napari_diffdenoise.core.run.restore import bright_boxes
 
     weight = np.zeros((200, 200), np.float32)
     weight[50, 50] = 0.5
@@ -186,7 +187,8 @@ def test_bright_boxes_widen_each_bright_group_by_the_margin_and_merge_overlaps()
 def test_the_bright_pass_restores_only_the_boxes_around_bright_structure(monkeypatch):
     """The second pass restores a box around the punctum, not the plane; away from it every map is
     the first pass's, bit for bit; at the punctum the bright pass gives the intensity back."""
-    from napari_diffdenoise.core import restore
+    from napari_diffdenoise.core.run import plane_sampling
+    from napari_diffdenoise.core.run.bright_pass import BRIGHT_MARGIN
 
     rng = np.random.default_rng(1)
     truth = np.full((192, 192), 100.0)
@@ -195,18 +197,18 @@ def test_the_bright_pass_restores_only_the_boxes_around_bright_structure(monkeyp
     image = rng.poisson(truth).astype(np.uint16)
     model = load_model("demo")
     restored_shapes = []
-    sample_plane = restore._sample_plane
+    sample_plane = plane_sampling._sample_plane
 
     def spy(plane, *args, **kw):
         restored_shapes.append(plane.shape)
         return (yield from sample_plane(plane, *args, **kw))
 
-    monkeypatch.setattr(restore, "_sample_plane", spy)
+    monkeypatch.setattr(plane_sampling, "_sample_plane", spy)
     with_pass = denoise(image, model, n_samples=2, steps=2, seed=0)
     # the first pass restores the plane; the second, a box around the punctum only
     assert restored_shapes[0] == (192, 192) and len(restored_shapes) == 2
-    assert all(2 * restore.BRIGHT_MARGIN < side < 100 for side in restored_shapes[1]), restored_shapes
-    monkeypatch.setattr(restore, "_bright_map", lambda *a: None)
+    assert all(2 * BRIGHT_MARGIN < side < 100 for side in restored_shapes[1]), restored_shapes
+    monkeypatch.setattr(plane_sampling, "_bright_map", lambda *a: None)
     first_only = denoise(image, model, n_samples=2, steps=2, seed=0)
     assert with_pass.metadata["bright_pass_planes"] == [0]
     far = np.ones(image.shape, bool)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_diffdenoise.core.normalization import IntensityMap
-from napari_diffdenoise.core.uncertainty import pixel_entropy, quantise, summarise
+from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.imaging.uncertainty import pixel_entropy, quantise, summarise
 
 
 def test_entropy_closed_forms():

@@ -122,9 +122,9 @@ def test_an_unpaired_model_offers_only_guided_samplers_with_their_parameters(mak
     import torch
 
     from napari_diffdenoise import save_checkpoint
-    from napari_diffdenoise.core.model import DiffusionModel
-    from napari_diffdenoise.core.network import UNetConfig
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.model.model import DiffusionModel
+    from napari_diffdenoise.core.model.network import UNetConfig
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
 
     torch.manual_seed(0)
     prior = DiffusionModel.create(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2)),
@@ -148,9 +148,10 @@ def test_an_unpaired_model_offers_only_guided_samplers_with_their_parameters(mak
 
 
 def test_richardson_lucy_is_a_method_that_adds_a_mean_layer(widget, qtbot, errors):
-    from napari_diffdenoise.core.methods import RICHARDSON_LUCY
-    from napari_diffdenoise.core.physics import gaussian_psf, richardson_lucy
-    from napari_diffdenoise.core.simulate import Acquisition, simulate_pair
+    from napari_diffdenoise.core.run.methods import RICHARDSON_LUCY
+    from napari_diffdenoise.core.imaging.physics import gaussian_psf
+    from napari_diffdenoise.core.run.deconvolution import richardson_lucy
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
 
     viewer, w = widget
     _, blurred = simulate_pair("puncta", (64, 64), Acquisition(psf_sigma=2.0), seed=2)
@@ -189,7 +190,8 @@ def test_richardson_lucy_is_a_method_that_adds_a_mean_layer(widget, qtbot, error
 
 
 def test_richardson_lucy_takes_the_psf_from_a_layer_and_a_bad_one_is_a_notification(widget, qtbot, errors):
-    from napari_diffdenoise.core.physics import gaussian_psf, richardson_lucy
+    from napari_diffdenoise.core.imaging.physics import gaussian_psf
+    from napari_diffdenoise.core.run.deconvolution import richardson_lucy
 
     viewer, w = widget
     image = np.random.default_rng(3).poisson(20, (40, 40)).astype(np.float32)
@@ -212,7 +214,7 @@ def test_richardson_lucy_takes_the_psf_from_a_layer_and_a_bad_one_is_a_notificat
 
 
 def test_psf_guided_sampling_takes_the_psf_from_an_image_layer(widget, qtbot, errors):
-    from napari_diffdenoise.core.physics import gaussian_psf
+    from napari_diffdenoise.core.imaging.physics import gaussian_psf
 
     viewer, w = widget
     viewer.add_image(np.random.default_rng(1).poisson(5, (40, 40)).astype(np.float32), name="wide")
@@ -384,7 +386,7 @@ def test_a_tzyx_layer_and_a_lazy_multiscale_layer_keep_every_dim(widget, qtbot, 
     assert mean.data.shape == data.shape and list(mean.scale) == [60.0, 2.0, 0.5, 0.5]
     assert mean.metadata["napari_diffdenoise"]["axes"] == "TZYX"
     expected = denoise_module.iter_denoise  # the same run through the library, plane for plane
-    from napari_diffdenoise.core.driving import drive
+    from napari_diffdenoise.core.run.driving import drive
 
     library, _ = drive(expected(data, w._selected_model(), **w._settings(None)))
     np.testing.assert_array_equal(mean.data, library.mean)
@@ -461,8 +463,8 @@ def test_every_widget_links_to_its_documentation_page(make_napari_viewer):
 
 def test_every_sampler_parameter_default_survives_its_form_control(qapp):
     """The ddim-dc prior weight's default 0.015 became 0.01 in a box with two decimals."""
-    from napari_diffdenoise.core.sampler_registry import SAMPLERS
-    from napari_diffdenoise.core.schedules import NoiseSchedule
+    from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
+    from napari_diffdenoise.core.model.schedules import NoiseSchedule
     from napari_diffdenoise._widgets.run_controls import param_widget
 
     schedule = NoiseSchedule("cosine", 200)
@@ -496,7 +498,7 @@ def test_the_samples_as_a_hidden_layer_to_flip_through(widget, noisy_stack, qtbo
 
 
 def test_keeping_the_samples_of_an_image_too_big_for_memory_is_refused(monkeypatch):
-    from napari_diffdenoise.core import plane_input
+    from napari_diffdenoise.core.run import plane_input
 
     monkeypatch.setattr(plane_input.os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 256}[name])
     with pytest.raises(MemoryError, match=r"keep_samples=True with n_samples = 8 .* keeps 0.0 GiB"):
@@ -563,7 +565,7 @@ def test_the_preset_box_shows_only_for_samplers_with_a_step_count(make_napari_vi
 def test_the_self_calibration_box_states_the_budget_it_restores(widget):
     """The box's cost is what the calibration restores at most (a recorrupted small image is drawn
     several times, so a plane count would understate it)."""
-    from napari_diffdenoise.core.self_calibration import MAX_PIXELS
+    from napari_diffdenoise.core.calibration.self_calibration import MAX_PIXELS
 
     _, w = widget
     assert f"≤ {int(MAX_PIXELS ** 0.5)}² px" in w.self_calibrate.text

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from napari_diffdenoise._widgets import train as train_module
-from napari_diffdenoise.core import run_cost
+from napari_diffdenoise.core.run import run_cost
 from napari_diffdenoise._widgets.model_registry import REGISTRY
-from napari_diffdenoise.core.checkpoint import save_checkpoint
+from napari_diffdenoise.core.io.checkpoint import save_checkpoint
 
 NEGATIVE_TIME = re.compile(r"[-−]\s*\d+(\.\d+)?\s*(s|min)\b")
 
@@ -44,10 +44,11 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     """The recalibration that follows adapting restores the crops self-calibration picks (at most
     MAX_PIXELS) at the default settings: the form says how long that takes here, and the total."""
     from napari_diffdenoise._widgets.train import NOISY_ONLY, PAIRED, TrainWidget
-    from napari_diffdenoise.core.adapt import iter_recalibrate
-    from napari_diffdenoise.core.checkpoint import load_model
-    from napari_diffdenoise.core.driving import drive
-    from napari_diffdenoise.core.self_calibration import MAX_PIXELS
+    from napari_diffdenoise.core.training.adapt import iter_recalibrate
+    from napari_diffdenoise.core.io.checkpoint import load_model
+    from napari_diffdenoise.core.run.driving import drive
+    from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
+    from napari_diffdenoise.core.calibration.self_calibration import MAX_PIXELS
 
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 2e-6)
     viewer = make_napari_viewer()
@@ -60,7 +61,7 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     qtbot.waitUntil(lambda: "in all" in w.recalibration.value, timeout=30_000)
     assert w.recalibration.label == "Then recalibrate"
     model = load_model(headed_checkpoint)
-    cost = run_cost.recalibration_cost(model, layer.data.shape)
+    cost = recalibration_cost(model, layer.data.shape)
     assert cost.pixels >= 3 * 64 * 80 and (cost.n_samples, cost.evaluations) == (8, 10)
     assert cost.seconds >= cost.pixels * 8 * 10 * 2e-6  # tiles cover every pixel, overlapping ones more
     assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.recalibration.tooltip
@@ -71,8 +72,8 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     assert calibrated.calibrations[0]["n_pixels"] == cost.pixels
     # at most MAX_PIXELS: crops of half of it (362² px), drawn twice, for big planes and for a single
     # plane a little smaller than the budget alike
-    assert run_cost.recalibration_cost(model, (2, 1024, 1024)).pixels == 2 * 362 * 362 <= MAX_PIXELS
-    assert run_cost.recalibration_cost(model, (400, 400)).pixels == 2 * 362 * 362
+    assert recalibration_cost(model, (2, 1024, 1024)).pixels == 2 * 362 * 362 <= MAX_PIXELS
+    assert recalibration_cost(model, (400, 400)).pixels == 2 * 362 * 362
     w.mode.value = PAIRED
     assert not w.resume.native.isHidden() and w.recalibration.native.isHidden()
 
@@ -103,7 +104,7 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     handover = [i for i, s in enumerate(statuses) if s.startswith(train_module.RECALIBRATING)]
     assert handover and statuses[handover[0] + 1 :] and "recalibrating" in statuses[-1]
     # the last step of adapting ends past the budget (it showed "about −8 s left"): adapting is done, not more
-    from napari_diffdenoise.core.adapt import AdaptProgress
+    from napari_diffdenoise.core.training.adapt_spec import AdaptProgress
 
     w._started = time.monotonic() - 30
     w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 2))
@@ -308,7 +309,7 @@ SYMBOLS = {("ddim-dc", "guidance"): ("η", "PI-DDPM"), ("ddim-dc", "reg_weight")
 
 
 def test_sampler_labels_are_plain_words_and_the_symbols_live_in_the_tooltips():
-    from napari_diffdenoise.core.sampler_registry import SAMPLERS
+    from napari_diffdenoise.core.sampling.sampler_registry import SAMPLERS
 
     for sampler in SAMPLERS.values():
         labels = [p.label for p in sampler.params]

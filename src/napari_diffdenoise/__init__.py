@@ -5,19 +5,20 @@ The public API is importable without Qt or napari::
     from napari_diffdenoise import load_model, denoise, list_models
 """
 from .core._version import __version__
-from .core.adapt import adapt
-from .core.batch import denoise_to_tiff, denoise_to_zarr
-from .core.bioimageio_export import export_bioimageio, import_bioimageio
-from .core.calibration import calibrate
-from .core.checkpoint import list_models, load_model, save_checkpoint
-from .core.finetune import train
-from .core.maps import LayerStyle, register_map
-from .core.model import DiffusionModel
-from .core.restore import Cancelled, Progress, Restoration, denoise
-from .core.run_keywords import RunSpec
-from .core.sampler_registry import Param, list_samplers, register_sampler
-from .core.simulate import NoiseModel
-from .core.training import TrainConfig
+from .core.calibration.calibration import calibrate
+from .core.imaging.simulate import NoiseModel
+from .core.io.bioimageio_export import export_bioimageio, import_bioimageio
+from .core.io.checkpoint import list_models, load_model, save_checkpoint
+from .core.io.maps import LayerStyle, register_map
+from .core.model.model import DiffusionModel
+from .core.run.batch import denoise_to_tiff, denoise_to_zarr
+from .core.run.restore import Cancelled, Progress, Restoration, denoise
+from .core.run.run_keywords import RunSpec
+from .core.sampling.params import Param
+from .core.sampling.sampler_registry import list_samplers, register_sampler
+from .core.training.adapt import adapt
+from .core.training.finetune import train
+from .core.training.train_config import TrainConfig
 
 __all__ = [
     "Cancelled",

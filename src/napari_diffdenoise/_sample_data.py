@@ -1,7 +1,7 @@
-"""napari sample data: the demo stacks (core.demo_data), simulated on the fly, as napari layers."""
+"""napari sample data: the demo stacks (core.imaging.demo_data), simulated on the fly, as napari layers."""
 from __future__ import annotations
 
-from .core.demo_data import SAMPLE_ACQUISITION, WIDEFIELD_ACQUISITION, sample_stack, widefield_stack
+from .core.imaging.demo_data import SAMPLE_ACQUISITION, WIDEFIELD_ACQUISITION, sample_stack, widefield_stack
 
 
 def make_sample_stack():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.image_io import is_zarr_path, ngff_multiscales
-from .core.map_store import ATTRIBUTE, ngff_order, read_maps
-from .core.maps import layer_kwargs, layer_metadata
+from .core.io.image_io import is_zarr_path, ngff_multiscales
+from .core.io.map_store import ATTRIBUTE, ngff_order, read_maps
+from .core.io.maps import layer_kwargs, layer_metadata
 
 
 def get_reader(path):
@@ -47,7 +47,7 @@ def read_zarr(path) -> list[tuple]:
             meta[ATTRIBUTE]["partial"] = {"planes_done": done, "n_planes": total}
             suffix = f" (partial: {done}/{total} planes)"
         run = record.get("metadata", {})
-        # each map styled as the Denoise widget shows it (core.maps)
+        # each map styled as the Denoise widget shows it (core.io.maps)
         return [(da.from_zarr(array), {"name": f"{stem} [{name}]{suffix}", "scale": record["scale"],
                                        "metadata": {ATTRIBUTE: {**meta[ATTRIBUTE], **layer_metadata(name, run)}},
                                        "axis_labels": tuple(record["axes"].lower()), **layer_kwargs(name, run)},
@@ -104,7 +104,7 @@ def write_image(path: str, data, meta: dict) -> list[str]:
     from ome_zarr.format import FormatV05
     from ome_zarr.writer import write_multiscales_metadata
 
-    from .core.axes import check_axes, infer_axes
+    from .core.imaging.axes import check_axes, infer_axes
 
     target = Path(path)
     if not str(target).lower().endswith(".zarr"):

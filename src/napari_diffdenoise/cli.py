@@ -11,11 +11,11 @@ import numpy as np
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
-    from .core.methods import METHODS
+    from .core.run.methods import METHODS
 
     p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (default: demo); or a "
                    "method that needs no model: " + "; ".join(f"{m.name}: {m.help}" for m in METHODS.values()))
-    from .core.sampler_registry import SAMPLERS
+    from .core.sampling.sampler_registry import SAMPLERS
 
     lines = []
     for info in SAMPLERS.values():
@@ -31,8 +31,8 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_method_args(p: argparse.ArgumentParser) -> None:
-    """One option per parameter a method declares (core.methods), for --model <method>."""
-    from .core.methods import METHODS
+    """One option per parameter a method declares (core.run.methods), for --model <method>."""
+    from .core.run.methods import METHODS
 
     for method in METHODS.values():
         for param in method.params:
@@ -42,9 +42,9 @@ def _add_method_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_settings(p: argparse.ArgumentParser) -> None:
-    """One option per run setting the declaration gives a flag (core.run_spec): its type, default,
+    """One option per run setting the declaration gives a flag (core.run.run_spec): its type, default,
     choices and help come from there."""
-    from .core.run_spec import cli_settings
+    from .core.run.run_spec import cli_settings
 
     for setting in cli_settings():
         default = setting.default
@@ -62,7 +62,7 @@ _NOMINAL = type("NominalSchedule", (), {"n_steps": "T"})()  # for help text: bou
 
 
 def _add_psf_args(p: argparse.ArgumentParser) -> None:
-    from .core.run_spec import PSF_SIGMA
+    from .core.run.run_spec import PSF_SIGMA
 
     p.add_argument("--psf", help="PSF image (any format the input may be in, e.g. TIFF)")
     p.add_argument("--na", type=float, help="numerical aperture (Airy PSF from the optics)")
@@ -76,7 +76,7 @@ def _add_psf_args(p: argparse.ArgumentParser) -> None:
 
 def _psf_from_args(args):
     """The PSF from a file, the optics (Airy / confocal) or a Gaussian σ; None when none is given."""
-    from .core import physics
+    from .core.imaging import physics
 
     for name in ("pixel", "wavelength", "excitation", "pinhole", "na", "psf_sigma"):
         value = getattr(args, name, None)
@@ -142,9 +142,9 @@ def _restore(image, args, psf=None, axes=None):
 
 
 def read_image(path, axes: str | None = None) -> tuple[np.ndarray, object]:
-    """(image in memory, its ImageSource) from any file core.image_io opens: TIFF, OME-Zarr, or a
+    """(image in memory, its ImageSource) from any file core.io.image_io opens: TIFF, OME-Zarr, or a
     microscope's .czi, .nd2, .lif, .ims (the formats extra)."""
-    from .core.image_io import open_image
+    from .core.io.image_io import open_image
 
     source = open_image(path, axes)
     return np.asarray(source.data), source
@@ -153,7 +153,7 @@ def read_image(path, axes: str | None = None) -> tuple[np.ndarray, object]:
 def output_stem(input_path: str | Path) -> str:
     """The input's whole name without its format's ending: a.1.tif → a.1, .hidden.tif → .hidden,
     cell.czi → cell."""
-    from .core.image_io import BIOIO_PLUGINS
+    from .core.io.microscope_files import BIOIO_PLUGINS
 
     name = Path(input_path).name
     for ending in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr", ".zarr", *BIOIO_PLUGINS, ".ims"):
@@ -174,10 +174,10 @@ def cmd_demo(args) -> int:
     stack with the ``demo`` model, or the blurred widefield stack with the ``widefield`` model,
     PSF-guided, beside Richardson–Lucy."""
 
-    from .core.demo_data import sample_stack, widefield_stack
-    from .core.metrics import psnr_fitted
-    from .core.physics import richardson_lucy
-    from .core.preview import contact_sheet
+    from .core.imaging.demo_data import sample_stack, widefield_stack
+    from .core.imaging.metrics import psnr_fitted
+    from .core.io.preview import contact_sheet
+    from .core.run.deconvolution import richardson_lucy
 
     psf, extra = None, {}
     if args.sample == "widefield":
@@ -190,14 +190,14 @@ def cmd_demo(args) -> int:
         stem, what = "sample", "~8 photons at peak"
     out = Path(args.out)
     # the PSF goes to a sampler that takes one: the model's default (ddim-dc for widefield) or the one asked
-    from .core.checkpoint import load_model
-    from .core.maps import map_names
-    from .core.restore import make_settings
-    from .core.sampler_registry import SAMPLERS
+    from .core.io.checkpoint import load_model
+    from .core.io.maps import map_names
+    from .core.run.restore import make_settings
+    from .core.sampling.sampler_registry import SAMPLERS
 
     model = load_model(args.model)
     psf = psf if SAMPLERS[args.sampler or model.default_sampler].needs_psf else None
-    # the maps this run will make (core.maps), known before any work so that none is written over
+    # the maps this run will make (core.io.maps), known before any work so that none is written over
     names = map_names(make_settings(model, spec=_run_from_args(args, psf)[0]))
     _refuse_existing([out / f"{stem}_{n}.tif" for n in (*names, "noisy", "truth")]
                      + [out / f"{stem}_overview.png", out / (f"{stem}_report.json" if stem != "sample" else "report.json")],
@@ -207,7 +207,7 @@ def cmd_demo(args) -> int:
     args.model = model
     result = _restore(noisy, args, psf)
     seconds = time.perf_counter() - t0
-    from .core.tiff_maps import write_maps
+    from .core.io.tiff_maps import write_maps
 
     paths = write_maps(out, stem, result.maps, metadata=result.metadata, overwrite=args.overwrite)
     write_maps(out, stem, {"noisy": noisy, "truth": clean}, overwrite=args.overwrite)
@@ -234,9 +234,9 @@ def cmd_demo(args) -> int:
 
 def _settings_from_args(args) -> dict:
     """The make_settings keywords the sampling options give, and a method's own parameters for
-    --model <method> (core.methods)."""
-    from .core.methods import METHODS, find_method
-    from .core.run_spec import cli_settings
+    --model <method> (core.run.methods)."""
+    from .core.run.methods import METHODS, find_method
+    from .core.run.run_spec import cli_settings
 
     settings = {**{setting.name: getattr(args, setting.name) for setting in cli_settings()},
                 "sampler_params": _parse_params(args.sampler_param), "psf": _psf_from_args(args)}
@@ -252,9 +252,9 @@ def _settings_from_args(args) -> dict:
 
 
 def _run_from_args(args, psf=None):
-    """(the run's settings the options give as one :class:`~.core.run_keywords.RunSpec`, a method's
+    """(the run's settings the options give as one :class:`~.core.run.run_keywords.RunSpec`, a method's
     own parameters): the library checks the very value the CLI built, as it would a caller's."""
-    from .core.run_keywords import RunSpec, split_run_settings
+    from .core.run.run_keywords import RunSpec, split_run_settings
 
     settings, method_params = split_run_settings(_settings_from_args(args))
     return RunSpec(**{**settings, **({"psf": psf} if psf is not None else {})}), method_params
@@ -286,11 +286,11 @@ def _is_zarr_output(path: str) -> bool:
 def _self_calibrated_model(args):
     """The model with a calibration made on the input itself (--self-calibrate), for these settings:
     a few consecutive-frame pairs along T when there is a T axis, else a few evenly spaced
-    planes recorrupted (core.self_calibration)."""
-    from .core.checkpoint import load_model
-    from .core.image_io import open_image
-    from .core.restore import calibration_settings
-    from .core.self_calibration import calibration_planes, self_calibrate
+    planes recorrupted (core.calibration.self_calibration)."""
+    from .core.calibration.self_calibration import calibration_planes, self_calibrate
+    from .core.io.checkpoint import load_model
+    from .core.io.image_io import open_image
+    from .core.run.restore import calibration_settings
 
     if args.coverage is None:
         raise ValueError("--self-calibrate calibrates intervals: give --coverage too (e.g. --coverage 0.9)")
@@ -318,7 +318,7 @@ def cmd_denoise(args) -> int:
         args.model = _self_calibrated_model(args)
     spec, method_params = _run_from_args(args)
     if _is_zarr_output(args.out):
-        from .core.batch import denoise_to_zarr
+        from .core.run.batch import denoise_to_zarr
 
         meta = denoise_to_zarr(args.input, args.out, args.model, spec=spec, axes=args.axes, overwrite=args.overwrite,
                                workers=args.workers, scheduler=args.scheduler, threads=args.threads,
@@ -329,7 +329,7 @@ def cmd_denoise(args) -> int:
         return 0
     if args.workers is not None or args.scheduler is not None:
         raise ValueError("--workers and --scheduler write an OME-Zarr store: give --out a path ending in .zarr")
-    from .core.batch import denoise_to_tiff
+    from .core.run.batch import denoise_to_tiff
 
     # the maps keep the input's pixel sizes and channel names (denoise_to_tiff's default)
     _, paths = denoise_to_tiff(args.input, args.out, args.model, stem=output_stem(args.input), spec=spec,
@@ -342,8 +342,8 @@ def cmd_denoise(args) -> int:
 
 def cmd_simulate(args) -> int:
 
-    from .core.simulate import Acquisition, simulate_pair
-    from .core.tiff_maps import write_maps
+    from .core.imaging.simulate import Acquisition, simulate_pair
+    from .core.io.tiff_maps import write_maps
 
     acq = Acquisition(peak_photons=args.photons, psf_sigma=args.psf_sigma)
     noisy, clean = simulate_pair(args.kind, (args.size, args.size), acq, seed=args.seed)
@@ -359,10 +359,10 @@ def _read_stack(paths: list[str] | None):
 
 def cmd_train(args) -> int:
     """Fine-tune (or train from scratch) on paired images, or on clean images with simulated noise.
-    Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.distributed)."""
+    Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.training.distributed)."""
     from . import NoiseModel, train
-    from .core import distributed
-    from .core.training import scaled_config
+    from .core.training import distributed
+    from .core.training.train_config import scaled_config
 
     args.device = distributed.init_from_env(args.device)
     main_rank = distributed.is_main()
@@ -391,9 +391,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_adapt(args) -> int:
-    """Adapt a model to noisy images alone (core.adapt) and save it."""
-    from .core.adapt import adapt
-    from .core.checkpoint import save_checkpoint
+    """Adapt a model to noisy images alone (core.training.adapt) and save it."""
+    from .core.io.checkpoint import save_checkpoint
+    from .core.training.adapt import adapt
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -426,7 +426,7 @@ def cmd_adapt(args) -> int:
 
 def cmd_export(args) -> int:
     """A bioimage.io model package (spec 0.5) of the model's one-pass posterior mean."""
-    from .core.bioimageio_export import export_bioimageio
+    from .core.io.bioimageio_export import export_bioimageio
 
     sample = read_image(args.sample)[0] if args.sample else None
     if sample is not None and sample.ndim > 2:
@@ -448,7 +448,7 @@ def cmd_models(args) -> int:
 
 def _formats() -> str:
     """The input formats, for the help texts."""
-    from .core.image_io import BIOIO_PLUGINS, FORMATS_EXTRA
+    from .core.io.microscope_files import BIOIO_PLUGINS, FORMATS_EXTRA
 
     return f"TIFF, OME-Zarr, or a microscope's {', '.join([*BIOIO_PLUGINS, '.ims'])} ({FORMATS_EXTRA})"
 
@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per plane (default: this machine's setting); the same count gives "
                         "bit-identical results wherever the planes run")
-    from .core.self_calibration import CALIBRATION_PLANES
+    from .core.calibration.self_calibration import CALIBRATION_PLANES
 
     p.add_argument("--self-calibrate", action="store_true",
                    help="with --coverage: calibrate the intervals on this image first, from residuals against an "
@@ -507,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default",
                    help="start from this bundled name or checkpoint, or 'scratch' (default: demo if paired)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors); -best and .state files go beside it")
-    from .core.finetune import BATCH_SIZE, EMA_DECAY, LEARNING_RATE, PATCH_SIZE, STEPS, VAL_FRACTION
-    from .core.simulate import NoiseModel
+    from .core.imaging.simulate import NoiseModel
+    from .core.training.finetune import BATCH_SIZE, EMA_DECAY, LEARNING_RATE, PATCH_SIZE, STEPS, VAL_FRACTION
 
     for flag, option in (("--steps", STEPS), ("--batch-size", BATCH_SIZE), ("--patch-size", PATCH_SIZE),
                          ("--lr", LEARNING_RATE), ("--ema", EMA_DECAY), ("--val-fraction", VAL_FRACTION)):
@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("noisy", nargs="+", help=f"noisy images (2 to 5 dims) of the data the model is for: {formats}")
     p.add_argument("--out", required=True, help="the adapted model (.safetensors)")
     p.add_argument("--model", default="demo", help="the model to start from (default: demo; it needs a mean head)")
-    from .core.adapt import MINUTES
+    from .core.training.adapt_spec import MINUTES
 
     p.add_argument("--minutes", type=float, default=MINUTES.default,
                    help=f"{MINUTES.help} (default {MINUTES.default:g})")
@@ -547,8 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--axes", default=None, help="the input's axes, e.g. TZYX (default: from the file)")
     p.add_argument("--out", default=".")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    from .core.methods import RICHARDSON_LUCY
-    from .core.run_spec import cli_settings
+    from .core.run.methods import RICHARDSON_LUCY
+    from .core.run.run_spec import cli_settings
 
     # what denoise reads of the options deconvolve does not offer: their defaults, which a method takes
     p.set_defaults(func=cmd_denoise, model=RICHARDSON_LUCY.name, sampler_param=[], self_calibrate=False, workers=None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from ..core.run_cost import duration
+from ..core.run.run_cost import duration
 
 
 class WorkerControls:

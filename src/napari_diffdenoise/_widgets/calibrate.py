@@ -1,11 +1,11 @@
 """The Calibrate dock widget: conformal intervals for a model, from a noisy layer and its truth.
 
-The run goes through :func:`napari_diffdenoise.core.calibration.iter_calibrate` in a worker; when
+The run goes through :func:`napari_diffdenoise.core.calibration.calibration.iter_calibrate` in a worker; when
 it ends, the calibrated model is saved to a new file (never over an existing one), joins every
 model list, and the widget shows the held-out coverage per level and the reliability diagram
 (RMSE of the error against the RMS predicted std, in bins of std, as CAREamics draws it).
 
-Its run settings are the run's declarations (core.run_spec, the samplers' own parameters), offered
+Its run settings are the run's declarations (core.run.run_spec, the samplers' own parameters), offered
 only as far as a calibration here can run them, and the run goes through restore.calibration_settings
 as the CLI's does: a model whose std comes from its std head is calibrated without samples, and the
 form hides the sampler settings, which such a calibration does not depend on.
@@ -19,13 +19,13 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox, Table
 from qtpy.QtWidgets import QLineEdit
 
-from ..core.calibration_run import MIN_CALIBRATION_SAMPLES
-from ..core.checkpoint import load_model, save_checkpoint
-from ..core.metrics import reliability
-from ..core.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
-from ..core.run_record import recorded_value
-from ..core.run_spec import ETA_SETTING, MEAN, N_SAMPLES, STD
-from ..core.sampler_registry import SAMPLERS, list_samplers
+from ..core.calibration.calibration_run import MIN_CALIBRATION_SAMPLES
+from ..core.imaging.metrics import reliability
+from ..core.io.checkpoint import load_model, save_checkpoint
+from ..core.run.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
+from ..core.run.run_record import recorded_value
+from ..core.run.run_spec import ETA_SETTING, MEAN, N_SAMPLES, STD
+from ..core.sampling.sampler_registry import SAMPLERS, list_samplers
 from ._worker import WorkerControls
 from .compare import fit_table, formatted
 from .denoise import _Failure, _image_choices, notify_error
@@ -76,10 +76,10 @@ def result_columns(with_truth: bool, std: str = "samples") -> dict[str, str]:
 def free_path(path: Path) -> Path:
     """``path``, or ``name-2``, ``name-3`` … beside it: a new file never replaces an old one (for a
     checkpoint, neither its -best nor its .state companion)."""
-    from ..core.training import _state_path, best_path
+    from ..core.training.run_files import best_path, state_path
 
     def taken(p: Path) -> bool:
-        return p.exists() or best_path(p).exists() or _state_path(p).exists()
+        return p.exists() or best_path(p).exists() or state_path(p).exists()
 
     candidate, n = path, 1
     while taken(candidate):
@@ -96,7 +96,7 @@ def calibratable_samplers() -> list[str]:
 
 
 def _calibrate_job(model, noisy, truth, settings, source):
-    from ..core.calibration import iter_calibrate
+    from ..core.calibration.calibration import iter_calibrate
 
     try:
         extra = {"source": source} if source is not None else {}
@@ -118,7 +118,7 @@ class CalibrateWidget(WorkerControls, Container):
                                       "copy of it (a model of the residuals, not conformal: see the documentation)")
         self._models = {}  # the chosen model, loaded once: the form's bounds and choices follow it
         defaults = DEFAULT_SAMPLER_SETTINGS  # what a run takes unless told otherwise
-        # the mean is in a calibration's key (core.run_record): intervals hold for the "Mean from" they were
+        # the mean is in a calibration's key (core.run.run_record): intervals hold for the "Mean from" they were
         # calibrated with, so the form offers Denoise's, as far as the chosen model can run it
         self.mean = control_for(MEAN, choices=self._mean_choices)
         # where the std comes from decides the rest: the std head's calibration needs no sampler settings

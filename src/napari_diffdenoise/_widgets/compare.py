@@ -6,7 +6,7 @@ import math
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
-from ..core.metrics import evaluate
+from ..core.imaging.metrics import evaluate
 from .denoise import _image_choices, notify_error
 from .help import help_link
 from .layers import follow_layers
@@ -20,7 +20,7 @@ def notify_warning(message: str) -> None:
 
 
 FITTED = "after a least-squares scale-and-offset fit of the result to the truth scaled to 0…1"
-# the columns shown: header → (core.metrics.evaluate's key, what it means for the header's tooltip,
+# the columns shown: header → (core.imaging.metrics.evaluate's key, what it means for the header's tooltip,
 # how its numbers are written); evaluate computes more (NRMSE/mean, for the benchmark tables) than a
 # form needs, and short headers and numbers keep the table within a dock's width
 COLUMNS = {

@@ -1,4 +1,4 @@
-"""The Denoise dock widget: a thin form over :func:`napari_diffdenoise.core.restore.iter_denoise`.
+"""The Denoise dock widget: a thin form over :func:`napari_diffdenoise.core.run.restore.iter_denoise`.
 
 The work runs in a napari generator worker one network step at a time, so the viewer stays
 responsive and Cancel lands within one step; layers are added only when a run completes.
@@ -22,17 +22,17 @@ from magicgui.widgets import (
 )
 
 from .. import __version__
-from ..core.checkpoint import load_model
-from ..core.devices import available_devices
-from ..core.maps import MAPS, layer_kwargs, layer_metadata
-from ..core.methods import METHODS, find_method, method_settings
-from ..core.restore import Cancelled, calibration_settings, iter_denoise, make_settings
-from ..core.run_cost import duration
-from ..core.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_samplers
-from ..core.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, PSF_SIGMA, SAMPLER,
-                             SEED, STD)
-from ..core.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
-from ..core.self_calibration import MAX_PIXELS
+from ..core.io.checkpoint import load_model
+from ..core.model.devices import available_devices
+from ..core.io.maps import MAPS, layer_kwargs, layer_metadata
+from ..core.run.methods import METHODS, find_method, method_settings
+from ..core.run.restore import Cancelled, calibration_settings, iter_denoise, make_settings
+from ..core.run.run_cost import duration
+from ..core.run.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_samplers
+from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, PSF_SIGMA,
+                                 SAMPLER, SEED, STD)
+from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
+from ..core.calibration.self_calibration import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices
@@ -47,7 +47,7 @@ LOAD_FROM_FILE = "Load from file…"
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
 # the labels name the work, not a time: a time measured on one machine is wrong on the next (the
 # status line shows the time left, measured on this machine, from the first tile on); the presets
-# themselves are core.run_presets'
+# themselves are core.run.run_presets'
 CUSTOM = "custom"
 # for a model with a mean and a std head: mean, std and intervals with no samples (no entropy), what
 # the Preview shows, over the whole image (docs/benchmarks/speed.md: its time against one BM3D call on a 512² plane)
@@ -111,8 +111,8 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
     ``self_calibrate``: first calibrate the intervals on a few planes of ``data`` itself."""
     try:
         if self_calibrate:
-            from ..core.axes import infer_axes
-            from ..core.self_calibration import calibration_planes, iter_self_calibrate
+            from ..core.imaging.axes import infer_axes
+            from ..core.calibration.self_calibration import calibration_planes, iter_self_calibrate
 
             first, second, second_noise, second_is = calibration_planes(data, axes or infer_axes(np.ndim(data)))
             model = (yield from iter_self_calibrate(model, first, second=second, second_is=second_is,
@@ -126,7 +126,7 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
 
 
 def _is_timed(model, settings) -> bool:
-    from ..core.run_cost import is_timed
+    from ..core.run.run_cost import is_timed
 
     try:
         return is_timed(model, **{**settings, "coverage": None})
@@ -137,7 +137,8 @@ def _is_timed(model, settings) -> bool:
 def _run_estimate(model, shape, settings, calibrate, sample_plane=None):
     """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses;
     ``sample_plane``: a plane of the image, whose bright structure's second pass is then counted."""
-    from ..core.run_cost import recalibration_cost, restoration_cost
+    from ..core.calibration.recalibration_cost import recalibration_cost
+    from ..core.run.run_cost import restoration_cost
 
     try:
         # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
@@ -151,7 +152,7 @@ def _run_estimate(model, shape, settings, calibrate, sample_plane=None):
 def layer_axes(layer) -> str:
     """The layer's axes: its axis labels when they name T, C, Z, Y, X (as OME-Zarr readers set them),
     else what its dimension count implies (napari's sliders lead: ZYX, TZYX, TCZYX)."""
-    from ..core.axes import check_axes, infer_axes
+    from ..core.imaging.axes import check_axes, infer_axes
 
     labels = "".join(str(label).upper() for label in getattr(layer, "axis_labels", ()) or ())
     try:
@@ -163,7 +164,7 @@ def layer_axes(layer) -> str:
 def layer_data(layer):
     """The full-resolution data: level 0 of a multiscale layer; a lazy array stays lazy (read one
     plane at a time), an in-memory one is copied so that edits during a run do not leak in."""
-    from ..core.image_io import is_lazy
+    from ..core.io.image_source import is_lazy
 
     data = layer.data[0] if layer.multiscale else layer.data
     return data if is_lazy(data) else np.array(data, copy=True)
@@ -227,7 +228,7 @@ class DenoiseWidget(WorkerControls, Container):
                                            "computed PSF (2D, centred, any scale)")
         self.psf_sigma = param_widget(PSF_SIGMA, None)
         self.psf_sigma.visible = False
-        # every method's own parameters (core.methods), each shown while its method is chosen
+        # every method's own parameters (core.run.methods), each shown while its method is chosen
         self.method_params = Container(labels=True, visible=False, widgets=[
             param_widget(spec, None) for spec in {p.name: p for m in METHODS.values() for p in m.params}.values()])
         # the controls made from the run's declaration, by the setting each gives
@@ -303,7 +304,7 @@ class DenoiseWidget(WorkerControls, Container):
         typed = self.axes.value.strip()
         if not typed or layer.ndim == 2:
             return layer_axes(layer)
-        from ..core.axes import check_axes
+        from ..core.imaging.axes import check_axes
 
         try:
             return check_axes(typed.upper(), layer.data[0].shape if layer.multiscale else layer.data.shape)
@@ -342,7 +343,7 @@ class DenoiseWidget(WorkerControls, Container):
             return None
 
     def _presets(self) -> dict[str, Preset]:
-        """{label: preset} of core.run_presets for the chosen model (its labels say its work); for a
+        """{label: preset} of core.run.run_presets for the chosen model (its labels say its work); for a
         model they cannot run (an unpaired one, whose samplers take no steps: the box is hidden) and
         before a model is chosen, the labels of a model without heads."""
         model = self._form_model()
@@ -455,7 +456,7 @@ class DenoiseWidget(WorkerControls, Container):
         self._on_sampler(self.sampler.value)  # the same sampler too: its bounds are the new model's
 
     def _method(self):
-        """The chosen method (core.methods), or None for a diffusion model."""
+        """The chosen method (core.run.methods), or None for a diffusion model."""
         return find_method(getattr(getattr(self, "model", None), "value", None))
 
     def _is_model(self) -> bool:
@@ -464,7 +465,7 @@ class DenoiseWidget(WorkerControls, Container):
     def _show_what_applies(self) -> None:
         """The rows the chosen entry uses, from its declaration: a diffusion model samples (sampler,
         presets, sampling settings, time estimate, Preview, the intervals, entropy and samples layers);
-        a method (core.methods) shows its own parameters, the PSF when it needs one, and Preview only
+        a method (core.run.methods) shows its own parameters, the PSF when it needs one, and Preview only
         when it declares one. The sections go with their controls."""
         method = self._method()
         sampled = method is None
@@ -555,7 +556,7 @@ class DenoiseWidget(WorkerControls, Container):
             self._estimate_for = None
             self.estimate.value = "—"
             return
-        from ..core.image_io import is_lazy
+        from ..core.io.image_source import is_lazy
 
         data = layer.data[0] if layer.multiscale else layer.data
         shape = tuple(data.shape)
@@ -597,7 +598,7 @@ class DenoiseWidget(WorkerControls, Container):
         for samplers that declare them. A preview is the one-pass mean alone when the model has one
         (one network evaluation), else one sample of at most PREVIEW_STEPS steps (a sampler
         without a step count, such as ddpm, is previewed with ddim); never intervals. A method
-        (core.methods) takes the PSF and its own parameters alone."""
+        (core.run.methods) takes the PSF and its own parameters alone."""
         method = self._method()
         if method is not None:
             return {"psf": psf, **{p.name: self.method_params[p.name].value for p in method.params}}
@@ -630,7 +631,7 @@ class DenoiseWidget(WorkerControls, Container):
         """The chosen PSF as an array, or None when the run needs none."""
         import numpy as np
 
-        from ..core.physics import check_psf, gaussian_psf
+        from ..core.imaging.physics import check_psf, gaussian_psf
 
         if not self._uses_psf():
             return None
@@ -786,7 +787,7 @@ class DenoiseWidget(WorkerControls, Container):
     def _add_layers(self, layer, result):
         meta = {"napari_diffdenoise": {**result.metadata, **self._psf_source_record(result.metadata),
                                        "source_layer": layer.name, "package_version": __version__}}
-        for name, data in result.maps.items():  # each map as core.maps declares it
+        for name, data in result.maps.items():  # each map as core.io.maps declares it
             self._viewer.add_image(
                 data, name=f"{layer.name} [{name}]", scale=layer.scale, translate=layer.translate,
                 metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"], **layer_metadata(name, result.metadata)}},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from psygnal import Signal
 
-from ..core.checkpoint import list_models
+from ..core.io.checkpoint import list_models
 
 USER_MODELS_DIR = Path.home() / "napari-diffdenoise" / "models"  # where the widgets save what they make
 

@@ -1,5 +1,5 @@
-"""Form controls for a run's settings (core.run_spec.RunParam) and for the samplers' and methods'
-parameters (core.sampler_registry.Param), each made from its declaration: bounds, step, default,
+"""Form controls for a run's settings (core.run.run_spec.RunParam) and for the samplers' and methods'
+parameters (core.sampling.params.Param), each made from its declaration: bounds, step, default,
 choices, label and tooltip are the declaration's, so the form cannot offer what the library refuses,
 round what it accepts or explain a setting differently from the CLI."""
 from __future__ import annotations
@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
-from ..core.run_spec import RunParam
-from ..core.sampler_registry import T, Param
-from ..core.schedules import NoiseSchedule
+from ..core.run.run_spec import RunParam
+from ..core.sampling.params import T, Param
+from ..core.model.schedules import NoiseSchedule
 
 # what an optional number's control shows for "none": its lowest value (0 intervals' coverage: no intervals)
 NONE_HINT = " 0: none."
@@ -48,7 +48,7 @@ def control_value(setting: RunParam, value):
 
 
 def param_widget(spec: Param, schedule: NoiseSchedule | None):
-    """The control for a sampler's or a method's parameter ``spec`` (core.sampler_registry.Param),
+    """The control for a sampler's or a method's parameter ``spec`` (core.sampling.params.Param),
     for a model with this ``schedule`` (None: no model yet; a bound of T waits for one)."""
     common = dict(name=spec.name, label=spec.label or spec.name)
     if spec.type is bool:
@@ -85,7 +85,7 @@ def float_step(spec: Param, low: float, high: float, default) -> float:
 
 
 def follow_param(control, spec: Param, schedule: NoiseSchedule | None, value=None) -> None:
-    """Make ``control`` the parameter ``spec`` (core.sampler_registry.Param) for a model with this
+    """Make ``control`` the parameter ``spec`` (core.sampling.params.Param) for a model with this
     ``schedule``: its label, help, bounds (a bound of T is the model's step count) and step, so as
     many decimals as it needs, holding ``value`` (the declared default when None) brought within
     them. One control follows the declaration of whichever sampler and model are chosen, so it never

@@ -20,8 +20,11 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from ..core.adapt import MINUTES
-from ..core.finetune import (
+from ..core.calibration.recalibration_cost import recalibration_cost
+from ..core.imaging.simulate import NoiseModel
+from ..core.run.run_cost import RunCost, duration
+from ..core.training.adapt_spec import MINUTES
+from ..core.training.finetune import (
     BATCH_SIZE,
     EMA_DECAY,
     LEARNING_RATE,
@@ -31,9 +34,8 @@ from ..core.finetune import (
     prepare_training,
     run_prepared,
 )
-from ..core.run_cost import RunCost, duration, recalibration_cost
-from ..core.simulate import NoiseModel
-from ..core.training import TrainConfig, best_path, scaled_config
+from ..core.training.run_files import best_path
+from ..core.training.train_config import TrainConfig, scaled_config
 from ._worker import WorkerControls
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
@@ -58,7 +60,7 @@ def show_info(message: str) -> None:
 
 def _estimate(start: str, shape) -> RunCost | None:
     """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why)."""
-    from ..core.checkpoint import load_model
+    from ..core.io.checkpoint import load_model
 
     try:
         model = load_model(start)
@@ -73,8 +75,8 @@ RECALIBRATING = "Adapting done; recalibrating the intervals on this image"
 def _adapt_job(model, noisy, options, output):
     """Adapt, recalibrate the intervals on the image itself, save; errors a user can act on come
     back as a :class:`_Failure`."""
-    from ..core.adapt import iter_adapt, iter_recalibrate
-    from ..core.checkpoint import save_checkpoint
+    from ..core.io.checkpoint import save_checkpoint
+    from ..core.training.adapt import iter_adapt, iter_recalibrate
 
     try:
         yield recalibration_cost(model, noisy.shape)  # the plan: the progress bar spans both parts
@@ -281,10 +283,10 @@ class TrainWidget(WorkerControls, Container):
                                 val_fraction=self.val_fraction.value, kind=self.kind.value)
 
     def _adapt_start(self):
-        """Noisy-only mode: adapt the chosen model to the noisy layer (core.adapt) in a worker."""
+        """Noisy-only mode: adapt the chosen model to the noisy layer (core.training.adapt) in a worker."""
         from napari.qt.threading import create_worker
 
-        from ..core.checkpoint import load_model
+        from ..core.io.checkpoint import load_model
 
         layer = self.noisy.value
         if layer is None:
@@ -297,7 +299,7 @@ class TrainWidget(WorkerControls, Container):
         noisy = np.array(layer.data, dtype=np.float32, copy=True)
         options = dict(minutes=self.minutes.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value)
-        from ..core.adapt import check_adapt
+        from ..core.training.adapt_spec import check_adapt
 
         check_adapt(model, noisy, minutes=options["minutes"], patch_size=options["patch_size"],
                     val_fraction=options["val_fraction"])  # refuse bad data before the worker starts

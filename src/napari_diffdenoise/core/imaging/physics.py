@@ -1,0 +1,59 @@
+"""Image formation: point-spread functions from the optics (Richardson–Lucy deconvolution with them is
+core.run.deconvolution).
+
+PSFs are 2D in-focus lateral profiles (PI-DDPM, Li, della Maggiora et al.; docs/method.md): an Airy pattern for a widefield
+microscope, the product of the excitation PSF and the emission PSF convolved with the pinhole for
+a confocal one, or the Gaussian approximation of either (Zhang et al. 2007, which the simulator
+uses). All are sampled on the camera's pixel grid and normalised to sum 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage, special
+
+from .kernels import check_psf, normalised  # noqa: F401  (check_psf: re-exported, physics has always offered it)
+
+
+def _radius_grid(size: int) -> np.ndarray:
+    half = size // 2
+    y, x = np.mgrid[-half : half + 1, -half : half + 1]
+    return np.hypot(y, x).astype(np.float64)
+
+
+def _odd_size(extent_px: float) -> int:
+    return int(2 * np.ceil(extent_px) + 1)
+
+
+def gaussian_psf(sigma_px: float, size: int | None = None) -> np.ndarray:
+    if sigma_px <= 0:
+        raise ValueError(f"the PSF width must be positive, got σ = {sigma_px}")
+    r = _radius_grid(size or _odd_size(4 * sigma_px))
+    return normalised(np.exp(-(r**2) / (2 * sigma_px**2)))
+
+
+def airy_psf(na: float, wavelength_nm: float, pixel_nm: float, size: int | None = None, oversample: int = 5) -> np.ndarray:
+    """In-focus widefield PSF: I(r) = (2·J1(v)/v)², v = 2π·NA·r/λ, integrated over each pixel."""
+    if not 0 < na < 1.6:
+        raise ValueError(f"NA must be in (0, 1.6), got {na}")
+    first_zero_px = 0.61 * wavelength_nm / na / pixel_nm
+    size = size or _odd_size(3 * first_zero_px + 2)
+    fine = _radius_grid(size * oversample) / oversample  # sub-pixel samples, in pixels
+    v = 2 * np.pi * na * fine * pixel_nm / wavelength_nm
+    with np.errstate(invalid="ignore", divide="ignore"):
+        intensity = np.where(v == 0, 1.0, (2 * special.j1(v) / v) ** 2)
+    n = size * oversample
+    binned = intensity[: n, : n].reshape(size, oversample, size, oversample).mean(axis=(1, 3))
+    return normalised(binned)
+
+
+def confocal_psf(na: float, excitation_nm: float, emission_nm: float, pixel_nm: float,
+                 pinhole_airy_units: float = 1.0) -> np.ndarray:
+    """Confocal PSF = excitation PSF × (emission PSF ∗ pinhole disk); the pinhole diameter is in
+    Airy units of the emission wavelength (1 AU = 1.22·λem/NA)."""
+    emission = airy_psf(na, emission_nm, pixel_nm)
+    size = emission.shape[0]
+    excitation = airy_psf(na, excitation_nm, pixel_nm, size=size)
+    radius_px = pinhole_airy_units * 1.22 * emission_nm / na / pixel_nm / 2
+    disk = (_radius_grid(size) <= max(radius_px, 0.5)).astype(np.float64)
+    detection = ndimage.convolve(emission.astype(np.float64), disk / disk.sum(), mode="constant")
+    return normalised(excitation * detection)

@@ -1,0 +1,184 @@
+"""The TIFF files this package writes, and the record it reads back from them. Maps are streamed into
+TIFF files plane by plane (in the input's axis order), so a stack larger than memory can be written
+as TIFF too; arrays in memory (the demo's maps, simulated pairs) go the same way (:func:`write_maps`). Every file is written under a temporary name and renamed only when all
+planes of all maps are in: a failed or interrupted run leaves the earlier files (or none), never a
+partial set. TIFF output does not resume; OME-Zarr output does (core.io.map_store).
+
+Each file's first description holds the record: its shape and axes, the input's :func:`pixel_record`
+and, under :data:`RUN_KEY`, the run's metadata as JSON; :func:`read_record` reads it back.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..imaging.axes import infer_axes
+from .maps import MAPS
+
+RUN_KEY = "napari_diffdenoise"  # the run's metadata in a file's record
+
+
+def replace_all(temps: list[Path], paths: list[Path]) -> None:
+    """Rename each finished temporary file over its final name, all or none: a rename that fails half-way
+    (a full disk, a file locked by another program) would otherwise leave new maps beside old ones.
+    The earlier files are set aside first and put back when any rename fails."""
+    moved, placed = [], []
+    try:
+        for path in paths:
+            if path.exists():
+                backup = path.with_name(f".{path.name}.previous")
+                os.replace(path, backup)
+                moved.append((backup, path))
+        for tmp, path in zip(temps, paths):
+            os.replace(tmp, path)
+            placed.append(path)
+    except OSError as err:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        for backup, path in moved:
+            os.replace(backup, path)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise OSError(f"could not put the maps in place ({err}); the earlier files, if any, are as they were") from err
+    for backup, _ in moved:
+        backup.unlink(missing_ok=True)
+
+
+def pixel_record(source) -> dict | None:
+    """What the maps carry over from their input (an ImageSource): each axis's pixel size and unit, and
+    the channel names. It goes into every map's description, where core.io.image_io reads it back."""
+    record = {"scale": dict(source.scale), "units": dict(source.units),
+              **({"channel_names": list(source.channel_names)} if source.channel_names else {})}
+    return record if source.scale or source.channel_names else None
+
+
+_UM_PER_UNIT = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4}
+
+
+def resolution_args(pixel: dict | None) -> dict:
+    """tifffile keywords for the X/Y resolution tags, which every TIFF reader (Fiji's too) takes for
+    the pixel size: pixels per centimetre when the size has a length unit, else per unit of nothing."""
+    scale, units = (pixel or {}).get("scale", {}), (pixel or {}).get("units", {})
+    if "X" not in scale or "Y" not in scale:
+        return {}
+    per_um = [_UM_PER_UNIT.get(units.get(a)) for a in "XY"]
+    if None in per_um:
+        return {"resolution": (1 / scale["X"], 1 / scale["Y"]), "resolutionunit": "NONE"}
+    return {"resolution": tuple(1e4 / (scale[a] * um) for a, um in zip("XY", per_um)), "resolutionunit": "CENTIMETER"}
+
+
+class TiffMaps:
+    def __init__(self, folder, stem: str, names: list[str], shape, axes: str, dtypes: dict, pixel: dict | None = None,
+                 overwrite: bool = False):
+        """``pixel``: the input's :func:`pixel_record`."""
+        import tifffile
+
+        folder = Path(folder)
+        self.paths = [folder / f"{stem}_{name}.tif" for name in names]
+        existing = [str(p) for p in self.paths if p.exists()]
+        if existing and not overwrite:
+            raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose "
+                             "another --out")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.names, self.dtypes, self.pixel = names, dtypes, pixel
+        self.description = {"shape": [int(n) for n in shape], "axes": axes}
+        self.temps = [p.with_name(f".{p.name}.partial") for p in self.paths]
+        self.writers = {}
+        try:
+            for name, tmp in zip(names, self.temps):
+                self.writers[name] = tifffile.TiffWriter(tmp, bigtiff=int(np.prod(shape)) * 8 > 2**31)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write_plane(self, position, maps: dict[str, np.ndarray]) -> None:
+        """The next plane (planes come in row-major order over the leading axes)."""
+        for name, writer in self.writers.items():
+            # grey levels whatever the plane count (a 3- or 4-plane stack is not RGB(A))
+            writer.write(np.asarray(maps[name], self.dtypes[name]), contiguous=True, photometric="minisblack",
+                         metadata=self.description, **resolution_args(self.pixel))
+
+    def finish(self, metadata: dict | None) -> list[Path]:
+        """``metadata``: the run's, or None for data no run made (a simulated pair)."""
+        import tifffile
+
+        for writer in self.writers.values():
+            writer.close()
+        record = {**self.description, **(self.pixel or {}),
+                  **({RUN_KEY: json.dumps(metadata, default=str)} if metadata is not None else {})}
+        try:
+            for tmp in self.temps:  # the run's record is known only now: rewrite the first page's description
+                tifffile.tiffcomment(tmp, json.dumps(record))
+        except BaseException:
+            self.abort()
+            raise
+        replace_all(self.temps, self.paths)
+        return self.paths
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 — a full disk may fail the close too; the file goes anyway
+                pass
+        for tmp in self.temps:
+            tmp.unlink(missing_ok=True)
+
+
+class TiffSink:
+    """The plane loop's sink (core.run.plane_loop) into ``folder/<stem>_<map>.tif``: :class:`TiffMaps` once
+    the loop names the maps. The files appear only when the run is done; nothing is resumed."""
+
+    def __init__(self, folder, stem: str, axes: str, pixel: dict | None = None, overwrite: bool = False):
+        self.folder, self.stem, self.axes, self.pixel, self.overwrite = folder, stem, axes, pixel, overwrite
+        self.maps: TiffMaps | None = None
+
+    def open(self, names: list[str], shape, dtype) -> set:
+        self.maps = TiffMaps(self.folder, self.stem, names, shape, self.axes,
+                             {n: MAPS[n].dtype_for(dtype) for n in names}, self.pixel, self.overwrite)
+        return set()
+
+    def write(self, number: int, position, plane) -> None:
+        self.maps.write_plane(position, plane.maps)
+
+    def done(self, metadata: dict) -> list[Path]:
+        return self.maps.finish(metadata)
+
+    def abort(self) -> None:
+        if self.maps is not None:
+            self.maps.abort()
+
+
+def write_maps(folder, stem: str, maps: dict[str, np.ndarray], axes: str | None = None, pixel: dict | None = None,
+               metadata: dict | None = None, overwrite: bool = False) -> list[Path]:
+    """Arrays of one shape in memory to ``folder/<stem>_<name>.tif``, as :class:`TiffMaps` writes a
+    run's maps (``axes`` by default from the number of dimensions, core.imaging.axes.infer_axes)."""
+    shape = np.shape(next(iter(maps.values())))
+    sink = TiffMaps(folder, stem, list(maps), shape, axes or infer_axes(len(shape)),
+                    {name: np.asarray(m).dtype for name, m in maps.items()}, pixel, overwrite)
+    try:
+        for position in np.ndindex(*shape[:-2]):
+            sink.write_plane(position, {name: m[position] for name, m in maps.items()})
+    except OSError as err:
+        sink.abort()
+        raise OSError(f"could not write the results to {folder}: {err}; nothing was written") from err
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.finish(metadata)
+
+
+def read_record(tif) -> dict:
+    """The record of a file written here (an open ``tifffile.TiffFile``), with the run's metadata
+    under :data:`RUN_KEY` decoded; a TIFF written elsewhere gives what tifffile reads as its shaped
+    description, most often {}."""
+    record = dict((tif.shaped_metadata or ({},))[0])
+    if isinstance(record.get(RUN_KEY), str):
+        try:
+            record[RUN_KEY] = json.loads(record[RUN_KEY])
+        except ValueError:  # not ours after all: left as the text it is
+            pass
+    return record

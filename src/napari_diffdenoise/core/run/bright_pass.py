@@ -1,0 +1,77 @@
+"""The bright pass: structure far brighter than a plane's 99.8th percentile would be clipped in the
+plane's intensity map, so boxes around it are restored a second time in a brighter map and blended
+in where the first estimate nears its ceiling (docs/method.md)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..imaging.normalization import IntensityMap
+from ..model.model import DiffusionModel
+
+
+def bright_map(plane, imap: IntensityMap, model: DiffusionModel) -> IntensityMap | None:
+    """A second intensity map for planes whose bright structure the first cannot represent: where
+    the smoothed image exceeds the model's value range (a sparse spot far above the 99.8th
+    percentile), clean estimates would be clipped. This map puts the brightest smoothed structure
+    at +1; None when the first map suffices."""
+    from scipy.ndimage import gaussian_filter
+
+    smooth_top = float(gaussian_filter(np.asarray(plane, dtype=np.float32), 1.0).max())
+    if imap.to_model(np.float32(smooth_top)) <= model.value_range[1]:
+        return None
+    return IntensityMap(imap.low, max(smooth_top, imap.high))
+
+
+BLEND_BAND = 0.3  # model units under the clip ceiling over which the bright map's estimate takes over
+# px of context around the pixels the bright pass serves: the network sees the structure around them
+# (and the blend weight is 0 at a box's edge, so no seam can show)
+BRIGHT_MARGIN = 32
+
+
+def bright_weight(mean: np.ndarray, imap: IntensityMap, model: DiffusionModel) -> np.ndarray:
+    """Where the first map's estimate nears its clip ceiling, the bright map's estimate takes over
+    (a smooth weight over the top BLEND_BAND model units, so no edge appears)."""
+    level = imap.to_model(mean)
+    ceiling = model.value_range[1]
+    return np.clip((level - (ceiling - BLEND_BAND)) / BLEND_BAND, 0, 1).astype(np.float32)
+
+
+def bright_boxes(weight: np.ndarray, margin: int = BRIGHT_MARGIN) -> list[tuple[slice, slice]]:
+    """The boxes the bright pass restores: each group of pixels with a blend weight above 0, widened
+    by ``margin``; boxes that overlap are merged. Bright structure is sparse on real planes, so this,
+    not the whole plane, is what the second pass costs (docs/benchmarks/speed.md: 16.7 s instead of
+    28.6 s for the default run on the NEUBIAS neuron)."""
+    from scipy import ndimage
+
+    grown = ndimage.binary_dilation(weight > 0, iterations=margin) if margin else weight > 0
+    boxes = [(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in ndimage.find_objects(ndimage.label(grown)[0])]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    boxes[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [(slice(y0, y1), slice(x0, x1)) for y0, y1, x0, x1 in sorted(boxes)]
+
+
+def blend_into(maps, box: tuple[slice, slice], high, weight: np.ndarray):
+    """``maps`` with the bright pass's maps of ``box`` blended in by ``weight`` (the box's own)."""
+    def mix(low, bright):
+        if low is None or bright is None:
+            return low
+        out = low.copy()
+        region = (...,) + box
+        out[region] = (1 - weight) * low[region] + weight * bright
+        return out
+
+    return dataclasses.replace(maps, maps={name: mix(value, high.maps.get(name)) for name, value in maps.maps.items()},
+                               samples=mix(maps.samples, high.samples), evaluations=maps.evaluations + high.evaluations)

@@ -1,0 +1,115 @@
+"""Split-conformal intervals with a stated coverage: the unit of an interval, the factor λ per
+coverage, and the calibration that stores λ for one sampler setting.
+
+Following Angelopoulos et al. 2022 ("Image-to-Image Regression with Distribution-Free Uncertainty
+Quantification and Applications in Imaging", arXiv 2202.05265), the interval is
+[mean − λ·u, mean + λ·u] with u a heuristic spread per pixel (here the unbiased std of the K
+samples, with a small floor so that pixels where every sample agrees still get a width; see
+:func:`interval_unit`), and λ is the ⌈(n + 1)·c⌉-th smallest of the scores |truth − mean| / u on n
+calibration pixels (split conformal prediction, their §2.2): on pixels exchangeable with those,
+the truth falls inside in a fraction ≥ c. Pixels of one image are not exchangeable in the strict
+sense; so λ is chosen on half of the image blocks (:func:`block_split`) and the coverage is
+*measured* on the other half and stored beside λ.
+
+λ depends on the sampler and its settings (they set the spread): a calibration records the
+settings it holds for, and :func:`~.restore.denoise` with ``coverage=`` refuses settings that no
+calibration of the model covers (:func:`find_calibration`). Calibrating a model is core.calibration.calibration's job.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._version import __version__
+from .run_record import calibration_keys, recorded_value
+
+COVERAGE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
+UNIT_FLOOR = 0.01  # in model units (the percentile map's half span): 0.5 % of the image's range
+BLOCK = 32  # pixels: the split into calibration and held-out halves is by blocks, not pixels
+
+
+def interval_unit(std: np.ndarray, n_samples: int, half_span: float) -> np.ndarray:
+    """u = √(s²·K/(K − 1) + f²): the unbiased sample std with a floor f (UNIT_FLOOR in model units),
+    in the input's units. K/(K − 1) makes λ nearly independent of K."""
+    unbiased = np.asarray(std, dtype=np.float64) ** 2 * n_samples / max(n_samples - 1, 1)
+    return np.sqrt(unbiased + (UNIT_FLOOR * half_span) ** 2).astype(np.float32)
+
+
+def conformal_factor(scores: np.ndarray, coverage: float) -> float:
+    """The split-conformal quantile: the ⌈(n + 1)·c⌉-th smallest score (∞ if n is too small)."""
+    scores = np.sort(np.ravel(scores))
+    rank = math.ceil((len(scores) + 1) * coverage)
+    return float(scores[rank - 1]) if rank <= len(scores) else math.inf
+
+
+def block_split(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A boolean mask: True on a random half of the BLOCK² blocks of every plane (calibration),
+    False on the other half (held out)."""
+    planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    h, w = shape[-2:]
+    by, bx = -(-h // BLOCK), -(-w // BLOCK)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((planes, by * BLOCK, bx * BLOCK), dtype=bool)
+    for z in range(planes):
+        order = rng.permutation(by * bx)
+        chosen = np.zeros(by * bx, dtype=bool)
+        chosen[order[: (by * bx + 1) // 2]] = True
+        mask[z] = np.kron(chosen.reshape(by, bx), np.ones((BLOCK, BLOCK), dtype=bool))
+    return mask[:, :h, :w].reshape(shape)
+
+
+@dataclass
+class Calibration:
+    """λ per nominal coverage for one sampler setting, and what it achieved on held-out pixels."""
+
+    settings: dict  # sampler, params, mean_estimator (what the spread depends on) and n_samples
+    coverages: list[float]
+    factors: list[float]  # λ for each coverage
+    held_out_coverage: list[float]  # the fraction of held-out pixels inside, per coverage
+    held_out_width: list[float]  # mean interval width on held-out pixels, in the input's units
+    source: str  # where the pairs came from: "user pairs", "simulated: …"
+    n_pixels: int  # calibration pixels
+    spearman: float | None = None  # ρ(std, |error|) over all pixels, per-plane average
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d"))
+    package_version: str = __version__
+
+    def matches(self, settings: dict) -> bool:
+        # only the keys the width depends on: a stored calibration holds n_samples too, for the record
+        return all(recorded_value(self.settings, k) == recorded_value(settings, k) for k in calibration_keys(settings))
+
+    def factor(self, coverage: float) -> float:
+        """λ for ``coverage``, interpolated linearly between the calibrated levels."""
+        lo, hi = self.coverages[0], self.coverages[-1]
+        if not lo <= coverage <= hi:
+            raise ValueError(f"coverage must be between {lo} and {hi} for this calibration; got {coverage}")
+        return float(np.interp(coverage, self.coverages, self.factors))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def find_calibration(model, settings: dict) -> Calibration:
+    """The model's calibration for these settings, or a ValueError saying which ones exist."""
+    for entry in model.calibrations:
+        calibration = Calibration.from_dict(entry)
+        if calibration.matches(settings):
+            return calibration
+    def described(key: dict) -> str:
+        if recorded_value(key, "std_estimator") == "head":
+            return f"the std head (mean: {key.get('mean_estimator')})"
+        return f"sampler {key.get('sampler')!r} with {key.get('params')} (mean: {key.get('mean_estimator')})"
+
+    have = [described(c["settings"]) for c in model.calibrations]
+    raise ValueError(
+        f"model {model.name!r} has no calibration for {described(settings)}; "
+        + (f"it is calibrated for: {'; '.join(have)}. " if have else "it has none. ")
+        + "Use those settings, or calibrate(model, noisy, clean, ...) with these first")

@@ -1,0 +1,225 @@
+"""One plane through a model: its blocks sampled K times (or the heads' one pass over it), the bright
+pass over boxes around structure the plane's intensity map would clip, and the maps and intervals
+made from them (:func:`restore_plane`). Everything here depends on the plane alone.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..imaging.normalization import IntensityMap
+from ..imaging.tiling import make_tiles
+from ..io.maps import MAPS, MapContext, sample_maps
+from ..model.model import DiffusionModel
+from ..model.std_head import GAMMA, StdHeadAsEps
+from ..model.tiled_network import TiledEpsilon
+from ..sampling.consistency import DataConsistency
+from ..sampling.guidance import Guided, make_guide
+from ..sampling.noise import FieldNoise
+from ..sampling.sample_head import SampleHeadAsEps
+from .bright_pass import blend_into as _blend_into
+from .bright_pass import bright_boxes
+from .bright_pass import bright_map as _bright_map
+from .bright_pass import bright_weight as _bright_weight
+from .conformal import interval_unit
+from .plane_loop import PlaneResult
+from .run_settings import Settings
+
+
+@dataclass
+class _PlaneMaps:
+    maps: dict[str, np.ndarray]  # mean, the sample maps (core.io.maps) and, when sampled, interval_unit
+    samples: np.ndarray | None
+    evaluations: int
+
+
+def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings, number: int, dtype=np.float32,
+                  on_tile: Callable[[int, int], None] | None = None, origin: tuple[int, int] = (0, 0)):
+    """One plane (or one block of it, at ``origin``) through the sampler in one intensity map: yields
+    (step, n_steps), returns _PlaneMaps. ``number`` (the plane's number in its image) keys the noise,
+    with the seed and the global pixel position (core.sampling.noise)."""
+    dev = s.device
+    observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
+    cond = observed if model.kind == "paired" else None
+    eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels, on_tile, s.precision)
+    extra = {"observation": observed} if s.sampler.needs_observation else {}
+    # a PSF steers exactly one of the sampler and the guide (_psf_rule): one consistency, for that one
+    consistency = None if s.psf is None else DataConsistency(observed, s.psf)
+    if s.sampler.needs_psf:
+        extra["consistency"] = consistency
+    noise_fn = FieldNoise(s.seed, number, s.n_samples, dev, origin)
+    sampled_eps = eps_fn
+    if s.guidance is not None:
+        sampled_eps = Guided(eps_fn, make_guide(s.guidance, consistency, s.guidance_weight))
+    if s.n_samples == 0:  # the one-pass mean, and the std head's std when the run takes it; no samples
+        with torch.inference_mode():
+            mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
+            maps = _head_std_maps(model, s, eps_fn, observed, mean, imap) if s.std_estimator == "head" else {}
+        yield 1, 1
+        return _PlaneMaps({"mean": imap.to_input(mean.float().cpu().numpy(), dtype), **maps}, None, eps_fn.evaluations)
+    head_mean = None
+    if s.sampler.head is not None:  # it draws with a head, from noise fields, about the mean head's estimate
+        with torch.inference_mode():
+            head_mean = _head_mean(model, s, eps_fn, observed, plane.shape)
+        sampled_eps = TiledEpsilon(SampleHeadAsEps(getattr(model, s.sampler.head)),
+                                   torch.cat([observed, head_mean[None, None].to(observed.dtype)], dim=1), plane.shape,
+                                   s.tile, s.overlap, s.batch_pixels, on_tile, s.precision)
+    y_T = noise_fn((s.n_samples, 1) + plane.shape)
+    run = s.sampler.function(sampled_eps, model.schedule, y_T, noise_fn, clip=model.value_range, **s.params, **extra)
+    try:
+        while True:
+            step = next(run)
+            yield step.index + 1, step.n_steps
+    except StopIteration as stop:
+        samples = stop.value[:, 0]
+    if s.sampler.head is not None:
+        eps_fn.evaluations += sampled_eps.evaluations
+    with torch.inference_mode():
+        context = MapContext(imap, model.value_range, s)
+        maps = {spec.name: spec.compute(samples, context) for spec in sample_maps(s)}
+        if s.mean_estimator == "samples":
+            mean = samples.mean(dim=0)
+        elif s.mean_estimator == "head" and head_mean is not None:
+            mean = head_mean
+        else:
+            mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
+        if s.std_estimator == "head":
+            maps.update(_head_std_maps(model, s, eps_fn, observed, mean, imap))
+        else:
+            std = samples.std(dim=0, correction=0).float().cpu().numpy()
+            maps["std"] = imap.scale_to_input(std)
+            maps["interval_unit"] = interval_unit(std, s.n_samples, 1.0) * imap.half_span
+    maps["mean"] = imap.to_input(mean.float().cpu().numpy(), dtype)
+    kept = imap.to_input(samples.float().cpu().numpy(), dtype) if s.keep_samples else None
+    return _PlaneMaps(maps, kept, eps_fn.evaluations)
+
+
+class _HeadAsEps:
+    """The mean head in TiledEpsilon's clothes, so that it is tiled and blended like the sampler:
+    its 'ε' is the head's clean estimate of the condition, whatever y is."""
+
+    def __init__(self, model: DiffusionModel):
+        self.model, self.network = model, model.mean_network
+
+    def predict_eps(self, y, gammas, cond):
+        return self.model.predict_mean(cond)
+
+
+def _one_pass_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) -> torch.Tensor:
+    if s.mean_estimator == "x0":
+        return _posterior_mean(model, eps_fn, shape, s.device)
+    return _head_mean(model, s, eps_fn, observed, shape)
+
+
+def _head_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) -> torch.Tensor:
+    """The mean head's estimate over the plane, in model units; its evaluations count in eps_fn's."""
+    head = TiledEpsilon(_HeadAsEps(model), observed, shape, s.tile, s.overlap, s.batch_pixels,
+                       precision=s.precision)
+    estimate = head(torch.zeros((1, 1) + tuple(shape), device=s.device), 0.5)[0, 0]
+    eps_fn.evaluations += head.evaluations
+    return estimate.clamp(*model.value_range)
+
+
+def _head_std_maps(model: DiffusionModel, s: Settings, eps_fn, observed, mean: torch.Tensor, imap) -> dict:
+    """std and interval_unit from the std head, in one tiled pass over the plane: its inputs are the
+    noisy plane and the mean head's estimate of it (model units)."""
+    head = TiledEpsilon(StdHeadAsEps(model.std_network), observed, mean.shape, s.tile, s.overlap, s.batch_pixels,
+                       precision=s.precision)
+    log_variance = head(mean[None, None].to(observed.dtype), GAMMA)[0, 0]
+    eps_fn.evaluations += head.evaluations
+    std = torch.exp(0.5 * log_variance).float().cpu().numpy()
+    return {"std": imap.scale_to_input(std), "interval_unit": interval_unit(std, 1, 1.0) * imap.half_span}
+
+
+def _posterior_mean(model: DiffusionModel, eps_fn, shape, device) -> torch.Tensor:
+    """x̂₀ at the noisiest level with y_t = 0: the one-evaluation estimate of E[clean | noisy] that
+    TrainConfig.mean_fraction trains. From ε: x̂₀ = (0 − √(1−γ)·ε̂)/√γ."""
+    gamma = float(model.schedule.alphas_cumprod[-1])
+    eps = eps_fn(torch.zeros((1, 1) + tuple(shape), device=device), gamma)
+    return (-math.sqrt(1 - gamma) / math.sqrt(gamma) * eps[0, 0]).clamp(*model.value_range)
+
+
+def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number: int, position=(),
+                  dtype=np.float32, on_tile: Callable[[int, int, int], None] | None = None):
+    """One (Y, X) plane, whose ``number`` keys its noise: yields (steps done, total steps) after every
+    network step and returns a :class:`PlaneResult`. Everything in it depends on this plane alone, so
+    planes may run in any order and in any process. ``model`` must already be on ``s.device``
+    (:func:`device_model`); ``on_tile(steps_done, n_steps, tiles_done, n_tiles)`` is called after each tile."""
+    imap = IntensityMap.from_percentiles(plane, s.percentiles)
+    bright = _bright_map(plane, imap, model)
+    # blocks blend like tiles: weights ramp over each overlap and sum to one
+    blocks = make_tiles(plane.shape, s.block, s.block_overlap)
+    runs = [len(blocks)]  # sampler runs this plane takes: one per block, plus one per bright box found
+    steps_done, offset = [0], [0]
+    per_run = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 1
+    totals = [per_run * runs[0]]
+    tile_hook = None if on_tile is None else (
+        lambda done, n_tiles: on_tile(offset[0] + steps_done[0], totals[0], done, n_tiles))
+
+    def run(intensity_map, y0, x0, slices):
+        inner = _sample_plane(plane[slices], intensity_map, model, s, number, dtype, tile_hook, (y0, x0))
+        try:
+            while True:
+                steps_done[0], per_run = next(inner)
+                totals[0] = per_run * runs[0]
+                yield offset[0] + steps_done[0], totals[0]
+        except StopIteration as stop:
+            offset[0] += steps_done[0]
+            steps_done[0] = 0
+            return stop.value
+
+    took_bright = False
+    whole: dict[str, np.ndarray] = {}
+    kept, evaluations = None, 0
+    for block in blocks:
+        maps = yield from run(imap, block.y0, block.x0, block.slices)
+        weight = _bright_weight(maps.maps["mean"], imap, model) if bright is not None else None
+        boxes = bright_boxes(weight) if weight is not None and weight.any() else []
+        runs[0] += len(boxes)
+        for box in boxes:
+            y0, x0 = block.y0 + box[0].start, block.x0 + box[1].start
+            whole_box = (slice(y0, block.y0 + box[0].stop), slice(x0, block.x0 + box[1].stop))
+            maps = _blend_into(maps, box, (yield from run(bright, y0, x0, whole_box)), weight[box])
+        took_bright |= bool(boxes)
+        evaluations += maps.evaluations
+        if len(blocks) == 1:
+            whole, kept = dict(maps.maps), maps.samples
+            continue
+        for name, value in [*maps.maps.items(), ("samples", maps.samples)]:
+            if value is None:
+                continue
+            if name not in whole:
+                whole[name] = np.zeros(value.shape[:-2] + plane.shape, value.dtype)
+            whole[name][(...,) + block.slices] += value * block.weight
+        kept = whole.pop("samples", None) if block is blocks[-1] else None
+    mean, clamped = whole.pop("mean"), 0
+    unit = whole.pop("interval_unit", None)
+    non_negative = float(plane.min()) >= 0
+    if non_negative:  # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
+        clamped = int((mean < 0).sum())
+        mean = np.maximum(mean, 0)
+    out = {"mean": mean}
+    out.update({name: value.astype(MAPS[name].dtype_for(dtype), copy=False) for name, value in whole.items()})
+    if unit is not None:
+        out["interval_unit"] = unit
+    if s.coverage is not None:
+        half = s.calibration.factor(s.coverage) * unit
+        out["lower"], out["upper"] = mean - half, mean + half
+        if non_negative:
+            out["lower"] = np.maximum(out["lower"], 0)
+    return PlaneResult(tuple(position), out, kept, evaluations, took_bright, clamped)
+
+
+def device_model(model: DiffusionModel, device: torch.device) -> DiffusionModel:
+    """The model on ``device`` in channels-last, without touching the caller's network."""
+    def moved(net):
+        return None if net is None else copy.deepcopy(net).to(device).eval().to(memory_format=torch.channels_last)
+
+    return dataclasses.replace(model, network=moved(model.network), mean_network=moved(model.mean_network),
+                               std_network=moved(model.std_network), sample_network=moved(model.sample_network))

@@ -1,0 +1,164 @@
+"""What a restoration will cost on this machine, said before it runs (issue #21: times measured on
+the user's machine, not constants written for another one).
+
+The work is derived from the code that does it (the blocks and tiles a plane is cut into, the
+sampler's network evaluations, the one-pass mean; core.calibration.recalibration_cost adds the crops a
+self-calibration restores); only the cost of a network call per pixel is measured, once per model,
+device and tile. A plane whose bright structure needs the second pass (docs/method.md, "The whole
+dynamic range") costs more, by the share of the plane its boxes cover: counted when a plane of the
+image is given (:func:`bright_share`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..imaging.normalization import IntensityMap
+from ..imaging.tiling import TILE_STRETCH, tile_grid
+from ..model.model import DiffusionModel
+from .bright_pass import bright_boxes, bright_map, bright_weight
+from .plane_runs import network_passes
+from .plane_sampling import device_model
+from .restore import Settings, make_settings
+
+_SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """One restoration's work and its time here."""
+
+    pixels: int  # pixels restored (the tiles' overlaps not counted)
+    n_samples: int
+    evaluations: int  # network evaluations per sample (the sampler's steps)
+    seconds: float  # the estimate on this machine
+
+    def describe(self) -> str:
+        work = f"{self.pixels:,} px × {self.n_samples} samples × {self.evaluations} steps" if self.n_samples \
+            else f"{self.pixels:,} px, one pass"
+        return f"{work}, about {duration(self.seconds)} here"
+
+    def __add__(self, other: RunCost) -> RunCost:
+        return RunCost(self.pixels + other.pixels, self.n_samples, self.evaluations, self.seconds + other.seconds)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _rate_key(model: DiffusionModel, settings: Settings, network: str) -> tuple:
+    return model.sha256 or model.name, network, str(settings.device), settings.tile, settings.precision
+
+
+def is_timed(model: DiffusionModel, **settings) -> bool:
+    """Whether this model's calls are already timed for these settings: an estimate then costs nothing."""
+    s = make_settings(model, **settings)
+    return all(_rate_key(model, s, network) in _SECONDS_PER_PIXEL for network, _ in _calls(model, s)[1])
+
+
+def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = "network", calls: int = 3,
+                      warm_up: int = 2) -> float:
+    """Timed once per model, network (the diffusion network or one of its heads, a DiffusionModel
+    attribute), device and tile: calls on a tile of the size the restoration uses, batched as it
+    batches them, after ``warm_up`` calls that pay for allocations and kernel choice (with one, the
+    estimate came out 2–3.5× above the measured run in bench speed); the median of ``calls``, as one
+    alone swings with whatever else the machine runs."""
+    side = settings.tile
+    key = _rate_key(model, settings, network)
+    if key not in _SECONDS_PER_PIXEL:
+        net = getattr(device_model(model, settings.device), network)
+        batch = max(1, min(max(settings.n_samples, 1), settings.batch_pixels // (side * side)))
+
+        def plane(channels):
+            return torch.zeros(batch, channels, side, side, device=settings.device).contiguous(
+                memory_format=torch.channels_last)
+
+        y, cond = plane(1), plane(net.config.cond_channels) if net.config.cond_channels else None
+        gamma = torch.full((batch,), 0.5, device=settings.device)
+        seconds = []
+        bfloat16 = torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16")
+        with torch.inference_mode(), bfloat16:
+            for _ in range(warm_up):
+                net(y, gamma, cond)
+            for _ in range(calls):
+                _synchronize(settings.device)
+                start = time.perf_counter()
+                net(y, gamma, cond)
+                _synchronize(settings.device)
+                seconds.append(time.perf_counter() - start)
+        _SECONDS_PER_PIXEL[key] = float(np.median(seconds)) / (batch * side * side)
+    return _SECONDS_PER_PIXEL[key]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _tiled_pixels(model: DiffusionModel, shape: tuple[int, int], settings: Settings) -> int:
+    """Pixels one network step runs over for a plane of ``shape``: its blocks, cut into tiles padded
+    to the network's size multiple (overlaps are paid for twice). Counted from the tiling's layout
+    (tiling.tile_grid), not from the tiles themselves: building their blend weights would cost the
+    GUI thread, which asks for this on every change of the form, a plane-sized array per block."""
+    multiple = model.network.config.size_multiple
+    block_ys, block_xs, block_height, block_width = tile_grid(shape, settings.block, settings.block_overlap)
+    # all blocks have one size, and so all their tiles
+    ys, xs, height, width = tile_grid((block_height, block_width), settings.tile, settings.overlap, TILE_STRETCH,
+                                      multiple)
+    padded = -(-height // multiple) * multiple * -(-width // multiple) * multiple
+    return len(block_ys) * len(block_xs) * len(ys) * len(xs) * padded
+
+
+def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], sample_plane: np.ndarray | None = None,
+                     **settings) -> RunCost:
+    """The cost of ``denoise(image of shape, model, **settings)``: every (Y, X) plane through the
+    sampler (K samples × its evaluations per tiled pixel) plus the one-pass mean when the run makes
+    one; with ``sample_plane`` (a plane of the image), the bright pass's boxes on it counted for every
+    plane. Raises what :func:`restore.make_settings` raises for settings it refuses."""
+    s = make_settings(model, **settings)
+    again = 0.0 if sample_plane is None else bright_share(model, np.asarray(sample_plane), s)
+    return planes_cost(model, s, tuple(shape[-2:]), int(np.prod(shape[:-2], dtype=np.int64)), again)
+
+
+def planes_cost(model: DiffusionModel, s: Settings, plane_shape: tuple[int, int], n_planes: int,
+                bright_again: float = 0.0) -> RunCost:
+    """The cost of restoring ``n_planes`` planes of ``plane_shape`` with the made settings ``s``,
+    ``bright_again`` of each plane restored a second time by the bright pass."""
+    tiled = _tiled_pixels(model, plane_shape, s)
+    evaluations, calls = _calls(model, s)
+    seconds = n_planes * tiled * (1 + bright_again) * _seconds_per_tiled_pixel(model, s, calls)
+    return RunCost(n_planes * int(np.prod(plane_shape)), s.n_samples, evaluations, seconds)
+
+
+def bright_share(model: DiffusionModel, plane: np.ndarray, settings: Settings) -> float:
+    """The share of ``plane`` the bright pass restores a second time (core.run.bright_pass): its boxes'
+    area over the plane's. The pass follows the first estimate's mean, which does not exist before
+    the run: the plane smoothed by 1 px (the noise averaged down, as the mean has it) stands in."""
+    plane = np.asarray(plane, dtype=np.float32)
+    imap = IntensityMap.from_percentiles(plane, settings.percentiles)
+    if bright_map(plane, imap, model) is None:
+        return 0.0
+    weight = bright_weight(ndimage.gaussian_filter(plane, 1.0), imap, model)
+    boxes = bright_boxes(weight) if weight.any() else []
+    return sum((box[0].stop - box[0].start) * (box[1].stop - box[1].start) for box in boxes) / plane.size
+
+
+def _calls(model: DiffusionModel, s: Settings) -> tuple[int, list[tuple[str, int]]]:
+    """(the sampler's evaluations per sample, [(network, its calls per tiled pixel)]): each network's
+    passes (plane_runs.network_passes), K of them per pass of the one the sampler steps; each network
+    is timed on its own, as the heads are smaller."""
+    evaluations = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0
+    calls = network_passes(model, s)
+    if evaluations:  # each of the sampler's passes runs K samples
+        calls[s.sampler.head or "network"] += evaluations * (s.n_samples - 1)
+    return evaluations, list(calls.items())
+
+
+def _seconds_per_tiled_pixel(model: DiffusionModel, s: Settings, calls: list[tuple[str, int]]) -> float:
+    return sum(n * seconds_per_pixel(model, s, network) for network, n in calls)

@@ -1,0 +1,2 @@
+"""Fitting models: training and fine-tuning on a user's images, adaptation to noisy images alone,
+their training data and several devices."""

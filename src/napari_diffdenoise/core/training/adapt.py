@@ -1,0 +1,294 @@
+"""Adapt a model to a user's own data from noisy images alone: no clean image needed.
+
+The method, and why:
+1. **The camera's noise model from the image itself** (Foi et al. 2008, "Practical
+   Poissonian-Gaussian noise modeling and fitting for single-image raw-data"): var(y) = a·E[y] + b,
+   fitted to the local means and noise variances of the image's flattest blocks
+   (:func:`~.camera_noise.estimate_noise`). It says how much noise each pixel carries, in the image's own units.
+2. **Recorrupted-to-Recorrupted** (Pang et al. 2021): from one noisy image y and fresh noise z,
+   y_in = y + α·σ·z and y_target = y − σ·z/α are a Noise2Noise pair whose noises are independent,
+   so the MSE trains a network towards E[clean | y_in] without ever seeing a clean image; σ² is
+   the fitted variance at each pixel's (smoothed) level. The model's **mean head** (the one-step
+   network behind the [mean] layer) is fine-tuned this way, starting from its bundled weights.
+3. **No confirmation bias**: targets are the user's own noisy pixels, never the model's outputs.
+4. **Stopping and keeping without ground truth, and without the fitted noise**: the recorrupted
+   loss cannot judge the result — built from the same fitted noise, it rewards passing noise
+   through wherever the fitted variance is too low (the two recorrupted noises are then positively
+   correlated): on real 8-bit widefield frames it fell the whole way while the restoration lost
+   2–7 dB. Held-out data, never trained on, is scored by a criterion with no fitted noise in it:
+   where the planes are repeated views of one field (a time-lapse), frames are held out whole and
+   frame t's restoration is scored by its MSE to the mean of frames t−1 and t+1 (their noise is
+   independent of t's, so E|f(y_t) − ȳ|² = E|f(y_t) − x|² + var(noise)/2 + motion, and only the
+   first term depends on f, up to a cross term with the motion that the mean of the two
+   neighbours keeps small); on single images, windows of a validation strip of every
+   plane are sub-sampled into neighbouring pixels of each 2×2 cell (Neighbor2Neighbor, Huang et
+   al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
+   (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the
+   other is not (:func:`iter_adapt`), so both must agree. Half the patches pick the step; the
+   other half decide: the adapted head is kept only when it is better there by two standard
+   errors, and the bundled head is returned otherwise — with what was kept and the figures in the
+   result, the provenance and the last progress message.
+
+The diffusion network that draws the samples is left as it is: its targets would have to be clean
+images, and recorrupted targets would teach it to draw noise. Its spread is re-calibrated instead
+(``recalibrate=True``): against the adapted model's real error on the same image, read off the
+residuals of recorrupted pairs of it (core.calibration.self_calibration; the calibration's source says so).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Generator
+
+import numpy as np
+import torch
+
+from .._version import __version__
+from ..calibration.calibration import iter_calibrate
+from ..imaging.camera_noise import CameraNoise
+from ..imaging.normalization import IntensityMap
+from ..io.checkpoint import load_model
+from ..model.devices import resolve_device
+from ..model.model import DiffusionModel
+from ..run.driving import drive
+from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
+from .adapt_criteria import KEEP_MARGIN_SE, compare_heads, criterion_patches, criterion_scores, held_out_frames
+from .adapt_spec import MINUTES, AdaptProgress, AdaptResult, check_adapt
+from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
+from .recorrupted_pairs import recorrupted_batch, recorrupted_validation
+
+
+def iter_adapt(
+    model: DiffusionModel,
+    noisy,
+    *,
+    minutes: float | None = MINUTES.default,
+    steps: int | None = None,
+    seed: int = 0,
+    alpha: float = 0.5,
+    patch_size: int = PATCH_SIZE.default,
+    batch_size: int = BATCH_SIZE.default,
+    learning_rate: float = 5e-5,
+    val_fraction: float = VAL_FRACTION.default,
+    validate_every: int = 25,
+    device: str = "auto",
+    snapshots: tuple[float, ...] = (),
+    time_series: bool | None = None,
+    noise: CameraNoise | None = None,
+) -> Generator[AdaptProgress, None, AdaptResult]:
+    """The generator behind :func:`adapt`: yields after every step, returns an :class:`AdaptResult`.
+    ``snapshots``: seconds at which the best head so far is also kept (AdaptResult.snapshots), so
+    that one long run shows what shorter budgets would have given (the learning rate is constant).
+
+    **Keep or drop.** The recorrupted loss cannot judge the adapted head: it is built from the same
+    fitted noise, and where that variance is too low the two recorrupted noises are positively
+    correlated and the loss rewards passing noise through (it fell all the way while a real frame
+    lost 7 dB). Held-out patches are judged by a criterion with no fitted noise in it, half of them
+    to pick the step (``val_loss``), the other half to decide:
+
+    - ``series``, where the planes are repeated views (``time_series``; see :func:`~.adapt_criteria.series_pairs`):
+      every sixth triplet of consecutive frames (t−1, t, t+1) is held out of training whole, and
+      windows of it are scored by the MSE of the head's restoration of frame t to the mean of
+      frames t−1 and t+1 (of a two-frame series: to frame t+1, on validation strips, with no
+      frame left to hold out whole). Their noise is independent of
+      frame t's, so E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/2 + E|x_t − x̄|² + a cross term:
+      only the first term and the cross term depend on the head, and the mean of the neighbours
+      cancels steady motion to first order (x̄ − x_t is then second order), which leaves the cross
+      term small. It ranks two heads as their true error would, over the whole field of view (top
+      halves pick, bottom halves decide). (With frame t+1 alone as the target, the 8-bit
+      time-lapse, whose nuclei move a few pixels a frame, scored restorations mostly by motion);
+    - on single images, windows of the validation strips judged two ways, each biased in its own
+      direction, and both must agree: ``neighbours`` (:func:`~.adapt_criteria.neighbour_pairs`: sub-sampled into
+      half-size images of neighbouring pixels, the MSE of the head's restoration of one to its
+      neighbour — the head sees structure at half its size) and ``blind-spot``
+      (:func:`~.adapt_criteria.blind_spot`: the MSE at masked pixels to their noisy values — the head sees masked
+      inputs). On the DSB image the blind-spot MSE preferred a head 0.18 dB worse than the
+      bundled one and the neighbour MSE did not; on the tests' small blobs the neighbour MSE
+      preferred a head that passed noise through and the blind-spot MSE did not.
+
+    The step picked is the one where the largest relative change of any criterion on the picking
+    patches is lowest (step 0, the bundled head, scores 0). The adapted head is kept only when
+    every criterion on the deciding patches is below the bundled head's by KEEP_MARGIN_SE
+    standard errors of the paired per-patch difference; otherwise the bundled head is returned.
+    AdaptResult.kept / .decision / .message and the provenance say which
+    and give the figures. ``noise``: a camera model to use instead of fitting one (for tests)."""
+    planes, splits, fitted = check_adapt(model, noisy, minutes=minutes, steps=steps, alpha=alpha,
+                                         patch_size=patch_size, val_fraction=val_fraction)
+    noise = fitted if noise is None else noise
+    held, held_frames, training, strips_only, triplets = held_out_frames(noisy, planes, time_series, patch_size)
+    maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
+    sigmas = [noise.sigma_at(p) for p in planes]
+    dev = resolve_device(device)
+    adapted = copy.deepcopy(model)
+    head = adapted.mean_network.to(dev).train()
+    opt = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=1e-4)
+
+    val_in, val_target = recorrupted_validation(planes, sigmas, maps, splits, training, patch_size, alpha,
+                                                max(16, 8 * batch_size), val_fraction,
+                                                np.random.default_rng([seed, 10**6]))
+
+    def val_loss():
+        if not val_in:
+            return None
+        head.eval()
+        with torch.inference_mode():
+            x = torch.from_numpy(np.stack(val_in)[:, None].astype(np.float32)).to(dev)
+            t = torch.from_numpy(np.stack(val_target)[:, None].astype(np.float32)).to(dev)
+            loss = float(torch.mean((adapted.predict_mean(x) - t) ** 2))
+        head.train()
+        return loss
+
+    patches = criterion_patches(planes, splits, maps, held, strips_only, patch_size,
+                                model.mean_network.config.size_multiple,
+                                max(32, 8 * batch_size) if (val_fraction > 0 or held) else 0,
+                                np.random.default_rng([seed, 2 * 10**6]))
+    criteria = list(patches)
+    checked = bool(patches[criteria[0]][0])
+
+    def scores(net, which=slice(None)) -> dict:
+        return criterion_scores(adapted, net, patches, dev, which)
+
+    select, decide = slice(0, None, 2), slice(1, None, 2)
+    bundled_head = copy.deepcopy(model.mean_network).to(dev)
+    bundled = scores(bundled_head) if checked else {}
+
+    def selection_loss():
+        """(the first criterion's mean, the largest relative change of any criterion against the
+        bundled head: below 0 only where every criterion is better) on the picking patches."""
+        if not checked:
+            return None, None
+        now = scores(head, select)
+        change = max(float(np.mean(now[c]) / np.mean(bundled[c][select]) - 1) for c in criteria)
+        return float(np.mean(now[criteria[0]])), change
+
+    torch.manual_seed(seed)
+    history, t0, step = [], time.perf_counter(), 0
+    best = (0.0 if checked else None, 0, copy.deepcopy(head.state_dict()))
+    last_val = float(np.mean(bundled[criteria[0]][select])) if checked else None
+    history.append({"step": 0, "val_loss": last_val, "criterion_change": best[0], "r2r_val_loss": val_loss(),
+                    "seconds": 0.0})
+    pending, taken = sorted(snapshots), {}
+    while True:
+        elapsed = time.perf_counter() - t0
+        while pending and elapsed >= pending[0]:
+            taken[pending.pop(0)] = (best[1], copy.deepcopy(best[2]))
+        if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
+            break
+        x, t = recorrupted_batch(planes, sigmas, maps, splits, training, patch_size, alpha, batch_size,
+                                 np.random.default_rng([seed, step]), dev)
+        loss = torch.mean((adapted.predict_mean(x) - t) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        opt.step()
+        step += 1
+        record = {"step": step, "train_loss": float(loss.detach()), "seconds": round(time.perf_counter() - t0, 2)}
+        if step % validate_every == 0:
+            last_val, change = selection_loss()
+            record.update(val_loss=last_val, criterion_change=change, r2r_val_loss=val_loss())
+            if change is not None and change < best[0]:
+                best = (change, step, copy.deepcopy(head.state_dict()))
+        history.append(record)
+        yield AdaptProgress(step, steps, record["train_loss"], last_val, record["seconds"])
+    final = selection_loss()[1]
+    last_scores = scores(head, decide) if checked else {}  # the last step's head, whatever was picked
+    if final is not None and final < best[0]:
+        best = (final, step, copy.deepcopy(head.state_dict()))
+    if checked:
+        head.load_state_dict(best[2])  # the weights where every criterion improved most
+    head.eval()
+    kept = "adapted"
+    decision = {"criterion": "+".join(criteria), "patches": len(patches[criteria[0]][0][decide])}
+    if held:
+        decision["held_out_frames"] = [] if strips_only else sorted(held_frames)
+    if checked:
+        figures, parts = compare_heads(scores(head, decide), {c: bundled[c][decide] for c in criteria}, last_scores,
+                                       bool(triplets))
+        better = all(f["difference"] + KEEP_MARGIN_SE * f["standard_error"] < 0 for f in figures.values())
+        kept = "adapted" if best[1] > 0 and better else "bundled"
+        decision.update(figures[criteria[0]], criteria=figures, margin_se=KEEP_MARGIN_SE, steps=step,
+                        best_step=best[1])
+        message = (f"kept the {kept} head (adapted: step {best[1]} of {step}); on {decision['patches']} held-out "
+                   f"patches, bundled → adapted: {'; '.join(parts)}. The adapted head is kept only when every "
+                   f"criterion is lower by {KEEP_MARGIN_SE:g} standard errors")
+    else:
+        message = "kept the adapted head unchecked (no validation strip: val_fraction = 0)"
+    decision["message"] = message
+    rejected = None
+    if kept == "bundled":
+        rejected = copy.deepcopy(adapted)
+        rejected.mean_network = copy.deepcopy(head).cpu()
+        rejected.calibrations, rejected.sha256 = [], ""
+        head.load_state_dict(bundled_head.state_dict())
+    adapted.mean_network = head.cpu()
+    if kept == "adapted":
+        adapted.calibrations = []  # the spread around a new mean needs a new calibration
+    adapted.sha256 = ""
+    adapted.provenance = {
+        **{k: v for k, v in model.provenance.items() if k != "history"},
+        "adapted": {"method": "mean head fine-tuned by Recorrupted-to-Recorrupted (Pang et al. 2021) with a "
+                              "Poisson-Gaussian noise model fitted to the images (Foi et al. 2008)",
+                    "noise_model": dataclasses.asdict(noise), "alpha": alpha, "steps": step,
+                    "best_step": best[1] if kept == "adapted" else 0,  # the returned head's step
+                    "seed": seed, "images": [list(p.shape) for p in planes], "parent": model.name,
+                    "parent_sha256": model.sha256 or None, "package_version": __version__,
+                    "kept": kept, "decision": decision},
+    }
+    yield AdaptProgress(step, steps, history[-1].get("train_loss", float("nan")), last_val,
+                        round(time.perf_counter() - t0, 2), message)
+    if rejected is not None:
+        rejected.provenance = copy.deepcopy(adapted.provenance)
+    returned_step = best[1] if kept == "adapted" else 0
+    return AdaptResult(adapted, noise, history, returned_step, taken, kept, decision, message, rejected)
+
+
+def adapt(
+    model: DiffusionModel | str,
+    noisy,
+    *,
+    minutes: float | None = MINUTES.default,
+    steps: int | None = None,
+    seed: int = 0,
+    recalibrate: bool = True,
+    progress: Callable[[AdaptProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **options,
+) -> DiffusionModel:
+    """A copy of ``model`` adapted to ``noisy`` (a 2D plane, a 3D stack or a list of them) in
+    ``minutes`` of training (or exactly ``steps`` steps, which makes it deterministic under
+    ``seed``), from the noisy images alone. See the module docstring for the method.
+
+    The adapted mean head is kept only when a held-out criterion with no fitted noise in it shows
+    it better than the bundled one; otherwise the returned copy carries the bundled head (and its
+    calibrations). ``provenance["adapted"]["kept"]`` ("adapted" or "bundled") and ``["decision"]``
+    say which and why; ``progress`` gets the message with the last report.
+
+    ``recalibrate``: calibrate the adapted model's intervals for the default settings on ``noisy``
+    itself (:func:`iter_recalibrate`). ``options`` go to
+    :func:`iter_adapt` (alpha, patch_size, batch_size, learning_rate, val_fraction, device,
+    time_series).
+    Raises :class:`~.restore.Cancelled` when ``cancel()`` returned True.
+    """
+    if isinstance(model, str):
+        model = load_model(model)
+    result, cancelled = drive(iter_adapt(model, noisy, minutes=minutes, steps=steps, seed=seed, **options),
+                              progress, cancel)
+    if cancelled:
+        raise Cancelled("adaptation was cancelled")
+    adapted = result.model
+    if recalibrate:  # a calibration restores a budget of the image: it can take minutes, and stops like the rest
+        adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed), cancel=cancel)
+        if cancelled:
+            raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
+    return adapted
+
+
+def iter_recalibrate(model: DiffusionModel, noisy, seed: int = 0):
+    """Calibrate ``model``'s default settings on ``noisy`` alone, against its real error there: the
+    residuals of recorrupted pairs of ``noisy`` (calibration's ``without_truth="residuals"``,
+    core.calibration.self_calibration, which fits the camera noise to ``noisy`` itself). A generator yielding the
+    restoration's progress; returns the calibrated model."""
+    run = yield from iter_calibrate(model, noisy, None, without_truth="residuals", split_seed=seed, seed=seed,
+                                    **calibration_settings(model, DEFAULT_SAMPLER_SETTINGS))
+    return run.model

@@ -1,0 +1,175 @@
+"""Adaptation's keep-or-drop criteria (core.training.adapt), with no fitted noise in them: frames of a
+series held out whole and scored against their neighbours in time; on single images, validation strips
+sub-sampled into neighbouring pixels and scored with blind spots; each head's per-patch score on them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..model.model import DiffusionModel
+
+# the σ of the Gaussian that smooths planes before a series' are compared, and before an image's
+# structure is measured (adapt_spec.MIN_STRUCTURE)
+SMOOTHING = 2.0
+# keep the adapted head only when its criterion is below the bundled head's by this many standard
+# errors of the paired per-patch difference (on patches used neither for training nor for picking the step)
+KEEP_MARGIN_SE = 2.0
+SERIES_MIN_CORRELATION = 0.8  # consecutive planes this alike (smoothed) are taken as repeated views
+
+
+def series_pairs(noisy, time_series: bool | None) -> list[tuple[int, int]]:
+    """(t, t+1) plane indices of consecutive planes of one stack, where they are repeated noisy views
+    of one field: ``time_series`` True, or None and every consecutive pair of smoothed planes
+    correlates ≥ SERIES_MIN_CORRELATION (a time-lapse of a slow sample, a repeated acquisition;
+    a z-stack with fine steps passes too, and then its structure's change adds to the criterion
+    alike for both heads, up to a cross term). Empty for single planes and when False."""
+    if time_series is False:
+        return []
+    items = [noisy] if isinstance(noisy, np.ndarray) or not isinstance(noisy, (list, tuple)) else list(noisy)
+    pairs, start = [], 0
+    for item in items:
+        array = np.asarray(item)
+        n = int(np.prod(array.shape[:-2])) if array.ndim >= 3 else 1
+        if array.ndim == 3 and n >= 2:
+            if time_series is None:
+                smooth = [ndimage.gaussian_filter(np.asarray(p, dtype=np.float64), SMOOTHING) for p in array]
+                alike = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(smooth[:-1], smooth[1:])]
+                if not np.all(np.nan_to_num(alike) >= SERIES_MIN_CORRELATION):
+                    start += n
+                    continue
+            pairs += [(start + t, start + t + 1) for t in range(n - 1)]
+        start += n
+    return pairs
+
+
+def neighbour_pairs(u: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, targets, masks), each (4, h, w): the image's 2×2 cells sub-sampled into four
+    half-size images — top-left, top-right, bottom-right, bottom-left pixel of every cell — paired
+    with a horizontal and a vertical neighbour, both ways round (Neighbor2Neighbor, Huang et al.
+    2021). Two sub-images are noisy views of nearly the same half-size field with independent noise
+    (pixel-independent noise assumed), so E|f(g₁) − g₂|² = E|f(g₁) − x₁|² + var(noise) +
+    E|x₁ − x₂|² + a cross term, as for two frames of a series one pixel apart; the head sees the image's own
+    noise, unmasked and unchanged. Sides are padded (reflected) to ``multiple``; masks are False
+    there."""
+    h, w = u.shape[0] // 2, u.shape[1] // 2
+    cells = u[: 2 * h, : 2 * w].reshape(h, 2, w, 2)
+    g = [cells[:, 0, :, 0], cells[:, 0, :, 1], cells[:, 1, :, 1], cells[:, 1, :, 0]]
+    order = [(0, 1), (1, 0), (0, 3), (3, 0)]  # horizontal neighbours both ways, vertical both ways
+    ph, pw = -h % multiple, -w % multiple
+    inputs = np.stack([np.pad(g[a], ((0, ph), (0, pw)), mode="reflect") for a, _ in order]).astype(np.float32)
+    targets = np.stack([np.pad(g[b], ((0, ph), (0, pw)), mode="reflect") for _, b in order]).astype(np.float32)
+    masks = np.zeros(inputs.shape, dtype=bool)
+    masks[:, :h, :w] = True
+    return inputs, targets, masks
+
+
+def blind_spot(u: np.ndarray, rng, stride: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(input with a grid of pixels replaced by the mean of their 4 neighbours, the grid's mask): the
+    head's output at a masked pixel does not see that pixel's noise (Noise2Self, Batson & Royer
+    2019), so E[(f(u_masked) − u)²] there = E[(f_J − clean)²] + var(noise), with no noise model."""
+    mask = np.zeros(u.shape, dtype=bool)
+    oy, ox = rng.integers(stride, size=2)
+    mask[oy::stride, ox::stride] = True
+    padded = np.pad(u, 1, mode="reflect")
+    neighbours = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) / 4
+    return np.where(mask, neighbours, u).astype(np.float32), mask
+
+
+def held_out_frames(noisy, planes: list[np.ndarray], time_series: bool | None, patch_size: int):
+    """(held, held_frames, training, strips_only, triplets) of a series: frames t−1, t, t+1 (every sixth
+    such triplet; t, t+1 of a two-frame series) are held out whole — the criterion sees the whole field
+    of view, not a strip of it — and training draws from the other frames. held: (t, the frames whose
+    mean is frame t's target). With too few frames to hold any out whole, their validation strips
+    instead (strips_only); without a series, nothing is held."""
+    pairs = [(a, b) for a, b in series_pairs(noisy, time_series)
+             if planes[a].shape == planes[b].shape and min(planes[a].shape) >= 2 * patch_size]
+    triplets = [(a, b, c) for (a, b), (b2, c) in zip(pairs[:-1], pairs[1:]) if b == b2]
+    if triplets:
+        held = [(b, (a, c)) for k, (a, b, c) in enumerate(triplets) if k % 6 == 1] or \
+            [(b, (a, c)) for a, b, c in triplets[-1:]]
+    else:
+        held = [(a, (b,)) for a, b in pairs[-1:]]
+    held_frames = {i for t, others in held for i in (t, *others)}
+    training = [i for i in range(len(planes)) if i not in held_frames]
+    strips_only = not training
+    if strips_only:
+        training = list(range(len(planes)))
+    return held, held_frames, training, strips_only, triplets
+
+
+def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size: int, multiple: int, count: int,
+                      rng) -> dict:
+    """{criterion: (inputs, targets, masks)}, per patch each (n, h, w), model units; the patches
+    alternately pick the step and decide. On a series ("series"), windows of the held-out frames, the
+    picking ones from the top half of each frame and the deciding ones from the bottom half; on single
+    images, windows of the validation strips, judged two ways ("neighbours", "blind-spot")."""
+    patches = {c: ([], [], []) for c in (["series"] if held else ["neighbours", "blind-spot"])}
+    for k in range(count):
+        if held:
+            i, others = held[(k // 2) % len(held)]
+            rows = slice(0, planes[i].shape[0] // 2) if k % 2 == 0 else slice(planes[i].shape[0] // 2, None)
+            part = splits[i].val_part if strips_only else (lambda a: a[rows])
+            p, q = part(planes[i]), np.mean([part(planes[o]) for o in others], axis=0)
+        else:
+            i = int(rng.integers(len(planes)))
+            p = q = splits[i].val_part(planes[i])
+        y0 = rng.integers(0, p.shape[0] - patch_size + 1)
+        x0 = rng.integers(0, p.shape[1] - patch_size + 1)
+        win = (slice(y0, y0 + patch_size), slice(x0, x0 + patch_size))
+        u, target = maps[i].to_model(p[win]), maps[i].to_model(q[win])  # plane i's map for both
+        items = {}
+        if held:
+            items["series"] = (u[None], target[None], np.ones((1,) + u.shape, dtype=bool))
+        else:
+            items["neighbours"] = neighbour_pairs(u, multiple)
+            masked, mask = blind_spot(u, rng)
+            items["blind-spot"] = (masked[None], u[None], mask[None])
+        for c, item in items.items():
+            for store, value in zip(patches[c], item):
+                store.append(value)
+    return patches
+
+
+def criterion_scores(model: DiffusionModel, net, patches: dict, device, which=slice(None)) -> dict:
+    """Each criterion of head ``net``, as ``model``'s mean head, on the patches ``which`` (per patch,
+    model units)."""
+    was_training, previous = net.training, model.mean_network
+    net.eval()
+    model.mean_network = net
+    result = {}
+    for c, (inputs, targets, masks) in patches.items():
+        flat, out = np.concatenate(inputs[which]), []
+        with torch.inference_mode():
+            for k in range(0, len(flat), 16):
+                x = torch.from_numpy(flat[k:k + 16])[:, None].to(device)
+                out.append(model.predict_mean(x)[:, 0].cpu().numpy())
+        out, per_patch, start = np.concatenate(out), [], 0
+        for t, m in zip(targets[which], masks[which]):
+            per_patch.append(np.mean((out[start:start + len(t)] - t)[m] ** 2))
+            start += len(t)
+        result[c] = np.array(per_patch)
+    model.mean_network = previous
+    net.train(was_training)
+    return result
+
+
+def compare_heads(adapted: dict, bundled: dict, last_step: dict, triplets: bool) -> tuple[dict, list[str]]:
+    """The adapted head against the bundled one on the deciding patches (each a criterion's per-patch
+    scores; ``last_step``: the last step's head's): {criterion: its figures}, and a line each saying
+    them. ``triplets``: a series' frames t are compared with the mean of t−1 and t+1, not with t+1."""
+    what = {"series": "MSE of the restoration of frame t to the mean of frames t−1 and t+1" if triplets else
+                      "MSE of the restoration of frame t to frame t+1",
+            "neighbours": "MSE of the restoration of sub-sampled pixels to their neighbours",
+            "blind-spot": "blind-spot MSE of masked pixels to their noisy values"}
+    figures, parts = {}, []
+    for c in adapted:
+        diff = adapted[c] - bundled[c]
+        se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+        base = float(np.mean(bundled[c]))
+        figures[c] = dict(bundled=base, adapted=float(np.mean(adapted[c])), difference=float(np.mean(diff)),
+                          standard_error=se, last_step=float(np.mean(last_step[c])))
+        parts.append(f"{what[c]} {base:.5g} → {np.mean(adapted[c]):.5g} ({100 * np.mean(diff) / base:+.2f} % "
+                     f"± {100 * se / base:.2f} %)")
+    return figures, parts

@@ -1,0 +1,53 @@
+"""Recorrupted-to-Recorrupted pairs (Pang et al. 2021) of a user's noisy planes, which adaptation
+(core.training.adapt) fine-tunes the mean head on: y + α·σ·z as input, y − σ·z/α as target, with σ the
+fitted camera noise at each pixel."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .pairs import augment
+
+
+def recorrupt(y: np.ndarray, sigma: np.ndarray, alpha: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    z = rng.standard_normal(y.shape)
+    return y + alpha * sigma * z, y - sigma * z / alpha
+
+
+def _crop(plane: np.ndarray, sigma: np.ndarray, patch_size: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    y0 = rng.integers(0, plane.shape[0] - patch_size + 1)
+    x0 = rng.integers(0, plane.shape[1] - patch_size + 1)
+    win = (slice(y0, y0 + patch_size), slice(x0, x0 + patch_size))
+    return plane[win], sigma[win]
+
+
+def recorrupted_validation(planes, sigmas, maps, splits, training: list[int], patch_size: int, alpha: float,
+                           count: int, val_fraction: float, rng) -> tuple[list, list]:
+    """A fixed validation batch (inputs, targets), model units: strips no training patch touches,
+    recorrupted once with fixed noise."""
+    val_in, val_target = [], []
+    for _ in range(count):  # many patches: the targets' own noise dominates the loss
+        i = training[int(rng.integers(len(training)))]
+        if val_fraction <= 0:
+            break
+        y, s = _crop(splits[i].val_part(planes[i]), splits[i].val_part(sigmas[i]), patch_size, rng)
+        a, b = recorrupt(y, s, alpha, rng)
+        val_in.append(maps[i].to_model(a))
+        val_target.append(maps[i].to_model(b))
+    return val_in, val_target
+
+
+def recorrupted_batch(planes, sigmas, maps, splits, training: list[int], patch_size: int, alpha: float,
+                      batch_size: int, rng, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch (inputs, targets), (n, 1, h, w) on ``device``: patches of the planes' training
+    parts, recorrupted and augmented."""
+    inputs, targets = [], []
+    for _ in range(batch_size):
+        i = training[int(rng.integers(len(training)))]
+        y, s = _crop(splits[i].train_part(planes[i]), splits[i].train_part(sigmas[i]), patch_size, rng)
+        a, b = recorrupt(y, s, alpha, rng)
+        pair = augment(np.stack([maps[i].to_model(a), maps[i].to_model(b)]), rng)
+        inputs.append(pair[0])
+        targets.append(pair[1])
+    return (torch.from_numpy(np.ascontiguousarray(np.stack(inputs)[:, None], dtype=np.float32)).to(device),
+            torch.from_numpy(np.ascontiguousarray(np.stack(targets)[:, None], dtype=np.float32)).to(device))
