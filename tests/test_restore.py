@@ -143,3 +143,28 @@ def test_wide_integer_counts_keep_float64_maps(tiny_model):
     assert np.all(np.abs(offsets) < 1000) and np.unique(np.round(offsets) % 64).size > 4
     small = denoise(image.astype(np.uint16) // 1, tiny_model, n_samples=2, steps=2, seed=0)
     assert small.mean.dtype == np.float32  # 16-bit counts fit float32 exactly
+
+
+@pytest.mark.parametrize("settings", [
+    dict(n_samples=0),  # the preview: the mean and std heads
+    dict(n_samples=0, mean="x0", std="samples"),  # x̂₀ of the diffusion network
+    dict(n_samples=2, sampler="one-step"),
+    dict(n_samples=2, steps=2, sampler="ddim", mean="head", std="samples"),
+    dict(n_samples=2, steps=2, sampler="ddim", mean="samples", std="samples"),
+])
+def test_a_run_copies_every_network_it_calls_to_its_device(with_sample_head, settings):
+    """A run calls copies of the networks it uses (on its device, channels-last) and copies only
+    those: a call that reached the caller's own network would be one left on the wrong device."""
+    from napari_diffdenoise.core.run.plane_runs import network_passes
+    from napari_diffdenoise.core.run.restore import make_settings
+
+    model = with_sample_head
+    originals, copies = [], []
+    for name in ("network", "mean_network", "std_network", "sample_network"):
+        # a copy carries the hook too: it tells itself from the caller's network by identity
+        getattr(model, name).register_forward_hook(
+            lambda module, args, out, name=name: (originals if module is getattr(model, name) else copies).append(name))
+    plane = np.random.default_rng(0).poisson(20, (64, 64)).astype(np.float32)
+    result = denoise(plane, model, seed=0, **settings)
+    assert originals == []
+    assert set(copies) == set(network_passes(model, make_settings(model, **settings)))

@@ -108,7 +108,7 @@ def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodS
 
     def model_plane(plane, number, position, dtype, on_tile):
         if not moved:
-            moved.append(device_model(model, s.device))
+            moved.append(device_model(model, s.device, network_passes(model, s)))
         return restore_plane(plane, moved[0], s, number, position, dtype, on_tile)
 
     n_steps = network_steps(model, s)

@@ -70,7 +70,7 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = 
     side = settings.tile
     key = _rate_key(model, settings, network)
     if key not in _SECONDS_PER_PIXEL:
-        net = getattr(device_model(model, settings.device), network)
+        net = getattr(device_model(model, settings.device, (network,)), network)
         batch = max(1, min(max(settings.n_samples, 1), settings.batch_pixels // (side * side)))
 
         def plane(channels):
