@@ -33,7 +33,7 @@ def test_the_work_follows_planes_samples_steps_and_the_one_pass_mean(fixed_rate,
 
 
 def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_rate, headed):
-    from napari_diffdenoise.core.calibration.self_calibration import MAX_PIXELS
+    from napari_diffdenoise.core.calibration.residuals import MAX_PIXELS
 
     cost = recalibration_cost(headed, (2, 1024, 1024))
     assert cost.pixels == 2 * 362 * 362 <= MAX_PIXELS

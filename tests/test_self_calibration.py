@@ -243,7 +243,7 @@ def test_noise_correlated_between_pixels_is_taken_off_with_a_probe():
 
 def test_draws_of_the_same_crops_share_folds_and_quiet_the_estimate():
     from napari_diffdenoise.core.calibration.error_scale import _fold_labels
-    from napari_diffdenoise.core.calibration.self_calibration import MAX_DRAWS, recorrupted_draws
+    from napari_diffdenoise.core.calibration.residuals import MAX_DRAWS, recorrupted_draws
 
     assert recorrupted_draws(256 * 256, 2 ** 18) == 4
     assert recorrupted_draws(512 * 512, 2 ** 18) == 1
@@ -304,7 +304,7 @@ def test_what_moved_in_the_noise_probe_is_not_taken_off():
 def test_the_correlation_length_comes_from_the_draws_difference():
     """Two draws' restorations differ by the response to the known noises' difference: smooth, with no
     camera noise in it, so its correlation length is read where the residuals' products cannot."""
-    from napari_diffdenoise.core.calibration.self_calibration import Residuals, response_length
+    from napari_diffdenoise.core.calibration.residuals import Residuals, response_length
 
     rng = np.random.default_rng(5)
     shape = (2, 192, 192)  # one crop, two draws

@@ -565,7 +565,7 @@ def test_the_preset_box_shows_only_for_samplers_with_a_step_count(make_napari_vi
 def test_the_self_calibration_box_states_the_budget_it_restores(widget):
     """The box's cost is what the calibration restores at most (a recorrupted small image is drawn
     several times, so a plane count would understate it)."""
-    from napari_diffdenoise.core.calibration.self_calibration import MAX_PIXELS
+    from napari_diffdenoise.core.calibration.residuals import MAX_PIXELS
 
     _, w = widget
     assert f"≤ {int(MAX_PIXELS ** 0.5)}² px" in w.self_calibrate.text

@@ -48,7 +48,7 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     from napari_diffdenoise.core.io.checkpoint import load_model
     from napari_diffdenoise.core.run.driving import drive
     from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
-    from napari_diffdenoise.core.calibration.self_calibration import MAX_PIXELS
+    from napari_diffdenoise.core.calibration.residuals import MAX_PIXELS
 
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 2e-6)
     viewer = make_napari_viewer()

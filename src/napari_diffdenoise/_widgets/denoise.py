@@ -32,7 +32,7 @@ from ..core.run.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_sampl
 from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, PSF_SIGMA,
                                  SAMPLER, SEED, STD)
 from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
-from ..core.calibration.self_calibration import MAX_PIXELS
+from ..core.calibration.residuals import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
 from .layers import follow_layers, image_choices

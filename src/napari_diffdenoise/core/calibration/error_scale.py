@@ -198,7 +198,7 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     edges = np.asarray(edges, dtype=np.float64)
     # one correlation length for all bins, from all pixels: one per bin would be far noisier
     precision = precision_weights(v, noise)
-    if ell is None:  # from the residuals themselves: noisy, see core.calibration.self_calibration.response_length
+    if ell is None:  # from the residuals themselves: noisy, see core.calibration.residuals.response_length
         ell = correlation_length(*_error_moments(v, mask * precision, mask * precision, offsets, noise))
     counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell, noise)
     groups = _fold_labels(v.shape, folds, seed, draws)

@@ -7,13 +7,13 @@ import numpy as np
 from ..model.model import DiffusionModel
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
 from ..run.run_cost import RunCost, planes_cost
-from .self_calibration import MAX_PIXELS, recorrupted_crops
+from .residuals import MAX_PIXELS, recorrupted_crops
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
                        **settings) -> RunCost:
     """A recorrupted self-calibration's cost for an image of ``shape``, from the very selection it
-    makes (:func:`self_calibration.recorrupted_crops`): its crops, restored as several recorrupted
+    makes (:func:`residuals.recorrupted_crops`): its crops, restored as several recorrupted
     copies, with what a calibration for a run at ``settings`` restores with (restore.calibration_settings;
     the default sampler's settings when none are given)."""
     settings = make_settings(model, **calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS))

@@ -1,0 +1,129 @@
+"""The self-calibration's witness of the restoration's error: residuals of restorations against an
+independent noisy view (a second acquisition, the neighbouring frames, or a recorrupted pair made
+from the image itself), standardised by the restoration's own interval unit, and the error's
+correlation length read off two recorrupted draws (core/calibration/self_calibration.py uses them)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..imaging.camera_noise import estimate_noise
+from ..run.restore import iter_denoise
+from .error_scale import correlation_length, pair_moments, precision_weights
+from .view_noise import CorrelatedNoise, correlated_noise
+
+MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
+# recorrupted pairs of an image smaller than MAX_PIXELS are drawn this many times at most, to fill the
+# budget: the products' noise falls as 1/√draws while the error they measure is the same image's
+MAX_DRAWS = 8
+
+
+@dataclass
+class Residuals:
+    """Standardised residuals of restorations against an independent noisy view, per plane."""
+
+    v: np.ndarray  # (planes, H, W): (view − restoration) / u
+    unit: np.ndarray  # (planes, H, W): u of the restoration, input units
+    restoration: object  # the Restoration of the restored inputs
+    how: str  # for the calibration's source
+    noise: CorrelatedNoise | None = None  # the view's noise covariance, read off a noise probe (None: unknown)
+    # the part of the view's noise that is known (recorrupted: −σ·z/α), / u: its products have mean 0 and
+    # are taken off only to make the estimate less noisy (correlated camera noise is not in it)
+    known: np.ndarray | None = None
+    draws: int = 1  # recorrupted copies of the same crops stacked along the planes
+    restoration_mean: np.ndarray | None = None  # (planes, H, W): the restored means, input units
+
+
+def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
+    """At most ``max_pixels`` in all: evenly spaced planes, each cropped about its centre to a
+    common size (the restoration runs on one stack); each companion list (or None) likewise."""
+    h = min(p.shape[0] for p in planes)
+    w = min(p.shape[1] for p in planes)
+    n = max(1, min(len(planes), max_pixels // (h * w)))
+    if n == 1 and h * w > max_pixels:
+        side = int(math.sqrt(max_pixels))
+        h, w = min(h, side), min(w, max_pixels // min(h, side))
+    chosen = np.unique(np.linspace(0, len(planes) - 1, n).round().astype(int))
+
+    def crop(p):
+        y0, x0 = (p.shape[0] - h) // 2, (p.shape[1] - w) // 2
+        return p[y0:y0 + h, x0:x0 + w]
+
+    def pick(items):
+        return None if items is None else np.stack([crop(np.asarray(items[i])) for i in chosen])
+
+    return (pick(planes), *(pick(c) for c in companions))
+
+
+def _restore(model, stack, settings):
+    result = yield from iter_denoise(stack.astype(np.float32), model, settings)
+    return result
+
+
+def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, partner=None, probe=None,
+                   view_name: str = "a second acquisition", max_pixels=MAX_PIXELS):
+    """Residuals against independent views (``partner[i]`` one of ``planes[i]``, described by
+    ``view_name``; ``probe[i]`` noise with the same covariance as that view's, if known) or, with
+    ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
+    known, draws = None, 1
+    if partner is not None:
+        inputs, views, probes = _crops(planes, max_pixels, partner, probe)
+        how = f"{view_name} for {len(inputs)} plane(s) as an independent noisy view"
+        restored_input = inputs
+    else:
+        (inputs, draws), views, probes = recorrupted_crops(planes, max_pixels), None, None
+        noise = estimate_noise(list(inputs))
+        rng = np.random.default_rng([seed, 23])
+        sigma = np.tile(np.stack([noise.sigma_at(p.astype(np.float64)) for p in inputs]), (draws, 1, 1))
+        copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
+        z = rng.standard_normal(copies.shape)
+        restored_input = copies + alpha * sigma * z
+        known = -sigma * z / alpha
+        views = copies + known
+        how = (f"recorrupted pairs (α = {alpha:g}) of {len(inputs)} crop(s) of {inputs.shape[1]}×{inputs.shape[2]} px"
+               + (f", {draws} independent draws" if draws > 1 else ""))
+    result = yield from _restore(model, restored_input, settings)
+    shape = np.shape(restored_input)
+    mean = np.asarray(result.mean, dtype=np.float64).reshape(shape)
+    unit = np.asarray(result.interval_unit, dtype=np.float64).reshape(shape)
+    v = (np.asarray(views, dtype=np.float64) - mean) / unit
+    noise = None
+    if probes is not None:
+        probes = np.asarray(probes, dtype=np.float64)
+        level = ndimage.gaussian_filter(np.asarray(views, dtype=np.float64), (0, 2.0, 2.0))
+        noise = correlated_noise(probes, level, unit)
+    return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws, mean), inputs
+
+
+def response_length(residuals: "Residuals", offsets) -> float | None:
+    """The error's correlation length from the restorations of two recorrupted draws of the same
+    crops: their difference is the restoration's response to the difference of the known noises,
+    J·σ·(z₁ − z₂), with no camera noise and no structure in it, so its correlation length is read
+    precisely, where the residuals' own products (noise a hundred times the error) give a length
+    that often sits at a bound. It is the length of the part of the error that the noise drives;
+    the bias on structure may fall off faster or slower. None with a single draw."""
+    if residuals.draws < 2 or residuals.restoration_mean is None:
+        return None
+    means = residuals.restoration_mean
+    planes = len(means) // residuals.draws
+    difference = (means[planes:] - means[:-planes]) / residuals.unit[planes:]
+    known = None if residuals.known is None else residuals.known[planes:]
+    weights = precision_weights(residuals.v[planes:], known)
+    return correlation_length(*pair_moments(difference, weights, weights, offsets))
+
+
+def recorrupted_crops(planes, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """(crops, draws): what a recorrupted calibration restores, draws × the crops: crops of at most
+    half the budget, so that at least two draws fit (their difference gives the error's
+    correlation length, :func:`response_length`). The Train widget's time estimate reads it too."""
+    crops = _crops(planes, max(max_pixels // 2, 1))[0]
+    return crops, recorrupted_draws(crops.size, max_pixels)
+
+
+def recorrupted_draws(crop_pixels: int, max_pixels: int = MAX_PIXELS) -> int:
+    """How many recorrupted copies of crops of ``crop_pixels`` in all the calibration restores: as
+    many as fit in ``max_pixels``, at most MAX_DRAWS."""
+    return int(min(MAX_DRAWS, max(1, max_pixels // max(int(crop_pixels), 1))))
