@@ -569,8 +569,8 @@ class DenoiseWidget(WorkerControls, Container):
             return
         self._estimate_for = key
         self._estimate_counts_bright = first_plane is not None
-        if first_plane is None and _is_timed(model, settings):  # only arithmetic left: no thread to outlive the widget
-            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate))
+        if _is_timed(model, settings):  # arithmetic and one plane's bright boxes left: no thread to outlive the widget
+            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, first_plane))
             return
         self.estimate.value = "timing it on this machine…"
         worker = create_worker(_run_estimate, model, shape, settings, calibrate, first_plane, _start_thread=False)
