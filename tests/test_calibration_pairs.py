@@ -2,10 +2,12 @@
 mapped onto the restoration, the calibrations a model keeps, and the requests refused."""
 import numpy as np
 import pytest
+from scipy import stats
 
-from napari_diffdenoise.core.calibration import calibrate, measure, self_simulated_pairs
+from napari_diffdenoise.core.calibration import calibrate, iter_calibrate, measure, self_simulated_pairs
 from napari_diffdenoise.core.conformal import Calibration
-from napari_diffdenoise.core.restore import Cancelled
+from napari_diffdenoise.core.driving import drive
+from napari_diffdenoise.core.restore import Cancelled, denoise
 
 SETTINGS = dict(n_samples=3, steps=2, eta=1.0, mean="samples", seed=0)
 
@@ -72,3 +74,31 @@ def test_simulated_pairs_are_the_models_mean_renoised_and_follow_the_seed(tiny_m
     # the simulated image scatters about the truth with the camera model's variance, gain·level + floor
     assert abs(float(np.mean(simulated - truth))) < 0.5 and np.std(simulated - truth) > 1
     assert source.startswith("simulated: the model's mean of the user's 2 noisy plane(s), re-noised with")
+
+
+def test_calibrate_names_itself_when_the_spec_is_not_a_run_spec(tiny_model):
+    with pytest.raises(TypeError, match=r"calibrate\(\) takes spec=RunSpec\(…\) \(core.run_keywords\); got \{'steps': 2\}"):
+        calibrate(tiny_model, np.ones((32, 32)), spec={"steps": 2})
+
+
+def test_the_residual_route_calibrates_the_coverages_asked_for(tiny_model):
+    noisy = np.random.default_rng(5).poisson(20, (64, 64)).astype(np.float32)
+    calibrated = calibrate(tiny_model, noisy, coverage=(0.7, 0.9), n_samples=3, steps=2, mean="samples", seed=0)
+    assert Calibration.from_dict(calibrated.calibrations[0]).coverages == [0.7, 0.9]
+
+
+def test_the_measured_calibration_records_the_spearman_of_std_and_error(tiny_model):
+    rng = np.random.default_rng(6)
+    clean = rng.uniform(5, 30, (64, 64)).astype(np.float32)
+    noisy = rng.poisson(clean).astype(np.float32)
+    run = drive(iter_calibrate(tiny_model, noisy, clean, (0.5, 0.9), **SETTINGS))[0]
+    errors = np.abs(run.truth - run.restoration.mean)
+    expected = stats.spearmanr(run.restoration.std.ravel(), errors.ravel()).statistic
+    assert run.calibration.spearman == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_model_with_a_mean_head_simulates_from_its_one_pass_mean(headed):
+    noisy = np.random.default_rng(7).poisson(20, (40, 48)).astype(np.float32)
+    _, truth, _ = self_simulated_pairs(headed, noisy, seed=1)
+    one_pass = np.maximum(denoise(noisy, headed, n_samples=0, seed=1).mean, 0)
+    np.testing.assert_array_equal(truth[0], one_pass)
