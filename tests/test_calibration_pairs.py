@@ -58,8 +58,10 @@ def test_requests_that_cannot_be_calibrated_are_refused(tiny_model):
     with pytest.raises(ValueError, match=r"without_truth must be one of \('residuals', 'simulated'\); got 'guess'"):
         calibrate(tiny_model, np.ones((32, 32)), without_truth="guess", **SETTINGS)
     noisy = np.random.default_rng(3).poisson(10, (64, 64)).astype(np.float32)
+    seen = []
     with pytest.raises(Cancelled, match="calibration was cancelled"):
-        calibrate(tiny_model, noisy, noisy, cancel=lambda: True, **SETTINGS)
+        calibrate(tiny_model, noisy, noisy, progress=seen.append, cancel=lambda: True, **SETTINGS)
+    assert len(seen) == 1  # the step reported, then the run stopped
 
 
 def test_simulated_pairs_are_the_models_mean_renoised_and_follow_the_seed(tiny_model):
