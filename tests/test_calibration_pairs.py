@@ -9,7 +9,7 @@ from napari_diffdenoise.core.conformal import Calibration
 from napari_diffdenoise.core.driving import drive
 from napari_diffdenoise.core.restore import Cancelled, denoise
 
-SETTINGS = dict(n_samples=3, steps=2, eta=1.0, mean="samples", seed=0)
+SETTINGS = {"n_samples": 3, "steps": 2, "eta": 1.0, "mean": "samples", "seed": 0}
 
 
 def test_measure_in_closed_form():
