@@ -4,17 +4,20 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import ndimage, stats
 
 from napari_diffdenoise.core.conformal import BLOCK
 from napari_diffdenoise.core.error_scale import (
     L_MAX,
     L_MIN,
+    N_BINS,
     PRECISION_SMOOTHING,
+    V_FLOOR,
     ErrorScale,
     _fold_labels,
     _halves,
     correlation_length,
+    error_scale,
     lag_offsets,
     precision_weights,
     shifted_pair,
@@ -101,3 +104,32 @@ def test_the_factor_of_one_gaussian_and_its_coverage():
     assert one.coverage_of(1.0) == pytest.approx(math.erf(1 / math.sqrt(2)))
     wide = ErrorScale([-np.inf, np.inf], [1.0], [100.0], [100.0], [1.0])
     assert wide.factor(0.5) == pytest.approx(10 * stats.norm.ppf(0.75), abs=1e-8)
+
+
+def _residuals(seed=0, shape=(2, 64, 64)):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(shape) + ndimage.gaussian_filter(rng.standard_normal(shape), (0, 3, 3)) * 6
+
+
+def test_a_pixel_on_an_inner_edge_falls_in_the_bin_above_only():
+    v = _residuals()
+    unit = np.where(np.arange(64) < 16, 0.5, 1.0) * np.ones(v.shape)  # a quarter below the edge, the rest on it
+    scale = error_scale(v, unit, np.ones(v.shape, bool), lag_offsets(), edges=[-np.inf, 1.0, np.inf])
+    assert scale.weights == [0.25, 0.75]
+
+
+def test_the_seed_draws_the_folds_behind_the_standard_errors():
+    v, ones = _residuals(), np.ones((2, 64, 64))
+    mask = np.ones(v.shape, bool)
+    first = error_scale(v, ones, mask, lag_offsets(), seed=3)
+    assert error_scale(v, ones, mask, lag_offsets(), seed=3).standard_errors == first.standard_errors
+    assert error_scale(v, ones, mask, lag_offsets(), seed=4).standard_errors != first.standard_errors
+    assert error_scale(v, ones, mask, lag_offsets(), seed=4).raw_variances == first.raw_variances  # folds only
+
+
+def test_a_noise_probe_equal_to_the_residuals_takes_all_of_them_off_in_every_fold():
+    v, ones = _residuals(), np.ones((2, 64, 64))
+    scale = error_scale(v, ones, np.ones(v.shape, bool), lag_offsets(), noise=v)
+    assert scale.raw_variances == [0.0] * N_BINS
+    assert scale.standard_errors == pytest.approx([1e-6] * N_BINS)  # the folds agree: the floor of se²
+    assert scale.variances == [V_FLOOR] * N_BINS
