@@ -45,10 +45,10 @@ def test_a_shifted_pair_is_the_image_at_p_and_at_p_plus_d():
 def test_the_lags_split_at_their_median_length_weighted_by_their_pair_counts():
     lags = np.array([1.0, 1.0, 2.0, 3.0, 3.0])
     moments = np.array([4.0, 2.0, 3.0, 1.0, np.nan])
-    totals = np.array([1.0, 3.0, 2.0, 1.0, 5.0])
+    totals = np.array([1.0, 3.0, 4.0, 1.0, 5.0])
     # median of the lengths 1, 2, 3 is 2: the short half holds lags 1 and 2; the NaN drops out
     c_short, r_short, c_long, r_long = _halves(lags, moments, totals)
-    assert c_short == pytest.approx((4 + 6 + 6) / 6) and r_short == pytest.approx((1 + 3 + 4) / 6)
+    assert c_short == pytest.approx((4 + 6 + 12) / 8) and r_short == pytest.approx((1 + 3 + 8) / 8)
     assert (c_long, r_long) == (1.0, 3.0)
     assert _halves(lags[:2], moments[:2], totals[:2]) == (2.5, 1.0, 2.5, 2.0)  # one length: no long half
     assert _halves(lags, np.full(5, np.nan), totals) == (0.0, 1.0, 0.0, 2.0)  # nothing usable
@@ -115,7 +115,23 @@ def test_a_pixel_on_an_inner_edge_falls_in_the_bin_above_only():
     v = _residuals()
     unit = np.where(np.arange(64) < 16, 0.5, 1.0) * np.ones(v.shape)  # a quarter below the edge, the rest on it
     scale = error_scale(v, unit, np.ones(v.shape, bool), lag_offsets(), edges=[-np.inf, 1.0, np.inf])
-    assert scale.weights == [0.25, 0.75]
+    assert scale.weights == [0.25, 0.75] and scale.edges == [-np.inf, 1.0, np.inf]
+    quartiles = error_scale(v, unit, np.ones(v.shape, bool), lag_offsets()).edges  # the default: quantiles of u
+    assert quartiles[0] == -np.inf and quartiles[-1] == np.inf and quartiles[1:-1] == np.quantile(unit, [0.25, 0.5, 0.75]).tolist()
+
+
+def test_each_bin_is_shrunk_towards_the_pooled_value_and_taken_one_standard_error_up():
+    v = _residuals(shape=(2, 128, 128))
+    unit = np.repeat(np.arange(1.0, 5.0), 32)[None, None, :] * np.ones(v.shape)  # four bands of u
+    v = v * np.repeat([0.5, 1.0, 2.0, 4.0], 32)[None, None, :]  # an error scale that differs by band
+    scale = error_scale(v, unit, np.ones(v.shape, bool), lag_offsets())
+    raw, se2 = np.array(scale.raw_variances), np.array(scale.standard_errors) ** 2
+    between = max(float(np.mean((raw - scale.pooled) ** 2 - se2)), 0.0)
+    keep = between / (between + se2)
+    assert keep.min() > 0.5  # the bands' scatter is far beyond their noise
+    expected = (scale.pooled + (raw - scale.pooled) * keep
+                + np.sqrt(keep * se2 + ((1 - keep) * scale.pooled_se) ** 2))
+    np.testing.assert_allclose(scale.variances, np.maximum(expected, V_FLOOR), rtol=1e-9)
 
 
 def test_the_seed_draws_the_folds_behind_the_standard_errors():
