@@ -2,6 +2,7 @@
 import dask.array as da
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from napari_diffdenoise import denoise
@@ -33,6 +34,71 @@ def test_field_noise_draws_a_fresh_field_each_call_for_each_sample():
     assert not np.allclose(first, second) and not np.allclose(first[0], first[1])
     again = FieldNoise(seed=0, plane=4, n_samples=1, device="cpu")((1, 1, 16, 16))
     np.testing.assert_array_equal(again[0], first[0])  # sample 0 is the same whatever K
+
+
+_MASK64 = 2**64 - 1
+
+
+def _splitmix64_finaliser(z: int) -> int:
+    z ^= z >> 30
+    z = z * 0xBF58476D1CE4E5B9 & _MASK64
+    z ^= z >> 27
+    z = z * 0x94D049BB133111EB & _MASK64
+    return z ^ z >> 31
+
+
+def test_the_noise_is_the_documented_hash_and_box_muller_bit_for_bit():
+    # splitmix64's first output from state 0 (Steele et al. 2014's reference generator): anchors the finaliser
+    assert _splitmix64_finaliser(0x9E3779B97F4A7C15) == 0xE220A8397B1DCDAF
+    key = stream_key(3, 1, 2, 0)
+    origin, shape = (5, 7), (3, 6)
+    field = gaussian_field(key, origin, shape)
+    expected = np.empty(shape)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            y, x = origin[0] + i, origin[1] + j
+            counter = y << 32 | x // 2
+            z = _splitmix64_finaliser((_splitmix64_finaliser(counter * 0x9E3779B97F4A7C15 & _MASK64 ^ int(key))
+                                       + int(key)) & _MASK64)
+            u1, u2 = ((z >> 40) + 0.5) * 2.0**-24, ((z & 0xFFFFFF) + 0.5) * 2.0**-24
+            radius, angle = np.sqrt(-2 * np.log(u1)), 2 * np.pi * u2
+            expected[i, j] = radius * (np.cos(angle) if x % 2 == 0 else np.sin(angle))
+    np.testing.assert_allclose(field, expected, rtol=1e-5, atol=1e-6)
+    # the stream key is NumPy's SeedSequence of the parts: a seed gives these values in every release
+    assert int(key) == 11679836372483601169
+    np.testing.assert_allclose(field[0, :3], [0.94876057, 1.5136114, 0.801319], rtol=1e-6)
+
+
+def test_the_noise_refuses_positions_outside_the_counter_range():
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, 2³¹\); got origin \(-1, 0\)"):
+        gaussian_field(stream_key(0), (-1, 0), (4, 4))
+    with pytest.raises(ValueError, match="positions must lie"):
+        gaussian_field(stream_key(0), (0, -1), (4, 4))
+    with pytest.raises(ValueError, match="positions must lie"):
+        gaussian_field(stream_key(0), (2**31 - 4, 0), (4, 4))
+    with pytest.raises(ValueError, match="positions must lie"):
+        gaussian_field(stream_key(0), (0, 2**31 - 4), (4, 4))
+    assert gaussian_field(stream_key(0), (2**31 - 5, 2**31 - 5), (4, 4)).shape == (4, 4)  # the last positions allowed
+
+
+def test_field_noise_draw_k_of_sample_s_is_the_field_of_its_stream_at_the_origin():
+    noise = FieldNoise(seed=7, plane=3, n_samples=2, device="cpu", origin=(40, 9))
+    noise((2, 1, 5, 6))
+    second = noise((2, 1, 5, 6))
+    assert second.dtype == torch.float32 and second.shape == (2, 1, 5, 6)
+    for sample in range(2):
+        np.testing.assert_array_equal(second[sample, 0], gaussian_field(stream_key(7, 3, sample, 1), (40, 9), (5, 6)))
+    assert noise.draws == 2
+
+
+def test_field_noise_refuses_another_sample_count_and_more_than_one_channel():
+    noise = FieldNoise(seed=0, plane=0, n_samples=2, device="cpu")
+    with pytest.raises(ValueError, match="noise for 3 samples asked of a generator for 2"):
+        noise((3, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"noise is drawn for \(K, 1, H, W\) batches; got shape \(2, 2, 4, 4\)"):
+        noise((2, 2, 4, 4))
+    assert noise.draws == 0  # a refused call uses no draw
+    assert noise((2, 4, 4)).shape == (2, 4, 4)  # (K, H, W): one channel all the same
 
 
 def test_axes_are_checked_and_inferred():

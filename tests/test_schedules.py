@@ -85,3 +85,26 @@ def test_training_gammas_pick_every_step_evenly_and_stop_short_of_one():
             return np.ones(n)
 
     assert np.all(sample_gammas(sched, 3, Extreme()) == 1 - 1e-6)
+
+
+def test_schedules_refuse_no_steps_and_respacing_names_its_range():
+    with pytest.raises(ValueError, match="a schedule needs at least one step"):
+        NoiseSchedule("cosine", 0)
+    assert NoiseSchedule("cosine", 1).alphas_cumprod.shape == (1,)
+    with pytest.raises(ValueError, match="steps must be between 1 and 200, got 201"):
+        respaced_timesteps(200, 201)
+    with pytest.raises(ValueError, match="steps must be between 1 and 200, got 0"):
+        respaced_timesteps(200, 0)
+    np.testing.assert_array_equal(respaced_timesteps(200, 1), [199])
+    np.testing.assert_array_equal(respaced_timesteps(10, 4), [9, 7, 4, 2])  # 10 − ⌊10·i/4⌋ − 1
+
+
+def test_the_cosine_default_offset_and_the_clipped_last_step():
+    T, s = 200, 8e-3
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+    sched = NoiseSchedule("cosine", T)
+    assert sched.offset == 8e-3 and sched.to_dict()["offset"] == 8e-3
+    assert sched.alphas_cumprod[0] == pytest.approx(f(1) / f(0), rel=1e-12)
+    assert sched.betas[-1] == pytest.approx(0.999, rel=1e-12)  # cos² reaches 0 at t = T: β clipped
+    np.testing.assert_allclose(sched.alphas_cumprod_prev[1:], sched.alphas_cumprod[:-1])
+    assert sched.alphas_cumprod_prev[0] == 1.0 and sched.betas[0] == pytest.approx(1 - sched.alphas_cumprod[0])

@@ -153,3 +153,39 @@ def test_ramp_weights_are_sin_squared_over_the_ramp_and_one_elsewhere():
     np.testing.assert_array_equal(ramp_weights(6, 0, True, True), np.ones(6))
     # opposite ramps of two neighbours sum to one across their overlap
     np.testing.assert_allclose(ramp + ramp[::-1], 1.0)
+
+
+def test_the_weights_of_three_tiles_are_their_sin_squared_ramps_across_each_overlap():
+    from napari_diffdenoise.core.imaging.tiling import ramp_weights
+
+    # three tiles of 61 (the shortest that reach across) at 0, 44 and 89: overlaps of 17 and 16
+    tiles = make_tiles((8, 150), 64, 16)
+    assert [(t.y0, t.x0, t.height, t.width) for t in tiles] == [(0, 0, 8, 61), (0, 44, 8, 61), (0, 89, 8, 61)]
+    assert all(t.weight.dtype == np.float32 and t.weight.shape == (8, 61) for t in tiles)
+    assert tiles[1].slices == (slice(0, 8), slice(44, 105))
+    first, second = ramp_weights(17, 17, True, False), ramp_weights(16, 16, True, False)  # sin² rising
+    # opposite ramps already sum to one, so the normalised weight is the ramp itself
+    np.testing.assert_allclose(tiles[0].weight[0], np.r_[np.ones(44), first[::-1]], atol=1e-6)
+    np.testing.assert_allclose(tiles[1].weight[0], np.r_[first, np.ones(28), second[::-1]], atol=1e-6)
+    np.testing.assert_allclose(tiles[2].weight[0], np.r_[second, np.ones(45)], atol=1e-6)
+    np.testing.assert_array_equal(tiles[1].weight, np.broadcast_to(tiles[1].weight[0], (8, 61)))  # one row of tiles
+
+
+def test_a_2d_grid_weights_by_the_product_of_its_axes():
+    tiles = make_tiles((100, 100), 64, 16)  # 2 × 2 tiles of 58 at 0 and 42, overlapping by 16
+    assert [(t.y0, t.x0, t.height, t.width) for t in tiles] == [(0, 0, 58, 58), (0, 42, 58, 58), (42, 0, 58, 58),
+                                                                (42, 42, 58, 58)]
+    corner = tiles[3].weight
+    rising = np.sin(np.pi / 2 * (np.arange(16) + 0.5) / 16) ** 2
+    np.testing.assert_allclose(corner[:16, :16], np.outer(rising, rising), atol=1e-6)
+    np.testing.assert_allclose(corner[16:, 16:], 1.0)
+    np.testing.assert_allclose(tiles[0].weight[:16, 42:], np.outer(np.ones(16), rising[::-1]), atol=1e-6)
+
+
+def test_tile_starts_refuse_an_overlap_outside_the_tile():
+    assert tile_starts(64, 64, 100) == [0]  # one tile: no overlap to check
+    with pytest.raises(ValueError, match=r"overlap must be in \[0, tile\), got 64 for tile 64"):
+        tile_starts(100, 64, 64)
+    with pytest.raises(ValueError, match="got -1 for tile 64"):
+        tile_starts(100, 64, -1)
+    assert tile_starts(100, 64, 0) == [0, 36] and tile_starts(200, 64, 63) == list(range(137))

@@ -58,3 +58,23 @@ def test_flat_image_does_not_divide_by_zero():
     assert np.isfinite(imap.to_model(np.full((8, 8), 7.0))).all()
     with pytest.raises(ValueError, match="percentiles"):
         IntensityMap.from_percentiles(np.zeros((4, 4)), (50, 10))
+
+
+def test_a_wider_value_range_gets_more_bins_of_the_same_width():
+    q = quantise(torch.tensor([-3.0, -1.5, 0.0, 2.0, 2.999, 10.0]), (-3.0, 3.0))
+    assert q.dtype == torch.int32
+    assert q.tolist() == [0, 128, 256, 426, 511, 511]  # 512 bins of 3/256
+    # 2.0 and 2.5 share the top bin of [−1.5, 1.5] but not of [−3, 3]
+    apart = torch.tensor([2.0, 2.5])[:, None]
+    assert pixel_entropy(apart).item() == 0.0
+    assert pixel_entropy(apart, (-3.0, 3.0)).item() == pytest.approx(1.0)
+    assert summarise(apart, (-3.0, 3.0))[2].item() == pytest.approx(1.0)
+    assert summarise(apart)[2].item() == 0.0
+
+
+def test_entropy_of_unequal_groups_is_the_closed_form():
+    samples = torch.tensor([0.0, 0.0, 0.0, 0.5])[:, None]  # p = 3/4, 1/4
+    expected = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    assert pixel_entropy(samples).item() == pytest.approx(expected, rel=1e-6)
+    mean, std, _ = summarise(samples)
+    assert mean.item() == pytest.approx(0.125) and std.item() == pytest.approx(math.sqrt(3) / 8)
