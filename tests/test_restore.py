@@ -168,3 +168,19 @@ def test_a_run_copies_every_network_it_calls_to_its_device(with_sample_head, set
     result = denoise(plane, model, seed=0, **settings)
     assert originals == []
     assert set(copies) == set(network_passes(model, make_settings(model, **settings)))
+
+
+def test_a_network_changed_in_place_is_copied_again(tiny_model):
+    """The device copy of a network is kept between runs, and made again once its weights change:
+    a run after training in place restores with the trained weights."""
+    import torch
+
+    plane = np.random.default_rng(0).poisson(20, (32, 32)).astype(np.float32)
+    before = denoise(plane, tiny_model, seed=0, n_samples=1, steps=2, mean="samples", std="samples")
+    again = denoise(plane, tiny_model, seed=0, n_samples=1, steps=2, mean="samples", std="samples")
+    np.testing.assert_array_equal(before.mean, again.mean)
+    with torch.no_grad():
+        for p in tiny_model.network.parameters():
+            p.mul_(1.5)  # in place, as an optimiser step is
+    changed = denoise(plane, tiny_model, seed=0, n_samples=1, steps=2, mean="samples", std="samples")
+    assert np.abs(changed.mean - before.mean).max() > 1e-3
