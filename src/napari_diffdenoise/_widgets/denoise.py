@@ -561,7 +561,7 @@ class DenoiseWidget(WorkerControls, Container):
         data = layer.data[0] if layer.multiscale else layer.data
         shape = tuple(data.shape)
         # the first plane shows whether bright structure takes a second pass; a lazy image is not read for it
-        first_plane = None if is_lazy(data) else np.asarray(data[(0,) * (data.ndim - 2)])
+        first_plane = None if is_lazy(data) or layer.rgb else np.asarray(data[(0,) * (data.ndim - 2)])
         calibrate = self._calibrates_here(settings)
         key = (model.sha256 or model.name, id(layer), shape, repr(sorted(settings.items(), key=lambda kv: kv[0])),
                calibrate)
