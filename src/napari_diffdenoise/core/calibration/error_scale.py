@@ -40,8 +40,8 @@ L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that 
 PRECISION_SMOOTHING = 12.0  # px: the window of the local noise level that weights the products
 CONFIDENCE_K = 1.0  # V is taken one standard error above its estimate (a one-sided 84 % bound)
 # β of the error's density ∝ exp(−|e/a|^β) within a bin of u (2: a Gaussian): the real error is more
-# peaked with heavier tails than a Gaussian of its variance, so a Gaussian interval covers too much at
-# 0.8 and too little at 0.95. The value bench/error_shape.py measures (docs/benchmarks/error_shape.md)
+# peaked than a Gaussian of its variance, so a Gaussian interval covers too much at 0.8 (0.827 where
+# the truth gave V). The value bench/error_shape.py measures (docs/benchmarks/error_shape.md)
 ERROR_SHAPE = 1.3
 FOLDS = 8  # block groups whose spread gives each estimate's standard error
 
