@@ -4,8 +4,8 @@ import sys
 
 from . import (
     adapt,
-    calibration_diagnosis,
     adapt_sampler,
+    calibration_diagnosis,
     coverage,
     entropy,
     error_shape,
@@ -15,8 +15,9 @@ from . import (
     physics,
     quality,
     real,
-    real_prior,
     real_calibration,
+    real_prior,
+    rho_ceiling,
     sample_head,
     samplers,
     seed,
@@ -31,7 +32,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
             "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "std_head": std_head.main, "sample_head": sample_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_sampler": adapt_sampler.main,
             "memory": memory.main, "entropy": entropy.main, "error_shape": error_shape.main, "tiles": tiles.main,
-            "calibration_diagnosis": calibration_diagnosis.main}
+            "calibration_diagnosis": calibration_diagnosis.main, "rho_ceiling": rho_ceiling.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

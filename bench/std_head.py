@@ -98,32 +98,29 @@ def oracle_width(err: np.ndarray, unit: np.ndarray, level: float = 0.9) -> float
     return float(np.mean(2 * lam * unit))
 
 
-def real_cases(real: Path, size: int) -> list[tuple]:
-    """(label, noisy, truth, camera) for the held-out real images of bench/real_calibration.py: each
-    re-acquired at 3, 10 and 30 photons at peak (exact truth; the simulated camera), and three
-    lysosome frames against the mean of their neighbours (the camera fitted to the frame)."""
+def held_out_images(real: Path, size: int) -> list[tuple[str, np.ndarray]]:
+    """(label, centre crop) of the held-out real images bench/real_calibration.py re-acquires."""
     import tifffile
 
-    from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
-
-    from .real_calibration import (
-        DSB,
-        HELD_OUT,
-        LYSOSOME,
-        OFFSET,
-        READ_NOISE,
-        _centre,
-        _read,
-        lysosome_cases,
-        reacquired,
-    )
+    from .real_calibration import DSB, HELD_OUT, _centre, _read
 
     images = [("DSB nuclei", _centre(tifffile.imread(DSB), size))]
     for label, rel, channel in HELD_OUT:
         image = _read(real / rel)
         images.append((label, _centre(image[channel] if channel is not None else image, size)))
+    return images
+
+
+def real_cases(real: Path, size: int) -> list[tuple]:
+    """(label, noisy, truth, camera) for the held-out real images of bench/real_calibration.py: each
+    re-acquired at 3, 10 and 30 photons at peak (exact truth; the simulated camera), and three
+    lysosome frames against the mean of their neighbours (the camera fitted to the frame)."""
+    from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
+
+    from .real_calibration import LYSOSOME, OFFSET, READ_NOISE, lysosome_cases, reacquired
+
     cases = []
-    for i, (label, image) in enumerate(images):
+    for i, (label, image) in enumerate(held_out_images(real, size)):
         for photons in (3.0, 10.0, 30.0):
             noisy, truth, _ = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
             cases.append((f"{label}, {photons:g} ph", noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET)))
