@@ -114,17 +114,19 @@ def held_out_images(real: Path, size: int) -> list[tuple[str, np.ndarray]]:
 def real_cases(real: Path, size: int) -> list[tuple]:
     """(label, noisy, truth, camera) for the held-out real images of bench/real_calibration.py: each
     re-acquired at 3, 10 and 30 photons at peak (exact truth; the simulated camera), and three
-    lysosome frames against the mean of their neighbours (the camera fitted to the frame)."""
+    lysosome frames and three fields of the 8-bit time-lapse against the mean of their neighbours
+    (the camera fitted to the frame)."""
     from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
 
-    from .real_calibration import LYSOSOME, OFFSET, READ_NOISE, lysosome_cases, reacquired
+    from .real_calibration import LYSOSOME, OFFSET, READ_NOISE, TIMELAPSE, lysosome_cases, reacquired, timelapse_cases
 
     cases = []
     for i, (label, image) in enumerate(held_out_images(real, size)):
         for photons in (3.0, 10.0, 30.0):
             noisy, truth, _ = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
             cases.append((f"{label}, {photons:g} ph", noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET)))
-    for label, frame, truth, _tau2, _frames in lysosome_cases(real / LYSOSOME, size, 3):
+    for label, frame, truth, _tau2, _frames in [*lysosome_cases(real / LYSOSOME, size, 3),
+                                                 *timelapse_cases(real / TIMELAPSE, size)]:
         cases.append((label, frame, truth, estimate_noise([frame])))
     return cases
 
@@ -163,7 +165,8 @@ def evaluate(args):
     body = (f"Model `{args.model}`; std head: {where} ({count_parameters(net):,} parameters). The sampler's std "
             f"is the samples' spread of the default run (K = 8, std='samples'). Centre crops of {args.size}², the cases of "
             "bench/real_calibration.py "
-            "(re-acquired held-out real images with exact truth; lysosome frame 30 against the mean of frames 29 and 31). "
+            "(re-acquired held-out real images with exact truth; lysosome frame 30 against the mean of frames 29 and 31; "
+            "8-bit time-lapse frame 27 against the mean of frames 26 and 28, three fields). "
             "Width: the mean width of the 90 % interval mean ± λ·std with λ chosen on the truth (oracle), head over "
             "sampler: below 1, the head's std ranks and scales the error better.\n\n"
             + markdown_table(["case", "ρ sampler std", "ρ std head", "ρ both", "oracle width head / sampler @0.9",
@@ -176,11 +179,11 @@ def evaluate(args):
                  "alone (it keeps the bundled mean head unless its held-out criterion shows the adapted one better; the "
                  "std head is kept as it is, and the recalibration on the image rescales it; 'refused': adapt declined "
                  "the image, e.g. as too flat to learn from, and the bundled model stands), then the one pass of both "
-                 "heads. PSNR: fitted, against the case's truth (for the lysosomes a noisy average: it ranks, it does not "
+                 "heads. PSNR: fitted, against the case's truth (for the frame series a noisy average: it ranks, it does not "
                  "measure). ρ: the head's std against the adapted mean's error. VST+BM3D (oracle): BM3D in the "
-                 "Anscombe domain of the case's camera (the re-acquired images': the simulated one; the lysosomes': "
-                 "fitted to the frame, core.imaging.camera_noise, whose pixel-correlated noise BM3D does not "
-                 "model), its "
+                 "Anscombe domain of the case's camera (the re-acquired images': the simulated one; the frame series': "
+                 "fitted to the frame, core.imaging.camera_noise; the lysosome camera's pixel-correlated noise BM3D does "
+                 "not model), its "
                  "strength chosen against the truth (bench/baselines.py); issue #23 asks the adapted mean to reach it "
                  "on every image.\n\n"
                  + markdown_table(["case", "PSNR bundled", "PSNR adapted", "Δ dB", "PSNR VST+BM3D (oracle)",
