@@ -34,7 +34,11 @@ Where it misses (docs/benchmarks/calibration_diagnosis.md, on real images re-acq
 on a small image whose error is far below its noise (Golgi, 220×204 px at 3–10 photons) the one
 realisation of camera noise that every recorrupted draw shares moves each lag's product by 1–5× the
 error it should measure, so V scatters over 0.5–1.8 between acquisitions of one scene (truth 0.4);
-a better noise fit changes nothing there. Where the error holds pixel-scale texture of the scene that
+a better noise fit changes nothing there. At a few photons per pixel the photon noise is skewed, and
+Recorrupted-to-Recorrupted's pair, uncorrelated by construction, is then not independent: on that
+Golgi image at 3 photons V reads about twice what it reads under Gaussian noise of the same per-pixel
+variance (the diagnosis bench's Gaussian-noise column; a variance-stabilised recorruption is the
+untried lead). Where the error holds pixel-scale texture of the scene that
 the restoration smoothed away (DSB nuclei at 30 photons: excusing that texture brings the coverage
 to 0.95, docs/benchmarks/real_calibration.md), V comes out half the truth's, a bias rather than noise
 (the products' own noise is ±0.05 V there); the extrapolation to lag 0 over the response's
