@@ -41,14 +41,14 @@ def bm3d_once(plane: np.ndarray):
 @contextlib.contextmanager
 def whole_plane_bright_pass():
     """The bright pass as it was before it went to boxes: over the whole plane."""
-    from napari_diffdenoise.core.run import restore
+    from napari_diffdenoise.core.run import plane_sampling  # where the run looks the boxes up
 
-    boxes = restore.bright_boxes
-    restore.bright_boxes = lambda weight, margin=0: [(slice(0, weight.shape[0]), slice(0, weight.shape[1]))]
+    boxes = plane_sampling.bright_boxes
+    plane_sampling.bright_boxes = lambda weight, margin=0: [(slice(0, weight.shape[0]), slice(0, weight.shape[1]))]
     try:
         yield
     finally:
-        restore.bright_boxes = boxes
+        plane_sampling.bright_boxes = boxes
 
 
 def against_bm3d(model, plane: np.ndarray):
