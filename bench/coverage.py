@@ -55,6 +55,16 @@ def dynamic_range(model, ratios=(10, 100, 1000), size: int = 192):
     return rows
 
 
+def setting(c: Calibration) -> tuple[str, dict]:
+    """A shipped calibration's label and the run keywords it holds for: the std head's (mean and std in
+    two passes, any sampler) or a sampler's spread of K samples."""
+    if c.settings.get("std_estimator") == "head":
+        return "std head (mean head)", {"n_samples": 0, "mean": "head", "std": "head", "seed": 1}
+    return (f"{c.settings['sampler']} {c.settings['params']}, K = {c.settings['n_samples']}",
+            {"sampler": c.settings["sampler"], "sampler_params": c.settings["params"],
+             "n_samples": c.settings["n_samples"], "mean": c.settings["mean_estimator"], "std": "samples", "seed": 1})
+
+
 def _device(model):
     from napari_diffdenoise.core.model.devices import resolve_device
     from napari_diffdenoise.core.run.plane_sampling import device_model
@@ -73,10 +83,8 @@ def main(argv=None):
     records, diagrams = [], {}
     for entry in model.calibrations:
         c = Calibration.from_dict(entry)
-        label = f"{c.settings['sampler']} {c.settings['params']}, K = {c.settings['n_samples']}"
+        label, settings = setting(c)
         for source, kind, photons, noisy, clean in cases(args.size):
-            settings = dict(sampler=c.settings["sampler"], sampler_params=c.settings["params"],
-                            n_samples=c.settings["n_samples"], mean=c.settings["mean_estimator"], seed=1)
             results = {level: denoise(noisy, model, coverage=level, **settings) for level in LEVELS[:1]}
             r = results[LEVELS[0]]
             inside = {lv: float(np.mean(np.abs(clean - r.mean) <= c.factor(lv) * r.interval_unit)) for lv in LEVELS}
@@ -91,8 +99,7 @@ def main(argv=None):
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in records[-1].items()}, flush=True)
     rows = []
     for entry in model.calibrations:
-        c = Calibration.from_dict(entry)
-        label = f"{c.settings['sampler']} {c.settings['params']}, K = {c.settings['n_samples']}"
+        label, _ = setting(Calibration.from_dict(entry))
         for source in ("simulated", "real"):
             sel = [r for r in records if r["setting"] == label and r["source"] == source]
             rows.append([label, source, *[float(np.mean([r[f"inside{lv}"] for r in sel])) for lv in LEVELS],

@@ -2,7 +2,7 @@
 posterior-mean issue side by side, on held-out simulated images and the real nuclei image:
 
 - the model's mean head (a one-step MSE network carried in the checkpoint: for the bundled demo,
-  the CARE network of bench/care.py, so it ties the CARE baseline by construction);
+  the CARE network of bench/care.py, since fine-tuned on the simulator mixed with real images);
 - the average of K = 8 samples (DDPM-avg, the seed paper's estimate; DDIM 10 steps, η = 0, the
   previous default), and of K = 16;
 - x̂₀ at the noisiest level on the starting noise, averaged over the 8 noises (what the sampler's
