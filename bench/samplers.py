@@ -20,6 +20,7 @@ from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.calibration.calibration import block_split, measure
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted, reliability
 from napari_diffdenoise.core.imaging.simulate import KINDS, Acquisition
+from napari_diffdenoise.core.sampling.sampler_registry import get_sampler
 
 from .common import DOCS, HELD_OUT_SEED, held_out_pair, line_plots, markdown_table, write_report
 from .real import real_density
@@ -31,7 +32,9 @@ SETTINGS = [  # (label, sampler, params) at ≈ 4 / 6 / 10 / 20 evaluations per 
     *[(f"dpm++2m-sde, {n}", "dpm++2m-sde", {"steps": n}) for n in (4, 6, 10, 20)],
     *[(f"heun, {2 * n - 1}", "heun", {"steps": n}) for n in (2, 3, 5, 10)],
     *[(f"heun churn 2, {2 * n - 1}", "heun", {"steps": n, "churn": 2.0}) for n in (2, 3, 5, 10)],
+    ("one-step, 1", "one-step", {}),  # the default sampler of a model with a sample head (demo)
 ]
+STD_HEAD = "std head (no samples)"  # the default std of a model with a std head (demo): one pass, no spread
 PHOTONS = (3.0, 10.0, 30.0, 100.0)
 
 
@@ -57,9 +60,23 @@ def main(argv=None):
     model = load_model(args.model)
     records = []
     for name, noisy, clean in images(args.size):
-        head = denoise(noisy, model, n_samples=0) if model.mean_network is not None else None
+        t0 = time.perf_counter()
+        head = denoise(noisy, model, n_samples=0) if model.mean_network is not None else None  # std: the head's
+        seconds = time.perf_counter() - t0
         mask = block_split(noisy.shape, 0)
+        if model.std_network is not None:
+            r = head
+            (factor,), (covered,), (width,), _, rho = measure(r.mean, r.interval_unit, clean, [0.9], mask, r.std)
+            rmv, rmse = reliability(r.std, r.mean - clean)
+            records.append({"image": name, "setting": STD_HEAD, "sampler": None, "evaluations": r.metadata["n_steps"],
+                            "psnr_samples": psnr_fitted(r.mean, clean), "psnr_centre": psnr_fitted(r.mean, clean),
+                            "spearman": rho, "coverage90": covered,
+                            "width90": width / float(np.percentile(clean, 99.5) - np.percentile(clean, 0.5)),
+                            "lambda90": factor, "rmv": rmv.tolist(), "rmse": rmse.tolist(), "seconds": seconds})
+            print(name, STD_HEAD, {k: round(v, 3) for k, v in records[-1].items() if isinstance(v, float)}, flush=True)
         for label, sampler, params in SETTINGS:
+            if not get_sampler(sampler, model.kind).fits(model):
+                continue
             t0 = time.perf_counter()
             r = denoise(noisy, model, sampler=sampler, sampler_params=params, n_samples=args.samples, seed=0,
                         mean="samples")
@@ -78,13 +95,15 @@ def main(argv=None):
         sel = [r[key] for r in records if r["setting"] == label and (subset is None or r["image"].startswith(subset))]
         return float(np.mean(sel))
 
+    measured = [label for label in (*[lab for lab, _, _ in SETTINGS], STD_HEAD)
+                if any(r["setting"] == label for r in records)]
     rows = [[label, int(average(label, "evaluations")), average(label, "psnr_samples"), average(label, "spearman"),
              average(label, "spearman", "real"), average(label, "coverage90"), average(label, "width90"),
-             average(label, "lambda90"), average(label, "seconds")] for label, _, _ in SETTINGS]
-    families = dict.fromkeys(label.rsplit(",", 1)[0] for label, _, _ in SETTINGS)
+             average(label, "lambda90"), average(label, "seconds")] for label in measured]
+    families = dict.fromkeys(label.rsplit(",", 1)[0] for label in measured if label != STD_HEAD)
     series, widths = {}, {}
     for family in families:
-        labels = [lab for lab, _, _ in SETTINGS if lab.rsplit(",", 1)[0] == family]
+        labels = [lab for lab in measured if lab.rsplit(",", 1)[0] == family]
         x = [average(lab, "evaluations") for lab in labels]
         series[family] = (x, [average(lab, "spearman") for lab in labels])
         widths[family] = (x, [average(lab, "width90") for lab in labels])
@@ -99,7 +118,10 @@ def main(argv=None):
         f"the std map with |error| of the mean the intervals are centred on ({centre}), per image, averaged (all images, "
         "then the real crops alone). *Coverage* and *width*: the 90 % split-conformal interval, λ from half of each "
         "image's 32² blocks, measured on the other half; width as a fraction of the truth's 0.5–99.5 % range. *s*: "
-        "seconds per image on this CPU.\n\n"
+        "seconds per image on this CPU. *evaluations*: network passes per sample as the run records them (the "
+        "one-step sampler's include the mean head's pass it draws from). The last row is the std head "
+        "(core/model/std_head.py), the std a run of this model gives by default whatever the sampler: one pass beside "
+        "the mean head, no samples; its PSNR is the mean head's.\n\n"
         + markdown_table(["setting", "evaluations", "PSNR (mean of K)", "ρ all", "ρ real", "coverage 0.9", "width",
                           "λ", "s"], rows)
         + "\n\n![samplers](samplers.png)\n"
