@@ -59,7 +59,8 @@ def test_the_simulated_camera_is_the_camera_noise_a_fit_finds_in_its_images():
     """Acquisition.camera_noise is what adaptation and calibration would fit to the simulator's image:
     both speak of the one CameraNoise."""
     acquisition = Acquisition(peak_photons=200, background_photons=2, read_noise=3, psf_sigma=0, offset=100)
-    assert acquisition.camera_noise == CameraNoise.poisson_gaussian(read_noise=3, offset=100) == CameraNoise(1.0, -91.0)
+    assert acquisition.camera_noise == CameraNoise.poisson_gaussian(read_noise=3, offset=100) == \
+        CameraNoise(1.0, -91.0, read_variance=9.0)
     ramp = np.tile(np.linspace(0, 1, 256), (256, 1))
     fitted = estimate_noise([acquisition.acquire(ramp, np.random.default_rng(0))])
     levels = acquisition.expected(np.array([0.1, 0.5, 0.9]))
@@ -73,3 +74,18 @@ def test_a_noise_model_draws_the_simulators_acquisitions():
     assert (drawn.background_photons, drawn.read_noise, drawn.psf_sigma) == (model.background, model.read_noise, 1.5)
     assert (NoiseModel().background, NoiseModel().read_noise) == (Acquisition().background_photons,
                                                                   Acquisition().read_noise)
+
+
+def test_the_fitted_camera_knows_the_photon_noise_skew():
+    """The third moment (what recorrupted calibration draws must match, core.calibration.residuals)
+    is the photon noise's: gain × (variance − read variance), fitted from the image alone."""
+    acquisition = Acquisition(peak_photons=6, background_photons=2, read_noise=1.5, psf_sigma=0, offset=100)
+    levels = acquisition.expected(np.array([0.1, 0.5, 0.9]))
+    # a Poisson count's third cumulant is its mean: 2.6, 5, 7.4 photons at these levels
+    assert acquisition.camera_noise.third_moment(levels) == pytest.approx([2.6, 5.0, 7.4])
+    ramp = np.tile(np.linspace(0, 1, 256), (256, 1))
+    fitted = [estimate_noise([acquisition.acquire(ramp, np.random.default_rng(seed))]) for seed in range(3)]
+    assert [f.read_variance for f in fitted] == pytest.approx([2.25] * 3, abs=0.8)
+    assert np.mean([f.third_moment(levels) for f in fitted], axis=0) == pytest.approx([2.6, 5.0, 7.4], rel=0.3)
+    flat = np.full((256, 256), 100.0) + 3.0 * np.random.default_rng(0).standard_normal((256, 256))
+    assert estimate_noise([flat]).third_moment(np.array([100.0])) == pytest.approx([0.0], abs=1.0)

@@ -327,3 +327,25 @@ def test_a_large_image_is_recorrupted_twice_on_crops_of_half_the_budget(tiny_mod
     draws, h, w = run.restoration.mean.shape
     assert draws == 2 and h * w <= noisy.size // 2
     assert "correlation length of the restoration's response" in run.calibration.source
+
+
+def test_recorruption_draws_carry_the_cameras_variance_and_skew():
+    """ŷ = y + α·s and ȳ = y − s/α: s has the camera's variance and its third moment over α, so that
+    the input's and the view's noises have E[a²·b] = κ₃(n) − α·κ₃(s) = 0 (core.calibration.residuals);
+    a camera with no photon noise gets Gaussian draws."""
+    from napari_diffdenoise.core.calibration.residuals import recorruption_noise
+    from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+
+    camera = CameraNoise.poisson_gaussian(read_noise=1.5, offset=100.0)  # 3 photons at 103: κ₃ = 3
+    images = np.full((4, 128, 128), 103.0)
+    for alpha in (1.0, 0.5):
+        s = recorruption_noise(camera, images, alpha, np.random.default_rng(0))
+        assert s.mean() == pytest.approx(0.0, abs=0.02)
+        assert s.var() == pytest.approx(5.25, rel=0.02)
+        assert np.mean(s ** 3) == pytest.approx(3.0 / alpha, rel=0.1)
+        n = np.random.default_rng(1).poisson(3.0, s.shape) - 3.0 + 1.5 * np.random.default_rng(2).standard_normal(s.shape)
+        a, b = n + alpha * s, n - s / alpha
+        assert np.mean(a * b) == pytest.approx(0.0, abs=0.1)
+        assert np.mean(a * a * b) == pytest.approx(0.0, abs=0.5)  # 3 with Gaussian draws
+    symmetric = recorruption_noise(CameraNoise(0.0, 4.0), images, 1.0, np.random.default_rng(0))
+    assert symmetric.var() == pytest.approx(4.0, rel=0.02) and abs(stats.skew(symmetric.ravel())) < 0.02

@@ -3,8 +3,8 @@
 Without a truth, the only witness of the restoration's error is a second, independent noisy view of
 the same field: the next frame of a time series (``frames``), or a recorrupted pair made from the
 image itself (after Pang et al., "Recorrupted-to-Recorrupted", CVPR 2021; Moran et al.,
-"Noisier2Noise", CVPR 2020): with z drawn like the camera noise, ŷ = y + α·σ·z and ȳ = y − σ·z/α
-carry independent noises, and the residual r = ȳ − f(ŷ) is the restoration's error e = x − f(ŷ)
+"Noisier2Noise", CVPR 2020): with s drawn like the camera noise, ŷ = y + α·s and ȳ = y − s/α
+carry uncorrelated noises (independent up to the third moment: :func:`.residuals.recorruption_noise`), and the residual r = ȳ − f(ŷ) is the restoration's error e = x − f(ŷ)
 plus a noise n that does not depend on f.
 
 The restoration's error scale is read off those residuals by statistics in which the noise cancels
@@ -19,8 +19,9 @@ moved between the frames, which the view does not, so it is read on its quiet bl
 correlation per offset times a std per image level (core.calibration.view_noise.correlated_noise). At low light the
 products are noisy: each bin's V carries a standard error (from disjoint groups of blocks) and is
 shrunk towards the pooled value by it; a recorrupted image smaller than the budget is drawn several
-times (:func:`.residuals.recorrupted_draws`), and the known part of the view's noise (−σ·z/α) is taken off the
-products, as its mean is 0. The error's correlation length, which the extrapolation to lag 0 needs,
+times (:func:`.residuals.recorrupted_draws`). The known part of the view's noise (−s/α) is not taken off the
+products, though its mean is 0: given a bin of u, itself a function of the input y + α·s, it is not, and
+taking it off moved each bin's V by up to ±4 on Golgi at 3 photons (truth 0.2–0.6). The error's correlation length, which the extrapolation to lag 0 needs,
 is read off the difference of two draws' restorations (:func:`.residuals.response_length`), not off the
 noisy products.
 
@@ -35,10 +36,11 @@ on a small image whose error is far below its noise (Golgi, 220×204 px at 3–1
 realisation of camera noise that every recorrupted draw shares moves each lag's product by 1–5× the
 error it should measure, so V scatters over 0.5–1.8 between acquisitions of one scene (truth 0.4);
 a better noise fit changes nothing there. At a few photons per pixel the photon noise is skewed, and
-Recorrupted-to-Recorrupted's pair, uncorrelated by construction, is then not independent: on that
-Golgi image at 3 photons V reads about twice what it reads under Gaussian noise of the same per-pixel
-variance (the diagnosis bench's Gaussian-noise column; a variance-stabilised recorruption is the
-untried lead). Where the error holds pixel-scale texture of the scene that
+Recorrupted-to-Recorrupted's pair, uncorrelated by construction, is then not independent: the
+restoration's curvature carries E[a²·b] = κ₃(n) − α·κ₃(s) into the products, so the draws s carry the
+camera's third moment over α (:func:`.residuals.recorruption_noise`, the skew fitted with the noise,
+core.imaging.camera_noise); on Golgi at 3 photons V read 0.80 on average with Gaussian draws and 0.38 with
+these (four acquisitions, truth about 0.35). Where the error holds pixel-scale texture of the scene that
 the restoration smoothed away (DSB nuclei at 30 photons: excusing that texture brings the coverage
 to 0.95, docs/benchmarks/real_calibration.md), V comes out half the truth's, a bias rather than noise
 (the products' own noise is ±0.05 V there); the extrapolation to lag 0 over the response's
@@ -70,7 +72,7 @@ from .residuals import MAX_PIXELS, iter_residuals, response_length
 from .view_noise import noise_lag1_correlation
 
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
-ALPHA = 1.0  # recorrupting: ŷ = y + α·σ·z, ȳ = y − σ·z/α (equal noises at α = 1: the least noisy products)
+ALPHA = 1.0  # recorrupting: ŷ = y + α·s, ȳ = y − s/α (equal noises at α = 1: the least noisy products)
 CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
 
 
@@ -104,7 +106,10 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                                              seed=seed, partner=partner, probe=probe, view_name=view_name,
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
-    taken_off = last.noise if last.noise is not None else last.known
+    # the recorruption's own products (known: −s/α) are not taken off, though their mean is 0: given a
+    # bin of u, a function of the input y + α·s, they are not (on Golgi at 3 photons per-bin V read
+    # −4…+4 with them taken off, truth 0.2–0.6)
+    taken_off = last.noise
     ell = response_length(last, offsets)
     scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
                         ell=ell)

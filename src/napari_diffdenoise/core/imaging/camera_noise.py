@@ -16,6 +16,9 @@ from scipy import ndimage
 
 BLOCK = 8  # pixels per side of the blocks whose statistics fit the noise model
 CLIPPED_SHARE = 0.25  # blocks with this share of pixels at a clipped value are left out of the noise fit
+# a bin's third moment is read on its blocks of at most this × its median variance: edges skew the rest,
+# and a tighter cut biases it (the blocks whose variance came out low are those with fewer large outliers)
+FLAT_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,17 @@ class CameraNoise:
     floor: float
     levels: tuple = ()
     variances: tuple = ()
+    # the variance that carries no skew (read noise, quantisation): the rest is photon noise, whose third
+    # cumulant is gain × its variance (:meth:`third_moment`)
+    read_variance: float = 0.0
 
     @classmethod
     def poisson_gaussian(cls, read_noise: float, offset: float = 0.0, gain: float = 1.0) -> CameraNoise:
         """A camera known by its parameters: ``gain`` image units per photo-electron, ``read_noise`` in
         photo-electrons (std), ``offset`` the baseline in image units. The Poisson part's variance is
         gain·(level − offset), the read noise's (gain·read_noise)²."""
-        return cls(float(gain), float((gain * read_noise) ** 2 - gain * offset))
+        return cls(float(gain), float((gain * read_noise) ** 2 - gain * offset),
+                   read_variance=float((gain * read_noise) ** 2))
 
     def variance(self, level: np.ndarray) -> np.ndarray:
         level = np.asarray(level, dtype=np.float64)
@@ -53,6 +60,11 @@ class CameraNoise:
                 table = np.where(level > self.levels[-1], np.maximum(table, line), table)
             line = table
         return np.maximum(line, least)
+
+    def third_moment(self, level: np.ndarray) -> np.ndarray:
+        """E[(y − E y)³] at ``level``: a Poisson count's third cumulant equals its mean, so photon noise
+        of variance gain²·N carries gain³·N = gain × its variance; the read noise is symmetric."""
+        return self.gain * np.maximum(self.variance(level) - self.read_variance, 0.0)
 
     def sigma_at(self, image: np.ndarray) -> np.ndarray:
         """σ at each pixel from its smoothed level (the noisy value itself would correlate σ with the
@@ -80,8 +92,11 @@ def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
     relative absolute deviation (reweighted least squares): bright bins inflated by structure
     barely move it (a least-squares line through them gave −12750 as the floor of a confocal
     series and a quarter of the measured variance where most of its pixels lie). The bin medians
-    are kept in the result (:attr:`CameraNoise.levels`)."""
-    means, variances = [], []
+    are kept in the result (:attr:`CameraNoise.levels`). The photon noise's share comes from the bins'
+    third moments (:attr:`CameraNoise.read_variance`): on a simulated ramp at 6 photons with read
+    noise 1.5, read variance 1.5–2.1 for 2.25; at 200 photons its noise swamps it (0 for 9), where
+    photon noise is nearly symmetric anyway."""
+    means, variances, skews = [], [], []
     for plane in planes:
         p = np.asarray(plane, dtype=np.float64)
         clipped = _clipped_values(p)
@@ -94,9 +109,10 @@ def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
                             np.diff(blocks, 2, axis=1).reshape(len(blocks), -1)], axis=1)
         means.append(blocks.mean(axis=(1, 2)))
         variances.append(np.mean(d**2, axis=1) / 6)
-    m, v = np.concatenate(means), np.concatenate(variances)
+        skews.append(-np.mean(d**3, axis=1) / 6)  # κ₃(y₋ − 2y + y₊) = (1 − 8 + 1)·κ₃(y)
+    m, v, k3 = np.concatenate(means), np.concatenate(variances), np.concatenate(skews)
     edges = np.unique(np.quantile(m, np.linspace(0, 1, 17)))
-    xs, ys, ws = [], [], []
+    xs, ys, ws, third = [], [], [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = (m >= lo) & (m <= hi)
         if sel.sum() < 4:
@@ -104,6 +120,7 @@ def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
         xs.append(np.median(m[sel]))
         ys.append(np.median(v[sel]))
         ws.append(np.sqrt(sel.sum()))
+        third.append(float(np.mean(k3[sel & (v <= FLAT_FACTOR * ys[-1])])))
     if len(xs) < 2:
         return CameraNoise(0.0, float(np.median(v)))
     xs, ys, ws = (np.asarray(a, dtype=np.float64) for a in (xs, ys, ws))
@@ -115,7 +132,12 @@ def estimate_noise(planes: list[np.ndarray]) -> CameraNoise:
     if gain < 0:  # no signal dependence to be seen: Gaussian noise
         gain, floor = 0.0, float(np.median(ys))
     table = np.maximum.accumulate(ys)  # the variance does not fall as the level rises
-    return CameraNoise(float(gain), float(floor), tuple(float(x) for x in xs), tuple(float(y) for y in table))
+    # what of each bin's variance is not photon noise, from its third moment (:meth:`CameraNoise.third_moment`);
+    # one figure for all bins (the median), as each bin's third moment is noisy
+    unskewed = ys - np.asarray(third) / gain if gain > 0 else ys
+    read_variance = float(np.clip(np.median(unskewed), 0.0, ys.min()))
+    return CameraNoise(float(gain), float(floor), tuple(float(x) for x in xs), tuple(float(y) for y in table),
+                       read_variance)
 
 
 def simulate_like(clean: np.ndarray, noise: CameraNoise, rng: np.random.Generator) -> np.ndarray:
