@@ -37,13 +37,17 @@ SEEDS = 3
 
 
 class _Exact:
-    """A camera-noise description that knows each pixel's true variance."""
+    """A camera-noise description that knows each pixel's true variance, and its third moment (the
+    simulated camera's gain is 1: its photon noise's third moment is its variance less the read noise's)."""
 
     def __init__(self, variance):
         self.variance_map = variance
 
-    def sigma_at(self, plane):
-        return np.sqrt(self.variance_map)
+    def variance(self, level):
+        return np.broadcast_to(self.variance_map, np.shape(level))
+
+    def third_moment(self, level):
+        return np.maximum(self.variance(level) - rc.READ_NOISE ** 2, 0.0)
 
 
 def _pooled(calibration) -> tuple[float, float]:
