@@ -136,8 +136,8 @@ STATIC_SPREAD = 4.0
 
 def static_truth(series: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
     """(the mean of frames t − 5 … t + 2, the pixels where the field held still over them): a truth
-    for frame t with an eighth of one frame's noise and, unlike the mean of t ± 1, no motion blur —
-    on moving nuclei that mean is a blurred frame t, which favours a restoration that blurs alike.
+    for frame t with an eighth of one frame's noise where, unlike the mean of t ± 1 on moving nuclei,
+    it is frame t's scene.
     A pixel holds still when every frame of the window, smoothed by a 2 px Gaussian, lies within
     STATIC_SPREAD × the smoothed frame's noise std (from :func:`frame_noise`) of the smoothed
     average; on the time-lapse that is 43–80 % of a field, mostly its dark background."""
