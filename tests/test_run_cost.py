@@ -40,6 +40,16 @@ def test_the_recalibration_restores_at_most_the_self_calibration_budget(fixed_ra
     assert recalibration_cost(headed, (2, 1024, 1024), n_samples=2, steps=3).seconds < cost.seconds
 
 
+def test_the_widgets_calibration_costs_its_planes_and_with_a_t_axis_the_frame_pairs(fixed_rate, headed):
+    """The Denoise widget's and the CLI's calibration (self_calibration.iter_calibrate_on_data) recorrupts
+    up to CALIBRATION_PLANES planes, and with a T axis also restores those frames for their frame pairs."""
+    stack = recalibration_cost(headed, (40, 64, 64), axes="ZYX")
+    assert stack.pixels == recalibration_cost(headed, (4, 64, 64), axes="ZYX").pixels  # 4 of the 40 planes
+    assert stack.pixels < recalibration_cost(headed, (40, 64, 64)).pixels  # adapt's recalibration: every plane
+    series = recalibration_cost(headed, (40, 64, 64), axes="TYX")
+    assert series.pixels == stack.pixels + 4 * 64 * 64
+
+
 def test_a_plane_with_bright_structure_costs_its_second_pass(fixed_rate, headed):
     """A spot far above the plane's 99.8th percentile is restored again in a box around it
     (core.run.bright_pass): the plane costs that box's share more; a plane without one costs the same."""

@@ -349,3 +349,44 @@ def test_recorruption_draws_carry_the_cameras_variance_and_skew():
         assert np.mean(a * a * b) == pytest.approx(0.0, abs=0.5)  # 3 with Gaussian draws
     symmetric = recorruption_noise(CameraNoise(0.0, 4.0), images, 1.0, np.random.default_rng(0))
     assert symmetric.var() == pytest.approx(4.0, rel=0.02) and abs(stats.skew(symmetric.ravel())) < 0.02
+
+
+def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny_model):
+    """The widget's and the CLI's calibration (iter_calibrate_on_data): recorrupted pairs of the chosen
+    frames and, with a T axis, those frames against their neighbours; at each level the larger λ."""
+    from napari_diffdenoise.core.calibration.self_calibration import calibration_planes, iter_calibrate_on_data
+
+    series = np.stack([noisy_image(s) for s in range(4)])
+    options = {"coverage": (0.8, 0.9, 0.95), "n_samples": 3, "steps": 2}
+    both, _ = drive(iter_calibrate_on_data(tiny_model, series, "TYX", **options))
+    first, second, second_noise, second_is = calibration_planes(series, "TYX")
+    recorrupted = self_calibrate(tiny_model, first, **options).calibrations[0]
+    paired = self_calibrate(tiny_model, first, second=second, second_noise=second_noise, second_is=second_is,
+                            **options).calibrations[0]
+    assert both.calibration.factors == pytest.approx(np.maximum(recorrupted["factors"], paired["factors"]))
+    source = both.model.calibrations[0]["source"]
+    assert source.startswith("the wider of two self-calibrations at each level")
+    assert "recorrupted pairs" in source and "the mean of frames t − 1 and t + 1 for 2 plane(s)" in source
+    # a stack without a T axis: the recorrupted pairs alone
+    stack, _ = drive(iter_calibrate_on_data(tiny_model, series, "ZYX", **options))
+    assert stack.calibration.factors == pytest.approx(self_calibrate(tiny_model, series, **options).calibrations[0]["factors"])
+    assert stack.calibration.source.startswith("self-calibrated: residuals against recorrupted pairs")
+
+
+def test_the_wider_calibration_takes_the_larger_factor_level_by_level(tiny_model):
+    from napari_diffdenoise.core.calibration.calibration_run import CalibrationRun
+    from napari_diffdenoise.core.calibration.self_calibration import wider
+    from napari_diffdenoise.core.run.conformal import Calibration
+
+    def run(factors, source):
+        cal = Calibration({"sampler": "ddim"}, [0.8, 0.9, 0.95], factors, [0.81, 0.9, 0.96], [1.0, 2.0, 3.0],
+                          source, 100)
+        return CalibrationRun(dataclasses.replace(tiny_model, calibrations=[cal.to_dict(), {"kept": True}]),
+                              cal, None, None)
+
+    both = wider(run([1.0, 2.0, 3.0], "recorrupted"), run([1.5, 1.8, 3.5], "frames"))
+    assert both.calibration.factors == [1.5, 2.0, 3.5]
+    assert both.calibration.n_pixels == 200
+    assert both.calibration.source == ("the wider of two self-calibrations at each level (the second's at 0.8, 0.95). "
+                                       "First: recorrupted. Second: frames")
+    assert both.model.calibrations[0]["factors"] == [1.5, 2.0, 3.5] and both.model.calibrations[1] == {"kept": True}

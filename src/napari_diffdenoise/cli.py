@@ -285,11 +285,12 @@ def _is_zarr_output(path: str) -> bool:
 
 def _self_calibrated_model(args):
     """The model with a calibration made on the input itself (--self-calibrate), for these settings:
-    a few consecutive-frame pairs along T when there is a T axis, else a few evenly spaced
-    planes recorrupted (core.calibration.self_calibration)."""
-    from .core.calibration.self_calibration import calibration_planes, self_calibrate
+    a few evenly spaced planes recorrupted, and with a T axis also paired with their neighbouring
+    frames, the wider interval taken (core.calibration.self_calibration.iter_calibrate_on_data)."""
+    from .core.calibration.self_calibration import iter_calibrate_on_data
     from .core.io.checkpoint import load_model
     from .core.io.image_io import open_image
+    from .core.run.driving import drive
     from .core.run.restore import calibration_settings
 
     if args.coverage is None:
@@ -298,13 +299,12 @@ def _self_calibrated_model(args):
         raise ValueError("--self-calibrate runs in this process: leave out --workers and --scheduler (or calibrate "
                          "first with the library's calibrate(model, noisy), save the model and pass its path)")
     source = open_image(args.input, args.axes)
-    first, second, second_noise, second_is = calibration_planes(source.data, source.axes)
     model = load_model(args.model)
     # the run's spec, not its keywords: a keyword seed would be taken as the recorruption's, not the run's
     spec = calibration_settings(model, spec=_run_from_args(args)[0])
-    print(f"self-calibrating on {len(first)} plane(s) of {args.input}", file=sys.stderr)
-    model = self_calibrate(model, first, second=second, second_is=second_is, second_noise=second_noise,
-                           progress=_progress_printer(), spec=spec)
+    print(f"self-calibrating on {args.input}", file=sys.stderr)  # the calibration's source names the planes
+    run, _ = drive(iter_calibrate_on_data(model, source.data, source.axes, spec=spec), _progress_printer())
+    model = run.model
     print(file=sys.stderr)
     calibration = model.calibrations[0]
     print(f"calibration: {calibration['source']}", file=sys.stderr)

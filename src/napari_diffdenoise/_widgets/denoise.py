@@ -111,13 +111,11 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
     ``self_calibrate``: first calibrate the intervals on a few planes of ``data`` itself."""
     try:
         if self_calibrate:
+            from ..core.calibration.self_calibration import iter_calibrate_on_data
             from ..core.imaging.axes import infer_axes
-            from ..core.calibration.self_calibration import calibration_planes, iter_self_calibrate
 
-            first, second, second_noise, second_is = calibration_planes(data, axes or infer_axes(np.ndim(data)))
-            model = (yield from iter_self_calibrate(model, first, second=second, second_is=second_is,
-                                                    second_noise=second_noise,
-                                                    **calibration_settings(model, settings))).model
+            model = (yield from iter_calibrate_on_data(model, data, axes or infer_axes(np.ndim(data)),
+                                                       **calibration_settings(model, settings))).model
         return (yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings))
     except Cancelled:
         yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`
@@ -134,9 +132,10 @@ def _is_timed(model, settings) -> bool:
         return False
 
 
-def _run_estimate(model, shape, settings, calibrate, sample_plane=None):
+def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=None):
     """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses;
-    ``sample_plane``: a plane of the image, whose bright structure's second pass is then counted."""
+    ``sample_plane``: a plane of the image, whose bright structure's second pass is then counted;
+    ``axes``: the image's (a T axis adds the frame pairs' calibration)."""
     from ..core.calibration.recalibration_cost import recalibration_cost
     from ..core.run.run_cost import restoration_cost
 
@@ -144,7 +143,7 @@ def _run_estimate(model, shape, settings, calibrate, sample_plane=None):
         # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
         run = {**settings, "coverage": None} if calibrate else settings
         return (restoration_cost(model, shape, sample_plane, **run),
-                recalibration_cost(model, shape, **settings) if calibrate else None)
+                recalibration_cost(model, shape, axes=axes, **settings) if calibrate else None)
     except (ValueError, TypeError, RuntimeError):
         return None
 
@@ -212,10 +211,11 @@ class DenoiseWidget(WorkerControls, Container):
         self.std_estimator = control_for(STD)
         self.coverage = control_for(COVERAGE)
         self.self_calibrate = CheckBox(
-            text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px)", value=True, visible=False,
-            tooltip="Before the run, measure the model's real error on this image (residuals against the neighbouring "
-                    "frames when there is a T axis, else against a recorrupted copy) and set the interval width "
-                    "from it. "
+            text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px, 2 with a T axis)", value=True,
+            visible=False,
+            tooltip="Before the run, measure the model's real error on this image (residuals against a recorrupted "
+                    "copy; with a T axis also against the neighbouring frames, one more run, keeping the wider "
+                    "interval) and set the interval width from it; the time estimate includes it. "
                     "Off: the model's stored calibration, made on other images")
         self.coverage.changed.connect(lambda value: setattr(self.self_calibrate, "visible", value > 0))
         self.entropy = control_for(ENTROPY)
@@ -552,6 +552,7 @@ class DenoiseWidget(WorkerControls, Container):
             if layer is None or not self._is_model():
                 raise ValueError("nothing to estimate")
             model, settings = self._selected_model(), self._settings(self._psf())
+            axes = self._axes_of(layer)
         except (ValueError, TypeError, OSError, RuntimeError):
             self._estimate_for = None
             self.estimate.value = "—"
@@ -564,16 +565,16 @@ class DenoiseWidget(WorkerControls, Container):
         first_plane = None if is_lazy(data) or layer.rgb else np.asarray(data[(0,) * (data.ndim - 2)])
         calibrate = self._calibrates_here(settings)
         key = (model.sha256 or model.name, id(layer), shape, repr(sorted(settings.items(), key=lambda kv: kv[0])),
-               calibrate)
+               calibrate, axes)
         if key == self._estimate_for:
             return
         self._estimate_for = key
         self._estimate_counts_bright = first_plane is not None
         if _is_timed(model, settings):  # arithmetic and one plane's bright boxes left: no thread to outlive the widget
-            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, first_plane))
+            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, first_plane, axes))
             return
         self.estimate.value = "timing it on this machine…"
-        worker = create_worker(_run_estimate, model, shape, settings, calibrate, first_plane, _start_thread=False)
+        worker = create_worker(_run_estimate, model, shape, settings, calibrate, first_plane, axes, _start_thread=False)
         worker.returned.connect(lambda costs: self._show_estimate(key, costs))
         worker.start()
 

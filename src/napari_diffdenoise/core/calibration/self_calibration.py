@@ -206,6 +206,45 @@ def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES):
     return first, views, probes, triplets[0][3]
 
 
+def iter_calibrate_on_data(model, data, axes: str, **options):
+    """What the Denoise widget's *Calibrate on this image* and the CLI's ``--self-calibrate`` run
+    (a generator yielding Progress; returns a CalibrationRun): up to CALIBRATION_PLANES planes of
+    ``data`` (:func:`calibration_planes`), recorrupted; with a T axis of two frames or more, also
+    against their neighbouring frames, and at each coverage level the wider of the two intervals
+    (:func:`wider`). Why both: on the real frames of docs/benchmarks/real_calibration.md the frame
+    pairs under-cover the lysosome series (0.70–0.74 at 0.8: its camera noise is correlated over
+    several pixels and its lysosomes move, and the noise probe that takes the one off holds the
+    other), where the recorrupted pairs of the same frames come within ±0.05; each route can fail
+    low where the other does not, and a too-narrow interval is the worse failure. ``options``: as for
+    :func:`iter_self_calibrate` (settings, spec, seed)."""
+    first, second, second_noise, second_is = calibration_planes(data, axes)
+    recorrupted = yield from iter_self_calibrate(model, first, **options)
+    if second is None:
+        return recorrupted
+    paired = yield from iter_self_calibrate(model, first, second=second, second_is=second_is,
+                                            second_noise=second_noise, **options)
+    return wider(recorrupted, paired)
+
+
+def wider(first: CalibrationRun, second: CalibrationRun) -> CalibrationRun:
+    """``first`` with, at each coverage level, the larger λ of the two calibrations (made for the same
+    settings and levels), and a source that names both and which one each level took."""
+    a, b = first.calibration, second.calibration
+    take_b = [fb > fa for fa, fb in zip(a.factors, b.factors)]
+
+    def pick(xs, ys):
+        return [y if t else x for x, y, t in zip(xs, ys, take_b)]
+
+    levels = ", ".join(f"{c:g}" for c, t in zip(a.coverages, take_b) if t) or "none"
+    combined = dataclasses.replace(
+        a, factors=pick(a.factors, b.factors), held_out_coverage=pick(a.held_out_coverage, b.held_out_coverage),
+        held_out_width=pick(a.held_out_width, b.held_out_width), n_pixels=a.n_pixels + b.n_pixels,
+        source=(f"the wider of two self-calibrations at each level (the second's at {levels}). First: {a.source}. "
+                f"Second: {b.source}"))
+    model = dataclasses.replace(first.model, calibrations=[combined.to_dict(), *first.model.calibrations[1:]])
+    return CalibrationRun(model, combined, first.restoration, None)
+
+
 def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                    alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
                    second_is: str = "a second acquisition", second_noise=None, progress=None, cancel=None,
