@@ -182,8 +182,8 @@ def test_calibrate_without_a_truth_layer_calibrates_on_the_noisy_ones_residuals(
 
 def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, qtbot, errors, tiny_checkpoint):
     """The tiny model has no calibration at all: with the box on, the run calibrates on the layer
-    (frame 1 against the mean of frames 0 and 2 of its T axis) and then gives intervals; with it
-    off, it is refused."""
+    (frame 1 recorrupted, and against the mean of frames 0 and 2 of its T axis) and then gives
+    intervals; with it off, it is refused."""
     viewer = make_napari_viewer()
     rng = np.random.default_rng(4)
     field = rng.uniform(5, 40, (32, 32))
@@ -202,8 +202,11 @@ def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, q
     d.run()
     qtbot.waitUntil(lambda: "movie [upper]" in viewer.layers, timeout=60_000)
     meta = viewer.layers["movie [lower]"].metadata["napari_diffdenoise"]
-    assert meta["calibration_source"].startswith(
-        "self-calibrated: residuals against the mean of frames t − 1 and t + 1 for 1 plane(s)")
+    # a T axis: recorrupted pairs of frame 1 and frame 1 against its neighbours, the wider interval
+    assert meta["calibration_source"].startswith("the wider of two self-calibrations at each level")
+    assert "First: self-calibrated: residuals against recorrupted pairs" in meta["calibration_source"]
+    assert "Second: self-calibrated: residuals against the mean of frames t − 1 and t + 1 for 1 plane(s)" in \
+        meta["calibration_source"]
     lower, upper = viewer.layers["movie [lower]"].data, viewer.layers["movie [upper]"].data
     assert lower.shape == (3, 1, 32, 32) and np.all(upper >= lower) and np.any(upper > lower)
     assert not errors, errors

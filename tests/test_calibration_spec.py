@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from napari_diffdenoise.core.calibration.calibration import calibrate
+from napari_diffdenoise.core.calibration.calibration_run import CalibrationRun
 from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
 from napari_diffdenoise.core.run.run_keywords import RunSpec
 from napari_diffdenoise.core.run.run_settings import calibration_settings
@@ -74,7 +75,7 @@ def test_calibrate_takes_a_spec_on_each_route(tiny_model):
 
 
 def test_the_cli_self_calibrates_with_the_runs_spec(tiny_checkpoint, tmp_path, monkeypatch):
-    """--self-calibrate hands self_calibrate the run's RunSpec as a calibration restores it, its seed the run's."""
+    """--self-calibrate hands the calibration the run's RunSpec as a calibration restores it, its seed the run's."""
     import tifffile
 
     from napari_diffdenoise import cli
@@ -83,11 +84,12 @@ def test_the_cli_self_calibrates_with_the_runs_spec(tiny_checkpoint, tmp_path, m
 
     calls = []
 
-    def self_calibrate(model, noisy, **kwargs):
+    def iter_calibrate_on_data(model, data, axes, **kwargs):
         calls.append(kwargs)
-        return dataclasses.replace(model, calibrations=[{"source": "recorded here"}])
+        yield from ()
+        return CalibrationRun(dataclasses.replace(model, calibrations=[{"source": "recorded here"}]), None, None, None)
 
-    monkeypatch.setattr(self_calibration, "self_calibrate", self_calibrate)
+    monkeypatch.setattr(self_calibration, "iter_calibrate_on_data", iter_calibrate_on_data)
     monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: ({}, []))
     tifffile.imwrite(tmp_path / "in.tif", _noisy().astype(np.uint16))
     assert cli.main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "out"), "--model",
