@@ -8,7 +8,7 @@ from ..model.model import DiffusionModel
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
 from ..run.run_cost import RunCost, planes_cost
 from .residuals import MAX_PIXELS, _crops, recorrupted_crops
-from .self_calibration import CALIBRATION_PLANES
+from .self_calibration import calibration_positions
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
@@ -17,16 +17,15 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
     (:func:`residuals.recorrupted_crops`): its crops, restored as several recorrupted copies, with
     what a calibration for a run at ``settings`` restores with (restore.calibration_settings; the
     default sampler's settings when none are given). ``axes``: the image's, for the calibration the
-    Denoise widget and the CLI make (self_calibration.iter_calibrate_on_data: up to
-    CALIBRATION_PLANES planes, and with a T axis of two frames or more their frame pairs too); None
+    Denoise widget and the CLI make (self_calibration.iter_calibrate_on_data: the planes at
+    calibration_positions, and with a T axis of two frames or more their frame pairs too); None
     for adapt's recalibration, which recorrupts every plane."""
     settings = make_settings(model, **calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS))
-    n_planes = int(np.prod(shape[:-2], dtype=np.int64))
-    t = -1 if axes is None else axes.find("T")
-    paired = t >= 0 and shape[t] >= 2
-    if axes is not None:  # the planes calibration_planes picks: with a T axis, frames with both neighbours
-        candidates = n_planes // shape[t] * (shape[t] - 1 - (shape[t] >= 3)) if paired else n_planes
-        n_planes = max(1, min(CALIBRATION_PLANES, candidates))
+    if axes is None:
+        n_planes, paired = int(np.prod(shape[:-2], dtype=np.int64)), False
+    else:
+        chosen, paired = calibration_positions(shape, axes)
+        n_planes = len(chosen)
     planes = [np.broadcast_to(np.float32(0), shape[-2:])] * n_planes
     crops, draws = recorrupted_crops(planes, max_pixels)
     cost = planes_cost(model, settings, tuple(crops.shape[-2:]), draws * len(crops))

@@ -180,23 +180,31 @@ def frame_views(frames: list) -> tuple[list, list, list, str]:
     return list(frames[:-1]), list(frames[1:]), [(b - a) / math.sqrt(2) for a, b in zip(frames[:-1], frames[1:])], NEXT_FRAME
 
 
-def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES):
-    """(planes, their independent views or None, noise probes or None, what the views are): up to
-    ``count`` evenly spaced (Y, X) planes of an image with these axes, read one at a time (lazy
-    arrays stay lazy). With a T axis of two frames or more, views and probes come from the
-    neighbouring frames at the same C and Z (:func:`frame_views`)."""
-    lead = tuple(data.shape[:-2])
+def calibration_positions(shape: tuple, axes: str, count: int = CALIBRATION_PLANES) -> tuple[list, bool]:
+    """(the lead-axis positions of the planes :func:`calibration_planes` reads, whether they have frame
+    neighbours): up to ``count`` evenly spaced ones; with a T axis of two frames or more, only frames
+    with both neighbours (t and t + 1 of a pair of frames)."""
+    lead = tuple(shape[:-2])
     positions = list(np.ndindex(*lead)) if lead else [()]
     t = axes.find("T")
     n_frames = lead[t] if t >= 0 else 1
+    if n_frames >= 2:
+        edge = 1 if n_frames >= 3 else 0  # frame t needs t − 1 and t + 1, or only t + 1 in a pair of frames
+        positions = [p for p in positions if edge <= p[t] < n_frames - 1]
+    chosen = np.unique(np.linspace(0, len(positions) - 1, min(count, len(positions))).astype(int))
+    return [positions[i] for i in chosen], n_frames >= 2
 
-    def spaced(items):
-        return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, min(count, len(items))).astype(int))]
 
-    if n_frames < 2:
-        return np.stack([np.asarray(data[p], dtype=np.float32) for p in spaced(positions)]), None, None, ""
-    edge = 1 if n_frames >= 3 else 0  # frame t needs t − 1 and t + 1, or only t + 1 in a pair of frames
-    chosen = spaced([p for p in positions if edge <= p[t] < n_frames - 1])
+def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES):
+    """(planes, their independent views or None, noise probes or None, what the views are): the planes
+    at :func:`calibration_positions`, read one at a time (lazy arrays stay lazy). With a T axis of
+    two frames or more, views and probes come from the neighbouring frames at the same C and Z
+    (:func:`frame_views`)."""
+    chosen, paired = calibration_positions(data.shape, axes, count)
+    if not paired:
+        return np.stack([np.asarray(data[p], dtype=np.float32) for p in chosen]), None, None, ""
+    t = axes.find("T")
+    edge = 1 if data.shape[t] >= 3 else 0
 
     def at(p, dt):
         return np.asarray(data[p[:t] + (p[t] + dt,) + p[t + 1:]], dtype=np.float32)
