@@ -58,6 +58,7 @@ from napari_diffdenoise.core.imaging.camera_noise import estimate_noise, simulat
 from napari_diffdenoise.core.imaging.metrics import calibration as error_bins
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
 from napari_diffdenoise.core.model.schedules import sample_gammas
 from napari_diffdenoise.core.run.driving import drive
 from napari_diffdenoise.core.training.pairs import augment
@@ -113,8 +114,8 @@ def fine_tune(model, noisy, route: str, steps: int, lr: float, seed: int = 0):
     if route == "pseudo-clean":
         clean = denoise(noisy, model, n_samples=0).mean.astype(np.float64)
     else:
-        sigma = noise.sigma_at(noisy.astype(np.float64))
-        target_var = (sigma / imap.half_span) ** 2 * (1 + 1 / ALPHA**2)  # model units
+        variance = RecorruptionNoise.of(noise, noisy, ALPHA).variance
+        target_var = variance / imap.half_span ** 2 * (1 + 1 / ALPHA**2)  # model units
     torch.manual_seed(seed)
     history = []
     for step in range(steps):

@@ -159,3 +159,23 @@ def test_the_noise_line_is_not_dragged_by_a_few_bright_structured_bins():
         levels = np.array([260.0, 300.0, 380.0])
         ratio = estimate_noise([frame]).variance(levels) / (4 * levels - 600)
         assert np.all((ratio > 0.8) & (ratio < 1.3)), ratio
+
+
+def test_adapts_training_pairs_carry_the_cameras_skew():
+    """The pairs the head is fine-tuned on (core.training.recorrupted_pairs) recorrupt with draws of the
+    camera's variance and third moment over α: input − target = (α + 1/α)·s, so at 3 photons (gain 1,
+    read noise 1.5) s has variance 5.25 and third moment 3/α; with Gaussian draws it would be 0."""
+    from napari_diffdenoise.core.imaging.normalization import IntensityMap
+    from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
+    from napari_diffdenoise.core.training.datasets import Split
+    from napari_diffdenoise.core.training.recorrupted_pairs import recorrupted_batch
+
+    camera, alpha = CameraNoise.poisson_gaussian(read_noise=1.5, offset=100.0), 0.5
+    plane = np.full((64, 64), 103.0)
+    imap = IntensityMap(100.0, 110.0)
+    x, t = recorrupted_batch([plane], [RecorruptionNoise.of(camera, plane, alpha)], [imap], [Split(0, 48)], [0], 32,
+                             alpha, 64, np.random.default_rng(0), "cpu")
+    s = (x - t).numpy().astype(np.float64) * imap.half_span / (alpha + 1 / alpha)
+    assert s.mean() == pytest.approx(0.0, abs=0.03)
+    assert s.var() == pytest.approx(5.25, rel=0.03)
+    assert np.mean(s ** 3) == pytest.approx(3.0 / alpha, rel=0.1)

@@ -331,15 +331,15 @@ def test_a_large_image_is_recorrupted_twice_on_crops_of_half_the_budget(tiny_mod
 
 def test_recorruption_draws_carry_the_cameras_variance_and_skew():
     """ŷ = y + α·s and ȳ = y − s/α: s has the camera's variance and its third moment over α, so that
-    the input's and the view's noises have E[a²·b] = κ₃(n) − α·κ₃(s) = 0 (core.calibration.residuals);
+    the input's and the view's noises have E[a²·b] = κ₃(n) − α·κ₃(s) = 0 (core.imaging.recorruption);
     a camera with no photon noise gets Gaussian draws."""
-    from napari_diffdenoise.core.calibration.residuals import recorruption_noise
     from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+    from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
 
     camera = CameraNoise.poisson_gaussian(read_noise=1.5, offset=100.0)  # 3 photons at 103: κ₃ = 3
     images = np.full((4, 128, 128), 103.0)
     for alpha in (1.0, 0.5):
-        s = recorruption_noise(camera, images, alpha, np.random.default_rng(0))
+        s = RecorruptionNoise.of(camera, images, alpha).draw(np.random.default_rng(0))
         assert s.mean() == pytest.approx(0.0, abs=0.02)
         assert s.var() == pytest.approx(5.25, rel=0.02)
         assert np.mean(s ** 3) == pytest.approx(3.0 / alpha, rel=0.1)
@@ -347,7 +347,7 @@ def test_recorruption_draws_carry_the_cameras_variance_and_skew():
         a, b = n + alpha * s, n - s / alpha
         assert np.mean(a * b) == pytest.approx(0.0, abs=0.1)
         assert np.mean(a * a * b) == pytest.approx(0.0, abs=0.5)  # 3 with Gaussian draws
-    symmetric = recorruption_noise(CameraNoise(0.0, 4.0), images, 1.0, np.random.default_rng(0))
+    symmetric = RecorruptionNoise.of(CameraNoise(0.0, 4.0), images, 1.0).draw(np.random.default_rng(0))
     assert symmetric.var() == pytest.approx(4.0, rel=0.02) and abs(stats.skew(symmetric.ravel())) < 0.02
 
 

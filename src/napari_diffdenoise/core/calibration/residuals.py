@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..imaging.camera_noise import CameraNoise, estimate_noise
+from ..imaging.camera_noise import estimate_noise
+from ..imaging.recorruption import RecorruptionNoise
 from ..run.restore import iter_denoise
 from .error_scale import correlation_length, pair_moments, precision_weights
 from .view_noise import CorrelatedNoise, correlated_noise
@@ -78,7 +79,7 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         noise = estimate_noise(list(inputs))
         rng = np.random.default_rng([seed, 23])
         copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
-        drawn = recorruption_noise(noise, copies, alpha, rng)
+        drawn = RecorruptionNoise.of(noise, copies, alpha).draw(rng)
         restored_input = copies + alpha * drawn
         known = -drawn / alpha
         views = copies + known
@@ -95,25 +96,6 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         level = ndimage.gaussian_filter(np.asarray(views, dtype=np.float64), (0, 2.0, 2.0))
         noise = correlated_noise(probes, level, unit)
     return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws, mean), inputs
-
-
-def recorruption_noise(noise: CameraNoise, images: np.ndarray, alpha: float, rng) -> np.ndarray:
-    """s to recorrupt ``images`` with (ŷ = y + α·s, ȳ = y − s/α): at each pixel the camera's variance
-    at its smoothed level and, drawn from a shifted gamma, the camera's third moment over α.
-    Why the third moment: the input's noise a = n + α·s and the view's b = n − s/α are uncorrelated
-    for any s of the camera's variance, but the restoration reaches the products through its
-    curvature too, by E[a²·b] = κ₃(n) − α·κ₃(s): zero for Gaussian noise, not for photon noise at a
-    few photons, where Gaussian draws read the error's V 2–3× the truth's (Golgi at 3 photons, four
-    acquisitions: 0.80 on average; drawn with the camera's skew 0.38; truth about 0.35)."""
-    level = np.stack([ndimage.gaussian_filter(p, 1.5) for p in images])
-    variance = noise.variance(level)
-    theta = noise.third_moment(level) / alpha / (2 * variance)  # a gamma(k, θ) has κ₃ / variance = 2θ
-    # a shape k = variance / θ² above 10⁴ is a normal as near as the draws can tell
-    gaussian = theta * theta < 1e-4 * variance
-    theta = np.where(gaussian, 1.0, theta)
-    shape = variance / theta ** 2
-    skewed = rng.gamma(np.where(gaussian, 1.0, shape), theta) - np.where(gaussian, 1.0, shape) * theta
-    return np.where(gaussian, np.sqrt(variance) * rng.standard_normal(images.shape), skewed)
 
 
 def response_length(residuals: "Residuals", offsets) -> float | None:

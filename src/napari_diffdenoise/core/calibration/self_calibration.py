@@ -4,7 +4,7 @@ Without a truth, the only witness of the restoration's error is a second, indepe
 the same field: the next frame of a time series (``frames``), or a recorrupted pair made from the
 image itself (after Pang et al., "Recorrupted-to-Recorrupted", CVPR 2021; Moran et al.,
 "Noisier2Noise", CVPR 2020): with s drawn like the camera noise, ŷ = y + α·s and ȳ = y − s/α
-carry uncorrelated noises (independent up to the third moment: :func:`.residuals.recorruption_noise`), and the residual r = ȳ − f(ŷ) is the restoration's error e = x − f(ŷ)
+carry uncorrelated noises (independent up to the third moment: core.imaging.recorruption), and the residual r = ȳ − f(ŷ) is the restoration's error e = x − f(ŷ)
 plus a noise n that does not depend on f.
 
 The restoration's error scale is read off those residuals by statistics in which the noise cancels
@@ -38,7 +38,7 @@ error it should measure, so V scatters over 0.5–1.8 between acquisitions of on
 a better noise fit changes nothing there. At a few photons per pixel the photon noise is skewed, and
 Recorrupted-to-Recorrupted's pair, uncorrelated by construction, is then not independent: the
 restoration's curvature carries E[a²·b] = κ₃(n) − α·κ₃(s) into the products, so the draws s carry the
-camera's third moment over α (:func:`.residuals.recorruption_noise`, the skew fitted with the noise,
+camera's third moment over α (core.imaging.recorruption, the skew fitted with the noise,
 core.imaging.camera_noise); on Golgi at 3 photons V read 0.80 on average with Gaussian draws and 0.38 with
 these (four acquisitions, truth about 0.35). Where the error holds pixel-scale texture of the scene that
 the restoration smoothed away (DSB nuclei at 30 photons: excusing that texture brings the coverage

@@ -66,11 +66,6 @@ class CameraNoise:
         of variance gain²·N carries gain³·N = gain × its variance; the read noise is symmetric."""
         return self.gain * np.maximum(self.variance(level) - self.read_variance, 0.0)
 
-    def sigma_at(self, image: np.ndarray) -> np.ndarray:
-        """σ at each pixel from its smoothed level (the noisy value itself would correlate σ with the
-        noise drawn at that pixel)."""
-        return np.sqrt(self.variance(ndimage.gaussian_filter(image, 1.5)))
-
 
 def _clipped_values(p: np.ndarray) -> list[float]:
     """The image's minimum and maximum where they hold ≥ 0.1 % of the pixels: a camera or a

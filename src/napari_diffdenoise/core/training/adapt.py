@@ -6,9 +6,10 @@ The method, and why:
    fitted to the local means and noise variances of the image's flattest blocks
    (:func:`~.camera_noise.estimate_noise`). It says how much noise each pixel carries, in the image's own units.
 2. **Recorrupted-to-Recorrupted** (Pang et al. 2021): from one noisy image y and fresh noise z,
-   y_in = y + α·σ·z and y_target = y − σ·z/α are a Noise2Noise pair whose noises are independent,
-   so the MSE trains a network towards E[clean | y_in] without ever seeing a clean image; σ² is
-   the fitted variance at each pixel's (smoothed) level. The model's **mean head** (the one-step
+   y_in = y + α·s and y_target = y − s/α are a Noise2Noise pair whose noises are independent,
+   so the MSE trains a network towards E[clean | y_in] without ever seeing a clean image; s has
+   the fitted variance at each pixel's (smoothed) level and the camera's third moment over α
+   (core.imaging.recorruption: with Gaussian s the pair is independent only for Gaussian noise). The model's **mean head** (the one-step
    network behind the [mean] layer) is fine-tuned this way, starting from its bundled weights.
 3. **No confirmation bias**: targets are the user's own noisy pixels, never the model's outputs.
 4. **Stopping and keeping without ground truth, and without the fitted noise**: the recorrupted
@@ -48,6 +49,7 @@ from .._version import __version__
 from ..calibration.calibration import iter_calibrate
 from ..imaging.camera_noise import CameraNoise
 from ..imaging.normalization import IntensityMap
+from ..imaging.recorruption import RecorruptionNoise
 from ..io.checkpoint import load_model
 from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
@@ -118,13 +120,13 @@ def iter_adapt(
     noise = fitted if noise is None else noise
     held, held_frames, training, strips_only, triplets = held_out_frames(noisy, planes, time_series, patch_size)
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
-    sigmas = [noise.sigma_at(p) for p in planes]
+    laws = [RecorruptionNoise.of(noise, p, alpha) for p in planes]
     dev = resolve_device(device)
     adapted = copy.deepcopy(model)
     head = adapted.mean_network.to(dev).train()
     opt = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=1e-4)
 
-    val_in, val_target = recorrupted_validation(planes, sigmas, maps, splits, training, patch_size, alpha,
+    val_in, val_target = recorrupted_validation(planes, laws, maps, splits, training, patch_size, alpha,
                                                 max(16, 8 * batch_size), val_fraction,
                                                 np.random.default_rng([seed, 10**6]))
 
@@ -175,7 +177,7 @@ def iter_adapt(
             taken[pending.pop(0)] = (best[1], copy.deepcopy(best[2]))
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
-        x, t = recorrupted_batch(planes, sigmas, maps, splits, training, patch_size, alpha, batch_size,
+        x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
                                  np.random.default_rng([seed, step]), dev)
         loss = torch.mean((adapted.predict_mean(x) - t) ** 2)
         opt.zero_grad(set_to_none=True)
