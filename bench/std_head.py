@@ -112,10 +112,10 @@ def held_out_images(real: Path, size: int) -> list[tuple[str, np.ndarray]]:
 
 
 def real_cases(real: Path, size: int) -> list[tuple]:
-    """(label, noisy, truth, camera) for the held-out real images of bench/real_calibration.py: each
-    re-acquired at 3, 10 and 30 photons at peak (exact truth; the simulated camera), and three
-    lysosome frames and three fields of the 8-bit time-lapse against the mean of their neighbours
-    (the camera fitted to the frame)."""
+    """(label, noisy, truth, camera, still pixels or None, τ²) for the held-out real images of
+    bench/real_calibration.py: each re-acquired at 3, 10 and 30 photons at peak (exact truth; the
+    simulated camera), and three lysosome frames and three fields of the 8-bit time-lapse against the
+    mean of their neighbours (the camera fitted to the frame); τ²: the truth's own noise variance."""
     from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
 
     from .real_calibration import LYSOSOME, OFFSET, READ_NOISE, TIMELAPSE, lysosome_cases, reacquired, timelapse_cases
@@ -123,12 +123,12 @@ def real_cases(real: Path, size: int) -> list[tuple]:
     cases = []
     for i, (label, image) in enumerate(held_out_images(real, size)):
         for photons in (3.0, 10.0, 30.0):
-            noisy, truth, _ = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
+            noisy, truth, tau2 = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
             cases.append((f"{label}, {photons:g} ph", noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET),
-                          None))
-    for label, frame, truth, _tau2, _frames, static in [*lysosome_cases(real / LYSOSOME, size, 3),
-                                                         *timelapse_cases(real / TIMELAPSE, size)]:
-        cases.append((label, frame, truth, estimate_noise([frame]), static))
+                          None, tau2))
+    for label, frame, truth, tau2, _frames, static in [*lysosome_cases(real / LYSOSOME, size, 3),
+                                                        *timelapse_cases(real / TIMELAPSE, size)]:
+        cases.append((label, frame, truth, estimate_noise([frame]), static, tau2))
     return cases
 
 
@@ -142,7 +142,7 @@ def evaluate(args):
              f"the one `{args.model}` ships, {model.std_provenance.get('steps', '?')} steps")
     cases = real_cases(args.real, args.size)
     rows, records = [], []
-    for label, noisy, truth, _camera, _static in cases:
+    for label, noisy, truth, _camera, _static, _tau2 in cases:
         t0 = time.perf_counter()
         result = denoise(noisy, model, seed=0, std="samples")
         sampler_s = time.perf_counter() - t0
@@ -184,7 +184,12 @@ def evaluate(args):
                  "measure; on moving structure it is not frame t's scene). "
                  "The frame series are also scored where the field held still over frames t − 5 … t + 2, against their "
                  "mean (bench/real_calibration.py, static_truth; fitted PSNR on those pixels, mostly background on the "
-                 "time-lapse). ρ: the head's std against the adapted mean's error. VST+BM3D (oracle): BM3D in the "
+                 "time-lapse). ρ: the head's std against the adapted mean's error. Coverage: the fraction of pixels whose "
+                 "truth lies in the interval of the model adapt returned, which adapt calibrated on the same noisy image "
+                 "(recalibrate=True, the default: recorrupted pairs, core.calibration.self_calibration; for a refused "
+                 "image the bundled model calibrated the same way), the truth's own noise accounted for as in "
+                 "bench/real_calibration.py; width / oracle: its λ over the smallest λ that reaches 0.9 on the truth. "
+                 "VST+BM3D (oracle): BM3D in the "
                  "Anscombe domain of the case's camera (the re-acquired images': the simulated one; the frame series': "
                  "fitted to the frame, core.imaging.camera_noise; the lysosome camera's pixel-correlated noise BM3D does "
                  "not model), its "
@@ -193,7 +198,9 @@ def evaluate(args):
                  + markdown_table(["case", "PSNR bundled", "PSNR adapted", "Δ dB",
                                    "Δ dB where the field held still, against 8 frames' mean (share of the field)",
                                    "PSNR VST+BM3D (oracle)",
-                                   "adapted − BM3D dB", "kept", "ρ std head after adapting", "adapt s"], adapted_rows))
+                                   "adapted − BM3D dB", "kept", "ρ std head after adapting",
+                                   "coverage @0.8 / 0.9 / 0.95, adapted + self-calibrated", "width / oracle @0.9",
+                                   "adapt s"], adapted_rows))
     write_report("std_head", "A one-pass std head beside the sampler's spread, on real images", body,
                  {"records": records})
 
@@ -202,27 +209,38 @@ def after_adapting(model, cases, minutes: float):
     """Per case: the bundled one pass against the one pass of ``adapt(model, noisy, minutes)``; for
     the frame series also on the pixels where the field held still, against the mean of 8 frames
     (real_calibration.static_truth)."""
+    from napari_diffdenoise.core.calibration.calibration_run import run_settings
     from napari_diffdenoise.core.imaging.metrics import psnr_fitted
-    from napari_diffdenoise.core.training.adapt import adapt
+    from napari_diffdenoise.core.run.conformal import find_calibration
+    from napari_diffdenoise.core.run.driving import drive
+    from napari_diffdenoise.core.training.adapt import adapt, iter_recalibrate
 
     from .baselines import vst_bm3d_camera
+    from .real_calibration import LEVELS, coverage, oracle_factor
 
     rows, records = [], []
-    for label, noisy, truth, camera, static in cases:
+    for label, noisy, truth, camera, static, tau2 in cases:
         bundled = denoise(noisy, model, n_samples=0)
         t0 = time.perf_counter()
         try:
             adapted_model = adapt(model, noisy, minutes=minutes, seed=0)
         except ValueError as refusal:  # e.g. an image too flat to learn from: the user keeps the bundled model
             print(label, "refused:", refusal, flush=True)
-            adapted_model = dataclasses.replace(model, provenance={"adapted": {"kept": "refused"}})
+            # the bundled model, calibrated on the image as adapt would have done it
+            adapted_model = dataclasses.replace(drive(iter_recalibrate(model, noisy))[0],
+                                                provenance={"adapted": {"kept": "refused"}})
         seconds = time.perf_counter() - t0
         adapted = denoise(noisy, adapted_model, n_samples=0)
         err = np.abs(adapted.mean - truth).astype(np.float64)
+        unit = adapted.interval_unit.astype(np.float64)
+        own = find_calibration(adapted_model, run_settings(adapted.metadata))  # adapt's recalibration on the image
+        covered = {str(c): coverage(err, unit, tau2, own.factor(c), c) for c in LEVELS}
+        width_ratio = {str(c): own.factor(c) / oracle_factor(err, unit, tau2, c) for c in LEVELS}
         rec = {"case": label, "psnr_bundled": float(psnr_fitted(bundled.mean, truth)),
                "psnr_adapted": float(psnr_fitted(adapted.mean, truth)),
                "kept": adapted_model.provenance.get("adapted", {}).get("kept"),
                "rho_head_adapted": float(stats.spearmanr(adapted.std.ravel(), err.ravel())[0]), "adapt_s": seconds,
+               "coverage_adapted": covered, "width_over_oracle_adapted": width_ratio,
                "psnr_vst_bm3d": float(vst_bm3d_camera(noisy, truth, camera)[0])}
         if static is not None:
             average, still = static
@@ -235,14 +253,25 @@ def after_adapting(model, cases, minutes: float):
                       else "—")
         rows.append([label, rec["psnr_bundled"], rec["psnr_adapted"], rec["psnr_adapted"] - rec["psnr_bundled"],
                      still_cell, rec["psnr_vst_bm3d"], rec["psnr_adapted"] - rec["psnr_vst_bm3d"], rec["kept"],
-                     rec["rho_head_adapted"], seconds])
+                     rec["rho_head_adapted"], " / ".join(f"{covered[str(c)]:.2f}" for c in LEVELS),
+                     width_ratio["0.9"], seconds])
     series = [r["after_adapting"] for r in records if "static_delta_db" in r["after_adapting"]]
     rows.append(["mean", *[float(np.mean([r[j] for r in rows])) for j in (1, 2, 3)],
                  f"{np.mean([r['static_delta_db'] for r in series]):+.2f}" if series else "—",
                  *[float(np.mean([r[j] for r in rows])) for j in (5, 6)],
                  f"{sum(r[7] == 'adapted' for r in rows)} adapted; ≥ BM3D on {sum(r[6] >= 0 for r in rows)} of {len(rows)}",
-                 float(np.mean([r[8] for r in rows])), float(np.mean([r[9] for r in rows]))])
+                 float(np.mean([r[8] for r in rows])), within_row(records), float(np.mean([r[10] for r in rows])),
+                 float(np.mean([r[11] for r in rows]))])
     return rows, records
+
+
+def within_row(records) -> str:
+    """The adapted + self-calibrated coverage's mean per level and on how many cases every level is
+    within ±0.05 of nominal (issue #23's target)."""
+    covered = [r["after_adapting"]["coverage_adapted"] for r in records]
+    means = " / ".join(f"{np.mean([c[k] for c in covered]):.2f}" for k in covered[0])
+    within = sum(all(abs(c[k] - float(k)) <= 0.05 for k in c) for c in covered)
+    return f"{means}; within ±0.05 on {within} of {len(covered)}"
 
 
 def ship(args):
