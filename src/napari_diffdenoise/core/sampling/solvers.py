@@ -38,6 +38,26 @@ def _levels(schedule: NoiseSchedule, steps: int) -> list[float]:
     return [noise_level(float(alphas[t])) for t in respaced_timesteps(schedule.n_steps, steps)] + [0.0]
 
 
+def _multistep(levels: list[float], d: Denoiser, y_T: torch.Tensor, update) -> Generator[SamplerStep, None, torch.Tensor]:
+    """The loop both DPM-Solver++(2M) variants share, in x = y/α with λ = −log s: ``update(x, D_i,
+    D_{i−1} or None, s_i, s_{i+1}, h, h_{i−1})`` takes x to the next level, h = λ_{i+1} − λ_i; the
+    last step (to s = 0) is the denoiser's output itself."""
+    steps = len(levels) - 1
+    x = y_T * math.sqrt(1 + levels[0] ** 2)  # y/√γ at the first level
+    previous, h_last = None, None
+    for i in range(steps):
+        x0 = d(x, levels[i])
+        if levels[i + 1] == 0:
+            x = x0
+        else:
+            h = math.log(levels[i] / levels[i + 1])
+            x = update(x, x0, previous, levels[i], levels[i + 1], h, h_last)
+            h_last = h
+        previous = x0
+        yield SamplerStep(i, steps, x0)
+    return x
+
+
 def dpmpp_2m(
     eps_fn: EpsFn, schedule: NoiseSchedule, y_T: torch.Tensor, noise_fn: NoiseFn, *, steps: int = 10,
     clip: tuple[float, float] | None = (-1.0, 1.0),
@@ -45,22 +65,11 @@ def dpmpp_2m(
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) in x = y/α with λ = −log s: x_{i+1} =
     (s_{i+1}/s_i)·x_i − (e^{−h} − 1)·D̃, h = λ_{i+1} − λ_i, D̃ = (1 + 1/2r)·D_i − (1/2r)·D_{i−1},
     r = h_{i−1}/h_i; first order on the first step and on the last (to s = 0). Deterministic."""
-    s = _levels(schedule, steps)
-    d = denoiser(eps_fn, clip)
-    x = y_T * math.sqrt(1 + s[0] ** 2)  # y/√γ at the first level
-    previous, h_last = None, None
-    for i in range(steps):
-        x0 = d(x, s[i])
-        if s[i + 1] == 0:
-            x = x0
-        else:
-            h = math.log(s[i] / s[i + 1])
-            blend = x0 if previous is None else x0 + (x0 - previous) * h / (2 * h_last)  # D + (D − D₋₁)/2r
-            x = (s[i + 1] / s[i]) * x - math.expm1(-h) * blend
-            h_last = h
-        previous = x0
-        yield SamplerStep(i, steps, x0)
-    return x
+    def update(x, x0, previous, s_i, s_next, h, h_last):
+        blend = x0 if previous is None else x0 + (x0 - previous) * h / (2 * h_last)  # D + (D − D₋₁)/2r
+        return (s_next / s_i) * x - math.expm1(-h) * blend
+
+    return (yield from _multistep(_levels(schedule, steps), denoiser(eps_fn, clip), y_T, update))
 
 
 def dpmpp_2m_sde(
@@ -70,25 +79,14 @@ def dpmpp_2m_sde(
     """DPM-Solver++(2M) SDE (Lu et al. 2022, §4 of the SDE variant; k-diffusion's midpoint form with
     η = 1): x_{i+1} = (s_{i+1}/s_i)·e^{−h}·x_i + (1 − e^{−2h})·D_i + ½(1 − e^{−2h})·(D_i − D_{i−1})/r
     + s_{i+1}·√(1 − e^{−2h})·z. Fresh noise at every step makes it a posterior sampler."""
-    s = _levels(schedule, steps)
-    d = denoiser(eps_fn, clip)
-    x = y_T * math.sqrt(1 + s[0] ** 2)  # y/√γ at the first level
-    previous, h_last = None, None
-    for i in range(steps):
-        x0 = d(x, s[i])
-        if s[i + 1] == 0:
-            x = x0
-        else:
-            h = math.log(s[i] / s[i + 1])
-            keep = -math.expm1(-2 * h)
-            x = (s[i + 1] / s[i]) * math.exp(-h) * x + keep * x0
-            if previous is not None:
-                x = x + 0.5 * keep * (h / h_last) * (x0 - previous)
-            x = x + s[i + 1] * math.sqrt(keep) * noise_fn(tuple(x.shape)).to(x)
-            h_last = h
-        previous = x0
-        yield SamplerStep(i, steps, x0)
-    return x
+    def update(x, x0, previous, s_i, s_next, h, h_last):
+        keep = -math.expm1(-2 * h)
+        x = (s_next / s_i) * math.exp(-h) * x + keep * x0
+        if previous is not None:
+            x = x + 0.5 * keep * (h / h_last) * (x0 - previous)
+        return x + s_next * math.sqrt(keep) * noise_fn(tuple(x.shape)).to(x)
+
+    return (yield from _multistep(_levels(schedule, steps), denoiser(eps_fn, clip), y_T, update))
 
 
 EDM_S_MAX = 80.0  # EDM's σ_max: the cosine schedule's own noisiest level (s ≈ 4000) makes a few-step Heun's
