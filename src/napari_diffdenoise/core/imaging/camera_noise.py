@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 BLOCK = 8  # pixels per side of the blocks whose statistics fit the noise model
 CLIPPED_SHARE = 0.25  # blocks with this share of pixels at a clipped value are left out of the noise fit
