@@ -114,8 +114,8 @@ def fine_tune(model, noisy, route: str, steps: int, lr: float, seed: int = 0):
     if route == "pseudo-clean":
         clean = denoise(noisy, model, n_samples=0).mean.astype(np.float64)
     else:
-        variance = RecorruptionNoise.of(noise, noisy, ALPHA).variance
-        target_var = variance / imap.half_span ** 2 * (1 + 1 / ALPHA**2)  # model units
+        law = RecorruptionNoise.of(noise, noisy, ALPHA)  # adapt's draws (core.imaging.recorruption)
+        target_var = law.variance / imap.half_span ** 2 * (1 + 1 / ALPHA**2)  # model units
     torch.manual_seed(seed)
     history = []
     for step in range(steps):
@@ -126,9 +126,9 @@ def fine_tune(model, noisy, route: str, steps: int, lr: float, seed: int = 0):
                 (c,) = _patch(rng, clean)
                 pair = np.stack([imap.to_model(simulate_like(c, noise, rng)), imap.to_model(c), np.zeros_like(c, np.float32)])
             else:
-                y, s, v = _patch(rng, noisy.astype(np.float64), sigma, target_var)
-                z = rng.standard_normal(y.shape)
-                pair = np.stack([imap.to_model(y + ALPHA * s * z), imap.to_model(y - s * z / ALPHA), v.astype(np.float32)])
+                y, variance, theta, v = _patch(rng, noisy.astype(np.float64), law.variance, law.theta, target_var)
+                noisier, target = RecorruptionNoise(variance, theta).recorrupt(y, ALPHA, rng)
+                pair = np.stack([imap.to_model(noisier), imap.to_model(target), v.astype(np.float32)])
             pair = augment(pair, rng)
             conds.append(pair[0])
             targets.append(pair[1])
