@@ -60,6 +60,7 @@ from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
 from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
 from napari_diffdenoise.core.model.schedules import sample_gammas
+from napari_diffdenoise.core.run.run_settings import DEFAULT_SAMPLER_SETTINGS
 from napari_diffdenoise.core.run.driving import drive
 from napari_diffdenoise.core.training.pairs import augment
 from napari_diffdenoise.core.training.train_steps import diffusion_loss
@@ -73,8 +74,9 @@ CASES = ("neuron", "COVID IF", "nuclei (golgi image)")  # labels of real_calibra
 ALPHA = 0.5
 C_MAX = 3.0  # ambient route: the largest Tweedie factor trained (levels above it are left alone)
 PATCH, BATCH = 64, 8
-# the sampler's own spread: the routes change the diffusion network, which the default std head route never runs
-SAMPLES = {"std": "samples"}
+# DDIM's samples and their spread: the routes change the diffusion network, which neither the bundled model's
+# default sampler (the one-step sample head) nor its default std (the std head) runs
+SAMPLES = {**DEFAULT_SAMPLER_SETTINGS, "std": "samples"}
 
 
 def evaluate(model, noisy, truth) -> dict:
@@ -87,7 +89,7 @@ def evaluate(model, noisy, truth) -> dict:
     own = drive(iter_self_calibrate(model, noisy, seed=1, **SAMPLES))[0].calibration
     self_s = time.perf_counter() - t0
     lam, oracle = own.factor(LEVEL), oracle_factor(err, unit, 0.0, LEVEL)
-    own_mean = denoise(noisy, model, seed=0, mean="samples").mean  # the samples' own mean (same seed: same samples)
+    own_mean = denoise(noisy, model, seed=0, **{**SAMPLES, "mean": "samples"}).mean  # the samples' own mean (same seed: same samples)
     return {"spearman": float(error_bins(result.std, result.mean - truth)[2]),
             "spearman_samples": float(error_bins(result.std, own_mean - truth)[2]),
             "psnr_samples": float(psnr_fitted(own_mean, truth)),
@@ -279,9 +281,9 @@ def report(records, setup) -> None:
         "coverage.\n"
     )
     body = (
-        f"Model `demo` (sha256 {setup['sha256'][:12]}), default sampler settings (ddim, 10 steps, K = 8) with the std "
-        "from the samples' spread (std='samples': the default std head's one pass never runs the diffusion network "
-        "these routes change), seed 0. "
+        f"Model `demo` (sha256 {setup['sha256'][:12]}), DDIM, 10 steps, K = 8, the std "
+        "from the samples' spread (std='samples': neither the default one-step sampler nor the default std head "
+        "runs the diffusion network these routes change), seed 0. "
         f"Centre crops of {setup['size']}² of real images held out of training, re-acquired at {PHOTONS:g} photons "
         "(bench/real_calibration.py's camera model and seeds); truth exact. Diffusion network fine-tuned for "
         f"{setup['steps']} steps (batch {BATCH}, {PATCH}² patches, AdamW, lr {setup['lr']:g} unless the route says "
