@@ -2,14 +2,27 @@
 # Set up, then run the whole test suite. Qt tests need a display with OpenGL: Xvfb provides it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v xvfb-run >/dev/null; then
+# Qt's xcb platform loads these at run time: without one, creating the QApplication aborts the whole run
+QT_LIBS="libxcb-icccm.so.4 libxcb-image.so.0 libxcb-keysyms.so.1 libxcb-randr.so.0 libxcb-render-util.so.0
+    libxcb-xinerama.so.0 libxcb-xfixes.so.0 libxcb-shape.so.0 libxcb-cursor.so.0 libxkbcommon-x11.so.0 libEGL.so.1
+    libGL.so.1 libfontconfig.so.1 libdbus-1.so.3"
+display_missing() {
+    command -v xvfb-run >/dev/null || return 0
+    local libs
+    libs=$(ldconfig -p)
+    for lib in $QT_LIBS; do
+        grep -q "$lib" <<<"$libs" || return 0
+    done
+    return 1
+}
+if display_missing; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth libgl1 libegl1 libxkbcommon-x11-0 \
             libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
             libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libfontconfig1 libdbus-1-3 >/dev/null
     else
-        echo "xvfb-run is missing: install Xvfb (e.g. apt-get install xvfb) and run again" >&2
+        echo "Xvfb or a library Qt needs is missing: install xvfb and the packages this script names, then run again" >&2
         exit 1
     fi
 fi
