@@ -5,12 +5,13 @@ The method, and why:
    Poissonian-Gaussian noise modeling and fitting for single-image raw-data"): var(y) = a·E[y] + b,
    fitted to the local means and noise variances of the image's flattest blocks
    (:func:`~.camera_noise.estimate_noise`). It says how much noise each pixel carries, in the image's own units.
-2. **Recorrupted-to-Recorrupted** (Pang et al. 2021): from one noisy image y and fresh noise z,
+2. **Recorrupted-to-Recorrupted** (Pang et al. 2021): from one noisy image y and fresh noise s,
    y_in = y + α·s and y_target = y − s/α are a Noise2Noise pair whose noises are independent,
    so the MSE trains a network towards E[clean | y_in] without ever seeing a clean image; s has
    the fitted variance at each pixel's (smoothed) level and the camera's third moment over α
-   (core.imaging.recorruption: with Gaussian s the pair is independent only for Gaussian noise). The model's **mean head** (the one-step
-   network behind the [mean] layer) is fine-tuned this way, starting from its bundled weights.
+   (core.imaging.recorruption: with Gaussian s the pair is independent only for Gaussian noise).
+   The model's **mean head** (the one-step network behind the [mean] layer) is fine-tuned this
+   way, starting from its bundled weights.
 3. **No confirmation bias**: targets are the user's own noisy pixels, never the model's outputs.
 4. **Stopping and keeping without ground truth, and without the fitted noise**: the recorrupted
    loss cannot judge the result — built from the same fitted noise, it rewards passing noise
