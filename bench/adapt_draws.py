@@ -21,15 +21,14 @@ from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
 from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
-from napari_diffdenoise.core.training.adapt_spec import check_adapt
+from napari_diffdenoise.core.training.adapt_spec import ALPHA, LEARNING_RATE, check_adapt
 from napari_diffdenoise.core.training.finetune import BATCH_SIZE, PATCH_SIZE
-from napari_diffdenoise.core.training.recorrupted_pairs import recorrupted_batch
+from napari_diffdenoise.core.training.recorrupted_pairs import recorrupted_batch, train_step
 
 from .common import markdown_table, write_report
 from .real_calibration import DEFAULT_DATA
 from .std_head import real_cases
 
-ALPHA, LEARNING_RATE = 0.5, 5e-5  # adapt's defaults (core.training.adapt.iter_adapt)
 LAWS = ("camera's skew", "Gaussian")
 
 
@@ -49,11 +48,7 @@ def trained_head(model, noisy: np.ndarray, law: str, steps: int, seed: int = 0):
     for step in range(steps):
         x, t = recorrupted_batch(planes, laws, maps, splits, list(range(len(planes))), PATCH_SIZE.default, ALPHA,
                                  BATCH_SIZE.default, np.random.default_rng([seed, step]), "cpu")
-        loss = torch.mean((adapted.predict_mean(x) - t) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-        opt.step()
+        train_step(adapted, opt, x, t)
     head.eval()
     return adapted
 

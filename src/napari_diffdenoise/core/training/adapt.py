@@ -57,9 +57,9 @@ from ..model.model import DiffusionModel
 from ..run.driving import drive
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
 from .adapt_criteria import KEEP_MARGIN_SE, compare_heads, criterion_patches, criterion_scores, held_out_frames
-from .adapt_spec import MINUTES, AdaptProgress, AdaptResult, check_adapt
+from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
-from .recorrupted_pairs import recorrupted_batch, recorrupted_validation
+from .recorrupted_pairs import recorrupted_batch, recorrupted_validation, train_step
 
 
 def iter_adapt(
@@ -69,10 +69,10 @@ def iter_adapt(
     minutes: float | None = MINUTES.default,
     steps: int | None = None,
     seed: int = 0,
-    alpha: float = 0.5,
+    alpha: float = ALPHA,
     patch_size: int = PATCH_SIZE.default,
     batch_size: int = BATCH_SIZE.default,
-    learning_rate: float = 5e-5,
+    learning_rate: float = LEARNING_RATE,
     val_fraction: float = VAL_FRACTION.default,
     validate_every: int = 25,
     device: str = "auto",
@@ -180,11 +180,7 @@ def iter_adapt(
             break
         x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
                                  np.random.default_rng([seed, step]), dev)
-        loss = torch.mean((adapted.predict_mean(x) - t) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-        opt.step()
+        loss = train_step(adapted, opt, x, t)
         step += 1
         record = {"step": step, "train_loss": float(loss.detach()), "seconds": round(time.perf_counter() - t0, 2)}
         if step % validate_every == 0:

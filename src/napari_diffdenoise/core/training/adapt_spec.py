@@ -21,12 +21,16 @@ MINUTES = Param("minutes", float, 5.0, 0.1, 600.0, step=0.5, label="Adapt for (m
                 help="How long to adapt, in minutes; the weights with the lowest validation loss are kept. The "
                      "intervals are then recalibrated on the image")
 
+# Recorrupted-to-Recorrupted's α (ŷ = y + α·s, ȳ = y − s/α) and the mean head's fine-tuning rate
+ALPHA = 0.5
+LEARNING_RATE = 5e-5
+
 # a σ = SMOOTHING Gaussian leaves white noise with 1/(2√π·σ) of its std: a smoothed image whose std is
 # not 20 % above that holds no structure to learn from
 MIN_STRUCTURE = 1.2
 
 
-def check_adapt(model, noisy, *, minutes=MINUTES.default, steps=None, alpha=0.5, patch_size=PATCH_SIZE.default,
+def check_adapt(model, noisy, *, minutes=MINUTES.default, steps=None, alpha=ALPHA, patch_size=PATCH_SIZE.default,
                 val_fraction=VAL_FRACTION.default):
     """Every reason :func:`iter_adapt` would refuse, checked before any training (a GUI calls this
     first); returns (planes, their validation splits, the fitted noise model)."""

@@ -48,3 +48,14 @@ def recorrupted_batch(planes, laws, maps, splits, training: list[int], patch_siz
         targets.append(pair[1])
     return (torch.from_numpy(np.ascontiguousarray(np.stack(inputs)[:, None], dtype=np.float32)).to(device),
             torch.from_numpy(np.ascontiguousarray(np.stack(targets)[:, None], dtype=np.float32)).to(device))
+
+
+def train_step(model, optimiser, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """One step of the mean head on a batch of pairs: the MSE of its restorations of ``inputs`` to
+    ``targets``, gradients clipped to norm 1. Returns the loss."""
+    loss = torch.mean((model.predict_mean(inputs) - targets) ** 2)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.mean_network.parameters(), 1.0)
+    optimiser.step()
+    return loss
