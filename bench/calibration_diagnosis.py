@@ -13,7 +13,13 @@ Per case (the re-acquired held-out images of bench/real_calibration.py, std head
 - the camera noise's own products at lags 1–3 px (n = noisy − truth, the one realisation every
   recorrupted draw shares), in units of the truth's V: divided by the image's mean u², what the
   noise-cancelling products cannot average away on an image this size; divided by each pixel's u,
-  as the residuals are, which adds what u's own response to that noise does to them.
+  as the residuals are, which adds what u's own response to that noise does to them;
+- the extrapolation to lag 0 alone: the self-calibration's estimator (its precision weights, its lags,
+  the correlation length ℓ it reads off two draws' response) applied to the true error of the very
+  restorations its residuals come from, so with no noise in the products, over that error's own
+  E[(e/u)²] under the same weights; and ℓ over the one a Gaussian fall-off fitted to the true error's
+  cross-moments gives. Below 1: the error falls off faster near lag 0 than the response does (texture
+  the restoration smoothed away, which the noise-driven response does not hold).
 """
 from __future__ import annotations
 
@@ -25,7 +31,14 @@ import numpy as np
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.calibration import residuals, self_calibration
-from napari_diffdenoise.core.calibration.error_scale import lag_offsets, pair_moments
+from napari_diffdenoise.core.calibration.calibration_run import calibration_request
+from napari_diffdenoise.core.calibration.error_scale import (
+    correlation_length,
+    extrapolate_to_zero,
+    lag_offsets,
+    pair_moments,
+    precision_weights,
+)
 from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
 from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
 from napari_diffdenoise.core.run.driving import drive
@@ -34,8 +47,9 @@ from . import real_calibration as rc
 from .common import HELD_OUT_SEED, markdown_table, write_report
 
 SETTINGS = {"std": "head", "n_samples": 0}
-DEFAULT_CASES = ("Golgi:3", "Golgi:10", "Golgi:30", "nuclei (golgi image):30", "DSB nuclei:10", "DSB nuclei:30", "neuron:3",
-                 "COVID IF:10")
+# every re-acquired case of bench/real_calibration.py
+DEFAULT_CASES = tuple(f"{label}:{photons:g}" for label in ("DSB nuclei", *(h[0] for h in rc.HELD_OUT))
+                      for photons in rc.PHOTONS)
 SEEDS = 3
 
 
@@ -77,6 +91,23 @@ def recorrupted_v_truth(model, noisy, x) -> float:
     return float(np.mean(values))
 
 
+def extrapolation_check(model, noisy, x, seed: int = 1) -> tuple[float, float, float]:
+    """(the self-calibration's extrapolation to lag 0 applied to the true error of its own
+    restorations ÷ that error's E[(e/u)²], both under its precision weights; the ℓ it extrapolates
+    over; the ℓ of the true error's cross-moments). ``seed``: the recorruption's, as :func:`_self`."""
+    _, settings = calibration_request(model, self_calibration.COVERAGE_GRID, dict(SETTINGS), None, "self_calibrate")
+    (found, _inputs), _ = drive(residuals.iter_residuals(model, [noisy], settings, alpha=self_calibration.ALPHA,
+                                                         seed=seed))
+    offsets = lag_offsets()
+    ell = residuals.response_length(found, offsets)
+    copies = np.tile(x[None], (found.draws, 1, 1))
+    error = (copies - found.restoration_mean) / found.unit
+    weights = precision_weights(found.v)
+    lags, moments, totals = pair_moments(error, weights, weights, offsets)
+    at_zero = float(np.average(error ** 2, weights=weights))
+    return extrapolate_to_zero(lags, moments, totals, ell) / at_zero, ell, correlation_length(lags, moments, totals)
+
+
 def _self(model, noisy):
     return drive(self_calibration.iter_self_calibrate(model, noisy, seed=1, **SETTINGS))[0].calibration
 
@@ -112,13 +143,15 @@ def diagnose(model, label: str, image: np.ndarray, index: int, photons: float) -
     raw = [p / np.mean(unit ** 2) for p in lag_products(noise)]
     level = 0.9
     oracle = rc.oracle_factor(np.abs(x - restored.mean), unit, np.zeros_like(x), level)
+    extrapolated, ell, ell_true = extrapolation_check(model, noisy, x)
     return {"case": f"{label}, {photons:g} ph", "shape": list(noisy.shape), "v_truth": v_truth,
             "v_self": _pooled(fitted), "v_exact_noise": _pooled(exact), "v_other_seeds": others,
             "v_gaussian_seeds": gaussian,
             "noise_products_raw": [p / v_truth for p in raw],
             "noise_products_per_u": [p / v_truth for p in lag_products(noise / unit)],
             "lambda_self": fitted.factor(level), "lambda_oracle": oracle,
-            "v_truth_recorrupted": recorrupted_v_truth(model, noisy, x), "v_used": _used(fitted)}
+            "v_truth_recorrupted": recorrupted_v_truth(model, noisy, x), "v_used": _used(fitted),
+            "extrapolation_of_true_error": extrapolated, "ell_used": ell, "ell_true_error": ell_true}
 
 
 def _span(values) -> str:
@@ -151,6 +184,7 @@ def main(argv=None):
                                                      max(rec["v_gaussian_seeds"])),
                      _span(rec["noise_products_raw"]), _span(rec["noise_products_per_u"]),
                      rec["v_truth_recorrupted"] / rec["v_truth"], ", ".join(f"{v:.2f}" for v in rec["v_used"]),
+                     rec["extrapolation_of_true_error"], f"{rec['ell_used']:.2f} / {rec['ell_true_error']:.2f}",
                      rec["lambda_self"] / rec["lambda_oracle"]])
     body = (f"Model `{args.model}`, std from the std head (one pass), centre crops of ≤ 256², re-acquired as in "
             "bench/real_calibration.py. V: E[(error/u)²] over the image (u: the interval unit); self: the pooled V "
@@ -169,12 +203,18 @@ def main(argv=None):
             "below 1 the noisier input's error is smaller relative to its own u and the self-calibration reads V low "
             "even when it reads ŷ's exactly. V used: per bin of u, what the intervals are built on (the bins' V "
             "shrunk towards the pooled one by their standard errors, then one standard error above: where the "
-            "standard error is as large as V, as on the sparse Golgi image, that bound roughly doubles V). λ ratio: "
+            "standard error is as large as V, as on the sparse Golgi image, that bound roughly doubles V). Extrapolation "
+            "of the true error: the self-calibration's extrapolation to lag 0 (its weights, lags and ℓ) applied to the "
+            "true error of the restorations its residuals come from — the estimator with no noise in its products — "
+            "over that error's own weighted E[(e/u)²]: below 1 the error falls off near lag 0 faster than the "
+            "restoration's response to noise, whose length ℓ the extrapolation uses (ℓ used / ℓ of a Gaussian "
+            "fall-off fitted to the true error's cross-moments). λ ratio: "
             "the self-calibrated λ at 0.9 over the oracle's.\n\n"
             + markdown_table(["case", "pixels", "V truth", "V self (fitted noise)", "V self (exact noise)",
                               "V self, other seeds: mean (min–max)", "V self, Gaussian noise, other seeds",
                               "noise products / V, ÷ mean u²",
                               "noise products / V, ÷ u_i·u_j", "V truth of ŷ / of y", "V used per bin",
+                              "extrapolation of the true error / its V", "ℓ used / ℓ of the true error (px)",
                               "λ self / oracle @0.9"],
                              rows))
     write_report("calibration_diagnosis", "Self-calibration's error scale against the truth's", body,
