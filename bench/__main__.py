@@ -11,6 +11,7 @@ from . import (
     entropy,
     error_shape,
     finetune,
+    low_frequency,
     mean,
     memory,
     physics,
@@ -33,7 +34,8 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
             "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "std_head": std_head.main, "sample_head": sample_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_draws": adapt_draws.main, "adapt_sampler": adapt_sampler.main,
             "memory": memory.main, "entropy": entropy.main, "error_shape": error_shape.main, "tiles": tiles.main,
-            "calibration_diagnosis": calibration_diagnosis.main, "rho_ceiling": rho_ceiling.main}
+            "calibration_diagnosis": calibration_diagnosis.main, "rho_ceiling": rho_ceiling.main,
+            "low_frequency": low_frequency.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

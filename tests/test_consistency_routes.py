@@ -36,7 +36,8 @@ def _blurred_spots() -> np.ndarray:
     return rng.poisson(convolve(sharp, PSF) + 2).astype(np.float32)
 
 
-COMMON = dict(n_samples=2, steps=3, seed=3, device="cpu", mean="samples")
+# the routes' own output: the step that holds the mean's smooth part to the data's (core.run.low_frequency) left out
+COMMON = dict(n_samples=2, steps=3, seed=3, device="cpu", mean="samples", low_frequencies="model")
 ROUTES = {
     "ddim-dc": dict(sampler="ddim-dc", psf=PSF, sampler_params={"regulariser": "l1", "reg_weight": 0.5}),
     "guidance": dict(sampler="ddim", psf=PSF, guidance="dc", guidance_weight=2.0),

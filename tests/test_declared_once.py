@@ -70,6 +70,7 @@ RUNS = [
     {"sampler": "ddim-dc", "psf": gaussian_psf(1.2)},
     {"psf": gaussian_psf(1.0), "guidance": "dc", "guidance_weight": 0.5},
     {"sampler": "heun", "steps": 3},
+    {"low_frequencies": "model"},  # what every run was before the step: its stores must resume
 ]
 
 
@@ -81,6 +82,10 @@ def test_the_record_gives_what_each_view_held_before(tiny_model, source, setting
     expected = _legacy_fingerprint(source, tiny_model, s)
     if s.guidance is not None:  # the legacy fingerprint lacked it, so a guided store resumed under any guidance
         expected |= {"guidance": s.guidance, "guidance_weight": s.guidance_weight}
+    # planes held to the data's smooth part (core.run.low_frequency, the default since 2026-12-03) differ from a
+    # store's made before: such a store resumes under low_frequencies="model", its fingerprint unchanged
+    if s.low_frequencies != "model":
+        expected |= {"low_frequencies": s.low_frequencies}
     assert _fingerprint(source, plane_run(tiny_model, s)) == expected
     metadata = _metadata(tiny_model, s, 0, 0, 0.0, {})
     legacy = _legacy_metadata_settings(s)

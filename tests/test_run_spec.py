@@ -199,6 +199,14 @@ def test_the_denoise_form_offers_each_flagged_setting_or_says_where_it_is_set(wi
     assert set(widget.run_controls) == {s.name for s in cli_settings()} - NOT_IN_THE_FORM | {"keep_samples"}
 
 
+def test_the_denoise_form_passes_each_of_its_run_controls_to_the_run(widget):
+    widget.low_frequencies.value = "model"  # a value other than the default, so that a dropped one shows
+    settings = widget._settings(None)
+    for name, control in widget.run_controls.items():
+        assert name in settings and settings[name] == control.value or name == "coverage", name
+    assert settings["low_frequencies"] == "model"
+
+
 def test_each_denoise_control_is_its_declaration(widget):
     from magicgui.widgets import CheckBox, ComboBox
 

@@ -14,7 +14,8 @@ from napari_diffdenoise.core.training.train_steps import draw_step
 
 def test_the_one_pass_mean_is_the_network_at_zero_input_and_the_noisiest_level(tiny_model, noisy_stack):
     plane = noisy_stack[0]
-    result = denoise(plane, tiny_model, n_samples=0, mean="x0")
+    # the network's own estimate (the step that holds its smooth part to the data's is core.run.low_frequency's)
+    result = denoise(plane, tiny_model, n_samples=0, mean="x0", low_frequencies="model")
     assert result.std is None and result.entropy is None and result.metadata["network_evaluations"] == 1
     # by hand: the percentile map, the network at y = 0 and γ = ᾱ_{T−1}, x̂₀ = −√(1−γ)/√γ·ε̂, back to input units
     from napari_diffdenoise.core.imaging.normalization import IntensityMap
@@ -28,7 +29,7 @@ def test_the_one_pass_mean_is_the_network_at_zero_input_and_the_noisiest_level(t
     # (tiles are padded and run channels-last: float32 rounding differs by ~1e-3 of the range)
     np.testing.assert_allclose(result.mean, np.maximum(imap.to_input(x0), 0), rtol=1e-3, atol=5e-3)
     # with samples, the mean is the same one pass; the samples give the spread
-    full = denoise(plane, tiny_model, n_samples=3, steps=2, mean="x0", keep_samples=True)
+    full = denoise(plane, tiny_model, n_samples=3, steps=2, mean="x0", keep_samples=True, low_frequencies="model")
     np.testing.assert_allclose(full.mean, result.mean, rtol=1e-5, atol=1e-4)
     assert full.metadata["n_steps"] == 2 + 1  # two sampler steps (the K samples batched), one pass for the mean
     assert not np.allclose(full.mean, np.maximum(full.samples.mean(0), 0))

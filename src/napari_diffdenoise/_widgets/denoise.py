@@ -29,8 +29,8 @@ from ..core.run.methods import METHODS, find_method, method_settings
 from ..core.run.restore import Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run.run_cost import duration
 from ..core.run.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_samplers
-from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, MEAN, N_SAMPLES, PRECISION, PSF_SIGMA,
-                                 SAMPLER, SEED, STD)
+from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, LOW_FREQUENCIES, MEAN, N_SAMPLES,
+                                 PRECISION, PSF_SIGMA, SAMPLER, SEED, STD)
 from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
 from ..core.calibration.residuals import MAX_PIXELS
 from ._worker import WorkerControls
@@ -223,6 +223,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.seed = control_for(SEED)
         self.device = control_for(DEVICE, choices=available_devices())
         self.precision = control_for(PRECISION)
+        self.low_frequencies = control_for(LOW_FREQUENCIES)
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
                                    tooltip="A Gaussian PSF of the width below, or an image layer holding a measured or "
                                            "computed PSF (2D, centred, any scale)")
@@ -234,7 +235,8 @@ class DenoiseWidget(WorkerControls, Container):
         # the controls made from the run's declaration, by the setting each gives
         self.run_controls = {"n_samples": self.n_samples, "mean": self.mean_estimator, "std": self.std_estimator,
                              "coverage": self.coverage, "entropy": self.entropy, "keep_samples": self.keep_samples,
-                             "seed": self.seed, "device": self.device, "precision": self.precision}
+                             "seed": self.seed, "device": self.device, "precision": self.precision,
+                             "low_frequencies": self.low_frequencies}
         self.run_button = PushButton(text="Run")
         self.preview_button = PushButton(
             text="Preview", tooltip="A quick look at the plane on view before the full run: the model's one-pass "
@@ -250,8 +252,8 @@ class DenoiseWidget(WorkerControls, Container):
         # what a biologist rarely changes folds away (the presets set steps and samples): the form fits a
         # laptop's screen with the other widgets docked under it
         self.sampling = Section("Sampling settings", [self.steps, self.eta, self.sampler_params, self.n_samples,
-                                                      self.mean_estimator, self.std_estimator, self.seed, self.device,
-                                                      self.precision],
+                                                      self.mean_estimator, self.low_frequencies, self.std_estimator,
+                                                      self.seed, self.device, self.precision],
                                 tooltip="Steps, randomness and the sampler's own parameters, the number of samples, "
                                         "how the mean is made, the seed, the device and the number format")
         self.layers_section = Section("Result layers: intervals, entropy, samples",
@@ -620,7 +622,7 @@ class DenoiseWidget(WorkerControls, Container):
                                      psf=psf, mean=self.mean_estimator.value).mean_estimator != "samples"
             n_samples = 0 if one_pass else 1
         return dict(sampler=sampler, n_samples=n_samples, seed=self.seed.value, device=self.device.value,
-                    precision=self.precision.value,
+                    precision=self.precision.value, low_frequencies=self.low_frequencies.value,
                     sampler_params=params, psf=psf, mean=self.mean_estimator.value, std=self.std_estimator.value,
                     coverage=coverage,
                     keep_samples=self.keep_samples.value and not preview and n_samples > 0, entropy=self.entropy.value)

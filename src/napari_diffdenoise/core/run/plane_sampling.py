@@ -29,6 +29,7 @@ from .bright_pass import bright_boxes
 from .bright_pass import bright_map as _bright_map
 from .bright_pass import bright_weight as _bright_weight
 from .conformal import interval_unit
+from .low_frequency import departure_noise, low_frequency_departure
 from .plane_loop import PlaneResult
 from .run_settings import Settings
 
@@ -63,7 +64,8 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
             maps = _head_std_maps(model, s, eps_fn, observed, mean, imap) if s.std_estimator == "head" else {}
         yield 1, 1
-        return _PlaneMaps({"mean": imap.to_input(mean.float().cpu().numpy(), dtype), **maps}, None, eps_fn.evaluations)
+        held = _held_to_data(plane, mean[None], imap, s)[0]
+        return _PlaneMaps({"mean": imap.to_input(held.float().cpu().numpy(), dtype), **maps}, None, eps_fn.evaluations)
     head_mean = None
     if s.sampler.head is not None:  # it draws with a head, from noise fields, about the mean head's estimate
         with torch.inference_mode():
@@ -78,7 +80,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
             step = next(run)
             yield step.index + 1, step.n_steps
     except StopIteration as stop:
-        samples = stop.value[:, 0]
+        samples = _held_to_data(plane, stop.value[:, 0], imap, s)
     if s.sampler.head is not None:
         eps_fn.evaluations += sampled_eps.evaluations
     with torch.inference_mode():
@@ -92,13 +94,29 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
         if s.std_estimator == "head":
             maps.update(_head_std_maps(model, s, eps_fn, observed, mean, imap))
-        else:
+        if s.mean_estimator != "samples":  # the samples' average is made of samples already held to the data
+            mean = _held_to_data(plane, mean[None], imap, s)[0]
+        if s.std_estimator != "head":
             std = samples.std(dim=0, correction=0).float().cpu().numpy()
             maps["std"] = imap.scale_to_input(std)
             maps["interval_unit"] = interval_unit(std, s.n_samples, 1.0) * imap.half_span
     maps["mean"] = imap.to_input(mean.float().cpu().numpy(), dtype)
     kept = imap.to_input(samples.float().cpu().numpy(), dtype) if s.keep_samples else None
     return _PlaneMaps(maps, kept, eps_fn.evaluations)
+
+
+def _held_to_data(plane: np.ndarray, estimates: torch.Tensor, imap: IntensityMap, s: Settings) -> torch.Tensor:
+    """Each estimate of the clean plane (model units, (n, H, W)) with its smooth part held to the
+    data's where the two depart beyond the noise (core.run.low_frequency), when the run asks for it.
+    Each on its own, so that a sample does not depend on how many were drawn with it."""
+    se2 = departure_noise(plane) if s.low_frequencies == "data" else None
+    if se2 is None:
+        return estimates
+    held = []
+    for estimate in estimates:
+        departure = low_frequency_departure(plane, imap.to_input(estimate.float().cpu().numpy(), np.float64), se2)
+        held.append(estimate + torch.from_numpy(departure / imap.half_span).to(estimate.device, estimate.dtype))
+    return torch.stack(held)
 
 
 class _HeadAsEps:

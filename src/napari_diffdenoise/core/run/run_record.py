@@ -78,6 +78,9 @@ RECORDED = (
     # calibration holds for both
     Recorded("precision", lambda s: s.precision, fingerprint=lambda r: r["precision"] != "float32",
              shown=lambda r: r["precision"] != "float32", before="float32"),
+    # runs from before it kept the network's smooth part: a store made so resumes only under "model"
+    Recorded("low_frequencies", lambda s: s.low_frequencies, fingerprint=lambda r: r["low_frequencies"] != "model",
+             before="model"),
 )
 # the metadata's own names where they differ from the record's (readers look for these)
 METADATA_NAMES = {"params": "sampler_params"}

@@ -58,6 +58,7 @@ class Settings:
     entropy: str = DEFAULT_ENTROPY  # which definition the entropy map takes (core.io.maps.ENTROPY_KINDS)
     std_estimator: str = "samples"  # "head" or "samples", resolved from "auto"
     precision: str = "float32"  # the networks' number format (core.run.run_spec.PRECISIONS)
+    low_frequencies: str = "data"  # the mean's smooth part (core.run.run_spec.LOW_FREQUENCY_SOURCES)
 
 
 @run_signature()
@@ -91,7 +92,7 @@ def make_settings(model: DiffusionModel, *, spec: RunSpec | None = None, **given
     settings = Settings(info, params, v["n_samples"], v["seed"], dev, tile, overlap, batch_pixels,
                         tuple(percentiles or model.percentiles), mean, psf, v["coverage"], None, v["keep_samples"],
                         block, block_overlap, v["guidance"], float(v["guidance_weight"]), v["entropy"], std,
-                        v["precision"])
+                        v["precision"], v["low_frequencies"])
     if v["coverage"] is None:
         return settings
     calibration = find_calibration(model, calibration_key(settings_record(settings)))

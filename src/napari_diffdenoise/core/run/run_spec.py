@@ -160,6 +160,17 @@ PRECISION = RunParam(
     help="The number format the networks compute in: bfloat16 is faster on CPUs and GPUs with bf16 arithmetic (1.4× "
          "for the default run on this project's test CPU, docs/benchmarks/speed.md) and moves the maps by under 1 % of "
          "their range; float32 gives the reference maps. The calibration of the intervals holds for both")
+# the mean's smooth part: held to the data's where the two depart beyond the noise (core.run.low_frequency), or
+# the network's as it is
+LOW_FREQUENCY_SOURCES = ("data", "model")
+LOW_FREQUENCIES = RunParam(
+    "low_frequencies", str, "data", choices=LOW_FREQUENCY_SOURCES, flag="--low-frequencies",
+    label="Smooth part of the mean",
+    choice_labels=("held to the data where it departs", "the network's as it is"),
+    help="data: where the mean (and each sample) smoothed over 8 px departs from the noisy image smoothed alike by "
+         "more than the noise explains, the departure is taken off (a bias of the network on this camera: it lifted "
+         "the dark background of real 8-bit frames by 0.7–1.0 counts, docs/benchmarks/low_frequency.md); next to "
+         "nothing moves on images the model fits. model: the network's mean as it is")
 PSF = RunParam("psf", object, None, optional=True, checked=False, label="PSF",
                help="The point spread function the image was blurred with (a 2D image, any scale), for ddim-dc or "
                     "guidance")
@@ -174,7 +185,8 @@ PSF_SIGMA = Param(
 
 RUN_SETTINGS: tuple[RunParam, ...] = (
     SAMPLER, N_SAMPLES, STEPS_SETTING, ETA_SETTING, SEED, DEVICE, TILE, OVERLAP, PERCENTILES, BATCH_PIXELS,
-    KEEP_SAMPLES, SAMPLER_PARAMS, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD, PRECISION)
+    KEEP_SAMPLES, SAMPLER_PARAMS, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD, PRECISION,
+    LOW_FREQUENCIES)
 
 
 def run_setting(name: str) -> RunParam:

@@ -1,0 +1,63 @@
+"""The restoration's low frequencies held to the data's, where they depart beyond the noise.
+
+Camera noise has mean zero, so the noisy plane smoothed over SMOOTHING px is an unbiased and nearly
+noise-free view of the same smoothing of what the camera records on average (for an 8-bit camera whose
+dark counts are clipped and quantised, that average is what a long average of the same field shows:
+issue #23's truths). Where the restoration's smoothing departs from the data's by more than the noise
+can explain, the restoration is biased there, and the departure is added back, shrunk by its own
+noise (the positive part of James–Stein's factor, pixel by pixel):
+
+    x̂ + d·max(0, 1 − (k·se)² / d²),   d = G_σ ∗ (y − x̂),   se² = Σ g² · var(noise)
+
+with k = SIGNIFICANCE and var(noise) from the camera fitted to the plane (core.imaging.camera_noise).
+se counts the data's noise only; the part of it the restoration passes through cancels in d, so se
+is an upper bound and the test conservative.
+
+Each sample and the one-pass mean are held on their own (core.run.plane_sampling), so that a sample
+does not depend on how many were drawn and the samples' average is still their mean.
+
+Why: under a high dynamic range the bundled model's mean head lifts the dark background: by 0.7–1.0
+counts on the still pixels of the real 8-bit time-lapse (a background of a few counts, a hundredth
+of the plane's range above the model's −1), by 27–61 counts on the lysosome series' raw counts. On
+images from the camera the model was trained for, the departures stay within the noise and next to
+nothing moves (at most 0.9 % of the pixels, 0.05 dB). Both measured by bench/low_frequency.py
+(docs/benchmarks/low_frequency.md).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from ..imaging.camera_noise import estimate_noise
+
+SMOOTHING = 8.0  # px: σ of the Gaussian whose view of the data is trusted over the restoration's
+SIGNIFICANCE = 3.0  # standard errors of that view's noise a departure must exceed to count
+LEVEL_SMOOTHING = 2.0  # px: the level each pixel's noise variance is read at
+MIN_SIDE = 32  # px: a smaller plane holds too few noise blocks for a camera fit (core.imaging.camera_noise)
+
+
+def departure_noise(plane: np.ndarray) -> np.ndarray | None:
+    """se², the noise variance of the data smoothed over SMOOTHING px, per pixel, from the camera
+    fitted to ``plane``; None for a plane too small to fit the camera on."""
+    if min(plane.shape) < MIN_SIDE:
+        return None
+    data = np.asarray(plane, dtype=np.float64)
+    variance = estimate_noise([data]).variance(ndimage.gaussian_filter(data, LEVEL_SMOOTHING))
+    # Σ g² · var for a Gaussian g of σ: var smoothed by σ/√2, over 4πσ²
+    se2 = ndimage.gaussian_filter(variance, SMOOTHING / math.sqrt(2), mode="reflect") / (4 * math.pi * SMOOTHING ** 2)
+    return se2 if np.all(np.isfinite(se2)) else None
+
+
+def low_frequency_departure(plane: np.ndarray, mean: np.ndarray, se2: np.ndarray | None = None) -> np.ndarray | None:
+    """What to add to ``mean`` (an estimate of ``plane``'s clean image, both in input units): its
+    smoothed departure from the data, shrunk by that departure's noise (``se2``: from
+    :func:`departure_noise`, computed here when not given); None for a plane too small to fit the
+    camera on."""
+    se2 = departure_noise(plane) if se2 is None else se2
+    if se2 is None:
+        return None
+    departure = ndimage.gaussian_filter(np.asarray(plane, dtype=np.float64) - mean, SMOOTHING, mode="reflect")
+    shrink = np.maximum(0.0, 1.0 - SIGNIFICANCE ** 2 * se2 / np.maximum(departure ** 2, 1e-300))
+    return departure * shrink
