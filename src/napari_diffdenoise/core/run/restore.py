@@ -170,7 +170,7 @@ def denoise(
         model has none for them.
     seed: the same seed gives the same output on the same device.
     precision: "float32" (default) or "bfloat16": the networks' number format (core.run.run_spec.PRECISION).
-    low_frequencies: "data" (default): where the mean smoothed over 8 px departs from the noisy image
+    low_frequencies: "data" (default): where the mean smoothed over SMOOTHING px (core.run.low_frequency) departs from the noisy image
         smoothed alike beyond the noise, the departure is taken off (core.run.low_frequency); "model":
         the network's mean as it is.
     tile, overlap: tile size and overlap in pixels (default: the model's tile, 25 % overlap).

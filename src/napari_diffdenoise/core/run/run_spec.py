@@ -17,6 +17,7 @@ from ..model.schedules import NoiseSchedule
 from ..sampling.guidance import GUIDES
 from ..sampling.params import Param
 from ..sampling.sampler_registry import ETA, SAMPLERS, STEPS
+from .low_frequency import SMOOTHING
 
 # How the [mean] layer is estimated. "head": the model's mean head, a one-step network trained on
 # the MSE to the clean image (DiffusionModel.mean_network), one evaluation. "x0": x̂₀ at the noisiest level with a zero input, one network
@@ -167,7 +168,7 @@ LOW_FREQUENCIES = RunParam(
     "low_frequencies", str, "data", choices=LOW_FREQUENCY_SOURCES, flag="--low-frequencies",
     label="Smooth part of the mean",
     choice_labels=("held to the data where it departs", "the network's as it is"),
-    help="data: where the mean (and each sample) smoothed over 8 px departs from the noisy image smoothed alike by "
+    help=f"data: where the mean (and each sample) smoothed over {SMOOTHING:g} px departs from the noisy image smoothed alike by "
          "more than the noise explains, the departure is taken off (a bias of the network on this camera: it lifted "
          "the dark background of real 8-bit frames by 0.7–1.0 counts, docs/benchmarks/low_frequency.md); next to "
          "nothing moves on images the model fits. model: the network's mean as it is")
