@@ -170,9 +170,9 @@ def denoise(
         model has none for them.
     seed: the same seed gives the same output on the same device.
     precision: "float32" (default) or "bfloat16": the networks' number format (core.run.run_spec.PRECISION).
-    low_frequencies: "data" (default): where the mean smoothed over SMOOTHING px (core.run.low_frequency) departs from the noisy image
-        smoothed alike beyond the noise, the departure is taken off (core.run.low_frequency); "model":
-        the network's mean as it is.
+    low_frequencies: "data" (default): where the mean smoothed over a few pixels departs from the noisy
+        image smoothed alike beyond the noise, the departure is taken off (core.run.low_frequency);
+        "model": the network's mean as it is.
     tile, overlap: tile size and overlap in pixels (default: the model's tile, 25 % overlap).
     block, block_overlap: planes with a side over ``block`` pixels (default 4096) are sampled in
         overlapping blocks of that size, which bounds memory (default overlap 128 pixels).
