@@ -15,6 +15,7 @@ from napari_diffdenoise.core.calibration.error_scale import (
     error_scale,
     extrapolate_to_zero,
     lag_offsets,
+    V_FLOOR,
     pair_moments,
 )
 from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
@@ -46,7 +47,7 @@ def test_error_scale_is_zero_for_white_residuals_and_floored():
     shape = (2, 128, 128)
     scale = error_scale(rng.standard_normal(shape) * 10, np.ones(shape), np.ones(shape, bool), lag_offsets())
     assert max(scale.raw_variances) < 0.5
-    assert scale.variances == [0.25] * len(scale.variances)
+    assert scale.variances == [V_FLOOR] * len(scale.variances)
 
 
 def test_extrapolation_to_lag_zero_recovers_a_gaussian_correlation():
@@ -216,10 +217,30 @@ def test_a_negative_error_scale_falls_back_to_the_models_own_spread(tiny_model, 
     monkeypatch.setattr(self_calibration, "error_scale", negative)
     model = self_calibrate(tiny_model, noisy_image(), coverage=(0.8, 0.9), n_samples=3, steps=2)
     cal = model.calibrations[0]
-    assert "V came out below 0" in cal["source"] and "not calibrated on this image" in cal["source"]
+    assert f"V came out below −{V_FLOOR:g}" in cal["source"] and "not calibrated on this image" in cal["source"]
     # V = 1 in every bin: the quantiles of a unit-variance law of the model's error shape
     unit_scale = math.sqrt(math.gamma(1 / ERROR_SHAPE) / math.gamma(3 / ERROR_SHAPE))
     np.testing.assert_allclose(cal["factors"], stats.gennorm(ERROR_SHAPE, scale=unit_scale).ppf([0.9, 0.95]), rtol=1e-6)
+    assert all(math.isnan(c) for c in cal["held_out_coverage"])
+
+
+def test_an_error_scale_slightly_below_zero_keeps_the_floor(tiny_model, monkeypatch):
+    """An error near 0 read with a slight negative bias (less than the floor) is an error near 0: the
+    intervals stay at the floor, not at the model's own spread."""
+    from napari_diffdenoise.core.calibration import self_calibration
+
+    real = self_calibration.error_scale
+
+    def slightly_negative(*args, **kwargs):
+        scale = real(*args, **kwargs)
+        return dataclasses.replace(scale, pooled=-0.5 * V_FLOOR, variances=[V_FLOOR] * len(scale.variances))
+
+    monkeypatch.setattr(self_calibration, "error_scale", slightly_negative)
+    cal = self_calibrate(tiny_model, noisy_image(), coverage=(0.8, 0.9), n_samples=3, steps=2).calibrations[0]
+    assert "V came out below" not in cal["source"]
+    floor_scale = math.sqrt(V_FLOOR * math.gamma(1 / ERROR_SHAPE) / math.gamma(3 / ERROR_SHAPE))
+    np.testing.assert_allclose(cal["factors"], stats.gennorm(ERROR_SHAPE, scale=floor_scale).ppf([0.9, 0.95]), rtol=1e-6)
+    assert not any(math.isnan(c) for c in cal["held_out_coverage"])
 
 
 def test_noise_correlated_between_pixels_is_taken_off_with_a_probe():
@@ -301,6 +322,31 @@ def test_what_moved_in_the_noise_probe_is_not_taken_off():
     assert robust.correlation(0, 1) == pytest.approx(0.36, abs=0.05)
 
 
+def test_the_scenes_slow_change_in_the_noise_probe_is_not_taken_off():
+    """A probe made from frames is a difference in time: a field that fades or drifts between the
+    frames leaves a smooth part in it, correlated at every lag, which the view does not hold as
+    noise. Read as noise it would take the error away (V below 0); the probe's smooth part is not
+    read as noise, and the camera's own correlation still is."""
+    from napari_diffdenoise.core.calibration.view_noise import correlated_noise
+
+    rng = np.random.default_rng(13)
+    shape = (4, 192, 192)
+
+    def correlated():
+        w = rng.standard_normal((shape[0], shape[1] + 1, shape[2] + 1)) * 2
+        return w[:, 1:, 1:] + 0.8 * (w[:, :-1, 1:] + w[:, 1:, :-1])
+
+    yy, xx = np.mgrid[:192, :192] / 192.0
+    drift = np.stack([a * np.sin(3 * xx + b) * np.cos(2 * yy) for a, b in ((3, 0), (-2, 1), (2.5, 2), (-3, 3))])
+    error = smooth_field(shape, 1.0, 3.0, rng)
+    unit, mask = np.ones(shape), np.ones(shape, bool)
+    v = error + correlated()
+    probe = correlated_noise(correlated() + drift, np.zeros(shape), unit)
+    assert error_scale(v, unit, mask, lag_offsets(), noise=probe).pooled == pytest.approx(1.0, rel=0.35)
+    assert probe.correlation(0, 1) == pytest.approx(0.36, abs=0.05)
+    assert abs(probe.correlation(0, 3)) < 0.05  # the drift, correlated at every lag, is gone
+
+
 def test_the_correlation_length_comes_from_the_draws_difference():
     """Two draws' restorations differ by the response to the known noises' difference: smooth, with no
     camera noise in it, so its correlation length is read where the residuals' products cannot."""
@@ -354,7 +400,12 @@ def test_recorruption_draws_carry_the_cameras_variance_and_skew():
 def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny_model):
     """The widget's and the CLI's calibration (iter_calibrate_on_data): recorrupted pairs of the chosen
     frames and, with a T axis, those frames against their neighbours; at each level the larger λ."""
-    from napari_diffdenoise.core.calibration.self_calibration import calibration_planes, iter_calibrate_on_data
+    from napari_diffdenoise.core.calibration.self_calibration import (
+        calibrated_on_image,
+        calibration_planes,
+        iter_calibrate_on_data,
+    )
+    from napari_diffdenoise.core.run.conformal import Calibration
 
     series = np.stack([noisy_image(s) for s in range(4)])
     options = {"coverage": (0.8, 0.9, 0.95), "n_samples": 3, "steps": 2}
@@ -363,7 +414,12 @@ def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny
     recorrupted = self_calibrate(tiny_model, first, **options).calibrations[0]
     paired = self_calibrate(tiny_model, first, second=second, second_noise=second_noise, second_is=second_is,
                             **options).calibrations[0]
-    assert both.calibration.factors == pytest.approx(np.maximum(recorrupted["factors"], paired["factors"]))
+    measured = [calibrated_on_image(Calibration.from_dict(c)) for c in (recorrupted, paired)]
+    if measured[0] == measured[1]:
+        expected = np.maximum(recorrupted["factors"], paired["factors"])
+    else:  # one fell back on the model's own spread: the other's (test_the_wider_calibration_takes…)
+        expected = (recorrupted if measured[0] else paired)["factors"]
+    assert both.calibration.factors == pytest.approx(expected)
     source = both.model.calibrations[0]["source"]
     assert source.startswith("the wider of two self-calibrations at each level")
     assert "recorrupted pairs" in source and "the mean of frames t − 1 and t + 1 for 2 plane(s)" in source
@@ -390,3 +446,8 @@ def test_the_wider_calibration_takes_the_larger_factor_level_by_level(tiny_model
     assert both.calibration.source == ("the wider of two self-calibrations at each level (the second's at 0.8, 0.95). "
                                        "First: recorrupted. Second: frames")
     assert both.model.calibrations[0]["factors"] == [1.5, 2.0, 3.5] and both.model.calibrations[1] == {"kept": True}
+    # a calibration that fell back on the model's own spread (NaN split-half check) is no measurement
+    fallback = run([1.9, 2.5, 3.0], "fell back")
+    fallback.calibration.held_out_coverage[:] = [math.nan] * 3
+    assert wider(run([1.0, 2.0, 3.0], "recorrupted"), fallback).calibration.factors == [1.0, 2.0, 3.0]
+    assert wider(fallback, run([1.0, 2.0, 3.0], "frames")).calibration.factors == [1.0, 2.0, 3.0]

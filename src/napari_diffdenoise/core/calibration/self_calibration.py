@@ -132,9 +132,12 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
 
     # V < 0 cannot be: products that come out negative mean the view's noise is not independent of
     # the restoration's, e.g. a camera-noise fit a few per cent low makes the noise the network lets through
-    # anti-correlate with the view's (its Jacobian times the misfit). Such residuals say nothing of the
-    # error: the model's own spread (V = 1) is used instead, and the source says so
-    implausible = scale.pooled < 0
+    # anti-correlate with the view's (its Jacobian times the misfit). A bias that pulls V below −V_FLOOR
+    # could hide an error as large as the narrowest interval allowed: such residuals say nothing of the
+    # error, and the model's own spread (V = 1) is used instead, the source saying so. A smaller one is
+    # an error near 0 read with a slight bias (the 8-bit time-lapse's frame pairs: −0.003 ± 0.001 for a
+    # truth of 0.01–0.06 in the darker half), which the floor covers
+    implausible = scale.pooled < -V_FLOOR
     if implausible:
         scale = dataclasses.replace(scale, variances=[1.0] * len(scale.variances))
 
@@ -157,7 +160,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                  if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
               + ("; the noise's own cross-moments, read off the frame difference, taken off" if last.noise is not None
                  else "")
-              + ("; V came out below 0 (noise in the products, or a noise fit that is off): the model's own "
+              + (f"; V came out below −{V_FLOOR:g} (noise in the products, or a noise fit that is off): the model's own "
                  "spread is used (V = 1) and these intervals are not calibrated on this image" if implausible else "")
               + f". Coverage is modelled (a generalised Gaussian of shape β = {scale.shape:g} per bin), not conformal; "
               "held-out coverage = the split-half check")
@@ -238,11 +241,22 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
     return wider(recorrupted, paired)
 
 
+def calibrated_on_image(calibration: Calibration) -> bool:
+    """False for a self-calibration whose residuals said nothing of the error (V came out below
+    −V_FLOOR: it fell back on the model's own spread and marked its split-half check NaN)."""
+    return not all(math.isnan(c) for c in calibration.held_out_coverage)
+
+
 def wider(first: CalibrationRun, second: CalibrationRun) -> CalibrationRun:
     """``first`` with, at each coverage level, the larger λ of the two calibrations (made for the same
-    settings and levels), and a source that names both and which one each level took."""
+    settings and levels), and a source that names both and which one each level took. A calibration
+    that fell back on the model's own spread (:func:`calibrated_on_image`) yields to one that did
+    not: its width is no measurement, and taking it for the wider would replace one that is."""
     a, b = first.calibration, second.calibration
-    take_b = [fb > fa for fa, fb in zip(a.factors, b.factors)]
+    if calibrated_on_image(a) != calibrated_on_image(b):
+        take_b = [calibrated_on_image(b)] * len(a.factors)
+    else:
+        take_b = [fb > fa for fa, fb in zip(a.factors, b.factors)]
 
     def pick(xs, ys):
         return [y if t else x for x, y, t in zip(xs, ys, take_b)]
