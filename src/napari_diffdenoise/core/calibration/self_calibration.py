@@ -16,7 +16,8 @@ differences of the image, core.calibration.view_noise.noise_lag1_correlation) an
 when it could matter. With frames, the view's noise covariance is read off a noise probe (half the
 difference of the neighbouring frames) and taken off at every lag; the probe also holds whatever
 moved between the frames, which the view does not, so it is read on its quiet blocks only, as a
-correlation per offset times a std per image level (core.calibration.view_noise.correlated_noise). At low light the
+correlation per offset times a std per image level (core.calibration.view_noise.correlated_noise), after its
+smooth part — the scene's slow change between the frames, which the view does not hold as noise — is taken off. At low light the
 products are noisy: each bin's V carries a standard error (from disjoint groups of blocks) and is
 shrunk towards the pooled value by it; a recorrupted image smaller than the budget is drawn several
 times (:func:`.residuals.recorrupted_draws`). The known part of the view's noise (−s/α) is not taken off the
