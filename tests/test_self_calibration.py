@@ -16,6 +16,7 @@ from napari_diffdenoise.core.calibration.error_scale import (
     extrapolate_to_zero,
     lag_offsets,
     V_FLOOR,
+    V_FLOOR_SECOND_VIEW,
     pair_moments,
 )
 from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
@@ -141,6 +142,11 @@ def test_frame_pairs_and_a_second_acquisition(tiny_model):
     assert "the next frame for 1 plane(s)" in pair.calibrations[0]["source"]
     second = self_calibrate(tiny_model, frames[0], coverage=0.9, second=frames[1], n_samples=3, steps=2)
     assert "a second acquisition for 1 plane(s)" in second.calibrations[0]["source"]
+    # an independent view carries none of the recorruption's biases: its floor on V is the lower one
+    recorrupted = self_calibrate(tiny_model, frames[0], coverage=0.9, n_samples=3, steps=2)
+    assert V_FLOOR_SECOND_VIEW < V_FLOOR
+    for model, floor in ((run, V_FLOOR_SECOND_VIEW), (second, V_FLOOR_SECOND_VIEW), (recorrupted, V_FLOOR)):
+        assert f"then 1 standard error above, floor {floor:g})" in model.calibrations[0]["source"]
     with pytest.raises(ValueError, match="frames=True needs at least two frames"):
         self_calibrate(tiny_model, frames[0], coverage=0.9, frames=True, n_samples=3, steps=2)
     with pytest.raises(ValueError, match="second must have the noisy image's shape"):

@@ -70,6 +70,7 @@ from .error_scale import (
     MAX_LAG,
     N_BINS,
     V_FLOOR,
+    V_FLOOR_SECOND_VIEW,
     error_scale,
     lag_offsets,
 )
@@ -111,13 +112,14 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                                              seed=seed, partner=partner, probe=probe, view_name=view_name,
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
+    floor = V_FLOOR_SECOND_VIEW if partner is not None else V_FLOOR
     # the recorruption's own products (known: −s/α) are not taken off, though their mean is 0: given a
     # bin of u, a function of the input y + α·s, they are not (on Golgi at 3 photons per-bin V read
     # −4…+4 with them taken off, truth 0.2–0.6)
     taken_off = last.noise
     ell = response_length(last, offsets)
     scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
-                        ell=ell)
+                        ell=ell, floor=floor)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
     rho_noise, rho_se = noise_lag1_correlation(inputs)
     camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
@@ -125,27 +127,29 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     # left out only when the correlation is seen (3 standard errors) and could move V by a tenth
     # (with a noise probe the noise's own cross-moments are taken off at every lag instead)
     dropped = (last.noise is None and abs(rho_noise) > 3 * rho_se
-               and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, V_FLOOR))
+               and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, floor))
     if dropped:
         offsets = [o for o in lag_offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
         scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
-                            ell=ell)
+                            ell=ell, floor=floor)
 
     # V < 0 cannot be: products that come out negative mean the view's noise is not independent of
     # the restoration's, e.g. a camera-noise fit a few per cent low makes the noise the network lets through
-    # anti-correlate with the view's (its Jacobian times the misfit). A bias that pulls V below −V_FLOOR
+    # anti-correlate with the view's (its Jacobian times the misfit). A bias that pulls V below −floor
     # could hide an error as large as the narrowest interval allowed: such residuals say nothing of the
     # error, and the model's own spread (V = 1) is used instead, the source saying so. A smaller one is
     # an error near 0 read with a slight bias (the 8-bit time-lapse's frame pairs: −0.003 ± 0.001 for a
     # truth of 0.01–0.06 in the darker half), which the floor covers
-    implausible = scale.pooled < -V_FLOOR
+    implausible = scale.pooled < -floor
     if implausible:
         scale = dataclasses.replace(scale, variances=[1.0] * len(scale.variances))
 
     # a split-half check: λ from one half of the blocks, its modelled coverage under the other half's V
     split = np.tile(block_split(inputs.shape, split_seed), (last.draws, 1, 1))  # a block's copies on one side
-    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges, noise=taken_off, draws=last.draws, ell=ell)
-    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges, noise=taken_off, draws=last.draws, ell=ell)
+    half_a = error_scale(last.v, last.unit, split, offsets, scale.edges, noise=taken_off, draws=last.draws, ell=ell,
+                          floor=floor)
+    half_b = error_scale(last.v, last.unit, ~split, offsets, scale.edges, noise=taken_off, draws=last.draws, ell=ell,
+                         floor=floor)
     factors = [scale.factor(c) for c in coverages]
     checked = [math.nan if implausible else half_b.coverage_of(half_a.factor(c)) for c in coverages]
     widths = [float(np.mean(2 * f * last.unit)) for f in factors]
@@ -156,12 +160,12 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               + ": V = E[(error/spread)²] = "
               f"{scale.pooled:.3g} ± {scale.pooled_se:.2g} overall; used per {N_BINS} bins of the spread "
               f"{', '.join(f'{v:.3g}' for v in scale.variances)} (measured {', '.join(f'{v:.3g}' for v in scale.raw_variances)}, "
-              f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {V_FLOOR:g})"
+              f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {floor:g})"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
                  if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
               + ("; the noise's own cross-moments, read off the frame difference, taken off" if last.noise is not None
                  else "")
-              + (f"; V came out below −{V_FLOOR:g} (noise in the products, or a noise fit that is off): the model's own "
+              + (f"; V came out below −{floor:g} (noise in the products, or a noise fit that is off): the model's own "
                  "spread is used (V = 1) and these intervals are not calibrated on this image" if implausible else "")
               + f". Coverage is modelled (a generalised Gaussian of shape β = {scale.shape:g} per bin), not conformal; "
               "held-out coverage = the split-half check")
@@ -244,7 +248,7 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
 
 def calibrated_on_image(calibration: Calibration) -> bool:
     """False for a self-calibration whose residuals said nothing of the error (V came out below
-    −V_FLOOR: it fell back on the model's own spread and marked its split-half check NaN)."""
+    minus its floor: it fell back on the model's own spread and marked its split-half check NaN)."""
     return not all(math.isnan(c) for c in calibration.held_out_coverage)
 
 
