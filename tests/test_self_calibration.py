@@ -10,13 +10,13 @@ from scipy import ndimage, stats
 from napari_diffdenoise.core.calibration.calibration import calibrate
 from napari_diffdenoise.core.calibration.error_scale import (
     ERROR_SHAPE,
+    V_FLOOR,
+    V_FLOOR_SECOND_VIEW,
     ErrorScale,
     correlation_length,
     error_scale,
     extrapolate_to_zero,
     lag_offsets,
-    V_FLOOR,
-    V_FLOOR_SECOND_VIEW,
     pair_moments,
 )
 from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
@@ -223,30 +223,36 @@ def test_a_negative_error_scale_falls_back_to_the_models_own_spread(tiny_model, 
     monkeypatch.setattr(self_calibration, "error_scale", negative)
     model = self_calibrate(tiny_model, noisy_image(), coverage=(0.8, 0.9), n_samples=3, steps=2)
     cal = model.calibrations[0]
-    assert f"V came out below −{V_FLOOR:g}" in cal["source"] and "not calibrated on this image" in cal["source"]
+    assert "V came out below 0" in cal["source"] and "not calibrated on this image" in cal["source"]
     # V = 1 in every bin: the quantiles of a unit-variance law of the model's error shape
     unit_scale = math.sqrt(math.gamma(1 / ERROR_SHAPE) / math.gamma(3 / ERROR_SHAPE))
     np.testing.assert_allclose(cal["factors"], stats.gennorm(ERROR_SHAPE, scale=unit_scale).ppf([0.9, 0.95]), rtol=1e-6)
     assert all(math.isnan(c) for c in cal["held_out_coverage"])
 
 
-def test_an_error_scale_slightly_below_zero_keeps_the_floor(tiny_model, monkeypatch):
-    """An error near 0 read with a slight negative bias (less than the floor) is an error near 0: the
-    intervals stay at the floor, not at the model's own spread."""
+def test_an_error_scale_slightly_below_zero_keeps_the_floor_with_an_independent_view(tiny_model, monkeypatch):
+    """With frames there is no noise fit to be off: V read slightly below 0 (less than the floor) is
+    an error near 0, and the intervals stay at the floor. With recorrupted pairs the same reading is
+    the sign of a noise fit that is off, and they fall back on the model's own spread."""
     from napari_diffdenoise.core.calibration import self_calibration
 
     real = self_calibration.error_scale
 
     def slightly_negative(*args, **kwargs):
         scale = real(*args, **kwargs)
-        return dataclasses.replace(scale, pooled=-0.5 * V_FLOOR, variances=[V_FLOOR] * len(scale.variances))
+        floor = kwargs["floor"]
+        return dataclasses.replace(scale, pooled=-0.5 * V_FLOOR_SECOND_VIEW, variances=[floor] * len(scale.variances))
 
     monkeypatch.setattr(self_calibration, "error_scale", slightly_negative)
-    cal = self_calibrate(tiny_model, noisy_image(), coverage=(0.8, 0.9), n_samples=3, steps=2).calibrations[0]
+    frames = np.stack([noisy_image(s) for s in range(3)])
+    cal = self_calibrate(tiny_model, frames, frames=True, coverage=(0.8, 0.9), n_samples=3, steps=2).calibrations[0]
     assert "V came out below" not in cal["source"]
-    floor_scale = math.sqrt(V_FLOOR * math.gamma(1 / ERROR_SHAPE) / math.gamma(3 / ERROR_SHAPE))
+    floor_scale = math.sqrt(V_FLOOR_SECOND_VIEW * math.gamma(1 / ERROR_SHAPE) / math.gamma(3 / ERROR_SHAPE))
     np.testing.assert_allclose(cal["factors"], stats.gennorm(ERROR_SHAPE, scale=floor_scale).ppf([0.9, 0.95]), rtol=1e-6)
     assert not any(math.isnan(c) for c in cal["held_out_coverage"])
+    recorrupted = self_calibrate(tiny_model, frames[0], coverage=(0.8, 0.9), n_samples=3, steps=2).calibrations[0]
+    assert "V came out below 0 (noise" in recorrupted["source"]
+    assert all(math.isnan(c) for c in recorrupted["held_out_coverage"])
 
 
 def test_noise_correlated_between_pixels_is_taken_off_with_a_probe():

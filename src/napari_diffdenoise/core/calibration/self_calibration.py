@@ -134,13 +134,15 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                             ell=ell, floor=floor)
 
     # V < 0 cannot be: products that come out negative mean the view's noise is not independent of
-    # the restoration's, e.g. a camera-noise fit a few per cent low makes the noise the network lets through
-    # anti-correlate with the view's (its Jacobian times the misfit). A bias that pulls V below −floor
-    # could hide an error as large as the narrowest interval allowed: such residuals say nothing of the
-    # error, and the model's own spread (V = 1) is used instead, the source saying so. A smaller one is
-    # an error near 0 read with a slight bias (the 8-bit time-lapse's frame pairs: −0.003 ± 0.001 for a
-    # truth of 0.01–0.06 in the darker half), which the floor covers
-    implausible = scale.pooled < -floor
+    # the restoration's. With recorrupted pairs that is the known sign of a camera-noise fit a few per
+    # cent low, which makes the noise the network lets through anti-correlate with the view's (its
+    # Jacobian times the misfit): such residuals say nothing of the error, and the model's own spread
+    # (V = 1) is used instead, the source saying so. An independent view has no noise fit to be off: a
+    # V read slightly below 0 there is an error near 0 read with a slight bias (the 8-bit time-lapse's
+    # frame pairs: −0.003 ± 0.001, the truth 0.01–0.06 in the darker half), which the floor covers;
+    # below −floor, a bias that large could hide an error as wide as the narrowest interval allowed
+    allowed_below_zero = floor if partner is not None else 0.0
+    implausible = scale.pooled < -allowed_below_zero
     if implausible:
         scale = dataclasses.replace(scale, variances=[1.0] * len(scale.variances))
 
@@ -165,7 +167,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                  if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
               + ("; the noise's own cross-moments, read off the frame difference, taken off" if last.noise is not None
                  else "")
-              + (f"; V came out below −{floor:g} (noise in the products, or a noise fit that is off): the model's own "
+              + (f"; V came out below {f'−{allowed_below_zero:g}' if allowed_below_zero else '0'} (noise in the "
+                 "products, or a noise fit that is off): the model's own "
                  "spread is used (V = 1) and these intervals are not calibrated on this image" if implausible else "")
               + f". Coverage is modelled (a generalised Gaussian of shape β = {scale.shape:g} per bin), not conformal; "
               "held-out coverage = the split-half check")
@@ -247,8 +250,9 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
 
 
 def calibrated_on_image(calibration: Calibration) -> bool:
-    """False for a self-calibration whose residuals said nothing of the error (V came out below
-    minus its floor: it fell back on the model's own spread and marked its split-half check NaN)."""
+    """False for a self-calibration whose residuals said nothing of the error (V came out below 0,
+    or below minus its floor with an independent view: it fell back on the model's own spread and
+    marked its split-half check NaN)."""
     return not all(math.isnan(c) for c in calibration.held_out_coverage)
 
 
