@@ -235,10 +235,13 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
     ``data`` (:func:`calibration_planes`), recorrupted; with a T axis of two frames or more, also
     against their neighbouring frames, and at each coverage level the wider of the two intervals
     (:func:`wider`). Why both: on the real frames of docs/benchmarks/real_calibration.md the frame
-    pairs under-cover the lysosome series (0.70–0.74 at 0.8: its camera noise is correlated over
-    several pixels and its lysosomes move, and the noise probe that takes the one off holds the
-    other), where the recorrupted pairs of the same frames come within ±0.05; each route can fail
-    low where the other does not, and a too-narrow interval is the worse failure. ``options``: as for
+    pairs under-covered the lysosome series when this was built (0.70–0.74 at 0.8: its camera noise
+    is correlated over several pixels and its lysosomes move, and the noise probe that takes the one
+    off holds the other), where the recorrupted pairs of the same frames came within ±0.05; on
+    today's page both are within there (0.76–0.79 at 0.8 with the std head), but each route can
+    fail low where the other does not, and a too-narrow interval is the worse failure. The price:
+    where the recorrupted route sits on its floor (V_FLOOR) and the frames measure less, the wider
+    is the floor's (the time-lapse field (0, 0), samples' spread: 0.87 at 0.8). ``options``: as for
     :func:`iter_self_calibrate` (settings, spec, seed)."""
     first, second, second_noise, second_is = calibration_planes(data, axes)
     recorrupted = yield from iter_self_calibrate(model, first, **options)
