@@ -76,6 +76,36 @@ def test_cancel_reaches_the_recalibration_after_adapting(headed, monkeypatch):
         adapt(headed, cells(1), minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu", cancel=cancel)
 
 
+def test_the_recalibration_after_adapting_a_time_series_uses_its_frames_too(headed):
+    """A stack of repeated views is recalibrated as the Denoise widget calibrates a T axis (recorrupted
+    pairs and the neighbouring frames, the wider interval); a single plane, a stack said not to be a
+    series and a stack whose planes differ keep the recorrupted pairs alone."""
+    from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
+    from napari_diffdenoise.core.run.driving import drive
+    from napari_diffdenoise.core.training.adapt import iter_recalibrate, recalibration_axes
+
+    rng = np.random.default_rng(0)
+    scene = cells(0)
+    series = np.stack([scene + rng.normal(0, 3, scene.shape) for _ in range(4)]).astype(np.float32)
+    different = np.stack([cells(s) for s in range(4)])
+    assert recalibration_axes(series) == "TYX" and recalibration_axes(series, time_series=True) == "TYX"
+    assert recalibration_axes(series, time_series=False) is None
+    assert recalibration_axes(different) is None and recalibration_axes(series[0]) is None
+    assert recalibration_axes([series[0], series[1]]) is None  # a list of images: each its own field
+
+    def source(noisy, **kwargs):
+        return drive(iter_recalibrate(headed, noisy, **kwargs))[0].calibrations[0]
+
+    framed = source(series)
+    assert framed["source"].startswith("the wider of two self-calibrations at each level")
+    assert "the mean of frames t − 1 and t + 1" in framed["source"]
+    # what it restores is what the Train widget prices for it
+    assert framed["n_pixels"] == recalibration_cost(headed, series.shape, axes="TYX").pixels
+    alone = source(series, time_series=False)
+    assert alone["source"].startswith("self-calibrated: residuals against recorrupted pairs")
+    assert alone["n_pixels"] == recalibration_cost(headed, series.shape).pixels
+
+
 @pytest.mark.parametrize("image, message", [
     (np.random.default_rng(0).normal(100, 5, (160, 160)), "too flat to learn from"),
     (np.zeros((20, 20)), "too small for 64 px patches"),

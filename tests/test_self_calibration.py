@@ -423,7 +423,9 @@ def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny
     options = {"coverage": (0.8, 0.9, 0.95), "n_samples": 3, "steps": 2}
     both, _ = drive(iter_calibrate_on_data(tiny_model, series, "TYX", **options))
     first, second, second_noise, second_is = calibration_planes(series, "TYX")
-    recorrupted = self_calibrate(tiny_model, first, **options).calibrations[0]
+    # beside frames the recorrupted route takes the independent view's floor: the frames guard its under-read
+    recorrupted = self_calibrate(tiny_model, first, floor=V_FLOOR_SECOND_VIEW, **options).calibrations[0]
+    assert f"floor {V_FLOOR_SECOND_VIEW:g})" in recorrupted["source"]
     paired = self_calibrate(tiny_model, first, second=second, second_noise=second_noise, second_is=second_is,
                             **options).calibrations[0]
     measured = [calibrated_on_image(Calibration.from_dict(c)) for c in (recorrupted, paired)]
@@ -435,10 +437,12 @@ def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny
     source = both.model.calibrations[0]["source"]
     assert source.startswith("the wider of two self-calibrations at each level")
     assert "recorrupted pairs" in source and "the mean of frames t − 1 and t + 1 for 2 plane(s)" in source
-    # a stack without a T axis: the recorrupted pairs alone
+    assert source.count(f"floor {V_FLOOR_SECOND_VIEW:g})") == 2
+    # a stack without a T axis: the recorrupted pairs alone, on their own floor
     stack, _ = drive(iter_calibrate_on_data(tiny_model, series, "ZYX", **options))
     assert stack.calibration.factors == pytest.approx(self_calibrate(tiny_model, series, **options).calibrations[0]["factors"])
     assert stack.calibration.source.startswith("self-calibrated: residuals against recorrupted pairs")
+    assert f"floor {V_FLOOR:g})" in stack.calibration.source
 
 
 def test_the_wider_calibration_takes_the_larger_factor_level_by_level(tiny_model):

@@ -44,7 +44,7 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     """The recalibration that follows adapting restores the crops self-calibration picks (at most
     MAX_PIXELS) at the default settings: the form says how long that takes here, and the total."""
     from napari_diffdenoise._widgets.train import NOISY_ONLY, PAIRED, TrainWidget
-    from napari_diffdenoise.core.training.adapt import iter_recalibrate
+    from napari_diffdenoise.core.training.adapt import iter_recalibrate, recalibration_axes
     from napari_diffdenoise.core.io.checkpoint import load_model
     from napari_diffdenoise.core.run.driving import drive
     from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
@@ -61,7 +61,9 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     qtbot.waitUntil(lambda: "in all" in w.recalibration.value, timeout=30_000)
     assert w.recalibration.label == "Then recalibrate"
     model = load_model(headed_checkpoint)
-    cost = recalibration_cost(model, layer.data.shape)
+    # three noisy frames of one scene: a time series, recalibrated on its frames too
+    assert recalibration_axes(np.asarray(layer.data)) == "TYX"
+    cost = recalibration_cost(model, layer.data.shape, axes="TYX")
     assert cost.pixels >= 3 * 64 * 80 and (cost.n_samples, cost.evaluations) == (8, 10)
     assert cost.seconds >= cost.pixels * 8 * 10 * 2e-6  # tiles cover every pixel, overlapping ones more
     assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.recalibration.tooltip

@@ -58,13 +58,16 @@ def show_info(message: str) -> None:
     napari_info(message)
 
 
-def _estimate(start: str, shape) -> RunCost | None:
+def _estimate(start: str, data) -> RunCost | None:
     """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why)."""
     from ..core.io.checkpoint import load_model
+    from ..core.training.adapt import recalibration_axes
 
     try:
         model = load_model(start)
-        return recalibration_cost(model, shape) if model.mean_network is not None else None
+        if model.mean_network is None:
+            return None
+        return recalibration_cost(model, data.shape, axes=recalibration_axes(np.asarray(data)))
     except (ValueError, OSError, RuntimeError):
         return None
 
@@ -76,13 +79,14 @@ def _adapt_job(model, noisy, options, output):
     """Adapt, recalibrate the intervals on the image itself, save; errors a user can act on come
     back as a :class:`_Failure`."""
     from ..core.io.checkpoint import save_checkpoint
-    from ..core.training.adapt import iter_adapt, iter_recalibrate
+    from ..core.training.adapt import iter_adapt, iter_recalibrate, recalibration_axes
 
     try:
-        yield recalibration_cost(model, noisy.shape)  # the plan: the progress bar spans both parts
+        # the plan: the progress bar spans both parts
+        yield recalibration_cost(model, noisy.shape, axes=recalibration_axes(noisy, options.get("time_series")))
         result = yield from iter_adapt(model, noisy, **options)
         yield RECALIBRATING
-        adapted = yield from iter_recalibrate(result.model, noisy)
+        adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"))
         adapted.name = output.stem
         save_checkpoint(adapted, output)
         return None
@@ -165,7 +169,7 @@ class TrainWidget(WorkerControls, Container):
 
         self.plot = LossPlot()
         self.plot_section.body.native.layout().addWidget(self.plot)
-        self._estimate_for, self._estimate = None, None  # (model, layer shape) → its recalibration's RunCost
+        self._estimate_for, self._estimate = None, None  # (model, layer shape, its data) → its recalibration's RunCost
         self._plan = None
 
         self.mode.changed.connect(self._on_mode)
@@ -236,14 +240,14 @@ class TrainWidget(WorkerControls, Container):
         if not self._adapting() or layer is None or start in (None, SCRATCH):
             self.recalibration.value = "—"
             return
-        key = (start, tuple(layer.data.shape))
+        key = (start, tuple(layer.data.shape), id(layer.data))  # a time series is recalibrated on its frames too
         if key == self._estimate_for:
             if self._estimate is not None:  # else still timing, or no estimate to give
                 self._show_estimate(key, self._estimate)
             return
         self._estimate_for, self._estimate = key, None
         self.recalibration.value = "timing it on this machine…"
-        worker = create_worker(_estimate, *key, _start_thread=False)
+        worker = create_worker(_estimate, start, layer.data, _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
         worker.start()
 

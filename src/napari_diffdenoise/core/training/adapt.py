@@ -48,6 +48,7 @@ import torch
 
 from .._version import __version__
 from ..calibration.calibration import iter_calibrate
+from ..calibration.self_calibration import iter_calibrate_on_data
 from ..imaging.camera_noise import CameraNoise
 from ..imaging.normalization import IntensityMap
 from ..imaging.recorruption import RecorruptionNoise
@@ -56,7 +57,14 @@ from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
 from ..run.driving import drive
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
-from .adapt_criteria import KEEP_MARGIN_SE, compare_heads, criterion_patches, criterion_scores, held_out_frames
+from .adapt_criteria import (
+    KEEP_MARGIN_SE,
+    compare_heads,
+    criterion_patches,
+    criterion_scores,
+    held_out_frames,
+    series_pairs,
+)
 from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
 from .recorrupted_pairs import recorrupted_batch, recorrupted_validation, train_step
@@ -264,7 +272,7 @@ def adapt(
     say which and why; ``progress`` gets the message with the last report.
 
     ``recalibrate``: calibrate the adapted model's intervals for the default settings on ``noisy``
-    itself (:func:`iter_recalibrate`). ``options`` go to
+    itself (:func:`iter_recalibrate`; a time series against its frames too). ``options`` go to
     :func:`iter_adapt` (alpha, patch_size, batch_size, learning_rate, val_fraction, device,
     time_series).
     Raises :class:`~.restore.Cancelled` when ``cancel()`` returned True.
@@ -277,17 +285,35 @@ def adapt(
         raise Cancelled("adaptation was cancelled")
     adapted = result.model
     if recalibrate:  # a calibration restores a budget of the image: it can take minutes, and stops like the rest
-        adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed), cancel=cancel)
+        adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed, options.get("time_series")), cancel=cancel)
         if cancelled:
             raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
     return adapted
 
 
-def iter_recalibrate(model: DiffusionModel, noisy, seed: int = 0):
+def recalibration_axes(noisy, time_series: bool | None = None) -> str | None:
+    """"TYX" where :func:`iter_recalibrate` calibrates ``noisy`` as a time series (one stack of
+    repeated views: adapt_criteria.series_pairs), else None (recorrupted pairs of every plane);
+    recalibration_cost takes the same to price it."""
+    if isinstance(noisy, np.ndarray) and noisy.ndim == 3 and series_pairs(noisy, time_series):
+        return "TYX"
+    return None
+
+
+def iter_recalibrate(model: DiffusionModel, noisy, seed: int = 0, time_series: bool | None = None):
     """Calibrate ``model``'s default settings on ``noisy`` alone, against its real error there: the
     residuals of recorrupted pairs of ``noisy`` (calibration's ``without_truth="residuals"``,
-    core.calibration.self_calibration, which fits the camera noise to ``noisy`` itself). A generator yielding the
-    restoration's progress; returns the calibrated model."""
+    core.calibration.self_calibration, which fits the camera noise to ``noisy`` itself). Where
+    ``noisy`` is one stack of repeated views (``time_series``, as :func:`iter_adapt` takes it:
+    adapt_criteria.series_pairs), also against its neighbouring frames, the wider interval taken at
+    each level — what the Denoise widget and the CLI do with a T axis
+    (self_calibration.iter_calibrate_on_data). A generator yielding the restoration's progress;
+    returns the calibrated model."""
+    settings = calibration_settings(model, DEFAULT_SAMPLER_SETTINGS)
+    axes = recalibration_axes(noisy, time_series)
+    if axes is not None:
+        run = yield from iter_calibrate_on_data(model, noisy, axes, seed=seed, split_seed=seed, **settings)
+        return run.model
     run = yield from iter_calibrate(model, noisy, None, without_truth="residuals", split_seed=seed, seed=seed,
-                                    **calibration_settings(model, DEFAULT_SAMPLER_SETTINGS))
+                                    **settings)
     return run.model
