@@ -37,13 +37,14 @@ N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitt
 # a bias can be depends on the view. Recorrupted pairs (core.calibration.self_calibration) carry the
 # recorruption's own biases (a noisier input; white draws where the camera's noise is correlated): on
 # the real lysosome frames after adapting they read V 0.02–0.07 where the truth needs about 0.2, so
-# their intervals stay at least half as wide as a calibrated law on the model's spread (V = 1)
+# their intervals stay at least half as wide as a calibrated law on the model's spread (V = 1).
+# Beside frames the recorrupted route takes V_FLOOR_SECOND_VIEW (self_calibration.iter_calibrate_on_data)
 V_FLOOR = 0.25
 # an independent acquisition of the same field (a time series' frames, a second image) has none of
 # those, and the spread can be far too wide: on the 8-bit time-lapse's dark background the truth's
 # V is 0.01–0.06 (docs/benchmarks/real_calibration.md), and the floor above kept the frame pairs'
 # intervals at 2.4× the oracle's width (coverage 0.86 at 0.8); 0.05 and 0.02 gave the same coverage
-# on every other real frame there
+# on every other real frame there (a scratch comparison on the bench's cases, which chose 0.05 on them)
 V_FLOOR_SECOND_VIEW = 0.05
 L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
 PRECISION_SMOOTHING = 12.0  # px: the window of the local noise level that weights the products

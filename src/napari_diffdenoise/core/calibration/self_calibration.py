@@ -27,7 +27,11 @@ is read off the difference of two draws' restorations (:func:`.residuals.respons
 noisy products.
 
 Known bias: a recorrupted input is noisier than the user's (1 + α² in variance), so V is measured
-on a restoration at that noise level, not at the image's own; not corrected. The shape per bin (a
+on a restoration at that noise level, not at the image's own; not corrected. The draws s are white:
+where the camera's noise is correlated between pixels, ŷ and ȳ share that correlated part, and a
+head adapted on such pairs lets it through, which the residual then holds on both sides: V reads
+low (a lysosome frame after adapting: 0.03, where draws with the frames' noise correlation read
+0.25; docs/method.md) — what V_FLOOR is for. The shape per bin (a
 generalised Gaussian, core.calibration.error_scale.ERROR_SHAPE) is an assumption, measured on other images; bench/real_calibration.py measures what it alone costs (the route whose V
 per bin is taken from the truth). Frame pairs have no noise-level bias, but count what motion is
 left as error.
