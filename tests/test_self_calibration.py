@@ -9,6 +9,7 @@ from scipy import ndimage, stats
 
 from napari_diffdenoise.core.calibration.calibration import calibrate
 from napari_diffdenoise.core.calibration.error_scale import (
+    CORRELATED_NOISE,
     ERROR_SHAPE,
     V_FLOOR,
     V_FLOOR_SECOND_VIEW,
@@ -142,11 +143,18 @@ def test_frame_pairs_and_a_second_acquisition(tiny_model):
     assert "the next frame for 1 plane(s)" in pair.calibrations[0]["source"]
     second = self_calibrate(tiny_model, frames[0], coverage=0.9, second=frames[1], n_samples=3, steps=2)
     assert "a second acquisition for 1 plane(s)" in second.calibrations[0]["source"]
-    # an independent view carries none of the recorruption's biases: its floor on V is the lower one
+    # an independent view, and recorrupted pairs of white camera noise, carry no bias the floor is
+    # for: the lower floor; recorrupted pairs of correlated camera noise (white draws) the higher one
     recorrupted = self_calibrate(tiny_model, frames[0], coverage=0.9, n_samples=3, steps=2)
+    smeared = ndimage.uniform_filter(frames[0], 2)  # each pixel the mean of a 2 × 2 cell: correlated noise
+    assert noise_lag1_correlation(frames[:1])[0] < CORRELATED_NOISE < noise_lag1_correlation(smeared[None])[0]
+    correlated = self_calibrate(tiny_model, smeared, coverage=0.9, n_samples=3, steps=2)
     assert V_FLOOR_SECOND_VIEW < V_FLOOR
-    for model, floor in ((run, V_FLOOR_SECOND_VIEW), (second, V_FLOOR_SECOND_VIEW), (recorrupted, V_FLOOR)):
+    for model, floor in ((run, V_FLOOR_SECOND_VIEW), (second, V_FLOOR_SECOND_VIEW),
+                         (recorrupted, V_FLOOR_SECOND_VIEW)):
         assert f"then 1 standard error above, floor {floor:g})" in model.calibrations[0]["source"]
+    assert (f"then 1 standard error above, floor {V_FLOOR:g}: the camera noise is correlated and the recorrupting "
+            "draws are white, which reads V low)") in correlated.calibrations[0]["source"]
     with pytest.raises(ValueError, match="frames=True needs at least two frames"):
         self_calibrate(tiny_model, frames[0], coverage=0.9, frames=True, n_samples=3, steps=2)
     with pytest.raises(ValueError, match="second must have the noisy image's shape"):
@@ -438,11 +446,10 @@ def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny
     assert source.startswith("the wider of two self-calibrations at each level")
     assert "recorrupted pairs" in source and "the mean of frames t − 1 and t + 1 for 2 plane(s)" in source
     assert source.count(f"floor {V_FLOOR_SECOND_VIEW:g})") == 2
-    # a stack without a T axis: the recorrupted pairs alone, on their own floor
+    # a stack without a T axis: the recorrupted pairs alone
     stack, _ = drive(iter_calibrate_on_data(tiny_model, series, "ZYX", **options))
     assert stack.calibration.factors == pytest.approx(self_calibrate(tiny_model, series, **options).calibrations[0]["factors"])
     assert stack.calibration.source.startswith("self-calibrated: residuals against recorrupted pairs")
-    assert f"floor {V_FLOOR:g})" in stack.calibration.source
 
 
 def test_the_wider_calibration_takes_the_larger_factor_level_by_level(tiny_model):

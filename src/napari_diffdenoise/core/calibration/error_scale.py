@@ -33,19 +33,25 @@ from ..run.conformal import BLOCK
 MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
 N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitted per bin
 # the least V an interval is built on: an estimate near 0 may be noise in the products (the
-# standard-error bound below covers that) or a bias the standard errors do not see, and how large such
-# a bias can be depends on the view. Recorrupted pairs (core.calibration.self_calibration) carry the
-# recorruption's own biases (a noisier input; white draws where the camera's noise is correlated): on
-# the real lysosome frames after adapting they read V 0.02–0.07 where the truth needs about 0.2, so
-# their intervals stay at least half as wide as a calibrated law on the model's spread (V = 1).
-# Beside frames the recorrupted route takes V_FLOOR_SECOND_VIEW (self_calibration.iter_calibrate_on_data)
-V_FLOOR = 0.25
-# an independent acquisition of the same field (a time series' frames, a second image) has none of
-# those, and the spread can be far too wide: on the 8-bit time-lapse's dark background the truth's
-# V is 0.01–0.06 (docs/benchmarks/real_calibration.md), and the floor above kept the frame pairs'
-# intervals at 2.4× the oracle's width (coverage 0.86 at 0.8); 0.05 and 0.02 gave the same coverage
-# on every other real frame there (a scratch comparison on the bench's cases, which chose 0.05 on them)
+# standard-error bound below covers that) or a bias the standard errors do not see. An independent
+# view (a time series' frames, a second image) and recorrupted pairs of white camera noise have
+# none known, and the spread can be far too wide: on the 8-bit time-lapse's dark background the
+# truth's V is 0.01–0.06 (docs/benchmarks/real_calibration.md), and a floor of 0.25 kept the frame
+# pairs' intervals at 2.4× the oracle's width (coverage 0.86 at 0.8); 0.05 and 0.02 gave the same
+# coverage on every other real frame there (a scratch comparison on the bench's cases, which chose
+# 0.05 on them)
 V_FLOOR_SECOND_VIEW = 0.05
+# recorrupted pairs of camera noise correlated between pixels: the draws are white, so ŷ and ȳ share
+# the noise's correlated part; a head adapted on such pairs lets it through, and the residual holds it
+# on both sides: on the real lysosome frames after adapting V read 0.03 where draws with the camera's
+# correlation read 0.25 (docs/method.md). Their intervals stay at least half as wide as a calibrated
+# law on the model's spread (V = 1)
+V_FLOOR = 0.25
+# the camera noise's lag-1 correlation (self_calibration: from second differences, which read a
+# smooth signal's curvature as a little of it) above which recorrupted pairs get V_FLOOR: the
+# re-acquired images' white noise read −0.01…0.02, the 8-bit time-lapse 0.04–0.08 (its frame
+# differences: ≤ 0.03), the lysosome camera 0.41–0.60 — chosen on these, not held out
+CORRELATED_NOISE = 0.1
 L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
 PRECISION_SMOOTHING = 12.0  # px: the window of the local noise level that weights the products
 CONFIDENCE_K = 1.0  # V is taken one standard error above its estimate (a one-sided 84 % bound)

@@ -71,6 +71,7 @@ from ..run.run_keywords import RunSpec
 from .calibration_run import CalibrationRun, calibration_request, run_settings
 from .error_scale import (
     CONFIDENCE_K,
+    CORRELATED_NOISE,
     MAX_LAG,
     N_BINS,
     V_FLOOR,
@@ -91,8 +92,9 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                         second_is: str = "a second acquisition", second_noise=None, spec: RunSpec | None = None,
                         floor: float | None = None, **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None).
-    ``floor``: the least V an interval is built on; None: the view's own (V_FLOOR for recorrupted
-    pairs, V_FLOOR_SECOND_VIEW for an independent view)."""
+    ``floor``: the least V an interval is built on; None: V_FLOOR for recorrupted pairs of an image
+    whose camera noise is correlated between pixels (CORRELATED_NOISE), V_FLOOR_SECOND_VIEW
+    otherwise."""
     if isinstance(model, str):
         model = load_model(model)
     coverages, run = calibration_request(model, coverage, settings, spec, "self_calibrate")
@@ -118,8 +120,11 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                                              seed=seed, partner=partner, probe=probe, view_name=view_name,
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
+    rho_noise, rho_se = noise_lag1_correlation(inputs)
+    # white draws on correlated camera noise: ŷ and ȳ share its correlated part, which V cannot see
+    white_draws_under_read = partner is None and abs(rho_noise) > max(3 * rho_se, CORRELATED_NOISE)
     if floor is None:
-        floor = V_FLOOR_SECOND_VIEW if partner is not None else V_FLOOR
+        floor = V_FLOOR if white_draws_under_read else V_FLOOR_SECOND_VIEW
     # the recorruption's own products (known: −s/α) are not taken off, though their mean is 0: given a
     # bin of u, a function of the input y + α·s, they are not (on Golgi at 3 photons per-bin V read
     # −4…+4 with them taken off, truth 0.2–0.6)
@@ -128,7 +133,6 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
                         ell=ell, floor=floor)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
-    rho_noise, rho_se = noise_lag1_correlation(inputs)
     camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
     noise_bias = abs(rho_noise) * camera_share * float(np.mean(last.v ** 2))
     # left out only when the correlation is seen (3 standard errors) and could move V by a tenth
@@ -169,7 +173,9 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               + ": V = E[(error/spread)²] = "
               f"{scale.pooled:.3g} ± {scale.pooled_se:.2g} overall; used per {N_BINS} bins of the spread "
               f"{', '.join(f'{v:.3g}' for v in scale.variances)} (measured {', '.join(f'{v:.3g}' for v in scale.raw_variances)}, "
-              f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {floor:g})"
+              f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {floor:g}"
+              + (": the camera noise is correlated and the recorrupting draws are white, which reads V low"
+                 if white_draws_under_read and floor == V_FLOOR else "") + ")"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
                  if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
               + ("; the noise's own cross-moments, read off the frame difference, taken off" if last.noise is not None
