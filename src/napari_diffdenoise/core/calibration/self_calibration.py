@@ -253,13 +253,12 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
     off holds the other), where the recorrupted pairs of the same frames came within ±0.05; on
     today's page both are within there (0.76–0.79 at 0.8 with the std head), but each route can
     fail low where the other does not, and a too-narrow interval is the worse failure.
-    Beside frames the recorrupted route takes the independent view's floor (V_FLOOR_SECOND_VIEW),
-    not its own: its own floor is there for an under-read no standard error shows (white draws where
-    the camera's noise is correlated: on a lysosome frame after adapting it read V 0.03 where draws
-    with the camera's correlation read 0.25, a scratch measurement), and beside frames the measured
-    view guards against that; with its own floor it won the wider-of-both wherever the frames
-    measured less than the floor (the time-lapse field (0, 0), samples' spread: 0.87 at 0.8, 2.65×
-    the oracle's width). ``options``: as for :func:`iter_self_calibrate` (settings, spec, seed)."""
+    Beside frames the recorrupted route takes the independent view's floor (V_FLOOR_SECOND_VIEW)
+    whatever the camera noise: on correlated noise its own floor is the higher V_FLOOR, for an
+    under-read no standard error shows (white draws: on a lysosome frame after adapting V read 0.03
+    where draws with the camera's correlation read 0.25, a scratch measurement), and beside frames
+    the measured view guards against that instead; on its floor it would win the wider-of-both
+    wherever the frames measure less. ``options``: as for :func:`iter_self_calibrate` (settings, spec, seed)."""
     first, second, second_noise, second_is = calibration_planes(data, axes)
     recorrupted = yield from iter_self_calibrate(model, first, **options,
                                                  **({} if second is None else {"floor": V_FLOOR_SECOND_VIEW}))
