@@ -27,7 +27,16 @@ from napari_diffdenoise.core.run.driving import drive
 from napari_diffdenoise.core.training.adapt import adapt, iter_recalibrate
 
 from .common import markdown_table, write_report
-from .real_calibration import DEFAULT_DATA, LEVELS, LYSOSOME, TIMELAPSE, coverage, lysosome_cases, oracle_factor, timelapse_cases
+from .real_calibration import (
+    DEFAULT_DATA,
+    LEVELS,
+    LYSOSOME,
+    TIMELAPSE,
+    coverage,
+    lysosome_cases,
+    oracle_factor,
+    timelapse_cases,
+)
 
 # (column name, iter_recalibrate's time_series): None lets adapt's own test find the series
 ROUTES = {"series (frames too, the wider)": None, "recorrupted pairs alone": False}
