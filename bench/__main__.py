@@ -14,6 +14,7 @@ from . import (
     low_frequency,
     mean,
     memory,
+    noise_correlation,
     physics,
     quality,
     real,
@@ -36,7 +37,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "std_head": std_head.main, "sample_head": sample_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_draws": adapt_draws.main, "adapt_sampler": adapt_sampler.main,
             "memory": memory.main, "entropy": entropy.main, "error_shape": error_shape.main, "tiles": tiles.main,
             "calibration_diagnosis": calibration_diagnosis.main, "rho_ceiling": rho_ceiling.main,
-            "series_adapt": series_adapt.main,
+            "series_adapt": series_adapt.main, "noise_correlation": noise_correlation.main,
             "low_frequency": low_frequency.main}
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from napari_diffdenoise.core.calibration.error_scale import (
     pair_moments,
 )
 from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
-from napari_diffdenoise.core.calibration.view_noise import noise_lag1_correlation
+from napari_diffdenoise.core.calibration.view_noise import noise_correlation
 from napari_diffdenoise.core.run.driving import drive
 
 
@@ -77,16 +77,22 @@ def test_pair_moments_of_a_known_field():
     assert pair_moments(v, first, ones, [(0, 1)])[1][0] == 0.0
 
 
-def test_noise_correlation_is_read_off_second_differences():
+def test_noise_correlation_is_read_off_the_noise_band_of_the_spectrum():
     rng = np.random.default_rng(2)
     white = rng.standard_normal((2, 256, 256)) + 50
-    rho, se = noise_lag1_correlation(white)
-    assert abs(rho) < 3 * se < 0.05
-    raw = rng.standard_normal((2, 258, 258))
-    b = 0.3  # n(y, x) = w(y, x) + b·w(y − 1, x) + b·w(y, x − 1): ρ₁ = b / (1 + 2b²) along rows and columns
-    correlated = raw[:, 1:, 1:] + b * (raw[:, :-1, 1:] + raw[:, 1:, :-1])
-    rho, se = noise_lag1_correlation(correlated)
-    assert rho == pytest.approx(b / (1 + 2 * b * b), abs=0.02) and rho > 10 * se
+    camera = noise_correlation(white)
+    assert not camera.seen() and max(camera.standard_errors) < 0.05
+    raw = rng.standard_normal((2, 256, 258))
+    b = 0.3  # n(y, x) = w(y, x) + b·w(y, x − 1): ρ₁ = b / (1 + b²) along x, none along y
+    along_x = raw[:, :, 1:-1] + b * raw[:, :, :-2]
+    camera = noise_correlation(along_x)
+    assert camera.lag1[1] == pytest.approx(b / (1 + b * b), abs=0.04) and abs(camera.lag1[0]) < 3 * camera.standard_errors[0]
+    assert camera.seen(CORRELATED_NOISE) and camera.strongest[0] == camera.lag1[1]
+    # structure far stronger than the noise, smooth on the optics' scale: white noise still reads white
+    scene = 2000 * ndimage.gaussian_filter(rng.standard_normal((2, 256, 256)), (0, 2.0, 2.0))
+    camera = noise_correlation(scene + white)
+    assert not camera.seen(CORRELATED_NOISE), camera
+    assert noise_correlation(white[0, :40, :40]).standard_errors == (math.inf, math.inf)  # one tile: no spread
 
 
 def test_factor_solves_the_mixture():
@@ -136,7 +142,7 @@ def test_calibrate_without_truth_uses_the_residual_route_and_is_deterministic(ti
 
 
 def test_frame_pairs_and_a_second_acquisition(tiny_model):
-    frames = np.stack([noisy_image(s) for s in range(4)])
+    frames = np.stack([noisy_image(s, (64, 64)) for s in range(4)])
     run = self_calibrate(tiny_model, frames, coverage=0.9, frames=True, n_samples=3, steps=2)
     assert "the mean of frames t − 1 and t + 1 for 2 plane(s)" in run.calibrations[0]["source"]
     pair = self_calibrate(tiny_model, frames[:2], coverage=0.9, frames=True, n_samples=3, steps=2)
@@ -147,7 +153,7 @@ def test_frame_pairs_and_a_second_acquisition(tiny_model):
     # for: the lower floor; recorrupted pairs of correlated camera noise (white draws) the higher one
     recorrupted = self_calibrate(tiny_model, frames[0], coverage=0.9, n_samples=3, steps=2)
     smeared = ndimage.uniform_filter(frames[0], 2)  # each pixel the mean of a 2 × 2 cell: correlated noise
-    assert noise_lag1_correlation(frames[:1])[0] < CORRELATED_NOISE < noise_lag1_correlation(smeared[None])[0]
+    assert not noise_correlation(frames[:1]).seen(CORRELATED_NOISE) and noise_correlation(smeared[None]).seen(CORRELATED_NOISE)
     correlated = self_calibrate(tiny_model, smeared, coverage=0.9, n_samples=3, steps=2)
     assert V_FLOOR_SECOND_VIEW < V_FLOOR
     for model, floor in ((run, V_FLOOR_SECOND_VIEW), (second, V_FLOOR_SECOND_VIEW),

@@ -42,16 +42,16 @@ N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitt
 # 0.05 on them)
 V_FLOOR_SECOND_VIEW = 0.05
 # recorrupted pairs of camera noise correlated between pixels: the draws are white, so ŷ and ȳ share
-# the noise's correlated part; a head adapted on such pairs lets it through, and the residual holds it
-# on both sides: on the real lysosome frames after adapting V read 0.03 where draws with the camera's
-# correlation read 0.25 (docs/method.md). Their intervals stay at least half as wide as a calibrated
-# law on the model's spread (V = 1)
+# the noise's correlated part; a restoration that lets it through (a head adapted on such pairs learns
+# to) leaves it on both sides of the residual, and V reads low by what passes. Not measured on real
+# data (none the project holds has such noise: docs/method.md), so their intervals stay at least half
+# as wide as a calibrated law on the model's spread (V = 1)
 V_FLOOR = 0.25
-# the camera noise's lag-1 correlation (self_calibration: from second differences, which read a
-# smooth signal's curvature as a little of it) above which recorrupted pairs get V_FLOOR: the
-# re-acquired images' white noise read −0.01…0.02, the 8-bit time-lapse 0.04–0.08 (its frame
-# differences: ≤ 0.03), the lysosome camera 0.41–0.60 — chosen on these, not held out
-CORRELATED_NOISE = 0.1
+# the camera noise's lag-1 correlation along either axis (core.calibration.view_noise.noise_correlation,
+# and 3 standard errors) above which recorrupted pairs get V_FLOOR: on the real images re-acquired with
+# white noise it reads 0 ± 0.05 (256² px), with noise given a lag-1 correlation of 0.22 along x
+# 0.20 ± 0.02 (bench/noise_correlation.py); 0.15 sits between
+CORRELATED_NOISE = 0.15
 L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
 PRECISION_SMOOTHING = 12.0  # px: the window of the local noise level that weights the products
 CONFIDENCE_K = 1.0  # V is taken one standard error above its estimate (a one-sided 84 % bound)

@@ -11,9 +11,9 @@ The restoration's error scale is read off those residuals by statistics in which
 (core/calibration/error_scale.py).
 
 Pitfalls handled: camera noise correlated between neighbouring pixels (processed or resampled data)
-would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from second
-differences of the image, core.calibration.view_noise.noise_lag1_correlation) and lag 1 is left out (lags 2 … 4 used)
-when it could matter. With frames, the view's noise covariance is read off a noise probe (half the
+would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from the image's
+spectrum where it holds noise alone, core.calibration.view_noise.noise_correlation) and lag 1 is left out (lags 2 … 4
+used) when it could matter. With frames, the view's noise covariance is read off a noise probe (half the
 difference of the neighbouring frames) and taken off at every lag; the probe also holds whatever
 moved between the frames, which the view does not, so it is read on its quiet blocks only, as a
 correlation per offset times a std per image level (core.calibration.view_noise.correlated_noise), after its
@@ -29,9 +29,10 @@ noisy products.
 Known bias: a recorrupted input is noisier than the user's (1 + α² in variance), so V is measured
 on a restoration at that noise level, not at the image's own; not corrected. The draws s are white:
 where the camera's noise is correlated between pixels, ŷ and ȳ share that correlated part, and a
-head adapted on such pairs lets it through, which the residual then holds on both sides: V reads
-low (a lysosome frame after adapting: 0.03, where draws with the frames' noise correlation read
-0.25; docs/method.md) — what V_FLOOR is for. The shape per bin (a
+restoration that lets it through (a head adapted on such pairs learns to) leaves it on both sides
+of the residual: V reads low by what passes — what V_FLOOR is for. By how much is not measured: no
+real data the project holds has such noise (the lysosome camera, once taken for it, is white beyond
+0.25 cycles/px: its frame differences' correlation is the lysosomes' motion; docs/method.md). The shape per bin (a
 generalised Gaussian, core.calibration.error_scale.ERROR_SHAPE) is an assumption, measured on other images; bench/real_calibration.py measures what it alone costs (the route whose V
 per bin is taken from the truth). Frame pairs have no noise-level bias, but count what motion is
 left as error.
@@ -80,7 +81,7 @@ from .error_scale import (
     lag_offsets,
 )
 from .residuals import MAX_PIXELS, iter_residuals, response_length
-from .view_noise import noise_lag1_correlation
+from .view_noise import noise_correlation
 
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·s, ȳ = y − s/α (equal noises at α = 1: the least noisy products)
@@ -120,9 +121,10 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                                              seed=seed, partner=partner, probe=probe, view_name=view_name,
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
-    rho_noise, rho_se = noise_lag1_correlation(inputs)
+    camera = noise_correlation(inputs)
+    rho_noise = camera.strongest[0]
     # white draws on correlated camera noise: ŷ and ȳ share its correlated part, which V cannot see
-    white_draws_under_read = partner is None and abs(rho_noise) > max(3 * rho_se, CORRELATED_NOISE)
+    white_draws_under_read = partner is None and camera.seen(CORRELATED_NOISE)
     if floor is None:
         floor = V_FLOOR if white_draws_under_read else V_FLOOR_SECOND_VIEW
     # the recorruption's own products (known: −s/α) are not taken off, though their mean is 0: given a
@@ -137,7 +139,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     noise_bias = abs(rho_noise) * camera_share * float(np.mean(last.v ** 2))
     # left out only when the correlation is seen (3 standard errors) and could move V by a tenth
     # (with a noise probe the noise's own cross-moments are taken off at every lag instead)
-    dropped = (last.noise is None and abs(rho_noise) > 3 * rho_se
+    dropped = (last.noise is None and camera.seen()
                and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, floor))
     if dropped:
         offsets = [o for o in lag_offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
@@ -177,7 +179,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               + (": the camera noise is correlated and the recorrupting draws are white, which reads V low"
                  if white_draws_under_read and floor == V_FLOOR else "") + ")"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
-                 if dropped else f"; camera noise lag-1 correlation {rho_noise:.3f} ± {rho_se:.3f}")
+                 if dropped else f"; camera noise lag-1 correlation {camera.describe()}")
               + ("; the noise's own cross-moments, read off the frame difference, taken off" if last.noise is not None
                  else "")
               + (f"; V came out below {f'−{allowed_below_zero:g}' if allowed_below_zero else '0'} (noise in the "
@@ -248,16 +250,14 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
     ``data`` (:func:`calibration_planes`), recorrupted; with a T axis of two frames or more, also
     against their neighbouring frames, and at each coverage level the wider of the two intervals
     (:func:`wider`). Why both: on the real frames of docs/benchmarks/real_calibration.md the frame
-    pairs under-covered the lysosome series when this was built (0.70–0.74 at 0.8: its camera noise
-    is correlated over several pixels and its lysosomes move, and the noise probe that takes the one
-    off holds the other), where the recorrupted pairs of the same frames came within ±0.05; on
+    pairs under-covered the lysosome series when this was built (0.70–0.74 at 0.8: its lysosomes
+    move, and the noise probe made of frame differences holds that motion beside the noise), where the recorrupted pairs of the same frames came within ±0.05; on
     today's page both are within there (0.76–0.79 at 0.8 with the std head), but each route can
     fail low where the other does not, and a too-narrow interval is the worse failure.
     Beside frames the recorrupted route takes the independent view's floor (V_FLOOR_SECOND_VIEW)
     whatever the camera noise: on correlated noise its own floor is the higher V_FLOOR, for an
-    under-read no standard error shows (white draws: on a lysosome frame after adapting V read 0.03
-    where draws with the camera's correlation read 0.25, a scratch measurement), and beside frames
-    the measured view guards against that instead; on its floor it would win the wider-of-both
+    under-read no standard error shows (white draws leave the correlated part on both sides of the
+    residual), and beside frames the measured view guards against that instead; on its floor it would win the wider-of-both
     wherever the frames measure less. ``options``: as for :func:`iter_self_calibrate` (settings, spec, seed)."""
     first, second, second_noise, second_is = calibration_planes(data, axes)
     recorrupted = yield from iter_self_calibrate(model, first, **options,
