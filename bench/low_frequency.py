@@ -44,7 +44,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         low_frequency.low_frequency_departure(noisy, kept)
         seconds = time.perf_counter() - t0  # the step alone
-        reference, where = static if static is not None else (truth, np.ones(truth.shape, dtype=bool))
+        reference, where = static[:2] if static is not None else (truth, np.ones(truth.shape, dtype=bool))
         moved = float(np.mean(np.abs(held - kept) > 1e-6 * (np.ptp(kept) + 1e-12)))
         rec = {"case": label, "pixels_moved": moved,
                "unfitted_db": unfitted_gain_db(kept[where], held[where], reference[where]),

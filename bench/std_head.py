@@ -251,7 +251,7 @@ def after_adapting(model, cases, minutes: float):
                "psnr_vst_bm3d": float(vst_bm3d_camera(noisy, truth, camera)[0])}
         rec["delta_db_unfitted"] = unfitted_gain_db(bundled.mean, adapted.mean, truth)
         if static is not None:
-            average, still = static
+            average, still, _ = static
             rec.update(static_share=float(still.mean()),
                        static_delta_db=float(psnr_fitted(adapted.mean[still], average[still])
                                              - psnr_fitted(bundled.mean[still], average[still])),

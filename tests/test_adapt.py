@@ -41,6 +41,13 @@ def test_adapt_changes_only_the_head_is_deterministic_and_records_how(headed):
     info = first.provenance["adapted"]
     assert info["steps"] == 4 and info["seed"] == 3 and info["images"] == [[96, 96]] and "Recorrupted" in info["method"]
     assert first.kind == headed.kind and first.calibrations == [] and first.mean_network is not headed.mean_network
+    assert info["draws_lag1_correlation"] is None  # white camera noise: white draws
+    # camera noise correlated between pixels (each pixel a 2 × 2 mean): the draws are given its correlation
+    from scipy import ndimage
+
+    smeared = adapt(headed, ndimage.uniform_filter(cells(size=128), 2), minutes=None, steps=1, batch_size=2,
+                    patch_size=32, recalibrate=False, device="cpu")
+    assert min(smeared.provenance["adapted"]["draws_lag1_correlation"]) > 0.3
 
 
 def test_adapt_takes_stacks_and_lists_and_recalibrates_on_the_images_residuals(headed):

@@ -9,10 +9,8 @@ from scipy import ndimage, stats
 
 from napari_diffdenoise.core.calibration.calibration import calibrate
 from napari_diffdenoise.core.calibration.error_scale import (
-    CORRELATED_NOISE,
     ERROR_SHAPE,
     V_FLOOR,
-    V_FLOOR_SECOND_VIEW,
     ErrorScale,
     correlation_length,
     error_scale,
@@ -21,7 +19,7 @@ from napari_diffdenoise.core.calibration.error_scale import (
     pair_moments,
 )
 from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
-from napari_diffdenoise.core.calibration.view_noise import noise_correlation
+from napari_diffdenoise.core.calibration.view_noise import CORRELATED_NOISE, noise_correlation
 from napari_diffdenoise.core.run.driving import drive
 
 
@@ -149,18 +147,16 @@ def test_frame_pairs_and_a_second_acquisition(tiny_model):
     assert "the next frame for 1 plane(s)" in pair.calibrations[0]["source"]
     second = self_calibrate(tiny_model, frames[0], coverage=0.9, second=frames[1], n_samples=3, steps=2)
     assert "a second acquisition for 1 plane(s)" in second.calibrations[0]["source"]
-    # an independent view, and recorrupted pairs of white camera noise, carry no bias the floor is
-    # for: the lower floor; recorrupted pairs of correlated camera noise (white draws) the higher one
+    # recorrupted pairs of correlated camera noise are drawn with its correlation, and say so; white
+    # camera noise gets white draws
     recorrupted = self_calibrate(tiny_model, frames[0], coverage=0.9, n_samples=3, steps=2)
     smeared = ndimage.uniform_filter(frames[0], 2)  # each pixel the mean of a 2 × 2 cell: correlated noise
     assert not noise_correlation(frames[:1]).seen(CORRELATED_NOISE) and noise_correlation(smeared[None]).seen(CORRELATED_NOISE)
     correlated = self_calibrate(tiny_model, smeared, coverage=0.9, n_samples=3, steps=2)
-    assert V_FLOOR_SECOND_VIEW < V_FLOOR
-    for model, floor in ((run, V_FLOOR_SECOND_VIEW), (second, V_FLOOR_SECOND_VIEW),
-                         (recorrupted, V_FLOOR_SECOND_VIEW)):
-        assert f"then 1 standard error above, floor {floor:g})" in model.calibrations[0]["source"]
-    assert (f"then 1 standard error above, floor {V_FLOOR:g}: the camera noise is correlated and the recorrupting "
-            "draws are white, which reads V low)") in correlated.calibrations[0]["source"]
+    assert "drawn with the camera noise's correlation between pixels (" in correlated.calibrations[0]["source"]
+    assert "drawn with the camera noise's correlation" not in recorrupted.calibrations[0]["source"]
+    for model in (run, second, recorrupted, correlated):
+        assert f"then 1 standard error above, floor {V_FLOOR:g})" in model.calibrations[0]["source"]
     with pytest.raises(ValueError, match="frames=True needs at least two frames"):
         self_calibrate(tiny_model, frames[0], coverage=0.9, frames=True, n_samples=3, steps=2)
     with pytest.raises(ValueError, match="second must have the noisy image's shape"):
@@ -255,13 +251,13 @@ def test_an_error_scale_slightly_below_zero_keeps_the_floor_with_an_independent_
     def slightly_negative(*args, **kwargs):
         scale = real(*args, **kwargs)
         floor = kwargs["floor"]
-        return dataclasses.replace(scale, pooled=-0.5 * V_FLOOR_SECOND_VIEW, variances=[floor] * len(scale.variances))
+        return dataclasses.replace(scale, pooled=-0.5 * V_FLOOR, variances=[floor] * len(scale.variances))
 
     monkeypatch.setattr(self_calibration, "error_scale", slightly_negative)
     frames = np.stack([noisy_image(s) for s in range(3)])
     cal = self_calibrate(tiny_model, frames, frames=True, coverage=(0.8, 0.9), n_samples=3, steps=2).calibrations[0]
     assert "V came out below" not in cal["source"]
-    floor_scale = math.sqrt(V_FLOOR_SECOND_VIEW * math.gamma(1 / ERROR_SHAPE) / math.gamma(3 / ERROR_SHAPE))
+    floor_scale = math.sqrt(V_FLOOR * math.gamma(1 / ERROR_SHAPE) / math.gamma(3 / ERROR_SHAPE))
     np.testing.assert_allclose(cal["factors"], stats.gennorm(ERROR_SHAPE, scale=floor_scale).ppf([0.9, 0.95]), rtol=1e-6)
     assert not any(math.isnan(c) for c in cal["held_out_coverage"])
     recorrupted = self_calibrate(tiny_model, frames[0], coverage=(0.8, 0.9), n_samples=3, steps=2).calibrations[0]
@@ -423,6 +419,38 @@ def test_recorruption_draws_carry_the_cameras_variance_and_skew():
     assert symmetric.var() == pytest.approx(4.0, rel=0.02) and abs(stats.skew(symmetric.ravel())) < 0.02
 
 
+def test_recorruption_draws_carry_the_cameras_correlation_between_pixels():
+    """Camera noise correlated along x: the fit from second differences reads its variance low and
+    white draws leave ŷ = y + s and ȳ = y − s correlated (at lag 0 by the fit's shortfall, at lag 1 by
+    the camera's correlation); draws given the correlation read off the image's spectrum cancel both."""
+    from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
+    from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
+
+    rng = np.random.default_rng(4)
+    tap = 0.15  # [a, 1, a] along x: lag-1 correlation 2a / (1 + 2a²) = 0.29
+    white = rng.standard_normal((4, 128, 130))
+    n = 3.0 * (white[..., 1:-1] + tap * (white[..., :-2] + white[..., 2:])) / math.sqrt(1 + 2 * tap * tap)
+    y = 100.0 + n
+    fit = estimate_noise(list(y))
+    # second differences along y see all of it, along x (6 − 8ρ₁ + 2ρ₂)/6 of it
+    assert fit.variance(np.array([100.0]))[0] == pytest.approx(9.0 * (1 + (6 - 8 * 0.29 + 2 * 0.022) / 6) / 2, rel=0.05)
+
+    def cross(a, b, lag):
+        return float(np.mean(a[..., : a.shape[-1] - lag] * b[..., lag:]))
+
+    camera = noise_correlation(y)
+    assert camera.lag1[1] == pytest.approx(2 * tap / (1 + 2 * tap * tap), abs=0.04)
+    for correlation, correlated_pair in ((None, True), (camera.lag1, False)):
+        s = RecorruptionNoise.of(fit, y, 1.0, correlation).draw(np.random.default_rng(5))
+        a, b = n + s, n - s
+        products = [cross(a, b, 0) / 9.0, cross(a, b, 1) / 9.0]
+        if correlated_pair:
+            assert products[0] > 0.1 and products[1] > 0.2  # the fit 16 % low; ρ₁ = 0.29
+        else:
+            assert s.var() == pytest.approx(9.0, rel=0.1) and cross(s, s, 1) / s.var() == pytest.approx(0.29, abs=0.04)
+            assert abs(products[0]) < 0.1 and abs(products[1]) < 0.05
+
+
 def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny_model):
     """The widget's and the CLI's calibration (iter_calibrate_on_data): recorrupted pairs of the chosen
     frames and, with a T axis, those frames against their neighbours; at each level the larger λ."""
@@ -437,9 +465,7 @@ def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny
     options = {"coverage": (0.8, 0.9, 0.95), "n_samples": 3, "steps": 2}
     both, _ = drive(iter_calibrate_on_data(tiny_model, series, "TYX", **options))
     first, second, second_noise, second_is = calibration_planes(series, "TYX")
-    # beside frames the recorrupted route takes the independent view's floor: the frames guard its under-read
-    recorrupted = self_calibrate(tiny_model, first, floor=V_FLOOR_SECOND_VIEW, **options).calibrations[0]
-    assert f"floor {V_FLOOR_SECOND_VIEW:g})" in recorrupted["source"]
+    recorrupted = self_calibrate(tiny_model, first, **options).calibrations[0]
     paired = self_calibrate(tiny_model, first, second=second, second_noise=second_noise, second_is=second_is,
                             **options).calibrations[0]
     measured = [calibrated_on_image(Calibration.from_dict(c)) for c in (recorrupted, paired)]
@@ -451,7 +477,7 @@ def test_a_time_series_is_calibrated_both_ways_and_keeps_the_wider_interval(tiny
     source = both.model.calibrations[0]["source"]
     assert source.startswith("the wider of two self-calibrations at each level")
     assert "recorrupted pairs" in source and "the mean of frames t − 1 and t + 1 for 2 plane(s)" in source
-    assert source.count(f"floor {V_FLOOR_SECOND_VIEW:g})") == 2
+    assert source.count(f"floor {V_FLOOR:g})") == 2
     # a stack without a T axis: the recorrupted pairs alone
     stack, _ = drive(iter_calibrate_on_data(tiny_model, series, "ZYX", **options))
     assert stack.calibration.factors == pytest.approx(self_calibrate(tiny_model, series, **options).calibrations[0]["factors"])

@@ -33,25 +33,14 @@ from ..run.conformal import BLOCK
 MAX_LAG = 3.0  # pixels: the cross-moments used, all offsets with 0 < |d| ≤ MAX_LAG
 N_BINS = 4  # bins of the interval unit u (quantiles): the error's scale is fitted per bin
 # the least V an interval is built on: an estimate near 0 may be noise in the products (the
-# standard-error bound below covers that) or a bias the standard errors do not see. An independent
-# view (a time series' frames, a second image) and recorrupted pairs of white camera noise have
-# none known, and the spread can be far too wide: on the 8-bit time-lapse's dark background the
-# truth's V is 0.01–0.06 (docs/benchmarks/real_calibration.md), and a floor of 0.25 kept the frame
-# pairs' intervals at 2.4× the oracle's width (coverage 0.86 at 0.8); 0.05 and 0.02 gave the same
-# coverage on every other real frame there (a scratch comparison on the bench's cases, which chose
-# 0.05 on them)
-V_FLOOR_SECOND_VIEW = 0.05
-# recorrupted pairs of camera noise correlated between pixels: the draws are white, so ŷ and ȳ share
-# the noise's correlated part; a restoration that lets it through (a head adapted on such pairs learns
-# to) leaves it on both sides of the residual, and V reads low by what passes. Not measured on real
-# data (none the project holds has such noise: docs/method.md), so their intervals stay at least half
-# as wide as a calibrated law on the model's spread (V = 1)
-V_FLOOR = 0.25
-# the camera noise's lag-1 correlation along either axis (core.calibration.view_noise.noise_correlation,
-# and 3 standard errors) above which recorrupted pairs get V_FLOOR: on the real images re-acquired with
-# white noise it reads 0 ± 0.05 (256² px), with noise given a lag-1 correlation of 0.22 along x
-# 0.20 ± 0.02 (bench/noise_correlation.py); 0.15 sits between
-CORRELATED_NOISE = 0.15
+# standard-error bound below covers that) or a bias the standard errors do not see. The spread can be
+# far too wide: on the 8-bit time-lapse's dark background the truth's V is 0.01–0.06
+# (docs/benchmarks/real_calibration.md), and a floor of 0.25 kept the frame pairs' intervals at 2.4× the
+# oracle's width (coverage 0.86 at 0.8); 0.05 and 0.02 gave the same coverage on every other real frame
+# there (a scratch comparison on the bench's cases, which chose 0.05 on them). 0.25 was kept for
+# recorrupted pairs of correlated camera noise while their draws were white (their bias unseen);
+# the draws now carry the camera's correlation (core.imaging.recorruption)
+V_FLOOR = 0.05
 L_MIN, L_MAX = 1.5, 20.0  # px: the error's correlation length allowed (so that noise cannot blow V up)
 PRECISION_SMOOTHING = 12.0  # px: the window of the local noise level that weights the products
 CONFIDENCE_K = 1.0  # V is taken one standard error above its estimate (a one-sided 84 % bound)
@@ -198,7 +187,7 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
                 seed: int = 0, noise: np.ndarray | NoiseCovariance | None = None, draws: int = 1,
                 ell: float | None = None, floor: float = V_FLOOR) -> ErrorScale:
     """V per bin of ``unit`` from the standardised residual ``v`` over the pixels in ``mask``, at least
-    ``floor`` (V_FLOOR or V_FLOOR_SECOND_VIEW).
+    ``floor``.
 
     At low light the noise in the products dwarfs the error, so each bin's estimate is uncertain:
     its standard error comes from ``folds`` disjoint groups of BLOCK² blocks (the spread of their

@@ -14,7 +14,13 @@ from ..imaging.camera_noise import estimate_noise
 from ..imaging.recorruption import RecorruptionNoise
 from ..run.restore import iter_denoise
 from .error_scale import correlation_length, pair_moments, precision_weights
-from .view_noise import CorrelatedNoise, correlated_noise
+from .view_noise import (
+    CORRELATED_NOISE,
+    CorrelatedNoise,
+    NoiseCorrelation,
+    correlated_noise,
+    noise_correlation,
+)
 
 MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
 # recorrupted pairs of an image smaller than MAX_PIXELS are drawn this many times at most, to fill the
@@ -36,6 +42,9 @@ class Residuals:
     known: np.ndarray | None = None
     draws: int = 1  # recorrupted copies of the same crops stacked along the planes
     restoration_mean: np.ndarray | None = None  # (planes, H, W): the restored means, input units
+    # the camera noise's correlation between pixels, read off the inputs (view_noise.noise_correlation)
+    camera: NoiseCorrelation | None = None
+    coloured: bool = False  # whether the recorrupting draws were given it
 
 
 def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
@@ -73,18 +82,23 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
     if partner is not None:
         inputs, views, probes = _crops(planes, max_pixels, partner, probe)
         how = f"{view_name} for {len(inputs)} plane(s) as an independent noisy view"
+        camera, coloured = noise_correlation(inputs), False
         restored_input = inputs
     else:
         (inputs, draws), views, probes = recorrupted_crops(planes, max_pixels), None, None
         noise = estimate_noise(list(inputs))
+        camera = noise_correlation(inputs)
+        coloured = camera.seen(CORRELATED_NOISE)
         rng = np.random.default_rng([seed, 23])
         copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
-        drawn = RecorruptionNoise.of(noise, copies, alpha).draw(rng)
+        drawn = RecorruptionNoise.of(noise, copies, alpha, camera.lag1 if coloured else None).draw(rng)
         restored_input = copies + alpha * drawn
         known = -drawn / alpha
         views = copies + known
         how = (f"recorrupted pairs (α = {alpha:g}) of {len(inputs)} crop(s) of {inputs.shape[1]}×{inputs.shape[2]} px"
-               + (f", {draws} independent draws" if draws > 1 else ""))
+               + (f", {draws} independent draws" if draws > 1 else "")
+               + (f", drawn with the camera noise's correlation between pixels ({camera.describe()})" if coloured
+                  else ""))
     result = yield from _restore(model, restored_input, settings)
     shape = np.shape(restored_input)
     mean = np.asarray(result.mean, dtype=np.float64).reshape(shape)
@@ -95,7 +109,8 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         probes = np.asarray(probes, dtype=np.float64)
         level = ndimage.gaussian_filter(np.asarray(views, dtype=np.float64), (0, 2.0, 2.0))
         noise = correlated_noise(probes, level, unit)
-    return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws, mean), inputs
+    return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws, mean, camera,
+                     coloured), inputs
 
 
 def response_length(residuals: "Residuals", offsets) -> float | None:

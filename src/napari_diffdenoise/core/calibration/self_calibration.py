@@ -27,12 +27,12 @@ is read off the difference of two draws' restorations (:func:`.residuals.respons
 noisy products.
 
 Known bias: a recorrupted input is noisier than the user's (1 + α² in variance), so V is measured
-on a restoration at that noise level, not at the image's own; not corrected. The draws s are white:
-where the camera's noise is correlated between pixels, ŷ and ȳ share that correlated part, and a
-restoration that lets it through (a head adapted on such pairs learns to) leaves it on both sides
-of the residual: V reads low by what passes — what V_FLOOR is for. By how much is not measured: no
-real data the project holds has such noise (the lysosome camera, once taken for it, is white beyond
-0.25 cycles/px: its frame differences' correlation is the lysosomes' motion; docs/method.md). The shape per bin (a
+on a restoration at that noise level, not at the image's own; not corrected. Where the camera's noise
+is correlated between pixels (seen in the image's spectrum, core.calibration.view_noise.noise_correlation),
+the draws s are given that correlation and the variance the camera fit misses of it
+(core.imaging.recorruption): white draws would leave ŷ and ȳ sharing the correlated part, and a
+restoration that lets it through would read as error-free. Tested on real images with simulated
+correlated noise only: none of the project's real data has it (docs/benchmarks/noise_correlation.md). The shape per bin (a
 generalised Gaussian, core.calibration.error_scale.ERROR_SHAPE) is an assumption, measured on other images; bench/real_calibration.py measures what it alone costs (the route whose V
 per bin is taken from the truth). Frame pairs have no noise-level bias, but count what motion is
 left as error.
@@ -72,16 +72,13 @@ from ..run.run_keywords import RunSpec
 from .calibration_run import CalibrationRun, calibration_request, run_settings
 from .error_scale import (
     CONFIDENCE_K,
-    CORRELATED_NOISE,
     MAX_LAG,
     N_BINS,
     V_FLOOR,
-    V_FLOOR_SECOND_VIEW,
     error_scale,
     lag_offsets,
 )
 from .residuals import MAX_PIXELS, iter_residuals, response_length
-from .view_noise import noise_correlation
 
 LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·s, ȳ = y − s/α (equal noises at α = 1: the least noisy products)
@@ -91,11 +88,9 @@ CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget
 def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                         alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
                         second_is: str = "a second acquisition", second_noise=None, spec: RunSpec | None = None,
-                        floor: float | None = None, **settings):
+                        floor: float = V_FLOOR, **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None).
-    ``floor``: the least V an interval is built on; None: V_FLOOR for recorrupted pairs of an image
-    whose camera noise is correlated between pixels (CORRELATED_NOISE), V_FLOOR_SECOND_VIEW
-    otherwise."""
+    ``floor``: the least V an interval is built on."""
     if isinstance(model, str):
         model = load_model(model)
     coverages, run = calibration_request(model, coverage, settings, spec, "self_calibrate")
@@ -121,12 +116,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                                              seed=seed, partner=partner, probe=probe, view_name=view_name,
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
-    camera = noise_correlation(inputs)
+    camera = last.camera
     rho_noise = camera.strongest[0]
-    # white draws on correlated camera noise: ŷ and ȳ share its correlated part, which V cannot see
-    white_draws_under_read = partner is None and camera.seen(CORRELATED_NOISE)
-    if floor is None:
-        floor = V_FLOOR if white_draws_under_read else V_FLOOR_SECOND_VIEW
     # the recorruption's own products (known: −s/α) are not taken off, though their mean is 0: given a
     # bin of u, a function of the input y + α·s, they are not (on Golgi at 3 photons per-bin V read
     # −4…+4 with them taken off, truth 0.2–0.6)
@@ -135,7 +126,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
                         ell=ell, floor=floor)
     # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
-    camera_share = 1.0 if partner is not None else alpha ** 2 / (1 + alpha ** 2)  # of the view's noise variance
+    # of the view's noise variance: the camera's, and the draws' where they were given its correlation
+    camera_share = 1.0 if partner is not None or last.coloured else alpha ** 2 / (1 + alpha ** 2)
     noise_bias = abs(rho_noise) * camera_share * float(np.mean(last.v ** 2))
     # left out only when the correlation is seen (3 standard errors) and could move V by a tenth
     # (with a noise probe the noise's own cross-moments are taken off at every lag instead)
@@ -175,9 +167,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               + ": V = E[(error/spread)²] = "
               f"{scale.pooled:.3g} ± {scale.pooled_se:.2g} overall; used per {N_BINS} bins of the spread "
               f"{', '.join(f'{v:.3g}' for v in scale.variances)} (measured {', '.join(f'{v:.3g}' for v in scale.raw_variances)}, "
-              f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {floor:g}"
-              + (": the camera noise is correlated and the recorrupting draws are white, which reads V low"
-                 if white_draws_under_read and floor == V_FLOOR else "") + ")"
+              f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {floor:g})"
               + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
                  if dropped else f"; camera noise lag-1 correlation {camera.describe()}")
               + ("; the noise's own cross-moments, read off the frame difference, taken off" if last.noise is not None
@@ -254,14 +244,9 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
     move, and the noise probe made of frame differences holds that motion beside the noise), where the recorrupted pairs of the same frames came within ±0.05; on
     today's page both are within there (0.76–0.79 at 0.8 with the std head), but each route can
     fail low where the other does not, and a too-narrow interval is the worse failure.
-    Beside frames the recorrupted route takes the independent view's floor (V_FLOOR_SECOND_VIEW)
-    whatever the camera noise: on correlated noise its own floor is the higher V_FLOOR, for an
-    under-read no standard error shows (white draws leave the correlated part on both sides of the
-    residual), and beside frames the measured view guards against that instead; on its floor it would win the wider-of-both
-    wherever the frames measure less. ``options``: as for :func:`iter_self_calibrate` (settings, spec, seed)."""
+    ``options``: as for :func:`iter_self_calibrate` (settings, spec, seed)."""
     first, second, second_noise, second_is = calibration_planes(data, axes)
-    recorrupted = yield from iter_self_calibrate(model, first, **options,
-                                                 **({} if second is None else {"floor": V_FLOOR_SECOND_VIEW}))
+    recorrupted = yield from iter_self_calibrate(model, first, **options)
     if second is None:
         return recorrupted
     paired = yield from iter_self_calibrate(model, first, second=second, second_is=second_is,
