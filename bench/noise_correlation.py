@@ -9,8 +9,8 @@ noise by construction), the same with that noise given a lag-1 correlation of 0.
 0.26 along both axes (a 3-tap kernel, the noise's std per pixel kept); the real lysosome frames
 (raw counts; one frame, and the 25 calibration frames together); the 8-bit time-lapse's fields.
 Then the self-calibration (the std head's intervals) of the re-acquired images with correlated noise,
-its recorrupting draws white (as before; the colouring switched off for that run) and given the
-correlation read off the image (core.imaging.recorruption), against the truth.
+its recorrupting draws white (as before this round; the colouring switched off for that run, the floor
+0.05 in both) and given the correlation read off the image (core.imaging.recorruption), against the truth.
 A last table shows what the lysosome frames' differences hold beyond the camera noise: their
 variance per brightness band (the median of (y_{t+1} − y_{t−1})²/2, as bench/real_calibration.py's
 frame_noise) against the camera model fitted to one frame (core.imaging.camera_noise).

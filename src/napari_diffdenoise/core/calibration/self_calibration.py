@@ -12,8 +12,8 @@ The restoration's error scale is read off those residuals by statistics in which
 
 Pitfalls handled: camera noise correlated between neighbouring pixels (processed or resampled data)
 would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from the image's
-spectrum where it holds noise alone, core.calibration.view_noise.noise_correlation) and lag 1 is left out (lags 2 … 4
-used) when it could matter. With frames, the view's noise covariance is read off a noise probe (half the
+spectrum where it holds noise alone, core.calibration.view_noise.noise_correlation) and the offsets its
+correlation reaches (lags 1 and 2 of a 3-tap kernel, lags up to 4 used) are left out where they could matter. With frames, the view's noise covariance is read off a noise probe (half the
 difference of the neighbouring frames) and taken off at every lag; the probe also holds whatever
 moved between the frames, which the view does not, so it is read on its quiet blocks only, as a
 correlation per offset times a std per image level (core.calibration.view_noise.correlated_noise), after its
@@ -117,7 +117,6 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
                                              max_pixels=max_pixels)
     mask = np.ones(last.v.shape, dtype=bool)
     camera = last.camera
-    rho_noise = camera.strongest[0]
     # the recorruption's own products (known: −s/α) are not taken off, though their mean is 0: given a
     # bin of u, a function of the input y + α·s, they are not (on Golgi at 3 photons per-bin V read
     # −4…+4 with them taken off, truth 0.2–0.6)
@@ -125,16 +124,21 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     ell = response_length(last, offsets)
     scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
                         ell=ell, floor=floor)
-    # correlated camera noise enters the lag-1 products as if it were error: by how much, in V's units
-    # of the view's noise variance: the camera's, and the draws' where they were given its correlation
+    # correlated camera noise enters the products at the offsets it reaches as if it were error: by how
+    # much, in V's units, per offset (its modelled correlation × the view's correlated noise energy; the
+    # view's noise is the camera's, and the draws' too where they were given its correlation). At low
+    # light the noise is tens of times the error, so even lag 2 of a 3-tap kernel (0.02) passes for a
+    # tenth of V: on real images with correlated noise added, leaving out lag 1 alone over-covered
+    # (0.86 at 0.8 on average, docs/benchmarks/noise_correlation.md as of 10:14 today)
     camera_share = 1.0 if partner is not None or last.coloured else alpha ** 2 / (1 + alpha ** 2)
-    noise_bias = abs(rho_noise) * camera_share * float(np.mean(last.v ** 2))
-    # left out only when the correlation is seen (3 standard errors) and could move V by a tenth
-    # (with a noise probe the noise's own cross-moments are taken off at every lag instead)
-    dropped = (last.noise is None and camera.seen()
-               and noise_bias > LAG1_BIAS_LIMIT * max(scale.pooled, floor))
+    noise_energy = camera_share * float(np.mean(last.v ** 2))
+    # offsets left out only when the correlation is seen (3 standard errors) and could move V by a
+    # tenth (with a noise probe the noise's own cross-moments are taken off at every lag instead)
+    limit = LAG1_BIAS_LIMIT * max(scale.pooled, floor)
+    dropped = last.noise is None and camera.seen() and any(abs(camera.at(*o)) * noise_energy > limit for o in offsets)
     if dropped:
-        offsets = [o for o in lag_offsets(MAX_LAG + 1) if math.hypot(*o) >= 2]
+        # (lags 3 and beyond along an axis are outside the model's reach: never all left out)
+        offsets = [o for o in lag_offsets(MAX_LAG + 1) if abs(camera.at(*o)) * noise_energy <= limit]
         scale = error_scale(last.v, last.unit, mask, offsets, seed=split_seed, noise=taken_off, draws=last.draws,
                             ell=ell, floor=floor)
 
@@ -168,8 +172,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               f"{scale.pooled:.3g} ± {scale.pooled_se:.2g} overall; used per {N_BINS} bins of the spread "
               f"{', '.join(f'{v:.3g}' for v in scale.variances)} (measured {', '.join(f'{v:.3g}' for v in scale.raw_variances)}, "
               f"shrunk by their standard errors, then {CONFIDENCE_K:g} standard error above, floor {floor:g})"
-              + (f"; lag 1 left out: the camera noise is correlated between neighbours (ρ ≈ {rho_noise:.2f})"
-                 if dropped else f"; camera noise lag-1 correlation {camera.describe()}")
+              + (f"; the offsets within reach of the camera noise's correlation between pixels ({camera.describe()}) "
+                 "left out" if dropped else f"; camera noise lag-1 correlation {camera.describe()}")
               + ("; the noise's own cross-moments, read off the frame difference, taken off" if last.noise is not None
                  else "")
               + (f"; V came out below {f'−{allowed_below_zero:g}' if allowed_below_zero else '0'} (noise in the "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..imaging.recorruption import kernel_tap
 from .error_scale import pair_moments, shifted_pair
 
 # the band where the spectrum holds the camera noise alone: |f| ≥ NOISE_BAND cycles/px along both axes.
@@ -35,11 +36,15 @@ class NoiseCorrelation:
         """Whether an axis's correlation is both 3 standard errors from 0 and larger than ``least``."""
         return any(abs(r) > max(3 * se, least) for r, se in zip(self.lag1, self.standard_errors))
 
-    @property
-    def strongest(self) -> tuple[float, float]:
-        """(ρ₁, its standard error) along the axis where it is larger."""
-        axis = int(abs(self.lag1[1]) > abs(self.lag1[0]))
-        return self.lag1[axis], self.standard_errors[axis]
+    def at(self, dy: int, dx: int) -> float:
+        """The noise's correlation at offset (dy, dx) under the model the draws are made with: [a, 1, a]
+        along each axis (core.imaging.recorruption), lag-1 correlation 2a / (1 + 2a²), lag-2 a² / (1 + 2a²),
+        none beyond; the two axes' factors multiplied."""
+        out = 1.0
+        for lag, rho in zip((abs(dy), abs(dx)), self.lag1):
+            a = kernel_tap(rho)
+            out *= (1.0, 2 * a / (1 + 2 * a * a), a * a / (1 + 2 * a * a), 0.0)[min(lag, 3)]
+        return out
 
     def describe(self) -> str:
         return ", ".join(f"{r:.3f} ± {se:.3f} along {a}" for a, r, se in zip("yx", self.lag1, self.standard_errors))
