@@ -80,7 +80,7 @@ from .error_scale import (
 )
 from .residuals import MAX_PIXELS, iter_residuals, response_length
 
-LAG1_BIAS_LIMIT = 0.1  # lag 1 is left out when correlated noise could add this fraction of V there
+LAG_BIAS_LIMIT = 0.1  # an offset is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·s, ȳ = y − s/α (equal noises at α = 1: the least noisy products)
 CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
 
@@ -134,7 +134,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     noise_energy = camera_share * float(np.mean(last.v ** 2))
     # offsets left out only when the correlation is seen (3 standard errors) and could move V by a
     # tenth (with a noise probe the noise's own cross-moments are taken off at every lag instead)
-    limit = LAG1_BIAS_LIMIT * max(scale.pooled, floor)
+    limit = LAG_BIAS_LIMIT * max(scale.pooled, floor)
     dropped = last.noise is None and camera.seen() and any(abs(camera.at(*o)) * noise_energy > limit for o in offsets)
     if dropped:
         # (lags 3 and beyond along an axis are outside the model's reach: never all left out)

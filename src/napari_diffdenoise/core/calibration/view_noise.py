@@ -13,15 +13,16 @@ from .error_scale import pair_moments, shifted_pair
 
 # the band where the spectrum holds the camera noise alone: |f| ≥ NOISE_BAND cycles/px along both axes.
 # The real lysosome frames' spectrum falls to the noise's by about 0.3: what is left of their structure
-# at 0.25 reads as a correlation of 0.04–0.09 on 25 frames (bench/noise_correlation.py; 0.00–0.06 from
+# at 0.25 reads as a correlation of 0.04–0.10 on 25 frames (bench/noise_correlation.py; 0.00–0.06 from
 # 0.3 on, a scratch comparison), while from 0.3 on the standard errors double (±0.06 on 256² of white
-# noise): 0.25 keeps both well below CORRELATED_NOISE
+# noise): 0.25 keeps both below CORRELATED_NOISE
 NOISE_BAND = 0.25
 NOISE_TILE = 32  # px: the spectrum is read per tile; the tiles' spread gives the standard errors
 # the camera noise's lag-1 correlation along either axis (and 3 standard errors) above which
 # recorrupting draws are given it (:func:`draw_correlation`): on real images re-acquired with white
-# noise it reads 0 ± 0.05 (256² px), with noise of lag-1 correlation 0.22 along x 0.19 ± 0.02, on the
-# lysosome frames 0.04–0.09 (bench/noise_correlation.py); 0.15 sits between
+# noise it reads 0 ± 0.05 (256² px; none of 15 above), with noise of lag-1 correlation 0.22 along x
+# 0.22 ± 0.02 (all 15 above), on the lysosome frames 0.04–0.10 over 25 frames and 2 single frames of 10
+# above (0.16, 0.18; bench/noise_correlation.py); 0.15 sits between
 CORRELATED_NOISE = 0.15
 
 
