@@ -186,10 +186,12 @@ def main(argv=None):
                                         int(np.sum(np.all(np.abs(cov - np.array(rc.LEVELS)) <= 0.05, axis=1))),
                                         sum(r[start + 4] == "yes" for r in rows), len(rows)])
     body = "\n\n".join([
-        (f"The self-calibration's recorrupting draws are white; where the camera noise is correlated between pixels "
-         f"it takes a higher floor on V and may leave lag 1 out (core/calibration/self_calibration.py). Whether it "
-         f"is correlated is read off one image's power spectrum at |f_y|, |f_x| ≥ {NOISE_BAND:g} cycles/px, where a "
-         f"band-limited fluorescence image holds noise alone (32² tiles, jackknife standard errors). Before, second "
+        (f"Where the camera noise is correlated between pixels, the self-calibration's and adapt's recorrupting "
+         f"draws are given its correlation (core.imaging.recorruption) and the self-calibration leaves out the "
+         f"offsets it reaches (core/calibration/self_calibration.py). Whether it is correlated (above "
+         f"{CORRELATED_NOISE:g} along an axis, and 3 standard errors) is read off one image's power spectrum at "
+         f"|f_y|, |f_x| ≥ {NOISE_BAND:g} cycles/px, where a band-limited fluorescence image holds noise alone (32² "
+         f"tiles, jackknife standard errors; core.calibration.view_noise.noise_correlation). Before this round second "
          f"differences of the image read it; the last column shows what they read. Wall time "
          f"{time.perf_counter() - t0:.0f} s."),
         "## Real images re-acquired with known noise (summary over 5 images × 3 photon levels)",
