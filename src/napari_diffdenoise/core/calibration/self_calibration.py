@@ -13,7 +13,8 @@ The restoration's error scale is read off those residuals by statistics in which
 Pitfalls handled: camera noise correlated between neighbouring pixels (processed or resampled data)
 would pass as error at lag 1, so the noise's own lag-1 correlation is measured first (from the image's
 spectrum where it holds noise alone, core.calibration.view_noise.noise_correlation) and the offsets its
-correlation reaches (lags 1 and 2 of a 3-tap kernel, lags up to 4 used) are left out where they could matter. With frames, the view's noise covariance is read off a noise probe (half the
+correlation reaches (lags 1 and 2 of a 3-tap kernel, lags up to 4 used) are left out where they could
+matter. With frames, the view's noise covariance is read off a noise probe (half the
 difference of the neighbouring frames) and taken off at every lag; the probe also holds whatever
 moved between the frames, which the view does not, so it is read on its quiet blocks only, as a
 correlation per offset times a std per image level (core.calibration.view_noise.correlated_noise), after its
@@ -128,8 +129,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
     # much, in V's units, per offset (its modelled correlation × the view's correlated noise energy; the
     # view's noise is the camera's, and the draws' too where they were given its correlation). At low
     # light the noise is tens of times the error, so even lag 2 of a 3-tap kernel (0.02) passes for a
-    # tenth of V: on real images with correlated noise added, leaving out lag 1 alone over-covered
-    # (0.86 at 0.8 on average, docs/benchmarks/noise_correlation.md as of 10:14 today)
+    # tenth of V: on real images with noise of lag-1 correlation 0.22 along x added, leaving out lag 1
+    # alone came within ±0.05 on 4 of 15, this on 8 (two runs of bench/noise_correlation.py, 2026-12-03)
     camera_share = 1.0 if partner is not None or last.coloured else alpha ** 2 / (1 + alpha ** 2)
     noise_energy = camera_share * float(np.mean(last.v ** 2))
     # offsets left out only when the correlation is seen (3 standard errors) and could move V by a

@@ -87,7 +87,8 @@ def noise_correlation(planes, band: float = NOISE_BAND, tile: int = NOISE_TILE) 
     so at spatial frequencies |f_y|, |f_x| ≥ ``band`` the spectrum is the noise's. Noise with lag-1
     correlation ρ along an axis has the spectrum 1 + 2ρ·cos(2πf) along it, so ρ ≈ slope / (2·intercept)
     of the periodogram regressed on cos(2πf) over that band (the other axis averages out: the band
-    is a rectangle), corrected for the lag-2 part of a 3-tap kernel's spectrum (:func:`_lag1_of_band_slope`). Per ``tile``² tile (Hann-windowed, each normalised to its mean there, so that
+    is a rectangle), corrected for the lag-2 part of a 3-tap kernel's spectrum
+    (:func:`_lag1_of_band_slope`). Per ``tile``² tile (Hann-windowed, each normalised to its mean there, so that
     noise that varies with the level weighs each tile alike), pooled; the standard errors are the
     tiles' jackknife. Differences of the image in space cannot do this: structure outweighs the
     noise in them (second differences read 0.41–0.60 on the lysosome frames, whose noise is white
