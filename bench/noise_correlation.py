@@ -28,7 +28,7 @@ import tifffile
 from scipy import ndimage
 
 from napari_diffdenoise import denoise, load_model
-from napari_diffdenoise.core.calibration import residuals
+from napari_diffdenoise.core.calibration import view_noise
 from napari_diffdenoise.core.calibration.self_calibration import iter_self_calibrate
 from napari_diffdenoise.core.calibration.view_noise import CORRELATED_NOISE, NOISE_BAND, noise_correlation
 from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
@@ -89,12 +89,12 @@ def cells(r: dict) -> list:
 @contextlib.contextmanager
 def white_draws():
     """The self-calibration as it was: its recorrupting draws white whatever the camera noise."""
-    kept = residuals.CORRELATED_NOISE
-    residuals.CORRELATED_NOISE = math.inf
+    kept = view_noise.CORRELATED_NOISE
+    view_noise.CORRELATED_NOISE = math.inf
     try:
         yield
     finally:
-        residuals.CORRELATED_NOISE = kept
+        view_noise.CORRELATED_NOISE = kept
 
 
 def calibration_row(model, label, noisy, truth) -> list:

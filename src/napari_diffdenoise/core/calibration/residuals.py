@@ -14,13 +14,7 @@ from ..imaging.camera_noise import estimate_noise
 from ..imaging.recorruption import RecorruptionNoise
 from ..run.restore import iter_denoise
 from .error_scale import correlation_length, pair_moments, precision_weights
-from .view_noise import (
-    CORRELATED_NOISE,
-    CorrelatedNoise,
-    NoiseCorrelation,
-    correlated_noise,
-    noise_correlation,
-)
+from .view_noise import CorrelatedNoise, NoiseCorrelation, correlated_noise, noise_correlation
 
 MAX_PIXELS = 2 ** 18  # what the calibration restores at most: a 512² plane's worth of crops
 # recorrupted pairs of an image smaller than MAX_PIXELS are drawn this many times at most, to fill the
@@ -88,10 +82,10 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         (inputs, draws), views, probes = recorrupted_crops(planes, max_pixels), None, None
         noise = estimate_noise(list(inputs))
         camera = noise_correlation(inputs)
-        coloured = camera.seen(CORRELATED_NOISE)
+        coloured = camera.for_draws() is not None
         rng = np.random.default_rng([seed, 23])
         copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
-        drawn = RecorruptionNoise.of(noise, copies, alpha, camera.lag1 if coloured else None).draw(rng)
+        drawn = RecorruptionNoise.of(noise, copies, alpha, camera.for_draws()).draw(rng)
         restored_input = copies + alpha * drawn
         known = -drawn / alpha
         views = copies + known
@@ -113,7 +107,7 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
                      coloured), inputs
 
 
-def response_length(residuals: "Residuals", offsets) -> float | None:
+def response_length(residuals: Residuals, offsets) -> float | None:
     """The error's correlation length from the restorations of two recorrupted draws of the same
     crops: their difference is the restoration's response to the difference of the known noises,
     J·σ·(z₁ − z₂), with no camera noise and no structure in it, so its correlation length is read

@@ -19,7 +19,7 @@ from .error_scale import pair_moments, shifted_pair
 NOISE_BAND = 0.25
 NOISE_TILE = 32  # px: the spectrum is read per tile; the tiles' spread gives the standard errors
 # the camera noise's lag-1 correlation along either axis (and 3 standard errors) above which
-# recorrupting draws are given it (:func:`draw_correlation`): on real images re-acquired with white
+# recorrupting draws are given it (:meth:`NoiseCorrelation.for_draws`): on real images re-acquired with white
 # noise it reads 0 ± 0.05 (256² px; none of 15 above), with noise of lag-1 correlation 0.22 along x
 # 0.22 ± 0.02 (all 15 above), on the lysosome frames 0.04–0.10 over 25 frames and 2 single frames of 10
 # above (0.16, 0.18; bench/noise_correlation.py); 0.15 sits between
@@ -47,17 +47,14 @@ class NoiseCorrelation:
             out *= (1.0, 2 * a / (1 + 2 * a * a), a * a / (1 + 2 * a * a), 0.0)[min(lag, 3)]
         return out
 
+    def for_draws(self) -> tuple[float, float] | None:
+        """The lag-1 correlations recorrupting draws are given (core.imaging.recorruption), or None
+        (white draws) where neither axis's is seen to exceed CORRELATED_NOISE: a correlation read off
+        noise alone scatters by a few hundredths, and white draws on white noise carry no bias."""
+        return self.lag1 if self.seen(CORRELATED_NOISE) else None
+
     def describe(self) -> str:
         return ", ".join(f"{r:.3f} ± {se:.3f} along {a}" for a, r, se in zip("yx", self.lag1, self.standard_errors))
-
-
-def draw_correlation(planes) -> NoiseCorrelation | None:
-    """The camera noise's correlation that recorrupting draws of ``planes`` are given
-    (core.imaging.recorruption), or None where it is not seen to exceed CORRELATED_NOISE: a
-    correlation read off noise alone scatters by a few hundredths, and white draws on white noise
-    carry no bias."""
-    camera = noise_correlation(planes)
-    return camera if camera.seen(CORRELATED_NOISE) else None
 
 
 def _tiles(planes, tile: int):

@@ -14,7 +14,7 @@ skew 0.38; truth about 0.35), and a head trained on such pairs learns the same c
 bias.
 
 Where the camera's noise is correlated between pixels (``correlation``: its lag-1 correlation along y
-and x, core.calibration.view_noise.draw_correlation), s is too — white s through [a, 1, a] along each
+and x, core.calibration.view_noise.NoiseCorrelation.for_draws), s is too — white s through [a, 1, a] along each
 axis, a chosen for that lag-1 correlation — and its variance is the camera's divided by what the
 camera fit misses of it: the fit reads the variance off second differences (core.imaging.camera_noise),
 which see var·(6 − 8ρ₁ + 2ρ₂)/6 of correlated noise. White s on such noise leaves ŷ and ȳ sharing its

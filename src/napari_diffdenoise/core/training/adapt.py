@@ -49,7 +49,7 @@ import torch
 from .._version import __version__
 from ..calibration.calibration import iter_calibrate
 from ..calibration.self_calibration import iter_calibrate_on_data
-from ..calibration.view_noise import draw_correlation
+from ..calibration.view_noise import noise_correlation
 from ..imaging.camera_noise import CameraNoise
 from ..imaging.normalization import IntensityMap
 from ..imaging.recorruption import RecorruptionNoise
@@ -131,8 +131,8 @@ def iter_adapt(
     held, held_frames, training, strips_only, triplets = held_out_frames(noisy, planes, time_series, patch_size)
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     # correlated camera noise: the draws are given its correlation, as the self-calibration's are
-    camera = draw_correlation(planes)
-    laws = [RecorruptionNoise.of(noise, p, alpha, None if camera is None else camera.lag1) for p in planes]
+    draws_correlation = noise_correlation(planes).for_draws()
+    laws = [RecorruptionNoise.of(noise, p, alpha, draws_correlation) for p in planes]
     dev = resolve_device(device)
     adapted = copy.deepcopy(model)
     head = adapted.mean_network.to(dev).train()
@@ -240,7 +240,7 @@ def iter_adapt(
         "adapted": {"method": "mean head fine-tuned by Recorrupted-to-Recorrupted (Pang et al. 2021) with a "
                               "Poisson-Gaussian noise model fitted to the images (Foi et al. 2008)",
                     "noise_model": dataclasses.asdict(noise), "alpha": alpha, "steps": step,
-                    "draws_lag1_correlation": None if camera is None else list(camera.lag1),
+                    "draws_lag1_correlation": None if draws_correlation is None else list(draws_correlation),
                     "best_step": best[1] if kept == "adapted" else 0,  # the returned head's step
                     "seed": seed, "images": [list(p.shape) for p in planes], "parent": model.name,
                     "parent_sha256": model.sha256 or None, "package_version": __version__,
