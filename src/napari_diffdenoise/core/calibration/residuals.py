@@ -82,10 +82,11 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         (inputs, draws), views, probes = recorrupted_crops(planes, max_pixels), None, None
         noise = estimate_noise(list(inputs))
         camera = noise_correlation(inputs)
-        coloured = camera.for_draws() is not None
+        draws_correlation = camera.for_draws()
+        coloured = draws_correlation is not None
         rng = np.random.default_rng([seed, 23])
         copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
-        drawn = RecorruptionNoise.of(noise, copies, alpha, camera.for_draws()).draw(rng)
+        drawn = RecorruptionNoise.of(noise, copies, alpha, draws_correlation).draw(rng)
         restored_input = copies + alpha * drawn
         known = -drawn / alpha
         views = copies + known

@@ -106,16 +106,20 @@ def noise_correlation(planes, band: float = NOISE_BAND, tile: int = NOISE_TILE) 
     if n < 2:
         return NoiseCorrelation((0.0, 0.0), (math.inf, math.inf))
 
-    def rho(keep):
+    totals = [(sum(s[axis][0] for s in sums), sum(s[axis][1] for s in sums)) for axis in (0, 1)]
+
+    def rho(left_out=None):
+        """ρ₁ per axis from all tiles, or all but tile ``left_out`` (the jackknife's)."""
         out = []
-        for axis in (0, 1):
-            coef = np.linalg.solve(sum(s[axis][0] for s, k in zip(sums, keep) if k),
-                                   sum(s[axis][1] for s, k in zip(sums, keep) if k))
+        for axis, (aa, ap) in enumerate(totals):
+            if left_out is not None:
+                aa, ap = aa - sums[left_out][axis][0], ap - sums[left_out][axis][1]
+            coef = np.linalg.solve(aa, ap)
             out.append(_lag1_of_band_slope(coef[1] / (2 * coef[0])))
         return np.array(out)
 
-    full = rho(np.ones(n, dtype=bool))
-    jack = np.array([rho(np.arange(n) != i) for i in range(n)])
+    full = rho()
+    jack = np.array([rho(i) for i in range(n)])
     se = np.sqrt((n - 1) / n * ((jack - jack.mean(axis=0)) ** 2).sum(axis=0))
     return NoiseCorrelation((float(full[0]), float(full[1])), (float(se[0]), float(se[1])))
 
