@@ -64,7 +64,7 @@ def main(argv=None):
     model = load_model("demo")
     wanted = [w.strip() for w in args.cases.split(";")]
     rows, records = [], []
-    for label, noisy, truth, _camera, _static, _tau2 in real_cases(args.data, 256):
+    for label, noisy, truth, _camera, _static, _tau2, _registered in real_cases(args.data, 256):
         if not any(w in label for w in wanted):
             continue
         rec = {"case": label, "bundled": float(psnr_fitted(denoise(noisy, model, n_samples=0).mean, truth))}

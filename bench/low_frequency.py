@@ -38,7 +38,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     rows, records = [], []
-    for label, noisy, truth, _camera, static, _tau2 in real_cases(args.data, args.size):
+    for label, noisy, truth, _camera, static, _tau2, _registered in real_cases(args.data, args.size):
         kept = denoise(noisy, model, n_samples=0, low_frequencies="model").mean.astype(np.float64)
         held = denoise(noisy, model, n_samples=0, low_frequencies="data").mean.astype(np.float64)
         t0 = time.perf_counter()

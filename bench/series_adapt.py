@@ -62,7 +62,7 @@ def main(argv=None):
     cases = [*lysosome_cases(args.data / LYSOSOME, args.size, args.lysosome_files),
              *timelapse_cases(args.data / TIMELAPSE, args.size)]
     rows, records = [], []
-    for label, frame, truth, tau2, frames, _static in cases:
+    for label, frame, truth, tau2, frames, _static, _registered in cases:
         frames = np.asarray(frames, dtype=np.float32)
         t0 = time.perf_counter()
         adapted = adapt(model, frames, minutes=args.minutes, seed=0, recalibrate=False)

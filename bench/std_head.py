@@ -113,11 +113,11 @@ def held_out_images(real: Path, size: int) -> list[tuple[str, np.ndarray]]:
 
 
 def real_cases(real: Path, size: int) -> list[tuple]:
-    """(label, noisy, truth, camera, still pixels or None, τ²) for the held-out real images of
+    """(label, noisy, truth, camera, still pixels or None, τ², registered truth or None) for the held-out real images of
     bench/real_calibration.py: each re-acquired at 3, 10 and 30 photons at peak (exact truth; the
     simulated camera), and three lysosome frames and three fields of the 8-bit time-lapse against the
     mean of their neighbours (the camera fitted to the frame); τ²: the truth's own noise variance
-    (0 for the re-acquired images' exact truth)."""
+    (0 for the re-acquired images' exact truth); the frames' registered truth: bench/frame_truth.py."""
     from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
 
     from .real_calibration import LYSOSOME, OFFSET, READ_NOISE, TIMELAPSE, lysosome_cases, reacquired, timelapse_cases
@@ -129,10 +129,10 @@ def real_cases(real: Path, size: int) -> list[tuple]:
             # coverage (its image's own texture is structure the restoration should keep, not noise to excuse)
             noisy, truth, _texture = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
             cases.append((f"{label}, {photons:g} ph", noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET),
-                          None, 0.0))
-    for label, frame, truth, tau2, _frames, static in [*lysosome_cases(real / LYSOSOME, size, 3),
+                          None, 0.0, None))
+    for label, frame, truth, tau2, _frames, static, registered in [*lysosome_cases(real / LYSOSOME, size, 3),
                                                         *timelapse_cases(real / TIMELAPSE, size)]:
-        cases.append((label, frame, truth, estimate_noise([frame]), static, tau2))
+        cases.append((label, frame, truth, estimate_noise([frame]), static, tau2, registered))
     return cases
 
 
@@ -146,7 +146,7 @@ def evaluate(args):
              f"the one `{args.model}` ships, {model.std_provenance.get('steps', '?')} steps")
     cases = real_cases(args.real, args.size)
     rows, records = [], []
-    for label, noisy, truth, _camera, _static, _tau2 in cases:
+    for label, noisy, truth, _camera, _static, _tau2, _registered in cases:
         t0 = time.perf_counter()
         result = denoise(noisy, model, seed=0, std="samples")
         sampler_s = time.perf_counter() - t0
@@ -188,7 +188,9 @@ def evaluate(args):
                  "measure; on moving structure it is not frame t's scene). "
                  "The frame series are also scored where the field held still over frames t − 5 … t + 2, against their "
                  "mean (bench/real_calibration.py, static_truth; fitted PSNR on those pixels, mostly background on the "
-                 "time-lapse). Unfitted: the same Δ without the fitted scale and offset (the MSE ratio in the image's "
+                 "time-lapse), and against frames t ± 1 and t ± 2 registered onto frame t and averaged, where they "
+                 "agree within noise (bench/frame_truth.py: frame t's own scene on most of the field, not blurred by "
+                 "the motion between t − 1 and t + 1 nor by a linear warp's interpolation). Unfitted: the same Δ without the fitted scale and offset (the MSE ratio in the image's "
                  "own units, :func:`unfitted_gain_db`), and the mean of mean − truth where the field held still "
                  "(counts): the fitted PSNR cannot see an offset a head adds or takes away. ρ: the head's std against the adapted mean's error. Coverage: the fraction of pixels whose "
                  "truth lies in the interval of the model adapt returned, which adapt calibrated on the same noisy image "
@@ -197,12 +199,12 @@ def evaluate(args):
                  "bench/real_calibration.py; width / oracle: its λ over the smallest λ that reaches 0.9 on the truth. "
                  "VST+BM3D (oracle): BM3D in the "
                  "Anscombe domain of the case's camera (the re-acquired images': the simulated one; the frame series': "
-                 "fitted to the frame, core.imaging.camera_noise; the lysosome camera's pixel-correlated noise BM3D does "
-                 "not model), its "
+                 "fitted to the frame, core.imaging.camera_noise), its "
                  "strength chosen against the truth (bench/baselines.py); issue #23 asks the adapted mean to reach it "
                  "on every image.\n\n"
                  + markdown_table(["case", "PSNR bundled", "PSNR adapted", "Δ dB",
                                    "Δ dB where the field held still, against 8 frames' mean (share of the field)",
+                                   "Δ dB against frames t ± 1, t ± 2 registered onto t, where they agree (share)",
                                    "Δ dB unfitted: all / where still; offset there, bundled → adapted",
                                    "PSNR VST+BM3D (oracle)",
                                    "adapted − BM3D dB", "kept", "ρ std head after adapting",
@@ -226,7 +228,7 @@ def after_adapting(model, cases, minutes: float):
     from .real_calibration import LEVELS, coverage, oracle_factor
 
     rows, records = [], []
-    for label, noisy, truth, camera, static, tau2 in cases:
+    for label, noisy, truth, camera, static, tau2, registered in cases:
         bundled = denoise(noisy, model, n_samples=0)
         t0 = time.perf_counter()
         try:
@@ -257,26 +259,36 @@ def after_adapting(model, cases, minutes: float):
                                              - psnr_fitted(bundled.mean[still], average[still])),
                        static_delta_db_unfitted=unfitted_gain_db(bundled.mean[still], adapted.mean[still], average[still]),
                        static_offset=[float(np.mean(m[still] - average[still])) for m in (bundled.mean, adapted.mean)])
+        if registered is not None:
+            where = registered.consistent
+            rec.update(registered_share=float(where.mean()),
+                       registered_delta_db=float(psnr_fitted(adapted.mean[where], registered.truth[where])
+                                                 - psnr_fitted(bundled.mean[where], registered.truth[where])))
         records.append({"after_adapting": rec})
         print(json.dumps(rec), flush=True)
         still_cell = (f"{rec['static_delta_db']:+.2f} ({100 * rec['static_share']:.0f} %)" if static is not None
                       else "—")
+        registered_cell = (f"{rec['registered_delta_db']:+.2f} ({100 * rec['registered_share']:.0f} %)"
+                           if registered is not None else "—")
         unfitted_cell = f"{rec['delta_db_unfitted']:+.2f}" + (
             f" / {rec['static_delta_db_unfitted']:+.2f}; {rec['static_offset'][0]:+.2f} → {rec['static_offset'][1]:+.2f}"
             if static is not None else "")
         rows.append([label, rec["psnr_bundled"], rec["psnr_adapted"], rec["psnr_adapted"] - rec["psnr_bundled"],
-                     still_cell, unfitted_cell, rec["psnr_vst_bm3d"], rec["psnr_adapted"] - rec["psnr_vst_bm3d"], rec["kept"],
+                     still_cell, registered_cell, unfitted_cell, rec["psnr_vst_bm3d"], rec["psnr_adapted"] - rec["psnr_vst_bm3d"], rec["kept"],
                      rec["rho_head_adapted"], " / ".join(f"{covered[str(c)]:.2f}" for c in LEVELS),
                      width_ratio["0.9"], seconds])
     series = [r["after_adapting"] for r in records if "static_delta_db" in r["after_adapting"]]
+    registered = [r["after_adapting"] for r in records if "registered_delta_db" in r["after_adapting"]]
     rows.append(["mean", *[float(np.mean([r[j] for r in rows])) for j in (1, 2, 3)],
                  f"{np.mean([r['static_delta_db'] for r in series]):+.2f}" if series else "—",
+                 (f"{np.mean([r['registered_delta_db'] for r in registered]):+.2f}; ≥ 0 on "
+                  f"{sum(r['registered_delta_db'] >= 0 for r in registered)} of {len(registered)}") if registered else "—",
                  f"{np.mean([r['after_adapting']['delta_db_unfitted'] for r in records]):+.2f}"
                  + (f" / {np.mean([r['static_delta_db_unfitted'] for r in series]):+.2f}" if series else ""),
-                 *[float(np.mean([r[j] for r in rows])) for j in (6, 7)],
-                 f"{sum(r[8] == 'adapted' for r in rows)} adapted; ≥ BM3D on {sum(r[7] >= 0 for r in rows)} of {len(rows)}",
-                 float(np.mean([r[9] for r in rows])), within_row(records), float(np.mean([r[11] for r in rows])),
-                 float(np.mean([r[12] for r in rows]))])
+                 *[float(np.mean([r[j] for r in rows])) for j in (7, 8)],
+                 f"{sum(r[9] == 'adapted' for r in rows)} adapted; ≥ BM3D on {sum(r[8] >= 0 for r in rows)} of {len(rows)}",
+                 float(np.mean([r[10] for r in rows])), within_row(records), float(np.mean([r[12] for r in rows])),
+                 float(np.mean([r[13] for r in rows]))])
     return rows, records
 
 
