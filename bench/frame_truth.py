@@ -25,6 +25,7 @@ errors of noise of their smoothed mean. Scores against this truth are taken on c
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,7 @@ class RegisteredTruth:
         r2 = (np.asarray(frame, dtype=np.float64) - self.truth) ** 2
         expected = self.camera + self.tau2
         ratios = []
-        for lo, hi in zip(edges[:-1], edges[1:]):
+        for lo, hi in itertools.pairwise(edges):
             sel = self.consistent & (level >= lo) & (level <= hi)
             ratios.append(float(r2[sel].mean() / expected[sel].mean()) if sel.any() else float("nan"))
         return ratios
