@@ -271,6 +271,19 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, s
     record = {"case": label, "std": std, "psnr": float(psnr_fitted(result.mean, truth)), "spearman": rho,
               "restore_s": restore_seconds, "self_calibration_s": self_seconds, "routes": {}}
     oracle = {c: oracle_factor(err, unit, tau2, c) for c in LEVELS}
+    # a frame series' other truths for frame t: (key, |truth − mean|, u, the truth's noise variance) on the
+    # pixels each is scored on, and the oracle λ of each (the same for every route)
+    others = []
+    if static is not None:
+        others.append(("still", *static))
+    if registered is not None:
+        others.append(("registered", registered.truth, registered.consistent, registered.tau2))
+        record["registered_ratios"] = registered.residual_ratio(noisy)
+    scored = []
+    for key, other, where, other_tau2 in others:
+        record[f"{key}_share"] = float(where.mean())
+        scored.append((key, np.abs(other - result.mean)[where], unit[where], np.broadcast_to(other_tau2, where.shape)[where]))
+    other_oracles = {key: {c: oracle_factor(e, u, t2, c) for c in LEVELS} for key, e, u, t2 in scored}
     for name, cal in calibrations.items():
         entry = {}
         for c in LEVELS:
@@ -279,24 +292,9 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, s
                              "excused_coverage": None if excused is None else coverage(err, unit, excused, lam, c),
                              "width": float(np.mean(2 * lam * unit)), "oracle_width": float(np.mean(2 * oracle[c] * unit)),
                              "factor": lam, "oracle_factor": oracle[c]}
-        if static is not None:
-            average, still, still_tau2 = static
-            still_err = np.abs(average - result.mean)[still]
-            still_oracle = {c: oracle_factor(still_err, unit[still], still_tau2[still], c) for c in LEVELS}
-            for c in LEVELS:
-                lam = cal.factor(c)
-                entry[str(c)].update(still_coverage=coverage(still_err, unit[still], still_tau2[still], lam, c),
-                                     still_width_over_oracle=lam / still_oracle[c])
-            record["still_share"] = float(still.mean())
-        if registered is not None:
-            where = registered.consistent
-            reg_err = np.abs(registered.truth - result.mean)[where]
-            reg_oracle = {c: oracle_factor(reg_err, unit[where], registered.tau2[where], c) for c in LEVELS}
-            for c in LEVELS:
-                lam = cal.factor(c)
-                entry[str(c)].update(registered_coverage=coverage(reg_err, unit[where], registered.tau2[where], lam, c),
-                                     registered_width_over_oracle=lam / reg_oracle[c])
-            record.update(registered_share=float(where.mean()), registered_ratios=registered.residual_ratio(noisy))
+            for key, e, u, t2 in scored:
+                entry[str(c)].update({f"{key}_coverage": coverage(e, u, t2, lam, c),
+                                      f"{key}_width_over_oracle": lam / other_oracles[key][c]})
         record["routes"][name] = entry
     print(label, std, {n: [round(e[str(c)]["coverage"], 3) for c in LEVELS] for n, e in record["routes"].items()},
           f"oracle λ {[round(oracle[c], 2) for c in LEVELS]}", flush=True)
