@@ -288,7 +288,7 @@ def after_adapting(model, cases, minutes: float):
                  f"{np.mean([r['static_delta_db'] for r in series]):+.2f}" if series else "—",
                  (f"{np.mean([r['registered_delta_db'] for r in registered]):+.2f}; ≥ 0 on "
                   f"{sum(r['registered_delta_db'] >= 0 for r in registered)} of {len(registered)}; coverage within ±0.05 on "
-                  f"{sum(all(abs(v - float(k)) <= 0.05 for k, v in r['registered_coverage'].items()) for r in registered)}"
+                  f"{count_within([r['registered_coverage'] for r in registered])}"
                   f" of {len(registered)}") if registered else "—",
                  f"{np.mean([r['after_adapting']['delta_db_unfitted'] for r in records]):+.2f}"
                  + (f" / {np.mean([r['static_delta_db_unfitted'] for r in series]):+.2f}" if series else ""),
@@ -314,8 +314,12 @@ def within_row(records) -> str:
     within ±0.05 of nominal (issue #23's target)."""
     covered = [r["after_adapting"]["coverage_adapted"] for r in records]
     means = " / ".join(f"{np.mean([c[k] for c in covered]):.2f}" for k in covered[0])
-    within = sum(all(abs(c[k] - float(k)) <= 0.05 for k in c) for c in covered)
-    return f"{means}; within ±0.05 on {within} of {len(covered)}"
+    return f"{means}; within ±0.05 on {count_within(covered)} of {len(covered)}"
+
+
+def count_within(coverages: list[dict]) -> int:
+    """How many of ``coverages`` ({level as str: coverage}) are within ±0.05 of nominal at every level."""
+    return sum(all(abs(c[k] - float(k)) <= 0.05 for k in c) for c in coverages)
 
 
 def ship(args):
