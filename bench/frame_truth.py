@@ -55,7 +55,7 @@ class RegisteredTruth:
         """mean (frame t − truth)² over (camera + τ²) per decile of the truth's level, on consistent
         pixels: about 1 where the truth is frame t's scene up to noise (the check reported beside
         the scores)."""
-        level = ndimage.gaussian_filter(self.truth, 2.0)
+        level = ndimage.gaussian_filter(self.truth, CONSISTENCY_SMOOTHING)  # the level registered_truth reads the camera at
         edges = np.quantile(level[self.consistent], np.linspace(0, 1, deciles + 1))
         r2 = (np.asarray(frame, dtype=np.float64) - self.truth) ** 2
         expected = self.camera + self.tau2
