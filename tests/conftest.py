@@ -118,6 +118,22 @@ if sys.version_info < (3, 12):
     ctypes.c_ssize_t.from_address(id(None)).value += 10**9  # ob_refcnt is a PyObject's first field
 
 
+def _await_workers() -> None:
+    if "qtpy" in sys.modules:  # only tests that brought Qt in can have started a worker
+        from qtpy.QtCore import QThreadPool
+
+        QThreadPool.globalInstance().waitForDone(60_000)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Also before pytest-qt's last event processing and the viewer's teardown (its wrapper is outside
+    this one): a PySide6 run once crashed in napari's window event filter there, on a widget already
+    deleted, while two timings of a widget's estimate were still running."""
+    yield
+    _await_workers()
+
+
 @pytest.fixture(autouse=True)
 def _workers_end_with_their_test():
     """A widget's worker thread (a timing for its 'Time here' estimate, say) still running when the
@@ -125,7 +141,4 @@ def _workers_end_with_their_test():
     object … has been deleted"). napari itself waits for its workers when the app quits
     (napari._qt.qt_event_loop); a test never quits the app, so each test waits for them here."""
     yield
-    if "qtpy" in sys.modules:  # only tests that brought Qt in can have started a worker
-        from qtpy.QtCore import QThreadPool
-
-        QThreadPool.globalInstance().waitForDone(60_000)
+    _await_workers()

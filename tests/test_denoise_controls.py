@@ -191,3 +191,60 @@ def test_the_preset_box_follows_a_model_with_a_sample_head_and_one_without(make_
     w.preset.value = "fast: 4 samples, one step each"
     assert (w.sampler.value, w.n_samples.value) == ("one-step", 4)
     assert not errors
+
+
+def _slow_estimates(monkeypatch):
+    """Timings that take a while and count how many run at once."""
+    import threading
+    import time
+
+    from napari_diffdenoise.core.run.run_cost import RunCost
+
+    lock, state = threading.Lock(), {"running": 0, "most": 0, "shapes": []}
+
+    def timing(model, shape, settings, calibrate, sample_plane=None, axes=None):
+        with lock:
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+            state["shapes"].append(shape)
+        time.sleep(0.5)
+        with lock:
+            state["running"] -= 1
+        return RunCost(pixels=shape[0] * shape[1], n_samples=1, evaluations=1, seconds=float(shape[-1])), None
+
+    monkeypatch.setattr(denoise_module, "_is_timed", lambda model, settings: False)
+    monkeypatch.setattr(denoise_module, "_run_estimate", timing)
+    return state
+
+
+def test_time_here_times_one_request_at_a_time_and_shows_the_latest(make_napari_viewer, qtbot, monkeypatch, errors):
+    """Each change of layer started a timing thread of its own: side by side they slowed each other (the
+    times read long) and a thread could outlive the widget. One runs; of those asked meanwhile, the
+    latest is timed next and shown."""
+    state = _slow_estimates(monkeypatch)
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model.value = "demo"
+    for width in (40, 48, 56, 64):
+        w.image.value = viewer.add_image(np.zeros((32, width), np.float32), name=f"w{width}")
+    qtbot.waitUntil(lambda: w._estimate_worker is None and w.estimate.value.startswith("about"), timeout=20_000)
+    assert state["most"] == 1
+    assert state["shapes"][0][-1] in (40, 48) and state["shapes"][-1] == (32, 64)
+    assert len(state["shapes"]) <= 3  # the first, maybe one started before the rest came, the latest
+    assert w.estimate.value == "about 64 s"  # the fake timing: seconds = the width
+    assert not errors
+
+
+def test_a_timing_that_ends_after_its_widget_is_gone_writes_nothing(make_napari_viewer, qtbot, monkeypatch):
+    state = _slow_estimates(monkeypatch)
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model.value = "demo"
+    w.image.value = viewer.add_image(np.zeros((32, 40), np.float32), name="a")
+    qtbot.waitUntil(lambda: state["running"] == 1, timeout=5_000)
+    w.image.value = viewer.add_image(np.zeros((32, 48), np.float32), name="b")  # waits behind the first
+    w.native.deleteLater()  # its labels go with it: writing the time into one raises (pytest-qt fails the test)
+    qtbot.waitUntil(lambda: w._estimate_for is None, timeout=5_000)
+    qtbot.waitUntil(lambda: w._estimate_worker is None, timeout=5_000)
+    qtbot.wait(700)
+    assert state["running"] == 0 and len(state["shapes"]) == 1  # the request behind it was dropped

@@ -280,6 +280,11 @@ class DenoiseWidget(WorkerControls, Container):
         self.psf_source.changed.connect(self._show_psf_widgets)
         self._estimate_for = None  # the (model, layer, shape, settings) whose time 'Time here' shows or is timing
         self._estimate_counts_bright = False  # whether that time counts the bright pass (a plane was read for it)
+        # one timing at a time: two side by side would slow each other and both read long; the latest request
+        # made meanwhile waits here (those before it are moot)
+        self._estimate_worker = None
+        self._estimate_waiting = None
+        self.native.destroyed.connect(self._forget_estimates)
         for control in self._run_inputs():
             control.changed.connect(self._refresh_estimate)
             control.changed.connect(self._forget_last_run)
@@ -547,8 +552,6 @@ class DenoiseWidget(WorkerControls, Container):
     def _refresh_estimate(self, _value=None):
         """Say how long the run takes here, for this layer, model and settings (timed in a worker
         thread: the first time for a model and device it times a few network calls)."""
-        from napari.qt.threading import create_worker
-
         layer = self.image.value
         try:
             if layer is None or not self._is_model():
@@ -556,7 +559,7 @@ class DenoiseWidget(WorkerControls, Container):
             model, settings = self._selected_model(), self._settings(self._psf())
             axes = self._axes_of(layer)
         except (ValueError, TypeError, OSError, RuntimeError):
-            self._estimate_for = None
+            self._estimate_for = self._estimate_waiting = None
             self.estimate.value = "—"
             return
         from ..core.io.image_source import is_lazy
@@ -573,12 +576,30 @@ class DenoiseWidget(WorkerControls, Container):
         self._estimate_for = key
         self._estimate_counts_bright = first_plane is not None
         if _is_timed(model, settings):  # arithmetic and one plane's bright boxes left: no thread to outlive the widget
+            self._estimate_waiting = None
             self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, first_plane, axes))
             return
         self.estimate.value = "timing it on this machine…"
-        worker = create_worker(_run_estimate, model, shape, settings, calibrate, first_plane, axes, _start_thread=False)
+        self._estimate_waiting = (key, (model, shape, settings, calibrate, first_plane, axes))
+        if self._estimate_worker is None:
+            self._time_next_estimate()
+
+    def _time_next_estimate(self):
+        from napari.qt.threading import create_worker
+
+        self._estimate_worker = None
+        if self._estimate_waiting is None:
+            return
+        (key, inputs), self._estimate_waiting = self._estimate_waiting, None
+        worker = create_worker(_run_estimate, *inputs, _start_thread=False)
         worker.returned.connect(lambda costs: self._show_estimate(key, costs))
+        worker.finished.connect(self._time_next_estimate)
+        self._estimate_worker = worker
         worker.start()
+
+    def _forget_estimates(self, _destroyed=None):
+        """The widget is gone: a timing still running must not write into it, nor start the next one."""
+        self._estimate_for = self._estimate_waiting = None
 
     def _show_estimate(self, key, costs):
         if key != self._estimate_for:
