@@ -114,10 +114,10 @@ def calibration_row(model, label, noisy, truth) -> list:
     return cells
 
 
-def motion_rows(folder: Path, size: int, n_files: int) -> list[list]:
+def motion_rows(folder: Path, size: int, files) -> list[list]:
     """Per lysosome file and brightness band: the frames' difference variance against the camera's."""
     rows = []
-    for label, frame, _truth, tau2, _frames, _static, _registered in rc.lysosome_cases(folder, size, n_files):
+    for label, frame, _truth, tau2, _frames, _static, _registered in rc.lysosome_cases(folder, size, files):
         level = ndimage.gaussian_filter(frame.astype(np.float64), 2)
         camera = estimate_noise([frame]).variance(level)
         q = np.quantile(level, [0.5, 0.9])
@@ -155,7 +155,9 @@ def main(argv=None):
                                                                 planes.astype(np.float32), truth)])
                     print(*calibrations[-1], flush=True)
     real = []
-    for label, frame, _truth, _tau2, frames, _static, _registered in rc.lysosome_cases(args.data / rc.LYSOSOME, args.size, 10):
+    every_series = rc.lysosome_files(args.data / rc.LYSOSOME, "all")
+    for label, frame, _truth, _tau2, frames, _static, _registered in rc.lysosome_cases(args.data / rc.LYSOSOME, args.size,
+                                                                                       every_series):
         real.append(row(label, None, frame))
         real.append(row(f"{label.split(' (')[0]}: frames 0–24", None, frames))
     for label, frame, _truth, _tau2, frames, _static, _registered in rc.timelapse_cases(args.data / rc.TIMELAPSE, args.size):
@@ -171,7 +173,7 @@ def main(argv=None):
                         f"{lag[:, 0].mean():+.3f} (sd {lag[:, 0].std():.3f})", f"{lag[:, 1].mean():+.3f} (sd {lag[:, 1].std():.3f})",
                         f"{sum(r['seen'] for r in rows)} of {len(rows)}",
                         f"{np.mean([r['second_differences'] for r in rows]):+.3f}"])
-    motion = motion_rows(args.data / rc.LYSOSOME, args.size, 3)
+    motion = motion_rows(args.data / rc.LYSOSOME, args.size, rc.LYSOSOME_FILES)
     levels = [f"@{c:g}" for c in rc.LEVELS]
     calibration_header = ["noise", "case", *[f"white {x}" for x in levels], "white width / oracle @0.9",
                           "white: V = 1 (fell back)", *[f"coloured {x}" for x in levels], "coloured width / oracle @0.9",

@@ -130,7 +130,7 @@ def real_cases(real: Path, size: int) -> list[tuple]:
             noisy, truth, _texture = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
             cases.append((f"{label}, {photons:g} ph", noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET),
                           None, 0.0, None))
-    for label, frame, truth, tau2, _frames, static, registered in [*lysosome_cases(real / LYSOSOME, size, 3),
+    for label, frame, truth, tau2, _frames, static, registered in [*lysosome_cases(real / LYSOSOME, size),
                                                         *timelapse_cases(real / TIMELAPSE, size)]:
         cases.append((label, frame, truth, estimate_noise([frame]), static, tau2, registered))
     return cases
