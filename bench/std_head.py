@@ -112,17 +112,33 @@ def held_out_images(real: Path, size: int) -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def real_cases(real: Path, size: int) -> list[tuple]:
+def real_cases(real: Path, size: int, lysosomes: str = "tuning") -> list[tuple]:
     """(label, noisy, truth, camera, still pixels or None, τ², registered truth or None) for the held-out real images of
     bench/real_calibration.py: each re-acquired at 3, 10 and 30 photons at peak (exact truth; the
     simulated camera), and three lysosome frames and three fields of the 8-bit time-lapse against the
     mean of their neighbours (the camera fitted to the frame); τ²: the truth's own noise variance
-    (0 for the re-acquired images' exact truth); the frames' registered truth: bench/frame_truth.py."""
+    (0 for the re-acquired images' exact truth); the frames' registered truth: bench/frame_truth.py.
+    ``lysosomes="held-out"``: the frames of the seven lysosome series no choice was made on, alone
+    (bench/real_calibration.py, lysosome_files)."""
     from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
 
-    from .real_calibration import LYSOSOME, OFFSET, READ_NOISE, TIMELAPSE, lysosome_cases, reacquired, timelapse_cases
+    from .real_calibration import (
+        LYSOSOME,
+        OFFSET,
+        READ_NOISE,
+        TIMELAPSE,
+        lysosome_cases,
+        lysosome_files,
+        reacquired,
+        timelapse_cases,
+    )
 
     cases = []
+    if lysosomes == "held-out":
+        for label, frame, truth, tau2, _frames, static, registered in lysosome_cases(
+                real / LYSOSOME, size, lysosome_files(real / LYSOSOME, "held-out")):
+            cases.append((label, frame, truth, estimate_noise([frame]), static, tau2, registered))
+        return cases
     for i, (label, image) in enumerate(held_out_images(real, size)):
         for photons in (3.0, 10.0, 30.0):
             # the truth is exact (the acquisition's expected counts): τ² = 0, as in bench/real_calibration.py's
@@ -144,7 +160,8 @@ def evaluate(args):
     net = load_net(args.net) if args.net else model.std_network.float().eval()
     where = (f"{args.net.name}, {head_file_steps(args.net)} steps" if args.net else
              f"the one `{args.model}` ships, {model.std_provenance.get('steps', '?')} steps")
-    cases = real_cases(args.real, args.size)
+    held_out = args.lysosomes == "held-out"
+    cases = real_cases(args.real, args.size, args.lysosomes)
     rows, records = [], []
     for label, noisy, truth, _camera, _static, _tau2, _registered in cases:
         t0 = time.perf_counter()
@@ -167,7 +184,9 @@ def evaluate(args):
         rows.append([label, rec["rho_sampler"], rec["rho_head"], rec["rho_both"], rec["width_head"] / rec["width_sampler"],
                      rec["width_both"] / rec["width_sampler"], rec["sampler_s"], rec["head_s"]])
     mean_row = ["mean", *[float(np.mean([r[j] for r in rows])) for j in range(1, 8)]]
-    body = (f"Model `{args.model}`; std head: {where} ({count_parameters(net):,} parameters). The sampler's std "
+    body = ("**The lysosome series held out of every choice the other pages informed** (`--lysosomes held-out`: "
+            "frame 30 of each; no re-acquired image and no time-lapse here).\n\n" if held_out else "") + (
+            f"Model `{args.model}`; std head: {where} ({count_parameters(net):,} parameters). The sampler's std "
             f"is the samples' spread of the default run (K = 8, std='samples'). Centre crops of {args.size}², the cases of "
             "bench/real_calibration.py "
             "(re-acquired held-out real images with exact truth; lysosome frame 30 against the mean of frames 29 and 31; "
@@ -211,7 +230,7 @@ def evaluate(args):
                                    "adapted − BM3D dB", "kept", "ρ std head after adapting",
                                    "coverage @0.8 / 0.9 / 0.95, adapted + self-calibrated", "width / oracle @0.9",
                                    "adapt s"], adapted_rows))
-    write_report("std_head", "A one-pass std head beside the sampler's spread, on real images", body,
+    write_report("std_head_held_out" if held_out else "std_head", "A one-pass std head beside the sampler's spread, on real images", body,
                  {"records": records})
 
 
@@ -348,6 +367,9 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--lysosomes", choices=("tuning", "held-out"), default="tuning",
+                        help="eval: 'held-out' measures the seven lysosome series no choice was made on, alone, "
+                             "to the page std_head_held_out")
     parser.add_argument("--adapt-minutes", type=float, default=0,
                         help="eval: also adapt the model to each case for this long and measure the heads after it")
     args = parser.parse_args(argv)
