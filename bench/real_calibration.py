@@ -453,7 +453,7 @@ def main(argv=None):
         "shape (bench/error_shape.py) alone costs with no estimation error. Seconds: this 2-core CPU, shared with other work.\n"
     )
     path = write_report(report, "Intervals on real data: shipped vs self-calibrated", body,
-                        {"records": records})
+                        {"records": records}, "python -m bench real_calibration --lysosomes held-out" if held_out else None)
     print(path.read_text())
 
 

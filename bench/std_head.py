@@ -231,7 +231,8 @@ def evaluate(args):
                                    "coverage @0.8 / 0.9 / 0.95, adapted + self-calibrated", "width / oracle @0.9",
                                    "adapt s"], adapted_rows))
     write_report("std_head_held_out" if held_out else "std_head", "A one-pass std head beside the sampler's spread, on real images", body,
-                 {"records": records})
+                 {"records": records},
+                 f"python -m bench std_head --lysosomes held-out --adapt-minutes {args.adapt_minutes:g}" if held_out else None)
 
 
 def after_adapting(model, cases, minutes: float):
