@@ -10,10 +10,12 @@ from skimage.restoration import denoise_nl_means, estimate_sigma
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 
 
-def best_of(candidates, clean):
-    """(best PSNR, best image) over an iterable of candidate restorations."""
-    best = max(((psnr_fitted(c, clean), c) for c in candidates), key=lambda t: t[0])
-    return best
+def best_of(candidates, clean, where=None):
+    """(best PSNR, best image) over an iterable of candidate restorations; ``where``: score on those pixels only."""
+    def score(c):
+        return psnr_fitted(c, clean) if where is None else psnr_fitted(c[where], clean[where])
+
+    return max(((score(c), c) for c in candidates), key=lambda t: t[0])
 
 
 def gaussian(noisy, clean):
@@ -39,7 +41,7 @@ def inverse_anscombe(d, offset: float, read_noise: float):
             - read_noise**2 + offset)
 
 
-def vst_bm3d(noisy, clean, offset: float, read_noise: float):
+def vst_bm3d(noisy, clean, offset: float, read_noise: float, where=None):
     """BM3D (Dabov et al. 2007, the `bm3d` package) in the variance-stabilised domain, where the
     noise is N(0, 1); a few strengths around 1 are tried against the truth."""
     import bm3d
@@ -48,16 +50,16 @@ def vst_bm3d(noisy, clean, offset: float, read_noise: float):
     lo, hi = d.min(), d.max()
     scaled = (d - lo) / (hi - lo)
     return best_of((inverse_anscombe(bm3d.bm3d(scaled, sigma_psd=f / (hi - lo)) * (hi - lo) + lo, offset, read_noise)
-                    for f in (0.8, 1.0, 1.25)), clean)
+                    for f in (0.8, 1.0, 1.25)), clean, where)
 
 
-def vst_bm3d_camera(noisy, clean, camera):
+def vst_bm3d_camera(noisy, clean, camera, where=None):
     """:func:`vst_bm3d` for any Poisson–Gaussian camera (core.imaging.camera_noise.CameraNoise, known or
     fitted: var(y) = gain·y + floor): in units of ``gain`` the noise is Poisson plus a constant
     variance floor / gain², which the Anscombe transform takes as a shifted offset."""
     gain = float(camera.gain)
     best, image = vst_bm3d(np.asarray(noisy, np.float64) / gain, np.asarray(clean, np.float64) / gain,
-                           offset=-float(camera.floor) / gain**2, read_noise=0.0)
+                           offset=-float(camera.floor) / gain**2, read_noise=0.0, where=where)
     return best, image * gain
 
 
