@@ -41,26 +41,30 @@ def inverse_anscombe(d, offset: float, read_noise: float):
             - read_noise**2 + offset)
 
 
-def vst_bm3d(noisy, clean, offset: float, read_noise: float, where=None):
+def vst_bm3d_candidates(noisy, offset: float, read_noise: float) -> list[np.ndarray]:
     """BM3D (Dabov et al. 2007, the `bm3d` package) in the variance-stabilised domain, where the
-    noise is N(0, 1); a few strengths around 1 are tried against the truth."""
+    noise is N(0, 1), at a few strengths around 1 (one restoration each, to be chosen against a truth)."""
     import bm3d
 
     d = anscombe(noisy.astype(np.float64), offset, read_noise)
     lo, hi = d.min(), d.max()
     scaled = (d - lo) / (hi - lo)
-    return best_of((inverse_anscombe(bm3d.bm3d(scaled, sigma_psd=f / (hi - lo)) * (hi - lo) + lo, offset, read_noise)
-                    for f in (0.8, 1.0, 1.25)), clean, where)
+    return [inverse_anscombe(bm3d.bm3d(scaled, sigma_psd=f / (hi - lo)) * (hi - lo) + lo, offset, read_noise)
+            for f in (0.8, 1.0, 1.25)]
 
 
-def vst_bm3d_camera(noisy, clean, camera, where=None):
-    """:func:`vst_bm3d` for any Poisson–Gaussian camera (core.imaging.camera_noise.CameraNoise, known or
-    fitted: var(y) = gain·y + floor): in units of ``gain`` the noise is Poisson plus a constant
+def vst_bm3d(noisy, clean, offset: float, read_noise: float, where=None):
+    """(PSNR, image) of the best of :func:`vst_bm3d_candidates` against the truth (on ``where``'s pixels)."""
+    return best_of(vst_bm3d_candidates(noisy, offset, read_noise), clean, where)
+
+
+def vst_bm3d_camera_candidates(noisy, camera) -> list[np.ndarray]:
+    """:func:`vst_bm3d_candidates` for any Poisson–Gaussian camera (core.imaging.camera_noise.CameraNoise,
+    known or fitted: var(y) = gain·y + floor): in units of ``gain`` the noise is Poisson plus a constant
     variance floor / gain², which the Anscombe transform takes as a shifted offset."""
     gain = float(camera.gain)
-    best, image = vst_bm3d(np.asarray(noisy, np.float64) / gain, np.asarray(clean, np.float64) / gain,
-                           offset=-float(camera.floor) / gain**2, read_noise=0.0, where=where)
-    return best, image * gain
+    return [image * gain for image in vst_bm3d_candidates(np.asarray(noisy, np.float64) / gain,
+                                                          offset=-float(camera.floor) / gain**2, read_noise=0.0)]
 
 
 @functools.cache
