@@ -125,6 +125,11 @@ def lysosome_files(folder: Path, which: str = "tuning") -> list[str]:
     return [s for s in stems if s not in LYSOSOME_FILES] if which == "held-out" else stems
 
 
+def held_out_report(name: str, options: str = "") -> tuple[str, str]:
+    """(page name, the command that makes it) of bench ``name`` run on the held-out lysosome series alone."""
+    return f"{name}_held_out", f"python -m bench {name} --lysosomes held-out{options}"
+
+
 def lysosome_cases(folder: Path, size: int, files=LYSOSOME_FILES):
     """(label, frame t, truth = mean of t ± 1, τ², the calibration frames, :func:`static_truth`,
     bench.frame_truth.registered_truth) per file (stems in ``folder``): frames 26…
@@ -403,7 +408,8 @@ def main(argv=None):
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder holding the real data (see this module's docstring)")
     held_out = args.lysosomes == "held-out"
-    report = args.report or ("real_calibration_held_out" if held_out else "real_calibration")
+    report, command = held_out_report("real_calibration") if held_out else ("real_calibration", None)
+    report = args.report or report
     model = load_model(args.model)
     images = [] if held_out else [("DSB nuclei", _centre(tifffile.imread(DSB), args.size))]
     for label, rel, channel in ([] if held_out else HELD_OUT):
@@ -453,7 +459,7 @@ def main(argv=None):
         "shape (bench/error_shape.py) alone costs with no estimation error. Seconds: this 2-core CPU, shared with other work.\n"
     )
     path = write_report(report, "Intervals on real data: shipped vs self-calibrated", body,
-                        {"records": records}, "python -m bench real_calibration --lysosomes held-out" if held_out else None)
+                        {"records": records}, command)
     print(path.read_text())
 
 

@@ -34,6 +34,7 @@ from .real_calibration import (
     LYSOSOME_SETS,
     TIMELAPSE,
     coverage,
+    held_out_report,
     lysosome_cases,
     lysosome_files,
     oracle_factor,
@@ -109,8 +110,8 @@ def main(argv=None):
             "std head); truth and coverage as in bench/real_calibration.py (the mean of frames t ± 1; and frames t ± 1, t ± 2 "
             "registered onto frame t where they agree, bench/frame_truth.py). Cases within ±0.05 of nominal at all three "
             f"levels: {counts}.\n\n" + markdown_table(header, rows) + "\n")
-    write_report("series_adapt_held_out" if held_out else "series_adapt", "Intervals after adapting to a real time series", body, {"records": records},
-                 "python -m bench series_adapt --lysosomes held-out" if held_out else None)
+    report, command = held_out_report("series_adapt") if held_out else ("series_adapt", None)
+    write_report(report, "Intervals after adapting to a real time series", body, {"records": records}, command)
 
 
 if __name__ == "__main__":

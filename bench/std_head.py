@@ -33,6 +33,7 @@ from napari_diffdenoise.core.model.std_head import STD_HEAD_CONFIG as CONFIG
 from napari_diffdenoise.core.run.restore import _pad_to_multiple, denoise
 
 from .common import HELD_OUT_SEED, head_file_steps, markdown_table, optimiser_step, ship_head, write_report
+from .real_calibration import LYSOSOME_SETS, held_out_report
 
 
 def train(args):
@@ -231,9 +232,10 @@ def evaluate(args):
                                    "adapted − BM3D dB", "kept", "ρ std head after adapting",
                                    "coverage @0.8 / 0.9 / 0.95, adapted + self-calibrated", "width / oracle @0.9",
                                    "adapt s"], adapted_rows))
-    write_report("std_head_held_out" if held_out else "std_head", "A one-pass std head beside the sampler's spread, on real images", body,
-                 {"records": records},
-                 f"python -m bench std_head --lysosomes held-out --adapt-minutes {args.adapt_minutes:g}" if held_out else None)
+    report, command = (held_out_report("std_head", f" --adapt-minutes {args.adapt_minutes:g}") if held_out
+                       else ("std_head", None))
+    write_report(report, "A one-pass std head beside the sampler's spread, on real images", body, {"records": records},
+                 command)
 
 
 def after_adapting(model, cases, minutes: float):
@@ -375,7 +377,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--lysosomes", choices=("tuning", "held-out"), default="tuning",
+    parser.add_argument("--lysosomes", choices=LYSOSOME_SETS[:2], default="tuning",
                         help="eval: 'held-out' measures the seven lysosome series no choice was made on, alone, "
                              "to the page std_head_held_out")
     parser.add_argument("--adapt-minutes", type=float, default=0,
