@@ -261,7 +261,8 @@ class Mixed:
 def mixed_source(root: Path, kind: str, simulated, patch_size: int, real_fraction: float = 0.5, seed: int = 0,
                  min_cap: float = MIN_CAP):
     """The training mix and a validation batch of 16 real patches (from the *training* images,
-    a fixed generator; the held-out images are never seen in training, validation included).
+    a fixed generator; the held-out images are never seen in training, validation included). The real
+    tiles are re-acquired over ``simulated``'s photon range, each capped by its own noise.
 
     The unpaired model's targets are the real images themselves, with their own noise at full
     strength (no noise is added that would dwarf it): a prior trained on them learns that grain as
@@ -269,10 +270,11 @@ def mixed_source(root: Path, kind: str, simulated, patch_size: int, real_fractio
     the peak (docs/training.md)."""
     groups, caps, names = load_pool(root, patch_size, min_cap)
     real_type = RealClean if kind == "unpaired" else RealPairs
-    real = real_type(groups=groups, caps=caps, names=names, seed=seed)
+    real = real_type(groups=groups, caps=caps, names=names, seed=seed, peak_range=simulated.peak_range)
     val = real.batch(16, patch_size, np.random.default_rng(20_000))
+    top = real.peak_range[1]
     print(f"real pool: {len(real.pool)} tiles from {len(names)} images: " +
-          "; ".join(f"{n} ({len(g)} tiles, ≤ {min(200, min(c)):.0f}–{min(200, max(c)):.0f} photons)"
+          "; ".join(f"{n} ({len(g)} tiles, ≤ {min(top, min(c)):.0f}–{min(top, max(c)):.0f} photons)"
                     for n, g, c in zip(names, groups, caps)), flush=True)
     return Mixed(simulated, real, real_fraction), val
 

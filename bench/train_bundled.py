@@ -28,10 +28,11 @@ from napari_diffdenoise.core.model.network import UNetConfig, count_parameters
 from napari_diffdenoise.core.model.schedules import NoiseSchedule
 from napari_diffdenoise.core.training.pairs import TARGETS
 from napari_diffdenoise.core.training.train_config import TrainConfig
+from napari_diffdenoise.core.training.train_steps import MEAN_LOSSES
 from napari_diffdenoise.core.training.training import iter_train
 
 from . import care
-from .training_data import simulated_source
+from .training_data import PEAK_RANGE, simulated_source
 
 
 def main(argv=None):
@@ -64,6 +65,12 @@ def main(argv=None):
                         help="with --real: use only planes whose photon cap (bench/real_pairs.photon_cap) is at least this")
     parser.add_argument("--objective", choices=["diffusion", "mean"], default="diffusion",
                         help="'mean': fine-tune the mean head of --init alone (its diffusion network is kept as it is)")
+    parser.add_argument("--peak-max", type=float, default=PEAK_RANGE[1],
+                        help="the training acquisitions' highest peak photon count (log-uniform from "
+                             f"{PEAK_RANGE[0]:g}; real tiles stay under their own cap)")
+    parser.add_argument("--mean-loss", choices=MEAN_LOSSES, default="mse",
+                        help="the mean head's loss: 'relative' weighs each patch by its noisy input's error, so "
+                             "bright (high-photon) patches count as much as dim ones")
     parser.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     parser.add_argument("--ship", type=Path, help="store this checkpoint as a bundled model (named --name) and exit")
     parser.add_argument("--mean-head", type=Path,
@@ -110,8 +117,11 @@ def main(argv=None):
     elif args.objective == "mean":
         parser.error("--objective mean fine-tunes the mean head of an --init checkpoint")
     print(f"parameters: {count_parameters(model.network):,}", flush=True)
-    source, val_batch = simulated_source(args.kind, args.target, args.pool_size, args.patch_size, args.workers)
-    data = "simulated: nuclei, filaments, membranes, puncta; peak 2-200 photons; Gaussian PSF sigma 0.8-2 px"
+    peak_range = (PEAK_RANGE[0], args.peak_max)
+    source, val_batch = simulated_source(args.kind, args.target, args.pool_size, args.patch_size, args.workers,
+                                         peak_range)
+    data = (f"simulated: nuclei, filaments, membranes, puncta; peak {peak_range[0]:g}-{peak_range[1]:g} photons; "
+            "Gaussian PSF sigma 0.8-2 px")
     if args.real:
         import numpy as np
 
@@ -128,7 +138,7 @@ def main(argv=None):
         # fed by workers (a GPU), 250 steps take seconds: a 36 MB state file that often would be I/O, not safety
         warmup_steps=args.warmup, checkpoint_every=250 if args.workers == 0 else 1000, validate_every=100,
         data_workers=args.workers, mean_fraction=args.mean_fraction, time_budget_s=args.minutes * 60 if args.minutes else None,
-        objective=args.objective,
+        objective=args.objective, mean_loss=args.mean_loss,
     )
     run = iter_train(
         model, source, train_config, val_batch=val_batch, checkpoint_path=args.out / "model.safetensors",

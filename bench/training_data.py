@@ -8,6 +8,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 from napari_diffdenoise.core.training.pairs import SimulatedClean, SimulatedPairs
 
+# peak photons of the bundled models' training acquisitions (log-uniform); real camera frames reach far
+# above 200 (the lysosome series: 1000–2300 photon-equivalents at their puncta, docs/training.md)
+PEAK_RANGE = SimulatedPairs.peak_range
 POOL_CHUNK = 192  # structure images per simulator seed: a pool of 192 is the CPU recipe's, seed 0
 
 
@@ -16,12 +19,13 @@ def _pool_chunk(args):
     return source_type(pool_size=size, seed=seed, **extra).pool
 
 
-def simulated_source(kind: str, target: str, pool_size: int, patch_size: int, workers: int = 0):
+def simulated_source(kind: str, target: str, pool_size: int, patch_size: int, workers: int = 0,
+                     peak_range: tuple[float, float] = PEAK_RANGE):
     """The training source and the fixed validation batch. A pool larger than one chunk is drawn
     in parallel, chunk i from seed i, so its first chunk is the CPU recipe's pool."""
     t0 = time.perf_counter()
     source_type = SimulatedClean if kind == "unpaired" else SimulatedPairs
-    extra = {} if kind == "unpaired" else {"target": target}
+    extra = {"peak_range": tuple(peak_range), **({} if kind == "unpaired" else {"target": target})}
     sizes = [min(POOL_CHUNK, pool_size - start) for start in range(0, pool_size, POOL_CHUNK)]
     source = source_type(pool_size=sizes[0], seed=0, **extra)
     if len(sizes) > 1:

@@ -155,6 +155,39 @@ def test_the_mean_objective_trains_the_head_alone(headed):
         drive(iter_train(dataclasses.replace(headed, mean_network=None), Pairs(), config, device="cpu"))
 
 
+def test_the_relative_mean_loss_weighs_each_patch_by_its_input_error():
+    from napari_diffdenoise.core.training.train_steps import mean_loss
+
+    clean = torch.zeros(2, 1, 4, 4)
+    noisy = torch.stack([torch.full((1, 4, 4), 1.0), torch.full((1, 4, 4), 0.1)])  # input MSE 1 and 0.01
+    estimate = torch.stack([torch.full((1, 4, 4), 0.5), torch.full((1, 4, 4), 0.05)])  # MSE 0.25 and 0.0025
+    # plain MSE: the dim (noisy) patch is almost all of it; relative: both patches halve their error alike
+    assert float(mean_loss(estimate, noisy, clean, "mse")) == pytest.approx((0.25 + 0.0025) / 2)
+    assert float(mean_loss(estimate, noisy, clean, "relative")) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="mean_loss must be one of"):
+        mean_loss(estimate, noisy, clean, "l1")
+
+
+def test_a_mean_head_trained_on_the_relative_loss_records_it(headed):
+    from napari_diffdenoise.core.run.driving import drive
+
+    class Pairs:  # two noise levels, 30× apart
+        def batch(self, batch_size, patch_size, rng):
+            clean = rng.random((batch_size, 1, patch_size, patch_size)).astype(np.float32) * 2 - 1
+            sigma = np.where(np.arange(batch_size) % 2, 0.01, 0.3)[:, None, None, None]
+            return (clean + sigma * rng.standard_normal(clean.shape)).astype(np.float32), clean
+
+    config = TrainConfig(steps=3, batch_size=2, patch_size=32, warmup_steps=1, objective="mean", ema_decay=0,
+                         mean_loss="relative")
+    val = Pairs().batch(2, 32, np.random.default_rng(1))
+    result, _ = drive(iter_train(headed, Pairs(), config, val_batch=val, device="cpu"))
+    # an untrained head is far from the identity: relative losses of order 1 and above, where the MSE is ~0.3
+    assert result.history[-1]["val_loss"] > 1
+    assert result.model.provenance["training"]["mean_loss"] == "relative"
+    with pytest.raises(ValueError, match="mean_loss must be one of"):
+        drive(iter_train(headed, Pairs(), TrainConfig(steps=1, objective="mean", mean_loss="huber"), device="cpu"))
+
+
 def test_the_best_weights_are_written_only_with_a_checkpoint(tiny_model, pairs, tmp_path):
     """A run stopped after its first validation but before its first checkpoint leaves no file at all
     (it left a lone run-best.safetensors); a run to the end writes the best of its validations."""

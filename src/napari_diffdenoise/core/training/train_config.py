@@ -44,6 +44,10 @@ class TrainConfig:
     # mean head alone on the MSE to the clean image, the diffusion network left as it is — the CARE
     # baseline (bench/care.py) trains this way, through this loop and into the same checkpoint format
     objective: str = "diffusion"
+    # the mean head's loss (MEAN_LOSSES): "mse" over the batch, or "relative": each patch's MSE divided by
+    # its noisy input's, so a patch at 2000 photons weighs as much as one at 2 (with plain MSE its
+    # error is ~10³× smaller and the head never learns to be precise there: docs/training.md)
+    mean_loss: str = "mse"
 
 
 def scaled_config(steps: int, *, batch_size: int, patch_size: int, learning_rate: float, ema_decay: float,

@@ -104,12 +104,29 @@ def validation_loss(model: DiffusionModel, val_batch, device, schedule, n_levels
     return total / n_levels
 
 
-def mean_validation_loss(model: DiffusionModel, val_batch, device) -> float:
-    """The mean head's MSE to the clean images of a fixed batch."""
+def mean_loss(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """The mean head's loss against the clean images (TrainConfig.mean_loss): the batch's MSE, or
+    ("relative") the mean over patches of each patch's MSE over its noisy input's MSE. The weight is
+    fixed by the patch's noise, which its noisy side shows, so the minimiser is still E[clean | noisy]:
+    the weighting moves the network's effort, not its target."""
+    if kind not in MEAN_LOSSES:
+        raise ValueError(f"mean_loss must be one of {MEAN_LOSSES}; got {kind!r}")
+    squared = (estimate - clean) ** 2
+    if kind == "mse":
+        return torch.mean(squared)
+    input_error = ((noisy - clean) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-8)
+    return torch.mean(squared.mean(dim=(1, 2, 3)) / input_error)
+
+
+MEAN_LOSSES = ("mse", "relative")
+
+
+def mean_validation_loss(model: DiffusionModel, val_batch, device, kind: str = "mse") -> float:
+    """The mean head's loss (:func:`mean_loss`) on a fixed batch."""
     noisy, clean = (torch.from_numpy(a).to(device) for a in val_batch)
     was_training = model.mean_network.training
     model.mean_network.eval()
     with torch.inference_mode():
-        loss = float(torch.mean((model.predict_mean(noisy) - clean) ** 2))
+        loss = float(mean_loss(model.predict_mean(noisy), noisy, clean, kind))
     model.mean_network.train(was_training)
     return loss

@@ -36,7 +36,15 @@ from .run_files import (
     state_path,
 )
 from .train_config import PairSource, TrainConfig, TrainProgress, TrainResult, check_config
-from .train_steps import diffusion_loss, lr_at, mean_validation_loss, step_batches, validation_loss
+from .train_steps import (
+    MEAN_LOSSES,
+    diffusion_loss,
+    lr_at,
+    mean_loss,
+    mean_validation_loss,
+    step_batches,
+    validation_loss,
+)
 
 
 class StepBudget:
@@ -122,6 +130,8 @@ def iter_train(
     check_config(config)
     if config.objective not in ("diffusion", "mean"):
         raise ValueError(f"objective must be 'diffusion' or 'mean'; got {config.objective!r}")
+    if config.mean_loss not in MEAN_LOSSES:
+        raise ValueError(f"mean_loss must be one of {MEAN_LOSSES}; got {config.mean_loss!r}")
     mean_only = config.objective == "mean"
     if mean_only and model.mean_network is None:
         raise ValueError("objective='mean' trains the mean head, and this model has none")
@@ -239,7 +249,7 @@ def iter_train(
             group["lr"] = lr_at(step, config)
         loss = diffusion_loss(trained, noisy_t, clean_t, gammas, eps) if not mean_only else 0.0
         if head is not None:
-            loss = loss + torch.mean((trained.predict_mean(noisy_t) - clean_t) ** 2)
+            loss = loss + mean_loss(trained.predict_mean(noisy_t), noisy_t, clean_t, config.mean_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -258,7 +268,7 @@ def iter_train(
             config = replace(config, steps=fixed_steps)
             base_provenance["training"] = asdict(config)
         if val_batch is not None and (done % config.validate_every == 0 or done == config.steps):
-            val_loss = (mean_validation_loss(snapshot(done), val_batch, dev) if mean_only
+            val_loss = (mean_validation_loss(snapshot(done), val_batch, dev, config.mean_loss) if mean_only
                         else validation_loss(snapshot(done), val_batch, dev, model.schedule))
             record["val_loss"] = val_loss
             if best is None or val_loss < best:
