@@ -35,6 +35,8 @@ from napari_diffdenoise.core.imaging.normalization import DEFAULT_PERCENTILES, I
 from napari_diffdenoise.core.imaging.simulate import Acquisition, random_acquisition
 from napari_diffdenoise.core.training.pairs import SimulatedClean, SimulatedPairs, augment, random_contrast, random_crop
 
+from .training_data import PEAK_RANGE
+
 NB = "neubias_training_resources"
 # never trained on: the validation images (bench/real_prior.py), named in docs/training.md
 HELD_OUT = (
@@ -186,7 +188,8 @@ def load_pool(root: Path, patch_size: int = 64, min_cap: float = MIN_CAP
     return [groups[n] for n in names], [caps[n] for n in names], names
 
 
-def real_acquisition(rng: np.random.Generator, cap: float, peak_low: float = 2.0, peak_high: float = 200.0) -> Acquisition:
+def real_acquisition(rng: np.random.Generator, cap: float, peak_low: float = PEAK_RANGE[0],
+                     peak_high: float = PEAK_RANGE[1]) -> Acquisition:
     """The simulator's random camera, its peak photons capped for this image, its PSF all but off."""
     acq = random_acquisition(rng, (peak_low, max(peak_low * 1.01, min(peak_high, cap))))
     return replace(acq, psf_sigma=float(rng.uniform(0.0, 0.5)))
@@ -289,7 +292,7 @@ def main(argv=None):
     for p in check(args.data):
         f = p.figures
         print(f"| {p.name} | {p.index} | {f['low']:.0f} / {f['high']:.0f} | {f['gain']:.3g}·y {f['floor']:+.3g} "
-              f"| {f['own_photons']:.0f} | {p.cap:.1f} | {'yes (2–' + format(min(200, p.cap), '.0f') + ')' if p.kept else 'no'} |")
+              f"| {f['own_photons']:.0f} | {p.cap:.1f} | {f'yes ({PEAK_RANGE[0]:g}–{min(PEAK_RANGE[1], p.cap):.0f})' if p.kept else 'no'} |")
 
 
 if __name__ == "__main__":
