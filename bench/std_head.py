@@ -34,6 +34,7 @@ from napari_diffdenoise.core.run.restore import _pad_to_multiple, denoise
 
 from .common import HELD_OUT_SEED, head_file_steps, markdown_table, optimiser_step, ship_head, write_report
 from .real_calibration import LYSOSOME_SETS, held_out_report
+from .training_data import PEAK_RANGE
 
 
 def train(args):
@@ -44,9 +45,11 @@ def train(args):
     torch.manual_seed(0)
     model = load_model(args.model)
     head = model.mean_network.float().eval()
-    simulated, _ = simulated_source("paired", "blurred", 192, args.patch)
+    simulated, _ = simulated_source("paired", "blurred", 192, args.patch, peak_range=(PEAK_RANGE[0], args.peak_max))
     source, _ = mixed_source(args.real, "paired", simulated, args.patch, 0.5)
     net = UNet(CONFIG)
+    if args.init:  # the head the model ships, fine-tuned (e.g. after its mean head changed)
+        net.load_state_dict({k: v.float() for k, v in model.std_network.state_dict().items()})
     print(f"std head: {count_parameters(net):,} parameters", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(0)
@@ -375,6 +378,9 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--init", action="store_true", help="train: start from the std head --model ships")
+    parser.add_argument("--peak-max", type=float, default=PEAK_RANGE[1],
+                        help="train: the simulated acquisitions' highest peak photon count (bench/train_bundled.py)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--lysosomes", choices=LYSOSOME_SETS[:2], default="tuning",
