@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from napari_diffdenoise.core.training.pairs import SimulatedClean, SimulatedPairs
 
 # peak photons of the bundled models' training acquisitions (log-uniform); real camera frames reach far
-# above 200 (the lysosome series: 1000–2300 photon-equivalents at their puncta, docs/training.md)
+# above 200 (the lysosome series: 1000–2300 photon-equivalents at their puncta, fitted by estimate_noise)
 PEAK_RANGE = SimulatedPairs.peak_range
 POOL_CHUNK = 192  # structure images per simulator seed: a pool of 192 is the CPU recipe's, seed 0
 

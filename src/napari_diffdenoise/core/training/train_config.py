@@ -46,7 +46,7 @@ class TrainConfig:
     objective: str = "diffusion"
     # the mean head's loss (MEAN_LOSSES): "mse" over the batch, or "relative": each patch's MSE divided by
     # its noisy input's, so a patch at 2000 photons weighs as much as one at 2 (with plain MSE its
-    # error is ~10³× smaller and the head never learns to be precise there: docs/training.md)
+    # error is ~10³× smaller in model units and hardly moves the gradient)
     mean_loss: str = "mse"
 
 
