@@ -27,8 +27,7 @@ from napari_diffdenoise.core.model.model import DiffusionModel
 from napari_diffdenoise.core.model.network import UNetConfig, count_parameters
 from napari_diffdenoise.core.model.schedules import NoiseSchedule
 from napari_diffdenoise.core.training.pairs import TARGETS
-from napari_diffdenoise.core.training.train_config import TrainConfig
-from napari_diffdenoise.core.training.train_steps import MEAN_LOSSES
+from napari_diffdenoise.core.training.train_config import MEAN_LOSSES, TrainConfig
 from napari_diffdenoise.core.training.training import iter_train
 
 from . import care

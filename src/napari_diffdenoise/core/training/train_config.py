@@ -15,6 +15,9 @@ class PairSource(Protocol):
     def batch(self, batch_size: int, patch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+MEAN_LOSSES = ("mse", "relative")  # TrainConfig.mean_loss; train_steps.mean_loss computes them
+
+
 @dataclass
 class TrainConfig:
     steps: int = 2000
@@ -83,6 +86,8 @@ def check_config(config: TrainConfig) -> None:
     def number(value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
+    if config.mean_loss not in MEAN_LOSSES:
+        raise ValueError(f"mean_loss must be one of {MEAN_LOSSES}; got {config.mean_loss!r}")
     if not (number(config.ema_decay) and 0 <= config.ema_decay < 1):
         raise ValueError(f"ema_decay must be a number from 0 (no EMA) to below 1; got {config.ema_decay!r}")
     if not (number(config.learning_rate) and config.learning_rate > 0):

@@ -11,7 +11,7 @@ import torch
 
 from ..model.model import DiffusionModel
 from ..model.schedules import sample_gammas
-from .train_config import PairSource, TrainConfig
+from .train_config import MEAN_LOSSES, PairSource, TrainConfig
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -116,9 +116,6 @@ def mean_loss(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, 
         return torch.mean(squared)
     input_error = ((noisy - clean) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-8)
     return torch.mean(squared.mean(dim=(1, 2, 3)) / input_error)
-
-
-MEAN_LOSSES = ("mse", "relative")
 
 
 def mean_validation_loss(model: DiffusionModel, val_batch, device, kind: str = "mse") -> float:
