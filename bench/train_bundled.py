@@ -70,6 +70,9 @@ def main(argv=None):
     parser.add_argument("--mean-loss", choices=MEAN_LOSSES, default="mse",
                         help="the mean head's loss: 'relative' weighs each patch by its noisy input's error, so "
                              "bright (high-photon) patches count as much as dim ones")
+    parser.add_argument("--relative-power", type=float, default=1.0,
+                        help="with --mean-loss relative: the input error's power in the weight (below 1 leans "
+                             "toward dim patches)")
     parser.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     parser.add_argument("--ship", type=Path, help="store this checkpoint as a bundled model (named --name) and exit")
     parser.add_argument("--mean-head", type=Path,
@@ -137,7 +140,7 @@ def main(argv=None):
         # fed by workers (a GPU), 250 steps take seconds: a 36 MB state file that often would be I/O, not safety
         warmup_steps=args.warmup, checkpoint_every=250 if args.workers == 0 else 1000, validate_every=100,
         data_workers=args.workers, mean_fraction=args.mean_fraction, time_budget_s=args.minutes * 60 if args.minutes else None,
-        objective=args.objective, mean_loss=args.mean_loss,
+        objective=args.objective, mean_loss=args.mean_loss, relative_power=args.relative_power,
     )
     run = iter_train(
         model, source, train_config, val_batch=val_batch, checkpoint_path=args.out / "model.safetensors",

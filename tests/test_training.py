@@ -164,6 +164,8 @@ def test_the_relative_mean_loss_weighs_each_patch_by_its_input_error():
     # plain MSE: the dim (noisy) patch is almost all of it; relative: both patches halve their error alike
     assert float(mean_loss(estimate, noisy, clean, "mse")) == pytest.approx((0.25 + 0.0025) / 2)
     assert float(mean_loss(estimate, noisy, clean, "relative")) == pytest.approx(0.25)
+    # a power of ½ divides by the input's RMS error: the dim patch weighs √100 = 10× the bright one's share
+    assert float(mean_loss(estimate, noisy, clean, "relative", 0.5)) == pytest.approx((0.25 + 0.025) / 2)
     with pytest.raises(ValueError, match="mean_loss must be one of"):
         mean_loss(estimate, noisy, clean, "l1")
 
@@ -186,6 +188,9 @@ def test_a_mean_head_trained_on_the_relative_loss_records_it(headed):
     assert result.model.provenance["training"]["mean_loss"] == "relative"
     with pytest.raises(ValueError, match="mean_loss must be one of"):
         drive(iter_train(headed, Pairs(), TrainConfig(steps=1, objective="mean", mean_loss="huber"), device="cpu"))
+    with pytest.raises(ValueError, match="relative_power must be a number from 0 to 1; got 2"):
+        drive(iter_train(headed, Pairs(), TrainConfig(steps=1, objective="mean", mean_loss="relative",
+                                                      relative_power=2), device="cpu"))
 
 
 def test_the_best_weights_are_written_only_with_a_checkpoint(tiny_model, pairs, tmp_path):

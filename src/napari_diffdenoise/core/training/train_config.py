@@ -51,6 +51,9 @@ class TrainConfig:
     # its noisy input's, so a patch at 2000 photons weighs as much as one at 2 (with plain MSE its
     # error is ~10³× smaller in model units and hardly moves the gradient)
     mean_loss: str = "mse"
+    # with mean_loss="relative": the input MSE's power in the divisor; 1 weighs every photon level alike,
+    # below 1 leans toward the dim patches (0 is plain MSE, dominated by them)
+    relative_power: float = 1.0
 
 
 def scaled_config(steps: int, *, batch_size: int, patch_size: int, learning_rate: float, ema_decay: float,
@@ -88,6 +91,8 @@ def check_config(config: TrainConfig) -> None:
 
     if config.mean_loss not in MEAN_LOSSES:
         raise ValueError(f"mean_loss must be one of {MEAN_LOSSES}; got {config.mean_loss!r}")
+    if not (number(config.relative_power) and 0 <= config.relative_power <= 1):
+        raise ValueError(f"relative_power must be a number from 0 to 1; got {config.relative_power!r}")
     if not (number(config.ema_decay) and 0 <= config.ema_decay < 1):
         raise ValueError(f"ema_decay must be a number from 0 (no EMA) to below 1; got {config.ema_decay!r}")
     if not (number(config.learning_rate) and config.learning_rate > 0):

@@ -104,9 +104,11 @@ def validation_loss(model: DiffusionModel, val_batch, device, schedule, n_levels
     return total / n_levels
 
 
-def mean_loss(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+def mean_loss(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, kind: str = "mse",
+              power: float = 1.0) -> torch.Tensor:
     """The mean head's loss against the clean images (TrainConfig.mean_loss): the batch's MSE, or
-    ("relative") the mean over patches of each patch's MSE over its noisy input's MSE. The weight is
+    ("relative") the mean over patches of each patch's MSE over its noisy input's MSE to ``power``
+    (TrainConfig.relative_power). The weight is
     fixed by the patch's noise, which its noisy side shows, so the minimiser is still E[clean | noisy]:
     the weighting moves the network's effort, not its target."""
     if kind not in MEAN_LOSSES:
@@ -115,15 +117,15 @@ def mean_loss(estimate: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, 
     if kind == "mse":
         return torch.mean(squared)
     input_error = ((noisy - clean) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-8)
-    return torch.mean(squared.mean(dim=(1, 2, 3)) / input_error)
+    return torch.mean(squared.mean(dim=(1, 2, 3)) / input_error ** power)
 
 
-def mean_validation_loss(model: DiffusionModel, val_batch, device, kind: str = "mse") -> float:
+def mean_validation_loss(model: DiffusionModel, val_batch, device, kind: str = "mse", power: float = 1.0) -> float:
     """The mean head's loss (:func:`mean_loss`) on a fixed batch."""
     noisy, clean = (torch.from_numpy(a).to(device) for a in val_batch)
     was_training = model.mean_network.training
     model.mean_network.eval()
     with torch.inference_mode():
-        loss = float(mean_loss(model.predict_mean(noisy), noisy, clean, kind))
+        loss = float(mean_loss(model.predict_mean(noisy), noisy, clean, kind, power))
     model.mean_network.train(was_training)
     return loss

@@ -246,7 +246,8 @@ def iter_train(
             group["lr"] = lr_at(step, config)
         loss = diffusion_loss(trained, noisy_t, clean_t, gammas, eps) if not mean_only else 0.0
         if head is not None:
-            loss = loss + mean_loss(trained.predict_mean(noisy_t), noisy_t, clean_t, config.mean_loss)
+            loss = loss + mean_loss(trained.predict_mean(noisy_t), noisy_t, clean_t, config.mean_loss,
+                                    config.relative_power)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -265,8 +266,8 @@ def iter_train(
             config = replace(config, steps=fixed_steps)
             base_provenance["training"] = asdict(config)
         if val_batch is not None and (done % config.validate_every == 0 or done == config.steps):
-            val_loss = (mean_validation_loss(snapshot(done), val_batch, dev, config.mean_loss) if mean_only
-                        else validation_loss(snapshot(done), val_batch, dev, model.schedule))
+            val_loss = (mean_validation_loss(snapshot(done), val_batch, dev, config.mean_loss, config.relative_power)
+                        if mean_only else validation_loss(snapshot(done), val_batch, dev, model.schedule))
             record["val_loss"] = val_loss
             if best is None or val_loss < best:
                 best = val_loss
