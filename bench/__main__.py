@@ -19,6 +19,7 @@ from . import (
     quality,
     real,
     real_calibration,
+    real_frames,
     real_prior,
     rho_ceiling,
     sample_head,
@@ -34,7 +35,7 @@ from . import (
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
-            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "std_head": std_head.main, "sample_head": sample_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_draws": adapt_draws.main, "adapt_sampler": adapt_sampler.main,
+            "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "real_frames": real_frames.main, "std_head": std_head.main, "sample_head": sample_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_draws": adapt_draws.main, "adapt_sampler": adapt_sampler.main,
             "memory": memory.main, "entropy": entropy.main, "error_shape": error_shape.main, "tiles": tiles.main,
             "calibration_diagnosis": calibration_diagnosis.main, "rho_ceiling": rho_ceiling.main,
             "series_adapt": series_adapt.main, "noise_correlation": noise_correlation.main,

@@ -108,7 +108,7 @@ def load(spec, head=None):
 
 def measure(args) -> tuple[list[dict], list[dict]]:
     if args.unpaired_only:  # the new unpaired model again, on the same noisy images; the rest from the last run
-        last = json.loads((RESULTS / "real_prior.json").read_text())
+        last = json.loads((RESULTS / f"{args.report}.json").read_text())
         demos, unpaired, n2n_done = {}, {"new": load(args.new_unpaired)}, last["n2n"]
         done = {(r["image"], r["photons"]): r for r in last["records"]}
     else:
@@ -172,7 +172,8 @@ def render(records: list[dict], n2n: list[dict], args, seconds: float) -> str:
     head = f" with the mean head of `{args.new_head}`" if args.new_head else ""
     new_demo = "the bundled `demo` of this commit" if args.new_demo == "demo" else f"`{args.new_demo}`"
     body = (
-        f"Old: the bundled models of commit {args.old_commit} (trained on the simulator only), read from git. "
+        f"Old: the bundled models of commit {args.old_commit}"
+        f"{' (trained on the simulator only)' if args.old_commit == OLD_COMMIT else ''}, read from git. "
         f"New `demo`: {new_demo}{head}; new `demo-unpaired`: `{args.new_unpaired}` (docs/training.md, "
         "'Real structure'). Held-out images, never trained on (bench/real_pairs.HELD_OUT); data and licences: "
         "docs/training.md and the real-data folder's MANIFEST.md.\n\n"
@@ -221,27 +222,35 @@ def main(argv=None):
     parser.add_argument("--skip-unpaired", action="store_true")
     parser.add_argument("--unpaired-only", action="store_true",
                         help="measure only --new-unpaired again (the same noisy images); the rest comes from "
-                             "bench/results/real_prior.json, the last measurement")
+                             "bench/results/REPORT.json, the last measurement")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one image at one light level, one frame pair")
+    parser.add_argument("--report", default="real_prior",
+                        help="the page (docs/benchmarks/REPORT.md) and its data (bench/results/REPORT.json)")
     parser.add_argument("--render", action="store_true",
-                        help="only rewrite the report from bench/results/real_prior.json (the last measurement); "
+                        help="only rewrite the report from bench/results/REPORT.json (the last measurement); "
                              "the model options then only name what was measured")
     args = parser.parse_args(argv)
     if args.render:
-        data = json.loads((RESULTS / "real_prior.json").read_text())
+        data = json.loads((RESULTS / f"{args.report}.json").read_text())
         records, n2n, seconds = data["records"], data["n2n"], data.get("seconds", 0.0)
     else:
         t_start = time.perf_counter()
         records, n2n = measure(args)
         seconds = time.perf_counter() - t_start
         if args.unpaired_only:
-            seconds += json.loads((RESULTS / "real_prior.json").read_text()).get("seconds", 0.0)
+            seconds += json.loads((RESULTS / f"{args.report}.json").read_text()).get("seconds", 0.0)
     body = render(records, n2n, args, seconds)
     if args.quick:
         print(body)
         return
-    path = write_report("real_prior", "A prior that has seen real structure: old vs new on held-out real images", body,
-                        {"records": records, "n2n": n2n, "seconds": seconds})
+    # what was measured, not where the data lay
+    options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in vars(args).items()
+                      if key in ("old_commit", "new_demo", "new_head", "new_unpaired", "report")
+                      and value != parser.get_default(key))
+    options += " --skip-unpaired" if args.skip_unpaired else ""
+    path = write_report(args.report, "A prior that has seen real structure: old vs new on held-out real images", body,
+                        {"records": records, "n2n": n2n, "seconds": seconds},
+                        command=f"python -m bench real_prior{options}")
     print(path.read_text())
 
 
