@@ -106,6 +106,19 @@ def load(spec, head=None):
     return model
 
 
+def held_out_acquisitions(data: Path, quick: bool = False):
+    """(image name, photons, noisy, clean) of each held-out image at each of PHOTONS (the first of each
+    when ``quick``): the noisy images this page and bench/real_frames.py score on."""
+    images = list(held_out_images(data).items())
+    for idx, (name, plane) in enumerate(images[:1] if quick else images):
+        d = density(plane)
+        for photons in PHOTONS[:1] if quick else PHOTONS:
+            acq = Acquisition(peak_photons=photons, background_photons=BACKGROUND, read_noise=READ_NOISE,
+                              psf_sigma=0, offset=OFFSET)
+            noisy = acq.acquire(d, np.random.default_rng(HELD_OUT_SEED + 100 * idx + int(photons))).astype(np.float32)
+            yield name, photons, noisy, acq.expected(d).astype(np.float32)
+
+
 def measure(args) -> tuple[list[dict], list[dict]]:
     if args.unpaired_only:  # the new unpaired model again, on the same noisy images; the rest from the last run
         last = json.loads((RESULTS / f"{args.report}.json").read_text())
@@ -117,28 +130,21 @@ def measure(args) -> tuple[list[dict], list[dict]]:
                                                   "new": load(args.new_unpaired)}
         done, n2n_done = {}, None
     records = []
-    images = list(held_out_images(args.data).items())
-    for idx, (name, plane) in enumerate(images[:1] if args.quick else images):
-        own = photon_cap(plane)[1]["own_photons"]
-        d = density(plane)
-        for photons in PHOTONS[:1] if args.quick else PHOTONS:
-            acq = Acquisition(peak_photons=photons, background_photons=BACKGROUND, read_noise=READ_NOISE,
-                              psf_sigma=0, offset=OFFSET)
-            noisy = acq.acquire(d, np.random.default_rng(HELD_OUT_SEED + 100 * idx + int(photons))).astype(np.float32)
-            clean = acq.expected(d).astype(np.float32)
-            rec = {"image": name, "photons": photons, "own_photons": float(own), "noisy": psnr_fitted(noisy, clean),
-                   **done.get((name, photons), {})}
-            for which, model in demos.items():
-                r = denoise(noisy, model, seed=0, keep_samples=True)
-                rec[f"{which}_mean"] = psnr_fitted(r.mean, clean)
-                rec[f"{which}_k8"] = psnr_fitted(r.samples.mean(0), clean)
-                rec[f"{which}_rho"] = calibration(r.std, r.mean - clean)[2]
-                rec[f"{which}_seconds"] = r.metadata["seconds"]
-            for which, model in unpaired.items():
-                r = denoise(noisy, model, seed=0, n_samples=UNPAIRED_SAMPLES)
-                rec[f"un_{which}"] = psnr_fitted(r.mean, clean)
-            records.append(rec)
-            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True)
+    own = {name: photon_cap(plane)[1]["own_photons"] for name, plane in held_out_images(args.data).items()}
+    for name, photons, noisy, clean in held_out_acquisitions(args.data, quick=args.quick):
+        rec = {"image": name, "photons": photons, "own_photons": float(own[name]), "noisy": psnr_fitted(noisy, clean),
+               **done.get((name, photons), {})}
+        for which, model in demos.items():
+            r = denoise(noisy, model, seed=0, keep_samples=True)
+            rec[f"{which}_mean"] = psnr_fitted(r.mean, clean)
+            rec[f"{which}_k8"] = psnr_fitted(r.samples.mean(0), clean)
+            rec[f"{which}_rho"] = calibration(r.std, r.mean - clean)[2]
+            rec[f"{which}_seconds"] = r.metadata["seconds"]
+        for which, model in unpaired.items():
+            r = denoise(noisy, model, seed=0, n_samples=UNPAIRED_SAMPLES)
+            rec[f"un_{which}"] = psnr_fitted(r.mean, clean)
+        records.append(rec)
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True)
     if n2n_done is not None:
         return records, n2n_done
     n2n = []

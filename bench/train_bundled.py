@@ -34,6 +34,17 @@ from . import care
 from .training_data import PEAK_RANGE, simulated_source
 
 
+def blend_weights(network, base, weight: float) -> dict:
+    """``weight`` × ``network``'s parameters + (1 − ``weight``) × ``base``'s, in float32 (same architecture)."""
+    if not 0 <= weight <= 1:
+        raise ValueError(f"--mean-weight must be from 0 to 1; got {weight}")
+    if base is None:
+        raise ValueError("--mean-weight below 1 blends with the --ship checkpoint's own mean head, and it has none")
+    mine, theirs = network.state_dict(), base.state_dict()
+    return {k: weight * v.float() + (1 - weight) * theirs[k].float() if v.is_floating_point() else v
+            for k, v in mine.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000)
@@ -78,6 +89,10 @@ def main(argv=None):
     parser.add_argument("--mean-head", type=Path,
                         help="with --ship: attach this one-step network (bench/care.py's format) as the model's mean "
                              "head, the default estimate of the [mean] layer")
+    parser.add_argument("--mean-weight", type=float, default=1.0,
+                        help="with --mean-head: ship this share of its weights plus the rest of the --ship "
+                             "checkpoint's own head's (a weight-space blend of a fine-tuned head and its "
+                             "start, after Wortsman et al., 'Robust fine-tuning of zero-shot models', CVPR 2022)")
     parser.add_argument("--mean-recipe", default="bench/care.py (docs/training.md, 'The CARE baseline')",
                         help="with --mean-head: how the head was trained, stored in its provenance")
     parser.add_argument("--tile", type=int, default=512,
@@ -91,9 +106,14 @@ def main(argv=None):
         model.name = name
         model.tile = args.tile
         if args.mean_head:
-            model.mean_network = care.load(args.mean_head)
-            model.mean_provenance = {"recipe": args.mean_recipe,
-                                     "source_sha256": care.file_sha256(args.mean_head), **care.info(args.mean_head)}
+            blend = {}
+            head = care.load(args.mean_head)
+            if args.mean_weight != 1.0:
+                blend = {"weight": args.mean_weight, "rest_from_sha256": care.file_sha256(args.ship)}
+                head.load_state_dict(blend_weights(head, model.mean_network, args.mean_weight))
+            model.mean_network = head
+            model.mean_provenance = {"recipe": args.mean_recipe, "source_sha256": care.file_sha256(args.mean_head),
+                                     **({"blend": blend} if blend else {}), **care.info(args.mean_head)}
             model.mean_estimator = "head"
         sha = save_checkpoint(model, bundled_model_dir() / f"{name}.safetensors", half=True)
         print(f"shipped {args.ship} as {name} ({sha[:12]})")
