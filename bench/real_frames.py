@@ -36,7 +36,7 @@ from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 from .baselines import best_of, vst_bm3d_camera_candidates
 from .common import markdown_table, write_report
 from .real_calibration import LYSOSOME, TIMELAPSE, lysosome_cases, lysosome_files, timelapse_cases
-from .real_prior import ROOT, git_model, held_out_acquisitions, load
+from .real_prior import PHOTONS, ROOT, git_model, held_out_acquisitions, load
 from .train_bundled import blend_weights
 
 SIZE = 256
@@ -111,6 +111,11 @@ def render(data: dict, args, seconds: float) -> str:
     low_rows = [[r["image"], f"{r['photons']:g}", *[r[n] for n in names]] for r in low_light]
     low_rows.append(["mean", "", *[float(np.mean([r[n] for r in low_light])) for n in names]])
     low_table = markdown_table(["image", "photons", *names], low_rows)
+    base = "old" if "old" in names else "bundled"
+    low_lines = [f"- **{n} − {base}**: {np.mean([r[n] - r[base] for r in low_light]):+.3f} dB on average; at "
+                 f"{PHOTONS[0]:g} photons {min(r[n] - r[base] for r in low_light if r['photons'] == PHOTONS[0]):+.2f} … "
+                 f"{max(r[n] - r[base] for r in low_light if r['photons'] == PHOTONS[0]):+.2f}"
+                 for n in names if n != base]
     what = [f"old: the demo of commit {args.old_commit}"] if args.old_commit else []
     what += [f"{spec.partition('=')[0]}: `{spec.partition('=')[2]}`" for spec in args.head]
     return ("PSNR on the registered truth's consistent pixels (see the module docstring of bench/real_frames.py); "
@@ -118,7 +123,8 @@ def render(data: dict, args, seconds: float) -> str:
             + "\n\n" + table + "\n\n" + "\n".join(lines)
             + "\n\n## Held-out real images at low light\n\n[mean] PSNR in dB (fitted) on bench/real_prior.py's held-out "
             "images with simulated noise; the last row is the low-light half of a mean head's shipping rule "
-            "(docs/training.md, 'Bright camera frames').\n\n" + low_table + f"\n\nMeasured in {seconds:.0f} s.\n")
+            "(docs/training.md, 'Bright camera frames').\n\n" + low_table + "\n\n" + "\n".join(low_lines)
+            + f"\n\nMeasured in {seconds:.0f} s.\n")
 
 
 def main(argv=None):
