@@ -10,8 +10,8 @@ tune, the others are held out) and three 256² fields of frame 27 of the 8-bit t
 crops of 256². Truth: the neighbouring frames registered onto the frame and averaged
 (bench/frame_truth.registered_truth); every score is taken on its consistent pixels, as PSNR after
 the CARE scale-and-offset fit (core.imaging.metrics.psnr_fitted). The model's estimate: the [mean]
-layer of its default run (`denoise(frame, model, seed=0)`: the camera fitted to the frame, the mean
-head's one pass), nothing adapted. BM3D: VST with the fitted camera, its strength the best of
+layer of its default run — the mean head's one pass with the low-frequency check against the frame
+(`denoise(frame, model, seed=0, n_samples=0)`: the samples would not change it) — nothing adapted. BM3D: VST with the fitted camera, its strength the best of
 bench/baselines.vst_bm3d_camera_candidates *against this truth* — an oracle no user has.
 
 Low light: bench/real_prior.py's held-out images (never trained on) with simulated noise at 3, 10 and
