@@ -32,6 +32,15 @@ def tiny_model() -> DiffusionModel:
 
 
 @pytest.fixture
+def first_pass_only(monkeypatch):
+    """An untrained network's estimates reach the clip ceiling, which takes the bright pass
+    (core.run.bright_pass); tests that count the first pass's work leave that pass out."""
+    from napari_diffdenoise.core.run import plane_sampling
+
+    monkeypatch.setattr(plane_sampling, "_reaches_ceiling", lambda *a: False)
+
+
+@pytest.fixture
 def headed(tiny_model):
     """The tiny paired model with a tiny mean head."""
     torch.manual_seed(1)

@@ -160,7 +160,7 @@ def test_nan_in_a_lazy_plane_is_refused_naming_the_plane(tiny_model):
         denoise(da.from_array(data, chunks=(1, 16, 16)), tiny_model, n_samples=1, steps=1)
 
 
-def test_batches_spanning_several_tiles_give_the_tile_by_tile_result(tiny_model):
+def test_batches_spanning_several_tiles_give_the_tile_by_tile_result(tiny_model, first_pass_only):
     from napari_diffdenoise.core.imaging.tiling import TILE_STRETCH, tile_grid
 
     image = np.random.default_rng(5).poisson(6, (70, 90)).astype(np.uint16)
@@ -205,7 +205,7 @@ def test_overlapping_blocks_draw_the_same_noise_so_their_samples_agree_in_the_ov
     assert np.abs(upper[:, 64:90] - wrong[:, 12:38]).mean() > 0.8 * independent
 
 
-def test_a_plane_larger_than_the_block_is_sampled_in_blocks_with_progress_over_all_of_them(tiny_model):
+def test_a_plane_larger_than_the_block_is_sampled_in_blocks_with_progress_over_all_of_them(tiny_model, first_pass_only):
     image = np.random.default_rng(0).poisson(6, (200, 150)).astype(np.uint16)
     seen = []
     blocked = denoise(image, tiny_model, n_samples=2, steps=3, seed=1, block=96, block_overlap=32,

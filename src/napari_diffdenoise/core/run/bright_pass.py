@@ -11,19 +11,23 @@ from ..imaging.normalization import IntensityMap
 from ..model.model import DiffusionModel
 
 
-def bright_map(plane, imap: IntensityMap, model: DiffusionModel) -> IntensityMap | None:
-    """A second intensity map for planes whose bright structure the first cannot represent: where
-    the smoothed image exceeds the model's value range (a sparse spot far above the 99.8th
-    percentile), clean estimates would be clipped. This map puts the brightest smoothed structure
-    at +1; None when the first map suffices."""
-    from scipy.ndimage import gaussian_filter
-
-    smooth_top = float(gaussian_filter(np.asarray(plane, dtype=np.float32), 1.0).max())
-    if imap.to_model(np.float32(smooth_top)) <= model.value_range[1]:
-        return None
-    return IntensityMap(imap.low, max(smooth_top, imap.high))
+def bright_map(pixels, imap: IntensityMap) -> IntensityMap:
+    """The intensity map a bright box is restored in: the box's brightest raw pixel at +1. Noise
+    lifts the raw maximum above the clean one, so the clean structure fits under +1 with the value
+    range's headroom to spare. (Its brightest *smoothed* pixel is not enough: a lysosome 2–3 px
+    across loses a third of its peak to a 1 px blur, and the clip cut it back to 1.5 units —
+    lysosome_08 in docs/benchmarks/real_frames.md.)"""
+    return IntensityMap(imap.low, max(float(np.max(pixels)), imap.high))
 
 
+def reaches_ceiling(mean: np.ndarray, imap: IntensityMap, model: DiffusionModel) -> bool:
+    """Whether the first estimate (input units) is clipped somewhere: the sign that the plane holds
+    structure brighter than its map can represent, whatever its percentiles say."""
+    return bool(imap.to_model(mean).max() >= model.value_range[1] - CEILING_TOLERANCE)
+
+
+# model units: a mean of clipped samples sits just under the ceiling, not on it
+CEILING_TOLERANCE = 0.05
 BLEND_BAND = 0.3  # model units under the clip ceiling over which the bright map's estimate takes over
 # px of context around the pixels the bright pass serves: the network sees the structure around them
 # (and the blend weight is 0 at a box's edge, so no seam can show)

@@ -28,6 +28,7 @@ from .bright_pass import blend_into as _blend_into
 from .bright_pass import bright_boxes
 from .bright_pass import bright_map as _bright_map
 from .bright_pass import bright_weight as _bright_weight
+from .bright_pass import reaches_ceiling as _reaches_ceiling
 from .conformal import interval_unit
 from .low_frequency import departure_noise, low_frequency_departure
 from .plane_loop import PlaneResult
@@ -171,7 +172,6 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
     planes may run in any order and in any process. ``model`` must already be on ``s.device``
     (:func:`device_model`); ``on_tile(steps_done, n_steps, tiles_done, n_tiles)`` is called after each tile."""
     imap = IntensityMap.from_percentiles(plane, s.percentiles)
-    bright = _bright_map(plane, imap, model)
     # blocks blend like tiles: weights ramp over each overlap and sum to one
     blocks = make_tiles(plane.shape, s.block, s.block_overlap)
     runs = [len(blocks)]  # sampler runs this plane takes: one per block, plus one per bright box found
@@ -198,12 +198,13 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
     kept, evaluations = None, 0
     for block in blocks:
         maps = yield from run(imap, block.y0, block.x0, block.slices)
-        weight = _bright_weight(maps.maps["mean"], imap, model) if bright is not None else None
-        boxes = bright_boxes(weight) if weight is not None and weight.any() else []
+        weight = _bright_weight(maps.maps["mean"], imap, model)
+        boxes = bright_boxes(weight) if _reaches_ceiling(maps.maps["mean"], imap, model) else []
         runs[0] += len(boxes)
         for box in boxes:
             y0, x0 = block.y0 + box[0].start, block.x0 + box[1].start
             whole_box = (slice(y0, block.y0 + box[0].stop), slice(x0, block.x0 + box[1].stop))
+            bright = _bright_map(plane[whole_box], imap)
             maps = _blend_into(maps, box, (yield from run(bright, y0, x0, whole_box)), weight[box])
         took_bright |= bool(boxes)
         evaluations += maps.evaluations

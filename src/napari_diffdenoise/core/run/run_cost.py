@@ -20,7 +20,7 @@ from scipy import ndimage
 from ..imaging.normalization import IntensityMap
 from ..imaging.tiling import TILE_STRETCH, tile_grid
 from ..model.model import DiffusionModel
-from .bright_pass import bright_boxes, bright_map, bright_weight
+from .bright_pass import bright_boxes, bright_weight, reaches_ceiling
 from .plane_runs import network_passes
 from .plane_sampling import device_model
 from .restore import Settings, make_settings
@@ -142,10 +142,10 @@ def bright_share(model: DiffusionModel, plane: np.ndarray, settings: Settings) -
     the run: the plane smoothed by 1 px (the noise averaged down, as the mean has it) stands in."""
     plane = np.asarray(plane, dtype=np.float32)
     imap = IntensityMap.from_percentiles(plane, settings.percentiles)
-    if bright_map(plane, imap, model) is None:
+    stand_in = ndimage.gaussian_filter(plane, 1.0)
+    if not reaches_ceiling(stand_in, imap, model):
         return 0.0
-    weight = bright_weight(ndimage.gaussian_filter(plane, 1.0), imap, model)
-    boxes = bright_boxes(weight) if weight.any() else []
+    boxes = bright_boxes(bright_weight(stand_in, imap, model))
     return sum((box[0].stop - box[0].start) * (box[1].stop - box[1].start) for box in boxes) / plane.size
 
 
