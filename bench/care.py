@@ -92,6 +92,17 @@ def load(path: Path = DEFAULT_PATH, device: str = "cpu") -> UNet:
     return network.to(resolve_device(device)).eval()
 
 
+def gamma(path: Path = DEFAULT_PATH):
+    """The γ input the head of ``path`` was trained with (DiffusionModel.mean_head_gamma): a package
+    checkpoint says; a file of the earlier format is a blind head."""
+    from napari_diffdenoise.core.io.checkpoint import load_model
+    from napari_diffdenoise.core.model.model import MEAN_HEAD_GAMMA
+
+    with safe_open(str(path), framework="pt") as f:
+        earlier = "unet" in (f.metadata() or {})
+    return MEAN_HEAD_GAMMA if earlier else load_model(path).mean_head_gamma
+
+
 def info(path: Path = DEFAULT_PATH) -> dict:
     """The training record stored with the weights, without its loss history."""
     with safe_open(str(path), framework="pt") as f:

@@ -63,6 +63,9 @@ def models(args) -> dict:
         if weight:
             if old is None:
                 raise SystemExit(f"--head {spec!r}: a blend (@W) is with the --old-commit's head; give --old-commit")
+            if model.mean_head_gamma != old.mean_head_gamma:
+                raise SystemExit(f"--head {spec!r}: its head's γ input ({model.mean_head_gamma!r}) is not the old "
+                                 f"head's ({old.mean_head_gamma!r}); heads fed differently do not blend")
             model.mean_network.load_state_dict(blend_weights(model.mean_network, old.mean_network, float(weight)))
         out[label] = model
     return out

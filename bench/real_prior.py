@@ -102,7 +102,7 @@ def load(spec, head=None):
     if head is not None:
         from . import care
 
-        model.mean_network, model.mean_estimator = care.load(head), "head"
+        model.mean_network, model.mean_estimator, model.mean_head_gamma = care.load(head), "head", care.gamma(head)
     return model
 
 

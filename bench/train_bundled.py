@@ -24,7 +24,7 @@ import torch
 from napari_diffdenoise.core.io.checkpoint import bundled_model_dir, load_model, save_checkpoint
 from napari_diffdenoise.core.model.devices import resolve_device
 from napari_diffdenoise.core.model.model import DiffusionModel
-from napari_diffdenoise.core.model.network import UNetConfig, count_parameters
+from napari_diffdenoise.core.model.network import NOISE_GAMMA, UNetConfig, count_parameters
 from napari_diffdenoise.core.model.schedules import NoiseSchedule
 from napari_diffdenoise.core.training.pairs import TARGETS
 from napari_diffdenoise.core.training.train_config import MEAN_LOSSES, TrainConfig
@@ -84,6 +84,9 @@ def main(argv=None):
     parser.add_argument("--relative-power", type=float, default=1.0,
                         help="with --mean-loss relative: the input error's power in the weight (below 1 leans "
                              "toward dim patches)")
+    parser.add_argument("--mean-gamma", choices=["keep", "noise"], default="keep",
+                        help="with --objective mean: 'noise' tells the head each input's own noise level through its "
+                             "γ input (core.model.network.noise_gamma) instead of the --init head's constant")
     parser.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     parser.add_argument("--ship", type=Path, help="store this checkpoint as a bundled model (named --name) and exit")
     parser.add_argument("--mean-head", type=Path,
@@ -107,11 +110,14 @@ def main(argv=None):
         model.tile = args.tile
         if args.mean_head:
             blend = {}
-            head = care.load(args.mean_head)
+            head, head_gamma = care.load(args.mean_head), care.gamma(args.mean_head)
             if args.mean_weight != 1.0:
+                if head_gamma != model.mean_head_gamma:
+                    parser.error(f"--mean-weight: the --mean-head's γ input ({head_gamma!r}) is not the --ship "
+                                 f"head's ({model.mean_head_gamma!r}); heads fed differently do not blend")
                 blend = {"weight": args.mean_weight, "rest_from_sha256": care.file_sha256(args.ship)}
                 head.load_state_dict(blend_weights(head, model.mean_network, args.mean_weight))
-            model.mean_network = head
+            model.mean_network, model.mean_head_gamma = head, head_gamma
             model.mean_provenance = {"recipe": args.mean_recipe, "source_sha256": care.file_sha256(args.mean_head),
                                      **({"blend": blend} if blend else {}), **care.info(args.mean_head)}
             model.mean_estimator = "head"
@@ -136,6 +142,7 @@ def main(argv=None):
                 parser.error("--objective mean needs an --init checkpoint with a mean head")
             model.mean_network = start.mean_network.float()
             model.mean_estimator, model.mean_provenance = start.mean_estimator, dict(start.mean_provenance or {})
+            model.mean_head_gamma = NOISE_GAMMA if args.mean_gamma == "noise" else start.mean_head_gamma
     elif args.objective == "mean":
         parser.error("--objective mean fine-tunes the mean head of an --init checkpoint")
     print(f"parameters: {count_parameters(model.network):,}", flush=True)

@@ -9,11 +9,20 @@ from napari_diffdenoise.cli import main
 bioimageio_core = pytest.importorskip("bioimageio.core")
 
 
-def test_an_exported_model_passes_bioimageio_core_and_computes_our_one_pass_mean(headed, tmp_path):
+@pytest.mark.parametrize("gamma", [0.5, "noise"])
+def test_an_exported_model_passes_bioimageio_core_and_computes_our_one_pass_mean(headed, tmp_path, gamma,
+                                                                                first_pass_only):
+    """For a blind head and for one told each input's noise level (the package computes that level
+    from the scaled image, as the library does from its tile)."""
     from bioimageio.core import test_model
 
     from napari_diffdenoise.core.io.bioimageio_export import export_bioimageio
 
+    headed.mean_head_gamma = gamma
+    torch.manual_seed(2)
+    with torch.no_grad():  # an untrained head answers 0 whatever its γ (its last layer starts at zero)
+        for parameter in headed.mean_network.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
     sample = np.random.default_rng(0).poisson(6, (64, 64)).astype(np.float32)
     path = export_bioimageio(headed, tmp_path / "tiny.zip", sample=sample)
     summary = test_model(path)
@@ -28,12 +37,13 @@ def test_an_exported_model_passes_bioimageio_core_and_computes_our_one_pass_mean
     predicted = next(iter(output.members.values())).data.values[0, 0]
     low, high = np.percentile(sample, headed.percentiles)
     counts = predicted * (high - low + 1e-6) + low
-    # the package holds the network; the smooth part held to the data (core.run.low_frequency) is the library's
+    # the package holds the network; the smooth part held to the data (core.run.low_frequency), the
+    # bright pass and the floor at 0 counts are the library's
     ours = denoise(sample, headed, n_samples=0, mean="head", low_frequencies="model").mean
-    np.testing.assert_allclose(counts, ours, rtol=1e-3, atol=1e-2 * (high - low))
+    np.testing.assert_allclose(np.maximum(counts, 0), ours, rtol=1e-3, atol=1e-2 * (high - low))
     # and the full model comes back from the package, sampler and all
     again = load_model(path)
-    assert again.mean_estimator == "head" and again.kind == headed.kind
+    assert again.mean_estimator == "head" and again.kind == headed.kind and again.mean_head_gamma == gamma
     for mine, theirs in ((again.network, headed.network), (again.mean_network, headed.mean_network)):
         for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()):
             torch.testing.assert_close(a, b)

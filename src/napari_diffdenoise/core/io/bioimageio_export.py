@@ -25,7 +25,7 @@ from PIL import Image
 
 from ..imaging.demo_data import sample_stack
 from ..model import network
-from ..model.model import MEAN_HEAD_GAMMA, DiffusionModel
+from ..model.model import DiffusionModel
 from .bioimageio_package import CHECKPOINT_NAME, extracted_checkpoint
 from .checkpoint import load_model, save_checkpoint
 
@@ -35,14 +35,17 @@ class PosteriorMean(nn.Module):
     """The napari-diffdenoise mean head: an image scaled to [0, 1] by its 1st and 99.8th percentiles
     (the spec's scale_range pre-processing) in, its posterior-mean estimate in the same units out."""
 
-    def __init__(self, config: dict, gamma: float, value_range: list):
+    def __init__(self, config: dict, gamma, value_range: list):
         super().__init__()
         self.network = UNet(UNetConfig(**config))
-        self.gamma, self.low, self.high = float(gamma), float(value_range[0]), float(value_range[1])
+        self.gamma, self.low, self.high = gamma, float(value_range[0]), float(value_range[1])
 
     def forward(self, x):
         y = 2 * x - 1
-        gamma = torch.full((x.shape[0],), self.gamma, dtype=x.dtype, device=x.device)
+        if self.gamma == NOISE_GAMMA:  # the head is told the image's noise level
+            gamma = noise_gamma(y).to(x.dtype)
+        else:
+            gamma = torch.full((x.shape[0],), float(self.gamma), dtype=x.dtype, device=x.device)
         return (self.network(y, gamma).clamp(self.low, self.high) + 1) / 2
 '''
 
@@ -95,7 +98,7 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
     multiple = model.mean_network.config.size_multiple
     sample = sample[: sample.shape[0] - sample.shape[0] % multiple, : sample.shape[1] - sample.shape[1] % multiple]
     config = model.mean_network.config.to_dict()
-    wrapper_kwargs = {"config": config, "gamma": MEAN_HEAD_GAMMA, "value_range": list(model.value_range)}
+    wrapper_kwargs = {"config": config, "gamma": model.mean_head_gamma, "value_range": list(model.value_range)}
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)

@@ -20,8 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..imaging.normalization import SAMPLE_RANGE
-from ..model.model import DiffusionModel
-from ..model.network import UNet, UNetConfig
+from ..model.model import MEAN_HEAD_GAMMA, DiffusionModel
+from ..model.network import NOISE_GAMMA, UNet, UNetConfig
 from ..model.schedules import NoiseSchedule
 from .bioimageio_package import extracted_checkpoint
 from .checkpoint_limits import MAX_STEPS, TILE_RANGE, architecture_problems, value_problems
@@ -209,11 +209,21 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         mean_estimator=meta.get("mean_estimator", "samples"),
         mean_network=heads["mean"],
         mean_provenance=(meta.get("mean_head") or {}).get("provenance", {}),
+        mean_head_gamma=_mean_head_gamma(path, meta),
         std_network=heads["std"],
         std_provenance=(meta.get("std_head") or {}).get("provenance", {}),
         sample_network=heads["sample"],
         sample_provenance=(meta.get("sample_head") or {}).get("provenance", {}),
     )
+
+
+def _mean_head_gamma(path, meta: dict) -> float | str:
+    """The mean head's γ input as stored: a number, or NOISE_GAMMA."""
+    gamma = (meta.get("mean_head") or {}).get("gamma", MEAN_HEAD_GAMMA)
+    if gamma != NOISE_GAMMA and not (isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0 < gamma < 1):
+        raise CheckpointError(f"the mean head's gamma in {Path(path).name} must be a number in (0, 1) or "
+                              f"{NOISE_GAMMA!r}; got {gamma!r}")
+    return gamma
 
 
 def _load_head(path, meta: dict, tensors: dict, prefix: str, head: Head) -> UNet | None:

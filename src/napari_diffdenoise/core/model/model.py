@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..imaging.normalization import DEFAULT_PERCENTILES, SAMPLE_RANGE
-from .network import UNet, UNetConfig
+from .network import NOISE_GAMMA, UNet, UNetConfig, noise_gamma
 from .schedules import NoiseSchedule
 
 MODEL_KINDS = ("paired", "unpaired")
@@ -14,7 +14,7 @@ TASKS = ("denoise", "deconvolve")
 # the estimates of the [mean] a model may declare (DiffusionModel.mean_estimator); a run also takes
 # "auto", which resolves to the model's (core.run.run_spec.MEAN_ESTIMATORS)
 MODEL_MEAN_ESTIMATORS = ("head", "x0", "samples")
-MEAN_HEAD_GAMMA = 0.5  # the head's noise-level input: any constant; its embedding acts as a learnt bias
+MEAN_HEAD_GAMMA = 0.5  # a blind head's noise-level input: any constant; its embedding acts as a learnt bias
 PREDICTIONS = ("eps", "v")
 
 
@@ -44,6 +44,9 @@ class DiffusionModel:
     # estimate of E[clean | noisy] in one evaluation. Unconditional U-Net; the noisy image is its input.
     mean_network: UNet | None = None
     mean_provenance: dict = field(default_factory=dict)
+    # the mean head's γ input: a constant (a blind head) or NOISE_GAMMA (each input's own noise level,
+    # network.noise_gamma: one head across a 2500× photon range, docs/training.md 'Bright camera frames')
+    mean_head_gamma: float | str = MEAN_HEAD_GAMMA
     # a one-step network for the mean head's expected squared error (core.model.std_head): a std map in one
     # evaluation; conditioned on the noisy image and the mean head's estimate
     std_network: UNet | None = None
@@ -100,7 +103,10 @@ class DiffusionModel:
         """The mean head's estimate of the clean image, in model units, from the normalised noisy image."""
         if self.mean_network is None:
             raise ValueError(f"model {self.name!r} has no mean head; use mean='samples'")
-        gamma = torch.full((len(noisy),), MEAN_HEAD_GAMMA, device=noisy.device)
+        if self.mean_head_gamma == NOISE_GAMMA:
+            gamma = noise_gamma(noisy)
+        else:
+            gamma = torch.full((len(noisy),), float(self.mean_head_gamma), device=noisy.device)
         return self.mean_network(noisy, gamma)
 
     def metadata(self) -> dict:
@@ -119,7 +125,7 @@ class DiffusionModel:
             "calibrations": self.calibrations,
             "mean_estimator": self.mean_estimator,
             **({"mean_head": {"architecture": {"name": "unet", **self.mean_network.config.to_dict()},
-                              "gamma": MEAN_HEAD_GAMMA, "provenance": self.mean_provenance}}
+                              "gamma": self.mean_head_gamma, "provenance": self.mean_provenance}}
                if self.mean_network is not None else {}),
             **({"std_head": {"architecture": {"name": "unet", **self.std_network.config.to_dict()},
                              "provenance": self.std_provenance}}

@@ -42,6 +42,23 @@ class UNetConfig:
         return cls(**data)
 
 
+NOISE_GAMMA = "noise"  # a head's γ input told each image's own noise level (noise_gamma), not a constant
+
+
+def noise_gamma(images: torch.Tensor) -> torch.Tensor:
+    """γ = 1 / (1 + σ̂²) for each image of (B, 1, H, W), σ̂ its pixel noise in the image's units: the
+    mean absolute response to Immerkær's 3×3 Laplacian difference (J. Immerkær, "Fast noise variance
+    estimation", CVIU 1996), blind to flat and linearly sloping structure, times √(π/2)/6 (its
+    response to white noise of std σ has std 6σ). The mean, not the median: at a few photons most
+    background pixels are 0 counts and the median response is 0. Edges add to σ̂; a head trained
+    with this input learns what it means, so the number only has to follow the noise."""
+    mask = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]], dtype=images.dtype,
+                        device=images.device)
+    response = torch.nn.functional.conv2d(images[:, :1], mask[None, None])
+    sigma = response.abs().flatten(1).mean(dim=1) * (math.sqrt(math.pi / 2) / 6)
+    return 1 / (1 + sigma.float().clamp(1e-4, 1e2) ** 2)
+
+
 def gamma_to_log_snr(gamma: torch.Tensor) -> torch.Tensor:
     """log(γ / (1 − γ)). The cosine schedule crowds γ near 0 and 1; log-SNR spreads those levels
     over a range the Fourier features can tell apart (Kingma et al. 2021, VDM)."""

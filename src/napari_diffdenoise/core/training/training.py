@@ -96,6 +96,7 @@ class _Replicated:
 
     def __init__(self, model: DiffusionModel, network, mean_network):
         self.name, self.kind, self.prediction = model.name, model.kind, model.prediction
+        self.mean_head_gamma = model.mean_head_gamma
         self.network, self.mean_network = network, mean_network
 
 
@@ -203,7 +204,8 @@ def iter_train(
             network=network, schedule=model.schedule, kind=model.kind, percentiles=model.percentiles,
             tile=model.tile, name=model.name, prediction=model.prediction, value_range=model.value_range,
             provenance={**base_provenance, "step": step, "history": history, "best_val_loss": best},
-            mean_estimator=model.mean_estimator, mean_network=mean_network, task=model.task,
+            mean_estimator=model.mean_estimator, mean_network=mean_network, mean_head_gamma=model.mean_head_gamma,
+            task=model.task,
             mean_provenance={**model.mean_provenance, "fine_tuned_with": "the diffusion network, same batches"}
             if mean_network is not None and model.mean_provenance else model.mean_provenance,
             # kept as it was: its error map was learnt for the head before this training; its scale is
