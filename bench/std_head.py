@@ -235,8 +235,9 @@ def evaluate(args):
                                    "adapted − BM3D dB", "kept", "ρ std head after adapting",
                                    "coverage @0.8 / 0.9 / 0.95, adapted + self-calibrated", "width / oracle @0.9",
                                    "adapt s"], adapted_rows))
-    report, command = (held_out_report("std_head", f" --adapt-minutes {args.adapt_minutes:g}") if held_out
-                       else ("std_head", None))
+    options = f" --adapt-minutes {args.adapt_minutes:g}" if args.adapt_minutes else ""
+    report, command = (held_out_report("std_head", options) if held_out
+                       else ("std_head", f"python -m bench std_head{options}"))
     write_report(report, "A one-pass std head beside the sampler's spread, on real images", body, {"records": records},
                  command)
 

@@ -20,10 +20,14 @@ def bright_map(pixels, imap: IntensityMap) -> IntensityMap:
     return IntensityMap(imap.low, max(float(np.max(pixels)), imap.high))
 
 
-def reaches_ceiling(mean: np.ndarray, imap: IntensityMap, model: DiffusionModel) -> bool:
-    """Whether the first estimate (input units) is clipped somewhere: the sign that the plane holds
-    structure brighter than its map can represent, whatever its percentiles say."""
-    return bool(imap.to_model(mean).max() >= model.value_range[1] - CEILING_TOLERANCE)
+def reaches_ceiling(mean: np.ndarray, plane, imap: IntensityMap, model: DiffusionModel) -> bool:
+    """Whether the first estimate (input units) is clipped somewhere while the data (``plane``, the
+    pixels it restores) go above the ceiling too: the sign of structure brighter than the map can
+    represent, whatever the percentiles say. Without the data's word an estimate at the ceiling is
+    the network's own excess (an untrained one reaches it anywhere), which a brighter map cannot mend."""
+    ceiling = model.value_range[1]
+    return bool(imap.to_model(np.float64(np.max(plane))) > ceiling
+                and imap.to_model(mean).max() >= ceiling - CEILING_TOLERANCE)
 
 
 # model units: a mean of clipped samples sits just under the ceiling, not on it

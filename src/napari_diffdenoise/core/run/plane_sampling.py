@@ -199,7 +199,7 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
     for block in blocks:
         maps = yield from run(imap, block.y0, block.x0, block.slices)
         weight = _bright_weight(maps.maps["mean"], imap, model)
-        boxes = bright_boxes(weight) if _reaches_ceiling(maps.maps["mean"], imap, model) else []
+        boxes = bright_boxes(weight) if _reaches_ceiling(maps.maps["mean"], plane[block.slices], imap, model) else []
         runs[0] += len(boxes)
         for box in boxes:
             y0, x0 = block.y0 + box[0].start, block.x0 + box[1].start

@@ -143,7 +143,7 @@ def bright_share(model: DiffusionModel, plane: np.ndarray, settings: Settings) -
     plane = np.asarray(plane, dtype=np.float32)
     imap = IntensityMap.from_percentiles(plane, settings.percentiles)
     stand_in = ndimage.gaussian_filter(plane, 1.0)
-    if not reaches_ceiling(stand_in, imap, model):
+    if not reaches_ceiling(stand_in, plane, imap, model):
         return 0.0
     boxes = bright_boxes(bright_weight(stand_in, imap, model))
     return sum((box[0].stop - box[0].start) * (box[1].stop - box[1].start) for box in boxes) / plane.size
