@@ -91,7 +91,8 @@ def test_a_two_worker_local_cluster_is_bit_identical_to_one_process(tmp_path, ti
         np.testing.assert_array_equal(np.asarray(maps[name][...]), getattr(expected, name))
 
 
-def test_a_half_written_plane_is_recomputed_and_finished_planes_are_not(tmp_path, tiny_checkpoint, tczyx):
+def test_a_half_written_plane_is_recomputed_and_finished_planes_are_not(tmp_path, tiny_checkpoint, tczyx,
+                                                                         first_pass_only):
     _write_ome_zarr(tmp_path / "in.ome.zarr", tczyx, "TCZYX", [1.0] * 5)
     out = tmp_path / "out.ome.zarr"
     first = denoise_to_zarr(tmp_path / "in.ome.zarr", out, str(tiny_checkpoint), **SETTINGS)
