@@ -28,8 +28,8 @@ from scipy import stats
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
 from napari_diffdenoise.core.io.checkpoint import load_model
 from napari_diffdenoise.core.model.network import UNet, count_parameters
-from napari_diffdenoise.core.model.std_head import GAMMA, log_variance, nll
 from napari_diffdenoise.core.model.std_head import STD_HEAD_CONFIG as CONFIG
+from napari_diffdenoise.core.model.std_head import log_variance, nll
 from napari_diffdenoise.core.run.restore import _pad_to_multiple, denoise
 
 from .common import HELD_OUT_SEED, head_file_steps, markdown_table, optimiser_step, ship_head, write_report
@@ -44,7 +44,7 @@ def train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = load_model(args.model)
-    head = model.mean_network.float().eval()
+    model.mean_network.float().eval()
     simulated, _ = simulated_source("paired", "blurred", 192, args.patch, peak_range=(PEAK_RANGE[0], args.peak_max))
     source, _ = mixed_source(args.real, "paired", simulated, args.patch, 0.5)
     net = UNet(CONFIG)
@@ -56,7 +56,8 @@ def train(args):
     val_rng = np.random.default_rng(123)
     val = [torch.from_numpy(a) for a in source.batch(64, args.patch, val_rng)]
     with torch.no_grad():
-        val_mean = head(val[0], torch.full((len(val[0]),), GAMMA))
+        # the model's own mean (its head's γ rule: a constant, or each patch's noise level)
+        val_mean = model.predict_mean(val[0])
     args.out.mkdir(parents=True, exist_ok=True)
     t0, step, log = time.perf_counter(), 0, []
     budget = args.minutes * 60
@@ -64,7 +65,7 @@ def train(args):
         frac = (time.perf_counter() - t0) / budget
         noisy, clean = (torch.from_numpy(a) for a in source.batch(args.batch, args.patch, rng))
         with torch.no_grad():
-            mean = head(noisy, torch.full((len(noisy),), GAMMA))
+            mean = model.predict_mean(noisy)
         loss = nll(net, noisy, mean, clean)
         optimiser_step(opt, net, loss, args.lr, frac)
         step += 1
