@@ -1,7 +1,8 @@
-"""Calibrate a bundled model's intervals on held-out simulated pairs and store the calibration in
-the package's checkpoint (the bundled models ship calibrated; docs/method.md, "Intervals").
+"""Calibrate a bundled model's intervals on held-out simulated pairs (and, with ``--real``, pairs of
+real structure) and store the calibration in the package's checkpoint (the bundled models ship
+calibrated; docs/method.md, "Intervals").
 
-    python -m bench.calibrate_bundled [--model demo] [--size 256]
+    python -m bench.calibrate_bundled [--model demo] [--size 256] [--real DATA]
     python -m bench.calibrate_bundled --model demo-unpaired      # its default sampler (fb)
     python -m bench.calibrate_bundled --model widefield          # ddim-dc with the PSF, vs the sharp truth
 
@@ -14,19 +15,21 @@ at the fast preset); settings the model is already calibrated for are kept unles
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 from napari_diffdenoise.core.calibration.calibration import COVERAGE_GRID, calibrate
-from napari_diffdenoise.core.run.conformal import find_calibration
+from napari_diffdenoise.core.imaging.simulate import KINDS
 from napari_diffdenoise.core.io.checkpoint import bundled_model_dir, load_model, save_checkpoint
+from napari_diffdenoise.core.run.conformal import find_calibration
 from napari_diffdenoise.core.run.restore import DEFAULT_SAMPLER_SETTINGS, FAST_SAMPLER_SETTINGS, make_settings
 from napari_diffdenoise.core.run.run_record import calibration_key, settings_record
-from napari_diffdenoise.core.imaging.simulate import KINDS
 
-from .common import held_out_pair
+from .common import HELD_OUT_SEED, held_out_pair
 
 CALIBRATION_INDEX = 7
+REAL_SEED = HELD_OUT_SEED + 7_000  # bench/real_calibration.py's cases take HELD_OUT_SEED + 100·i + photons, i < 5
 PHOTONS = (3.0, 10.0, 30.0, 100.0)
 SETTINGS = [DEFAULT_SAMPLER_SETTINGS, FAST_SAMPLER_SETTINGS]  # the default first, then the fast preset
 
@@ -35,6 +38,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="demo")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--real", type=Path, metavar="DATA",
+                        help="also calibrate on real structure: crops of the real training images (bench/real_pairs.py)")
     parser.add_argument("--redo", action="store_true",
                         help="calibrate every setting again (default: keep the calibrations the model already has)")
     args = parser.parse_args(argv)
@@ -55,14 +60,20 @@ def main(argv=None):
     else:
         pairs = [held_out_pair(kind, photons, args.size, CALIBRATION_INDEX) for kind in KINDS for photons in PHOTONS]
         what = f"at {', '.join(f'{p:g}' for p in PHOTONS)} photons"
+        if args.real:
+            real = real_structure_pairs(args.real, args.size)
+            pairs += [pair for _, pair in real]
+            what += (f"; and {len(real)} of real structure, one {args.size}² centre crop of each training image of "
+                     f"bench/real_pairs.py ({', '.join(sorted({name for name, _ in real}))}) smoothed by 1 px and "
+                     "re-acquired at the same photon counts")
         if model.kind == "unpaired":
             settings_list = [{"sampler": model.default_sampler, "n_samples": 8}]
     noisy = np.stack([n for n, _ in pairs]).astype(np.float32)
     clean = np.stack([c for _, c in pairs]).astype(np.float32)
     if args.redo:
         model.calibrations = []
-    source = (f"simulated: {len(pairs)} held-out {args.size}² images (nuclei, filaments, membranes, puncta {what}; "
-              "bench/calibrate_bundled.py)")
+    source = (f"{'simulated and real structure' if args.real else 'simulated'}: {len(pairs)} held-out {args.size}² "
+              f"images (nuclei, filaments, membranes, puncta {what}; bench/calibrate_bundled.py)")
     for settings in reversed(settings_list):  # calibrate() puts the newest first: the default ends first
         try:
             find_calibration(model, calibration_key(settings_record(make_settings(model, **settings))))
@@ -77,6 +88,28 @@ def main(argv=None):
     path = bundled_model_dir() / f"{args.model}.safetensors"
     sha = save_checkpoint(model, path, half=True)
     print(f"stored {len(model.calibrations)} calibrations in {path} ({sha[:12]})")
+
+
+def real_structure_pairs(data: Path, size: int) -> list[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+    """(image name, (noisy, truth)) for the first plane the noise check keeps of every training image of
+    bench/real_pairs.py, its centre size² crop (a smaller plane mirrored out to size², as the
+    calibration stacks its images), at each of PHOTONS."""
+    from .real_calibration import _centre, reacquired
+    from .real_pairs import CANDIDATES, check
+
+    kept = {}
+    for plane in check(data):
+        if plane.kept and plane.name not in kept:
+            kept[plane.name] = plane.index
+    out = []
+    for i, (name, index) in enumerate(kept.items()):
+        planes = np.asarray(CANDIDATES[name](data))
+        crop = _centre((planes[None] if planes.ndim == 2 else planes)[index], size)
+        crop = np.pad(crop, [(0, size - n) for n in crop.shape], mode="reflect")
+        for photons in PHOTONS:
+            noisy, truth, _ = reacquired(crop, photons, REAL_SEED + 100 * i + int(photons))
+            out.append((name, (noisy, truth)))
+    return out
 
 
 if __name__ == "__main__":
