@@ -12,6 +12,7 @@ PER_PIXEL = 1e-6  # seconds per pixel and network call, in place of the timing
 @pytest.fixture
 def fixed_rate(monkeypatch):
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": PER_PIXEL)
+    monkeypatch.setattr(run_cost, "overhead_per_pixel", lambda model, settings, given: 0.0)
 
 
 def test_the_work_follows_planes_samples_steps_and_the_one_pass_mean(fixed_rate, headed):
@@ -106,6 +107,38 @@ def test_seconds_per_pixel_is_timed_once_per_model_device_and_tile(headed, monke
     calls = []
     monkeypatch.setattr(run_cost, "device_model", lambda *a: calls.append(a))
     assert run_cost.seconds_per_pixel(headed, settings) == rate and not calls  # cached, not timed again
+
+
+def test_what_the_run_spends_outside_the_network_is_timed_once_and_counted(headed, monkeypatch):
+    """A one-step or Preview run spends a third to a half of its time outside the network calls
+    (docs/benchmarks/speed.md): a tile-sized plane is restored and what its network calls take at the
+    measured rate is taken off; counted per pixel of the image, timed once per model and what the run
+    computes (not per sampler step count), and not at all where the calls alone exceed the budget."""
+    from napari_diffdenoise.core.run.restore import make_settings
+
+    monkeypatch.setattr(run_cost, "_OVERHEAD_PER_PIXEL", {})
+    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 1e-9)
+    runs = []
+    real_denoise = run_cost.denoise
+    monkeypatch.setattr(run_cost, "denoise", lambda *a, **k: runs.append(k) or real_denoise(*a, **k))
+    s = make_settings(headed, n_samples=2, steps=2, device="cpu")
+    assert not run_cost._OVERHEAD_PER_PIXEL
+    overhead = run_cost.overhead_per_pixel(headed, s, {"n_samples": 2, "steps": 2, "device": "cpu"})
+    assert overhead > 0 and len(runs) == 2 and all(k["coverage"] is None for k in runs)
+    # the steps do not change it
+    assert run_cost._overhead_key(headed, make_settings(headed, n_samples=2, steps=3, device="cpu")) \
+        in run_cost._OVERHEAD_PER_PIXEL
+    cost = restoration_cost(headed, (3, 100, 100), n_samples=2, steps=5, device="cpu")
+    assert len(runs) == 2  # cached: not timed again
+    assert cost.seconds == pytest.approx(3 * 100 * 100 * overhead
+                                         + 3 * run_cost._tiled_pixels(headed, (100, 100), s) * (2 * 5 + 1) * 1e-9)
+    # more samples: another overhead, timed again
+    run_cost.overhead_per_pixel(headed, make_settings(headed, n_samples=4, steps=2, device="cpu"), {"n_samples": 4})
+    assert len(runs) == 4
+    # network calls alone over the budget: not timed, nothing added
+    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 1.0)
+    s8 = make_settings(headed, n_samples=8, steps=2, device="cpu")
+    assert run_cost.overhead_per_pixel(headed, s8, {"n_samples": 8, "steps": 2}) == 0.0 and len(runs) == 4
 
 
 def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer, qtbot, fixed_rate, tiny_checkpoint):

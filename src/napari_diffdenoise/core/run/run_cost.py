@@ -3,8 +3,10 @@ the user's machine, not constants written for another one).
 
 The work is derived from the code that does it (the blocks and tiles a plane is cut into, the
 sampler's network evaluations, the one-pass mean; core.calibration.recalibration_cost adds the crops a
-self-calibration restores); only the cost of a network call per pixel is measured, once per model,
-device and tile. A plane whose bright structure needs the second pass (docs/method.md, "The whole
+self-calibration restores); the cost of a network call per pixel is measured, once per model,
+device and tile, and so is what the run spends outside the network calls (the samples' statistics,
+the mean's smooth part, the blending: a third to a half of a one-step run's time, which a network-only
+estimate left out, docs/benchmarks/speed.md). A plane whose bright structure needs the second pass (docs/method.md, "The whole
 dynamic range") costs more, by the share of the plane its boxes cover: counted when a plane of the
 image is given (:func:`bright_share`).
 """
@@ -23,9 +25,13 @@ from ..model.model import DiffusionModel
 from .bright_pass import bright_boxes, bright_weight, reaches_ceiling
 from .plane_runs import network_passes
 from .plane_sampling import device_model
-from .restore import Settings, make_settings
+from .restore import Settings, denoise, make_settings
 
 _SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
+_OVERHEAD_PER_PIXEL: dict = {}  # (model, device, tile, what the run computes) → measured seconds per pixel outside them
+# the overhead is timed by restoring one tile-sized plane (twice) only where its network calls alone take at
+# most this long: where they take longer (many steps), what is spent outside them is a small share of the run
+OVERHEAD_TIMING_BUDGET = 1.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,18 @@ def _rate_key(model: DiffusionModel, settings: Settings, network: str) -> tuple:
     return model.sha256 or model.name, network, str(settings.device), settings.tile, settings.precision
 
 
+def _overhead_key(model: DiffusionModel, settings: Settings) -> tuple:
+    # not the sampler nor its steps: what is spent outside the network calls follows the samples, not the steps
+    return (*_rate_key(model, settings, ""), settings.n_samples, settings.mean_estimator, settings.std_estimator,
+            settings.entropy, settings.low_frequencies, settings.keep_samples, settings.psf is not None)
+
+
 def is_timed(model: DiffusionModel, **settings) -> bool:
-    """Whether this model's calls are already timed for these settings: an estimate then costs nothing."""
+    """Whether this model's calls and the run's overhead are already timed for these settings: an
+    estimate then costs nothing."""
     s = make_settings(model, **settings)
-    return all(_rate_key(model, s, network) in _SECONDS_PER_PIXEL for network, _ in _calls(model, s)[1])
+    return (all(_rate_key(model, s, network) in _SECONDS_PER_PIXEL for network, _ in _calls(model, s)[1])
+            and _overhead_key(model, s) in _OVERHEAD_PER_PIXEL)
 
 
 def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = "network", calls: int = 3,
@@ -94,6 +108,31 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = 
     return _SECONDS_PER_PIXEL[key]
 
 
+def overhead_per_pixel(model: DiffusionModel, settings: Settings, given: dict) -> float:
+    """Seconds per pixel a run with these settings (``given``: as the caller gave them) spends outside
+    its network calls: a tile-sized plane restored twice (the faster counts), less what its network
+    calls take at the measured rates; 0 where those calls alone would take over OVERHEAD_TIMING_BUDGET.
+    Timed once per :func:`_overhead_key`."""
+    key = _overhead_key(model, settings)
+    if key not in _OVERHEAD_PER_PIXEL:
+        side = settings.tile
+        network = _tiled_pixels(model, (side, side), settings) * _seconds_per_tiled_pixel(
+            model, settings, _calls(model, settings)[1])
+        overhead = 0.0
+        if network <= OVERHEAD_TIMING_BUDGET:
+            # a plane like a dim cell: smooth structure over a background, with its photon noise
+            yy, xx = np.mgrid[:side, :side] / side
+            plane = np.random.default_rng(0).poisson(5 + 40 * np.sin(7 * yy) ** 2 * np.cos(5 * xx) ** 2)
+            runs = []
+            for _ in range(2):
+                start = time.perf_counter()
+                denoise(plane.astype(np.float32), model, **{**given, "coverage": None})
+                runs.append(time.perf_counter() - start)
+            overhead = max(min(runs) - network, 0.0) / (side * side)
+        _OVERHEAD_PER_PIXEL[key] = overhead
+    return _OVERHEAD_PER_PIXEL[key]
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -119,11 +158,14 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], sample_plane
                      **settings) -> RunCost:
     """The cost of ``denoise(image of shape, model, **settings)``: every (Y, X) plane through the
     sampler (K samples × its evaluations per tiled pixel) plus the one-pass mean when the run makes
-    one; with ``sample_plane`` (a plane of the image), the bright pass's boxes on it counted for every
+    one, and what the run spends outside the network calls (:func:`overhead_per_pixel`); with ``sample_plane`` (a plane of the image), the bright pass's boxes on it counted for every
     plane. Raises what :func:`restore.make_settings` raises for settings it refuses."""
     s = make_settings(model, **settings)
     again = 0.0 if sample_plane is None else bright_share(model, np.asarray(sample_plane), s)
-    return planes_cost(model, s, tuple(shape[-2:]), int(np.prod(shape[:-2], dtype=np.int64)), again)
+    n_planes = int(np.prod(shape[:-2], dtype=np.int64))
+    cost = planes_cost(model, s, tuple(shape[-2:]), n_planes, again)
+    outside = n_planes * int(np.prod(shape[-2:])) * (1 + again) * overhead_per_pixel(model, s, settings)
+    return RunCost(cost.pixels, cost.n_samples, cost.evaluations, cost.seconds + outside)
 
 
 def planes_cost(model: DiffusionModel, s: Settings, plane_shape: tuple[int, int], n_planes: int,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +106,19 @@ def _precision_rule(precision: str, device: torch.device) -> None:
     if precision == "bfloat16" and device.type == "mps":
         raise ValueError("precision='bfloat16' runs on the CPU or a CUDA GPU; use precision='float32' on an Apple GPU "
                          "(device='mps')")
+    if precision == "bfloat16" and device.type == "cpu" and not cpu_has_bfloat16():
+        # allowed (the maps are the same), but a run the user asked to be faster would be several times slower
+        warnings.warn("precision='bfloat16' on this CPU, which has no bfloat16 arithmetic (AVX-512 BF16 or AMX): "
+                      "the networks' bfloat16 is emulated, 4.5× slower than float32 on such a CPU "
+                      "(docs/benchmarks/speed.md); use precision='float32'", UserWarning, stacklevel=2)
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (oneDNN's own test, as autocast's kernels use it)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN: no fast CPU bfloat16 either
+        return False
 
 
 def _sampler_rule(model: DiffusionModel, sampler: str | None, psf, guidance: str | None,

@@ -157,10 +157,12 @@ PERCENTILES = RunParam("percentiles", tuple, None, optional=True, checked=False,
                             "(default: those the model was trained with)")
 PRECISION = RunParam(
     "precision", str, "float32", choices=PRECISIONS, flag="--precision", label="Precision",
-    choice_labels=("float32 (exact)", "bfloat16 (faster; maps within 1 %)"),
-    help="The number format the networks compute in: bfloat16 is faster on CPUs and GPUs with bf16 arithmetic (1.4× "
-         "for the default run on this project's test CPU, docs/benchmarks/speed.md) and moves the maps by under 1 % of "
-         "their range; float32 gives the reference maps. The calibration of the intervals holds for both")
+    choice_labels=("float32 (exact)", "bfloat16 (faster only with bf16 hardware; maps within 1 %)"),
+    help="The number format the networks compute in: bfloat16 is faster only on CPUs and GPUs with bf16 arithmetic "
+         "(AVX-512 BF16 or AMX CPUs, recent GPUs); on a CPU without it, it is emulated: 4.5× slower than float32 on this "
+         "project's test CPU (docs/benchmarks/speed.md; a warning says so, and 'Time here' shows it). It "
+         "moves the maps by under 1 % of their range; float32 gives the reference maps. The calibration of the "
+         "intervals holds for both")
 # the mean's smooth part: held to the data's where the two depart beyond the noise (core.run.low_frequency), or
 # the network's as it is
 LOW_FREQUENCY_SOURCES = ("data", "model")
