@@ -212,7 +212,7 @@ def _slow_estimates(monkeypatch):
             state["running"] -= 1
         return RunCost(pixels=shape[0] * shape[1], n_samples=1, evaluations=1, seconds=float(shape[-1])), None
 
-    monkeypatch.setattr(denoise_module, "_is_timed", lambda model, settings: False)
+    monkeypatch.setattr(denoise_module, "_is_timed", lambda model, settings, calibrate=False: False)
     monkeypatch.setattr(denoise_module, "_run_estimate", timing)
     return state
 

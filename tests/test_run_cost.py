@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from napari_diffdenoise.core.calibration import recalibration_cost as recalibration
 from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
 from napari_diffdenoise.core.run import run_cost
 from napari_diffdenoise.core.run.run_cost import duration, restoration_cost
@@ -13,6 +14,7 @@ PER_PIXEL = 1e-6  # seconds per pixel and network call, in place of the timing
 def fixed_rate(monkeypatch):
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": PER_PIXEL)
     monkeypatch.setattr(run_cost, "overhead_per_pixel", lambda model, settings, given: 0.0)
+    monkeypatch.setattr(recalibration, "calibration_overhead_per_pixel", lambda model, settings, given: 0.0)
 
 
 def test_the_work_follows_planes_samples_steps_and_the_one_pass_mean(fixed_rate, headed):
@@ -139,6 +141,27 @@ def test_what_the_run_spends_outside_the_network_is_timed_once_and_counted(heade
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 1.0)
     s8 = make_settings(headed, n_samples=8, steps=2, device="cpu")
     assert run_cost.overhead_per_pixel(headed, s8, {"n_samples": 8, "steps": 2}) == 0.0 and len(runs) == 4
+
+
+def test_a_self_calibration_costs_its_analysis_too_timed_once(headed, monkeypatch):
+    """The std head's calibration restores with two network passes; the noise fit and the residuals'
+    cross-moments took most of a 512² plane's 2.8 s (0.45 s priced before): a tile-sized plane's
+    calibration is timed whole once, less its network calls, and charged per restored pixel."""
+    monkeypatch.setattr(recalibration, "_CALIBRATION_OVERHEAD", {})
+    monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 1e-9)
+    calls = []
+    real = recalibration.iter_self_calibrate
+    monkeypatch.setattr(recalibration, "iter_self_calibrate", lambda *a, **k: calls.append(k) or (yield from real(*a, **k)))
+    assert not recalibration.calibration_is_timed(headed, n_samples=2, steps=2)
+    cost = recalibration_cost(headed, (3, 100, 100), n_samples=2, steps=2)
+    assert len(calls) == 1 and calls[0]["max_pixels"] == 2 * 64 * 64  # tiny models run tiles of 64²
+    assert recalibration.calibration_is_timed(headed, n_samples=2, steps=2)
+    per_pixel = next(iter(recalibration._CALIBRATION_OVERHEAD.values()))
+    assert per_pixel > 0
+    network = cost.seconds - cost.pixels * per_pixel
+    assert 0 < network < 1e-9 * cost.pixels * 100  # the network calls at the fixed rate, a few passes per pixel
+    assert recalibration_cost(headed, (3, 100, 100), n_samples=2, steps=2).seconds == pytest.approx(cost.seconds)
+    assert len(calls) == 1  # cached
 
 
 def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer, qtbot, fixed_rate, tiny_checkpoint):

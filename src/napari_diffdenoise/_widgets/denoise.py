@@ -123,11 +123,13 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
         return _Failure(str(err))
 
 
-def _is_timed(model, settings) -> bool:
+def _is_timed(model, settings, calibrate: bool = False) -> bool:
+    from ..core.calibration.recalibration_cost import calibration_is_timed
     from ..core.run.run_cost import is_timed
 
     try:
-        return is_timed(model, **{**settings, "coverage": None})
+        return is_timed(model, **{**settings, "coverage": None}) and (
+            not calibrate or calibration_is_timed(model, **settings))
     except (ValueError, TypeError, RuntimeError):
         return False
 
@@ -575,7 +577,7 @@ class DenoiseWidget(WorkerControls, Container):
             return
         self._estimate_for = key
         self._estimate_counts_bright = first_plane is not None
-        if _is_timed(model, settings):  # arithmetic and one plane's bright boxes left: no thread to outlive the widget
+        if _is_timed(model, settings, calibrate):  # arithmetic and one plane's bright boxes left: no thread to outlive the widget
             self._estimate_waiting = None
             self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, first_plane, axes))
             return

@@ -58,7 +58,7 @@ class NoiseCovariance(Protocol):
 
     std: np.ndarray  # the noise's std per pixel, / u
 
-    def moments(self, first, other, offsets) -> np.ndarray: ...
+    def correlations(self, offsets) -> np.ndarray: ...  # per offset and direction, as pair_moments orders them
 
 
 def lag_offsets(max_lag: float = MAX_LAG) -> list[tuple[int, int]]:
@@ -157,30 +157,69 @@ def precision_weights(v: np.ndarray, noise=None) -> np.ndarray:
     return 1 / np.maximum(local, 1e-12)
 
 
-def _error_moments(v, first, other, offsets, noise=None):
-    """The cross-moments of v with, when ``noise`` (a noise-only image with the view's noise
-    covariance, in v's units) is given, the same moments of ``noise`` taken off: camera noise that
-    is correlated between pixels then cancels instead of passing for error."""
-    lags, moments, totals = pair_moments(v, first, other, offsets)
-    if isinstance(noise, NoiseCovariance):
-        moments = moments - noise.moments(first, other, offsets)
-    elif noise is not None:
-        moments = moments - pair_moments(noise, first, other, offsets)[1]
-    return lags, moments, totals
+def _label_moments(v, labels, n_labels, partner_ok, precision, offsets, noise=None, groups=None):
+    """(lags, moments, totals) per label: the precision-weighted cross-moments of v over the pairs
+    whose first pixel carries that label (≥ 0) and whose partner is ``partner_ok`` — one pass over
+    the image per offset for every label at once (a label is a bin of u, or a bin within a fold of
+    blocks: its first pixel's fold, pairs across folds counted for none). With ``noise`` (a
+    noise-only image with the view's noise covariance, in v's units, or a NoiseCovariance) its same
+    moments are taken off: camera noise correlated between pixels then cancels instead of passing
+    for error. moments[label, k] is NaN where the label has no pair at offset k."""
+    weighted = np.where(partner_ok, precision, 0.0)
+    std = noise.std if isinstance(noise, NoiseCovariance) else noise
+    rho = noise.correlations(offsets) if isinstance(noise, NoiseCovariance) else None
+    lags, sums, totals = [], [], []
+    for dy, dx in offsets:
+        # both directions of each offset, so that a pixel in the bin pairs with neighbours on every side
+        for sy, sx in ((dy, dx), (-dy, -dx)):
+            a, b = shifted_pair(v, sy, sx)
+            pa, wb = shifted_pair(precision, sy, sx)[0], shifted_pair(weighted, sy, sx)[1]
+            la = shifted_pair(labels, sy, sx)[0]
+            keep = la >= 0
+            if groups is not None:
+                ga, gb = shifted_pair(groups, sy, sx)
+                keep &= ga == gb
+            w = (pa * wb)[keep]
+            product = (a * b)[keep]
+            if std is not None:
+                na, nb = shifted_pair(std, sy, sx)
+                product = product - (rho[len(lags)] if rho is not None else 1.0) * (na * nb)[keep]
+            lab = la[keep]
+            sums.append(np.bincount(lab, weights=product * w, minlength=n_labels))
+            totals.append(np.bincount(lab, weights=w, minlength=n_labels))
+            lags.append(math.hypot(dy, dx))
+    sums, totals = np.array(sums).T, np.array(totals).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moments = np.where(totals > 0, sums / np.where(totals > 0, totals, 1.0), np.nan)
+    return np.array(lags), moments, totals
 
 
-def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None) -> tuple[list[float], list[float]]:
-    """(pixels, extrapolated E[v²]) per bin of ``unit`` over the pixels in ``mask``, for a correlation length ℓ."""
-    counts, values = [], []
+def _bin_labels(unit, mask, edges) -> np.ndarray:
+    """Each pixel's bin of ``unit`` (edges[i] ≤ u < edges[i + 1]), −1 outside ``mask``."""
+    index = np.searchsorted(np.asarray(edges), unit, side="right") - 1
+    return np.where(mask & (index >= 0) & (index < len(edges) - 1), index, -1)
+
+
+def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None, groups=None,
+                   folds: int = 0) -> tuple[list[float], list[float], np.ndarray]:
+    """(pixels, extrapolated E[v²]) per bin of ``unit`` over the pixels in ``mask``, for a correlation
+    length ℓ, and the same per fold of blocks (``groups``: each pixel's fold; a (folds, bins) array,
+    pairs within a fold only; empty without groups). A pair counts for the bin of its first pixel,
+    whichever bin its partner is in."""
+    n_bins = len(edges) - 1
     precision = precision_weights(v, noise)
-    pair_ok = mask * precision
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        in_bin = mask & (unit >= lo) & (unit < hi)
-        counts.append(float(in_bin.sum()))
-        # a pair counts for the bin of its first pixel, whichever bin its partner is in
-        lags, moments, totals = _error_moments(v, in_bin * precision, pair_ok, offsets, noise)
-        values.append(extrapolate_to_zero(lags, moments, totals, ell))
-    return counts, values
+    bins = _bin_labels(unit, mask, edges)
+    counts = [float(np.sum(bins == b)) for b in range(n_bins)]
+    lags, moments, totals = _label_moments(v, bins, n_bins, mask, precision, offsets, noise)
+    values = [extrapolate_to_zero(lags, moments[b], totals[b], ell) for b in range(n_bins)]
+    per_fold = np.empty((0, n_bins))
+    if groups is not None and folds:
+        # one pass for all folds: a label per (fold, bin), pairs whose partner is in the same fold only
+        labels = np.where(bins >= 0, groups * n_bins + bins, -1)
+        lags, moments, totals = _label_moments(v, labels, folds * n_bins, mask, precision, offsets, noise, groups)
+        per_fold = np.array([extrapolate_to_zero(lags, moments[i], totals[i], ell)
+                             for i in range(folds * n_bins)]).reshape(folds, n_bins)
+    return counts, values, per_fold
 
 
 def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edges=None, folds: int = FOLDS,
@@ -205,11 +244,10 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     # one correlation length for all bins, from all pixels: one per bin would be far noisier
     precision = precision_weights(v, noise)
     if ell is None:  # from the residuals themselves: noisy, see core.calibration.residuals.response_length
-        ell = correlation_length(*_error_moments(v, mask * precision, mask * precision, offsets, noise))
-    counts, raw = _bin_estimates(v, unit, mask, offsets, edges, ell, noise)
+        lags, moments, totals = _label_moments(v, np.where(mask, 0, -1), 1, mask, precision, offsets, noise)
+        ell = correlation_length(lags, moments[0], totals[0])
     groups = _fold_labels(v.shape, folds, seed, draws)
-    per_fold = np.array([_bin_estimates(v, unit, mask & (groups == k), offsets, edges, ell, noise)[1]
-                         for k in range(folds)])
+    counts, raw, per_fold = _bin_estimates(v, unit, mask, offsets, edges, ell, noise, groups, folds)
     se2 = np.maximum(per_fold.var(axis=0, ddof=1) / folds, 1e-12)
     raw_arr = np.asarray(raw)
     filled = np.asarray(counts) > 0

@@ -1,14 +1,20 @@
 """What a self-calibration will cost on this machine, said before it runs: the crops it restores
-(core.calibration.self_calibration) priced as core.run.run_cost prices a restoration."""
+(core.calibration.self_calibration) priced as core.run.run_cost prices a restoration, and what it
+spends besides (the noise fit, the residuals' cross-moments, the standard errors: with the std head's
+two network passes, most of its time — a 512² plane's calibration took 2.8 s where the crops'
+network calls alone were priced at 0.45 s), timed once per model and settings."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..model.model import DiffusionModel
+from ..run.driving import drive
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
-from ..run.run_cost import RunCost, planes_cost
+from ..run.run_cost import OVERHEAD_TIMING_BUDGET, RunCost, _overhead_key, planes_cost, timed_seconds, timing_plane
 from .residuals import MAX_PIXELS, _crops, recorrupted_crops
-from .self_calibration import calibration_positions
+from .self_calibration import calibration_positions, iter_self_calibrate
+
+_CALIBRATION_OVERHEAD: dict = {}  # run_cost._overhead_key of the calibration's settings → seconds per pixel restored
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
@@ -20,7 +26,8 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
     Denoise widget and the CLI make (self_calibration.iter_calibrate_on_data: the planes at
     calibration_positions, and with a T axis of two frames or more their frame pairs too); None
     for adapt's recalibration, which recorrupts every plane."""
-    settings = make_settings(model, **calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS))
+    given = calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS)
+    settings = make_settings(model, **given)
     if axes is None:
         n_planes, paired = int(np.prod(shape[:-2], dtype=np.int64)), False
     else:
@@ -32,4 +39,28 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
     if paired:
         frames = _crops(planes, max_pixels)[0]
         cost = cost + planes_cost(model, settings, tuple(frames.shape[-2:]), len(frames))
-    return cost
+    outside = cost.pixels * calibration_overhead_per_pixel(model, settings, given)
+    return RunCost(cost.pixels, cost.n_samples, cost.evaluations, cost.seconds + outside)
+
+
+def calibration_is_timed(model: DiffusionModel, **settings) -> bool:
+    """Whether :func:`recalibration_cost` for these run settings costs no timing any more."""
+    calibration = make_settings(model, **calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS))
+    return _overhead_key(model, calibration) in _CALIBRATION_OVERHEAD
+
+
+def calibration_overhead_per_pixel(model: DiffusionModel, settings, given: dict) -> float:
+    """Seconds per restored pixel a self-calibration spends outside its network calls: one of a
+    tile-sized plane (two recorrupted draws of it) timed whole, less its network calls at the measured
+    rates; 0 where those calls alone would take over run_cost.OVERHEAD_TIMING_BUDGET."""
+    key = _overhead_key(model, settings)
+    if key not in _CALIBRATION_OVERHEAD:
+        side = settings.tile
+        network = planes_cost(model, settings, (side, side), 2).seconds
+        overhead = 0.0
+        if network <= OVERHEAD_TIMING_BUDGET:
+            plane = timing_plane(side)
+            seconds = timed_seconds(lambda: drive(iter_self_calibrate(model, plane, max_pixels=2 * side * side, **given)))
+            overhead = max(seconds - network, 0.0) / (2 * side * side)
+        _CALIBRATION_OVERHEAD[key] = overhead
+    return _CALIBRATION_OVERHEAD[key]

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..imaging.recorruption import kernel_tap
-from .error_scale import pair_moments, shifted_pair
+from .error_scale import shifted_pair
 
 # the band where the spectrum holds the camera noise alone: |f| ≥ NOISE_BAND cycles/px along both axes.
 # The real lysosome frames' spectrum falls to the noise's by about 0.3: what is left of their structure
@@ -145,10 +145,9 @@ class CorrelatedNoise:
             return 0.0
         return float((a * b)[both].sum() / math.sqrt((a * a)[both].sum() * (b * b)[both].sum() + 1e-30))
 
-    def moments(self, first, other, offsets) -> np.ndarray:
-        """E[n_i·n_j] per offset and direction (as :func:`pair_moments` orders them), with its weights."""
-        rho = np.repeat([self.correlation(dy, dx) for dy, dx in offsets], 2)
-        return rho * pair_moments(self.std, first, other, offsets)[1]
+    def correlations(self, offsets) -> np.ndarray:
+        """The noise's correlation per offset and direction (as :func:`pair_moments` orders them)."""
+        return np.repeat([self.correlation(dy, dx) for dy, dx in offsets], 2)
 
 
 # px: the probe's part smoother than this is the scene's slow change, not noise (:func:`correlated_noise`)

@@ -120,17 +120,24 @@ def overhead_per_pixel(model: DiffusionModel, settings: Settings, given: dict) -
             model, settings, _calls(model, settings)[1])
         overhead = 0.0
         if network <= OVERHEAD_TIMING_BUDGET:
-            # a plane like a dim cell: smooth structure over a background, with its photon noise
-            yy, xx = np.mgrid[:side, :side] / side
-            plane = np.random.default_rng(0).poisson(5 + 40 * np.sin(7 * yy) ** 2 * np.cos(5 * xx) ** 2)
-            runs = []
-            for _ in range(2):
-                start = time.perf_counter()
-                denoise(plane.astype(np.float32), model, **{**given, "coverage": None})
-                runs.append(time.perf_counter() - start)
-            overhead = max(min(runs) - network, 0.0) / (side * side)
+            plane = timing_plane(side)
+            seconds = min(timed_seconds(lambda: denoise(plane, model, **{**given, "coverage": None})) for _ in range(2))
+            overhead = max(seconds - network, 0.0) / (side * side)
         _OVERHEAD_PER_PIXEL[key] = overhead
     return _OVERHEAD_PER_PIXEL[key]
+
+
+def timing_plane(side: int) -> np.ndarray:
+    """What the overheads are timed on: a plane like a dim cell, smooth structure over a background,
+    with its photon noise."""
+    yy, xx = np.mgrid[:side, :side] / side
+    return np.random.default_rng(0).poisson(5 + 40 * np.sin(7 * yy) ** 2 * np.cos(5 * xx) ** 2).astype(np.float32)
+
+
+def timed_seconds(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
 
 
 def _synchronize(device: torch.device) -> None:
