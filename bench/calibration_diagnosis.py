@@ -19,7 +19,14 @@ Per case (the re-acquired held-out images of bench/real_calibration.py, std head
   restorations its residuals come from, so with no noise in the products, over that error's own
   E[(e/u)²] under the same weights; and ℓ over the one a Gaussian fall-off fitted to the true error's
   cross-moments gives. Below 1: the error falls off faster near lag 0 than the response does (texture
-  the restoration smoothed away, which the noise-driven response does not hold).
+  the restoration smoothed away, which the noise-driven response does not hold);
+- where each bin's measured V comes from: the estimator is bilinear in the residual r = e + m (e the
+  restoration's true error, m = view − truth the view's noise, both ÷ u) and linear after its
+  extrapolation, so its V per bin of u splits exactly into the error's own products (e·e: what it
+  should read), the error against the view's noise (e·m + m·e) and the view's noise against itself
+  (m·m); and m = n − s (the camera noise every draw shares, the recorrupting draw) splits m·m into
+  n·n + s·s − (n·s + s·n). Each is 0 in expectation over pixels i ≠ j; what is left is the
+  realisation and the weighting by a u that responds to n + s.
 """
 from __future__ import annotations
 
@@ -33,8 +40,11 @@ from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.calibration import residuals, self_calibration
 from napari_diffdenoise.core.calibration.calibration_run import calibration_request
 from napari_diffdenoise.core.calibration.error_scale import (
+    N_BINS,
+    bin_labels,
     correlation_length,
     extrapolate_to_zero,
+    label_moments,
     lag_offsets,
     pair_moments,
     precision_weights,
@@ -51,6 +61,7 @@ SETTINGS = {"std": "head", "n_samples": 0}
 DEFAULT_CASES = tuple(f"{label}:{photons:g}" for label in ("DSB nuclei", *(h[0] for h in rc.HELD_OUT))
                       for photons in rc.PHOTONS)
 SEEDS = 3
+SOURCE_KEYS = ("v_truth", "measured", "e_e", "e_m", "m_m", "n_n", "s_s", "n_s")
 
 
 class _Exact:
@@ -91,21 +102,57 @@ def recorrupted_v_truth(model, noisy, x) -> float:
     return float(np.mean(values))
 
 
-def extrapolation_check(model, noisy, x, seed: int = 1) -> tuple[float, float, float]:
-    """(the self-calibration's extrapolation to lag 0 applied to the true error of its own
-    restorations ÷ that error's E[(e/u)²], both under its precision weights; the ℓ it extrapolates
-    over; the ℓ of the true error's cross-moments). ``seed``: the recorruption's, as :func:`_self`."""
+def recorrupted_residuals(model, noisy, seed: int = 1):
+    """The self-calibration's residuals of ``noisy`` (its settings, α and ``seed``, as :func:`_self`)."""
     _, settings = calibration_request(model, self_calibration.COVERAGE_GRID, dict(SETTINGS), None, "self_calibrate")
     (found, _inputs), _ = drive(residuals.iter_residuals(model, [noisy], settings, alpha=self_calibration.ALPHA,
                                                          seed=seed))
+    return found
+
+
+def extrapolation_check(found, x) -> tuple[float, float, float]:
+    """(the self-calibration's extrapolation to lag 0 applied to the true error of its own
+    restorations ``found`` ÷ that error's E[(e/u)²], both under its precision weights; the ℓ it
+    extrapolates over; the ℓ of the true error's cross-moments)."""
     offsets = lag_offsets()
     ell = residuals.response_length(found, offsets)
-    copies = np.tile(x[None], (found.draws, 1, 1))
-    error = (copies - found.restoration_mean) / found.unit
+    error = _true_error(found, x)
     weights = precision_weights(found.v)
     lags, moments, totals = pair_moments(error, weights, weights, offsets)
     at_zero = float(np.average(error ** 2, weights=weights))
     return extrapolate_to_zero(lags, moments, totals, ell) / at_zero, ell, correlation_length(lags, moments, totals)
+
+
+def _true_error(found, x) -> np.ndarray:
+    copies = np.tile(x[None], (found.draws, 1, 1))[..., :found.v.shape[-2], :found.v.shape[-1]]
+    return (copies - found.restoration_mean) / found.unit
+
+
+def v_sources(found, x) -> dict:
+    """Per quartile of u (the self-calibration's bins): the truth's V of the restorations the residuals
+    come from, the V the self-calibration measures there (before shrinking and its bound), and that
+    V's exact split into the products of e·e, e·m + m·e, m·m, and m·m's into n·n, s·s and
+    −(n·s + s·n) (e the true error, m = n − s the view's noise: n the camera's, s the draw's; all ÷ u)."""
+    offsets = lag_offsets()
+    ell = residuals.response_length(found, offsets)
+    error = _true_error(found, x)
+    view_noise = found.v - error
+    drawn = found.known  # −s/α ÷ u: the part of the view's noise the calibration knows
+    camera = view_noise - drawn
+    edges = np.quantile(found.unit, np.linspace(0, 1, N_BINS + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    everywhere = np.ones(found.v.shape, dtype=bool)
+    bins = bin_labels(found.unit, everywhere, edges)
+    precision = precision_weights(found.v)
+
+    def measured(values):
+        lags, moments, totals = label_moments(values, bins, N_BINS, everywhere, precision, offsets)
+        return np.array([extrapolate_to_zero(lags, moments[b], totals[b], ell) for b in range(N_BINS)])
+
+    total, own, noise_own, camera_own, drawn_own = (measured(a) for a in (found.v, error, view_noise, camera, drawn))
+    return {"v_truth": [float(np.mean(error[bins == b] ** 2)) for b in range(N_BINS)], "measured": total.tolist(),
+            "e_e": own.tolist(), "e_m": (total - own - noise_own).tolist(), "m_m": noise_own.tolist(),
+            "n_n": camera_own.tolist(), "s_s": drawn_own.tolist(), "n_s": (noise_own - camera_own - drawn_own).tolist()}
 
 
 def _self(model, noisy):
@@ -143,7 +190,8 @@ def diagnose(model, label: str, image: np.ndarray, index: int, photons: float) -
     raw = [p / np.mean(unit ** 2) for p in lag_products(noise)]
     level = 0.9
     oracle = rc.oracle_factor(np.abs(x - restored.mean), unit, np.zeros_like(x), level)
-    extrapolated, ell, ell_true = extrapolation_check(model, noisy, x)
+    found = recorrupted_residuals(model, noisy)
+    extrapolated, ell, ell_true = extrapolation_check(found, x)
     return {"case": f"{label}, {photons:g} ph", "shape": list(noisy.shape), "v_truth": v_truth,
             "v_self": _pooled(fitted), "v_exact_noise": _pooled(exact), "v_other_seeds": others,
             "v_gaussian_seeds": gaussian,
@@ -151,7 +199,8 @@ def diagnose(model, label: str, image: np.ndarray, index: int, photons: float) -
             "noise_products_per_u": [p / v_truth for p in lag_products(noise / unit)],
             "lambda_self": fitted.factor(level), "lambda_oracle": oracle,
             "v_truth_recorrupted": recorrupted_v_truth(model, noisy, x), "v_used": _used(fitted),
-            "extrapolation_of_true_error": extrapolated, "ell_used": ell, "ell_true_error": ell_true}
+            "extrapolation_of_true_error": extrapolated, "ell_used": ell, "ell_true_error": ell_true,
+            "v_sources": v_sources(found, x)}
 
 
 def _span(values) -> str:
@@ -169,7 +218,7 @@ def main(argv=None):
     for label, rel, channel in rc.HELD_OUT:
         image = rc._read(Path(args.data) / rel)
         images[label] = rc._centre(image[channel] if channel is not None else image, 256)
-    records, rows = [], []
+    records, rows, source_rows = [], [], []
     for case in args.cases:
         label, photons = case.rsplit(":", 1)
         rec = diagnose(model, label, images[label], list(images).index(label), float(photons))
@@ -186,6 +235,9 @@ def main(argv=None):
                      rec["v_truth_recorrupted"] / rec["v_truth"], ", ".join(f"{v:.2f}" for v in rec["v_used"]),
                      rec["extrapolation_of_true_error"], f"{rec['ell_used']:.2f} / {rec['ell_true_error']:.2f}",
                      rec["lambda_self"] / rec["lambda_oracle"]])
+        sources = rec["v_sources"]
+        for b in range(N_BINS):
+            source_rows.append([rec["case"] if b == 0 else "", f"{b + 1}", *(sources[k][b] for k in SOURCE_KEYS)])
     body = (f"Model `{args.model}`, std from the std head (one pass), centre crops of ≤ 256², re-acquired as in "
             "bench/real_calibration.py. V: E[(error/u)²] over the image (u: the interval unit); self: the pooled V "
             "the self-calibration reads (core/calibration/self_calibration.py, its source), ± its own standard "
@@ -216,7 +268,19 @@ def main(argv=None):
                               "noise products / V, ÷ u_i·u_j", "V truth of ŷ / of y", "V used per bin",
                               "extrapolation of the true error / its V", "ℓ used / ℓ of the true error (px)",
                               "λ self / oracle @0.9"],
-                             rows))
+                             rows)
+            + "\n\n## Where each bin's V comes from\n\n"
+            "Per quartile of u (1: the smallest spread, mostly the dark background), on the residuals the "
+            "self-calibration measures (one recorrupted draw set, its seed): V truth of ŷ, the true error's "
+            "E[(e/u)²] of those restorations; measured, what the self-calibration reads there before shrinking and "
+            "its bound; then that figure's exact split (the estimator is bilinear in the residual r = e + m and "
+            "linear after its extrapolation): e·e, the true error's own products through the same estimator (what "
+            "it should read); e·m, the error against the view's noise m = n − s; m·m, the view's noise against "
+            "itself = n·n + s·s − (n·s + s·n), split into the camera noise n (one realisation, shared by every "
+            "draw), the draws s (known to the calibration) and their cross terms. Each is 0 in expectation over pixel pairs i ≠ j taken alike; "
+            "what stays is one realisation and the weighting by a u that responds to n + s.\n\n"
+            + markdown_table(["case", "u quartile", "V truth of ŷ", "measured", "e·e", "e·m + m·e", "m·m",
+                              "of which n·n", "s·s", "−(n·s + s·n)"], source_rows))
     write_report("calibration_diagnosis", "Self-calibration's error scale against the truth's", body,
                  {"records": records})
 

@@ -157,7 +157,7 @@ def precision_weights(v: np.ndarray, noise=None) -> np.ndarray:
     return 1 / np.maximum(local, 1e-12)
 
 
-def _label_moments(v, labels, n_labels, partner_ok, precision, offsets, noise=None, groups=None):
+def label_moments(v, labels, n_labels, partner_ok, precision, offsets, noise=None, groups=None):
     """(lags, moments, totals) per label: the precision-weighted cross-moments of v over the pairs
     whose first pixel carries that label (≥ 0) and whose partner is ``partner_ok`` — one pass over
     the image per offset for every label at once (a label is a bin of u, or a bin within a fold of
@@ -194,7 +194,7 @@ def _label_moments(v, labels, n_labels, partner_ok, precision, offsets, noise=No
     return np.array(lags), moments, totals
 
 
-def _bin_labels(unit, mask, edges) -> np.ndarray:
+def bin_labels(unit, mask, edges) -> np.ndarray:
     """Each pixel's bin of ``unit`` (edges[i] ≤ u < edges[i + 1]), −1 outside ``mask``."""
     index = np.searchsorted(np.asarray(edges), unit, side="right") - 1
     return np.where(mask & (index >= 0) & (index < len(edges) - 1), index, -1)
@@ -208,15 +208,15 @@ def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None, groups
     whichever bin its partner is in."""
     n_bins = len(edges) - 1
     precision = precision_weights(v, noise)
-    bins = _bin_labels(unit, mask, edges)
+    bins = bin_labels(unit, mask, edges)
     counts = [float(np.sum(bins == b)) for b in range(n_bins)]
-    lags, moments, totals = _label_moments(v, bins, n_bins, mask, precision, offsets, noise)
+    lags, moments, totals = label_moments(v, bins, n_bins, mask, precision, offsets, noise)
     values = [extrapolate_to_zero(lags, moments[b], totals[b], ell) for b in range(n_bins)]
     per_fold = np.empty((0, n_bins))
     if groups is not None and folds:
         # one pass for all folds: a label per (fold, bin), pairs whose partner is in the same fold only
         labels = np.where(bins >= 0, groups * n_bins + bins, -1)
-        lags, moments, totals = _label_moments(v, labels, folds * n_bins, mask, precision, offsets, noise, groups)
+        lags, moments, totals = label_moments(v, labels, folds * n_bins, mask, precision, offsets, noise, groups)
         per_fold = np.array([extrapolate_to_zero(lags, moments[i], totals[i], ell)
                              for i in range(folds * n_bins)]).reshape(folds, n_bins)
     return counts, values, per_fold
@@ -244,7 +244,7 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
     # one correlation length for all bins, from all pixels: one per bin would be far noisier
     precision = precision_weights(v, noise)
     if ell is None:  # from the residuals themselves: noisy, see core.calibration.residuals.response_length
-        lags, moments, totals = _label_moments(v, np.where(mask, 0, -1), 1, mask, precision, offsets, noise)
+        lags, moments, totals = label_moments(v, np.where(mask, 0, -1), 1, mask, precision, offsets, noise)
         ell = correlation_length(lags, moments[0], totals[0])
     groups = _fold_labels(v.shape, folds, seed, draws)
     counts, raw, per_fold = _bin_estimates(v, unit, mask, offsets, edges, ell, noise, groups, folds)

@@ -55,6 +55,11 @@ the true error of the same restorations, noise-free, it reads 0.69 of that error
 correlation length is 3.3 px, the error's 1.9 px) and the noisier recorrupted input another 13 %
 (docs/benchmarks/calibration_diagnosis.md). The response's length exceeds the error's on every
 re-acquired image there (by 8–71 %), but the loss stays within ±15 % elsewhere.
+Split exactly into its terms (the estimator is bilinear in r = e + noise), the error's own products
+read within ±15 % of the truth's V in 45 of 60 quartiles of u there; the over-cover at 3–10 photons
+is the view noise's own products in the darkest quartile (up to +2.7 V: camera noise and draws each
+up to +3, their cross terms cancelling only in part, as u responds to both), noise that neither a
+simulated expectation nor draws from the camera's own Poisson law removed (docs/performance.md).
 """
 from __future__ import annotations
 
