@@ -145,7 +145,7 @@ def test_what_the_run_spends_outside_the_network_is_timed_once_and_counted(heade
 
 def test_a_self_calibration_costs_its_analysis_too_timed_once(headed, monkeypatch):
     """The std head's calibration restores with two network passes; the noise fit and the residuals'
-    cross-moments took most of a 512² plane's 2.8 s (0.45 s priced before): a tile-sized plane's
+    cross-moments took most of a 512² plane's 3.6–4.7 s (0.41 s priced before): a tile-sized plane's
     calibration is timed whole once, less its network calls, and charged per restored pixel."""
     monkeypatch.setattr(recalibration, "_CALIBRATION_OVERHEAD", {})
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 1e-9)

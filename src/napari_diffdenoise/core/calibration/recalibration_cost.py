@@ -1,8 +1,9 @@
 """What a self-calibration will cost on this machine, said before it runs: the crops it restores
 (core.calibration.self_calibration) priced as core.run.run_cost prices a restoration, and what it
 spends besides (the noise fit, the residuals' cross-moments, the standard errors: with the std head's
-two network passes, most of its time — a 512² plane's calibration took 2.8 s where the crops'
-network calls alone were priced at 0.45 s), timed once per model and settings."""
+two network passes, most of its time — a 512² plane's calibration took 3.6–4.7 s where the crops'
+network calls alone were priced at 0.41 s; 1.5 s now, docs/performance.md), timed once per model and
+settings."""
 from __future__ import annotations
 
 import numpy as np
