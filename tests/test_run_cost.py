@@ -128,7 +128,7 @@ def test_what_the_run_spends_outside_the_network_is_timed_once_and_counted(heade
     overhead = run_cost.overhead_per_pixel(headed, s, {"n_samples": 2, "steps": 2, "device": "cpu"})
     assert overhead > 0 and len(runs) == 2 and all(k["coverage"] is None for k in runs)
     # the steps do not change it
-    assert run_cost._overhead_key(headed, make_settings(headed, n_samples=2, steps=3, device="cpu")) \
+    assert run_cost.overhead_key(headed, make_settings(headed, n_samples=2, steps=3, device="cpu")) \
         in run_cost._OVERHEAD_PER_PIXEL
     cost = restoration_cost(headed, (3, 100, 100), n_samples=2, steps=5, device="cpu")
     assert len(runs) == 2  # cached: not timed again

@@ -11,11 +11,11 @@ import numpy as np
 from ..model.model import DiffusionModel
 from ..run.driving import drive
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
-from ..run.run_cost import OVERHEAD_TIMING_BUDGET, RunCost, _overhead_key, planes_cost, timed_seconds, timing_plane
+from ..run.run_cost import RunCost, overhead_key, planes_cost, timed_overhead, timing_plane
 from .residuals import MAX_PIXELS, _crops, recorrupted_crops
 from .self_calibration import calibration_positions, iter_self_calibrate
 
-_CALIBRATION_OVERHEAD: dict = {}  # run_cost._overhead_key of the calibration's settings → seconds per pixel restored
+_CALIBRATION_OVERHEAD: dict = {}  # run_cost.overhead_key of the calibration's settings → seconds per pixel restored
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
@@ -47,21 +47,15 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
 def calibration_is_timed(model: DiffusionModel, **settings) -> bool:
     """Whether :func:`recalibration_cost` for these run settings costs no timing any more."""
     calibration = make_settings(model, **calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS))
-    return _overhead_key(model, calibration) in _CALIBRATION_OVERHEAD
+    return overhead_key(model, calibration) in _CALIBRATION_OVERHEAD
 
 
 def calibration_overhead_per_pixel(model: DiffusionModel, settings, given: dict) -> float:
     """Seconds per restored pixel a self-calibration spends outside its network calls: one of a
     tile-sized plane (two recorrupted draws of it) timed whole, less its network calls at the measured
-    rates; 0 where those calls alone would take over run_cost.OVERHEAD_TIMING_BUDGET."""
-    key = _overhead_key(model, settings)
-    if key not in _CALIBRATION_OVERHEAD:
-        side = settings.tile
-        network = planes_cost(model, settings, (side, side), 2).seconds
-        overhead = 0.0
-        if network <= OVERHEAD_TIMING_BUDGET:
-            plane = timing_plane(side)
-            seconds = timed_seconds(lambda: drive(iter_self_calibrate(model, plane, max_pixels=2 * side * side, **given)))
-            overhead = max(seconds - network, 0.0) / (2 * side * side)
-        _CALIBRATION_OVERHEAD[key] = overhead
-    return _CALIBRATION_OVERHEAD[key]
+    rates (run_cost.timed_overhead)."""
+    side = settings.tile
+    plane = timing_plane(side)
+    network = planes_cost(model, settings, (side, side), 2).seconds
+    return timed_overhead(_CALIBRATION_OVERHEAD, overhead_key(model, settings), network, 2 * side * side,
+                          lambda: drive(iter_self_calibrate(model, plane, max_pixels=2 * side * side, **given)))

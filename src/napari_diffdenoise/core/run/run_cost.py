@@ -60,7 +60,7 @@ def _rate_key(model: DiffusionModel, settings: Settings, network: str) -> tuple:
     return model.sha256 or model.name, network, str(settings.device), settings.tile, settings.precision
 
 
-def _overhead_key(model: DiffusionModel, settings: Settings) -> tuple:
+def overhead_key(model: DiffusionModel, settings: Settings) -> tuple:
     # not the sampler nor its steps: what is spent outside the network calls follows the samples, not the steps
     return (*_rate_key(model, settings, ""), settings.n_samples, settings.mean_estimator, settings.std_estimator,
             settings.entropy, settings.low_frequencies, settings.keep_samples, settings.psf is not None)
@@ -71,7 +71,7 @@ def is_timed(model: DiffusionModel, **settings) -> bool:
     estimate then costs nothing."""
     s = make_settings(model, **settings)
     return (all(_rate_key(model, s, network) in _SECONDS_PER_PIXEL for network, _ in _calls(model, s)[1])
-            and _overhead_key(model, s) in _OVERHEAD_PER_PIXEL)
+            and overhead_key(model, s) in _OVERHEAD_PER_PIXEL)
 
 
 def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = "network", calls: int = 3,
@@ -111,20 +111,26 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = 
 def overhead_per_pixel(model: DiffusionModel, settings: Settings, given: dict) -> float:
     """Seconds per pixel a run with these settings (``given``: as the caller gave them) spends outside
     its network calls: a tile-sized plane restored twice (the faster counts), less what its network
-    calls take at the measured rates; 0 where those calls alone would take over OVERHEAD_TIMING_BUDGET.
-    Timed once per :func:`_overhead_key`."""
-    key = _overhead_key(model, settings)
-    if key not in _OVERHEAD_PER_PIXEL:
-        side = settings.tile
-        network = _tiled_pixels(model, (side, side), settings) * _seconds_per_tiled_pixel(
-            model, settings, _calls(model, settings)[1])
+    calls take at the measured rates (:func:`timed_overhead`)."""
+    side = settings.tile
+    plane = timing_plane(side)
+    network = _tiled_pixels(model, (side, side), settings) * _seconds_per_tiled_pixel(
+        model, settings, _calls(model, settings)[1])
+    return timed_overhead(_OVERHEAD_PER_PIXEL, overhead_key(model, settings), network, side * side,
+                          lambda: denoise(plane, model, **{**given, "coverage": None}), repeats=2)
+
+
+def timed_overhead(cache: dict, key, network: float, pixels: int, work, repeats: int = 1) -> float:
+    """Seconds per pixel that ``work`` (over ``pixels``) spends beyond its ``network`` seconds of
+    network calls, timed once per ``key`` into ``cache`` (the fastest of ``repeats``); 0 where the
+    network calls alone would take over OVERHEAD_TIMING_BUDGET."""
+    if key not in cache:
         overhead = 0.0
         if network <= OVERHEAD_TIMING_BUDGET:
-            plane = timing_plane(side)
-            seconds = min(timed_seconds(lambda: denoise(plane, model, **{**given, "coverage": None})) for _ in range(2))
-            overhead = max(seconds - network, 0.0) / (side * side)
-        _OVERHEAD_PER_PIXEL[key] = overhead
-    return _OVERHEAD_PER_PIXEL[key]
+            seconds = min(timed_seconds(work) for _ in range(repeats))
+            overhead = max(seconds - network, 0.0) / pixels
+        cache[key] = overhead
+    return cache[key]
 
 
 def timing_plane(side: int) -> np.ndarray:
