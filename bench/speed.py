@@ -100,6 +100,20 @@ def against_bm3d(model, plane: np.ndarray):
         data.append({"setting": label, "seconds": seconds, "time_here_said": said, "x_bm3d": seconds / bm3d_s,
                      "network_calls": result.metadata["network_evaluations"],
                      "bright_pass": bool(result.metadata.get("bright_pass_planes")), "max_delta": deltas})
+    # what the Denoise widget and the CLI run first when they calibrate on the image (the default's settings)
+    from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
+    from napari_diffdenoise.core.calibration.self_calibration import iter_calibrate_on_data
+    from napari_diffdenoise.core.run.driving import drive
+    from napari_diffdenoise.core.run.restore import calibration_settings
+
+    label = "self-calibration on the plane (Denoise widget, CLI --self-calibrate), the default's settings"
+    (calibrated, _), seconds = timed(lambda: drive(iter_calibrate_on_data(model, plane, "YX", seed=1,
+                                                                          **calibration_settings(model, default))))
+    said = recalibration_cost(model, plane.shape, axes="YX", **default).seconds
+    calls = calibrated.restoration.metadata["network_evaluations"]
+    rows.append([label, seconds, said, seconds / bm3d_s, calls, "—", "—"])
+    data.append({"setting": label, "seconds": seconds, "time_here_said": said, "x_bm3d": seconds / bm3d_s,
+                 "network_calls": calls})
     return rows, {"bm3d_seconds": bm3d_s, "rows": data}
 
 
@@ -236,8 +250,12 @@ def main(argv=None):
         "this run; × BM3D is the ratio of wall times (issue #21's targets: default ≤ 0.5, fast ≤ 0.1, Preview ≤ 0.05). "
         "Max |Δ mean|: the largest difference of the mean map from the default's, over the plane's 0.1–99.9 "
         "percentile range; pixels moved: the fraction that moved by more than 1 % of that range. 'Time here' said: "
-        "the Denoise widget's estimate before the run (core/run/run_cost.py), which leaves the bright pass out. The plane's bright dendrites take the bright pass (docs/method.md, 'The whole dynamic "
-        "range').\n\n"
+        "the Denoise widget's estimate before the run (core/run/run_cost.py: the network calls at rates timed here, "
+        "what a run spends outside them timed once on a tile-sized plane, the bright pass's boxes counted from the "
+        "plane). The plane's bright dendrites take the bright pass (docs/method.md, 'The whole dynamic range'). The "
+        "last row: the calibration on the image that the Denoise widget (its checkbox) and the CLI "
+        "(`--self-calibrate`) run before the default run when asked for intervals calibrated here "
+        "(core/calibration/self_calibration.py; its estimate: core/calibration/recalibration_cost.py).\n\n"
         + markdown_table(["setting", "seconds", "'Time here' said", "× BM3D", "network calls", "max |Δ mean|", "pixels moved > 1 %"], bm3d_rows)
         + "\n\n## Batching the K samples through the network\n\n"
         "One network forward of the bundled model (channels-last, `inference_mode`), per sample. "

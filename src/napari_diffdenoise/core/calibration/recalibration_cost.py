@@ -55,7 +55,7 @@ def calibration_overhead_per_pixel(model: DiffusionModel, settings, given: dict)
     tile-sized plane (two recorrupted draws of it) timed whole, less its network calls at the measured
     rates (run_cost.timed_overhead)."""
     side = settings.tile
-    plane = timing_plane(side)
     network = planes_cost(model, settings, (side, side), 2).seconds
     return timed_overhead(_CALIBRATION_OVERHEAD, overhead_key(model, settings), network, 2 * side * side,
-                          lambda: drive(iter_self_calibrate(model, plane, max_pixels=2 * side * side, **given)))
+                          lambda: drive(iter_self_calibrate(model, timing_plane(side), max_pixels=2 * side * side,
+                                                            **given)))

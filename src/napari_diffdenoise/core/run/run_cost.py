@@ -113,11 +113,10 @@ def overhead_per_pixel(model: DiffusionModel, settings: Settings, given: dict) -
     its network calls: a tile-sized plane restored twice (the faster counts), less what its network
     calls take at the measured rates (:func:`timed_overhead`)."""
     side = settings.tile
-    plane = timing_plane(side)
     network = _tiled_pixels(model, (side, side), settings) * _seconds_per_tiled_pixel(
         model, settings, _calls(model, settings)[1])
     return timed_overhead(_OVERHEAD_PER_PIXEL, overhead_key(model, settings), network, side * side,
-                          lambda: denoise(plane, model, **{**given, "coverage": None}), repeats=2)
+                          lambda: denoise(timing_plane(side), model, **{**given, "coverage": None}), repeats=2)
 
 
 def timed_overhead(cache: dict, key, network: float, pixels: int, work, repeats: int = 1) -> float:
