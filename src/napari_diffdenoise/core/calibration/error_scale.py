@@ -200,25 +200,22 @@ def bin_labels(unit, mask, edges) -> np.ndarray:
     return np.where(mask & (index >= 0) & (index < len(edges) - 1), index, -1)
 
 
-def _bin_estimates(v, unit, mask, offsets, edges, ell: float, noise=None, groups=None,
-                   folds: int = 0) -> tuple[list[float], list[float], np.ndarray]:
+def _bin_estimates(v, unit, mask, offsets, edges, ell: float, precision, noise, groups,
+                   folds: int) -> tuple[list[float], list[float], np.ndarray]:
     """(pixels, extrapolated E[v²]) per bin of ``unit`` over the pixels in ``mask``, for a correlation
-    length ℓ, and the same per fold of blocks (``groups``: each pixel's fold; a (folds, bins) array,
-    pairs within a fold only; empty without groups). A pair counts for the bin of its first pixel,
-    whichever bin its partner is in."""
+    length ℓ and the products' ``precision`` weights, and the same per fold of blocks (``groups``: each
+    pixel's fold; a (folds, bins) array, pairs within a fold only). A pair counts for the bin of its
+    first pixel, whichever bin its partner is in."""
     n_bins = len(edges) - 1
-    precision = precision_weights(v, noise)
     bins = bin_labels(unit, mask, edges)
     counts = [float(np.sum(bins == b)) for b in range(n_bins)]
     lags, moments, totals = label_moments(v, bins, n_bins, mask, precision, offsets, noise)
     values = [extrapolate_to_zero(lags, moments[b], totals[b], ell) for b in range(n_bins)]
-    per_fold = np.empty((0, n_bins))
-    if groups is not None and folds:
-        # one pass for all folds: a label per (fold, bin), pairs whose partner is in the same fold only
-        labels = np.where(bins >= 0, groups * n_bins + bins, -1)
-        lags, moments, totals = label_moments(v, labels, folds * n_bins, mask, precision, offsets, noise, groups)
-        per_fold = np.array([extrapolate_to_zero(lags, moments[i], totals[i], ell)
-                             for i in range(folds * n_bins)]).reshape(folds, n_bins)
+    # one pass for all folds: a label per (fold, bin), pairs whose partner is in the same fold only
+    labels = np.where(bins >= 0, groups * n_bins + bins, -1)
+    lags, moments, totals = label_moments(v, labels, folds * n_bins, mask, precision, offsets, noise, groups)
+    per_fold = np.array([extrapolate_to_zero(lags, moments[i], totals[i], ell)
+                         for i in range(folds * n_bins)]).reshape(folds, n_bins)
     return counts, values, per_fold
 
 
@@ -247,7 +244,7 @@ def error_scale(v: np.ndarray, unit: np.ndarray, mask: np.ndarray, offsets, edge
         lags, moments, totals = label_moments(v, np.where(mask, 0, -1), 1, mask, precision, offsets, noise)
         ell = correlation_length(lags, moments[0], totals[0])
     groups = _fold_labels(v.shape, folds, seed, draws)
-    counts, raw, per_fold = _bin_estimates(v, unit, mask, offsets, edges, ell, noise, groups, folds)
+    counts, raw, per_fold = _bin_estimates(v, unit, mask, offsets, edges, ell, precision, noise, groups, folds)
     se2 = np.maximum(per_fold.var(axis=0, ddof=1) / folds, 1e-12)
     raw_arr = np.asarray(raw)
     filled = np.asarray(counts) > 0
