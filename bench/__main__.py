@@ -28,6 +28,7 @@ from . import (
     series_adapt,
     speed,
     std_head,
+    symmetries,
     tiles,
     training_report,
     unpaired,
@@ -37,7 +38,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
             "real": real.main, "real_prior": real_prior.main, "real_calibration": real_calibration.main, "real_frames": real_frames.main, "std_head": std_head.main, "sample_head": sample_head.main, "samplers": samplers.main, "mean": mean.main, "coverage": coverage.main, "adapt": adapt.main, "adapt_draws": adapt_draws.main, "adapt_sampler": adapt_sampler.main,
             "memory": memory.main, "entropy": entropy.main, "error_shape": error_shape.main, "tiles": tiles.main,
-            "calibration_diagnosis": calibration_diagnosis.main, "rho_ceiling": rho_ceiling.main,
+            "calibration_diagnosis": calibration_diagnosis.main, "symmetries": symmetries.main, "rho_ceiling": rho_ceiling.main,
             "series_adapt": series_adapt.main, "noise_correlation": noise_correlation.main,
             "low_frequency": low_frequency.main}
 

@@ -259,13 +259,14 @@ STD_ROUTES = {"samples": {"std": "samples"}, "head": {"std": "head", "n_samples"
 
 
 def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, std="samples", static=None,
-                  registered=None):
+                  registered=None, extra=None):
     """Coverage of every route against ``truth`` (its own noise variance ``tau2`` accounted for);
     ``excused``: a texture variance the second column excuses (re-acquired images); ``std``: which
     std the intervals are scaled by (STD_ROUTES); ``static``: :func:`static_truth` of a frame
     series, against which each route's coverage is also taken on the pixels that held still; ``registered``:
-    bench.frame_truth.registered_truth of it, likewise on its consistent pixels."""
-    settings = STD_ROUTES[std] if model.std_network is not None else {}
+    bench.frame_truth.registered_truth of it, likewise on its consistent pixels; ``extra``: run settings over
+    the route's (every restoration and calibration takes them)."""
+    settings = {**(STD_ROUTES[std] if model.std_network is not None else {}), **(extra or {})}
     t0 = time.perf_counter()
     result = denoise(noisy, model, seed=0, **settings)
     restore_seconds = time.perf_counter() - t0

@@ -6,6 +6,7 @@ from napari_diffdenoise.core.calibration import recalibration_cost as recalibrat
 from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
 from napari_diffdenoise.core.run import run_cost
 from napari_diffdenoise.core.run.run_cost import duration, restoration_cost
+from napari_diffdenoise.core.run.run_spec import DEFAULT_SYMMETRIES
 
 PER_PIXEL = 1e-6  # seconds per pixel and network call, in place of the timing
 
@@ -18,15 +19,19 @@ def fixed_rate(monkeypatch):
 
 
 def test_the_work_follows_planes_samples_steps_and_the_one_pass_mean(fixed_rate, headed):
-    """tiny models run tiles of 64²: a 64² plane is one tile; the head adds one pass."""
-    one = restoration_cost(headed, (64, 64), n_samples=4, steps=5)
+    """tiny models run tiles of 64²: a 64² plane is one tile; the head adds one pass per symmetry it is
+    averaged over (core.model.symmetries)."""
+    one = restoration_cost(headed, (64, 64), n_samples=4, steps=5, symmetries=1)
     assert (one.pixels, one.n_samples, one.evaluations) == (64 * 64, 4, 5)
     assert one.seconds == pytest.approx(64 * 64 * (4 * 5 + 1) * PER_PIXEL)
-    three = restoration_cost(headed, (3, 64, 64), n_samples=4, steps=5)
+    for symmetries, passes in ((None, DEFAULT_SYMMETRIES), (8, 8)):
+        averaged = restoration_cost(headed, (64, 64), n_samples=4, steps=5, symmetries=symmetries)
+        assert averaged.seconds == pytest.approx(64 * 64 * (4 * 5 + passes) * PER_PIXEL)
+    three = restoration_cost(headed, (3, 64, 64), n_samples=4, steps=5, symmetries=1)
     assert three.seconds == pytest.approx(3 * one.seconds) and three.pixels == 3 * 64 * 64
     averaged = restoration_cost(headed, (64, 64), n_samples=4, steps=5, mean="samples")
     assert averaged.seconds == pytest.approx(64 * 64 * 4 * 5 * PER_PIXEL)
-    preview = restoration_cost(headed, (64, 64), n_samples=0)
+    preview = restoration_cost(headed, (64, 64), n_samples=0, symmetries=1)
     assert preview.seconds == pytest.approx(64 * 64 * PER_PIXEL) and preview.describe().startswith("4,096 px, one pass")
     # overlapping tiles are paid for twice: a 100² plane in 64² tiles costs more than its pixels
     wide = restoration_cost(headed, (100, 100), n_samples=4, steps=5)
@@ -133,7 +138,8 @@ def test_what_the_run_spends_outside_the_network_is_timed_once_and_counted(heade
     cost = restoration_cost(headed, (3, 100, 100), n_samples=2, steps=5, device="cpu")
     assert len(runs) == 2  # cached: not timed again
     assert cost.seconds == pytest.approx(3 * 100 * 100 * overhead
-                                         + 3 * run_cost._tiled_pixels(headed, (100, 100), s) * (2 * 5 + 1) * 1e-9)
+                                         + 3 * run_cost._tiled_pixels(headed, (100, 100), s) * (2 * 5 + s.symmetries)
+                                         * 1e-9)
     # more samples: another overhead, timed again
     run_cost.overhead_per_pixel(headed, make_settings(headed, n_samples=4, steps=2, device="cpu"), {"n_samples": 4})
     assert len(runs) == 4

@@ -7,6 +7,7 @@ import torch
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
 from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
+from napari_diffdenoise.core.run.run_spec import DEFAULT_SYMMETRIES
 from napari_diffdenoise.core.sampling.sample_head import draw, energy_score, multiscale_energy_score
 from napari_diffdenoise.core.sampling.sampler_registry import samplers_for_model
 
@@ -38,8 +39,10 @@ def test_the_energy_score_is_lowest_for_samples_drawn_like_the_teachers():
 
 def test_one_step_draws_k_samples_in_one_pass_of_the_sample_head(sampled, plane):
     # the network's own mean (the step that holds its smooth part to the data's is core.run.low_frequency's)
-    result = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=0, keep_samples=True, low_frequencies="model")
-    # the mean head, the sample head (its K draws in one batch) and the std head: one call each
+    result = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=0, keep_samples=True, low_frequencies="model",
+                    symmetries=1)
+    # the mean head, the sample head (its K draws in one batch) and the std head: one call each (one pass of the
+    # heads, not one per symmetry: core.model.symmetries)
     assert result.metadata["network_evaluations"] == 3 and result.metadata["sampler"] == "one-step"
     # each sample is the mean head's estimate plus the head's residual for its noise field, computed here by hand
     imap = IntensityMap.from_percentiles(plane)
@@ -50,12 +53,14 @@ def test_one_step_draws_k_samples_in_one_pass_of_the_sample_head(sampled, plane)
     assert result.samples.shape == (4, 64, 64) and result.samples.std(axis=0).mean() > 0
     np.testing.assert_allclose(result.mean, np.maximum(imap.to_input(mean[0, 0].numpy()), 0), rtol=1e-5, atol=1e-3)
     assert not np.allclose(result.samples[0], imap.to_input(at_zero[0, 0].numpy()))  # z was drawn, not zero
-    again = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=0, keep_samples=True, low_frequencies="model")
+    again = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=0, keep_samples=True, low_frequencies="model",
+                    symmetries=1)
     np.testing.assert_array_equal(again.samples, result.samples)
-    other = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=1, keep_samples=True, low_frequencies="model")
+    other = denoise(plane, sampled, sampler="one-step", n_samples=4, seed=1, keep_samples=True, low_frequencies="model",
+                    symmetries=1)
     assert not np.array_equal(other.samples, result.samples)
     # the std and intervals are the std head's, whatever draws the samples
-    np.testing.assert_array_equal(result.std, denoise(plane, sampled, n_samples=0).std)
+    np.testing.assert_array_equal(result.std, denoise(plane, sampled, n_samples=0, symmetries=1).std)
 
 
 def test_one_step_is_offered_and_run_only_where_it_can_be(sampled, with_std, plane):
@@ -89,9 +94,11 @@ def test_the_time_here_counts_k_calls_of_the_sample_head_each_network_timed_on_i
     monkeypatch.setattr(run_cost, "overhead_per_pixel", lambda model, settings, given: 0.0)  # its own test
     one_step = run_cost.restoration_cost(sampled, (64, 64), sampler="one-step", n_samples=8)
     assert one_step.evaluations == 1
-    assert one_step.seconds == pytest.approx(64 * 64 * (8 * 3e-6 + 1e-6 + 2e-6))
+    # the heads' pass once per symmetry they are averaged over (core.model.symmetries)
+    heads = DEFAULT_SYMMETRIES * (1e-6 + 2e-6)
+    assert one_step.seconds == pytest.approx(64 * 64 * (8 * 3e-6 + heads))
     ddim = run_cost.restoration_cost(sampled, (64, 64), sampler="ddim", n_samples=8, steps=10)
-    assert ddim.seconds == pytest.approx(64 * 64 * (80 * 1e-5 + 1e-6 + 2e-6))
+    assert ddim.seconds == pytest.approx(64 * 64 * (80 * 1e-5 + heads))
     # the rate of a head is timed on that head: a real timing of each differs
     monkeypatch.undo()
     monkeypatch.setattr(run_cost, "_SECONDS_PER_PIXEL", {})
@@ -114,7 +121,8 @@ def test_the_default_run_is_the_default_preset_one_step_with_the_heads_and_ddim_
     assert tiny_model.default_sampler == default.settings(tiny_model)["sampler"] == "ddim"
     result = denoise(plane, sampled, seed=0)
     assert result.metadata["sampler"] == "one-step" and result.metadata["n_samples"] == 8
-    assert result.metadata["network_evaluations"] == 3
+    # the sample head's one batch, the mean and std heads' pass once per symmetry
+    assert result.metadata["network_evaluations"] == 1 + 2 * DEFAULT_SYMMETRIES
     assert [p.label(sampled) for p in PRESETS] == ["fast: 4 samples, one step each", "default: 8 samples, one step each",
                                                    "thorough: 20 steps × 16 samples"]
     assert [p.label(tiny_model) for p in PRESETS] == ["fast: 3 steps × 4 samples", "default: 10 steps × 8 samples",

@@ -8,6 +8,7 @@ import torch
 from napari_diffdenoise import calibrate, denoise, load_model, save_checkpoint
 from napari_diffdenoise.core.calibration.calibration import measure
 from napari_diffdenoise.core.run.conformal import Calibration, block_split, conformal_factor, interval_unit
+from napari_diffdenoise.core.run.run_spec import DEFAULT_SYMMETRIES
 from napari_diffdenoise.core.training.train_config import TrainConfig
 from napari_diffdenoise.core.training.train_steps import draw_step
 
@@ -133,11 +134,12 @@ def test_the_bundled_demo_carries_a_mean_head_that_is_its_default(tmp_path):
     rng = np.random.default_rng(0)
     image = rng.poisson(np.tile(np.linspace(2, 40, 64), (64, 1))).astype(np.uint16)
     head = denoise(image, model, n_samples=0)
-    # mean and std from the two heads: two network evaluations, std where the error is, no samples
+    # mean and std from the two heads: one network evaluation each per symmetry averaged over (core.model.symmetries),
+    # std where the error is, no samples
     assert head.metadata["mean_estimator"] == head.metadata["std_estimator"] == "head"
-    assert head.metadata["network_evaluations"] == 2 and model.std_network is not None
+    assert head.metadata["network_evaluations"] == 2 * DEFAULT_SYMMETRIES and model.std_network is not None
     assert head.std.min() > 0 and head.entropy is None
-    assert denoise(image, model, n_samples=0, std="samples").metadata["network_evaluations"] == 1
+    assert denoise(image, model, n_samples=0, std="samples").metadata["network_evaluations"] == DEFAULT_SYMMETRIES
     # the head's estimate is the same whatever the samples, and differs from their average
     sampled = denoise(image, model, n_samples=2, steps=2, keep_samples=True)
     np.testing.assert_allclose(sampled.mean, head.mean, rtol=1e-5, atol=1e-3)

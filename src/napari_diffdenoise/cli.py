@@ -55,7 +55,7 @@ def _add_run_settings(p: argparse.ArgumentParser) -> None:
             continue
         p.add_argument(setting.flag, dest=setting.name, default=default, help=help_text,
                        type=setting.type if setting.type in (int, float) else None,
-                       choices=list(setting.options()) or None)
+                       choices=[c for c in setting.options() if c is not None] or None)  # None: the default
 
 
 _NOMINAL = type("NominalSchedule", (), {"n_steps": "T"})()  # for help text: bounds that depend on the model

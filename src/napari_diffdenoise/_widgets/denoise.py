@@ -29,7 +29,7 @@ from ..core.run.methods import METHODS, find_method, method_settings
 from ..core.run.restore import Cancelled, calibration_settings, iter_denoise, make_settings
 from ..core.run.run_cost import duration
 from ..core.run.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_samplers
-from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, LOW_FREQUENCIES, MEAN, N_SAMPLES,
+from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, LOW_FREQUENCIES, MEAN, N_SAMPLES, SYMMETRIES,
                                  PRECISION, PSF_SIGMA, SAMPLER, SEED, STD)
 from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
 from ..core.calibration.residuals import MAX_PIXELS
@@ -226,6 +226,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.device = control_for(DEVICE, choices=available_devices())
         self.precision = control_for(PRECISION)
         self.low_frequencies = control_for(LOW_FREQUENCIES)
+        self.symmetries = control_for(SYMMETRIES)
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
                                    tooltip="A Gaussian PSF of the width below, or an image layer holding a measured or "
                                            "computed PSF (2D, centred, any scale)")
@@ -238,7 +239,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.run_controls = {"n_samples": self.n_samples, "mean": self.mean_estimator, "std": self.std_estimator,
                              "coverage": self.coverage, "entropy": self.entropy, "keep_samples": self.keep_samples,
                              "seed": self.seed, "device": self.device, "precision": self.precision,
-                             "low_frequencies": self.low_frequencies}
+                             "low_frequencies": self.low_frequencies, "symmetries": self.symmetries}
         self.run_button = PushButton(text="Run")
         self.preview_button = PushButton(
             text="Preview", tooltip="A quick look at the plane on view before the full run: the model's one-pass "
@@ -254,8 +255,8 @@ class DenoiseWidget(WorkerControls, Container):
         # what a biologist rarely changes folds away (the presets set steps and samples): the form fits a
         # laptop's screen with the other widgets docked under it
         self.sampling = Section("Sampling settings", [self.steps, self.eta, self.sampler_params, self.n_samples,
-                                                      self.mean_estimator, self.low_frequencies, self.std_estimator,
-                                                      self.seed, self.device, self.precision],
+                                                      self.mean_estimator, self.symmetries, self.low_frequencies,
+                                                      self.std_estimator, self.seed, self.device, self.precision],
                                 tooltip="Steps, randomness and the sampler's own parameters, the number of samples, "
                                         "how the mean is made, the seed, the device and the number format")
         self.layers_section = Section("Result layers: intervals, entropy, samples",
@@ -494,8 +495,8 @@ class DenoiseWidget(WorkerControls, Container):
     def _sampling_controls(self):
         """What only sampling uses (the steps, η and the sampler's own rows follow the sampler)."""
         return (self.preset, self.estimate, self.sampler, self.n_samples, self.mean_estimator, self.std_estimator,
-                self.coverage, self.entropy, self.keep_samples, self.seed, self.device, self.precision, self.sampling,
-                self.layers_section)
+                self.coverage, self.entropy, self.keep_samples, self.seed, self.device, self.precision, self.symmetries,
+                self.sampling, self.layers_section)
 
     def _uses_psf(self) -> bool:
         method = self._method()
@@ -541,7 +542,7 @@ class DenoiseWidget(WorkerControls, Container):
         """Every control a run reads (a container stands for the rows it holds, added later included)."""
         return (self.image, self.axes, self.model, self.sampler, self.steps, self.eta, self.sampler_params,
                 self.n_samples, self.mean_estimator, self.std_estimator, self.seed, self.device, self.precision,
-                self.psf_source,
+                self.symmetries, self.psf_source,
                 self.psf_sigma, self.method_params, self.coverage, self.self_calibrate, self.entropy,
                 self.keep_samples)
 
@@ -644,8 +645,10 @@ class DenoiseWidget(WorkerControls, Container):
             one_pass = make_settings(self._selected_model(), sampler=sampler, n_samples=1, sampler_params=params,
                                      psf=psf, mean=self.mean_estimator.value).mean_estimator != "samples"
             n_samples = 0 if one_pass else 1
+        # a preview is a quick look: one pass of the heads, not one per symmetry
+        symmetries = 1 if preview else self.symmetries.value
         return dict(sampler=sampler, n_samples=n_samples, seed=self.seed.value, device=self.device.value,
-                    precision=self.precision.value, low_frequencies=self.low_frequencies.value,
+                    precision=self.precision.value, low_frequencies=self.low_frequencies.value, symmetries=symmetries,
                     sampler_params=params, psf=psf, mean=self.mean_estimator.value, std=self.std_estimator.value,
                     coverage=coverage,
                     keep_samples=self.keep_samples.value and not preview and n_samples > 0, entropy=self.entropy.value)

@@ -23,7 +23,7 @@ def control_for(setting: RunParam, **overrides):
     if setting.type is bool:
         kind = CheckBox
         kwargs["text"] = kwargs.pop("label")  # a check box reads as a sentence beside its box
-    elif setting.type is str:
+    elif setting.type is str or setting.options():  # names, or numbers from a list
         kind = ComboBox
         kwargs["choices"] = setting.labelled_options()
     else:

@@ -44,13 +44,15 @@ def network_passes(model: DiffusionModel, s: Settings) -> dict[str, int]:
     """{network: its sequential passes per plane} for the networks a run calls (DiffusionModel
     attributes): the network the sampler steps (the diffusion network, or the head it draws with)
     its evaluations per sample, none without samples; one pass for each one-pass network: the mean
-    head, x̂₀ (the diffusion network), the std head. Each pass of the sampled network runs K samples."""
+    head, x̂₀ (the diffusion network), the std head, the heads' once per symmetry they are averaged
+    over. Each pass of the sampled network runs K samples."""
     passes = {s.sampler.head or "network": s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0}
     # a sampler that draws with a head draws about the mean head's estimate, made first whatever the
     # mean is taken from (mean="head" reuses it)
-    passes["mean_network"] = int(s.mean_estimator == "head" or bool(s.n_samples and s.sampler.head is not None))
+    # (a head's pass is one per symmetry it is averaged over: core.model.symmetries)
+    passes["mean_network"] = s.symmetries * int(s.mean_estimator == "head" or bool(s.n_samples and s.sampler.head is not None))
     passes["network"] = passes.get("network", 0) + (s.mean_estimator == "x0")
-    passes["std_network"] = int(s.std_estimator == "head")
+    passes["std_network"] = s.symmetries * int(s.std_estimator == "head")
     return {network: n for network, n in passes.items() if n}
 
 

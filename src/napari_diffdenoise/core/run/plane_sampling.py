@@ -19,6 +19,7 @@ from ..imaging.tiling import make_tiles
 from ..io.maps import MAPS, MapContext, sample_maps
 from ..model.model import DiffusionModel
 from ..model.std_head import GAMMA, StdHeadAsEps
+from ..model.symmetries import SymmetryAverage
 from ..model.tiled_network import TiledEpsilon
 from ..sampling.consistency import DataConsistency
 from ..sampling.guidance import Guided, make_guide
@@ -139,20 +140,20 @@ def _one_pass_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) 
 
 def _head_mean(model: DiffusionModel, s: Settings, eps_fn, observed, shape) -> torch.Tensor:
     """The mean head's estimate over the plane, in model units; its evaluations count in eps_fn's."""
-    head = TiledEpsilon(_HeadAsEps(model), observed, shape, s.tile, s.overlap, s.batch_pixels,
-                       precision=s.precision)
+    head = TiledEpsilon(SymmetryAverage(_HeadAsEps(model), s.symmetries), observed, shape, s.tile, s.overlap,
+                        s.batch_pixels, precision=s.precision)
     estimate = head(torch.zeros((1, 1) + tuple(shape), device=s.device), 0.5)[0, 0]
-    eps_fn.evaluations += head.evaluations
+    eps_fn.evaluations += head.evaluations * s.symmetries
     return estimate.clamp(*model.value_range)
 
 
 def _head_std_maps(model: DiffusionModel, s: Settings, eps_fn, observed, mean: torch.Tensor, imap) -> dict:
     """std and interval_unit from the std head, in one tiled pass over the plane: its inputs are the
     noisy plane and the mean head's estimate of it (model units)."""
-    head = TiledEpsilon(StdHeadAsEps(model.std_network), observed, mean.shape, s.tile, s.overlap, s.batch_pixels,
-                       precision=s.precision)
+    head = TiledEpsilon(SymmetryAverage(StdHeadAsEps(model.std_network), s.symmetries), observed, mean.shape, s.tile,
+                        s.overlap, s.batch_pixels, precision=s.precision)
     log_variance = head(mean[None, None].to(observed.dtype), GAMMA)[0, 0]
-    eps_fn.evaluations += head.evaluations
+    eps_fn.evaluations += head.evaluations * s.symmetries
     std = torch.exp(0.5 * log_variance).float().cpu().numpy()
     return {"std": imap.scale_to_input(std), "interval_unit": interval_unit(std, 1, 1.0) * imap.half_span}
 

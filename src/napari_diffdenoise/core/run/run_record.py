@@ -81,6 +81,10 @@ RECORDED = (
     # runs from before it kept the network's smooth part: a store made so resumes only under "model"
     Recorded("low_frequencies", lambda s: s.low_frequencies, fingerprint=lambda r: r["low_frequencies"] != "model",
              before="model"),
+    # runs from before it made one pass: a store made so resumes only under 1. The intervals' calibration holds
+    # for every count, as it does for both precisions: the averaged heads move the shipped calibration's coverage on
+    # real images by no more than docs/benchmarks/symmetries.md shows
+    Recorded("symmetries", lambda s: s.symmetries, fingerprint=lambda r: r["symmetries"] != 1, before=1),
 )
 # the metadata's own names where they differ from the record's (readers look for these)
 METADATA_NAMES = {"params": "sampler_params"}

@@ -23,7 +23,7 @@ from ..sampling.sampler_registry import SAMPLERS, SamplerInfo, get_sampler, list
 from .conformal import Calibration, find_calibration
 from .run_keywords import RunSpec, run_signature, run_values, settings_given
 from .run_record import calibration_key, settings_record
-from .run_spec import DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP, RUN_SETTINGS
+from .run_spec import DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP, DEFAULT_SYMMETRIES, RUN_SETTINGS
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
@@ -60,6 +60,7 @@ class Settings:
     std_estimator: str = "samples"  # "head" or "samples", resolved from "auto"
     precision: str = "float32"  # the networks' number format (core.run.run_spec.PRECISIONS)
     low_frequencies: str = "data"  # the mean's smooth part (core.run.run_spec.LOW_FREQUENCY_SOURCES)
+    symmetries: int = 1  # the heads' one pass averaged over this many symmetries of the square (core.model.symmetries)
 
 
 @run_signature()
@@ -82,6 +83,7 @@ def make_settings(model: DiffusionModel, *, spec: RunSpec | None = None, **given
     params = info.parameters(schedule, _shorthand_params(info, v["sampler_params"], steps=v["steps"], eta=v["eta"]))
     mean = _mean_rule(model, v["mean"], v["n_samples"])
     std = _std_estimator(model, v["std"], mean)
+    symmetries = _symmetries_rule(v["symmetries"], mean)
     _coverage_rule(v["coverage"], v["n_samples"], std)
     dev = resolve_device(v["device"])
     _precision_rule(v["precision"], dev)
@@ -93,7 +95,7 @@ def make_settings(model: DiffusionModel, *, spec: RunSpec | None = None, **given
     settings = Settings(info, params, v["n_samples"], v["seed"], dev, tile, overlap, batch_pixels,
                         tuple(percentiles or model.percentiles), mean, psf, v["coverage"], None, v["keep_samples"],
                         block, block_overlap, v["guidance"], float(v["guidance_weight"]), v["entropy"], std,
-                        v["precision"], v["low_frequencies"])
+                        v["precision"], v["low_frequencies"], symmetries)
     if v["coverage"] is None:
         return settings
     calibration = find_calibration(model, calibration_key(settings_record(settings)))
@@ -274,6 +276,18 @@ def _std_estimator(model: DiffusionModel, std: str, mean: str) -> str:
     if std == "auto":
         std = "head" if model.std_network is not None and mean == "head" else "samples"
     return std
+
+
+def _symmetries_rule(symmetries: int | None, mean: str) -> int:
+    """How many symmetries the heads' pass is averaged over: DEFAULT_SYMMETRIES where the run takes the
+    mean head, else 1; more than one only where it does (nothing else is averaged, and a setting that
+    changed nothing would let the user believe it had)."""
+    if symmetries is None:
+        return DEFAULT_SYMMETRIES if mean == "head" else 1
+    if symmetries > 1 and mean != "head":
+        raise ValueError(f"symmetries={symmetries} averages the mean head's pass, and this run takes its mean from "
+                         f"{mean!r}: use mean='head' (a model with a mean head), or symmetries=1")
+    return symmetries
 
 
 def _whole(value) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..io.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
 from ..model.model import MODEL_MEAN_ESTIMATORS
 from ..model.schedules import NoiseSchedule
+from ..model.symmetries import SYMMETRY_COUNTS
 from ..sampling.guidance import GUIDES
 from ..sampling.params import Param
 from ..sampling.sampler_registry import ETA, SAMPLERS, STEPS
@@ -60,7 +61,7 @@ class RunParam(Param):
 
     def accepted(self, schedule: NoiseSchedule) -> str:
         # a tuple, as make_settings has always named them ("entropy must be one of ('negentropy', …)")
-        return f"one of {self.options()}" if self.type is str else super().accepted(schedule)
+        return f"one of {self.options()}" if self.type is str or self.options() else super().accepted(schedule)
 
     def check(self, value, schedule: NoiseSchedule):
         if self.optional and value is None:
@@ -69,7 +70,10 @@ class RunParam(Param):
             if isinstance(value, str) and value in self.options():
                 return value
             raise ValueError(f"{self.name} must be {self.accepted(schedule)}; got {value!r}")
-        return super().check(value, schedule)
+        value, given = super().check(value, schedule), value
+        if self.options() and value not in self.options():  # a number from a list (symmetries)
+            raise ValueError(f"{self.name} must be {self.accepted(schedule)}; got {given!r}")
+        return value
 
 
 def _entropy_help() -> str:
@@ -163,6 +167,18 @@ PRECISION = RunParam(
          "project's test CPU (docs/benchmarks/speed.md; a warning says so, and 'Time here' shows it). It "
          "moves the maps by under 1 % of their range; float32 gives the reference maps. The calibration of the "
          "intervals holds for both")
+# how many symmetries of the square the heads' one pass is averaged over (core.model.symmetries); None: 4 where the
+# run takes the mean head (most of eight's gain in PSNR for half its cost, docs/benchmarks/symmetries.md), 1 where it
+# takes none (the samples are not averaged)
+DEFAULT_SYMMETRIES = 4
+SYMMETRIES = RunParam(
+    "symmetries", int, None, min(SYMMETRY_COUNTS), max(SYMMETRY_COUNTS), choices=(None, *SYMMETRY_COUNTS),
+    optional=True, flag="--symmetries", label="Symmetries averaged",
+    choice_labels=(f"automatic ({DEFAULT_SYMMETRIES} with the mean head)", "1 (one pass)", "2", "4", "8"),
+    help="The mean head's and the std head's pass is made on the image and on its mirror images and turns, each "
+         f"turned back, and averaged: one of {SYMMETRY_COUNTS} (1: one pass). More gives a better mean "
+         "(docs/benchmarks/symmetries.md) at one more pass of each head per symmetry. Default: "
+         f"{DEFAULT_SYMMETRIES} where the run takes the mean head, else 1 (the samples are not averaged)")
 # the mean's smooth part: held to the data's where the two depart beyond the noise (core.run.low_frequency), or
 # the network's as it is
 LOW_FREQUENCY_SOURCES = ("data", "model")
@@ -189,7 +205,7 @@ PSF_SIGMA = Param(
 RUN_SETTINGS: tuple[RunParam, ...] = (
     SAMPLER, N_SAMPLES, STEPS_SETTING, ETA_SETTING, SEED, DEVICE, TILE, OVERLAP, PERCENTILES, BATCH_PIXELS,
     KEEP_SAMPLES, SAMPLER_PARAMS, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD, PRECISION,
-    LOW_FREQUENCIES)
+    LOW_FREQUENCIES, SYMMETRIES)
 
 
 def run_setting(name: str) -> RunParam:
