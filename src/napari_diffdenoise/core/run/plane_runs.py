@@ -49,8 +49,8 @@ def network_passes(model: DiffusionModel, s: Settings) -> dict[str, int]:
     passes = {s.sampler.head or "network": s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 0}
     # a sampler that draws with a head draws about the mean head's estimate, made first whatever the
     # mean is taken from (mean="head" reuses it)
-    # (a head's pass is one per symmetry it is averaged over: core.model.symmetries)
-    passes["mean_network"] = s.symmetries * int(s.mean_estimator == "head" or bool(s.n_samples and s.sampler.head is not None))
+    mean_head = s.mean_estimator == "head" or bool(s.n_samples and s.sampler.head is not None)
+    passes["mean_network"] = s.symmetries * int(mean_head)
     passes["network"] = passes.get("network", 0) + (s.mean_estimator == "x0")
     passes["std_network"] = s.symmetries * int(s.std_estimator == "head")
     return {network: n for network, n in passes.items() if n}
