@@ -73,10 +73,14 @@ def against_bm3d(model, plane: np.ndarray):
 
     rows, data, reference = [["BM3D, one call (σ estimated)", bm3d_s, "—", 1.0, "—", "—", "—"]], [], None
     runs = [
-        ("Preview: the mean and std heads (no samples)", dict(n_samples=0), contextlib.nullcontext()),
-        ("Preview, no std: the mean head alone", dict(n_samples=0, std="samples"), contextlib.nullcontext()),
+        # the widget's Preview makes one pass of the heads (no average over symmetries)
+        ("Preview: the mean and std heads (no samples)", dict(n_samples=0, symmetries=1), contextlib.nullcontext()),
+        ("Preview, no std: the mean head alone", dict(n_samples=0, std="samples", symmetries=1),
+         contextlib.nullcontext()),
         (f"fast: K={fast['n_samples']}, {work(fast)}, 90 % intervals", fast, contextlib.nullcontext()),
         (f"default: K={default['n_samples']}, {work(default)}, 90 % intervals", default, contextlib.nullcontext()),
+        ("default, one pass of the heads (symmetries=1, the default before 2026-12-04 19:45)",
+         {**default, "symmetries": 1}, contextlib.nullcontext()),
         (f"before the sample head, fast: K=4, {work(ddim_fast)}", ddim_fast, contextlib.nullcontext()),
         (f"before the sample head, default: K=8, {work(ddim_default)}", ddim_default, contextlib.nullcontext()),
         ("DDIM 10 steps, std from the samples (before the std head)", {**ddim_default, "std": "samples"},
@@ -84,7 +88,8 @@ def against_bm3d(model, plane: np.ndarray):
         ("DDIM 10 steps, bright pass over the whole plane (before boxes)", ddim_default, whole_plane_bright_pass()),
         ("default, precision='bfloat16'", {**default, "precision": "bfloat16"}, contextlib.nullcontext()),
         ("DDIM 10 steps, precision='bfloat16'", {**ddim_default, "precision": "bfloat16"}, contextlib.nullcontext()),
-        ("Preview, precision='bfloat16'", dict(n_samples=0, precision="bfloat16"), contextlib.nullcontext()),
+        ("Preview, precision='bfloat16'", dict(n_samples=0, precision="bfloat16", symmetries=1),
+         contextlib.nullcontext()),
     ]
     for label, kw, ctx in runs:
         with ctx:
@@ -215,7 +220,7 @@ def main(argv=None):
     fast = {"sampler": FAST_SAMPLER_SETTINGS["sampler"], "n_samples": FAST_SAMPLER_SETTINGS["n_samples"],
             "sampler_params": FAST_SAMPLER_SETTINGS["sampler_params"]}
     for label, kw in [
-        ("Preview: the mean and std heads, no samples (the widget's Preview)", dict(n_samples=0)),
+        ("Preview: the mean and std heads, no samples (the widget's Preview)", dict(n_samples=0, symmetries=1)),
         ("previous Preview: K=1, DDIM 5 steps", dict(sampler="ddim", n_samples=1, steps=5, eta=0.0, mean="samples")),
         ("previous default: K=8, DDIM 10 steps η=0, mean of the samples", dict(sampler="ddim", n_samples=8, steps=10,
                                                                                eta=0.0, mean="samples")),

@@ -94,9 +94,11 @@ def test_the_preset_box_names_the_preset_the_steps_and_samples_match(make_napari
     w.steps.value, w.n_samples.value = 20, 16  # by hand
     assert w.preset.value == _preset(w, "thorough")
     w.sampler.value, w.n_samples.value = "one-step", 4
+    assert w.preset.value == CUSTOM  # the fast preset makes one pass of the heads, not the automatic count
+    w.symmetries.value = 1
     assert w.preset.value == _preset(w, "fast")
     w.preset.value = _preset(w, "thorough")
-    assert (w.sampler.value, w.steps.value, w.n_samples.value) == ("ddim", 20, 16)
+    assert (w.sampler.value, w.steps.value, w.n_samples.value, w.symmetries.value) == ("ddim", 20, 16, None)
     # another model keeps the preset's steps (within its bounds), so the box still names it
     w.model.value = "widefield"
     assert w.sampler.value == "ddim-dc" and w.preset.value == _preset(w, "thorough")
@@ -188,8 +190,8 @@ def test_the_preset_box_follows_a_model_with_a_sample_head_and_one_without(make_
     assert (w.sampler.value, w.n_samples.value) == ("one-step", 8) and w.steps.native.isHidden()
     w.preset.value = "thorough: 20 steps × 16 samples"
     assert (w.sampler.value, w.steps.value, w.n_samples.value) == ("ddim", 20, 16)
-    w.preset.value = "fast: 4 samples, one step each"
-    assert (w.sampler.value, w.n_samples.value) == ("one-step", 4)
+    w.preset.value = "fast: 4 samples, one step each, one pass of the heads"
+    assert (w.sampler.value, w.n_samples.value, w.symmetries.value) == ("one-step", 4, 1)
     assert not errors
 
 

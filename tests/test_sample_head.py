@@ -123,7 +123,8 @@ def test_the_default_run_is_the_default_preset_one_step_with_the_heads_and_ddim_
     assert result.metadata["sampler"] == "one-step" and result.metadata["n_samples"] == 8
     # the sample head's one batch, the mean and std heads' pass once per symmetry
     assert result.metadata["network_evaluations"] == 1 + 2 * DEFAULT_SYMMETRIES
-    assert [p.label(sampled) for p in PRESETS] == ["fast: 4 samples, one step each", "default: 8 samples, one step each",
+    assert [p.label(sampled) for p in PRESETS] == ["fast: 4 samples, one step each, one pass of the heads",
+                                                   "default: 8 samples, one step each",
                                                    "thorough: 20 steps × 16 samples"]
     assert [p.label(tiny_model) for p in PRESETS] == ["fast: 3 steps × 4 samples", "default: 10 steps × 8 samples",
                                                       "thorough: 20 steps × 16 samples"]

@@ -279,6 +279,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.preset.changed.connect(self._on_preset)
         self.steps.changed.connect(self._name_preset)
         self.n_samples.changed.connect(self._name_preset)
+        self.symmetries.changed.connect(self._name_preset)
         self.preset.value = next(label for label, p in self._presets().items() if p.name == DEFAULT_PRESET)
         self.psf_source.changed.connect(self._show_psf_widgets)
         self._estimate_for = None  # the (model, layer, shape, settings) whose time 'Time here' shows or is timing
@@ -386,6 +387,7 @@ class DenoiseWidget(WorkerControls, Container):
                 if "steps" in option:
                     self.steps.value = min(option["steps"], self.steps.max)
                 self.n_samples.value = option["n_samples"]
+                self.symmetries.value = option.get("symmetries")  # None: automatic
             self.eta.value = 1.0
         finally:
             self._applying_preset = False
@@ -409,7 +411,7 @@ class DenoiseWidget(WorkerControls, Container):
         model = self._form_model()
         steps = self.steps.value if self._sampler_declares("steps") else None
         for label, preset in self._presets().items():
-            if preset.matches(model, self.sampler.value, steps, self.n_samples.value):
+            if preset.matches(model, self.sampler.value, steps, self.n_samples.value, self.symmetries.value):
                 return label
         return CUSTOM
 

@@ -62,8 +62,10 @@ def _rate_key(model: DiffusionModel, settings: Settings, network: str) -> tuple:
 
 def overhead_key(model: DiffusionModel, settings: Settings) -> tuple:
     # not the sampler nor its steps: what is spent outside the network calls follows the samples, not the steps
+    # the symmetries too: each turns and copies the heads' inputs and outputs outside the network calls
     return (*_rate_key(model, settings, ""), settings.n_samples, settings.mean_estimator, settings.std_estimator,
-            settings.entropy, settings.low_frequencies, settings.keep_samples, settings.psf is not None)
+            settings.entropy, settings.low_frequencies, settings.keep_samples, settings.psf is not None,
+            settings.symmetries)
 
 
 def is_timed(model: DiffusionModel, **settings) -> bool:

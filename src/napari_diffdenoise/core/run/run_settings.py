@@ -112,7 +112,7 @@ def _precision_rule(precision: str, device: torch.device) -> None:
         # allowed (the maps are the same), but a run the user asked to be faster would be several times slower
         warnings.warn("precision='bfloat16' on this CPU, which has no bfloat16 arithmetic (AVX-512 BF16 or AMX): "
                       "the networks' bfloat16 is emulated, 4.5× slower than float32 on such a CPU "
-                      "(docs/benchmarks/speed.md); use precision='float32'", UserWarning, stacklevel=2)
+                      "(docs/performance.md); use precision='float32'", UserWarning, stacklevel=2)
 
 
 def cpu_has_bfloat16() -> bool:
