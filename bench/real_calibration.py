@@ -111,6 +111,19 @@ def reacquired(image: np.ndarray, photons: float, seed: int):
     return noisy, acq.expected(density).astype(np.float32), own
 
 
+def reacquired_cases(data: Path, size: int, photons=PHOTONS):
+    """(label, noisy, truth, τ²) of each re-acquired image (the DSB nuclei and HELD_OUT, centre crops of
+    ``size``) at each of ``photons``: :func:`reacquired` with the seeds every page was made with."""
+    images = [("DSB nuclei", _centre(tifffile.imread(DSB), size))]
+    for label, rel, channel in HELD_OUT:
+        image = _read(data / rel)
+        images.append((label, _centre(image[channel] if channel is not None else image, size)))
+    for i, (label, image) in enumerate(images):
+        for level in photons:
+            yield (f"{label}, {level:g} ph",
+                   *reacquired(image, level, HELD_OUT_SEED + 100 * i + int(level)))
+
+
 # the series every page was made on (they were the first three of the folder's listing on the machine that made
 # them, an order no other machine need share); the other seven are held out of every choice those pages informed
 LYSOSOME_FILES = ("lysosome_06", "lysosome_09", "lysosome_02")
@@ -412,18 +425,12 @@ def main(argv=None):
     report, command = held_out_report("real_calibration") if held_out else ("real_calibration", None)
     report = args.report or report
     model = load_model(args.model)
-    images = [] if held_out else [("DSB nuclei", _centre(tifffile.imread(DSB), args.size))]
-    for label, rel, channel in ([] if held_out else HELD_OUT):
-        image = _read(args.data / rel)
-        images.append((label, _centre(image[channel] if channel is not None else image, args.size)))
     stds = ("samples", "head") if model.std_network is not None else ("samples",)
     records = {std: [] for std in stds}
-    for i, (label, image) in enumerate(images):
-        for photons in args.photons:
-            noisy, truth, texture = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
-            for std in stds:
-                records[std].append(evaluate_case(model, f"{label}, {photons:g} ph", noisy, truth,
-                                                  np.zeros_like(texture), excused=texture, std=std))
+    for label, noisy, truth, texture in ([] if held_out else reacquired_cases(args.data, args.size, args.photons)):
+        for std in stds:
+            records[std].append(evaluate_case(model, label, noisy, truth, np.zeros_like(texture), excused=texture,
+                                              std=std))
     frame_cases = [*lysosome_cases(args.data / LYSOSOME, args.size, lysosome_files(args.data / LYSOSOME, args.lysosomes)),
                    *([] if held_out else timelapse_cases(args.data / TIMELAPSE, args.size))]
     for label, frame, truth, tau2, frames, static, registered in frame_cases:

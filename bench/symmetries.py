@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
@@ -33,7 +32,7 @@ from napari_diffdenoise.core.run.run_spec import DEFAULT_SYMMETRIES
 
 from . import real_calibration as rc
 from .baselines import best_of, vst_bm3d_camera_candidates
-from .common import HELD_OUT_SEED, markdown_table, write_report
+from .common import markdown_table, write_report
 from .real_frames import frames
 from .real_prior import held_out_acquisitions
 
@@ -68,15 +67,10 @@ def measure_low_light(model, data: Path) -> list[dict]:
 
 
 def calibration_cases(data: Path, size: int = 256):
-    """(label, noisy, truth, τ²) of bench/real_calibration.py's 21 cases."""
-    images = [("DSB nuclei", rc._centre(tifffile.imread(rc.DSB), size))]
-    for label, rel, channel in rc.HELD_OUT:
-        image = rc._read(data / rel)
-        images.append((label, rc._centre(image[channel] if channel is not None else image, size)))
-    for i, (label, image) in enumerate(images):
-        for photons in rc.PHOTONS:
-            noisy, truth, texture = rc.reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
-            yield f"{label}, {photons:g} ph", noisy, truth, np.zeros_like(texture)
+    """(label, noisy, truth, τ²) of bench/real_calibration.py's 21 cases (a re-acquired image's truth is
+    exact: τ² = 0)."""
+    for label, noisy, truth, texture in rc.reacquired_cases(data, size):
+        yield label, noisy, truth, np.zeros_like(texture)
     for label, frame, truth, tau2, *_ in [*rc.lysosome_cases(data / rc.LYSOSOME, size, rc.LYSOSOME_FILES),
                                           *rc.timelapse_cases(data / rc.TIMELAPSE, size)]:
         yield label, frame, truth, tau2
