@@ -51,7 +51,7 @@ GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
 CUSTOM = "custom"
 # for a model with a mean and a std head: mean, std and intervals with no samples (no entropy), what
 # the Preview shows, over the whole image (docs/benchmarks/speed.md: its time against one BM3D call on a 512² plane)
-ONE_PASS = "one pass: mean and std heads, no samples"
+ONE_PASS = "heads only: mean and std, no samples"  # each head one pass per symmetry averaged (core.model.symmetries)
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters with their own widgets (the presets set them)
 
