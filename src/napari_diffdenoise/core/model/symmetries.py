@@ -22,7 +22,7 @@ SYMMETRY_COUNTS = (1, 2, 4, 8)  # the prefixes of _TRANSFORMS that are groups
 def transformed(x: torch.Tensor, index: int) -> torch.Tensor:
     """Symmetry ``index`` of _TRANSFORMS applied to the last two axes."""
     turns, mirrored = _TRANSFORMS[index]
-    x = torch.rot90(x, turns, dims=(-2, -1))
+    x = torch.rot90(x, turns, dims=(-2, -1)) if turns else x  # rot90 by 0 would copy it
     return torch.flip(x, (-1,)) if mirrored else x
 
 
@@ -30,7 +30,7 @@ def restored(x: torch.Tensor, index: int) -> torch.Tensor:
     """The inverse of :func:`transformed`: ``restored(transformed(x, i), i)`` is x."""
     turns, mirrored = _TRANSFORMS[index]
     x = torch.flip(x, (-1,)) if mirrored else x
-    return torch.rot90(x, -turns, dims=(-2, -1))
+    return torch.rot90(x, -turns, dims=(-2, -1)) if turns else x
 
 
 class SymmetryAverage:
