@@ -236,6 +236,14 @@ def frame_noise(a: np.ndarray, b: np.ndarray, bins: int = 16) -> np.ndarray:
     return np.interp(level, centres, variances)
 
 
+TOLERANCE = 0.05  # issue #23: a route's coverage within this of nominal at every level
+
+
+def within_tolerance(coverages) -> np.ndarray:
+    """Per case (a row of coverages at LEVELS), whether each lies within TOLERANCE of its level."""
+    return np.all(np.abs(np.atleast_2d(coverages) - np.array(LEVELS)) <= TOLERANCE, axis=1)
+
+
 def coverage(scores_abs, unit, tau2, factor, level) -> float:
     z = math.sqrt(2) * special.erfinv(level)
     return float(np.mean(scores_abs <= np.sqrt((factor * unit) ** 2 + (z * z) * tau2)))
@@ -356,14 +364,14 @@ def _std_section(records: list, std: str) -> str:
         cells = [[rec["routes"][route][str(c)]["coverage"] for c in LEVELS] for rec in records if route in rec["routes"]]
         arr = np.array(cells)
         return [route, *[f"{arr[:, j].mean():.3f} ({arr[:, j].min():.2f}–{arr[:, j].max():.2f})" for j in range(len(LEVELS))],
-                sum(np.all(np.abs(arr - np.array(LEVELS)) <= 0.05, axis=1)), len(arr)]
+                int(within_tolerance(arr).sum()), len(arr)]
 
     def other_truth_summary(route, key, what):
         arr = np.array([[rec["routes"][route][str(c)][key] for c in LEVELS] for rec in records
                         if route in rec["routes"] and key in rec["routes"][route][str(LEVELS[0])]])
         return [f"{route}, {what}", *[f"{arr[:, j].mean():.3f} ({arr[:, j].min():.2f}–{arr[:, j].max():.2f})"
                                       for j in range(len(LEVELS))],
-                sum(np.all(np.abs(arr - np.array(LEVELS)) <= 0.05, axis=1)), len(arr)]
+                int(within_tolerance(arr).sum()), len(arr)]
 
     def other_truth_table(share, key, width_key, intro, extra_header=(), extra=lambda rec: []):
         chosen = [rec for rec in records if share in rec]

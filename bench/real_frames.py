@@ -76,14 +76,20 @@ def head_mean(noisy, model):
     return denoise(noisy, model, seed=0, n_samples=0).mean
 
 
+def oracle_bm3d_psnr(noisy, registered) -> float:
+    """PSNR of VST + BM3D on the registered truth's consistent pixels, its strength chosen against that truth."""
+    where = registered.consistent
+    bm3d = best_of(vst_bm3d_camera_candidates(noisy, estimate_noise([noisy])), registered.truth, where)[1]
+    return float(psnr_fitted(bm3d[where], registered.truth[where]))
+
+
 def measure(args) -> dict:
     restorers = models(args)
     records = []
     for which, label, noisy, registered in frames(args.data):
         where = registered.consistent
         truth = registered.truth[where]
-        bm3d = best_of(vst_bm3d_camera_candidates(noisy, estimate_noise([noisy])), registered.truth, where)[1]
-        record = {"set": which, "frame": label, "bm3d": float(psnr_fitted(bm3d[where], truth))}
+        record = {"set": which, "frame": label, "bm3d": oracle_bm3d_psnr(noisy, registered)}
         for name, model in restorers.items():
             record[name] = float(psnr_fitted(head_mean(noisy, model)[where], truth))
         records.append(record)
