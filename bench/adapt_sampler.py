@@ -60,13 +60,20 @@ from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
 from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
 from napari_diffdenoise.core.model.schedules import sample_gammas
-from napari_diffdenoise.core.run.run_settings import DEFAULT_SAMPLER_SETTINGS
 from napari_diffdenoise.core.run.driving import drive
+from napari_diffdenoise.core.run.run_settings import DEFAULT_SAMPLER_SETTINGS
 from napari_diffdenoise.core.training.pairs import augment
 from napari_diffdenoise.core.training.train_steps import diffusion_loss
 
-from .common import HELD_OUT_SEED, RESULTS, markdown_table, write_report
-from .real_calibration import DEFAULT_DATA, HELD_OUT, _centre, _read, coverage, oracle_factor, reacquired
+from .common import RESULTS, markdown_table, write_report
+from .real_calibration import (
+    DEFAULT_DATA,
+    coverage,
+    oracle_factor,
+    reacquired,
+    reacquired_images,
+    reacquisition_seed,
+)
 
 PHOTONS = 10.0
 LEVEL = 0.9
@@ -193,13 +200,10 @@ def main(argv=None):
     model = load_model("demo")
     routes = [r for r in args.routes.split(",") if r]
     records = []
-    labels = ["DSB nuclei"] + [label for label, _, _ in HELD_OUT]  # real_calibration's image order (its seeds)
-    for label, rel, channel in HELD_OUT:
+    for label, image in reacquired_images(args.data, args.size):
         if label not in CASES:
             continue
-        image = _read(args.data / rel)
-        image = _centre(image[channel] if channel is not None else image, args.size)
-        noisy, truth, _ = reacquired(image, PHOTONS, HELD_OUT_SEED + 100 * labels.index(label) + int(PHOTONS))
+        noisy, truth, _ = reacquired(image, PHOTONS, reacquisition_seed(label, PHOTONS))
         record = {"case": f"{label}, {PHOTONS:g} ph", "routes": {}}
         record["routes"]["bundled"] = {**evaluate(model, noisy, truth), "train_s": 0.0}
         print(record["case"], "bundled", record["routes"]["bundled"], flush=True)

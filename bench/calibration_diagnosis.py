@@ -54,7 +54,7 @@ from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
 from napari_diffdenoise.core.run.driving import drive
 
 from . import real_calibration as rc
-from .common import HELD_OUT_SEED, markdown_table, write_report
+from .common import markdown_table, write_report
 
 SETTINGS = {"std": "head", "n_samples": 0}
 # every re-acquired case of bench/real_calibration.py
@@ -165,8 +165,8 @@ def lag_products(values: np.ndarray) -> list[float]:
     return [float(np.average(moments[lags == lag], weights=totals[lags == lag])) for lag in sorted(set(lags))]
 
 
-def diagnose(model, label: str, image: np.ndarray, index: int, photons: float) -> dict:
-    noisy, truth, _ = rc.reacquired(image, photons, HELD_OUT_SEED + 100 * index + int(photons))
+def diagnose(model, label: str, image: np.ndarray, photons: float) -> dict:
+    noisy, truth, _ = rc.reacquired(image, photons, rc.reacquisition_seed(label, photons))
     x = truth.astype(np.float64)
     restored = denoise(noisy, model, seed=0, **SETTINGS)
     unit = restored.interval_unit.astype(np.float64)
@@ -214,14 +214,11 @@ def main(argv=None):
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="label:photons")
     args = parser.parse_args(argv)
     model = load_model(args.model)
-    images = {"DSB nuclei": rc._centre(rc._read(rc.DSB), 256)}
-    for label, rel, channel in rc.HELD_OUT:
-        image = rc._read(Path(args.data) / rel)
-        images[label] = rc._centre(image[channel] if channel is not None else image, 256)
+    images = dict(rc.reacquired_images(Path(args.data), 256))
     records, rows, source_rows = [], [], []
     for case in args.cases:
         label, photons = case.rsplit(":", 1)
-        rec = diagnose(model, label, images[label], list(images).index(label), float(photons))
+        rec = diagnose(model, label, images[label], float(photons))
         records.append(rec)
         print(rec, flush=True)
         seeds = rec["v_other_seeds"]

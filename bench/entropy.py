@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
 from scipy import stats
 
@@ -29,8 +28,8 @@ from napari_diffdenoise.core.imaging.normalization import IntensityMap
 from napari_diffdenoise.core.imaging.uncertainty import pixel_entropy
 from napari_diffdenoise.core.io.maps import DEFAULT_ENTROPY, NEGENTROPY_CONTRAST, negentropy
 
-from .common import HELD_OUT_SEED, markdown_table, write_report
-from .real_calibration import DEFAULT_DATA, DSB, HELD_OUT, PHOTONS, _centre, _read, reacquired
+from .common import markdown_table, write_report
+from .real_calibration import DEFAULT_DATA, PHOTONS, reacquired_cases
 
 SIGNAL_FLOOR = 0.05  # model units (2.5 % of the p1…p99.8 span): keeps ratios finite in the background
 
@@ -143,14 +142,8 @@ def main(argv=None):
     model = load_model(args.model)
     noisy, clean = sample_stack()
     records = [evaluate(model, "bundled sample (simulated, 8 ph)", noisy, clean)]
-    images = [("DSB nuclei", _centre(tifffile.imread(DSB), args.size))]
-    for label, rel, channel in HELD_OUT:
-        image = _read(args.data / rel)
-        images.append((label, _centre(image[channel] if channel is not None else image, args.size)))
-    for i, (label, image) in enumerate(images):
-        for photons in PHOTONS:
-            noisy, truth, _ = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
-            records.append(evaluate(model, f"{label}, {photons:g} ph", noisy, truth))
+    for label, noisy, truth, _ in reacquired_cases(args.data, args.size):
+        records.append(evaluate(model, label, noisy, truth))
 
     names = list(records[0]["candidates"])
     real = records[1:]

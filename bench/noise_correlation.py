@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 from scipy import ndimage
 
 from napari_diffdenoise import denoise, load_model
@@ -138,22 +137,15 @@ def main(argv=None):
     calibrations = []
     t0 = time.perf_counter()
     rng = np.random.default_rng(HELD_OUT_SEED)
-    images = [("DSB nuclei", rc._centre(tifffile.imread(rc.DSB), args.size))]
-    for label, rel, channel in rc.HELD_OUT:
-        image = rc._read(args.data / rel)
-        images.append((label, rc._centre(image[channel] if channel is not None else image, args.size)))
     simulated = {name: [] for name, _, _ in COLOURS}
-    for i, (label, image) in enumerate(images):
-        for photons in rc.PHOTONS:
-            noisy, truth, _ = rc.reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
-            std = np.sqrt(np.maximum(truth - rc.OFFSET, 0) + rc.READ_NOISE ** 2)
-            for name, tap_y, tap_x in COLOURS:
-                planes = truth + coloured(noisy - truth, std, tap_y, tap_x, rng)
-                simulated[name].append(row(f"{label}, {photons:g} ph", (lag1_of_tap(tap_y), lag1_of_tap(tap_x)), planes))
-                if tap_y or tap_x:
-                    calibrations.append([name, *calibration_row(model, f"{label}, {photons:g} ph",
-                                                                planes.astype(np.float32), truth)])
-                    print(*calibrations[-1], flush=True)
+    for label, noisy, truth, _ in rc.reacquired_cases(args.data, args.size):
+        std = np.sqrt(np.maximum(truth - rc.OFFSET, 0) + rc.READ_NOISE ** 2)
+        for name, tap_y, tap_x in COLOURS:
+            planes = truth + coloured(noisy - truth, std, tap_y, tap_x, rng)
+            simulated[name].append(row(label, (lag1_of_tap(tap_y), lag1_of_tap(tap_x)), planes))
+            if tap_y or tap_x:
+                calibrations.append([name, *calibration_row(model, label, planes.astype(np.float32), truth)])
+                print(*calibrations[-1], flush=True)
     real = []
     every_series = rc.lysosome_files(args.data / rc.LYSOSOME, "all")
     for label, frame, _truth, _tau2, frames, _static, _registered in rc.lysosome_cases(args.data / rc.LYSOSOME, args.size,

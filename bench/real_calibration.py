@@ -111,17 +111,29 @@ def reacquired(image: np.ndarray, photons: float, seed: int):
     return noisy, acq.expected(density).astype(np.float32), own
 
 
-def reacquired_cases(data: Path, size: int, photons=PHOTONS):
-    """(label, noisy, truth, τ²) of each re-acquired image (the DSB nuclei and HELD_OUT, centre crops of
-    ``size``) at each of ``photons``: :func:`reacquired` with the seeds every page was made with."""
+REACQUIRED_LABELS = ("DSB nuclei", *(label for label, _, _ in HELD_OUT))  # in the order of their seeds
+
+
+def reacquired_images(data: Path, size: int) -> list[tuple[str, np.ndarray]]:
+    """(label, centre crop of ``size``) of each image the pages re-acquire: the DSB nuclei, then HELD_OUT."""
     images = [("DSB nuclei", _centre(tifffile.imread(DSB), size))]
     for label, rel, channel in HELD_OUT:
         image = _read(data / rel)
         images.append((label, _centre(image[channel] if channel is not None else image, size)))
-    for i, (label, image) in enumerate(images):
+    return images
+
+
+def reacquisition_seed(label: str, photons: float) -> int:
+    """The seed of the acquisition of REACQUIRED_LABELS' ``label`` at ``photons`` that every page was made with."""
+    return HELD_OUT_SEED + 100 * REACQUIRED_LABELS.index(label) + int(photons)
+
+
+def reacquired_cases(data: Path, size: int, photons=PHOTONS):
+    """(label, noisy, truth, τ²) of each re-acquired image (:func:`reacquired_images`) at each of
+    ``photons``: :func:`reacquired` with the seeds every page was made with."""
+    for label, image in reacquired_images(data, size):
         for level in photons:
-            yield (f"{label}, {level:g} ph",
-                   *reacquired(image, level, HELD_OUT_SEED + 100 * i + int(level)))
+            yield f"{label}, {level:g} ph", *reacquired(image, level, reacquisition_seed(label, level))
 
 
 # the series every page was made on (they were the first three of the folder's listing on the machine that made

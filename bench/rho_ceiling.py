@@ -28,9 +28,8 @@ from scipy import ndimage, stats
 
 from napari_diffdenoise import denoise, load_model
 
-from .common import HELD_OUT_SEED, markdown_table, write_report
-from .real_calibration import DEFAULT_DATA, PHOTONS, reacquired
-from .std_head import held_out_images
+from .common import markdown_table, write_report
+from .real_calibration import DEFAULT_DATA, PHOTONS, reacquired, reacquired_images, reacquisition_seed
 
 DRAWS_SEED = 80_000  # the oracle's extra acquisitions: seeds neither the benchmarked cases nor training use
 
@@ -75,11 +74,11 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     rows, records = [], []
-    for i, (label, image) in enumerate(held_out_images(args.real, args.size)):
+    for label, image in reacquired_images(args.real, args.size):
         for photons in PHOTONS:
             # the benchmarked acquisition is bench/std_head.py's and bench/real_calibration.py's
             rec = {"case": f"{label}, {photons:g} ph",
-                   **evaluate_case(model, image, photons, HELD_OUT_SEED + 100 * i + int(photons), args.draws)}
+                   **evaluate_case(model, image, photons, reacquisition_seed(label, photons), args.draws)}
             records.append(rec)
             print(rec, flush=True)
             rows.append([rec["case"], rec["rho_head"], rec["rho_shot"], rec["rho_oracle"], rec["rho_gaussian"],

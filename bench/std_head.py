@@ -32,7 +32,7 @@ from napari_diffdenoise.core.model.std_head import STD_HEAD_CONFIG as CONFIG
 from napari_diffdenoise.core.model.std_head import log_variance, nll
 from napari_diffdenoise.core.run.restore import _pad_to_multiple, denoise
 
-from .common import HELD_OUT_SEED, head_file_steps, markdown_table, optimiser_step, ship_head, write_report
+from .common import head_file_steps, markdown_table, optimiser_step, ship_head, write_report
 from .real_calibration import LYSOSOME_SETS, held_out_report
 from .training_data import PEAK_RANGE
 
@@ -113,19 +113,6 @@ def oracle_width(err: np.ndarray, unit: np.ndarray, level: float = 0.9, tau2=0.0
     return float(np.mean(2 * lam * unit))
 
 
-def held_out_images(real: Path, size: int) -> list[tuple[str, np.ndarray]]:
-    """(label, centre crop) of the held-out real images bench/real_calibration.py re-acquires."""
-    import tifffile
-
-    from .real_calibration import DSB, HELD_OUT, _centre, _read
-
-    images = [("DSB nuclei", _centre(tifffile.imread(DSB), size))]
-    for label, rel, channel in HELD_OUT:
-        image = _read(real / rel)
-        images.append((label, _centre(image[channel] if channel is not None else image, size)))
-    return images
-
-
 def real_cases(real: Path, size: int, lysosomes: str = "tuning") -> list[tuple]:
     """(label, noisy, truth, camera, still pixels or None, τ², registered truth or None) for the held-out real images of
     bench/real_calibration.py: each re-acquired at 3, 10 and 30 photons at peak (exact truth; the
@@ -143,7 +130,7 @@ def real_cases(real: Path, size: int, lysosomes: str = "tuning") -> list[tuple]:
         TIMELAPSE,
         lysosome_cases,
         lysosome_files,
-        reacquired,
+        reacquired_cases,
         timelapse_cases,
     )
 
@@ -153,13 +140,10 @@ def real_cases(real: Path, size: int, lysosomes: str = "tuning") -> list[tuple]:
                 real / LYSOSOME, size, lysosome_files(real / LYSOSOME, "held-out")):
             cases.append((label, frame, truth, estimate_noise([frame]), static, tau2, registered))
         return cases
-    for i, (label, image) in enumerate(held_out_images(real, size)):
-        for photons in (3.0, 10.0, 30.0):
-            # the truth is exact (the acquisition's expected counts): τ² = 0, as in bench/real_calibration.py's
-            # coverage (its image's own texture is structure the restoration should keep, not noise to excuse)
-            noisy, truth, _texture = reacquired(image, photons, HELD_OUT_SEED + 100 * i + int(photons))
-            cases.append((f"{label}, {photons:g} ph", noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET),
-                          None, 0.0, None))
+    # the truth is exact (the acquisition's expected counts): τ² = 0, as in bench/real_calibration.py's
+    # coverage (its image's own texture is structure the restoration should keep, not noise to excuse)
+    for label, noisy, truth, _texture in reacquired_cases(real, size):
+        cases.append((label, noisy, truth, CameraNoise.poisson_gaussian(READ_NOISE, OFFSET), None, 0.0, None))
     for label, frame, truth, tau2, _frames, static, registered in [*lysosome_cases(real / LYSOSOME, size),
                                                         *timelapse_cases(real / TIMELAPSE, size)]:
         cases.append((label, frame, truth, estimate_noise([frame]), static, tau2, registered))
