@@ -14,7 +14,7 @@ PER_PIXEL = 1e-6  # seconds per pixel and network call, in place of the timing
 @pytest.fixture
 def fixed_rate(monkeypatch):
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": PER_PIXEL)
-    monkeypatch.setattr(run_cost, "overhead_per_pixel", lambda model, settings, given: 0.0)
+    monkeypatch.setattr(run_cost, "outside_network", lambda model, settings, given: (0.0, 0.0))
     monkeypatch.setattr(recalibration, "calibration_overhead_per_pixel", lambda model, settings, given: 0.0)
 
 
@@ -58,22 +58,27 @@ def test_the_widgets_calibration_costs_its_planes_and_with_a_t_axis_the_frame_pa
     assert series.pixels == stack.pixels + 4 * 64 * 64
 
 
-def test_a_plane_with_bright_structure_costs_its_second_pass(fixed_rate, headed):
+def test_a_plane_with_bright_structure_costs_a_run_over_its_box(fixed_rate, headed, monkeypatch):
     """A spot far above the plane's 99.8th percentile is restored again in a box around it
-    (core.run.bright_pass): the plane costs that box's share more; a plane without one costs the same."""
+    (core.run.bright_pass): each plane costs a run over that box more — its tiles' network calls and
+    a run's fixed cost, which a small run pays as a large one does; a plane without one costs the same."""
     from napari_diffdenoise.core.run.bright_pass import BRIGHT_MARGIN
     from napari_diffdenoise.core.run.restore import make_settings
 
+    monkeypatch.setattr(run_cost, "outside_network", lambda model, settings, given: (0.0, 0.25))
+
     plane = np.random.default_rng(1).poisson(20, (256, 256)).astype(np.float32)
     plain = restoration_cost(headed, (3, 256, 256), n_samples=2, steps=2)
-    assert run_cost.bright_share(headed, plane, make_settings(headed)) == 0.0
+    assert run_cost.bright_shapes(headed, plane, make_settings(headed)) == []
     assert restoration_cost(headed, (3, 256, 256), plane, n_samples=2, steps=2).seconds == pytest.approx(plain.seconds)
     plane[100:106, 150:156] = 5000.0
-    share = run_cost.bright_share(headed, plane, make_settings(headed))
+    (box,) = run_cost.bright_shapes(headed, plane, make_settings(headed))
     # one box: the spot, as wide again as the 1 px blur spreads it above the ceiling, and the margin
-    assert (6 + 2 * BRIGHT_MARGIN) ** 2 < share * plane.size <= (6 + 6 + 2 * BRIGHT_MARGIN) ** 2
+    assert all(6 + 2 * BRIGHT_MARGIN < side <= 6 + 6 + 2 * BRIGHT_MARGIN for side in box)
+    per_plane = restoration_cost(headed, box, n_samples=2, steps=2).seconds  # its network calls and one run's 0.25 s
     assert restoration_cost(headed, (3, 256, 256), plane, n_samples=2, steps=2).seconds == \
-        pytest.approx(plain.seconds * (1 + share))
+        pytest.approx(plain.seconds + 3 * per_plane)
+    assert per_plane > box[0] * box[1] / plane.size * plain.seconds / 3  # more than the box's share of the plane
 
 
 def _pixels_of_the_tiles(model, shape, s) -> int:
@@ -118,35 +123,57 @@ def test_seconds_per_pixel_is_timed_once_per_model_device_and_tile(headed, monke
 
 def test_what_the_run_spends_outside_the_network_is_timed_once_and_counted(headed, monkeypatch):
     """A one-step or Preview run spends a third to a half of its time outside the network calls
-    (docs/benchmarks/speed.md): a tile-sized plane is restored and what its network calls take at the
-    measured rate is taken off; counted per pixel of the image, timed once per model and what the run
-    computes (not per sampler step count), and not at all where the calls alone exceed the budget."""
+    (docs/benchmarks/speed.md), and a small run (a box of the bright pass) pays a fixed part of it as a
+    large one does: a tile-sized plane and one of half its side (at most FIXED_TIMING_SIDE) are restored
+    twice each, what their network calls take at the measured rate is taken off, and a line through the
+    two gives seconds per pixel and per run; timed once per model and what the run computes (not per
+    sampler step count), counted per pixel and per plane's run, and not at all where the calls alone
+    exceed the budget."""
     from napari_diffdenoise.core.run.restore import make_settings
 
-    monkeypatch.setattr(run_cost, "_OVERHEAD_PER_PIXEL", {})
+    monkeypatch.setattr(run_cost, "_OUTSIDE_NETWORK", {})
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 1e-9)
     runs = []
     real_denoise = run_cost.denoise
-    monkeypatch.setattr(run_cost, "denoise", lambda *a, **k: runs.append(k) or real_denoise(*a, **k))
-    s = make_settings(headed, n_samples=2, steps=2, device="cpu")
-    assert not run_cost._OVERHEAD_PER_PIXEL
-    overhead = run_cost.overhead_per_pixel(headed, s, {"n_samples": 2, "steps": 2, "device": "cpu"})
-    assert overhead > 0 and len(runs) == 2 and all(k["coverage"] is None for k in runs)
+    monkeypatch.setattr(run_cost, "denoise", lambda plane, *a, **k: runs.append((plane.shape, k)) or
+                        real_denoise(plane, *a, **k))
+    given = {"n_samples": 2, "steps": 2, "device": "cpu"}
+    s = make_settings(headed, **given)
+    assert run_cost.overhead_key(headed, s) not in run_cost._OUTSIDE_NETWORK
+    per_pixel, per_run = run_cost.outside_network(headed, s, given)
+    # tiny models run tiles of 64²: planes of 64² and 32², twice each, no intervals
+    assert [shape for shape, _ in runs] == [(64, 64)] * 2 + [(32, 32)] * 2
+    assert all(k["coverage"] is None for _, k in runs)
+    assert per_pixel >= 0 and per_run > 0 and run_cost._OUTSIDE_NETWORK[run_cost.overhead_key(headed, s)] == (per_pixel, per_run)
     # the steps do not change it
     assert run_cost.overhead_key(headed, make_settings(headed, n_samples=2, steps=3, device="cpu")) \
-        in run_cost._OVERHEAD_PER_PIXEL
+        in run_cost._OUTSIDE_NETWORK
     cost = restoration_cost(headed, (3, 100, 100), n_samples=2, steps=5, device="cpu")
-    assert len(runs) == 2  # cached: not timed again
-    assert cost.seconds == pytest.approx(3 * 100 * 100 * overhead
+    assert len(runs) == 4  # cached: not timed again
+    assert cost.seconds == pytest.approx(3 * (100 * 100 * per_pixel + per_run)
                                          + 3 * run_cost._tiled_pixels(headed, (100, 100), s) * (2 * 5 + s.symmetries)
                                          * 1e-9)
     # more samples: another overhead, timed again
-    run_cost.overhead_per_pixel(headed, make_settings(headed, n_samples=4, steps=2, device="cpu"), {"n_samples": 4})
-    assert len(runs) == 4
+    run_cost.outside_network(headed, make_settings(headed, n_samples=4, steps=2, device="cpu"), {"n_samples": 4})
+    assert len(runs) == 8
     # network calls alone over the budget: not timed, nothing added
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 1.0)
     s8 = make_settings(headed, n_samples=8, steps=2, device="cpu")
-    assert run_cost.overhead_per_pixel(headed, s8, {"n_samples": 8, "steps": 2}) == 0.0 and len(runs) == 4
+    assert run_cost.outside_network(headed, s8, {"n_samples": 8, "steps": 2}) == (0.0, 0.0) and len(runs) == 8
+
+
+def test_the_timing_plane_shrinks_until_its_network_calls_fit_the_budget():
+    """The default's network calls on a 512² plane take 1.6 s here with the heads averaged over 4
+    symmetries: over the 1 s budget, the overhead went untimed and 'Time here' said 0.76× the run."""
+    def priced(side):  # seconds of network calls on a plane of that side
+        return side * side * 1e-5
+
+    assert run_cost.OVERHEAD_TIMING_BUDGET == 1.0
+    assert run_cost.timing_side(priced, 256) == 256  # 0.66 s: the tile itself
+    assert run_cost.timing_side(priced, 512) == 256  # 2.6 s at 512²
+    assert run_cost.timing_side(priced, 1024) == 256
+    assert run_cost.timing_side(lambda side: 5.0, 512) is None  # over the budget down to MIN_TIMING_SIDE
+    assert run_cost.timing_side(lambda side: 5.0, 64) is None  # a tile below MIN_TIMING_SIDE is not shrunk
 
 
 def test_a_self_calibration_costs_its_analysis_too_timed_once(headed, monkeypatch):
@@ -185,11 +212,11 @@ def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer,
     def expected(**settings):
         return f"about {duration(restoration_cost(model, (2, 128, 128), **settings).seconds)}"
 
-    w.preset.value = [p for p in w.preset.choices if p.startswith("thorough")][0]
+    w.preset.value = next(p for p in w.preset.choices if p.startswith("thorough"))
     qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=16, steps=20), timeout=20_000)
     assert "counted from the first plane" in w.estimate.tooltip  # an in-memory image: its bright pass is counted
     assert "2 × 128" not in w.estimate.tooltip and "32,768 px × 16 samples × 20 steps" in w.estimate.tooltip
-    w.preset.value = [p for p in w.preset.choices if p.startswith("fast")][0]
+    w.preset.value = next(p for p in w.preset.choices if p.startswith("fast"))
     qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=4, steps=3), timeout=20_000)
     w.coverage.value = 0.9  # calibrating on the image comes first, and is counted
     qtbot.waitUntil(lambda: "of it calibrating" in w.estimate.value, timeout=20_000)

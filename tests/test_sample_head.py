@@ -91,7 +91,7 @@ def test_the_time_here_counts_k_calls_of_the_sample_head_each_network_timed_on_i
 
     rates = {"network": 1e-5, "mean_network": 1e-6, "std_network": 2e-6, "sample_network": 3e-6}
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": rates[network])
-    monkeypatch.setattr(run_cost, "overhead_per_pixel", lambda model, settings, given: 0.0)  # its own test
+    monkeypatch.setattr(run_cost, "outside_network", lambda model, settings, given: (0.0, 0.0))  # its own test
     one_step = run_cost.restoration_cost(sampled, (64, 64), sampler="one-step", n_samples=8)
     assert one_step.evaluations == 1
     # the heads' pass once per symmetry they are averaged over (core.model.symmetries)
@@ -105,7 +105,7 @@ def test_the_time_here_counts_k_calls_of_the_sample_head_each_network_timed_on_i
     s = run_cost.make_settings(sampled, sampler="one-step", device="cpu")
     assert all(run_cost.seconds_per_pixel(sampled, s, network) > 0
                for network in ("network", "mean_network", "std_network", "sample_network"))
-    monkeypatch.setattr(run_cost, "_OVERHEAD_PER_PIXEL", {})
+    monkeypatch.setattr(run_cost, "_OUTSIDE_NETWORK", {})
     run_cost.restoration_cost(sampled, (64, 64), sampler="one-step", device="cpu")  # times the run's overhead too
     assert len(run_cost._SECONDS_PER_PIXEL) == 4 and run_cost.is_timed(sampled, sampler="one-step", device="cpu")
 

@@ -6,9 +6,10 @@ sampler's network evaluations, the one-pass mean; core.calibration.recalibration
 self-calibration restores); the cost of a network call per pixel is measured, once per model,
 device and tile, and so is what the run spends outside the network calls (the samples' statistics,
 the mean's smooth part, the blending: a third to a half of a one-step run's time, which a network-only
-estimate left out, docs/benchmarks/speed.md). A plane whose bright structure needs the second pass (docs/method.md, "The whole
-dynamic range") costs more, by the share of the plane its boxes cover: counted when a plane of the
-image is given (:func:`bright_share`).
+estimate left out, docs/benchmarks/speed.md), per pixel and per run (:func:`outside_network`). A plane
+whose bright structure needs the second pass (docs/method.md, "The whole dynamic range") costs a run
+over each of its boxes more, counted when a plane of the image is given (:func:`bright_shapes`): a box
+is a small run, which costs more than its share of the plane's pixels.
 """
 from __future__ import annotations
 
@@ -28,10 +29,18 @@ from .plane_sampling import device_model
 from .restore import Settings, denoise, make_settings
 
 _SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
-_OVERHEAD_PER_PIXEL: dict = {}  # (model, device, tile, what the run computes) → measured seconds per pixel outside them
-# the overhead is timed by restoring one tile-sized plane (twice) only where its network calls alone take at
-# most this long: where they take longer (many steps), what is spent outside them is a small share of the run
+# (model, device, tile, what the run computes) → (seconds per pixel, seconds per run) spent outside the network calls
+_OUTSIDE_NETWORK: dict = {}
+# what a run spends outside its network calls is timed on planes whose network calls take at most this long
+# (the tile's side halved until they do, down to MIN_TIMING_SIDE): where even that takes longer (many steps),
+# what is spent outside them is a small share of the run, and is left out
 OVERHEAD_TIMING_BUDGET = 1.0  # seconds
+MIN_TIMING_SIDE = 128
+# px: the side of the small plane a run's fixed cost is read from. The bright pass's boxes on the real 512² plane of
+# docs/benchmarks/speed.md are 66–132 px a side; a run over one took 0.07–0.19 s where their pixels' share of
+# the plane's run was priced at 0.03–0.08 s (a network call on a 64² tile takes 2–4× its pixels' share of a 512²
+# one, and a run sets up its maps and statistics whatever its size)
+FIXED_TIMING_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ def is_timed(model: DiffusionModel, **settings) -> bool:
     estimate then costs nothing."""
     s = make_settings(model, **settings)
     return (all(_rate_key(model, s, network) in _SECONDS_PER_PIXEL for network, _ in _calls(model, s)[1])
-            and overhead_key(model, s) in _OVERHEAD_PER_PIXEL)
+            and overhead_key(model, s) in _OUTSIDE_NETWORK)
 
 
 def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = "network", calls: int = 3,
@@ -110,15 +119,46 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = 
     return _SECONDS_PER_PIXEL[key]
 
 
-def overhead_per_pixel(model: DiffusionModel, settings: Settings, given: dict) -> float:
-    """Seconds per pixel a run with these settings (``given``: as the caller gave them) spends outside
-    its network calls: a tile-sized plane restored twice (the faster counts), less what its network
-    calls take at the measured rates (:func:`timed_overhead`)."""
-    side = settings.tile
-    network = _tiled_pixels(model, (side, side), settings) * _seconds_per_tiled_pixel(
-        model, settings, _calls(model, settings)[1])
-    return timed_overhead(_OVERHEAD_PER_PIXEL, overhead_key(model, settings), network, side * side,
-                          lambda: denoise(timing_plane(side), model, **{**given, "coverage": None}), repeats=2)
+def outside_network(model: DiffusionModel, settings: Settings, given: dict) -> tuple[float, float]:
+    """(seconds per pixel, seconds per run) a run with these settings (``given``: as the caller gave them)
+    spends outside its network calls — the samples' statistics, the mean's smooth part, the blending,
+    and the network calls' own fixed cost, which a small run pays as a large one does: a line through
+    two planes' runs (the faster of two each), less what their network calls take at the measured
+    rates — the largest plane up to the tile whose calls fit OVERHEAD_TIMING_BUDGET
+    (:func:`timing_side`), and one of FIXED_TIMING_SIDE² (at most half that side). Timed once per
+    :func:`overhead_key`; (0, 0) where no plane fits the budget."""
+    key = overhead_key(model, settings)
+    if key not in _OUTSIDE_NETWORK:
+        def priced(side: int) -> float:
+            return planes_cost(model, settings, (side, side), 1).seconds
+
+        def outside(side: int) -> float:
+            def run():
+                return denoise(timing_plane(side), model, **{**given, "coverage": None})
+
+            return min(timed_seconds(run) for _ in range(2)) - priced(side)
+
+        large = timing_side(priced, settings.tile)
+        if large is None:
+            _OUTSIDE_NETWORK[key] = (0.0, 0.0)
+        else:
+            small = min(FIXED_TIMING_SIDE, large // 2)
+            at_large, at_small = outside(large), outside(small)
+            per_pixel = max((at_large - at_small) / (large * large - small * small), 0.0)
+            _OUTSIDE_NETWORK[key] = (per_pixel, max(at_small - per_pixel * small * small, 0.0))
+    return _OUTSIDE_NETWORK[key]
+
+
+def timing_side(priced, tile: int) -> int | None:
+    """The side of the plane an overhead is timed on: ``tile``, halved until ``priced(side)`` (the
+    network calls' seconds on a plane of that side) is within OVERHEAD_TIMING_BUDGET, not below
+    MIN_TIMING_SIDE (nor the tile); None where none is."""
+    side = tile
+    while priced(side) > OVERHEAD_TIMING_BUDGET:
+        if side // 2 < min(MIN_TIMING_SIDE, tile):
+            return None
+        side //= 2
+    return side
 
 
 def timed_overhead(cache: dict, key, network: float, pixels: int, work, repeats: int = 1) -> float:
@@ -172,37 +212,41 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], sample_plane
                      **settings) -> RunCost:
     """The cost of ``denoise(image of shape, model, **settings)``: every (Y, X) plane through the
     sampler (K samples × its evaluations per tiled pixel) plus the one-pass mean when the run makes
-    one, and what the run spends outside the network calls (:func:`overhead_per_pixel`); with ``sample_plane`` (a plane of the image), the bright pass's boxes on it counted for every
+    one, and what the run spends outside the network calls, per pixel and per run (:func:`outside_network`);
+    with ``sample_plane`` (a plane of the image), a run over each of the bright pass's boxes on it counted for every
     plane. Raises what :func:`restore.make_settings` raises for settings it refuses."""
     s = make_settings(model, **settings)
-    again = 0.0 if sample_plane is None else bright_share(model, np.asarray(sample_plane), s)
+    boxes = [] if sample_plane is None else bright_shapes(model, np.asarray(sample_plane), s)
     n_planes = int(np.prod(shape[:-2], dtype=np.int64))
-    cost = planes_cost(model, s, tuple(shape[-2:]), n_planes, again)
-    outside = n_planes * int(np.prod(shape[-2:])) * (1 + again) * overhead_per_pixel(model, s, settings)
-    return RunCost(cost.pixels, cost.n_samples, cost.evaluations, cost.seconds + outside)
+    cost = planes_cost(model, s, tuple(shape[-2:]), n_planes)
+    # each box of the bright pass is a run of its own over a small plane, on every plane
+    again = sum(planes_cost(model, s, box, n_planes).seconds for box in boxes)
+    pixels = int(np.prod(shape[-2:])) + sum(h * w for h, w in boxes)
+    block_ys, block_xs = tile_grid(tuple(shape[-2:]), s.block, s.block_overlap)[:2]
+    per_pixel, per_run = outside_network(model, s, settings)
+    outside = n_planes * (pixels * per_pixel + (len(block_ys) * len(block_xs) + len(boxes)) * per_run)
+    return RunCost(cost.pixels, cost.n_samples, cost.evaluations, cost.seconds + again + outside)
 
 
-def planes_cost(model: DiffusionModel, s: Settings, plane_shape: tuple[int, int], n_planes: int,
-                bright_again: float = 0.0) -> RunCost:
-    """The cost of restoring ``n_planes`` planes of ``plane_shape`` with the made settings ``s``,
-    ``bright_again`` of each plane restored a second time by the bright pass."""
+def planes_cost(model: DiffusionModel, s: Settings, plane_shape: tuple[int, int], n_planes: int) -> RunCost:
+    """The network calls' cost of restoring ``n_planes`` planes of ``plane_shape`` with the made settings ``s``."""
     tiled = _tiled_pixels(model, plane_shape, s)
     evaluations, calls = _calls(model, s)
-    seconds = n_planes * tiled * (1 + bright_again) * _seconds_per_tiled_pixel(model, s, calls)
+    seconds = n_planes * tiled * _seconds_per_tiled_pixel(model, s, calls)
     return RunCost(n_planes * int(np.prod(plane_shape)), s.n_samples, evaluations, seconds)
 
 
-def bright_share(model: DiffusionModel, plane: np.ndarray, settings: Settings) -> float:
-    """The share of ``plane`` the bright pass restores a second time (core.run.bright_pass): its boxes'
-    area over the plane's. The pass follows the first estimate's mean, which does not exist before
+def bright_shapes(model: DiffusionModel, plane: np.ndarray, settings: Settings) -> list[tuple[int, int]]:
+    """The (height, width) of each box the bright pass restores a second time on ``plane``
+    (core.run.bright_pass). The pass follows the first estimate's mean, which does not exist before
     the run: the plane smoothed by 1 px (the noise averaged down, as the mean has it) stands in."""
     plane = np.asarray(plane, dtype=np.float32)
     imap = IntensityMap.from_percentiles(plane, settings.percentiles)
     stand_in = ndimage.gaussian_filter(plane, 1.0)
     if not reaches_ceiling(stand_in, plane, imap, model):
-        return 0.0
-    boxes = bright_boxes(bright_weight(stand_in, imap, model))
-    return sum((box[0].stop - box[0].start) * (box[1].stop - box[1].start) for box in boxes) / plane.size
+        return []
+    return [(box[0].stop - box[0].start, box[1].stop - box[1].start)
+            for box in bright_boxes(bright_weight(stand_in, imap, model))]
 
 
 def _calls(model: DiffusionModel, s: Settings) -> tuple[int, list[tuple[str, int]]]:
