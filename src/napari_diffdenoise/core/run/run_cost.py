@@ -37,7 +37,7 @@ _OUTSIDE_NETWORK: dict = {}
 OVERHEAD_TIMING_BUDGET = 1.0  # seconds
 MIN_TIMING_SIDE = 128
 # px: the side of the small plane a run's fixed cost is read from. The bright pass's boxes on the real 512² plane of
-# docs/benchmarks/speed.md are 66–132 px a side; a run over one took 0.07–0.19 s where their pixels' share of
+# docs/benchmarks/speed.md are 65–132 px a side; a run over one took 0.08–0.19 s where their pixels' share of
 # the plane's run was priced at 0.03–0.08 s (a network call on a 64² tile takes 2–4× its pixels' share of a 512²
 # one, and a run sets up its maps and statistics whatever its size)
 FIXED_TIMING_SIDE = 64
