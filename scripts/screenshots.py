@@ -37,8 +37,8 @@ def take(out_dir="docs/images", size=(1400, 860)) -> list[Path]:
     from napari_diffdenoise._widgets.calibrate import CalibrateWidget
     from napari_diffdenoise._widgets.compare import CompareWidget
     from napari_diffdenoise._widgets.denoise import DenoiseWidget
-    from napari_diffdenoise.core.run.run_presets import DEFAULT_PRESET
     from napari_diffdenoise._widgets.train import TrainWidget
+    from napari_diffdenoise.core.run.run_presets import DEFAULT_PRESET
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +102,14 @@ def take(out_dir="docs/images", size=(1400, 860)) -> list[Path]:
         paths.append(_shot(viewer, out / "calibrate.png"))
         viewer.window.remove_dock_widget(dock)
     finally:
+        # the widgets' 'Time here' timings may still run in Qt's thread pool: napari's own app waits for its
+        # workers when it quits (aboutToQuit), which a script that closes the viewer and exits never reaches,
+        # and a worker ending after Qt's teardown aborts the process
+        from qtpy.QtCore import QThreadPool
+        from qtpy.QtWidgets import QApplication
+
+        QThreadPool.globalInstance().waitForDone(300_000)
+        QApplication.processEvents()
         viewer.close()
     return paths
 
