@@ -114,7 +114,7 @@ def against_bm3d(model, plane: np.ndarray):
     label = "self-calibration on the plane (Denoise widget, CLI --self-calibrate), the default's settings"
     (calibrated, _), seconds = timed(lambda: drive(iter_calibrate_on_data(model, plane, "YX", seed=1,
                                                                           **calibration_settings(model, default))))
-    said = recalibration_cost(model, plane.shape, axes="YX", **default).seconds
+    said = recalibration_cost(model, plane.shape, axes="YX", sample_plane=plane, **default).seconds
     calls = calibrated.restoration.metadata["network_evaluations"]
     rows.append([label, seconds, said, seconds / bm3d_s, calls, "—", "—"])
     data.append({"setting": label, "seconds": seconds, "time_here_said": said, "x_bm3d": seconds / bm3d_s,

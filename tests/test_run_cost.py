@@ -15,6 +15,7 @@ PER_PIXEL = 1e-6  # seconds per pixel and network call, in place of the timing
 def fixed_rate(monkeypatch):
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": PER_PIXEL)
     monkeypatch.setattr(run_cost, "outside_network", lambda model, settings, given: (0.0, 0.0))
+    monkeypatch.setattr(recalibration, "outside_network", lambda model, settings, given: (0.0, 0.0))
     monkeypatch.setattr(recalibration, "calibration_overhead_per_pixel", lambda model, settings, given: 0.0)
 
 
@@ -79,6 +80,29 @@ def test_a_plane_with_bright_structure_costs_a_run_over_its_box(fixed_rate, head
     assert restoration_cost(headed, (3, 256, 256), plane, n_samples=2, steps=2).seconds == \
         pytest.approx(plain.seconds + 3 * per_plane)
     assert per_plane > box[0] * box[1] / plane.size * plain.seconds / 3  # more than the box's share of the plane
+
+
+def test_the_calibrations_crops_cost_their_bright_boxes_too(fixed_rate, headed, monkeypatch):
+    """Each restoration of a crop the calibration takes (recorrupted draws; with a T axis the frames too)
+    runs the bright pass over its boxes: counted from a plane of the image when one is given."""
+    from napari_diffdenoise.core.calibration.residuals import MAX_PIXELS, recorrupted_crops
+    from napari_diffdenoise.core.run.restore import calibration_settings, make_settings
+
+    monkeypatch.setattr(recalibration, "outside_network", lambda model, settings, given: (0.0, 0.25))
+    plane = np.random.default_rng(1).poisson(20, (256, 256)).astype(np.float32)
+    plain = recalibration_cost(headed, (256, 256), axes="YX")
+    assert recalibration_cost(headed, (256, 256), axes="YX", sample_plane=plane).seconds == pytest.approx(plain.seconds)
+    plane[100:106, 150:156] = 5000.0
+    crops, draws = recorrupted_crops([plane], MAX_PIXELS)
+    s = make_settings(headed, **calibration_settings(headed, {}))
+    (box,) = run_cost.bright_shapes(headed, crops[0], s)
+    per_box = run_cost.planes_cost(headed, s, box, 1).seconds + 0.25
+    assert draws > 1 and recalibration_cost(headed, (256, 256), axes="YX", sample_plane=plane).seconds == \
+        pytest.approx(plain.seconds + draws * per_box)
+    # a series: its frame pairs restore the frames once more
+    series = recalibration_cost(headed, (2, 256, 256), axes="TYX", sample_plane=plane)
+    assert series.seconds == pytest.approx(recalibration_cost(headed, (2, 256, 256), axes="TYX").seconds
+                                           + (draws + 1) * per_box)
 
 
 def _pixels_of_the_tiles(model, shape, s) -> int:

@@ -136,7 +136,8 @@ def _is_timed(model, settings, calibrate: bool = False) -> bool:
 
 def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=None):
     """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses;
-    ``sample_plane``: a plane of the image, whose bright structure's second pass is then counted;
+    ``sample_plane``: a plane of the image, whose bright structure's second pass is then counted (in the
+    run and in the calibration's crops);
     ``axes``: the image's (a T axis adds the frame pairs' calibration)."""
     from ..core.calibration.recalibration_cost import recalibration_cost
     from ..core.run.run_cost import restoration_cost
@@ -145,7 +146,7 @@ def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=Non
         # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
         run = {**settings, "coverage": None} if calibrate else settings
         return (restoration_cost(model, shape, sample_plane, **run),
-                recalibration_cost(model, shape, axes=axes, **settings) if calibrate else None)
+                recalibration_cost(model, shape, axes=axes, sample_plane=sample_plane, **settings) if calibrate else None)
     except (ValueError, TypeError, RuntimeError):
         return None
 

@@ -11,7 +11,17 @@ import numpy as np
 from ..model.model import DiffusionModel
 from ..run.driving import drive
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
-from ..run.run_cost import RunCost, overhead_key, planes_cost, timed_overhead, timing_plane, timing_side
+from ..run.run_cost import (
+    RunCost,
+    bright_shapes,
+    outside_network,
+    outside_network_timed,
+    overhead_key,
+    planes_cost,
+    timed_overhead,
+    timing_plane,
+    timing_side,
+)
 from .residuals import MAX_PIXELS, _crops, recorrupted_crops
 from .self_calibration import calibration_positions, iter_self_calibrate
 
@@ -19,14 +29,17 @@ _CALIBRATION_OVERHEAD: dict = {}  # run_cost.overhead_key of the calibration's s
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
-                       axes: str | None = None, **settings) -> RunCost:
+                       axes: str | None = None, sample_plane: np.ndarray | None = None, **settings) -> RunCost:
     """A self-calibration's cost for an image of ``shape``, from the very selection it makes
     (:func:`residuals.recorrupted_crops`): its crops, restored as several recorrupted copies, with
     what a calibration for a run at ``settings`` restores with (restore.calibration_settings; the
     default sampler's settings when none are given). ``axes``: the image's, for the calibration the
     Denoise widget and the CLI make (self_calibration.iter_calibrate_on_data: the planes at
     calibration_positions, and with a T axis of two frames or more their frame pairs too); None
-    for adapt's recalibration, which recorrupts every plane."""
+    for adapt's recalibration, which recorrupts every plane. ``sample_plane``: a plane of the image,
+    whose crops' bright structure takes the second pass (core.run.bright_pass) in every restoration
+    of them, a run over each box (on the neuron plane of docs/benchmarks/speed.md, a fifth of the
+    calibration's time)."""
     given = calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS)
     settings = make_settings(model, **given)
     if axes is None:
@@ -34,20 +47,26 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
     else:
         chosen, paired = calibration_positions(shape, axes)
         n_planes = len(chosen)
-    planes = [np.broadcast_to(np.float32(0), shape[-2:])] * n_planes
-    crops, draws = recorrupted_crops(planes, max_pixels)
+    plane = np.broadcast_to(np.float32(0), shape[-2:]) if sample_plane is None else np.asarray(sample_plane,
+                                                                                                np.float32)
+    crops, draws = recorrupted_crops([plane] * n_planes, max_pixels)
     cost = planes_cost(model, settings, tuple(crops.shape[-2:]), draws * len(crops))
+    restored = [(crop, draws) for crop in crops]  # (a restored crop, how many times)
     if paired:
-        frames = _crops(planes, max_pixels)[0]
+        frames = _crops([plane] * n_planes, max_pixels)[0]
         cost = cost + planes_cost(model, settings, tuple(frames.shape[-2:]), len(frames))
+        restored += [(frame, 1) for frame in frames]
+    per_pixel, per_run = outside_network(model, settings, given)
+    boxes = sum(times * (planes_cost(model, settings, box, 1).seconds + per_run + box[0] * box[1] * per_pixel)
+                for crop, times in restored for box in bright_shapes(model, crop, settings))
     outside = cost.pixels * calibration_overhead_per_pixel(model, settings, given)
-    return RunCost(cost.pixels, cost.n_samples, cost.evaluations, cost.seconds + outside)
+    return RunCost(cost.pixels, cost.n_samples, cost.evaluations, cost.seconds + boxes + outside)
 
 
 def calibration_is_timed(model: DiffusionModel, **settings) -> bool:
     """Whether :func:`recalibration_cost` for these run settings costs no timing any more."""
     calibration = make_settings(model, **calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS))
-    return overhead_key(model, calibration) in _CALIBRATION_OVERHEAD
+    return overhead_key(model, calibration) in _CALIBRATION_OVERHEAD and outside_network_timed(model, calibration)
 
 
 def calibration_overhead_per_pixel(model: DiffusionModel, settings, given: dict) -> float:

@@ -82,7 +82,12 @@ def is_timed(model: DiffusionModel, **settings) -> bool:
     estimate then costs nothing."""
     s = make_settings(model, **settings)
     return (all(_rate_key(model, s, network) in _SECONDS_PER_PIXEL for network, _ in _calls(model, s)[1])
-            and overhead_key(model, s) in _OUTSIDE_NETWORK)
+            and outside_network_timed(model, s))
+
+
+def outside_network_timed(model: DiffusionModel, settings: Settings) -> bool:
+    """Whether :func:`outside_network` is timed for these made settings."""
+    return overhead_key(model, settings) in _OUTSIDE_NETWORK
 
 
 def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = "network", calls: int = 3,
