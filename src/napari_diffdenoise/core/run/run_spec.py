@@ -163,7 +163,7 @@ PRECISION = RunParam(
     "precision", str, "float32", choices=PRECISIONS, flag="--precision", label="Precision",
     choice_labels=("float32 (exact)", "bfloat16 (faster only with bf16 hardware; maps within 1 %)"),
     help="The number format the networks compute in: bfloat16 is faster only on CPUs and GPUs with bf16 arithmetic "
-         "(AVX-512 BF16 or AMX CPUs, recent GPUs; 1.2–1.7× faster than float32 on such a 2-core CPU, "
+         "(AVX-512 BF16 or AMX CPUs, recent GPUs; 1.3–1.8× faster than float32 on such a 2-core CPU, "
          "docs/benchmarks/speed.md); on a CPU without it, it is emulated: 4.5× slower than float32 on such a CPU "
          "(docs/performance.md; a warning says so, and 'Time here' shows it). It "
          "moves the maps by under 1 % of their range; float32 gives the reference maps. The calibration of the "
