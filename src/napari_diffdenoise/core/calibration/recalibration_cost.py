@@ -51,14 +51,15 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
                                                                                                 np.float32)
     crops, draws = recorrupted_crops([plane] * n_planes, max_pixels)
     cost = planes_cost(model, settings, tuple(crops.shape[-2:]), draws * len(crops))
-    restored = [(crop, draws) for crop in crops]  # (a restored crop, how many times)
+    restored = [(crops[0], draws * len(crops))]  # (a crop, how many times it is restored): all of the one plane
     if paired:
         frames = _crops([plane] * n_planes, max_pixels)[0]
         cost = cost + planes_cost(model, settings, tuple(frames.shape[-2:]), len(frames))
-        restored += [(frame, 1) for frame in frames]
+        restored.append((frames[0], len(frames)))
     per_pixel, per_run = outside_network(model, settings, given)
-    boxes = sum(times * (planes_cost(model, settings, box, 1).seconds + per_run + box[0] * box[1] * per_pixel)
-                for crop, times in restored for box in bright_shapes(model, crop, settings))
+    boxes = 0.0 if sample_plane is None else sum(
+        times * (planes_cost(model, settings, box, 1).seconds + per_run + box[0] * box[1] * per_pixel)
+        for crop, times in restored for box in bright_shapes(model, crop, settings))
     outside = cost.pixels * calibration_overhead_per_pixel(model, settings, given)
     return RunCost(cost.pixels, cost.n_samples, cost.evaluations, cost.seconds + boxes + outside)
 
