@@ -39,7 +39,7 @@ MIN_TIMING_SIDE = 128
 # px: the side of the small plane a run's fixed cost is read from. The bright pass's boxes on the real 512² plane of
 # docs/benchmarks/speed.md are 65–132 px a side; a run over one took 0.08–0.19 s where their pixels' share of
 # the plane's run was priced at 0.03–0.08 s (a network call on a 64² tile takes 2–4× its pixels' share of a 512²
-# one, and a run sets up its maps and statistics whatever its size)
+# one, and a run sets up its maps and statistics whatever its size; a scratch measurement of 2026-12-04)
 FIXED_TIMING_SIDE = 64
 
 
