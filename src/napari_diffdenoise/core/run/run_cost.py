@@ -138,10 +138,8 @@ def outside_network(model: DiffusionModel, settings: Settings, given: dict) -> t
             return planes_cost(model, settings, (side, side), 1).seconds
 
         def outside(side: int) -> float:
-            def run():
-                return denoise(timing_plane(side), model, **{**given, "coverage": None})
-
-            return min(timed_seconds(run) for _ in range(2)) - priced(side)
+            return seconds_beyond(lambda: denoise(timing_plane(side), model, **{**given, "coverage": None}),
+                                  priced(side), repeats=2)
 
         large = timing_side(priced, settings.tile)
         if large is None:
@@ -173,10 +171,14 @@ def timed_overhead(cache: dict, key, network: float, pixels: int, work, repeats:
     if key not in cache:
         overhead = 0.0
         if network <= OVERHEAD_TIMING_BUDGET:
-            seconds = min(timed_seconds(work) for _ in range(repeats))
-            overhead = max(seconds - network, 0.0) / pixels
+            overhead = max(seconds_beyond(work, network, repeats), 0.0) / pixels
         cache[key] = overhead
     return cache[key]
+
+
+def seconds_beyond(work, network: float, repeats: int = 1) -> float:
+    """Seconds ``work`` takes (the fastest of ``repeats``) beyond its ``network`` seconds of network calls."""
+    return min(timed_seconds(work) for _ in range(repeats)) - network
 
 
 def timing_plane(side: int) -> np.ndarray:
