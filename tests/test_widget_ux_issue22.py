@@ -42,7 +42,8 @@ def _cells(viewer, shape, seed=0):
 def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napari_viewer, qtbot, errors,
                                                                       headed_checkpoint, monkeypatch):
     """The recalibration that follows adapting restores the crops self-calibration picks (at most
-    MAX_PIXELS) at the default settings: the form says how long that takes here, and the total."""
+    MAX_PIXELS) at the default settings, each with the bright pass over its boxes (counted from the
+    layer's first plane): the form says how long that takes here, and the total."""
     from napari_diffdenoise._widgets.train import NOISY_ONLY, PAIRED, TrainWidget
     from napari_diffdenoise.core.training.adapt import iter_recalibrate, recalibration_axes
     from napari_diffdenoise.core.io.checkpoint import load_model
@@ -53,6 +54,7 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 2e-6)
     viewer = make_napari_viewer()
     layer = _cells(viewer, (3, 64, 80))
+    layer.data[:, 30:32, 50:52] = 5000.0  # a spot far above the rest: the bright pass restores a box around it
     w = TrainWidget(viewer)
     assert not w.resume.native.isHidden()
     w.mode.value = NOISY_ONLY
@@ -63,7 +65,8 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     model = load_model(headed_checkpoint)
     # three noisy frames of one scene: a time series, recalibrated on its frames too
     assert recalibration_axes(np.asarray(layer.data)) == "TYX"
-    cost = recalibration_cost(model, layer.data.shape, axes="TYX")
+    cost = recalibration_cost(model, layer.data.shape, axes="TYX", sample_plane=layer.data[0])
+    assert cost.seconds > recalibration_cost(model, layer.data.shape, axes="TYX").seconds  # the box's runs
     assert cost.pixels >= 3 * 64 * 80 and (cost.n_samples, cost.evaluations) == (8, 10)
     assert cost.seconds >= cost.pixels * 8 * 10 * 2e-6  # tiles cover every pixel, overlapping ones more
     assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.recalibration.tooltip

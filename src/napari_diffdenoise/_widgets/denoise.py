@@ -35,7 +35,7 @@ from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for,
 from ..core.calibration.residuals import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
-from .layers import follow_layers, image_choices
+from .layers import first_plane, follow_layers, image_choices
 from .model_registry import REGISTRY
 from .run_controls import control_for, control_value, follow_shared_param, param_widget
 from .sections import Section, extend_form
@@ -568,25 +568,21 @@ class DenoiseWidget(WorkerControls, Container):
             self._estimate_for = self._estimate_waiting = None
             self.estimate.value = "—"
             return
-        from ..core.io.image_source import is_lazy
-
-        data = layer.data[0] if layer.multiscale else layer.data
-        shape = tuple(data.shape)
-        # the first plane shows whether bright structure takes a second pass; a lazy image is not read for it
-        first_plane = None if is_lazy(data) or layer.rgb else np.asarray(data[(0,) * (data.ndim - 2)])
+        shape = tuple((layer.data[0] if layer.multiscale else layer.data).shape)
+        plane = first_plane(layer)
         calibrate = self._calibrates_here(settings)
         key = (model.sha256 or model.name, id(layer), shape, repr(sorted(settings.items(), key=lambda kv: kv[0])),
                calibrate, axes)
         if key == self._estimate_for:
             return
         self._estimate_for = key
-        self._estimate_counts_bright = first_plane is not None
+        self._estimate_counts_bright = plane is not None
         if _is_timed(model, settings, calibrate):  # arithmetic and one plane's bright boxes left: no thread to outlive the widget
             self._estimate_waiting = None
-            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, first_plane, axes))
+            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, plane, axes))
             return
         self.estimate.value = "timing it on this machine…"
-        self._estimate_waiting = (key, (model, shape, settings, calibrate, first_plane, axes))
+        self._estimate_waiting = (key, (model, shape, settings, calibrate, plane, axes))
         if self._estimate_worker is None:
             self._time_next_estimate()
 

@@ -1,6 +1,8 @@
 """Keeping a dock widget's layer lists in step with the viewer."""
 from __future__ import annotations
 
+import numpy as np
+
 
 def image_choices(viewer):
     from napari.layers import Image
@@ -14,3 +16,15 @@ def follow_layers(viewer, *combos) -> None:
     for event in (events.inserted, events.removed, events.reordered):
         for combo in combos:
             event.connect(combo.reset_choices)
+
+
+def first_plane(layer) -> np.ndarray | None:
+    """The layer's first 2D plane, or None for a lazy or RGB image (not read just for an estimate):
+    its bright structure shows whether a run takes the second pass (core.run.bright_pass), which the
+    time estimates count, in the run and in a calibration's crops."""
+    from ..core.io.image_source import is_lazy
+
+    data = layer.data[0] if layer.multiscale else layer.data
+    if is_lazy(data) or layer.rgb:
+        return None
+    return np.asarray(data[(0,) * (data.ndim - 2)])

@@ -40,7 +40,7 @@ from ._worker import WorkerControls
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
-from .layers import follow_layers
+from .layers import first_plane, follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
 from .run_controls import param_widget
 from .sections import Section, extend_form
@@ -58,8 +58,9 @@ def show_info(message: str) -> None:
     napari_info(message)
 
 
-def _estimate(start: str, data) -> RunCost | None:
-    """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why)."""
+def _estimate(start: str, data, plane=None) -> RunCost | None:
+    """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why).
+    ``plane``: the layer's first plane (layers.first_plane), whose bright boxes each restored crop runs again."""
     from ..core.io.checkpoint import load_model
     from ..core.training.adapt import recalibration_axes
 
@@ -67,7 +68,7 @@ def _estimate(start: str, data) -> RunCost | None:
         model = load_model(start)
         if model.mean_network is None:
             return None
-        return recalibration_cost(model, data.shape, axes=recalibration_axes(np.asarray(data)))
+        return recalibration_cost(model, data.shape, axes=recalibration_axes(np.asarray(data)), sample_plane=plane)
     except (ValueError, OSError, RuntimeError):
         return None
 
@@ -83,7 +84,8 @@ def _adapt_job(model, noisy, options, output):
 
     try:
         # the plan: the progress bar spans both parts
-        yield recalibration_cost(model, noisy.shape, axes=recalibration_axes(noisy, options.get("time_series")))
+        yield recalibration_cost(model, noisy.shape, axes=recalibration_axes(noisy, options.get("time_series")),
+                                 sample_plane=noisy[(0,) * (noisy.ndim - 2)])
         result = yield from iter_adapt(model, noisy, **options)
         yield RECALIBRATING
         adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"))
@@ -247,7 +249,7 @@ class TrainWidget(WorkerControls, Container):
             return
         self._estimate_for, self._estimate = key, None
         self.recalibration.value = "timing it on this machine…"
-        worker = create_worker(_estimate, start, layer.data, _start_thread=False)
+        worker = create_worker(_estimate, start, layer.data, first_plane(layer), _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
         worker.start()
 
