@@ -74,8 +74,8 @@ def against_bm3d(model, plane: np.ndarray):
     rows, data, reference = [["BM3D, one call (σ estimated)", bm3d_s, "—", 1.0, "—", "—", "—"]], [], None
     runs = [
         # the widget's Preview makes one pass of the heads (no average over symmetries)
-        ("Preview: the mean and std heads (no samples)", dict(n_samples=0, symmetries=1), contextlib.nullcontext()),
-        ("Preview, no std: the mean head alone", dict(n_samples=0, std="samples", symmetries=1),
+        ("Preview: the mean and std heads (no samples)", {"n_samples": 0, "symmetries": 1}, contextlib.nullcontext()),
+        ("Preview, no std: the mean head alone", {"n_samples": 0, "std": "samples", "symmetries": 1},
          contextlib.nullcontext()),
         (f"fast: K={fast['n_samples']}, {work(fast)}, 90 % intervals", fast, contextlib.nullcontext()),
         (f"default: K={default['n_samples']}, {work(default)}, 90 % intervals", default, contextlib.nullcontext()),
@@ -88,12 +88,12 @@ def against_bm3d(model, plane: np.ndarray):
         ("DDIM 10 steps, bright pass over the whole plane (before boxes)", ddim_default, whole_plane_bright_pass()),
         ("default, precision='bfloat16'", {**default, "precision": "bfloat16"}, contextlib.nullcontext()),
         ("DDIM 10 steps, precision='bfloat16'", {**ddim_default, "precision": "bfloat16"}, contextlib.nullcontext()),
-        ("Preview, precision='bfloat16'", dict(n_samples=0, precision="bfloat16", symmetries=1),
+        ("Preview, precision='bfloat16'", {"n_samples": 0, "precision": "bfloat16", "symmetries": 1},
          contextlib.nullcontext()),
     ]
     for label, kw, ctx in runs:
         with ctx:
-            result, seconds = timed(lambda: denoise(plane, model, seed=0, **kw))
+            result, seconds = timed(lambda kw=kw: denoise(plane, model, seed=0, **kw))
         if label.startswith("default:"):
             reference = result
         deltas = ["—", "—"]
@@ -220,21 +220,21 @@ def main(argv=None):
     fast = {"sampler": FAST_SAMPLER_SETTINGS["sampler"], "n_samples": FAST_SAMPLER_SETTINGS["n_samples"],
             "sampler_params": FAST_SAMPLER_SETTINGS["sampler_params"]}
     for label, kw in [
-        ("Preview: the mean and std heads, no samples (the widget's Preview)", dict(n_samples=0, symmetries=1)),
-        ("previous Preview: K=1, DDIM 5 steps", dict(sampler="ddim", n_samples=1, steps=5, eta=0.0, mean="samples")),
-        ("previous default: K=8, DDIM 10 steps η=0, mean of the samples", dict(sampler="ddim", n_samples=8, steps=10,
-                                                                               eta=0.0, mean="samples")),
-        (f"DDIM default before the sample head: K=8, 10 steps η=1, mean and std heads, 90 % intervals (tile "
-         f"{model.tile})", dict(sampler="ddim", n_samples=8, steps=10, coverage=0.9)),
-        ("DDIM 10 steps, std from the samples (before the std head)", dict(sampler="ddim", n_samples=8, steps=10,
-                                                                          coverage=0.9, std="samples")),
+        ("Preview: the mean and std heads, no samples (the widget's Preview)", {"n_samples": 0, "symmetries": 1}),
+        ("previous Preview: K=1, DDIM 5 steps", {"sampler": "ddim", "n_samples": 1, "steps": 5, "eta": 0.0, "mean": "samples"}),
+        ("previous default: K=8, DDIM 10 steps η=0, mean of the samples", {"sampler": "ddim", "n_samples": 8, "steps": 10,
+                                                                            "eta": 0.0, "mean": "samples"}),
+        (f"DDIM default before the sample head: K=8, 10 steps η=1, mean and std heads, 90 % intervals (tile {model.tile})",
+         {"sampler": "ddim", "n_samples": 8, "steps": 10, "coverage": 0.9}),
+        ("DDIM 10 steps, std from the samples (before the std head)", {"sampler": "ddim", "n_samples": 8, "steps": 10,
+                                                                       "coverage": 0.9, "std": "samples"}),
         ("DDIM fast: K=4, 3 steps η=1, mean and std heads, 90 % intervals", dict(**fast, coverage=0.9)),
-        ("DDIM 10 steps, the 8 samples batched", dict(sampler="ddim", n_samples=8, steps=10,
-                                                      batch_pixels=8 * 512 * 512)),
-        ("DDIM 10 steps, tile 256 (3×3 overlapping tiles)", dict(sampler="ddim", n_samples=8, steps=10, tile=256)),
-        ("default: K=8, one step each (the sample head), mean and std heads, 90 % intervals", dict(coverage=0.9)),
+        ("DDIM 10 steps, the 8 samples batched", {"sampler": "ddim", "n_samples": 8, "steps": 10,
+                                                   "batch_pixels": 8 * 512 * 512}),
+        ("DDIM 10 steps, tile 256 (3×3 overlapping tiles)", {"sampler": "ddim", "n_samples": 8, "steps": 10, "tile": 256}),
+        ("default: K=8, one step each (the sample head), mean and std heads, 90 % intervals", {"coverage": 0.9}),
     ]:
-        result, seconds = timed(lambda: denoise(noisy, model, seed=0, **kw))
+        result, seconds = timed(lambda kw=kw: denoise(noisy, model, seed=0, **kw))
         evals = result.metadata["network_evaluations"]
         psnr = psnr_fitted(result.mean, clean)
         rho = calibration(result.std, result.mean - clean)[2] if result.std is not None else float("nan")
