@@ -1,4 +1,4 @@
-"""Command line: ``napari-diffdenoise {demo,denoise,simulate,models}``."""
+"""The command line, ``napari-diffdenoise <command>``: its commands are the subparsers :func:`build_parser` declares."""
 from __future__ import annotations
 
 import argparse
@@ -455,7 +455,10 @@ def _formats() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     formats = _formats()
-    parser = argparse.ArgumentParser(prog="napari-diffdenoise", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="napari-diffdenoise",
+        description="Restore noisy fluorescence images with diffusion models, with pixel-wise uncertainty; "
+                    "`napari-diffdenoise <command> --help` for each command.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="restore a bundled simulated sample; write TIFF maps and a PNG overview")
     p.add_argument("--sample", choices=["low-light", "widefield"], default="low-light",
