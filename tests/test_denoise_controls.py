@@ -250,3 +250,87 @@ def test_a_timing_that_ends_after_its_widget_is_gone_writes_nothing(make_napari_
     qtbot.waitUntil(lambda: w._estimate_worker is None, timeout=5_000)
     qtbot.wait(700)
     assert state["running"] == 0 and len(state["shapes"]) == 1  # the request behind it was dropped
+
+
+def _gated_runs(monkeypatch, request):
+    """Runs that start only when the returned event is set (the real job then); set at the test's end
+    whatever happens, so that no run is left waiting for the viewer's teardown."""
+    import threading
+    import time
+
+    gate, real = threading.Event(), denoise_module._denoise_job
+
+    def gated(*args, **kwargs):
+        while not gate.is_set():
+            time.sleep(0.01)
+        return (yield from real(*args, **kwargs))
+
+    monkeypatch.setattr(denoise_module, "_denoise_job", gated)
+    request.addfinalizer(gate.set)
+    return gate
+
+
+def _noisy(viewer, name, width=40):
+    return viewer.add_image(np.random.default_rng(0).poisson(20, (32, width)).astype(np.float32), name=name)
+
+
+def test_time_here_is_not_timed_while_a_run_goes_on(make_napari_viewer, qtbot, monkeypatch, errors, request):
+    """A timing beside a run would slow the run and read long itself: one asked for meanwhile waits
+    for the run's end."""
+    state, gate = _slow_estimates(monkeypatch), _gated_runs(monkeypatch, request)
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model.value = "demo"
+    w.image.value = _noisy(viewer, "a")
+    qtbot.waitUntil(lambda: w._estimate_worker is None and w.estimate.value.startswith("about"), timeout=20_000)
+    w.run()
+    w.image.value = _noisy(viewer, "b", width=48)  # asks for a timing: the run goes on
+    qtbot.wait(1000)
+    assert state["shapes"] == [(32, 40)] and w.estimate.value.startswith("timing")
+    gate.set()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30_000)
+    qtbot.waitUntil(lambda: w.estimate.value == "about 48 s", timeout=20_000)
+    assert state["shapes"] == [(32, 40), (32, 48)] and state["most"] == 1
+    assert "a [mean]" in viewer.layers  # the run itself was made
+    assert not errors
+
+
+def test_a_timing_that_ran_beside_a_run_is_taken_again(make_napari_viewer, qtbot, monkeypatch, errors, request):
+    """A timing already going when Run is pressed measured a shared CPU (on the bundled sample 'Time here'
+    said 8 s for a run of 4.6 s, and kept saying it): once both are over, every timing is dropped
+    (run_cost.forget_timings) and taken again."""
+    from napari_diffdenoise.core.run import run_cost
+
+    state, gate = _slow_estimates(monkeypatch), _gated_runs(monkeypatch, request)
+    forgotten = []
+    monkeypatch.setattr(run_cost, "forget_timings", lambda: forgotten.append(True))
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model.value = "demo"
+    w.image.value = _noisy(viewer, "a")
+    qtbot.waitUntil(lambda: state["running"] == 1, timeout=5_000)
+    w.run()  # while the timing goes on
+    qtbot.waitUntil(lambda: w._estimate_worker is None, timeout=5_000)  # it ended; the run waits at its gate
+    assert not forgotten and len(state["shapes"]) == 1
+    gate.set()
+    qtbot.waitUntil(lambda: w._worker is None and len(state["shapes"]) == 2 and w._estimate_worker is None,
+                    timeout=30_000)
+    assert forgotten == [True] and state["shapes"] == [(32, 40), (32, 40)] and w.estimate.value == "about 40 s"
+    # a run with no timing beside it drops nothing
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30_000)
+    qtbot.wait(700)
+    assert forgotten == [True] and len(state["shapes"]) == 2
+    assert not errors
+
+
+def test_forget_timings_empties_every_store_of_timings(monkeypatch):
+    """The network rates, what a run spends beside them, and the calibration's: all taken again."""
+    from napari_diffdenoise.core.calibration import recalibration_cost
+    from napari_diffdenoise.core.run import run_cost
+
+    for cache in (run_cost._SECONDS_PER_PIXEL, run_cost._OUTSIDE_NETWORK, recalibration_cost._CALIBRATION_OVERHEAD):
+        monkeypatch.setitem(cache, "a key", 1.0)
+    run_cost.forget_timings()
+    assert "a key" not in run_cost._SECONDS_PER_PIXEL and "a key" not in run_cost._OUTSIDE_NETWORK
+    assert "a key" not in recalibration_cost._CALIBRATION_OVERHEAD

@@ -18,6 +18,7 @@ from ..run.run_cost import (
     outside_network_timed,
     overhead_key,
     planes_cost,
+    register_timings,
     timed_overhead,
     timing_plane,
     timing_side,
@@ -25,7 +26,8 @@ from ..run.run_cost import (
 from .residuals import MAX_PIXELS, _crops, recorrupted_crops
 from .self_calibration import calibration_positions, iter_self_calibrate
 
-_CALIBRATION_OVERHEAD: dict = {}  # run_cost.overhead_key of the calibration's settings → seconds per pixel restored
+# run_cost.overhead_key of the calibration's settings → seconds per pixel restored
+_CALIBRATION_OVERHEAD: dict = register_timings({})
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
