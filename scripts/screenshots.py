@@ -57,9 +57,12 @@ def take(out_dir="docs/images", size=(1400, 860)) -> list[Path]:
         # the default preset, as a user starts (its labels name the chosen model's work: core.run.run_presets)
         denoise.preset.value = next(label for label in denoise.preset.choices if label.startswith(DEFAULT_PRESET + ":"))
         denoise.keep_samples.value = True
+        denoise.coverage.value = 0.9  # intervals, calibrated on the image itself (the box a coverage shows, on)
         denoise.layers_section.collapsed = False  # the choice of layers shown; the sampling settings folded
         denoise.run()
-        _wait(lambda: denoise._worker is None)
+        # the run done, and 'Time here' figured: its timing shares the CPU with the run and ends after it here
+        _wait(lambda: denoise._worker is None and denoise._estimate_worker is None
+              and denoise.estimate.value.startswith("about"))
         mean, std, entropy, samples = (viewer.layers[f"low-light stack [{name}]"]
                                        for name in ("mean", "std", "entropy", "samples"))
         entropy.visible = False

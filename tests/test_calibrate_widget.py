@@ -170,7 +170,8 @@ def test_calibrate_without_a_truth_layer_calibrates_on_the_noisy_ones_residuals(
     REGISTRY.add(tiny_checkpoint)
     w.model.value = str(tiny_checkpoint.resolve())
     w.noisy.value = viewer.layers["noisy"]
-    w.truth.value = None
+    viewer.add_image(np.ones((48, 48)), name="another layer")
+    assert w.truth.value is None  # by default: noisy images alone calibrate at once, another layer or not
     assert NO_TRUTH in [w.truth.native.itemText(i) for i in range(w.truth.native.count())]
     w.steps.value, w.n_samples.value = 2, 3
     w.output.value = tmp_path / "self.safetensors"

@@ -177,6 +177,8 @@ class CalibrateWidget(WorkerControls, Container):
         REGISTRY.subscribe(self.model)
         follow_layers(napari_viewer, self.noisy, self.truth)
         self.reset_choices()
+        # no truth unless one is picked: the first image layer, the noisy one's default too, was refused as its own truth
+        self.truth.value = None
         self._on_model()  # the first model's bounds (steps ≤ its schedule) and std route from the start
 
     def _chosen_model(self):
