@@ -83,6 +83,50 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     assert not w.resume.native.isHidden() and w.recalibration.native.isHidden()
 
 
+def test_the_recalibration_time_is_not_timed_beside_a_run_and_one_that_was_is_taken_again(
+        make_napari_viewer, qtbot, errors, headed_checkpoint, monkeypatch, request, tmp_path):
+    """A timing sharing the CPU with a run reads long, and the figure is kept: one asked for during a run
+    waits for its end, and one going when the run starts is dropped (run_cost.forget_timings) and taken
+    again after it."""
+    from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
+
+    calls, gate, forgotten = [], threading.Event(), []
+
+    def slow_estimate(start, data, plane=None):
+        calls.append(data.shape)
+        time.sleep(0.5)
+        return run_cost.RunCost(pixels=100, n_samples=1, evaluations=1, seconds=5.0)
+
+    def gated_adapt(model, noisy, options, output):
+        while not gate.is_set():
+            time.sleep(0.01)
+        return None
+        yield  # a generator, as the worker takes it
+
+    monkeypatch.setattr(train_module, "_estimate", slow_estimate)
+    monkeypatch.setattr(train_module, "_adapt_job", gated_adapt)
+    monkeypatch.setattr(run_cost, "forget_timings", lambda: forgotten.append(True))
+    request.addfinalizer(gate.set)
+    viewer = make_napari_viewer()
+    layer = _cells(viewer, (3, 64, 80))
+    w = TrainWidget(viewer)
+    w.output.value = tmp_path / "adapted.safetensors"
+    w.batch_size.value, w.patch_size.value = 2, 32
+    w.noisy.value, w.start_model.value = layer, str(headed_checkpoint.resolve())
+    w.mode.value = NOISY_ONLY  # the recalibration's time is asked for
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=10_000)
+    w.start()  # while the timing goes on
+    qtbot.wait(800)
+    assert w._worker is not None
+    w.minutes.value = 3.0  # asks for the time again: the run goes on
+    assert w.recalibration.value == "timed when this run ends" and len(calls) == 1
+    gate.set()
+    qtbot.waitUntil(lambda: w._worker is None and "in all" in w.recalibration.value, timeout=20_000)
+    assert forgotten == [True] and len(calls) == 2
+    assert w.recalibration.value == f"about 5 s; {run_cost.duration(180 + 5.0)} in all"
+    assert not errors
+
+
 def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(make_napari_viewer, qtbot, errors,
                                                                              headed_checkpoint, tmp_path):
     from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget

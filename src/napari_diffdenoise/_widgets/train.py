@@ -172,6 +172,9 @@ class TrainWidget(WorkerControls, Container):
         self.plot = LossPlot()
         self.plot_section.body.native.layout().addWidget(self.plot)
         self._estimate_for, self._estimate = None, None  # (model, layer shape, its data) → its recalibration's RunCost
+        # a timing going when a run starts measured a shared CPU and reads long: taken again when the run ends
+        # (the Denoise widget's 'Time here' likewise)
+        self._timing_beside_run = False
         self._plan = None
 
         self.mode.changed.connect(self._on_mode)
@@ -242,6 +245,10 @@ class TrainWidget(WorkerControls, Container):
         if not self._adapting() or layer is None or start in (None, SCRATCH):
             self.recalibration.value = "—"
             return
+        if self._worker is not None:  # a run shares the CPU: timed when it ends (_on_finished)
+            self._estimate_for, self._estimate = None, None
+            self.recalibration.value = "timed when this run ends"
+            return
         key = (start, tuple(layer.data.shape), id(layer.data))  # a time series is recalibrated on its frames too
         if key == self._estimate_for:
             if self._estimate is not None:  # else still timing, or no estimate to give
@@ -252,6 +259,21 @@ class TrainWidget(WorkerControls, Container):
         worker = create_worker(_estimate, start, layer.data, first_plane(layer), _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
         worker.start()
+
+    def _launch(self, worker, description: str = "napari-diffdenoise") -> None:
+        self._timing_beside_run = self._estimate_for is not None and self._estimate is None
+        super()._launch(worker, description)
+
+    def _on_finished(self) -> None:
+        super()._on_finished()
+        if self._timing_beside_run:
+            from ..core.run.run_cost import forget_timings
+
+            self._timing_beside_run = False
+            forget_timings()
+            self._estimate_for = None
+        if self._estimate_for is None:
+            self._refresh_estimate()
 
     def _show_estimate(self, key, cost: RunCost | None):
         if key != self._estimate_for:
