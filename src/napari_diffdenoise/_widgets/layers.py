@@ -1,4 +1,4 @@
-"""Keeping a dock widget's layer lists in step with the viewer."""
+"""A dock widget's image layers: its lists of them kept in step with the viewer, and the plane an estimate reads of one."""
 from __future__ import annotations
 
 import numpy as np

@@ -174,8 +174,7 @@ def register_timings(cache: dict) -> dict:
 def forget_timings() -> None:
     """Drop every timing taken so far, to be taken again when next asked for: each is kept for the session,
     and one taken while a run shared the CPU reads long (on the bundled sample a 'Time here' timed beside
-    the run said 8 s for a run of 4.6 s, and
-    went on saying so: 2 cores, 2026-12-05)."""
+    the run said 8 s for a run of 4.6 s, and went on saying so: 2 cores, 2026-12-05)."""
     for cache in (_SECONDS_PER_PIXEL, _OUTSIDE_NETWORK, *_OTHER_TIMINGS):
         cache.clear()
 
