@@ -7,6 +7,7 @@ import zarr
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.imaging.axes import check_axes, plane_positions
+from napari_diffdenoise.core.imaging.tiling import make_tiles
 from napari_diffdenoise.core.sampling.noise import FieldNoise, gaussian_field, stream_key
 
 
@@ -212,7 +213,13 @@ def test_a_plane_larger_than_the_block_is_sampled_in_blocks_with_progress_over_a
                       progress=seen.append)
     whole = denoise(image, tiny_model, n_samples=2, steps=3, seed=1)
     steps = [(p.step, p.n_steps) for p in seen if p.tile == 0]
-    assert steps[-1][0] == steps[-1][1] == 6 * 3  # 3 × 2 blocks of 3 steps each
+    # 3 × 2 blocks of 3 steps each, counted as on the whole plane: each by its share of the plane's
+    # pixels (the blocks overlap, so their shares sum to more than 1)
+    blocks = make_tiles(image.shape, 96, 32)
+    assert len(blocks) == 6 and len(steps) == 6 * 3
+    share = sum((b.slices[0].stop - b.slices[0].start) * (b.slices[1].stop - b.slices[1].start)
+                for b in blocks) / image.size
+    assert steps[-1][0] == steps[-1][1] == pytest.approx(3 * share) and share > 1.2
     assert [p.fraction for p in seen] == sorted(p.fraction for p in seen)
     # blocking moves the result far less than another seed does (the same noise, blocks differ only
     # by what the network sees near their edges)

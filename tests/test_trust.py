@@ -7,6 +7,7 @@ import torch
 
 from napari_diffdenoise import calibrate, denoise, load_model, save_checkpoint
 from napari_diffdenoise.core.calibration.calibration import measure
+from napari_diffdenoise.core.run.bright_pass import BRIGHT_MARGIN
 from napari_diffdenoise.core.run.conformal import Calibration, block_split, conformal_factor, interval_unit
 from napari_diffdenoise.core.run.run_spec import DEFAULT_SYMMETRIES
 from napari_diffdenoise.core.training.train_config import TrainConfig
@@ -106,6 +107,30 @@ def test_calibrate_then_denoise_with_coverage(tiny_model, tmp_path):
     path = tmp_path / "calibrated.safetensors"
     save_checkpoint(calibrated, path)
     assert load_model(path).calibrations == calibrated.calibrations
+
+
+def test_progress_counts_the_bright_pass_by_its_boxes_pixels_and_never_passes_the_plane():
+    """The bright pass restores small boxes, each a run of its own: counted as whole runs, the first
+    estimate (nearly all of the work) read as 1/(1 + boxes) of the plane, and the run's total grew
+    only once they were found, so the CLI said 'step 2/1', 200 % and a negative time left. Counted by
+    their pixels, expected before the run, the first estimate is most of the progress and every
+    report stays within the plane."""
+    rng = np.random.default_rng(0)
+    truth = np.full((192, 192), 100.0)
+    yy, xx = np.mgrid[:192, :192]
+    for cy, cx in ((40, 40), (150, 150)):
+        truth += 65000 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 2)
+    image = rng.poisson(truth).astype(np.uint16)
+    seen = []
+    result = denoise(image, load_model("demo"), n_samples=0, symmetries=1, progress=seen.append)
+    assert result.metadata["bright_pass_planes"] == [0]
+    steps = [p for p in seen if p.tile == 0]
+    assert len(steps) == 3  # the plane, then a box around each punctum
+    assert all(p.step <= p.n_steps + 1e-9 and 0 < p.fraction <= 1 for p in seen)
+    boxes = 2 * (2 * BRIGHT_MARGIN + 8) ** 2 / image.size  # about: the margins around a few pixels each
+    assert steps[0].fraction == pytest.approx(1 / (1 + boxes), abs=0.08)
+    assert steps[0].n_steps > 1 + boxes / 2  # the boxes were expected before the first estimate found them
+    assert steps[-1].fraction == 1.0 and steps[0].where == "plane 1/1, step 1/1"
 
 
 def test_sparse_bright_puncta_keep_their_intensity():

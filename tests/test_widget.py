@@ -439,9 +439,10 @@ def test_progress_moves_per_tile_and_cancel_lands_between_tiles(widget, qtbot, e
     w.run()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     tiled = [p for p in seen if p.tile]
-    assert tiled and tiled[0].n_tiles == 9 and tiled[0].step == 0  # 160² in 64² tiles: inside the first step
+    # 160² in 64² tiles: inside the first step, which its tiles advance by ninths
+    assert tiled and tiled[0].n_tiles == 9 and tiled[0].step == pytest.approx(tiled[0].tile / 9)
     assert "Cancelled" in w.status.value and len(viewer.layers) == 1
-    assert max(p.step for p in seen) == 0 and not errors  # stopped inside the first step, not after 40
+    assert max(p.step for p in seen) <= 1 and not errors  # stopped within the first step, not after 40
 
 
 def test_every_widget_links_to_its_documentation_page(make_napari_viewer):

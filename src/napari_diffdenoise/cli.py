@@ -125,9 +125,7 @@ def _progress_printer():
             last[0] = pct
             elapsed = time.monotonic() - start
             left = f"  {_clock(elapsed * (1 - info.fraction) / info.fraction)} left" if info.fraction > 0.01 else ""
-            tiles = f"  tile {info.tile}/{info.n_tiles}" if info.n_tiles > 1 and info.tile else ""
-            print(f"\r  plane {info.plane + 1}/{info.n_planes}  step {info.step}/{info.n_steps}{tiles}  {pct:5.1f}%"
-                  f"{left}".ljust(80), end="", file=sys.stderr, flush=True)
+            print(f"\r  {info.where}  {pct:5.1f}%{left}".ljust(80), end="", file=sys.stderr, flush=True)
 
     return show
 

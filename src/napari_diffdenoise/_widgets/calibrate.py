@@ -335,7 +335,7 @@ class CalibrateWidget(WorkerControls, Container):
         self._launch(self._worker, f"Calibrating {model.name}")
 
     def _on_progress(self, info):
-        self._report(info.fraction, f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}")
+        self._report(info.fraction, info.where)
 
     def _on_returned(self, run, out: Path):
         if isinstance(run, _Failure):

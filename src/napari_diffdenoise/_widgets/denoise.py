@@ -827,8 +827,7 @@ class DenoiseWidget(WorkerControls, Container):
     def _on_progress(self, info):
         if info is None:  # the last yield of a cancelled run
             return
-        tile = f", tile {info.tile}/{info.n_tiles}" if info.n_tiles > 1 and info.tile else ""
-        self._report(info.fraction, f"plane {info.plane + 1}/{info.n_planes}, step {info.step}/{info.n_steps}{tile}")
+        self._report(info.fraction, info.where)
 
     def _on_returned(self, layer, result):
         if isinstance(result, _Failure):

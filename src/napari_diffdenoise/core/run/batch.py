@@ -23,15 +23,15 @@ from ..imaging.axes import plane_positions
 from ..io.checkpoint import load_model
 from ..io.image_io import is_zarr_path, open_image
 from ..io.image_source import ImageSource
-from ..io.microscope_files import BIOIO_PLUGINS
 from ..io.map_store import MapStore, StorePlanes, ZarrSink
 from ..io.maps import MAPS
+from ..io.microscope_files import BIOIO_PLUGINS
 from ..io.tiff_maps import TiffSink, pixel_record
 from ..model.model import DiffusionModel
 from .driving import drive
 from .methods import find_method
 from .plane_input import check_image, check_memory
-from .plane_loop import PlaneLoop, PlaneRun, PlaneTally
+from .plane_loop import PlaneLoop, PlaneRun, PlaneTally, steps_text
 from .restore import make_settings, plane_run, run_keywords_given
 from .run_keywords import RunSpec, run_signature
 
@@ -232,11 +232,12 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | Non
 def _run_here(loop: PlaneLoop, reporter: _Reporter, threads: int) -> None:
     """The loop in this process, with ``threads`` torch threads."""
     def on_tile(rank, number, step, n_steps, tiles, n_tiles):
-        reporter.report(rank + (step + tiles / n_tiles) / n_steps,
-                        f"plane {number + 1}: step {step + 1}/{n_steps}, tile {tiles}/{n_tiles}")
+        reporter.report(rank + min(step, n_steps) / n_steps,
+                        f"plane {number + 1}: {steps_text(step, n_steps)}, tile {tiles}/{n_tiles}")
 
     def on_step(at):
-        reporter.report(at.rank + at.step / at.n_steps, f"plane {at.number + 1}: step {at.step}/{at.n_steps}")
+        reporter.report(at.rank + min(at.step, at.n_steps) / at.n_steps,
+                        f"plane {at.number + 1}: {steps_text(at.step, at.n_steps)}")
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -71,6 +71,20 @@ def bright_boxes(weight: np.ndarray, margin: int = BRIGHT_MARGIN) -> list[tuple[
     return [(slice(y0, y1), slice(x0, x1)) for y0, y1, x0, x1 in sorted(boxes)]
 
 
+def expected_boxes(plane, imap: IntensityMap, model: DiffusionModel) -> list[tuple[slice, slice]]:
+    """The boxes the bright pass is expected to restore on ``plane``, before the run: the pass follows
+    the first estimate's mean, which does not exist yet, so the plane smoothed by 1 px (the noise
+    averaged down, as the mean has it) stands in (0.15 s on a 1192² plane; 23 boxes expected where the
+    pass took 21). For the run's cost and its progress; the pass itself follows the estimate."""
+    from scipy import ndimage
+
+    plane = np.asarray(plane, dtype=np.float32)
+    stand_in = ndimage.gaussian_filter(plane, 1.0)
+    if not reaches_ceiling(stand_in, plane, imap, model):
+        return []
+    return bright_boxes(bright_weight(stand_in, imap, model))
+
+
 def blend_into(maps, box: tuple[slice, slice], high, weight: np.ndarray):
     """``maps`` with the bright pass's maps of ``box`` blended in by ``weight`` (the box's own)."""
     def mix(low, bright):

@@ -11,6 +11,7 @@ already holds (a run to resume); ``write(number, position, plane)`` takes a :cla
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -64,8 +65,15 @@ class Sink(Protocol):
 class PlaneStep:
     rank: int  # the plane's rank among those this loop restores
     number: int  # the plane's number in its image (which keys its noise)
-    step: int  # network steps done in this plane
-    n_steps: int
+    step: float  # network steps done in this plane, counted as on the whole plane (plane_sampling.restore_plane)
+    n_steps: float
+
+
+def steps_text(step: float, n_steps: float) -> str:
+    """'step k/n' for a plane's progress: the step under way (the last one, once done) of the plane's
+    steps, whole numbers (blocks and bright boxes make them fractions: plane_sampling.restore_plane)."""
+    n = max(1, round(n_steps))
+    return f"step {min(max(math.ceil(step - 1e-9), 1), n)}/{n}"
 
 
 @dataclass

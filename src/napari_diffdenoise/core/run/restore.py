@@ -34,7 +34,7 @@ from .plane_input import (  # noqa: F401  (re-exported: the names restore has al
     output_dtype,
     read_plane,
 )
-from .plane_loop import MemorySink, PlaneLoop, Restoration
+from .plane_loop import MemorySink, PlaneLoop, Restoration, steps_text
 from .plane_runs import plane_run, refuse_settings_with_keywords, run_keywords_given
 from .run_keywords import RunSpec, run_signature
 from .run_settings import (  # noqa: F401  (re-exported: the names restore has always offered)
@@ -73,15 +73,22 @@ class Cancelled(Exception):
 class Progress:
     plane: int  # 0-based plane being processed (its rank among the planes of this run)
     n_planes: int
-    step: int  # sampling steps done in this plane
-    n_steps: int
-    tile: int = 0  # tiles done inside the step under way (per-tile progress, see iter_denoise's on_tile)
+    # network steps done in this plane, the tiles of the one under way included (per-tile progress, see
+    # iter_denoise's on_tile); blocks and bright boxes count by their share of the plane's pixels
+    step: float
+    n_steps: float
+    tile: int = 0  # tiles done inside the step under way
     n_tiles: int = 1
 
     @property
     def fraction(self) -> float:
-        inside = min(self.step + self.tile / max(self.n_tiles, 1), self.n_steps)
-        return (self.plane + inside / self.n_steps) / self.n_planes
+        return (self.plane + min(self.step, self.n_steps) / self.n_steps) / self.n_planes
+
+    @property
+    def where(self) -> str:
+        """'plane 2/5, step 3/10, tile 4/9': where the run is, as the widgets and the CLI say it."""
+        tile = f", tile {self.tile}/{self.n_tiles}" if self.n_tiles > 1 and self.tile else ""
+        return f"plane {self.plane + 1}/{self.n_planes}, {steps_text(self.step, self.n_steps)}{tile}"
 
 
 @run_signature(after=("on_tile",), rest="method_params")

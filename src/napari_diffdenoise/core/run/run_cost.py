@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from ..imaging.normalization import IntensityMap
 from ..imaging.tiling import TILE_STRETCH, tile_grid
 from ..model.model import DiffusionModel
-from .bright_pass import bright_boxes, bright_weight, reaches_ceiling
+from .bright_pass import expected_boxes
 from .plane_runs import network_passes
 from .plane_sampling import device_model
 from .restore import Settings, denoise, make_settings
@@ -259,16 +258,10 @@ def planes_cost(model: DiffusionModel, s: Settings, plane_shape: tuple[int, int]
 
 
 def bright_shapes(model: DiffusionModel, plane: np.ndarray, settings: Settings) -> list[tuple[int, int]]:
-    """The (height, width) of each box the bright pass restores a second time on ``plane``
-    (core.run.bright_pass). The pass follows the first estimate's mean, which does not exist before
-    the run: the plane smoothed by 1 px (the noise averaged down, as the mean has it) stands in."""
-    plane = np.asarray(plane, dtype=np.float32)
-    imap = IntensityMap.from_percentiles(plane, settings.percentiles)
-    stand_in = ndimage.gaussian_filter(plane, 1.0)
-    if not reaches_ceiling(stand_in, plane, imap, model):
-        return []
-    return [(box[0].stop - box[0].start, box[1].stop - box[1].start)
-            for box in bright_boxes(bright_weight(stand_in, imap, model))]
+    """The (height, width) of each box the bright pass is expected to restore a second time on
+    ``plane`` (core.run.bright_pass.expected_boxes)."""
+    imap = IntensityMap.from_percentiles(np.asarray(plane, dtype=np.float32), settings.percentiles)
+    return [(box[0].stop - box[0].start, box[1].stop - box[1].start) for box in expected_boxes(plane, imap, model)]
 
 
 def _calls(model: DiffusionModel, s: Settings) -> tuple[int, list[tuple[str, int]]]:
