@@ -485,8 +485,8 @@ ROWS = [
      "x.ims is HDF5 but not an Imaris file \\(it lacks DataSet/ResolutionLevel 0 or DataSetInfo/Image\\)"),
     ("tiff-rgb-colour", "CLI", "denoise an RGB colour TIFF (interleaved YXS)",
      lambda t: _cli_image(t, np.zeros((32, 32, 3), np.uint8), "denoise", "IN", "--out", "OUT", photometric="rgb"),
-     "exit 2", (r"the TIFF holds RGB colour pixels \(axes YXS\); convert it to grey levels, or save each channel "
-                r"as its own plane")),
+     "exit 2", (r"the TIFF holds 8-bit RGB colour pixels \(axes YXS\), a picture rather than a microscope's counts; "
+                r"convert it to grey levels, or save each channel as its own plane")),
     ("tile-text", "library", 'tile="64"', lambda t: _lib(tile="64"), ValueError,
      "tile must be a whole number of pixels, at least 4 for this model; got '64'"),
     ("tile-0", "library", "tile=0", lambda t: _lib(tile=0), ValueError, "tile must be at least 4 pixels for this model; got 0"),

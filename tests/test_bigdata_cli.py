@@ -177,7 +177,27 @@ def test_tiff_samples_are_channels_when_stored_as_planes_and_refused_as_colour(t
     tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((32, 32, 3), np.uint8), photometric="rgb")
     assert main(["denoise", str(tmp_path / "rgb.tif"), "--out", str(tmp_path / "o"), "--model",
                  str(tiny_checkpoint)]) == 2
-    assert "RGB colour pixels (axes YXS)" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert "8-bit RGB colour pixels (axes YXS)" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_interleaved_16_bit_samples_are_read_as_channels_and_restored_each_on_its_own(tmp_path, tiny_checkpoint):
+    """A 16-bit TIFF with 3 samples per pixel (YXS: NEUBIAS's HeLa image is stored so) holds a
+    microscope's channels, not a colour picture: read as CYX, lazily, and each channel restored alone
+    (its own normalisation: the third channel, 50× brighter, comes back at its own level)."""
+    from napari_diffdenoise.core.io.image_io import open_image
+
+    rng = np.random.default_rng(0)
+    levels = np.array([20.0, 40.0, 1000.0])
+    image = rng.poisson(np.ones((48, 40, 3)) * levels).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "hela.tif", image, photometric="rgb")
+    source = open_image(tmp_path / "hela.tif")
+    assert source.axes == "CYX" and source.shape == (3, 48, 40)
+    np.testing.assert_array_equal(np.asarray(source.data[2]), image[..., 2])
+    assert main(["denoise", str(tmp_path / "hela.tif"), "--out", str(tmp_path / "o"), "--model",
+                 str(tiny_checkpoint), "--samples", "2", "--steps", "2"]) == 0
+    mean = tifffile.imread(tmp_path / "o" / "hela_mean.tif")
+    assert mean.shape == (3, 48, 40)
+    np.testing.assert_allclose(mean.mean(axis=(1, 2)), levels, rtol=0.1)
 
 
 def test_channel_names_survive_ome_zarr_output(tmp_path, tiny_checkpoint):

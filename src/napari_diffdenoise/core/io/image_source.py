@@ -31,6 +31,7 @@ class ImageSource:
     units: dict = field(default_factory=dict)  # axis → NGFF unit name
     # one per channel (along C; a single name when the file's one channel left no C axis)
     channel_names: list = field(default_factory=list)
+    axes_guessed: bool = False  # the file did not say what some axis is (a TIFF's Q or I): read as Z, C or T
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -40,10 +41,11 @@ class ImageSource:
         return [float(self.scale.get(a, 1.0)) for a in self.axes]
 
 
-def image_source(path: Path, data, axes: str, scale: dict, units: dict, names) -> ImageSource:
+def image_source(path: Path, data, axes: str, scale: dict, units: dict, names, axes_guessed: bool = False
+                 ) -> ImageSource:
     """The ImageSource, keeping the sizes of the axes it has (a channel has none) and channel names
     only when there is one per channel."""
     n_channels = data.shape[axes.index("C")] if "C" in axes else 1
     names = [str(n) for n in names] if len(names) == n_channels else []
     return ImageSource(data, axes, str(path), {a: float(v) for a, v in scale.items() if a in axes and a != "C"},
-                       {a: u for a, u in units.items() if a in axes and a in scale}, names)
+                       {a: u for a, u in units.items() if a in axes and a in scale}, names, axes_guessed)
