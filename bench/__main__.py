@@ -11,6 +11,7 @@ from . import (
     entropy,
     error_shape,
     finetune,
+    hot_pixels,
     low_frequency,
     mean,
     memory,
@@ -40,7 +41,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "memory": memory.main, "entropy": entropy.main, "error_shape": error_shape.main, "tiles": tiles.main,
             "calibration_diagnosis": calibration_diagnosis.main, "symmetries": symmetries.main, "rho_ceiling": rho_ceiling.main,
             "series_adapt": series_adapt.main, "noise_correlation": noise_correlation.main,
-            "low_frequency": low_frequency.main}
+            "low_frequency": low_frequency.main, "hot_pixels": hot_pixels.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

@@ -570,3 +570,18 @@ def test_the_self_calibration_box_states_the_budget_it_restores(widget):
 
     _, w = widget
     assert f"≤ {int(MAX_PIXELS ** 0.5)}² px" in w.self_calibrate.text
+
+
+def test_a_hot_pixel_is_said_in_the_status_and_the_form_offers_to_replace_it(widget, qtbot, errors):
+    viewer, w = widget
+    plane = np.random.default_rng(0).poisson(13, (64, 64)).astype(np.uint16)
+    plane[30, 30] = 60000
+    viewer.add_image(plane, name="hot")
+    w.image.value = viewer.layers["hot"]
+    assert w.hot_pixels.value == "pass"
+    w.hot_pixels.value = "replace"
+    w.run()
+    qtbot.waitUntil(lambda: "Done in" in w.status.value, timeout=60_000)
+    assert "; 1 hot pixel (single pixels far above everything near them" in w.status.value
+    assert "the mean holds their neighbours' median" in w.status.value
+    assert viewer.layers["hot [mean]"].data[30, 30] < 1000 and not errors

@@ -327,18 +327,27 @@ def cmd_denoise(args) -> int:
         print(file=sys.stderr)
         resumed = f" ({meta['planes_resumed']} done by an earlier run)" if meta["planes_resumed"] else ""
         print(f"wrote {args.out}: {meta['n_planes']} planes{resumed} in {meta['seconds']:.1f} s")
+        _say_hot_pixels(meta)
         return 0
     if args.workers is not None or args.scheduler is not None:
         raise ValueError("--workers and --scheduler write an OME-Zarr store: give --out a path ending in .zarr")
     from .core.run.batch import denoise_to_tiff
 
     # the maps keep the input's pixel sizes and channel names (denoise_to_tiff's default)
-    _, paths = denoise_to_tiff(args.input, args.out, args.model, stem=output_stem(args.input), spec=spec,
-                               axes=args.axes, overwrite=args.overwrite, threads=args.threads,
-                               progress=_batch_printer(), **method_params)
+    meta, paths = denoise_to_tiff(args.input, args.out, args.model, stem=output_stem(args.input), spec=spec,
+                                  axes=args.axes, overwrite=args.overwrite, threads=args.threads,
+                                  progress=_batch_printer(), **method_params)
     print(file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths))
+    _say_hot_pixels(meta)
     return 0
+
+
+def _say_hot_pixels(meta: dict) -> None:
+    from .core.imaging.hot_pixels import said
+
+    if said(meta):
+        print(said(meta) + " (--hot-pixels replace: their neighbours' median)", file=sys.stderr)
 
 
 def cmd_simulate(args) -> int:

@@ -27,10 +27,11 @@ from ..core.model.devices import available_devices
 from ..core.io.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.run.methods import METHODS, find_method, method_settings
 from ..core.run.restore import Cancelled, calibration_settings, iter_denoise, make_settings
+from ..core.imaging.hot_pixels import said as hot_pixels_said
 from ..core.run.run_cost import duration
 from ..core.run.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_samplers
-from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, KEEP_SAMPLES, LOW_FREQUENCIES, MEAN, N_SAMPLES, SYMMETRIES,
-                                 PRECISION, PSF_SIGMA, SAMPLER, SEED, STD)
+from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, HOT_PIXELS, KEEP_SAMPLES, LOW_FREQUENCIES, MEAN, N_SAMPLES,
+                                 PRECISION, PSF_SIGMA, SAMPLER, SEED, STD, SYMMETRIES)
 from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
 from ..core.calibration.residuals import MAX_PIXELS
 from ._worker import WorkerControls
@@ -228,6 +229,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.precision = control_for(PRECISION)
         self.low_frequencies = control_for(LOW_FREQUENCIES)
         self.symmetries = control_for(SYMMETRIES)
+        self.hot_pixels = control_for(HOT_PIXELS)
         self.psf_source = ComboBox(label="PSF", choices=self._psf_choices, visible=False,
                                    tooltip="A Gaussian PSF of the width below, or an image layer holding a measured or "
                                            "computed PSF (2D, centred, any scale)")
@@ -240,7 +242,8 @@ class DenoiseWidget(WorkerControls, Container):
         self.run_controls = {"n_samples": self.n_samples, "mean": self.mean_estimator, "std": self.std_estimator,
                              "coverage": self.coverage, "entropy": self.entropy, "keep_samples": self.keep_samples,
                              "seed": self.seed, "device": self.device, "precision": self.precision,
-                             "low_frequencies": self.low_frequencies, "symmetries": self.symmetries}
+                             "low_frequencies": self.low_frequencies, "symmetries": self.symmetries,
+                             "hot_pixels": self.hot_pixels}
         self.run_button = PushButton(text="Run")
         self.preview_button = PushButton(
             text="Preview", tooltip="A quick look at the plane on view before the full run: the model's one-pass "
@@ -257,7 +260,7 @@ class DenoiseWidget(WorkerControls, Container):
         # laptop's screen with the other widgets docked under it
         self.sampling = Section("Sampling settings", [self.steps, self.eta, self.sampler_params, self.n_samples,
                                                       self.mean_estimator, self.symmetries, self.low_frequencies,
-                                                      self.std_estimator, self.seed, self.device, self.precision],
+                                                      self.hot_pixels, self.std_estimator, self.seed, self.device, self.precision],
                                 tooltip="Steps, randomness and the sampler's own parameters, the number of samples, "
                                         "how the mean is made, the seed, the device and the number format")
         self.layers_section = Section("Result layers: intervals, entropy, samples",
@@ -548,7 +551,7 @@ class DenoiseWidget(WorkerControls, Container):
         """Every control a run reads (a container stands for the rows it holds, added later included)."""
         return (self.image, self.axes, self.model, self.sampler, self.steps, self.eta, self.sampler_params,
                 self.n_samples, self.mean_estimator, self.std_estimator, self.seed, self.device, self.precision,
-                self.symmetries, self.psf_source,
+                self.symmetries, self.hot_pixels, self.psf_source,
                 self.psf_sigma, self.method_params, self.coverage, self.self_calibrate, self.entropy,
                 self.keep_samples)
 
@@ -672,6 +675,7 @@ class DenoiseWidget(WorkerControls, Container):
         symmetries = 1 if preview else self.symmetries.value
         return dict(sampler=sampler, n_samples=n_samples, seed=self.seed.value, device=self.device.value,
                     precision=self.precision.value, low_frequencies=self.low_frequencies.value, symmetries=symmetries,
+                    hot_pixels=self.hot_pixels.value,
                     sampler_params=params, psf=psf, mean=self.mean_estimator.value, std=self.std_estimator.value,
                     coverage=coverage,
                     keep_samples=self.keep_samples.value and not preview and n_samples > 0, entropy=self.entropy.value)
@@ -852,7 +856,8 @@ class DenoiseWidget(WorkerControls, Container):
                 metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"],
                                                  "axis_0": f"sample 1 … {k} of the K = {k} restorations"}})
         self.progress.value = 1000
-        self.status.value = f"Done in {result.metadata['seconds']:.1f} s"
+        hot = hot_pixels_said(result.metadata)
+        self.status.value = f"Done in {result.metadata['seconds']:.1f} s" + (f"; {hot}" if hot else "")
 
 
 def denoise_layer(viewer: napari.viewer.Viewer) -> DenoiseWidget:

@@ -20,6 +20,12 @@ def bright_map(pixels, imap: IntensityMap) -> IntensityMap:
     return IntensityMap(imap.low, max(float(np.max(pixels)), imap.high))
 
 
+def ceiling_level(imap: IntensityMap, model: DiffusionModel) -> float:
+    """The input level where the plane's intensity map puts the model's clip ceiling: structure above it
+    is what the bright pass restores again."""
+    return float(imap.to_input(np.float64(model.value_range[1]), np.float64))
+
+
 def reaches_ceiling(mean: np.ndarray, plane, imap: IntensityMap, model: DiffusionModel) -> bool:
     """Whether the first estimate (input units) is clipped somewhere while the data (``plane``, the
     pixels it restores) go above the ceiling too: the sign of structure brighter than the map can

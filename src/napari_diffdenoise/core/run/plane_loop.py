@@ -34,6 +34,7 @@ class PlaneResult:
     evaluations: int
     bright: bool  # took the bright second pass
     clamped: int  # mean pixels raised to 0
+    hot: int = 0  # hot pixels restored around (core.imaging.hot_pixels)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class PlaneTally:
     evaluations: int = 0
     bright_planes: list[int] = field(default_factory=list)
     clamped: int = 0
+    hot: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, outcome: dict) -> None:
@@ -93,9 +95,11 @@ class PlaneTally:
         self.evaluations += outcome["evaluations"]
         self.bright_planes.extend(outcome["bright_planes"])
         self.clamped += outcome["clamped"]
+        self.hot += outcome.get("hot", 0)
 
     def outcome(self) -> dict:
-        return {"evaluations": self.evaluations, "bright_planes": list(self.bright_planes), "clamped": self.clamped}
+        return {"evaluations": self.evaluations, "bright_planes": list(self.bright_planes), "clamped": self.clamped,
+                "hot": self.hot}
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
@@ -103,7 +107,8 @@ class PlaneTally:
     def extra(self) -> dict:
         """The counts a run's metadata records only when there are any."""
         return {**({"bright_pass_planes": sorted(self.bright_planes)} if self.bright_planes else {}),
-                **({"clamped_to_zero_pixels": self.clamped} if self.clamped else {})}
+                **({"clamped_to_zero_pixels": self.clamped} if self.clamped else {}),
+                **({"hot_pixels_found": self.hot} if self.hot else {})}
 
     def metadata(self) -> dict:
         return {"network_evaluations": self.evaluations, "seconds": round(self.seconds(), 3), **self.extra()}
@@ -142,7 +147,7 @@ class PlaneLoop:
                     plane = stop.value
                 self.sink.write(number, position, plane)
                 self.tally.add({"evaluations": plane.evaluations, "bright_planes": [number] if plane.bright else [],
-                                "clamped": plane.clamped})
+                                "clamped": plane.clamped, "hot": plane.hot})
         except BaseException:
             self.sink.abort()
             raise

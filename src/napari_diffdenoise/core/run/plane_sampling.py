@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..imaging.hot_pixels import hot_pixels, neighbours_median
 from ..imaging.normalization import IntensityMap
 from ..imaging.tiling import make_tiles
 from ..io.maps import MAPS, MapContext, sample_maps
@@ -26,7 +27,7 @@ from ..sampling.guidance import Guided, make_guide
 from ..sampling.noise import FieldNoise
 from ..sampling.sample_head import SampleHeadAsEps
 from .bright_pass import blend_into as _blend_into
-from .bright_pass import bright_boxes, expected_boxes
+from .bright_pass import bright_boxes, ceiling_level, expected_boxes
 from .bright_pass import bright_map as _bright_map
 from .bright_pass import bright_weight as _bright_weight
 from .bright_pass import reaches_ceiling as _reaches_ceiling
@@ -178,8 +179,16 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
     the plane's pixels, so that the bright pass's boxes — small, each a run of its own — do not count
     as whole runs (21 boxes on a 1192² plane made the first estimate 1/22 of the progress and the
     time left ten times too long). The total holds the boxes expected before the run
-    (bright_pass.expected_boxes) until the blocks' estimates have found them all."""
+    (bright_pass.expected_boxes) until the blocks' estimates have found them all.
+
+    Hot pixels (core.imaging.hot_pixels) are replaced by their neighbours' median before anything
+    else reads the plane; the mean holds what ``s.hot_pixels`` says there."""
     imap = IntensityMap.from_percentiles(plane, s.percentiles)
+    recorded = plane
+    hot = hot_pixels(plane, above=ceiling_level(imap, model))
+    if hot.any():
+        plane = np.array(plane, copy=True)
+        plane[hot] = neighbours_median(plane)[hot].astype(plane.dtype)
     # blocks blend like tiles: weights ramp over each overlap and sum to one
     blocks = make_tiles(plane.shape, s.block, s.block_overlap)
     per_run = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 1
@@ -243,6 +252,8 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
     if non_negative:  # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
         clamped = int((mean < 0).sum())
         mean = np.maximum(mean, 0)
+    if s.hot_pixels == "pass" and hot.any():  # what the camera recorded, in every frame of it
+        mean[hot] = recorded[hot]
     out = {"mean": mean}
     out.update({name: value.astype(MAPS[name].dtype_for(dtype), copy=False) for name, value in whole.items()})
     if unit is not None:
@@ -252,7 +263,7 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
         out["lower"], out["upper"] = mean - half, mean + half
         if non_negative:
             out["lower"] = np.maximum(out["lower"], 0)
-    return PlaneResult(tuple(position), out, kept, evaluations, took_bright, clamped)
+    return PlaneResult(tuple(position), out, kept, evaluations, took_bright, clamped, int(hot.sum()))
 
 
 NETWORKS = ("network", "mean_network", "std_network", "sample_network")  # a DiffusionModel's networks

@@ -61,6 +61,7 @@ class Settings:
     precision: str = "float32"  # the networks' number format (core.run.run_spec.PRECISIONS)
     low_frequencies: str = "data"  # the mean's smooth part (core.run.run_spec.LOW_FREQUENCY_SOURCES)
     symmetries: int = 1  # the heads' one pass averaged over this many symmetries of the square (core.model.symmetries)
+    hot_pixels: str = "pass"  # what the mean holds at a hot pixel (core.run.run_spec.HOT_PIXEL_HANDLING)
 
 
 @run_signature()
@@ -95,7 +96,7 @@ def make_settings(model: DiffusionModel, *, spec: RunSpec | None = None, **given
     settings = Settings(info, params, v["n_samples"], v["seed"], dev, tile, overlap, batch_pixels,
                         tuple(percentiles or model.percentiles), mean, psf, v["coverage"], None, v["keep_samples"],
                         block, block_overlap, v["guidance"], float(v["guidance_weight"]), v["entropy"], std,
-                        v["precision"], v["low_frequencies"], symmetries)
+                        v["precision"], v["low_frequencies"], symmetries, v["hot_pixels"])
     if v["coverage"] is None:
         return settings
     calibration = find_calibration(model, calibration_key(settings_record(settings)))

@@ -180,6 +180,18 @@ SYMMETRIES = RunParam(
          f"turned back, and averaged: one of {SYMMETRY_COUNTS} (1: one pass). More gives a better mean "
          "(docs/benchmarks/symmetries.md) at one more pass of each head per symmetry. Default: "
          f"{DEFAULT_SYMMETRIES} where the run takes the mean head, else 1 (the samples are not averaged)")
+# single pixels far above everything around them, which no optics makes (core.imaging.hot_pixels): always
+# restored around as if absent (a blob otherwise); the mean keeps what the camera recorded there, or their
+# neighbours' median
+HOT_PIXEL_HANDLING = ("pass", "replace")
+HOT_PIXELS = RunParam(
+    "hot_pixels", str, "pass", choices=HOT_PIXEL_HANDLING, flag="--hot-pixels", label="Hot pixels",
+    choice_labels=("left as recorded, restored around", "replaced by their neighbours' median"),
+    help="Single pixels far above everything around them (a camera's hot pixels, noise spikes: no optics makes "
+         "them, core.imaging.hot_pixels) are restored around as if absent: restored as data, each became a blob "
+         "several pixels wide with a confident interval. pass: the mean keeps the value the camera recorded "
+         "there (a hot pixel is in every frame, and in any average of frames); replace: the mean holds their "
+         "neighbours' median. The run's record counts them")
 # the mean's smooth part: held to the data's where the two depart beyond the noise (core.run.low_frequency), or
 # the network's as it is
 LOW_FREQUENCY_SOURCES = ("data", "model")
@@ -206,7 +218,7 @@ PSF_SIGMA = Param(
 RUN_SETTINGS: tuple[RunParam, ...] = (
     SAMPLER, N_SAMPLES, STEPS_SETTING, ETA_SETTING, SEED, DEVICE, TILE, OVERLAP, PERCENTILES, BATCH_PIXELS,
     KEEP_SAMPLES, SAMPLER_PARAMS, PSF, MEAN, COVERAGE, BLOCK, BLOCK_OVERLAP, GUIDANCE, GUIDANCE_WEIGHT, ENTROPY, STD, PRECISION,
-    LOW_FREQUENCIES, SYMMETRIES)
+    LOW_FREQUENCIES, SYMMETRIES, HOT_PIXELS)
 
 
 def run_setting(name: str) -> RunParam:
