@@ -527,3 +527,21 @@ def test_the_wider_calibration_takes_the_larger_factor_level_by_level(tiny_model
     fallback.calibration.held_out_coverage[:] = [math.nan] * 3
     assert wider(run([1.0, 2.0, 3.0], "recorrupted"), fallback).calibration.factors == [1.0, 2.0, 3.0]
     assert wider(fallback, run([1.0, 2.0, 3.0], "frames")).calibration.factors == [1.0, 2.0, 3.0]
+
+
+def test_planes_too_large_for_two_to_fit_each_give_the_calibration_a_crop():
+    """Half the budget spent on the first plane alone saw channel 0 of a two-channel image only
+    (NEUBIAS's membranes, 354×475 per channel) and the first plane of a Z stack; whole planes are still
+    taken where two or more fit."""
+    from napari_diffdenoise.core.calibration.residuals import MAX_PIXELS, MIN_CROP, _crops, recorrupted_crops
+
+    channels = [np.full((354, 475), c, np.float32) for c in (1, 2)]
+    crops, draws = recorrupted_crops(channels, MAX_PIXELS)
+    assert [float(c.mean()) for c in crops] == [1.0, 2.0] and draws == 2 and crops[0].size * 2 * draws <= MAX_PIXELS
+    stack = [np.full((1024, 1024), z, np.float32) for z in range(4)]
+    crops = _crops(stack, MAX_PIXELS)[0]
+    assert [float(c.mean()) for c in crops] == [0, 1, 2, 3] and crops.shape[1] >= MIN_CROP
+    many = [np.full((2048, 2048), z, np.float32) for z in range(4)]
+    assert _crops(many, 2 * MIN_CROP**2)[0].shape == (2, MIN_CROP, MIN_CROP)  # fewer planes, not crops under 128
+    small = [np.full((256, 256), z, np.float32) for z in range(4)]
+    assert [float(c.mean()) for c in _crops(small, MAX_PIXELS // 2)[0]] == [0, 3]  # two whole planes fit: as before

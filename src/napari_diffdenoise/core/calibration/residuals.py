@@ -41,15 +41,26 @@ class Residuals:
     coloured: bool = False  # whether the recorrupting draws were given it
 
 
+MIN_CROP = 128  # px: the least side a crop is cut to so that more than one plane has one
+
+
 def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
     """At most ``max_pixels`` in all: evenly spaced planes, each cropped about its centre to a
-    common size (the restoration runs on one stack); each companion list (or None) likewise."""
+    common size (the restoration runs on one stack); each companion list (or None) likewise. As
+    many whole planes as fit; where not even two do, a crop of each plane as large as the budget
+    lets them all have one (fewer planes where that would be under MIN_CROP a side): the budget
+    spent on the first plane alone saw one channel of a multi-channel image (NEUBIAS's membranes
+    image: channel 0's crop calibrated both) and the first, often least focused, plane of a Z stack."""
     h = min(p.shape[0] for p in planes)
     w = min(p.shape[1] for p in planes)
     n = max(1, min(len(planes), max_pixels // (h * w)))
-    if n == 1 and h * w > max_pixels:
-        side = int(math.sqrt(max_pixels))
-        h, w = min(h, side), min(w, max_pixels // min(h, side))
+    if n == 1:
+        for n in range(len(planes), 0, -1):
+            scale = min(1.0, math.sqrt(max_pixels / n / (h * w)))
+            ch, cw = max(1, min(h, int(h * scale))), max(1, min(w, int(w * scale)))
+            if n == 1 or min(ch, cw) >= min(MIN_CROP, h, w):
+                break
+        h, w = ch, cw
     chosen = np.unique(np.linspace(0, len(planes) - 1, n).round().astype(int))
 
     def crop(p):
