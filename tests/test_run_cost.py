@@ -248,3 +248,10 @@ def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer,
     qtbot.waitUntil(lambda: w.estimate.value == "—", timeout=20_000)
     w.coverage.value = 0.0
     qtbot.waitUntil(lambda: w.estimate.value == expected(n_samples=4, steps=3), timeout=20_000)
+
+
+def test_a_c_axis_is_calibrated_channel_by_channel_and_costs_so(fixed_rate, headed):
+    one = recalibration_cost(headed, (40, 64, 64), axes="ZYX")
+    three = recalibration_cost(headed, (40, 3, 64, 64), axes="ZCYX")
+    assert three.pixels == 3 * one.pixels and three.seconds == pytest.approx(3 * one.seconds)
+    assert recalibration_cost(headed, (40, 1, 64, 64), axes="ZCYX").pixels == one.pixels

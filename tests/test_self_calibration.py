@@ -21,6 +21,7 @@ from napari_diffdenoise.core.calibration.error_scale import (
 from napari_diffdenoise.core.calibration.self_calibration import self_calibrate
 from napari_diffdenoise.core.calibration.view_noise import CORRELATED_NOISE, noise_correlation
 from napari_diffdenoise.core.run.driving import drive
+from napari_diffdenoise.core.run.restore import denoise
 
 
 def smooth_field(shape, variance, sigma, rng):
@@ -545,3 +546,60 @@ def test_planes_too_large_for_two_to_fit_each_give_the_calibration_a_crop():
     assert _crops(many, 2 * MIN_CROP**2)[0].shape == (2, MIN_CROP, MIN_CROP)  # fewer planes, not crops under 128
     small = [np.full((256, 256), z, np.float32) for z in range(4)]
     assert [float(c.mean()) for c in _crops(small, MAX_PIXELS // 2)[0]] == [0, 3]  # two whole planes fit: as before
+
+
+def test_each_channel_is_calibrated_on_its_own_and_its_planes_take_their_channels_width(tiny_model, monkeypatch):
+    """One λ pooled over channels was 0.4–3× off a channel's own on NEUBIAS's multi-channel images:
+    a C axis is calibrated channel by channel, and each plane's interval takes its channel's λ. (The
+    untrained tiny model's calibrations fall back alike on every channel, so each channel's is made
+    here from a real one, scaled by what that channel's planes hold.)"""
+    from napari_diffdenoise.core.calibration import self_calibration
+    from napari_diffdenoise.core.calibration.calibration_run import CalibrationRun
+    from napari_diffdenoise.core.calibration.self_calibration import iter_calibrate_on_data
+    from napari_diffdenoise.core.run.conformal import Calibration
+
+    settings = {"coverage": (0.8, 0.9), "n_samples": 3, "steps": 2}
+    real = drive(self_calibration.iter_self_calibrate(tiny_model, noisy_image(), **settings))[0]
+    seen_planes = []
+
+    def by_channel(model, planes, **options):  # λ × the channel's number, read off its planes
+        seen_planes.append(np.asarray(planes))
+        yield from drive_steps(real)
+        scale = float(np.asarray(planes).max())
+        cal = dataclasses.replace(real.calibration, factors=[f * scale for f in real.calibration.factors])
+        return CalibrationRun(dataclasses.replace(model, calibrations=[cal.to_dict()]), cal, None, None)
+
+    def drive_steps(run):
+        yield None
+
+    monkeypatch.setattr(self_calibration, "iter_self_calibrate", by_channel)
+    stack = np.zeros((2, 2, 48, 48), np.float32)  # ZCYX: channel 1 twice as bright as channel 0
+    stack[:, 0], stack[:, 1] = noisy_image(), 2 * noisy_image()
+    run, _ = drive(iter_calibrate_on_data(tiny_model, stack, "ZCYX", **settings))
+    cal = run.calibration
+    assert [float(p.max()) for p in seen_planes] == [stack[:, 0].max(), stack[:, 1].max()]
+    assert cal.channel_axis == 1 and len(cal.channel_factors) == 2
+    assert cal.factors == [max(a, b) for a, b in zip(*cal.channel_factors)]
+    assert cal.source.startswith("each of 2 channels on its own. Channel 0: ")
+    for z in range(2):  # each plane's λ is its channel's, whatever the other axes
+        for c in range(2):
+            assert cal.factor(0.9, (z, c)) == pytest.approx(np.interp(0.9, cal.coverages, cal.channel_factors[c]))
+    assert cal.channel_factors[0] != cal.channel_factors[1]
+    assert cal.factor(0.9) == pytest.approx(np.interp(0.9, cal.coverages, cal.factors))  # no channel: the widest
+    assert Calibration.from_dict(cal.to_dict()) == cal  # stored in a checkpoint as it is
+    result = denoise(stack, run.model, coverage=0.9, axes="ZCYX", **{k: v for k, v in settings.items() if k != "coverage"})
+    widths = result.metadata["interval_factor_per_channel"]
+    assert widths[0] < widths[1]
+    for c in range(2):
+        inside = result.mean[:, c] > 0  # the lower bound is clamped at 0 elsewhere, not the upper
+        np.testing.assert_allclose((result.upper - result.mean)[:, c][inside],
+                                   (widths[c] * result.interval_unit[:, c])[inside], rtol=1e-4)
+
+
+def test_a_progress_of_each_channel_fills_its_share_of_one_bar(tiny_model):
+    from napari_diffdenoise.core.calibration.self_calibration import iter_calibrate_on_data
+
+    stack = np.stack([noisy_image(1), noisy_image(2)])  # CYX
+    seen = []
+    drive(iter_calibrate_on_data(tiny_model, stack, "CYX", coverage=(0.8, 0.9), n_samples=3, steps=2), seen.append)
+    assert seen[0].plane < seen[0].n_planes // 2 <= seen[-1].plane and all(0 < p.fraction <= 1 for p in seen)

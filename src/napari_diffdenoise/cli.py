@@ -499,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-calibrate", action="store_true",
                    help="with --coverage: calibrate the intervals on this image first, from residuals against an "
                         "independent noisy view (consecutive frames when the input has a T axis, else recorrupted "
-                        f"copies of up to {CALIBRATION_PLANES} planes); costs about one extra run of those planes")
+                        f"copies of up to {CALIBRATION_PLANES} planes), each channel of a C axis on its own; costs "
+                        "about one extra run of those planes per channel")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_denoise)
     p = sub.add_parser("simulate", help="write a simulated noisy/clean pair as TIFFs")

@@ -215,11 +215,13 @@ class DenoiseWidget(WorkerControls, Container):
         self.std_estimator = control_for(STD)
         self.coverage = control_for(COVERAGE)
         self.self_calibrate = CheckBox(
-            text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px, 2 with a T axis)", value=True,
+            text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px a channel, 2 with a T axis)",
+            value=True,
             visible=False,
             tooltip="Before the run, measure the model's real error on this image (residuals against a recorrupted "
                     "copy; with a T axis also against the neighbouring frames, one more run, keeping the wider "
-                    "interval) and set the interval width from it; the time estimate includes it. "
+                    "interval) and set the interval width from it, each channel of a C axis on its own; the time "
+                    "estimate includes it. "
                     "Off: the model's stored calibration, made on other images")
         self.coverage.changed.connect(lambda value: setattr(self.self_calibrate, "visible", value > 0))
         self.entropy = control_for(ENTROPY)

@@ -42,6 +42,11 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
     whose crops' bright structure takes the second pass (core.run.bright_pass) in every restoration
     of them, a run over each box (on the neuron plane of docs/benchmarks/speed.md, a fifth of the
     calibration's time)."""
+    c = -1 if axes is None else axes.find("C")
+    if c >= 0 and shape[c] > 1:  # each channel is calibrated on its own (self_calibration.per_channel)
+        one = recalibration_cost(model, shape[:c] + shape[c + 1:], max_pixels, axes.replace("C", ""), sample_plane,
+                                 **settings)
+        return RunCost(one.pixels * shape[c], one.n_samples, one.evaluations, one.seconds * shape[c])
     given = calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS)
     settings = make_settings(model, **given)
     if axes is None:

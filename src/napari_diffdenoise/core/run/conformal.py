@@ -76,17 +76,28 @@ class Calibration:
     spearman: float | None = None  # ρ(std, |error|) over all pixels, per-plane average
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d"))
     package_version: str = __version__
+    # λ per coverage for each channel of the image it was made on, and where C lies among that image's
+    # leading axes: channels differ in structure and noise, and one λ for all of them was 0.4–3× off one
+    # (self_calibration.iter_calibrate_on_data); ``factors`` is then each level's widest
+    channel_factors: list | None = None
+    channel_axis: int | None = None
 
     def matches(self, settings: dict) -> bool:
         # only the keys the width depends on: a stored calibration holds n_samples too, for the record
         return all(recorded_value(self.settings, k) == recorded_value(settings, k) for k in calibration_keys(settings))
 
-    def factor(self, coverage: float) -> float:
-        """λ for ``coverage``, interpolated linearly between the calibrated levels."""
+    def factor(self, coverage: float, position: tuple = ()) -> float:
+        """λ for ``coverage``, interpolated linearly between the calibrated levels; for the plane at
+        ``position`` (its index over the image's leading axes) its channel's, where it has one."""
         lo, hi = self.coverages[0], self.coverages[-1]
         if not lo <= coverage <= hi:
             raise ValueError(f"coverage must be between {lo} and {hi} for this calibration; got {coverage}")
-        return float(np.interp(coverage, self.coverages, self.factors))
+        factors = self.factors
+        if self.channel_factors and self.channel_axis is not None and len(position) > self.channel_axis:
+            channel = int(position[self.channel_axis])
+            if channel < len(self.channel_factors):
+                factors = self.channel_factors[channel]
+        return float(np.interp(coverage, self.coverages, factors))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

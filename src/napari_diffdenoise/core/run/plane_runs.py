@@ -29,6 +29,9 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
         **metadata_settings(settings_record(s)),
         "n_steps": n_steps,
         "network_evaluations": evaluations,
+        **({"interval_factor_per_channel": [s.calibration.factor(s.coverage, (0,) * s.calibration.channel_axis + (c,))
+                                            for c in range(len(s.calibration.channel_factors))]}
+           if s.coverage is not None and s.calibration.channel_factors else {}),
         **({"interval_factor": s.calibration.factor(s.coverage),
             "calibration_source": s.calibration.source,
             "calibration_held_out_coverage": float(np.interp(s.coverage, s.calibration.coverages,

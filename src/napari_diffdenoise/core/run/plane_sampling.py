@@ -259,7 +259,7 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
     if unit is not None:
         out["interval_unit"] = unit
     if s.coverage is not None:
-        half = s.calibration.factor(s.coverage) * unit
+        half = s.calibration.factor(s.coverage, tuple(position)) * unit
         out["lower"], out["upper"] = mean - half, mean + half
         if non_negative:
             out["lower"] = np.maximum(out["lower"], 0)
