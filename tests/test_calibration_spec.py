@@ -28,14 +28,15 @@ def test_calibration_settings_of_a_spec_are_a_spec_and_of_a_dict_a_dict(tiny_mod
     spec = RunSpec(sampler="ddim", n_samples=3, steps=2, coverage=0.9, keep_samples=True)
     assert calibration_settings(tiny_model, spec=spec) == RunSpec(sampler="ddim", n_samples=3, steps=2)
     assert calibration_settings(tiny_model, {"steps": 4}, spec=spec) == RunSpec(sampler="ddim", n_samples=3, steps=4)
-    assert calibration_settings(tiny_model, {"n_samples": 3, "coverage": 0.9}) == {"n_samples": 3, "keep_samples": False}
+    assert calibration_settings(tiny_model, {"n_samples": 3, "coverage": 0.9}) == \
+        {"n_samples": 3, "keep_samples": False, "hot_pixels": "pass"}
 
 
 def test_the_std_heads_calibration_draws_no_samples_whichever_form_the_run_came_in(with_std):
     assert calibration_settings(with_std, spec=RunSpec(n_samples=8, steps=3, coverage=0.9)) == \
         RunSpec(n_samples=0, steps=3)
     assert calibration_settings(with_std, {"n_samples": 8, "steps": 3, "coverage": 0.9}) == \
-        {"n_samples": 0, "steps": 3, "keep_samples": False}
+        {"n_samples": 0, "steps": 3, "keep_samples": False, "hot_pixels": "pass"}
 
 
 def test_calibration_settings_refuse_what_is_no_run(tiny_model):

@@ -100,3 +100,13 @@ def test_a_spike_within_the_range_of_the_planes_structure_is_left_to_the_model(d
     assert "hot_pixels_found" not in result.metadata
     plane[30, 30] = 60000
     assert denoise(plane, demo, n_samples=0, symmetries=1).metadata["hot_pixels_found"] == 1
+
+
+def test_a_calibration_keeps_hot_pixels_as_recorded_whatever_the_run_does(demo):
+    """Replaced by their neighbours' median, a hot pixel would leave its whole spike in the residual
+    against a view (recorrupted pair, next frame) and swamp the error's moments there."""
+    from napari_diffdenoise.core.run.run_keywords import RunSpec
+    from napari_diffdenoise.core.run.run_settings import calibration_settings
+
+    assert calibration_settings(demo, {"hot_pixels": "replace"})["hot_pixels"] == "pass"
+    assert calibration_settings(demo, spec=RunSpec(hot_pixels="replace")).hot_pixels == "pass"

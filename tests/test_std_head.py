@@ -148,7 +148,7 @@ def test_a_calibration_of_the_head_draws_no_samples_and_equals_one_that_did(with
     from napari_diffdenoise.core.run.restore import calibration_settings
 
     assert calibration_settings(with_std, {"n_samples": 8, "steps": 3, "coverage": 0.9}) == \
-        {"n_samples": 0, "steps": 3, "keep_samples": False}
+        {"n_samples": 0, "steps": 3, "keep_samples": False, "hot_pixels": "pass"}
     assert calibration_settings(with_std, {"n_samples": 8, "std": "samples"})["n_samples"] == 8
     noisy = np.random.default_rng(4).poisson(np.tile(np.linspace(5, 60, 96), (96, 1))).astype(np.float32)
     cheap = self_calibrate(with_std, noisy, **calibration_settings(with_std, {"n_samples": 2, "steps": 2}))

@@ -257,12 +257,15 @@ def calibration_settings(model: DiffusionModel, settings: dict | None = None, *,
     restores with, in the form given: a RunSpec for a spec, else a dict. With the std head the mean
     and the interval unit come from the heads alone, and the calibration's key leaves the sampler
     out (core.run.run_record), so it draws no samples: two network passes instead of K × steps. The
-    coverage is left out: a calibration takes its levels as its own argument."""
+    coverage is left out: a calibration takes its levels as its own argument. Hot pixels keep their
+    recorded value in its restorations whatever the run does with them (core.imaging.hot_pixels): a
+    residual against a view is then noise there, where the neighbours' median would leave the spike
+    itself in it."""
     if settings is not None and not isinstance(settings, dict):
         raise TypeError(f"calibration_settings() takes settings as a dict of run keywords (or spec=RunSpec(…)); "
                         f"got {type(settings).__name__}")
     given = settings_given(spec, dict(settings or {}), "calibration_settings")
-    run = {**{k: v for k, v in given.items() if k != "coverage"}, "keep_samples": False}
+    run = {**{k: v for k, v in given.items() if k != "coverage"}, "keep_samples": False, "hot_pixels": "pass"}
     if make_settings(model, **run).std_estimator == "head":
         run["n_samples"] = 0
     return run if spec is None else spec.replace(**run, coverage=None)
