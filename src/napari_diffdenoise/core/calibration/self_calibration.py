@@ -284,9 +284,9 @@ def per_channel(runs: list[CalibrationRun], channel_axis: int) -> CalibrationRun
     """One calibration from one per channel (``runs``, in channel order; ``channel_axis``: where C
     lies among the image's leading axes): each plane's interval takes its channel's λ
     (Calibration.factor), and where no channel is known, each level's widest. On NEUBIAS's
-    three-channel DNA / microtubules / actin image the channels' own λ at 0.9 were 0.38, 1.03 and
-    0.90 where one pooled calibration gave 0.69 to all three, and on its nuclei / Golgi image 0.95 and
-    0.41 where it gave 0.31 (scratch, 2026-12-05)."""
+    three-channel DNA / microtubules / actin image the channels' own λ at 0.9 were 0.46, 1.22 and
+    1.08 where one pooled calibration gave 0.85 to all three, and on its nuclei / Golgi image 1.23 and
+    0.50 where it gave 0.37 (scratch, 2026-12-05)."""
     cals = [r.calibration for r in runs]
     first = cals[0]
     combined = dataclasses.replace(

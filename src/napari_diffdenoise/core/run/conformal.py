@@ -77,7 +77,7 @@ class Calibration:
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d"))
     package_version: str = __version__
     # λ per coverage for each channel of the image it was made on, and where C lies among that image's
-    # leading axes: channels differ in structure and noise, and one λ for all of them was 0.4–3× off one
+    # leading axes: channels differ in structure and noise, and one λ for all of them was 0.3–1.9× one's own
     # (self_calibration.iter_calibrate_on_data); ``factors`` is then each level's widest
     channel_factors: list | None = None
     channel_axis: int | None = None
