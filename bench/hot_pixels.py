@@ -23,9 +23,9 @@ import tifffile
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.calibration.self_calibration import iter_calibrate_on_data
+from napari_diffdenoise.core.imaging import hot_pixels as hot_module
 from napari_diffdenoise.core.imaging.hot_pixels import hot_pixels
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
-from napari_diffdenoise.core.run import plane_sampling
 from napari_diffdenoise.core.run.bright_pass import ceiling_level
 from napari_diffdenoise.core.run.driving import drive
 from napari_diffdenoise.core.run.restore import calibration_settings
@@ -67,7 +67,7 @@ def membranes(data: Path) -> dict:
     (y, x), = zip(*np.nonzero(hot_pixels(image[0], 1000.0)))
     out = {}
     for label, found in (("restored as data (before)", lambda p, above: np.zeros(np.shape(p), bool)), ("now", hot_pixels)):
-        with mock.patch.object(plane_sampling, "hot_pixels", found):
+        with mock.patch.object(hot_module, "hot_pixels", found):
             mean = denoise(image, model).mean
             run, _ = drive(iter_calibrate_on_data(model, image, "CYX", spec=calibration_settings(model, spec=RunSpec())))
         window = mean[0, y - 3:y + 4, x - 3:x + 4].astype(np.float64)

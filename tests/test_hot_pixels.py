@@ -44,7 +44,7 @@ def test_a_hot_pixel_is_restored_around_not_as_a_blob_and_the_mean_keeps_what_th
     replaced = denoise(plane, demo, n_samples=0, symmetries=1, hot_pixels="replace")
     assert abs(replaced.mean[60, 70] - 13) < 5 and replaced.metadata["hot_pixels"] == "replace"
     # restored as data (as before this was found), the spike became a blob several pixels across
-    monkeypatch.setattr("napari_diffdenoise.core.run.plane_sampling.hot_pixels", lambda p, above: np.zeros(p.shape, bool))
+    monkeypatch.setattr(hot_module, "hot_pixels", lambda p, above: np.zeros(p.shape, bool))
     blob = denoise(plane, demo, n_samples=0, symmetries=1).mean[57:64, 67:74]
     assert (blob > 13 + 10 * np.sqrt(13)).sum() >= 9
 
@@ -110,3 +110,19 @@ def test_a_calibration_keeps_hot_pixels_as_recorded_whatever_the_run_does(demo):
 
     assert calibration_settings(demo, {"hot_pixels": "replace"})["hot_pixels"] == "pass"
     assert calibration_settings(demo, spec=RunSpec(hot_pixels="replace")).hot_pixels == "pass"
+
+
+def test_adapt_trains_on_the_plane_without_its_hot_pixels(headed, monkeypatch):
+    """Adapt's recorrupted pairs are drawn from the planes as a run would restore them: a hot pixel
+    left in would be trained on as a bright spot."""
+    from napari_diffdenoise.core.run.driving import drive
+    from napari_diffdenoise.core.training import adapt as adapt_module
+
+    drawn = []
+    of = adapt_module.RecorruptionNoise.of
+    monkeypatch.setattr(adapt_module.RecorruptionNoise, "of",
+                        staticmethod(lambda noise, plane, *a: (drawn.append(np.array(plane)), of(noise, plane, *a))[1]))
+    plane = _background((96, 96))
+    plane[40, 50] = 60000
+    drive(adapt_module.iter_adapt(headed, plane.astype(np.float32), steps=2, patch_size=32))
+    assert drawn and drawn[0][40, 50] < 100 and drawn[0].max() < 100

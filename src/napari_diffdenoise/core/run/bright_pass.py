@@ -26,6 +26,20 @@ def ceiling_level(imap: IntensityMap, model: DiffusionModel) -> float:
     return float(imap.to_input(np.float64(model.value_range[1]), np.float64))
 
 
+def without_hot_pixels(plane: np.ndarray, imap: IntensityMap, model: DiffusionModel) -> tuple[np.ndarray, np.ndarray]:
+    """(the plane with its hot pixels replaced by their neighbours' median, their mask): single pixels
+    above the map's ceiling that no optics makes (core.imaging.hot_pixels), which the model would
+    restore as a blob — and adapt would train on as structure."""
+    from ..imaging.hot_pixels import hot_pixels, neighbours_median
+
+    hot = hot_pixels(plane, above=ceiling_level(imap, model))
+    if not hot.any():
+        return plane, hot
+    cleaned = np.array(plane, copy=True)
+    cleaned[hot] = neighbours_median(plane)[hot].astype(cleaned.dtype)
+    return cleaned, hot
+
+
 def reaches_ceiling(mean: np.ndarray, plane, imap: IntensityMap, model: DiffusionModel) -> bool:
     """Whether the first estimate (input units) is clipped somewhere while the data (``plane``, the
     pixels it restores) go above the ceiling too: the sign of structure brighter than the map can

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..imaging.hot_pixels import hot_pixels, neighbours_median
 from ..imaging.normalization import IntensityMap
 from ..imaging.tiling import make_tiles
 from ..io.maps import MAPS, MapContext, sample_maps
@@ -27,7 +26,7 @@ from ..sampling.guidance import Guided, make_guide
 from ..sampling.noise import FieldNoise
 from ..sampling.sample_head import SampleHeadAsEps
 from .bright_pass import blend_into as _blend_into
-from .bright_pass import bright_boxes, ceiling_level, expected_boxes
+from .bright_pass import bright_boxes, expected_boxes, without_hot_pixels
 from .bright_pass import bright_map as _bright_map
 from .bright_pass import bright_weight as _bright_weight
 from .bright_pass import reaches_ceiling as _reaches_ceiling
@@ -185,10 +184,7 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
     else reads the plane; the mean holds what ``s.hot_pixels`` says there."""
     imap = IntensityMap.from_percentiles(plane, s.percentiles)
     recorded = plane
-    hot = hot_pixels(plane, above=ceiling_level(imap, model))
-    if hot.any():
-        plane = np.array(plane, copy=True)
-        plane[hot] = neighbours_median(plane)[hot].astype(plane.dtype)
+    plane, hot = without_hot_pixels(plane, imap, model)
     # blocks blend like tiles: weights ramp over each overlap and sum to one
     blocks = make_tiles(plane.shape, s.block, s.block_overlap)
     per_run = s.sampler.n_evaluations(model.schedule, s.params) if s.n_samples else 1

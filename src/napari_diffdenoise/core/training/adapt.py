@@ -56,6 +56,7 @@ from ..imaging.recorruption import RecorruptionNoise
 from ..io.checkpoint import load_model
 from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
+from ..run.bright_pass import without_hot_pixels
 from ..run.driving import drive
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
 from .adapt_criteria import (
@@ -130,6 +131,7 @@ def iter_adapt(
     noise = fitted if noise is None else noise
     held, held_frames, training, strips_only, triplets = held_out_frames(noisy, planes, time_series, patch_size)
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
+    planes = [without_hot_pixels(p, m, model)[0] for p, m in zip(planes, maps)]  # trained on as the run sees them
     # correlated camera noise: the draws are given its correlation, as the self-calibration's are
     draws_correlation = noise_correlation(planes).for_draws()
     laws = [RecorruptionNoise.of(noise, p, alpha, draws_correlation) for p in planes]
