@@ -585,3 +585,23 @@ def test_a_hot_pixel_is_said_in_the_status_and_the_form_offers_to_replace_it(wid
     assert "; 1 hot pixel (single pixels far above everything near them" in w.status.value
     assert "the mean holds their neighbours' median" in w.status.value
     assert viewer.layers["hot [mean]"].data[30, 30] < 1000 and not errors
+
+
+def test_a_stack_whose_axes_are_guessed_is_said_so_after_a_calibration_on_it(widget, qtbot, errors):
+    """A 3D layer without axis labels is read as ZYX, so the calibration cannot pair a time series'
+    frames: the status says so and what to type, and says nothing once Axes names T."""
+    viewer, w = widget
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.poisson(20, (3, 48, 48)).astype(np.uint16), name="movie")
+    w.image.value = viewer.layers["movie"]
+    w.model.value = "demo"
+    w.coverage.value = 0.9
+    assert w.self_calibrate.value
+    w.run()
+    qtbot.waitUntil(lambda: "Done in" in w.status.value, timeout=120_000)
+    assert "axes read as ZYX (the layer names none): for a time series type TYX in Axes" in w.status.value
+    w.axes.value = "TYX"
+    qtbot.waitUntil(lambda: w.run_button.enabled, timeout=10_000)
+    w.run()
+    qtbot.waitUntil(lambda: "Done in" in w.status.value, timeout=120_000)
+    assert "axes read as" not in w.status.value and not errors

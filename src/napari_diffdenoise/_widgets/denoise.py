@@ -152,16 +152,23 @@ def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=Non
         return None
 
 
-def layer_axes(layer) -> str:
-    """The layer's axes: its axis labels when they name T, C, Z, Y, X (as OME-Zarr readers set them),
-    else what its dimension count implies (napari's sliders lead: ZYX, TZYX, TCZYX)."""
-    from ..core.imaging.axes import check_axes, infer_axes
+def named_axes(layer) -> str | None:
+    """The layer's axis labels when they name T, C, Z, Y, X (as OME-Zarr readers set them), else None."""
+    from ..core.imaging.axes import check_axes
 
     labels = "".join(str(label).upper() for label in getattr(layer, "axis_labels", ()) or ())
     try:
         return check_axes(labels, layer.data.shape if not layer.multiscale else layer.data[0].shape)
     except (ValueError, TypeError):
-        return infer_axes(layer.ndim)
+        return None
+
+
+def layer_axes(layer) -> str:
+    """The layer's axes: :func:`named_axes`, else what its dimension count implies (napari's sliders
+    lead: ZYX, TZYX, TCZYX)."""
+    from ..core.imaging.axes import infer_axes
+
+    return named_axes(layer) or infer_axes(layer.ndim)
 
 
 def layer_data(layer):
@@ -858,8 +865,14 @@ class DenoiseWidget(WorkerControls, Container):
                 metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"],
                                                  "axis_0": f"sample 1 … {k} of the K = {k} restorations"}})
         self.progress.value = 1000
-        hot = hot_pixels_said(result.metadata)
-        self.status.value = f"Done in {result.metadata['seconds']:.1f} s" + (f"; {hot}" if hot else "")
+        said = [hot_pixels_said(result.metadata)]
+        axes = result.metadata.get("axes", "")
+        calibrated_here = str(result.metadata.get("calibration_source", "")).startswith(("self-calibrated", "each of"))
+        if calibrated_here and len(axes) > 2 and "T" not in axes and not self.axes.value.strip() and \
+                named_axes(layer) is None:  # as the CLI says of a file that names no axes
+            said.append(f"axes read as {axes} (the layer names none): for a time series type "
+                        f"{axes.replace('Z', 'T', 1)} in Axes, and the calibration pairs its frames too")
+        self.status.value = "; ".join([f"Done in {result.metadata['seconds']:.1f} s", *filter(None, said)])
 
 
 def denoise_layer(viewer: napari.viewer.Viewer) -> DenoiseWidget:
