@@ -75,9 +75,9 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     # the pixels are those the recalibration restores
     calibrated = drive(iter_recalibrate(model, np.asarray(layer.data)))[0]
     assert calibrated.calibrations[0]["n_pixels"] == cost.pixels
-    # at most MAX_PIXELS: crops of half of it (362² px), drawn twice, for big planes and for a single
-    # plane a little smaller than the budget alike
-    assert recalibration_cost(model, (2, 1024, 1024)).pixels == 2 * 362 * 362 <= MAX_PIXELS
+    # at most MAX_PIXELS: crops of half of it, drawn twice — a 256² crop of each of two big planes, a
+    # 362² crop of a single plane a little larger than that half
+    assert recalibration_cost(model, (2, 1024, 1024)).pixels == 2 * 2 * 256 * 256 <= MAX_PIXELS
     assert recalibration_cost(model, (400, 400)).pixels == 2 * 362 * 362
     w.mode.value = PAIRED
     assert not w.resume.native.isHidden() and w.recalibration.native.isHidden()
