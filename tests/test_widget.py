@@ -589,10 +589,20 @@ def test_a_hot_pixel_is_said_in_the_status_and_the_form_offers_to_replace_it(wid
 
 def test_a_stack_whose_axes_are_guessed_is_said_so_after_a_calibration_on_it(widget, qtbot, errors):
     """A 3D layer without axis labels is read as ZYX, so the calibration cannot pair a time series'
-    frames: the status says so and what to type, and says nothing once Axes names T."""
+    frames: where its planes look like views of one field the status says so and what to type, and
+    says nothing once Axes names T, nor for planes of different fields."""
     viewer, w = widget
     rng = np.random.default_rng(0)
-    viewer.add_image(rng.poisson(20, (3, 48, 48)).astype(np.uint16), name="movie")
+    field = 20 + 200 * np.exp(-((np.arange(48)[:, None] - 24) ** 2 + (np.arange(48)[None] - 20) ** 2) / 50.0)
+    viewer.add_image(rng.poisson(np.stack([field] * 3)).astype(np.uint16), name="movie")  # one field, three frames
+    viewer.add_image(rng.poisson(np.stack([field, field.T[::-1], field[::-1]])).astype(np.uint16), name="stack")
+    w.image.value = viewer.layers["stack"]  # planes of different fields: a Z stack, nothing to say
+    w.model.value = "demo"
+    w.coverage.value = 0.9
+    w.run()
+    qtbot.waitUntil(lambda: "Done in" in w.status.value, timeout=120_000)
+    assert "axes read as" not in w.status.value
+    qtbot.waitUntil(lambda: w.run_button.enabled, timeout=10_000)
     w.image.value = viewer.layers["movie"]
     w.model.value = "demo"
     w.coverage.value = 0.9

@@ -171,6 +171,22 @@ def layer_axes(layer) -> str:
     return named_axes(layer) or infer_axes(layer.ndim)
 
 
+def _looks_like_a_series(layer) -> bool:
+    """Whether the layer's first planes along its leading axis are views of one field (smoothed, they
+    correlate as adapt takes a series' frames to: core.training.adapt_criteria.SERIES_MIN_CORRELATION) —
+    a time series read as Z; a Z stack with fine steps passes too, hence the status's 'for a time series'."""
+    from scipy import ndimage
+
+    from ..core.training.adapt_criteria import SERIES_MIN_CORRELATION, SMOOTHING
+
+    data = layer.data[0] if layer.multiscale else layer.data
+    if data.ndim < 3 or data.shape[0] < 2:
+        return False
+    first = [ndimage.gaussian_filter(np.asarray(data[(k,) + (0,) * (data.ndim - 3)], np.float64), SMOOTHING)
+             for k in range(min(3, data.shape[0]))]
+    return all(np.corrcoef(a.ravel(), b.ravel())[0, 1] >= SERIES_MIN_CORRELATION for a, b in zip(first, first[1:]))
+
+
 def layer_data(layer):
     """The full-resolution data: level 0 of a multiscale layer; a lazy array stays lazy (read one
     plane at a time), an in-memory one is copied so that edits during a run do not leak in."""
@@ -869,7 +885,7 @@ class DenoiseWidget(WorkerControls, Container):
         axes = result.metadata.get("axes", "")
         calibrated_here = str(result.metadata.get("calibration_source", "")).startswith(("self-calibrated", "each of"))
         if calibrated_here and len(axes) > 2 and "T" not in axes and not self.axes.value.strip() and \
-                named_axes(layer) is None:  # as the CLI says of a file that names no axes
+                named_axes(layer) is None and _looks_like_a_series(layer):  # as the CLI says of a file naming none
             said.append(f"axes read as {axes} (the layer names none): for a time series type "
                         f"{axes.replace('Z', 'T', 1)} in Axes, and the calibration pairs its frames too")
         self.status.value = "; ".join([f"Done in {result.metadata['seconds']:.1f} s", *filter(None, said)])
