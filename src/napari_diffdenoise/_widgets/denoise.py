@@ -5,6 +5,7 @@ responsive and Cancel lands within one step; layers are added only when a run co
 """
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -184,7 +185,7 @@ def _looks_like_a_series(layer) -> bool:
         return False
     first = [ndimage.gaussian_filter(np.asarray(data[(k,) + (0,) * (data.ndim - 3)], np.float64), SMOOTHING)
              for k in range(min(3, data.shape[0]))]
-    return all(np.corrcoef(a.ravel(), b.ravel())[0, 1] >= SERIES_MIN_CORRELATION for a, b in zip(first, first[1:]))
+    return all(np.corrcoef(a.ravel(), b.ravel())[0, 1] >= SERIES_MIN_CORRELATION for a, b in itertools.pairwise(first))
 
 
 def layer_data(layer):
