@@ -286,7 +286,7 @@ def per_channel(runs: list[CalibrationRun], channel_axis: int) -> CalibrationRun
     (Calibration.factor), and where no channel is known, each level's widest. On NEUBIAS's
     three-channel DNA / microtubules / actin image the channels' own λ at 0.9 were 0.46, 1.22 and
     1.08 where one pooled calibration gave 0.85 to all three, and on its nuclei / Golgi image 1.23 and
-    0.50 where it gave 0.37 (scratch, 2026-12-05)."""
+    0.50 where it gave 0.37 (docs/benchmarks/channels.md)."""
     cals = [r.calibration for r in runs]
     first = cals[0]
     combined = dataclasses.replace(
