@@ -603,3 +603,21 @@ def test_a_progress_of_each_channel_fills_its_share_of_one_bar(tiny_model):
     seen = []
     drive(iter_calibrate_on_data(tiny_model, stack, "CYX", coverage=(0.8, 0.9), n_samples=3, steps=2), seen.append)
     assert seen[0].plane < seen[0].n_planes // 2 <= seen[-1].plane and all(0 < p.fraction <= 1 for p in seen)
+
+
+def test_a_channel_whose_calibration_fell_back_leaves_the_others_check_standing(tiny_model):
+    """A channel whose residuals said nothing (V below 0: the model's own spread, its check NaN) keeps
+    its own fallback λ, and the image's split-half check is the other channels'."""
+    from napari_diffdenoise.core.calibration.calibration_run import CalibrationRun
+    from napari_diffdenoise.core.calibration.self_calibration import calibrated_on_image, per_channel
+    from napari_diffdenoise.core.run.conformal import Calibration
+
+    def run(factors, checks):
+        cal = Calibration({"sampler": "ddim"}, [0.8, 0.9], factors, checks, [1.0, 2.0], "self-calibrated: x", 100)
+        return CalibrationRun(tiny_model, cal, None, None)
+
+    fell_back, measured = run([1.4, 1.7], [math.nan, math.nan]), run([0.8, 1.0], [0.79, 0.91])
+    combined = per_channel([fell_back, measured], 0).calibration
+    assert combined.held_out_coverage == [0.79, 0.91] and calibrated_on_image(combined)
+    assert combined.factors == [1.4, 1.7] and combined.channel_factors == [[1.4, 1.7], [0.8, 1.0]]
+    assert not calibrated_on_image(per_channel([fell_back, fell_back], 0).calibration)

@@ -289,10 +289,15 @@ def per_channel(runs: list[CalibrationRun], channel_axis: int) -> CalibrationRun
     0.50 where it gave 0.37 (docs/benchmarks/channels.md)."""
     cals = [r.calibration for r in runs]
     first = cals[0]
+
+    def checked(values):  # over the channels whose split-half check was made (a fallback's is NaN)
+        made = [v for v in values if not math.isnan(v)]
+        return float(np.mean(made)) if made else math.nan
+
     combined = dataclasses.replace(
         first, factors=[max(fs) for fs in zip(*(c.factors for c in cals))],
-        held_out_coverage=[float(np.mean(v)) for v in zip(*(c.held_out_coverage for c in cals))],
-        held_out_width=[float(np.mean(v)) for v in zip(*(c.held_out_width for c in cals))],
+        held_out_coverage=[checked(v) for v in zip(*(c.held_out_coverage for c in cals))],
+        held_out_width=[checked(v) for v in zip(*(c.held_out_width for c in cals))],
         n_pixels=sum(c.n_pixels for c in cals), channel_factors=[[float(f) for f in c.factors] for c in cals],
         channel_axis=channel_axis,
         source=f"each of {len(cals)} channels on its own. " + " ".join(
