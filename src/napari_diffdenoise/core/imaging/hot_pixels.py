@@ -5,8 +5,9 @@ above its neighbours, which stay at the background. Light through a microscope c
 PSF spreads a point over several pixels, so the brightest pixel of a real spot has neighbours at a
 large share of its height (a Gaussian PSF of σ = 0.5 px, twice coarser than Nyquist, still gives
 e^−2 = 14 %). The models were trained on blurred structure only: a spike is read as a bright spot
-and restored as a blob several pixels wide with a confident interval (a 60 000-count hot pixel on
-NEUBIAS's membranes image, background 13, came back as a 5×5 blob at 1 400–12 800 counts, std 540).
+and restored as a blob several pixels wide with a confident interval (a 60 014-count hot pixel on
+NEUBIAS's membranes image, background 14, came back at 12 768 with 31 of the 48 pixels around it
+more than 10 σ above the background, std 540: docs/benchmarks/hot_pixels.md).
 So a pixel is *hot* when it lies above the top of the plane's intensity map (where the first
 estimate clips and the bright pass takes over, core.run.bright_pass: brighter than the plane's
 structure), its excess over the background around it (the median of the 16 pixels two steps away) is
