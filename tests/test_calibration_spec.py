@@ -75,28 +75,37 @@ def test_calibrate_takes_a_spec_on_each_route(tiny_model):
             calibrate(tiny_model, noisy, truth, spec={"n_samples": 3})
 
 
-def test_the_cli_self_calibrates_with_the_runs_spec(tiny_checkpoint, tmp_path, monkeypatch):
-    """--self-calibrate hands the calibration the run's RunSpec as a calibration restores it, its seed the run's."""
-    import tifffile
-
-    from napari_diffdenoise import cli
+def _calibrations_recorded(monkeypatch) -> list[dict]:
+    """The CLI's self-calibration and run replaced by stand-ins: the list fills with each calibration's
+    keywords (its axes under "axes"), and nothing is restored or written."""
     from napari_diffdenoise.core.calibration import self_calibration
     from napari_diffdenoise.core.run import batch
 
     calls = []
 
     def iter_calibrate_on_data(model, data, axes, **kwargs):
-        calls.append(kwargs)
+        calls.append({**kwargs, "axes": axes})
         yield from ()
         return CalibrationRun(dataclasses.replace(model, calibrations=[{"source": "recorded here"}]), None, None, None)
 
     monkeypatch.setattr(self_calibration, "iter_calibrate_on_data", iter_calibrate_on_data)
     monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: ({}, []))
+    return calls
+
+
+def test_the_cli_self_calibrates_with_the_runs_spec(tiny_checkpoint, tmp_path, monkeypatch):
+    """--self-calibrate hands the calibration the run's RunSpec as a calibration restores it, its seed the run's."""
+    import tifffile
+
+    from napari_diffdenoise import cli
+
+    calls = _calibrations_recorded(monkeypatch)
     tifffile.imwrite(tmp_path / "in.tif", _noisy().astype(np.uint16))
     assert cli.main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "out"), "--model",
                      str(tiny_checkpoint), "--self-calibrate", "--coverage", "0.9", "--samples", "3", "--steps", "2",
                      "--seed", "7"]) == 0
     (given,) = calls
+    given.pop("axes")
     assert given["spec"] == RunSpec(n_samples=3, steps=2, seed=7, sampler_params={})
     assert "seed" not in given, "the run's seed is in the spec, not taken for the recorruption's"
 
@@ -107,19 +116,9 @@ def test_the_cli_says_how_it_read_a_stack_whose_file_names_no_axes(tiny_checkpoi
     import tifffile
 
     from napari_diffdenoise import cli
-    from napari_diffdenoise.core.calibration import self_calibration
     from napari_diffdenoise.core.io.image_io import open_image
-    from napari_diffdenoise.core.run import batch
 
-    axes_seen = []
-
-    def iter_calibrate_on_data(model, data, axes, **kwargs):
-        axes_seen.append(axes)
-        yield from ()
-        return CalibrationRun(dataclasses.replace(model, calibrations=[{"source": "recorded here"}]), None, None, None)
-
-    monkeypatch.setattr(self_calibration, "iter_calibrate_on_data", iter_calibrate_on_data)
-    monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: ({}, []))
+    calls = _calibrations_recorded(monkeypatch)
     tifffile.imwrite(tmp_path / "in.tif", np.zeros((5, 32, 32), np.uint16))
     assert open_image(tmp_path / "in.tif").axes_guessed and not open_image(tmp_path / "in.tif", "TYX").axes_guessed
     args = ["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "out"), "--model", str(tiny_checkpoint),
@@ -128,6 +127,6 @@ def test_the_cli_says_how_it_read_a_stack_whose_file_names_no_axes(tiny_checkpoi
     assert "read as ZYX; a time series is calibrated on its frames too when --axes names T, e.g. --axes TYX" in \
         capsys.readouterr().err
     assert cli.main([*args, "--axes", "TYX"]) == 0
-    assert "--axes names T" not in capsys.readouterr().err and axes_seen == ["ZYX", "TYX"]
+    assert "--axes names T" not in capsys.readouterr().err and [c["axes"] for c in calls] == ["ZYX", "TYX"]
     tifffile.imwrite(tmp_path / "z.tif", np.zeros((5, 32, 32), np.uint16), imagej=True, metadata={"axes": "ZYX"})
     assert not open_image(tmp_path / "z.tif").axes_guessed  # the file says Z: nothing to say

@@ -346,8 +346,9 @@ def cmd_denoise(args) -> int:
 def _say_hot_pixels(meta: dict) -> None:
     from .core.imaging.hot_pixels import said
 
-    if said(meta):
-        print(said(meta) + " (--hot-pixels replace: their neighbours' median)", file=sys.stderr)
+    found = said(meta)
+    if found:
+        print(found + " (--hot-pixels replace: their neighbours' median)", file=sys.stderr)
 
 
 def cmd_simulate(args) -> int:
