@@ -618,3 +618,26 @@ def test_a_channel_whose_calibration_fell_back_leaves_the_others_check_standing(
     assert combined.held_out_coverage == [0.79, 0.91] and calibrated_on_image(combined)
     assert combined.factors == [1.4, 1.7] and combined.channel_factors == [[1.4, 1.7], [0.8, 1.0]]
     assert not calibrated_on_image(per_channel([fell_back, fell_back], 0).calibration)
+
+
+def test_the_library_calibrates_each_channel_when_given_axes(tiny_model):
+    """``calibrate(model, noisy, axes=...)`` and ``self_calibrate`` run what the widget and the CLI run: each
+    channel on its own (the same λ as iter_calibrate_on_data's), where without axes the planes are pooled."""
+    from napari_diffdenoise import calibrate
+    from napari_diffdenoise.core.calibration.self_calibration import iter_calibrate_on_data, self_calibrate
+    from napari_diffdenoise.core.run.conformal import Calibration
+
+    settings = {"coverage": (0.8, 0.9), "n_samples": 3, "steps": 2}
+    stack = np.stack([noisy_image(1), 3 * noisy_image(2)])  # CYX
+    on_data = drive(iter_calibrate_on_data(tiny_model, stack, "CYX", **settings))[0].calibration
+    for route in (calibrate, self_calibrate):
+        cal = Calibration.from_dict(route(tiny_model, stack, axes="CYX", **settings).calibrations[0])
+        assert cal.channel_axis == 0 and cal.channel_factors == on_data.channel_factors
+    pooled = Calibration.from_dict(calibrate(tiny_model, stack, **settings).calibrations[0])
+    assert pooled.channel_factors is None and pooled.source.startswith("self-calibrated")
+    with pytest.raises(ValueError, match="axes 'YX' name 2 dimensions"):
+        calibrate(tiny_model, stack, axes="YX", **settings)
+    with pytest.raises(ValueError, match="axes: give either axes"):
+        self_calibrate(tiny_model, stack, axes="CYX", frames=True, **settings)
+    with pytest.raises(ValueError, match="axes is for calibrating on the noisy image alone"):
+        calibrate(tiny_model, stack, stack, axes="CYX", **settings)

@@ -18,7 +18,7 @@ from ..run.driving import drive
 from ..run.restore import Cancelled, denoise, iter_denoise
 from ..run.run_keywords import RunSpec, settings_given
 from .calibration_run import CalibrationRun, calibration_request, run_settings
-from .self_calibration import iter_self_calibrate
+from .self_calibration import iter_calibrate_by_axes, iter_self_calibrate
 
 WITHOUT_TRUTH = ("residuals", "simulated")  # calibrate(clean=None): how, see calibrate()
 
@@ -47,12 +47,18 @@ def measure(mean, unit, truth, coverages, mask, std=None) -> tuple[list, list, l
 
 def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs",
                    fit_truth: bool = True, split_seed: int = 0, without_truth: str = "residuals", second=None,
-                   frames: bool = False, spec: RunSpec | None = None, **settings):
+                   frames: bool = False, axes: str | None = None, spec: RunSpec | None = None, **settings):
     """:func:`calibrate` as a generator: yields the restoration's Progress after every network step
     (for a napari worker), returns a :class:`CalibrationRun`."""
     settings_given(spec, {}, "calibrate")  # a wrong spec named as calibrate's, whichever route follows
     if isinstance(model, str):
         model = load_model(model)
+    if axes is not None:
+        if clean is not None or without_truth != "residuals":
+            raise ValueError("axes is for calibrating on the noisy image alone (clean=None, "
+                             "without_truth='residuals'); with a clean image every plane is paired with its truth")
+        return (yield from iter_calibrate_by_axes(model, noisy, axes, coverage, second=second, frames=frames,
+                                                  split_seed=split_seed, spec=spec, **settings))
     # the model's real error on this image (core.calibration.self_calibration)
     if clean is None and without_truth == "residuals":
         return (yield from iter_self_calibrate(model, noisy, coverage, second=second, frames=frames,
@@ -100,7 +106,7 @@ def self_simulated_pairs(model, noisy, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str = "user pairs", fit_truth: bool = True,
               split_seed: int = 0, without_truth: str = "residuals", second=None, frames: bool = False,
-              progress=None, cancel=None, spec: RunSpec | None = None, **settings):
+              axes: str | None = None, progress=None, cancel=None, spec: RunSpec | None = None, **settings):
     """Calibrate ``model``'s intervals on (noisy, clean) pairs and return a calibrated copy.
 
     noisy, clean: the same shape, a 2D plane or a (Z, Y, X) stack; clean is the truth (a long
@@ -114,6 +120,12 @@ def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str =
         "simulated": the model's own mean re-noised with the fitted camera model
         (:func:`self_simulated_pairs`; it cannot see the model's error on structure it never learnt).
         The calibration's source says which.
+    axes: with no ``clean`` image, the axes of ``noisy`` (e.g. "CYX", "TYX", "TCZYX"), to calibrate it as
+        the Denoise widget and the CLI's ``--self-calibrate`` do (self_calibration.iter_calibrate_on_data):
+        each channel of a C axis on its own (restore with ``denoise(..., axes=...)`` of the same axes, and
+        each plane's interval takes its channel's λ), and a T axis's neighbouring frames as views beside
+        the recorrupted pairs, the wider interval taken. Without ``axes`` every plane is pooled into one
+        calibration. Not with ``second`` or ``frames``.
     coverage: one level or several (default: 0.5 … 0.99); :func:`denoise` interpolates between them.
     source: recorded in the calibration: where the pairs came from ("user pairs", "simulated: …").
     settings: the sampler settings to calibrate, as for :func:`denoise` (sampler, n_samples, steps,
@@ -126,7 +138,7 @@ def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str =
     """
     run, cancelled = drive(iter_calibrate(model, noisy, clean, coverage, source=source, fit_truth=fit_truth,
                                           split_seed=split_seed, without_truth=without_truth, second=second,
-                                          frames=frames, spec=spec, **settings), progress, cancel)
+                                          frames=frames, axes=axes, spec=spec, **settings), progress, cancel)
     if cancelled:
         raise Cancelled("calibration was cancelled")
     return run.model

@@ -69,7 +69,7 @@ import math
 
 import numpy as np
 
-from ..imaging.axes import as_planes
+from ..imaging.axes import as_planes, check_axes
 from ..io.checkpoint import load_model
 from ..run.conformal import COVERAGE_GRID, Calibration, block_split
 from ..run.driving import drive
@@ -280,6 +280,17 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
     return wider(recorrupted, paired)
 
 
+def iter_calibrate_by_axes(model, noisy, axes: str, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
+                           **options):
+    """:func:`iter_calibrate_on_data` for the library's ``calibrate`` / ``self_calibrate`` given ``axes``:
+    the axes checked against ``noisy`` and named in the message where wrong; ``second`` and ``frames``,
+    which say where the views come from in their own way, refused beside them."""
+    if second is not None or frames:
+        raise ValueError("axes: give either axes (a T axis then gives the frame pairs) or second / frames, not both")
+    axes = check_axes(axes, np.shape(noisy))
+    return (yield from iter_calibrate_on_data(model, noisy, axes, coverage=coverage, **options))
+
+
 def per_channel(runs: list[CalibrationRun], channel_axis: int) -> CalibrationRun:
     """One calibration from one per channel (``runs``, in channel order; ``channel_axis``: where C
     lies among the image's leading axes): each plane's interval takes its channel's λ
@@ -339,8 +350,8 @@ def wider(first: CalibrationRun, second: CalibrationRun) -> CalibrationRun:
 
 def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                    alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
-                   second_is: str = "a second acquisition", second_noise=None, progress=None, cancel=None,
-                   spec: RunSpec | None = None, **settings):
+                   second_is: str = "a second acquisition", second_noise=None, axes: str | None = None,
+                   progress=None, cancel=None, spec: RunSpec | None = None, **settings):
     """Calibrate ``model``'s intervals on the user's noisy image alone; return a calibrated copy.
 
     noisy: a plane or a stack (any of T, C, Z, Y, X; every plane is used).
@@ -353,16 +364,22 @@ def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames:
         ``second`` and ``noisy`` / √2), whose cross-moments are taken off the residuals' so that
         camera noise correlated between pixels does not pass for error.
     Otherwise the pairs are recorrupted from ``noisy`` with its fitted camera noise (``alpha``).
+    axes: the axes of ``noisy`` (e.g. "CYX", "TZYX"), to calibrate as the Denoise widget and the CLI do
+        (:func:`iter_calibrate_on_data`: each channel of a C axis on its own, a T axis's frames as views
+        too, up to CALIBRATION_PLANES planes); restore with ``denoise(..., axes=...)`` of the same axes.
+        Without it every plane is pooled. Not with ``second`` or ``frames``.
     settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
     spec: the same as one RunSpec (core.run.run_keywords), ``settings`` beside it overriding it, as for
         :func:`denoise`; its seed is the restoration's (``seed`` here draws the recorruption) and its
         coverage is left out (the levels are ``coverage``).
     Cost: one restoration of at most ``max_pixels`` pixels (crops of evenly spaced planes).
     """
-    run, cancelled = drive(iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, alpha=alpha,
-                                               second_is=second_is, second_noise=second_noise, seed=seed,
-                                               split_seed=split_seed, max_pixels=max_pixels, spec=spec, **settings),
-                           progress, cancel)
+    options = dict(alpha=alpha, seed=seed, split_seed=split_seed, max_pixels=max_pixels, spec=spec, **settings)
+    steps = (iter_calibrate_by_axes(model, noisy, axes, coverage, second=second, frames=frames, **options)
+             if axes is not None else
+             iter_self_calibrate(model, noisy, coverage, second=second, frames=frames, second_is=second_is,
+                                 second_noise=second_noise, **options))
+    run, cancelled = drive(steps, progress, cancel)
     if cancelled:
         raise Cancelled("calibration was cancelled")
     return run.model
