@@ -7,6 +7,7 @@ from . import (
     adapt_draws,
     adapt_sampler,
     calibration_diagnosis,
+    camera8,
     channels,
     coverage,
     entropy,
@@ -43,7 +44,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "calibration_diagnosis": calibration_diagnosis.main, "symmetries": symmetries.main, "rho_ceiling": rho_ceiling.main,
             "series_adapt": series_adapt.main, "noise_correlation": noise_correlation.main,
             "low_frequency": low_frequency.main, "hot_pixels": hot_pixels.main,
-            "channels": channels.main}
+            "channels": channels.main, "camera8": camera8.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):
