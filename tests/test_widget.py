@@ -536,6 +536,27 @@ def test_the_user_says_which_axis_is_which(widget, qtbot, errors):
     assert w.axes.native.isHidden()
 
 
+def test_the_axes_a_tiff_names_are_read_when_napari_opens_it_as_one_layer(widget, tmp_path):
+    """napari's own TIFF reader opens a ZCYX file as one 4D layer with no axis labels: the widget read it
+    as TZYX (Z as time, channels as Z) and calibrated it so. It now takes the file's axes."""
+    import tifffile
+
+    viewer, w = widget
+    rng = np.random.default_rng(3)
+    tifffile.imwrite(tmp_path / "cells.tif", rng.poisson(10, (3, 2, 24, 24)).astype(np.uint16), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    tifffile.imwrite(tmp_path / "plain.tif", rng.poisson(10, (3, 2, 24, 24)).astype(np.uint16))  # names no axes
+    cells, = viewer.open(tmp_path / "cells.tif", plugin="napari")
+    plain, = viewer.open(tmp_path / "plain.tif", plugin="napari")
+    assert cells.data.shape == plain.data.shape == (3, 2, 24, 24)
+    w.image.value = cells
+    assert w.axes.native.placeholderText() == "ZCYX" and w._axes_of(cells) == "ZCYX"
+    w.image.value = plain
+    assert w.axes.native.placeholderText() == "TZYX"
+    w.axes.value = "czyx"  # what the user types still decides
+    assert w._axes_of(plain) == "CZYX"
+
+
 def test_a_refused_run_does_not_leave_the_previous_runs_status(widget, noisy_stack, qtbot, errors):
     """The status line kept saying "Done in …" of the previous run when the next was refused."""
     viewer, w = widget

@@ -37,6 +37,7 @@ from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for,
 from ..core.calibration.residuals import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
+from .layer_axes import layer_axes, named_axes
 from .layers import first_plane, follow_layers, image_choices
 from .model_registry import REGISTRY
 from .run_controls import control_for, control_value, follow_shared_param, param_widget
@@ -153,25 +154,6 @@ def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=Non
         return None
 
 
-def named_axes(layer) -> str | None:
-    """The layer's axis labels when they name T, C, Z, Y, X (as OME-Zarr readers set them), else None."""
-    from ..core.imaging.axes import check_axes
-
-    labels = "".join(str(label).upper() for label in getattr(layer, "axis_labels", ()) or ())
-    try:
-        return check_axes(labels, layer.data.shape if not layer.multiscale else layer.data[0].shape)
-    except (ValueError, TypeError):
-        return None
-
-
-def layer_axes(layer) -> str:
-    """The layer's axes: :func:`named_axes`, else what its dimension count implies (napari's sliders
-    lead: ZYX, TZYX, TCZYX)."""
-    from ..core.imaging.axes import infer_axes
-
-    return named_axes(layer) or infer_axes(layer.ndim)
-
-
 def _looks_like_a_series(layer) -> bool:
     """Whether the layer's first planes along its leading axis are views of one field (smoothed, they
     correlate as adapt takes a series' frames to: core.training.adapt_criteria.SERIES_MIN_CORRELATION) —
@@ -210,7 +192,8 @@ class DenoiseWidget(WorkerControls, Container):
         self.axes = LineEdit(label="Axes", value="",
                              tooltip="Which axis is which, as letters from T, C, Z, Y, X ending in YX: e.g. CZYX for a "
                                      "stack of two channels. Empty: napari's axis labels when they name them, else "
-                                     "what the number of dimensions implies (shown greyed)")
+                                     "those the layer's file names (a TIFF's ImageJ or OME axes), else what the "
+                                     "number of dimensions implies (shown greyed)")
         self.model = ComboBox(label="Model", choices=self._model_choices, tooltip="A bundled model or a checkpoint")
         self.model_file = FileEdit(label=LOAD_FROM_FILE, filter="*.safetensors *.zip",
                                    tooltip="A napari-diffdenoise checkpoint, or a bioimage.io package it exported")
