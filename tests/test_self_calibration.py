@@ -600,6 +600,8 @@ def test_a_progress_of_each_channel_fills_its_share_of_one_bar(tiny_model):
     seen = []
     drive(iter_calibrate_on_data(tiny_model, stack, "CYX", coverage=(0.8, 0.9), n_samples=3, steps=2), seen.append)
     assert seen[0].plane < seen[0].n_planes // 2 <= seen[-1].plane and all(0 < p.fraction <= 1 for p in seen)
+    # the restored planes are crops and recorrupted copies of them, not the image's two planes
+    assert seen[0].where.startswith("calibration crop 1/") and seen[-1].where.startswith(f"calibration crop {seen[-1].n_planes}/")
 
 
 def test_a_channel_whose_calibration_fell_back_leaves_the_others_check_standing(tiny_model):

@@ -4,6 +4,7 @@ from the image itself), standardised by the restoration's own interval unit, and
 correlation length read off two recorrupted draws (core/calibration/self_calibration.py uses them)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -73,9 +74,17 @@ def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
     return (pick(planes), *(pick(c) for c in companions))
 
 
+CROP_UNIT = "calibration crop"  # what the restoration's progress calls each of its planes
+
+
 def _restore(model, stack, settings):
-    result = yield from iter_denoise(stack.astype(np.float32), model, settings)
-    return result
+    steps = iter_denoise(stack.astype(np.float32), model, settings)
+    try:
+        while True:
+            progress = next(steps)
+            yield progress if progress is None else dataclasses.replace(progress, unit=CROP_UNIT)
+    except StopIteration as stop:
+        return stop.value
 
 
 def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, partner=None, probe=None,

@@ -79,6 +79,9 @@ class Progress:
     n_steps: float
     tile: int = 0  # tiles done inside the step under way
     n_tiles: int = 1
+    # what a 'plane' of this run is to the user: a self-calibration restores crops of the image (and
+    # recorrupted copies of them), so 'plane 1/2' on a one-plane image would name planes it does not have
+    unit: str = "plane"
 
     @property
     def fraction(self) -> float:
@@ -88,7 +91,7 @@ class Progress:
     def where(self) -> str:
         """'plane 2/5, step 3/10, tile 4/9': where the run is, as the widgets and the CLI say it."""
         tile = f", tile {self.tile}/{self.n_tiles}" if self.n_tiles > 1 and self.tile else ""
-        return f"plane {self.plane + 1}/{self.n_planes}, {steps_text(self.step, self.n_steps)}{tile}"
+        return f"{self.unit} {self.plane + 1}/{self.n_planes}, {steps_text(self.step, self.n_steps)}{tile}"
 
 
 @run_signature(after=("on_tile",), rest="method_params")
