@@ -18,7 +18,7 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     noisy, clean = sample_stack((128, 128))
     blurred, _, _ = widefield_stack((64, 64))
     namespace = {"stack": noisy[:1], "noisy_stack": noisy[:1], "truth_stack": clean[:1], "widefield": blurred[:1],
-                 "movie": noisy[:2]}
+                 "movie": noisy[:2], "cells": noisy[:2] * np.array([1, 4], np.float32)[:, None, None]}
     monkeypatch.chdir(tmp_path)  # an example saves a file
     for number, code in enumerate(blocks, 1):
         for long, short in SHORTER.items():
@@ -26,4 +26,4 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
         exec(compile(code, f"README example {number}", "exec"), namespace)
     assert np.isfinite(namespace["result"].mean).all() and namespace["result"].mean.shape == (1, 64, 64)
     assert (tmp_path / "adapted.safetensors").stat().st_size > 0
-    assert namespace["mine"].calibrations
+    assert len(namespace["mine"].calibrations[0]["channel_factors"]) == 2  # the last: each of the cells' channels
