@@ -223,6 +223,26 @@ def _noisy_only_form(viewer, w, checkpoint, seed):
     w.steps.value, w.n_samples.value = 2, 3
 
 
+def test_without_a_truth_each_channel_is_calibrated_on_its_own(make_napari_viewer, qtbot, errors, tiny_checkpoint,
+                                                               tmp_path):
+    """Without a truth the form pooled a layer's channels into one calibration where Denoise's 'Calibrate on
+    this image' gives each its own λ; it now runs the same, on the layer's axes."""
+    viewer = make_napari_viewer()
+    w = CalibrateWidget(viewer)
+    _noisy_only_form(viewer, w, tiny_checkpoint, seed=4)
+    rng = np.random.default_rng(4)
+    cells = np.stack([rng.poisson(rng.uniform(5, 40, (40, 40))), 5 * rng.poisson(rng.uniform(5, 40, (40, 40)))])
+    viewer.add_image(cells.astype(np.float32), name="cells", axis_labels=("c", "y", "x"))
+    w.noisy.value = viewer.layers["cells"]
+    w.output.value = tmp_path / "calibrated.safetensors"
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w.status.value.startswith("Saved"), (w.status.value, errors)
+    calibration = load_model(tmp_path / "calibrated.safetensors").calibrations[0]
+    assert calibration["channel_axis"] == 0 and len(calibration["channel_factors"]) == 2
+    assert calibration["source"].startswith("each of 2 channels on its own")
+
+
 def test_the_mean_control_is_denoises_and_the_calibration_holds_for_the_mean_chosen(make_napari_viewer, qtbot, errors,
                                                                                     tiny_checkpoint, tmp_path):
     """The mean is in a calibration's key: intervals calibrated for one "Mean from" are found by a

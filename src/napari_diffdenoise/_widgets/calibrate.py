@@ -30,6 +30,7 @@ from ._worker import WorkerControls
 from .compare import fit_table, formatted
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
+from .layer_axes import layer_axes
 from .layers import follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
 from .run_controls import control_for, follow_param, follow_shared_param, param_widget
@@ -95,12 +96,14 @@ def calibratable_samplers() -> list[str]:
             if "steps" in {p.name for p in SAMPLERS[name].params} and not SAMPLERS[name].needs_psf]
 
 
-def _calibrate_job(model, noisy, truth, settings, source):
+def _calibrate_job(model, noisy, truth, settings, source, axes=None):
+    """``axes``: with no truth, the noisy layer's, calibrated as the Denoise widget's *Calibrate on this image*
+    does (each channel on its own, a T axis's frames too)."""
     from ..core.calibration.calibration import iter_calibrate
 
     try:
         extra = {"source": source} if source is not None else {}
-        return (yield from iter_calibrate(model, noisy, truth, LEVELS, **extra, **settings))
+        return (yield from iter_calibrate(model, noisy, truth, LEVELS, axes=axes, **extra, **settings))
     except (ValueError, TypeError, MemoryError, RuntimeError) as err:
         return _Failure(str(err))
 
@@ -115,7 +118,9 @@ class CalibrateWidget(WorkerControls, Container):
                               tooltip="…and its truth: a long average or a high-light image of the same field "
                                       "(fitted to the result by a scale and an offset first). Without one, the model's "
                                       "real error on the noisy layer is read off residuals against a recorrupted "
-                                      "copy of it (a model of the residuals, not conformal: see the documentation)")
+                                      "copy of it (a model of the residuals, not conformal: see the documentation), "
+                                      "each channel on its own and a time series against its frames too, as "
+                                      "Denoise's 'Calibrate on this image' does")
         self._models = {}  # the chosen model, loaded once: the form's bounds and choices follow it
         defaults = DEFAULT_SAMPLER_SETTINGS  # what a run takes unless told otherwise
         # the mean is in a calibration's key (core.run.run_record): intervals hold for the "Mean from" they were
@@ -323,12 +328,13 @@ class CalibrateWidget(WorkerControls, Container):
         try:
             model, noisy, truth, out = self._validate()
             settings = calibration_settings(model, self.run_settings())  # the CLI's and the library's route
+            axes = layer_axes(self.noisy.value) if truth is None else None
         except (ValueError, OSError) as err:
             notify_error(str(err))
             return
         source = (f"user pairs: layers '{self.noisy.value.name}' / '{self.truth.value.name}'" if truth is not None
                   else None)
-        self._worker = create_worker(_calibrate_job, model, noisy, truth, settings, source, _start_thread=False)
+        self._worker = create_worker(_calibrate_job, model, noisy, truth, settings, source, axes, _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda run: self._on_returned(run, out))
         self._worker.aborted.connect(lambda: setattr(self.status, "value", "Cancelled; nothing saved"))
