@@ -81,8 +81,7 @@ def _restore(model, stack, settings):
     steps = iter_denoise(stack.astype(np.float32), model, settings)
     try:
         while True:
-            progress = next(steps)
-            yield progress if progress is None else dataclasses.replace(progress, unit=CROP_UNIT)
+            yield dataclasses.replace(next(steps), unit=CROP_UNIT)
     except StopIteration as stop:
         return stop.value
 
