@@ -113,6 +113,25 @@ def test_the_recalibration_after_adapting_a_time_series_uses_its_frames_too(head
     assert alone["n_pixels"] == recalibration_cost(headed, series.shape).pixels
 
 
+def test_the_recalibration_after_adapting_takes_the_images_axes(headed):
+    """Given the image's axes (the CLI's file, the Train widget's layer), each channel is recalibrated on its
+    own, as the Denoise widget calibrates it, where it was pooled; a wrong one is refused before training."""
+    from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
+    from napari_diffdenoise.core.training.adapt import recalibration_axes
+
+    two = np.stack([cells(5), 3 * cells(6)])
+    model = adapt(headed, two, minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu", axes="cyx")
+    calibration = model.calibrations[0]
+    assert calibration["channel_axis"] == 0 and len(calibration["channel_factors"]) == 2
+    assert calibration["n_pixels"] == recalibration_cost(headed, two.shape, axes="CYX").pixels
+    pooled = adapt(headed, two, minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
+    assert pooled.calibrations[0].get("channel_factors") is None
+    with pytest.raises(ValueError, match="axes 'TCYX' name 4 dimensions"):
+        adapt(headed, two, minutes=None, steps=2, axes="TCYX")
+    with pytest.raises(ValueError, match="axes: give them for one image"):
+        recalibration_axes([two[0], two[1]], axes="YX")
+
+
 @pytest.mark.parametrize("image, message", [
     (np.random.default_rng(0).normal(100, 5, (160, 160)), "too flat to learn from"),
     (np.zeros((20, 20)), "too small for 64 px patches"),
@@ -151,6 +170,21 @@ def test_cli_adapt_writes_a_model_and_never_overwrites(tmp_path, headed, capsys)
     assert main(args) == 0
     assert load_model(out).provenance["adapted"]["steps"] == 2
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_cli_adapt_recalibrates_each_channel_of_a_file_that_names_them(tmp_path, headed):
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
+
+    save_checkpoint(headed, tmp_path / "start.safetensors")
+    tifffile.imwrite(tmp_path / "cells.tif", np.stack([cells(7, 160), 3 * cells(8, 160)]).astype(np.uint16), imagej=True,
+                     metadata={"axes": "CYX"})
+    out = tmp_path / "mine.safetensors"
+    assert main(["adapt", str(tmp_path / "cells.tif"), "--out", str(out), "--model",
+                 str(tmp_path / "start.safetensors"), "--steps", "2"]) == 0
+    assert len(load_model(out).calibrations[0]["channel_factors"]) == 2
 
 
 def test_camera_noise_variance_never_reaches_zero():

@@ -157,7 +157,9 @@ def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_pat
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:128, :128]
     truth = 5 + 40 * ((yy - 64) ** 2 + (xx - 64) ** 2 < 900)
-    viewer.add_image(rng.poisson(truth).astype(np.float32), name="noisy cells")
+    # two channels, labelled: the recalibration takes each on its own, as Denoise's 'Calibrate on this image'
+    viewer.add_image(np.stack([rng.poisson(truth), rng.poisson(3 * truth)]).astype(np.float32), name="noisy cells",
+                     axis_labels=("c", "y", "x"))
     w = TrainWidget(viewer)
     w.mode.value = NOISY_ONLY
     assert w.clean.native.isHidden() and not w.minutes.native.isHidden() and w.steps.native.isHidden()
@@ -170,6 +172,7 @@ def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_pat
     assert not errors, errors
     model = load_model(tmp_path / "adapted.safetensors")
     assert model.provenance["adapted"]["steps"] >= 1 and model.calibrations
+    assert model.calibrations[0]["channel_axis"] == 0 and len(model.calibrations[0]["channel_factors"]) == 2
     assert str((tmp_path / "adapted.safetensors").resolve()) in [v for _, v in REGISTRY.choices()]
     assert w.status.value.startswith("Done")
     assert model.provenance["adapted"]["decision"]["message"] in w.status.value  # which head was kept, and why

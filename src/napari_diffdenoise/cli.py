@@ -411,7 +411,10 @@ def cmd_adapt(args) -> int:
         raise ValueError(f"--out must end in .safetensors; got {out.name}")
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    images = [read_image(p)[0] for p in args.noisy]
+    read = [read_image(p) for p in args.noisy]
+    images = [image for image, _ in read]
+    # one file whose axes it names: the recalibration takes each of its channels on its own, a T axis's frames too
+    axes = read[0][1].axes if len(read) == 1 and not read[0][1].axes_guessed else None
     last = [-1.0]
 
     def show(info):
@@ -423,7 +426,7 @@ def cmd_adapt(args) -> int:
                   file=sys.stderr, flush=True)
 
     model = adapt(args.model, images if len(images) > 1 else images[0], minutes=None if args.steps else args.minutes,
-                  steps=args.steps, seed=args.seed, recalibrate=not args.no_recalibrate, progress=show,
+                  steps=args.steps, seed=args.seed, recalibrate=not args.no_recalibrate, axes=axes, progress=show,
                   device=args.device)
     print(file=sys.stderr)
     model.name = out.stem

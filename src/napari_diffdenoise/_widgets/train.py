@@ -40,6 +40,7 @@ from ._worker import WorkerControls
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
+from .layer_axes import named_axes
 from .layers import first_plane, follow_layers
 from .model_registry import REGISTRY, USER_MODELS_DIR
 from .run_controls import param_widget
@@ -58,9 +59,10 @@ def show_info(message: str) -> None:
     napari_info(message)
 
 
-def _estimate(start: str, data, plane=None) -> RunCost | None:
+def _estimate(start: str, data, plane=None, axes=None) -> RunCost | None:
     """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why).
-    ``plane``: the layer's first plane (layers.first_plane), whose bright boxes each restored crop runs again."""
+    ``plane``: the layer's first plane (layers.first_plane), whose bright boxes each restored crop runs again;
+    ``axes``: the layer's where it names them (layer_axes.named_axes: a C axis is recalibrated per channel)."""
     from ..core.io.checkpoint import load_model
     from ..core.training.adapt import recalibration_axes
 
@@ -68,7 +70,8 @@ def _estimate(start: str, data, plane=None) -> RunCost | None:
         model = load_model(start)
         if model.mean_network is None:
             return None
-        return recalibration_cost(model, data.shape, axes=recalibration_axes(np.asarray(data)), sample_plane=plane)
+        return recalibration_cost(model, data.shape, axes=recalibration_axes(np.asarray(data), axes=axes),
+                                  sample_plane=plane)
     except (ValueError, OSError, RuntimeError):
         return None
 
@@ -76,19 +79,19 @@ def _estimate(start: str, data, plane=None) -> RunCost | None:
 RECALIBRATING = "Adapting done; recalibrating the intervals on this image"
 
 
-def _adapt_job(model, noisy, options, output):
-    """Adapt, recalibrate the intervals on the image itself, save; errors a user can act on come
-    back as a :class:`_Failure`."""
+def _adapt_job(model, noisy, options, output, axes=None):
+    """Adapt, recalibrate the intervals on the image itself (by ``axes``, the layer's where it names them),
+    save; errors a user can act on come back as a :class:`_Failure`."""
     from ..core.io.checkpoint import save_checkpoint
     from ..core.training.adapt import iter_adapt, iter_recalibrate, recalibration_axes
 
     try:
+        axes = recalibration_axes(noisy, options.get("time_series"), axes)
         # the plan: the progress bar spans both parts
-        yield recalibration_cost(model, noisy.shape, axes=recalibration_axes(noisy, options.get("time_series")),
-                                 sample_plane=noisy[(0,) * (noisy.ndim - 2)])
+        yield recalibration_cost(model, noisy.shape, axes=axes, sample_plane=noisy[(0,) * (noisy.ndim - 2)])
         result = yield from iter_adapt(model, noisy, **options)
         yield RECALIBRATING
-        adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"))
+        adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"), axes=axes)
         adapted.name = output.stem
         save_checkpoint(adapted, output)
         return None
@@ -256,7 +259,7 @@ class TrainWidget(WorkerControls, Container):
             return
         self._estimate_for, self._estimate = key, None
         self.recalibration.value = "timing it on this machine…"
-        worker = create_worker(_estimate, start, layer.data, first_plane(layer), _start_thread=False)
+        worker = create_worker(_estimate, start, layer.data, first_plane(layer), named_axes(layer), _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
         worker.start()
 
@@ -333,7 +336,7 @@ class TrainWidget(WorkerControls, Container):
                     val_fraction=options["val_fraction"])  # refuse bad data before the worker starts
         output = free_path(Path(self.output.value))
         self.output.value = output
-        self._worker = create_worker(_adapt_job, model, noisy, options, output, _start_thread=False)
+        self._worker = create_worker(_adapt_job, model, noisy, options, output, named_axes(layer), _start_thread=False)
         self._worker.yielded.connect(self._on_adapt_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))

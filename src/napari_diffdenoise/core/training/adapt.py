@@ -50,6 +50,7 @@ from .._version import __version__
 from ..calibration.calibration import iter_calibrate
 from ..calibration.self_calibration import iter_calibrate_on_data
 from ..calibration.view_noise import noise_correlation
+from ..imaging.axes import check_axes
 from ..imaging.camera_noise import CameraNoise
 from ..imaging.normalization import IntensityMap
 from ..imaging.recorruption import RecorruptionNoise
@@ -264,6 +265,7 @@ def adapt(
     steps: int | None = None,
     seed: int = 0,
     recalibrate: bool = True,
+    axes: str | None = None,
     progress: Callable[[AdaptProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     **options,
@@ -278,11 +280,15 @@ def adapt(
     say which and why; ``progress`` gets the message with the last report.
 
     ``recalibrate``: calibrate the adapted model's intervals for the default settings on ``noisy``
-    itself (:func:`iter_recalibrate`; a time series against its frames too). ``options`` go to
+    itself (:func:`iter_recalibrate`; a time series against its frames too). ``axes``: those of ``noisy``
+    (one image), where they are known: the recalibration then takes each channel of a C axis on its own and
+    a T axis's frames, as the Denoise widget and the CLI calibrate. ``options`` go to
     :func:`iter_adapt` (alpha, patch_size, batch_size, learning_rate, val_fraction, device,
     time_series).
     Raises :class:`~.restore.Cancelled` when ``cancel()`` returned True.
     """
+    if axes is not None:  # a wrong one refused before minutes of training
+        axes = recalibration_axes(noisy, axes=axes)
     if isinstance(model, str):
         model = load_model(model)
     result, cancelled = drive(iter_adapt(model, noisy, minutes=minutes, steps=steps, seed=seed, **options),
@@ -291,32 +297,39 @@ def adapt(
         raise Cancelled("adaptation was cancelled")
     adapted = result.model
     if recalibrate:  # a calibration restores a budget of the image: it can take minutes, and stops like the rest
-        adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed, options.get("time_series")), cancel=cancel)
+        adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed, options.get("time_series"), axes),
+                                   cancel=cancel)
         if cancelled:
             raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
     return adapted
 
 
-def recalibration_axes(noisy, time_series: bool | None = None) -> str | None:
-    """"TYX" where :func:`iter_recalibrate` calibrates ``noisy`` as a time series (one stack of
-    repeated views: adapt_criteria.series_pairs), else None (recorrupted pairs of every plane);
-    recalibration_cost takes the same to price it."""
+def recalibration_axes(noisy, time_series: bool | None = None, axes: str | None = None) -> str | None:
+    """The axes :func:`iter_recalibrate` calibrates ``noisy`` by (core.calibration.self_calibration.
+    iter_calibrate_on_data): ``axes`` where given (checked against one image's shape), else "TYX" for
+    one stack of repeated views (adapt_criteria.series_pairs), else None (recorrupted pairs of every
+    plane pooled); recalibration_cost takes the same to price it."""
+    if axes is not None:
+        if not isinstance(noisy, np.ndarray):
+            raise ValueError("axes: give them for one image (an array), not for a list of images")
+        return check_axes(axes, noisy.shape)
     if isinstance(noisy, np.ndarray) and noisy.ndim == 3 and series_pairs(noisy, time_series):
         return "TYX"
     return None
 
 
-def iter_recalibrate(model: DiffusionModel, noisy, seed: int = 0, time_series: bool | None = None):
+def iter_recalibrate(model: DiffusionModel, noisy, seed: int = 0, time_series: bool | None = None,
+                     axes: str | None = None):
     """Calibrate ``model``'s default settings on ``noisy`` alone, against its real error there: the
     residuals of recorrupted pairs of ``noisy`` (calibration's ``without_truth="residuals"``,
     core.calibration.self_calibration, which fits the camera noise to ``noisy`` itself). Where
     ``noisy`` is one stack of repeated views (``time_series``, as :func:`iter_adapt` takes it:
     adapt_criteria.series_pairs), also against its neighbouring frames, the wider interval taken at
     each level — what the Denoise widget and the CLI do with a T axis
-    (self_calibration.iter_calibrate_on_data). A generator yielding the restoration's progress;
-    returns the calibrated model."""
+    (self_calibration.iter_calibrate_on_data); given ``axes`` (:func:`recalibration_axes`), by those.
+    A generator yielding the restoration's progress; returns the calibrated model."""
     settings = calibration_settings(model, DEFAULT_SAMPLER_SETTINGS)
-    axes = recalibration_axes(noisy, time_series)
+    axes = recalibration_axes(noisy, time_series, axes)
     if axes is not None:
         run = yield from iter_calibrate_on_data(model, noisy, axes, seed=seed, split_seed=seed, **settings)
         return run.model
