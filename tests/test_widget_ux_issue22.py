@@ -92,12 +92,12 @@ def test_the_recalibration_time_is_not_timed_beside_a_run_and_one_that_was_is_ta
 
     calls, gate, forgotten = [], threading.Event(), []
 
-    def slow_estimate(start, data, plane=None):
+    def slow_estimate(start, data, plane=None, axes=None):
         calls.append(data.shape)
         time.sleep(0.5)
         return run_cost.RunCost(pixels=100, n_samples=1, evaluations=1, seconds=5.0)
 
-    def gated_adapt(model, noisy, options, output):
+    def gated_adapt(model, noisy, options, output, axes=None):
         while not gate.is_set():
             time.sleep(0.01)
         return None
