@@ -223,10 +223,9 @@ def _noisy_only_form(viewer, w, checkpoint, seed):
     w.steps.value, w.n_samples.value = 2, 3
 
 
-def test_without_a_truth_each_channel_is_calibrated_on_its_own(make_napari_viewer, qtbot, errors, tiny_checkpoint,
-                                                               tmp_path):
-    """Without a truth the form pooled a layer's channels into one calibration where Denoise's 'Calibrate on
-    this image' gives each its own λ; it now runs the same, on the layer's axes."""
+def test_each_channel_is_calibrated_on_its_own(make_napari_viewer, qtbot, errors, tiny_checkpoint, tmp_path):
+    """The form pooled a layer's channels into one calibration where Denoise's 'Calibrate on this image'
+    gives each its own λ; it now calibrates by the layer's axes, without a truth and against one."""
     viewer = make_napari_viewer()
     w = CalibrateWidget(viewer)
     _noisy_only_form(viewer, w, tiny_checkpoint, seed=4)
@@ -241,6 +240,16 @@ def test_without_a_truth_each_channel_is_calibrated_on_its_own(make_napari_viewe
     calibration = load_model(tmp_path / "calibrated.safetensors").calibrations[0]
     assert calibration["channel_axis"] == 0 and len(calibration["channel_factors"]) == 2
     assert calibration["source"].startswith("each of 2 channels on its own")
+    # against a truth too: split conformal per channel, the table's check held-out pixels
+    viewer.add_image(cells.astype(np.float32), name="cells truth", axis_labels=("c", "y", "x"))
+    w.truth.value = viewer.layers["cells truth"]
+    w.output.value = tmp_path / "against truth.safetensors"
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w.status.value.startswith("Saved"), (w.status.value, errors)
+    calibration = load_model(tmp_path / "against truth.safetensors").calibrations[0]
+    assert len(calibration["channel_factors"]) == 2 and "Channel 1: user pairs" in calibration["source"]
+    assert "held-out" in w.table.value["columns"]
 
 
 def test_the_mean_control_is_denoises_and_the_calibration_holds_for_the_mean_chosen(make_napari_viewer, qtbot, errors,

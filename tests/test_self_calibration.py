@@ -641,5 +641,27 @@ def test_the_library_calibrates_each_channel_when_given_axes(tiny_model):
         calibrate(tiny_model, stack, axes="YX", **settings)
     with pytest.raises(ValueError, match="axes: give either axes"):
         self_calibrate(tiny_model, stack, axes="CYX", frames=True, **settings)
-    with pytest.raises(ValueError, match="axes is for calibrating on the noisy image alone"):
-        calibrate(tiny_model, stack, stack, axes="CYX", **settings)
+    with pytest.raises(ValueError, match="the simulated pairs pool every plane"):
+        calibrate(tiny_model, stack, axes="CYX", without_truth="simulated", **settings)
+
+
+def test_against_a_truth_each_channel_is_calibrated_on_its_own_given_axes(tiny_model):
+    """Split conformal per channel: each channel's λ is what calibrating it alone gives, where pooling the
+    channels gave one λ to both; ρ is the channels' mean."""
+    from napari_diffdenoise import calibrate
+    from napari_diffdenoise.core.run.conformal import Calibration
+
+    settings = {"coverage": (0.8, 0.9), "n_samples": 3, "steps": 2}
+    rng = np.random.default_rng(11)
+    truth = np.stack([np.full((48, 48), 20.0), np.full((48, 48), 200.0)]).astype(np.float32)  # CYX
+    noisy = rng.poisson(truth).astype(np.float32)
+    cal = Calibration.from_dict(calibrate(tiny_model, noisy, truth, axes="CYX", **settings).calibrations[0])
+    alone = [Calibration.from_dict(calibrate(tiny_model, noisy[k], truth[k], **settings).calibrations[0])
+             for k in range(2)]
+    assert cal.channel_axis == 0 and cal.channel_factors == [a.factors for a in alone]
+    assert cal.spearman == pytest.approx(np.mean([a.spearman for a in alone]))
+    assert cal.source.startswith("each of 2 channels on its own. Channel 0: user pairs")
+    pooled = Calibration.from_dict(calibrate(tiny_model, noisy, truth, **settings).calibrations[0])
+    assert pooled.channel_factors is None
+    with pytest.raises(ValueError, match="noisy and clean must have the same shape"):
+        calibrate(tiny_model, noisy, truth[:1], axes="CYX", **settings)

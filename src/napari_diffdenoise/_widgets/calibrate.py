@@ -97,8 +97,8 @@ def calibratable_samplers() -> list[str]:
 
 
 def _calibrate_job(model, noisy, truth, settings, source, axes=None):
-    """``axes``: with no truth, the noisy layer's, calibrated as the Denoise widget's *Calibrate on this image*
-    does (each channel on its own, a T axis's frames too)."""
+    """``axes``: the noisy layer's: each channel is calibrated on its own, and with no truth as the Denoise
+    widget's *Calibrate on this image* does (a T axis's frames too)."""
     from ..core.calibration.calibration import iter_calibrate
 
     try:
@@ -328,7 +328,7 @@ class CalibrateWidget(WorkerControls, Container):
         try:
             model, noisy, truth, out = self._validate()
             settings = calibration_settings(model, self.run_settings())  # the CLI's and the library's route
-            axes = layer_axes(self.noisy.value) if truth is None else None
+            axes = layer_axes(self.noisy.value)
         except (ValueError, OSError) as err:
             notify_error(str(err))
             return

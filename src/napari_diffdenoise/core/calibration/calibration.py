@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..imaging.axes import as_planes
+from ..imaging.axes import as_planes, check_axes
 from ..imaging.camera_noise import estimate_noise, simulate_like
 from ..imaging.metrics import calibration as error_bins
 from ..imaging.metrics import fit_scale_offset
@@ -18,7 +18,7 @@ from ..run.driving import drive
 from ..run.restore import Cancelled, denoise, iter_denoise
 from ..run.run_keywords import RunSpec, settings_given
 from .calibration_run import CalibrationRun, calibration_request, run_settings
-from .self_calibration import iter_calibrate_by_axes, iter_self_calibrate
+from .self_calibration import iter_calibrate_by_axes, iter_each_channel, iter_self_calibrate
 
 WITHOUT_TRUTH = ("residuals", "simulated")  # calibrate(clean=None): how, see calibrate()
 
@@ -53,10 +53,19 @@ def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: 
     settings_given(spec, {}, "calibrate")  # a wrong spec named as calibrate's, whichever route follows
     if isinstance(model, str):
         model = load_model(model)
-    if axes is not None:
-        if clean is not None or without_truth != "residuals":
-            raise ValueError("axes is for calibrating on the noisy image alone (clean=None, "
-                             "without_truth='residuals'); with a clean image every plane is paired with its truth")
+    if axes is not None and clean is not None:  # against a truth only the C axis matters: each channel on its own
+        axes = check_axes(axes, np.shape(noisy))
+        c = axes.find("C")
+        if np.shape(clean) != np.shape(noisy):
+            raise ValueError(f"noisy and clean must have the same shape; got {np.shape(noisy)} and {np.shape(clean)}")
+        if c >= 0 and np.shape(noisy)[c] > 1:
+            return (yield from iter_each_channel(
+                lambda x, t: iter_calibrate(model, x, t, coverage, source=source, fit_truth=fit_truth,
+                                            split_seed=split_seed, spec=spec, **settings), c, noisy, clean))
+    elif axes is not None:
+        if without_truth != "residuals":
+            raise ValueError("axes is for calibrating against a truth or on the residuals of the noisy image "
+                             "(without_truth='residuals'); the simulated pairs pool every plane")
         return (yield from iter_calibrate_by_axes(model, noisy, axes, coverage, second=second, frames=frames,
                                                   split_seed=split_seed, spec=spec, **settings))
     # the model's real error on this image (core.calibration.self_calibration)
@@ -120,12 +129,12 @@ def calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: str =
         "simulated": the model's own mean re-noised with the fitted camera model
         (:func:`self_simulated_pairs`; it cannot see the model's error on structure it never learnt).
         The calibration's source says which.
-    axes: with no ``clean`` image, the axes of ``noisy`` (e.g. "CYX", "TYX", "TCZYX"), to calibrate it as
-        the Denoise widget and the CLI's ``--self-calibrate`` do (self_calibration.iter_calibrate_on_data):
-        each channel of a C axis on its own (restore with ``denoise(..., axes=...)`` of the same axes, and
-        each plane's interval takes its channel's λ), and a T axis's neighbouring frames as views beside
-        the recorrupted pairs, the wider interval taken. Without ``axes`` every plane is pooled into one
-        calibration. Not with ``second`` or ``frames``.
+    axes: the axes of ``noisy`` (e.g. "CYX", "TYX", "TCZYX"): each channel of a C axis is calibrated on
+        its own (restore with ``denoise(..., axes=...)`` of the same axes, and each plane's interval takes
+        its channel's λ), against ``clean`` or, without one, as the Denoise widget and the CLI's
+        ``--self-calibrate`` do (self_calibration.iter_calibrate_on_data: a T axis's neighbouring frames
+        as views beside the recorrupted pairs, the wider interval taken; not with ``second`` or ``frames``).
+        Without ``axes`` every plane is pooled into one calibration.
     coverage: one level or several (default: 0.5 … 0.99); :func:`denoise` interpolates between them.
     source: recorded in the calibration: where the pairs came from ("user pairs", "simulated: …").
     settings: the sampler settings to calibrate, as for :func:`denoise` (sampler, n_samples, steps,

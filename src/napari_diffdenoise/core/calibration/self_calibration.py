@@ -258,19 +258,8 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
     ``options``: as for :func:`iter_self_calibrate` (settings, spec, seed)."""
     c = axes.find("C")
     if c >= 0 and data.shape[c] > 1:
-        n = data.shape[c]
-        runs = []
-        for k in range(n):
-            channel = data[(slice(None),) * c + (k,)]  # lazy arrays stay lazy
-            steps = iter_calibrate_on_data(model, channel, axes.replace("C", ""), **options)
-            try:
-                while True:
-                    p = next(steps)  # one bar for all channels: channel k fills its n-th
-                    yield p if p is None else dataclasses.replace(p, plane=k * p.n_planes + p.plane,
-                                                                  n_planes=n * p.n_planes)
-            except StopIteration as stop:
-                runs.append(stop.value)
-        return per_channel(runs, c)
+        return (yield from iter_each_channel(
+            lambda channel: iter_calibrate_on_data(model, channel, axes.replace("C", ""), **options), c, data))
     first, second, second_noise, second_is = calibration_planes(data, axes)
     recorrupted = yield from iter_self_calibrate(model, first, **options)
     if second is None:
@@ -278,6 +267,23 @@ def iter_calibrate_on_data(model, data, axes: str, **options):
     paired = yield from iter_self_calibrate(model, first, second=second, second_is=second_is,
                                             second_noise=second_noise, **options)
     return wider(recorrupted, paired)
+
+
+def iter_each_channel(calibrate_channel, channel_axis: int, *images):
+    """Each channel of ``images`` (the same shape; C at ``channel_axis``, lazy arrays stay lazy) calibrated
+    on its own by ``calibrate_channel(*its planes)``, a generator returning a CalibrationRun, in one progress
+    bar (channel k fills its n-th), combined by :func:`per_channel`."""
+    n = np.shape(images[0])[channel_axis]
+    runs = []
+    for k in range(n):
+        steps = calibrate_channel(*(image[(slice(None),) * channel_axis + (k,)] for image in images))
+        try:
+            while True:
+                p = next(steps)
+                yield dataclasses.replace(p, plane=k * p.n_planes + p.plane, n_planes=n * p.n_planes)
+        except StopIteration as stop:
+            runs.append(stop.value)
+    return per_channel(runs, channel_axis)
 
 
 def iter_calibrate_by_axes(model, noisy, axes: str, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
@@ -310,11 +316,14 @@ def per_channel(runs: list[CalibrationRun], channel_axis: int) -> CalibrationRun
         held_out_coverage=[checked(v) for v in zip(*(c.held_out_coverage for c in cals))],
         held_out_width=[checked(v) for v in zip(*(c.held_out_width for c in cals))],
         n_pixels=sum(c.n_pixels for c in cals), channel_factors=[[float(f) for f in c.factors] for c in cals],
+        spearman=(float(np.mean([c.spearman for c in cals])) if all(c.spearman is not None for c in cals) else None),
         channel_axis=channel_axis,
         source=f"each of {len(cals)} channels on its own. " + " ".join(
             f"Channel {k}: {c.source}." for k, c in enumerate(cals)))
     model = dataclasses.replace(runs[0].model, calibrations=[combined.to_dict(), *runs[0].model.calibrations[1:]])
-    return CalibrationRun(model, combined, runs[0].restoration, None)
+    # the first channel's restoration and truth (None without one) stand for the run: the Calibrate widget
+    # draws its reliability from them
+    return CalibrationRun(model, combined, runs[0].restoration, runs[0].truth)
 
 
 def calibrated_on_image(calibration: Calibration) -> bool:
