@@ -233,21 +233,21 @@ def test_each_channel_is_calibrated_on_its_own(make_napari_viewer, qtbot, errors
     cells = np.stack([rng.poisson(rng.uniform(5, 40, (40, 40))), 5 * rng.poisson(rng.uniform(5, 40, (40, 40)))])
     viewer.add_image(cells.astype(np.float32), name="cells", axis_labels=("c", "y", "x"))
     w.noisy.value = viewer.layers["cells"]
-    w.output.value = tmp_path / "calibrated.safetensors"
-    w.run()
-    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
-    assert w.status.value.startswith("Saved"), (w.status.value, errors)
-    calibration = load_model(tmp_path / "calibrated.safetensors").calibrations[0]
+
+    def saved_calibration(name):
+        w.output.value = tmp_path / name
+        w.run()
+        qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+        assert w.status.value.startswith("Saved"), (w.status.value, errors)
+        return load_model(tmp_path / name).calibrations[0]
+
+    calibration = saved_calibration("calibrated.safetensors")
     assert calibration["channel_axis"] == 0 and len(calibration["channel_factors"]) == 2
     assert calibration["source"].startswith("each of 2 channels on its own")
     # against a truth too: split conformal per channel, the table's check held-out pixels
     viewer.add_image(cells.astype(np.float32), name="cells truth", axis_labels=("c", "y", "x"))
     w.truth.value = viewer.layers["cells truth"]
-    w.output.value = tmp_path / "against truth.safetensors"
-    w.run()
-    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
-    assert w.status.value.startswith("Saved"), (w.status.value, errors)
-    calibration = load_model(tmp_path / "against truth.safetensors").calibrations[0]
+    calibration = saved_calibration("against truth.safetensors")
     assert len(calibration["channel_factors"]) == 2 and "Channel 1: user pairs" in calibration["source"]
     assert "held-out" in w.table.value["columns"]
 
