@@ -250,6 +250,11 @@ def test_each_channel_is_calibrated_on_its_own(make_napari_viewer, qtbot, errors
     calibration = saved_calibration("against truth.safetensors")
     assert len(calibration["channel_factors"]) == 2 and "Channel 1: user pairs" in calibration["source"]
     assert "held-out" in w.table.value["columns"]
+    # the reliability diagram: a curve per channel, each its own std against its own error
+    lines = {line.get_label(): line for line in w.figure.figure.axes[0].get_lines()}
+    assert set(lines) == {"calibrated", "channel 0", "channel 1"}
+    # channel 1 holds five times the counts of channel 0: its errors five times larger
+    assert np.median(lines["channel 1"].get_ydata()) > 3 * np.median(lines["channel 0"].get_ydata())
 
 
 def test_the_mean_control_is_denoises_and_the_calibration_holds_for_the_mean_chosen(make_napari_viewer, qtbot, errors,

@@ -383,7 +383,10 @@ class CalibrateWidget(WorkerControls, Container):
                 self.figure.draw_idle()
             return
 
-        rmv, rmse = reliability(run.restoration.std, run.restoration.mean - run.truth)
+        # a per-channel calibration: a curve per channel, each its own std against its own error
+        curves = ([(f"channel {k}", reliability(r.restoration.std, r.restoration.mean - r.truth))
+                   for k, r in enumerate(run.channels)] if run.channels else
+                  [("this model", reliability(run.restoration.std, run.restoration.mean - run.truth))])
         if self.figure is None:
             self.figure = FigureCanvasQTAgg(Figure(figsize=(3.5, 2.6), tight_layout=True))
             self.figure.setMinimumHeight(220)
@@ -393,9 +396,10 @@ class CalibrateWidget(WorkerControls, Container):
         fig = self.figure.figure
         fig.clear()
         ax = dark_axes(fig)
-        top = float(max(rmv.max(), rmse.max()))
+        top = float(max(max(rmv.max(), rmse.max()) for _, (rmv, rmse) in curves))
         ax.plot([0, top], [0, top], "--", color=FOREGROUND, lw=1, label="calibrated")
-        ax.plot(rmv, rmse, "o-", ms=3, label="this model")
+        for label, (rmv, rmse) in curves:
+            ax.plot(rmv, rmse, "o-", ms=3, label=label)
         ax.set_xlabel("RMS predicted std")
         ax.set_ylabel("RMSE of the mean")
         ax.legend(fontsize="small")

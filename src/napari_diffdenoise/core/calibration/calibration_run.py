@@ -20,6 +20,7 @@ class CalibrationRun(NamedTuple):
     calibration: Calibration
     restoration: object  # the Restoration it was measured on (for a reliability diagram)
     truth: np.ndarray  # the truth as compared (after the scale-and-offset fit)
+    channels: tuple = ()  # calibrated each channel on its own: each channel's CalibrationRun, in channel order
 
 
 def run_settings(metadata: dict) -> dict:

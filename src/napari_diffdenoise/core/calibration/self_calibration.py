@@ -321,9 +321,9 @@ def per_channel(runs: list[CalibrationRun], channel_axis: int) -> CalibrationRun
         source=f"each of {len(cals)} channels on its own. " + " ".join(
             f"Channel {k}: {c.source}." for k, c in enumerate(cals)))
     model = dataclasses.replace(runs[0].model, calibrations=[combined.to_dict(), *runs[0].model.calibrations[1:]])
-    # the first channel's restoration and truth (None without one) stand for the run: the Calibrate widget
-    # draws its reliability from them
-    return CalibrationRun(model, combined, runs[0].restoration, runs[0].truth)
+    # the first channel's restoration and truth (None without one) stand for the run; the Calibrate widget
+    # draws each channel's reliability from its own
+    return CalibrationRun(model, combined, runs[0].restoration, runs[0].truth, tuple(runs))
 
 
 def calibrated_on_image(calibration: Calibration) -> bool:
