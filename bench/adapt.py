@@ -20,6 +20,9 @@ Images (bench/adapt_diagnose.py loads them):
   scored on frames 21–28 alike;
 - ``lysoNN``: the real lysosome series (raw counts, spinning disk), as timelapse8.
 
+The series are scored twice more on still pixels (:func:`still_frames`): frame t's MSE to the mean of
+frames t − 5 … t + 2 without it, where they held still — frame t's scene with no motion in it.
+
 Why the neighbour-frame MSE ranks restorations without a truth: the noise of frames t−1 and t+1 is
 independent of frame t's, so with ȳ their mean, E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/2 +
 E|x_t − x̄|² + a cross term between f's error and x̄ − x_t; the noise and motion terms do not depend on
@@ -51,6 +54,7 @@ from napari_diffdenoise.core.training.adapt import iter_adapt
 from napari_diffdenoise.core.training.adapt_spec import check_adapt
 
 from .adapt_diagnose import dsb, series
+from .real_calibration import STATIC_WINDOW, static_truth
 from .common import RESULTS, markdown_table, write_report
 
 BUDGET_MINUTES = 1.5
@@ -58,8 +62,24 @@ ADAPT_FRAMES = range(0, 20)  # a series' frames adapt gets (it holds some out it
 SCORE_FRAMES = range(21, 29)  # adapt never sees 20–29: frame t is scored against the mean of t−1 and t+1
 
 
+def still_frames(s: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(t, the mean of frames t − 5 … t + 2 without frame t, the pixels that held still over them) for
+    each scored frame t that has the whole window: a second score for the series, frame t's own scene
+    on its still pixels (bench/real_calibration.static_truth's mask), which neither the neighbours'
+    motion (the mean of t ± 1) nor an interpolation's blur (bench/frame_truth.py's registered truth,
+    which favours the smoother of two heads) enters."""
+    before, after = STATIC_WINDOW
+    out = []
+    for t in SCORE_FRAMES:
+        if t + after < len(s):
+            others = [k for k in range(t - before, t + after + 1) if k != t]
+            out.append((t, s[others].astype(np.float64).mean(axis=0), static_truth(s, t)[1]))
+    return out
+
+
 def task(name: str):
-    """(what adapt gets, score(model) → (figure, 'PSNR' or 'neighbour-frame MSE'), identity's figure)."""
+    """(what adapt gets, score(model) → (figure, 'PSNR' or 'neighbour-frame MSE'), identity's figure,
+    still_score(model) → per-frame MSEs on still pixels, or None where the truth is known)."""
     if name.startswith("dsbseries"):
         photons = float(name.rsplit("-", 1)[1])
         frames = np.stack([dsb(photons, False, seed=k)[0] for k in range(len(ADAPT_FRAMES))])
@@ -68,7 +88,7 @@ def task(name: str):
         def score(model):
             return psnr_fitted(denoise(fresh, model, n_samples=0).mean, truth)
 
-        return frames, score, "PSNR (dB)", psnr_fitted(fresh, truth)
+        return frames, score, "PSNR (dB)", psnr_fitted(fresh, truth), None
     if name.startswith("dsb"):
         kind, photons = name.rsplit("-", 1)
         noisy, truth = dsb(float(photons), kind == "dsb8bit")
@@ -76,7 +96,7 @@ def task(name: str):
         def score(model):
             return psnr_fitted(denoise(noisy, model, n_samples=0).mean, truth)
 
-        return noisy, score, "PSNR (dB)", psnr_fitted(noisy, truth)
+        return noisy, score, "PSNR (dB)", psnr_fitted(noisy, truth), None
     single = name.endswith("-1")
     s = series(name[:-2] if single else name)
 
@@ -85,7 +105,14 @@ def task(name: str):
                               for t in SCORE_FRAMES]))
 
     identity = float(np.mean([np.mean((s[t] - (s[t - 1] + s[t + 1]) / 2) ** 2) for t in SCORE_FRAMES]))
-    return (s[0] if single else s[ADAPT_FRAMES.start:ADAPT_FRAMES.stop]), score, "neighbour-frame MSE", identity
+    still = still_frames(s)
+
+    def still_score(model):
+        return [float(np.mean((denoise(s[t], model, n_samples=0).mean - truth)[where] ** 2))
+                for t, truth, where in still]
+
+    return ((s[0] if single else s[ADAPT_FRAMES.start:ADAPT_FRAMES.stop]), score, "neighbour-frame MSE", identity,
+            still_score)
 
 
 def adapt_watching(base, noisy, minutes: float, noise_scale: float | None = None):
@@ -118,17 +145,21 @@ def run(names: list[str], part: str, minutes: float = BUDGET_MINUTES, model: str
     base = load_model(model)
     records = []
     for name in names:
-        noisy, score, kind, identity = task(name)
+        noisy, score, kind, identity, still_score = task(name)
         rec = {"image": name, "score": kind, "noisy": identity, "bundled": score(base),
                "model": f"{base.name} sha256 {base.sha256[:12]}", "noise_scale": noise_scale}
         t0 = time.perf_counter()
         result, heads = adapt_watching(base, noisy, minutes, noise_scale)
         rec["seconds"] = time.perf_counter() - t0
         selected = result.model if result.kept == "adapted" else result.rejected
+        loaded = {}
         for key, state in heads.items():  # what the previous rule (best recorrupted loss) and the last step give
-            model = copy.deepcopy(selected)
-            model.mean_network.load_state_dict(state)
-            rec[key] = score(model)
+            loaded[key] = copy.deepcopy(selected)
+            loaded[key].mean_network.load_state_dict(state)
+            rec[key] = score(loaded[key])
+        if still_score is not None:
+            rec["still"] = {key: still_score(m) for key, m in
+                            {"bundled": base, "selected": selected, "returned": result.model, **loaded}.items()}
         rec.update(selected=score(selected), returned=score(result.model), kept=result.kept,
                    steps=result.decision.get("steps"), best_step=result.decision.get("best_step"),
                    noise_model=[result.noise.gain, result.noise.floor],
@@ -216,6 +247,38 @@ def _single_reading(records, gain) -> str:
     return text + "."
 
 
+def _still_gain(rec, key) -> float:
+    """The still-pixel score's mean gain over the bundled head, % (+: better)."""
+    return float(np.mean(100 * (1 - np.array(rec["still"][key]) / np.array(rec["still"]["bundled"]))))
+
+
+def _still_reading(records) -> str:
+    series = [r for r in records if r.get("still")]
+    if not series:
+        return ""
+    worse = [r for r in series if _still_gain(r, "returned") < 0]
+    last_better = [r for r in series if _still_gain(r, "last") > 0]
+    compared = [(r, key) for r in series for key in ("returned", "last") if r[key] != r["bundled"]]
+    disagree = [(r, key) for r, key in compared if (_still_gain(r, key) > 0) != (r[key] < r["bundled"])]
+    return (f" On still pixels (frame t's own scene) the returned head is worse than the bundled one on {len(worse)} "
+            f"of {len(series)} series images" + (" (" + ", ".join(f"{r['image']}: {_still_better(r, 'returned')}"
+                                                                   for r in worse) + ")" if worse else "")
+            + f" and the last step's head better on {len(last_better)} of {len(series)}; this score and the "
+            f"neighbour-frame MSE disagree in sign on {len(disagree)} of the {len(compared)} adapted heads compared: "
+            "still pixels are mostly background, where motion is not; the neighbour-frame MSE holds the moving "
+            "structure and its motion.")
+
+
+def _still_better(rec, key) -> str:
+    """How much lower the head's MSE to frame t's scene on still pixels is than the bundled head's, % ± 1 s.e.
+    over the scored frames (+: better); – where the image has no series."""
+    still = rec.get("still")
+    if not still or key not in still:
+        return "–"
+    gain = 100 * (1 - np.array(still[key]) / np.array(still["bundled"]))
+    return f"{gain.mean():+.2f} ± {gain.std(ddof=1) / np.sqrt(len(gain)):.2f} %"
+
+
 def _better(rec, key):
     """How much better than bundled: dB for PSNR, % lower MSE for the neighbour-frame MSE."""
     if rec["score"].startswith("PSNR"):
@@ -224,8 +287,9 @@ def _better(rec, key):
 
 
 MAIN_HEADER = ["image", "score", "noisy", "bundled", "adapted, old rule", "adapted, last step", "selected", "returned",
-               "kept", "old rule vs bundled", "returned vs bundled", "criterion", "criterion Δ",
-               "criterion Δ, last step", "step/steps", "s"]
+               "kept", "old rule vs bundled", "returned vs bundled", "still pixels: returned vs bundled",
+               "still pixels: last step vs bundled", "criterion", "criterion Δ", "criterion Δ, last step", "step/steps",
+               "s"]
 WRONG_HEADER = ["image", "variance", "bundled", "adapted, last step", "adapted, old rule", "returned", "kept",
                 "last step vs bundled", "returned vs bundled", "criterion Δ, last step", "step/steps"]
 
@@ -241,7 +305,8 @@ def _load(folder) -> tuple[list, list, list]:
              for r in everything if r.get("noise_scale") is not None]
     rows = [[r["image"], r["score"], r["noisy"], r["bundled"], r.get("r2r_best", float("nan")),
              r.get("last", float("nan")), r["selected"], r["returned"], r["kept"],
-             _better(r, "r2r_best"), _better(r, "returned"), r["decision"].get("criterion", ""),
+             _better(r, "r2r_best"), _better(r, "returned"), _still_better(r, "returned"), _still_better(r, "last"),
+             r["decision"].get("criterion", ""),
              _criterion_change(r["decision"], "adapted"), _criterion_change(r["decision"], "last_step"),
              f"{r['best_step']}/{r['steps']}", round(r["seconds"])] for r in records]
     return records, rows, wrong
@@ -264,7 +329,7 @@ def report() -> None:
         + f"; the previous rule (best recorrupted loss, always kept; with today's noise fit) on {len(old_worse)} of "
         f"{len(records)}"
         + (" (" + ", ".join(f"{r['image']}: {_better(r, 'r2r_best')}" for r in old_worse) + ")" if old_worse else "")
-        + ". " + _series_reading(records, gain) + _single_reading(records, gain) + "\n\n")
+        + ". " + _series_reading(records, gain) + _single_reading(records, gain) + _still_reading(records) + "\n\n")
     body = (
         f"Model: {', '.join(models)}. "
         f"The `demo` model's mean head (*bundled*) against adaptation on the noisy data itself for "
@@ -288,7 +353,12 @@ def report() -> None:
         "frames t−1 and t+1 — it ranks two restorations as their true errors would: the neighbours' noise and the "
         "(to first order cancelled) motion add the same to both (see this bench's source). The *noisy* column is "
         "the identity: the noisy image's PSNR, or the noisy frame's MSE to its neighbours' mean (1.5 × the noise "
-        "variance plus motion).\n\n"
+        "variance plus motion). *Still pixels*: a second score for the series, the MSE of the restoration of "
+        "frame t to the mean of frames t − 5 … t + 2 without frame t, on the pixels that held still over them "
+        "(bench/real_calibration.py's static mask), % less than the bundled head's ± one standard error over "
+        "the scored frames: frame t's own scene, which neither the neighbours' motion nor a registration's "
+        "interpolation blur enters (bench/frame_truth.py's registered truth favours the smoother of two "
+        "heads).\n\n"
         + summary
         + markdown_table(MAIN_HEADER, rows)
         + "\n\n## A wrong noise fit, injected\n\n"
