@@ -8,7 +8,7 @@ import torch
 
 from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
 from napari_diffdenoise.core.training.adapt import iter_adapt
-from napari_diffdenoise.core.training.adapt_criteria import neighbour_pairs, series_pairs
+from napari_diffdenoise.core.training.adapt_criteria import blind_spot, neighbour_pairs, series_pairs
 from napari_diffdenoise.core.run.driving import drive
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
 
@@ -149,3 +149,21 @@ def test_neighbour_pairs_come_from_distinct_pixels_of_each_cell():
     d = (targets - inputs)[masks].reshape(4, -1)
     np.testing.assert_array_equal(np.unique(np.abs(d)), [1, 12])  # one column or one row apart
     assert set(np.unique(d[:2])) == {-1, 1} and set(np.unique(d[2:])) == {-12, 12}
+
+
+def test_a_blind_spot_holds_a_neighbour_with_a_pixel_s_own_noise():
+    """Each masked pixel takes one of its 4 neighbours' values, so the head is ranked on an input with a
+    pixel's own amount of noise there (the mean of the 4 held a quarter of it, and ranked first heads that
+    trust their centre pixel); the other pixels are left as they are."""
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((256, 256)).astype(np.float32)
+    masked, mask = blind_spot(noise, np.random.default_rng(1))
+    assert mask.mean() == 1 / 16 and np.array_equal(masked[~mask], noise[~mask])
+    padded = np.pad(noise, 1, mode="reflect")
+    ys, xs = np.nonzero(mask)
+    around = np.stack([padded[ys + 1 + dy, xs + 1 + dx] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))])
+    assert np.all(np.any(around == masked[mask], axis=0))  # a neighbour's value, each
+    assert not np.any(masked[mask] == noise[mask])  # never the pixel's own
+    assert 0.9 < masked[mask].var() < 1.1  # white noise of variance 1: a neighbour's variance, not a quarter
+    picked = np.argmax(around == masked[mask], axis=0)
+    assert set(np.bincount(picked, minlength=4) > 0.2 * len(picked)) == {True}  # all four directions drawn
