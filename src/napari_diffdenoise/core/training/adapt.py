@@ -117,9 +117,10 @@ def iter_adapt(
       half-size images of neighbouring pixels, the MSE of the head's restoration of one to its
       neighbour — the head sees structure at half its size) and ``blind-spot``
       (:func:`~.adapt_criteria.blind_spot`: the MSE at masked pixels to their noisy values — the head sees masked
-      inputs). On the DSB image the blind-spot MSE preferred a head 0.18 dB worse than the
-      bundled one and the neighbour MSE did not; on the tests' small blobs the neighbour MSE
-      preferred a head that passed noise through and the blind-spot MSE did not.
+      inputs, each masked pixel a random neighbour's value). On the DSB image the blind-spot MSE (then with the
+      mean of the neighbours in the blind spot) preferred a head 0.18 dB worse than the bundled one and the
+      neighbour MSE did not; on the tests' small blobs the neighbour MSE preferred a head that passed noise
+      through and the blind-spot MSE did not.
 
     The step picked is the one where the largest relative change of any criterion on the picking
     patches is lowest (step 0, the bundled head, scores 0). The adapted head is kept only when
