@@ -20,8 +20,9 @@ Images (bench/adapt_diagnose.py loads them):
   scored on frames 21–28 alike;
 - ``lysoNN``: the real lysosome series (raw counts, spinning disk), as timelapse8.
 
-The series are scored twice more on still pixels (:func:`still_frames`): frame t's MSE to the mean of
-frames t − 5 … t + 2 without it, where they held still — frame t's scene with no motion in it.
+The series are scored twice more: on still pixels (:func:`still_frames`), frame t's MSE to the mean of
+frames t − 5 … t + 2 without it, where they held still — frame t's scene with no motion in it; and against
+bench/frame_truth.py's registered truth on its consistent pixels.
 
 Why the neighbour-frame MSE ranks restorations without a truth: the noise of frames t−1 and t+1 is
 independent of frame t's, so with ȳ their mean, E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/2 +
@@ -382,8 +383,9 @@ def report() -> None:
         "frame t to the mean of frames t − 5 … t + 2 without frame t, on the pixels that held still over them "
         "(bench/real_calibration.py's static mask), % less than the bundled head's ± one standard error over "
         "the scored frames: frame t's own scene, which neither the neighbours' motion nor a registration's "
-        "interpolation blur enters (bench/frame_truth.py's registered truth favours the smoother of two "
-        "heads).\n\n"
+        "interpolation blur enters, but mostly background. *Registered truth*: the same against frames t ± 1 "
+        "and t ± 2 warped onto frame t, on the pixels where they agree (bench/frame_truth.py): no motion, but a "
+        "warp whose interpolation favours the smoother of two heads.\n\n"
         + summary
         + markdown_table(MAIN_HEADER, rows)
         + "\n\n## A wrong noise fit, injected\n\n"
