@@ -66,7 +66,7 @@ SCORE_FRAMES = range(21, 29)  # adapt never sees 20–29: frame t is scored agai
 
 def still_frames(s: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """(t, the mean of frames t − 5 … t + 2 without frame t, the pixels that held still over them) for
-    each scored frame t that has the whole window: a second score for the series, frame t's own scene
+    each scored frame t that has the whole window: a score for the series against frame t's own scene
     on its still pixels (bench/real_calibration.static_truth's mask), which neither the neighbours'
     motion (the mean of t ± 1) nor an interpolation's blur (bench/frame_truth.py's registered truth,
     which favours the smoother of two heads) enters."""
@@ -81,7 +81,7 @@ def still_frames(s: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
 
 def task(name: str):
     """(what adapt gets, score(model) → (figure, 'PSNR' or 'neighbour-frame MSE'), identity's figure,
-    still_score(model) → per-frame MSEs on still pixels, or None where the truth is known)."""
+    scene_scores(model) → the series' per-frame MSEs to frame t's scene, or None where the truth is known)."""
     if name.startswith("dsbseries"):
         photons = float(name.rsplit("-", 1)[1])
         frames = np.stack([dsb(photons, False, seed=k)[0] for k in range(len(ADAPT_FRAMES))])
@@ -110,7 +110,7 @@ def task(name: str):
     still = still_frames(s)
     registered = {t: registered_truth(s, t) for t in SCORE_FRAMES if t + REACH < len(s)}
 
-    def still_score(model):
+    def scene_scores(model):
         """{'still': per-frame MSE on still pixels, 'registered': per-frame MSE to the registered truth on
         its consistent pixels (bench/frame_truth.py)}."""
         means = {t: denoise(s[t], model, n_samples=0).mean for t in SCORE_FRAMES}
@@ -118,7 +118,7 @@ def task(name: str):
                 "registered": [float(np.mean((means[t] - r.truth)[r.consistent] ** 2)) for t, r in registered.items()]}
 
     return ((s[0] if single else s[ADAPT_FRAMES.start:ADAPT_FRAMES.stop]), score, "neighbour-frame MSE", identity,
-            still_score)
+            scene_scores)
 
 
 def adapt_watching(base, noisy, minutes: float, noise_scale: float | None = None):
@@ -151,7 +151,7 @@ def run(names: list[str], part: str, minutes: float = BUDGET_MINUTES, model: str
     base = load_model(model)
     records = []
     for name in names:
-        noisy, score, kind, identity, still_score = task(name)
+        noisy, score, kind, identity, scene_scores = task(name)
         rec = {"image": name, "score": kind, "noisy": identity, "bundled": score(base),
                "model": f"{base.name} sha256 {base.sha256[:12]}", "noise_scale": noise_scale}
         t0 = time.perf_counter()
@@ -163,8 +163,8 @@ def run(names: list[str], part: str, minutes: float = BUDGET_MINUTES, model: str
             loaded[key] = copy.deepcopy(selected)
             loaded[key].mean_network.load_state_dict(state)
             rec[key] = score(loaded[key])
-        if still_score is not None:
-            scores = {key: still_score(m) for key, m in
+        if scene_scores is not None:
+            scores = {key: scene_scores(m) for key, m in
                       {"bundled": base, "selected": selected, "returned": result.model, **loaded}.items()}
             rec["still"] = {key: v["still"] for key, v in scores.items()}
             rec["registered"] = {key: v["registered"] for key, v in scores.items()}
@@ -255,7 +255,7 @@ def _single_reading(records, gain) -> str:
     return text + "."
 
 
-def _still_gain(rec, key, score: str = "still") -> float:
+def _scene_gain(rec, key, score: str = "still") -> float:
     """A series score's (still pixels, registered truth) mean gain over the bundled head, % (+: better)."""
     return float(np.mean(100 * (1 - np.array(rec[score][key]) / np.array(rec[score]["bundled"]))))
 
@@ -264,12 +264,12 @@ def _still_reading(records) -> str:
     series = [r for r in records if r.get("still")]
     if not series:
         return ""
-    worse = [r for r in series if _still_gain(r, "returned") < 0]
-    last_better = [r for r in series if _still_gain(r, "last") > 0]
+    worse = [r for r in series if _scene_gain(r, "returned") < 0]
+    last_better = [r for r in series if _scene_gain(r, "last") > 0]
     compared = [(r, key) for r in series for key in ("returned", "last") if r[key] != r["bundled"]]
-    disagree = [(r, key) for r, key in compared if (_still_gain(r, key) > 0) != (r[key] < r["bundled"])]
+    disagree = [(r, key) for r, key in compared if (_scene_gain(r, key) > 0) != (r[key] < r["bundled"])]
     return (f" On still pixels (frame t's own scene) the returned head is worse than the bundled one on {len(worse)} "
-            f"of {len(series)} series images" + (" (" + ", ".join(f"{r['image']}: {_still_better(r, 'returned')}"
+            f"of {len(series)} series images" + (" (" + ", ".join(f"{r['image']}: {_scene_better(r, 'returned')}"
                                                                    for r in worse) + ")" if worse else "")
             + f" and the last step's head better on {len(last_better)} of {len(series)}; this score and the "
             f"neighbour-frame MSE disagree in sign on {len(disagree)} of the {len(compared)} adapted heads compared: "
@@ -282,18 +282,18 @@ def _registered_reading(series) -> str:
     series = [r for r in series if r.get("registered")]
     if not series:
         return ""
-    worse = [r for r in series if _still_gain(r, "returned", "registered") < 0]
-    last_better = [r for r in series if _still_gain(r, "last", "registered") > 0]
+    worse = [r for r in series if _scene_gain(r, "returned", "registered") < 0]
+    last_better = [r for r in series if _scene_gain(r, "last", "registered") > 0]
     return (f" Against the registered truth (frames t ± 1, t ± 2 warped onto frame t, on the pixels where they "
             f"agree: no motion, but an interpolation that favours the smoother head) the returned head is worse on "
             f"{len(worse)} of {len(series)}" + (" (" + ", ".join(
-                f"{r['image']}: {_still_better(r, 'returned', 'registered')}" for r in worse) + ")" if worse else "")
+                f"{r['image']}: {_scene_better(r, 'returned', 'registered')}" for r in worse) + ")" if worse else "")
             + f" and the last step's head better on {len(last_better)} of {len(series)}" + (" (" + ", ".join(
-                f"{r['image']}: {_still_better(r, 'last', 'registered')}" for r in last_better) + ")"
+                f"{r['image']}: {_scene_better(r, 'last', 'registered')}" for r in last_better) + ")"
                 if last_better else "") + ".")
 
 
-def _still_better(rec, key, score: str = "still") -> str:
+def _scene_better(rec, key, score: str = "still") -> str:
     """How much lower the head's MSE to frame t's scene (on still pixels, or the registered truth) is than the
     bundled head's, % ± 1 s.e. over the scored frames (+: better); – where the image has no series."""
     figures = rec.get(score)
@@ -330,8 +330,8 @@ def _load(folder) -> tuple[list, list, list]:
              for r in everything if r.get("noise_scale") is not None]
     rows = [[r["image"], r["score"], r["noisy"], r["bundled"], r.get("r2r_best", float("nan")),
              r.get("last", float("nan")), r["selected"], r["returned"], r["kept"],
-             _better(r, "r2r_best"), _better(r, "returned"), _still_better(r, "returned"), _still_better(r, "last"),
-             _still_better(r, "returned", "registered"), _still_better(r, "last", "registered"),
+             _better(r, "r2r_best"), _better(r, "returned"), _scene_better(r, "returned"), _scene_better(r, "last"),
+             _scene_better(r, "returned", "registered"), _scene_better(r, "last", "registered"),
              r["decision"].get("criterion", ""),
              _criterion_change(r["decision"], "adapted"), _criterion_change(r["decision"], "last_step"),
              f"{r['best_step']}/{r['steps']}", round(r["seconds"])] for r in records]
