@@ -6,22 +6,19 @@ Why: the mean of frames t − 1 and t + 1 (bench/real_calibration.py's first tru
 whatever moved between them as a blur, which a restoration of frame t is then scored against; the
 mean of frames that held still (real_calibration.static_truth) is frame t's scene, but only on
 11–22 % of a lysosome crop, mostly dark background. Here each frame t + k (0 < |k| ≤ REACH, frame t
-itself left out, so that the truth's noise is independent of frame t's) is warped onto frame t by
-the optical flow between the two (Lucas–Kanade, skimage.registration.optical_flow_ilk, on both
-frames smoothed by FLOW_SMOOTHING px: at that smoothing frame t's noise barely steers the flow) and
-the warped frames are averaged. The warp interpolates with cubic splines: bilinear interpolation
-blurs the truth at sub-pixel shifts (a 0.5 px shift is a [½, ½] filter), and a blurred truth
-favours the smoother of two restorations — on the 8-bit time-lapse, bundled against adapted heads,
-bilinear and cubic truths disagreed in sign on two of three fields (scratch comparison,
-2026-12-03; docs/benchmarks/std_head.md holds the cubic one).
+itself left out, so that the truth's noise is independent of frame t's) is warped onto frame t
+(core.imaging.registration: optical flow on smoothed frames, a cubic warp — bilinear and cubic truths
+disagreed in sign on two of three fields of the 8-bit time-lapse, bundled against adapted heads;
+scratch comparison, 2026-12-03; docs/benchmarks/std_head.md holds the cubic one) and the warped
+frames are averaged.
 
 The truth's noise: one frame's camera variance (the camera model fitted to the frames one at a
 time, core.imaging.camera_noise.estimate_noise, which motion cannot enter) times the share the
 warp's interpolation keeps of white noise at each pixel (measured by warping white noise with the
 same flows), over the number of frames. Where the registration fails — structure that appears,
 vanishes or deforms between the frames — the warped frames disagree with one another: a pixel is
-*consistent* when every warped frame, smoothed by 2 px, lies within CONSISTENT_SPREAD standard
-errors of noise of their smoothed mean. Scores against this truth are taken on consistent pixels.
+*consistent* when every warped frame, smoothed by 2 px, lies within a few standard errors of noise of
+their smoothed mean (core.imaging.registration.consistent). Scores against this truth are taken on consistent pixels.
 """
 from __future__ import annotations
 
@@ -30,16 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.registration import optical_flow_ilk
 
 from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
+from napari_diffdenoise.core.imaging.registration import CONSISTENCY_SMOOTHING, consistent, register_onto, warp
 
 REACH = 2  # frames t − 2, t − 1, t + 1, t + 2 are registered onto frame t
-FLOW_SMOOTHING = 1.5  # px: both frames are smoothed so before the flow between them is read
-FLOW_RADIUS = 7  # px: the Lucas–Kanade window's radius
-INTERPOLATION_ORDER = 3  # cubic splines (see the module docstring: bilinear blurs the truth)
-CONSISTENCY_SMOOTHING = 2.0  # px
-CONSISTENT_SPREAD = 4.0  # standard errors of noise a smoothed warped frame may stray from their mean
 NOISE_PROBES = 4  # white-noise images warped to measure the interpolation's noise share
 
 
@@ -66,38 +58,18 @@ class RegisteredTruth:
         return ratios
 
 
-def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    h, w = image.shape
-    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    return ndimage.map_coordinates(image, [rows + flow[0], cols + flow[1]], order=INTERPOLATION_ORDER, mode="nearest")
-
-
 def registered_truth(series: np.ndarray, t: int, reach: int = REACH, seed: int = 0) -> RegisteredTruth:
     """The motion-compensated truth for frame ``t`` of ``series`` (T, Y, X): see the module docstring."""
     series = np.asarray(series, dtype=np.float64)
     offsets = tuple(k for k in range(-reach, reach + 1) if k and 0 <= t + k < len(series))
     if not offsets:
         raise ValueError(f"frame {t} of a series of {len(series)} frames has no neighbour to register")
-    low, high = np.percentile(series[t], [1, 99.9])
-
-    def for_flow(frame):  # the flow solver's parameters assume intensities of order 1
-        return ndimage.gaussian_filter((frame - low) / max(high - low, 1e-9), FLOW_SMOOTHING)
-
-    reference = for_flow(series[t])
+    registered = register_onto(series[t], [series[t + k] for k in offsets])
     rng = np.random.default_rng(seed)
-    warped, kept_share = [], []
-    for k in offsets:
-        flow = optical_flow_ilk(reference, for_flow(series[t + k]), radius=FLOW_RADIUS)
-        warped.append(_warp(series[t + k], flow))
-        probes = [_warp(rng.standard_normal(reference.shape), flow) for _ in range(NOISE_PROBES)]
-        kept_share.append(ndimage.gaussian_filter(np.mean(np.square(probes), axis=0), 2.0))
-    warped = np.array(warped)
-    truth = warped.mean(axis=0)
-    level = ndimage.gaussian_filter(truth, CONSISTENCY_SMOOTHING)
-    camera = estimate_noise([series[t + k] for k in offsets]).variance(level)
+    kept_share = [ndimage.gaussian_filter(np.mean(np.square(
+        [warp(rng.standard_normal(series[t].shape), flow) for _ in range(NOISE_PROBES)]), axis=0), 2.0)
+        for flow in registered.flows]
+    camera_noise = estimate_noise([series[t + k] for k in offsets])
+    camera = camera_noise.variance(registered.level)
     tau2 = camera * np.mean(kept_share, axis=0) / len(offsets)
-    # a Gaussian of σ px keeps 1 / (2σ√π) of white noise's std
-    noise_sd = np.sqrt(camera) / (2 * CONSISTENCY_SMOOTHING * np.sqrt(np.pi))
-    spread = np.max([np.abs(ndimage.gaussian_filter(f, CONSISTENCY_SMOOTHING) - level) for f in warped], axis=0)
-    consistent = spread <= CONSISTENT_SPREAD * noise_sd * np.sqrt(1 - 1 / len(offsets))
-    return RegisteredTruth(truth, consistent, tau2, camera, offsets)
+    return RegisteredTruth(registered.mean, consistent(registered, camera_noise.variance), tau2, camera, offsets)

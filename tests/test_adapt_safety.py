@@ -5,12 +5,19 @@ import copy
 import numpy as np
 import pytest
 import torch
+from drifting_blobs import moving_series
+from scipy import ndimage
 
 from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
-from napari_diffdenoise.core.training.adapt import iter_adapt
-from napari_diffdenoise.core.training.adapt_criteria import blind_spot, neighbour_pairs, series_pairs
-from napari_diffdenoise.core.run.driving import drive
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
+from napari_diffdenoise.core.run.driving import drive
+from napari_diffdenoise.core.training.adapt import iter_adapt
+from napari_diffdenoise.core.training.adapt_criteria import (
+    blind_spot,
+    neighbour_pairs,
+    registered_targets,
+    series_pairs,
+)
 
 
 def scene(seed=0, size=128, photons=20.0):
@@ -41,6 +48,7 @@ def trained():
     """A tiny headed model whose head is trained (supervised, 60 steps) on scenes like the test's: a
     good 'bundled' head that a harmful adaptation can only spoil."""
     from conftest import TINY
+
     from napari_diffdenoise.core.model.model import DiffusionModel
     from napari_diffdenoise.core.model.network import UNet, UNetConfig
     from napari_diffdenoise.core.model.schedules import NoiseSchedule
@@ -117,17 +125,41 @@ def test_a_helpful_adaptation_is_kept_and_is_better_against_the_truth(headed):
 
 
 def test_a_series_is_judged_by_the_next_frame(headed):
-    """A stack of repeated noisy frames of one field: the criterion is the MSE to the mean of the
-    neighbouring frames, held out of training."""
+    """A stack of repeated noisy frames of one field: the criterion is the MSE to the neighbouring
+    frames registered onto frame t, held out of training."""
     clean, frame = scene(3)
     stack = np.stack([frame(k) for k in range(4)])
     result, _ = drive(iter_adapt(headed, stack, steps=20, learning_rate=2e-3, **OPTIONS))
     assert result.decision["criterion"] == "series" and result.decision["held_out_frames"] == [1, 2, 3]
     assert result.model.provenance["adapted"]["decision"]["criterion"] == "series"
-    assert "frame t to the mean of frames t−1 and t+1" in result.message
+    assert "frame t to frames t−1 and t+1 registered onto it" in result.message
     pair, _ = drive(iter_adapt(headed, stack[:2], steps=5, learning_rate=2e-3, **OPTIONS))
     assert pair.decision["criterion"] == "series" and pair.decision["held_out_frames"] == []  # strips instead
     assert "frame t to frame t+1" in pair.message
+
+
+def test_a_moving_series_is_judged_against_its_neighbours_registered():
+    """Blobs drifting 2.5 px a frame: the plain mean of frames t ± 1 holds them blurred by the motion and
+    ranks a blurred restoration of frame t above the sharp truth; the target, registered where the frames
+    disagree, ranks the truth first. Where the frames held still it is their plain mean: registering them
+    would only warp by the noise's flow."""
+    clean, noisy = moving_series(step=(1.5, 2.0), photons=100.0, seed=3)
+    (target, agree), = registered_targets(list(noisy), [(3, (2, 4))], CameraNoise(1.0, 0.0)).values()
+    assert agree.mean() > 0.95
+
+    def score(restoration, reference):
+        return np.mean((restoration - reference)[agree] ** 2)
+
+    sharp, blurred = clean[3], ndimage.gaussian_filter(clean[3], 1.5)
+    plain = (noisy[2] + noisy[4]) / 2
+    assert score(blurred, plain) < 0.6 * score(sharp, plain)  # the plain mean's motion blur
+    assert score(sharp, target) < 0.7 * score(blurred, target)
+    # what is left is mostly the two frames' noise: half a frame's Poisson variance (1.36× here)
+    assert score(sharp, target) < 1.6 * np.mean(clean[3][agree] / 2) < score(sharp, plain)
+    for seed in range(2):
+        _, still = moving_series(step=(0.0, 0.0), photons=100.0, seed=seed)
+        (target, agree), = registered_targets(list(still), [(3, (2, 4))], CameraNoise(1.0, 0.0)).values()
+        assert np.mean(target == (still[2] + still[4]) / 2) > 0.99 and agree.mean() > 0.99
 
 
 def test_which_stacks_are_series():

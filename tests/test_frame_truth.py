@@ -2,25 +2,10 @@
 hold frame t's own scene where the sample moved, carry the noise it says, and not borrow frame t's."""
 import numpy as np
 import pytest
+from drifting_blobs import moving_series
 from scipy import ndimage
 
 from bench.frame_truth import registered_truth
-
-
-def moving_series(n=7, size=96, step=(0.6, 0.9), photons=200.0, seed=0):
-    """Clean frames of Gaussian blobs drifting ``step`` px a frame (sub-pixel, so the warp must
-    interpolate) and their Poisson acquisitions."""
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(15, size - 15, (12, 2))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    clean = []
-    for t in range(n):
-        frame = np.full((size, size), 5.0)
-        for cy, cx in centres:
-            frame += photons * np.exp(-((yy - cy - step[0] * t) ** 2 + (xx - cx - step[1] * t) ** 2) / (2 * 3.0 ** 2))
-        clean.append(frame)
-    clean = np.array(clean)
-    return clean, rng.poisson(clean).astype(np.float64)
 
 
 def test_registered_truth_is_frame_t_scene_with_the_noise_it_states():
@@ -60,15 +45,15 @@ def test_registered_truth_needs_a_neighbour():
 
 def test_bilinear_would_blur_the_truth():
     """Why the warp is cubic: with linear interpolation the same truth carries a blur the stated τ² does not."""
-    import bench.frame_truth as ft
+    from napari_diffdenoise.core.imaging import registration
 
     clean, noisy = moving_series(photons=2000.0, seed=2)
     cubic = registered_truth(noisy, 3)
-    previous = ft.INTERPOLATION_ORDER
-    ft.INTERPOLATION_ORDER = 1
+    previous = registration.INTERPOLATION_ORDER
+    registration.INTERPOLATION_ORDER = 1
     try:
         linear = registered_truth(noisy, 3)
     finally:
-        ft.INTERPOLATION_ORDER = previous
+        registration.INTERPOLATION_ORDER = previous
     detail = np.abs(ndimage.laplace(clean[3])) > np.quantile(np.abs(ndimage.laplace(clean[3])), 0.8)
     assert ((cubic.truth - clean[3])[detail] ** 2).mean() < ((linear.truth - clean[3])[detail] ** 2).mean()

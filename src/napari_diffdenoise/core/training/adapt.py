@@ -19,10 +19,10 @@ The method, and why:
    correlated): on real 8-bit widefield frames it fell the whole way while the restoration lost
    2–7 dB. Held-out data, never trained on, is scored by a criterion with no fitted noise in it:
    where the planes are repeated views of one field (a time-lapse), frames are held out whole and
-   frame t's restoration is scored by its MSE to the mean of frames t−1 and t+1 (their noise is
-   independent of t's, so E|f(y_t) − ȳ|² = E|f(y_t) − x|² + var(noise)/2 + motion, and only the
-   first term depends on f, up to a cross term with the motion that the mean of the two
-   neighbours keeps small); on single images, windows of a validation strip of every
+   frame t's restoration is scored by its MSE to frames t−1 and t+1 registered onto frame t and
+   averaged (core.imaging.registration; their noise is independent of t's, so E|f(y_t) − ȳ|² =
+   E|f(y_t) − x|² + var(noise)/2 + what the registration misses, and only the first term depends on
+   f, up to a cross term with the registration's miss; pixels where it failed are left out); on single images, windows of a validation strip of every
    plane are sub-sampled into neighbouring pixels of each 2×2 cell (Neighbor2Neighbor, Huang et
    al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
    (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the
@@ -105,13 +105,16 @@ def iter_adapt(
       every sixth triplet of consecutive frames (t−1, t, t+1) is held out of training whole, and
       windows of it are scored by the MSE of the head's restoration of frame t to the mean of
       frames t−1 and t+1 (of a two-frame series: to frame t+1, on validation strips, with no
-      frame left to hold out whole). Their noise is independent of
+      frame left to hold out whole), frames t ± 1 registered onto frame t first
+      (:func:`~.adapt_criteria.registered_targets`). Their noise is independent of
       frame t's, so E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/2 + E|x_t − x̄|² + a cross term:
-      only the first term and the cross term depend on the head, and the mean of the neighbours
-      cancels steady motion to first order (x̄ − x_t is then second order), which leaves the cross
-      term small. It ranks two heads as their true error would, over the whole field of view (top
-      halves pick, bottom halves decide). (With frame t+1 alone as the target, the 8-bit
-      time-lapse, whose nuclei move a few pixels a frame, scored restorations mostly by motion);
+      only the first term and the cross term depend on the head, and the registration leaves
+      x̄ − x_t small where it holds (the pixels where the warped frames disagree are left out),
+      which leaves the cross term small. It ranks two heads as their true error would, over the
+      whole field of view (top halves pick, bottom halves decide). (With frame t+1 alone as the
+      target, the 8-bit time-lapse, whose nuclei move a few pixels a frame, scored restorations
+      mostly by motion; with the plain mean of frames t ± 1, moving lysosomes blurred the target
+      and a head 4 % better against frame t's registered scene was dropped);
     - on single images, windows of the validation strips judged two ways, each biased in its own
       direction, and both must agree: ``neighbours`` (:func:`~.adapt_criteria.neighbour_pairs`: sub-sampled into
       half-size images of neighbouring pixels, the MSE of the head's restoration of one to its
@@ -160,7 +163,7 @@ def iter_adapt(
     patches = criterion_patches(planes, splits, maps, held, strips_only, patch_size,
                                 model.mean_network.config.size_multiple,
                                 max(32, 8 * batch_size) if (val_fraction > 0 or held) else 0,
-                                np.random.default_rng([seed, 2 * 10**6]))
+                                np.random.default_rng([seed, 2 * 10**6]), noise)
     criteria = list(patches)
     checked = bool(patches[criteria[0]][0])
 
