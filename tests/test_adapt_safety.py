@@ -15,7 +15,7 @@ from napari_diffdenoise.core.training.adapt import iter_adapt
 from napari_diffdenoise.core.training.adapt_criteria import (
     blind_spot,
     neighbour_pairs,
-    registered_targets,
+    registered_target,
     series_pairs,
 )
 
@@ -144,7 +144,7 @@ def test_a_moving_series_is_judged_against_its_neighbours_registered():
     disagree, ranks the truth first. Where the frames held still it is their plain mean: registering them
     would only warp by the noise's flow."""
     clean, noisy = moving_series(step=(1.5, 2.0), photons=100.0, seed=3)
-    (target, agree), = registered_targets(list(noisy), [(3, (2, 4))], CameraNoise(1.0, 0.0)).values()
+    target, agree = registered_target(noisy[3], [noisy[2], noisy[4]], CameraNoise(1.0, 0.0))
     assert agree.mean() > 0.95
 
     def score(restoration, reference):
@@ -158,8 +158,31 @@ def test_a_moving_series_is_judged_against_its_neighbours_registered():
     assert score(sharp, target) < 1.6 * np.mean(clean[3][agree] / 2) < score(sharp, plain)
     for seed in range(2):
         _, still = moving_series(step=(0.0, 0.0), photons=100.0, seed=seed)
-        (target, agree), = registered_targets(list(still), [(3, (2, 4))], CameraNoise(1.0, 0.0)).values()
+        target, agree = registered_target(still[3], [still[2], still[4]], CameraNoise(1.0, 0.0))
         assert np.mean(target == (still[2] + still[4]) / 2) > 0.99 and agree.mean() > 0.99
+
+
+def test_a_series_window_is_registered_on_its_own_as_on_the_whole_frame(monkeypatch):
+    """The criterion registers each window with a margin, not whole frames (whose flow costs ~20 s a 2048² frame
+    here): inside the window the target is the whole frame's, to a hundredth of a count."""
+    from napari_diffdenoise.core.training import adapt_criteria
+
+    _, noisy = moving_series(size=192, step=(1.5, 2.0), photons=100.0, seed=3)
+    whole, whole_agree = registered_target(noisy[3], [noisy[2], noisy[4]], CameraNoise(1.0, 0.0))
+    seen = []
+    original = adapt_criteria.register_onto
+
+    def watched(frame, frames):
+        seen.append(frame.shape)
+        return original(frame, frames)
+
+    monkeypatch.setattr(adapt_criteria, "register_onto", watched)
+    for corner in [(64, 64), (0, 0), (128, 100)]:
+        target, agree = adapt_criteria._registered_window(list(noisy), 3, (2, 4), corner, 64, CameraNoise(1.0, 0.0))
+        window = (slice(corner[0], corner[0] + 64), slice(corner[1], corner[1] + 64))
+        assert np.sqrt(np.mean((target - whole[window]) ** 2)) < 0.01
+        assert np.array_equal(agree, whole_agree[window])
+    assert max(max(shape) for shape in seen) < noisy.shape[-1]  # never the whole frame
 
 
 def test_which_stacks_are_series():

@@ -106,7 +106,7 @@ def iter_adapt(
       windows of it are scored by the MSE of the head's restoration of frame t to the mean of
       frames t−1 and t+1 (of a two-frame series: to frame t+1, on validation strips, with no
       frame left to hold out whole), frames t ± 1 registered onto frame t first
-      (:func:`~.adapt_criteria.registered_targets`). Their noise is independent of
+      (:func:`~.adapt_criteria.registered_target`). Their noise is independent of
       frame t's, so E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/2 + E|x_t − x̄|² + a cross term:
       only the first term and the cross term depend on the head, and the registration leaves
       x̄ − x_t small where it holds (the pixels where the warped frames disagree are left out),

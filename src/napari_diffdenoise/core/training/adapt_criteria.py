@@ -21,6 +21,9 @@ SMOOTHING = 2.0
 # errors of the paired per-patch difference (on patches used neither for training nor for picking the step)
 KEEP_MARGIN_SE = 2.0
 SERIES_MIN_CORRELATION = 0.8  # consecutive planes this alike (smoothed) are taken as repeated views
+# px around a series window registered on its own: the flow's window (core.imaging.registration.FLOW_RADIUS),
+# the smoothing before it and a few px of motion
+REGISTRATION_MARGIN = 24
 
 
 def series_pairs(noisy, time_series: bool | None) -> list[tuple[int, int]]:
@@ -110,24 +113,20 @@ def held_out_frames(noisy, planes: list[np.ndarray], time_series: bool | None, p
     return held, held_frames, training, strips_only, triplets
 
 
-def registered_targets(planes, held, noise: CameraNoise) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """{t: (frame t's target, where it holds)} for each held frame t: where the held frames beside it agree
-    as they are, their plain mean; where they disagree (the sample moved), the same frames registered
-    onto frame t and averaged (core.imaging.registration); where even registered they disagree, nowhere.
+def registered_target(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np.ndarray, np.ndarray]:
+    """(frame t's target, where it holds) from the frames ``others`` beside it: where they agree as they
+    are, their plain mean; where they disagree (the sample moved), the same frames registered onto frame t
+    and averaged (core.imaging.registration); where even registered they disagree, nowhere.
     The plain mean of moving frames holds the motion, blurred: on the lysosome series it ranked a head
     worse that frame t's scene scores 4 % better against frames t ± 1, t ± 2 registered onto t and 15 %
     better on the pixels that held still, as a blurred target favours the smoother head. Registering
     frames that held still only adds the noise's flow: on a series with no motion (the DSB image at 10
     photons, 20 frames) a target registered everywhere dropped a head the truth scores 0.2 dB better
     (docs/performance.md, 2026-12-05, fifth session)."""
-    targets = {}
-    for t, others in held:
-        frames = [planes[o] for o in others]
-        still = consistent(Registered(np.array(frames, dtype=np.float64), []), noise.variance)
-        registered = register_onto(planes[t], frames)
-        targets[t] = (np.where(still, np.mean(frames, axis=0), registered.mean),
-                      still | consistent(registered, noise.variance))
-    return targets
+    frames = np.array(others, dtype=np.float64)
+    still = consistent(Registered(frames, []), noise.variance)
+    registered = register_onto(frame, frames)
+    return np.where(still, frames.mean(axis=0), registered.mean), still | consistent(registered, noise.variance)
 
 
 def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size: int, multiple: int, count: int,
@@ -135,31 +134,34 @@ def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size:
     """{criterion: (inputs, targets, masks)}, per patch each (n, h, w), model units; the patches
     alternately pick the step and decide. On a series ("series"), windows of the held-out frames, the
     picking ones from the top half of each frame and the deciding ones from the bottom half, against
-    :func:`registered_targets` on the pixels where the registration held (validation strips of a two-frame
+    :func:`registered_target` on the pixels where it holds (validation strips of a two-frame
     series: against frame t+1 as it is); on single images, windows of the validation strips, judged two ways
     ("neighbours", "blind-spot")."""
     patches = {c: ([], [], []) for c in (["series"] if held else ["neighbours", "blind-spot"])}
-    targets = registered_targets(planes, held, noise) if held and not strips_only else {}
     for k in range(count):
         if held:
             i, others = held[(k // 2) % len(held)]
-            if strips_only:
-                p, q = splits[i].val_part(planes[i]), np.mean([splits[i].val_part(planes[o]) for o in others], axis=0)
-                agree = np.ones(p.shape, dtype=bool)
-            else:
-                rows = slice(0, planes[i].shape[0] // 2) if k % 2 == 0 else slice(planes[i].shape[0] // 2, None)
-                p, q, agree = planes[i][rows], targets[i][0][rows], targets[i][1][rows]
+            half = planes[i].shape[0] // 2
+            rows = slice(0, half) if k % 2 == 0 else slice(half, None)
+            p = splits[i].val_part(planes[i]) if strips_only else planes[i][rows]
         else:
             i = int(rng.integers(len(planes)))
-            p = q = splits[i].val_part(planes[i])
+            p = splits[i].val_part(planes[i])
         y0 = rng.integers(0, p.shape[0] - patch_size + 1)
         x0 = rng.integers(0, p.shape[1] - patch_size + 1)
         win = (slice(y0, y0 + patch_size), slice(x0, x0 + patch_size))
-        u, target = maps[i].to_model(p[win]), maps[i].to_model(q[win])  # plane i's map for both
+        if held and strips_only:
+            q = np.mean([splits[i].val_part(planes[o])[win] for o in others], axis=0)
+            agree = np.ones(q.shape, dtype=bool)
+        elif held:
+            q, agree = _registered_window(planes, i, others, (rows.start + y0, x0), patch_size, noise)
+        else:
+            q = p[win]
+        u, target = maps[i].to_model(p[win]), maps[i].to_model(q)  # plane i's map for both
         items = {}
         if held:
             # a window where nothing registered is scored whole: its motion adds alike to both heads' figures
-            where = agree[win] if agree[win].any() else np.ones(u.shape, dtype=bool)
+            where = agree if agree.any() else np.ones(u.shape, dtype=bool)
             items["series"] = (u[None], target[None], where[None])
         else:
             items["neighbours"] = neighbour_pairs(u, multiple)
@@ -169,6 +171,18 @@ def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size:
             for store, value in zip(patches[c], item):
                 store.append(value)
     return patches
+
+
+def _registered_window(planes, t: int, others, corner: tuple[int, int], size: int, noise: CameraNoise):
+    """:func:`registered_target` of the window of plane ``t`` at ``corner`` (size²), registered on the window
+    and REGISTRATION_MARGIN px around it: the cost stays that of the patches, whatever the planes' size."""
+    h, w = planes[t].shape
+    ya, xa = max(corner[0] - REGISTRATION_MARGIN, 0), max(corner[1] - REGISTRATION_MARGIN, 0)
+    crop = (slice(ya, min(corner[0] + size + REGISTRATION_MARGIN, h)),
+            slice(xa, min(corner[1] + size + REGISTRATION_MARGIN, w)))
+    target, agree = registered_target(planes[t][crop], [planes[o][crop] for o in others], noise)
+    inner = (slice(corner[0] - ya, corner[0] - ya + size), slice(corner[1] - xa, corner[1] - xa + size))
+    return target[inner], agree[inner]
 
 
 def criterion_scores(model: DiffusionModel, net, patches: dict, device, which=slice(None)) -> dict:
