@@ -52,6 +52,7 @@ from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
 from napari_diffdenoise.core.training.adapt import iter_adapt
+from napari_diffdenoise.core.training.adapt_criteria import KEEP_MARGIN_SE
 from napari_diffdenoise.core.training.adapt_spec import check_adapt
 
 from .adapt_diagnose import dsb, series
@@ -370,7 +371,7 @@ def report() -> None:
         "last step*: the head after the whole budget; *selected*: the adapted head at the step the "
         "keep-or-drop criterion picked (step 0: the bundled head); *returned*: what `adapt` returned — that "
         "head when the criterion, on held-out patches used neither for training nor for picking the step, "
-        "shows it better by two standard errors, the bundled head otherwise. Criteria: *series* = MSE of the "
+        f"shows it better by {KEEP_MARGIN_SE:g} standard errors, the bundled head otherwise. Criteria: *series* = MSE of the "
         "restoration of frame t to frames t−1 and t+1 registered onto it (core.imaging.registration; every sixth "
         "triplet held out of training; pixels where the registration failed left out); "
         "on single images *neighbours* = MSE of the restoration of half-size sub-images of each 2×2 cell's "
@@ -400,7 +401,9 @@ def report() -> None:
         "low, the two recorrupted noises are positively correlated and the head learns to pass noise through; "
         "too high, they are negatively correlated and it learns to over-correct. The recorrupted loss, built "
         "from the same wrong fit, cannot see either (its minimum is at or near the last step in every run); the "
-        "keep-or-drop's criteria do on the DSB image, and on the single 8-bit time-lapse frame they do not.\n\n"
+        "keep-or-drop's criteria do on the DSB image; on the single 8-bit time-lapse frame they still call some of "
+        "the wrongly adapted heads better (below 0 in *criterion Δ, last step*, and at the step picked), by fewer "
+        f"standard errors than the {KEEP_MARGIN_SE:g} a head must gain to be kept.\n\n"
         + markdown_table(WRONG_HEADER, wrong)
         + ("\n\n## The same with the previous `demo`\n\n"
            f"Model: {', '.join(sorted({r.get('model', '?') for r in previous}))} (committed 2026-11-25; the runs "

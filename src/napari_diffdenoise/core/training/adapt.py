@@ -27,8 +27,8 @@ The method, and why:
    al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
    (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the
    other is not (:func:`iter_adapt`), so both must agree. Half the patches pick the step; the
-   other half decide: the adapted head is kept only when it is better there by two standard
-   errors, and the bundled head is returned otherwise — with what was kept and the figures in the
+   other half decide: the adapted head is kept only when it is better there by three standard
+   errors (adapt_criteria.KEEP_MARGIN_SE), and the bundled head is returned otherwise — with what was kept and the figures in the
    result, the provenance and the last progress message.
 
 The diffusion network that draws the samples is left as it is: its targets would have to be clean
