@@ -67,6 +67,7 @@ from .adapt_criteria import (
     criterion_scores,
     held_out_frames,
     series_pairs,
+    shown_better,
 )
 from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
@@ -222,8 +223,7 @@ def iter_adapt(
     if checked:
         figures, parts = compare_heads(scores(head, decide), {c: bundled[c][decide] for c in criteria}, last_scores,
                                        bool(triplets))
-        better = all(f["difference"] + KEEP_MARGIN_SE * f["standard_error"] < 0 for f in figures.values())
-        kept = "adapted" if best[1] > 0 and better else "bundled"
+        kept = "adapted" if best[1] > 0 and shown_better(figures) else "bundled"
         decision.update(figures[criteria[0]], criteria=figures, margin_se=KEEP_MARGIN_SE, steps=step,
                         best_step=best[1])
         message = (f"kept the {kept} head (adapted: step {best[1]} of {step}); on {decision['patches']} held-out "

@@ -230,3 +230,9 @@ def compare_heads(adapted: dict, bundled: dict, last_step: dict, triplets: bool)
         parts.append(f"{what[c]} {base:.5g} → {np.mean(adapted[c]):.5g} ({100 * np.mean(diff) / base:+.2f} % "
                      f"± {100 * se / base:.2f} %)")
     return figures, parts
+
+
+def shown_better(figures: dict) -> bool:
+    """Whether :func:`compare_heads`'s figures show the adapted head better by every criterion: its mean
+    per-patch difference below 0 by KEEP_MARGIN_SE standard errors."""
+    return all(f["difference"] + KEEP_MARGIN_SE * f["standard_error"] < 0 for f in figures.values())
