@@ -72,4 +72,4 @@ def registered_truth(series: np.ndarray, t: int, reach: int = REACH, seed: int =
     camera_noise = estimate_noise([series[t + k] for k in offsets])
     camera = camera_noise.variance(registered.level)
     tau2 = camera * np.mean(kept_share, axis=0) / len(offsets)
-    return RegisteredTruth(registered.mean, consistent(registered, camera_noise.variance), tau2, camera, offsets)
+    return RegisteredTruth(registered.mean, consistent(registered.warped, camera_noise.variance), tau2, camera, offsets)

@@ -42,8 +42,12 @@ class Registered:
 
     @property
     def level(self) -> np.ndarray:
-        """The mean smoothed by CONSISTENCY_SMOOTHING px: the level the camera's variance is read at."""
-        return ndimage.gaussian_filter(self.mean, CONSISTENCY_SMOOTHING)
+        return level_of(self.warped)
+
+
+def level_of(frames: np.ndarray) -> np.ndarray:
+    """The frames' mean smoothed by CONSISTENCY_SMOOTHING px: the level the camera's variance is read at."""
+    return ndimage.gaussian_filter(np.mean(frames, axis=0), CONSISTENCY_SMOOTHING)
 
 
 def warp(image: np.ndarray, flow: np.ndarray, order: int | None = None) -> np.ndarray:
@@ -69,14 +73,13 @@ def register_onto(reference: np.ndarray, frames: Sequence[np.ndarray], order: in
     return Registered(np.array([warp(f, flow, order) for f, flow in zip(frames, flows)]), flows)
 
 
-def consistent(registered: Registered, variance: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Where every warped frame, smoothed by CONSISTENCY_SMOOTHING px, lies within CONSISTENT_SPREAD
-    standard errors of noise of their smoothed mean (bool, (h, w)); ``variance``: one frame's camera
-    variance at a level (core.imaging.camera_noise.CameraNoise.variance). A single frame agrees with
-    itself everywhere."""
-    level = registered.level
+def consistent(frames: np.ndarray, variance: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Where every frame of ``frames`` ((n, h, w), warped onto one reference or as they are), smoothed by
+    CONSISTENCY_SMOOTHING px, lies within CONSISTENT_SPREAD standard errors of noise of their smoothed mean
+    (bool, (h, w)); ``variance``: one frame's camera variance at a level
+    (core.imaging.camera_noise.CameraNoise.variance). A single frame agrees with itself everywhere."""
+    level = level_of(frames)
     # a Gaussian of σ px keeps 1 / (2σ√π) of white noise's std
     noise_sd = np.sqrt(np.maximum(variance(level), 0.0)) / (2 * CONSISTENCY_SMOOTHING * np.sqrt(np.pi))
-    spread = np.max([np.abs(ndimage.gaussian_filter(f, CONSISTENCY_SMOOTHING) - level) for f in registered.warped],
-                    axis=0)
-    return spread <= CONSISTENT_SPREAD * noise_sd * np.sqrt(1 - 1 / len(registered.warped))
+    spread = np.max([np.abs(ndimage.gaussian_filter(f, CONSISTENCY_SMOOTHING) - level) for f in frames], axis=0)
+    return spread <= CONSISTENT_SPREAD * noise_sd * np.sqrt(1 - 1 / len(frames))

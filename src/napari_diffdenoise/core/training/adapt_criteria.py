@@ -11,7 +11,7 @@ import torch
 from scipy import ndimage
 
 from ..imaging.camera_noise import CameraNoise
-from ..imaging.registration import Registered, consistent, register_onto
+from ..imaging.registration import consistent, register_onto
 from ..model.model import DiffusionModel
 
 # the σ of the Gaussian that smooths planes before a series' are compared, and before an image's
@@ -128,9 +128,9 @@ def registered_target(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np
     photons, 20 frames) a target registered everywhere dropped a head the truth scores 0.2 dB better
     (docs/performance.md, 2026-12-05, fifth session)."""
     frames = np.array(others, dtype=np.float64)
-    still = consistent(Registered(frames, []), noise.variance)
+    still = consistent(frames, noise.variance)
     registered = register_onto(frame, frames)
-    return np.where(still, frames.mean(axis=0), registered.mean), still | consistent(registered, noise.variance)
+    return np.where(still, frames.mean(axis=0), registered.mean), still | consistent(registered.warped, noise.variance)
 
 
 def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size: int, multiple: int, count: int,
