@@ -193,8 +193,16 @@ def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, q
     d.image.value = viewer.layers["movie"]
     d.model_file.value = tiny_checkpoint
     d.steps.value, d.n_samples.value = 2, 3
-    assert d.self_calibrate.native.isHidden()  # no coverage, nothing to calibrate
+    assert not d.self_calibrate.native.isHidden() and d.coverage.value == 0.9  # intervals by default
+    d.coverage.value = 0
+    assert d.self_calibrate.native.isHidden()  # no intervals, nothing to calibrate
     d.coverage.value = 0.9
+    d.n_samples.value = 1  # one sample has no spread to calibrate: refused at Run, saying how to go without intervals
+    d.run()
+    assert d._worker is None and errors and "n_samples must be at least 2" in errors[0]
+    assert "Or set Interval coverage to 0: no intervals" in errors[0] and d.status.value.startswith("Not started")
+    errors.clear()
+    d.n_samples.value = 3
     d.self_calibrate.value = False
     d.run()
     assert errors and "has no calibration" in errors[0]

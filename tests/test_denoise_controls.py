@@ -112,12 +112,12 @@ def test_the_status_line_speaks_of_the_settings_on_show(make_napari_viewer, qtbo
     w = DenoiseWidget(viewer)
     w.model_file.value = tiny_checkpoint
     w.image.value = viewer.add_image(np.random.default_rng(0).poisson(5, (24, 24)).astype(np.float32), name="c")
-    w.steps.value, w.n_samples.value = 1, 1
+    w.steps.value, w.n_samples.value = 1, 2
     w.run()
     assert w.status.value == "Starting…"  # a new run replaces the last one's words at once
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert w.status.value.startswith("Done in") and w.progress.value == 1000  # its layers left it so
-    w.n_samples.value = 2
+    w.n_samples.value = 3
     assert w.status.value == "" and w.progress.value == 0
     w.axes.value = "TYX"  # three letters for a 2D layer: refused at Run, with the reason
     w.image.value = viewer.add_image(np.zeros((2, 24, 24), np.float32), name="stack")

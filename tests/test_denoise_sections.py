@@ -62,7 +62,9 @@ def test_secondary_controls_fold_and_unfold_with_their_values(docked, errors):
     assert not w.sampling.collapsed and all(_shown(c) for c in sampling)
     assert not any(_shown(c) for c in layers + (w.steps, w.eta))
     w.layers_section.header.clicked.emit()
-    assert all(_shown(c) for c in layers) and not _shown(w.self_calibrate)  # no coverage: nothing to calibrate
+    assert all(_shown(c) for c in layers) and _shown(w.self_calibrate)  # intervals by default, calibrated here
+    w.coverage.value = 0
+    assert not _shown(w.self_calibrate)  # no intervals: nothing to calibrate
     w.coverage.value = 0.9
     assert _shown(w.self_calibrate)
     unfolded = _height(w)

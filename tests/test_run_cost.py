@@ -232,6 +232,9 @@ def test_the_denoise_widget_says_how_long_the_run_takes_here(make_napari_viewer,
     viewer.add_image(np.random.default_rng(0).poisson(5, (2, 128, 128)).astype(np.uint16), name="cells")
     w.image.value = viewer.layers["cells"]
     model = load_model(tiny_checkpoint)
+    # intervals by default, calibrated on the image first, which the estimate counts
+    qtbot.waitUntil(lambda: "of it calibrating" in w.estimate.value, timeout=20_000)
+    w.coverage.value = 0.0  # the run alone
 
     def expected(**settings):
         return f"about {duration(restoration_cost(model, (2, 128, 128), **settings).seconds)}"

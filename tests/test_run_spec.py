@@ -213,20 +213,21 @@ def test_each_denoise_control_is_its_declaration(widget):
 
     for name, control in widget.run_controls.items():
         setting = run_setting(name)
+        start = setting.default if setting.form_default is None else setting.form_default
         assert control.tooltip.startswith(setting.help), name
         if isinstance(control, CheckBox):
-            assert control.text == setting.label and control.value == setting.default, name
+            assert control.text == setting.label and control.value == start, name
             continue
         assert control.label == setting.label, name
         if isinstance(control, ComboBox):
-            assert control.value == setting.default, name
+            assert control.value == start, name
             if setting.options():  # an open setting (the device) lists what this machine has
                 assert control.choices == tuple(setting.options()), name
                 shown = [control.native.itemText(i) for i in range(control.native.count())]
                 assert shown == [label for label, _ in setting.labelled_options()], name
             continue
         off = setting.optional and setting.default is None  # 0 in the form: none
-        assert control.value == (0 if off else setting.default), name
+        assert control.value == (0 if start is None else start), name
         assert control.min == (0 if off or setting.low is None else setting.low), name
         assert control.max == (setting.most_offered if setting.most_offered is not None else setting.high), name
         if setting.step is not None:

@@ -135,7 +135,9 @@ def test_the_one_pass_preset_runs_the_heads_alone_and_only_where_the_model_has_t
     assert w.n_samples.value == 0
     w.run()
     qtbot.waitUntil(lambda: "plane [std]" in viewer.layers and w._worker is None, timeout=60_000)
-    assert [layer.name for layer in viewer.layers] == ["plane", "plane [mean]", "plane [std]"]
+    # with the intervals the form makes by default, calibrated on the image (the head's calibration draws no samples)
+    assert [layer.name for layer in viewer.layers] == ["plane", "plane [mean]", "plane [std]", "plane [lower]",
+                                                      "plane [upper]"]
     meta = viewer.layers["plane [std]"].metadata["napari_diffdenoise"]
     assert meta["network_evaluations"] == 2 * DEFAULT_SYMMETRIES and meta["std_estimator"] == "head"
     np.testing.assert_array_equal(viewer.layers["plane [std]"].data, denoise(plane, with_std, n_samples=0).std)

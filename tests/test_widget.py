@@ -29,9 +29,16 @@ def test_run_adds_mean_std_entropy_layers_with_geometry_and_metadata(widget, noi
     viewer.add_image(noisy_stack, name="nuclei", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
     w.image.value = viewer.layers["nuclei"]
     assert w.model.value == str(tiny_checkpoint.resolve())
+    assert w.coverage.value == 0.9 and w.self_calibrate.value and not w.self_calibrate.native.isHidden()
     w.run()
-    qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=60_000)
-    assert [layer.name for layer in viewer.layers] == ["nuclei", "nuclei [mean]", "nuclei [std]", "nuclei [entropy]"]
+    qtbot.waitUntil(lambda: len(viewer.layers) == 6, timeout=60_000)
+    # intervals by default, calibrated on the image itself: the test model has no stored calibration
+    assert [layer.name for layer in viewer.layers] == ["nuclei", "nuclei [mean]", "nuclei [std]", "nuclei [entropy]",
+                                                      "nuclei [lower]", "nuclei [upper]"]
+    lower, mean, upper = (viewer.layers[f"nuclei [{n}]"].data for n in ("lower", "mean", "upper"))
+    assert np.all(lower <= mean) and np.all(mean <= upper) and np.mean(upper - lower) > 0
+    assert viewer.layers["nuclei [lower]"].metadata["napari_diffdenoise"]["calibration_source"].startswith(
+        "self-calibrated")
     for layer in list(viewer.layers)[1:]:
         assert layer.data.shape == noisy_stack.shape and layer.data.dtype == np.float32
         np.testing.assert_array_equal(layer.scale, [2.0, 0.5, 0.5])
@@ -43,6 +50,7 @@ def test_run_adds_mean_std_entropy_layers_with_geometry_and_metadata(widget, noi
     assert viewer.layers["nuclei [entropy]"].colormap.name == "viridis"
     qtbot.waitUntil(lambda: w.run_button.enabled, timeout=10_000)
     assert w.progress.value == 1000 and not errors
+    assert "s of it calibrating on this image)" in w.status.value
 
 
 def test_cancel_adds_no_layers(widget, noisy_stack, qtbot, errors):
@@ -142,7 +150,7 @@ def test_an_unpaired_model_offers_only_guided_samplers_with_their_parameters(mak
     w.sampler_params["start"].value = 3
     w.n_samples.value = 2
     w.run()
-    qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=60_000)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 6, timeout=60_000)  # with intervals calibrated on the image
     meta = viewer.layers["img [mean]"].metadata["napari_diffdenoise"]
     assert meta["sampler"] == "fb" and meta["start"] == 3 and not errors
 
@@ -317,7 +325,8 @@ def test_run_twice_starts_one_worker_and_edits_during_a_run_do_not_leak_in(widge
     assert [n for n in (l.name for l in viewer.layers) if n.startswith("cells [mean]")] == ["cells [mean]"]
     from napari_diffdenoise import denoise
 
-    expected = denoise(original, w._selected_model(), **w._settings(None))
+    # the mean does not depend on the intervals, which the widget calibrated on the image first
+    expected = denoise(original, w._selected_model(), **{**w._settings(None), "coverage": None})
     np.testing.assert_allclose(viewer.layers["cells [mean]"].data, expected.mean, rtol=1e-5, atol=1e-4)
 
 
@@ -388,7 +397,7 @@ def test_a_tzyx_layer_and_a_lazy_multiscale_layer_keep_every_dim(widget, qtbot, 
     expected = denoise_module.iter_denoise  # the same run through the library, plane for plane
     from napari_diffdenoise.core.run.driving import drive
 
-    library, _ = drive(expected(data, w._selected_model(), **w._settings(None)))
+    library, _ = drive(expected(data, w._selected_model(), **{**w._settings(None), "coverage": None}))
     np.testing.assert_array_equal(mean.data, library.mean)
     # a lazy multiscale layer: level 0 is restored, read one plane at a time
     qtbot.waitUntil(lambda: w._worker is None, timeout=10_000)
@@ -421,6 +430,7 @@ def test_progress_moves_per_tile_and_cancel_lands_between_tiles(widget, qtbot, e
     viewer.add_image(np.random.default_rng(0).poisson(5, (160, 160)).astype(np.uint16), name="big")
     w.image.value = viewer.layers["big"]
     w.steps.value = 40
+    w.coverage.value = 0  # the run's own tiles: a calibration on the image would report its own progress first
     seen = []
 
     def record(info):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,9 +118,14 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
             from ..core.calibration.self_calibration import iter_calibrate_on_data
             from ..core.imaging.axes import infer_axes
 
+            started = time.perf_counter()
             model = (yield from iter_calibrate_on_data(model, data, axes or infer_axes(np.ndim(data)),
                                                        **calibration_settings(model, settings))).model
-        return (yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings))
+            calibrating = time.perf_counter() - started
+        result = yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings)
+        if self_calibrate:  # the run's own seconds leave out what came before it
+            result.metadata["self_calibration_seconds"] = round(calibrating, 3)
+        return result
     except Cancelled:
         yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`
     except (ValueError, TypeError, MemoryError, RuntimeError) as err:
@@ -224,7 +230,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.self_calibrate = CheckBox(
             text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px a channel, 2 with a T axis)",
             value=True,
-            visible=False,
+            visible=self.coverage.value > 0,
             tooltip="Before the run, measure the model's real error on this image (residuals against a recorrupted "
                     "copy; with a T axis also against the neighbouring frames, one more run, keeping the wider "
                     "interval) and set the interval width from it, each channel of a C axis on its own; the time "
@@ -748,8 +754,18 @@ class DenoiseWidget(WorkerControls, Container):
             method_settings(method, **settings)
             return layer, method.name, psf
         model = self._selected_model()
-        # a calibration made on the image itself comes before the run: the stored ones need not fit
-        make_settings(model, **({**settings, "coverage": None} if self._calibrates_here(settings) else settings))
+        if not self._calibrates_here(settings):
+            make_settings(model, **settings)
+            return layer, model, psf
+        # a calibration made on the image itself comes before the run: the stored ones need not fit, but
+        # the settings must be ones a calibration can measure (intervals are on by default: say how to leave them out)
+        make_settings(model, **{**settings, "coverage": None})
+        from ..core.calibration.calibration_run import calibration_request
+
+        try:
+            calibration_request(model, settings["coverage"], calibration_settings(model, settings))
+        except ValueError as err:
+            raise ValueError(f"{err}. Or set {COVERAGE.label} to 0: no intervals") from None
         return layer, model, psf
 
     def _calibrates_here(self, settings: dict) -> bool:
@@ -872,7 +888,10 @@ class DenoiseWidget(WorkerControls, Container):
                 named_axes(layer) is None and _looks_like_a_series(layer):  # as the CLI says of a file naming none
             said.append(f"axes read as {axes} (the layer names none): for a time series type "
                         f"{axes.replace('Z', 'T', 1)} in Axes, and the calibration pairs its frames too")
-        self.status.value = "; ".join([f"Done in {result.metadata['seconds']:.1f} s", *filter(None, said)])
+        calibrating = result.metadata.get("self_calibration_seconds")
+        done = (f"Done in {result.metadata['seconds'] + calibrating:.1f} s ({calibrating:.1f} s of it calibrating "
+                "on this image)" if calibrating is not None else f"Done in {result.metadata['seconds']:.1f} s")
+        self.status.value = "; ".join([done, *filter(None, said)])
 
 
 def denoise_layer(viewer: napari.viewer.Viewer) -> DenoiseWidget:

@@ -19,7 +19,8 @@ NONE_HINT = " 0: none."
 def control_for(setting: RunParam, **overrides):
     """The control for ``setting``; ``overrides`` replace what the form must decide itself (e.g. the
     device choices this machine has)."""
-    kwargs = dict(label=setting.label or setting.name, value=setting.default, tooltip=setting.help)
+    start = setting.default if setting.form_default is None else setting.form_default
+    kwargs = dict(label=setting.label or setting.name, value=start, tooltip=setting.help)
     if setting.type is bool:
         kind = CheckBox
         kwargs["text"] = kwargs.pop("label")  # a check box reads as a sentence beside its box
@@ -31,7 +32,7 @@ def control_for(setting: RunParam, **overrides):
         low = setting.low
         high = setting.most_offered if setting.most_offered is not None else setting.high
         if setting.optional and setting.default is None:  # the control's 0 stands for None
-            low, kwargs["value"] = 0, 0
+            low, kwargs["value"] = 0, start if start is not None else 0
             kwargs["tooltip"] += NONE_HINT
         kwargs.update(min=low if low is not None else 0, max=high)
         if setting.step is not None:

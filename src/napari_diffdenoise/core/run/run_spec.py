@@ -50,6 +50,9 @@ class RunParam(Param):
     checked: bool = True  # False: accepted values depend on the model or other settings (a rule checks it)
     most_offered: float | None = None  # a form's upper end, where the bound is far beyond sensible use
     choice_labels: tuple[str, ...] = ()  # plain words for the choices in a form, in their order
+    # a form's starting value where it differs from the library's default: a biologist at the form expects
+    # what a script must ask for (the intervals)
+    form_default: object = None
 
     def options(self) -> tuple:
         return tuple(self.choices() if callable(self.choices) else self.choices)
@@ -121,7 +124,7 @@ STD = RunParam(
          "samples; auto = the head when the model has one. The entropy map always comes from the samples")
 COVERAGE = RunParam(
     "coverage", float, None, 0.01, 0.999, optional=True, flag="--coverage", label="Interval coverage", step=0.05,
-    most_offered=0.99,
+    most_offered=0.99, form_default=0.9,
     help="Also make lower and upper bounds that hold the true intensity in this fraction of pixels (e.g. 0.9), "
          "from the model's calibration for these settings; left out: no intervals")
 ENTROPY = RunParam("entropy", str, DEFAULT_ENTROPY, choices=lambda: tuple(ENTROPY_KINDS), flag="--entropy",
