@@ -251,6 +251,12 @@ def _partial_store_name(tmp):
     return lambda: read_zarr(tmp / "run.zarr")[0][1]["name"]
 
 
+def _self_calibrate_thin():
+    from napari_diffdenoise import calibrate
+
+    return lambda: calibrate(_tiny(), IMAGE[:4].astype(np.float32), n_samples=2, steps=2)
+
+
 def _calibration(factors):
     return [{"settings": {"sampler": "ddim", "params": {"steps": 10, "eta": 1.0}, "mean_estimator": "samples",
                           "n_samples": 8}, "coverages": [0.5, 0.9], "factors": factors,
@@ -373,6 +379,8 @@ ROWS = [
      ValueError, "not available"),
     ("coverage-uncalibrated", "library", "coverage=0.9 on an uncalibrated model", lambda t: _lib(coverage=0.9),
      ValueError, "has no calibration"),
+    ("self-calibrate-tiny", "library", "calibrate(model, noisy) on a 4×32 plane (the noise fit's blocks are 8²)",
+     lambda t: _self_calibrate_thin(), ValueError, r"noisy: planes must be at least 8×8 pixels, got \(4, 32\)"),
     ("calibrate-too-few-pixels", "library", "calibrate on an 8×8 pair at coverage 0.99 (λ came out ∞)",
      lambda t: _calibrate_small(), ValueError, "coverage 0.99 needs at least 99 calibration pixels"),
     ("coverage-range", "library", "coverage=1.5", lambda t: _lib(coverage=1.5), ValueError,

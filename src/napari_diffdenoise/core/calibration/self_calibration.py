@@ -73,6 +73,7 @@ from ..imaging.axes import as_planes, check_axes
 from ..io.checkpoint import load_model
 from ..run.conformal import COVERAGE_GRID, Calibration, block_split
 from ..run.driving import drive
+from ..run.plane_input import check_plane_size
 from ..run.restore import Cancelled
 from ..run.run_keywords import RunSpec
 from .calibration_run import CalibrationRun, calibration_request, run_settings
@@ -101,6 +102,8 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
         model = load_model(model)
     coverages, run = calibration_request(model, coverage, settings, spec, "self_calibrate")
     planes = as_planes(noisy, "noisy")
+    for plane in planes:  # before the noise fit, whose blocks need them (it failed on an empty array)
+        check_plane_size(plane.shape, "noisy")
     if second is not None:
         partner = as_planes(second, "second")
         if [p.shape for p in partner] != [p.shape for p in planes]:

@@ -10,6 +10,14 @@ import numpy as np
 from ..imaging.axes import check_axes
 from ..io.image_source import is_lazy
 
+MIN_PLANE = 8  # pixels a side: the least plane a run (and a calibration's noise fit, in 8² blocks) reads
+
+
+def check_plane_size(shape, name: str = "") -> None:
+    if min(shape[-2:]) < MIN_PLANE:
+        raise ValueError(f"{name + ': ' if name else ''}planes must be at least {MIN_PLANE}×{MIN_PLANE} pixels, "
+                         f"got {tuple(shape[-2:])}")
+
 
 def check_image(image, axes: str | None = None):
     """(array, axes): the image as given when lazy (dask, zarr), else as a NumPy array, and its axes."""
@@ -33,8 +41,7 @@ def check_image(image, axes: str | None = None):
     axes = check_axes(axes, shape)
     if int(np.prod(shape)) == 0:
         raise ValueError(f"the image is empty (shape {shape})")
-    if min(shape[-2:]) < 8:
-        raise ValueError(f"planes must be at least 8×8 pixels, got {shape[-2:]}")
+    check_plane_size(shape)
     if isinstance(array, np.ndarray) and array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("the image contains NaN or infinite values")
     if isinstance(array, np.ndarray):
