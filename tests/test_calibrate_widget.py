@@ -181,6 +181,43 @@ def test_calibrate_without_a_truth_layer_calibrates_on_the_noisy_ones_residuals(
     assert load_model(tmp_path / "self.safetensors").calibrations[0]["source"].startswith("self-calibrated: residuals against recorrupted pairs")
 
 
+def test_denoise_calibrates_against_a_second_acquisition_the_user_points_to(make_napari_viewer, qtbot, errors,
+                                                                           tiny_checkpoint):
+    """Two acquisitions of one field as two layers: the form offers the other layers of the image's shape
+    (not the image, not a layer of another shape), only while it calibrates on the image; the run then
+    calibrates against the chosen one beside the recorrupted pairs, keeping the wider interval, and its
+    time estimate counts that second run."""
+    from napari_diffdenoise._widgets.denoise import NO_SECOND
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(5)
+    field = rng.uniform(5, 40, (32, 32))
+    first = viewer.add_image(rng.poisson(field).astype(np.float32), name="take 1")
+    second = viewer.add_image(rng.poisson(field).astype(np.float32), name="take 2")
+    viewer.add_image(rng.poisson(field[:16]).astype(np.float32), name="other shape")
+    d = DenoiseWidget(viewer)
+    d.model_file.value = tiny_checkpoint
+    d.steps.value, d.n_samples.value = 2, 3
+    d.image.value = first
+    assert [value for value in d.second_view.choices] == [NO_SECOND, second] and d.second_view.value == NO_SECOND
+    assert not d.second_view.native.isHidden()
+    d.self_calibrate.value = False
+    assert d.second_view.native.isHidden()  # nothing calibrated here: nothing to calibrate against
+    d.self_calibrate.value = True
+    qtbot.waitUntil(lambda: "of it calibrating" in d.estimate.value, timeout=20_000)
+    alone = d.estimate.tooltip  # what is restored, in pixels: rounded seconds may not show a small image's second run
+    d.second_view.value = second
+    qtbot.waitUntil(lambda: "Calibrating on this image" in d.estimate.tooltip and d.estimate.tooltip != alone,
+                    timeout=20_000)
+    d.run()
+    qtbot.waitUntil(lambda: "take 1 [upper]" in viewer.layers, timeout=60_000)
+    source = viewer.layers["take 1 [lower]"].metadata["napari_diffdenoise"]["calibration_source"]
+    assert source.startswith("the wider of two self-calibrations at each level")
+    assert "First: self-calibrated: residuals against recorrupted pairs" in source
+    assert "Second: self-calibrated: residuals against a second acquisition" in source
+    assert not errors, errors
+
+
 def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, qtbot, errors, tiny_checkpoint):
     """The tiny model has no calibration at all: with the box on, the run calibrates on the layer
     (frame 1 recorrupted, and against the mean of frames 0 and 2 of its T axis) and then gives

@@ -83,8 +83,8 @@ def _calibrations_recorded(monkeypatch) -> list[dict]:
 
     calls = []
 
-    def iter_calibrate_on_data(model, data, axes, **kwargs):
-        calls.append({**kwargs, "axes": axes})
+    def iter_calibrate_on_data(model, data, axes, second=None, **kwargs):
+        calls.append({**kwargs, "axes": axes, **({} if second is None else {"second": second})})
         yield from ()
         return CalibrationRun(dataclasses.replace(model, calibrations=[{"source": "recorded here"}]), None, None, None)
 

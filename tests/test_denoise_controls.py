@@ -204,7 +204,7 @@ def _slow_estimates(monkeypatch):
 
     lock, state = threading.Lock(), {"running": 0, "most": 0, "shapes": []}
 
-    def timing(model, shape, settings, calibrate, sample_plane=None, axes=None):
+    def timing(model, shape, settings, calibrate, sample_plane=None, axes=None, with_second=False):
         with lock:
             state["running"] += 1
             state["most"] = max(state["most"], state["running"])

@@ -222,6 +222,32 @@ def test_cli_self_calibrates_on_the_input(tiny_checkpoint, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
+def test_cli_self_calibrates_against_a_second_acquisition(tiny_checkpoint, tmp_path, capsys):
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    take1, take2, short = tmp_path / "take1.tif", tmp_path / "take2.tif", tmp_path / "short.tif"
+    tifffile.imwrite(take1, noisy_image(1).astype(np.uint16))
+    tifffile.imwrite(take2, noisy_image(2).astype(np.uint16))
+    tifffile.imwrite(short, noisy_image(2, (40, 48)).astype(np.uint16))
+    common = ["--model", str(tiny_checkpoint), "--coverage", "0.9", "--samples", "3", "--steps", "2"]
+    assert main(["denoise", str(take1), "--out", str(tmp_path / "maps"), *common, "--self-calibrate",
+                 "--second", str(take2)]) == 0
+    err = capsys.readouterr().err
+    assert f"and against {take2} (a second acquisition of the same field)" in err
+    assert "Second: self-calibrated: residuals against a second acquisition" in err
+    upper, lower = tifffile.imread(tmp_path / "maps" / "take1_upper.tif"), tifffile.imread(tmp_path / "maps" / "take1_lower.tif")
+    assert np.all(upper >= lower) and np.any(upper > lower)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["denoise", str(take1), "--out", str(tmp_path / "a"), *common, "--second", str(take2)]) == 2
+    assert "--second is what --self-calibrate calibrates against besides the image: give both" in capsys.readouterr().err
+    assert main(["denoise", str(take1), "--out", str(tmp_path / "b"), *common, "--self-calibrate",
+                 "--second", str(short)]) == 2
+    assert "second must have the noisy image's shape (48, 48)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written for a refused run
+
+
 def test_views_of_a_time_series():
     from napari_diffdenoise.core.calibration.self_calibration import calibration_planes, frame_views
 
@@ -643,6 +669,37 @@ def test_the_library_calibrates_each_channel_when_given_axes(tiny_model):
         self_calibrate(tiny_model, stack, axes="CYX", frames=True, **settings)
     with pytest.raises(ValueError, match="the simulated pairs pool every plane"):
         calibrate(tiny_model, stack, axes="CYX", without_truth="simulated", **settings)
+
+
+def test_a_second_acquisition_is_a_view_beside_the_recorrupted_pairs_each_channel_on_its_own(tiny_model):
+    """Two acquisitions of one field (CYX, independent noise): given ``second`` with axes, each channel is
+    calibrated on recorrupted pairs and against the second acquisition's same planes, the wider interval
+    at each level; the pair alone is iter_self_calibrate's with that second acquisition."""
+    from napari_diffdenoise.core.calibration.self_calibration import (
+        SECOND_ACQUISITION,
+        iter_calibrate_on_data,
+        iter_self_calibrate,
+    )
+    from napari_diffdenoise.core.run.conformal import Calibration
+
+    settings = {"coverage": (0.8, 0.9), "n_samples": 3, "steps": 2}
+    rng = np.random.default_rng(7)
+    fields = [ndimage.gaussian_filter(rng.uniform(5, 60, (48, 48)), 2), ndimage.gaussian_filter(rng.uniform(20, 200, (48, 48)), 3)]
+    first, second = (np.stack([rng.poisson(f) for f in fields]).astype(np.float32) for _ in range(2))
+    run = drive(iter_calibrate_on_data(tiny_model, first, "CYX", second, **settings))[0]
+    cal = run.calibration
+    assert cal.channel_axis == 0 and len(cal.channel_factors) == 2
+    for k, channel in enumerate(run.channels):
+        assert channel.calibration.source.startswith("the wider of two self-calibrations")
+        assert f"residuals against {SECOND_ACQUISITION}" in channel.calibration.source
+        recorrupted = drive(iter_self_calibrate(tiny_model, first[k:k + 1], **settings))[0].calibration
+        paired = drive(iter_self_calibrate(tiny_model, first[k:k + 1], second=second[k:k + 1], **settings))[0].calibration
+        assert cal.channel_factors[k] == [max(a, b) for a, b in zip(recorrupted.factors, paired.factors)]
+    library = Calibration.from_dict(self_calibrate(tiny_model, first, axes="CYX", second=second, **settings)
+                                    .calibrations[0])
+    assert library.channel_factors == cal.channel_factors
+    with pytest.raises(ValueError, match=r"second must have the noisy image's shape \(2, 48, 48\)"):
+        drive(iter_calibrate_on_data(tiny_model, first, "CYX", second[:1], **settings))
 
 
 def test_against_a_truth_each_channel_is_calibrated_on_its_own_given_axes(tiny_model):

@@ -283,8 +283,9 @@ def _is_zarr_output(path: str) -> bool:
 
 def _self_calibrated_model(args):
     """The model with a calibration made on the input itself (--self-calibrate), for these settings:
-    a few evenly spaced planes recorrupted, and with a T axis also paired with their neighbouring
-    frames, the wider interval taken (core.calibration.self_calibration.iter_calibrate_on_data)."""
+    a few evenly spaced planes recorrupted, and with a T axis (or a --second acquisition) also paired with
+    their neighbouring frames (its same planes), the wider interval taken
+    (core.calibration.self_calibration.iter_calibrate_on_data)."""
     from .core.calibration.self_calibration import iter_calibrate_on_data
     from .core.io.checkpoint import load_model
     from .core.io.image_io import open_image
@@ -293,6 +294,7 @@ def _self_calibrated_model(args):
 
     if args.coverage is None:
         raise ValueError("--self-calibrate calibrates intervals: give --coverage too (e.g. --coverage 0.9)")
+    second = None if args.second is None else open_image(args.second, args.axes)
     if args.workers is not None or args.scheduler is not None:
         raise ValueError("--self-calibrate runs in this process: leave out --workers and --scheduler (or calibrate "
                          "first with the library's calibrate(model, noisy), save the model and pass its path)")
@@ -304,7 +306,10 @@ def _self_calibrated_model(args):
     if source.axes_guessed and "T" not in source.axes:
         print(f"  (the file does not say what its axes are: read as {source.axes}; a time series is calibrated on "
               f"its frames too when --axes names T, e.g. --axes {source.axes.replace('Z', 'T', 1)})", file=sys.stderr)
-    run, _ = drive(iter_calibrate_on_data(model, source.data, source.axes, spec=spec), _progress_printer())
+    if second is not None:
+        print(f"  and against {args.second} (a second acquisition of the same field)", file=sys.stderr)
+    run, _ = drive(iter_calibrate_on_data(model, source.data, source.axes, None if second is None else second.data,
+                                          spec=spec), _progress_printer())
     model = run.model
     print(file=sys.stderr)
     calibration = model.calibrations[0]
@@ -315,6 +320,8 @@ def _self_calibrated_model(args):
 def cmd_denoise(args) -> int:
     """Any image open_image reads in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
     optionally on a dask.distributed cluster)."""
+    if args.second is not None and not args.self_calibrate:
+        raise ValueError("--second is what --self-calibrate calibrates against besides the image: give both")
     if args.self_calibrate:
         args.model = _self_calibrated_model(args)
     spec, method_params = _run_from_args(args)
@@ -505,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "independent noisy view (consecutive frames when the input has a T axis, else recorrupted "
                         f"copies of up to {CALIBRATION_PLANES} planes), each channel of a C axis on its own; costs "
                         "about one extra run of those planes per channel")
+    p.add_argument("--second", default=None, metavar="FILE",
+                   help="with --self-calibrate: another acquisition of the same field (the input's shape, its "
+                        "noise independent of the input's): also calibrate against it, keeping the wider interval "
+                        "at each level; one more run of the calibrated planes")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_denoise)
     p = sub.add_parser("simulate", help="write a simulated noisy/clean pair as TIFFs")
@@ -569,8 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .core.run.run_spec import cli_settings
 
     # what denoise reads of the options deconvolve does not offer: their defaults, which a method takes
-    p.set_defaults(func=cmd_denoise, model=RICHARDSON_LUCY.name, sampler_param=[], self_calibrate=False, workers=None,
-                   scheduler=None, threads=None, **{setting.name: setting.default for setting in cli_settings()})
+    p.set_defaults(func=cmd_denoise, model=RICHARDSON_LUCY.name, sampler_param=[], self_calibrate=False, second=None,
+                   workers=None, scheduler=None, threads=None, **{setting.name: setting.default for setting in cli_settings()})
     p = sub.add_parser("export", help="export a model to the BioImage Model Zoo format (a .zip, spec 0.5)")
     p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (it needs a mean head)")
     p.add_argument("--out", required=True, help="the package, ending in .zip")

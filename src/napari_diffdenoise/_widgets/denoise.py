@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 LOAD_FROM_FILE = "Load from file…"
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
+NO_SECOND = "none"  # the second-acquisition choice that is not an image layer
 # the labels name the work, not a time: a time measured on one machine is wrong on the next (the
 # status line shows the time left, measured on this machine, from the first tile on); the presets
 # themselves are core.run.run_presets'
@@ -109,17 +110,18 @@ class TileReporter:
             worker.yielded.emit(info)
 
 
-def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=False):
+def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=False, second=None):
     """The worker's generator. Errors a user can act on (bad values, out of memory) come back as
     a :class:`_Failure` and are shown as a notification; anything else is a bug and propagates.
-    ``self_calibrate``: first calibrate the intervals on a few planes of ``data`` itself."""
+    ``self_calibrate``: first calibrate the intervals on a few planes of ``data`` itself (and against
+    ``second``, another acquisition of its field, where given)."""
     try:
         if self_calibrate:
             from ..core.calibration.self_calibration import iter_calibrate_on_data
             from ..core.imaging.axes import infer_axes
 
             started = time.perf_counter()
-            model = (yield from iter_calibrate_on_data(model, data, axes or infer_axes(np.ndim(data)),
+            model = (yield from iter_calibrate_on_data(model, data, axes or infer_axes(np.ndim(data)), second,
                                                        **calibration_settings(model, settings))).model
             calibrating = time.perf_counter() - started
         result = yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings)
@@ -143,11 +145,11 @@ def _is_timed(model, settings, calibrate: bool = False) -> bool:
         return False
 
 
-def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=None):
+def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=None, with_second=False):
     """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses;
     ``sample_plane``: a plane of the image, whose bright structure's second pass is then counted (in the
     run and in the calibration's crops);
-    ``axes``: the image's (a T axis adds the frame pairs' calibration)."""
+    ``axes``: the image's (a T axis adds the frame pairs' calibration, as ``with_second`` a second acquisition's)."""
     from ..core.calibration.recalibration_cost import recalibration_cost
     from ..core.run.run_cost import restoration_cost
 
@@ -155,7 +157,8 @@ def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=Non
         # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
         run = {**settings, "coverage": None} if calibrate else settings
         return (restoration_cost(model, shape, sample_plane, **run),
-                recalibration_cost(model, shape, axes=axes, sample_plane=sample_plane, **settings) if calibrate else None)
+                recalibration_cost(model, shape, axes=axes, sample_plane=sample_plane, with_second=with_second,
+                                   **settings) if calibrate else None)
     except (ValueError, TypeError, RuntimeError):
         return None
 
@@ -236,7 +239,14 @@ class DenoiseWidget(WorkerControls, Container):
                     "interval) and set the interval width from it, each channel of a C axis on its own; the time "
                     "estimate includes it. "
                     "Off: the model's stored calibration, made on other images")
-        self.coverage.changed.connect(lambda value: setattr(self.self_calibrate, "visible", value > 0))
+        self.second_view = ComboBox(
+            label="Second acquisition", choices=self._second_choices, visible=self.coverage.value > 0,
+            tooltip="Another acquisition of the same field (a layer of the image's shape, its noise independent of "
+                    "the image's), if you have one: the calibration also measures the model's error against it and "
+                    "keeps the wider interval at each level, as it does with a T axis's neighbouring frames. Costs "
+                    "one more run of the calibration's crops")
+        self.coverage.changed.connect(lambda value: self._show_calibration_rows())
+        self.self_calibrate.changed.connect(lambda value: self._show_calibration_rows())
         self.entropy = control_for(ENTROPY)
         self.keep_samples = control_for(KEEP_SAMPLES)
         self.seed = control_for(SEED)
@@ -279,7 +289,8 @@ class DenoiseWidget(WorkerControls, Container):
                                 tooltip="Steps, randomness and the sampler's own parameters, the number of samples, "
                                         "how the mean is made, the seed, the device and the number format")
         self.layers_section = Section("Result layers: intervals, entropy, samples",
-                                      [self.coverage, self.self_calibrate, self.entropy, self.keep_samples],
+                                      [self.coverage, self.self_calibrate, self.second_view, self.entropy,
+                                       self.keep_samples],
                                       tooltip="Interval layers, which entropy map, and the samples as a layer "
                                               "(mean, std and entropy are always added)")
         extend_form(self, [self.help, self.image, self.axes, self.model, self.model_file, self.preset, self.estimate,
@@ -318,7 +329,8 @@ class DenoiseWidget(WorkerControls, Container):
         self.preview_button.clicked.connect(self.preview)
         self.cancel_button.clicked.connect(self.cancel)
         REGISTRY.subscribe(self.model)
-        follow_layers(viewer, self.image, self.psf_source)
+        follow_layers(viewer, self.image, self.psf_source, self.second_view)
+        self.image.changed.connect(self.second_view.reset_choices)
         self.reset_choices()
         self._on_model(self.model.value)  # the first model's bounds (steps ≤ its schedule) from the start
         self._on_image(self.image.value)
@@ -347,6 +359,19 @@ class DenoiseWidget(WorkerControls, Container):
     # choices ---------------------------------------------------------------------------------
     def _image_choices(self, _widget=None):
         return _image_choices(self._viewer)
+
+    def _second_choices(self, _widget=None):
+        """None, and the other image layers of the chosen image's shape (another acquisition of its field)."""
+        image = self.image.value
+        shape = None if image is None or image.multiscale else np.shape(image.data)
+        return [(NO_SECOND, NO_SECOND)] + [(name, layer) for name, layer in _image_choices(self._viewer)
+                                      if layer is not image and not layer.multiscale and np.shape(layer.data) == shape]
+
+    def _show_calibration_rows(self):
+        # (a control's own `visible` reads False until the form is shown: not read back here)
+        calibrating = self._method() is None and self.coverage.value > 0
+        self.self_calibrate.visible = calibrating
+        self.second_view.visible = calibrating and self.self_calibrate.value
 
     def _psf_choices(self, _widget=None):
         """The Gaussian, and the layers that can be a PSF: one 2D plane of at most 255² pixels, not a
@@ -506,7 +531,7 @@ class DenoiseWidget(WorkerControls, Container):
         for widget in self._sampling_controls():
             widget.visible = sampled
         self.preview_button.visible = sampled or method.previewable
-        self.self_calibrate.visible = sampled and self.coverage.value > 0
+        self._show_calibration_rows()
         own = set() if sampled else {p.name for p in method.params}
         for control in self.method_params:
             control.visible = control.name in own
@@ -567,7 +592,7 @@ class DenoiseWidget(WorkerControls, Container):
         return (self.image, self.axes, self.model, self.sampler, self.steps, self.eta, self.sampler_params,
                 self.n_samples, self.mean_estimator, self.std_estimator, self.seed, self.device, self.precision,
                 self.symmetries, self.hot_pixels, self.psf_source,
-                self.psf_sigma, self.method_params, self.coverage, self.self_calibrate, self.entropy,
+                self.psf_sigma, self.method_params, self.coverage, self.self_calibrate, self.second_view, self.entropy,
                 self.keep_samples)
 
     def _forget_last_run(self, _value=None):
@@ -592,18 +617,19 @@ class DenoiseWidget(WorkerControls, Container):
         shape = tuple((layer.data[0] if layer.multiscale else layer.data).shape)
         plane = first_plane(layer)
         calibrate = self._calibrates_here(settings)
+        with_second = calibrate and self._second_layer() is not None
         key = (model.sha256 or model.name, id(layer), shape, repr(sorted(settings.items(), key=lambda kv: kv[0])),
-               calibrate, axes)
+               calibrate, axes, with_second)
         if key == self._estimate_for:
             return
         self._estimate_for = key
         self._estimate_counts_bright = plane is not None
         if _is_timed(model, settings, calibrate):  # arithmetic and one plane's bright boxes left: no thread to outlive the widget
             self._estimate_waiting = None
-            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, plane, axes))
+            self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, plane, axes, with_second))
             return
         self.estimate.value = "timing it on this machine…"
-        self._estimate_waiting = (key, (model, shape, settings, calibrate, plane, axes))
+        self._estimate_waiting = (key, (model, shape, settings, calibrate, plane, axes, with_second))
         if self._estimate_worker is None:
             self._time_next_estimate()
 
@@ -771,6 +797,10 @@ class DenoiseWidget(WorkerControls, Container):
     def _calibrates_here(self, settings: dict) -> bool:
         return settings.get("coverage") is not None and self.self_calibrate.value
 
+    def _second_layer(self):
+        """The second acquisition the calibration is also made against, or None."""
+        return None if self.second_view.value == NO_SECOND else self.second_view.value
+
     def _plane_on_view(self, layer) -> tuple[int, ...]:
         """The index over the layer's leading dims of the plane on view (() for a 2D layer)."""
         if layer.ndim == 2:
@@ -811,8 +841,10 @@ class DenoiseWidget(WorkerControls, Container):
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_preview(layer, z, result))
         else:
-            self._worker = create_worker(_denoise_job, data, model, settings, axes, tiles,
-                                         self_calibrate=self._calibrates_here(settings), _start_thread=False)
+            calibrate = self._calibrates_here(settings)
+            second = self._second_layer() if calibrate else None
+            self._worker = create_worker(_denoise_job, data, model, settings, axes, tiles, self_calibrate=calibrate,
+                                         second=None if second is None else layer_data(second), _start_thread=False)
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_returned(layer, result))
         tiles.worker = self._worker

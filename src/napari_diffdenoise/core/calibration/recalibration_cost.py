@@ -31,7 +31,8 @@ _CALIBRATION_OVERHEAD: dict = register_timings({})
 
 
 def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS,
-                       axes: str | None = None, sample_plane: np.ndarray | None = None, **settings) -> RunCost:
+                       axes: str | None = None, sample_plane: np.ndarray | None = None, with_second: bool = False,
+                       **settings) -> RunCost:
     """A self-calibration's cost for an image of ``shape``, from the very selection it makes
     (:func:`residuals.recorrupted_crops`): its crops, restored as several recorrupted copies, with
     what a calibration for a run at ``settings`` restores with (restore.calibration_settings; the
@@ -41,11 +42,11 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
     for adapt's recalibration, which recorrupts every plane. ``sample_plane``: a plane of the image,
     whose crops' bright structure takes the second pass (core.run.bright_pass) in every restoration
     of them, a run over each box (on the neuron plane of docs/benchmarks/speed.md, a fifth of the
-    calibration's time)."""
+    calibration's time). ``with_second``: against a second acquisition too (priced as frame pairs are)."""
     c = -1 if axes is None else axes.find("C")
     if c >= 0 and shape[c] > 1:  # each channel is calibrated on its own (self_calibration.per_channel)
         one = recalibration_cost(model, shape[:c] + shape[c + 1:], max_pixels, axes.replace("C", ""), sample_plane,
-                                 **settings)
+                                 with_second, **settings)
         return RunCost(one.pixels * shape[c], one.n_samples, one.evaluations, one.seconds * shape[c])
     given = calibration_settings(model, settings or DEFAULT_SAMPLER_SETTINGS)
     settings = make_settings(model, **given)
@@ -53,7 +54,7 @@ def recalibration_cost(model: DiffusionModel, shape: tuple[int, ...], max_pixels
         n_planes, paired = int(np.prod(shape[:-2], dtype=np.int64)), False
     else:
         chosen, paired = calibration_positions(shape, axes)
-        n_planes = len(chosen)
+        n_planes, paired = len(chosen), paired or with_second
     plane = np.broadcast_to(np.float32(0), shape[-2:]) if sample_plane is None else np.asarray(sample_plane,
                                                                                                 np.float32)
     crops, draws = recorrupted_crops([plane] * n_planes, max_pixels)

@@ -90,11 +90,12 @@ from .residuals import MAX_PIXELS, iter_residuals, response_length
 LAG_BIAS_LIMIT = 0.1  # an offset is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·s, ȳ = y − s/α (equal noises at α = 1: the least noisy products)
 CALIBRATION_PLANES = 4  # planes (or frame pairs) of the user's image the widget and CLI calibrate on
+SECOND_ACQUISITION = "a second acquisition"  # what a view the user gives is, in a calibration's source
 
 
 def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                         alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
-                        second_is: str = "a second acquisition", second_noise=None, spec: RunSpec | None = None,
+                        second_is: str = SECOND_ACQUISITION, second_noise=None, spec: RunSpec | None = None,
                         floor: float = V_FLOOR, **settings):
     """:func:`self_calibrate` as a generator (yields Progress; returns a CalibrationRun whose truth is None).
     ``floor``: the least V an interval is built on."""
@@ -228,12 +229,17 @@ def calibration_positions(shape: tuple, axes: str, count: int = CALIBRATION_PLAN
     return [positions[i] for i in chosen], n_frames >= 2
 
 
-def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES):
+def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES, second=None):
     """(planes, their independent views or None, noise probes or None, what the views are): the planes
-    at :func:`calibration_positions`, read one at a time (lazy arrays stay lazy). With a T axis of
+    at :func:`calibration_positions`, read one at a time (lazy arrays stay lazy). Given ``second``
+    (a second acquisition of the same field, ``data``'s shape), the views are its planes at the same
+    positions (the probes, their differences, :func:`iter_self_calibrate` makes); else, with a T axis of
     two frames or more, views and probes come from the neighbouring frames at the same C and Z
     (:func:`frame_views`)."""
     chosen, paired = calibration_positions(data.shape, axes, count)
+    if second is not None:
+        return (np.stack([np.asarray(data[p], dtype=np.float32) for p in chosen]),
+                np.stack([np.asarray(second[p], dtype=np.float32) for p in chosen]), None, SECOND_ACQUISITION)
     if not paired:
         return np.stack([np.asarray(data[p], dtype=np.float32) for p in chosen]), None, None, ""
     t = axes.find("T")
@@ -247,28 +253,34 @@ def calibration_planes(data, axes: str, count: int = CALIBRATION_PLANES):
     return first, views, probes, triplets[0][3]
 
 
-def iter_calibrate_on_data(model, data, axes: str, **options):
+def iter_calibrate_on_data(model, data, axes: str, second=None, **options):
     """What the Denoise widget's *Calibrate on this image* and the CLI's ``--self-calibrate`` run
     (a generator yielding Progress; returns a CalibrationRun): each channel of a C axis on its own
     (:func:`per_channel`), and for each, up to CALIBRATION_PLANES planes of ``data``
     (:func:`calibration_planes`), recorrupted; with a T axis of two frames or more, also
-    against their neighbouring frames, and at each coverage level the wider of the two intervals
-    (:func:`wider`). Why both: on the real frames of docs/benchmarks/real_calibration.md the frame
+    against their neighbouring frames, or given ``second`` (another acquisition of the same field,
+    ``data``'s shape: its noise independent of ``data``'s) against it instead, and at each coverage
+    level the wider of the two intervals (:func:`wider`). Why both: on the real frames of docs/benchmarks/real_calibration.md the frame
     pairs under-covered the lysosome series when this was built (0.70–0.74 at 0.8: its lysosomes
     move, and the noise probe made of frame differences holds that motion beside the noise), where the recorrupted pairs of the same frames came within ±0.05; on
     today's page both are within there (0.76–0.79 at 0.8 with the std head), but each route can
     fail low where the other does not, and a too-narrow interval is the worse failure.
     ``options``: as for :func:`iter_self_calibrate` (settings, spec, seed)."""
+    if second is not None and np.shape(second) != np.shape(data):
+        raise ValueError(f"second must have the noisy image's shape {np.shape(data)} (another acquisition of the "
+                         f"same field); got {np.shape(second)}")
     c = axes.find("C")
     if c >= 0 and data.shape[c] > 1:
         return (yield from iter_each_channel(
-            lambda channel: iter_calibrate_on_data(model, channel, axes.replace("C", ""), **options), c, data))
-    first, second, second_noise, second_is = calibration_planes(data, axes)
+            lambda channel, *view: iter_calibrate_on_data(model, channel, axes.replace("C", ""),
+                                                          view[0] if view else None, **options),
+            c, data, *([] if second is None else [second])))
+    first, views, probes, views_are = calibration_planes(data, axes, second=second)
     recorrupted = yield from iter_self_calibrate(model, first, **options)
-    if second is None:
+    if views is None:
         return recorrupted
-    paired = yield from iter_self_calibrate(model, first, second=second, second_is=second_is,
-                                            second_noise=second_noise, **options)
+    paired = yield from iter_self_calibrate(model, first, second=views, second_is=views_are,
+                                            second_noise=probes, **options)
     return wider(recorrupted, paired)
 
 
@@ -292,12 +304,13 @@ def iter_each_channel(calibrate_channel, channel_axis: int, *images):
 def iter_calibrate_by_axes(model, noisy, axes: str, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                            **options):
     """:func:`iter_calibrate_on_data` for the library's ``calibrate`` / ``self_calibrate`` given ``axes``:
-    the axes checked against ``noisy`` and named in the message where wrong; ``second`` and ``frames``,
-    which say where the views come from in their own way, refused beside them."""
-    if second is not None or frames:
-        raise ValueError("axes: give either axes (a T axis then gives the frame pairs) or second / frames, not both")
+    the axes checked against ``noisy`` and named in the message where wrong; ``second`` as the Denoise
+    widget takes it (recorrupted pairs and the second acquisition, the wider interval); ``frames``,
+    which a T axis says, refused beside them."""
+    if frames:
+        raise ValueError("axes: give either axes (a T axis then gives the frame pairs) or frames=True, not both")
     axes = check_axes(axes, np.shape(noisy))
-    return (yield from iter_calibrate_on_data(model, noisy, axes, coverage=coverage, **options))
+    return (yield from iter_calibrate_on_data(model, noisy, axes, second, coverage=coverage, **options))
 
 
 def per_channel(runs: list[CalibrationRun], channel_axis: int) -> CalibrationRun:
@@ -362,7 +375,7 @@ def wider(first: CalibrationRun, second: CalibrationRun) -> CalibrationRun:
 
 def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames: bool = False,
                    alpha: float = ALPHA, seed: int = 0, split_seed: int = 0, max_pixels: int = MAX_PIXELS,
-                   second_is: str = "a second acquisition", second_noise=None, axes: str | None = None,
+                   second_is: str = SECOND_ACQUISITION, second_noise=None, axes: str | None = None,
                    progress=None, cancel=None, spec: RunSpec | None = None, **settings):
     """Calibrate ``model``'s intervals on the user's noisy image alone; return a calibrated copy.
 
@@ -379,7 +392,8 @@ def self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, frames:
     axes: the axes of ``noisy`` (e.g. "CYX", "TZYX"), to calibrate as the Denoise widget and the CLI do
         (:func:`iter_calibrate_on_data`: each channel of a C axis on its own, a T axis's frames as views
         too, up to CALIBRATION_PLANES planes); restore with ``denoise(..., axes=...)`` of the same axes.
-        Without it every plane is pooled. Not with ``second`` or ``frames``.
+        Without it every plane is pooled. With ``second``, as the Denoise widget takes a second acquisition:
+        recorrupted pairs and the second acquisition, the wider interval at each level. Not with ``frames``.
     settings: the sampler settings the intervals will be used with (as for :func:`denoise`).
     spec: the same as one RunSpec (core.run.run_keywords), ``settings`` beside it overriding it, as for
         :func:`denoise`; its seed is the restoration's (``seed`` here draws the recorruption) and its
