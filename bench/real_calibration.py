@@ -286,6 +286,8 @@ def truth_scale(error: np.ndarray, unit: np.ndarray, tau2) -> ErrorScale:
     return ErrorScale([float(e) for e in edges], weights, variances, variances, [])
 
 
+SECOND_ROUTE = "self (second acquisition: wider of both)"
+
 # the std routes a model with a std head is measured on (core.run.restore.STD_ESTIMATORS): the spread of
 # the default sampler's K = 8 samples, and the head in one pass (no samples: it needs none)
 STD_ROUTES = {"samples": {"std": "samples"}, "head": {"std": "head", "n_samples": 0}}
@@ -320,6 +322,10 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, s
         # what the widget and the CLI make of the series: both routes on up to four of its frames, the wider
         calibrations["self (T axis: wider of both)"] = drive(iter_calibrate_on_data(model, frames, "TYX", seed=1,
                                                                                   **settings))[0].calibration
+        # two acquisitions the user points to (the Denoise widget's 'Second acquisition', the CLI's --second):
+        # frames 0–23 as a stack and frames 1–24 as its second acquisition, each plane's next frame
+        calibrations[SECOND_ROUTE] = drive(iter_calibrate_on_data(model, frames[:-1], "ZYX", frames[1:], seed=1,
+                                                                  **settings))[0].calibration
     rho = float(error_bins(result.std, result.mean - truth)[2])
     record = {"case": label, "std": std, "psnr": float(psnr_fitted(result.mean, truth)), "spearman": rho,
               "restore_s": restore_seconds, "self_calibration_s": self_seconds, "routes": {}}
@@ -471,6 +477,9 @@ def main(argv=None):
         "'T axis: wider of both' is what the Denoise widget and the CLI make of frames 0–24 (recorrupted and frame "
         "pairs on four of them, the wider interval at each level: core.calibration.self_calibration."
         "iter_calibrate_on_data). "
+        "'Second acquisition: wider of both' is what they make of two acquisitions of one field given as two "
+        "images (the Denoise widget's *Second acquisition*, the CLI's `--second`): frames 0–23 as one stack, "
+        "frames 1–24 as the other, recorrupted pairs and the pairs of the two on four planes, the wider interval. "
         "8-bit time-lapse (moving nuclei, quantised counts, never trained on): three 256² fields of frame 27 against "
         "the mean of frames 26 and 28, calibrated likewise on frames 0–24. "
         "The mean is the mean head's in every row; the sections differ in the std the intervals are scaled by "

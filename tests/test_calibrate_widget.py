@@ -218,6 +218,37 @@ def test_denoise_calibrates_against_a_second_acquisition_the_user_points_to(make
     assert not errors, errors
 
 
+def test_denoise_keeps_a_calibration_the_user_made_against_a_truth(make_napari_viewer, qtbot, errors, tiny_model,
+                                                                   tmp_path):
+    """A model of the user's calibrated against their truth: the Denoise widget does not calibrate on the
+    image again (its intervals are split conformal on the user's pairs), where a self-calibrated one and a
+    bundled one are calibrated on the image by default."""
+    from napari_diffdenoise import calibrate, load_model
+    from napari_diffdenoise.core.io.checkpoint import save_checkpoint
+
+    rng = np.random.default_rng(6)
+    clean = rng.uniform(5, 40, (32, 32)).astype(np.float32)
+    noisy = rng.poisson(clean).astype(np.float32)
+    settings = {"sampler": "ddim", "steps": 2, "n_samples": 3}
+    save_checkpoint(calibrate(tiny_model, noisy, clean, **settings), tmp_path / "truth.safetensors")
+    save_checkpoint(calibrate(tiny_model, noisy, **settings), tmp_path / "residuals.safetensors")
+    assert load_model(tmp_path / "truth.safetensors").calibrations[0]["against_truth"]
+    assert not load_model(tmp_path / "residuals.safetensors").calibrations[0]["against_truth"]
+    viewer = make_napari_viewer()
+    d = DenoiseWidget(viewer)
+    d.image.value = viewer.add_image(rng.poisson(clean).astype(np.float32), name="new")
+    assert d.self_calibrate.value  # the bundled model: its calibrations were made on other images
+    d.model_file.value = tmp_path / "truth.safetensors"
+    assert not d.self_calibrate.value and d.coverage.value == 0.9
+    d.steps.value, d.n_samples.value = 2, 3
+    d.run()
+    qtbot.waitUntil(lambda: "new [upper]" in viewer.layers, timeout=60_000)
+    assert viewer.layers["new [upper]"].metadata["napari_diffdenoise"]["calibration_source"] == "user pairs"
+    d.model_file.value = tmp_path / "residuals.safetensors"
+    assert d.self_calibrate.value
+    assert not errors, errors
+
+
 def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, qtbot, errors, tiny_checkpoint):
     """The tiny model has no calibration at all: with the box on, the run calibrates on the layer
     (frame 1 recorrupted, and against the mean of frames 0 and 2 of its T axis) and then gives

@@ -134,6 +134,15 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
         return _Failure(str(err))
 
 
+def _holds_truth_calibration(name: str, model) -> bool:
+    """Whether ``model`` (chosen as ``name``) is one of the user's holding a calibration made against their
+    truth (a bundled model's were made on other images, whatever their route)."""
+    from ..core.io.checkpoint import list_models
+    from ..core.run.conformal import Calibration
+
+    return name not in list_models() and any(Calibration.from_dict(c).against_truth for c in model.calibrations)
+
+
 def _is_timed(model, settings, calibrate: bool = False) -> bool:
     from ..core.calibration.recalibration_cost import calibration_is_timed
     from ..core.run.run_cost import is_timed
@@ -238,7 +247,9 @@ class DenoiseWidget(WorkerControls, Container):
                     "copy; with a T axis also against the neighbouring frames, one more run, keeping the wider "
                     "interval) and set the interval width from it, each channel of a C axis on its own; the time "
                     "estimate includes it. "
-                    "Off: the model's stored calibration, made on other images")
+                    "Off: the model's stored calibration for these settings — off from the start for a model of yours "
+                    "calibrated against your own truth (Calibrate widget, calibrate(model, noisy, clean)), whose "
+                    "split-conformal intervals it keeps")
         self.second_view = ComboBox(
             label="Second acquisition", choices=self._second_choices, visible=self.coverage.value > 0,
             tooltip="Another acquisition of the same field (a layer of the image's shape, its noise independent of "
@@ -510,6 +521,9 @@ class DenoiseWidget(WorkerControls, Container):
         finally:
             self._applying_preset = False
         self.sampler.value = model.default_sampler  # one rule with the library's
+        # a model of the user's own that holds a calibration against their truth keeps it: calibrating on the
+        # image again would replace split conformal on their pairs by a model of the residuals
+        self.self_calibrate.value = not _holds_truth_calibration(key, model)
         if model.task == "deconvolve":
             self._prefill_psf()
         self._on_sampler(self.sampler.value)  # the same sampler too: its bounds are the new model's

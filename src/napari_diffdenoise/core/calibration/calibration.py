@@ -68,6 +68,7 @@ def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: 
                              "(without_truth='residuals'); the simulated pairs pool every plane")
         return (yield from iter_calibrate_by_axes(model, noisy, axes, coverage, second=second, frames=frames,
                                                   split_seed=split_seed, spec=spec, **settings))
+    against_truth = clean is not None
     # the model's real error on this image (core.calibration.self_calibration)
     if clean is None and without_truth == "residuals":
         return (yield from iter_self_calibrate(model, noisy, coverage, second=second, frames=frames,
@@ -90,7 +91,8 @@ def iter_calibrate(model, noisy, clean=None, coverage=COVERAGE_GRID, *, source: 
         truth = np.stack([fit_scale_offset(t, m) for t, m in zip(planes, means)]).reshape(truth.shape).astype(np.float32)
     mask = block_split(noisy.shape, split_seed)
     factors, covered, widths, n, rho = measure(result.mean, result.interval_unit, truth, coverages, mask, result.std)
-    calibration = Calibration(run_settings(result.metadata), coverages, factors, covered, widths, source, n, rho)
+    calibration = Calibration(run_settings(result.metadata), coverages, factors, covered, widths, source, n, rho,
+                              against_truth=against_truth)
     kept = [c for c in model.calibrations if not Calibration.from_dict(c).matches(calibration.settings)]
     return CalibrationRun(dataclasses.replace(model, calibrations=[calibration.to_dict(), *kept]), calibration,
                           result, truth)

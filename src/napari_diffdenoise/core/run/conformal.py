@@ -81,6 +81,10 @@ class Calibration:
     # (self_calibration.iter_calibrate_on_data); ``factors`` is then each level's widest
     channel_factors: list | None = None
     channel_axis: int | None = None
+    # measured against a truth the caller gave (split conformal on their pairs), not read off the noisy image's
+    # residuals nor off simulated pairs: on the user's own data the one route with a guarantee, which the
+    # Denoise widget keeps rather than calibrating on the image again
+    against_truth: bool = False
 
     def matches(self, settings: dict) -> bool:
         # only the keys the width depends on: a stored calibration holds n_samples too, for the record
