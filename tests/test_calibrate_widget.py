@@ -56,8 +56,8 @@ def test_calibrate_saves_a_new_model_that_denoise_uses_for_intervals(make_napari
     d.image.value = viewer.layers["noisy"]
     d.model.value = str(saved.resolve())
     d.steps.value, d.n_samples.value, d.coverage.value = 2, 3, 0.9
-    assert not d.self_calibrate.native.isHidden() and d.self_calibrate.value  # shown with a coverage, on by default
-    d.self_calibrate.value = False  # the calibration just made, from the truth layer
+    # shown with a coverage, and off: the model holds the calibration just made against the truth layer
+    assert not d.self_calibrate.native.isHidden() and not d.self_calibrate.value
     d.run()
     qtbot.waitUntil(lambda: "noisy [upper]" in viewer.layers, timeout=60_000)
     mean, std, entropy = (viewer.layers[f"noisy [{n}]"].data for n in ("mean", "std", "entropy"))
