@@ -240,7 +240,8 @@ class DenoiseWidget(WorkerControls, Container):
         self.std_estimator = control_for(STD)
         self.coverage = control_for(COVERAGE)
         self.self_calibrate = CheckBox(
-            text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px a channel, 2 with a T axis)",
+            text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px a channel, 2 with a T axis or "
+                 "a second acquisition)",
             value=True,
             visible=self.coverage.value > 0,
             tooltip="Before the run, measure the model's real error on this image (residuals against a recorrupted "
