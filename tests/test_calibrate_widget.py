@@ -215,6 +215,9 @@ def test_denoise_calibrates_against_a_second_acquisition_the_user_points_to(make
     assert source.startswith("the wider of two self-calibrations at each level")
     assert "First: self-calibrated: residuals against recorrupted pairs" in source
     assert "Second: self-calibrated: residuals against a second acquisition" in source
+    # one field acquired twice: nothing moved, and the status says so
+    assert viewer.layers["take 1 [lower]"].metadata["napari_diffdenoise"]["second_acquisition_differs"] < 0.02
+    assert "the second acquisition differs from the image beyond noise on 0 %" in d.status.value
     assert not errors, errors
 
 

@@ -237,6 +237,7 @@ def test_cli_self_calibrates_against_a_second_acquisition(tiny_checkpoint, tmp_p
     err = capsys.readouterr().err
     assert f"and against {take2} (a second acquisition of the same field)" in err
     assert "Second: self-calibrated: residuals against a second acquisition" in err
+    assert "the second acquisition differs from the image beyond noise on" in err
     upper, lower = tifffile.imread(tmp_path / "maps" / "take1_upper.tif"), tifffile.imread(tmp_path / "maps" / "take1_lower.tif")
     assert np.all(upper >= lower) and np.any(upper > lower)
     before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -700,6 +701,26 @@ def test_a_second_acquisition_is_a_view_beside_the_recorrupted_pairs_each_channe
     assert library.channel_factors == cal.channel_factors
     with pytest.raises(ValueError, match=r"second must have the noisy image's shape \(2, 48, 48\)"):
         drive(iter_calibrate_on_data(tiny_model, first, "CYX", second[:1], **settings))
+
+
+def test_how_much_a_second_acquisition_differs_beyond_noise():
+    """A still field acquired twice differs from itself nowhere beyond noise; one whose blobs drifted
+    2.5 px between the acquisitions differs around them. Per channel of a C axis, averaged."""
+    from drifting_blobs import moving_series
+
+    from napari_diffdenoise.core.calibration.self_calibration import acquisitions_differ, said_of_second
+
+    _, moving = moving_series(n=2, step=(2.5, 0.0), seed=3)
+    clean, _ = moving_series(n=1, seed=3)
+    rng = np.random.default_rng(4)
+    still = rng.poisson(np.stack([clean[0], clean[0]])).astype(np.float64)
+    assert acquisitions_differ(still[:1], still[1:], "ZYX") < 0.01
+    moved = acquisitions_differ(moving[:1], moving[1:], "ZYX")
+    assert moved > 0.05
+    both = acquisitions_differ(np.stack([still[:1], moving[:1]], axis=1), np.stack([still[1:], moving[1:]], axis=1),
+                               "ZCYX")
+    assert both == pytest.approx((acquisitions_differ(still[:1], still[1:], "ZYX") + moved) / 2)
+    assert said_of_second(0.234).startswith("the second acquisition differs from the image beyond noise on 23 %")
 
 
 def test_against_a_truth_each_channel_is_calibrated_on_its_own_given_axes(tiny_model):

@@ -286,7 +286,7 @@ def _self_calibrated_model(args):
     a few evenly spaced planes recorrupted, and with a T axis (or a --second acquisition) also paired with
     their neighbouring frames (its same planes), the wider interval taken
     (core.calibration.self_calibration.iter_calibrate_on_data)."""
-    from .core.calibration.self_calibration import iter_calibrate_on_data
+    from .core.calibration.self_calibration import acquisitions_differ, iter_calibrate_on_data, said_of_second
     from .core.io.checkpoint import load_model
     from .core.io.image_io import open_image
     from .core.run.driving import drive
@@ -314,6 +314,8 @@ def _self_calibrated_model(args):
     print(file=sys.stderr)
     calibration = model.calibrations[0]
     print(f"calibration: {calibration['source']}", file=sys.stderr)
+    if second is not None:
+        print(f"  {said_of_second(acquisitions_differ(source.data, second.data, source.axes))}", file=sys.stderr)
     return model
 
 

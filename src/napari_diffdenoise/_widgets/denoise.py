@@ -117,16 +117,20 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
     ``second``, another acquisition of its field, where given)."""
     try:
         if self_calibrate:
-            from ..core.calibration.self_calibration import iter_calibrate_on_data
+            from ..core.calibration.self_calibration import acquisitions_differ, iter_calibrate_on_data
             from ..core.imaging.axes import infer_axes
 
             started = time.perf_counter()
-            model = (yield from iter_calibrate_on_data(model, data, axes or infer_axes(np.ndim(data)), second,
+            axes_read = axes or infer_axes(np.ndim(data))
+            model = (yield from iter_calibrate_on_data(model, data, axes_read, second,
                                                        **calibration_settings(model, settings))).model
+            differ = None if second is None else acquisitions_differ(data, second, axes_read)
             calibrating = time.perf_counter() - started
         result = yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings)
         if self_calibrate:  # the run's own seconds leave out what came before it
             result.metadata["self_calibration_seconds"] = round(calibrating, 3)
+            if differ is not None:
+                result.metadata["second_acquisition_differs"] = round(differ, 4)
         return result
     except Cancelled:
         yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`
@@ -929,6 +933,10 @@ class DenoiseWidget(WorkerControls, Container):
                                                  "axis_0": f"sample 1 … {k} of the K = {k} restorations"}})
         self.progress.value = 1000
         said = [hot_pixels_said(result.metadata)]
+        if "second_acquisition_differs" in result.metadata:
+            from ..core.calibration.self_calibration import said_of_second
+
+            said.append(said_of_second(result.metadata["second_acquisition_differs"]))
         axes = result.metadata.get("axes", "")
         calibrated_here = str(result.metadata.get("calibration_source", "")).startswith(("self-calibrated", "each of"))
         if calibrated_here and len(axes) > 2 and "T" not in axes and not self.axes.value.strip() and \
