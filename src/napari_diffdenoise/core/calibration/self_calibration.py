@@ -290,9 +290,8 @@ def acquisitions_differ(data, second, axes: str) -> float:
     """The share of the calibrated planes' pixels (:func:`calibration_planes`) where ``second``, another
     acquisition of ``data``'s field, differs from it beyond their noise (core.imaging.registration.consistent,
     with the camera fitted to ``data``; each channel of a C axis fitted on its own): where the sample moved or
-    changed between the two, which the residuals against ``second`` count as error. On the real frame series
-    taken as two acquisitions (frame t and t + 1) it read 6–34 %, and that route's interval came out up to
-    3.2× the oracle's width (docs/performance.md); a still field reads about 0."""
+    changed between the two, which the residuals against ``second`` count as error: on the real frame series
+    taken as two acquisitions (frame t and t + 1) that route over-covered (docs/performance.md)."""
     c = axes.find("C")
     if c >= 0 and np.shape(data)[c] > 1:
         index = (slice(None),) * c
