@@ -85,7 +85,7 @@ def main(argv=None):
         c = Calibration.from_dict(entry)
         label, settings = setting(c)
         for source, kind, photons, noisy, clean in cases(args.size):
-            results = {level: denoise(noisy, model, coverage=level, **settings) for level in LEVELS[:1]}
+            results = {level: denoise(noisy, model, coverage=level, calibrate_on_image=False, **settings) for level in LEVELS[:1]}
             r = results[LEVELS[0]]
             inside = {lv: float(np.mean(np.abs(clean - r.mean) <= c.factor(lv) * r.interval_unit)) for lv in LEVELS}
             width = {lv: float(np.mean(2 * c.factor(lv) * r.interval_unit)) / float(np.ptp(clean)) for lv in LEVELS}

@@ -41,8 +41,8 @@ def test_ome_zarr_in_and_out_keeps_axes_and_pixel_sizes_and_matches_the_library(
     _write_ome_zarr(tmp_path / "in.ome.zarr", tczyx, "TCZYX", [60.0, 1.0, 0.8, 0.2, 0.2])
     out = tmp_path / "out.ome.zarr"
     assert main(["denoise", str(tmp_path / "in.ome.zarr"), "--out", str(out), "--model", str(tiny_checkpoint),
-                 "--samples", "2", "--steps", "2", "--seed", "4", "--coverage", "0.9"]) == 2
-    # the tiny model is uncalibrated: intervals are refused with a message, and nothing is written
+                 "--samples", "2", "--steps", "2", "--seed", "4", "--coverage", "0.9", "--stored-calibration"]) == 2
+    # the tiny model holds no calibration to take: intervals are refused with a message, and nothing is written
     assert not out.exists()
     assert main(["denoise", str(tmp_path / "in.ome.zarr"), "--out", str(out), "--model", str(tiny_checkpoint),
                  "--samples", "2", "--steps", "2", "--seed", "4"]) == 0
@@ -80,15 +80,25 @@ def test_a_tiff_of_any_axis_order_goes_to_ngff_order_with_its_pixel_size(tmp_pat
         np.testing.assert_array_equal(tif.asarray(), expected.mean)
 
 
-def test_a_two_worker_local_cluster_is_bit_identical_to_one_process(tmp_path, tiny_checkpoint, tczyx):
+def test_a_two_worker_local_cluster_is_bit_identical_to_one_process(tmp_path, tiny_checkpoint, tczyx, monkeypatch):
+    """Intervals too: the model, which holds no calibration, is calibrated on the input in this process (as the
+    library's default does) and reaches the workers as a checkpoint written for the run, removed after it."""
+    import tempfile
+
     _write_ome_zarr(tmp_path / "in.ome.zarr", tczyx, "TCZYX", [1.0, 1.0, 1.0, 1.0, 1.0])
-    expected = denoise(tczyx, str(tiny_checkpoint), **SETTINGS)  # this process: one torch thread (conftest)
+    # this process: one torch thread (conftest)
+    expected = denoise(tczyx, str(tiny_checkpoint), coverage=0.9, axes="TCZYX", **SETTINGS)
+    assert expected.metadata["calibrated_on_this_image"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = tmp_path / "cluster.ome.zarr"
     assert main(["denoise", str(tmp_path / "in.ome.zarr"), "--out", str(out), "--model", str(tiny_checkpoint),
-                 "--samples", "2", "--steps", "2", "--seed", "4", "--workers", "2"]) == 0
+                 "--samples", "2", "--steps", "2", "--seed", "4", "--workers", "2", "--coverage", "0.9"]) == 0
     maps, _ = read_maps(out)
-    for name in ("mean", "std", "entropy"):
+    for name in ("mean", "std", "entropy", "lower", "upper"):
         np.testing.assert_array_equal(np.asarray(maps[name][...]), getattr(expected, name))
+    assert not list(scratch.glob("diffdenoise-*"))
 
 
 def test_a_half_written_plane_is_recomputed_and_finished_planes_are_not(tmp_path, tiny_checkpoint, tczyx,

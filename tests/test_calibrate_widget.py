@@ -221,11 +221,10 @@ def test_denoise_calibrates_against_a_second_acquisition_the_user_points_to(make
     assert not errors, errors
 
 
-def test_denoise_keeps_a_calibration_the_user_made_against_a_truth(make_napari_viewer, qtbot, errors, tiny_model,
-                                                                   tmp_path):
-    """A model of the user's calibrated against their truth: the Denoise widget does not calibrate on the
-    image again (its intervals are split conformal on the user's pairs), where a self-calibrated one and a
-    bundled one are calibrated on the image by default."""
+def test_denoise_keeps_a_calibration_the_user_made(make_napari_viewer, qtbot, errors, tiny_model, tmp_path):
+    """A model of the user's calibrated against their truth, or on their noisy images: the Denoise widget
+    does not calibrate on the image again (one rule with the library and the CLI: core.calibration.on_image),
+    where a bundled one — and a copy of it saved elsewhere — is calibrated on the image by default."""
     from napari_diffdenoise import calibrate, load_model
     from napari_diffdenoise.core.io.checkpoint import save_checkpoint
 
@@ -235,6 +234,7 @@ def test_denoise_keeps_a_calibration_the_user_made_against_a_truth(make_napari_v
     settings = {"sampler": "ddim", "steps": 2, "n_samples": 3}
     save_checkpoint(calibrate(tiny_model, noisy, clean, **settings), tmp_path / "truth.safetensors")
     save_checkpoint(calibrate(tiny_model, noisy, **settings), tmp_path / "residuals.safetensors")
+    save_checkpoint(load_model("demo"), tmp_path / "demo-copy.safetensors")
     assert load_model(tmp_path / "truth.safetensors").calibrations[0]["against_truth"]
     assert not load_model(tmp_path / "residuals.safetensors").calibrations[0]["against_truth"]
     viewer = make_napari_viewer()
@@ -248,6 +248,8 @@ def test_denoise_keeps_a_calibration_the_user_made_against_a_truth(make_napari_v
     qtbot.waitUntil(lambda: "new [upper]" in viewer.layers, timeout=60_000)
     assert viewer.layers["new [upper]"].metadata["napari_diffdenoise"]["calibration_source"] == "user pairs"
     d.model_file.value = tmp_path / "residuals.safetensors"
+    assert not d.self_calibrate.value
+    d.model_file.value = tmp_path / "demo-copy.safetensors"
     assert d.self_calibrate.value
     assert not errors, errors
 

@@ -73,7 +73,7 @@ def test_the_cli_hands_the_library_one_run_spec_built_from_its_options(monkeypat
 # each function's parameters of its own, before and after the run's settings
 OWN_PARAMETERS = {
     "make_settings": (["model", "spec"], []),
-    "denoise": (["image", "model", "spec", "axes"], ["progress", "cancel", "method_params"]),
+    "denoise": (["image", "model", "spec", "axes"], ["progress", "cancel", "calibrate_on_image", "second", "method_params"]),
     "iter_denoise": (["image", "model", "settings", "spec", "axes"], ["on_tile", "method_params"]),
     "plane_run": (["model", "settings", "spec"], ["method_params"]),
     "denoise_to_zarr": (["input_path", "output_path", "model", "spec", "axes", "overwrite", "workers", "scheduler",

@@ -241,8 +241,10 @@ def test_cli_self_calibrates_against_a_second_acquisition(tiny_checkpoint, tmp_p
     upper, lower = tifffile.imread(tmp_path / "maps" / "take1_upper.tif"), tifffile.imread(tmp_path / "maps" / "take1_lower.tif")
     assert np.all(upper >= lower) and np.any(upper > lower)
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    assert main(["denoise", str(take1), "--out", str(tmp_path / "a"), *common, "--second", str(take2)]) == 2
-    assert "--second is what --self-calibrate calibrates against besides the image: give both" in capsys.readouterr().err
+    assert main(["denoise", str(take1), "--out", str(tmp_path / "a"), *common, "--stored-calibration",
+                 "--second", str(take2)]) == 2
+    assert "--second is what the intervals are calibrated against on the image: leave out --stored-calibration" in \
+        capsys.readouterr().err
     assert main(["denoise", str(take1), "--out", str(tmp_path / "b"), *common, "--self-calibrate",
                  "--second", str(short)]) == 2
     assert "second must have the noisy image's shape (48, 48)" in capsys.readouterr().err

@@ -90,7 +90,7 @@ def test_calibrate_then_denoise_with_coverage(tiny_model, tmp_path):
     noisy = rng.poisson(clean).astype(np.float32)
     settings = dict(n_samples=4, steps=2, eta=1.0, mean="samples", seed=0)
     with pytest.raises(ValueError, match="has no calibration for sampler 'ddim'"):
-        denoise(noisy, tiny_model, coverage=0.9, **settings)
+        denoise(noisy, tiny_model, coverage=0.9, calibrate_on_image=False, **settings)
     calibrated = calibrate(tiny_model, noisy, clean, coverage=(0.8, 0.9, 0.95), source="test pairs", **settings)
     assert tiny_model.calibrations == [] and len(calibrated.calibrations) == 1  # the caller's model is unchanged
     entry = Calibration.from_dict(calibrated.calibrations[0])

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -281,25 +283,21 @@ def _is_zarr_output(path: str) -> bool:
     return path.rstrip("/\\").lower().endswith(".zarr")
 
 
-def _self_calibrated_model(args):
-    """The model with a calibration made on the input itself (--self-calibrate), for these settings:
-    a few evenly spaced planes recorrupted, and with a T axis (or a --second acquisition) also paired with
-    their neighbouring frames (its same planes), the wider interval taken
-    (core.calibration.self_calibration.iter_calibrate_on_data)."""
+def _self_calibrated_model(args, model):
+    """``model`` with a calibration made on the input itself, for these settings: a few evenly spaced planes
+    recorrupted, and with a T axis (or a --second acquisition) also paired with their neighbouring frames
+    (its same planes), the wider interval taken (core.calibration.self_calibration.iter_calibrate_on_data)."""
     from .core.calibration.self_calibration import acquisitions_differ, iter_calibrate_on_data, said_of_second
-    from .core.io.checkpoint import load_model
     from .core.io.image_io import open_image
     from .core.run.driving import drive
     from .core.run.restore import calibration_settings
 
-    if args.coverage is None:
-        raise ValueError("--self-calibrate calibrates intervals: give --coverage too (e.g. --coverage 0.9)")
     second = None if args.second is None else open_image(args.second, args.axes)
-    if args.workers is not None or args.scheduler is not None:
-        raise ValueError("--self-calibrate runs in this process: leave out --workers and --scheduler (or calibrate "
-                         "first with the library's calibrate(model, noisy), save the model and pass its path)")
+    if args.scheduler is not None:
+        raise ValueError("the intervals are calibrated on the input in this process, which a remote cluster's workers "
+                         "cannot read: calibrate first (the library's calibrate(model, noisy)), save the model and pass "
+                         "its path, or add --stored-calibration")
     source = open_image(args.input, args.axes)
-    model = load_model(args.model)
     # the run's spec, not its keywords: a keyword seed would be taken as the recorruption's, not the run's
     spec = calibration_settings(model, spec=_run_from_args(args)[0])
     print(f"self-calibrating on {args.input}", file=sys.stderr)  # the calibration's source names the planes
@@ -319,13 +317,54 @@ def _self_calibrated_model(args):
     return model
 
 
+def _intervals_model(args, stack: contextlib.ExitStack):
+    """The model the run takes (``args.model`` as given, or calibrated on the input where
+    core.calibration.on_image.calibrates_on_image says so: a bundled model's calibrations were made on
+    other data), as a DiffusionModel, or as a path for --workers, whose processes load it from a
+    checkpoint written for the run and removed after it."""
+    from .core.calibration.on_image import calibrates_on_image
+    from .core.io.checkpoint import load_model, save_checkpoint
+    from .core.run.methods import find_method
+
+    if args.coverage is None:
+        if args.calibrate_on_image:
+            raise ValueError("--self-calibrate calibrates intervals: give --coverage too (e.g. --coverage 0.9)")
+        if args.second is not None:
+            raise ValueError("--second is an acquisition the intervals are calibrated against: give --coverage too")
+        return args.model
+    if find_method(args.model) is not None:
+        return args.model
+    model = load_model(args.model)
+    if not calibrates_on_image(model, _run_from_args(args)[0].settings(), args.calibrate_on_image):
+        if args.second is not None:
+            raise ValueError("--second is what the intervals are calibrated against on the image: leave out "
+                             "--stored-calibration")
+        print(f"intervals from the model's calibration: {_stored_source(model, args)}", file=sys.stderr)
+        return args.model
+    model = _self_calibrated_model(args, model)
+    if args.workers is None:
+        return model
+    path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="diffdenoise-"))) / "calibrated.safetensors"
+    save_checkpoint(model, path)
+    return str(path)
+
+
+def _stored_source(model, args) -> str:
+    from .core.run.run_settings import make_settings
+
+    return make_settings(model, **_run_from_args(args)[0].settings()).calibration.source
+
+
 def cmd_denoise(args) -> int:
     """Any image open_image reads in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
-    optionally on a dask.distributed cluster)."""
-    if args.second is not None and not args.self_calibrate:
-        raise ValueError("--second is what --self-calibrate calibrates against besides the image: give both")
-    if args.self_calibrate:
-        args.model = _self_calibrated_model(args)
+    optionally on a dask.distributed cluster). Intervals (--coverage) are calibrated on the input unless the model
+    holds a calibration of the user's own for the run's settings (core.calibration.on_image)."""
+    with contextlib.ExitStack() as stack:
+        args.model = _intervals_model(args, stack)
+        return _denoise_files(args)
+
+
+def _denoise_files(args) -> int:
     spec, method_params = _run_from_args(args)
     if _is_zarr_output(args.out):
         from .core.run.batch import denoise_to_zarr
@@ -509,15 +548,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "bit-identical results wherever the planes run")
     from .core.calibration.self_calibration import CALIBRATION_PLANES
 
-    p.add_argument("--self-calibrate", action="store_true",
-                   help="with --coverage: calibrate the intervals on this image first, from residuals against an "
-                        "independent noisy view (consecutive frames when the input has a T axis, else recorrupted "
-                        f"copies of up to {CALIBRATION_PLANES} planes), each channel of a C axis on its own; costs "
-                        "about one extra run of those planes per channel")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--self-calibrate", dest="calibrate_on_image", action="store_const", const=True,
+                       help="with --coverage: calibrate the intervals on this image first, from residuals against an "
+                            "independent noisy view (consecutive frames when the input has a T axis, else recorrupted "
+                            f"copies of up to {CALIBRATION_PLANES} planes), each channel of a C axis on its own; costs "
+                            "about one extra run of those planes per channel. The default unless the model holds a "
+                            "calibration of your own (on your truth or your images) for these settings")
+    where.add_argument("--stored-calibration", dest="calibrate_on_image", action="store_const", const=False,
+                       help="with --coverage: take the model's stored calibration for these settings (a bundled "
+                            "model's was made on other data) instead of calibrating on this image")
     p.add_argument("--second", default=None, metavar="FILE",
-                   help="with --self-calibrate: another acquisition of the same field (the input's shape, its "
-                        "noise independent of the input's): also calibrate against it, keeping the wider interval "
-                        "at each level; one more run of the calibrated planes")
+                   help="with --coverage: another acquisition of the same field (the input's shape, its noise "
+                        "independent of the input's): the intervals are also calibrated against it, the wider "
+                        "interval kept at each level; one more run of the calibrated planes")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_denoise)
     p = sub.add_parser("simulate", help="write a simulated noisy/clean pair as TIFFs")
@@ -582,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .core.run.run_spec import cli_settings
 
     # what denoise reads of the options deconvolve does not offer: their defaults, which a method takes
-    p.set_defaults(func=cmd_denoise, model=RICHARDSON_LUCY.name, sampler_param=[], self_calibrate=False, second=None,
+    p.set_defaults(func=cmd_denoise, model=RICHARDSON_LUCY.name, sampler_param=[], calibrate_on_image=None, second=None,
                    workers=None, scheduler=None, threads=None, **{setting.name: setting.default for setting in cli_settings()})
     p = sub.add_parser("export", help="export a model to the BioImage Model Zoo format (a .zip, spec 0.5)")
     p.add_argument("--model", default="demo", help="bundled model name or checkpoint path (it needs a mean head)")

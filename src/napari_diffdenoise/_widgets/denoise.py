@@ -1,4 +1,4 @@
-"""The Denoise dock widget: a thin form over :func:`napari_diffdenoise.core.run.restore.iter_denoise`.
+"""The Denoise dock widget: a thin form over :func:`napari_diffdenoise.core.calibration.on_image.iter_denoise`.
 
 The work runs in a napari generator worker one network step at a time, so the viewer stays
 responsive and Cancel lands within one step; layers are added only when a run completes.
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ from ..core.io.checkpoint import load_model
 from ..core.model.devices import available_devices
 from ..core.io.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.run.methods import METHODS, find_method, method_settings
-from ..core.run.restore import Cancelled, calibration_settings, iter_denoise, make_settings
+from ..core.run.restore import Cancelled, calibration_settings, make_settings
 from ..core.imaging.hot_pixels import said as hot_pixels_said
 from ..core.run.run_cost import duration
 from ..core.run.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_samplers
@@ -114,37 +113,15 @@ def _denoise_job(data, model, settings, axes=None, on_tile=None, self_calibrate=
     """The worker's generator. Errors a user can act on (bad values, out of memory) come back as
     a :class:`_Failure` and are shown as a notification; anything else is a bug and propagates.
     ``self_calibrate``: first calibrate the intervals on a few planes of ``data`` itself (and against
-    ``second``, another acquisition of its field, where given)."""
+    ``second``, another acquisition of its field, where given): core.calibration.on_image."""
     try:
-        if self_calibrate:
-            from ..core.calibration.self_calibration import acquisitions_differ, iter_calibrate_on_data
-            from ..core.imaging.axes import infer_axes
+        from ..core.calibration.on_image import iter_denoise
 
-            started = time.perf_counter()
-            axes_read = axes or infer_axes(np.ndim(data))
-            model = (yield from iter_calibrate_on_data(model, data, axes_read, second,
-                                                       **calibration_settings(model, settings))).model
-            differ = None if second is None else acquisitions_differ(data, second, axes_read)
-            calibrating = time.perf_counter() - started
-        result = yield from iter_denoise(data, model, axes=axes, on_tile=on_tile, **settings)
-        if self_calibrate:  # the run's own seconds leave out what came before it
-            result.metadata["self_calibration_seconds"] = round(calibrating, 3)
-            if differ is not None:
-                result.metadata["second_acquisition_differs"] = round(differ, 4)
-        return result
+        return (yield from iter_denoise(data, model, settings, axes, on_tile, calibrate_on_image=bool(self_calibrate), second=second))
     except Cancelled:
         yield on_tile.latest  # the worker sees its abort request at this yield and ends with `aborted`
     except (ValueError, TypeError, MemoryError, RuntimeError) as err:
         return _Failure(str(err))
-
-
-def _holds_truth_calibration(name: str, model) -> bool:
-    """Whether ``model`` (chosen as ``name``) is one of the user's holding a calibration made against their
-    truth (a bundled model's were made on other images, whatever their route)."""
-    from ..core.io.checkpoint import list_models
-    from ..core.run.conformal import Calibration
-
-    return name not in list_models() and any(Calibration.from_dict(c).against_truth for c in model.calibrations)
 
 
 def _is_timed(model, settings, calibrate: bool = False) -> bool:
@@ -526,9 +503,11 @@ class DenoiseWidget(WorkerControls, Container):
         finally:
             self._applying_preset = False
         self.sampler.value = model.default_sampler  # one rule with the library's
-        # a model of the user's own that holds a calibration against their truth keeps it: calibrating on the
-        # image again would replace split conformal on their pairs by a model of the residuals
-        self.self_calibrate.value = not _holds_truth_calibration(key, model)
+        # a calibration the user made (on their truth or their images) is kept; a bundled model's were made on
+        # other data (core.calibration.on_image: the library's and the CLI's rule too)
+        from ..core.calibration.on_image import holds_own_calibration
+
+        self.self_calibrate.value = not holds_own_calibration(model)
         if model.task == "deconvolve":
             self._prefill_psf()
         self._on_sampler(self.sampler.value)  # the same sampler too: its bounds are the new model's

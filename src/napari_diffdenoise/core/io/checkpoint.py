@@ -5,6 +5,8 @@ is refused before anything in it is interpreted.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -255,7 +257,9 @@ def load_model(name_or_path: str | os.PathLike) -> DiffusionModel:
     package (.zip) this package exported (core.io.bioimageio_export)."""
     candidate = bundled_model_dir() / f"{name_or_path}.safetensors"
     if isinstance(name_or_path, str) and candidate.is_file():
-        return model_from_checkpoint(candidate)
+        model = model_from_checkpoint(candidate)
+        # its calibrations were made on this project's pairs, not on the user's data (kept so in any copy saved)
+        return dataclasses.replace(model, calibrations=[{**c, "shipped": True} for c in model.calibrations])
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix.lower() == ".zip":
         try:

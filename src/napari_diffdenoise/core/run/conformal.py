@@ -85,6 +85,9 @@ class Calibration:
     # residuals nor off simulated pairs: on the user's own data the one route with a guarantee, which the
     # Denoise widget keeps rather than calibrating on the image again
     against_truth: bool = False
+    # came inside a bundled model (made by this project on its own pairs, not on the user's data): a run asking
+    # for intervals calibrates on its image instead unless told otherwise (core.calibration.on_image)
+    shipped: bool = False
 
     def matches(self, settings: dict) -> bool:
         # only the keys the width depends on: a stored calibration holds n_samples too, for the record

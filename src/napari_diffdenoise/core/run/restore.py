@@ -175,9 +175,10 @@ def denoise(
         the model's std head (core.model.std_head; with the mean head's mean), "samples" the spread of the K
         samples, "auto" the head when the model has one. With the head, ``n_samples=0`` still gives
         std and intervals: mean and std in two network passes.
-    coverage: e.g. 0.9 for intervals ``lower``/``upper`` that hold the truth in 90 % of pixels, from
-        the model's conformal calibration for these settings (core.calibration.calibration); refused when the
-        model has none for them.
+    coverage: e.g. 0.9 for intervals ``lower``/``upper`` that hold the truth in 90 % of pixels: from the
+        model's calibration for these settings (core.calibration.calibration; refused when it has none), or,
+        with the package's ``denoise`` (core.calibration.on_image), calibrated on the image first where
+        ``calibrate_on_image`` says so.
     seed: the same seed gives the same output on the same device.
     precision: "float32" (default) or "bfloat16": the networks' number format (core.run.run_spec.PRECISION).
     low_frequencies: "data" (default): where the mean smoothed over a few pixels departs from the noisy

@@ -1,0 +1,124 @@
+"""Where a run's intervals are calibrated: on the image it restores, or by a calibration the model holds.
+
+The calibrations inside a bundled model were made on this project's own pairs (simulated structures and
+real images with simulated noise). On real camera noise they do not hold: against the real images of
+docs/benchmarks/real_calibration.md they covered 0.59–0.96 at a nominal 0.9 (under at 30 photons,
+over on real frames against their registered truth), where a calibration made on each image itself,
+from residuals against an independent noisy view (core.calibration.self_calibration), came to 0.77–0.99
+with the same mean head and std head. So a run that asks for intervals (``coverage``) calibrates on its
+own image, unless the model holds a calibration of the user's own — made against their truth (split conformal on their pairs: the one route with a guarantee) or on their noisy
+images (``calibrate(model, noisy)``, ``adapt``) — or the caller says which (``calibrate_on_image``).
+One rule for the library's ``denoise``, the CLI and the Denoise widget's *Calibrate on this image*.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..imaging.axes import infer_axes
+from ..io.checkpoint import load_model
+from ..run.conformal import Calibration
+from ..run.driving import drive
+from ..run.methods import find_method
+from ..run.plane_runs import run_keywords_given
+from ..run.restore import Cancelled, Restoration
+from ..run.restore import denoise as restore_denoise
+from ..run.restore import iter_denoise as restore_iter_denoise
+from ..run.run_keywords import RunSpec, run_signature
+from ..run.run_settings import calibration_settings
+from .self_calibration import acquisitions_differ, iter_calibrate_on_data
+
+
+def holds_own_calibration(model) -> bool:
+    """Whether ``model`` holds a calibration made on the user's data (their truth or their noisy images), not
+    only those it came with (:attr:`Calibration.shipped`). Whatever its settings: a run whose settings the
+    user's calibrations do not cover is refused with the ones they do (core.run.conformal.find_calibration),
+    rather than calibrated on the image behind their back."""
+    return any(not Calibration.from_dict(c).shipped for c in model.calibrations)
+
+
+def calibrates_on_image(model, settings: dict, calibrate_on_image: bool | None = None) -> bool:
+    """Whether a run of ``model`` with ``settings`` (run keywords) calibrates its intervals on its image
+    first: never without a coverage or for a method; else as ``calibrate_on_image`` says, and where it
+    says nothing (None), unless the model holds a calibration of the user's own."""
+    if settings.get("coverage") is None or find_method(model) is not None:
+        return False
+    if calibrate_on_image is not None:
+        if not isinstance(calibrate_on_image, bool):
+            raise TypeError(f"calibrate_on_image must be True, False or None (the model's own calibration where it "
+                            f"holds one of yours, else this image); got {calibrate_on_image!r}")
+        return calibrate_on_image
+    return not holds_own_calibration(model)
+
+
+def iter_denoise(image, model, settings: dict, axes: str | None = None, on_tile=None,
+                 calibrate_on_image: bool | None = None, second=None):
+    """:func:`denoise` as a generator (yields Progress; returns a Restoration) for run keywords ``settings``:
+    where :func:`calibrates_on_image` says so, first calibrates on up to
+    core.calibration.self_calibration.CALIBRATION_PLANES planes of ``image`` (and against ``second``, another
+    acquisition of its field, where given), then restores with that calibration. The record says which:
+    ``calibrated_on_this_image``, and ``self_calibration_seconds`` (the run's own ``seconds`` leave it out)."""
+    if isinstance(model, str) and find_method(model) is None:
+        model = load_model(model)
+    here = calibrates_on_image(model, settings, calibrate_on_image)
+    if second is not None and not here:
+        raise ValueError("second is an acquisition the intervals are calibrated against on the image: it needs "
+                         "coverage, and calibrate_on_image left True or None")
+    differ = calibrating = None
+    if here:
+        started = time.perf_counter()
+        axes_read = axes or infer_axes(np.ndim(image))
+        model = (yield from iter_calibrate_on_data(model, image, axes_read, second,
+                                                   **calibration_settings(model, settings))).model
+        differ = None if second is None else acquisitions_differ(image, second, axes_read)
+        calibrating = time.perf_counter() - started
+    result = yield from restore_iter_denoise(image, model, axes=axes, on_tile=on_tile, **settings)
+    if settings.get("coverage") is not None:
+        result.metadata["calibrated_on_this_image"] = here
+    if here:
+        result.metadata["self_calibration_seconds"] = round(calibrating, 3)
+        if differ is not None:
+            result.metadata["second_acquisition_differs"] = round(differ, 4)
+    return result
+
+
+@run_signature(after=("progress", "cancel", "calibrate_on_image", "second"), rest="method_params")
+def denoise(image, model, *, spec: RunSpec | None = None, axes: str | None = None, progress=None, cancel=None,
+            calibrate_on_image: bool | None = None, second=None, **given) -> Restoration:
+    if isinstance(model, str) and find_method(model) is None:
+        model = load_model(model)
+    given = run_keywords_given(denoise, model, spec, given)
+    if not calibrates_on_image(model, given, calibrate_on_image) and second is None:
+        result = restore_denoise(image, model, axes=axes, progress=progress, cancel=cancel, **given)
+        if given.get("coverage") is not None:
+            result.metadata["calibrated_on_this_image"] = False
+        return result
+
+    def on_tile(info) -> None:  # the same order as drive(): report, then ask
+        if progress is not None:
+            progress(info)
+        if cancel is not None and cancel():
+            raise Cancelled("denoising was cancelled")
+
+    run = iter_denoise(image, model, given, axes, on_tile if (progress is not None or cancel is not None) else None,
+                       calibrate_on_image, second)
+    result, cancelled = drive(run, progress, cancel)
+    if cancelled:
+        raise Cancelled("denoising was cancelled")
+    return result
+
+
+denoise.__doc__ = restore_denoise.__doc__.replace(
+    "    progress: called with",
+    """    calibrate_on_image: where the intervals (``coverage``) are calibrated: True, on up to four planes of
+        ``image`` itself first (core.calibration.self_calibration: residuals against recorrupted copies,
+        and against neighbouring frames with a T axis in ``axes``; about one more run of those planes);
+        False, the model's stored calibration for these settings (refused where it has none); None
+        (default), the model's where it holds any of the user's own (made on their truth or their
+        images), else this image: a bundled model's calibrations were made on other data
+        (core.calibration.on_image).
+    second: another acquisition of the same field (``image``'s shape, its noise independent of
+        ``image``'s), also calibrated against where the intervals are calibrated on the image: the
+        wider interval at each level.
+    progress: called with""", 1)

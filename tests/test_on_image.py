@@ -1,0 +1,77 @@
+"""Where a run's intervals are calibrated (core.calibration.on_image): on the image, unless the model holds
+a calibration of the user's own; one rule for the library, the CLI and the Denoise widget."""
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage
+
+from napari_diffdenoise import calibrate, denoise, load_model, save_checkpoint
+from napari_diffdenoise.cli import main
+from napari_diffdenoise.core.calibration.on_image import calibrates_on_image, holds_own_calibration
+
+ONE_PASS = dict(n_samples=0, symmetries=1)  # demo's mean and std heads: two network passes
+
+
+def low_light(seed=0, shape=(64, 64)):
+    rng = np.random.default_rng(seed)
+    clean = ndimage.gaussian_filter(rng.uniform(0, 40, shape), 3)
+    return rng.poisson(clean + 2).astype(np.float32), clean
+
+
+def test_a_bundled_models_calibrations_are_marked_as_shipped_in_any_copy(tmp_path):
+    demo = load_model("demo")
+    assert demo.calibrations and all(c["shipped"] for c in demo.calibrations)
+    assert not holds_own_calibration(demo)
+    save_checkpoint(demo, tmp_path / "copy.safetensors")
+    assert not holds_own_calibration(load_model(tmp_path / "copy.safetensors"))
+
+
+def test_a_bundled_model_is_calibrated_on_the_image_and_the_stored_calibration_is_there_when_asked():
+    noisy, _ = low_light()
+    demo = load_model("demo")
+    here = denoise(noisy, demo, coverage=0.9, **ONE_PASS)
+    again = denoise(noisy, demo, coverage=0.9, **ONE_PASS)
+    stored = denoise(noisy, demo, coverage=0.9, calibrate_on_image=False, **ONE_PASS)
+    assert here.metadata["calibrated_on_this_image"] and here.metadata["self_calibration_seconds"] > 0
+    assert here.metadata["calibration_source"].startswith("self-calibrated: residuals against recorrupted pairs")
+    assert not stored.metadata["calibrated_on_this_image"] and "self_calibration_seconds" not in stored.metadata
+    assert stored.metadata["calibration_source"].startswith("simulated and real structure")
+    shipped_factor = [c for c in demo.calibrations if c["settings"].get("std_estimator") == "head"][0]
+    assert stored.metadata["interval_factor"] == pytest.approx(np.interp(0.9, shipped_factor["coverages"],
+                                                                         shipped_factor["factors"]))
+    assert here.metadata["interval_factor"] != pytest.approx(stored.metadata["interval_factor"], rel=0.01)
+    np.testing.assert_array_equal(here.upper, again.upper)  # the calibration's draws are seeded
+    np.testing.assert_array_equal(here.mean, stored.mean)  # only the intervals' width differs
+    assert demo.calibrations[0]["shipped"] and len(demo.calibrations) == 3  # the caller's model is unchanged
+
+
+def test_a_calibration_the_user_made_is_taken_as_it_is():
+    noisy, clean = low_light(1)
+    demo = load_model("demo")
+    for mine in (calibrate(demo, noisy, clean, **ONE_PASS), calibrate(demo, noisy, **ONE_PASS)):
+        assert holds_own_calibration(mine) and not calibrates_on_image(mine, {"coverage": 0.9})
+        result = denoise(noisy, mine, coverage=0.9, **ONE_PASS)
+        assert not result.metadata["calibrated_on_this_image"] and "self_calibration_seconds" not in result.metadata
+        assert result.metadata["calibration_source"] == mine.calibrations[0]["source"]
+        forced = denoise(noisy, mine, coverage=0.9, calibrate_on_image=True, seed=1, **ONE_PASS)
+        assert forced.metadata["calibrated_on_this_image"]
+    assert not calibrates_on_image(demo, {"coverage": None}) and not calibrates_on_image("richardson-lucy", {"coverage": 0.9})
+
+
+def test_the_cli_calibrates_on_the_input_unless_told_to_take_the_stored_calibration(tmp_path, capsys):
+    noisy, _ = low_light(2)
+    path = tmp_path / "low.tif"
+    tifffile.imwrite(path, noisy.astype(np.uint16))
+    common = ["denoise", str(path), "--model", "demo", "--coverage", "0.9", "--samples", "0", "--symmetries", "1"]
+    assert main([*common, "--out", str(tmp_path / "here")]) == 0
+    err = capsys.readouterr().err
+    assert f"self-calibrating on {path}" in err and "calibration: self-calibrated: residuals against" in err
+    assert main([*common, "--out", str(tmp_path / "stored"), "--stored-calibration"]) == 0
+    err = capsys.readouterr().err
+    assert "self-calibrating" not in err and "intervals from the model's calibration: simulated and real structure" in err
+    library = denoise(noisy.astype(np.uint16), "demo", coverage=0.9, **ONE_PASS)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "here" / "low_upper.tif"), library.upper)
+    assert not np.array_equal(tifffile.imread(tmp_path / "stored" / "low_upper.tif"), library.upper)
+    with pytest.raises(SystemExit):  # one or the other
+        main([*common, "--out", str(tmp_path / "both"), "--stored-calibration", "--self-calibrate"])
+    assert not (tmp_path / "both").exists()
