@@ -9,7 +9,7 @@ from napari_diffdenoise import calibrate, denoise, load_model, save_checkpoint
 from napari_diffdenoise.cli import main
 from napari_diffdenoise.core.calibration.on_image import calibrates_on_image, holds_own_calibration
 
-ONE_PASS = dict(n_samples=0, symmetries=1)  # demo's mean and std heads: two network passes
+ONE_PASS = {"n_samples": 0, "symmetries": 1}  # demo's mean and std heads: two network passes
 
 
 def low_light(seed=0, shape=(64, 64)):
@@ -36,9 +36,9 @@ def test_a_bundled_model_is_calibrated_on_the_image_and_the_stored_calibration_i
     assert here.metadata["calibration_source"].startswith("self-calibrated: residuals against recorrupted pairs")
     assert not stored.metadata["calibrated_on_this_image"] and "self_calibration_seconds" not in stored.metadata
     assert stored.metadata["calibration_source"].startswith("simulated and real structure")
-    shipped_factor = [c for c in demo.calibrations if c["settings"].get("std_estimator") == "head"][0]
-    assert stored.metadata["interval_factor"] == pytest.approx(np.interp(0.9, shipped_factor["coverages"],
-                                                                         shipped_factor["factors"]))
+    shipped = next(c for c in demo.calibrations if c["settings"].get("std_estimator") == "head")
+    assert stored.metadata["interval_factor"] == pytest.approx(np.interp(0.9, shipped["coverages"],
+                                                                         shipped["factors"]))
     assert here.metadata["interval_factor"] != pytest.approx(stored.metadata["interval_factor"], rel=0.01)
     np.testing.assert_array_equal(here.upper, again.upper)  # the calibration's draws are seeded
     np.testing.assert_array_equal(here.mean, stored.mean)  # only the intervals' width differs

@@ -394,8 +394,8 @@ def test_a_tzyx_layer_and_a_lazy_multiscale_layer_keep_every_dim(widget, qtbot, 
     mean = viewer.layers["movie [mean]"]
     assert mean.data.shape == data.shape and list(mean.scale) == [60.0, 2.0, 0.5, 0.5]
     assert mean.metadata["napari_diffdenoise"]["axes"] == "TZYX"
-    expected = denoise_module.iter_denoise  # the same run through the library, plane for plane
     from napari_diffdenoise.core.run.driving import drive
+    from napari_diffdenoise.core.run.restore import iter_denoise as expected  # the same run, plane for plane
 
     library, _ = drive(expected(data, w._selected_model(), **{**w._settings(None), "coverage": None}))
     np.testing.assert_array_equal(mean.data, library.mean)
