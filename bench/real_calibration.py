@@ -54,7 +54,11 @@ from scipy import ndimage, special
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.calibration.calibration_run import run_settings
 from napari_diffdenoise.core.calibration.error_scale import N_BINS, ErrorScale
-from napari_diffdenoise.core.calibration.self_calibration import iter_calibrate_on_data, iter_self_calibrate
+from napari_diffdenoise.core.calibration.self_calibration import (
+    acquisitions_differ,
+    iter_calibrate_on_data,
+    iter_self_calibrate,
+)
 from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
 from napari_diffdenoise.core.imaging.metrics import calibration as error_bins
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
@@ -329,6 +333,8 @@ def evaluate_case(model, label, noisy, truth, tau2, frames=None, excused=None, s
     rho = float(error_bins(result.std, result.mean - truth)[2])
     record = {"case": label, "std": std, "psnr": float(psnr_fitted(result.mean, truth)), "spearman": rho,
               "restore_s": restore_seconds, "self_calibration_s": self_seconds, "routes": {}}
+    if frames is not None:  # what the widget's status line and the CLI say of the second acquisition
+        record["second_differs"] = acquisitions_differ(frames[:-1], frames[1:], "ZYX")
     oracle = {c: oracle_factor(err, unit, tau2, c) for c in LEVELS}
     # a frame series' other truths for frame t: (key, |truth − mean|, u, the truth's noise variance) on the
     # pixels each is scored on, and the oracle λ of each (the same for every route)
@@ -416,6 +422,19 @@ def _std_section(records: list, std: str) -> str:
         "of the level (median and largest): about 1 where the truth is frame t's scene.\n\n",
         ("residual / noise: median, largest decile",),
         lambda rec: [f"{np.nanmedian(rec['registered_ratios']):.2f}, {np.nanmax(rec['registered_ratios']):.2f}"])
+    second_rows = [[rec["case"], rec["second_differs"],
+                    *[rec["routes"][SECOND_ROUTE][str(c)].get("registered_coverage", "–") for c in LEVELS],
+                    rec["routes"][SECOND_ROUTE]["0.9"].get("registered_width_over_oracle", "–"),
+                    rec["routes"]["self (T axis: wider of both)"]["0.9"].get("registered_width_over_oracle", "–")]
+                   for rec in records if "second_differs" in rec]
+    second_table = ("Second acquisition: the share of the calibrated planes' pixels where it differs from the image "
+                    "beyond noise, as the Denoise widget's status line and the CLI say it "
+                    "(core.calibration.self_calibration.acquisitions_differ: frames 0–23 against frames 1–24), beside "
+                    "that route's coverage against the registered truth and its width over the oracle's there "
+                    "(the T axis route's beside it).\n\n"
+                    + markdown_table(["case", "differs beyond noise", *[f"second, registered @{c:g}" for c in LEVELS],
+                                      "second width / oracle @0.9", "T axis width / oracle @0.9"], second_rows)
+                    + "\n\n") if second_rows else ""
     ratios = [rec["routes"]["self (recorrupted)"]["0.9"]["width"] / rec["routes"]["self (recorrupted)"]["0.9"]["oracle_width"]
               for rec in records]
     rhos = [rec["spearman"] for rec in records]
@@ -428,7 +447,7 @@ def _std_section(records: list, std: str) -> str:
                              [summary(r) for r in routes]
                              + [other_truth_summary(r, "still_coverage", "still pixels") for r in still_routes]
                              + [other_truth_summary(r, "registered_coverage", "registered truth") for r in registered_routes])
-            + "\n\n" + markdown_table(header, rows) + "\n\n" + still_table + registered_table)
+            + "\n\n" + markdown_table(header, rows) + "\n\n" + still_table + registered_table + second_table)
 
 
 def main(argv=None):

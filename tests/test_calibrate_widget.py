@@ -181,13 +181,45 @@ def test_calibrate_without_a_truth_layer_calibrates_on_the_noisy_ones_residuals(
     assert load_model(tmp_path / "self.safetensors").calibrations[0]["source"].startswith("self-calibrated: residuals against recorrupted pairs")
 
 
+def test_calibrate_without_a_truth_calibrates_against_a_second_acquisition(make_napari_viewer, qtbot, errors,
+                                                                            tiny_checkpoint, tmp_path):
+    """As in Denoise: the other layers of the noisy layer's shape are offered while no truth is picked, and the
+    saved calibration is the wider of the recorrupted pairs' and the second acquisition's."""
+    from napari_diffdenoise._widgets.layers import NO_SECOND
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(7)
+    field = rng.uniform(5, 40, (32, 32))
+    take1 = viewer.add_image(rng.poisson(field).astype(np.float32), name="take 1")
+    take2 = viewer.add_image(rng.poisson(field).astype(np.float32), name="take 2")
+    viewer.add_image(rng.poisson(field[:16]).astype(np.float32), name="other shape")
+    w = CalibrateWidget(viewer)
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    w.noisy.value = take1
+    assert list(w.second.choices) == [NO_SECOND, take2] and w.second.value == NO_SECOND
+    assert not w.second.native.isHidden()
+    w.truth.value = take2
+    assert w.second.native.isHidden()  # a truth is the better witness: nothing to calibrate against besides
+    w.truth.value = None
+    w.second.value = take2
+    w.steps.value, w.n_samples.value = 2, 3
+    w.output.value = tmp_path / "two.safetensors"
+    w.run()
+    qtbot.waitUntil(lambda: w.status.value.startswith(("Saved", "Failed")), timeout=60_000)
+    assert not errors, errors
+    source = load_model(tmp_path / "two.safetensors").calibrations[0]["source"]
+    assert source.startswith("the wider of two self-calibrations at each level")
+    assert "Second: self-calibrated: residuals against a second acquisition" in source
+
+
 def test_denoise_calibrates_against_a_second_acquisition_the_user_points_to(make_napari_viewer, qtbot, errors,
                                                                            tiny_checkpoint):
     """Two acquisitions of one field as two layers: the form offers the other layers of the image's shape
     (not the image, not a layer of another shape), only while it calibrates on the image; the run then
     calibrates against the chosen one beside the recorrupted pairs, keeping the wider interval, and its
     time estimate counts that second run."""
-    from napari_diffdenoise._widgets.denoise import NO_SECOND
+    from napari_diffdenoise._widgets.layers import NO_SECOND
 
     viewer = make_napari_viewer()
     rng = np.random.default_rng(5)

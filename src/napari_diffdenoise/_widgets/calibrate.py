@@ -31,7 +31,7 @@ from .compare import fit_table, formatted
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
 from .layer_axes import layer_axes
-from .layers import follow_layers
+from .layers import NO_SECOND, follow_layers, second_acquisition_choices
 from .model_registry import REGISTRY, USER_MODELS_DIR
 from .run_controls import control_for, follow_param, follow_shared_param, param_widget
 from .sections import Section, extend_form
@@ -96,14 +96,15 @@ def calibratable_samplers() -> list[str]:
             if "steps" in {p.name for p in SAMPLERS[name].params} and not SAMPLERS[name].needs_psf]
 
 
-def _calibrate_job(model, noisy, truth, settings, source, axes=None):
+def _calibrate_job(model, noisy, truth, settings, source, axes=None, second=None):
     """``axes``: the noisy layer's: each channel is calibrated on its own, and with no truth as the Denoise
-    widget's *Calibrate on this image* does (a T axis's frames too)."""
+    widget's *Calibrate on this image* does (a T axis's frames too, or ``second``, another acquisition of
+    the noisy layer's field)."""
     from ..core.calibration.calibration import iter_calibrate
 
     try:
         extra = {"source": source} if source is not None else {}
-        return (yield from iter_calibrate(model, noisy, truth, LEVELS, axes=axes, **extra, **settings))
+        return (yield from iter_calibrate(model, noisy, truth, LEVELS, axes=axes, second=second, **extra, **settings))
     except (ValueError, TypeError, MemoryError, RuntimeError) as err:
         return _Failure(str(err))
 
@@ -121,6 +122,11 @@ class CalibrateWidget(WorkerControls, Container):
                                       "copy of it (a model of the residuals, not conformal: see the documentation), "
                                       "each channel on its own and a time series against its frames too, as "
                                       "Denoise's 'Calibrate on this image' does")
+        self.second = ComboBox(
+            label="Second acquisition", choices=self._second_choices, visible=False,
+            tooltip="Without a truth: another acquisition of the same field (a layer of the noisy layer's shape, its "
+                    "noise independent of it), if you have one: the model's error is also measured against it and "
+                    "the wider interval kept at each level, as Denoise's 'Second acquisition' does")
         self._models = {}  # the chosen model, loaded once: the form's bounds and choices follow it
         defaults = DEFAULT_SAMPLER_SETTINGS  # what a run takes unless told otherwise
         # the mean is in a calibration's key (core.run.run_record): intervals hold for the "Mean from" they were
@@ -167,7 +173,7 @@ class CalibrateWidget(WorkerControls, Container):
         # unfolded when a calibration ends: an empty table only takes room before that
         self.results = Section("Results: coverage per level", [self.table], labels=False)
         self.help = help_link("calibrate", "Calibrate")
-        extend_form(self, [self.help, self.model, self.noisy, self.truth, self.settings, self.output,
+        extend_form(self, [self.help, self.model, self.noisy, self.truth, self.second, self.settings, self.output,
                      self.run_button, self.cancel_button, self.progress, self.status, self.results])
         # the sampler's own parameters read as rows of the section, not as a block behind an empty label
         self.sampler_params.margins = (0, 0, 0, 0)
@@ -180,10 +186,13 @@ class CalibrateWidget(WorkerControls, Container):
         self.mean.changed.connect(self._on_mean)
         self.std.changed.connect(self._show_route)
         REGISTRY.subscribe(self.model)
-        follow_layers(napari_viewer, self.noisy, self.truth)
+        follow_layers(napari_viewer, self.noisy, self.truth, self.second)
+        self.noisy.changed.connect(self.second.reset_choices)
+        self.truth.changed.connect(lambda value: setattr(self.second, "visible", value is None))
         self.reset_choices()
         # no truth unless one is picked: the first image layer, the noisy one's default too, was refused as its own truth
         self.truth.value = None
+        self.second.visible = True
         self._on_model()  # the first model's bounds (steps ≤ its schedule) and std route from the start
 
     def _chosen_model(self):
@@ -296,6 +305,9 @@ class CalibrateWidget(WorkerControls, Container):
     def _images(self, _widget=None):
         return _image_choices(self._viewer)
 
+    def _second_choices(self, _widget=None):
+        return second_acquisition_choices(self._viewer, self.noisy.value)
+
     def _truths(self, _widget=None):
         return [*_image_choices(self._viewer), (NO_TRUTH, None)]
 
@@ -318,7 +330,12 @@ class CalibrateWidget(WorkerControls, Container):
             folder = out if out is not None else USER_MODELS_DIR  # the Train widget's folder, not wherever napari started
             out = folder / f"{model.name}-calibrated.safetensors"
         clean = None if truth is None else np.asarray(truth.data).copy()
-        return model, np.asarray(noisy.data).copy(), clean, free_path(out)
+        second = self.second.value if truth is None and self.second.value != NO_SECOND else None
+        if second is not None and tuple(second.data.shape) != tuple(noisy.data.shape):  # a layer changed since
+            raise ValueError(f"Second acquisition '{second.name}' {tuple(second.data.shape)} and '{noisy.name}' "
+                             f"{tuple(noisy.data.shape)} differ in shape")
+        return (model, np.asarray(noisy.data).copy(), clean, free_path(out),
+                None if second is None else np.asarray(second.data).copy())
 
     def run(self):
         from napari.qt.threading import create_worker
@@ -326,7 +343,7 @@ class CalibrateWidget(WorkerControls, Container):
         if self._worker is not None:
             return  # one run at a time
         try:
-            model, noisy, truth, out = self._validate()
+            model, noisy, truth, out, second = self._validate()
             settings = calibration_settings(model, self.run_settings())  # the CLI's and the library's route
             axes = layer_axes(self.noisy.value)
         except (ValueError, OSError) as err:
@@ -334,7 +351,8 @@ class CalibrateWidget(WorkerControls, Container):
             return
         source = (f"user pairs: layers '{self.noisy.value.name}' / '{self.truth.value.name}'" if truth is not None
                   else None)
-        self._worker = create_worker(_calibrate_job, model, noisy, truth, settings, source, axes, _start_thread=False)
+        self._worker = create_worker(_calibrate_job, model, noisy, truth, settings, source, axes, second,
+                                     _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda run: self._on_returned(run, out))
         self._worker.aborted.connect(lambda: setattr(self.status, "value", "Cancelled; nothing saved"))

@@ -38,7 +38,7 @@ from ..core.calibration.residuals import MAX_PIXELS
 from ._worker import WorkerControls
 from .help import help_link
 from .layer_axes import layer_axes, named_axes
-from .layers import first_plane, follow_layers, image_choices
+from .layers import NO_SECOND, first_plane, follow_layers, image_choices, second_acquisition_choices
 from .model_registry import REGISTRY
 from .run_controls import control_for, control_value, follow_shared_param, param_widget
 from .sections import Section, extend_form
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 LOAD_FROM_FILE = "Load from file…"
 GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
-NO_SECOND = "none"  # the second-acquisition choice that is not an image layer
 # the labels name the work, not a time: a time measured on one machine is wrong on the next (the
 # status line shows the time left, measured on this machine, from the first tile on); the presets
 # themselves are core.run.run_presets'
@@ -229,9 +228,10 @@ class DenoiseWidget(WorkerControls, Container):
                     "copy; with a T axis also against the neighbouring frames, one more run, keeping the wider "
                     "interval) and set the interval width from it, each channel of a C axis on its own; the time "
                     "estimate includes it. "
-                    "Off: the model's stored calibration for these settings — off from the start for a model of yours "
-                    "calibrated against your own truth (Calibrate widget, calibrate(model, noisy, clean)), whose "
-                    "split-conformal intervals it keeps")
+                    "Off: the model's stored calibration for these settings — off from the start for a model that holds "
+                    "a calibration you made (against your truth or on your images: the Calibrate widget, calibrate, "
+                    "adapt), which it keeps; a bundled model's were made on other data. The library's and the CLI's "
+                    "rule too")
         self.second_view = ComboBox(
             label="Second acquisition", choices=self._second_choices, visible=self.coverage.value > 0,
             tooltip="Another acquisition of the same field (a layer of the image's shape, its noise independent of "
@@ -354,11 +354,7 @@ class DenoiseWidget(WorkerControls, Container):
         return _image_choices(self._viewer)
 
     def _second_choices(self, _widget=None):
-        """None, and the other image layers of the chosen image's shape (another acquisition of its field)."""
-        image = self.image.value
-        shape = None if image is None or image.multiscale else np.shape(image.data)
-        return [(NO_SECOND, NO_SECOND)] + [(name, layer) for name, layer in _image_choices(self._viewer)
-                                      if layer is not image and not layer.multiscale and np.shape(layer.data) == shape]
+        return second_acquisition_choices(self._viewer, self.image.value)
 
     def _show_calibration_rows(self):
         # (a control's own `visible` reads False until the form is shown: not read back here)

@@ -10,6 +10,17 @@ def image_choices(viewer):
     return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
 
 
+NO_SECOND = "none"  # the second-acquisition choice that is not an image layer
+
+
+def second_acquisition_choices(viewer, image) -> list:
+    """None, and the other image layers of ``image``'s shape (another acquisition of its field) that a
+    calibration on ``image`` can also be made against."""
+    shape = None if image is None or image.multiscale else np.shape(image.data)
+    return [(NO_SECOND, NO_SECOND)] + [(name, layer) for name, layer in image_choices(viewer)
+                                      if layer is not image and not layer.multiscale and np.shape(layer.data) == shape]
+
+
 def follow_layers(viewer, *combos) -> None:
     """Refresh each combo box's choices whenever a layer is added, removed or moved."""
     events = viewer.layers.events
