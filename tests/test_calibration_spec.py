@@ -78,7 +78,7 @@ def test_calibrate_takes_a_spec_on_each_route(tiny_model):
 def _calibrations_recorded(monkeypatch) -> list[dict]:
     """The CLI's self-calibration and run replaced by stand-ins: the list fills with each calibration's
     keywords (its axes under "axes"), and nothing is restored or written."""
-    from napari_diffdenoise.core.calibration import self_calibration
+    from napari_diffdenoise.core.calibration import on_image, self_calibration
     from napari_diffdenoise.core.run import batch
 
     calls = []
@@ -89,6 +89,7 @@ def _calibrations_recorded(monkeypatch) -> list[dict]:
         return CalibrationRun(dataclasses.replace(model, calibrations=[{"source": "recorded here"}]), None, None, None)
 
     monkeypatch.setattr(self_calibration, "iter_calibrate_on_data", iter_calibrate_on_data)
+    monkeypatch.setattr(on_image, "iter_calibrate_on_data", iter_calibrate_on_data)
     monkeypatch.setattr(batch, "denoise_to_tiff", lambda *args, **kwargs: ({}, []))
     return calls
 

@@ -75,3 +75,25 @@ def test_the_cli_calibrates_on_the_input_unless_told_to_take_the_stored_calibrat
     with pytest.raises(SystemExit):  # one or the other
         main([*common, "--out", str(tmp_path / "both"), "--stored-calibration", "--self-calibrate"])
     assert not (tmp_path / "both").exists()
+
+
+def test_the_packages_file_runs_calibrate_on_the_input_as_denoise_does(tmp_path):
+    from napari_diffdenoise import denoise_to_tiff, denoise_to_zarr
+    from napari_diffdenoise.core.io.map_store import read_maps
+
+    noisy, _ = low_light(3)
+    path = tmp_path / "low.tif"
+    tifffile.imwrite(path, noisy.astype(np.uint16))
+    library = denoise(noisy.astype(np.uint16), "demo", coverage=0.9, **ONE_PASS)
+    said = []
+    denoise_to_tiff(path, tmp_path / "tiff", "demo", stem="low", coverage=0.9, progress=said.append, **ONE_PASS)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "tiff" / "low_upper.tif"), library.upper)
+    assert said[0].text.startswith("calibrating on the input: ") and said[-1].planes_done == 1
+    denoise_to_zarr(path, tmp_path / "maps.zarr", "demo", coverage=0.9, **ONE_PASS)
+    np.testing.assert_array_equal(np.asarray(read_maps(tmp_path / "maps.zarr")[0]["upper"][...]), library.upper)
+    stored = denoise(noisy.astype(np.uint16), "demo", coverage=0.9, calibrate_on_image=False, **ONE_PASS)
+    denoise_to_tiff(path, tmp_path / "stored", "demo", stem="low", coverage=0.9, calibrate_on_image=False, **ONE_PASS)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "stored" / "low_upper.tif"), stored.upper)
+    with pytest.raises(ValueError, match="a remote cluster's workers cannot read"):
+        denoise_to_zarr(path, tmp_path / "remote.zarr", "demo", coverage=0.9, scheduler="tcp://127.0.0.1:1", **ONE_PASS)
+    assert not (tmp_path / "remote.zarr").exists()

@@ -83,6 +83,17 @@ OWN_PARAMETERS = {
 RUN_ENTRIES = [make_settings, denoise, iter_denoise, plane_run, denoise_to_zarr, denoise_to_tiff]
 
 
+@pytest.mark.parametrize("name", ["denoise_to_zarr", "denoise_to_tiff"])
+def test_the_packages_file_runs_are_the_run_layers_with_where_intervals_are_calibrated(name):
+    """napari_diffdenoise's file runs (core.calibration.on_image) take the run layer's parameters and the two
+    that say where the intervals are calibrated, as its denoise does."""
+    import napari_diffdenoise
+
+    run_layer = list(inspect.signature(globals()[name]).parameters)
+    assert list(inspect.signature(getattr(napari_diffdenoise, name)).parameters) == \
+        [*run_layer[:-1], "calibrate_on_image", "second", run_layer[-1]]
+
+
 @pytest.mark.parametrize("function", RUN_ENTRIES, ids=lambda f: f.__name__)
 def test_the_signatures_list_exactly_the_declared_settings_and_their_own(function):
     """help(), IDEs and inspect show every setting at its default, in the declaration's order,

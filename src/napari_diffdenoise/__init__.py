@@ -6,13 +6,12 @@ The public API is importable without Qt or napari::
 """
 from .core._version import __version__
 from .core.calibration.calibration import calibrate
-from .core.calibration.on_image import denoise
+from .core.calibration.on_image import denoise, denoise_to_tiff, denoise_to_zarr
 from .core.imaging.simulate import NoiseModel
 from .core.io.bioimageio_export import export_bioimageio, import_bioimageio
 from .core.io.checkpoint import list_models, load_model, save_checkpoint
 from .core.io.maps import LayerStyle, register_map
 from .core.model.model import DiffusionModel
-from .core.run.batch import denoise_to_tiff, denoise_to_zarr
 from .core.run.restore import Cancelled, Progress, Restoration
 from .core.run.run_keywords import RunSpec
 from .core.sampling.params import Param

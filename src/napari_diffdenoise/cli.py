@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -283,47 +282,14 @@ def _is_zarr_output(path: str) -> bool:
     return path.rstrip("/\\").lower().endswith(".zarr")
 
 
-def _self_calibrated_model(args, model):
-    """``model`` with a calibration made on the input itself, for these settings: a few evenly spaced planes
-    recorrupted, and with a T axis (or a --second acquisition) also paired with their neighbouring frames
-    (its same planes), the wider interval taken (core.calibration.self_calibration.iter_calibrate_on_data)."""
-    from .core.calibration.self_calibration import acquisitions_differ, iter_calibrate_on_data, said_of_second
-    from .core.io.image_io import open_image
+def _intervals_model(args, keep: contextlib.ExitStack):
+    """The model the run takes: ``args.model`` as given, or calibrated on the input where
+    core.calibration.on_image.calibrates_on_image says so (a bundled model's calibrations were made on other
+    data: core.calibration.on_image.iter_model_for_files, which writes it for --workers), saying which."""
+    from .core.calibration.on_image import calibrates_on_image, iter_model_for_files
+    from .core.calibration.self_calibration import said_of_second
+    from .core.io.checkpoint import load_model
     from .core.run.driving import drive
-    from .core.run.restore import calibration_settings
-
-    second = None if args.second is None else open_image(args.second, args.axes)
-    if args.scheduler is not None:
-        raise ValueError("the intervals are calibrated on the input in this process, which a remote cluster's workers "
-                         "cannot read: calibrate first (the library's calibrate(model, noisy)), save the model and pass "
-                         "its path, or add --stored-calibration")
-    source = open_image(args.input, args.axes)
-    # the run's spec, not its keywords: a keyword seed would be taken as the recorruption's, not the run's
-    spec = calibration_settings(model, spec=_run_from_args(args)[0])
-    print(f"self-calibrating on {args.input}", file=sys.stderr)  # the calibration's source names the planes
-    if source.axes_guessed and "T" not in source.axes:
-        print(f"  (the file does not say what its axes are: read as {source.axes}; a time series is calibrated on "
-              f"its frames too when --axes names T, e.g. --axes {source.axes.replace('Z', 'T', 1)})", file=sys.stderr)
-    if second is not None:
-        print(f"  and against {args.second} (a second acquisition of the same field)", file=sys.stderr)
-    run, _ = drive(iter_calibrate_on_data(model, source.data, source.axes, None if second is None else second.data,
-                                          spec=spec), _progress_printer())
-    model = run.model
-    print(file=sys.stderr)
-    calibration = model.calibrations[0]
-    print(f"calibration: {calibration['source']}", file=sys.stderr)
-    if second is not None:
-        print(f"  {said_of_second(acquisitions_differ(source.data, second.data, source.axes))}", file=sys.stderr)
-    return model
-
-
-def _intervals_model(args, stack: contextlib.ExitStack):
-    """The model the run takes (``args.model`` as given, or calibrated on the input where
-    core.calibration.on_image.calibrates_on_image says so: a bundled model's calibrations were made on
-    other data), as a DiffusionModel, or as a path for --workers, whose processes load it from a
-    checkpoint written for the run and removed after it."""
-    from .core.calibration.on_image import calibrates_on_image
-    from .core.io.checkpoint import load_model, save_checkpoint
     from .core.run.methods import find_method
 
     if args.coverage is None:
@@ -335,18 +301,26 @@ def _intervals_model(args, stack: contextlib.ExitStack):
     if find_method(args.model) is not None:
         return args.model
     model = load_model(args.model)
-    if not calibrates_on_image(model, _run_from_args(args)[0].settings(), args.calibrate_on_image):
+    settings = _run_from_args(args)[0].settings()
+    if not calibrates_on_image(model, settings, args.calibrate_on_image):
         if args.second is not None:
             raise ValueError("--second is what the intervals are calibrated against on the image: leave out "
                              "--stored-calibration")
         print(f"intervals from the model's calibration: {_stored_source(model, args)}", file=sys.stderr)
         return args.model
-    model = _self_calibrated_model(args, model)
-    if args.workers is None:
-        return model
-    path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="diffdenoise-"))) / "calibrated.safetensors"
-    save_checkpoint(model, path)
-    return str(path)
+    print(f"self-calibrating on {args.input}" + (f" and against {args.second} (a second acquisition of the same field)"
+                                                  if args.second is not None else ""), file=sys.stderr)
+    made, _ = drive(iter_model_for_files(model, args.input, settings, axes=args.axes, calibrate_on_image=True,
+                                         second=args.second, workers=args.workers, scheduler=args.scheduler, keep=keep),
+                    _progress_printer())
+    print(file=sys.stderr)
+    print(f"calibration: {made.source}", file=sys.stderr)  # the calibration's source names the planes
+    if made.axes_guessed and "T" not in made.axes:
+        print(f"  (the file does not say what its axes are: read as {made.axes}; a time series is calibrated on "
+              f"its frames too when --axes names T, e.g. --axes {made.axes.replace('Z', 'T', 1)})", file=sys.stderr)
+    if made.second_differs is not None:
+        print(f"  {said_of_second(made.second_differs)}", file=sys.stderr)
+    return made.model
 
 
 def _stored_source(model, args) -> str:
@@ -358,9 +332,9 @@ def _stored_source(model, args) -> str:
 def cmd_denoise(args) -> int:
     """Any image open_image reads in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
     optionally on a dask.distributed cluster). Intervals (--coverage) are calibrated on the input unless the model
-    holds a calibration of the user's own for the run's settings (core.calibration.on_image)."""
-    with contextlib.ExitStack() as stack:
-        args.model = _intervals_model(args, stack)
+    holds a calibration of the user's own (core.calibration.on_image)."""
+    with contextlib.ExitStack() as keep:
+        args.model = _intervals_model(args, keep)
         return _denoise_files(args)
 
 

@@ -12,12 +12,19 @@ One rule for the library's ``denoise``, the CLI and the Denoise widget's *Calibr
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ..imaging.axes import infer_axes
 from ..io.checkpoint import load_model
+from ..run.batch import denoise_to_tiff as batch_denoise_to_tiff
+from ..run.batch import denoise_to_zarr as batch_denoise_to_zarr
 from ..run.conformal import Calibration
 from ..run.driving import drive
 from ..run.methods import find_method
@@ -52,6 +59,12 @@ def calibrates_on_image(model, settings: dict, calibrate_on_image: bool | None =
     return not holds_own_calibration(model)
 
 
+def _calibration_spec(model, settings: dict) -> RunSpec:
+    """The run's settings as a calibration restores with them, as a RunSpec: given as keywords, the run's
+    seed would be taken for the recorruption's (core.calibration.self_calibration.iter_self_calibrate)."""
+    return calibration_settings(model, spec=RunSpec(**{k: v for k, v in settings.items() if k != "coverage"}))
+
+
 def iter_denoise(image, model, settings: dict, axes: str | None = None, on_tile=None,
                  calibrate_on_image: bool | None = None, second=None):
     """:func:`denoise` as a generator (yields Progress; returns a Restoration) for run keywords ``settings``:
@@ -70,7 +83,7 @@ def iter_denoise(image, model, settings: dict, axes: str | None = None, on_tile=
         started = time.perf_counter()
         axes_read = axes or infer_axes(np.ndim(image))
         model = (yield from iter_calibrate_on_data(model, image, axes_read, second,
-                                                   **calibration_settings(model, settings))).model
+                                                   spec=_calibration_spec(model, settings))).model
         differ = None if second is None else acquisitions_differ(image, second, axes_read)
         calibrating = time.perf_counter() - started
     result = yield from restore_iter_denoise(image, model, axes=axes, on_tile=on_tile, **settings)
@@ -122,3 +135,109 @@ denoise.__doc__ = restore_denoise.__doc__.replace(
         ``image``'s), also calibrated against where the intervals are calibrated on the image: the
         wider interval at each level.
     progress: called with""", 1)
+
+
+@dataclasses.dataclass
+class FilesCalibration:
+    """What calibrating on an input file made: the model the planes are restored with (a checkpoint's path
+    for a local cluster's workers), the calibration, the axes the input was read with and whether they were
+    guessed, and the share of the calibrated pixels where ``second`` differs beyond noise (None without)."""
+
+    model: object
+    source: str
+    axes: str
+    axes_guessed: bool
+    second_differs: float | None
+
+
+def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None = None,
+                         calibrate_on_image: bool | None = None, second=None, workers: int | None = None,
+                         scheduler: str | None = None, keep: contextlib.ExitStack | None = None):
+    """What the file runs (:func:`denoise_to_zarr`, :func:`denoise_to_tiff`, the CLI) restore an input with:
+    ``model`` as given, or — where :func:`calibrates_on_image` says so — calibrated on up to four planes of the
+    image at ``input_path`` (and against the image at ``second``, a path) in this process first. A generator
+    (yields Progress); returns a FilesCalibration, or None where nothing was calibrated. A local cluster's
+    workers (``workers``) load the calibrated model from a checkpoint written into a temporary folder that
+    ``keep`` removes when it closes; a remote one (``scheduler``) cannot read it, and is refused."""
+    from ..io.image_io import open_image
+
+    if settings.get("coverage") is None and (calibrate_on_image or second is not None):
+        raise ValueError(("second is an acquisition the intervals are calibrated against" if second is not None else
+                          "calibrate_on_image calibrates intervals") + ": give coverage too (e.g. 0.9)")
+    loaded = load_model(model) if isinstance(model, (str, os.PathLike)) and find_method(str(model)) is None else model
+    if not calibrates_on_image(loaded, settings, calibrate_on_image):
+        if second is not None:
+            raise ValueError("second is what the intervals are calibrated against on the image: leave "
+                             "calibrate_on_image True or None")
+        return None
+    if scheduler is not None:
+        raise ValueError("the intervals are calibrated on the input in this process, which a remote cluster's workers "
+                         "cannot read: calibrate first (calibrate(model, noisy)), save the model and pass its path, or "
+                         "take the stored calibration (calibrate_on_image=False; the CLI's --stored-calibration)")
+    source = open_image(input_path, axes)
+    view = None if second is None else open_image(second, source.axes).data
+    run = yield from iter_calibrate_on_data(loaded, source.data, source.axes, view,
+                                            spec=_calibration_spec(loaded, settings))
+    differs = None if view is None else acquisitions_differ(source.data, view, source.axes)
+    calibrated = run.model
+    if workers is not None:
+        from ..io.checkpoint import save_checkpoint
+
+        if keep is None:
+            raise TypeError("a local cluster's calibrated model is written for the run: give keep (an ExitStack)")
+        folder = keep.enter_context(tempfile.TemporaryDirectory(prefix="diffdenoise-"))
+        calibrated = str(Path(folder) / "calibrated.safetensors")
+        save_checkpoint(run.model, calibrated)
+    return FilesCalibration(calibrated, run.model.calibrations[0]["source"], source.axes, source.axes_guessed, differs)
+
+
+def _files_run(function, input_path, model, spec, axes, progress, calibrate_on_image, second, workers=None,
+               scheduler=None, **rest):
+    """``function`` (a run-layer file run) with the model :func:`iter_model_for_files` gives; the calibration's
+    progress reported as the run's (planes 0 of N, its text saying what is calibrated)."""
+    from ..run.batch import BatchProgress
+
+    given = run_keywords_given(function, model, spec, rest.pop("given"))
+    started = time.perf_counter()
+
+    def calibrating(info) -> None:
+        if progress is not None:
+            progress(BatchProgress(0, 0, 0, 0.0, time.perf_counter() - started, None,
+                                   f"calibrating on the input: {info.where}"))
+
+    with contextlib.ExitStack() as keep:
+        made, _ = drive(iter_model_for_files(model, input_path, given, axes=axes, calibrate_on_image=calibrate_on_image,
+                                             second=second, workers=workers, scheduler=scheduler, keep=keep),
+                        calibrating)
+        cluster = {} if function.__name__ == "denoise_to_tiff" else {"workers": workers, "scheduler": scheduler}
+        result = function(input_path, *rest.pop("where"), model if made is None else made.model, axes=axes,
+                          progress=progress, **cluster, **rest, **given)
+    return result
+
+
+@run_signature(after=("progress", "calibrate_on_image", "second"), rest="method_params")
+def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = None, axes: str | None = None,
+                    overwrite: bool = False, workers: int | None = None, scheduler: str | None = None,
+                    threads: int | None = None, progress=None, calibrate_on_image: bool | None = None, second=None,
+                    **given) -> dict:
+    return _files_run(batch_denoise_to_zarr, input_path, model, spec, axes, progress, calibrate_on_image, second,
+                      workers, scheduler, where=(output_path,), overwrite=overwrite, threads=threads, given=given)
+
+
+@run_signature(after=("progress", "calibrate_on_image", "second"), rest="method_params")
+def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | None = None, axes: str | None = None,
+                    overwrite: bool = False, pixel: dict | None = None, threads: int | None = None, progress=None,
+                    calibrate_on_image: bool | None = None, second=None, **given) -> tuple[dict, list]:
+    return _files_run(batch_denoise_to_tiff, input_path, model, spec, axes, progress, calibrate_on_image, second,
+                      where=(folder,), stem=stem, overwrite=overwrite, pixel=pixel, threads=threads, given=given)
+
+
+_FILES_DOC = """
+    Intervals (``coverage``) are calibrated as :func:`denoise`'s are (core.calibration.on_image): on up to four
+    planes of the input in this process first, unless the model holds a calibration the user made, or as
+    ``calibrate_on_image`` says; ``second``: the path of another acquisition of the same field to calibrate
+    against too. A local cluster (``workers``) loads the calibrated model from a checkpoint written for the
+    run and removed after it; a remote one (``scheduler``) cannot, and is refused: calibrate first, or take the
+    stored calibration."""
+denoise_to_zarr.__doc__ = batch_denoise_to_zarr.__doc__ + _FILES_DOC
+denoise_to_tiff.__doc__ = batch_denoise_to_tiff.__doc__ + _FILES_DOC
