@@ -181,6 +181,15 @@ def test_calibrate_without_a_truth_layer_calibrates_on_the_noisy_ones_residuals(
     assert load_model(tmp_path / "self.safetensors").calibrations[0]["source"].startswith("self-calibrated: residuals against recorrupted pairs")
 
 
+def _two_acquisitions(viewer, seed: int):
+    """Two layers acquiring one field ("take 1", "take 2"), and a third of another shape."""
+    rng = np.random.default_rng(seed)
+    field = rng.uniform(5, 40, (32, 32))
+    takes = [viewer.add_image(rng.poisson(field).astype(np.float32), name=f"take {k}") for k in (1, 2)]
+    viewer.add_image(rng.poisson(field[:16]).astype(np.float32), name="other shape")
+    return takes
+
+
 def test_calibrate_without_a_truth_calibrates_against_a_second_acquisition(make_napari_viewer, qtbot, errors,
                                                                             tiny_checkpoint, tmp_path):
     """As in Denoise: the other layers of the noisy layer's shape are offered while no truth is picked, and the
@@ -188,11 +197,7 @@ def test_calibrate_without_a_truth_calibrates_against_a_second_acquisition(make_
     from napari_diffdenoise._widgets.layers import NO_SECOND
 
     viewer = make_napari_viewer()
-    rng = np.random.default_rng(7)
-    field = rng.uniform(5, 40, (32, 32))
-    take1 = viewer.add_image(rng.poisson(field).astype(np.float32), name="take 1")
-    take2 = viewer.add_image(rng.poisson(field).astype(np.float32), name="take 2")
-    viewer.add_image(rng.poisson(field[:16]).astype(np.float32), name="other shape")
+    take1, take2 = _two_acquisitions(viewer, 7)
     w = CalibrateWidget(viewer)
     REGISTRY.add(tiny_checkpoint)
     w.model.value = str(tiny_checkpoint.resolve())
@@ -222,11 +227,7 @@ def test_denoise_calibrates_against_a_second_acquisition_the_user_points_to(make
     from napari_diffdenoise._widgets.layers import NO_SECOND
 
     viewer = make_napari_viewer()
-    rng = np.random.default_rng(5)
-    field = rng.uniform(5, 40, (32, 32))
-    first = viewer.add_image(rng.poisson(field).astype(np.float32), name="take 1")
-    second = viewer.add_image(rng.poisson(field).astype(np.float32), name="take 2")
-    viewer.add_image(rng.poisson(field[:16]).astype(np.float32), name="other shape")
+    first, second = _two_acquisitions(viewer, 5)
     d = DenoiseWidget(viewer)
     d.model_file.value = tiny_checkpoint
     d.steps.value, d.n_samples.value = 2, 3

@@ -94,6 +94,10 @@ def test_the_packages_file_runs_calibrate_on_the_input_as_denoise_does(tmp_path)
     stored = denoise(noisy.astype(np.uint16), "demo", coverage=0.9, calibrate_on_image=False, **ONE_PASS)
     denoise_to_tiff(path, tmp_path / "stored", "demo", stem="low", coverage=0.9, calibrate_on_image=False, **ONE_PASS)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "stored" / "low_upper.tif"), stored.upper)
+    with pytest.raises(ValueError, match=r"other settings \(interval_factors differ\)"):  # no mix of two widths
+        denoise_to_zarr(path, tmp_path / "maps.zarr", "demo", coverage=0.9, calibrate_on_image=False, **ONE_PASS)
+    again = denoise_to_zarr(path, tmp_path / "maps.zarr", "demo", coverage=0.9, **ONE_PASS)  # the same calibration
+    assert again["planes_resumed"] == 1
     with pytest.raises(ValueError, match="a remote cluster's workers cannot read"):
         denoise_to_zarr(path, tmp_path / "remote.zarr", "demo", coverage=0.9, scheduler="tcp://127.0.0.1:1", **ONE_PASS)
     assert not (tmp_path / "remote.zarr").exists()

@@ -117,6 +117,8 @@ def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodS
         return restore_plane(plane, moved[0], s, number, position, dtype, on_tile)
 
     n_steps = network_steps(model, s)
-    return PlaneRun(map_names(s), model_plane, {"model": model.name, "model_sha256": model.sha256},
-                    {"model_sha256": model.sha256, **fingerprint_settings(settings_record(s))},
+    fingerprint = {"model_sha256": model.sha256, **fingerprint_settings(settings_record(s))}
+    if s.coverage is not None:  # a store resumed under another calibration would hold intervals of two widths
+        fingerprint["interval_factors"] = [s.calibration.factors, s.calibration.channel_factors]
+    return PlaneRun(map_names(s), model_plane, {"model": model.name, "model_sha256": model.sha256}, fingerprint,
                     lambda evaluations, seconds, extra: _metadata(model, s, evaluations, n_steps, seconds, extra), s)
