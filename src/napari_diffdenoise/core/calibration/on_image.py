@@ -6,9 +6,10 @@ docs/benchmarks/real_calibration.md they covered 0.59–0.96 at a nominal 0.9 (u
 over on real frames against their registered truth), where a calibration made on each image itself,
 from residuals against an independent noisy view (core.calibration.self_calibration), came to 0.77–0.99
 with the same mean head and std head. So a run that asks for intervals (``coverage``) calibrates on its
-own image, unless the model holds a calibration of the user's own — made against their truth (split conformal on their pairs: the one route with a guarantee) or on their noisy
-images (``calibrate(model, noisy)``, ``adapt``) — or the caller says which (``calibrate_on_image``).
-One rule for the library's ``denoise``, the CLI and the Denoise widget's *Calibrate on this image*.
+own image, unless the model holds a calibration of the user's own — made against their truth (split
+conformal on their pairs: the one route with a guarantee) or on their noisy images (``calibrate(model,
+noisy)``, ``adapt``) — or the caller says which (``calibrate_on_image``). One rule for the library's
+``denoise`` and file runs, the CLI and the Denoise widget's *Calibrate on this image*.
 """
 from __future__ import annotations
 
@@ -191,13 +192,14 @@ def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None 
     return FilesCalibration(calibrated, run.model.calibrations[0]["source"], source.axes, source.axes_guessed, differs)
 
 
-def _files_run(function, input_path, model, spec, axes, progress, calibrate_on_image, second, workers=None,
-               scheduler=None, **rest):
-    """``function`` (a run-layer file run) with the model :func:`iter_model_for_files` gives; the calibration's
-    progress reported as the run's (planes 0 of N, its text saying what is calibrated)."""
+def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, axes, progress, calibrate_on_image,
+               second, **options):
+    """``function`` (a run-layer file run, given ``outputs`` after the input and ``options`` beside the run's
+    keywords) with the model :func:`iter_model_for_files` gives; the calibration's progress reported as the
+    run's (no plane done yet, its text saying what is calibrated)."""
     from ..run.batch import BatchProgress
 
-    given = run_keywords_given(function, model, spec, rest.pop("given"))
+    given = run_keywords_given(function, model, spec, given)
     started = time.perf_counter()
 
     def calibrating(info) -> None:
@@ -205,14 +207,12 @@ def _files_run(function, input_path, model, spec, axes, progress, calibrate_on_i
             progress(BatchProgress(0, 0, 0, 0.0, time.perf_counter() - started, None,
                                    f"calibrating on the input: {info.where}"))
 
-    with contextlib.ExitStack() as keep:
+    with contextlib.ExitStack() as keep:  # a local cluster's calibrated checkpoint lives until the run ends
         made, _ = drive(iter_model_for_files(model, input_path, given, axes=axes, calibrate_on_image=calibrate_on_image,
-                                             second=second, workers=workers, scheduler=scheduler, keep=keep),
-                        calibrating)
-        cluster = {} if function.__name__ == "denoise_to_tiff" else {"workers": workers, "scheduler": scheduler}
-        result = function(input_path, *rest.pop("where"), model if made is None else made.model, axes=axes,
-                          progress=progress, **cluster, **rest, **given)
-    return result
+                                             second=second, workers=options.get("workers"),
+                                             scheduler=options.get("scheduler"), keep=keep), calibrating)
+        return function(input_path, *outputs, model if made is None else made.model, axes=axes, progress=progress,
+                        **options, **given)
 
 
 @run_signature(after=("progress", "calibrate_on_image", "second"), rest="method_params")
@@ -220,16 +220,17 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
                     overwrite: bool = False, workers: int | None = None, scheduler: str | None = None,
                     threads: int | None = None, progress=None, calibrate_on_image: bool | None = None, second=None,
                     **given) -> dict:
-    return _files_run(batch_denoise_to_zarr, input_path, model, spec, axes, progress, calibrate_on_image, second,
-                      workers, scheduler, where=(output_path,), overwrite=overwrite, threads=threads, given=given)
+    return _files_run(batch_denoise_to_zarr, input_path, (output_path,), model, spec, given, axes, progress,
+                      calibrate_on_image, second, overwrite=overwrite, workers=workers, scheduler=scheduler,
+                      threads=threads)
 
 
 @run_signature(after=("progress", "calibrate_on_image", "second"), rest="method_params")
 def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | None = None, axes: str | None = None,
                     overwrite: bool = False, pixel: dict | None = None, threads: int | None = None, progress=None,
                     calibrate_on_image: bool | None = None, second=None, **given) -> tuple[dict, list]:
-    return _files_run(batch_denoise_to_tiff, input_path, model, spec, axes, progress, calibrate_on_image, second,
-                      where=(folder,), stem=stem, overwrite=overwrite, pixel=pixel, threads=threads, given=given)
+    return _files_run(batch_denoise_to_tiff, input_path, (folder,), model, spec, given, axes, progress,
+                      calibrate_on_image, second, stem=stem, overwrite=overwrite, pixel=pixel, threads=threads)
 
 
 _FILES_DOC = """
