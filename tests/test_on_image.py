@@ -101,3 +101,18 @@ def test_the_packages_file_runs_calibrate_on_the_input_as_denoise_does(tmp_path)
     with pytest.raises(ValueError, match="a remote cluster's workers cannot read"):
         denoise_to_zarr(path, tmp_path / "remote.zarr", "demo", coverage=0.9, scheduler="tcp://127.0.0.1:1", **ONE_PASS)
     assert not (tmp_path / "remote.zarr").exists()
+
+
+def test_a_deconvolution_takes_its_stored_calibration_where_there_is_one():
+    """Residuals against the blurred image count the blur as error: a deconvolving run takes the stored
+    calibration for its settings where the model has one (widefield's, made on blurred pairs), and calibrates on
+    the image only without one; a guided run keeps the stored one (a calibration leaves guidance out)."""
+    widefield = load_model("widefield")
+    psf = np.ones((3, 3)) / 9
+    assert not calibrates_on_image(widefield, {"coverage": 0.9, "psf": psf})  # its ddim-dc calibration
+    assert calibrates_on_image(widefield, {"coverage": 0.9, "psf": psf, "steps": 3})  # none for 3 steps
+    assert not calibrates_on_image(load_model("demo"), {"coverage": 0.9, "psf": psf, "sampler": "ddim-dc"})  # std head's
+    assert calibrates_on_image(load_model("demo"), {"coverage": 0.9, "psf": psf, "sampler": "ddim-dc", "std": "samples",
+                                                    "mean": "samples"})
+    assert not calibrates_on_image(load_model("demo"), {"coverage": 0.9, "guidance": "dc", "psf": psf})
+    assert calibrates_on_image(widefield, {"coverage": 0.9, "psf": psf}, True)

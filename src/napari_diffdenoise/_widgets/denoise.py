@@ -501,9 +501,11 @@ class DenoiseWidget(WorkerControls, Container):
         self.sampler.value = model.default_sampler  # one rule with the library's
         # a calibration the user made (on their truth or their images) is kept; a bundled model's were made on
         # other data (core.calibration.on_image: the library's and the CLI's rule too)
-        from ..core.calibration.on_image import holds_own_calibration
+        from ..core.calibration.on_image import deconvolves, holds_own_calibration
 
-        self.self_calibrate.value = not holds_own_calibration(model)
+        # a deconvolving model's stored calibration was made on blurred pairs: one on the image counts the blur
+        # as error (core.calibration.on_image.deconvolves)
+        self.self_calibrate.value = not (holds_own_calibration(model) or deconvolves(model, {}))
         if model.task == "deconvolve":
             self._prefill_psf()
         self._on_sampler(self.sampler.value)  # the same sampler too: its bounds are the new model's

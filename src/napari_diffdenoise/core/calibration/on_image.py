@@ -34,7 +34,7 @@ from ..run.restore import Cancelled, Restoration
 from ..run.restore import denoise as restore_denoise
 from ..run.restore import iter_denoise as restore_iter_denoise
 from ..run.run_keywords import RunSpec, run_signature
-from ..run.run_settings import calibration_settings
+from ..run.run_settings import calibration_settings, make_settings
 from .self_calibration import acquisitions_differ, iter_calibrate_on_data
 
 
@@ -46,10 +46,29 @@ def holds_own_calibration(model) -> bool:
     return any(not Calibration.from_dict(c).shipped for c in model.calibrations)
 
 
+def deconvolves(model, settings: dict) -> bool:
+    """Whether the run restores a sharp image from a blurred one (a deconvolving model, or a PSF given): its
+    error is against the sharp image, and residuals against a view of the blurred one count the blur as error
+    too (on the widefield sample a calibration on the image made the 90 % intervals hold the sharp truth in
+    0.957 of pixels, in 4.6× the run's time, where the stored one, made on blurred simulated pairs, held it in
+    0.891): too wide, not too narrow."""
+    return getattr(model, "task", None) == "deconvolve" or settings.get("psf") is not None
+
+
+def _holds_stored(model, settings: dict) -> bool:
+    try:
+        make_settings(model, **settings)  # finds the calibration for these settings, or raises
+    except ValueError:
+        return False
+    return True
+
+
 def calibrates_on_image(model, settings: dict, calibrate_on_image: bool | None = None) -> bool:
     """Whether a run of ``model`` with ``settings`` (run keywords) calibrates its intervals on its image
     first: never without a coverage or for a method; else as ``calibrate_on_image`` says, and where it
-    says nothing (None), unless the model holds a calibration of the user's own."""
+    says nothing (None), unless the model holds a calibration of the user's own or the run is guided (a
+    calibration leaves guidance out: the stored one is taken, as before); a run that deconvolves
+    (:func:`deconvolves`) takes the stored calibration for its settings where the model has one."""
     if settings.get("coverage") is None or find_method(model) is not None:
         return False
     if calibrate_on_image is not None:
@@ -57,7 +76,9 @@ def calibrates_on_image(model, settings: dict, calibrate_on_image: bool | None =
             raise TypeError(f"calibrate_on_image must be True, False or None (the model's own calibration where it "
                             f"holds one of yours, else this image); got {calibrate_on_image!r}")
         return calibrate_on_image
-    return not holds_own_calibration(model)
+    if holds_own_calibration(model) or settings.get("guidance") is not None:
+        return False
+    return not (deconvolves(model, settings) and _holds_stored(model, settings))
 
 
 def _calibration_spec(model, settings: dict) -> RunSpec:
