@@ -49,9 +49,8 @@ def holds_own_calibration(model) -> bool:
 def deconvolves(model, settings: dict) -> bool:
     """Whether the run restores a sharp image from a blurred one (a deconvolving model, or a PSF given): its
     error is against the sharp image, and residuals against a view of the blurred one count the blur as error
-    too (on the widefield sample a calibration on the image made the 90 % intervals hold the sharp truth in
-    0.957 of pixels, in 4.6× the run's time, where the stored one, made on blurred simulated pairs, held it in
-    0.891): too wide, not too narrow."""
+    too: intervals too wide, not too narrow, where a deconvolving model's stored calibration was made on
+    blurred pairs with their sharp truth (bench/calibrate_bundled.py)."""
     return getattr(model, "task", None) == "deconvolve" or settings.get("psf") is not None
 
 
