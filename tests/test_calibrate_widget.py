@@ -280,6 +280,7 @@ def test_denoise_keeps_a_calibration_the_user_made(make_napari_viewer, qtbot, er
     d.run()
     qtbot.waitUntil(lambda: "new [upper]" in viewer.layers, timeout=60_000)
     assert viewer.layers["new [upper]"].metadata["napari_diffdenoise"]["calibration_source"] == "user pairs"
+    assert "intervals from the model's calibration (user pairs)" in d.status.value
     d.model_file.value = tmp_path / "residuals.safetensors"
     assert not d.self_calibrate.value
     d.model_file.value = tmp_path / "demo-copy.safetensors"

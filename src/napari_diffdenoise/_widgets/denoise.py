@@ -915,7 +915,9 @@ class DenoiseWidget(WorkerControls, Container):
 
             said.append(said_of_second(result.metadata["second_acquisition_differs"]))
         axes = result.metadata.get("axes", "")
-        calibrated_here = str(result.metadata.get("calibration_source", "")).startswith(("self-calibrated", "each of"))
+        calibrated_here = bool(result.metadata.get("calibrated_on_this_image"))
+        if result.metadata.get("calibrated_on_this_image") is False:  # say whose: the box may have been left off
+            said.append(f"intervals from the model's calibration ({result.metadata['calibration_source'].split(':')[0]})")
         if calibrated_here and len(axes) > 2 and "T" not in axes and not self.axes.value.strip() and \
                 named_axes(layer) is None and _looks_like_a_series(layer):  # as the CLI says of a file naming none
             said.append(f"axes read as {axes} (the layer names none): for a time series type "
