@@ -19,6 +19,7 @@ from . import (
     memory,
     noise_correlation,
     physics,
+    pilot_wiener,
     quality,
     real,
     real_calibration,
@@ -44,7 +45,8 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "calibration_diagnosis": calibration_diagnosis.main, "symmetries": symmetries.main, "rho_ceiling": rho_ceiling.main,
             "series_adapt": series_adapt.main, "noise_correlation": noise_correlation.main,
             "low_frequency": low_frequency.main, "hot_pixels": hot_pixels.main,
-            "channels": channels.main, "camera8": camera8.main}
+            "channels": channels.main, "camera8": camera8.main,
+            "pilot_wiener": pilot_wiener.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

@@ -8,6 +8,7 @@ from scipy import ndimage
 from skimage.restoration import denoise_nl_means, estimate_sigma
 
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
+from napari_diffdenoise.core.imaging.pilot_wiener import anscombe, inverse_anscombe
 
 
 def best_of(candidates, clean, where=None):
@@ -26,19 +27,6 @@ def nlm(noisy, clean):
     sigma = float(estimate_sigma(noisy))
     return best_of((denoise_nl_means(noisy, h=f * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True)
                     for f in (0.6, 0.8, 1.0, 1.3)), clean)
-
-
-def anscombe(x, offset: float, read_noise: float):
-    """Generalised Anscombe transform for Poisson (gain 1) + Gaussian noise (Murtagh et al. 1995):
-    noise of unit variance whatever the signal."""
-    return 2 * np.sqrt(np.maximum(x - offset + 3 / 8 + read_noise**2, 0))
-
-
-def inverse_anscombe(d, offset: float, read_noise: float):
-    """Closed-form approximation of the exact unbiased inverse (Mäkitalo & Foi 2011, Eq. 9)."""
-    d = np.maximum(d, 0.8)
-    return (d**2 / 4 + np.sqrt(1.5) / (4 * d) - 11 / (8 * d**2) + 5 * np.sqrt(1.5) / (8 * d**3) - 1 / 8
-            - read_noise**2 + offset)
 
 
 def vst_bm3d_candidates(noisy, offset: float, read_noise: float) -> list[np.ndarray]:

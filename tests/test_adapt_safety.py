@@ -134,9 +134,14 @@ def test_a_series_is_judged_by_the_next_frame(headed):
     assert result.decision["criterion"] == "series" and result.decision["held_out_frames"] == [1, 2, 3]
     assert result.model.provenance["adapted"]["decision"]["criterion"] == "series"
     assert "frame t to frames t−1 and t+1 registered onto it" in result.message
+    # the [mean]'s refinement judged on the same held-out frames, and said
+    judged = result.decision["mean_refinement"]
+    assert result.model.mean_refinement == ("pilot-wiener" if judged["refined"] else "none")
+    assert judged["frames"] == 1 and judged["quadrants"] >= 2 and "the [mean] " in result.message
     pair, _ = drive(iter_adapt(headed, stack[:2], steps=5, learning_rate=2e-3, **OPTIONS))
     assert pair.decision["criterion"] == "series" and pair.decision["held_out_frames"] == []  # strips instead
     assert "frame t to frame t+1" in pair.message
+    assert "mean_refinement" not in pair.decision and pair.model.mean_refinement == "none"  # no frame to judge on
 
 
 def test_a_moving_series_is_judged_against_its_neighbours_registered():

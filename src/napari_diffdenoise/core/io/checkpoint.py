@@ -6,7 +6,6 @@ is refused before anything in it is interpreted.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 import os
@@ -209,6 +208,7 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
         provenance=meta.get("provenance", {}),
         calibrations=list(meta.get("calibrations", [])),
         mean_estimator=meta.get("mean_estimator", "samples"),
+        mean_refinement=meta.get("mean_refinement", "none"),
         mean_network=heads["mean"],
         mean_provenance=(meta.get("mean_head") or {}).get("provenance", {}),
         mean_head_gamma=_mean_head_gamma(path, meta),

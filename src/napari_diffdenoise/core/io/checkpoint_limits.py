@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..imaging.normalization import SAMPLE_RANGE
-from ..model.model import MODEL_MEAN_ESTIMATORS
+from ..model.model import MEAN_REFINEMENTS, MODEL_MEAN_ESTIMATORS
 
 # what a checkpoint may ask for before anything is allocated: far beyond any network this package
 # trains (the bundled ones: 32 base channels, 4 levels, T = 200, 512² tiles); two conditions are the
@@ -88,6 +88,9 @@ def value_problems(meta: dict) -> list[str]:
     estimator = meta.get("mean_estimator", "samples")
     if estimator not in MODEL_MEAN_ESTIMATORS:
         problems.append(f"mean_estimator = {estimator!r} (one of {', '.join(MODEL_MEAN_ESTIMATORS)})")
+    refinement = meta.get("mean_refinement", "none")
+    if refinement not in MEAN_REFINEMENTS:
+        problems.append(f"mean_refinement = {refinement!r} (one of {', '.join(MEAN_REFINEMENTS)})")
     for i, entry in enumerate(meta.get("calibrations", [])):
         factors, coverages = entry.get("factors"), entry.get("coverages")
         if not (isinstance(factors, list) and isinstance(coverages, list) and factors

@@ -14,6 +14,8 @@ TASKS = ("denoise", "deconvolve")
 # the estimates of the [mean] a model may declare (DiffusionModel.mean_estimator); a run also takes
 # "auto", which resolves to the model's (core.run.run_spec.MEAN_ESTIMATORS)
 MODEL_MEAN_ESTIMATORS = ("head", "x0", "samples")
+# what may refine a mean head's [mean] (DiffusionModel.mean_refinement)
+MEAN_REFINEMENTS = ("none", "pilot-wiener")
 MEAN_HEAD_GAMMA = 0.5  # a blind head's noise-level input: any constant; its embedding acts as a learnt bias
 PREDICTIONS = ("eps", "v")
 
@@ -47,6 +49,9 @@ class DiffusionModel:
     # the mean head's γ input: a constant (a blind head) or NOISE_GAMMA (each input's own noise level,
     # network.noise_gamma: one head across a 2500× photon range, docs/training.md 'Bright camera frames')
     mean_head_gamma: float | str = MEAN_HEAD_GAMMA
+    # what refines the mean head's [mean] once it is made (MEAN_REFINEMENTS): "pilot-wiener" where adapting showed
+    # it better on the user's own series (core.imaging.pilot_wiener, core.training.adapt_criteria.refinement_judge)
+    mean_refinement: str = "none"
     # a one-step network for the mean head's expected squared error (core.model.std_head): a std map in one
     # evaluation; conditioned on the noisy image and the mean head's estimate
     std_network: UNet | None = None
@@ -124,6 +129,8 @@ class DiffusionModel:
             "provenance": self.provenance,
             "calibrations": self.calibrations,
             "mean_estimator": self.mean_estimator,
+            # written only when set: every checkpoint before it, and its file's sha256, stays as it was
+            **({"mean_refinement": self.mean_refinement} if self.mean_refinement != "none" else {}),
             **({"mean_head": {"architecture": {"name": "unet", **self.mean_network.config.to_dict()},
                               "gamma": self.mean_head_gamma, "provenance": self.mean_provenance}}
                if self.mean_network is not None else {}),

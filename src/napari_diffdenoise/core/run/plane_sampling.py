@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..imaging.camera_noise import estimate_noise
 from ..imaging.normalization import IntensityMap
+from ..imaging.pilot_wiener import refine_mean
 from ..imaging.tiling import make_tiles
 from ..io.maps import MAPS, MapContext, sample_maps
 from ..model.model import DiffusionModel
@@ -243,6 +245,8 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
             whole[name][(...,) + block.slices] += value * block.weight
         kept = whole.pop("samples", None) if block is blocks[-1] else None
     mean, clamped = whole.pop("mean"), 0
+    if s.mean_refinement == "pilot-wiener":  # on the whole plane, its blocks and bright boxes blended
+        mean = refine_mean(plane, mean, estimate_noise([plane])).astype(mean.dtype)
     unit = whole.pop("interval_unit", None)
     non_negative = float(plane.min()) >= 0
     if non_negative:  # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal

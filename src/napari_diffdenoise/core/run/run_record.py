@@ -88,6 +88,9 @@ RECORDED = (
     # runs from before it restored hot pixels as data (a blob each): a store made so resumes under "pass", whose
     # planes differ from its own only where a plane holds one
     Recorded("hot_pixels", lambda s: s.hot_pixels, fingerprint=lambda r: r["hot_pixels"] != "pass", before="pass"),
+    # the model's, where adapting chose one (DiffusionModel.mean_refinement): every run before it had none
+    Recorded("mean_refinement", lambda s: s.mean_refinement, fingerprint=lambda r: r["mean_refinement"] != "none",
+             shown=lambda r: r["mean_refinement"] != "none", before="none"),
 )
 # the metadata's own names where they differ from the record's (readers look for these)
 METADATA_NAMES = {"params": "sampler_params"}

@@ -62,6 +62,7 @@ class Settings:
     low_frequencies: str = "data"  # the mean's smooth part (core.run.run_spec.LOW_FREQUENCY_SOURCES)
     symmetries: int = 1  # the heads' one pass averaged over this many symmetries of the square (core.model.symmetries)
     hot_pixels: str = "pass"  # what the mean holds at a hot pixel (core.run.run_spec.HOT_PIXEL_HANDLING)
+    mean_refinement: str = "none"  # what refines the mean once made (:func:`_refinement_rule`)
 
 
 @run_signature()
@@ -96,7 +97,8 @@ def make_settings(model: DiffusionModel, *, spec: RunSpec | None = None, **given
     settings = Settings(info, params, v["n_samples"], v["seed"], dev, tile, overlap, batch_pixels,
                         tuple(percentiles or model.percentiles), mean, psf, v["coverage"], None, v["keep_samples"],
                         block, block_overlap, v["guidance"], float(v["guidance_weight"]), v["entropy"], std,
-                        v["precision"], v["low_frequencies"], symmetries, v["hot_pixels"])
+                        v["precision"], v["low_frequencies"], symmetries, v["hot_pixels"],
+                        _refinement_rule(model, mean, psf, v["guidance"]))
     if v["coverage"] is None:
         return settings
     calibration = find_calibration(model, calibration_key(settings_record(settings)))
@@ -215,6 +217,15 @@ def _mean_rule(model: DiffusionModel, mean: str, n_samples: int) -> str:
         raise ValueError("n_samples must be at least 1, unless the mean is a one-pass estimate (mean='head' or "
                          "'x0'), which needs no samples")
     return mean
+
+
+def _refinement_rule(model: DiffusionModel, mean: str, psf, guidance) -> str:
+    """The model's refinement of the mean (DiffusionModel.mean_refinement), where the run's mean is what it
+    was judged on: the mean head's, restoring a plane as it was recorded (no PSF, no guidance, whose restoration
+    is not the noisy image's to be pulled back to)."""
+    if mean == "head" and psf is None and guidance is None and model.task == "denoise":
+        return model.mean_refinement
+    return "none"
 
 
 def _coverage_rule(coverage: float | None, n_samples: int, std: str) -> None:

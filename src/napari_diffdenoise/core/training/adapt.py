@@ -66,6 +66,7 @@ from .adapt_criteria import (
     criterion_patches,
     criterion_scores,
     held_out_frames,
+    refinement_judge,
     series_pairs,
     shown_better,
 )
@@ -241,6 +242,14 @@ def iter_adapt(
     adapted.mean_network = head.cpu()
     if kept == "adapted":
         adapted.calibrations = []  # the spread around a new mean needs a new calibration
+    if held and not strips_only and adapted.task == "denoise" and adapted.mean_network is not None:
+        judged = refinement_judge(adapted, planes, held, noise, seed)
+        adapted.mean_refinement = "pilot-wiener" if judged["refined"] else "none"
+        if adapted.mean_refinement != model.mean_refinement:
+            adapted.calibrations = []
+        decision["mean_refinement"] = {**judged, "margin_se": KEEP_MARGIN_SE}
+        message += "; " + refinement_message(judged)
+        decision["message"] = message
     adapted.sha256 = ""
     adapted.provenance = {
         **{k: v for k, v in model.provenance.items() if k != "history"},
@@ -306,6 +315,18 @@ def adapt(
         if cancelled:
             raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
     return adapted
+
+
+def refinement_message(judged: dict) -> str:
+    """What :func:`~.adapt_criteria.refinement_judge` decided, with its figures, for the result's message."""
+    if "difference" not in judged:
+        return "the [mean] left unrefined (too few registered pixels in the held-out frames to judge a refinement)"
+    figures = (f"on {judged['quadrants']} quadrants of {judged['frames']} held-out frames, MSE to their registered "
+               f"neighbours {100 * judged['difference']:+.2f} % ± {100 * judged['standard_error']:.2f} %")
+    if judged["refined"]:
+        return f"the [mean] refined by a Wiener filter with itself as the pilot ({figures})"
+    return (f"the [mean] left unrefined ({figures}; a Wiener refinement is kept only when lower by "
+            f"{KEEP_MARGIN_SE:g} standard errors)")
 
 
 def recalibration_axes(noisy, time_series: bool | None = None, axes: str | None = None) -> str | None:
