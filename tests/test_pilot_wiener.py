@@ -57,7 +57,7 @@ def test_a_model_carries_its_refinement_through_a_checkpoint(demo, tmp_path):
 
 
 def test_a_run_refines_the_head_s_mean_as_the_model_says_and_records_it(demo):
-    clean, noisy = bright_scene(size=80)
+    _, noisy = bright_scene(size=80)
     plain = denoise(noisy, demo, seed=0, n_samples=0)
     refined_model = dataclasses.replace(demo, mean_refinement="pilot-wiener")
     run = denoise(noisy, refined_model, seed=0, n_samples=0)
@@ -93,3 +93,38 @@ def test_adapting_on_a_series_refines_only_where_its_frames_show_it_better(monke
     judged = adapt_criteria.refinement_judge(demo, frames, held, CameraNoise(1.0, 0.0))
     assert judged["quadrants"] == 8 and judged["refined"] is refined
     assert (judged["difference"] < 0) is refined
+
+
+def test_the_cli_says_when_the_model_refined_the_mean(demo, tmp_path, capsys):
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    _, noisy = bright_scene(size=64)
+    tifffile.imwrite(tmp_path / "puncta.tif", noisy)
+    save_checkpoint(dataclasses.replace(demo, mean_refinement="pilot-wiener"), tmp_path / "refined.safetensors")
+    for model, says in ((str(tmp_path / "refined.safetensors"), True), ("demo", False)):
+        assert main(["denoise", str(tmp_path / "puncta.tif"), "--out", str(tmp_path / model[-8:]), "--model", model,
+                     "--samples", "0"]) == 0
+        assert ("the [mean] refined by a Wiener filter with itself as the pilot" in capsys.readouterr().err) is says
+
+
+def test_the_denoise_widget_says_when_the_model_refined_the_mean(make_napari_viewer, qtbot, monkeypatch, demo, tmp_path):
+    from napari_diffdenoise._widgets import denoise as denoise_module
+    from napari_diffdenoise._widgets.denoise import DenoiseWidget
+
+    errors = []
+    monkeypatch.setattr(denoise_module, "notify_error", errors.append)
+
+    save_checkpoint(dataclasses.replace(demo, mean_refinement="pilot-wiener"), tmp_path / "refined.safetensors")
+    viewer = make_napari_viewer()
+    d = DenoiseWidget(viewer)
+    d.image.value = viewer.add_image(bright_scene(size=64)[1], name="puncta")
+    d.model_file.value = tmp_path / "refined.safetensors"
+    d.n_samples.value, d.coverage.value = 0, 0.0
+    d.run()
+    qtbot.waitUntil(lambda: "puncta [mean]" in viewer.layers, timeout=60_000)
+    qtbot.waitUntil(lambda: d.status.value.startswith("Done"), timeout=10_000)
+    assert "the [mean] refined by a Wiener filter with itself as the pilot" in d.status.value
+    assert viewer.layers["puncta [mean]"].metadata["napari_diffdenoise"]["mean_refinement"] == "pilot-wiener"
+    assert not errors, errors

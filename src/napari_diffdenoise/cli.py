@@ -349,7 +349,7 @@ def _denoise_files(args) -> int:
         print(file=sys.stderr)
         resumed = f" ({meta['planes_resumed']} done by an earlier run)" if meta["planes_resumed"] else ""
         print(f"wrote {args.out}: {meta['n_planes']} planes{resumed} in {meta['seconds']:.1f} s")
-        _say_hot_pixels(meta)
+        _say_of_the_run(meta)
         return 0
     if args.workers is not None or args.scheduler is not None:
         raise ValueError("--workers and --scheduler write an OME-Zarr store: give --out a path ending in .zarr")
@@ -361,16 +361,20 @@ def _denoise_files(args) -> int:
                                   progress=_batch_printer(), **method_params)
     print(file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in paths))
-    _say_hot_pixels(meta)
+    _say_of_the_run(meta)
     return 0
 
 
-def _say_hot_pixels(meta: dict) -> None:
+def _say_of_the_run(meta: dict) -> None:
+    """What the run's record says of its hot pixels and of its [mean]'s refinement, on stderr."""
     from .core.imaging.hot_pixels import said
+    from .core.imaging.pilot_wiener import said as refinement_said
 
     found = said(meta)
     if found:
         print(found + " (--hot-pixels replace: their neighbours' median)", file=sys.stderr)
+    if refinement_said(meta):
+        print(refinement_said(meta), file=sys.stderr)
 
 
 def cmd_simulate(args) -> int:

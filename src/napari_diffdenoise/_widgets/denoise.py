@@ -29,6 +29,7 @@ from ..core.io.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.run.methods import METHODS, find_method, method_settings
 from ..core.run.restore import Cancelled, calibration_settings, make_settings
 from ..core.imaging.hot_pixels import said as hot_pixels_said
+from ..core.imaging.pilot_wiener import said as refinement_said
 from ..core.run.run_cost import duration
 from ..core.run.run_presets import DEFAULT_PRESET, PRESETS, Preset, preset_samplers
 from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, HOT_PIXELS, KEEP_SAMPLES, LOW_FREQUENCIES, MEAN, N_SAMPLES,
@@ -909,7 +910,7 @@ class DenoiseWidget(WorkerControls, Container):
                 metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"],
                                                  "axis_0": f"sample 1 … {k} of the K = {k} restorations"}})
         self.progress.value = 1000
-        said = [hot_pixels_said(result.metadata)]
+        said = [refinement_said(result.metadata), hot_pixels_said(result.metadata)]
         if "second_acquisition_differs" in result.metadata:
             from ..core.calibration.self_calibration import said_of_second
 

@@ -70,3 +70,11 @@ def refine_mean(noisy: np.ndarray, mean: np.ndarray, camera: CameraNoise) -> np.
 
     pilot = stabilised(np.maximum(mean, 0))
     return inverse_anscombe(dct_wiener(stabilised(noisy), pilot), offset, 0.0) * gain
+
+
+def said(metadata: dict) -> str:
+    """What a run's record says of its [mean]'s refinement ("" for none), as the widget and the CLI show it."""
+    if metadata.get("mean_refinement", "none") == "none":
+        return ""
+    return ("the [mean] refined by a Wiener filter with itself as the pilot: the model's choice, made where "
+            "adapting on a series showed it better")
