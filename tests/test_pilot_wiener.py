@@ -128,3 +128,11 @@ def test_the_denoise_widget_says_when_the_model_refined_the_mean(make_napari_vie
     assert "the [mean] refined by a Wiener filter with itself as the pilot" in d.status.value
     assert viewer.layers["puncta [mean]"].metadata["napari_diffdenoise"]["mean_refinement"] == "pilot-wiener"
     assert not errors, errors
+
+
+def test_an_exported_package_says_its_forward_leaves_the_refinement_out(demo):
+    from napari_diffdenoise.core.io.bioimageio_export import _documentation
+
+    assert "Wiener" not in _documentation(demo)
+    assert "`forward` gives the network's output alone" in _documentation(
+        dataclasses.replace(demo, mean_refinement="pilot-wiener"))

@@ -194,5 +194,12 @@ model attached to this package).
 ## Limits
 
 Trained on simulated low-light images (Poisson–Gaussian camera noise on simulated nuclei, filaments,
-membranes, puncta and rings); on real data, adapt it to your images with napari-diffdenoise first.
+membranes, puncta and rings); on real data, adapt it to your images with napari-diffdenoise first.{_refinement_limit(model)}
 """
+
+
+def _refinement_limit(model: DiffusionModel) -> str:
+    if model.mean_refinement == "none":
+        return ""
+    return ("\nIn napari-diffdenoise this model refines the network's output with a Wiener filter that takes it as "
+            "its pilot (chosen when it was adapted to a time series); `forward` gives the network's output alone.")
