@@ -8,8 +8,8 @@ has smoothed structure the camera resolved, the filter gives back what the noisy
 signal is below the noise it takes the pilot's coefficients down with the noise's, and loses what the network's
 prior held. On real lysosome frames the refinement gained up to +0.6 dB, on the 8-bit time-lapse and every
 held-out image at 3–30 photons it lost (to −3 dB at 3 photons), and which of the two an image is no
-single-image criterion here told; repeated frames of a series did, without a miss
-(docs/benchmarks/pilot_wiener.md). So a model refines only where ``adapt`` showed it better on the user's
+single-image criterion here told; repeated frames of a series did, refining 2 of 13 frame series and none
+it harmed (docs/benchmarks/pilot_wiener.md). So a model refines only where ``adapt`` showed it better on the user's
 series (core.training.adapt_criteria.refinement_judge; DiffusionModel.mean_refinement).
 """
 from __future__ import annotations
