@@ -8,7 +8,7 @@ Scored on bench/real_frames.py's cases: frame 30 of every lysosome series and th
 time-lapse against their registered truth (beside oracle VST + BM3D), and bench/real_prior.py's held-out images
 with simulated noise at 3, 10 and 30 photons. The head: the bundled demo's [mean] (its default run, mean only).
 
-Three truth-free judges of "refined or not", each seeing the noisy data alone:
+Four truth-free judges of "refined or not", each seeing the noisy data alone:
 
 - series: what ``adapt`` decides on the series' frames 0…24 (core.training.adapt_criteria.refinement_judge: the
   frames adapt holds out, each restored and refined, against its neighbours t ± 1 registered onto it, per
@@ -16,6 +16,10 @@ Three truth-free judges of "refined or not", each seeing the noisy data alone:
 - blind spot: the restoration of the image with a stride-2 grid of pixels each replaced by a random one of
   its 4 neighbours (the masking of core.training.adapt_criteria.blind_spot), all four offsets, against the
   noisy pixels; the relative difference per 32² block, refined at KEEP_MARGIN_SE standard errors;
+- neighbours: Neighbor2Neighbor's half-size sub-images of neighbouring pixels (the pairs of
+  core.training.adapt_criteria.neighbour_pairs), each restored and refined as a plane and scored against its
+  neighbour; the relative difference per 16² block (the four pairs averaged), refined at KEEP_MARGIN_SE standard
+  errors;
 - SURE: Stein's unbiased risk estimate in the variance-stabilised domain, the divergence by one Monte-Carlo
   perturbation of the input (Ramani et al. 2008), the pilot recomputed from the perturbed input.
 """
@@ -83,6 +87,24 @@ def blind_spot_judge(noisy, model, camera, seed: int = 0) -> dict:
                     for b in blocks])
 
 
+def neighbours_judge(noisy, model) -> dict:
+    """Neighbor2Neighbor's sub-sampling (core.training.adapt_criteria.neighbour_pairs' pairs: each 2×2 cell's
+    pixels into four half-size images, each restored and refined as a plane and scored against its horizontal and
+    vertical neighbour, both ways round), the four pairs' relative differences averaged per 16² block."""
+    h, w = noisy.shape[0] // 2, noisy.shape[1] // 2
+    cells = np.asarray(noisy, np.float64)[: 2 * h, : 2 * w].reshape(h, 2, w, 2)
+    sub = [cells[:, 0, :, 0], cells[:, 0, :, 1], cells[:, 1, :, 1], cells[:, 1, :, 0]]
+    per_pair = []
+    for a, b in ((0, 1), (1, 0), (0, 3), (3, 0)):
+        source = np.ascontiguousarray(sub[a])
+        out = restorations(source, model, estimate_noise([source]))
+        errors = {k: (v - sub[b]) ** 2 for k, v in out.items()}
+        per_pair.append([(errors["refined"][i:i + 16, j:j + 16].mean() - errors["head"][i:i + 16, j:j + 16].mean())
+                         / errors["head"][i:i + 16, j:j + 16].mean()
+                         for i in range(0, h - 15, 16) for j in range(0, w - 15, 16)])
+    return verdict(np.mean(per_pair, axis=0))
+
+
 def sure_judge(noisy, model, camera, epsilon: float = 0.05, seed: int = 0) -> dict:
     gain, floor = float(camera.gain), float(camera.floor)
 
@@ -117,7 +139,8 @@ def measure(data_root: Path) -> dict:
         record = {"set": which, "frame": label, "bm3d": oracle_bm3d_psnr(noisy, registered),
                   **{k: float(psnr_fitted(v[where], truth)) for k, v in out.items()},
                   "series": series_judge(calibration_frames, model),
-                  "blind_spot": blind_spot_judge(noisy, model, camera), "sure": sure_judge(noisy, model, camera)}
+                  "blind_spot": blind_spot_judge(noisy, model, camera),
+                  "neighbours": neighbours_judge(noisy, model), "sure": sure_judge(noisy, model, camera)}
         frames.append(record)
         print(label, {k: record[k] for k in ("head", "refined", "bm3d")}, flush=True)
     for image, photons, noisy, clean in held_out_acquisitions(data_root):
@@ -125,7 +148,8 @@ def measure(data_root: Path) -> dict:
         camera = estimate_noise([noisy])
         out = restorations(noisy, model, camera)
         record = {"image": image, "photons": photons, **{k: float(psnr_fitted(v, clean)) for k, v in out.items()},
-                  "blind_spot": blind_spot_judge(noisy, model, camera), "sure": sure_judge(noisy, model, camera)}
+                  "blind_spot": blind_spot_judge(noisy, model, camera),
+                  "neighbours": neighbours_judge(noisy, model), "sure": sure_judge(noisy, model, camera)}
         low_light.append(record)
         print(image, photons, {k: record[k] for k in ("head", "refined")}, flush=True)
     return {"frames": frames, "low_light": low_light}
@@ -149,10 +173,11 @@ def _outcome(records, judge: str) -> str:
 def render(data: dict, seconds: float) -> str:
     frames, low = data["frames"], data["low_light"]
     frame_rows = [[r["set"], r["frame"], r["bm3d"], r["head"] - r["bm3d"], r["refined"] - r["bm3d"],
-                   r["refined"] - r["head"], _judged(r["series"]), _judged(r["blind_spot"]), r["sure"]["pick"]]
+                   r["refined"] - r["head"], _judged(r["series"]), _judged(r["blind_spot"]),
+                   _judged(r["neighbours"]), r["sure"]["pick"]]
                   for r in frames]
     low_rows = [[r["image"], f"{r['photons']:g}", r["head"], r["refined"], r["refined"] - r["head"],
-                 _judged(r["blind_spot"]), r["sure"]["pick"]] for r in low]
+                 _judged(r["blind_spot"]), _judged(r["neighbours"]), r["sure"]["pick"]] for r in low]
     gain = np.array([r["refined"] - r["head"] for r in frames])
     low_gain = np.array([r["refined"] - r["head"] for r in low])
     lines = [
@@ -164,6 +189,8 @@ def render(data: dict, seconds: float) -> str:
         f"{low_gain.max():+.2f}), better on {int((low_gain > 0).sum())} of {len(low_gain)}"),
         f"- **Following the series judge** (frames only): {_outcome(frames, 'series')}",
         f"- **Following the blind spot**: frames {_outcome(frames, 'blind_spot')}; low light {_outcome(low, 'blind_spot')}",
+        (f"- **Following the neighbours**: frames {_outcome(frames, 'neighbours')}; low light "
+        f"{_outcome(low, 'neighbours')}"),
         f"- **Following SURE**: frames {_outcome(frames, 'sure')}; low light {_outcome(low, 'sure')}",
     ]
     return ("The bundled demo's [mean] layer (head) and the same refined by a Wiener filter with it as the pilot "
@@ -172,9 +199,10 @@ def render(data: dict, seconds: float) -> str:
             f"{KEEP_MARGIN_SE:g} standard errors; SURE picks the lower risk.\n\n"
             "## Real camera frames against their registered truth (PSNR in dB)\n\n"
             + markdown_table(["set", "frame", "VST+BM3D* (dB)", "head − BM3D", "refined − BM3D", "refined − head",
-                              "series judge", "blind-spot judge", "SURE"], frame_rows)
+                              "series judge", "blind-spot judge", "neighbours judge", "SURE"], frame_rows)
             + "\n\n## Held-out real images with simulated noise (PSNR in dB)\n\n"
-            + markdown_table(["image", "photons", "head", "refined", "refined − head", "blind-spot judge", "SURE"],
+            + markdown_table(["image", "photons", "head", "refined", "refined − head", "blind-spot judge",
+                              "neighbours judge", "SURE"],
                              low_rows)
             + "\n\n" + "\n".join(lines) + f"\n\nMeasured in {seconds:.0f} s.\n")
 
