@@ -136,3 +136,32 @@ def test_an_exported_package_says_its_forward_leaves_the_refinement_out(demo):
     assert "Wiener" not in _documentation(demo)
     assert "`forward` gives the network's output alone" in _documentation(
         dataclasses.replace(demo, mean_refinement="pilot-wiener"))
+
+
+def test_a_calibration_holds_for_the_refinement_it_was_made_with(demo):
+    """The intervals are centred on the refined mean: a model's calibration made with its refinement serves its
+    runs, and not a run of the same weights left unrefined (refused, as any user calibration is for settings it
+    was not made for, unless calibrated on the image)."""
+    from napari_diffdenoise import calibrate
+
+    _, noisy = bright_scene(size=64)
+    refined = calibrate(dataclasses.replace(demo, mean_refinement="pilot-wiener", calibrations=[]), noisy,
+                        n_samples=0, std="head")
+    run = denoise(noisy, refined, seed=0, n_samples=0, coverage=0.9)
+    assert run.metadata["calibrated_on_this_image"] is False
+    assert run.metadata["calibration_source"] == refined.calibrations[0]["source"]
+    unrefined = dataclasses.replace(refined, mean_refinement="none")
+    with pytest.raises(ValueError, match="has no calibration for"):
+        denoise(noisy, unrefined, seed=0, n_samples=0, coverage=0.9)
+    assert denoise(noisy, unrefined, seed=0, n_samples=0, coverage=0.9,
+                   calibrate_on_image=True).metadata["calibrated_on_this_image"] is True
+
+
+def test_a_camera_fit_without_photon_noise_is_refined_by_scaling_and_one_without_noise_not_at_all():
+    """A fit's gain can be 0 (no level dependence found): the Anscombe transform would divide by it."""
+    clean, _ = bright_scene(size=48)
+    noisy = clean + 5.0 * np.random.default_rng(3).standard_normal(clean.shape)
+    smoothed = ndimage.gaussian_filter(clean, 1.5)
+    refined = refine_mean(noisy, smoothed, CameraNoise(0.0, 25.0))
+    assert np.mean((refined - clean) ** 2) < np.mean((smoothed - clean) ** 2)
+    assert np.array_equal(refine_mean(noisy, smoothed, CameraNoise(0.0, 0.0)), smoothed)

@@ -61,9 +61,16 @@ def dct_wiener(d: np.ndarray, pilot: np.ndarray) -> np.ndarray:
 
 def refine_mean(noisy: np.ndarray, mean: np.ndarray, camera: CameraNoise) -> np.ndarray:
     """``mean`` (a restoration of the plane ``noisy``, image units) refined by :func:`dct_wiener` in the
-    stabilised domain of ``camera`` (var = gain · y + floor), back in image units (float64)."""
-    gain = float(camera.gain)
-    offset = -float(camera.floor) / gain**2
+    stabilised domain of ``camera`` (var = gain · y + floor), back in image units (float64). A fit with no
+    signal-dependent part (gain ≤ 0: Gaussian noise of variance floor) is stabilised by scaling alone; one with
+    no noise at all leaves nothing to weigh the pixels against, and ``mean`` is returned as it is."""
+    gain, floor = float(camera.gain), float(camera.floor)
+    if gain <= 0:
+        if floor <= 0:
+            return np.asarray(mean, np.float64)
+        sd = np.sqrt(floor)
+        return dct_wiener(np.asarray(noisy, np.float64) / sd, np.asarray(mean, np.float64) / sd) * sd
+    offset = -floor / gain**2
 
     def stabilised(y):
         return anscombe(np.asarray(y, np.float64) / gain, offset, 0.0)
