@@ -11,7 +11,8 @@ recalibrate=False)``, then the adapted model calibrated both ways on the same fr
 of frames t ± 1, its own noise accounted for), the width against the oracle λ's. The adaptation's
 budget is wall clock on this shared CPU, so which head it keeps can change between runs. Beside them, whether
 adapting refined the [mean] (core.training.adapt_criteria.refinement_judge) and the adapted [mean]'s PSNR against
-the registered truth, less the bundled model's.
+the registered truth, less the bundled model's and less oracle VST + BM3D's (its strength chosen against that
+truth, as bench/real_frames.py does).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from .real_calibration import (
     oracle_factor,
     timelapse_cases,
 )
+from .real_frames import oracle_bm3d_psnr
 
 # (column name, iter_recalibrate's time_series): None lets adapt's own test find the series
 ROUTES = {"series (frames too, the wider)": None, "recorrupted pairs alone": False}
@@ -55,8 +57,11 @@ def within(covered: list[float]) -> bool:
 def _gains(records) -> str:
     gains = np.array([r["psnr_gain_registered"] for r in records])
     refined = sum(r["mean_refinement"] != "none" for r in records)
+    over = np.array([r["psnr_over_oracle_bm3d"] for r in records])
     return (f"{gains.mean():+.2f} dB on average ({gains.min():+.2f} … {gains.max():+.2f}), below it on "
-            f"{int((gains < 0).sum())} of {len(gains)}; the [mean] refined on {refined}")
+            f"{int((gains < 0).sum())} of {len(gains)}; the [mean] refined on {refined}; against oracle VST + BM3D "
+            f"{over.mean():+.2f} dB on average ({over.min():+.2f} … {over.max():+.2f}), at or above it on "
+            f"{int((over >= 0).sum())} of {len(over)}")
 
 
 def main(argv=None):
@@ -90,11 +95,13 @@ def main(argv=None):
         where = registered.consistent
         reg_err, reg_unit, reg_tau2 = np.abs(registered.truth - result.mean)[where], unit[where], registered.tau2[where]
         bundled_mean = denoise(frame, model, n_samples=0).mean
-        gain = float(psnr_fitted(result.mean[where], registered.truth[where])
-                     - psnr_fitted(bundled_mean[where], registered.truth[where]))
+        adapted_psnr = float(psnr_fitted(result.mean[where], registered.truth[where]))
+        gain = adapted_psnr - float(psnr_fitted(bundled_mean[where], registered.truth[where]))
+        over_bm3d = adapted_psnr - oracle_bm3d_psnr(frame, registered)
         record = {"case": label, "kept": adapted.provenance["adapted"]["kept"], "adapt_s": adapt_seconds, "routes": {},
-                  "mean_refinement": adapted.mean_refinement, "psnr_gain_registered": gain}
-        row = [label, record["kept"], record["mean_refinement"], gain]
+                  "mean_refinement": adapted.mean_refinement, "psnr_gain_registered": gain,
+                  "psnr_over_oracle_bm3d": over_bm3d}
+        row = [label, record["kept"], record["mean_refinement"], gain, over_bm3d]
         for name, time_series in ROUTES.items():
             t0 = time.perf_counter()
             calibrated = drive(iter_recalibrate(adapted, frames, 0, time_series))[0]
@@ -110,7 +117,7 @@ def main(argv=None):
         rows.append(row)
         print(label, {n: [round(c, 3) for c in r["coverage"]] for n, r in record["routes"].items()}, flush=True)
 
-    header = ["case", "head kept", "[mean] refinement", "PSNR − bundled's (dB, registered truth)"]
+    header = ["case", "head kept", "[mean] refinement", "PSNR − bundled's (dB, registered truth)", "− oracle BM3D's"]
     for name in ROUTES:
         header += [f"{name}: coverage @{' / '.join(f'{c:g}' for c in LEVELS)}", "against the registered truth",
                    "width / oracle @0.9", "s"]
