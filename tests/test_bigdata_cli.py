@@ -13,6 +13,7 @@ import zarr
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.cli import main
+from napari_diffdenoise.core.calibration.on_image import denoise_to_zarr as library_denoise_to_zarr
 from napari_diffdenoise.core.io.map_store import read_maps
 from napari_diffdenoise.core.run.batch import denoise_to_zarr
 
@@ -99,6 +100,11 @@ def test_a_two_worker_local_cluster_is_bit_identical_to_one_process(tmp_path, ti
     for name in ("mean", "std", "entropy", "lower", "upper"):
         np.testing.assert_array_equal(np.asarray(maps[name][...]), getattr(expected, name))
     assert not list(scratch.glob("diffdenoise-*"))
+    # recorded under the model it was given, not the checkpoint written for the run (whose file holds the
+    # calibration's date): the store resumes in this process, whole, as it would on another day
+    assert read_maps(out)[1]["metadata"]["model_sha256"] == expected.metadata["model_sha256"]
+    again = library_denoise_to_zarr(tmp_path / "in.ome.zarr", out, str(tiny_checkpoint), coverage=0.9, **SETTINGS)
+    assert again["planes_resumed"] == again["n_planes"]
 
 
 def test_a_half_written_plane_is_recomputed_and_finished_planes_are_not(tmp_path, tiny_checkpoint, tczyx,

@@ -29,7 +29,7 @@ from ..run.batch import denoise_to_zarr as batch_denoise_to_zarr
 from ..run.conformal import Calibration
 from ..run.driving import drive
 from ..run.methods import find_method
-from ..run.plane_runs import run_keywords_given
+from ..run.plane_runs import CALIBRATED_COPY_OF, run_keywords_given
 from ..run.restore import Cancelled, Restoration
 from ..run.restore import denoise as restore_denoise
 from ..run.restore import iter_denoise as restore_iter_denoise
@@ -208,7 +208,10 @@ def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None 
             raise TypeError("a local cluster's calibrated model is written for the run: give keep (an ExitStack)")
         folder = keep.enter_context(tempfile.TemporaryDirectory(prefix="diffdenoise-"))
         calibrated = str(Path(folder) / "calibrated.safetensors")
-        save_checkpoint(run.model, calibrated)
+        # the file's own hash holds the calibration's date: the run is recorded, and its store resumed, under the
+        # source model's (as this process's calibrated copy keeps it), the calibration by its factors
+        save_checkpoint(dataclasses.replace(run.model, provenance={**run.model.provenance,
+                                                                   CALIBRATED_COPY_OF: run.model.sha256}), calibrated)
     return FilesCalibration(calibrated, run.model.calibrations[0]["source"], source.axes, source.axes_guessed, differs)
 
 

@@ -19,11 +19,22 @@ from .run_keywords import RunSpec, run_signature, settings_given, split_run_sett
 from .run_record import fingerprint_settings, metadata_settings, settings_record
 from .run_settings import Settings, make_settings
 
+# the provenance key of a checkpoint written for one run (core.calibration.on_image, for a local cluster's workers):
+# the sha256 of the model it copies, calibrated on the run's input
+CALIBRATED_COPY_OF = "calibrated_copy_of"
+
+
+def model_identity(model: DiffusionModel) -> str:
+    """The sha256 a run records and resumes its store under: its checkpoint's, or for a copy calibrated for the
+    run, the source's (the copy's file holds its calibration's date, and the calibration is fingerprinted by its
+    factors), as a copy calibrated in this process keeps it."""
+    return model.provenance.get(CALIBRATED_COPY_OF) or model.sha256
+
 
 def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int, seconds: float, extra: dict) -> dict:
     return {
         "model": model.name,
-        "model_sha256": model.sha256,
+        "model_sha256": model_identity(model),
         "model_kind": model.kind,
         **s.params,  # each sampler parameter on its own too, as the metadata has always had them
         **metadata_settings(settings_record(s)),
@@ -117,8 +128,8 @@ def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodS
         return restore_plane(plane, moved[0], s, number, position, dtype, on_tile)
 
     n_steps = network_steps(model, s)
-    fingerprint = {"model_sha256": model.sha256, **fingerprint_settings(settings_record(s))}
+    fingerprint = {"model_sha256": model_identity(model), **fingerprint_settings(settings_record(s))}
     if s.coverage is not None:  # a store resumed under another calibration would hold intervals of two widths
         fingerprint["interval_factors"] = [s.calibration.factors, s.calibration.channel_factors]
-    return PlaneRun(map_names(s), model_plane, {"model": model.name, "model_sha256": model.sha256}, fingerprint,
+    return PlaneRun(map_names(s), model_plane, {"model": model.name, "model_sha256": model_identity(model)}, fingerprint,
                     lambda evaluations, seconds, extra: _metadata(model, s, evaluations, n_steps, seconds, extra), s)
