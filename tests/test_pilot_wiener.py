@@ -165,3 +165,16 @@ def test_a_camera_fit_without_photon_noise_is_refined_by_scaling_and_one_without
     refined = refine_mean(noisy, smoothed, CameraNoise(0.0, 25.0))
     assert np.mean((refined - clean) ** 2) < np.mean((smoothed - clean) ** 2)
     assert np.array_equal(refine_mean(noisy, smoothed, CameraNoise(0.0, 0.0)), smoothed)
+
+
+def test_the_filter_in_strips_of_windows_is_the_filter_on_all_windows_at_once(monkeypatch):
+    """A 4096² plane's windows at once would take GBs per array: they go in strips, with the same result."""
+    from napari_diffdenoise.core.imaging import pilot_wiener
+
+    rng = np.random.default_rng(5)
+    d = rng.normal(size=(75, 61))
+    pilot = d * rng.uniform(0, 3, d.shape)
+    monkeypatch.setattr(pilot_wiener, "WINDOW_ROWS", 10**6)
+    whole = dct_wiener(d, pilot)
+    monkeypatch.setattr(pilot_wiener, "WINDOW_ROWS", 3)
+    np.testing.assert_allclose(dct_wiener(d, pilot), whole, rtol=0, atol=1e-12)

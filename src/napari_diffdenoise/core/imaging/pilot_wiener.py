@@ -21,6 +21,7 @@ from scipy.fft import dctn, idctn
 from .camera_noise import CameraNoise
 
 BLOCK, STRIDE = 8, 2  # px: the windows' side and the step between them
+WINDOW_ROWS = 64  # rows of windows filtered at once: ~70 MB per array on a 4096-px-wide plane
 
 
 def anscombe(x, offset: float, read_noise: float):
@@ -38,24 +39,29 @@ def inverse_anscombe(d, offset: float, read_noise: float):
 
 def dct_wiener(d: np.ndarray, pilot: np.ndarray) -> np.ndarray:
     """``d`` (noise of unit variance) Wiener-filtered window by window with ``pilot``'s DCT coefficients as
-    the signal's: gains pilot² / (pilot² + 1), the windows averaged with weights 1 / Σ gain²."""
+    the signal's: gains pilot² / (pilot² + 1), the windows averaged with weights 1 / Σ gain². Windows are taken
+    WINDOW_ROWS rows of them at a time: all of a 4096² plane's at once would hold 4 · 10⁶ × 64 coefficients
+    (2 GB) per array."""
     pad = BLOCK - 1
     dp, pp = np.pad(d, pad, mode="reflect"), np.pad(pilot, pad, mode="reflect")
-    windows = sliding_window_view(dp, (BLOCK, BLOCK))[::STRIDE, ::STRIDE]
-    ny, nx = windows.shape[:2]
-    coefficients = dctn(windows.reshape(-1, BLOCK, BLOCK), axes=(1, 2), norm="ortho")
-    pilot_coefficients = dctn(sliding_window_view(pp, (BLOCK, BLOCK))[::STRIDE, ::STRIDE].reshape(-1, BLOCK, BLOCK),
-                              axes=(1, 2), norm="ortho")
-    gains = pilot_coefficients**2 / (pilot_coefficients**2 + 1.0)
-    weights = 1.0 / np.maximum((gains**2).sum(axis=(1, 2)), 1e-3)
-    blocks = (idctn(gains * coefficients, axes=(1, 2), norm="ortho") * weights[:, None, None]).reshape(
-        ny, nx, BLOCK, BLOCK)
-    weights = weights.reshape(ny, nx)
+    all_windows = sliding_window_view(dp, (BLOCK, BLOCK))[::STRIDE, ::STRIDE]
+    all_pilots = sliding_window_view(pp, (BLOCK, BLOCK))[::STRIDE, ::STRIDE]
     total, norm = np.zeros_like(dp), np.zeros_like(dp)
-    for i in range(BLOCK):
-        for j in range(BLOCK):
-            total[i:i + ny * STRIDE:STRIDE, j:j + nx * STRIDE:STRIDE] += blocks[:, :, i, j]
-            norm[i:i + ny * STRIDE:STRIDE, j:j + nx * STRIDE:STRIDE] += weights
+    for first in range(0, all_windows.shape[0], WINDOW_ROWS):
+        windows, pilots = all_windows[first:first + WINDOW_ROWS], all_pilots[first:first + WINDOW_ROWS]
+        ny, nx = windows.shape[:2]
+        coefficients = dctn(windows.reshape(-1, BLOCK, BLOCK), axes=(1, 2), norm="ortho")
+        pilot_coefficients = dctn(pilots.reshape(-1, BLOCK, BLOCK), axes=(1, 2), norm="ortho")
+        gains = pilot_coefficients**2 / (pilot_coefficients**2 + 1.0)
+        weights = 1.0 / np.maximum((gains**2).sum(axis=(1, 2)), 1e-3)
+        blocks = (idctn(gains * coefficients, axes=(1, 2), norm="ortho") * weights[:, None, None]).reshape(
+            ny, nx, BLOCK, BLOCK)
+        weights = weights.reshape(ny, nx)
+        y0 = first * STRIDE
+        for i in range(BLOCK):
+            for j in range(BLOCK):
+                total[y0 + i:y0 + i + ny * STRIDE:STRIDE, j:j + nx * STRIDE:STRIDE] += blocks[:, :, i, j]
+                norm[y0 + i:y0 + i + ny * STRIDE:STRIDE, j:j + nx * STRIDE:STRIDE] += weights
     return (total / norm)[pad:-pad, pad:-pad]
 
 
