@@ -178,3 +178,13 @@ def test_the_filter_in_strips_of_windows_is_the_filter_on_all_windows_at_once(mo
     whole = dct_wiener(d, pilot)
     monkeypatch.setattr(pilot_wiener, "WINDOW_ROWS", 3)
     np.testing.assert_allclose(dct_wiener(d, pilot), whole, rtol=0, atol=1e-12)
+
+
+def test_a_refined_run_s_time_here_is_timed_apart_from_an_unrefined_one(demo):
+    """What a run spends outside its network calls is timed per what it computes: the refinement is part of it."""
+    from napari_diffdenoise.core.run import run_cost
+    from napari_diffdenoise.core.run.restore import make_settings
+
+    refined = dataclasses.replace(demo, mean_refinement="pilot-wiener")
+    keys = [run_cost.overhead_key(m, make_settings(m, n_samples=0, device="cpu")) for m in (demo, refined)]
+    assert keys[0] != keys[1] and keys[0][:5] == keys[1][:5]  # same network timings, another overhead

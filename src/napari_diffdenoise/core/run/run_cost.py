@@ -71,10 +71,11 @@ def _rate_key(model: DiffusionModel, settings: Settings, network: str) -> tuple:
 
 def overhead_key(model: DiffusionModel, settings: Settings) -> tuple:
     # not the sampler nor its steps: what is spent outside the network calls follows the samples, not the steps
-    # the symmetries too: each turns and copies the heads' inputs and outputs outside the network calls
+    # the symmetries too: each turns and copies the heads' inputs and outputs outside the network calls; and the
+    # mean's refinement (a Wiener filter over the plane's windows: 7 s for a 2048² plane here)
     return (*_rate_key(model, settings, ""), settings.n_samples, settings.mean_estimator, settings.std_estimator,
             settings.entropy, settings.low_frequencies, settings.keep_samples, settings.psf is not None,
-            settings.symmetries)
+            settings.symmetries, settings.mean_refinement)
 
 
 def is_timed(model: DiffusionModel, **settings) -> bool:
