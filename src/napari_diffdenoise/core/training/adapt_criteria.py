@@ -277,7 +277,7 @@ def refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, se
                 differences.append((after - before) / before)
     if len(differences) < 2:
         return {"quadrants": len(differences), "refined": False}
-    difference = float(np.mean(differences))
-    se = float(np.std(differences, ddof=1) / np.sqrt(len(differences)))
-    return {"quadrants": len(differences), "frames": len(held), "difference": difference, "standard_error": se,
-            "refined": difference + KEEP_MARGIN_SE * se < 0}
+    figures = {"difference": float(np.mean(differences)),
+               "standard_error": float(np.std(differences, ddof=1) / np.sqrt(len(differences)))}
+    return {"quadrants": len(differences), "frames": len(held), **figures,
+            "refined": shown_better({"series": figures})}
