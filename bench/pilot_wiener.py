@@ -34,7 +34,12 @@ import numpy as np
 from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 from napari_diffdenoise.core.imaging.pilot_wiener import anscombe, refine_mean
-from napari_diffdenoise.core.training.adapt_criteria import KEEP_MARGIN_SE, held_out_frames, refinement_judge
+from napari_diffdenoise.core.training.adapt_criteria import (
+    KEEP_MARGIN_SE,
+    held_out_frames,
+    refinement_judge,
+    shown_better,
+)
 from napari_diffdenoise.core.training.finetune import PATCH_SIZE
 
 from .common import markdown_table, write_report
@@ -55,8 +60,9 @@ def verdict(differences) -> dict:
     """Mean relative difference (refined − head) ± its standard error; "refined" where it is below 0 by
     KEEP_MARGIN_SE standard errors."""
     differences = np.asarray(differences)
-    mean, se = float(differences.mean()), float(differences.std(ddof=1) / np.sqrt(len(differences)))
-    return {"difference": mean, "standard_error": se, "pick": "refined" if mean + KEEP_MARGIN_SE * se < 0 else "head"}
+    figures = {"difference": float(differences.mean()),
+               "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences)))}
+    return {**figures, "pick": "refined" if shown_better({"judge": figures}) else "head"}
 
 
 def series_judge(planes, model) -> dict:
