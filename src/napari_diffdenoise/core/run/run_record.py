@@ -89,9 +89,10 @@ RECORDED = (
     # planes differ from its own only where a plane holds one
     Recorded("hot_pixels", lambda s: s.hot_pixels, fingerprint=lambda r: r["hot_pixels"] != "pass", before="pass"),
     # the model's, where adapting chose one (DiffusionModel.mean_refinement): every run before it had none. The
-    # intervals are centred on the refined mean, so a calibration holds for the refinement it was made with
+    # intervals are centred on the refined mean, so a calibration holds for the refinement it was made with (and the
+    # metadata says it always, as it does every calibration key)
     Recorded("mean_refinement", lambda s: s.mean_refinement, fingerprint=lambda r: r["mean_refinement"] != "none",
-             calibration=True, shown=lambda r: r["mean_refinement"] != "none", before="none"),
+             calibration=True, before="none"),
 )
 # the metadata's own names where they differ from the record's (readers look for these)
 METADATA_NAMES = {"params": "sampler_params"}
