@@ -188,3 +188,10 @@ def test_a_refined_run_s_time_here_is_timed_apart_from_an_unrefined_one(demo):
     refined = dataclasses.replace(demo, mean_refinement="pilot-wiener")
     keys = [run_cost.overhead_key(m, make_settings(m, n_samples=0, device="cpu")) for m in (demo, refined)]
     assert keys[0] != keys[1] and keys[0][:5] == keys[1][:5]  # same network timings, another overhead
+
+
+@pytest.mark.parametrize("shape", [(33, 17), (5, 9), (4, 4)])
+def test_a_plane_of_any_size_is_filtered_without_a_division_by_zero(shape):
+    d = np.random.default_rng(0).normal(size=shape)
+    with np.errstate(all="raise"):
+        assert np.isfinite(dct_wiener(d, 2 * d)).all()

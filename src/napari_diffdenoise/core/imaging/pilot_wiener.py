@@ -62,7 +62,9 @@ def dct_wiener(d: np.ndarray, pilot: np.ndarray) -> np.ndarray:
             for j in range(BLOCK):
                 total[y0 + i:y0 + i + ny * STRIDE:STRIDE, j:j + nx * STRIDE:STRIDE] += blocks[:, :, i, j]
                 norm[y0 + i:y0 + i + ny * STRIDE:STRIDE, j:j + nx * STRIDE:STRIDE] += weights
-    return (total / norm)[pad:-pad, pad:-pad]
+    # every pixel of the plane lies in some window; the padding's far edge may not, and is cut off first
+    inner = (slice(pad, -pad), slice(pad, -pad))
+    return total[inner] / norm[inner]
 
 
 def refine_mean(noisy: np.ndarray, mean: np.ndarray, camera: CameraNoise) -> np.ndarray:
