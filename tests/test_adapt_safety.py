@@ -239,3 +239,33 @@ def test_a_blind_spot_holds_a_neighbour_with_a_pixel_s_own_noise():
     assert 0.9 < masked[mask].var() < 1.1  # white noise of variance 1: a neighbour's variance, not a quarter
     picked = np.argmax(around == masked[mask], axis=0)
     assert set(np.bincount(picked, minlength=4) > 0.2 * len(picked)) == {True}  # all four directions drawn
+
+
+def test_the_refinement_judge_reports_each_frame_and_stops_when_cancelled(headed, monkeypatch):
+    """After its steps, adapting on a series judges the refined [mean] frame by frame: each frame is reported
+    (the widget's and the CLI's progress line), and a cancel between frames stops the judge there."""
+    from napari_diffdenoise.core.run import restore
+
+    _, frame = scene(4)
+    stack = np.stack([frame(k) for k in range(14)])
+    restored = []
+    real_denoise = restore.denoise
+
+    def counted(*args, **kwargs):
+        restored.append(1)
+        return real_denoise(*args, **kwargs)
+
+    monkeypatch.setattr(restore, "denoise", counted)
+    items = []
+    result, cancelled = drive(iter_adapt(headed, stack, steps=3, learning_rate=2e-3, **OPTIONS), items.append)
+    frames = result.decision["mean_refinement"]["frames"]
+    assert not cancelled and frames >= 2 and len(restored) == frames
+    phases = [i.phase for i in items if i.phase]
+    assert phases == [f"judging the refined [mean] on held-out frames: {k} of {frames}" for k in range(1, frames + 1)]
+    first = next(k for k, i in enumerate(items) if i.phase)
+    assert [i.step for i in items[:first]] == [1, 2, 3] and items[-1].message  # after the steps, before the verdict
+
+    restored.clear()
+    result, cancelled = drive(iter_adapt(headed, stack, steps=3, learning_rate=2e-3, **OPTIONS),
+                              cancel=lambda: bool(restored))
+    assert cancelled and result is None and len(restored) == 1  # stopped after the first judged frame

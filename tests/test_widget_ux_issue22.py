@@ -158,6 +158,13 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     w._started = time.monotonic() - 30
     w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 2))
     assert not NEGATIVE_TIME.search(w.status.value) and "then recalibrating" in w.status.value, w.status.value
+    # then the refined [mean]'s judge, frame by frame: said, the bar held where adapting left it, no loss plotted
+    points = len(w.plot.train[0])
+    before = w.progress.value
+    w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 5,
+                                       phase="judging the refined [mean] on held-out frames: 1 of 3"))
+    assert w.status.value.startswith("judging the refined [mean] on held-out frames: 1 of 3"), w.status.value
+    assert w.progress.value == before and len(w.plot.train[0]) == points
 
 
 # --- Train, files and the model list ---------------------------------------------------------------------

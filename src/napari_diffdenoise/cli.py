@@ -444,7 +444,11 @@ def cmd_adapt(args) -> int:
     last = [-1.0]
 
     def show(info):
-        if info.seconds - last[0] >= 1 or info.step == info.total_steps:
+        if info.message:  # the verdict, printed with the file written below
+            return
+        if info.phase:  # after the steps: the refined [mean]'s judge, frame by frame
+            print(f"\n  {info.phase}  {info.seconds:.0f} s", end="", file=sys.stderr, flush=True)
+        elif info.seconds - last[0] >= 1 or info.step == info.total_steps:
             last[0] = info.seconds
             total = f"/{info.total_steps}" if info.total_steps else ""
             val = f"  validation {info.val_loss:.5f}" if info.val_loss is not None else ""

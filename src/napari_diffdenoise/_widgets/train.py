@@ -365,6 +365,9 @@ class TrainWidget(WorkerControls, Container):
             self._adapt_message = info.message
             show_info(f"Adapt: {info.message}")
             return
+        if getattr(info, "phase", None):  # after the steps: the refined [mean]'s judge, frame by frame
+            self._report(budget / (budget + recalibrating), f"{info.phase}; then recalibrating")
+            return
         val = f", validation {info.val_loss:.5f}" if info.val_loss is not None else ""
         # the last step may end past the budget: adapting is then done, not more than done
         self._report(min(info.seconds, budget) / (budget + recalibrating),

@@ -26,3 +26,13 @@ def drive(
                 return None, True
     except StopIteration as stop:
         return stop.value, False
+
+
+def relay(run: Generator[P, None, R], report: Callable[[P], object]) -> Generator[object, None, R]:
+    """``run``'s items passed on as ``report`` makes them, and its return value returned: one generator's
+    progress shown in another's terms (closed with it, so a cancel stops both)."""
+    try:
+        while True:
+            yield report(next(run))
+    except StopIteration as stop:
+        return stop.value

@@ -58,7 +58,7 @@ from ..io.checkpoint import load_model
 from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
 from ..run.bright_pass import without_hot_pixels
-from ..run.driving import drive
+from ..run.driving import drive, relay
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
 from .adapt_criteria import (
     KEEP_MARGIN_SE,
@@ -66,7 +66,7 @@ from .adapt_criteria import (
     criterion_patches,
     criterion_scores,
     held_out_frames,
-    refinement_judge,
+    iter_refinement_judge,
     series_pairs,
     shown_better,
 )
@@ -243,7 +243,10 @@ def iter_adapt(
     if kept == "adapted":
         adapted.calibrations = []  # the spread around a new mean needs a new calibration
     if held and not strips_only and adapted.task == "denoise" and adapted.mean_network is not None:
-        judged = refinement_judge(adapted, planes, held, noise, seed)
+        train_loss = history[-1].get("train_loss", float("nan"))
+        judged = yield from relay(iter_refinement_judge(adapted, planes, held, noise, seed), lambda done: AdaptProgress(
+            step, steps, train_loss, last_val, round(time.perf_counter() - t0, 2),
+            phase=f"judging the refined [mean] on held-out frames: {done[0]} of {done[1]}"))
         adapted.mean_refinement = "pilot-wiener" if judged["refined"] else "none"
         if adapted.mean_refinement != model.mean_refinement:
             adapted.calibrations = []

@@ -244,6 +244,13 @@ def shown_better(figures: dict) -> bool:
 
 
 def refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, seed: int = 0) -> dict:
+    """:func:`iter_refinement_judge` run to its verdict."""
+    from ..run.driving import drive
+
+    return drive(iter_refinement_judge(model, planes, held, noise, seed))[0]
+
+
+def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, seed: int = 0):
     """Whether refining the mean head's [mean] (core.imaging.pilot_wiener) is shown better on a series' held-out
     frames: each frame t's centre window (at most REFINEMENT_WINDOW²) restored as a run restores a plane (the
     [mean] alone, unrefined) and refined as a run refines it; both scored by their MSE to frames t ± 1
@@ -251,14 +258,16 @@ def refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, se
     holds. ``refined`` where the mean relative difference over the quadrants is below 0 by KEEP_MARGIN_SE standard
     errors (a head's margin). On the 13 real series of docs/benchmarks/pilot_wiener.md it refined 2 (+0.54 and
     +0.56 dB against the truth) and none the refinement harmed, leaving +0.59 dB on one at 1.6 standard errors;
-    single images have no judge that told (the blind spot and SURE there), so this one needs repeated frames."""
+    single images have no judge that told (the blind spot and SURE there), so this one needs repeated frames.
+    Yields (frames judged, frames to judge) after each frame: a few seconds each, which adapt shows and can stop
+    between."""
     from ..imaging.camera_noise import estimate_noise
     from ..imaging.pilot_wiener import refine_mean
     from ..run.restore import denoise
 
     unrefined = dataclasses.replace(model, mean_refinement="none")
     differences = []
-    for t, others in held:
+    for judged, (t, others) in enumerate(held, 1):
         h, w = planes[t].shape
         size = min(h, w, REFINEMENT_WINDOW)
         corner = ((h - size) // 2, (w - size) // 2)
@@ -275,6 +284,7 @@ def refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, se
                 before = np.mean((mean[rows, cols] - target[rows, cols])[where] ** 2)
                 after = np.mean((refined[rows, cols] - target[rows, cols])[where] ** 2)
                 differences.append((after - before) / before)
+        yield judged, len(held)
     if len(differences) < 2:
         return {"quadrants": len(differences), "refined": False}
     figures = {"difference": float(np.mean(differences)),

@@ -71,6 +71,7 @@ class AdaptProgress:
     val_loss: float | None  # the first keep-or-drop criterion on the picking patches (see :func:`iter_adapt`)
     seconds: float
     message: str | None = None  # set on the last report: which head was kept, and why
+    phase: str | None = None  # what adapt does after its steps (judging the refined [mean]), for the progress line
 
 
 @dataclass
