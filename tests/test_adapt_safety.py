@@ -260,12 +260,31 @@ def test_the_refinement_judge_reports_each_frame_and_stops_when_cancelled(headed
     result, cancelled = drive(iter_adapt(headed, stack, steps=3, learning_rate=2e-3, **OPTIONS), items.append)
     frames = result.decision["mean_refinement"]["frames"]
     assert not cancelled and frames >= 2 and len(restored) == frames
-    phases = [i.phase for i in items if i.phase]
+    phases = [i.phase for i in items if i.judged]
     assert phases == [f"judging the refined [mean] on held-out frames: {k} of {frames}" for k in range(1, frames + 1)]
-    first = next(k for k, i in enumerate(items) if i.phase)
+    first = next(k for k, i in enumerate(items) if i.judged)
     assert [i.step for i in items[:first]] == [1, 2, 3] and items[-1].message  # after the steps, before the verdict
 
     restored.clear()
     result, cancelled = drive(iter_adapt(headed, stack, steps=3, learning_rate=2e-3, **OPTIONS),
                               cancel=lambda: bool(restored))
     assert cancelled and result is None and len(restored) == 1  # stopped after the first judged frame
+
+
+def test_what_adapting_costs_after_its_steps_counts_the_judged_frames(headed):
+    """The Train widget's time: the refined [mean]'s judge restores the centre window of every held-out frame of a
+    series (none for a single image or a series too short to hold frames out), then the recalibration."""
+    from napari_diffdenoise.core.training.adapt_cost import after_steps_cost
+    from napari_diffdenoise.core.training.adapt_criteria import held_out_frames
+
+    _, frame = scene(5)
+    stack = np.stack([frame(k) for k in range(14)])
+    held = held_out_frames(stack, list(stack), None, 32)[0]
+    after = after_steps_cost(headed, stack, patch_size=32)
+    assert after.frames == len(held) >= 2 and after.judging.pixels == len(held) * 128 * 128
+    assert after.judging.seconds > 0 and after.seconds == after.judging.seconds + after.recalibrating.seconds
+    assert after.describe().startswith(f"the refined [mean] judged on {len(held)} held-out frames")
+    for single in (stack[0], stack[:2]):
+        alone = after_steps_cost(headed, single, patch_size=32)
+        assert alone.frames == 0 and alone.judging.seconds == 0 and alone.seconds == alone.recalibrating.seconds
+    assert after_steps_cost(headed, stack, patch_size=96).frames == 0  # 128² frames hold no 96 px patch and strip

@@ -92,7 +92,7 @@ def test_the_recalibration_time_is_not_timed_beside_a_run_and_one_that_was_is_ta
 
     calls, gate, forgotten = [], threading.Event(), []
 
-    def slow_estimate(start, data, plane=None, axes=None):
+    def slow_estimate(start, data, plane=None, axes=None, patch_size=None):
         calls.append(data.shape)
         time.sleep(0.5)
         return run_cost.RunCost(pixels=100, n_samples=1, evaluations=1, seconds=5.0)
@@ -158,13 +158,17 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     w._started = time.monotonic() - 30
     w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 2))
     assert not NEGATIVE_TIME.search(w.status.value) and "then recalibrating" in w.status.value, w.status.value
-    # then the refined [mean]'s judge, frame by frame: said, the bar held where adapting left it, no loss plotted
+    # then the refined [mean]'s judge, frame by frame: said, the bar moving through its share, no loss plotted
+    from napari_diffdenoise.core.training.adapt_cost import AfterSteps
+
+    budget = w.minutes.value * 60
+    w._plan = AfterSteps(3, run_cost.RunCost(1, 0, 0, 30.0), run_cost.RunCost(1, 8, 10, 10.0))
     points = len(w.plot.train[0])
-    before = w.progress.value
-    w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 5,
-                                       phase="judging the refined [mean] on held-out frames: 1 of 3"))
-    assert w.status.value.startswith("judging the refined [mean] on held-out frames: 1 of 3"), w.status.value
-    assert w.progress.value == before and len(w.plot.train[0]) == points
+    for done in (1, 2):
+        w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=budget + 5, judged=(done, 3)))
+        assert w.status.value.startswith(f"judging the refined [mean] on held-out frames: {done} of 3"), w.status.value
+        assert w.progress.value == int(1000 * (budget + 10 * done) / (budget + 40))
+    assert len(w.plot.train[0]) == points
 
 
 # --- Train, files and the model list ---------------------------------------------------------------------

@@ -20,9 +20,9 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from ..core.calibration.recalibration_cost import recalibration_cost
 from ..core.imaging.simulate import NoiseModel
-from ..core.run.run_cost import RunCost, duration
+from ..core.run.run_cost import duration
+from ..core.training.adapt_cost import AfterSteps, after_steps_cost
 from ..core.training.adapt_spec import MINUTES
 from ..core.training.finetune import (
     BATCH_SIZE,
@@ -59,10 +59,11 @@ def show_info(message: str) -> None:
     napari_info(message)
 
 
-def _estimate(start: str, data, plane=None, axes=None) -> RunCost | None:
+def _estimate(start: str, data, plane=None, axes=None, patch_size=PATCH_SIZE.default) -> AfterSteps | None:
     """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why).
     ``plane``: the layer's first plane (layers.first_plane), whose bright boxes each restored crop runs again;
-    ``axes``: the layer's where it names them (layer_axes.named_axes: a C axis is recalibrated per channel)."""
+    ``axes``: the layer's where it names them (layer_axes.named_axes: a C axis is recalibrated per channel);
+    ``patch_size``: the form's (which frames of a series adapt holds out, and so judges)."""
     from ..core.io.checkpoint import load_model
     from ..core.training.adapt import recalibration_axes
 
@@ -70,8 +71,8 @@ def _estimate(start: str, data, plane=None, axes=None) -> RunCost | None:
         model = load_model(start)
         if model.mean_network is None:
             return None
-        return recalibration_cost(model, data.shape, axes=recalibration_axes(np.asarray(data), axes=axes),
-                                  sample_plane=plane)
+        data = np.asarray(data)
+        return after_steps_cost(model, data, recalibration_axes(data, axes=axes), plane, patch_size=patch_size)
     except (ValueError, OSError, RuntimeError):
         return None
 
@@ -87,8 +88,9 @@ def _adapt_job(model, noisy, options, output, axes=None):
 
     try:
         axes = recalibration_axes(noisy, options.get("time_series"), axes)
-        # the plan: the progress bar spans both parts
-        yield recalibration_cost(model, noisy.shape, axes=axes, sample_plane=noisy[(0,) * (noisy.ndim - 2)])
+        # the plan: the progress bar spans the steps and what follows them
+        yield after_steps_cost(model, noisy, axes, noisy[(0,) * (noisy.ndim - 2)], options.get("time_series"),
+                               options["patch_size"])
         result = yield from iter_adapt(model, noisy, **options)
         yield RECALIBRATING
         adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"), axes=axes)
@@ -174,7 +176,7 @@ class TrainWidget(WorkerControls, Container):
 
         self.plot = LossPlot()
         self.plot_section.body.native.layout().addWidget(self.plot)
-        self._estimate_for, self._estimate = None, None  # (model, layer shape, its data) → its recalibration's RunCost
+        self._estimate_for, self._estimate = None, None  # (model, layer shape, its data, patch size) → AfterSteps
         # a timing going when a run starts measured a shared CPU and reads long: taken again when the run ends
         # (the Denoise widget's 'Time here' likewise)
         self._timing_beside_run = False
@@ -182,7 +184,7 @@ class TrainWidget(WorkerControls, Container):
 
         self.mode.changed.connect(self._on_mode)
         self.kind.changed.connect(self._on_kind)
-        for control in (self.noisy, self.start_model, self.minutes):
+        for control in (self.noisy, self.start_model, self.minutes, self.patch_size):
             control.changed.connect(self._refresh_estimate)
         self.train_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
@@ -252,14 +254,16 @@ class TrainWidget(WorkerControls, Container):
             self._estimate_for, self._estimate = None, None
             self.recalibration.value = "timed when this run ends"
             return
-        key = (start, tuple(layer.data.shape), id(layer.data))  # a time series is recalibrated on its frames too
+        # a time series is recalibrated on its frames too, and its held-out frames (which the patch size sets) judged
+        key = (start, tuple(layer.data.shape), id(layer.data), self.patch_size.value)
         if key == self._estimate_for:
             if self._estimate is not None:  # else still timing, or no estimate to give
                 self._show_estimate(key, self._estimate)
             return
         self._estimate_for, self._estimate = key, None
         self.recalibration.value = "timing it on this machine…"
-        worker = create_worker(_estimate, start, layer.data, first_plane(layer), named_axes(layer), _start_thread=False)
+        worker = create_worker(_estimate, start, layer.data, first_plane(layer), named_axes(layer), self.patch_size.value,
+                               _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
         worker.start()
 
@@ -278,7 +282,7 @@ class TrainWidget(WorkerControls, Container):
         if self._estimate_for is None:
             self._refresh_estimate()
 
-    def _show_estimate(self, key, cost: RunCost | None):
+    def _show_estimate(self, key, cost: AfterSteps | None):
         if key != self._estimate_for:
             return  # an answer for an earlier layer or model
         self._estimate = cost
@@ -287,8 +291,7 @@ class TrainWidget(WorkerControls, Container):
             return
         total = self.minutes.value * 60 + cost.seconds
         self.recalibration.value = f"about {duration(cost.seconds)}; {duration(total)} in all"
-        self.recalibration.tooltip = (f"After adapting, the intervals are recalibrated on this image: "
-                                      f"{cost.describe()} (timed on this machine)")
+        self.recalibration.tooltip = f"After adapting: {cost.describe()} (timed on this machine)"
 
     def _config(self) -> TrainConfig:
         return scaled_config(self.steps.value, batch_size=self.batch_size.value, patch_size=self.patch_size.value,
@@ -346,10 +349,11 @@ class TrainWidget(WorkerControls, Container):
 
     def _on_adapt_progress(self, info):
         budget = self.minutes.value * 60
-        if isinstance(info, RunCost):  # the plan, before any step
+        if isinstance(info, AfterSteps):  # the plan, before any step
             self._plan = info
             return
-        recalibrating = self._plan.seconds if self._plan is not None else 0.0
+        judging = self._plan.judging.seconds if self._plan is not None else 0.0
+        recalibrating = self._plan.recalibrating.seconds if self._plan is not None else 0.0
         if isinstance(info, str):  # the recalibration after training begins
             self._adapted_at = time.monotonic() - self._started
             done = self._adapted_at / (self._adapted_at + recalibrating)
@@ -365,12 +369,14 @@ class TrainWidget(WorkerControls, Container):
             self._adapt_message = info.message
             show_info(f"Adapt: {info.message}")
             return
-        if getattr(info, "phase", None):  # after the steps: the refined [mean]'s judge, frame by frame
-            self._report(budget / (budget + recalibrating), f"{info.phase}; then recalibrating")
+        if info.judged:  # after the steps: the refined [mean]'s judge, frame by frame
+            done, total = info.judged
+            self._report((budget + judging * done / total) / (budget + judging + recalibrating),
+                         f"{info.phase}; then recalibrating")
             return
         val = f", validation {info.val_loss:.5f}" if info.val_loss is not None else ""
         # the last step may end past the budget: adapting is then done, not more than done
-        self._report(min(info.seconds, budget) / (budget + recalibrating),
+        self._report(min(info.seconds, budget) / (budget + judging + recalibrating),
                      f"adapting: step {info.step}, loss {info.train_loss:.5f}{val}; then recalibrating")
         self.plot.add(info.step, info.train_loss, info.val_loss)
         now = time.monotonic()

@@ -67,6 +67,7 @@ from .adapt_criteria import (
     criterion_scores,
     held_out_frames,
     iter_refinement_judge,
+    judges_refinement,
     series_pairs,
     shown_better,
 )
@@ -242,11 +243,10 @@ def iter_adapt(
     adapted.mean_network = head.cpu()
     if kept == "adapted":
         adapted.calibrations = []  # the spread around a new mean needs a new calibration
-    if held and not strips_only and adapted.task == "denoise" and adapted.mean_network is not None:
+    if judges_refinement(adapted, held, strips_only):
         train_loss = history[-1].get("train_loss", float("nan"))
         judged = yield from relay(iter_refinement_judge(adapted, planes, held, noise, seed), lambda done: AdaptProgress(
-            step, steps, train_loss, last_val, round(time.perf_counter() - t0, 2),
-            phase=f"judging the refined [mean] on held-out frames: {done[0]} of {done[1]}"))
+            step, steps, train_loss, last_val, round(time.perf_counter() - t0, 2), judged=done))
         adapted.mean_refinement = "pilot-wiener" if judged["refined"] else "none"
         if adapted.mean_refinement != model.mean_refinement:
             adapted.calibrations = []

@@ -33,6 +33,19 @@ REGISTRATION_MARGIN = 24
 # px: the side of the centre window of each held-out frame that refining the mean is judged on (restored as a
 # plane of its own): the judge's cost stays a few network passes, whatever the frames' size
 REFINEMENT_WINDOW = 512
+# what the judge restores each window with: the run's [mean] alone, no samples
+JUDGE_RUN = {"n_samples": 0, "mean": "head"}
+
+
+def judges_refinement(model: DiffusionModel, held, strips_only: bool) -> bool:
+    """Whether adapt judges refining the [mean] (:func:`iter_refinement_judge`): a denoising mean head, and
+    frames of a series held out whole (:func:`held_out_frames`)."""
+    return bool(held) and not strips_only and model.task == "denoise" and model.mean_network is not None
+
+
+def refinement_window(shape) -> int:
+    """The side of the centre window of a held-out frame of ``shape`` that the judge restores."""
+    return min(*shape[-2:], REFINEMENT_WINDOW)
 
 
 def series_pairs(noisy, time_series: bool | None) -> list[tuple[int, int]]:
@@ -269,10 +282,10 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
     differences = []
     for judged, (t, others) in enumerate(held, 1):
         h, w = planes[t].shape
-        size = min(h, w, REFINEMENT_WINDOW)
+        size = refinement_window(planes[t].shape)
         corner = ((h - size) // 2, (w - size) // 2)
         frame = np.asarray(planes[t][corner[0]:corner[0] + size, corner[1]:corner[1] + size], dtype=np.float64)
-        mean = denoise(frame, unrefined, seed=seed, n_samples=0, mean="head").mean.astype(np.float64)
+        mean = denoise(frame, unrefined, seed=seed, **JUDGE_RUN).mean.astype(np.float64)
         refined = refine_mean(frame, mean, estimate_noise([frame]))
         target, agree = _registered_window(planes, t, others, corner, size, noise)
         half = size // 2

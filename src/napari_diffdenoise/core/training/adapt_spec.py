@@ -71,7 +71,14 @@ class AdaptProgress:
     val_loss: float | None  # the first keep-or-drop criterion on the picking patches (see :func:`iter_adapt`)
     seconds: float
     message: str | None = None  # set on the last report: which head was kept, and why
-    phase: str | None = None  # what adapt does after its steps (judging the refined [mean]), for the progress line
+    judged: tuple[int, int] | None = None  # after the steps: (held-out frames judged, to judge) by the refined [mean]'s judge
+
+    @property
+    def phase(self) -> str | None:
+        """What adapt does after its steps, for the progress line (None during the steps)."""
+        if self.judged is None:
+            return None
+        return f"judging the refined [mean] on held-out frames: {self.judged[0]} of {self.judged[1]}"
 
 
 @dataclass

@@ -1,0 +1,94 @@
+"""What adapting costs beyond its time budget, said before it runs (the Train widget's plan): the judge of the
+refined [mean] on a series' held-out frames, then the recalibration of the intervals on the image.
+
+The judge (core.training.adapt_criteria.iter_refinement_judge) restores each held-out frame's centre window, the
+[mean] alone, priced as core.run.run_cost prices a restoration, and spends besides (the camera fit, registering
+the neighbouring frames onto the frame, the refinement) what is timed once per model on this machine. On a
+30-frame series of 512² planes it took 16–17.5 s here (5 frames judged), which the Train widget's time left out
+until it was priced (2026-12-05). The recalibration is core.calibration.recalibration_cost's."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..calibration.recalibration_cost import recalibration_cost
+from ..imaging.axes import as_planes
+from ..imaging.camera_noise import estimate_noise
+from ..model.model import DiffusionModel
+from ..run.restore import make_settings
+from ..run.run_cost import (
+    RunCost,
+    duration,
+    overhead_key,
+    register_timings,
+    restoration_cost,
+    timed_overhead,
+    timing_plane,
+    timing_side,
+)
+from .adapt_criteria import JUDGE_RUN, held_out_frames, judges_refinement, refinement_judge, refinement_window
+from .finetune import PATCH_SIZE
+
+# run_cost.overhead_key of the judge's restoration → seconds per window pixel beyond its restoration
+_JUDGE_OVERHEAD: dict = register_timings({})
+
+
+@dataclasses.dataclass
+class AfterSteps:
+    """What adapting spends after its steps: judging the refined [mean] on ``frames`` held-out frames (none
+    for a single image), then recalibrating."""
+
+    frames: int
+    judging: RunCost
+    recalibrating: RunCost
+
+    @property
+    def seconds(self) -> float:
+        return self.judging.seconds + self.recalibrating.seconds
+
+    def describe(self) -> str:
+        judged = (f"the refined [mean] judged on {self.frames} held-out frame{'s' * (self.frames > 1)} "
+                  f"(about {duration(self.judging.seconds)}), then " if self.frames else "")
+        return f"{judged}the intervals recalibrated on this image: {self.recalibrating.describe()}"
+
+
+def after_steps_cost(model: DiffusionModel, noisy, axes: str | None = None, sample_plane=None,
+                     time_series: bool | None = None, patch_size: int = PATCH_SIZE.default) -> AfterSteps:
+    """:class:`AfterSteps` when ``model`` is adapted to ``noisy`` with ``time_series`` and ``patch_size`` as
+    iter_adapt takes them, its recalibration taking ``axes`` (core.training.adapt.recalibration_axes) and pricing
+    the bright pass on ``sample_plane``."""
+    frames, judging = refinement_judge_cost(model, noisy, time_series, patch_size)
+    return AfterSteps(frames, judging, recalibration_cost(model, np.shape(noisy), axes=axes,
+                                                          sample_plane=sample_plane))
+
+
+def refinement_judge_cost(model: DiffusionModel, noisy, time_series: bool | None = None,
+                          patch_size: int = PATCH_SIZE.default) -> tuple[int, RunCost]:
+    """(frames judged, the judge's cost) when ``model`` is adapted to ``noisy`` (as core.training.adapt.iter_adapt
+    is given them): none where adapt judges nothing (single images, a series too short to hold frames out whole)."""
+    planes = as_planes(noisy, "noisy")
+    held, _, _, strips_only, _ = held_out_frames(noisy, planes, time_series, patch_size)
+    if not judges_refinement(model, held, strips_only):
+        return 0, RunCost(0, 0, 0, 0.0)
+    judged = [planes[t] for t, _ in held]
+    side = refinement_window(judged[0].shape)
+    y0, x0 = (judged[0].shape[0] - side) // 2, (judged[0].shape[1] - side) // 2
+    unrefined = dataclasses.replace(model, mean_refinement="none")
+    cost = restoration_cost(unrefined, (len(judged), side, side), judged[0][y0:y0 + side, x0:x0 + side], **JUDGE_RUN)
+    return len(judged), dataclasses.replace(cost, seconds=cost.seconds + len(judged) * side * side * _per_pixel(unrefined))
+
+
+def _per_pixel(model: DiffusionModel) -> float:
+    """Seconds per window pixel the judge spends beyond restoring it, timed once on three frames of a
+    timing plane (the largest whose restoration fits the timing budget)."""
+    settings = make_settings(model, **JUDGE_RUN)
+
+    def priced(side: int) -> float:
+        return restoration_cost(model, (side, side), **JUDGE_RUN).seconds
+
+    side = timing_side(priced, settings.tile) or settings.tile
+    plane = timing_plane(side).astype(np.float64)
+    frames = [plane, plane, plane]
+    return timed_overhead(_JUDGE_OVERHEAD, overhead_key(model, settings), priced(side), side * side,
+                          lambda: refinement_judge(model, frames, [(1, (0, 2))], estimate_noise(frames)))
