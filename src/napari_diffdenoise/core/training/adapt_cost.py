@@ -71,12 +71,11 @@ def refinement_judge_cost(model: DiffusionModel, noisy, time_series: bool | None
     held, _, _, strips_only, _ = held_out_frames(noisy, planes, time_series, patch_size)
     if not judges_refinement(model, held, strips_only):
         return 0, RunCost(0, 0, 0, 0.0)
-    judged = [planes[t] for t, _ in held]
-    side = refinement_window(judged[0].shape)
-    y0, x0 = (judged[0].shape[0] - side) // 2, (judged[0].shape[1] - side) // 2
+    first = planes[held[0][0]]
+    window = first[refinement_window(first.shape)]
     unrefined = dataclasses.replace(model, mean_refinement="none")
-    cost = restoration_cost(unrefined, (len(judged), side, side), judged[0][y0:y0 + side, x0:x0 + side], **JUDGE_RUN)
-    return len(judged), dataclasses.replace(cost, seconds=cost.seconds + len(judged) * side * side * _per_pixel(unrefined))
+    cost = restoration_cost(unrefined, (len(held), *window.shape), window, **JUDGE_RUN)
+    return len(held), dataclasses.replace(cost, seconds=cost.seconds + cost.pixels * _per_pixel(unrefined))
 
 
 def _per_pixel(model: DiffusionModel) -> float:

@@ -43,9 +43,13 @@ def judges_refinement(model: DiffusionModel, held, strips_only: bool) -> bool:
     return bool(held) and not strips_only and model.task == "denoise" and model.mean_network is not None
 
 
-def refinement_window(shape) -> int:
-    """The side of the centre window of a held-out frame of ``shape`` that the judge restores."""
-    return min(*shape[-2:], REFINEMENT_WINDOW)
+def refinement_window(shape) -> tuple[slice, slice]:
+    """The centre window (at most REFINEMENT_WINDOW a side, square) of a held-out frame of ``shape`` that the
+    judge restores."""
+    h, w = shape[-2:]
+    size = min(h, w, REFINEMENT_WINDOW)
+    y0, x0 = (h - size) // 2, (w - size) // 2
+    return slice(y0, y0 + size), slice(x0, x0 + size)
 
 
 def series_pairs(noisy, time_series: bool | None) -> list[tuple[int, int]]:
@@ -281,10 +285,9 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
     unrefined = dataclasses.replace(model, mean_refinement="none")
     differences = []
     for judged, (t, others) in enumerate(held, 1):
-        h, w = planes[t].shape
-        size = refinement_window(planes[t].shape)
-        corner = ((h - size) // 2, (w - size) // 2)
-        frame = np.asarray(planes[t][corner[0]:corner[0] + size, corner[1]:corner[1] + size], dtype=np.float64)
+        rows, cols = refinement_window(planes[t].shape)
+        corner, size = (rows.start, cols.start), rows.stop - rows.start
+        frame = np.asarray(planes[t][rows, cols], dtype=np.float64)
         mean = denoise(frame, unrefined, seed=seed, **JUDGE_RUN).mean.astype(np.float64)
         refined = refine_mean(frame, mean, estimate_noise([frame]))
         target, agree = _registered_window(planes, t, others, corner, size, noise)
