@@ -138,7 +138,7 @@ def adapt_watching(base, noisy, minutes: float, noise_scale: float | None = None
             progress = next(run)
         except StopIteration as stop:
             return stop.value, heads
-        if progress.message is None:
+        if progress.message is None and progress.judged is None:  # a step (not the refinement's judge after them)
             local = run.gi_frame.f_locals
             record = local["history"][-1]
             heads["last"] = copy.deepcopy(local["head"].state_dict())

@@ -140,7 +140,7 @@ def steps_table(names, steps: int, at=(25, 50, 100, 200, 400, 800), noise_scale:
         try:
             while True:
                 progress = next(run)
-                if progress.step in marks and progress.message is None:
+                if progress.step in marks and progress.message is None and progress.judged is None:  # a step
                     local = run.gi_frame.f_locals
                     model = copy.deepcopy(local["adapted"])
                     model.mean_network.eval()
