@@ -97,7 +97,7 @@ def test_the_recalibration_time_is_not_timed_beside_a_run_and_one_that_was_is_ta
         time.sleep(0.5)
         return run_cost.RunCost(pixels=100, n_samples=1, evaluations=1, seconds=5.0)
 
-    def gated_adapt(model, noisy, options, output, axes=None):
+    def gated_adapt(model, noisy, options, output, axes=None, plan=None):
         while not gate.is_set():
             time.sleep(0.01)
         return None

@@ -373,8 +373,9 @@ def _say_of_the_run(meta: dict) -> None:
     found = said(meta)
     if found:
         print(found + " (--hot-pixels replace: their neighbours' median)", file=sys.stderr)
-    if refinement_said(meta):
-        print(refinement_said(meta), file=sys.stderr)
+    refined = refinement_said(meta)
+    if refined:
+        print(refined, file=sys.stderr)
 
 
 def cmd_simulate(args) -> int:

@@ -80,17 +80,18 @@ def _estimate(start: str, data, plane=None, axes=None, patch_size=PATCH_SIZE.def
 RECALIBRATING = "Adapting done; recalibrating the intervals on this image"
 
 
-def _adapt_job(model, noisy, options, output, axes=None):
+def _adapt_job(model, noisy, options, output, axes=None, plan=None):
     """Adapt, recalibrate the intervals on the image itself (by ``axes``, the layer's where it names them),
-    save; errors a user can act on come back as a :class:`_Failure`."""
+    save; errors a user can act on come back as a :class:`_Failure`. ``plan``: the form's AfterSteps for this
+    layer, model and patch size, where it has one (else priced here)."""
     from ..core.io.checkpoint import save_checkpoint
     from ..core.training.adapt import iter_adapt, iter_recalibrate, recalibration_axes
 
     try:
         axes = recalibration_axes(noisy, options.get("time_series"), axes)
         # the plan: the progress bar spans the steps and what follows them
-        yield after_steps_cost(model, noisy, axes, noisy[(0,) * (noisy.ndim - 2)], options.get("time_series"),
-                               options["patch_size"])
+        yield plan or after_steps_cost(model, noisy, axes, noisy[(0,) * (noisy.ndim - 2)], options.get("time_series"),
+                                       options["patch_size"])
         result = yield from iter_adapt(model, noisy, **options)
         yield RECALIBRATING
         adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"), axes=axes)
@@ -241,6 +242,12 @@ class TrainWidget(WorkerControls, Container):
     def _adapting(self) -> bool:
         return self.mode.value == NOISY_ONLY and self.kind.value == "paired"
 
+    def _estimate_key(self) -> tuple:
+        """What the form's estimate holds for: a time series is recalibrated on its frames too, and its held-out
+        frames (which the patch size sets) judged."""
+        layer = self.noisy.value
+        return self.start_model.value, tuple(layer.data.shape), id(layer.data), self.patch_size.value
+
     def _refresh_estimate(self, _value=None):
         """Say how long the recalibration after adapting takes for this layer and model (measured
         in a worker thread: the first time for a model it times one network call)."""
@@ -254,8 +261,7 @@ class TrainWidget(WorkerControls, Container):
             self._estimate_for, self._estimate = None, None
             self.recalibration.value = "timed when this run ends"
             return
-        # a time series is recalibrated on its frames too, and its held-out frames (which the patch size sets) judged
-        key = (start, tuple(layer.data.shape), id(layer.data), self.patch_size.value)
+        key = self._estimate_key()
         if key == self._estimate_for:
             if self._estimate is not None:  # else still timing, or no estimate to give
                 self._show_estimate(key, self._estimate)
@@ -339,7 +345,9 @@ class TrainWidget(WorkerControls, Container):
                     val_fraction=options["val_fraction"])  # refuse bad data before the worker starts
         output = free_path(Path(self.output.value))
         self.output.value = output
-        self._worker = create_worker(_adapt_job, model, noisy, options, output, named_axes(layer), _start_thread=False)
+        plan = self._estimate if self._estimate_for == self._estimate_key() else None  # priced once
+        self._worker = create_worker(_adapt_job, model, noisy, options, output, named_axes(layer), plan,
+                                     _start_thread=False)
         self._worker.yielded.connect(self._on_adapt_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
