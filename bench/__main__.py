@@ -12,6 +12,7 @@ from . import (
     coverage,
     entropy,
     error_shape,
+    estimator_terms,
     finetune,
     hot_pixels,
     low_frequency,
@@ -46,7 +47,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "series_adapt": series_adapt.main, "noise_correlation": noise_correlation.main,
             "low_frequency": low_frequency.main, "hot_pixels": hot_pixels.main,
             "channels": channels.main, "camera8": camera8.main,
-            "pilot_wiener": pilot_wiener.main}
+            "pilot_wiener": pilot_wiener.main, "estimator_terms": estimator_terms.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

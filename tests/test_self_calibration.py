@@ -470,6 +470,66 @@ def test_recorruption_draws_carry_the_cameras_variance_and_skew():
     assert symmetric.var() == pytest.approx(4.0, rel=0.02) and abs(stats.skew(symmetric.ravel())) < 0.02
 
 
+def test_recorruption_draws_at_a_given_level_leave_the_views_noise_uncorrelated_within_a_bin():
+    """The draws' variance read at the image smoothed by 1.5 px follows the pixel's neighbourhood noise:
+    among the pixels whose recorrupted input is darkest (a bin of u, which is a function of that input),
+    the view's noise n − s then correlates between neighbours, which the cross-moments read as error
+    (bench/estimator_terms.py). Read at a noise-free level (here the truth) it does not."""
+    from napari_diffdenoise.core.imaging.camera_noise import CameraNoise
+    from napari_diffdenoise.core.imaging.recorruption import RecorruptionNoise
+
+    camera = CameraNoise.poisson_gaussian(read_noise=1.5, offset=100.0)  # 3 photons at 103: variance 5.25
+    truth = np.full((32, 256, 256), 103.0)
+    rng = np.random.default_rng(0)
+    y = 100.0 + rng.poisson(3.0, truth.shape) + 1.5 * rng.standard_normal(truth.shape)
+    products = {}
+    for name, level in (("smoothed", None), ("given", truth)):
+        law = RecorruptionNoise.of(camera, y, 1.0, level=level)
+        if level is not None:
+            assert np.allclose(law.variance, 5.25)
+        s = law.draw(np.random.default_rng(1))
+        view = (y - s - truth) / math.sqrt(5.25)
+        darkest = ndimage.gaussian_filter(y + s, (0, 1.5, 1.5))[..., :-1]
+        darkest = darkest <= np.quantile(darkest, 0.25)
+        products[name] = float(np.mean((view[..., :-1] * view[..., 1:])[darkest]))  # standard error 0.0025
+    assert products["smoothed"] > 0.007
+    assert abs(products["given"]) < 0.0075 and products["smoothed"] - products["given"] > 0.006
+
+
+def test_the_calibrations_draws_take_the_level_they_are_given(tiny_model):
+    """iter_residuals(draw_level=…) reads the draws' variance at the level it returns for the crops."""
+    from napari_diffdenoise.core.calibration.calibration_run import calibration_request
+    from napari_diffdenoise.core.calibration.residuals import iter_residuals
+
+    clean = np.where(np.arange(64) < 32, 5.0, 80.0) * np.ones((48, 1))  # a dim half and a bright one
+    noisy = np.random.default_rng(0).poisson(clean).astype(np.float32)
+    _, run = calibration_request(tiny_model, (0.9,), {"n_samples": 3, "steps": 2})
+    seen = []
+
+    def flat(crops):
+        seen.append(crops.shape)
+        return np.full(crops.shape, float(np.median(crops)))
+
+    (given, _), _ = drive(iter_residuals(tiny_model, [noisy], run, alpha=1.0, seed=3, draw_level=flat))
+    (smoothed, _), _ = drive(iter_residuals(tiny_model, [noisy], run, alpha=1.0, seed=3))
+    assert len(seen) == 1 and seen[0][1:] == given.v.shape[1:] and seen[0][0] * given.draws == given.v.shape[0]
+    # the draws' spread (the known part of the view's noise, −s/α) follows the image where read at its
+    # smoothed level, and not at all at a flat one
+    ratios = {}
+    for name, res in (("given", given), ("smoothed", smoothed)):
+        draws = res.known * res.unit
+        bright = np.tile(noisy_crops(clean, res), (res.draws, 1, 1)) > 40
+        ratios[name] = float(draws[bright].var() / draws[~bright].var())
+    assert 0.8 < ratios["given"] < 1.25 and ratios["smoothed"] > 5, ratios
+
+
+def noisy_crops(noisy, residuals):
+    """The centre crop of ``noisy`` that the residuals were taken on (one plane's)."""
+    h, w = residuals.v.shape[-2:]
+    y0, x0 = (noisy.shape[0] - h) // 2, (noisy.shape[1] - w) // 2
+    return noisy[y0:y0 + h, x0:x0 + w][None]
+
+
 def test_recorruption_draws_carry_the_cameras_correlation_between_pixels():
     """Camera noise correlated along x: the fit from second differences reads its variance low and
     white draws leave ŷ = y + s and ȳ = y − s correlated (at lag 0 by the fit's shortfall, at lag 1 by

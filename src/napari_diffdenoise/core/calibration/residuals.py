@@ -87,10 +87,13 @@ def _restore(model, stack, settings):
 
 
 def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, partner=None, probe=None,
-                   view_name: str = "a second acquisition", max_pixels=MAX_PIXELS):
+                   view_name: str = "a second acquisition", max_pixels=MAX_PIXELS, draw_level=None):
     """Residuals against independent views (``partner[i]`` one of ``planes[i]``, described by
     ``view_name``; ``probe[i]`` noise with the same covariance as that view's, if known) or, with
-    ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress."""
+    ``alpha``, against recorrupted pairs of ``planes`` themselves. Yields the restoration's Progress.
+    ``draw_level``: for recorrupted pairs, a function of the crops (crops, H, W) that gives their
+    noise-free level, at which the draws' variance is read (None: the crops smoothed,
+    core.imaging.recorruption.RecorruptionNoise.of)."""
     known, draws = None, 1
     if partner is not None:
         inputs, views, probes = _crops(planes, max_pixels, partner, probe)
@@ -105,7 +108,8 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         coloured = draws_correlation is not None
         rng = np.random.default_rng([seed, 23])
         copies = np.tile(inputs.astype(np.float64), (draws, 1, 1))
-        drawn = RecorruptionNoise.of(noise, copies, alpha, draws_correlation).draw(rng)
+        copies_level = None if draw_level is None else np.tile(np.asarray(draw_level(inputs), np.float64), (draws, 1, 1))
+        drawn = RecorruptionNoise.of(noise, copies, alpha, draws_correlation, copies_level).draw(rng)
         restored_input = copies + alpha * drawn
         known = -drawn / alpha
         views = copies + known

@@ -44,13 +44,16 @@ class RecorruptionNoise:
 
     @classmethod
     def of(cls, noise: CameraNoise, images: np.ndarray, alpha: float,
-           correlation: tuple[float, float] | None = None) -> RecorruptionNoise:
+           correlation: tuple[float, float] | None = None, level: np.ndarray | None = None) -> RecorruptionNoise:
         """The law for ``images`` (a plane or a stack of planes, each smoothed on its own) recorrupted
         with factor ``alpha``, under the camera ``noise``, correlated between pixels by ``correlation``
-        (lag 1 along y and x; None: white)."""
+        (lag 1 along y and x; None: white). ``level``: the images' noise-free level where something
+        better than their smoothing knows it (a restoration of them: bench/estimator_terms.py measures
+        what the smoothed level's own noise does to the self-calibration)."""
         images = np.asarray(images, dtype=np.float64)
         sigma = (0,) * (images.ndim - 2) + (SMOOTHING, SMOOTHING)
-        level = ndimage.gaussian_filter(images, sigma)
+        level = (ndimage.gaussian_filter(images, sigma) if level is None
+                 else np.broadcast_to(np.asarray(level, dtype=np.float64), images.shape))
         taps = (0.0, 0.0) if correlation is None else tuple(kernel_tap(r) for r in correlation)
         variance = noise.variance(level) / np.mean([fitted_share(a) for a in taps])
         theta = noise.third_moment(level) / alpha / (2 * variance)  # a gamma(k, θ) has κ₃ / variance = 2θ
