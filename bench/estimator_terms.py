@@ -64,17 +64,15 @@ def terms(model, noisy: np.ndarray, truth: np.ndarray, run, level: str) -> dict:
     offsets = lag_offsets()
     ell = response_length(res, offsets)
     precision = precision_weights(v)
-    edges = np.quantile(unit, np.linspace(0, 1, N_BINS + 1))
-    edges[0], edges[-1] = -np.inf, np.inf
-    bins = bin_labels(unit, mask, edges)
-    share = np.array([np.mean(bins == b) for b in range(N_BINS)])
+    scale = error_scale(v, unit, mask, offsets, draws=res.draws, ell=ell)  # its bins and shares are the split's
+    bins = bin_labels(unit, mask, np.asarray(scale.edges))
+    share = np.asarray(scale.weights)
 
     def estimate(a):
         lags, moments, totals = label_moments(a, bins, N_BINS, mask, precision, offsets)
         return float(share @ [extrapolate_to_zero(lags, moments[b], totals[b], ell) for b in range(N_BINS)])
 
     of_v, of_e, of_w = estimate(v), estimate(e), estimate(w)
-    scale = error_scale(v, unit, mask, offsets, draws=res.draws, ell=ell)
     return {"truth": float(np.mean(e ** 2)), "estimate": of_v, "error": of_e, "view_noise": of_w,
             "cross": of_v - of_e - of_w, "pooled": scale.pooled, "pooled_se": scale.pooled_se}
 

@@ -499,7 +499,7 @@ def test_recorruption_draws_at_a_given_level_leave_the_views_noise_uncorrelated_
 def test_the_calibrations_draws_take_the_level_they_are_given(tiny_model):
     """iter_residuals(draw_level=…) reads the draws' variance at the level it returns for the crops."""
     from napari_diffdenoise.core.calibration.calibration_run import calibration_request
-    from napari_diffdenoise.core.calibration.residuals import iter_residuals
+    from napari_diffdenoise.core.calibration.residuals import iter_residuals, recorrupted_crops
 
     clean = np.where(np.arange(64) < 32, 5.0, 80.0) * np.ones((48, 1))  # a dim half and a bright one
     noisy = np.random.default_rng(0).poisson(clean).astype(np.float32)
@@ -518,16 +518,9 @@ def test_the_calibrations_draws_take_the_level_they_are_given(tiny_model):
     ratios = {}
     for name, res in (("given", given), ("smoothed", smoothed)):
         draws = res.known * res.unit
-        bright = np.tile(noisy_crops(clean, res), (res.draws, 1, 1)) > 40
+        bright = np.tile(recorrupted_crops([clean])[0], (res.draws, 1, 1)) > 40  # the crops the draws were made on
         ratios[name] = float(draws[bright].var() / draws[~bright].var())
     assert 0.8 < ratios["given"] < 1.25 and ratios["smoothed"] > 5, ratios
-
-
-def noisy_crops(noisy, residuals):
-    """The centre crop of ``noisy`` that the residuals were taken on (one plane's)."""
-    h, w = residuals.v.shape[-2:]
-    y0, x0 = (noisy.shape[0] - h) // 2, (noisy.shape[1] - w) // 2
-    return noisy[y0:y0 + h, x0:x0 + w][None]
 
 
 def test_recorruption_draws_carry_the_cameras_correlation_between_pixels():
