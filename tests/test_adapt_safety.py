@@ -288,3 +288,43 @@ def test_what_adapting_costs_after_its_steps_counts_the_judged_frames(headed):
         alone = after_steps_cost(headed, single, patch_size=32)
         assert alone.frames == 0 and alone.judging.seconds == 0 and alone.seconds == alone.recalibrating.seconds
     assert after_steps_cost(headed, stack, patch_size=96).frames == 0  # 128² frames hold no 96 px patch and strip
+
+
+def test_bright_data_gets_its_mean_refined_and_dim_data_does_not(trained):
+    """Where the data's dimmest plane holds BRIGHT_PHOTONS or more in its brightest structure, adapt refines the
+    [mean] (core.imaging.pilot_wiener: it gained on every held-out scene measured that bright) and says so; on
+    dim data it leaves the model's choice as it was."""
+    from napari_diffdenoise.core.imaging.pilot_wiener import BRIGHT_PHOTONS
+
+    _, bright_frame = scene(2, photons=10000.0)
+    bright, _ = drive(iter_adapt(trained, bright_frame(0), steps=5, **OPTIONS))
+    decided = bright.decision["mean_refinement"]
+    assert bright.model.mean_refinement == "pilot-wiener" and decided["refined"] is True
+    assert decided["peak_photons"] > BRIGHT_PHOTONS and decided["bright_from"] == BRIGHT_PHOTONS
+    assert "refined by a Wiener filter" in bright.message and "bright data" in bright.message
+    assert bright.model.provenance["adapted"]["decision"]["mean_refinement"]["refined"] is True
+    _, dim_frame = scene(2, photons=20.0)
+    dim, _ = drive(iter_adapt(trained, dim_frame(0), steps=5, **OPTIONS))
+    assert dim.model.mean_refinement == "none" and "mean_refinement" not in dim.decision
+    assert "Wiener" not in dim.message
+
+
+@pytest.mark.parametrize("difference, refined", [(0.1, False), (0.01, True), (-0.1, True)])
+def test_on_a_bright_series_the_frames_judge_refines_unless_they_show_it_worse(trained, monkeypatch, difference,
+                                                                                refined):
+    """Bright data is refined unless the series' held-out frames show the refinement worse by KEEP_MARGIN_SE
+    standard errors; shown better, it is refined whatever the brightness."""
+    from napari_diffdenoise.core.training import adapt as adapt_module
+
+    def judge(*args, **kwargs):
+        yield 1, 1
+        return {"quadrants": 8, "frames": 1, "difference": difference, "standard_error": 0.01,
+                "refined": difference + 3 * 0.01 < 0}
+
+    monkeypatch.setattr(adapt_module, "iter_refinement_judge", judge)
+    _, frame = scene(4, photons=10000.0)
+    result, _ = drive(iter_adapt(trained, np.stack([frame(k) for k in range(4)]), steps=5, **OPTIONS))
+    assert result.decision["criterion"] == "series"
+    assert result.model.mean_refinement == ("pilot-wiener" if refined else "none")
+    assert result.decision["mean_refinement"]["refined"] is refined
+    assert ("left unrefined" in result.message) is not refined
