@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
-from napari_diffdenoise.core.imaging.pilot_wiener import dct_wiener, peak_photons, refine_mean
+from napari_diffdenoise.core.imaging.pilot_wiener import dct_wiener, refine_mean
 from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
 from napari_diffdenoise.core.training import adapt_criteria
 
@@ -41,24 +41,6 @@ def test_refining_gives_back_bright_structure_an_oversmoothed_mean_lost_and_cost
     good = ndimage.gaussian_filter(dim, 0.5)
     worse = refine_mean(dim_noisy, good, CameraNoise(1.0, 0.0))
     assert np.mean((worse - dim) ** 2) > 2 * np.mean((good - dim) ** 2)
-
-
-def test_how_bright_a_plane_is_reads_as_the_photons_of_its_brightest_structure_whatever_the_camera_s_units():
-    """Adapt refines the [mean] of bright data (core.training.adapt): the photons of the brightest structure
-    above the background, n² / (n + b), read the same off raw counts and off an 8-bit-like gain and offset."""
-    rng = np.random.default_rng(3)
-    expected = np.full((128, 128), 10.0)
-    expected[:, :40] = 1000.0  # 31 % of the plane bright: the median is the background
-    counts = rng.poisson(expected).astype(np.float64)
-    photons = peak_photons(counts, estimate_noise([counts]))
-    level = np.percentile(counts, 99.8)
-    assert photons == pytest.approx((level - 10) ** 2 / level, rel=0.05)  # Poisson: variance = level
-    assert 900 < photons < 1200
-    scaled = 0.37 * counts + 100 + rng.normal(0, 0.5, counts.shape)  # another gain, an offset, read noise
-    assert peak_photons(scaled, estimate_noise([scaled])) == pytest.approx(photons, rel=0.05)
-    dim = rng.poisson(expected / 100).astype(np.float64)  # a hundredth of the light: ~10 photons
-    assert peak_photons(dim, estimate_noise([dim])) < 30
-    assert peak_photons(np.full((64, 64), 5.0), CameraNoise(1.0, 0.0)) == 0.0  # no structure: nothing bright
 
 
 @pytest.fixture(scope="module")

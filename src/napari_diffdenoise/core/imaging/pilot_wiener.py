@@ -9,12 +9,8 @@ signal is below the noise it takes the pilot's coefficients down with the noise'
 prior held. On real lysosome frames the refinement gained up to +0.6 dB, on the 8-bit time-lapse and every
 held-out image at 3–30 photons it lost (to −3 dB at 3 photons), and which of the two an image is no
 single-image criterion here told; repeated frames of a series did, refining 2 of 13 frame series and none
-it harmed (docs/benchmarks/pilot_wiener.md). What sets the sign is how bright the data is: over five held-out
-real scenes re-acquired at 30–3000 photons (float and 8-bit cameras) it lost wherever the brightest structure held
-under ~500 photons above the background and gained wherever it held 600 or more (:func:`peak_photons`,
-BRIGHT_PHOTONS; docs/performance.md, 2026-12-06). So a model refines where ``adapt`` showed it better on the user's
-series (core.training.adapt_criteria.refinement_judge), or where the data it adapted on is that bright and no
-series showed the refinement worse (core.training.adapt; DiffusionModel.mean_refinement).
+it harmed (docs/benchmarks/pilot_wiener.md). So a model refines only where ``adapt`` showed it better on the user's
+series (core.training.adapt_criteria.refinement_judge; DiffusionModel.mean_refinement).
 """
 from __future__ import annotations
 
@@ -25,12 +21,6 @@ from scipy.fft import dctn, idctn
 from .camera_noise import CameraNoise
 
 BLOCK, STRIDE = 8, 2  # px: the windows' side and the step between them
-# photons of the brightest structure above the background (:func:`peak_photons`) from which the refinement gained
-# on every held-out scene of a sweep at 30–3000 photons, float and 8-bit cameras: it lost on some at up to 498
-# (the nuclei image at 1000 photons through the 8-bit camera, −0.05 dB; −0.34 dB at 320), gained on all from 542
-# on (+0.03 … +6.2 dB) (scratch sweep, docs/performance.md, 2026-12-06)
-BRIGHT_PHOTONS = 600.0
-PEAK_PERCENTILE = 99.8  # the brightest structure's level: a percentile, so that a few hot pixels do not set it
 WINDOW_ROWS = 64  # rows of windows filtered at once: ~70 MB per array on a 4096-px-wide plane
 
 
@@ -77,18 +67,6 @@ def dct_wiener(d: np.ndarray, pilot: np.ndarray) -> np.ndarray:
     return total[inner] / norm[inner]
 
 
-def peak_photons(plane: np.ndarray, camera: CameraNoise) -> float:
-    """How bright ``plane`` is as photons: (S / σ)² with S its PEAK_PERCENTILE level above its median (the
-    background, on a fluorescence image) and σ² the ``camera``'s variance at that level — for photon-limited
-    counts, the photons its brightest structure holds above the background (n² / (n + b) ≈ n). Scale-free: the
-    same for 8-bit counts, raw counts or a float image, as long as ``camera`` was fitted to it."""
-    plane = np.asarray(plane, np.float64)
-    level = float(np.percentile(plane, PEAK_PERCENTILE))
-    signal = level - float(np.median(plane))
-    variance = float(camera.variance(np.array([level]))[0])
-    return signal * signal / variance if signal > 0 and variance > 0 else 0.0
-
-
 def refine_mean(noisy: np.ndarray, mean: np.ndarray, camera: CameraNoise) -> np.ndarray:
     """``mean`` (a restoration of the plane ``noisy``, image units) refined by :func:`dct_wiener` in the
     stabilised domain of ``camera`` (var = gain · y + floor), back in image units (float64). A fit with no
@@ -114,4 +92,4 @@ def said(metadata: dict) -> str:
     if metadata.get("mean_refinement", "none") == "none":
         return ""
     return ("the [mean] refined by a Wiener filter with itself as the pilot: the model's choice, made where "
-            "adapting showed it better on a series or found the data bright")
+            "adapting on a series showed it better")

@@ -53,7 +53,6 @@ from ..calibration.view_noise import noise_correlation
 from ..imaging.axes import check_axes
 from ..imaging.camera_noise import CameraNoise
 from ..imaging.normalization import IntensityMap
-from ..imaging.pilot_wiener import BRIGHT_PHOTONS
 from ..imaging.recorruption import RecorruptionNoise
 from ..io.checkpoint import load_model
 from ..model.devices import resolve_device
@@ -66,14 +65,11 @@ from .adapt_criteria import (
     compare_heads,
     criterion_patches,
     criterion_scores,
-    dimmest_peak_photons,
     held_out_frames,
     iter_refinement_judge,
     judges_refinement,
-    refinable,
     series_pairs,
     shown_better,
-    shown_worse,
 )
 from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
@@ -247,25 +243,15 @@ def iter_adapt(
     adapted.mean_network = head.cpu()
     if kept == "adapted":
         adapted.calibrations = []  # the spread around a new mean needs a new calibration
-    # the [mean] refined where a series' held-out frames show it better, or where the data is bright enough that
-    # the refinement gained on every held-out scene measured (core.imaging.pilot_wiener.BRIGHT_PHOTONS) and no
-    # series shows it worse
-    photons = dimmest_peak_photons(planes, noise) if refinable(adapted) else None
-    bright = photons is not None and photons >= BRIGHT_PHOTONS
-    judged = None
     if judges_refinement(adapted, held, strips_only):
         train_loss = history[-1].get("train_loss", float("nan"))
         judged = yield from relay(iter_refinement_judge(adapted, planes, held, noise, seed), lambda done: AdaptProgress(
             step, steps, train_loss, last_val, round(time.perf_counter() - t0, 2), judged=done))
-    if judged is not None or bright:
-        judged = judged or {}
-        refined = judged.get("refined", False) or (bright and not shown_worse(judged))
-        adapted.mean_refinement = "pilot-wiener" if refined else "none"
+        adapted.mean_refinement = "pilot-wiener" if judged["refined"] else "none"
         if adapted.mean_refinement != model.mean_refinement:
             adapted.calibrations = []
-        decision["mean_refinement"] = {**judged, "refined": refined, "margin_se": KEEP_MARGIN_SE,
-                                       "peak_photons": photons, "bright_from": BRIGHT_PHOTONS}
-        message += "; " + refinement_message(decision["mean_refinement"])
+        decision["mean_refinement"] = {**judged, "margin_se": KEEP_MARGIN_SE}
+        message += "; " + refinement_message(judged)
         decision["message"] = message
     adapted.sha256 = ""
     adapted.provenance = {
@@ -334,28 +320,16 @@ def adapt(
     return adapted
 
 
-def refinement_message(decided: dict) -> str:
-    """What adapt decided of the [mean]'s refinement (decision["mean_refinement"]: the series judge's figures,
-    :func:`~.adapt_criteria.refinement_judge`, where it ran, and the data's brightness), for the result's message."""
-    bright = decided["peak_photons"] is not None and decided["peak_photons"] >= decided["bright_from"]
-    brightness = (f"the data's dimmest plane holds {decided['peak_photons']:.0f} photons in its brightest structure "
-                  f"above the background; the refinement gained on every held-out scene measured from "
-                  f"{decided['bright_from']:g}")
-    if "difference" in decided:
-        figures = (f"on {decided['quadrants']} quadrants of {decided['frames']} held-out frames, MSE to their "
-                   f"registered neighbours {100 * decided['difference']:+.2f} % ± {100 * decided['standard_error']:.2f} %")
-    elif "quadrants" in decided:
-        figures = "too few registered pixels in the held-out frames to judge it"
-    else:
-        figures = ""
-    if not decided["refined"]:
-        return (f"the [mean] left unrefined ({figures}; a Wiener refinement is kept only when lower by "
-                f"{KEEP_MARGIN_SE:g} standard errors" + (", or on bright data not shown worse by as many" if bright
-                                                          else "") + ")")
-    if decided.get("difference") is not None and shown_better({"series": decided}):
+def refinement_message(judged: dict) -> str:
+    """What :func:`~.adapt_criteria.refinement_judge` decided, with its figures, for the result's message."""
+    if "difference" not in judged:
+        return "the [mean] left unrefined (too few registered pixels in the held-out frames to judge a refinement)"
+    figures = (f"on {judged['quadrants']} quadrants of {judged['frames']} held-out frames, MSE to their registered "
+               f"neighbours {100 * judged['difference']:+.2f} % ± {100 * judged['standard_error']:.2f} %")
+    if judged["refined"]:
         return f"the [mean] refined by a Wiener filter with itself as the pilot ({figures})"
-    return (f"the [mean] refined by a Wiener filter with itself as the pilot: bright data ({brightness}"
-            + (f"; {figures}, not worse by {KEEP_MARGIN_SE:g} standard errors" if figures else "") + ")")
+    return (f"the [mean] left unrefined ({figures}; a Wiener refinement is kept only when lower by "
+            f"{KEEP_MARGIN_SE:g} standard errors)")
 
 
 def recalibration_axes(noisy, time_series: bool | None = None, axes: str | None = None) -> str | None:

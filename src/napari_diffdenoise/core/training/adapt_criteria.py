@@ -40,26 +40,7 @@ JUDGE_RUN = {"n_samples": 0, "mean": "head"}
 def judges_refinement(model: DiffusionModel, held, strips_only: bool) -> bool:
     """Whether adapt judges refining the [mean] (:func:`iter_refinement_judge`): a denoising mean head, and
     frames of a series held out whole (:func:`held_out_frames`)."""
-    return bool(held) and not strips_only and refinable(model)
-
-
-def refinable(model: DiffusionModel) -> bool:
-    """Whether the model's [mean] can be refined (core.imaging.pilot_wiener): a denoising mean head's."""
-    return model.task == "denoise" and model.mean_network is not None
-
-
-def dimmest_peak_photons(planes, noise: CameraNoise) -> float:
-    """The least :func:`~..imaging.pilot_wiener.peak_photons` over ``planes`` under the camera ``noise``: how
-    bright the dimmest of them is, which decides whether a refinement adapt sets could cost any of them."""
-    from ..imaging.pilot_wiener import peak_photons
-
-    return min(peak_photons(p, noise) for p in planes)
-
-
-def shown_worse(judged: dict) -> bool:
-    """Whether :func:`iter_refinement_judge`'s figures show the refinement worse by KEEP_MARGIN_SE standard
-    errors (False where it had too few quadrants to tell)."""
-    return "difference" in judged and judged["difference"] - KEEP_MARGIN_SE * judged["standard_error"] > 0
+    return bool(held) and not strips_only and model.task == "denoise" and model.mean_network is not None
 
 
 def refinement_window(shape) -> tuple[slice, slice]:
