@@ -217,6 +217,8 @@ def test_denoise_calibrate_adapt_and_train_share_one_cancel_convention(headed):
     noisy, clean = simulate_pair("nuclei", (160, 160), Acquisition(peak_photons=10), seed=3)
     calls = {
         "denoise": lambda cancel: denoise(noisy, headed, n_samples=2, steps=2, cancel=cancel),
+        "denoise, calibrating on the image first": lambda cancel: denoise(
+            noisy, headed, n_samples=2, steps=2, coverage=0.9, calibrate_on_image=True, cancel=cancel),
         "calibrate": lambda cancel: calibrate(headed, noisy, clean, [0.5, 0.9], n_samples=2, steps=2, cancel=cancel),
         "adapt": lambda cancel: adapt(headed, noisy, minutes=None, steps=3, recalibrate=False, cancel=cancel),
         "train": lambda cancel: train(noisy[None], clean[None], model=headed, cancel=cancel,

@@ -30,7 +30,7 @@ from ..run.conformal import Calibration
 from ..run.driving import drive
 from ..run.methods import find_method
 from ..run.plane_runs import CALIBRATED_COPY_OF, run_keywords_given
-from ..run.restore import Cancelled, Restoration
+from ..run.restore import Restoration, run_to_end, tile_callback
 from ..run.restore import denoise as restore_denoise
 from ..run.restore import iter_denoise as restore_iter_denoise
 from ..run.run_keywords import RunSpec, run_signature
@@ -129,18 +129,8 @@ def denoise(image, model, *, spec: RunSpec | None = None, axes: str | None = Non
             result.metadata["calibrated_on_this_image"] = False
         return result
 
-    def on_tile(info) -> None:  # the same order as drive(): report, then ask
-        if progress is not None:
-            progress(info)
-        if cancel is not None and cancel():
-            raise Cancelled("denoising was cancelled")
-
-    run = iter_denoise(image, model, given, axes, on_tile if (progress is not None or cancel is not None) else None,
-                       calibrate_on_image, second)
-    result, cancelled = drive(run, progress, cancel)
-    if cancelled:
-        raise Cancelled("denoising was cancelled")
-    return result
+    return run_to_end(iter_denoise(image, model, given, axes, tile_callback(progress, cancel), calibrate_on_image,
+                                   second), progress, cancel)
 
 
 denoise.__doc__ = restore_denoise.__doc__.replace(

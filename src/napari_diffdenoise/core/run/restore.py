@@ -209,14 +209,30 @@ def denoise(
         model = load_model(model)
     settings = method_settings(method, **given) if method is not None else make_settings(model, **given)
 
-    def on_tile(info: Progress) -> None:  # the same order as drive(): report, then ask
+    return run_to_end(iter_denoise(image, model, settings, axes=axes, on_tile=tile_callback(progress, cancel)),
+                      progress, cancel)
+
+
+def tile_callback(progress, cancel):
+    """The ``on_tile`` hook of a denoising generator driven with plain callbacks: each tile's Progress reported,
+    then ``cancel`` asked (drive()'s order), Cancelled raised within the step; None where neither is given, so
+    that a run nobody watches pays nothing per tile."""
+    if progress is None and cancel is None:
+        return None
+
+    def on_tile(info: Progress) -> None:
         if progress is not None:
             progress(info)
         if cancel is not None and cancel():
             raise Cancelled("denoising was cancelled")
 
-    on_tile_ = on_tile if (progress is not None or cancel is not None) else None
-    result, cancelled = drive(iter_denoise(image, model, settings, axes=axes, on_tile=on_tile_), progress, cancel)
+    return on_tile
+
+
+def run_to_end(run, progress, cancel):
+    """A denoising generator's result, driven with plain callbacks (core.run.driving.drive); Cancelled where
+    ``cancel`` stopped it between steps."""
+    result, cancelled = drive(run, progress, cancel)
     if cancelled:
         raise Cancelled("denoising was cancelled")
     return result
