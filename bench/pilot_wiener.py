@@ -51,13 +51,12 @@ from napari_diffdenoise.core.training.adapt_criteria import (
 )
 from napari_diffdenoise.core.training.finetune import PATCH_SIZE
 
-from .camera8 import density_of
+from .camera8 import acquire, density_of
 from .common import markdown_table, write_report
 from .real_calibration import (
     BACKGROUND,
     LYSOSOME,
     OFFSET,
-    READ_NOISE,
     TIMELAPSE,
     lysosome_cases,
     lysosome_files,
@@ -178,9 +177,8 @@ def brightness_judge(noisy, camera) -> dict:
 def sweep_acquisition(density: np.ndarray, photons: float, camera: str, rng) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, truth) of the scene ``density`` (unit peak) at ``photons`` through the float or the 8-bit camera."""
     expected = photons * density
-    if camera == "float":
-        return (OFFSET + rng.poisson(expected + BACKGROUND) + rng.normal(0, READ_NOISE, density.shape),
-                OFFSET + expected + BACKGROUND)
+    if camera == "float":  # bench/camera8.py's float camera
+        return acquire("float", expected, rng), OFFSET + expected + BACKGROUND
     gain = EIGHT_BIT_PEAK_DN / photons
     noisy = np.clip(np.round(gain * rng.poisson(expected + EIGHT_BIT_BACKGROUND) + EIGHT_BIT_OFFSET_DN
                              + rng.normal(0, EIGHT_BIT_READ_DN, density.shape)), 0, 255)
