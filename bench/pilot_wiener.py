@@ -8,7 +8,7 @@ Scored on bench/real_frames.py's cases: frame 30 of every lysosome series and th
 time-lapse against their registered truth (beside oracle VST + BM3D), and bench/real_prior.py's held-out images
 with simulated noise at 3, 10 and 30 photons. The head: the bundled demo's [mean] (its default run, mean only).
 
-Four truth-free judges of "refined or not", each seeing the noisy data alone:
+Five truth-free judges of "refined or not", each seeing the noisy data alone:
 
 - series: what ``adapt`` decides on the series' frames 0…24 (core.training.adapt_criteria.refinement_judge: the
   frames adapt holds out, each restored and refined, against its neighbours t ± 1 registered onto it, per
@@ -154,6 +154,7 @@ def sure_judge(noisy, model, camera, epsilon: float = 0.05, seed: int = 0) -> di
 BRIGHT_PHOTONS = 600.0
 PEAK_PERCENTILE = 99.8  # the brightest structure's level: a percentile, so that a few hot pixels do not set it
 SWEEP_PHOTONS = (30, 60, 100, 200, 400, 1000, 3000)
+EIGHT_BIT_PEAK_DN, EIGHT_BIT_READ_DN, EIGHT_BIT_OFFSET_DN, EIGHT_BIT_BACKGROUND = 200.0, 2.0, 2.0, 0.5
 
 
 def peak_photons(plane: np.ndarray, camera: CameraNoise) -> float:
@@ -166,7 +167,6 @@ def peak_photons(plane: np.ndarray, camera: CameraNoise) -> float:
     signal = level - float(np.median(plane))
     variance = float(camera.variance(np.array([level]))[0])
     return signal * signal / variance if signal > 0 and variance > 0 else 0.0
-EIGHT_BIT_PEAK_DN, EIGHT_BIT_READ_DN, EIGHT_BIT_OFFSET_DN, EIGHT_BIT_BACKGROUND = 200.0, 2.0, 2.0, 0.5
 
 
 def brightness_judge(noisy, camera) -> dict:
@@ -307,8 +307,8 @@ def render(data: dict, seconds: float) -> str:
             + "\n\n" + "\n".join(lines)
             + "\n\n## Where the refinement breaks even: held-out scenes at 30–3000 photons (PSNR in dB)\n\n"
             "Each re-acquired held-out scene smoothed (no noise of its own), acquired once per photon count and camera "
-            "(module docstring); peak photons as core.imaging.pilot_wiener.peak_photons reads them off the noisy image "
-            "with the camera fitted to it.\n\n"
+            "(module docstring); peak photons as this bench's peak_photons reads them off the noisy image with the "
+            "camera fitted to it.\n\n"
             + markdown_table(["image", "photons", "camera", "peak photons", "head", "refined − head"], sweep_rows)
             + "\n\n" + sweep_line + f"\n\nMeasured in {seconds:.0f} s.\n")
 
