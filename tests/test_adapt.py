@@ -50,16 +50,17 @@ def test_adapt_changes_only_the_head_is_deterministic_and_records_how(headed):
     assert min(smeared.provenance["adapted"]["draws_lag1_correlation"]) > 0.3
 
 
-def test_adapt_takes_stacks_and_lists_and_recalibrates_on_the_images_residuals(headed):
+def test_adapt_takes_stacks_and_lists_and_recalibrates_on_the_images_residuals(with_std):
     stack = np.stack([cells(1), cells(2)])
-    model = adapt(headed, [stack, cells(3)], minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
+    model = adapt(with_std, [stack, cells(3)], minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
     assert model.provenance["adapted"]["images"] == [[96, 96]] * 3
     (calibration,) = model.calibrations
     # the route is self-calibration on the image's own residuals (not pairs simulated from the mean)
     assert calibration["source"].startswith("self-calibrated: residuals against ")
     from napari_diffdenoise import denoise
 
-    result = denoise(cells(4), model, coverage=0.9, steps=10, eta=1.0, n_samples=8)
+    result = denoise(cells(4), model, coverage=0.9)  # the model's own run, which the recalibration was made for
+    assert result.metadata["calibration_source"] == calibration["source"]
     assert np.all(result.lower <= result.mean) and np.all(result.upper >= result.mean)
 
 
@@ -83,7 +84,7 @@ def test_cancel_reaches_the_recalibration_after_adapting(headed, monkeypatch):
         adapt(headed, cells(1), minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu", cancel=cancel)
 
 
-def test_the_recalibration_after_adapting_a_time_series_uses_its_frames_too(headed):
+def test_the_recalibration_after_adapting_a_time_series_uses_its_frames_too(with_std):
     """A stack of repeated views is recalibrated as the Denoise widget calibrates a T axis (recorrupted
     pairs and the neighbouring frames, the wider interval); a single plane, a stack said not to be a
     series and a stack whose planes differ keep the recorrupted pairs alone."""
@@ -101,33 +102,33 @@ def test_the_recalibration_after_adapting_a_time_series_uses_its_frames_too(head
     assert recalibration_axes([series[0], series[1]]) is None  # a list of images: each its own field
 
     def source(noisy, **kwargs):
-        return drive(iter_recalibrate(headed, noisy, **kwargs))[0].calibrations[0]
+        return drive(iter_recalibrate(with_std, noisy, **kwargs))[0].calibrations[0]
 
     framed = source(series)
     assert framed["source"].startswith("the wider of two self-calibrations at each level")
     assert "the mean of frames t − 1 and t + 1" in framed["source"]
     # what it restores is what the Train widget prices for it
-    assert framed["n_pixels"] == recalibration_cost(headed, series.shape, axes="TYX").pixels
+    assert framed["n_pixels"] == recalibration_cost(with_std, series.shape, axes="TYX").pixels
     alone = source(series, time_series=False)
     assert alone["source"].startswith("self-calibrated: residuals against recorrupted pairs")
-    assert alone["n_pixels"] == recalibration_cost(headed, series.shape).pixels
+    assert alone["n_pixels"] == recalibration_cost(with_std, series.shape).pixels
 
 
-def test_the_recalibration_after_adapting_takes_the_images_axes(headed):
+def test_the_recalibration_after_adapting_takes_the_images_axes(with_std):
     """Given the image's axes (the CLI's file, the Train widget's layer), each channel is recalibrated on its
     own, as the Denoise widget calibrates it, where it was pooled; a wrong one is refused before training."""
     from napari_diffdenoise.core.calibration.recalibration_cost import recalibration_cost
     from napari_diffdenoise.core.training.adapt import recalibration_axes
 
     two = np.stack([cells(5), 3 * cells(6)])
-    model = adapt(headed, two, minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu", axes="cyx")
+    model = adapt(with_std, two, minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu", axes="cyx")
     calibration = model.calibrations[0]
     assert calibration["channel_axis"] == 0 and len(calibration["channel_factors"]) == 2
-    assert calibration["n_pixels"] == recalibration_cost(headed, two.shape, axes="CYX").pixels
-    pooled = adapt(headed, two, minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
+    assert calibration["n_pixels"] == recalibration_cost(with_std, two.shape, axes="CYX").pixels
+    pooled = adapt(with_std, two, minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
     assert pooled.calibrations[0].get("channel_factors") is None
     with pytest.raises(ValueError, match="axes 'TCYX' name 4 dimensions"):
-        adapt(headed, two, minutes=None, steps=2, axes="TCYX")
+        adapt(with_std, two, minutes=None, steps=2, axes="TCYX")
     with pytest.raises(ValueError, match="axes: give them for one image"):
         recalibration_axes([two[0], two[1]], axes="YX")
 
@@ -172,13 +173,13 @@ def test_cli_adapt_writes_a_model_and_never_overwrites(tmp_path, headed, capsys)
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
 
 
-def test_cli_adapt_recalibrates_each_channel_of_a_file_that_names_them(tmp_path, headed):
+def test_cli_adapt_recalibrates_each_channel_of_a_file_that_names_them(tmp_path, with_std):
     import tifffile
 
     from napari_diffdenoise.cli import main
     from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
 
-    save_checkpoint(headed, tmp_path / "start.safetensors")
+    save_checkpoint(with_std, tmp_path / "start.safetensors")
     tifffile.imwrite(tmp_path / "cells.tif", np.stack([cells(7, 160), 3 * cells(8, 160)]).astype(np.uint16), imagej=True,
                      metadata={"axes": "CYX"})
     out = tmp_path / "mine.safetensors"

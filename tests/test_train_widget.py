@@ -136,22 +136,15 @@ def test_a_second_run_writes_a_new_file_and_keeps_the_first(make_napari_viewer, 
                                                                      "mine-2.safetensors"]
 
 
-def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_path, qtbot, monkeypatch, tiny_model):
-    import torch
-
+def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_path, qtbot, monkeypatch, with_std):
     from napari_diffdenoise._widgets import train as train_module
     from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
     from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
-    from napari_diffdenoise.core.model.network import UNet, UNetConfig
 
     errors = []
     monkeypatch.setattr(train_module, "notify_error", errors.append)
-    torch.manual_seed(1)
-    tiny_model.mean_network = UNet(UNetConfig(cond_channels=0, base_channels=8, channel_mults=(1, 2), emb_dim=16,
-                                              fourier_features=8))
-    tiny_model.mean_estimator = "head"
     start = tmp_path / "headed.safetensors"
-    save_checkpoint(tiny_model, start)
+    save_checkpoint(with_std, start)
     REGISTRY.add(start)
     viewer = make_napari_viewer()
     rng = np.random.default_rng(0)

@@ -22,12 +22,21 @@ def errors(monkeypatch):
     return messages
 
 
-@pytest.fixture
-def headed_checkpoint(headed, tmp_path):
-    path = tmp_path / "headed.safetensors"
-    save_checkpoint(headed, path)
+def _listed(model, path):
+    save_checkpoint(model, path)
     REGISTRY.add(path)
     return path
+
+
+@pytest.fixture
+def headed_checkpoint(headed, tmp_path):
+    return _listed(headed, tmp_path / "headed.safetensors")
+
+
+@pytest.fixture
+def std_headed_checkpoint(with_std, tmp_path):
+    """A model whose default run is its two heads' one pass: a recalibration without samples, in seconds."""
+    return _listed(with_std, tmp_path / "std-headed.safetensors")
 
 
 def _cells(viewer, shape, seed=0):
@@ -128,14 +137,14 @@ def test_the_recalibration_time_is_not_timed_beside_a_run_and_one_that_was_is_ta
 
 
 def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(make_napari_viewer, qtbot, errors,
-                                                                             headed_checkpoint, tmp_path):
+                                                                             std_headed_checkpoint, tmp_path):
     from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
 
     viewer = make_napari_viewer()
     layer = _cells(viewer, (128, 128))
     w = TrainWidget(viewer)
     w.mode.value = NOISY_ONLY
-    w.noisy.value, w.start_model.value = layer, str(headed_checkpoint.resolve())
+    w.noisy.value, w.start_model.value = layer, str(std_headed_checkpoint.resolve())
     w.minutes.value, w.batch_size.value, w.patch_size.value = 0.1, 2, 32
     w.output.value = tmp_path / "adapted.safetensors"
     seen = []
