@@ -2,14 +2,15 @@
 ``adapt`` does with a stack of repeated views: core.training.adapt.iter_recalibrate) against
 recorrupted pairs alone (what it did before, and still does for single images).
 
-    python -m bench series_adapt [--data DIR] [--model demo] [--size 256] [--minutes 1]
+    python -m bench series_adapt [--data DIR] [--model demo] [--size 256] [--minutes 1 | --steps N]
 
 Per frame case of bench/real_calibration.py (three lysosome files, raw counts with camera noise
 correlated between pixels; three fields of the 8-bit time-lapse): ``adapt(model, frames 0–24,
 recalibrate=False)``, then the adapted model calibrated both ways on the same frames, and frame t
 (never seen) restored with its default one pass and scored as there: coverage of the truth (the mean
 of frames t ± 1, its own noise accounted for), the width against the oracle λ's. The adaptation's
-budget is wall clock on this shared CPU, so which head it keeps can change between runs. Beside them, whether
+budget is wall clock on this shared CPU (``--minutes``), so which head it keeps can change between runs; with
+``--steps`` it is a step count, and a rerun on the same machine and torch keeps the same heads. Beside them, whether
 adapting refined the [mean] (core.training.adapt_criteria.refinement_judge) and the adapted [mean]'s PSNR against
 the registered truth, less the bundled model's and less oracle VST + BM3D's (its strength chosen against that
 truth, as bench/real_frames.py does).
@@ -72,7 +73,10 @@ def main(argv=None):
     parser.add_argument("--lysosomes", choices=LYSOSOME_SETS, default="tuning",
                         help="which lysosome series (bench/real_calibration.py): 'held-out' runs only the seven no "
                              "choice was made on, to the page series_adapt_held_out")
-    parser.add_argument("--minutes", type=float, default=1.0, help="adapt's budget per series")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=1.0, help="adapt's budget per series, in wall clock")
+    budget.add_argument("--steps", type=int, default=None,
+                        help="adapt's budget per series in steps instead (a rerun then keeps the same heads)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if not args.data.is_dir():
@@ -86,7 +90,8 @@ def main(argv=None):
     for label, frame, truth, tau2, frames, _static, registered in cases:
         frames = np.asarray(frames, dtype=np.float32)
         t0 = time.perf_counter()
-        adapted = adapt(model, frames, minutes=args.minutes, seed=0, recalibrate=False)
+        adapted = adapt(model, frames, minutes=None if args.steps else args.minutes, steps=args.steps, seed=0,
+                        recalibrate=False)
         adapt_seconds = time.perf_counter() - t0
         result = denoise(frame, adapted, n_samples=0)
         err = np.abs(truth - result.mean).astype(np.float64)
@@ -98,10 +103,11 @@ def main(argv=None):
         adapted_psnr = float(psnr_fitted(result.mean[where], registered.truth[where]))
         gain = adapted_psnr - float(psnr_fitted(bundled_mean[where], registered.truth[where]))
         over_bm3d = adapted_psnr - oracle_bm3d_psnr(frame, registered)
-        record = {"case": label, "kept": adapted.provenance["adapted"]["kept"], "adapt_s": adapt_seconds, "routes": {},
+        record = {"case": label, "kept": adapted.provenance["adapted"]["kept"], "adapt_s": adapt_seconds,
+                  "adapt_steps": adapted.provenance["adapted"]["steps"], "routes": {},
                   "mean_refinement": adapted.mean_refinement, "psnr_gain_registered": gain,
                   "psnr_over_oracle_bm3d": over_bm3d}
-        row = [label, record["kept"], record["mean_refinement"], gain, over_bm3d]
+        row = [label, record["adapt_steps"], record["kept"], record["mean_refinement"], gain, over_bm3d]
         for name, time_series in ROUTES.items():
             t0 = time.perf_counter()
             calibrated = drive(iter_recalibrate(adapted, frames, 0, time_series))[0]
@@ -117,22 +123,25 @@ def main(argv=None):
         rows.append(row)
         print(label, {n: [round(c, 3) for c in r["coverage"]] for n, r in record["routes"].items()}, flush=True)
 
-    header = ["case", "head kept", "[mean] refinement", "PSNR − bundled's (dB, registered truth)", "− oracle BM3D's"]
+    header = ["case", "steps", "head kept", "[mean] refinement", "PSNR − bundled's (dB, registered truth)", "− oracle BM3D's"]
     for name in ROUTES:
         header += [f"{name}: coverage @{' / '.join(f'{c:g}' for c in LEVELS)}", "against the registered truth",
                    "width / oracle @0.9", "s"]
+    budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min of wall clock"
     counts = ", ".join(f"{name}: **{sum(within(r['routes'][name]['coverage']) for r in records)} of {len(records)}**"
                        f" ({sum(within(r['routes'][name]['registered_coverage']) for r in records)} against the registered "
                        "truth)" for name in ROUTES)
     body = ("**The lysosome series held out of every choice the other pages informed** (`--lysosomes held-out`; "
-            "no time-lapse here).\n\n" if held_out else "") + (f"Model `{args.model}` (sha256 {model.sha256[:12]}), adapted for {args.minutes:g} min of wall clock on "
+            "no time-lapse here).\n\n" if held_out else "") + (f"Model `{args.model}` (sha256 {model.sha256[:12]}), adapted for {budget} on "
             f"frames 0–24 of each series ({args.threads} torch thread), centre crops of {args.size}². Frame t (30 for "
             "the lysosomes, 27 for the time-lapse fields) restored by the adapted model's default one pass (mean head, "
             "std head); truth and coverage as in bench/real_calibration.py (the mean of frames t ± 1; and frames t ± 1, t ± 2 "
             "registered onto frame t where they agree, bench/frame_truth.py). Cases within ±0.05 of nominal at all three "
             f"levels: {counts}. The adapted [mean] against the bundled model's: {_gains(records)}.\n\n"
             + markdown_table(header, rows) + "\n")
-    report, command = held_out_report("series_adapt") if held_out else ("series_adapt", None)
+    options = f" --steps {args.steps}" if args.steps else (f" --minutes {args.minutes:g}" if args.minutes != 1 else "")
+    report, command = (held_out_report("series_adapt", options) if held_out
+                       else ("series_adapt", f"python -m bench series_adapt{options}" if options else None))
     write_report(report, "Intervals after adapting to a real time series", body, {"records": records}, command)
 
 
