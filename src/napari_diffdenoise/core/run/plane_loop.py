@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from ..imaging.axes import plane_positions
 from ..io.maps import MAPS
+from .cpu_share import free_threads, torch_threads
 from .plane_input import output_dtype, read_plane
 
 
@@ -139,9 +141,12 @@ class PlaneLoop:
                     lambda step, n_steps, done, total, rank=rank, number=number:
                     on_tile(rank, number, step, n_steps, done, total))
                 steps = self.run.plane(read_plane(self.array, position), number, position, self.dtype, tiles)
+                # set around each step alone: between them the caller's code runs, with its own count
+                threads = free_threads(torch.get_num_threads()) if self._on_cpu() else None
                 try:
                     while True:
-                        step, n_steps = next(steps)
+                        with torch_threads(threads):
+                            step, n_steps = next(steps)
                         yield PlaneStep(rank, number, step, n_steps)
                 except StopIteration as stop:
                     plane = stop.value
@@ -152,6 +157,11 @@ class PlaneLoop:
             self.sink.abort()
             raise
         return self.tally
+
+    def _on_cpu(self) -> bool:
+        """Whether the run's networks run on the CPU (a method's settings name no device: its threads are its own)."""
+        device = getattr(self.run.settings, "device", None)
+        return device is not None and torch.device(device).type == "cpu"
 
     def done(self, metadata: dict):
         return self.sink.done(metadata)

@@ -23,6 +23,7 @@ from ..imaging.normalization import IntensityMap
 from ..imaging.tiling import TILE_STRETCH, tile_grid
 from ..model.model import DiffusionModel
 from .bright_pass import expected_boxes
+from .cpu_share import free_threads, torch_threads
 from .plane_runs import network_passes
 from .plane_sampling import device_model
 from .restore import Settings, denoise, make_settings
@@ -112,7 +113,9 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = 
         gamma = torch.full((batch,), 0.5, device=settings.device)
         seconds = []
         bfloat16 = torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16")
-        with torch.inference_mode(), bfloat16:
+        # on the threads a run would take now (core.run.plane_loop): beside a busy process, fewer than torch's count
+        threads = free_threads(torch.get_num_threads()) if settings.device.type == "cpu" else None
+        with torch.inference_mode(), bfloat16, torch_threads(threads):
             for _ in range(warm_up):
                 net(y, gamma, cond)
             for _ in range(calls):

@@ -58,6 +58,7 @@ from ..io.checkpoint import load_model
 from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
 from ..run.bright_pass import without_hot_pixels
+from ..run.cpu_share import free_threads, torch_threads
 from ..run.driving import drive, relay
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
 from .adapt_criteria import (
@@ -74,6 +75,8 @@ from .adapt_criteria import (
 from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
 from .recorrupted_pairs import recorrupted_batch, recorrupted_validation, train_step
+
+LOAD_READ_EVERY = 10.0  # s of adapting between two reads of the cores' load (core.run.cpu_share; 50 ms each)
 
 
 def iter_adapt(
@@ -193,22 +196,26 @@ def iter_adapt(
     history.append({"step": 0, "val_loss": last_val, "criterion_change": best[0], "r2r_val_loss": val_loss(),
                     "seconds": 0.0})
     pending, taken = sorted(snapshots), {}
+    threads, load_read_at = None, -LOAD_READ_EVERY
     while True:
         elapsed = time.perf_counter() - t0
         while pending and elapsed >= pending[0]:
             taken[pending.pop(0)] = (best[1], copy.deepcopy(best[2]))
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
-        x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
-                                 np.random.default_rng([seed, step]), dev)
-        loss = train_step(adapted, opt, x, t)
-        step += 1
-        record = {"step": step, "train_loss": float(loss.detach()), "seconds": round(time.perf_counter() - t0, 2)}
-        if step % validate_every == 0:
-            last_val, change = selection_loss()
-            record.update(val_loss=last_val, criterion_change=change, r2r_val_loss=val_loss())
-            if change is not None and change < best[0]:
-                best = (change, step, copy.deepcopy(head.state_dict()))
+        if dev.type == "cpu" and elapsed >= load_read_at + LOAD_READ_EVERY:  # the cores other work leaves free
+            threads, load_read_at = free_threads(torch.get_num_threads()), elapsed
+        with torch_threads(threads):  # set around the step alone: between steps the caller's code keeps its own
+            x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
+                                     np.random.default_rng([seed, step]), dev)
+            loss = train_step(adapted, opt, x, t)
+            step += 1
+            record = {"step": step, "train_loss": float(loss.detach()), "seconds": round(time.perf_counter() - t0, 2)}
+            if step % validate_every == 0:
+                last_val, change = selection_loss()
+                record.update(val_loss=last_val, criterion_change=change, r2r_val_loss=val_loss())
+                if change is not None and change < best[0]:
+                    best = (change, step, copy.deepcopy(head.state_dict()))
         history.append(record)
         yield AdaptProgress(step, steps, record["train_loss"], last_val, record["seconds"])
     final = selection_loss()[1]

@@ -1,0 +1,78 @@
+"""A run on the CPU takes no more torch threads than the cores other processes leave free
+(core.run.cpu_share; bench/busy_cores.py measures why), only while its steps run."""
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise.core.run import cpu_share, plane_loop
+
+
+def load(monkeypatch, percent, n_logical, n_physical):
+    monkeypatch.setattr(cpu_share.psutil, "cpu_count", lambda logical=True: n_logical if logical else n_physical)
+    monkeypatch.setattr(cpu_share.psutil, "cpu_percent", lambda interval, percpu: list(percent))
+
+
+@pytest.mark.parametrize("percent, logical, physical, limit, threads", [
+    ([100, 4], 2, 2, 2, 1),  # one core busy elsewhere: one thread
+    ([3, 6], 2, 2, 2, 2),  # idle but for a redraw: both
+    ([100, 100], 2, 2, 2, 1),  # never none
+    ([100] + [0] * 15, 16, 8, 8, 7),  # a busy logical core takes half a physical one: one thread less
+    ([0] * 16, 16, 8, 4, 4),  # never more than the run was given
+    ([60, 50] + [0] * 6, 8, 8, 8, 7),  # the busy share summed over the cores
+])
+def test_the_threads_are_the_physical_cores_left_free(monkeypatch, percent, logical, physical, limit, threads):
+    load(monkeypatch, percent, logical, physical)
+    assert cpu_share.free_threads(limit) == threads
+
+
+def test_one_thread_is_taken_without_reading_the_load(monkeypatch):
+    def unexpected(**_):
+        raise AssertionError("the load was read with no choice to make")
+
+    monkeypatch.setattr(cpu_share.psutil, "cpu_percent", unexpected)
+    assert cpu_share.free_threads(1) == 1
+
+
+def test_a_run_on_the_cpu_takes_the_free_threads_inside_its_steps_only(tiny_model, monkeypatch):
+    from napari_diffdenoise.core.run.restore import iter_denoise
+
+    seen = []
+    monkeypatch.setattr(plane_loop, "free_threads", lambda limit: seen.append(limit) or 1)
+    inside = []
+    tiny_model.network.register_forward_hook(lambda *_: inside.append(torch.get_num_threads()))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run = iter_denoise(np.random.default_rng(0).poisson(5, (2, 32, 32)).astype(np.float32), tiny_model, steps=2,
+                           n_samples=2, device="cpu")
+        between = [torch.get_num_threads() for _ in run]  # the caller's code, while the run waits between steps
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+    assert seen == [2, 2]  # read before each plane, with the run's own count as the limit
+    assert inside and set(inside) == {1}
+    assert between and set(between) == {2} and after == 2
+
+
+def test_adapting_on_the_cpu_takes_the_free_threads_inside_its_steps_only(headed, monkeypatch):
+    from napari_diffdenoise.core.training import adapt as adapt_module
+
+    monkeypatch.setattr(adapt_module, "free_threads", lambda limit: 1)
+    inside = []
+    headed.mean_network.register_forward_hook(lambda *_: inside.append(torch.get_num_threads()))
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    blobs = ndimage.gaussian_filter((rng.random((96, 96)) > 0.98).astype(float), 2.5)
+    noisy = rng.poisson(40 * blobs / blobs.max() + 2).astype(np.float32)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        between = []
+        adapt_module.adapt(headed, noisy, minutes=None, steps=3, batch_size=2, patch_size=32, recalibrate=False,
+                           device="cpu", progress=lambda _: between.append(torch.get_num_threads()))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+    assert inside and 1 in inside
+    assert between and set(between) == {2} and after == 2
