@@ -6,6 +6,7 @@ from . import (
     adapt,
     adapt_draws,
     adapt_sampler,
+    busy_cores,
     calibration_diagnosis,
     camera8,
     channels,
@@ -47,7 +48,8 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "series_adapt": series_adapt.main, "noise_correlation": noise_correlation.main,
             "low_frequency": low_frequency.main, "hot_pixels": hot_pixels.main,
             "channels": channels.main, "camera8": camera8.main,
-            "pilot_wiener": pilot_wiener.main, "estimator_terms": estimator_terms.main}
+            "pilot_wiener": pilot_wiener.main, "estimator_terms": estimator_terms.main,
+            "busy_cores": busy_cores.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):
