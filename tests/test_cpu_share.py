@@ -7,6 +7,15 @@ import torch
 from napari_diffdenoise.core.run import cpu_share, plane_loop
 
 
+def blobs(seed=0, size=96):
+    """Noisy counts of sparse smooth blobs: an image adapt can learn from."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    density = ndimage.gaussian_filter((rng.random((size, size)) > 0.98).astype(float), 2.5)
+    return rng.poisson(40 * density / density.max() + 2).astype(np.float32)
+
+
 def load(monkeypatch, percent, n_logical, n_physical):
     monkeypatch.setattr(cpu_share.psutil, "cpu_count", lambda logical=True: n_logical if logical else n_physical)
     monkeypatch.setattr(cpu_share.psutil, "cpu_percent", lambda interval, percpu: list(percent))
@@ -60,19 +69,40 @@ def test_adapting_on_the_cpu_takes_the_free_threads_inside_its_steps_only(headed
     monkeypatch.setattr(adapt_module, "free_threads", lambda limit: 1)
     inside = []
     headed.mean_network.register_forward_hook(lambda *_: inside.append(torch.get_num_threads()))
-    from scipy import ndimage
-
-    rng = np.random.default_rng(0)
-    blobs = ndimage.gaussian_filter((rng.random((96, 96)) > 0.98).astype(float), 2.5)
-    noisy = rng.poisson(40 * blobs / blobs.max() + 2).astype(np.float32)
+    noisy = blobs()
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         between = []
-        adapt_module.adapt(headed, noisy, minutes=None, steps=3, batch_size=2, patch_size=32, recalibrate=False,
+        adapt_module.adapt(headed, noisy, minutes=0.02, batch_size=2, patch_size=32, recalibrate=False,
                            device="cpu", progress=lambda _: between.append(torch.get_num_threads()))
         after = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
     assert inside and 1 in inside
     assert between and set(between) == {2} and after == 2
+
+
+def test_what_promises_the_same_bits_keeps_torchs_count(headed, tmp_path, monkeypatch):
+    """Runs to files (a plane's bits the same wherever it runs: docs/big-data.md) and adapting for a step count."""
+    import tifffile
+
+    from napari_diffdenoise import denoise_to_tiff
+    from napari_diffdenoise.core.training import adapt as adapt_module
+
+    def unexpected(limit):
+        raise AssertionError("the load was read where the same bits are promised")
+
+    monkeypatch.setattr(plane_loop, "free_threads", unexpected)
+    monkeypatch.setattr(adapt_module, "free_threads", unexpected)
+    tifffile.imwrite(tmp_path / "noisy.tif", np.random.default_rng(1).poisson(5, (2, 32, 32)).astype(np.uint16))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        denoise_to_tiff(tmp_path / "noisy.tif", tmp_path / "out", headed, stem="noisy", device="cpu",
+                        calibrate_on_image=False)
+        adapt_module.adapt(headed, blobs(), minutes=None, steps=2, batch_size=2, patch_size=32, recalibrate=False,
+                           device="cpu")
+    finally:
+        torch.set_num_threads(previous)
+    assert list((tmp_path / "out").glob("noisy*mean*.tif"))

@@ -5,6 +5,9 @@ another program holds up all of them. On this project's 2-core machine, beside o
 the default preset took 13.9 s on a real 512² plane with torch's 2 threads and 3.9 s with one
 (docs/benchmarks/wait_policy.md, `python -m bench wait_policy`); alone, 2.5 s with 2. So the load of the
 other processes is read over SAMPLE_SECONDS before each plane, and the plane runs on the cores it leaves.
+A plane's last bits depend on the thread count (docs/method.md, Reproducibility), so where the same bits are
+promised the count stays as it is: runs to files (core.run.batch, docs/big-data.md) and ``adapt`` given a
+step count. With torch at one thread nothing is read.
 """
 from __future__ import annotations
 

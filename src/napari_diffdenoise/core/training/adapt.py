@@ -203,7 +203,8 @@ def iter_adapt(
             taken[pending.pop(0)] = (best[1], copy.deepcopy(best[2]))
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
-        if dev.type == "cpu" and elapsed >= load_read_at + LOAD_READ_EVERY:  # the cores other work leaves free
+        # the cores other work leaves free, where wall clock sets the budget (a step count promises the same bits)
+        if steps is None and dev.type == "cpu" and elapsed >= load_read_at + LOAD_READ_EVERY:
             threads, load_read_at = free_threads(torch.get_num_threads()), elapsed
         with torch_threads(threads):  # set around the step alone: between steps the caller's code keeps its own
             x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
