@@ -21,6 +21,11 @@ def load(monkeypatch, percent, n_logical, n_physical):
     monkeypatch.setattr(cpu_share.psutil, "cpu_percent", lambda interval, percpu: list(percent))
 
 
+@pytest.fixture(autouse=True)
+def _no_reading_yet(monkeypatch):
+    monkeypatch.setattr(cpu_share, "_reading", None)
+
+
 @pytest.mark.parametrize("percent, logical, physical, limit, threads", [
     ([100, 4], 2, 2, 2, 1),  # one core busy elsewhere: one thread
     ([3, 6], 2, 2, 2, 2),  # idle but for a redraw: both
@@ -32,6 +37,20 @@ def load(monkeypatch, percent, n_logical, n_physical):
 def test_the_threads_are_the_physical_cores_left_free(monkeypatch, percent, logical, physical, limit, threads):
     load(monkeypatch, percent, logical, physical)
     assert cpu_share.free_threads(limit) == threads
+
+
+def test_one_reading_serves_for_a_while(monkeypatch):
+    reads, clock = [], [100.0]
+    monkeypatch.setattr(cpu_share.time, "monotonic", lambda: clock[0])
+    load(monkeypatch, [100, 4], 2, 2)
+    monkeypatch.setattr(cpu_share, "_free_cores", lambda: reads.append(clock[0]) or 1)
+    assert [cpu_share.free_threads(2) for _ in range(3)] == [1, 1, 1] and reads == [100.0]
+    clock[0] += cpu_share.READ_EVERY - 0.1
+    assert cpu_share.free_threads(2) == 1 and reads == [100.0]
+    clock[0] += 0.1
+    monkeypatch.setattr(cpu_share, "_free_cores", lambda: reads.append(clock[0]) or 2)
+    assert cpu_share.free_threads(2) == 2 and reads == [100.0, 100.0 + cpu_share.READ_EVERY]
+    assert cpu_share.free_threads(8) == 2  # what the cores leave, whatever the limit asked
 
 
 def test_one_thread_is_taken_without_reading_the_load(monkeypatch):

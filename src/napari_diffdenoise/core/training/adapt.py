@@ -76,8 +76,6 @@ from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResul
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
 from .recorrupted_pairs import recorrupted_batch, recorrupted_validation, train_step
 
-LOAD_READ_EVERY = 10.0  # s of adapting between two reads of the cores' load (core.run.cpu_share; 50 ms each)
-
 
 def iter_adapt(
     model: DiffusionModel,
@@ -196,7 +194,6 @@ def iter_adapt(
     history.append({"step": 0, "val_loss": last_val, "criterion_change": best[0], "r2r_val_loss": val_loss(),
                     "seconds": 0.0})
     pending, taken = sorted(snapshots), {}
-    threads, load_read_at = None, -LOAD_READ_EVERY
     while True:
         elapsed = time.perf_counter() - t0
         while pending and elapsed >= pending[0]:
@@ -204,8 +201,7 @@ def iter_adapt(
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
         # the cores other work leaves free, where wall clock sets the budget (a step count promises the same bits)
-        if steps is None and dev.type == "cpu" and elapsed >= load_read_at + LOAD_READ_EVERY:
-            threads, load_read_at = free_threads(torch.get_num_threads()), elapsed
+        threads = free_threads(torch.get_num_threads()) if steps is None and dev.type == "cpu" else None
         with torch_threads(threads):  # set around the step alone: between steps the caller's code keeps its own
             x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
                                      np.random.default_rng([seed, step]), dev)
