@@ -16,9 +16,22 @@ def blobs(seed=0, size=96):
     return rng.poisson(40 * density / density.max() + 2).astype(np.float32)
 
 
-def load(monkeypatch, percent, n_logical, n_physical):
+class _Process:
+    """psutil.Process() whose (user, system) CPU seconds go up by ``own`` × SAMPLE_SECONDS between two reads."""
+
+    def __init__(self, own):
+        self.reads, self.own = 0, own
+
+    def cpu_times(self):
+        self.reads += 1
+        return (self.own * cpu_share.SAMPLE_SECONDS * (self.reads - 1), 0.0)
+
+
+def load(monkeypatch, percent, n_logical, n_physical, own=0.0):
     monkeypatch.setattr(cpu_share.psutil, "cpu_count", lambda logical=True: n_logical if logical else n_physical)
     monkeypatch.setattr(cpu_share.psutil, "cpu_percent", lambda interval, percpu: list(percent))
+    process = _Process(own)
+    monkeypatch.setattr(cpu_share.psutil, "Process", lambda: process)
 
 
 @pytest.fixture(autouse=True)
@@ -26,31 +39,62 @@ def _no_reading_yet(monkeypatch):
     monkeypatch.setattr(cpu_share, "_reading", None)
 
 
-@pytest.mark.parametrize("percent, logical, physical, limit, threads", [
-    ([100, 4], 2, 2, 2, 1),  # one core busy elsewhere: one thread
-    ([3, 6], 2, 2, 2, 2),  # idle but for a redraw: both
-    ([100, 100], 2, 2, 2, 1),  # never none
-    ([100] + [0] * 15, 16, 8, 8, 7),  # a busy logical core takes half a physical one: one thread less
-    ([0] * 16, 16, 8, 4, 4),  # never more than the run was given
-    ([60, 50] + [0] * 6, 8, 8, 8, 7),  # the busy share summed over the cores
+@pytest.mark.parametrize("percent, logical, physical, own, limit, threads", [
+    ([100, 4], 2, 2, 0, 2, 1),  # one core busy elsewhere: one thread
+    ([3, 6], 2, 2, 0, 2, 2),  # idle but for a redraw: both
+    ([100, 100], 2, 2, 0, 2, 1),  # never none
+    ([100, 100], 2, 2, 1.0, 2, 1),  # this process's own core is not another's load; the other's is
+    ([100, 60], 2, 2, 1.5, 2, 2),  # its threads still spinning after a step, and nothing else
+    ([100] + [0] * 15, 16, 8, 0, 8, 7),  # a busy logical core takes half a physical one: one thread less
+    ([0] * 16, 16, 8, 0, 4, 4),  # never more than the run was given
+    ([100] * 3 + [0] * 5, 8, 8, 0, 4, 4),  # three busy cores, four left: a run of four keeps them
+    ([100] * 6 + [0] * 2, 8, 8, 0, 4, 2),
+    ([0] * 16, 16, 8, 0, 16, 16),  # a count above the physical cores, as the user set it, on an idle machine
+    ([60, 50] + [0] * 6, 8, 8, 0, 8, 7),  # the busy share summed over the cores
 ])
-def test_the_threads_are_the_physical_cores_left_free(monkeypatch, percent, logical, physical, limit, threads):
-    load(monkeypatch, percent, logical, physical)
+def test_the_threads_are_those_not_sharing_a_core_with_other_work(monkeypatch, percent, logical, physical, own,
+                                                                   limit, threads):
+    load(monkeypatch, percent, logical, physical, own)
     assert cpu_share.free_threads(limit) == threads
 
 
 def test_one_reading_serves_for_a_while(monkeypatch):
     reads, clock = [], [100.0]
-    monkeypatch.setattr(cpu_share.time, "monotonic", lambda: clock[0])
-    load(monkeypatch, [100, 4], 2, 2)
-    monkeypatch.setattr(cpu_share, "_free_cores", lambda: reads.append(clock[0]) or 1)
+    monkeypatch.setattr(cpu_share, "_clock", lambda: clock[0])
+    load(monkeypatch, [0, 0], 2, 2)
+    monkeypatch.setattr(cpu_share, "_busy_cores", lambda: reads.append(clock[0]) or 1.0)
     assert [cpu_share.free_threads(2) for _ in range(3)] == [1, 1, 1] and reads == [100.0]
-    clock[0] += cpu_share.READ_EVERY - 0.1
+    clock[0] = 100.0 + cpu_share.READ_EVERY - 0.5
     assert cpu_share.free_threads(2) == 1 and reads == [100.0]
-    clock[0] += 0.1
-    monkeypatch.setattr(cpu_share, "_free_cores", lambda: reads.append(clock[0]) or 2)
+    clock[0] = 100.0 + cpu_share.READ_EVERY
+    monkeypatch.setattr(cpu_share, "_busy_cores", lambda: reads.append(clock[0]) or 0.0)
     assert cpu_share.free_threads(2) == 2 and reads == [100.0, 100.0 + cpu_share.READ_EVERY]
-    assert cpu_share.free_threads(8) == 2  # what the cores leave, whatever the limit asked
+
+
+def test_a_load_that_cannot_be_read_leaves_torchs_count(monkeypatch):
+    load(monkeypatch, [100, 100], 2, 2)
+
+    def restricted(interval, percpu):
+        raise PermissionError("/proc/stat")
+
+    monkeypatch.setattr(cpu_share.psutil, "cpu_percent", restricted)
+    assert cpu_share.free_threads(2) == 2
+
+
+def test_inside_same_bits_the_count_stays_in_that_thread_only(monkeypatch):
+    import threading
+
+    load(monkeypatch, [100, 4], 2, 2)
+    with cpu_share.same_bits():
+        with cpu_share.same_bits():
+            assert cpu_share.free_threads(2) == 2
+        assert cpu_share.free_threads(2) == 2
+        elsewhere = []
+        thread = threading.Thread(target=lambda: elsewhere.append(cpu_share.free_threads(2)))
+        thread.start()
+        thread.join()
+        assert elsewhere == [1]
+    assert cpu_share.free_threads(2) == 1
 
 
 def test_one_thread_is_taken_without_reading_the_load(monkeypatch):
@@ -82,46 +126,68 @@ def test_a_run_on_the_cpu_takes_the_free_threads_inside_its_steps_only(tiny_mode
     assert between and set(between) == {2} and after == 2
 
 
+def test_a_run_stopped_inside_a_step_gives_torchs_count_back(tiny_model, monkeypatch):
+    from napari_diffdenoise import denoise
+    from napari_diffdenoise.core.run.restore import Cancelled
+
+    monkeypatch.setattr(plane_loop, "free_threads", lambda limit: 1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(Cancelled):  # polled after a tile, inside the step
+            denoise(np.random.default_rng(0).poisson(5, (2, 32, 32)).astype(np.float32), tiny_model, steps=2,
+                    n_samples=2, device="cpu", cancel=lambda: True)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+    assert after == 2
+
+
 def test_adapting_on_the_cpu_takes_the_free_threads_inside_its_steps_only(headed, monkeypatch):
     from napari_diffdenoise.core.training import adapt as adapt_module
 
     monkeypatch.setattr(adapt_module, "free_threads", lambda limit: 1)
-    inside = []
-    headed.mean_network.register_forward_hook(lambda *_: inside.append(torch.get_num_threads()))
-    noisy = blobs()
+    training = []  # the head's forward calls while it trains (its scoring before and after runs in eval mode)
+    headed.mean_network.register_forward_hook(
+        lambda module, *_: training.append(torch.get_num_threads()) if module.training else None)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         between = []
-        adapt_module.adapt(headed, noisy, minutes=0.02, batch_size=2, patch_size=32, recalibrate=False,
+        adapt_module.adapt(headed, blobs(), minutes=0.02, batch_size=2, patch_size=32, recalibrate=False,
                            device="cpu", progress=lambda _: between.append(torch.get_num_threads()))
         after = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
-    assert inside and 1 in inside
+    assert training and set(training) == {1}
     assert between and set(between) == {2} and after == 2
 
 
-def test_what_promises_the_same_bits_keeps_torchs_count(headed, tmp_path, monkeypatch):
-    """Runs to files (a plane's bits the same wherever it runs: docs/big-data.md) and adapting for a step count."""
+def test_what_promises_the_same_bits_keeps_torchs_count(with_std, tmp_path, monkeypatch):
+    """Runs to files with the calibration they make on the image (a plane's bits the same wherever it runs, a
+    resume checks the calibration: docs/big-data.md), and adapting for a step count with its recalibration."""
     import tifffile
 
-    from napari_diffdenoise import denoise_to_tiff
-    from napari_diffdenoise.core.training import adapt as adapt_module
+    from napari_diffdenoise import adapt, denoise_to_tiff
 
-    def unexpected(limit):
+    def unexpected():
         raise AssertionError("the load was read where the same bits are promised")
 
-    monkeypatch.setattr(plane_loop, "free_threads", unexpected)
-    monkeypatch.setattr(adapt_module, "free_threads", unexpected)
-    tifffile.imwrite(tmp_path / "noisy.tif", np.random.default_rng(1).poisson(5, (2, 32, 32)).astype(np.uint16))
+    monkeypatch.setattr(cpu_share, "_busy_cores", unexpected)
+    tifffile.imwrite(tmp_path / "noisy.tif", np.stack([blobs(1), blobs(2)]).astype(np.uint16))
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        denoise_to_tiff(tmp_path / "noisy.tif", tmp_path / "out", headed, stem="noisy", device="cpu",
-                        calibrate_on_image=False)
-        adapt_module.adapt(headed, blobs(), minutes=None, steps=2, batch_size=2, patch_size=32, recalibrate=False,
-                           device="cpu")
+        meta, _ = denoise_to_tiff(tmp_path / "noisy.tif", tmp_path / "out", with_std, stem="noisy", device="cpu",
+                                  coverage=0.9, calibrate_on_image=True)
+        adapted = adapt(with_std, blobs(3), minutes=None, steps=2, batch_size=2, patch_size=32, device="cpu")
     finally:
         torch.set_num_threads(previous)
-    assert list((tmp_path / "out").glob("noisy*mean*.tif"))
+    assert meta["calibration_source"].startswith("self-calibrated") and list((tmp_path / "out").glob("noisy*upper*"))
+    assert adapted.calibrations  # recalibrated on the image, on torch's count
+    with pytest.raises(AssertionError, match="the load was read"):  # the same run in memory reads it
+        torch.set_num_threads(2)
+        try:
+            adapt(with_std, blobs(3), minutes=0.01, batch_size=2, patch_size=32, device="cpu", recalibrate=False)
+        finally:
+            torch.set_num_threads(previous)

@@ -333,7 +333,10 @@ def cmd_denoise(args) -> int:
     """Any image open_image reads in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
     optionally on a dask.distributed cluster). Intervals (--coverage) are calibrated on the input unless the model
     holds a calibration of the user's own (core.calibration.on_image)."""
-    with contextlib.ExitStack() as keep:
+    from .core.run.cpu_share import same_bits
+
+    # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them)
+    with contextlib.ExitStack() as keep, same_bits():
         args.model = _intervals_model(args, keep)
         return _denoise_files(args)
 

@@ -27,6 +27,7 @@ from ..io.checkpoint import load_model
 from ..run.batch import denoise_to_tiff as batch_denoise_to_tiff
 from ..run.batch import denoise_to_zarr as batch_denoise_to_zarr
 from ..run.conformal import Calibration
+from ..run.cpu_share import same_bits
 from ..run.driving import drive
 from ..run.methods import find_method
 from ..run.plane_runs import CALIBRATED_COPY_OF, run_keywords_given
@@ -220,7 +221,8 @@ def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, a
             progress(BatchProgress(0, 0, 0, 0.0, time.perf_counter() - started, None,
                                    f"calibrating on the input: {info.where}"))
 
-    with contextlib.ExitStack() as keep:  # a local cluster's calibrated checkpoint lives until the run ends
+    # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them)
+    with contextlib.ExitStack() as keep, same_bits():  # a local cluster's calibrated checkpoint lives until the end
         made, _ = drive(iter_model_for_files(model, input_path, given, axes=axes, calibrate_on_image=calibrate_on_image,
                                              second=second, workers=options.get("workers"),
                                              scheduler=options.get("scheduler"), keep=keep), calibrating)

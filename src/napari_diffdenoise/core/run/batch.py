@@ -7,7 +7,7 @@ when the task has returned. A plane's noise is keyed on (seed, plane number, pix
 planes are spread over processes and in whatever order they finish — for the same device and the
 same number of torch threads per task (CPU convolutions sum in an order that depends on it), which
 is why the coordinator sends its thread count to the workers, and why a plane here keeps that count
-however busy the cores are (an in-memory run takes the free ones: core.run.cpu_share).
+however busy the cores are (core.run.cpu_share.same_bits; an in-memory run takes the free ones).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from ..io.maps import MAPS
 from ..io.microscope_files import BIOIO_PLUGINS
 from ..io.tiff_maps import TiffSink, pixel_record
 from ..model.model import DiffusionModel
+from .cpu_share import same_bits
 from .driving import drive
 from .methods import find_method
 from .plane_input import check_image, check_memory
@@ -120,8 +121,9 @@ def plane_task(input_path: str, axes: str, output_path: str, model_ref, settings
     if threads:
         torch.set_num_threads(threads)
     source, run = _worker_state(input_path, axes, model_ref, settings_kwargs, token)
-    loop = PlaneLoop(run, source.data, StorePlanes(output_path), planes={number}, share_cores=False)
-    tally, _ = drive(loop.steps())
+    loop = PlaneLoop(run, source.data, StorePlanes(output_path), planes={number})
+    with same_bits():
+        tally, _ = drive(loop.steps())
     return {"position": list(position), **tally.outcome()}
 
 
@@ -190,7 +192,7 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
     threads = int(threads or torch.get_num_threads())
     fingerprint = _fingerprint(source, run)
     sink = ZarrSink(output_path, source, fingerprint, overwrite)
-    loop = PlaneLoop(run, source.data, sink, share_cores=False)
+    loop = PlaneLoop(run, source.data, sink)
     tally = loop.tally
     reporter = _Reporter(tally, progress)
     reporter.report(0, f"{tally.resumed} of {tally.n_planes} planes already done" if tally.resumed else "starting")
@@ -223,7 +225,7 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | Non
     if pixel is None:
         pixel = pixel_record(source)
     threads = int(threads or torch.get_num_threads())
-    loop = PlaneLoop(run, source.data, TiffSink(folder, stem, source.axes, pixel, overwrite), share_cores=False)
+    loop = PlaneLoop(run, source.data, TiffSink(folder, stem, source.axes, pixel, overwrite))
     _run_here(loop, _Reporter(loop.tally, progress), threads)
     metadata = {**run.record(loop.tally.evaluations, 0.0, {"axes": source.axes}), **loop.tally.metadata(),
                 "n_planes": loop.tally.n_planes, "threads": threads}
@@ -244,7 +246,8 @@ def _run_here(loop: PlaneLoop, reporter: _Reporter, threads: int) -> None:
     torch.set_num_threads(threads)
     steps = loop.steps(on_tile)
     try:
-        drive(steps, on_step)
+        with same_bits():
+            drive(steps, on_step)
     except BaseException:  # raised in a progress callback, outside the loop: closing it aborts the sink now
         steps.close()
         raise

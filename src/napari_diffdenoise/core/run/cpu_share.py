@@ -2,19 +2,23 @@
 
 torch's threads meet at a barrier after every operation, so one thread the system has parked behind
 another program holds up all of them. On this project's 2-core machine, beside one other busy process,
-the default preset took 13.9 s on a real 512² plane with torch's 2 threads and 3.9 s with one
-(docs/benchmarks/wait_policy.md, `python -m bench wait_policy`); alone, 2.5 s with 2. So the load of the
-other processes is read over SAMPLE_SECONDS before a plane (at most once every READ_EVERY: a stack of small
-planes, a string of Previews or an adaptation's steps share one reading), and the plane runs on the cores it leaves.
-A plane's last bits depend on the thread count (docs/method.md, Reproducibility), so where the same bits are
-promised the count stays as it is: runs to files (core.run.batch, docs/big-data.md) and ``adapt`` given a
-step count. With torch at one thread nothing is read.
+the default preset took 13.8 s on a real 512² plane with torch's 2 threads and 3.8 s with one
+(docs/benchmarks/busy_cores.md, `python -m bench busy_cores`); alone, 2.5 s with 2. So the load of the
+other processes (this one's own CPU time taken off: its threads may still spin after a step) is read over
+SAMPLE_SECONDS before a plane or a training step, at most once every READ_EVERY (a stack of small planes, a
+string of Previews or an adaptation's steps share one reading), and the work runs on the cores it leaves.
+
+A result's last bits depend on the thread count (docs/method.md, Reproducibility), so inside
+:func:`same_bits` the count stays as it is: runs to files, whose planes give the same bits wherever they run
+(core.run.batch, docs/big-data.md), with the calibration they make first, and ``adapt`` given a step count.
+With torch at one thread nothing is read.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
+import threading
 import time
 
 import psutil
@@ -22,27 +26,54 @@ import torch
 
 SAMPLE_SECONDS = 0.05  # the window the cores' load is read over: a few scheduler ticks, unnoticed beside a plane
 READ_EVERY = 10.0  # s one reading is used for
-_reading: tuple[float, int] | None = None  # (time.monotonic() it was taken, physical cores it found free)
+_clock = time.monotonic
+_reading: tuple[float, float] | None = None  # (_clock() it was taken, physical cores other processes kept busy)
+_kept = threading.local()  # .depth: how many same_bits() scopes this thread is in
+
+
+@contextlib.contextmanager
+def same_bits():
+    """Inside, in this thread, work keeps torch's thread count whatever the load (where the same bits are
+    promised: see the module docstring)."""
+    depth = getattr(_kept, "depth", 0)
+    _kept.depth = depth + 1
+    try:
+        yield
+    finally:
+        _kept.depth = depth
 
 
 def free_threads(limit: int) -> int:
-    """Of ``limit`` torch threads (one per physical core by torch's default), as many as the physical cores
-    that the other processes leave free, at least one. The load is read only where there is a choice
-    (``limit`` above 1), and while this process's own run waits between steps, so it is other work's."""
+    """Of ``limit`` torch threads, those not sharing a physical core with another process's work, at least
+    one: torch's threads take the first cores, so the busy ones first fill the cores beyond ``limit``. The
+    load is read only where there is a choice (``limit`` above 1, outside :func:`same_bits`)."""
     global _reading
-    if limit <= 1:
+    if limit <= 1 or getattr(_kept, "depth", 0):
         return max(limit, 1)
-    now = time.monotonic()
+    now = _clock()
     if _reading is None or now - _reading[0] >= READ_EVERY:
-        _reading = (now, _free_cores())
-    return max(1, min(limit, _reading[1]))
+        busy = _busy_cores()
+        if busy is None:  # the load cannot be read here: torch's count, as before this module
+            return limit
+        _reading = (now, busy)
+    physical = psutil.cpu_count(logical=False) or psutil.cpu_count() or os.cpu_count() or 1
+    return max(1, limit - max(0, math.ceil(_reading[1]) - max(0, physical - limit)))
 
 
-def _free_cores() -> int:
-    logical = psutil.cpu_count() or os.cpu_count() or 1
-    physical = psutil.cpu_count(logical=False) or logical
-    busy = round(sum(psutil.cpu_percent(interval=SAMPLE_SECONDS, percpu=True)) / 100)  # logical cores in use
-    return physical - math.ceil(busy * physical / logical)
+def _busy_cores() -> float | None:
+    """Physical cores the other processes keep busy, over SAMPLE_SECONDS from now; None where the system
+    does not say (a restricted /proc, say)."""
+    try:
+        logical = psutil.cpu_count() or os.cpu_count() or 1
+        physical = psutil.cpu_count(logical=False) or logical
+        own = psutil.Process()
+        before = sum(own.cpu_times()[:2])
+        total = sum(psutil.cpu_percent(interval=SAMPLE_SECONDS, percpu=True)) / 100  # logical cores in use
+        mine = (sum(own.cpu_times()[:2]) - before) / SAMPLE_SECONDS
+    except (OSError, psutil.Error, NotImplementedError):
+        return None
+    others = round(max(total - mine, 0.0))  # a core is busy or not: a redraw's few percent are neither
+    return others * physical / logical
 
 
 @contextlib.contextmanager

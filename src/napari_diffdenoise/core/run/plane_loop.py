@@ -119,12 +119,11 @@ class PlaneTally:
 class PlaneLoop:
     """``run`` over the planes of ``array`` (those numbered in ``planes``, default all) into ``sink``,
     skipping those the sink already holds. The sink is opened here, so a refusal (files that
-    exist, a store of another run) comes before any plane is restored. ``share_cores``: on the CPU, each
-    plane runs on the torch threads other processes leave free (core.run.cpu_share); without it, on torch's
-    count as it is, which a plane's bits depend on (core.run.batch keeps them the same wherever a plane runs)."""
+    exist, a store of another run) comes before any plane is restored. On the CPU each plane runs on the torch
+    threads other processes leave free (core.run.cpu_share)."""
 
-    def __init__(self, run: PlaneRun, array, sink: Sink, planes=None, share_cores: bool = True):
-        self.run, self.array, self.sink, self.share_cores = run, array, sink, share_cores
+    def __init__(self, run: PlaneRun, array, sink: Sink, planes=None):
+        self.run, self.array, self.sink = run, array, sink
         positions = plane_positions(array.shape)
         self.dtype = output_dtype(array)
         finished = sink.open(list(run.names), tuple(array.shape), self.dtype)
@@ -144,7 +143,7 @@ class PlaneLoop:
                     on_tile(rank, number, step, n_steps, done, total))
                 steps = self.run.plane(read_plane(self.array, position), number, position, self.dtype, tiles)
                 # set around each step alone: between them the caller's code runs, with its own count
-                threads = free_threads(torch.get_num_threads()) if self.share_cores and self._on_cpu() else None
+                threads = free_threads(torch.get_num_threads()) if self._on_cpu() else None
                 try:
                     while True:
                         with torch_threads(threads):

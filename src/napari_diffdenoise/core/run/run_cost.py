@@ -67,7 +67,10 @@ def duration(seconds: float) -> str:
 
 
 def _rate_key(model: DiffusionModel, settings: Settings, network: str) -> tuple:
-    return model.sha256 or model.name, network, str(settings.device), settings.tile, settings.precision
+    # last, the torch threads a run would take now (core.run.cpu_share; None off the CPU): a rate timed beside a
+    # busy process is not one for an idle machine
+    threads = free_threads(torch.get_num_threads()) if settings.device.type == "cpu" else None
+    return model.sha256 or model.name, network, str(settings.device), settings.tile, settings.precision, threads
 
 
 def overhead_key(model: DiffusionModel, settings: Settings) -> tuple:
@@ -95,7 +98,7 @@ def outside_network_timed(model: DiffusionModel, settings: Settings) -> bool:
 def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = "network", calls: int = 3,
                       warm_up: int = 2) -> float:
     """Timed once per model, network (the diffusion network or one of its heads, a DiffusionModel
-    attribute), device and tile: calls on a tile of the size the restoration uses, batched as it
+    attribute), device, tile and the threads a run would take (:func:`_rate_key`): calls on a tile of the size the restoration uses, batched as it
     batches them, after ``warm_up`` calls that pay for allocations and kernel choice (with one, the
     estimate came out 2–3.5× above the measured run in bench speed); the median of ``calls``, as one
     alone swings with whatever else the machine runs."""
@@ -113,9 +116,7 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = 
         gamma = torch.full((batch,), 0.5, device=settings.device)
         seconds = []
         bfloat16 = torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16")
-        # on the threads a run would take now (core.run.plane_loop): beside a busy process, fewer than torch's count
-        threads = free_threads(torch.get_num_threads()) if settings.device.type == "cpu" else None
-        with torch.inference_mode(), bfloat16, torch_threads(threads):
+        with torch.inference_mode(), bfloat16, torch_threads(key[-1]):  # the threads a run would take now
             for _ in range(warm_up):
                 net(y, gamma, cond)
             for _ in range(calls):

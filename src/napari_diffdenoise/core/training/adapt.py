@@ -38,6 +38,7 @@ residuals of recorrupted pairs of it (core.calibration.self_calibration; the cal
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -58,7 +59,7 @@ from ..io.checkpoint import load_model
 from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
 from ..run.bright_pass import without_hot_pixels
-from ..run.cpu_share import free_threads, torch_threads
+from ..run.cpu_share import free_threads, same_bits, torch_threads
 from ..run.driving import drive, relay
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
 from .adapt_criteria import (
@@ -200,8 +201,7 @@ def iter_adapt(
             taken[pending.pop(0)] = (best[1], copy.deepcopy(best[2]))
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
-        # the cores other work leaves free, where wall clock sets the budget (a step count promises the same bits)
-        threads = free_threads(torch.get_num_threads()) if steps is None and dev.type == "cpu" else None
+        threads = free_threads(torch.get_num_threads()) if dev.type == "cpu" else None  # the cores other work leaves
         with torch_threads(threads):  # set around the step alone: between steps the caller's code keeps its own
             x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
                                      np.random.default_rng([seed, step]), dev)
@@ -311,16 +311,18 @@ def adapt(
         axes = recalibration_axes(noisy, axes=axes)
     if isinstance(model, str):
         model = load_model(model)
-    result, cancelled = drive(iter_adapt(model, noisy, minutes=minutes, steps=steps, seed=seed, **options),
-                              progress, cancel)
-    if cancelled:
-        raise Cancelled("adaptation was cancelled")
-    adapted = result.model
-    if recalibrate:  # a calibration restores a budget of the image: it can take minutes, and stops like the rest
-        adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed, options.get("time_series"), axes),
-                                   cancel=cancel)
+    # a step count promises the same bits, a wall-clock budget does not: torch's own threads, whatever the load
+    with same_bits() if steps is not None else contextlib.nullcontext():
+        result, cancelled = drive(iter_adapt(model, noisy, minutes=minutes, steps=steps, seed=seed, **options),
+                                  progress, cancel)
         if cancelled:
-            raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
+            raise Cancelled("adaptation was cancelled")
+        adapted = result.model
+        if recalibrate:  # a calibration restores a budget of the image: it can take minutes, and stops like the rest
+            adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed, options.get("time_series"), axes),
+                                       cancel=cancel)
+            if cancelled:
+                raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
     return adapted
 
 
