@@ -78,7 +78,9 @@ def _busy_cores() -> float | None:
 
 @contextlib.contextmanager
 def torch_threads(count: int | None):
-    """torch's thread count set to ``count`` inside, and given back after (None: left as it is)."""
+    """torch's thread count set to ``count`` inside, and given back after (None: left as it is). The count is
+    the process's: another thread that starts torch work meanwhile takes it too (a widget's timing beside a run,
+    which then reads the same load)."""
     previous = torch.get_num_threads()
     if count is None or count == previous:
         yield

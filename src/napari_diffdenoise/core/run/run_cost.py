@@ -98,8 +98,8 @@ def outside_network_timed(model: DiffusionModel, settings: Settings) -> bool:
 def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = "network", calls: int = 3,
                       warm_up: int = 2) -> float:
     """Timed once per model, network (the diffusion network or one of its heads, a DiffusionModel
-    attribute), device, tile and the threads a run would take (:func:`_rate_key`): calls on a tile of the size the restoration uses, batched as it
-    batches them, after ``warm_up`` calls that pay for allocations and kernel choice (with one, the
+    attribute), device, tile and the threads a run would take (:func:`_rate_key`): calls on a tile of the
+    size the restoration uses, batched as it batches them, after ``warm_up`` calls that pay for allocations and kernel choice (with one, the
     estimate came out 2–3.5× above the measured run in bench speed); the median of ``calls``, as one
     alone swings with whatever else the machine runs."""
     side = settings.tile
