@@ -2,8 +2,8 @@
 
 torch's threads meet at a barrier after every operation, so one thread the system has parked behind
 another program holds up all of them. On this project's 2-core machine, beside one other busy process,
-the default preset took 13.8 s on a real 512² plane with torch's 2 threads and 3.8 s with one
-(docs/benchmarks/busy_cores.md, `python -m bench busy_cores`); alone, 2.5 s with 2. So the load of the
+the default preset took 7.1–13.8 s on a real 512² plane with torch's 2 threads and 3.6–3.8 s as chosen here
+(docs/benchmarks/busy_cores.md, `python -m bench busy_cores`, two runs); alone, 2.2–2.6 s either way. So the load of the
 other processes (this one's own CPU time taken off: its threads may still spin after a step) is read over
 SAMPLE_SECONDS before a plane or a training step, at most once every READ_EVERY (a stack of small planes, a
 string of Previews or an adaptation's steps share one reading), and the work runs on the cores it leaves.
