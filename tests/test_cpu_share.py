@@ -191,3 +191,28 @@ def test_what_promises_the_same_bits_keeps_torchs_count(with_std, tmp_path, monk
             adapt(with_std, blobs(3), minutes=0.01, batch_size=2, patch_size=32, device="cpu", recalibrate=False)
         finally:
             torch.set_num_threads(previous)
+
+
+def test_training_to_a_time_budget_takes_the_free_threads_and_to_a_step_count_keeps_torchs(tiny_model, monkeypatch):
+    from napari_diffdenoise.core.training import training as training_module
+    from napari_diffdenoise.core.training.pairs import SimulatedPairs
+    from napari_diffdenoise.core.training.train_config import TrainConfig
+
+    asked = []
+    monkeypatch.setattr(training_module, "free_threads", lambda limit: asked.append(limit) or 1)
+    seen = []
+    tiny_model.network.register_forward_hook(lambda module, *_: seen.append(torch.get_num_threads()))
+    pairs = SimulatedPairs(kinds=("nuclei",), image_size=64, pool_size=2, seed=0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        training_module.run_training(tiny_model, pairs, TrainConfig(steps=3, batch_size=2, patch_size=32, ema_decay=0))
+        by_steps, asked_by_steps = list(seen), list(asked)
+        seen.clear()
+        training_module.run_training(tiny_model, pairs, TrainConfig(batch_size=2, patch_size=32, warmup_steps=10,
+                                                                    time_budget_s=0.5, ema_decay=0))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+    assert asked_by_steps == [] and by_steps and set(by_steps) == {2}
+    assert asked and seen and set(seen) == {1} and after == 2

@@ -10,7 +10,8 @@ string of Previews or an adaptation's steps share one reading), and the work run
 
 A result's last bits depend on the thread count (docs/method.md, Reproducibility), so inside
 :func:`same_bits` the count stays as it is: runs to files, whose planes give the same bits wherever they run
-(core.run.batch, docs/big-data.md), with the calibration they make first, and ``adapt`` given a step count.
+(core.run.batch, docs/big-data.md), with the calibration they make first, and ``adapt`` given a step count;
+training (core.training.training) shares the cores only to a time budget, as a step count promises the same curve.
 With torch at one thread nothing is read.
 """
 from __future__ import annotations

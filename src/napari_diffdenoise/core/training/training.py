@@ -23,6 +23,7 @@ from .._version import __version__
 from ..io.checkpoint import read_checkpoint, save_checkpoint
 from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
+from ..run.cpu_share import free_threads, torch_threads
 from ..run.driving import drive
 from ..run.restore import Cancelled
 from . import distributed
@@ -243,40 +244,44 @@ def iter_train(
     batches = step_batches(source, model.schedule, config, start)
     step = start
     while step < config.steps:
-        noisy_t, clean_t, gammas, eps = (torch.from_numpy(a[share]).to(dev) for a in next(batches))
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, config)
-        loss = diffusion_loss(trained, noisy_t, clean_t, gammas, eps) if not mean_only else 0.0
-        if head is not None:
-            loss = loss + mean_loss(trained.predict_mean(noisy_t), noisy_t, clean_t, config.mean_loss,
-                                    config.relative_power)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        opt.step()
-        if ema is not None and not mean_only:
-            ema.update(net, step)
-        if head_ema is not None:
-            head_ema.update(head, step)
-        done = step + 1
-        record = {"step": done, "train_loss": distributed.mean_over_ranks(loss.item())}
-        fixed_steps = budget.steps(done) if budget is not None else None
-        if budget is not None and done == budget.calibration_end:  # every rank must stop at the same step
-            fixed_steps = distributed.from_main(fixed_steps)
-        if fixed_steps is not None:
-            config = replace(config, steps=fixed_steps)
-            base_provenance["training"] = asdict(config)
-        if val_batch is not None and (done % config.validate_every == 0 or done == config.steps):
-            val_loss = (mean_validation_loss(snapshot(done), val_batch, dev, config.mean_loss, config.relative_power)
-                        if mean_only else validation_loss(snapshot(done), val_batch, dev, model.schedule))
-            record["val_loss"] = val_loss
-            if best is None or val_loss < best:
-                best = val_loss
-                if path is not None and main:  # a copy: the networks go on training until the checkpoint
-                    best_snapshot = copy.deepcopy(snapshot(done))
-        record["seconds"] = round(seconds_before + time.perf_counter() - t0, 2)
-        history.append(record)
+        # a time budget sets the step count from the pace, so the steps take the cores other work leaves free;
+        # a step count promises the same bits (and a resume the same curve): torch's own threads
+        threads = free_threads(torch.get_num_threads()) if budget is not None and dev.type == "cpu" else None
+        with torch_threads(threads):
+            noisy_t, clean_t, gammas, eps = (torch.from_numpy(a[share]).to(dev) for a in next(batches))
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, config)
+            loss = diffusion_loss(trained, noisy_t, clean_t, gammas, eps) if not mean_only else 0.0
+            if head is not None:
+                loss = loss + mean_loss(trained.predict_mean(noisy_t), noisy_t, clean_t, config.mean_loss,
+                                        config.relative_power)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            if ema is not None and not mean_only:
+                ema.update(net, step)
+            if head_ema is not None:
+                head_ema.update(head, step)
+            done = step + 1
+            record = {"step": done, "train_loss": distributed.mean_over_ranks(loss.item())}
+            fixed_steps = budget.steps(done) if budget is not None else None
+            if budget is not None and done == budget.calibration_end:  # every rank must stop at the same step
+                fixed_steps = distributed.from_main(fixed_steps)
+            if fixed_steps is not None:
+                config = replace(config, steps=fixed_steps)
+                base_provenance["training"] = asdict(config)
+            if val_batch is not None and (done % config.validate_every == 0 or done == config.steps):
+                val_loss = (mean_validation_loss(snapshot(done), val_batch, dev, config.mean_loss, config.relative_power)
+                            if mean_only else validation_loss(snapshot(done), val_batch, dev, model.schedule))
+                record["val_loss"] = val_loss
+                if best is None or val_loss < best:
+                    best = val_loss
+                    if path is not None and main:  # a copy: the networks go on training until the checkpoint
+                        best_snapshot = copy.deepcopy(snapshot(done))
+            record["seconds"] = round(seconds_before + time.perf_counter() - t0, 2)
+            history.append(record)
         if path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
             write(done)
         elapsed = time.perf_counter() - t0
