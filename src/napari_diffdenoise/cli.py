@@ -530,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the planes on a running dask.distributed cluster at this address, e.g. "
                         "tcp://10.0.0.5:8786; every worker must see the input and --out paths")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per plane (default: this machine's setting); the same count gives "
+                   help="torch threads per plane (default: torch's, no more than the CPUs this process may use, "
+                        "a container's CPU quota included); the same count gives "
                         "bit-identical results wherever the planes run")
     from .core.calibration.self_calibration import CALIBRATION_PLANES
 

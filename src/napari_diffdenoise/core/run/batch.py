@@ -29,7 +29,7 @@ from ..io.maps import MAPS
 from ..io.microscope_files import BIOIO_PLUGINS
 from ..io.tiff_maps import TiffSink, pixel_record
 from ..model.model import DiffusionModel
-from .cpu_share import same_bits
+from .cpu_share import same_bits, usable_threads
 from .driving import drive
 from .methods import find_method
 from .plane_input import check_image, check_memory
@@ -173,7 +173,8 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
     other settings on an existing store are refused unless ``overwrite``. ``workers=N`` starts a local
     dask.distributed cluster of N processes, ``scheduler`` connects to a running one (every worker must
     see both paths, and ``model`` must then be a bundled name or a checkpoint path). ``threads``:
-    torch threads per plane (default: this process's), which makes the result bit-identical to a run
+    torch threads per plane (default: this process's, no more than the CPUs it may use:
+    core.run.cpu_share.usable_threads), which makes the result bit-identical to a run
     in one process with that many threads. The run's settings are the keywords of
     :func:`~.restore.denoise` (``spec`` too), checked as there. Returns the run's metadata."""
     settings_kwargs = run_keywords_given(denoise_to_zarr, model, spec, given)
@@ -189,7 +190,7 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
         raise TypeError("a cluster run needs the model as a bundled name or a checkpoint path, which every "
                         "worker loads itself")
     source, run = _prepare(input_path, model, axes, settings_kwargs)
-    threads = int(threads or torch.get_num_threads())
+    threads = int(threads or usable_threads(torch.get_num_threads()))
     fingerprint = _fingerprint(source, run)
     sink = ZarrSink(output_path, source, fingerprint, overwrite)
     loop = PlaneLoop(run, source.data, sink)
@@ -224,7 +225,7 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | Non
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     if pixel is None:
         pixel = pixel_record(source)
-    threads = int(threads or torch.get_num_threads())
+    threads = int(threads or usable_threads(torch.get_num_threads()))
     loop = PlaneLoop(run, source.data, TiffSink(folder, stem, source.axes, pixel, overwrite))
     _run_here(loop, _Reporter(loop.tally, progress), threads)
     metadata = {**run.record(loop.tally.evaluations, 0.0, {"axes": source.axes}), **loop.tally.metadata(),

@@ -6,13 +6,20 @@ the default preset took 7.1–13.8 s on a real 512² plane with torch's 2 thread
 (docs/benchmarks/busy_cores.md, `python -m bench busy_cores`, two runs); alone, 2.2–2.6 s either way. So the load of the
 other processes (this one's own CPU time taken off: its threads may still spin after a step) is read over
 SAMPLE_SECONDS before a plane or a training step, at most once every READ_EVERY (a stack of small planes, a
-string of Previews or an adaptation's steps share one reading), and the work runs on the cores it leaves.
+string of Previews or an adaptation's steps share one reading; a busy reading is taken again at once, as a burst
+of other work that ends within the window would otherwise slow the next READ_EVERY), and the work runs on the
+cores it leaves.
 
 A result's last bits depend on the thread count (docs/method.md, Reproducibility), so inside
-:func:`same_bits` the count stays as it is: runs to files, whose planes give the same bits wherever they run
+:func:`same_bits` the load is not read: runs to files, whose planes give the same bits wherever they run
 (core.run.batch, docs/big-data.md), with the calibration they make first, and ``adapt`` given a step count;
 training (core.training.training) shares the cores only to a time budget, as a step count promises the same curve.
 With torch at one thread nothing is read.
+
+Every run, inside :func:`same_bits` too, takes no more threads than the CPUs the process may use
+(:func:`usable_threads`): torch reads the process's affinity when it starts, but not a container's CPU quota, and
+threads beyond the quota wait for each other the way they wait behind another program. The quota is where the
+process runs, fixed while it runs, so the same bits still hold there.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import os
 import threading
 import time
 
+import joblib
 import psutil
 import torch
 
@@ -44,18 +52,32 @@ def same_bits():
         _kept.depth = depth
 
 
+def usable_threads(limit: int) -> int:
+    """``limit`` torch threads, no more than the CPUs this process may use and at least one: joblib.cpu_count
+    reads the process's affinity, its container's CPU quota (cgroup v1 or v2) and LOKY_MAX_CPU_COUNT where a user
+    sets it. In a container given 1 CPU of this 2-core machine the default preset took 4.2–4.6 s on a real 512²
+    plane with torch's 2 threads and 3.4–3.6 s with one (docs/benchmarks/busy_cores.md, `python -m bench
+    busy_cores`, two runs)."""
+    return max(1, min(limit, joblib.cpu_count()))
+
+
 def free_threads(limit: int) -> int:
-    """Of ``limit`` torch threads, those not sharing a physical core with another process's work, at least
-    one: torch's threads take the first cores, so the busy ones first fill the cores beyond ``limit``. The
-    load is read only where there is a choice (``limit`` above 1, outside :func:`same_bits`)."""
+    """Of ``limit`` torch threads, no more than :func:`usable_threads`, those not sharing a physical core with
+    another process's work, at least one: torch's threads take the first cores, so the busy ones first fill the
+    cores beyond ``limit``. The load is read only where there is a choice (more than one usable thread, outside
+    :func:`same_bits`)."""
     global _reading
+    limit = usable_threads(limit)
     if limit <= 1 or getattr(_kept, "depth", 0):
-        return max(limit, 1)
+        return limit
     now = _clock()
     if _reading is None or now - _reading[0] >= READ_EVERY:
         busy = _busy_cores()
         if busy is None:  # the load cannot be read here: torch's count, as before this module
             return limit
+        if busy:  # a burst of other work (a shell, a redraw) must not cost the next READ_EVERY: a second reading
+            again = _busy_cores()
+            busy = busy if again is None else min(busy, again)
         _reading = (now, busy)
     physical = psutil.cpu_count(logical=False) or psutil.cpu_count() or os.cpu_count() or 1
     return max(1, limit - max(0, math.ceil(_reading[1]) - max(0, physical - limit)))

@@ -23,7 +23,7 @@ from .._version import __version__
 from ..io.checkpoint import read_checkpoint, save_checkpoint
 from ..model.devices import resolve_device
 from ..model.model import DiffusionModel
-from ..run.cpu_share import free_threads, torch_threads
+from ..run.cpu_share import free_threads, torch_threads, usable_threads
 from ..run.driving import drive
 from ..run.restore import Cancelled
 from . import distributed
@@ -245,8 +245,10 @@ def iter_train(
     step = start
     while step < config.steps:
         # a time budget sets the step count from the pace, so the steps take the cores other work leaves free;
-        # a step count promises the same bits (and a resume the same curve): torch's own threads
-        threads = free_threads(torch.get_num_threads()) if budget is not None and dev.type == "cpu" else None
+        # a step count promises the same bits (and a resume the same curve): torch's own threads, within the
+        # CPUs the process may use
+        threads = None if dev.type != "cpu" else (free_threads if budget is not None else usable_threads)(
+            torch.get_num_threads())
         with torch_threads(threads):
             noisy_t, clean_t, gammas, eps = (torch.from_numpy(a[share]).to(dev) for a in next(batches))
             for group in opt.param_groups:
