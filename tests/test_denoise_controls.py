@@ -204,7 +204,7 @@ def _slow_estimates(monkeypatch):
 
     lock, state = threading.Lock(), {"running": 0, "most": 0, "shapes": []}
 
-    def timing(model, shape, settings, calibrate, sample_plane=None, axes=None, with_second=False):
+    def timing(model, shape, settings, calibrate, sample_plane=None, axes=None, with_second=False, stop=None):
         with lock:
             state["running"] += 1
             state["most"] = max(state["most"], state["running"])
@@ -250,6 +250,28 @@ def test_a_timing_that_ends_after_its_widget_is_gone_writes_nothing(make_napari_
     qtbot.waitUntil(lambda: w._estimate_worker is None, timeout=5_000)
     qtbot.wait(700)
     assert state["running"] == 0 and len(state["shapes"]) == 1  # the request behind it was dropped
+
+
+def test_a_timing_stops_when_its_widget_goes(make_napari_viewer, qtbot, monkeypatch):
+    """napari waits for its worker threads when it quits (superqt's await_workers asks each to quit first):
+    a 'Time here' timing going when the widget closes stops at its next network call and keeps no timing,
+    instead of holding napari's exit for the seconds it had left."""
+    from napari_diffdenoise.core.run import run_cost
+
+    run_cost.forget_timings()
+    answers, real = [], run_cost.stoppable
+    monkeypatch.setattr(run_cost, "stoppable", lambda ask: real(lambda: answers.append(ask()) or answers[-1]))
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    w.model.value = "demo"
+    w.image.value = _noisy(viewer, "a", width=64)
+    qtbot.waitUntil(lambda: len(answers) >= 1, timeout=10_000)
+    finished = []
+    w._estimate_worker.finished.connect(lambda: finished.append(True))
+    w.native.deleteLater()
+    qtbot.waitUntil(lambda: bool(finished), timeout=20_000)
+    assert answers[-1] is True and answers.count(True) == 1  # stopped at the first poll after the widget went
+    assert not run_cost._OUTSIDE_NETWORK  # what follows the network calls' rates was never timed
 
 
 def _gated_runs(monkeypatch, request):

@@ -258,3 +258,35 @@ def test_a_c_axis_is_calibrated_channel_by_channel_and_costs_so(fixed_rate, head
     three = recalibration_cost(headed, (40, 3, 64, 64), axes="ZCYX")
     assert three.pixels == 3 * one.pixels and three.seconds == pytest.approx(3 * one.seconds)
     assert recalibration_cost(headed, (40, 1, 64, 64), axes="ZCYX").pixels == one.pixels
+
+
+@pytest.mark.parametrize("timing", ["network rate", "outside the network", "calibration"])
+def test_a_timing_stops_where_its_caller_asks_and_keeps_nothing(headed, monkeypatch, timing):
+    """A widget's timing thread must end when the widget closes or napari quits (napari waits for it):
+    inside stoppable, each timing polls before every network call, restoration and tile it times, raises
+    Cancelled at the first True, and caches nothing; outside, the same timing runs to its end."""
+    from napari_diffdenoise.core.run.restore import Cancelled, make_settings
+
+    for cache in ("_SECONDS_PER_PIXEL", "_OUTSIDE_NETWORK"):
+        monkeypatch.setattr(run_cost, cache, {})
+    monkeypatch.setattr(recalibration, "_CALIBRATION_OVERHEAD", {})
+    if timing != "network rate":
+        monkeypatch.setattr(run_cost, "seconds_per_pixel", lambda model, settings, network="network": 1e-9)
+    given = {"n_samples": 2, "steps": 2, "device": "cpu"}
+    s = make_settings(headed, **given)
+    work = {"network rate": lambda: run_cost.seconds_per_pixel(headed, s),
+            "outside the network": lambda: run_cost.outside_network(headed, s, given),
+            "calibration": lambda: recalibration.calibration_overhead_per_pixel(headed, s, given)}[timing]
+    caches = (run_cost._SECONDS_PER_PIXEL, run_cost._OUTSIDE_NETWORK, recalibration._CALIBRATION_OVERHEAD)
+    answers = []
+
+    def ask():  # the third poll asks it to stop
+        answers.append(len(answers) >= 2)
+        return answers[-1]
+
+    with run_cost.stoppable(ask), pytest.raises(Cancelled):
+        work()
+    assert answers == [False, False, True] and not any(caches)
+    assert run_cost.stop_asked() is False  # outside, nothing asks
+    work()
+    assert any(caches)

@@ -48,6 +48,27 @@ def _cells(viewer, shape, seed=0):
 
 # --- Train, adapting -------------------------------------------------------------------------------------
 
+def test_the_train_widgets_timing_stops_when_the_widget_goes(make_napari_viewer, qtbot, headed_checkpoint,
+                                                             monkeypatch):
+    """As the Denoise widget's 'Time here': napari waits for the timing thread when it quits."""
+    from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
+
+    run_cost.forget_timings()
+    answers, real = [], run_cost.stoppable
+    monkeypatch.setattr(run_cost, "stoppable", lambda ask: real(lambda: answers.append(ask()) or answers[-1]))
+    viewer = make_napari_viewer()
+    layer = _cells(viewer, (3, 64, 80))
+    w = TrainWidget(viewer)
+    w.mode.value = NOISY_ONLY
+    w.noisy.value, w.start_model.value = layer, str(headed_checkpoint.resolve())
+    qtbot.waitUntil(lambda: len(answers) >= 1, timeout=10_000)
+    assert w._timings and w.recalibration.value == "timing it on this machine…"
+    w.native.deleteLater()
+    qtbot.waitUntil(lambda: not w._timings, timeout=20_000)  # every timing it started has ended
+    assert answers[-1] is True  # stopped when asked, not run to its end
+    assert not run_cost._OUTSIDE_NETWORK  # what follows the network calls' rates was never timed
+
+
 def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napari_viewer, qtbot, errors,
                                                                       headed_checkpoint, monkeypatch):
     """The recalibration that follows adapting restores the crops self-calibration picks (at most
@@ -101,7 +122,7 @@ def test_the_recalibration_time_is_not_timed_beside_a_run_and_one_that_was_is_ta
 
     calls, gate, forgotten = [], threading.Event(), []
 
-    def slow_estimate(start, data, plane=None, axes=None, patch_size=None):
+    def slow_estimate(start, data, plane=None, axes=None, patch_size=None, stop=None):
         calls.append(data.shape)
         time.sleep(0.5)
         return run_cost.RunCost(pixels=100, n_samples=1, evaluations=1, seconds=5.0)

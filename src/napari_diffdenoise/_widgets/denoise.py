@@ -135,21 +135,25 @@ def _is_timed(model, settings, calibrate: bool = False) -> bool:
         return False
 
 
-def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=None, with_second=False):
-    """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses;
+def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=None, with_second=False, stop=None):
+    """(the run's RunCost, the self-calibration's or None), or None for settings the run refuses and for a
+    timing stopped: ``stop()`` is polled between the network calls and restorations it times (the worker's
+    abort_requested: the widget closing, napari quitting);
     ``sample_plane``: a plane of the image, whose bright structure's second pass is then counted (in the
     run and in the calibration's crops);
     ``axes``: the image's (a T axis adds the frame pairs' calibration, as ``with_second`` a second acquisition's)."""
     from ..core.calibration.recalibration_cost import recalibration_cost
-    from ..core.run.run_cost import restoration_cost
+    from ..core.run.restore import Cancelled
+    from ..core.run.run_cost import restoration_cost, stoppable
 
     try:
-        # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
-        run = {**settings, "coverage": None} if calibrate else settings
-        return (restoration_cost(model, shape, sample_plane, **run),
-                recalibration_cost(model, shape, axes=axes, sample_plane=sample_plane, with_second=with_second,
-                                   **settings) if calibrate else None)
-    except (ValueError, TypeError, RuntimeError):
+        with stoppable(stop or (lambda: False)):
+            # a calibration made on the image comes first: the run needs no stored one (as _validate checks it)
+            run = {**settings, "coverage": None} if calibrate else settings
+            return (restoration_cost(model, shape, sample_plane, **run),
+                    recalibration_cost(model, shape, axes=axes, sample_plane=sample_plane, with_second=with_second,
+                                       **settings) if calibrate else None)
+    except (ValueError, TypeError, RuntimeError, Cancelled):
         return None
 
 
@@ -642,7 +646,7 @@ class DenoiseWidget(WorkerControls, Container):
         if self._estimate_waiting is None:
             return
         (key, inputs), self._estimate_waiting = self._estimate_waiting, None
-        worker = create_worker(_run_estimate, *inputs, _start_thread=False)
+        worker = create_worker(_run_estimate, *inputs, stop=lambda: worker.abort_requested, _start_thread=False)
         worker.returned.connect(lambda costs: self._show_estimate(key, costs))
         worker.finished.connect(self._time_next_estimate)
         self._estimate_worker = worker
@@ -664,9 +668,12 @@ class DenoiseWidget(WorkerControls, Container):
             self._time_next_estimate()
 
     def _forget_estimates(self, _destroyed=None):
-        """The widget is gone: a timing still running must not write into it, nor start the next one."""
+        """The widget is gone: a timing still running must not write into it, nor start the next one, and
+        stops at its next network call."""
         self._estimate_for = self._estimate_waiting = None
         self._timing_beside_run = False
+        if self._estimate_worker is not None:
+            self._estimate_worker.quit()
 
     def _show_estimate(self, key, costs):
         if key != self._estimate_for:

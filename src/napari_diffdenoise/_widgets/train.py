@@ -59,12 +59,15 @@ def show_info(message: str) -> None:
     napari_info(message)
 
 
-def _estimate(start: str, data, plane=None, axes=None, patch_size=PATCH_SIZE.default) -> AfterSteps | None:
-    """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why).
+def _estimate(start: str, data, plane=None, axes=None, patch_size=PATCH_SIZE.default, stop=None) -> AfterSteps | None:
+    """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why),
+    and for a timing stopped (``stop()``, polled between what it times: the worker's abort_requested).
     ``plane``: the layer's first plane (layers.first_plane), whose bright boxes each restored crop runs again;
     ``axes``: the layer's where it names them (layer_axes.named_axes: a C axis is recalibrated per channel);
     ``patch_size``: the form's (which frames of a series adapt holds out, and so judges)."""
     from ..core.io.checkpoint import load_model
+    from ..core.run.restore import Cancelled
+    from ..core.run.run_cost import stoppable
     from ..core.training.adapt import recalibration_axes
 
     try:
@@ -72,8 +75,9 @@ def _estimate(start: str, data, plane=None, axes=None, patch_size=PATCH_SIZE.def
         if model.mean_network is None:
             return None
         data = np.asarray(data)
-        return after_steps_cost(model, data, recalibration_axes(data, axes=axes), plane, patch_size=patch_size)
-    except (ValueError, OSError, RuntimeError):
+        with stoppable(stop or (lambda: False)):
+            return after_steps_cost(model, data, recalibration_axes(data, axes=axes), plane, patch_size=patch_size)
+    except (ValueError, OSError, RuntimeError, Cancelled):
         return None
 
 
@@ -181,6 +185,8 @@ class TrainWidget(WorkerControls, Container):
         # a timing going when a run starts measured a shared CPU and reads long: taken again when the run ends
         # (the Denoise widget's 'Time here' likewise)
         self._timing_beside_run = False
+        self._timings = set()  # the timing workers still going, which stop when the widget goes
+        self.native.destroyed.connect(self._stop_timings)
         self._plan = None
 
         self.mode.changed.connect(self._on_mode)
@@ -239,6 +245,12 @@ class TrainWidget(WorkerControls, Container):
             w.visible = not adapting
         self._refresh_estimate()
 
+    def _stop_timings(self, _destroyed=None):
+        """The widget is gone: its timings stop at their next network call (napari waits for them when it quits)."""
+        self._estimate_for = None
+        for worker in list(self._timings):
+            worker.quit()
+
     def _adapting(self) -> bool:
         return self.mode.value == NOISY_ONLY and self.kind.value == "paired"
 
@@ -269,8 +281,10 @@ class TrainWidget(WorkerControls, Container):
         self._estimate_for, self._estimate = key, None
         self.recalibration.value = "timing it on this machine…"
         worker = create_worker(_estimate, start, layer.data, first_plane(layer), named_axes(layer), self.patch_size.value,
-                               _start_thread=False)
+                               stop=lambda: worker.abort_requested, _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
+        worker.finished.connect(lambda: self._timings.discard(worker))
+        self._timings.add(worker)
         worker.start()
 
     def _launch(self, worker, description: str = "napari-diffdenoise") -> None:

@@ -14,6 +14,7 @@ from ..run.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_s
 from ..run.run_cost import (
     RunCost,
     bright_shapes,
+    check_stop,
     outside_network,
     outside_network_timed,
     overhead_key,
@@ -90,4 +91,4 @@ def calibration_overhead_per_pixel(model: DiffusionModel, settings, given: dict)
     side = timing_side(priced, settings.tile) or settings.tile  # None: over budget at every side, not timed
     return timed_overhead(_CALIBRATION_OVERHEAD, overhead_key(model, settings), priced(side), 2 * side * side,
                           lambda: drive(iter_self_calibrate(model, timing_plane(side), max_pixels=2 * side * side,
-                                                            **given)))
+                                                            **given), lambda _step: check_stop()))

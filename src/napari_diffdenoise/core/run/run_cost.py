@@ -13,7 +13,10 @@ is a small run, which costs more than its share of the plane's pixels.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +29,7 @@ from .bright_pass import expected_boxes
 from .cpu_share import free_threads, torch_threads
 from .plane_runs import network_passes
 from .plane_sampling import device_model
-from .restore import Settings, denoise, make_settings
+from .restore import Cancelled, Settings, denoise, make_settings
 
 _SECONDS_PER_PIXEL: dict = {}  # (model, device, tile side) → measured seconds per pixel and network call
 # (model, device, tile, what the run computes) → (seconds per pixel, seconds per run) spent outside the network calls
@@ -42,6 +45,7 @@ MIN_TIMING_SIDE = 128
 # the plane's run was priced at 0.03–0.08 s (a network call on a 64² tile takes 2–4× its pixels' share of a 512²
 # one, and a run sets up its maps and statistics whatever its size; a scratch measurement of 2026-12-04)
 FIXED_TIMING_SIDE = 64
+_stopping = threading.local()  # .ask: what a timing in this thread polls between its pieces (stoppable)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,31 @@ class RunCost:
 
     def __add__(self, other: RunCost) -> RunCost:
         return RunCost(self.pixels + other.pixels, self.n_samples, self.evaluations, self.seconds + other.seconds)
+
+
+@contextlib.contextmanager
+def stoppable(ask: Callable[[], bool]):
+    """Inside, in this thread, a timing polls ``ask`` before each network call and restoration it times (and
+    each tile of those) and raises :class:`~.restore.Cancelled` when it answers True. A widget's timing runs
+    in a worker thread that napari waits for when it quits (superqt's await_workers asks the worker to quit):
+    without this, quitting waited up to several seconds for a timing nobody would read."""
+    previous = getattr(_stopping, "ask", None)
+    _stopping.ask = ask
+    try:
+        yield
+    finally:
+        _stopping.ask = previous
+
+
+def stop_asked() -> bool:
+    ask = getattr(_stopping, "ask", None)
+    return ask is not None and bool(ask())
+
+
+def check_stop() -> None:
+    """Raises :class:`~.restore.Cancelled` where the timing's caller asked it to stop (:func:`stoppable`)."""
+    if stop_asked():
+        raise Cancelled("the timing was stopped")
 
 
 def duration(seconds: float) -> str:
@@ -118,8 +147,10 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = 
         bfloat16 = torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16")
         with torch.inference_mode(), bfloat16, torch_threads(key[-1]):  # the threads a run would take now
             for _ in range(warm_up):
+                check_stop()
                 net(y, gamma, cond)
             for _ in range(calls):
+                check_stop()
                 _synchronize(settings.device)
                 start = time.perf_counter()
                 net(y, gamma, cond)
@@ -143,8 +174,8 @@ def outside_network(model: DiffusionModel, settings: Settings, given: dict) -> t
             return planes_cost(model, settings, (side, side), 1).seconds
 
         def outside(side: int) -> float:
-            return seconds_beyond(lambda: denoise(timing_plane(side), model, **{**given, "coverage": None}),
-                                  priced(side), repeats=2)
+            return seconds_beyond(lambda: denoise(timing_plane(side), model, cancel=stop_asked,
+                                                  **{**given, "coverage": None}), priced(side), repeats=2)
 
         large = timing_side(priced, settings.tile)
         if large is None:
@@ -208,6 +239,7 @@ def timing_plane(side: int) -> np.ndarray:
 
 
 def timed_seconds(work) -> float:
+    check_stop()
     start = time.perf_counter()
     work()
     return time.perf_counter() - start
