@@ -158,9 +158,10 @@ def test_adapting_on_the_cpu_takes_the_free_threads_inside_its_steps_only(headed
     from napari_diffdenoise.core.training import adapt as adapt_module
 
     monkeypatch.setattr(adapt_module, "free_threads", lambda limit: 1)
-    training = []  # the head's forward calls while it trains (its scoring before and after runs in eval mode)
+    training, scoring = [], []  # the head's forward calls while it trains, and its scoring (eval mode: the
+    # bundled head's before the steps, the picking patches' between them, the last step's and the kept one's after)
     headed.mean_network.register_forward_hook(
-        lambda module, *_: training.append(torch.get_num_threads()) if module.training else None)
+        lambda module, *_: (training if module.training else scoring).append(torch.get_num_threads()))
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -171,6 +172,7 @@ def test_adapting_on_the_cpu_takes_the_free_threads_inside_its_steps_only(headed
     finally:
         torch.set_num_threads(previous)
     assert training and set(training) == {1}
+    assert scoring and set(scoring) == {1}
     assert between and set(between) == {2} and after == 2
 
 

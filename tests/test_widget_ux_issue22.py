@@ -62,11 +62,45 @@ def test_the_train_widgets_timing_stops_when_the_widget_goes(make_napari_viewer,
     w.mode.value = NOISY_ONLY
     w.noisy.value, w.start_model.value = layer, str(headed_checkpoint.resolve())
     qtbot.waitUntil(lambda: len(answers) >= 1, timeout=10_000)
-    assert w._timings and w.recalibration.value == "timing it on this machine…"
+    assert w._timing is not None and w.recalibration.value == "timing it on this machine…"
     w.native.deleteLater()
-    qtbot.waitUntil(lambda: not w._timings, timeout=20_000)  # every timing it started has ended
+    qtbot.waitUntil(lambda: w._timing is None, timeout=20_000)  # it ended, and none waiting started
     assert answers[-1] is True  # stopped when asked, not run to its end
     assert not run_cost._OUTSIDE_NETWORK  # what follows the network calls' rates was never timed
+
+
+def test_the_train_widget_times_one_request_at_a_time_and_shows_the_latest(make_napari_viewer, qtbot, errors,
+                                                                          headed_checkpoint, monkeypatch):
+    """Choosing the mode, the layer and the model asked for a timing each, and each ran at once: side by side
+    they slowed each other, and the network rates they keep for the session read long. One runs; of those asked
+    meanwhile the latest is timed next and shown."""
+    from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
+
+    lock, state = threading.Lock(), {"running": 0, "most": 0, "shapes": []}
+
+    def slow_estimate(start, data, plane=None, axes=None, patch_size=None, stop=None):
+        with lock:
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+            state["shapes"].append(data.shape)
+        time.sleep(0.5)
+        with lock:
+            state["running"] -= 1
+        return run_cost.RunCost(pixels=100, n_samples=1, evaluations=1, seconds=float(data.shape[-1]))
+
+    monkeypatch.setattr(train_module, "_estimate", slow_estimate)
+    viewer = make_napari_viewer()
+    layers = [_cells(viewer, (3, 64, width)) for width in (40, 48, 56, 64)]
+    w = TrainWidget(viewer)
+    w.start_model.value, w.minutes.value = str(headed_checkpoint.resolve()), 1.0
+    w.mode.value = NOISY_ONLY
+    for layer in layers:
+        w.noisy.value = layer
+    qtbot.waitUntil(lambda: w._timing is None and "in all" in w.recalibration.value, timeout=20_000)
+    assert state["most"] == 1
+    assert state["shapes"][-1] == (3, 64, 64) and len(state["shapes"]) <= 3  # the first, maybe one more, the latest
+    assert w.recalibration.value == f"about 64 s; {run_cost.duration(60 + 64.0)} in all"
+    assert not errors
 
 
 def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napari_viewer, qtbot, errors,

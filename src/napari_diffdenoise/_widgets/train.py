@@ -185,7 +185,9 @@ class TrainWidget(WorkerControls, Container):
         # a timing going when a run starts measured a shared CPU and reads long: taken again when the run ends
         # (the Denoise widget's 'Time here' likewise)
         self._timing_beside_run = False
-        self._timings = set()  # the timing workers still going, which stop when the widget goes
+        # one timing at a time (side by side they slow each other, and the rates they keep read long), as the
+        # Denoise widget's: the one going, and the latest asked for meanwhile, (key, inputs)
+        self._timing, self._timing_waiting = None, None
         self.native.destroyed.connect(self._stop_timings)
         self._plan = None
 
@@ -246,10 +248,11 @@ class TrainWidget(WorkerControls, Container):
         self._refresh_estimate()
 
     def _stop_timings(self, _destroyed=None):
-        """The widget is gone: its timings stop at their next network call (napari waits for them when it quits)."""
-        self._estimate_for = None
-        for worker in list(self._timings):
-            worker.quit()
+        """The widget is gone: its timing stops at its next network call (napari waits for it when it quits),
+        and none waiting starts."""
+        self._estimate_for = self._timing_waiting = None
+        if self._timing is not None:
+            self._timing.quit()
 
     def _adapting(self) -> bool:
         return self.mode.value == NOISY_ONLY and self.kind.value == "paired"
@@ -280,11 +283,22 @@ class TrainWidget(WorkerControls, Container):
             return
         self._estimate_for, self._estimate = key, None
         self.recalibration.value = "timing it on this machine…"
-        worker = create_worker(_estimate, start, layer.data, first_plane(layer), named_axes(layer), self.patch_size.value,
-                               stop=lambda: worker.abort_requested, _start_thread=False)
+        self._timing_waiting = (key, (start, layer.data, first_plane(layer), named_axes(layer), self.patch_size.value))
+        if self._timing is None:
+            self._time_next_estimate()
+
+    def _time_next_estimate(self):
+        """Start the timing that waits, if any and no run goes on (its end, _on_finished, asks again)."""
+        from napari.qt.threading import create_worker
+
+        self._timing = None
+        if self._timing_waiting is None or self._worker is not None:
+            return
+        (key, inputs), self._timing_waiting = self._timing_waiting, None
+        worker = create_worker(_estimate, *inputs, stop=lambda: worker.abort_requested, _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
-        worker.finished.connect(lambda: self._timings.discard(worker))
-        self._timings.add(worker)
+        worker.finished.connect(self._time_next_estimate)
+        self._timing = worker
         worker.start()
 
     def _launch(self, worker, description: str = "napari-diffdenoise") -> None:

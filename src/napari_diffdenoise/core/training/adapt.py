@@ -154,11 +154,15 @@ def iter_adapt(
                                                 max(16, 8 * batch_size), val_fraction,
                                                 np.random.default_rng([seed, 10**6]))
 
+    def free_cores():
+        """torch's threads on the cores other work leaves free, inside (core.run.cpu_share)."""
+        return torch_threads(free_threads(torch.get_num_threads()) if dev.type == "cpu" else None)
+
     def val_loss():
         if not val_in:
             return None
         head.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), free_cores():
             x = torch.from_numpy(np.stack(val_in)[:, None].astype(np.float32)).to(dev)
             t = torch.from_numpy(np.stack(val_target)[:, None].astype(np.float32)).to(dev)
             loss = float(torch.mean((adapted.predict_mean(x) - t) ** 2))
@@ -173,7 +177,8 @@ def iter_adapt(
     checked = bool(patches[criteria[0]][0])
 
     def scores(net, which=slice(None)) -> dict:
-        return criterion_scores(adapted, net, patches, dev, which)
+        with free_cores():  # the bundled head's and the last step's too: beside a busy process as slow as a step
+            return criterion_scores(adapted, net, patches, dev, which)
 
     select, decide = slice(0, None, 2), slice(1, None, 2)
     bundled_head = copy.deepcopy(model.mean_network).to(dev)
@@ -201,8 +206,7 @@ def iter_adapt(
             taken[pending.pop(0)] = (best[1], copy.deepcopy(best[2]))
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
-        threads = free_threads(torch.get_num_threads()) if dev.type == "cpu" else None  # the cores other work leaves
-        with torch_threads(threads):  # set around the step alone: between steps the caller's code keeps its own
+        with free_cores():  # set around the step alone: between steps the caller's code keeps its own
             x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
                                      np.random.default_rng([seed, step]), dev)
             loss = train_step(adapted, opt, x, t)
