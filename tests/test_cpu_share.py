@@ -243,6 +243,20 @@ def test_no_more_threads_than_the_cpus_the_process_may_use(monkeypatch, usable, 
         assert cpu_share.free_threads(limit) == threads
 
 
+def test_a_count_given_for_every_process_alike_stands_above_the_usable_cpus(monkeypatch):
+    """A cluster's workers take the coordinator's count (core.run.batch.plane_task), so that every plane gives
+    the bits of one process run with that count, whatever quota a worker has."""
+    load(monkeypatch, [100, 100, 0, 0], 4, 4)
+    monkeypatch.setattr(cpu_share.joblib, "cpu_count", lambda: 1)
+    with cpu_share.same_bits(count_given=True):
+        assert cpu_share.free_threads(4) == 4
+        with cpu_share.same_bits():  # a scope inside (a run's own) does not undo it
+            assert cpu_share.free_threads(4) == 4
+    with cpu_share.same_bits():
+        assert cpu_share.free_threads(4) == 1
+    assert cpu_share.free_threads(4) == 1
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity") or (__import__("os").cpu_count() or 1) < 2,
                     reason="an affinity mask needs Linux and two CPUs")
 def test_an_affinity_mask_is_read_where_the_process_runs():

@@ -122,7 +122,7 @@ def plane_task(input_path: str, axes: str, output_path: str, model_ref, settings
         torch.set_num_threads(threads)
     source, run = _worker_state(input_path, axes, model_ref, settings_kwargs, token)
     loop = PlaneLoop(run, source.data, StorePlanes(output_path), planes={number})
-    with same_bits():
+    with same_bits(count_given=bool(threads)):  # the coordinator's count, on every worker alike
         tally, _ = drive(loop.steps())
     return {"position": list(position), **tally.outcome()}
 

@@ -19,7 +19,8 @@ With torch at one thread nothing is read.
 Every run, inside :func:`same_bits` too, takes no more threads than the CPUs the process may use
 (:func:`usable_threads`): torch reads the process's affinity when it starts, but not a container's CPU quota, and
 threads beyond the quota wait for each other the way they wait behind another program. The quota is where the
-process runs, fixed while it runs, so the same bits still hold there.
+process runs, fixed while it runs, so the same bits still hold there; a cluster's workers take the coordinator's
+count whatever their own (``same_bits(count_given=True)``), so that every plane agrees.
 """
 from __future__ import annotations
 
@@ -37,19 +38,20 @@ SAMPLE_SECONDS = 0.05  # the window the cores' load is read over: a few schedule
 READ_EVERY = 10.0  # s one reading is used for
 _clock = time.monotonic
 _reading: tuple[float, float] | None = None  # (_clock() it was taken, physical cores other processes kept busy)
-_kept = threading.local()  # .depth: how many same_bits() scopes this thread is in
+_kept = threading.local()  # .depth: how many same_bits() scopes this thread is in; .given: one says count_given
 
 
 @contextlib.contextmanager
-def same_bits():
+def same_bits(count_given: bool = False):
     """Inside, in this thread, work keeps torch's thread count whatever the load (where the same bits are
-    promised: see the module docstring)."""
-    depth = getattr(_kept, "depth", 0)
-    _kept.depth = depth + 1
+    promised: see the module docstring). ``count_given``: the count was chosen elsewhere for every process
+    alike (a cluster's coordinator, core.run.batch), so it stands even above the CPUs this one may use."""
+    depth, given = getattr(_kept, "depth", 0), getattr(_kept, "given", False)
+    _kept.depth, _kept.given = depth + 1, given or count_given
     try:
         yield
     finally:
-        _kept.depth = depth
+        _kept.depth, _kept.given = depth, given
 
 
 def usable_threads(limit: int) -> int:
@@ -67,6 +69,8 @@ def free_threads(limit: int) -> int:
     cores beyond ``limit``. The load is read only where there is a choice (more than one usable thread, outside
     :func:`same_bits`)."""
     global _reading
+    if getattr(_kept, "given", False):
+        return max(limit, 1)
     limit = usable_threads(limit)
     if limit <= 1 or getattr(_kept, "depth", 0):
         return limit
