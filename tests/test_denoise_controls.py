@@ -3,6 +3,7 @@ declarations, and its status line speaks of the settings on show (issue #20), in
 (run under Xvfb)."""
 import numpy as np
 import pytest
+import torch
 
 from napari_diffdenoise import load_model
 from napari_diffdenoise._widgets import denoise as denoise_module
@@ -272,6 +273,41 @@ def test_a_timing_stops_when_its_widget_goes(make_napari_viewer, qtbot, monkeypa
     qtbot.waitUntil(lambda: bool(finished), timeout=20_000)
     assert answers[-1] is True and answers.count(True) == 1  # stopped at the first poll after the widget went
     assert not run_cost._OUTSIDE_NETWORK  # what follows the network calls' rates was never timed
+
+
+def test_a_run_goes_in_a_thread_of_its_own_and_the_model_loads_on_one_torch_thread(make_napari_viewer, qtbot,
+                                                                                   monkeypatch, errors):
+    """libgomp keeps an OpenMP team per thread that ran torch, for the thread's life, and slows every team once
+    they outnumber the cores (_widgets/torch_teams.py): the GUI thread loads on one torch thread (no team), and a
+    run's thread ends with the run (its team with it), not living on in napari's pool."""
+    import threading
+
+    from napari_diffdenoise._widgets import torch_teams
+
+    loads, real_load = [], torch_teams.load_model
+    monkeypatch.setattr(torch_teams, "load_model", lambda name: loads.append(torch.get_num_threads()) or real_load(name))
+    ran, real_job = [], denoise_module._denoise_job
+
+    def job(*args, **kwargs):
+        ran.append(threading.current_thread())
+        return (yield from real_job(*args, **kwargs))
+
+    monkeypatch.setattr(denoise_module, "_denoise_job", job)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        viewer = make_napari_viewer()
+        w = DenoiseWidget(viewer)
+        w.model.value = "demo"
+        w.image.value = _noisy(viewer, "a")
+        qtbot.waitUntil(lambda: w._estimate_worker is None, timeout=30_000)
+        w.run()
+        qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    finally:
+        torch.set_num_threads(previous)
+    assert loads and set(loads) == {1}
+    assert len(ran) == 1 and ran[0] is not threading.main_thread() and not ran[0].is_alive()
+    assert "a [mean]" in viewer.layers and not errors
 
 
 def _gated_runs(monkeypatch, request):

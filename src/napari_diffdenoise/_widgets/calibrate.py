@@ -21,12 +21,13 @@ from qtpy.QtWidgets import QLineEdit
 
 from ..core.calibration.calibration_run import MIN_CALIBRATION_SAMPLES
 from ..core.imaging.metrics import reliability
-from ..core.io.checkpoint import load_model, save_checkpoint
+from ..core.io.checkpoint import save_checkpoint
 from ..core.run.restore import DEFAULT_SAMPLER_SETTINGS, calibration_settings, make_settings
 from ..core.run.run_record import recorded_value
 from ..core.run.run_spec import ETA_SETTING, MEAN, N_SAMPLES, STD
 from ..core.sampling.sampler_registry import SAMPLERS, list_samplers
 from ._worker import WorkerControls
+from .torch_teams import load_here, torch_worker
 from .compare import fit_table, formatted
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
@@ -203,7 +204,7 @@ class CalibrateWidget(WorkerControls, Container):
         path = Path(name)
         key = (name, path.stat().st_mtime_ns if path.is_file() else None)
         if key not in self._models:
-            self._models = {key: load_model(name)}
+            self._models = {key: load_here(name)}
         return self._models[key]
 
     def _quiet_model(self):
@@ -338,8 +339,6 @@ class CalibrateWidget(WorkerControls, Container):
                 None if second is None else np.asarray(second.data).copy())
 
     def run(self):
-        from napari.qt.threading import create_worker
-
         if self._worker is not None:
             return  # one run at a time
         try:
@@ -351,7 +350,7 @@ class CalibrateWidget(WorkerControls, Container):
             return
         source = (f"user pairs: layers '{self.noisy.value.name}' / '{self.truth.value.name}'" if truth is not None
                   else None)
-        self._worker = create_worker(_calibrate_job, model, noisy, truth, settings, source, axes, second,
+        self._worker = torch_worker(_calibrate_job, model, noisy, truth, settings, source, axes, second,
                                      _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda run: self._on_returned(run, out))

@@ -23,7 +23,6 @@ from magicgui.widgets import (
 )
 
 from .. import __version__
-from ..core.io.checkpoint import load_model
 from ..core.model.devices import available_devices
 from ..core.io.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.run.methods import METHODS, find_method, method_settings
@@ -37,6 +36,7 @@ from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, HOT_PIXELS, KEEP_SAM
 from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
 from ..core.calibration.residuals import MAX_PIXELS
 from ._worker import WorkerControls
+from .torch_teams import load_here, torch_worker
 from .help import help_link
 from .layer_axes import layer_axes, named_axes
 from .layers import NO_SECOND, first_plane, follow_layers, image_choices, second_acquisition_choices
@@ -478,7 +478,7 @@ class DenoiseWidget(WorkerControls, Container):
         if not path or not str(path).strip() or str(path) == ".":
             return
         try:
-            load_model(path)  # refuse a bad file here, before it enters the model list
+            load_here(path)  # refuse a bad file here, before it enters the model list
         except (ValueError, OSError) as err:
             notify_error(f"Could not load the model: {err}")
             return
@@ -635,8 +635,6 @@ class DenoiseWidget(WorkerControls, Container):
             self._time_next_estimate()
 
     def _time_next_estimate(self):
-        from napari.qt.threading import create_worker
-
         self._estimate_worker = None
         if self._worker is not None:
             return  # a run goes on: its end (_on_finished) starts what waits
@@ -646,7 +644,7 @@ class DenoiseWidget(WorkerControls, Container):
         if self._estimate_waiting is None:
             return
         (key, inputs), self._estimate_waiting = self._estimate_waiting, None
-        worker = create_worker(_run_estimate, *inputs, stop=lambda: worker.abort_requested, _start_thread=False)
+        worker = torch_worker(_run_estimate, *inputs, stop=lambda: worker.abort_requested, _start_thread=False)
         worker.returned.connect(lambda costs: self._show_estimate(key, costs))
         worker.finished.connect(self._time_next_estimate)
         self._estimate_worker = worker
@@ -762,7 +760,7 @@ class DenoiseWidget(WorkerControls, Container):
         # a checkpoint rewritten by a later training run must be loaded again
         key = (name, path.stat().st_mtime_ns if path.is_file() else None)
         if key not in self._models:
-            self._models[key] = load_model(name)
+            self._models[key] = load_here(name)
         return self._models[key]
 
     # running ---------------------------------------------------------------------------------
@@ -824,8 +822,6 @@ class DenoiseWidget(WorkerControls, Container):
     def run(self, preview: bool = False):
         """Start denoising the selected layer in a worker thread (``preview``: one sample of the
         plane on view, at most PREVIEW_STEPS steps)."""
-        from napari.qt.threading import create_worker
-
         if self._worker is not None:
             return  # one run at a time: Run again while a run goes on does nothing
         try:
@@ -841,13 +837,13 @@ class DenoiseWidget(WorkerControls, Container):
         if preview:
             z = self._plane_on_view(layer)
             data = np.array(data[z], copy=True)
-            self._worker = create_worker(_denoise_job, data, model, settings, "YX", tiles, _start_thread=False)
+            self._worker = torch_worker(_denoise_job, data, model, settings, "YX", tiles, _start_thread=False)
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_preview(layer, z, result))
         else:
             calibrate = self._calibrates_here(settings)
             second = self._second_layer() if calibrate else None
-            self._worker = create_worker(_denoise_job, data, model, settings, axes, tiles, self_calibrate=calibrate,
+            self._worker = torch_worker(_denoise_job, data, model, settings, axes, tiles, self_calibrate=calibrate,
                                          second=None if second is None else layer_data(second), _start_thread=False)
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_returned(layer, result))

@@ -37,6 +37,7 @@ from ..core.training.finetune import (
 from ..core.training.run_files import best_path
 from ..core.training.train_config import TrainConfig, scaled_config
 from ._worker import WorkerControls
+from .torch_teams import load_here, torch_worker
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
 from .help import help_link
@@ -266,8 +267,6 @@ class TrainWidget(WorkerControls, Container):
     def _refresh_estimate(self, _value=None):
         """Say how long the recalibration after adapting takes for this layer and model (measured
         in a worker thread: the first time for a model it times one network call)."""
-        from napari.qt.threading import create_worker
-
         layer, start = self.noisy.value, self.start_model.value
         if not self._adapting() or layer is None or start in (None, SCRATCH):
             self.recalibration.value = "—"
@@ -289,13 +288,11 @@ class TrainWidget(WorkerControls, Container):
 
     def _time_next_estimate(self):
         """Start the timing that waits, if any and no run goes on (its end, _on_finished, asks again)."""
-        from napari.qt.threading import create_worker
-
         self._timing = None
         if self._timing_waiting is None or self._worker is not None:
             return
         (key, inputs), self._timing_waiting = self._timing_waiting, None
-        worker = create_worker(_estimate, *inputs, stop=lambda: worker.abort_requested, _start_thread=False)
+        worker = torch_worker(_estimate, *inputs, stop=lambda: worker.abort_requested, _start_thread=False)
         worker.returned.connect(lambda cost: self._show_estimate(key, cost))
         worker.finished.connect(self._time_next_estimate)
         self._timing = worker
@@ -352,9 +349,6 @@ class TrainWidget(WorkerControls, Container):
 
     def _adapt_start(self):
         """Noisy-only mode: adapt the chosen model to the noisy layer (core.training.adapt) in a worker."""
-        from napari.qt.threading import create_worker
-
-        from ..core.io.checkpoint import load_model
 
         layer = self.noisy.value
         if layer is None:
@@ -363,7 +357,7 @@ class TrainWidget(WorkerControls, Container):
             raise ValueError("Adapting starts from a model with a mean head, such as the bundled demo")
         if not str(self.output.value).endswith(".safetensors"):
             raise ValueError("The output file must end in .safetensors")
-        model = load_model(self.start_model.value)
+        model = load_here(self.start_model.value)
         noisy = np.array(layer.data, dtype=np.float32, copy=True)
         options = dict(minutes=self.minutes.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value)
@@ -374,7 +368,7 @@ class TrainWidget(WorkerControls, Container):
         output = free_path(Path(self.output.value))
         self.output.value = output
         plan = self._estimate if self._estimate_for == self._estimate_key() else None  # priced once
-        self._worker = create_worker(_adapt_job, model, noisy, options, output, named_axes(layer), plan,
+        self._worker = torch_worker(_adapt_job, model, noisy, options, output, named_axes(layer), plan,
                                      _start_thread=False)
         self._worker.yielded.connect(self._on_adapt_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
@@ -422,8 +416,6 @@ class TrainWidget(WorkerControls, Container):
 
     def start(self):
         """Check the selection, then train in a worker thread."""
-        from napari.qt.threading import create_worker
-
         if self.mode.value == NOISY_ONLY and self.kind.value == "paired":
             if self._worker is not None:
                 return
@@ -449,7 +441,7 @@ class TrainWidget(WorkerControls, Container):
             if output != asked:
                 self.output.value = output
                 show_info(f"{asked.name} exists already: this run writes {output.name}")
-        self._worker = create_worker(_train_job, prepared, config, output, resume, _start_thread=False)
+        self._worker = torch_worker(_train_job, prepared, config, output, resume, _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
