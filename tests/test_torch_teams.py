@@ -71,3 +71,31 @@ def test_a_jobs_errors_and_results_come_back_to_the_worker():
     assert ran[0] is not threading.current_thread() and not ran[0].is_alive()
     with pytest.raises(KeyError):
         torch_teams.in_own_thread(lambda: {}["missing"])()
+
+
+def test_a_jobs_thread_takes_the_count_it_was_given_whatever_another_thread_holds_meanwhile():
+    """A thread takes torch's count at its first torch call as it stands then, and keeps it: a job starting
+    while another thread held one thread for a moment (a load on the GUI thread, a busy machine's step) ran
+    on one thread to its end."""
+    from napari_diffdenoise.core.run.cpu_share import torch_threads
+
+    held, release, seen = threading.Event(), threading.Event(), []
+
+    def other():
+        with torch_threads(1):
+            held.set()
+            release.wait()
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    holder = threading.Thread(target=other)
+    holder.start()
+    held.wait()
+    try:
+        torch_teams.in_own_thread(lambda: seen.append(torch.get_num_threads()))()  # as it stands: 1
+        torch_teams.in_own_thread(lambda: seen.append(torch.get_num_threads()), 2)()
+    finally:
+        release.set()
+        holder.join()
+        torch.set_num_threads(previous)
+    assert seen == [1, 2]

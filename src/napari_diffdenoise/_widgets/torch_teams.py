@@ -16,6 +16,8 @@ import functools
 import inspect
 from concurrent.futures import ThreadPoolExecutor
 
+import torch
+
 from ..core.io.checkpoint import load_model
 from ..core.model.model import DiffusionModel
 from ..core.run.cpu_share import torch_threads
@@ -27,15 +29,22 @@ def load_here(name_or_path) -> DiffusionModel:
         return load_model(name_or_path)
 
 
-def in_own_thread(job):
+def in_own_thread(job, threads: int | None = None):
     """``job`` (a function, or a generator function as napari's workers take them) run in a thread of its own
     that ends when it does, a step at a time: the napari worker that calls it waits for each step, so
     cancelling, quitting and progress work as before; the job's thread-local state (grad mode, torch's thread
-    count) is its own, as in a worker thread."""
+    count) is its own, as in a worker thread. ``threads``: torch's count in that thread, set before the job
+    starts (a new thread takes torch's count as it stands at its first torch call, which another thread's
+    scope may hold at 1 for a moment — and a count taken so stays for the thread's life)."""
+    def set_count():
+        if threads:
+            torch.set_num_threads(threads)
+
     if inspect.isgeneratorfunction(job):
         @functools.wraps(job)
         def steps_in_own_thread(*args, **kwargs):
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-diffdenoise") as own:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-diffdenoise",
+                                    initializer=set_count) as own:
                 steps = job(*args, **kwargs)  # nothing of it runs before the first step
                 try:
                     while True:
@@ -50,13 +59,14 @@ def in_own_thread(job):
 
     @functools.wraps(job)
     def call_in_own_thread(*args, **kwargs):
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-diffdenoise") as own:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-diffdenoise", initializer=set_count) as own:
             return own.submit(job, *args, **kwargs).result()
     return call_in_own_thread
 
 
 def torch_worker(job, *args, **kwargs):
-    """napari's ``create_worker`` for ``job`` run :func:`in_own_thread`."""
+    """napari's ``create_worker`` for ``job`` run :func:`in_own_thread`, on the torch thread count of the thread
+    that starts it (the GUI thread's: torch's own, or what a user set in napari's console)."""
     from napari.qt.threading import create_worker
 
-    return create_worker(in_own_thread(job), *args, **kwargs)
+    return create_worker(in_own_thread(job, torch.get_num_threads()), *args, **kwargs)
