@@ -349,7 +349,6 @@ class TrainWidget(WorkerControls, Container):
 
     def _adapt_start(self):
         """Noisy-only mode: adapt the chosen model to the noisy layer (core.training.adapt) in a worker."""
-
         layer = self.noisy.value
         if layer is None:
             raise ValueError("Select the noisy image layer to adapt to")
