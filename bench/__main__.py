@@ -38,6 +38,7 @@ from . import (
     tiles,
     training_report,
     unpaired,
+    widget_threads,
 )
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
@@ -49,7 +50,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "low_frequency": low_frequency.main, "hot_pixels": hot_pixels.main,
             "channels": channels.main, "camera8": camera8.main,
             "pilot_wiener": pilot_wiener.main, "estimator_terms": estimator_terms.main,
-            "busy_cores": busy_cores.main}
+            "busy_cores": busy_cores.main, "widget_threads": widget_threads.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):
