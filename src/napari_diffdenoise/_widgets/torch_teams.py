@@ -6,9 +6,10 @@ as long as that thread lives, and once the teams' threads outnumber the cores ev
 by sleeping instead of spinning: a run of many small operations goes up to twice as slow. Loading a model runs
 parallel regions (its weights checked and copied), so a widget that loaded one on the GUI thread left that
 thread a team for good; and napari's worker threads live on in its thread pool after their job, each with its
-team. The Train widget adapted a 256² crop of the real neuron at 50 steps in 12 s where the library took 75–86
-(2 cores, 2026-12-06; docs/performance.md, thirteenth session). On one torch thread a load starts no team, and a
-thread that ends takes its team with it.
+team. Adapting a 256² crop of the real neuron in a worker thread after a load on the GUI thread took 51 steps in
+12 s where the library on the main thread took 85, and 82 as done here (2 cores; docs/benchmarks/widget_threads.md,
+`python -m bench widget_threads`). On one torch thread a load starts no team, and a thread that ends takes its
+team with it.
 """
 from __future__ import annotations
 
