@@ -15,7 +15,6 @@ over: these machines are noisy.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -25,7 +24,7 @@ import sys
 from pathlib import Path
 
 from .common import markdown_table, write_report
-from .speed import DEFAULT_DATA, NEURON
+from .speed import neuron_args, neuron_parser
 
 # name: (torch threads, or 0 for torch's own count; the package's choice on; OMP_WAIT_POLICY)
 CHOICES = {
@@ -121,13 +120,9 @@ def condition(args, threads: int, choose: bool, policy: str | None, load_name: s
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="demo")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real data folder (holds the neuron)")
+    parser = neuron_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args(argv)
-    if not (args.data / NEURON).is_file():
-        parser.error(f"--data {args.data} does not hold {NEURON} (see bench/speed.py)")
+    args = neuron_args(parser, argv)
     import psutil
 
     cores = f"{psutil.cpu_count(logical=False)} physical cores, {psutil.cpu_count()} logical"

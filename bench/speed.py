@@ -187,14 +187,25 @@ def sgemm_gflops(n: int = 2048) -> float:
     return 2 * n**3 / seconds / 1e9
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+def neuron_parser(description: str) -> argparse.ArgumentParser:
+    """A bench's parser with ``--model`` and ``--data`` (the real data folder holding NEURON), which
+    :func:`neuron_args` checks."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="demo")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real data folder (holds the neuron)")
+    return parser
+
+
+def neuron_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
-    model = load_model(args.model)
     if not (args.data / NEURON).is_file():
-        parser.error(f"--data: {args.data / NEURON} is missing (the real plane the presets are timed on)")
+        parser.error(f"--data: {args.data / NEURON} is missing (the real plane this bench runs on)")
+    return args
+
+
+def main(argv=None):
+    args = neuron_args(neuron_parser(__doc__), argv)
+    model = load_model(args.model)
     neuron = tifffile.imread(args.data / NEURON)
     bm3d_rows, bm3d_data = against_bm3d(model, neuron)
 

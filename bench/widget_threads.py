@@ -14,14 +14,13 @@ carries over: these machines are noisy.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 from .common import markdown_table, write_report
-from .speed import DEFAULT_DATA, NEURON
+from .speed import neuron_args, neuron_parser
 
 # name: what the child does (see CHILD)
 CONDITIONS = {
@@ -81,13 +80,9 @@ print(json.dumps({"steps": got, "threads": count}))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="demo")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real data folder (holds the neuron)")
+    parser = neuron_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=12.0)
-    args = parser.parse_args(argv)
-    if not (args.data / NEURON).is_file():
-        parser.error(f"--data {args.data} does not hold {NEURON} (see bench/speed.py)")
+    args = neuron_args(parser, argv)
     measured = {}
     for name, how in CONDITIONS.items():
         done = subprocess.run([sys.executable, "-c", CHILD, args.model, str(args.data), str(args.seconds), how],
