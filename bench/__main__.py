@@ -15,6 +15,7 @@ from . import (
     error_shape,
     estimator_terms,
     finetune,
+    gpu_speed,
     hot_pixels,
     low_frequency,
     mean,
@@ -50,7 +51,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
             "low_frequency": low_frequency.main, "hot_pixels": hot_pixels.main,
             "channels": channels.main, "camera8": camera8.main,
             "pilot_wiener": pilot_wiener.main, "estimator_terms": estimator_terms.main,
-            "busy_cores": busy_cores.main, "widget_threads": widget_threads.main}
+            "busy_cores": busy_cores.main, "gpu_speed": gpu_speed.main, "widget_threads": widget_threads.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):

@@ -27,6 +27,7 @@ from scipy import stats
 
 from napari_diffdenoise.core.imaging.normalization import IntensityMap
 from napari_diffdenoise.core.io.checkpoint import load_model
+from napari_diffdenoise.core.model.devices import resolve_device
 from napari_diffdenoise.core.model.network import UNet, count_parameters
 from napari_diffdenoise.core.model.std_head import STD_HEAD_CONFIG as CONFIG
 from napari_diffdenoise.core.model.std_head import log_variance, nll
@@ -43,18 +44,20 @@ def train(args):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = resolve_device(args.device)
     model = load_model(args.model)
-    model.mean_network.float().eval()
+    model.mean_network.float().eval().to(device)
     simulated, _ = simulated_source("paired", "blurred", 192, args.patch, peak_range=(PEAK_RANGE[0], args.peak_max))
     source, _ = mixed_source(args.real, "paired", simulated, args.patch, 0.5)
     net = UNet(CONFIG)
     if args.init:  # the head the model ships, fine-tuned (e.g. after its mean head changed)
         net.load_state_dict({k: v.float() for k, v in model.std_network.state_dict().items()})
-    print(f"std head: {count_parameters(net):,} parameters", flush=True)
+    net.to(device)
+    print(f"std head: {count_parameters(net):,} parameters, on {device}", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(0)
     val_rng = np.random.default_rng(123)
-    val = [torch.from_numpy(a) for a in source.batch(64, args.patch, val_rng)]
+    val = [torch.from_numpy(a).to(device) for a in source.batch(64, args.patch, val_rng)]
     with torch.no_grad():
         # the model's own mean (its head's γ rule: a constant, or each patch's noise level)
         val_mean = model.predict_mean(val[0])
@@ -63,7 +66,7 @@ def train(args):
     budget = args.minutes * 60
     while time.perf_counter() - t0 < budget:
         frac = (time.perf_counter() - t0) / budget
-        noisy, clean = (torch.from_numpy(a) for a in source.batch(args.batch, args.patch, rng))
+        noisy, clean = (torch.from_numpy(a).to(device) for a in source.batch(args.batch, args.patch, rng))
         with torch.no_grad():
             mean = model.predict_mean(noisy)
         loss = nll(net, noisy, mean, clean)
@@ -75,7 +78,7 @@ def train(args):
                 net.train()
             log.append({"step": step, "loss": loss.item(), "val_nll": val_loss, "seconds": round(time.perf_counter() - t0)})
             print(json.dumps(log[-1]), flush=True)
-            save_file(net.state_dict(), str(args.out / "std_head.safetensors"),
+            save_file({k: v.cpu() for k, v in net.state_dict().items()}, str(args.out / "std_head.safetensors"),
                       metadata={"config": json.dumps(CONFIG.to_dict()), "steps": str(step)})
             (args.out / "log.json").write_text(json.dumps(log))
 
@@ -378,6 +381,7 @@ def main(argv=None):
     parser.add_argument("--peak-max", type=float, default=PEAK_RANGE[1],
                         help="train: the simulated acquisitions' highest peak photon count (bench/train_bundled.py)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto", help="train: where the head learns (auto: a GPU if there is one)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--lysosomes", choices=LYSOSOME_SETS[:2], default="tuning",
                         help="eval: 'held-out' measures the seven lysosome series no choice was made on, alone, "
