@@ -69,3 +69,23 @@ def test_denoise_takes_off_the_heads_lift_of_a_dark_background():
 def test_low_frequencies_refuses_what_it_does_not_know():
     with pytest.raises(ValueError, match="low_frequencies must be one of .'data', 'model'."):
         make_settings(load_model("demo"), low_frequencies="smooth")
+
+
+def test_the_camera_is_fitted_once_for_the_samples_and_the_mean_of_a_plane(tiny_model, first_pass_only, monkeypatch):
+    """The hold's noise (departure_noise: a camera fit and two Gaussian filters) serves every estimate
+    of a plane's run: it was fitted anew for the samples and again for the mean (on a GPU the host's
+    work around the network is most of a run: docs/benchmarks/gpu_speed.md)."""
+    from napari_diffdenoise.core.run import plane_sampling
+
+    fitted = []
+    fit = plane_sampling.departure_noise
+    monkeypatch.setattr(plane_sampling, "departure_noise", lambda plane: fitted.append(plane.shape) or fit(plane))
+    plane = np.random.default_rng(1).poisson(bright_blobs_on_dark(64)).astype(np.float32)
+    held = denoise(plane, tiny_model, n_samples=2, steps=2, mean="x0", seed=0)
+    assert fitted == [(64, 64)]
+    monkeypatch.setattr(plane_sampling, "departure_noise", fit)
+    again = denoise(plane, tiny_model, n_samples=2, steps=2, mean="x0", seed=0)
+    np.testing.assert_array_equal(held.mean, again.mean)
+    np.testing.assert_array_equal(held.std, again.std)
+    model_only = denoise(plane, tiny_model, n_samples=2, steps=2, mean="x0", seed=0, low_frequencies="model")
+    assert not np.array_equal(model_only.mean, held.mean)  # the hold did act on this plane

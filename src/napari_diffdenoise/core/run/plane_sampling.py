@@ -51,6 +51,8 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     (step, n_steps), returns _PlaneMaps. ``number`` (the plane's number in its image) keys the noise,
     with the seed and the global pixel position (core.sampling.noise)."""
     dev = s.device
+    # the camera fitted once for every estimate this call holds to the data (its samples and its mean)
+    se2 = departure_noise(plane) if s.low_frequencies == "data" else None
     observed = torch.from_numpy(imap.to_model(plane))[None, None].to(dev)
     cond = observed if model.kind == "paired" else None
     eps_fn = TiledEpsilon(model, cond, plane.shape, s.tile, s.overlap, s.batch_pixels, on_tile, s.precision)
@@ -68,7 +70,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
             mean = _one_pass_mean(model, s, eps_fn, observed, plane.shape)
             maps = _head_std_maps(model, s, eps_fn, observed, mean, imap) if s.std_estimator == "head" else {}
         yield 1, 1
-        held = _held_to_data(plane, mean[None], imap, s)[0]
+        held = _held_to_data(plane, mean[None], imap, se2)[0]
         return _PlaneMaps({"mean": imap.to_input(held.float().cpu().numpy(), dtype), **maps}, None, eps_fn.evaluations)
     head_mean = None
     if s.sampler.head is not None:  # it draws with a head, from noise fields, about the mean head's estimate
@@ -84,7 +86,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
             step = next(run)
             yield step.index + 1, step.n_steps
     except StopIteration as stop:
-        samples = _held_to_data(plane, stop.value[:, 0], imap, s)
+        samples = _held_to_data(plane, stop.value[:, 0], imap, se2)
     if s.sampler.head is not None:
         eps_fn.evaluations += sampled_eps.evaluations
     with torch.inference_mode():
@@ -99,7 +101,7 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
         if s.std_estimator == "head":
             maps.update(_head_std_maps(model, s, eps_fn, observed, mean, imap))
         if s.mean_estimator != "samples":  # the samples' average is made of samples already held to the data
-            mean = _held_to_data(plane, mean[None], imap, s)[0]
+            mean = _held_to_data(plane, mean[None], imap, se2)[0]
         if s.std_estimator != "head":
             std = samples.std(dim=0, correction=0).float().cpu().numpy()
             maps["std"] = imap.scale_to_input(std)
@@ -109,11 +111,11 @@ def _sample_plane(plane, imap: IntensityMap, model: DiffusionModel, s: Settings,
     return _PlaneMaps(maps, kept, eps_fn.evaluations)
 
 
-def _held_to_data(plane: np.ndarray, estimates: torch.Tensor, imap: IntensityMap, s: Settings) -> torch.Tensor:
+def _held_to_data(plane: np.ndarray, estimates: torch.Tensor, imap: IntensityMap, se2: np.ndarray | None) -> torch.Tensor:
     """Each estimate of the clean plane (model units, (n, H, W)) with its smooth part held to the
-    data's where the two depart beyond the noise (core.run.low_frequency), when the run asks for it.
-    Each on its own, so that a sample does not depend on how many were drawn with it."""
-    se2 = departure_noise(plane) if s.low_frequencies == "data" else None
+    data's where the two depart beyond the noise (core.run.low_frequency; ``se2``: that noise, from
+    departure_noise; None when the run does not ask for it or the plane is too small). Each on its
+    own, so that a sample does not depend on how many were drawn with it."""
     if se2 is None:
         return estimates
     held = []
