@@ -143,12 +143,15 @@ def main(argv=None):
     parser.add_argument("--old-commit", help="also the bundled demo of this commit, read from git")
     parser.add_argument("--head", action="append", default=[], metavar="LABEL=PATH[@W]",
                         help="also the bundled demo with PATH's mean head (@W: blended W : 1 − W with --old-commit's)")
+    parser.add_argument("--report", default="real_frames",
+                        help="the page's name under docs/benchmarks (another keeps the shipped comparison's page)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     data = measure(args)
     body = render(data, args, time.perf_counter() - start)
     options = (f" --old-commit {args.old_commit}" if args.old_commit else "") + "".join(f' --head "{h}"' for h in args.head)
-    path = write_report("real_frames", "The mean on real camera frames against oracle BM3D", body, data,
+    options += f" --report {args.report}" if args.report != "real_frames" else ""
+    path = write_report(args.report, "The mean on real camera frames against oracle BM3D", body, data,
                         command=f"python -m bench real_frames{options}")
     print(path.read_text())
 
