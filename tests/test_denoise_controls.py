@@ -230,7 +230,7 @@ def test_time_here_times_one_request_at_a_time_and_shows_the_latest(make_napari_
     w.model.value = "demo"
     for width in (40, 48, 56, 64):
         w.image.value = viewer.add_image(np.zeros((32, width), np.float32), name=f"w{width}")
-    qtbot.waitUntil(lambda: w._estimate_worker is None and w.estimate.value.startswith("about"), timeout=20_000)
+    qtbot.waitUntil(lambda: w._timings.worker is None and w.estimate.value.startswith("about"), timeout=20_000)
     assert state["most"] == 1
     assert state["shapes"][0][-1] in (40, 48) and state["shapes"][-1] == (32, 64)
     assert len(state["shapes"]) <= 3  # the first, maybe one started before the rest came, the latest
@@ -248,7 +248,7 @@ def test_a_timing_that_ends_after_its_widget_is_gone_writes_nothing(make_napari_
     w.image.value = viewer.add_image(np.zeros((32, 48), np.float32), name="b")  # waits behind the first
     w.native.deleteLater()  # its labels go with it: writing the time into one raises (pytest-qt fails the test)
     qtbot.waitUntil(lambda: w._estimate_for is None, timeout=5_000)
-    qtbot.waitUntil(lambda: w._estimate_worker is None, timeout=5_000)
+    qtbot.waitUntil(lambda: w._timings.worker is None, timeout=5_000)
     qtbot.wait(700)
     assert state["running"] == 0 and len(state["shapes"]) == 1  # the request behind it was dropped
 
@@ -268,7 +268,7 @@ def test_a_timing_stops_when_its_widget_goes(make_napari_viewer, qtbot, monkeypa
     w.image.value = _noisy(viewer, "a", width=64)
     qtbot.waitUntil(lambda: len(answers) >= 1, timeout=10_000)
     finished = []
-    w._estimate_worker.finished.connect(lambda: finished.append(True))
+    w._timings.worker.finished.connect(lambda: finished.append(True))
     w.native.deleteLater()
     qtbot.waitUntil(lambda: bool(finished), timeout=20_000)
     assert answers[-1] is True and answers.count(True) == 1  # stopped at the first poll after the widget went
@@ -300,7 +300,7 @@ def test_a_run_goes_in_a_thread_of_its_own_and_the_model_loads_on_one_torch_thre
         w = DenoiseWidget(viewer)
         w.model.value = "demo"
         w.image.value = _noisy(viewer, "a")
-        qtbot.waitUntil(lambda: w._estimate_worker is None, timeout=30_000)
+        qtbot.waitUntil(lambda: w._timings.worker is None, timeout=30_000)
         w.run()
         qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     finally:
@@ -340,7 +340,7 @@ def test_time_here_is_not_timed_while_a_run_goes_on(make_napari_viewer, qtbot, m
     w = DenoiseWidget(viewer)
     w.model.value = "demo"
     w.image.value = _noisy(viewer, "a")
-    qtbot.waitUntil(lambda: w._estimate_worker is None and w.estimate.value.startswith("about"), timeout=20_000)
+    qtbot.waitUntil(lambda: w._timings.worker is None and w.estimate.value.startswith("about"), timeout=20_000)
     w.run()
     w.image.value = _noisy(viewer, "b", width=48)  # asks for a timing: the run goes on
     qtbot.wait(1000)
@@ -368,10 +368,10 @@ def test_a_timing_that_ran_beside_a_run_is_taken_again(make_napari_viewer, qtbot
     w.image.value = _noisy(viewer, "a")
     qtbot.waitUntil(lambda: state["running"] == 1, timeout=5_000)
     w.run()  # while the timing goes on
-    qtbot.waitUntil(lambda: w._estimate_worker is None, timeout=5_000)  # it ended; the run waits at its gate
+    qtbot.waitUntil(lambda: w._timings.worker is None, timeout=5_000)  # it ended; the run waits at its gate
     assert not forgotten and len(state["shapes"]) == 1
     gate.set()
-    qtbot.waitUntil(lambda: w._worker is None and len(state["shapes"]) == 2 and w._estimate_worker is None,
+    qtbot.waitUntil(lambda: w._worker is None and len(state["shapes"]) == 2 and w._timings.worker is None,
                     timeout=30_000)
     assert forgotten == [True] and state["shapes"] == [(32, 40), (32, 40)] and w.estimate.value == "about 40 s"
     # a run with no timing beside it drops nothing

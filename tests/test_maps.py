@@ -81,7 +81,7 @@ def test_a_registered_map_becomes_a_styled_layer_of_the_widget(sample_range_map,
     assert all(choice != layer for _, choice in w._psf_choices())
     # the run's end retimes 'Time here' in a worker that restores with 'range' registered: the fixture takes the
     # map away only once it is done (it raised KeyError: 'range' in the teardown of a slow CI run)
-    qtbot.waitUntil(lambda: w._estimate_worker is None and w._estimate_waiting is None, timeout=120_000)
+    qtbot.waitUntil(lambda: w._timings.worker is None and w._timings.waiting is None, timeout=120_000)
 
 
 def test_which_maps_a_run_makes_follows_the_declarations():

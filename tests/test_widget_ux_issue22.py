@@ -62,9 +62,9 @@ def test_the_train_widgets_timing_stops_when_the_widget_goes(make_napari_viewer,
     w.mode.value = NOISY_ONLY
     w.noisy.value, w.start_model.value = layer, str(headed_checkpoint.resolve())
     qtbot.waitUntil(lambda: len(answers) >= 1, timeout=10_000)
-    assert w._timing is not None and w.recalibration.value == "timing it on this machine…"
+    assert w._timings.worker is not None and w.recalibration.value == "timing it on this machine…"
     w.native.deleteLater()
-    qtbot.waitUntil(lambda: w._timing is None, timeout=20_000)  # it ended, and none waiting started
+    qtbot.waitUntil(lambda: w._timings.worker is None, timeout=20_000)  # it ended, and none waiting started
     assert answers[-1] is True  # stopped when asked, not run to its end
     assert not run_cost._OUTSIDE_NETWORK  # what follows the network calls' rates was never timed
 
@@ -96,7 +96,7 @@ def test_the_train_widget_times_one_request_at_a_time_and_shows_the_latest(make_
     w.mode.value = NOISY_ONLY
     for layer in layers:
         w.noisy.value = layer
-    qtbot.waitUntil(lambda: w._timing is None and "in all" in w.recalibration.value, timeout=20_000)
+    qtbot.waitUntil(lambda: w._timings.worker is None and "in all" in w.recalibration.value, timeout=20_000)
     assert state["most"] == 1
     assert state["shapes"][-1] == (3, 64, 64) and len(state["shapes"]) <= 3  # the first, maybe one more, the latest
     assert w.recalibration.value == f"about 64 s; {run_cost.duration(60 + 64.0)} in all"

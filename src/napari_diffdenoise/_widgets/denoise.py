@@ -36,6 +36,7 @@ from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, HOT_PIXELS, KEEP_SAM
 from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
 from ..core.calibration.residuals import MAX_PIXELS
 from ._worker import WorkerControls
+from .timings import OneTiming
 from .torch_teams import load_here, torch_worker
 from .help import help_link
 from .layer_axes import layer_axes, named_axes
@@ -312,12 +313,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.psf_source.changed.connect(self._show_psf_widgets)
         self._estimate_for = None  # the (model, layer, shape, settings) whose time 'Time here' shows or is timing
         self._estimate_counts_bright = False  # whether that time counts the bright pass (a plane was read for it)
-        # one timing at a time: two side by side would slow each other and both read long; the latest request
-        # made meanwhile waits here (those before it are moot)
-        self._estimate_worker = None
-        self._estimate_waiting = None
-        # a timing is held back while a run goes on (each would slow the other); one already going when a run
-        # starts measured a shared CPU: its figures are dropped and taken again once both are over
+        self._timings = OneTiming(self._may_time)
+        # one timing already going when a run starts measured a shared CPU: its figures are dropped and taken
+        # again once both are over
         self._timing_beside_run = False
         self.native.destroyed.connect(self._forget_estimates)
         for control in self._run_inputs():
@@ -612,7 +610,8 @@ class DenoiseWidget(WorkerControls, Container):
             model, settings = self._selected_model(), self._settings(self._psf())
             axes = self._axes_of(layer)
         except (ValueError, TypeError, OSError, RuntimeError):
-            self._estimate_for = self._estimate_waiting = None
+            self._estimate_for = None
+            self._timings.drop_waiting()
             self.estimate.value = "—"
             return
         shape = tuple((layer.data[0] if layer.multiscale else layer.data).shape)
@@ -626,29 +625,20 @@ class DenoiseWidget(WorkerControls, Container):
         self._estimate_for = key
         self._estimate_counts_bright = plane is not None
         if _is_timed(model, settings, calibrate):  # arithmetic and one plane's bright boxes left: no thread to outlive the widget
-            self._estimate_waiting = None
+            self._timings.drop_waiting()
             self._show_estimate(key, _run_estimate(model, shape, settings, calibrate, plane, axes, with_second))
             return
         self.estimate.value = "timing it on this machine…"
-        self._estimate_waiting = (key, (model, shape, settings, calibrate, plane, axes, with_second))
-        if self._estimate_worker is None:
-            self._time_next_estimate()
+        self._timings.ask(_run_estimate, model, shape, settings, calibrate, plane, axes, with_second,
+                          on_result=lambda costs: self._show_estimate(key, costs))
 
-    def _time_next_estimate(self):
-        self._estimate_worker = None
+    def _may_time(self) -> bool:
         if self._worker is not None:
-            return  # a run goes on: its end (_on_finished) starts what waits
+            return False  # a run goes on: its end (_on_finished) starts what waits
         if self._timing_beside_run:
-            self._retime()
-            return
-        if self._estimate_waiting is None:
-            return
-        (key, inputs), self._estimate_waiting = self._estimate_waiting, None
-        worker = torch_worker(_run_estimate, *inputs, stop=lambda: worker.abort_requested, _start_thread=False)
-        worker.returned.connect(lambda costs: self._show_estimate(key, costs))
-        worker.finished.connect(self._time_next_estimate)
-        self._estimate_worker = worker
-        worker.start()
+            self._retime()  # asks anew, which starts
+            return False
+        return True
 
     def _retime(self):
         """Take every timing again (core.run.run_cost.forget_timings), for what 'Time here' shows now: the
@@ -662,16 +652,15 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _on_finished(self) -> None:
         super()._on_finished()
-        if self._estimate_worker is None:  # else the timing's own end comes back here (_time_next_estimate)
-            self._time_next_estimate()
+        if self._timings.worker is None:  # else the timing's own end comes back here (OneTiming.next)
+            self._timings.next()
 
     def _forget_estimates(self, _destroyed=None):
         """The widget is gone: a timing still running must not write into it, nor start the next one, and
         stops at its next network call."""
-        self._estimate_for = self._estimate_waiting = None
+        self._estimate_for = None
         self._timing_beside_run = False
-        if self._estimate_worker is not None:
-            self._estimate_worker.quit()
+        self._timings.stop()
 
     def _show_estimate(self, key, costs):
         if key != self._estimate_for:
@@ -851,7 +840,7 @@ class DenoiseWidget(WorkerControls, Container):
         self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
         self.preview_button.enabled = False
         self._worker.finished.connect(lambda: setattr(self.preview_button, "enabled", True))
-        self._timing_beside_run = self._timing_beside_run or self._estimate_worker is not None
+        self._timing_beside_run = self._timing_beside_run or self._timings.worker is not None
         self._launch(self._worker, f"Denoising {layer.name}")
 
     def _on_preview(self, layer, z, result):

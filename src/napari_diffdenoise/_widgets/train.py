@@ -37,6 +37,7 @@ from ..core.training.finetune import (
 from ..core.training.run_files import best_path
 from ..core.training.train_config import TrainConfig, scaled_config
 from ._worker import WorkerControls
+from .timings import OneTiming
 from .torch_teams import load_here, torch_worker
 from .calibrate import free_path
 from .denoise import _Failure, _image_choices, notify_error
@@ -186,9 +187,7 @@ class TrainWidget(WorkerControls, Container):
         # a timing going when a run starts measured a shared CPU and reads long: taken again when the run ends
         # (the Denoise widget's 'Time here' likewise)
         self._timing_beside_run = False
-        # one timing at a time (side by side they slow each other, and the rates they keep read long), as the
-        # Denoise widget's: the one going, and the latest asked for meanwhile, (key, inputs)
-        self._timing, self._timing_waiting = None, None
+        self._timings = OneTiming(lambda: self._worker is None)  # a run's end (_on_finished) asks again
         self.native.destroyed.connect(self._stop_timings)
         self._plan = None
 
@@ -251,9 +250,8 @@ class TrainWidget(WorkerControls, Container):
     def _stop_timings(self, _destroyed=None):
         """The widget is gone: its timing stops at its next network call (napari waits for it when it quits),
         and none waiting starts."""
-        self._estimate_for = self._timing_waiting = None
-        if self._timing is not None:
-            self._timing.quit()
+        self._estimate_for = None
+        self._timings.stop()
 
     def _adapting(self) -> bool:
         return self.mode.value == NOISY_ONLY and self.kind.value == "paired"
@@ -282,21 +280,8 @@ class TrainWidget(WorkerControls, Container):
             return
         self._estimate_for, self._estimate = key, None
         self.recalibration.value = "timing it on this machine…"
-        self._timing_waiting = (key, (start, layer.data, first_plane(layer), named_axes(layer), self.patch_size.value))
-        if self._timing is None:
-            self._time_next_estimate()
-
-    def _time_next_estimate(self):
-        """Start the timing that waits, if any and no run goes on (its end, _on_finished, asks again)."""
-        self._timing = None
-        if self._timing_waiting is None or self._worker is not None:
-            return
-        (key, inputs), self._timing_waiting = self._timing_waiting, None
-        worker = torch_worker(_estimate, *inputs, stop=lambda: worker.abort_requested, _start_thread=False)
-        worker.returned.connect(lambda cost: self._show_estimate(key, cost))
-        worker.finished.connect(self._time_next_estimate)
-        self._timing = worker
-        worker.start()
+        self._timings.ask(_estimate, start, layer.data, first_plane(layer), named_axes(layer), self.patch_size.value,
+                          on_result=lambda cost: self._show_estimate(key, cost))
 
     def _launch(self, worker, description: str = "napari-diffdenoise") -> None:
         self._timing_beside_run = self._estimate_for is not None and self._estimate is None
