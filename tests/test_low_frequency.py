@@ -89,3 +89,51 @@ def test_the_camera_is_fitted_once_for_the_samples_and_the_mean_of_a_plane(tiny_
     np.testing.assert_array_equal(held.std, again.std)
     model_only = denoise(plane, tiny_model, n_samples=2, steps=2, mean="x0", seed=0, low_frequencies="model")
     assert not np.array_equal(model_only.mean, held.mean)  # the hold did act on this plane
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (37, 50), (20, 13)])
+def test_the_devices_gaussian_is_scipys(shape):
+    """The hold's filter on the run's device has scipy's taps and edges, also where the radius (32 px)
+    exceeds the plane."""
+    from scipy import ndimage
+
+    from napari_diffdenoise.core.run.low_frequency import SMOOTHING, gaussian_smoothed
+
+    images = np.random.default_rng(2).normal(size=(2, *shape))
+    smoothed = gaussian_smoothed(torch.from_numpy(images)).numpy()
+    for image, ours in zip(images, smoothed):
+        np.testing.assert_allclose(ours, ndimage.gaussian_filter(image, SMOOTHING, mode="reflect"), rtol=0, atol=1e-12)
+
+
+def test_the_hold_on_the_device_is_the_hosts_in_model_units():
+    from napari_diffdenoise.core.imaging.normalization import IntensityMap
+    from napari_diffdenoise.core.run.low_frequency import departure_noise, held_on_device
+
+    x = bright_blobs_on_dark()
+    y = np.random.default_rng(0).poisson(x).astype(np.float32)
+    estimates = np.stack([x + 1.5, x, 0.9 * x])  # lifted, right, dimmed
+    imap = IntensityMap.from_percentiles(y)
+    se2 = departure_noise(y)
+    on_host = np.stack([e + low_frequency_departure(y, e, se2) for e in estimates])
+    held = held_on_device(torch.from_numpy(imap.to_model(y).astype(np.float64)),
+                          torch.from_numpy(np.stack([imap.to_model(e).astype(np.float64) for e in estimates])),
+                          torch.from_numpy(se2 / imap.half_span ** 2))
+    np.testing.assert_allclose(imap.to_input(held.numpy(), np.float64), on_host, rtol=0, atol=1e-4)  # to_model rounds to float32
+    assert np.abs(on_host - estimates).max() > 0.5  # the hold acted
+
+
+def test_a_run_off_the_cpu_holds_its_estimates_on_the_device(tiny_model, first_pass_only, monkeypatch):
+    """The run's wiring of the device's hold, checked on the CPU by taking that route here: the same maps
+    within float32's rounding."""
+    from napari_diffdenoise.core.run import plane_sampling
+
+    plane = np.random.default_rng(1).poisson(bright_blobs_on_dark(64)).astype(np.float32)
+    kw = {"n_samples": 2, "steps": 2, "mean": "x0", "seed": 0}
+    host = denoise(plane, tiny_model, **kw)
+    monkeypatch.setattr(plane_sampling, "_holds_on_device", lambda device: True)
+    device = denoise(plane, tiny_model, **kw)
+    span = float(np.ptp(plane))
+    np.testing.assert_allclose(device.mean, host.mean, rtol=0, atol=1e-5 * span)
+    np.testing.assert_allclose(device.std, host.std, rtol=0, atol=1e-5 * span)
+    unheld = denoise(plane, tiny_model, low_frequencies="model", **kw)
+    assert np.abs(unheld.mean - host.mean).max() > 1e-3 * span

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from ..imaging.camera_noise import estimate_noise
@@ -61,3 +62,36 @@ def low_frequency_departure(plane: np.ndarray, mean: np.ndarray, se2: np.ndarray
     departure = ndimage.gaussian_filter(np.asarray(plane, dtype=np.float64) - mean, SMOOTHING, mode="reflect")
     shrink = np.maximum(0.0, 1.0 - SIGNIFICANCE ** 2 * se2 / np.maximum(departure ** 2, 1e-300))
     return departure * shrink
+
+
+def gaussian_smoothed(images: torch.Tensor, sigma: float = SMOOTHING, truncate: float = 4.0) -> torch.Tensor:
+    """``scipy.ndimage.gaussian_filter(image, sigma, mode="reflect")`` of every (H, W) image of ``images``
+    (n, H, W), on their own device: the same taps (radius int(truncate·σ + 0.5), normalised to sum 1) and the
+    same half-sample mirror at the edges."""
+    radius = int(truncate * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    taps = taps / taps.sum()
+    height, width = images.shape[-2:]
+    x = images[:, None].index_select(-2, _mirrored(height, radius, images.device))
+    x = torch.nn.functional.conv2d(x, taps.view(1, 1, -1, 1))
+    x = torch.nn.functional.conv2d(x.index_select(-1, _mirrored(width, radius, images.device)), taps.view(1, 1, 1, -1))
+    return x[:, 0]
+
+
+def _mirrored(n: int, radius: int, device) -> torch.Tensor:
+    """Indices 0 … n − 1 extended by ``radius`` at each end as scipy's mode="reflect" extends an axis
+    (d c b a | a b c d | d c b a, repeated where the radius exceeds the axis)."""
+    i = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def held_on_device(observed: torch.Tensor, estimates: torch.Tensor, se2: torch.Tensor) -> torch.Tensor:
+    """Each estimate (n, H, W) plus its :func:`low_frequency_departure`, computed in model units on the
+    estimates' device: ``observed`` the plane (H, W) and ``se2`` its departure noise, both in model units.
+    On a GPU the host's Gaussian filters were most of a run (one σ = 8 filter of a 2048² plane 0.28 s on
+    the CPU, about 45 per plane: docs/benchmarks/gpu_speed.md); the same arithmetic, another device."""
+    departure = gaussian_smoothed(observed[None] - estimates)
+    tiny = torch.finfo(departure.dtype).tiny
+    shrink = torch.clamp(1.0 - SIGNIFICANCE ** 2 * se2 / torch.clamp(departure ** 2, min=tiny), min=0.0)
+    return estimates + departure * shrink
