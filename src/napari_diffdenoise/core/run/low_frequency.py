@@ -89,8 +89,9 @@ def _mirrored(n: int, radius: int, device) -> torch.Tensor:
 def held_on_device(observed: torch.Tensor, estimates: torch.Tensor, se2: torch.Tensor) -> torch.Tensor:
     """Each estimate (n, H, W) plus its :func:`low_frequency_departure`, computed in model units on the
     estimates' device: ``observed`` the plane (H, W) and ``se2`` its departure noise, both in model units.
-    On a GPU the host's Gaussian filters were most of a run (one σ = 8 filter of a 2048² plane 0.28 s on
-    the CPU, about 45 per plane: docs/benchmarks/gpu_speed.md); the same arithmetic, another device."""
+    On a GPU the host's Gaussian filters were most of a run (45 σ = 8 filters in a 512² run; one of a 2048²
+    plane takes 0.28 s on the CPU: docs/benchmarks/gpu_speed.md, docs/performance.md); the same arithmetic,
+    another device."""
     departure = gaussian_smoothed(observed[None] - estimates)
     tiny = torch.finfo(departure.dtype).tiny
     shrink = torch.clamp(1.0 - SIGNIFICANCE ** 2 * se2 / torch.clamp(departure ** 2, min=tiny), min=0.0)
