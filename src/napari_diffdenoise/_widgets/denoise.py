@@ -652,8 +652,7 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _on_finished(self) -> None:
         super()._on_finished()
-        if self._timings.worker is None:  # else the timing's own end comes back here (OneTiming.next)
-            self._timings.next()
+        self._timings.next()  # what waits (with a timing running, its own end starts it)
 
     def _forget_estimates(self, _destroyed=None):
         """The widget is gone: a timing still running must not write into it, nor start the next one, and

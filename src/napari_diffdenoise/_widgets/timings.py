@@ -27,23 +27,25 @@ class OneTiming:
         """Time ``job(*args, stop=…)`` in a worker (core.run.run_cost.stoppable) and give its result to
         ``on_result``: now, or after the timing running ends, unless a later request replaces it."""
         self.waiting = (job, args, on_result)
-        if self.worker is None:
-            self.next()
+        self.next()
 
     def drop_waiting(self) -> None:
         self.waiting = None
 
     def next(self) -> None:
-        """Start the request that waits, if any and ``may_start()`` allows (a timing's end comes back here)."""
-        self.worker = None
-        if not self.may_start() or self.waiting is None:  # may_start first: it may ask anew (Denoise's retiming)
+        """Start the request that waits, if any, none runs, and ``may_start()`` allows."""
+        if self.worker is not None or not self.may_start() or self.waiting is None:  # may_start may ask anew
             return
         (job, args, on_result), self.waiting = self.waiting, None
         worker = torch_worker(job, *args, stop=lambda: worker.abort_requested, _start_thread=False)
         worker.returned.connect(on_result)
-        worker.finished.connect(self.next)
+        worker.finished.connect(self._ended)
         self.worker = worker
         worker.start()
+
+    def _ended(self) -> None:
+        self.worker = None
+        self.next()
 
     def stop(self) -> None:
         """The widget is gone: the timing running stops at its next network call and none waiting starts."""
