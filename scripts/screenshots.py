@@ -61,7 +61,7 @@ def take(out_dir="docs/images", size=(1400, 860)) -> list[Path]:
         denoise.layers_section.collapsed = False  # the choice of layers shown; the sampling settings folded
         denoise.run()
         # the run done, and 'Time here' figured: its timing shares the CPU with the run and ends after it here
-        _wait(lambda: denoise._worker is None and denoise._estimate_worker is None
+        _wait(lambda: denoise._worker is None and denoise._timings.worker is None
               and denoise.estimate.value.startswith("about"))
         mean, std, entropy, samples = (viewer.layers[f"low-light stack [{name}]"]
                                        for name in ("mean", "std", "entropy", "samples"))
