@@ -135,7 +135,7 @@ def _held_to_data(plane: np.ndarray, observed: torch.Tensor, estimates: torch.Te
 def _holds_on_device(device: torch.device) -> bool:
     """Off the CPU the hold's filters run beside the estimates (core.run.low_frequency.held_on_device); on
     the CPU, scipy's in float64 (faster there than torch's convolutions: 0.28 against 0.45 s for one 2048²
-    filter)."""
+    filter, a scratch timing of 2026-12-06, docs/performance.md)."""
     return device.type != "cpu"
 
 
