@@ -121,10 +121,12 @@ def _held_to_data(plane: np.ndarray, observed: torch.Tensor, estimates: torch.Te
     if se2 is None:
         return estimates
     if _holds_on_device(estimates.device):
-        # in float32 at least, as the CPU's path (which works in float64), whatever the networks' format
+        # in float32 at least, as the CPU's path (which works in float64), whatever the networks' format; one
+        # estimate at a time, so that the filters' copies of a 4096² block stay one estimate's size
         work = torch.promote_types(estimates.dtype, torch.float32)
-        return held_on_device(observed[0, 0].to(work), estimates.to(work),
-                              torch.from_numpy(se2 / imap.half_span ** 2).to(estimates.device, work)).to(estimates.dtype)
+        plane_m = observed[0, 0].to(work)
+        noise = torch.from_numpy(se2 / imap.half_span ** 2).to(estimates.device, work)
+        return torch.cat([held_on_device(plane_m, e[None].to(work), noise) for e in estimates]).to(estimates.dtype)
     held = []
     for estimate in estimates:
         departure = low_frequency_departure(plane, imap.to_input(estimate.float().cpu().numpy(), np.float64), se2)
