@@ -60,8 +60,13 @@ def low_frequency_departure(plane: np.ndarray, mean: np.ndarray, se2: np.ndarray
     if se2 is None:
         return None
     departure = ndimage.gaussian_filter(np.asarray(plane, dtype=np.float64) - mean, SMOOTHING, mode="reflect")
-    shrink = np.maximum(0.0, 1.0 - SIGNIFICANCE ** 2 * se2 / np.maximum(departure ** 2, 1e-300))
-    return departure * shrink
+    return _shrunk(departure, se2, 1e-300)
+
+
+def _shrunk(departure, se2, tiny: float):
+    """The departure shrunk by its own noise, pixel by pixel (the positive part of James–Stein's factor),
+    for NumPy arrays and torch tensors alike; ``tiny`` keeps a zero departure from dividing by zero."""
+    return departure * (1.0 - SIGNIFICANCE ** 2 * se2 / (departure ** 2).clip(min=tiny)).clip(min=0.0)
 
 
 def gaussian_smoothed(images: torch.Tensor, sigma: float = SMOOTHING, truncate: float = 4.0) -> torch.Tensor:
@@ -93,6 +98,4 @@ def held_on_device(observed: torch.Tensor, estimates: torch.Tensor, se2: torch.T
     plane takes 0.28 s on the CPU: docs/benchmarks/gpu_speed.md, docs/performance.md); the same arithmetic,
     another device."""
     departure = gaussian_smoothed(observed[None] - estimates)
-    tiny = torch.finfo(departure.dtype).tiny
-    shrink = torch.clamp(1.0 - SIGNIFICANCE ** 2 * se2 / torch.clamp(departure ** 2, min=tiny), min=0.0)
-    return estimates + departure * shrink
+    return estimates + _shrunk(departure, se2, torch.finfo(departure.dtype).tiny)
