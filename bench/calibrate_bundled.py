@@ -2,7 +2,7 @@
 real structure) and store the calibration in the package's checkpoint (the bundled models ship
 calibrated; docs/method.md, "Intervals").
 
-    python -m bench.calibrate_bundled [--model demo] [--size 256] [--real DATA]
+    python -m bench.calibrate_bundled [--model demo] [--size 256] [--real DATA] [--redo --mean-refinement RULE]
     python -m bench.calibrate_bundled --model demo-unpaired      # its default sampler (fb)
     python -m bench.calibrate_bundled --model widefield          # ddim-dc with the PSF, vs the sharp truth
 
@@ -22,6 +22,7 @@ import numpy as np
 from napari_diffdenoise.core.calibration.calibration import COVERAGE_GRID, calibrate
 from napari_diffdenoise.core.imaging.simulate import KINDS
 from napari_diffdenoise.core.io.checkpoint import bundled_model_dir, load_model, save_checkpoint
+from napari_diffdenoise.core.model.model import MEAN_REFINEMENTS
 from napari_diffdenoise.core.run.conformal import find_calibration
 from napari_diffdenoise.core.run.restore import DEFAULT_SAMPLER_SETTINGS, FAST_SAMPLER_SETTINGS, make_settings
 from napari_diffdenoise.core.run.run_record import calibration_key, settings_record
@@ -42,8 +43,15 @@ def main(argv=None):
                         help="also calibrate on real structure: crops of the real training images (bench/real_pairs.py)")
     parser.add_argument("--redo", action="store_true",
                         help="calibrate every setting again (default: keep the calibrations the model already has)")
+    parser.add_argument("--mean-refinement", choices=MEAN_REFINEMENTS,
+                        help="ship the model with this refinement of its [mean] (DiffusionModel.mean_refinement): its "
+                             "calibrations are keyed by it, so give --redo too")
     args = parser.parse_args(argv)
     model = load_model(args.model)
+    if args.mean_refinement is not None:
+        if not args.redo and args.mean_refinement != model.mean_refinement:
+            parser.error("--mean-refinement changes the settings every calibration is keyed by: give --redo too")
+        model.mean_refinement = args.mean_refinement
     settings_list = SETTINGS
     if model.std_network is not None:  # the std head's own first (what runs take by default), then the samples'
         settings_list = [{"n_samples": 0, "std": "head"}] + [{**s, "std": "samples"} for s in SETTINGS]

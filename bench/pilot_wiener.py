@@ -22,9 +22,10 @@ Five truth-free judges of "refined or not", each seeing the noisy data alone:
   errors;
 - SURE: Stein's unbiased risk estimate in the variance-stabilised domain, the divergence by one Monte-Carlo
   perturbation of the input (Ramani et al. 2008), the pilot recomputed from the perturbed input;
-- brightness: the photons of the image's brightest structure above its background (:func:`peak_photons`),
-  refined from BRIGHT_PHOTONS on. Not a rule the package follows: with the bundled head it holds on these
-  frames, after ``adapt`` it did not (docs/performance.md, 2026-12-06).
+- brightness: the photons of the image's brightest structure above its background
+  (core.imaging.pilot_wiener.peak_photons), refined from BRIGHT_PHOTONS on: the bundled demo's rule
+  (core.imaging.pilot_wiener.IF_BRIGHT) since 2026-12-06; after ``adapt`` kept an adapted head it did not hold
+  (docs/performance.md, 2026-12-06), and adapt then leaves it.
 
 Where that threshold comes from: a sweep over the five re-acquired held-out scenes of bench/real_calibration.py
 (smoothed, so that the truth carries no noise of its own: bench/camera8.density_of) at 30–3000 photons through
@@ -40,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
+from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
-from napari_diffdenoise.core.imaging.pilot_wiener import anscombe, refine_mean
+from napari_diffdenoise.core.imaging.pilot_wiener import BRIGHT_PHOTONS, anscombe, peak_photons, refine_mean
 from napari_diffdenoise.core.training.adapt_criteria import (
     KEEP_MARGIN_SE,
     held_out_frames,
@@ -149,24 +150,8 @@ def sure_judge(noisy, model, camera, epsilon: float = 0.05, seed: int = 0) -> di
             "pick": "refined" if risk["refined"] < risk["head"] else "head"}
 
 
-# photons of the brightest structure above the background (:func:`peak_photons`) from which the refinement gained
-# on every acquisition of the sweep (render() says where the last loss was)
-BRIGHT_PHOTONS = 600.0
-PEAK_PERCENTILE = 99.8  # the brightest structure's level: a percentile, so that a few hot pixels do not set it
 SWEEP_PHOTONS = (30, 60, 100, 200, 400, 1000, 3000)
 EIGHT_BIT_PEAK_DN, EIGHT_BIT_READ_DN, EIGHT_BIT_OFFSET_DN, EIGHT_BIT_BACKGROUND = 200.0, 2.0, 2.0, 0.5
-
-
-def peak_photons(plane: np.ndarray, camera: CameraNoise) -> float:
-    """How bright ``plane`` is as photons: (S / σ)² with S its PEAK_PERCENTILE level above its median (the
-    background, on a fluorescence image) and σ² the ``camera``'s variance at that level — for photon-limited
-    counts the photons its brightest structure holds above the background (n² / (n + b) ≈ n), whatever the
-    camera's units, as long as ``camera`` was fitted to the plane."""
-    plane = np.asarray(plane, np.float64)
-    level = float(np.percentile(plane, PEAK_PERCENTILE))
-    signal = level - float(np.median(plane))
-    variance = float(camera.variance(np.array([level]))[0])
-    return signal * signal / variance if signal > 0 and variance > 0 else 0.0
 
 
 def brightness_judge(noisy, camera) -> dict:
@@ -307,7 +292,7 @@ def render(data: dict, seconds: float) -> str:
             + "\n\n" + "\n".join(lines)
             + "\n\n## Where the refinement breaks even: held-out scenes at 30–3000 photons (PSNR in dB)\n\n"
             "Each re-acquired held-out scene smoothed (no noise of its own), acquired once per photon count and camera "
-            "(module docstring); peak photons as this bench's peak_photons reads them off the noisy image with the "
+            "(module docstring); peak photons as core.imaging.pilot_wiener.peak_photons reads them off the noisy image with the "
             "camera fitted to it.\n\n"
             + markdown_table(["image", "photons", "camera", "peak photons", "head", "refined − head"], sweep_rows)
             + "\n\n" + sweep_line + f"\n\nMeasured in {seconds:.0f} s.\n")

@@ -125,6 +125,21 @@ def test_a_helpful_adaptation_is_kept_and_is_better_against_the_truth(headed):
     assert result.message.startswith("kept the adapted head") and result.rejected is None
 
 
+def test_an_adapted_head_is_left_unrefined_by_the_bundled_head_s_bright_planes_rule(headed):
+    """The threshold of IF_BRIGHT was measured with the bundled head: a kept adapted head drops it (a single image:
+    no series judge), and the bundled head, kept, keeps it."""
+    import dataclasses
+
+    from napari_diffdenoise.core.imaging.pilot_wiener import IF_BRIGHT
+
+    _, frame = scene(2)
+    ruled = dataclasses.replace(headed, mean_refinement=IF_BRIGHT)
+    result, _ = drive(iter_adapt(ruled, frame(0), steps=40, learning_rate=2e-3, **OPTIONS))
+    assert result.kept == "adapted" and result.model.mean_refinement == "none"
+    kept, _ = drive(iter_adapt(ruled, frame(0), steps=40, learning_rate=0.0, **OPTIONS))
+    assert kept.kept == "bundled" and kept.model.mean_refinement == IF_BRIGHT
+
+
 def test_a_series_is_judged_by_the_next_frame(headed):
     """A stack of repeated noisy frames of one field: the criterion is the MSE to the neighbouring
     frames registered onto frame t, held out of training."""

@@ -9,7 +9,15 @@ from scipy import ndimage
 
 from napari_diffdenoise import denoise
 from napari_diffdenoise.core.imaging.camera_noise import CameraNoise, estimate_noise
-from napari_diffdenoise.core.imaging.pilot_wiener import dct_wiener, refine_mean
+from napari_diffdenoise.core.imaging.pilot_wiener import (
+    ALWAYS,
+    BRIGHT_PHOTONS,
+    IF_BRIGHT,
+    dct_wiener,
+    peak_photons,
+    refine_mean,
+    said,
+)
 from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
 from napari_diffdenoise.core.training import adapt_criteria
 
@@ -52,13 +60,15 @@ def test_a_model_carries_its_refinement_through_a_checkpoint(demo, tmp_path):
     refined = dataclasses.replace(demo, mean_refinement="pilot-wiener")
     save_checkpoint(refined, tmp_path / "refined.safetensors")
     assert load_model(tmp_path / "refined.safetensors").mean_refinement == "pilot-wiener"
-    assert "mean_refinement" not in demo.metadata()  # unset, the metadata (and a file's hash) stay as before
+    # unset, the metadata (and a file's hash) stay as before
+    assert "mean_refinement" not in dataclasses.replace(demo, mean_refinement="none").metadata()
     assert load_model(tmp_path / "refined.safetensors").metadata()["mean_refinement"] == "pilot-wiener"
 
 
 def test_a_run_refines_the_head_s_mean_as_the_model_says_and_records_it(demo):
     _, noisy = bright_scene(size=80)
-    plain = denoise(noisy, demo, seed=0, n_samples=0)
+    unrefined = dataclasses.replace(demo, mean_refinement="none")
+    plain = denoise(noisy, unrefined, seed=0, n_samples=0)
     refined_model = dataclasses.replace(demo, mean_refinement="pilot-wiener")
     run = denoise(noisy, refined_model, seed=0, n_samples=0)
     expected = np.maximum(refine_mean(noisy, plain.mean, estimate_noise([noisy])), 0)
@@ -69,7 +79,7 @@ def test_a_run_refines_the_head_s_mean_as_the_model_says_and_records_it(demo):
     # the mean it was judged on is the head's: the samples' average is left as it is
     samples = denoise(noisy, refined_model, seed=0, n_samples=2, mean="samples", sampler_params={"steps": 2})
     assert samples.metadata["mean_refinement"] == "none"
-    assert np.array_equal(samples.mean, denoise(noisy, demo, seed=0, n_samples=2, mean="samples",
+    assert np.array_equal(samples.mean, denoise(noisy, unrefined, seed=0, n_samples=2, mean="samples",
                                                 sampler_params={"steps": 2}).mean)
 
 
@@ -195,3 +205,83 @@ def test_a_plane_of_any_size_is_filtered_without_a_division_by_zero(shape):
     d = np.random.default_rng(0).normal(size=shape)
     with np.errstate(all="raise"):
         assert np.isfinite(dct_wiener(d, 2 * d)).all()
+
+
+def test_peak_photons_reads_the_photons_of_the_brightest_structure_above_the_background_in_any_camera_units():
+    """A broad blob of n photons at its peak over a background of b: (S / σ)² = n² / (n + b), read through a
+    camera of gain 3 and offset 100 as through photon counts."""
+    yy, xx = np.mgrid[:128, :128]
+    expected = 20.0 + 1000.0 * np.exp(-((yy - 64) ** 2 + (xx - 64) ** 2) / (2 * 15.0**2))
+    photons = np.random.default_rng(0).poisson(expected).astype(np.float64)
+    counted = peak_photons(photons, estimate_noise([photons]))
+    assert counted == pytest.approx(1000.0**2 / 1020.0, rel=0.1)
+    camera = 3.0 * photons + 100.0
+    assert peak_photons(camera, estimate_noise([camera])) == pytest.approx(counted, rel=0.05)
+    assert peak_photons(np.full((32, 32), 7.0), CameraNoise(1.0, 0.0)) == 0.0  # no structure: not bright
+
+
+def test_the_bright_planes_rule_refines_a_bright_plane_of_a_stack_and_leaves_a_dim_one(demo):
+    """IF_BRIGHT (the bundled demo's rule) refines each plane where it is BRIGHT_PHOTONS bright or more, as ALWAYS
+    would, leaves the others as the head made them, and the record says which planes it refined."""
+    _, bright = bright_scene(size=80, peak=20000.0)
+    _, dim = bright_scene(size=80, peak=400.0, seed=1)
+    assert peak_photons(bright, estimate_noise([bright])) >= BRIGHT_PHOTONS > peak_photons(dim, estimate_noise([dim]))
+    stack = np.stack([bright, dim])
+    runs = {rule: denoise(stack, dataclasses.replace(demo, mean_refinement=rule), seed=0, n_samples=0)
+            for rule in ("none", ALWAYS, IF_BRIGHT)}
+    ruled = runs[IF_BRIGHT]
+    assert np.array_equal(ruled.mean[0], runs[ALWAYS].mean[0]) and np.array_equal(ruled.mean[1], runs["none"].mean[1])
+    assert np.abs(ruled.mean[0] - runs["none"].mean[0]).max() > 1.0
+    assert ruled.metadata["mean_refinement"] == IF_BRIGHT and ruled.metadata["mean_refined_planes"] == [0]
+    assert "on 1 plane(s)" in said(ruled.metadata)
+    assert "mean_refined_planes" not in runs["none"].metadata and said(runs["none"].metadata) == ""
+    only_dim = denoise(dim, dataclasses.replace(demo, mean_refinement=IF_BRIGHT), seed=0, n_samples=0)
+    assert "mean_refined_planes" not in only_dim.metadata and said(only_dim.metadata) == ""
+
+
+@pytest.mark.parametrize("peak, refined", [(20000.0, True), (400.0, False)])
+def test_a_recorrupted_calibration_restores_its_crops_refined_as_the_run_refines_the_image(monkeypatch, demo, peak,
+                                                                                          refined):
+    """Recorrupted crops hold twice the image's noise and would read half its photons: under IF_BRIGHT they are
+    restored refined exactly where the run refines the image, and the calibration is keyed by the rule, so the
+    run takes it."""
+    from napari_diffdenoise import calibrate
+    from napari_diffdenoise.core.calibration import residuals
+
+    told = []
+    restore = residuals._restore
+
+    def spy(model, stack, settings):
+        told.append(settings.mean_refinement)
+        return (yield from restore(model, stack, settings))
+
+    monkeypatch.setattr(residuals, "_restore", spy)
+    _, noisy = bright_scene(size=80, peak=peak)
+    model = calibrate(dataclasses.replace(demo, mean_refinement=IF_BRIGHT, calibrations=[]), noisy, n_samples=0,
+                      std="head")
+    assert told == [ALWAYS if refined else "none"]
+    assert f"their [mean] {'refined' if refined else 'left unrefined'} as the run's" in model.calibrations[0]["source"]
+    run = denoise(noisy, model, seed=0, n_samples=0, coverage=0.9)
+    assert run.metadata["calibrated_on_this_image"] is False  # the calibration made under the rule is the run's
+    assert ("mean_refined_planes" in run.metadata) is refined
+
+
+def test_a_run_of_the_bright_planes_rule_is_priced_as_its_planes_will_be_refined(monkeypatch, demo):
+    """'Time here' of a model that refines bright planes counts the filter where the image's plane is bright, and
+    where no plane is given, and leaves it out of a dim plane's estimate."""
+    from napari_diffdenoise.core.run import run_cost
+
+    priced = []
+
+    def outside_network(model, settings, given):
+        priced.append(settings.mean_refinement)
+        return 0.0, 0.0
+
+    monkeypatch.setattr(run_cost, "outside_network", outside_network)
+    monkeypatch.setattr(run_cost, "planes_cost", lambda model, s, shape, n: run_cost.RunCost(0, 0, 0, 0.0))
+    ruled = dataclasses.replace(demo, mean_refinement=IF_BRIGHT)
+    _, bright = bright_scene(size=80, peak=20000.0)
+    _, dim = bright_scene(size=80, peak=400.0, seed=1)
+    for plane in (bright, dim, None):
+        run_cost.restoration_cost(ruled, (80, 80), plane, n_samples=0)
+    assert priced == [ALWAYS, "none", ALWAYS]

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..imaging.camera_noise import estimate_noise
+from ..imaging.pilot_wiener import ALWAYS, BRIGHT_PHOTONS, IF_BRIGHT, refines
 from ..imaging.recorruption import RecorruptionNoise
 from ..run.restore import iter_denoise
 from .error_scale import correlation_length, pair_moments, precision_weights
@@ -117,7 +118,11 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
                + (f", {draws} independent draws" if draws > 1 else "")
                + (f", drawn with the camera noise's correlation between pixels ({camera.describe()})" if coloured
                   else ""))
-    result = yield from _restore(model, restored_input, settings)
+    restore_settings, refinement = _refinement_as_the_image(settings, None if partner is not None else inputs)
+    how += refinement
+    result = yield from _restore(model, restored_input, restore_settings)
+    # the calibration is the run's, whose rule it is, whatever the crops' restoration was told
+    result.metadata["mean_refinement"] = settings.mean_refinement
     shape = np.shape(restored_input)
     mean = np.asarray(result.mean, dtype=np.float64).reshape(shape)
     unit = np.asarray(result.interval_unit, dtype=np.float64).reshape(shape)
@@ -129,6 +134,21 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
         noise = correlated_noise(probes, level, unit)
     return Residuals(v, unit, result, how, noise, None if known is None else known / unit, draws, mean, camera,
                      coloured), inputs
+
+
+def _refinement_as_the_image(settings, crops) -> tuple[object, str]:
+    """(the settings a calibration restores its recorrupted ``crops`` with, what its source says of them): a model
+    that refines its [mean] where a plane is bright (core.imaging.pilot_wiener.IF_BRIGHT) would read a recorrupted
+    crop, with (1 + α²) times the image's noise, as a fraction of its photons and leave it unrefined where the run
+    refines the image: the crops are restored refined or not as the run restores most of them (a view the user
+    gives is restored as the run restores it, plane by plane)."""
+    if crops is None or settings.mean_refinement != IF_BRIGHT:
+        return settings, ""
+    bright = [refines(IF_BRIGHT, crop, estimate_noise([crop])) for crop in crops]
+    refined = 2 * sum(bright) >= len(bright)
+    said = (f", their [mean] {'refined' if refined else 'left unrefined'} as the run's ({sum(bright)} of {len(bright)} "
+            f"crop(s) at least {BRIGHT_PHOTONS:g} photons bright before recorrupting)")
+    return dataclasses.replace(settings, mean_refinement=ALWAYS if refined else "none"), said
 
 
 def response_length(residuals: Residuals, offsets) -> float | None:

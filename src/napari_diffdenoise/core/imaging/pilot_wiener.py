@@ -7,10 +7,17 @@ Anscombe transform, σ = 1 there), and the windows are averaged with BM3D's weig
 has smoothed structure the camera resolved, the filter gives back what the noisy pixels hold of it; where the
 signal is below the noise it takes the pilot's coefficients down with the noise's, and loses what the network's
 prior held. On real lysosome frames the refinement gained up to +0.6 dB, on the 8-bit time-lapse and every
-held-out image at 3–30 photons it lost (to −3 dB at 3 photons), and which of the two an image is no
-single-image criterion here told; repeated frames of a series did, refining 2 of 13 frame series and none
-it harmed (docs/benchmarks/pilot_wiener.md). So a model refines only where ``adapt`` showed it better on the user's
-series (core.training.adapt_criteria.refinement_judge; DiffusionModel.mean_refinement).
+held-out image at 3–30 photons it lost (to −3 dB at 3 photons). Of five single-image criteria one told the two
+apart (docs/benchmarks/pilot_wiener.md): the image's brightness, the photons of its brightest structure above the
+background (:func:`peak_photons`). Over five held-out real scenes at 30–3000 photons through a float and an 8-bit
+camera (70 acquisitions, none of them a real frame of that page) the refinement of the bundled head's mean lost on
+40, the brightest of them at 498 photons, and gained on all 13 from 600 photons on (+0.01 … +5.33 dB); on the 13
+real camera frames, whose brightness 277–1410 was read off each frame alone, refining from 600 on gained +0.14 dB on
+average (10 refined, 2 of them worse: −0.07 and −0.09 dB) and took the bundled head to or above oracle VST + BM3D
+on 9 of 13 (unrefined: 5). So a model refines its [mean] as its DiffusionModel.mean_refinement says: never, on
+every plane (:data:`ALWAYS`: where ``adapt`` showed it better on the user's series,
+core.training.adapt_criteria.refinement_judge), or on each plane at least :data:`BRIGHT_PHOTONS` bright
+(:data:`IF_BRIGHT`: the bundled ``demo``'s, whose head the threshold was measured with).
 """
 from __future__ import annotations
 
@@ -21,6 +28,12 @@ from scipy.fft import dctn, idctn
 from .camera_noise import CameraNoise
 
 BLOCK, STRIDE = 8, 2  # px: the windows' side and the step between them
+ALWAYS = "pilot-wiener"  # a model's mean_refinement: every plane's [mean] refined
+IF_BRIGHT = "pilot-wiener-if-bright"  # a model's mean_refinement: a plane's [mean] refined where it is bright
+# photons of the brightest structure above the background (:func:`peak_photons`) from which the refinement of the
+# bundled head's mean gained on every acquisition of the sweep in docs/benchmarks/pilot_wiener.md (module docstring)
+BRIGHT_PHOTONS = 600.0
+PEAK_PERCENTILE = 99.8  # the brightest structure's level: a percentile, so that a few hot pixels do not set it
 WINDOW_ROWS = 64  # rows of windows filtered at once: ~70 MB per array on a 4096-px-wide plane
 
 
@@ -87,9 +100,32 @@ def refine_mean(noisy: np.ndarray, mean: np.ndarray, camera: CameraNoise) -> np.
     return inverse_anscombe(dct_wiener(stabilised(noisy), pilot), offset, 0.0) * gain
 
 
+def peak_photons(plane: np.ndarray, camera: CameraNoise) -> float:
+    """How bright ``plane`` is as photons: (S / σ)² with S its PEAK_PERCENTILE level above its median (the
+    background, on a fluorescence image) and σ² the ``camera``'s variance at that level — for photon-limited
+    counts the photons its brightest structure holds above the background (n² / (n + b) ≈ n), whatever the
+    camera's units, as long as ``camera`` was fitted to the plane."""
+    plane = np.asarray(plane, np.float64)
+    level = float(np.percentile(plane, PEAK_PERCENTILE))
+    signal = level - float(np.median(plane))
+    variance = float(camera.variance(np.array([level]))[0])
+    return signal * signal / variance if signal > 0 and variance > 0 else 0.0
+
+
+def refines(rule: str, plane: np.ndarray, camera: CameraNoise) -> bool:
+    """Whether a model whose mean_refinement is ``rule`` refines the [mean] of ``plane`` (``camera`` fitted to it)."""
+    return rule == ALWAYS or (rule == IF_BRIGHT and peak_photons(plane, camera) >= BRIGHT_PHOTONS)
+
+
 def said(metadata: dict) -> str:
-    """What a run's record says of its [mean]'s refinement ("" for none), as the widget and the CLI show it."""
-    if metadata.get("mean_refinement", "none") == "none":
+    """What a run's record says of its [mean]'s refinement ("" where no plane was refined), as the widget and the
+    CLI show it."""
+    rule = metadata.get("mean_refinement", "none")
+    if rule == ALWAYS:
+        return ("the [mean] refined by a Wiener filter with itself as the pilot: the model's choice, made where "
+                "adapting on a series showed it better")
+    refined = metadata.get("mean_refined_planes", [])
+    if rule != IF_BRIGHT or not refined:
         return ""
-    return ("the [mean] refined by a Wiener filter with itself as the pilot: the model's choice, made where "
-            "adapting on a series showed it better")
+    return (f"the [mean] refined by a Wiener filter with itself as the pilot on {len(refined)} plane(s): those at least {BRIGHT_PHOTONS:g} photons bright, "
+            "where that gained on real frames (docs/benchmarks/pilot_wiener.md)")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..imaging.normalization import DEFAULT_PERCENTILES, SAMPLE_RANGE
+from ..imaging.pilot_wiener import ALWAYS, IF_BRIGHT
 from .network import NOISE_GAMMA, UNet, UNetConfig, noise_gamma
 from .schedules import NoiseSchedule
 
@@ -15,7 +16,7 @@ TASKS = ("denoise", "deconvolve")
 # "auto", which resolves to the model's (core.run.run_spec.MEAN_ESTIMATORS)
 MODEL_MEAN_ESTIMATORS = ("head", "x0", "samples")
 # what may refine a mean head's [mean] (DiffusionModel.mean_refinement)
-MEAN_REFINEMENTS = ("none", "pilot-wiener")
+MEAN_REFINEMENTS = ("none", ALWAYS, IF_BRIGHT)
 MEAN_HEAD_GAMMA = 0.5  # a blind head's noise-level input: any constant; its embedding acts as a learnt bias
 PREDICTIONS = ("eps", "v")
 
@@ -49,8 +50,9 @@ class DiffusionModel:
     # the mean head's γ input: a constant (a blind head) or NOISE_GAMMA (each input's own noise level,
     # network.noise_gamma: one head across a 2500× photon range, docs/training.md 'Bright camera frames')
     mean_head_gamma: float | str = MEAN_HEAD_GAMMA
-    # what refines the mean head's [mean] once it is made (MEAN_REFINEMENTS): "pilot-wiener" where adapting showed
-    # it better on the user's own series (core.imaging.pilot_wiener, core.training.adapt_criteria.refinement_judge)
+    # what refines the mean head's [mean] once it is made (MEAN_REFINEMENTS, core.imaging.pilot_wiener): ALWAYS where
+    # adapting showed it better on the user's own series (core.training.adapt_criteria.refinement_judge), IF_BRIGHT
+    # on bright planes (the bundled demo's head, with which the threshold was measured)
     mean_refinement: str = "none"
     # a one-step network for the mean head's expected squared error (core.model.std_head): a std map in one
     # evaluation; conditioned on the noisy image and the mean head's estimate

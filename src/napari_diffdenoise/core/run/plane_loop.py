@@ -37,6 +37,7 @@ class PlaneResult:
     bright: bool  # took the bright second pass
     clamped: int  # mean pixels raised to 0
     hot: int = 0  # hot pixels restored around (core.imaging.hot_pixels)
+    refined: bool = False  # its [mean] refined (core.imaging.pilot_wiener.refines)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class PlaneTally:
     bright_planes: list[int] = field(default_factory=list)
     clamped: int = 0
     hot: int = 0
+    refined_planes: list[int] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, outcome: dict) -> None:
@@ -98,10 +100,11 @@ class PlaneTally:
         self.bright_planes.extend(outcome["bright_planes"])
         self.clamped += outcome["clamped"]
         self.hot += outcome.get("hot", 0)
+        self.refined_planes.extend(outcome.get("refined_planes", []))
 
     def outcome(self) -> dict:
         return {"evaluations": self.evaluations, "bright_planes": list(self.bright_planes), "clamped": self.clamped,
-                "hot": self.hot}
+                "hot": self.hot, "refined_planes": list(self.refined_planes)}
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
@@ -110,7 +113,8 @@ class PlaneTally:
         """The counts a run's metadata records only when there are any."""
         return {**({"bright_pass_planes": sorted(self.bright_planes)} if self.bright_planes else {}),
                 **({"clamped_to_zero_pixels": self.clamped} if self.clamped else {}),
-                **({"hot_pixels_found": self.hot} if self.hot else {})}
+                **({"hot_pixels_found": self.hot} if self.hot else {}),
+                **({"mean_refined_planes": sorted(self.refined_planes)} if self.refined_planes else {})}
 
     def metadata(self) -> dict:
         return {"network_evaluations": self.evaluations, "seconds": round(self.seconds(), 3), **self.extra()}
@@ -153,7 +157,8 @@ class PlaneLoop:
                     plane = stop.value
                 self.sink.write(number, position, plane)
                 self.tally.add({"evaluations": plane.evaluations, "bright_planes": [number] if plane.bright else [],
-                                "clamped": plane.clamped, "hot": plane.hot})
+                                "clamped": plane.clamped, "hot": plane.hot,
+                                "refined_planes": [number] if plane.refined else []})
         except BaseException:
             self.sink.abort()
             raise

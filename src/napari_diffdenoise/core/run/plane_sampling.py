@@ -16,7 +16,7 @@ import torch
 
 from ..imaging.camera_noise import estimate_noise
 from ..imaging.normalization import IntensityMap
-from ..imaging.pilot_wiener import refine_mean
+from ..imaging.pilot_wiener import refine_mean, refines
 from ..imaging.tiling import make_tiles
 from ..io.maps import MAPS, MapContext, sample_maps
 from ..model.model import DiffusionModel
@@ -263,8 +263,10 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
             whole[name][(...,) + block.slices] += value * block.weight
         kept = whole.pop("samples", None) if block is blocks[-1] else None
     mean, clamped = whole.pop("mean"), 0
-    if s.mean_refinement == "pilot-wiener":  # on the whole plane, its blocks and bright boxes blended
-        mean = refine_mean(plane, mean, estimate_noise([plane])).astype(mean.dtype)
+    # on the whole plane, its blocks and bright boxes blended
+    refined = s.mean_refinement != "none" and refines(s.mean_refinement, plane, camera := estimate_noise([plane]))
+    if refined:
+        mean = refine_mean(plane, mean, camera).astype(mean.dtype)
     unit = whole.pop("interval_unit", None)
     non_negative = float(plane.min()) >= 0
     if non_negative:  # counts cannot be negative: an estimate below 0 is noise of the estimate, not signal
@@ -281,7 +283,7 @@ def restore_plane(plane: np.ndarray, model: DiffusionModel, s: Settings, number:
         out["lower"], out["upper"] = mean - half, mean + half
         if non_negative:
             out["lower"] = np.maximum(out["lower"], 0)
-    return PlaneResult(tuple(position), out, kept, evaluations, took_bright, clamped, int(hot.sum()))
+    return PlaneResult(tuple(position), out, kept, evaluations, took_bright, clamped, int(hot.sum()), refined)
 
 
 NETWORKS = ("network", "mean_network", "std_network", "sample_network")  # a DiffusionModel's networks

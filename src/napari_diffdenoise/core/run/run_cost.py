@@ -14,6 +14,7 @@ is a small run, which costs more than its share of the plane's pixels.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..imaging.camera_noise import estimate_noise
 from ..imaging.normalization import IntensityMap
+from ..imaging.pilot_wiener import ALWAYS, IF_BRIGHT, refines
 from ..imaging.tiling import TILE_STRETCH, tile_grid
 from ..model.model import DiffusionModel
 from .bright_pass import expected_boxes
@@ -272,7 +275,14 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], sample_plane
     sampler (K samples × its evaluations per tiled pixel) plus the one-pass mean when the run makes
     one, and what the run spends outside the network calls, per pixel and per run (:func:`outside_network`);
     with ``sample_plane`` (a plane of the image), a run over each of the bright pass's boxes on it counted for every
-    plane. Raises what :func:`restore.make_settings` raises for settings it refuses."""
+    plane. A model that refines bright planes (core.imaging.pilot_wiener.IF_BRIGHT) is priced as ``sample_plane``
+    says, refined where it is bright, and refined where no plane is given (the filter costs 7 s on a 2048² plane
+    here: an estimate that left it out would be the wrong side of the time). Raises what
+    :func:`restore.make_settings` raises for settings it refuses."""
+    if model.mean_refinement == IF_BRIGHT:
+        refined = sample_plane is None or refines(IF_BRIGHT, np.asarray(sample_plane),
+                                                  estimate_noise([np.asarray(sample_plane)]))
+        model = dataclasses.replace(model, mean_refinement=ALWAYS if refined else "none")
     s = make_settings(model, **settings)
     boxes = [] if sample_plane is None else bright_shapes(model, np.asarray(sample_plane), s)
     n_planes = int(np.prod(shape[:-2], dtype=np.int64))

@@ -54,6 +54,7 @@ from ..calibration.view_noise import noise_correlation
 from ..imaging.axes import check_axes
 from ..imaging.camera_noise import CameraNoise
 from ..imaging.normalization import IntensityMap
+from ..imaging.pilot_wiener import ALWAYS, IF_BRIGHT
 from ..imaging.recorruption import RecorruptionNoise
 from ..io.checkpoint import load_model
 from ..model.devices import resolve_device
@@ -251,11 +252,16 @@ def iter_adapt(
     adapted.mean_network = head.cpu()
     if kept == "adapted":
         adapted.calibrations = []  # the spread around a new mean needs a new calibration
+    # the bright planes' refinement (IF_BRIGHT) was measured with the bundled head: a sharper adapted head had less
+    # for the filter to give back (docs/performance.md, 2026-12-06: lysosome 06's refinement read worse)
+    unjudged = IF_BRIGHT if kept == "bundled" and model.mean_refinement == IF_BRIGHT else "none"
+    if kept == "adapted" and model.mean_refinement == IF_BRIGHT:
+        adapted.mean_refinement = unjudged
     if judges_refinement(adapted, held, strips_only):
         train_loss = history[-1].get("train_loss", float("nan"))
         judged = yield from relay(iter_refinement_judge(adapted, planes, held, noise, seed), lambda done: AdaptProgress(
             step, steps, train_loss, last_val, round(time.perf_counter() - t0, 2), judged=done))
-        adapted.mean_refinement = "pilot-wiener" if judged["refined"] else "none"
+        adapted.mean_refinement = ALWAYS if judged["refined"] else unjudged
         if adapted.mean_refinement != model.mean_refinement:
             adapted.calibrations = []
         decision["mean_refinement"] = {**judged, "margin_se": KEEP_MARGIN_SE}
