@@ -9,10 +9,11 @@ docs/training.md).
 
 1. **Held-out images with simulated noise**: each image (a crop) is taken as the truth, scaled to unit
    peak (its 0.1 / 99.95 percentiles, as bench/real.py) and acquired at 3, 10 and 30 photons
-   (background 2 photons, read noise 1.5 e⁻, offset 100, no extra blur). `demo` with its default
-   sampler (DDIM 10 steps, K = 8): PSNR of the [mean] layer (the mean head), PSNR of the mean of the 8
+   (background 2 photons, read noise 1.5 e⁻, offset 100, no extra blur). `demo` with each model's default
+   run (the page names it): PSNR of the [mean] layer (the mean head), PSNR of the mean of the K
    samples, Spearman ρ(std, |mean − truth|). `demo-unpaired` with its default sampler (fb), K = 4:
-   PSNR of the mean. These truths carry their own noise: the table gives each image's own SNR as a
+   PSNR of the mean, and the structure its samples make up on the truth's background (:func:`invented_share`:
+   the fibre fragments issue #23 saw between real structures). These truths carry their own noise: the table gives each image's own SNR as a
    photon-equivalent at its peak (bench/real_pairs.photon_cap's fit), which bounds what PSNR can
    show at 30 photons.
 2. **Real noise, Noise2Noise**: frame t of a raw time series is restored and compared with frame
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from scipy import ndimage
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.imaging.metrics import calibration, psnr_fitted
@@ -48,6 +50,24 @@ PHOTONS = (3.0, 10.0, 30.0)
 READ_NOISE, BACKGROUND, OFFSET = 1.5, 2.0, 100.0
 CROP = 192
 UNPAIRED_SAMPLES = 4
+# a sample this far above a background truth, in units of the truth's range, after a 1 px smoothing
+# (a fibre fragment spans pixels; one pixel's grain does not), is structure the sample made up
+INVENTED_EXCURSION = 0.15
+BACKGROUND_LEVEL = 0.05  # the truth's background: within this share of its range above its 1st percentile
+BACKGROUND_MARGIN = 2  # px kept from anything brighter, so that a structure's blurred edge is not counted
+
+
+def invented_share(samples: np.ndarray, clean: np.ndarray) -> float:
+    """The share of the truth's background (:data:`BACKGROUND_LEVEL`, :data:`BACKGROUND_MARGIN` px from
+    anything brighter) where a sample smoothed by 1 px lies :data:`INVENTED_EXCURSION` of the truth's range
+    above the truth, over all ``samples`` (K, H, W); NaN where the truth has no such background."""
+    low, high = np.percentile(clean, [1, 99.8])
+    span = float(high - low)
+    background = ndimage.binary_erosion(clean <= low + BACKGROUND_LEVEL * span, iterations=BACKGROUND_MARGIN)
+    if not background.any():
+        return float("nan")
+    smoothed = ndimage.gaussian_filter(np.asarray(samples, dtype=np.float64), (0, 1.0, 1.0))
+    return float(np.mean((smoothed - clean)[:, background] > INVENTED_EXCURSION * span))
 
 
 def _crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
@@ -140,9 +160,11 @@ def measure(args) -> tuple[list[dict], list[dict]]:
             rec[f"{which}_k8"] = psnr_fitted(r.samples.mean(0), clean)
             rec[f"{which}_rho"] = calibration(r.std, r.mean - clean)[2]
             rec[f"{which}_seconds"] = r.metadata["seconds"]
+            rec[f"{which}_run"] = {k: r.metadata[k] for k in ("sampler", "n_steps", "n_samples", "symmetries")}
         for which, model in unpaired.items():
-            r = denoise(noisy, model, seed=0, n_samples=UNPAIRED_SAMPLES)
+            r = denoise(noisy, model, seed=0, n_samples=UNPAIRED_SAMPLES, keep_samples=True)
             rec[f"un_{which}"] = psnr_fitted(r.mean, clean)
+            rec[f"un_{which}_invented"] = invented_share(r.samples, clean)
         records.append(rec)
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True)
     if n2n_done is not None:
@@ -175,6 +197,12 @@ def render(records: list[dict], n2n: list[dict], args, seconds: float) -> str:
     nrows = [[r["pair"], r["raw_mse"], r["old"], r["new"], r["new"] - r["old"]] for r in n2n]
     nrows.append(["mean", float(np.mean([r["raw_mse"] for r in n2n])), float(np.mean([r["old"] for r in n2n])),
                   float(np.mean([r["new"] for r in n2n])), n2n_delta])
+    def run_said(which):
+        run = records[0].get(f"{which}_run")  # pages measured before it was recorded lack it
+        return "not recorded" if run is None else (f"sampler {run['sampler']}, {run['n_steps']} step(s), K = "
+                                                   f"{run['n_samples']}, heads over {run['symmetries']} symmetries")
+
+    default_runs = f"old: {run_said('old')}; new: {run_said('new')}"
     head = f" with the mean head of `{args.new_head}`" if args.new_head else ""
     new_demo = "the bundled `demo` of this commit" if args.new_demo == "demo" else f"`{args.new_demo}`"
     body = (
@@ -185,13 +213,13 @@ def render(records: list[dict], n2n: list[dict], args, seconds: float) -> str:
         "docs/training.md and the real-data folder's MANIFEST.md.\n\n"
         "## `demo` on held-out real images with simulated noise\n\n"
         f"Centre crops of ≤ {CROP}², truth = the image (0.1 / 99.95 percentiles → 0 / 1), Poisson at the peak photons "
-        f"listed, background {BACKGROUND:g} photons, read noise {READ_NOISE} e⁻, offset {OFFSET:g}, no blur. Default "
-        "sampler (DDIM 10 steps, η 1, K = 8), seed 0. PSNR in dB after the scale-and-offset fit; [mean] is the "
+        f"listed, background {BACKGROUND:g} photons, read noise {READ_NOISE} e⁻, offset {OFFSET:g}, no blur. Each "
+        f"model's default run ({default_runs}), seed 0. PSNR in dB after the scale-and-offset fit; [mean] is the "
         "mean head's estimate (the default [mean] layer). 'own SNR' is the truth's own noise as an equivalent "
         "photon count at its peak (bench/real_pairs.py's fit): where it is not far above the listed photons, the "
         "truth's own noise caps the PSNR any restoration can show.\n\n"
         + markdown_table(["image", "photons", "own SNR (photons)", "noisy", "old [mean]", "new [mean]", "new − old",
-                          "old mean of 8", "new mean of 8", "old ρ(std, |err|)", "new ρ(std, |err|)"], rows)
+                          "old mean of K", "new mean of K", "old ρ(std, |err|)", "new ρ(std, |err|)"], rows)
         + f"\n\nRows where the new [mean] is > 0.05 dB below the old: {'; '.join(worse) if worse else 'none'}.\n\n"
         "## `demo` on real noise: Noise2Noise on raw time series\n\n"
         "Frame t restored ([mean]), compared with the raw frame t + 1. The columns are MSE(f(y_t), y_{t+1}) / "
@@ -204,13 +232,29 @@ def render(records: list[dict], n2n: list[dict], args, seconds: float) -> str:
         f"raw pair's)."
     )
     if "un_new" in records[0]:
-        urows = [[r["image"], f"{r['photons']:g}", r["noisy"], r["un_old"], r["un_new"], r["un_new"] - r["un_old"]]
-                 for r in records]
-        urows.append(["mean", "", avg("noisy"), avg("un_old"), avg("un_new"), avg("un_new") - avg("un_old")])
+        def invented(r, which):  # pages measured before the column was added lack it
+            value = r.get(f"un_{which}_invented")
+            return "–" if value is None else value
+
+        def avg_invented(which):
+            values = [r.get(f"un_{which}_invented") for r in records]
+            values = [v for v in values if v is not None and not np.isnan(v)]
+            return float(np.mean(values)) if values else "–"
+
+        urows = [[r["image"], f"{r['photons']:g}", r["noisy"], r["un_old"], r["un_new"], r["un_new"] - r["un_old"],
+                  invented(r, "old"), invented(r, "new")] for r in records]
+        urows.append(["mean", "", avg("noisy"), avg("un_old"), avg("un_new"), avg("un_new") - avg("un_old"),
+                      avg_invented("old"), avg_invented("new")])
         body += (
             "\n\n## `demo-unpaired` (Baikal) on the same held-out images\n\n"
-            f"Its default sampler (fb), K = {UNPAIRED_SAMPLES}, PSNR of the mean, the same noisy images as above.\n\n"
-            + markdown_table(["image", "photons", "noisy", "old", "new", "new − old"], urows)
+            f"Its default sampler (fb), K = {UNPAIRED_SAMPLES}, PSNR of the mean, the same noisy images as above. "
+            "Made up: the share of the truth's background (within "
+            f"{BACKGROUND_LEVEL:g} of its range above its 1st percentile, {BACKGROUND_MARGIN} px from anything "
+            f"brighter) where a sample, smoothed by 1 px, lies {INVENTED_EXCURSION:g} of the truth's range above the "
+            "truth — structure the samples invent between real structures (bench/real_prior.invented_share); – "
+            "where the truth has no such background.\n\n"
+            + markdown_table(["image", "photons", "noisy", "old", "new", "new − old", "made up, old", "made up, new"],
+                             urows)
             + f"\n\n**`demo-unpaired`: the new model is {'not worse' if avg('un_new') >= avg('un_old') else 'worse'} "
             f"on average ({avg('un_new') - avg('un_old'):+.2f} dB).**"
         )
