@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from ..imaging.demo_data import sample_stack
+from ..imaging.pilot_wiener import BRIGHT_PHOTONS, IF_BRIGHT
 from ..model import network
 from ..model.model import DiffusionModel
 from .bioimageio_package import CHECKPOINT_NAME, extracted_checkpoint
@@ -201,5 +202,7 @@ membranes, puncta and rings); on real data, adapt it to your images with napari-
 def _refinement_limit(model: DiffusionModel) -> str:
     if model.mean_refinement == "none":
         return ""
+    which = (f"on planes at least {BRIGHT_PHOTONS:g} photons bright" if model.mean_refinement == IF_BRIGHT
+             else "(chosen when it was adapted to a time series)")
     return ("\nIn napari-diffdenoise this model refines the network's output with a Wiener filter that takes it as "
-            "its pilot (chosen when it was adapted to a time series); `forward` gives the network's output alone.")
+            f"its pilot {which}; `forward` gives the network's output alone.")
