@@ -462,7 +462,7 @@ ROWS = [
      lambda t: _checkpoint(t, _edit(("mean_estimator",), "median")), ValueError, "mean_estimator = 'median'"),
     ("ckpt-refinement", "checkpoint", "mean_refinement 'sharpen'",
      lambda t: _checkpoint(t, _edit(("mean_refinement",), "sharpen")), ValueError,
-     "mean_refinement = 'sharpen' \\(one of none, pilot-wiener\\)"),
+     "mean_refinement = 'sharpen' \\(one of none, pilot-wiener, pilot-wiener-if-bright\\)"),
     ("ckpt-too-many-parameters", "checkpoint", "every size within its bound, 250 M parameters together",
      lambda t: _checkpoint(t, _edit(("architecture",), {"name": "unet", "cond_channels": 1, "base_channels": 256,
                                                        "channel_mults": [1, 2, 4, 4], "blocks_per_level": 1,
