@@ -140,6 +140,28 @@ def test_an_adapted_head_is_left_unrefined_by_the_bundled_head_s_bright_planes_r
     assert kept.kept == "bundled" and kept.model.mean_refinement == IF_BRIGHT
 
 
+def test_an_adapted_head_on_a_bright_image_goes_back_to_the_bundled_model_that_refines_its_mean(headed):
+    """A head shown better than the bundled head is not shown better than the bundled model as it runs, its
+    bright planes refined: on a single bright image (no judge of that) the bundled model comes back, rule and
+    calibrations with it, and the adapted one is offered as the rejected model."""
+    import dataclasses
+
+    from napari_diffdenoise.core.imaging.pilot_wiener import IF_BRIGHT
+
+    _, frame = scene(2, photons=3000.0)
+    ruled = dataclasses.replace(headed, mean_refinement=IF_BRIGHT)
+    result, _ = drive(iter_adapt(ruled, frame(0), steps=40, learning_rate=2e-3, **OPTIONS))
+    assert result.kept == "bundled" and result.model.mean_refinement == IF_BRIGHT
+    assert result.message.startswith("kept the bundled model: the images are at least 600 photons bright")
+    assert "kept the adapted head" in result.message  # what the heads' criteria had said
+    for a, b in zip(result.model.mean_network.state_dict().values(), headed.mean_network.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert result.model.calibrations == headed.calibrations
+    assert result.rejected is not None and result.rejected.mean_refinement == "none"
+    assert any((a != b).any() for a, b in zip(result.rejected.mean_network.state_dict().values(),
+                                              headed.mean_network.state_dict().values()))
+
+
 def test_a_series_is_judged_by_the_next_frame(headed):
     """A stack of repeated noisy frames of one field: the criterion is the MSE to the neighbouring
     frames registered onto frame t, held out of training."""

@@ -105,6 +105,28 @@ def test_adapting_on_a_series_refines_only_where_its_frames_show_it_better(monke
     assert (judged["difference"] < 0) is refined
 
 
+@pytest.mark.parametrize("parent_is, better", [("exact", False), ("oversmoothing", True)])
+def test_a_series_judges_an_adapted_mean_against_the_bundled_model_as_it_runs(monkeypatch, demo, parent_is, better):
+    """With the model adapted from (its bright planes refined as it runs), the judge scores the same windows restored
+    by it: the adapted [mean] is better only where it is closer to the registered neighbours than that."""
+    from napari_diffdenoise.core.run import restore
+
+    clean, _ = bright_scene(size=128)
+    frames = [np.random.default_rng([1, k]).poisson(clean).astype(np.float64) for k in range(7)]
+    parent = dataclasses.replace(demo, mean_refinement=IF_BRIGHT)
+    adapted = dataclasses.replace(demo, name="adapted")
+    restorations = {"adapted": ndimage.gaussian_filter(clean, 0.7),
+                    "parent": clean if parent_is == "exact" else ndimage.gaussian_filter(clean, 1.5)}
+    monkeypatch.setattr(restore, "denoise", lambda frame, model, **kw: _Restored(
+        restorations["parent" if model.mean_refinement == IF_BRIGHT else "adapted"][:frame.shape[0],
+                                                                                   :frame.shape[1]].copy()))
+    judged = adapt_criteria.refinement_judge(adapted, frames, [(2, (1, 3)), (5, (4, 6))], CameraNoise(1.0, 0.0),
+                                             parent=parent)
+    versus = judged["versus_parent"]
+    assert versus["better"] is better and (versus["difference"] < 0) is better
+    assert "versus_parent" not in adapt_criteria.refinement_judge(adapted, frames, [(2, (1, 3))], CameraNoise(1.0, 0.0))
+
+
 def test_the_cli_says_when_the_model_refined_the_mean(demo, tmp_path, capsys):
     import tifffile
 

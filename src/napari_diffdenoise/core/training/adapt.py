@@ -52,9 +52,9 @@ from ..calibration.calibration import iter_calibrate
 from ..calibration.self_calibration import iter_calibrate_on_data
 from ..calibration.view_noise import noise_correlation
 from ..imaging.axes import check_axes
-from ..imaging.camera_noise import CameraNoise
+from ..imaging.camera_noise import CameraNoise, estimate_noise
 from ..imaging.normalization import IntensityMap
-from ..imaging.pilot_wiener import ALWAYS, IF_BRIGHT
+from ..imaging.pilot_wiener import ALWAYS, BRIGHT_PHOTONS, IF_BRIGHT, refines
 from ..imaging.recorruption import RecorruptionNoise
 from ..io.checkpoint import load_model
 from ..model.devices import resolve_device
@@ -254,19 +254,37 @@ def iter_adapt(
         adapted.calibrations = []  # the spread around a new mean needs a new calibration
     # the bright planes' refinement (IF_BRIGHT) was measured with the bundled head: a sharper adapted head had less
     # for the filter to give back (docs/performance.md, 2026-12-06: lysosome 06's refinement read worse)
-    unjudged = IF_BRIGHT if kept == "bundled" and model.mean_refinement == IF_BRIGHT else "none"
-    if kept == "adapted" and model.mean_refinement == IF_BRIGHT:
+    parent_refines = model.mean_refinement == IF_BRIGHT
+    unjudged = IF_BRIGHT if kept == "bundled" and parent_refines else "none"
+    if kept == "adapted" and parent_refines:
         adapted.mean_refinement = unjudged
+    # an adapted head shown better than the bundled head may still be worse than the bundled model as it runs,
+    # its bright planes refined: it is kept only where shown better than that too
+    back_to_bundled = None
     if judges_refinement(adapted, held, strips_only):
         train_loss = history[-1].get("train_loss", float("nan"))
-        judged = yield from relay(iter_refinement_judge(adapted, planes, held, noise, seed), lambda done: AdaptProgress(
-            step, steps, train_loss, last_val, round(time.perf_counter() - t0, 2), judged=done))
+        versus = model if kept == "adapted" and parent_refines else None
+        judged = yield from relay(iter_refinement_judge(adapted, planes, held, noise, seed, versus),
+                                  lambda done: AdaptProgress(step, steps, train_loss, last_val,
+                                                             round(time.perf_counter() - t0, 2), judged=done))
         adapted.mean_refinement = ALWAYS if judged["refined"] else unjudged
         if adapted.mean_refinement != model.mean_refinement:
             adapted.calibrations = []
         decision["mean_refinement"] = {**judged, "margin_se": KEEP_MARGIN_SE}
         message += "; " + refinement_message(judged)
-        decision["message"] = message
+        if versus is not None and not judged["versus_parent"]["better"]:
+            back_to_bundled = versus_parent_message(judged["versus_parent"])
+    elif kept == "adapted" and parent_refines and any(refines(IF_BRIGHT, p, estimate_noise([p])) for p in planes):
+        back_to_bundled = (f"the images are at least {BRIGHT_PHOTONS:g} photons bright, where the bundled model refines "
+                           "its [mean], and no judge on single images shows an adapted head better than that")
+    if back_to_bundled is not None:
+        rejected = copy.deepcopy(adapted)
+        rejected.calibrations, rejected.sha256 = [], ""
+        head.load_state_dict(bundled_head.state_dict())
+        adapted.mean_refinement, adapted.calibrations = model.mean_refinement, copy.deepcopy(model.calibrations)
+        kept = "bundled"
+        message = f"kept the bundled model: {back_to_bundled}. Before that: {message}"
+    decision["message"] = message
     adapted.sha256 = ""
     adapted.provenance = {
         **{k: v for k, v in model.provenance.items() if k != "history"},
@@ -334,6 +352,16 @@ def adapt(
             if cancelled:
                 raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
     return adapted
+
+
+def versus_parent_message(versus: dict) -> str:
+    """Why an adapted head went back to the bundled model that refines its bright planes, with the series judge's
+    figures (:func:`~.adapt_criteria.iter_refinement_judge`'s ``versus_parent``)."""
+    figures = ("" if "difference" not in versus else
+               f" ({100 * versus['difference']:+.2f} % ± {100 * versus['standard_error']:.2f} % of its MSE to the "
+               "registered neighbours)")
+    return (f"the adapted [mean] was not shown better than the bundled model's as it runs, its bright planes refined"
+            f"{figures}; an adapted head is kept only when lower by {KEEP_MARGIN_SE:g} standard errors")
 
 
 def refinement_message(judged: dict) -> str:

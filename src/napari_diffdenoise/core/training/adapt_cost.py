@@ -15,6 +15,7 @@ import numpy as np
 from ..calibration.recalibration_cost import recalibration_cost
 from ..imaging.axes import as_planes
 from ..imaging.camera_noise import estimate_noise
+from ..imaging.pilot_wiener import IF_BRIGHT
 from ..model.model import DiffusionModel
 from ..run.restore import make_settings
 from ..run.run_cost import (
@@ -75,7 +76,10 @@ def refinement_judge_cost(model: DiffusionModel, noisy, time_series: bool | None
     window = first[refinement_window(first.shape)]
     unrefined = dataclasses.replace(model, mean_refinement="none")
     cost = restoration_cost(unrefined, (len(held), *window.shape), window, **JUDGE_RUN)
-    return len(held), dataclasses.replace(cost, seconds=cost.seconds + cost.pixels * _per_pixel(unrefined))
+    cost = dataclasses.replace(cost, seconds=cost.seconds + cost.pixels * _per_pixel(unrefined))
+    if model.mean_refinement == IF_BRIGHT:  # an adapted head is judged against the model as it runs, too
+        cost = cost + restoration_cost(model, (len(held), *window.shape), window, **JUDGE_RUN)
+    return len(held), cost
 
 
 def _per_pixel(model: DiffusionModel) -> float:

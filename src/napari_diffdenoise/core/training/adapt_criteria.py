@@ -260,14 +260,21 @@ def shown_better(figures: dict) -> bool:
     return all(f["difference"] + KEEP_MARGIN_SE * f["standard_error"] < 0 for f in figures.values())
 
 
-def refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, seed: int = 0) -> dict:
+def refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, seed: int = 0,
+                     parent: DiffusionModel | None = None) -> dict:
     """:func:`iter_refinement_judge` run to its verdict."""
     from ..run.driving import drive
 
-    return drive(iter_refinement_judge(model, planes, held, noise, seed))[0]
+    return drive(iter_refinement_judge(model, planes, held, noise, seed, parent))[0]
 
 
-def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, seed: int = 0):
+def _series_figures(differences: list[float]) -> dict:
+    return {"difference": float(np.mean(differences)),
+            "standard_error": float(np.std(differences, ddof=1) / np.sqrt(len(differences)))}
+
+
+def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, seed: int = 0,
+                          parent: DiffusionModel | None = None):
     """Whether refining the mean head's [mean] (core.imaging.pilot_wiener) is shown better on a series' held-out
     frames: each frame t's centre window (at most REFINEMENT_WINDOW²) restored as a run restores a plane (the
     [mean] alone, unrefined) and refined as a run refines it; both scored by their MSE to frames t ± 1
@@ -276,6 +283,10 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
     errors (a head's margin). On the 13 real series of docs/benchmarks/pilot_wiener.md it refined 2 (+0.54 and
     +0.56 dB against the truth) and none the refinement harmed, leaving +0.59 dB on one at 1.6 standard errors;
     single images have no judge that told (the blind spot and SURE there), so this one needs repeated frames.
+    With ``parent`` (the model adapted from, as it runs: a rule that refines its bright planes included), the same
+    windows restored by it too, and ``versus_parent``: the chosen [mean] (refined or not) against the parent's,
+    ``better`` where lower by KEEP_MARGIN_SE standard errors — an adapted head that beats the parent's head may not
+    beat the parent's refined [mean].
     Yields (frames judged, frames to judge) after each frame: a few seconds each, which adapt shows and can stop
     between."""
     from ..imaging.camera_noise import estimate_noise
@@ -283,13 +294,14 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
     from ..run.restore import denoise
 
     unrefined = dataclasses.replace(model, mean_refinement="none")
-    differences = []
+    differences, against_parent = [], {False: [], True: []}  # refined − unrefined; each − the parent's, relative
     for judged, (t, others) in enumerate(held, 1):
         rows, cols = refinement_window(planes[t].shape)
         corner, size = (rows.start, cols.start), rows.stop - rows.start
         frame = np.asarray(planes[t][rows, cols], dtype=np.float64)
         mean = denoise(frame, unrefined, seed=seed, **JUDGE_RUN).mean.astype(np.float64)
         refined = refine_mean(frame, mean, estimate_noise([frame]))
+        reference = None if parent is None else denoise(frame, parent, seed=seed, **JUDGE_RUN).mean.astype(np.float64)
         target, agree = _registered_window(planes, t, others, corner, size, noise)
         half = size // 2
         for rows in (slice(0, half), slice(half, size)):
@@ -297,13 +309,24 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
                 where = agree[rows, cols]
                 if where.sum() < 64:  # nothing registered there to score by
                     continue
-                before = np.mean((mean[rows, cols] - target[rows, cols])[where] ** 2)
-                after = np.mean((refined[rows, cols] - target[rows, cols])[where] ** 2)
+
+                def error(estimate, rows=rows, cols=cols, where=where, target=target):
+                    return np.mean((estimate[rows, cols] - target[rows, cols])[where] ** 2)
+
+                before, after = error(mean), error(refined)
                 differences.append((after - before) / before)
+                if reference is not None:
+                    baseline = error(reference)
+                    against_parent[False].append((before - baseline) / baseline)
+                    against_parent[True].append((after - baseline) / baseline)
         yield judged, len(held)
     if len(differences) < 2:
-        return {"quadrants": len(differences), "refined": False}
-    figures = {"difference": float(np.mean(differences)),
-               "standard_error": float(np.std(differences, ddof=1) / np.sqrt(len(differences)))}
-    return {"quadrants": len(differences), "frames": len(held), **figures,
-            "refined": shown_better({"series": figures})}
+        return {"quadrants": len(differences), "refined": False,
+                **({} if parent is None else {"versus_parent": {"better": False}})}
+    figures = _series_figures(differences)
+    verdict = {"quadrants": len(differences), "frames": len(held), **figures,
+               "refined": shown_better({"series": figures})}
+    if parent is not None:
+        versus = _series_figures(against_parent[verdict["refined"]])
+        verdict["versus_parent"] = {**versus, "better": shown_better({"series": versus})}
+    return verdict
