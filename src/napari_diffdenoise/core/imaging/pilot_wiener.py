@@ -127,5 +127,5 @@ def said(metadata: dict) -> str:
     refined = metadata.get("mean_refined_planes", [])
     if rule != IF_BRIGHT or not refined:
         return ""
-    return (f"the [mean] refined by a Wiener filter with itself as the pilot on {len(refined)} plane(s): those at least {BRIGHT_PHOTONS:g} photons bright, "
-            "where that gained on real frames (docs/benchmarks/pilot_wiener.md)")
+    return (f"the [mean] refined by a Wiener filter with itself as the pilot on {len(refined)} plane(s): those at "
+            f"least {BRIGHT_PHOTONS:g} photons bright, where that gained on real frames (docs/benchmarks/pilot_wiener.md)")
