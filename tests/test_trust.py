@@ -1,4 +1,5 @@
 """The posterior mean, the conformal intervals and the whole dynamic range (issue: trust on real data)."""
+import dataclasses
 import math
 
 import numpy as np
@@ -264,7 +265,8 @@ def test_a_punctum_the_smoothed_plane_hides_still_takes_the_bright_pass(monkeypa
         truth += 3000 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 4.0**2))
     truth += 8000 * np.exp(-((yy - 90) ** 2 + (xx - 90) ** 2) / (2 * 0.8**2))
     image = rng.poisson(truth).astype(np.uint16)
-    model = load_model("demo")
+    # unrefined: this plane is bright, and the refinement gives back some of a clipped peak from the noisy pixels
+    model = dataclasses.replace(load_model("demo"), mean_refinement="none")
     imap = IntensityMap.from_percentiles(image)
     ceiling = float(imap.to_input(np.float32(model.value_range[1])))
     assert imap.to_model(np.float32(gaussian_filter(image.astype(np.float32), 1.0).max())) < model.value_range[1]
