@@ -152,7 +152,7 @@ def test_an_adapted_head_on_a_bright_image_goes_back_to_the_bundled_model_that_r
     ruled = dataclasses.replace(headed, mean_refinement=IF_BRIGHT)
     result, _ = drive(iter_adapt(ruled, frame(0), steps=40, learning_rate=2e-3, **OPTIONS))
     assert result.kept == "bundled" and result.model.mean_refinement == IF_BRIGHT
-    assert result.message.startswith("kept the bundled model: the images are at least 600 photons bright")
+    assert result.message.startswith("kept the bundled model: planes at least 600 photons bright")
     assert "kept the adapted head" in result.message  # what the heads' criteria had said
     for a, b in zip(result.model.mean_network.state_dict().values(), headed.mean_network.state_dict().values()):
         torch.testing.assert_close(a, b)

@@ -257,7 +257,7 @@ def iter_adapt(
     parent_refines = model.mean_refinement == IF_BRIGHT
     unjudged = IF_BRIGHT if kept == "bundled" and parent_refines else "none"
     if kept == "adapted" and parent_refines:
-        adapted.mean_refinement = unjudged
+        adapted.mean_refinement = "none"
     # an adapted head shown better than the bundled head may still be worse than the bundled model as it runs,
     # its bright planes refined: it is kept only where shown better than that too
     back_to_bundled = None
@@ -275,8 +275,8 @@ def iter_adapt(
         if versus is not None and not judged["versus_parent"]["better"]:
             back_to_bundled = versus_parent_message(judged["versus_parent"])
     elif kept == "adapted" and parent_refines and any(refines(IF_BRIGHT, p, estimate_noise([p])) for p in planes):
-        back_to_bundled = (f"the images are at least {BRIGHT_PHOTONS:g} photons bright, where the bundled model refines "
-                           "its [mean], and no judge on single images shows an adapted head better than that")
+        back_to_bundled = (f"planes at least {BRIGHT_PHOTONS:g} photons bright, where the bundled model refines its "
+                           "[mean], and no judge on single images shows an adapted head better than that")
     if back_to_bundled is not None:
         rejected = copy.deepcopy(adapted)
         rejected.calibrations, rejected.sha256 = [], ""
