@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..imaging.camera_noise import estimate_noise
-from ..imaging.pilot_wiener import ALWAYS, BRIGHT_PHOTONS, IF_BRIGHT, refines
+from ..imaging.pilot_wiener import ALWAYS, BRIGHT_PHOTONS, IF_BRIGHT, decided
 from ..imaging.recorruption import RecorruptionNoise
 from ..run.restore import iter_denoise
 from .error_scale import correlation_length, pair_moments, precision_weights
@@ -144,11 +144,10 @@ def _refinement_as_the_image(settings, crops) -> tuple[object, str]:
     gives is restored as the run restores it, plane by plane)."""
     if crops is None or settings.mean_refinement != IF_BRIGHT:
         return settings, ""
-    bright = [refines(IF_BRIGHT, crop, estimate_noise([crop])) for crop in crops]
-    refined = 2 * sum(bright) >= len(bright)
-    said = (f", their [mean] {'refined' if refined else 'left unrefined'} as the run's ({sum(bright)} of {len(bright)} "
+    rule, bright = decided(IF_BRIGHT, crops)
+    said = (f", their [mean] {'refined' if rule == ALWAYS else 'left unrefined'} as the run's ({bright} of {len(crops)} "
             f"crop(s) at least {BRIGHT_PHOTONS:g} photons bright before recorrupting)")
-    return dataclasses.replace(settings, mean_refinement=ALWAYS if refined else "none"), said
+    return dataclasses.replace(settings, mean_refinement=rule), said
 
 
 def response_length(residuals: Residuals, offsets) -> float | None:

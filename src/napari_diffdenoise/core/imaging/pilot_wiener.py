@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.fft import dctn, idctn
 
-from .camera_noise import CameraNoise
+from .camera_noise import CameraNoise, estimate_noise
 
 BLOCK, STRIDE = 8, 2  # px: the windows' side and the step between them
 ALWAYS = "pilot-wiener"  # a model's mean_refinement: every plane's [mean] refined
@@ -115,6 +115,18 @@ def peak_photons(plane: np.ndarray, camera: CameraNoise) -> float:
 def refines(rule: str, plane: np.ndarray, camera: CameraNoise) -> bool:
     """Whether a model whose mean_refinement is ``rule`` refines the [mean] of ``plane`` (``camera`` fitted to it)."""
     return rule == ALWAYS or (rule == IF_BRIGHT and peak_photons(plane, camera) >= BRIGHT_PHOTONS)
+
+
+def decided(rule: str, planes) -> tuple[str, int]:
+    """(``rule`` as a run applies it to most of ``planes``, how many of them are bright): IF_BRIGHT becomes ALWAYS
+    where at least half of the planes (each with the camera fitted to it) are BRIGHT_PHOTONS bright, else "none";
+    another rule stays as it is. For what restores other planes than the run's, or prices them, and must refine as
+    the run refines: a self-calibration's recorrupted crops, a time estimate."""
+    if rule != IF_BRIGHT:
+        return rule, 0
+    planes = [np.asarray(p) for p in planes]
+    bright = sum(refines(IF_BRIGHT, p, estimate_noise([p])) for p in planes)
+    return (ALWAYS if 2 * bright >= len(planes) else "none"), bright
 
 
 def said(metadata: dict) -> str:

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..imaging.camera_noise import estimate_noise
 from ..imaging.normalization import IntensityMap
-from ..imaging.pilot_wiener import ALWAYS, IF_BRIGHT, refines
+from ..imaging.pilot_wiener import ALWAYS, IF_BRIGHT, decided
 from ..imaging.tiling import TILE_STRETCH, tile_grid
 from ..model.model import DiffusionModel
 from .bright_pass import expected_boxes
@@ -280,9 +279,8 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], sample_plane
     here: an estimate that left it out would be the wrong side of the time). Raises what
     :func:`restore.make_settings` raises for settings it refuses."""
     if model.mean_refinement == IF_BRIGHT:
-        refined = sample_plane is None or refines(IF_BRIGHT, np.asarray(sample_plane),
-                                                  estimate_noise([np.asarray(sample_plane)]))
-        model = dataclasses.replace(model, mean_refinement=ALWAYS if refined else "none")
+        rule = ALWAYS if sample_plane is None else decided(IF_BRIGHT, [sample_plane])[0]
+        model = dataclasses.replace(model, mean_refinement=rule)
     s = make_settings(model, **settings)
     boxes = [] if sample_plane is None else bright_shapes(model, np.asarray(sample_plane), s)
     n_planes = int(np.prod(shape[:-2], dtype=np.int64))
