@@ -49,16 +49,21 @@ def real_density(smoothing: float = 0.0) -> np.ndarray:
     return np.clip((image - low) / (high - low), 0, None)
 
 
+def acquired(density: np.ndarray, photons: float) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, expected counts) of ``density`` acquired at ``photons`` with the camera model, the page's seed."""
+    acq = Acquisition(peak_photons=photons, background_photons=BACKGROUND, read_noise=READ_NOISE, psf_sigma=0,
+                      offset=OFFSET)
+    noisy = acq.acquire(density, np.random.default_rng(HELD_OUT_SEED + int(photons))).astype(np.float32)
+    return noisy, acq.expected(density).astype(np.float32)
+
+
 def own_noise_rows(model) -> tuple[list[list], list[dict]]:
     """The default mean against oracle VST+BM3D at OWN_NOISE_PHOTONS, on the raw truth and on the smoothed one."""
     rows, records = [], []
     for label, smoothing in (("raw", 0.0), (f"smoothed {TRUTH_SMOOTHING:g} px", TRUTH_SMOOTHING)):
         density = real_density(smoothing)
         for photons in OWN_NOISE_PHOTONS:
-            acq = Acquisition(peak_photons=photons, background_photons=BACKGROUND, read_noise=READ_NOISE,
-                              psf_sigma=0, offset=OFFSET)
-            noisy = acq.acquire(density, np.random.default_rng(HELD_OUT_SEED + int(photons))).astype(np.float32)
-            clean = acq.expected(density).astype(np.float32)
+            noisy, clean = acquired(density, photons)
             rec = {"truth": label, "photons": photons, "noisy": psnr_fitted(noisy, clean),
                    "default": psnr_fitted(denoise(noisy, model, seed=0, n_samples=0).mean, clean),
                    "bm3d": baselines.vst_bm3d(noisy, clean, OFFSET, READ_NOISE)[0]}
@@ -77,11 +82,7 @@ def main(argv=None):
     density = real_density()
     rows, records, full = [], [], []
     for photons in PHOTONS:
-        acq = Acquisition(peak_photons=photons, background_photons=BACKGROUND, read_noise=READ_NOISE, psf_sigma=0,
-                          offset=OFFSET)
-        rng = np.random.default_rng(HELD_OUT_SEED + int(photons))
-        noisy = acq.acquire(density, rng).astype(np.float32)
-        clean = acq.expected(density).astype(np.float32)
+        noisy, clean = acquired(density, photons)
         result = denoise(noisy, model, n_samples=max(KS), steps=args.steps, seed=0, keep_samples=True)
         rec = {"photons": photons, "noisy": psnr_fitted(noisy, clean)}
         rec["gaussian"], _ = baselines.gaussian(noisy, clean)
