@@ -10,7 +10,9 @@ its tails more), so it is a property of the model, measured here once. Each imag
 at 3, 10 and 30 photons as bench/real_calibration.py does (its truth: the image smoothed by 1 px,
 the acquisition's expected counts), restored with the default settings, and each bin's V is taken
 from the truth; the β chosen is the one whose intervals cover closest to nominal at 0.8, 0.9 and
-0.95 (the most cases within ±0.05 at all three, then the smallest RMS miss). The images failed the
+0.95 (the most cases within ±0.05 at all three, then the smallest RMS miss; the β in use is kept where it has as
+many cases within and an RMS miss within RMS_TIE of the smallest, as a difference that small is the cases'
+sampling, not the shape: on 2026-12-06 β = 1.2 read 0.019958 and 1.3 0.019989). The images failed the
 noise check of bench/real_pairs.py (their own noise is too high for a training target), which is
 why no model saw them; what their own noise left after the smoothing is part of their scene, as
 in the validation.
@@ -42,6 +44,7 @@ TUNING = (
     ("spots (z 9)", f"{NB}/xyz_16bit__spots.tif", 9),
 )
 SHAPES = tuple(round(2.0 - 0.1 * i, 1) for i in range(11))  # 2.0, 1.9, …, 1.0
+RMS_TIE = 0.001  # coverage: RMS misses closer than this choose no shape over another (module docstring)
 SEED = 70_000  # acquisitions of their own: bench/real_calibration.py's draw from HELD_OUT_SEED
 
 
@@ -84,6 +87,14 @@ def main(argv=None):
         rows.append([f"{shape:g}", *[f"{covered[:, j].mean():.3f} ({covered[:, j].min():.2f}–{covered[:, j].max():.2f})"
                                       for j in range(len(LEVELS))], within, f"{rms:.4f}"])
     best = max(SHAPES, key=lambda b: (per_shape[b]["within"], -per_shape[b]["rms"]))
+    lowest = per_shape[best]
+    in_use = per_shape.get(ERROR_SHAPE)
+    tie = (in_use is not None and best != ERROR_SHAPE and in_use["within"] == lowest["within"]
+           and in_use["rms"] - lowest["rms"] <= RMS_TIE)
+    tie_note = (f" (kept: its RMS miss {in_use['rms']:.4f} lies within {RMS_TIE:g} of the smallest, β = {best:g}'s "
+                f"{lowest['rms']:.4f}, with as many cases within)" if tie else "")
+    if tie:
+        best = ERROR_SHAPE
     case_rows = [[label, *[per_shape[2.0]["coverage"][k][j] for j in range(len(LEVELS))],
                   *[per_shape[best]["coverage"][k][j] for j in range(len(LEVELS))]]
                  for k, (label, _, _, _) in enumerate(cases)]
@@ -94,7 +105,7 @@ def main(argv=None):
         "Each bin's V (a quartile of u) from the truth; the interval is the mixture over bins of a generalised "
         "Gaussian of that V and shape β (β = 2: Gaussian). Coverage: mean (min–max) over cases.\n\n"
         + markdown_table(["β", *[f"@{c:g}" for c in LEVELS], "cases within ±0.05 at all three", "RMS miss"], rows)
-        + f"\n\nChosen: **β = {best:g}**; `core.calibration.error_scale.ERROR_SHAPE` is {ERROR_SHAPE:g}"
+        + f"\n\nChosen: **β = {best:g}**{tie_note}; `core.calibration.error_scale.ERROR_SHAPE` is {ERROR_SHAPE:g}"
         + ("." if abs(best - ERROR_SHAPE) < 1e-9 else " — **set it to the chosen value**.")
         + " What the shape does not fix is the error in V itself, which the self-calibration estimates from the "
         "noisy image alone: docs/benchmarks/real_calibration.md.\n\n"
