@@ -7,7 +7,9 @@ large share of its height (a Gaussian PSF of σ = 0.5 px, twice coarser than Nyq
 e^−2 = 14 %). The models were trained on blurred structure only: a spike is read as a bright spot
 and restored as a blob several pixels wide with a confident interval (a 60 014-count hot pixel on
 NEUBIAS's membranes image, background 14, came back at 12 768 with 31 of the 48 pixels around it
-more than 10 σ above the background, std 540: docs/benchmarks/hot_pixels.md).
+more than 10 σ above the background, std 540, with the heads of 2026-12-05: docs/benchmarks/hot_pixels.md as
+generated then; the heads shipped since, fine-tuned on bright camera frames, restore that one as data, 57 706 with
+no blob, which a model trained otherwise need not).
 So a pixel is *hot* when it lies above the top of the plane's intensity map (where the first
 estimate clips and the bright pass takes over, core.run.bright_pass: brighter than the plane's
 structure), its excess over the background around it (the median of the 16 pixels two steps away) is
