@@ -22,9 +22,7 @@ carries noise that would enter e).
 """
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,7 +43,7 @@ from napari_diffdenoise.core.calibration.self_calibration import ALPHA
 from napari_diffdenoise.core.run.driving import drive
 
 from .common import markdown_table, write_report
-from .real_calibration import DEFAULT_DATA, STD_ROUTES, reacquired_cases
+from .real_calibration import STD_ROUTES, reacquired_cases, real_data_parser
 
 LEVELS = ("smoothed", "restored")  # where the draws' variance is read: shipped, and the model's restoration
 
@@ -78,11 +76,7 @@ def terms(model, noisy: np.ndarray, truth: np.ndarray, run, level: str) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench estimator_terms", description=__doc__.splitlines()[0])
-    parser.add_argument("--real", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--model", default="demo")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
+    parser = real_data_parser("estimator_terms", __doc__)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)

@@ -75,6 +75,16 @@ LEVELS = (0.8, 0.9, 0.95)
 PHOTONS = (3.0, 10.0, 30.0)
 READ_NOISE, BACKGROUND, OFFSET = 1.5, 2.0, 100.0
 TRUTH_SMOOTHING = 1.0  # px: the re-acquired images' truth is the real image with its pixel noise smoothed away
+
+
+def real_data_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """The command line of ``python -m bench name`` run on the real cases: --real, --model, --size, --threads."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench {name}", description=doc.splitlines()[0])
+    parser.add_argument("--real", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
 # held out of every bundled model's training (docs/training.md): (label, path under DIR, channel or None)
 HELD_OUT = (
     ("neuron", "neubias_training_resources/xy_16bit__rat_hippocampal_neuron.tif", None),

@@ -18,9 +18,7 @@ Beside it, two maps a user has: the std head's (the default one pass) and a map 
 """
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +27,7 @@ from scipy import ndimage, stats
 from napari_diffdenoise import denoise, load_model
 
 from .common import markdown_table, write_report
-from .real_calibration import DEFAULT_DATA, PHOTONS, reacquired, reacquired_images, reacquisition_seed
+from .real_calibration import PHOTONS, reacquired, reacquired_images, reacquisition_seed, real_data_parser
 
 DRAWS_SEED = 80_000  # the oracle's extra acquisitions: seeds neither the benchmarked cases nor training use
 
@@ -64,12 +62,8 @@ def evaluate_case(model, image, photons: float, seed: int, draws: int) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench rho_ceiling", description=__doc__.splitlines()[0])
-    parser.add_argument("--real", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--model", default="demo")
-    parser.add_argument("--size", type=int, default=256)
+    parser = real_data_parser("rho_ceiling", __doc__)
     parser.add_argument("--draws", type=int, default=16, help="fresh acquisitions per case for the error's scale")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)

@@ -15,7 +15,6 @@ of t ± 1 on the same pixels, which separates the pixels a truth keeps from the 
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from scipy import stats
 from napari_diffdenoise import denoise, load_model
 
 from .common import markdown_table, write_report
-from .real_calibration import DEFAULT_DATA, LYSOSOME, TIMELAPSE, lysosome_cases, lysosome_files, timelapse_cases
+from .real_calibration import LYSOSOME, TIMELAPSE, lysosome_cases, lysosome_files, real_data_parser, timelapse_cases
 
 TARGET = 0.45  # issue #23's ρ
 
@@ -57,11 +56,7 @@ def evaluate_case(model, frame, pair_mean, pair_tau2, static, registered) -> dic
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench rho_frames", description=__doc__.splitlines()[0])
-    parser.add_argument("--real", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--model", default="demo")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
+    parser = real_data_parser("rho_frames", __doc__)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
