@@ -75,6 +75,15 @@ LEVELS = (0.8, 0.9, 0.95)
 PHOTONS = (3.0, 10.0, 30.0)
 READ_NOISE, BACKGROUND, OFFSET = 1.5, 2.0, 100.0
 TRUTH_SMOOTHING = 1.0  # px: the re-acquired images' truth is the real image with its pixel noise smoothed away
+# held out of every bundled model's training (docs/training.md): (label, path under DIR, channel or None)
+HELD_OUT = (
+    ("neuron", "neubias_training_resources/xy_16bit__rat_hippocampal_neuron.tif", None),
+    ("nuclei (golgi image)", "neubias_training_resources/xyc_16bit__nuclei_golgi.tif", 0),
+    ("Golgi", "neubias_training_resources/xyc_16bit__nuclei_golgi.tif", 1),
+    ("COVID IF", "bioimageio_covid_if", None),
+)
+LYSOSOME = "bohuang_lysosome_timelapse"
+FRAME_NOISE_SEED = 5  # the dither of integer frame differences (frame_noise)
 
 
 def real_data_parser(name: str, doc: str) -> argparse.ArgumentParser:
@@ -85,15 +94,6 @@ def real_data_parser(name: str, doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     return parser
-# held out of every bundled model's training (docs/training.md): (label, path under DIR, channel or None)
-HELD_OUT = (
-    ("neuron", "neubias_training_resources/xy_16bit__rat_hippocampal_neuron.tif", None),
-    ("nuclei (golgi image)", "neubias_training_resources/xyc_16bit__nuclei_golgi.tif", 0),
-    ("Golgi", "neubias_training_resources/xyc_16bit__nuclei_golgi.tif", 1),
-    ("COVID IF", "bioimageio_covid_if", None),
-)
-LYSOSOME = "bohuang_lysosome_timelapse"
-FRAME_NOISE_SEED = 5  # the dither of integer frame differences (frame_noise)
 
 
 def _read(path: Path) -> np.ndarray:
