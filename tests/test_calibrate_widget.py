@@ -21,6 +21,7 @@ def errors(monkeypatch):
     return messages
 
 
+@pytest.mark.computation
 def test_calibrate_saves_a_new_model_that_denoise_uses_for_intervals(make_napari_viewer, qtbot, errors, tiny_checkpoint,
                                                                      tmp_path):
     viewer = make_napari_viewer()
@@ -218,6 +219,7 @@ def test_calibrate_without_a_truth_calibrates_against_a_second_acquisition(make_
     assert "Second: self-calibrated: residuals against a second acquisition" in source
 
 
+@pytest.mark.computation
 def test_denoise_calibrates_against_a_second_acquisition_the_user_points_to(make_napari_viewer, qtbot, errors,
                                                                            tiny_checkpoint):
     """Two acquisitions of one field as two layers: the form offers the other layers of the image's shape
@@ -288,6 +290,7 @@ def test_denoise_keeps_a_calibration_the_user_made(make_napari_viewer, qtbot, er
     assert not errors, errors
 
 
+@pytest.mark.computation
 def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, qtbot, errors, tiny_checkpoint):
     """The tiny model has no calibration at all: with the box on, the run calibrates on the layer
     (frame 1 recorrupted, and against the mean of frames 0 and 2 of its T axis) and then gives

@@ -24,6 +24,7 @@ def setup(paired_train_widget):
     return viewer, w
 
 
+@pytest.mark.computation
 def test_training_on_two_layers_adds_the_model_to_the_denoise_widget(setup, qtbot, errors, tmp_path):
     viewer, w = setup
     denoiser = DenoiseWidget(viewer)
@@ -136,6 +137,7 @@ def test_a_second_run_writes_a_new_file_and_keeps_the_first(make_napari_viewer, 
                                                                      "mine-2.safetensors"]
 
 
+@pytest.mark.computation
 def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_path, qtbot, monkeypatch, with_std):
     from napari_diffdenoise._widgets import train as train_module
     from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget

@@ -114,6 +114,7 @@ def test_image_choices_follow_the_layer_list(widget):
     assert list(w.image.choices) == []
 
 
+@pytest.mark.computation
 def test_plugin_contributes_the_widget_and_sample(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-diffdenoise", "Denoise")
@@ -280,6 +281,7 @@ def test_preview_is_one_sample_of_the_plane_on_view_and_is_replaced(widget, nois
     assert not np.array_equal(viewer.layers["cells [preview z=0]"].data, first) and not errors
 
 
+@pytest.mark.computation
 def test_preview_of_a_model_with_a_mean_head_is_one_pass_and_ddpm_previews_with_ddim(make_napari_viewer, qtbot,
                                                                                      errors, monkeypatch):
     viewer = make_napari_viewer()
@@ -368,6 +370,7 @@ def test_presets_set_steps_and_samples_and_progress_reaches_napari(widget, noisy
     assert reports[-1][0] == 1.0 and w._activity is None  # closed when done
 
 
+@pytest.mark.computation
 def test_the_widefield_sample_prefills_its_psf_and_image(make_napari_viewer, errors):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-diffdenoise", "widefield_stack")
@@ -618,6 +621,7 @@ def test_a_hot_pixel_is_said_in_the_status_and_the_form_offers_to_replace_it(wid
     assert viewer.layers["hot [mean]"].data[30, 30] < 1000 and not errors
 
 
+@pytest.mark.computation
 def test_a_stack_whose_axes_are_guessed_is_said_so_after_a_calibration_on_it(widget, qtbot, errors):
     """A 3D layer without axis labels is read as ZYX, so the calibration cannot pair a time series'
     frames: where its planes look like views of one field the status says so and what to type, and
