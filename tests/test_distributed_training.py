@@ -54,3 +54,15 @@ def test_each_rank_takes_its_own_equal_slice_of_the_global_batch():
     assert all(len(p) == 2 for p in parts)
     with pytest.raises(ValueError, match="batch_size \\(6\\) must be a multiple of the number of processes \\(4\\)"):
         rank_slice(6, 0, 4)
+
+
+def test_a_reduction_over_nccl_lies_on_this_ranks_gpu_and_over_gloo_on_the_cpu(monkeypatch):
+    """NCCL refuses CPU tensors ("No backend type associated with device type cpu"): the loss averaged over
+    ranks on GPUs must be put on the rank's GPU, which no CPU test can launch, so the choice is tested."""
+    import torch
+
+    from napari_diffdenoise.core.training.distributed import collective_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert collective_device("nccl") == torch.device("cuda", 3)
+    assert collective_device("gloo") == torch.device("cpu")

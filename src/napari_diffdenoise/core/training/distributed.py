@@ -54,13 +54,19 @@ def rank_slice(batch_size: int, rank: int, world_size: int) -> slice:
     return slice(rank * part, (rank + 1) * part)
 
 
+def collective_device(backend: str) -> torch.device:
+    """Where a tensor must lie for a collective of ``backend``: NCCL reduces CUDA tensors only (a CPU
+    tensor raises "No backend type associated with device type cpu"), on this rank's GPU; gloo, CPU ones."""
+    return torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+
+
 def mean_over_ranks(value: float) -> float:
-    rank, size = world()
+    _, size = world()
     if size == 1:
         return value
     import torch.distributed as dist
 
-    tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = torch.tensor([value], dtype=torch.float64, device=collective_device(dist.get_backend()))
     dist.all_reduce(tensor)
     return float(tensor.item()) / size
 
