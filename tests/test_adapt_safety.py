@@ -325,3 +325,26 @@ def test_what_adapting_costs_after_its_steps_counts_the_judged_frames(headed):
         alone = after_steps_cost(headed, single, patch_size=32)
         assert alone.frames == 0 and alone.judging.seconds == 0 and alone.seconds == alone.recalibrating.seconds
     assert after_steps_cost(headed, stack, patch_size=96).frames == 0  # 128² frames hold no 96 px patch and strip
+
+
+def test_adapting_on_a_device_judges_and_recalibrates_on_it_too(headed, monkeypatch):
+    """The device adapt is given is where its refinement judge and its recalibration restore: before, they
+    restored on "auto" (a GPU beside `--device cpu`, the first GPU beside `cuda:1`). No GPU here: the judge's
+    runs are read off, and a device that is not here must be refused by the recalibration, not ignored."""
+    from napari_diffdenoise.core.run import restore
+    from napari_diffdenoise.core.training.adapt import iter_recalibrate
+
+    _, frame = scene(4)
+    stack = np.stack([frame(k) for k in range(14)])
+    devices = []
+    real_denoise = restore.denoise
+
+    def recorded(*args, **kwargs):
+        devices.append(kwargs.get("device"))
+        return real_denoise(*args, **kwargs)
+
+    monkeypatch.setattr(restore, "denoise", recorded)
+    result, _ = drive(iter_adapt(headed, stack, steps=2, **OPTIONS))
+    assert result.decision["mean_refinement"]["frames"] >= 2 and devices and set(devices) == {"cpu"}
+    with pytest.raises(ValueError, match="device 'cuda:7' is not available here"):
+        drive(iter_recalibrate(headed, stack[:3], device="cuda:7"))

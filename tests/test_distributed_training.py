@@ -66,3 +66,11 @@ def test_a_reduction_over_nccl_lies_on_this_ranks_gpu_and_over_gloo_on_the_cpu(m
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
     assert collective_device("nccl") == torch.device("cuda", 3)
     assert collective_device("gloo") == torch.device("cpu")
+
+
+def test_several_processes_on_an_apple_gpu_are_refused_before_joining(monkeypatch):
+    from napari_diffdenoise.core.training.distributed import init_from_env
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"device: training on several processes .*\(device='mps'\)"):
+        init_from_env("mps")

@@ -1,5 +1,7 @@
 """precision='bfloat16': the networks compute in bfloat16 (autocast), the maps stay within a stated
 tolerance of float32's, and the run says so in its record."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,54 @@ def test_bfloat16_on_a_cpu_without_bf16_arithmetic_warns_that_it_is_slower(tiny_
         warnings.simplefilter("error")
         make_settings(tiny_model, precision="bfloat16", device="cpu")
         make_settings(tiny_model, device="cpu")
+
+
+def test_float32_runs_enter_no_autocast_which_torch_before_2_5_refuses_on_apple_gpus(monkeypatch):
+    """torch < 2.5 raises for torch.autocast("mps", …) even with enabled=False: a float32 run must not call it."""
+    from napari_diffdenoise.core.model.devices import bfloat16_autocast
+
+    def refused(device_type, **_):
+        raise RuntimeError(f"User specified an unsupported autocast device_type '{device_type}'")
+
+    monkeypatch.setattr(torch, "autocast", refused)
+    with bfloat16_autocast(torch.device("mps"), False):
+        pass
+    with pytest.raises(RuntimeError, match="unsupported autocast device_type 'mps'"):
+        bfloat16_autocast(torch.device("mps"), True)
+
+
+def test_a_v_prediction_keeps_gamma_in_float32_under_bfloat16(tiny_model):
+    """ε̂ = √(1 − γ)·y_t + √γ·v̂: with γ rounded to bfloat16 (steps of 2⁻⁸ below 1) γ = 0.999 read as 1 and
+    the y_t term vanished at the least noisy steps."""
+    import dataclasses
+
+    model = dataclasses.replace(tiny_model, prediction="v")
+    model.network = lambda y, gamma, cond=None: torch.zeros_like(y, dtype=torch.bfloat16)  # v̂ = 0
+    y_t = torch.ones(1, 1, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eps = model.predict_eps(y_t, torch.tensor([0.999]))
+    np.testing.assert_allclose(eps.float().numpy(), np.sqrt(0.001), rtol=1e-3)
+
+
+def test_bfloat16_on_a_gpu_older_than_ampere_warns(monkeypatch):
+    from napari_diffdenoise.core.run import run_settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    with pytest.warns(UserWarning, match=r"compute capability 7\.0, below 8\.0"):
+        run_settings._precision_rule("bfloat16", torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_settings._precision_rule("bfloat16", torch.device("cuda", 0))
+        run_settings._precision_rule("float32", torch.device("cuda", 0))
+
+
+def test_the_current_gpu_is_named_by_its_index(monkeypatch):
+    """Models copied to a device are kept per device name: "cuda" would name whichever GPU is current."""
+    from napari_diffdenoise.core.model.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")

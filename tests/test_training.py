@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -211,3 +213,17 @@ def test_the_best_weights_are_written_only_with_a_checkpoint(tiny_model, pairs, 
     losses = {r["step"]: r["val_loss"] for r in load_model(path).provenance["history"] if "val_loss" in r}
     # the weights of the lowest validation loss, as they were at that step (not at the checkpoint's)
     assert best["best_val_loss"] == min(losses.values()) == losses[best["step"]]
+
+
+def test_worker_processes_started_by_spawning_as_on_macos_and_windows(pairs, monkeypatch):
+    """macOS and Windows start data workers by spawning, which pickles what each worker runs (a lambda as
+    its set-up failed there: "Can't pickle local object"); Linux forks, so the test above cannot see it."""
+    loader = torch.utils.data.DataLoader
+    monkeypatch.setattr(torch.utils.data, "DataLoader",
+                        lambda *args, **kwargs: loader(*args, **kwargs, multiprocessing_context="spawn"))
+    schedule = NoiseSchedule("cosine", 50)
+    config = TrainConfig(steps=3, batch_size=2, patch_size=16)
+    spawned = list(step_batches(pairs, schedule, dataclasses.replace(config, data_workers=1)))
+    for a, b in zip(step_batches(pairs, schedule, config), spawned, strict=True):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)

@@ -100,7 +100,8 @@ def _adapt_job(model, noisy, options, output, axes=None, plan=None):
                                        options["patch_size"])
         result = yield from iter_adapt(model, noisy, **options)
         yield RECALIBRATING
-        adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"), axes=axes)
+        adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"), axes=axes,
+                                              device=options.get("device", "auto"))
         adapted.name = output.stem
         save_checkpoint(adapted, output)
         return None

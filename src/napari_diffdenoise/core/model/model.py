@@ -103,7 +103,9 @@ class DiffusionModel:
         out = self.network(y_t, gamma, cond if self.kind == "paired" else None)
         if self.prediction == "eps":
             return out
-        g = gamma.to(out.dtype).view(-1, 1, 1, 1)
+        # in float32 whatever the network ran in: γ rounded to bfloat16 (steps of 2⁻⁸ below 1) reads 0.999 as 1
+        # and drops the √(1 − γ)·y_t term at the least noisy steps
+        g = gamma.float().view(-1, 1, 1, 1)
         return (1 - g).sqrt() * y_t + g.sqrt() * out  # ε from v (Salimans & Ho 2022, §4)
 
     def predict_mean(self, noisy: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..imaging.tiling import TILE_STRETCH, make_tiles
+from .devices import bfloat16_autocast
 from .model import DiffusionModel
 
 
@@ -66,7 +67,7 @@ class TiledEpsilon:
             part = torch.cat(crops).contiguous(memory_format=torch.channels_last)
             c = torch.cat(conds).contiguous(memory_format=torch.channels_last) if conds else None
             gammas = torch.full((len(part),), gamma, device=y.device)
-            with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+            with bfloat16_autocast(y.device, self.bfloat16):
                 eps = self.model.predict_eps(part, gammas, c)[..., :h, :w]
             eps = eps.to(out.dtype)  # blended and stepped in the state's own precision
             self.evaluations += 1

@@ -26,6 +26,7 @@ import torch
 from ..imaging.normalization import IntensityMap
 from ..imaging.pilot_wiener import ALWAYS, IF_BRIGHT, decided
 from ..imaging.tiling import TILE_STRETCH, tile_grid
+from ..model.devices import bfloat16_autocast
 from ..model.model import DiffusionModel
 from .bright_pass import expected_boxes
 from .cpu_share import free_threads, torch_threads
@@ -146,7 +147,7 @@ def seconds_per_pixel(model: DiffusionModel, settings: Settings, network: str = 
         y, cond = plane(1), plane(net.config.cond_channels) if net.config.cond_channels else None
         gamma = torch.full((batch,), 0.5, device=settings.device)
         seconds = []
-        bfloat16 = torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16")
+        bfloat16 = bfloat16_autocast(settings.device, settings.precision == "bfloat16")
         with torch.inference_mode(), bfloat16, torch_threads(key[-1]):  # the threads a run would take now
             for _ in range(warm_up):
                 check_stop()

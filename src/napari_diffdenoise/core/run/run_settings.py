@@ -111,6 +111,13 @@ def _precision_rule(precision: str, device: torch.device) -> None:
     if precision == "bfloat16" and device.type == "mps":
         raise ValueError("precision='bfloat16' runs on the CPU or a CUDA GPU; use precision='float32' on an Apple GPU "
                          "(device='mps')")
+    if (precision == "bfloat16" and device.type == "cuda" and torch.cuda.is_available()
+            and torch.cuda.get_device_capability(device)[0] < 8):
+        # before Ampere, GPUs have no bfloat16 arithmetic: older torch refuses it mid-run, newer torch emulates it
+        warnings.warn(f"precision='bfloat16' on a GPU without bfloat16 arithmetic (compute capability "
+                      f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}, below 8.0): it is emulated "
+                      "(slower than float32) or refused by older torch; use precision='float32'", UserWarning,
+                      stacklevel=2)
     if precision == "bfloat16" and device.type == "cpu" and not cpu_has_bfloat16():
         # allowed (the maps are the same), but a run the user asked to be faster would be several times slower
         warnings.warn("precision='bfloat16' on this CPU, which has no bfloat16 arithmetic (AVX-512 BF16 or AMX): "

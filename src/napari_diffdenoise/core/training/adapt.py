@@ -264,7 +264,7 @@ def iter_adapt(
     if judges_refinement(adapted, held, strips_only):
         train_loss = history[-1].get("train_loss", float("nan"))
         versus = model if kept == "adapted" and parent_refines else None
-        judged = yield from relay(iter_refinement_judge(adapted, planes, held, noise, seed, versus),
+        judged = yield from relay(iter_refinement_judge(adapted, planes, held, noise, seed, versus, device),
                                   lambda done: AdaptProgress(step, steps, train_loss, last_val,
                                                              round(time.perf_counter() - t0, 2), judged=done))
         adapted.mean_refinement = ALWAYS if judged["refined"] else unjudged
@@ -320,7 +320,9 @@ def adapt(
 ) -> DiffusionModel:
     """A copy of ``model`` adapted to ``noisy`` (a 2D plane, a 3D stack or a list of them) in
     ``minutes`` of training (or exactly ``steps`` steps, which makes it deterministic under
-    ``seed``), from the noisy images alone. See the module docstring for the method.
+    ``seed`` on the CPU; on a CUDA GPU cuDNN's gradient kernels sum in an order that varies, so two runs may
+    differ in their last bits and a keep-or-drop verdict this close can flip), from the noisy images alone.
+    See the module docstring for the method.
 
     The adapted mean head is kept only when a held-out criterion with no fitted noise in it shows
     it better than the bundled one; otherwise the returned copy carries the bundled head (and its
@@ -347,8 +349,8 @@ def adapt(
             raise Cancelled("adaptation was cancelled")
         adapted = result.model
         if recalibrate:  # a calibration restores a budget of the image: it can take minutes, and stops like the rest
-            adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed, options.get("time_series"), axes),
-                                       cancel=cancel)
+            adapted, cancelled = drive(iter_recalibrate(adapted, noisy, seed, options.get("time_series"), axes,
+                                                         options.get("device", "auto")), cancel=cancel)
             if cancelled:
                 raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
     return adapted
@@ -391,7 +393,7 @@ def recalibration_axes(noisy, time_series: bool | None = None, axes: str | None 
 
 
 def iter_recalibrate(model: DiffusionModel, noisy, seed: int = 0, time_series: bool | None = None,
-                     axes: str | None = None):
+                     axes: str | None = None, device: str = "auto"):
     """Calibrate ``model``'s default settings on ``noisy`` alone, against its real error there: the
     residuals of recorrupted pairs of ``noisy`` (calibration's ``without_truth="residuals"``,
     core.calibration.self_calibration, which fits the camera noise to ``noisy`` itself). Where
@@ -399,8 +401,9 @@ def iter_recalibrate(model: DiffusionModel, noisy, seed: int = 0, time_series: b
     adapt_criteria.series_pairs), also against its neighbouring frames, the wider interval taken at
     each level — what the Denoise widget and the CLI do with a T axis
     (self_calibration.iter_calibrate_on_data); given ``axes`` (:func:`recalibration_axes`), by those.
-    A generator yielding the restoration's progress; returns the calibrated model."""
-    settings = calibration_settings(model, DEFAULT_SAMPLER_SETTINGS)
+    ``device``: where it restores (adapt's own). A generator yielding the restoration's progress; returns the
+    calibrated model."""
+    settings = calibration_settings(model, {**DEFAULT_SAMPLER_SETTINGS, "device": device})
     axes = recalibration_axes(noisy, time_series, axes)
     if axes is not None:
         run = yield from iter_calibrate_on_data(model, noisy, axes, seed=seed, split_seed=seed, **settings)

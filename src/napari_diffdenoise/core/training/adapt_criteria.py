@@ -274,7 +274,7 @@ def _series_figures(differences: list[float]) -> dict:
 
 
 def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNoise, seed: int = 0,
-                          parent: DiffusionModel | None = None):
+                          parent: DiffusionModel | None = None, device: str = "auto"):
     """Whether refining the mean head's [mean] (core.imaging.pilot_wiener) is shown better on a series' held-out
     frames: each frame t's centre window (at most REFINEMENT_WINDOW²) restored as a run restores a plane (the
     [mean] alone, unrefined) and refined as a run refines it; both scored by their MSE to frames t ± 1
@@ -288,7 +288,7 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
     ``better`` where lower by KEEP_MARGIN_SE standard errors — an adapted head that beats the parent's head may not
     beat the parent's refined [mean].
     Yields (frames judged, frames to judge) after each frame: a few seconds each, which adapt shows and can stop
-    between."""
+    between. ``device``: where the windows are restored (adapt's own)."""
     from ..imaging.camera_noise import estimate_noise
     from ..imaging.pilot_wiener import refine_mean
     from ..run.restore import denoise
@@ -299,9 +299,10 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
         rows, cols = refinement_window(planes[t].shape)
         corner, size = (rows.start, cols.start), rows.stop - rows.start
         frame = np.asarray(planes[t][rows, cols], dtype=np.float64)
-        mean = denoise(frame, unrefined, seed=seed, **JUDGE_RUN).mean.astype(np.float64)
+        mean = denoise(frame, unrefined, seed=seed, device=device, **JUDGE_RUN).mean.astype(np.float64)
         refined = refine_mean(frame, mean, estimate_noise([frame]))
-        reference = None if parent is None else denoise(frame, parent, seed=seed, **JUDGE_RUN).mean.astype(np.float64)
+        reference = (None if parent is None else
+                     denoise(frame, parent, seed=seed, device=device, **JUDGE_RUN).mean.astype(np.float64))
         target, agree = _registered_window(planes, t, others, corner, size, noise)
         half = size // 2
         for rows in (slice(0, half), slice(half, size)):

@@ -22,6 +22,9 @@ def init_from_env(device: str = "auto") -> str:
         return device
     import torch.distributed as dist
 
+    if str(device).startswith("mps"):  # gloo carries CPU tensors only, and NCCL needs CUDA
+        raise ValueError("device: training on several processes (torchrun) runs on CUDA GPUs or on CPUs; "
+                         "on an Apple GPU (device='mps') train in one process")
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda") or str(device).startswith("cuda")
     if not dist.is_initialized():

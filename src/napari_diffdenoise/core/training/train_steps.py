@@ -69,6 +69,12 @@ class _StepBatches(torch.utils.data.IterableDataset):
             yield draw_step(self.source, self.schedule, self.config, step)
 
 
+def _one_thread(_worker: int) -> None:
+    """A data worker's set-up: each worker is one simulator process, where torch threads would only compete.
+    A module-level function, not a lambda: macOS and Windows start workers by spawning, which pickles it."""
+    torch.set_num_threads(1)
+
+
 def step_batches(source: PairSource, schedule, config: TrainConfig, start: int = 0):
     """Yields :func:`draw_step` for steps ``start …`` in order, from ``config.data_workers``
     processes when that is > 0."""
@@ -79,8 +85,7 @@ def step_batches(source: PairSource, schedule, config: TrainConfig, start: int =
     loader = torch.utils.data.DataLoader(
         _StepBatches(source, schedule, config, start), batch_size=None, num_workers=config.data_workers,
         prefetch_factor=4, persistent_workers=False,
-        # each worker is one simulator process; torch threads in it would only compete
-        worker_init_fn=lambda _: torch.set_num_threads(1),
+        worker_init_fn=_one_thread,
     )
     for noisy, clean, gammas, eps in loader:
         yield noisy.numpy(), clean.numpy(), gammas.numpy(), eps.numpy()
