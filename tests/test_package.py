@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -258,3 +259,25 @@ def test_the_map_registry_is_public_api_and_documented():
     assert {"register_map", "LayerStyle"} <= set(napari_diffdenoise.__all__)
     api = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
     assert "::: napari_diffdenoise.register_map" in api and "::: napari_diffdenoise.LayerStyle" in api
+
+
+def test_train_and_adapt_refuse_an_output_that_is_one_of_their_inputs(tmp_path, tiny_checkpoint):
+    """With --overwrite and its clean image as --out, train wrote its checkpoint over that image; the output
+    must be a .safetensors file none of the run's inputs is, whatever --overwrite says."""
+    noisy = np.random.default_rng(0).poisson(5, (80, 80)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "n.tif", noisy)
+    tifffile.imwrite(tmp_path / "c.tif", noisy)
+    before = (tmp_path / "c.tif").read_bytes()
+    common = ["--steps", "2", "--batch-size", "2", "--patch-size", "32", "--overwrite"]
+    assert main(["train", "--noisy", str(tmp_path / "n.tif"), "--clean", str(tmp_path / "c.tif"), "--model",
+                 str(tiny_checkpoint), "--out", str(tmp_path / "c.tif"), *common]) == 2
+    taken = tmp_path / "taken.safetensors"
+    taken.write_bytes(Path(tiny_checkpoint).read_bytes())
+    assert main(["train", "--clean", str(tmp_path / "c.tif"), "--model", str(taken), "--out", str(taken),
+                 *common]) == 2  # the model it starts from
+    assert main(["adapt", str(tmp_path / "n.tif"), "--model", str(taken), "--out", str(taken), "--overwrite",
+                 "--steps", "1"]) == 2
+    assert (tmp_path / "c.tif").read_bytes() == before
+    assert taken.read_bytes() == Path(tiny_checkpoint).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p != Path(tiny_checkpoint)) == [
+        "c.tif", "n.tif", "taken.safetensors"]

@@ -398,6 +398,24 @@ def _read_stack(paths: list[str] | None):
     return None if not paths else [read_image(p)[0] for p in paths]
 
 
+def checkpoint_out(out: str | Path, inputs, overwrite: bool) -> Path:
+    """``--out`` of a command that writes a checkpoint (train, adapt): a .safetensors file, none of the files
+    the run reads (``inputs``: images, a model file), and not one already there unless ``overwrite``. With
+    --overwrite and its input as --out, train once wrote its checkpoint over the clean image it trained on."""
+    from .core.training.run_files import best_path, state_path
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must end in .safetensors; got {out.name}")
+    written = {p.resolve() for p in (out, best_path(out), state_path(out))}
+    for given in inputs:
+        if given is not None and Path(given).exists() and Path(given).resolve() in written:
+            raise ValueError(f"--out {out} would write over {given}, which this run reads; choose another --out")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    return out
+
+
 def cmd_train(args) -> int:
     """Fine-tune (or train from scratch) on paired images, or on clean images with simulated noise.
     Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.training.distributed)."""
@@ -405,6 +423,8 @@ def cmd_train(args) -> int:
     from .core.training import distributed
     from .core.training.train_config import scaled_config
 
+    # (an existing --out without --overwrite or --resume: the training's own refusal names its best and state files)
+    checkpoint_out(args.out, [*(args.noisy or []), *(args.clean or []), args.model], True)
     args.device = distributed.init_from_env(args.device)
     main_rank = distributed.is_main()
 
@@ -436,11 +456,7 @@ def cmd_adapt(args) -> int:
     from .core.io.checkpoint import save_checkpoint
     from .core.training.adapt import adapt
 
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out must end in .safetensors; got {out.name}")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    out = checkpoint_out(args.out, [*args.noisy, args.model], args.overwrite)
     read = [read_image(p) for p in args.noisy]
     images = [image for image, _ in read]
     # one file whose axes it names: the recalibration takes each of its channels on its own, a T axis's frames too
