@@ -121,9 +121,23 @@ def test_a_half_written_plane_is_recomputed_and_finished_planes_are_not(tmp_path
     np.testing.assert_array_equal(np.asarray(read_maps(out)[0]["mean"][...]), reference)
     with pytest.raises(ValueError, match="other settings.*--overwrite"):
         denoise_to_zarr(tmp_path / "in.ome.zarr", out, str(tiny_checkpoint), **{**SETTINGS, "seed": 5})
-    (tmp_path / "not-ours.zarr").mkdir()
-    with pytest.raises(ValueError, match="not a napari-diffdenoise result"):
-        denoise_to_zarr(tmp_path / "in.ome.zarr", tmp_path / "not-ours.zarr", str(tiny_checkpoint), **SETTINGS)
+    # a folder holding anything else is never replaced, --overwrite or not (it once emptied a user's folder)
+    (tmp_path / "not-ours.zarr" / "sub").mkdir(parents=True)
+    (tmp_path / "not-ours.zarr" / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="not a napari-diffdenoise result; it is not replaced even with"):
+            denoise_to_zarr(tmp_path / "in.ome.zarr", tmp_path / "not-ours.zarr", str(tiny_checkpoint), **SETTINGS,
+                            overwrite=overwrite)
+    assert (tmp_path / "not-ours.zarr" / "notes.txt").read_text() == "mine" and (tmp_path / "not-ours.zarr" / "sub").is_dir()
+    # an empty folder is written into; a store cut off before its record is replaced when asked
+    (tmp_path / "empty.zarr").mkdir()
+    denoise_to_zarr(tmp_path / "in.ome.zarr", tmp_path / "empty.zarr", str(tiny_checkpoint), **SETTINGS)
+    np.testing.assert_array_equal(np.asarray(read_maps(tmp_path / "empty.zarr")[0]["mean"][...]), reference)
+    zarr.open_group(str(tmp_path / "cut.zarr"), mode="w").create_group("mean")
+    with pytest.raises(ValueError, match="cut off before it began; pass --overwrite"):
+        denoise_to_zarr(tmp_path / "in.ome.zarr", tmp_path / "cut.zarr", str(tiny_checkpoint), **SETTINGS)
+    denoise_to_zarr(tmp_path / "in.ome.zarr", tmp_path / "cut.zarr", str(tiny_checkpoint), **SETTINGS, overwrite=True)
+    np.testing.assert_array_equal(np.asarray(read_maps(tmp_path / "cut.zarr")[0]["mean"][...]), reference)
 
 
 def test_a_killed_run_resumes_without_recomputing_finished_planes(tmp_path, tiny_checkpoint):

@@ -70,13 +70,19 @@ class MapStore:
 
         path = Path(path)
         fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back: lists, not tuples
+        if path.is_dir() and not any(path.iterdir()):  # an empty folder to write into: nothing there to lose
+            path.rmdir()
         if path.exists():
             previous = _read_fingerprint(path)
             if previous == fingerprint and not overwrite:
                 return cls(path, zarr.open_group(str(path), mode="r+"))
+            if previous is None and not _replaceable(path):
+                # --overwrite replaces a result of ours: it once emptied a user's folder that held other files
+                raise ValueError(f"{path} exists and is not a napari-diffdenoise result; it is not replaced even with "
+                                 "--overwrite (overwrite=True): choose another output, or move it away yourself")
             if not overwrite:
                 why = (_difference(previous, fingerprint) if previous is not None
-                       else "exists and is not a napari-diffdenoise result")
+                       else "holds a run of ours that was cut off before it began")
                 raise ValueError(f"{path} {why}; pass --overwrite (overwrite=True) to replace it, or choose "
                                  "another output")
             shutil.rmtree(path)
@@ -194,6 +200,13 @@ def _difference(previous: dict, now: dict) -> str:
                 "and resuming would mix planes of both")
     changed = sorted(k for k in set(previous) | set(now) if previous.get(k) != now.get(k))
     return f"holds a run with other settings ({', '.join(changed)} differ)"
+
+
+def _replaceable(path: Path) -> bool:
+    """Whether a folder with no run's record is still ours to replace: it holds only what :meth:`MapStore.open`
+    creates before it writes the record (a run cut off there)."""
+    ours = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "done", *MAPS}
+    return path.is_dir() and all(entry.name in ours for entry in path.iterdir())
 
 
 def _read_fingerprint(path: Path):
