@@ -281,3 +281,19 @@ def test_train_and_adapt_refuse_an_output_that_is_one_of_their_inputs(tmp_path, 
     assert taken.read_bytes() == Path(tiny_checkpoint).read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p != Path(tiny_checkpoint)) == [
         "c.tif", "n.tif", "taken.safetensors"]
+
+
+def test_a_folder_where_a_map_goes_is_refused_before_any_work_and_left_as_it_was(tmp_path, tiny_checkpoint):
+    """With --overwrite, a folder standing at a map's name was set aside under a hidden name after the maps were
+    written, and the run then failed (exit 2); a file given as --out failed only after the restoration."""
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
+    (tmp_path / "out" / "in_std.tif").mkdir(parents=True)
+    (tmp_path / "out" / "in_std.tif" / "inside.txt").write_text("mine")
+    run = ["denoise", str(tmp_path / "in.tif"), "--model", str(tiny_checkpoint), "--samples", "2", "--steps", "2"]
+    assert main([*run, "--out", str(tmp_path / "out"), "--overwrite"]) == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["in_std.tif"]  # no map, no hidden file
+    assert (tmp_path / "out" / "in_std.tif" / "inside.txt").read_text() == "mine"
+    (tmp_path / "a-file").write_text("mine")
+    assert main([*run, "--out", str(tmp_path / "a-file")]) == 2
+    assert main(["demo", "--samples", "2", "--steps", "2", "--out", str(tmp_path / "a-file")]) == 2
+    assert (tmp_path / "a-file").read_text() == "mine"

@@ -161,13 +161,6 @@ def output_stem(input_path: str | Path) -> str:
     return name
 
 
-def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    """Refuse, before any work, to replace files that exist unless ``overwrite``."""
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another --out")
-
-
 def cmd_demo(args) -> int:
     """Restore a bundled simulated sample and report the gain over the noisy input: the low-light
     stack with the ``demo`` model, or the blurred widefield stack with the ``widefield`` model,
@@ -198,7 +191,9 @@ def cmd_demo(args) -> int:
     psf = psf if SAMPLERS[args.sampler or model.default_sampler].needs_psf else None
     # the maps this run will make (core.io.maps), known before any work so that none is written over
     names = map_names(make_settings(model, spec=_run_from_args(args, psf)[0]))
-    _refuse_existing([out / f"{stem}_{n}.tif" for n in (*names, "noisy", "truth")]
+    from .core.io.tiff_maps import refuse_existing
+
+    refuse_existing([out / f"{stem}_{n}.tif" for n in (*names, "noisy", "truth")]
                      + [out / f"{stem}_overview.png", out / (f"{stem}_report.json" if stem != "sample" else "report.json")],
                      args.overwrite)
     print(f"sample: {noisy.shape[0]} planes of {noisy.shape[1]}×{noisy.shape[2]}, {what}", file=sys.stderr)

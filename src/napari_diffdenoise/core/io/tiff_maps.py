@@ -21,6 +21,24 @@ from .maps import MAPS
 RUN_KEY = "napari_diffdenoise"  # the run's metadata in a file's record
 
 
+def refuse_existing(paths, overwrite: bool) -> None:
+    """Refuse, before any work, to write ``paths`` (files in one or more folders): where a folder stands at a
+    file's name or in place of its folder, whatever ``overwrite`` says (a folder at a map's name was once set
+    aside under a hidden name after the maps were written, and the run failed then), and where files exist,
+    unless ``overwrite``."""
+    paths = [Path(p) for p in paths]
+    for folder in {p.parent for p in paths}:
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--out {folder} is a file, not a folder; choose a folder for the maps")
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise ValueError(f"{', '.join(folders)} is a folder where a map file goes; it is not replaced even with "
+                         "--overwrite: move it away, or choose another --out")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another --out")
+
+
 def replace_all(temps: list[Path], paths: list[Path]) -> None:
     """Rename each finished temporary file over its final name, all or none: a rename that fails half-way
     (a full disk, a file locked by another program) would otherwise leave new maps beside old ones.
@@ -78,10 +96,7 @@ class TiffMaps:
 
         folder = Path(folder)
         self.paths = [folder / f"{stem}_{name}.tif" for name in names]
-        existing = [str(p) for p in self.paths if p.exists()]
-        if existing and not overwrite:
-            raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose "
-                             "another --out")
+        refuse_existing(self.paths, overwrite)
         folder.mkdir(parents=True, exist_ok=True)
         self.names, self.dtypes, self.pixel = names, dtypes, pixel
         self.description = {"shape": [int(n) for n in shape], "axes": axes}
