@@ -297,3 +297,12 @@ def test_a_folder_where_a_map_goes_is_refused_before_any_work_and_left_as_it_was
     assert main([*run, "--out", str(tmp_path / "a-file")]) == 2
     assert main(["demo", "--samples", "2", "--steps", "2", "--out", str(tmp_path / "a-file")]) == 2
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_a_thread_count_out_of_range_is_refused_before_any_file_is_opened(tmp_path, tiny_checkpoint):
+    """--threads -2 failed after the maps' partial files were opened, and left them; 100 000 crashed OpenMP."""
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
+    for threads, out in (("-2", "a"), ("0", "b"), ("100000", "c.zarr")):
+        assert main(["denoise", str(tmp_path / "in.tif"), "--model", str(tiny_checkpoint), "--samples", "2",
+                     "--steps", "2", "--threads", threads, "--out", str(tmp_path / out)]) == 2
+        assert not (tmp_path / out).exists()

@@ -80,6 +80,17 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+MOST_THREADS = 1024  # torch threads per plane a run takes: OpenMP ran out of memory at 100 000 (and crashed once)
+
+
+def check_threads(threads) -> None:
+    """Refuse, before any file is opened, a thread count torch would fail on half-way (a count of 0 or below)
+    or OpenMP could not allocate."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= MOST_THREADS):
+        raise ValueError(f"threads (--threads) must be a whole number from 1 to {MOST_THREADS}; got {threads!r}")
+
+
 def check_output_apart(input_path, output_path, written=()) -> None:
     """Refuse an output that is the input, lies inside it or holds it: replacing the output (an
     overwrite, or the store being created) would delete or rewrite the image still being read.
@@ -182,6 +193,7 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
         raise ValueError("give workers (a local cluster) or scheduler (a running one), not both")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a whole number of at least 1; got {workers!r}")
+    check_threads(threads)
     check_output_apart(input_path, output_path)
     distributed = workers is not None or scheduler is not None
     if distributed and find_method(model) is not None:
@@ -221,6 +233,7 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | Non
     (pixel sizes, their units, channel names); by default the input's own, ``{}`` for none. In this
     process only, and not resumable. Returns (metadata, paths)."""
     settings_kwargs = run_keywords_given(denoise_to_tiff, model, spec, given)
+    check_threads(threads)
     check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif" for name in MAPS])
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     if pixel is None:
