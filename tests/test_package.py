@@ -306,3 +306,17 @@ def test_a_thread_count_out_of_range_is_refused_before_any_file_is_opened(tmp_pa
         assert main(["denoise", str(tmp_path / "in.tif"), "--model", str(tiny_checkpoint), "--samples", "2",
                      "--steps", "2", "--threads", threads, "--out", str(tmp_path / out)]) == 2
         assert not (tmp_path / out).exists()
+
+
+def test_a_coverage_out_of_range_is_refused_before_the_calibration_on_the_image(tmp_path, monkeypatch):
+    """--coverage 90 was refused only after tens of seconds of self-calibration."""
+    from napari_diffdenoise.core.calibration import on_image
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the calibration ran")
+
+    monkeypatch.setattr(on_image, "iter_model_for_files", not_reached)
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
+    for coverage in ("90", "0", "nan", "0.3"):
+        assert main(["denoise", str(tmp_path / "in.tif"), "--coverage", coverage, "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
