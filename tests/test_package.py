@@ -320,3 +320,18 @@ def test_a_coverage_out_of_range_is_refused_before_the_calibration_on_the_image(
     for coverage in ("90", "0", "nan", "0.3"):
         assert main(["denoise", str(tmp_path / "in.tif"), "--coverage", coverage, "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_the_library_refuses_a_coverage_its_calibration_on_the_image_cannot_give_before_calibrating(monkeypatch):
+    import pytest
+
+    from napari_diffdenoise import denoise
+    from napari_diffdenoise.core.calibration import on_image
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the calibration ran")
+
+    monkeypatch.setattr(on_image, "iter_calibrate_on_data", not_reached)
+    image = np.random.default_rng(0).poisson(5, (32, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"coverage \(--coverage\) must be between 0.5 and 0.99 for intervals calibrated"):
+        denoise(image, "demo", coverage=0.3)

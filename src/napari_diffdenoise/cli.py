@@ -303,14 +303,9 @@ def _intervals_model(args, keep: contextlib.ExitStack):
                              "--stored-calibration")
         print(f"intervals from the model's calibration: {_stored_source(model, args)}", file=sys.stderr)
         return args.model
-    # checked before the calibration, which takes tens of seconds, not after it
-    from .core.run.conformal import COVERAGE_GRID
-    from .core.run.run_spec import COVERAGE
+    from .core.calibration.on_image import check_coverage_on_image
 
-    COVERAGE.check(args.coverage, model.schedule)
-    if not COVERAGE_GRID[0] <= args.coverage <= COVERAGE_GRID[-1]:
-        raise ValueError(f"--coverage must be between {COVERAGE_GRID[0]:g} and {COVERAGE_GRID[-1]:g} for intervals "
-                         f"calibrated on the image (the levels its calibration measures); got {args.coverage:g}")
+    check_coverage_on_image(args.coverage)  # before the calibration's tens of seconds, not after them
     print(f"self-calibrating on {args.input}" + (f" and against {args.second} (a second acquisition of the same field)"
                                                   if args.second is not None else ""), file=sys.stderr)
     made, _ = drive(iter_model_for_files(model, args.input, settings, axes=args.axes, calibrate_on_image=True,

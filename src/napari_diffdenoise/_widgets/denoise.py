@@ -777,8 +777,10 @@ class DenoiseWidget(WorkerControls, Container):
         # the settings must be ones a calibration can measure (intervals are on by default: say how to leave them out)
         make_settings(model, **{**settings, "coverage": None})
         from ..core.calibration.calibration_run import calibration_request
+        from ..core.calibration.on_image import check_coverage_on_image
 
         try:
+            check_coverage_on_image(settings["coverage"])
             calibration_request(model, settings["coverage"], calibration_settings(model, settings))
         except ValueError as err:
             raise ValueError(f"{err}. Or set {COVERAGE.label} to 0: no intervals") from None

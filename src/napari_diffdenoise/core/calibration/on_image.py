@@ -26,7 +26,7 @@ from ..imaging.axes import infer_axes
 from ..io.checkpoint import load_model
 from ..run.batch import denoise_to_tiff as batch_denoise_to_tiff
 from ..run.batch import denoise_to_zarr as batch_denoise_to_zarr
-from ..run.conformal import Calibration
+from ..run.conformal import COVERAGE_GRID, Calibration
 from ..run.cpu_share import same_bits
 from ..run.driving import drive
 from ..run.methods import find_method
@@ -87,6 +87,15 @@ def _calibration_spec(model, settings: dict) -> RunSpec:
     return calibration_settings(model, spec=RunSpec(**{k: v for k, v in settings.items() if k != "coverage"}))
 
 
+def check_coverage_on_image(coverage: float) -> None:
+    """Refuse, before the calibration's tens of seconds, a run's coverage that a calibration on the image cannot
+    give: it measures the levels of COVERAGE_GRID, and a run interpolates between them."""
+    lo, hi = COVERAGE_GRID[0], COVERAGE_GRID[-1]
+    if not lo <= coverage <= hi:  # NaN too
+        raise ValueError(f"coverage (--coverage) must be between {lo:g} and {hi:g} for intervals calibrated on the "
+                         f"image (the levels its calibration measures); got {coverage:g}")
+
+
 def iter_denoise(image, model, settings: dict, axes: str | None = None, on_tile=None,
                  calibrate_on_image: bool | None = None, second=None):
     """:func:`denoise` as a generator (yields Progress; returns a Restoration) for run keywords ``settings``:
@@ -102,6 +111,7 @@ def iter_denoise(image, model, settings: dict, axes: str | None = None, on_tile=
                          "coverage, and calibrate_on_image left True or None")
     differ = calibrating = None
     if here:
+        check_coverage_on_image(settings["coverage"])
         started = time.perf_counter()
         axes_read = axes or infer_axes(np.ndim(image))
         model = (yield from iter_calibrate_on_data(model, image, axes_read, second,
