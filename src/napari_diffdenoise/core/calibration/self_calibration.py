@@ -41,7 +41,8 @@ left as error.
 Where it misses (docs/benchmarks/calibration_diagnosis.md, on real images re-acquired at low light):
 on a small image whose error is far below its noise (Golgi, 220×204 px at 3–10 photons) the one
 realisation of camera noise that every recorrupted draw shares moves each lag's product by 1–5× the
-error it should measure, so V scatters over 0.5–1.8 between acquisitions of one scene (truth 0.4);
+error it should measure, so V scatters over 0.09–0.99 at 3 photons and 0.46–1.63 at 10 between acquisitions of
+one scene (truth 0.32 and 0.61, the shipped demo);
 a better noise fit changes nothing there. At a few photons per pixel the photon noise is skewed, and
 Recorrupted-to-Recorrupted's pair, uncorrelated by construction, is then not independent: the
 restoration's curvature carries E[a²·b] = κ₃(n) − α·κ₃(s) into the products, so the draws s carry the
@@ -50,11 +51,11 @@ core.imaging.camera_noise); on Golgi at 3 photons V read 0.80 on average with Ga
 these (four acquisitions, truth about 0.35). Where the error holds pixel-scale texture of the scene that
 the restoration smoothed away (DSB nuclei at 30 photons: excusing that texture brings the coverage
 to 0.95, docs/benchmarks/real_calibration.md), V comes out half the truth's, a bias rather than noise
-(the products' own noise is ±0.05 V there): the extrapolation to lag 0 loses 31 % of it (applied to
-the true error of the same restorations, noise-free, it reads 0.69 of that error's V: the response's
-correlation length is 3.3 px, the error's 1.9 px) and the noisier recorrupted input another 13 %
-(docs/benchmarks/calibration_diagnosis.md). The response's length exceeds the error's on every
-re-acquired image there (by 8–71 %), but the loss stays within ±15 % elsewhere.
+(the products' own noise is ±0.05 V there): the extrapolation to lag 0 loses 36 % of it (applied to
+the true error of the same restorations, noise-free, it reads 0.64 of that error's V: the response's
+correlation length is 3.5 px, the error's 1.9 px) and the noisier recorrupted input another 21 %
+(docs/benchmarks/calibration_diagnosis.md, the shipped demo). The response's length exceeds the error's on every
+re-acquired image there (by 14–86 %), but the loss stays within ±23 % elsewhere.
 Split exactly into its terms (the estimator is bilinear in r = e + noise), the error's own products
 read within ±15 % of the truth's V in 45 of 60 quartiles of u there; the over-cover at 3–10 photons
 is the view noise's own products in the darkest quartile (up to +2.7 V: camera noise and draws each

@@ -19,8 +19,9 @@ axis, a chosen for that lag-1 correlation — and its variance is the camera's d
 camera fit misses of it: the fit reads the variance off second differences (core.imaging.camera_noise),
 which see var·(6 − 8ρ₁ + 2ρ₂)/6 of correlated noise. White s on such noise leaves ŷ and ȳ sharing its
 correlated part, and s too weak makes them correlate outright; on real images re-acquired with noise
-of lag-1 correlation 0.26 along both axes, white draws gave V below 0 on all 15 (the model's spread used,
-0.60–0.86 at 0.8) where coloured ones gave 0.78–0.89 (docs/benchmarks/noise_correlation.md)."""
+of lag-1 correlation 0.26 along both axes, white draws gave V below 0 on 14 of 15 (the model's spread used,
+0.21–0.77 at 0.8) where coloured ones gave 0.74–0.88, within ±0.05 at all three levels on 10 of 15
+(docs/benchmarks/noise_correlation.md, the shipped demo)."""
 from __future__ import annotations
 
 import math
