@@ -415,9 +415,9 @@ ROWS = [
     ("cli-param-text", "CLI", "--sampler-param steps=abc", lambda t: _cli(t, "denoise", "IN", "--out", "OUT",
      "--sampler-param", "steps=abc"), "exit 2", "steps must be a whole number"),
     ("cli-pixel-0", "CLI", "deconvolve --na 0.8 --pixel 0", lambda t: _cli(t, "deconvolve", "IN", "--na", "0.8",
-     "--pixel", "0", "--out", "OUT"), "exit 2", "--pixel must be positive; got 0"),
+     "--pixel", "0", "--out", "OUT"), "exit 2", "--pixel must be a positive number; got 0"),
     ("cli-psf-sigma-0", "CLI", "--psf-sigma 0", lambda t: _cli(t, "deconvolve", "IN", "--psf-sigma", "0", "--out",
-     "OUT"), "exit 2", "--psf-sigma must be positive; got 0"),
+     "OUT"), "exit 2", "--psf-sigma must be a positive number; got 0"),
     # issue 19: nothing lost
     ("cli-out-is-input", "CLI", "denoise in.zarr --out in.zarr --overwrite", _cli_out_is_input, "exit 2",
      "the output .*in.zarr is the input"),

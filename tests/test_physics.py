@@ -52,11 +52,26 @@ def test_richardson_lucy_sharpens_a_blurred_image():
 def test_bad_physics_inputs_are_refused():
     with pytest.raises(ValueError, match="NA"):
         airy_psf(2.0, 520, 65)
-    with pytest.raises(ValueError, match="positive"):
-        gaussian_psf(0)
+    for sigma in (0, -1, np.inf, 1e6):  # σ = 10⁶ px asked for a 931 TiB kernel
+        with pytest.raises(ValueError, match=r"PSF width σ \(--psf-sigma, psf_sigma\) must be above 0 and at most 20"):
+            gaussian_psf(sigma)
+    with pytest.raises(ValueError, match="the PSF would span .* check the optics"):
+        airy_psf(1.2, 520, 1e-6)
     with pytest.raises(ValueError, match="non-negative"):
         richardson_lucy(np.ones((16, 16)), -np.ones((3, 3)))
     with pytest.raises(ValueError, match="2 to 5 dimensions"):
         richardson_lucy(np.ones((2, 1, 2, 2, 16, 16)), gaussian_psf(1))
     tzyx = richardson_lucy(np.ones((2, 2, 16, 16)), gaussian_psf(1))  # any of T, C, Z before the plane
     assert tzyx.shape == (2, 2, 16, 16)
+
+
+def test_a_simulated_acquisition_refuses_what_no_camera_records():
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, NoiseModel
+
+    for bad in ({"peak_photons": np.nan}, {"peak_photons": 0}, {"psf_sigma": -1}, {"psf_sigma": np.inf},
+                {"read_noise": -1}):
+        with pytest.raises(ValueError, match="must be"):
+            Acquisition(**bad)
+    assert Acquisition(psf_sigma=0).psf_sigma == 0  # no blur
+    with pytest.raises(ValueError, match="PSF width"):
+        NoiseModel(psf_sigma=np.nan)

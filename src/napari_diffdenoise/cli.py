@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -81,8 +82,8 @@ def _psf_from_args(args):
 
     for name in ("pixel", "wavelength", "excitation", "pinhole", "na", "psf_sigma"):
         value = getattr(args, name, None)
-        if value is not None and not value > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive; got {value}")
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive number; got {value}")
     if args.na is not None and args.na > 1.7:
         raise ValueError(f"--na must be at most 1.7 (oil immersion); got {args.na}")
     if args.psf:
@@ -305,7 +306,7 @@ def _intervals_model(args, keep: contextlib.ExitStack):
         return args.model
     from .core.calibration.on_image import check_coverage_on_image
 
-    check_coverage_on_image(args.coverage)  # before the calibration's tens of seconds, not after them
+    check_coverage_on_image(args.coverage, model.schedule)  # before the calibration's tens of seconds, not after them
     print(f"self-calibrating on {args.input}" + (f" and against {args.second} (a second acquisition of the same field)"
                                                   if args.second is not None else ""), file=sys.stderr)
     made, _ = drive(iter_model_for_files(model, args.input, settings, axes=args.axes, calibrate_on_image=True,

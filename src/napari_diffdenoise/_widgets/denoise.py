@@ -780,7 +780,7 @@ class DenoiseWidget(WorkerControls, Container):
         from ..core.calibration.on_image import check_coverage_on_image
 
         try:
-            check_coverage_on_image(settings["coverage"])
+            check_coverage_on_image(settings["coverage"], model.schedule)
             calibration_request(model, settings["coverage"], calibration_settings(model, settings))
         except ValueError as err:
             raise ValueError(f"{err}. Or set {COVERAGE.label} to 0: no intervals") from None

@@ -87,9 +87,13 @@ def _calibration_spec(model, settings: dict) -> RunSpec:
     return calibration_settings(model, spec=RunSpec(**{k: v for k, v in settings.items() if k != "coverage"}))
 
 
-def check_coverage_on_image(coverage: float) -> None:
-    """Refuse, before the calibration's tens of seconds, a run's coverage that a calibration on the image cannot
-    give: it measures the levels of COVERAGE_GRID, and a run interpolates between them."""
+def check_coverage_on_image(coverage: float, schedule) -> None:
+    """Refuse, before the calibration's tens of seconds, a run's coverage that no run takes (RunSpec's COVERAGE) or
+    that a calibration on the image cannot give: it measures the levels of COVERAGE_GRID, and a run interpolates
+    between them. ``schedule``: the model's (the run parameters' checks take it)."""
+    from ..run.run_spec import COVERAGE
+
+    COVERAGE.check(coverage, schedule)
     lo, hi = COVERAGE_GRID[0], COVERAGE_GRID[-1]
     if not lo <= coverage <= hi:  # NaN too
         raise ValueError(f"coverage (--coverage) must be between {lo:g} and {hi:g} for intervals calibrated on the "
@@ -111,7 +115,7 @@ def iter_denoise(image, model, settings: dict, axes: str | None = None, on_tile=
                          "coverage, and calibrate_on_image left True or None")
     differ = calibrating = None
     if here:
-        check_coverage_on_image(settings["coverage"])
+        check_coverage_on_image(settings["coverage"], model.schedule)
         started = time.perf_counter()
         axes_read = axes or infer_axes(np.ndim(image))
         model = (yield from iter_calibrate_on_data(model, image, axes_read, second,

@@ -20,21 +20,39 @@ def _radius_grid(size: int) -> np.ndarray:
     return np.hypot(y, x).astype(np.float64)
 
 
+# px: the widest Gaussian PSF σ taken (restoring, simulating, training): wider is no in-focus PSF on a sensible pixel
+# grid, and σ = 10⁶ px asked for a 931 TiB kernel
+MOST_PSF_SIGMA = 20.0
+MOST_PSF_SIZE = 1025  # px a side: a PSF from the optics larger than this says the optics were mistyped
+
+
 def _odd_size(extent_px: float) -> int:
+    if not np.isfinite(extent_px) or 2 * np.ceil(extent_px) + 1 > MOST_PSF_SIZE:
+        raise ValueError(f"the PSF would span {extent_px:.3g} px each side of its centre, beyond {MOST_PSF_SIZE // 2}: "
+                         "check the optics (NA, wavelength and pixel size in nm, or the PSF width)")
     return int(2 * np.ceil(extent_px) + 1)
 
 
+def check_psf_sigma(sigma_px: float, allow_zero: bool = False) -> None:
+    """A Gaussian PSF's σ in pixels: finite, positive (or 0 where no blur is meant) and at most MOST_PSF_SIGMA."""
+    if not (np.isfinite(sigma_px) and (0 < sigma_px or (allow_zero and sigma_px == 0)) and sigma_px <= MOST_PSF_SIGMA):
+        accepted = f"from 0 (no blur) to {MOST_PSF_SIGMA:g} px" if allow_zero else f"above 0 and at most {MOST_PSF_SIGMA:g} px"
+        raise ValueError(f"the PSF width σ (--psf-sigma, psf_sigma) must be {accepted}; got {sigma_px}")
+
+
 def gaussian_psf(sigma_px: float, size: int | None = None) -> np.ndarray:
-    if sigma_px <= 0:
-        raise ValueError(f"the PSF width must be positive, got σ = {sigma_px}")
+    check_psf_sigma(sigma_px)
     r = _radius_grid(size or _odd_size(4 * sigma_px))
     return normalised(np.exp(-(r**2) / (2 * sigma_px**2)))
 
 
 def airy_psf(na: float, wavelength_nm: float, pixel_nm: float, size: int | None = None, oversample: int = 5) -> np.ndarray:
     """In-focus widefield PSF: I(r) = (2·J1(v)/v)², v = 2π·NA·r/λ, integrated over each pixel."""
-    if not 0 < na < 1.6:
-        raise ValueError(f"NA must be in (0, 1.6), got {na}")
+    if not 0 < na <= 1.7:  # the CLI's bound too: oil immersion
+        raise ValueError(f"NA (--na) must be above 0 and at most 1.7; got {na}")
+    if not (np.isfinite(wavelength_nm) and wavelength_nm > 0 and np.isfinite(pixel_nm) and pixel_nm > 0):
+        raise ValueError(f"the wavelength and the pixel size must be positive numbers of nm; got {wavelength_nm}, "
+                         f"{pixel_nm}")
     first_zero_px = 0.61 * wavelength_nm / na / pixel_nm
     size = size or _odd_size(3 * first_zero_px + 2)
     fine = _radius_grid(size * oversample) / oversample  # sub-pixel samples, in pixels

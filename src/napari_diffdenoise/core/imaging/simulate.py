@@ -157,6 +157,17 @@ class Acquisition:
     psf_sigma: float = 1.2  # Gaussian PSF σ in pixels (see gaussian_psf_sigma)
     offset: float = 100.0  # camera baseline (ADU), so values look like a real camera's
 
+    def __post_init__(self):
+        from .physics import check_psf_sigma
+
+        if not (np.isfinite(self.peak_photons) and self.peak_photons > 0):
+            raise ValueError(f"the photons at peak (--photons) must be a positive number; got {self.peak_photons}")
+        if not (np.isfinite(self.background_photons) and self.background_photons >= 0
+                and np.isfinite(self.read_noise) and self.read_noise >= 0):
+            raise ValueError("the background photons and the read noise must be numbers of at least 0; got "
+                             f"{self.background_photons}, {self.read_noise}")
+        check_psf_sigma(self.psf_sigma, allow_zero=True)
+
     def _convolved(self, density: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(density, self.psf_sigma, mode="reflect") if self.psf_sigma > 0 else density
 
@@ -222,8 +233,11 @@ class NoiseModel:
     psf_sigma: float = 0.0  # extra Gaussian blur of the noisy side, px (0: denoise only)
 
     def __post_init__(self):
-        if not 0 < self.photons[0] <= self.photons[1]:
+        from .physics import check_psf_sigma
+
+        if not (0 < self.photons[0] <= self.photons[1] and np.isfinite(self.photons[1])):
             raise ValueError(f"photon range must be positive and increasing, got {self.photons}")
+        check_psf_sigma(self.psf_sigma, allow_zero=True)
 
     def draw(self, rng: np.random.Generator) -> Acquisition:
         # no offset: both sides go through the noisy patch's percentile map, which takes any baseline away

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..imaging.physics import MOST_PSF_SIGMA
 from ..io.maps import DEFAULT_ENTROPY, ENTROPY_KINDS
 from ..model.model import MODEL_MEAN_ESTIMATORS
 from ..model.schedules import NoiseSchedule
@@ -215,7 +216,7 @@ PSF = RunParam("psf", object, None, optional=True, checked=False, label="PSF",
 # offers (a σ under 0.3 px is a single pixel; over 20 px no longer an in-focus lateral profile);
 # gaussian_psf takes any positive width.
 PSF_SIGMA = Param(
-    "psf_sigma", float, 1.5, 0.3, 20.0, step=0.1, label="PSF width (px)",
+    "psf_sigma", float, 1.5, 0.3, MOST_PSF_SIGMA, step=0.1, label="PSF width (px)",
     help="The Gaussian PSF's standard deviation σ in pixels; ≈ 0.21·λ/NA / pixel size for a widefield microscope "
          "(λ: the emission wavelength)")
 
