@@ -335,3 +335,11 @@ def test_the_library_refuses_a_coverage_its_calibration_on_the_image_cannot_give
     image = np.random.default_rng(0).poisson(5, (32, 32)).astype(np.float32)
     with pytest.raises(ValueError, match=r"coverage \(--coverage\) must be between 0.5 and 0.99 for intervals calibrated"):
         denoise(image, "demo", coverage=0.3)
+
+
+def test_a_file_that_is_not_a_tiff_is_named_in_the_message(tmp_path, capsys):
+    (tmp_path / "text.tif").write_text("hello, not an image")
+    (tmp_path / "empty.tif").write_bytes(b"")
+    for name in ("text.tif", "empty.tif"):
+        assert main(["denoise", str(tmp_path / name), "--out", str(tmp_path / "o")]) == 2
+        assert f"{tmp_path / name} cannot be read as a TIFF" in capsys.readouterr().err

@@ -177,7 +177,12 @@ def open_image(path, axes: str | None = None) -> ImageSource:
         return _open_zarr(path, axes)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
-        return _open_tiff(path, axes)
+        import tifffile
+
+        try:
+            return _open_tiff(path, axes)
+        except tifffile.TiffFileError as err:  # its own message names no file ("not a TIFF file: header=…")
+            raise ValueError(f"{path} cannot be read as a TIFF ({err})") from err
     if suffix in BIOIO_PLUGINS:
         return open_bioio(path, axes)
     if suffix == ".ims":
