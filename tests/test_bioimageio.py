@@ -55,3 +55,16 @@ def test_export_refuses_a_model_without_a_mean_head_and_never_overwrites(tiny_ch
     (tmp_path / "taken.zip").write_bytes(b"mine")
     assert main(["export", "--model", "demo", "--out", str(tmp_path / "taken.zip")]) == 2
     assert "already exists" in capsys.readouterr().err and (tmp_path / "taken.zip").read_bytes() == b"mine"
+
+
+def test_export_refuses_a_sample_it_cannot_make_a_test_from(headed, tmp_path):
+    """A 1×1 sample raised an IndexError, a NaN or constant one a validation error from deep in the spec."""
+    from napari_diffdenoise.core.io.bioimageio_export import export_bioimageio
+
+    multiple = headed.mean_network.config.size_multiple
+    for sample, message in ((np.ones((1, 1)), f"at least {multiple}×{multiple} px"),
+                            (np.full((64, 64), np.nan), "finite values that are not all equal"),
+                            (np.zeros((64, 64)), "finite values that are not all equal")):
+        with pytest.raises(ValueError, match=message):
+            export_bioimageio(headed, tmp_path / "m.zip", sample=sample)
+        assert not (tmp_path / "m.zip").exists()

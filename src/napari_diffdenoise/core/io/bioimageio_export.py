@@ -97,6 +97,12 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
     if sample.ndim != 2:
         raise ValueError(f"sample must be a 2D image; got shape {sample.shape}")
     multiple = model.mean_network.config.size_multiple
+    if min(sample.shape) < multiple:
+        raise ValueError(f"sample (--sample) must be at least {multiple}×{multiple} px, the network's size multiple; "
+                         f"got {sample.shape[0]}×{sample.shape[1]}")
+    if not np.isfinite(sample).all() or np.ptp(sample) == 0:
+        raise ValueError("sample (--sample) must hold finite values that are not all equal: the package's test "
+                         "output is the restoration of it, scaled by its own range")
     sample = sample[: sample.shape[0] - sample.shape[0] % multiple, : sample.shape[1] - sample.shape[1] % multiple]
     config = model.mean_network.config.to_dict()
     wrapper_kwargs = {"config": config, "gamma": model.mean_head_gamma, "value_range": list(model.value_range)}
