@@ -413,7 +413,7 @@ ROWS = [
      "bad.safetensors has an invalid noise schedule"),
     ("ckpt-pickle", "checkpoint", "a pickled PyTorch file", lambda t: _pickle(t), ValueError, "pickled"),
     ("cli-param-text", "CLI", "--sampler-param steps=abc", lambda t: _cli(t, "denoise", "IN", "--out", "OUT",
-     "--sampler-param", "steps=abc"), "exit 2", "steps must be a whole number"),
+     "--sampler-param", "steps=abc"), "exit 2", r"--steps \(steps\) must be a whole number"),
     ("cli-pixel-0", "CLI", "deconvolve --na 0.8 --pixel 0", lambda t: _cli(t, "deconvolve", "IN", "--na", "0.8",
      "--pixel", "0", "--out", "OUT"), "exit 2", "--pixel must be a positive number; got 0"),
     ("cli-psf-sigma-0", "CLI", "--psf-sigma 0", lambda t: _cli(t, "deconvolve", "IN", "--psf-sigma", "0", "--out",

@@ -343,3 +343,9 @@ def test_a_file_that_is_not_a_tiff_is_named_in_the_message(tmp_path, capsys):
     for name in ("text.tif", "empty.tif"):
         assert main(["denoise", str(tmp_path / name), "--out", str(tmp_path / "o")]) == 2
         assert f"{tmp_path / name} cannot be read as a TIFF" in capsys.readouterr().err
+
+
+def test_a_bad_run_setting_on_the_command_line_is_named_by_its_option(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
+    assert main(["denoise", str(tmp_path / "in.tif"), "--samples", "-1", "--out", str(tmp_path / "o")]) == 2
+    assert "error: --samples (n_samples) must be" in capsys.readouterr().err

@@ -642,12 +642,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def in_the_clis_words(message: str) -> str:
+    """A library message about a run setting, named by its keyword ("n_samples must be …"), with the option that
+    sets it on the command line (RunParam.flag): "--samples (n_samples) must be …"."""
+    from .core.run.run_spec import cli_settings
+
+    for setting in cli_settings():
+        if message.startswith(f"{setting.name} must be"):
+            return f"{setting.flag} ({setting.name}){message[len(setting.name):]}"
+    return message
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, OSError, TypeError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {in_the_clis_words(str(err))}", file=sys.stderr)
         return 2
 
 
