@@ -349,3 +349,16 @@ def test_a_bad_run_setting_on_the_command_line_is_named_by_its_option(tmp_path, 
     tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
     assert main(["denoise", str(tmp_path / "in.tif"), "--samples", "-1", "--out", str(tmp_path / "o")]) == 2
     assert "error: --samples (n_samples) must be" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_on_its_input_leaves_no_output_folder_behind(tmp_path):
+    image = np.random.default_rng(0).poisson(5, (32, 32)).astype(np.float32)
+    image[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", image)
+    assert main(["denoise", str(tmp_path / "nan.tif"), "--samples", "2", "--steps", "2",
+                 "--out", str(tmp_path / "a" / "b")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.tif"]
+    (tmp_path / "mine").mkdir()  # a folder the user made stays, empty or not
+    assert main(["denoise", str(tmp_path / "nan.tif"), "--samples", "2", "--steps", "2",
+                 "--out", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine").is_dir()

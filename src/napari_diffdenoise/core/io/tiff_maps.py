@@ -9,6 +9,8 @@ and, under :data:`RUN_KEY`, the run's metadata as JSON; :func:`read_record` read
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 from pathlib import Path
@@ -97,6 +99,8 @@ class TiffMaps:
         folder = Path(folder)
         self.paths = [folder / f"{stem}_{name}.tif" for name in names]
         refuse_existing(self.paths, overwrite)
+        # the folders this run makes, outermost first: a run that fails leaves none of them behind, empty
+        self.made = [p for p in (*reversed(folder.parents), folder) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
         self.names, self.dtypes, self.pixel = names, dtypes, pixel
         self.description = {"shape": [int(n) for n in shape], "axes": axes}
@@ -141,6 +145,9 @@ class TiffMaps:
                 pass
         for tmp in self.temps:
             tmp.unlink(missing_ok=True)
+        for made in reversed(self.made):  # innermost first; one that holds anything now is not ours alone
+            with contextlib.suppress(OSError):
+                made.rmdir()
 
 
 class TiffSink:
