@@ -10,7 +10,6 @@ and, under :data:`RUN_KEY`, the run's metadata as JSON; :func:`read_record` read
 from __future__ import annotations
 
 import contextlib
-
 import json
 import os
 from pathlib import Path
