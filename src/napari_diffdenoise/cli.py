@@ -84,8 +84,8 @@ def _psf_from_args(args):
         value = getattr(args, name, None)
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise ValueError(f"--{name.replace('_', '-')} must be a positive number; got {value}")
-    if args.na is not None and args.na > 1.7:
-        raise ValueError(f"--na must be at most 1.7 (oil immersion); got {args.na}")
+    if args.na is not None and args.na > physics.MOST_NA:
+        raise ValueError(f"--na must be at most {physics.MOST_NA:g} (oil immersion); got {args.na}")
     if args.psf:
         return np.squeeze(read_image(args.psf)[0])
     if args.na:

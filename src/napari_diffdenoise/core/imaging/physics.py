@@ -24,6 +24,7 @@ def _radius_grid(size: int) -> np.ndarray:
 # grid, and σ = 10⁶ px asked for a 931 TiB kernel
 MOST_PSF_SIGMA = 20.0
 MOST_PSF_SIZE = 1025  # px a side: a PSF from the optics larger than this says the optics were mistyped
+MOST_NA = 1.7  # oil immersion's highest numerical aperture
 
 
 def _odd_size(extent_px: float) -> int:
@@ -48,8 +49,8 @@ def gaussian_psf(sigma_px: float, size: int | None = None) -> np.ndarray:
 
 def airy_psf(na: float, wavelength_nm: float, pixel_nm: float, size: int | None = None, oversample: int = 5) -> np.ndarray:
     """In-focus widefield PSF: I(r) = (2·J1(v)/v)², v = 2π·NA·r/λ, integrated over each pixel."""
-    if not 0 < na <= 1.7:  # the CLI's bound too: oil immersion
-        raise ValueError(f"NA (--na) must be above 0 and at most 1.7; got {na}")
+    if not 0 < na <= MOST_NA:
+        raise ValueError(f"NA (--na) must be above 0 and at most {MOST_NA:g} (oil immersion); got {na}")
     if not (np.isfinite(wavelength_nm) and wavelength_nm > 0 and np.isfinite(pixel_nm) and pixel_nm > 0):
         raise ValueError(f"the wavelength and the pixel size must be positive numbers of nm; got {wavelength_nm}, "
                          f"{pixel_nm}")
