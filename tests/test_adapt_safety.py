@@ -19,6 +19,7 @@ from napari_diffdenoise.core.training.adapt_criteria import (
     series_pairs,
     shown_better,
 )
+from napari_diffdenoise.core.training.series_targets import series_sources
 
 
 def scene(seed=0, size=128, photons=20.0):
@@ -168,8 +169,9 @@ def test_a_series_is_judged_by_the_next_frame(headed):
     clean, frame = scene(3)
     stack = np.stack([frame(k) for k in range(4)])
     result, _ = drive(iter_adapt(headed, stack, steps=20, learning_rate=2e-3, **OPTIONS))
-    assert result.decision["criterion"] == "series" and result.decision["held_out_frames"] == [1, 2, 3]
-    assert result.model.provenance["adapted"]["decision"]["criterion"] == "series"
+    assert result.decision["criterion"] == "series+still" and result.decision["held_out_frames"] == [1, 2, 3]
+    assert result.model.provenance["adapted"]["decision"]["criterion"] == "series+still"
+    assert result.decision["training_pairs"] == "recorrupted"  # frame 0 alone is left to train on: no neighbour
     assert "frame t to frames t−1 and t+1 registered onto it" in result.message
     # the [mean]'s refinement judged on the same held-out frames, and said
     judged = result.decision["mean_refinement"]
@@ -221,7 +223,9 @@ def test_a_series_window_is_registered_on_its_own_as_on_the_whole_frame(monkeypa
 
     monkeypatch.setattr(adapt_criteria, "register_onto", watched)
     for corner in [(64, 64), (0, 0), (128, 100)]:
-        target, agree = adapt_criteria._registered_window(list(noisy), 3, (2, 4), corner, 64, CameraNoise(1.0, 0.0))
+        target, agree, still = adapt_criteria._registered_window(list(noisy), 3, (2, 4), corner, 64,
+                                                                 CameraNoise(1.0, 0.0))
+        assert not (still & ~agree).any()  # where the frames agree unregistered, the target holds
         window = (slice(corner[0], corner[0] + 64), slice(corner[1], corner[1] + 64))
         assert np.sqrt(np.mean((target - whole[window]) ** 2)) < 0.01
         assert np.array_equal(agree, whole_agree[window])
@@ -300,7 +304,8 @@ def test_the_refinement_judge_reports_each_frame_and_stops_when_cancelled(headed
     phases = [i.phase for i in items if i.judged]
     assert phases == [f"judging the refined [mean] on held-out frames: {k} of {frames}" for k in range(1, frames + 1)]
     first = next(k for k, i in enumerate(items) if i.judged)
-    assert [i.step for i in items[:first]] == [1, 2, 3] and items[-1].message  # after the steps, before the verdict
+    # after the series' registration and the steps, before the verdict
+    assert [i.step for i in items[:first] if not i.registered] == [1, 2, 3] and items[-1].message
 
     restored.clear()
     result, cancelled = drive(iter_adapt(headed, stack, steps=3, learning_rate=2e-3, **OPTIONS),
@@ -348,3 +353,55 @@ def test_adapting_on_a_device_judges_and_recalibrates_on_it_too(headed, monkeypa
     assert result.decision["mean_refinement"]["frames"] >= 2 and devices and set(devices) == {"cpu"}
     with pytest.raises(ValueError, match="device 'cuda:7' is not available here"):
         drive(iter_recalibrate(headed, stack[:3], device="cuda:7"))
+
+
+def test_series_sources_leave_held_out_frames_out():
+    """Frames held out for the judge are neither inputs nor targets of the series' training pairs."""
+    pairs = {(k, k + 1) for k in range(7)}
+    assert series_sources([0, 4, 5, 6, 7], pairs) == [(4, (5,)), (5, (4, 6)), (6, (5, 7)), (7, (6,))]
+    assert series_sources([0, 2, 4], pairs) == []
+
+
+def test_series_windows_are_frames_against_their_neighbours(monkeypatch):
+    """On a series that holds still, a window's target is the plain mean of its neighbours, in the model's units
+    of the input frame's map; the windows registered stay within REGISTERED_PIXELS."""
+    from napari_diffdenoise.core.imaging.camera_noise import estimate_noise
+    from napari_diffdenoise.core.training import series_targets
+
+    _, frame = scene(5, size=64)
+    planes = [frame(k) for k in range(6)]
+    maps = [IntensityMap.from_percentiles(p, (1.0, 99.8)) for p in planes]
+    sources = series_sources(list(range(6)), {(k, k + 1) for k in range(5)})
+    run = series_targets.iter_series_windows(planes, maps, sources, 32, estimate_noise(planes), np.random.default_rng(0))
+    windows, progress = drive(run)[0], None
+    assert len(windows) == 6
+    u, target, holds = windows[1]  # frame 1 against frames 0 and 2
+    np.testing.assert_allclose(u, maps[1].to_model(planes[1]), rtol=1e-6)
+    expected = maps[1].to_model(((planes[0] + planes[2]) / 2).astype(np.float32))
+    assert holds.mean() > 0.9
+    np.testing.assert_allclose(target[holds > 0], expected[holds > 0], rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(series_targets, "REGISTERED_PIXELS", 2 * 64 * 64)
+    progress = list(series_targets.iter_series_windows(planes, maps, sources, 32, estimate_noise(planes),
+                                                       np.random.default_rng(0)))
+    assert progress == [(1, 2), (2, 2)]
+
+
+def test_a_long_series_trains_on_its_own_frames(headed):
+    """With frames left to train on beside the held-out ones, the head learns from frame t against its neighbours
+    (Noise2Noise), not from recorrupted pairs: the target then carries one frame's noise or half of it, not the
+    4× of a recorrupted target at α = 0.5, and the loss says so. The registration is reported as a phase."""
+    _, frame = scene(3)
+    stack = np.stack([frame(k) for k in range(8)])
+    items, result = [], None
+    run = iter_adapt(headed, stack, steps=6, learning_rate=2e-3, **OPTIONS)
+    result = drive(run, items.append)[0]
+    assert result.decision["training_pairs"] == "series" and result.decision["series_windows"] == 4
+    assert result.decision["held_out_frames"] == [1, 2, 3] and result.decision["criterion"] == "series+still"
+    assert "Noise2Noise" in result.model.provenance["adapted"]["method"]
+    assert [i.registered for i in items if i.registered] == [(k, 4) for k in range(1, 5)]
+    assert "registering the series' frames" in next(i.phase for i in items if i.registered)
+    recorrupted = drive(iter_adapt(headed, stack, steps=6, learning_rate=2e-3, time_series=False, **OPTIONS))[0]
+    assert recorrupted.decision["training_pairs"] == "recorrupted"
+    series_loss = np.mean([h["train_loss"] for h in result.history[1:]])
+    recorrupted_loss = np.mean([h["train_loss"] for h in recorrupted.history[1:]])
+    assert series_loss < 0.5 * recorrupted_loss

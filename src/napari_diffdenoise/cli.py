@@ -465,7 +465,7 @@ def cmd_adapt(args) -> int:
     def show(info):
         if info.message:  # the verdict, printed with the file written below
             return
-        if info.phase:  # after the steps: the refined [mean]'s judge, frame by frame
+        if info.phase:  # before the steps, a series' registration; after them, the refined [mean]'s judge
             print(f"\n  {info.phase}  {info.seconds:.0f} s", end="", file=sys.stderr, flush=True)
         elif info.seconds - last[0] >= 1 or info.step == info.total_steps:
             last[0] = info.seconds

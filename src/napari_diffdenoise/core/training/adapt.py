@@ -77,6 +77,12 @@ from .adapt_criteria import (
 from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
 from .recorrupted_pairs import recorrupted_batch, recorrupted_validation, train_step
+from .series_targets import iter_series_windows, series_batch, series_sources
+
+RECORRUPTED_METHOD = ("mean head fine-tuned by Recorrupted-to-Recorrupted (Pang et al. 2021) with a Poisson-Gaussian "
+                      "noise model fitted to the images (Foi et al. 2008)")
+SERIES_METHOD = ("mean head fine-tuned by Noise2Noise (Lehtinen et al. 2018) on the series' own frames, each against "
+                 "its neighbours registered onto it")
 
 
 def iter_adapt(
@@ -143,6 +149,8 @@ def iter_adapt(
     held, held_frames, training, strips_only, triplets = held_out_frames(noisy, planes, time_series, patch_size)
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     planes = [without_hot_pixels(p, m, model)[0] for p, m in zip(planes, maps)]  # trained on as the run sees them
+    # frames of a series held out whole: the others train the head on their neighbours (Noise2Noise)
+    sources = [] if strips_only else series_sources(training, {p for a, b, c in triplets for p in ((a, b), (b, c))})
     # correlated camera noise: the draws are given its correlation, as the self-calibration's are
     draws_correlation = noise_correlation(planes).for_draws()
     laws = [RecorruptionNoise.of(noise, p, alpha, draws_correlation) for p in planes]
@@ -195,7 +203,14 @@ def iter_adapt(
         return float(np.mean(now[criteria[0]])), change
 
     torch.manual_seed(seed)
-    history, t0, step = [], time.perf_counter(), 0
+    t0 = time.perf_counter()  # the budget counts the registration of the series' frames too
+    windows = []
+    if sources:
+        windows = yield from relay(
+            iter_series_windows(planes, maps, sources, patch_size, noise, np.random.default_rng([seed, 3 * 10**6])),
+            lambda done: AdaptProgress(0, steps, float("nan"), None, round(time.perf_counter() - t0, 2),
+                                       registered=done))
+    history, step = [], 0
     best = (0.0 if checked else None, 0, copy.deepcopy(head.state_dict()))
     last_val = float(np.mean(bundled[criteria[0]][select])) if checked else None
     history.append({"step": 0, "val_loss": last_val, "criterion_change": best[0], "r2r_val_loss": val_loss(),
@@ -208,9 +223,13 @@ def iter_adapt(
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
         with free_cores():  # set around the step alone: between steps the caller's code keeps its own
-            x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
-                                     np.random.default_rng([seed, step]), dev)
-            loss = train_step(adapted, opt, x, t)
+            if windows:
+                loss = train_step(adapted, opt, *series_batch(windows, patch_size, batch_size,
+                                                               np.random.default_rng([seed, step]), dev))
+            else:
+                x, t = recorrupted_batch(planes, laws, maps, splits, training, patch_size, alpha, batch_size,
+                                         np.random.default_rng([seed, step]), dev)
+                loss = train_step(adapted, opt, x, t)
             step += 1
             record = {"step": step, "train_loss": float(loss.detach()), "seconds": round(time.perf_counter() - t0, 2)}
             if step % validate_every == 0:
@@ -228,7 +247,10 @@ def iter_adapt(
         head.load_state_dict(best[2])  # the weights where every criterion improved most
     head.eval()
     kept = "adapted"
-    decision = {"criterion": "+".join(criteria), "patches": len(patches[criteria[0]][0][decide])}
+    decision = {"criterion": "+".join(criteria), "patches": len(patches[criteria[0]][0][decide]),
+                "training_pairs": "series" if windows else "recorrupted"}
+    if windows:
+        decision["series_windows"] = len(windows)
     if held:
         decision["held_out_frames"] = [] if strips_only else sorted(held_frames)
     if checked:
@@ -288,8 +310,7 @@ def iter_adapt(
     adapted.sha256 = ""
     adapted.provenance = {
         **{k: v for k, v in model.provenance.items() if k != "history"},
-        "adapted": {"method": "mean head fine-tuned by Recorrupted-to-Recorrupted (Pang et al. 2021) with a "
-                              "Poisson-Gaussian noise model fitted to the images (Foi et al. 2008)",
+        "adapted": {"method": SERIES_METHOD if windows else RECORRUPTED_METHOD,
                     "noise_model": dataclasses.asdict(noise), "alpha": alpha, "steps": step,
                     "draws_lag1_correlation": None if draws_correlation is None else list(draws_correlation),
                     "best_step": best[1] if kept == "adapted" else 0,  # the returned head's step

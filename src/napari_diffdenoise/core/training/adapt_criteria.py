@@ -27,6 +27,9 @@ SMOOTHING = 2.0
 # better (at 3.4 and 4.8); 3 was chosen on the same runs it is judged on
 KEEP_MARGIN_SE = 3.0
 SERIES_MIN_CORRELATION = 0.8  # consecutive planes this alike (smoothed) are taken as repeated views
+# a held-out window with fewer pixels where frames t ± 1 agree unregistered is scored by "still" where its
+# registered target holds, as by "series": a handful of pixels gives a per-patch MSE noisier than the rest
+STILL_PIXELS = 256
 # px around a series window registered on its own: the flow's window (core.imaging.registration.FLOW_RADIUS),
 # the smoothing before it and a few px of motion
 REGISTRATION_MARGIN = 24
@@ -149,10 +152,18 @@ def registered_target(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np
     frames that held still only adds the noise's flow: on a series with no motion (the DSB image at 10
     photons, 20 frames) a target registered everywhere dropped a head the truth scores 0.2 dB better
     (docs/performance.md, 2026-12-05, fifth session)."""
+    target, holds, _still = registered_parts(frame, others, noise)
+    return target, holds
+
+
+def registered_parts(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`registered_target`'s (target, where it holds), and where the frames agree as they are: there the
+    target is their plain mean, with no registration in it."""
     frames = np.array(others, dtype=np.float64)
     still = consistent(frames, noise.variance)
     registered = register_onto(frame, frames)
-    return np.where(still, frames.mean(axis=0), registered.mean), still | consistent(registered.warped, noise.variance)
+    holds = still | consistent(registered.warped, noise.variance)
+    return np.where(still, frames.mean(axis=0), registered.mean), holds, still
 
 
 def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size: int, multiple: int, count: int,
@@ -160,10 +171,12 @@ def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size:
     """{criterion: (inputs, targets, masks)}, per patch each (n, h, w), model units; the patches
     alternately pick the step and decide. On a series ("series"), windows of the held-out frames, the
     picking ones from the top half of each frame and the deciding ones from the bottom half, against
-    :func:`registered_target` on the pixels where it holds (validation strips of a two-frame
-    series: against frame t+1 as it is); on single images, windows of the validation strips, judged two ways
+    :func:`registered_target` on the pixels where it holds, and ("still") on those where it needed no
+    registration (validation strips of a two-frame series: against frame t+1 as it is, "series" alone); on single
+    images, windows of the validation strips, judged two ways
     ("neighbours", "blind-spot")."""
-    patches = {c: ([], [], []) for c in (["series"] if held else ["neighbours", "blind-spot"])}
+    names = (["series"] if strips_only else ["series", "still"]) if held else ["neighbours", "blind-spot"]
+    patches = {c: ([], [], []) for c in names}
     for k in range(count):
         if held:
             i, others = held[(k // 2) % len(held)]
@@ -180,7 +193,7 @@ def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size:
             q = np.mean([splits[i].val_part(planes[o])[win] for o in others], axis=0)
             agree = np.ones(q.shape, dtype=bool)
         elif held:
-            q, agree = _registered_window(planes, i, others, (rows.start + y0, x0), patch_size, noise)
+            q, agree, still = _registered_window(planes, i, others, (rows.start + y0, x0), patch_size, noise)
         else:
             q = p[win]
         u, target = maps[i].to_model(p[win]), maps[i].to_model(q)  # plane i's map for both
@@ -189,6 +202,11 @@ def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size:
             # a window where nothing registered is scored whole: its motion adds alike to both heads' figures
             where = agree if agree.any() else np.ones(u.shape, dtype=bool)
             items["series"] = (u[None], target[None], where[None])
+            if not strips_only:
+                # the same target where it needed no registration: a head trained towards registered frames (adapt's
+                # Noise2Noise pairs of a series) could learn the registration's misses, which "series" shares
+                still = still if still.sum() >= STILL_PIXELS else where
+                items["still"] = (u[None], target[None], still[None])
         else:
             items["neighbours"] = neighbour_pairs(u, multiple)
             masked, mask = blind_spot(u, rng)
@@ -206,9 +224,9 @@ def _registered_window(planes, t: int, others, corner: tuple[int, int], size: in
     ya, xa = max(corner[0] - REGISTRATION_MARGIN, 0), max(corner[1] - REGISTRATION_MARGIN, 0)
     crop = (slice(ya, min(corner[0] + size + REGISTRATION_MARGIN, h)),
             slice(xa, min(corner[1] + size + REGISTRATION_MARGIN, w)))
-    target, agree = registered_target(planes[t][crop], [planes[o][crop] for o in others], noise)
+    target, agree, still = registered_parts(planes[t][crop], [planes[o][crop] for o in others], noise)
     inner = (slice(corner[0] - ya, corner[0] - ya + size), slice(corner[1] - xa, corner[1] - xa + size))
-    return target[inner], agree[inner]
+    return target[inner], agree[inner], still[inner]
 
 
 def criterion_scores(model: DiffusionModel, net, patches: dict, device, which=slice(None)) -> dict:
@@ -240,6 +258,7 @@ def compare_heads(adapted: dict, bundled: dict, last_step: dict, triplets: bool)
     them. ``triplets``: a series' frames t are compared with t−1 and t+1 registered onto t, not with t+1."""
     what = {"series": "MSE of the restoration of frame t to frames t−1 and t+1 registered onto it" if triplets else
                       "MSE of the restoration of frame t to frame t+1",
+            "still": "the same on the pixels where frames t−1 and t+1 agree unregistered",
             "neighbours": "MSE of the restoration of sub-sampled pixels to their neighbours",
             "blind-spot": "blind-spot MSE of masked pixels to their noisy values"}
     figures, parts = {}, []
@@ -303,7 +322,7 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
         refined = refine_mean(frame, mean, estimate_noise([frame]))
         reference = (None if parent is None else
                      denoise(frame, parent, seed=seed, device=device, **JUDGE_RUN).mean.astype(np.float64))
-        target, agree = _registered_window(planes, t, others, corner, size, noise)
+        target, agree, _still = _registered_window(planes, t, others, corner, size, noise)
         half = size // 2
         for rows in (slice(0, half), slice(half, size)):
             for cols in (slice(0, half), slice(half, size)):

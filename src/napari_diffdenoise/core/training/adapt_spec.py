@@ -72,10 +72,13 @@ class AdaptProgress:
     seconds: float
     message: str | None = None  # set on the last report: which head was kept, and why
     judged: tuple[int, int] | None = None  # after the steps: (held-out frames judged, to judge) by the refined [mean]'s judge
+    registered: tuple[int, int] | None = None  # before the steps: (windows of a series registered, to register)
 
     @property
     def phase(self) -> str | None:
-        """What adapt does after its steps, for the progress line (None during the steps)."""
+        """What adapt does before or after its steps, for the progress line (None during the steps)."""
+        if self.registered is not None:
+            return f"registering the series' frames onto their neighbours: {self.registered[0]} of {self.registered[1]}"
         if self.judged is None:
             return None
         return f"judging the refined [mean] on held-out frames: {self.judged[0]} of {self.judged[1]}"

@@ -50,10 +50,12 @@ def recorrupted_batch(planes, laws, maps, splits, training: list[int], patch_siz
             torch.from_numpy(np.ascontiguousarray(np.stack(targets)[:, None], dtype=np.float32)).to(device))
 
 
-def train_step(model, optimiser, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def train_step(model, optimiser, inputs: torch.Tensor, targets: torch.Tensor,
+               masks: torch.Tensor | None = None) -> torch.Tensor:
     """One step of the mean head on a batch of pairs: the MSE of its restorations of ``inputs`` to
-    ``targets``, gradients clipped to norm 1. Returns the loss."""
-    loss = torch.mean((model.predict_mean(inputs) - targets) ** 2)
+    ``targets`` (where ``masks`` is 1, if given), gradients clipped to norm 1. Returns the loss."""
+    squared = (model.predict_mean(inputs) - targets) ** 2
+    loss = torch.mean(squared) if masks is None else torch.sum(masks * squared) / torch.clamp(masks.sum(), min=1)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.mean_network.parameters(), 1.0)
