@@ -10,6 +10,7 @@ import numpy as np
 
 from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.imaging.physics import gaussian_psf
+from napari_diffdenoise.core.imaging.simulate import simulate_pair
 from napari_diffdenoise.core.io.image_io import open_image
 
 
@@ -211,6 +212,23 @@ def _simulate_over(tmp):
     return lambda: main(["simulate", "--size", "32", "--out", str(tmp)])
 
 
+def _cli_without_psf(tmp):
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    tifffile.imwrite(tmp / "in.tif", IMAGE)
+    return lambda: main(["denoise", str(tmp / "in.tif"), "--sampler", "ddim-dc", "--out", str(tmp / "out")])
+
+
+def _simulate_args(*args):
+    def make(tmp):
+        from napari_diffdenoise.cli import main
+
+        return lambda: main(["simulate", *args, "--out", str(tmp / "out")])
+    return make
+
+
 def _demo_over(tmp):
     from napari_diffdenoise.cli import main
 
@@ -374,6 +392,8 @@ ROWS = [
      "does not use a PSF"),
     ("psf-missing", "library", "ddim-dc without a PSF", lambda t: _lib(sampler="ddim-dc"), ValueError,
      "needs the PSF"),
+    ("psf-missing-cli", "CLI", "denoise --sampler ddim-dc without a PSF", _cli_without_psf, "exit 2",
+     "needs the PSF the image was blurred with: give --psf FILE .*--psf-sigma PX, or --na"),
     ("sampler-unknown", "library", "sampler='magic'", lambda t: _lib(sampler="magic"), ValueError, "unknown sampler"),
     ("device-missing", "library", "device='cuda:7' on a machine without it", lambda t: _lib(device="cuda:7"),
      ValueError, "not available"),
@@ -435,6 +455,12 @@ ROWS = [
      _write_over_users_folder, ValueError, "keep.zarr already exists and is not an OME-Zarr store napari-diffdenoise"),
     ("simulate-existing", "CLI", "simulate --out a folder holding nuclei_noisy.tif", _simulate_over, "exit 2",
      "nuclei_noisy.tif already exist.*--overwrite"),
+    ("simulate-size-0", "CLI", "simulate --size 0", _simulate_args("--size", "0"), "exit 2",
+     r"--size must be 16 to 8192 px; got 0"),
+    ("simulate-seed-negative", "CLI", "simulate --seed -1", _simulate_args("--seed", "-1"), "exit 2",
+     r"--seed must be 0 or more; got -1"),
+    ("simulate-pair-shape", "library", "simulate_pair('nuclei', (5, 5))",
+     lambda t: (lambda: simulate_pair("nuclei", (5, 5))), ValueError, r"shape must be two sides of 16 to 8192 px; got \(5, 5\)"),
     ("demo-existing", "CLI", "demo --out a folder holding sample_mean.tif", _demo_over, "exit 2",
      "sample_mean.tif already exist.*--overwrite"),
     # issue 19: nothing silently wrong

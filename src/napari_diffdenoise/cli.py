@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -381,10 +382,13 @@ def _say_of_the_run(meta: dict) -> None:
 
 
 def cmd_simulate(args) -> int:
-
-    from .core.imaging.simulate import Acquisition, simulate_pair
+    from .core.imaging.simulate import SIDES, Acquisition, simulate_pair
     from .core.io.tiff_maps import write_maps
 
+    if not SIDES[0] <= args.size <= SIDES[1]:
+        raise ValueError(f"--size must be {SIDES[0]} to {SIDES[1]} px; got {args.size}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be 0 or more; got {args.seed}")
     acq = Acquisition(peak_photons=args.photons, psf_sigma=args.psf_sigma)
     noisy, clean = simulate_pair(args.kind, (args.size, args.size), acq, seed=args.seed)
     out = Path(args.out)
@@ -650,6 +654,12 @@ def in_the_clis_words(message: str) -> str:
     for setting in cli_settings():
         if message.startswith(f"{setting.name} must be"):
             return f"{setting.flag} ({setting.name}){message[len(setting.name):]}"
+    # a sampler or method that needs the PSF: the library's message names its keyword and functions
+    needs = re.match(r"(.*? needs )(?:the PSF the image was blurred with \(psf=…\)|psf=…, the point spread function)",
+                     message)
+    if needs:
+        return (f"{needs.group(1)}the PSF the image was blurred with: give --psf FILE (a measured bead image), "
+                "--psf-sigma PX, or --na with --wavelength and --pixel (--confocal for a confocal PSF)")
     return message
 
 

@@ -196,8 +196,23 @@ class Acquisition:
         return CameraNoise.poisson_gaussian(self.read_noise, self.offset)
 
 
+# px: the sides a simulated image may have (the structures' sizes are drawn for fields of tens of px and more;
+# 8192² float32 is 256 MiB per image)
+SIDES = (16, 8192)
+
+
+def check_simulation(shape, seed) -> tuple[int, int]:
+    """``shape`` as two ints within SIDES, ``seed`` a non-negative int; a ValueError naming either otherwise."""
+    if len(shape) != 2 or not all(isinstance(s, (int, np.integer)) and SIDES[0] <= s <= SIDES[1] for s in shape):
+        raise ValueError(f"shape must be two sides of {SIDES[0]} to {SIDES[1]} px; got {tuple(shape)}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a whole number, 0 or more; got {seed}")
+    return int(shape[0]), int(shape[1])
+
+
 def simulate_pair(kind: str, shape=(256, 256), acquisition: Acquisition = Acquisition(), seed: int = 0):
     """(noisy, clean) float32 images of one structure kind under ``acquisition``."""
+    shape = check_simulation(shape, seed)
     rng = np.random.default_rng(seed)
     density = draw_structure(kind, shape, rng)
     blurred = acquisition.blur(density)

@@ -11,7 +11,13 @@ The method, and why:
    the fitted variance at each pixel's (smoothed) level and the camera's third moment over α
    (core.imaging.recorruption: with Gaussian s the pair is independent only for Gaussian noise).
    The model's **mean head** (the one-step network behind the [mean] layer) is fine-tuned this
-   way, starting from its bundled weights.
+   way, starting from its bundled weights — on single images. **A series of repeated views** (a
+   time-lapse of a slow sample) has better pairs that need no noise model at all: each training frame
+   against its neighbouring training frames registered onto it (Noise2Noise, Lehtinen et al. 2018;
+   core.training.series_targets), the loss taken where the registered target holds. The camera's real
+   noise is in both, with whatever gain, clipping and correlation it has: on the real 8-bit time-lapse,
+   where recorrupted pairs kept the bundled head, these gave +0.16 to +0.50 dB (docs/performance.md,
+   seventeenth session).
 3. **No confirmation bias**: targets are the user's own noisy pixels, never the model's outputs.
 4. **Stopping and keeping without ground truth, and without the fitted noise**: the recorrupted
    loss cannot judge the result — built from the same fitted noise, it rewards passing noise
@@ -123,7 +129,11 @@ def iter_adapt(
       only the first term and the cross term depend on the head, and the registration leaves
       x̄ − x_t small where it holds (the pixels where the warped frames disagree are left out),
       which leaves the cross term small. It ranks two heads as their true error would, over the
-      whole field of view (top halves pick, bottom halves decide). (With frame t+1 alone as the
+      whole field of view (top halves pick, bottom halves decide). ``still``: the same on the pixels where
+      frames t ± 1 agree as they are, whose target has no registration in it — a head trained towards
+      registered frames could have learnt the registration's misses, which ``series`` shares (on one
+      time-lapse field such a head read +0.31 dB against a registered truth and −0.13 dB on the pixels
+      that held still); both must agree. (With frame t+1 alone as the
       target, the 8-bit time-lapse, whose nuclei move a few pixels a frame, scored restorations
       mostly by motion; with the plain mean of frames t ± 1, moving lysosomes blurred the target
       and a head 4 % better against frame t's registered scene was dropped);
