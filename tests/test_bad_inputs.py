@@ -192,6 +192,9 @@ def test_a_resume_checks_the_inputs_identity_and_a_partial_store_says_so(tmp_pat
     # the same file, unchanged: the run is taken up again (nothing left to do)
     again = denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), **settings)
     assert again["planes_resumed"] == 3
+    # the store's record stays the run's that restored the planes (it was rewritten with this call's 0 s)
+    record = zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs["napari_diffdenoise"]["metadata"]
+    assert record["seconds"] == meta["seconds"] > 0 and record["planes_resumed"] == 0
     zarr.open_group(str(tmp_path / "out.zarr"), mode="r+")["done"][2] = False
     layers = read_zarr(tmp_path / "out.zarr")
     assert [kw["name"] for _, kw, _ in layers] == [f"out [{m}] (partial: 2/3 planes)" for m in ("mean", "std", "entropy")]

@@ -160,7 +160,11 @@ class ZarrSink:
         self.store.mark_done(position)
 
     def done(self, metadata: dict) -> dict:
-        self.store.finish(metadata)
+        """Records the run's ``metadata`` in the store; a finished run asked again (every plane resumed) keeps the
+        record of the run that restored them — its seconds, not this call's nothing."""
+        finished = "metadata" in self.store.root.attrs[ATTRIBUTE]
+        if not (finished and metadata.get("planes_resumed") == metadata.get("n_planes")):
+            self.store.finish(metadata)
         return metadata
 
     def abort(self) -> None:  # the planes written are flagged done: a rerun resumes from them
