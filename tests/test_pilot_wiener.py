@@ -127,6 +127,34 @@ def test_a_series_judges_an_adapted_mean_against_the_bundled_model_as_it_runs(mo
     assert "versus_parent" not in adapt_criteria.refinement_judge(adapted, frames, [(2, (1, 3))], CameraNoise(1.0, 0.0))
 
 
+def test_an_adapted_mean_must_also_win_where_its_target_needed_no_registration(monkeypatch, demo):
+    """A head trained towards registered frames could learn the registration's misses, which the registered target
+    shares: better than the parent over the registered pixels, worse on those that held still, it is not kept."""
+    from napari_diffdenoise.core.run import restore
+
+    clean, _ = bright_scene(size=128)
+    frames = [np.random.default_rng([2, k]).poisson(clean).astype(np.float64) for k in range(14)]
+    parent = dataclasses.replace(demo, mean_refinement=IF_BRIGHT)
+    adapted = dataclasses.replace(demo, name="adapted")
+    left = np.zeros(clean.shape, dtype=bool)
+    left[:, :64] = True  # the pixels that held still: the judge's left quadrants
+    restorations = {"parent": clean + 1.0, "adapted": clean + np.where(left, 1.05, 0.1)}
+    monkeypatch.setattr(restore, "denoise", lambda frame, model, **kw: _Restored(
+        restorations["parent" if model.mean_refinement == IF_BRIGHT else "adapted"].copy()))
+
+    def window(planes, t, others, corner, size, noise, held_still=True):
+        return clean.copy(), np.ones(clean.shape, dtype=bool), left & held_still
+
+    monkeypatch.setattr(adapt_criteria, "_registered_window", window)
+    held = [(k, (k - 1, k + 1)) for k in range(1, 13, 2)]
+    versus = adapt_criteria.refinement_judge(adapted, frames, held, CameraNoise(1.0, 0.0), parent=parent)["versus_parent"]
+    assert versus["difference"] + 3 * versus["standard_error"] < 0  # the registered target alone would keep it
+    assert versus["still"]["difference"] > 0 and versus["better"] is False
+    monkeypatch.setattr(adapt_criteria, "_registered_window", lambda *a: window(*a, held_still=False))
+    alone = adapt_criteria.refinement_judge(adapted, frames, held, CameraNoise(1.0, 0.0), parent=parent)
+    assert "still" not in alone["versus_parent"] and alone["versus_parent"]["better"] is True
+
+
 def test_the_cli_says_when_the_model_refined_the_mean(demo, tmp_path, capsys):
     import tifffile
 

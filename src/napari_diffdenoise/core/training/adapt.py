@@ -392,7 +392,10 @@ def versus_parent_message(versus: dict) -> str:
     figures (:func:`~.adapt_criteria.iter_refinement_judge`'s ``versus_parent``)."""
     figures = ("" if "difference" not in versus else
                f" ({100 * versus['difference']:+.2f} % ± {100 * versus['standard_error']:.2f} % of its MSE to the "
-               "registered neighbours)")
+               "registered neighbours" + ("" if "still" not in versus else
+                                          f"; {100 * versus['still']['difference']:+.2f} % ± "
+                                          f"{100 * versus['still']['standard_error']:.2f} % where they needed no "
+                                          "registration") + ")")
     return (f"the adapted [mean] was not shown better than the bundled model's as it runs, its bright planes refined"
             f"{figures}; an adapted head is kept only when lower by {KEEP_MARGIN_SE:g} standard errors")
 

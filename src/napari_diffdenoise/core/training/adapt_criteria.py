@@ -314,6 +314,7 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
 
     unrefined = dataclasses.replace(model, mean_refinement="none")
     differences, against_parent = [], {False: [], True: []}  # refined − unrefined; each − the parent's, relative
+    still_parent = {False: [], True: []}  # the same on the pixels whose target needed no registration
     for judged, (t, others) in enumerate(held, 1):
         rows, cols = refinement_window(planes[t].shape)
         corner, size = (rows.start, cols.start), rows.stop - rows.start
@@ -322,7 +323,7 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
         refined = refine_mean(frame, mean, estimate_noise([frame]))
         reference = (None if parent is None else
                      denoise(frame, parent, seed=seed, device=device, **JUDGE_RUN).mean.astype(np.float64))
-        target, agree, _still = _registered_window(planes, t, others, corner, size, noise)
+        target, agree, still = _registered_window(planes, t, others, corner, size, noise)
         half = size // 2
         for rows in (slice(0, half), slice(half, size)):
             for cols in (slice(0, half), slice(half, size)):
@@ -339,6 +340,10 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
                     baseline = error(reference)
                     against_parent[False].append((before - baseline) / baseline)
                     against_parent[True].append((after - baseline) / baseline)
+                    if still[rows, cols].sum() >= STILL_PIXELS:
+                        baseline = error(reference, where=still[rows, cols])
+                        still_parent[False].append((error(mean, where=still[rows, cols]) - baseline) / baseline)
+                        still_parent[True].append((error(refined, where=still[rows, cols]) - baseline) / baseline)
         yield judged, len(held)
     if len(differences) < 2:
         return {"quadrants": len(differences), "refined": False,
@@ -348,5 +353,10 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
                "refined": shown_better({"series": figures})}
     if parent is not None:
         versus = _series_figures(against_parent[verdict["refined"]])
-        verdict["versus_parent"] = {**versus, "better": shown_better({"series": versus})}
+        judged = {"series": versus}
+        if len(still_parent[verdict["refined"]]) >= 2:
+            # an adapted head trained towards registered frames (a series' Noise2Noise pairs) could have learnt the
+            # registration's misses, which the registered target shares: it must also win where none was needed
+            judged["still"] = versus["still"] = _series_figures(still_parent[verdict["refined"]])
+        verdict["versus_parent"] = {**versus, "better": shown_better(judged)}
     return verdict
