@@ -1,5 +1,6 @@
 """One test per row of the bad-input matrix (tests/bad_input_matrix.py, docs/bad-inputs.md)."""
 import re
+from pathlib import Path
 
 import pytest
 from bad_input_matrix import ROWS, outcome
@@ -255,3 +256,26 @@ def test_a_guided_store_does_not_resume_under_another_guidance(tmp_path, tiny_ch
         denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), guidance_weight=1.0, **guided)
     again = denoise_to_zarr(tmp_path / "a.tif", tmp_path / "out.zarr", str(tiny_checkpoint), guidance_weight=0.5, **guided)
     assert again["planes_resumed"] == 2
+
+
+def test_an_out_folder_the_user_may_not_write_in_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    """A read-only --out failed after the restoration, naming a hidden temporary file ("Permission denied:
+    …/.x.partial"); it is refused first, naming the folder. (The tests may run as root, whom permissions do not
+    stop: the check's os.access stands in for a read-only folder.)"""
+    import os
+
+    import numpy as np
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core.io import tiff_maps
+
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(tiff_maps.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    for out in (locked, locked / "maps"):  # the folder itself, and one it would be made in
+        assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(out)]) == 2
+        assert f"--out {out}: this user may not write in {locked}" in capsys.readouterr().err
+    assert not list(locked.iterdir())

@@ -38,6 +38,12 @@ def refuse_existing(paths, overwrite: bool) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
         raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another --out")
+    for folder in {p.parent for p in paths}:
+        # the folder, or the one it would be made in: a run that cannot write learns it before its minutes of work
+        # (it failed after them, naming a hidden temporary file: "Permission denied: …/.x.partial")
+        made_in = next(f for f in (folder, *folder.parents) if f.exists())
+        if not os.access(made_in, os.W_OK | os.X_OK):
+            raise ValueError(f"--out {folder}: this user may not write in {made_in}; choose another --out")
 
 
 def replace_all(temps: list[Path], paths: list[Path]) -> None:
