@@ -405,3 +405,22 @@ def test_a_long_series_trains_on_its_own_frames(headed):
     series_loss = np.mean([h["train_loss"] for h in result.history[1:]])
     recorrupted_loss = np.mean([h["train_loss"] for h in recorrupted.history[1:]])
     assert series_loss < 0.5 * recorrupted_loss
+
+
+def test_the_cli_says_a_series_registration_on_one_line_and_trains_on_the_frames(tmp_path, headed, capsys):
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
+
+    save_checkpoint(headed, tmp_path / "start.safetensors")
+    _, frame = scene(4)
+    tifffile.imwrite(tmp_path / "series.tif", np.stack([frame(k) for k in range(8)]), imagej=True,
+                     metadata={"axes": "TYX"})
+    out = tmp_path / "mine.safetensors"
+    assert main(["adapt", str(tmp_path / "series.tif"), "--out", str(out), "--model", str(tmp_path / "start.safetensors"),
+                 "--steps", "2", "--no-recalibrate"]) == 0
+    err = capsys.readouterr().err
+    assert "\r  registering the series' frames onto their neighbours: 4 of 4" in err
+    assert "\n  registering" not in err  # one line, rewritten, not one per window
+    assert load_model(out).provenance["adapted"]["decision"]["training_pairs"] == "series"

@@ -469,8 +469,11 @@ def cmd_adapt(args) -> int:
     def show(info):
         if info.message:  # the verdict, printed with the file written below
             return
-        if info.phase:  # before the steps, a series' registration; after them, the refined [mean]'s judge
-            print(f"\n  {info.phase}  {info.seconds:.0f} s", end="", file=sys.stderr, flush=True)
+        if info.phase:  # before the steps, a series' registration (one line); after them, the refined [mean]'s judge
+            start = "\r" if info.registered else "\n"
+            print(f"{start}  {info.phase}  {info.seconds:.0f} s", end="", file=sys.stderr, flush=True)
+            if info.registered and info.registered[0] == info.registered[1]:
+                print(file=sys.stderr)  # the steps' line starts with \r: it would overwrite this one
         elif info.seconds - last[0] >= 1 or info.step == info.total_steps:
             last[0] = info.seconds
             total = f"/{info.total_steps}" if info.total_steps else ""
