@@ -221,6 +221,18 @@ def _cli_without_psf(tmp):
     return lambda: main(["denoise", str(tmp / "in.tif"), "--sampler", "ddim-dc", "--out", str(tmp / "out")])
 
 
+def _adapt_args(*args):
+    def make(tmp):
+        import tifffile
+
+        from napari_diffdenoise.cli import main
+
+        tifffile.imwrite(tmp / "small.tif", np.random.default_rng(1).poisson(5, (48, 48)).astype(np.uint16))
+        return lambda: main(["adapt", str(tmp / "small.tif"), "--out", str(tmp / "a.safetensors"), "--steps", "1",
+                             *args])
+    return make
+
+
 def _simulate_args(*args):
     def make(tmp):
         from napari_diffdenoise.cli import main
@@ -455,6 +467,10 @@ ROWS = [
      _write_over_users_folder, ValueError, "keep.zarr already exists and is not an OME-Zarr store napari-diffdenoise"),
     ("simulate-existing", "CLI", "simulate --out a folder holding nuclei_noisy.tif", _simulate_over, "exit 2",
      "nuclei_noisy.tif already exist.*--overwrite"),
+    ("adapt-val-fraction", "CLI", "adapt --val-fraction 2", _adapt_args("--val-fraction", "2"), "exit 2",
+     r"--val-fraction \(val_fraction\) must be a number from 0 to 0.45; got 2.0"),
+    ("adapt-small-image", "CLI", "adapt a 48² image with the default 64 px patches", _adapt_args(), "exit 2",
+     r"48×48 px is too small for 64 px patches .*use a smaller patch size or validation fraction"),
     ("simulate-size-0", "CLI", "simulate --size 0", _simulate_args("--size", "0"), "exit 2",
      r"--size must be 16 to 8192 px; got 0"),
     ("simulate-seed-negative", "CLI", "simulate --seed -1", _simulate_args("--seed", "-1"), "exit 2",

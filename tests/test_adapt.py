@@ -173,6 +173,24 @@ def test_cli_adapt_writes_a_model_and_never_overwrites(tmp_path, headed, capsys)
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
 
 
+def test_cli_adapt_takes_a_smaller_patch_for_a_small_image(tmp_path, headed, capsys):
+    """A 64² image is too small for the default 64 px patches and their validation strip; the message says to
+    take a smaller patch size, which the CLI offers."""
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core.io.checkpoint import load_model, save_checkpoint
+
+    save_checkpoint(headed, tmp_path / "start.safetensors")
+    tifffile.imwrite(tmp_path / "small.tif", cells(size=64))
+    args = ["adapt", str(tmp_path / "small.tif"), "--model", str(tmp_path / "start.safetensors"), "--steps", "2",
+            "--no-recalibrate"]
+    assert main([*args, "--out", str(tmp_path / "a.safetensors")]) == 2
+    assert "use a smaller patch size" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b.safetensors"), "--patch-size", "32"]) == 0
+    assert load_model(tmp_path / "b.safetensors").provenance["adapted"]["images"] == [[64, 64]]
+
+
 def test_cli_adapt_recalibrates_each_channel_of_a_file_that_names_them(tmp_path, with_std):
     import tifffile
 

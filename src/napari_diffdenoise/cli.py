@@ -483,7 +483,7 @@ def cmd_adapt(args) -> int:
 
     model = adapt(args.model, images if len(images) > 1 else images[0], minutes=None if args.steps else args.minutes,
                   steps=args.steps, seed=args.seed, recalibrate=not args.no_recalibrate, axes=axes, progress=show,
-                  device=args.device)
+                  device=args.device, patch_size=args.patch_size, val_fraction=args.val_fraction)
     print(file=sys.stderr)
     model.name = out.stem
     save_checkpoint(model, out)
@@ -592,10 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this bundled name or checkpoint, or 'scratch' (default: demo if paired)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors); -best and .state files go beside it")
     from .core.imaging.simulate import NoiseModel
-    from .core.training.finetune import BATCH_SIZE, EMA_DECAY, LEARNING_RATE, PATCH_SIZE, STEPS, VAL_FRACTION
 
-    for flag, option in (("--steps", STEPS), ("--batch-size", BATCH_SIZE), ("--patch-size", PATCH_SIZE),
-                         ("--lr", LEARNING_RATE), ("--ema", EMA_DECAY), ("--val-fraction", VAL_FRACTION)):
+    for flag, option in training_flags().items():
         p.add_argument(flag, dest=option.name, type=option.type, default=option.default,
                        help=f"{option.help} (default {option.default:g})".replace("%", "%%"))
     simulated = NoiseModel()
@@ -617,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=MINUTES.default,
                    help=f"{MINUTES.help} (default {MINUTES.default:g})")
     p.add_argument("--steps", type=int, help="a fixed step count instead of minutes (reproducible under --seed)")
+    for flag in ("--patch-size", "--val-fraction"):  # what a small image needs
+        option = training_flags()[flag]
+        p.add_argument(flag, dest=option.name, type=option.type, default=option.default,
+                       help=f"{option.help} (default {option.default:g})".replace("%", "%%"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-recalibrate", action="store_true",
                    help="skip recalibrating the intervals on the image's own residuals (recorrupted pairs of it) after adapting")
@@ -649,14 +651,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def training_flags() -> dict:
+    """{flag: the training setting it sets (core.training.finetune)}, for train (all) and adapt (some)."""
+    from .core.training.finetune import BATCH_SIZE, EMA_DECAY, LEARNING_RATE, PATCH_SIZE, STEPS, VAL_FRACTION
+
+    return {"--steps": STEPS, "--batch-size": BATCH_SIZE, "--patch-size": PATCH_SIZE, "--lr": LEARNING_RATE,
+            "--ema": EMA_DECAY, "--val-fraction": VAL_FRACTION}
+
+
 def in_the_clis_words(message: str) -> str:
-    """A library message about a run setting, named by its keyword ("n_samples must be …"), with the option that
-    sets it on the command line (RunParam.flag): "--samples (n_samples) must be …"."""
+    """A library message about a run or training setting, named by its keyword ("n_samples must be …"), with the
+    option that sets it on the command line (RunParam.flag, training_flags): "--samples (n_samples) must be …"."""
     from .core.run.run_spec import cli_settings
 
-    for setting in cli_settings():
-        if message.startswith(f"{setting.name} must be"):
-            return f"{setting.flag} ({setting.name}){message[len(setting.name):]}"
+    named = [(setting.flag, setting.name) for setting in cli_settings()]
+    named += [(flag, option.name) for flag, option in training_flags().items()]
+    for flag, name in named:
+        if message.startswith(f"{name} must be"):
+            return f"{flag} ({name}){message[len(name):]}"
     # a sampler or method that needs the PSF: the library's message names its keyword and functions
     needs = re.match(r"(.*? needs )(?:the PSF the image was blurred with \(psf=…\)|psf=…, the point spread function)",
                      message)

@@ -50,6 +50,7 @@ def check_adapt(model, noisy, *, minutes=MINUTES.default, steps=None, alpha=ALPH
     planes = as_planes(noisy, "noisy")
     if not planes:
         raise ValueError("no noisy images given")
+    patch_size, val_fraction = PATCH_SIZE.check(patch_size, None), VAL_FRACTION.check(val_fraction, None)
     multiple = model.network.config.size_multiple
     if patch_size < multiple or patch_size % multiple:
         raise ValueError(f"patch_size must be a positive multiple of {multiple}; got {patch_size}")
