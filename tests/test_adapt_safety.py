@@ -424,3 +424,16 @@ def test_the_cli_says_a_series_registration_on_one_line_and_trains_on_the_frames
     assert "\r  registering the series' frames onto their neighbours: 4 of 4" in err
     assert "\n  registering" not in err  # one line, rewritten, not one per window
     assert load_model(out).provenance["adapted"]["decision"]["training_pairs"] == "series"
+
+
+def test_a_lone_neighbour_that_moved_is_registered_not_taken_as_it_is():
+    """Training pairs at the edge of a run of training frames have one neighbour. Taken as agreeing with itself, it
+    was the target as it was, where the sample had moved, and the head learnt the motion; frame t decides instead."""
+    from napari_diffdenoise.core.training.adapt_criteria import registered_parts
+
+    clean, noisy = moving_series(size=192, step=(1.5, 2.0), photons=100.0, seed=3)
+    noise = CameraNoise(1.0, 0.0)
+    target, holds, still = registered_parts(noisy[3], [noisy[4]], noise)
+    assert still.mean() < 0.95 and holds.mean() > still.mean()  # the blobs moved; the background held still
+    moved = holds & ~still
+    assert np.mean((target - clean[3])[moved] ** 2) < 0.5 * np.mean((noisy[4] - clean[3])[moved] ** 2)

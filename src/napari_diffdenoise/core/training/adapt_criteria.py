@@ -158,11 +158,18 @@ def registered_target(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np
 
 def registered_parts(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`registered_target`'s (target, where it holds), and where the frames agree as they are: there the
-    target is their plain mean, with no registration in it."""
+    target is their plain mean, with no registration in it. A single frame beside frame t (adapt's training pairs
+    at the edge of a run of training frames) is compared with frame t itself: taken as agreeing with itself, it
+    was once the target as it was everywhere, and the head learnt the sample's motion (−2.5 dB on the moving
+    nuclei of the real 8-bit time-lapse, docs/performance.md, eighteenth session)."""
     frames = np.array(others, dtype=np.float64)
-    still = consistent(frames, noise.variance)
+
+    def beside(views):  # a lone frame agrees with itself everywhere: frame t is asked whether it moved
+        return views if len(views) > 1 else np.array([frame, *views], dtype=np.float64)
+
+    still = consistent(beside(frames), noise.variance)
     registered = register_onto(frame, frames)
-    holds = still | consistent(registered.warped, noise.variance)
+    holds = still | consistent(beside(registered.warped), noise.variance)
     return np.where(still, frames.mean(axis=0), registered.mean), holds, still
 
 
