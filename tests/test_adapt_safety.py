@@ -437,3 +437,15 @@ def test_a_lone_neighbour_that_moved_is_registered_not_taken_as_it_is():
     assert still.mean() < 0.95 and holds.mean() > still.mean()  # the blobs moved; the background held still
     moved = holds & ~still
     assert np.mean((target - clean[3])[moved] ** 2) < 0.5 * np.mean((noisy[4] - clean[3])[moved] ** 2)
+
+
+def test_a_series_of_larger_frames_is_judged_on_more_patches():
+    """As many deciding patches as the held-out frames hold side by side (a small gain needs them), within bounds."""
+    from napari_diffdenoise.core.training.adapt_criteria import MOST_CRITERION_PATCHES, criterion_count
+
+    held = [(k, (k - 1, k + 1)) for k in (2, 8, 14, 20)]
+    for side, expected in ((128, 64), (256, 64), (384, 144), (1024, MOST_CRITERION_PATCHES)):  # 64: 8 × the batch
+        planes = [np.zeros((side, side))] * 25
+        assert criterion_count(planes, held, False, 64, 8) == expected
+    assert criterion_count([np.zeros((1024, 1024))], [], False, 64, 8) == 64  # single images: strips, as before
+    assert criterion_count([np.zeros((1024, 1024))] * 2, [(0, (1,))], True, 64, 4) == 32

@@ -72,6 +72,7 @@ from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_setti
 from .adapt_criteria import (
     KEEP_MARGIN_SE,
     compare_heads,
+    criterion_count,
     criterion_patches,
     criterion_scores,
     held_out_frames,
@@ -190,7 +191,8 @@ def iter_adapt(
 
     patches = criterion_patches(planes, splits, maps, held, strips_only, patch_size,
                                 model.mean_network.config.size_multiple,
-                                max(32, 8 * batch_size) if (val_fraction > 0 or held) else 0,
+                                criterion_count(planes, held, strips_only, patch_size, batch_size)
+                                if (val_fraction > 0 or held) else 0,
                                 np.random.default_rng([seed, 2 * 10**6]), noise)
     criteria = list(patches)
     checked = bool(patches[criteria[0]][0])
