@@ -115,9 +115,13 @@ def main(argv=None):
                   "adapt_steps": adapted.provenance["adapted"]["steps"], "routes": {},
                   "mean_refinement": adapted.mean_refinement, "psnr_gain_registered": gain,
                   "psnr_over_oracle_bm3d": over_bm3d, "psnr_gain_still": still_gain,
-                  "training_pairs": adapted.provenance["adapted"]["decision"].get("training_pairs")}
-        row = [label, record["adapt_steps"], record["training_pairs"], record["kept"], record["mean_refinement"], gain,
-               still_gain, over_bm3d]
+                  "training_pairs": adapted.provenance["adapted"]["decision"].get("training_pairs"),
+                  "judge": {c: f for c, f in adapted.provenance["adapted"]["decision"].get("criteria", {}).items()}}
+        # each criterion's difference in standard errors (adapt keeps the head below −KEEP_MARGIN_SE on all)
+        z = " / ".join(f"{f['difference'] / f['standard_error']:+.1f}" if f["standard_error"] > 0 else "0"
+                       for f in record["judge"].values())
+        row = [label, record["adapt_steps"], record["training_pairs"], record["kept"], z, record["mean_refinement"],
+               gain, still_gain, over_bm3d]
         for name, time_series in ROUTES.items():
             t0 = time.perf_counter()
             calibrated = drive(iter_recalibrate(adapted, frames, 0, time_series))[0]
@@ -133,7 +137,8 @@ def main(argv=None):
         rows.append(row)
         print(label, {n: [round(c, 3) for c in r["coverage"]] for n, r in record["routes"].items()}, flush=True)
 
-    header = ["case", "steps", "trained on", "head kept", "[mean] refinement", "PSNR − bundled's (dB, registered truth)",
+    header = ["case", "steps", "trained on", "head kept", "judge (series / still, standard errors)",
+              "[mean] refinement", "PSNR − bundled's (dB, registered truth)",
               "on still pixels", "− oracle BM3D's"]
     for name in ROUTES:
         header += [f"{name}: coverage @{' / '.join(f'{c:g}' for c in LEVELS)}", "against the registered truth",
