@@ -149,7 +149,8 @@ def iter_adapt(
       through and the blind-spot MSE did not.
 
     The step picked is the one where the largest relative change of any criterion on the picking
-    patches is lowest (step 0, the bundled head, scores 0). The adapted head is kept only when
+    patches is lowest (step 0, the bundled head, scores 0); a series trained on its own frames takes its last
+    step, and every patch decides (its Noise2Noise loss has no fitted noise to be wrong about). The adapted head is kept only when
     every criterion on the deciding patches is below the bundled head's by KEEP_MARGIN_SE
     standard errors of the paired per-patch difference; otherwise the bundled head is returned.
     AdaptResult.kept / .decision / .message and the provenance say which
@@ -201,7 +202,6 @@ def iter_adapt(
         with free_cores():  # the bundled head's and the last step's too: beside a busy process as slow as a step
             return criterion_scores(adapted, net, patches, dev, which)
 
-    select, decide = slice(0, None, 2), slice(1, None, 2)
     bundled_head = copy.deepcopy(model.mean_network).to(dev)
     bundled = scores(bundled_head) if checked else {}
 
@@ -222,6 +222,12 @@ def iter_adapt(
             iter_series_windows(planes, maps, sources, patch_size, noise, np.random.default_rng([seed, 3 * 10**6])),
             lambda done: AdaptProgress(0, steps, float("nan"), None, round(time.perf_counter() - t0, 2),
                                        registered=done))
+    # recorrupted pairs are only as right as the fitted noise: half the patches pick the step where the criteria
+    # were best. A series' Noise2Noise pairs hold the camera's own noise, unbiased: their last step is taken, and
+    # every patch decides (on 256² crops of the real 8-bit time-lapse half of them left a +0.3 dB head at 2.7
+    # standard errors, docs/performance.md, eighteenth session)
+    picks = not windows
+    select, decide = (slice(0, None, 2), slice(1, None, 2)) if picks else (slice(None), slice(None))
     history, step = [], 0
     best = (0.0 if checked else None, 0, copy.deepcopy(head.state_dict()))
     last_val = float(np.mean(bundled[criteria[0]][select])) if checked else None
@@ -231,7 +237,8 @@ def iter_adapt(
     while True:
         elapsed = time.perf_counter() - t0
         while pending and elapsed >= pending[0]:
-            taken[pending.pop(0)] = (best[1], copy.deepcopy(best[2]))
+            taken[pending.pop(0)] = ((best[1], copy.deepcopy(best[2])) if picks
+                                     else (step, copy.deepcopy(head.state_dict())))
         if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
         with free_cores():  # set around the step alone: between steps the caller's code keeps its own
@@ -247,13 +254,13 @@ def iter_adapt(
             if step % validate_every == 0:
                 last_val, change = selection_loss()
                 record.update(val_loss=last_val, criterion_change=change, r2r_val_loss=val_loss())
-                if change is not None and change < best[0]:
+                if picks and change is not None and change < best[0]:
                     best = (change, step, copy.deepcopy(head.state_dict()))
         history.append(record)
         yield AdaptProgress(step, steps, record["train_loss"], last_val, record["seconds"])
     final = selection_loss()[1]
     last_scores = scores(head, decide) if checked else {}  # the last step's head, whatever was picked
-    if final is not None and final < best[0]:
+    if final is not None and (final < best[0] or not picks):
         best = (final, step, copy.deepcopy(head.state_dict()))
     if checked:
         head.load_state_dict(best[2])  # the weights where every criterion improved most
