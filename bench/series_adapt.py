@@ -81,6 +81,9 @@ def main(argv=None):
     budget.add_argument("--steps", type=int, default=None,
                         help="adapt's budget per series in steps instead (a rerun then keeps the same heads)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--frame-pairs", action="store_true",
+                        help="adapt with frame_pairs=True (each frame against its registered neighbours), to the "
+                             "pages series_adapt_frame_pairs*")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder holding the real data (see bench/real_calibration.py)")
@@ -94,7 +97,7 @@ def main(argv=None):
         frames = np.asarray(frames, dtype=np.float32)
         t0 = time.perf_counter()
         adapted = adapt(model, frames, minutes=None if args.steps else args.minutes, steps=args.steps, seed=0,
-                        recalibrate=False)
+                        recalibrate=False, frame_pairs=args.frame_pairs)
         adapt_seconds = time.perf_counter() - t0
         result = denoise(frame, adapted, n_samples=0)
         err = np.abs(truth - result.mean).astype(np.float64)
@@ -158,8 +161,10 @@ def main(argv=None):
             f"levels: {counts}. The adapted [mean] against the bundled model's: {_gains(records)}.\n\n"
             + markdown_table(header, rows) + "\n")
     options = f" --steps {args.steps}" if args.steps else (f" --minutes {args.minutes:g}" if args.minutes != 1 else "")
-    report, command = (held_out_report("series_adapt", options) if held_out
-                       else ("series_adapt", f"python -m bench series_adapt{options}" if options else None))
+    options += " --frame-pairs" if args.frame_pairs else ""
+    name = "series_adapt_frame_pairs" if args.frame_pairs else "series_adapt"
+    report, command = ((held_out_report(name)[0], held_out_report("series_adapt", options)[1]) if held_out
+                       else (name, f"python -m bench series_adapt{options}" if options else None))
     write_report(report, "Intervals after adapting to a real time series", body, {"records": records}, command)
 
 

@@ -387,23 +387,24 @@ def test_series_windows_are_frames_against_their_neighbours(monkeypatch):
 
 
 def test_a_long_series_trains_on_its_own_frames(headed):
-    """With frames left to train on beside the held-out ones, the head learns from frame t against its neighbours
-    (Noise2Noise), not from recorrupted pairs: the target then carries one frame's noise or half of it, not the
+    """Asked to (frame_pairs), with frames left to train on beside the held-out ones, the head learns from frame t
+    against its neighbours (Noise2Noise), not from recorrupted pairs: the target then carries one frame's noise or half of it, not the
     4× of a recorrupted target at α = 0.5, and the loss says so. The registration is reported as a phase."""
     _, frame = scene(3)
     stack = np.stack([frame(k) for k in range(8)])
     items, result = [], None
-    run = iter_adapt(headed, stack, steps=6, learning_rate=2e-3, **OPTIONS)
+    run = iter_adapt(headed, stack, steps=6, learning_rate=2e-3, frame_pairs=True, **OPTIONS)
     result = drive(run, items.append)[0]
     assert result.decision["training_pairs"] == "series" and result.decision["series_windows"] == 4
     assert result.decision["held_out_frames"] == [1, 2, 3] and result.decision["criterion"] == "series+still"
     assert "Noise2Noise" in result.model.provenance["adapted"]["method"]
     assert [i.registered for i in items if i.registered] == [(k, 4) for k in range(1, 5)]
     assert "registering the series' frames" in next(i.phase for i in items if i.registered)
-    recorrupted = drive(iter_adapt(headed, stack, steps=6, learning_rate=2e-3, time_series=False, **OPTIONS))[0]
+    recorrupted = drive(iter_adapt(headed, stack, steps=6, learning_rate=2e-3, **OPTIONS))[0]  # the default
     assert recorrupted.decision["training_pairs"] == "recorrupted"
     # Noise2Noise pairs have no fitted noise to be wrong about: the last step, judged on every patch
-    assert result.decision["best_step"] == 6 and result.decision["patches"] == 2 * recorrupted.decision["patches"]
+    # (the held-out frame's two halves hold 2 × 8 windows of 32² side by side: all of them decide)
+    assert result.decision["best_step"] == 6 and result.decision["patches"] == 16
     series_loss = np.mean([h["train_loss"] for h in result.history[1:]])
     recorrupted_loss = np.mean([h["train_loss"] for h in recorrupted.history[1:]])
     assert series_loss < 0.5 * recorrupted_loss
@@ -421,7 +422,7 @@ def test_the_cli_says_a_series_registration_on_one_line_and_trains_on_the_frames
                      metadata={"axes": "TYX"})
     out = tmp_path / "mine.safetensors"
     assert main(["adapt", str(tmp_path / "series.tif"), "--out", str(out), "--model", str(tmp_path / "start.safetensors"),
-                 "--steps", "2", "--no-recalibrate"]) == 0
+                 "--steps", "2", "--no-recalibrate", "--frame-pairs"]) == 0
     err = capsys.readouterr().err
     assert "\r  registering the series' frames onto their neighbours: 4 of 4" in err
     assert "\n  registering" not in err  # one line, rewritten, not one per window
@@ -442,11 +443,12 @@ def test_a_lone_neighbour_that_moved_is_registered_not_taken_as_it_is():
 
 
 def test_a_series_of_larger_frames_is_judged_on_more_patches():
-    """As many deciding patches as the held-out frames hold side by side (a small gain needs them), within bounds."""
+    """As many patches as the held-out frames hold side by side, each once (a small gain needs them; overlapping
+    ones are not independent), within bounds."""
     from napari_diffdenoise.core.training.adapt_criteria import MOST_CRITERION_PATCHES, criterion_count
 
     held = [(k, (k - 1, k + 1)) for k in (2, 8, 14, 20)]
-    for side, expected in ((128, 64), (256, 64), (384, 144), (1024, MOST_CRITERION_PATCHES)):  # 64: 8 × the batch
+    for side, expected in ((128, 16), (256, 64), (384, 144), (1024, MOST_CRITERION_PATCHES)):
         planes = [np.zeros((side, side))] * 25
         assert criterion_count(planes, held, False, 64, 8) == expected
     assert criterion_count([np.zeros((1024, 1024))], [], False, 64, 8) == 64  # single images: strips, as before

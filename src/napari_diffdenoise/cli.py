@@ -483,7 +483,8 @@ def cmd_adapt(args) -> int:
 
     model = adapt(args.model, images if len(images) > 1 else images[0], minutes=None if args.steps else args.minutes,
                   steps=args.steps, seed=args.seed, recalibrate=not args.no_recalibrate, axes=axes, progress=show,
-                  device=args.device, patch_size=args.patch_size, val_fraction=args.val_fraction)
+                  device=args.device, patch_size=args.patch_size, val_fraction=args.val_fraction,
+                  frame_pairs=args.frame_pairs)
     print(file=sys.stderr)
     model.name = out.stem
     save_checkpoint(model, out)
@@ -619,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
         option = training_flags()[flag]
         p.add_argument(flag, dest=option.name, type=option.type, default=option.default,
                        help=f"{option.help} (default {option.default:g})".replace("%", "%%"))
+    p.add_argument("--frame-pairs", action="store_true",
+                   help="a time series of a slowly moving sample: train on each frame against its neighbours "
+                        "registered onto it, instead of recorrupted pairs (Noise2Noise; see docs/method.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-recalibrate", action="store_true",
                    help="skip recalibrating the intervals on the image's own residuals (recorrupted pairs of it) after adapting")

@@ -11,13 +11,13 @@ The method, and why:
    the fitted variance at each pixel's (smoothed) level and the camera's third moment over α
    (core.imaging.recorruption: with Gaussian s the pair is independent only for Gaussian noise).
    The model's **mean head** (the one-step network behind the [mean] layer) is fine-tuned this
-   way, starting from its bundled weights — on single images. **A series of repeated views** (a
-   time-lapse of a slow sample) has better pairs that need no noise model at all: each training frame
-   against its neighbouring training frames registered onto it (Noise2Noise, Lehtinen et al. 2018;
-   core.training.series_targets), the loss taken where the registered target holds. The camera's real
-   noise is in both, with whatever gain, clipping and correlation it has: on the real 8-bit time-lapse,
-   where recorrupted pairs kept the bundled head, these gave +0.16 to +0.50 dB (docs/performance.md,
-   seventeenth session).
+   way, starting from its bundled weights. **A series of repeated views** (a time-lapse of a slow
+   sample) has pairs that need no noise model at all, asked for with ``frame_pairs=True``: each
+   training frame against its neighbouring training frames registered onto it (Noise2Noise, Lehtinen
+   et al. 2018; core.training.series_targets), the loss taken where the registered target holds. The
+   camera's real noise is in both, with whatever gain, clipping and correlation it has: on the real
+   8-bit time-lapse, where recorrupted pairs kept the bundled head, these gave +0.16 and +0.51 dB; on
+   fast-moving lysosomes the judge below was fooled by them (docs/performance.md, eighteenth session).
 3. **No confirmation bias**: targets are the user's own noisy pixels, never the model's outputs.
 4. **Stopping and keeping without ground truth, and without the fitted noise**: the recorrupted
    loss cannot judge the result — built from the same fitted noise, it rewards passing noise
@@ -108,11 +108,17 @@ def iter_adapt(
     device: str = "auto",
     snapshots: tuple[float, ...] = (),
     time_series: bool | None = None,
+    frame_pairs: bool = False,
     noise: CameraNoise | None = None,
 ) -> Generator[AdaptProgress, None, AdaptResult]:
     """The generator behind :func:`adapt`: yields after every step, returns an :class:`AdaptResult`.
     ``snapshots``: seconds at which the best head so far is also kept (AdaptResult.snapshots), so
     that one long run shows what shorter budgets would have given (the learning rate is constant).
+    ``frame_pairs``: on a series with frames left to train on beside the held-out ones, train on each frame
+    against its neighbours registered onto it (Noise2Noise; core.training.series_targets) instead of recorrupted
+    pairs. Off by default: on the real 8-bit time-lapse it gave +0.16 and +0.51 dB where recorrupted pairs kept
+    the bundled head, but on fast-moving lysosomes the judge, whose targets are built as the training's are, kept
+    heads the truth scores up to 1 dB worse (docs/performance.md, eighteenth session).
 
     **Keep or drop.** The recorrupted loss cannot judge the adapted head: it is built from the same
     fitted noise, and where that variance is too low the two recorrupted noises are positively
@@ -161,8 +167,9 @@ def iter_adapt(
     held, held_frames, training, strips_only, triplets = held_out_frames(noisy, planes, time_series, patch_size)
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     planes = [without_hot_pixels(p, m, model)[0] for p, m in zip(planes, maps)]  # trained on as the run sees them
-    # frames of a series held out whole: the others train the head on their neighbours (Noise2Noise)
-    sources = [] if strips_only else series_sources(training, {p for a, b, c in triplets for p in ((a, b), (b, c))})
+    # frames of a series held out whole: with frame_pairs, the others train the head on their neighbours (Noise2Noise)
+    sources = [] if strips_only or not frame_pairs else series_sources(
+        training, {p for a, b, c in triplets for p in ((a, b), (b, c))})
     # correlated camera noise: the draws are given its correlation, as the self-calibration's are
     draws_correlation = noise_correlation(planes).for_draws()
     laws = [RecorruptionNoise.of(noise, p, alpha, draws_correlation) for p in planes]

@@ -177,16 +177,18 @@ def registered_parts(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np.
 
 
 def criterion_count(planes, held, strips_only: bool, patch_size: int, batch_size: int) -> int:
-    """How many patches the criteria score (half pick the step, half decide): max(32, 8 × the batch), and on a
-    series' frames held out whole as many as their area holds side by side, up to MOST_CRITERION_PATCHES: a series
-    of large frames has the data to tell a smaller gain (on 256² crops of the real 8-bit time-lapse, 32 deciding
-    patches left a head the truth scores +0.5 dB better at 2.1 standard errors)."""
+    """How many patches the criteria score: max(32, 8 × the batch) on single images; on a series' frames held out
+    whole, as many as their halves hold side by side (each window once), up to MOST_CRITERION_PATCHES. A series of
+    large frames has the data to tell a smaller gain (on 256² crops of the real 8-bit time-lapse, 32 deciding
+    patches left a head the truth scores +0.5 dB better at 2.1 standard errors); small frames have few windows, and
+    the 64 overlapping ones drawn on 128² lysosome frames before called a head the truth scores 1 dB worse 8.7
+    standard errors better."""
     least = max(32, 8 * batch_size)
     if not held or strips_only:
         return least
-    side_by_side = sum((planes[t].shape[0] // 2 // patch_size) * (planes[t].shape[1] // patch_size) * 2
-                       for t, _ in held)
-    return int(min(max(least, side_by_side), MOST_CRITERION_PATCHES))
+    # the frames' windows side by side, each once: as many as they hold, however few
+    per_frame = min((planes[t].shape[0] // 2 // patch_size) * (planes[t].shape[1] // patch_size) for t, _ in held)
+    return int(min(2 * per_frame * len(held), MOST_CRITERION_PATCHES))
 
 
 def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size: int, multiple: int, count: int,
@@ -209,8 +211,15 @@ def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size:
         else:
             i = int(rng.integers(len(planes)))
             p = splits[i].val_part(planes[i])
-        y0 = rng.integers(0, p.shape[0] - patch_size + 1)
-        x0 = rng.integers(0, p.shape[1] - patch_size + 1)
+        if held and not strips_only:
+            # side by side, each window once (criterion_count): overlapping windows are not independent, and
+            # their standard error then read 2–4× too small on 128² frames (docs/performance.md, eighteenth session)
+            across = p.shape[1] // patch_size
+            cell = (k // (2 * len(held))) % ((p.shape[0] // patch_size) * across)
+            y0, x0 = (cell // across) * patch_size, (cell % across) * patch_size
+        else:
+            y0 = rng.integers(0, p.shape[0] - patch_size + 1)
+            x0 = rng.integers(0, p.shape[1] - patch_size + 1)
         win = (slice(y0, y0 + patch_size), slice(x0, x0 + patch_size))
         if held and strips_only:
             q = np.mean([splits[i].val_part(planes[o])[win] for o in others], axis=0)
