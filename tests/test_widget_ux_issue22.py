@@ -233,10 +233,6 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
         assert w.status.value.startswith(f"judging the refined [mean] on held-out frames: {done} of 3"), w.status.value
         assert w.progress.value == int(1000 * (budget + 10 * done) / (budget + 40))
     assert len(w.plot.train[0]) == points
-    # before the steps, a series' frames registered for training: said, within the budget's share, no loss plotted
-    w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=4.0, registered=(2, 5)))
-    assert w.status.value.startswith("registering the series' frames onto their neighbours: 2 of 5"), w.status.value
-    assert w.progress.value == int(1000 * 4.0 / (budget + 40)) and len(w.plot.train[0]) == points
 
 
 # --- Train, files and the model list ---------------------------------------------------------------------

@@ -389,10 +389,6 @@ class TrainWidget(WorkerControls, Container):
             self._report((budget + judging * done / total) / (budget + judging + recalibrating),
                          f"{info.phase}; then recalibrating")
             return
-        if info.registered:  # before the steps, within the budget: the series' frames registered for training
-            self._report(min(info.seconds, budget) / (budget + judging + recalibrating),
-                         f"{info.phase}; then adapting and recalibrating")
-            return
         val = f", validation {info.val_loss:.5f}" if info.val_loss is not None else ""
         # the last step may end past the budget: adapting is then done, not more than done
         self._report(min(info.seconds, budget) / (budget + judging + recalibrating),
