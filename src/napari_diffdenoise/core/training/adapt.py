@@ -231,8 +231,8 @@ def iter_adapt(
                                        registered=done))
     # recorrupted pairs are only as right as the fitted noise: half the patches pick the step where the criteria
     # were best. A series' Noise2Noise pairs hold the camera's own noise, unbiased: their last step is taken, and
-    # every patch decides (on 256² crops of the real 8-bit time-lapse half of them left a +0.3 dB head at 2.7
-    # standard errors, docs/performance.md, eighteenth session)
+    # every patch decides (on 256² crops of the real 8-bit time-lapse half of them left a head the truth scores
+    # +0.16 dB better at 3.4 and 2.7 standard errors, docs/performance.md, eighteenth session)
     picks = not windows
     select, decide = (slice(0, None, 2), slice(1, None, 2)) if picks else (slice(None), slice(None))
     history, step = [], 0
