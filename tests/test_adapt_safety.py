@@ -373,7 +373,7 @@ def test_series_windows_are_frames_against_their_neighbours(monkeypatch):
     maps = [IntensityMap.from_percentiles(p, (1.0, 99.8)) for p in planes]
     sources = series_sources(list(range(6)), {(k, k + 1) for k in range(5)})
     run = series_targets.iter_series_windows(planes, maps, sources, 32, estimate_noise(planes), np.random.default_rng(0))
-    windows, progress = drive(run)[0], None
+    windows = drive(run)[0]
     assert len(windows) == 6
     u, target, holds = windows[1]  # frame 1 against frames 0 and 2
     np.testing.assert_allclose(u, maps[1].to_model(planes[1]), rtol=1e-6)
