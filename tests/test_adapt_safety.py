@@ -355,6 +355,28 @@ def test_adapting_on_a_device_judges_and_recalibrates_on_it_too(headed, monkeypa
         drive(iter_recalibrate(headed, stack[:3], device="cuda:7"))
 
 
+def test_a_long_series_holds_out_blocks_judged_against_their_own_frames():
+    """A series of at least BLOCK_SPACING frames holds out blocks of five, frame t judged against the four beside it,
+    none of which training sees (with frames t ± 2 left to training, a head trained on them was judged against their
+    noise); a shorter one holds out frames t − 1, t, t + 1; two frames, their validation strips."""
+    from napari_diffdenoise.core.training.adapt_criteria import held_out_frames, target_frames
+
+    def held(n):
+        stack = np.zeros((n, 64, 64), dtype=np.float32)
+        return held_out_frames(stack, list(stack), True, 16)
+
+    blocks, frames, training, strips_only, pairs = held(25)
+    assert blocks == [(2, (0, 1, 3, 4)), (10, (8, 9, 11, 12)), (18, (16, 17, 19, 20))] and not strips_only
+    assert training == [5, 6, 7, 13, 14, 15, 21, 22, 23, 24] and not frames & set(training)
+    assert pairs == [(k, k + 1) for k in range(24)]
+    assert target_frames(blocks) == "frames t ± 1, t ± 2 registered onto it"
+    triplet = held(7)
+    assert triplet[0] == [(2, (1, 3))] and triplet[2] == [0, 4, 5, 6]
+    assert target_frames(triplet[0]) == "frames t−1 and t+1 registered onto it"
+    two = held(2)
+    assert two[0] == [(0, (1,))] and two[3] and target_frames(two[0]) == "frame t+1"
+
+
 def test_series_sources_leave_held_out_frames_out():
     """Frames held out for the judge are neither inputs nor targets of the series' training pairs."""
     pairs = {(k, k + 1) for k in range(7)}
@@ -395,10 +417,12 @@ def test_a_long_series_trains_on_its_own_frames(headed):
     items, result = [], None
     run = iter_adapt(headed, stack, steps=6, learning_rate=2e-3, frame_pairs=True, **OPTIONS)
     result = drive(run, items.append)[0]
-    assert result.decision["training_pairs"] == "series" and result.decision["series_windows"] == 4
-    assert result.decision["held_out_frames"] == [1, 2, 3] and result.decision["criterion"] == "series+still"
+    # frames 0–4 held out (frame 2 judged against the other four), frames 5–7 train on one another
+    assert result.decision["training_pairs"] == "series" and result.decision["series_windows"] == 3
+    assert result.decision["held_out_frames"] == [0, 1, 2, 3, 4] and result.decision["criterion"] == "series+still"
+    assert "frame t to frames t ± 1, t ± 2 registered onto it" in result.message
     assert "Noise2Noise" in result.model.provenance["adapted"]["method"]
-    assert [i.registered for i in items if i.registered] == [(k, 4) for k in range(1, 5)]
+    assert [i.registered for i in items if i.registered] == [(k, 3) for k in range(1, 4)]
     assert "registering the series' frames" in next(i.phase for i in items if i.registered)
     recorrupted = drive(iter_adapt(headed, stack, steps=6, learning_rate=2e-3, **OPTIONS))[0]  # the default
     assert recorrupted.decision["training_pairs"] == "recorrupted"
@@ -424,7 +448,7 @@ def test_the_cli_says_a_series_registration_on_one_line_and_trains_on_the_frames
     assert main(["adapt", str(tmp_path / "series.tif"), "--out", str(out), "--model", str(tmp_path / "start.safetensors"),
                  "--steps", "2", "--no-recalibrate", "--frame-pairs"]) == 0
     err = capsys.readouterr().err
-    assert "\r  registering the series' frames onto their neighbours: 4 of 4" in err
+    assert "\r  registering the series' frames onto their neighbours: 3 of 3" in err
     assert "\n  registering" not in err  # one line, rewritten, not one per window
     assert load_model(out).provenance["adapted"]["decision"]["training_pairs"] == "series"
 

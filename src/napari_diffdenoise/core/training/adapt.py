@@ -25,9 +25,9 @@ The method, and why:
    correlated): on real 8-bit widefield frames it fell the whole way while the restoration lost
    2–7 dB. Held-out data, never trained on, is scored by a criterion with no fitted noise in it:
    where the planes are repeated views of one field (a time-lapse), frames are held out whole and
-   frame t's restoration is scored by its MSE to frames t−1 and t+1 registered onto frame t and
-   averaged (core.imaging.registration; their noise is independent of t's, so E|f(y_t) − ȳ|² =
-   E|f(y_t) − x|² + var(noise)/2 + what the registration misses, and only the first term depends on
+   frame t's restoration is scored by its MSE to frames t ± 1, t ± 2 (t ± 1 on a short series) registered onto
+   frame t and averaged, all held out with it (core.imaging.registration; their noise is independent of t's, so
+   E|f(y_t) − ȳ|² = E|f(y_t) − x|² + var(noise)/4 + what the registration misses, and only the first term depends on
    f, up to a cross term with the registration's miss; pixels where it failed are left out); on single images, windows of a validation strip of every
    plane are sub-sampled into neighbouring pixels of each 2×2 cell (Neighbor2Neighbor, Huang et
    al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
@@ -80,6 +80,7 @@ from .adapt_criteria import (
     judges_refinement,
     series_pairs,
     shown_better,
+    target_frames,
 )
 from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
@@ -127,17 +128,19 @@ def iter_adapt(
     to pick the step (``val_loss``), the other half to decide:
 
     - ``series``, where the planes are repeated views (``time_series``; see :func:`~.adapt_criteria.series_pairs`):
-      every sixth triplet of consecutive frames (t−1, t, t+1) is held out of training whole, and
-      windows of it are scored by the MSE of the head's restoration of frame t to the mean of
-      frames t−1 and t+1 (of a two-frame series: to frame t+1, on validation strips, with no
-      frame left to hold out whole), frames t ± 1 registered onto frame t first
-      (:func:`~.adapt_criteria.registered_target`). Their noise is independent of
-      frame t's, so E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/2 + E|x_t − x̄|² + a cross term:
+      blocks of frames t − 2 … t + 2 (one every eight frames; on a series shorter than that, every sixth triplet
+      t − 1, t, t + 1) are held out of training whole, and
+      windows of frame t are scored by the MSE of the head's restoration of it to the mean of
+      the block's other frames (of a two-frame series: to frame t+1, on validation strips, with no
+      frame left to hold out whole), registered onto frame t first
+      (:func:`~.adapt_criteria.registered_target`, :func:`~.adapt_criteria.held_out_frames`). Their noise is
+      independent of frame t's and of every frame trained on, so E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/n +
+      E|x_t − x̄|² + a cross term:
       only the first term and the cross term depend on the head, and the registration leaves
       x̄ − x_t small where it holds (the pixels where the warped frames disagree are left out),
       which leaves the cross term small. It ranks two heads as their true error would, over the
       whole field of view (top halves pick, bottom halves decide). ``still``: the same on the pixels where
-      frames t ± 1 agree as they are, whose target has no registration in it — a head trained towards
+      those frames agree as they are, whose target has no registration in it — a head trained towards
       registered frames could have learnt the registration's misses, which ``series`` shares (on one
       time-lapse field such a head read +0.31 dB against a registered truth and −0.13 dB on the pixels
       that held still); both must agree. (With frame t+1 alone as the
@@ -164,12 +167,11 @@ def iter_adapt(
     planes, splits, fitted = check_adapt(model, noisy, minutes=minutes, steps=steps, alpha=alpha,
                                          patch_size=patch_size, val_fraction=val_fraction)
     noise = fitted if noise is None else noise
-    held, held_frames, training, strips_only, triplets = held_out_frames(noisy, planes, time_series, patch_size)
+    held, held_frames, training, strips_only, pairs = held_out_frames(noisy, planes, time_series, patch_size)
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     planes = [without_hot_pixels(p, m, model)[0] for p, m in zip(planes, maps)]  # trained on as the run sees them
     # frames of a series held out whole: with frame_pairs, the others train the head on their neighbours (Noise2Noise)
-    sources = [] if strips_only or not frame_pairs else series_sources(
-        training, {p for a, b, c in triplets for p in ((a, b), (b, c))})
+    sources = [] if strips_only or not frame_pairs else series_sources(training, pairs)
     # correlated camera noise: the draws are given its correlation, as the self-calibration's are
     draws_correlation = noise_correlation(planes).for_draws()
     laws = [RecorruptionNoise.of(noise, p, alpha, draws_correlation) for p in planes]
@@ -281,7 +283,7 @@ def iter_adapt(
         decision["held_out_frames"] = [] if strips_only else sorted(held_frames)
     if checked:
         figures, parts = compare_heads(scores(head, decide), {c: bundled[c][decide] for c in criteria}, last_scores,
-                                       bool(triplets))
+                                       target_frames(held))
         kept = "adapted" if best[1] > 0 and shown_better(figures) else "bundled"
         decision.update(figures[criteria[0]], criteria=figures, margin_se=KEEP_MARGIN_SE, steps=step,
                         best_step=best[1])

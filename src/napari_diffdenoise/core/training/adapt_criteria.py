@@ -27,10 +27,19 @@ SMOOTHING = 2.0
 # better (at 3.4 and 4.8); 3 was chosen on the same runs it is judged on
 KEEP_MARGIN_SE = 3.0
 SERIES_MIN_CORRELATION = 0.8  # consecutive planes this alike (smoothed) are taken as repeated views
+# a held-out frame t of a long series is judged against frames t ± 1 … t ± BLOCK_REACH, all held out with it: with
+# reach 1 and frames t ± 2 left to training, frame_pairs' heads trained on them and the judge's targets shared their
+# noise (a leak), and the judge — built as that training's targets were — called a lysosome head 3.5 standard errors
+# better that the truth scores 1 dB worse; against frames t ± 1, t ± 2 the same head read −0.6 and the three
+# time-lapse heads the truth scores better −3.1 … −3.4 (docs/performance.md, eighteenth session)
+BLOCK_REACH = 2
+# one block every this many frames: 5 held, 3 left to train on between blocks (runs of 3: two Noise2Noise pairs each);
+# a shorter series holds out frames t − 1, t, t + 1
+BLOCK_SPACING = 8
 # the most patches the criteria score on a series: each validation scores half of them with the head (a few
 # seconds per validation on one CPU thread at 64² patches)
 MOST_CRITERION_PATCHES = 256
-# a held-out window with fewer pixels where frames t ± 1 agree unregistered is scored by "still" where its
+# a held-out window with fewer pixels where the frames beside t agree unregistered is scored by "still" where its
 # registered target holds, as by "series": a handful of pixels gives a per-patch MSE noisier than the rest
 STILL_PIXELS = 256
 # px around a series window registered on its own: the flow's window (core.imaging.registration.FLOW_RADIUS),
@@ -124,25 +133,46 @@ def blind_spot(u: np.ndarray, rng, stride: int = 4) -> tuple[np.ndarray, np.ndar
 
 
 def held_out_frames(noisy, planes: list[np.ndarray], time_series: bool | None, patch_size: int):
-    """(held, held_frames, training, strips_only, triplets) of a series: frames t−1, t, t+1 (every sixth
-    such triplet; t, t+1 of a two-frame series) are held out whole — the criterion sees the whole field
-    of view, not a strip of it — and training draws from the other frames. held: (t, the frames whose
-    mean is frame t's target). With too few frames to hold any out whole, their validation strips
-    instead (strips_only); without a series, nothing is held."""
+    """(held, held_frames, training, strips_only, pairs) of a series: blocks of frames t − BLOCK_REACH … t +
+    BLOCK_REACH (one every BLOCK_SPACING frames of a run of repeated views at least that long; on a shorter run, frames t−1,
+    t, t+1, every sixth such triplet, or the last; t, t+1 of a two-frame series) are held out whole — the criterion
+    sees the whole field of view, not a strip of it — and training draws from the other frames. held: (t, the
+    frames whose mean is frame t's target: the rest of its block). With too few frames to hold any out whole, their
+    validation strips instead (strips_only); without a series, nothing is held. pairs: the series' consecutive
+    planes (:func:`series_pairs`) whose frames are large enough to judge on."""
     pairs = [(a, b) for a, b in series_pairs(noisy, time_series)
              if planes[a].shape == planes[b].shape and min(planes[a].shape) >= 2 * patch_size]
-    triplets = [(a, b, c) for (a, b), (b2, c) in zip(pairs[:-1], pairs[1:]) if b == b2]
-    if triplets:
-        held = [(b, (a, c)) for k, (a, b, c) in enumerate(triplets) if k % 6 == 1] or \
-            [(b, (a, c)) for a, b, c in triplets[-1:]]
-    else:
-        held = [(a, (b,)) for a, b in pairs[-1:]]
+    runs = _runs(pairs)
+    blocks = [(c, tuple(k for k in range(c - BLOCK_REACH, c + BLOCK_REACH + 1) if k != c))
+              for run in runs if len(run) >= BLOCK_SPACING
+              for c in run[BLOCK_REACH:len(run) - BLOCK_REACH:BLOCK_SPACING]]
+    triplets = [(a, b, c) for run in runs if len(run) < BLOCK_SPACING for a, b, c in zip(run, run[1:], run[2:])]
+    held = (blocks + [(b, (a, c)) for k, (a, b, c) in enumerate(triplets) if k % 6 == 1]
+            or [(b, (a, c)) for a, b, c in triplets[-1:]] or [(a, (b,)) for a, b in pairs[-1:]])
     held_frames = {i for t, others in held for i in (t, *others)}
     training = [i for i in range(len(planes)) if i not in held_frames]
     strips_only = not training
     if strips_only:
         training = list(range(len(planes)))
-    return held, held_frames, training, strips_only, triplets
+    return held, held_frames, training, strips_only, pairs
+
+
+def _runs(pairs) -> list[list[int]]:
+    """The runs of consecutive planes that ``pairs`` (t, t + 1) chain together, each in order."""
+    runs: list[list[int]] = []
+    for a, b in sorted(pairs):
+        if runs and runs[-1][-1] == a:
+            runs[-1].append(b)
+        else:
+            runs.append([a, b])
+    return runs
+
+
+def target_frames(held) -> str:
+    """What frame t of ``held`` (:func:`held_out_frames`) is compared with, in words."""
+    reach = max((len(others) for _, others in held), default=0) // 2
+    return {0: "frame t+1", 1: "frames t−1 and t+1 registered onto it"}.get(
+        reach, "frames " + ", ".join(f"t ± {k}" for k in range(1, reach + 1)) + " registered onto it")
 
 
 def registered_target(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np.ndarray, np.ndarray]:
@@ -284,13 +314,12 @@ def criterion_scores(model: DiffusionModel, net, patches: dict, device, which=sl
     return result
 
 
-def compare_heads(adapted: dict, bundled: dict, last_step: dict, triplets: bool) -> tuple[dict, list[str]]:
+def compare_heads(adapted: dict, bundled: dict, last_step: dict, against: str) -> tuple[dict, list[str]]:
     """The adapted head against the bundled one on the deciding patches (each a criterion's per-patch
     scores; ``last_step``: the last step's head's): {criterion: its figures}, and a line each saying
-    them. ``triplets``: a series' frames t are compared with t−1 and t+1 registered onto t, not with t+1."""
-    what = {"series": "MSE of the restoration of frame t to frames t−1 and t+1 registered onto it" if triplets else
-                      "MSE of the restoration of frame t to frame t+1",
-            "still": "the same on the pixels where frames t−1 and t+1 agree unregistered",
+    them. ``against``: what a series' frame t is compared with (:func:`target_frames`)."""
+    what = {"series": f"MSE of the restoration of frame t to {against}",
+            "still": "the same on the pixels where those frames agree unregistered",
             "neighbours": "MSE of the restoration of sub-sampled pixels to their neighbours",
             "blind-spot": "blind-spot MSE of masked pixels to their noisy values"}
     figures, parts = {}, []
@@ -328,9 +357,9 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
                           parent: DiffusionModel | None = None, device: str = "auto"):
     """Whether refining the mean head's [mean] (core.imaging.pilot_wiener) is shown better on a series' held-out
     frames: each frame t's centre window (at most REFINEMENT_WINDOW²) restored as a run restores a plane (the
-    [mean] alone, unrefined) and refined as a run refines it; both scored by their MSE to frames t ± 1
-    registered onto frame t (:func:`registered_target`) on the pixels of each quadrant where the registration
-    holds. ``refined`` where the mean relative difference over the quadrants is below 0 by KEEP_MARGIN_SE standard
+    [mean] alone, unrefined) and refined as a run refines it; both scored by their MSE to the other frames of its
+    held-out block (frames t ± 1, or t ± 1 and t ± 2: :func:`held_out_frames`) registered onto frame t
+    (:func:`registered_target`) on the pixels of each quadrant where the registration holds. ``refined`` where the mean relative difference over the quadrants is below 0 by KEEP_MARGIN_SE standard
     errors (a head's margin). On the 13 real series of docs/benchmarks/pilot_wiener.md it refined 2 (+0.54 and
     +0.56 dB against the truth) and none the refinement harmed, leaving +0.59 dB on one at 1.6 standard errors;
     single images have no judge that told (the blind spot and SURE there), so this one needs repeated frames.
