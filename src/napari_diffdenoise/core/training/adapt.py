@@ -28,7 +28,8 @@ The method, and why:
    frame t's restoration is scored by its MSE to frames t ± 1, t ± 2 (t ± 1 on a short series) registered onto
    frame t and averaged, all held out with it (core.imaging.registration; their noise is independent of t's, so
    E|f(y_t) − ȳ|² = E|f(y_t) − x|² + var(noise)/4 + what the registration misses, and only the first term depends on
-   f, up to a cross term with the registration's miss; pixels where it failed are left out); on single images, windows of a validation strip of every
+   f, up to a cross term with the registration's miss; pixels where it failed are left out); on single images, windows
+   of a validation strip of every
    plane are sub-sampled into neighbouring pixels of each 2×2 cell (Neighbor2Neighbor, Huang et
    al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
    (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the

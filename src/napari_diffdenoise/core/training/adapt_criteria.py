@@ -134,8 +134,9 @@ def blind_spot(u: np.ndarray, rng, stride: int = 4) -> tuple[np.ndarray, np.ndar
 
 def held_out_frames(noisy, planes: list[np.ndarray], time_series: bool | None, patch_size: int):
     """(held, held_frames, training, strips_only, pairs) of a series: blocks of frames t − BLOCK_REACH … t +
-    BLOCK_REACH (one every BLOCK_SPACING frames of a run of repeated views at least that long; on a shorter run, frames t−1,
-    t, t+1, every sixth such triplet, or the last; t, t+1 of a two-frame series) are held out whole — the criterion
+    BLOCK_REACH (one every BLOCK_SPACING frames of a run of repeated views at least that long; on a shorter run,
+    frames t−1, t, t+1, every sixth such triplet, or the last; t, t+1 of a two-frame series) are held out whole — the
+    criterion
     sees the whole field of view, not a strip of it — and training draws from the other frames. held: (t, the
     frames whose mean is frame t's target: the rest of its block). With too few frames to hold any out whole, their
     validation strips instead (strips_only); without a series, nothing is held. pairs: the series' consecutive
@@ -359,7 +360,8 @@ def iter_refinement_judge(model: DiffusionModel, planes, held, noise: CameraNois
     frames: each frame t's centre window (at most REFINEMENT_WINDOW²) restored as a run restores a plane (the
     [mean] alone, unrefined) and refined as a run refines it; both scored by their MSE to the other frames of its
     held-out block (frames t ± 1, or t ± 1 and t ± 2: :func:`held_out_frames`) registered onto frame t
-    (:func:`registered_target`) on the pixels of each quadrant where the registration holds. ``refined`` where the mean relative difference over the quadrants is below 0 by KEEP_MARGIN_SE standard
+    (:func:`registered_target`) on the pixels of each quadrant where the registration holds. ``refined`` where the
+    mean relative difference over the quadrants is below 0 by KEEP_MARGIN_SE standard
     errors (a head's margin). On the 13 real series of docs/benchmarks/pilot_wiener.md it refined 2 (+0.54 and
     +0.56 dB against the truth) and none the refinement harmed, leaving +0.59 dB on one at 1.6 standard errors;
     single images have no judge that told (the blind spot and SURE there), so this one needs repeated frames.
