@@ -3,6 +3,7 @@
 recorrupted pairs alone (what it did before, and still does for single images).
 
     python -m bench series_adapt [--data DIR] [--model demo] [--size 256] [--minutes 1 | --steps N]
+                                 [--recorrupted-pairs]
 
 Per frame case of bench/real_calibration.py (three lysosome files, raw counts with camera noise
 correlated between pixels; three fields of the 8-bit time-lapse): ``adapt(model, frames 0–24,
@@ -18,6 +19,8 @@ truth, as bench/real_frames.py does).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import time
 from pathlib import Path
 
@@ -28,8 +31,9 @@ from napari_diffdenoise import denoise, load_model
 from napari_diffdenoise.core.calibration.calibration_run import run_settings
 from napari_diffdenoise.core.imaging.metrics import psnr_fitted
 from napari_diffdenoise.core.run.conformal import find_calibration
+from napari_diffdenoise.core.run.cpu_share import same_bits
 from napari_diffdenoise.core.run.driving import drive
-from napari_diffdenoise.core.training.adapt import adapt, iter_recalibrate
+from napari_diffdenoise.core.training.adapt import iter_adapt, iter_recalibrate
 
 from .common import markdown_table, write_report
 from .real_calibration import (
@@ -81,9 +85,9 @@ def main(argv=None):
     budget.add_argument("--steps", type=int, default=None,
                         help="adapt's budget per series in steps instead (a rerun then keeps the same heads)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--frame-pairs", action="store_true",
-                        help="adapt with frame_pairs=True (each frame against its registered neighbours), to the "
-                             "pages series_adapt_frame_pairs*")
+    parser.add_argument("--recorrupted-pairs", action="store_true",
+                        help="adapt with frame_pairs=False (recorrupted pairs of each frame, the default before the "
+                             "series trained on its own frames), to the pages series_adapt_recorrupted*")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder holding the real data (see bench/real_calibration.py)")
@@ -96,9 +100,13 @@ def main(argv=None):
     for label, frame, truth, tau2, frames, _static, registered in cases:
         frames = np.asarray(frames, dtype=np.float32)
         t0 = time.perf_counter()
-        adapted = adapt(model, frames, minutes=None if args.steps else args.minutes, steps=args.steps, seed=0,
-                        recalibrate=False, frame_pairs=args.frame_pairs)
+        with same_bits() if args.steps else contextlib.nullcontext():  # as adapt() runs it
+            outcome = drive(iter_adapt(model, frames, minutes=None if args.steps else args.minutes, steps=args.steps,
+                                       seed=0, frame_pairs=not args.recorrupted_pairs))[0]
         adapt_seconds = time.perf_counter() - t0
+        adapted = outcome.model
+        # the head adapt trained, kept or not, run as the bundled model runs: what the judge had to tell
+        trained = dataclasses.replace(outcome.rejected or adapted, mean_refinement=model.mean_refinement)
         result = denoise(frame, adapted, n_samples=0)
         err = np.abs(truth - result.mean).astype(np.float64)
         unit = result.interval_unit.astype(np.float64)
@@ -107,7 +115,10 @@ def main(argv=None):
         reg_err, reg_unit, reg_tau2 = np.abs(registered.truth - result.mean)[where], unit[where], registered.tau2[where]
         bundled_mean = denoise(frame, model, n_samples=0).mean
         adapted_psnr = float(psnr_fitted(result.mean[where], registered.truth[where]))
-        gain = adapted_psnr - float(psnr_fitted(bundled_mean[where], registered.truth[where]))
+        bundled_psnr = float(psnr_fitted(bundled_mean[where], registered.truth[where]))
+        gain = adapted_psnr - bundled_psnr
+        trained_gain = float(psnr_fitted(denoise(frame, trained, n_samples=0).mean[where], registered.truth[where])
+                             - bundled_psnr)
         over_bm3d = adapted_psnr - oracle_bm3d_psnr(frame, registered)
         # a truth with no registration in it, which adapt's series pairs and judge both use: the pixels that held
         # still over frames t − 5 … t + 2, against those frames' mean without frame t (its noise is the input's)
@@ -118,13 +129,14 @@ def main(argv=None):
                   "adapt_steps": adapted.provenance["adapted"]["steps"], "routes": {},
                   "mean_refinement": adapted.mean_refinement, "psnr_gain_registered": gain,
                   "psnr_over_oracle_bm3d": over_bm3d, "psnr_gain_still": still_gain,
+                  "trained_head_gain_registered": trained_gain,
                   "training_pairs": adapted.provenance["adapted"]["decision"].get("training_pairs"),
                   "judge": {c: f for c, f in adapted.provenance["adapted"]["decision"].get("criteria", {}).items()}}
         # each criterion's difference in standard errors (adapt keeps the head below −KEEP_MARGIN_SE on all)
         z = " / ".join(f"{f['difference'] / f['standard_error']:+.1f}" if f["standard_error"] > 0 else "0"
                        for f in record["judge"].values())
-        row = [label, record["adapt_steps"], record["training_pairs"], record["kept"], z, record["mean_refinement"],
-               gain, still_gain, over_bm3d]
+        row = [label, record["adapt_steps"], record["training_pairs"], trained_gain, record["kept"], z,
+               record["mean_refinement"], gain, still_gain, over_bm3d]
         for name, time_series in ROUTES.items():
             t0 = time.perf_counter()
             calibrated = drive(iter_recalibrate(adapted, frames, 0, time_series))[0]
@@ -140,7 +152,8 @@ def main(argv=None):
         rows.append(row)
         print(label, {n: [round(c, 3) for c in r["coverage"]] for n, r in record["routes"].items()}, flush=True)
 
-    header = ["case", "steps", "trained on", "head kept", "judge (series / still, standard errors)",
+    header = ["case", "steps", "trained on", "trained head − bundled's (dB, registered truth)", "head kept",
+              "judge (series / still, standard errors)",
               "[mean] refinement", "PSNR − bundled's (dB, registered truth)",
               "on still pixels", "− oracle BM3D's"]
     for name in ROUTES:
@@ -157,12 +170,14 @@ def main(argv=None):
             "onto them, 'recorrupted' on recorrupted pairs, core.training.adapt). Frame t (30 for "
             "the lysosomes, 27 for the time-lapse fields) restored by the adapted model's default one pass (mean head, "
             "std head); truth and coverage as in bench/real_calibration.py (the mean of frames t ± 1; and frames t ± 1, t ± 2 "
-            "registered onto frame t where they agree, bench/frame_truth.py). Cases within ±0.05 of nominal at all three "
+            "registered onto frame t where they agree, bench/frame_truth.py). 'Trained head': the head adapt trained, "
+            "whether it kept it or not, run as the bundled model runs — what adapt's judge had to tell from the bundled "
+            "head. Cases within ±0.05 of nominal at all three "
             f"levels: {counts}. The adapted [mean] against the bundled model's: {_gains(records)}.\n\n"
             + markdown_table(header, rows) + "\n")
     options = f" --steps {args.steps}" if args.steps else (f" --minutes {args.minutes:g}" if args.minutes != 1 else "")
-    options += " --frame-pairs" if args.frame_pairs else ""
-    name = "series_adapt_frame_pairs" if args.frame_pairs else "series_adapt"
+    options += " --recorrupted-pairs" if args.recorrupted_pairs else ""
+    name = "series_adapt_recorrupted" if args.recorrupted_pairs else "series_adapt"
     report, command = ((held_out_report(name)[0], held_out_report("series_adapt", options)[1]) if held_out
                        else (name, f"python -m bench series_adapt{options}" if options else None))
     write_report(report, "Intervals after adapting to a real time series", body, {"records": records}, command)

@@ -171,7 +171,7 @@ def test_a_series_is_judged_by_the_next_frame(headed):
     result, _ = drive(iter_adapt(headed, stack, steps=20, learning_rate=2e-3, **OPTIONS))
     assert result.decision["criterion"] == "series+still" and result.decision["held_out_frames"] == [1, 2, 3]
     assert result.model.provenance["adapted"]["decision"]["criterion"] == "series+still"
-    assert result.decision["training_pairs"] == "recorrupted"  # frame 0 alone is left to train on: no neighbour
+    assert result.decision["training_pairs"] == "recorrupted"  # too short for blocks of five: frame 0 alone trains
     assert "frame t to frames t−1 and t+1 registered onto it" in result.message
     # the [mean]'s refinement judged on the same held-out frames, and said
     judged = result.decision["mean_refinement"]
@@ -409,13 +409,13 @@ def test_series_windows_are_frames_against_their_neighbours(monkeypatch):
 
 
 def test_a_long_series_trains_on_its_own_frames(headed):
-    """Asked to (frame_pairs), with frames left to train on beside the held-out ones, the head learns from frame t
+    """By default (frame_pairs), with frames left to train on beside the held-out ones, the head learns from frame t
     against its neighbours (Noise2Noise), not from recorrupted pairs: the target then carries one frame's noise or half of it, not the
     4× of a recorrupted target at α = 0.5, and the loss says so. The registration is reported as a phase."""
     _, frame = scene(3)
     stack = np.stack([frame(k) for k in range(8)])
     items, result = [], None
-    run = iter_adapt(headed, stack, steps=6, learning_rate=2e-3, frame_pairs=True, **OPTIONS)
+    run = iter_adapt(headed, stack, steps=6, learning_rate=2e-3, **OPTIONS)
     result = drive(run, items.append)[0]
     # frames 0–4 held out (frame 2 judged against the other four), frames 5–7 train on one another
     assert result.decision["training_pairs"] == "series" and result.decision["series_windows"] == 3
@@ -424,7 +424,7 @@ def test_a_long_series_trains_on_its_own_frames(headed):
     assert "Noise2Noise" in result.model.provenance["adapted"]["method"]
     assert [i.registered for i in items if i.registered] == [(k, 3) for k in range(1, 4)]
     assert "registering the series' frames" in next(i.phase for i in items if i.registered)
-    recorrupted = drive(iter_adapt(headed, stack, steps=6, learning_rate=2e-3, **OPTIONS))[0]  # the default
+    recorrupted = drive(iter_adapt(headed, stack, steps=6, learning_rate=2e-3, frame_pairs=False, **OPTIONS))[0]
     assert recorrupted.decision["training_pairs"] == "recorrupted"
     # Noise2Noise pairs have no fitted noise to be wrong about: the last step, judged on every patch
     # (the held-out frame's two halves hold 2 × 8 windows of 32² side by side: all of them decide)
@@ -432,6 +432,16 @@ def test_a_long_series_trains_on_its_own_frames(headed):
     series_loss = np.mean([h["train_loss"] for h in result.history[1:]])
     recorrupted_loss = np.mean([h["train_loss"] for h in recorrupted.history[1:]])
     assert series_loss < 0.5 * recorrupted_loss
+
+
+def test_a_series_too_short_for_blocks_trains_on_recorrupted_pairs(headed):
+    """Seven frames hold out frames 1–3, judged against frames t ± 1 alone; frames 4–6 could train on one another, but
+    a judge of frames t ± 1, built as those targets are, once kept a head that the truth scores 1 dB worse."""
+    _, frame = scene(3)
+    stack = np.stack([frame(k) for k in range(7)])
+    result = drive(iter_adapt(headed, stack, steps=2, learning_rate=2e-3, **OPTIONS))[0]
+    assert result.decision["held_out_frames"] == [1, 2, 3] and result.decision["training_pairs"] == "recorrupted"
+    assert "frame t to frames t−1 and t+1 registered onto it" in result.message
 
 
 def test_the_cli_says_a_series_registration_on_one_line_and_trains_on_the_frames(tmp_path, headed, capsys):
@@ -446,11 +456,15 @@ def test_the_cli_says_a_series_registration_on_one_line_and_trains_on_the_frames
                      metadata={"axes": "TYX"})
     out = tmp_path / "mine.safetensors"
     assert main(["adapt", str(tmp_path / "series.tif"), "--out", str(out), "--model", str(tmp_path / "start.safetensors"),
-                 "--steps", "2", "--no-recalibrate", "--frame-pairs"]) == 0
+                 "--steps", "2", "--no-recalibrate"]) == 0
     err = capsys.readouterr().err
     assert "\r  registering the series' frames onto their neighbours: 3 of 3" in err
     assert "\n  registering" not in err  # one line, rewritten, not one per window
-    assert load_model(out).provenance["adapted"]["decision"]["training_pairs"] == "series"
+    assert load_model(out).provenance["adapted"]["decision"]["training_pairs"] == "series"  # the default
+    assert main(["adapt", str(tmp_path / "series.tif"), "--out", str(out), "--model", str(tmp_path / "start.safetensors"),
+                 "--steps", "2", "--no-recalibrate", "--no-frame-pairs", "--overwrite"]) == 0
+    assert "registering" not in capsys.readouterr().err
+    assert load_model(out).provenance["adapted"]["decision"]["training_pairs"] == "recorrupted"
 
 
 def test_a_lone_neighbour_that_moved_is_registered_not_taken_as_it_is():

@@ -611,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("noisy", nargs="+", help=f"noisy images (2 to 5 dims) of the data the model is for: {formats}")
     p.add_argument("--out", required=True, help="the adapted model (.safetensors)")
     p.add_argument("--model", default="demo", help="the model to start from (default: demo; it needs a mean head)")
-    from .core.training.adapt_spec import MINUTES
+    from .core.training.adapt_spec import FRAME_PAIRS, MINUTES
 
     p.add_argument("--minutes", type=float, default=MINUTES.default,
                    help=f"{MINUTES.help} (default {MINUTES.default:g})")
@@ -620,9 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
         option = training_flags()[flag]
         p.add_argument(flag, dest=option.name, type=option.type, default=option.default,
                        help=f"{option.help} (default {option.default:g})".replace("%", "%%"))
-    p.add_argument("--frame-pairs", action="store_true",
-                   help="a time series of a slowly moving sample: train on each frame against its neighbours "
-                        "registered onto it, instead of recorrupted pairs (Noise2Noise; see docs/method.md)")
+    p.add_argument("--frame-pairs", action=argparse.BooleanOptionalAction, default=FRAME_PAIRS,
+                   help="a time series with frames to train on beside those held out to judge: train on each frame "
+                        "against its neighbours registered onto it (Noise2Noise), not on recorrupted pairs of it "
+                        f"(default {'on' if FRAME_PAIRS else 'off'}; see docs/method.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-recalibrate", action="store_true",
                    help="skip recalibrating the intervals on the image's own residuals (recorrupted pairs of it) after adapting")

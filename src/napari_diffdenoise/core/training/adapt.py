@@ -12,12 +12,12 @@ The method, and why:
    (core.imaging.recorruption: with Gaussian s the pair is independent only for Gaussian noise).
    The model's **mean head** (the one-step network behind the [mean] layer) is fine-tuned this
    way, starting from its bundled weights. **A series of repeated views** (a time-lapse of a slow
-   sample) has pairs that need no noise model at all, asked for with ``frame_pairs=True``: each
+   sample) has pairs that need no noise model at all, used by default (``frame_pairs``): each
    training frame against its neighbouring training frames registered onto it (Noise2Noise, Lehtinen
    et al. 2018; core.training.series_targets), the loss taken where the registered target holds. The
    camera's real noise is in both, with whatever gain, clipping and correlation it has: on the real
-   8-bit time-lapse, where recorrupted pairs kept the bundled head, these gave +0.16 and +0.51 dB; on
-   fast-moving lysosomes the judge below was fooled by them (docs/performance.md, eighteenth session).
+   8-bit time-lapse the heads they trained scored +0.16 … +0.46 dB against a registered truth, where recorrupted
+   pairs' scored ±0.06 (docs/performance.md, nineteenth session).
 3. **No confirmation bias**: targets are the user's own noisy pixels, never the model's outputs.
 4. **Stopping and keeping without ground truth, and without the fitted noise**: the recorrupted
    loss cannot judge the result — built from the same fitted noise, it rewards passing noise
@@ -78,12 +78,13 @@ from .adapt_criteria import (
     criterion_scores,
     held_out_frames,
     iter_refinement_judge,
+    judged_by_blocks,
     judges_refinement,
     series_pairs,
     shown_better,
     target_frames,
 )
-from .adapt_spec import ALPHA, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
+from .adapt_spec import ALPHA, FRAME_PAIRS, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
 from .recorrupted_pairs import recorrupted_batch, recorrupted_validation, train_step
 from .series_targets import iter_series_windows, series_batch, series_sources
@@ -110,17 +111,19 @@ def iter_adapt(
     device: str = "auto",
     snapshots: tuple[float, ...] = (),
     time_series: bool | None = None,
-    frame_pairs: bool = False,
+    frame_pairs: bool = FRAME_PAIRS,
     noise: CameraNoise | None = None,
 ) -> Generator[AdaptProgress, None, AdaptResult]:
     """The generator behind :func:`adapt`: yields after every step, returns an :class:`AdaptResult`.
     ``snapshots``: seconds at which the best head so far is also kept (AdaptResult.snapshots), so
     that one long run shows what shorter budgets would have given (the learning rate is constant).
-    ``frame_pairs``: on a series with frames left to train on beside the held-out ones, train on each frame
-    against its neighbours registered onto it (Noise2Noise; core.training.series_targets) instead of recorrupted
-    pairs. Off by default: on the real 8-bit time-lapse it gave +0.16 and +0.51 dB where recorrupted pairs kept
-    the bundled head, but on fast-moving lysosomes the judge, whose targets are built as the training's are, kept
-    heads the truth scores up to 1 dB worse (docs/performance.md, eighteenth session).
+    ``frame_pairs`` (on by default, adapt_spec.FRAME_PAIRS): on a series long enough to hold out blocks of five
+    frames (adapt_criteria.BLOCK_SPACING), train on each of the other frames against its neighbours registered onto
+    it (Noise2Noise; core.training.series_targets) instead of recorrupted pairs; single images and shorter series
+    train on recorrupted pairs whatever it says (``decision["training_pairs"]`` tells which). Judged on such blocks,
+    the heads it trained on the 13 real series scored −0.01 … +0.46 dB against the truth of a frame never seen;
+    judged against frames t ± 1 alone, a lysosome head the judge kept scored −1.03 dB (docs/performance.md,
+    eighteenth and nineteenth sessions).
 
     **Keep or drop.** The recorrupted loss cannot judge the adapted head: it is built from the same
     fitted noise, and where that variance is too low the two recorrupted noises are positively
@@ -171,8 +174,9 @@ def iter_adapt(
     held, held_frames, training, strips_only, pairs = held_out_frames(noisy, planes, time_series, patch_size)
     maps = [IntensityMap.from_percentiles(p, model.percentiles) for p in planes]
     planes = [without_hot_pixels(p, m, model)[0] for p, m in zip(planes, maps)]  # trained on as the run sees them
-    # frames of a series held out whole: with frame_pairs, the others train the head on their neighbours (Noise2Noise)
-    sources = [] if strips_only or not frame_pairs else series_sources(training, pairs)
+    # frames of a series held out whole in blocks: with frame_pairs, the others train the head on their neighbours
+    # (Noise2Noise); a shorter series, judged against frames t ± 1 alone, trains on recorrupted pairs
+    sources = series_sources(training, pairs) if frame_pairs and judged_by_blocks(held) and not strips_only else []
     # correlated camera noise: the draws are given its correlation, as the self-calibration's are
     draws_correlation = noise_correlation(planes).for_draws()
     laws = [RecorruptionNoise.of(noise, p, alpha, draws_correlation) for p in planes]

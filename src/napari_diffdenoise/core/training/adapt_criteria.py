@@ -27,11 +27,11 @@ SMOOTHING = 2.0
 # better (at 3.4 and 4.8); 3 was chosen on the same runs it is judged on
 KEEP_MARGIN_SE = 3.0
 SERIES_MIN_CORRELATION = 0.8  # consecutive planes this alike (smoothed) are taken as repeated views
-# a held-out frame t of a long series is judged against frames t ± 1 … t ± BLOCK_REACH, all held out with it: with
-# reach 1 and frames t ± 2 left to training, frame_pairs' heads trained on them and the judge's targets shared their
-# noise (a leak), and the judge — built as that training's targets were — called a lysosome head 3.5 standard errors
-# better that the truth scores 1 dB worse; against frames t ± 1, t ± 2 the same head read −0.6 and the three
-# time-lapse heads the truth scores better −3.1 … −3.4 (docs/performance.md, eighteenth session)
+# a held-out frame t of a long series is judged against frames t ± 1 … t ± BLOCK_REACH, all held out with it: against
+# frames t ± 1 alone, built as the training's targets of a series are (adapt's frame_pairs), the judge called a
+# lysosome head 3.5 standard errors better that the truth scores 1 dB worse; against frames t ± 1, t ± 2 (t ± 2 then
+# training frames) the same head read −0.6 and three time-lapse heads the truth scores better −3.1 … −3.4
+# (docs/performance.md, eighteenth session). Holding t ± 2 out too keeps the judge's targets out of training
 BLOCK_REACH = 2
 # one block every this many frames: 5 held, 3 left to train on between blocks (runs of 3: two Noise2Noise pairs each);
 # a shorter series holds out frames t − 1, t, t + 1
@@ -167,6 +167,12 @@ def _runs(pairs) -> list[list[int]]:
         else:
             runs.append([a, b])
     return runs
+
+
+def judged_by_blocks(held) -> bool:
+    """Whether every held-out frame of ``held`` (:func:`held_out_frames`) is judged against a block of BLOCK_REACH
+    frames each side: the judge a series trained on its own frames needs (BLOCK_REACH's comment)."""
+    return bool(held) and all(len(others) == 2 * BLOCK_REACH for _, others in held)
 
 
 def target_frames(held) -> str:

@@ -21,6 +21,12 @@ MINUTES = Param("minutes", float, 5.0, 0.1, 600.0, step=0.5, label="Adapt for (m
                 help="How long to adapt, in minutes; the weights with the lowest validation loss are kept. The "
                      "intervals are then recalibrated on the image")
 
+# a series with frames left to train on beside its held-out blocks trains on its own frames (Noise2Noise), not on
+# recorrupted pairs: on the 13 real series of docs/benchmarks/series_adapt.md the heads it trained scored −0.01 …
+# +0.46 dB against the registered truth of a frame never seen, the recorrupted pairs' −0.06 … +0.00 on the seven
+# held-out lysosome series (docs/performance.md, nineteenth session)
+FRAME_PAIRS = True
+
 # Recorrupted-to-Recorrupted's α (ŷ = y + α·s, ȳ = y − s/α) and the mean head's fine-tuning rate
 ALPHA = 0.5
 LEARNING_RATE = 5e-5
