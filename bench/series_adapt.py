@@ -171,8 +171,8 @@ def main(argv=None):
             "the lysosomes, 27 for the time-lapse fields) restored by the adapted model's default one pass (mean head, "
             "std head); truth and coverage as in bench/real_calibration.py (the mean of frames t ± 1; and frames t ± 1, t ± 2 "
             "registered onto frame t where they agree, bench/frame_truth.py). 'Trained head': the head adapt trained, "
-            "whether it kept it or not, run as the bundled model runs — what adapt's judge had to tell from the bundled "
-            "head. Cases within ±0.05 of nominal at all three "
+            "whether it kept it or not, run as the bundled model runs — what adapt's judge had to tell from the "
+            "bundled head. Cases within ±0.05 of nominal at all three "
             f"levels: {counts}. The adapted [mean] against the bundled model's: {_gains(records)}.\n\n"
             + markdown_table(header, rows) + "\n")
     options = f" --steps {args.steps}" if args.steps else (f" --minutes {args.minutes:g}" if args.minutes != 1 else "")

@@ -12,12 +12,12 @@ The method, and why:
    (core.imaging.recorruption: with Gaussian s the pair is independent only for Gaussian noise).
    The model's **mean head** (the one-step network behind the [mean] layer) is fine-tuned this
    way, starting from its bundled weights. **A series of repeated views** (a time-lapse of a slow
-   sample) has pairs that need no noise model at all, used by default (``frame_pairs``): each
-   training frame against its neighbouring training frames registered onto it (Noise2Noise, Lehtinen
-   et al. 2018; core.training.series_targets), the loss taken where the registered target holds. The
-   camera's real noise is in both, with whatever gain, clipping and correlation it has: on the real
-   8-bit time-lapse the heads they trained scored +0.16 … +0.46 dB against a registered truth, where recorrupted
-   pairs' scored ±0.06 (docs/performance.md, nineteenth session).
+   sample) has pairs that need no noise model at all, used by default where it is long enough to hold out
+   blocks of five frames (``frame_pairs``): each training frame against its neighbouring training frames
+   registered onto it (Noise2Noise, Lehtinen et al. 2018; core.training.series_targets), the loss taken where the
+   registered target holds. The camera's real noise is in both, with whatever gain, clipping and correlation it
+   has: on the real 8-bit time-lapse the heads they trained scored +0.16 … +0.46 dB against a registered truth,
+   where recorrupted pairs' scored 0 … +0.01 (docs/performance.md, nineteenth session).
 3. **No confirmation bias**: targets are the user's own noisy pixels, never the model's outputs.
 4. **Stopping and keeping without ground truth, and without the fitted noise**: the recorrupted
    loss cannot judge the result — built from the same fitted noise, it rewards passing noise
