@@ -222,6 +222,11 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     w._started = time.monotonic() - 30
     w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 2))
     assert not NEGATIVE_TIME.search(w.status.value) and "then recalibrating" in w.status.value, w.status.value
+    # a series trained on its own frames registers them first, inside the budget: said, no loss (NaN) plotted
+    points = len(w.plot.train[0])
+    w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=6.0, registered=(2, 5)))
+    assert w.status.value.startswith("registering the series' frames onto their neighbours: 2 of 5"), w.status.value
+    assert "nan" not in w.status.value and len(w.plot.train[0]) == points
     # then the refined [mean]'s judge, frame by frame: said, the bar moving through its share, no loss plotted
     from napari_diffdenoise.core.training.adapt_cost import AfterSteps
 

@@ -384,6 +384,10 @@ class TrainWidget(WorkerControls, Container):
             self._adapt_message = info.message
             show_info(f"Adapt: {info.message}")
             return
+        if info.registered:  # before the steps, inside the budget: a series' frames registered onto their neighbours
+            self._report(min(info.seconds, budget) / (budget + judging + recalibrating),
+                         f"{info.phase}; then adapting and recalibrating")
+            return
         if info.judged:  # after the steps: the refined [mean]'s judge, frame by frame
             done, total = info.judged
             self._report((budget + judging * done / total) / (budget + judging + recalibrating),
