@@ -28,9 +28,9 @@ The method, and why:
    frame t's restoration is scored by its MSE to frames t ± 1, t ± 2 (t ± 1 on a short series) registered onto
    frame t and averaged, all held out with it (core.imaging.registration; their noise is independent of t's, so
    E|f(y_t) − ȳ|² = E|f(y_t) − x|² + var(noise)/4 + what the registration misses, and only the first term depends on
-   f, up to a cross term with the registration's miss; pixels where it failed are left out); on single images, windows
-   of a validation strip of every
-   plane are sub-sampled into neighbouring pixels of each 2×2 cell (Neighbor2Neighbor, Huang et
+   f, up to a cross term with the registration's miss; pixels where it failed are left out); on single images,
+   windows of a validation strip of every plane are sub-sampled into neighbouring pixels of each 2×2 cell
+   (Neighbor2Neighbor, Huang et
    al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
    (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the
    other is not (:func:`iter_adapt`), so both must agree. Half the patches pick the step; the
@@ -139,8 +139,7 @@ def iter_adapt(
       frame left to hold out whole), registered onto frame t first
       (:func:`~.adapt_criteria.registered_target`, :func:`~.adapt_criteria.held_out_frames`). Their noise is
       independent of frame t's and of every frame trained on, so E|f(y_t) − ȳ|² = E|f(y_t) − x_t|² + var(noise)/n +
-      E|x_t − x̄|² + a cross term:
-      only the first term and the cross term depend on the head, and the registration leaves
+      E|x_t − x̄|² + a cross term (n frames): only the first term and the cross term depend on the head, and the registration leaves
       x̄ − x_t small where it holds (the pixels where the warped frames disagree are left out),
       which leaves the cross term small. It ranks two heads as their true error would, over the
       whole field of view (top halves pick, bottom halves decide). ``still``: the same on the pixels where

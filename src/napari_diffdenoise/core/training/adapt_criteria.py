@@ -136,9 +136,8 @@ def held_out_frames(noisy, planes: list[np.ndarray], time_series: bool | None, p
     """(held, held_frames, training, strips_only, pairs) of a series: blocks of frames t − BLOCK_REACH … t +
     BLOCK_REACH (one every BLOCK_SPACING frames of a run of repeated views at least that long; on a shorter run,
     frames t−1, t, t+1, every sixth such triplet, or the last; t, t+1 of a two-frame series) are held out whole — the
-    criterion
-    sees the whole field of view, not a strip of it — and training draws from the other frames. held: (t, the
-    frames whose mean is frame t's target: the rest of its block). With too few frames to hold any out whole, their
+    criterion sees the whole field of view, not a strip of it — and training draws from the other frames. held: (t,
+    the frames whose mean is frame t's target: the rest of its block). With too few frames to hold any out whole, their
     validation strips instead (strips_only); without a series, nothing is held. pairs: the series' consecutive
     planes (:func:`series_pairs`) whose frames are large enough to judge on."""
     pairs = [(a, b) for a, b in series_pairs(noisy, time_series)
