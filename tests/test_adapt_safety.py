@@ -305,7 +305,7 @@ def test_the_refinement_judge_reports_each_frame_and_stops_when_cancelled(headed
     assert phases == [f"judging the refined [mean] on held-out frames: {k} of {frames}" for k in range(1, frames + 1)]
     first = next(k for k, i in enumerate(items) if i.judged)
     # after the series' registration and the steps, before the verdict
-    assert [i.step for i in items[:first] if not i.registered] == [1, 2, 3] and items[-1].message
+    assert [i.step for i in items[:first] if not i.before_steps] == [1, 2, 3] and items[-1].message
 
     restored.clear()
     result, cancelled = drive(iter_adapt(headed, stack, steps=3, learning_rate=2e-3, **OPTIONS),
@@ -423,6 +423,9 @@ def test_a_long_series_trains_on_its_own_frames(headed):
     assert "frame t to frames t ± 1, t ± 2 registered onto it" in result.message
     assert "Noise2Noise" in result.model.provenance["adapted"]["method"]
     assert [i.registered for i in items if i.registered] == [(k, 3) for k in range(1, 4)]
+    # the judge's targets first: each of the 16 held-out windows registered against its block's other frames
+    assert [i.judge_targets for i in items if i.judge_targets] == [(k, 16) for k in range(1, 17)]
+    assert "for the judge: 16 of 16" in next(i.phase for i in items if i.judge_targets == (16, 16))
     assert "registering the series' frames" in next(i.phase for i in items if i.registered)
     recorrupted = drive(iter_adapt(headed, stack, steps=6, learning_rate=2e-3, frame_pairs=False, **OPTIONS))[0]
     assert recorrupted.decision["training_pairs"] == "recorrupted"
@@ -463,7 +466,7 @@ def test_the_cli_says_a_series_registration_on_one_line_and_trains_on_the_frames
     assert load_model(out).provenance["adapted"]["decision"]["training_pairs"] == "series"  # the default
     assert main(["adapt", str(tmp_path / "series.tif"), "--out", str(out), "--model", str(tmp_path / "start.safetensors"),
                  "--steps", "2", "--no-recalibrate", "--no-frame-pairs", "--overwrite"]) == 0
-    assert "registering" not in capsys.readouterr().err
+    assert "registering the series' frames" not in capsys.readouterr().err
     assert load_model(out).provenance["adapted"]["decision"]["training_pairs"] == "recorrupted"
 
 

@@ -227,6 +227,9 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=6.0, registered=(2, 5)))
     assert w.status.value.startswith("registering the series' frames onto their neighbours: 2 of 5"), w.status.value
     assert "nan" not in w.status.value and len(w.plot.train[0]) == points
+    w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=3.0, judge_targets=(4, 16)))
+    assert w.status.value.startswith("registering the held-out frames' neighbours onto them, for the judge: 4 of 16")
+    assert len(w.plot.train[0]) == points
     # then the refined [mean]'s judge, frame by frame: said, the bar moving through its share, no loss plotted
     from napari_diffdenoise.core.training.adapt_cost import AfterSteps
 

@@ -469,10 +469,10 @@ def cmd_adapt(args) -> int:
     def show(info):
         if info.message:  # the verdict, printed with the file written below
             return
-        if info.phase:  # before the steps, a series' registration (one line); after them, the refined [mean]'s judge
-            start = "\r" if info.registered else "\n"
+        if info.phase:  # before the steps, a series' registrations (a line each); after them, the refined [mean]'s judge
+            start = "\r" if info.before_steps else "\n"
             print(f"{start}  {info.phase}  {info.seconds:.0f} s", end="", file=sys.stderr, flush=True)
-            if info.registered and info.registered[0] == info.registered[1]:
+            if info.before_steps and info.before_steps[0] == info.before_steps[1]:
                 print(file=sys.stderr)  # the steps' line starts with \r: it would overwrite this one
         elif info.seconds - last[0] >= 1 or info.step == info.total_steps:
             last[0] = info.seconds

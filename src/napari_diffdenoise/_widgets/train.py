@@ -384,7 +384,7 @@ class TrainWidget(WorkerControls, Container):
             self._adapt_message = info.message
             show_info(f"Adapt: {info.message}")
             return
-        if info.registered:  # before the steps, inside the budget: a series' frames registered onto their neighbours
+        if info.before_steps:  # before the steps, inside the budget: a series' frames registered onto their neighbours
             self._report(min(info.seconds, budget) / (budget + judging + recalibrating),
                          f"{info.phase}; then adapting and recalibrating")
             return

@@ -74,9 +74,9 @@ from .adapt_criteria import (
     KEEP_MARGIN_SE,
     compare_heads,
     criterion_count,
-    criterion_patches,
     criterion_scores,
     held_out_frames,
+    iter_criterion_patches,
     iter_refinement_judge,
     judged_by_blocks,
     judges_refinement,
@@ -203,11 +203,17 @@ def iter_adapt(
         head.train()
         return loss
 
-    patches = criterion_patches(planes, splits, maps, held, strips_only, patch_size,
-                                model.mean_network.config.size_multiple,
-                                criterion_count(planes, held, strips_only, patch_size, batch_size)
-                                if (val_fraction > 0 or held) else 0,
-                                np.random.default_rng([seed, 2 * 10**6]), noise)
+    t0 = time.perf_counter()  # the budget counts the registration of the series' frames too, the judge's first
+    building = iter_criterion_patches(planes, splits, maps, held, strips_only, patch_size,
+                                      model.mean_network.config.size_multiple,
+                                      criterion_count(planes, held, strips_only, patch_size, batch_size)
+                                      if (val_fraction > 0 or held) else 0,
+                                      np.random.default_rng([seed, 2 * 10**6]), noise)
+    if held and not strips_only:  # each window registered: seconds in all on large frames, shown
+        patches = yield from relay(building, lambda done: AdaptProgress(
+            0, steps, float("nan"), None, round(time.perf_counter() - t0, 2), judge_targets=done))
+    else:
+        patches = drive(building)[0]
     criteria = list(patches)
     checked = bool(patches[criteria[0]][0])
 
@@ -228,7 +234,6 @@ def iter_adapt(
         return float(np.mean(now[criteria[0]])), change
 
     torch.manual_seed(seed)
-    t0 = time.perf_counter()  # the budget counts the registration of the series' frames too
     windows = []
     if sources:
         windows = yield from relay(

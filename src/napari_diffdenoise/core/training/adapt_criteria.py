@@ -227,9 +227,12 @@ def criterion_count(planes, held, strips_only: bool, patch_size: int, batch_size
     return int(min(2 * per_frame * len(held), MOST_CRITERION_PATCHES))
 
 
-def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size: int, multiple: int, count: int,
-                      rng, noise: CameraNoise) -> dict:
-    """{criterion: (inputs, targets, masks)}, per patch each (n, h, w), model units; the patches
+def iter_criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size: int, multiple: int, count: int,
+                           rng, noise: CameraNoise):
+    """Yields (patches made, to make) after each; returns {criterion: (inputs, targets, masks)}, per patch each
+    (n, h, w), model units: on a series each window of a held-out frame is registered against its block's other
+    frames (41 s for the 168 windows of four whole 511² frames of the real 8-bit time-lapse, on one CPU thread beside
+    a busy process; 21 s against frames t ± 1 alone), which adapt shows and counts in its budget. The patches
     alternately pick the step and decide. On a series ("series"), windows of the held-out frames, the
     picking ones from the top half of each frame and the deciding ones from the bottom half, against
     :func:`registered_target` on the pixels where it holds, and ("still") on those where it needed no
@@ -282,6 +285,7 @@ def criterion_patches(planes, splits, maps, held, strips_only: bool, patch_size:
         for c, item in items.items():
             for store, value in zip(patches[c], item):
                 store.append(value)
+        yield k + 1, count
     return patches
 
 

@@ -80,10 +80,21 @@ class AdaptProgress:
     message: str | None = None  # set on the last report: which head was kept, and why
     judged: tuple[int, int] | None = None  # after the steps: (held-out frames judged, to judge) by the refined [mean]'s judge
     registered: tuple[int, int] | None = None  # before the steps: (windows of a series registered, to register)
+    # before those: (held-out windows of a series whose neighbours are registered onto them for the judge, to do)
+    judge_targets: tuple[int, int] | None = None
+
+    @property
+    def before_steps(self) -> tuple[int, int] | None:
+        """(done, to do) of the phase before the steps this report is in, if it is: the judge's targets are registered
+        first, then the training's windows."""
+        return self.judge_targets or self.registered
 
     @property
     def phase(self) -> str | None:
         """What adapt does before or after its steps, for the progress line (None during the steps)."""
+        if self.judge_targets is not None:
+            return (f"registering the held-out frames' neighbours onto them, for the judge: {self.judge_targets[0]} of "
+                    f"{self.judge_targets[1]}")
         if self.registered is not None:
             return f"registering the series' frames onto their neighbours: {self.registered[0]} of {self.registered[1]}"
         if self.judged is None:
