@@ -437,6 +437,24 @@ def test_a_long_series_trains_on_its_own_frames(headed):
     assert series_loss < 0.5 * recorrupted_loss
 
 
+def test_a_budget_spent_registering_says_so(headed, monkeypatch):
+    """A budget the registration of a series' frames spends whole (on the real 8-bit time-lapse's 30 whole frames a
+    minute went, with the judge's targets, before the first step) gives the bundled head and says why: a clock that
+    runs 100 s between readings stands in for a large series."""
+    import itertools
+    import types
+
+    from napari_diffdenoise.core.training import adapt as adapt_module
+
+    _, frame = scene(3)
+    stack = np.stack([frame(k) for k in range(8)])
+    clock = itertools.count(0.0, 100.0)
+    monkeypatch.setattr(adapt_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    result = drive(iter_adapt(headed, stack, learning_rate=2e-3, **{**OPTIONS, "minutes": 1.0}))[0]
+    assert result.decision["steps"] == 0 and result.kept == "bundled"
+    assert result.message.startswith("no step was taken: the 1 min budget ran out registering the series' frames")
+
+
 def test_a_series_too_short_for_blocks_trains_on_recorrupted_pairs(headed):
     """Seven frames hold out frames 1–3, judged against frames t ± 1 alone; frames 4–6 could train on one another, but
     a judge of frames t ± 1, built as those targets are, once kept a head that the truth scores 1 dB worse."""

@@ -232,7 +232,7 @@ def iter_criterion_patches(planes, splits, maps, held, strips_only: bool, patch_
     """Yields (patches made, to make) after each; returns {criterion: (inputs, targets, masks)}, per patch each
     (n, h, w), model units: on a series each window of a held-out frame is registered against its block's other
     frames (41 s for the 168 windows of four whole 511² frames of the real 8-bit time-lapse, on one CPU thread beside
-    a busy process; 21 s against frames t ± 1 alone), which adapt shows and counts in its budget. The patches
+    a busy process; 21 s against frames t ± 1 alone), which adapt shows before its budget's clock starts. The patches
     alternately pick the step and decide. On a series ("series"), windows of the held-out frames, the
     picking ones from the top half of each frame and the deciding ones from the bottom half, against
     :func:`registered_target` on the pixels where it holds, and ("still") on those where it needed no
