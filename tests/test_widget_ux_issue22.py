@@ -230,6 +230,8 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=3.0, judge_targets=(4, 16)))
     assert w.status.value.startswith("registering the held-out frames' neighbours onto them, for the judge: 4 of 16")
     assert len(w.plot.train[0]) == points
+    # before the budget's clock: the bar waits at its start, and does not run back when the clock starts
+    assert w.progress.value == 0
     # then the refined [mean]'s judge, frame by frame: said, the bar moving through its share, no loss plotted
     from napari_diffdenoise.core.training.adapt_cost import AfterSteps
 

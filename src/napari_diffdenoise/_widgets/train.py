@@ -384,9 +384,10 @@ class TrainWidget(WorkerControls, Container):
             self._adapt_message = info.message
             show_info(f"Adapt: {info.message}")
             return
-        if info.before_steps:  # before the steps, inside the budget: a series' frames registered onto their neighbours
-            self._report(min(info.seconds, budget) / (budget + judging + recalibrating),
-                         f"{info.phase}; then adapting and recalibrating")
+        if info.before_steps:  # before the steps: the judge's targets (before the budget), then the training's frames
+            # the budget's clock starts after the judge's targets: the bar waits for it, not to run back to 0
+            spent = 0.0 if info.judge_targets else min(info.seconds, budget)
+            self._report(spent / (budget + judging + recalibrating), f"{info.phase}; then adapting and recalibrating")
             return
         if info.judged:  # after the steps: the refined [mean]'s judge, frame by frame
             done, total = info.judged
