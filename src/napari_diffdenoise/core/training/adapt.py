@@ -205,7 +205,7 @@ def iter_adapt(
 
     # the judge's targets are registered before the budget's clock starts: counted in it, they took the whole of a
     # one-minute budget on the real 8-bit time-lapse's 30 whole frames (0 steps); shown as a phase instead
-    t0 = time.perf_counter()
+    targets_started = time.perf_counter()
     building = iter_criterion_patches(planes, splits, maps, held, strips_only, patch_size,
                                       model.mean_network.config.size_multiple,
                                       criterion_count(planes, held, strips_only, patch_size, batch_size)
@@ -213,7 +213,7 @@ def iter_adapt(
                                       np.random.default_rng([seed, 2 * 10**6]), noise)
     if held and not strips_only:  # each window registered: seconds in all on large frames, shown
         patches = yield from relay(building, lambda done: AdaptProgress(
-            0, steps, float("nan"), None, round(time.perf_counter() - t0, 2), judge_targets=done))
+            0, steps, float("nan"), None, round(time.perf_counter() - targets_started, 2), judge_targets=done))
     else:
         patches = drive(building)[0]
     criteria = list(patches)
