@@ -313,23 +313,33 @@ def test_the_refinement_judge_reports_each_frame_and_stops_when_cancelled(headed
     assert cancelled and result is None and len(restored) == 1  # stopped after the first judged frame
 
 
-def test_what_adapting_costs_after_its_steps_counts_the_judged_frames(headed):
-    """The Train widget's time: the refined [mean]'s judge restores the centre window of every held-out frame of a
-    series (none for a single image or a series too short to hold frames out), then the recalibration."""
-    from napari_diffdenoise.core.training.adapt_cost import after_steps_cost
-    from napari_diffdenoise.core.training.adapt_criteria import held_out_frames
+def test_what_adapting_costs_beyond_its_budget_counts_the_judged_windows_and_frames(headed):
+    """The Train widget's time: before the steps, each window of a series' held-out frames is registered against the
+    rest of its block for the judge (before the budget's clock starts); after them, the refined [mean]'s judge restores
+    the centre window of every held-out frame; none of it for a single image or a series too short to hold frames out;
+    then the recalibration."""
+    from napari_diffdenoise.core.training.adapt_cost import beyond_budget_cost
+    from napari_diffdenoise.core.training.adapt_criteria import criterion_count, held_out_frames
 
     _, frame = scene(5)
     stack = np.stack([frame(k) for k in range(14)])
     held = held_out_frames(stack, list(stack), None, 32)[0]
-    after = after_steps_cost(headed, stack, patch_size=32)
-    assert after.frames == len(held) >= 2 and after.judging.pixels == len(held) * 128 * 128
-    assert after.judging.seconds > 0 and after.seconds == after.judging.seconds + after.recalibrating.seconds
-    assert after.describe().startswith(f"the refined [mean] judged on {len(held)} held-out frames")
+    cost = beyond_budget_cost(headed, stack, patch_size=32)
+    assert cost.frames == len(held) >= 2 and cost.judging.pixels == len(held) * 128 * 128
+    # every window the judge scores is registered once, before the steps: 2 per frame half of 128² at 32 px
+    assert cost.targets == criterion_count(list(stack), held, False, 32, 1) == len(held) * 2 * 2 * 4
+    assert cost.registering > 0 and cost.judging.seconds > 0
+    assert cost.seconds == pytest.approx(cost.registering + cost.judging.seconds + cost.recalibrating.seconds)
+    assert cost.describe().startswith(f"before the steps, the held-out frames' neighbours registered onto "
+                                      f"{cost.targets} windows for the judge")
+    assert f"after them, the refined [mean] judged on {len(held)} held-out frames" in cost.describe()
     for single in (stack[0], stack[:2]):
-        alone = after_steps_cost(headed, single, patch_size=32)
-        assert alone.frames == 0 and alone.judging.seconds == 0 and alone.seconds == alone.recalibrating.seconds
-    assert after_steps_cost(headed, stack, patch_size=96).frames == 0  # 128² frames hold no 96 px patch and strip
+        alone = beyond_budget_cost(headed, single, patch_size=32)
+        assert alone.frames == alone.targets == 0 and alone.registering == alone.judging.seconds == 0
+        assert alone.seconds == alone.recalibrating.seconds
+        assert alone.describe().startswith("the intervals recalibrated on this image")
+    # 128² frames hold no 96 px patch and strip
+    assert beyond_budget_cost(headed, stack, patch_size=96).frames == 0
 
 
 def test_adapting_on_a_device_judges_and_recalibrates_on_it_too(headed, monkeypatch):

@@ -62,7 +62,7 @@ def test_the_train_widgets_timing_stops_when_the_widget_goes(make_napari_viewer,
     w.mode.value = NOISY_ONLY
     w.noisy.value, w.start_model.value = layer, str(headed_checkpoint.resolve())
     qtbot.waitUntil(lambda: len(answers) >= 1, timeout=10_000)
-    assert w._timings.worker is not None and w.recalibration.value == "timing it on this machine…"
+    assert w._timings.worker is not None and w.beyond_budget.value == "timing it on this machine…"
     w.native.deleteLater()
     qtbot.waitUntil(lambda: w._timings.worker is None, timeout=20_000)  # it ended, and none waiting started
     assert answers[-1] is True  # stopped when asked, not run to its end
@@ -96,10 +96,10 @@ def test_the_train_widget_times_one_request_at_a_time_and_shows_the_latest(make_
     w.mode.value = NOISY_ONLY
     for layer in layers:
         w.noisy.value = layer
-    qtbot.waitUntil(lambda: w._timings.worker is None and "in all" in w.recalibration.value, timeout=20_000)
+    qtbot.waitUntil(lambda: w._timings.worker is None and "in all" in w.beyond_budget.value, timeout=20_000)
     assert state["most"] == 1
     assert state["shapes"][-1] == (3, 64, 64) and len(state["shapes"]) <= 3  # the first, maybe one more, the latest
-    assert w.recalibration.value == f"about 64 s; {run_cost.duration(60 + 64.0)} in all"
+    assert w.beyond_budget.value == f"about 64 s; {run_cost.duration(60 + 64.0)} in all"
     assert not errors
 
 
@@ -124,8 +124,8 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     w.mode.value = NOISY_ONLY
     assert w.resume.native.isHidden()  # adapting has no resumable state: the box would be ignored
     w.noisy.value, w.start_model.value, w.minutes.value = layer, str(headed_checkpoint.resolve()), 2.0
-    qtbot.waitUntil(lambda: "in all" in w.recalibration.value, timeout=30_000)
-    assert w.recalibration.label == "Then recalibrate"
+    qtbot.waitUntil(lambda: "in all" in w.beyond_budget.value, timeout=30_000)
+    assert w.beyond_budget.label == "Beyond the budget"
     model = load_model(headed_checkpoint)
     # three noisy frames of one scene: a time series, recalibrated on its frames too
     assert recalibration_axes(np.asarray(layer.data)) == "TYX"
@@ -133,8 +133,8 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     assert cost.seconds > recalibration_cost(model, layer.data.shape, axes="TYX").seconds  # the box's runs
     assert cost.pixels >= 3 * 64 * 80 and (cost.n_samples, cost.evaluations) == (8, 10)
     assert cost.seconds >= cost.pixels * 8 * 10 * 2e-6  # tiles cover every pixel, overlapping ones more
-    assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.recalibration.tooltip
-    assert w.recalibration.value == (f"about {run_cost.duration(cost.seconds)}; "
+    assert f"{cost.pixels:,} px × 8 samples × 10 steps" in w.beyond_budget.tooltip
+    assert w.beyond_budget.value == (f"about {run_cost.duration(cost.seconds)}; "
                                      f"{run_cost.duration(120 + cost.seconds)} in all")
     # the pixels are those the recalibration restores
     calibrated = drive(iter_recalibrate(model, np.asarray(layer.data)))[0]
@@ -144,7 +144,7 @@ def test_adapting_hides_resume_and_its_time_includes_the_recalibration(make_napa
     assert recalibration_cost(model, (2, 1024, 1024)).pixels == 2 * 2 * 256 * 256 <= MAX_PIXELS
     assert recalibration_cost(model, (400, 400)).pixels == 2 * 362 * 362
     w.mode.value = PAIRED
-    assert not w.resume.native.isHidden() and w.recalibration.native.isHidden()
+    assert not w.resume.native.isHidden() and w.beyond_budget.native.isHidden()
 
 
 def test_the_recalibration_time_is_not_timed_beside_a_run_and_one_that_was_is_taken_again(
@@ -183,11 +183,11 @@ def test_the_recalibration_time_is_not_timed_beside_a_run_and_one_that_was_is_ta
     qtbot.wait(800)
     assert w._worker is not None
     w.minutes.value = 3.0  # asks for the time again: the run goes on
-    assert w.recalibration.value == "timed when this run ends" and len(calls) == 1
+    assert w.beyond_budget.value == "timed when this run ends" and len(calls) == 1
     gate.set()
-    qtbot.waitUntil(lambda: w._worker is None and "in all" in w.recalibration.value, timeout=20_000)
+    qtbot.waitUntil(lambda: w._worker is None and "in all" in w.beyond_budget.value, timeout=20_000)
     assert forgotten == [True] and len(calls) == 2
-    assert w.recalibration.value == f"about 5 s; {run_cost.duration(180 + 5.0)} in all"
+    assert w.beyond_budget.value == f"about 5 s; {run_cost.duration(180 + 5.0)} in all"
     assert not errors
 
 
@@ -230,18 +230,28 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=3.0, judge_targets=(4, 16)))
     assert w.status.value.startswith("registering the held-out frames' neighbours onto them, for the judge: 4 of 16")
     assert len(w.plot.train[0]) == points
-    # before the budget's clock: the bar waits at its start, and does not run back when the clock starts
+    # unpriced (no plan), the judge's targets hold the bar at its start: the budget's clock has not started
     assert w.progress.value == 0
-    # then the refined [mean]'s judge, frame by frame: said, the bar moving through its share, no loss plotted
-    from napari_diffdenoise.core.training.adapt_cost import AfterSteps
+    from napari_diffdenoise.core.training.adapt_cost import BeyondBudget
 
     budget = w.minutes.value * 60
-    w._plan = AfterSteps(3, run_cost.RunCost(1, 0, 0, 30.0), run_cost.RunCost(1, 8, 10, 10.0))
+    # priced, they fill their own share, and the budget's phases go on from it, not back to 0
+    w._plan = BeyondBudget(16, 10.0, 3, run_cost.RunCost(1, 0, 0, 30.0), run_cost.RunCost(1, 8, 10, 10.0))
+    whole = 10 + budget + 40
+    w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=5.0, judge_targets=(8, 16)))
+    assert w.progress.value == int(1000 * 5 / whole)
+    w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=25.0, judge_targets=(16, 16)))
+    assert w.progress.value == int(1000 * 10 / whole)  # a slower registration than priced stops at its share
+    w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=2.0, registered=(1, 5)))
+    assert w.progress.value == int(1000 * 12 / whole)
+    w._on_adapt_progress(AdaptProgress(7, None, 0.1, None, seconds=3.0))
+    assert w.progress.value == int(1000 * 13 / whole)
+    # then the refined [mean]'s judge, frame by frame: said, the bar moving through its share, no loss plotted
     points = len(w.plot.train[0])
     for done in (1, 2):
         w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=budget + 5, judged=(done, 3)))
         assert w.status.value.startswith(f"judging the refined [mean] on held-out frames: {done} of 3"), w.status.value
-        assert w.progress.value == int(1000 * (budget + 10 * done) / (budget + 40))
+        assert w.progress.value == int(1000 * (10 + budget + 10 * done) / whole)
     assert len(w.plot.train[0]) == points
 
 

@@ -22,7 +22,7 @@ from magicgui.widgets import (
 
 from ..core.imaging.simulate import NoiseModel
 from ..core.run.run_cost import duration
-from ..core.training.adapt_cost import AfterSteps, after_steps_cost
+from ..core.training.adapt_cost import BeyondBudget, beyond_budget_cost
 from ..core.training.adapt_spec import MINUTES
 from ..core.training.finetune import (
     BATCH_SIZE,
@@ -61,7 +61,8 @@ def show_info(message: str) -> None:
     napari_info(message)
 
 
-def _estimate(start: str, data, plane=None, axes=None, patch_size=PATCH_SIZE.default, stop=None) -> AfterSteps | None:
+def _estimate(start: str, data, plane=None, axes=None, patch_size=PATCH_SIZE.default,
+              stop=None) -> BeyondBudget | None:
     """For the form, in a worker thread: None when the model cannot be adapted (the Train button says why),
     and for a timing stopped (``stop()``, polled between what it times: the worker's abort_requested).
     ``plane``: the layer's first plane (layers.first_plane), whose bright boxes each restored crop runs again;
@@ -78,7 +79,7 @@ def _estimate(start: str, data, plane=None, axes=None, patch_size=PATCH_SIZE.def
             return None
         data = np.asarray(data)
         with stoppable(stop or (lambda: False)):
-            return after_steps_cost(model, data, recalibration_axes(data, axes=axes), plane, patch_size=patch_size)
+            return beyond_budget_cost(model, data, recalibration_axes(data, axes=axes), plane, patch_size=patch_size)
     except (ValueError, OSError, RuntimeError, Cancelled):
         return None
 
@@ -88,7 +89,7 @@ RECALIBRATING = "Adapting done; recalibrating the intervals on this image"
 
 def _adapt_job(model, noisy, options, output, axes=None, plan=None):
     """Adapt, recalibrate the intervals on the image itself (by ``axes``, the layer's where it names them),
-    save; errors a user can act on come back as a :class:`_Failure`. ``plan``: the form's AfterSteps for this
+    save; errors a user can act on come back as a :class:`_Failure`. ``plan``: the form's BeyondBudget for this
     layer, model and patch size, where it has one (else priced here)."""
     from ..core.io.checkpoint import save_checkpoint
     from ..core.training.adapt import iter_adapt, iter_recalibrate, recalibration_axes
@@ -96,8 +97,8 @@ def _adapt_job(model, noisy, options, output, axes=None, plan=None):
     try:
         axes = recalibration_axes(noisy, options.get("time_series"), axes)
         # the plan: the progress bar spans the steps and what follows them
-        yield plan or after_steps_cost(model, noisy, axes, noisy[(0,) * (noisy.ndim - 2)], options.get("time_series"),
-                                       options["patch_size"])
+        yield plan or beyond_budget_cost(model, noisy, axes, noisy[(0,) * (noisy.ndim - 2)],
+                                         options.get("time_series"), options["patch_size"])
         result = yield from iter_adapt(model, noisy, **options)
         yield RECALIBRATING
         adapted = yield from iter_recalibrate(result.model, noisy, time_series=options.get("time_series"), axes=axes,
@@ -135,9 +136,11 @@ class TrainWidget(WorkerControls, Container):
         self.minutes = param_widget(MINUTES, None)
         self.minutes.visible = False  # shown for the noisy-only mode
         self.minutes.tooltip += " (the line below: how long)"
-        self.recalibration = Label(label="Then recalibrate", value="", visible=False,
-                                   tooltip="After adapting, the intervals are recalibrated on this image: one "
-                                           "restoration of crops of it at the default settings")
+        self.beyond_budget = Label(label="Beyond the budget", value="", visible=False,
+                                   tooltip="Outside the minutes above: on a series, registering the held-out frames "
+                                           "for the judge before the steps and judging the refined [mean] after "
+                                           "them; then the intervals recalibrated on this image (one restoration of "
+                                           "crops of it at the default settings)")
         self.noisy = ComboBox(label="Noisy layer", choices=self._images, tooltip="Low-light acquisition")
         self.clean = ComboBox(label="Clean layer", choices=self._images, tooltip="High-light acquisition of the same field")
         simulated = NoiseModel()  # the library's defaults for the simulated noisy side
@@ -176,7 +179,7 @@ class TrainWidget(WorkerControls, Container):
         self.plot_section = Section("Loss plot", [], tooltip="The training and validation losses, step by step "
                                                               "(unfolds when a run starts)")
         extend_form(self, [self.help, self.kind, self.mode, self.noisy, self.clean, self.photons_low, self.photons_high, self.psf_sigma,
-                     self.start_model, self.steps, self.minutes, self.recalibration, self.advanced, self.output,
+                     self.start_model, self.steps, self.minutes, self.beyond_budget, self.advanced, self.output,
                      self.resume, self.train_button, self.cancel_button, self.progress, self.status,
                      self.plot_section])
         self.status.native.setWordWrap(True)  # a whole path, never cut at the dock's edge
@@ -184,7 +187,7 @@ class TrainWidget(WorkerControls, Container):
 
         self.plot = LossPlot()
         self.plot_section.body.native.layout().addWidget(self.plot)
-        self._estimate_for, self._estimate = None, None  # (model, layer shape, its data, patch size) → AfterSteps
+        self._estimate_for, self._estimate = None, None  # (model, layer shape, its data, patch size) → BeyondBudget
         # a timing going when a run starts measured a shared CPU and reads long: taken again when the run ends
         # (the Denoise widget's 'Time here' likewise)
         self._timing_beside_run = False
@@ -242,7 +245,7 @@ class TrainWidget(WorkerControls, Container):
         self.clean.visible = not adapting
         for w in (self.photons_low, self.photons_high, self.psf_sigma):
             w.visible = simulated and not unpaired
-        self.minutes.visible = self.recalibration.visible = adapting
+        self.minutes.visible = self.beyond_budget.visible = adapting
         # adapting has its own time budget, optimiser and no resumable state
         for w in (self.steps, self.ema, self.learning_rate, self.resume):
             w.visible = not adapting
@@ -268,11 +271,11 @@ class TrainWidget(WorkerControls, Container):
         in a worker thread: the first time for a model it times one network call)."""
         layer, start = self.noisy.value, self.start_model.value
         if not self._adapting() or layer is None or start in (None, SCRATCH):
-            self.recalibration.value = "—"
+            self.beyond_budget.value = "—"
             return
         if self._worker is not None:  # a run shares the CPU: timed when it ends (_on_finished)
             self._estimate_for, self._estimate = None, None
-            self.recalibration.value = "timed when this run ends"
+            self.beyond_budget.value = "timed when this run ends"
             return
         key = self._estimate_key()
         if key == self._estimate_for:
@@ -280,7 +283,7 @@ class TrainWidget(WorkerControls, Container):
                 self._show_estimate(key, self._estimate)
             return
         self._estimate_for, self._estimate = key, None
-        self.recalibration.value = "timing it on this machine…"
+        self.beyond_budget.value = "timing it on this machine…"
         self._timings.ask(_estimate, start, layer.data, first_plane(layer), named_axes(layer), self.patch_size.value,
                           on_result=lambda cost: self._show_estimate(key, cost))
 
@@ -299,16 +302,16 @@ class TrainWidget(WorkerControls, Container):
         if self._estimate_for is None:
             self._refresh_estimate()
 
-    def _show_estimate(self, key, cost: AfterSteps | None):
+    def _show_estimate(self, key, cost: BeyondBudget | None):
         if key != self._estimate_for:
             return  # an answer for an earlier layer or model
         self._estimate = cost
         if cost is None:
-            self.recalibration.value = "—"
+            self.beyond_budget.value = "—"
             return
         total = self.minutes.value * 60 + cost.seconds
-        self.recalibration.value = f"about {duration(cost.seconds)}; {duration(total)} in all"
-        self.recalibration.tooltip = f"After adapting: {cost.describe()} (timed on this machine)"
+        self.beyond_budget.value = f"about {duration(cost.seconds)}; {duration(total)} in all"
+        self.beyond_budget.tooltip = f"Besides the steps: {cost.describe()} (timed on this machine)"
 
     def _config(self) -> TrainConfig:
         return scaled_config(self.steps.value, batch_size=self.batch_size.value, patch_size=self.patch_size.value,
@@ -364,11 +367,13 @@ class TrainWidget(WorkerControls, Container):
 
     def _on_adapt_progress(self, info):
         budget = self.minutes.value * 60
-        if isinstance(info, AfterSteps):  # the plan, before any step
+        if isinstance(info, BeyondBudget):  # the plan, before any step
             self._plan = info
             return
+        registering = self._plan.registering if self._plan is not None else 0.0
         judging = self._plan.judging.seconds if self._plan is not None else 0.0
         recalibrating = self._plan.recalibrating.seconds if self._plan is not None else 0.0
+        whole = registering + budget + judging + recalibrating
         if isinstance(info, str):  # the recalibration after training begins
             self._adapted_at = time.monotonic() - self._started
             done = self._adapted_at / (self._adapted_at + recalibrating)
@@ -385,18 +390,18 @@ class TrainWidget(WorkerControls, Container):
             show_info(f"Adapt: {info.message}")
             return
         if info.before_steps:  # before the steps: the judge's targets (before the budget), then the training's frames
-            # the budget's clock starts after the judge's targets: the bar waits for it, not to run back to 0
-            spent = 0.0 if info.judge_targets else min(info.seconds, budget)
-            self._report(spent / (budget + judging + recalibrating), f"{info.phase}; then adapting and recalibrating")
+            # the judge's targets have their own share of the bar, priced apart: the budget's clock starts after them
+            spent = (min(info.seconds, registering) if info.judge_targets
+                     else registering + min(info.seconds, budget))
+            self._report(spent / whole, f"{info.phase}; then adapting and recalibrating")
             return
         if info.judged:  # after the steps: the refined [mean]'s judge, frame by frame
             done, total = info.judged
-            self._report((budget + judging * done / total) / (budget + judging + recalibrating),
-                         f"{info.phase}; then recalibrating")
+            self._report((registering + budget + judging * done / total) / whole, f"{info.phase}; then recalibrating")
             return
         val = f", validation {info.val_loss:.5f}" if info.val_loss is not None else ""
         # the last step may end past the budget: adapting is then done, not more than done
-        self._report(min(info.seconds, budget) / (budget + judging + recalibrating),
+        self._report((registering + min(info.seconds, budget)) / whole,
                      f"adapting: step {info.step}, loss {info.train_loss:.5f}{val}; then recalibrating")
         self.plot.add(info.step, info.train_loss, info.val_loss)
         now = time.monotonic()
