@@ -30,8 +30,8 @@ from ..run.run_cost import (
     register_timings,
     restoration_cost,
     timed_overhead,
-    timing_plane,
     timed_seconds,
+    timing_plane,
     timing_side,
 )
 from .adapt_criteria import (
