@@ -385,6 +385,12 @@ def test_a_long_series_holds_out_blocks_judged_against_their_own_frames():
     assert target_frames(triplet[0]) == "frames t−1 and t+1 registered onto it"
     two = held(2)
     assert two[0] == [(0, (1,))] and two[3] and target_frames(two[0]) == "frame t+1"
+    # a long stack and a short one given together: each run's frames are judged as their run's length allows
+    long, short = np.zeros((25, 64, 64), dtype=np.float32), np.zeros((7, 64, 64), dtype=np.float32)
+    mixed = held_out_frames([long, short], [*long, *short], True, 16)[0]
+    assert mixed == [*blocks, (27, (26, 28))]
+    assert target_frames(mixed) == ("frames t ± 1, t ± 2 registered onto it "
+                                    "(frames t−1 and t+1 registered onto it on a shorter stack's frames)")
 
 
 def test_series_sources_leave_held_out_frames_out():

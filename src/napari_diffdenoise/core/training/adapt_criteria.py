@@ -175,10 +175,15 @@ def judged_by_blocks(held) -> bool:
 
 
 def target_frames(held) -> str:
-    """What frame t of ``held`` (:func:`held_out_frames`) is compared with, in words."""
-    reach = max((len(others) for _, others in held), default=0) // 2
-    return {0: "frame t+1", 1: "frames t−1 and t+1 registered onto it"}.get(
-        reach, "frames " + ", ".join(f"t ± {k}" for k in range(1, reach + 1)) + " registered onto it")
+    """What frame t of ``held`` (:func:`held_out_frames`) is compared with, in words: of a long run's blocks first,
+    then of the shorter runs' frames where stacks of both lengths were given together."""
+
+    def words(reach: int) -> str:
+        return {0: "frame t+1", 1: "frames t−1 and t+1 registered onto it"}.get(
+            reach, "frames " + ", ".join(f"t ± {k}" for k in range(1, reach + 1)) + " registered onto it")
+
+    reaches = sorted({len(others) // 2 for _, others in held}, reverse=True) or [0]
+    return words(reaches[0]) + "".join(f" ({words(r)} on a shorter stack's frames)" for r in reaches[1:])
 
 
 def registered_target(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np.ndarray, np.ndarray]:
