@@ -138,7 +138,8 @@ def adapt_watching(base, noisy, minutes: float, noise_scale: float | None = None
             progress = next(run)
         except StopIteration as stop:
             return stop.value, heads
-        if progress.message is None and progress.judged is None:  # a step (not the refinement's judge after them)
+        # a step (not the judge's targets and the registration before them, nor the refinement's judge after them)
+        if progress.message is None and progress.judged is None and not progress.before_steps:
             local = run.gi_frame.f_locals
             record = local["history"][-1]
             heads["last"] = copy.deepcopy(local["head"].state_dict())
@@ -224,13 +225,14 @@ def _criterion_change(decision: dict, key: str) -> str:
 
 
 def _series_reading(records, gain) -> str:
-    real = [r for r in records if r["decision"].get("criterion") == "series" and not r["image"].startswith("dsb")]
+    real = [r for r in records
+            if r["decision"].get("criterion", "").startswith("series") and not r["image"].startswith("dsb")]
     if not real:
         return ""
     dropped = [r for r in real if r["kept"] == "bundled"]
     last_worse = [r for r in real if gain(r, "last") < 0]
-    return (f"On the real series the held-out series criterion (frames t ± 1, registered onto frame t where they "
-            f"disagree) kept the bundled head on {len(dropped)} of {len(real)}; the last step's head, which it judged "
+    return (f"On the real series the held-out criteria (frames t ± 1, t ± 2, registered onto frame t where they "
+            f"disagree, and where they agree unregistered) kept the bundled head on {len(dropped)} of {len(real)}; the last step's head, which it judged "
             f"worse on {sum(1 for r in real if _last_worse(r))}, is worse by the neighbour-frame MSE on the unseen "
             f"frames on {len(last_worse)}. ")
 
@@ -365,15 +367,17 @@ def report() -> None:
         f"Model: {', '.join(models)}. "
         f"The `demo` model's mean head (*bundled*) against adaptation on the noisy data itself for "
         f"{BUDGET_MINUTES:g} minutes of wall clock on one torch thread "
-        "(core.training.adapt: camera noise fitted to the image, "
-        "mean head fine-tuned by Recorrupted-to-Recorrupted). *adapted, old rule*: the head at the minimum of "
+        "(core.training.adapt: camera noise fitted to the image; the mean head fine-tuned on Recorrupted-to-Recorrupted "
+        "pairs of a single image, and on a series' own frames, each against its neighbours registered onto it "
+        "(Noise2Noise; `training pairs` in each run's record)). *adapted, old rule*: the head at the minimum of "
         "the recorrupted validation loss, which the previous `adapt` returned (with today's noise fit); *adapted, "
         "last step*: the head after the whole budget; *selected*: the adapted head at the step the "
         "keep-or-drop criterion picked (step 0: the bundled head); *returned*: what `adapt` returned — that "
         "head when the criterion, on held-out patches used neither for training nor for picking the step, "
         f"shows it better by {KEEP_MARGIN_SE:g} standard errors, the bundled head otherwise. Criteria: *series* = MSE of the "
-        "restoration of frame t to frames t−1 and t+1 registered onto it (core.imaging.registration; every sixth "
-        "triplet held out of training; pixels where the registration failed left out); "
+        "restoration of frame t to frames t ± 1, t ± 2 registered onto it (core.imaging.registration; blocks of "
+        "frames t − 2 … t + 2 held out of training, one every eight frames; pixels where the registration failed "
+        "left out), and *still*, the same on the pixels where those frames agree unregistered; "
         "on single images *neighbours* = MSE of the restoration of half-size sub-images of each 2×2 cell's "
         "pixels to their neighbours and *blind-spot* = MSE at pixels hidden from the head against their noisy "
         "values, both of which must show the adapted head better. *criterion Δ*: selected − bundled on the "
