@@ -224,12 +224,7 @@ def iter_adapt(
             return criterion_scores(adapted, net, patches, dev, which)
 
     bundled_head = copy.deepcopy(model.mean_network).to(dev)
-    # the budget counts the heads' scores on the held-out patches too: the bundled head's now, and after the steps the
-    # picked and the last step's heads' (each of a single image's deciding patches is scored on every pixel: 12 s more
-    # on a 256² image here, docs/performance.md, 2026-12-07), as long as the bundled head's together or less
-    t0 = time.perf_counter()
     bundled = scores(bundled_head) if checked else {}
-    reserve = 2 * (time.perf_counter() - t0)
 
     def selection_loss():
         """(the first criterion's mean, the largest relative change of any criterion against the
@@ -241,7 +236,8 @@ def iter_adapt(
         return float(np.mean(now[criteria[0]])), change
 
     torch.manual_seed(seed)
-    windows = []  # the budget counts the registration of the series' training frames too
+    t0 = time.perf_counter()  # the budget counts the registration of the series' training frames too
+    windows = []
     if sources:
         windows = yield from relay(
             iter_series_windows(planes, maps, sources, patch_size, noise, np.random.default_rng([seed, 3 * 10**6])),
@@ -264,7 +260,7 @@ def iter_adapt(
         while pending and elapsed >= pending[0]:
             taken[pending.pop(0)] = ((best[1], copy.deepcopy(best[2])) if picks
                                      else (step, copy.deepcopy(head.state_dict())))
-        if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60 - reserve):
+        if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
             break
         with free_cores():  # set around the step alone: between steps the caller's code keeps its own
             if windows:
@@ -309,9 +305,8 @@ def iter_adapt(
     else:
         message = "kept the adapted head unchecked (no validation strip: val_fraction = 0)"
     if step == 0 and steps is None:  # a budget spent before the first step: say so, not only "step 0 of 0"
-        spent = "registering the series' frames and scoring" if sources else "scoring"
-        message = (f"no step was taken: the {minutes:g} min budget ran out {spent} the bundled head on the held-out "
-                   f"patches ({time.perf_counter() - t0:.0f} s in all); give it more minutes. " + message)
+        message = (f"no step was taken: the {minutes:g} min budget ran out registering the series' frames "
+                   f"({time.perf_counter() - t0:.0f} s); give it more minutes. " + message)
     decision["message"] = message
     rejected = None
     if kept == "bundled":

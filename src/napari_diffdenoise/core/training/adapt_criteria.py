@@ -113,33 +113,23 @@ def neighbour_pairs(u: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarra
     return inputs, targets, masks
 
 
-def blind_spot(u: np.ndarray, rng, stride: int = 4, every_offset: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, masks), each (n, h, w): a grid of pixels each replaced by one of its 4 neighbours, drawn at random,
-    and the grid: the head's output at a masked pixel does not see that pixel's noise (Noise2Self, Batson &
+def blind_spot(u: np.ndarray, rng, stride: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(input with a grid of pixels each replaced by one of its 4 neighbours, drawn at random; the grid's
+    mask): the head's output at a masked pixel does not see that pixel's noise (Noise2Self, Batson &
     Royer 2019), so E[(f(u_masked) − u)²] there = E[(f_J − clean)²] + var(noise), with no noise model.
     A neighbour's value carries a pixel's own amount of noise (Noise2Void's replacement, Krull et al.
     2019), so the head is ranked on inputs like those it restores: the mean of the 4 neighbours, used
     before, carries a quarter of it, and ranked first a head that trusts its centre pixel — on unseen
     frames of the real 8-bit time-lapse it called a head 2.0 ± 0.3 % better that the registered truth
-    scores 5.1 % worse; a random neighbour, 0.2 ± 0.2 % (docs/performance.md, 2026-12-05, fourth session).
-    One grid at a random offset (n = 1), or ``every_offset``: the grid at each of its stride² offsets, every pixel
-    scored once. Per 64² window of unseen frames that read the heads 2.3–4× more precisely (the time-lapse's head the
-    registered truth scores 6.7 % worse: +0.16 ± 0.48 % with one grid, +0.42 ± 0.21 % with all; the DSB image's
-    through the 8-bit camera, 1.3 % better by its truth: −0.66 ± 0.16 %, −0.39 ± 0.04 %; docs/performance.md,
-    2026-12-07)."""
-    offsets = ([(oy, ox) for oy in range(stride) for ox in range(stride)] if every_offset
-               else [tuple(rng.integers(stride, size=2))])
+    scores 5.1 % worse; a random neighbour, 0.2 ± 0.2 % (docs/performance.md, 2026-12-05, fourth session)."""
+    mask = np.zeros(u.shape, dtype=bool)
+    oy, ox = rng.integers(stride, size=2)
+    mask[oy::stride, ox::stride] = True
     padded = np.pad(u, 1, mode="reflect")
     h, w = u.shape
     neighbours = [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
-    inputs, masks = [], []
-    for oy, ox in offsets:
-        mask = np.zeros(u.shape, dtype=bool)
-        mask[oy::stride, ox::stride] = True
-        replacement = np.choose(rng.integers(len(neighbours), size=u.shape), neighbours)
-        inputs.append(np.where(mask, replacement, u).astype(np.float32))
-        masks.append(mask)
-    return np.stack(inputs), np.stack(masks)
+    replacement = np.choose(rng.integers(len(neighbours), size=u.shape), neighbours)
+    return np.where(mask, replacement, u).astype(np.float32), mask
 
 
 def held_out_frames(noisy, planes: list[np.ndarray], time_series: bool | None, patch_size: int):
@@ -295,12 +285,8 @@ def iter_criterion_patches(planes, splits, maps, held, strips_only: bool, patch_
                 items["still"] = (u[None], target[None], still[None])
         else:
             items["neighbours"] = neighbour_pairs(u, multiple)
-            # the deciding patches (odd k) score every pixel (they are scored three times in all; the picking ones, at
-            # every validation, keep one grid): on a 256² crop of the real 8-bit time-lapse's frame 0 one grid read the
-            # head adapt picked 7.3 % ± 3.3 % better, 2.2 of the 3 standard errors that keep a head, where the
-            # registered truth of unseen frames scores it 6.7 % worse
-            masked, masks = blind_spot(u, rng, every_offset=k % 2 == 1)
-            items["blind-spot"] = (masked, np.broadcast_to(u, masked.shape), masks)
+            masked, mask = blind_spot(u, rng)
+            items["blind-spot"] = (masked[None], u[None], mask[None])
         for c, item in items.items():
             for store, value in zip(patches[c], item):
                 store.append(value)
