@@ -212,7 +212,9 @@ def test_a_calibration_holds_for_the_refinement_it_was_made_with(demo):
     assert run.metadata["calibrated_on_this_image"] is False
     assert run.metadata["calibration_source"] == refined.calibrations[0]["source"]
     unrefined = dataclasses.replace(refined, mean_refinement="none")
-    with pytest.raises(ValueError, match="has no calibration for"):
+    # the message tells the two apart: they differ by the refinement alone
+    with pytest.raises(ValueError, match=r"has no calibration for the std head \(mean: head\); it is calibrated for: "
+                                         r"the std head \(mean: head, refined: pilot-wiener\)"):
         denoise(noisy, unrefined, seed=0, n_samples=0, coverage=0.9)
     assert denoise(noisy, unrefined, seed=0, n_samples=0, coverage=0.9,
                    calibrate_on_image=True).metadata["calibrated_on_this_image"] is True
@@ -335,4 +337,12 @@ def test_a_run_of_the_bright_planes_rule_is_priced_as_its_planes_will_be_refined
     _, dim = bright_scene(size=80, peak=400.0, seed=1)
     for plane in (bright, dim, None):
         run_cost.restoration_cost(ruled, (80, 80), plane, n_samples=0)
+    assert priced == [ALWAYS, "none", ALWAYS]
+    # with intervals from the model's stored calibration (made under the rule), priced alike and not refused
+    from napari_diffdenoise import calibrate
+
+    stored = calibrate(dataclasses.replace(ruled, calibrations=[]), dim, n_samples=0, std="head")
+    priced.clear()
+    for plane in (bright, dim, None):
+        run_cost.restoration_cost(stored, (80, 80), plane, n_samples=0, coverage=0.9)
     assert priced == [ALWAYS, "none", ALWAYS]

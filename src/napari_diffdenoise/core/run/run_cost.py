@@ -279,10 +279,13 @@ def restoration_cost(model: DiffusionModel, shape: tuple[int, ...], sample_plane
     says, refined where it is bright, and refined where no plane is given (the filter costs 7 s on a 2048² plane
     here: an estimate that left it out would be the wrong side of the time). Raises what
     :func:`restore.make_settings` raises for settings it refuses."""
-    if model.mean_refinement == IF_BRIGHT:
-        rule = ALWAYS if sample_plane is None else decided(IF_BRIGHT, [sample_plane])[0]
-        model = dataclasses.replace(model, mean_refinement=rule)
+    # the settings made as the run makes them, its stored calibration found under the model's rule: made under the
+    # rule's outcome instead, a run with the bundled demo's calibration was refused ("no calibration for the std
+    # head", naming the one it holds) and 'Time here' left blank for it
     s = make_settings(model, **settings)
+    if s.mean_refinement == IF_BRIGHT:
+        rule = ALWAYS if sample_plane is None else decided(IF_BRIGHT, [sample_plane])[0]
+        model, s = dataclasses.replace(model, mean_refinement=rule), dataclasses.replace(s, mean_refinement=rule)
     boxes = [] if sample_plane is None else bright_shapes(model, np.asarray(sample_plane), s)
     n_planes = int(np.prod(shape[:-2], dtype=np.int64))
     cost = planes_cost(model, s, tuple(shape[-2:]), n_planes)
