@@ -23,7 +23,13 @@ from ..sampling.sampler_registry import SAMPLERS, SamplerInfo, get_sampler, list
 from .conformal import Calibration, find_calibration
 from .run_keywords import RunSpec, run_signature, run_values, settings_given
 from .run_record import calibration_key, settings_record
-from .run_spec import DEFAULT_BLOCK, DEFAULT_BLOCK_OVERLAP, DEFAULT_SYMMETRIES, RUN_SETTINGS
+from .run_spec import (
+    DEFAULT_BLOCK,
+    DEFAULT_BLOCK_OVERLAP,
+    DEFAULT_SYMMETRIES,
+    EMULATED_BFLOAT16_SLOWDOWN,
+    RUN_SETTINGS,
+)
 
 DEFAULT_STEPS = 10
 DEFAULT_OVERLAP_FRACTION = 0.25  # ~25 % overlap blends cleanly (docs/method.md, tiling)
@@ -121,8 +127,8 @@ def _precision_rule(precision: str, device: torch.device) -> None:
     if precision == "bfloat16" and device.type == "cpu" and not cpu_has_bfloat16():
         # allowed (the maps are the same), but a run the user asked to be faster would be several times slower
         warnings.warn("precision='bfloat16' on this CPU, which has no bfloat16 arithmetic (AVX-512 BF16 or AMX): "
-                      "the networks' bfloat16 is emulated, 4.5× slower than float32 on such a CPU "
-                      "(docs/performance.md); use precision='float32'", UserWarning, stacklevel=2)
+                      f"the networks' bfloat16 is emulated, {EMULATED_BFLOAT16_SLOWDOWN} slower than float32 on such a "
+                      "CPU (docs/benchmarks/speed.md); use precision='float32'", UserWarning, stacklevel=2)
 
 
 def cpu_has_bfloat16() -> bool:

@@ -164,13 +164,16 @@ BATCH_PIXELS = RunParam("batch_pixels", int, None, 1, optional=True, label="Pixe
 PERCENTILES = RunParam("percentiles", tuple, None, optional=True, checked=False, label="Normalisation percentiles",
                        help="Each plane's (low, high) percentiles that the model's intensity range is fitted to "
                             "(default: those the model was trained with)")
+# how much slower emulated bfloat16 ran than float32 on this project's 2-core CPUs without bf16 arithmetic (the presets
+# and the Preview: docs/benchmarks/speed.md, 2026-12-07; 4.5× on the default of 2026-12-05, docs/performance.md)
+EMULATED_BFLOAT16_SLOWDOWN = "4.5–9×"
 PRECISION = RunParam(
     "precision", str, "float32", choices=PRECISIONS, flag="--precision", label="Precision",
     choice_labels=("float32 (exact)", "bfloat16 (faster only with bf16 hardware; maps within 1 %)"),
     help="The number format the networks compute in: bfloat16 is faster only on CPUs and GPUs with bf16 arithmetic "
          "(AVX-512 BF16 or AMX CPUs, recent GPUs; 1.3–1.8× faster than float32 on such a 2-core CPU, "
-         "docs/benchmarks/speed.md); on a CPU without it, it is emulated: 4.5× slower than float32 on such a CPU "
-         "(docs/performance.md; a warning says so, and 'Time here' shows it). It "
+         f"docs/performance.md); on a CPU without it, it is emulated: {EMULATED_BFLOAT16_SLOWDOWN} slower than float32 "
+         "(docs/benchmarks/speed.md; a warning says so, and 'Time here' shows it). It "
          "moves the maps by under 1 % of their range; float32 gives the reference maps. The calibration of the "
          "intervals holds for both")
 # how many symmetries of the square the heads' one pass is averaged over (core.model.symmetries); None: 4 where the
