@@ -124,7 +124,7 @@ def find_calibration(model, settings: dict) -> Calibration:
     def described(key: dict) -> str:
         # the [mean]'s refinement too: keys that differ by it alone read the same without it
         refined = recorded_value(key, "mean_refinement")
-        mean = key.get("mean_estimator") + (f", refined: {refined}" if refined not in (None, "none") else "")
+        mean = f"{key.get('mean_estimator')}" + (f", refined: {refined}" if refined not in (None, "none") else "")
         if recorded_value(key, "std_estimator") == "head":
             return f"the std head (mean: {mean})"
         return f"sampler {key.get('sampler')!r} with {key.get('params')} (mean: {mean})"

@@ -81,19 +81,19 @@ def beyond_budget_cost(model: DiffusionModel, noisy, axes: str | None = None, sa
     """:class:`BeyondBudget` when ``model`` is adapted to ``noisy`` with ``time_series`` and ``patch_size`` as
     iter_adapt takes them, its recalibration taking ``axes`` (core.training.adapt.recalibration_axes) and pricing
     the bright pass on ``sample_plane``."""
-    targets, registering = judge_targets_cost(noisy, time_series, patch_size)
-    frames, judging = refinement_judge_cost(model, noisy, time_series, patch_size)
+    planes = as_planes(noisy, "noisy")
+    # the frames adapt holds out, found once for both judges' prices (a series' planes are smoothed to tell it one)
+    held, _, _, strips_only, _ = held_out_frames(noisy, planes, time_series, patch_size)
+    targets, registering = judge_targets_cost(planes, held, strips_only, patch_size)
+    frames, judging = refinement_judge_cost(model, planes, held, strips_only)
     return BeyondBudget(targets, registering, frames, judging,
                         recalibration_cost(model, np.shape(noisy), axes=axes, sample_plane=sample_plane))
 
 
-def judge_targets_cost(noisy, time_series: bool | None = None, patch_size: int = PATCH_SIZE.default
-                       ) -> tuple[int, float]:
-    """(windows, seconds): the judge's windows on a series' held-out frames, each registered against the rest of its
-    block before the budget's clock starts (core.training.adapt_criteria.iter_criterion_patches); none where adapt
-    holds no frame out whole."""
-    planes = as_planes(noisy, "noisy")
-    held, _, _, strips_only, _ = held_out_frames(noisy, planes, time_series, patch_size)
+def judge_targets_cost(planes, held, strips_only: bool, patch_size: int) -> tuple[int, float]:
+    """(windows, seconds): the judge's windows on a series' held-out frames (``held``, ``strips_only``: as
+    core.training.adapt_criteria.held_out_frames gives them), each registered against the rest of its block before the
+    budget's clock starts (adapt_criteria.iter_criterion_patches); none where adapt holds no frame out whole."""
     if not held or strips_only:
         return 0, 0.0
     # the batch size counts only where frames are not held out whole
@@ -115,12 +115,10 @@ def _seconds_per_target(size: int, frames: int) -> float:
     return _TARGET_SECONDS[(size, frames)]
 
 
-def refinement_judge_cost(model: DiffusionModel, noisy, time_series: bool | None = None,
-                          patch_size: int = PATCH_SIZE.default) -> tuple[int, RunCost]:
-    """(frames judged, the judge's cost) when ``model`` is adapted to ``noisy`` (as core.training.adapt.iter_adapt
-    is given them): none where adapt judges nothing (single images, a series too short to hold frames out whole)."""
-    planes = as_planes(noisy, "noisy")
-    held, _, _, strips_only, _ = held_out_frames(noisy, planes, time_series, patch_size)
+def refinement_judge_cost(model: DiffusionModel, planes, held, strips_only: bool) -> tuple[int, RunCost]:
+    """(frames judged, the judge's cost) when ``model`` is adapted to ``planes`` holding out ``held``
+    (core.training.adapt_criteria.held_out_frames): none where adapt judges nothing (single images, a series too
+    short to hold frames out whole)."""
     if not judges_refinement(model, held, strips_only):
         return 0, RunCost(0, 0, 0, 0.0)
     first = planes[held[0][0]]
