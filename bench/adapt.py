@@ -232,9 +232,9 @@ def _series_reading(records, gain) -> str:
     dropped = [r for r in real if r["kept"] == "bundled"]
     last_worse = [r for r in real if gain(r, "last") < 0]
     return (f"On the real series the held-out criteria (frames t ± 1, t ± 2, registered onto frame t where they "
-            f"disagree, and where they agree unregistered) kept the bundled head on {len(dropped)} of {len(real)}; the last step's head, which it judged "
-            f"worse on {sum(1 for r in real if _last_worse(r))}, is worse by the neighbour-frame MSE on the unseen "
-            f"frames on {len(last_worse)}. ")
+            f"disagree, and where they agree unregistered) kept the bundled head on {len(dropped)} of {len(real)}; "
+            f"the last step's head, which it judged worse on {sum(1 for r in real if _last_worse(r))}, is worse by "
+            f"the neighbour-frame MSE on the unseen frames on {len(last_worse)}. ")
 
 
 def _last_worse(r) -> bool:
@@ -367,8 +367,8 @@ def report() -> None:
         f"Model: {', '.join(models)}. "
         f"The `demo` model's mean head (*bundled*) against adaptation on the noisy data itself for "
         f"{BUDGET_MINUTES:g} minutes of wall clock on one torch thread "
-        "(core.training.adapt: camera noise fitted to the image; the mean head fine-tuned on Recorrupted-to-Recorrupted "
-        "pairs of a single image, and on a series' own frames, each against its neighbours registered onto it "
+        "(core.training.adapt: camera noise fitted to the image; the mean head fine-tuned on "
+        "Recorrupted-to-Recorrupted pairs of a single image, and on a series' own frames, each against its neighbours registered onto it "
         "(Noise2Noise; `training pairs` in each run's record)). *adapted, old rule*: the head at the minimum of "
         "the recorrupted validation loss, which the previous `adapt` returned (with today's noise fit); *adapted, "
         "last step*: the head after the whole budget; *selected*: the adapted head at the step the "
