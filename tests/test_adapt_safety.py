@@ -270,7 +270,7 @@ def test_a_blind_spot_holds_a_neighbour_with_a_pixel_s_own_noise():
     trust their centre pixel); the other pixels are left as they are."""
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((256, 256)).astype(np.float32)
-    masked, mask = blind_spot(noise, np.random.default_rng(1))
+    (masked,), (mask,) = blind_spot(noise, np.random.default_rng(1))
     assert mask.mean() == 1 / 16 and np.array_equal(masked[~mask], noise[~mask])
     padded = np.pad(noise, 1, mode="reflect")
     ys, xs = np.nonzero(mask)
@@ -526,5 +526,48 @@ def test_a_series_of_larger_frames_is_judged_on_more_patches():
     for side, expected in ((128, 16), (256, 64), (384, 144), (1024, MOST_CRITERION_PATCHES)):
         planes = [np.zeros((side, side))] * 25
         assert criterion_count(planes, held, False, 64, 8) == expected
-    assert criterion_count([np.zeros((1024, 1024))], [], False, 64, 8) == 64  # single images: strips, as before
+    assert criterion_count([np.zeros((1024, 1024))], [], False, 64, 8) == 0  # single images: their strips' cells
     assert criterion_count([np.zeros((1024, 1024))] * 2, [(0, (1,))], True, 64, 4) == 32
+
+
+def test_a_single_image_is_judged_on_its_strip_cells_each_once():
+    """Windows drawn anywhere in a strip overlapped, and their standard error read too small (a real 8-bit frame's
+    one bright window, counted many times, called a head better that its still pixels score 26–46 % worse). Now each
+    cell of the strip is scored once: picking and deciding cells tile the strip between them, none shares a pixel,
+    the deciding ones are scored blind on every pixel, and the cells are restored with the pixels around them."""
+    from napari_diffdenoise.core.training.adapt_criteria import criterion_count, iter_criterion_patches
+    from napari_diffdenoise.core.training.datasets import Split
+
+    plane = np.arange(256 * 192, dtype=np.float64).reshape(256, 192)  # each pixel its own value
+    split = Split.of(plane.shape, 0.25, 32, "a")
+    imap = IntensityMap.from_percentiles(plane)
+    count = criterion_count([plane], [], False, 32, 4, [split])
+    patches = drive(iter_criterion_patches([plane], [split], [imap], [], False, 32, 16, count,
+                                           np.random.default_rng(0), None))[0]
+    assert count == 48 == len(patches["blind-spot"][0])  # 64 strip rows × 192 columns in 16² cells
+    where = {v: (y, x) for (y, x), v in np.ndenumerate(imap.to_model(plane))}
+    scored = {0: [], 1: []}
+    for k, (inputs, targets, masks) in enumerate(zip(*patches["blind-spot"])):
+        assert inputs.shape == (16 if k % 2 else 4, 32, 32)  # deciding cells: the grid at each of its 16 offsets
+        assert not np.any(inputs[masks] == targets[masks])  # each scored pixel hidden from the head
+        cell = [where[v] for v in targets[masks]]
+        assert len(cell) == (256 if k % 2 else 64) and len(set(cell)) == len(cell)
+        assert (~masks.any(axis=0)).sum() == 32 * 32 - (256 if k % 2 else 64)  # the rest: context, not scored
+        scored[k % 2] += cell
+    for half in scored.values():
+        assert len(set(half)) == len(half) and all(y >= split.start for y, _ in half)  # once each, in the strip
+    assert not set(scored[0]) & set(scored[1])
+    deciding_rows = {y // 16 for y, _ in scored[1]}
+    assert deciding_rows == {12, 13, 14, 15}  # a checkerboard: both halves cover the strip alike
+
+
+def test_a_single_image_with_too_few_strip_cells_keeps_the_bundled_head(headed):
+    """An adaptation kept on 128² (the helpful test above) is not kept on a 64² crop: its strip holds four deciding
+    cells, whose standard error is itself too uncertain to judge by, and the message says so. (Here the head is
+    really better, the bundled one untrained, and with the rule off it is kept: the rule gives up gains too.)"""
+    from napari_diffdenoise.core.training.adapt_criteria import LEAST_DECIDING_CELLS
+
+    _, frame = scene(2)
+    result, _ = drive(iter_adapt(headed, frame(0)[:64, :64], steps=40, learning_rate=2e-3, **OPTIONS))
+    assert result.decision["patches"] == 4 < LEAST_DECIDING_CELLS
+    assert result.kept == "bundled" and f"on at least {LEAST_DECIDING_CELLS} cells" in result.message

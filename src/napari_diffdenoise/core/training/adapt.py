@@ -29,9 +29,8 @@ The method, and why:
    frame t and averaged, all held out with it (core.imaging.registration; their noise is independent of t's, so
    E|f(y_t) − ȳ|² = E|f(y_t) − x|² + var(noise)/4 + what the registration misses, and only the first term depends on
    f, up to a cross term with the registration's miss; pixels where it failed are left out); on single images,
-   windows of a validation strip of every plane are sub-sampled into neighbouring pixels of each 2×2 cell
-   (Neighbor2Neighbor, Huang et
-   al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
+   the cells tiling a validation strip of every plane, each once, are sub-sampled into neighbouring pixels of each
+   2×2 cell (Neighbor2Neighbor, Huang et al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
    (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the
    other is not (:func:`iter_adapt`), so both must agree. Half the patches pick the step; the
    other half decide: the adapted head is kept only when it is better there by three standard
@@ -72,6 +71,7 @@ from ..run.driving import drive, relay
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
 from .adapt_criteria import (
     KEEP_MARGIN_SE,
+    LEAST_DECIDING_CELLS,
     compare_heads,
     criterion_count,
     criterion_scores,
@@ -150,12 +150,14 @@ def iter_adapt(
       target, the 8-bit time-lapse, whose nuclei move a few pixels a frame, scored restorations
       mostly by motion; with the plain mean of frames t ± 1, moving lysosomes blurred the target
       and a head 4 % better against frame t's registered scene was dropped);
-    - on single images, windows of the validation strips judged two ways, each biased in its own
-      direction, and both must agree: ``neighbours`` (:func:`~.adapt_criteria.neighbour_pairs`: sub-sampled into
+    - on single images, the cells (half a patch a side) tiling the validation strips, each once and restored with
+      the pixels around them (:func:`~.adapt_criteria.strip_cells`; at least
+      adapt_criteria.LEAST_DECIDING_CELLS deciding ones, or the bundled head is kept), judged two ways, each
+      biased in its own direction, and both must agree: ``neighbours`` (:func:`~.adapt_criteria.neighbour_pairs`: sub-sampled into
       half-size images of neighbouring pixels, the MSE of the head's restoration of one to its
       neighbour — the head sees structure at half its size) and ``blind-spot``
       (:func:`~.adapt_criteria.blind_spot`: the MSE at masked pixels to their noisy values — the head sees masked
-      inputs, each masked pixel a random neighbour's value). On the DSB image the blind-spot MSE (then with the
+      inputs, each masked pixel a random neighbour's value; the deciding cells on every pixel). On the DSB image the blind-spot MSE (then with the
       mean of the neighbours in the blind spot) preferred a head 0.18 dB worse than the bundled one and the
       neighbour MSE did not; on the tests' small blobs the neighbour MSE preferred a head that passed noise
       through and the blind-spot MSE did not.
@@ -208,7 +210,7 @@ def iter_adapt(
     targets_started = time.perf_counter()
     building = iter_criterion_patches(planes, splits, maps, held, strips_only, patch_size,
                                       model.mean_network.config.size_multiple,
-                                      criterion_count(planes, held, strips_only, patch_size, batch_size)
+                                      criterion_count(planes, held, strips_only, patch_size, batch_size, splits)
                                       if (val_fraction > 0 or held) else 0,
                                       np.random.default_rng([seed, 2 * 10**6]), noise)
     if held and not strips_only:  # each window registered: seconds in all on large frames, shown
@@ -224,7 +226,12 @@ def iter_adapt(
             return criterion_scores(adapted, net, patches, dev, which)
 
     bundled_head = copy.deepcopy(model.mean_network).to(dev)
+    # the budget counts the heads' scores on the held-out patches too: the bundled head's now, and after the steps the
+    # picked and the last step's heads' on the deciding ones (a single image's are scored on every pixel: seconds), as
+    # long as the bundled head's together or less
+    t0 = time.perf_counter()
     bundled = scores(bundled_head) if checked else {}
+    reserve = 2 * (time.perf_counter() - t0)
 
     def selection_loss():
         """(the first criterion's mean, the largest relative change of any criterion against the
@@ -236,8 +243,7 @@ def iter_adapt(
         return float(np.mean(now[criteria[0]])), change
 
     torch.manual_seed(seed)
-    t0 = time.perf_counter()  # the budget counts the registration of the series' training frames too
-    windows = []
+    windows = []  # the budget counts the registration of the series' training frames too
     if sources:
         windows = yield from relay(
             iter_series_windows(planes, maps, sources, patch_size, noise, np.random.default_rng([seed, 3 * 10**6])),
@@ -260,7 +266,7 @@ def iter_adapt(
         while pending and elapsed >= pending[0]:
             taken[pending.pop(0)] = ((best[1], copy.deepcopy(best[2])) if picks
                                      else (step, copy.deepcopy(head.state_dict())))
-        if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60):
+        if (steps is not None and step >= steps) or (steps is None and elapsed >= minutes * 60 - reserve):
             break
         with free_cores():  # set around the step alone: between steps the caller's code keeps its own
             if windows:
@@ -296,17 +302,22 @@ def iter_adapt(
     if checked:
         figures, parts = compare_heads(scores(head, decide), {c: bundled[c][decide] for c in criteria}, last_scores,
                                        target_frames(held))
-        kept = "adapted" if best[1] > 0 and shown_better(figures) else "bundled"
+        too_few = not held and decision["patches"] < LEAST_DECIDING_CELLS
+        kept = "adapted" if best[1] > 0 and shown_better(figures) and not too_few else "bundled"
         decision.update(figures[criteria[0]], criteria=figures, margin_se=KEEP_MARGIN_SE, steps=step,
                         best_step=best[1])
+        where = "cells of the validation strips" if not held else "patches"
         message = (f"kept the {kept} head (adapted: step {best[1]} of {step}); on {decision['patches']} held-out "
-                   f"patches, bundled → adapted: {'; '.join(parts)}. The adapted head is kept only when every "
-                   f"criterion is lower by {KEEP_MARGIN_SE:g} standard errors")
+                   f"{where}, bundled → adapted: {'; '.join(parts)}. The adapted head is kept only when every "
+                   f"criterion is lower by {KEEP_MARGIN_SE:g} standard errors"
+                   + (f", on at least {LEAST_DECIDING_CELLS} cells (a larger image or more planes hold more)"
+                      if too_few else ""))
     else:
         message = "kept the adapted head unchecked (no validation strip: val_fraction = 0)"
     if step == 0 and steps is None:  # a budget spent before the first step: say so, not only "step 0 of 0"
-        message = (f"no step was taken: the {minutes:g} min budget ran out registering the series' frames "
-                   f"({time.perf_counter() - t0:.0f} s); give it more minutes. " + message)
+        spent = "registering the series' frames and scoring" if sources else "scoring"
+        message = (f"no step was taken: the {minutes:g} min budget ran out {spent} the bundled head on the held-out "
+                   f"patches ({time.perf_counter() - t0:.0f} s in all); give it more minutes. " + message)
     decision["message"] = message
     rejected = None
     if kept == "bundled":

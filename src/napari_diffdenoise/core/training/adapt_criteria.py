@@ -39,6 +39,17 @@ BLOCK_SPACING = 8
 # the most patches the criteria score on a series: each validation scores half of them with the head (a few
 # seconds per validation on one CPU thread at 64² patches)
 MOST_CRITERION_PATCHES = 256
+# the most cells of a single image's validation strips that the criteria score: the deciding half are scored blind on
+# every pixel (16 passes of a patch each, three heads: 6 s on one CPU thread for 64 cells of 32²)
+MOST_IMAGE_CELLS = 64
+# fewer deciding cells than this, and a single image's adapted head is not kept whatever they read: their standard
+# error is then itself too uncertain for KEEP_MARGIN_SE to mean what it says (with 3 cells, one in 20 heads no better
+# than the bundled one would pass it)
+LEAST_DECIDING_CELLS = 8
+# the blind spot's grids on a picking cell (a quarter of its pixels): scored at every validation, so fewer than the
+# deciding cells' 16; one grid would score 64 pixels of a 32² cell, a sixteenth of what the overlapping windows drawn
+# before gave the pick on a 256² image
+PICKING_GRIDS = 4
 # a held-out window with fewer pixels where the frames beside t agree unregistered is scored by "still" where its
 # registered target holds, as by "series": a handful of pixels gives a per-patch MSE noisier than the rest
 STILL_PIXELS = 256
@@ -92,7 +103,8 @@ def series_pairs(noisy, time_series: bool | None) -> list[tuple[int, int]]:
     return pairs
 
 
-def neighbour_pairs(u: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def neighbour_pairs(u: np.ndarray, multiple: int,
+                    region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, targets, masks), each (4, h, w): the image's 2×2 cells sub-sampled into four
     half-size images — top-left, top-right, bottom-right, bottom-left pixel of every cell — paired
     with a horizontal and a vertical neighbour, both ways round (Neighbor2Neighbor, Huang et al.
@@ -100,7 +112,7 @@ def neighbour_pairs(u: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarra
     (pixel-independent noise assumed), so E|f(g₁) − g₂|² = E|f(g₁) − x₁|² + var(noise) +
     E|x₁ − x₂|² + a cross term, as for two frames of a series one pixel apart; the head sees the image's own
     noise, unmasked and unchanged. Sides are padded (reflected) to ``multiple``; masks are False
-    there."""
+    there, and outside ``region`` (the 2×2 cells whose first pixel is in it) where one is given."""
     h, w = u.shape[0] // 2, u.shape[1] // 2
     cells = u[: 2 * h, : 2 * w].reshape(h, 2, w, 2)
     g = [cells[:, 0, :, 0], cells[:, 0, :, 1], cells[:, 1, :, 1], cells[:, 1, :, 0]]
@@ -109,27 +121,79 @@ def neighbour_pairs(u: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarra
     inputs = np.stack([np.pad(g[a], ((0, ph), (0, pw)), mode="reflect") for a, _ in order]).astype(np.float32)
     targets = np.stack([np.pad(g[b], ((0, ph), (0, pw)), mode="reflect") for _, b in order]).astype(np.float32)
     masks = np.zeros(inputs.shape, dtype=bool)
-    masks[:, :h, :w] = True
+    masks[:, :h, :w] = True if region is None else region[: 2 * h : 2, : 2 * w : 2]
     return inputs, targets, masks
 
 
-def blind_spot(u: np.ndarray, rng, stride: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """(input with a grid of pixels each replaced by one of its 4 neighbours, drawn at random; the grid's
-    mask): the head's output at a masked pixel does not see that pixel's noise (Noise2Self, Batson &
+def blind_spot(u: np.ndarray, rng, stride: int = 4, grids: int = 1,
+               region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, masks), each (n, h, w): a grid of pixels each replaced by one of its 4 neighbours, drawn at random,
+    and the grid: the head's output at a masked pixel does not see that pixel's noise (Noise2Self, Batson &
     Royer 2019), so E[(f(u_masked) − u)²] there = E[(f_J − clean)²] + var(noise), with no noise model.
     A neighbour's value carries a pixel's own amount of noise (Noise2Void's replacement, Krull et al.
     2019), so the head is ranked on inputs like those it restores: the mean of the 4 neighbours, used
     before, carries a quarter of it, and ranked first a head that trusts its centre pixel — on unseen
     frames of the real 8-bit time-lapse it called a head 2.0 ± 0.3 % better that the registered truth
-    scores 5.1 % worse; a random neighbour, 0.2 ± 0.2 % (docs/performance.md, 2026-12-05, fourth session)."""
-    mask = np.zeros(u.shape, dtype=bool)
-    oy, ox = rng.integers(stride, size=2)
-    mask[oy::stride, ox::stride] = True
+    scores 5.1 % worse; a random neighbour, 0.2 ± 0.2 % (docs/performance.md, 2026-12-05, fourth session).
+    ``grids`` (n): the grid at one random offset (1); at ``stride`` offsets, one in each row and column of the
+    stride × stride cell, a random diagonal (a stride-th of the pixels); or at all stride² offsets, every pixel
+    scored once (per 64² window of unseen frames 2.3–4× more precise than one grid, docs/performance.md, twentieth
+    session). ``region``: where pixels are masked (and scored); everywhere if None."""
+    if grids not in (1, stride, stride**2):
+        raise ValueError(f"grids: 1, {stride} or {stride**2}, got {grids}")
+    shift = int(rng.integers(stride))
+    offsets = ({1: [tuple(rng.integers(stride, size=2))], stride: [(k, (k + shift) % stride) for k in range(stride)]}
+               .get(grids) or [(oy, ox) for oy in range(stride) for ox in range(stride)])
     padded = np.pad(u, 1, mode="reflect")
     h, w = u.shape
     neighbours = [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
-    replacement = np.choose(rng.integers(len(neighbours), size=u.shape), neighbours)
-    return np.where(mask, replacement, u).astype(np.float32), mask
+    inputs, masks = [], []
+    for oy, ox in offsets:
+        mask = np.zeros(u.shape, dtype=bool)
+        mask[oy::stride, ox::stride] = True
+        if region is not None:
+            mask &= region
+        replacement = np.choose(rng.integers(len(neighbours), size=u.shape), neighbours)
+        inputs.append(np.where(mask, replacement, u).astype(np.float32))
+        masks.append(mask)
+    return np.stack(inputs), np.stack(masks)
+
+
+def strip_cells(planes, splits, patch_size: int) -> list[tuple[int, int, int]]:
+    """(plane, y, x) of the cells (half a patch a side) that tile each plane's validation strip, each once, in pairs
+    of a picking cell and a deciding one: a checkerboard's two colours, so both halves cover the strip alike. At most
+    MOST_IMAGE_CELLS, the pairs taken evenly over the planes.
+    Windows drawn anywhere in the strip overlapped, and their standard error read too small: on a 256² crop of the
+    real 8-bit time-lapse, whose 64-row strip holds four 64² windows, 16 deciding windows read a head 5.9 % ± 4.0 %
+    better (−3.3 % ± 1.0 % scored on every pixel) that the same frame's still pixels score 26–46 % worse, one bright
+    window counted many times (docs/performance.md, twenty-first session)."""
+    side = patch_size // 2
+    pairs = []
+    for i, (plane, split) in enumerate(zip(planes, splits)):
+        h, w = plane.shape
+        rows = range(split.start if split.axis == 0 else 0, h - side + 1, side)
+        cols = range(split.start if split.axis == 1 else 0, w - side + 1, side)
+        if split.start >= (h if split.axis == 0 else w):  # no strip (val_fraction 0)
+            continue
+        colours = ([], [])
+        for a, y in enumerate(rows):
+            for b, x in enumerate(cols):
+                colours[(a + b) % 2].append((i, y, x))
+        pairs += list(zip(*colours))
+    if len(pairs) > MOST_IMAGE_CELLS // 2:
+        pairs = [pairs[k] for k in np.linspace(0, len(pairs) - 1, MOST_IMAGE_CELLS // 2).round().astype(int)]
+    return [cell for pair in pairs for cell in pair]
+
+
+def _cell_window(shape, y: int, x: int, side: int, patch_size: int) -> tuple[tuple[slice, slice], np.ndarray]:
+    """(the patch_size² window of a plane of ``shape`` around the cell at (y, x), as centred as the plane allows;
+    the cell's pixels in it): the head restores the cell with the pixels around it, as a run does."""
+    h, w = shape
+    wy = int(np.clip(y - (patch_size - side) // 2, 0, h - patch_size))
+    wx = int(np.clip(x - (patch_size - side) // 2, 0, w - patch_size))
+    region = np.zeros((patch_size, patch_size), dtype=bool)
+    region[y - wy:y - wy + side, x - wx:x - wx + side] = True
+    return (slice(wy, wy + patch_size), slice(wx, wx + patch_size)), region
 
 
 def held_out_frames(noisy, planes: list[np.ndarray], time_series: bool | None, patch_size: int):
@@ -217,16 +281,18 @@ def registered_parts(frame: np.ndarray, others, noise: CameraNoise) -> tuple[np.
     return np.where(still, frames.mean(axis=0), registered.mean), holds, still
 
 
-def criterion_count(planes, held, strips_only: bool, patch_size: int, batch_size: int) -> int:
-    """How many patches the criteria score: max(32, 8 × the batch) on single images; on a series' frames held out
-    whole, as many as their halves hold side by side (each window once), up to MOST_CRITERION_PATCHES. A series of
+def criterion_count(planes, held, strips_only: bool, patch_size: int, batch_size: int, splits=None) -> int:
+    """How many patches the criteria score: on single images, the cells of the validation strips (``splits``), each
+    once (:func:`strip_cells`); on a series' frames held out whole, as many as their halves hold side by side (each
+    window once), up to MOST_CRITERION_PATCHES; on a two-frame series' strips, max(32, 8 × the batch). A series of
     large frames has the data to tell a smaller gain (on 256² crops of the real 8-bit time-lapse, 32 deciding
     patches left a head the truth scores +0.5 dB better at 2.1 standard errors); small frames have few windows, and
     the 64 overlapping ones drawn on 128² lysosome frames before called a head the truth scores 1 dB worse 8.7
     standard errors better."""
-    least = max(32, 8 * batch_size)
-    if not held or strips_only:
-        return least
+    if not held:
+        return len(strip_cells(planes, splits, patch_size)) if splits is not None else 0
+    if strips_only:
+        return max(32, 8 * batch_size)
     # the frames' windows side by side, each once: as many as they hold, however few
     per_frame = min((planes[t].shape[0] // 2 // patch_size) * (planes[t].shape[1] // patch_size) for t, _ in held)
     return int(min(2 * per_frame * len(held), MOST_CRITERION_PATCHES))
@@ -242,56 +308,67 @@ def iter_criterion_patches(planes, splits, maps, held, strips_only: bool, patch_
     picking ones from the top half of each frame and the deciding ones from the bottom half, against
     :func:`registered_target` on the pixels where it holds, and ("still") on those where it needed no
     registration (validation strips of a two-frame series: against frame t+1 as it is, "series" alone); on single
-    images, windows of the validation strips, judged two ways
-    ("neighbours", "blind-spot")."""
-    names = (["series"] if strips_only else ["series", "still"]) if held else ["neighbours", "blind-spot"]
+    images, the validation strips' cells (:func:`strip_cells`, at most ``count``), judged two ways ("neighbours",
+    "blind-spot"; the deciding cells blind on every pixel)."""
+    if not held:
+        return (yield from _iter_image_cells(planes, splits, maps, patch_size, multiple, count, rng))
+    names = ["series"] if strips_only else ["series", "still"]
     patches = {c: ([], [], []) for c in names}
     for k in range(count):
-        if held:
-            i, others = held[(k // 2) % len(held)]
-            half = planes[i].shape[0] // 2
-            rows = slice(0, half) if k % 2 == 0 else slice(half, None)
-            p = splits[i].val_part(planes[i]) if strips_only else planes[i][rows]
+        i, others = held[(k // 2) % len(held)]
+        half = planes[i].shape[0] // 2
+        rows = slice(0, half) if k % 2 == 0 else slice(half, None)
+        p = splits[i].val_part(planes[i]) if strips_only else planes[i][rows]
+        if strips_only:
+            y0 = rng.integers(0, p.shape[0] - patch_size + 1)
+            x0 = rng.integers(0, p.shape[1] - patch_size + 1)
         else:
-            i = int(rng.integers(len(planes)))
-            p = splits[i].val_part(planes[i])
-        if held and not strips_only:
             # side by side, each window once (criterion_count): overlapping windows are not independent, and
             # their standard error then read 2–4× too small on 128² frames (docs/performance.md, eighteenth session)
             across = p.shape[1] // patch_size
             cell = (k // (2 * len(held))) % ((p.shape[0] // patch_size) * across)
             y0, x0 = (cell // across) * patch_size, (cell % across) * patch_size
-        else:
-            y0 = rng.integers(0, p.shape[0] - patch_size + 1)
-            x0 = rng.integers(0, p.shape[1] - patch_size + 1)
         win = (slice(y0, y0 + patch_size), slice(x0, x0 + patch_size))
-        if held and strips_only:
+        if strips_only:
             q = np.mean([splits[i].val_part(planes[o])[win] for o in others], axis=0)
             agree = np.ones(q.shape, dtype=bool)
-        elif held:
+        else:
             q, agree, still = _registered_window(planes, i, others, (rows.start + y0, x0), patch_size, noise)
-        else:
-            q = p[win]
         u, target = maps[i].to_model(p[win]), maps[i].to_model(q)  # plane i's map for both
-        items = {}
-        if held:
-            # a window where nothing registered is scored whole: its motion adds alike to both heads' figures
-            where = agree if agree.any() else np.ones(u.shape, dtype=bool)
-            items["series"] = (u[None], target[None], where[None])
-            if not strips_only:
-                # the same target where it needed no registration: a head trained towards registered frames (adapt's
-                # Noise2Noise pairs of a series) could learn the registration's misses, which "series" shares
-                still = still if still.sum() >= STILL_PIXELS else where
-                items["still"] = (u[None], target[None], still[None])
-        else:
-            items["neighbours"] = neighbour_pairs(u, multiple)
-            masked, mask = blind_spot(u, rng)
-            items["blind-spot"] = (masked[None], u[None], mask[None])
-        for c, item in items.items():
-            for store, value in zip(patches[c], item):
-                store.append(value)
+        # a window where nothing registered is scored whole: its motion adds alike to both heads' figures
+        where = agree if agree.any() else np.ones(u.shape, dtype=bool)
+        items = {"series": (u[None], target[None], where[None])}
+        if not strips_only:
+            # the same target where it needed no registration: a head trained towards registered frames (adapt's
+            # Noise2Noise pairs of a series) could learn the registration's misses, which "series" shares
+            still = still if still.sum() >= STILL_PIXELS else where
+            items["still"] = (u[None], target[None], still[None])
+        _store(patches, items)
         yield k + 1, count
     return patches
+
+
+def _iter_image_cells(planes, splits, maps, patch_size: int, multiple: int, count: int, rng):
+    """:func:`iter_criterion_patches` on single images: each cell of the validation strips restored with the pixels
+    around it (training pixels too: a head never saw a strip pixel's noise as a target, which is what would bias its
+    score there), the picking cells blind on PICKING_GRIDS grids (scored at every validation), the deciding ones on
+    every pixel (scored by three heads)."""
+    patches = {c: ([], [], []) for c in ("neighbours", "blind-spot")}
+    cells = strip_cells(planes, splits, patch_size)[:count]
+    for k, (i, y, x) in enumerate(cells):
+        win, region = _cell_window(planes[i].shape, y, x, patch_size // 2, patch_size)
+        u = maps[i].to_model(planes[i][win])
+        masked, masks = blind_spot(u, rng, grids=PICKING_GRIDS if k % 2 == 0 else 16, region=region)
+        _store(patches, {"neighbours": neighbour_pairs(u, multiple, region),
+                         "blind-spot": (masked, np.broadcast_to(u, masked.shape), masks)})
+        yield k + 1, len(cells)
+    return patches
+
+
+def _store(patches: dict, items: dict) -> None:
+    for c, item in items.items():
+        for store, value in zip(patches[c], item):
+            store.append(value)
 
 
 def _registered_window(planes, t: int, others, corner: tuple[int, int], size: int, noise: CameraNoise):
