@@ -189,6 +189,8 @@ def test_cli_adapt_takes_a_smaller_patch_for_a_small_image(tmp_path, headed, cap
     assert "use a smaller patch size" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "b.safetensors"), "--patch-size", "32"]) == 0
     assert load_model(tmp_path / "b.safetensors").provenance["adapted"]["images"] == [[64, 64]]
+    # said before the steps: too small a strip to judge an adapted head by
+    assert "note: its validation strips hold 4 cells to judge an adapted head by" in capsys.readouterr().err
 
 
 def test_cli_adapt_recalibrates_each_channel_of_a_file_that_names_them(tmp_path, with_std):

@@ -567,7 +567,14 @@ def test_a_single_image_with_too_few_strip_cells_keeps_the_bundled_head(headed):
     really better, the bundled one untrained, and with the rule off it is kept: the rule gives up gains too.)"""
     from napari_diffdenoise.core.training.adapt_criteria import LEAST_DECIDING_CELLS
 
+    from napari_diffdenoise.core.training.adapt import judge_shortfall
+
     _, frame = scene(2)
     result, _ = drive(iter_adapt(headed, frame(0)[:64, :64], steps=40, learning_rate=2e-3, **OPTIONS))
     assert result.decision["patches"] == 4 < LEAST_DECIDING_CELLS
     assert result.kept == "bundled" and f"on at least {LEAST_DECIDING_CELLS} cells" in result.message
+    # said before the steps too (the Train widget's notification, the CLI's note), counted as the judge counts
+    assert "hold 4 cells to judge an adapted head by" in judge_shortfall(frame(0)[:64, :64], patch_size=32)
+    assert judge_shortfall(frame(0), patch_size=32) is None  # 128²: 8 deciding cells
+    assert judge_shortfall(frame(0)[:64, :64], patch_size=32, val_fraction=0.0) is None  # no strip: kept unchecked
+    assert judge_shortfall(np.stack([frame(k)[:64, :64] for k in range(3)]), patch_size=32) is None  # frames judge

@@ -173,6 +173,38 @@ def test_noisy_only_mode_adapts_a_model_and_lists_it(make_napari_viewer, tmp_pat
     assert model.provenance["adapted"]["decision"]["message"] in w.status.value  # which head was kept, and why
 
 
+def test_adapting_an_image_too_small_to_judge_says_so_before_the_steps(make_napari_viewer, tmp_path, qtbot,
+                                                                       monkeypatch, headed):
+    """A 64² image at 32 px patches holds 4 cells to judge an adapted head by, of the 8 needed: the bundled head
+    comes back whatever adapting gains, and the widget says so when Train is pressed, not only in the verdict."""
+    from napari_diffdenoise._widgets import train as train_module
+    from napari_diffdenoise._widgets.train import NOISY_ONLY, TrainWidget
+    from napari_diffdenoise.core.io.checkpoint import save_checkpoint
+
+    infos, errors = [], []
+    monkeypatch.setattr(train_module, "show_info", infos.append)
+    monkeypatch.setattr(train_module, "notify_error", errors.append)
+    start = tmp_path / "headed.safetensors"
+    save_checkpoint(headed, start)
+    REGISTRY.add(start)
+    viewer = make_napari_viewer()
+    yy, xx = np.mgrid[:64, :64]
+    truth = 5 + 40 * ((yy - 32) ** 2 + (xx - 32) ** 2 < 200)
+    viewer.add_image(np.random.default_rng(0).poisson(truth).astype(np.float32), name="small crop")
+    w = TrainWidget(viewer)
+    w.mode.value = NOISY_ONLY
+    w.noisy.value, w.start_model.value = viewer.layers["small crop"], str(start.resolve())
+    w.minutes.value, w.batch_size.value, w.patch_size.value = 0.1, 2, 32
+    w.output.value = tmp_path / "adapted.safetensors"
+    w.start()
+    assert infos == [("small crop: its validation strips hold 4 cells to judge an adapted head by, fewer than the 8 "
+                      "it needs: adapting will keep the bundled head whatever it gains (a larger image, more planes or "
+                      "a smaller patch size give more cells)")]
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert not errors, errors
+    assert "kept the bundled head" in w.status.value
+
+
 def test_noisy_and_clean_start_on_different_layers(make_napari_viewer):
     from napari_diffdenoise._widgets.train import TrainWidget
 

@@ -457,7 +457,7 @@ def cmd_train(args) -> int:
 def cmd_adapt(args) -> int:
     """Adapt a model to noisy images alone (core.training.adapt) and save it."""
     from .core.io.checkpoint import save_checkpoint
-    from .core.training.adapt import adapt
+    from .core.training.adapt import adapt, judge_shortfall
 
     out = checkpoint_out(args.out, [*args.noisy, args.model], args.overwrite)
     read = [read_image(p) for p in args.noisy]
@@ -481,6 +481,10 @@ def cmd_adapt(args) -> int:
             print(f"\r  step {info.step}{total}  loss {info.train_loss:.5f}{val}  {info.seconds:.0f} s", end="",
                   file=sys.stderr, flush=True)
 
+    shortfall = judge_shortfall(images if len(images) > 1 else images[0], patch_size=args.patch_size,
+                                val_fraction=args.val_fraction)
+    if shortfall is not None:  # said before the minutes are spent, not only in the verdict after them
+        print(f"note: {shortfall}", file=sys.stderr)
     model = adapt(args.model, images if len(images) > 1 else images[0], minutes=None if args.steps else args.minutes,
                   steps=args.steps, seed=args.seed, recalibrate=not args.no_recalibrate, axes=axes, progress=show,
                   device=args.device, patch_size=args.patch_size, val_fraction=args.val_fraction,

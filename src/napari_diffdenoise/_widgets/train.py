@@ -353,6 +353,11 @@ class TrainWidget(WorkerControls, Container):
 
         check_adapt(model, noisy, minutes=options["minutes"], patch_size=options["patch_size"],
                     val_fraction=options["val_fraction"])  # refuse bad data before the worker starts
+        from ..core.training.adapt import judge_shortfall
+
+        shortfall = judge_shortfall(noisy, patch_size=options["patch_size"], val_fraction=options["val_fraction"])
+        if shortfall is not None:  # said before the minutes are spent, not only in the verdict after them
+            show_info(f"{layer.name}: {shortfall}")
         output = free_path(Path(self.output.value))
         self.output.value = output
         plan = self._estimate if self._estimate_for == self._estimate_key() else None  # priced once

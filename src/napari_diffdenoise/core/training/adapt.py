@@ -57,7 +57,7 @@ from .._version import __version__
 from ..calibration.calibration import iter_calibrate
 from ..calibration.self_calibration import iter_calibrate_on_data
 from ..calibration.view_noise import noise_correlation
-from ..imaging.axes import check_axes
+from ..imaging.axes import as_planes, check_axes
 from ..imaging.camera_noise import CameraNoise, estimate_noise
 from ..imaging.normalization import IntensityMap
 from ..imaging.pilot_wiener import ALWAYS, BRIGHT_PHOTONS, IF_BRIGHT, refines
@@ -82,9 +82,19 @@ from .adapt_criteria import (
     judges_refinement,
     series_pairs,
     shown_better,
+    strip_cells,
     target_frames,
 )
-from .adapt_spec import ALPHA, FRAME_PAIRS, LEARNING_RATE, MINUTES, AdaptProgress, AdaptResult, check_adapt
+from .adapt_spec import (
+    ALPHA,
+    FRAME_PAIRS,
+    LEARNING_RATE,
+    MINUTES,
+    AdaptProgress,
+    AdaptResult,
+    check_adapt,
+    validation_splits,
+)
 from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
 from .recorrupted_pairs import recorrupted_batch, recorrupted_validation, train_step
 from .series_targets import iter_series_windows, series_batch, series_sources
@@ -429,6 +439,23 @@ def adapt(
             if cancelled:
                 raise Cancelled("adaptation was cancelled while recalibrating; nothing was returned")
     return adapted
+
+
+def judge_shortfall(noisy, *, patch_size: int = PATCH_SIZE.default, val_fraction: float = VAL_FRACTION.default,
+                    time_series: bool | None = None) -> str | None:
+    """Why adapting to ``noisy`` can only return the bundled head, said before its minutes are spent (the Train
+    widget's notification, the CLI's note): one image whose validation strips hold fewer than LEAST_DECIDING_CELLS
+    deciding cells (adapt_criteria.strip_cells), as iter_adapt counts them. None where there are enough, where a
+    series' frames are held out instead, or where there is no strip (val_fraction 0: the head is kept unchecked)."""
+    planes = as_planes(noisy, "noisy")
+    if held_out_frames(noisy, planes, time_series, patch_size)[0]:
+        return None
+    cells = len(strip_cells(planes, validation_splits(planes, val_fraction, patch_size), patch_size)) // 2
+    if cells == 0 or cells >= LEAST_DECIDING_CELLS:
+        return None
+    return (f"its validation strips hold {cells} cells to judge an adapted head by, fewer than the "
+            f"{LEAST_DECIDING_CELLS} it needs: adapting will keep the bundled head whatever it gains (a larger image, "
+            "more planes or a smaller patch size give more cells)")
 
 
 def versus_parent_message(versus: dict) -> str:

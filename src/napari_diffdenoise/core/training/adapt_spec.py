@@ -36,6 +36,11 @@ LEARNING_RATE = 5e-5
 MIN_STRUCTURE = 1.2
 
 
+def validation_splits(planes, val_fraction: float, patch_size: int) -> list[Split]:
+    """Each plane's validation strip, which adapt never trains on and judges its heads by."""
+    return [Split.of(p.shape, val_fraction, patch_size, "noisy") for p in planes]
+
+
 def check_adapt(model, noisy, *, minutes=MINUTES.default, steps=None, alpha=ALPHA, patch_size=PATCH_SIZE.default,
                 val_fraction=VAL_FRACTION.default):
     """Every reason :func:`iter_adapt` would refuse, checked before any training (a GUI calls this
@@ -60,7 +65,7 @@ def check_adapt(model, noisy, *, minutes=MINUTES.default, steps=None, alpha=ALPH
     multiple = model.network.config.size_multiple
     if patch_size < multiple or patch_size % multiple:
         raise ValueError(f"patch_size must be a positive multiple of {multiple}; got {patch_size}")
-    splits = [Split.of(p.shape, val_fraction, patch_size, "noisy") for p in planes]
+    splits = validation_splits(planes, val_fraction, patch_size)
     noise = estimate_noise(planes)
     structure = float(np.mean([ndimage.gaussian_filter(p, SMOOTHING).std() for p in planes]))
     noise_left = float(np.sqrt(np.mean([noise.variance(p.mean()) for p in planes]))) / (2 * np.sqrt(np.pi) * SMOOTHING)
