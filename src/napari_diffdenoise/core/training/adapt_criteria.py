@@ -40,16 +40,18 @@ BLOCK_SPACING = 8
 # seconds per validation on one CPU thread at 64² patches)
 MOST_CRITERION_PATCHES = 256
 # the most cells of a single image's validation strips that the criteria score: the deciding half are scored blind on
-# every pixel (16 passes of a patch each, three heads: 6 s on one CPU thread for 64 cells of 32²)
+# every pixel (BLIND_STRIDE² passes of a patch each: about 6 s per head on one CPU thread for 64 cells at 64² patches,
+# three heads scored)
 MOST_IMAGE_CELLS = 64
 # fewer deciding cells than this, and a single image's adapted head is not kept whatever they read: their standard
-# error is then itself too uncertain for KEEP_MARGIN_SE to mean what it says (with 3 cells, one in 20 heads no better
-# than the bundled one would pass it)
+# error is then itself too uncertain for KEEP_MARGIN_SE to mean what it says (with 3 cells, by a t distribution one
+# criterion would pass one in 20 heads no better than the bundled one)
 LEAST_DECIDING_CELLS = 8
 # the blind spot's grids on a picking cell (a quarter of its pixels): scored at every validation, so fewer than the
 # deciding cells' 16; one grid would score 64 pixels of a 32² cell, a sixteenth of what the overlapping windows drawn
 # before gave the pick on a 256² image
 PICKING_GRIDS = 4
+BLIND_STRIDE = 4  # a blind spot's grid: one pixel in BLIND_STRIDE² hidden at once
 # a held-out window with fewer pixels where the frames beside t agree unregistered is scored by "still" where its
 # registered target holds, as by "series": a handful of pixels gives a per-patch MSE noisier than the rest
 STILL_PIXELS = 256
@@ -125,7 +127,7 @@ def neighbour_pairs(u: np.ndarray, multiple: int,
     return inputs, targets, masks
 
 
-def blind_spot(u: np.ndarray, rng, stride: int = 4, grids: int = 1,
+def blind_spot(u: np.ndarray, rng, stride: int = BLIND_STRIDE, grids: int = 1,
                region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, masks), each (n, h, w): a grid of pixels each replaced by one of its 4 neighbours, drawn at random,
     and the grid: the head's output at a masked pixel does not see that pixel's noise (Noise2Self, Batson &
@@ -171,10 +173,10 @@ def strip_cells(planes, splits, patch_size: int) -> list[tuple[int, int, int]]:
     pairs = []
     for i, (plane, split) in enumerate(zip(planes, splits)):
         h, w = plane.shape
-        rows = range(split.start if split.axis == 0 else 0, h - side + 1, side)
-        cols = range(split.start if split.axis == 1 else 0, w - side + 1, side)
         if split.start >= (h if split.axis == 0 else w):  # no strip (val_fraction 0)
             continue
+        rows = range(split.start if split.axis == 0 else 0, h - side + 1, side)
+        cols = range(split.start if split.axis == 1 else 0, w - side + 1, side)
         colours = ([], [])
         for a, y in enumerate(rows):
             for b, x in enumerate(cols):
@@ -358,7 +360,7 @@ def _iter_image_cells(planes, splits, maps, patch_size: int, multiple: int, coun
     for k, (i, y, x) in enumerate(cells):
         win, region = _cell_window(planes[i].shape, y, x, patch_size // 2, patch_size)
         u = maps[i].to_model(planes[i][win])
-        masked, masks = blind_spot(u, rng, grids=PICKING_GRIDS if k % 2 == 0 else 16, region=region)
+        masked, masks = blind_spot(u, rng, grids=PICKING_GRIDS if k % 2 == 0 else BLIND_STRIDE**2, region=region)
         _store(patches, {"neighbours": neighbour_pairs(u, multiple, region),
                          "blind-spot": (masked, np.broadcast_to(u, masked.shape), masks)})
         yield k + 1, len(cells)
