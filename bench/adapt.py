@@ -464,8 +464,8 @@ def report() -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", default="dsb-10,dsb-30,dsb8bit-30,dsbseries-10,timelapse8,timelapse8-1,lyso01,"
-                                              "lyso05")
+    parser.add_argument("--images", default="dsb-10,dsb-30,dsb8bit-30,dsbseries-10,timelapse8,timelapse8-1,"
+                                              "timelapse8whole-1,lyso01,lyso05")
     parser.add_argument("--part", default="all")
     parser.add_argument("--minutes", type=float, default=BUDGET_MINUTES)
     parser.add_argument("--model", default="demo", help="the bundled model or a checkpoint to adapt")

@@ -34,9 +34,12 @@ LYSOSOME = REAL / "bohuang_lysosome_timelapse"
 
 
 def series(name: str) -> np.ndarray:
-    """A (T, Y, X) float32 series of real noisy frames (a 256² crop of the 8-bit time-lapse)."""
+    """A (T, Y, X) float32 series of real noisy frames: a 256² crop of the 8-bit time-lapse, or its whole frames
+    (``timelapse8whole``), or a lysosome series."""
     if name == "timelapse8":
         return tifffile.imread(TIMELAPSE)[:, 128:384, 128:384].astype(np.float32)
+    if name == "timelapse8whole":
+        return tifffile.imread(TIMELAPSE).astype(np.float32)
     if name.startswith("lyso"):
         return tifffile.imread(LYSOSOME / f"lysosome_{name[4:]}.tif").astype(np.float32)
     raise ValueError(name)
