@@ -314,8 +314,8 @@ def _wrong_fit_reading(records, gain) -> str:
     """What the keep-or-drop made of the wrongly adapted heads: how many were worse at their last step, how many of
     those some criterion still called better (its last step's figure below the bundled head's), and what came back."""
     harmful = [r for r in records if gain(r, "last") < 0]
-    fooled = [r for r in harmful
-              if any(f["last_step"] < f["bundled"] for f in (r["decision"].get("criteria") or {"": r["decision"]}).values())]
+    fooled = [r for r in harmful if any(f["last_step"] < f["bundled"]
+                                        for f in (r["decision"].get("criteria") or {"": r["decision"]}).values())]
     returned_worse = [r for r in records if gain(r, "returned") < 0]
     return (f"Of the {len(records)} runs, the last step's head is worse than the bundled one on {len(harmful)}; on "
             f"{len(fooled)} of those a criterion still reads it better"

@@ -30,8 +30,8 @@ The method, and why:
    E|f(y_t) − ȳ|² = E|f(y_t) − x|² + var(noise)/4 + what the registration misses, and only the first term depends on
    f, up to a cross term with the registration's miss; pixels where it failed are left out); on single images,
    the cells tiling a validation strip of every plane, each once, are sub-sampled into neighbouring pixels of each
-   2×2 cell (Neighbor2Neighbor, Huang et al. 2021) and scored alike, a neighbour standing in for the next frame, and by a blind-spot MSE
-   (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the
+   2×2 cell (Neighbor2Neighbor, Huang et al. 2021) and scored alike, a neighbour standing in for the next frame,
+   and by a blind-spot MSE (Noise2Self: masked pixels against their noisy values); each of the two is fooled where the
    other is not (:func:`iter_adapt`), so both must agree. Half the patches pick the step; the
    other half decide: the adapted head is kept only when it is better there by three standard
    errors (adapt_criteria.KEEP_MARGIN_SE), and the bundled head is returned otherwise — with what was kept and the figures in the
@@ -99,6 +99,8 @@ from .finetune import BATCH_SIZE, PATCH_SIZE, VAL_FRACTION
 from .recorrupted_pairs import recorrupted_batch, recorrupted_validation, train_step
 from .series_targets import iter_series_windows, series_batch, series_sources
 
+# what gives a single image's judge more cells (adapt_criteria.strip_cells), in the words its messages use
+MORE_CELLS = "a larger image, more planes or a smaller patch size give more cells"
 RECORRUPTED_METHOD = ("mean head fine-tuned by Recorrupted-to-Recorrupted (Pang et al. 2021) with a Poisson-Gaussian "
                       "noise model fitted to the images (Foi et al. 2008)")
 SERIES_METHOD = ("mean head fine-tuned by Noise2Noise (Lehtinen et al. 2018) on the series' own frames, each against "
@@ -163,12 +165,12 @@ def iter_adapt(
     - on single images, the cells (half a patch a side) tiling the validation strips, each once and restored with
       the pixels around them (:func:`~.adapt_criteria.strip_cells`; at least
       adapt_criteria.LEAST_DECIDING_CELLS deciding ones, or the bundled head is kept), judged two ways, each
-      biased in its own direction, and both must agree: ``neighbours`` (:func:`~.adapt_criteria.neighbour_pairs`: sub-sampled into
-      half-size images of neighbouring pixels, the MSE of the head's restoration of one to its
+      biased in its own direction, and both must agree: ``neighbours`` (:func:`~.adapt_criteria.neighbour_pairs`:
+      sub-sampled into half-size images of neighbouring pixels, the MSE of the head's restoration of one to its
       neighbour — the head sees structure at half its size) and ``blind-spot``
       (:func:`~.adapt_criteria.blind_spot`: the MSE at masked pixels to their noisy values — the head sees masked
-      inputs, each masked pixel a random neighbour's value; the deciding cells on every pixel). On the DSB image the blind-spot MSE (then with the
-      mean of the neighbours in the blind spot) preferred a head 0.18 dB worse than the bundled one and the
+      inputs, each masked pixel a random neighbour's value; the deciding cells on every pixel). On the DSB image
+      the blind-spot MSE (then with the mean of the neighbours in the blind spot) preferred a head 0.18 dB worse than the bundled one and the
       neighbour MSE did not; on the tests' small blobs the neighbour MSE preferred a head that passed noise
       through and the blind-spot MSE did not.
 
@@ -320,8 +322,7 @@ def iter_adapt(
         message = (f"kept the {kept} head (adapted: step {best[1]} of {step}); on {decision['patches']} held-out "
                    f"{where}, bundled → adapted: {'; '.join(parts)}. The adapted head is kept only when every "
                    f"criterion is lower by {KEEP_MARGIN_SE:g} standard errors"
-                   + (f", on at least {LEAST_DECIDING_CELLS} cells (a larger image or more planes hold more)"
-                      if too_few else ""))
+                   + (f", on at least {LEAST_DECIDING_CELLS} cells ({MORE_CELLS})" if too_few else ""))
     else:
         message = "kept the adapted head unchecked (no validation strip: val_fraction = 0)"
     if step == 0 and steps is None:  # a budget spent before the first step: say so, not only "step 0 of 0"
@@ -454,8 +455,7 @@ def judge_shortfall(noisy, *, patch_size: int = PATCH_SIZE.default, val_fraction
     if cells == 0 or cells >= LEAST_DECIDING_CELLS:
         return None
     return (f"its validation strips hold {cells} cells to judge an adapted head by, fewer than the "
-            f"{LEAST_DECIDING_CELLS} it needs: adapting will keep the bundled head whatever it gains (a larger image, "
-            "more planes or a smaller patch size give more cells)")
+            f"{LEAST_DECIDING_CELLS} it needs: adapting will keep the bundled head whatever it gains ({MORE_CELLS})")
 
 
 def versus_parent_message(versus: dict) -> str:
