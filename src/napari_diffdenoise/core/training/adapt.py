@@ -449,10 +449,10 @@ def judge_shortfall(noisy, *, patch_size: int = PATCH_SIZE.default, val_fraction
     deciding cells (adapt_criteria.strip_cells), as iter_adapt counts them. None where there are enough, where a
     series' frames are held out instead, or where there is no strip (val_fraction 0: the head is kept unchecked)."""
     planes = as_planes(noisy, "noisy")
-    if held_out_frames(noisy, planes, time_series, patch_size)[0]:
-        return None
     cells = len(strip_cells(planes, validation_splits(planes, val_fraction, patch_size), patch_size)) // 2
-    if cells == 0 or cells >= LEAST_DECIDING_CELLS:
+    # counted first: telling a series (every plane smoothed) is left to the few images too small to judge, which the
+    # widget checks as Train is pressed
+    if cells == 0 or cells >= LEAST_DECIDING_CELLS or held_out_frames(noisy, planes, time_series, patch_size)[0]:
         return None
     return (f"its validation strips hold {cells} cells to judge an adapted head by, fewer than the "
             f"{LEAST_DECIDING_CELLS} it needs: adapting will keep the bundled head whatever it gains ({MORE_CELLS})")
