@@ -447,9 +447,14 @@ def judge_shortfall(noisy, *, patch_size: int = PATCH_SIZE.default, val_fraction
     """Why adapting to ``noisy`` can only return the bundled head, said before its minutes are spent (the Train
     widget's notification, the CLI's note): one image whose validation strips hold fewer than LEAST_DECIDING_CELLS
     deciding cells (adapt_criteria.strip_cells), as iter_adapt counts them. None where there are enough, where a
-    series' frames are held out instead, or where there is no strip (val_fraction 0: the head is kept unchecked)."""
-    planes = as_planes(noisy, "noisy")
-    cells = len(strip_cells(planes, validation_splits(planes, val_fraction, patch_size), patch_size)) // 2
+    series' frames are held out instead, where there is no strip (val_fraction 0: the head is kept unchecked), and
+    for data adapt refuses."""
+    try:
+        planes = as_planes(noisy, "noisy")
+        splits = validation_splits(planes, val_fraction, patch_size)
+    except (ValueError, TypeError):  # what adapt refuses, its own checks name (the CLI asks this before them)
+        return None
+    cells = len(strip_cells(planes, splits, patch_size)) // 2
     # counted first: telling a series (every plane smoothed) is left to the few images too small to judge, which the
     # widget checks as Train is pressed
     if cells == 0 or cells >= LEAST_DECIDING_CELLS or held_out_frames(noisy, planes, time_series, patch_size)[0]:
