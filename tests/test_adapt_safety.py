@@ -577,4 +577,4 @@ def test_a_single_image_with_too_few_strip_cells_keeps_the_bundled_head(headed):
     assert "hold 4 cells to judge an adapted head by" in judge_shortfall(frame(0)[:64, :64], patch_size=32)
     assert judge_shortfall(frame(0), patch_size=32) is None  # 128²: 8 deciding cells
     assert judge_shortfall(frame(0)[:64, :64], patch_size=32, val_fraction=0.0) is None  # no strip: kept unchecked
-    assert judge_shortfall(np.stack([frame(k)[:64, :64] for k in range(3)]), patch_size=32) is None  # frames judge
+    assert judge_shortfall(np.stack([frame(k)[:64, :64] for k in range(3)]), patch_size=32) is None  # 12 cells

@@ -442,22 +442,20 @@ def adapt(
     return adapted
 
 
-def judge_shortfall(noisy, *, patch_size: int = PATCH_SIZE.default, val_fraction: float = VAL_FRACTION.default,
-                    time_series: bool | None = None) -> str | None:
+def judge_shortfall(noisy, *, patch_size: int = PATCH_SIZE.default,
+                    val_fraction: float = VAL_FRACTION.default) -> str | None:
     """Why adapting to ``noisy`` can only return the bundled head, said before its minutes are spent (the Train
-    widget's notification, the CLI's note): one image whose validation strips hold fewer than LEAST_DECIDING_CELLS
-    deciding cells (adapt_criteria.strip_cells), as iter_adapt counts them. None where there are enough, where a
-    series' frames are held out instead, where there is no strip (val_fraction 0: the head is kept unchecked), and
-    for data adapt refuses."""
+    widget's notification, the CLI's note): images whose validation strips hold fewer than LEAST_DECIDING_CELLS
+    deciding cells (adapt_criteria.strip_cells), as iter_adapt counts them. None where there are enough, where there
+    is no strip (val_fraction 0: the head is kept unchecked), and for data adapt refuses. A series whose frames adapt
+    holds out needs no word here: two planes of at least two patches a side already hold 8 deciding cells."""
     try:
         planes = as_planes(noisy, "noisy")
         splits = validation_splits(planes, val_fraction, patch_size)
     except (ValueError, TypeError):  # what adapt refuses, its own checks name (the CLI asks this before them)
         return None
     cells = len(strip_cells(planes, splits, patch_size)) // 2
-    # counted first: telling a series (every plane smoothed) is left to the few images too small to judge, which the
-    # widget checks as Train is pressed
-    if cells == 0 or cells >= LEAST_DECIDING_CELLS or held_out_frames(noisy, planes, time_series, patch_size)[0]:
+    if cells == 0 or cells >= LEAST_DECIDING_CELLS:
         return None
     return (f"its validation strips hold {cells} cells to judge an adapted head by, fewer than the "
             f"{LEAST_DECIDING_CELLS} it needs: adapting will keep the bundled head whatever it gains ({MORE_CELLS})")
