@@ -54,10 +54,22 @@ def main(argv=None):
              ["schedule", f"{model.schedule.kind}, T = {model.schedule.n_steps}"],
              ["architecture", str(model.network.config)], ["data", prov.get("data", "")],
              ["best validation loss", prov.get("best_val_loss")], ["sha256", model.sha256[:16] + "…"]]
+    # the one-pass heads were trained after the diffusion network, each by its own recipe: what each checkpoint records
+    def steps_of(record: dict) -> str:
+        training = record.get("training")
+        return str(training.get("steps", "") if isinstance(training, dict) else record.get("steps", ""))
+
+    heads = [[name, str(record.get("recipe", "")), steps_of(record), str(record.get("source_sha256", ""))[:12]]
+             for name, record in (("mean head", model.mean_provenance), ("std head", model.std_provenance),
+                                  ("sample head", model.sample_provenance)) if record]
     body = (
-        f"Model `{args.model}` (package version {prov.get('package_version')}), trained for {prov.get('step')} steps.\n\n"
+        f"Model `{args.model}` (package version {prov.get('package_version')}): its diffusion network, trained for "
+        f"{prov.get('step')} steps.\n\n"
         + markdown_table(["setting", "value"], rows)
         + "\n\n![loss](training_loss.png)\n"
+        + ("\n## The one-pass heads\n\nEach trained after the diffusion network by its own recipe (docs/training.md), "
+           "as its provenance in the checkpoint records it.\n\n"
+           + markdown_table(["head", "recipe", "steps", "source sha256"], heads) + "\n" if heads else "")
     )
     path = write_report("training", "Training record of the bundled model", body, {"history": history})
     print(path.read_text())
