@@ -36,8 +36,8 @@ CHILD = textwrap.dedent("""
     if case["kind"] == "plane":
         image = rng.poisson(6, (case["size"], case["size"])).astype(np.uint16)
         m = denoise(image, model, seed=0, **run).metadata
-        settings = (f"{m['sampler']} sampler, K = {m['n_samples']}, {m['n_steps']} network passes in a row; mean: {m['mean_estimator']}, "
-                    f"std: {m['std_estimator']}, {m['symmetries']} symmetries")
+        settings = (f"{m['sampler']} sampler, K = {m['n_samples']}, {m['n_steps']} network passes in a row; "
+                    f"mean: {m['mean_estimator']}, std: {m['std_estimator']}, {m['symmetries']} symmetries")
     else:
         import zarr
         from napari_diffdenoise.core.run.batch import denoise_to_zarr

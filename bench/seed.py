@@ -1,7 +1,7 @@
 """The seed procedure (ancestral DDPM over all T steps, K = 15, the samples' average as the mean) against
 the package's default run (``denoise(noisy, model)`` with nothing else: for `demo` the one-step sampler and
 the mean and std heads) and against DDIM at 10 steps, K = 8 (the default until the heads), side by side in
-one run on the same held-out images: PSNR, seconds, sequential network passes.
+one run on the same held-out images: PSNR, seconds, the network calls each run made.
 
     python -m bench seed [--size 96]
 
