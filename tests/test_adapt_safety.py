@@ -565,9 +565,8 @@ def test_a_single_image_with_too_few_strip_cells_keeps_the_bundled_head(headed):
     """An adaptation kept on 128² (the helpful test above) is not kept on a 64² crop: its strip holds four deciding
     cells, whose standard error is itself too uncertain to judge by, and the message says so. (Here the head is
     really better, the bundled one untrained, and with the rule off it is kept: the rule gives up gains too.)"""
-    from napari_diffdenoise.core.training.adapt_criteria import LEAST_DECIDING_CELLS
-
     from napari_diffdenoise.core.training.adapt import judge_shortfall
+    from napari_diffdenoise.core.training.adapt_criteria import LEAST_DECIDING_CELLS
 
     _, frame = scene(2)
     result, _ = drive(iter_adapt(headed, frame(0)[:64, :64], steps=40, learning_rate=2e-3, **OPTIONS))

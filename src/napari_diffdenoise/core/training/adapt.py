@@ -170,14 +170,14 @@ def iter_adapt(
       neighbour — the head sees structure at half its size) and ``blind-spot``
       (:func:`~.adapt_criteria.blind_spot`: the MSE at masked pixels to their noisy values — the head sees masked
       inputs, each masked pixel a random neighbour's value; the deciding cells on every pixel). On the DSB image
-      the blind-spot MSE (then with the mean of the neighbours in the blind spot) preferred a head 0.18 dB worse than the bundled one and the
-      neighbour MSE did not; on the tests' small blobs the neighbour MSE preferred a head that passed noise
-      through and the blind-spot MSE did not.
+      the blind-spot MSE (then with the mean of the neighbours in the blind spot) preferred a head 0.18 dB worse
+      than the bundled one and the neighbour MSE did not; on the tests' small blobs the neighbour MSE preferred a
+      head that passed noise through and the blind-spot MSE did not.
 
     The step picked is the one where the largest relative change of any criterion on the picking
     patches is lowest (step 0, the bundled head, scores 0); a series trained on its own frames takes its last
-    step, and every patch decides (its Noise2Noise loss has no fitted noise to be wrong about). The adapted head is kept only when
-    every criterion on the deciding patches is below the bundled head's by KEEP_MARGIN_SE
+    step, and every patch decides (its Noise2Noise loss has no fitted noise to be wrong about). The adapted head is
+    kept only when every criterion on the deciding patches is below the bundled head's by KEEP_MARGIN_SE
     standard errors of the paired per-patch difference; otherwise the bundled head is returned.
     AdaptResult.kept / .decision / .message and the provenance say which
     and give the figures. ``noise``: a camera model to use instead of fitting one (for tests)."""
