@@ -1,5 +1,8 @@
 """Benchmarks: ``python -m bench NAME`` for a NAME of COMMANDS below, or ``all``; each writes
-docs/benchmarks/<name>.md (and its figures) from scratch on this machine."""
+docs/benchmarks/<name>.md (and its figures) from scratch on this machine.
+
+``all`` regenerates every page with the command its stamp records, options included (bench/pages.py);
+a page whose command cannot run here is said at the end, and the exit status is then 1."""
 import sys
 
 from . import (
@@ -42,6 +45,7 @@ from . import (
     unpaired,
     widget_threads,
 )
+from .pages import run_all
 
 COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": quality.main, "finetune": finetune.main,
             "unpaired": unpaired.main, "physics": physics.main, "seed": seed.main,
@@ -58,5 +62,7 @@ COMMANDS = {"training": training_report.main, "speed": speed.main, "quality": qu
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in (*COMMANDS, "all"):
         sys.exit(f"usage: python -m bench {{{','.join(COMMANDS)},all}} [options]")
-    for name in COMMANDS if sys.argv[1] == "all" else [sys.argv[1]]:
-        COMMANDS[name](sys.argv[2:])
+    if sys.argv[1] != "all":
+        COMMANDS[sys.argv[1]](sys.argv[2:])
+    elif missed := run_all(COMMANDS):
+        sys.exit("not regenerated:\n" + "\n".join(missed))

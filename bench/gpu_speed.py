@@ -64,9 +64,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     args = neuron_args(parser, argv)
     device = resolve_device(args.device)
-    if device.type == "cpu" and args.device == "auto":  # `python -m bench all` on a machine without one
-        print("gpu_speed: no GPU here, nothing measured (--device cpu checks the bench itself)")
-        return
+    if device.type == "cpu" and args.device == "auto":  # its page is left as it is, and `all` says so
+        raise SystemExit("gpu_speed: no GPU here, nothing measured (--device cpu checks the bench itself)")
     model = load_model(args.model)
     plane = tifffile.imread(args.data / NEURON)
     low, high = np.percentile(plane, [0.1, 99.9])
