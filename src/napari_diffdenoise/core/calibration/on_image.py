@@ -2,9 +2,9 @@
 
 The calibrations inside a bundled model were made on this project's own pairs (simulated structures and
 real images with simulated noise). On real camera noise they do not hold: against the real images of
-docs/benchmarks/real_calibration.md they covered 0.59–0.96 at a nominal 0.9 (under at 30 photons,
+docs/benchmarks/real_calibration.md they covered 0.56–0.98 at a nominal 0.9 (under at 30 photons,
 over on real frames against their registered truth), where a calibration made on each image itself,
-from residuals against an independent noisy view (core.calibration.self_calibration), came to 0.77–0.99
+from residuals against an independent noisy view (core.calibration.self_calibration), came to 0.78–0.99
 with the same mean head and std head. So a run that asks for intervals (``coverage``) calibrates on its
 own image, unless the model holds a calibration of the user's own — made against their truth (split
 conformal on their pairs: the one route with a guarantee) or on their noisy images (``calibrate(model,

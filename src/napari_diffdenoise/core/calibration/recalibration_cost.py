@@ -1,9 +1,10 @@
 """What a self-calibration will cost on this machine, said before it runs: the crops it restores
 (core.calibration.self_calibration) priced as core.run.run_cost prices a restoration, and what it
 spends besides (the noise fit, the residuals' cross-moments, the standard errors: with the std head's
-two network passes, most of its time — a 512² plane's calibration took 3.6–4.7 s where the crops'
-network calls alone were priced at 0.41 s; 1.5 s now, docs/performance.md), timed once per model and
-settings."""
+network passes, most of its time — a 512² plane's calibration took 3.6–4.7 s where the crops'
+network calls alone were priced at 0.41 s, before the cross-moments were taken in one pass per offset,
+docs/performance.md, 2026-12-02; with the heads averaged over 4 symmetries it takes 3.76 s, the estimate
+saying 3.66 s, docs/benchmarks/speed.md), timed once per model and settings."""
 from __future__ import annotations
 
 import numpy as np

@@ -342,9 +342,9 @@ def per_channel(runs: list[CalibrationRun], channel_axis: int) -> CalibrationRun
     """One calibration from one per channel (``runs``, in channel order; ``channel_axis``: where C
     lies among the image's leading axes): each plane's interval takes its channel's λ
     (Calibration.factor), and where no channel is known, each level's widest. On NEUBIAS's
-    three-channel DNA / microtubules / actin image the channels' own λ at 0.9 were 0.46, 1.22 and
-    1.08 where one pooled calibration gave 0.85 to all three, and on its nuclei / Golgi image 1.23 and
-    0.50 where it gave 0.37 (docs/benchmarks/channels.md)."""
+    three-channel DNA / microtubules / actin image the channels' own λ at 0.9 were 0.46, 1.16 and
+    1.00 where one pooled calibration gave 0.90 to all three, and on its nuclei / Golgi image 1.07 and
+    0.59 where it gave 0.47 (docs/benchmarks/channels.md)."""
     cals = [r.calibration for r in runs]
     first = cals[0]
 

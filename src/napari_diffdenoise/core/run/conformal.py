@@ -12,8 +12,10 @@ sense; so λ is chosen on half of the image blocks (:func:`block_split`) and the
 *measured* on the other half and stored beside λ.
 
 λ depends on the sampler and its settings (they set the spread): a calibration records the
-settings it holds for, and :func:`~.restore.denoise` with ``coverage=`` refuses settings that no
-calibration of the model covers (:func:`find_calibration`). Calibrating a model is core.calibration.calibration's job.
+settings it holds for (:func:`find_calibration` finds it). :func:`~.restore.denoise` with ``coverage=``
+calibrates on the image itself unless the user made a calibration for the model (core.calibration.on_image);
+told to take a stored one (``calibrate_on_image=False``), it refuses settings that no calibration of the
+model covers. Calibrating a model is core.calibration.calibration's job.
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 
 torch's threads meet at a barrier after every operation, so one thread the system has parked behind
 another program holds up all of them. On this project's 2-core machine, beside one other busy process,
-the default preset took 7.1–13.8 s on a real 512² plane with torch's 2 threads and 3.6–3.8 s as chosen here
-(docs/benchmarks/busy_cores.md, `python -m bench busy_cores`, two runs); alone, 2.2–2.6 s either way. So the load of the
+the default preset took 6.93 s on a real 512² plane with torch's 2 threads and 3.41 s as chosen here
+(docs/benchmarks/busy_cores.md, `python -m bench busy_cores`, best of three; 7.1–13.8 s and 3.6–3.8 s in two
+earlier runs); alone, 2.05 s and 2.24 s. So the load of the
 other processes (this one's own CPU time taken off: its threads may still spin after a step) is read over
 SAMPLE_SECONDS before a plane or a training step, at most once every READ_EVERY (a stack of small planes, a
 string of Previews or an adaptation's steps share one reading; a busy reading is taken again at once, as a burst

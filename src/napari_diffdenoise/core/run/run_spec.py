@@ -208,8 +208,8 @@ LOW_FREQUENCIES = RunParam(
     label="Smooth part of the mean",
     choice_labels=("held to the data where it departs", "the network's as it is"),
     help=f"data: where the mean (and each sample) smoothed over {SMOOTHING:g} px departs from the noisy image smoothed alike by "
-         "more than the noise explains, the departure is taken off (a bias of the network on this camera: it lifted "
-         "the dark background of real 8-bit frames by 0.7–1.0 counts, docs/benchmarks/low_frequency.md); next to "
+         "more than the noise explains, the departure is taken off (a bias of the network on this camera: an earlier "
+         "head lifted the dark background of real 8-bit frames by 0.7–1.0 counts, docs/method.md); next to "
          "nothing moves on images the model fits. model: the network's mean as it is")
 PSF = RunParam("psf", object, None, optional=True, checked=False, label="PSF",
                help="The point spread function the image was blurred with (a 2D image, any scale), for ddim-dc or "
