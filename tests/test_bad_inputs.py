@@ -279,3 +279,71 @@ def test_an_out_folder_the_user_may_not_write_in_is_refused_before_the_run(tmp_p
         assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(out)]) == 2
         assert f"--out {out}: this user may not write in {locked}" in capsys.readouterr().err
     assert not list(locked.iterdir())
+
+
+def _calibration_never_runs(monkeypatch):
+    """A calibration on the image fails the test: what is refused must be refused before it."""
+    from napari_diffdenoise.core.calibration import on_image
+
+    def calibrating(*args, **kwargs):
+        raise AssertionError("the calibration on the image ran before the output was refused")
+
+    monkeypatch.setattr(on_image, "iter_model_for_files", calibrating)
+
+
+def test_taken_outputs_are_refused_before_the_calibration_on_the_image(tmp_path, tiny_checkpoint, monkeypatch, capsys):
+    import numpy as np
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+    from napari_diffdenoise.core.calibration.on_image import denoise_to_tiff, denoise_to_zarr
+    from napari_diffdenoise.core.run.batch import denoise_to_zarr as uncalibrated_to_zarr
+
+    image = np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16)
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(tmp_path / name, image)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a_upper.tif").write_bytes(b"an earlier run's")
+    uncalibrated_to_zarr(tmp_path / "a.tif", tmp_path / "a.zarr", tiny_checkpoint, n_samples=2, steps=1)
+    before = _tree(tmp_path)
+    _calibration_never_runs(monkeypatch)
+    run = ["--model", str(tiny_checkpoint), "--samples", "2", "--steps", "1", "--coverage", "0.9"]
+    assert main(["denoise", str(tmp_path / "a.tif"), "--out", str(tmp_path / "out"), *run]) == 2
+    assert "a_upper.tif already exist" in capsys.readouterr().err
+    assert main(["denoise", str(tmp_path / "b.tif"), "--out", str(tmp_path / "a.zarr"), *run]) == 2
+    assert "holds a run on another input" in capsys.readouterr().err
+    (tmp_path / "a_file").write_bytes(b"mine")
+    assert main(["denoise", str(tmp_path / "a.tif"), "--out", str(tmp_path / "a_file"), *run]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="a_upper.tif already exist"):
+        denoise_to_tiff(tmp_path / "a.tif", tmp_path / "out", tiny_checkpoint, stem="a", n_samples=2, steps=1,
+                        coverage=0.9)
+    with pytest.raises(ValueError, match="holds a run on another input"):
+        denoise_to_zarr(tmp_path / "b.tif", tmp_path / "a.zarr", tiny_checkpoint, n_samples=2, steps=1, coverage=0.9)
+    assert _tree(tmp_path) == {**before, "a_file": b"mine"}
+
+
+def test_an_overwrite_replaces_the_whole_set_of_an_inputs_maps(tmp_path, tiny_checkpoint, capsys):
+    """A run without intervals over one with them: the earlier lower and upper maps would sit beside maps they
+    do not bound. Files that are not that input's maps stay."""
+    import numpy as np
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    tifffile.imwrite(tmp_path / "a.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"a_mean.tif": b"1", "a_lower.tif": b"2", "a_upper.tif": b"3", "b_lower.tif": b"4", "a_notes.txt": b"5"}
+    for name, content in earlier.items():
+        (out / name).write_bytes(content)
+    run = ["denoise", str(tmp_path / "a.tif"), "--out", str(out), "--model", str(tiny_checkpoint), "--samples", "2",
+           "--steps", "1"]
+    assert main(run) == 2 and _tree(out) == earlier
+    assert main([*run, "--overwrite"]) == 0
+    said = capsys.readouterr()
+    assert f"removed {out / 'a_lower.tif'}, {out / 'a_upper.tif'}: an earlier run's maps" in said.err
+    assert re.search(r"wrote .*a_entropy\.tif in \d+\.\d s", said.out)
+    after = _tree(out)
+    assert sorted(after) == ["a_entropy.tif", "a_mean.tif", "a_notes.txt", "a_std.tif", "b_lower.tif"]
+    assert after["a_mean.tif"] != b"1" and after["b_lower.tif"] == b"4" and after["a_notes.txt"] == b"5"

@@ -333,8 +333,12 @@ def cmd_denoise(args) -> int:
     """Any image open_image reads in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
     optionally on a dask.distributed cluster). Intervals (--coverage) are calibrated on the input unless the model
     holds a calibration of the user's own (core.calibration.on_image)."""
+    from .core.run.batch import check_outputs_free
     from .core.run.cpu_share import same_bits
 
+    # refused outputs are refused before the calibration on the image (tens of seconds), not after it
+    check_outputs_free(args.input, args.out, stem=None if _is_zarr_output(args.out) else output_stem(args.input),
+                       overwrite=args.overwrite)
     # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them)
     with contextlib.ExitStack() as keep, same_bits():
         args.model = _intervals_model(args, keep)
@@ -363,7 +367,10 @@ def _denoise_files(args) -> int:
                                   axes=args.axes, overwrite=args.overwrite, threads=args.threads,
                                   progress=_batch_printer(), **method_params)
     print(file=sys.stderr)
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print("wrote " + ", ".join(str(p) for p in paths) + f" in {meta['seconds']:.1f} s")
+    if meta.get("earlier_maps_removed"):
+        print(f"removed {', '.join(meta['earlier_maps_removed'])}: an earlier run's maps of this input, which this "
+              "run does not make (--overwrite replaces the whole set)", file=sys.stderr)
     _say_of_the_run(meta)
     return 0
 

@@ -76,15 +76,9 @@ class MapStore:
             previous = _read_fingerprint(path)
             if previous == fingerprint and not overwrite:
                 return cls(path, zarr.open_group(str(path), mode="r+"))
-            if previous is None and not _replaceable(path):
-                # --overwrite replaces a result of ours: it once emptied a user's folder that held other files
-                raise ValueError(f"{path} exists and is not a napari-diffdenoise result; it is not replaced even with "
-                                 "--overwrite (overwrite=True): choose another output, or move it away yourself")
+            _refuse_unless_ours(path, previous)
             if not overwrite:
-                why = (_difference(previous, fingerprint) if previous is not None
-                       else "holds a run of ours that was cut off before it began")
-                raise ValueError(f"{path} {why}; pass --overwrite (overwrite=True) to replace it, or choose "
-                                 "another output")
+                _refuse(path, _difference(previous, fingerprint) if previous is not None else _CUT_OFF)
             shutil.rmtree(path)
         root = zarr.open_group(str(path), mode="w")
         stored_axes = ngff_order(source.axes)
@@ -191,6 +185,39 @@ class StorePlanes:
 
     def abort(self) -> None:
         pass
+
+
+_CUT_OFF = "holds a run of ours that was cut off before it began"
+
+
+def _refuse_unless_ours(path: Path, previous: dict | None) -> None:
+    if previous is None and not _replaceable(path):
+        # --overwrite replaces a result of ours: it once emptied a user's folder that held other files
+        raise ValueError(f"{path} exists and is not a napari-diffdenoise result; it is not replaced even with "
+                         "--overwrite (overwrite=True): choose another output, or move it away yourself")
+
+
+def _refuse(path: Path, why: str) -> None:
+    raise ValueError(f"{path} {why}; pass --overwrite (overwrite=True) to replace it, or choose another output")
+
+
+def refuse_before_run(path, input_path, overwrite: bool = False) -> None:
+    """What :meth:`MapStore.open` refuses whatever the run's settings, asked before the run's work (a
+    calibration on the image takes tens of seconds, and the settings a resumable store is compared on include
+    it): a store that is not ours, and, without ``overwrite``, one cut off before it began or holding a run on
+    another input."""
+    path = Path(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    previous = _read_fingerprint(path)
+    _refuse_unless_ours(path, previous)
+    if overwrite:
+        return
+    if previous is None:
+        _refuse(path, _CUT_OFF)
+    now = {"input_path": None if input_path is None else str(Path(input_path).resolve())}
+    if "input_content_sha256" not in previous or previous.get("input_path") != now["input_path"]:
+        _refuse(path, _difference(previous, now))
 
 
 def _difference(previous: dict, now: dict) -> str:

@@ -46,13 +46,14 @@ def refuse_existing(paths, overwrite: bool) -> None:
             raise ValueError(f"--out {folder}: this user may not write in {made_in}; choose another --out")
 
 
-def replace_all(temps: list[Path], paths: list[Path]) -> None:
+def replace_all(temps: list[Path], paths: list[Path], stale: list[Path] = ()) -> None:
     """Rename each finished temporary file over its final name, all or none: a rename that fails half-way
     (a full disk, a file locked by another program) would otherwise leave new maps beside old ones.
-    The earlier files are set aside first and put back when any rename fails."""
+    The earlier files are set aside first and put back when any rename fails; ``stale`` files (an earlier
+    run's maps that this run does not make) are set aside with them and removed only when all is in place."""
     moved, placed = [], []
     try:
-        for path in paths:
+        for path in [*paths, *stale]:
             if path.exists():
                 backup = path.with_name(f".{path.name}.previous")
                 os.replace(path, backup)
@@ -97,13 +98,19 @@ def resolution_args(pixel: dict | None) -> dict:
 
 class TiffMaps:
     def __init__(self, folder, stem: str, names: list[str], shape, axes: str, dtypes: dict, pixel: dict | None = None,
-                 overwrite: bool = False):
-        """``pixel``: the input's :func:`pixel_record`."""
+                 overwrite: bool = False, run_maps: bool = False):
+        """``pixel``: the input's :func:`pixel_record`. ``run_maps``: ``names`` are a run's maps (core.io.maps),
+        and an overwrite replaces the stem's whole set: the maps of that stem this run does not make (the
+        intervals of an earlier run with a coverage) go too, so that the folder never mixes two runs
+        (:attr:`removed` names them)."""
         import tifffile
 
         folder = Path(folder)
         self.paths = [folder / f"{stem}_{name}.tif" for name in names]
         refuse_existing(self.paths, overwrite)
+        others = [folder / f"{stem}_{name}.tif" for name in MAPS if name not in names] if run_maps else []
+        self.removed = [p for p in others if p.is_file()]
+        refuse_existing(self.removed, overwrite)
         # the folders this run makes, outermost first: a run that fails leaves none of them behind, empty
         self.made = [p for p in (*reversed(folder.parents), folder) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
@@ -139,7 +146,7 @@ class TiffMaps:
         except BaseException:
             self.abort()
             raise
-        replace_all(self.temps, self.paths)
+        replace_all(self.temps, self.paths, self.removed)
         return self.paths
 
     def abort(self) -> None:
@@ -165,7 +172,7 @@ class TiffSink:
 
     def open(self, names: list[str], shape, dtype) -> set:
         self.maps = TiffMaps(self.folder, self.stem, names, shape, self.axes,
-                             {n: MAPS[n].dtype_for(dtype) for n in names}, self.pixel, self.overwrite)
+                             {n: MAPS[n].dtype_for(dtype) for n in names}, self.pixel, self.overwrite, run_maps=True)
         return set()
 
     def write(self, number: int, position, plane) -> None:

@@ -24,10 +24,10 @@ from ..imaging.axes import plane_positions
 from ..io.checkpoint import load_model
 from ..io.image_io import is_zarr_path, open_image
 from ..io.image_source import ImageSource
-from ..io.map_store import MapStore, StorePlanes, ZarrSink
+from ..io.map_store import MapStore, StorePlanes, ZarrSink, refuse_before_run
 from ..io.maps import MAPS
 from ..io.microscope_files import BIOIO_PLUGINS
-from ..io.tiff_maps import TiffSink, pixel_record
+from ..io.tiff_maps import TiffSink, pixel_record, refuse_existing
 from ..model.model import DiffusionModel
 from .cpu_share import same_bits, usable_threads
 from .driving import drive
@@ -107,6 +107,20 @@ def check_output_apart(input_path, output_path, written=()) -> None:
     if clash:
         raise ValueError(f"the output {output_path} is the input {input_path}, or lies inside it or holds it: "
                          "writing there would destroy the image being read; choose another output")
+
+
+def check_outputs_free(input_path, output, *, stem: str | None = None, overwrite: bool = False) -> None:
+    """What a file run refuses of its output whatever its settings, asked before any work (a calibration on
+    the image first takes tens of seconds): an OME-Zarr store at ``output`` (:func:`~.map_store.refuse_before_run`),
+    or, given ``stem``, the TIFF maps ``output/<stem>_<map>.tif``: any map of that stem already there is an
+    earlier run's, refused unless ``overwrite`` (and then the run replaces all of them: core.io.tiff_maps)."""
+    if stem is None:
+        check_output_apart(input_path, output)
+        refuse_before_run(output, input_path, overwrite)
+        return
+    paths = [Path(output) / f"{stem}_{name}.tif" for name in MAPS]
+    check_output_apart(input_path, output, paths)
+    refuse_existing(paths, overwrite)
 
 
 def _load(model_ref):
@@ -194,7 +208,7 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a whole number of at least 1; got {workers!r}")
     check_threads(threads)
-    check_output_apart(input_path, output_path)
+    check_outputs_free(input_path, output_path, overwrite=overwrite)
     distributed = workers is not None or scheduler is not None
     if distributed and find_method(model) is not None:
         raise ValueError(f"{find_method(model).name} runs in this process: leave out workers and scheduler")
@@ -228,22 +242,27 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | Non
                     progress: Callable[[BatchProgress], None] | None = None, **given) -> tuple[dict, list]:
     """The same as :func:`denoise_to_zarr` (any file :func:`~.image_io.open_image` reads) into
     ``folder/<stem>_<map>.tif`` files, one per map of the run (core.io.maps), streamed plane by plane in
-    the input's axis order (core.io.tiff_maps). Existing files are refused unless ``overwrite``.
+    the input's axis order (core.io.tiff_maps). Existing maps of that stem are refused unless ``overwrite``,
+    which replaces the whole set: a map of the stem this run does not make (an earlier run's intervals) is
+    removed with the others replaced, and the metadata returned names it (``earlier_maps_removed``).
     ``pixel``: what the maps carry over from the input, as :func:`~.tiff_maps.pixel_record` gives it
     (pixel sizes, their units, channel names); by default the input's own, ``{}`` for none. In this
     process only, and not resumable. Returns (metadata, paths)."""
     settings_kwargs = run_keywords_given(denoise_to_tiff, model, spec, given)
     check_threads(threads)
-    check_output_apart(input_path, folder, [Path(folder) / f"{stem}_{name}.tif" for name in MAPS])
+    check_outputs_free(input_path, folder, stem=stem, overwrite=overwrite)
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     if pixel is None:
         pixel = pixel_record(source)
     threads = int(threads or usable_threads(torch.get_num_threads()))
-    loop = PlaneLoop(run, source.data, TiffSink(folder, stem, source.axes, pixel, overwrite))
+    sink = TiffSink(folder, stem, source.axes, pixel, overwrite)
+    loop = PlaneLoop(run, source.data, sink)
     _run_here(loop, _Reporter(loop.tally, progress), threads)
     metadata = {**run.record(loop.tally.evaluations, 0.0, {"axes": source.axes}), **loop.tally.metadata(),
                 "n_planes": loop.tally.n_planes, "threads": threads}
-    return metadata, loop.done(metadata)
+    paths = loop.done(metadata)
+    removed = [str(p) for p in sink.maps.removed]  # not in the files' record: known once they are in place
+    return ({**metadata, "earlier_maps_removed": removed} if removed else metadata), paths
 
 
 def _run_here(loop: PlaneLoop, reporter: _Reporter, threads: int) -> None:
