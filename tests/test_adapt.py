@@ -272,3 +272,20 @@ def test_adapts_training_pairs_carry_the_cameras_skew():
     assert s.mean() == pytest.approx(0.0, abs=0.03)
     assert s.var() == pytest.approx(5.25, rel=0.03)
     assert np.mean(s ** 3) == pytest.approx(3.0 / alpha, rel=0.1)
+
+
+def test_the_refinement_message_says_what_the_returned_model_does():
+    """A series judged not to gain from refining every plane may still refine its bright ones, as the bundled
+    model does: the message said "left unrefined" while the saved model refined them."""
+    from napari_diffdenoise.core.imaging.pilot_wiener import ALWAYS, IF_BRIGHT
+    from napari_diffdenoise.core.training.adapt import refinement_message
+
+    judged = {"refined": False, "quadrants": 8, "frames": 2, "difference": -0.0517, "standard_error": 0.0497}
+    kept_rule = refinement_message(judged, IF_BRIGHT)
+    assert kept_rule.startswith("the [mean] not refined on every plane (on 8 quadrants of 2 held-out frames, MSE to "
+                                "their registered neighbours -5.17 % ± 4.97 %")
+    assert kept_rule.endswith("its bright planes (at least 600 photons) are refined still, as the bundled model's are")
+    assert "bright" not in refinement_message(judged, "none")
+    assert "bright planes" in refinement_message({"refined": False}, IF_BRIGHT)
+    assert refinement_message({**judged, "refined": True}, ALWAYS).startswith(
+        "the [mean] refined by a Wiener filter with itself as the pilot on every plane")

@@ -319,7 +319,8 @@ def iter_adapt(
         decision.update(figures[criteria[0]], criteria=figures, margin_se=KEEP_MARGIN_SE, steps=step,
                         best_step=best[1])
         where = "cells of the validation strips" if not held else "patches"
-        message = (f"kept the {kept} head (adapted: step {best[1]} of {step}); on {decision['patches']} held-out "
+        message = (f"kept the {kept} head (the adapted head judged: step {best[1]} of {step}); on "
+                   f"{decision['patches']} held-out "
                    f"{where}, bundled → adapted: {'; '.join(parts)}. The adapted head is kept only when every "
                    f"criterion is lower by {KEEP_MARGIN_SE:g} standard errors"
                    + (f", on at least {LEAST_DECIDING_CELLS} cells ({MORE_CELLS})" if too_few else ""))
@@ -358,7 +359,7 @@ def iter_adapt(
         if adapted.mean_refinement != model.mean_refinement:
             adapted.calibrations = []
         decision["mean_refinement"] = {**judged, "margin_se": KEEP_MARGIN_SE}
-        message += "; " + refinement_message(judged)
+        message += "; " + refinement_message(judged, adapted.mean_refinement)
         if versus is not None and not judged["versus_parent"]["better"]:
             back_to_bundled = versus_parent_message(judged["versus_parent"])
     elif kept == "adapted" and parent_refines and any(refines(IF_BRIGHT, p, estimate_noise([p])) for p in planes):
@@ -474,16 +475,21 @@ def versus_parent_message(versus: dict) -> str:
             f"{figures}; an adapted head is kept only when lower by {KEEP_MARGIN_SE:g} standard errors")
 
 
-def refinement_message(judged: dict) -> str:
-    """What :func:`~.adapt_criteria.refinement_judge` decided, with its figures, for the result's message."""
+def refinement_message(judged: dict, rule: str = "none") -> str:
+    """What :func:`~.adapt_criteria.refinement_judge` decided, with its figures, for the result's message;
+    ``rule``: the returned model's ``mean_refinement``, which, where the judge did not refine every plane, may
+    still refine the bright ones as the bundled model does."""
+    otherwise = (f"; its bright planes (at least {BRIGHT_PHOTONS:g} photons) are refined still, as the bundled "
+                 "model's are" if rule == IF_BRIGHT else "")
     if "difference" not in judged:
-        return "the [mean] left unrefined (too few registered pixels in the held-out frames to judge a refinement)"
+        return ("the [mean] not refined on every plane (too few registered pixels in the held-out frames to judge a "
+                f"refinement){otherwise}")
     figures = (f"on {judged['quadrants']} quadrants of {judged['frames']} held-out frames, MSE to their registered "
                f"neighbours {100 * judged['difference']:+.2f} % ± {100 * judged['standard_error']:.2f} %")
     if judged["refined"]:
-        return f"the [mean] refined by a Wiener filter with itself as the pilot ({figures})"
-    return (f"the [mean] left unrefined ({figures}; a Wiener refinement is kept only when lower by "
-            f"{KEEP_MARGIN_SE:g} standard errors)")
+        return f"the [mean] refined by a Wiener filter with itself as the pilot on every plane ({figures})"
+    return (f"the [mean] not refined on every plane ({figures}; a Wiener refinement is kept only when lower by "
+            f"{KEEP_MARGIN_SE:g} standard errors){otherwise}")
 
 
 def recalibration_axes(noisy, time_series: bool | None = None, axes: str | None = None) -> str | None:
