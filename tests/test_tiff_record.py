@@ -61,3 +61,14 @@ def test_every_command_reads_through_open_image_with_its_errors(tmp_path, capsys
     for command, args in commands.items():
         assert main(args) == 2, command
         assert error in capsys.readouterr().err, command
+
+
+@pytest.mark.parametrize("unit", ["\\u00B5m", "\\u03BCm", "micron", "um"])  # ImageJ metadata is ASCII
+def test_imagej_units_as_fiji_writes_them_are_read(tmp_path, unit):
+    """Fiji saves µm escaped, as the 7 characters \\u00B5m: the maps lost the unit of such files."""
+    path = tmp_path / "fiji.tif"
+    tifffile.imwrite(path, np.zeros((2, 16, 16), np.uint16), imagej=True, resolution=(1 / 0.065, 1 / 0.065),
+                     metadata={"unit": unit, "axes": "ZYX", "spacing": 0.2})
+    source = open_image(path)
+    assert source.units == {"X": "micrometer", "Y": "micrometer", "Z": "micrometer"}
+    assert source.scale == pytest.approx({"X": 0.065, "Y": 0.065, "Z": 0.2})

@@ -5,6 +5,7 @@ plugins, .ims through h5py: core.io.microscope_files), which need the ``formats`
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,9 @@ def _resolution_scale(tif) -> tuple[dict, dict]:
     if "spacing" in ij:
         scale["Z"] = float(ij["spacing"])
     unit_tag = page.tags.get("ResolutionUnit")
-    unit = UNITS.get(str(ij.get("unit", "")).lower())
+    # ImageJ writes a unit outside ASCII escaped: Fiji's µm is the 7 characters "\u00B5m"
+    unit = UNITS.get(re.sub(r"\\u([0-9a-fA-F]{4})", lambda code: chr(int(code.group(1), 16)),
+                            str(ij.get("unit", ""))).lower())
     per_unit_um = {"centimeter": 1e4}.get(unit) if unit else _RESOLUTION_UNIT_UM.get(
         int(unit_tag.value) if unit_tag is not None else 1)
     if per_unit_um:
