@@ -72,3 +72,27 @@ def test_imagej_units_as_fiji_writes_them_are_read(tmp_path, unit):
     source = open_image(path)
     assert source.units == {"X": "micrometer", "Y": "micrometer", "Z": "micrometer"}
     assert source.scale == pytest.approx({"X": 0.065, "Y": 0.065, "Z": 0.2})
+
+
+def test_the_record_is_strict_json_that_other_programs_parse(tmp_path):
+    """A held-out coverage the split-half check could not measure is NaN: Python wrote it as the bare word NaN,
+    which a strict JSON parser refuses. It is null in the TIFF record and in an OME-Zarr store's attributes."""
+    import json
+
+    from napari_diffdenoise.core.io.map_store import ATTRIBUTE, MapStore
+    from napari_diffdenoise.core.run.batch import denoise_to_zarr
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} is not JSON"))
+
+    metadata = {"calibration_held_out_coverage": float("nan"), "factors": [np.float32(1.5), np.inf], "n": np.int64(2)}
+    (path,) = write_maps(tmp_path, "s", {"a": np.zeros((8, 8), np.float32)}, metadata=metadata)
+    with tifffile.TiffFile(path) as tif:
+        record = strict(tif.pages[0].description)
+    assert strict(record[RUN_KEY]) == {"calibration_held_out_coverage": None, "factors": [1.5, None], "n": 2}
+    tifffile.imwrite(tmp_path / "in.tif", np.random.default_rng(0).poisson(5, (32, 32)).astype(np.uint16))
+    denoise_to_zarr(tmp_path / "in.tif", tmp_path / "out.zarr", "demo", n_samples=0, symmetries=1)
+    MapStore.open_existing(tmp_path / "out.zarr").finish(metadata)
+    with open(tmp_path / "out.zarr" / "zarr.json") as f:
+        attributes = strict(f.read())["attributes"]
+    assert attributes[ATTRIBUTE]["metadata"] == {"calibration_held_out_coverage": None, "factors": [1.5, None], "n": 2}

@@ -19,6 +19,7 @@ import numpy as np
 from .image_io import ngff_multiscales
 from .image_source import ImageSource
 from .maps import MAPS
+from .tiff_maps import record_json
 
 ATTRIBUTE = "napari_diffdenoise"
 _AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
@@ -132,7 +133,7 @@ class MapStore:
 
     def finish(self, metadata: dict) -> None:
         record = dict(self.root.attrs[ATTRIBUTE])
-        record["metadata"] = json.loads(json.dumps(metadata, default=str))
+        record["metadata"] = json.loads(record_json(metadata))
         self.root.attrs[ATTRIBUTE] = record
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -20,6 +21,22 @@ from ..imaging.axes import infer_axes
 from .maps import MAPS
 
 RUN_KEY = "napari_diffdenoise"  # the run's metadata in a file's record
+
+
+def record_json(value) -> str:
+    """``value`` as strict JSON, which other programs' parsers read: a NaN or an infinity (Python's json writes
+    them as bare words, which no JSON parser takes: a held-out coverage not measured is NaN) as null, and what
+    JSON has no type for as its str."""
+    def finite(v):
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        if isinstance(v, (float, np.floating)):
+            return float(v) if math.isfinite(v) else None
+        return v.item() if isinstance(v, np.generic) else v
+
+    return json.dumps(finite(value), default=str, allow_nan=False)
 
 
 def refuse_existing(paths, overwrite: bool) -> None:
@@ -139,7 +156,7 @@ class TiffMaps:
         for writer in self.writers.values():
             writer.close()
         record = {**self.description, **(self.pixel or {}),
-                  **({RUN_KEY: json.dumps(metadata, default=str)} if metadata is not None else {})}
+                  **({RUN_KEY: record_json(metadata)} if metadata is not None else {})}
         try:
             for tmp in self.temps:  # the run's record is known only now: rewrite the first page's description
                 tifffile.tiffcomment(tmp, json.dumps(record))
