@@ -347,3 +347,43 @@ def test_an_overwrite_replaces_the_whole_set_of_an_inputs_maps(tmp_path, tiny_ch
     after = _tree(out)
     assert sorted(after) == ["a_entropy.tif", "a_mean.tif", "a_notes.txt", "a_std.tif", "b_lower.tif"]
     assert after["a_mean.tif"] != b"1" and after["b_lower.tif"] == b"4" and after["a_notes.txt"] == b"5"
+
+
+def test_ctrl_c_ends_the_command_with_a_line_not_a_traceback_and_leaves_no_partial_maps(tmp_path, tiny_checkpoint,
+                                                                                        monkeypatch, capsys):
+    import numpy as np
+    import tifffile
+
+    from napari_diffdenoise import cli
+
+    def pressed(info):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_batch_printer", lambda: pressed)
+    tifffile.imwrite(tmp_path / "a.tif", np.random.default_rng(0).poisson(5, (2, 32, 32)).astype(np.uint16))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a_mean.tif").write_bytes(b"an earlier run's")
+    before = _tree(tmp_path)
+    assert cli.main(["denoise", str(tmp_path / "a.tif"), "--out", str(tmp_path / "out"), "--model",
+                     str(tiny_checkpoint), "--samples", "2", "--steps", "1", "--overwrite"]) == 130
+    said = capsys.readouterr().err
+    assert said.strip().endswith("interrupted (Ctrl-C)") and "Traceback" not in said
+    assert _tree(tmp_path) == before
+
+
+def test_a_second_acquisition_of_another_shape_is_named_as_such(tmp_path, tiny_checkpoint, capsys):
+    """A stack given as the second acquisition of a single frame: the message named the axes, not --second."""
+    import numpy as np
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "frame.tif", rng.poisson(5, (32, 32)).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "stack.tif", rng.poisson(5, (3, 32, 32)).astype(np.uint16))
+    assert main(["denoise", str(tmp_path / "frame.tif"), "--out", str(tmp_path / "out"), "--model",
+                 str(tiny_checkpoint), "--samples", "2", "--steps", "1", "--coverage", "0.9", "--second",
+                 str(tmp_path / "stack.tif")]) == 2
+    said = capsys.readouterr().err
+    assert f"error: second ({tmp_path / 'stack.tif'}) must have the image's shape (32, 32) (axes YX)" in said
+    assert said.rstrip().endswith("got (3, 32, 32)") and not (tmp_path / "out").exists()

@@ -139,3 +139,18 @@ def test_steps_or_guidance_without_a_sampler_take_ddim_and_a_named_one_step_stil
     assert guided.metadata["sampler"] == "ddim"
     with pytest.raises(ValueError, match="sampler 'one-step' has no parameter 'steps'; it takes none"):
         denoise(plane, sampled, sampler="one-step", steps=2)
+
+
+def test_a_sampler_parameter_no_sampler_takes_is_not_blamed_on_ddim():
+    """demo's own sampler takes no parameters, and any given switch the run to DDIM: a parameter DDIM does not
+    take either was refused as "sampler 'ddim' has no parameter(s)", a sampler the user never chose."""
+    import numpy as np
+
+    from napari_diffdenoise import denoise
+
+    noisy = np.random.default_rng(0).poisson(5, (32, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"\['foo'\] belong to no sampler this run could take: the model's own, "
+                                         r"'one-step', takes \[\], and 'ddim' .* takes \['steps', 'eta'\]"):
+        denoise(noisy, "demo", sampler_params={"foo": 1})
+    with pytest.raises(ValueError, match=r"sampler 'ddim' has no parameter\(s\) \['foo'\]"):
+        denoise(noisy, "demo", sampler="ddim", sampler_params={"foo": 1})

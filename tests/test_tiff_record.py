@@ -96,3 +96,18 @@ def test_the_record_is_strict_json_that_other_programs_parse(tmp_path):
     with open(tmp_path / "out.zarr" / "zarr.json") as f:
         attributes = strict(f.read())["attributes"]
     assert attributes[ATTRIBUTE]["metadata"] == {"calibration_held_out_coverage": None, "factors": [1.5, None], "n": 2}
+
+
+def test_a_folder_the_file_system_refuses_is_said_as_such(tmp_path, monkeypatch):
+    """access() may allow what mkdir then refuses (/proc, a read-only mount): the error named no option."""
+    import errno
+    from pathlib import Path
+
+    def refused(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(ValueError, match=r"--out .*/a/b: the folder could not be made \(Read-only file system\)"):
+        write_maps(tmp_path / "a" / "b", "s", {"m": np.zeros((8, 8), np.float32)})
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []

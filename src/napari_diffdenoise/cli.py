@@ -203,10 +203,10 @@ def cmd_demo(args) -> int:
     args.model = model
     result = _restore(noisy, args, psf)
     seconds = time.perf_counter() - t0
-    from .core.io.tiff_maps import write_maps
+    from .core.io.tiff_maps import record_json, write_maps
 
     paths = write_maps(out, stem, result.maps, metadata=result.metadata, overwrite=args.overwrite)
-    write_maps(out, stem, {"noisy": noisy, "truth": clean}, overwrite=args.overwrite)
+    paths += write_maps(out, stem, {"noisy": noisy, "truth": clean}, overwrite=args.overwrite)
     rows, report = [], []
     for z in range(len(noisy)):
         gain = psnr_fitted(result.mean[z], clean[z]) - psnr_fitted(noisy[z], clean[z])
@@ -219,12 +219,13 @@ def cmd_demo(args) -> int:
                      *[(name, m[z]) for name, m in result.maps.items() if name not in ("mean", "lower", "upper")],
                      ("truth", clean[z])])
     png = contact_sheet(rows, out / f"{stem}_overview.png")
-    (out / f"{stem}_report.json" if stem != "sample" else out / "report.json").write_text(
-        json.dumps({"seconds": seconds, "planes": report, **result.metadata}, indent=1))
+    report_path = out / f"{stem}_report.json" if stem != "sample" else out / "report.json"
+    report_path.write_text(json.dumps(json.loads(record_json({"seconds": seconds, "planes": report,
+                                                              **result.metadata})), indent=1))
     for r in report:
         print(f"plane {r['plane']}: PSNR noisy {r['psnr_noisy']:.2f} dB → mean {r['psnr_mean']:.2f} dB "
               f"({r['gain_db']:+.2f} dB)")
-    print(f"{seconds:.1f} s; wrote {', '.join(str(p) for p in [*paths, png])}")
+    print(f"{seconds:.1f} s; wrote {', '.join(str(p) for p in [*paths, png, report_path])}")
     return 0
 
 
@@ -501,7 +502,7 @@ def cmd_adapt(args) -> int:
     save_checkpoint(model, out)
     noise = model.provenance["adapted"]["noise_model"]
     adapted = model.provenance["adapted"]
-    print(f"wrote {out}: noise model var = {noise['gain']:.4g}·level + {noise['floor']:.4g}; {adapted['steps']} steps; "
+    print(f"wrote {out}: noise model var = {noise['gain']:.4g}·level {noise['floor']:+.4g}; {adapted['steps']} steps; "
           + adapted.get("decision", {}).get("message", f"kept step {adapted['best_step']}"))
     return 0
 
@@ -701,6 +702,9 @@ def main(argv=None) -> int:
     except (ValueError, OSError, TypeError, RuntimeError) as err:
         print(f"error: {in_the_clis_words(str(err))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the writers have cleaned up on the way out (temporary files, a store's open plane)
+        print("\ninterrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def self_simulated_pairs(model, noisy, seed: int = 0) -> tuple[np.ndarray, np.nd
     simulated = [simulate_like(t, noise, rng) for t in truths]
     h, w = min(p.shape[0] for p in planes), min(p.shape[1] for p in planes)  # one stack: a common size
     source = (f"simulated: the model's mean of the user's {len(planes)} noisy plane(s), re-noised with the camera "
-              f"model fitted to them (var = {noise.gain:.4g}·level + {noise.floor:.4g})")
+              f"model fitted to them (var = {noise.gain:.4g}·level {noise.floor:+.4g})")
     return np.stack([x[:h, :w] for x in simulated]), np.stack([t[:h, :w] for t in truths]), source
 
 

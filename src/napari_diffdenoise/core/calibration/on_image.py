@@ -176,6 +176,17 @@ class FilesCalibration:
     second_differs: float | None
 
 
+def _second_view(second, source):
+    """The data of the acquisition at ``second``, read with the input's axes: its shape must be the input's."""
+    from ..io.image_io import open_image
+
+    view = open_image(second, None).data
+    if tuple(view.shape) != tuple(source.shape):
+        raise ValueError(f"second ({second}) must have the image's shape {tuple(source.shape)} (axes {source.axes}): "
+                         f"another acquisition of the same field; got {tuple(view.shape)}")
+    return open_image(second, source.axes).data
+
+
 def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None = None,
                          calibrate_on_image: bool | None = None, second=None, workers: int | None = None,
                          scheduler: str | None = None, keep: contextlib.ExitStack | None = None):
@@ -201,7 +212,7 @@ def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None 
                          "cannot read: calibrate first (calibrate(model, noisy)), save the model and pass its path, or "
                          "take the stored calibration (calibrate_on_image=False; the CLI's --stored-calibration)")
     source = open_image(input_path, axes)
-    view = None if second is None else open_image(second, source.axes).data
+    view = None if second is None else _second_view(second, source)
     run = yield from iter_calibrate_on_data(loaded, source.data, source.axes, view,
                                             spec=_calibration_spec(loaded, settings))
     differs = None if view is None else acquisitions_differ(source.data, view, source.axes)

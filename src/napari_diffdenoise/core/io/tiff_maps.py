@@ -130,7 +130,13 @@ class TiffMaps:
         refuse_existing(self.removed, overwrite)
         # the folders this run makes, outermost first: a run that fails leaves none of them behind, empty
         self.made = [p for p in (*reversed(folder.parents), folder) if not p.exists()]
-        folder.mkdir(parents=True, exist_ok=True)
+        self.writers, self.temps = {}, []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # where access() says yes and the file system says no (/proc, a full or read-only disk)
+            self.abort()
+            raise ValueError(f"--out {folder}: the folder could not be made ({err.strerror or err}); choose another "
+                             "--out") from err
         self.names, self.dtypes, self.pixel = names, dtypes, pixel
         self.description = {"shape": [int(n) for n in shape], "axes": axes}
         self.temps = [p.with_name(f".{p.name}.partial") for p in self.paths]

@@ -151,7 +151,14 @@ def _sampler_rule(model: DiffusionModel, sampler: str | None, psf, guidance: str
         if info.needs_psf and (psf is None or _guide_needs_psf(guidance)):
             sampler = "ddim"
         elif info.head is not None and (guidance is not None or not asked <= {p.name for p in info.params}):
-            sampler = "ddim"
+            own, sampler = sampler, "ddim"
+            takes = {name: [p.name for p in get_sampler(name, model.kind).params] for name in (own, sampler)}
+            unknown = sorted(asked - set(takes[own]) - set(takes[sampler]))
+            if unknown:  # named after the sampler the user chose, not after the one this rule would switch to
+                raise ValueError(f"sampler parameter(s) {unknown} belong to no sampler this run could take: the "
+                                 f"model's own, {own!r}, takes {takes[own]}, and {sampler!r} (taken when parameters "
+                                 f"the model's own does not take are given) takes {takes[sampler]}; name the sampler "
+                                 "whose parameters they are (sampler=…, the CLI's --sampler)")
     return get_sampler(sampler, model.kind)
 
 
