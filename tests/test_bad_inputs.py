@@ -385,5 +385,5 @@ def test_a_second_acquisition_of_another_shape_is_named_as_such(tmp_path, tiny_c
                  str(tiny_checkpoint), "--samples", "2", "--steps", "1", "--coverage", "0.9", "--second",
                  str(tmp_path / "stack.tif")]) == 2
     said = capsys.readouterr().err
-    assert f"error: second ({tmp_path / 'stack.tif'}) must have the image's shape (32, 32) (axes YX)" in said
-    assert said.rstrip().endswith("got (3, 32, 32)") and not (tmp_path / "out").exists()
+    assert "error: second must have the noisy image's shape (32, 32) (axes YX)" in said
+    assert said.rstrip().endswith(f"{tmp_path / 'stack.tif'} has (3, 32, 32)") and not (tmp_path / "out").exists()

@@ -368,7 +368,7 @@ def _denoise_files(args) -> int:
                                   axes=args.axes, overwrite=args.overwrite, threads=args.threads,
                                   progress=_batch_printer(), **method_params)
     print(file=sys.stderr)
-    print("wrote " + ", ".join(str(p) for p in paths) + f" in {meta['seconds']:.1f} s")
+    print("wrote " + ", ".join(str(p) for p in paths) + (f" in {meta['seconds']:.1f} s" if "seconds" in meta else ""))
     if meta.get("earlier_maps_removed"):
         print(f"removed {', '.join(meta['earlier_maps_removed'])}: an earlier run's maps of this input, which this "
               "run does not make (--overwrite replaces the whole set)", file=sys.stderr)

@@ -182,8 +182,8 @@ def _second_view(second, source):
 
     view = open_image(second, None).data
     if tuple(view.shape) != tuple(source.shape):
-        raise ValueError(f"second ({second}) must have the image's shape {tuple(source.shape)} (axes {source.axes}): "
-                         f"another acquisition of the same field; got {tuple(view.shape)}")
+        raise ValueError(f"second must have the noisy image's shape {tuple(source.shape)} (axes {source.axes}): "
+                         f"another acquisition of the same field; {second} has {tuple(view.shape)}")
     return open_image(second, source.axes).data
 
 
