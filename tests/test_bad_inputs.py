@@ -387,3 +387,14 @@ def test_a_second_acquisition_of_another_shape_is_named_as_such(tmp_path, tiny_c
     said = capsys.readouterr().err
     assert "error: second must have the noisy image's shape (32, 32) (axes YX)" in said
     assert said.rstrip().endswith(f"{tmp_path / 'stack.tif'} has (3, 32, 32)") and not (tmp_path / "out").exists()
+
+
+def test_the_cli_names_the_input_where_the_library_names_its_keyword(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    tifffile.imwrite(tmp_path / "tiny.tif", np.ones((3, 3), np.uint16))
+    assert main(["denoise", str(tmp_path / "tiny.tif"), "--coverage", "0.9", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.endswith("\nerror: the input image: planes must be at least 8×8 pixels, got (3, 3)\n")

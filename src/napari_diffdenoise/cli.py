@@ -686,6 +686,8 @@ def in_the_clis_words(message: str) -> str:
     for flag, name in named:
         if message.startswith(f"{name} must be"):
             return f"{flag} ({name}){message[len(name):]}"
+    if message.startswith("noisy: "):  # the calibration's keyword for the image; here it is the input file
+        return "the input image: " + message[len("noisy: "):]
     # a sampler or method that needs the PSF: the library's message names its keyword and functions
     needs = re.match(r"(.*? needs )(?:the PSF the image was blurred with \(psf=…\)|psf=…, the point spread function)",
                      message)
