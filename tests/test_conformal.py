@@ -77,3 +77,17 @@ def test_find_calibration_returns_the_match_or_names_the_ones_there_are():
     head = {"std_estimator": "head", "mean_estimator": "head", "sampler": "ddim", "params": {}}
     with pytest.raises(ValueError, match=r"no calibration for the std head \(mean: head\); it has none"):
         find_calibration(SimpleNamespace(name="m", calibrations=[]), head)
+
+
+def test_a_calibrations_source_in_a_few_words_keeps_its_brackets_whole():
+    """The Denoise widget's status line cut a source at its first colon, leaving '(… (the second's at 0.85).
+    First' when the source was two calibrations' sources joined."""
+    from napari_diffdenoise.core.run.conformal import source_headline
+
+    assert source_headline("user pairs") == "user pairs"
+    assert source_headline("self-calibrated: residuals against recorrupted pairs. Error scale …") == "self-calibrated"
+    joined = ("the wider of two self-calibrations at each level (the second's at 0.85, 0.9: wider). First: "
+              "self-calibrated: residuals … Second: self-calibrated: …")
+    assert source_headline(joined) == "the wider of two self-calibrations at each level (the second's at 0.85, 0.9: wider)"
+    assert source_headline("held-out simulated images (bench/calibrate_bundled.py).") == (
+        "held-out simulated images (bench/calibrate_bundled.py)")

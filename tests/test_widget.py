@@ -73,6 +73,24 @@ def test_cancel_adds_no_layers(widget, noisy_stack, qtbot, errors):
     assert w.run_button.enabled and not errors
 
 
+def test_closing_the_dock_stops_its_run_and_adds_nothing(widget, noisy_stack, qtbot, errors):
+    """napari's close button takes the widget out of its dock without deleting it: the run went on for its
+    minutes with no Cancel left, then added its layers to the viewer."""
+    viewer, w = widget
+    viewer.add_image(noisy_stack, name="cells")
+    dock = viewer.window.add_dock_widget(w, name="Denoise")
+    w.image.value = viewer.layers["cells"]
+    w.steps.value = 50
+    steps = []
+    w.run()
+    w._worker.yielded.connect(lambda info: steps.append(info))
+    qtbot.waitUntil(lambda: len(steps) >= 1, timeout=60_000)
+    viewer.window.remove_dock_widget(dock)
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["cells"] and not errors
+    assert len(steps) < 50
+
+
 @pytest.mark.parametrize(
     "data, kwargs, message",
     [

@@ -3,7 +3,36 @@ from __future__ import annotations
 
 import time
 
+from qtpy.QtCore import QEvent, QObject
+
 from ..core.run.run_cost import duration
+
+
+class _WhenClosed(QObject):
+    """Calls ``closed`` once when ``widget`` is closed: napari's close button takes a dock's widget out of the
+    window (setParent(None)) without deleting it, so Qt's ``destroyed`` does not come then; a widget deleted
+    outright says so by ``destroyed``."""
+
+    def __init__(self, widget, closed):
+        super().__init__(widget)
+        self._closed, self._done = closed, False
+        widget.installEventFilter(self)
+        widget.destroyed.connect(self._close)
+
+    def eventFilter(self, watched, event):  # noqa: N802 — Qt's name
+        if event.type() == QEvent.Type.ParentChange and watched.parent() is None:
+            self._close()
+        return False
+
+    def _close(self, *_):
+        if not self._done:
+            self._done = True
+            self._closed()
+
+
+def when_closed(widget, closed) -> None:
+    """``closed()`` once ``widget`` (a QWidget) leaves its dock or is deleted."""
+    _WhenClosed(widget, closed)
 
 
 class WorkerControls:
@@ -46,6 +75,13 @@ class WorkerControls:
         """Stop the running worker at its next step (napari's quit lands at the next yield)."""
         if self._worker is not None:
             self.status.value = "Cancelling…"
+            self._worker.quit()
+
+    def _quit_when_closed(self, _destroyed=None) -> None:
+        """The dock is gone: its run stops at its next step, touching no control of the widget, and adds
+        nothing (no one is left to cancel it, and a run that went on for minutes added layers to a viewer whose
+        user had closed what started them)."""
+        if self._worker is not None:
             self._worker.quit()
 
     def _on_finished(self) -> None:

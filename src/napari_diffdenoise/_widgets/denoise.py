@@ -27,6 +27,7 @@ from ..core.model.devices import available_devices
 from ..core.io.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.run.methods import METHODS, find_method, method_settings
 from ..core.run.restore import Cancelled, calibration_settings, make_settings
+from ..core.run.conformal import source_headline
 from ..core.imaging.hot_pixels import said as hot_pixels_said
 from ..core.imaging.pilot_wiener import said as refinement_said
 from ..core.run.run_cost import duration
@@ -35,7 +36,7 @@ from ..core.run.run_spec import (COVERAGE, DEVICE, ENTROPY, HOT_PIXELS, KEEP_SAM
                                  PRECISION, PSF_SIGMA, SAMPLER, SEED, STD, SYMMETRIES)
 from ..core.sampling.sampler_registry import ETA, SAMPLERS, STEPS, samplers_for, samplers_for_model
 from ..core.calibration.residuals import MAX_PIXELS
-from ._worker import WorkerControls
+from ._worker import WorkerControls, when_closed
 from .timings import OneTiming
 from .torch_teams import load_here, torch_worker
 from .help import help_link
@@ -317,7 +318,7 @@ class DenoiseWidget(WorkerControls, Container):
         # one timing already going when a run starts measured a shared CPU: its figures are dropped and taken
         # again once both are over
         self._timing_beside_run = False
-        self.native.destroyed.connect(self._forget_estimates)
+        when_closed(self.native, self._on_closed)
         for control in self._run_inputs():
             control.changed.connect(self._refresh_estimate)
             control.changed.connect(self._forget_last_run)
@@ -654,6 +655,10 @@ class DenoiseWidget(WorkerControls, Container):
         super()._on_finished()
         self._timings.next()  # what waits (with a timing running, its own end starts it)
 
+    def _on_closed(self) -> None:
+        self._forget_estimates()
+        self._quit_when_closed()
+
     def _forget_estimates(self, _destroyed=None):
         """The widget is gone: a timing still running must not write into it, nor start the next one, and
         stops at its next network call."""
@@ -911,7 +916,7 @@ class DenoiseWidget(WorkerControls, Container):
         axes = result.metadata.get("axes", "")
         calibrated_here = bool(result.metadata.get("calibrated_on_this_image"))
         if result.metadata.get("calibrated_on_this_image") is False:  # say whose: the box may have been left off
-            said.append(f"intervals from the model's calibration ({result.metadata['calibration_source'].split(':')[0]})")
+            said.append(f"intervals from the model's calibration ({source_headline(result.metadata['calibration_source'])})")
         if calibrated_here and len(axes) > 2 and "T" not in axes and not self.axes.value.strip() and \
                 named_axes(layer) is None and _looks_like_a_series(layer):  # as the CLI says of a file naming none
             said.append(f"axes read as {axes} (the layer names none): for a time series type "

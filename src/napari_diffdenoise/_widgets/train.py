@@ -36,7 +36,7 @@ from ..core.training.finetune import (
 )
 from ..core.training.run_files import best_path
 from ..core.training.train_config import TrainConfig, scaled_config
-from ._worker import WorkerControls
+from ._worker import WorkerControls, when_closed
 from .timings import OneTiming
 from .torch_teams import load_here, torch_worker
 from .calibrate import free_path
@@ -192,7 +192,7 @@ class TrainWidget(WorkerControls, Container):
         # (the Denoise widget's 'Time here' likewise)
         self._timing_beside_run = False
         self._timings = OneTiming(lambda: self._worker is None)  # a run's end (_on_finished) asks again
-        self.native.destroyed.connect(self._stop_timings)
+        when_closed(self.native, self._stop_timings)
         self._plan = None
 
         self.mode.changed.connect(self._on_mode)

@@ -117,6 +117,18 @@ class Calibration:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def source_headline(source: str) -> str:
+    """A calibration's source in a few words, for a status line: its text up to the first colon or full stop
+    outside brackets ("self-calibrated: residuals against …" → "self-calibrated"; "the wider of two
+    self-calibrations at each level (the second's at 0.85, 0.9). First: …" → all before ". First")."""
+    depth = 0
+    for i, char in enumerate(source):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and (char == ":" or source.startswith(". ", i)):
+            return source[:i]
+    return source.rstrip(".")
+
+
 def find_calibration(model, settings: dict) -> Calibration:
     """The model's calibration for these settings, or a ValueError saying which ones exist."""
     for entry in model.calibrations:
