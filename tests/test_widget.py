@@ -668,3 +668,28 @@ def test_a_stack_whose_axes_are_guessed_is_said_so_after_a_calibration_on_it(wid
     w.run()
     qtbot.waitUntil(lambda: "Done in" in w.status.value, timeout=120_000)
     assert "axes read as" not in w.status.value and not errors
+
+
+def test_presets_keep_their_order_and_a_setting_no_calibration_covers_says_what_to_do_here(make_napari_viewer,
+                                                                                            errors):
+    """After the widefield model (no std head: no 'heads only'), magicgui appended the demo's labels it lacked
+    at the end ('thorough' first). And its 'fast' preset, which its stored calibration does not cover (a
+    deconvolving model is not calibrated on the image), was refused with a library call as the remedy."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-diffdenoise", "widefield_stack")
+    w = DenoiseWidget(viewer)
+    demo_order = list(w.preset.choices)
+    assert demo_order[0].startswith("heads only") and demo_order[-1] == "custom"
+    w.model.value = "widefield"
+    assert [c.split(":")[0] for c in w.preset.choices] == ["fast", "default", "thorough", "custom"]
+    w.model.value = "demo"
+    assert list(w.preset.choices) == demo_order
+    w.model.value = "widefield"
+    w.image.value = viewer.layers["widefield stack"]
+    w.preset.value = next(c for c in w.preset.choices if c.startswith("fast"))
+    w.run()
+    assert w._worker is None and len(viewer.layers) == 3
+    assert errors and "has no calibration for sampler 'ddim-dc'" in errors[-1]
+    assert errors[-1].endswith("Here: choose the settings it is calibrated for (its preset), set Interval coverage "
+                               "to 0 for no intervals, or make a calibration for these settings in the Calibrate "
+                               "widget")

@@ -27,7 +27,7 @@ from ..core.model.devices import available_devices
 from ..core.io.maps import MAPS, layer_kwargs, layer_metadata
 from ..core.run.methods import METHODS, find_method, method_settings
 from ..core.run.restore import Cancelled, calibration_settings, make_settings
-from ..core.run.conformal import source_headline
+from ..core.run.conformal import NoCalibration, source_headline
 from ..core.imaging.hot_pixels import said as hot_pixels_said
 from ..core.imaging.pilot_wiener import said as refinement_said
 from ..core.run.run_cost import duration
@@ -408,6 +408,16 @@ class DenoiseWidget(WorkerControls, Container):
             heads = False
         return [*([ONE_PASS] if heads else []), *self._presets(), CUSTOM]
 
+    def _reset_presets(self) -> None:
+        """The presets for the model now chosen, in their order: magicgui keeps the labels that stay where they
+        were and adds new ones at the end (after a model whose labels differ, 'thorough' came first). Called
+        while a preset is being applied or named, so that emptying the box applies none."""
+        kept = self.preset.value
+        self.preset.native.clear()
+        self.preset.reset_choices()
+        if kept in self.preset.choices:
+            self.preset.value = kept
+
     def _on_preset(self, name):
         presets = self._presets()
         if getattr(self, "_applying_preset", False) or (name not in presets and name != ONE_PASS):
@@ -440,7 +450,7 @@ class DenoiseWidget(WorkerControls, Container):
         try:
             label = self._preset_of()
             if label not in self.preset.choices:  # named for a model whose labels the box does not show yet
-                self.preset.reset_choices()
+                self._reset_presets()
             self.preset.value = label
         finally:
             self._applying_preset = False
@@ -499,7 +509,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.sampler.reset_choices()
         self._applying_preset = True  # a preset that went with the std head is not applied on its way out
         try:
-            self.preset.reset_choices()  # one pass comes and goes with the model's std head
+            self._reset_presets()  # one pass comes and goes with the model's std head
         finally:
             self._applying_preset = False
         self.sampler.value = model.default_sampler  # one rule with the library's
@@ -776,7 +786,12 @@ class DenoiseWidget(WorkerControls, Container):
             return layer, method.name, psf
         model = self._selected_model()
         if not self._calibrates_here(settings):
-            make_settings(model, **settings)
+            try:
+                make_settings(model, **settings)
+            except NoCalibration as err:  # the library's remedy is a call: say the widget's
+                raise ValueError(f"{err}. Here: choose the settings it is calibrated for (its preset), set "
+                                 f"{COVERAGE.label} to 0 for no intervals, or make a calibration for these settings "
+                                 "in the Calibrate widget") from None
             return layer, model, psf
         # a calibration made on the image itself comes before the run: the stored ones need not fit, but
         # the settings must be ones a calibration can measure (intervals are on by default: say how to leave them out)

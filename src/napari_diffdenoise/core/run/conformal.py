@@ -129,8 +129,12 @@ def source_headline(source: str) -> str:
     return source.rstrip(".")
 
 
+class NoCalibration(ValueError):
+    """The model holds no calibration for a run's settings (the message says which it holds)."""
+
+
 def find_calibration(model, settings: dict) -> Calibration:
-    """The model's calibration for these settings, or a ValueError saying which ones exist."""
+    """The model's calibration for these settings, or a :class:`NoCalibration` saying which ones exist."""
     for entry in model.calibrations:
         calibration = Calibration.from_dict(entry)
         if calibration.matches(settings):
@@ -144,7 +148,7 @@ def find_calibration(model, settings: dict) -> Calibration:
         return f"sampler {key.get('sampler')!r} with {key.get('params')} (mean: {mean})"
 
     have = [described(c["settings"]) for c in model.calibrations]
-    raise ValueError(
+    raise NoCalibration(
         f"model {model.name!r} has no calibration for {described(settings)}; "
         + (f"it is calibrated for: {'; '.join(have)}. " if have else "it has none. ")
         + "Use those settings, or calibrate(model, noisy, clean, ...) with these first")
