@@ -693,3 +693,30 @@ def test_presets_keep_their_order_and_a_setting_no_calibration_covers_says_what_
     assert errors[-1].endswith("Here: choose the settings it is calibrated for (its preset), set Interval coverage "
                                "to 0 for no intervals, or make a calibration for these settings in the Calibrate "
                                "widget")
+
+
+def test_one_progress_bar_runs_over_the_calibration_on_the_image_and_the_run(widget, noisy_stack, qtbot, errors):
+    """The bar filled to the end while calibrating, then started again at 0 for the run, and the time left read
+    off the first phase's pace said minutes for a run of seconds."""
+    viewer, w = widget
+    viewer.add_image(noisy_stack, name="cells")
+    w.image.value = viewer.layers["cells"]
+    assert w.self_calibrate.value and w.coverage.value == 0.9
+    seen = []
+    launch = DenoiseWidget._launch
+
+    def launch_recorded(self, worker, *args):
+        worker.yielded.connect(lambda info: info is not None and seen.append((info.unit, self.progress.value)))
+        launch(self, worker, *args)
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(DenoiseWidget, "_launch", launch_recorded)
+    try:
+        w.run()
+        qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    finally:
+        monkeypatch.undo()
+    units = [unit for unit, _ in seen]
+    assert "plane" in units and units[0] != "plane" and not errors
+    values = [value for _, value in seen]
+    assert values == sorted(values) and 0 < values[units.index("plane")] < 1000

@@ -313,6 +313,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.preset.value = next(label for label, p in self._presets().items() if p.name == DEFAULT_PRESET)
         self.psf_source.changed.connect(self._show_psf_widgets)
         self._estimate_for = None  # the (model, layer, shape, settings) whose time 'Time here' shows or is timing
+        # (key, the calibration's share of its time) as 'Time here' said it: one progress bar across both
+        self._calibrating_share = (None, 0.0)
+        self._calibration_weight = 0.0  # that share for the run under way (0: it calibrates nothing first)
         self._estimate_counts_bright = False  # whether that time counts the bright pass (a plane was read for it)
         self._timings = OneTiming(self._may_time)
         # one timing already going when a run starts measured a shared CPU: its figures are dropped and taken
@@ -684,6 +687,7 @@ class DenoiseWidget(WorkerControls, Container):
             return
         run, calibration = costs
         total = run.seconds + (calibration.seconds if calibration else 0)
+        self._calibrating_share = (key, calibration.seconds / total if calibration and total > 0 else 0.0)
         self.estimate.value = f"about {duration(total)}" + (
             f" ({duration(calibration.seconds)} of it calibrating)" if calibration else "")
         self.estimate.tooltip = ("Timed on this machine. The run: " + run.describe()
@@ -845,6 +849,7 @@ class DenoiseWidget(WorkerControls, Container):
         data, axes = layer_data(layer), self._axes_of(layer)
         tiles = TileReporter()
         if preview:
+            self._calibration_weight = 0.0
             z = self._plane_on_view(layer)
             data = np.array(data[z], copy=True)
             self._worker = torch_worker(_denoise_job, data, model, settings, "YX", tiles, _start_thread=False)
@@ -853,6 +858,11 @@ class DenoiseWidget(WorkerControls, Container):
         else:
             calibrate = self._calibrates_here(settings)
             second = self._second_layer() if calibrate else None
+            # the bar runs once over the calibration and the run, each its share of the time 'Time here' said
+            # (half each where it said none for these settings): it filled for the calibration, then restarted
+            key, share = self._calibrating_share
+            self._calibration_weight = (share if key is not None and key == self._estimate_for else 0.5) if calibrate \
+                else 0.0
             self._worker = torch_worker(_denoise_job, data, model, settings, axes, tiles, self_calibrate=calibrate,
                                          second=None if second is None else layer_data(second), _start_thread=False)
             self._worker.yielded.connect(self._on_progress)
@@ -898,7 +908,9 @@ class DenoiseWidget(WorkerControls, Container):
     def _on_progress(self, info):
         if info is None:  # the last yield of a cancelled run
             return
-        self._report(info.fraction, info.where)
+        weight = self._calibration_weight
+        calibrating = info.unit != "plane"  # the self-calibration's crops come first
+        self._report(weight * info.fraction if calibrating else weight + (1 - weight) * info.fraction, info.where)
 
     def _on_returned(self, layer, result):
         if isinstance(result, _Failure):
