@@ -720,3 +720,21 @@ def test_one_progress_bar_runs_over_the_calibration_on_the_image_and_the_run(wid
     assert "plane" in units and units[0] != "plane" and not errors
     values = [value for _, value in seen]
     assert values == sorted(values) and 0 < values[units.index("plane")] < 1000
+
+
+def test_a_second_run_on_a_layer_adds_its_own_named_set_beside_the_first(widget, noisy_stack, qtbot, errors):
+    """napari named each clash 'cells [mean] [1]', which reads as one more map tag and says nothing of which run
+    made which layer."""
+    viewer, w = widget
+    viewer.add_image(noisy_stack, name="cells")
+    w.image.value = viewer.layers["cells"]
+    w.coverage.value = 0
+    for _ in range(2):
+        w.run()
+        qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == [
+        "cells", "cells [mean]", "cells [std]", "cells [entropy]",
+        "cells (run 2) [mean]", "cells (run 2) [std]", "cells (run 2) [entropy]"]
+    assert "as 'cells (run 2) […]' beside the earlier results" in w.status.value and not errors
+    first = viewer.layers["cells [mean]"].metadata["napari_diffdenoise"]
+    assert first["source_layer"] == "cells" and "seconds" in first

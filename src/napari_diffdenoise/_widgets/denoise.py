@@ -919,18 +919,31 @@ class DenoiseWidget(WorkerControls, Container):
         else:
             self._add_layers(layer, result)
 
+    def _results_stem(self, layer) -> str:
+        """The result layers' names before their map's tag: the layer's name, and from a second run on it the
+        run's number ('cells (run 2) [mean]'), so that each set reads as one run's. Earlier results are kept
+        (their settings differ, and a user compares them); napari would have named each clash 'cells [mean]
+        [1]', which reads as one more tag."""
+        taken = {other.name for other in self._viewer.layers}
+        stem, number = layer.name, 1
+        while any(f"{stem} {tag}" in taken for tag in _result_tags()):
+            number += 1
+            stem = f"{layer.name} (run {number})"
+        return stem
+
     def _add_layers(self, layer, result):
         meta = {"napari_diffdenoise": {**result.metadata, **self._psf_source_record(result.metadata),
                                        "source_layer": layer.name, "package_version": __version__}}
+        stem = self._results_stem(layer)
         for name, data in result.maps.items():  # each map as core.io.maps declares it
             self._viewer.add_image(
-                data, name=f"{layer.name} [{name}]", scale=layer.scale, translate=layer.translate,
+                data, name=f"{stem} [{name}]", scale=layer.scale, translate=layer.translate,
                 metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"], **layer_metadata(name, result.metadata)}},
                 **layer_kwargs(name, result.metadata, layer.colormap.name))
         if result.samples is not None:
             k = len(result.samples)
             self._viewer.add_image(
-                result.samples, name=f"{layer.name} [samples]", visible=False, colormap=layer.colormap.name,
+                result.samples, name=f"{stem} [samples]", visible=False, colormap=layer.colormap.name,
                 scale=(1, *layer.scale), translate=(0, *layer.translate),
                 metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"],
                                                  "axis_0": f"sample 1 … {k} of the K = {k} restorations"}})
@@ -951,6 +964,8 @@ class DenoiseWidget(WorkerControls, Container):
         calibrating = result.metadata.get("self_calibration_seconds")
         done = (f"Done in {result.metadata['seconds'] + calibrating:.1f} s ({calibrating:.1f} s of it calibrating "
                 "on this image)" if calibrating is not None else f"Done in {result.metadata['seconds']:.1f} s")
+        if stem != layer.name:
+            said.insert(0, f"as '{stem} […]' beside the earlier results")
         self.status.value = "; ".join([done, *filter(None, said)])
 
 
