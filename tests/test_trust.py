@@ -249,6 +249,17 @@ def test_the_bright_pass_restores_only_the_boxes_around_bright_structure(monkeyp
     assert with_pass.mean[40, 40] > 0.5 * truth[40, 40] > first_only.mean[40, 40]
 
 
+def _blobs_and_a_punctum():
+    """(truth, image): three broad blobs that set the 99.8th percentile, and a spot 2 px across far brighter."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    truth = np.full((128, 128), 100.0)
+    for cy, cx in [(30, 30), (30, 90), (90, 30)]:
+        truth += 3000 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 4.0**2))
+    truth += 8000 * np.exp(-((yy - 90) ** 2 + (xx - 90) ** 2) / (2 * 0.8**2))
+    return truth, rng.poisson(truth).astype(np.uint16)
+
+
 def test_a_punctum_the_smoothed_plane_hides_still_takes_the_bright_pass(monkeypatch):
     """A spot 2 px across loses most of its peak to a 1 px blur, so the smoothed plane stays under the
     clip ceiling while the head's estimate reaches it (lysosome_08, docs/benchmarks/real_frames.md):
@@ -258,13 +269,7 @@ def test_a_punctum_the_smoothed_plane_hides_still_takes_the_bright_pass(monkeypa
     from napari_diffdenoise.core.imaging.normalization import IntensityMap
     from napari_diffdenoise.core.run import plane_sampling
 
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:128, :128]
-    truth = np.full((128, 128), 100.0)
-    for cy, cx in [(30, 30), (30, 90), (90, 30)]:  # broad blobs set the 99.8th percentile
-        truth += 3000 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 4.0**2))
-    truth += 8000 * np.exp(-((yy - 90) ** 2 + (xx - 90) ** 2) / (2 * 0.8**2))
-    image = rng.poisson(truth).astype(np.uint16)
+    truth, image = _blobs_and_a_punctum()
     # unrefined: this plane is bright, and the refinement gives back some of a clipped peak from the noisy pixels
     model = dataclasses.replace(load_model("demo"), mean_refinement="none")
     imap = IntensityMap.from_percentiles(image)
@@ -276,3 +281,17 @@ def test_a_punctum_the_smoothed_plane_hides_still_takes_the_bright_pass(monkeypa
     assert abs(restored.mean[30, 30] - truth[30, 30]) < 0.05 * truth[30, 30]  # the blobs keep the first pass's
     monkeypatch.setattr(plane_sampling, "_reaches_ceiling", lambda *a: False)
     assert denoise(image, model, n_samples=0, seed=0).mean[90, 90] < 1.01 * ceiling  # clipped (the low-frequency step adds ~1 count)
+
+
+def test_the_time_said_before_a_run_foresees_the_bright_pass_of_a_punctum():
+    """'Time here' foresees the bright pass from the plane lightly smoothed, a stand-in for the estimate the
+    run decides on. At 1 px the punctum's peak fell under the ceiling and the pass went uncounted: on the
+    lysosome series the widget said 7 s for a 13.8 s run."""
+    from napari_diffdenoise.core.imaging.normalization import IntensityMap
+    from napari_diffdenoise.core.run.bright_pass import expected_boxes
+
+    _, image = _blobs_and_a_punctum()
+    model = dataclasses.replace(load_model("demo"), mean_refinement="none")
+    boxes = expected_boxes(image, IntensityMap.from_percentiles(image), model)
+    assert any(box[0].start <= 90 < box[0].stop and box[1].start <= 90 < box[1].stop for box in boxes)
+    assert denoise(image, model, n_samples=0, seed=0).metadata["bright_pass_planes"] == [0]
