@@ -738,3 +738,27 @@ def test_a_second_run_on_a_layer_adds_its_own_named_set_beside_the_first(widget,
     assert "as 'cells (run 2) […]' beside the earlier results" in w.status.value and not errors
     first = viewer.layers["cells [mean]"].metadata["napari_diffdenoise"]
     assert first["source_layer"] == "cells" and "seconds" in first
+
+
+def test_refusals_name_the_layer_and_the_forms_controls(widget, qtbot, errors):
+    """The library's words reached the form: 'noisy: planes must be at least 8×8' (after the worker had
+    started), 'noisy image 0 contains NaN', 'n_samples must be at least 2'."""
+    viewer, w = widget
+    viewer.add_image(np.ones((3, 3), np.float32), name="tiny")
+    w.image.value = viewer.layers["tiny"]
+    w.run()
+    assert w._worker is None and errors[-1] == "'tiny': planes must be at least 8×8 pixels, got (3, 3)"
+    spotted = np.random.default_rng(0).poisson(5, (32, 32)).astype(np.float32)
+    spotted[3, 4] = np.nan
+    viewer.add_image(spotted, name="spotted")
+    w.image.value = viewer.layers["spotted"]
+    for coverage in (0.9, 0):  # calibrating on the image first, and not
+        w.coverage.value = coverage
+        w.run()
+        qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+        assert errors[-1] == "Denoising failed: 'spotted' contains NaN or infinite values"
+    assert [layer.name for layer in viewer.layers] == ["tiny", "spotted"]
+    from napari_diffdenoise._widgets.denoise import in_the_forms_words
+
+    assert in_the_forms_words("n_samples must be at least 2 to calibrate", "cells") == (
+        "Samples (n_samples) must be at least 2 to calibrate")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,22 @@ def _could_be_psf(layer) -> bool:
     shape = [n for n in layer.data.shape if n > 1]
     return (not layer.rgb and len(shape) == 2 and max(shape) <= 255
             and not any(tag in layer.name for tag in _result_tags()))
+
+
+def in_the_forms_words(message: str, layer_name: str | None = None) -> str:
+    """A library message in the form's words: a setting named by its keyword ("n_samples must be …") with the
+    label of its control ("Samples (n_samples) must be …"), and the image the library calls ``noisy`` or "the
+    image" by the layer's name (the CLI's cli.in_the_clis_words does the same with its options)."""
+    from ..core.run.run_spec import RUN_SETTINGS
+
+    for setting in RUN_SETTINGS:
+        if setting.label and message.startswith(f"{setting.name} must be"):
+            message = f"{setting.label} ({setting.name}){message[len(setting.name):]}"
+            break
+    if layer_name is not None:
+        message = re.sub(r"^(?:noisy(?: image 0)?|the image)(:)? ", lambda m: f"'{layer_name}'{m.group(1) or ''} ",
+                         message)
+    return message
 
 
 def notify_error(message: str) -> None:
@@ -783,6 +800,9 @@ class DenoiseWidget(WorkerControls, Container):
             raise ValueError("No model available: load a checkpoint from file")
         psf = self._psf()
         self._axes_of(layer)  # a mistyped Axes field is refused before anything runs
+        from ..core.run.plane_input import check_plane_size
+
+        check_plane_size((layer.data[0] if layer.multiscale else layer.data).shape, f"'{layer.name}'")
         settings = self._settings(psf)
         method = self._method()
         if method is not None:
@@ -841,7 +861,8 @@ class DenoiseWidget(WorkerControls, Container):
         try:
             layer, model, psf = self._validate()
         except Exception as err:
-            notify_error(str(err))
+            err = in_the_forms_words(str(err), getattr(self.image.value, "name", None))
+            notify_error(err)
             # the previous run's "Done" or progress would read as this run's
             self.progress.value, self.status.value = 0, f"Not started: {err}"
             return
@@ -914,7 +935,7 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _on_returned(self, layer, result):
         if isinstance(result, _Failure):
-            notify_error(f"Denoising failed: {result}")
+            notify_error(f"Denoising failed: {in_the_forms_words(str(result), layer.name)}")
             self.status.value = "Failed; no layers added"
         else:
             self._add_layers(layer, result)
