@@ -195,14 +195,18 @@ def test_adapting_an_image_too_small_to_judge_says_so_before_the_steps(make_napa
     w.mode.value = NOISY_ONLY
     w.noisy.value, w.start_model.value = viewer.layers["small crop"], str(start.resolve())
     w.minutes.value, w.batch_size.value, w.patch_size.value = 0.1, 2, 32
+    (tmp_path / "adapted.safetensors").write_bytes(b"an earlier model")  # kept, and the new name said
     w.output.value = tmp_path / "adapted.safetensors"
     w.start()
     assert infos == [("small crop: its validation strips hold 4 cells to judge an adapted head by, fewer than the 8 "
                       "it needs: adapting will keep the bundled head whatever it gains (a larger image, more planes or "
-                      "a smaller patch size give more cells)")]
+                      "a smaller patch size give more cells)"),
+                     "adapted.safetensors exists already: this run writes adapted-2.safetensors"]
     qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
     assert not errors, errors
     assert "kept the bundled head" in w.status.value
+    assert (tmp_path / "adapted.safetensors").read_bytes() == b"an earlier model"
+    assert (tmp_path / "adapted-2.safetensors").is_file()
 
 
 def test_noisy_and_clean_start_on_different_layers(make_napari_viewer):

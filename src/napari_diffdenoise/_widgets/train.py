@@ -358,8 +358,11 @@ class TrainWidget(WorkerControls, Container):
         shortfall = judge_shortfall(noisy, patch_size=options["patch_size"], val_fraction=options["val_fraction"])
         if shortfall is not None:  # said before the minutes are spent, not only in the verdict after them
             show_info(f"{layer.name}: {shortfall}")
-        output = free_path(Path(self.output.value))
-        self.output.value = output
+        asked = Path(self.output.value)
+        output = free_path(asked)  # an earlier model is never replaced: said, as the paired runs say it
+        if output != asked:
+            self.output.value = output
+            show_info(f"{asked.name} exists already: this run writes {output.name}")
         plan = self._estimate if self._estimate_for == self._estimate_key() else None  # priced once
         self._worker = torch_worker(_adapt_job, model, noisy, options, output, named_axes(layer), plan,
                                      _start_thread=False)
