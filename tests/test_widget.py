@@ -102,6 +102,7 @@ def test_bad_layers_are_refused_with_a_message(widget, data, kwargs, message, er
     viewer, w = widget
     viewer.add_image(data, name="bad", **kwargs)
     w.image.value = viewer.layers["bad"]
+    assert w.estimate.value == "—"  # no time said for a run Run refuses
     w.run()
     assert w._worker is None and len(viewer.layers) == 1
     assert len(errors) == 1 and message in errors[0]

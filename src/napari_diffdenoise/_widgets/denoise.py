@@ -636,7 +636,7 @@ class DenoiseWidget(WorkerControls, Container):
         thread: the first time for a model and device it times a few network calls)."""
         layer = self.image.value
         try:
-            if layer is None or not self._is_model():
+            if layer is None or not self._is_model() or layer.rgb:  # an RGB layer: Run refuses it
                 raise ValueError("nothing to estimate")
             model, settings = self._selected_model(), self._settings(self._psf())
             axes = self._axes_of(layer)
