@@ -309,7 +309,7 @@ def test_denoise_calibrates_on_the_image_itself_when_asked(make_napari_viewer, q
     d.coverage.value = 0.9
     d.n_samples.value = 1  # one sample has no spread to calibrate: refused at Run, saying how to go without intervals
     d.run()
-    assert d._worker is None and errors and "n_samples must be at least 2" in errors[0]
+    assert d._worker is None and errors and "Samples (n_samples) must be at least 2" in errors[0]
     assert "Or set Interval coverage to 0: no intervals" in errors[0] and d.status.value.startswith("Not started")
     errors.clear()
     d.n_samples.value = 3
