@@ -679,13 +679,13 @@ def training_flags() -> dict:
 def in_the_clis_words(message: str) -> str:
     """A library message about a run or training setting, named by its keyword ("n_samples must be …"), with the
     option that sets it on the command line (RunParam.flag, training_flags): "--samples (n_samples) must be …"."""
-    from .core.run.run_spec import cli_settings
+    from .core.run.run_spec import cli_settings, named_as
 
-    named = [(setting.flag, setting.name) for setting in cli_settings()]
-    named += [(flag, option.name) for flag, option in training_flags().items()]
-    for flag, name in named:
-        if message.startswith(f"{name} must be"):
-            return f"{flag} ({name}){message[len(name):]}"
+    flags = {setting.name: setting.flag for setting in cli_settings()}
+    flags.update({option.name: flag for flag, option in training_flags().items()})
+    renamed = named_as(message, flags)
+    if renamed != message:
+        return renamed
     if message.startswith("noisy: "):  # the calibration's keyword for the image; here it is the input file
         return "the input image: " + message[len("noisy: "):]
     # a sampler or method that needs the PSF: the library's message names its keyword and functions

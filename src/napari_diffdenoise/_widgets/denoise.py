@@ -77,13 +77,10 @@ def _could_be_psf(layer) -> bool:
 def in_the_forms_words(message: str, layer_name: str | None = None) -> str:
     """A library message in the form's words: a setting named by its keyword ("n_samples must be …") with the
     label of its control ("Samples (n_samples) must be …"), and the image the library calls ``noisy`` or "the
-    image" by the layer's name (the CLI's cli.in_the_clis_words does the same with its options)."""
-    from ..core.run.run_spec import RUN_SETTINGS
+    image" by the layer's name (the CLI's cli.in_the_clis_words names its options so: run_spec.named_as)."""
+    from ..core.run.run_spec import RUN_SETTINGS, named_as
 
-    for setting in RUN_SETTINGS:
-        if setting.label and message.startswith(f"{setting.name} must be"):
-            message = f"{setting.label} ({setting.name}){message[len(setting.name):]}"
-            break
+    message = named_as(message, {setting.name: setting.label for setting in RUN_SETTINGS if setting.label})
     if layer_name is not None:
         message = re.sub(r"^(?:noisy(?: image 0)?|the image)(:)? ", lambda m: f"'{layer_name}'{m.group(1) or ''} ",
                          message)

@@ -94,7 +94,8 @@ def bright_boxes(weight: np.ndarray, margin: int = BRIGHT_MARGIN) -> list[tuple[
 # px: the Gaussian that makes the plane the first estimate's stand-in. At 1 px a lysosome 2–3 px across lost a
 # third of its peak and stayed under the ceiling its estimate reached: on 19 real planes (lysosome series, the
 # 8-bit time-lapse, five NEUBIAS images) 1 px foresaw the pass on 3 of the 17 that took it, 0.5 px on all 17 and
-# none of the 2 that did not; 'Time here' for six lysosome frames 1.49 s → 2.85 s, the run 2.95 s
+# none of the 2 that did not; 'Time here' for six lysosome frames 1.49 s → 2.85 s, the run 2.95 s (a scratch
+# measurement of 2026-12-07, docs/performance.md; not a bench page)
 STAND_IN_SMOOTHING = 0.5
 
 

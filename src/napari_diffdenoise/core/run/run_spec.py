@@ -236,6 +236,16 @@ def run_setting(name: str) -> RunParam:
     raise KeyError(name)
 
 
+def named_as(message: str, names: dict[str, str]) -> str:
+    """A library message that opens with a setting's keyword ("n_samples must be …"), with the name a front end
+    shows that setting by beside it (``names``: keyword → that name): "--samples (n_samples) must be …" on the
+    command line, "Samples (n_samples) must be …" in a form."""
+    for keyword, shown in names.items():
+        if message.startswith(f"{keyword} must be"):
+            return f"{shown} ({keyword}){message[len(keyword):]}"
+    return message
+
+
 def cli_settings() -> tuple[RunParam, ...]:
     """The settings the CLI offers as options of their own."""
     return tuple(s for s in RUN_SETTINGS if s.flag)
