@@ -77,7 +77,7 @@ class WorkerControls:
             self.status.value = "Cancelling…"
             self._worker.quit()
 
-    def _quit_when_closed(self, _destroyed=None) -> None:
+    def _quit_when_closed(self) -> None:
         """The dock is gone: its run stops at its next step, touching no control of the widget, and adds
         nothing (no one is left to cancel it, and a run that went on for minutes added layers to a viewer whose
         user had closed what started them)."""

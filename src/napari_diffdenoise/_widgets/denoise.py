@@ -683,10 +683,11 @@ class DenoiseWidget(WorkerControls, Container):
         self._timings.next()  # what waits (with a timing running, its own end starts it)
 
     def _on_closed(self) -> None:
+        """The panel is closed (_worker.when_closed): its timing and its run stop."""
         self._forget_estimates()
         self._quit_when_closed()
 
-    def _forget_estimates(self, _destroyed=None):
+    def _forget_estimates(self) -> None:
         """The widget is gone: a timing still running must not write into it, nor start the next one, and
         stops at its next network call."""
         self._estimate_for = None

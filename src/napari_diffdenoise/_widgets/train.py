@@ -251,7 +251,7 @@ class TrainWidget(WorkerControls, Container):
             w.visible = not adapting
         self._refresh_estimate()
 
-    def _stop_timings(self, _destroyed=None):
+    def _stop_timings(self) -> None:
         """The widget is gone: its timing stops at its next network call (napari waits for it when it quits),
         and none waiting starts."""
         self._estimate_for = None
