@@ -38,6 +38,11 @@ def test_a_bundled_model_is_calibrated_on_the_image_and_the_stored_calibration_i
     assert here.metadata["calibration_source"].startswith("self-calibrated: residuals against recorrupted pairs")
     assert not stored.metadata["calibrated_on_this_image"] and "self_calibration_seconds" not in stored.metadata
     assert stored.metadata["calibration_source"].startswith("simulated and real structure")
+    # the shipped one was checked on held-out simulated pairs; the image's own only by a modelled split-half check
+    assert 0.5 < stored.metadata["calibration_held_out_coverage"] <= 1
+    assert "calibration_split_half_coverage_modelled" not in stored.metadata
+    assert "calibration_held_out_coverage" not in here.metadata
+    assert 0 <= here.metadata["calibration_split_half_coverage_modelled"] <= 1
     shipped = next(c for c in demo.calibrations if c["settings"].get("std_estimator") == "head")
     assert stored.metadata["interval_factor"] == pytest.approx(np.interp(0.9, shipped["coverages"],
                                                                          shipped["factors"]))

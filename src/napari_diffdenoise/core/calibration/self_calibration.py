@@ -74,7 +74,7 @@ from ..imaging.axes import as_planes, check_axes
 from ..imaging.camera_noise import estimate_noise
 from ..imaging.registration import consistent
 from ..io.checkpoint import load_model
-from ..run.conformal import COVERAGE_GRID, Calibration, block_split
+from ..run.conformal import COVERAGE_GRID, MODELLED_COVERAGE, Calibration, block_split
 from ..run.driving import drive
 from ..run.plane_input import check_plane_size
 from ..run.restore import Cancelled
@@ -192,7 +192,7 @@ def iter_self_calibrate(model, noisy, coverage=COVERAGE_GRID, *, second=None, fr
               + (f"; V came out below {f'−{allowed_below_zero:g}' if allowed_below_zero else '0'} (noise in the "
                  "products, or a noise fit that is off): the model's own "
                  "spread is used (V = 1) and these intervals are not calibrated on this image" if implausible else "")
-              + f". Coverage is modelled (a generalised Gaussian of shape β = {scale.shape:g} per bin), not conformal; "
+              + f". {MODELLED_COVERAGE} (a generalised Gaussian of shape β = {scale.shape:g} per bin), not conformal; "
               "held-out coverage = the split-half check")
     settings_record = run_settings(last.restoration.metadata)
     calibration = Calibration(settings_record, coverages, factors, checked, widths, source, int(last.v.size), None)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-import numpy as np
-
 from .._version import __version__
 from ..io.maps import map_names
 from ..model.model import DiffusionModel
@@ -45,8 +43,7 @@ def _metadata(model: DiffusionModel, s: Settings, evaluations: int, n_steps: int
            if s.coverage is not None and s.calibration.channel_factors else {}),
         **({"interval_factor": s.calibration.factor(s.coverage),
             "calibration_source": s.calibration.source,
-            "calibration_held_out_coverage": float(np.interp(s.coverage, s.calibration.coverages,
-                                                             s.calibration.held_out_coverage))}
+            **s.calibration.record(s.coverage)}
            if s.coverage is not None else {}),
         **extra,
         "seconds": round(seconds, 3),
