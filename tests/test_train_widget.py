@@ -56,6 +56,28 @@ def test_cancel_keeps_the_last_checkpoint(setup, qtbot, errors, tmp_path):
     assert w.train_button.enabled and not errors
 
 
+def test_closing_the_panel_stops_training_and_says_where_its_checkpoint_is(setup, qtbot, errors, tmp_path,
+                                                                           monkeypatch):
+    """napari's close button takes the widget out of its dock without deleting it: the training went on for
+    its minutes with no Cancel and no status line left."""
+    viewer, w = setup
+    said = []
+    monkeypatch.setattr(train_module, "show_info", said.append)
+    w.steps.value = 1000  # a checkpoint every 50 steps
+    output = tmp_path / "fine.safetensors"
+    dock = viewer.window.add_dock_widget(w, name="Train")
+    seen = []
+    w.start()
+    w._worker.yielded.connect(lambda info: seen.append(info.step))
+    qtbot.waitUntil(output.is_file, timeout=120_000)
+    viewer.window.remove_dock_widget(dock)
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert max(seen) < 1000 and not errors
+    assert said == [f"Training stopped: its Train panel was closed; the last checkpoint is kept at {output}; the "
+                    "weights with the lowest validation loss are beside it as fine-best.safetensors (open Train, "
+                    "tick Resume and Train to continue)"]
+
+
 def test_clean_only_mode_trains_without_a_noisy_layer(setup, qtbot, errors):
     viewer, w = setup
     w.mode.value = CLEAN_ONLY

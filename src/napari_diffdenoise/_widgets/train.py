@@ -192,7 +192,8 @@ class TrainWidget(WorkerControls, Container):
         # (the Denoise widget's 'Time here' likewise)
         self._timing_beside_run = False
         self._timings = OneTiming(lambda: self._worker is None)  # a run's end (_on_finished) asks again
-        when_closed(self.native, self._stop_timings)
+        self._closed = False
+        when_closed(self.native, self._on_closed)
         self._plan = None
 
         self.mode.changed.connect(self._on_mode)
@@ -250,6 +251,14 @@ class TrainWidget(WorkerControls, Container):
         for w in (self.steps, self.ema, self.learning_rate, self.resume):
             w.visible = not adapting
         self._refresh_estimate()
+
+    def _on_closed(self) -> None:
+        """The panel is closed (_worker.when_closed): its timing and its training stop, as Cancel stops them, the
+        last checkpoint kept for Resume (a training that went on for its minutes with no Cancel and no status
+        left would hold the CPU with no one to see it)."""
+        self._closed = True
+        self._stop_timings()
+        self._quit_when_closed()
 
     def _stop_timings(self) -> None:
         """The widget is gone: its timing stops at its next network call (napari waits for it when it quits),
@@ -474,9 +483,12 @@ class TrainWidget(WorkerControls, Container):
         beside = (f"; the weights with the lowest validation loss are beside it as {best.name}" if best.is_file()
                   else "")
         if cancelled or isinstance(failure, _Failure):
-            kept = (f"; the last checkpoint is kept at {output}{beside} (tick Resume and Train to continue)"
+            resume = "open Train, tick Resume and Train" if self._closed else "tick Resume and Train"
+            kept = (f"; the last checkpoint is kept at {output}{beside} ({resume} to continue)"
                     if output.is_file() else "; no checkpoint was written yet, and nothing is left on disk")
             self.status.value = ("Cancelled" if cancelled else "Failed") + kept
+            if cancelled and self._closed:  # no status line left to read: the notification says it
+                show_info("Training stopped: its Train panel was closed" + kept)
         else:
             self.progress.value = 1000
             decided = getattr(self, "_adapt_message", "")
