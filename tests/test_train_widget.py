@@ -73,9 +73,9 @@ def test_closing_the_panel_stops_training_and_says_where_its_checkpoint_is(setup
     viewer.window.remove_dock_widget(dock)
     qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
     assert max(seen) < 1000 and not errors
-    assert said == [f"Training stopped: its Train panel was closed; the last checkpoint is kept at {output}; the "
-                    "weights with the lowest validation loss are beside it as fine-best.safetensors (open Train, "
-                    "tick Resume and Train to continue)"]
+    assert said == [(f"Training stopped: its Train panel was closed; the last checkpoint is kept at {output}; the "
+                     "weights with the lowest validation loss are beside it as fine-best.safetensors (open Train, "
+                     "tick Resume and Train to continue)")]
 
 
 def test_clean_only_mode_trains_without_a_noisy_layer(setup, qtbot, errors):
