@@ -61,6 +61,32 @@ def test_ome_zarr_in_and_out_keeps_axes_and_pixel_sizes_and_matches_the_library(
     assert [a["name"] for a in node.metadata["axes"]] == ["t", "c", "z", "y", "x"]
 
 
+def test_napari_opens_an_image_and_its_maps_with_the_stores_units(tmp_path, tiny_checkpoint, tczyx):
+    """The plugin's reader gave every axis 'pixel', though the stores name micrometres."""
+    from napari_diffdenoise._zarr_io import read_zarr
+
+    _write_ome_zarr(tmp_path / "in.ome.zarr", tczyx, "TCZYX", [60.0, 1.0, 0.8, 0.2, 0.2])
+    library_denoise_to_zarr(tmp_path / "in.ome.zarr", tmp_path / "out.ome.zarr", str(tiny_checkpoint), **SETTINGS)
+    units = ("pixel", "pixel", "micrometer", "micrometer", "micrometer")
+    (_, image, _), = read_zarr(tmp_path / "in.ome.zarr")
+    assert image["units"] == units and image["axis_labels"] == ("t", "c", "z", "y", "x")
+    layers = read_zarr(tmp_path / "out.ome.zarr")
+    assert len(layers) == 3 and all(meta["units"] == units for _, meta, _ in layers)
+
+
+def test_a_layer_saved_by_the_plugin_keeps_its_units(tmp_path):
+    from napari.layers import Image
+
+    from napari_diffdenoise._zarr_io import read_zarr, write_image
+
+    layer = Image(np.zeros((2, 16, 16), np.float32), axis_labels=("t", "y", "x"), scale=(5, 0.2, 0.2),
+                  units=("second", "micrometer", "micrometer"))
+    data, meta, _ = layer.as_layer_data_tuple()
+    write_image(str(tmp_path / "saved.ome.zarr"), data, meta)
+    (_, read, _), = read_zarr(tmp_path / "saved.ome.zarr")
+    assert read["units"] == ("second", "micrometer", "micrometer") and read["scale"] == [5, 0.2, 0.2]
+
+
 def test_a_tiff_of_any_axis_order_goes_to_ngff_order_with_its_pixel_size(tmp_path, tiny_checkpoint):
     data = np.random.default_rng(3).poisson(5, (2, 3, 24, 32)).astype(np.uint16)  # Z, C, Y, X as ImageJ would not
     tifffile.imwrite(tmp_path / "in.tif", data, resolution=(1 / 0.25, 1 / 0.25), resolutionunit="NONE",

@@ -53,6 +53,29 @@ def test_run_adds_mean_std_entropy_layers_with_geometry_and_metadata(widget, noi
     assert "s of it calibrating on this image)" in w.status.value
 
 
+def test_the_maps_lie_over_a_rotated_registered_layer_and_keep_its_axes_for_the_next_run(widget, noisy_stack, qtbot,
+                                                                                            errors):
+    """A rotated or registered tile's maps were drawn unrotated (only scale and translate were copied), and a map
+    that lost the layer's axis labels was read as TYX, not CYX, when it went back into the widget."""
+    from napari_diffdenoise._widgets.layer_axes import named_axes
+
+    viewer, w = widget
+    w.coverage.value = 0
+    affine = np.array([[1, 0, 0, 0], [0, 1, 0.2, 5], [0, 0, 1, 7], [0, 0, 0, 1]])
+    viewer.add_image(noisy_stack, name="cells", rotate=30, affine=affine, scale=(1, 0.5, 0.5),
+                     axis_labels=("c", "y", "x"), units=("pixel", "micrometer", "micrometer"))
+    source = viewer.layers["cells"]
+    w.image.value = source
+    w.run()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=60_000)
+    point = np.array([1.0, 12.0, 30.0])
+    for layer in list(viewer.layers)[1:]:
+        np.testing.assert_allclose(layer.data_to_world(point), source.data_to_world(point))
+        assert tuple(layer.axis_labels) == ("c", "y", "x") and str(layer.units[1]) == "micrometer"
+        assert named_axes(layer) == "CYX"
+    assert not errors
+
+
 def test_cancel_adds_no_layers(widget, noisy_stack, qtbot, errors):
     viewer, w = widget
     viewer.add_image(noisy_stack, name="cells")
@@ -516,7 +539,7 @@ def test_every_sampler_parameter_default_survives_its_form_control(qapp):
 
 def test_the_samples_as_a_hidden_layer_to_flip_through(widget, noisy_stack, qtbot, errors):
     viewer, w = widget
-    viewer.add_image(noisy_stack, name="cells", scale=(2.0, 0.5, 0.5))
+    viewer.add_image(noisy_stack, name="cells", scale=(2.0, 0.5, 0.5), rotate=30, translate=(1, 2, 3))
     w.image.value = viewer.layers["cells"]
     w.keep_samples.value = True
     w.run()
@@ -524,6 +547,8 @@ def test_the_samples_as_a_hidden_layer_to_flip_through(widget, noisy_stack, qtbo
     samples = viewer.layers["cells [samples]"]
     assert samples.data.shape == (2, *noisy_stack.shape) and not samples.visible
     np.testing.assert_array_equal(samples.scale, [1.0, 2.0, 0.5, 0.5])
+    point = np.array([1.0, 12.0, 30.0])  # each sample lies over the layer, rotated as it is
+    np.testing.assert_allclose(samples.data_to_world(np.r_[1.0, point]), [1.0, *viewer.layers["cells"].data_to_world(point)])
     assert not np.array_equal(samples.data[0], samples.data[1])  # two different restorations
     assert "sample 1 … 2" in samples.metadata["napari_diffdenoise"]["axis_0"]
     assert "cells [samples]" not in [c.name for c in w.psf_source.choices if hasattr(c, "name")]  # never a PSF

@@ -50,7 +50,8 @@ def read_zarr(path) -> list[tuple]:
         # each map styled as the Denoise widget shows it (core.io.maps)
         return [(da.from_zarr(array), {"name": f"{stem} [{name}]{suffix}", "scale": record["scale"],
                                        "metadata": {ATTRIBUTE: {**meta[ATTRIBUTE], **layer_metadata(name, run)}},
-                                       "axis_labels": tuple(record["axes"].lower()), **layer_kwargs(name, run)},
+                                       "axis_labels": tuple(record["axes"].lower()), **layer_kwargs(name, run),
+                                       **_units(record["ngff_axes"])},
                  "image") for name, array in maps.items()]
     image = ngff_multiscales(attrs)[0]
     group = zarr.open_group(str(path), mode="r")
@@ -66,7 +67,25 @@ def read_zarr(path) -> list[tuple]:
         kwargs["scale"] = scale
     if axes:
         kwargs["axis_labels"] = tuple(axes)
+    kwargs.update(_units(image.get("axes", [])))
     return [(levels if len(levels) > 1 else levels[0], kwargs, "image")]
+
+
+def _units(ngff_axes: list) -> dict:
+    """The layer's ``units`` keyword from a store's NGFF axes (an axis without one in pixels), or none where the
+    store names none or one napari's units (pint) cannot read: napari then shows pixels, as it did before."""
+    units = [entry.get("unit") if isinstance(entry, dict) else None for entry in ngff_axes]
+    if not any(units):
+        return {}
+    import pint
+
+    registry = pint.get_application_registry()
+    try:
+        for unit in filter(None, units):
+            registry.Unit(unit)
+    except (pint.errors.UndefinedUnitError, ValueError, AttributeError):
+        return {}
+    return {"units": tuple(unit or "pixel" for unit in units)}
 
 
 def _planes_done(path) -> tuple[int, int]:
@@ -124,7 +143,9 @@ def write_image(path: str, data, meta: dict) -> list[str]:
     scale = list(meta.get("scale") if meta.get("scale") is not None else [1.0] * len(axes))
     values = np.transpose(np.asarray(array), permutation)
     types = {"T": "time", "C": "channel"}
-    ngff_axes = [{"name": a.lower(), "type": types.get(a, "space")} for a in order]
+    units = dict(zip(axes, (str(u) for u in meta.get("units") or ())))  # napari ≥ 0.6: pint units, 'pixel' if none
+    ngff_axes = [{"name": a.lower(), "type": types.get(a, "space"),
+                  **({"unit": units[a]} if units.get(a, "pixel") != "pixel" else {})} for a in order]
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

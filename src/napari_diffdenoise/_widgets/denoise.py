@@ -42,7 +42,7 @@ from .timings import OneTiming
 from .torch_teams import load_here, torch_worker
 from .help import help_link
 from .layer_axes import layer_axes, named_axes
-from .layers import NO_SECOND, first_plane, follow_layers, image_choices, second_acquisition_choices
+from .layers import NO_SECOND, first_plane, follow_layers, image_choices, placed_like, second_acquisition_choices
 from .model_registry import REGISTRY
 from .run_controls import control_for, control_value, follow_shared_param, param_widget
 from .sections import Section, extend_form
@@ -901,7 +901,8 @@ class DenoiseWidget(WorkerControls, Container):
         name = f"{layer.name} [preview]"
         plane = list(z) if len(z) > 1 else (z[0] if z else 0)
         meta = {"napari_diffdenoise": {**result.metadata, "source_layer": layer.name, "plane": plane}}
-        scale, translate = layer.scale, np.array(layer.translate, dtype=float)
+        placed = placed_like(layer)
+        translate = placed["translate"] = np.array(layer.translate, dtype=float)
         # one plane, placed where it lies in the stack: it shows there only, not over every plane
         data = result.mean.reshape((1,) * len(z) + result.mean.shape)
         for axis, index in enumerate(z):
@@ -910,11 +911,10 @@ class DenoiseWidget(WorkerControls, Container):
             self._viewer.layers.remove(old)
         where = " ".join(f"{a.lower()}={i}" for a, i in zip(self._axes_of(layer), z))
         label = f"{name[:-1]} {where}]" if z else name
-        self._viewer.add_image(data, name=label, scale=scale, translate=translate, metadata=meta,
-                               colormap=layer.colormap.name)
+        self._viewer.add_image(data, name=label, **placed, metadata=meta, colormap=layer.colormap.name)
         if result.metadata.get("std_estimator") == "head":  # the std head's map comes with the same pass
             std_label = f"{layer.name} [preview std {where}]" if z else f"{layer.name} [preview std]"
-            self._viewer.add_image(result.std.reshape(data.shape), name=std_label, scale=scale, translate=translate,
+            self._viewer.add_image(result.std.reshape(data.shape), name=std_label, **placed,
                                    metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"], "map": "std"}},
                                    **layer_kwargs("std", result.metadata))
         self.progress.value = 1000
@@ -956,14 +956,14 @@ class DenoiseWidget(WorkerControls, Container):
         stem = self._results_stem(layer)
         for name, data in result.maps.items():  # each map as core.io.maps declares it
             self._viewer.add_image(
-                data, name=f"{stem} [{name}]", scale=layer.scale, translate=layer.translate,
+                data, name=f"{stem} [{name}]", **placed_like(layer),
                 metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"], **layer_metadata(name, result.metadata)}},
                 **layer_kwargs(name, result.metadata, layer.colormap.name))
         if result.samples is not None:
             k = len(result.samples)
             self._viewer.add_image(
                 result.samples, name=f"{stem} [samples]", visible=False, colormap=layer.colormap.name,
-                scale=(1, *layer.scale), translate=(0, *layer.translate),
+                **placed_like(layer, leading="sample"),
                 metadata={"napari_diffdenoise": {**meta["napari_diffdenoise"],
                                                  "axis_0": f"sample 1 … {k} of the K = {k} restorations"}})
         self.progress.value = 1000

@@ -39,3 +39,32 @@ def first_plane(layer) -> np.ndarray | None:
     if is_lazy(data) or layer.rgb:
         return None
     return np.asarray(data[(0,) * (data.ndim - 2)])
+
+
+# what places a layer's pixels in the world and names its axes; napari before 0.6 had no axis labels or units
+PLACEMENT = ("scale", "translate", "rotate", "shear", "affine", "axis_labels", "units")
+
+
+def placed_like(layer, leading: str | None = None) -> dict:
+    """add_image keywords that put a map over ``layer``'s pixels, its axes named and measured as the layer's: a map
+    drawn elsewhere (a rotated or registered tile, with only scale and translate copied) cannot be compared with the
+    data, and a map whose axes lost their labels is read with other axes when it goes back into a widget.
+    ``leading``: the label of an extra first axis the map has (the K samples), placed as a plain index."""
+    given = {key: getattr(layer, key) for key in PLACEMENT if hasattr(layer, key)}
+    if leading is None:
+        return given
+    from napari.utils.transforms import Affine
+
+    # napari places a pixel at affine(translate + rotate·shear·scale·x): the scale kept as the scale (a scale bar
+    # reads it), the rest as one affine with a plain index axis before it (rotate and shear matrices do not take an
+    # extra axis as they are given)
+    rest = Affine(translate=layer.translate, rotate=layer.rotate, shear=layer.shear)
+    whole = np.eye(layer.ndim + 2)
+    whole[1:, 1:] = layer.affine.affine_matrix @ rest.affine_matrix
+    given = {key: value for key, value in given.items() if key in ("axis_labels", "units")}
+    given.update(scale=(1, *layer.scale), affine=whole)
+    if "axis_labels" in given:
+        given["axis_labels"] = (leading, *layer.axis_labels)
+    if "units" in given:
+        given["units"] = ("pixel", *layer.units)
+    return given

@@ -252,18 +252,19 @@ def _read_fingerprint(path: Path):
 
 def read_maps(path) -> tuple[dict, dict]:
     """(name → lazy array, record) of a store written by :class:`MapStore`, with each map's scale
-    (``record["scale"]``) and the run's metadata."""
+    (``record["scale"]``), its NGFF axes (``record["ngff_axes"]``: names, types, units) and the run's metadata."""
     import zarr
 
     root = zarr.open_group(str(path), mode="r")
     record = dict(root.attrs).get(ATTRIBUTE)
     if record is None:
         raise ValueError(f"{path} is not a napari-diffdenoise result")
-    maps, scale = {}, None
+    maps, scale, axes = {}, None, []
     for name in record["maps"]:
         image = ngff_multiscales(dict(root[name].attrs))[0]
         maps[name] = root[name][image["datasets"][0]["path"]]
+        axes = image.get("axes", [])
         for transform in image["datasets"][0].get("coordinateTransformations", []):
             if transform.get("type") == "scale":
                 scale = list(transform["scale"])
-    return maps, {**record, "scale": scale}
+    return maps, {**record, "scale": scale, "ngff_axes": axes}
