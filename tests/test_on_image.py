@@ -1,6 +1,7 @@
 """Where a run's intervals are calibrated (core.calibration.on_image): on the image, unless the model holds
 a calibration of the user's own; one rule for the library, the CLI and the Denoise widget."""
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -71,11 +72,15 @@ def test_the_cli_calibrates_on_the_input_unless_told_to_take_the_stored_calibrat
     tifffile.imwrite(path, noisy.astype(np.uint16))
     common = ["denoise", str(path), "--model", "demo", "--coverage", "0.9", "--samples", "0", "--symmetries", "1"]
     assert main([*common, "--out", str(tmp_path / "here")]) == 0
-    err = capsys.readouterr().err
-    assert f"self-calibrating on {path}" in err and "calibration: self-calibrated: residuals against" in err
+    said = capsys.readouterr()
+    assert f"self-calibrating on {path}" in said.err and "calibration: self-calibrated: residuals against" in said.err
+    # the wait is the calibration's and the run's: the run's seconds alone read as all of it
+    assert re.search(r"low_upper\.tif in \d+\.\d s, after \d+\.\d s calibrating on the image$", said.out.strip())
     assert main([*common, "--out", str(tmp_path / "stored"), "--stored-calibration"]) == 0
-    err = capsys.readouterr().err
-    assert "self-calibrating" not in err and "intervals from the model's calibration: simulated and real structure" in err
+    said = capsys.readouterr()
+    assert "self-calibrating" not in said.err
+    assert "intervals from the model's calibration: simulated and real structure" in said.err
+    assert re.search(r"low_upper\.tif in \d+\.\d s$", said.out.strip())
     library = denoise(noisy.astype(np.uint16), "demo", coverage=0.9, **ONE_PASS)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "here" / "low_upper.tif"), library.upper)
     assert not np.array_equal(tifffile.imread(tmp_path / "stored" / "low_upper.tif"), library.upper)

@@ -311,9 +311,11 @@ def _intervals_model(args, keep: contextlib.ExitStack):
     check_coverage_on_image(args.coverage, model.schedule)  # before the calibration's tens of seconds, not after them
     print(f"self-calibrating on {args.input}" + (f" and against {args.second} (a second acquisition of the same field)"
                                                   if args.second is not None else ""), file=sys.stderr)
+    started = time.perf_counter()
     made, _ = drive(iter_model_for_files(model, args.input, settings, axes=args.axes, calibrate_on_image=True,
                                          second=args.second, workers=args.workers, scheduler=args.scheduler, keep=keep),
                     _progress_printer())
+    args.calibrating_seconds = time.perf_counter() - started  # the run's own seconds leave it out
     print(file=sys.stderr)
     print(f"calibration: {made.source}", file=sys.stderr)  # the calibration's source names the planes
     if made.axes_guessed and "T" not in made.axes:
@@ -356,7 +358,7 @@ def _denoise_files(args) -> int:
                                progress=_batch_printer(), **method_params)
         print(file=sys.stderr)
         resumed = f" ({meta['planes_resumed']} done by an earlier run)" if meta["planes_resumed"] else ""
-        print(f"wrote {args.out}: {meta['n_planes']} planes{resumed} in {meta['seconds']:.1f} s")
+        print(f"wrote {args.out}: {meta['n_planes']} planes{resumed}{_took(meta, args)}")
         _say_of_the_run(meta)
         return 0
     if args.workers is not None or args.scheduler is not None:
@@ -368,12 +370,20 @@ def _denoise_files(args) -> int:
                                   axes=args.axes, overwrite=args.overwrite, threads=args.threads,
                                   progress=_batch_printer(), **method_params)
     print(file=sys.stderr)
-    print("wrote " + ", ".join(str(p) for p in paths) + (f" in {meta['seconds']:.1f} s" if "seconds" in meta else ""))
+    print("wrote " + ", ".join(str(p) for p in paths) + _took(meta, args))
     if meta.get("earlier_maps_removed"):
         print(f"removed {', '.join(meta['earlier_maps_removed'])}: an earlier run's maps of this input, which this "
               "run does not make (--overwrite replaces the whole set)", file=sys.stderr)
     _say_of_the_run(meta)
     return 0
+
+
+def _took(meta: dict, args) -> str:
+    """' in X s' of a file run, and the calibration on the image before it where there was one (a small image's
+    calibration takes longer than its run, and the run's seconds alone read as the whole wait)."""
+    calibrating = getattr(args, "calibrating_seconds", None)
+    took = f" in {meta['seconds']:.1f} s" if "seconds" in meta else ""
+    return took + (f", after {calibrating:.1f} s calibrating on the image" if calibrating is not None else "")
 
 
 def _say_of_the_run(meta: dict) -> None:
