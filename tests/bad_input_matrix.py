@@ -212,6 +212,19 @@ def _simulate_over(tmp):
     return lambda: main(["simulate", "--size", "32", "--out", str(tmp)])
 
 
+def _lib_rl(psf):
+    from napari_diffdenoise import denoise
+
+    return lambda: denoise(IMAGE, "richardson-lucy", psf=psf)
+
+
+def _cli_psf(tmp, psf):
+    import tifffile
+
+    tifffile.imwrite(tmp / "psf.tif", psf)
+    return _cli(tmp, "deconvolve", "IN", "--psf", str(tmp / "psf.tif"), "--out", "OUT")
+
+
 def _cli_without_psf(tmp):
     import tifffile
 
@@ -404,6 +417,15 @@ ROWS = [
      "does not use a PSF"),
     ("psf-missing", "library", "ddim-dc without a PSF", lambda t: _lib(sampler="ddim-dc"), ValueError,
      "needs the PSF"),
+    ("psf-bead-stack", "library", "RL with a 3D bead stack as the PSF", lambda t: _lib_rl(np.ones((3, 9, 9))),
+     ValueError, r"psf must be a 2D image \(Y, X\); got shape \(3, 9, 9\): give one plane of the bead stack"),
+    ("psf-path", "library", "psf='bead.tif' (a path)", lambda t: _lib_rl("bead.tif"), ValueError,
+     "psf must be an image .*got the path 'bead.tif': read it first"),
+    ("psf-offset-negative", "library", "a PSF below 0 (camera offset taken off too far)",
+     lambda t: _lib_rl(gaussian_psf(1.0) - 0.01), ValueError, "psf must be non-negative; its smallest value is"),
+    ("psf-bead-stack-cli", "CLI", "deconvolve --psf a 3D bead stack",
+     lambda t: _cli_psf(t, np.ones((3, 9, 9), np.float32)), "exit 2",
+     r"--psf \(psf\) must be a 2D image \(Y, X\); got shape \(3, 9, 9\)"),
     ("psf-missing-cli", "CLI", "denoise --sampler ddim-dc without a PSF", _cli_without_psf, "exit 2",
      "needs the PSF the image was blurred with: give --psf FILE .*--psf-sigma PX, or --na"),
     ("sampler-unknown", "library", "sampler='magic'", lambda t: _lib(sampler="magic"), ValueError, "unknown sampler"),

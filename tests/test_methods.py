@@ -52,6 +52,19 @@ def test_richardson_lucy_through_denoise_is_scikit_images_per_plane_with_a_recor
     np.testing.assert_array_equal(richardson_lucy(blurred, PSF * 3, iterations=7), result.mean)
 
 
+@pytest.mark.parametrize("cropped", [lambda p: np.roll(p, (3, -2), (0, 1)), lambda p: p[1:, 1:]],
+                         ids=["cropped off-centre", "even-sized"])
+def test_a_psf_cropped_off_its_centre_restores_without_moving_the_image(blurred, cropped):
+    """A bead cropped 3 px off its centre shifted the whole RL result by 3 px, an even-sized PSF by half a pixel
+    on each axis: the PSF is centred on its centroid first (core.imaging.kernels.check_psf)."""
+    centred = denoise(blurred, "richardson-lucy", psf=PSF, iterations=10).mean
+    off = denoise(blurred, "richardson-lucy", psf=cropped(PSF), iterations=10).mean
+    for plane, other in zip(centred, off):
+        peak = np.unravel_index(np.argmax(plane), plane.shape)
+        assert np.unravel_index(np.argmax(other), other.shape) == peak
+    np.testing.assert_allclose(off, centred, atol=0.02 * float(np.ptp(centred)))
+
+
 def test_the_method_runs_through_the_plane_loop_with_progress_and_cancel(blurred):
     seen = []
     denoise(blurred, "richardson-lucy", psf=PSF, iterations=2, progress=seen.append)
@@ -71,7 +84,7 @@ def test_the_method_runs_through_the_plane_loop_with_progress_and_cancel(blurred
     ({"psf": PSF, "coverage": 0.9}, "coverage", "leave coverage out"),
     ({"psf": PSF, "n_samples": 4}, "n_samples", "leave n_samples out"),
     ({"psf": PSF, "sampler": "ddim"}, "sampler", "leave sampler out"),
-    ({"psf": -PSF}, "PSF", "non-negative"),
+    ({"psf": -PSF}, "psf", "non-negative"),
     ({"psf": PSF, "percentiles": (50, 10)}, "percentiles", "low < high"),
 ])
 def test_bad_input_is_refused_naming_the_parameter(blurred, kwargs, name, accepted):

@@ -693,6 +693,7 @@ def in_the_clis_words(message: str) -> str:
 
     flags = {setting.name: setting.flag for setting in cli_settings()}
     flags.update({option.name: flag for flag, option in training_flags().items()})
+    flags["psf"] = "--psf"  # a file the CLI reads (_add_psf_args), not a run setting's own option
     renamed = named_as(message, flags)
     if renamed != message:
         return renamed
