@@ -162,8 +162,14 @@ def test_resume_with_other_data_or_settings_is_refused(tiny_model, pair, tmp_pat
         train(*pair, model=copy.deepcopy(tiny_model), config=TrainConfig(steps=4, **{**CFG, "batch_size": 2}),
               output=out, resume=True)
     noisy, clean = pair
-    with pytest.raises(ValueError, match="the training images"):
+    with pytest.raises(ValueError, match=r"the training images \(their shapes or mode differ\)"):
         train(noisy[..., :-16], clean[..., :-16], model=copy.deepcopy(tiny_model), config=cfg, output=out, resume=True)
+    # other images of the same shapes were trained on as a mix of both, with no word said
+    with pytest.raises(ValueError, match=r"the training images \(the same shapes, other pixels\)"):
+        train(noisy[..., ::-1], clean[..., ::-1], model=copy.deepcopy(tiny_model), config=cfg, output=out, resume=True)
+    assert load_model(out).provenance["step"] == 2  # the refused runs changed nothing
+    train(noisy, clean, model=copy.deepcopy(tiny_model), config=cfg, output=out, resume=True)  # the same data goes on
+    assert load_model(out).provenance["step"] == 4
 
 
 def test_every_plane_of_a_tczyx_array_is_a_training_image():

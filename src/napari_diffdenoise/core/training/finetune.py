@@ -3,9 +3,11 @@ library, the command line and the Train widget. Every check on the data runs bef
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable, Generator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..imaging.simulate import NoiseModel
@@ -118,11 +120,21 @@ def run_prepared(
             "train_shapes": [list(p.shape[1:]) for p in source.parts],
             "validation_shapes": [list(p.shape[1:]) for p in source.val_parts],
             "noise_model": vars(source.noise) if isinstance(source, CleanWithSimulatedNoise) else None,
+            # a resume on other images of the same shapes trained on a mix of both, its best validation loss
+            # compared across two validation sets (core.training.run_files.check_resumable)
+            "content_sha256": _content_digest([*source.parts, *source.val_parts]),
         },
         "parent": parent,
     }
     return (yield from iter_train(start, source, config, val_batch=val_batch, checkpoint_path=output, resume=resume,
                                   device=device, provenance=provenance, overwrite=overwrite))
+
+
+def _content_digest(parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
 
 
 def iter_train_on(

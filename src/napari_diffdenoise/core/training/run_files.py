@@ -82,7 +82,11 @@ def check_resumable(earlier: dict, config: TrainConfig, provenance: dict, name: 
     trained = earlier.get("training", {})
     changed = [f"{k} {trained[k]!r} → {getattr(config, k)!r}" for k in RESUME_KEYS
                if k in trained and trained[k] != getattr(config, k)]
-    if "data" in earlier and "data" in provenance and earlier["data"] != provenance["data"]:
+    before, now = earlier.get("data") or {}, provenance.get("data") or {}
+    differs = sorted(k for k in set(before) & set(now) if before[k] != now[k])  # a run before the digest: shapes only
+    if differs == ["content_sha256"]:
+        changed.append("the training images (the same shapes, other pixels)")
+    elif differs:
         changed.append("the training images (their shapes or mode differ)")
     if changed:
         raise ValueError(f"{name} was written by a run with other settings ({'; '.join(changed)}); resume with "
