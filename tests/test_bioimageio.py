@@ -68,3 +68,26 @@ def test_export_refuses_a_sample_it_cannot_make_a_test_from(headed, tmp_path):
         with pytest.raises(ValueError, match=message):
             export_bioimageio(headed, tmp_path / "m.zip", sample=sample)
         assert not (tmp_path / "m.zip").exists()
+
+
+def test_a_package_of_demo_names_its_own_hash_and_credits_the_real_images_its_weights_derive_from(headed, tmp_path):
+    """The README said every model was 'trained on simulated low-light images', named the hash of the copy inside
+    the zip, not the bundled file's, and a package of demo's weights had no attribution of the CC-BY images they
+    derive from."""
+    import zipfile
+
+    from napari_diffdenoise.core.io.bioimageio_export import NEUBIAS, export_bioimageio
+
+    sample = np.random.default_rng(0).poisson(6, (64, 64)).astype(np.float32)
+    demo = load_model("demo")
+    with zipfile.ZipFile(export_bioimageio(demo, tmp_path / "demo.zip", sample=sample)) as package:
+        readme, rdf = package.read("README.md").decode(), package.read("rdf.yaml").decode()
+    assert f"(sha256 {demo.sha256[:12]})" in readme
+    assert "Trained on simulated: nuclei, filaments" in readme and "semi-synthetic pairs from clean real" in readme
+    assert "## Data attribution" in readme and '"NEUBIAS training-resources"' in readme and "CC-BY 4.0" in readme
+    assert NEUBIAS in rdf
+    headed.provenance = {"data": {"mode": "paired", "train_shapes": [[64, 64]] * 3}, "parent": "my-start"}
+    with zipfile.ZipFile(export_bioimageio(headed, tmp_path / "mine.zip", sample=sample)) as package:
+        readme, rdf = package.read("README.md").decode(), package.read("rdf.yaml").decode()
+    assert "Fine-tuned from `my-start` on paired images (3 training plane(s))" in readme
+    assert "Data attribution" not in readme and NEUBIAS not in rdf and "simulated low-light" not in readme

