@@ -89,13 +89,13 @@ def test_clean_only_training_synthesises_low_light_noise(tiny_model, pair, tmp_p
         (np.zeros((2, 1, 1, 2, 64, 64)), np.zeros((2, 1, 1, 2, 64, 64)), {}, "2 to 5 dims"),
         (np.zeros((64, 64)), None, {}, "needs clean"),
         (None, None, {}, "no training images"),
-        (np.zeros((64, 64)), np.zeros((64, 64)), {"val_fraction": 0.7}, "validation fraction"),
+        (np.zeros((64, 64)), np.zeros((64, 64)), {"val_fraction": 0.7}, "val_fraction must be a number from 0 to 0.45"),
         (None, np.zeros((64, 64)), {"noise_model": "bad"}, None),
     ],
 )
 def test_bad_selections_are_refused_before_any_work(tiny_model, noisy, clean, kwargs, message):
     if message is None:
-        with pytest.raises(ValueError, match="photon range"):
+        with pytest.raises(ValueError, match="photons must be two positive"):
             NoiseModel(photons=(5, 1))
         return
     with pytest.raises(ValueError, match=message):

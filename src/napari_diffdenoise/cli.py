@@ -693,7 +693,9 @@ def in_the_clis_words(message: str) -> str:
 
     flags = {setting.name: setting.flag for setting in cli_settings()}
     flags.update({option.name: flag for flag, option in training_flags().items()})
-    flags["psf"] = "--psf"  # a file the CLI reads (_add_psf_args), not a run setting's own option
+    # options of one command each, not run or training settings: a PSF file (_add_psf_args), adapt's budget, the
+    # seed of train and adapt, the simulated photons of clean-only training
+    flags.update(psf="--psf", minutes="--minutes", seed="--seed", photons="--photons")
     renamed = named_as(message, flags)
     if renamed != message:
         return renamed

@@ -251,7 +251,7 @@ class NoiseModel:
         from .physics import check_psf_sigma
 
         if not (0 < self.photons[0] <= self.photons[1] and np.isfinite(self.photons[1])):
-            raise ValueError(f"photon range must be positive and increasing, got {self.photons}")
+            raise ValueError(f"photons must be two positive peak photon counts, the lower first; got {self.photons}")
         check_psf_sigma(self.psf_sigma, allow_zero=True)
 
     def draw(self, rng: np.random.Generator) -> Acquisition:

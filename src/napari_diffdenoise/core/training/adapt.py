@@ -69,6 +69,7 @@ from ..run.bright_pass import without_hot_pixels
 from ..run.cpu_share import free_threads, same_bits, torch_threads
 from ..run.driving import drive, relay
 from ..run.restore import DEFAULT_SAMPLER_SETTINGS, Cancelled, calibration_settings
+from ..run.run_spec import SEED
 from .adapt_criteria import (
     KEEP_MARGIN_SE,
     LEAST_DECIDING_CELLS,
@@ -181,6 +182,7 @@ def iter_adapt(
     standard errors of the paired per-patch difference; otherwise the bundled head is returned.
     AdaptResult.kept / .decision / .message and the provenance say which
     and give the figures. ``noise``: a camera model to use instead of fitting one (for tests)."""
+    SEED.check(seed, None)
     planes, splits, fitted = check_adapt(model, noisy, minutes=minutes, steps=steps, alpha=alpha,
                                          patch_size=patch_size, val_fraction=val_fraction)
     noise = fitted if noise is None else noise

@@ -55,7 +55,7 @@ def check_adapt(model, noisy, *, minutes=MINUTES.default, steps=None, alpha=ALPH
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be at least 1; got {steps}")
     if minutes is not None and steps is None and not minutes > 0:
-        raise ValueError(f"minutes must be positive; got {minutes}")
+        raise ValueError(f"minutes must be a positive number; got {minutes}")
     if not 0 < alpha <= 2:
         raise ValueError(f"alpha must be in (0, 2]; got {alpha}")
     planes = as_planes(noisy, "noisy")

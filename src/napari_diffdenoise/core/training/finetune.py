@@ -17,6 +17,7 @@ from ..model.network import UNetConfig
 from ..model.schedules import NoiseSchedule
 from ..run.driving import drive
 from ..run.restore import Cancelled
+from ..run.run_spec import SEED
 from ..sampling.params import Param
 from .datasets import ArrayPairs, CleanPatches, CleanWithSimulatedNoise
 from .train_config import TrainConfig, TrainProgress, TrainResult
@@ -36,7 +37,8 @@ BATCH_SIZE = Param("batch_size", int, 8, 1, 256, label="Batch size",
 LEARNING_RATE = Param("learning_rate", float, 2e-4, 1e-5, 1e-2, step=1e-5, label="Learning rate",
                       help="Peak rate; warm-up, then cosine decay over all steps")
 VAL_FRACTION = Param("val_fraction", float, 0.1, 0.0, 0.45, step=0.05, label="Validation fraction",
-                     help="A strip of each image held out from training, for validation")
+                     help="A strip of each image held out from training, for validation: this fraction of its "
+                          "rows, and at least one patch (half of a 128 px image at 64 px patches)")
 EMA_DECAY = Param("ema_decay", float, 0.999, 0.0, 0.9999, label="EMA of weights",
                   help="Keep a running average of the weights (exponential moving average) with this decay: the saved "
                        "model is steadier than the last update's (0: off)")
@@ -65,10 +67,12 @@ def prepare_training(
     """
     if kind not in ("paired", "unpaired"):
         raise ValueError(f"unknown model kind {kind!r}; use 'paired' or 'unpaired'")
-    if config.steps < 1 or config.batch_size < 1:
-        raise ValueError("steps and batch size must be at least 1")
-    if not 0 <= val_fraction < 0.5:
-        raise ValueError(f"the validation fraction must be in [0, 0.5), got {val_fraction}")
+    # each refused by its keyword, what is accepted and the value given (the CLI puts its option beside it); the
+    # validation fraction's range is the widget's and adapt's (it was [0, 0.5) here)
+    STEPS.check(config.steps, None)
+    BATCH_SIZE.check(config.batch_size, None)
+    val_fraction = VAL_FRACTION.check(val_fraction, None)
+    SEED.check(config.seed, None)  # the run's seed, checked as a run's (numpy's own message named nothing)
     if isinstance(model, str) and model == "default":
         deconvolving = noisy is None and noise_model is not None and noise_model.psf_sigma > 0
         model = "demo-unpaired" if kind == "unpaired" else ("widefield" if deconvolving else "demo")
@@ -85,7 +89,7 @@ def prepare_training(
         raise ValueError(f"the starting model is {start.kind}, not {kind}: pick a {kind} model or start from scratch")
     multiple = start.network.config.size_multiple
     if config.patch_size < multiple or config.patch_size % multiple:
-        raise ValueError(f"the patch size must be a positive multiple of {multiple}; got {config.patch_size}")
+        raise ValueError(f"patch_size must be a positive multiple of {multiple}; got {config.patch_size}")
     if kind == "unpaired":
         if clean is None or noisy is not None:
             raise ValueError("an unpaired model learns from clean images only: give clean images and no noisy ones")
