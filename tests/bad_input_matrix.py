@@ -335,6 +335,24 @@ def _train(tmp, steps=2, model=None, resume=False, **config):
     return [info.step for info in run]
 
 
+def _cli_train_into_folder(tmp):
+    import tifffile
+
+    from napari_diffdenoise.cli import main
+
+    tifffile.imwrite(tmp / "in.tif", IMAGE)
+    (tmp / "x.safetensors").mkdir()
+    return lambda: main(["train", "--noisy", str(tmp / "in.tif"), "--clean", str(tmp / "in.tif"), "--out",
+                         str(tmp / "x.safetensors"), "--overwrite", "--steps", "1"])
+
+
+def _export_into_folder(tmp):
+    from napari_diffdenoise.core.io.bioimageio_export import export_bioimageio
+
+    (tmp / "x.zip").mkdir()
+    return lambda: export_bioimageio("demo", tmp / "x.zip", overwrite=True)
+
+
 def _resume_with(tmp, first: dict, again: dict):
     _train(tmp, **first)
     return lambda: _train(tmp, resume=True, **again)
@@ -589,6 +607,10 @@ ROWS = [
     ("train-resume-architecture", "training", "resume a run with a network of other widths",
      lambda t: (_train(t), lambda: _train(t, resume=True, steps=4, model=_other_architecture()))[1], ValueError,
      "run.state.safetensors was written for another architecture than the model given \\(base_channels 8 → 4\\)"),
+    ("train-out-folder-cli", "CLI", "train --out a folder named x.safetensors, --overwrite", _cli_train_into_folder,
+     "exit 2", "--out .*x.safetensors is a folder; give a file name ending in .safetensors"),
+    ("export-out-folder", "library", "export to a folder named x.zip, overwrite=True", _export_into_folder,
+     ValueError, "x.zip is a folder; give the package a file name ending in .zip"),
     ("train-resume-learning-rate", "training", "resume with another learning rate",
      lambda t: _resume_with(t, {"learning_rate": 1e-3}, {"learning_rate": 5e-3, "steps": 4}), ValueError,
      "other settings \\(learning_rate 0.001 → 0.005\\)"),

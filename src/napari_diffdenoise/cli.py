@@ -428,6 +428,8 @@ def checkpoint_out(out: str | Path, inputs, overwrite: bool) -> Path:
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors; got {out.name}")
+    if out.is_dir():  # with --overwrite the run went on to its first checkpoint and failed on writing it there
+        raise ValueError(f"--out {out} is a folder; give a file name ending in .safetensors")
     written = {p.resolve() for p in (out, best_path(out), state_path(out))}
     for given in inputs:
         if given is not None and Path(given).exists() and Path(given).resolve() in written:
@@ -715,7 +717,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (ValueError, OSError, TypeError, RuntimeError) as err:
-        print(f"error: {in_the_clis_words(str(err))}", file=sys.stderr)
+        # on a line of its own: a progress line ends with '\r', not '\n' ("0.1 min lefterror: …" was missed)
+        print(f"\nerror: {in_the_clis_words(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the writers have cleaned up on the way out (temporary files, a store's open plane)
         print("\ninterrupted (Ctrl-C)", file=sys.stderr)

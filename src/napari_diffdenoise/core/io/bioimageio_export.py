@@ -105,6 +105,8 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
     path = Path(path)
     if path.suffix != ".zip":
         raise ValueError(f"the package must be a .zip file; got {path.name}")
+    if path.is_dir():  # replacing it failed at the end with a bare OS error
+        raise ValueError(f"{path} is a folder; give the package a file name ending in .zip")
     if path.exists() and not overwrite:
         raise ValueError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
     if sample is None:
