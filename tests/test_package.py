@@ -99,6 +99,25 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def test_an_error_after_a_progress_line_starts_a_line_of_its_own(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    """A progress line ends with '\r': the error was written onto it ('0.1 min lefterror: …') and missed."""
+    from napari_diffdenoise.core.run import batch
+
+    def fails_half_way(*args, progress, **kwargs):
+        progress(batch.BatchProgress(1, 2, 0, 0.5, 1.0, 1.0, "plane 1"))
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(batch, "denoise_to_tiff", fails_half_way)
+    stack = tmp_path / "in.tif"
+    tifffile.imwrite(stack, np.random.default_rng(0).poisson(5, (2, 32, 32)).astype(np.uint16))
+    assert main(["denoise", str(stack), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "1/2 planes" in err and err.endswith("\nerror: the disk is full\n")
+    monkeypatch.undo()
+    assert main(["denoise", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")  # no progress before it: no blank line
+
+
 def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint):
     from napari_diffdenoise import load_model
     from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair

@@ -119,6 +119,15 @@ def _parse_params(pairs: list[str]) -> dict:
     return params
 
 
+_PROGRESS_LINE_OPEN = [False]  # whether a progress line has been written, which ends without a newline
+
+
+def _progress_line(text: str) -> None:
+    """``text`` on stderr with no newline, over the line before it where it starts with '\r'."""
+    print(text, end="", file=sys.stderr, flush=True)
+    _PROGRESS_LINE_OPEN[0] = True
+
+
 def _progress_printer():
     last, start = [-1.0], time.monotonic()
 
@@ -128,7 +137,7 @@ def _progress_printer():
             last[0] = pct
             elapsed = time.monotonic() - start
             left = f"  {_clock(elapsed * (1 - info.fraction) / info.fraction)} left" if info.fraction > 0.01 else ""
-            print(f"\r  {info.where}  {pct:5.1f}%{left}".ljust(80), end="", file=sys.stderr, flush=True)
+            _progress_line(f"\r  {info.where}  {pct:5.1f}%{left}".ljust(80))
 
     return show
 
@@ -266,8 +275,8 @@ def _batch_printer():
             return
         last[0] = now
         left = f", {_clock(info.seconds_left)} left" if info.seconds_left is not None else ""
-        print(f"\r  {info.planes_done}/{info.n_planes} planes  {100 * info.fraction:5.1f}%  {info.text}{left}".ljust(90),
-              end="", file=sys.stderr, flush=True)
+        _progress_line(f"\r  {info.planes_done}/{info.n_planes} planes  {100 * info.fraction:5.1f}%  {info.text}{left}"
+                       .ljust(90))
 
     return show
 
@@ -461,8 +470,8 @@ def cmd_train(args) -> int:
             return
         if info.step % max(1, info.total_steps // 100) == 0 or info.step == info.total_steps:
             val = f"  val {info.val_loss:.4f}" if info.val_loss is not None else ""
-            print(f"\r  step {info.step}/{info.total_steps}  loss {info.train_loss:.4f}{val}  "
-                  f"{info.eta_seconds / 60:.1f} min left", end="", file=sys.stderr, flush=True)
+            _progress_line(f"\r  step {info.step}/{info.total_steps}  loss {info.train_loss:.4f}{val}  "
+                           f"{info.eta_seconds / 60:.1f} min left")
 
     start = None if args.model == "scratch" else args.model
     result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
@@ -491,15 +500,14 @@ def cmd_adapt(args) -> int:
             return
         if info.phase:  # before the steps, a series' registrations (a line each); after them, the refined [mean]'s judge
             start = "\r" if info.before_steps else "\n"
-            print(f"{start}  {info.phase}  {info.seconds:.0f} s", end="", file=sys.stderr, flush=True)
+            _progress_line(f"{start}  {info.phase}  {info.seconds:.0f} s")
             if info.before_steps and info.before_steps[0] == info.before_steps[1]:
                 print(file=sys.stderr)  # the steps' line starts with \r: it would overwrite this one
         elif info.seconds - last[0] >= 1 or info.step == info.total_steps:
             last[0] = info.seconds
             total = f"/{info.total_steps}" if info.total_steps else ""
             val = f"  validation {info.val_loss:.5f}" if info.val_loss is not None else ""
-            print(f"\r  step {info.step}{total}  loss {info.train_loss:.5f}{val}  {info.seconds:.0f} s", end="",
-                  file=sys.stderr, flush=True)
+            _progress_line(f"\r  step {info.step}{total}  loss {info.train_loss:.5f}{val}  {info.seconds:.0f} s")
 
     shortfall = judge_shortfall(images if len(images) > 1 else images[0], patch_size=args.patch_size,
                                 val_fraction=args.val_fraction)
@@ -714,11 +722,13 @@ def in_the_clis_words(message: str) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _PROGRESS_LINE_OPEN[0] = False  # this command's own lines
     try:
         return args.func(args)
     except (ValueError, OSError, TypeError, RuntimeError) as err:
-        # on a line of its own: a progress line ends with '\r', not '\n' ("0.1 min lefterror: …" was missed)
-        print(f"\nerror: {in_the_clis_words(str(err))}", file=sys.stderr)
+        # on a line of its own after a progress line, which ends with '\r' ("0.1 min lefterror: …" was missed)
+        opened = "\n" if _PROGRESS_LINE_OPEN[0] else ""
+        print(f"{opened}error: {in_the_clis_words(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the writers have cleaned up on the way out (temporary files, a store's open plane)
         print("\ninterrupted (Ctrl-C)", file=sys.stderr)
