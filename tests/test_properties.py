@@ -97,6 +97,6 @@ def test_train_either_trains_or_names_the_problem(tiny_model, steps, batch, patc
         result = train(rng.poisson(clean).astype(np.float32), clean, model=tiny_model, val_fraction=val,
                        config=TrainConfig(steps=steps, batch_size=batch, patch_size=patch, warmup_steps=1))
     except ValueError as err:
-        assert any(w in str(err) for w in ("steps", "batch", "patch", "validation", "small")), str(err)
+        assert any(w in str(err) for w in ("steps", "batch_size", "patch_size", "val_fraction", "small")), str(err)
         return
     assert result.model is not None and len(result.history) == steps
