@@ -346,6 +346,15 @@ def _cli_train_into_folder(tmp):
                          str(tmp / "x.safetensors"), "--overwrite", "--steps", "1"])
 
 
+def _tiff_stem_outside(tmp):
+    import tifffile
+
+    from napari_diffdenoise import denoise_to_tiff
+
+    tifffile.imwrite(tmp / "in.tif", IMAGE)
+    return lambda: denoise_to_tiff(tmp / "in.tif", tmp / "maps", "demo", stem="../x", n_samples=0)
+
+
 def _export_into_folder(tmp):
     from napari_diffdenoise.core.io.bioimageio_export import export_bioimageio
 
@@ -611,6 +620,8 @@ ROWS = [
      "exit 2", "--out .*x.safetensors is a folder; give a file name ending in .safetensors"),
     ("export-out-folder", "library", "export to a folder named x.zip, overwrite=True", _export_into_folder,
      ValueError, "x.zip is a folder; give the package a file name ending in .zip"),
+    ("tiff-stem-outside", "library", "denoise_to_tiff(…, stem='../x')", _tiff_stem_outside, ValueError,
+     "stem must be a file name with no folder in it; got '../x'"),
     ("train-resume-learning-rate", "training", "resume with another learning rate",
      lambda t: _resume_with(t, {"learning_rate": 1e-3}, {"learning_rate": 5e-3, "steps": 4}), ValueError,
      "other settings \\(learning_rate 0.001 → 0.005\\)"),

@@ -61,3 +61,28 @@ def test_memory_tiff_and_zarr_hold_the_same_maps(run, stack, tmp_path, tiny_mode
             np.testing.assert_array_equal(maps[name], expected, err_msg=f"{sink}: {name}")
     # the planes differ, so equal maps mean each plane went to its own place
     assert not np.array_equal(in_memory.mean[0], in_memory.mean[1])
+
+
+def test_what_killed_runs_left_hidden_is_removed_by_the_next_run_into_the_same_output(tmp_path, tiny_model, stack):
+    """A run killed while writing leaves hidden part-written files (a TIFF map of a set the next run may not make,
+    a checkpoint of up to 100 MB) that no later run removed."""
+    from napari_diffdenoise.core.run.batch import denoise_to_tiff
+    from napari_diffdenoise.core.training.run_files import remove_stale_temporaries
+
+    tifffile.imwrite(tmp_path / "in.tif", stack)
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    left = [maps / ".in_lower.tif.partial", maps / ".in_entropy.tif.partial"]
+    other = maps / ".other_lower.tif.partial"  # another input's: not this run's to remove
+    for path in (*left, other):
+        path.write_bytes(b"part of a map")
+    denoise_to_tiff(tmp_path / "in.tif", maps, tiny_model, stem="in", n_samples=2, steps=2)
+    assert sorted(p.name for p in maps.iterdir()) == [".other_lower.tif.partial", "in_entropy.tif", "in_mean.tif",
+                                                      "in_std.tif"]
+    model = tmp_path / "m.safetensors"
+    stale = [tmp_path / ".m.safetensors.x1y2.tmp", tmp_path / ".m.state.safetensors.z3.tmp"]
+    keep = tmp_path / ".mine.safetensors.x1y2.tmp"
+    for path in (*stale, keep):
+        path.write_bytes(b"a checkpoint cut off")
+    remove_stale_temporaries(model)
+    assert not any(p.exists() for p in stale) and keep.exists()

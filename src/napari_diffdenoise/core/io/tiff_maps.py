@@ -113,6 +113,12 @@ def resolution_args(pixel: dict | None) -> dict:
     return {"resolution": tuple(1e4 / (scale[a] * um) for a, um in zip("XY", per_um)), "resolutionunit": "CENTIMETER"}
 
 
+def check_stem(stem: str) -> None:
+    """Refuse a stem that is not a plain file name: '../x' wrote the maps outside the folder given."""
+    if not isinstance(stem, str) or not stem or Path(stem).name != stem or stem in (".", ".."):
+        raise ValueError(f"stem must be a file name with no folder in it; got {stem!r}")
+
+
 class TiffMaps:
     def __init__(self, folder, stem: str, names: list[str], shape, axes: str, dtypes: dict, pixel: dict | None = None,
                  overwrite: bool = False, run_maps: bool = False):
@@ -123,6 +129,7 @@ class TiffMaps:
         import tifffile
 
         folder = Path(folder)
+        check_stem(stem)
         self.paths = [folder / f"{stem}_{name}.tif" for name in names]
         refuse_existing(self.paths, overwrite)
         others = [folder / f"{stem}_{name}.tif" for name in MAPS if name not in names] if run_maps else []
@@ -147,6 +154,10 @@ class TiffMaps:
         except BaseException:
             self.abort()
             raise
+        if run_maps:  # a killed run's hidden part-written maps of this stem that this run does not replace
+            for name in MAPS:
+                if name not in names:
+                    (folder / f".{stem}_{name}.tif.partial").unlink(missing_ok=True)
 
     def write_plane(self, position, maps: dict[str, np.ndarray]) -> None:
         """The next plane (planes come in row-major order over the leading axes)."""

@@ -27,7 +27,7 @@ from ..io.image_source import ImageSource
 from ..io.map_store import MapStore, StorePlanes, ZarrSink, refuse_before_run
 from ..io.maps import MAPS
 from ..io.microscope_files import BIOIO_PLUGINS
-from ..io.tiff_maps import TiffSink, pixel_record, refuse_existing
+from ..io.tiff_maps import TiffSink, check_stem, pixel_record, refuse_existing
 from ..model.model import DiffusionModel
 from .cpu_share import same_bits, usable_threads
 from .driving import drive
@@ -118,6 +118,7 @@ def check_outputs_free(input_path, output, *, stem: str | None = None, overwrite
         check_output_apart(input_path, output)
         refuse_before_run(output, input_path, overwrite)
         return
+    check_stem(stem)
     paths = [Path(output) / f"{stem}_{name}.tif" for name in MAPS]
     check_output_apart(input_path, output, paths)
     refuse_existing(paths, overwrite)

@@ -2,6 +2,7 @@
 needs (the optimiser's tensors); the checks made before a run writes them or resumes from them."""
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import torch
@@ -43,6 +44,15 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor])
 # run in its provenance. A longer run (more steps, hence another warm-up from the CLI) may continue one.
 RESUME_KEYS = ("batch_size", "patch_size", "seed", "learning_rate", "weight_decay", "min_lr_fraction", "ema_decay",
                "grad_clip", "mean_fraction", "objective")
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """The hidden temporary files an earlier run into ``path`` left when it was killed while writing a checkpoint
+    (core.io.checkpoint.save_checkpoint: ``.<name>.<random>.tmp``, up to 100 MB each), removed when a run into
+    that output starts: nothing reads them, and the docs promise nothing else is kept."""
+    for written in (path, best_path(path), state_path(path)):
+        for stale in path.parent.glob(f".{glob.escape(written.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def check_writable(path: Path) -> None:

@@ -34,6 +34,7 @@ from .run_files import (
     check_writable,
     load_optimizer,
     optimizer_tensors,
+    remove_stale_temporaries,
     state_path,
 )
 from .train_config import PairSource, TrainConfig, TrainProgress, TrainResult, check_config
@@ -156,6 +157,8 @@ def iter_train(
         if main:  # a fresh run must not leave an older run's best or state file looking like its own
             best_path(path).unlink(missing_ok=True)
             state_path(path).unlink(missing_ok=True)
+    if main and path is not None:
+        remove_stale_temporaries(path)
     if resume:
         if main:
             check_writable(path)
