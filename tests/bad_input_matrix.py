@@ -346,6 +346,21 @@ def _cli_train_into_folder(tmp):
                          str(tmp / "x.safetensors"), "--overwrite", "--steps", "1"])
 
 
+RGB = np.random.default_rng(1).poisson(5, (64, 64, 3)).astype(np.float32)
+
+
+def _train_rgb(tmp):
+    from napari_diffdenoise import train
+
+    return lambda: train(RGB, RGB, model=_tiny(), output=tmp / "m.safetensors")
+
+
+def _adapt_rgb(tmp):
+    from napari_diffdenoise import adapt, load_model
+
+    return lambda: adapt(load_model("demo"), RGB, steps=1)
+
+
 def _tiff_stem_outside(tmp):
     import tifffile
 
@@ -620,6 +635,10 @@ ROWS = [
      "exit 2", "--out .*x.safetensors is a folder; give a file name ending in .safetensors"),
     ("export-out-folder", "library", "export to a folder named x.zip, overwrite=True", _export_into_folder,
      ValueError, "x.zip is a folder; give the package a file name ending in .zip"),
+    ("train-rgb", "training", "train(noisy, clean) on RGB (Y, X, 3) arrays", _train_rgb, ValueError,
+     r"noisy image 0: shape \(64, 64, 3\) looks like an RGB\(A\) image"),
+    ("adapt-rgb", "training", "adapt(model, an RGB (Y, X, 3) array)", _adapt_rgb, ValueError,
+     r"noisy image 0: shape \(64, 64, 3\) looks like an RGB\(A\) image"),
     ("tiff-stem-outside", "library", "denoise_to_tiff(…, stem='../x')", _tiff_stem_outside, ValueError,
      "stem must be a file name with no folder in it; got '../x'"),
     ("train-resume-learning-rate", "training", "resume with another learning rate",

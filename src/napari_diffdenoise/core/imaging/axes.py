@@ -44,6 +44,22 @@ def plane_positions(shape) -> list[tuple[int, ...]]:
     return list(itertools.product(*(range(n) for n in shape[:-2])))
 
 
+def refuse_channels_last(shape, what: str | None = None) -> None:
+    """Refuse a 3D shape that reads as a colour image or as (Y, X, C), whose planes would be taken as Y × C
+    images: ``what`` names the image (a training image: its planes would have trained as 64 × 3 px images, and the
+    message advised a smaller patch), None for the image a run restores."""
+    shape = tuple(shape)
+    said = f"{what}: shape {shape}" if what else f"shape {shape}"
+    if len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= 8:
+        raise ValueError(f"{said} looks like an RGB(A) image (Y, X, {shape[-1]}): convert it to "
+                         "grey levels or pass each channel as its own (Y, X) image")
+    if len(shape) == 3 and shape[-1] <= 16 < min(shape[:2]):
+        raise ValueError(f"{said} looks like (Y, X, C) with {shape[-1]} channels, which would be "
+                         f"read as planes of width {shape[-1]}: move the channel axis first "
+                         "(np.moveaxis(image, -1, 0))" + (" and denoise each channel on its own" if what is None
+                                                           else ""))
+
+
 def as_planes(images, what: str) -> list[np.ndarray]:
     """A list of 2D float32 planes from an array or a list of arrays of 2 to 5 dims (T, C, Z, Y, X: every
     (Y, X) plane is a training image)."""
@@ -58,6 +74,7 @@ def as_planes(images, what: str) -> list[np.ndarray]:
         if array.ndim == 2:
             planes.append(array.astype(np.float32))
         elif 3 <= array.ndim <= 5:
+            refuse_channels_last(array.shape, f"{what} image {i}")
             planes.extend(p.astype(np.float32) for p in array.reshape((-1,) + array.shape[-2:]))
         else:
             raise ValueError(f"{what} image {i} has shape {array.shape}; expected 2 to 5 dims (T, C, Z, Y, X)")

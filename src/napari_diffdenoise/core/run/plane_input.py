@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from ..imaging.axes import check_axes
+from ..imaging.axes import check_axes, refuse_channels_last
 from ..io.image_source import is_lazy
 
 MIN_PLANE = 8  # pixels a side: the least plane a run (and a calibration's noise fit, in 8² blocks) reads
@@ -31,13 +31,8 @@ def check_image(image, axes: str | None = None):
     if np.dtype(array.dtype).kind not in "biuf":
         raise TypeError(f"images must be numeric (integers or real floating point numbers); got dtype {array.dtype}")
     shape = tuple(array.shape)
-    if axes is None and len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= 8:
-        raise ValueError(f"shape {shape} looks like an RGB(A) image (Y, X, {shape[-1]}): convert it to "
-                         "grey levels or pass each channel as its own (Y, X) image")
-    if axes is None and len(shape) == 3 and shape[-1] <= 16 < min(shape[:2]):
-        raise ValueError(f"shape {shape} looks like (Y, X, C) with {shape[-1]} channels, which would be "
-                         "read as planes of width " + f"{shape[-1]}: move the channel axis first "
-                         "(np.moveaxis(image, -1, 0)) and denoise each channel on its own")
+    if axes is None:
+        refuse_channels_last(shape)
     axes = check_axes(axes, shape)
     if int(np.prod(shape)) == 0:
         raise ValueError(f"the image is empty (shape {shape})")
