@@ -106,6 +106,31 @@ def test_bad_selections_get_a_message_before_any_work(setup, errors, change, mes
     assert len(errors) == 1 and message in errors[0]
 
 
+def test_extra_blur_starts_from_the_widefield_model_as_the_cli_does_and_a_pick_of_ones_own_stays(setup):
+    from napari_diffdenoise.core.training.finetune import default_start
+
+    _, w = setup
+    w.start_model.value = "demo"
+    w.mode.value = CLEAN_ONLY
+    assert w.start_model.value == "demo"
+    w.psf_sigma.value = 1.5
+    assert w.start_model.value == "widefield" == default_start("paired", deconvolving=True)
+    w.psf_sigma.value = 0
+    assert w.start_model.value == "demo"
+    w.start_model.value = "from scratch"  # the user's own pick is theirs
+    w.psf_sigma.value = 1.0
+    assert w.start_model.value == "from scratch"
+
+
+def test_a_refused_start_says_so_in_the_status_line_not_the_run_before(setup, errors):
+    _, w = setup
+    w.status.value = "Failed; no checkpoint was written yet, and nothing is left on disk"
+    w.patch_size.value = 128  # too big for the 80 px layers
+    w.start()
+    assert w._worker is None and len(errors) == 1
+    assert w.status.value == f"Not started: {errors[0]}" and "too small for 128 px patches" in errors[0]
+
+
 def test_unpaired_kind_trains_from_clean_layers_only(setup, qtbot, errors):
     viewer, w = setup
     w.kind.value = "unpaired"

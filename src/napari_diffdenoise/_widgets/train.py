@@ -31,6 +31,7 @@ from ..core.training.finetune import (
     PATCH_SIZE,
     STEPS,
     VAL_FRACTION,
+    default_start,
     prepare_training,
     run_prepared,
 )
@@ -119,7 +120,6 @@ def _train_job(prepared, config, output, resume=False):
         return _Failure(str(err))
 
 
-BUNDLED_START = {"paired": "demo", "unpaired": "demo-unpaired"}
 
 
 class TrainWidget(WorkerControls, Container):
@@ -198,6 +198,7 @@ class TrainWidget(WorkerControls, Container):
 
         self.mode.changed.connect(self._on_mode)
         self.kind.changed.connect(self._on_kind)
+        self.psf_sigma.changed.connect(self._start_by_default)
         for control in (self.noisy, self.start_model, self.minutes, self.patch_size):
             control.changed.connect(self._refresh_estimate)
         self.train_button.clicked.connect(self.start)
@@ -231,12 +232,19 @@ class TrainWidget(WorkerControls, Container):
         return [choice for choice in REGISTRY.choices()] + [(SCRATCH, SCRATCH)]
 
     def _on_kind(self, kind):
-        unpaired = kind == "unpaired"
-        self.mode.visible = not unpaired
-        # start from the bundled model of the chosen kind; the user can still pick another
-        preferred = BUNDLED_START["unpaired" if unpaired else "paired"]
-        self.start_model.value = preferred if preferred in self.start_model.choices else SCRATCH
+        self.mode.visible = kind != "unpaired"
+        self._start_by_default(whatever_was_picked=True)  # a model of the other kind cannot start this one
         self._on_mode(self.mode.value)
+
+    def _start_by_default(self, _value=None, whatever_was_picked: bool = False) -> None:
+        """Start from the bundled model the library and the CLI take for these settings (finetune.default_start),
+        unless the user picked a model of their own; the widefield model where clean images get extra blur (it
+        learnt to deconvolve, demo did not: the widget trained from demo where the CLI took widefield)."""
+        deconvolving = self.mode.value == CLEAN_ONLY and self.psf_sigma.value > 0
+        preferred = default_start(self.kind.value, deconvolving)
+        bundled = {default_start(kind, blur) for kind in ("paired", "unpaired") for blur in (False, True)}
+        if whatever_was_picked or self.start_model.value in (*bundled, None):
+            self.start_model.value = preferred if preferred in self.start_model.choices else SCRATCH
 
     def _on_mode(self, mode):
         unpaired = self.kind.value == "unpaired"
@@ -247,10 +255,17 @@ class TrainWidget(WorkerControls, Container):
         for w in (self.photons_low, self.photons_high, self.psf_sigma):
             w.visible = simulated and not unpaired
         self.minutes.visible = self.beyond_budget.visible = adapting
+        self._start_by_default()
         # adapting has its own time budget, optimiser and no resumable state
         for w in (self.steps, self.ema, self.learning_rate, self.resume):
             w.visible = not adapting
         self._refresh_estimate()
+
+    def _refused(self, err: Exception) -> None:
+        """A start refused before any work: said as a notification, and in the status line, which still told of
+        the run before."""
+        notify_error(str(err))
+        self.status.value = f"Not started: {err}"
 
     def _on_closed(self) -> None:
         """The panel is closed (_worker.when_closed): its timing and its training stop, as Cancel stops them, the
@@ -434,13 +449,13 @@ class TrainWidget(WorkerControls, Container):
             try:
                 self._adapt_start()
             except Exception as err:
-                notify_error(str(err))
+                self._refused(err)
             return
         config = self._config()
         try:
             prepared = self._prepare(config)
         except Exception as err:
-            notify_error(str(err))
+            self._refused(err)
             return
         if self._worker is not None:
             return  # one run at a time

@@ -74,8 +74,7 @@ def prepare_training(
     val_fraction = VAL_FRACTION.check(val_fraction, None)
     SEED.check(config.seed, None)  # the run's seed, checked as a run's (numpy's own message named nothing)
     if isinstance(model, str) and model == "default":
-        deconvolving = noisy is None and noise_model is not None and noise_model.psf_sigma > 0
-        model = "demo-unpaired" if kind == "unpaired" else ("widefield" if deconvolving else "demo")
+        model = default_start(kind, deconvolving=noisy is None and noise_model is not None and noise_model.psf_sigma > 0)
     if isinstance(model, DiffusionModel):
         start = copy.deepcopy(model)  # training changes the weights: never the caller's model
     elif model is None:
@@ -106,6 +105,13 @@ def prepare_training(
     else:
         raise ValueError("no training images given")
     return start, source, source.validation_batch(config.patch_size)
+
+
+def default_start(kind: str, deconvolving: bool) -> str:
+    """The bundled model a training starts from unless told (the library's model="default", the CLI's and the Train
+    widget's default): the unpaired prior for an unpaired model; for a paired one the widefield model when the
+    noisy side is simulated with extra blur (it learnt to deconvolve), else demo."""
+    return "demo-unpaired" if kind == "unpaired" else ("widefield" if deconvolving else "demo")
 
 
 def run_prepared(
