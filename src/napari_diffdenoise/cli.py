@@ -622,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="paired", choices=["paired", "unpaired"],
                    help="unpaired: an unconditional model learnt from --clean only (guided sampling, Baikal)")
     p.add_argument("--model", default="default",
-                   help="start from this bundled name or checkpoint, or 'scratch' (default: demo if paired; widefield for clean images with --psf-sigma above 0; demo-unpaired for --kind unpaired)")
+                   help="start from this bundled name or checkpoint, or 'scratch' (default: demo if paired; widefield "
+                        "for clean images with --psf-sigma above 0; demo-unpaired for --kind unpaired)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors); -best and .state files go beside it")
     from .core.imaging.simulate import NoiseModel
 
