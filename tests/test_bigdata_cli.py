@@ -280,3 +280,16 @@ def test_channel_names_survive_ome_zarr_output(tmp_path, tiny_checkpoint):
     denoise_to_zarr(tmp_path / "plain.tif", tmp_path / "plain.ome.zarr", str(tiny_checkpoint), **SETTINGS)
     assert "omero" not in zarr.open_group(str(tmp_path / "plain.ome.zarr" / "mean"), mode="r").attrs.asdict()["ome"]
     assert open_image(tmp_path / "plain.ome.zarr" / "mean").channel_names == []
+
+
+def test_an_ome_tiff_without_a_channel_axis_gives_a_store_without_channel_labels(tmp_path, tiny_checkpoint):
+    """Its OME metadata names one channel, "", which became an omero channel of a store with no channel axis.
+    (Its length-1 axes are dropped, as tifffile reads them: the OME model declares all five axes of every image,
+    so the file cannot say which of them were meant; docs/big-data.md.)"""
+    stack = np.random.default_rng(3).poisson(5, (1, 1, 3, 24, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.ome.tif", stack, ome=True, metadata={"axes": "TCZYX"})
+    denoise_to_zarr(tmp_path / "in.ome.tif", tmp_path / "out.ome.zarr", str(tiny_checkpoint), **SETTINGS)
+    maps, record = read_maps(tmp_path / "out.ome.zarr")
+    assert record["axes"] == "ZYX" and maps["mean"].shape == (3, 24, 32)
+    attributes = dict(zarr.open_group(str(tmp_path / "out.ome.zarr" / "mean"), mode="r").attrs)
+    assert "omero" not in json.dumps(attributes)

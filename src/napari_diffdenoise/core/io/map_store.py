@@ -87,8 +87,9 @@ class MapStore:
         chunks = plane_chunks(shape)
         transforms = [{"type": "scale", "scale": [float(source.scale.get(a, 1.0)) for a in stored_axes]}]
         # the input's channel names as each map's omero channel labels, which OME-Zarr readers show
+        # (none without a C axis: an OME-TIFF names its one channel "" and the store got a channel it does not have)
         labels = {"metadata": {"omero": {"channels": [{"label": str(n)} for n in source.channel_names]}}} \
-            if source.channel_names else {}
+            if source.channel_names and "C" in source.axes else {}
         for name in names:
             group = root.create_group(name)
             group.create_array("0", shape=shape, chunks=chunks,
