@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,7 +119,7 @@ def test_an_error_after_a_progress_line_starts_a_line_of_its_own(tmp_path, tiny_
     assert capsys.readouterr().err.startswith("error: ")  # no progress before it: no blank line
 
 
-def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint):
+def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint, capsys):
     from napari_diffdenoise import load_model
     from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
 
@@ -130,6 +131,12 @@ def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint):
             str(tiny_checkpoint), "--out", str(out), "--batch-size", "2", "--patch-size", "32"]
     assert main(args + ["--steps", "4"]) == 0
     assert load_model(out).provenance["step"] == 4
+    assert re.search(r"best validation loss [0-9.e-]+, its weights beside it as ft-best\.safetensors\)$",
+                     capsys.readouterr().out.strip())
+    # with no validation strip there is no best file, and the line does not say 'None'
+    assert main([*args, "--steps", "1", "--val-fraction", "0", "--out", str(tmp_path / "v0.safetensors")]) == 0
+    assert capsys.readouterr().out.strip().endswith("(no validation (--val-fraction 0): no -best file)")
+    assert not (tmp_path / "v0-best.safetensors").exists()
     assert main(args + ["--steps", "6", "--resume"]) == 0  # a longer run picks up at step 4
     assert len(load_model(out).provenance["history"]) == 6
     assert main(["train", "--clean", str(tmp_path / "c.tif"), "--noisy", str(tmp_path / "n.tif"), str(tmp_path / "n.tif"),

@@ -453,6 +453,7 @@ def cmd_train(args) -> int:
     Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.training.distributed)."""
     from . import NoiseModel, train
     from .core.training import distributed
+    from .core.training.run_files import best_path
     from .core.training.train_config import scaled_config
 
     # (an existing --out without --overwrite or --resume: the training's own refusal names its best and state files)
@@ -479,7 +480,9 @@ def cmd_train(args) -> int:
                    overwrite=args.overwrite)
     if main_rank:
         print(file=sys.stderr)
-        print(f"wrote {args.out} (best validation loss {result.best_val_loss})")
+        best = (f"best validation loss {result.best_val_loss:.5g}, its weights beside it as {best_path(Path(args.out)).name}"
+                if result.best_val_loss is not None else "no validation (--val-fraction 0): no -best file")
+        print(f"wrote {args.out} ({best})")
     return 0
 
 
