@@ -370,6 +370,16 @@ def _tiff_stem_outside(tmp):
     return lambda: denoise_to_tiff(tmp / "in.tif", tmp / "maps", "demo", stem="../x", n_samples=0)
 
 
+def _tiff_pixel_bad(tmp):
+    import tifffile
+
+    from napari_diffdenoise import denoise_to_tiff
+
+    tifffile.imwrite(tmp / "in.tif", IMAGE)
+    return lambda: denoise_to_tiff(tmp / "in.tif", tmp / "maps", "demo", stem="in", pixel={"scale": "big"},
+                                   n_samples=0)
+
+
 def _export_into_folder(tmp):
     from napari_diffdenoise.core.io.bioimageio_export import export_bioimageio
 
@@ -593,7 +603,7 @@ ROWS = [
     ("czi-damaged", "CLI", "denoise a .czi that is not one", lambda t: _cli_file(t, "cut.czi", b"ZISRAWFILE cut"),
      "exit 2", r"cut.czi could not be read as a .czi file"),
     ("czi-axes", "CLI", "denoise a CYX .czi with --axes ZYX", lambda t: _cli_file(t, "two.czi", _czi, "--axes", "ZYX"),
-     "exit 2", "--axes ZYX disagrees with the file's axes CYX; leave --axes out for .czi files"),
+     "exit 2", r"--axes \(axes\) ZYX disagrees with the file's axes CYX; leave --axes out for .czi files"),
     ("nd2-no-plugin", "library", "open_image of an .nd2 without the formats extra",
      lambda t: ((t / "scan.nd2").write_bytes(b"nd2"), _without_module("bioio_nd2", lambda: open_image(t / "scan.nd2"))
                 )[1], ValueError,
@@ -639,6 +649,8 @@ ROWS = [
      r"noisy image 0: shape \(64, 64, 3\) looks like an RGB\(A\) image"),
     ("adapt-rgb", "training", "adapt(model, an RGB (Y, X, 3) array)", _adapt_rgb, ValueError,
      r"noisy image 0: shape \(64, 64, 3\) looks like an RGB\(A\) image"),
+    ("tiff-pixel-not-sizes", "library", "denoise_to_tiff(…, pixel={'scale': 'big'})", _tiff_pixel_bad, ValueError,
+     r"pixel must be None or \{\"scale\": \{axis: size > 0\}"),
     ("tiff-stem-outside", "library", "denoise_to_tiff(…, stem='../x')", _tiff_stem_outside, ValueError,
      "stem must be a file name with no folder in it; got '../x'"),
     ("train-resume-learning-rate", "training", "resume with another learning rate",

@@ -236,11 +236,13 @@ def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, a
     """``function`` (a run-layer file run, given ``outputs`` after the input and ``options`` beside the run's
     keywords) with the model :func:`iter_model_for_files` gives; the calibration's progress reported as the
     run's (no plane done yet, its text saying what is calibrated)."""
+    from ..io.tiff_maps import check_pixel
     from ..run.batch import BatchProgress, check_outputs_free
 
     given = run_keywords_given(function, model, spec, given)
     # refused outputs are refused before the calibration's tens of seconds, not after them
     check_outputs_free(input_path, *outputs, stem=options.get("stem"), overwrite=options.get("overwrite", False))
+    check_pixel(options.get("pixel"))
     started = time.perf_counter()
 
     def calibrating(info) -> None:

@@ -51,7 +51,8 @@ def _open_zarr(path: Path, axes: str | None) -> ImageSource:
     level0 = image["datasets"][0]
     data = node[level0["path"]]  # the full-resolution level; the others are for display
     if axes is not None and axes.upper() != file_axes:
-        raise ValueError(f"--axes {axes} disagrees with the file's axes {file_axes}; leave --axes out for OME-Zarr")
+        raise ValueError(f"--axes (axes) {axes} disagrees with the file's axes {file_axes}; leave it out for "
+                         "OME-Zarr")
     scale, units = {}, {}
     for transform in level0.get("coordinateTransformations", []):
         if transform.get("type") == "scale":
@@ -83,7 +84,7 @@ def _tiff_axes(series_axes: str, shape) -> str:
         elif free:
             out += free.pop(-1)  # Z first, then C, then T
         else:
-            raise ValueError(f"cannot map the TIFF's axes {series_axes} onto TCZYX; give --axes")
+            raise ValueError(f"cannot map the TIFF's axes {series_axes} onto TCZYX; give --axes (axes=)")
     return check_axes(out, shape)
 
 
@@ -156,7 +157,7 @@ def _open_tiff(path: Path, axes: str | None) -> ImageSource:
     if isinstance(data, zarr.Group):  # a pyramid: level 0 is the full resolution
         data = data["0"]
     if len(data.shape) != len(file_axes):
-        raise ValueError(f"{path.name}: tifffile reports axes {file_axes} for shape {data.shape}; give --axes")
+        raise ValueError(f"{path.name}: tifffile reports axes {file_axes} for shape {data.shape}; give --axes (axes=)")
     if file_axes.endswith("S") and np.dtype(data.dtype) != np.uint8:
         # interleaved samples of 16 bits or more are a microscope's channels (a 12-bit 3-channel HeLa image
         # from NEUBIAS's training resources is stored so), not a colour picture: read lazily as C before YX

@@ -24,7 +24,7 @@ def file_axes(path: Path, data, file_axes: str, axes: str | None, scale, units, 
     index = tuple(0 if a in "TCZ" and n == 1 else slice(None) for a, n in zip(file_axes, data.shape))
     kept = "".join(a for a, i in zip(file_axes, index) if isinstance(i, slice))
     if axes is not None and axes.upper() != kept:
-        raise ValueError(f"--axes {axes} disagrees with the file's axes {kept}; leave --axes out for "
+        raise ValueError(f"--axes (axes) {axes} disagrees with the file's axes {kept}; leave --axes out for "
                          f"{path.suffix.lower()} files, whose axes are in the file")
     return image_source(path, data[index], check_axes(kept, data[index].shape), scale, units, names)
 

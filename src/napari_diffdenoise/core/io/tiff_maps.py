@@ -51,10 +51,11 @@ def refuse_existing(paths, overwrite: bool) -> None:
     folders = [str(p) for p in paths if p.is_dir()]
     if folders:
         raise ValueError(f"{', '.join(folders)} is a folder where a map file goes; it is not replaced even with "
-                         "--overwrite: move it away, or choose another --out")
+                         "--overwrite (overwrite=True): move it away, or choose another --out (folder)")
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
-        raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose another --out")
+        raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite (overwrite=True) to replace, or "
+                         "choose another --out (folder)")
     for folder in {p.parent for p in paths}:
         # the folder, or the one it would be made in: a run that cannot write learns it before its minutes of work
         # (it failed after them, naming a hidden temporary file: "Permission denied: …/.x.partial")
@@ -96,6 +97,25 @@ def pixel_record(source) -> dict | None:
     record = {"scale": dict(source.scale), "units": dict(source.units),
               **({"channel_names": list(source.channel_names)} if source.channel_names else {})}
     return record if source.scale or source.channel_names else None
+
+
+def check_pixel(pixel) -> None:
+    """Refuse a ``pixel`` record (:func:`pixel_record`'s form) the maps could not carry: {"scale": "big"} was written
+    into every map as it was, and read back as no pixel size at all."""
+    if pixel is None:
+        return
+    said = ('pixel must be None or {"scale": {axis: size > 0}, "units": {axis: unit name}, "channel_names": '
+            f"[names]}} with axes from TCZYX; got {pixel!r}")
+    if not isinstance(pixel, dict) or set(pixel) - {"scale", "units", "channel_names"}:
+        raise ValueError(said)
+    scale, units = pixel.get("scale", {}), pixel.get("units", {})
+    if not isinstance(scale, dict) or not isinstance(units, dict) or set(scale) - set("TCZYX") or set(units) - set("TCZYX"):
+        raise ValueError(said)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
+           for v in scale.values()) or not all(isinstance(u, str) for u in units.values()):
+        raise ValueError(said)
+    if not isinstance(pixel.get("channel_names", []), (list, tuple)):
+        raise ValueError(said)
 
 
 _UM_PER_UNIT = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4}

@@ -27,7 +27,7 @@ from ..io.image_source import ImageSource
 from ..io.map_store import MapStore, StorePlanes, ZarrSink, refuse_before_run
 from ..io.maps import MAPS
 from ..io.microscope_files import BIOIO_PLUGINS
-from ..io.tiff_maps import TiffSink, check_stem, pixel_record, refuse_existing
+from ..io.tiff_maps import TiffSink, check_pixel, check_stem, pixel_record, refuse_existing
 from ..model.model import DiffusionModel
 from .cpu_share import same_bits, usable_threads
 from .driving import drive
@@ -252,6 +252,7 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | Non
     settings_kwargs = run_keywords_given(denoise_to_tiff, model, spec, given)
     check_threads(threads)
     check_outputs_free(input_path, folder, stem=stem, overwrite=overwrite)
+    check_pixel(pixel)
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     if pixel is None:
         pixel = pixel_record(source)
