@@ -83,7 +83,7 @@ def test_denoise_with_dc_needs_a_psf_and_only_dc_takes_one(tiny_model):
         denoise(image, tiny_model, sampler="ddim-dc", n_samples=1)
     with pytest.raises(ValueError, match="does not use a PSF"):
         denoise(image, tiny_model, sampler="ddim", n_samples=1, psf=PSF)
-    with pytest.raises(ValueError, match="PSF must be"):
+    with pytest.raises(ValueError, match="psf must be non-negative"):
         denoise(image, tiny_model, sampler="ddim-dc", n_samples=1, psf=-PSF)
     with pytest.raises(ValueError, match="regulariser"):
         denoise(image, tiny_model, sampler="ddim-dc", n_samples=1, psf=PSF, sampler_params={"regulariser": "tv"})

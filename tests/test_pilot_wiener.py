@@ -193,10 +193,11 @@ def test_the_denoise_widget_says_when_the_model_refined_the_mean(make_napari_vie
 def test_an_exported_package_says_its_forward_leaves_the_refinement_out(demo):
     from napari_diffdenoise.core.io.bioimageio_export import _documentation
 
-    assert "Wiener" not in _documentation(dataclasses.replace(demo, mean_refinement="none"))
+    assert "Wiener" not in _documentation(dataclasses.replace(demo, mean_refinement="none"), from_demo=True)
     assert "`forward` gives the network's output alone" in _documentation(
-        dataclasses.replace(demo, mean_refinement="pilot-wiener"))
-    assert "on planes at least 600 photons bright" in _documentation(dataclasses.replace(demo, mean_refinement=IF_BRIGHT))
+        dataclasses.replace(demo, mean_refinement="pilot-wiener"), from_demo=True)
+    assert "on planes at least 600 photons bright" in _documentation(
+        dataclasses.replace(demo, mean_refinement=IF_BRIGHT), from_demo=True)
 
 
 def test_a_calibration_holds_for_the_refinement_it_was_made_with(demo):

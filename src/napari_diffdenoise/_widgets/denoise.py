@@ -765,7 +765,10 @@ class DenoiseWidget(WorkerControls, Container):
         if max(psf.shape) > 255:
             raise ValueError(f"the PSF layer '{source.name}' is {psf.shape[0]}×{psf.shape[1]} pixels; crop it to the "
                              "PSF itself (at most 255×255, centred)")
-        return check_psf(psf)
+        try:
+            return check_psf(psf)
+        except ValueError as err:  # named by the layer the user chose
+            raise ValueError(f"the PSF layer '{source.name}': {err}") from err
 
     def _psf_source_record(self, metadata: dict) -> dict:
         """Where a run's PSF came from (the record has its shape and hash, not what it was made from)."""

@@ -30,7 +30,7 @@ def check_psf(psf) -> np.ndarray:
         raise ValueError(f"psf must be non-negative; its smallest value is {psf.min():.4g} (take off the camera's "
                          "offset and clip at 0)")
     if psf.sum() <= 0:
-        raise ValueError("psf must have a positive sum; it is all zeros")
+        raise ValueError("psf must be an image with a positive sum; it is all zeros")
     return normalised(centred(psf))
 
 
