@@ -512,6 +512,13 @@ def cmd_adapt(args) -> int:
             val = f"  validation {info.val_loss:.5f}" if info.val_loss is not None else ""
             _progress_line(f"\r  step {info.step}{total}  loss {info.train_loss:.5f}{val}  {info.seconds:.0f} s")
 
+    from .core.io.checkpoint import load_model
+    from .core.training.adapt_spec import check_adapt
+
+    # the arguments first, as the widget checks them: the note below was computed with a patch size then refused
+    check_adapt(load_model(args.model), images if len(images) > 1 else images[0],
+                minutes=None if args.steps else args.minutes, steps=args.steps, patch_size=args.patch_size,
+                val_fraction=args.val_fraction)
     shortfall = judge_shortfall(images if len(images) > 1 else images[0], patch_size=args.patch_size,
                                 val_fraction=args.val_fraction)
     if shortfall is not None:  # said before the minutes are spent, not only in the verdict after them
