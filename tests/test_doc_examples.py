@@ -50,7 +50,8 @@ def test_a_pages_examples_run_in_order(page, tmp_path, monkeypatch):
                  "movie": noisy[:2].reshape(1, 1, 2, 64, 64)}
     monkeypatch.chdir(tmp_path)  # the training examples write their models here
     for number, code in examples(page):
-        exec(compile(shortened(code), f"{page} example {number}", "exec"), namespace)  # noqa: S102 — the page's own code
+        code = compile(shortened(code), f"{page} example {number}", "exec")
+        exec(code, namespace)  # noqa: S102 — the page's own code
     if page == "training.md":  # each example writes a model of its own, none refused for an earlier one's name
         written = sorted(p.name for p in tmp_path.glob("*.safetensors") if "-best" not in p.name
                          and ".state" not in p.name)

@@ -548,7 +548,8 @@ def test_the_samples_as_a_hidden_layer_to_flip_through(widget, noisy_stack, qtbo
     assert samples.data.shape == (2, *noisy_stack.shape) and not samples.visible
     np.testing.assert_array_equal(samples.scale, [1.0, 2.0, 0.5, 0.5])
     point = np.array([1.0, 12.0, 30.0])  # each sample lies over the layer, rotated as it is
-    np.testing.assert_allclose(samples.data_to_world(np.r_[1.0, point]), [1.0, *viewer.layers["cells"].data_to_world(point)])
+    np.testing.assert_allclose(samples.data_to_world(np.r_[1.0, point]),
+                               [1.0, *viewer.layers["cells"].data_to_world(point)])
     assert not np.array_equal(samples.data[0], samples.data[1])  # two different restorations
     assert "sample 1 … 2" in samples.metadata["napari_diffdenoise"]["axis_0"]
     assert "cells [samples]" not in [c.name for c in w.psf_source.choices if hasattr(c, "name")]  # never a PSF

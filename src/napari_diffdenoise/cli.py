@@ -480,8 +480,9 @@ def cmd_train(args) -> int:
                    overwrite=args.overwrite)
     if main_rank:
         print(file=sys.stderr)
-        best = (f"best validation loss {result.best_val_loss:.5g}, its weights beside it as {best_path(Path(args.out)).name}"
-                if result.best_val_loss is not None else "no validation (--val-fraction 0): no -best file")
+        best = (f"best validation loss {result.best_val_loss:.5g}, its weights beside it as "
+                f"{best_path(Path(args.out)).name}" if result.best_val_loss is not None
+                else "no validation (--val-fraction 0): no -best file")
         print(f"wrote {args.out} ({best})")
     return 0
 
@@ -516,14 +517,15 @@ def cmd_adapt(args) -> int:
     from .core.training.adapt_spec import check_adapt
 
     # the arguments first, as the widget checks them: the note below was computed with a patch size then refused
-    check_adapt(load_model(args.model), images if len(images) > 1 else images[0],
+    start = load_model(args.model)
+    check_adapt(start, images if len(images) > 1 else images[0],
                 minutes=None if args.steps else args.minutes, steps=args.steps, patch_size=args.patch_size,
                 val_fraction=args.val_fraction)
     shortfall = judge_shortfall(images if len(images) > 1 else images[0], patch_size=args.patch_size,
                                 val_fraction=args.val_fraction)
     if shortfall is not None:  # said before the minutes are spent, not only in the verdict after them
         print(f"note: {shortfall}", file=sys.stderr)
-    model = adapt(args.model, images if len(images) > 1 else images[0], minutes=None if args.steps else args.minutes,
+    model = adapt(start, images if len(images) > 1 else images[0], minutes=None if args.steps else args.minutes,
                   steps=args.steps, seed=args.seed, recalibrate=not args.no_recalibrate, axes=axes, progress=show,
                   device=args.device, patch_size=args.patch_size, val_fraction=args.val_fraction,
                   frame_pairs=args.frame_pairs)

@@ -109,7 +109,7 @@ def check_pixel(pixel) -> None:
     if not isinstance(pixel, dict) or set(pixel) - {"scale", "units", "channel_names"}:
         raise ValueError(said)
     scale, units = pixel.get("scale", {}), pixel.get("units", {})
-    if not isinstance(scale, dict) or not isinstance(units, dict) or set(scale) - set("TCZYX") or set(units) - set("TCZYX"):
+    if not isinstance(scale, dict) or not isinstance(units, dict) or (set(scale) | set(units)) - set("TCZYX"):
         raise ValueError(said)
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
            for v in scale.values()) or not all(isinstance(u, str) for u in units.values()):

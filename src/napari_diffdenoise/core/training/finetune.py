@@ -74,7 +74,8 @@ def prepare_training(
     val_fraction = VAL_FRACTION.check(val_fraction, None)
     SEED.check(config.seed, None)  # the run's seed, checked as a run's (numpy's own message named nothing)
     if isinstance(model, str) and model == "default":
-        model = default_start(kind, deconvolving=noisy is None and noise_model is not None and noise_model.psf_sigma > 0)
+        deconvolving = noisy is None and noise_model is not None and noise_model.psf_sigma > 0
+        model = default_start(kind, deconvolving)
     if isinstance(model, DiffusionModel):
         start = copy.deepcopy(model)  # training changes the weights: never the caller's model
     elif model is None:
