@@ -120,8 +120,6 @@ def _train_job(prepared, config, output, resume=False):
         return _Failure(str(err))
 
 
-
-
 class TrainWidget(WorkerControls, Container):
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
