@@ -29,7 +29,7 @@ from ..imaging.pilot_wiener import BRIGHT_PHOTONS, IF_BRIGHT
 from ..model import network
 from ..model.model import DiffusionModel
 from .bioimageio_package import CHECKPOINT_NAME, extracted_checkpoint
-from .checkpoint import load_model, save_checkpoint
+from .checkpoint import bundled_model_dir, file_sha256, load_model, save_checkpoint
 
 # the real images the bundled demo's weights derive from (docs/training.md, 'Data attribution and licences'): a
 # package carrying those weights, or weights fine-tuned or adapted from them, carries their attribution (CC-BY 4.0)
@@ -202,7 +202,7 @@ def import_bioimageio(path) -> DiffusionModel:
 def derives_from_demo(model: DiffusionModel) -> bool:
     """Whether ``model`` is the bundled `demo` or was fine-tuned or adapted from it (its record names it as the
     parent): its weights then derive from the real images DEMO_IMAGE_CREDITS attributes."""
-    demo = load_model("demo").sha256
+    demo = file_sha256(bundled_model_dir() / "demo.safetensors")  # its hash, without loading its networks
     record = model.provenance
     parents = {record.get("parent"), (record.get("adapted") or {}).get("parent")}
     return model.sha256 == demo or record.get("parent_sha256") == demo or "demo" in parents
