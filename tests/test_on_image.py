@@ -133,3 +133,43 @@ def test_a_deconvolution_takes_its_stored_calibration_where_there_is_one():
                                                     "mean": "samples"})
     assert not calibrates_on_image(load_model("demo"), {"coverage": 0.9, "guidance": "dc", "psf": psf})
     assert calibrates_on_image(widefield, {"coverage": 0.9, "psf": psf}, True)
+
+
+def test_a_resumed_store_takes_the_calibration_it_began_with_and_another_run_is_refused_before_calibrating(
+        tmp_path, monkeypatch, capsys):
+    """A killed OME-Zarr run with intervals is resumed without calibrating on the image again (tens of seconds
+    to minutes, for the same factors), and a store of another run on the input is refused before the
+    calibration, not after it."""
+    import zarr
+
+    from napari_diffdenoise import denoise_to_zarr
+    from napari_diffdenoise.core.calibration import on_image
+    from napari_diffdenoise.core.io.map_store import read_maps
+
+    noisy = np.stack([low_light(seed)[0] for seed in range(3)]).astype(np.uint16)
+    path = tmp_path / "low.tif"
+    tifffile.imwrite(path, noisy, photometric="minisblack")
+    store = tmp_path / "maps.zarr"
+    whole = denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.9, **ONE_PASS)
+    upper = np.asarray(read_maps(store)[0]["upper"][...])
+    zarr.open_group(str(store), mode="r+")["done"][1:] = False  # as a run killed after its first plane leaves it
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibrated on the image again")
+
+    monkeypatch.setattr(on_image, "iter_calibrate_on_data", no_calibration)
+    said = []
+    resumed = denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.9, progress=said.append, **ONE_PASS)
+    assert resumed["planes_resumed"] == 1 and resumed["interval_factors"] == whole["interval_factors"]
+    assert not any(p.text.startswith("calibrating on the input") for p in said)
+    np.testing.assert_array_equal(np.asarray(read_maps(store)[0]["upper"][...]), upper)
+    assert main(["denoise", str(path), "--out", str(store), "--axes", "ZYX", "--coverage", "0.9", "--samples", "0",
+                 "--symmetries", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "self-calibrating" not in err and f"calibration: {on_image.RESUMED_FROM} {store}" in err
+    with pytest.raises(ValueError, match=r"other settings \(seed differ\)"):  # refused, not calibrated first
+        denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.9, seed=3, **ONE_PASS)
+    with pytest.raises(ValueError, match=r"other settings \(coverage differ\)"):
+        denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.8, **ONE_PASS)
+    with pytest.raises(AssertionError, match="calibrated on the image again"):  # replacing it calibrates anew
+        denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.9, overwrite=True, **ONE_PASS)

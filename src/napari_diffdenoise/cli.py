@@ -318,14 +318,24 @@ def _intervals_model(args, keep: contextlib.ExitStack):
     from .core.calibration.on_image import check_coverage_on_image
 
     check_coverage_on_image(args.coverage, model.schedule)  # before the calibration's tens of seconds, not after them
-    print(f"self-calibrating on {args.input}" + (f" and against {args.second} (a second acquisition of the same field)"
-                                                  if args.second is not None else ""), file=sys.stderr)
+    printer, announced = _progress_printer(), []
+
+    def progress(info) -> None:  # said once the calibration has begun: a resumed store's is taken, not made
+        if not announced:
+            print(f"self-calibrating on {args.input}" + (f" and against {args.second} (a second acquisition of the "
+                                                          "same field)" if args.second is not None else ""),
+                  file=sys.stderr)
+            announced.append(True)
+        printer(info)
+
     started = time.perf_counter()
+    resume = args.out if _is_zarr_output(args.out) and not args.overwrite else None
     made, _ = drive(iter_model_for_files(model, args.input, settings, axes=args.axes, calibrate_on_image=True,
-                                         second=args.second, workers=args.workers, scheduler=args.scheduler, keep=keep),
-                    _progress_printer())
-    args.calibrating_seconds = time.perf_counter() - started  # the run's own seconds leave it out
-    print(file=sys.stderr)
+                                         second=args.second, workers=args.workers, scheduler=args.scheduler, keep=keep,
+                                         resume=resume), progress)
+    if not made.resumed:
+        args.calibrating_seconds = time.perf_counter() - started  # the run's own seconds leave it out
+        print(file=sys.stderr)
     print(f"calibration: {made.source}", file=sys.stderr)  # the calibration's source names the planes
     if made.axes_guessed and "T" not in made.axes:
         print(f"  (the file does not say what its axes are: read as {made.axes}; a time series is calibrated on "

@@ -174,6 +174,7 @@ class FilesCalibration:
     axes: str
     axes_guessed: bool
     second_differs: float | None
+    resumed: bool = False  # the calibration was taken from the store being resumed, not made now
 
 
 def _second_view(second, source):
@@ -189,13 +190,16 @@ def _second_view(second, source):
 
 def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None = None,
                          calibrate_on_image: bool | None = None, second=None, workers: int | None = None,
-                         scheduler: str | None = None, keep: contextlib.ExitStack | None = None):
+                         scheduler: str | None = None, keep: contextlib.ExitStack | None = None,
+                         resume=None):
     """What the file runs (:func:`denoise_to_zarr`, :func:`denoise_to_tiff`, the CLI) restore an input with:
     ``model`` as given, or — where :func:`calibrates_on_image` says so — calibrated on up to four planes of the
     image at ``input_path`` (and against the image at ``second``, a path) in this process first. A generator
     (yields Progress); returns a FilesCalibration, or None where nothing was calibrated. A local cluster's
     workers (``workers``) load the calibrated model from a checkpoint written into a temporary folder that
-    ``keep`` removes when it closes; a remote one (``scheduler``) cannot read it, and is refused."""
+    ``keep`` removes when it closes; a remote one (``scheduler``) cannot read it, and is refused. ``resume``: the
+    OME-Zarr store the run writes, where it may resume one (not overwriting): the calibration a store of this run
+    holds is taken again (:func:`calibration_to_resume`)."""
     from ..io.image_io import open_image
 
     if settings.get("coverage") is None and (calibrate_on_image or second is not None):
@@ -212,11 +216,17 @@ def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None 
                          "cannot read: calibrate first (calibrate(model, noisy)), save the model and pass its path, or "
                          "take the stored calibration (calibrate_on_image=False; the CLI's --stored-calibration)")
     source = open_image(input_path, axes)
-    view = None if second is None else _second_view(second, source)
-    run = yield from iter_calibrate_on_data(loaded, source.data, source.axes, view,
-                                            spec=_calibration_spec(loaded, settings))
-    differs = None if view is None else acquisitions_differ(source.data, view, source.axes)
-    calibrated = run.model
+    resumed = None if resume is None else calibration_to_resume(loaded, source, settings, resume, second)
+    if resumed is not None:
+        run_model, differs = dataclasses.replace(loaded, calibrations=[resumed, *loaded.calibrations]), None
+        said = f"{RESUMED_FROM} {resume} (made on this input when that run began): {resumed['source']}"
+    else:
+        view = None if second is None else _second_view(second, source)
+        run_model = (yield from iter_calibrate_on_data(loaded, source.data, source.axes, view,
+                                                       spec=_calibration_spec(loaded, settings))).model
+        differs = None if view is None else acquisitions_differ(source.data, view, source.axes)
+        said = run_model.calibrations[0]["source"]
+    calibrated = run_model
     if workers is not None:
         from ..io.checkpoint import save_checkpoint
 
@@ -226,9 +236,35 @@ def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None 
         calibrated = str(Path(folder) / "calibrated.safetensors")
         # the file's own hash holds the calibration's date: the run is recorded, and its store resumed, under the
         # source model's (as this process's calibrated copy keeps it), the calibration by its factors
-        save_checkpoint(dataclasses.replace(run.model, provenance={**run.model.provenance,
-                                                                   CALIBRATED_COPY_OF: run.model.sha256}), calibrated)
-    return FilesCalibration(calibrated, run.model.calibrations[0]["source"], source.axes, source.axes_guessed, differs)
+        save_checkpoint(dataclasses.replace(run_model, provenance={**run_model.provenance,
+                                                                   CALIBRATED_COPY_OF: run_model.sha256}), calibrated)
+    return FilesCalibration(calibrated, said, source.axes, source.axes_guessed, differs, resumed is not None)
+
+
+# how a calibration taken from the store being resumed is said (the CLI's "calibration:" line, the run's progress)
+RESUMED_FROM = "the calibration of the run being resumed in"
+
+
+def calibration_to_resume(model, source, settings: dict, store, second=None) -> dict | None:
+    """The calibration (a Calibration's dict) that the OME-Zarr store at ``store`` holds of a run of ``model``
+    with ``settings`` (run keywords) on the image ``source``, which resuming it takes again rather than
+    calibrating on the image a second time (tens of seconds to minutes, for the same factors); None where there
+    is no such store, or it was calibrated against a second acquisition (which its record does not name), or
+    ``second`` is given. A store of another run on this input, or of a run on another input, is refused here,
+    before the calibration it would be refused after."""
+    from ..io.map_store import refuse_other_run, resumable_run
+    from ..run.batch import fingerprint_before_calibrating
+    from ..run.plane_runs import INTERVAL_FACTORS
+    from .self_calibration import SECOND_ACQUISITION
+
+    stored = resumable_run(store)
+    if stored is None:
+        return None
+    refuse_other_run(store, fingerprint_before_calibrating(source, model, settings), ignoring=(INTERVAL_FACTORS,))
+    calibration = stored.calibration
+    if calibration is None or second is not None or SECOND_ACQUISITION in calibration.get("source", ""):
+        return None
+    return calibration
 
 
 def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, axes, progress, calibrate_on_image,
@@ -252,9 +288,10 @@ def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, a
 
     # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them)
     with contextlib.ExitStack() as keep, same_bits():  # a local cluster's calibrated checkpoint lives until the end
+        resume = None if "stem" in options or options.get("overwrite") else outputs[0]
         made, _ = drive(iter_model_for_files(model, input_path, given, axes=axes, calibrate_on_image=calibrate_on_image,
                                              second=second, workers=options.get("workers"),
-                                             scheduler=options.get("scheduler"), keep=keep), calibrating)
+                                             scheduler=options.get("scheduler"), keep=keep, resume=resume), calibrating)
         return function(input_path, *outputs, model if made is None else made.model, axes=axes, progress=progress,
                         **options, **given)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,11 @@ class MapStore:
 
     @classmethod
     def open(cls, path, source: ImageSource, names: list[str], dtype, fingerprint: dict,
-             overwrite: bool = False) -> MapStore:
-        """Create the store, or reopen it to resume when it holds a run with this ``fingerprint``."""
+             overwrite: bool = False, calibration: dict | None = None) -> MapStore:
+        """Create the store, or reopen it to resume when it holds a run with this ``fingerprint``.
+        ``calibration``: the one the intervals are scaled by (a Calibration's dict, and what it was calibrated
+        against), kept so that a resumed run takes it rather than calibrating on the image again
+        (:func:`resumable_run`)."""
         import zarr
         from ome_zarr.format import FormatV05
         from ome_zarr.writer import write_multiscales_metadata
@@ -101,7 +105,8 @@ class MapStore:
         root.create_array("done", shape=leading, chunks=(1,) * len(leading), dtype=bool, fill_value=False)
         # the fingerprint goes in last: a store cut off before this line is not taken for a run to resume
         root.attrs[ATTRIBUTE] = {"fingerprint": fingerprint, "maps": names, "axes": stored_axes,
-                                 "input_axes": source.axes}
+                                 "input_axes": source.axes,
+                                 **({} if calibration is None else {"calibration": json.loads(record_json(calibration))})}
         return cls(path, root)
 
     @classmethod
@@ -143,12 +148,15 @@ class ZarrSink:
     when it holds a run with this ``fingerprint``, whose finished planes the loop then skips. Each
     plane's done flag is set once its maps are in, so a run killed at any point resumes."""
 
-    def __init__(self, path, source: ImageSource, fingerprint: dict, overwrite: bool = False):
+    def __init__(self, path, source: ImageSource, fingerprint: dict, overwrite: bool = False,
+                 calibration: dict | None = None):
         self.path, self.source, self.fingerprint, self.overwrite = path, source, fingerprint, overwrite
+        self.calibration = calibration
         self.store: MapStore | None = None
 
     def open(self, names: list[str], shape, dtype) -> set[tuple[int, ...]]:
-        self.store = MapStore.open(self.path, self.source, names, dtype, self.fingerprint, self.overwrite)
+        self.store = MapStore.open(self.path, self.source, names, dtype, self.fingerprint, self.overwrite,
+                                   self.calibration)
         return self.store.done_positions()
 
     def write(self, number: int, position: tuple[int, ...], plane) -> None:
@@ -233,6 +241,43 @@ def _difference(previous: dict, now: dict) -> str:
                 "and resuming would mix planes of both")
     changed = sorted(k for k in set(previous) | set(now) if previous.get(k) != now.get(k))
     return f"holds a run with other settings ({', '.join(changed)} differ)"
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """What a store holds of the run that made it: its fingerprint, and the calibration its intervals are scaled
+    by (None for a run without intervals, or one written before stores kept it)."""
+
+    fingerprint: dict
+    calibration: dict | None
+
+
+def resumable_run(path) -> StoredRun | None:
+    """The run a store at ``path`` holds (None where there is no store of ours with a run's record)."""
+    import zarr
+
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    try:
+        record = dict(zarr.open_group(str(path), mode="r").attrs).get(ATTRIBUTE, {})
+    except Exception:  # noqa: BLE001 — not a zarr group: not ours
+        return None
+    if record.get("fingerprint") is None:
+        return None
+    return StoredRun(record["fingerprint"], record.get("calibration"))
+
+
+def refuse_other_run(path, fingerprint: dict, ignoring: tuple[str, ...] = ()) -> None:
+    """Refuse, before the run's work, a store at ``path`` that holds a run other than the one ``fingerprint``
+    describes (its keys in ``ignoring`` left out of the comparison: what is not known yet)."""
+    stored = resumable_run(path)
+    if stored is None:
+        return
+    previous = {k: v for k, v in stored.fingerprint.items() if k not in ignoring}
+    now = {k: v for k, v in json.loads(json.dumps(fingerprint)).items() if k not in ignoring}
+    if previous != now:
+        _refuse(Path(path), _difference(previous, now))
 
 
 def _replaceable(path: Path) -> bool:

@@ -76,6 +76,14 @@ def _fingerprint(source: ImageSource, run: PlaneRun) -> dict:
             **run.fingerprint}
 
 
+def fingerprint_before_calibrating(source: ImageSource, model, settings_kwargs: dict) -> dict:
+    """The fingerprint a store of the run of ``model`` with ``settings_kwargs`` on ``source`` holds, less the
+    factors of the calibration its intervals will be scaled by (INTERVAL_FACTORS): what an existing store can be
+    compared with before the image is calibrated."""
+    without_intervals = plane_run(model, **{**settings_kwargs, "coverage": None})
+    return {**_fingerprint(source, without_intervals), "coverage": settings_kwargs.get("coverage")}
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -219,7 +227,8 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     threads = int(threads or usable_threads(torch.get_num_threads()))
     fingerprint = _fingerprint(source, run)
-    sink = ZarrSink(output_path, source, fingerprint, overwrite)
+    calibration = getattr(run.settings, "calibration", None)  # kept in the store: a resumed run takes it again
+    sink = ZarrSink(output_path, source, fingerprint, overwrite, None if calibration is None else calibration.to_dict())
     loop = PlaneLoop(run, source.data, sink)
     tally = loop.tally
     reporter = _Reporter(tally, progress)

@@ -22,6 +22,9 @@ from .run_settings import Settings, make_settings
 CALIBRATED_COPY_OF = "calibrated_copy_of"
 
 
+INTERVAL_FACTORS = "interval_factors"  # a store's fingerprint's entry for the calibration its intervals are scaled by
+
+
 def model_identity(model: DiffusionModel) -> str:
     """The sha256 a run records and resumes its store under: its checkpoint's, or for a copy calibrated for the
     run, the source's (the copy's file holds its calibration's date, and the calibration is fingerprinted by its
@@ -127,6 +130,6 @@ def plane_run(model: DiffusionModel | Method | str, settings: Settings | MethodS
     n_steps = network_steps(model, s)
     fingerprint = {"model_sha256": model_identity(model), **fingerprint_settings(settings_record(s))}
     if s.coverage is not None:  # a store resumed under another calibration would hold intervals of two widths
-        fingerprint["interval_factors"] = [s.calibration.factors, s.calibration.channel_factors]
+        fingerprint[INTERVAL_FACTORS] = [s.calibration.factors, s.calibration.channel_factors]
     return PlaneRun(map_names(s), model_plane, {"model": model.name, "model_sha256": model_identity(model)}, fingerprint,
                     lambda evaluations, seconds, extra: _metadata(model, s, evaluations, n_steps, seconds, extra), s)
