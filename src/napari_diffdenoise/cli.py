@@ -484,6 +484,17 @@ def cmd_train(args) -> int:
             _progress_line(f"\r  step {info.step}/{info.total_steps}  loss {info.train_loss:.4f}{val}  "
                            f"{info.eta_seconds / 60:.1f} min left")
 
+    if main_rank and args.val_fraction > 0:
+        from .core.training.datasets import held_out_share
+
+        try:
+            share = held_out_share(clean if clean is not None else noisy, args.val_fraction, config.patch_size)
+        except ValueError:  # a plane too small for its patches: the training's own check says which
+            share = None
+    if main_rank and args.val_fraction > 0 and share is not None:
+        print(f"validation: {share:.0%} of the pixels held out (the last rows, or columns, of each plane: at least one "
+              f"{config.patch_size} px patch{'' if share < args.val_fraction + 0.01 else ', more than --val-fraction asks'})",
+              file=sys.stderr)
     start = None if args.model == "scratch" else args.model
     result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
                    output=args.out, resume=args.resume, device=args.device, kind=args.kind, progress=show,

@@ -43,6 +43,14 @@ class Split:
         return array[..., self.start :, :] if self.axis == 0 else array[..., self.start :]
 
 
+def held_out_share(images, val_fraction: float, patch_size: int) -> float:
+    """The share of the pixels of ``images``' planes that their validation strips hold: at least a patch each,
+    so more than ``val_fraction`` on planes under ``patch_size / val_fraction`` px long."""
+    planes = as_planes(images, "images")
+    strips = [p.size - Split.of(p.shape, val_fraction, patch_size, "an image's").train_part(p).size for p in planes]
+    return sum(strips) / max(sum(p.size for p in planes), 1)
+
+
 def _tiles(image: np.ndarray, size: int) -> list[np.ndarray]:
     """Non-overlapping (C, size, size) tiles of a (C, H, W) array."""
     _, h, w = image.shape
