@@ -68,10 +68,11 @@ def test_find_calibration_returns_the_match_or_names_the_ones_there_are():
     with pytest.raises(ValueError) as refused:
         find_calibration(model, wanted)
     assert str(refused.value) == (
-        "model 'm' has no calibration for sampler 'ddim' with {'steps': 9, 'eta': 0.0} (mean: x0); it is "
-        "calibrated for: sampler 'dpm++2m' with {'steps': 10} (mean: x0); sampler 'ddim' with "
-        "{'steps': 4, 'eta': 0.0} (mean: x0). Use those settings, or calibrate(model, noisy, clean, ...) with these "
-        "first")
+        "model 'm' has no calibration for sampler 'ddim' with {'steps': 9, 'eta': 0.0} (mean: x0); the "
+        "calibrations you made are for: sampler 'dpm++2m' with {'steps': 10} (mean: x0); sampler 'ddim' with "
+        "{'steps': 4, 'eta': 0.0} (mean: x0). Use those settings, calibrate on the image (calibrate_on_image=True; "
+        "the CLI's --self-calibrate, the Denoise widget's 'Calibrate on this image'), or calibrate(model, noisy, "
+        "clean, ...) with these first")
     with pytest.raises(ValueError, match="model 'm' has no calibration for .*; it has none. Use those settings"):
         find_calibration(SimpleNamespace(name="m", calibrations=[]), wanted)
     head = {"std_estimator": "head", "mean_estimator": "head", "sampler": "ddim", "params": {}}

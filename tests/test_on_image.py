@@ -173,3 +173,22 @@ def test_a_resumed_store_takes_the_calibration_it_began_with_and_another_run_is_
         denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.8, **ONE_PASS)
     with pytest.raises(AssertionError, match="calibrated on the image again"):  # replacing it calibrates anew
         denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.9, overwrite=True, **ONE_PASS)
+
+
+def test_a_model_holding_the_users_calibrations_never_falls_back_on_one_it_came_with():
+    """A calibration the user made for the samples' spread (the Calibrate widget's samples route) left the
+    default std-head run on the bundled calibration, in silence: 0.725 held at a stated 0.9 on a 3-photon image.
+    The run is refused, naming the user's calibrations; asked to, it calibrates on the image."""
+    noisy, _ = low_light()
+    demo = load_model("demo")
+    samples = next(c for c in demo.calibrations if c["settings"].get("sampler") == "ddim")
+    theirs = dataclasses.replace(demo, calibrations=[{**samples, "shipped": False, "source": "user pairs: a, b"},
+                                                     *demo.calibrations])
+    assert holds_own_calibration(theirs) and not calibrates_on_image(theirs, {"coverage": 0.9})
+    with pytest.raises(ValueError, match=r"has no calibration for the std head .*; the calibrations you made are for: "
+                                         r"sampler 'ddim' .*calibrate on the image \(calibrate_on_image=True"):
+        denoise(noisy, theirs, coverage=0.9, **ONE_PASS)
+    here = denoise(noisy, theirs, coverage=0.9, calibrate_on_image=True, **ONE_PASS)
+    assert here.metadata["calibration_source"].startswith("self-calibrated")
+    bundled = denoise(noisy, demo, coverage=0.9, calibrate_on_image=False, **ONE_PASS)  # a bundled model: its own
+    assert bundled.metadata["calibration_source"] == demo.calibrations[0]["source"]

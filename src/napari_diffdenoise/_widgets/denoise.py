@@ -58,6 +58,7 @@ GAUSSIAN_PSF = "gaussian"  # the PSF choice that is not an image layer
 CUSTOM = "custom"
 # for a model with a mean and a std head: mean, std and intervals with no samples (no entropy), what
 # the Preview shows, over the whole image (docs/benchmarks/speed.md: its time against one BM3D call on a 512² plane)
+CALIBRATE_HERE = "Calibrate on this image"  # the checkbox, as the widget's messages name it
 ONE_PASS = "heads only: mean and std, no samples"  # each head one pass per symmetry averaged (core.model.symmetries)
 PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks/speed.md)
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters with their own widgets (the presets set them)
@@ -241,7 +242,7 @@ class DenoiseWidget(WorkerControls, Container):
         self.std_estimator = control_for(STD)
         self.coverage = control_for(COVERAGE)
         self.self_calibrate = CheckBox(
-            text=f"Calibrate on this image (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px a channel, 2 with a T axis or "
+            text=f"{CALIBRATE_HERE} (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px a channel, 2 with a T axis or "
                  "a second acquisition)",
             value=True,
             visible=self.coverage.value > 0,
@@ -814,7 +815,11 @@ class DenoiseWidget(WorkerControls, Container):
             try:
                 make_settings(model, **settings)
             except NoCalibration as err:  # the library's remedy is a call: say the widget's
-                raise ValueError(f"{err}. Here: choose the settings it is calibrated for (its preset), set "
+                from ..core.calibration.on_image import deconvolves
+
+                # residuals against the blurred image count the blur as error: not offered for a deconvolution
+                tick = "" if deconvolves(model, settings) else f"tick '{CALIBRATE_HERE}', "
+                raise ValueError(f"{err}. Here: {tick}choose the settings it is calibrated for (its preset), set "
                                  f"{COVERAGE.label} to 0 for no intervals, or make a calibration for these settings "
                                  "in the Calibrate widget") from None
             return layer, model, psf

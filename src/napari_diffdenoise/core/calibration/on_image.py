@@ -42,8 +42,9 @@ from .self_calibration import acquisitions_differ, iter_calibrate_on_data
 def holds_own_calibration(model) -> bool:
     """Whether ``model`` holds a calibration made on the user's data (their truth or their noisy images), not
     only those it came with (:attr:`Calibration.shipped`). Whatever its settings: a run whose settings the
-    user's calibrations do not cover is refused with the ones they do (core.run.conformal.find_calibration),
-    rather than calibrated on the image behind their back."""
+    user's calibrations do not cover is refused with the ones they do (core.run.conformal.find_calibration,
+    which then never falls back on one the model came with), rather than calibrated on the image behind their
+    back."""
     return any(not Calibration.from_dict(c).shipped for c in model.calibrations)
 
 
