@@ -63,3 +63,56 @@ def test_compare_says_how_it_scores_clears_stale_numbers_and_warns_on_scales(mak
     w.result.value = viewer.layers["small"]
     w.compute()
     assert errors and len(w.table.to_dict("split")["data"]) == 0  # the earlier numbers are gone
+
+
+def test_compare_scores_what_the_layers_hold_and_refuses_what_it_cannot_score(make_napari_viewer, errors, monkeypatch):
+    """A helper's session found: the result scored against itself (331 dB) once the truth layer was removed, a
+    multiscale layer scored at its smallest level, an inverted result given r = +1, a constant truth scored as
+    perfect, NaN answered by a LAPACK error, and a TZYX [mean] refused."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from napari_diffdenoise.core.imaging.metrics import fit_scale_offset, normalise_truth
+
+    warnings = []
+    monkeypatch.setattr(compare_module, "notify_warning", warnings.append)
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(1)
+    truth = rng.random((128, 128))
+    noisy = truth + rng.normal(0, 0.2, truth.shape)
+    viewer.add_image(truth, name="truth")
+    viewer.add_image([noisy, noisy[::2, ::2]], multiscale=True, name="pyramid")
+    w = CompareWidget(viewer)
+    w.result.value, w.truth.value = viewer.layers["pyramid"], viewer.layers["truth"]
+    w.compute()
+    table = w.table.to_dict("split")
+    gt = normalise_truth(truth)
+    level0 = peak_signal_noise_ratio(gt, fit_scale_offset(noisy, gt), data_range=1.0)
+    assert not errors and float(table["data"][0][table["columns"].index("PSNR")]) == pytest.approx(level0, abs=0.01)
+    viewer.layers.remove("truth")  # the truth combo falls to the only layer left: the table goes, and a rerun is refused
+    assert w.truth.value is w.result.value and len(w.table.to_dict("split")["data"]) == 0
+    w.compute()
+    assert errors[-1] == "Result and Ground truth must be different layers"
+    viewer.add_image(truth, name="truth")
+    viewer.add_image(-truth, name="inverted")
+    w.result.value, w.truth.value = viewer.layers["inverted"], viewer.layers["truth"]
+    w.compute()
+    table = w.table.to_dict("split")
+    assert float(table["data"][0][table["columns"].index("Pearson r")]) == pytest.approx(-1)
+    assert warnings and "anti-correlated" in warnings[-1]
+    viewer.add_image(np.full((128, 128), 3.0), name="flat")
+    w.result.value, w.truth.value = viewer.layers["truth"], viewer.layers["flat"]
+    w.compute()
+    assert "the ground truth 'flat' is constant (every pixel 3)" in errors[-1]
+    holed = truth.copy()
+    holed[5, 5] = np.nan
+    viewer.add_image(holed, name="holed")
+    w.result.value = viewer.layers["holed"]
+    w.truth.value = viewer.layers["truth"]
+    w.compute()
+    assert "the result 'holed' holds NaN or infinite values" in errors[-1]
+    stack = rng.random((2, 3, 16, 16))  # T, Z, Y, X
+    viewer.add_image(stack, name="tzyx")
+    viewer.add_image(stack + 0.01, name="tzyx result")
+    w.result.value, w.truth.value = viewer.layers["tzyx result"], viewer.layers["tzyx"]
+    w.compute()
+    assert list(w.table.to_dict("split")["index"]) == [f"plane {t}, {z}" for t in range(2) for z in range(3)] + ["mean"]

@@ -7,7 +7,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 
 from ..core.imaging.metrics import evaluate
-from .denoise import _image_choices, notify_error
+from .denoise import _image_choices, layer_data, notify_error
 from .help import help_link
 from .layers import follow_layers
 from .sections import Section, extend_form
@@ -33,8 +33,9 @@ COLUMNS = {
     "NRMSE": ("NRMSE", f"Root-mean-square error {FITTED}, as a fraction of the truth's range: lower is better",
               "{:.3f}"),
     "MAE": ("MAE", f"Mean absolute error {FITTED}, as a fraction of the truth's range: lower is better", "{:.3f}"),
-    "Pearson r": ("Pearson r", "Pearson correlation r of result and truth, pixel by pixel, −1…1 (unchanged by "
-                               "the fit): higher is better", "{:.3f}"),
+    "Pearson r": ("Pearson r", "Pearson correlation r of result and truth, pixel by pixel, −1…1, of the result as it "
+                               "is (not fitted): higher is better; below 0 the result is inverted, and the fit that "
+                               "the other columns follow inverted it back", "{:.3f}"),
 }
 
 
@@ -94,6 +95,8 @@ class CompareWidget(Container):
         self.compute_button.clicked.connect(self.compute)
         self.copy_button.clicked.connect(self.copy)
         follow_layers(napari_viewer, self.result, self.truth)
+        for combo in (self.result, self.truth):  # the table scores the layers it names: a choice changed, it is gone
+            combo.changed.connect(lambda _value: self._show([], []))
         self.reset_choices()
 
     def _images(self, _widget=None):
@@ -105,23 +108,38 @@ class CompareWidget(Container):
         if result is None or truth is None:
             notify_error("Select a result layer and a ground-truth layer")
             return
-        pred, gt = np.asarray(result.data), np.asarray(truth.data)
+        if result is truth:  # it was scored against itself: 331 dB after the truth layer was removed
+            notify_error("Result and Ground truth must be different layers")
+            return
+        if result.rgb or truth.rgb:
+            notify_error(f"'{(result if result.rgb else truth).name}' is an RGB layer: Compare scores one channel "
+                         "at a time (split its channels into layers first)")
+            return
+        # full resolution: level 0 of a multiscale layer, as Denoise reads it (np.asarray took the last level)
+        pred, gt = (np.asarray(layer_data(layer)) for layer in (result, truth))
         if pred.shape != gt.shape:
             notify_error(f"'{result.name}' {pred.shape} and '{truth.name}' {gt.shape} differ in shape")
             return
-        if pred.ndim not in (2, 3) or min(pred.shape[-2:]) < 7:
-            notify_error("Compare needs 2D planes or 3D stacks of at least 7×7 pixels")
+        if pred.ndim < 2 or min(pred.shape[-2:]) < 7:
+            notify_error("Compare needs planes of at least 7×7 pixels")
             return
         if not np.allclose(result.scale, truth.scale) or not np.allclose(result.translate, truth.translate):
             notify_warning(f"'{result.name}' and '{truth.name}' have different scales or positions in the viewer; "
                            "they are compared pixel by pixel")
-        planes = [(pred, gt)] if pred.ndim == 2 else list(zip(pred, gt))
+        positions = list(np.ndindex(pred.shape[:-2]))  # every plane of a stack of any depth (a TZYX [mean] too)
         try:
-            rows = [evaluate(p, g) for p, g in planes]
+            rows = [evaluate(pred[p], gt[p]) for p in positions]
         except (ValueError, TypeError) as err:
-            notify_error(f"Could not compare: {err}")
+            said = str(err).replace("the prediction", f"the result '{result.name}'").replace(
+                "the ground truth", f"the ground truth '{truth.name}'")
+            notify_error(f"Could not compare: {said}")
             return
-        index = [f"plane {i}" for i in range(len(rows))]
+        inverted = [i for i, r in enumerate(rows) if r["Pearson r"] < 0]
+        if inverted:
+            notify_warning(f"'{result.name}' is anti-correlated with '{truth.name}' (Pearson r below 0 on "
+                           f"{len(inverted)} of {len(rows)} planes): the fit inverts it, so the other columns score "
+                           "the inverted image")
+        index = ["plane " + (", ".join(map(str, p)) if p else "0") for p in positions]
         if len(rows) > 1:
             rows.append({key: float(np.mean([r[key] for r in rows])) for key, _, _ in COLUMNS.values()})
             index.append("mean")

@@ -30,6 +30,12 @@ def _prepare(prediction, truth):
     prediction, truth = np.asarray(prediction), np.asarray(truth)
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction {prediction.shape} and ground truth {truth.shape} differ in shape")
+    for name, array in (("the prediction", prediction), ("the ground truth", truth)):
+        if not np.all(np.isfinite(array)):  # the fit's least squares failed on them with a LAPACK error
+            raise ValueError(f"{name} holds NaN or infinite values: score finite images")
+    if truth.min() == truth.max():  # scaled to 0…1 it is all 0, which any fitted prediction matched perfectly
+        raise ValueError(f"the ground truth is constant (every pixel {truth.flat[0]:g}): there is nothing to score "
+                         "against")
     gt = normalise_truth(truth)
     return fit_scale_offset(prediction, gt), gt
 
@@ -114,7 +120,8 @@ def evaluate(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "NRMSE": rmse,  # RMSE / (max − min) of the truth, which is 1 after normalisation
         "NRMSE/mean": rmse / max(float(gt.mean()), 1e-12),
         "MAE": float(np.mean(np.abs(err))),
-        "Pearson r": float(np.corrcoef(pred.ravel(), gt.ravel())[0, 1]),
+        # of the prediction as given: the fit's scale flips the sign of an inverted one (r was +1 for −truth)
+        "Pearson r": float(np.corrcoef(np.ravel(prediction).astype(np.float64), gt.ravel())[0, 1]),
     }
 
 
