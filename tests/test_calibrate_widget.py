@@ -462,3 +462,50 @@ def test_calibrate_saves_into_the_models_folder_by_default(make_napari_viewer, q
     assert w.status.value.startswith(f"Saved {saved}"), w.status.value
     assert saved.is_file() and sorted(tmp_path.iterdir()) == sorted({*before, tmp_path / "home"})
     assert not errors, errors
+
+
+def test_calibrate_reads_full_resolution_refuses_truths_it_cannot_use_and_shows_no_stale_result(
+        make_napari_viewer, errors, monkeypatch):
+    """A helper's session found: multiscale layers read at their smallest level (a calibration made on 8 192 of
+    65 536 px; a false shape mismatch with one multiscale), constant and NaN truths taken (or a LAPACK error),
+    the Second acquisition row hidden for good once a truth was picked and set back, result layers offered as
+    a second acquisition, and a refused run left under the previous run's table and "Saved …" line."""
+    from napari_diffdenoise.core.run.conformal import Calibration
+
+    warnings = []
+    monkeypatch.setattr(calibrate_module, "notify_warning", warnings.append)
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(5, 40, (128, 128)).astype(np.float32)
+    noisy = rng.poisson(truth).astype(np.float32)
+    viewer.add_image([noisy, noisy[::2, ::2]], multiscale=True, name="noisy")
+    viewer.add_image(truth, name="truth", scale=(2, 2))
+    viewer.add_image(noisy, name="noisy [mean]")
+    viewer.add_image(noisy + 1, name="other acquisition")
+    w = CalibrateWidget(viewer)
+    w.model.value = "demo"
+    w.noisy.value, w.truth.value = viewer.layers["noisy"], viewer.layers["truth"]
+    _, noisy_data, clean, _, _ = w._validate()
+    assert noisy_data.shape == clean.shape == (128, 128) and np.array_equal(noisy_data, noisy)
+    assert warnings and "different scales or positions" in warnings[-1]
+    for name, data, said in (("flat", np.full((128, 128), 7.0), "is constant (every pixel 7)"),
+                             ("holed", np.where(truth > 39, np.nan, truth), "holds NaN or infinite values")):
+        viewer.add_image(data, name=name)
+        w.truth.value = viewer.layers[name]
+        with pytest.raises(ValueError, match=f"the truth layer '{name}' " + said.replace("(", r"\(").replace(")", r"\)")):
+            w._validate()
+    w.truth.value = None
+    assert not w.second.native.isHidden()  # shown again once no truth is picked
+    w.noisy.value = viewer.layers["other acquisition"]
+    # the multiscale noisy and its [mean] are not offered; a layer of the shape that is no result is
+    assert [name for name, _ in w._second_choices()] == ["none", "truth", "flat", "holed"]
+    w.table.value = {"data": [["0.90", "0.90", "1.00", "2"]], "columns": ["nominal", "held-out", "width factor", "w"]}
+    w.status.value = "Saved /somewhere/earlier.safetensors"
+    w.truth.value = viewer.layers["flat"]
+    w.run()
+    assert errors and "is constant" in errors[-1]
+    assert w.status.value == "" and len(w.table.to_dict("split")["data"]) == 0
+    short = Calibration({}, [0.5, 0.8, 0.9, 0.95], [1, 1, 1, 1], [0.3, 0.79, 0.78, 0.94], [1, 1, 1, 1], "user pairs", 10)
+    assert calibrate_module.short_of_nominal(short) == (
+        ". Held out, the intervals fell short: 0.78 at 0.90 (few pixels to calibrate on give an uncertain λ; a larger "
+        "image or more planes steady it)")

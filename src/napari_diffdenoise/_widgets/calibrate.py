@@ -28,8 +28,8 @@ from ..core.run.run_spec import ETA_SETTING, MEAN, N_SAMPLES, STD
 from ..core.sampling.sampler_registry import SAMPLERS, list_samplers
 from ._worker import WorkerControls
 from .torch_teams import load_here, torch_worker
-from .compare import fit_table, formatted
-from .denoise import _Failure, _image_choices, notify_error
+from .compare import fit_table, formatted, notify_warning
+from .denoise import _Failure, _image_choices, layer_data, notify_error
 from .help import help_link
 from .layer_axes import layer_axes
 from .layers import NO_SECOND, follow_layers, second_acquisition_choices
@@ -42,8 +42,12 @@ NO_TRUTH = "none: from the noisy layer's own residuals"
 RANKING = ("How well the std ranks the errors: the Spearman rank correlation ρ between the std map and the "
            "error |mean − truth|, pixel by pixel (1: the most uncertain pixels are the most wrong; 0: no relation)")
 # the interval's unit u, by where the std comes from (run_spec.STD_ESTIMATORS once "auto" is resolved)
-UNIT = {"samples": "the samples' spread (their std, with a small floor)",
-        "head": "the std head's std (its estimate of the mean's error, in one network pass)"}
+# the unit's floor (core.run.conformal.interval_unit), said where λ is read: on a dark background it sets the width,
+# and λ then is no multiple of the [std] layer (u was a median 11× the head's std on a 5-photon nuclei image)
+UNIT_FLOOR_SAID = ("with a floor of 0.5 % of the image's intensity range, which sets u where the std is smaller, "
+                   "as on a dark background")
+UNIT = {"samples": f"the samples' spread (their std, {UNIT_FLOOR_SAID})",
+        "head": f"the std head's std (its estimate of the mean's error, in one network pass, {UNIT_FLOOR_SAID})"}
 RANKER = {"samples": "the spread", "head": "the std head"}
 OWN_CONTROLS = ("steps", "eta")  # sampler parameters most samplers share: one control each, whichever sampler
 HEAD_ROUTE = ("The std head gives the intervals' width in one pass: calibrating it draws no samples, and the "
@@ -59,20 +63,38 @@ def significant(value: float, digits: int = 3) -> str:
     return f"{value:,.{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f}"
 
 
-def result_columns(with_truth: bool, std: str = "samples") -> dict[str, str]:
+def result_columns(with_truth: bool, std: str = "samples", channels: int = 0) -> dict[str, str]:
     """The result table's columns and what each means (their headers' tooltips), for a calibration
-    whose interval unit came from ``std`` ("samples" or "head")."""
+    whose interval unit came from ``std`` ("samples" or "head"), made on each of ``channels`` on its own."""
+    each = f" With {channels} channels, each calibrated on its own: " if channels else ""
     return {
         "nominal": "The coverage asked for: the fraction of pixels whose truth should lie inside the interval",
         ("held-out" if with_truth else "split-half check"): (
-            "The fraction of held-out pixels (never used to calibrate) whose truth lies inside the interval"
-            if with_truth else "The coverage the intervals from one half of the image reach under the error "
-            "measured on the other half (modelled, not measured against a truth)"),
+            ("The fraction of held-out pixels (never used to calibrate) whose truth lies inside the interval"
+             if with_truth else "The coverage the intervals from one half of the image reach under the error "
+             "measured on the other half (modelled, not measured against a truth)")
+            + (f".{each}the channels' mean, each at its own λ" if channels else "")),
         "width factor": f"λ: the interval is mean ± λ·u, u {UNIT[std]}; from split conformal prediction with a "
                         "truth (Angelopoulos et al. 2022), from a model of the residuals without one "
-                        "(docs/method.md). Above 1: u alone was too narrow",
+                        "(docs/method.md). Above 1: u alone was too narrow"
+                        + (f".{each}the widest channel's λ (a run takes each channel's own)" if channels else ""),
         "mean width\n(intensity)": "The interval's mean width (upper − lower), in the image's intensity units, on held-out pixels",
     }
+
+
+SHORT_BY = 0.05  # a held-out coverage this far under its nominal level is said in the status line
+
+
+def short_of_nominal(calibration) -> str:
+    """What the status line adds where the held-out check falls short of the levels asked for most (0.8–0.95):
+    a calibration made on a small image (a 96² crop has nine 32² blocks) was saved with 0.78 at 0.9 unsaid."""
+    short = [(n, h) for n, h in zip(calibration.coverages, calibration.held_out_coverage)
+             if 0.8 <= n <= 0.95 and math.isfinite(h) and h < n - SHORT_BY]
+    if not short:
+        return ""
+    levels = ", ".join(f"{h:.2f} at {n:.2f}" for n, h in short)
+    return (f". Held out, the intervals fell short: {levels} (few pixels to calibrate on give an uncertain λ; "
+            "a larger image or more planes steady it)")
 
 
 def free_path(path: Path) -> Path:
@@ -189,7 +211,9 @@ class CalibrateWidget(WorkerControls, Container):
         REGISTRY.subscribe(self.model)
         follow_layers(napari_viewer, self.noisy, self.truth, self.second)
         self.noisy.changed.connect(self.second.reset_choices)
-        self.truth.changed.connect(lambda value: setattr(self.second, "visible", value is None))
+        # magicgui does not emit `changed` when the value becomes None: the row stayed hidden with no truth picked
+        self.truth.native.currentIndexChanged.connect(
+            lambda _index: setattr(self.second, "visible", self.truth.value is None))
         self.reset_choices()
         # no truth unless one is picked: the first image layer, the noisy one's default too, was refused as its own truth
         self.truth.value = None
@@ -318,9 +342,16 @@ class CalibrateWidget(WorkerControls, Container):
             raise ValueError("Select a noisy layer")
         if noisy is truth:
             raise ValueError("The noisy layer and the truth layer must be different layers")
-        if truth is not None and tuple(noisy.data.shape) != tuple(truth.data.shape):
-            raise ValueError(f"'{noisy.name}' {tuple(noisy.data.shape)} and '{truth.name}' "
-                             f"{tuple(truth.data.shape)} differ in shape")
+        # full resolution: level 0 of a multiscale layer, as Denoise reads it (np.asarray took the last level)
+        noisy_data = np.asarray(layer_data(noisy))
+        clean = None if truth is None else np.asarray(layer_data(truth))
+        if clean is not None and noisy_data.shape != clean.shape:
+            raise ValueError(f"'{noisy.name}' {noisy_data.shape} and '{truth.name}' {clean.shape} differ in shape")
+        if clean is not None and not np.all(np.isfinite(clean)):
+            raise ValueError(f"the truth layer '{truth.name}' holds NaN or infinite values")
+        if clean is not None and clean.min() == clean.max():
+            raise ValueError(f"the truth layer '{truth.name}' is constant (every pixel {clean.flat[0]:g}): there is "
+                             "no error to calibrate against")
         if self.model.value is None:
             raise ValueError("Choose a model")
         model = self._chosen_model()
@@ -330,17 +361,28 @@ class CalibrateWidget(WorkerControls, Container):
         if out is None or out.is_dir():
             folder = out if out is not None else USER_MODELS_DIR  # the Train widget's folder, not wherever napari started
             out = folder / f"{model.name}-calibrated.safetensors"
-        clean = None if truth is None else np.asarray(truth.data).copy()
         second = self.second.value if truth is None and self.second.value != NO_SECOND else None
-        if second is not None and tuple(second.data.shape) != tuple(noisy.data.shape):  # a layer changed since
+        if second is not None and tuple(second.data.shape) != noisy_data.shape:  # a layer changed since
             raise ValueError(f"Second acquisition '{second.name}' {tuple(second.data.shape)} and '{noisy.name}' "
-                             f"{tuple(noisy.data.shape)} differ in shape")
-        return (model, np.asarray(noisy.data).copy(), clean, free_path(out),
-                None if second is None else np.asarray(second.data).copy())
+                             f"{noisy_data.shape} differ in shape")
+        if truth is not None and (not np.allclose(noisy.scale, truth.scale)
+                                  or not np.allclose(noisy.translate, truth.translate)):
+            notify_warning(f"'{noisy.name}' and '{truth.name}' have different scales or positions in the viewer; "
+                           "they are calibrated against each other pixel by pixel")
+        return (model, noisy_data, clean, free_path(out), None if second is None else np.asarray(layer_data(second)))
+
+    def _clear_results(self) -> None:
+        """No earlier run's table, diagram or "Saved …" line under this run's status (they read as its result)."""
+        self.table.value = {"data": [], "columns": []}
+        self.status.value = ""
+        if self.figure is not None:
+            self.figure.figure.clear()
+            self.figure.draw_idle()
 
     def run(self):
         if self._worker is not None:
             return  # one run at a time
+        self._clear_results()
         try:
             model, noisy, truth, out, second = self._validate()
             settings = calibration_settings(model, self.run_settings())  # the CLI's and the library's route
@@ -376,7 +418,7 @@ class CalibrateWidget(WorkerControls, Container):
         REGISTRY.add(out)
         c = run.calibration
         std = recorded_value(c.settings, "std_estimator")
-        columns = result_columns(run.truth is not None, std)
+        columns = result_columns(run.truth is not None, std, len(run.channels))
         self.table.value = {"data": [[formatted(n, "{:.2f}"), formatted(h, "{:.2f}"),
                                       formatted(f, "{:.2f}"), significant(w)] for n, h, f, w in
                                      zip(c.coverages, c.held_out_coverage, c.factors, c.held_out_width)],
@@ -388,7 +430,7 @@ class CalibrateWidget(WorkerControls, Container):
         ranking = (f"; {RANKER[std]} ranks the errors at {c.spearman:.2f} (1: perfectly, 0: not at all)"
                    if c.spearman is not None else "")
         self.status.tooltip = RANKING if ranking else ""
-        self.status.value = f"Saved {out}{ranking}"
+        self.status.value = f"Saved {out}{ranking}{short_of_nominal(c)}"
 
     def _show_reliability(self, run):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -417,7 +459,11 @@ class CalibrateWidget(WorkerControls, Container):
         ax.plot([0, top], [0, top], "--", color=FOREGROUND, lw=1, label="calibrated")
         for label, (rmv, rmse) in curves:
             ax.plot(rmv, rmse, "o-", ms=3, label=label)
-        ax.set_xlabel("RMS predicted std")
-        ax.set_ylabel("RMSE of the mean")
+        # logarithmic: one bright bin set a linear scale, and a std 2–3× off in the other nine read as calibrated
+        if all(np.all(rmv > 0) and np.all(rmse > 0) for _, (rmv, rmse) in curves):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel("RMS predicted std (intensity)")
+        ax.set_ylabel("RMSE of the mean (intensity)")
         ax.legend(fontsize="small")
         self.figure.draw_idle()

@@ -42,7 +42,8 @@ from .timings import OneTiming
 from .torch_teams import load_here, torch_worker
 from .help import help_link
 from .layer_axes import layer_axes, named_axes
-from .layers import NO_SECOND, first_plane, follow_layers, image_choices, placed_like, second_acquisition_choices
+from .layers import (NO_SECOND, first_plane, follow_layers, image_choices, is_result, placed_like, result_tags,
+                     second_acquisition_choices)
 from .model_registry import REGISTRY
 from .run_controls import control_for, control_value, follow_shared_param, param_widget
 from .sections import Section, extend_form
@@ -64,15 +65,10 @@ PREVIEW_STEPS = 5  # a 512² plane in under 5 s on a 2-core CPU (docs/benchmarks
 MAIN_FORM_PARAMS = ("steps", "eta")  # sampler parameters with their own widgets (the presets set them)
 
 
-def _result_tags() -> tuple[str, ...]:
-    """The name tags of this plugin's result layers (a map registered later included)."""
-    return (*(f"[{name}]" for name in MAPS), "[samples]", "[preview")
-
-
 def _could_be_psf(layer) -> bool:
     shape = [n for n in layer.data.shape if n > 1]
     return (not layer.rgb and len(shape) == 2 and max(shape) <= 255
-            and not any(tag in layer.name for tag in _result_tags()))
+            and not is_result(layer))
 
 
 def in_the_forms_words(message: str, layer_name: str | None = None) -> str:
@@ -242,8 +238,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.std_estimator = control_for(STD)
         self.coverage = control_for(COVERAGE)
         self.self_calibrate = CheckBox(
-            text=f"{CALIBRATE_HERE} (+1 run of ≤ {math.isqrt(MAX_PIXELS)}² px a channel, 2 with a T axis or "
-                 "a second acquisition)",
+            # "+1 run" read as the image's own run: a small image is recorrupted up to the budget, 4–8× its run
+            text=f"{CALIBRATE_HERE} (restores up to {math.isqrt(MAX_PIXELS)}² px a channel first, a small image "
+                 "several times over; twice that with a T axis or a second acquisition; counted in Time here)",
             value=True,
             visible=self.coverage.value > 0,
             tooltip="Before the run, measure the model's real error on this image (residuals against a recorrupted "
@@ -953,7 +950,7 @@ class DenoiseWidget(WorkerControls, Container):
         [1]', which reads as one more tag."""
         taken = {other.name for other in self._viewer.layers}
         stem, number = layer.name, 1
-        while any(f"{stem} {tag}" in taken for tag in _result_tags()):
+        while any(f"{stem} {tag}" in taken for tag in result_tags()):
             number += 1
             stem = f"{layer.name} (run {number})"
         return stem

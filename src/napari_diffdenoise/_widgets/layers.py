@@ -13,20 +13,40 @@ def image_choices(viewer):
 NO_SECOND = "none"  # the second-acquisition choice that is not an image layer
 
 
+def result_tags() -> tuple[str, ...]:
+    """The name tags of this plugin's result layers (a map registered later included)."""
+    from ..core.io.maps import MAPS
+
+    return (*(f"[{name}]" for name in MAPS), "[samples]", "[preview")
+
+
+def is_result(layer) -> bool:
+    return any(tag in layer.name for tag in result_tags())
+
+
 def second_acquisition_choices(viewer, image) -> list:
     """None, and the other image layers of ``image``'s shape (another acquisition of its field) that a
-    calibration on ``image`` can also be made against."""
+    calibration on ``image`` can also be made against: not a result of this plugin, which no acquisition is."""
     shape = None if image is None or image.multiscale else np.shape(image.data)
     return [(NO_SECOND, NO_SECOND)] + [(name, layer) for name, layer in image_choices(viewer)
-                                      if layer is not image and not layer.multiscale and np.shape(layer.data) == shape]
+                                      if layer is not image and not layer.multiscale and np.shape(layer.data) == shape
+                                      and not is_result(layer)]
 
 
 def follow_layers(viewer, *combos) -> None:
-    """Refresh each combo box's choices whenever a layer is added, removed or moved."""
+    """Refresh each combo box's choices whenever a layer is added, removed, moved or renamed."""
     events = viewer.layers.events
     for event in (events.inserted, events.removed, events.reordered):
         for combo in combos:
             event.connect(combo.reset_choices)
+
+    def follow_name(layer) -> None:
+        for combo in combos:
+            layer.events.name.connect(combo.reset_choices)
+
+    for layer in viewer.layers:
+        follow_name(layer)
+    events.inserted.connect(lambda event: follow_name(event.value))
 
 
 def first_plane(layer) -> np.ndarray | None:
