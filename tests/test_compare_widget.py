@@ -116,3 +116,11 @@ def test_compare_scores_what_the_layers_hold_and_refuses_what_it_cannot_score(ma
     w.result.value, w.truth.value = viewer.layers["tzyx result"], viewer.layers["tzyx"]
     w.compute()
     assert list(w.table.to_dict("split")["index"]) == [f"plane {t}, {z}" for t in range(2) for z in range(3)] + ["mean"]
+
+
+def test_the_layer_lists_follow_a_rename(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 16)), name="before")
+    w = CompareWidget(viewer)
+    viewer.layers["before"].name = "after"
+    assert [w.result.native.itemText(i) for i in range(w.result.native.count())] == ["after"]
