@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -492,7 +494,7 @@ def test_calibrate_reads_full_resolution_refuses_truths_it_cannot_use_and_shows_
                              ("holed", np.where(truth > 39, np.nan, truth), "holds NaN or infinite values")):
         viewer.add_image(data, name=name)
         w.truth.value = viewer.layers[name]
-        with pytest.raises(ValueError, match=f"the truth layer '{name}' " + said.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ValueError, match=re.escape(f"the truth layer '{name}' {said}")):
             w._validate()
     w.truth.value = None
     assert not w.second.native.isHidden()  # shown again once no truth is picked
@@ -505,7 +507,8 @@ def test_calibrate_reads_full_resolution_refuses_truths_it_cannot_use_and_shows_
     w.run()
     assert errors and "is constant" in errors[-1]
     assert w.status.value == "" and len(w.table.to_dict("split")["data"]) == 0
-    short = Calibration({}, [0.5, 0.8, 0.9, 0.95], [1, 1, 1, 1], [0.3, 0.79, 0.78, 0.94], [1, 1, 1, 1], "user pairs", 10)
+    short = Calibration({}, [0.5, 0.8, 0.9, 0.95], [1, 1, 1, 1], [0.3, 0.79, 0.78, 0.94], [1, 1, 1, 1], "user pairs",
+                        10)
     assert calibrate_module.short_of_nominal(short) == (
         ". Held out, the intervals fell short: 0.78 at 0.90 (few pixels to calibrate on give an uncertain λ; a larger "
         "image or more planes steady it)")

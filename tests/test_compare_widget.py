@@ -88,7 +88,7 @@ def test_compare_scores_what_the_layers_hold_and_refuses_what_it_cannot_score(ma
     gt = normalise_truth(truth)
     level0 = peak_signal_noise_ratio(gt, fit_scale_offset(noisy, gt), data_range=1.0)
     assert not errors and float(table["data"][0][table["columns"].index("PSNR")]) == pytest.approx(level0, abs=0.01)
-    viewer.layers.remove("truth")  # the truth combo falls to the only layer left: the table goes, and a rerun is refused
+    viewer.layers.remove("truth")  # the truth combo falls to the only layer left: the table goes, a rerun is refused
     assert w.truth.value is w.result.value and len(w.table.to_dict("split")["data"]) == 0
     w.compute()
     assert errors[-1] == "Result and Ground truth must be different layers"

@@ -132,7 +132,8 @@ def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint, capsy
     assert main(args + ["--steps", "4"]) == 0
     assert load_model(out).provenance["step"] == 4
     said = capsys.readouterr()
-    assert re.search(r"best validation loss [0-9.e-]+, its weights beside it as ft-best\.safetensors\)$", said.out.strip())
+    assert re.search(r"best validation loss [0-9.e-]+, its weights beside it as ft-best\.safetensors\)$",
+                     said.out.strip())
     # a 32 px strip of an 80 px plane: 40 % held out where --val-fraction says 10 %, and the run says so
     assert "validation: 40% of the pixels held out" in said.err and "more than --val-fraction asks" in said.err
     # with no validation strip there is no best file, and the line does not say 'None'

@@ -648,7 +648,8 @@ def test_the_self_calibration_box_states_the_budget_it_restores(widget):
     from napari_diffdenoise.core.calibration.residuals import MAX_PIXELS
 
     _, w = widget
-    assert f"up to {int(MAX_PIXELS ** 0.5)}² px a channel first, a small image several times over" in w.self_calibrate.text
+    said = f"up to {int(MAX_PIXELS ** 0.5)}² px a channel first, a small image several times over"
+    assert said in w.self_calibrate.text
 
 
 def test_a_hot_pixel_is_said_in_the_status_and_the_form_offers_to_replace_it(widget, qtbot, errors):

@@ -492,9 +492,9 @@ def cmd_train(args) -> int:
         except ValueError:  # a plane too small for its patches: the training's own check says which
             share = None
     if main_rank and args.val_fraction > 0 and share is not None:
+        more = "" if share < args.val_fraction + 0.01 else ", more than --val-fraction asks"
         print(f"validation: {share:.0%} of the pixels held out (the last rows, or columns, of each plane: at least one "
-              f"{config.patch_size} px patch{'' if share < args.val_fraction + 0.01 else ', more than --val-fraction asks'})",
-              file=sys.stderr)
+              f"{config.patch_size} px patch{more})", file=sys.stderr)
     start = None if args.model == "scratch" else args.model
     result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
                    output=args.out, resume=args.resume, device=args.device, kind=args.kind, progress=show,

@@ -33,9 +33,9 @@ COLUMNS = {
     "NRMSE": ("NRMSE", f"Root-mean-square error {FITTED}, as a fraction of the truth's range: lower is better",
               "{:.3f}"),
     "MAE": ("MAE", f"Mean absolute error {FITTED}, as a fraction of the truth's range: lower is better", "{:.3f}"),
-    "Pearson r": ("Pearson r", "Pearson correlation r of result and truth, pixel by pixel, −1…1, of the result as it "
-                               "is (not fitted): higher is better; below 0 the result is inverted, and the fit that "
-                               "the other columns follow inverted it back", "{:.3f}"),
+    "Pearson r": ("Pearson r", "Pearson correlation r of result and truth, pixel by pixel, −1…1, of the result as "
+                               "it is (not fitted): higher is better; below 0 the result is inverted, and the fit "
+                               "that the other columns follow inverted it back", "{:.3f}"),
 }
 
 

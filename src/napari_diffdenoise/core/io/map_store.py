@@ -104,9 +104,9 @@ class MapStore:
         leading = shape[:-2] or (1,)
         root.create_array("done", shape=leading, chunks=(1,) * len(leading), dtype=bool, fill_value=False)
         # the fingerprint goes in last: a store cut off before this line is not taken for a run to resume
+        kept = {} if calibration is None else {"calibration": json.loads(record_json(calibration))}
         root.attrs[ATTRIBUTE] = {"fingerprint": fingerprint, "maps": names, "axes": stored_axes,
-                                 "input_axes": source.axes,
-                                 **({} if calibration is None else {"calibration": json.loads(record_json(calibration))})}
+                                 "input_axes": source.axes, **kept}
         return cls(path, root)
 
     @classmethod
