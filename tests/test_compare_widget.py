@@ -124,3 +124,35 @@ def test_the_layer_lists_follow_a_rename(make_napari_viewer):
     w = CompareWidget(viewer)
     viewer.layers["before"].name = "after"
     assert [w.result.native.itemText(i) for i in range(w.result.native.count())] == ["after"]
+
+
+def test_a_blank_truth_plane_is_left_out_and_said_and_a_closed_compare_is_freed(make_napari_viewer, errors, monkeypatch,
+                                                                                  qtbot):
+    import gc
+    import weakref
+
+    warnings = []
+    monkeypatch.setattr(compare_module, "notify_warning", warnings.append)
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(2)
+    truth = rng.random((3, 32, 32))
+    truth[1] = 0.0  # an empty slice of the stack
+    viewer.add_image(truth, name="truth")
+    viewer.add_image(truth + rng.normal(0, 0.05, truth.shape), name="result")
+    w = CompareWidget(viewer)
+    w.result.value, w.truth.value = viewer.layers["result"], viewer.layers["truth"]
+    w.compute()
+    table = w.table.to_dict("split")
+    psnr = [row[table["columns"].index("PSNR")] for row in table["data"]]
+    assert not errors and psnr[1] == "–" and psnr[0] != "–" and psnr[2] != "–" and list(table["index"])[-1] == "mean"
+    assert warnings and warnings[-1].startswith("1 of 3 planes not scored (the mean leaves them out): plane 1: the "
+                                                "ground truth 'truth' is constant")
+    # a closed Compare is not kept alive by the viewer's layer events (a lambda once held it)
+    dock = viewer.window.add_dock_widget(w, name="Compare")
+    alive = weakref.ref(w.result)
+    viewer.window.remove_dock_widget(dock)
+    w.native.deleteLater()
+    qtbot.wait(50)
+    del w, dock
+    gc.collect()
+    assert alive() is None

@@ -1,5 +1,6 @@
 """Split-conformal pieces in closed form: the rank of the factor, the block split, the interpolation
 between calibrated levels and the refusal that names the calibrations a model has."""
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -68,11 +69,20 @@ def test_find_calibration_returns_the_match_or_names_the_ones_there_are():
     with pytest.raises(ValueError) as refused:
         find_calibration(model, wanted)
     assert str(refused.value) == (
-        "model 'm' has no calibration for sampler 'ddim' with {'steps': 9, 'eta': 0.0} (mean: x0); the "
-        "calibrations you made are for: sampler 'dpm++2m' with {'steps': 10} (mean: x0); sampler 'ddim' with "
+        "model 'm' has no calibration for sampler 'ddim' with {'steps': 9, 'eta': 0.0} (mean: x0); it is "
+        "calibrated for: sampler 'dpm++2m' with {'steps': 10} (mean: x0); sampler 'ddim' with "
         "{'steps': 4, 'eta': 0.0} (mean: x0). Use those settings, calibrate on the image (calibrate_on_image=True; "
-        "the CLI's --self-calibrate, the Denoise widget's 'Calibrate on this image'), or calibrate(model, noisy, "
-        "clean, ...) with these first")
+        "the CLI's --self-calibrate), or calibrate(model, noisy, clean, ...) with these first")
+    assert refused.value.what.endswith("(mean: x0)")  # the message without its remedy, for a form to give its own
+    # beside one it came with, the user's are named as theirs, and the one it came with is not taken
+    came_with = dataclasses.replace(_calibration(wanted), shipped=True)
+    mixed = SimpleNamespace(name="m", calibrations=[other.to_dict(), came_with.to_dict()])
+    with pytest.raises(ValueError, match=r"the calibrations you made are for: sampler 'dpm\+\+2m' with \{'steps': 10\} "
+                                         r"\(mean: x0\)\. Use"):
+        find_calibration(mixed, wanted)
+    deconvolving = SimpleNamespace(name="w", task="deconvolve", calibrations=[other.to_dict()])
+    with pytest.raises(ValueError, match=r"Use those settings, or calibrate\(model"):  # not told to calibrate here
+        find_calibration(deconvolving, wanted)
     with pytest.raises(ValueError, match="model 'm' has no calibration for .*; it has none. Use those settings"):
         find_calibration(SimpleNamespace(name="m", calibrations=[]), wanted)
     head = {"std_estimator": "head", "mean_estimator": "head", "sampler": "ddim", "params": {}}

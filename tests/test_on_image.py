@@ -173,6 +173,19 @@ def test_a_resumed_store_takes_the_calibration_it_began_with_and_another_run_is_
         denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.8, **ONE_PASS)
     with pytest.raises(AssertionError, match="calibrated on the image again"):  # replacing it calibrates anew
         denoise_to_zarr(path, store, "demo", axes="ZYX", coverage=0.9, overwrite=True, **ONE_PASS)
+    monkeypatch.undo()
+    # a coverage given as a float32 resumes (the store holds the value the run checked, a float)
+    half = denoise_to_zarr(path, tmp_path / "f32.zarr", "demo", axes="ZYX", coverage=np.float32(0.9), **ONE_PASS)
+    zarr.open_group(str(tmp_path / "f32.zarr"), mode="r+")["done"][1:] = False
+    assert denoise_to_zarr(path, tmp_path / "f32.zarr", "demo", axes="ZYX", coverage=np.float32(0.9),
+                           **ONE_PASS)["interval_factors"] == half["interval_factors"]
+    # a store begun on the model's stored calibration is not taken for one made on the image: a run that calibrates
+    # on it is refused, as before (its factors differ), not resumed on the bundled calibration
+    denoise_to_zarr(path, tmp_path / "stored.zarr", "demo", axes="ZYX", coverage=0.9, calibrate_on_image=False,
+                    **ONE_PASS)
+    zarr.open_group(str(tmp_path / "stored.zarr"), mode="r+")["done"][1:] = False
+    with pytest.raises(ValueError, match=r"other settings \(interval_factors differ\)"):
+        denoise_to_zarr(path, tmp_path / "stored.zarr", "demo", axes="ZYX", coverage=0.9, **ONE_PASS)
 
 
 def test_a_model_holding_the_users_calibrations_never_falls_back_on_one_it_came_with():

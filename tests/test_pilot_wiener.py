@@ -214,8 +214,7 @@ def test_a_calibration_holds_for_the_refinement_it_was_made_with(demo):
     assert run.metadata["calibration_source"] == refined.calibrations[0]["source"]
     unrefined = dataclasses.replace(refined, mean_refinement="none")
     # the message tells the two apart: they differ by the refinement alone
-    with pytest.raises(ValueError, match=r"has no calibration for the std head \(mean: head\); the calibrations you made "
-                                         r"are for: "
+    with pytest.raises(ValueError, match=r"has no calibration for the std head \(mean: head\); it is calibrated for: "
                                          r"the std head \(mean: head, refined: pilot-wiener\)"):
         denoise(noisy, unrefined, seed=0, n_samples=0, coverage=0.9)
     assert denoise(noisy, unrefined, seed=0, n_samples=0, coverage=0.9,

@@ -487,9 +487,12 @@ def cmd_train(args) -> int:
     if main_rank and args.val_fraction > 0:
         from .core.training.datasets import held_out_share
 
-        try:
-            share = held_out_share(clean if clean is not None else noisy, args.val_fraction, config.patch_size)
-        except ValueError:  # a plane too small for its patches: the training's own check says which
+        from .core.training.finetune import VAL_FRACTION
+
+        try:  # a fraction the training refuses, or a plane too small for its patches: the training's check says which
+            share = held_out_share(clean if clean is not None else noisy, VAL_FRACTION.check(args.val_fraction, None),
+                                   config.patch_size)
+        except ValueError:
             share = None
     if main_rank and args.val_fraction > 0 and share is not None:
         more = "" if share < args.val_fraction + 0.01 else ", more than --val-fraction asks"

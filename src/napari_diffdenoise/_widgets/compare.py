@@ -115,8 +115,9 @@ class CompareWidget(Container):
             notify_error(f"'{(result if result.rgb else truth).name}' is an RGB layer: Compare scores one channel "
                          "at a time (split its channels into layers first)")
             return
-        # full resolution: level 0 of a multiscale layer, as Denoise reads it (np.asarray took the last level)
-        pred, gt = (np.asarray(layer_data(layer)) for layer in (result, truth))
+        # full resolution: level 0 of a multiscale layer, as Denoise reads it (np.asarray took the last level); a
+        # lazy one read a plane at a time
+        pred, gt = (layer_data(layer) for layer in (result, truth))
         if pred.shape != gt.shape:
             notify_error(f"'{result.name}' {pred.shape} and '{truth.name}' {gt.shape} differ in shape")
             return
@@ -127,21 +128,30 @@ class CompareWidget(Container):
             notify_warning(f"'{result.name}' and '{truth.name}' have different scales or positions in the viewer; "
                            "they are compared pixel by pixel")
         positions = list(np.ndindex(pred.shape[:-2]))  # every plane of a stack of any depth (a TZYX [mean] too)
-        try:
-            rows = [evaluate(pred[p], gt[p]) for p in positions]
-        except (ValueError, TypeError) as err:
-            said = str(err).replace("the prediction", f"the result '{result.name}'").replace(
-                "the ground truth", f"the ground truth '{truth.name}'")
-            notify_error(f"Could not compare: {said}")
+        index = ["plane " + (", ".join(map(str, p)) if p else "0") for p in positions]
+        rows, refused, scored = [], [], []
+        for label, p in zip(index, positions):
+            try:
+                rows.append(evaluate(np.asarray(pred[p]), np.asarray(gt[p])))
+                scored.append(rows[-1])
+            except (ValueError, TypeError) as err:  # that plane alone (a blank slice of a stack): its row says "–"
+                said = str(err).replace("the prediction", f"the result '{result.name}'").replace(
+                    "the ground truth", f"the ground truth '{truth.name}'")
+                refused.append(f"{label}: {said}")
+                rows.append({key: math.nan for key, _, _ in COLUMNS.values()})
+        if not scored:
+            notify_error("Could not compare: " + "; ".join(refused[:3]) + ("; …" if len(refused) > 3 else ""))
             return
+        if refused:
+            notify_warning(f"{len(refused)} of {len(rows)} planes not scored (the mean leaves them out): "
+                           + "; ".join(refused[:3]) + ("; …" if len(refused) > 3 else ""))
         inverted = [i for i, r in enumerate(rows) if r["Pearson r"] < 0]
         if inverted:
             notify_warning(f"'{result.name}' is anti-correlated with '{truth.name}' (Pearson r below 0 on "
                            f"{len(inverted)} of {len(rows)} planes): the fit inverts it, so the other columns score "
                            "the inverted image")
-        index = ["plane " + (", ".join(map(str, p)) if p else "0") for p in positions]
         if len(rows) > 1:
-            rows.append({key: float(np.mean([r[key] for r in rows])) for key, _, _ in COLUMNS.values()})
+            rows.append({key: float(np.mean([r[key] for r in scored])) for key, _, _ in COLUMNS.values()})
             index.append("mean")
         self._show(rows, index)
         self.scores.collapsed = False

@@ -816,7 +816,7 @@ class DenoiseWidget(WorkerControls, Container):
 
                 # residuals against the blurred image count the blur as error: not offered for a deconvolution
                 tick = "" if deconvolves(model, settings) else f"tick '{CALIBRATE_HERE}', "
-                raise ValueError(f"{err}. Here: {tick}choose the settings it is calibrated for (its preset), set "
+                raise ValueError(f"{err.what}. Here: {tick}choose the settings it is calibrated for (its preset), set "
                                  f"{COVERAGE.label} to 0 for no intervals, or make a calibration for these settings "
                                  "in the Calibrate widget") from None
             return layer, model, psf

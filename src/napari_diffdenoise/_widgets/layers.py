@@ -40,13 +40,27 @@ def follow_layers(viewer, *combos) -> None:
         for combo in combos:
             event.connect(combo.reset_choices)
 
-    def follow_name(layer) -> None:
-        for combo in combos:
+    follower = _NameFollower(combos)
+    for layer in viewer.layers:
+        follower.follow(layer)
+    # napari holds a bound method weakly (a lambda strongly: it kept a closed widget alive): the follower lives as
+    # long as the first combo
+    combos[0].__dict__.setdefault("_name_followers", []).append(follower)
+    events.inserted.connect(follower.on_inserted)
+
+
+class _NameFollower:
+    """Connects each new layer's renames to the combos' refresh."""
+
+    def __init__(self, combos):
+        self.combos = combos
+
+    def follow(self, layer) -> None:
+        for combo in self.combos:
             layer.events.name.connect(combo.reset_choices)
 
-    for layer in viewer.layers:
-        follow_name(layer)
-    events.inserted.connect(lambda event: follow_name(event.value))
+    def on_inserted(self, event) -> None:
+        self.follow(event.value)
 
 
 def first_plane(layer) -> np.ndarray | None:

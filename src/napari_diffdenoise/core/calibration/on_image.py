@@ -265,6 +265,9 @@ def calibration_to_resume(model, source, settings: dict, store, second=None) -> 
     calibration = stored.calibration
     if calibration is None or second is not None or SECOND_ACQUISITION in calibration.get("source", ""):
         return None
+    made = Calibration.from_dict(calibration)
+    if made.shipped or made.against_truth or made.held_out_measured:
+        return None  # not made on the image (a store begun on a stored calibration): it is calibrated now
     return calibration
 
 

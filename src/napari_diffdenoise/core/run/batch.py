@@ -80,8 +80,12 @@ def fingerprint_before_calibrating(source: ImageSource, model, settings_kwargs: 
     """The fingerprint a store of the run of ``model`` with ``settings_kwargs`` on ``source`` holds, less the
     factors of the calibration its intervals will be scaled by (INTERVAL_FACTORS): what an existing store can be
     compared with before the image is calibrated."""
+    from .run_spec import COVERAGE
+
     without_intervals = plane_run(model, **{**settings_kwargs, "coverage": None})
-    return {**_fingerprint(source, without_intervals), "coverage": settings_kwargs.get("coverage")}
+    coverage = settings_kwargs.get("coverage")  # as the run checks it (a float32 0.9 is written as a float)
+    return {**_fingerprint(source, without_intervals),
+            "coverage": None if coverage is None else COVERAGE.check(coverage, model.schedule)}
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -132,7 +132,10 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        kept = {k: v for k, v in data.items() if k in names}
+        # a check that could not be made (NaN) reads back from JSON as null
+        kept["held_out_coverage"] = [math.nan if h is None else h for h in kept.get("held_out_coverage", [])]
+        return cls(**kept)
 
 
 def source_headline(source: str) -> str:
@@ -148,7 +151,12 @@ def source_headline(source: str) -> str:
 
 
 class NoCalibration(ValueError):
-    """The model holds no calibration for a run's settings (the message says which it holds)."""
+    """The model holds no calibration for a run's settings (the message says which it holds). ``what``: the message
+    without its remedy (the library's calls), for a form to give its own."""
+
+    def __init__(self, what: str, remedy: str):
+        super().__init__(f"{what}. {remedy}")
+        self.what = what
 
 
 def find_calibration(model, settings: dict) -> Calibration:
@@ -171,9 +179,13 @@ def find_calibration(model, settings: dict) -> Calibration:
         return f"sampler {key.get('sampler')!r} with {key.get('params')} (mean: {mean})"
 
     have = [described(c["settings"]) for c in own or model.calibrations]
+    # "you made" only beside ones it came with: a checkpoint from before the mark holds the project's unmarked
+    mixed = 0 < len(own) < len(model.calibrations)
+    # residuals against a blurred image count the blur as error: not offered for a deconvolution
+    here = "" if getattr(model, "task", None) == "deconvolve" else (
+        "calibrate on the image (calibrate_on_image=True; the CLI's --self-calibrate), ")
     raise NoCalibration(
         f"model {model.name!r} has no calibration for {described(settings)}; "
-        + (f"{'the calibrations you made are' if own else 'it is calibrated'} for: {'; '.join(have)}. " if have
-           else "it has none. ")
-        + "Use those settings, calibrate on the image (calibrate_on_image=True; the CLI's --self-calibrate, the "
-          "Denoise widget's 'Calibrate on this image'), or calibrate(model, noisy, clean, ...) with these first")
+        + (f"{'the calibrations you made are' if mixed else 'it is calibrated'} for: {'; '.join(have)}" if have
+           else "it has none"),
+        f"Use those settings, {here}or calibrate(model, noisy, clean, ...) with these first")

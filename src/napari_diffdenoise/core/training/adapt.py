@@ -414,8 +414,10 @@ def adapt(
     See the module docstring for the method.
 
     The adapted mean head is kept only when a held-out criterion with no fitted noise in it shows
-    it better than the bundled one; otherwise the returned copy carries the bundled head (and its
-    calibrations). ``provenance["adapted"]["kept"]`` ("adapted" or "bundled") and ``["decision"]``
+    it better than the bundled one; otherwise the returned copy carries the bundled head (and, without
+    ``recalibrate``, its calibrations; recalibrated, a run takes the one made on ``noisy`` for the settings it was
+    made for, and is refused for others rather than given one it came with: core.run.conformal.find_calibration).
+    ``provenance["adapted"]["kept"]`` ("adapted" or "bundled") and ``["decision"]``
     say which and why; ``progress`` gets the message with the last report.
 
     ``recalibrate``: calibrate the adapted model's intervals for the default settings on ``noisy``
