@@ -21,7 +21,8 @@ import numpy as np
 
 from napari_diffdenoise.core.calibration.calibration import COVERAGE_GRID, calibrate
 from napari_diffdenoise.core.imaging.simulate import KINDS
-from napari_diffdenoise.core.io.checkpoint import bundled_model_dir, load_model, save_checkpoint
+from napari_diffdenoise.core.io.checkpoint import (BUNDLED_CALIBRATION_SOURCE, bundled_model_dir, load_model,
+                                                   save_checkpoint)
 from napari_diffdenoise.core.model.model import MEAN_REFINEMENTS
 from napari_diffdenoise.core.run.conformal import Calibration
 from napari_diffdenoise.core.run.restore import DEFAULT_SAMPLER_SETTINGS, FAST_SAMPLER_SETTINGS, make_settings
@@ -81,7 +82,7 @@ def main(argv=None):
     if args.redo:
         model.calibrations = []
     source = (f"{'simulated and real structure' if args.real else 'simulated'}: {len(pairs)} held-out {args.size}² "
-              f"images (nuclei, filaments, membranes, puncta {what}; bench/calibrate_bundled.py)")
+              f"images (nuclei, filaments, membranes, puncta {what}; {BUNDLED_CALIBRATION_SOURCE})")
     for settings in reversed(settings_list):  # calibrate() puts the newest first: the default ends first
         # every calibration it holds, the ones made in this loop too (a run's lookup, find_calibration, takes a
         # model holding calibrations not marked shipped at those alone)

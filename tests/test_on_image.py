@@ -205,3 +205,19 @@ def test_a_model_holding_the_users_calibrations_never_falls_back_on_one_it_came_
     assert here.metadata["calibration_source"].startswith("self-calibrated")
     bundled = denoise(noisy, demo, coverage=0.9, calibrate_on_image=False, **ONE_PASS)  # a bundled model: its own
     assert bundled.metadata["calibration_source"] == demo.calibrations[0]["source"]
+
+
+def test_a_bundled_models_file_or_package_loaded_by_path_keeps_its_calibrations_as_shipped(tmp_path):
+    """Loaded by its file's path (or from a package exported from it), demo's calibrations read as the user's
+    own: its runs took them where the bundled model calibrates on the image."""
+    from napari_diffdenoise.core.io.checkpoint import bundled_model_dir
+
+    by_path = load_model(bundled_model_dir() / "demo.safetensors")
+    assert by_path.calibrations and all(c["shipped"] for c in by_path.calibrations)
+    assert calibrates_on_image(by_path, {"coverage": 0.9})
+    noisy, clean = low_light()
+    # one of the user's in place of the one for its settings, beside the others
+    theirs = calibrate(by_path, noisy, clean, n_samples=0, std="head")
+    save_checkpoint(theirs, tmp_path / "theirs.safetensors")
+    again = load_model(tmp_path / "theirs.safetensors")
+    assert [c["shipped"] for c in again.calibrations] == [False] + [True] * (len(by_path.calibrations) - 1)

@@ -243,6 +243,11 @@ def _load_head(path, meta: dict, tensors: dict, prefix: str, head: Head) -> UNet
     return network.eval()
 
 
+# in the source of every calibration this project makes for its bundled models (on its own pairs, not a user's
+# data): a copy of a bundled model loaded from its file or a BioImage Model Zoo package still holds them as shipped
+BUNDLED_CALIBRATION_SOURCE = "bench/calibrate_bundled.py"
+
+
 def bundled_model_dir() -> Path:
     return Path(str(resources.files(BUNDLED_PACKAGE)))
 
@@ -268,7 +273,12 @@ def load_model(name_or_path: str | os.PathLike) -> DiffusionModel:
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
             raise CheckpointError(f"{path.name} is not a readable bioimage.io package (a .zip): {err}") from err
     if path.is_file():
-        return model_from_checkpoint(path)
+        model = model_from_checkpoint(path)
+        # a bundled model's copy (its file by path, an exported package) came with the project's calibrations: as
+        # the user's own they kept a run on them, where the bundled model calibrates on the image
+        return dataclasses.replace(model, calibrations=[
+            {**c, "shipped": True} if BUNDLED_CALIBRATION_SOURCE in c.get("source", "") else c
+            for c in model.calibrations])
     raise CheckpointError(
         f"{name_or_path!r} is neither a bundled model ({', '.join(list_models()) or 'none installed'}) "
         "nor an existing checkpoint file"
