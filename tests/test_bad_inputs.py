@@ -281,6 +281,9 @@ def test_an_out_folder_the_user_may_not_write_in_is_refused_before_the_run(tmp_p
         assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(out)]) == 2
         assert f"--out {out}: this user may not write in {locked}" in capsys.readouterr().err
     assert not list(locked.iterdir())
+    (tmp_path / "afile").write_text("mine")  # a file in the way is said as one, not as a permission
+    assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert f"{tmp_path / 'afile'} is a file, where a folder would be made" in capsys.readouterr().err
 
 
 def _calibration_never_runs(monkeypatch):
@@ -369,8 +372,32 @@ def test_ctrl_c_ends_the_command_with_a_line_not_a_traceback_and_leaves_no_parti
     assert cli.main(["denoise", str(tmp_path / "a.tif"), "--out", str(tmp_path / "out"), "--model",
                      str(tiny_checkpoint), "--samples", "2", "--steps", "1", "--overwrite"]) == 130
     said = capsys.readouterr().err
-    assert said.strip().endswith("interrupted (Ctrl-C)") and "Traceback" not in said
+    assert said.strip().endswith("interrupted (Ctrl-C, or a SIGTERM)") and "Traceback" not in said
     assert _tree(tmp_path) == before
+
+
+def test_a_sigterm_stops_a_tiff_run_as_ctrl_c_does_leaving_no_part_written_maps(tmp_path):
+    """A batch scheduler's time limit sends SIGTERM: it left a TIFF run's hidden .partial maps behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", np.random.default_rng(0).poisson(5, (40, 64, 64)).astype(np.uint16),
+                     photometric="minisblack")
+    run = subprocess.Popen([sys.executable, "-m", "napari_diffdenoise.cli", "denoise", str(tmp_path / "a.tif"),
+                            "--out", str(tmp_path / "out"), "--axes", "ZYX"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").glob(".*.partial")) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)  # until the maps are being written
+    assert run.poll() is None, "the run ended before it could be stopped"
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and "interrupted (Ctrl-C, or a SIGTERM)" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # the folder it made goes with the maps
 
 
 def test_a_second_acquisition_of_another_shape_is_named_as_such(tmp_path, tiny_checkpoint, capsys):

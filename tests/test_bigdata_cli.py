@@ -147,6 +147,15 @@ def test_a_half_written_plane_is_recomputed_and_finished_planes_are_not(tmp_path
     np.testing.assert_array_equal(np.asarray(read_maps(out)[0]["mean"][...]), reference)
     with pytest.raises(ValueError, match="other settings.*--overwrite"):
         denoise_to_zarr(tmp_path / "in.ome.zarr", out, str(tiny_checkpoint), **{**SETTINGS, "seed": 5})
+    # a result store the user added to (a segmentation's labels/ group) is not emptied by --overwrite
+    (out / "labels").mkdir()
+    (out / "NOTES.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds NOTES\.txt, labels, which napari-diffdenoise did not write: it is not "
+                                         r"replaced even with --overwrite"):
+        denoise_to_zarr(tmp_path / "in.ome.zarr", out, str(tiny_checkpoint), **{**SETTINGS, "seed": 5}, overwrite=True)
+    assert (out / "NOTES.txt").read_text() == "mine" and (out / "labels").is_dir()
+    (out / "NOTES.txt").unlink()
+    (out / "labels").rmdir()
     # a folder holding anything else is never replaced, --overwrite or not (it once emptied a user's folder)
     (tmp_path / "not-ours.zarr" / "sub").mkdir(parents=True)
     (tmp_path / "not-ours.zarr" / "notes.txt").write_text("mine")

@@ -757,9 +757,20 @@ def in_the_clis_words(message: str) -> str:
     return message
 
 
+def _terminated(signum, frame):
+    """SIGTERM (a batch scheduler's time limit, `kill`) stops a run as Ctrl-C does: its writers clean up on the way
+    out (it left a TIFF run's hidden part-written maps, as large as the stack)."""
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
     _PROGRESS_LINE_OPEN[0] = False  # this command's own lines
+    here = threading.current_thread() is threading.main_thread()  # signal handlers are the main thread's alone
+    previous = signal.signal(signal.SIGTERM, _terminated) if here else None
     try:
         return args.func(args)
     except (ValueError, OSError, TypeError, RuntimeError) as err:
@@ -768,8 +779,11 @@ def main(argv=None) -> int:
         print(f"{opened}error: {in_the_clis_words(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the writers have cleaned up on the way out (temporary files, a store's open plane)
-        print("\ninterrupted (Ctrl-C)", file=sys.stderr)
+        print("\ninterrupted (Ctrl-C, or a SIGTERM)", file=sys.stderr)
         return 130
+    finally:
+        if here:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -178,10 +178,15 @@ def _model_from_checkpoint(path: str | os.PathLike) -> DiffusionModel:
     arch = dict(meta["architecture"])
     if arch.pop("name", "unet") != "unet":
         raise CheckpointError(f"unknown architecture in {Path(path).name}")
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
+    whole = [k for k, v in tensors.items() if not v.is_floating_point()]
+    if whole:  # every weight this package writes is a float (int32 weights loaded, and made maps)
+        raise CheckpointError(f"{Path(path).name} holds weights that are not floating-point numbers (in {whole[0]}, "
+                              f"{tensors[whole[0]].dtype}): not a checkpoint this package wrote, or a damaged one")
+    bad = [k for k, v in tensors.items() if not torch.isfinite(v).all()]
+    if bad:  # a copy's damage reads the same (bytes set to 0xFF are NaN in float16)
         raise CheckpointError(f"{Path(path).name} holds NaN or infinite weights (in {bad[0]}"
-                              f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the training that wrote it diverged")
+                              f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the training that wrote it "
+                              "diverged, or the file is damaged")
     try:
         schedule = NoiseSchedule.from_dict(meta["schedule"])
     except ValueError as err:

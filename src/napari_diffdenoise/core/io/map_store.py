@@ -84,6 +84,7 @@ class MapStore:
             _refuse_unless_ours(path, previous)
             if not overwrite:
                 _refuse(path, _difference(previous, fingerprint) if previous is not None else _CUT_OFF)
+            _refuse_theirs_inside(path)
             shutil.rmtree(path)
         root = zarr.open_group(str(path), mode="w")
         stored_axes = ngff_order(source.axes)
@@ -207,6 +208,21 @@ def _refuse_unless_ours(path: Path, previous: dict | None) -> None:
                          "--overwrite (overwrite=True): choose another output, or move it away yourself")
 
 
+def _ours() -> set[str]:
+    """What a store of ours holds (a map registered later included): anything else in it was put there by someone
+    else (a segmentation's labels/ group)."""
+    return {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "done", *MAPS}
+
+
+def _refuse_theirs_inside(path: Path) -> None:
+    """Refuse to replace a result store that holds entries this package does not write (--overwrite emptied a store
+    of the user's NOTES.txt and labels/ group without a word)."""
+    theirs = sorted(entry.name for entry in path.iterdir() if entry.name not in _ours())
+    if theirs:
+        raise ValueError(f"{path} holds {', '.join(theirs)}, which napari-diffdenoise did not write: it is not replaced "
+                         "even with --overwrite (overwrite=True); move them out of it, or choose another output")
+
+
 def _refuse(path: Path, why: str) -> None:
     raise ValueError(f"{path} {why}; pass --overwrite (overwrite=True) to replace it, or choose another output")
 
@@ -222,6 +238,7 @@ def refuse_before_run(path, input_path, overwrite: bool = False) -> None:
     previous = _read_fingerprint(path)
     _refuse_unless_ours(path, previous)
     if overwrite:
+        _refuse_theirs_inside(path)
         return
     if previous is None:
         _refuse(path, _CUT_OFF)
@@ -283,8 +300,7 @@ def refuse_other_run(path, fingerprint: dict, ignoring: tuple[str, ...] = ()) ->
 def _replaceable(path: Path) -> bool:
     """Whether a folder with no run's record is still ours to replace: it holds only what :meth:`MapStore.open`
     creates before it writes the record (a run cut off there)."""
-    ours = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "done", *MAPS}
-    return path.is_dir() and all(entry.name in ours for entry in path.iterdir())
+    return path.is_dir() and all(entry.name in _ours() for entry in path.iterdir())
 
 
 def _read_fingerprint(path: Path):

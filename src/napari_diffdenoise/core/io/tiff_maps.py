@@ -60,6 +60,8 @@ def refuse_existing(paths, overwrite: bool) -> None:
         # the folder, or the one it would be made in: a run that cannot write learns it before its minutes of work
         # (it failed after them, naming a hidden temporary file: "Permission denied: …/.x.partial")
         made_in = next(f for f in (folder, *folder.parents) if f.exists())
+        if not made_in.is_dir():  # it was said as a permission ("this user may not write in afile")
+            raise ValueError(f"--out {folder}: {made_in} is a file, where a folder would be made; choose another --out")
         if not os.access(made_in, os.W_OK | os.X_OK):
             raise ValueError(f"--out {folder}: this user may not write in {made_in}; choose another --out")
 
