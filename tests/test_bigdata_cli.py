@@ -15,7 +15,7 @@ from napari_diffdenoise import denoise
 from napari_diffdenoise.cli import main
 from napari_diffdenoise.core.calibration.on_image import denoise_to_zarr as library_denoise_to_zarr
 from napari_diffdenoise.core.io.map_store import read_maps
-from napari_diffdenoise.core.run.batch import denoise_to_zarr
+from napari_diffdenoise.core.run.batch import denoise_to_tiff, denoise_to_zarr
 
 SETTINGS = dict(n_samples=2, steps=2, seed=4)
 
@@ -302,3 +302,26 @@ def test_an_ome_tiff_without_a_channel_axis_gives_a_store_without_channel_labels
     assert record["axes"] == "ZYX" and maps["mean"].shape == (3, 24, 32)
     attributes = dict(zarr.open_group(str(tmp_path / "out.ome.zarr" / "mean"), mode="r").attrs)
     assert "omero" not in json.dumps(attributes)
+
+
+def test_a_second_run_into_an_output_being_written_is_refused_and_the_lock_goes_with_the_run(tmp_path,
+                                                                                            tiny_checkpoint):
+    """Two TIFF runs into one folder shared their temporary files and left maps no reader opened; an --overwrite
+    run into a store still being written left planes of both runs' settings under one record."""
+    from napari_diffdenoise.core.io.output_lock import lock_path, one_run_into
+
+    data = np.random.default_rng(4).poisson(5, (2, 32, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", data, photometric="minisblack")
+    for output, stem, run in ((tmp_path / "maps", "in", lambda: denoise_to_tiff(
+            tmp_path / "in.tif", tmp_path / "maps", str(tiny_checkpoint), stem="in", **SETTINGS)),
+                              (tmp_path / "out.zarr", None, lambda: denoise_to_zarr(
+            tmp_path / "in.tif", tmp_path / "out.zarr", str(tiny_checkpoint), overwrite=True, **SETTINGS))):
+        with one_run_into(output, stem):  # another run, writing
+            with pytest.raises(ValueError, match="another run is writing .* now"):
+                run()
+        assert not output.exists()
+        run()  # once it has ended
+        assert output.exists() and not lock_path(output, stem).exists()
+    other = tmp_path / "other"  # another stem in the same folder is another set of maps: not held up
+    with one_run_into(other, "a"):
+        denoise_to_tiff(tmp_path / "in.tif", other, str(tiny_checkpoint), stem="b", **SETTINGS)

@@ -27,6 +27,7 @@ from ..io.image_source import ImageSource
 from ..io.map_store import MapStore, StorePlanes, ZarrSink, refuse_before_run
 from ..io.maps import MAPS
 from ..io.microscope_files import BIOIO_PLUGINS
+from ..io.output_lock import one_run_into
 from ..io.tiff_maps import TiffSink, check_pixel, check_stem, pixel_record, refuse_existing
 from ..model.model import DiffusionModel
 from .cpu_share import same_bits, usable_threads
@@ -230,6 +231,14 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
                         "worker loads itself")
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     threads = int(threads or usable_threads(torch.get_num_threads()))
+    with one_run_into(output_path):  # its store replaced or resumed under another run's feet mixed both runs' planes
+        return _into_zarr(source, run, input_path, output_path, model, settings_kwargs, overwrite, threads, workers,
+                          scheduler, progress)
+
+
+def _into_zarr(source, run, input_path, output_path, model, settings_kwargs, overwrite, threads, workers, scheduler,
+               progress) -> dict:
+    distributed = workers is not None or scheduler is not None
     fingerprint = _fingerprint(source, run)
     calibration = getattr(run.settings, "calibration", None)  # kept in the store: a resumed run takes it again
     sink = ZarrSink(output_path, source, fingerprint, overwrite, None if calibration is None else calibration.to_dict())
@@ -270,12 +279,13 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | Non
     if pixel is None:
         pixel = pixel_record(source)
     threads = int(threads or usable_threads(torch.get_num_threads()))
-    sink = TiffSink(folder, stem, source.axes, pixel, overwrite)
-    loop = PlaneLoop(run, source.data, sink)
-    _run_here(loop, _Reporter(loop.tally, progress), threads)
-    metadata = {**run.record(loop.tally.evaluations, 0.0, {"axes": source.axes}), **loop.tally.metadata(),
-                "n_planes": loop.tally.n_planes, "threads": threads}
-    paths = loop.done(metadata)
+    with one_run_into(folder, stem):  # two runs shared its temporary files: both "wrote" maps no reader opens
+        sink = TiffSink(folder, stem, source.axes, pixel, overwrite)
+        loop = PlaneLoop(run, source.data, sink)
+        _run_here(loop, _Reporter(loop.tally, progress), threads)
+        metadata = {**run.record(loop.tally.evaluations, 0.0, {"axes": source.axes}), **loop.tally.metadata(),
+                    "n_planes": loop.tally.n_planes, "threads": threads}
+        paths = loop.done(metadata)
     removed = [str(p) for p in sink.maps.removed]  # not in the files' record: known once they are in place
     return ({**metadata, "earlier_maps_removed": removed} if removed else metadata), paths
 
