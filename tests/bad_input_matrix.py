@@ -97,6 +97,14 @@ def _cli_file(tmp, name, content, *args):
     return lambda: main(["denoise", str(path), "--out", str(tmp / "out"), *args])
 
 
+def _cut_hyperstack(path):
+    import tifffile
+
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 500, (4, 4, 64, 64), dtype=np.uint16), imagej=True,
+                     metadata={"axes": "TZYX"})
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])
+
+
 def _hdf5_not_imaris(path):
     import h5py
 
@@ -600,6 +608,9 @@ ROWS = [
     ("file-format-unknown", "CLI", "denoise a .png", lambda t: _cli_file(t, "cells.png", b"PNG"), "exit 2",
      r"cells.png: expected a TIFF \(.tif, .tiff\), an OME-Zarr / zarr store \(.zarr\) or a microscope's file "
      r"\(.czi, .ims, .lif, .nd2\)"),
+    ("tiff-imagej-cut", "CLI", "denoise an ImageJ hyperstack cut to 60 % of its bytes (a partial copy)",
+     lambda t: _cli_file(t, "cut.tif", _cut_hyperstack), "exit 2",
+     r"cut.tif looks truncated or damaged: its ImageJ metadata says 16 planes, 1 can be read"),
     ("czi-damaged", "CLI", "denoise a .czi that is not one", lambda t: _cli_file(t, "cut.czi", b"ZISRAWFILE cut"),
      "exit 2", r"cut.czi could not be read as a .czi file"),
     ("czi-axes", "CLI", "denoise a CYX .czi with --axes ZYX", lambda t: _cli_file(t, "two.czi", _czi, "--axes", "ZYX"),

@@ -152,6 +152,12 @@ def _open_tiff(path: Path, axes: str | None) -> ImageSource:
             scale, units = {**scale, **record["scale"]}, {**units, **record.get("units", {})}
             names = record.get("channel_names", names)
         file_axes = tif.series[0].axes  # matches series.shape, which tifffile squeezes of length-1 axes
+        # a hyperstack cut short (a partial copy) reads as its first plane, with nothing said but tifffile's log
+        said = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
+        readable = int(np.prod([n for n, a in zip(tif.series[0].shape, file_axes) if a not in "YXS"]))
+        if isinstance(said, int) and said > readable:
+            raise ValueError(f"{path.name} looks truncated or damaged: its ImageJ metadata says {said} planes, "
+                             f"{readable} can be read (a partial copy?)")
     store = tifffile.imread(path, aszarr=True)
     data = zarr.open(store, mode="r")
     if isinstance(data, zarr.Group):  # a pyramid: level 0 is the full resolution
