@@ -504,9 +504,11 @@ def cmd_train(args) -> int:
                    overwrite=args.overwrite)
     if main_rank:
         print(file=sys.stderr)
-        best = (f"best validation loss {result.best_val_loss:.5g}, its weights beside it as "
-                f"{best_path(Path(args.out)).name}" if result.best_val_loss is not None
-                else "no validation (--val-fraction 0): no -best file")
+        beside = best_path(Path(args.out))
+        best = ("no validation (--val-fraction 0): no -best file" if result.best_val_loss is None else
+                f"best validation loss {result.best_val_loss:.5g}, its weights beside it as {beside.name}"
+                if beside.exists() else f"best validation loss {result.best_val_loss:.5g}; its weights are not "
+                f"beside it ({beside.name} is missing: removed, or never written)")
         print(f"wrote {args.out} ({best})")
     return 0
 

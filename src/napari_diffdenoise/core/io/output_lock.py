@@ -24,6 +24,8 @@ def one_run_into(output, stem: str | None = None):
     from filelock import FileLock, Timeout
 
     path = lock_path(output, stem)
+    # the folders the lock's file is made in that were not there: gone with it when empty (a failed run left them)
+    made = [folder for folder in path.parents if not folder.exists()]
     lock = FileLock(str(path))
     try:
         lock.acquire(timeout=0)
@@ -36,3 +38,6 @@ def one_run_into(output, stem: str | None = None):
     finally:
         lock.release()
         path.unlink(missing_ok=True)
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()

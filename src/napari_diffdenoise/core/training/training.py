@@ -235,11 +235,13 @@ def iter_train(
         raw = {f"raw.{k}": v.detach().clone() for k, v in net.state_dict().items()}
         if head is not None:
             raw.update({f"rawmean.{k}": v.detach().clone() for k, v in head.state_dict().items()})
-        save_checkpoint(snap, state_path(path), {**raw, **optimizer_tensors(opt)})
-        save_checkpoint(snap, path)
+        # the best weights first, the state that records their loss last: a state written before them (a disk that
+        # filled, a kill) named a best whose weights were never written, or an earlier step's under its loss
         if best_snapshot is not None:
             save_checkpoint(best_snapshot, best_path(path))
             best_snapshot = None
+        save_checkpoint(snap, path)
+        save_checkpoint(snap, state_path(path), {**raw, **optimizer_tensors(opt)})
 
     t0 = time.perf_counter()
     seconds_before = history[-1].get("seconds", 0.0) if history else 0.0  # a resumed run's earlier time
