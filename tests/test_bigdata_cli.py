@@ -325,3 +325,18 @@ def test_a_second_run_into_an_output_being_written_is_refused_and_the_lock_goes_
     other = tmp_path / "other"  # another stem in the same folder is another set of maps: not held up
     with one_run_into(other, "a"):
         denoise_to_tiff(tmp_path / "in.tif", other, str(tiny_checkpoint), stem="b", **SETTINGS)
+
+
+def test_an_output_store_behind_a_link_is_written_through_it(tmp_path, tiny_checkpoint):
+    """A store linked to a scratch disk failed: "Cannot call rmtree on a symbolic link" with --overwrite, "Not a
+    directory" for a link to an empty folder."""
+    data = np.random.default_rng(4).poisson(5, (2, 32, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", data, photometric="minisblack")
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "link.zarr").symlink_to(tmp_path / "scratch", target_is_directory=True)
+    denoise_to_zarr(tmp_path / "in.tif", tmp_path / "link.zarr", str(tiny_checkpoint), **SETTINGS)
+    first = np.asarray(read_maps(tmp_path / "scratch")[0]["mean"][...])
+    denoise_to_zarr(tmp_path / "in.tif", tmp_path / "link.zarr", str(tiny_checkpoint), overwrite=True,
+                    **{**SETTINGS, "seed": 5})
+    assert (tmp_path / "link.zarr").is_symlink()
+    assert not np.array_equal(np.asarray(read_maps(tmp_path / "link.zarr")[0]["mean"][...]), first)

@@ -73,7 +73,8 @@ class MapStore:
         from ome_zarr.format import FormatV05
         from ome_zarr.writer import write_multiscales_metadata
 
-        path = Path(path)
+        # a link to the store (a scratch disk's) is followed: its folder, not the link, is emptied or replaced
+        path = Path(path).resolve()
         fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back: lists, not tuples
         if path.is_dir() and not any(path.iterdir()):  # an empty folder to write into: nothing there to lose
             path.rmdir()
