@@ -232,8 +232,12 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
     source, run = _prepare(input_path, model, axes, settings_kwargs)
     threads = int(threads or usable_threads(torch.get_num_threads()))
     with one_run_into(output_path):  # its store replaced or resumed under another run's feet mixed both runs' planes
-        return _into_zarr(source, run, input_path, output_path, model, settings_kwargs, overwrite, threads, workers,
-                          scheduler, progress)
+        try:
+            return _into_zarr(source, run, input_path, output_path, model, settings_kwargs, overwrite, threads,
+                              workers, scheduler, progress)
+        except OSError as err:  # a full disk said "[Errno 28] No space left on device", naming nothing
+            raise OSError(f"writing {output_path} failed ({err}); the planes it finished are kept: the same command "
+                          "again resumes from them") from err
 
 
 def _into_zarr(source, run, input_path, output_path, model, settings_kwargs, overwrite, threads, workers, scheduler,
@@ -282,10 +286,14 @@ def denoise_to_tiff(input_path, folder, model, *, stem: str, spec: RunSpec | Non
     with one_run_into(folder, stem):  # two runs shared its temporary files: both "wrote" maps no reader opens
         sink = TiffSink(folder, stem, source.axes, pixel, overwrite)
         loop = PlaneLoop(run, source.data, sink)
-        _run_here(loop, _Reporter(loop.tally, progress), threads)
-        metadata = {**run.record(loop.tally.evaluations, 0.0, {"axes": source.axes}), **loop.tally.metadata(),
-                    "n_planes": loop.tally.n_planes, "threads": threads}
-        paths = loop.done(metadata)
+        try:
+            _run_here(loop, _Reporter(loop.tally, progress), threads)
+            metadata = {**run.record(loop.tally.evaluations, 0.0, {"axes": source.axes}), **loop.tally.metadata(),
+                        "n_planes": loop.tally.n_planes, "threads": threads}
+            paths = loop.done(metadata)
+        except OSError as err:  # a full disk said "16384 requested and 7096 written", naming nothing
+            raise OSError(f"writing the maps of {stem} in {folder} failed ({err}); none of them was put in place, and "
+                          "any earlier maps of it there are as they were") from err
     removed = [str(p) for p in sink.maps.removed]  # not in the files' record: known once they are in place
     return ({**metadata, "earlier_maps_removed": removed} if removed else metadata), paths
 
