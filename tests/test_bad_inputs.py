@@ -281,9 +281,16 @@ def test_an_out_folder_the_user_may_not_write_in_is_refused_before_the_run(tmp_p
         assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(out)]) == 2
         assert f"--out {out}: this user may not write in {locked}" in capsys.readouterr().err
     assert not list(locked.iterdir())
-    (tmp_path / "afile").write_text("mine")  # a file in the way is said as one, not as a permission
-    assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "afile" / "sub")]) == 2
-    assert f"{tmp_path / 'afile'} is a file, where a folder would be made" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("mine")  # a file in the way is said as one, not as a permission or an errno
+    for out in ("sub", "o.zarr"):
+        assert main(["denoise", str(tmp_path / "in.tif"), "--out", str(tmp_path / "afile" / out)]) == 2
+        assert f"{tmp_path / 'afile'} is a file, where a folder would be made" in capsys.readouterr().err
+    assert main(["export", "--model", "demo", "--out", str(tmp_path / "afile" / "pkg.zip")]) == 2
+    assert f"{tmp_path / 'afile'} is a file, where a folder of pkg.zip would be made" in capsys.readouterr().err
+    (tmp_path / "d.tif").mkdir()  # a folder named like an image
+    assert main(["denoise", str(tmp_path / "d.tif"), "--out", str(tmp_path / "o")]) == 2
+    assert f"{tmp_path / 'd.tif'} is a folder, not an image file" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def _calibration_never_runs(monkeypatch):

@@ -107,6 +107,9 @@ def export_bioimageio(model: DiffusionModel | str, path, *, sample: np.ndarray |
         raise ValueError(f"the package must be a .zip file; got {path.name}")
     if path.is_dir():  # replacing it failed at the end with a bare OS error
         raise ValueError(f"{path} is a folder; give the package a file name ending in .zip")
+    in_the_way = next((f for f in path.parents if f.exists() and not f.is_dir()), None)
+    if in_the_way is not None:  # it said "[Errno 17] File exists"
+        raise ValueError(f"{in_the_way} is a file, where a folder of {path.name} would be made; choose another --out")
     if path.exists() and not overwrite:
         raise ValueError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
     if sample is None:

@@ -185,6 +185,9 @@ def open_image(path, axes: str | None = None) -> ImageSource:
         raise ValueError(f"{path} does not exist")
     if is_zarr_path(path):
         return _open_zarr(path, axes)
+    if path.is_dir():  # read as a file it said "[Errno 21] Is a directory"
+        raise ValueError(f"{path} is a folder, not an image file (a folder of images is read one file at a time; "
+                         "an OME-Zarr store's name ends in .zarr)")
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         import tifffile

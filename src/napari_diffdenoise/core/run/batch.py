@@ -129,6 +129,10 @@ def check_outputs_free(input_path, output, *, stem: str | None = None, overwrite
     earlier run's, refused unless ``overwrite`` (and then the run replaces all of them: core.io.tiff_maps)."""
     if stem is None:
         check_output_apart(input_path, output)
+        in_the_way = next((f for f in Path(output).parents if f.exists() and not f.is_dir()), None)
+        if in_the_way is not None:  # it said "[Errno 20] Not a directory" once the model had loaded
+            raise ValueError(f"--out {output}: {in_the_way} is a file, where a folder would be made; choose another "
+                             "--out")
         refuse_before_run(output, input_path, overwrite)
         return
     check_stem(stem)
