@@ -66,9 +66,8 @@ class MapStore:
     def open(cls, path, source: ImageSource, names: list[str], dtype, fingerprint: dict,
              overwrite: bool = False, calibration: dict | None = None) -> MapStore:
         """Create the store, or reopen it to resume when it holds a run with this ``fingerprint``.
-        ``calibration``: the one the intervals are scaled by (a Calibration's dict, and what it was calibrated
-        against), kept so that a resumed run takes it rather than calibrating on the image again
-        (:func:`resumable_run`)."""
+        ``calibration``: the one the intervals are scaled by (a Calibration's dict), kept so that a resumed run takes
+        it rather than calibrating on the image again (:func:`resumable_run`)."""
         import zarr
         from ome_zarr.format import FormatV05
         from ome_zarr.writer import write_multiscales_metadata
@@ -305,12 +304,8 @@ def _replaceable(path: Path) -> bool:
 
 
 def _read_fingerprint(path: Path):
-    import zarr
-
-    try:
-        return dict(zarr.open_group(str(path), mode="r").attrs).get(ATTRIBUTE, {}).get("fingerprint")
-    except Exception:  # noqa: BLE001 — not a zarr group: not ours
-        return None
+    stored = resumable_run(path)
+    return None if stored is None else stored.fingerprint
 
 
 def read_maps(path) -> tuple[dict, dict]:
