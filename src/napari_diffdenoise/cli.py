@@ -458,6 +458,22 @@ def checkpoint_out(out: str | Path, inputs, overwrite: bool) -> Path:
     return out
 
 
+def _say_held_out(images, val_fraction: float, patch_size: int) -> None:
+    """How much of ``images`` the validation strips hold out: at least a patch a plane, more than the fraction asks
+    on a small plane. Nothing where the training refuses the fraction or the planes (its check says which)."""
+    from .core.training.datasets import held_out_share
+    from .core.training.finetune import VAL_FRACTION
+
+    try:
+        share = held_out_share(images, VAL_FRACTION.check(val_fraction, None), patch_size) if val_fraction else None
+    except ValueError:
+        return
+    if share is not None:
+        more = "" if share < val_fraction + 0.01 else ", more than --val-fraction asks"
+        print(f"validation: {share:.0%} of the pixels held out (the last rows, or columns, of each plane: at least one "
+              f"{patch_size} px patch{more})", file=sys.stderr)
+
+
 def cmd_train(args) -> int:
     """Fine-tune (or train from scratch) on paired images, or on clean images with simulated noise.
     Under ``torchrun --nproc_per_node N`` the N processes share every batch (DDP, core.training.distributed)."""
@@ -484,20 +500,8 @@ def cmd_train(args) -> int:
             _progress_line(f"\r  step {info.step}/{info.total_steps}  loss {info.train_loss:.4f}{val}  "
                            f"{info.eta_seconds / 60:.1f} min left")
 
-    if main_rank and args.val_fraction > 0:
-        from .core.training.datasets import held_out_share
-
-        from .core.training.finetune import VAL_FRACTION
-
-        try:  # a fraction the training refuses, or a plane too small for its patches: the training's check says which
-            share = held_out_share(clean if clean is not None else noisy, VAL_FRACTION.check(args.val_fraction, None),
-                                   config.patch_size)
-        except ValueError:
-            share = None
-    if main_rank and args.val_fraction > 0 and share is not None:
-        more = "" if share < args.val_fraction + 0.01 else ", more than --val-fraction asks"
-        print(f"validation: {share:.0%} of the pixels held out (the last rows, or columns, of each plane: at least one "
-              f"{config.patch_size} px patch{more})", file=sys.stderr)
+    if main_rank:
+        _say_held_out(clean if clean is not None else noisy, args.val_fraction, config.patch_size)
     start = None if args.model == "scratch" else args.model
     result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
                    output=args.out, resume=args.resume, device=args.device, kind=args.kind, progress=show,
