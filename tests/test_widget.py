@@ -92,6 +92,7 @@ def test_cancel_adds_no_layers(widget, noisy_stack, qtbot, errors):
     w._worker.yielded.connect(cancel_on_first_step)
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert len(viewer.layers) == 1 and "Cancelled" in w.status.value
+    assert w.progress.value == 0  # not left at the share done, as if the run were there
     assert len(steps_seen) < 50  # stopped early: not after 2 planes × 50 steps (queued yields may still arrive)
     assert w.run_button.enabled and not errors
 
@@ -648,8 +649,8 @@ def test_the_self_calibration_box_states_the_budget_it_restores(widget):
     from napari_diffdenoise.core.calibration.residuals import MAX_PIXELS
 
     _, w = widget
-    said = f"up to {int(MAX_PIXELS ** 0.5)}² px a channel first, a small image several times over"
-    assert said in w.self_calibrate.text
+    said = f"up to {int(MAX_PIXELS ** 0.5)}² px a channel first (a small image several times over)"
+    assert said in w.self_calibrate.tooltip and w.self_calibrate.text == "Calibrate on this image"
 
 
 def test_a_hot_pixel_is_said_in_the_status_and_the_form_offers_to_replace_it(widget, qtbot, errors):

@@ -77,6 +77,11 @@ class WorkerControls:
             self.status.value = "Cancelling…"
             self._worker.quit()
 
+    def _cancelled(self, said: str) -> None:
+        """A cancelled run's words, its bar emptied (it stayed at the share done: 34 %, as if the run were there)."""
+        self.status.value = said
+        self.progress.value = 0
+
     def _quit_when_closed(self) -> None:
         """The dock is gone: its run stops at its next step, touching no control of the widget, and adds
         nothing (no one is left to cancel it, and a run that went on for minutes added layers to a viewer whose

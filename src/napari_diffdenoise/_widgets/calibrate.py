@@ -396,7 +396,7 @@ class CalibrateWidget(WorkerControls, Container):
                                      _start_thread=False)
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda run: self._on_returned(run, out))
-        self._worker.aborted.connect(lambda: setattr(self.status, "value", "Cancelled; nothing saved"))
+        self._worker.aborted.connect(lambda: self._cancelled("Cancelled; nothing saved"))
         self._launch(self._worker, f"Calibrating {model.name}")
 
     def _on_progress(self, info):

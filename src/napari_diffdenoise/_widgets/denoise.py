@@ -219,12 +219,14 @@ class DenoiseWidget(WorkerControls, Container):
                                 tooltip=SAMPLER.help + "\n\n" + "\n".join(f"{s.name}: {s.description}"
                                                                            for s in SAMPLERS.values()))
         self.preset = ComboBox(label="Speed / quality", choices=self._preset_choices,
-                               tooltip="Sets the sampler, steps and samples for you: one pass (models with a std head: "
+                               tooltip="Sets the sampler, steps and samples for you: heads only (models with a std head: "
                                        "mean, std and intervals, no entropy); fast and default (with a sample head, "
                                        "one network evaluation per sample); thorough, the full DDIM sampler, for the "
-                                       "steadiest entropy maps. The mean is the same in all of them (one pass of the "
-                                       "model). The cost grows with steps × samples: 'Time here' below says what it "
-                                       "costs on this machine before the run, the status line the time left during it")
+                                       "steadiest entropy maps. Heads only, default and thorough give the same mean; fast, "
+                                       "one pass of the heads, one 0.01 dB lower on real frames (0.06 dB at low light; "
+                                       "docs/widgets/denoise.md). The cost grows "
+                                       "with steps × samples: 'Time here' below says what it costs on this machine "
+                                       "before the run, the status line the time left during it")
         self.estimate = Label(label="Time here", value="—",
                               tooltip="How long the run takes on this machine: the run's network calls, from the "
                                       "settings and the image's size, times one call's cost timed here")
@@ -238,12 +240,14 @@ class DenoiseWidget(WorkerControls, Container):
         self.std_estimator = control_for(STD)
         self.coverage = control_for(COVERAGE)
         self.self_calibrate = CheckBox(
-            # "+1 run" read as the image's own run: a small image is recorrupted up to the budget, 4–8× its run
-            text=f"{CALIBRATE_HERE} (restores up to {math.isqrt(MAX_PIXELS)}² px a channel first, a small image "
-                 "several times over; twice that with a T axis or a second acquisition; counted in Time here)",
+            # the cost in the tooltip: as the box's text it set the dock's least width to 1136 px
+            text=CALIBRATE_HERE,
             value=True,
             visible=self.coverage.value > 0,
-            tooltip="Before the run, measure the model's real error on this image (residuals against a recorrupted "
+            # "+1 run" read as the image's own run: a small image is recorrupted up to the budget, 4–8× its run
+            tooltip=f"Costs: it restores up to {math.isqrt(MAX_PIXELS)}² px a channel first (a small image several "
+                    "times over), twice that with a T axis or a second acquisition; Time here counts it. "
+                    "Before the run, measure the model's real error on this image (residuals against a recorrupted "
                     "copy; with a T axis also against the neighbouring frames, one more run, keeping the wider "
                     "interval) and set the interval width from it, each channel of a C axis on its own; the time "
                     "estimate includes it. "
@@ -290,6 +294,9 @@ class DenoiseWidget(WorkerControls, Container):
         self.start_button = self.run_button
         self.progress = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self.status = Label(value="")
+        # wrapped: one long line (a run's record, a refinement said) widened the dock past the window, and the image
+        # was left 180 px
+        self.status.native.setWordWrap(True)
         # parameters of the guided (unpaired) samplers, rebuilt from their defaults when the sampler changes
         self.sampler_params = Container(labels=True)
         self.help = help_link("denoise", "Denoise")
@@ -630,6 +637,14 @@ class DenoiseWidget(WorkerControls, Container):
         """Say how long the run takes here, for this layer, model and settings (timed in a worker
         thread: the first time for a model and device it times a few network calls)."""
         layer = self.image.value
+        if self._worker is not None:
+            # nothing is timed while a run goes on (docs/widgets/denoise.md): its end estimates anew. A timing started
+            # here when the Image box fell to another layer (the input removed mid-run) ran beside the run, and a
+            # shown viewer then died in its OpenGL draw (2 of 2 tries under Xvfb)
+            self._estimate_for = None
+            self._timings.drop_waiting()
+            self.estimate.value = "after this run"
+            return
         try:
             if layer is None or not self._is_model() or layer.rgb:  # an RGB layer: Run refuses it
                 raise ValueError("nothing to estimate")
@@ -678,6 +693,8 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _on_finished(self) -> None:
         super()._on_finished()
+        if self._estimate_for is None:  # settings changed during the run were not estimated then
+            self._refresh_estimate()
         self._timings.next()  # what waits (with a timing running, its own end starts it)
 
     def _on_closed(self) -> None:
@@ -892,7 +909,7 @@ class DenoiseWidget(WorkerControls, Container):
             self._worker.yielded.connect(self._on_progress)
             self._worker.returned.connect(lambda result: self._on_returned(layer, result))
         tiles.worker = self._worker
-        self._worker.aborted.connect(lambda: self.status.__setattr__("value", "Cancelled; no layers added"))
+        self._worker.aborted.connect(lambda: self._cancelled("Cancelled; no layers added"))
         self.preview_button.enabled = False
         self._worker.finished.connect(lambda: setattr(self.preview_button, "enabled", True))
         self._timing_beside_run = self._timing_beside_run or self._timings.worker is not None

@@ -13,7 +13,7 @@ from ..core.sampling.params import T, Param
 from ..core.model.schedules import NoiseSchedule
 
 # what an optional number's control shows for "none": its lowest value (0 intervals' coverage: no intervals)
-NONE_HINT = " 0: none."
+NONE_HINT = " In this form: 0 for none."
 
 
 def control_for(setting: RunParam, **overrides):

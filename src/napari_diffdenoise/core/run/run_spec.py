@@ -127,8 +127,8 @@ COVERAGE = RunParam(
     "coverage", float, None, 0.01, 0.999, optional=True, flag="--coverage", label="Interval coverage", step=0.05,
     most_offered=0.99, form_default=0.9,
     help="Also make lower and upper bounds that hold the true intensity in this fraction of pixels (e.g. 0.9), "
-         "calibrated on the image itself first unless the model holds a calibration you made "
-         "(core.calibration.on_image), which is then used; left out: no intervals")
+         "calibrated on the image itself first unless the model holds a calibration you made, which is then used "
+         "(docs/method.md, 'Intervals'). Left out, no intervals are made.")
 ENTROPY = RunParam("entropy", str, DEFAULT_ENTROPY, choices=lambda: tuple(ENTROPY_KINDS), flag="--entropy",
                    label="Entropy layer", help=_entropy_help())
 GUIDANCE = RunParam(
