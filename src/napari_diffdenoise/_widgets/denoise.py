@@ -219,12 +219,13 @@ class DenoiseWidget(WorkerControls, Container):
                                 tooltip=SAMPLER.help + "\n\n" + "\n".join(f"{s.name}: {s.description}"
                                                                            for s in SAMPLERS.values()))
         self.preset = ComboBox(label="Speed / quality", choices=self._preset_choices,
-                               tooltip="Sets the sampler, steps and samples for you: heads only (models with a std head: "
-                                       "mean, std and intervals, no entropy); fast and default (with a sample head, "
-                                       "one network evaluation per sample); thorough, the full DDIM sampler, for the "
-                                       "steadiest entropy maps. Heads only, default and thorough give the same mean; fast, "
-                                       "one pass of the heads, one 0.01 dB lower on real frames (0.06 dB at low light; "
-                                       "docs/widgets/denoise.md). The cost grows "
+                               tooltip="Sets the sampler, steps and samples for you: heads only (models with a std "
+                                       "head: mean, std and intervals, no entropy); fast and default (with a sample "
+                                       "head, one network evaluation per sample); thorough, the full DDIM sampler, "
+                                       "for the steadiest entropy maps. Heads only, default and thorough give the same "
+                                       "mean; "
+                                       "fast, one pass of the heads, one 0.01 dB lower on real frames (0.06 dB at low "
+                                       "light; docs/widgets/denoise.md). The cost grows "
                                        "with steps × samples: 'Time here' below says what it costs on this machine "
                                        "before the run, the status line the time left during it")
         self.estimate = Label(label="Time here", value="—",

@@ -219,8 +219,9 @@ def _refuse_theirs_inside(path: Path) -> None:
     of the user's NOTES.txt and labels/ group without a word)."""
     theirs = sorted(entry.name for entry in path.iterdir() if entry.name not in _ours())
     if theirs:
-        raise ValueError(f"{path} holds {', '.join(theirs)}, which napari-diffdenoise did not write: it is not replaced "
-                         "even with --overwrite (overwrite=True); move them out of it, or choose another output")
+        raise ValueError(f"{path} holds {', '.join(theirs)}, which napari-diffdenoise did not write: it is not "
+                         "replaced even with --overwrite (overwrite=True); move them out of it, or choose another "
+                         "output")
 
 
 def _refuse(path: Path, why: str) -> None:
