@@ -261,7 +261,8 @@ def calibration_to_resume(model, source, settings: dict, store, second=None) -> 
     stored = resumable_run(store)
     if stored is None:
         return None
-    refuse_other_run(store, fingerprint_before_calibrating(source, model, settings), ignoring=(INTERVAL_FACTORS,))
+    refuse_other_run(store, stored, fingerprint_before_calibrating(source, model, settings),
+                     ignoring=(INTERVAL_FACTORS,))
     calibration = stored.calibration
     if calibration is None or second is not None or SECOND_ACQUISITION in calibration.get("source", ""):
         return None

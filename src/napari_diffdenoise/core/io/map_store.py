@@ -286,12 +286,10 @@ def resumable_run(path) -> StoredRun | None:
     return StoredRun(record["fingerprint"], record.get("calibration"))
 
 
-def refuse_other_run(path, fingerprint: dict, ignoring: tuple[str, ...] = ()) -> None:
-    """Refuse, before the run's work, a store at ``path`` that holds a run other than the one ``fingerprint``
-    describes (its keys in ``ignoring`` left out of the comparison: what is not known yet)."""
-    stored = resumable_run(path)
-    if stored is None:
-        return
+def refuse_other_run(path, stored: StoredRun, fingerprint: dict, ignoring: tuple[str, ...] = ()) -> None:
+    """Refuse, before the run's work, the store at ``path`` (``stored``: what :func:`resumable_run` read of it) when
+    it holds a run other than the one ``fingerprint`` describes (its keys in ``ignoring`` left out of the
+    comparison: what is not known yet)."""
     previous = {k: v for k, v in stored.fingerprint.items() if k not in ignoring}
     now = {k: v for k, v in json.loads(json.dumps(fingerprint)).items() if k not in ignoring}
     if previous != now:

@@ -238,15 +238,14 @@ def denoise_to_zarr(input_path, output_path, model, *, spec: RunSpec | None = No
     with one_run_into(output_path):  # its store replaced or resumed under another run's feet mixed both runs' planes
         try:
             return _into_zarr(source, run, input_path, output_path, model, settings_kwargs, overwrite, threads,
-                              workers, scheduler, progress)
+                              workers, scheduler, distributed, progress)
         except OSError as err:  # a full disk said "[Errno 28] No space left on device", naming nothing
             raise OSError(f"writing {output_path} failed ({err}); the planes it finished are kept: the same command "
                           "again resumes from them") from err
 
 
 def _into_zarr(source, run, input_path, output_path, model, settings_kwargs, overwrite, threads, workers, scheduler,
-               progress) -> dict:
-    distributed = workers is not None or scheduler is not None
+               distributed, progress) -> dict:
     fingerprint = _fingerprint(source, run)
     calibration = getattr(run.settings, "calibration", None)  # kept in the store: a resumed run takes it again
     sink = ZarrSink(output_path, source, fingerprint, overwrite, None if calibration is None else calibration.to_dict())
