@@ -668,6 +668,28 @@ def test_a_hot_pixel_is_said_in_the_status_and_the_form_offers_to_replace_it(wid
     assert viewer.layers["hot [mean]"].data[30, 30] < 1000 and not errors
 
 
+def test_the_axes_field_asks_whether_a_stack_naming_no_axes_is_a_time_series_before_the_run(widget):
+    """A time series read as Z was said so only in the status after the run, its calibration done without the frame
+    pairs: the greyed Axes field now asks, for a layer naming no axes whose planes look like frames of one field
+    (a multiscale layer too, read at its smallest level), and for nothing else."""
+    viewer, w = widget
+    rng = np.random.default_rng(0)
+    field = 20 + 200 * np.exp(-((np.arange(48)[:, None] - 24) ** 2 + (np.arange(48)[None] - 20) ** 2) / 50.0)
+    movie = rng.poisson(np.stack([field] * 3)).astype(np.uint16)
+    viewer.add_image(movie, name="movie")
+    viewer.add_image(rng.poisson(np.stack([field, field.T[::-1], field[::-1]])).astype(np.uint16), name="stack")
+    viewer.add_image(movie, name="labelled", axis_labels=("t", "y", "x"))
+    viewer.add_image([np.repeat(np.repeat(movie, 2, 1), 2, 2), movie], name="pyramid", multiscale=True)
+    w.image.value = viewer.layers["movie"]
+    assert w.axes.native.placeholderText() == "ZYX (a time series? type TYX)"
+    w.image.value = viewer.layers["stack"]
+    assert w.axes.native.placeholderText() == "ZYX"
+    w.image.value = viewer.layers["labelled"]
+    assert w.axes.native.placeholderText() == "TYX"
+    w.image.value = viewer.layers["pyramid"]
+    assert w.axes.native.placeholderText() == "ZYX (a time series? type TYX)"
+
+
 @pytest.mark.computation
 def test_a_stack_whose_axes_are_guessed_is_said_so_after_a_calibration_on_it(widget, qtbot, errors):
     """A 3D layer without axis labels is read as ZYX, so the calibration cannot pair a time series'

@@ -170,18 +170,27 @@ def _run_estimate(model, shape, settings, calibrate, sample_plane=None, axes=Non
         return None
 
 
+SERIES_LOOK_SIDE = 512  # px: the centre of each plane that _looks_like_a_series reads (it runs as a layer is picked)
+
+
 def _looks_like_a_series(layer) -> bool:
     """Whether the layer's first planes along its leading axis are views of one field (smoothed, they
     correlate as adapt takes a series' frames to: core.training.adapt_criteria.SERIES_MIN_CORRELATION) —
-    a time series read as Z; a Z stack with fine steps passes too, hence the status's 'for a time series'."""
+    a time series read as Z; a Z stack with fine steps passes too, hence 'for a time series' where it is said.
+    Cheap enough for picking a layer: a multiscale layer's smallest level, a lazy layer's planes only where that
+    level is in memory (else False), and at most SERIES_LOOK_SIDE² px of each plane's centre."""
     from scipy import ndimage
 
+    from ..core.io.image_source import is_lazy
     from ..core.training.adapt_criteria import SERIES_MIN_CORRELATION, SMOOTHING
 
-    data = layer.data[0] if layer.multiscale else layer.data
-    if data.ndim < 3 or data.shape[0] < 2:
+    data = layer.data[-1] if layer.multiscale else layer.data
+    if data.ndim < 3 or data.shape[0] < 2 or (is_lazy(data) and not layer.multiscale):
         return False
-    first = [ndimage.gaussian_filter(np.asarray(data[(k,) + (0,) * (data.ndim - 3)], np.float64), SMOOTHING)
+    h, w = data.shape[-2:]
+    y0, x0 = max(0, (h - SERIES_LOOK_SIDE) // 2), max(0, (w - SERIES_LOOK_SIDE) // 2)
+    centre = (slice(y0, y0 + SERIES_LOOK_SIDE), slice(x0, x0 + SERIES_LOOK_SIDE))
+    first = [ndimage.gaussian_filter(np.asarray(data[(k,) + (0,) * (data.ndim - 3) + centre], np.float64), SMOOTHING)
              for k in range(min(3, data.shape[0]))]
     return all(np.corrcoef(a.ravel(), b.ravel())[0, 1] >= SERIES_MIN_CORRELATION for a, b in itertools.pairwise(first))
 
@@ -357,12 +366,16 @@ class DenoiseWidget(WorkerControls, Container):
         self._refresh_estimate()
 
     def _on_image(self, layer):
-        """The axes a run would take, greyed in the Axes field; a 2D layer has nothing to choose."""
+        """The axes a run would take, greyed in the Axes field; a 2D layer has nothing to choose. Where the layer
+        names none and its planes look like frames of one field, the field asks whether it is a time series before
+        the run (a T axis changes the calibration: its frames are paired too), not only in the status after it."""
         self.axes.visible = layer is not None and layer.ndim > 2
         try:
             guess = layer_axes(layer) if layer is not None else ""
         except ValueError:  # more than 5 dims: refused with a message at Run
             guess = ""
+        if "Z" in guess and "T" not in guess and named_axes(layer) is None and _looks_like_a_series(layer):
+            guess += f" (a time series? type {guess.replace('Z', 'T', 1)})"
         self.axes.native.setPlaceholderText(guess)
 
     def _axes_of(self, layer) -> str:
