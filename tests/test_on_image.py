@@ -188,6 +188,41 @@ def test_a_resumed_store_takes_the_calibration_it_began_with_and_another_run_is_
         denoise_to_zarr(path, tmp_path / "stored.zarr", "demo", axes="ZYX", coverage=0.9, **ONE_PASS)
 
 
+def test_a_second_run_into_an_output_being_written_is_refused_before_it_calibrates(tmp_path, monkeypatch, capsys):
+    """Two runs with intervals into one store both calibrated on the image (minutes) before the second was refused
+    at writing; the run now holds its output from its calibration on, and hands the lock on to its writing."""
+    from napari_diffdenoise import denoise_to_tiff, denoise_to_zarr
+    from napari_diffdenoise.core.calibration import on_image
+    from napari_diffdenoise.core.io.output_lock import lock_path, one_run_into
+
+    path = tmp_path / "low.tif"
+    tifffile.imwrite(path, low_light()[0].astype(np.uint16), photometric="minisblack")
+    calibrated = []
+    real = on_image.iter_calibrate_on_data
+
+    def counted(*args, **kwargs):
+        calibrated.append(True)
+        return (yield from real(*args, **kwargs))
+
+    monkeypatch.setattr(on_image, "iter_calibrate_on_data", counted)
+    store, folder = tmp_path / "maps.zarr", tmp_path / "maps"
+    with one_run_into(store):  # another run, writing it
+        with pytest.raises(ValueError, match="another run is writing .* now"):
+            denoise_to_zarr(path, store, "demo", coverage=0.9, **ONE_PASS)
+        assert main(["denoise", str(path), "--out", str(store), "--coverage", "0.9", "--samples", "0",
+                     "--symmetries", "1"]) != 0
+        assert "another run is writing" in capsys.readouterr().err
+    with one_run_into(folder, "low"):
+        with pytest.raises(ValueError, match="another run is writing .* now"):
+            denoise_to_tiff(path, folder, "demo", stem="low", coverage=0.9, **ONE_PASS)
+    assert not calibrated and not store.exists() and not folder.exists()
+    meta = denoise_to_zarr(path, store, "demo", coverage=0.9, **ONE_PASS)  # alone: it calibrates, then writes
+    assert calibrated and meta["n_planes"] == 1 and not lock_path(store).exists()
+    assert main(["denoise", str(path), "--out", str(folder), "--coverage", "0.9", "--samples", "0",
+                 "--symmetries", "1"]) == 0
+    assert (folder / "low_upper.tif").exists() and not lock_path(folder, "low").exists()
+
+
 def test_a_model_holding_the_users_calibrations_never_falls_back_on_one_it_came_with():
     """A calibration the user made for the samples' spread (the Calibrate widget's samples route) left the
     default std-head run on the bundled calibration, in silence: 0.725 held at a stated 0.9 on a 3-photon image.

@@ -355,14 +355,16 @@ def cmd_denoise(args) -> int:
     """Any image open_image reads in; TIFF maps in a folder, or an OME-Zarr store written plane by plane (resumable,
     optionally on a dask.distributed cluster). Intervals (--coverage) are calibrated on the input unless the model
     holds a calibration of the user's own (core.calibration.on_image)."""
+    from .core.io.output_lock import one_run_into
     from .core.run.batch import check_outputs_free
     from .core.run.cpu_share import same_bits
 
+    stem = None if _is_zarr_output(args.out) else output_stem(args.input)
     # refused outputs are refused before the calibration on the image (tens of seconds), not after it
-    check_outputs_free(args.input, args.out, stem=None if _is_zarr_output(args.out) else output_stem(args.input),
-                       overwrite=args.overwrite)
-    # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them)
-    with contextlib.ExitStack() as keep, same_bits():
+    check_outputs_free(args.input, args.out, stem=stem, overwrite=args.overwrite)
+    # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them);
+    # the output is this run's from its calibration on
+    with one_run_into(args.out, stem, handed_on=True), contextlib.ExitStack() as keep, same_bits():
         args.model = _intervals_model(args, keep)
         return _denoise_files(args)
 

@@ -277,6 +277,7 @@ def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, a
     """``function`` (a run-layer file run, given ``outputs`` after the input and ``options`` beside the run's
     keywords) with the model :func:`iter_model_for_files` gives; the calibration's progress reported as the
     run's (no plane done yet, its text saying what is calibrated)."""
+    from ..io.output_lock import one_run_into
     from ..io.tiff_maps import check_pixel
     from ..run.batch import BatchProgress, check_outputs_free
 
@@ -291,8 +292,9 @@ def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, a
             progress(BatchProgress(0, 0, 0, 0.0, time.perf_counter() - started, None,
                                    f"calibrating on the input: {info.where}"))
 
-    # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them)
-    with contextlib.ExitStack() as keep, same_bits():  # a local cluster's calibrated checkpoint lives until the end
+    # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them);
+    # the output is the run's from its calibration on (a second run into it was refused only after calibrating)
+    with one_run_into(outputs[0], options.get("stem"), handed_on=True), contextlib.ExitStack() as keep, same_bits():
         resume = None if "stem" in options or options.get("overwrite") else outputs[0]
         made, _ = drive(iter_model_for_files(model, input_path, given, axes=axes, calibrate_on_image=calibrate_on_image,
                                              second=second, workers=options.get("workers"),
