@@ -512,3 +512,47 @@ def test_calibrate_reads_full_resolution_refuses_truths_it_cannot_use_and_shows_
     assert calibrate_module.short_of_nominal(short) == (
         ". Held out, the intervals fell short: 0.78 at 0.90 (few pixels to calibrate on give an uncertain λ; a larger "
         "image or more planes steady it)")
+
+
+class _PlanesOnly:
+    """A slide scan's level 0 as a lazy layer holds it: once ``strict`` (napari's own drawing reads as it likes), read
+    plane by plane, never whole (np.asarray of it, or a read of several planes at once, fails the test)."""
+
+    def __init__(self, data):
+        self._data, self.shape, self.dtype, self.ndim, self.size = data, data.shape, data.dtype, data.ndim, data.size
+        self.strict, self.planes_read = False, set()
+
+    def __getitem__(self, key):
+        out = self._data[key]
+        if self.strict and out.ndim > 2:
+            raise AssertionError(f"read {out.shape} at once")
+        if self.strict and out.ndim == 2:
+            self.planes_read.add(key[0] if isinstance(key, tuple) else key)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        if self.strict:
+            raise AssertionError("read whole")
+        return np.asarray(self._data, dtype=dtype)
+
+
+def test_calibrate_without_a_truth_reads_a_lazy_layer_plane_by_plane(make_napari_viewer, qtbot, errors,
+                                                                     tiny_checkpoint, tmp_path):
+    """The widget read a lazy layer's level 0 whole before calibrating on a few of its planes (a slide scan's
+    gigabytes for 512² px a channel); it hands the calibration the lazy level, which reads only its planes."""
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(2)
+    planes = rng.poisson(rng.uniform(5, 40, (12, 48, 48))).astype(np.uint16)
+    level0 = _PlanesOnly(planes)
+    viewer.add_image([level0, planes[:, ::2, ::2]], multiscale=True, name="scan")
+    w = CalibrateWidget(viewer)
+    REGISTRY.add(tiny_checkpoint)
+    w.model.value = str(tiny_checkpoint.resolve())
+    w.noisy.value = viewer.layers["scan"]
+    w.steps.value, w.n_samples.value = 2, 3
+    w.output.value = tmp_path / "self.safetensors"
+    level0.strict = True
+    w.run()
+    qtbot.waitUntil(lambda: w.status.value.startswith(("Saved", "Failed")), timeout=60_000)
+    assert not errors, errors
+    assert w.status.value.startswith("Saved") and 0 < len(level0.planes_read) < len(planes)

@@ -342,8 +342,9 @@ class CalibrateWidget(WorkerControls, Container):
             raise ValueError("Select a noisy layer")
         if noisy is truth:
             raise ValueError("The noisy layer and the truth layer must be different layers")
-        # full resolution: level 0 of a multiscale layer, as Denoise reads it (np.asarray took the last level)
-        noisy_data = np.asarray(layer_data(noisy))
+        # full resolution: level 0 of a multiscale layer, as Denoise reads it (np.asarray took the last level); without
+        # a truth a lazy layer stays lazy: the calibration reads its few planes (a slide scan's level 0 was read whole)
+        noisy_data = layer_data(noisy) if truth is None else np.asarray(layer_data(noisy))
         clean = None if truth is None else np.asarray(layer_data(truth))
         if clean is not None and noisy_data.shape != clean.shape:
             raise ValueError(f"'{noisy.name}' {noisy_data.shape} and '{truth.name}' {clean.shape} differ in shape")
@@ -362,14 +363,15 @@ class CalibrateWidget(WorkerControls, Container):
             folder = out if out is not None else USER_MODELS_DIR  # the Train widget's folder, not wherever napari started
             out = folder / f"{model.name}-calibrated.safetensors"
         second = self.second.value if truth is None and self.second.value != NO_SECOND else None
-        if second is not None and tuple(second.data.shape) != noisy_data.shape:  # a layer changed since
-            raise ValueError(f"Second acquisition '{second.name}' {tuple(second.data.shape)} and '{noisy.name}' "
-                             f"{noisy_data.shape} differ in shape")
+        second_data = None if second is None else layer_data(second)
+        if second is not None and tuple(second_data.shape) != tuple(noisy_data.shape):  # a layer changed since
+            raise ValueError(f"Second acquisition '{second.name}' {tuple(second_data.shape)} and '{noisy.name}' "
+                             f"{tuple(noisy_data.shape)} differ in shape")
         if truth is not None and (not np.allclose(noisy.scale, truth.scale)
                                   or not np.allclose(noisy.translate, truth.translate)):
             notify_warning(f"'{noisy.name}' and '{truth.name}' have different scales or positions in the viewer; "
                            "they are calibrated against each other pixel by pixel")
-        return (model, noisy_data, clean, free_path(out), None if second is None else np.asarray(layer_data(second)))
+        return model, noisy_data, clean, free_path(out), second_data
 
     def _clear_results(self) -> None:
         """No earlier run's table, diagram or "Saved …" line under this run's status (they read as its result)."""
