@@ -1,3 +1,4 @@
+import dataclasses
 import re
 
 import numpy as np
@@ -370,6 +371,12 @@ def test_each_channel_is_calibrated_on_its_own(make_napari_viewer, qtbot, errors
     calibration = saved_calibration("against truth.safetensors")
     assert len(calibration["channel_factors"]) == 2 and "Channel 1: user pairs" in calibration["source"]
     assert "held-out" in w.table.value["columns"]
+    # a row per channel and level (the channels' mean hid one that fell short), each with its own λ
+    table = w.table.to_dict("split")
+    assert table["columns"][0] == "channel" and len(table["data"]) == 2 * len(calibrate_module.LEVELS)
+    at_09 = {row[0]: row for row in table["data"] if row[1] == "0.90"}
+    assert [float(at_09[k][3]) for k in "01"] == pytest.approx([f[calibrate_module.LEVELS.index(0.9)]
+                                                              for f in calibration["channel_factors"]], abs=0.006)
     # the reliability diagram: a curve per channel, each its own std against its own error
     lines = {line.get_label(): line for line in w.figure.figure.axes[0].get_lines()}
     assert set(lines) == {"calibrated", "channel 0", "channel 1"}
@@ -509,7 +516,10 @@ def test_calibrate_reads_full_resolution_refuses_truths_it_cannot_use_and_shows_
     assert w.status.value == "" and len(w.table.to_dict("split")["data"]) == 0
     short = Calibration({}, [0.5, 0.8, 0.9, 0.95], [1, 1, 1, 1], [0.3, 0.79, 0.78, 0.94], [1, 1, 1, 1], "user pairs",
                         10)
-    assert calibrate_module.short_of_nominal(short) == (
+    fine = dataclasses.replace(short, held_out_coverage=[0.5, 0.8, 0.9, 0.95])
+    assert calibrate_module.short_of_nominal([("0", fine), ("1", short)]).startswith(
+        ". Held out, the intervals fell short: channel 1: 0.78 at 0.90 (")
+    assert calibrate_module.short_of_nominal([("", short)]) == (
         ". Held out, the intervals fell short: 0.78 at 0.90 (few pixels to calibrate on give an uncertain λ; a larger "
         "image or more planes steady it)")
 

@@ -675,15 +675,29 @@ def test_each_channel_is_calibrated_on_its_own_and_its_planes_take_their_channel
                                    (widths[c] * result.interval_unit[:, c])[inside], rtol=1e-4)
 
 
-def test_a_progress_of_each_channel_fills_its_share_of_one_bar(tiny_model):
+def test_a_progress_of_each_channel_and_route_fills_its_share_of_one_bar(tiny_model):
+    """Each route of a time series' calibration (recorrupted copies, then the frame pairs) counted its crops from 1
+    again, and the bar ran back from 100 % of the first to 0 % of the second (in each channel)."""
     from napari_diffdenoise.core.calibration.self_calibration import iter_calibrate_on_data
 
     stack = np.stack([noisy_image(1), noisy_image(2)])  # CYX
     seen = []
     drive(iter_calibrate_on_data(tiny_model, stack, "CYX", coverage=(0.8, 0.9), n_samples=3, steps=2), seen.append)
-    assert seen[0].plane < seen[0].n_planes // 2 <= seen[-1].plane and all(0 < p.fraction <= 1 for p in seen)
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[0] < 0.5 < fractions[-1] == pytest.approx(1)
     # the restored planes are crops and recorrupted copies of them, not the image's two planes
     assert seen[0].where.startswith("calibration crop 1/") and seen[-1].where.startswith(f"calibration crop {seen[-1].n_planes}/")
+    assert "(recorrupted copies; channel 1/2)" in seen[0].where and "channel 2/2)" in seen[-1].where
+    frames = np.stack([noisy_image(1), noisy_image(1), noisy_image(2)])  # TYX
+    seen.clear()
+    drive(iter_calibrate_on_data(tiny_model, frames, "TYX", coverage=(0.8, 0.9), n_samples=3, steps=2), seen.append)
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1)
+    routes = [p.part for p in seen]
+    assert routes[0] == "recorrupted copies" and routes[-1].startswith("against the mean of frames")
+    # each route's share is its share of the pixels restored: the recorrupted copies fill the budget several times
+    first_paired = next(p for p in seen if p.part != routes[0])
+    assert 0.5 < first_paired.start < 1
 
 
 def test_a_channel_whose_calibration_fell_back_leaves_the_others_check_standing(tiny_model):

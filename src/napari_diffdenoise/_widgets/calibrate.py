@@ -65,36 +65,49 @@ def significant(value: float, digits: int = 3) -> str:
 
 def result_columns(with_truth: bool, std: str = "samples", channels: int = 0) -> dict[str, str]:
     """The result table's columns and what each means (their headers' tooltips), for a calibration
-    whose interval unit came from ``std`` ("samples" or "head"), made on each of ``channels`` on its own."""
-    each = f" With {channels} channels, each calibrated on its own: " if channels else ""
+    whose interval unit came from ``std`` ("samples" or "head"), made on each of ``channels`` on its own
+    (a row per channel and level: the channels' mean hid a channel that fell short)."""
+    each = {"channel": f"The channel the row is of: each of the {channels} was calibrated on its own, and a run "
+                       "takes each channel's own λ"} if channels else {}
     return {
+        **each,
         "nominal": "The coverage asked for: the fraction of pixels whose truth should lie inside the interval",
         ("held-out" if with_truth else "split-half check"): (
-            ("The fraction of held-out pixels (never used to calibrate) whose truth lies inside the interval"
-             if with_truth else "The coverage the intervals from one half of the image reach under the error "
-             "measured on the other half (modelled, not measured against a truth)")
-            + (f".{each}the channels' mean, each at its own λ" if channels else "")),
+            "The fraction of held-out pixels (never used to calibrate) whose truth lies inside the interval"
+            if with_truth else "The coverage the intervals from one half of the image reach under the error "
+            "measured on the other half (modelled, not measured against a truth)"),
         "width factor": f"λ: the interval is mean ± λ·u, u {UNIT[std]}; from split conformal prediction with a "
                         "truth (Angelopoulos et al. 2022), from a model of the residuals without one "
-                        "(docs/method.md). Above 1: u alone was too narrow"
-                        + (f".{each}the widest channel's λ (a run takes each channel's own)" if channels else ""),
+                        "(docs/method.md). Above 1: u alone was too narrow",
         "mean width\n(intensity)": "The interval's mean width (upper − lower), in the image's intensity units, on held-out pixels",
     }
+
+
+def result_rows(run) -> list[tuple[str, object]]:
+    """(what a row's channel cell says, or "" with none; the Calibration it reads) per calibration a run made:
+    each channel's own where it calibrated them each on its own (core.calibration.self_calibration.per_channel)."""
+    if run.channels:
+        return [(str(k), channel.calibration) for k, channel in enumerate(run.channels)]
+    return [("", run.calibration)]
 
 
 SHORT_BY = 0.05  # a held-out coverage this far under its nominal level is said in the status line
 
 
-def short_of_nominal(calibration) -> str:
+def short_of_nominal(rows: list[tuple[str, object]]) -> str:
     """What the status line adds where the held-out check falls short of the levels asked for most (0.8–0.95):
-    a calibration made on a small image (a 96² crop has nine 32² blocks) was saved with 0.78 at 0.9 unsaid."""
-    short = [(n, h) for n, h in zip(calibration.coverages, calibration.held_out_coverage)
-             if 0.8 <= n <= 0.95 and math.isfinite(h) and h < n - SHORT_BY]
-    if not short:
+    a calibration made on a small image (a 96² crop has nine 32² blocks) was saved with 0.78 at 0.9 unsaid.
+    ``rows``: (channel, its Calibration) as :func:`result_rows` gives them, the channel named where there is one."""
+    said = []
+    for channel, calibration in rows:
+        short = [f"{h:.2f} at {n:.2f}" for n, h in zip(calibration.coverages, calibration.held_out_coverage)
+                 if 0.8 <= n <= 0.95 and math.isfinite(h) and h < n - SHORT_BY]
+        if short:
+            said.append((f"channel {channel}: " if channel else "") + ", ".join(short))
+    if not said:
         return ""
-    levels = ", ".join(f"{h:.2f} at {n:.2f}" for n, h in short)
-    return (f". Held out, the intervals fell short: {levels} (few pixels to calibrate on give an uncertain λ; "
-            "a larger image or more planes steady it)")
+    return (f". Held out, the intervals fell short: {'; '.join(said)} (few pixels to calibrate on give an uncertain "
+            "λ; a larger image or more planes steady it)")
 
 
 def free_path(path: Path) -> Path:
@@ -421,10 +434,11 @@ class CalibrateWidget(WorkerControls, Container):
         c = run.calibration
         std = recorded_value(c.settings, "std_estimator")
         columns = result_columns(run.truth is not None, std, len(run.channels))
-        self.table.value = {"data": [[formatted(n, "{:.2f}"), formatted(h, "{:.2f}"),
-                                      formatted(f, "{:.2f}"), significant(w)] for n, h, f, w in
-                                     zip(c.coverages, c.held_out_coverage, c.factors, c.held_out_width)],
-                            "index": [formatted(n, "{:.2f}") for n in c.coverages], "columns": list(columns)}
+        rows = [([k] if k else []) + [formatted(n, "{:.2f}"), formatted(h, "{:.2f}"), formatted(f, "{:.2f}"),
+                                      significant(w)]
+                for k, cal in result_rows(run)
+                for n, h, f, w in zip(cal.coverages, cal.held_out_coverage, cal.factors, cal.held_out_width)]
+        self.table.value = {"data": rows, "index": [" · ".join(row[:-3]) for row in rows], "columns": list(columns)}
         fit_table(self.table, columns)
         self.results.collapsed = False
         self._show_reliability(run)
@@ -432,7 +446,7 @@ class CalibrateWidget(WorkerControls, Container):
         ranking = (f"; {RANKER[std]} ranks the errors at {c.spearman:.2f} (1: perfectly, 0: not at all)"
                    if c.spearman is not None else "")
         self.status.tooltip = RANKING if ranking else ""
-        self.status.value = f"Saved {out}{ranking}{short_of_nominal(c)}"
+        self.status.value = f"Saved {out}{ranking}{short_of_nominal(result_rows(run))}"
 
     def _show_reliability(self, run):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg

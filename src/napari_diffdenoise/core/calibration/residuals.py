@@ -78,11 +78,14 @@ def _crops(planes: list[np.ndarray], max_pixels: int, *companions):
 CROP_UNIT = "calibration crop"  # what the restoration's progress calls each of its planes
 
 
-def _restore(model, stack, settings):
+RECORRUPTED_PART = "recorrupted copies"  # the progress's name of a recorrupted restoration (Progress.part)
+
+
+def _restore(model, stack, settings, part: str):
     steps = iter_denoise(stack.astype(np.float32), model, settings)
     try:
         while True:
-            yield dataclasses.replace(next(steps), unit=CROP_UNIT)
+            yield dataclasses.replace(next(steps), unit=CROP_UNIT).within(0.0, 1.0, part)
     except StopIteration as stop:
         return stop.value
 
@@ -120,7 +123,8 @@ def iter_residuals(model, planes, settings, *, alpha: float | None, seed: int, p
                   else ""))
     restore_settings, refinement = _refinement_as_the_image(settings, None if partner is not None else inputs)
     how += refinement
-    result = yield from _restore(model, restored_input, restore_settings)
+    result = yield from _restore(model, restored_input, restore_settings,
+                                 RECORRUPTED_PART if partner is None else f"against {view_name}")
     # the calibration is the run's, whose rule it is, whatever the crops' restoration was told
     result.metadata["mean_refinement"] = settings.mean_refinement
     shape = np.shape(restored_input)
@@ -173,6 +177,15 @@ def recorrupted_crops(planes, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray,
     correlation length, :func:`response_length`). The Train widget's time estimate reads it too."""
     crops = _crops(planes, max(max_pixels // 2, 1))[0]
     return crops, recorrupted_draws(crops.size, max_pixels)
+
+
+def pixels_restored(planes, paired: bool, max_pixels: int = MAX_PIXELS) -> int:
+    """How many pixels :func:`iter_residuals` restores for ``planes``: against paired views their crops, else the
+    recorrupted copies of theirs (:func:`recorrupted_crops`)."""
+    if paired:
+        return int(_crops(planes, max_pixels)[0].size)
+    crops, draws = recorrupted_crops(planes, max_pixels)
+    return int(crops.size) * draws
 
 
 def recorrupted_draws(crop_pixels: int, max_pixels: int = MAX_PIXELS) -> int:

@@ -88,7 +88,7 @@ from .error_scale import (
     error_scale,
     lag_offsets,
 )
-from .residuals import MAX_PIXELS, iter_residuals, response_length
+from .residuals import MAX_PIXELS, iter_residuals, pixels_restored, response_length
 
 LAG_BIAS_LIMIT = 0.1  # an offset is left out when correlated noise could add this fraction of V there
 ALPHA = 1.0  # recorrupting: ŷ = y + α·s, ȳ = y − s/α (equal noises at α = 1: the least noisy products)
@@ -279,12 +279,25 @@ def iter_calibrate_on_data(model, data, axes: str, second=None, **options):
                                                           view[0] if view else None, **options),
             c, data, *([] if second is None else [second])))
     first, views, probes, views_are = calibration_planes(data, axes, second=second)
-    recorrupted = yield from iter_self_calibrate(model, first, **options)
     if views is None:
-        return recorrupted
-    paired = yield from iter_self_calibrate(model, first, second=views, second_is=views_are,
-                                            second_noise=probes, **options)
+        return (yield from iter_self_calibrate(model, first, **options))
+    # one progress over both routes, each its share of the pixels restored (the bar ran back at the second's crop 1)
+    max_pixels = options.get("max_pixels", MAX_PIXELS)
+    own = pixels_restored(list(first), False, max_pixels)
+    share = own / (own + pixels_restored(list(first), True, max_pixels))
+    recorrupted = yield from within(iter_self_calibrate(model, first, **options), 0.0, share)
+    paired = yield from within(iter_self_calibrate(model, first, second=views, second_is=views_are,
+                                                   second_noise=probes, **options), share, 1.0 - share)
     return wider(recorrupted, paired)
+
+
+def within(steps, start: float, span: float, part: str = ""):
+    """``steps`` (a generator of Progress) as a part of a larger job (restore.Progress.within); returns its value."""
+    try:
+        while True:
+            yield next(steps).within(start, span, part)
+    except StopIteration as stop:
+        return stop.value
 
 
 def acquisitions_differ(data, second, axes: str) -> float:
@@ -317,12 +330,7 @@ def iter_each_channel(calibrate_channel, channel_axis: int, *images):
     runs = []
     for k in range(n):
         steps = calibrate_channel(*(image[(slice(None),) * channel_axis + (k,)] for image in images))
-        try:
-            while True:
-                p = next(steps)
-                yield dataclasses.replace(p, plane=k * p.n_planes + p.plane, n_planes=n * p.n_planes)
-        except StopIteration as stop:
-            runs.append(stop.value)
+        runs.append((yield from within(steps, k / n, 1 / n, f"channel {k + 1}/{n}")))
     return per_channel(runs, channel_axis)
 
 

@@ -15,6 +15,7 @@ and :func:`denoise` drives it with plain callbacks.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
@@ -82,16 +83,29 @@ class Progress:
     # what a 'plane' of this run is to the user: a self-calibration restores crops of the image (and
     # recorrupted copies of them), so 'plane 1/2' on a one-plane image would name planes it does not have
     unit: str = "plane"
+    # which part of a job of several restorations this one is (a self-calibration's routes and channels), said
+    # after its count; ``start`` and ``span``: the share of the whole job done before it and its own, so that the
+    # fraction covers the whole job and a progress bar does not run back when the next part starts at its crop 1
+    part: str = ""
+    start: float = 0.0
+    span: float = 1.0
 
     @property
     def fraction(self) -> float:
-        return (self.plane + min(self.step, self.n_steps) / self.n_steps) / self.n_planes
+        return self.start + self.span * (self.plane + min(self.step, self.n_steps) / self.n_steps) / self.n_planes
 
     @property
     def where(self) -> str:
         """'plane 2/5, step 3/10, tile 4/9': where the run is, as the widgets and the CLI say it."""
         tile = f", tile {self.tile}/{self.n_tiles}" if self.n_tiles > 1 and self.tile else ""
-        return f"{self.unit} {self.plane + 1}/{self.n_planes}, {steps_text(self.step, self.n_steps)}{tile}"
+        part = f" ({self.part})" if self.part else ""
+        return f"{self.unit} {self.plane + 1}/{self.n_planes}{part}, {steps_text(self.step, self.n_steps)}{tile}"
+
+    def within(self, start: float, span: float, part: str) -> Progress:
+        """This progress as that of a part of a larger job: the part taking ``span`` of it from ``start``, and
+        named ``part`` (after any name it had)."""
+        return dataclasses.replace(self, start=start + span * self.start, span=span * self.span,
+                                   part="; ".join(filter(None, (self.part, part))))
 
 
 @run_signature(after=("on_tile",), rest="method_params")
