@@ -640,7 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "independent noisy view (consecutive frames when the input has a T axis, else recorrupted "
                             f"copies of up to {CALIBRATION_PLANES} planes), each channel of a C axis on its own; costs "
                             "about one extra run of those planes per channel. The default unless the model holds a "
-                            "calibration of your own (made on your truth or your images)")
+                            "calibration of your own (made on your truth or your images), the run is guided, or it "
+                            "deconvolves (a deconvolving model or a PSF: residuals against the blurred image count "
+                            "the blur as error, so such a run takes its stored calibration and is refused without "
+                            "one unless this is given)")
     where.add_argument("--stored-calibration", dest="calibrate_on_image", action="store_const", const=False,
                        help="with --coverage: take the model's stored calibration for these settings (a bundled "
                             "model's was made on other data) instead of calibrating on this image")

@@ -35,7 +35,7 @@ from ..run.restore import Restoration, run_to_end, tile_callback
 from ..run.restore import denoise as restore_denoise
 from ..run.restore import iter_denoise as restore_iter_denoise
 from ..run.run_keywords import RunSpec, run_signature
-from ..run.run_settings import calibration_settings, make_settings
+from ..run.run_settings import calibration_settings
 from .self_calibration import acquisitions_differ, iter_calibrate_on_data
 
 
@@ -56,20 +56,15 @@ def deconvolves(model, settings: dict) -> bool:
     return getattr(model, "task", None) == "deconvolve" or settings.get("psf") is not None
 
 
-def _holds_stored(model, settings: dict) -> bool:
-    try:
-        make_settings(model, **settings)  # finds the calibration for these settings, or raises
-    except ValueError:
-        return False
-    return True
-
-
 def calibrates_on_image(model, settings: dict, calibrate_on_image: bool | None = None) -> bool:
     """Whether a run of ``model`` with ``settings`` (run keywords) calibrates its intervals on its image
     first: never without a coverage or for a method; else as ``calibrate_on_image`` says, and where it
-    says nothing (None), unless the model holds a calibration of the user's own or the run is guided (a
-    calibration leaves guidance out: the stored one is taken, as before); a run that deconvolves
-    (:func:`deconvolves`) takes the stored calibration for its settings where the model has one."""
+    says nothing (None), unless the model holds a calibration of the user's own, the run is guided (a
+    calibration leaves guidance out: the stored one is taken, as before) or it deconvolves (:func:`deconvolves`:
+    residuals against the blurred image count the blur as error), each of which takes the stored calibration for
+    its settings and is refused without one, as the Denoise widget's run is. A deconvolution calibrated on its
+    image when the model held none for its settings (a sampler parameter changed), in silence, with intervals as
+    wide as the blur."""
     if settings.get("coverage") is None or find_method(model) is not None:
         return False
     if calibrate_on_image is not None:
@@ -77,9 +72,7 @@ def calibrates_on_image(model, settings: dict, calibrate_on_image: bool | None =
             raise TypeError(f"calibrate_on_image must be True, False or None (the model's own calibration where it "
                             f"holds one of yours, else this image); got {calibrate_on_image!r}")
         return calibrate_on_image
-    if holds_own_calibration(model) or settings.get("guidance") is not None:
-        return False
-    return not (deconvolves(model, settings) and _holds_stored(model, settings))
+    return not (holds_own_calibration(model) or settings.get("guidance") is not None or deconvolves(model, settings))
 
 
 def _calibration_spec(model, settings: dict) -> RunSpec:
