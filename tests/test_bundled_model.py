@@ -34,7 +34,7 @@ def test_bundled_unpaired_model_denoises_by_forward_backward():
     noisy, clean = simulate_pair("nuclei", (64, 64), Acquisition(peak_photons=10), seed=987_655)
     result = denoise(noisy, prior, sampler="fb", n_samples=2, seed=0)
     assert psnr_fitted(result.mean, clean) > psnr_fitted(noisy, clean) + 3
-    with pytest.raises(ValueError, match="does not work with a unpaired model"):
+    with pytest.raises(ValueError, match="does not work with an unpaired model"):
         denoise(noisy, prior, sampler="ddim")
 
 

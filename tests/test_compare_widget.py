@@ -150,3 +150,24 @@ def test_a_blank_truth_plane_is_left_out_and_said_and_the_viewer_holds_compare_w
     held = [cb for cb in viewer.layers.events.inserted.callbacks
             if getattr(cb, "__module__", None) and cb.__module__.startswith("napari_diffdenoise")]
     assert held == []
+
+
+def test_compare_opens_on_two_different_layers_a_result_against_what_is_not_its_input(make_napari_viewer, errors):
+    """Both boxes opened on the first layer, and Compute straight away was refused: a [mean] is now scored against a
+    layer that is neither a result nor its input, else the first layer against the second."""
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(1)
+    truth = rng.random((32, 32))
+    viewer.add_image(truth + rng.normal(0, 0.1, truth.shape), name="cells")
+    viewer.add_image(truth, name="long average")
+    viewer.add_image(truth, name="cells [mean]", metadata={"napari_diffdenoise": {"source_layer": "cells"}})
+    viewer.add_image(truth, name="cells [std]", metadata={"napari_diffdenoise": {"source_layer": "cells"}})
+    w = CompareWidget(viewer)
+    assert w.result.value is viewer.layers["cells [mean]"] and w.truth.value is viewer.layers["long average"]
+    alone = make_napari_viewer()
+    alone.add_image(truth, name="a")
+    alone.add_image(truth + 1, name="b")
+    w = CompareWidget(alone)
+    assert (w.result.value.name, w.truth.value.name) == ("a", "b")
+    w.compute()
+    assert not errors

@@ -80,7 +80,7 @@ def test_samplers_are_offered_only_for_the_model_kind_they_fit():
     assert samplers_for("unpaired") == ["fb", "mixing", "repaint", "repaint-baikal"]
     with pytest.raises(ValueError, match="does not work with a paired model"):
         get_sampler("repaint", "paired")
-    with pytest.raises(ValueError, match="does not work with a unpaired model"):
+    with pytest.raises(ValueError, match="does not work with an unpaired model"):
         get_sampler("ddim-dc", "unpaired")
     with pytest.raises(ValueError, match="no parameter"):
         SAMPLERS["fb"].parameters(SCHED, {"steps": 3})
@@ -102,7 +102,7 @@ def test_an_unpaired_model_denoises_through_the_public_api():
     # N = 0 would return the input with std 0 and entropy 0, claiming total certainty: refused
     with pytest.raises(ValueError, match="start must be a whole number from 1 to 100; got 0"):
         denoise(image, model, sampler="fb", n_samples=2, sampler_params={"start": 0})
-    with pytest.raises(ValueError, match="does not work with a unpaired model"):
+    with pytest.raises(ValueError, match="does not work with an unpaired model"):
         denoise(image, model, sampler="ddim")
 
 

@@ -254,3 +254,27 @@ def test_a_bundled_models_file_or_package_loaded_by_path_keeps_its_calibrations_
     save_checkpoint(theirs, tmp_path / "theirs.safetensors")
     again = load_model(tmp_path / "theirs.safetensors")
     assert [c["shipped"] for c in again.calibrations] == [False] + [True] * (len(by_path.calibrations) - 1)
+
+
+def test_the_calibration_on_the_image_takes_the_runs_threads(tmp_path, monkeypatch):
+    """--threads set the planes' torch threads but not the calibration's before them, which took torch's default."""
+    import torch
+
+    from napari_diffdenoise import denoise_to_tiff
+    from napari_diffdenoise.core.calibration import on_image
+
+    path = tmp_path / "low.tif"
+    tifffile.imwrite(path, low_light(shape=(32, 32))[0].astype(np.uint16), photometric="minisblack")
+    counts, real = [], on_image.iter_calibrate_on_data
+
+    def counted(*args, **kwargs):
+        counts.append(torch.get_num_threads())
+        return (yield from real(*args, **kwargs))
+
+    monkeypatch.setattr(on_image, "iter_calibrate_on_data", counted)
+    before = torch.get_num_threads()
+    for threads in (1, 3):
+        assert main(["denoise", str(path), "--out", str(tmp_path / f"cli{threads}"), "--coverage", "0.9", "--samples",
+                     "0", "--symmetries", "1", "--threads", str(threads)]) == 0
+        denoise_to_tiff(path, tmp_path / f"lib{threads}", "demo", stem="low", coverage=0.9, threads=threads, **ONE_PASS)
+    assert counts == [1, 1, 3, 3] and torch.get_num_threads() == before

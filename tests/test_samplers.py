@@ -103,7 +103,7 @@ def test_clip_bounds_the_clean_estimate():
 def test_unknown_or_unfit_samplers_are_refused():
     with pytest.raises(ValueError, match="unknown sampler"):
         get_sampler("euler", "paired")
-    with pytest.raises(ValueError, match="does not work with a unpaired model"):
+    with pytest.raises(ValueError, match="does not work with an unpaired model"):
         get_sampler("ddim", "unpaired")
 
 

@@ -356,15 +356,18 @@ def cmd_denoise(args) -> int:
     optionally on a dask.distributed cluster). Intervals (--coverage) are calibrated on the input unless the model
     holds a calibration of the user's own (core.calibration.on_image)."""
     from .core.io.output_lock import one_run_into
-    from .core.run.batch import check_outputs_free
-    from .core.run.cpu_share import same_bits
+    from .core.run.batch import check_outputs_free, check_threads
+    from .core.run.cpu_share import same_bits, torch_threads
 
     stem = None if _is_zarr_output(args.out) else output_stem(args.input)
     # refused outputs are refused before the calibration on the image (tens of seconds), not after it
     check_outputs_free(args.input, args.out, stem=stem, overwrite=args.overwrite)
     # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them);
     # the output is this run's from its calibration on
-    with one_run_into(args.out, stem, handed_on=True), contextlib.ExitStack() as keep, same_bits():
+    check_threads(args.threads)  # before it is set for the calibration
+    # the calibration on the image takes the run's --threads too (it took torch's default whatever they said)
+    with one_run_into(args.out, stem, handed_on=True), contextlib.ExitStack() as keep, same_bits(), \
+            torch_threads(args.threads):
         args.model = _intervals_model(args, keep)
         return _denoise_files(args)
 

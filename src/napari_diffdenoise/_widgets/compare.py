@@ -9,7 +9,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 from ..core.imaging.metrics import evaluate
 from .denoise import _image_choices, layer_data, notify_error
 from .help import help_link
-from .layers import follow_layers
+from .layers import follow_layers, is_result
 from .sections import Section, extend_form
 
 
@@ -98,6 +98,21 @@ class CompareWidget(Container):
         for combo in (self.result, self.truth):  # the table scores the layers it names: a choice changed, it is gone
             combo.changed.connect(lambda _value: self._show([], []))
         self.reset_choices()
+        self._pick_two()
+
+    def _pick_two(self) -> None:
+        """Two different layers to start with (both boxes fell to the first layer, and Compute was refused): the
+        latest [mean] of this plugin, if any, against a layer that is neither a result nor that result's input."""
+        layers = [layer for _, layer in self._images()]
+        means = [layer for layer in layers if is_result(layer) and "[mean]" in layer.name]
+        if means:
+            self.result.value = means[-1]
+        source = self.result.value.metadata.get("napari_diffdenoise", {}).get("source_layer") \
+            if self.result.value is not None else None
+        others = [layer for layer in layers if layer is not self.result.value]
+        truths = [layer for layer in others if not is_result(layer) and layer.name != source] or others
+        if truths:
+            self.truth.value = truths[0]
 
     def _images(self, _widget=None):
         return _image_choices(self._viewer)

@@ -27,7 +27,7 @@ from ..io.checkpoint import load_model
 from ..run.batch import denoise_to_tiff as batch_denoise_to_tiff
 from ..run.batch import denoise_to_zarr as batch_denoise_to_zarr
 from ..run.conformal import COVERAGE_GRID, Calibration
-from ..run.cpu_share import same_bits
+from ..run.cpu_share import same_bits, torch_threads
 from ..run.driving import drive
 from ..run.methods import find_method
 from ..run.plane_runs import CALIBRATED_COPY_OF, run_keywords_given
@@ -272,12 +272,13 @@ def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, a
     run's (no plane done yet, its text saying what is calibrated)."""
     from ..io.output_lock import one_run_into
     from ..io.tiff_maps import check_pixel
-    from ..run.batch import BatchProgress, check_outputs_free
+    from ..run.batch import BatchProgress, check_outputs_free, check_threads
 
     given = run_keywords_given(function, model, spec, given)
     # refused outputs are refused before the calibration's tens of seconds, not after them
     check_outputs_free(input_path, *outputs, stem=options.get("stem"), overwrite=options.get("overwrite", False))
     check_pixel(options.get("pixel"))
+    check_threads(options.get("threads"))  # before the calibration takes them
     started = time.perf_counter()
 
     def calibrating(info) -> None:
@@ -287,7 +288,8 @@ def _files_run(function, input_path, outputs: tuple, model, spec, given: dict, a
 
     # the file's maps are the same bits on every run, the calibration they are scaled by too (resumes check them);
     # the output is the run's from its calibration on (a second run into it was refused only after calibrating)
-    with one_run_into(outputs[0], options.get("stem"), handed_on=True), contextlib.ExitStack() as keep, same_bits():
+    with one_run_into(outputs[0], options.get("stem"), handed_on=True), contextlib.ExitStack() as keep, same_bits(), \
+            torch_threads(options.get("threads")):  # the calibration with the run's threads
         resume = None if "stem" in options or options.get("overwrite") else outputs[0]
         made, _ = drive(iter_model_for_files(model, input_path, given, axes=axes, calibrate_on_image=calibrate_on_image,
                                              second=second, workers=options.get("workers"),

@@ -126,7 +126,8 @@ def get_sampler(name: str, model_kind: str) -> SamplerInfo:
         raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
     info = SAMPLERS[name]
     if model_kind not in info.model_kinds:
-        raise ValueError(f"sampler {name!r} does not work with a {model_kind} model; "
+        article = "an" if model_kind[:1] in "aeiou" else "a"
+        raise ValueError(f"sampler {name!r} does not work with {article} {model_kind} model; "
                          f"use one of {sorted(list_samplers(model_kind))}")
     return info
 
