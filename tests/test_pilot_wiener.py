@@ -305,9 +305,9 @@ def test_a_recorrupted_calibration_restores_its_crops_refined_as_the_run_refines
     told = []
     restore = residuals._restore
 
-    def spy(model, stack, settings):
+    def spy(model, stack, settings, part):
         told.append(settings.mean_refinement)
-        return (yield from restore(model, stack, settings))
+        return (yield from restore(model, stack, settings, part))
 
     monkeypatch.setattr(residuals, "_restore", spy)
     _, noisy = bright_scene(size=80, peak=peak)
