@@ -133,6 +133,27 @@ def test_resume_without_a_state_file_is_refused_and_old_files_are_replaced_only_
     assert not stale.exists() or stale.read_bytes() != b"old"
 
 
+def test_an_overwriting_run_stopped_before_its_first_checkpoint_leaves_the_older_run_whole(tiny_model, pairs,
+                                                                                          tmp_path):
+    """train --overwrite deleted the older run's -best and state files before its own first checkpoint: killed at
+    step 3, it left neither that run's best weights and state (nothing to resume) nor a new set."""
+    path = tmp_path / "run.safetensors"
+    older = TrainConfig(steps=4, batch_size=2, patch_size=32, checkpoint_every=2, validate_every=2)
+    list(iter_train(tiny_model, pairs, older, checkpoint_path=path, val_batch=pairs.batch(2, 32, np.random.default_rng(5))))
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(files) == {"run.safetensors", "run-best.safetensors", "run.state.safetensors"}
+    run = iter_train(tiny_model, pairs, TrainConfig(steps=10, batch_size=2, patch_size=32, checkpoint_every=5,
+                                                    seed=1), checkpoint_path=path, overwrite=True)
+    for info in run:
+        if info.step == 3:
+            run.close()  # stopped before its first checkpoint (step 5)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    list(iter_train(tiny_model, pairs, TrainConfig(steps=2, batch_size=2, patch_size=32, seed=1),
+                    checkpoint_path=path, overwrite=True))  # no validation: no best of its own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.safetensors", "run.state.safetensors"]
+    assert load_model(path).provenance["step"] == 2
+
+
 def test_the_mean_objective_trains_the_head_alone(headed):
     import copy
     import dataclasses

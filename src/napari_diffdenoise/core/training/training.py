@@ -154,9 +154,10 @@ def iter_train(
                              "that run, or allow overwriting (overwrite=True, --overwrite)")
         if main:
             check_writable(path)
-        if main:  # a fresh run must not leave an older run's best or state file looking like its own
-            best_path(path).unlink(missing_ok=True)
-            state_path(path).unlink(missing_ok=True)
+    # a fresh run must not leave an older run's best file looking like its own, nor its state: both are replaced at
+    # this run's first checkpoint, not before it (a run killed or failed before then, at step 3 say, left neither the
+    # older run's set nor a new one)
+    older_best = main and path is not None and not resume and best_path(path).exists()
     if main and path is not None:
         remove_stale_temporaries(path)
     if resume:
@@ -226,7 +227,7 @@ def iter_train(
     best_snapshot = None  # the weights of the lowest validation loss since the last checkpoint, unwritten
 
     def write(step: int):
-        nonlocal best_snapshot
+        nonlocal best_snapshot, older_best
         if path is None or not main:
             return
         snap = snapshot(step)
@@ -240,6 +241,9 @@ def iter_train(
         if best_snapshot is not None:
             save_checkpoint(best_snapshot, best_path(path))
             best_snapshot = None
+        elif older_best:
+            best_path(path).unlink(missing_ok=True)
+        older_best = False
         save_checkpoint(snap, path)
         save_checkpoint(snap, state_path(path), {**raw, **optimizer_tensors(opt)})
 
