@@ -48,7 +48,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_model, pair, tmp_pa
 
 def test_validation_pixels_never_appear_in_training_patches():
     ramp = np.tile(np.arange(120, dtype=np.float32)[:, None], (1, 64))  # value = row index
-    source = ArrayPairs(ramp + 0.01, ramp, patch_size=16, val_fraction=0.25, percentiles=(0, 100))
+    noisy = ramp + np.random.default_rng(1).normal(0, 0.5, ramp.shape)  # the same image twice is refused
+    source = ArrayPairs(noisy, ramp, patch_size=16, val_fraction=0.25, percentiles=(0, 100))
     split_value = source.val_parts[0][1].min()  # first validation row, in model units
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -60,7 +61,7 @@ def test_validation_pixels_never_appear_in_training_patches():
 
 def test_training_batches_are_really_augmented():
     ramp = np.tile(np.arange(64, dtype=np.float32)[None, :], (64, 1))  # increases along x only
-    source = ArrayPairs(ramp, ramp, patch_size=16, val_fraction=0)
+    source = ArrayPairs(ramp + np.random.default_rng(1).normal(0, 0.5, ramp.shape), ramp, patch_size=16, val_fraction=0)
     _, clean = source.batch(64, 16, np.random.default_rng(0))
     directions = set()
     for patch in clean[:, 0]:
@@ -179,3 +180,14 @@ def test_every_plane_of_a_tczyx_array_is_a_training_image():
     planes = as_planes(movie, "noisy")
     assert len(planes) == 6 and all(p.shape == (16, 16) for p in planes)
     np.testing.assert_array_equal(planes[4], movie[1, 1])  # in row-major order over T and Z
+
+
+def test_a_clean_image_that_is_the_noisy_one_is_refused(tiny_model, pair):
+    """The same image given as noisy and clean (a layer duplicated, a file twice) trained in silence into a model
+    that keeps the noise; so did a copy rescaled, which the clean side's affine fit maps back onto the noisy."""
+    noisy, clean = pair
+    config = TrainConfig(steps=1, batch_size=2, patch_size=32)
+    for same in (noisy, 3.0 * noisy.astype(np.float64) + 7.0):
+        with pytest.raises(ValueError, match="clean plane 0 holds the noisy plane's pixels"):
+            train(noisy, same, model=tiny_model, config=config)
+    train(noisy, clean, model=tiny_model, config=config)  # a real pair of the field trains

@@ -381,3 +381,29 @@ def test_the_adapting_budget_is_declared_once(make_napari_viewer):
     assert not w.minutes.visible and w.minutes.tooltip.startswith(MINUTES.help)
     assert build_parser().parse_args(["adapt", "in.tif", "--out", "a.safetensors"]).minutes == MINUTES.default
     assert {inspect.signature(f).parameters["minutes"].default for f in (adapt, iter_adapt)} == {MINUTES.default}
+
+
+def test_multiscale_layers_are_trained_and_adapted_at_full_resolution(setup, monkeypatch):
+    """Two 256² pyramids trained on their 128² level in silence; a pyramid beside a plain layer was refused for a
+    shape mismatch, and adapting one said "MultiScaleData.__array__() takes 1 positional argument"."""
+    from napari_diffdenoise.core.training.train_config import TrainConfig
+
+    viewer, w = setup
+    low, high = viewer.layers["low"].data, viewer.layers["high"].data
+    viewer.add_image([low, low[::2, ::2]], multiscale=True, name="low pyramid")
+    viewer.add_image([high, high[::2, ::2]], multiscale=True, name="high pyramid")
+    given = []
+    monkeypatch.setattr(train_module, "prepare_training", lambda noisy, clean, **_: given.append((noisy, clean)))
+    for noisy, clean in (("low pyramid", "high pyramid"), ("low pyramid", "high"), ("low", "high pyramid")):
+        w.noisy.value, w.clean.value = viewer.layers[noisy], viewer.layers[clean]
+        w._prepare(TrainConfig(steps=1, batch_size=2, patch_size=32))
+        np.testing.assert_array_equal(given[-1][0], low)
+        np.testing.assert_array_equal(given[-1][1], high)
+    adapted = []
+    monkeypatch.setattr(train_module, "torch_worker", lambda job, model, noisy, *a, **k: adapted.append(noisy) or 1 / 0)
+    w.mode.value = train_module.NOISY_ONLY
+    w.start_model.value = "demo"
+    w.noisy.value = viewer.layers["low pyramid"]
+    with pytest.raises(ZeroDivisionError):  # stopped where the worker would start: what it would adapt to is read
+        w._adapt_start()
+    assert adapted[0].shape == low.shape and adapted[0].dtype == np.float32

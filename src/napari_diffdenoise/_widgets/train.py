@@ -41,7 +41,7 @@ from ._worker import WorkerControls, when_closed
 from .timings import OneTiming
 from .torch_teams import load_here, torch_worker
 from .calibrate import free_path
-from .denoise import _Failure, _image_choices, notify_error
+from .denoise import _Failure, _image_choices, layer_data, notify_error
 from .help import help_link
 from .layer_axes import named_axes
 from .layers import first_plane, follow_layers
@@ -286,7 +286,8 @@ class TrainWidget(WorkerControls, Container):
         """What the form's estimate holds for: a time series is recalibrated on its frames too, and its held-out
         frames (which the patch size sets) judged."""
         layer = self.noisy.value
-        return self.start_model.value, tuple(layer.data.shape), id(layer.data), self.patch_size.value
+        data = layer.data[0] if layer.multiscale else layer.data  # what a run trains on: full resolution
+        return self.start_model.value, tuple(data.shape), id(data), self.patch_size.value
 
     def _refresh_estimate(self, _value=None):
         """Say how long the recalibration after adapting takes for this layer and model (measured
@@ -306,7 +307,8 @@ class TrainWidget(WorkerControls, Container):
             return
         self._estimate_for, self._estimate = key, None
         self.beyond_budget.value = "timing it on this machine…"
-        self._timings.ask(_estimate, start, layer.data, first_plane(layer), named_axes(layer), self.patch_size.value,
+        self._timings.ask(_estimate, start, layer.data[0] if layer.multiscale else layer.data, first_plane(layer),
+                          named_axes(layer), self.patch_size.value,
                           on_result=lambda cost: self._show_estimate(key, cost))
 
     def _launch(self, worker, description: str = "napari-diffdenoise") -> None:
@@ -350,12 +352,14 @@ class TrainWidget(WorkerControls, Container):
                 raise ValueError("Select a noisy image layer")
             if noisy is clean:
                 raise ValueError("The noisy and the clean layer are the same layer")
-            noisy = np.asarray(noisy.data)
+            noisy = np.asarray(layer_data(noisy))
         if not str(self.output.value).endswith(".safetensors"):
             raise ValueError("The output file must end in .safetensors")
         noise = NoiseModel(photons=(self.photons_low.value, self.photons_high.value), psf_sigma=self.psf_sigma.value)
         start = None if self.start_model.value == SCRATCH else self.start_model.value
-        return prepare_training(noisy, np.asarray(clean.data), model=start, noise_model=noise, config=config,
+        # full resolution: level 0 of a multiscale layer, as Denoise reads it (np.asarray took the smallest level: two
+        # 256² pyramids trained on 128² in silence)
+        return prepare_training(noisy, np.asarray(layer_data(clean)), model=start, noise_model=noise, config=config,
                                 val_fraction=self.val_fraction.value, kind=self.kind.value)
 
     def _adapt_start(self):
@@ -368,7 +372,7 @@ class TrainWidget(WorkerControls, Container):
         if not str(self.output.value).endswith(".safetensors"):
             raise ValueError("The output file must end in .safetensors")
         model = load_here(self.start_model.value)
-        noisy = np.array(layer.data, dtype=np.float32, copy=True)
+        noisy = np.asarray(layer_data(layer), dtype=np.float32)  # level 0 of a multiscale layer, a copy
         options = dict(minutes=self.minutes.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value)
         from ..core.training.adapt_spec import check_adapt
