@@ -75,7 +75,41 @@ def test_closing_the_panel_stops_training_and_says_where_its_checkpoint_is(setup
     assert max(seen) < 1000 and not errors
     assert said == [(f"Training stopped: its Train panel was closed; the last checkpoint is kept at {output}; the "
                      "weights with the lowest validation loss are beside it as fine-best.safetensors (open Train, "
-                     "tick Resume and Train to continue)")]
+                     "set Output file to it and the run's data and settings — steps at least as many, the same patch "
+                     "and batch sizes, learning rate and EMA, as before — tick Resume and Train to continue)")]
+
+
+def test_a_run_whose_window_is_closed_while_qt_goes_on_touches_no_deleted_control(make_napari_viewer, tiny_checkpoint,
+                                                                                  qtbot, tmp_path, monkeypatch):
+    """With another viewer open (or IPython), closing the window of a running Train panel deleted its controls, and
+    the run's last progress, its end and the finished slot set them: three "wrapped C/C++ object … has been deleted"
+    errors (PyQt aborts on them), and the notice of where the checkpoint is never came."""
+    from napari_diffdenoise._widgets.train import TrainWidget
+    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
+
+    said = []
+    monkeypatch.setattr(train_module, "show_info", said.append)
+    other = make_napari_viewer()  # keeps Qt going, as a second window does
+    viewer = make_napari_viewer()
+    noisy, clean = simulate_pair("nuclei", (80, 80), Acquisition(peak_photons=10), seed=3)
+    viewer.add_image(noisy, name="low")
+    viewer.add_image(clean, name="high")
+    label = REGISTRY.add(tiny_checkpoint)
+    w = TrainWidget(viewer)
+    w.noisy.value, w.clean.value = viewer.layers["low"], viewer.layers["high"]
+    w.start_model.value = dict(REGISTRY.choices())[label]
+    w.batch_size.value, w.patch_size.value, w.steps.value = 2, 32, 1000
+    w.output.value = output = tmp_path / "closed.safetensors"
+    viewer.window.add_dock_widget(w, name="Train")
+    w.start()
+    qtbot.waitUntil(output.is_file, timeout=120_000)
+    worker = w._worker
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=120_000)
+    qtbot.wait(200)  # the queued slots run (an error in one fails the test: pytest-qt)
+    assert len(said) == 1 and said[0].startswith(f"Training stopped: its Train panel was closed; the last checkpoint "
+                                                 f"is kept at {output}")
+    assert other.layers is not None
 
 
 def test_clean_only_mode_trains_without_a_noisy_layer(setup, qtbot, errors):
@@ -182,6 +216,9 @@ def test_a_second_run_writes_a_new_file_and_keeps_the_first(make_napari_viewer, 
     assert first.read_bytes() == b"an earlier model"
     assert (tmp_path / "mine-2.safetensors").is_file() and infos == ["mine.safetensors exists already: this run writes "
                                                                      "mine-2.safetensors"]
+    w.start()  # the Output box kept mine-2: the next is mine-3, not mine-2-2
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert (tmp_path / "mine-3.safetensors").is_file() and infos[-1].endswith("this run writes mine-3.safetensors")
 
 
 @pytest.mark.computation

@@ -42,6 +42,10 @@ class WorkerControls:
     _worker = None
     _activity = None
     _started = 0.0
+    _shown = 0.0  # the fraction the bar shows
+    # the panel is gone (when_closed): its controls may be deleted with its window while Qt goes on (another viewer,
+    # IPython), and a slot that set one raised "wrapped C/C++ object … has been deleted" (PyQt aborts on it)
+    _closed = False
 
     def _launch(self, worker, description: str = "napari-diffdenoise") -> None:
         self._worker = worker
@@ -49,7 +53,7 @@ class WorkerControls:
         self.start_button.enabled, self.cancel_button.enabled = False, True
         self.progress.value = 0
         self.status.value = "Starting…"
-        self._started = time.monotonic()
+        self._started, self._shown = time.monotonic(), 0.0
         try:
             from napari.utils import progress
 
@@ -60,7 +64,10 @@ class WorkerControls:
 
     def _report(self, fraction: float, text: str) -> None:
         """Move both progress bars to ``fraction`` (0–1) and show ``text`` with the time left."""
-        fraction = min(max(fraction, 0.0), 1.0)  # a last step past its budget must not show time below zero
+        if self._closed:
+            return
+        # never back: a share re-priced from the pace seen (adapt's recalibration) moved the bar from 81 % to 76 %
+        fraction = self._shown = min(max(fraction, self._shown, 0.0), 1.0)  # and never past the end
         value = int(1000 * fraction)
         self.progress.value = value
         elapsed = time.monotonic() - self._started
@@ -79,6 +86,8 @@ class WorkerControls:
 
     def _cancelled(self, said: str) -> None:
         """A cancelled run's words, its bar emptied (it stayed at the share done: 34 %, as if the run were there)."""
+        if self._closed:
+            return
         self.status.value = said
         self.progress.value = 0
 
@@ -86,11 +95,13 @@ class WorkerControls:
         """The dock is gone: its run stops at its next step, touching no control of the widget, and adds
         nothing (no one is left to cancel it, and a run that went on for minutes added layers to a viewer whose
         user had closed what started them)."""
+        self._closed = True
         if self._worker is not None:
             self._worker.quit()
 
     def _on_finished(self) -> None:
-        self.start_button.enabled, self.cancel_button.enabled = True, False
+        if not self._closed:
+            self.start_button.enabled, self.cancel_button.enabled = True, False
         self._worker = None
         activity, self._activity = self._activity, None
         if activity is not None:

@@ -707,6 +707,8 @@ class DenoiseWidget(WorkerControls, Container):
 
     def _on_finished(self) -> None:
         super()._on_finished()
+        if self._closed:  # nothing to time for a panel that is gone (its controls may be too)
+            return
         if self._estimate_for is None:  # settings changed during the run were not estimated then
             self._refresh_estimate()
         self._timings.next()  # what waits (with a timing running, its own end starts it)
@@ -968,6 +970,8 @@ class DenoiseWidget(WorkerControls, Container):
         self._report(weight * info.fraction if calibrating else weight + (1 - weight) * info.fraction, info.where)
 
     def _on_returned(self, layer, result):
+        if self._closed:  # a run that ended as its panel closed adds nothing (_quit_when_closed)
+            return
         if isinstance(result, _Failure):
             notify_error(f"Denoising failed: {in_the_forms_words(str(result), layer.name)}")
             self.status.value = "Failed; no layers added"

@@ -52,6 +52,8 @@ from .sections import Section, extend_form
 PAIRED = "paired: noisy + clean layers"
 CLEAN_ONLY = "clean layer + simulated noise"
 NOISY_ONLY = "noisy layer only: adapt (no clean image)"
+# what of the form a resumed run must be given as it was (core.training.run_files.RESUME_KEYS: the rest is fixed here)
+RESUMED = "the same patch and batch sizes, learning rate and EMA"
 SCRATCH = "from scratch"
 DEFAULT_DIR = USER_MODELS_DIR
 
@@ -164,8 +166,8 @@ class TrainWidget(WorkerControls, Container):
                                        "An existing file is never replaced: a new name is chosen")
         self.resume = CheckBox(label="Resume", value=False,
                                tooltip="Continue the run saved at Output file where it stopped (cancelled, or with more "
-                                       "Steps than it had), from its last checkpoint; the data and the patch and batch "
-                                       "sizes must be those of that run")
+                                       "Steps than it had), from its last checkpoint: with that run's data and "
+                                       f"{RESUMED}, which a reopened panel does not remember")
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.start_button = self.train_button
@@ -317,6 +319,8 @@ class TrainWidget(WorkerControls, Container):
 
     def _on_finished(self) -> None:
         super()._on_finished()
+        if self._closed:  # nothing to time for a panel that is gone (its controls may be too)
+            return
         if self._timing_beside_run:
             from ..core.run.run_cost import forget_timings
 
@@ -400,6 +404,8 @@ class TrainWidget(WorkerControls, Container):
         self._launch(self._worker, f"Adapting {model.name} to {layer.name}")
 
     def _on_adapt_progress(self, info):
+        if self._closed:  # its controls may be gone with its window
+            return
         budget = self.minutes.value * 60
         if isinstance(info, BeyondBudget):  # the plan, before any step
             self._plan = info
@@ -482,6 +488,8 @@ class TrainWidget(WorkerControls, Container):
         self.plot_section.collapsed = False
 
     def _on_progress(self, info):
+        if self._closed:  # its controls may be gone with its window
+            return
         val = f", validation {info.val_loss:.4f}" if info.val_loss is not None else ""
         self._report(info.step / info.total_steps, f"step {info.step}/{info.total_steps}, loss {info.train_loss:.4f}{val}")
         self.plot.add(info.step, info.train_loss, info.val_loss)
@@ -491,7 +499,8 @@ class TrainWidget(WorkerControls, Container):
             self.plot.redraw()
 
     def _on_done(self, output: Path, cancelled: bool, failure=None):
-        self.plot.redraw()
+        if not self._closed:  # its controls may be gone with its window: only notifications then
+            self.plot.redraw()
         if isinstance(failure, _Failure):
             notify_error(f"Training failed: {failure}")
         if output.is_file():
@@ -500,15 +509,25 @@ class TrainWidget(WorkerControls, Container):
         beside = (f"; the weights with the lowest validation loss are beside it as {best.name}" if best.is_file()
                   else "")
         if cancelled or isinstance(failure, _Failure):
-            resume = "open Train, tick Resume and Train" if self._closed else "tick Resume and Train"
-            kept = (f"; the last checkpoint is kept at {output}{beside} ({resume} to continue)"
+            # a refused resume is not continued by ticking Resume again (the notification says why); a reopened
+            # panel starts at the default output and settings, which a resume must be given back
+            resume = (f" (open Train, set Output file to it and the run's data and settings — steps at least as "
+                      f"many, {RESUMED}, as before — tick Resume and Train to continue)" if self._closed
+                      else "" if failure is not None and self.resume.value else " (tick Resume and Train to continue)")
+            kept = (f"; the last checkpoint is kept at {output}{beside}{resume}"
                     if output.is_file() else "; no checkpoint was written yet, and nothing is left on disk")
+            if self._closed:  # no status line left to read: the notification says it
+                show_info(f"Training {'stopped: its Train panel was closed' if cancelled else 'failed'}" + kept)
+                return
             self.status.value = ("Cancelled" if cancelled else "Failed") + kept
-            if cancelled and self._closed:  # no status line left to read: the notification says it
-                show_info("Training stopped: its Train panel was closed" + kept)
-        else:
-            self.progress.value = 1000
-            decided = getattr(self, "_adapt_message", "")
-            self._adapt_message = ""
-            self.status.value = f"Done: {output} is in the Denoise widget's model list{beside}" + (
-                f"; {decided}" if decided else "")
+            if cancelled:
+                self.progress.value = 0  # as Denoise's: a bar left at the share done reads as a run still there
+            return
+        if self._closed:
+            show_info(f"Training done: {output} is in the Denoise widget's model list{beside}")
+            return
+        self.progress.value = 1000
+        decided = getattr(self, "_adapt_message", "")
+        self._adapt_message = ""
+        self.status.value = f"Done: {output} is in the Denoise widget's model list{beside}" + (
+            f"; {decided}" if decided else "")
