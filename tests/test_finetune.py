@@ -191,3 +191,20 @@ def test_a_clean_image_that_is_the_noisy_one_is_refused(tiny_model, pair):
         with pytest.raises(ValueError, match="clean plane 0 holds the noisy plane's pixels"):
             train(noisy, same, model=tiny_model, config=config)
     train(noisy, clean, model=tiny_model, config=config)  # a real pair of the field trains
+
+
+def test_values_beyond_float32_are_said_so_not_called_infinite():
+    """A float64 image of finite values near 1e303 was refused as holding "NaN or infinite values", after numpy's
+    overflow warning from the cast to float32."""
+    import warnings
+
+    from napari_diffdenoise.core.imaging.axes import as_planes
+
+    huge = np.full((2, 32, 32), 1e303)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning either
+        with pytest.raises(ValueError, match=r"noisy image 0 holds values up to 1e\+303, beyond what float32 holds"):
+            as_planes(huge, "noisy")
+    with pytest.raises(ValueError, match="contains NaN or infinite values"):
+        as_planes(np.array([[np.inf, 1.0], [1.0, 1.0]]), "noisy")
+    assert as_planes(np.full((32, 32), 1e30), "noisy")[0].dtype == np.float32

@@ -136,6 +136,9 @@ def test_cli_trains_on_paired_tiffs_and_resumes(tmp_path, tiny_checkpoint, capsy
                      said.out.strip())
     # a 32 px strip of an 80 px plane: 40 % held out where --val-fraction says 10 %, and the run says so
     assert "validation: 40% of the pixels held out" in said.err and "more than --val-fraction asks" in said.err
+    # said once the training took its data and settings, not ahead of a refusal of them
+    assert main([*args, "--steps", "4", "--patch-size", "30", "--out", str(tmp_path / "p30.safetensors")]) != 0
+    assert "held out" not in capsys.readouterr().err
     # with no validation strip there is no best file, and the line does not say 'None'
     assert main([*args, "--steps", "1", "--val-fraction", "0", "--out", str(tmp_path / "v0.safetensors")]) == 0
     assert capsys.readouterr().out.strip().endswith("(no validation (--val-fraction 0): no -best file)")

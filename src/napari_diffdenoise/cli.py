@@ -497,16 +497,19 @@ def cmd_train(args) -> int:
                            learning_rate=args.learning_rate, ema_decay=args.ema_decay, seed=args.seed)
     noise = NoiseModel(photons=tuple(args.photons), psf_sigma=args.psf_sigma)
 
+    said = []
+
     def show(info):
         if not main_rank:
             return
+        if not said:  # once the training has taken its data and settings: said before, it came ahead of refusals
+            said.append(True)
+            _say_held_out(clean if clean is not None else noisy, args.val_fraction, config.patch_size)
         if info.step % max(1, info.total_steps // 100) == 0 or info.step == info.total_steps:
             val = f"  val {info.val_loss:.4f}" if info.val_loss is not None else ""
             _progress_line(f"\r  step {info.step}/{info.total_steps}  loss {info.train_loss:.4f}{val}  "
                            f"{info.eta_seconds / 60:.1f} min left")
 
-    if main_rank:
-        _say_held_out(clean if clean is not None else noisy, args.val_fraction, config.patch_size)
     start = None if args.model == "scratch" else args.model
     result = train(noisy, clean, model=start, noise_model=noise, config=config, val_fraction=args.val_fraction,
                    output=args.out, resume=args.resume, device=args.device, kind=args.kind, progress=show,

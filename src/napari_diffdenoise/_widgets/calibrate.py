@@ -13,6 +13,7 @@ form hides the sampler settings, which such a calibration does not depend on.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -110,18 +111,24 @@ def short_of_nominal(rows: list[tuple[str, object]]) -> str:
             "λ; a larger image or more planes steady it)")
 
 
+NUMBERED = re.compile(r"(.+)-([2-9]|[1-9][0-9]{1,2})")  # a name free_path numbered: "b-2" … "b-999"
+
+
 def free_path(path: Path) -> Path:
     """``path``, or ``name-2``, ``name-3`` … beside it: a new file never replaces an old one (for a
-    checkpoint, neither its -best nor its .state companion)."""
+    checkpoint, neither its -best nor its .state companion). A name it numbered goes on counting: the Output box
+    keeps the name a run took, and the next runs were "b-2-2", "b-2-2-2"."""
     from ..core.training.run_files import best_path, state_path
 
     def taken(p: Path) -> bool:
         return p.exists() or best_path(p).exists() or state_path(p).exists()
 
-    candidate, n = path, 1
+    numbered = NUMBERED.fullmatch(path.stem)
+    stem, n = (numbered.group(1), int(numbered.group(2))) if numbered else (path.stem, 1)
+    candidate = path
     while taken(candidate):
         n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        candidate = path.with_name(f"{stem}-{n}{path.suffix}")
     return candidate
 
 

@@ -30,9 +30,11 @@ class Split:
         val_len = 0 if val_fraction <= 0 else max(patch_size, int(round(length * val_fraction)))
         if other < patch_size or length - val_len < patch_size:
             need = f"{patch_size} px" + (f" plus a {val_len} px validation strip" if val_len else "")
+            # the strip is a patch at least: a smaller fraction helps only where it asks for more than that
+            smaller = "patch size or validation fraction" if val_len > patch_size else "patch size (--patch-size)"
             raise ValueError(
                 f"{what} plane of {shape[0]}×{shape[1]} px is too small for {patch_size} px patches ({need}); "
-                "use a smaller patch size or validation fraction"
+                f"use a smaller {smaller}"
             )
         return cls(axis, length - val_len)
 

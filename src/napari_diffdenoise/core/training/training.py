@@ -182,8 +182,8 @@ def iter_train(
         load_optimizer(opt, tensors)
         start, history = meta["provenance"]["step"], meta["provenance"].get("history", [])
         if config.steps < start:
-            raise ValueError(f"{name} has already trained {start} steps; resume with steps of at least {start} "
-                             f"(got {config.steps}), or use its checkpoint as it is")
+            raise ValueError(f"{name} has already trained {start} steps; resume with steps (--steps) of at least "
+                             f"{start} (got {config.steps}), or use its checkpoint as it is")
         best = meta["provenance"].get("best_val_loss")
     distributed.barrier()  # no rank starts before rank 0 has cleared the output
     trained = model
