@@ -208,3 +208,12 @@ def test_values_beyond_float32_are_said_so_not_called_infinite():
     with pytest.raises(ValueError, match="contains NaN or infinite values"):
         as_planes(np.array([[np.inf, 1.0], [1.0, 1.0]]), "noisy")
     assert as_planes(np.full((32, 32), 1e30), "noisy")[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("kind", ["paired", "unpaired"])
+def test_a_flat_clean_image_is_refused(tiny_model, kind):
+    """train took a constant clean image (clean only, or for an unpaired prior) that adapt refuses as too flat."""
+    start = None if kind == "unpaired" else tiny_model
+    with pytest.raises(ValueError, match="clean plane 0 is flat: 7 at both of its"):
+        train(None, np.full((64, 64), 7.0), model=start, kind=kind, config=TrainConfig(steps=1, batch_size=2,
+                                                                                        patch_size=32))

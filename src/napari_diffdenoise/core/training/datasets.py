@@ -113,6 +113,16 @@ class ArrayPairs(_PlaneSource):
                 self.val_parts.append(split.val_part(pair))
 
 
+def refuse_flat(plane: np.ndarray, percentiles, what: str) -> None:
+    """A clean plane with nothing between its percentiles trained in silence (adapt refused a flat image, train did
+    not): a model learns nothing of structure from it."""
+    low, high = np.percentile(plane, percentiles)
+    if high <= low:
+        raise ValueError(f"{what} is flat: {low:g} at both of its {percentiles[0]:g} and {percentiles[1]:g} "
+                         f"percentiles (constant, or its structure covers under {100 - percentiles[1]:g} % of it), "
+                         "with no structure its intensity map can scale")
+
+
 class CleanWithSimulatedNoise(_PlaneSource):
     """Clean images only; every batch re-acquires crops of them with the simulator's camera model.
     Each clean plane, scaled to [0, 1] by its percentiles, is the unit-peak density."""
@@ -129,6 +139,7 @@ class CleanWithSimulatedNoise(_PlaneSource):
         val_rng = np.random.default_rng(seed + 7919)
         for i, c in enumerate(planes):
             split = Split.of(c.shape, val_fraction, patch_size, f"clean {i}")
+            refuse_flat(c, percentiles, f"clean plane {i}")
             low, high = np.percentile(c, percentiles)
             density = np.clip((c - low) / max(high - low, 1e-12), 0, None)[None]
             self.parts.append(split.train_part(density))
@@ -168,6 +179,7 @@ class CleanPatches(_PlaneSource):
         self.parts, self.val_parts = [], []
         for i, c in enumerate(planes):
             split = Split.of(c.shape, val_fraction, patch_size, f"clean {i}")
+            refuse_flat(c, percentiles, f"clean plane {i}")
             normalised = IntensityMap.from_percentiles(c, percentiles).to_model(c)
             both = np.stack([normalised, normalised])
             self.parts.append(split.train_part(both))
