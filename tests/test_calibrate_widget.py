@@ -548,8 +548,8 @@ class _PlanesOnly:
 
 def test_calibrate_without_a_truth_reads_a_lazy_layer_plane_by_plane(make_napari_viewer, qtbot, errors,
                                                                      tiny_checkpoint, tmp_path):
-    """The widget read a lazy layer's level 0 whole before calibrating on a few of its planes (a slide scan's
-    gigabytes for 512² px a channel); it hands the calibration the lazy level, which reads only its planes."""
+    """The widget read a lazy layer's level 0 whole before calibrating on a few of its planes (every plane of a
+    stack for 4 of them a channel); it hands the calibration the lazy level, which reads only its planes."""
     viewer = make_napari_viewer()
     rng = np.random.default_rng(2)
     planes = rng.poisson(rng.uniform(5, 40, (12, 48, 48))).astype(np.uint16)

@@ -191,6 +191,9 @@ def test_a_clean_image_that_is_the_noisy_one_is_refused(tiny_model, pair):
         with pytest.raises(ValueError, match="clean plane 0 holds the noisy plane's pixels"):
             train(noisy, same, model=tiny_model, config=config)
     train(noisy, clean, model=tiny_model, config=config)  # a real pair of the field trains
+    dark = noisy.copy()
+    dark[0] = 0  # a plane that caught no light: a constant is every clean plane's fit, not a copy of it
+    train(dark, clean, model=tiny_model, config=config)
 
 
 def test_values_beyond_float32_are_said_so_not_called_infinite():

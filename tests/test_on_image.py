@@ -278,3 +278,18 @@ def test_the_calibration_on_the_image_takes_the_runs_threads(tmp_path, monkeypat
                      "0", "--symmetries", "1", "--threads", str(threads)]) == 0
         denoise_to_tiff(path, tmp_path / f"lib{threads}", "demo", stem="low", coverage=0.9, threads=threads, **ONE_PASS)
     assert counts == [1, 1, 3, 3] and torch.get_num_threads() == before
+
+
+def test_a_second_acquisition_refused_says_why_this_run_takes_the_stored_calibration(tmp_path, capsys):
+    """A deconvolving run given --second was told to "leave out --stored-calibration", which it had."""
+    noisy, _ = low_light(shape=(32, 32))
+    path, second = tmp_path / "wide.tif", tmp_path / "wide2.tif"
+    tifffile.imwrite(path, noisy.astype(np.uint16))
+    tifffile.imwrite(second, noisy.astype(np.uint16))
+    assert main(["denoise", str(path), "--model", "widefield", "--psf-sigma", "1.6", "--coverage", "0.9", "--second",
+                 str(second), "--out", str(tmp_path / "out")]) == 2
+    assert ("which this run does not calibrate on: a run that deconvolves takes the stored calibration (residuals "
+            "against the blurred image count the blur as error). Give --self-calibrate too") in capsys.readouterr().err
+    with pytest.raises(ValueError, match="a run that deconvolves takes the stored calibration .* Give coverage and "
+                                         r"calibrate_on_image=True \(the CLI's --self-calibrate\)"):
+        denoise(noisy, "widefield", psf=np.ones((3, 3)) / 9, coverage=0.9, second=noisy)

@@ -243,8 +243,9 @@ def test_cli_self_calibrates_against_a_second_acquisition(tiny_checkpoint, tmp_p
     before = sorted(p.name for p in tmp_path.rglob("*"))
     assert main(["denoise", str(take1), "--out", str(tmp_path / "a"), *common, "--stored-calibration",
                  "--second", str(take2)]) == 2
-    assert "--second is what the intervals are calibrated against on the image: leave out --stored-calibration" in \
-        capsys.readouterr().err
+    assert ("--second is what the intervals are calibrated against on the image, which this run does not calibrate "
+            "on: calibrate_on_image=False, the CLI's --stored-calibration, takes the stored calibration. Give "
+            "--self-calibrate instead of --stored-calibration") in capsys.readouterr().err
     assert main(["denoise", str(take1), "--out", str(tmp_path / "b"), *common, "--self-calibrate",
                  "--second", str(short)]) == 2
     assert "second must have the noisy image's shape (48, 48)" in capsys.readouterr().err

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_diffdenoise._widgets import denoise as denoise_module
 from napari_diffdenoise._widgets.denoise import DenoiseWidget
@@ -279,6 +280,8 @@ def test_psf_guided_sampling_takes_the_psf_from_an_image_layer(widget, qtbot, er
     w.psf_source.value = viewer.layers["bead psf"]
     assert w.psf_sigma.native.isHidden()
     w.sampler_params["regulariser"].value = "l1"
+    assert not w.self_calibrate.value  # a run that deconvolves takes a stored calibration (the tiny model has none)
+    w.self_calibrate.value = True  # asked to, it calibrates on the image
     w.run()
     qtbot.waitUntil(lambda: "wide [mean]" in viewer.layers, timeout=60_000)
     meta = viewer.layers["wide [mean]"].metadata["napari_diffdenoise"]
@@ -354,6 +357,24 @@ def test_choosing_the_deconvolving_model_selects_psf_guided_sampling(make_napari
     assert w.sampler.value == "ddim-dc" and not w.psf_source.native.isHidden()
     w.model.value = "demo-unpaired"
     assert w.sampler.value in ("fb", "mixing", "repaint", "repaint-baikal") and w.psf_source.native.isHidden()
+
+
+def test_calibrate_on_this_image_follows_the_librarys_rule_for_a_run_that_deconvolves(make_napari_viewer):
+    """demo with ddim-dc and a PSF was calibrated on the blurred image here (the box stayed ticked) where the library
+    and the CLI refuse such a run without a stored calibration; the box follows whether the sampler takes a PSF, and
+    a tick of the user's stays while that does not change."""
+    w = DenoiseWidget(make_napari_viewer())
+    w.model.value = "widefield"
+    assert w.sampler.value == "ddim-dc" and not w.self_calibrate.value
+    w.model.value = "demo"
+    assert w.self_calibrate.value
+    w.sampler.value = "ddim-dc"
+    assert not w.self_calibrate.value
+    w.sampler.value = "ddim"
+    assert w.self_calibrate.value
+    w.self_calibrate.value = False  # the user's choice
+    w.sampler.value = "heun"
+    assert not w.self_calibrate.value
 
 
 def test_run_twice_starts_one_worker_and_edits_during_a_run_do_not_leak_in(widget, noisy_stack, qtbot, errors):
@@ -671,7 +692,7 @@ def test_a_hot_pixel_is_said_in_the_status_and_the_form_offers_to_replace_it(wid
 def test_the_axes_field_asks_whether_a_stack_naming_no_axes_is_a_time_series_before_the_run(widget):
     """A time series read as Z was said so only in the status after the run, its calibration done without the frame
     pairs: the greyed Axes field now asks, for a layer naming no axes whose planes look like frames of one field
-    (a multiscale layer too, read at its smallest level), and for nothing else."""
+    (a multiscale layer too, read at full resolution), and for nothing else."""
     viewer, w = widget
     rng = np.random.default_rng(0)
     field = 20 + 200 * np.exp(-((np.arange(48)[:, None] - 24) ** 2 + (np.arange(48)[None] - 20) ** 2) / 50.0)
@@ -688,6 +709,14 @@ def test_the_axes_field_asks_whether_a_stack_naming_no_axes_is_a_time_series_bef
     assert w.axes.native.placeholderText() == "TYX"
     w.image.value = viewer.layers["pyramid"]
     assert w.axes.native.placeholderText() == "ZYX (a time series? type TYX)"
+    # a Z stack whose planes differ in their fine structure (correlating 0.4 at full resolution) but alike once
+    # averaged 8× (0.97): read at its smallest level, it was taken for a series
+    y, x = np.mgrid[:256, :256]
+    blob = 30 * np.exp(-((y - 128) ** 2 + (x - 110) ** 2) / 3000.0)
+    planes = np.stack([blob + ndimage.gaussian_filter(rng.normal(0, 60, (256, 256)), 1.0) for _ in range(3)])
+    viewer.add_image([planes, planes.reshape(3, 32, 8, 32, 8).mean((2, 4))], multiscale=True, name="z pyramid")
+    w.image.value = viewer.layers["z pyramid"]
+    assert w.axes.native.placeholderText() == "ZYX"
 
 
 @pytest.mark.computation

@@ -223,10 +223,12 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     w._on_adapt_progress(AdaptProgress(40, None, 0.1, None, seconds=w.minutes.value * 60 + 2))
     assert not NEGATIVE_TIME.search(w.status.value) and "then recalibrating" in w.status.value, w.status.value
     # a series trained on its own frames registers them first, inside the budget: said, no loss (NaN) plotted
+    w._shown = 0.0  # the bar of a new run, as _launch starts it (it never runs back within a run)
     points = len(w.plot.train[0])
     w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=6.0, registered=(2, 5)))
     assert w.status.value.startswith("registering the series' frames onto their neighbours: 2 of 5"), w.status.value
     assert "nan" not in w.status.value and len(w.plot.train[0]) == points
+    w._shown = 0.0  # another run
     w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=3.0, judge_targets=(4, 16)))
     assert w.status.value.startswith("registering the held-out frames' neighbours onto them, for the judge: 4 of 16")
     assert len(w.plot.train[0]) == points
@@ -237,6 +239,7 @@ def test_adapting_progress_never_shows_negative_time_and_says_what_comes_next(ma
     budget = w.minutes.value * 60
     # priced, they fill their own share, and the budget's phases go on from it, not back to 0
     w._plan = BeyondBudget(16, 10.0, 3, run_cost.RunCost(1, 0, 0, 30.0), run_cost.RunCost(1, 8, 10, 10.0))
+    w._shown = 0.0  # another run
     whole = 10 + budget + 40
     w._on_adapt_progress(AdaptProgress(0, None, float("nan"), None, seconds=5.0, judge_targets=(8, 16)))
     assert w.progress.value == int(1000 * 5 / whole)

@@ -128,6 +128,19 @@ def _progress_line(text: str) -> None:
     _PROGRESS_LINE_OPEN[0] = True
 
 
+def _fitted(text: str, kept: str = "") -> str:
+    """``text`` then ``kept`` as one line a terminal does not wrap: ``text`` cut (with '…') to leave ``kept`` whole, the
+    rest padded to clear a longer line before it. A calibration's progress, its part named, ran to 100–120 characters,
+    and each update of a wrapped line left a new one. Not a terminal (a log): as it is."""
+    import shutil
+
+    if not sys.stderr.isatty():
+        return text + kept
+    width = shutil.get_terminal_size().columns - 1
+    room = max(width - len(kept), 10)
+    return (text if len(text) <= room else text[:room - 1] + "…").ljust(room) + kept
+
+
 def _progress_printer():
     last, start = [-1.0], time.monotonic()
 
@@ -137,7 +150,7 @@ def _progress_printer():
             last[0] = pct
             elapsed = time.monotonic() - start
             left = f"  {_clock(elapsed * (1 - info.fraction) / info.fraction)} left" if info.fraction > 0.01 else ""
-            _progress_line(f"\r  {info.where}  {pct:5.1f}%{left}".ljust(80))
+            _progress_line("\r" + _fitted(f"  {info.where}", f"  {pct:5.1f}%{left}".ljust(18)))
 
     return show
 
@@ -275,8 +288,8 @@ def _batch_printer():
             return
         last[0] = now
         left = f", {_clock(info.seconds_left)} left" if info.seconds_left is not None else ""
-        _progress_line(f"\r  {info.planes_done}/{info.n_planes} planes  {100 * info.fraction:5.1f}%  {info.text}{left}"
-                       .ljust(90))
+        _progress_line("\r" + _fitted(f"  {info.planes_done}/{info.n_planes} planes  {100 * info.fraction:5.1f}%  "
+                                      f"{info.text}", left.ljust(16)))
 
     return show
 
@@ -311,8 +324,13 @@ def _intervals_model(args, keep: contextlib.ExitStack):
     settings = _run_from_args(args)[0].settings()
     if not calibrates_on_image(model, settings, args.calibrate_on_image):
         if args.second is not None:
-            raise ValueError("--second is what the intervals are calibrated against on the image: leave out "
-                             "--stored-calibration")
+            from .core.calibration.on_image import not_on_image_because
+
+            fix = "--self-calibrate instead of --stored-calibration" if args.calibrate_on_image is False else \
+                "--self-calibrate too"
+            raise ValueError("--second is what the intervals are calibrated against on the image, which this run does "
+                             f"not calibrate on: {not_on_image_because(model, settings, args.calibrate_on_image)}. "
+                             f"Give {fix}")
         print(f"intervals from the model's calibration: {_stored_source(model, args)}", file=sys.stderr)
         return args.model
     from .core.calibration.on_image import check_coverage_on_image

@@ -363,7 +363,7 @@ class CalibrateWidget(WorkerControls, Container):
         if noisy is truth:
             raise ValueError("The noisy layer and the truth layer must be different layers")
         # full resolution: level 0 of a multiscale layer, as Denoise reads it (np.asarray took the last level); without
-        # a truth a lazy layer stays lazy: the calibration reads its few planes (a slide scan's level 0 was read whole)
+        # a truth a lazy layer stays lazy: the calibration reads its few planes (all of a stack's were read)
         noisy_data = layer_data(noisy) if truth is None else np.asarray(layer_data(noisy))
         clean = None if truth is None else np.asarray(layer_data(truth))
         if clean is not None and noisy_data.shape != clean.shape:

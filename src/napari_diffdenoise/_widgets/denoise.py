@@ -177,14 +177,15 @@ def _looks_like_a_series(layer) -> bool:
     """Whether the layer's first planes along its leading axis are views of one field (smoothed, they
     correlate as adapt takes a series' frames to: core.training.adapt_criteria.SERIES_MIN_CORRELATION) —
     a time series read as Z; a Z stack with fine steps passes too, hence 'for a time series' where it is said.
-    Cheap enough for picking a layer: a multiscale layer's smallest level, a lazy layer's planes only where that
-    level is in memory (else False), and at most SERIES_LOOK_SIDE² px of each plane's centre."""
+    Cheap enough for picking a layer: at most SERIES_LOOK_SIDE² px of each plane's centre at full resolution (a
+    smaller level, smoothed too, made a Z stack's planes correlating 0.40 read 0.87), and a lazy layer's only where
+    it is a pyramid (whose level 0 is chunked for reading parts of it; else False)."""
     from scipy import ndimage
 
     from ..core.io.image_source import is_lazy
     from ..core.training.adapt_criteria import SERIES_MIN_CORRELATION, SMOOTHING
 
-    data = layer.data[-1] if layer.multiscale else layer.data
+    data = layer.data[0] if layer.multiscale else layer.data
     if data.ndim < 3 or data.shape[0] < 2 or (is_lazy(data) and not layer.multiscale):
         return False
     h, w = data.shape[-2:]
@@ -205,6 +206,8 @@ def layer_data(layer):
 
 
 class DenoiseWidget(WorkerControls, Container):
+    _calibration_box_for = None  # (model, takes a PSF) the Calibrate-on-this-image box was last set for
+
     def __init__(self, napari_viewer):
         # napari injects the viewer by this parameter name
         super().__init__(labels=True)
@@ -549,13 +552,7 @@ class DenoiseWidget(WorkerControls, Container):
         finally:
             self._applying_preset = False
         self.sampler.value = model.default_sampler  # one rule with the library's
-        # a calibration the user made (on their truth or their images) is kept; a bundled model's were made on
-        # other data (core.calibration.on_image: the library's and the CLI's rule too)
-        from ..core.calibration.on_image import deconvolves, holds_own_calibration
-
-        # a deconvolving model's stored calibration was made on blurred pairs: one on the image counts the blur
-        # as error (core.calibration.on_image.deconvolves)
-        self.self_calibrate.value = not (holds_own_calibration(model) or deconvolves(model, {}))
+        self._calibration_box_for = None  # set anew for this model (_default_calibration_box)
         if model.task == "deconvolve":
             self._prefill_psf()
         self._on_sampler(self.sampler.value)  # the same sampler too: its bounds are the new model's
@@ -605,6 +602,24 @@ class DenoiseWidget(WorkerControls, Container):
         self.psf_source.visible = uses_psf
         self.psf_sigma.visible = uses_psf and self.psf_source.value == GAUSSIAN_PSF
 
+    def _default_calibration_box(self) -> None:
+        """*Calibrate on this image* ticked as the library's and the CLI's rule has it for the model and whether the
+        sampler takes a PSF (core.calibration.on_image.calibrates_on_image): off for a model holding a calibration the
+        user made, which it keeps, and for a run that deconvolves, whose residuals against the blurred image count
+        the blur as error (demo with ddim-dc and a PSF was calibrated on the image here, refused there). Set again
+        only when the model or that changes: a tick of the user's stays otherwise."""
+        from ..core.calibration.on_image import deconvolves, holds_own_calibration
+
+        model = self._form_model()
+        if model is None:
+            return
+        key = (id(model), self._uses_psf())
+        if key == self._calibration_box_for:
+            return
+        self._calibration_box_for = key
+        self.self_calibrate.value = not (holds_own_calibration(model) or
+                                         deconvolves(model, {"psf": "given" if key[1] else None}))
+
     def _on_sampler(self, name):
         """The chosen sampler's parameters as it declares them for the chosen model (follow_param). Steps
         and η, which the presets set, keep their value (within the new bounds) while the sampler declares
@@ -613,6 +628,7 @@ class DenoiseWidget(WorkerControls, Container):
         parameters start at their defaults for the model, which may scale with its step count."""
         self.sampler_params.clear()
         self._show_psf_widgets()
+        self._default_calibration_box()
         info = SAMPLERS.get(name) if self._is_model() else None
         names = {p.name for p in info.params} if info is not None else set()
         self.steps.visible, self.eta.visible = "steps" in names, "eta" in names

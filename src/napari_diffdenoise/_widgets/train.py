@@ -192,7 +192,7 @@ class TrainWidget(WorkerControls, Container):
         # (the Denoise widget's 'Time here' likewise)
         self._timing_beside_run = False
         self._timings = OneTiming(lambda: self._worker is None)  # a run's end (_on_finished) asks again
-        self._closed = False
+        self._closed, self._stepped = False, False
         when_closed(self.native, self._on_closed)
         self._plan = None
 
@@ -319,14 +319,14 @@ class TrainWidget(WorkerControls, Container):
 
     def _on_finished(self) -> None:
         super()._on_finished()
-        if self._closed:  # nothing to time for a panel that is gone (its controls may be too)
-            return
-        if self._timing_beside_run:
+        if self._timing_beside_run:  # its rates were measured on a shared CPU: no widget may keep them
             from ..core.run.run_cost import forget_timings
 
             self._timing_beside_run = False
             forget_timings()
             self._estimate_for = None
+        if self._closed:  # nothing to time for a panel that is gone (its controls may be too)
+            return
         if self._estimate_for is None:
             self._refresh_estimate()
 
@@ -481,6 +481,7 @@ class TrainWidget(WorkerControls, Container):
         self._worker.returned.connect(lambda result: self._on_done(output, cancelled=False, failure=result))
         self._worker.aborted.connect(lambda: self._on_done(output, cancelled=True))
         self._show_plot()
+        self._stepped = False  # a resume refused before its first step is not continued by ticking Resume again
         self._launch(self._worker, f"Training {output.name}")
 
     def _show_plot(self):
@@ -490,6 +491,7 @@ class TrainWidget(WorkerControls, Container):
     def _on_progress(self, info):
         if self._closed:  # its controls may be gone with its window
             return
+        self._stepped = True
         val = f", validation {info.val_loss:.4f}" if info.val_loss is not None else ""
         self._report(info.step / info.total_steps, f"step {info.step}/{info.total_steps}, loss {info.train_loss:.4f}{val}")
         self.plot.add(info.step, info.train_loss, info.val_loss)
@@ -513,7 +515,8 @@ class TrainWidget(WorkerControls, Container):
             # panel starts at the default output and settings, which a resume must be given back
             resume = (f" (open Train, set Output file to it and the run's data and settings — steps at least as "
                       f"many, {RESUMED}, as before — tick Resume and Train to continue)" if self._closed
-                      else "" if failure is not None and self.resume.value else " (tick Resume and Train to continue)")
+                      else "" if failure is not None and self.resume.value and not self._stepped
+                      else " (tick Resume and Train to continue)")
             kept = (f"; the last checkpoint is kept at {output}{beside}{resume}"
                     if output.is_file() else "; no checkpoint was written yet, and nothing is left on disk")
             if self._closed:  # no status line left to read: the notification says it

@@ -75,6 +75,20 @@ def calibrates_on_image(model, settings: dict, calibrate_on_image: bool | None =
     return not (holds_own_calibration(model) or settings.get("guidance") is not None or deconvolves(model, settings))
 
 
+def not_on_image_because(model, settings: dict, calibrate_on_image: bool | None) -> str:
+    """Why :func:`calibrates_on_image` says no, in words for a refusal of what needs a calibration on the image (a
+    second acquisition: "leave calibrate_on_image True or None" was said to a deconvolving run that had)."""
+    if settings.get("coverage") is None:
+        return "it asks for no intervals"
+    if calibrate_on_image is False:
+        return "calibrate_on_image=False, the CLI's --stored-calibration, takes the stored calibration"
+    if holds_own_calibration(model):
+        return "the model holds a calibration you made, which it keeps"
+    if settings.get("guidance") is not None:
+        return "a guided run takes the stored calibration"
+    return "a run that deconvolves takes the stored calibration (residuals against the blurred image count the blur as error)"
+
+
 def _calibration_spec(model, settings: dict) -> RunSpec:
     """The run's settings as a calibration restores with them, as a RunSpec: given as keywords, the run's
     seed would be taken for the recorruption's (core.calibration.self_calibration.iter_self_calibrate)."""
@@ -105,8 +119,9 @@ def iter_denoise(image, model, settings: dict, axes: str | None = None, on_tile=
         model = load_model(model)
     here = calibrates_on_image(model, settings, calibrate_on_image)
     if second is not None and not here:
-        raise ValueError("second is an acquisition the intervals are calibrated against on the image: it needs "
-                         "coverage, and calibrate_on_image left True or None")
+        raise ValueError("second is an acquisition the intervals are calibrated against on the image, which this run "
+                         f"does not calibrate on: {not_on_image_because(model, settings, calibrate_on_image)}. Give "
+                         "coverage and calibrate_on_image=True (the CLI's --self-calibrate)")
     differ = calibrating = None
     if here:
         check_coverage_on_image(settings["coverage"], model.schedule)
@@ -202,8 +217,9 @@ def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None 
     loaded = load_model(model) if isinstance(model, (str, os.PathLike)) and find_method(str(model)) is None else model
     if not calibrates_on_image(loaded, settings, calibrate_on_image):
         if second is not None:
-            raise ValueError("second is what the intervals are calibrated against on the image: leave "
-                             "calibrate_on_image True or None")
+            raise ValueError("second is what the intervals are calibrated against on the image, which this run does not "
+                             f"calibrate on: {not_on_image_because(loaded, settings, calibrate_on_image)}. Give "
+                             "calibrate_on_image=True")
         return None
     if scheduler is not None:
         raise ValueError("the intervals are calibrated on the input in this process, which a remote cluster's workers "

@@ -103,7 +103,8 @@ class ArrayPairs(_PlaneSource):
             aligned = align_to(c, n)
             # the same image given twice trained in silence into a model that keeps the noise (validation loss 0.39
             # where a real pair of the field gave 0.012)
-            if np.max(np.abs(aligned - n), initial=0.0) <= 1e-6 * max(float(np.ptp(n)), 1e-12):
+            spread = float(np.ptp(n))  # a constant noisy plane (dark, or saturated) is any clean plane's fit
+            if spread > 0 and np.max(np.abs(aligned - n), initial=0.0) <= 1e-6 * spread:
                 raise ValueError(f"clean plane {i} holds the noisy plane's pixels (up to a scale and an offset): a "
                                  "model trained on it learns to keep the noise. Give a high-light acquisition or a "
                                  "long average of the same field as the clean image")
