@@ -496,7 +496,8 @@ ROWS = [
     ("calibrate-on-image-word", "library", "calibrate_on_image='yes'",
      lambda t: _lib(coverage=0.9, calibrate_on_image="yes"), TypeError, "calibrate_on_image must be True, False or None"),
     ("second-without-coverage", "library", "second= without coverage", lambda t: _lib(second=IMAGE),
-     ValueError, "second is an acquisition the intervals are calibrated against on the image: it needs coverage"),
+     ValueError, "second is an acquisition the intervals are calibrated against on the image, which this run does not "
+                 "calibrate on: it asks for no intervals"),
     ("self-calibrate-tiny", "library", "calibrate(model, noisy) on a 4×32 plane (the noise fit's blocks are 8²)",
      lambda t: _self_calibrate_thin(), ValueError, r"noisy: planes must be at least 8×8 pixels, got \(4, 32\)"),
     ("calibrate-too-few-pixels", "library", "calibrate on an 8×8 pair at coverage 0.99 (λ came out ∞)",

@@ -129,7 +129,8 @@ def test_a_deconvolution_takes_its_stored_calibration_and_is_refused_without_one
     assert not calibrates_on_image(load_model("demo"), {"coverage": 0.9, "guidance": "dc", "psf": psf})
     assert calibrates_on_image(widefield, {"coverage": 0.9, "psf": psf}, True)
     noisy, _ = low_light(shape=(32, 32))
-    with pytest.raises(ValueError, match=r"model 'widefield' has no calibration for .*Use those settings, or calibrate\("):
+    with pytest.raises(ValueError,
+                       match=r"model 'widefield' has no calibration for .*Use those settings, or calibrate\("):
         denoise(noisy, widefield, psf=psf, coverage=0.9, sampler_params={"guidance": 1.0})
 
 

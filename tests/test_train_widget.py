@@ -79,27 +79,18 @@ def test_closing_the_panel_stops_training_and_says_where_its_checkpoint_is(setup
                      "and batch sizes, learning rate and EMA, as before — tick Resume and Train to continue)")]
 
 
-def test_a_run_whose_window_is_closed_while_qt_goes_on_touches_no_deleted_control(make_napari_viewer, tiny_checkpoint,
-                                                                                  qtbot, tmp_path, monkeypatch):
+def test_a_run_whose_window_is_closed_while_qt_goes_on_touches_no_deleted_control(make_napari_viewer,
+                                                                                  paired_train_widget, qtbot,
+                                                                                  tmp_path, monkeypatch):
     """With another viewer open (or IPython), closing the window of a running Train panel deleted its controls, and
     the run's last progress, its end and the finished slot set them: three "wrapped C/C++ object … has been deleted"
     errors (PyQt aborts on them), and the notice of where the checkpoint is never came."""
-    from napari_diffdenoise._widgets.train import TrainWidget
-    from napari_diffdenoise.core.imaging.simulate import Acquisition, simulate_pair
-
     said = []
     monkeypatch.setattr(train_module, "show_info", said.append)
     other = make_napari_viewer()  # keeps Qt going, as a second window does
-    viewer = make_napari_viewer()
-    noisy, clean = simulate_pair("nuclei", (80, 80), Acquisition(peak_photons=10), seed=3)
-    viewer.add_image(noisy, name="low")
-    viewer.add_image(clean, name="high")
-    label = REGISTRY.add(tiny_checkpoint)
-    w = TrainWidget(viewer)
-    w.noisy.value, w.clean.value = viewer.layers["low"], viewer.layers["high"]
-    w.start_model.value = dict(REGISTRY.choices())[label]
-    w.batch_size.value, w.patch_size.value, w.steps.value = 2, 32, 1000
-    w.output.value = output = tmp_path / "closed.safetensors"
+    viewer, w = paired_train_widget("closed")
+    w.steps.value = 1000
+    output = tmp_path / "closed.safetensors"
     viewer.window.add_dock_widget(w, name="Train")
     w.start()
     qtbot.waitUntil(output.is_file, timeout=120_000)

@@ -139,7 +139,8 @@ def test_an_overwriting_run_stopped_before_its_first_checkpoint_leaves_the_older
     step 3, it left neither that run's best weights and state (nothing to resume) nor a new set."""
     path = tmp_path / "run.safetensors"
     older = TrainConfig(steps=4, batch_size=2, patch_size=32, checkpoint_every=2, validate_every=2)
-    list(iter_train(tiny_model, pairs, older, checkpoint_path=path, val_batch=pairs.batch(2, 32, np.random.default_rng(5))))
+    val = pairs.batch(2, 32, np.random.default_rng(5))
+    list(iter_train(tiny_model, pairs, older, checkpoint_path=path, val_batch=val))
     files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert set(files) == {"run.safetensors", "run-best.safetensors", "run.state.safetensors"}
     run = iter_train(tiny_model, pairs, TrainConfig(steps=10, batch_size=2, patch_size=32, checkpoint_every=5,

@@ -129,9 +129,9 @@ def _progress_line(text: str) -> None:
 
 
 def _fitted(text: str, kept: str = "") -> str:
-    """``text`` then ``kept`` as one line a terminal does not wrap: ``text`` cut (with '…') to leave ``kept`` whole, the
-    rest padded to clear a longer line before it. A calibration's progress, its part named, ran to 100–120 characters,
-    and each update of a wrapped line left a new one. Not a terminal (a log): as it is."""
+    """``text`` then ``kept`` as one line a terminal does not wrap: ``text`` cut (with '…') to leave ``kept`` whole,
+    the rest padded to clear a longer line before it. A calibration's progress, its part named, ran to 100–120
+    characters, and each update of a wrapped line left a new one. Not a terminal (a log): as it is."""
     import shutil
 
     if not sys.stderr.isatty():

@@ -86,7 +86,8 @@ def not_on_image_because(model, settings: dict, calibrate_on_image: bool | None)
         return "the model holds a calibration you made, which it keeps"
     if settings.get("guidance") is not None:
         return "a guided run takes the stored calibration"
-    return "a run that deconvolves takes the stored calibration (residuals against the blurred image count the blur as error)"
+    return ("a run that deconvolves takes the stored calibration (residuals against the blurred image count the blur "
+            "as error)")
 
 
 def _calibration_spec(model, settings: dict) -> RunSpec:
@@ -217,8 +218,8 @@ def iter_model_for_files(model, input_path, settings: dict, *, axes: str | None 
     loaded = load_model(model) if isinstance(model, (str, os.PathLike)) and find_method(str(model)) is None else model
     if not calibrates_on_image(loaded, settings, calibrate_on_image):
         if second is not None:
-            raise ValueError("second is what the intervals are calibrated against on the image, which this run does not "
-                             f"calibrate on: {not_on_image_because(loaded, settings, calibrate_on_image)}. Give "
+            raise ValueError("second is what the intervals are calibrated against on the image, which this run does "
+                             f"not calibrate on: {not_on_image_because(loaded, settings, calibrate_on_image)}. Give "
                              "calibrate_on_image=True")
         return None
     if scheduler is not None:

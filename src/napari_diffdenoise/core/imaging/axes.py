@@ -75,8 +75,8 @@ def as_planes(images, what: str) -> list[np.ndarray]:
         # refused as "NaN or infinite"
         if array.dtype.kind == "f" and array.dtype.itemsize > 4 and np.isfinite(array).all() and \
                 np.abs(array).max(initial=0.0) > np.finfo(np.float32).max:
-            raise ValueError(f"{what} image {i} holds values up to {np.abs(array).max():.3g}, beyond what float32 holds "
-                             f"(±{np.finfo(np.float32).max:.3g}): rescale it first")
+            raise ValueError(f"{what} image {i} holds values up to {np.abs(array).max():.3g}, beyond what float32 "
+                             f"holds (±{np.finfo(np.float32).max:.3g}): rescale it first")
         if array.ndim == 2:
             planes.append(array.astype(np.float32))
         elif 3 <= array.ndim <= 5:
