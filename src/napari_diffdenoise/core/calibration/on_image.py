@@ -65,29 +65,31 @@ def calibrates_on_image(model, settings: dict, calibrate_on_image: bool | None =
     its settings and is refused without one, as the Denoise widget's run is. A deconvolution calibrated on its
     image when the model held none for its settings (a sampler parameter changed), in silence, with intervals as
     wide as the blur."""
-    if settings.get("coverage") is None or find_method(model) is not None:
-        return False
+    return not_on_image_because(model, settings, calibrate_on_image) is None
+
+
+def not_on_image_because(model, settings: dict, calibrate_on_image: bool | None) -> str | None:
+    """None where :func:`calibrates_on_image` says yes; else why not, in words for a refusal of what needs a
+    calibration on the image (a second acquisition: "leave calibrate_on_image True or None" was said to a
+    deconvolving run that had). The rule itself, declared here once."""
+    if settings.get("coverage") is None:
+        return "it asks for no intervals"
+    if find_method(model) is not None:
+        return "a method's run is not calibrated"
     if calibrate_on_image is not None:
         if not isinstance(calibrate_on_image, bool):
             raise TypeError(f"calibrate_on_image must be True, False or None (the model's own calibration where it "
                             f"holds one of yours, else this image); got {calibrate_on_image!r}")
-        return calibrate_on_image
-    return not (holds_own_calibration(model) or settings.get("guidance") is not None or deconvolves(model, settings))
-
-
-def not_on_image_because(model, settings: dict, calibrate_on_image: bool | None) -> str:
-    """Why :func:`calibrates_on_image` says no, in words for a refusal of what needs a calibration on the image (a
-    second acquisition: "leave calibrate_on_image True or None" was said to a deconvolving run that had)."""
-    if settings.get("coverage") is None:
-        return "it asks for no intervals"
-    if calibrate_on_image is False:
-        return "calibrate_on_image=False, the CLI's --stored-calibration, takes the stored calibration"
+        return None if calibrate_on_image else ("calibrate_on_image=False, the CLI's --stored-calibration, takes the "
+                                                "stored calibration")
     if holds_own_calibration(model):
         return "the model holds a calibration you made, which it keeps"
     if settings.get("guidance") is not None:
         return "a guided run takes the stored calibration"
-    return ("a run that deconvolves takes the stored calibration (residuals against the blurred image count the blur "
-            "as error)")
+    if deconvolves(model, settings):
+        return ("a run that deconvolves takes the stored calibration (residuals against the blurred image count the "
+                "blur as error)")
+    return None
 
 
 def _calibration_spec(model, settings: dict) -> RunSpec:
