@@ -363,6 +363,27 @@ def test_the_train_config_derivation_has_one_source(setup, tmp_path, monkeypatch
     assert _cli_train_config(monkeypatch, tmp_path) is marked and setup[1]._config() is marked
 
 
+def test_the_librarys_train_without_a_config_trains_as_the_cli_does(tmp_path, monkeypatch):
+    """train(noisy, clean) took TrainConfig's own defaults (2000 steps of 16 patches, a recipe's): 8× the CLI's work
+    (and the widget's: test_the_cli_and_the_widget_build_the_same_train_config) for the same call."""
+    from napari_diffdenoise import train
+    from napari_diffdenoise.core.training import finetune
+
+    taken = []
+
+    def caught(prepared, config, **kwargs):
+        taken.append(config)
+        return None
+        yield  # a generator, as run_prepared is
+
+    cli = _cli_train_config(monkeypatch, tmp_path)
+    monkeypatch.setattr(finetune, "run_prepared", caught)
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(5, 50, (160, 96))
+    train(rng.poisson(clean).astype(np.float32), clean, model=None)
+    assert taken == [cli] and cli.steps == finetune.STEPS.default
+
+
 def test_the_cli_and_the_widget_offer_the_declared_fine_tuning(make_napari_viewer, tmp_path, monkeypatch):
     """Left at their defaults, the CLI and the widget train alike: the options declared once
     (core.training.finetune.FINE_TUNING) and the library's simulated noise; each control is its declaration."""
