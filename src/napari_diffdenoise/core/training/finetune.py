@@ -181,8 +181,9 @@ def train(
     refused unless ``resume`` continues that run or ``overwrite`` replaces it. ``model`` itself is
     never changed (a copy is trained); a mean head, if it has one, is trained alongside. ``config``: by default
     the CLI's and the Train widget's run (:func:`fine_tuning_config`, from the parameters STEPS, BATCH_SIZE,
-    PATCH_SIZE, LEARNING_RATE and EMA_DECAY declared here). ``progress`` gets a :class:`TrainProgress` every step; ``cancel()`` is polled every step and
-    stops the run, keeping the last checkpoint written, and raises :class:`~.restore.Cancelled`."""
+    PATCH_SIZE, LEARNING_RATE and EMA_DECAY declared here). ``progress`` gets a :class:`TrainProgress` every
+    step; ``cancel()`` is polled every step and stops the run, keeping the last checkpoint written, and raises
+    :class:`~.restore.Cancelled`."""
     run = iter_train_on(noisy, clean, model=model, noise_model=noise_model, config=config,
                         val_fraction=val_fraction, output=output, resume=resume, device=device, kind=kind,
                         overwrite=overwrite)
